@@ -1,0 +1,178 @@
+"""An in-memory network for driving both IKE roles: clients, PATs, one concentrator.
+
+Each client may sit behind a PAT that rewrites its address and port, as the
+PIX of the source document does; the concentrator sees only the PAT's
+public address and a per-flow port. Tiny drivers answer the engine's events
+the way the concentrator and the client do.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+from dataclasses import dataclass, field
+
+from vpnhub.ike import events as ev
+from vpnhub.ike.endpoint import IkeEndpoint, Limits
+from vpnhub.ike.policy import Policy
+from vpnhub.ike.sa import IkeConfig, IkeSA
+from vpnhub.ike.secret import Secret
+from vpnhub.ike.transitions import Role
+
+SERVER_IP = "203.0.113.50"
+GROUP = "ciscovpn"
+PSK = "labgroupsecret"
+USERS = {"vpnclient1": "userpass1", "vpnclient2": "userpass2", "vpnclient3": "userpass3"}
+POOL = ipaddress.IPv4Network("10.40.1.0/24")
+LAN = ipaddress.IPv4Network("192.168.2.0/24")
+
+
+@dataclass
+class Client:
+    sa: IkeSA
+    local_ip: str
+    user: str
+    password: str
+    pat_ip: str | None = None  # public address of its PAT, None = no NAT
+    ports: dict[int, int] = field(default_factory=dict)  # local port -> PAT port
+    events: list[ev.Event] = field(default_factory=list)
+    children: list[ev.ChildSAEstablished] = field(default_factory=list)
+    auto_quick_mode: bool = True
+
+    def public(self, local_port: int, port_alloc: itertools.count[int]) -> tuple[str, int]:
+        if self.pat_ip is None:
+            return self.local_ip, local_port
+        if local_port not in self.ports:
+            self.ports[local_port] = next(port_alloc)
+        return self.pat_ip, self.ports[local_port]
+
+
+class Lab:
+    """Moves datagrams between clients and the concentrator until all is quiet."""
+
+    def __init__(self, server_policy: Policy | None = None, *, server_natt: bool = True,
+                 server_psk: str = PSK, limits: Limits | None = None,
+                 server_xauth: bool = True) -> None:
+        self.now = 1000.0
+        self.server_policy = server_policy or Policy()
+        self.server_natt = server_natt
+        self.server_psk = server_psk
+        self.server_xauth = server_xauth
+        self.endpoint = IkeEndpoint(self._server_config, limits)
+        self.clients: list[Client] = []
+        self.server_events: list[tuple[IkeSA, ev.Event]] = []
+        self.pool = iter(POOL.hosts())
+        self.port_alloc = itertools.count(1025)
+        self.lost: list[bytes] = []
+        self.drop_next_to_server = 0
+
+    def _server_config(self, remote: tuple[str, int]) -> IkeConfig:
+        def lookup(id_type: int, data: bytes, remote: tuple[str, int]) -> Secret | None:
+            if id_type == 0 or data == GROUP.encode():
+                return Secret(self.server_psk)
+            return None
+
+        return IkeConfig(local_address=SERVER_IP, policy=self.server_policy,
+                         psk_lookup=lookup, natt=self.server_natt, xauth=self.server_xauth)
+
+    def add_client(self, *, user: str = "vpnclient1", password: str | None = None,
+                   local_ip: str = "10.10.10.2", pat_ip: str | None = "203.0.113.78",
+                   policy: Policy | None = None, mode: str = "aggressive",
+                   psk: str = PSK, natt: bool = True, force_natt: bool = False,
+                   xauth: bool = True) -> Client:
+        cfg = IkeConfig(local_address=local_ip, policy=policy or Policy(), mode=mode,
+                        group_name=GROUP, psk=Secret(psk), natt=natt, force_natt=force_natt,
+                        xauth=xauth)
+        sa = IkeSA(cfg, Role.INITIATOR, (SERVER_IP, 500), self.now)
+        c = Client(sa, local_ip, user, password if password is not None else USERS[user],
+                   pat_ip)
+        self.clients.append(c)
+        return c
+
+    # ------------------------------------------------------------- moving
+    def run(self, rounds: int = 50) -> None:
+        for _ in range(rounds):
+            if not self._step():
+                return
+
+    def _step(self) -> bool:
+        moved = False
+        for c in self.clients:
+            for d in c.sa.datagrams_to_send():
+                moved = True
+                if self.drop_next_to_server:
+                    self.drop_next_to_server -= 1
+                    self.lost.append(d.data)
+                    continue
+                src = c.public(d.local_port, self.port_alloc)
+                self.endpoint.receive(d.data, src, d.remote[1], self.now)
+            self._client_events(c)
+        for sa in list(self.endpoint):
+            for d in sa.datagrams_to_send():
+                moved = True
+                self._deliver_to_client(d.data, d.remote, d.local_port)
+            self._server_events(sa)
+        for sa in self._deleted:
+            self._server_events(sa)
+        self._deleted.clear()
+        # drivers may have queued answers while handling events
+        return moved or any(c.sa._out for c in self.clients) or any(
+            sa._out for sa in self.endpoint)
+
+    _deleted: list[IkeSA] = []
+
+    def _deliver_to_client(self, data: bytes, dest: tuple[str, int], src_port: int) -> None:
+        for c in self.clients:
+            if c.pat_ip is None and dest == (c.local_ip, dest[1]):
+                c.sa.receive(data, (SERVER_IP, src_port), dest[1], self.now)
+                return
+            if c.pat_ip == dest[0]:
+                for local, public in c.ports.items():
+                    if public == dest[1]:
+                        c.sa.receive(data, (SERVER_IP, src_port), local, self.now)
+                        return
+        self.lost.append(data)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        for c in self.clients:
+            t = c.sa.get_timer()
+            if t is not None and t <= self.now:
+                c.sa.handle_timer(self.now)
+        for sa in self.endpoint.handle_timer(self.now):
+            if sa.state.name == "DELETED":
+                self._deleted.append(sa)
+        self.run()
+
+    # ------------------------------------------------------------- drivers
+    def _client_events(self, c: Client) -> None:
+        while (e := c.sa.next_event()) is not None:
+            c.events.append(e)
+            if isinstance(e, ev.XauthRequested):
+                c.sa.xauth_reply(c.user, Secret(c.password), self.now)
+            elif isinstance(e, ev.ModeConfigReceived) and c.auto_quick_mode:
+                c.sa.start_quick_mode(self.now)
+            elif isinstance(e, ev.ChildSAEstablished):
+                c.children.append(e)
+
+    def _server_events(self, sa: IkeSA) -> None:
+        while (e := sa.next_event()) is not None:
+            self.server_events.append((sa, e))
+            if isinstance(e, ev.XauthCredentials):
+                ok = USERS.get(e.user) is not None and e.password.equals(USERS[e.user])
+                sa.xauth_result(ok, self.now)
+            elif isinstance(e, ev.ModeConfigRequested):
+                cfg = ev.ModeConfig(address=next(self.pool), dns=[ipaddress.IPv4Address(
+                    "192.168.2.10")], split_include=[LAN], banner="Welcome to vpnhub",
+                    save_password=False, pfs=False)
+                sa.modecfg_reply(cfg, self.now)
+
+    # ------------------------------------------------------------- queries
+    def server_sa_for(self, c: Client) -> IkeSA | None:
+        return self.endpoint.get(c.sa.icookie, c.sa.rcookie)
+
+    def server_children(self) -> list[ev.ChildSAEstablished]:
+        return [e for _, e in self.server_events if isinstance(e, ev.ChildSAEstablished)]
+
+    def server_event_types(self) -> list[str]:
+        return [type(e).__name__ for _, e in self.server_events]

@@ -1,0 +1,237 @@
+"""Aggressive Mode with pre-shared keys (RFC 2409 section 5.4), both halves.
+
+    Initiator                          Responder
+    HDR, SA, KE, Ni, IDii, VID...  -->
+                                   <-- HDR, SA, KE, Nr, IDir, VID..., NAT-D, NAT-D, HASH_R
+    HDR*, HASH_I, N(INITIAL-CONTACT), NAT-D, NAT-D  -->   (on UDP 4500 once NAT is seen)
+
+Cisco clients and vpnc send the group name as ID_KEY_ID and expect exactly
+one proposal with one transform back, XAUTHInitPreShared (65001), and no
+notify but RESPONDER-LIFETIME in message 2 (interop README).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vpnhub.ike import phase1
+from vpnhub.ike.errors import IkeError
+from vpnhub.ike.secret import Secret
+from vpnhub.ike.transitions import State
+from vpnhub.wire.attributes import DataAttribute
+from vpnhub.wire.constants import (
+    AuthMethod,
+    ExchangeType,
+    LifeType,
+    NotifyType,
+    P1Attr,
+    ProtocolId,
+)
+from vpnhub.wire.message import Message
+from vpnhub.wire.payloads import (
+    HashPayload,
+    IDPayload,
+    KEPayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    SAPayload,
+    encode_payloads,
+)
+
+if TYPE_CHECKING:
+    from vpnhub.ike.sa import Address, IkeSA
+
+AM = ExchangeType.AGGRESSIVE
+
+
+# ----------------------------------------------------------------- initiator
+def initiate(sa: IkeSA, now: float) -> None:
+    auth = AuthMethod.XAUTH_INIT_PSK if sa.config.xauth else AuthMethod.PSK
+    sap = phase1.our_sa_payload(sa, auth)
+    kp = phase1.new_dh(sa, sa.config.policy.dh_group)
+    n = phase1.nonce(sa)
+    idp = phase1.our_id(sa)
+    sa.nonce_i = n.data
+    sa.sai_b = encode_payloads([sap])[4:]
+    sa.data["idii_b"] = encode_payloads([idp])[4:]
+    payloads: list[Payload] = [sap, KEPayload(kp.public), n, idp, *phase1.our_vendor_ids(sa)]
+    sa.send(AM, payloads, now=now)
+    sa.state = State.AM_I_SENT1
+    sa.log("IKE", 5, f"initiating Aggressive Mode to {sa.remote[0]}:{sa.remote[1]}"
+           f" as group {sa.config.group_name!r}")
+
+
+def initiator_2(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    p = msg.payloads
+    sap = phase1.require(p, SAPayload, "SA")
+    ke = phase1.require(p, KEPayload, "KE")
+    nr = phase1.require(p, NoncePayload, "NONCE")
+    idr = phase1.require(p, IDPayload, "ID")
+    assert isinstance(sap, SAPayload) and isinstance(ke, KEPayload)
+    assert isinstance(nr, NoncePayload) and isinstance(idr, IDPayload)
+    phase1.check_nonce(nr)
+    sa.rcookie = msg.rcookie
+    suite = phase1.accept_initiator_choice(sa, sap)
+    phase1.set_suite(sa, suite)
+    phase1.read_vendor_ids(sa, p)
+    phase1.settle_natt_variant(sa, p)
+    _read_responder_lifetime(sa, p)
+    sa.nonce_r = nr.data
+    phase1.compute_keys(sa, ke)
+    phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
+    phase1.remember_peer_id(sa, idr)
+    had_natd = phase1.detect_nat(sa, p)
+    phase1.conclude_natt(sa)
+    phase1.diagnose_nat_without_natt(sa, had_natd)
+    if sa.natt_in_use:
+        # RFC 3947 4: float to 4500 for message 3 and everything after it
+        sa.local_port = 4500
+        sa.remote = (sa.remote[0], 4500)
+        sa.log("NATT", 5, "floating to UDP port 4500 (RFC 3947 section 4)")
+    hash_i = phase1.hash_of(sa, initiator=True, id_body=_idii_b(sa))
+    out: list[Payload] = [HashPayload(hash_i)]
+    if sa.config.send_initial_contact:
+        out.append(NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP,
+                                 sa.icookie + sa.rcookie))
+    if sa.natt_variant:
+        out += phase1.natd_payloads(sa)
+    sa.answered(0)
+    # Message 3 is the last of the exchange: no answer comes, and a lost one
+    # is repaired when the responder retransmits message 2.
+    sa.send(AM, out, encrypt=True, expect_reply=False, now=now)
+    phase1.established(sa, "Aggressive", now)
+
+
+def _idii_b(sa: IkeSA) -> bytes:
+    v = sa.data.get("idii_b")
+    assert isinstance(v, bytes)
+    return v
+
+
+def _read_responder_lifetime(sa: IkeSA, payloads: list[Payload]) -> None:
+    for n in payloads:
+        if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.RESPONDER_LIFETIME:
+            life = lifetime_from_notify(n)
+            if life:
+                sa.data["responder_lifetime"] = life
+                sa.log("IKE", 5, f"RESPONDER-LIFETIME notify has value of {life} seconds")
+
+
+def lifetime_from_notify(n: NotifyPayload) -> int:
+    """Seconds from a RESPONDER-LIFETIME notify; 0 if it carries none.
+
+    The attributes are those of the SA's DOI table: LIFE_TYPE/LIFE_DURATION
+    (11/12) for ISAKMP, SA_LIFE_TYPE/SA_LIFE_DURATION (1/2) for ESP.
+    """
+    from vpnhub.wire.attributes import decode_attributes
+    from vpnhub.wire.errors import WireError
+
+    life_type, life_duration = _life_attr_types(n.protocol_id)
+    try:
+        attrs = decode_attributes(n.data)
+    except WireError:
+        return 0
+    seconds = True
+    for a in attrs:
+        if a.type == life_type:
+            seconds = a.as_int() == LifeType.SECONDS
+        elif a.type == life_duration and seconds:
+            return a.as_int()
+    return 0
+
+
+def _life_attr_types(protocol: int) -> tuple[int, int]:
+    if protocol == ProtocolId.ISAKMP:
+        return P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION
+    return 1, 2  # IPsecAttr.SA_LIFE_TYPE, SA_LIFE_DURATION (RFC 2407 4.5)
+
+
+# ----------------------------------------------------------------- responder
+def responder_1(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    p = msg.payloads
+    sap = phase1.require(p, SAPayload, "SA")
+    ke = phase1.require(p, KEPayload, "KE")
+    ni = phase1.require(p, NoncePayload, "NONCE")
+    idi = phase1.require(p, IDPayload, "ID")
+    assert isinstance(sap, SAPayload) and isinstance(ke, KEPayload)
+    assert isinstance(ni, NoncePayload) and isinstance(idi, IDPayload)
+    phase1.check_nonce(ni)
+    phase1.read_vendor_ids(sa, p)
+    chosen, suite = phase1.choose_proposal(sa, sap)
+    phase1.set_suite(sa, suite)
+    phase1.remember_peer_id(sa, idi)
+    sa.data["peer_id_b"] = phase1.body(idi)
+    sa.psk = _lookup_psk(sa, idi, remote)
+    phase1.settle_natt_variant(sa, p)
+    sa.nonce_i = ni.data
+    sa.sai_b = phase1.body(sap)
+    kp = phase1.new_dh(sa, suite.group)
+    nr = phase1.nonce(sa)
+    sa.nonce_r = nr.data
+    phase1.compute_keys(sa, ke)
+    idr = phase1.our_id(sa)
+    hash_r = phase1.hash_of(sa, initiator=False, id_body=phase1.body(idr))
+    out: list[Payload] = [SAPayload([chosen]), KEPayload(kp.public), nr, idr,
+                          *phase1.our_vendor_ids(sa)]
+    if sa.natt_variant:
+        out += phase1.natd_payloads(sa)  # after the SA, as vpnc requires
+    if suite.lifetime > sa.lifetime:
+        out.append(responder_lifetime(sa.lifetime, ProtocolId.ISAKMP, sa.icookie + sa.rcookie))
+    out.append(HashPayload(hash_r))
+    sa.data["idir"] = idr
+    sa.send(AM, out, now=now)
+    sa.state = State.AM_R_SENT2
+
+
+def _lookup_psk(sa: IkeSA, idi: IDPayload, remote: Address) -> Secret:
+    lookup = sa.config.psk_lookup
+    psk = lookup(idi.id_type, idi.data, remote) if lookup else sa.config.psk
+    if psk is None:
+        who = phase1.describe_id(idi.id_type, idi.data)
+        raise IkeError("unknown_group", f"no group {who!r} is configured (peer"
+                       f" {remote[0]}:{remote[1]})", NotifyType.INVALID_ID_INFORMATION)
+    return psk
+
+
+def responder_lifetime(seconds: int, protocol: int, spi: bytes) -> NotifyPayload:
+    """RESPONDER-LIFETIME (RFC 2407 4.6.3.1): our lifetime is shorter than proposed."""
+    from vpnhub.wire.attributes import encode_attributes
+
+    duration: int | bytes = seconds if seconds < 0x10000 else seconds.to_bytes(4, "big")
+    life_type, life_duration = _life_attr_types(protocol)
+    data = encode_attributes([DataAttribute(life_type, LifeType.SECONDS),
+                              DataAttribute(life_duration, duration)])
+    return NotifyPayload(NotifyType.RESPONDER_LIFETIME, protocol, spi, data)
+
+
+def responder_3(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    p = msg.payloads
+    if not msg.flags & 1 and sa.cipher is not None:
+        sa.log("IKE", 5, "Aggressive Mode message 3 arrived unencrypted (accepted, RFC 2409"
+               " allows it)")
+    phase1.check_hash(sa, p, initiator=True, id_body=_peer_id_body(sa))
+    sa.commit_iv()
+    # Message 3 is authenticated: if it came from another port (the float to
+    # 4500 through a PAT, RFC 3947 4), that is where the peer lives now.
+    if remote != sa.remote or local_port != sa.local_port:
+        sa.log("NATT", 7, f"peer floated from {sa.remote[0]}:{sa.remote[1]} to"
+               f" {remote[0]}:{remote[1]} (local port {local_port})")
+        sa.remote = remote
+        sa.local_port = local_port
+    had_natd = phase1.detect_nat(sa, p)
+    phase1.conclude_natt(sa)
+    phase1.diagnose_nat_without_natt(sa, had_natd)
+    for n in p:
+        if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.INITIAL_CONTACT:
+            sa.data["initial_contact"] = True
+    phase1.established(sa, "Aggressive", now)
+    from vpnhub.ike import transaction
+
+    transaction.after_phase1(sa, now)
+
+
+def _peer_id_body(sa: IkeSA) -> bytes:
+    raw = sa.data.get("peer_id_b")
+    assert isinstance(raw, bytes)
+    return raw

@@ -1,0 +1,207 @@
+"""Events the IKE engine hands to its driver (aioquic-style `next_event()`).
+
+Events are small frozen dataclasses. The driver (concentrator, client, tests)
+reacts to them: checks XAUTH credentials, answers Mode Config, installs child
+SAs in the data plane, logs. None of them carries a PSK or a password except
+`XauthCredentials`, whose password field is a `Secret` that never prints.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from vpnhub.ike.secret import Secret
+
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every engine event."""
+
+
+@dataclass(frozen=True)
+class LogLine(Event):
+    """A line for the event log: `cls` is IKE, IKEDBG, IKEDECODE, NATT, XAUTH, ..."""
+
+    cls: str
+    severity: int
+    text: str
+
+
+@dataclass(frozen=True)
+class NatDetected(Event):
+    """RFC 3947 section 3.2 result, once the NAT-D payloads were compared."""
+
+    local_behind_nat: bool
+    remote_behind_nat: bool
+    natt_in_use: bool
+    variant: str  # "RFC 3947", "draft-02", ... or "none"
+
+
+@dataclass(frozen=True)
+class NatTraversalRefused(Event):
+    """The peer sits behind a NAT but NAT-T was not negotiated.
+
+    This is the failure of the source document: the tunnel comes up, the
+    client encrypts, the concentrator decrypts nothing. The driver must
+    log it plainly at severity 3 and show it on the session.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Phase1Established(Event):
+    encryption: str
+    hash: str
+    group: str
+    auth_method: str
+    mode: str  # "Aggressive" or "Main"
+    lifetime: int
+    peer_id: str
+    peer_vendor_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class XauthRequested(Event):
+    """Initiator side: the server asks for a login (fields it wants)."""
+
+    fields: tuple[str, ...]
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class XauthCredentials(Event):
+    """Responder side: the client answered; call `xauth_result()`."""
+
+    user: str
+    password: Secret
+
+
+@dataclass(frozen=True)
+class XauthCompleted(Event):
+    ok: bool
+    user: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ModeConfigRequested(Event):
+    """Responder side: the client pulls its attributes; call `modecfg_reply()`."""
+
+    requested: tuple[int, ...]
+    application_version: str = ""
+
+
+@dataclass(frozen=True)
+class ModeConfigReceived(Event):
+    """Initiator side: the attributes the server gave us."""
+
+    config: ModeConfig
+
+
+@dataclass(frozen=True)
+class ChildSAEstablished(Event):
+    """A Quick Mode finished: keys, SPIs and selectors for the data plane.
+
+    `spi_in` is the SPI we chose (the peer sends with it); `keys_in` decrypt
+    what the peer sends. Key material is bytes; never log it.
+    """
+
+    message_id: int
+    spi_in: int
+    spi_out: int
+    transform: int  # EspTransform
+    key_length: int  # bits, 0 when the transform has a fixed size
+    auth: int  # IPsecAuth, 0 for AEAD
+    enc_key_in: bytes = field(repr=False)
+    auth_key_in: bytes = field(repr=False)
+    enc_key_out: bytes = field(repr=False)
+    auth_key_out: bytes = field(repr=False)
+    encapsulation: int  # EncapsulationMode
+    local_ts: ipaddress.IPv4Network
+    remote_ts: ipaddress.IPv4Network
+    lifetime: int
+    pfs_group: int
+    rekey_of: int | None = None  # spi_in of the SA this one replaces
+
+
+@dataclass(frozen=True)
+class ChildSADeleted(Event):
+    spi_in: int
+    spi_out: int
+    by_peer: bool
+
+
+@dataclass(frozen=True)
+class PeerEndpointChanged(Event):
+    """RFC 3947 section 5: an authenticated message came from a new address/port."""
+
+    old: Address
+    new: Address
+
+
+@dataclass(frozen=True)
+class DpdAck(Event):
+    sequence: int
+
+
+@dataclass(frozen=True)
+class KeepaliveReceived(Event):
+    kind: str  # "dpd-r-u-there", "cisco-40500", ...
+
+
+@dataclass(frozen=True)
+class DeadPeer(Event):
+    """No answer to DPD or retransmissions: the SA is gone."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class SADeleted(Event):
+    """The IKE SA ended (by us, by the peer, by failure). Always the last event."""
+
+    reason: str
+    by_peer: bool
+
+
+@dataclass(frozen=True)
+class NegotiationFailed(Event):
+    """Phase 1 or 2 failed: `error` is a stable name also used as counter key."""
+
+    error: str
+    detail: str
+    notify: int | None = None
+
+
+@dataclass(frozen=True)
+class Rekeyed(Event):
+    """Phase 1 was re-established: a new IKE SA replaced this one."""
+
+    new_icookie: bytes
+    new_rcookie: bytes
+
+
+@dataclass
+class ModeConfig:
+    """Mode Config / Cisco Unity attributes (mode-cfg-05, Unity)."""
+
+    address: ipaddress.IPv4Address | None = None
+    netmask: ipaddress.IPv4Address | None = None
+    dns: list[ipaddress.IPv4Address] = field(default_factory=list)
+    nbns: list[ipaddress.IPv4Address] = field(default_factory=list)
+    banner: str = ""
+    default_domain: str = ""
+    split_include: list[ipaddress.IPv4Network] = field(default_factory=list)
+    split_dns: list[str] = field(default_factory=list)
+    save_password: bool | None = None
+    pfs: bool | None = None
+    natt_port: int | None = None
+    local_lan: list[ipaddress.IPv4Network] = field(default_factory=list)
+    backup_servers: list[str] = field(default_factory=list)
+    application_version: str = ""
+    ddns_hostname: str = ""
+    firewall_type: bytes | None = None

@@ -1,0 +1,191 @@
+"""Informational exchange (RFC 2409 5.7): notifies, DELETE and DPD (RFC 3706).
+
+After phase 1 every informational message is encrypted and starts with
+HASH(1) = prf(SKEYID_a, M-ID | N/D). Before it, a peer's error notify comes
+in cleartext and only ends the negotiation (it cannot be authenticated).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vpnhub.crypto.keys import hashes_equal, info_hash
+from vpnhub.ike import events as ev
+from vpnhub.ike.errors import IkeError
+from vpnhub.ike.transitions import State
+from vpnhub.wire.constants import ExchangeType, NotifyType, ProtocolId
+from vpnhub.wire.message import Message
+from vpnhub.wire.payloads import (
+    DeletePayload,
+    HashPayload,
+    NotifyPayload,
+    Payload,
+    encode_payloads,
+)
+
+if TYPE_CHECKING:
+    from vpnhub.ike.sa import Address, IkeSA
+
+INFO = ExchangeType.INFORMATIONAL
+DPD_RETRY_INTERVAL = 5.0
+
+
+def notify_name(t: int) -> str:
+    try:
+        return NotifyType(t).name
+    except ValueError:
+        return str(t)
+
+
+# ------------------------------------------------------------------ receive
+def receive(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    if not msg.flags & 1:
+        _cleartext(sa, msg, now)
+        return
+    assert sa.hash is not None
+    p = msg.payloads
+    if not p or not isinstance(p[0], HashPayload):
+        raise IkeError("missing_payload", "informational message without HASH",
+                       NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
+    rest = b"".join(x.raw for x in p[1:])
+    if not hashes_equal(info_hash(sa.hash, sa.skeyid_a, msg.message_id, rest), p[0].data):
+        raise IkeError("hash_mismatch", "informational message with a wrong HASH",
+                       NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
+    for x in p[1:]:
+        if isinstance(x, NotifyPayload):
+            _notify(sa, x, now)
+        elif isinstance(x, DeletePayload):
+            _delete(sa, x, now)
+        if sa.state is State.DELETED:
+            return
+
+
+def _cleartext(sa: IkeSA, msg: Message, now: float) -> None:
+    """An unauthenticated notify: believe it only while negotiating phase 1."""
+    if sa.state is State.ESTABLISHED:
+        sa.drops["unauthenticated_informational"] += 1
+        return
+    for x in msg.payloads:
+        if isinstance(x, NotifyPayload) and x.notify_type < 16384:
+            name = notify_name(x.notify_type)
+            sa.log("IKE", 3, f"peer refused the negotiation: {name}")
+            sa.emit(ev.NegotiationFailed(f"peer_{name.lower()}",
+                                         f"peer sent {name}", x.notify_type))
+            sa.terminate(f"peer sent {name}", now, by_peer=True, notify_peer=False)
+            return
+
+
+def _notify(sa: IkeSA, n: NotifyPayload, now: float) -> None:
+    t = n.notify_type
+    if t == NotifyType.R_U_THERE:
+        seq = int.from_bytes(n.data[:4], "big") if len(n.data) >= 4 else 0
+        sa.log("DPD", 9, f"received DPD R-U-THERE (seq {seq:#x}); sending R-U-THERE-ACK")
+        sa.emit(ev.KeepaliveReceived("dpd-r-u-there"))
+        _send_info(sa, [NotifyPayload(NotifyType.R_U_THERE_ACK, ProtocolId.ISAKMP,
+                                      sa.icookie + sa.rcookie, n.data[:4])], now)
+    elif t == NotifyType.R_U_THERE_ACK:
+        seq = int.from_bytes(n.data[:4], "big") if len(n.data) >= 4 else -1
+        if seq == sa.dpd_seq:
+            sa.dpd_outstanding = 0
+            sa.log("DPD", 9, f"received DPD R-U-THERE-ACK (seq {seq:#x})")
+            sa.emit(ev.DpdAck(seq))
+        else:
+            sa.drops["dpd_bad_sequence"] += 1
+    elif t == NotifyType.CISCO_KEEPALIVE:
+        sa.log("DPD", 9, "received keep-alive of type Cisco/Altiga (40500)")
+        sa.emit(ev.KeepaliveReceived("cisco-40500"))
+    elif t == NotifyType.INITIAL_CONTACT:
+        sa.data["initial_contact"] = True
+    elif t == NotifyType.RESPONDER_LIFETIME:
+        from vpnhub.ike.aggressive import lifetime_from_notify
+
+        life = lifetime_from_notify(n)
+        sa.log("IKE", 5, f"RESPONDER-LIFETIME notify has value of {life} seconds")
+        if n.protocol_id == ProtocolId.ISAKMP and life:
+            sa.lifetime = min(sa.lifetime or life, life)
+    else:
+        sa.log("IKE", 4 if t < 16384 else 7, f"peer notify {notify_name(t)}")
+
+
+def _delete(sa: IkeSA, d: DeletePayload, now: float) -> None:
+    from vpnhub.ike.quick import child_by_spi
+
+    if d.protocol_id == ProtocolId.ISAKMP:
+        sa.log("IKE", 4, "peer deleted the IKE SA")
+        sa.terminate("deleted by peer", now, by_peer=True, notify_peer=False)
+        return
+    if d.protocol_id != ProtocolId.IPSEC_ESP:
+        return
+    # vpnc lists both SPIs of one SA (ours and its own): delete each child once.
+    for spi_b in d.spis:
+        c = child_by_spi(sa, int.from_bytes(spi_b, "big"))
+        if c is None:
+            continue
+        sa.children.pop(c.spi_in, None)
+        sa.log("IPSEC", 5, f"peer deleted IPsec SA in {c.spi_in:08x} / out {c.spi_out:08x}")
+        sa.emit(ev.ChildSADeleted(c.spi_in, c.spi_out, by_peer=True))
+
+
+# --------------------------------------------------------------------- send
+def _send_info(sa: IkeSA, payloads: list[Payload], now: float) -> None:
+    """One encrypted informational message with its own message ID."""
+    assert sa.hash is not None
+    mid = sa.new_message_id()
+    h = info_hash(sa.hash, sa.skeyid_a, mid, encode_payloads(payloads))
+    # Informational exchanges are one message: the IV comes from phase 1
+    # and the message ID (appendix B) and is not kept afterwards.
+    sa.send(INFO, [HashPayload(h), *payloads], message_id=mid, encrypt=True,
+            expect_reply=False, now=now)
+
+
+def send_notify(sa: IkeSA, notify: int, now: float) -> None:
+    n = NotifyPayload(notify, ProtocolId.ISAKMP, sa.icookie + sa.rcookie)
+    if sa.state is State.ESTABLISHED and sa.hash is not None:
+        _send_info(sa, [n], now)
+    else:
+        # Before keys exist the notify can only go in cleartext (RFC 2408 5).
+        sa.send(INFO, [n], expect_reply=False, now=now, message_id=0)
+
+
+def send_delete_all(sa: IkeSA, now: float) -> None:
+    spis = [c.spi_in.to_bytes(4, "big") for c in sa.children.values()]
+    if spis:
+        _send_info(sa, [DeletePayload(ProtocolId.IPSEC_ESP, spis)], now)
+    _send_info(sa, [DeletePayload(ProtocolId.ISAKMP, [sa.icookie + sa.rcookie])], now)
+
+
+def delete_child(sa: IkeSA, spi_in: int, now: float) -> None:
+    c = sa.children.pop(spi_in, None)
+    if c is None:
+        return
+    if sa.state is State.ESTABLISHED:
+        _send_info(sa, [DeletePayload(ProtocolId.IPSEC_ESP, [spi_in.to_bytes(4, "big")])], now)
+    sa.emit(ev.ChildSADeleted(c.spi_in, c.spi_out, by_peer=False))
+
+
+# ---------------------------------------------------------------------- DPD
+def send_r_u_there(sa: IkeSA, now: float) -> None:
+    sa.dpd_seq = (sa.dpd_seq + 1) & 0xFFFFFFFF
+    sa.dpd_outstanding += 1
+    sa.log("DPD", 9, f"sending DPD R-U-THERE (seq {sa.dpd_seq:#x})")
+    _send_info(sa, [NotifyPayload(NotifyType.R_U_THERE, ProtocolId.ISAKMP,
+                                  sa.icookie + sa.rcookie, sa.dpd_seq.to_bytes(4, "big"))], now)
+
+
+def check_dpd(sa: IkeSA, now: float) -> None:
+    """RFC 3706 5.5: ask only when the peer has been quiet; give up after N tries."""
+    if sa.dpd_next_at is None or now < sa.dpd_next_at:
+        return
+    interval = sa.config.dpd_interval
+    if sa.dpd_outstanding == 0 and now - sa.last_heard < interval:
+        sa.dpd_next_at = sa.last_heard + interval
+        return
+    if sa.dpd_outstanding >= sa.config.dpd_retries:
+        reason = (f"dead peer: no answer to {sa.dpd_outstanding} DPD R-U-THERE messages"
+                  f" in {now - sa.last_heard:.0f} s")
+        sa.log("DPD", 3, reason)
+        sa.emit(ev.DeadPeer(reason))
+        sa.terminate(reason, now, by_peer=False, notify_peer=False)
+        return
+    send_r_u_there(sa, now)
+    sa.dpd_next_at = now + DPD_RETRY_INTERVAL

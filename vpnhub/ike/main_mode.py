@@ -1,0 +1,174 @@
+"""Main Mode (identity protection) with pre-shared keys (RFC 2409 section 5).
+
+    Initiator                        Responder
+    HDR, SA, VID...              -->
+                                 <-- HDR, SA, VID...
+    HDR, KE, Ni, NAT-D, NAT-D    -->
+                                 <-- HDR, KE, Nr, NAT-D, NAT-D
+    HDR*, IDii, HASH_I           -->  (from UDP 4500 when a NAT was found, RFC 3947 4)
+                                 <-- HDR*, IDir, HASH_R
+
+With a pre-shared key the responder must pick the key before it sees the
+(encrypted) identity, so it can only look it up by the peer's address
+(RFC 2409 5.4): the PSK lookup is called with id type 0.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vpnhub.ike import phase1
+from vpnhub.ike.aggressive import responder_lifetime
+from vpnhub.ike.errors import IkeError
+from vpnhub.ike.transitions import State
+from vpnhub.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId
+from vpnhub.wire.message import Message
+from vpnhub.wire.payloads import (
+    HashPayload,
+    IDPayload,
+    KEPayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    SAPayload,
+    encode_payloads,
+)
+
+if TYPE_CHECKING:
+    from vpnhub.ike.sa import Address, IkeSA
+
+MM = ExchangeType.IDENTITY_PROTECTION
+
+
+# ----------------------------------------------------------------- initiator
+def initiate(sa: IkeSA, now: float) -> None:
+    auth = AuthMethod.XAUTH_INIT_PSK if sa.config.xauth else AuthMethod.PSK
+    sap = phase1.our_sa_payload(sa, auth)
+    sa.sai_b = encode_payloads([sap])[4:]
+    sa.send(MM, [sap, *phase1.our_vendor_ids(sa)], now=now)
+    sa.state = State.MM_I_SENT1
+    sa.log("IKE", 5, f"initiating Main Mode to {sa.remote[0]}:{sa.remote[1]}")
+
+
+def initiator_2(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    p = msg.payloads
+    sap = phase1.require(p, SAPayload, "SA")
+    assert isinstance(sap, SAPayload)
+    sa.rcookie = msg.rcookie
+    suite = phase1.accept_initiator_choice(sa, sap)
+    phase1.set_suite(sa, suite)
+    phase1.read_vendor_ids(sa, p)
+    phase1.settle_natt_variant(sa, p)
+    kp = phase1.new_dh(sa, suite.group)
+    n = phase1.nonce(sa)
+    sa.nonce_i = n.data
+    out: list[Payload] = [KEPayload(kp.public), n]
+    if sa.natt_variant:
+        out += phase1.natd_payloads(sa)
+    sa.answered(0)
+    sa.send(MM, out, now=now)
+    sa.state = State.MM_I_SENT3
+
+
+def initiator_4(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    p = msg.payloads
+    ke = phase1.require(p, KEPayload, "KE")
+    nr = phase1.require(p, NoncePayload, "NONCE")
+    assert isinstance(ke, KEPayload) and isinstance(nr, NoncePayload)
+    phase1.check_nonce(nr)
+    sa.nonce_r = nr.data
+    phase1.compute_keys(sa, ke)
+    had_natd = phase1.detect_nat(sa, p)
+    phase1.conclude_natt(sa)
+    phase1.diagnose_nat_without_natt(sa, had_natd)
+    if sa.natt_in_use:
+        sa.local_port = 4500
+        sa.remote = (sa.remote[0], 4500)
+        sa.log("NATT", 5, "floating to UDP port 4500 (RFC 3947 section 4)")
+    idp = phase1.our_id(sa)
+    sa.data["idii_b"] = phase1.body(idp)
+    out: list[Payload] = [idp, HashPayload(phase1.hash_of(sa, initiator=True,
+                                                          id_body=phase1.body(idp)))]
+    if sa.config.send_initial_contact:
+        out.append(NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP,
+                                 sa.icookie + sa.rcookie))
+    sa.answered(0)
+    sa.send(MM, out, encrypt=True, now=now)
+    sa.state = State.MM_I_SENT5
+
+
+def initiator_6(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    p = msg.payloads
+    idr = phase1.require(p, IDPayload, "ID")
+    assert isinstance(idr, IDPayload)
+    phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
+    sa.commit_iv()
+    phase1.remember_peer_id(sa, idr)
+    sa.answered(0)
+    phase1.established(sa, "Main", now)
+
+
+# ----------------------------------------------------------------- responder
+def responder_1(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    p = msg.payloads
+    sap = phase1.require(p, SAPayload, "SA")
+    assert isinstance(sap, SAPayload)
+    phase1.read_vendor_ids(sa, p)
+    chosen, suite = phase1.choose_proposal(sa, sap)
+    phase1.set_suite(sa, suite)
+    phase1.settle_natt_variant(sa, p)
+    sa.sai_b = phase1.body(sap)
+    lookup = sa.config.psk_lookup
+    sa.psk = lookup(0, b"", remote) if lookup else sa.config.psk
+    if sa.psk is None:
+        raise IkeError("unknown_peer", f"no pre-shared key for Main Mode peer {remote[0]}",
+                       NotifyType.AUTHENTICATION_FAILED)
+    out: list[Payload] = [SAPayload([chosen]), *phase1.our_vendor_ids(sa)]
+    if suite.lifetime > sa.lifetime:
+        out.append(responder_lifetime(sa.lifetime, ProtocolId.ISAKMP, sa.icookie + sa.rcookie))
+    sa.send(MM, out, now=now)
+    sa.state = State.MM_R_SENT2
+
+
+def responder_3(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    p = msg.payloads
+    ke = phase1.require(p, KEPayload, "KE")
+    ni = phase1.require(p, NoncePayload, "NONCE")
+    assert isinstance(ke, KEPayload) and isinstance(ni, NoncePayload)
+    phase1.check_nonce(ni)
+    assert sa.suite is not None
+    sa.nonce_i = ni.data
+    kp = phase1.new_dh(sa, sa.suite.group)
+    nr = phase1.nonce(sa)
+    sa.nonce_r = nr.data
+    phase1.compute_keys(sa, ke)
+    sa.data["natd3"] = [x for x in p if x.payload_type in (20, 130)]
+    out: list[Payload] = [KEPayload(kp.public), nr]
+    if sa.natt_variant:
+        out += phase1.natd_payloads(sa)
+    sa.send(MM, out, now=now)
+    sa.state = State.MM_R_SENT4
+
+
+def responder_5(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    p = msg.payloads
+    idi = phase1.require(p, IDPayload, "ID")
+    assert isinstance(idi, IDPayload)
+    phase1.check_hash(sa, p, initiator=True, id_body=phase1.body(idi))
+    sa.commit_iv()
+    phase1.remember_peer_id(sa, idi)
+    if remote != sa.remote or local_port != sa.local_port:
+        sa.remote, sa.local_port = remote, local_port
+    natd = sa.data.pop("natd3", [])
+    assert isinstance(natd, list)
+    had_natd = phase1.detect_nat(sa, natd)
+    phase1.conclude_natt(sa)
+    phase1.diagnose_nat_without_natt(sa, had_natd)
+    idr = phase1.our_id(sa)
+    out: list[Payload] = [idr, HashPayload(phase1.hash_of(sa, initiator=False,
+                                                          id_body=phase1.body(idr)))]
+    sa.send(MM, out, encrypt=True, expect_reply=False, now=now)
+    phase1.established(sa, "Main", now)
+    from vpnhub.ike import transaction
+
+    transaction.after_phase1(sa, now)

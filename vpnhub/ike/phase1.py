@@ -1,0 +1,407 @@
+"""What Aggressive and Main Mode share: proposals, vendor IDs, NAT-D, keys, IDs.
+
+strongSwan keeps this in `phase1.c`; the two modes call these helpers.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING
+
+from vpnhub.crypto.cipher import ike_cipher
+from vpnhub.crypto.dh import DHKeyPair, dh_group
+from vpnhub.crypto.errors import CryptoError
+from vpnhub.crypto.keys import derive_phase1, hash_i, hash_r, hashes_equal, natd_hash, skeyid_psk
+from vpnhub.crypto.prf import hash_alg
+from vpnhub.ike import events as ev
+from vpnhub.ike.errors import IkeError
+from vpnhub.ike.policy import P1Suite, decode_p1, encode_p1
+from vpnhub.ike.transitions import Role
+from vpnhub.wire import vendor
+from vpnhub.wire.constants import AuthMethod, IdType, NotifyType, PayloadType, ProtocolId
+from vpnhub.wire.payloads import (
+    HashPayload,
+    IDPayload,
+    KEPayload,
+    NatDPayload,
+    NoncePayload,
+    Payload,
+    Proposal,
+    SAPayload,
+    VendorIDPayload,
+    payload_body,
+)
+
+if TYPE_CHECKING:
+    from vpnhub.ike.sa import IkeSA
+
+NONCE_LEN = 32
+# Preference when the peer announces several NAT-T versions: the RFC first,
+# then the drafts that float to 4500 (draft-00/01 never float, RFC 3947 4).
+NATT_PREFERENCE = ("RFC 3947", "draft-03", "draft-02N", "draft-02")
+
+
+def first(payloads: list[Payload], cls: type[Payload]) -> Payload | None:
+    for p in payloads:
+        if isinstance(p, cls):
+            return p
+    return None
+
+
+def require(payloads: list[Payload], cls: type[Payload], what: str) -> Payload:
+    p = first(payloads, cls)
+    if p is None:
+        raise IkeError("missing_payload", f"message lacks the {what} payload",
+                       NotifyType.PAYLOAD_MALFORMED)
+    return p
+
+
+# ---------------------------------------------------------------- proposals
+def auth_methods(sa: IkeSA) -> tuple[int, ...]:
+    """What the responder accepts: XAUTH over PSK for remote access (vpnc needs 65001)."""
+    if sa.config.xauth:
+        return (AuthMethod.XAUTH_INIT_PSK,)
+    return (AuthMethod.PSK,)
+
+
+def choose_proposal(sa: IkeSA, sap: SAPayload) -> tuple[Proposal, P1Suite]:
+    """Responder: the first acceptable transform of the initiator, echoed unchanged.
+
+    vpnc wants exactly one proposal with one transform back (interop README).
+    """
+    reasons: list[str] = []
+    for prop in sap.proposals:
+        if prop.protocol_id != ProtocolId.ISAKMP:
+            continue
+        for t in prop.transforms:
+            suite = decode_p1(t)
+            if suite is None:
+                reasons.append(f"transform {t.number}: malformed attributes")
+                continue
+            why = sa.config.policy.accept_p1(suite, auth_methods(sa))
+            if why is None:
+                chosen = Proposal(prop.number, prop.protocol_id, prop.spi, [t])
+                return chosen, suite
+            reasons.append(why)
+    detail = "no acceptable phase 1 proposal"
+    if reasons:
+        detail += " (" + "; ".join(sorted(set(reasons))[:6]) + ")"
+    raise IkeError("no_proposal_chosen", detail, NotifyType.NO_PROPOSAL_CHOSEN)
+
+
+def our_sa_payload(sa: IkeSA, auth: int) -> SAPayload:
+    transforms = [encode_p1(i + 1, s) for i, s in enumerate(sa.config.policy.p1_offers(auth))]
+    return SAPayload([Proposal(1, ProtocolId.ISAKMP, b"", transforms)])
+
+
+def accept_initiator_choice(sa: IkeSA, sap: SAPayload) -> P1Suite:
+    """Initiator: the responder must pick one of ours."""
+    if len(sap.proposals) != 1 or len(sap.proposals[0].transforms) != 1:
+        raise IkeError("bad_proposal_syntax", "responder returned more than one transform",
+                       NotifyType.BAD_PROPOSAL_SYNTAX)
+    suite = decode_p1(sap.proposals[0].transforms[0])
+    offered = sa.config.policy.p1_offers(AuthMethod.XAUTH_INIT_PSK if sa.config.xauth
+                                         else AuthMethod.PSK)
+    if suite is None or not any(_same_suite(suite, o) for o in offered):
+        raise IkeError("no_proposal_chosen", "responder chose a transform we did not offer",
+                       NotifyType.NO_PROPOSAL_CHOSEN)
+    return suite
+
+
+def _same_suite(a: P1Suite, b: P1Suite) -> bool:
+    return (a.encr, a.key_length, a.hash, a.group, a.auth) == (
+        b.encr, b.key_length, b.hash, b.group, b.auth)
+
+
+def set_suite(sa: IkeSA, suite: P1Suite) -> None:
+    try:
+        sa.hash = hash_alg(suite.hash)
+        sa.cipher = ike_cipher(suite.encr, suite.key_length or None)
+    except CryptoError as e:
+        raise IkeError("no_proposal_chosen", str(e), NotifyType.NO_PROPOSAL_CHOSEN) from e
+    sa.suite = suite
+    ours = sa.config.policy.ike_lifetime
+    sa.lifetime = min(suite.lifetime, ours) if suite.lifetime else ours
+
+
+# ---------------------------------------------------------------- vendor IDs
+def read_vendor_ids(sa: IkeSA, payloads: list[Payload]) -> None:
+    """Remember what the peer can do, and log each vendor ID by name."""
+    natt: set[str] = set()
+    for p in payloads:
+        if not isinstance(p, VendorIDPayload):
+            continue
+        name = vendor.identify(p.data) or f"unknown ({p.data[:16].hex()})"
+        sa.peer_vendor_ids.append(name)
+        sa.log("IKEDBG", 7, f"received vendor ID: {name}")
+        variant = vendor.NATT_VIDS.get(p.data)
+        if variant is not None:
+            natt.add(_variant_label(variant))
+        if p.data == vendor.VendorId.XAUTH:
+            sa.peer_xauth = True
+        elif p.data == vendor.VendorId.DPD:
+            sa.peer_dpd = True
+        elif p.data.startswith(vendor.VendorId.CISCO_UNITY[:14]):
+            sa.peer_unity = True
+        elif p.data[:16] == vendor.VendorId.CISCO_FRAGMENTATION:
+            sa.peer_frag = True
+    for label in NATT_PREFERENCE:
+        if label in natt:
+            sa.data["peer_natt"] = label
+            break
+
+
+def _variant_label(variant: object) -> str:
+    name = getattr(variant, "name", str(variant))
+    return {
+        "RFC3947": "RFC 3947",
+        "DRAFT_03": "draft-03",
+        "DRAFT_02N": "draft-02N",
+        "DRAFT_02": "draft-02",
+        "DRAFT_01": "draft-01",
+        "DRAFT_00": "draft-00",
+    }.get(name, name)
+
+
+_NATT_VID = {
+    "RFC 3947": "NAT_T_RFC3947",
+    "draft-03": "NAT_T_DRAFT_03",
+    "draft-02N": "NAT_T_DRAFT_02N",
+    "draft-02": "NAT_T_DRAFT_02",
+}
+
+
+def our_vendor_ids(sa: IkeSA) -> list[Payload]:
+    """Initiator: everything we speak. Responder: what matches the peer's list."""
+    out: list[Payload] = []
+    responder = sa.role is Role.RESPONDER
+    if sa.config.xauth:
+        out.append(VendorIDPayload(vendor.VendorId.XAUTH))
+    if sa.config.dpd:
+        out.append(VendorIDPayload(vendor.VendorId.DPD))
+    if sa.config.unity and (not responder or sa.peer_unity):
+        out.append(VendorIDPayload(vendor.VendorId.CISCO_UNITY))
+    if sa.config.natt:
+        if responder:
+            label = sa.data.get("peer_natt")
+            if isinstance(label, str):
+                out.append(VendorIDPayload(getattr(vendor.VendorId, _NATT_VID[label])))
+        else:
+            out += [VendorIDPayload(getattr(vendor.VendorId, v)) for v in _NATT_VID.values()]
+    if responder and sa.peer_frag:
+        out.append(VendorIDPayload(vendor.VendorId.CISCO_FRAGMENTATION))
+    out.append(VendorIDPayload(vendor.VendorId.VPNHUB))
+    out += [VendorIDPayload(v) for v in sa.config.extra_vendor_ids]
+    return out
+
+
+def settle_natt_variant(sa: IkeSA, peer_payloads: list[Payload]) -> None:
+    """Both ends announced NAT-T: settle on the version (RFC 3947 section 3.1)."""
+    label = sa.data.get("peer_natt")
+    if not sa.config.natt or not isinstance(label, str):
+        sa.natt_variant = ""
+        return
+    sa.natt_variant = label
+    sa.natd_type = PayloadType.NAT_D if label == "RFC 3947" else PayloadType.NAT_D_DRAFT
+    sa.log("NATT", 7, f"NAT-Traversal version agreed: {label}")
+
+
+# ---------------------------------------------------------------------- NAT-D
+def natd_payloads(sa: IkeSA) -> list[Payload]:
+    """RFC 3947 3.2: the first hashes the destination, the next our own address."""
+    assert sa.hash is not None
+    remote = natd_hash(sa.hash, sa.icookie, sa.rcookie, sa.remote[0], sa.remote[1])
+    local = natd_hash(sa.hash, sa.icookie, sa.rcookie, sa.config.local_address, sa.local_port)
+    return [NatDPayload(remote, sa.natd_type), NatDPayload(local, sa.natd_type)]
+
+
+def detect_nat(sa: IkeSA, payloads: list[Payload]) -> bool:
+    """Compare the peer's NAT-D hashes with ours; False if none were sent.
+
+    Several candidate ports are accepted for each side because clients hash
+    the port they started on even after floating to 4500 (vpnc, pitfall 10).
+    """
+    natd = [p for p in payloads if isinstance(p, NatDPayload)]
+    if not natd or sa.hash is None:
+        return False
+    h = sa.hash
+
+    def hashes(ip: str, ports: set[int]) -> set[bytes]:
+        return {natd_hash(h, sa.icookie, sa.rcookie, ip, port) for port in ports}
+
+    ours = hashes(sa.config.local_address, {sa.local_port, 500, 4500})
+    theirs = hashes(sa.remote[0], {sa.remote[1], sa.first_remote[1]}) | hashes(
+        sa.first_remote[0], {sa.first_remote[1]})
+    sa.local_behind_nat = natd[0].data not in ours
+    sa.remote_behind_nat = not any(p.data in theirs for p in natd[1:])
+    sa.log("NATT", 5, f"NAT detection: this end {'IS' if sa.local_behind_nat else 'is NOT'}"
+           f" behind a NAT device; the peer {'IS' if sa.remote_behind_nat else 'is NOT'}"
+           " behind a NAT device")
+    return True
+
+
+def conclude_natt(sa: IkeSA) -> None:
+    """Decide whether ESP goes in UDP 4500, and tell the driver (RFC 3947 4, 5)."""
+    nat = sa.local_behind_nat or sa.remote_behind_nat
+    sa.natt_in_use = bool(sa.natt_variant) and (nat or sa.config.force_natt)
+    if sa.natt_in_use:
+        sa.log("NATT", 4, f"NAT-Traversal successfully negotiated ({sa.natt_variant}):"
+               " IPsec/NAT-T over UDP 4500")
+    sa.emit(ev.NatDetected(sa.local_behind_nat, sa.remote_behind_nat, sa.natt_in_use,
+                           sa.natt_variant or "none"))
+
+
+def diagnose_nat_without_natt(sa: IkeSA, had_natd: bool) -> None:
+    """The source document's failure: a NATed peer, and NAT-T not negotiated.
+
+    With NAT-T off we send no NAT-T vendor ID, so a client never sends NAT-D;
+    the tell-tale is then its source port: a PAT rewrote port 500 (as the PIX
+    did, `show xlate` 10.10.10.2:500 -> :4). A peer that sent NAT-D shows it directly.
+    """
+    if sa.natt_in_use:
+        return
+    nat_by_port = sa.first_remote[1] != 500
+    if not (sa.remote_behind_nat or sa.local_behind_nat or nat_by_port):
+        return
+    peer_can = sa.data.get("peer_natt")
+    if sa.role is Role.RESPONDER and not sa.config.natt:
+        why = ("NAT-T is disabled on this concentrator ([nat_transparency] ipsec_over_natt ="
+               " false) but the peer")
+        why += (f" {sa.remote[0]}:{sa.remote[1]} is behind a NAT device"
+                f" (its IKE source port is {sa.first_remote[1]}, not 500)" if nat_by_port
+                else f" {sa.remote[0]}:{sa.remote[1]} is behind a NAT device (NAT-D)")
+        why += ("; the tunnel will come up but no data will pass (ESP cannot cross the PAT)."
+                " Set ipsec_over_natt = true")
+        if peer_can:
+            why += f" (the client supports NAT-T: {peer_can})"
+    elif sa.role is Role.INITIATOR:
+        why = ("this end IS behind a NAT device but the concentrator did not offer NAT-T:"
+               " the tunnel would come up but no data would pass. Enable IPsec over NAT-T"
+               " on the concentrator (or transparent tunneling on this client)")
+        if not sa.config.natt:
+            why = ("transparent tunneling is off on this client but a NAT device is in the"
+                   " path: ESP cannot cross it. Enable transparent tunneling (EnableNat=1)")
+    else:
+        return
+    if had_natd or nat_by_port:
+        sa.data["nat_without_natt"] = why
+        sa.log("NATT", 3, why)
+        sa.emit(ev.NatTraversalRefused(why))
+
+
+# ------------------------------------------------------------------ keys
+def new_dh(sa: IkeSA, group: int) -> DHKeyPair:
+    try:
+        kp = dh_group(group).generate()
+    except CryptoError as e:
+        raise IkeError("no_proposal_chosen", f"DH group {group}: {e}",
+                       NotifyType.NO_PROPOSAL_CHOSEN) from e
+    sa.data["dh"] = kp
+    return kp
+
+
+def compute_keys(sa: IkeSA, peer_ke: KEPayload) -> None:
+    """SKEYID for pre-shared keys and the rest of RFC 2409 section 5 / appendix B."""
+    assert sa.hash is not None and sa.cipher is not None and sa.suite is not None
+    kp = sa.data.get("dh")
+    assert isinstance(kp, DHKeyPair)
+    try:
+        g_xy = kp.shared_secret(peer_ke.data)
+    except CryptoError as e:
+        raise IkeError("invalid_ke", f"peer's KE payload: {e}",
+                       NotifyType.INVALID_KEY_INFORMATION) from e
+    if sa.role is Role.INITIATOR:
+        sa.dh_public_i, sa.dh_public_r = kp.public, peer_ke.data
+    else:
+        sa.dh_public_i, sa.dh_public_r = peer_ke.data, kp.public
+    if sa.psk is None:
+        raise IkeError("no_psk", "no pre-shared key for this peer",
+                       NotifyType.AUTHENTICATION_FAILED)
+    skeyid = skeyid_psk(sa.hash, sa.psk.reveal(), sa.nonce_i, sa.nonce_r)
+    keys = derive_phase1(sa.hash, sa.cipher, skeyid, g_xy, sa.icookie, sa.rcookie,
+                         sa.dh_public_i, sa.dh_public_r)
+    sa.skeyid, sa.skeyid_d, sa.skeyid_a, sa.skeyid_e = (
+        keys.skeyid, keys.skeyid_d, keys.skeyid_a, keys.skeyid_e)
+    sa.enc_key, sa.p1_iv = keys.enc_key, keys.iv
+    del sa.data["dh"]  # the private value is not needed any more
+
+
+def hash_of(sa: IkeSA, *, initiator: bool, id_body: bytes) -> bytes:
+    assert sa.hash is not None
+    f = hash_i if initiator else hash_r
+    return f(sa.hash, sa.skeyid, sa.dh_public_i, sa.dh_public_r, sa.icookie, sa.rcookie,
+             sa.sai_b, id_body)
+
+
+def check_hash(sa: IkeSA, payloads: list[Payload], *, initiator: bool, id_body: bytes) -> None:
+    """HASH_I or HASH_R must match (constant time); a mismatch is a wrong PSK."""
+    hp = require(payloads, HashPayload, "HASH")
+    assert isinstance(hp, HashPayload)
+    if not hashes_equal(hash_of(sa, initiator=initiator, id_body=id_body), hp.data):
+        raise IkeError("hash_mismatch", "phase 1 hash check failed: the pre-shared key"
+                       " (group password) does not match", NotifyType.AUTHENTICATION_FAILED,
+                       send_notify=False)
+
+
+# ---------------------------------------------------------------------- IDs
+def our_id(sa: IkeSA) -> IDPayload:
+    """Initiator: the group name as KEY_ID (Cisco clients, vpnc). Responder:
+    our public address as ID_IPV4_ADDR, as Cisco concentrators do."""
+    if sa.role is Role.INITIATOR and sa.config.group_name:
+        return IDPayload(IdType.KEY_ID, sa.config.group_name.encode(), 17, 500)
+    return IDPayload(IdType.IPV4_ADDR, ipaddress.IPv4Address(sa.config.local_address).packed,
+                     17, 500)
+
+
+def describe_id(id_type: int, data: bytes) -> str:
+    if id_type in (IdType.KEY_ID, IdType.FQDN, IdType.USER_FQDN):
+        return data.decode("utf-8", "replace")
+    if id_type == IdType.IPV4_ADDR and len(data) == 4:
+        return str(ipaddress.IPv4Address(data))
+    return data.hex()
+
+
+def remember_peer_id(sa: IkeSA, idp: IDPayload) -> None:
+    sa.peer_id_type, sa.peer_id_data = idp.id_type, idp.data
+
+
+def nonce(sa: IkeSA) -> NoncePayload:
+    return NoncePayload(sa.config.rng(NONCE_LEN))
+
+
+def check_nonce(p: NoncePayload) -> None:
+    # RFC 2409 5: nonces of 8 to 256 bytes
+    if not 8 <= len(p.data) <= 256:
+        raise IkeError("bad_nonce", f"nonce of {len(p.data)} bytes",
+                       NotifyType.PAYLOAD_MALFORMED)
+
+
+def established(sa: IkeSA, mode: str, now: float) -> None:
+    from vpnhub.crypto.suites import ike_suite_name
+
+    from vpnhub.ike.transitions import State
+
+    assert sa.suite is not None
+    sa.state = State.ESTABLISHED
+    sa.established_at = now
+    sa.p1_last_block = sa.p1_iv
+    sa.answered(0)
+    if sa.config.dpd and sa.peer_dpd:
+        sa.dpd_next_at = now + sa.config.dpd_interval
+    s = sa.suite
+    name = ike_suite_name(s.encr, s.key_length, s.hash, s.group)
+    parts = name.split("/")
+    auth = {AuthMethod.PSK: "Preshared Keys",
+            AuthMethod.XAUTH_INIT_PSK: "Preshared Keys-XAUTH"}.get(s.auth, str(s.auth))
+    sa.log("IKE", 5, f"IKE SA established ({mode} Mode, {name}, {auth},"
+           f" lifetime {sa.lifetime} s) with {describe_id(sa.peer_id_type, sa.peer_id_data)}"
+           f" at {sa.remote[0]}:{sa.remote[1]}")
+    sa.emit(ev.Phase1Established(
+        encryption=parts[0], hash=parts[1] if len(parts) > 1 else "",
+        group=parts[2] if len(parts) > 2 else "", auth_method=auth, mode=mode,
+        lifetime=sa.lifetime, peer_id=describe_id(sa.peer_id_type, sa.peer_id_data),
+        peer_vendor_ids=tuple(sa.peer_vendor_ids)))
+
+
+def body(p: Payload) -> bytes:
+    return payload_body(p)

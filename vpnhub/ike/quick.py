@@ -1,0 +1,430 @@
+"""Quick Mode (RFC 2409 section 5.5): ESP SAs in tunnel mode, with or without PFS.
+
+    Initiator                                     Responder
+    HDR*, HASH(1), SA, Ni [, KE] [, IDci, IDcr] -->
+                         <-- HDR*, HASH(2), SA, Nr [, KE] [, IDci, IDcr] [, N(RESPONDER-LIFETIME)]
+    HDR*, HASH(3)                               -->
+
+vpnc wants the reply's SA right after the HASH with one proposal and one
+transform, and starts ESP 10 ms after its message 3, so the responder's
+inbound SA is handed to the data plane as soon as message 3 checks out.
+The side behind the data (the concentrator) also rekeys children that its
+peer does not rekey: vpnc never starts a rekey but answers one.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING
+
+from vpnhub.crypto.dh import DHKeyPair, dh_group
+from vpnhub.crypto.errors import CryptoError
+from vpnhub.crypto.keys import hashes_equal, keymat, qm_hash1, qm_hash2, qm_hash3
+from vpnhub.ike import events as ev
+from vpnhub.ike.aggressive import lifetime_from_notify, responder_lifetime
+from vpnhub.ike.errors import IkeError
+from vpnhub.ike.policy import EspSuite, decode_esp, encode_esp
+from vpnhub.ike.transitions import Role
+from vpnhub.wire.constants import (
+    EncapsulationMode,
+    ExchangeType,
+    IdType,
+    NotifyType,
+    PayloadType,
+    ProtocolId,
+)
+from vpnhub.wire.message import Message
+from vpnhub.wire.payloads import (
+    HashPayload,
+    IDPayload,
+    KEPayload,
+    NoncePayload,
+    NotifyPayload,
+    Payload,
+    Proposal,
+    SAPayload,
+    encode_payloads,
+)
+
+if TYPE_CHECKING:
+    from vpnhub.ike.sa import Address, ChildSA, Exchange, IkeSA
+
+QM = ExchangeType.QUICK_MODE
+ANY = ipaddress.IPv4Network("0.0.0.0/0")
+NONCE_LEN = 20
+# Initiators rekey at 85 % of the lifetime; a responder steps in at 92 % for
+# peers that never rekey (vpnc), so both never start at the same moment.
+REKEY_INITIATOR = 0.85
+REKEY_RESPONDER = 0.92
+
+
+def encapsulation(sa: IkeSA) -> int:
+    """RFC 3947 5.1 (3 = UDP-Encapsulated-Tunnel) or the drafts' 61443."""
+    if not sa.natt_in_use:
+        return EncapsulationMode.TUNNEL
+    if sa.natt_variant == "RFC 3947":
+        return EncapsulationMode.UDP_TUNNEL
+    return EncapsulationMode.UDP_TUNNEL_DRAFT
+
+
+def id_for(net: ipaddress.IPv4Network) -> IDPayload:
+    if net.prefixlen == 32:
+        return IDPayload(IdType.IPV4_ADDR, net.network_address.packed)
+    return IDPayload(IdType.IPV4_ADDR_SUBNET, net.network_address.packed + net.netmask.packed)
+
+
+def network_of(idp: IDPayload) -> ipaddress.IPv4Network:
+    d = idp.data
+    try:
+        if idp.id_type == IdType.IPV4_ADDR and len(d) == 4:
+            return ipaddress.IPv4Network((d, 32))
+        if idp.id_type == IdType.IPV4_ADDR_SUBNET and len(d) == 8:
+            mask = ipaddress.IPv4Address(d[4:])
+            return ipaddress.IPv4Network(f"{ipaddress.IPv4Address(d[:4])}/{mask}", strict=False)
+        if idp.id_type == IdType.IPV4_ADDR_RANGE and len(d) == 8:
+            nets = list(ipaddress.summarize_address_range(ipaddress.IPv4Address(d[:4]),
+                                                          ipaddress.IPv4Address(d[4:])))
+            if len(nets) == 1:
+                return nets[0]
+    except ValueError:
+        pass
+    raise IkeError("bad_id", f"unsupported Quick Mode identity (type {idp.id_type})",
+                   NotifyType.INVALID_ID_INFORMATION, fatal=False)
+
+
+# ----------------------------------------------------------------- initiator
+def initiate(sa: IkeSA, now: float, local_ts: ipaddress.IPv4Network | None,
+             remote_ts: ipaddress.IPv4Network | None, rekey_of: int | None,
+             suites: list[EspSuite] | None = None) -> int:
+    assert sa.hash is not None
+    if local_ts is None:
+        if sa.assigned_address is None:
+            raise ValueError("no local traffic selector and no Mode Config address")
+        local_ts = ipaddress.IPv4Network((sa.assigned_address, 32))
+    remote_ts = remote_ts or ANY
+    x = sa.start_exchange("quick", sa.new_message_id(), True, "sent1")
+    spi_in = sa.new_spi()
+    offers = suites or sa.config.policy.esp_offers(encapsulation(sa))
+    spi_b = spi_in.to_bytes(4, "big")
+    # one proposal per suite, one transform each: the form vpnc and Cisco send
+    sap = SAPayload([Proposal(i + 1, ProtocolId.IPSEC_ESP, spi_b, [encode_esp(1, s)])
+                     for i, s in enumerate(offers)])
+    ni = NoncePayload(sa.config.rng(NONCE_LEN))
+    payloads: list[Payload] = [sap, ni]
+    pfs = offers[0].group if offers else 0
+    if pfs:
+        kp = dh_group(pfs).generate()
+        x.data["dh"] = kp
+        payloads.append(KEPayload(kp.public))
+    payloads += [id_for(local_ts), id_for(remote_ts)]
+    rest = encode_payloads(payloads)
+    x.data.update(spi_in=spi_in, offers=offers, ni=ni.data, local_ts=local_ts,
+                  remote_ts=remote_ts, rekey_of=rekey_of)
+    h = qm_hash1(sa.hash, sa.skeyid_a, x.message_id, rest)
+    sa.send(QM, [HashPayload(h), *payloads], message_id=x.message_id, encrypt=True, now=now)
+    sa.log("IKE", 7, f"Quick Mode started: {local_ts} <-> {remote_ts}, SPI in {spi_in:08x}"
+           + (f" (rekey of {rekey_of:08x})" if rekey_of is not None else ""))
+    return x.message_id
+
+
+def receive(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+    x = sa.exchanges.get(msg.message_id)
+    if x is None:
+        _responder_1(sa, msg, now)
+    elif x.kind == "quick" and x.we_started and x.state == "sent1":
+        _initiator_2(sa, x, msg, now)
+    elif x.kind == "quick" and not x.we_started and x.state == "sent2":
+        _responder_3(sa, x, msg, now)
+    else:
+        raise IkeError("unexpected_exchange", "Quick Mode message in the wrong state",
+                       NotifyType.INVALID_EXCHANGE_TYPE, send_notify=False, fatal=False)
+
+
+def _hash_first(msg: Message) -> HashPayload:
+    if not msg.payloads or not isinstance(msg.payloads[0], HashPayload):
+        raise IkeError("missing_payload", "Quick Mode message without HASH first",
+                       NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
+    return msg.payloads[0]
+
+
+def _rest(msg: Message) -> bytes:
+    return b"".join(p.raw for p in msg.payloads[1:])
+
+
+def _initiator_2(sa: IkeSA, x: Exchange, msg: Message, now: float) -> None:
+    assert sa.hash is not None
+    hp = _hash_first(msg)
+    ni = _bytes(x, "ni")
+    if not hashes_equal(qm_hash2(sa.hash, sa.skeyid_a, x.message_id, ni, _rest(msg)), hp.data):
+        raise IkeError("hash_mismatch", "Quick Mode HASH(2) mismatch",
+                       NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
+    sa.commit_iv()
+    p = msg.payloads
+    sap = next((q for q in p if isinstance(q, SAPayload)), None)
+    nr = next((q for q in p if isinstance(q, NoncePayload)), None)
+    if sap is None or nr is None or len(sap.proposals) != 1 or \
+            len(sap.proposals[0].transforms) != 1:
+        _abort(sa, x, "bad_proposal_syntax", "Quick Mode reply must hold one SA and a nonce")
+        return
+    prop = sap.proposals[0]
+    suite = decode_esp(prop.transforms[0].transform_id, prop.transforms[0])
+    offers = x.data["offers"]
+    assert isinstance(offers, list)
+    if suite is None or not any(_same(suite, o) for o in offers) or len(prop.spi) != 4:
+        _abort(sa, x, "no_proposal_chosen", "the responder chose an ESP transform we did"
+               " not offer")
+        return
+    g_qm = _pfs_secret(sa, x, p, suite)
+    lifetime = _lifetime(sa, suite, p)
+    spi_out = int.from_bytes(prop.spi, "big")
+    h3 = qm_hash3(sa.hash, sa.skeyid_a, x.message_id, ni, nr.data)
+    sa.send(QM, [HashPayload(h3)], message_id=x.message_id, encrypt=True, expect_reply=False,
+            now=now)
+    _install(sa, x, suite, int(_int(x, "spi_in")), spi_out, ni, nr.data, g_qm, lifetime, now,
+             we_initiated=True)
+    sa.end_exchange(x.message_id)
+
+
+def _same(a: EspSuite, b: EspSuite) -> bool:
+    return (a.transform, a.key_length, a.auth, a.encapsulation) == (
+        b.transform, b.key_length, b.auth, b.encapsulation)
+
+
+def _abort(sa: IkeSA, x: Exchange, reason: str, detail: str) -> None:
+    sa.end_exchange(x.message_id)
+    sa.emit(ev.NegotiationFailed(reason, detail))
+    raise IkeError(reason, detail, None, send_notify=False, fatal=False)
+
+
+# ----------------------------------------------------------------- responder
+def _responder_1(sa: IkeSA, msg: Message, now: float) -> None:
+    assert sa.hash is not None
+    hp = _hash_first(msg)
+    if not hashes_equal(qm_hash1(sa.hash, sa.skeyid_a, msg.message_id, _rest(msg)), hp.data):
+        raise IkeError("hash_mismatch", "Quick Mode HASH(1) mismatch",
+                       NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
+    x = sa.start_exchange("quick", msg.message_id, False, "got1")
+    sa.commit_iv()
+    try:
+        _answer_1(sa, x, msg, now)
+    except IkeError:
+        sa.end_exchange(x.message_id)
+        raise
+
+
+def _answer_1(sa: IkeSA, x: Exchange, msg: Message, now: float) -> None:
+    assert sa.hash is not None
+    p = msg.payloads
+    if sa.role is Role.RESPONDER and sa.config.xauth and not sa.xauth_done:
+        raise IkeError("quick_mode_before_xauth", "Quick Mode before XAUTH completed",
+                       NotifyType.AUTHENTICATION_FAILED, fatal=False)
+    sap = next((q for q in p if isinstance(q, SAPayload)), None)
+    ni = next((q for q in p if isinstance(q, NoncePayload)), None)
+    ids = [q for q in p if isinstance(q, IDPayload)]
+    if sap is None or ni is None or len(ids) not in (0, 2):
+        raise IkeError("missing_payload", "Quick Mode message 1 lacks SA, nonce or IDs",
+                       NotifyType.PAYLOAD_MALFORMED, fatal=False)
+    remote_ts, local_ts = _selectors(sa, ids)
+    prop, suite = _choose(sa, sap)
+    kp: DHKeyPair | None = None
+    out_ke: list[Payload] = []
+    g_qm = None
+    if suite.group:
+        ke = next((q for q in p if isinstance(q, KEPayload)), None)
+        if ke is None:
+            raise IkeError("missing_payload", "PFS proposed without KE",
+                           NotifyType.INVALID_KEY_INFORMATION, fatal=False)
+        try:
+            kp = dh_group(suite.group).generate()
+            g_qm = kp.shared_secret(ke.data)
+        except CryptoError as e:
+            raise IkeError("invalid_ke", f"Quick Mode KE: {e}",
+                           NotifyType.INVALID_KEY_INFORMATION, fatal=False) from e
+        out_ke = [KEPayload(kp.public)]
+    spi_in = sa.new_spi()
+    spi_out = int.from_bytes(prop.spi, "big")
+    nr = NoncePayload(sa.config.rng(NONCE_LEN))
+    chosen = Proposal(prop.number, ProtocolId.IPSEC_ESP, spi_in.to_bytes(4, "big"),
+                      [prop.transforms[0]])
+    payloads: list[Payload] = [SAPayload([chosen]), nr, *out_ke, *ids]
+    ours = sa.config.policy.ipsec_lifetime
+    lifetime = min(suite.lifetime, ours) if suite.lifetime else ours
+    if suite.lifetime > ours or (suite.life_kb and not suite.lifetime):
+        payloads.append(responder_lifetime(ours, ProtocolId.IPSEC_ESP, prop.spi))
+    h2 = qm_hash2(sa.hash, sa.skeyid_a, x.message_id, ni.data, encode_payloads(payloads))
+    x.data.update(suite=suite, spi_in=spi_in, spi_out=spi_out, ni=ni.data, nr=nr.data,
+                  g_qm=g_qm, lifetime=lifetime, local_ts=local_ts, remote_ts=remote_ts)
+    sa.send(QM, [HashPayload(h2), *payloads], message_id=x.message_id, encrypt=True, now=now)
+    x.state = "sent2"
+
+
+def _selectors(sa: IkeSA, ids: list[IDPayload]) -> tuple[ipaddress.IPv4Network,
+                                                        ipaddress.IPv4Network]:
+    """(the initiator's selector, ours). A client may only claim its own address."""
+    if not ids:
+        remote = ipaddress.IPv4Network((sa.remote[0], 32))
+        return remote, ipaddress.IPv4Network((sa.config.local_address, 32))
+    idci, idcr = network_of(ids[0]), network_of(ids[1])
+    if sa.role is Role.RESPONDER and sa.assigned_address is not None and \
+            idci != ipaddress.IPv4Network((sa.assigned_address, 32)):
+        raise IkeError("ts_unacceptable", f"client asked for {idci}, but was assigned"
+                       f" {sa.assigned_address}", NotifyType.INVALID_ID_INFORMATION,
+                       fatal=False)
+    return idci, idcr
+
+
+def _choose(sa: IkeSA, sap: SAPayload) -> tuple[Proposal, EspSuite]:
+    reasons: list[str] = []
+    for prop in sap.proposals:
+        if prop.protocol_id != ProtocolId.IPSEC_ESP or len(prop.spi) != 4:
+            reasons.append(f"protocol {prop.protocol_id}")
+            continue
+        for t in prop.transforms:
+            suite = decode_esp(t.transform_id, t)
+            if suite is None:
+                continue
+            why = sa.config.policy.accept_esp(suite)
+            if why is None:
+                return Proposal(prop.number, prop.protocol_id, prop.spi, [t]), suite
+            reasons.append(why)
+    detail = "no acceptable ESP proposal"
+    if reasons:
+        detail += " (" + "; ".join(sorted(set(reasons))[:6]) + ")"
+    raise IkeError("no_proposal_chosen", detail, NotifyType.NO_PROPOSAL_CHOSEN, fatal=False)
+
+
+def _responder_3(sa: IkeSA, x: Exchange, msg: Message, now: float) -> None:
+    assert sa.hash is not None
+    hp = _hash_first(msg)
+    ni, nr = _bytes(x, "ni"), _bytes(x, "nr")
+    if not hashes_equal(qm_hash3(sa.hash, sa.skeyid_a, x.message_id, ni, nr), hp.data):
+        raise IkeError("hash_mismatch", "Quick Mode HASH(3) mismatch",
+                       NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
+    sa.commit_iv()
+    sa.answered(x.message_id)
+    suite = x.data["suite"]
+    assert isinstance(suite, EspSuite)
+    g_qm = x.data.get("g_qm")
+    assert g_qm is None or isinstance(g_qm, bytes)
+    _install(sa, x, suite, _int(x, "spi_in"), _int(x, "spi_out"), ni, nr, g_qm,
+             _int(x, "lifetime"), now, we_initiated=False)
+    sa.end_exchange(x.message_id)
+
+
+# ------------------------------------------------------------------- shared
+def _pfs_secret(sa: IkeSA, x: Exchange, payloads: list[Payload], suite: EspSuite) -> bytes | None:
+    kp = x.data.get("dh")
+    if not suite.group:
+        return None
+    ke = next((q for q in payloads if isinstance(q, KEPayload)), None)
+    if not isinstance(kp, DHKeyPair) or ke is None:
+        _abort(sa, x, "invalid_ke", "PFS negotiated but no KE exchanged")
+        return None
+    try:
+        return kp.shared_secret(ke.data)
+    except CryptoError as e:
+        _abort(sa, x, "invalid_ke", f"Quick Mode KE: {e}")
+        return None
+
+
+def _lifetime(sa: IkeSA, suite: EspSuite, payloads: list[Payload]) -> int:
+    life = suite.lifetime or sa.config.policy.ipsec_lifetime
+    for n in payloads:
+        if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.RESPONDER_LIFETIME:
+            r = lifetime_from_notify(n)
+            if r:
+                sa.log("IKE", 5, f"RESPONDER-LIFETIME notify has value of {r} seconds")
+                life = min(life, r)
+    return life
+
+
+def _install(sa: IkeSA, x: Exchange, suite: EspSuite, spi_in: int, spi_out: int, ni: bytes,
+             nr: bytes, g_qm: bytes | None, lifetime: int, now: float, *,
+             we_initiated: bool) -> None:
+    from vpnhub.ike.sa import ChildSA
+
+    assert sa.hash is not None
+    enc_len, auth_len = suite.key_lengths()
+    n = enc_len + auth_len
+    k_in = keymat(sa.hash, sa.skeyid_d, ProtocolId.IPSEC_ESP, spi_in.to_bytes(4, "big"),
+                  ni, nr, n, g_qm)
+    k_out = keymat(sa.hash, sa.skeyid_d, ProtocolId.IPSEC_ESP, spi_out.to_bytes(4, "big"),
+                   ni, nr, n, g_qm)
+    local_ts, remote_ts = x.data["local_ts"], x.data["remote_ts"]
+    assert isinstance(local_ts, ipaddress.IPv4Network)
+    assert isinstance(remote_ts, ipaddress.IPv4Network)
+    rekey_of = x.data.get("rekey_of")
+    assert rekey_of is None or isinstance(rekey_of, int)
+    sa.children[spi_in] = ChildSA(spi_in, spi_out, suite, local_ts, remote_ts, now, lifetime,
+                                  we_initiated)
+    if rekey_of is None:
+        rekey_of = _replaces(sa, spi_in, local_ts, remote_ts)
+    sa.emit(ev.ChildSAEstablished(
+        message_id=x.message_id, spi_in=spi_in, spi_out=spi_out, transform=suite.transform,
+        key_length=suite.key_length, auth=suite.auth,
+        enc_key_in=k_in[:enc_len], auth_key_in=k_in[enc_len:],
+        enc_key_out=k_out[:enc_len], auth_key_out=k_out[enc_len:],
+        encapsulation=suite.encapsulation, local_ts=local_ts, remote_ts=remote_ts,
+        lifetime=lifetime, pfs_group=suite.group, rekey_of=rekey_of))
+    from vpnhub.crypto.suites import esp_suite_name
+
+    sa.log("IPSEC", 5, f"Security negotiation complete: {local_ts} <-> {remote_ts},"
+           f" {esp_suite_name(suite.transform, suite.key_length, suite.auth)},"
+           f" {_encap_name(suite.encapsulation)}, lifetime {lifetime} s")
+    sa.log("IPSEC", 5, f"Loading SPIs: inbound {spi_in:08x}, outbound {spi_out:08x}")
+
+
+def _replaces(sa: IkeSA, spi_in: int, local_ts: ipaddress.IPv4Network,
+              remote_ts: ipaddress.IPv4Network) -> int | None:
+    """A peer-started rekey: an older child with the same selectors."""
+    for c in sa.children.values():
+        if c.spi_in != spi_in and c.local_ts == local_ts and c.remote_ts == remote_ts \
+                and not c.rekeyed:
+            c.rekeyed = True
+            return c.spi_in
+    return None
+
+
+def _encap_name(mode: int) -> str:
+    return {1: "Tunnel", 3: "UDP-Encapsulated-Tunnel (NAT-T)",
+            61443: "UDP-Encapsulated-Tunnel (NAT-T draft)"}.get(mode, str(mode))
+
+
+def _bytes(x: Exchange, key: str) -> bytes:
+    v = x.data[key]
+    assert isinstance(v, bytes)
+    return v
+
+
+def _int(x: Exchange, key: str) -> int:
+    v = x.data[key]
+    assert isinstance(v, int)
+    return v
+
+
+def check_child_lifetimes(sa: IkeSA, now: float) -> None:
+    """Rekey before expiry (RFC 2409 leaves it to policy); delete at expiry."""
+    from vpnhub.ike import informational
+
+    for c in list(sa.children.values()):
+        if c.lifetime and now >= c.established + c.lifetime:
+            sa.log("IPSEC", 5, f"IPsec SA {c.spi_in:08x} lifetime expired")
+            informational.delete_child(sa, c.spi_in, now)
+            continue
+        share = REKEY_INITIATOR if c.we_initiated else REKEY_RESPONDER
+        if c.lifetime and not c.rekeyed and now >= c.established + c.lifetime * share:
+            c.rekeyed = True
+            suite = EspSuite(c.suite.transform, c.suite.key_length, c.suite.auth,
+                             c.suite.encapsulation, c.suite.group,
+                             sa.config.policy.ipsec_lifetime)
+            initiate(sa, now, c.local_ts, c.remote_ts, c.spi_in, [suite])
+
+
+def child_by_spi(sa: IkeSA, spi: int) -> ChildSA | None:
+    c = sa.children.get(spi)
+    if c is not None:
+        return c
+    return next((c for c in sa.children.values() if c.spi_out == spi), None)
+
+
+_ = PayloadType

@@ -1,0 +1,645 @@
+"""The sans-I/O IKEv1 SA: bytes and events in, bytes and events out.
+
+One `IkeSA` is one ISAKMP SA (phase 1) with the exchanges that run under it
+(XAUTH and Mode Config transactions, Quick Modes, informational messages).
+Shape as in aioquic: `receive(data, remote, local_port, now)`,
+`datagrams_to_send()`, `next_event()`, `get_timer()`, `handle_timer(now)`.
+No sockets, no clocks: the driver passes `now` and moves the bytes.
+
+The exchanges themselves live in one module each (`aggressive`, `main_mode`,
+`transaction`, `quick`, `informational`); this module holds the state they
+share, the encryption of message bodies (RFC 2409 appendix B IVs),
+retransmission, timers and the table of allowed transitions (`transitions`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vpnhub.crypto.cipher import IkeCipher
+from vpnhub.crypto.errors import CryptoError
+from vpnhub.crypto.keys import phase2_iv
+from vpnhub.crypto.prf import HashAlg
+from vpnhub.ike import events as ev
+from vpnhub.ike.errors import IkeError
+from vpnhub.ike.policy import EspSuite, P1Suite, Policy
+from vpnhub.ike.secret import Secret
+from vpnhub.ike.transitions import Role, State, handler_for
+from vpnhub.wire.constants import ExchangeType, Flag, NotifyType, ProtocolId
+from vpnhub.wire.errors import WireError
+from vpnhub.wire.message import HEADER_LEN, Header, Message, decode_header, encode_message
+from vpnhub.wire.payloads import (
+    NotifyPayload,
+    Payload,
+    decode_payloads,
+    encode_payloads,
+)
+
+Address = tuple[str, int]
+IKE_PORT = 500
+NATT_PORT = 4500
+
+# Looks up the group PSK for an identity (id type, id data) seen from `remote`;
+# Main Mode calls it with id_type 0 before the identity is known (RFC 2409 5.4).
+PskLookup = Callable[[int, bytes, Address], Secret | None]
+
+
+@dataclass(frozen=True)
+class Datagram:
+    """An IKE message to send. On port 4500 the driver prepends the non-ESP marker."""
+
+    data: bytes
+    remote: Address
+    local_port: int
+
+
+@dataclass
+class IkeConfig:
+    """Everything the engine needs to know about this end."""
+
+    local_address: str
+    policy: Policy = field(default_factory=Policy)
+    mode: str = "aggressive"  # initiator: "aggressive" or "main"
+    # initiator: the group name sent as KEY_ID (Cisco clients, vpnc) and its PSK
+    group_name: str = ""
+    psk: Secret | None = None
+    # responder: PSK per identity
+    psk_lookup: PskLookup | None = None
+    natt: bool = True  # responder: offer NAT-T; initiator: transparent tunneling
+    force_natt: bool = False  # encapsulate even without NAT (vpnc --natt-mode force)
+    xauth: bool = True
+    unity: bool = True
+    dpd: bool = True
+    dpd_interval: float = 30.0
+    dpd_retries: int = 5
+    retransmit_interval: float = 2.0
+    retransmit_tries: int = 5
+    phase1_timeout: float = 30.0  # a half-open SA is dropped after this
+    application_version: str = "vpnhub"
+    send_initial_contact: bool = True
+    extra_vendor_ids: tuple[bytes, ...] = ()
+    spi_allocator: Callable[[], int] | None = None
+    rng: Callable[[int], bytes] = os.urandom
+
+
+@dataclass
+class Pending:
+    """Our last message of an exchange that still waits for an answer."""
+
+    datagram_data: bytes
+    next_at: float
+    tries: int = 0
+
+
+@dataclass
+class Exchange:
+    """A phase 2 exchange (Quick Mode, transaction) keyed by its message ID."""
+
+    kind: str  # "xauth", "modecfg", "quick"
+    message_id: int
+    we_started: bool
+    state: str
+    iv: bytes
+    data: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass
+class ChildSA:
+    """What the SA remembers of an installed child (for DELETE and rekeys)."""
+
+    spi_in: int
+    spi_out: int
+    suite: EspSuite
+    local_ts: ipaddress.IPv4Network
+    remote_ts: ipaddress.IPv4Network
+    established: float
+    lifetime: int
+    we_initiated: bool
+    rekeyed: bool = False
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()[:16]
+
+
+class IkeSA:
+    """One ISAKMP SA and its phase 2 exchanges, for either role."""
+
+    def __init__(
+        self,
+        config: IkeConfig,
+        role: Role,
+        remote: Address,
+        now: float,
+        *,
+        local_port: int = IKE_PORT,
+        icookie: bytes | None = None,
+    ) -> None:
+        self.config = config
+        self.role = role
+        self.remote: Address = remote
+        self.first_remote: Address = remote  # msg 1's source, for NAT-D (RFC 3947 3.2)
+        self.local_port = local_port
+        self.created = now
+        self.state = State.INITIAL
+        rng = config.rng
+        self.icookie = icookie if icookie is not None else rng(8)
+        self.rcookie = bytes(8) if role is Role.INITIATOR else rng(8)
+        self._events: deque[ev.Event] = deque()
+        self._out: list[Datagram] = []
+        self.drops: Counter[str] = Counter()
+        self.stats: Counter[str] = Counter()
+        # phase 1 negotiation and keys
+        self.suite: P1Suite | None = None
+        self.hash: HashAlg | None = None
+        self.cipher: IkeCipher | None = None
+        self.skeyid = b""
+        self.skeyid_d = b""
+        self.skeyid_a = b""
+        self.skeyid_e = b""
+        self.enc_key = b""
+        self.p1_iv = b""  # running CBC chain of phase 1
+        self.p1_last_block = b""  # last CBC block of phase 1 (base of phase 2 IVs)
+        self.dh_public_i = b""
+        self.dh_public_r = b""
+        self.nonce_i = b""
+        self.nonce_r = b""
+        self.sai_b = b""
+        self.peer_id_type = 0
+        self.peer_id_data = b""
+        self.psk: Secret | None = config.psk
+        self.lifetime = 0
+        self.established_at: float | None = None
+        self.data: dict[str, object] = {}  # per-exchange scratch (DH key pair, ...)
+        # peer capabilities (from vendor IDs)
+        self.peer_vendor_ids: list[str] = []
+        self.peer_xauth = self.peer_dpd = self.peer_unity = self.peer_frag = False
+        self.natt_variant = ""  # "", "RFC 3947", "draft-02", ...
+        self.natd_type = 20
+        self.local_behind_nat = False
+        self.remote_behind_nat = False
+        self.natt_in_use = False
+        # XAUTH / Mode Config outcome
+        self.xauth_user = ""
+        self.xauth_done = False
+        self.modecfg: ev.ModeConfig | None = None
+        self.assigned_address: ipaddress.IPv4Address | None = None
+        self.peer_application_version = ""
+        # phase 2
+        self.exchanges: dict[int, Exchange] = {}
+        self.children: dict[int, ChildSA] = {}
+        self._pending: dict[int, Pending] = {}
+        self._last_in: OrderedDict[int, tuple[bytes, bytes | None]] = OrderedDict()
+        self._used_message_ids: set[int] = set()
+        # liveness (RFC 3706)
+        self.last_heard = now
+        self.dpd_seq = int.from_bytes(rng(4), "big") & 0x7FFFFFFF
+        self.dpd_outstanding = 0
+        self.dpd_next_at: float | None = None
+        self.expired_at: float | None = None
+
+    # ------------------------------------------------------------------ API
+    def receive(self, data: bytes, remote: Address, local_port: int, now: float) -> None:
+        """Take one IKE message (the non-ESP marker already stripped)."""
+        try:
+            self._receive(data, remote, local_port, now)
+        except IkeError as e:
+            self._fail(e, now)
+        except (WireError, CryptoError) as e:
+            self._fail(IkeError(getattr(e, "reason", "crypto_error"), str(e)), now)
+        except Exception as e:  # never let anything escape the receive path
+            self.drops["internal_error"] += 1
+            self._log("IKE", 1, f"internal error on received message: {type(e).__name__}: {e}")
+
+    def datagrams_to_send(self) -> list[Datagram]:
+        out, self._out = self._out, []
+        return out
+
+    def next_event(self) -> ev.Event | None:
+        return self._events.popleft() if self._events else None
+
+    def get_timer(self) -> float | None:
+        times = [p.next_at for p in self._pending.values()]
+        if self.state is State.ESTABLISHED:
+            if self.dpd_next_at is not None:
+                times.append(self.dpd_next_at)
+            times += self._child_deadlines()
+            if self.lifetime and self.established_at is not None:
+                times.append(self.established_at + self.lifetime)
+        elif self.state is not State.DELETED:
+            times.append(self.created + self.config.phase1_timeout)
+        return min(times) if times else None
+
+    def handle_timer(self, now: float) -> None:
+        try:
+            self._handle_timer(now)
+        except Exception as e:
+            self.drops["internal_error"] += 1
+            self._log("IKE", 1, f"internal error in timer: {type(e).__name__}: {e}")
+
+    @property
+    def established(self) -> bool:
+        return self.state is State.ESTABLISHED
+
+    @property
+    def cookies(self) -> tuple[bytes, bytes]:
+        return self.icookie, self.rcookie
+
+    def note_traffic(self, now: float) -> None:
+        """The data plane decrypted a packet from this peer: it is alive (RFC 3706 5.5)."""
+        self.last_heard = now
+        self.dpd_outstanding = 0
+        if self.dpd_next_at is not None:
+            self.dpd_next_at = now + self.config.dpd_interval
+
+    # -------------------------------------------------------------- receive
+    def _receive(self, data: bytes, remote: Address, local_port: int, now: float) -> None:
+        if self.state is State.DELETED:
+            self.drops["sa_deleted"] += 1
+            return
+        hdr = decode_header(data)
+        if hdr.icookie != self.icookie:
+            self.drops["wrong_cookie"] += 1
+            return
+        if self._is_retransmission(hdr, data, remote, local_port):
+            return
+        handler = handler_for(self.state, hdr.exchange, self.role)
+        if handler is None:
+            self.drops["unexpected_exchange"] += 1
+            self._log(
+                "IKE", 3,
+                f"unexpected {_exchange_name(hdr.exchange)} message in state {self.state.name}"
+                " dropped",
+            )
+            return
+        msg, commit_iv = self._open(hdr, data)
+        self._log_decode("RECEIVED <<<", msg, remote)
+        self._current = (remote, local_port, now, commit_iv)
+        handler(self, msg, remote, local_port, now)
+        self._remember_in(hdr.message_id, data)
+        # authenticated: follow a peer whose NAT mapping changed (RFC 3947 5)
+        if self.state is State.ESTABLISHED and hdr.flags & Flag.ENCRYPTION:
+            self._follow_peer(remote, local_port)
+        self.last_heard = now
+
+    def _open(self, hdr: Header, data: bytes) -> tuple[Message, Callable[[], None]]:
+        """Decrypt (if E is set) and decode; the IV advances only via commit."""
+        body = data[HEADER_LEN:]
+
+        def nothing() -> None:
+            return None
+
+        if not hdr.flags & Flag.ENCRYPTION:
+            payloads = decode_payloads(hdr.next_payload, body)
+            return self._message(hdr, payloads), nothing
+        if self.cipher is None:
+            raise IkeError("encrypted_before_keys", "encrypted message before keys exist",
+                           NotifyType.INVALID_FLAGS, send_notify=False)
+        bs = self.cipher.block_size
+        if not body or len(body) % bs:
+            raise IkeError("bad_ciphertext_length", f"encrypted body of {len(body)} bytes",
+                           NotifyType.PAYLOAD_MALFORMED, send_notify=False)
+        iv = self._iv_for(hdr.exchange, hdr.message_id)
+        plain = self.cipher.decrypt(self.enc_key, iv, body)
+        try:
+            payloads = decode_payloads(hdr.next_payload, plain, trailing_ok=True)
+        except WireError as e:
+            # Wrong keys (a wrong PSK) decrypt to garbage: say so (RFC 2409 5).
+            raise IkeError("decryption_failed", f"cannot decode decrypted body ({e.reason}):"
+                           " wrong pre-shared key?", NotifyType.PAYLOAD_MALFORMED,
+                           send_notify=False) from e
+        last = body[-bs:]
+
+        def commit() -> None:
+            self._set_iv(hdr.exchange, hdr.message_id, last)
+
+        return self._message(hdr, payloads), commit
+
+    @staticmethod
+    def _message(hdr: Header, payloads: list[Payload]) -> Message:
+        return Message(hdr.icookie, hdr.rcookie, hdr.exchange, hdr.flags, hdr.message_id,
+                       payloads)
+
+    def commit_iv(self) -> None:
+        """Handlers call this once a message is authenticated (its HASH checked)."""
+        self._current[3]()
+
+    # ------------------------------------------------------- IV management
+    def _iv_for(self, exchange: int, message_id: int) -> bytes:
+        assert self.cipher is not None and self.hash is not None
+        if message_id == 0 and exchange in (ExchangeType.AGGRESSIVE,
+                                            ExchangeType.IDENTITY_PROTECTION):
+            return self.p1_iv
+        x = self.exchanges.get(message_id)
+        if x is not None:
+            return x.iv
+        # RFC 2409 appendix B: a new exchange starts from the last phase 1
+        # block and its message ID. vpnc's 8-bit DELETE IDs may be 0: that is
+        # still an informational exchange, not phase 1 (interop README, pitfall 11).
+        return phase2_iv(self.hash, self.p1_last_block, message_id, self.cipher.block_size)
+
+    def _set_iv(self, exchange: int, message_id: int, last_block: bytes) -> None:
+        if message_id == 0 and exchange in (ExchangeType.AGGRESSIVE,
+                                            ExchangeType.IDENTITY_PROTECTION):
+            self.p1_iv = last_block
+            return
+        x = self.exchanges.get(message_id)
+        if x is not None:
+            x.iv = last_block
+
+    # ---------------------------------------------------------------- send
+    def send(self, exchange: int, payloads: list[Payload], *, message_id: int = 0,
+             encrypt: bool = False, expect_reply: bool = True, now: float = 0.0) -> bytes:
+        """Encode (and encrypt) a message, queue it and remember it for retransmission."""
+        msg = Message(self.icookie, self.rcookie, exchange,
+                      Flag.ENCRYPTION if encrypt else 0, message_id, payloads)
+        body = encode_payloads(payloads)
+        if encrypt:
+            body = self._encrypt(exchange, message_id, body)
+        data = encode_message(msg, body)
+        self._log_decode("SENDING >>>", msg, self.remote)
+        self._out.append(Datagram(data, self.remote, self.local_port))
+        self.stats["messages_sent"] += 1
+        if expect_reply:
+            self._pending[message_id] = Pending(data, now + self.config.retransmit_interval)
+        else:
+            self._pending.pop(message_id, None)
+        if message_id in self._last_in:
+            self._last_in[message_id] = (self._last_in[message_id][0], data)
+        return data
+
+    def _encrypt(self, exchange: int, message_id: int, body: bytes) -> bytes:
+        assert self.cipher is not None
+        bs = self.cipher.block_size
+        # RFC 2409 5.3 / 2408 3.5: pad to the block size (zero bytes; the
+        # payload chain tells the receiver where the real data ends).
+        pad = (-len(body)) % bs
+        ct = self.cipher.encrypt(self.enc_key, self._iv_for(exchange, message_id),
+                                 body + bytes(pad))
+        self._set_iv(exchange, message_id, ct[-bs:])
+        return ct
+
+    def resend_pending(self, message_id: int) -> None:
+        p = self._pending.get(message_id)
+        if p is not None:
+            self._out.append(Datagram(p.datagram_data, self.remote, self.local_port))
+
+    def answered(self, message_id: int) -> None:
+        self._pending.pop(message_id, None)
+
+    def _is_retransmission(self, hdr: Header, data: bytes, remote: Address,
+                           local_port: int) -> bool:
+        seen = self._last_in.get(hdr.message_id)
+        if seen is None or seen[0] != _digest(data):
+            return False
+        # RFC 2408 5 / 2409 5: a duplicate gets our last answer again, once.
+        self.drops["retransmission"] += 1
+        if seen[1] is not None and (remote == self.remote or not hdr.flags & Flag.ENCRYPTION):
+            self._out.append(Datagram(seen[1], self.remote, self.local_port))
+            self.stats["retransmissions_answered"] += 1
+        return True
+
+    def _remember_in(self, message_id: int, data: bytes) -> None:
+        prev = self._last_in.get(message_id)
+        reply = prev[1] if prev is not None and prev[0] == _digest(data) else None
+        if reply is None and message_id in self._reply_cache():
+            reply = self._reply_cache()[message_id]
+        self._last_in[message_id] = (_digest(data), reply)
+        self._last_in.move_to_end(message_id)
+        while len(self._last_in) > 8:
+            self._last_in.popitem(last=False)
+
+    def _reply_cache(self) -> dict[int, bytes]:
+        # The last datagram we queued for each message ID during this receive.
+        out: dict[int, bytes] = {}
+        for d in self._out:
+            mid = int.from_bytes(d.data[20:24], "big")
+            out[mid] = d.data
+        return out
+
+    # ------------------------------------------------------------- helpers
+    def new_message_id(self) -> int:
+        while True:
+            mid = int.from_bytes(self.config.rng(4), "big")
+            if mid and mid not in self._used_message_ids and mid not in self.exchanges:
+                self._used_message_ids.add(mid)
+                return mid
+
+    def new_spi(self) -> int:
+        if self.config.spi_allocator is not None:
+            return self.config.spi_allocator()
+        while True:
+            spi = int.from_bytes(self.config.rng(4), "big")
+            if spi >= 256:  # 1..255 are reserved by IANA (RFC 4303 2.1)
+                return spi
+
+    def start_exchange(self, kind: str, message_id: int, we_started: bool, state: str) -> Exchange:
+        assert self.hash is not None and self.cipher is not None
+        iv = phase2_iv(self.hash, self.p1_last_block, message_id, self.cipher.block_size)
+        x = Exchange(kind, message_id, we_started, state, iv)
+        self.exchanges[message_id] = x
+        self._used_message_ids.add(message_id)
+        return x
+
+    def end_exchange(self, message_id: int) -> None:
+        self.exchanges.pop(message_id, None)
+        self._pending.pop(message_id, None)
+
+    def emit(self, event: ev.Event) -> None:
+        self._events.append(event)
+
+    def _log(self, cls: str, severity: int, text: str) -> None:
+        self._events.append(ev.LogLine(cls, severity, text))
+
+    def log(self, cls: str, severity: int, text: str) -> None:
+        self._log(cls, severity, text)
+
+    def _log_decode(self, direction: str, msg: Message, remote: Address) -> None:
+        # Cisco client style: "SENDING >>> ISAKMP OAK AG (SA, KE, NON, ID, VID)"
+        names = ", ".join(msg.payload_names())
+        self._log("IKEDECODE", 8, f"{direction} ISAKMP OAK {_exchange_short(msg.exchange)}"
+                  f" ({names}) {'to' if direction.startswith('S') else 'from'}"
+                  f" {remote[0]}:{remote[1]}")
+        self._log("IKEDECODE", 9, msg.describe())
+
+    def _follow_peer(self, remote: Address, local_port: int) -> None:
+        if remote != self.remote:
+            old = self.remote
+            self.remote = remote
+            self.emit(ev.PeerEndpointChanged(old, remote))
+            self._log("NATT", 4, f"peer moved from {old[0]}:{old[1]} to {remote[0]}:{remote[1]}"
+                      " (authenticated message from a new NAT mapping, RFC 3947 section 5)")
+        if local_port != self.local_port:
+            self.local_port = local_port
+
+    # -------------------------------------------------------------- failure
+    def _fail(self, e: IkeError, now: float) -> None:
+        self.drops[e.reason] += 1
+        self.stats["errors"] += 1
+        phase1 = self.state is not State.ESTABLISHED
+        self._log("IKE", 3 if phase1 else 4, f"{e.detail} [{e.reason}]")
+        if e.send_notify and e.notify is not None:
+            self._send_error_notify(e.notify, now)
+        if phase1 and e.fatal:
+            self.emit(ev.NegotiationFailed(e.reason, e.detail, e.notify))
+            self.terminate(e.reason, now, by_peer=False, notify_peer=False)
+
+    def _send_error_notify(self, notify: int, now: float) -> None:
+        from vpnhub.ike import informational
+
+        informational.send_notify(self, notify, now)
+
+    def terminate(self, reason: str, now: float, *, by_peer: bool, notify_peer: bool) -> None:
+        """End the SA: optionally DELETE the children and the ISAKMP SA at the peer."""
+        if self.state is State.DELETED:
+            return
+        from vpnhub.ike import informational
+
+        if notify_peer and self.state is State.ESTABLISHED:
+            informational.send_delete_all(self, now)
+        for child in list(self.children.values()):
+            self.emit(ev.ChildSADeleted(child.spi_in, child.spi_out, by_peer))
+        self.children.clear()
+        self.state = State.DELETED
+        self._pending.clear()
+        self.exchanges.clear()
+        self.emit(ev.SADeleted(reason, by_peer))
+
+    def delete(self, now: float, reason: str = "deleted by administrator") -> None:
+        """Tear the SA down, telling the peer (RFC 2408 3.15 DELETE)."""
+        self.terminate(reason, now, by_peer=False, notify_peer=True)
+
+    # --------------------------------------------------------------- timers
+    def _child_deadlines(self) -> list[float]:
+        out = []
+        for c in self.children.values():
+            if c.lifetime:
+                out.append(c.established + c.lifetime)
+                if c.we_initiated and not c.rekeyed:
+                    out.append(c.established + c.lifetime * 0.85)
+        return out
+
+    def _handle_timer(self, now: float) -> None:
+        if self.state is State.DELETED:
+            return
+        if self.state is not State.ESTABLISHED and now >= self.created + self.config.phase1_timeout:
+            self.drops["phase1_timeout"] += 1
+            self.emit(ev.NegotiationFailed("phase1_timeout",
+                                           "phase 1 did not complete in time"))
+            self.terminate("phase 1 timeout", now, by_peer=False, notify_peer=False)
+            return
+        self._retransmit(now)
+        if self.state is not State.ESTABLISHED:
+            return
+        from vpnhub.ike import informational, quick
+
+        if self.lifetime and self.established_at is not None and \
+                now >= self.established_at + self.lifetime:
+            self._log("IKE", 4, f"IKE SA lifetime of {self.lifetime} s expired")
+            self.terminate("IKE SA lifetime expired", now, by_peer=False, notify_peer=True)
+            return
+        quick.check_child_lifetimes(self, now)
+        informational.check_dpd(self, now)
+
+    def _retransmit(self, now: float) -> None:
+        for mid, p in list(self._pending.items()):
+            if now < p.next_at:
+                continue
+            if p.tries >= self.config.retransmit_tries:
+                self._pending.pop(mid, None)
+                reason = "no answer to our message after "
+                reason += f"{p.tries} retransmissions"
+                self.drops["retransmit_exhausted"] += 1
+                self.emit(ev.DeadPeer(reason))
+                self.terminate(reason, now, by_peer=False, notify_peer=False)
+                return
+            p.tries += 1
+            # bounded exponential back-off (RFC 2408 leaves it to us)
+            p.next_at = now + self.config.retransmit_interval * (2 ** min(p.tries, 4))
+            self._out.append(Datagram(p.datagram_data, self.remote, self.local_port))
+            self.stats["retransmissions"] += 1
+
+    # ------------------------------------------------------------ actions
+    def initiate(self, now: float) -> None:
+        """Initiator: send the first phase 1 message."""
+        from vpnhub.ike import aggressive, main_mode
+
+        if self.config.mode == "main":
+            main_mode.initiate(self, now)
+        else:
+            aggressive.initiate(self, now)
+
+    def xauth_reply(self, user: str, password: Secret, now: float) -> None:
+        from vpnhub.ike import transaction
+
+        transaction.client_xauth_reply(self, user, password, now)
+
+    def xauth_result(self, ok: bool, now: float, message: str = "") -> None:
+        from vpnhub.ike import transaction
+
+        transaction.server_xauth_result(self, ok, now, message)
+
+    def request_modecfg(self, now: float) -> None:
+        from vpnhub.ike import transaction
+
+        transaction.client_modecfg_request(self, now)
+
+    def modecfg_reply(self, cfg: ev.ModeConfig, now: float) -> None:
+        from vpnhub.ike import transaction
+
+        transaction.server_modecfg_reply(self, cfg, now)
+
+    def modecfg_push(self, cfg: ev.ModeConfig, now: float) -> None:
+        from vpnhub.ike import transaction
+
+        transaction.server_modecfg_set(self, cfg, now)
+
+    def start_quick_mode(self, now: float, local_ts: ipaddress.IPv4Network | None = None,
+                         remote_ts: ipaddress.IPv4Network | None = None,
+                         rekey_of: int | None = None) -> int:
+        from vpnhub.ike import quick
+
+        return quick.initiate(self, now, local_ts, remote_ts, rekey_of)
+
+    def send_dpd(self, now: float) -> None:
+        from vpnhub.ike import informational
+
+        informational.send_r_u_there(self, now)
+
+    def delete_child(self, spi_in: int, now: float) -> None:
+        from vpnhub.ike import informational
+
+        informational.delete_child(self, spi_in, now)
+
+    def notify_peer(self, notify: NotifyType, now: float) -> None:
+        from vpnhub.ike import informational
+
+        informational.send_notify(self, notify, now)
+
+    def protocol_spi(self) -> bytes:
+        return self.icookie + self.rcookie
+
+    def isakmp_protocol(self) -> int:
+        return ProtocolId.ISAKMP
+
+
+def _exchange_name(exchange: int) -> str:
+    try:
+        return ExchangeType(exchange).name
+    except ValueError:
+        return f"exchange {exchange}"
+
+
+def _exchange_short(exchange: int) -> str:
+    return {
+        ExchangeType.AGGRESSIVE: "AG",
+        ExchangeType.IDENTITY_PROTECTION: "MM",
+        ExchangeType.QUICK_MODE: "QM",
+        ExchangeType.INFORMATIONAL: "INFO",
+        ExchangeType.TRANSACTION: "TRANS",
+    }.get(exchange, str(exchange))  # type: ignore[call-overload]
