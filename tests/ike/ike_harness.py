@@ -52,7 +52,9 @@ class Lab:
 
     def __init__(self, server_policy: Policy | None = None, *, server_natt: bool = True,
                  server_psk: str = PSK, limits: Limits | None = None,
-                 server_xauth: bool = True) -> None:
+                 server_xauth: bool = True, server_local_ip: str = SERVER_IP) -> None:
+        # server_local_ip != SERVER_IP puts the concentrator behind a static NAT
+        self.server_local_ip = server_local_ip
         self.now = 1000.0
         self.server_policy = server_policy or Policy()
         self.server_natt = server_natt
@@ -65,6 +67,7 @@ class Lab:
         self.port_alloc = itertools.count(1025)
         self.lost: list[bytes] = []
         self.drop_next_to_server = 0
+        self._deleted: list[IkeSA] = []
 
     def _server_config(self, remote: tuple[str, int]) -> IkeConfig:
         def lookup(id_type: int, data: bytes, remote: tuple[str, int]) -> Secret | None:
@@ -72,7 +75,7 @@ class Lab:
                 return Secret(self.server_psk)
             return None
 
-        return IkeConfig(local_address=SERVER_IP, policy=self.server_policy,
+        return IkeConfig(local_address=self.server_local_ip, policy=self.server_policy,
                          psk_lookup=lookup, natt=self.server_natt, xauth=self.server_xauth)
 
     def add_client(self, *, user: str = "vpnclient1", password: str | None = None,
@@ -105,7 +108,9 @@ class Lab:
                     self.lost.append(d.data)
                     continue
                 src = c.public(d.local_port, self.port_alloc)
-                self.endpoint.receive(d.data, src, d.remote[1], self.now)
+                sa = self.endpoint.receive(d.data, src, d.remote[1], self.now)
+                if sa is not None and sa.state.name == "DELETED":
+                    self._deleted.append(sa)
             self._client_events(c)
         for sa in list(self.endpoint):
             for d in sa.datagrams_to_send():
@@ -113,13 +118,15 @@ class Lab:
                 self._deliver_to_client(d.data, d.remote, d.local_port)
             self._server_events(sa)
         for sa in self._deleted:
+            for d in sa.datagrams_to_send():
+                moved = True
+                self._deliver_to_client(d.data, d.remote, d.local_port)
             self._server_events(sa)
         self._deleted.clear()
         # drivers may have queued answers while handling events
         return moved or any(c.sa._out for c in self.clients) or any(
             sa._out for sa in self.endpoint)
 
-    _deleted: list[IkeSA] = []
 
     def _deliver_to_client(self, data: bytes, dest: tuple[str, int], src_port: int) -> None:
         for c in self.clients:

@@ -274,6 +274,11 @@ def diagnose_nat_without_natt(sa: IkeSA, had_natd: bool) -> None:
                 " Set ipsec_over_natt = true")
         if peer_can:
             why += f" (the client supports NAT-T: {peer_can})"
+    elif sa.role is Role.RESPONDER:
+        why = (f"the peer {sa.remote[0]}:{sa.remote[1]} is behind a NAT device (its IKE source"
+               f" port is {sa.first_remote[1]}, not 500) but did not offer NAT-T: the tunnel"
+               " will come up but no data will pass. Enable transparent tunneling"
+               " (EnableNat=1 / IPsec over UDP) on the client")
     elif sa.role is Role.INITIATOR:
         why = ("this end IS behind a NAT device but the concentrator did not offer NAT-T:"
                " the tunnel would come up but no data would pass. Enable IPsec over NAT-T"

@@ -227,7 +227,7 @@ class Policy:
         if s.encr == IkeEncr.AES_CBC:
             if s.key_length not in AES_KEY_LENGTHS:
                 return f"AES key length {s.key_length}"
-        elif s.encr == IkeEncr.TRIPLE_DES:
+        elif s.encr == IkeEncr.TRIPLE_DES_CBC:
             if not self.allow_legacy:
                 return "3DES needs allow_legacy_crypto"
         else:
@@ -273,7 +273,7 @@ class Policy:
         encs = list(self.ike_encryptions)
         hashes = list(self.ike_hashes)
         if self.allow_legacy:
-            encs.append((IkeEncr.TRIPLE_DES, 0))
+            encs.append((IkeEncr.TRIPLE_DES_CBC, 0))
             hashes.append(IkeHash.MD5)
         return [
             P1Suite(e, k, h, self.dh_group, auth, self.ike_lifetime)

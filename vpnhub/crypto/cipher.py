@@ -1,0 +1,106 @@
+"""IKEv1 phase 1 ciphers: CBC without padding logic (RFC 2409 appendix B, RFC 3602).
+
+The IKE engine pads (RFC 2409 appendix B: zero padding to the block size,
+receivers ignore trailing bytes) and chains IVs itself; these objects only
+encrypt and decrypt whole blocks. 3DES comes from
+`cryptography.hazmat.decrepit`. Single DES is there for known-answer vectors
+only (`allow_des=True`): it is run as 3DES with K1 = K2 = K3, which is DES.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
+from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms, modes
+
+from vpnhub.crypto.errors import InvalidLength, UnsupportedAlgorithm
+
+# IKEv1 encryption algorithm identifiers (RFC 2409 appendix A, RFC 3602).
+IKE_ENCR_DES_CBC = 1
+IKE_ENCR_3DES_CBC = 5
+IKE_ENCR_AES_CBC = 7
+
+
+def _aes(key: bytes) -> BlockCipherAlgorithm:
+    return algorithms.AES(key)
+
+
+def _tdes(key: bytes) -> BlockCipherAlgorithm:
+    return TripleDES(key)
+
+
+def _des(key: bytes) -> BlockCipherAlgorithm:
+    # EDE with three equal keys is single DES; 24-byte keys avoid the
+    # deprecation warning cryptography gives for 8-byte TripleDES keys.
+    return TripleDES(key * 3)
+
+
+@dataclass(frozen=True, slots=True)
+class IkeCipher:
+    """A CBC cipher for IKE payload encryption: `key_len` and `block_size` in bytes."""
+
+    name: str
+    ike_id: int
+    block_size: int
+    key_len: int
+    _algorithm: Callable[[bytes], BlockCipherAlgorithm] = field(repr=False, compare=False)
+
+    def _cipher(self, key: bytes, iv: bytes, data: bytes) -> Cipher[modes.CBC]:
+        if len(key) != self.key_len:
+            raise InvalidLength(
+                f"{self.name}: key is {len(key)} bytes, expected {self.key_len}",
+                reason="bad_key_length",
+            )
+        if len(iv) != self.block_size:
+            raise InvalidLength(
+                f"{self.name}: IV is {len(iv)} bytes, expected {self.block_size}",
+                reason="bad_iv_length",
+            )
+        if len(data) % self.block_size:
+            raise InvalidLength(
+                f"{self.name}: {len(data)} bytes is not a multiple of the block size"
+                f" {self.block_size}"
+            )
+        return Cipher(self._algorithm(key), modes.CBC(iv))
+
+    def encrypt(self, key: bytes, iv: bytes, plaintext: bytes) -> bytes:
+        """CBC-encrypt whole blocks; the last ciphertext block is the next IV."""
+        enc = self._cipher(key, iv, plaintext).encryptor()
+        return enc.update(plaintext) + enc.finalize()
+
+    def decrypt(self, key: bytes, iv: bytes, ciphertext: bytes) -> bytes:
+        """CBC-decrypt whole blocks; InvalidLength ("bad_cipher_length") on a partial block."""
+        dec = self._cipher(key, iv, ciphertext).decryptor()
+        return dec.update(ciphertext) + dec.finalize()
+
+
+_AES = {
+    bits: IkeCipher(f"AES-{bits}", IKE_ENCR_AES_CBC, 16, bits // 8, _aes)
+    for bits in (128, 192, 256)
+}
+TRIPLE_DES = IkeCipher("3DES", IKE_ENCR_3DES_CBC, 8, 24, _tdes)
+DES = IkeCipher("DES", IKE_ENCR_DES_CBC, 8, 8, _des)
+AES_128, AES_192, AES_256 = _AES[128], _AES[192], _AES[256]
+
+
+def ike_cipher(encr_id: int, key_len_bits: int | None, *, allow_des: bool = False) -> IkeCipher:
+    """The cipher for a phase 1 ENCRYPTION_ALGORITHM and KEY_LENGTH attribute.
+
+    AES_CBC needs a key length of 128, 192 or 256 bits (RFC 3602 section 5:
+    the KEY_LENGTH attribute is mandatory for it); 3DES and DES have a fixed
+    key and accept None or their own size (192, 64). Anything else raises
+    UnsupportedAlgorithm, which the engine treats as "transform not acceptable".
+    """
+    if encr_id == IKE_ENCR_AES_CBC:
+        if key_len_bits in _AES:
+            return _AES[key_len_bits]
+        raise UnsupportedAlgorithm(f"AES-CBC key length {key_len_bits} not supported")
+    if encr_id == IKE_ENCR_3DES_CBC and key_len_bits in (None, 192):
+        return TRIPLE_DES
+    if encr_id == IKE_ENCR_DES_CBC and allow_des and key_len_bits in (None, 64):
+        return DES
+    raise UnsupportedAlgorithm(
+        f"IKE encryption {encr_id} (key length {key_len_bits}) not supported"
+    )

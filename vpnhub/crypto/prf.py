@@ -1,0 +1,75 @@
+"""IKEv1 hash algorithms and their HMAC pseudo-random function (RFC 2409 section 3.1, 5).
+
+IKEv1 negotiates a hash (phase 1 attribute 2) and, unless a PRF attribute is
+negotiated (none is deployed), uses HMAC over that hash as `prf`.
+
+Measured on the project machine (CPython 3.11, cryptography 50):
+- plain hash: `hashlib` 0.56 us vs `cryptography` Hash 2.3 us -> hashlib;
+- HMAC with a fresh key per call (every IKE prf call has a new key):
+  `cryptography` HMAC 2.5-2.8 us vs `hmac.digest` 2.8-3.4 us -> cryptography.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hmac as _hmac
+
+from vpnhub.crypto.errors import UnsupportedAlgorithm
+
+# IKEv1 hash algorithm identifiers (RFC 2409 appendix A, RFC 4868 for SHA2).
+IKE_HASH_MD5 = 1
+IKE_HASH_SHA = 2
+IKE_HASH_TIGER = 3
+IKE_HASH_SHA2_256 = 4
+IKE_HASH_SHA2_384 = 5
+IKE_HASH_SHA2_512 = 6
+
+
+class _Hasher(Protocol):
+    def digest(self) -> bytes: ...
+
+
+@dataclass(frozen=True, slots=True)
+class HashAlg:
+    """One negotiated IKE hash: `hash()` is the plain hash, `prf()` its HMAC."""
+
+    name: str
+    ike_id: int
+    digest_size: int
+    block_size: int
+    _new: Callable[[bytes], _Hasher] = field(repr=False, compare=False)
+    _hmac_alg: hashes.HashAlgorithm = field(repr=False, compare=False)
+
+    def hash(self, data: bytes) -> bytes:
+        """The plain hash (phase 1 IV, phase 2 IV, NAT-D)."""
+        return self._new(data).digest()
+
+    def prf(self, key: bytes, data: bytes) -> bytes:
+        """HMAC(key, data) with this hash: IKEv1's prf (RFC 2409 section 3.1)."""
+        mac = _hmac.HMAC(key, self._hmac_alg)
+        mac.update(data)
+        return mac.finalize()
+
+
+MD5 = HashAlg("MD5", IKE_HASH_MD5, 16, 64, hashlib.md5, hashes.MD5())
+SHA1 = HashAlg("SHA1", IKE_HASH_SHA, 20, 64, hashlib.sha1, hashes.SHA1())
+SHA2_256 = HashAlg("SHA2-256", IKE_HASH_SHA2_256, 32, 64, hashlib.sha256, hashes.SHA256())
+SHA2_384 = HashAlg("SHA2-384", IKE_HASH_SHA2_384, 48, 128, hashlib.sha384, hashes.SHA384())
+SHA2_512 = HashAlg("SHA2-512", IKE_HASH_SHA2_512, 64, 128, hashlib.sha512, hashes.SHA512())
+
+_BY_ID: dict[int, HashAlg] = {h.ike_id: h for h in (MD5, SHA1, SHA2_256, SHA2_384, SHA2_512)}
+
+SUPPORTED_HASHES: tuple[int, ...] = tuple(sorted(_BY_ID))
+
+
+def hash_alg(ike_hash_id: int) -> HashAlg:
+    """The HashAlg for an IKEv1 hash attribute value; UnsupportedAlgorithm otherwise."""
+    try:
+        return _BY_ID[ike_hash_id]
+    except KeyError:
+        raise UnsupportedAlgorithm(f"IKE hash algorithm {ike_hash_id} not supported") from None
