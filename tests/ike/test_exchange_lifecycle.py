@@ -1,0 +1,192 @@
+"""DPD, keepalive notifies, DELETE, rekeys, lost messages and NAT mapping changes."""
+
+from __future__ import annotations
+
+from ike_harness import Lab
+
+from vpnhub.ike import events as ev
+from vpnhub.ike.policy import Policy
+from vpnhub.ike.secret import Secret
+
+
+def _up(lab: Lab, **kw: object):  # type: ignore[no-untyped-def]
+    c = lab.add_client(**kw)  # type: ignore[arg-type]
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and c.children
+    return c
+
+
+def test_dpd_r_u_there_is_acked() -> None:
+    lab = Lab()
+    c = _up(lab)
+    c.sa.send_dpd(lab.now)
+    lab.run()
+    acks = [e for e in c.events if isinstance(e, ev.DpdAck)]
+    assert len(acks) == 1 and acks[0].sequence == c.sa.dpd_seq
+    assert any(isinstance(e, ev.KeepaliveReceived) for _, e in lab.server_events)
+
+
+def test_idle_peer_is_probed_and_dead_peer_detected() -> None:
+    lab = Lab()
+    c = _up(lab)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    lab.clients.remove(c)  # the client vanishes: nothing reaches it any more
+    for _ in range(20):
+        lab.advance(10)
+    dead = [e for s, e in lab.server_events if s is srv and isinstance(e, ev.DeadPeer)]
+    assert dead and "R-U-THERE" in dead[0].reason
+    assert lab.server_sa_for(c) is None
+    deleted = [e for s, e in lab.server_events if s is srv and isinstance(e, ev.ChildSADeleted)]
+    assert len(deleted) == 1  # the driver frees the pool address on this
+
+
+def test_traffic_suppresses_dpd() -> None:
+    lab = Lab()
+    c = _up(lab)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    sent = srv.stats["messages_sent"]
+    for _ in range(10):
+        lab.now += 10
+        srv.note_traffic(lab.now)  # ESP keeps arriving
+        lab.advance(0)
+    assert srv.stats["messages_sent"] == sent  # no R-U-THERE while data flows
+
+
+def test_client_delete_reaches_server() -> None:
+    lab = Lab()
+    c = _up(lab)
+    srv = lab.server_sa_for(c)
+    c.sa.delete(lab.now)
+    lab.run()
+    assert lab.server_sa_for(c) is None
+    evs = [e for s, e in lab.server_events if s is srv]
+    assert any(isinstance(e, ev.ChildSADeleted) and e.by_peer for e in evs)
+    assert any(isinstance(e, ev.SADeleted) and e.by_peer for e in evs)
+
+
+def test_server_logout_deletes_client() -> None:
+    lab = Lab()
+    c = _up(lab)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    srv.delete(lab.now, "logged out by administrator")
+    lab._deleted.append(srv)
+    lab.endpoint.remove(srv)
+    lab.run()
+    assert any(isinstance(e, ev.SADeleted) and e.by_peer for e in c.events)
+    assert not c.sa.established
+
+
+def test_phase2_rekey_by_initiator_before_expiry() -> None:
+    lab = Lab(Policy(ipsec_lifetime=600))
+    c = _up(lab, policy=Policy(ipsec_lifetime=600))
+    old = c.children[0]
+    lab.advance(600 * 0.86)
+    assert len(c.children) == 2
+    new = c.children[1]
+    assert new.rekey_of == old.spi_in and new.spi_in != old.spi_in
+    srv_new = lab.server_children()[-1]
+    assert srv_new.rekey_of == old.spi_out  # the server also knows what it replaces
+    lab.advance(600 * 0.15)  # the old one expires and is deleted, the new one stays
+    assert any(isinstance(e, ev.ChildSADeleted) and e.spi_in == old.spi_in for e in c.events)
+    assert new.spi_in in c.sa.children
+
+
+def test_phase2_rekey_by_responder_for_clients_that_never_rekey() -> None:
+    """vpnc answers but never starts a rekey: the concentrator does it."""
+    lab = Lab(Policy(ipsec_lifetime=600))
+    c = _up(lab, policy=Policy(ipsec_lifetime=600))
+    for child in c.sa.children.values():
+        child.rekeyed = True  # this client will not rekey
+    lab.advance(600 * 0.93)
+    assert len(c.children) == 2
+    assert len(lab.server_children()) == 2
+
+
+def test_responder_lifetime_shortens_client_lifetime() -> None:
+    lab = Lab(Policy(ipsec_lifetime=28800, ike_lifetime=86400))
+    c = _up(lab, policy=Policy(ipsec_lifetime=2147483, ike_lifetime=2147483))
+    assert c.children[0].lifetime == 28800
+    assert c.sa.lifetime == 86400
+    logs = [e.text for e in c.events if isinstance(e, ev.LogLine)]
+    assert any("RESPONDER-LIFETIME notify has value of 28800 seconds" in t for t in logs)
+    assert any("RESPONDER-LIFETIME notify has value of 86400 seconds" in t for t in logs)
+
+
+def test_lost_messages_are_retransmitted() -> None:
+    lab = Lab()
+    c = lab.add_client()
+    c.sa.initiate(lab.now)
+    lab.drop_next_to_server = 1  # message 1 is lost
+    lab.run()
+    assert not c.sa.established
+    lab.advance(2.1)
+    assert c.sa.established and len(c.children) == 1
+
+
+def test_lost_final_message_repaired_by_responder_retransmission() -> None:
+    lab = Lab()
+    c = lab.add_client()
+    c.sa.initiate(lab.now)
+    lab.run(rounds=1)  # msg 1 delivered, msg 2 back
+    lab.drop_next_to_server = 1  # AM message 3 is lost
+    lab.run()
+    assert c.sa.established
+    lab.advance(2.1)  # the server resends message 2; the client answers with message 3 again
+    lab.advance(1)
+    srv = lab.server_sa_for(c)
+    assert srv is not None and srv.established
+    assert len(c.children) == 1
+
+
+def test_nat_mapping_change_is_followed() -> None:
+    """RFC 3947 5: an authenticated message from a new port moves the peer."""
+    lab = Lab()
+    c = _up(lab)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    old = srv.remote
+    c.ports[4500] = 40000  # the PAT forgot the mapping and chose another port
+    c.sa.send_dpd(lab.now)
+    lab.run()
+    assert srv.remote == ("203.0.113.78", 40000) != old
+    moved = [e for s, e in lab.server_events if isinstance(e, ev.PeerEndpointChanged)]
+    assert moved and moved[0].old == old
+    assert any(isinstance(e, ev.DpdAck) for e in c.events)  # the answer reached the new port
+
+
+def test_unauthenticated_message_from_new_port_does_not_move_peer() -> None:
+    lab = Lab()
+    c = _up(lab)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    old = srv.remote
+    garbage = c.sa.icookie + c.sa.rcookie + bytes([8, 0x10, 5, 1]) + bytes(4) + \
+        (28 + 16).to_bytes(4, "big") + bytes(16)
+    lab.endpoint.receive(garbage, ("203.0.113.99", 5555), 4500, lab.now)
+    assert srv.remote == old
+
+
+def test_phase1_expiry_deletes() -> None:
+    lab = Lab(Policy(ike_lifetime=300))
+    c = _up(lab, policy=Policy(ike_lifetime=300))
+    lab.advance(301)
+    assert not c.sa.established
+    assert len(lab.endpoint) == 0
+
+
+def test_main_mode_with_xauth() -> None:
+    lab = Lab()
+    c = _up(lab, mode="main")
+    assert c.sa.xauth_done and c.sa.modecfg is not None
+    srv = lab.server_sa_for(c)
+    assert srv is not None and srv.xauth_user == "vpnclient1"
+
+
+def test_xauth_password_secret_type() -> None:
+    s = Secret("hunter2")
+    assert "hunter2" not in repr(s) and "hunter2" not in str(s)
+    assert s.equals("hunter2") and not s.equals("hunter3")

@@ -1,0 +1,335 @@
+"""XAUTH user verification against the configuration, and password hashes.
+
+Password hash format (PHC string format, salt and hash in standard base64
+without padding)::
+
+    $scrypt$ln=15,r=8,p=1$<salt>$<hash>            hashlib.scrypt, N = 2**ln
+    $pbkdf2-sha256$i=600000$<salt>$<hash>          hashlib.pbkdf2_hmac
+    $pbkdf2-sha512$i=210000$<salt>$<hash>
+
+Make one with `python -m vpnhub.auth.users` (asks for the password twice) or
+`hash_password()`. Verification recomputes the hash and compares with
+`hmac.compare_digest`; plain-text passwords from the file are compared as
+SHA-256 digests of equal length, also with `compare_digest`.
+
+`XauthAuthenticator.authenticate()` is sans-I/O: the caller passes `now` and
+the peer's public address, and gets back an `AuthResult` with a stable reason
+and the delay to wait before answering. Verifying an scrypt hash takes about
+0.1 s of CPU; a driver on an event loop may run `authenticate` in a worker
+thread (one call at a time per authenticator: the lockout state is not locked).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import getpass
+import hashlib
+import hmac
+import os
+import re
+import sys
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+from vpnhub.auth.lockout import LockoutPolicy
+
+if TYPE_CHECKING:
+    from vpnhub.config import Config, UserConfig
+
+__all__ = [
+    "AuthReason",
+    "AuthResult",
+    "PasswordHash",
+    "PasswordHashError",
+    "XauthAuthenticator",
+    "hash_password",
+    "parse_password_hash",
+    "verify_password",
+]
+
+# Upper bounds on the cost a hash string may ask for, so a bad file cannot make
+# one login burn gigabytes or minutes.
+_MAX_SCRYPT_LOG2_N = 20
+_MAX_SCRYPT_R = 32
+_MAX_SCRYPT_P = 16
+_MAX_PBKDF2_ITERATIONS = 10_000_000
+_PBKDF2_DIGESTS = {"pbkdf2-sha256": "sha256", "pbkdf2-sha512": "sha512"}
+_DEFAULT_PBKDF2_ITERATIONS = {"pbkdf2-sha256": 600_000, "pbkdf2-sha512": 210_000}
+
+
+class PasswordHashError(ValueError):
+    """A password hash string is malformed. The message never quotes the hash."""
+
+
+@dataclass(frozen=True)
+class PasswordHash:
+    scheme: str  # "scrypt" | "pbkdf2-sha256" | "pbkdf2-sha512"
+    salt: bytes
+    digest: bytes
+    log2_n: int = 0  # scrypt
+    r: int = 0  # scrypt
+    p: int = 0  # scrypt
+    iterations: int = 0  # pbkdf2
+
+    def compute(self, password: bytes) -> bytes:
+        if self.scheme == "scrypt":
+            n = 1 << self.log2_n
+            maxmem = 128 * self.r * (n + self.p + 2) + (1 << 20)
+            return hashlib.scrypt(
+                password, salt=self.salt, n=n, r=self.r, p=self.p,
+                maxmem=maxmem, dklen=len(self.digest),
+            )  # fmt: skip
+        algorithm = _PBKDF2_DIGESTS[self.scheme]
+        return hashlib.pbkdf2_hmac(
+            algorithm, password, self.salt, self.iterations, dklen=len(self.digest)
+        )
+
+    def encode(self) -> str:
+        if self.scheme == "scrypt":
+            params = f"ln={self.log2_n},r={self.r},p={self.p}"
+        else:
+            params = f"i={self.iterations}"
+        return f"${self.scheme}${params}${_b64(self.salt)}${_b64(self.digest)}"
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii").rstrip("=")
+
+
+def _unb64(text: str, what: str) -> bytes:
+    if not re.fullmatch(r"[A-Za-z0-9+/]*", text):
+        raise PasswordHashError(f"the {what} is not base64")
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise PasswordHashError(f"the {what} is not base64") from None
+
+
+def _params(text: str, names: tuple[str, ...]) -> dict[str, int]:
+    values: dict[str, int] = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if key not in names or key in values or not re.fullmatch(r"[0-9]{1,9}", value):
+            raise PasswordHashError(f"bad parameters; expected {'=N,'.join(names)}=N")
+        values[key] = int(value)
+    if set(values) != set(names):
+        raise PasswordHashError(f"bad parameters; expected {'=N,'.join(names)}=N")
+    return values
+
+
+def parse_password_hash(encoded: str) -> PasswordHash:
+    """Parse and bound-check a hash string. Raises PasswordHashError."""
+    parts = encoded.split("$")
+    if len(parts) != 5 or parts[0] != "":
+        raise PasswordHashError(
+            "not a password hash; expected '$scrypt$ln=..,r=..,p=..$salt$hash' or "
+            "'$pbkdf2-sha256$i=..$salt$hash' (make one with: python -m vpnhub.auth.users)"
+        )
+    _, scheme, params, salt_text, digest_text = parts
+    if scheme != "scrypt" and scheme not in _PBKDF2_DIGESTS:
+        known = ", ".join(["scrypt", *_PBKDF2_DIGESTS])
+        raise PasswordHashError(f"unknown hash scheme (known: {known})")
+    salt = _unb64(salt_text, "salt")
+    digest = _unb64(digest_text, "hash")
+    if len(salt) < 8:
+        raise PasswordHashError("the salt is shorter than 8 bytes")
+    if not 16 <= len(digest) <= 128:
+        raise PasswordHashError("the hash must be 16 to 128 bytes long")
+    if scheme == "scrypt":
+        v = _params(params, ("ln", "r", "p"))
+        if not (1 <= v["ln"] <= _MAX_SCRYPT_LOG2_N and 1 <= v["r"] <= _MAX_SCRYPT_R
+                and 1 <= v["p"] <= _MAX_SCRYPT_P):  # fmt: skip
+            raise PasswordHashError(
+                f"scrypt parameters out of range (ln 1..{_MAX_SCRYPT_LOG2_N}, "
+                f"r 1..{_MAX_SCRYPT_R}, p 1..{_MAX_SCRYPT_P})"
+            )
+        return PasswordHash(scheme, salt, digest, log2_n=v["ln"], r=v["r"], p=v["p"])
+    iterations = _params(params, ("i",))["i"]
+    if not 1000 <= iterations <= _MAX_PBKDF2_ITERATIONS:
+        raise PasswordHashError(f"iterations out of range (1000..{_MAX_PBKDF2_ITERATIONS})")
+    return PasswordHash(scheme, salt, digest, iterations=iterations)
+
+
+def _to_bytes(password: str | bytes) -> bytes:
+    return password.encode("utf-8") if isinstance(password, str) else bytes(password)
+
+
+def hash_password(
+    password: str | bytes,
+    *,
+    scheme: str = "scrypt",
+    log2_n: int = 15,
+    r: int = 8,
+    p: int = 1,
+    iterations: int | None = None,
+    salt: bytes | None = None,
+) -> str:
+    """Hash a password for `password_hash` in the configuration file."""
+    salt = os.urandom(16) if salt is None else salt
+    if scheme == "scrypt":
+        spec = PasswordHash(scheme, salt, bytes(32), log2_n=log2_n, r=r, p=p)
+    elif scheme in _PBKDF2_DIGESTS:
+        count = iterations or _DEFAULT_PBKDF2_ITERATIONS[scheme]
+        spec = PasswordHash(scheme, salt, bytes(32), iterations=count)
+    else:
+        raise ValueError(f"unknown hash scheme {scheme!r}")
+    parse_password_hash(spec.encode())  # the same bounds as verification
+    return replace(spec, digest=spec.compute(_to_bytes(password))).encode()
+
+
+def verify_password(password: str | bytes, encoded: str | PasswordHash) -> bool:
+    """Constant-time check of `password` against a hash string. False if malformed."""
+    try:
+        spec = encoded if isinstance(encoded, PasswordHash) else parse_password_hash(encoded)
+    except PasswordHashError:
+        return False
+    return hmac.compare_digest(spec.compute(_to_bytes(password)), spec.digest)
+
+
+def _plain_equal(given: bytes, stored: bytes) -> bool:
+    # Equal-length digests: the time does not depend on where they differ or on
+    # the stored password's length.
+    return hmac.compare_digest(hashlib.sha256(given).digest(), hashlib.sha256(stored).digest())
+
+
+# --------------------------------------------------------------------------- XAUTH
+
+
+class AuthReason(StrEnum):
+    """Why a login attempt ended as it did; stable names for logs and counters."""
+
+    OK = "ok"
+    UNKNOWN_USER = "unknown_user"
+    BAD_PASSWORD = "bad_password"
+    LOCKED_OUT = "locked_out"
+    WRONG_GROUP = "wrong_group"
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """`delay`: seconds the concentrator should wait before sending the XAUTH
+    status (0 on success). `locked_until`: when the lock ends, if locked.
+    `group`: the user's configured group (None for unknown users)."""
+
+    reason: AuthReason
+    username: str
+    delay: float = 0.0
+    locked_until: float | None = None
+    group: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is AuthReason.OK
+
+
+class _Revealable(Protocol):
+    def reveal(self) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class _Credential:
+    group: str
+    plain: bytes | None
+    hashed: PasswordHash | None
+
+
+class XauthAuthenticator:
+    """Checks XAUTH user name / password / group, with lockout and slow-down.
+
+    Order of checks: locked (user or source) -> known user -> password -> group.
+    A locked user's password is not even checked. Unknown users cost the same
+    work as known ones (a dummy verification) so timing does not reveal names.
+    Only configured user names are tracked per user, so random names cannot
+    fill the lockout table; every failure still counts against the source.
+    """
+
+    def __init__(self, users: Iterable[UserConfig], lockout: LockoutPolicy | None = None) -> None:
+        self._users: dict[str, _Credential] = {}
+        for user in users:
+            self._users[user.name] = _credential(user)
+        self.lockout = lockout if lockout is not None else LockoutPolicy()
+        self._dummy: _Credential | None = None
+
+    @classmethod
+    def from_config(cls, config: Config) -> XauthAuthenticator:
+        return cls(config.users, LockoutPolicy.from_limits(config.limits))
+
+    def authenticate(
+        self,
+        username: str,
+        password: str | bytes | _Revealable,
+        *,
+        group: str,
+        source: Hashable,
+        now: float,
+    ) -> AuthResult:
+        """One XAUTH attempt by `username` in `group`, from public address `source`."""
+        cred = self._users.get(username)
+        tracked = username if cred is not None else None
+        locked = self.lockout.locked_until(tracked, source, now)
+        if locked is not None:
+            delay = self.lockout.current_delay(tracked, source, now)
+            return AuthResult(AuthReason.LOCKED_OUT, username, delay, locked, _group_of(cred))
+        secret = password if isinstance(password, str | bytes) else password.reveal()
+        if cred is None:
+            self._check(self._dummy_credential(), _to_bytes(secret))
+            reason = AuthReason.UNKNOWN_USER
+        elif not self._check(cred, _to_bytes(secret)):
+            reason = AuthReason.BAD_PASSWORD
+        elif cred.group != group:
+            reason = AuthReason.WRONG_GROUP
+        else:
+            self.lockout.record_success(username, source, now)
+            return AuthResult(AuthReason.OK, username, 0.0, None, cred.group)
+        outcome = self.lockout.record_failure(tracked, source, now)
+        return AuthResult(reason, username, outcome.delay, outcome.locked_until, _group_of(cred))
+
+    def knows(self, username: str) -> bool:
+        return username in self._users
+
+    @staticmethod
+    def _check(cred: _Credential, given: bytes) -> bool:
+        if cred.hashed is not None:
+            return verify_password(given, cred.hashed)
+        return _plain_equal(given, cred.plain or b"")
+
+    def _dummy_credential(self) -> _Credential:
+        """A credential shaped like the configured ones, for unknown names."""
+        if self._dummy is None:
+            model = next((c.hashed for c in self._users.values() if c.hashed is not None), None)
+            hashed = None
+            if model is not None:
+                hashed = replace(model, digest=os.urandom(len(model.digest)))
+            self._dummy = _Credential("", os.urandom(16), hashed)
+        return self._dummy
+
+
+def _group_of(cred: _Credential | None) -> str | None:
+    return None if cred is None else cred.group
+
+
+def _credential(user: UserConfig) -> _Credential:
+    if user.password_hash is not None:
+        return _Credential(user.group, None, parse_password_hash(user.password_hash.reveal_str()))
+    if user.password is None:
+        raise ValueError(f"user {user.name!r} has neither password nor password_hash")
+    return _Credential(user.group, user.password.reveal(), None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m vpnhub.auth.users [--pbkdf2]`: print a hash for the config file."""
+    args = sys.argv[1:] if argv is None else argv
+    scheme = "pbkdf2-sha256" if "--pbkdf2" in args else "scrypt"
+    first = getpass.getpass("Password: ")
+    if not first or first != getpass.getpass("Again: "):
+        print("passwords are empty or differ", file=sys.stderr)
+        return 1
+    print(hash_password(first, scheme=scheme))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

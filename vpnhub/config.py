@@ -1,0 +1,1180 @@
+"""The concentrator's TOML configuration: load, validate, and return typed, frozen data.
+
+Every problem with a file (TOML syntax, unknown key, wrong type, overlapping
+address pools, missing PSK, ...) becomes one `ConfigError` whose message names
+the file, the line, and the key path, for example::
+
+    concentrator.toml, line 17: group[1].address_pool: 10.40.1.0/25 overlaps
+    group[0].address_pool 10.40.1.0/24 (line 9)
+
+`tomllib` gives no positions, so `_Locator` scans the text once and maps every
+key path (`("group", 1, "address_pool")`) to the line it is written on.
+
+PSKs and passwords are kept in `Secret`, which never prints its value; no error
+message quotes the value of a secret key. docs/CONFIG.md documents every key.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import difflib
+import hmac
+import ipaddress
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NoReturn
+
+from vpnhub.auth.users import PasswordHashError, parse_password_hash
+
+__all__ = [
+    "AdminConfig",
+    "AdminUserConfig",
+    "ConcentratorConfig",
+    "Config",
+    "ConfigError",
+    "CryptoProposal",
+    "GroupConfig",
+    "LimitsConfig",
+    "LogConfig",
+    "NatTransparencyConfig",
+    "Secret",
+    "UserConfig",
+    "load_config",
+    "parse_config",
+    "parse_proposal",
+]
+
+KeyPath = tuple[str | int, ...]
+IPv4Addresses = tuple[ipaddress.IPv4Address, ...]
+IPv4Networks = tuple[ipaddress.IPv4Network, ...]
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+class Secret:
+    """A PSK or password. `repr()` and `str()` never show it; `reveal()` does."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | bytes) -> None:
+        self._value = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+    def reveal(self) -> bytes:
+        return self._value
+
+    def reveal_str(self) -> str:
+        return self._value.decode("utf-8", "replace")
+
+    def equals(self, other: Secret | str | bytes) -> bool:
+        """Constant-time comparison (hmac.compare_digest: no early exit)."""
+        theirs = other._value if isinstance(other, Secret) else Secret(other)._value
+        return hmac.compare_digest(self._value, theirs)
+
+    def __repr__(self) -> str:
+        return "Secret(<hidden>)"
+
+    def __str__(self) -> str:
+        return "<hidden>"
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Secret):
+            return self.equals(other)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        # Equal secrets have equal lengths; the length is all we let out.
+        return hash(("Secret", len(self._value)))
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ConfigError(ValueError):
+    """A configuration file cannot be used. `str()` is the message for the operator.
+
+    Attributes: `source` (file name or "<string>"), `line` (1-based, None when
+    the file could not be read at all), `key` (e.g. "group[1].address_pool",
+    "" for file-level problems) and `reason` (the message without the prefix).
+    """
+
+    def __init__(self, reason: str, *, source: str, line: int | None = None, key: str = "") -> None:
+        self.reason = reason
+        self.source = source
+        self.line = line
+        self.key = key
+        where = source if line is None else f"{source}, line {line}"
+        super().__init__(f"{where}: {key}: {reason}" if key else f"{where}: {reason}")
+
+
+def format_key_path(path: KeyPath) -> str:
+    """("group", 1, "dns", 0) -> "group[1].dns[0]"; odd keys are quoted."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        text = part if _BARE_KEY.fullmatch(part) else '"' + part.replace('"', '\\"') + '"'
+        out += f".{text}" if out else text
+    return out
+
+
+# --------------------------------------------------------------------------- locator
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_SYNTAX_POSITION = re.compile(
+    r"\s*\(at line (\d+), column (\d+)\)\s*$|\s*\(at end of document\)\s*$"
+)
+
+
+class _Locator:
+    """Maps key paths to the 1-based line where they are written.
+
+    A small TOML scanner, run only on text tomllib already accepted. It knows
+    strings (so a `[` inside a multi-line banner is not a table header),
+    comments, nested arrays and inline tables, dotted keys and arrays of
+    tables (each `[[group]]` header gets the next index). Paths:
+    `("group",)` is the first `[[group]]` header, `("group", 1)` the second,
+    `("group", 1, "dns", 0)` the first element of that group's `dns` array.
+    """
+
+    def __init__(self, text: str) -> None:
+        self._s = text
+        self._n = len(text)
+        self._i = 0
+        self._newlines = [m.start() for m in re.finditer("\n", text)]
+        self._lines: dict[KeyPath, int] = {}
+        self._aot_count: dict[KeyPath, int] = {}
+        # Whatever was mapped before a surprise is still right; the rest falls back.
+        with contextlib.suppress(IndexError, ValueError, RecursionError):
+            self._document()
+
+    def line_of(self, path: KeyPath) -> int:
+        """The line of `path`, else of its nearest written ancestor, else 1."""
+        for end in range(len(path), 0, -1):
+            line = self._lines.get(path[:end])
+            if line is not None:
+                return line
+        return 1
+
+    def exact_line(self, path: KeyPath) -> int | None:
+        return self._lines.get(path)
+
+    # -- scanning helpers
+    def _line_at(self, pos: int) -> int:
+        return bisect.bisect_left(self._newlines, pos) + 1
+
+    def _record(self, path: KeyPath, pos: int) -> None:
+        self._lines.setdefault(path, self._line_at(pos))
+
+    def _peek(self, k: int = 0) -> str:
+        j = self._i + k
+        return self._s[j] if j < self._n else ""
+
+    def _skip_blank(self, newlines: bool) -> None:
+        """Skip spaces, tabs, comments and, if `newlines`, line breaks."""
+        while self._i < self._n:
+            c = self._s[self._i]
+            if c in " \t\r" or (newlines and c == "\n"):
+                self._i += 1
+            elif c == "#":
+                end = self._s.find("\n", self._i)
+                self._i = self._n if end < 0 else end
+            else:
+                return
+
+    # -- grammar
+    def _document(self) -> None:
+        table: KeyPath = ()
+        while True:
+            self._skip_blank(newlines=True)
+            if self._i >= self._n:
+                return
+            start = self._i
+            if self._peek() == "[":
+                table = self._header()
+            else:
+                keys = self._key()
+                self._expect_equals()
+                self._keyval(table, keys, start)
+            if self._i == start:  # never loop on something unexpected
+                self._i += 1
+
+    def _header(self) -> KeyPath:
+        start = self._i
+        is_array = self._peek(1) == "["
+        self._i += 2 if is_array else 1
+        keys = self._key()
+        self._i += 2 if is_array else 1
+        resolved: KeyPath = ()
+        for name in keys[:-1]:
+            resolved += (name,)
+            if resolved in self._aot_count:  # [group.x] means the latest [[group]]
+                resolved += (self._aot_count[resolved] - 1,)
+        resolved += (keys[-1],)
+        self._record(resolved, start)
+        if is_array:
+            index = self._aot_count.get(resolved, 0)
+            self._aot_count[resolved] = index + 1
+            resolved += (index,)
+            self._record(resolved, start)
+        return resolved
+
+    def _key(self) -> list[str]:
+        parts: list[str] = []
+        while True:
+            self._skip_blank(newlines=False)
+            c = self._peek()
+            if c in "\"'":
+                parts.append(self._quoted_key(c))
+            else:
+                m = _BARE_KEY.match(self._s, self._i)
+                if m is None:
+                    raise ValueError("not a key")
+                parts.append(m.group())
+                self._i = m.end()
+            self._skip_blank(newlines=False)
+            if self._peek() != ".":
+                return parts
+            self._i += 1
+
+    def _quoted_key(self, quote: str) -> str:
+        end = self._string_end(self._i)
+        literal = self._s[self._i : end]
+        self._i = end
+        if quote == "'":
+            return literal[1:-1]
+        value = tomllib.loads(f"k = {literal}")["k"]
+        return value if isinstance(value, str) else literal
+
+    def _expect_equals(self) -> None:
+        self._skip_blank(newlines=False)
+        if self._peek() != "=":
+            raise ValueError("expected '='")
+        self._i += 1
+        self._skip_blank(newlines=False)
+
+    def _keyval(self, table: KeyPath, keys: list[str], start: int) -> None:
+        path = table
+        for name in keys:
+            path += (name,)
+            self._record(path, start)
+        self._value(path)
+
+    def _value(self, path: KeyPath) -> None:
+        c = self._peek()
+        if c in "\"'":
+            self._i = self._string_end(self._i)
+        elif c == "[":
+            self._array(path)
+        elif c == "{":
+            self._inline_table(path)
+        else:  # number, boolean, date/time: runs to a delimiter
+            while self._i < self._n and self._s[self._i] not in ",]}\n#":
+                self._i += 1
+
+    def _array(self, path: KeyPath) -> None:
+        self._i += 1
+        index = 0
+        while self._i < self._n:
+            self._skip_blank(newlines=True)
+            if self._peek() == "]":
+                self._i += 1
+                return
+            self._record((*path, index), self._i)
+            before = self._i
+            self._value((*path, index))
+            index += 1
+            self._skip_blank(newlines=True)
+            if self._peek() == "," or self._i == before:
+                self._i += 1
+
+    def _inline_table(self, path: KeyPath) -> None:
+        self._i += 1
+        while self._i < self._n:
+            self._skip_blank(newlines=True)
+            if self._peek() == "}":
+                self._i += 1
+                return
+            if self._peek() == ",":
+                self._i += 1
+                continue
+            start = self._i
+            keys = self._key()
+            self._expect_equals()
+            self._keyval(path, keys, start)
+
+    def _string_end(self, pos: int) -> int:
+        """Index just past the string literal starting at `pos`."""
+        s = self._s
+        quote = s[pos]
+        if s.startswith(quote * 3, pos):
+            j = pos + 3
+            while True:
+                k = s.find(quote * 3, j)
+                if k < 0:
+                    raise ValueError("unterminated string")
+                if quote == '"' and _escaped(s, k, pos + 3):
+                    j = k + 1
+                    continue
+                end = k + 3
+                # """a"""" is legal: up to two quotes may close the content.
+                while end < len(s) and s[end] == quote and end - k < 5:
+                    end += 1
+                return end
+        j = pos + 1
+        while j < len(s):
+            c = s[j]
+            if c == "\\" and quote == '"':
+                j += 2
+                continue
+            if c == quote:
+                return j + 1
+            if c == "\n":
+                break
+            j += 1
+        raise ValueError("unterminated string")
+
+
+def _escaped(s: str, k: int, floor: int) -> bool:
+    """True when s[k] is preceded by an odd run of backslashes."""
+    count = 0
+    while k - 1 - count >= floor and s[k - 1 - count] == "\\":
+        count += 1
+    return count % 2 == 1
+
+
+# --------------------------------------------------------------------------- typed result
+
+
+@dataclass(frozen=True)
+class CryptoProposal:
+    """One proposal string such as "aes256-sha1-modp2048".
+
+    `cipher` is "aes" or "3des", `key_bits` the AES key size (None for 3DES),
+    `integrity` "md5" | "sha1" | "sha256" | "sha384" | "sha512", `dh_group`
+    the IANA/RFC 2409 group number (for ESP proposals: the PFS group, or None).
+    """
+
+    text: str
+    cipher: str
+    key_bits: int | None
+    integrity: str
+    dh_group: int | None
+
+    def same_algorithms(self, other: CryptoProposal) -> bool:
+        return (self.cipher, self.key_bits, self.integrity, self.dh_group) == (
+            other.cipher, other.key_bits, other.integrity, other.dh_group,
+        )  # fmt: skip
+
+    @property
+    def legacy(self) -> bool:
+        return self.cipher == "3des" or self.integrity == "md5" or self.dh_group == 2
+
+
+@dataclass(frozen=True)
+class ConcentratorConfig:
+    public_address: ipaddress.IPv4Address
+    private_networks: IPv4Networks
+    tunnel_interface: str = "vpnhub0"
+    allow_legacy_crypto: bool = False
+    ike_port: int = 500
+    natt_port: int = 4500
+    ike_lifetime: int = 86400
+    ipsec_lifetime: int = 28800
+    dpd_interval: int = 30
+    dpd_retries: int = 5
+    natt_keepalive: int = 20
+    fragmentation: str = "before-encryption"
+    workers: int = 1
+    banner: str = ""
+    default_domain: str = ""
+    dns: IPv4Addresses = ()
+    nbns: IPv4Addresses = ()
+
+
+@dataclass(frozen=True)
+class NatTransparencyConfig:
+    ipsec_over_natt: bool = False
+    ipsec_over_udp: bool = False
+    ipsec_over_udp_port: int = 10000
+    ipsec_over_tcp: bool = False
+    ipsec_over_tcp_ports: tuple[int, ...] = (10000,)
+
+    def enabled_transports(self) -> tuple[str, ...]:
+        """Enabled methods in the order the VPN 3000 tries them: TCP, NAT-T, UDP."""
+        order = (
+            ("ipsec_over_tcp", self.ipsec_over_tcp),
+            ("ipsec_over_natt", self.ipsec_over_natt),
+            ("ipsec_over_udp", self.ipsec_over_udp),
+        )
+        return tuple(name for name, enabled in order if enabled)
+
+
+_LOCALHOST = ipaddress.IPv4Address("127.0.0.1")
+
+
+@dataclass(frozen=True)
+class AdminUserConfig:
+    name: str
+    password_hash: Secret
+
+
+@dataclass(frozen=True)
+class AdminConfig:
+    socket: Path = Path("/run/vpnhub/admin.sock")
+    listen_address: ipaddress.IPv4Address | ipaddress.IPv6Address = _LOCALHOST
+    listen_port: int = 8443
+    users: tuple[AdminUserConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_half_open_per_source: int = 32
+    max_half_open_total: int = 4096
+    max_sessions: int = 10000
+    xauth_max_failures: int = 5
+    xauth_max_failures_per_source: int = 25
+    xauth_lockout_seconds: int = 300
+    xauth_retry_delay: float = 1.0
+    xauth_max_retry_delay: float = 30.0
+    xauth_tracked_entries: int = 4096
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    console_severity: int = 3
+    keep_severity: int = 5
+    store: Path | None = Path("/var/log/vpnhub/events.log")
+    buffer_events: int = 2048
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """A remote-access group. Unset banner/default_domain/dns/nbns inherit [concentrator]."""
+
+    name: str
+    psk: Secret
+    address_pool: ipaddress.IPv4Network
+    reserve_first_address: bool = False
+    dns: IPv4Addresses = ()
+    nbns: IPv4Addresses = ()
+    split_include: IPv4Networks | None = None  # None: tunnel everything
+    split_dns: tuple[str, ...] = ()
+    default_domain: str = ""
+    banner: str = ""
+    pfs: bool = False
+    save_password: bool = False
+    ike_proposals: tuple[CryptoProposal, ...] | None = None  # None: the engine's defaults
+    esp_proposals: tuple[CryptoProposal, ...] | None = None
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    """An XAUTH user. Exactly one of `password` / `password_hash` is set."""
+
+    name: str
+    group: str
+    password: Secret | None = None
+    password_hash: Secret | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    concentrator: ConcentratorConfig
+    nat_transparency: NatTransparencyConfig
+    admin: AdminConfig
+    limits: LimitsConfig
+    log: LogConfig
+    groups: tuple[GroupConfig, ...]
+    users: tuple[UserConfig, ...]
+    source: str = "<string>"
+
+    def group(self, name: str) -> GroupConfig | None:
+        return next((g for g in self.groups if g.name == name), None)
+
+    def user(self, name: str) -> UserConfig | None:
+        return next((u for u in self.users if u.name == name), None)
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def load_config(path: str | Path) -> Config:
+    """Read and validate a configuration file. Raises ConfigError, nothing else."""
+    source = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"cannot read file: {reason}", source=source) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError("file is not valid UTF-8", source=source, line=line) from None
+    return parse_config(text, source, base_dir=Path(path).resolve().parent)
+
+
+def parse_config(text: str, source: str = "<string>", *, base_dir: Path | None = None) -> Config:
+    """Validate configuration text. Relative paths (psk_file, sockets) are taken
+    from `base_dir`, by default the current directory."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise _syntax_error(exc, text, source) from None
+    except ValueError:  # an integer longer than sys.get_int_max_str_digits()
+        m = re.search(r"[0-9_]{1000,}", text)
+        line = text.count("\n", 0, m.start()) + 1 if m else None
+        raise ConfigError("TOML syntax error: number too long", source=source, line=line) from None
+    except RecursionError:
+        raise ConfigError("TOML syntax error: nested too deeply", source=source) from None
+    ctx = _Context(source, _Locator(text), base_dir or Path.cwd())
+    return _build(ctx, _Table(ctx, data, (), _TOP_KEYS))
+
+
+def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, source: str) -> ConfigError:
+    message = str(exc)
+    m = _SYNTAX_POSITION.search(message)
+    line: int | None = None
+    if m is not None:
+        message = message[: m.start()]
+        if m.group(1):
+            line = int(m.group(1))
+            message += f" (column {m.group(2)})"
+        else:
+            line = _unclosed_line(text)
+            message += " (at end of file: what starts on this line is never closed)"
+    return ConfigError(f"TOML syntax error: {message}", source=source, line=line)
+
+
+_UNCLOSED_SEARCH_MAX_LINES = 2000
+
+
+def _unclosed_line(text: str) -> int:
+    """The line where a value that runs to the end of the file starts.
+
+    tomllib reports an unterminated string or array "at end of document". The
+    longest prefix of whole lines that parses ends just before the culprit.
+    """
+    lines = text.splitlines(keepends=True)
+    if len(lines) > _UNCLOSED_SEARCH_MAX_LINES:
+        return max(len(lines), 1)
+    for k in range(len(lines) - 1, -1, -1):
+        try:
+            tomllib.loads("".join(lines[:k]))
+        except tomllib.TOMLDecodeError:
+            continue
+        for j in range(k, len(lines)):  # skip blank and comment lines
+            if lines[j].strip() and not lines[j].lstrip().startswith("#"):
+                return j + 1
+        return k + 1
+    return 1
+
+
+# --------------------------------------------------------------------------- validation
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+class _Context:
+    def __init__(self, source: str, locator: _Locator, base_dir: Path) -> None:
+        self.source = source
+        self.locator = locator
+        self.base_dir = base_dir
+
+    def fail(self, path: KeyPath, reason: str) -> NoReturn:
+        raise ConfigError(
+            reason, source=self.source, line=self.locator.line_of(path), key=format_key_path(path)
+        )
+
+    def line(self, path: KeyPath) -> int:
+        return self.locator.line_of(path)
+
+
+def _show(text: str, limit: int = 60) -> str:
+    """Quote user text for a one-line message: escaped, and cut if long."""
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+def _type_name(value: object) -> str:
+    names = (
+        (bool, "a boolean"),
+        (int, "an integer"),
+        (float, "a float"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "a table"),
+    )
+    for cls, name in names:
+        if isinstance(value, cls):
+            return name
+    return "a date/time"
+
+
+class _Table:
+    """One TOML table being read: typed getters, and unknown keys rejected up front."""
+
+    def __init__(
+        self, ctx: _Context, data: Mapping[str, object], path: KeyPath, allowed: frozenset[str]
+    ) -> None:
+        self.ctx = ctx
+        self.data = data
+        self.path = path
+        self.allowed = allowed
+        unknown = [k for k in data if k not in allowed]
+        if unknown:
+            first = min(unknown, key=lambda k: ctx.line((*path, k)))
+            hint = difflib.get_close_matches(first, sorted(allowed), n=1)
+            extra = f" (did you mean '{hint[0]}'?)" if hint else ""
+            ctx.fail((*path, first), f"unknown key {_show(first)}{extra}")
+
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def at(self, key: str | int, *more: str | int) -> KeyPath:
+        return (*self.path, key, *more)
+
+    def fail(self, key: str, reason: str, *more: str | int) -> NoReturn:
+        self.ctx.fail(self.at(key, *more), reason)
+
+    def _get(self, key: str, default: object) -> object:
+        assert key in self.allowed, key
+        if key in self.data:
+            return self.data[key]
+        if default is _MISSING:
+            self.fail(key, "missing required key")
+        return default
+
+    def _typed(self, key: str, value: object, kind: type | tuple[type, ...], what: str) -> None:
+        if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+            self.fail(key, f"expected {what}, got a boolean")
+        if not isinstance(value, kind):
+            self.fail(key, f"expected {what}, got {_type_name(value)}")
+
+    def string(self, key: str, default: str | _Missing = _MISSING, *, max_len: int = 255) -> str:
+        value = self._get(key, default)
+        self._typed(key, value, str, "a string")
+        assert isinstance(value, str)
+        if len(value) > max_len:
+            self.fail(key, f"longer than {max_len} characters")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._get(key, default)
+        self._typed(key, value, bool, "a boolean (true or false)")
+        assert isinstance(value, bool)
+        return value
+
+    def integer(self, key: str, default: int | _Missing, lo: int, hi: int) -> int:
+        value = self._get(key, default)
+        self._typed(key, value, int, "an integer")
+        assert isinstance(value, int)
+        if not lo <= value <= hi:
+            self.fail(key, f"{value} is out of range ({lo}..{hi})")
+        return value
+
+    def seconds(self, key: str, default: float, lo: float, hi: float) -> float:
+        value = self._get(key, default)
+        self._typed(key, value, (int, float), "a number of seconds")
+        assert isinstance(value, int | float)
+        if not (math.isfinite(value) and lo <= value <= hi):
+            self.fail(key, f"{value} is out of range ({lo:g}..{hi:g} seconds)")
+        return float(value)
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.string(key, default)
+        if value not in choices:
+            self.fail(key, f"{_show(value)} is not one of: {', '.join(choices)}")
+        return value
+
+    def array(self, key: str, default: object = _MISSING) -> list[object] | None:
+        value = self._get(key, default)
+        if value is None:
+            return None
+        self._typed(key, value, list, "an array")
+        assert isinstance(value, list)
+        return value
+
+    def string_list(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        items = self.array(key, None)
+        if items is None:
+            return default
+        for i, item in enumerate(items):
+            if not isinstance(item, str):
+                self.fail(key, f"expected a string, got {_type_name(item)}", i)
+        return tuple(str(item) for item in items)
+
+    def address(self, key: str, default: object = _MISSING) -> ipaddress.IPv4Address:
+        value = self._get(key, default)
+        if isinstance(value, ipaddress.IPv4Address):
+            return value
+        return _parse_address(self.ctx, self.at(key), value)
+
+    def address_list(self, key: str, default: IPv4Addresses) -> IPv4Addresses:
+        items = self.array(key, None)
+        if items is None:
+            return default
+        return tuple(_parse_address(self.ctx, self.at(key, i), v) for i, v in enumerate(items))
+
+    def network(self, key: str) -> ipaddress.IPv4Network:
+        return _parse_network(self.ctx, self.at(key), self._get(key, _MISSING))
+
+    def network_list(self, key: str, default: object = _MISSING) -> IPv4Networks | None:
+        items = self.array(key, default)
+        if items is None:
+            return None
+        return tuple(_parse_network(self.ctx, self.at(key, i), v) for i, v in enumerate(items))
+
+    def path_value(self, key: str, default: Path | None) -> Path | None:
+        value = self._get(key, default)
+        if value is None or isinstance(value, Path):
+            return value
+        self._typed(key, value, str, "a string (a file path)")
+        assert isinstance(value, str)
+        if not value:
+            return None
+        return self.ctx.base_dir / value
+
+    def sub(self, key: str, allowed: frozenset[str]) -> _Table:
+        value = self._get(key, {})
+        self._typed(key, value, dict, "a table")
+        assert isinstance(value, dict)
+        return _Table(self.ctx, value, self.at(key), allowed)
+
+    def sub_array(self, key: str, allowed: frozenset[str]) -> list[_Table]:
+        value = self._get(key, [])
+        what = f"an array of tables ([[{format_key_path(self.at(key))}]])"
+        self._typed(key, value, list, what)
+        assert isinstance(value, list)
+        tables = []
+        for i, item in enumerate(value):
+            if not isinstance(item, dict):
+                self.fail(key, f"expected a table, got {_type_name(item)}", i)
+            tables.append(_Table(self.ctx, item, self.at(key, i), allowed))
+        return tables
+
+
+def _parse_address(ctx: _Context, path: KeyPath, value: object) -> ipaddress.IPv4Address:
+    if not isinstance(value, str):
+        ctx.fail(path, f"expected an IPv4 address string, got {_type_name(value)}")
+    try:
+        return ipaddress.IPv4Address(value)
+    except ValueError:
+        ctx.fail(path, f"{_show(value)} is not a valid IPv4 address")
+
+
+def _parse_network(ctx: _Context, path: KeyPath, value: object) -> ipaddress.IPv4Network:
+    if not isinstance(value, str):
+        ctx.fail(
+            path, f"expected an IPv4 network string like '10.0.0.0/24', got {_type_name(value)}"
+        )
+    try:
+        return ipaddress.IPv4Network(value)
+    except ValueError as exc:
+        if "has host bits set" in str(exc):
+            fixed = ipaddress.IPv4Network(value, strict=False)
+            ctx.fail(path, f"{_show(value)} has host bits set (did you mean '{fixed}'?)")
+        ctx.fail(path, f"{_show(value)} is not a valid IPv4 network")
+
+
+def _check_name(table: _Table, key: str) -> str:
+    name = table.string(key, max_len=64)
+    if not name or name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        table.fail(key, "must be 1 to 64 printable characters without leading/trailing spaces")
+    return name
+
+
+def _check_domain(table: _Table, key: str, value: str) -> str:
+    labels = value.rstrip(".").split(".")
+    ok = all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", lab) for lab in labels)
+    if value and not ok:
+        table.fail(key, f"{_show(value)} is not a valid DNS domain name")
+    return value
+
+
+# -- proposal strings
+
+_CIPHERS: dict[str, tuple[str, int | None]] = {
+    "aes": ("aes", 128),
+    "aes128": ("aes", 128),
+    "aes192": ("aes", 192),
+    "aes256": ("aes", 256),
+    "3des": ("3des", None),
+}
+_INTEGRITY = {"md5": "md5", "sha": "sha1", "sha1": "sha1", "sha256": "sha256",
+              "sha384": "sha384", "sha512": "sha512"}  # fmt: skip
+_DH_GROUPS = {"modp1024": 2, "modp1536": 5, "modp2048": 14, "modp3072": 15,
+              "modp4096": 16, "ecp256": 19, "ecp384": 20}  # fmt: skip
+
+
+def parse_proposal(text: str, kind: str) -> CryptoProposal:
+    """Parse "aes256-sha1-modp2048" (kind "ike": DH group required) or
+    "aes256-sha1[-modp2048]" (kind "esp": the group is the PFS group). ValueError if bad."""
+    tokens = text.lower().split("-")
+    sizes = (3,) if kind == "ike" else (2, 3)
+    if len(tokens) not in sizes:
+        form = "cipher-hash-dhgroup" if kind == "ike" else "cipher-integrity[-dhgroup]"
+        raise ValueError(f"{_show(text)} is not of the form {form} (e.g. 'aes256-sha1-modp2048')")
+    cipher = _CIPHERS.get(tokens[0])
+    if cipher is None:
+        raise ValueError(f"unknown cipher '{tokens[0]}' (known: {', '.join(_CIPHERS)})")
+    integrity = _INTEGRITY.get(tokens[1])
+    if integrity is None:
+        raise ValueError(f"unknown hash '{tokens[1]}' (known: {', '.join(_INTEGRITY)})")
+    group: int | None = None
+    if len(tokens) == 3:
+        group = _DH_GROUPS.get(tokens[2])
+        if group is None:
+            raise ValueError(f"unknown DH group '{tokens[2]}' (known: {', '.join(_DH_GROUPS)})")
+    return CryptoProposal(text, cipher[0], cipher[1], integrity, group)
+
+
+# -- sections
+
+_TOP_KEYS = frozenset(
+    {"concentrator", "nat_transparency", "admin", "limits", "log", "group", "user"}
+)
+_CONCENTRATOR_KEYS = frozenset({
+    "public_address", "private_networks", "tunnel_interface", "allow_legacy_crypto",
+    "ike_port", "natt_port", "ike_lifetime", "ipsec_lifetime", "dpd_interval", "dpd_retries",
+    "natt_keepalive", "fragmentation", "workers", "banner", "default_domain", "dns", "nbns",
+})  # fmt: skip
+_NATT_KEYS = frozenset({"ipsec_over_natt", "ipsec_over_udp", "ipsec_over_udp_port",
+                        "ipsec_over_tcp", "ipsec_over_tcp_ports"})  # fmt: skip
+_ADMIN_KEYS = frozenset({"socket", "listen", "user"})
+_ADMIN_USER_KEYS = frozenset({"name", "password_hash"})
+_LIMITS_KEYS = frozenset({
+    "max_half_open_per_source", "max_half_open_total", "max_sessions", "xauth_max_failures",
+    "xauth_max_failures_per_source", "xauth_lockout_seconds", "xauth_retry_delay",
+    "xauth_max_retry_delay", "xauth_tracked_entries",
+})  # fmt: skip
+_LOG_KEYS = frozenset({"console_severity", "keep_severity", "store", "buffer_events"})
+_GROUP_KEYS = frozenset({
+    "name", "psk", "psk_file", "address_pool", "reserve_first_address", "dns", "nbns",
+    "split_include", "split_dns", "default_domain", "banner", "pfs", "save_password",
+    "ike_proposals", "esp_proposals",
+})  # fmt: skip
+_USER_KEYS = frozenset({"name", "password", "password_hash", "group"})
+_FRAGMENTATION = ("none", "before-encryption", "clear-df")
+_BANNER_MAX = 4000
+_DAY = 86400
+
+
+def _build(ctx: _Context, top: _Table) -> Config:
+    if not top.has("concentrator"):
+        ctx.fail((), "missing required table [concentrator]")
+    conc = _concentrator(top.sub("concentrator", _CONCENTRATOR_KEYS))
+    natt = _nat_transparency(top.sub("nat_transparency", _NATT_KEYS), conc)
+    admin = _admin(top.sub("admin", _ADMIN_KEYS))
+    limits = _limits(top.sub("limits", _LIMITS_KEYS))
+    log = _log(top.sub("log", _LOG_KEYS))
+    groups = _groups(ctx, top.sub_array("group", _GROUP_KEYS), conc)
+    users = _users(ctx, top.sub_array("user", _USER_KEYS), groups)
+    return Config(conc, natt, admin, limits, log, groups, users, ctx.source)
+
+
+def _concentrator(t: _Table) -> ConcentratorConfig:
+    public = t.address("public_address")
+    if public.is_unspecified or public.is_multicast or public == ipaddress.IPv4Address(2**32 - 1):
+        t.fail("public_address", f"{public} cannot be a concentrator's public address")
+    private = t.network_list("private_networks")
+    assert private is not None
+    if not private:
+        t.fail("private_networks", "list at least one network clients may reach")
+    ifname = t.string("tunnel_interface", "vpnhub0", max_len=15)
+    if not ifname or ifname in (".", "..") or re.search(r"[\s/:]", ifname):
+        t.fail("tunnel_interface", f"{_show(ifname)} is not a valid interface name")
+    ike_port = t.integer("ike_port", 500, 1, 65535)
+    natt_port = t.integer("natt_port", 4500, 1, 65535)
+    if ike_port == natt_port:
+        t.fail("natt_port", f"must differ from ike_port ({ike_port})")
+    ike_lifetime = t.integer("ike_lifetime", 86400, 60, 30 * _DAY)
+    ipsec_lifetime = t.integer("ipsec_lifetime", 28800, 60, 30 * _DAY)
+    banner = t.string("banner", "", max_len=_BANNER_MAX)
+    return ConcentratorConfig(
+        public_address=public,
+        private_networks=private,
+        tunnel_interface=ifname,
+        allow_legacy_crypto=t.boolean("allow_legacy_crypto", False),
+        ike_port=ike_port,
+        natt_port=natt_port,
+        ike_lifetime=ike_lifetime,
+        ipsec_lifetime=ipsec_lifetime,
+        dpd_interval=t.integer("dpd_interval", 30, 0, 3600),
+        dpd_retries=t.integer("dpd_retries", 5, 1, 100),
+        natt_keepalive=t.integer("natt_keepalive", 20, 0, 3600),
+        fragmentation=t.choice("fragmentation", "before-encryption", _FRAGMENTATION),
+        workers=t.integer("workers", 1, 1, 256),
+        banner=banner,
+        default_domain=_check_domain(t, "default_domain", t.string("default_domain", "")),
+        dns=t.address_list("dns", ()),
+        nbns=t.address_list("nbns", ()),
+    )
+
+
+def _nat_transparency(t: _Table, conc: ConcentratorConfig) -> NatTransparencyConfig:
+    udp_port = t.integer("ipsec_over_udp_port", 10000, 1, 65535)
+    if udp_port in (conc.ike_port, conc.natt_port):
+        # The document's step 2: move IPsec over UDP off the NAT-T port.
+        t.fail("ipsec_over_udp_port", f"{udp_port} is used by IKE or NAT-T; choose another port")
+    ports_raw = t.array("ipsec_over_tcp_ports", [10000])
+    assert ports_raw is not None
+    if not 1 <= len(ports_raw) <= 10:
+        t.fail("ipsec_over_tcp_ports", "list 1 to 10 TCP ports")
+    ports: list[int] = []
+    for i, port in enumerate(ports_raw):
+        if isinstance(port, bool) or not isinstance(port, int):
+            t.fail("ipsec_over_tcp_ports", f"expected an integer, got {_type_name(port)}", i)
+        if not 1 <= port <= 65535:
+            t.fail("ipsec_over_tcp_ports", f"{port} is out of range (1..65535)", i)
+        if port in ports:
+            t.fail("ipsec_over_tcp_ports", f"port {port} is listed twice", i)
+        ports.append(port)
+    return NatTransparencyConfig(
+        ipsec_over_natt=t.boolean("ipsec_over_natt", False),
+        ipsec_over_udp=t.boolean("ipsec_over_udp", False),
+        ipsec_over_udp_port=udp_port,
+        ipsec_over_tcp=t.boolean("ipsec_over_tcp", False),
+        ipsec_over_tcp_ports=tuple(ports),
+    )
+
+
+def _parse_listen(t: _Table) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    text = t.string("listen", "127.0.0.1:8443")
+    m = re.fullmatch(
+        r"\[([^\]]+)\](?::(\d{1,5}))?|([^:\[\]]+)(?::(\d{1,5}))?|([0-9A-Fa-f:]+)", text
+    )
+    if m is None:
+        t.fail("listen", f"{_show(text)} is not 'address', 'address:port' or '[ipv6]:port'")
+    host = m.group(1) or m.group(3) or m.group(5)
+    port_text = m.group(2) or m.group(4)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        t.fail("listen", f"{_show(host)} is not an IP address")
+    port = int(port_text) if port_text else 8443
+    if not 1 <= port <= 65535:
+        t.fail("listen", f"port {port} is out of range (1..65535)")
+    return address, port
+
+
+def _admin(t: _Table) -> AdminConfig:
+    address, port = _parse_listen(t)
+    users: list[AdminUserConfig] = []
+    for u in t.sub_array("user", _ADMIN_USER_KEYS):
+        name = _check_name(u, "name")
+        if any(existing.name == name for existing in users):
+            u.fail("name", f"duplicate admin user name {_show(name)}")
+        users.append(AdminUserConfig(name, _password_hash(u)))
+    socket = t.path_value("socket", AdminConfig.socket)
+    if socket is None:
+        t.fail("socket", "must not be empty")
+    return AdminConfig(socket, address, port, tuple(users))
+
+
+def _limits(t: _Table) -> LimitsConfig:
+    per_source = t.integer("max_half_open_per_source", 32, 1, 1_000_000)
+    total = t.integer("max_half_open_total", 4096, 1, 1_000_000)
+    if per_source > total:
+        t.fail("max_half_open_per_source", f"{per_source} exceeds max_half_open_total ({total})")
+    delay = t.seconds("xauth_retry_delay", 1.0, 0.0, 60.0)
+    max_delay = t.seconds("xauth_max_retry_delay", 30.0, 0.0, 600.0)
+    if max_delay < delay:
+        t.fail("xauth_max_retry_delay", f"must be at least xauth_retry_delay ({delay:g})")
+    return LimitsConfig(
+        max_half_open_per_source=per_source,
+        max_half_open_total=total,
+        max_sessions=t.integer("max_sessions", 10000, 1, 1_000_000),
+        xauth_max_failures=t.integer("xauth_max_failures", 5, 1, 1000),
+        xauth_max_failures_per_source=t.integer("xauth_max_failures_per_source", 25, 0, 100_000),
+        xauth_lockout_seconds=t.integer("xauth_lockout_seconds", 300, 0, _DAY),
+        xauth_retry_delay=delay,
+        xauth_max_retry_delay=max_delay,
+        xauth_tracked_entries=t.integer("xauth_tracked_entries", 4096, 16, 10_000_000),
+    )
+
+
+def _log(t: _Table) -> LogConfig:
+    return LogConfig(
+        console_severity=t.integer("console_severity", 3, 1, 13),
+        keep_severity=t.integer("keep_severity", 5, 1, 13),
+        store=t.path_value("store", LogConfig.store),
+        buffer_events=t.integer("buffer_events", 2048, 16, 10_000_000),
+    )
+
+
+def _password_hash(t: _Table) -> Secret:
+    encoded = t.string("password_hash", max_len=1024)
+    try:
+        parse_password_hash(encoded)
+    except PasswordHashError as exc:
+        t.fail("password_hash", str(exc))  # messages never quote the hash
+    return Secret(encoded)
+
+
+def _group_psk(t: _Table) -> Secret:
+    if t.has("psk") and t.has("psk_file"):
+        t.fail("psk_file", "set either psk or psk_file, not both")
+    if t.has("psk_file"):
+        path = t.path_value("psk_file", None)
+        if path is None:
+            t.fail("psk_file", "must not be empty")
+        try:
+            psk = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, ValueError) as exc:  # ValueError: not UTF-8, or a NUL in the path
+            detail = "not UTF-8 text or a bad path"
+            if isinstance(exc, OSError):
+                detail = exc.strerror or str(exc)
+            t.fail("psk_file", f"cannot read {_show(str(path))}: {detail}")
+        key = "psk_file"
+    elif t.has("psk"):
+        psk = t.string("psk", max_len=1024)
+        key = "psk"
+    else:
+        t.fail("psk", "missing 'psk' (or 'psk_file'): every group needs a pre-shared key")
+    if not psk:
+        t.fail(key, "the pre-shared key is empty")
+    return Secret(psk)
+
+
+def _proposals(
+    t: _Table, key: str, kind: str, conc: ConcentratorConfig
+) -> tuple[CryptoProposal, ...] | None:
+    texts = t.string_list(key, ())
+    if not t.has(key):
+        return None
+    if not texts:
+        t.fail(key, "empty list; leave the key out to use the default proposals")
+    out: list[CryptoProposal] = []
+    for i, text in enumerate(texts):
+        try:
+            proposal = parse_proposal(text, kind)
+        except ValueError as exc:
+            t.fail(key, str(exc), i)
+        if proposal.legacy and not conc.allow_legacy_crypto:
+            t.fail(key, f"{_show(text)} uses legacy crypto (3DES, MD5 or DH group 2); "
+                        "set concentrator.allow_legacy_crypto = true to allow it", i)  # fmt: skip
+        if any(proposal.same_algorithms(earlier) for earlier in out):
+            t.fail(key, f"{_show(text)} is listed twice", i)
+        out.append(proposal)
+    return tuple(out)
+
+
+def _group(t: _Table, conc: ConcentratorConfig) -> GroupConfig:
+    name = _check_name(t, "name")
+    psk = _group_psk(t)
+    pool = t.network("address_pool")
+    if pool.prefixlen > 30:
+        t.fail("address_pool", f"{pool} is too small; use a /30 or larger")
+    split = t.network_list("split_include", None)
+    if split is not None and not split:
+        t.fail("split_include", "empty list; leave the key out to tunnel all traffic")
+    split_dns = t.string_list("split_dns", ())
+    for i, domain in enumerate(split_dns):
+        if not domain:
+            t.fail("split_dns", "empty domain name", i)
+        _check_domain(t, "split_dns", domain)
+    default_domain = t.string("default_domain", conc.default_domain)
+    return GroupConfig(
+        name=name,
+        psk=psk,
+        address_pool=pool,
+        reserve_first_address=t.boolean("reserve_first_address", False),
+        dns=t.address_list("dns", conc.dns),
+        nbns=t.address_list("nbns", conc.nbns),
+        split_include=split,
+        split_dns=split_dns,
+        default_domain=_check_domain(t, "default_domain", default_domain),
+        banner=t.string("banner", conc.banner, max_len=_BANNER_MAX),
+        pfs=t.boolean("pfs", False),
+        save_password=t.boolean("save_password", False),
+        ike_proposals=_proposals(t, "ike_proposals", "ike", conc),
+        esp_proposals=_proposals(t, "esp_proposals", "esp", conc),
+    )
+
+
+def _groups(
+    ctx: _Context, tables: list[_Table], conc: ConcentratorConfig
+) -> tuple[GroupConfig, ...]:
+    groups: list[GroupConfig] = []
+    for t in tables:
+        group = _group(t, conc)
+        _check_group_against(ctx, t, group, groups, conc)
+        groups.append(group)
+    return tuple(groups)
+
+
+def _check_group_against(
+    ctx: _Context,
+    t: _Table,
+    group: GroupConfig,
+    earlier: list[GroupConfig],
+    conc: ConcentratorConfig,
+) -> None:
+    pool = group.address_pool
+    for j, other in enumerate(earlier):
+        if other.name == group.name:
+            line = ctx.line(("group", j))
+            t.fail("name", f"duplicate group name '{group.name}' (first defined at line {line})")
+        if pool.overlaps(other.address_pool):
+            line = ctx.line(("group", j, "address_pool"))
+            t.fail("address_pool", f"{pool} overlaps group[{j}].address_pool "
+                                   f"{other.address_pool} (line {line})")  # fmt: skip
+    for i, net in enumerate(conc.private_networks):
+        # A /0 "private network" means full tunnelling to everything; pools are
+        # more specific routes then, so only real networks count as overlaps.
+        if net.prefixlen > 0 and pool.overlaps(net):
+            line = ctx.line(("concentrator", "private_networks", i))
+            t.fail("address_pool", f"{pool} overlaps concentrator.private_networks[{i}] "
+                                   f"{net} (line {line})")  # fmt: skip
+    if conc.public_address in pool:
+        line = ctx.line(("concentrator", "public_address"))
+        t.fail("address_pool", f"{pool} contains concentrator.public_address "
+                               f"{conc.public_address} (line {line})")  # fmt: skip
+
+
+def _users(
+    ctx: _Context, tables: list[_Table], groups: tuple[GroupConfig, ...]
+) -> tuple[UserConfig, ...]:
+    users: list[UserConfig] = []
+    first_line: dict[str, int] = {}
+    for i, t in enumerate(tables):
+        name = _check_name(t, "name")
+        if name in first_line:
+            t.fail(
+                "name",
+                f"duplicate user name {_show(name)} (first defined at line {first_line[name]})",
+            )
+        first_line[name] = ctx.line(("user", i))
+        group = t.string("group", max_len=64)
+        if not any(g.name == group for g in groups):
+            known = ", ".join(g.name for g in groups) or "none defined"
+            t.fail("group", f"no [[group]] named {_show(group)} (groups: {known})")
+        if t.has("password") == t.has("password_hash"):
+            t.fail(
+                "password", f"user {_show(name)} needs exactly one of 'password' or 'password_hash'"
+            )
+        password: Secret | None = None
+        hashed: Secret | None = None
+        if t.has("password"):
+            password = Secret(t.string("password", max_len=1024))
+            if not password:
+                t.fail("password", "the password is empty")
+        else:
+            hashed = _password_hash(t)
+        users.append(UserConfig(name=name, group=group, password=password, password_hash=hashed))
+    return tuple(users)

@@ -1,0 +1,164 @@
+"""Per-group IPv4 address pools: the inner address Mode Config hands each client.
+
+Allocation is O(1): never-used addresses come from a cursor that walks the
+network once, released ones from a FIFO (the address released longest ago is
+reused first, so stale routes or conntrack entries for a just-released address
+have time to go). A /16 costs nothing until addresses are used.
+
+Keys are whatever identifies a session to the caller (with NAT-T: the peer's
+public address AND port, or the IKE cookies). An optional `identity` (the
+XAUTH user name) makes allocation sticky: a user who reconnects gets the
+address they had before, if nobody else took it meanwhile.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import OrderedDict
+from collections.abc import Hashable, Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vpnhub.config import GroupConfig
+
+__all__ = ["AddressPool", "PoolError", "PoolExhausted"]
+
+
+class PoolError(Exception):
+    """Base class for address pool errors."""
+
+
+class PoolExhausted(PoolError):
+    """Every usable address of the pool is in use."""
+
+    reason = "pool_exhausted"
+
+    def __init__(self, name: str, network: ipaddress.IPv4Network, size: int) -> None:
+        self.name = name
+        self.network = network
+        label = f"address pool of group '{name}'" if name else "address pool"
+        super().__init__(f"{label} ({network}) is exhausted: all {size} addresses in use")
+
+
+class AddressPool:
+    def __init__(
+        self,
+        network: ipaddress.IPv4Network | str,
+        *,
+        reserve_first: bool = False,
+        exclude: Iterable[ipaddress.IPv4Address | str] = (),
+        name: str = "",
+    ) -> None:
+        """`reserve_first` keeps the first usable address out (e.g. for the
+        concentrator's own tunnel address); `exclude` keeps others out."""
+        self.network = ipaddress.IPv4Network(network)
+        self.name = name
+        base = int(self.network.network_address)
+        if self.network.prefixlen >= 31:  # RFC 3021: no network/broadcast address
+            first, last = base, int(self.network.broadcast_address)
+        else:
+            first, last = base + 1, int(self.network.broadcast_address) - 1
+        if reserve_first:
+            first += 1
+        self._first, self._last = first, last
+        self._excluded = {
+            int(ipaddress.IPv4Address(a))
+            for a in exclude
+            if first <= int(ipaddress.IPv4Address(a)) <= last
+        }
+        self.size = max(0, last - first + 1 - len(self._excluded))
+        self._cursor = first
+        self._free: OrderedDict[int, None] = OrderedDict()
+        self._by_key: dict[Hashable, int] = {}
+        self._by_addr: dict[int, Hashable] = {}
+        self._remembered: dict[Hashable, int] = {}  # identity -> last address
+        self._remembered_by_addr: dict[int, Hashable] = {}
+
+    @classmethod
+    def for_group(
+        cls, group: GroupConfig, exclude: Iterable[ipaddress.IPv4Address] = ()
+    ) -> AddressPool:
+        return cls(
+            group.address_pool,
+            reserve_first=group.reserve_first_address,
+            exclude=exclude,
+            name=group.name,
+        )
+
+    # -- queries
+    @property
+    def in_use(self) -> int:
+        return len(self._by_key)
+
+    @property
+    def available(self) -> int:
+        return self.size - len(self._by_key)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def address_of(self, key: Hashable) -> ipaddress.IPv4Address | None:
+        value = self._by_key.get(key)
+        return None if value is None else ipaddress.IPv4Address(value)
+
+    def owner_of(self, address: ipaddress.IPv4Address | str) -> Hashable | None:
+        return self._by_addr.get(int(ipaddress.IPv4Address(address)))
+
+    # -- updates
+    def allocate(self, key: Hashable, *, identity: Hashable | None = None) -> ipaddress.IPv4Address:
+        """The address for session `key` (the same one if it already has one).
+
+        With `identity`, the address that identity last held is preferred.
+        Raises PoolExhausted when no address is free.
+        """
+        held = self._by_key.get(key)
+        if held is not None:
+            return ipaddress.IPv4Address(held)
+        value = self._take_remembered(identity)
+        if value is None:
+            value = self._take_any()
+        self._by_key[key] = value
+        self._by_addr[value] = key
+        if identity is not None:
+            self._remember(identity, value)
+        return ipaddress.IPv4Address(value)
+
+    def release(self, key: Hashable) -> ipaddress.IPv4Address | None:
+        """Give the address of `key` back; returns it (None if `key` had none)."""
+        value = self._by_key.pop(key, None)
+        if value is None:
+            return None
+        del self._by_addr[value]
+        self._free[value] = None
+        return ipaddress.IPv4Address(value)
+
+    # -- internals
+    def _take_remembered(self, identity: Hashable | None) -> int | None:
+        if identity is None:
+            return None
+        value = self._remembered.get(identity)
+        if value is None or value not in self._free:
+            return None  # never seen, or someone else holds it now
+        del self._free[value]
+        return value
+
+    def _take_any(self) -> int:
+        while self._cursor <= self._last:
+            value = self._cursor
+            self._cursor += 1
+            if value not in self._excluded:
+                return value
+        if self._free:
+            value, _ = self._free.popitem(last=False)
+            return value
+        raise PoolExhausted(self.name, self.network, self.size)
+
+    def _remember(self, identity: Hashable, value: int) -> None:
+        previous_owner = self._remembered_by_addr.get(value)
+        if previous_owner is not None and previous_owner != identity:
+            del self._remembered[previous_owner]
+        old_value = self._remembered.get(identity)
+        if old_value is not None and old_value != value:
+            del self._remembered_by_addr[old_value]
+        self._remembered[identity] = value
+        self._remembered_by_addr[value] = identity
