@@ -114,7 +114,7 @@ def _read_responder_lifetime(sa: IkeSA, payloads: list[Payload]) -> None:
         if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.RESPONDER_LIFETIME:
             life = lifetime_from_notify(n)
             if life:
-                sa.data["responder_lifetime"] = life
+                sa.lifetime = min(sa.lifetime, life) if sa.lifetime else life
                 sa.log("IKE", 5, f"RESPONDER-LIFETIME notify has value of {life} seconds")
 
 

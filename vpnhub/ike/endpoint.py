@@ -106,7 +106,7 @@ class IkeEndpoint:
 
     def _not_half_open(self, sa: IkeSA) -> None:
         key = sa.data.pop("half_open_key", None)
-        if isinstance(key, tuple) and self._half_open.pop(key, None) is not None:  # type: ignore[arg-type]
+        if isinstance(key, tuple) and self._half_open.pop(key, None) is not None:
             ip = key[1][0]
             self._half_open_per_ip[ip] -= 1
             if self._half_open_per_ip[ip] <= 0:

@@ -51,6 +51,7 @@ def receive(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: floa
     if not hashes_equal(info_hash(sa.hash, sa.skeyid_a, msg.message_id, rest), p[0].data):
         raise IkeError("hash_mismatch", "informational message with a wrong HASH",
                        NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
+    sa.commit_iv()
     for x in p[1:]:
         if isinstance(x, NotifyPayload):
             _notify(sa, x, now)

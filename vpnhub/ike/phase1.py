@@ -383,7 +383,6 @@ def check_nonce(p: NoncePayload) -> None:
 
 def established(sa: IkeSA, mode: str, now: float) -> None:
     from vpnhub.crypto.suites import ike_suite_name
-
     from vpnhub.ike.transitions import State
 
     assert sa.suite is not None
@@ -396,8 +395,9 @@ def established(sa: IkeSA, mode: str, now: float) -> None:
     s = sa.suite
     name = ike_suite_name(s.encr, s.key_length, s.hash, s.group)
     parts = name.split("/")
-    auth = {AuthMethod.PSK: "Preshared Keys",
-            AuthMethod.XAUTH_INIT_PSK: "Preshared Keys-XAUTH"}.get(s.auth, str(s.auth))
+    auth_names: dict[int, str] = {AuthMethod.PSK: "Preshared Keys",
+                                  AuthMethod.XAUTH_INIT_PSK: "Preshared Keys-XAUTH"}
+    auth = auth_names.get(s.auth, str(s.auth))
     sa.log("IKE", 5, f"IKE SA established ({mode} Mode, {name}, {auth},"
            f" lifetime {sa.lifetime} s) with {describe_id(sa.peer_id_type, sa.peer_id_data)}"
            f" at {sa.remote[0]}:{sa.remote[1]}")

@@ -34,7 +34,6 @@ from vpnhub.wire.constants import ExchangeType, Flag, NotifyType, ProtocolId
 from vpnhub.wire.errors import WireError
 from vpnhub.wire.message import HEADER_LEN, Header, Message, decode_header, encode_message
 from vpnhub.wire.payloads import (
-    NotifyPayload,
     Payload,
     decode_payloads,
     encode_payloads,
@@ -282,9 +281,6 @@ class IkeSA:
         self._current = (remote, local_port, now, commit_iv)
         handler(self, msg, remote, local_port, now)
         self._remember_in(hdr.message_id, data)
-        # authenticated: follow a peer whose NAT mapping changed (RFC 3947 5)
-        if self.state is State.ESTABLISHED and hdr.flags & Flag.ENCRYPTION:
-            self._follow_peer(remote, local_port)
         self.last_heard = now
 
     def _open(self, hdr: Header, data: bytes) -> tuple[Message, Callable[[], None]]:
@@ -326,8 +322,15 @@ class IkeSA:
                        payloads)
 
     def commit_iv(self) -> None:
-        """Handlers call this once a message is authenticated (its HASH checked)."""
-        self._current[3]()
+        """Handlers call this once a message is authenticated (its HASH checked).
+
+        From then on the message counts: the CBC chain moves on, and a peer
+        whose NAT mapping changed is followed to its new port (RFC 3947 5).
+        """
+        remote, local_port, _, commit = self._current
+        commit()
+        if self.state is State.ESTABLISHED:
+            self._follow_peer(remote, local_port)
 
     # ------------------------------------------------------- IV management
     def _iv_for(self, exchange: int, message_id: int) -> bytes:
@@ -636,10 +639,11 @@ def _exchange_name(exchange: int) -> str:
 
 
 def _exchange_short(exchange: int) -> str:
-    return {
+    names: dict[int, str] = {
         ExchangeType.AGGRESSIVE: "AG",
         ExchangeType.IDENTITY_PROTECTION: "MM",
         ExchangeType.QUICK_MODE: "QM",
         ExchangeType.INFORMATIONAL: "INFO",
         ExchangeType.TRANSACTION: "TRANS",
-    }.get(exchange, str(exchange))  # type: ignore[call-overload]
+    }
+    return names.get(exchange, str(exchange))

@@ -38,28 +38,28 @@ class State(enum.Enum):
     DELETED = "deleted"
 
 
-I, R = Role.INITIATOR, Role.RESPONDER
+INIT, RESP = Role.INITIATOR, Role.RESPONDER
 AM, MM = ExchangeType.AGGRESSIVE, ExchangeType.IDENTITY_PROTECTION
 INFO, TRANS, QM = ExchangeType.INFORMATIONAL, ExchangeType.TRANSACTION, ExchangeType.QUICK_MODE
 
 # (state, exchange, role) -> "module.function"
 TRANSITIONS: dict[tuple[State, int, Role], str] = {
-    (State.INITIAL, AM, R): "aggressive.responder_1",
-    (State.AM_I_SENT1, AM, I): "aggressive.initiator_2",
-    (State.AM_R_SENT2, AM, R): "aggressive.responder_3",
-    (State.INITIAL, MM, R): "main_mode.responder_1",
-    (State.MM_I_SENT1, MM, I): "main_mode.initiator_2",
-    (State.MM_R_SENT2, MM, R): "main_mode.responder_3",
-    (State.MM_I_SENT3, MM, I): "main_mode.initiator_4",
-    (State.MM_R_SENT4, MM, R): "main_mode.responder_5",
-    (State.MM_I_SENT5, MM, I): "main_mode.initiator_6",
+    (State.INITIAL, AM, RESP): "aggressive.responder_1",
+    (State.AM_I_SENT1, AM, INIT): "aggressive.initiator_2",
+    (State.AM_R_SENT2, AM, RESP): "aggressive.responder_3",
+    (State.INITIAL, MM, RESP): "main_mode.responder_1",
+    (State.MM_I_SENT1, MM, INIT): "main_mode.initiator_2",
+    (State.MM_R_SENT2, MM, RESP): "main_mode.responder_3",
+    (State.MM_I_SENT3, MM, INIT): "main_mode.initiator_4",
+    (State.MM_R_SENT4, MM, RESP): "main_mode.responder_5",
+    (State.MM_I_SENT5, MM, INIT): "main_mode.initiator_6",
 }
 # Errors may arrive in cleartext during phase 1 (e.g. NO-PROPOSAL-CHOSEN).
 for _s in (State.AM_I_SENT1, State.AM_R_SENT2, State.MM_I_SENT1, State.MM_R_SENT2,
            State.MM_I_SENT3, State.MM_R_SENT4, State.MM_I_SENT5):
-    for _r in (I, R):
+    for _r in (INIT, RESP):
         TRANSITIONS[(_s, INFO, _r)] = "informational.receive"
-for _r in (I, R):
+for _r in (INIT, RESP):
     TRANSITIONS[(State.ESTABLISHED, INFO, _r)] = "informational.receive"
     TRANSITIONS[(State.ESTABLISHED, TRANS, _r)] = "transaction.receive"
     TRANSITIONS[(State.ESTABLISHED, QM, _r)] = "quick.receive"
