@@ -129,7 +129,9 @@ def decode_p1(t: Transform) -> P1Suite | None:
 def _life(value: int) -> DataAttribute:
     # Basic (TV) form when it fits 16 bits, variable (TLV, 4 bytes) otherwise:
     # RFC 2408 3.3 lets either carry a duration.
-    return DataAttribute(0, value) if value < 0x10000 else DataAttribute(0, value.to_bytes(4, "big"))
+    if value < 0x10000:
+        return DataAttribute(0, value)
+    return DataAttribute(0, value.to_bytes(4, "big"))
 
 
 def encode_p1(number: int, s: P1Suite) -> Transform:
