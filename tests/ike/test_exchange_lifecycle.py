@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from ike_harness import Lab
 
 from vpnhub.ike import events as ev
@@ -192,3 +193,36 @@ def test_xauth_password_secret_type() -> None:
     s = Secret("hunter2")
     assert "hunter2" not in repr(s) and "hunter2" not in str(s)
     assert s.equals("hunter2") and not s.equals("hunter3")
+
+
+def test_phase1_rekey_carries_children_over() -> None:
+    """A new phase 1 replaces the old before it expires; the IPsec SAs survive."""
+    lab = Lab(Policy(ike_lifetime=1000))
+    c = _up(lab, policy=Policy(ike_lifetime=1000))
+    old_client, old_server = c.sa, lab.server_sa_for(c)
+    assert old_server is not None
+    child = c.children[0]
+    lab.advance(901)
+    due = [e for e in c.events if isinstance(e, ev.Phase1RekeyDue)]
+    assert due and due[0].lifetime_left == pytest.approx(99, abs=1)
+    # the client driver: a new phase 1, then hand the children over
+    new = old_client.rekey_phase1(lab.now)
+    c.sa = new
+    lab.run()
+    assert new.established and new.xauth_done
+    new_server = lab.server_sa_for(c)
+    assert new_server is not None and new_server is not old_server
+    # no second Mode Config: the address stays
+    assert new.assigned_address == old_client.assigned_address
+    new.adopt(old_client, lab.now)
+    new_server.adopt(old_server, lab.now)  # the concentrator's driver: same user and peer
+    old_client.delete(lab.now)
+    lab._deleted.append(old_server)
+    c.sa = old_client
+    lab.run()
+    c.sa = new
+    assert lab.server_sa_for(c) is new_server
+    assert child.spi_in in new.children and new_server.children
+    srv_child_deletes = [e for s, e in lab.server_events
+                         if s is old_server and isinstance(e, ev.ChildSADeleted)]
+    assert srv_child_deletes == []  # the data plane keeps its SAs

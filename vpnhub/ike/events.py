@@ -178,11 +178,11 @@ class NegotiationFailed(Event):
 
 
 @dataclass(frozen=True)
-class Rekeyed(Event):
-    """Phase 1 was re-established: a new IKE SA replaced this one."""
+class Phase1RekeyDue(Event):
+    """Initiator: the IKE SA nears its lifetime; call `rekey_phase1()` (RFC 2409 has
+    no phase 1 rekey: a new phase 1 replaces the old one, children carry over)."""
 
-    new_icookie: bytes
-    new_rcookie: bytes
+    lifetime_left: float
 
 
 @dataclass

@@ -42,6 +42,7 @@ from vpnhub.wire.payloads import (
 Address = tuple[str, int]
 IKE_PORT = 500
 NATT_PORT = 4500
+PHASE1_REKEY_AT = 0.9  # share of the IKE SA lifetime after which the initiator rekeys
 
 # Looks up the group PSK for an identity (id type, id data) seen from `remote`;
 # Main Mode calls it with id_type 0 before the identity is known (RFC 2409 5.4).
@@ -230,6 +231,8 @@ class IkeSA:
             times += self._child_deadlines()
             if self.lifetime and self.established_at is not None:
                 times.append(self.established_at + self.lifetime)
+                if self.role is Role.INITIATOR and not self.data.get("rekey_announced"):
+                    times.append(self.established_at + self.lifetime * PHASE1_REKEY_AT)
         elif self.state is not State.DELETED:
             times.append(self.created + self.config.phase1_timeout)
         return min(times) if times else None
@@ -548,6 +551,17 @@ class IkeSA:
             return
         quick.check_child_lifetimes(self, now)
         informational.check_dpd(self, now)
+        self._check_phase1_rekey(now)
+
+    def _check_phase1_rekey(self, now: float) -> None:
+        if self.role is not Role.INITIATOR or self.data.get("rekey_announced"):
+            return
+        if self.lifetime and self.established_at is not None and \
+                now >= self.established_at + self.lifetime * PHASE1_REKEY_AT:
+            self.data["rekey_announced"] = True
+            left = self.established_at + self.lifetime - now
+            self._log("IKE", 5, f"IKE SA lifetime nearly over ({left:.0f} s left): rekeying")
+            self.emit(ev.Phase1RekeyDue(left))
 
     def _retransmit(self, now: float) -> None:
         for mid, p in list(self._pending.items()):
@@ -623,6 +637,32 @@ class IkeSA:
         from vpnhub.ike import informational
 
         informational.send_notify(self, notify, now)
+
+    # ------------------------------------------------------- phase 1 rekey
+    def rekey_phase1(self, now: float) -> IkeSA:
+        """Initiator: a new phase 1 to the same peer that will take over our children.
+
+        The new SA authenticates again (XAUTH too: the concentrator wants a
+        login for every phase 1) but skips Mode Config: the address stays.
+        """
+        new = IkeSA(self.config, Role.INITIATOR, (self.remote[0], IKE_PORT), now)
+        new.data["replaces"] = self
+        new.modecfg, new.assigned_address = self.modecfg, self.assigned_address
+        new.initiate(now)
+        return new
+
+    def adopt(self, old: IkeSA, now: float) -> None:
+        """Take over the children (and Mode Config) of an IKE SA this one replaces.
+
+        Both ends call it: IPsec SAs outlive the ISAKMP SA that made them,
+        so the old one can then be deleted alone (`delete(..., children=False)`).
+        """
+        self.children.update(old.children)
+        old.children.clear()
+        if self.modecfg is None:
+            self.modecfg, self.assigned_address = old.modecfg, old.assigned_address
+        self._log("IKE", 5, f"IKE SA replaces {old.icookie.hex()}/{old.rcookie.hex()}"
+                  f" and carries {len(self.children)} IPsec SA(s) over")
 
     def protocol_spi(self) -> bytes:
         return self.icookie + self.rcookie

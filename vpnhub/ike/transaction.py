@@ -253,7 +253,8 @@ def _client_receive(sa: IkeSA, x: Exchange, ap: AttributePayload, now: float) ->
         sa.emit(ev.XauthCompleted(status == 1, sa.xauth_user))
         if status == 1:
             sa.log("XAUTH", 4, "XAUTH: authentication succeeded")
-            client_modecfg_request(sa, now)
+            if sa.modecfg is None:  # a phase 1 rekey keeps its address
+                client_modecfg_request(sa, now)
         else:
             sa.log("XAUTH", 3, "XAUTH: authentication failed (wrong user name or password)")
     elif ap.cfg_type in (CfgType.REPLY, CfgType.SET) and x.kind in ("modecfg", "transaction"):
