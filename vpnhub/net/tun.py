@@ -1,0 +1,223 @@
+"""Linux TUN device (layer-3 packets, no packet-information header).
+
+``TunDevice`` opens ``/dev/net/tun`` with ``IFF_TUN | IFF_NO_PI`` (one IP
+packet per read/write, no 4-byte prefix) and optionally ``IFF_MULTI_QUEUE``
+(several fds on one interface, one per worker; see dataplane.py).  The fd is
+non-blocking by default: the data plane reads until ``EAGAIN``.
+
+Interface set-up (link up, address, MTU, routes) calls the ``ip`` command of
+iproute2 through ``subprocess``; pyroute2 is not needed for the handful of
+calls made once per tunnel, and ``ip`` is on every machine that has TUN.
+All of them accept ``netns=`` ("ip -n NAME ...").
+
+``FakeTun`` has the same small interface over a ``SOCK_SEQPACKET`` socket
+pair: the data plane sees a real pollable fd with one packet per read, and
+the test plays the kernel on the other end (``inject`` / ``sent``).
+
+``enter_netns`` switches the calling thread into a named network namespace
+(``ip netns add``) for as long as it takes to create TUN fds and sockets
+there; they stay in that namespace afterwards.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import fcntl
+import os
+import socket
+import struct
+import subprocess
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Final, Protocol
+
+TUNSETIFF: Final = 0x400454CA
+IFF_TUN: Final = 0x0001
+IFF_NO_PI: Final = 0x1000
+IFF_MULTI_QUEUE: Final = 0x0100
+CLONE_NEWNET: Final = 0x40000000
+_IFREQ: Final = struct.Struct("16sH22x")  # struct ifreq: name + flags, padded to 40 bytes
+MAX_PACKET: Final = 65535
+
+
+class PacketDevice(Protocol):
+    """What the data plane needs from a TUN: an fd carrying one packet per I/O."""
+
+    name: str
+
+    def fileno(self) -> int: ...
+
+    def read(self) -> bytes: ...
+
+    def write(self, packet: bytes) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def ip(*args: str, netns: str | None = None) -> str:
+    """Run ``ip [-n netns] args...``; raise ``RuntimeError`` with its stderr on failure."""
+    cmd = ["ip", *(("-n", netns) if netns else ()), *args]
+    res = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {res.stderr.strip()}")
+    return res.stdout
+
+
+@contextmanager
+def enter_netns(name: str) -> Iterator[None]:
+    """Run the body with the calling thread inside network namespace ``name``."""
+    setns = getattr(os, "setns", None)  # Python >= 3.12
+    libc = None if setns else ctypes.CDLL(None, use_errno=True)
+
+    def _setns(fd: int) -> None:
+        if setns is not None:
+            setns(fd, CLONE_NEWNET)
+        elif libc is not None and libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns: {os.strerror(err)}")
+
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(f"/run/netns/{name}", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+
+
+class TunDevice:
+    """An open TUN queue (``IFF_TUN | IFF_NO_PI``)."""
+
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        multi_queue: bool = False,
+        nonblocking: bool = True,
+        netns: str | None = None,
+    ) -> None:
+        """Create (or attach to, for another multi-queue fd) interface ``name``.
+
+        ``name`` may contain ``%d`` or be empty for a kernel-chosen ``tunN``.
+        With ``netns`` the device is created inside that namespace.
+        """
+        self.netns = netns
+        self.multi_queue = multi_queue
+        flags = IFF_TUN | IFF_NO_PI | (IFF_MULTI_QUEUE if multi_queue else 0)
+        oflags = os.O_RDWR | os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
+        # The namespace of the device is the one current when /dev/net/tun is opened.
+        with enter_netns(netns) if netns else nullcontext():
+            fd = os.open("/dev/net/tun", oflags)
+        try:
+            ifr = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags))
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd = fd
+        self.name: str = _IFREQ.unpack(ifr)[0].rstrip(b"\0").decode()
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def read(self) -> bytes:
+        """One packet; raises ``BlockingIOError`` when none is queued."""
+        return os.read(self._fd, MAX_PACKET)
+
+    def write(self, packet: bytes) -> int:
+        return os.write(self._fd, packet)
+
+    def add_queue(self) -> TunDevice:
+        """Another fd on the same multi-queue interface (one per worker)."""
+        if not self.multi_queue:
+            raise ValueError("interface was not opened with IFF_MULTI_QUEUE")
+        return TunDevice(self.name, multi_queue=True, netns=self.netns)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> TunDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- configuration through iproute2 ---------------------------------------
+
+    def configure(
+        self,
+        address: str | None = None,
+        *,
+        peer: str | None = None,
+        mtu: int | None = None,
+        routes: Sequence[str] = (),
+        up: bool = True,
+    ) -> None:
+        """Address (CIDR, e.g. "10.40.1.1/32"), MTU, link up, then routes via the TUN."""
+        if mtu is not None:
+            ip("link", "set", "dev", self.name, "mtu", str(mtu), netns=self.netns)
+        if address is not None:
+            extra = ("peer", peer) if peer else ()
+            ip("addr", "add", address, *extra, "dev", self.name, netns=self.netns)
+        if up:
+            ip("link", "set", "dev", self.name, "up", netns=self.netns)
+        for prefix in routes:
+            self.add_route(prefix)
+
+    def add_route(self, prefix: str, *, src: str | None = None) -> None:
+        extra = ("src", src) if src else ()
+        ip("route", "replace", prefix, "dev", self.name, *extra, netns=self.netns)
+
+    def del_route(self, prefix: str) -> None:
+        ip("route", "del", prefix, "dev", self.name, netns=self.netns)
+
+
+class FakeTun:
+    """In-memory TUN: a packet socket pair, the far end played by the test."""
+
+    def __init__(self, name: str = "faketun0") -> None:
+        self.name = name
+        self._dev, self._kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._dev.setblocking(False)
+        self._kernel.setblocking(False)
+        for s in (self._dev, self._kernel):
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+
+    def fileno(self) -> int:
+        return self._dev.fileno()
+
+    def read(self) -> bytes:
+        return os.read(self._dev.fileno(), MAX_PACKET)
+
+    def write(self, packet: bytes) -> int:
+        return os.write(self._dev.fileno(), packet)
+
+    # The "kernel" side.
+    def inject(self, packet: bytes) -> None:
+        """Queue a packet as if the host routed it into the tunnel."""
+        self._kernel.send(packet)
+
+    def sent(self) -> list[bytes]:
+        """Packets the data plane wrote to the device since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self._kernel.recv(MAX_PACKET))
+            except BlockingIOError:
+                return out
+            except OSError as exc:  # pragma: no cover
+                if exc.errno == errno.EAGAIN:
+                    return out
+                raise
+
+    def close(self) -> None:
+        self._dev.close()
+        self._kernel.close()
