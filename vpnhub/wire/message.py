@@ -117,15 +117,20 @@ class Message:
         return [cisco_label(p) for p in self.payloads]
 
     def describe(self, detail: bool = False) -> str:
-        """ "AGGRESSIVE flags=00 msgid=00000000 SA KE NONCE ID VID VID"; with
-        detail=True each payload is replaced by its own describe()."""
+        """One log line, e.g. `AGGRESSIVE flags=00 msgid=00000000 SA KE NONCE ID VID`.
+
+        With detail=True each payload name is replaced by its describe().
+        """
         names = [p.describe() if detail else payload_label(p) for p in self.payloads]
         exchange = enum_name(ExchangeType, self.exchange, "EXCHANGE_")
         head = f"{exchange} flags={self.flags:02x} msgid={self.message_id:08x}"
         return " ".join([head, *names])
 
     def cisco_summary(self) -> str:
-        """ "ISAKMP OAK AG (SA, KE, NON, ID, VID)"; '*' marks an encrypted message."""
+        """Cisco client log style, `ISAKMP OAK AG (SA, KE, NON, ID, VID)`.
+
+        An encrypted message is marked `*(...)`; the logger adds "SENDING >>> ".
+        """
         exchange = _CISCO_EXCHANGE.get(self.exchange, str(self.exchange))
         star = "*" if self.encrypted else ""
         return f"ISAKMP OAK {exchange} {star}({', '.join(self.payload_names())})"

@@ -310,7 +310,11 @@ def _decode_sa(ptype: int, body: bytes, raw: bytes) -> SAPayload:
 
 
 def _walk_chain(data: bytes, offset: int, expected: int, what: str) -> list[tuple[int, int]]:
-    """(start, length) of each substructure in a proposal or transform chain."""
+    """(start, length) of each proposal or transform in a chain filling data[offset:].
+
+    The chain holds at least one item, each next-payload field is `expected` or
+    NONE on the last (RFC 2408 3.5, 3.6), and it ends exactly at the end.
+    """
     spans: list[tuple[int, int]] = []
     end, next_type = len(data), expected
     while next_type != PayloadType.NONE:
@@ -343,8 +347,6 @@ def _decode_proposals(data: bytes, offset: int) -> list[Proposal]:
             raise _proposal_error(f"{count} transforms announced, {len(transforms)} present")
         spi = chunk[8 : transforms_at - start]
         proposals.append(Proposal(number, protocol_id, spi, transforms, raw=chunk))
-    if not proposals:
-        raise _proposal_error("SA without proposals")
     return proposals
 
 
