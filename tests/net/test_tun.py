@@ -86,3 +86,26 @@ def test_real_tun_in_namespace() -> None:
             assert packet[16:20] == bytes([10, 99, 9, 7])
     finally:
         ip("netns", "del", ns)
+
+
+@pytest.mark.netns
+def test_multi_queue_tun() -> None:
+    """IFF_MULTI_QUEUE: several fds on one interface, one per future worker."""
+    ns = f"vhesp-q-{os.getpid()}"
+    ip("netns", "add", ns)
+    try:
+        first = TunDevice("vhmq0", multi_queue=True, netns=ns)
+        second = first.add_queue()
+        try:
+            assert second.name == first.name == "vhmq0"
+            assert second.fileno() != first.fileno()
+            first.configure("10.99.8.1/24")
+            out = ip("-d", "link", "show", "dev", "vhmq0", netns=ns)
+            assert "multi_queue" in out
+        finally:
+            second.close()
+            first.close()
+        with TunDevice("vhsq0", netns=ns) as single, pytest.raises(ValueError):
+            single.add_queue()
+    finally:
+        ip("netns", "del", ns)

@@ -70,7 +70,10 @@ class IvPool:
     """Random bytes served from a buffer refilled from ``os.urandom``.
 
     Slicing a pooled buffer costs ~0.2 us against ~0.6 us per ``os.urandom``
-    call (DATAPLANE.md).  Not thread-safe: one pool per data-plane thread.
+    call (DATAPLANE.md).  Not locked: SAs used from two threads may race on a
+    shared pool and draw the same block, which is harmless here (each SA is
+    used by one thread, and a block only masks the chaining value under that
+    SA's own key); give each data-plane thread its own pool if in doubt.
     """
 
     __slots__ = ("_buf", "_pos", "_size")

@@ -1,0 +1,3 @@
+from vpnhub.cli import main
+
+raise SystemExit(main())

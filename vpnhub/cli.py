@@ -1,0 +1,154 @@
+"""The `vpnhub` command: serve, sessions, logout (connect and lab come next)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SOCKET = "/run/vpnhub/admin.sock"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="vpnhub", description="IPsec remote-access VPN with NAT-T")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the concentrator in the foreground")
+    s.add_argument("--config", required=True, type=Path, help="TOML configuration file")
+    s.add_argument("--check", action="store_true", help="only check the configuration")
+    for name, helptext in (("sessions", "the Session Summary and Remote Access Sessions"),
+                           ("logout", "end a user's session")):
+        c = sub.add_parser(name, help=helptext)
+        if name == "logout":
+            c.add_argument("user")
+        c.add_argument("--config", type=Path, help="find the admin socket in this config")
+        c.add_argument("--socket", help=f"admin socket (default {DEFAULT_SOCKET})")
+        if name == "sessions":
+            c.add_argument("--json", action="store_true", help="machine-readable output")
+    args = p.parse_args(argv)
+    if args.command == "serve":
+        return _serve(args.config, args.check)
+    sock = _socket_path(args)
+    if args.command == "sessions":
+        return _sessions(sock, args.json)
+    return _logout(sock, args.user)
+
+
+def _serve(path: Path, check_only: bool) -> int:
+    from vpnhub.config import ConfigError, load_config
+
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        print(f"vpnhub: configuration error: {e}", file=sys.stderr)
+        return 2
+    if check_only:
+        print(f"{path}: configuration OK ({len(config.groups)} group(s),"
+              f" {len(config.users)} user(s))")
+        return 0
+    from vpnhub.concentrator.service import serve
+    from vpnhub.eventlog import EventLog
+
+    log = EventLog(console_severity=config.log.console_severity,
+                   keep_severity=config.log.keep_severity, size=config.log.buffer_events)
+    return serve(config, log)
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    if args.socket:
+        return str(args.socket)
+    if args.config:
+        from vpnhub.config import ConfigError, load_config
+
+        try:
+            return str(load_config(args.config).admin.socket)
+        except ConfigError as e:
+            print(f"vpnhub: configuration error: {e}", file=sys.stderr)
+            raise SystemExit(2) from e
+    return DEFAULT_SOCKET
+
+
+def request(sock_path: str, req: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """One JSON request to the running concentrator's admin socket."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(sock_path)
+        s.sendall(json.dumps(req).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    reply = json.loads(buf or b"{}")
+    assert isinstance(reply, dict)
+    return reply
+
+
+def _talk(sock_path: str, req: dict[str, Any]) -> dict[str, Any] | None:
+    try:
+        return request(sock_path, req)
+    except (OSError, ValueError) as e:
+        print(f"vpnhub: cannot reach the concentrator at {sock_path}: {e}"
+              " (is `vpnhub serve` running? --socket / --config name its admin socket)",
+              file=sys.stderr)
+        return None
+
+
+def _sessions(sock_path: str, as_json: bool) -> int:
+    reply = _talk(sock_path, {"cmd": "sessions"})
+    if reply is None:
+        return 1
+    if as_json:
+        print(json.dumps(reply, indent=2))
+        return 0
+    print(format_sessions(reply))
+    return 0
+
+
+def format_sessions(reply: dict[str, Any]) -> str:
+    s = reply.get("summary", {})
+    lines = [
+        "Session Summary",
+        f"  Active LAN-to-LAN {s.get('active_lan_to_lan', 0)}   Active Remote Access"
+        f" {s.get('active_remote_access', 0)}   Active Management {s.get('active_management', 0)}"
+        f"   Total Active {s.get('total_active', 0)}",
+        f"  Peak Concurrent {s.get('peak', 0)}   Concurrent Limit"
+        f" {s.get('concurrent_limit', 0)}   Total Cumulative {s.get('cumulative', 0)}",
+        "",
+        "Remote Access Sessions",
+    ]
+    head = ("Username", "Assigned IP", "Public IP:Port", "Group", "Protocol", "Encryption",
+            "Login Time", "Duration", "Client", "Bytes Tx", "Bytes Rx")
+    rows = [head]
+    for x in reply.get("sessions", []):
+        d = int(x.get("duration", 0))
+        rows.append((x["user"], str(x.get("assigned_ip") or "-"),
+                     f"{x['public_ip']}:{x['public_port']}", x.get("group", ""),
+                     x.get("protocol", ""), x.get("encryption", ""),
+                     str(x.get("login_time", "")).replace("T", " "),
+                     time.strftime("%H:%M:%S", time.gmtime(d)), x.get("client", "")[:32],
+                     str(x.get("bytes_tx", 0)), str(x.get("bytes_rx", 0))))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    for r in rows:
+        lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
+    for x in reply.get("sessions", []):
+        if x.get("diagnosis"):
+            lines.append(f"  ! {x['user']}: {x['diagnosis']}")
+    if len(rows) == 1:
+        lines.append("  (no remote access sessions)")
+    return "\n".join(lines)
+
+
+def _logout(sock_path: str, user: str) -> int:
+    reply = _talk(sock_path, {"cmd": "logout", "user": user})
+    if reply is None:
+        return 1
+    if "error" in reply:
+        print(f"vpnhub: {reply['error']}", file=sys.stderr)
+        return 1
+    print(f"logged out {reply.get('logged_out')} session(s) of {user}")
+    return 0

@@ -1,0 +1,1 @@
+"""The concentrator: `vpnhub serve` (IKE driver, data plane, sessions, admin socket)."""

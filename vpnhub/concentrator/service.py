@@ -1,0 +1,513 @@
+"""`vpnhub serve`: the asyncio driver around the sans-I/O IKE engine.
+
+One packet's way (STYLE.md): UDP 500 (asyncio reader) or UDP 4500 (the data
+plane thread demuxes RFC 3948 and hands IKE over) -> `IkeEndpoint.receive`
+-> events -> this driver reacts (XAUTH check, pool address, SAs into the
+data plane, log) -> `datagrams_to_send()` back out of the right port.
+ESP never touches asyncio: the data plane's epoll loop owns TUN and 4500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import signal
+import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from vpnhub import __version__
+from vpnhub.auth.users import XauthAuthenticator
+from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
+from vpnhub.config import Config, GroupConfig
+from vpnhub.esp.sa import SaParams
+from vpnhub.eventlog import EventLog
+from vpnhub.ike import events as ev
+from vpnhub.ike.endpoint import IkeEndpoint, Limits
+from vpnhub.ike.policy import Policy
+from vpnhub.ike.sa import Address, IkeConfig, IkeSA
+from vpnhub.ike.secret import Secret
+from vpnhub.ike.transitions import State
+from vpnhub.net.dataplane import (
+    AddInbound,
+    AddOutbound,
+    ControlInbox,
+    Dataplane,
+    GetStats,
+    IkeDatagram,
+    PeerMoved,
+    RemoveSA,
+    SetKeepalive,
+    UpdatePeer,
+    open_esp_socket,
+    open_udp_socket,
+)
+from vpnhub.net.tun import TunDevice, ip
+from vpnhub.session.pool import AddressPool, PoolError
+from vpnhub.wire.constants import EncapsulationMode, IdType, NotifyType
+
+TICK = 0.25
+STATS_EVERY = 2.0
+
+
+class Concentrator:
+    def __init__(self, config: Config, log: EventLog) -> None:
+        self.config = config
+        self.log = log
+        c = config.concentrator
+        self.public = str(c.public_address)
+        self.policy = Policy(allow_legacy=c.allow_legacy_crypto, ike_lifetime=c.ike_lifetime,
+                             ipsec_lifetime=c.ipsec_lifetime)
+        self.groups = {g.name: g for g in config.groups}
+        self.pools = {g.name: AddressPool.for_group(g) for g in config.groups}
+        self.auth = XauthAuthenticator.from_config(config)
+        self._auth_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xauth")
+        lim = config.limits
+        self.endpoint = IkeEndpoint(self._ike_config, Limits(
+            lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions))
+        self.sessions = SessionTable(lim.max_sessions)
+        self.spi_owner: dict[int, tuple[bytes, bytes]] = {}
+        self.natt_enabled = config.nat_transparency.ipsec_over_natt
+        self._stop = asyncio.Event()
+        self._routes: list[str] = []
+        self.tun: TunDevice | None = None
+        self.dataplane: Dataplane | None = None
+        self.sock500: socket.socket | None = None
+        self._last_stats = 0.0
+
+    # ----------------------------------------------------------- IKE config
+    def _ike_config(self, remote: Address) -> IkeConfig:
+        c = self.config.concentrator
+        return IkeConfig(
+            local_address=self.public, policy=self.policy, psk_lookup=self._psk_lookup,
+            natt=self.natt_enabled, xauth=True, dpd_interval=float(c.dpd_interval),
+            dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}")
+
+    def _psk_lookup(self, id_type: int, data: bytes, remote: Address) -> Secret | None:
+        if id_type == 0:  # Main Mode: before the identity; only one group can match
+            return Secret(self.config.groups[0].psk.reveal()) if len(self.groups) == 1 else None
+        if id_type not in (IdType.KEY_ID, IdType.FQDN, IdType.USER_FQDN):
+            return None
+        g = self.groups.get(data.decode("utf-8", "replace"))
+        return Secret(g.psk.reveal()) if g is not None else None
+
+    # ----------------------------------------------------------- lifecycle
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        self._setup_network()
+        assert self.sock500 is not None
+        loop.add_reader(self.sock500.fileno(), self._on_udp500)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        admin = await self._start_admin()
+        ticker = asyncio.create_task(self._ticker())
+        c = self.config.concentrator
+        self.log.add("SESSION", 3, f"vpnhub {__version__} concentrator listening on"
+                     f" {self.public} UDP {c.ike_port}/{c.natt_port}; NAT-T"
+                     f" {'enabled' if self.natt_enabled else 'DISABLED'}; tunnel interface"
+                     f" {c.tunnel_interface}")
+        try:
+            await self._stop.wait()
+        finally:
+            ticker.cancel()
+            self.log.add("SESSION", 3, "shutting down: deleting every session")
+            now = time.monotonic()
+            for sa in list(self.endpoint):
+                sa.delete(now, "concentrator shutting down")
+                self._service(sa)
+            if admin is not None:
+                admin.close()
+                with contextlib.suppress(Exception):
+                    self.config.admin.socket.unlink()
+            loop.remove_reader(self.sock500.fileno())
+            self._teardown_network()
+            self._auth_pool.shutdown(wait=False)
+        return 0
+
+    def _setup_network(self) -> None:
+        c = self.config.concentrator
+        # Forwarding between the tunnel and the private LAN (per network namespace).
+        with contextlib.suppress(OSError):
+            Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+        self.tun = TunDevice(c.tunnel_interface)
+        self.tun.configure(mtu=1400)
+        for g in self.config.groups:
+            self.tun.add_route(str(g.address_pool))
+            self._routes.append(str(g.address_pool))
+        self.sock500 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock500.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock500.bind((self.public, c.ike_port))
+        self.sock500.setblocking(False)
+        loop = asyncio.get_running_loop()
+        def wake() -> None:  # called from the data plane thread
+            loop.call_soon_threadsafe(self._drain_inbox)
+
+        inbox = ControlInbox(maxlen=4096, notify=wake)
+        udp = open_udp_socket(self.public, c.natt_port)
+        esp: socket.socket | None
+        try:
+            esp = open_esp_socket(self.public)
+        except OSError as e:
+            esp = None
+            self.log.add("IPSEC", 2, f"no raw ESP socket ({e}): clients not behind NAT"
+                         " cannot pass data")
+        self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox)
+        self.dataplane.start()
+
+    def _teardown_network(self) -> None:
+        if self.dataplane is not None:
+            self.dataplane.close()
+            for s in (self.dataplane.udp, self.dataplane.esp):
+                if s is not None:
+                    s.close()
+        if self.tun is not None:
+            for r in self._routes:
+                with contextlib.suppress(Exception):
+                    self.tun.del_route(r)
+            self.tun.close()  # a non-persistent TUN disappears with its last fd
+            with contextlib.suppress(Exception):
+                ip("link", "del", self.config.concentrator.tunnel_interface)
+        if self.sock500 is not None:
+            self.sock500.close()
+
+    # ------------------------------------------------------------- receive
+    def _on_udp500(self) -> None:
+        assert self.sock500 is not None
+        for _ in range(256):
+            try:
+                data, addr = self.sock500.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self._ike_in(data, (addr[0], addr[1]), self.config.concentrator.ike_port)
+
+    def _drain_inbox(self) -> None:
+        assert self.dataplane is not None
+        for e in self.dataplane.inbox.drain():
+            if isinstance(e, IkeDatagram):
+                self._ike_in(e.message, e.addr, self.config.concentrator.natt_port)
+            elif isinstance(e, PeerMoved):
+                self._peer_moved(e)
+
+    def _ike_in(self, data: bytes, addr: Address, local_port: int) -> None:
+        try:
+            sa = self.endpoint.receive(data, addr, local_port, time.monotonic())
+        except Exception as e:  # the engine catches its own; this is belt and braces
+            self.log.add("IKE", 1, f"internal error receiving from {addr[0]}:{addr[1]}: {e!r}")
+            return
+        if sa is not None:
+            self._service(sa)
+
+    def _peer_moved(self, e: PeerMoved) -> None:
+        key = self.spi_owner.get(e.spi)
+        s = self.sessions.sessions.get(key) if key else None
+        if s is None:
+            return
+        sa = self.endpoint.get(*s.key)
+        if sa is not None and sa.remote == e.old:
+            sa.remote = e.new
+        if self.dataplane is not None:  # authentic ESP from there: follow (RFC 3948 2.2)
+            self.dataplane.submit(UpdatePeer(e.old, e.new))
+        s.public_ip, s.public_port = e.new
+        self.log.add("NATT", 4, f"ESP from a new NAT mapping {e.new[0]}:{e.new[1]}"
+                     f" (was {e.old[0]}:{e.old[1]}): following it", peer=f"{e.new[0]}:{e.new[1]}",
+                     group=s.group, user=s.user)
+
+    # --------------------------------------------------------------- timers
+    async def _ticker(self) -> None:
+        while True:
+            await asyncio.sleep(TICK)
+            now = time.monotonic()
+            for sa in self.endpoint.handle_timer(now):
+                self._service(sa)
+            if now - self._last_stats >= STATS_EVERY:
+                self._last_stats = now
+                await self._refresh_stats()
+
+    async def _refresh_stats(self) -> None:
+        """Counters from the data plane; ESP from a peer counts as liveness (RFC 3706)."""
+        if self.dataplane is None:
+            return
+        try:
+            snap = await asyncio.wrap_future(self.dataplane.submit(GetStats()))
+        except Exception:
+            return
+        assert isinstance(snap, dict)
+        per: dict[tuple[bytes, bytes], list[int]] = {}
+        for sa in snap.get("sas", []):
+            key = self.spi_owner.get(int(sa["spi"], 16))
+            if key is None:
+                continue
+            acc = per.setdefault(key, [0, 0, 0, 0])
+            if sa["direction"] == "in":
+                acc[0] += sa["bytes_in"]
+                acc[1] += sa["packets_in"]
+            else:
+                acc[2] += sa["bytes_out"]
+                acc[3] += sa["packets_out"]
+        now = time.monotonic()
+        for key, (b_in, p_in, b_out, p_out) in per.items():
+            s = self.sessions.sessions.get(key)
+            if s is None:
+                continue
+            if p_in > s.packets_rx:
+                ike = self.endpoint.get(*key)
+                if ike is not None:
+                    ike.note_traffic(now)
+            s.bytes_rx, s.packets_rx, s.bytes_tx, s.packets_tx = b_in, p_in, b_out, p_out
+
+    # ------------------------------------------------------------- driving
+    def _service(self, sa: IkeSA) -> None:
+        while (e := sa.next_event()) is not None:
+            try:
+                self._on_event(sa, e)
+            except Exception as exc:
+                self.log.add("IKE", 1, f"internal error handling {type(e).__name__}: {exc!r}")
+        self._flush(sa)
+
+    def _flush(self, sa: IkeSA) -> None:
+        for d in sa.datagrams_to_send():
+            try:
+                if d.local_port == self.config.concentrator.natt_port:
+                    assert self.dataplane is not None
+                    self.dataplane.send_ike(d.data, d.remote)
+                else:
+                    assert self.sock500 is not None
+                    self.sock500.sendto(d.data, d.remote)
+            except OSError as e:
+                self.log.add("IKE", 3, f"cannot send to {d.remote[0]}:{d.remote[1]}: {e}")
+
+    def _session(self, sa: IkeSA) -> Session:
+        key = (sa.icookie, sa.rcookie)
+        s = self.sessions.sessions.get(key)
+        if s is None:
+            s = Session(key, sa.remote[0], sa.remote[1])
+            self.sessions.add(s)
+        return s
+
+    def _on_event(self, sa: IkeSA, e: ev.Event) -> None:
+        s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
+        if isinstance(e, ev.LogLine):
+            self.log.add(e.cls, e.severity, e.text, peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                         group=s.group if s else "", user=s.user if s else sa.xauth_user)
+            return
+        handler = getattr(self, "_on_" + type(e).__name__, None)
+        if handler is not None:
+            handler(sa, e)
+
+    def _on_Phase1Established(self, sa: IkeSA, e: ev.Phase1Established) -> None:
+        s = self._session(sa)
+        s.group = e.peer_id
+        s.public_ip, s.public_port = sa.remote
+        s.vendor_ids = e.peer_vendor_ids
+        s.ike = {"encryption": e.encryption, "hash": e.hash, "dh_group": e.group,
+                 "authentication": e.auth_method, "mode": e.mode, "rekey_interval": e.lifetime,
+                 "local_behind_nat": sa.local_behind_nat,
+                 "peer_behind_nat": sa.remote_behind_nat}
+        s.nat_t = sa.natt_in_use
+        s.peer_behind_nat = sa.remote_behind_nat
+        s.client = _client_type(e.peer_vendor_ids, "")
+
+    def _on_NatTraversalRefused(self, sa: IkeSA, e: ev.NatTraversalRefused) -> None:
+        self._session(sa).diagnosis = e.reason
+
+    def _on_XauthCredentials(self, sa: IkeSA, e: ev.XauthCredentials) -> None:
+        s = self._session(sa)
+        s.user = e.user
+        loop = asyncio.get_running_loop()
+        source = sa.remote[0]
+        fut = loop.run_in_executor(self._auth_pool, lambda: self.auth.authenticate(
+            e.user, e.password, group=s.group, source=source, now=time.monotonic()))
+        fut.add_done_callback(lambda f: self._auth_done(sa, f))
+
+    def _auth_done(self, sa: IkeSA, fut: asyncio.Future[Any]) -> None:
+        try:
+            result = fut.result()
+        except Exception as exc:
+            self.log.add("AUTH", 1, f"authentication error: {exc!r}")
+            return
+        if sa.state is State.DELETED:
+            return
+        if result.ok:
+            self._finish_xauth(sa, True, "")
+            return
+        why = {"unknown_user": "unknown user", "bad_password": "wrong password",
+               "locked_out": "account locked after too many failures",
+               "wrong_group": "user not in this group"}.get(str(result.reason),
+                                                          str(result.reason))
+        # Slow down guessing: the answer waits (per user and per source address).
+        asyncio.get_running_loop().call_later(
+            result.delay, lambda: self._finish_xauth(sa, False, why))
+
+    def _finish_xauth(self, sa: IkeSA, ok: bool, why: str) -> None:
+        if sa.state is State.DELETED:
+            return
+        sa.xauth_result(ok, time.monotonic(), why)
+        if ok:
+            self.sessions.logged_in(self._session(sa))
+        self._service(sa)
+
+    def _on_ModeConfigRequested(self, sa: IkeSA, e: ev.ModeConfigRequested) -> None:
+        s = self._session(sa)
+        s.client = _client_type(s.vendor_ids, e.application_version)
+        g = self.groups.get(s.group)
+        if g is None:
+            sa.delete(time.monotonic(), "no such group")
+            return
+        try:
+            addr = self.pools[g.name].allocate(s.key, identity=s.user)
+        except PoolError as err:
+            self.log.add("MODECFG", 2, f"address pool of group {g.name} exhausted"
+                         f" ({g.address_pool}): refusing {s.user}: {err}",
+                         peer=f"{sa.remote[0]}:{sa.remote[1]}", group=g.name, user=s.user)
+            sa.notify_peer(NotifyType.ATTRIBUTES_NOT_SUPPORTED, time.monotonic())
+            sa.delete(time.monotonic(), "address pool exhausted")
+            return
+        s.assigned_ip = addr
+        sa.modecfg_reply(self._modecfg(g, addr), time.monotonic())
+
+    def _modecfg(self, g: GroupConfig, addr: ipaddress.IPv4Address) -> ev.ModeConfig:
+        c = self.config.concentrator
+        return ev.ModeConfig(
+            address=addr, dns=list(g.dns or c.dns), nbns=list(g.nbns or c.nbns),
+            banner=g.banner or c.banner, default_domain=g.default_domain or c.default_domain,
+            split_include=list(g.split_include or []), split_dns=list(g.split_dns),
+            save_password=g.save_password, pfs=g.pfs,
+            application_version=f"vpnhub {__version__}")
+
+    def _on_ChildSAEstablished(self, sa: IkeSA, e: ev.ChildSAEstablished) -> None:
+        s = self._session(sa)
+        assert self.dataplane is not None
+        udp = e.encapsulation != EncapsulationMode.TUNNEL
+        key_len = e.key_length or None
+        auth = e.auth or None
+        inbound = SaParams(e.spi_in, e.transform, key_len, auth, e.enc_key_in, e.auth_key_in)
+        outbound = SaParams(e.spi_out, e.transform, key_len, auth, e.enc_key_out, e.auth_key_out)
+        allowed = str(s.assigned_ip) if s.assigned_ip else None
+        self.dataplane.submit(AddInbound(inbound, sa.remote, udp_encap=udp, allowed_src=allowed))
+        dst = allowed or str(e.remote_ts)
+        self.dataplane.submit(AddOutbound(outbound, sa.remote, udp_encap=udp, dst=dst))
+        if sa.local_behind_nat and udp:
+            self.dataplane.submit(SetKeepalive(sa.remote,
+                                               float(self.config.concentrator.natt_keepalive)))
+        self.spi_owner[e.spi_in] = s.key
+        self.spi_owner[e.spi_out] = s.key
+        s.children[e.spi_in] = ChildInfo(e.spi_in, e.spi_out, e.transform, e.key_length, e.auth,
+                                         e.encapsulation, str(e.local_ts), str(e.remote_ts),
+                                         e.lifetime, time.time())
+        s.nat_t = udp
+        self.sessions.update_peak()
+        if e.rekey_of is not None:
+            old = s.children.get(e.rekey_of)
+            if old is not None:
+                self.log.add("IPSEC", 5, f"rekeyed: {old.spi_in:08x} replaced by {e.spi_in:08x}",
+                             group=s.group, user=s.user)
+        if not udp and (sa.remote_behind_nat or s.diagnosis):
+            self.log.add("NATT", 3, s.diagnosis or "IPsec SA without NAT-T for a peer behind"
+                         " NAT: no data will pass", peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                         group=s.group, user=s.user)
+
+    def _on_ChildSADeleted(self, sa: IkeSA, e: ev.ChildSADeleted) -> None:
+        s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
+        if self.dataplane is not None:
+            self.dataplane.submit(RemoveSA(e.spi_in))
+            self.dataplane.submit(RemoveSA(e.spi_out))
+        self.spi_owner.pop(e.spi_in, None)
+        self.spi_owner.pop(e.spi_out, None)
+        if s is not None:
+            s.children.pop(e.spi_in, None)
+
+    def _on_PeerEndpointChanged(self, sa: IkeSA, e: ev.PeerEndpointChanged) -> None:
+        if self.dataplane is not None:
+            self.dataplane.submit(UpdatePeer(e.old, e.new))
+        s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
+        if s is not None:
+            s.public_ip, s.public_port = e.new
+
+    def _on_SADeleted(self, sa: IkeSA, e: ev.SADeleted) -> None:
+        key = (sa.icookie, sa.rcookie)
+        s = self.sessions.sessions.pop(key, None)
+        if s is not None:
+            if s.assigned_ip is not None and s.group in self.pools:
+                self.pools[s.group].release(key)
+            if s.user:
+                self.log.add("SESSION", 4, f"session of {s.user} ended: {e.reason}",
+                             peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
+        self.endpoint.remove(sa)
+
+    # --------------------------------------------------------------- admin
+    async def _start_admin(self) -> asyncio.AbstractServer | None:
+        path = self.config.admin.socket
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            server = await asyncio.start_unix_server(self._admin_client, path=str(path))
+            os.chmod(path, 0o600)  # only root talks to the concentrator
+            return server
+        except OSError as e:
+            self.log.add("ADMIN", 2, f"admin socket {path} unavailable: {e}")
+            return None
+
+    async def _admin_client(self, reader: asyncio.StreamReader,
+                            writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5)
+            try:
+                req = json.loads(line or b"{}")
+                reply = await self.admin_command(req if isinstance(req, dict) else {})
+            except (ValueError, KeyError) as e:
+                reply = {"error": f"bad request: {e}"}
+            writer.write(json.dumps(reply).encode() + b"\n")
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def admin_command(self, req: dict[str, Any]) -> dict[str, Any]:
+        cmd = req.get("cmd")
+        if cmd == "sessions":
+            await self._refresh_stats()
+            return self.sessions.to_json(time.time())
+        if cmd == "logout":
+            user = str(req.get("user", ""))
+            n = 0
+            for s in list(self.sessions.sessions.values()):
+                sa = self.endpoint.get(*s.key)
+                if s.user == user and sa is not None:
+                    self.log.add("ADMIN", 4, f"logout of {user} by administrator",
+                                 peer=f"{s.public_ip}:{s.public_port}", user=user)
+                    sa.delete(time.monotonic(), "logged out by administrator")
+                    self._service(sa)
+                    n += 1
+            return {"logged_out": n} if n else {"error": f"no session of user {user!r}"}
+        if cmd == "stats":
+            return {"endpoint_drops": dict(self.endpoint.drops),
+                    "half_open": self.endpoint.half_open_count(),
+                    "sas": len(self.endpoint)}
+        return {"error": f"unknown command {cmd!r}"}
+
+
+def _client_type(vendor_ids: tuple[str, ...], app_version: str) -> str:
+    if app_version:
+        return app_version
+    for name in vendor_ids:
+        if "strongSwan" in name:
+            return name
+    return "Cisco Unity client" if "Cisco Unity" in vendor_ids else ""
+
+
+def serve(config: Config, log: EventLog) -> int:
+    conc = Concentrator(config, log)
+    try:
+        return asyncio.run(conc.run())
+    except OSError as e:
+        log.add("SESSION", 1, f"cannot start: {e}")
+        return 1

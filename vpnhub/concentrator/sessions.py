@@ -1,0 +1,127 @@
+"""Remote access sessions and the Session Summary, as the VPN 3000 Manager shows them."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vpnhub.crypto.suites import esp_suite_name
+
+
+@dataclass
+class ChildInfo:
+    spi_in: int
+    spi_out: int
+    transform: int
+    key_length: int
+    auth: int
+    encapsulation: int
+    local_ts: str
+    remote_ts: str
+    lifetime: int
+    established: float
+
+
+@dataclass
+class Session:
+    """One remote access client: one IKE SA and its IPsec SAs."""
+
+    key: tuple[bytes, bytes]
+    public_ip: str
+    public_port: int
+    group: str = ""
+    user: str = ""
+    assigned_ip: ipaddress.IPv4Address | None = None
+    login_time: float = field(default_factory=time.time)
+    ike: dict[str, Any] = field(default_factory=dict)
+    children: dict[int, ChildInfo] = field(default_factory=dict)
+    nat_t: bool = False
+    peer_behind_nat: bool = False
+    diagnosis: str = ""
+    client: str = ""
+    vendor_ids: tuple[str, ...] = ()
+    bytes_tx: int = 0
+    bytes_rx: int = 0
+    packets_tx: int = 0
+    packets_rx: int = 0
+    keepalives_rx: int = 0
+
+    @property
+    def protocol(self) -> str:
+        return "IPsec/NAT-T" if self.nat_t else "IPsec"
+
+    def encryption(self) -> str:
+        c = next(iter(self.children.values()), None)
+        if c is None:
+            return ""
+        return esp_suite_name(c.transform, c.key_length or None, c.auth or None)
+
+    def as_dict(self, now: float) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "group": self.group,
+            "assigned_ip": str(self.assigned_ip) if self.assigned_ip else None,
+            "public_ip": self.public_ip,
+            "public_port": self.public_port,
+            "protocol": self.protocol,
+            "encryption": self.encryption(),
+            "login_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.login_time)),
+            "duration": int(now - self.login_time),
+            "client": self.client,
+            "bytes_tx": self.bytes_tx,
+            "bytes_rx": self.bytes_rx,
+            "packets_tx": self.packets_tx,
+            "packets_rx": self.packets_rx,
+            "nat_t": self.nat_t,
+            "peer_behind_nat": self.peer_behind_nat,
+            "diagnosis": self.diagnosis,
+            "ike": self.ike,
+            "ipsec": [
+                {"spi_in": f"{c.spi_in:08x}", "spi_out": f"{c.spi_out:08x}",
+                 "encryption": esp_suite_name(c.transform, c.key_length or None, c.auth or None),
+                 "encapsulation": {1: "Tunnel", 3: "UDP-Tunnel (NAT-T)",
+                                   61443: "UDP-Tunnel (NAT-T draft)"}.get(c.encapsulation,
+                                                                          str(c.encapsulation)),
+                 "local_network": c.local_ts, "remote_network": c.remote_ts,
+                 "udp_src_port": self.public_port if self.nat_t else 0,
+                 "udp_dst_port": 4500 if self.nat_t else 0,
+                 "rekey_interval": c.lifetime}
+                for c in self.children.values()
+            ],
+        }
+
+
+class SessionTable:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sessions: dict[tuple[bytes, bytes], Session] = {}
+        self.peak = 0
+        self.cumulative = 0
+
+    def add(self, s: Session) -> None:
+        self.sessions[s.key] = s
+
+    def logged_in(self, s: Session) -> None:
+        """Counted once XAUTH succeeded (a session is a logged-in user)."""
+        self.cumulative += 1
+        self.peak = max(self.peak, self.active())
+
+    def active(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.user and s.children)
+
+    def update_peak(self) -> None:
+        self.peak = max(self.peak, self.active())
+
+    def summary(self) -> dict[str, int]:
+        active = self.active()
+        self.peak = max(self.peak, active)
+        return {"active_remote_access": active, "active_lan_to_lan": 0,
+                "active_management": 0, "active": active, "total_active": active,
+                "peak": self.peak, "concurrent_limit": self.limit,
+                "cumulative": self.cumulative}
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        listed = [s.as_dict(now) for s in self.sessions.values() if s.user]
+        return {"summary": self.summary(), "sessions": listed}
