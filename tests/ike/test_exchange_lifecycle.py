@@ -226,3 +226,39 @@ def test_phase1_rekey_carries_children_over() -> None:
     srv_child_deletes = [e for s, e in lab.server_events
                          if s is old_server and isinstance(e, ev.ChildSADeleted)]
     assert srv_child_deletes == []  # the data plane keeps its SAs
+
+
+def test_mode_config_push() -> None:
+    """The server may set the attributes (SET/ACK) instead of answering a pull."""
+    import ipaddress
+
+    lab = Lab()
+    c = lab.add_client()
+    c.auto_quick_mode = False
+    c.sa.initiate(lab.now)
+    lab.run()
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    cfg = ev.ModeConfig(address=ipaddress.IPv4Address("10.40.1.77"),
+                        split_include=[ipaddress.IPv4Network("192.168.2.0/24")])
+    srv.modecfg_push(cfg, lab.now)
+    lab.run()
+    got = [e for e in c.events if isinstance(e, ev.ModeConfigReceived)]
+    assert got[-1].config.address == ipaddress.IPv4Address("10.40.1.77")
+    assert c.sa.assigned_address == ipaddress.IPv4Address("10.40.1.77")
+    assert not srv._pending  # the ACK arrived
+
+
+def test_cisco_keepalive_notify_is_recognised() -> None:
+    from vpnhub.ike import informational
+    from vpnhub.wire.constants import NotifyType, ProtocolId
+    from vpnhub.wire.payloads import NotifyPayload
+
+    lab = Lab()
+    c = _up(lab)
+    informational._send_info(c.sa, [NotifyPayload(NotifyType.CISCO_KEEPALIVE,
+                                                  ProtocolId.ISAKMP, c.sa.protocol_spi())],
+                             lab.now)
+    lab.run()
+    assert any(isinstance(e, ev.KeepaliveReceived) and e.kind == "cisco-40500"
+               for _, e in lab.server_events)

@@ -113,3 +113,30 @@ def test_client_without_transparent_tunneling_behind_nat_is_warned() -> None:
     # PAT rewrote port 500) and names the setting to change
     refused = [e for _, e in lab.server_events if isinstance(e, ev.NatTraversalRefused)]
     assert refused and "transparent tunneling" in refused[0].reason
+
+
+@pytest.mark.parametrize("version", ["draft-02", "draft-02N", "draft-03"])
+def test_draft_natt_versions(version: str) -> None:
+    """Clients in the field send the drafts: NAT-D 130 and encapsulation mode 61443."""
+    from vpnhub.wire.payloads import NatDPayload
+
+    lab = Lab()
+    c = lab.add_client()
+    c.sa.config.natt_versions = (version,)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.natt_variant == version and c.sa.natd_type == 130
+    assert c.children[0].encapsulation == EncapsulationMode.UDP_TUNNEL_DRAFT
+    assert lab.server_children()[0].encapsulation == EncapsulationMode.UDP_TUNNEL_DRAFT
+    assert c.sa.local_port == 4500
+    _ = NatDPayload
+
+
+def test_old_drafts_do_not_float() -> None:
+    """draft-00/01 peers never float to 4500 (RFC 3947 4): NAT-T is not used with them."""
+    lab = Lab()
+    c = lab.add_client()
+    c.sa.config.natt_versions = ()
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.natt_variant == "" and c.sa.local_port == 500

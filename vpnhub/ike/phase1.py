@@ -187,7 +187,8 @@ def our_vendor_ids(sa: IkeSA) -> list[Payload]:
             if isinstance(label, str):
                 out.append(VendorIDPayload(getattr(vendor.VendorId, _NATT_VID[label])))
         else:
-            out += [VendorIDPayload(getattr(vendor.VendorId, v)) for v in _NATT_VID.values()]
+            out += [VendorIDPayload(getattr(vendor.VendorId, _NATT_VID[v]))
+                    for v in sa.config.natt_versions if v in _NATT_VID]
     if responder and sa.peer_frag:
         out.append(VendorIDPayload(vendor.VendorId.CISCO_FRAGMENTATION))
     out.append(VendorIDPayload(vendor.VendorId.VPNHUB))

@@ -72,6 +72,8 @@ class IkeConfig:
     psk_lookup: PskLookup | None = None
     natt: bool = True  # responder: offer NAT-T; initiator: transparent tunneling
     force_natt: bool = False  # encapsulate even without NAT (vpnc --natt-mode force)
+    # initiator: the NAT-T versions announced (RFC 3947 and the drafts clients still send)
+    natt_versions: tuple[str, ...] = ("RFC 3947", "draft-03", "draft-02N", "draft-02")
     xauth: bool = True
     unity: bool = True
     dpd: bool = True
