@@ -240,6 +240,7 @@ class Concentrator:
             return
         assert isinstance(snap, dict)
         per: dict[tuple[bytes, bytes], list[int]] = {}
+        drops: dict[tuple[bytes, bytes], dict[str, int]] = {}
         for sa in snap.get("sas", []):
             key = self.spi_owner.get(int(sa["spi"], 16))
             if key is None:
@@ -248,9 +249,14 @@ class Concentrator:
             if sa["direction"] == "in":
                 acc[0] += sa["bytes_in"]
                 acc[1] += sa["packets_in"]
+                d = drops.setdefault(key, {})
+                for reason, n in sa["drops"].items():
+                    d[reason] = d.get(reason, 0) + n
             else:
                 acc[2] += sa["bytes_out"]
                 acc[3] += sa["packets_out"]
+        keepalives = {tuple(p["addr"]): (p["keepalives_rx"], p["keepalives_tx"])
+                      for p in snap.get("peers", [])}
         now = time.monotonic()
         for key, (b_in, p_in, b_out, p_out) in per.items():
             s = self.sessions.sessions.get(key)
@@ -261,6 +267,9 @@ class Concentrator:
                 if ike is not None:
                     ike.note_traffic(now)
             s.bytes_rx, s.packets_rx, s.bytes_tx, s.packets_tx = b_in, p_in, b_out, p_out
+            s.drops = drops.get(key, {})
+            s.keepalives_rx, s.keepalives_tx = keepalives.get((s.public_ip, s.public_port),
+                                                              (0, 0))
 
     # ------------------------------------------------------------- driving
     def _service(self, sa: IkeSA) -> None:

@@ -47,6 +47,8 @@ class Session:
     packets_tx: int = 0
     packets_rx: int = 0
     keepalives_rx: int = 0
+    keepalives_tx: int = 0
+    drops: dict[str, int] = field(default_factory=dict)  # decrypt failures, replays, ...
 
     @property
     def protocol(self) -> str:
@@ -75,6 +77,11 @@ class Session:
             "packets_tx": self.packets_tx,
             "packets_rx": self.packets_rx,
             "nat_t": self.nat_t,
+            "decrypt_failures": self.drops.get("auth_failed", 0),
+            "replays": self.drops.get("replay", 0),
+            "drops": self.drops,
+            "nat_keepalives_rx": self.keepalives_rx,
+            "nat_keepalives_tx": self.keepalives_tx,
             "peer_behind_nat": self.peer_behind_nat,
             "diagnosis": self.diagnosis,
             "ike": self.ike,
