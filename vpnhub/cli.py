@@ -28,9 +28,26 @@ def main(argv: list[str] | None = None) -> int:
         c.add_argument("--socket", help=f"admin socket (default {DEFAULT_SOCKET})")
         if name == "sessions":
             c.add_argument("--json", action="store_true", help="machine-readable output")
+    c = sub.add_parser("connect", help="connect to a concentrator (the client)")
+    c.add_argument("--profile", required=True, type=Path, help="TOML profile or Cisco .pcf")
+    c.add_argument("--user", help="XAUTH user name (default: the profile's)")
+    c.add_argument("--password-file", type=Path, help="read the XAUTH password from here")
+    c.add_argument("-v", "--verbose", action="store_true",
+                   help="log every message, vendor ID, NAT detection, Mode Config, SPIs")
+    c.add_argument("--log-file", type=Path, help="also write the full log here")
+    c.add_argument("--no-dns", action="store_true", help="print the DNS servers, do not set")
+    c.add_argument("--reconnect", action="store_true", help="reconnect after a failure")
+    c.add_argument("--status-socket", type=Path, help="where `vpnhub status` asks")
+    st = sub.add_parser("status", help="the client's status window")
+    st.add_argument("--socket", type=Path, help="status socket of `vpnhub connect`")
+    st.add_argument("--json", action="store_true")
     args = p.parse_args(argv)
     if args.command == "serve":
         return _serve(args.config, args.check)
+    if args.command == "connect":
+        return _connect(args)
+    if args.command == "status":
+        return _status(args)
     sock = _socket_path(args)
     if args.command == "sessions":
         return _sessions(sock, args.json)
@@ -151,4 +168,45 @@ def _logout(sock_path: str, user: str) -> int:
         print(f"vpnhub: {reply['error']}", file=sys.stderr)
         return 1
     print(f"logged out {reply.get('logged_out')} session(s) of {user}")
+    return 0
+
+
+def _connect(args: argparse.Namespace) -> int:
+    import asyncio
+    import os
+
+    from vpnhub.client.credentials import resolve_credentials
+    from vpnhub.client.driver import EXIT_CONFIG, Options, VpnClient
+    from vpnhub.client.profile import ProfileError, load_profile
+
+    try:
+        profile = load_profile(args.profile)
+        user, password = resolve_credentials(
+            profile, user=args.user, password_file=args.password_file, env=os.environ,
+            interactive=sys.stdin.isatty())
+    except (ProfileError, ValueError, OSError) as e:
+        print(f"vpnhub: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    opts = Options(user=user, password=password, verbose=args.verbose,
+                   no_dns=args.no_dns or bool(getattr(profile, "no_dns", False)),
+                   reconnect=args.reconnect or bool(getattr(profile, "reconnect", False)),
+                   status_socket=args.status_socket, log_file=args.log_file)
+    return asyncio.run(VpnClient(profile, opts).run())
+
+
+def _status(args: argparse.Namespace) -> int:
+    from vpnhub.client.driver import DEFAULT_STATUS_DIR, format_status
+
+    path = args.socket
+    if path is None:
+        found = sorted(DEFAULT_STATUS_DIR.glob("client-*.sock"))
+        if not found:
+            print("vpnhub: no client is running (no status socket in"
+                  f" {DEFAULT_STATUS_DIR}; --socket names one)", file=sys.stderr)
+            return 1
+        path = found[0]
+    reply = _talk(str(path), {"cmd": "status"})
+    if reply is None:
+        return 1
+    print(json.dumps(reply, indent=2) if args.json else format_status(reply))
     return 0

@@ -399,9 +399,11 @@ class Concentrator:
         inbound = SaParams(e.spi_in, e.transform, key_len, auth, e.enc_key_in, e.auth_key_in)
         outbound = SaParams(e.spi_out, e.transform, key_len, auth, e.enc_key_out, e.auth_key_out)
         allowed = str(s.assigned_ip) if s.assigned_ip else None
-        self.dataplane.submit(AddInbound(inbound, sa.remote, udp_encap=udp, allowed_src=allowed))
+        # plain ESP (no NAT-T) goes over the raw socket: the peer has no port
+        peer = sa.remote if udp else (sa.remote[0], 0)
+        self.dataplane.submit(AddInbound(inbound, peer, udp_encap=udp, allowed_src=allowed))
         dst = allowed or str(e.remote_ts)
-        self.dataplane.submit(AddOutbound(outbound, sa.remote, udp_encap=udp, dst=dst))
+        self.dataplane.submit(AddOutbound(outbound, peer, udp_encap=udp, dst=dst))
         if sa.local_behind_nat and udp:
             self.dataplane.submit(SetKeepalive(sa.remote,
                                                float(self.config.concentrator.natt_keepalive)))
@@ -433,9 +435,9 @@ class Concentrator:
             s.children.pop(e.spi_in, None)
 
     def _on_PeerEndpointChanged(self, sa: IkeSA, e: ev.PeerEndpointChanged) -> None:
-        if self.dataplane is not None:
-            self.dataplane.submit(UpdatePeer(e.old, e.new))
         s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
+        if self.dataplane is not None and (s is None or s.nat_t):
+            self.dataplane.submit(UpdatePeer(e.old, e.new))
         if s is not None:
             s.public_ip, s.public_port = e.new
 

@@ -1,0 +1,647 @@
+"""`vpnhub connect`: the client, an asyncio driver around the initiator IKE SA.
+
+What the Cisco VPN Client does for the source document's PCs: Aggressive Mode
+with the group password, XAUTH, Mode Config (pull), Quick Mode, then ESP in
+UDP 4500 when a NAT is in the path ("transparent tunneling"). Everything the
+tunnel changes on the system (TUN device, routes, DNS) is undone on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from vpnhub import __version__
+from vpnhub.esp.sa import SaParams
+from vpnhub.ike import events as ev
+from vpnhub.ike.policy import Policy
+from vpnhub.ike.sa import IkeConfig, IkeSA
+from vpnhub.ike.secret import Secret
+from vpnhub.ike.transitions import Role, State
+from vpnhub.net.dataplane import (
+    AddInbound,
+    AddOutbound,
+    ControlInbox,
+    Dataplane,
+    GetStats,
+    IkeDatagram,
+    RemoveSA,
+    SetKeepalive,
+    open_esp_socket,
+    open_udp_socket,
+)
+from vpnhub.net.tun import TunDevice, ip
+from vpnhub.wire.constants import EncapsulationMode
+
+# exit codes (documented in README)
+EXIT_OK, EXIT_AUTH, EXIT_CONFIG, EXIT_NAT, EXIT_PEER = 0, 1, 2, 3, 4
+DEFAULT_STATUS_DIR = Path("/run/vpnhub")
+RESOLV_CONF = Path("/etc/resolv.conf")
+RFC1918 = [ipaddress.IPv4Network(n) for n in
+           ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
+
+
+class Profile(Protocol):
+    """What the driver needs of a client profile (TOML or Cisco .pcf)."""
+
+    host: str
+    group: str
+    group_password: Secret
+    transparent_tunneling: bool
+    dh_group: int
+    allow_legacy: bool
+    ike_mode: str
+    dpd_interval: float
+    force_keepalives: bool
+    tunnel_interface: str
+
+
+@dataclass
+class Options:
+    user: str
+    password: Secret
+    verbose: bool = False
+    no_dns: bool = False
+    reconnect: bool = False
+    status_socket: Path | None = None
+    log_file: Path | None = None
+    local_port: int = 500
+    natt_port: int = 4500
+    connect_timeout: float = 30.0
+    print: Callable[[str], None] = field(default=lambda s: print(s, flush=True))
+
+
+@dataclass
+class Status:
+    state: str = "connecting"
+    connected_since: float | None = None
+    concentrator: str = ""
+    assigned_address: str = ""
+    tunnel_port: int = 0
+    local_behind_nat: bool = False
+    remote_behind_nat: bool = False
+    natt_version: str = ""
+    encryption: str = ""
+    authentication: str = ""
+    ike: dict[str, Any] = field(default_factory=dict)
+    routes: list[str] = field(default_factory=list)
+    dns: list[str] = field(default_factory=list)
+    banner: str = ""
+    diagnosis: str = ""
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+class ClientError(Exception):
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class VpnClient:
+    def __init__(self, profile: Profile, opts: Options) -> None:
+        self.profile = profile
+        self.opts = opts
+        self.status = Status(concentrator=profile.host)
+        self.sa: IkeSA | None = None
+        self.old_sas: list[IkeSA] = []
+        self.tun: TunDevice | None = None
+        self.dataplane: Dataplane | None = None
+        self.sock500: socket.socket | None = None
+        self._routes: list[str] = []
+        self._resolv_backup: str | None = None
+        self._stop = asyncio.Event()
+        self._result: ClientError | None = None
+        self._log_fh = opts.log_file.open("a") if opts.log_file else None
+        self._child_spis: dict[int, int] = {}  # spi_in -> spi_out
+        self.server: tuple[str, int] = (profile.host, 500)
+
+    # ------------------------------------------------------------- output
+    def say(self, text: str, *, always: bool = True) -> None:
+        line = time.strftime("%H:%M:%S ") + text
+        if self._log_fh is not None:
+            self._log_fh.write(line + "\n")
+            self._log_fh.flush()
+        if always:
+            self.opts.print(text)
+
+    def _log_event(self, e: ev.LogLine) -> None:
+        # -v shows the Cisco-client log (every message, vendor IDs, NAT, SPIs)
+        verbose_limit = 9 if self.opts.verbose else 5
+        if e.severity <= verbose_limit:
+            self.say(f"{e.cls:9s} {e.text}")
+        elif self._log_fh is not None:
+            self.say(f"{e.cls:9s} {e.text}", always=False)
+
+    # --------------------------------------------------------- lifecycle
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        code = EXIT_OK
+        try:
+            while True:
+                code = await self._one_connection()
+                if not self.opts.reconnect or self._stop.is_set() or code in (
+                        EXIT_AUTH, EXIT_CONFIG, EXIT_NAT):
+                    break
+                self.say("reconnecting in 5 s (--reconnect)")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), 5)
+                if self._stop.is_set():
+                    break
+        finally:
+            if self._log_fh is not None:
+                self._log_fh.close()
+        return code
+
+    async def _one_connection(self) -> int:
+        self._stop_conn = asyncio.Event()
+        self._result = None
+        self.status = Status(concentrator=self.profile.host)
+        status_server = None
+        try:
+            self._open_sockets()
+            status_server = await self._start_status()
+            now = time.monotonic()
+            self.sa = IkeSA(self._ike_config(), Role.INITIATOR, self.server, now)
+            self.say(f"connecting to {self.profile.host} as {self.opts.user}"
+                     f" (group {self.profile.group}), transparent tunneling"
+                     f" {'on' if self.profile.transparent_tunneling else 'off'}")
+            self.sa.initiate(now)
+            self._service(self.sa)
+            ticker = asyncio.create_task(self._ticker())
+            stop = asyncio.create_task(self._stop.wait())
+            conn = asyncio.create_task(self._stop_conn.wait())
+            await asyncio.wait({stop, conn}, return_when=asyncio.FIRST_COMPLETED)
+            ticker.cancel()
+            stop.cancel()
+            conn.cancel()
+            if self._result is not None:
+                self.say(f"ERROR: {self._result}")
+                return self._result.code
+            return EXIT_OK
+        finally:
+            self._disconnect()
+            if status_server is not None:
+                status_server.close()
+                with contextlib.suppress(OSError):
+                    self._status_path().unlink()
+            self._close()
+
+    def _ike_config(self) -> IkeConfig:
+        p = self.profile
+        policy = Policy(allow_legacy=p.allow_legacy, dh_group=p.dh_group)
+        return IkeConfig(local_address=self._local_address(), policy=policy,
+                         mode=p.ike_mode, group_name=p.group, psk=p.group_password,
+                         natt=p.transparent_tunneling, xauth=True,
+                         dpd_interval=float(p.dpd_interval),
+                         application_version=f"vpnhub {__version__}:Linux")
+
+    def _local_address(self) -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(self.server)
+            return str(s.getsockname()[0])
+
+    def _open_sockets(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = (socket.gethostbyname(self.profile.host), 500)
+        self.sock500 = _udp(self.opts.local_port)
+        loop.add_reader(self.sock500.fileno(), self._on_udp500)
+
+    def _fail(self, code: int, message: str) -> None:
+        if self._result is None:
+            self._result = ClientError(code, message)
+        self._stop_conn.set()
+
+    def _disconnect(self) -> None:
+        """Tell the concentrator (DELETE), undo routes, DNS and the TUN device."""
+        now = time.monotonic()
+        for sa in [self.sa, *self.old_sas]:
+            if sa is not None and sa.state is State.ESTABLISHED:
+                sa.delete(now, "client disconnect")
+                self._flush(sa)
+        if self.status.state == "connected":
+            self.say("disconnected")
+        self.status.state = "disconnected"
+        self._restore_dns()
+        if self.tun is not None:
+            for r in self._routes:
+                with contextlib.suppress(Exception):
+                    ip("route", "del", r)
+            self._routes.clear()
+        if self.dataplane is not None:
+            self.dataplane.close()
+            for s in (self.dataplane.udp, self.dataplane.esp):
+                if s is not None:
+                    s.close()
+            self.dataplane = None
+        if self.tun is not None:
+            self.tun.close()
+            with contextlib.suppress(Exception):
+                ip("link", "del", self.tun.name)
+            self.tun = None
+
+    def _close(self) -> None:
+        if self.sock500 is not None:
+            with contextlib.suppress(Exception):
+                asyncio.get_running_loop().remove_reader(self.sock500.fileno())
+            self.sock500.close()
+            self.sock500 = None
+
+    # ------------------------------------------------------------ network
+    def _on_udp500(self) -> None:
+        assert self.sock500 is not None
+        while True:
+            try:
+                data, addr = self.sock500.recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            self._ike_in(data, (addr[0], addr[1]), 500)
+
+    def _drain_inbox(self) -> None:
+        if self.dataplane is None:
+            return
+        for e in self.dataplane.inbox.drain():
+            if isinstance(e, IkeDatagram):
+                self._ike_in(e.message, e.addr, 4500)
+
+    def _ike_in(self, data: bytes, addr: tuple[str, int], local_port: int) -> None:
+        now = time.monotonic()
+        if len(data) < 28:
+            return
+        for sa in [self.sa, *self.old_sas]:
+            if sa is not None and data[:8] == sa.icookie:
+                sa.receive(data, addr, local_port, now)
+                self._service(sa)
+                return
+
+    def _flush(self, sa: IkeSA) -> None:
+        for d in sa.datagrams_to_send():
+            try:
+                if d.local_port == 4500:
+                    dp = self._ensure_dataplane()
+                    dp.send_ike(d.data, d.remote)
+                else:
+                    assert self.sock500 is not None
+                    self.sock500.sendto(d.data, d.remote)
+            except OSError as e:
+                self.say(f"cannot send to {d.remote[0]}:{d.remote[1]}: {e}")
+
+    def _ensure_dataplane(self) -> Dataplane:
+        """The TUN and the ESP sockets (the data plane owns UDP 4500)."""
+        if self.dataplane is not None:
+            return self.dataplane
+        loop = asyncio.get_running_loop()
+        self.tun = TunDevice(self.profile.tunnel_interface)
+
+        def wake() -> None:
+            loop.call_soon_threadsafe(self._drain_inbox)
+
+        try:
+            udp = open_udp_socket("0.0.0.0", self.opts.natt_port)
+        except OSError:
+            udp = open_udp_socket("0.0.0.0", 0)  # another client holds 4500 here
+        esp = None
+        with contextlib.suppress(OSError):
+            esp = open_esp_socket()
+        self.dataplane = Dataplane(self.tun, udp=udp, esp=esp,
+                                   inbox=ControlInbox(notify=wake))
+        self.dataplane.start()
+        return self.dataplane
+
+    async def _ticker(self) -> None:
+        last_stats = 0.0
+        started = time.monotonic()
+        while True:
+            await asyncio.sleep(0.25)
+            now = time.monotonic()
+            for sa in [self.sa, *self.old_sas]:
+                if sa is None:
+                    continue
+                t = sa.get_timer()
+                if t is not None and t <= now:
+                    sa.handle_timer(now)
+                    self._service(sa)
+            self.old_sas = [s for s in self.old_sas if s.state is not State.DELETED]
+            if self.status.state == "connecting" and now - started > self.opts.connect_timeout:
+                self._fail(EXIT_PEER, f"no answer from the concentrator {self.profile.host}"
+                           f" within {self.opts.connect_timeout:.0f} s")
+            if now - last_stats >= 2.0:
+                last_stats = now
+                await self._refresh_counters()
+
+    async def _refresh_counters(self) -> None:
+        if self.dataplane is None:
+            return
+        try:
+            snap = await asyncio.wrap_future(self.dataplane.submit(GetStats()))
+        except Exception:
+            return
+        assert isinstance(snap, dict)
+        c = {"packets_encrypted": 0, "packets_decrypted": 0, "bytes_out": 0, "bytes_in": 0}
+        for s in snap.get("sas", []):
+            if s["direction"] == "out":
+                c["packets_encrypted"] += s["packets_out"]
+                c["bytes_out"] += s["bytes_out"]
+            else:
+                c["packets_decrypted"] += s["packets_in"]
+                c["bytes_in"] += s["bytes_in"]
+        drops = snap.get("drops_total", {})
+        assert isinstance(drops, dict)
+        c["packets_discarded"] = sum(v for k, v in drops.items() if k != "no_sa")
+        # Cisco's "bypassed": cleartext packets not sent into the tunnel. With
+        # split tunneling they never reach our TUN; what reaches it without an
+        # SA is counted here.
+        c["packets_bypassed"] = int(drops.get("no_sa", 0))
+        c["nat_keepalives_sent"] = sum(p["keepalives_tx"] for p in snap.get("peers", []))
+        c["nat_keepalives_received"] = int(snap.get("keepalive_rx", 0))
+        if self.sa is not None and c["packets_decrypted"] > self.status.counters.get(
+                "packets_decrypted", 0):
+            self.sa.note_traffic(time.monotonic())
+        self.status.counters = c
+
+    # ------------------------------------------------------------- events
+    def _service(self, sa: IkeSA) -> None:
+        while (e := sa.next_event()) is not None:
+            try:
+                self._on_event(sa, e)
+            except ClientError as err:
+                self._fail(err.code, str(err))
+            except Exception as err:
+                self._fail(EXIT_PEER, f"internal error handling {type(e).__name__}: {err!r}")
+        self._flush(sa)
+
+    def _on_event(self, sa: IkeSA, e: ev.Event) -> None:
+        if isinstance(e, ev.LogLine):
+            self._log_event(e)
+            return
+        handler = getattr(self, "_on_" + type(e).__name__, None)
+        if handler is not None:
+            handler(sa, e)
+
+    def _on_NatDetected(self, sa: IkeSA, e: ev.NatDetected) -> None:
+        self.status.local_behind_nat = e.local_behind_nat
+        self.status.remote_behind_nat = e.remote_behind_nat
+        self.status.natt_version = e.variant if e.natt_in_use else ""
+        natt = f"in use ({e.variant})" if e.natt_in_use else "not used"
+        self.say(f"NAT detection: this end {'IS' if e.local_behind_nat else 'is NOT'} behind a"
+                 f" NAT device; NAT-T {natt}")
+
+    def _on_NatTraversalRefused(self, sa: IkeSA, e: ev.NatTraversalRefused) -> None:
+        self.status.diagnosis = e.reason
+        raise ClientError(EXIT_NAT, e.reason)
+
+    def _on_Phase1Established(self, sa: IkeSA, e: ev.Phase1Established) -> None:
+        self.status.ike = {"encryption": e.encryption, "hash": e.hash, "dh_group": e.group,
+                           "mode": e.mode, "lifetime": e.lifetime}
+        self.status.authentication = e.auth_method
+        self._check_nat_without_natt(sa)
+
+    def _check_nat_without_natt(self, sa: IkeSA) -> None:
+        """The concentrator offered no NAT-T, so nothing proved a NAT; but a
+        private source address talking to a public concentrator is behind one."""
+        if sa.natt_variant or not self.profile.transparent_tunneling:
+            return
+        local = ipaddress.IPv4Address(sa.config.local_address)
+        remote = ipaddress.IPv4Address(self.server[0])
+        if any(local in n for n in RFC1918) and not any(remote in n for n in RFC1918):
+            raise ClientError(EXIT_NAT, (
+                f"this end ({local}) IS behind a NAT device but the concentrator"
+                f" {remote} did not offer NAT-T (IPsec over NAT-T is disabled there): the"
+                " tunnel would come up but no data would pass. Ask the administrator to"
+                " enable NAT Transparency (IPsec over NAT-T) on the concentrator."))
+
+    def _on_XauthRequested(self, sa: IkeSA, e: ev.XauthRequested) -> None:
+        if e.message:
+            self.say(f"concentrator says: {e.message}")
+        sa.xauth_reply(self.opts.user, self.opts.password, time.monotonic())
+
+    def _on_XauthCompleted(self, sa: IkeSA, e: ev.XauthCompleted) -> None:
+        if not e.ok:
+            raise ClientError(EXIT_AUTH, "authentication failed: the concentrator refused"
+                              f" user {self.opts.user!r} (wrong user name or password)")
+        if sa.data.get("replaces") is not None:  # a phase 1 rekey: take over the children
+            old = sa.data.pop("replaces")
+            assert isinstance(old, IkeSA)
+            sa.adopt(old, time.monotonic())
+
+    def _on_ModeConfigReceived(self, sa: IkeSA, e: ev.ModeConfigReceived) -> None:
+        cfg = e.config
+        assert cfg.address is not None
+        self.status.assigned_address = str(cfg.address)
+        if cfg.banner:
+            self.say("---- banner ----\n" + cfg.banner + "\n----------------")
+        self._ensure_dataplane()
+        assert self.tun is not None
+        self.tun.configure(f"{cfg.address}/32", mtu=1400)
+        routes = [str(n) for n in cfg.split_include] or ["0.0.0.0/1", "128.0.0.0/1"]
+        if not cfg.split_include:
+            # tunnel everything, but keep the concentrator reachable outside it
+            gw = _route_to(self.server[0])
+            if gw:
+                ip("route", "replace", f"{self.server[0]}/32", *gw)
+                self._routes.append(f"{self.server[0]}/32")
+        for r in routes:
+            self.tun.add_route(r, src=str(cfg.address))
+            self._routes.append(r)
+        self.status.routes = routes
+        self.status.dns = [str(d) for d in cfg.dns]
+        self._apply_dns(cfg)
+        sa.start_quick_mode(time.monotonic())
+
+    def _on_ChildSAEstablished(self, sa: IkeSA, e: ev.ChildSAEstablished) -> None:
+        dp = self._ensure_dataplane()
+        udp = e.encapsulation != EncapsulationMode.TUNNEL
+        peer = sa.remote if udp else (sa.remote[0], 0)
+        kl, auth = e.key_length or None, e.auth or None
+        dp.submit(AddInbound(SaParams(e.spi_in, e.transform, kl, auth, e.enc_key_in,
+                                      e.auth_key_in), peer, udp_encap=udp))
+        dp.submit(AddOutbound(SaParams(e.spi_out, e.transform, kl, auth, e.enc_key_out,
+                                       e.auth_key_out), peer, udp_encap=udp, dst=None))
+        if udp and (sa.local_behind_nat or self.profile.force_keepalives):
+            dp.submit(SetKeepalive(peer, 20.0))
+        self._child_spis[e.spi_in] = e.spi_out
+        from vpnhub.crypto.suites import esp_suite_name
+
+        self.status.encryption = esp_suite_name(e.transform, kl, auth)
+        self.status.tunnel_port = 4500 if udp else 0
+        if self.status.state != "connected":
+            self.status.state = "connected"
+            self.status.connected_since = time.time()
+            self.say(f"connected: address {self.status.assigned_address}, tunnel port"
+                     f" {self.status.tunnel_port}"
+                     f"{' (NAT-T)' if udp else ' (no NAT-T: plain ESP)'},"
+                     f" {self.status.encryption}; routes {', '.join(self.status.routes)}")
+
+    def _on_ChildSADeleted(self, sa: IkeSA, e: ev.ChildSADeleted) -> None:
+        if self.dataplane is not None:
+            self.dataplane.submit(RemoveSA(e.spi_in))
+            self.dataplane.submit(RemoveSA(e.spi_out))
+        self._child_spis.pop(e.spi_in, None)
+
+    def _on_Phase1RekeyDue(self, sa: IkeSA, e: ev.Phase1RekeyDue) -> None:
+        new = sa.rekey_phase1(time.monotonic())
+        self.old_sas.append(sa)
+        self.sa = new
+        self._service(new)
+
+    def _on_DeadPeer(self, sa: IkeSA, e: ev.DeadPeer) -> None:
+        if sa is self.sa:
+            self._fail(EXIT_PEER, f"the concentrator is not answering: {e.reason}")
+
+    def _on_NegotiationFailed(self, sa: IkeSA, e: ev.NegotiationFailed) -> None:
+        if sa is self.sa:
+            code = EXIT_AUTH if e.error in ("hash_mismatch", "decryption_failed") else EXIT_PEER
+            hint = (" (check the group name and group password)" if code == EXIT_AUTH else "")
+            self._fail(code, f"negotiation failed: {e.detail}{hint}")
+
+    def _on_SADeleted(self, sa: IkeSA, e: ev.SADeleted) -> None:
+        if sa is self.sa and e.by_peer:
+            self._fail(EXIT_PEER, f"the concentrator ended the session: {e.reason}")
+
+    # ---------------------------------------------------------------- DNS
+    def _apply_dns(self, cfg: ev.ModeConfig) -> None:
+        if not cfg.dns:
+            return
+        servers = " ".join(str(d) for d in cfg.dns)
+        if self.opts.no_dns:
+            self.say(f"DNS servers (not applied, --no-dns): {servers}"
+                     + (f"; domain {cfg.default_domain}" if cfg.default_domain else ""))
+            return
+        try:
+            self._resolv_backup = RESOLV_CONF.read_text()
+            lines = ["# written by vpnhub connect; the original is restored on exit"]
+            if cfg.default_domain:
+                lines.append(f"search {cfg.default_domain}")
+            lines += [f"nameserver {d}" for d in cfg.dns]
+            RESOLV_CONF.write_text("\n".join(lines) + "\n")
+            self.say(f"DNS servers set in {RESOLV_CONF}: {servers}")
+        except OSError as e:
+            self._resolv_backup = None
+            self.say(f"cannot set DNS ({e}); servers: {servers}")
+
+    def _restore_dns(self) -> None:
+        if self._resolv_backup is not None:
+            with contextlib.suppress(OSError):
+                RESOLV_CONF.write_text(self._resolv_backup)
+            self._resolv_backup = None
+
+    # ------------------------------------------------------------- status
+    def _status_path(self) -> Path:
+        if self.opts.status_socket is not None:
+            return self.opts.status_socket
+        return DEFAULT_STATUS_DIR / f"client-{self.profile.tunnel_interface}.sock"
+
+    async def _start_status(self) -> asyncio.AbstractServer | None:
+        path = self._status_path()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+            server = await asyncio.start_unix_server(self._status_client, path=str(path))
+            os.chmod(path, 0o600)
+            return server
+        except OSError as e:
+            self.say(f"no status socket at {path}: {e}")
+            return None
+
+    async def _status_client(self, reader: asyncio.StreamReader,
+                             writer: asyncio.StreamWriter) -> None:
+        try:
+            await asyncio.wait_for(reader.readline(), 5)
+            await self._refresh_counters()
+            writer.write(json.dumps(self.status_dict()).encode() + b"\n")
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    def status_dict(self) -> dict[str, Any]:
+        s = self.status
+        since = s.connected_since
+        return {
+            "state": s.state,
+            "connected_since": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since))
+            if since else None,
+            "duration": int(time.time() - since) if since else 0,
+            "concentrator": s.concentrator,
+            "assigned_address": s.assigned_address,
+            "tunnel_port": s.tunnel_port,
+            "nat": ("this end IS behind a NAT device" if s.local_behind_nat
+                    else "this end is NOT behind a NAT device"),
+            "local_behind_nat": s.local_behind_nat,
+            "remote_behind_nat": s.remote_behind_nat,
+            "natt_version": s.natt_version,
+            "encryption": s.encryption,
+            "authentication": s.authentication,
+            "ike": s.ike,
+            "routes": s.routes,
+            "dns": s.dns,
+            "diagnosis": s.diagnosis,
+            **{k: s.counters.get(k, 0) for k in (
+                "bytes_in", "bytes_out", "packets_encrypted", "packets_decrypted",
+                "packets_discarded", "packets_bypassed", "nat_keepalives_sent",
+                "nat_keepalives_received")},
+        }
+
+
+def _udp(port: int) -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.bind(("0.0.0.0", port))
+    except OSError:
+        s.bind(("0.0.0.0", 0))  # port 500 taken (another client): any port will do
+    s.setblocking(False)
+    return s
+
+
+def _route_to(address: str) -> list[str]:
+    """("via", gw, "dev", dev) of the current route to `address`, for a host route."""
+    try:
+        out = ip("-o", "route", "get", address)
+    except Exception:
+        return []
+    words = out.split()
+    res: list[str] = []
+    for key in ("via", "dev"):
+        if key in words:
+            res += [key, words[words.index(key) + 1]]
+    return res
+
+
+def format_status(st: dict[str, Any]) -> str:
+    """Like the Cisco VPN Client's status window."""
+    lines = [
+        f"Connection state:       {st.get('state')}",
+        f"Connected since:        {st.get('connected_since') or '-'}"
+        f"  ({st.get('duration', 0)} s)",
+        f"Concentrator:           {st.get('concentrator')}",
+        f"Client address:         {st.get('assigned_address') or '-'}",
+        f"Tunnel port:            {st.get('tunnel_port')}"
+        f"   ({'NAT-T in use' if st.get('tunnel_port') == 4500 else 'no NAT-T'})",
+        f"NAT:                    {st.get('nat')}",
+        f"Encryption:             {st.get('encryption') or '-'}",
+        f"Authentication:         {st.get('authentication') or '-'}",
+        f"Routes through tunnel:  {', '.join(st.get('routes') or []) or '-'}",
+        f"Bytes in / out:         {st.get('bytes_in', 0)} / {st.get('bytes_out', 0)}",
+        f"Packets encrypted:      {st.get('packets_encrypted', 0)}",
+        f"Packets decrypted:      {st.get('packets_decrypted', 0)}",
+        f"Packets discarded:      {st.get('packets_discarded', 0)}",
+        f"Packets bypassed:       {st.get('packets_bypassed', 0)}",
+    ]
+    if st.get("diagnosis"):
+        lines.append(f"Problem:                {st['diagnosis']}")
+    return "\n".join(lines)
