@@ -359,8 +359,36 @@ class Concentrator:
             return
         sa.xauth_result(ok, time.monotonic(), why)
         if ok:
-            self.sessions.logged_in(self._session(sa))
+            s = self._session(sa)
+            if not self._take_over(sa, s):
+                self.sessions.logged_in(s)
         self._service(sa)
+
+    def _take_over(self, sa: IkeSA, s: Session) -> bool:
+        """A phase 1 rekey (IKEv1 has none: a new phase 1 without INITIAL-CONTACT from
+        the same user and address) takes over the old SA's IPsec SAs and address."""
+        if sa.data.get("initial_contact"):
+            return False
+        for old in list(self.sessions.sessions.values()):
+            old_sa = self.endpoint.get(*old.key)
+            if old is s or old_sa is None or old.user != s.user or \
+                    old.public_ip != s.public_ip or old.group != s.group or not old.children:
+                continue
+            sa.adopt(old_sa, time.monotonic())
+            s.children, old.children = old.children, {}
+            for spi_in, child in s.children.items():
+                self.spi_owner[spi_in] = s.key
+                self.spi_owner[child.spi_out] = s.key
+            if old.assigned_ip is not None:
+                self.pools[s.group].release(old.key)
+                s.assigned_ip = self.pools[s.group].allocate(s.key, identity=s.user)
+                old.assigned_ip = None
+            s.login_time, s.client, s.nat_t = old.login_time, old.client, old.nat_t
+            self.log.add("IKE", 5, f"phase 1 rekey: new IKE SA of {s.user} takes over"
+                         f" {len(s.children)} IPsec SA(s)", peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                         group=s.group, user=s.user)
+            return True
+        return False
 
     def _on_ModeConfigRequested(self, sa: IkeSA, e: ev.ModeConfigRequested) -> None:
         s = self._session(sa)

@@ -14,6 +14,7 @@ retransmission, timers and the table of allowed transitions (`transitions`).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import ipaddress
 import os
@@ -647,7 +648,9 @@ class IkeSA:
         The new SA authenticates again (XAUTH too: the concentrator wants a
         login for every phase 1) but skips Mode Config: the address stays.
         """
-        new = IkeSA(self.config, Role.INITIATOR, (self.remote[0], IKE_PORT), now)
+        # no INITIAL-CONTACT: the peer must keep the SAs this one carries over
+        cfg = dataclasses.replace(self.config, send_initial_contact=False)
+        new = IkeSA(cfg, Role.INITIATOR, (self.remote[0], IKE_PORT), now)
         new.data["replaces"] = self
         new.modecfg, new.assigned_address = self.modecfg, self.assigned_address
         new.initiate(now)
