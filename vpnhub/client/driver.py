@@ -54,16 +54,28 @@ RFC1918 = [ipaddress.IPv4Network(n) for n in
 class Profile(Protocol):
     """What the driver needs of a client profile (TOML or Cisco .pcf)."""
 
-    host: str
-    group: str
-    group_password: Secret
-    transparent_tunneling: bool
-    dh_group: int
-    allow_legacy: bool
-    ike_mode: str
-    dpd_interval: float
-    force_keepalives: bool
-    tunnel_interface: str
+    @property
+    def host(self) -> str: ...
+    @property
+    def port(self) -> int: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def group_password(self) -> Secret: ...
+    @property
+    def transparent_tunneling(self) -> bool: ...
+    @property
+    def dh_group(self) -> int: ...
+    @property
+    def allow_legacy(self) -> bool: ...
+    @property
+    def ike_mode(self) -> str: ...
+    @property
+    def dpd_interval(self) -> int: ...
+    @property
+    def force_keepalives(self) -> bool: ...
+    @property
+    def tunnel_interface(self) -> str: ...
 
 
 @dataclass
@@ -123,7 +135,7 @@ class VpnClient:
         self._result: ClientError | None = None
         self._log_fh = opts.log_file.open("a") if opts.log_file else None
         self._child_spis: dict[int, int] = {}  # spi_in -> spi_out
-        self.server: tuple[str, int] = (profile.host, 500)
+        self.server: tuple[str, int] = (profile.host, profile.port)
 
     # ------------------------------------------------------------- output
     def say(self, text: str, *, always: bool = True) -> None:
@@ -202,7 +214,7 @@ class VpnClient:
         p = self.profile
         policy = Policy(allow_legacy=p.allow_legacy, dh_group=p.dh_group)
         return IkeConfig(local_address=self._local_address(), policy=policy,
-                         mode=p.ike_mode, group_name=p.group, psk=p.group_password,
+                         mode=str(p.ike_mode), group_name=p.group, psk=p.group_password,
                          natt=p.transparent_tunneling, xauth=True,
                          dpd_interval=float(p.dpd_interval),
                          application_version=f"vpnhub {__version__}:Linux")
@@ -214,7 +226,7 @@ class VpnClient:
 
     def _open_sockets(self) -> None:
         loop = asyncio.get_running_loop()
-        self.server = (socket.gethostbyname(self.profile.host), 500)
+        self.server = (socket.gethostbyname(self.profile.host), self.profile.port)
         self.sock500 = _udp(self.opts.local_port)
         loop.add_reader(self.sock500.fileno(), self._on_udp500)
 
