@@ -216,7 +216,26 @@ class _PcfEntry:
 
 # Lower-cased .pcf keys that become ClientProfile fields; the rest go to `extra`.
 _PCF_KNOWN = frozenset(
-    ["description", "host", "authtype", "groupname", "grouppwd", "enc_grouppwd", "username", "userpassword", "enc_userpassword", "saveuserpassword", "enablenat", "tunnelingmode", "tcptunnelingport", "forcekeepalives", "enablelocallan", "dhgroup", "enablebackup", "backupserver"]
+    [
+        "description",
+        "host",
+        "authtype",
+        "groupname",
+        "grouppwd",
+        "enc_grouppwd",
+        "username",
+        "userpassword",
+        "enc_userpassword",
+        "saveuserpassword",
+        "enablenat",
+        "tunnelingmode",
+        "tcptunnelingport",
+        "forcekeepalives",
+        "enablelocallan",
+        "dhgroup",
+        "enablebackup",
+        "backupserver",
+    ]
 )
 
 # pcf2vpnc's table: 1 = psk, 3 = cert, 5 = hybrid.
@@ -412,7 +431,29 @@ class _PcfReader:
 
 
 _TOML_KEYS = frozenset(
-    ["host", "port", "group", "group_password", "group_password_file", "username", "password", "transparent_tunneling", "tunneling_mode", "tcp_port", "force_keepalives", "local_lan", "dh_group", "allow_legacy", "ike_mode", "dpd_interval", "reconnect", "no_dns", "tunnel_interface", "description", "backup_servers"]
+    [
+        "host",
+        "port",
+        "group",
+        "group_password",
+        "group_password_file",
+        "username",
+        "password",
+        "transparent_tunneling",
+        "tunneling_mode",
+        "tcp_port",
+        "force_keepalives",
+        "local_lan",
+        "dh_group",
+        "allow_legacy",
+        "ike_mode",
+        "dpd_interval",
+        "reconnect",
+        "no_dns",
+        "tunnel_interface",
+        "description",
+        "backup_servers",
+    ]
 )
 _NON_EMPTY_KEYS = frozenset(
     {"host", "group", "group_password", "group_password_file", "username", "password"}
