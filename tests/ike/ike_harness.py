@@ -52,7 +52,9 @@ class Lab:
 
     def __init__(self, server_policy: Policy | None = None, *, server_natt: bool = True,
                  server_psk: str = PSK, limits: Limits | None = None,
-                 server_xauth: bool = True, server_local_ip: str = SERVER_IP) -> None:
+                 server_xauth: bool = True, server_local_ip: str = SERVER_IP,
+                 group_policy: Policy | None = None) -> None:
+        self.group_policy = group_policy
         # server_local_ip != SERVER_IP puts the concentrator behind a static NAT
         self.server_local_ip = server_local_ip
         self.now = 1000.0
@@ -76,7 +78,8 @@ class Lab:
             return None
 
         return IkeConfig(local_address=self.server_local_ip, policy=self.server_policy,
-                         psk_lookup=lookup, natt=self.server_natt, xauth=self.server_xauth)
+                         psk_lookup=lookup, natt=self.server_natt, xauth=self.server_xauth,
+                         policy_for=lambda group: self.group_policy)
 
     def add_client(self, *, user: str = "vpnclient1", password: str | None = None,
                    local_ip: str = "10.10.10.2", pat_ip: str | None = "203.0.113.78",

@@ -128,3 +128,20 @@ def test_several_children_per_ike_sa() -> None:
     assert {ch.remote_ts for ch in c.children} == {ipaddress.IPv4Network("0.0.0.0/0"), host}
     assert len(lab.server_children()) == 2
     assert all(ch.encapsulation == EncapsulationMode.UDP_TUNNEL for ch in c.children)
+
+
+def test_group_proposals_narrow_the_choice() -> None:
+    """A group's ike_proposals / esp_proposals: the document's 3DES/MD5/group 2 suite
+    is chosen although the client offers AES first."""
+    server = Policy(allow_legacy=True)
+    group = Policy(allow_legacy=True, ike_only=((IkeEncr.TRIPLE_DES_CBC, 0, IkeHash.MD5, 2),),
+                   esp_only=((EspTransform.TRIPLE_DES, 0, IPsecAuth.HMAC_MD5, -1),))
+    lab = Lab(server, group_policy=group)
+    c = lab.add_client(policy=Policy(allow_legacy=True, dh_group=2))
+    c.sa.initiate(lab.now)
+    lab.run()
+    cc, _ = _established(lab, c)
+    assert c.sa.suite is not None
+    assert (c.sa.suite.encr, c.sa.suite.hash, c.sa.suite.group) == (
+        IkeEncr.TRIPLE_DES_CBC, IkeHash.MD5, 2)
+    assert (cc.transform, cc.auth) == (EspTransform.TRIPLE_DES, IPsecAuth.HMAC_MD5)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import json
 import os
@@ -85,8 +86,15 @@ class Concentrator:
         c = self.config.concentrator
         return IkeConfig(
             local_address=self.public, policy=self.policy, psk_lookup=self._psk_lookup,
+            policy_for=self._group_policy,
             natt=self.natt_enabled, xauth=True, dpd_interval=float(c.dpd_interval),
             dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}")
+
+    def _group_policy(self, group_id: bytes) -> Policy | None:
+        g = self.groups.get(group_id.decode("utf-8", "replace"))
+        if g is None or (g.ike_proposals is None and g.esp_proposals is None):
+            return None
+        return group_policy(self.policy, g)
 
     def _psk_lookup(self, id_type: int, data: bytes, remote: Address) -> Secret | None:
         if id_type == 0:  # Main Mode: before the identity; only one group can match
@@ -532,6 +540,24 @@ class Concentrator:
                     "half_open": self.endpoint.half_open_count(),
                     "sas": len(self.endpoint)}
         return {"error": f"unknown command {cmd!r}"}
+
+
+_IKE_HASH = {"md5": 1, "sha1": 2, "sha256": 4, "sha384": 5, "sha512": 6}
+_ESP_AUTH = {"md5": 1, "sha1": 2, "sha256": 5, "sha384": 6, "sha512": 7}
+
+
+def group_policy(base: Policy, g: GroupConfig) -> Policy:
+    """The concentrator's policy narrowed to a group's ike_proposals / esp_proposals."""
+    ike = esp = None
+    if g.ike_proposals is not None:
+        ike = tuple((7, p.key_bits or 0, _IKE_HASH[p.integrity], p.dh_group or 0)
+                    if p.cipher == "aes" else (5, 0, _IKE_HASH[p.integrity], p.dh_group or 0)
+                    for p in g.ike_proposals)
+    if g.esp_proposals is not None:
+        esp = tuple((12, p.key_bits or 0, _ESP_AUTH[p.integrity], p.dh_group or -1)
+                    if p.cipher == "aes" else (3, 0, _ESP_AUTH[p.integrity], p.dh_group or -1)
+                    for p in g.esp_proposals)
+    return dataclasses.replace(base, ike_only=ike, esp_only=esp)
 
 
 def _client_type(vendor_ids: tuple[str, ...], app_version: str) -> str:

@@ -12,6 +12,7 @@ notify but RESPONDER-LIFETIME in message 2 (interop README).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from vpnhub.ike import phase1
@@ -158,11 +159,15 @@ def responder_1(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     assert isinstance(ni, NoncePayload) and isinstance(idi, IDPayload)
     phase1.check_nonce(ni)
     phase1.read_vendor_ids(sa, p)
-    chosen, suite = phase1.choose_proposal(sa, sap)
-    phase1.set_suite(sa, suite)
     phase1.remember_peer_id(sa, idi)
     sa.data["peer_id_b"] = phase1.body(idi)
     sa.psk = _lookup_psk(sa, idi, remote)
+    if sa.config.policy_for is not None:  # the group may narrow the proposals
+        group_policy = sa.config.policy_for(idi.data)
+        if group_policy is not None:
+            sa.config = dataclasses.replace(sa.config, policy=group_policy)
+    chosen, suite = phase1.choose_proposal(sa, sap)
+    phase1.set_suite(sa, suite)
     phase1.settle_natt_variant(sa, p)
     sa.nonce_i = ni.data
     sa.sai_b = phase1.body(sap)

@@ -149,10 +149,16 @@ def send_notify(sa: IkeSA, notify: int, now: float) -> None:
 
 
 def send_delete_all(sa: IkeSA, now: float) -> None:
+    """One message: the ISAKMP SA first, then its IPsec SAs.
+
+    The order matters to vpnc: it answers an ESP DELETE that comes first by
+    starting a new Quick Mode, and only ends on an ISAKMP DELETE it sees first.
+    """
+    payloads: list[Payload] = [DeletePayload(ProtocolId.ISAKMP, [sa.icookie + sa.rcookie])]
     spis = [c.spi_in.to_bytes(4, "big") for c in sa.children.values()]
     if spis:
-        _send_info(sa, [DeletePayload(ProtocolId.IPSEC_ESP, spis)], now)
-    _send_info(sa, [DeletePayload(ProtocolId.ISAKMP, [sa.icookie + sa.rcookie])], now)
+        payloads.append(DeletePayload(ProtocolId.IPSEC_ESP, spis))
+    _send_info(sa, payloads, now)
 
 
 def delete_child(sa: IkeSA, spi_in: int, now: float) -> None:

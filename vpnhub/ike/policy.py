@@ -218,6 +218,11 @@ class Policy:
         (EspTransform.AES_CBC, 128),
     )
     esp_auths: tuple[int, ...] = (IPsecAuth.HMAC_SHA2_256, IPsecAuth.HMAC_SHA)
+    # Responder: when set, only these (a group's ike_proposals / esp_proposals).
+    # IKE: (encr, key length, hash, group); ESP: (transform, key length, auth, PFS group
+    # or -1 for "any").
+    ike_only: tuple[tuple[int, int, int, int], ...] | None = None
+    esp_only: tuple[tuple[int, int, int, int], ...] | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     # -- acceptance (responder) -------------------------------------------------
@@ -244,6 +249,9 @@ class Policy:
             )
         if s.auth not in auth_methods:
             return f"authentication method {s.auth}"
+        if self.ike_only is not None and \
+                (s.encr, s.key_length, s.hash, s.group) not in self.ike_only:
+            return "not among the group's ike_proposals"
         return None
 
     def accept_esp(self, s: EspSuite) -> str | None:
@@ -268,6 +276,10 @@ class Policy:
             return "HMAC-MD5 needs allow_legacy_crypto"
         if s.group and s.group not in self.groups():
             return f"PFS group {s.group}"
+        if self.esp_only is not None and not any(
+                (s.transform, s.key_length, s.auth) == (t, k, a) and g in (-1, s.group)
+                for t, k, a, g in self.esp_only):
+            return "not among the group's esp_proposals"
         return None
 
     # -- proposals (initiator) --------------------------------------------------

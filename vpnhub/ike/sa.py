@@ -69,8 +69,9 @@ class IkeConfig:
     # initiator: the group name sent as KEY_ID (Cisco clients, vpnc) and its PSK
     group_name: str = ""
     psk: Secret | None = None
-    # responder: PSK per identity
+    # responder: PSK per identity, and the policy of that identity's group
     psk_lookup: PskLookup | None = None
+    policy_for: Callable[[bytes], Policy | None] | None = None
     natt: bool = True  # responder: offer NAT-T; initiator: transparent tunneling
     force_natt: bool = False  # encapsulate even without NAT (vpnc --natt-mode force)
     # initiator: the NAT-T versions announced (RFC 3947 and the drafts clients still send)
