@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from vpnhub.ike.sa import Address, IkeSA
 
 INFO = ExchangeType.INFORMATIONAL
-DPD_RETRY_INTERVAL = 5.0
+DPD_RETRY_SHARE = 0.2  # R-U-THERE retries come every fifth of the DPD interval (1-5 s)
 
 
 def notify_name(t: int) -> str:
@@ -195,4 +195,5 @@ def check_dpd(sa: IkeSA, now: float) -> None:
         sa.terminate(reason, now, by_peer=False, notify_peer=False)
         return
     send_r_u_there(sa, now)
-    sa.dpd_next_at = now + DPD_RETRY_INTERVAL
+    # a dead peer is declared about one DPD interval after the first probe
+    sa.dpd_next_at = now + min(5.0, max(1.0, interval * DPD_RETRY_SHARE))

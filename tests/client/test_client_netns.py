@@ -1,0 +1,191 @@
+"""`vpnhub connect` in the document's network: real concentrators, a real PAT.
+
+Two vpnhub clients behind one PAT to `vpnhub serve`; a vpnhub client to the
+strongSwan concentrator (kernel-libipsec); a wrong password; a concentrator
+that dies under a connected client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from vpnhub_harness import (
+    ServerOptions,
+    iperf_result,
+    start_iperf,
+    start_vpnhub,
+    vpnhub_serve_problem,
+)
+
+from vpnhub.lab.peers import start_strongswan_concentrator
+from vpnhub.lab.topology import LAN_HOST, Host, Proc, Topology, wait_until
+
+pytestmark = pytest.mark.netns
+VPNHUB = [sys.executable, "-m", "vpnhub"]
+TUN = "vpnhub-c0"
+
+
+def _profile(topo: Topology, name: str, **keys: object) -> Path:
+    base: dict[str, object] = {"host": "203.0.113.50", "group": "vpngroup",
+                               "group_password": "labgroupsecret", "no_dns": True,
+                               "tunnel_interface": TUN}
+    base.update(keys)
+    lines = [f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()}"
+             for k, v in base.items()]
+    path = topo.run_dir / f"{name}.toml"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def _pcf(topo: Topology, name: str) -> Path:
+    from vpnhub.client.cisco_decrypt import encode_password
+
+    text = ("[main]\r\nDescription=lab\r\nHost=203.0.113.50\r\nAuthType=1\r\n"
+            "GroupName=vpngroup\r\nGroupPwd=\r\n"
+            f"enc_GroupPwd={encode_password(b'labgroupsecret')}\r\n"
+            "EnableNat=1\r\nTunnelingMode=0\r\nDHGroup=14\r\nEnableLocalLAN=0\r\n"
+            "ISPConnectType=0\r\nSaveUserPassword=0\r\n")
+    path = topo.run_dir / f"{name}.pcf"
+    path.write_bytes(text.encode())
+    return path
+
+
+def _connect(topo: Topology, host: Host, user: str, password: str, profile: Path) -> Proc:
+    sock = topo.run_dir / f"status-{host.role}.sock"
+    return topo.spawn(host, [*VPNHUB, "connect", "--profile", str(profile), "--user", user,
+                             "--status-socket", str(sock), "-v", "--no-dns",
+                             "--log-file", str(topo.run_dir / f"client-{host.role}.full.log")],
+                      f"client-{host.role}.log",
+                      env={"VPNHUB_PASSWORD": password, "PYTHONUNBUFFERED": "1"},
+                      name=f"vpnhub-connect-{host.role}")
+
+
+def _status(topo: Topology, host: Host) -> dict[str, Any]:
+    sock = topo.run_dir / f"status-{host.role}.sock"
+    r = topo.exec(host, [*VPNHUB, "status", "--socket", str(sock), "--json"], timeout=10)
+    if r.returncode != 0:
+        return {}
+    data = json.loads(r.stdout)
+    assert isinstance(data, dict)
+    return data
+
+
+def _wait_connected(topo: Topology, host: Host, proc: Proc, timeout: float = 20) -> None:
+    def up() -> bool:
+        if not proc.alive():
+            raise AssertionError(f"client exited {proc.returncode}:\n{proc.log_text()[-3000:]}")
+        return _status(topo, host).get("state") == "connected"
+
+    wait_until(up, timeout, interval=0.1, what=f"vpnhub client in {host.role} connected")
+
+
+@pytest.fixture
+def serve_ok() -> None:
+    problem = vpnhub_serve_problem()
+    if problem:
+        pytest.fail(problem)
+
+
+def test_two_vpnhub_clients_behind_one_pat(lab_prefix: str, lab_run_dir: Path,
+                                           serve_ok: None) -> None:
+    with Topology(lab_prefix, clients=2, run_dir=lab_run_dir) as topo:
+        server = start_vpnhub(topo, ServerOptions())
+        topo.start_lan_services(iperf_ports=[5201, 5202])
+        # one client with our TOML profile, one with a Cisco .pcf (obfuscated group password)
+        profiles = [_profile(topo, "lab"), _pcf(topo, "lab")]
+        procs = [_connect(topo, c, f"vpnuser{i + 1}", f"userpass{i + 1}", profiles[i])
+                 for i, c in enumerate(topo.clients)]
+        for c, p in zip(topo.clients, procs, strict=True):
+            _wait_connected(topo, c, p)
+        for c in topo.clients:
+            assert topo.ping(c, LAN_HOST, count=2, timeout=2, interface=TUN), c.role
+        # a TCP transfer through both tunnels at once
+        runs = [start_iperf(topo, c, 5201 + i, 2) for i, c in enumerate(topo.clients)]
+        results = [iperf_result(r, 20) for r in runs]
+        for r in results:
+            assert r.returncode == 0 and r.received_bytes > 0, r
+        for c in topo.clients:
+            st = _status(topo, c)
+            assert st["tunnel_port"] == 4500, st  # 4500 proves NAT-T
+            assert st["local_behind_nat"] is True
+            assert "IS behind a NAT device" in st["nat"]
+            assert st["packets_encrypted"] > 0 and st["packets_decrypted"] > 0, st
+            assert st["assigned_address"].startswith("10.40.1.")
+        sessions = server.sessions()["sessions"]
+        assert {s["public_ip"] for s in sessions} == {"203.0.113.78"}
+        assert len({s["public_port"] for s in sessions}) == 2
+        assert all(s["protocol"] == "IPsec/NAT-T" for s in sessions)
+        for p in procs:
+            assert p.stop(10) == 0  # SIGTERM: DELETE sent, routes and TUN removed
+        for c in topo.clients:
+            assert TUN not in topo.exec(c, ["ip", "-o", "link"]).stdout
+        server.wait_sessions(lambda d: not d["sessions"], "both sessions gone after DELETE")
+
+
+def test_vpnhub_client_to_strongswan_concentrator(lab_prefix: str, lab_run_dir: Path) -> None:
+    with Topology(lab_prefix, clients=1, run_dir=lab_run_dir) as topo:
+        charon = start_strongswan_concentrator(topo)  # AES-128/SHA1/MODP1024, Unity split
+        c = topo.clients[0]
+        profile = _profile(topo, "swan", dh_group=2, allow_legacy=True)
+        proc = _connect(topo, c, "vpnuser1", "userpass1", profile)
+        _wait_connected(topo, c, proc)
+        assert topo.ping(c, LAN_HOST, count=2, timeout=2, interface=TUN)
+        st = _status(topo, c)
+        assert st["tunnel_port"] == 4500 and st["routes"] == ["192.168.2.0/24"], st
+        assert "TUNNEL-in-UDP" in charon.list_sas()
+        assert proc.stop(10) == 0
+
+
+def test_wrong_password_leaves_the_system_as_it_was(lab_prefix: str, lab_run_dir: Path,
+                                                     serve_ok: None) -> None:
+    with Topology(lab_prefix, clients=1, run_dir=lab_run_dir) as topo:
+        start_vpnhub(topo, ServerOptions())
+        c = topo.clients[0]
+        routes_before = topo.exec(c, ["ip", "route"]).stdout
+        resolv_before = Path("/etc/resolv.conf").read_bytes()
+        profile = _profile(topo, "wrong", no_dns=False)  # DNS would be written on success
+        r = topo.exec(c, [*VPNHUB, "connect", "--profile", str(profile), "--user", "vpnuser1",
+                          "--status-socket", str(topo.run_dir / "s.sock")],
+                      env={"VPNHUB_PASSWORD": "not-the-password"}, timeout=40)
+        out = r.stdout + r.stderr
+        assert r.returncode == 1, out
+        assert "authentication failed" in out and "vpnuser1" in out, out
+        assert topo.exec(c, ["ip", "route"]).stdout == routes_before
+        assert Path("/etc/resolv.conf").read_bytes() == resolv_before
+        assert TUN not in topo.exec(c, ["ip", "-o", "link"]).stdout
+
+
+def test_dead_concentrator_is_detected_and_cleaned_up(lab_prefix: str, lab_run_dir: Path,
+                                                      serve_ok: None) -> None:
+    with Topology(lab_prefix, clients=1, run_dir=lab_run_dir) as topo:
+        server = start_vpnhub(topo, ServerOptions())
+        c = topo.clients[0]
+        dpd = 4
+        proc = _connect(topo, c, "vpnuser1", "userpass1", _profile(topo, "dpd",
+                                                                    dpd_interval=dpd))
+        _wait_connected(topo, c, proc)
+        routes_up = topo.exec(c, ["ip", "route"]).stdout
+        assert "192.168.2.0/24 dev vpnhub-c0" in routes_up
+        os.kill(server.proc.pid, signal.SIGKILL)  # no DELETE: it just dies
+        t0 = time.monotonic()
+        try:
+            code = proc.popen.wait(timeout=4 * dpd + 10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"client still running:\n{proc.log_text()[-2000:]}")
+        took = time.monotonic() - t0
+        log = proc.log_text()
+        assert code == 4, log[-2000:]
+        assert "not answering" in log and "dead peer" in log, log[-2000:]
+        assert took < 3 * dpd + 5, took  # the first probe after dpd s, dead one interval later
+        assert "vpnhub-c0" not in topo.exec(c, ["ip", "route"]).stdout
+        assert TUN not in topo.exec(c, ["ip", "-o", "link"]).stdout
