@@ -355,7 +355,7 @@ def test_full_tunnel_private_network_is_not_an_overlap() -> None:
         ),
         ("dpd_interval = true\n", "concentrator.dpd_interval", 4, "got a boolean"),
         ("allow_legacy_crypto = 1\n", "concentrator.allow_legacy_crypto", 4, "expected a boolean"),
-        ("ike_lifetime = 10\n", "concentrator.ike_lifetime", 4, "out of range"),
+        ("ike_lifetime = 5\n", "concentrator.ike_lifetime", 4, "out of range"),
         ('fragmentation = "sometimes"\n', "concentrator.fragmentation", 4, "not one of"),
         ('dns = "192.168.2.10"\n', "concentrator.dns", 4, "expected an array, got a string"),
         (

@@ -902,8 +902,8 @@ def _concentrator(t: _Table) -> ConcentratorConfig:
     natt_port = t.integer("natt_port", 4500, 1, 65535)
     if ike_port == natt_port:
         t.fail("natt_port", f"must differ from ike_port ({ike_port})")
-    ike_lifetime = t.integer("ike_lifetime", 86400, 60, 30 * _DAY)
-    ipsec_lifetime = t.integer("ipsec_lifetime", 28800, 60, 30 * _DAY)
+    ike_lifetime = t.integer("ike_lifetime", 86400, 10, 30 * _DAY)
+    ipsec_lifetime = t.integer("ipsec_lifetime", 28800, 10, 30 * _DAY)
     banner = t.string("banner", "", max_len=_BANNER_MAX)
     return ConcentratorConfig(
         public_address=public,

@@ -189,3 +189,25 @@ def test_dead_concentrator_is_detected_and_cleaned_up(lab_prefix: str, lab_run_d
         assert took < 3 * dpd + 5, took  # the first probe after dpd s, dead one interval later
         assert "vpnhub-c0" not in topo.exec(c, ["ip", "route"]).stdout
         assert TUN not in topo.exec(c, ["ip", "-o", "link"]).stdout
+
+
+def test_rekeys_lose_no_packet(lab_prefix: str, lab_run_dir: Path, serve_ok: None) -> None:
+    """Phase 2 rekey (the client at 85 % of 20 s) and phase 1 rekey (a new Aggressive
+    Mode at 90 % of 30 s that takes the IPsec SAs over) under a continuous ping."""
+    with Topology(lab_prefix, clients=1, run_dir=lab_run_dir) as topo:
+        server = start_vpnhub(topo, ServerOptions(extra={"concentrator": {
+            "ipsec_lifetime": 20, "ike_lifetime": 30}}))
+        c = topo.clients[0]
+        proc = _connect(topo, c, "vpnuser1", "userpass1", _profile(topo, "rekey"))
+        _wait_connected(topo, c, proc)
+        r = topo.exec(c, ["ping", "-q", "-i", "0.1", "-c", "330", "-W", "1", "-I", TUN,
+                          LAN_HOST], timeout=60)
+        log = proc.log_text()
+        assert "phase 1 rekeyed" in log, log[-3000:]
+        assert server.lines("rekeyed:"), server.tail()  # phase 2 replaced
+        assert server.lines("phase 1 rekey"), server.tail()
+        assert " 0% packet loss" in r.stdout, r.stdout + log[-2000:]
+        assert proc.alive()
+        sessions = server.sessions()["sessions"]
+        assert len(sessions) == 1 and sessions[0]["user"] == "vpnuser1"
+        assert proc.stop(10) == 0

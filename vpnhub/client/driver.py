@@ -448,6 +448,9 @@ class VpnClient:
             old = sa.data.pop("replaces")
             assert isinstance(old, IkeSA)
             sa.adopt(old, time.monotonic())
+            old.delete(time.monotonic(), "replaced by a new phase 1")  # ISAKMP SA only
+            self._flush(old)
+            self.say("phase 1 rekeyed: a new IKE SA carries the tunnel on")
 
     def _on_ModeConfigReceived(self, sa: IkeSA, e: ev.ModeConfigReceived) -> None:
         cfg = e.config
