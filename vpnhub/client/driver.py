@@ -33,10 +33,10 @@ from vpnhub.net.dataplane import (
     AddOutbound,
     ControlInbox,
     Dataplane,
-    GetStats,
     IkeDatagram,
     RemoveSA,
     SetKeepalive,
+    fetch_stats,
     open_esp_socket,
     open_udp_socket,
 )
@@ -357,11 +357,9 @@ class VpnClient:
     async def _refresh_counters(self) -> None:
         if self.dataplane is None:
             return
-        try:
-            snap = await asyncio.wrap_future(self.dataplane.submit(GetStats()))
-        except Exception:
+        snap = await fetch_stats(self.dataplane)
+        if snap is None:
             return
-        assert isinstance(snap, dict)
         c = {"packets_encrypted": 0, "packets_decrypted": 0, "bytes_out": 0, "bytes_in": 0}
         for s in snap.get("sas", []):
             if s["direction"] == "out":

@@ -39,12 +39,12 @@ from vpnhub.net.dataplane import (
     AddOutbound,
     ControlInbox,
     Dataplane,
-    GetStats,
     IkeDatagram,
     PeerMoved,
     RemoveSA,
     SetKeepalive,
     UpdatePeer,
+    fetch_stats,
     open_esp_socket,
     open_udp_socket,
 )
@@ -242,11 +242,9 @@ class Concentrator:
         """Counters from the data plane; ESP from a peer counts as liveness (RFC 3706)."""
         if self.dataplane is None:
             return
-        try:
-            snap = await asyncio.wrap_future(self.dataplane.submit(GetStats()))
-        except Exception:
+        snap = await fetch_stats(self.dataplane)
+        if snap is None:
             return
-        assert isinstance(snap, dict)
         per: dict[tuple[bytes, bytes], list[int]] = {}
         drops: dict[tuple[bytes, bytes], dict[str, int]] = {}
         for sa in snap.get("sas", []):

@@ -66,7 +66,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from vpnhub.esp.errors import BAD_INNER_PACKET, SPOOFED_SOURCE, EspDrop
 from vpnhub.esp.inner import inner_source_reason
@@ -753,3 +753,14 @@ class Dataplane:
                 for p in self._peers.values()
             ],
         }
+
+
+async def fetch_stats(dataplane: Dataplane) -> dict[str, Any] | None:
+    """``GetStats`` from asyncio: the snapshot, or None if the loop could not answer."""
+    import asyncio
+
+    try:
+        snap = await asyncio.wrap_future(dataplane.submit(GetStats()))
+    except Exception:
+        return None
+    return snap if isinstance(snap, dict) else None
