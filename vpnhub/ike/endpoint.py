@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from vpnhub.ike.fragment import FragmentError, Reassembler, is_fragment
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
 from vpnhub.ike.transitions import Role, State
 from vpnhub.wire.constants import ExchangeType
@@ -40,6 +41,7 @@ class IkeEndpoint:
         self._half_open: dict[tuple[bytes, Address], IkeSA] = {}
         self._half_open_per_ip: Counter[str] = Counter()
         self.drops: Counter[str] = Counter()
+        self._reassembler = Reassembler()
 
     def __len__(self) -> int:
         return len(self._by_cookies)
@@ -57,6 +59,18 @@ class IkeEndpoint:
         if len(data) < 28:
             self.drops["truncated_header"] += 1
             return None
+        if is_fragment(data):
+            try:
+                whole = self._reassembler.feed(data, remote, now)
+            except FragmentError as e:
+                self.drops[e.reason] += 1
+                return None
+            if whole is None:
+                return None
+            data = whole
+            if len(data) < 28:
+                self.drops["truncated_header"] += 1
+                return None
         icookie, rcookie = data[:8], data[8:16]
         if rcookie == ZERO_COOKIE:
             sa = self._half_open.get((icookie, remote))

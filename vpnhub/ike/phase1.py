@@ -189,7 +189,7 @@ def our_vendor_ids(sa: IkeSA) -> list[Payload]:
         else:
             out += [VendorIDPayload(getattr(vendor.VendorId, _NATT_VID[v]))
                     for v in sa.config.natt_versions if v in _NATT_VID]
-    if responder and sa.peer_frag:
+    if sa.config.fragmentation and (not responder or sa.peer_frag):
         out.append(VendorIDPayload(vendor.VendorId.CISCO_FRAGMENTATION))
     out.append(VendorIDPayload(vendor.VendorId.VPNHUB))
     out += [VendorIDPayload(v) for v in sa.config.extra_vendor_ids]

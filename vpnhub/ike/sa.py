@@ -28,6 +28,8 @@ from vpnhub.crypto.keys import phase2_iv
 from vpnhub.crypto.prf import HashAlg
 from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
+from vpnhub.ike.fragment import FragmentError, Reassembler, is_fragment
+from vpnhub.ike.fragment import split as fragment_split
 from vpnhub.ike.policy import EspSuite, P1Suite, Policy
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State, handler_for
@@ -87,6 +89,10 @@ class IkeConfig:
     application_version: str = "vpnhub"
     send_initial_contact: bool = True
     extra_vendor_ids: tuple[bytes, ...] = ()
+    # IKE fragmentation: messages larger than this go in fragments when the peer
+    # announced the FRAGMENTATION vendor ID (0 = never); `fragmentation` announces it.
+    fragmentation: bool = True
+    fragment_size: int = 0
     spi_allocator: Callable[[], int] | None = None
     rng: Callable[[int], bytes] = os.urandom
 
@@ -206,6 +212,8 @@ class IkeSA:
         self.dpd_outstanding = 0
         self.dpd_next_at: float | None = None
         self.expired_at: float | None = None
+        self._reassembler = Reassembler(max_messages=4)
+        self._sent_now: dict[int, bytes] = {}
 
     # ------------------------------------------------------------------ API
     def receive(self, data: bytes, remote: Address, local_port: int, now: float) -> None:
@@ -268,6 +276,16 @@ class IkeSA:
         if self.state is State.DELETED:
             self.drops["sa_deleted"] += 1
             return
+        self._sent_now = {}
+        if is_fragment(data):
+            try:
+                whole = self._reassembler.feed(data, remote, now)
+            except FragmentError as e:
+                self.drops[e.reason] += 1
+                return
+            if whole is None:
+                return
+            data = whole
         hdr = decode_header(data)
         if hdr.icookie != self.icookie:
             self.drops["wrong_cookie"] += 1
@@ -372,8 +390,9 @@ class IkeSA:
         if encrypt:
             body = self._encrypt(exchange, message_id, body)
         data = encode_message(msg, body)
+        self._sent_now[message_id] = data
         self._log_decode("SENDING >>>", msg, self.remote)
-        self._out.append(Datagram(data, self.remote, self.local_port))
+        self._emit(data)
         self.stats["messages_sent"] += 1
         if expect_reply:
             self._pending[message_id] = Pending(data, now + self.config.retransmit_interval)
@@ -394,10 +413,24 @@ class IkeSA:
         self._set_iv(exchange, message_id, ct[-bs:])
         return ct
 
+    def _emit(self, data: bytes) -> None:
+        """Queue one message, in IKE fragments when the peer takes them and it is large."""
+        size = self.config.fragment_size
+        if self.peer_frag and size and len(data) > size:
+            for piece in fragment_split(data, size, self._next_fragment_id()):
+                self._out.append(Datagram(piece, self.remote, self.local_port))
+            self.stats["fragmented_messages"] += 1
+            return
+        self._out.append(Datagram(data, self.remote, self.local_port))
+
+    def _next_fragment_id(self) -> int:
+        self._frag_id = (getattr(self, "_frag_id", 0) % 0xFFFF) + 1
+        return self._frag_id
+
     def resend_pending(self, message_id: int) -> None:
         p = self._pending.get(message_id)
         if p is not None:
-            self._out.append(Datagram(p.datagram_data, self.remote, self.local_port))
+            self._emit(p.datagram_data)
 
     def answered(self, message_id: int) -> None:
         self._pending.pop(message_id, None)
@@ -410,7 +443,7 @@ class IkeSA:
         # RFC 2408 5 / 2409 5: a duplicate gets our last answer again, once.
         self.drops["retransmission"] += 1
         if seen[1] is not None and (remote == self.remote or not hdr.flags & Flag.ENCRYPTION):
-            self._out.append(Datagram(seen[1], self.remote, self.local_port))
+            self._emit(seen[1])
             self.stats["retransmissions_answered"] += 1
         return True
 
@@ -425,12 +458,8 @@ class IkeSA:
             self._last_in.popitem(last=False)
 
     def _reply_cache(self) -> dict[int, bytes]:
-        # The last datagram we queued for each message ID during this receive.
-        out: dict[int, bytes] = {}
-        for d in self._out:
-            mid = int.from_bytes(d.data[20:24], "big")
-            out[mid] = d.data
-        return out
+        # What we sent while handling the current message (whole, not its fragments).
+        return self._sent_now
 
     # ------------------------------------------------------------- helpers
     def new_message_id(self) -> int:
@@ -582,7 +611,7 @@ class IkeSA:
             p.tries += 1
             # bounded exponential back-off (RFC 2408 leaves it to us)
             p.next_at = now + self.config.retransmit_interval * (2 ** min(p.tries, 4))
-            self._out.append(Datagram(p.datagram_data, self.remote, self.local_port))
+            self._emit(p.datagram_data)
             self.stats["retransmissions"] += 1
 
     # ------------------------------------------------------------ actions
