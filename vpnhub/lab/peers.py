@@ -332,8 +332,13 @@ def start_strongswan_client(
     gateway: str = CONC_PUBLIC,
     group: str = GROUP_ID,
     psk: str = GROUP_PSK,
+    fragmentation: str = "yes",
+    fragment_size: int = 1280,
 ) -> Charon:
     """charon as an IKEv1 XAUTH client in `client` (connection "home", child "lan").
+
+    fragmentation: strongSwan's IKE fragmentation setting (yes | accept | force | no);
+    "force" sends even the first message in IKEv1 fragments.
 
     Loaded but not connected: call ``.initiate()``.
     """
@@ -342,9 +347,9 @@ def start_strongswan_client(
     user = username or f"vpnuser{client_number(topo, host)}"
     pw = password if password is not None else USERS.get(user, "")
     run = topo.run_dir / f"charon-{host.role}"
-    sw = render("strongswan-client.conf", {"RUN": str(run)})
+    sw = render("strongswan-client.conf", {"RUN": str(run), "FRAGSIZE": str(fragment_size)})
     sc = render("swanctl-client.conf", {
         "GATEWAY": gateway, "IKE": s.ike, "ESP": s.esp, "GROUP": group, "PSK": psk,
-        "USER": user, "PASSWORD": pw,
+        "USER": user, "PASSWORD": pw, "FRAG": fragmentation,
     })
     return _start_charon(topo, host, "client", sw, sc)
