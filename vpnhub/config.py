@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from vpnhub.auth.users import PasswordHashError, parse_password_hash
+from vpnhub.eventlog import CLASSES
 
 __all__ = [
     "AdminConfig",
@@ -40,6 +41,7 @@ __all__ = [
     "CryptoProposal",
     "GroupConfig",
     "LimitsConfig",
+    "LogClassConfig",
     "LogConfig",
     "NatTransparencyConfig",
     "Secret",
@@ -434,6 +436,8 @@ class AdminConfig:
     listen_address: ipaddress.IPv4Address | ipaddress.IPv6Address = _LOCALHOST
     listen_port: int = 8443
     users: tuple[AdminUserConfig, ...] = ()
+    tls_cert: Path | None = None  # both or neither: the web manager speaks HTTPS
+    tls_key: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -450,11 +454,22 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class LogClassConfig:
+    """[log.classes.NAME]: severities of one event class; None: the [log] default."""
+
+    name: str
+    console_severity: int | None = None
+    keep_severity: int | None = None
+
+
+@dataclass(frozen=True)
 class LogConfig:
     console_severity: int = 3
     keep_severity: int = 5
-    store: Path | None = Path("/var/log/vpnhub/events.log")
+    store: Path | None = Path("/var/lib/vpnhub/events.db")
     buffer_events: int = 2048
+    store_max_events: int = 100_000
+    classes: tuple[LogClassConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -488,6 +503,21 @@ class UserConfig:
 
 
 @dataclass(frozen=True)
+class LanToLanConfig:
+    """A site-to-site tunnel (Main Mode with PSK; Aggressive Mode for a dynamic peer)."""
+
+    name: str
+    psk: Secret
+    local_networks: IPv4Networks
+    remote_networks: IPv4Networks
+    peer: ipaddress.IPv4Address | None = None  # None: dynamic, told apart by peer_id
+    peer_id: str = ""  # FQDN or KEY_ID the peer sends in Aggressive Mode
+    ipsec_over_natt: bool = True  # this tunnel's own NAT-T switch
+    ike_proposals: tuple[CryptoProposal, ...] | None = None
+    esp_proposals: tuple[CryptoProposal, ...] | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     concentrator: ConcentratorConfig
     nat_transparency: NatTransparencyConfig
@@ -497,6 +527,7 @@ class Config:
     groups: tuple[GroupConfig, ...]
     users: tuple[UserConfig, ...]
     source: str = "<string>"
+    lan_to_lan: tuple[LanToLanConfig, ...] = ()
 
     def group(self, name: str) -> GroupConfig | None:
         return next((g for g in self.groups if g.name == name), None)
@@ -846,7 +877,8 @@ def parse_proposal(text: str, kind: str) -> CryptoProposal:
 # -- sections
 
 _TOP_KEYS = frozenset(
-    {"concentrator", "nat_transparency", "admin", "limits", "log", "group", "user"}
+    {"concentrator", "nat_transparency", "admin", "limits", "log", "group", "user",
+     "lan_to_lan"}
 )
 _CONCENTRATOR_KEYS = frozenset({
     "public_address", "private_networks", "tunnel_interface", "allow_legacy_crypto",
@@ -855,20 +887,25 @@ _CONCENTRATOR_KEYS = frozenset({
 })  # fmt: skip
 _NATT_KEYS = frozenset({"ipsec_over_natt", "ipsec_over_udp", "ipsec_over_udp_port",
                         "ipsec_over_tcp", "ipsec_over_tcp_ports"})  # fmt: skip
-_ADMIN_KEYS = frozenset({"socket", "listen", "user"})
+_ADMIN_KEYS = frozenset({"socket", "listen", "user", "tls_cert", "tls_key"})
 _ADMIN_USER_KEYS = frozenset({"name", "password_hash"})
 _LIMITS_KEYS = frozenset({
     "max_half_open_per_source", "max_half_open_total", "max_sessions", "xauth_max_failures",
     "xauth_max_failures_per_source", "xauth_lockout_seconds", "xauth_retry_delay",
     "xauth_max_retry_delay", "xauth_tracked_entries",
 })  # fmt: skip
-_LOG_KEYS = frozenset({"console_severity", "keep_severity", "store", "buffer_events"})
+_LOG_KEYS = frozenset({"console_severity", "keep_severity", "store", "buffer_events",
+                       "store_max_events", "classes"})
+_LOG_CLASS_KEYS = frozenset({"console_severity", "keep_severity"})
 _GROUP_KEYS = frozenset({
     "name", "psk", "psk_file", "address_pool", "reserve_first_address", "dns", "nbns",
     "split_include", "split_dns", "default_domain", "banner", "pfs", "save_password",
     "ike_proposals", "esp_proposals",
 })  # fmt: skip
 _USER_KEYS = frozenset({"name", "password", "password_hash", "group"})
+_L2L_KEYS = frozenset({"name", "peer", "peer_id", "psk", "psk_file", "local_networks",
+                       "remote_networks", "ipsec_over_natt", "ike_proposals",
+                       "esp_proposals"})  # fmt: skip
 _FRAGMENTATION = ("none", "before-encryption", "clear-df")
 _BANNER_MAX = 4000
 _DAY = 86400
@@ -884,7 +921,39 @@ def _build(ctx: _Context, top: _Table) -> Config:
     log = _log(top.sub("log", _LOG_KEYS))
     groups = _groups(ctx, top.sub_array("group", _GROUP_KEYS), conc)
     users = _users(ctx, top.sub_array("user", _USER_KEYS), groups)
-    return Config(conc, natt, admin, limits, log, groups, users, ctx.source)
+    l2l = _lan_to_lans(top.sub_array("lan_to_lan", _L2L_KEYS), conc, groups)
+    return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l)
+
+
+def _lan_to_lans(tables: list[_Table], conc: ConcentratorConfig,
+                 groups: tuple[GroupConfig, ...]) -> tuple[LanToLanConfig, ...]:
+    out: list[LanToLanConfig] = []
+    for t in tables:
+        name = _check_name(t, "name")
+        if any(o.name == name for o in out):
+            t.fail("name", f"duplicate lan_to_lan name '{name}'")
+        peer = t.address("peer", None) if t.has("peer") else None
+        peer_id = t.string("peer_id", "", max_len=255)
+        if peer is None and not peer_id:
+            t.fail("peer", "set the peer's address, or peer_id for a peer with a dynamic"
+                           " address (Aggressive Mode)")
+        if peer is not None and any(o.peer == peer for o in out):
+            t.fail("peer", f"{peer} is already the peer of another lan_to_lan")
+        local = t.network_list("local_networks")
+        remote = t.network_list("remote_networks")
+        assert local is not None and remote is not None
+        if not local or not remote:
+            t.fail("local_networks" if not local else "remote_networks", "list at least one network")
+        for net in remote:
+            for g in groups:
+                if net.overlaps(g.address_pool):
+                    t.fail("remote_networks", f"{net} overlaps group {g.name}'s address_pool")
+        out.append(LanToLanConfig(
+            name=name, psk=_group_psk(t), local_networks=local, remote_networks=remote,
+            peer=peer, peer_id=peer_id, ipsec_over_natt=t.boolean("ipsec_over_natt", True),
+            ike_proposals=_proposals(t, "ike_proposals", "ike", conc),
+            esp_proposals=_proposals(t, "esp_proposals", "esp", conc)))
+    return tuple(out)
 
 
 def _concentrator(t: _Table) -> ConcentratorConfig:
@@ -983,7 +1052,15 @@ def _admin(t: _Table) -> AdminConfig:
     socket = t.path_value("socket", AdminConfig.socket)
     if socket is None:
         t.fail("socket", "must not be empty")
-    return AdminConfig(socket, address, port, tuple(users))
+    cert = t.path_value("tls_cert", None)
+    key = t.path_value("tls_key", None)
+    if (cert is None) != (key is None):
+        t.fail("tls_key" if key is None else "tls_cert",
+               "set both tls_cert and tls_key (HTTPS), or neither (plain HTTP)")
+    for name, path in (("tls_cert", cert), ("tls_key", key)):
+        if path is not None and not path.is_file():
+            t.fail(name, f"no such file: {_show(str(path))}")
+    return AdminConfig(socket, address, port, tuple(users), cert, key)
 
 
 def _limits(t: _Table) -> LimitsConfig:
@@ -1009,11 +1086,20 @@ def _limits(t: _Table) -> LimitsConfig:
 
 
 def _log(t: _Table) -> LogConfig:
+    classes = t.sub("classes", frozenset(CLASSES))
+    per_class = []
+    for name in sorted(classes.data):
+        c = classes.sub(name, _LOG_CLASS_KEYS)
+        console = c.integer("console_severity", 0, 0, 13) if c.has("console_severity") else None
+        keep = c.integer("keep_severity", 0, 0, 13) if c.has("keep_severity") else None
+        per_class.append(LogClassConfig(name, console, keep))
     return LogConfig(
         console_severity=t.integer("console_severity", 3, 1, 13),
         keep_severity=t.integer("keep_severity", 5, 1, 13),
         store=t.path_value("store", LogConfig.store),
         buffer_events=t.integer("buffer_events", 2048, 16, 10_000_000),
+        store_max_events=t.integer("store_max_events", 100_000, 100, 100_000_000),
+        classes=tuple(per_class),
     )
 
 

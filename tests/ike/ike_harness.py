@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vpnhub.ike import events as ev
@@ -55,6 +56,7 @@ class Lab:
                  server_xauth: bool = True, server_local_ip: str = SERVER_IP,
                  group_policy: Policy | None = None) -> None:
         self.group_policy = group_policy
+        self.server_ts_check: Callable[..., str | None] | None = None
         # server_local_ip != SERVER_IP puts the concentrator behind a static NAT
         self.server_local_ip = server_local_ip
         self.now = 1000.0
@@ -79,7 +81,8 @@ class Lab:
 
         return IkeConfig(local_address=self.server_local_ip, policy=self.server_policy,
                          psk_lookup=lookup, natt=self.server_natt, xauth=self.server_xauth,
-                         policy_for=lambda group: self.group_policy)
+                         policy_for=lambda group: self.group_policy,
+                         ts_check=self.server_ts_check)
 
     def add_client(self, *, user: str = "vpnclient1", password: str | None = None,
                    local_ip: str = "10.10.10.2", pat_ip: str | None = "203.0.113.78",

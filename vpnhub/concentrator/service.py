@@ -25,7 +25,7 @@ from typing import Any
 from vpnhub import __version__
 from vpnhub.auth.users import XauthAuthenticator
 from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
-from vpnhub.config import Config, GroupConfig
+from vpnhub.config import Config, GroupConfig, LanToLanConfig
 from vpnhub.esp.sa import SaParams
 from vpnhub.eventlog import EventLog
 from vpnhub.ike import events as ev
@@ -34,6 +34,7 @@ from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import State
+from vpnhub.manager import Manager  # manager (issue 6)
 from vpnhub.net.dataplane import (
     AddInbound,
     AddOutbound,
@@ -73,6 +74,8 @@ class Concentrator:
             lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions))
         self.sessions = SessionTable(lim.max_sessions)
         self.spi_owner: dict[int, tuple[bytes, bytes]] = {}
+        self._l2l_by_peer = {str(t.peer): t for t in config.lan_to_lan if t.peer is not None}
+        self._l2l_by_id = {t.peer_id: t for t in config.lan_to_lan if t.peer_id}
         self.natt_enabled = config.nat_transparency.ipsec_over_natt
         self._stop = asyncio.Event()
         self._routes: list[str] = []
@@ -80,15 +83,45 @@ class Concentrator:
         self.dataplane: Dataplane | None = None
         self.sock500: socket.socket | None = None
         self._last_stats = 0.0
+        self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
 
     # ----------------------------------------------------------- IKE config
     def _ike_config(self, remote: Address) -> IkeConfig:
         c = self.config.concentrator
+        site = self._l2l_by_peer.get(remote[0])
+        if site is not None:  # Main Mode from a LAN-to-LAN peer: known by its address
+            return self._l2l_config(site)
         return IkeConfig(
             local_address=self.public, policy=self.policy, psk_lookup=self._psk_lookup,
-            policy_for=self._group_policy,
+            policy_for=self._group_policy, config_for_id=self._config_for_id,
             natt=self.natt_enabled, xauth=True, dpd_interval=float(c.dpd_interval),
             dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}")
+
+    def _l2l_config(self, site: LanToLanConfig) -> IkeConfig:
+        c = self.config.concentrator
+        policy = self.policy
+        if site.ike_proposals is not None or site.esp_proposals is not None:
+            policy = group_policy(self.policy, site)
+        local = site.local_networks
+        remote = site.remote_networks
+
+        def ts_check(theirs: ipaddress.IPv4Network, ours: ipaddress.IPv4Network) -> str | None:
+            if not any(theirs.subnet_of(n) for n in remote):
+                return f"{theirs} is not among {site.name}'s remote_networks"
+            if not any(ours.subnet_of(n) for n in local):
+                return f"{ours} is not among {site.name}'s local_networks"
+            return None
+
+        return IkeConfig(
+            local_address=self.public, policy=policy, psk=Secret(site.psk.reveal()),
+            natt=site.ipsec_over_natt, xauth=False, unity=False,
+            dpd_interval=float(c.dpd_interval), dpd_retries=c.dpd_retries,
+            ts_check=ts_check, application_version=f"vpnhub {__version__}",
+            extra_vendor_ids=())
+
+    def _config_for_id(self, id_type: int, data: bytes) -> IkeConfig | None:
+        site = self._l2l_by_id.get(data.decode("utf-8", "replace"))
+        return self._l2l_config(site) if site is not None else None
 
     def _group_policy(self, group_id: bytes) -> Policy | None:
         g = self.groups.get(group_id.decode("utf-8", "replace"))
@@ -107,12 +140,14 @@ class Concentrator:
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        self.manager = Manager(self)  # manager (issue 6): opens the event log store first
         self._setup_network()
         assert self.sock500 is not None
         loop.add_reader(self.sock500.fileno(), self._on_udp500)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         admin = await self._start_admin()
+        await self.manager.start()  # manager (issue 6): [admin] listen
         ticker = asyncio.create_task(self._ticker())
         c = self.config.concentrator
         self.log.add("SESSION", 3, f"vpnhub {__version__} concentrator listening on"
@@ -135,6 +170,7 @@ class Concentrator:
             loop.remove_reader(self.sock500.fileno())
             self._teardown_network()
             self._auth_pool.shutdown(wait=False)
+            await self.manager.stop()  # manager (issue 6): last, so the shutdown is logged
         return 0
 
     def _setup_network(self) -> None:
@@ -147,6 +183,10 @@ class Concentrator:
         for g in self.config.groups:
             self.tun.add_route(str(g.address_pool))
             self._routes.append(str(g.address_pool))
+        for site in self.config.lan_to_lan:
+            for net in site.remote_networks:
+                self.tun.add_route(str(net))
+                self._routes.append(str(net))
         self.sock500 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock500.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock500.bind((self.public, c.ike_port))
@@ -307,6 +347,8 @@ class Concentrator:
         return s
 
     def _on_event(self, sa: IkeSA, e: ev.Event) -> None:
+        if self.manager is not None:  # manager (issue 6): handshake counters
+            self.manager.on_ike_event(sa, e)
         s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
         if isinstance(e, ev.LogLine):
             self.log.add(e.cls, e.severity, e.text, peer=f"{sa.remote[0]}:{sa.remote[1]}",
@@ -328,6 +370,11 @@ class Concentrator:
         s.nat_t = sa.natt_in_use
         s.peer_behind_nat = sa.remote_behind_nat
         s.client = _client_type(e.peer_vendor_ids, "")
+        if not sa.config.xauth:  # a LAN-to-LAN tunnel: no user, the tunnel's name
+            site = self._l2l_by_peer.get(sa.remote[0]) or self._l2l_by_id.get(e.peer_id)
+            s.lan_to_lan = site.name if site is not None else e.peer_id
+            s.user = s.lan_to_lan
+            s.group = "LAN-to-LAN"
 
     def _on_NatTraversalRefused(self, sa: IkeSA, e: ev.NatTraversalRefused) -> None:
         self._session(sa).diagnosis = e.reason
@@ -433,6 +480,8 @@ class Concentrator:
         inbound = SaParams(e.spi_in, e.transform, key_len, auth, e.enc_key_in, e.auth_key_in)
         outbound = SaParams(e.spi_out, e.transform, key_len, auth, e.enc_key_out, e.auth_key_out)
         allowed = str(s.assigned_ip) if s.assigned_ip else None
+        if s.lan_to_lan and not s.children:
+            self.sessions.logged_in(s)
         # plain ESP (no NAT-T) goes over the raw socket: the peer has no port
         peer = sa.remote if udp else (sa.remote[0], 0)
         self.dataplane.submit(AddInbound(inbound, peer, udp_encap=udp, allowed_src=allowed))
@@ -544,7 +593,7 @@ _IKE_HASH = {"md5": 1, "sha1": 2, "sha256": 4, "sha384": 5, "sha512": 6}
 _ESP_AUTH = {"md5": 1, "sha1": 2, "sha256": 5, "sha384": 6, "sha512": 7}
 
 
-def group_policy(base: Policy, g: GroupConfig) -> Policy:
+def group_policy(base: Policy, g: GroupConfig | LanToLanConfig) -> Policy:
     """The concentrator's policy narrowed to a group's ike_proposals / esp_proposals."""
     ike = esp = None
     if g.ike_proposals is not None:

@@ -49,6 +49,7 @@ class Session:
     keepalives_rx: int = 0
     keepalives_tx: int = 0
     drops: dict[str, int] = field(default_factory=dict)  # decrypt failures, replays, ...
+    lan_to_lan: str = ""  # the tunnel's name for a LAN-to-LAN session
 
     @property
     def protocol(self) -> str:
@@ -63,6 +64,7 @@ class Session:
     def as_dict(self, now: float) -> dict[str, Any]:
         return {
             "user": self.user,
+            "lan_to_lan": self.lan_to_lan,
             "group": self.group,
             "assigned_ip": str(self.assigned_ip) if self.assigned_ip else None,
             "public_ip": self.public_ip,
@@ -118,17 +120,24 @@ class SessionTable:
     def active(self) -> int:
         return sum(1 for s in self.sessions.values() if s.user and s.children)
 
+    def active_l2l(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.lan_to_lan and s.children)
+
     def update_peak(self) -> None:
         self.peak = max(self.peak, self.active())
 
     def summary(self) -> dict[str, int]:
         active = self.active()
         self.peak = max(self.peak, active)
-        return {"active_remote_access": active, "active_lan_to_lan": 0,
-                "active_management": 0, "active": active, "total_active": active,
+        l2l = self.active_l2l()
+        ra = active - l2l
+        return {"active_remote_access": ra, "active_lan_to_lan": l2l,
+                "active_management": 0, "active": ra, "total_active": active,
                 "peak": self.peak, "concurrent_limit": self.limit,
                 "cumulative": self.cumulative}
 
     def to_json(self, now: float) -> dict[str, Any]:
-        listed = [s.as_dict(now) for s in self.sessions.values() if s.user]
-        return {"summary": self.summary(), "sessions": listed}
+        listed = [s.as_dict(now) for s in self.sessions.values()
+                  if s.user and not s.lan_to_lan]
+        sites = [s.as_dict(now) for s in self.sessions.values() if s.lan_to_lan]
+        return {"summary": self.summary(), "sessions": listed, "lan_to_lan": sites}

@@ -161,6 +161,11 @@ def responder_1(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     phase1.read_vendor_ids(sa, p)
     phase1.remember_peer_id(sa, idi)
     sa.data["peer_id_b"] = phase1.body(idi)
+    if sa.config.config_for_id is not None:  # e.g. a LAN-to-LAN peer known by its ID
+        other = sa.config.config_for_id(idi.id_type, idi.data)
+        if other is not None:
+            sa.config = other
+            sa.psk = other.psk
     sa.psk = _lookup_psk(sa, idi, remote)
     if sa.config.policy_for is not None:  # the group may narrow the proposals
         group_policy = sa.config.policy_for(idi.data)

@@ -265,6 +265,11 @@ def _selectors(sa: IkeSA, ids: list[IDPayload]) -> tuple[ipaddress.IPv4Network,
         remote = ipaddress.IPv4Network((sa.remote[0], 32))
         return remote, ipaddress.IPv4Network((sa.config.local_address, 32))
     idci, idcr = network_of(ids[0]), network_of(ids[1])
+    check = sa.config.ts_check if sa.role is Role.RESPONDER else None
+    why = check(idci, idcr) if check is not None else None
+    if why is not None:
+        raise IkeError("ts_unacceptable", f"Quick Mode selectors {idci} <-> {idcr} refused:"
+                       f" {why}", NotifyType.INVALID_ID_INFORMATION, fatal=False)
     if sa.role is Role.RESPONDER and sa.assigned_address is not None and \
             idci != ipaddress.IPv4Network((sa.assigned_address, 32)):
         raise IkeError("ts_unacceptable", f"client asked for {idci}, but was assigned"

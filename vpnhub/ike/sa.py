@@ -74,6 +74,12 @@ class IkeConfig:
     # responder: PSK per identity, and the policy of that identity's group
     psk_lookup: PskLookup | None = None
     policy_for: Callable[[bytes], Policy | None] | None = None
+    # responder: a whole other configuration for an identity seen in Aggressive
+    # Mode message 1 (a LAN-to-LAN peer with a dynamic address, RFC 2409 5.4)
+    config_for_id: Callable[[int, bytes], IkeConfig | None] | None = None
+    # responder: may the peer have these Quick Mode selectors? (initiator's, ours)
+    # -> None if yes, else why not
+    ts_check: Callable[[ipaddress.IPv4Network, ipaddress.IPv4Network], str | None] | None = None
     natt: bool = True  # responder: offer NAT-T; initiator: transparent tunneling
     force_natt: bool = False  # encapsulate even without NAT (vpnc --natt-mode force)
     # initiator: the NAT-T versions announced (RFC 3947 and the drafts clients still send)
