@@ -138,6 +138,7 @@ class ServerOptions:
     dpd_interval: int = 30
     console_severity: int = 5  # milestones (NAT-T, negotiation complete) on stdout
     extra: dict[str, dict[str, object]] = field(default_factory=dict)  # table -> key -> value
+    lan_to_lan: list[dict[str, object]] = field(default_factory=list)  # [[lan_to_lan]] tables
 
 
 def render_config(run_dir: Path, opts: ServerOptions) -> str:
@@ -182,6 +183,9 @@ def render_config(run_dir: Path, opts: ServerOptions) -> str:
         out += [f"{k} = {_toml(v)}" for k, v in keys.items()]
     out.append("\n[[group]]")
     out += [f"{k} = {_toml(v)}" for k, v in group.items()]
+    for site in opts.lan_to_lan:
+        out.append("\n[[lan_to_lan]]")
+        out += [f"{k} = {_toml(v)}" for k, v in site.items()]
     for n in range(1, opts.users + 1):
         user = f"vpnuser{n}"
         out += ["\n[[user]]", f"name = {_toml(user)}", f"password = {_toml(USERS[user])}",
