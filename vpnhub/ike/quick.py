@@ -30,7 +30,6 @@ from vpnhub.wire.constants import (
     ExchangeType,
     IdType,
     NotifyType,
-    PayloadType,
     ProtocolId,
 )
 from vpnhub.wire.message import Message
@@ -431,5 +430,3 @@ def child_by_spi(sa: IkeSA, spi: int) -> ChildSA | None:
         return c
     return next((c for c in sa.children.values() if c.spi_out == spi), None)
 
-
-_ = PayloadType
