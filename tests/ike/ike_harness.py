@@ -73,7 +73,7 @@ class Lab:
         self.drop_next_to_server = 0
         self._deleted: list[IkeSA] = []
 
-    def _server_config(self, remote: tuple[str, int]) -> IkeConfig:
+    def _server_config(self, remote: tuple[str, int], local_port: int = 500) -> IkeConfig:
         def lookup(id_type: int, data: bytes, remote: tuple[str, int]) -> Secret | None:
             if id_type == 0 or data == GROUP.encode():
                 return Secret(self.server_psk)

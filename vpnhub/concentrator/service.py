@@ -86,7 +86,7 @@ class Concentrator:
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
 
     # ----------------------------------------------------------- IKE config
-    def _ike_config(self, remote: Address) -> IkeConfig:
+    def _ike_config(self, remote: Address, local_port: int = 500) -> IkeConfig:
         c = self.config.concentrator
         site = self._l2l_by_peer.get(remote[0])
         if site is not None:  # Main Mode from a LAN-to-LAN peer: known by its address

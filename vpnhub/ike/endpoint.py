@@ -33,8 +33,8 @@ class Limits:
 class IkeEndpoint:
     """Sans-I/O: `receive()` returns the SA that took the message (or None if dropped)."""
 
-    def __init__(self, config_for: Callable[[Address], IkeConfig], limits: Limits | None = None
-                 ) -> None:
+    def __init__(self, config_for: Callable[[Address, int], IkeConfig],
+                 limits: Limits | None = None) -> None:
         self._config_for = config_for
         self.limits = limits or Limits()
         self._by_cookies: dict[tuple[bytes, bytes], IkeSA] = {}
@@ -108,7 +108,9 @@ class IkeEndpoint:
         if len(self._by_cookies) >= self.limits.sessions_total:
             self.drops["sessions_total"] += 1
             return None
-        sa = IkeSA(self._config_for(remote), Role.RESPONDER, remote, now,
+        # the local port says which transport the first message came by (500, or a
+        # Cisco IPsec-over-TCP port: no NAT-T float there)
+        sa = IkeSA(self._config_for(remote, local_port), Role.RESPONDER, remote, now,
                    local_port=local_port, icookie=data[:8])
         while (sa.icookie, sa.rcookie) in self._by_cookies:  # 2^-64, but be exact
             sa.rcookie = sa.config.rng(8)
