@@ -405,6 +405,9 @@ class VpnClient:
         self.status.local_behind_nat = e.local_behind_nat
         self.status.remote_behind_nat = e.remote_behind_nat
         self.status.natt_version = e.variant if e.natt_in_use else ""
+        if e.variant == "none":  # no NAT-D exchanged: nothing could be detected
+            self.say("NAT detection: not possible, the concentrator does not offer NAT-T")
+            return
         natt = f"in use ({e.variant})" if e.natt_in_use else "not used"
         self.say(f"NAT detection: this end {'IS' if e.local_behind_nat else 'is NOT'} behind a"
                  f" NAT device; NAT-T {natt}")

@@ -271,12 +271,18 @@ class Concentrator:
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(TICK)
-            now = time.monotonic()
-            for sa in self.endpoint.handle_timer(now):
-                self._service(sa)
-            if now - self._last_stats >= STATS_EVERY:
-                self._last_stats = now
-                await self._refresh_stats()
+            try:
+                await self._tick()
+            except Exception as e:  # the timers must never stop: log and go on
+                self.log.add("IKE", 1, f"internal error in the timer loop: {e!r}")
+
+    async def _tick(self) -> None:
+        now = time.monotonic()
+        for sa in self.endpoint.handle_timer(now):
+            self._service(sa)
+        if now - self._last_stats >= STATS_EVERY:
+            self._last_stats = now
+            await self._refresh_stats()
 
     async def _refresh_stats(self) -> None:
         """Counters from the data plane; ESP from a peer counts as liveness (RFC 3706)."""

@@ -561,12 +561,15 @@ class IkeSA:
 
     # --------------------------------------------------------------- timers
     def _child_deadlines(self) -> list[float]:
+        from vpnhub.ike.quick import REKEY_INITIATOR, REKEY_RESPONDER
+
         out = []
         for c in self.children.values():
             if c.lifetime:
                 out.append(c.established + c.lifetime)
-                if c.we_initiated and not c.rekeyed:
-                    out.append(c.established + c.lifetime * 0.85)
+                if not c.rekeyed:
+                    share = REKEY_INITIATOR if c.we_initiated else REKEY_RESPONDER
+                    out.append(c.established + c.lifetime * share)
         return out
 
     def _handle_timer(self, now: float) -> None:
@@ -574,8 +577,14 @@ class IkeSA:
             return
         if self.state is not State.ESTABLISHED and now >= self.created + self.config.phase1_timeout:
             self.drops["phase1_timeout"] += 1
-            self.emit(ev.NegotiationFailed("phase1_timeout",
-                                           "phase 1 did not complete in time"))
+            detail = f"phase 1 did not complete within {self.config.phase1_timeout:.0f} s"
+            if self.state is State.AM_R_SENT2:
+                # The client checks our HASH_R first and gives up silently when the
+                # group passwords differ (vpnc: "hash comparison failed").
+                detail += (": no Aggressive Mode message 3 came after our message 2; most"
+                           " likely the client has a wrong group password (pre-shared key)")
+            self._log("IKE", 3, detail)
+            self.emit(ev.NegotiationFailed("phase1_timeout", detail))
             self.terminate("phase 1 timeout", now, by_peer=False, notify_peer=False)
             return
         self._retransmit(now)
@@ -611,6 +620,7 @@ class IkeSA:
                 reason = "no answer to our message after "
                 reason += f"{p.tries} retransmissions"
                 self.drops["retransmit_exhausted"] += 1
+                self._log("IKE", 3, f"peer {self.remote[0]}:{self.remote[1]}: {reason}")
                 self.emit(ev.DeadPeer(reason))
                 self.terminate(reason, now, by_peer=False, notify_peer=False)
                 return
