@@ -41,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("status", help="the client's status window")
     st.add_argument("--socket", type=Path, help="status socket of `vpnhub connect`")
     st.add_argument("--json", action="store_true")
+    from vpnhub.lab.labctl import add_lab_parser, run_lab
+
+    add_lab_parser(sub)
     args = p.parse_args(argv)
+    if args.command == "lab":
+        return run_lab(args)
     if args.command == "serve":
         return _serve(args.config, args.check)
     if args.command == "connect":

@@ -1,0 +1,1242 @@
+"""`vpnhub lab`: the document's network, live, from the command line.
+
+    vpnhub lab up [--clients N] [--client vpnc|strongswan|vpnhub] [--suite legacy|modern]
+                  [--nat-t on|off]
+    vpnhub lab status | xlate | logs [HOST] | exec HOST -- CMD | scenario NAME | down
+
+``up`` builds the namespaces of ``topology.Topology`` (prefix ``vhl``), writes
+the concentrator's configuration, starts ``vpnhub serve``, the LAN host's
+HTTP and iperf3 servers and the clients (``peers``), and returns to the shell
+once every client is connected. What keeps running belongs to a small lab
+daemon (``python -m vpnhub.lab.labctl --daemon SPEC``) started in its own
+session: it is the parent of every lab process (so they are reaped, and
+stopped in order: clients first, so that they send their DELETEs), and
+``down`` stops it. Its state is ``lab.json`` in the run directory
+``/tmp/vpnhub-lab/<prefix>``; the process records (PID + start time) are
+``procs``' under ``/run/vpnhub-lab/<prefix>``, so ``down`` (or the next
+``up`` after a crash) signals only processes the lab started.
+
+Everything of a lab is named after its prefix: namespaces ``<prefix>-<host>``
+with their links, routes and nft tables inside, the run directory and the
+process records. Scenarios build their own labs under other prefixes
+(``vhs`` + hex digits) or reuse the running one (``scenarios``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from vpnhub.lab import peers, procs
+from vpnhub.lab.peers import GROUP_ID, GROUP_PSK, Charon, VpncClient, _write_private
+from vpnhub.lab.procs import Proc
+from vpnhub.lab.topology import (
+    CLIENT_LAN,
+    CONC_PRIVATE,
+    CONC_PUBLIC,
+    DEFAULT_PREFIX,
+    LAN_HOST,
+    PAT_INSIDE,
+    PAT_OUTSIDE,
+    POOL,
+    PREFIX_RE,
+    PRIVATE_LAN,
+    LabError,
+    LanServices,
+    NatEntry,
+    Topology,
+    cleanup,
+    leftovers,
+    list_netns,
+    wait_until,
+)
+from vpnhub.lab.xlate import format_xlate
+
+RUN_ROOT = Path(os.environ.get("VPNHUB_LAB_RUN", "/tmp/vpnhub-lab"))
+STATE_FILE = "lab.json"
+DAEMON_LOG = "labd.log"
+CLIENT_KINDS = ("vpnc", "strongswan", "vpnhub")
+SUITE_NAMES = ("legacy", "modern")
+MAX_CLIENTS = peers.MAX_USERS
+TUNNEL_INTERFACE = "vpnhub0"  # the concentrator's TUN, inside its namespace
+UP_TIMEOUT = 120.0
+CONNECT_TIMEOUT = 30.0
+USABLE_TIMEOUT = 10.0
+
+
+def run_dir_for(prefix: str) -> Path:
+    return RUN_ROOT / prefix
+
+
+# ------------------------------------------------------------------------------ the plan
+@dataclass(frozen=True)
+class LabSpec:
+    """What a lab is built with (``up``'s options; scenarios set the rest)."""
+
+    prefix: str = DEFAULT_PREFIX
+    clients: int = 2
+    client: str = "vpnc"
+    suite: str = "modern"
+    natt: bool = True
+    ike_lifetime: int = 86400
+    ipsec_lifetime: int = 28800
+    wrong_psk: tuple[str, ...] = ()  # roles whose client uses a wrong group PSK
+    connect: bool = True  # False: start no client (the scenario starts them)
+
+    def check(self) -> None:
+        if not PREFIX_RE.match(self.prefix):
+            raise ValueError(f"lab prefix must match {PREFIX_RE.pattern}: {self.prefix!r}")
+        if not 1 <= self.clients <= MAX_CLIENTS:
+            raise ValueError(f"--clients must be 1 .. {MAX_CLIENTS} (users vpnuser1 .. "
+                             f"vpnuser{MAX_CLIENTS}), not {self.clients}")
+        if self.client not in CLIENT_KINDS:
+            raise ValueError(f"--client must be one of {', '.join(CLIENT_KINDS)}")
+        if self.suite not in SUITE_NAMES:
+            raise ValueError(f"--suite must be one of {', '.join(SUITE_NAMES)}")
+        if not 10 <= self.ipsec_lifetime <= 2592000:
+            raise ValueError("--ipsec-lifetime must be 10 .. 2592000 seconds")
+
+    def describe(self) -> str:
+        n = self.clients
+        text = (f"{n} {self.client} client{'s' if n != 1 else ''}, suite {self.suite},"
+                f" NAT-T {'on' if self.natt else 'off'}")
+        if self.ipsec_lifetime != 28800:
+            text += f", IPsec lifetime {self.ipsec_lifetime} s"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["wrong_psk"] = list(self.wrong_psk)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LabSpec:
+        known = {f for f in cls.__dataclass_fields__}
+        kw = {k: v for k, v in d.items() if k in known}
+        kw["wrong_psk"] = tuple(kw.get("wrong_psk", ()))
+        return cls(**kw)
+
+    def same_lab(self, other: LabSpec) -> bool:
+        """Would `other` build the same lab (what ``up`` compares with a running one)?"""
+        keys = ("clients", "client", "suite", "natt", "ike_lifetime", "ipsec_lifetime")
+        return all(getattr(self, k) == getattr(other, k) for k in keys)
+
+
+@dataclass(frozen=True)
+class ClientSuite:
+    """How a suite name becomes concentrator and client settings for one client kind."""
+
+    allow_legacy: bool
+    note: str
+    ike_proposals: tuple[str, ...] = ()  # the group's; () = the engine's defaults
+    esp_proposals: tuple[str, ...] = ()
+    dh_group: int = 14  # vpnc --dh / the vpnhub profile's dh_group
+    strongswan: str = "aes256-sha1"  # peers.SUITES key
+
+
+DOCUMENT_SUITE = ClientSuite(True, "3DES/MD5/DH group 2, the document's",
+                             ("3des-md5-modp1024",), ("3des-md5",), 2, "3des-md5")
+SUITE_PLANS: dict[tuple[str, str], ClientSuite] = {
+    ("vpnc", "legacy"): DOCUMENT_SUITE,
+    ("strongswan", "legacy"): DOCUMENT_SUITE,
+    ("vpnhub", "legacy"): DOCUMENT_SUITE,
+    ("vpnc", "modern"): ClientSuite(False, "vpnhub's defaults: AES, SHA, DH group 14"),
+    ("vpnhub", "modern"): ClientSuite(False, "vpnhub's defaults: AES, SHA, DH group 14"),
+    # the strongSwan lab suites (peers.SUITES) all use modp1024
+    ("strongswan", "modern"): ClientSuite(
+        True, "AES-256/SHA1 with DH group 2 (the strongSwan lab suites use modp1024)",
+        ("aes256-sha1-modp1024",), ("aes256-sha1",), 2, "aes256-sha1"),
+}
+
+
+def suite_plan(spec: LabSpec) -> ClientSuite:
+    return SUITE_PLANS[(spec.client, spec.suite)]
+
+
+def _toml_list(items: Sequence[str]) -> str:
+    return "[" + ", ".join(f'"{x}"' for x in items) + "]"
+
+
+def concentrator_toml(spec: LabSpec, run_dir: Path) -> str:
+    """The generated configuration of ``vpnhub serve`` (docs/CONFIG.md)."""
+    plan = suite_plan(spec)
+    users = "".join(
+        f'\n[[user]]\nname = "vpnuser{n}"\npassword = "{peers.USERS[f"vpnuser{n}"]}"\n'
+        f'group = "{GROUP_ID}"\n'
+        for n in range(1, spec.clients + 1)
+    )
+    proposals = ""
+    if plan.ike_proposals:
+        proposals = (f"ike_proposals = {_toml_list(plan.ike_proposals)}\n"
+                     f"esp_proposals = {_toml_list(plan.esp_proposals)}\n")
+    return textwrap.dedent(f"""\
+        # Generated by `vpnhub lab up` for lab {spec.prefix}: {spec.describe()}.
+        # The concentrator of the Cisco note, on documentation addresses.
+        [concentrator]
+        public_address = "{CONC_PUBLIC}"
+        private_networks = ["{PRIVATE_LAN}"]
+        tunnel_interface = "{TUNNEL_INTERFACE}"
+        allow_legacy_crypto = {str(plan.allow_legacy).lower()}
+        ike_lifetime = {spec.ike_lifetime}
+        ipsec_lifetime = {spec.ipsec_lifetime}
+        dns = ["{LAN_HOST}"]
+
+        [nat_transparency]
+        ipsec_over_natt = {str(spec.natt).lower()}
+
+        [admin]
+        socket = "{run_dir / 'admin.sock'}"
+
+        [log]
+        console_severity = 5
+        store = "{run_dir / 'events.log'}"
+
+        [[group]]
+        # suite {spec.suite}: {plan.note}
+        name = "{GROUP_ID}"
+        psk = "{GROUP_PSK}"
+        address_pool = "{POOL}"
+        dns = ["{LAN_HOST}"]
+        split_include = ["{PRIVATE_LAN}"]
+        """) + proposals + users
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def vpnhub_client_problem() -> str | None:
+    """Why ``--client vpnhub`` cannot be used (None: ``vpnhub connect`` exists)."""
+    cp = subprocess.run([sys.executable, "-m", "vpnhub", "connect", "--help"],
+                        capture_output=True, text=True, timeout=30, check=False)
+    if cp.returncode == 0:
+        return None
+    return ("the vpnhub client is not available yet: `python -m vpnhub connect --help`"
+            " fails in this tree (it arrives with the client issue); use --client vpnc"
+            " (the default) or --client strongswan")
+
+
+def missing_tools(spec: LabSpec) -> list[str]:
+    tools = ["ip", "nft", "conntrack", "iperf3", "ping"]
+    if spec.client == "vpnc":
+        tools.append("vpnc")
+    elif spec.client == "strongswan":
+        tools += ["swanctl", peers.CHARON]
+    missing = [t for t in tools
+               if (not os.access(t, os.X_OK) if t.startswith("/") else shutil.which(t) is None)]
+    if not Path("/dev/net/tun").exists():
+        missing.append("/dev/net/tun")
+    return missing
+
+
+# ------------------------------------------------------------------------------ clients
+@dataclass
+class LabClient:
+    """One VPN client of the lab (vpnc, strongSwan charon or vpnhub) and what we know of it."""
+
+    role: str
+    kind: str
+    user: str
+    tun: str
+    log: Path
+    proc: Proc
+    vpnc: VpncClient | None = None
+    charon: Charon | None = None
+    status_socket: Path | None = None  # vpnhub connect's
+    state: str = "starting"  # starting | connected | usable | failed | exited | stopped
+    detail: str = ""
+    assigned: str = ""
+
+    def exited(self) -> str | None:
+        """Why the client process is gone, or None while it runs."""
+        if self.vpnc is not None:
+            return self.vpnc.exited()
+        rc = self.proc.returncode
+        if rc is None:
+            return None
+        tail = " | ".join(self.proc.log_text().strip().splitlines()[-3:])
+        return f"{self.kind} exited with {rc}: {tail}"
+
+    def stop(self) -> None:
+        if self.charon is not None:
+            self.charon.terminate()
+        self.proc.stop(5.0)
+        if self.state not in ("failed", "exited"):
+            self.state = "stopped"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "user": self.user, "tun": self.tun, "log": str(self.log),
+                "state": self.state, "detail": self.detail, "assigned": self.assigned,
+                "pid": self.proc.pid,
+                "status_socket": str(self.status_socket) if self.status_socket else None}
+
+
+def vpnhub_profile(plan: ClientSuite, tun: str, psk: str) -> str:
+    """A vpnhub client profile (docs/CLIENT-PROFILES.md) for a lab client."""
+    return textwrap.dedent(f"""\
+        # Generated by `vpnhub lab`: the PC behind the PAT of the Cisco note.
+        host = "{CONC_PUBLIC}"
+        group = "{GROUP_ID}"
+        group_password = "{psk}"
+        transparent_tunneling = true
+        dh_group = {plan.dh_group}
+        allow_legacy = {str(plan.allow_legacy).lower()}
+        tunnel_interface = "{tun}"
+        no_dns = true
+        """)
+
+
+def client_status(sock: Path) -> dict[str, Any] | None:
+    """`vpnhub status --json` of a vpnhub client (None: it does not answer)."""
+    return admin_request(sock, {"cmd": "status"})
+
+
+def _vpnhub_connected(c: LabClient) -> dict[str, Any] | None:
+    if why := c.exited():
+        raise LabError(f"[{c.role}] {why}")
+    assert c.status_socket is not None
+    st = client_status(c.status_socket)
+    return st if st is not None and st.get("state") == "connected" else None
+
+
+# ------------------------------------------------------------------------------ the lab
+Progress = Callable[[str], None]
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+class Lab:
+    """A lab built and owned by this process: the lab daemon, or a scenario."""
+
+    def __init__(self, spec: LabSpec, *, progress: Progress = _say,
+                 owner: str = "daemon") -> None:
+        spec.check()
+        self.spec = spec
+        self.run_dir = run_dir_for(spec.prefix)
+        self.topo = Topology(spec.prefix, clients=spec.clients, run_dir=self.run_dir)
+        self.progress = progress
+        self.owner = owner
+        self.clients: dict[str, LabClient] = {}
+        self.conc: Proc | None = None
+        self.lan: LanServices | None = None
+        self.phase = "building"
+        self.error = ""
+        self.problems: list[str] = []
+        self.created = time.time()
+        self.ready_at: float | None = None
+
+    # -- paths
+    @property
+    def config_path(self) -> Path:
+        return self.run_dir / "concentrator.toml"
+
+    @property
+    def admin_socket(self) -> Path:
+        return self.run_dir / "admin.sock"
+
+    @property
+    def conc_log(self) -> Path:
+        return self.run_dir / "conc.log"
+
+    # -- building
+    def _step(self, what: str, fn: Callable[[], str | None]) -> None:
+        t0 = time.monotonic()
+        self.progress(f"[lab] {what} ...")
+        note = fn()
+        self.progress(f"[lab] {what}: {note or 'done'} ({time.monotonic() - t0:.1f} s)")
+
+    def build(self) -> None:
+        """Namespaces, PAT, concentrator, LAN services (no client yet)."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._step(f"namespaces of lab {self.spec.prefix}", self._build_network)
+        self.save_state()
+        self._step("concentrator (vpnhub serve)", self._start_concentrator)
+        self._step("LAN host services", self._start_lan)
+        self.save_state()
+
+    def _build_network(self) -> str:
+        self.topo.up()
+        self._pat_without_esp()
+        return (f"{len(self.topo.hosts)} hosts: {', '.join(self.topo.hosts)};"
+                f" PAT {PAT_INSIDE} -> {PAT_OUTSIDE} (masquerade random)")
+
+    def _pat_without_esp(self) -> None:
+        # Like the document's PIX, a PAT device translates ports; ESP (IP protocol 50)
+        # has none, so it cannot be translated and is dropped (the counter proves it).
+        # Linux alone would pass ESP of ONE client ("IPsec passthrough").
+        ruleset = (
+            f"table ip {self.spec.prefix}noesp {{\n"
+            "  chain forward {\n"
+            "    type filter hook forward priority filter; policy accept;\n"
+            f'    meta l4proto esp counter drop comment "PAT: ESP has no ports to translate"\n'
+            "  }\n"
+            "}\n"
+        )
+        self.topo.exec(self.topo.pat, ["nft", "-f", "-"], input=ruleset, check=True)
+
+    def _start_concentrator(self) -> str:
+        _write_private(self.config_path, concentrator_toml(self.spec, self.run_dir))
+        self.conc = self.topo.spawn(
+            self.topo.conc, [sys.executable, "-m", "vpnhub", "serve", "--config",
+                             str(self.config_path)], self.conc_log, name="vpnhub-serve")
+        conc = self.conc
+
+        def answering() -> bool:
+            if not conc.alive():
+                raise LabError(f"vpnhub serve exited with {conc.returncode}:"
+                               f" {conc.log_text()[-800:]}")
+            return admin_request(self.admin_socket, {"cmd": "sessions"}) is not None
+
+        wait_until(answering, 20.0, interval=0.1, what="the concentrator's admin socket")
+        return (f"pid {conc.pid}, {CONC_PUBLIC} UDP 500/4500, NAT-T"
+                f" {'on' if self.spec.natt else 'OFF'}, config {self.config_path}")
+
+    def _start_lan(self) -> str:
+        self.lan = self.topo.start_lan_services()
+        ports = " ".join(f":{p}" for p in self.lan.iperf_ports)
+        return f"{LAN_HOST}: HTTP :{self.lan.http_port}, iperf3 {ports}"
+
+    # -- clients
+    def start_client(self, role: str, *, psk: str | None = None) -> LabClient:
+        """Start the client of `role` (vpnc and vpnhub negotiate at once, charon on connect)."""
+        host = self.topo.host(role)
+        user = f"vpnuser{peers.client_number(self.topo, host)}"
+        plan = suite_plan(self.spec)
+        secret = psk if psk is not None else (
+            "not-the-group-secret" if role in self.spec.wrong_psk else GROUP_PSK)
+        c: LabClient
+        if self.spec.client == "vpnc":
+            v = peers.start_vpnc(self.topo, host, secret=secret, dh=f"dh{plan.dh_group}",
+                                 weak=plan.allow_legacy)
+            c = LabClient(role, "vpnc", user, host.tun, v.log, v.proc, vpnc=v)
+        elif self.spec.client == "strongswan":
+            ch = peers.start_strongswan_client(self.topo, host, suite=plan.strongswan,
+                                               psk=secret)
+            c = LabClient(role, "strongswan", user, ch.tun, ch.log, ch.proc, charon=ch)
+        else:
+            c = self._start_vpnhub_client(role, user, plan, secret)
+        self.clients[role] = c
+        return c
+
+    def _start_vpnhub_client(self, role: str, user: str, plan: ClientSuite,
+                             psk: str) -> LabClient:
+        host = self.topo.host(role)
+        d = self.run_dir / f"vpnhub-{role}"
+        profile = _write_private(d / "profile.toml", vpnhub_profile(plan, host.tun, psk))
+        sock = d / "status.sock"
+        log = d / "client.log"
+        proc = self.topo.spawn(
+            host, [sys.executable, "-m", "vpnhub", "connect", "--profile", str(profile),
+                   "--user", user, "--status-socket", str(sock), "-v", "--no-dns"],
+            log, env={"VPNHUB_PASSWORD": peers.USERS[user], "PYTHONUNBUFFERED": "1"},
+            name=f"vpnhub-connect-{role}")
+        return LabClient(role, "vpnhub", user, host.tun, log, proc, status_socket=sock)
+
+    def connect(self, c: LabClient, timeout: float = CONNECT_TIMEOUT) -> None:
+        """Wait until c's tunnel is configured; LabError (c.state failed) if it is not."""
+        try:
+            if c.vpnc is not None:
+                env = c.vpnc.wait_connected(timeout)
+                c.assigned = env.get("INTERNAL_IP4_ADDRESS", "")
+            elif c.charon is not None:
+                cp = c.charon.initiate(timeout=timeout)
+                if cp.returncode != 0:
+                    tail = " | ".join(cp.stdout.strip().splitlines()[-3:])
+                    raise LabError(f"[{c.role}] swanctl --initiate failed: {tail}")
+                c.assigned = tunnel_address(self.topo, c.role, c.tun)
+            elif c.status_socket is not None:
+                st = wait_until(lambda: _vpnhub_connected(c), timeout, interval=0.1,
+                                what=f"vpnhub connect in {c.role} to connect")
+                c.assigned = str(st.get("assigned_address", ""))
+            c.state = "connected"
+        except (LabError, TimeoutError) as e:
+            c.state, c.detail = "failed", str(e)
+            raise LabError(str(e)) from e
+
+    def check_usable(self, c: LabClient, timeout: float = USABLE_TIMEOUT) -> bool:
+        """Ping the LAN host through c's tunnel; records the result in c.state/c.detail."""
+        try:
+            t = self.topo.wait_ping(c.role, LAN_HOST, interface=c.tun, timeout=timeout,
+                                    abort=c.exited)
+        except (LabError, TimeoutError) as e:
+            c.detail = f"no reply from {LAN_HOST} through {c.tun}: {e}"
+            return False
+        c.state, c.detail = "usable", f"{LAN_HOST} answered through {c.tun} after {t:.2f} s"
+        return True
+
+    def connect_all(self) -> None:
+        """Start every client, wait for each tunnel, then check data passes (NAT-T on)."""
+        roles = [h.role for h in self.topo.clients]
+        if self.spec.client != "strongswan":  # vpnc and vpnhub connect in parallel
+            for role in roles:
+                self.start_client(role)
+        for role in roles:
+            c = self.clients.get(role) or self.start_client(role)
+            t0 = time.monotonic()
+            try:
+                self.connect(c)
+            except LabError as e:
+                self.progress(f"[lab] {role}: NOT connected: {e}")
+                continue
+            if self.spec.natt:
+                self.check_usable(c)
+            elif not self.check_usable(c, timeout=2.0):
+                c.detail = ("tunnel up, no data passes: NAT-T is off on the concentrator"
+                            " (the failure the document warns about)")
+            self.progress(f"[lab] {role}: {c.kind} {c.user} {c.state}, address"
+                          f" {c.assigned or '-'} on {c.tun} ({time.monotonic() - t0:.1f} s);"
+                          f" {c.detail}")
+        self.save_state()
+
+    def poll(self) -> None:
+        """Notice clients or servers that exited (the daemon calls this every second)."""
+        changed = False
+        for c in self.clients.values():
+            if c.state in ("connected", "usable", "starting") and (why := c.exited()):
+                c.state, c.detail = "exited", why
+                self.progress(f"[lab] {c.role}: {why}")
+                changed = True
+        if self.conc is not None and not self.conc.alive():
+            msg = f"vpnhub serve exited with {self.conc.returncode}"
+            if msg not in self.problems:
+                self.problems.append(msg)
+                self.progress(f"[lab] {msg}")
+                changed = True
+        if changed:
+            self.save_state()
+
+    # -- tearing down
+    def down(self) -> list[str]:
+        """Clients first (they send DELETEs), then everything else; nothing is left."""
+        self.phase = "stopping"
+        for c in self.clients.values():
+            with contextlib.suppress(Exception):
+                c.stop()
+        return self.topo.down()
+
+    # -- state for other processes
+    def state(self) -> dict[str, Any]:
+        me = os.getpid()
+        lan = self.lan
+        return {
+            "version": 1,
+            "prefix": self.spec.prefix,
+            "run_dir": str(self.run_dir),
+            "spec": self.spec.to_dict(),
+            "owner": {"pid": me, "starttime": procs.proc_starttime(me), "kind": self.owner},
+            "phase": self.phase,
+            "error": self.error,
+            "problems": self.problems,
+            "created": self.created,
+            "ready_at": self.ready_at,
+            "config": str(self.config_path),
+            "admin_socket": str(self.admin_socket),
+            "conc_log": str(self.conc_log),
+            "daemon_log": str(self.run_dir / DAEMON_LOG),
+            "hosts": {h.role: {"netns": h.netns, "addr": h.addr, "ifname": h.ifname}
+                      for h in self.topo.hosts.values()},
+            "clients": {r: c.to_dict() for r, c in self.clients.items()},
+            "lan": {"http_url": lan.http_url, "iperf_ports": list(lan.iperf_ports)}
+            if lan else {},
+        }
+
+    def save_state(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(self.run_dir / STATE_FILE, self.state())
+
+    def view(self) -> LabState:
+        return LabState(self.state())
+
+
+@dataclass
+class LabState:
+    """A lab as seen from any process: its ``lab.json``."""
+
+    data: dict[str, Any]
+
+    @classmethod
+    def load(cls, prefix: str) -> LabState | None:
+        try:
+            data = json.loads((run_dir_for(prefix) / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+        return cls(data) if isinstance(data, dict) else None
+
+    @property
+    def prefix(self) -> str:
+        return str(self.data["prefix"])
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.data["run_dir"])
+
+    @property
+    def spec(self) -> LabSpec:
+        return LabSpec.from_dict(self.data.get("spec", {}))
+
+    @property
+    def phase(self) -> str:
+        return str(self.data.get("phase", ""))
+
+    @property
+    def admin_socket(self) -> Path:
+        return Path(self.data["admin_socket"])
+
+    @property
+    def conc_log(self) -> Path:
+        return Path(self.data["conc_log"])
+
+    @property
+    def clients(self) -> dict[str, dict[str, Any]]:
+        c = self.data.get("clients", {})
+        return c if isinstance(c, dict) else {}
+
+    @property
+    def owner_pid(self) -> int:
+        return int(self.data.get("owner", {}).get("pid", 0))
+
+    def owner_alive(self) -> bool:
+        o = self.data.get("owner", {})
+        st = o.get("starttime")
+        return procs.is_running(int(o.get("pid", 0)), int(st) if st is not None else None)
+
+    def running(self) -> bool:
+        return self.owner_alive() and self.phase in ("building", "up")
+
+    def topology(self) -> Topology:
+        """The lab's Topology for exec/ping/conntrack (building nothing)."""
+        return Topology(self.prefix, clients=self.spec.clients, run_dir=self.run_dir)
+
+    def sessions(self) -> dict[str, Any] | None:
+        return admin_request(self.admin_socket, {"cmd": "sessions"})
+
+
+def admin_request(sock: Path, req: dict[str, Any]) -> dict[str, Any] | None:
+    """One request to the concentrator's admin socket; None if it does not answer."""
+    from vpnhub.cli import request
+
+    try:
+        return request(str(sock), req, timeout=5.0)
+    except (OSError, ValueError):
+        return None
+
+
+def tunnel_address(topo: Topology, role: str, tun: str) -> str:
+    """The inner (Mode Config) address on the client's tunnel interface, or ""."""
+    out = topo.exec(role, ["ip", "-4", "-o", "addr", "show", "dev", tun]).stdout
+    m = re.search(r"\binet (\d+\.\d+\.\d+\.\d+)", out)
+    return m.group(1) if m else ""
+
+
+# ------------------------------------------------------------------------------ the daemon
+class _Stop(Exception):
+    """SIGTERM/SIGINT/SIGHUP reached the lab daemon: take the lab down."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop(signal.Signals(signum).name)
+
+
+def daemon_main(spec_json: str) -> int:
+    """The lab daemon: build, connect, then keep the lab until a signal; always clean up."""
+    spec = LabSpec.from_dict(json.loads(spec_json))
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, _raise_stop)
+    lab = Lab(spec)
+    try:
+        try:
+            lab.build()
+            if spec.connect:
+                lab.connect_all()
+        except _Stop:
+            raise
+        except Exception as e:
+            lab.phase, lab.error = "failed", f"{type(e).__name__}: {e}"
+            lab.progress(f"[lab] FAILED: {lab.error}")
+            traceback.print_exc(file=sys.stdout)
+            lab.down()
+            lab.phase = "failed"
+            lab.save_state()
+            return 1
+        lab.phase, lab.ready_at = "up", time.time()
+        lab.save_state()
+        lab.progress(f"[lab] up: {spec.describe()}")
+        while True:
+            time.sleep(1.0)
+            lab.poll()
+    except _Stop as e:
+        lab.progress(f"[lab] {e}: taking the lab down")
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # finish the teardown first
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if lab.phase != "failed":
+            lab.progress(f"[lab] down: removed {_summarise(lab.down())}")
+    return 0
+
+
+# ------------------------------------------------------------------------------ commands
+def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``lab`` and its subcommands to the ``vpnhub`` parser's subparsers."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--prefix", default=DEFAULT_PREFIX,
+                        help=f"lab name: namespaces <prefix>-<host> (default {DEFAULT_PREFIX};"
+                             " tests use their own)")
+    lab: argparse.ArgumentParser = subparsers.add_parser(
+        "lab", help="the document's network in namespaces: up, status, xlate, exec, logs,"
+                    " scenario, down",
+        description="The Cisco note's network on this machine: clients behind a PAT, the"
+                    " concentrator, the private LAN (docs/LAB.md).")
+    sub = lab.add_subparsers(dest="lab_command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", parents=[common], help="build the lab and connect every client")
+    up.add_argument("--clients", type=int, default=2, help="clients behind the PAT (default 2)")
+    up.add_argument("--client", choices=CLIENT_KINDS, default="vpnc",
+                    help="VPN client software (default vpnc)")
+    up.add_argument("--suite", choices=SUITE_NAMES, default="modern",
+                    help="legacy: the document's era (DH group 2, 3DES/MD5 allowed);"
+                         " modern (default)")
+    up.add_argument("--nat-t", choices=("on", "off"), default="on",
+                    help="the concentrator's NAT-T checkbox (off: the document's failure)")
+    up.add_argument("--ipsec-lifetime", type=int, default=28800, metavar="SECONDS",
+                    help="IPsec SA lifetime (60 .. 2592000; short ones show rekeys)")
+
+    sub.add_parser("down", parents=[common], help="remove every namespace, link, process and"
+                                                  " file of the lab")
+    sub.add_parser("status", parents=[common], help="hosts, processes, tunnels, sessions")
+    x = sub.add_parser("xlate", parents=[common], help="the PAT's translations (show xlate)")
+    x.add_argument("--detail", action="store_true", help="protocol, peer and flags too")
+    e = sub.add_parser("exec", parents=[common], help="run a command in a lab host",
+                       description="Run CMD in HOST's namespace (c1 .. cN, pat, inet, conc,"
+                                   " lan); without CMD, a shell.")
+    e.add_argument("host")
+    e.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS]")
+    lg = sub.add_parser("logs", parents=[common], help="a host's logs (default: the"
+                                                       " concentrator's event log)")
+    lg.add_argument("host", nargs="?", default="conc",
+                    help="conc (default), c1 .. cN, lan, pat, lab (the lab daemon)")
+    lg.add_argument("-n", "--lines", type=int, default=0, help="only the last N lines")
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    sc = sub.add_parser("scenario", parents=[common], help="run a scenario: PASS or FAIL",
+                        description="Run a scenario of the document; it reuses the running"
+                                    " lab when it can, else builds (and removes) its own.")
+    sc.add_argument("name", nargs="?", help="scenario name (omit to list them)")
+    sc.add_argument("--client", choices=CLIENT_KINDS, default="vpnc",
+                    help="client software of a lab the scenario builds (default vpnc)")
+    sc.add_argument("--fresh", action="store_true",
+                    help="always build the scenario's own lab, even if one is running")
+    sc.add_argument("--own-prefix", default=None,
+                    help="prefix of the lab the scenario builds (default vhs + random hex)")
+    sc.add_argument("--save-logs", type=Path, default=None, metavar="DIR",
+                    help="copy the scenario lab's logs to DIR before removing it")
+    return lab
+
+
+def run_lab(args: argparse.Namespace) -> int:
+    """Run ``vpnhub lab <command>``; returns the exit status."""
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "up": cmd_up, "down": cmd_down, "status": cmd_status, "xlate": cmd_xlate,
+        "exec": cmd_exec, "logs": cmd_logs, "scenario": cmd_scenario,
+    }
+    if not PREFIX_RE.match(args.prefix):
+        return _fail(f"--prefix must match {PREFIX_RE.pattern}", 2)
+    if os.geteuid() != 0 and args.lab_command != "logs":
+        return _fail("the lab needs root (network namespaces, nft, TUN devices)", 2)
+    try:
+        return commands[args.lab_command](args)
+    except LabError as e:
+        return _fail(str(e), 1)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+    except BrokenPipeError:  # e.g. `vpnhub lab up | head`: the lab goes on being built
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
+
+
+def _fail(msg: str, code: int) -> int:
+    print(f"vpnhub lab: {msg}", file=sys.stderr)
+    return code
+
+
+@contextlib.contextmanager
+def _locked(prefix: str) -> Iterator[None]:
+    """One up/down at a time per lab."""
+    RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    with (RUN_ROOT / f".{prefix}.lock").open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def _opt(prefix: str) -> str:
+    return "" if prefix == DEFAULT_PREFIX else f" --prefix {prefix}"
+
+
+# -- up
+def cmd_up(args: argparse.Namespace) -> int:
+    spec = LabSpec(prefix=args.prefix, clients=args.clients, client=args.client,
+                   suite=args.suite, natt=args.nat_t == "on", ipsec_lifetime=args.ipsec_lifetime)
+    try:
+        spec.check()
+    except ValueError as e:
+        return _fail(str(e), 2)
+    if spec.client == "vpnhub" and (why := vpnhub_client_problem()):
+        return _fail(why, 2)
+    if missing := missing_tools(spec):
+        return _fail(f"missing {', '.join(missing)}: run scripts/setup as root", 2)
+    with _locked(spec.prefix):
+        state = LabState.load(spec.prefix)
+        if state is not None and state.running():
+            return _report_running(state, spec)
+        removed = clean_lab(spec.prefix)
+        if removed:
+            print(f"cleaned what an earlier lab {spec.prefix} left behind: "
+                  f"{_summarise(removed)}")
+        print(f"building lab {spec.prefix}: {spec.describe()}")
+        t0 = time.monotonic()
+        try:
+            state = _start_daemon(spec)
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: the lab daemon goes on building lab {spec.prefix};"
+                  f" `vpnhub lab status{_opt(spec.prefix)}` shows it,"
+                  f" `vpnhub lab down{_opt(spec.prefix)}` removes it", file=sys.stderr)
+            return 130
+    if state is None or state.phase != "up":
+        return 1
+    print(f"\nlab {spec.prefix} is up ({time.monotonic() - t0:.1f} s)\n")
+    print(report(state))
+    unusable = [r for r, c in state.clients.items() if c.get("state") != "usable"]
+    if spec.natt and unusable:
+        print(f"\nNOT every client works ({', '.join(unusable)}): the lab stays up;"
+              f" `vpnhub lab logs{_opt(spec.prefix)} {unusable[0]}`, `vpnhub lab logs"
+              f"{_opt(spec.prefix)} conc`, `vpnhub lab down{_opt(spec.prefix)}`",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def clean_lab(prefix: str) -> list[str]:
+    """Remove a stopped, crashed or half-built lab `prefix`: processes, namespaces, files."""
+    state = LabState.load(prefix)
+    removed = []
+    if state is not None and state.owner_alive():
+        pid = state.owner_pid
+        o = state.data.get("owner", {})
+        if procs.terminate_pid(pid, o.get("starttime"), 30.0):
+            removed.append(f"lab {o.get('kind', 'owner')} process {pid}")
+    removed += cleanup(prefix)
+    rd = run_dir_for(prefix)
+    if rd.exists():
+        shutil.rmtree(rd, ignore_errors=True)
+        removed.append(f"run dir {rd}")
+    return removed
+
+
+def _summarise(removed: Sequence[str]) -> str:
+    """"3 processes, 6 namespaces, the run directory" from cleanup()'s list."""
+    names = {"process": "process", "netns": "namespace", "link": "link", "lab": "lab daemon",
+             "run": "run directory"}
+    kinds: dict[str, int] = {}
+    for r in removed:
+        k = names.get(r.split()[0], r.split()[0])
+        kinds[k] = kinds.get(k, 0) + 1
+    return ", ".join(f"{n} {k}{'es' if k.endswith('s') and n > 1 else 's' if n > 1 else ''}"
+                     for k, n in kinds.items())
+
+
+def _start_daemon(spec: LabSpec) -> LabState | None:
+    """Start the lab daemon detached, echo its progress, wait until the lab is up."""
+    rd = run_dir_for(spec.prefix)
+    rd.mkdir(parents=True, exist_ok=True)
+    log = rd / DAEMON_LOG
+    with log.open("wb") as out:
+        daemon = subprocess.Popen(
+            [sys.executable, "-m", "vpnhub.lab.labctl", "--daemon",
+             json.dumps(spec.to_dict())],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd="/",
+            start_new_session=True, close_fds=True)
+    shown = 0
+    deadline = time.monotonic() + UP_TIMEOUT
+    while True:
+        text = log.read_text(errors="replace")
+        for line in text[shown:].splitlines(keepends=True):
+            if not line.endswith("\n"):
+                break
+            shown += len(line)
+            if line.startswith("[lab]") and not line.rstrip().endswith("..."):
+                print("  " + line[6:].rstrip(), flush=True)
+        state = LabState.load(spec.prefix)
+        if state is not None and state.owner_pid == daemon.pid and state.phase in ("up",
+                                                                                   "failed"):
+            break
+        if daemon.poll() is not None or time.monotonic() > deadline:
+            state = None
+            break
+        time.sleep(0.1)
+    if state is not None and state.phase == "up":
+        return state
+    why = (state.data.get("error") if state else None) or (
+        f"the lab daemon exited with {daemon.returncode}" if daemon.poll() is not None
+        else f"not up after {UP_TIMEOUT:g} s")
+    print(f"\nlab {spec.prefix} did NOT come up: {why}", file=sys.stderr)
+    print(textwrap.indent(_tail(log, 30), "  | "), file=sys.stderr)
+    conc_log = rd / "conc.log"
+    if conc_log.exists():
+        print(f"concentrator log ({conc_log}):", file=sys.stderr)
+        print(textwrap.indent(_tail(conc_log, 20), "  | "), file=sys.stderr)
+    if daemon.poll() is None:
+        procs.terminate_pid(daemon.pid, procs.proc_starttime(daemon.pid), 30.0)
+    print(f"logs stay in {rd} until `vpnhub lab down{_opt(spec.prefix)}`", file=sys.stderr)
+    return None
+
+
+def _report_running(state: LabState, wanted: LabSpec) -> int:
+    if state.phase == "building":
+        print(f"lab {state.prefix} is being built by process {state.owner_pid}; waiting")
+        wait_until(lambda: (s := LabState.load(state.prefix)) is None or s.phase != "building",
+                   UP_TIMEOUT, interval=0.2, what=f"lab {state.prefix} to be built")
+        state = LabState.load(state.prefix) or state
+    since = time.strftime("%H:%M:%S", time.localtime(state.data.get("ready_at") or 0))
+    print(f"lab {state.prefix} is already running (up since {since}, lab daemon pid"
+          f" {state.owner_pid}): {state.spec.describe()}; not rebuilt.")
+    if not state.spec.same_lab(wanted):
+        print(f"  you asked for: {wanted.describe()} -- run `vpnhub lab down"
+              f"{_opt(state.prefix)}` first to rebuild it that way.")
+    print()
+    print(report(state))
+    return 0
+
+
+# -- the report
+def diagram(state: LabState) -> str:
+    roles = sorted(state.clients, key=lambda r: int(r[1:])) or ["c1"]
+    hosts = state.data.get("hosts", {})
+    lines = []
+    mid = len(roles) // 2
+    for i, r in enumerate(roles):
+        addr = hosts.get(r, {}).get("addr", "?")
+        left = f"  {r} {addr:<11} --+"
+        if i == mid:
+            left += (f"-- [pat] {PAT_INSIDE} | {PAT_OUTSIDE} -- [inet] -- {CONC_PUBLIC}"
+                     f" [conc] {CONC_PRIVATE} -- {LAN_HOST} [lan]")
+        lines.append(left)
+    lines.append(f"  clients {CLIENT_LAN}, PAT masquerade random, tunnel pool {POOL},"
+                 f" private LAN {PRIVATE_LAN}")
+    return "\n".join(lines)
+
+
+def report(state: LabState) -> str:
+    """What ``up`` prints: the network, the tunnels, the sessions, xlate, how to go on."""
+    from vpnhub.cli import format_sessions
+
+    opt = _opt(state.prefix)
+    out = [diagram(state), "", "Tunnels"]
+    for role, c in sorted(state.clients.items(), key=lambda kv: int(kv[0][1:])):
+        out.append(f"  {role}  {c['kind']:<10} {c['user']:<9} {c.get('assigned') or '-':<11}"
+                   f" on {c['tun']:<8} {c['state']}: {c.get('detail', '')}")
+    sessions = state.sessions()
+    out += ["", f"$ vpnhub sessions --socket {state.admin_socket}"]
+    out.append(format_sessions(sessions) if sessions is not None
+               else "  (the concentrator does not answer)")
+    out += ["", f"$ vpnhub lab xlate{opt}", pat_xlate(state.topology())]
+    first = min(state.clients, default="c1", key=lambda r: int(r[1:]))
+    port = (state.data.get("lan", {}).get("iperf_ports") or [5201])[0]
+    status = [(f"vpnhub status --socket {c['status_socket']}",
+               f"{role}'s client status (tunnel port 4500 = NAT-T)")
+              for role, c in sorted(state.clients.items()) if c.get("status_socket")][:1]
+    out += ["", "Go on:", *(f"  {cmd:<58} {why}" for cmd, why in (
+        *status,
+        (f"vpnhub sessions --socket {state.admin_socket}", "sessions (--json: all fields)"),
+        (f"vpnhub lab xlate{opt}", "the PAT's translations"),
+        (f"vpnhub lab exec {first}{opt} -- ping {LAN_HOST}", "through the tunnel"),
+        (f"vpnhub lab exec {first}{opt} -- curl -s http://{LAN_HOST}/", "the LAN's web page"),
+        (f"vpnhub lab exec {first}{opt} -- iperf3 -c {LAN_HOST} -p {port}", "throughput"),
+        (f"vpnhub lab exec conc{opt} -- bash", "a shell in a host (c1.. pat inet conc lan)"),
+        (f"vpnhub lab status{opt}", "hosts, processes, tunnels"),
+        (f"vpnhub lab logs{opt} [conc|c1|lan|lab]", "logs"),
+        (f"vpnhub lab scenario{opt} [NAME]", "scenarios, PASS or FAIL"),
+        (f"vpnhub lab down{opt}", "remove the lab"),
+    ))]
+    return "\n".join(out)
+
+
+def pat_xlate(topo: Topology, *, detail: bool = False) -> str:
+    try:
+        entries: list[NatEntry] = topo.pat_conntrack(proto=None)
+    except LabError as e:
+        return f"  (cannot read the PAT's conntrack table: {e})"
+    return format_xlate(entries, detail=detail)
+
+
+# -- down
+def cmd_down(args: argparse.Namespace) -> int:
+    prefix = args.prefix
+    with _locked(prefix):
+        state = LabState.load(prefix)
+        before = leftovers(prefix)
+        rd = run_dir_for(prefix)
+        if state is None and not before and not rd.exists():
+            print(f"no lab {prefix}: nothing to remove")
+            _drop_lock(prefix)
+            return 0
+        t0 = time.monotonic()
+        clean_lab(prefix)
+        left = leftovers(prefix)
+        _drop_lock(prefix)
+    namespaces = [x for x in before if x.startswith("netns")]
+    processes = [x for x in before if x.startswith("process")]
+    print(f"lab {prefix} removed in {time.monotonic() - t0:.1f} s: {len(namespaces)}"
+          f" namespaces (with their links, routes and nft tables), {len(processes)}"
+          f" processes, the lab daemon, {rd}")
+    if left:
+        print(f"still present: {', '.join(left)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _drop_lock(prefix: str) -> None:
+    with contextlib.suppress(OSError):
+        (RUN_ROOT / f".{prefix}.lock").unlink()
+    with contextlib.suppress(OSError):
+        RUN_ROOT.rmdir()  # only if empty
+
+
+# -- status
+def cmd_status(args: argparse.Namespace) -> int:
+    state = LabState.load(args.prefix)
+    if state is None:
+        left = leftovers(args.prefix)
+        if left:
+            print(f"no lab {args.prefix} is running, but pieces are left: {', '.join(left)}"
+                  f"\n`vpnhub lab down{_opt(args.prefix)}` removes them")
+            return 1
+        print(f"no lab {args.prefix} (`vpnhub lab up{_opt(args.prefix)}` builds it)")
+        return 3
+    problems = status_problems(state)
+    print(status_text(state))
+    if problems:
+        print("\nproblems:\n" + "\n".join(f"  - {p}" for p in problems))
+        return 1
+    print("\nno problems")
+    return 0
+
+
+def status_problems(state: LabState) -> list[str]:
+    out = [str(p) for p in state.data.get("problems", [])]
+    if not state.owner_alive():
+        out.append(f"the lab's owner process {state.owner_pid} is gone (crashed?):"
+                   f" `vpnhub lab down{_opt(state.prefix)}` cleans up")
+    if state.phase != "up":
+        out.append(f"phase {state.phase}" + (f": {state.data['error']}"
+                                            if state.data.get("error") else ""))
+    present = set(list_netns())
+    for role, h in state.data.get("hosts", {}).items():
+        if h["netns"] not in present:
+            out.append(f"namespace {h['netns']} ({role}) is missing")
+    for _, rec in procs.records(state.prefix):
+        if not procs.is_running(rec.pid, rec.starttime):
+            out.append(f"process {rec.name} (pid {rec.pid}) is not running")
+    for role, c in state.clients.items():
+        if c.get("state") not in ("usable", "connected"):
+            out.append(f"client {role}: {c.get('state')} {c.get('detail', '')}".rstrip())
+    return out
+
+
+def status_text(state: LabState) -> str:
+    ready = state.data.get("ready_at")
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ready)) if ready else "-"
+    lines = [f"lab {state.prefix}: {state.phase} since {since}; {state.spec.describe()}",
+             f"  owner: {state.data.get('owner', {}).get('kind', '?')} pid {state.owner_pid}"
+             f" ({'running' if state.owner_alive() else 'GONE'}); run dir {state.run_dir}",
+             "", "hosts"]
+    present = set(list_netns())
+    by_ns: dict[str, list[str]] = {}
+    for _, rec in procs.records(state.prefix):
+        alive = procs.is_running(rec.pid, rec.starttime)
+        by_ns.setdefault(rec.netns, []).append(f"{rec.name} pid {rec.pid}"
+                                               f"{'' if alive else ' (DEAD)'}")
+    topo = state.topology()
+    for role, h in state.data.get("hosts", {}).items():
+        ns = h["netns"]
+        what = ", ".join(by_ns.get(ns, [])) or "-"
+        extra = ""
+        if role in state.clients:
+            c = state.clients[role]
+            addr = tunnel_address(topo, role, c["tun"]) if ns in present else ""
+            extra = f"; tunnel {c['tun']} {addr or 'DOWN'}"
+        lines.append(f"  {role:<5} {ns:<12} {h['addr'] or 'bridge':<14}"
+                     f" {'ok' if ns in present else 'MISSING':<8} {what}{extra}")
+    sessions = state.sessions()
+    if sessions is not None:
+        s = sessions.get("summary", {})
+        lines += ["", f"concentrator: {s.get('total_active', 0)} active sessions, peak"
+                      f" {s.get('peak', 0)}, cumulative {s.get('cumulative', 0)}"]
+        for x in sessions.get("sessions", []):
+            lines.append(f"  {x['user']:<10} {x.get('assigned_ip') or '-':<11}"
+                         f" {x['public_ip']}:{x['public_port']:<6} {x.get('protocol', '')}"
+                         f"  rx {x.get('bytes_rx', 0)} tx {x.get('bytes_tx', 0)}"
+                         + (f"  ! {x['diagnosis']}" if x.get("diagnosis") else ""))
+    else:
+        lines += ["", "concentrator: admin socket does not answer"]
+    return "\n".join(lines)
+
+
+# -- xlate
+def cmd_xlate(args: argparse.Namespace) -> int:
+    topo = Topology(args.prefix, clients=0)
+    if topo.pat.netns not in list_netns():
+        return _fail(f"no lab {args.prefix} (no namespace {topo.pat.netns})", 3)
+    print(pat_xlate(topo, detail=args.detail))
+    return 0
+
+
+# -- exec
+def cmd_exec(args: argparse.Namespace) -> int:
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    ns = f"{args.prefix}-{args.host}"
+    present = list_netns()
+    if ns not in present:
+        hosts = sorted(n.split("-", 1)[1] for n in present if n.startswith(args.prefix + "-"))
+        if not hosts:
+            return _fail(f"no lab {args.prefix} (`vpnhub lab up{_opt(args.prefix)}`)", 3)
+        return _fail(f"no host {args.host!r} in lab {args.prefix}; hosts: {' '.join(hosts)}", 2)
+    if not cmd:
+        cmd = [os.environ.get("SHELL") or "/bin/bash"]
+    env = {**os.environ, "VPNHUB_LAB_HOST": args.host, "VPNHUB_LAB": args.prefix}
+    sys.stdout.flush()
+    os.execvpe("ip", ["ip", "netns", "exec", ns, *cmd], env)
+    return 127  # not reached
+
+
+# -- logs
+_ESP_LINE = re.compile(r"^vpnc: Accepting expected ESP packet with seq (\d+)$")
+
+
+def collapse_esp_lines(lines: Sequence[str]) -> list[str]:
+    """vpnc --debug 1 logs every ESP packet it accepts: one summary line per run of them."""
+    out: list[str] = []
+    run: list[int] = []
+
+    def flush() -> None:
+        if run:
+            out.append(f"vpnc: Accepting expected ESP packet with seq {run[0]}"
+                       + (f" .. {run[-1]} ({len(run)} packets)" if len(run) > 1 else ""))
+            run.clear()
+
+    for line in lines:
+        m = _ESP_LINE.match(line.strip())
+        if m:
+            run.append(int(m.group(1)))
+            continue
+        if run and not line.strip():
+            continue  # vpnc prints an empty line before each of them
+        flush()
+        out.append(line)
+    flush()
+    return out
+
+
+def log_files(prefix: str, host: str) -> list[Path]:
+    rd = run_dir_for(prefix)
+    if host == "conc":
+        return [rd / "conc.log"]
+    if host == "lab":
+        return [rd / DAEMON_LOG]
+    if host == "lan":
+        return [rd / "http-server.log", *sorted(rd.glob("iperf3-s-*.log"))]
+    state = LabState.load(prefix)
+    client = state.clients.get(host) if state is not None else None
+    return [Path(str(client["log"]))] if client and client.get("log") else []
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    host = args.host
+    if host == "pat":
+        print("the PAT runs no process; its state is its nft ruleset and translations:")
+        topo = Topology(args.prefix, clients=0)
+        print(topo.exec("pat", ["nft", "list", "ruleset"]).stdout)
+        print(pat_xlate(topo, detail=True))
+        return 0
+    files = log_files(args.prefix, host)
+    files = [f for f in files if f.exists()]
+    if not files:
+        return _fail(f"no logs for {host!r} in lab {args.prefix} ({run_dir_for(args.prefix)});"
+                     " hosts with logs: conc, c1 .. cN, lan, lab", 3)
+    for f in files:
+        if len(files) > 1:
+            print(f"==> {f} <==")
+        lines = collapse_esp_lines(f.read_text(errors="replace").splitlines())
+        if args.lines:
+            lines = lines[-args.lines:]
+        print("\n".join(lines))
+    if args.follow:
+        _follow(files)
+    return 0
+
+
+def _follow(files: Sequence[Path]) -> None:
+    sizes = {f: f.stat().st_size for f in files}
+    while True:
+        time.sleep(0.3)
+        for f in files:
+            try:
+                size = f.stat().st_size
+            except OSError:
+                return  # the lab was taken down
+            if size > sizes[f]:
+                with f.open("rb") as fh:
+                    fh.seek(sizes[f])
+                    text = fh.read(size - sizes[f]).decode(errors="replace")
+                sizes[f] = size
+                print("\n".join(collapse_esp_lines(text.splitlines())), flush=True)
+
+
+def _tail(path: Path, n: int) -> str:
+    try:
+        lines = collapse_esp_lines(path.read_text(errors="replace").splitlines())
+    except OSError:
+        return "(no log)"
+    return "\n".join(lines[-n:])
+
+
+# -- scenario
+def cmd_scenario(args: argparse.Namespace) -> int:
+    from vpnhub.lab import scenarios
+
+    if not args.name:
+        print(scenarios.list_text())
+        return 0
+    if args.name not in scenarios.SCENARIOS:
+        return _fail(f"no scenario {args.name!r}; scenarios: {', '.join(scenarios.SCENARIOS)}",
+                     2)
+    if args.client == "vpnhub" and (why := vpnhub_client_problem()):
+        return _fail(why, 2)
+    return scenarios.run_scenario(
+        args.name, running_prefix=args.prefix, client=args.client, fresh=args.fresh,
+        own_prefix=args.own_prefix, save_logs=args.save_logs)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--daemon":
+        raise SystemExit(daemon_main(sys.argv[2]))
+    raise SystemExit("usage: python -m vpnhub.lab.labctl --daemon SPEC_JSON"
+                     " (started by `vpnhub lab up`)")
