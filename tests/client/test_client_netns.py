@@ -211,3 +211,25 @@ def test_rekeys_lose_no_packet(lab_prefix: str, lab_run_dir: Path, serve_ok: Non
         sessions = server.sessions()["sessions"]
         assert len(sessions) == 1 and sessions[0]["user"] == "vpnuser1"
         assert proc.stop(10) == 0
+
+
+def test_reconnect_after_the_concentrator_comes_back(lab_prefix: str, lab_run_dir: Path,
+                                                      serve_ok: None) -> None:
+    with Topology(lab_prefix, clients=1, run_dir=lab_run_dir) as topo:
+        server = start_vpnhub(topo, ServerOptions())
+        c = topo.clients[0]
+        sock = topo.run_dir / f"status-{c.role}.sock"
+        proc = topo.spawn(c, [*VPNHUB, "connect", "--profile",
+                              str(_profile(topo, "re", dpd_interval=3)), "--user", "vpnuser1",
+                              "--status-socket", str(sock), "--no-dns", "--reconnect"],
+                          "client-re.log", env={"VPNHUB_PASSWORD": "userpass1"})
+        _wait_connected(topo, c, proc)
+        os.kill(server.proc.pid, signal.SIGKILL)
+        wait_until(lambda: "reconnecting" in proc.log_text(), 20, interval=0.2,
+                   what="the client notices the dead concentrator and plans to reconnect")
+        server.proc.popen.wait(5)
+        start_vpnhub(topo, ServerOptions())  # the concentrator is back
+        wait_until(lambda: proc.log_text().count("connected: address") >= 2, 30, interval=0.2,
+                   what="the client connected again")
+        assert topo.ping(c, LAN_HOST, count=2, timeout=2, interface=TUN), proc.log_text()[-2000:]
+        assert proc.stop(10) == 0
