@@ -943,7 +943,8 @@ def _lan_to_lans(tables: list[_Table], conc: ConcentratorConfig,
         remote = t.network_list("remote_networks")
         assert local is not None and remote is not None
         if not local or not remote:
-            t.fail("local_networks" if not local else "remote_networks", "list at least one network")
+            t.fail("local_networks" if not local else "remote_networks",
+                   "list at least one network")
         for net in remote:
             for g in groups:
                 if net.overlaps(g.address_pool):

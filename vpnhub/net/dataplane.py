@@ -42,6 +42,30 @@ NAT; the loop sends one 0xFF byte to the peer whenever nothing was sent to it
 for ``interval`` seconds.  Time comes from the ``clock`` passed in (default
 ``time.monotonic``); ``tick(now)`` can also be driven by hand.
 
+Other transports (issue 8; the VPN 3000's "NAT transparency" options).  Every
+SA command takes ``transport``: "" keeps the meaning derived from
+``udp_encap`` ("natt" or "esp"); "cisco-udp" and "ctcp" pick the others.
+
+- Cisco IPsec over UDP ("cisco-udp"): ESP in UDP to a configured port
+  (default 10000) on the ``cisco_udp`` socket, without a non-ESP marker: no
+  IKE on that port (IKE stays on UDP 500).  Its NAT keepalive is the one
+  vpnc sends in cisco-udp mode, ``00 00 00 00 ff``.  Inbound ESP is demuxed
+  by SPI like ESP on 4500.
+- IPsec over TCP ("ctcp"): IKE and ESP framed in TCP connections as Cisco
+  does (vpnhub/net/ctcp.py documents the framing and its sources).  The
+  server side accepts on up to 10 listening sockets (``ctcp_listeners``);
+  the client side connects with ``ctcp_connect(addr)``.  IKE frames reach
+  the :class:`ControlInbox` as ``IkeDatagram(message, peer, "ctcp")`` where
+  ``peer`` is the connection's remote address; the control plane answers
+  with ``send_ike(message, peer, transport="ctcp")`` and installs SAs with
+  ``transport="ctcp"`` and that same ``peer``: ESP follows whichever
+  connection has that remote address.  A closed connection is reported as
+  :class:`CtcpClosed`.
+- Fragmentation policy (``frag_policy``, ``outer_mtu``): what happens to an
+  inner packet whose ESP packet would not fit ``outer_mtu``;
+  vpnhub/net/fragment.py.  All ESP sockets get ``IP_PMTUDISC_DONT`` so that
+  the kernel fragments outer packets (policy "none") instead of failing.
+
 Next step, multi-worker (documented, not built here): one worker process per
 core, each with its own queue of an ``IFF_MULTI_QUEUE`` TUN
 (``TunDevice.add_queue``) and its own ``SO_REUSEPORT`` socket on 4500
@@ -56,14 +80,16 @@ DATAPLANE.md measured 1.6-1.9x with two workers.
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
+import logging
 import os
 import select
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Final
@@ -71,8 +97,18 @@ from typing import Any, Final
 from vpnhub.esp.errors import BAD_INNER_PACKET, SPOOFED_SOURCE, EspDrop
 from vpnhub.esp.inner import inner_source_reason
 from vpnhub.esp.sa import EspSA, SaParams
+from vpnhub.net.ctcp import ESP_TRAILER, CtcpError, CtcpFramer
+from vpnhub.net.fragment import (
+    FRAG_NONE,
+    OUTER_FRAGMENTED,
+    OUTER_HEADERS,
+    POLICIES,
+    FragmentPolicy,
+    max_inner_len,
+)
 from vpnhub.net.tun import PacketDevice
 from vpnhub.net.udpencap import (
+    CISCO_UDP_KEEPALIVE,
     NAT_KEEPALIVE,
     NON_ESP_MARKER,
     Esp,
@@ -80,12 +116,32 @@ from vpnhub.net.udpencap import (
     Keepalive,
     Malformed,
     classify,
+    classify_cisco_udp,
 )
 
 Address = tuple[str, int]
 
+log = logging.getLogger("vpnhub.net.dataplane")
+
 MAX_DATAGRAM: Final = 65535
 IPPROTO_ESP: Final = 50
+IP_MTU_DISCOVER: Final = 10  # <linux/in.h>; not in Python 3.11's socket module
+IP_PMTUDISC_DONT: Final = 0
+
+# Transports (the ``transport`` field of the SA commands).
+TRANSPORT_NATT: Final = "natt"  # ESP in UDP 4500 (RFC 3948), the ``udp`` socket
+TRANSPORT_ESP: Final = "esp"  # raw ESP, IP protocol 50, the ``esp`` socket
+TRANSPORT_CISCO_UDP: Final = "cisco-udp"  # Cisco IPsec over UDP, the ``cisco_udp`` socket
+TRANSPORT_CTCP: Final = "ctcp"  # Cisco IPsec over TCP, one connection per peer
+TRANSPORTS: Final = (TRANSPORT_NATT, TRANSPORT_ESP, TRANSPORT_CISCO_UDP, TRANSPORT_CTCP)
+
+MAX_CTCP_LISTENERS: Final = 10  # the VPN 3000 takes up to 10 IPsec over TCP ports
+CTCP_MAX_PENDING: Final = 1 << 20  # queued bytes per connection before ESP is dropped
+CTCP_MAX_PENDING_IKE: Final = 4 << 20  # ... before the connection is dropped
+CTCP_RECV: Final = 256 * 1024
+CTCP_SETUP_TIMEOUT: Final = 60.0  # no SA bound to an accepted connection: close it
+CTCP_CONNECT_TIMEOUT: Final = 10.0
+FRAG_WARN_EVERY: Final = 60.0  # seconds between OuterFragmentation events per peer
 
 # Data-plane drop reasons (the SAs count their own: replay, auth_failed, ...).
 NOT_IPV4: Final = "not_ipv4"  # TUN packet that is not IPv4
@@ -96,6 +152,20 @@ SEND_ERROR: Final = "send_error"
 TUN_WRITE_ERROR: Final = "tun_write_error"
 BAD_OUTER_PACKET: Final = "bad_outer_packet"  # raw ESP socket: truncated IP header
 CONTROL_QUEUE_FULL: Final = "control_queue_full"
+CTCP_NO_CONNECTION: Final = "ctcp_no_connection"  # ESP for a cTCP peer with no connection
+CTCP_SEND_BUFFER_FULL: Final = "ctcp_send_buffer_full"
+CTCP_TOO_MANY: Final = "ctcp_too_many_connections"  # accepted and closed at once
+# Reasons a cTCP connection ends (CtcpClosed.reason; counted in ``drops`` too,
+# as are the framing errors of vpnhub.net.ctcp).
+CTCP_EOF: Final = "ctcp_eof"
+CTCP_RESET: Final = "ctcp_reset"
+CTCP_CONNECT_FAILED: Final = "ctcp_connect_failed"
+CTCP_CONNECT_TIMEOUT_REASON: Final = "ctcp_connect_timeout"
+CTCP_SETUP_TIMEOUT_REASON: Final = "ctcp_setup_timeout"  # no SA within CTCP_SETUP_TIMEOUT
+CTCP_ESP_BEFORE_IKE: Final = "ctcp_esp_before_ike"  # server: the first frame must be IKE
+CTCP_OVERFLOW: Final = "ctcp_send_overflow"  # peer stopped reading; IKE could not be queued
+CTCP_CLOSED_BY_CONTROL: Final = "ctcp_closed"  # CtcpClose command or Dataplane.close()
+CTCP_REPLACED: Final = "ctcp_replaced"  # a new connection from the same address
 
 
 # -- events to the control plane ---------------------------------------------
@@ -103,10 +173,15 @@ CONTROL_QUEUE_FULL: Final = "control_queue_full"
 
 @dataclass(frozen=True, slots=True)
 class IkeDatagram:
-    """An IKE message that arrived on UDP 4500 (non-ESP marker removed)."""
+    """An IKE message that arrived on UDP 4500 (non-ESP marker removed) or over cTCP.
+
+    ``transport`` is "natt" (UDP 4500) or "ctcp"; answer on the same one
+    (``send_ike(message, addr, transport)``).
+    """
 
     message: bytes
     addr: Address
+    transport: str = TRANSPORT_NATT
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +200,38 @@ class SaExhausted:
     spi: int
 
 
-Event = IkeDatagram | PeerMoved | SaExhausted
+@dataclass(frozen=True, slots=True)
+class CtcpClosed:
+    """The cTCP connection with remote address ``addr`` ended (``reason``: a stable name)."""
+
+    addr: Address
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class OuterFragmentation:
+    """Policy "none": packets to ``peer`` leave as outer packets above ``outer_mtu``.
+
+    The kernel fragments them; a NAT device that drops IP fragments loses
+    them.  Sent at most once a minute per peer (``count`` so far).
+    """
+
+    peer: Address
+    transport: str
+    inner_len: int
+    outer_len: int
+    outer_mtu: int
+    count: int
+
+    @property
+    def message(self) -> str:
+        return (f"{OUTER_FRAGMENTED}: {self.inner_len}-byte inner packets to"
+                f" {self.peer[0]}:{self.peer[1]} become {self.outer_len}-byte outer packets"
+                f" (outer MTU {self.outer_mtu}); the kernel fragments them and NAT devices"
+                f" that drop IP fragments lose them ({self.count} so far)")
+
+
+Event = IkeDatagram | PeerMoved | SaExhausted | CtcpClosed | OuterFragmentation
 
 
 class ControlInbox:
@@ -191,12 +297,14 @@ class AddInbound:
 
     ``allowed_src``: the only inner IPv4 source accepted (the client's
     Mode Config address, on the concentrator); None accepts any.
+    ``transport``: "" = "natt" if ``udp_encap`` else "esp"; or "cisco-udp", "ctcp".
     """
 
     sa: SaParams | EspSA
     peer: Address
     udp_encap: bool = True
     allowed_src: str | None = None
+    transport: str = ""
 
 
 @dataclass(frozen=True)
@@ -207,6 +315,7 @@ class AddOutbound:
     peer: Address
     udp_encap: bool = True
     dst: str | None = None
+    transport: str = ""
 
 
 @dataclass(frozen=True)
@@ -226,10 +335,15 @@ class UpdatePeer:
 
 @dataclass(frozen=True)
 class SetKeepalive:
-    """Send NAT keepalives to ``peer`` every ``interval`` s of silence (None: stop)."""
+    """Send NAT keepalives to ``peer`` every ``interval`` s of silence (None: stop).
+
+    ``transport``: "" or "natt" (0xFF on 4500), "cisco-udp" (00 00 00 00 FF
+    on the Cisco UDP port); "ctcp" uses TCP keepalives on the connection.
+    """
 
     peer: Address
     interval: float | None
+    transport: str = ""
 
 
 @dataclass(frozen=True)
@@ -237,34 +351,49 @@ class GetStats:
     """Snapshot of every counter (result: a dict, see ``Dataplane.snapshot``)."""
 
 
-Command = AddInbound | AddOutbound | RemoveSA | UpdatePeer | SetKeepalive | GetStats
+@dataclass(frozen=True)
+class CtcpClose:
+    """Close the cTCP connection with remote address ``addr`` (result: True if there was one)."""
+
+    addr: Address
+
+
+Command = (AddInbound | AddOutbound | RemoveSA | UpdatePeer | SetKeepalive | GetStats
+           | CtcpClose)
 
 
 # -- tables ------------------------------------------------------------------
 
 
 class _Peer:
-    __slots__ = ("addr", "keepalive_interval", "keepalive_sent", "keepalives_rx",
-                 "keepalives_tx", "last_tx", "send", "udp")
+    __slots__ = ("addr", "frag_count", "frag_warned", "keepalive", "keepalive_interval",
+                 "keepalive_sent", "keepalives_rx", "keepalives_tx", "last_tx", "send",
+                 "transport", "udp")
 
-    def __init__(self, addr: Address, udp: bool, send: Callable[[bytes, Address], int]) -> None:
+    def __init__(self, addr: Address, transport: str, send: Callable[[bytes, Address], int],
+                 keepalive: bytes | None) -> None:
         self.addr = addr
-        self.udp = udp
+        self.transport = transport
+        self.udp = transport in (TRANSPORT_NATT, TRANSPORT_CISCO_UDP)
         self.send = send
+        self.keepalive = keepalive  # payload of a NAT keepalive on this transport
         self.keepalive_interval: float | None = None
         self.keepalive_sent = 0.0
         self.keepalives_rx = 0
         self.keepalives_tx = 0
         self.last_tx = 0.0
+        self.frag_count = 0
+        self.frag_warned = -FRAG_WARN_EVERY
 
 
 class _Out:
-    __slots__ = ("dst", "peer", "sa")
+    __slots__ = ("dst", "limit", "peer", "sa")
 
-    def __init__(self, sa: EspSA, peer: _Peer, dst: str) -> None:
+    def __init__(self, sa: EspSA, peer: _Peer, dst: str, limit: int) -> None:
         self.sa = sa
         self.peer = peer
         self.dst = dst
+        self.limit = limit  # largest inner packet whose outer packet fits outer_mtu
 
 
 class _In:
@@ -277,8 +406,43 @@ class _In:
         self.seen = peer.addr  # last source address of authentic ESP
 
 
+class _CtcpConn:
+    """One cTCP connection (either role); written from any thread under ``lock``."""
+
+    __slots__ = ("addr", "closed", "connected", "connecting", "created", "esp_rx", "esp_tx",
+                 "fd", "framer", "ike_rx", "ike_seen", "ike_tx", "local", "lock", "out",
+                 "role", "rx_bytes", "sock", "tx_bytes")
+
+    def __init__(self, sock: socket.socket, addr: Address, role: str, now: float,
+                 connected: Future[Address] | None = None) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.addr = addr
+        self.role = role
+        local = sock.getsockname()
+        self.local: Address = (local[0], local[1])
+        self.framer = CtcpFramer("client" if role == "client" else "server")
+        self.lock = threading.RLock()
+        self.out = bytearray()  # bytes the socket did not take yet (whole frames after)
+        self.connecting = connected is not None
+        self.connected = connected
+        self.closed = False
+        self.created = now
+        self.ike_seen = False
+        self.ike_rx = self.ike_tx = self.esp_rx = self.esp_tx = 0
+        self.rx_bytes = self.tx_bytes = 0
+
+
 def _build(sa: SaParams | EspSA) -> EspSA:
     return sa if isinstance(sa, EspSA) else sa.build()
+
+
+def _transport(transport: str, udp_encap: bool) -> str:
+    if not transport:
+        return TRANSPORT_NATT if udp_encap else TRANSPORT_ESP
+    if transport not in TRANSPORTS:
+        raise ValueError(f"transport must be one of {', '.join(TRANSPORTS)} (or empty)")
+    return transport
 
 
 # -- sockets -----------------------------------------------------------------
@@ -293,6 +457,23 @@ def open_udp_socket(host: str = "0.0.0.0", port: int = 4500, *, reuse_port: bool
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     _grow_buffers(sock, buffer_bytes)
     sock.bind((host, port))
+    sock.setblocking(False)
+    return sock
+
+
+def open_cisco_udp_socket(host: str = "0.0.0.0", port: int = 10000, *,
+                          buffer_bytes: int = 4 << 20) -> socket.socket:
+    """Non-blocking UDP socket for Cisco IPsec over UDP (ESP only, default port 10000)."""
+    return open_udp_socket(host, port, buffer_bytes=buffer_bytes)
+
+
+def open_ctcp_listener(host: str = "0.0.0.0", port: int = 10000, *,
+                       backlog: int = 128) -> socket.socket:
+    """Non-blocking listening TCP socket for Cisco IPsec over TCP (default port 10000)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(backlog)
     sock.setblocking(False)
     return sock
 
@@ -317,6 +498,28 @@ def _grow_buffers(sock: socket.socket, size: int) -> None:
             sock.setsockopt(socket.SOL_SOCKET, opt, size)
 
 
+def allow_outer_fragmentation(sock: socket.socket) -> None:
+    """``IP_PMTUDISC_DONT``: no DF on outer packets; the kernel fragments the big ones.
+
+    Without it Linux sets DF and answers a send larger than the route's MTU
+    with EMSGSIZE: under policy "none" the packet would be lost instead of
+    fragmented.
+    """
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_IP, IP_MTU_DISCOVER, IP_PMTUDISC_DONT)
+
+
+def _tcp_options(sock: socket.socket) -> None:
+    # One frame per send() goes out at once (cTCP peers read one frame per segment);
+    # TCP keepalives keep the PAT's mapping and notice a dead peer.
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 20)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 6)
+
+
 def _ipv4(address: str) -> bytes:
     return ipaddress.IPv4Address(address).packed
 
@@ -325,7 +528,15 @@ def _ipv4(address: str) -> bytes:
 
 
 class Dataplane:
-    """One forwarding loop over a TUN and the ESP sockets.  See the module doc."""
+    """One forwarding loop over a TUN and the ESP sockets.  See the module doc.
+
+    ``cisco_udp``: the Cisco IPsec over UDP socket (``open_cisco_udp_socket``).
+    ``ctcp_listeners``: up to 10 listening sockets (``open_ctcp_listener``).
+    ``frag_policy``: "none" (default, as on the VPN 3000), "before-encryption"
+    or "clear-df"; ``outer_mtu``: the path MTU outer packets must fit (1500).
+    The sockets stay the caller's (``close`` leaves them open); accepted and
+    connected cTCP connections are the data plane's.
+    """
 
     def __init__(
         self,
@@ -336,19 +547,38 @@ class Dataplane:
         inbox: ControlInbox | None = None,
         clock: Callable[[], float] = time.monotonic,
         budget: int = 256,
+        cisco_udp: socket.socket | None = None,
+        ctcp_listeners: Sequence[socket.socket] = (),
+        frag_policy: str = FRAG_NONE,
+        outer_mtu: int = 1500,
+        ctcp_max_connections: int = 4096,
     ) -> None:
+        if frag_policy not in POLICIES:
+            raise ValueError(f"frag_policy must be one of {', '.join(POLICIES)}")
+        if len(ctcp_listeners) > MAX_CTCP_LISTENERS:
+            raise ValueError(f"at most {MAX_CTCP_LISTENERS} IPsec over TCP ports")
+        if outer_mtu < 576:
+            raise ValueError("outer_mtu below 576")
         self.tun = tun
         self.udp = udp
         self.esp = esp
+        self.cisco_udp = cisco_udp
+        self.ctcp_listeners = tuple(ctcp_listeners)
         self.inbox = inbox if inbox is not None else ControlInbox()
         self.clock = clock
         self.budget = budget
+        self.outer_mtu = outer_mtu
+        self.frag = FragmentPolicy(frag_policy)
+        self.ctcp_max_connections = ctcp_max_connections
+        self.ctcp_setup_timeout = CTCP_SETUP_TIMEOUT
         self._tun_fd = tun.fileno()
         self._out_exact: dict[bytes, _Out] = {}
         self._out_prefix: list[tuple[int, int, _Out]] = []  # (net, mask, entry), longest first
         self._out_default: _Out | None = None
         self._in: dict[bytes, _In] = {}
-        self._peers: dict[Address, _Peer] = {}
+        self._peers: dict[tuple[str, Address], _Peer] = {}
+        self._ctcp: dict[Address, _CtcpConn] = {}
+        self._handlers: dict[int, Callable[[float, int], None]] = {}
         self.drops: dict[str, int] = {}
         self.tun_rx = 0
         self.udp_rx = 0
@@ -356,19 +586,42 @@ class Dataplane:
         self.ike_rx = 0
         self.ike_tx = 0
         self.keepalive_rx = 0
+        self.cisco_udp_rx = 0
+        self.ctcp_accepted = 0
+        self.ctcp_connected = 0
+        self.ctcp_closed = 0
+        self.ctcp_ike_rx = 0
+        self.ctcp_ike_tx = 0
         self._commands: deque[tuple[Command, Future[object]]] = deque()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll = select.epoll()
         self._epoll.register(self._tun_fd, select.EPOLLIN)
         self._epoll.register(self._wake, select.EPOLLIN)
+        for sock in (udp, esp, cisco_udp):
+            if sock is not None:
+                allow_outer_fragmentation(sock)
         if udp is not None:
             self._epoll.register(udp.fileno(), select.EPOLLIN)
         if esp is not None:
-            self._epoll.register(esp.fileno(), select.EPOLLIN)
+            self._watch(esp.fileno(), lambda now, _mask: self._from_raw_esp(now))
+        if cisco_udp is not None:
+            self._watch(cisco_udp.fileno(), lambda now, _mask: self._from_cisco_udp(now))
+        for listener in self.ctcp_listeners:
+            self._watch(listener.fileno(), self._listener_handler(listener))
         self._running = False
         self._thread: threading.Thread | None = None
         self._loop_thread: threading.Thread | None = None
         self._next_tick = 0.0
+
+    def _watch(self, fd: int, handler: Callable[[float, int], None],
+               mask: int = select.EPOLLIN) -> None:
+        self._handlers[fd] = handler
+        self._epoll.register(fd, mask)
+
+    def _unwatch(self, fd: int) -> None:
+        self._handlers.pop(fd, None)
+        with contextlib.suppress(OSError, ValueError):
+            self._epoll.unregister(fd)
 
     # -- control (any thread) -------------------------------------------------
 
@@ -396,12 +649,65 @@ class Dataplane:
             return self._apply_now(command)
         return self.submit(command).result(timeout)
 
-    def send_ike(self, message: bytes, addr: Address) -> None:
-        """Send an IKE message on UDP 4500 (prefixed with the non-ESP marker)."""
+    def send_ike(self, message: bytes, addr: Address, transport: str = TRANSPORT_NATT) -> None:
+        """Send an IKE message; thread-safe.
+
+        "natt": on UDP 4500 after the non-ESP marker.  "ctcp": framed on the
+        cTCP connection whose remote address is ``addr`` (queued while it is
+        still connecting); raises ``ConnectionError`` (an ``OSError``) when
+        there is none.
+        """
+        if transport == TRANSPORT_CTCP:
+            conn = self._ctcp.get(addr)
+            if conn is None or conn.closed:
+                raise ConnectionError(f"no IPsec over TCP connection with {addr[0]}:{addr[1]}")
+            with conn.lock:
+                frame = conn.framer.encode_ike(message)
+                if not self._ctcp_write(conn, frame, essential=True):
+                    raise ConnectionError(f"IPsec over TCP connection with {addr[0]}:{addr[1]}"
+                                          " is failing, or its peer stopped reading")
+                conn.ike_tx += 1
+            self.ctcp_ike_tx += 1
+            return
+        if transport != TRANSPORT_NATT:
+            raise ValueError(f"IKE travels over natt or ctcp, not {transport!r}")
         if self.udp is None:
             raise RuntimeError("no UDP 4500 socket")
         self.udp.sendto(NON_ESP_MARKER + message, addr)
         self.ike_tx += 1
+
+    def ctcp_connect(self, addr: Address, *, local: Address | None = None) -> Future[Address]:
+        """Open a cTCP connection to ``addr`` (the client side); thread-safe.
+
+        The socket is made in the calling thread (so in its network
+        namespace) and connected without blocking; the returned future gets
+        the local address once TCP is established, or a ``ConnectionError``.
+        IKE sent with ``send_ike(msg, addr, "ctcp")`` before then is queued.
+        """
+        addr = (addr[0], addr[1])
+        old = self._ctcp.get(addr)
+        if old is not None and not old.closed:
+            raise ConnectionError(f"already connected to {addr[0]}:{addr[1]} (CtcpClose first)")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setblocking(False)
+            _tcp_options(sock)
+            if local is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(local)
+            err = sock.connect_ex(addr)
+            if err not in (0, errno.EINPROGRESS):
+                raise ConnectionError(err, f"connect to {addr[0]}:{addr[1]}: {os.strerror(err)}")
+        except BaseException:
+            sock.close()
+            raise
+        connected: Future[Address] = Future()
+        # Registered from this thread so that send_ike() works at once; the
+        # loop only ever sees a complete entry (handler before epoll).
+        conn = _CtcpConn(sock, addr, "client", self.clock(), connected)
+        self._ctcp[addr] = conn
+        self._watch(conn.fd, self._conn_handler(conn), select.EPOLLIN | select.EPOLLOUT)
+        return connected
 
     # -- running ---------------------------------------------------------------
 
@@ -437,10 +743,15 @@ class Dataplane:
             self._loop_thread = None
 
     def close(self) -> None:
-        """Stop and release the epoll and eventfd (not the TUN and sockets: the caller's)."""
+        """Stop; close the cTCP connections, the epoll and the eventfd.
+
+        The TUN and the sockets passed in (listeners included) stay open: the caller's.
+        """
         if self._wake < 0:
             return
         self.stop()
+        for conn in list(self._ctcp.values()):
+            self._ctcp_close(conn, CTCP_CLOSED_BY_CONTROL)
         self._epoll.close()
         os.close(self._wake)
         self._wake = -1
@@ -454,7 +765,7 @@ class Dataplane:
         now = self.clock()
         tun_fd = self._tun_fd
         udp_fd = self.udp.fileno() if self.udp is not None else -2
-        for fd, _mask in events:
+        for fd, mask in events:
             if fd == tun_fd:
                 self._from_tun(now)
             elif fd == udp_fd:
@@ -464,12 +775,14 @@ class Dataplane:
                     os.eventfd_read(self._wake)
                 self.apply_commands()
             else:
-                self._from_raw_esp(now)
+                handler = self._handlers.get(fd)
+                if handler is not None:
+                    handler(now, mask)
         if now >= self._next_tick:
             self.tick(now)
 
     def tick(self, now: float) -> None:
-        """Timers: NAT keepalives.  Called by the loop; callable by hand in tests."""
+        """Timers: NAT keepalives, cTCP set-up timeouts.  Called by the loop; callable by hand."""
         next_tick = now + 1.0
         for peer in self._peers.values():
             interval = peer.keepalive_interval
@@ -480,13 +793,15 @@ class Dataplane:
                 self._send_keepalive(peer, now)
                 due = now + interval
             next_tick = min(next_tick, due)
+        if self._ctcp:
+            self._ctcp_timers(now)
         self._next_tick = next_tick
 
     def _send_keepalive(self, peer: _Peer, now: float) -> None:
-        if self.udp is None or not peer.udp:
+        if peer.keepalive is None:
             return
         try:
-            self.udp.sendto(NAT_KEEPALIVE, peer.addr)
+            peer.send(peer.keepalive, peer.addr)
         except OSError:
             self._drop(SEND_ERROR)
             return
@@ -517,6 +832,9 @@ class Dataplane:
                 if entry is None:
                     self._drop(NO_SA)
                     continue
+            if len(packet) > entry.limit:
+                self._too_big(entry, packet, now)
+                continue
             sa = entry.sa
             try:
                 esp = sa.encapsulate(packet)
@@ -532,6 +850,50 @@ class Dataplane:
                 self._drop(SEND_BUFFER_FULL)
             except OSError:
                 self._drop(SEND_ERROR)
+
+    def _encrypt_and_send(self, entry: _Out, packet: bytes, now: float) -> None:
+        sa = entry.sa
+        try:
+            esp = sa.encapsulate(packet)
+        except EspDrop:
+            self.inbox.put(SaExhausted(sa.spi))
+            return
+        sa.last_activity = now
+        peer = entry.peer
+        peer.last_tx = now
+        try:
+            peer.send(esp, peer.addr)
+        except BlockingIOError:
+            self._drop(SEND_BUFFER_FULL)
+        except OSError:
+            self._drop(SEND_ERROR)
+
+    def _too_big(self, entry: _Out, packet: bytes, now: float) -> None:
+        """An inner packet above the SA's tunnel MTU: apply the fragmentation policy."""
+        decision = self.frag.apply(packet, entry.limit, now)
+        if decision.to_sender is not None:
+            try:
+                os.write(self._tun_fd, decision.to_sender)
+            except OSError:
+                self._drop(TUN_WRITE_ERROR)
+        if decision.drop is not None:
+            self._drop(decision.drop)
+        if decision.outer_fragmented:
+            self._warn_outer_fragmentation(entry, len(packet), now)
+        for piece in decision.encrypt:
+            self._encrypt_and_send(entry, piece, now)
+
+    def _warn_outer_fragmentation(self, entry: _Out, inner_len: int, now: float) -> None:
+        peer = entry.peer
+        peer.frag_count += 1
+        if now - peer.frag_warned < FRAG_WARN_EVERY:
+            return
+        peer.frag_warned = now
+        outer = inner_len + entry.sa.suite.overhead(inner_len) + OUTER_HEADERS[peer.transport]
+        event = OuterFragmentation(peer.addr, peer.transport, inner_len, outer, self.outer_mtu,
+                                   peer.frag_count)
+        log.warning("%s", event.message)
+        self.inbox.put(event)
 
     def _lookup_slow(self, packet: bytes) -> _Out | None:
         if self._out_prefix:
@@ -564,14 +926,36 @@ class Dataplane:
             if not self.inbox.put(IkeDatagram(kind.message, addr)):
                 self._drop(CONTROL_QUEUE_FULL)
         elif isinstance(kind, Keepalive):
-            self.keepalive_rx += 1
-            peer = self._peers.get(addr)
-            if peer is not None:
-                peer.keepalives_rx += 1
+            self._keepalive_from(TRANSPORT_NATT, addr)
         elif isinstance(kind, Malformed):
             self._drop(kind.reason)
         elif isinstance(kind, Esp):  # pragma: no cover - handled inline
             self._deliver(kind.packet, addr, self.clock())
+
+    def _keepalive_from(self, transport: str, addr: Address) -> None:
+        self.keepalive_rx += 1
+        peer = self._peers.get((transport, addr))
+        if peer is not None:
+            peer.keepalives_rx += 1
+
+    def _from_cisco_udp(self, now: float) -> None:
+        assert self.cisco_udp is not None
+        recv = self.cisco_udp.recvfrom
+        deliver = self._deliver
+        for _ in range(self.budget):
+            try:
+                data, addr = recv(MAX_DATAGRAM)
+            except BlockingIOError:
+                return
+            self.cisco_udp_rx += 1
+            if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
+                deliver(data, addr, now)
+                continue
+            kind = classify_cisco_udp(data)
+            if isinstance(kind, Keepalive):
+                self._keepalive_from(TRANSPORT_CISCO_UDP, addr)
+            elif isinstance(kind, Malformed):
+                self._drop(kind.reason)
 
     def _from_raw_esp(self, now: float) -> None:
         if self.esp is None:
@@ -619,6 +1003,179 @@ class Dataplane:
         entry.seen = addr
         self.inbox.put(PeerMoved(entry.sa.spi, old, addr))
 
+    # -- IPsec over TCP (data-plane thread unless noted) ----------------------
+
+    def _listener_handler(self, listener: socket.socket) -> Callable[[float, int], None]:
+        return lambda now, _mask: self._accept(listener, now)
+
+    def _accept(self, listener: socket.socket, now: float) -> None:
+        for _ in range(64):
+            try:
+                sock, raddr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._drop(CTCP_RESET)
+                return
+            if len(self._ctcp) >= self.ctcp_max_connections:
+                sock.close()
+                self._drop(CTCP_TOO_MANY)
+                continue
+            sock.setblocking(False)
+            _tcp_options(sock)
+            addr = (raddr[0], raddr[1])
+            old = self._ctcp.get(addr)
+            if old is not None:
+                self._ctcp_close(old, CTCP_REPLACED)
+            conn = _CtcpConn(sock, addr, "server", now)
+            self._ctcp[addr] = conn
+            self.ctcp_accepted += 1
+            self._watch(conn.fd, self._conn_handler(conn))
+
+    def _conn_handler(self, conn: _CtcpConn) -> Callable[[float, int], None]:
+        def handle(now: float, mask: int) -> None:
+            if mask & select.EPOLLOUT:
+                self._ctcp_writable(conn)
+            if not conn.closed and mask & (select.EPOLLIN | select.EPOLLERR | select.EPOLLHUP):
+                self._ctcp_readable(conn, now)
+        return handle
+
+    def _ctcp_readable(self, conn: _CtcpConn, now: float) -> None:
+        if conn.connecting:
+            return  # the EPOLLOUT half decides
+        for _ in range(16):
+            try:
+                data = conn.sock.recv(CTCP_RECV)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                self._ctcp_close(conn, CTCP_RESET)
+                return
+            if not data:
+                self._ctcp_close(conn, CTCP_EOF)
+                return
+            conn.rx_bytes += len(data)
+            try:
+                frames = conn.framer.feed(data)
+            except CtcpError as exc:
+                log.info("IPsec over TCP %s:%d: %s", conn.addr[0], conn.addr[1], exc)
+                self._ctcp_close(conn, exc.reason)
+                return
+            for frame in frames:
+                if frame.kind == "ike":
+                    conn.ike_seen = True
+                    conn.ike_rx += 1
+                    self.ctcp_ike_rx += 1
+                    if not self.inbox.put(IkeDatagram(frame.payload, conn.addr, TRANSPORT_CTCP)):
+                        self._drop(CONTROL_QUEUE_FULL)
+                    continue
+                if conn.role == "server" and not conn.ike_seen:
+                    self._ctcp_close(conn, CTCP_ESP_BEFORE_IKE)
+                    return
+                conn.esp_rx += 1
+                self._deliver(frame.payload, conn.addr, now)
+                if conn.closed:
+                    return
+
+    def _ctcp_writable(self, conn: _CtcpConn) -> None:
+        with conn.lock:
+            if conn.closed:
+                return
+            if conn.connecting:
+                err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if err:
+                    log.info("IPsec over TCP to %s:%d: %s", conn.addr[0], conn.addr[1],
+                             os.strerror(err))
+                    self._ctcp_close(conn, CTCP_CONNECT_FAILED)
+                    return
+                conn.connecting = False
+                local = conn.sock.getsockname()
+                conn.local = (local[0], local[1])
+                self.ctcp_connected += 1
+                if conn.connected is not None and not conn.connected.done():
+                    conn.connected.set_result(conn.local)
+            while conn.out:
+                try:
+                    sent = conn.sock.send(conn.out)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    self._ctcp_close(conn, CTCP_RESET)
+                    return
+                conn.tx_bytes += sent
+                del conn.out[:sent]
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.modify(conn.fd, select.EPOLLIN)
+
+    def _ctcp_write(self, conn: _CtcpConn, frame: bytes, *, essential: bool) -> bool:
+        """Queue or send one whole frame (any thread).  False: not taken.
+
+        ESP is dropped when ``CTCP_MAX_PENDING`` bytes wait already (a slow
+        link loses packets, as UDP would); IKE is queued up to
+        ``CTCP_MAX_PENDING_IKE``.  A frame is never cut: partial sends keep
+        their rest at the head of ``out``.
+        """
+        with conn.lock:
+            if conn.closed:
+                return False
+            if conn.out or conn.connecting:
+                cap = CTCP_MAX_PENDING_IKE if essential else CTCP_MAX_PENDING
+                if len(conn.out) + len(frame) > cap:
+                    return False
+                conn.out += frame
+                return True
+            try:
+                sent = conn.sock.send(frame)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                return False  # the loop sees the error on the socket and closes it
+            conn.tx_bytes += sent
+            if sent < len(frame):
+                conn.out += frame[sent:]
+                with contextlib.suppress(OSError, ValueError):
+                    self._epoll.modify(conn.fd, select.EPOLLIN | select.EPOLLOUT)
+            return True
+
+    def _ctcp_send_esp(self, esp: bytes, addr: Address) -> int:
+        """``_Peer.send`` for the "ctcp" transport."""
+        conn = self._ctcp.get(addr)
+        if conn is None or conn.closed:
+            self._drop(CTCP_NO_CONNECTION)
+            return 0
+        frame = esp + ESP_TRAILER
+        if self._ctcp_write(conn, frame, essential=False):
+            conn.esp_tx += 1
+            return len(frame)
+        self._drop(CTCP_SEND_BUFFER_FULL)
+        return 0
+
+    def _ctcp_close(self, conn: _CtcpConn, reason: str) -> None:
+        with conn.lock:
+            if conn.closed:
+                return
+            conn.closed = True
+            self._unwatch(conn.fd)
+            with contextlib.suppress(OSError):
+                conn.sock.close()
+        if self._ctcp.get(conn.addr) is conn:
+            del self._ctcp[conn.addr]
+        self.ctcp_closed += 1
+        self._drop(reason)
+        if conn.connected is not None and not conn.connected.done():
+            conn.connected.set_exception(ConnectionError(
+                f"IPsec over TCP to {conn.addr[0]}:{conn.addr[1]}: {reason}"))
+        self.inbox.put(CtcpClosed(conn.addr, reason))
+
+    def _ctcp_timers(self, now: float) -> None:
+        for conn in list(self._ctcp.values()):
+            age = now - conn.created
+            if conn.connecting and age > CTCP_CONNECT_TIMEOUT:
+                self._ctcp_close(conn, CTCP_CONNECT_TIMEOUT_REASON)
+            elif (conn.role == "server" and age > self.ctcp_setup_timeout
+                  and (TRANSPORT_CTCP, conn.addr) not in self._peers):
+                self._ctcp_close(conn, CTCP_SETUP_TIMEOUT_REASON)
+
     # -- commands (data-plane thread) ------------------------------------------
 
     def apply_commands(self) -> None:
@@ -642,33 +1199,58 @@ class Dataplane:
         if isinstance(command, UpdatePeer):
             return self._update_peer(command.old, command.new)
         if isinstance(command, SetKeepalive):
-            peer = self._peer(command.peer, True)
+            peer = self._peer(command.peer, _transport(command.transport, True))
             peer.keepalive_interval = command.interval
             self._next_tick = 0.0
             return None
         if isinstance(command, GetStats):
             return self.snapshot()
+        if isinstance(command, CtcpClose):
+            conn = self._ctcp.get(command.addr)
+            if conn is None:
+                return False
+            self._ctcp_close(conn, CTCP_CLOSED_BY_CONTROL)
+            return True
         raise TypeError(f"unknown command {command!r}")
 
-    def _peer(self, addr: Address, udp: bool) -> _Peer:
-        peer = self._peers.get(addr)
+    def _peer(self, addr: Address, transport: str) -> _Peer:
+        key = (transport, addr)
+        peer = self._peers.get(key)
         if peer is None:
-            sock = self.udp if udp else self.esp
-            if sock is None:
-                raise RuntimeError("no UDP 4500 socket" if udp else "no raw ESP socket")
-            peer = self._peers[addr] = _Peer(addr, udp, sock.sendto)
+            send: Callable[[bytes, Address], int]
+            keepalive: bytes | None = None
+            if transport == TRANSPORT_CTCP:
+                send = self._ctcp_send_esp
+            else:
+                sock = {TRANSPORT_NATT: self.udp, TRANSPORT_ESP: self.esp,
+                        TRANSPORT_CISCO_UDP: self.cisco_udp}[transport]
+                if sock is None:
+                    raise RuntimeError({TRANSPORT_NATT: "no UDP 4500 socket",
+                                        TRANSPORT_ESP: "no raw ESP socket",
+                                        TRANSPORT_CISCO_UDP: "no Cisco UDP socket"}[transport])
+                send = sock.sendto
+                keepalive = {TRANSPORT_NATT: NAT_KEEPALIVE,
+                             TRANSPORT_CISCO_UDP: CISCO_UDP_KEEPALIVE}.get(transport)
+            peer = self._peers[key] = _Peer(addr, transport, send, keepalive)
         return peer
+
+    def _limit(self, sa: EspSA, transport: str) -> int:
+        if transport == TRANSPORT_CTCP and self.frag.policy == FRAG_NONE:
+            return MAX_DATAGRAM  # TCP segments it: no IP fragments to warn about
+        return max_inner_len(sa.suite, self.outer_mtu, OUTER_HEADERS[transport])
 
     def _add_inbound(self, cmd: AddInbound) -> EspSA:
         sa = _build(cmd.sa)
+        transport = _transport(cmd.transport, cmd.udp_encap)
         allowed = _ipv4(cmd.allowed_src) if cmd.allowed_src is not None else None
-        self._in[sa.spi_bytes] = _In(sa, self._peer(cmd.peer, cmd.udp_encap), allowed)
+        self._in[sa.spi_bytes] = _In(sa, self._peer(cmd.peer, transport), allowed)
         return sa
 
     def _add_outbound(self, cmd: AddOutbound) -> EspSA:
         sa = _build(cmd.sa)
+        transport = _transport(cmd.transport, cmd.udp_encap)
         net = ipaddress.IPv4Network(cmd.dst or "0.0.0.0/0")
-        entry = _Out(sa, self._peer(cmd.peer, cmd.udp_encap), str(net))
+        entry = _Out(sa, self._peer(cmd.peer, transport), str(net), self._limit(sa, transport))
         if net.prefixlen == 32:
             self._out_exact[net.network_address.packed] = entry
         elif net.prefixlen == 0:
@@ -706,17 +1288,20 @@ class Dataplane:
     def _forget_idle_peers(self) -> None:
         used = {id(e.peer) for e in self._in.values()}
         used.update(id(e.peer) for e in self._outbound_entries())
-        for addr, peer in list(self._peers.items()):
+        for key, peer in list(self._peers.items()):
             if id(peer) not in used and peer.keepalive_interval is None:
-                del self._peers[addr]
+                del self._peers[key]
 
     def _update_peer(self, old: Address, new: Address) -> bool:
-        peer = self._peers.pop(old, None)
-        if peer is None:
-            return False
-        peer.addr = new
-        self._peers[new] = peer
-        return True
+        moved = False
+        for transport in TRANSPORTS:
+            peer = self._peers.pop((transport, old), None)
+            if peer is None:
+                continue
+            peer.addr = new
+            self._peers[(transport, new)] = peer
+            moved = True
+        return moved
 
     # -- counters --------------------------------------------------------------
 
@@ -726,10 +1311,12 @@ class Dataplane:
         totals: dict[str, int] = dict(self.drops)
         for key, entry in self._in.items():
             sas.append({**entry.sa.stats(), "direction": "in", "peer": entry.peer.addr,
-                        "seen": entry.seen, "udp_encap": entry.peer.udp, "spi_key": key.hex()})
+                        "seen": entry.seen, "udp_encap": entry.peer.udp,
+                        "transport": entry.peer.transport, "spi_key": key.hex()})
         for out in self._outbound_entries():
             sas.append({**out.sa.stats(), "direction": "out", "peer": out.peer.addr,
-                        "udp_encap": out.peer.udp, "dst": out.dst})
+                        "udp_encap": out.peer.udp, "transport": out.peer.transport,
+                        "dst": out.dst, "tunnel_mtu": out.limit})
         for entry_stats in sas:
             drops = entry_stats["drops"]
             assert isinstance(drops, dict)
@@ -743,13 +1330,32 @@ class Dataplane:
             "ike_tx": self.ike_tx,
             "keepalive_rx": self.keepalive_rx,
             "keepalive_tx": sum(p.keepalives_tx for p in self._peers.values()),
+            "cisco_udp_rx": self.cisco_udp_rx,
             "drops": dict(self.drops),
             "drops_total": totals,
             "control_dropped": self.inbox.dropped,
+            "frag": {**self.frag.stats(), "outer_mtu": self.outer_mtu},
+            "ctcp": {
+                "listening": [s.getsockname()[:2] for s in self.ctcp_listeners],
+                "accepted": self.ctcp_accepted,
+                "connected": self.ctcp_connected,
+                "closed": self.ctcp_closed,
+                "ike_rx": self.ctcp_ike_rx,
+                "ike_tx": self.ctcp_ike_tx,
+                "connections": [
+                    {"addr": c.addr, "local": c.local, "role": c.role,
+                     "state": "connecting" if c.connecting else "established",
+                     "ike_rx": c.ike_rx, "ike_tx": c.ike_tx, "esp_rx": c.esp_rx,
+                     "esp_tx": c.esp_tx, "rx_bytes": c.rx_bytes, "tx_bytes": c.tx_bytes,
+                     "pending": len(c.out)}
+                    for c in list(self._ctcp.values())],
+            },
             "sas": sas,
             "peers": [
-                {"addr": p.addr, "udp_encap": p.udp, "keepalive_interval": p.keepalive_interval,
-                 "keepalives_rx": p.keepalives_rx, "keepalives_tx": p.keepalives_tx}
+                {"addr": p.addr, "udp_encap": p.udp, "transport": p.transport,
+                 "keepalive_interval": p.keepalive_interval,
+                 "keepalives_rx": p.keepalives_rx, "keepalives_tx": p.keepalives_tx,
+                 "outer_oversize": p.frag_count}
                 for p in self._peers.values()
             ],
         }

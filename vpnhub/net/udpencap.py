@@ -9,6 +9,14 @@ On the NAT-T port one socket carries three things (RFC 3948 2.1-2.3):
 - an ESP packet starting at its SPI (anything else of at least 8 bytes:
   SPI + sequence number).
 
+Cisco IPsec over UDP (the VPN 3000's "IPsec over UDP", vpnc's ``--natt-mode
+cisco-udp``) uses its own UDP port (default 10000) for ESP only: IKE stays
+on UDP 500, so no non-ESP marker exists there.  Its NAT keepalive is the
+five bytes ``00 00 00 00 ff`` (vpnc's ``tunip.c`` sends exactly that in
+cisco-udp mode, every 9 s; in RFC 3948 mode it sends the single 0xFF):
+:func:`classify_cisco_udp` tells ESP and keepalives apart on that port
+(a lone 0xFF is accepted too) and refuses everything else.
+
 Sans-I/O: pure functions over bytes.  The data plane inlines the ESP test
 (the hot path) and calls :func:`classify` for the rest.
 """
@@ -20,6 +28,7 @@ from typing import Final
 
 NON_ESP_MARKER: Final = b"\x00\x00\x00\x00"
 NAT_KEEPALIVE: Final = b"\xff"
+CISCO_UDP_KEEPALIVE: Final = b"\x00\x00\x00\x00\xff"  # vpnc tunip.c, cisco-udp mode
 IKE_HEADER_LEN: Final = 28  # RFC 2408 3.1
 ESP_MIN_LEN: Final = 8  # SPI + sequence number
 
@@ -31,6 +40,7 @@ UDP_ENCAPSULATION_MODES: Final = frozenset({3, 4, 61443, 61444})
 EMPTY_DATAGRAM: Final = "empty_datagram"
 SHORT_DATAGRAM: Final = "short_datagram"  # 1..7 bytes and not a keepalive
 SHORT_IKE: Final = "short_ike"  # marker present but no room for an ISAKMP header
+CISCO_UDP_NOT_ESP: Final = "cisco_udp_not_esp"  # SPI 0 on the Cisco UDP port: no IKE there
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +85,18 @@ def classify(datagram: bytes) -> Datagram:
         if n < 4 + IKE_HEADER_LEN:
             return Malformed(SHORT_IKE)
         return Ike(datagram[4:])
+    if n >= ESP_MIN_LEN:
+        return Esp(datagram)
+    return Malformed(EMPTY_DATAGRAM if n == 0 else SHORT_DATAGRAM)
+
+
+def classify_cisco_udp(datagram: bytes) -> Datagram:
+    """Keepalive, ESP or garbage in one Cisco IPsec over UDP payload (no IKE on that port)."""
+    n = len(datagram)
+    if datagram == CISCO_UDP_KEEPALIVE or (n == 1 and datagram[0] == 0xFF):
+        return KEEPALIVE
+    if n >= 4 and datagram[:4] == NON_ESP_MARKER:
+        return Malformed(CISCO_UDP_NOT_ESP)
     if n >= ESP_MIN_LEN:
         return Esp(datagram)
     return Malformed(EMPTY_DATAGRAM if n == 0 else SHORT_DATAGRAM)
