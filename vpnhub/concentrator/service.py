@@ -46,12 +46,14 @@ from vpnhub.net.dataplane import (
     SetKeepalive,
     UpdatePeer,
     fetch_stats,
+    open_cisco_udp_socket,
+    open_ctcp_listener,
     open_esp_socket,
     open_udp_socket,
 )
 from vpnhub.net.tun import TunDevice, ip
 from vpnhub.session.pool import AddressPool, PoolError
-from vpnhub.wire.constants import EncapsulationMode, IdType, NotifyType
+from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
 
 TICK = 0.25
 STATS_EVERY = 2.0
@@ -75,6 +77,10 @@ class Concentrator:
         self.sessions = SessionTable(lim.max_sessions)
         self.spi_owner: dict[int, tuple[bytes, bytes]] = {}
         self._l2l_by_peer = {str(t.peer): t for t in config.lan_to_lan if t.peer is not None}
+        nt = config.nat_transparency
+        # IPsec over TCP ports double as the engine's "local port" label of TCP-borne SAs
+        self.ctcp_ports = set(nt.ipsec_over_tcp_ports) if nt.ipsec_over_tcp else set()
+        self.udp_port = nt.ipsec_over_udp_port if nt.ipsec_over_udp else 0
         self._l2l_by_id = {t.peer_id: t for t in config.lan_to_lan if t.peer_id}
         self.natt_enabled = config.nat_transparency.ipsec_over_natt
         self._stop = asyncio.Event()
@@ -88,13 +94,15 @@ class Concentrator:
     # ----------------------------------------------------------- IKE config
     def _ike_config(self, remote: Address, local_port: int = 500) -> IkeConfig:
         c = self.config.concentrator
+        over_tcp = local_port in self.ctcp_ports
         site = self._l2l_by_peer.get(remote[0])
         if site is not None:  # Main Mode from a LAN-to-LAN peer: known by its address
             return self._l2l_config(site)
         return IkeConfig(
             local_address=self.public, policy=self.policy, psk_lookup=self._psk_lookup,
             policy_for=self._group_policy, config_for_id=self._config_for_id,
-            natt=self.natt_enabled, xauth=True, dpd_interval=float(c.dpd_interval),
+            natt=self.natt_enabled and not over_tcp, xauth=True,
+            dpd_interval=float(c.dpd_interval),
             dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}")
 
     def _l2l_config(self, site: LanToLanConfig) -> IkeConfig:
@@ -179,7 +187,8 @@ class Concentrator:
         with contextlib.suppress(OSError):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
         self.tun = TunDevice(c.tunnel_interface)
-        self.tun.configure(mtu=1400)
+        # Fragmenting before encryption needs whole 1500-byte packets from the LAN.
+        self.tun.configure(mtu=1400 if c.fragmentation == "none" else 1500)
         for g in self.config.groups:
             self.tun.add_route(str(g.address_pool))
             self._routes.append(str(g.address_pool))
@@ -204,13 +213,17 @@ class Concentrator:
             esp = None
             self.log.add("IPSEC", 2, f"no raw ESP socket ({e}): clients not behind NAT"
                          " cannot pass data")
-        self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox)
+        cisco = open_cisco_udp_socket(self.public, self.udp_port) if self.udp_port else None
+        listeners = [open_ctcp_listener(self.public, port) for port in sorted(self.ctcp_ports)]
+        self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox, cisco_udp=cisco,
+                                   ctcp_listeners=listeners, frag_policy=c.fragmentation)
         self.dataplane.start()
 
     def _teardown_network(self) -> None:
         if self.dataplane is not None:
             self.dataplane.close()
-            for s in (self.dataplane.udp, self.dataplane.esp):
+            for s in (self.dataplane.udp, self.dataplane.esp, self.dataplane.cisco_udp,
+                      *self.dataplane.ctcp_listeners):
                 if s is not None:
                     s.close()
         if self.tun is not None:
@@ -239,7 +252,10 @@ class Concentrator:
         assert self.dataplane is not None
         for e in self.dataplane.inbox.drain():
             if isinstance(e, IkeDatagram):
-                self._ike_in(e.message, e.addr, self.config.concentrator.natt_port)
+                port = self.config.concentrator.natt_port
+                if e.transport == "ctcp":  # label it with a cTCP port (see _flush)
+                    port = min(self.ctcp_ports) if self.ctcp_ports else port
+                self._ike_in(e.message, e.addr, port)
             elif isinstance(e, PeerMoved):
                 self._peer_moved(e)
 
@@ -335,7 +351,10 @@ class Concentrator:
     def _flush(self, sa: IkeSA) -> None:
         for d in sa.datagrams_to_send():
             try:
-                if d.local_port == self.config.concentrator.natt_port:
+                if d.local_port in self.ctcp_ports:
+                    assert self.dataplane is not None
+                    self.dataplane.send_ike(d.data, d.remote, transport="ctcp")
+                elif d.local_port == self.config.concentrator.natt_port:
                     assert self.dataplane is not None
                     self.dataplane.send_ike(d.data, d.remote)
                 else:
@@ -374,6 +393,8 @@ class Concentrator:
                  "local_behind_nat": sa.local_behind_nat,
                  "peer_behind_nat": sa.remote_behind_nat}
         s.nat_t = sa.natt_in_use
+        s.transport = "ctcp" if sa.local_port in self.ctcp_ports else (
+            "natt" if sa.natt_in_use else "esp")
         s.peer_behind_nat = sa.remote_behind_nat
         s.client = _client_type(e.peer_vendor_ids, "")
         if not sa.config.xauth:  # a LAN-to-LAN tunnel: no user, the tunnel's name
@@ -466,7 +487,21 @@ class Concentrator:
             sa.delete(time.monotonic(), "address pool exhausted")
             return
         s.assigned_ip = addr
-        sa.modecfg_reply(self._modecfg(g, addr), time.monotonic())
+        cfg = self._modecfg(g, addr)
+        if self.udp_port and CfgAttr.UNITY_NATT_PORT in e.requested:
+            # The VPN 3000's order when several are on: IPsec over TCP, NAT-T, IPsec over UDP.
+            if s.transport in ("ctcp", "natt"):
+                self.log.add("NATT", 5, f"client asked for IPsec over UDP; using"
+                             f" {'IPsec over TCP' if s.transport == 'ctcp' else 'NAT-T'}"
+                             " (priority: TCP, NAT-T, UDP)", peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                             group=s.group, user=s.user)
+            else:
+                cfg.natt_port = self.udp_port
+                s.transport = "cisco-udp"
+                s.diagnosis = ""  # the NAT is crossed after all
+                self.log.add("NATT", 4, f"IPsec over UDP negotiated on port {self.udp_port}",
+                             peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
+        sa.modecfg_reply(cfg, time.monotonic())
 
     def _modecfg(self, g: GroupConfig, addr: ipaddress.IPv4Address) -> ev.ModeConfig:
         c = self.config.concentrator
@@ -481,6 +516,7 @@ class Concentrator:
         s = self._session(sa)
         assert self.dataplane is not None
         udp = e.encapsulation != EncapsulationMode.TUNNEL
+        transport = s.transport if s.transport in ("ctcp", "cisco-udp") else ""
         key_len = e.key_length or None
         auth = e.auth or None
         inbound = SaParams(e.spi_in, e.transform, key_len, auth, e.enc_key_in, e.auth_key_in)
@@ -488,11 +524,16 @@ class Concentrator:
         allowed = str(s.assigned_ip) if s.assigned_ip else None
         if s.lan_to_lan and not s.children:
             self.sessions.logged_in(s)
-        # plain ESP (no NAT-T) goes over the raw socket: the peer has no port
-        peer = sa.remote if udp else (sa.remote[0], 0)
-        self.dataplane.submit(AddInbound(inbound, peer, udp_encap=udp, allowed_src=allowed))
+        # plain ESP (no NAT-T) goes over the raw socket: the peer has no port; IPsec over
+        # UDP: the client's translated port is learnt from its first authentic ESP
+        peer = sa.remote if udp or transport == "ctcp" else (sa.remote[0], 0)
+        if transport == "cisco-udp":
+            peer = (sa.remote[0], self.udp_port)
+        self.dataplane.submit(AddInbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
+                                         transport=transport))
         dst = allowed or str(e.remote_ts)
-        self.dataplane.submit(AddOutbound(outbound, peer, udp_encap=udp, dst=dst))
+        self.dataplane.submit(AddOutbound(outbound, peer, udp_encap=udp, dst=dst,
+                                          transport=transport))
         if sa.local_behind_nat and udp:
             self.dataplane.submit(SetKeepalive(sa.remote,
                                                float(self.config.concentrator.natt_keepalive)))
@@ -502,13 +543,15 @@ class Concentrator:
                                          e.encapsulation, str(e.local_ts), str(e.remote_ts),
                                          e.lifetime, time.time())
         s.nat_t = udp
+        if transport:
+            s.nat_t = False
         self.sessions.update_peak()
         if e.rekey_of is not None:
             old = s.children.get(e.rekey_of)
             if old is not None:
                 self.log.add("IPSEC", 5, f"rekeyed: {old.spi_in:08x} replaced by {e.spi_in:08x}",
                              group=s.group, user=s.user)
-        if not udp and (sa.remote_behind_nat or s.diagnosis):
+        if not udp and not transport and (sa.remote_behind_nat or s.diagnosis):
             self.log.add("NATT", 3, s.diagnosis or "IPsec SA without NAT-T for a peer behind"
                          " NAT: no data will pass", peer=f"{sa.remote[0]}:{sa.remote[1]}",
                          group=s.group, user=s.user)

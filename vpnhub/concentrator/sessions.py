@@ -50,9 +50,15 @@ class Session:
     keepalives_tx: int = 0
     drops: dict[str, int] = field(default_factory=dict)  # decrypt failures, replays, ...
     lan_to_lan: str = ""  # the tunnel's name for a LAN-to-LAN session
+    transport: str = ""  # "natt", "esp", "cisco-udp" or "ctcp"
 
     @property
     def protocol(self) -> str:
+        """As the VPN 3000 Manager names them."""
+        if self.transport == "ctcp":
+            return "IPsec/TCP"
+        if self.transport == "cisco-udp":
+            return "IPsec/UDP"
         return "IPsec/NAT-T" if self.nat_t else "IPsec"
 
     def encryption(self) -> str:
