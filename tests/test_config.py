@@ -115,7 +115,9 @@ def test_defaults() -> None:
     assert (lim.xauth_max_failures, lim.xauth_lockout_seconds) == (5, 300)
     assert lim.xauth_retry_delay == 1.0
     assert (cfg.log.console_severity, cfg.log.keep_severity) == (3, 5)
-    assert cfg.log.store == Path("/var/log/vpnhub/events.log")
+    assert cfg.log.store == Path("/var/lib/vpnhub/events.db")
+    assert cfg.log.store_max_events == 100_000 and cfg.log.classes == ()
+    assert cfg.admin.tls_cert is None and cfg.admin.tls_key is None
     g = cfg.groups[0]
     assert g.split_include is None and g.ike_proposals is None and g.esp_proposals is None
     assert not (g.pfs or g.save_password or g.reserve_first_address)
@@ -231,6 +233,24 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
     assert cfg.groups[0].psk.reveal() == b"filesecret"
     assert cfg.log.store == tmp_path / "events.log"
     assert parse_config(HEAD + '[log]\nstore = ""\n').log.store is None
+
+
+def test_log_classes_and_store_size() -> None:
+    text = HEAD + "[log]\nstore_max_events = 5000\n[log.classes.IKEDECODE]\nkeep_severity = 9\n"
+    text += "[log.classes.NATT]\nconsole_severity = 0\nkeep_severity = 6\n"
+    log = parse_config(text).log
+    assert log.store_max_events == 5000
+    assert [(c.name, c.console_severity, c.keep_severity) for c in log.classes] == [
+        ("IKEDECODE", None, 9), ("NATT", 0, 6)]
+
+
+def test_admin_tls_files(tmp_path: Path) -> None:
+    (tmp_path / "cert.pem").write_text("x")
+    (tmp_path / "key.pem").write_text("x")
+    path = tmp_path / "vpnhub.toml"
+    path.write_text(HEAD + '[admin]\ntls_cert = "cert.pem"\ntls_key = "key.pem"\n')
+    admin = load_config(path).admin
+    assert (admin.tls_cert, admin.tls_key) == (tmp_path / "cert.pem", tmp_path / "key.pem")
 
 
 def test_hashed_user_password() -> None:
@@ -378,6 +398,16 @@ def test_full_tunnel_private_network_is_not_an_overlap() -> None:
         ),
         ("[log]\nconsole_severity = 14\n", "log.console_severity", 5, "out of range (1..13)"),
         ("[log]\nstore = 5\n", "log.store", 5, "a file path"),
+        ("[log]\nstore_max_events = 99\n", "log.store_max_events", 5, "out of range (100.."),
+        ("[log.classes.NATX]\nkeep_severity = 9\n", "log.classes.NATX", 4,
+         "unknown key 'NATX' (did you mean 'NATT'?)"),
+        ("[log.classes.IKEDBG]\nkeep_severity = 14\n", "log.classes.IKEDBG.keep_severity", 5,
+         "out of range (0..13)"),
+        ("[log.classes.IKE]\nkeep = 9\n", "log.classes.IKE.keep", 5, "unknown key"),
+        ('[admin]\ntls_cert = "/etc/hostname"\n', "admin.tls_key", 4,
+         "set both tls_cert and tls_key"),
+        ('[admin]\ntls_cert = "/nonexistent.pem"\ntls_key = "/etc/hostname"\n',
+         "admin.tls_cert", 5, "no such file"),
         ("concentrator = 5\n", "concentrator.concentrator", 4, "unknown key"),
         # addresses and networks
         (

@@ -1,18 +1,37 @@
-"""The event log: numbered records with class, severity, peer, group, user, text.
+"""The event log: numbered records with class, severity, repeat count, peer, group, user, text.
 
-Severities as on the VPN 3000 (1 fault ... 13 most detailed); 1-3 go to the
-console by default and 1-5 are kept. The filterable store, the web view and
-SQLite persistence build on this record (issue 6).
+As on the VPN 3000 Concentrator: every event has a class (IKE, NATT, ...)
+and a severity from 1 (fault) to 13 (most detailed). Events up to the
+console severity are printed (default 1-3), events up to the keep severity
+are kept (default 1-5); both can be set per class ([log.classes] in the
+configuration, docs/CONFIG.md). Identical consecutive events collapse into
+one record whose repeat count grows (a flood of the same line is one
+record). Kept records go to a bounded in-memory ring for the live views and,
+with a store, to SQLite: bounded to `store_max_events` records (the oldest
+are dropped first) and still there after a restart. Known secrets (group
+PSKs, plain-text user passwords) are replaced by <hidden> in every text,
+should any code ever put one there. docs/MANAGER.md documents the classes
+and severities.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import sqlite3
 import sys
+import threading
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TextIO
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from vpnhub.config import Config, LogConfig
 
 SEVERITY_MEANING = {
     1: "fault", 2: "warning (major)", 3: "warning (minor)", 4: "information (main events)",
@@ -21,48 +40,462 @@ SEVERITY_MEANING = {
     11: "trace", 12: "trace (detailed)", 13: "trace (everything)",
 }
 
+# The event classes and what each covers (docs/MANAGER.md has the long form).
+CLASSES: dict[str, str] = {
+    "IKE": "IKE SAs: phase 1 negotiated, failed, rekeyed, deleted",
+    "IKEDBG": "IKE internals: state changes, exchanges in progress",
+    "IKEDECODE": "every ISAKMP message: header and payload list (8), full decode (9)",
+    "IPSEC": "IPsec SAs: security negotiation complete, SPIs loaded, rekeys, deletes",
+    "IPSECDBG": "the ESP data plane: SAs installed and removed, packets dropped",
+    "NATT": "NAT detection, NAT-Traversal negotiated or refused, keepalives, new mappings",
+    "AUTH": "authentication results: XAUTH users and manager logins",
+    "XAUTH": "XAUTH exchanges: credentials asked for, checked, status sent",
+    "MODECFG": "Mode Config: address, DNS, split tunnel and Unity attributes",
+    "DPD": "dead peer detection (RFC 3706) and Cisco keepalives",
+    "SESSION": "sessions start and end; the concentrator starts and stops",
+    "CONFIG": "configuration loaded or changed",
+    "ADMIN": "administrators: manager logins and logouts, logouts of users, settings",
+}
+
+MIN_SEVERITY = 1
+MAX_SEVERITY = 13
+_HIDDEN = "<hidden>"
+_MIN_SECRET = 4  # shorter strings would mangle ordinary words
+
 
 @dataclass(frozen=True)
 class Record:
+    """One event. `time` is the first occurrence, `last` the latest repeat."""
+
     seq: int
     time: float
     cls: str
     severity: int
     text: str
-    peer: str = ""
+    peer: str = ""  # "address:port" of the IKE peer, if any
     group: str = ""
     user: str = ""
     repeat: int = 1
+    last: float = 0.0
+
+    @property
+    def peer_address(self) -> str:
+        return self.peer.rsplit(":", 1)[0] if ":" in self.peer else self.peer
+
+    @property
+    def peer_port(self) -> int | None:
+        _, _, port = self.peer.rpartition(":")
+        return int(port) if port.isdigit() else None
+
+    def same_event(self, other: Record) -> bool:
+        return (self.cls, self.severity, self.text, self.peer, self.group, self.user) == (
+            other.cls, other.severity, other.text, other.peer, other.group, other.user)
 
     def format(self) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
         who = f" peer={self.peer}" if self.peer else ""
         who += f" group={self.group}" if self.group else ""
         who += f" user={self.user}" if self.user else ""
-        return f"{self.seq} {stamp} SEV={self.severity} {self.cls}{who} {self.text}"
+        rpt = f" RPT={self.repeat}" if self.repeat > 1 else ""
+        return f"{self.seq} {stamp} SEV={self.severity} {self.cls}{rpt}{who} {self.text}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "time": _iso(self.time), "last": _iso(self.last or self.time),
+            "class": self.cls, "severity": self.severity, "repeat": self.repeat,
+            "peer_address": self.peer_address or None, "peer_port": self.peer_port,
+            "group": self.group, "user": self.user, "text": self.text,
+        }
+
+
+def _iso(t: float) -> str:
+    """RFC 3339 with the local offset, milliseconds."""
+    return datetime.fromtimestamp(t).astimezone().isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """What the Filterable Event Log asks for. Empty fields match everything.
+
+    `peer` is an address ("203.0.113.78") or address and port; `text` a
+    case-insensitive substring; `since`/`until` are UNIX times. The result is
+    the newest `limit` matches, oldest first; `before_seq` pages back.
+    """
+
+    classes: frozenset[str] = frozenset()
+    severity_min: int = MIN_SEVERITY
+    severity_max: int = MAX_SEVERITY
+    peer: str = ""
+    user: str = ""
+    group: str = ""
+    since: float | None = None
+    until: float | None = None
+    text: str = ""
+    after_seq: int = 0
+    before_seq: int | None = None
+    limit: int = 500
+
+    def matches(self, r: Record) -> bool:
+        return (
+            (not self.classes or r.cls in self.classes)
+            and self.severity_min <= r.severity <= self.severity_max
+            and (not self.peer or self.peer in (r.peer, r.peer_address))
+            and (not self.user or r.user == self.user)
+            and (not self.group or r.group == self.group)
+            and (self.since is None or (r.last or r.time) >= self.since)
+            and (self.until is None or r.time <= self.until)
+            and (not self.text or self.text.lower() in r.text.lower())
+            and r.seq > self.after_seq
+            and (self.before_seq is None or r.seq < self.before_seq)
+        )
+
+
+# ----------------------------------------------------------------------------- store
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY, time REAL NOT NULL, last REAL NOT NULL, cls TEXT NOT NULL,
+    severity INTEGER NOT NULL, repeat INTEGER NOT NULL, peer TEXT NOT NULL,
+    peer_address TEXT NOT NULL, grp TEXT NOT NULL, user TEXT NOT NULL, text TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS events_time ON events (time);
+CREATE INDEX IF NOT EXISTS events_cls ON events (cls, seq);
+"""
+_COLUMNS = "seq, time, last, cls, severity, repeat, peer, peer_address, grp, user, text"
+
+
+class EventStore:
+    """SQLite file of kept records, at most `max_events` of them (oldest dropped first).
+
+    Writes are batched: `put()` queues, `flush()` commits (at most every
+    `flush_interval` seconds or `batch` records from `put`, and before every
+    query). WAL journal: a crash loses no committed record.
+    """
+
+    def __init__(self, path: Path, max_events: int, *, batch: int = 256,
+                 flush_interval: float = 0.5, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        if max_events < 1:
+            raise ValueError("max_events must be at least 1")
+        self.path = path
+        self.max_events = max_events
+        self.batch = batch
+        self.flush_interval = flush_interval
+        self.clock = clock
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)  # user names, addresses
+        os.close(fd)
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            row = self.db.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM events").fetchone()
+        except sqlite3.DatabaseError:
+            self.db.close()
+            raise
+        self.count, self.max_seq = int(row[0]), int(row[1])
+        self._pending: dict[int, Record] = {}
+        self._last_flush = clock()
+        self._lock = threading.RLock()
+        self.dropped = 0  # records deleted to stay within max_events
+
+    def put(self, r: Record) -> None:
+        """Queue a new record, or a newer version (repeat) of a queued or stored one."""
+        with self._lock:
+            self._pending[r.seq] = r
+            if len(self._pending) >= self.batch or \
+                    self.clock() - self._last_flush >= self.flush_interval:
+                self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._last_flush = self.clock()
+            if not self._pending:
+                return
+            rows = [_row(r) for r in self._pending.values()]
+            new = sum(1 for seq in self._pending if seq > self.max_seq)
+            self.max_seq = max(self.max_seq, *self._pending)
+            self._pending.clear()
+            with self._transaction():
+                self.db.executemany(
+                    f"INSERT OR REPLACE INTO events ({_COLUMNS}) VALUES"
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                self.count += new
+                excess = self.count - self.max_events
+                if excess > 0:
+                    self.db.execute("DELETE FROM events WHERE seq IN"
+                                    " (SELECT seq FROM events ORDER BY seq LIMIT ?)", (excess,))
+                    self.count -= excess
+                    self.dropped += excess
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self.db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def query(self, f: EventFilter) -> list[Record]:
+        where, args = _where(f)
+        sql = (f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq DESC LIMIT ?")
+        with self._lock:
+            self.flush()
+            rows = self.db.execute(sql, (*args, max(0, f.limit))).fetchall()
+        return [_record(row) for row in reversed(rows)]
+
+    def close(self) -> None:
+        with self._lock:
+            with contextlib.suppress(sqlite3.Error):
+                self.flush()
+            self.db.close()
+
+
+def _row(r: Record) -> tuple[object, ...]:
+    return (r.seq, r.time, r.last or r.time, r.cls, r.severity, r.repeat, r.peer,
+            r.peer_address, r.group, r.user, r.text)
+
+
+def _record(row: tuple[Any, ...]) -> Record:
+    seq, t, last, cls, sev, rpt, peer, _addr, grp, user, text = row
+    return Record(int(seq), float(t), str(cls), int(sev), str(text), str(peer), str(grp),
+                  str(user), int(rpt), float(last))
+
+
+def _where(f: EventFilter) -> tuple[str, list[object]]:
+    cond: list[str] = ["severity BETWEEN ? AND ?", "seq > ?"]
+    args: list[object] = [f.severity_min, f.severity_max, f.after_seq]
+    if f.classes:
+        cond.append(f"cls IN ({', '.join('?' * len(f.classes))})")
+        args += sorted(f.classes)
+    if f.peer:
+        cond.append("(peer = ? OR peer_address = ?)")
+        args += [f.peer, f.peer]
+    if f.user:
+        cond.append("user = ?")
+        args.append(f.user)
+    if f.group:
+        cond.append("grp = ?")
+        args.append(f.group)
+    if f.since is not None:
+        cond.append("last >= ?")
+        args.append(f.since)
+    if f.until is not None:
+        cond.append("time <= ?")
+        args.append(f.until)
+    if f.text:
+        escaped = f.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        cond.append("text LIKE ? ESCAPE '\\'")  # case-insensitive for ASCII
+        args.append(f"%{escaped}%")
+    if f.before_seq is not None:
+        cond.append("seq < ?")
+        args.append(f.before_seq)
+    return "WHERE " + " AND ".join(cond), args
+
+
+# ----------------------------------------------------------------------------- the log
+@dataclass
+class _Levels:
+    console: int
+    keep: int
+
+
+@dataclass
+class _Repeats:
+    """Console lines held back while the same event repeats."""
+
+    record: Record | None = None
+    held: int = 0
 
 
 class EventLog:
-    """Bounded in memory; prints what is at or below the console severity."""
+    """Prints what is at or below the console severity, keeps what is at or below the keep
+    severity (per class when configured), in memory and in the optional store."""
 
-    def __init__(self, *, console_severity: int = 3, keep_severity: int = 5,
-                 size: int = 2048, out: TextIO | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, console_severity: int = 3, keep_severity: int = 5, size: int = 2048,
+                 out: TextIO | None = None, clock: Callable[[], float] = time.time,
+                 store: EventStore | None = None,
+                 classes: Mapping[str, tuple[int | None, int | None]] | None = None) -> None:
         self.console_severity = console_severity
         self.keep_severity = keep_severity
-        self.records: deque[Record] = deque(maxlen=size)
-        self.out = out if out is not None else sys.stdout
+        self.size = size
+        self.out = out
         self.clock = clock
-        self.seq = 0
+        self.store = store
+        self.classes: dict[str, tuple[int | None, int | None]] = dict(classes or {})
+        self.records: deque[Record] = deque(maxlen=size)
+        self.seq = store.max_seq if store is not None else 0
+        self.counts: Counter[str] = Counter()  # events by class, repeats included (metrics)
+        self._last: Record | None = None
+        self._repeats = _Repeats()
+        self._subscribers: list[Callable[[Record], None]] = []
+        self._secrets: re.Pattern[str] | None = None
+        self._lock = threading.RLock()
+        self._levels: dict[str, _Levels] = {}
 
+    # -- configuration
+    @classmethod
+    def from_config(cls, config: Config, *, out: TextIO | None = None) -> EventLog:
+        log = cls(out=out)
+        log.configure(config)
+        return log
+
+    def configure(self, config: Config) -> str | None:
+        """Apply [log] (levels, ring size, store) and learn the secrets to hide.
+
+        Returns why the store could not be opened (the log then keeps events
+        in memory only), or None."""
+        c: LogConfig = config.log
+        with self._lock:
+            self.console_severity, self.keep_severity = c.console_severity, c.keep_severity
+            self.classes = {k.name: (k.console_severity, k.keep_severity) for k in c.classes}
+            self._levels.clear()
+            if c.buffer_events != self.size:
+                self.size = c.buffer_events
+                self.records = deque(self.records, maxlen=self.size)
+            secrets = [g.psk.reveal_str() for g in config.groups]
+            secrets += [u.password.reveal_str() for u in config.users if u.password is not None]
+            self.hide(secrets)
+            if c.store is None or self.store is not None:
+                return None
+            try:
+                store = EventStore(c.store, c.store_max_events)
+            except (OSError, sqlite3.Error) as e:
+                return f"event log store {c.store} unavailable ({e}): events kept in memory only"
+            self.attach(store)
+        return None
+
+    def attach(self, store: EventStore) -> None:
+        """Use `store`; numbering goes on after its newest record. Records kept so far in
+        memory are renumbered after it and written to it."""
+        with self._lock:
+            self.store = store
+            base = store.max_seq
+            old = list(self.records)
+            self.records.clear()
+            for r in old:
+                moved = replace(r, seq=base + r.seq)
+                self.records.append(moved)
+                store.put(moved)
+            self.seq = base + self.seq
+            self._last = None
+
+    def hide(self, secrets: Iterable[str]) -> None:
+        words = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
+        self._secrets = re.compile("|".join(map(re.escape, words))) if words else None
+
+    def levels(self, cls: str) -> tuple[int, int]:
+        """(console, keep) severities of a class."""
+        lv = self._levels.get(cls)
+        if lv is None:
+            console, keep = self.classes.get(cls, (None, None))
+            lv = _Levels(self.console_severity if console is None else console,
+                         self.keep_severity if keep is None else keep)
+            self._levels[cls] = lv
+        return lv.console, lv.keep
+
+    # -- adding
     def add(self, cls: str, severity: int, text: str, *, peer: str = "", group: str = "",
             user: str = "") -> Record | None:
-        if severity > max(self.console_severity, self.keep_severity):
+        console, keep = self.levels(cls)
+        if severity > console and severity > keep:
             return None
-        self.seq += 1
-        rec = Record(self.seq, self.clock(), cls, severity, text, peer, group, user)
-        if severity <= self.keep_severity:
-            self.records.append(rec)
-        if severity <= self.console_severity:
-            print(rec.format(), file=self.out, flush=True)
+        if self._secrets is not None:
+            text = self._secrets.sub(_HIDDEN, text)
+            user = self._secrets.sub(_HIDDEN, user)
+        with self._lock:
+            now = self.clock()
+            rec = Record(0, now, cls, severity, text, peer, group, user, 1, now)
+            last = self._last
+            self.counts[cls] += 1
+            if last is not None and last.same_event(rec):
+                rec = replace(last, repeat=last.repeat + 1, last=now)
+                self._repeated(rec, console, keep)
+            else:
+                self._flush_console()
+                self.seq += 1
+                rec = replace(rec, seq=self.seq)
+                self._new(rec, console, keep)
+            self._last = rec
+            subscribers = list(self._subscribers)
+        for notify in subscribers:
+            notify(rec)
         return rec
+
+    def _new(self, rec: Record, console: int, keep: int) -> None:
+        if rec.severity <= keep:
+            self.records.append(rec)
+            if self.store is not None:
+                self.store.put(rec)
+        if rec.severity <= console:
+            self._print(rec.format())
+
+    def _repeated(self, rec: Record, console: int, keep: int) -> None:
+        if rec.severity <= keep:
+            if self.records and self.records[-1].seq == rec.seq:
+                self.records[-1] = rec
+            if self.store is not None:
+                self.store.put(rec)
+        if rec.severity <= console:
+            self._repeats.record = rec
+            self._repeats.held += 1
+
+    def _flush_console(self) -> None:
+        r = self._repeats
+        if r.record is not None and r.held:
+            self._print(f"{r.record.seq} (repeated {r.held} more time(s), last at"
+                        f" {time.strftime('%H:%M:%S', time.localtime(r.record.last))})")
+        self._repeats = _Repeats()
+
+    def _print(self, line: str) -> None:
+        out = self.out if self.out is not None else sys.stdout
+        with contextlib.suppress(OSError, ValueError):  # a closed console stops nothing
+            print(line, file=out, flush=True)
+
+    # -- reading
+    def query(self, f: EventFilter) -> list[Record]:
+        """Kept records matching `f` (the store if there is one, else memory)."""
+        if self.store is not None:
+            try:
+                return self.store.query(f)
+            except sqlite3.Error:
+                pass
+        with self._lock:
+            found = [r for r in self.records if f.matches(r)]
+        return found[-f.limit:] if f.limit > 0 else []
+
+    def subscribe(self, notify: Callable[[Record], None]) -> Callable[[], None]:
+        """Call `notify(record)` for every new or repeated record; returns the unsubscriber.
+        `notify` runs in the thread that logs: it must be quick and must not log."""
+        with self._lock:
+            self._subscribers.append(notify)
+
+        def unsubscribe() -> None:
+            with self._lock, contextlib.suppress(ValueError):
+                self._subscribers.remove(notify)
+        return unsubscribe
+
+    def is_kept(self, r: Record) -> bool:
+        return r.severity <= self.levels(r.cls)[1]
+
+    # -- life cycle
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_console()
+            if self.store is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self.store.flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._flush_console()
+            if self.store is not None:
+                self.store.close()
+                self.store = None
+
+
+def class_levels(log: EventLog) -> Mapping[str, tuple[int, int]]:
+    """(console, keep) of every known class and of every class seen so far."""
+    names = list(CLASSES) + sorted(set(log.counts) - set(CLASSES))
+    return {name: log.levels(name) for name in names}

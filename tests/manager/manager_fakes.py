@@ -1,0 +1,240 @@
+"""A concentrator stand-in for the manager's in-process tests, and a server in a thread.
+
+`FakeConcentrator` has exactly what `vpnhub.manager.view.ConcentratorLike`
+names: the real configuration, event log, `SessionTable` and address pools,
+with an IKE endpoint whose SAs only record `delete()`. `ManagerServer` runs a
+`Manager` on 127.0.0.1 (a free port) in its own event loop thread, so that
+plain HTTP clients (urllib, schemathesis) can talk to it. The ping is a fake:
+these tests never send packets anywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import ipaddress
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vpnhub.auth.lockout import LockoutPolicy
+from vpnhub.auth.users import hash_password
+from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
+from vpnhub.config import Config, parse_config
+from vpnhub.eventlog import EventLog
+from vpnhub.manager.app import Manager
+from vpnhub.manager.view import PingResult
+from vpnhub.session.pool import AddressPool
+from vpnhub.wire.constants import EncapsulationMode
+
+ADMIN = "admin"
+ADMIN_PASSWORD = "manager-Pa55word"
+GROUP_PSK = "fake-group-secret-psk"
+USER_PASSWORD = "fake-user-pass-1"
+# cheap hash for tests (pbkdf2 at its lowest allowed cost); real setups use scrypt
+ADMIN_HASH = hash_password(ADMIN_PASSWORD, scheme="pbkdf2-sha256", iterations=1000)
+ESP_AES_CBC, AUTH_HMAC_SHA1, ESP_3DES, AUTH_HMAC_MD5 = 12, 2, 3, 1
+
+
+def config_text(store: Path | None, *, natt: bool = True, pool: str = "10.40.1.0/24",
+                extra: str = "") -> str:
+    store_line = f'store = "{store}"' if store is not None else 'store = ""'
+    return f"""
+[concentrator]
+public_address = "203.0.113.50"
+private_networks = ["192.168.2.0/24"]
+allow_legacy_crypto = true
+[nat_transparency]
+ipsec_over_natt = {str(natt).lower()}
+[admin]
+socket = "/nonexistent/admin.sock"
+listen = "127.0.0.1:8443"
+[[admin.user]]
+name = "{ADMIN}"
+password_hash = "{ADMIN_HASH}"
+[log]
+console_severity = 1
+keep_severity = 9
+{store_line}
+store_max_events = 1000
+{extra}
+[[group]]
+name = "vpngroup"
+psk = "{GROUP_PSK}"
+address_pool = "{pool}"
+[[user]]
+name = "vpnuser1"
+password = "{USER_PASSWORD}"
+group = "vpngroup"
+"""
+
+
+class FakeSA:
+    def __init__(self, key: tuple[bytes, bytes]) -> None:
+        self.icookie, self.rcookie = key
+        self.data: dict[str, Any] = {}
+        self.deleted: str | None = None
+
+    def delete(self, now: float, reason: str) -> None:
+        self.deleted = reason
+
+
+class FakeEndpoint:
+    def __init__(self) -> None:
+        self.sas: dict[tuple[bytes, bytes], FakeSA] = {}
+        self.drops: Counter[str] = Counter({"unknown_cookie": 3})
+
+    def get(self, icookie: bytes, rcookie: bytes) -> FakeSA | None:
+        return self.sas.get((icookie, rcookie))
+
+    def half_open_count(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return len(self.sas)
+
+
+class FakeConcentrator:
+    def __init__(self, config: Config, log: EventLog) -> None:
+        self.config = config
+        self.log = log
+        self.sessions = SessionTable(config.limits.max_sessions)
+        self.pools = {g.name: AddressPool.for_group(g) for g in config.groups}
+        self.endpoint = FakeEndpoint()
+        self.natt_enabled = config.nat_transparency.ipsec_over_natt
+        self.dataplane: Any = None
+        self._n = 0
+
+    def add_session(self, user: str, port: int, *, nat_t: bool = True, legacy: bool = False,
+                    diagnosis: str = "") -> Session:
+        self._n += 1
+        key = (self._n.to_bytes(8, "big"), (1000 + self._n).to_bytes(8, "big"))
+        s = Session(key, "203.0.113.78", port, group="vpngroup", user=user)
+        s.assigned_ip = self.pools["vpngroup"].allocate(key, identity=user)
+        s.ike = {"encryption": "3DES" if legacy else "AES-256", "hash": "MD5" if legacy
+                 else "SHA1", "dh_group": "MODP_1024" if legacy else "MODP_2048",
+                 "authentication": "Preshared Keys-XAUTH", "mode": "Aggressive",
+                 "rekey_interval": 86400, "local_behind_nat": False, "peer_behind_nat": True}
+        s.nat_t, s.peer_behind_nat, s.diagnosis = nat_t, True, diagnosis
+        s.client = "Cisco Systems VPN Client 4.8"
+        enc = EncapsulationMode.UDP_TUNNEL if nat_t else EncapsulationMode.TUNNEL
+        s.children[0x1000 + self._n] = ChildInfo(
+            0x1000 + self._n, 0x2000 + self._n, ESP_3DES if legacy else ESP_AES_CBC,
+            0 if legacy else 256, AUTH_HMAC_MD5 if legacy else AUTH_HMAC_SHA1, int(enc),
+            "0.0.0.0/0", f"{s.assigned_ip}/32", 28800, time.time())
+        s.bytes_tx, s.bytes_rx = 768 * self._n, 512 * self._n
+        self.sessions.add(s)
+        self.sessions.logged_in(s)
+        self.endpoint.sas[key] = FakeSA(key)
+        return s
+
+    def _service(self, sa: FakeSA) -> None:
+        if sa.deleted:
+            key = (sa.icookie, sa.rcookie)
+            s = self.sessions.sessions.pop(key, None)
+            self.endpoint.sas.pop(key, None)
+            if s is not None:
+                self.pools[s.group].release(key)
+                self.log.add("SESSION", 4, f"session of {s.user} ended: {sa.deleted}",
+                             user=s.user, group=s.group)
+
+
+async def fake_ping(address: str, source: str) -> PingResult:
+    ipaddress.IPv4Address(address)
+    return PingResult(address, source, 3, 3, 0.42, f"3 packets transmitted, 3 received ({address})")
+
+
+def no_lockout() -> LockoutPolicy:
+    """Failures are logged and counted but neither delayed nor locked (fuzzing speed)."""
+    return LockoutPolicy(max_failures=1000, lockout_seconds=0, retry_delay=0.0,
+                         max_retry_delay=0.0, max_failures_per_source=0)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+class ManagerServer:
+    """A Manager around a FakeConcentrator, served from a background event loop."""
+
+    def __init__(self, tmp: Path, *, natt: bool = True, lockout: LockoutPolicy | None = None,
+                 extra: str = "", store: bool = True) -> None:
+        self.config = parse_config(config_text(tmp / "events.db" if store else None,
+                                               natt=natt, extra=extra))
+        self.log = EventLog()
+        self.conc = FakeConcentrator(self.config, self.log)
+        self.lockout = lockout or no_lockout()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.manager: Manager | None = None
+        self.base = ""
+
+    def start(self) -> ManagerServer:
+        self.thread.start()
+        self.manager = self.call(self._start())
+        return self
+
+    async def _start(self) -> Manager:
+        m = Manager(self.conc, pinger=fake_ping, lockout=self.lockout)
+        assert await m.start(port=0)
+        self.base = m.url
+        return m
+
+    def call(self, coro: Any, timeout: float = 30.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def run(self, fn: Any) -> Any:
+        """fn() in the server's loop thread (the session table is not thread-safe)."""
+        async def wrapper() -> Any:
+            return fn()
+        return self.call(wrapper())
+
+    def stop(self) -> None:
+        if self.manager is not None:
+            self.call(self.manager.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+    def request(self, method: str, path: str, *, body: bytes | None = None,
+                headers: Mapping[str, str] | None = None, basic: tuple[str, str] | None = None,
+                ) -> Reply:
+        h = dict(headers or {})
+        if basic is not None:
+            h["Authorization"] = "Basic " + base64.b64encode(
+                f"{basic[0]}:{basic[1]}".encode()).decode()
+        req = urllib.request.Request(self.base + path, data=body, method=method, headers=h)
+        opener = urllib.request.build_opener(_NoRedirect)
+        try:
+            with opener.open(req, timeout=30) as r:
+                return Reply(r.status, dict(r.headers), r.read())
+        except urllib.error.HTTPError as e:
+            return Reply(e.code, dict(e.headers), e.read())
+
+    def token(self) -> str:
+        r = self.request("POST", "/api/v1/login", body=json.dumps(
+            {"username": ADMIN, "password": ADMIN_PASSWORD}).encode(),
+            headers={"Content-Type": "application/json"})
+        assert r.status == 200, r.text
+        return str(r.json()["token"])

@@ -1,0 +1,260 @@
+"""The manager API's OpenAPI 3.0 description: the one source of docs/openapi.yaml.
+
+`spec()` is served at /api/v1/openapi.json; `python -m vpnhub.manager.openapi`
+prints it as YAML (docs/openapi.yaml is that output; a test keeps them equal).
+The tests run schemathesis against this description.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from vpnhub import __version__
+from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY
+
+SESSION_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$",
+              "description": "The IKE SA's cookies (initiator then responder), in hex."}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None,
+         extra: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "object", "properties": props}
+    if required:
+        out["required"] = required
+    if not extra:
+        out["additionalProperties"] = False
+    return out
+
+
+INT = {"type": "integer", "minimum": 0}
+STR = {"type": "string"}
+BOOL = {"type": "boolean"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {400: "Bad request (the message says what)", 401: "Not logged in",
+            403: "CSRF token missing or wrong (cookie sessions only)", 404: "No such session",
+            409: "The session has no assigned address yet"}
+    return {str(c): {"description": text[c], "content": {"application/json": {
+        "schema": _ref("Error")}}} for c in codes}
+
+
+def _schemas() -> dict[str, Any]:
+    summary_keys = ["active_lan_to_lan", "active_remote_access", "active_management",
+                    "active", "total_active", "peak", "concurrent_limit", "cumulative"]
+    ike = _obj({
+        "encryption": STR, "hash": STR, "dh_group": STR, "authentication": STR, "mode": STR,
+        "rekey_interval": INT, "local_behind_nat": BOOL, "peer_behind_nat": BOOL}, extra=True)
+    ipsec = _obj({
+        "spi_in": STR, "spi_out": STR, "encryption": STR, "hashing": STR,
+        "encapsulation": STR, "local_network": STR, "remote_network": STR,
+        "remote_address": {"type": "string", "nullable": True}, "local_address": STR,
+        "peer_address": STR, "peer_port": INT, "udp_src_port": INT, "udp_dst_port": INT,
+        "rekey_interval": INT, "bytes_rx": INT, "bytes_tx": INT, "packets_rx": INT,
+        "packets_tx": INT, "idle_seconds": INT, "established": STR, "legacy_crypto": BOOL},
+        ["spi_in", "spi_out", "encryption", "encapsulation", "udp_src_port", "udp_dst_port",
+         "rekey_interval", "bytes_rx", "bytes_tx", "idle_seconds"], extra=True)
+    session = _obj({
+        "id": SESSION_ID, "user": STR, "group": STR,
+        "lan_to_lan": {"type": "string", "description": "Tunnel name (LAN-to-LAN only)."},
+        "assigned_ip": {"type": "string", "nullable": True}, "public_ip": STR,
+        "public_port": INT, "protocol": {"type": "string", "enum": ["IPsec", "IPsec/NAT-T"]},
+        "encryption": STR, "login_time": {"type": "string", "format": "date-time"},
+        "duration": {"type": "integer"}, "client": STR, "bytes_tx": INT, "bytes_rx": INT,
+        "packets_tx": INT, "packets_rx": INT, "nat_t": BOOL, "peer_behind_nat": BOOL,
+        "diagnosis": {"type": "string", "description": "Why no data can pass, if detected."},
+        "decrypt_failures": INT, "replays": INT,
+        "drops": {"type": "object", "additionalProperties": INT},
+        "nat_keepalives_rx": INT, "nat_keepalives_tx": INT, "legacy_crypto": BOOL,
+        "ike": _ref("IkeSA"), "ipsec": {"type": "array", "items": _ref("IpsecSA")}},
+        ["id", "user", "group", "assigned_ip", "public_ip", "public_port", "protocol",
+         "encryption", "login_time", "duration", "client", "bytes_tx", "bytes_rx", "nat_t",
+         "diagnosis", "ike", "ipsec"], extra=True)
+    event = _obj({
+        "seq": {"type": "integer", "minimum": 1},
+        "time": {"type": "string", "format": "date-time"},
+        "last": {"type": "string", "format": "date-time",
+                 "description": "Time of the latest repeat."},
+        "class": STR, "severity": {"type": "integer", "minimum": MIN_SEVERITY,
+                                   "maximum": MAX_SEVERITY},
+        "repeat": {"type": "integer", "minimum": 1},
+        "peer_address": {"type": "string", "nullable": True},
+        "peer_port": {"type": "integer", "nullable": True}, "group": STR, "user": STR,
+        "text": STR},
+        ["seq", "time", "last", "class", "severity", "repeat", "peer_address", "peer_port",
+         "group", "user", "text"])
+    natt = _obj({
+        "ipsec_over_natt": BOOL, "natt_port": INT, "ipsec_over_udp": BOOL,
+        "ipsec_over_udp_port": INT, "ipsec_over_tcp": BOOL,
+        "ipsec_over_tcp_ports": {"type": "array", "items": INT}, "changed": BOOL},
+        ["ipsec_over_natt", "natt_port"])
+    return {
+        "Error": _obj({"error": STR}, ["error"]),
+        "Summary": _obj({k: INT for k in summary_keys}, summary_keys, extra=True),
+        "IkeSA": ike, "IpsecSA": ipsec, "Session": session,
+        "Sessions": _obj({"summary": _ref("Summary"),
+                          "sessions": {"type": "array", "items": _ref("Session")},
+                          "lan_to_lan": {"type": "array", "items": _ref("Session")}},
+                         ["summary", "sessions", "lan_to_lan"]),
+        "Event": event,
+        "Events": _obj({"count": INT, "events": {"type": "array", "items": _ref("Event")}},
+                       ["count", "events"]),
+        "NatTransparency": natt,
+        "Warning": _obj({"kind": STR, "text": STR, "fix": STR}, ["kind", "text", "fix"]),
+        "Ping": _obj({"address": STR, "source": {"type": "string", "nullable": True},
+                      "sent": INT, "received": INT, "alive": BOOL,
+                      "rtt_avg_ms": {"type": "number", "nullable": True}, "output": STR},
+                     ["address", "sent", "received", "alive"]),
+        "Token": _obj({"token": STR, "token_type": {"type": "string", "enum": ["Bearer"]},
+                       "user": STR, "idle_timeout": INT}, ["token", "token_type", "user"]),
+    }
+
+
+def _filter_params() -> list[dict[str, Any]]:
+    def q(name: str, schema: dict[str, Any], description: str, **more: Any) -> dict[str, Any]:
+        return {"name": name, "in": "query", "required": False, "schema": schema,
+                "description": description, **more}
+
+    text = {"type": "string", "maxLength": 64, "pattern": "^[^\\x00-\\x1f]*$"}
+    return [
+        q("class", {"type": "array", "items": {"type": "string", "enum": list(CLASSES)}},
+          "Event classes (repeat the parameter, or separate with commas); none: all.",
+          style="form", explode=True),
+        q("severity_min", {"type": "integer", "minimum": MIN_SEVERITY,
+                           "maximum": MAX_SEVERITY, "default": MIN_SEVERITY},
+          "Lowest severity (1 fault ... 13 everything)."),
+        q("severity_max", {"type": "integer", "minimum": MIN_SEVERITY,
+                           "maximum": MAX_SEVERITY, "default": MAX_SEVERITY},
+          "Highest severity; not below severity_min."),
+        q("peer", text, "Peer address, or address:port."),
+        q("user", text, "XAUTH user name (exact)."),
+        q("group", text, "Group name (exact)."),
+        q("since", {"type": "string", "format": "date-time"}, "Events still repeating at or"
+          " after this time (ISO 8601; without an offset: the concentrator's local time)."),
+        q("until", {"type": "string", "format": "date-time"}, "Events first seen at or"
+          " before this time."),
+        q("text", {"type": "string", "maxLength": 200, "pattern": "^[^\\x00-\\x1f]*$"},
+          "Substring of the text, case-insensitive."),
+        q("after_seq", {"type": "integer", "minimum": 0, "maximum": 2**62},
+          "Only events numbered above this."),
+        q("before_seq", {"type": "integer", "minimum": 0, "maximum": 2**62},
+          "Only events numbered below this (paging back); 0: no bound."),
+        q("limit", {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500},
+          "At most this many (the newest matches, oldest first)."),
+    ]
+
+
+def spec() -> dict[str, Any]:
+    sid = {"name": "sid", "in": "path", "required": True, "schema": SESSION_ID}
+    authed: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"basicAuth": []}, {"cookieAuth": []}]
+    ops: dict[str, Any] = {
+        "/login": {"post": {
+            "operationId": "login", "tags": ["auth"], "security": [],
+            "summary": "Log in; returns a bearer token (also accepts HTTP Basic).",
+            "requestBody": {"required": False, "content": {"application/json": {
+                "schema": _obj({"username": {"type": "string", "minLength": 1},
+                                "password": STR}, ["username", "password"])}}},
+            "responses": {"200": _json(_ref("Token"), "Logged in"),
+                          **_errors(400, 401)}}},
+        "/logout": {"post": {
+            "operationId": "logout", "tags": ["auth"],
+            "summary": "End the current token or cookie session.",
+            "responses": {"200": _json(_obj({"logged_out": BOOL}, ["logged_out"]),
+                                       "Logged out"), **_errors(401, 403)}}},
+        "/summary": {"get": {
+            "operationId": "getSummary", "tags": ["sessions"],
+            "summary": "The Session Summary.",
+            "responses": {"200": _json(_ref("Summary"), "Counts"), **_errors(401)}}},
+        "/sessions": {"get": {
+            "operationId": "listSessions", "tags": ["sessions"],
+            "summary": "Session Summary, Remote Access and LAN-to-LAN Sessions with their SAs.",
+            "responses": {"200": _json(_ref("Sessions"), "Sessions"), **_errors(401)}}},
+        "/sessions/{sid}": {"get": {
+            "operationId": "getSession", "tags": ["sessions"], "parameters": [sid],
+            "summary": "One session: IKE SA, IPsec/NAT-T SAs, counters.",
+            "responses": {"200": _json(_ref("Session"), "The session"),
+                          **_errors(401, 404)}}},
+        "/sessions/{sid}/logout": {"post": {
+            "operationId": "logoutSession", "tags": ["sessions"], "parameters": [sid],
+            "summary": "Log the user out: DELETE to the client, the session ends.",
+            "responses": {"200": _json(_obj({"logged_out": BOOL, "user": STR},
+                                            ["logged_out"]), "Logged out"),
+                          **_errors(401, 403, 404)}}},
+        "/sessions/{sid}/ping": {"post": {
+            "operationId": "pingSession", "tags": ["sessions"], "parameters": [sid],
+            "summary": "Ping the client's assigned address from the concentrator.",
+            "responses": {"200": _json(_ref("Ping"), "Ping result"),
+                          **_errors(401, 403, 404, 409)}}},
+        "/events": {"get": {
+            "operationId": "getEvents", "tags": ["events"], "parameters": _filter_params(),
+            "summary": "The Filterable Event Log.",
+            "responses": {"200": _json(_ref("Events"), "Matching events, oldest first"),
+                          **_errors(400, 401)}}},
+        "/events/stream": {"get": {
+            "operationId": "streamEvents", "tags": ["events"], "parameters": _filter_params(),
+            "summary": "Live tail as server-sent events (event: record, data: an Event).",
+            "responses": {"200": {"description": "text/event-stream", "content": {
+                "text/event-stream": {"schema": {"type": "string"}}}},
+                **_errors(400, 401)}}},
+        "/nat-transparency": {
+            "get": {"operationId": "getNatTransparency", "tags": ["settings"],
+                    "summary": "NAT Transparency settings.",
+                    "responses": {"200": _json(_ref("NatTransparency"), "Settings"),
+                                  **_errors(401)}},
+            "put": {"operationId": "setNatTransparency", "tags": ["settings"],
+                    "summary": "Turn IPsec over NAT-T on or off for new IKE SAs (no restart).",
+                    "requestBody": {"required": True, "content": {"application/json": {
+                        "schema": _obj({"ipsec_over_natt": BOOL}, ["ipsec_over_natt"])}}},
+                    "responses": {"200": _json(_ref("NatTransparency"), "Applied"),
+                                  **_errors(400, 401, 403)}}},
+        "/warnings": {"get": {
+            "operationId": "getWarnings", "tags": ["sessions"],
+            "summary": "Misconfigurations detected, with the fix.",
+            "responses": {"200": _json(_obj({"warnings": {"type": "array",
+                                                          "items": _ref("Warning")}},
+                                            ["warnings"]), "Warnings"), **_errors(401)}}},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "vpnhub manager API", "version": __version__,
+                 "description": "Sessions, event log and settings of a running vpnhub"
+                 " concentrator (docs/MANAGER.md). Every call but /login needs a bearer token"
+                 " from /login, HTTP Basic, or the web console's session cookie (then with"
+                 " the X-CSRF-Token header on POST and PUT). Prometheus metrics are at"
+                 " /metrics (same authentication)."},
+        "servers": [{"url": "/api/v1"}],
+        "security": authed,
+        "paths": ops,
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "bearerAuth": {"type": "http", "scheme": "bearer"},
+                "basicAuth": {"type": "http", "scheme": "basic"},
+                "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "vpnhub_session"},
+            },
+        },
+    }
+
+
+def to_yaml() -> str:
+    import yaml  # dev dependency (schemathesis brings it); the server serves JSON
+
+    head = "# Generated by `python -m vpnhub.manager.openapi`: edit vpnhub/manager/openapi.py.\n"
+    return head + str(yaml.safe_dump(spec(), sort_keys=False, width=100, allow_unicode=True))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--json"]:
+        print(json.dumps(spec(), indent=2))
+    else:
+        sys.stdout.write(to_yaml())

@@ -1,0 +1,416 @@
+"""The web console's pages: server-rendered HTML, escaped by construction.
+
+Every value from the concentrator goes through `h()` (html.escape); the only
+script is /static/manager.js (the Content-Security-Policy allows no inline
+script or style), which polls the live regions and runs the event log tail.
+The layout follows the VPN 3000 Concentrator Manager: Session Summary,
+LAN-to-LAN, Remote Access and Management Sessions, a detail page per session
+with its IKE and IPsec/NAT-T SAs, the Filterable Event Log, NAT Transparency.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import urlencode
+
+from vpnhub.eventlog import CLASSES, MAX_SEVERITY, SEVERITY_MEANING, EventFilter, Record
+from vpnhub.manager.view import PingResult, Warning_
+
+MANAGER = "vpnhub Manager"
+
+
+def h(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def duration(seconds: float) -> str:
+    s = max(0, int(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def stamp(t: float) -> str:
+    return time.strftime("%b %d %H:%M:%S", time.localtime(t))
+
+
+def layout(title: str, body: str, *, user: str = "", csrf: str = "", public: str = "",
+           warnings: Sequence[Warning_] = (), active: str = "") -> str:
+    nav = ""
+    if user:
+        links = [("sessions", "/sessions", "Sessions"),
+                 ("events", "/events", "Filterable Event Log"),
+                 ("natt", "/settings/nat-transparency", "NAT Transparency"),
+                 ("metrics", "/metrics", "Metrics")]
+        items = "".join(
+            f'<a href="{href}"{" class=active" if key == active else ""}>{h(label)}</a>'
+            for key, href, label in links)
+        nav = (f'<nav>{items}</nav><form method="post" action="/logout" class="whoami">'
+               f'<input type="hidden" name="csrf" value="{h(csrf)}">'
+               f'<span>{h(user)}</span> <button type="submit" id="sign-out">Log out</button>'
+               "</form>")
+    host = f'<span class="host">Concentrator {h(public)}</span>' if public else ""
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{h(title)} | {MANAGER}</title>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
+        '<link rel="stylesheet" href="/static/manager.css">'
+        '<script src="/static/manager.js" defer></script></head><body>'
+        f'<header><span class="brand">{MANAGER}</span>{host}{nav}</header>'
+        f'<div id="banners">{banners(warnings)}</div>'
+        f"<main>{body}</main></body></html>\n"
+    )
+
+
+def banners(warnings: Iterable[Warning_]) -> str:
+    return "".join(
+        f'<div class="banner" data-kind="{h(w.kind)}"><strong>Warning:</strong> {h(w.text)}'
+        f'<br><strong>Fix:</strong> {h(w.fix)}</div>' for w in warnings)
+
+
+def login_page(token: str, message: str = "", next_url: str = "/sessions",
+               no_accounts: bool = False) -> str:
+    note = f'<p class="error" role="alert">{h(message)}</p>' if message else ""
+    if no_accounts:
+        note += ('<p class="error">No manager accounts are configured: add [[admin.user]]'
+                 " with a password_hash to the configuration (python -m vpnhub.auth.users"
+                 " makes one).</p>")
+    body = (
+        '<section class="login"><h1>Login</h1>' + note +
+        '<form method="post" action="/login">'
+        f'<input type="hidden" name="login_token" value="{h(token)}">'
+        f'<input type="hidden" name="next" value="{h(next_url)}">'
+        '<label>Login <input name="username" autocomplete="username" required autofocus>'
+        "</label>"
+        '<label>Password <input name="password" type="password"'
+        ' autocomplete="current-password" required></label>'
+        '<button type="submit">Login</button></form></section>')
+    return layout("Login", body)
+
+
+# ----------------------------------------------------------------------------- sessions
+def _table(caption_id: str, caption: str, head: Sequence[str], rows: Sequence[str],
+           empty: str) -> str:
+    th = "".join(f"<th>{x}</th>" for x in head)
+    body = "".join(rows) or f'<tr class="empty"><td colspan="{len(head)}">{h(empty)}</td></tr>'
+    return (f'<h2 id="{caption_id}">{h(caption)}</h2><table class="grid" id="{caption_id}-table">'
+            f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def summary_table(s: dict[str, int]) -> str:
+    cols = [("active_lan_to_lan", "Active LAN-to-LAN Sessions"),
+            ("active_remote_access", "Active Remote Access Sessions"),
+            ("active_management", "Active Management Sessions"),
+            ("total_active", "Total Active Sessions"), ("peak", "Peak Concurrent Sessions"),
+            ("concurrent_limit", "Concurrent Sessions Limit"),
+            ("cumulative", "Total Cumulative Sessions")]
+    head = "".join(f"<th>{h(label)}</th>" for _, label in cols)
+    row = "".join(f'<td data-field="{k}">{h(s.get(k, 0))}</td>' for k, _ in cols)
+    return (f'<h2 id="summary">Session Summary</h2><table class="grid" id="summary-table">'
+            f"<thead><tr>{head}</tr></thead><tbody><tr>{row}</tr></tbody></table>")
+
+
+def _action(url: str, label: str, csrf: str, cls: str) -> str:
+    return (f'<form method="post" action="{h(url)}" class="inline">'
+            f'<input type="hidden" name="csrf" value="{h(csrf)}">'
+            f'<button type="submit" class="{cls}">{h(label)}</button></form>')
+
+
+def remote_row(d: dict[str, Any], csrf: str, now: float) -> str:
+    sid = d["id"]
+    login = d.get("login_time_unix", now)
+    cells = [
+        f'<a href="/sessions/{h(sid)}" class="user">{h(d["user"])}</a>',
+        f'<span class="assigned">{h(d.get("assigned_ip") or "-")}</span><br>'
+        f'<span class="public" data-ip="{h(d["public_ip"])}" data-port="{h(d["public_port"])}">'
+        f'{h(d["public_ip"])}:{h(d["public_port"])}</span>',
+        h(d["group"]),
+        f'<span class="protocol">{h(d["protocol"])}</span><br>{h(d["encryption"])}',
+        f"{h(stamp(login))}<br>{h(duration(d['duration']))}",
+        h(d["client"] or "-"),
+        f'<span class="bytes-tx">{h(d["bytes_tx"])}</span><br>'
+        f'<span class="bytes-rx">{h(d["bytes_rx"])}</span>',
+        _action(f"/sessions/{sid}/logout", "Logout", csrf, "logout")
+        + _action(f"/sessions/{sid}/ping", "Ping", csrf, "ping"),
+    ]
+    row = (f'<tr data-session="{h(sid)}" data-user="{h(d["user"])}">'
+           + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+    if d.get("diagnosis"):
+        row += (f'<tr class="diagnosis" data-user="{h(d["user"])}"><td colspan="8">'
+                f'{h(d["diagnosis"])}</td></tr>')
+    return row
+
+
+def site_row(d: dict[str, Any], csrf: str) -> str:
+    sid = d["id"]
+    cells = [
+        f'<a href="/sessions/{h(sid)}" class="site">{h(d.get("lan_to_lan", ""))}</a>',
+        f'<span class="public" data-ip="{h(d["public_ip"])}" data-port="{h(d["public_port"])}">'
+        f'{h(d["public_ip"])}:{h(d["public_port"])}</span>',
+        f'<span class="protocol">{h(d["protocol"])}</span>', h(d["encryption"]),
+        h(d["login_time"].replace("T", " ")[:19]), h(duration(d["duration"])),
+        f'<span class="bytes-tx">{h(d["bytes_tx"])}</span>',
+        f'<span class="bytes-rx">{h(d["bytes_rx"])}</span>',
+        _action(f"/sessions/{sid}/logout", "Logout", csrf, "logout"),
+    ]
+    return (f'<tr data-session="{h(sid)}" data-site="{h(d.get("lan_to_lan", ""))}">'
+            + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
+
+
+def sessions_live(summary: dict[str, int], sessions: Sequence[dict[str, Any]],
+                  sites: Sequence[dict[str, Any]],
+                  management: Sequence[tuple[str, str, str, float]], csrf: str,
+                  warnings: Sequence[Warning_]) -> str:
+    now = time.time()
+    remote = [remote_row(d, csrf, now) for d in sessions]
+    l2l = [site_row(d, csrf) for d in sites]
+    mgmt = [f'<tr><td>{h(u)}</td><td>{h(src)}</td><td>{h(proto)}</td>'
+            f"<td>{h(stamp(t))}<br>{h(duration(now - t))}</td></tr>"
+            for u, src, proto, t in management]
+    return (
+        f'<div class="live-banners">{banners(warnings)}</div>' + summary_table(summary)
+        + _table("lan-to-lan", "LAN-to-LAN Sessions",
+                 ["Connection Name", "IP Address", "Protocol", "Encryption",
+                  "Login Time", "Duration", "Bytes Tx", "Bytes Rx", "Actions"], l2l,
+                 "No LAN-to-LAN Sessions")
+        + _table("remote-access", "Remote Access Sessions",
+                 ["Username", "Assigned IP Address<br>Public IP Address", "Group",
+                  "Protocol<br>Encryption", "Login Time<br>Duration", "Client Type<br>Version",
+                  "Bytes Tx<br>Bytes Rx", "Actions"], remote, "No Remote Access Sessions")
+        + _table("management", "Management Sessions",
+                 ["Administrator", "IP Address", "Protocol", "Login Time<br>Duration"], mgmt,
+                 "No Management Sessions"))
+
+
+def sessions_page(live: str) -> str:
+    return ('<h1>Administration | Sessions</h1><p class="hint">This page refreshes every'
+            " 3 seconds.</p>"
+            f'<div id="live" data-live="/sessions?partial=1" data-interval="3000">{live}</div>')
+
+
+# ----------------------------------------------------------------------------- detail
+def _kv(title: str, pairs: Sequence[tuple[str, str, object]], cls: str = "") -> str:
+    """A two-column-pairs table like the VPN 3000's session detail."""
+    cells = [f'<th>{h(label)}</th><td data-field="{h(key)}">{h(value)}</td>'
+             for key, label, value in pairs]
+    rows = "".join("<tr>" + "".join(cells[i:i + 2]) + "</tr>" for i in range(0, len(cells), 2))
+    return (f'<table class="kv {cls}"><caption>{h(title)}</caption><tbody>{rows}</tbody>'
+            "</table>")
+
+
+def _yes(flag: object) -> str:
+    return "yes" if flag else "no"
+
+
+def detail_live(d: dict[str, Any], chart: str) -> str:
+    ike = d.get("ike") or {}
+    parts = []
+    if d.get("diagnosis"):
+        parts.append(f'<div class="banner diagnosis">{h(d["diagnosis"])}</div>')
+    parts.append(_kv("IKE Session", [
+        ("session_id", "Session ID", 1),
+        ("encryption", "Encryption Algorithm", ike.get("encryption", "-")),
+        ("hash", "Hashing Algorithm", ike.get("hash", "-")),
+        ("dh_group", "Diffie-Hellman Group", ike.get("dh_group", "-")),
+        ("authentication", "Authentication Mode", ike.get("authentication", "-")),
+        ("mode", "IKE Negotiation Mode", ike.get("mode", "-")),
+        ("rekey_interval", "Rekey Time Interval", f"{ike.get('rekey_interval', '-')} seconds"),
+        ("peer", "Peer (public)", f"{d['public_ip']}:{d['public_port']}"),
+        ("local_behind_nat", "NAT detected: concentrator behind NAT",
+         _yes(ike.get("local_behind_nat"))),
+        ("peer_behind_nat", "NAT detected: client behind NAT", _yes(ike.get("peer_behind_nat"))),
+        ("nat_keepalives", "NAT keepalives rx / tx",
+         f"{d.get('nat_keepalives_rx', 0)} / {d.get('nat_keepalives_tx', 0)}"),
+        ("client", "Client Type / Version", d.get("client") or "-"),
+    ], "ike"))
+    for n, sa in enumerate(d.get("ipsec", []), start=2):
+        title = "IPsec/NAT-T Session" if d.get("nat_t") else "IPsec Session"
+        parts.append(_kv(title, [
+            ("session_id", "Session ID", n),
+            ("remote_address", "Remote Address", sa.get("remote_address") or "-"),
+            ("local_address", "Local Address", sa.get("local_address", "-")),
+            ("remote_network", "Remote Network", sa.get("remote_network", "-")),
+            ("local_network", "Local Network", sa.get("local_network", "-")),
+            ("encryption", "Encryption Algorithm", sa.get("encryption", "-")),
+            ("hashing", "Hashing Algorithm", sa.get("hashing", "-")),
+            ("idle", "Idle Time", duration(sa.get("idle_seconds", 0))),
+            ("encapsulation", "Encapsulation Mode", sa.get("encapsulation", "-")),
+            ("spis", "SPI in / out", f"{sa.get('spi_in')} / {sa.get('spi_out')}"),
+            ("udp_src_port", "UDP Source Port", sa.get("udp_src_port", 0)),
+            ("udp_dst_port", "UDP Destination Port", sa.get("udp_dst_port", 0)),
+            ("rekey_interval", "Rekey Time Interval", f"{sa.get('rekey_interval')} seconds"),
+            ("packets", "Packets Received / Transmitted",
+             f"{sa.get('packets_rx', 0)} / {sa.get('packets_tx', 0)}"),
+            ("bytes_rx", "Bytes Received", sa.get("bytes_rx", 0)),
+            ("bytes_tx", "Bytes Transmitted", sa.get("bytes_tx", 0)),
+        ], "ipsec"))
+    parts.append(_kv("Counters", [
+        ("decrypt_failures", "Decrypt failures", d.get("decrypt_failures", 0)),
+        ("replays", "Replayed packets", d.get("replays", 0)),
+        ("bytes_rx_total", "Bytes Rx (session)", d.get("bytes_rx", 0)),
+        ("bytes_tx_total", "Bytes Tx (session)", d.get("bytes_tx", 0)),
+    ], "counters"))
+    parts.append(f'<h2>Throughput, last minutes</h2><div class="chart">{chart}</div>')
+    return "".join(parts)
+
+
+def detail_page(d: dict[str, Any], live: str, csrf: str) -> str:
+    sid = d["id"]
+    actions = (_action(f"/sessions/{sid}/logout", "Logout", csrf, "logout")
+               + _action(f"/sessions/{sid}/ping", "Ping", csrf, "ping"))
+    return (f'<p><a href="/sessions">&larr; Sessions</a></p>'
+            f'<h1>Session of <span class="user">{h(d["user"] or d.get("lan_to_lan", ""))}'
+            "</span></h1>"
+            f'<p class="meta">group {h(d["group"])}, assigned {h(d.get("assigned_ip") or "-")},'
+            f" protocol {h(d['protocol'])} {actions}</p>"
+            f'<div id="live" data-live="/sessions/{h(sid)}?partial=1" data-interval="3000">'
+            f"{live}</div>")
+
+
+def gone_page(sid: str) -> str:
+    return (f"<h1>Session not found</h1><p>No session {h(sid)}: it ended or was logged out."
+            ' <a href="/sessions">Back to the sessions</a>.</p>')
+
+
+def ping_page(user: str, r: PingResult | None) -> str:
+    if r is None:
+        return (f"<h1>Ping</h1><p>{h(user)} has no assigned address to ping.</p>"
+                '<p><a href="/sessions">Back</a></p>')
+    verdict = "is alive" if r.received else "did not answer"
+    return (f'<h1>Ping</h1><p class="ping-result" data-alive="{_yes(r.received)}">'
+            f"{h(r.address)} ({h(user)}) {verdict}: {r.received} of {r.sent} replies"
+            f"{f', average {r.rtt_avg_ms:.2f} ms' if r.rtt_avg_ms is not None else ''}"
+            f"{f', from {h(r.source)}' if r.source else ''}.</p>"
+            f"<pre>{h(r.output)}</pre><p><a href=\"/sessions\">Back to the sessions</a></p>")
+
+
+def throughput_svg(points: Sequence[tuple[float, float, float]], width: int = 640,
+                   height: int = 180) -> str:
+    """Transmit and receive rates as two polylines; inline SVG, no script."""
+    pad_l, pad_b, pad_t = 64, 22, 10
+    w, hgt = width - pad_l - 8, height - pad_b - pad_t
+    if len(points) < 2:
+        return (f'<svg class="chart" width="{width}" height="{height}" role="img"'
+                ' aria-label="throughput"><text x="10" y="40" fill="#555">Collecting'
+                " samples (one every 2 s)...</text></svg>")
+    t0, t1 = points[0][0], points[-1][0]
+    span = max(t1 - t0, 1.0)
+    top = max(max(p[1], p[2]) for p in points) or 1.0
+
+    def line(idx: int) -> str:
+        return " ".join(f"{pad_l + (p[0] - t0) / span * w:.1f},"
+                        f"{pad_t + hgt - p[idx] / top * hgt:.1f}" for p in points)
+
+    return (
+        f'<svg class="chart" width="{width}" height="{height}" role="img"'
+        ' aria-label="throughput in bytes per second">'
+        f'<rect x="{pad_l}" y="{pad_t}" width="{w}" height="{hgt}" fill="#f7f9fc"'
+        ' stroke="#b8c4d6"/>'
+        f'<text x="4" y="{pad_t + 10}" font-size="11" fill="#333">{h(_rate(top))}</text>'
+        f'<text x="4" y="{pad_t + hgt}" font-size="11" fill="#333">0</text>'
+        f'<text x="{pad_l}" y="{height - 6}" font-size="11" fill="#333">'
+        f"-{h(duration(span))}</text>"
+        f'<text x="{width - 40}" y="{height - 6}" font-size="11" fill="#333">now</text>'
+        f'<polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="{line(1)}"/>'
+        f'<polyline fill="none" stroke="#c0392b" stroke-width="2" points="{line(2)}"/>'
+        f'<text x="{pad_l + 8}" y="{pad_t + 14}" font-size="11" fill="#1f5fbf">tx</text>'
+        f'<text x="{pad_l + 30}" y="{pad_t + 14}" font-size="11" fill="#c0392b">rx</text>'
+        "</svg>")
+
+
+def _rate(bps: float) -> str:
+    for unit, div in (("MB/s", 1e6), ("kB/s", 1e3)):
+        if bps >= div:
+            return f"{bps / div:.1f} {unit}"
+    return f"{bps:.0f} B/s"
+
+
+# ----------------------------------------------------------------------------- event log
+def events_page(f: EventFilter, records: Sequence[Record], query: dict[str, str | list[str]],
+                error: str = "") -> str:
+    boxes = "".join(
+        f'<label class="cls" title="{h(desc)}"><input type="checkbox" name="class"'
+        f' value="{h(name)}"{" checked" if name in f.classes else ""}> {h(name)}</label>'
+        for name, desc in CLASSES.items())
+
+    def sev_select(name: str, chosen: int) -> str:
+        opts = "".join(f'<option value="{n}"{" selected" if n == chosen else ""}>{n}</option>'
+                       for n in range(1, MAX_SEVERITY + 1))
+        return f'<select name="{name}" id="{name}">{opts}</select>'
+
+    def text_input(name: str, label: str, kind: str = "text") -> str:
+        value = query.get(name, "")
+        return (f'<label>{h(label)} <input type="{kind}" name="{name}"'
+                f' value="{h(value if isinstance(value, str) else "")}"></label>')
+
+    legend = " ".join(f"{n} {h(m)};" for n, m in SEVERITY_MEANING.items())
+    form = (
+        '<form method="get" action="/events" class="filters" id="event-filters">'
+        f'<fieldset><legend>Event Classes</legend>{boxes}'
+        '<p class="hint">None checked: all classes.</p></fieldset>'
+        f'<fieldset><legend>Severities</legend><label for="severity_min">from</label>'
+        f'{sev_select("severity_min", f.severity_min)}<label for="severity_max">to</label>'
+        f'{sev_select("severity_max", f.severity_max)}'
+        f'<p class="hint" title="{legend}">1 fault ... 5 milestones ... 9 full decode ...'
+        " 13 everything</p></fieldset>"
+        "<fieldset><legend>Who and when</legend>"
+        + text_input("peer", "Peer (address or address:port)") + text_input("user", "User")
+        + text_input("group", "Group") + text_input("since", "From", "datetime-local")
+        + text_input("until", "To", "datetime-local") + "</fieldset>"
+        "<fieldset><legend>Text</legend>" + text_input("text", "Contains")
+        + f'<label>Events/page <input type="number" name="limit" min="1" max="5000"'
+        f' value="{f.limit}"></label></fieldset>'
+        '<button type="submit" id="get-log">Get Log</button>'
+        ' <label class="tail"><input type="checkbox" id="live-tail-toggle"> Live tail</label>'
+        "</form>")
+    err = f'<p class="error" role="alert">{h(error)}</p>' if error else ""
+    api_query = urlencode([(k, v) for k, vs in query.items()
+                           for v in ([vs] if isinstance(vs, str) else vs)
+                           if k not in ("limit", "before_seq", "after_seq")])
+    rows = "".join(event_row(r) for r in records)
+    last = records[-1].seq if records else 0
+    table = (
+        f'<p class="hint">{len(records)} event(s), oldest first.</p>'
+        f'<table class="grid events" id="events-table" data-stream="/api/v1/events/stream?'
+        f'{h(api_query)}" data-last="{last}"><thead><tr><th>#</th><th>Time</th><th>Sev</th>'
+        "<th>Class</th><th>RPT</th><th>Peer</th><th>Group</th><th>User</th><th>Text</th>"
+        f'</tr></thead><tbody id="events">{rows}</tbody></table>')
+    return "<h1>Monitoring | Filterable Event Log</h1>" + form + err + table
+
+
+def event_row(r: Record) -> str:
+    t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.time))
+    return (f'<tr data-seq="{r.seq}" data-class="{h(r.cls)}" class="sev{r.severity}">'
+            f"<td>{r.seq}</td><td>{h(t)}</td><td>{r.severity}</td><td>{h(r.cls)}</td>"
+            f"<td>{r.repeat}</td><td>{h(r.peer)}</td><td>{h(r.group)}</td><td>{h(r.user)}</td>"
+            f'<td class="text">{h(r.text)}</td></tr>')
+
+
+# ----------------------------------------------------------------------------- settings
+def natt_page(natt: dict[str, Any], csrf: str, message: str = "") -> str:
+    checked = " checked" if natt["ipsec_over_natt"] else ""
+    note = f'<p class="ok" role="status">{h(message)}</p>' if message else ""
+    udp = "enabled" if natt["ipsec_over_udp"] else "disabled"
+    tcp = "enabled" if natt["ipsec_over_tcp"] else "disabled"
+    ports = ", ".join(str(p) for p in natt["ipsec_over_tcp_ports"])
+    return (
+        "<h1>Configuration | System | Tunneling Protocols | IPsec | NAT Transparency</h1>"
+        + note +
+        '<form method="post" action="/settings/nat-transparency" id="natt-form">'
+        f'<input type="hidden" name="csrf" value="{h(csrf)}">'
+        '<input type="hidden" name="submitted" value="1">'
+        '<table class="kv"><tbody>'
+        f'<tr><th><label for="natt">IPsec over NAT-T</label></th><td><input type="checkbox"'
+        f' id="natt" name="ipsec_over_natt" value="on"{checked}> Check to let NAT-T'
+        f" compatible IPsec peers establish IPsec sessions through a NAT device (UDP"
+        f" {h(natt['natt_port'])}, RFC 3947/3948).</td></tr>"
+        f"<tr><th>IPsec over UDP</th><td>{udp} (port {h(natt['ipsec_over_udp_port'])}; set in"
+        " the configuration file)</td></tr>"
+        f"<tr><th>IPsec over TCP</th><td>{tcp} (ports {h(ports)}; set in the configuration"
+        " file)</td></tr></tbody></table>"
+        '<p class="hint">The change applies to new IKE SAs at once, without a restart;'
+        " sessions already up keep what they negotiated. It is not written to the"
+        " configuration file: set [nat_transparency] ipsec_over_natt there to keep it.</p>"
+        '<button type="submit" id="natt-apply">Apply</button></form>')

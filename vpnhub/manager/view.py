@@ -1,0 +1,388 @@
+"""What the manager reads from and does to the running concentrator.
+
+`ConcentratorLike` names every attribute of `vpnhub.concentrator.service.
+Concentrator` the manager touches, so the coupling is in one place (and the
+tests can stand a small fake in). `ManagerView` turns the session table, the
+data plane's counters and the address pools into the dicts the API returns
+and the pages show, detects misconfigurations for the warning banners, and
+performs the actions: logout, ping, NAT-T on/off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import itertools
+import re
+import time
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from vpnhub.concentrator.sessions import Session, SessionTable
+from vpnhub.config import Config
+from vpnhub.crypto.suites import is_legacy_esp
+from vpnhub.eventlog import EventLog
+from vpnhub.ike import events as ev
+from vpnhub.session.pool import AddressPool
+
+SAMPLE_EVERY = 2.0
+SAMPLES = 150  # five minutes of throughput samples per session
+POOL_WARN = 0.9  # a pool this full gets a banner
+_LEGACY_IKE = ("3DES", "DES", "MD5", "MODP_768", "MODP_1024", "MODP_1536")
+
+
+class EndpointLike(Protocol):
+    drops: Counter[str]
+
+    def get(self, icookie: bytes, rcookie: bytes) -> Any: ...
+
+    def half_open_count(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+
+class ConcentratorLike(Protocol):
+    config: Config
+    log: EventLog
+    sessions: SessionTable
+    pools: dict[str, AddressPool]
+    natt_enabled: bool  # read by the concentrator for every new IKE SA
+
+    @property
+    def endpoint(self) -> EndpointLike: ...
+
+    @property
+    def dataplane(self) -> Any: ...  # vpnhub.net.dataplane.Dataplane | None
+
+    def _service(self, sa: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class Warning_:
+    """A banner: what is wrong, and how to fix it."""
+
+    kind: str  # stable name: natt_off_behind_nat, legacy_crypto, pool_nearly_exhausted, ...
+    text: str
+    fix: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"kind": self.kind, "text": self.text, "fix": self.fix}
+
+
+@dataclass(frozen=True)
+class PingResult:
+    address: str
+    source: str
+    sent: int
+    received: int
+    rtt_avg_ms: float | None
+    output: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "source": self.source or None, "sent": self.sent,
+                "received": self.received, "alive": self.received > 0,
+                "rtt_avg_ms": self.rtt_avg_ms, "output": self.output}
+
+
+Pinger = Callable[[str, str], Awaitable[PingResult]]
+
+
+async def system_ping(address: str, source: str, count: int = 3) -> PingResult:
+    """`ping` in the concentrator's own network namespace (its routes reach the pool
+    through the tunnel interface), from `source` when given."""
+    argv = ["ping", "-n", "-c", str(count), "-i", "0.2", "-W", "1"]
+    if source:
+        argv += ["-I", source]
+    argv.append(address)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        out, _ = await asyncio.wait_for(proc.communicate(), timeout=count + 5)
+    except (OSError, TimeoutError) as e:
+        return PingResult(address, source, count, 0, None, f"ping failed: {e}")
+    text = out.decode("utf-8", "replace")
+    m = re.search(r"(\d+) packets transmitted, (\d+) received", text)
+    rtt = re.search(r"= [\d.]+/([\d.]+)/", text)
+    sent, received = (int(m.group(1)), int(m.group(2))) if m else (count, 0)
+    return PingResult(address, source, sent, received, float(rtt.group(1)) if rtt else None,
+                      text.strip()[-2000:])
+
+
+def session_id(key: tuple[bytes, bytes]) -> str:
+    """The IKE cookies (as on the wire, no secret): stable for the life of the IKE SA."""
+    return key[0].hex() + key[1].hex()
+
+
+def rfc3339(t: float) -> str:
+    return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
+
+@dataclass
+class Handshakes:
+    """Phase 1 negotiations seen by the manager's event hook (plain ints, for /metrics)."""
+
+    started: int = 0
+    completed: int = 0
+    failed: Counter[str] = field(default_factory=Counter)
+    ipsec_sas: int = 0
+    ipsec_rekeys: int = 0
+
+
+class ManagerView:
+    def __init__(self, conc: ConcentratorLike, *, pinger: Pinger = system_ping,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.conc = conc
+        self.pinger = pinger
+        self.clock = clock
+        self.snapshot: dict[str, Any] = {}
+        self.snapshot_at = 0.0  # time.monotonic() of the snapshot
+        self.samples: dict[str, deque[tuple[float, int, int]]] = {}
+        self.handshakes = Handshakes()
+        self.management_sessions: Callable[[], int] = lambda: 0
+        self._ping_slots = asyncio.Semaphore(2)
+
+    # -------------------------------------------------------------- sessions
+    def summary(self) -> dict[str, int]:
+        s = dict(self.conc.sessions.summary())
+        s["active_management"] = self.management_sessions()
+        s["total_active"] = s["active_remote_access"] + s["active_lan_to_lan"] + \
+            s["active_management"]
+        return s
+
+    def find(self, sid: str) -> Session | None:
+        if not re.fullmatch(r"[0-9a-f]{32}", sid):
+            return None
+        key = (bytes.fromhex(sid[:16]), bytes.fromhex(sid[16:]))
+        s = self.conc.sessions.sessions.get(key)
+        return s if s is not None and (s.user or s.lan_to_lan) else None
+
+    def listed(self) -> list[Session]:
+        """Remote access sessions (a logged-in user)."""
+        found = [s for s in self.conc.sessions.sessions.values() if s.user and not s.lan_to_lan]
+        return sorted(found, key=lambda s: (s.login_time, s.user))
+
+    def sites(self) -> list[Session]:
+        """LAN-to-LAN sessions."""
+        found = [s for s in self.conc.sessions.sessions.values() if s.lan_to_lan]
+        return sorted(found, key=lambda s: (s.login_time, s.lan_to_lan))
+
+    def session_json(self, s: Session) -> dict[str, Any]:
+        now = self.clock()
+        d = s.as_dict(now)
+        d["id"] = session_id(s.key)
+        d["login_time"] = rfc3339(s.login_time)
+        d["legacy_crypto"] = self.legacy(s)
+        sas = {sa.get("spi"): sa for sa in self.snapshot.get("sas", [])}
+        mono = time.monotonic()
+        c = self.conc.config.concentrator
+        for child, out in zip(s.children.values(), d["ipsec"], strict=True):
+            inbound = sas.get(f"{child.spi_in:08x}", {})
+            outbound = sas.get(f"{child.spi_out:08x}", {})
+            active = max(float(inbound.get("last_activity", 0.0)),
+                         float(outbound.get("last_activity", 0.0)))
+            idle = mono - active if active > 0 else now - child.established
+            out.update({
+                "remote_address": str(s.assigned_ip) if s.assigned_ip else None,
+                "local_address": str(c.public_address),
+                "peer_address": s.public_ip, "peer_port": s.public_port,
+                "hashing": out["encryption"].partition("/")[2] or "(AEAD)",
+                "bytes_rx": int(inbound.get("bytes_in", 0)),
+                "packets_rx": int(inbound.get("packets_in", 0)),
+                "bytes_tx": int(outbound.get("bytes_out", 0)),
+                "packets_tx": int(outbound.get("packets_out", 0)),
+                "idle_seconds": max(0, int(idle)),
+                "established": rfc3339(child.established),
+                "legacy_crypto": is_legacy_esp(child.transform, child.auth or None),
+            })
+            if s.nat_t:
+                out["udp_dst_port"] = c.natt_port
+        return d
+
+    def legacy(self, s: Session) -> bool:
+        ike = " ".join(str(s.ike.get(k, "")) for k in ("encryption", "hash", "dh_group"))
+        words = set(re.split(r"[^A-Z0-9_]+", ike.upper()))
+        if words & set(_LEGACY_IKE):
+            return True
+        return any(is_legacy_esp(c.transform, c.auth or None) for c in s.children.values())
+
+    def throughput(self, sid: str) -> list[tuple[float, float, float]]:
+        """(time, tx bytes/s, rx bytes/s) between consecutive samples."""
+        pts = list(self.samples.get(sid, ()))
+        return [(t1, max(0.0, (tx1 - tx0) / (t1 - t0)), max(0.0, (rx1 - rx0) / (t1 - t0)))
+                for (t0, tx0, rx0), (t1, tx1, rx1) in itertools.pairwise(pts)
+                if t1 > t0]
+
+    async def sample(self) -> None:
+        """Every SAMPLE_EVERY seconds: the data plane's counters and per-session bytes."""
+        dp = self.conc.dataplane
+        if dp is not None:
+            from vpnhub.net.dataplane import fetch_stats
+
+            snap = await fetch_stats(dp)
+            if snap is not None:
+                self.snapshot, self.snapshot_at = snap, time.monotonic()
+        now = self.clock()
+        sas = {sa.get("spi"): sa for sa in self.snapshot.get("sas", [])}
+        live = {}
+        for s in self.listed() + self.sites():
+            sid = session_id(s.key)
+            q = self.samples.get(sid) or deque(maxlen=SAMPLES)
+            tx, rx = s.bytes_tx, s.bytes_rx
+            if dp is not None:  # this very snapshot, not the concentrator's older copy
+                tx = sum(int(sas.get(f"{c.spi_out:08x}", {}).get("bytes_out", 0))
+                         for c in s.children.values())
+                rx = sum(int(sas.get(f"{c.spi_in:08x}", {}).get("bytes_in", 0))
+                         for c in s.children.values())
+            q.append((now, tx, rx))
+            live[sid] = q
+        self.samples = live
+
+    # -------------------------------------------------------------- actions
+    def logout(self, s: Session, admin: str) -> bool:
+        sa = self.conc.endpoint.get(*s.key)
+        if sa is None:
+            return False
+        self.conc.log.add("ADMIN", 4, f"logout of {s.user} by administrator {admin}",
+                          peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
+        sa.delete(time.monotonic(), "logged out by administrator")
+        self.conc._service(sa)
+        return True
+
+    async def ping(self, s: Session, admin: str) -> PingResult | None:
+        if s.assigned_ip is None:
+            return None
+        async with self._ping_slots:
+            r = await self.pinger(str(s.assigned_ip), self.ping_source())
+        self.conc.log.add("ADMIN", 5, f"ping {s.assigned_ip} ({s.user}) by administrator"
+                          f" {admin}: {r.received} of {r.sent} answered", group=s.group,
+                          user=s.user)
+        return r
+
+    def ping_source(self) -> str:
+        """The concentrator's private address if one is configured here (the clients'
+        split tunnels include the private networks, so the answer comes back through
+        the tunnel), else the kernel's choice."""
+        nets = self.conc.config.concentrator.private_networks
+        for addr in _local_addresses():
+            if any(addr in n for n in nets if n.prefixlen > 0):
+                return str(addr)
+        return ""
+
+    def set_natt(self, enabled: bool, admin: str) -> bool:
+        """NAT-T for new IKE SAs (the engine reads the switch per new SA)."""
+        changed = self.conc.natt_enabled != enabled
+        self.conc.natt_enabled = enabled
+        if changed:
+            stuck = sum(1 for s in self.listed() if s.diagnosis)
+            hint = f"; {stuck} client(s) without NAT-T must reconnect" if enabled and stuck \
+                else ""
+            self.conc.log.add("ADMIN", 3, f"NAT Transparency: IPsec over NAT-T"
+                              f" {'enabled' if enabled else 'DISABLED'} by administrator {admin}"
+                              f" (applies to new IKE SAs{hint})")
+        return changed
+
+    def natt_json(self) -> dict[str, Any]:
+        n = self.conc.config.nat_transparency
+        return {"ipsec_over_natt": self.conc.natt_enabled,
+                "natt_port": self.conc.config.concentrator.natt_port,
+                "ipsec_over_udp": n.ipsec_over_udp, "ipsec_over_udp_port": n.ipsec_over_udp_port,
+                "ipsec_over_tcp": n.ipsec_over_tcp,
+                "ipsec_over_tcp_ports": list(n.ipsec_over_tcp_ports)}
+
+    # -------------------------------------------------------------- warnings
+    def warnings(self) -> list[Warning_]:
+        out: list[Warning_] = []
+        sessions = self.listed()
+        stuck = [s for s in sessions if s.diagnosis or (s.peer_behind_nat and not s.nat_t)]
+        if stuck and not self.conc.natt_enabled:
+            names = ", ".join(s.user for s in stuck[:5]) + (" ..." if len(stuck) > 5 else "")
+            out.append(Warning_(
+                "natt_off_behind_nat",
+                f"NAT-T is off while {len(stuck)} client(s) sit behind NAT ({names}): their"
+                " tunnels are up but no data passes (bytes stay 0, the client's tunnel port"
+                " is 0).",
+                "Turn on IPsec over NAT-T (Configuration > NAT Transparency, or"
+                " [nat_transparency] ipsec_over_natt = true) and have those clients"
+                " reconnect."))
+        elif stuck:
+            out.append(Warning_(
+                "no_natt_behind_nat",
+                f"{len(stuck)} client(s) behind NAT negotiated no NAT-T: no data passes.",
+                "Enable transparent tunneling (NAT-T) on those clients and reconnect."))
+        legacy = [s for s in sessions if self.legacy(s)]
+        if legacy:
+            names = ", ".join(s.user for s in legacy[:5]) + (" ..." if len(legacy) > 5 else "")
+            out.append(Warning_(
+                "legacy_crypto",
+                f"{len(legacy)} session(s) use legacy crypto (3DES, MD5 or DH group 1/2/5):"
+                f" {names}.",
+                "Configure the clients' proposals for AES with SHA-1 or SHA-2 and DH group 14"
+                " or higher, then set [concentrator] allow_legacy_crypto = false."))
+        for name, pool in sorted(self.conc.pools.items()):
+            size, used = pool.size, pool.in_use
+            if size and used >= POOL_WARN * size:
+                out.append(Warning_(
+                    "pool_nearly_exhausted",
+                    f"The address pool of group {name} is {100 * used // size}%"
+                    f" used ({used} of {size}); new clients are refused when it is"
+                    " full.",
+                    f"Enlarge [[group]] address_pool of group {name} (e.g. a shorter prefix)"
+                    " and restart, or log idle sessions out."))
+        if not self.conc.config.admin.users:
+            out.append(Warning_("no_admin_users", "No manager accounts are configured.",
+                                "Add [[admin.user]] with a password_hash"
+                                " (python -m vpnhub.auth.users)."))
+        return out
+
+    # -------------------------------------------------------------- the event hook
+    def on_ike_event(self, sa: Any, e: ev.Event) -> None:
+        """Counts phase 1 handshakes (started, completed, failed by reason) and IPsec SAs.
+        Called by the concentrator for every engine event; must never raise."""
+        mark = sa.data.get("manager")
+        if mark is None:
+            sa.data["manager"] = mark = "started"
+            self.handshakes.started += 1
+        failed = self.handshakes.failed
+        if isinstance(e, ev.Phase1Established) and mark == "started":
+            sa.data["manager"] = "established"
+            self.handshakes.completed += 1
+        elif isinstance(e, ev.NegotiationFailed) and mark == "started":
+            sa.data["manager"] = "failed"
+            failed[e.error] += 1
+        elif isinstance(e, ev.SADeleted):
+            if mark == "started":
+                failed[_reason_label(e.reason)] += 1
+            sa.data["manager"] = "deleted"
+        elif isinstance(e, ev.ChildSAEstablished):
+            self.handshakes.ipsec_sas += 1
+            if e.rekey_of is not None:
+                self.handshakes.ipsec_rekeys += 1
+
+
+def _reason_label(reason: str) -> str:
+    """A free-text end reason as a short, stable metric label."""
+    label = re.sub(r"[^a-z0-9]+", "_", reason.lower()).strip("_")
+    return (label or "unknown")[:40]
+
+
+def _local_addresses() -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses of this network namespace (from /proc/net/fib_trie's local entries)."""
+    found: list[ipaddress.IPv4Address] = []
+    with contextlib.suppress(OSError):
+        text = Path("/proc/net/fib_trie").read_text(encoding="ascii")
+        last = ""
+        for line in text.splitlines():
+            line = line.strip()
+            if line.startswith("|--"):
+                last = line[3:].strip()
+            elif line == "/32 host LOCAL" and last:
+                with contextlib.suppress(ValueError):
+                    a = ipaddress.IPv4Address(last)
+                    if not a.is_loopback and a not in found:
+                        found.append(a)
+    return found
