@@ -37,6 +37,7 @@ from vpnhub.net.dataplane import (
     RemoveSA,
     SetKeepalive,
     fetch_stats,
+    open_cisco_udp_socket,
     open_esp_socket,
     open_udp_socket,
 )
@@ -110,6 +111,7 @@ class Status:
     dns: list[str] = field(default_factory=list)
     banner: str = ""
     diagnosis: str = ""
+    transport: str = ""
     counters: dict[str, int] = field(default_factory=dict)
 
 
@@ -136,6 +138,12 @@ class VpnClient:
         self._log_fh = opts.log_file.open("a") if opts.log_file else None
         self._child_spis: dict[int, int] = {}  # spi_in -> spi_out
         self.server: tuple[str, int] = (profile.host, profile.port)
+        # "natt": NAT-T, else Cisco IPsec over UDP if offered; "udp": only the latter;
+        # "tcp": Cisco IPsec over TCP (cTCP) to tcp_port, IKE included
+        self.mode = str(getattr(profile, "tunneling_mode", "natt")) \
+            if profile.transparent_tunneling else "esp"
+        self.tcp_port = int(getattr(profile, "tcp_port", 10000))
+        self.cisco_udp_peer: tuple[str, int] | None = None
 
     # ------------------------------------------------------------- output
     def say(self, text: str, *, always: bool = True) -> None:
@@ -185,7 +193,12 @@ class VpnClient:
             self._open_sockets()
             status_server = await self._start_status()
             now = time.monotonic()
-            self.sa = IkeSA(self._ike_config(), Role.INITIATOR, self.server, now)
+            if self.mode == "tcp":
+                self._ensure_dataplane().ctcp_connect((self.server[0], self.tcp_port))
+                self.sa = IkeSA(self._ike_config(), Role.INITIATOR,
+                                (self.server[0], self.tcp_port), now, local_port=self.tcp_port)
+            else:
+                self.sa = IkeSA(self._ike_config(), Role.INITIATOR, self.server, now)
             self.say(f"connecting to {self.profile.host} as {self.opts.user}"
                      f" (group {self.profile.group}), transparent tunneling"
                      f" {'on' if self.profile.transparent_tunneling else 'off'}")
@@ -215,7 +228,8 @@ class VpnClient:
         policy = Policy(allow_legacy=p.allow_legacy, dh_group=p.dh_group)
         return IkeConfig(local_address=self._local_address(), policy=policy,
                          mode=str(p.ike_mode), group_name=p.group, psk=p.group_password,
-                         natt=p.transparent_tunneling, xauth=True,
+                         natt=p.transparent_tunneling and self.mode == "natt", xauth=True,
+                         transport="tcp" if self.mode == "tcp" else "udp",
                          dpd_interval=float(p.dpd_interval),
                          application_version=f"vpnhub {__version__}:Linux")
 
@@ -253,7 +267,7 @@ class VpnClient:
             self._routes.clear()
         if self.dataplane is not None:
             self.dataplane.close()
-            for s in (self.dataplane.udp, self.dataplane.esp):
+            for s in (self.dataplane.udp, self.dataplane.esp, self.dataplane.cisco_udp):
                 if s is not None:
                     s.close()
             self.dataplane = None
@@ -287,7 +301,8 @@ class VpnClient:
             return
         for e in self.dataplane.inbox.drain():
             if isinstance(e, IkeDatagram):
-                self._ike_in(e.message, e.addr, 4500)
+                self._ike_in(e.message, e.addr,
+                             self.tcp_port if e.transport == "ctcp" else 4500)
 
     def _ike_in(self, data: bytes, addr: tuple[str, int], local_port: int) -> None:
         now = time.monotonic()
@@ -302,7 +317,9 @@ class VpnClient:
     def _flush(self, sa: IkeSA) -> None:
         for d in sa.datagrams_to_send():
             try:
-                if d.local_port == 4500:
+                if self.mode == "tcp":
+                    self._ensure_dataplane().send_ike(d.data, d.remote, transport="ctcp")
+                elif d.local_port == 4500:
                     dp = self._ensure_dataplane()
                     dp.send_ike(d.data, d.remote)
                 else:
@@ -325,10 +342,15 @@ class VpnClient:
             udp = open_udp_socket("0.0.0.0", self.opts.natt_port)
         except OSError:
             udp = open_udp_socket("0.0.0.0", 0)  # another client holds 4500 here
-        esp = None
+        esp = cisco = None
         with contextlib.suppress(OSError):
             esp = open_esp_socket()
-        self.dataplane = Dataplane(self.tun, udp=udp, esp=esp,
+        if self.mode in ("natt", "udp"):
+            try:
+                cisco = open_cisco_udp_socket("0.0.0.0", 10000)
+            except OSError:
+                cisco = open_cisco_udp_socket("0.0.0.0", 0)
+        self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, cisco_udp=cisco,
                                    inbox=ControlInbox(notify=wake))
         self.dataplane.start()
         return self.dataplane
@@ -414,18 +436,18 @@ class VpnClient:
 
     def _on_NatTraversalRefused(self, sa: IkeSA, e: ev.NatTraversalRefused) -> None:
         self.status.diagnosis = e.reason
-        raise ClientError(EXIT_NAT, e.reason)
+        if self.mode in ("natt", "esp"):  # IPsec over UDP/TCP may still cross the NAT
+            raise ClientError(EXIT_NAT, e.reason)
 
     def _on_Phase1Established(self, sa: IkeSA, e: ev.Phase1Established) -> None:
         self.status.ike = {"encryption": e.encryption, "hash": e.hash, "dh_group": e.group,
                            "mode": e.mode, "lifetime": e.lifetime}
         self.status.authentication = e.auth_method
-        self._check_nat_without_natt(sa)
 
     def _check_nat_without_natt(self, sa: IkeSA) -> None:
         """The concentrator offered no NAT-T, so nothing proved a NAT; but a
         private source address talking to a public concentrator is behind one."""
-        if sa.natt_variant or not self.profile.transparent_tunneling:
+        if sa.natt_in_use or self.mode in ("tcp", "esp") or self.cisco_udp_peer is not None:
             return
         local = ipaddress.IPv4Address(sa.config.local_address)
         remote = ipaddress.IPv4Address(self.server[0])
@@ -456,6 +478,10 @@ class VpnClient:
     def _on_ModeConfigReceived(self, sa: IkeSA, e: ev.ModeConfigReceived) -> None:
         cfg = e.config
         assert cfg.address is not None
+        if cfg.natt_port and not sa.natt_in_use and self.mode in ("natt", "udp"):
+            self.cisco_udp_peer = (self.server[0], cfg.natt_port)
+            self.say(f"IPsec over UDP: the concentrator offers port {cfg.natt_port}")
+        self._check_nat_without_natt(sa)
         self.status.assigned_address = str(cfg.address)
         if cfg.banner:
             self.say("---- banner ----\n" + cfg.banner + "\n----------------")
@@ -481,24 +507,33 @@ class VpnClient:
         dp = self._ensure_dataplane()
         udp = e.encapsulation != EncapsulationMode.TUNNEL
         peer = sa.remote if udp else (sa.remote[0], 0)
+        transport = ""
+        if self.mode == "tcp":
+            transport, peer = "ctcp", sa.remote
+        elif self.cisco_udp_peer is not None and not udp:
+            transport, peer = "cisco-udp", self.cisco_udp_peer
         kl, auth = e.key_length or None, e.auth or None
         dp.submit(AddInbound(SaParams(e.spi_in, e.transform, kl, auth, e.enc_key_in,
-                                      e.auth_key_in), peer, udp_encap=udp))
+                                      e.auth_key_in), peer, udp_encap=udp, transport=transport))
         dp.submit(AddOutbound(SaParams(e.spi_out, e.transform, kl, auth, e.enc_key_out,
-                                       e.auth_key_out), peer, udp_encap=udp, dst=None))
-        if udp and (sa.local_behind_nat or self.profile.force_keepalives):
-            dp.submit(SetKeepalive(peer, 20.0))
+                                       e.auth_key_out), peer, udp_encap=udp, dst=None,
+                              transport=transport))
+        if (udp or transport == "cisco-udp") and (
+                sa.local_behind_nat or self.profile.force_keepalives or transport):
+            dp.submit(SetKeepalive(peer, 20.0, transport=transport))
         self._child_spis[e.spi_in] = e.spi_out
         from vpnhub.crypto.suites import esp_suite_name
 
         self.status.encryption = esp_suite_name(e.transform, kl, auth)
-        self.status.tunnel_port = 4500 if udp else 0
+        self.status.tunnel_port = 4500 if udp else (peer[1] if transport else 0)
+        self.status.transport = {"ctcp": f"IPsec over TCP port {self.tcp_port}",
+                                 "cisco-udp": f"IPsec over UDP port {peer[1]}"}.get(
+            transport, "IPsec over NAT-T (UDP 4500)" if udp else "IPsec (ESP)")
         if self.status.state != "connected":
             self.status.state = "connected"
             self.status.connected_since = time.time()
             self.say(f"connected: address {self.status.assigned_address}, tunnel port"
-                     f" {self.status.tunnel_port}"
-                     f"{' (NAT-T)' if udp else ' (no NAT-T: plain ESP)'},"
+                     f" {self.status.tunnel_port} ({self.status.transport}),"
                      f" {self.status.encryption}; routes {', '.join(self.status.routes)}")
 
     def _on_ChildSADeleted(self, sa: IkeSA, e: ev.ChildSADeleted) -> None:
@@ -601,6 +636,7 @@ class VpnClient:
             "local_behind_nat": s.local_behind_nat,
             "remote_behind_nat": s.remote_behind_nat,
             "natt_version": s.natt_version,
+            "transport": s.transport,
             "encryption": s.encryption,
             "authentication": s.authentication,
             "ike": s.ike,
@@ -648,6 +684,7 @@ def format_status(st: dict[str, Any]) -> str:
         f"Client address:         {st.get('assigned_address') or '-'}",
         f"Tunnel port:            {st.get('tunnel_port')}"
         f"   ({'NAT-T in use' if st.get('tunnel_port') == 4500 else 'no NAT-T'})",
+        f"Transport:              {st.get('transport') or '-'}",
         f"NAT:                    {st.get('nat')}",
         f"Encryption:             {st.get('encryption') or '-'}",
         f"Authentication:         {st.get('authentication') or '-'}",

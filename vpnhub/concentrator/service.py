@@ -102,6 +102,7 @@ class Concentrator:
             local_address=self.public, policy=self.policy, psk_lookup=self._psk_lookup,
             policy_for=self._group_policy, config_for_id=self._config_for_id,
             natt=self.natt_enabled and not over_tcp, xauth=True,
+            transport="tcp" if over_tcp else "udp",
             dpd_interval=float(c.dpd_interval),
             dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}")
 

@@ -259,9 +259,10 @@ def diagnose_nat_without_natt(sa: IkeSA, had_natd: bool) -> None:
     the tell-tale is then its source port: a PAT rewrote port 500 (as the PIX
     did, `show xlate` 10.10.10.2:500 -> :4). A peer that sent NAT-D shows it directly.
     """
-    if sa.natt_in_use:
+    if sa.natt_in_use or sa.config.transport == "tcp":
         return
-    nat_by_port = sa.first_remote[1] != 500
+    # Only a responder can read a NAT from the port: the initiator chose its peer's.
+    nat_by_port = sa.role is Role.RESPONDER and sa.first_remote[1] != 500
     if not (sa.remote_behind_nat or sa.local_behind_nat or nat_by_port):
         return
     peer_can = sa.data.get("peer_natt")

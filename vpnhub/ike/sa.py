@@ -82,6 +82,8 @@ class IkeConfig:
     ts_check: Callable[[ipaddress.IPv4Network, ipaddress.IPv4Network], str | None] | None = None
     natt: bool = True  # responder: offer NAT-T; initiator: transparent tunneling
     force_natt: bool = False  # encapsulate even without NAT (vpnc --natt-mode force)
+    # "udp" (500/4500) or "tcp" (Cisco IPsec over TCP: NAT is crossed, no NAT-T)
+    transport: str = "udp"
     # initiator: the NAT-T versions announced (RFC 3947 and the drafts clients still send)
     natt_versions: tuple[str, ...] = ("RFC 3947", "draft-03", "draft-02N", "draft-02")
     xauth: bool = True

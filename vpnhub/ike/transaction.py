@@ -50,6 +50,7 @@ CLIENT_REQUEST = (
     CfgAttr.INTERNAL_IP4_NBNS, CfgAttr.UNITY_DEF_DOMAIN, CfgAttr.UNITY_FW_TYPE,
     CfgAttr.UNITY_PFS, CfgAttr.UNITY_BANNER, CfgAttr.UNITY_SAVE_PASSWD,
     CfgAttr.UNITY_SPLIT_INCLUDE, CfgAttr.UNITY_SPLIT_DNS, CfgAttr.UNITY_DDNS_HOSTNAME,
+    CfgAttr.UNITY_NATT_PORT,  # Cisco IPsec over UDP: the concentrator's port, if it offers one
     CfgAttr.APPLICATION_VERSION,
 )
 
