@@ -512,7 +512,7 @@ class IkeSA:
         self._log("IKEDECODE", 8, f"{direction} ISAKMP OAK {_exchange_short(msg.exchange)}"
                   f" ({names}) {'to' if direction.startswith('S') else 'from'}"
                   f" {remote[0]}:{remote[1]}")
-        self._log("IKEDECODE", 9, msg.describe())
+        self._log("IKEDECODE", 9, msg.describe(detail=True))
 
     def _follow_peer(self, remote: Address, local_port: int) -> None:
         if remote != self.remote:
