@@ -352,11 +352,14 @@ class IperfResult:
     raw: str
 
 
-def start_iperf(topo: Topology, host: Host | str, port: int, seconds: int) -> Proc:
-    """iperf3 TCP client in `host` to the LAN host (through the tunnel's route), JSON out."""
+def start_iperf(topo: Topology, host: Host | str, port: int, seconds: int,
+                reverse: bool = False) -> Proc:
+    """iperf3 TCP client in `host` to the LAN host (through the tunnel's route), JSON out.
+
+    reverse: the LAN host sends (iperf3 -R), full-size segments towards the client."""
     h = topo.host(host)
     argv = ["iperf3", "-c", LAN_HOST, "-p", str(port), "-t", str(seconds), "-J",
-            "--connect-timeout", "5000"]
+            "--connect-timeout", "5000", *(["-R"] if reverse else [])]
     return topo.spawn(h, argv, f"iperf3-{h.role}-{port}.json", name=f"iperf3-{h.role}")
 
 

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_client_netns import TUN, _connect, _profile, _status, _wait_connected, serve_ok
+from client_harness import TUN, _connect, _profile, _status, _wait_connected, serve_ok
 from vpnhub_harness import ServerOptions, start_vpnhub
 
 from vpnhub.lab.topology import LAN_HOST, Topology

@@ -350,8 +350,11 @@ class VpnClient:
                 cisco = open_cisco_udp_socket("0.0.0.0", 10000)
             except OSError:
                 cisco = open_cisco_udp_socket("0.0.0.0", 0)
+        # Fragment before encapsulating: home and hotel NAT devices often drop IP
+        # fragments, so the outer packets must fit (the VPN 3000's recommended policy).
         self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, cisco_udp=cisco,
-                                   inbox=ControlInbox(notify=wake))
+                                   inbox=ControlInbox(notify=wake),
+                                   frag_policy="before-encryption")
         self.dataplane.start()
         return self.dataplane
 

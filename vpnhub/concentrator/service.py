@@ -41,6 +41,7 @@ from vpnhub.net.dataplane import (
     ControlInbox,
     Dataplane,
     IkeDatagram,
+    OuterFragmentation,
     PeerMoved,
     RemoveSA,
     SetKeepalive,
@@ -188,8 +189,9 @@ class Concentrator:
         with contextlib.suppress(OSError):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
         self.tun = TunDevice(c.tunnel_interface)
-        # Fragmenting before encryption needs whole 1500-byte packets from the LAN.
-        self.tun.configure(mtu=1400 if c.fragmentation == "none" else 1500)
+        # 1500: the fragmentation policy (not the TUN's MTU) decides what happens to
+        # packets that no longer fit once encapsulated.
+        self.tun.configure(mtu=1500)
         for g in self.config.groups:
             self.tun.add_route(str(g.address_pool))
             self._routes.append(str(g.address_pool))
@@ -259,6 +261,11 @@ class Concentrator:
                 self._ike_in(e.message, e.addr, port)
             elif isinstance(e, PeerMoved):
                 self._peer_moved(e)
+            elif isinstance(e, OuterFragmentation):
+                self.log.add("IPSEC", 3, e.message + "; fragmentation policy \"none\": set"
+                             " [concentrator] fragmentation = \"before-encryption\" (or"
+                             " \"clear-df\") so that large packets cross such NAT devices",
+                             peer=f"{e.peer[0]}:{e.peer[1]}")
 
     def _ike_in(self, data: bytes, addr: Address, local_port: int) -> None:
         try:
