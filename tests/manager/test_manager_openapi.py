@@ -9,6 +9,7 @@ invalid input rejected, valid input accepted, authentication not ignored.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,11 @@ def test_api_matches_its_description(api_server: ManagerServer, method: str, pat
     strategy = op.as_strategy(generation_mode=schemathesis.GenerationMode(mode))
 
     @given(case=strategy)
-    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck),
-              database=None)
+    # derandomize: CI runs the same cases every time (a random search found the
+    # additionalProperties bug of PUT /nat-transparency; run with
+    # VPNHUB_FUZZ_RANDOM=1 to search anew)
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
+              database=None, derandomize=not os.environ.get("VPNHUB_FUZZ_RANDOM"))
     def check(case: Any) -> None:
         # HTTP Basic: a bearer token could be revoked by a generated call
         case.call_and_validate(base_url=api_server.base + "/api/v1",

@@ -618,6 +618,9 @@ async def api_natt_put(request: web.Request) -> web.Response:
         body = await _json_body(request)
     except BadRequest as e:
         return _error(400, str(e))
+    unknown = sorted(set(body) - {"ipsec_over_natt"})
+    if unknown:  # the OpenAPI body has additionalProperties: false
+        return _error(400, f"unknown field(s): {', '.join(map(repr, unknown))[:200]}")
     value = body.get("ipsec_over_natt")
     if not isinstance(value, bool):
         return _error(400, "ipsec_over_natt (true or false) is required")
