@@ -28,13 +28,15 @@ def scenario(name: str, prefix: str, *extra: str) -> subprocess.CompletedProcess
                           timeout=240, stdin=subprocess.DEVNULL)
 
 
+@pytest.mark.parametrize("client", ["vpnc", "vpnhub"])
 @pytest.mark.parametrize("name", [
     "two-clients", "nat-t-off", "wrong-psk",
     "rekey", "client-moves",
 ])
-def test_scenario_passes_with_vpnc(name: str, lab_prefix: str) -> None:
+def test_scenario_passes(name: str, client: str, lab_prefix: str) -> None:
+    """Every scenario with vpnhub clients, and with vpnc (a client nobody here wrote)."""
     require_tools(*LAB_TOOLS)
-    cp = scenario(name, lab_prefix, "--client", "vpnc")
+    cp = scenario(name, lab_prefix, "--client", client)
     out = cp.stdout
     # the description first, the verdict last, the lab removed in between
     assert out.startswith(f"== scenario {name}: "), show(cp)
