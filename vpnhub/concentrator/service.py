@@ -57,7 +57,7 @@ from vpnhub.session.pool import AddressPool, PoolError
 from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
 
 TICK = 0.25
-STATS_EVERY = 2.0
+STATS_EVERY = 5.0  # data plane counters (and ESP liveness for DPD); `sessions` asks at once
 
 
 class Concentrator:
@@ -355,6 +355,7 @@ class Concentrator:
             except Exception as exc:
                 self.log.add("IKE", 1, f"internal error handling {type(e).__name__}: {exc!r}")
         self._flush(sa)
+        self.endpoint.touch(sa)  # our calls may have moved its timer earlier
 
     def _flush(self, sa: IkeSA) -> None:
         for d in sa.datagrams_to_send():
