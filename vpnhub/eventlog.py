@@ -385,6 +385,13 @@ class EventLog:
         words = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
         self._secrets = re.compile("|".join(map(re.escape, words))) if words else None
 
+    def max_severity(self) -> int:
+        """The most detailed severity any class prints or keeps (nothing above matters)."""
+        levels = [self.console_severity, self.keep_severity]
+        for console, keep in self.classes.values():
+            levels += [v for v in (console, keep) if v is not None]
+        return max(levels)
+
     def levels(self, cls: str) -> tuple[int, int]:
         """(console, keep) severities of a class."""
         lv = self._levels.get(cls)

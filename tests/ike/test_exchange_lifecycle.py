@@ -262,3 +262,27 @@ def test_cisco_keepalive_notify_is_recognised() -> None:
     lab.run()
     assert any(isinstance(e, ev.KeepaliveReceived) and e.kind == "cisco-40500"
                for _, e in lab.server_events)
+
+
+def test_long_lived_sa_memory_is_bounded() -> None:
+    """Thousands of DPD exchanges later the SA keeps only a window of message IDs."""
+    lab = Lab()
+    c = _up(lab)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    for _ in range(300):
+        c.sa.send_dpd(lab.now)
+        lab.run()
+    assert len(c.sa._used_message_ids) <= 64 and len(srv._used_message_ids) <= 64
+    assert len(srv._last_in) <= 8
+    assert srv.established and c.sa.established
+
+
+def test_decodes_are_not_built_when_nobody_keeps_them() -> None:
+    lab = Lab()
+    c = lab.add_client()
+    c.sa.config.log_severity = 5
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established
+    assert not [e for e in c.events if isinstance(e, ev.LogLine) and e.severity > 5]

@@ -230,6 +230,8 @@ class VpnClient:
                          mode=str(p.ike_mode), group_name=p.group, psk=p.group_password,
                          natt=p.transparent_tunneling and self.mode == "natt", xauth=True,
                          transport="tcp" if self.mode == "tcp" else "udp",
+                         log_severity=13 if self.opts.log_file else (
+                             9 if self.opts.verbose else 5),
                          dpd_interval=float(p.dpd_interval),
                          application_version=f"vpnhub {__version__}:Linux")
 

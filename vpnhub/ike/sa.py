@@ -45,7 +45,8 @@ from vpnhub.wire.payloads import (
 Address = tuple[str, int]
 IKE_PORT = 500
 NATT_PORT = 4500
-PHASE1_REKEY_AT = 0.9  # share of the IKE SA lifetime after which the initiator rekeys
+PHASE1_REKEY_AT = 0.9
+USED_MESSAGE_IDS = 64  # share of the IKE SA lifetime after which the initiator rekeys
 
 # Looks up the group PSK for an identity (id type, id data) seen from `remote`;
 # Main Mode calls it with id_type 0 before the identity is known (RFC 2409 5.4).
@@ -95,6 +96,9 @@ class IkeConfig:
     retransmit_tries: int = 5
     phase1_timeout: float = 30.0  # a half-open SA is dropped after this
     application_version: str = "vpnhub"
+    # the most detailed severity the driver keeps or prints: lines above it (the
+    # IKEDECODE decodes at 8 and 9 cost real time per message) are not even built
+    log_severity: int = 13
     send_initial_contact: bool = True
     extra_vendor_ids: tuple[bytes, ...] = ()
     # IKE fragmentation: messages larger than this go in fragments when the peer
@@ -213,7 +217,9 @@ class IkeSA:
         self.children: dict[int, ChildSA] = {}
         self._pending: dict[int, Pending] = {}
         self._last_in: OrderedDict[int, tuple[bytes, bytes | None]] = OrderedDict()
-        self._used_message_ids: set[int] = set()
+        # recent message IDs, so a new exchange never reuses one (RFC 2408 3.1); a
+        # bounded window: with DPD every 30 s an unbounded set grows for ever
+        self._used_message_ids: OrderedDict[int, None] = OrderedDict()
         # liveness (RFC 3706)
         self.last_heard = now
         self.dpd_seq = int.from_bytes(rng(4), "big") & 0x7FFFFFFF
@@ -474,7 +480,7 @@ class IkeSA:
         while True:
             mid = int.from_bytes(self.config.rng(4), "big")
             if mid and mid not in self._used_message_ids and mid not in self.exchanges:
-                self._used_message_ids.add(mid)
+                self._remember_message_id(mid)
                 return mid
 
     def new_spi(self) -> int:
@@ -485,12 +491,17 @@ class IkeSA:
             if spi >= 256:  # 1..255 are reserved by IANA (RFC 4303 2.1)
                 return spi
 
+    def _remember_message_id(self, mid: int) -> None:
+        self._used_message_ids[mid] = None
+        if len(self._used_message_ids) > USED_MESSAGE_IDS:
+            self._used_message_ids.popitem(last=False)
+
     def start_exchange(self, kind: str, message_id: int, we_started: bool, state: str) -> Exchange:
         assert self.hash is not None and self.cipher is not None
         iv = phase2_iv(self.hash, self.p1_last_block, message_id, self.cipher.block_size)
         x = Exchange(kind, message_id, we_started, state, iv)
         self.exchanges[message_id] = x
-        self._used_message_ids.add(message_id)
+        self._remember_message_id(message_id)
         return x
 
     def end_exchange(self, message_id: int) -> None:
@@ -501,13 +512,16 @@ class IkeSA:
         self._events.append(event)
 
     def _log(self, cls: str, severity: int, text: str) -> None:
-        self._events.append(ev.LogLine(cls, severity, text))
+        if severity <= self.config.log_severity:
+            self._events.append(ev.LogLine(cls, severity, text))
 
     def log(self, cls: str, severity: int, text: str) -> None:
         self._log(cls, severity, text)
 
     def _log_decode(self, direction: str, msg: Message, remote: Address) -> None:
         # Cisco client style: "SENDING >>> ISAKMP OAK AG (SA, KE, NON, ID, VID)"
+        if self.config.log_severity < 8:  # nobody keeps decodes: do not build them
+            return
         names = ", ".join(msg.payload_names())
         self._log("IKEDECODE", 8, f"{direction} ISAKMP OAK {_exchange_short(msg.exchange)}"
                   f" ({names}) {'to' if direction.startswith('S') else 'from'}"
