@@ -1,0 +1,313 @@
+"""Handshake rate: full remote-access tunnels per second from behind one PAT.
+
+    sudo .venv/bin/python bench/handshake.py [--tunnels 600] [--concurrency 64] [--runs 3]
+        [--groups 2,14,19] [--concentrators vpnhub,strongswan] [--json out.json]
+        [--profile-dir DIR] [--smoke]
+
+The load generator (``python -m vpnhub.loadgen``, our sans-I/O initiator
+core) runs in the lab's client namespace c1 and brings up ``--tunnels``
+tunnels (Aggressive Mode + XAUTH + Mode Config + Quick Mode), each from a UDP
+socket of its own, through the ``masquerade random`` PAT: to the
+concentrator they are that many clients behind one public address, told
+apart by port only. The concentrator is ``vpnhub serve`` or strongSwan
+charon (kernel-libipsec), configured the same way: one group, 64 XAUTH
+users, a /16 pool, and no per-source half-open limit in the way (vpnhub
+``max_half_open_per_source``, charon ``block_threshold``, both raised).
+Between runs the load generator deletes its tunnels (informational DELETE).
+The runs go in rounds (each round: vpnhub, then strongSwan, every group), so
+both concentrators see the same drift of a shared machine.
+
+Reported per concentrator and DH group (medians over ``--runs``): tunnels/s
+(completed / (last completion - first start)), p50/p99 set-up time seen by
+the clients, and the concentrator's CPU milliseconds per tunnel during the
+set-up phase. The load generator shares the 2 cores: its own CPU per tunnel
+is reported too, and the concentrator's *capacity* (tunnels/s one core
+could sustain, 1000 / CPU ms per tunnel) is what a bigger machine with the
+load generated elsewhere would see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    GROUP,
+    PSK,
+    PYTHON,
+    SUITES,
+    Concentrator,
+    CpuMeter,
+    environment,
+    lab_prefix,
+    log,
+    median,
+    run_dir_for,
+    start_charon_concentrator,
+    start_vpnhub_concentrator,
+    vpnhub_config,
+    write_json,
+)
+
+from vpnhub.lab.topology import CONC_PUBLIC, Topology
+
+N_USERS = 64
+POOL = "10.40.0.0/16"
+SWAN_TUNE = {"block_threshold": "1000000", "init_limit_half_open": "0"}
+# every group the runs use, in one charon configuration
+SWAN_IKE_ALL = "aes128-sha1-modp1024-modp2048-ecp256"
+
+
+def start_conc(topo: Topology, kind: str, max_sessions: int = 20000) -> Concentrator:
+    if kind == "vpnhub":
+        cfg = vpnhub_config(topo.run_dir, pool=POOL, n_users=N_USERS,
+                            half_open_per_source=1_000_000, half_open_total=1_000_000,
+                            max_sessions=max_sessions)
+        return start_vpnhub_concentrator(topo, cfg)
+    from dataclasses import replace
+
+    from vpnhub.lab import peers
+
+    suite = SUITES["aes128-sha1"]
+    conc = start_charon_concentrator(topo, suite, pool=POOL, n_users=N_USERS, tune=SWAN_TUNE,
+                                     quiet_log=True)
+    # every DH group in one configuration: reload with the wider proposal
+    assert conc.charon is not None
+    key = f"bench-{suite.name}"
+    peers.SUITES[key] = replace(peers.SUITES[key], ike=SWAN_IKE_ALL)
+    conf = conc.charon.swanctl_conf
+    text = conf.read_text()
+    import re
+
+    conf.write_text(re.sub(r"proposals = \S+", f"proposals = {SWAN_IKE_ALL}", text, count=1))
+    conc.charon.load()
+    return conc
+
+
+def active_sessions(topo: Topology, conc: Concentrator) -> int:
+    if conc.kind == "vpnhub":
+        assert conc.admin_socket is not None
+        cp = topo.exec(topo.conc, [PYTHON, "-c", (
+            "import sys, json; from vpnhub.cli import request;"
+            " print(json.dumps(request(sys.argv[1], {'cmd': 'stats'}, 60)))"),
+            str(conc.admin_socket)], timeout=90)
+        try:
+            return int(json.loads(cp.stdout)["sas"])
+        except (ValueError, KeyError):
+            return -1
+    assert conc.charon is not None
+    return conc.charon.established()
+
+
+def loadgen_argv(run: Path, *, tunnels: int, concurrency: int, dh: int, out: Path,
+                 extra: list[str] | None = None) -> list[str]:
+    psk = run / "group.psk"
+    psk.write_text(PSK + "\n")
+    return [PYTHON, "-m", "vpnhub.loadgen", "--server", CONC_PUBLIC, "--group", GROUP,
+            "--psk-file", str(psk), "--users", "vpnuser{n}:userpass{n}",
+            "--user-count", str(N_USERS), "--tunnels", str(tunnels),
+            "--concurrency", str(concurrency), "--dh", str(dh), "--json", str(out),
+            *(extra or [])]
+
+
+def wait_event(log_path: Path, event: str, proc: Any, timeout: float) -> dict[str, Any] | None:
+    """Poll the load generator's stdout log for a JSON line with this event."""
+    deadline = time.monotonic() + timeout
+    seen = 0
+    while time.monotonic() < deadline:
+        try:
+            text = log_path.read_text(errors="replace")
+        except OSError:
+            text = ""
+        lines = text.splitlines()
+        for line in lines[seen:]:
+            if line.startswith("{") and f'"event": "{event}"' in line:
+                try:
+                    return dict(json.loads(line))
+                except ValueError:
+                    pass
+        seen = max(0, len(lines) - 1)
+        if not proc.alive():
+            return None
+        time.sleep(0.02)
+    return None
+
+
+def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurrency: int,
+            tag: str, profile_dir: Path | None = None) -> dict[str, Any]:
+    run = topo.run_dir
+    out = run / f"loadgen-{tag}.json"
+    out.unlink(missing_ok=True)
+    logf = run / f"loadgen-{tag}.log"
+    argv = loadgen_argv(run, tunnels=tunnels, concurrency=concurrency, dh=dh, out=out,
+                        extra=["--teardown", "--setup-timeout", "30"])
+    prof: dict[str, Any] = {}
+    th = None
+    if profile_dir is not None:
+        from pyspy import profile
+
+        def go() -> None:
+            prof["text"], prof["summary"] = profile(
+                conc.pid, max(2.0, tunnels / 300), profile_dir, f"handshake-{tag}",
+                f"{conc.kind} concentrator during {tunnels} handshakes, DH group {dh}")
+
+        th = threading.Thread(target=go)
+    meter = CpuMeter({"conc": [conc.pid]}).start()
+    proc = topo.spawn(topo.clients[0], argv, logf, name=f"loadgen-{tag}")
+    if th is not None:
+        th.start()
+    done = wait_event(logf, "setup_done", proc, timeout=tunnels / 5 + 60)
+    meter.stop()
+    if th is not None:
+        th.join()
+    rc = proc.popen.wait(timeout=120)
+    if done is None or not out.exists():
+        return {"error": f"load generator exit {rc}: {proc.log_text()[-800:]}"}
+    res = json.loads(out.read_text())
+    est = res["established"]
+    lg_cpu = res["cpu_s"].get("setup", 0.0)
+    doc = {
+        "tunnels": tunnels, "established": est, "failed": res["failed"],
+        "tunnels_per_s": res["tunnels_per_s"],
+        "setup_p50_ms": res["setup_p50_ms"], "setup_p99_ms": res["setup_p99_ms"],
+        "conc_cpu_ms_per_tunnel": meter.seconds["conc"] / est * 1e3 if est else None,
+        "loadgen_cpu_ms_per_tunnel": lg_cpu / est * 1e3 if est else None,
+        "conc_capacity_per_core": (est / meter.seconds["conc"]) if meter.seconds["conc"] else None,
+        "machine_busy": meter.machine_busy,
+        "ike_tx": res["counters"].get("ike_tx"), "errors": res["counters"].get("errors"),
+    }
+    if prof:
+        doc["profile"] = {"file": f"handshake-{tag}.txt", "text": prof.get("text", ""),
+                          "summary": prof.get("summary")}
+    return doc
+
+
+def wait_gone(topo: Topology, conc: Concentrator, timeout: float = 20.0) -> None:
+    """After a run's teardown: wait until the concentrator holds no SA any more."""
+    deadline = time.monotonic() + timeout
+    left = active_sessions(topo, conc)
+    while left > 0 and time.monotonic() < deadline:
+        time.sleep(0.3)
+        left = active_sessions(topo, conc)
+    if left:
+        log(f"  {left} SAs still up after the teardown")
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [r for r in runs if "error" not in r and r.get("established")]
+    out: dict[str, Any] = {"runs_ok": len(good), "runs": len(runs)}
+    for k in ("tunnels_per_s", "setup_p50_ms", "setup_p99_ms", "conc_cpu_ms_per_tunnel",
+              "loadgen_cpu_ms_per_tunnel", "conc_capacity_per_core", "machine_busy"):
+        out[k] = median([r[k] for r in good if r.get(k) is not None])
+    out["failed"] = sum(r.get("failed", 0) for r in good)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tunnels", type=int, default=600)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--groups", default="2,14,19")
+    ap.add_argument("--concentrators", default="vpnhub,strongswan")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--profile-dir", type=Path, help="py-spy the vpnhub concentrator (extra run)")
+    ap.add_argument("--profile-group", type=int, default=14)
+    ap.add_argument("--prefix")
+    ap.add_argument("--smoke", action="store_true", help="20 tunnels, group 19, 1 run")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.tunnels, args.runs, args.groups, args.concurrency = 20, 1, "19", 8
+    groups = [int(g) for g in args.groups.split(",") if g]
+    concs = [c for c in args.concentrators.split(",") if c]
+    prefix = args.prefix or lab_prefix("h")
+    doc: dict[str, Any] = {"bench": "handshake", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                           "tunnels": args.tunnels, "concurrency": args.concurrency,
+                           "runs": args.runs, "smoke": args.smoke,
+                           "environment": environment(), "results": []}
+    t0 = time.monotonic()
+    runs: dict[tuple[str, int], list[dict[str, Any]]] = {(k, g): [] for k in concs for g in groups}
+    broken: dict[str, str] = {}
+    profiled: dict[str, Any] | None = None
+    with Topology(prefix, clients=1, run_dir=run_dir_for(prefix)) as topo:
+        # rounds: every concentrator once per round, so both see the same machine noise
+        for r in range(args.runs):
+            for kind in concs:
+                if kind in broken:
+                    continue
+                log(f"round {r + 1}/{args.runs}: {kind} concentrator")
+                try:
+                    conc = start_conc(topo, kind)
+                except Exception as e:
+                    broken[kind] = f"concentrator: {e}"
+                    log(f"  cannot start: {e}")
+                    continue
+                try:
+                    for g in groups:
+                        one = one_run(topo, conc, g, args.tunnels, args.concurrency,
+                                      f"{kind}-g{g}-r{r}")
+                        runs[(kind, g)].append(one)
+                        log(f"  group {g}: " + (
+                            f"{one['tunnels_per_s']:.0f} tunnels/s, p50"
+                            f" {one['setup_p50_ms']:.0f} ms, p99 {one['setup_p99_ms']:.0f} ms,"
+                            f" conc {one['conc_cpu_ms_per_tunnel']:.2f} CPU ms/tunnel,"
+                            f" failed {one['failed']}"
+                            if "error" not in one and one.get("tunnels_per_s")
+                            else f"ERROR {one.get('error', one)}"))
+                        wait_gone(topo, conc)
+                    if args.profile_dir is not None and kind == "vpnhub" and \
+                            r == args.runs - 1 and args.profile_group in groups:
+                        p = one_run(topo, conc, args.profile_group, args.tunnels,
+                                    args.concurrency, f"{kind}-g{args.profile_group}-profile",
+                                    args.profile_dir)
+                        profiled = p.get("profile")
+                        wait_gone(topo, conc)
+                finally:
+                    conc.stop()
+                    time.sleep(0.5)
+    for kind in concs:
+        for g in groups:
+            if kind in broken:
+                doc["results"].append({"concentrator": kind, "dh_group": g,
+                                       "error": broken[kind]})
+                continue
+            res = {"concentrator": kind, "dh_group": g, "runs_detail": runs[(kind, g)],
+                   **summarise(runs[(kind, g)])}
+            if kind == "vpnhub" and g == args.profile_group and profiled:
+                res["profile"] = profiled
+            doc["results"].append(res)
+    doc["elapsed_s"] = time.monotonic() - t0
+    write_json(args.json, doc)
+    print(format_table(doc))
+    ok = all("error" not in r and r.get("runs_ok") for r in doc["results"])
+    return 0 if ok else 1
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    lines = [f"{'concentrator':12} {'DH':>3} {'tunnels/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+             f"{'conc ms/tun':>11} {'cap/core':>8} {'lg ms/tun':>9} runs"]
+    for r in doc["results"]:
+        if "error" in r:
+            lines.append(f"{r['concentrator']:12} {r['dh_group']:>3} ERROR {r['error'][:70]}")
+            continue
+
+        def f(x: float | None, w: int, p: int = 0) -> str:
+            return f"{x:{w}.{p}f}" if x is not None else " " * (w - 1) + "-"
+
+        lines.append(f"{r['concentrator']:12} {r['dh_group']:>3} {f(r['tunnels_per_s'], 9)} "
+                     f"{f(r['setup_p50_ms'], 7)} {f(r['setup_p99_ms'], 7)} "
+                     f"{f(r['conc_cpu_ms_per_tunnel'], 11, 2)} "
+                     f"{f(r['conc_capacity_per_core'], 8)} "
+                     f"{f(r['loadgen_cpu_ms_per_tunnel'], 9, 2)} {r['runs_ok']}/{r['runs']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

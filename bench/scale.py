@@ -1,0 +1,306 @@
+"""Scale: 10,000 concurrent sessions held with DPD and NAT keepalives, then 1,000 with traffic.
+
+    sudo .venv/bin/python bench/scale.py [--sessions 10000] [--hold 300]
+        [--traffic-sessions 1000] [--traffic-hold 60] [--json out.json]
+        [--profile-dir DIR] [--smoke]
+
+The load generator (``python -m vpnhub.loadgen``) in client namespace c1
+brings up ``--sessions`` remote-access tunnels through the PAT to
+``vpnhub serve`` (all of them one public address, many ports), then:
+
+1. holds them ``--hold`` seconds: every client sends a NAT keepalive every
+   20 s and DPD R-U-THERE after 30 s of silence, the concentrator runs its
+   own DPD (30 s) and timers. Measured: the concentrator's CPU (utime+stime
+   over a window of the hold, in % of one core), its memory per session
+   (RSS after the set-up minus RSS before, divided by the sessions), and the
+   time to list the sessions: ``vpnhub sessions --json``, the admin socket
+   request alone, and the web manager (``GET /api/v1/sessions`` and the
+   ``/sessions`` page) if it runs;
+2. then ``--traffic-hold`` seconds during which ``--traffic-sessions`` of
+   them each send one ICMP echo per second through their ESP SA to the LAN
+   host (and decrypt the replies): the concentrator's CPU again, and the
+   echo replies that came back.
+
+A py-spy profile of the concentrator is taken in the idle hold (after the
+CPU window, so it does not disturb it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    PYTHON,
+    REPO,
+    CpuMeter,
+    environment,
+    lab_prefix,
+    log,
+    median,
+    rss_bytes,
+    run_dir_for,
+    start_vpnhub_concentrator,
+    vpnhub_config,
+    write_json,
+)
+from handshake import N_USERS, POOL, loadgen_argv, wait_event
+
+from vpnhub.lab.topology import Topology
+
+WEB_ADMIN = ("benchadmin", "bench-admin-password")
+
+
+def web_manager_listening(topo: Topology) -> bool:
+    """Whether the concentrator's web manager answers on its default 127.0.0.1:8443."""
+    return 8443 in topo.listening(topo.conc)
+
+
+def listing(topo: Topology, sock: Path, *, cli: bool, web: bool, repeat: int,
+            web_timeout: float = 300.0, web_page: bool = False) -> dict[str, Any]:
+    argv = [PYTHON, str(REPO / "bench" / "listing.py"), "--socket", str(sock),
+            "--repeat", str(repeat), "--web-timeout", f"{web_timeout:g}"]
+    if web_page:
+        argv.append("--web-page")
+    if not cli:
+        argv.append("--no-cli")
+    if web:
+        pwf = topo.run_dir / "web-admin.pw"
+        pwf.write_text(WEB_ADMIN[1] + "\n")
+        argv += ["--web", "http://127.0.0.1:8443", "--user", WEB_ADMIN[0],
+                 "--password-file", str(pwf)]
+    cp = topo.exec(topo.conc, argv, timeout=4 * web_timeout + 600)
+    try:
+        raw = json.loads(cp.stdout)
+    except ValueError:
+        return {"error": f"listing exit {cp.returncode}: {cp.stderr.strip()[-400:]}"}
+    out: dict[str, Any] = {"raw": raw}
+    for k in ("cli", "admin_socket", "web_api", "web_page"):
+        runs = raw.get(k)
+        if isinstance(runs, list) and runs:
+            out[f"{k}_s"] = median([r["s"] for r in runs])
+            if any(r.get("timeout") for r in runs):
+                out[f"{k}_timeout"] = True
+            n = runs[0].get("sessions", runs[0].get("status"))
+            if n is not None:
+                out[f"{k}_sessions"] = n
+    if "error" in raw:
+        out["web_error"] = raw["error"]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sessions", type=int, default=10000)
+    ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--dh", type=int, default=19, help="DH group of the set-up")
+    ap.add_argument("--hold", type=float, default=300.0,
+                    help="seconds the sessions are held, the traffic phase included")
+    ap.add_argument("--traffic-sessions", type=int, default=1000)
+    ap.add_argument("--traffic-hold", type=float, default=60.0,
+                    help="the last seconds of the hold, with traffic")
+    ap.add_argument("--dpd", type=float, default=30.0)
+    ap.add_argument("--keepalive", type=float, default=20.0)
+    ap.add_argument("--web-timeout", type=float, default=120.0,
+                    help="give up on one web manager request after this many seconds")
+    ap.add_argument("--web-page", choices=("auto", "yes", "no"), default="auto",
+                    help="also time the /sessions HTML page (auto: up to 2,000 sessions; it"
+                         " blocks the concentrator for as long as it renders)")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--profile-dir", type=Path)
+    ap.add_argument("--prefix")
+    ap.add_argument("--smoke", action="store_true",
+                    help="50 sessions, 7 s hold, 10 with traffic for 3 s, fast DPD/keepalives")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.sessions, args.hold, args.traffic_sessions, args.traffic_hold = 50, 7.0, 10, 3.0
+        args.dpd, args.keepalive, args.concurrency = 2.0, 1.0, 16
+    n = args.sessions
+    web_page = args.web_page == "yes" or (args.web_page == "auto" and n <= 2000)
+    traffic_hold = args.traffic_hold if args.traffic_sessions else 0.0
+    idle_hold = args.hold - traffic_hold
+    # the idle part: settle, CPU window, profile, CLI listing (last: it costs CPU)
+    settle = min(10.0, idle_hold * 0.05)
+    list_reserve = 2.0 if args.smoke else min(40.0, 5.0 + n / 500)
+    prof_s = 0.0 if (args.smoke or args.profile_dir is None) else 15.0
+    window = idle_hold - settle - list_reserve - prof_s
+    if window < 1.0:
+        ap.error(f"--hold {args.hold:g} is too short for {n} sessions"
+                 f" (needs > {traffic_hold + settle + list_reserve + prof_s + 1:.0f} s)")
+    prefix = args.prefix or lab_prefix("s")
+    doc: dict[str, Any] = {"bench": "scale", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                           "smoke": args.smoke, "sessions": n, "hold_s": args.hold,
+                           "traffic_sessions": args.traffic_sessions,
+                           "traffic_hold_s": traffic_hold, "dpd_s": args.dpd,
+                           "keepalive_s": args.keepalive, "environment": environment()}
+    t0 = time.monotonic()
+    with Topology(prefix, clients=1, run_dir=run_dir_for(prefix)) as topo:
+        topo.start_lan_services(iperf_ports=[5201])
+        run = topo.run_dir
+        cfg = vpnhub_config(run, pool=POOL, n_users=N_USERS, max_sessions=max(20000, 2 * n),
+                            half_open_per_source=1_000_000, half_open_total=1_000_000,
+                            dpd_interval=max(1, round(args.dpd)),
+                            natt_keepalive=max(1, round(args.keepalive)), web_admin=WEB_ADMIN)
+        conc = start_vpnhub_concentrator(topo, cfg, timeout=60)
+        time.sleep(0.5 if args.smoke else 2.0)
+        web = web_manager_listening(topo)
+        doc["web_manager"] = web
+        base = CpuMeter({"conc": [conc.pid]}).start()
+        time.sleep(1.0 if args.smoke else 10.0)
+        base.stop()
+        rss0 = rss_bytes(conc.pid)
+        doc["baseline"] = {"rss_mib": rss0 / 2**20,
+                           "idle_core_pct": 100 * base.seconds["conc"] / base.wall}
+        log(f"baseline: RSS {rss0 / 2**20:.1f} MiB, idle {doc['baseline']['idle_core_pct']:.2f}%"
+            f" of a core; web manager {'running' if web else 'absent'}")
+        out = run / "loadgen-scale.json"
+        out.unlink(missing_ok=True)
+        logf = run / "loadgen-scale.log"
+        extra = ["--hold", f"{idle_hold:g}", "--traffic-sessions", str(args.traffic_sessions),
+                 "--traffic-hold", f"{traffic_hold:g}", "--dpd", f"{args.dpd:g}",
+                 "--keepalive", f"{args.keepalive:g}", "--setup-timeout", "60",
+                 "--linger", f"{4 * args.web_timeout + 120:g}", "--teardown"]
+        lg_argv = loadgen_argv(run, tunnels=n, concurrency=args.concurrency, dh=args.dh,
+                               out=out, extra=extra)
+        setup_meter = CpuMeter({"conc": [conc.pid]}).start()
+        lg = topo.spawn(topo.clients[0], lg_argv, logf, name="loadgen-scale")
+        try:
+            ev = wait_event(logf, "setup_done", lg, timeout=n / 20 + 120)
+            setup_meter.stop()
+            if ev is None:
+                raise RuntimeError(f"load generator: no set-up: {lg.log_text()[-800:]}")
+            rss1 = rss_bytes(conc.pid)
+            est = int(ev["established"])
+            doc["setup"] = {"established": est, "failed": ev["failed"],
+                            "seconds": setup_meter.wall,
+                            "conc_cpu_ms_per_tunnel": setup_meter.seconds["conc"] / max(1, est)
+                            * 1e3,
+                            "rss_mib": rss1 / 2**20,
+                            "kib_per_session": (rss1 - rss0) / 1024 / max(1, est)}
+            log(f"set-up: {est} sessions ({ev['failed']} failed) in {setup_meter.wall:.0f} s,"
+                f" RSS {rss1 / 2**20:.0f} MiB = {doc['setup']['kib_per_session']:.1f} KiB"
+                " per session")
+            wait_event(logf, "hold_start", lg, timeout=30)
+            time.sleep(settle)
+            idle = CpuMeter({"conc": [conc.pid], "loadgen": [lg.pid]}).start()
+            rss_series = [(0.0, rss_bytes(conc.pid))]  # memory over the hold (leaks?)
+            t_idle = time.monotonic()
+            while (left := window - (time.monotonic() - t_idle)) > 0:
+                time.sleep(min(10.0, left))
+                rss_series.append((time.monotonic() - t_idle, rss_bytes(conc.pid)))
+            idle.stop()
+            doc["idle"] = {"window_s": idle.wall, "conc_cpu_s": idle.seconds["conc"],
+                           "conc_core_pct": 100 * idle.seconds["conc"] / idle.wall,
+                           "conc_sys_share": (idle.system["conc"] / idle.seconds["conc"]
+                                              if idle.seconds["conc"] else None),
+                           "loadgen_core_pct": 100 * idle.seconds["loadgen"] / idle.wall,
+                           "rss_mib": rss_bytes(conc.pid) / 2**20,
+                           "kib_per_session": (rss_series[-1][1] - rss0) / 1024 / max(1, est),
+                           "rss_series_mib": [(round(t, 1), round(b / 2**20, 1))
+                                              for t, b in rss_series]}
+            if len(rss_series) >= 3 and rss_series[-1][0] > 0:
+                # growth over the second half of the window (after the first DPD rounds)
+                half = rss_series[len(rss_series) // 2]
+                dt = rss_series[-1][0] - half[0]
+                if dt > 0:
+                    doc["idle"]["growth_kib_per_session_per_hour"] = (
+                        (rss_series[-1][1] - half[1]) / 1024 / max(1, est) * 3600 / dt)
+            log(f"idle hold: concentrator {doc['idle']['conc_core_pct']:.1f}% of a core over"
+                f" {idle.wall:.0f} s (load generator {doc['idle']['loadgen_core_pct']:.1f}%)")
+            if prof_s and args.profile_dir is not None:
+                from pyspy import profile
+
+                text, summary = profile(conc.pid, prof_s, args.profile_dir, "scale-idle",
+                                        f"vpnhub concentrator holding {est} idle sessions")
+                doc["idle"]["profile"] = {"file": "scale-idle.txt", "text": text,
+                                          "summary": summary}
+            lst = listing(topo, conc.admin_socket or run / "admin.sock", cli=True, web=False,
+                          repeat=1 if n >= 5000 and not args.smoke else 3)
+            doc["listing"] = lst
+            log("listing (CLI): " + ", ".join(f"{k} {v:.2f} s" for k, v in lst.items()
+                                              if k.endswith("_s") and isinstance(v, float)))
+            if traffic_hold:
+                tev = wait_event(logf, "traffic_start", lg, timeout=idle_hold + 60)
+                if tev is not None:
+                    late = time.monotonic() - float(tev["t"])  # both CLOCK_MONOTONIC
+                    t_settle = min(5.0, traffic_hold * 0.2)
+                    time.sleep(max(0.0, t_settle - late))
+                    busy = CpuMeter({"conc": [conc.pid], "loadgen": [lg.pid]}).start()
+                    time.sleep(max(1.0, traffic_hold - max(t_settle, late) - 1.0))
+                    busy.stop()
+                    doc["traffic"] = {"sessions": tev.get("sessions"), "window_s": busy.wall,
+                                      "conc_core_pct": 100 * busy.seconds["conc"] / busy.wall,
+                                      "loadgen_core_pct":
+                                          100 * busy.seconds["loadgen"] / busy.wall,
+                                      "rss_mib": rss_bytes(conc.pid) / 2**20}
+                    if late > 1.0:
+                        doc["traffic"]["note"] = f"measurement started {late:.0f} s late"
+                    log(f"traffic: concentrator {doc['traffic']['conc_core_pct']:.1f}% of a"
+                        f" core with {tev.get('sessions')} sessions pinging")
+            lev = wait_event(logf, "linger_start", lg, timeout=traffic_hold + 60)
+            doc["alive_before_web"] = lev.get("alive") if lev else None
+            if web:
+                wl = listing(topo, conc.admin_socket or run / "admin.sock", cli=False, web=True,
+                             repeat=1 if n >= 5000 and not args.smoke else 3,
+                             web_timeout=args.web_timeout, web_page=web_page)
+                doc["listing"].update({k: v for k, v in wl.items() if k != "raw"})
+                doc["listing"]["raw_web"] = wl.get("raw")
+                log("listing (web): " + ", ".join(
+                    f"{k} {v:.2f} s" for k, v in wl.items()
+                    if k.endswith("_s") and isinstance(v, float)))
+                if not web_page:
+                    doc["listing"]["web_page"] = (
+                        "not timed at this size (--web-page yes): it renders every session"
+                        " on the event loop")
+            else:
+                doc["listing"]["web"] = "absent: no web manager in this build"
+            if lg.alive():
+                os.kill(lg.pid, signal.SIGUSR1)  # end the linger: tear down and exit
+            done = wait_event(logf, "done", lg, timeout=args.hold + 600)
+            rc = lg.popen.wait(timeout=300)
+            if done is None or not out.exists():
+                raise RuntimeError(f"load generator exit {rc}: {lg.log_text()[-800:]}")
+            res = json.loads(out.read_text())
+            c = res["counters"]
+            doc["loadgen"] = {k: res[k] for k in ("established", "failed", "tunnels_per_s",
+                                                  "setup_p50_ms", "setup_p99_ms", "rtt_p50_ms",
+                                                  "rtt_p99_ms", "alive_at_end", "cpu_s")}
+            doc["loadgen"]["counters"] = c
+            if "traffic" in doc:
+                doc["traffic"].update({"pings_tx": c["pings_tx"], "pings_rx": c["pings_rx"],
+                                       "rtt_p50_ms": res["rtt_p50_ms"],
+                                       "rtt_p99_ms": res["rtt_p99_ms"]})
+            doc["alive_at_end"] = res["alive_at_end"]
+            doc["dpd_acks"] = c["dpd_acks"]
+            doc["keepalives_tx"] = c["keepalives_tx"]
+            log(f"end: {doc['alive_before_web']} sessions alive before the web listing,"
+                f" {res['alive_at_end']}/{est} after; {c['dpd_acks']} DPD acks,"
+                f" {c['keepalives_tx']} keepalives, pings {c['pings_rx']}/{c['pings_tx']}")
+        except Exception as e:
+            doc["error"] = f"{type(e).__name__}: {e}"
+            log(f"ERROR {doc['error']}")
+        finally:
+            if lg.alive():
+                lg.stop(10.0)
+            t = time.monotonic()
+            assert conc.proc is not None
+            rc = conc.proc.stop(10.0)
+            doc["shutdown_s"] = time.monotonic() - t
+            doc["shutdown_killed"] = rc == -signal.SIGKILL
+    doc["elapsed_s"] = time.monotonic() - t0
+    write_json(args.json, doc)
+    print(json.dumps({k: v for k, v in doc.items() if k not in ("environment",)}, indent=1,
+                     default=str)[:3000])
+    return 1 if "error" in doc else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,374 @@
+"""Throughput through the lab's PAT: iperf3 TCP through one tunnel and through two at once.
+
+    sudo .venv/bin/python bench/throughput.py [--runs 5] [--seconds 10]
+        [--suites aes128-sha1,aes256-sha256,aes256gcm16,3des-md5]
+        [--pairs vpnc:strongswan,vpnc:vpnhub,strongswan:strongswan,vpnhub:vpnhub]
+        [--tunnels 1,2] [--json out.json] [--profile-dir DIR] [--smoke]
+
+One topology (two clients behind the ``masquerade random`` PAT, the
+concentrator, the LAN host running ``iperf3 -s``) serves every measurement:
+for each suite, the strongSwan concentrator (charon + kernel-libipsec) and
+the vpnhub concentrator (``vpnhub serve``) take turns in the concentrator
+namespace, and each client kind (vpnc, the vpnhub client, the strongSwan
+IKEv1 client) uploads to the LAN host (``iperf3 -c`` in the client, like the
+anchor of shared/interop). Per configuration, ``--runs`` runs of
+``--seconds`` each; the median is reported.
+
+Per run: Mbit/s (iperf3 receiver), packets/s through the concentrator's
+tunnel interface (both directions: data and ACKs), and CPU seconds per GB of
+payload of the concentrator process and of the client process(es)
+(utime+stime of all their threads from /proc/PID/stat over the run).
+
+Pairs are ``client:concentrator``. Suites a client cannot negotiate are
+skipped (vpnc: no SHA2, no GCM), and so is GCM on strongSwan (its lab
+configuration loads no GCM plugin for kernel-libipsec... if it works it is measured).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (
+    PYTHON,
+    SUITES,
+    BenchSuite,
+    Client,
+    Concentrator,
+    CpuMeter,
+    environment,
+    lab_prefix,
+    link_packets,
+    log,
+    median,
+    run_dir_for,
+    start_charon_concentrator,
+    start_client,
+    start_vpnhub_concentrator,
+    vpnhub_config,
+    wait_usable,
+    write_json,
+)
+
+from vpnhub.lab.topology import LAN_HOST, Topology
+
+DEFAULT_PAIRS = ["vpnc:strongswan", "vpnc:vpnhub", "strongswan:strongswan", "vpnhub:vpnhub"]
+IPERF_PORTS = (5201, 5202)
+
+
+def supported(suite: BenchSuite, client: str, conc: str) -> str | None:
+    """None if the pair can negotiate the suite, else why not."""
+    if client == "vpnc" and not suite.vpnc:
+        return "vpnc offers no SHA2 and no GCM"
+    return None
+
+
+def negotiated(topo: Topology, conc: Concentrator) -> list[str]:
+    """The ESP suites the concentrator reports for its tunnels (proof of the suite)."""
+    if conc.kind == "vpnhub":
+        assert conc.admin_socket is not None
+        cp = topo.exec(topo.conc, [PYTHON, "-m", "vpnhub", "sessions", "--json", "--socket",
+                                   str(conc.admin_socket)], timeout=60)
+        try:
+            return sorted({s.get("encryption", "?") for s in json.loads(cp.stdout)["sessions"]})
+        except (ValueError, KeyError):
+            return [f"? ({cp.stderr.strip()[-200:]})"]
+    assert conc.charon is not None
+    import re
+
+    return sorted(set(re.findall(r"ESP:(\S+)", conc.charon.list_sas()))) or ["?"]
+
+
+def iperf_once(topo: Topology, conc: Concentrator, clients: list[Client], seconds: float
+               ) -> dict[str, Any]:
+    """One measurement: every client uploads to the LAN host at the same time."""
+    meter = CpuMeter({"conc": [conc.pid], "client": [c.pid for c in clients]})
+    pk0 = link_packets(topo, topo.conc, conc.tun)
+    meter.start()
+    procs = []
+    for c, port in zip(clients, IPERF_PORTS, strict=False):
+        argv = ["ip", "netns", "exec", c.host.netns, "iperf3", "-c", LAN_HOST, "-p", str(port),
+                "-t", f"{seconds:g}", "-J"]
+        procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    outs = [p.communicate(timeout=seconds + 60) for p in procs]
+    meter.stop()
+    pk1 = link_packets(topo, topo.conc, conc.tun)
+    total_bytes = 0
+    total_bps = 0.0
+    errors = []
+    for (out, err), p in zip(outs, procs, strict=True):
+        try:
+            doc = json.loads(out)
+            if "error" in doc:
+                errors.append(doc["error"])
+                continue
+            recv = doc["end"]["sum_received"]
+            total_bytes += int(recv["bytes"])
+            total_bps += float(recv["bits_per_second"])
+        except (ValueError, KeyError) as e:
+            errors.append(f"iperf3 exit {p.returncode}: {e}: {err.strip()[-200:]}")
+    if errors or total_bytes == 0:
+        return {"error": "; ".join(errors) or "no bytes"}
+    gb = total_bytes / 1e9
+    return {
+        "mbit_s": total_bps / 1e6,
+        "bytes": total_bytes,
+        "pkt_s": (pk1 - pk0) / meter.wall if meter.wall else 0.0,
+        "conc_cpu_s": meter.seconds["conc"],
+        "client_cpu_s": meter.seconds["client"],
+        "conc_cpu_s_per_gb": meter.seconds["conc"] / gb,
+        "client_cpu_s_per_gb": meter.seconds["client"] / gb,
+        "conc_sys_share": (meter.system["conc"] / meter.seconds["conc"]
+                           if meter.seconds["conc"] else None),
+        "client_sys_share": (meter.system["client"] / meter.seconds["client"]
+                             if meter.seconds["client"] else None),
+        "conc_core_share": meter.seconds["conc"] / meter.wall,
+        "machine_busy": meter.machine_busy,
+        "wall_s": meter.wall,
+    }
+
+
+def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [r for r in runs if "error" not in r]
+    out: dict[str, Any] = {"runs_ok": len(good), "runs": len(runs)}
+    for k in ("mbit_s", "pkt_s", "conc_cpu_s_per_gb", "client_cpu_s_per_gb", "conc_core_share",
+              "conc_sys_share", "client_sys_share", "machine_busy"):
+        out[k] = median([r[k] for r in good])
+    return out
+
+
+def start_conc(topo: Topology, kind: str, suite: BenchSuite) -> Concentrator:
+    if kind == "vpnhub":
+        cfg = vpnhub_config(topo.run_dir, esp_proposal=suite.esp_vpnhub)
+        return start_vpnhub_concentrator(topo, cfg)
+    return start_charon_concentrator(topo, suite)
+
+
+def measure_config(topo: Topology, conc: Concentrator, suite: BenchSuite, client_kind: str,
+                   n_tunnels: int, runs: int, seconds: float,
+                   profile_dir: Path | None) -> dict[str, Any]:
+    res: dict[str, Any] = {"suite": suite.name, "suite_label": suite.label,
+                           "client": client_kind, "concentrator": conc.kind,
+                           "tunnels": n_tunnels}
+    clients: list[Client] = []
+    try:
+        for i in range(n_tunnels):
+            clients.append(start_client(topo, client_kind, topo.clients[i], suite, user_no=i + 1))
+        res["setup_s"] = [round(wait_usable(topo, c, 30.0), 3) for c in clients]
+        res["negotiated"] = negotiated(topo, conc)
+        time.sleep(0.3)
+        results = []
+        for r in range(runs):
+            one = iperf_once(topo, conc, clients, seconds)
+            log(f"  {client_kind}->{conc.kind} {suite.name} x{n_tunnels} run {r + 1}/{runs}: "
+                + (f"{one['mbit_s']:.0f} Mbit/s, conc {one['conc_cpu_s_per_gb']:.1f} CPU s/GB,"
+                   f" client {one['client_cpu_s_per_gb']:.1f} CPU s/GB"
+                   if "error" not in one else f"ERROR {one['error']}"))
+            results.append(one)
+        res["runs_detail"] = results
+        res.update(summarise(results))
+        if profile_dir is not None and conc.kind == "vpnhub":
+            res["profile"] = profile_run(topo, conc, clients, seconds, profile_dir,
+                                         f"throughput-{client_kind}-{suite.name}-x{n_tunnels}")
+    except Exception as e:  # one broken configuration must not lose the others
+        res["error"] = f"{type(e).__name__}: {e}"
+        log(f"  {client_kind}->{conc.kind} {suite.name} x{n_tunnels}: ERROR {res['error']}")
+    finally:
+        for c in clients:
+            try:
+                c.stop()
+            except Exception as e:
+                log(f"  stopping {c.kind}: {e}")
+        time.sleep(0.3)
+    return res
+
+
+def profile_run(topo: Topology, conc: Concentrator, clients: list[Client], seconds: float,
+                out_dir: Path, name: str) -> dict[str, Any]:
+    """An extra (uncounted) run with py-spy sampling the concentrator."""
+    import threading
+
+    from pyspy import profile
+
+    box: dict[str, Any] = {}
+
+    def go() -> None:
+        box["text"], box["summary"] = profile(conc.pid, seconds, out_dir, name,
+                                              f"vpnhub concentrator during {name}")
+
+    t = threading.Thread(target=go)
+    t.start()
+    time.sleep(0.5)
+    one = iperf_once(topo, conc, clients, seconds)
+    t.join()
+    return {"file": f"{name}.txt", "text": box.get("text", ""), "summary": box.get("summary"),
+            "run_under_profiler": one}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5, help="iperf3 runs per configuration (median)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="iperf3 -t")
+    ap.add_argument("--suites", default=",".join(SUITES))
+    ap.add_argument("--pairs", default=",".join(DEFAULT_PAIRS), help="client:concentrator,...")
+    ap.add_argument("--tunnels", default="1,2", help="tunnels at once: 1, 2 or 1,2")
+    ap.add_argument("--headline", default="",
+                    help="this suite gets --runs/--tunnels/--pairs; the others get --other-*")
+    ap.add_argument("--headline-pairs", default="",
+                    help="only these client:concentrator pairs (1 tunnel) of the headline"
+                         " suite get --runs; every other configuration gets --other-runs")
+    ap.add_argument("--other-runs", type=int, help="runs of the non-headline configurations")
+    ap.add_argument("--other-tunnels", help="tunnel counts for the non-headline suites")
+    ap.add_argument("--lean-others", action="store_true",
+                    help="non-headline suites: only vpnc pairs when vpnc can negotiate the"
+                         " suite, else only the native pairs")
+    ap.add_argument("--two-tunnel-pairs", default="",
+                    help="restrict the 2-tunnel runs to these client:concentrator pairs")
+    ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--profile-dir", type=Path, help="py-spy the vpnhub concentrator (extra run)")
+    ap.add_argument("--profile-only", default="aes128-sha1",
+                    help="suites to profile (comma-separated)")
+    ap.add_argument("--profile-pairs", default="vpnc:vpnhub",
+                    help="client:concentrator pairs to profile")
+    ap.add_argument("--prefix", help="lab prefix (default: a fresh vhbt....)")
+    ap.add_argument("--smoke", action="store_true",
+                    help="seconds-long check: 1 run of 2 s, aes128-sha1, vpnhub:vpnhub, 1 tunnel")
+    args = ap.parse_args(argv)
+    if args.smoke:
+        args.runs, args.seconds, args.suites = 1, 2.0, "aes128-sha1"
+        args.pairs, args.tunnels = "vpnhub:vpnhub", "1"
+    suites = [SUITES[s] for s in args.suites.split(",") if s]
+    pairs = [tuple(p.split(":")) for p in args.pairs.split(",") if p]
+    tunnel_counts = [int(t) for t in args.tunnels.split(",") if t]
+    other_tunnels = ([int(t) for t in args.other_tunnels.split(",") if t]
+                     if args.other_tunnels else tunnel_counts)
+    two_pairs = {tuple(p.split(":")) for p in args.two_tunnel_pairs.split(",") if p}
+
+    head_pairs = {tuple(p.split(":")) for p in args.headline_pairs.split(",") if p}
+
+    def plan(suite: BenchSuite) -> list[int]:
+        if args.headline and suite.name != args.headline:
+            return other_tunnels
+        return tunnel_counts
+
+    def runs_for(suite: BenchSuite, client: str, conc: str, n: int) -> int:
+        """--runs for the headline configurations, --other-runs for the rest."""
+        if not args.headline:
+            return int(args.runs)
+        head = suite.name == args.headline and n == 1 and (
+            not head_pairs or (client, conc) in head_pairs)
+        return int(args.runs) if head else int(args.other_runs or args.runs)
+    prefix = args.prefix or lab_prefix("t")
+    run = run_dir_for(prefix)
+    doc: dict[str, Any] = {"bench": "throughput", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                           "runs": args.runs, "seconds": args.seconds, "smoke": args.smoke,
+                           "environment": environment(), "results": []}
+    t0 = time.monotonic()
+    most = max([*tunnel_counts, *other_tunnels])
+    with Topology(prefix, clients=most, run_dir=run) as topo:
+        topo.start_lan_services(iperf_ports=list(IPERF_PORTS[:max(2, most)]))
+        for suite in suites:
+            for conc_kind in ("strongswan", "vpnhub"):
+                todo = [(c, k) for c, k in pairs if k == conc_kind]
+                if args.lean_others and args.headline and suite.name != args.headline:
+                    # vpnc where vpnc can negotiate the suite, else the native clients
+                    todo = [(c, k) for c, k in todo if (c == "vpnc") == suite.vpnc]
+                if not todo:
+                    continue
+                counts = plan(suite)
+                wanted = [(c, n) for c, _ in todo for n in counts
+                          if supported(suite, c, conc_kind) is None
+                          and (n == 1 or not two_pairs or (c, conc_kind) in two_pairs)]
+                if not wanted:
+                    continue
+                log(f"{suite.name}: {conc_kind} concentrator")
+                try:
+                    conc = start_conc(topo, conc_kind, suite)
+                except Exception as e:
+                    for c, n in wanted:
+                        doc["results"].append({"suite": suite.name, "suite_label": suite.label,
+                                               "client": c, "concentrator": conc_kind,
+                                               "tunnels": n, "error": f"concentrator: {e}"})
+                    log(f"  cannot start the {conc_kind} concentrator: {e}")
+                    continue
+                try:
+                    for client_kind, n in wanted:
+                        pdir = args.profile_dir if (
+                            suite.name in args.profile_only.split(",") and n == 1
+                            and f"{client_kind}:{conc_kind}" in args.profile_pairs.split(",")
+                        ) else None
+                        res = measure_config(topo, conc, suite, client_kind, n,
+                                             runs_for(suite, client_kind, conc_kind, n),
+                                             args.seconds, pdir)
+                        doc["results"].append(res)
+                        write_json(args.json, doc)
+                finally:
+                    conc.stop()
+                    time.sleep(0.5)
+    doc["elapsed_s"] = time.monotonic() - t0
+    add_ratios(doc)
+    write_json(args.json, doc)
+    print(format_table(doc))
+    return 0 if all("error" not in r for r in doc["results"]) else 1
+
+
+def add_ratios(doc: dict[str, Any]) -> None:
+    """vpnhub / strongSwan for the same client kind (vpnhub client vs strongSwan client
+    for the native pairs), suite and tunnel count."""
+    def find(client: str, conc: str, suite: str, n: int) -> dict[str, Any] | None:
+        for r in doc["results"]:
+            if (r["client"], r["concentrator"], r["suite"], r["tunnels"]) == (
+                    client, conc, suite, n) and "error" not in r:
+                return r
+        return None
+
+    ratios = []
+    for r in doc["results"]:
+        if r["concentrator"] != "vpnhub" or "error" in r:
+            continue
+        ref_client = "strongswan" if r["client"] == "vpnhub" else r["client"]
+        ref = find(ref_client, "strongswan", r["suite"], r["tunnels"])
+        if ref is None:
+            continue
+        ratios.append({
+            "suite": r["suite"], "tunnels": r["tunnels"],
+            "pair": f"{r['client']}->vpnhub vs {ref_client}->strongswan",
+            "mbit_ratio": r["mbit_s"] / ref["mbit_s"] if ref["mbit_s"] else None,
+            "conc_cpu_per_gb_ratio": (r["conc_cpu_s_per_gb"] / ref["conc_cpu_s_per_gb"]
+                                      if ref["conc_cpu_s_per_gb"] else None),
+        })
+    doc["ratios"] = ratios
+
+
+def format_table(doc: dict[str, Any]) -> str:
+    lines = [f"{'suite':14} {'client':10} {'conc':10} {'n':>1} {'Mbit/s':>7} {'pkt/s':>7} "
+             f"{'conc s/GB':>9} {'cli s/GB':>8} {'runs':>5}"]
+    for r in doc["results"]:
+        if "error" in r and "mbit_s" not in r:
+            lines.append(f"{r['suite']:14} {r['client']:10} {r['concentrator']:10} "
+                         f"{r['tunnels']:>1} ERROR {r['error'][:60]}")
+            continue
+
+        def f(x: float | None, w: int, p: int = 0) -> str:
+            return f"{x:{w}.{p}f}" if x is not None else " " * (w - 1) + "-"
+
+        lines.append(f"{r['suite']:14} {r['client']:10} {r['concentrator']:10} {r['tunnels']:>1} "
+                     f"{f(r['mbit_s'], 7)} {f(r['pkt_s'], 7)} {f(r['conc_cpu_s_per_gb'], 9, 1)} "
+                     f"{f(r['client_cpu_s_per_gb'], 8, 1)} {r['runs_ok']}/{r['runs']}")
+    for q in doc.get("ratios", []):
+        mr, cr = q["mbit_ratio"], q["conc_cpu_per_gb_ratio"]
+        lines.append(f"ratio {q['suite']} x{q['tunnels']} {q['pair']}: "
+                     f"Mbit/s {mr:.2f}x, conc CPU/GB {cr:.2f}x" if mr and cr else "")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Smoke runs of the benchmarks (bench/): each runs for seconds and must produce its numbers.
+
+Only that the numbers exist is checked, never their size: the machine is
+shared and noisy, and timings are what ``bench/run`` measures, not tests.
+The lab benchmarks need root and network namespaces (marker ``netns``).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from netns_util import require_tools
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "bench"
+sys.path.insert(0, str(BENCH))
+
+
+def run_bench(name: str, prefix: str, tmp_path: Path, *extra: str) -> dict[str, Any]:
+    out = tmp_path / f"{name}.json"
+    cp = subprocess.run(
+        [sys.executable, str(BENCH / f"{name}.py"), "--smoke", "--prefix", prefix,
+         "--json", str(out), *extra],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+    assert cp.returncode == 0, f"{name} --smoke exit {cp.returncode}:\n{cp.stdout[-3000:]}" \
+                               f"\n{cp.stderr[-3000:]}"
+    doc: dict[str, Any] = json.loads(out.read_text())
+    return doc
+
+
+def is_number(x: object) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+@pytest.mark.netns
+def test_throughput_smoke(lab_prefix: str, tmp_path: Path) -> None:
+    require_tools("iperf3")
+    doc = run_bench("throughput", lab_prefix, tmp_path)
+    (r,) = doc["results"]
+    assert (r["client"], r["concentrator"], r["tunnels"]) == ("vpnhub", "vpnhub", 1)
+    for key in ("mbit_s", "pkt_s", "conc_cpu_s_per_gb", "client_cpu_s_per_gb"):
+        assert is_number(r[key]), key
+    assert r["negotiated"] == ["AES-128/HMAC-SHA1-96"]
+
+
+@pytest.mark.netns
+def test_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
+    require_tools("/usr/lib/ipsec/charon", "swanctl")
+    doc = run_bench("handshake", lab_prefix, tmp_path)
+    assert {r["concentrator"] for r in doc["results"]} == {"vpnhub", "strongswan"}
+    for r in doc["results"]:
+        assert r["runs_ok"] == 1, r
+        for key in ("tunnels_per_s", "setup_p50_ms", "setup_p99_ms", "conc_cpu_ms_per_tunnel"):
+            assert is_number(r[key]), (r["concentrator"], key)
+
+
+@pytest.mark.netns
+def test_scale_smoke(lab_prefix: str, tmp_path: Path) -> None:
+    doc = run_bench("scale", lab_prefix, tmp_path)
+    assert "error" not in doc, doc.get("error")
+    assert doc["setup"]["established"] == doc["sessions"]
+    for key in ("kib_per_session", "conc_cpu_ms_per_tunnel"):
+        assert is_number(doc["setup"][key]), key
+    assert is_number(doc["idle"]["conc_core_pct"])
+    assert is_number(doc["traffic"]["conc_core_pct"])
+    assert doc["traffic"]["pings_tx"] > 0 and is_number(doc["traffic"]["pings_rx"])
+    assert is_number(doc["listing"]["cli_s"]) and is_number(doc["listing"]["admin_socket_s"])
+    assert doc["dpd_acks"] > 0 and doc["keepalives_tx"] > 0
+
+
+@pytest.mark.netns
+def test_latency_smoke(lab_prefix: str, tmp_path: Path) -> None:
+    doc = run_bench("latency", lab_prefix, tmp_path)
+    assert is_number(doc["direct"]["rtt_p50_ms"])
+    (r,) = doc["results"]
+    for key in ("rtt_p50_ms", "rtt_p99_ms", "connect_p50_ms"):
+        assert is_number(r[key]), key
+
+
+# ------------------------------------------------------------------ without the lab
+def test_report_from_results(tmp_path: Path) -> None:
+    """bench/report.py turns result files into the Markdown table (no lab needed)."""
+    from report import build
+
+    d = tmp_path / "2000-01-01"
+    d.mkdir()
+    run = {"mbit_s": 200.0, "pkt_s": 20000.0, "conc_cpu_s_per_gb": 15.0,
+           "client_cpu_s_per_gb": 16.0, "conc_sys_share": 0.6, "machine_busy": 1.0,
+           "runs_ok": 1, "runs": 1, "suite": "aes128-sha1", "suite_label": "AES-128/SHA1",
+           "tunnels": 1, "negotiated": ["AES-128/HMAC-SHA1-96"]}
+    tp = {"bench": "throughput", "seconds": 10, "results": [
+        {**run, "client": "vpnc", "concentrator": "vpnhub"},
+        {**run, "client": "vpnc", "concentrator": "strongswan", "mbit_s": 150.0,
+         "conc_cpu_s_per_gb": 30.0}]}
+    (d / "throughput.json").write_text(json.dumps(tp))
+    text = build(d, tmp_path / "2000-01-01.md", "test")
+    assert "| concentrator CPU/GB, vpnc, aes128-sha1 | 15.0 vs 30.0 CPU s/GB = 0.50x" in text
+    assert "vpnc → vpnhub" in text
+
+
+def test_loadgen_packets_and_users() -> None:
+    from vpnhub.loadgen import _checksum, icmp_echo, merge, parse_users
+
+    pkt = icmp_echo(bytes([10, 40, 0, 1]), bytes([192, 168, 2, 10]), 7, 1, b"x" * 16)
+    assert _checksum(pkt[:20]) == 0 and _checksum(pkt[20:]) == 0  # both checksums valid
+    assert parse_users("u{n}:p{n}", 2) == [("u1", "p1"), ("u2", "p2")]
+    assert parse_users("a:b,c:d", 0) == [("a", "b"), ("c", "d")]
+    part = {"setup_times": [0.1, 0.2], "rtts_ms": [], "counters": {"established": 2,
+            "failed": 0, "errors": {"x": 1}}, "first_start": 10.0, "last_done": 11.0,
+            "alive_at_end": 2, "cpu": {"setup": 0.5}, "config": {"tunnels": 2}}
+    m = merge([part, part])
+    assert m["established"] == 4 and m["counters"]["errors"] == {"x": 2}
+    assert m["tunnels_per_s"] == 4.0
