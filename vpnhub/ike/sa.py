@@ -33,7 +33,7 @@ from vpnhub.ike.fragment import split as fragment_split
 from vpnhub.ike.policy import EspSuite, P1Suite, Policy
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State, handler_for
-from vpnhub.wire.constants import ExchangeType, Flag, NotifyType, ProtocolId
+from vpnhub.wire.constants import ExchangeType, Flag, NotifyType
 from vpnhub.wire.errors import WireError
 from vpnhub.wire.message import HEADER_LEN, Header, Message, decode_header, encode_message
 from vpnhub.wire.payloads import (
@@ -225,7 +225,6 @@ class IkeSA:
         self.dpd_seq = int.from_bytes(rng(4), "big") & 0x7FFFFFFF
         self.dpd_outstanding = 0
         self.dpd_next_at: float | None = None
-        self.expired_at: float | None = None
         self._reassembler = Reassembler(max_messages=4)
         self._sent_now: dict[int, bytes] = {}
 
@@ -441,11 +440,6 @@ class IkeSA:
         self._frag_id = (getattr(self, "_frag_id", 0) % 0xFFFF) + 1
         return self._frag_id
 
-    def resend_pending(self, message_id: int) -> None:
-        p = self._pending.get(message_id)
-        if p is not None:
-            self._emit(p.datagram_data)
-
     def answered(self, message_id: int) -> None:
         self._pending.pop(message_id, None)
 
@@ -464,16 +458,12 @@ class IkeSA:
     def _remember_in(self, message_id: int, data: bytes) -> None:
         prev = self._last_in.get(message_id)
         reply = prev[1] if prev is not None and prev[0] == _digest(data) else None
-        if reply is None and message_id in self._reply_cache():
-            reply = self._reply_cache()[message_id]
+        if reply is None:
+            reply = self._sent_now.get(message_id)
         self._last_in[message_id] = (_digest(data), reply)
         self._last_in.move_to_end(message_id)
         while len(self._last_in) > 8:
             self._last_in.popitem(last=False)
-
-    def _reply_cache(self) -> dict[int, bytes]:
-        # What we sent while handling the current message (whole, not its fragments).
-        return self._sent_now
 
     # ------------------------------------------------------------- helpers
     def new_message_id(self) -> int:
@@ -733,9 +723,6 @@ class IkeSA:
 
     def protocol_spi(self) -> bytes:
         return self.icookie + self.rcookie
-
-    def isakmp_protocol(self) -> int:
-        return ProtocolId.ISAKMP
 
 
 def _exchange_name(exchange: int) -> str:
