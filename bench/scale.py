@@ -236,11 +236,16 @@ def main(argv: list[str] | None = None) -> int:
                     busy = CpuMeter({"conc": [conc.pid], "loadgen": [lg.pid]}).start()
                     time.sleep(max(1.0, traffic_hold - max(t_settle, late) - 1.0))
                     busy.stop()
+                    rss_end = rss_bytes(conc.pid)
                     doc["traffic"] = {"sessions": tev.get("sessions"), "window_s": busy.wall,
                                       "conc_core_pct": 100 * busy.seconds["conc"] / busy.wall,
                                       "loadgen_core_pct":
                                           100 * busy.seconds["loadgen"] / busy.wall,
-                                      "rss_mib": rss_bytes(conc.pid) / 2**20}
+                                      "rss_mib": rss_end / 2**20}
+                    # the end of the hold: every session is at least `hold` s old, so
+                    # per-session histories (the manager's 5-minute samples) are full
+                    doc["memory_end_of_hold_kib_per_session"] = (rss_end - rss0) / 1024 / max(
+                        1, est)
                     if late > 1.0:
                         doc["traffic"]["note"] = f"measurement started {late:.0f} s late"
                     log(f"traffic: concentrator {doc['traffic']['conc_core_pct']:.1f}% of a"
