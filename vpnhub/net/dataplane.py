@@ -835,21 +835,7 @@ class Dataplane:
             if len(packet) > entry.limit:
                 self._too_big(entry, packet, now)
                 continue
-            sa = entry.sa
-            try:
-                esp = sa.encapsulate(packet)
-            except EspDrop:
-                self.inbox.put(SaExhausted(sa.spi))
-                continue
-            sa.last_activity = now
-            peer = entry.peer
-            peer.last_tx = now
-            try:
-                peer.send(esp, peer.addr)
-            except BlockingIOError:
-                self._drop(SEND_BUFFER_FULL)
-            except OSError:
-                self._drop(SEND_ERROR)
+            self._encrypt_and_send(entry, packet, now)
 
     def _encrypt_and_send(self, entry: _Out, packet: bytes, now: float) -> None:
         sa = entry.sa
