@@ -85,11 +85,7 @@ def initiator_2(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     had_natd = phase1.detect_nat(sa, p)
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)
-    if sa.natt_in_use:
-        # RFC 3947 4: float to 4500 for message 3 and everything after it
-        sa.local_port = 4500
-        sa.remote = (sa.remote[0], 4500)
-        sa.log("NATT", 5, "floating to UDP port 4500 (RFC 3947 section 4)")
+    phase1.float_to_natt_port(sa)  # message 3 already goes to 4500
     hash_i = phase1.hash_of(sa, initiator=True, id_body=_idii_b(sa))
     out: list[Payload] = [HashPayload(hash_i)]
     if sa.config.send_initial_contact:

@@ -82,10 +82,7 @@ def initiator_4(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     had_natd = phase1.detect_nat(sa, p)
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)
-    if sa.natt_in_use:
-        sa.local_port = 4500
-        sa.remote = (sa.remote[0], 4500)
-        sa.log("NATT", 5, "floating to UDP port 4500 (RFC 3947 section 4)")
+    phase1.float_to_natt_port(sa)  # message 5 already goes to 4500
     idp = phase1.our_id(sa)
     sa.data["idii_b"] = phase1.body(idp)
     out: list[Payload] = [idp, HashPayload(phase1.hash_of(sa, initiator=True,

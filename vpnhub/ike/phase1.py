@@ -252,6 +252,15 @@ def conclude_natt(sa: IkeSA) -> None:
                            sa.natt_variant or "none"))
 
 
+def float_to_natt_port(sa: IkeSA) -> None:
+    """Initiator: once NAT-T is in use, this message and every later one go from and to
+    UDP 4500 (RFC 3947 section 4)."""
+    if sa.natt_in_use:
+        sa.local_port = 4500
+        sa.remote = (sa.remote[0], 4500)
+        sa.log("NATT", 5, "floating to UDP port 4500 (RFC 3947 section 4)")
+
+
 def diagnose_nat_without_natt(sa: IkeSA, had_natd: bool) -> None:
     """The source document's failure: a NATed peer, and NAT-T not negotiated.
 
