@@ -490,6 +490,9 @@ class GroupConfig:
     save_password: bool = False
     ike_proposals: tuple[CryptoProposal, ...] | None = None  # None: the engine's defaults
     esp_proposals: tuple[CryptoProposal, ...] | None = None
+    # The VPN 3000's "Simultaneous Logins": sessions one user may have at once; the
+    # next login is refused at XAUTH. 0: nobody of this group may log in.
+    simultaneous_logins: int = 3
 
 
 @dataclass(frozen=True)
@@ -897,10 +900,11 @@ _LIMITS_KEYS = frozenset({
 _LOG_KEYS = frozenset({"console_severity", "keep_severity", "store", "buffer_events",
                        "store_max_events", "classes"})
 _LOG_CLASS_KEYS = frozenset({"console_severity", "keep_severity"})
+SIMULTANEOUS_LOGINS_MAX = 2_147_483_647  # the VPN 3000's and the ASA's upper bound
 _GROUP_KEYS = frozenset({
     "name", "psk", "psk_file", "address_pool", "reserve_first_address", "dns", "nbns",
     "split_include", "split_dns", "default_domain", "banner", "pfs", "save_password",
-    "ike_proposals", "esp_proposals",
+    "ike_proposals", "esp_proposals", "simultaneous_logins",
 })  # fmt: skip
 _USER_KEYS = frozenset({"name", "password", "password_hash", "group"})
 _L2L_KEYS = frozenset({"name", "peer", "peer_id", "psk", "psk_file", "local_networks",
@@ -1191,6 +1195,7 @@ def _group(t: _Table, conc: ConcentratorConfig) -> GroupConfig:
         save_password=t.boolean("save_password", False),
         ike_proposals=_proposals(t, "ike_proposals", "ike", conc),
         esp_proposals=_proposals(t, "esp_proposals", "esp", conc),
+        simultaneous_logins=t.integer("simultaneous_logins", 3, 0, SIMULTANEOUS_LOGINS_MAX),
     )
 
 

@@ -449,23 +449,60 @@ class Concentrator:
     def _finish_xauth(self, sa: IkeSA, ok: bool, why: str) -> None:
         if sa.state is State.DELETED:
             return
+        s = self._session(sa)
+        if ok and self._rekey_of(sa, s) is None and (refusal := self._over_login_limit(sa, s)):
+            ok, why = False, refusal  # the client gets an XAUTH failure (STATUS = FAIL)
         sa.xauth_result(ok, time.monotonic(), why)
         if ok:
-            s = self._session(sa)
+            s.authenticated = True
             if not self._take_over(sa, s):
                 self.sessions.logged_in(s)
         self._service(sa)
 
-    def _take_over(self, sa: IkeSA, s: Session) -> bool:
-        """A phase 1 rekey (IKEv1 has none: a new phase 1 without INITIAL-CONTACT from
-        the same user and address) takes over the old SA's IPsec SAs and address."""
+    def _over_login_limit(self, sa: IkeSA, s: Session) -> str:
+        """Why this login is one too many for its user, or "" (the VPN 3000's and the
+        ASA's "Simultaneous Logins": the new login is refused, no session is torn down)."""
+        g = self.groups.get(s.group)
+        if g is None:
+            return ""
+        logins = self.sessions.logins_of(s.user, besides=s)
+        if len(logins) < g.simultaneous_logins:
+            return ""
+        if g.simultaneous_logins == 0:
+            why = f"group {g.name} allows no logins (simultaneous_logins = 0)"
+        else:
+            held = ", ".join(sorted(f"{o.public_ip}:{o.public_port}" for o in logins))
+            why = (f"already {len(logins)} session(s) (from {held}); group {g.name} allows"
+                   f" {g.simultaneous_logins} simultaneous login(s)")
+        self.log.add("AUTH", 3, f"login of {s.user} refused: {why}",
+                     peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
+        return "too many simultaneous logins"
+
+    def _rekey_of(self, sa: IkeSA, s: Session) -> Session | None:
+        """The session a new phase 1 renews, if it is a phase 1 rekey. IKEv1 has no
+        rekey exchange: the same client simply starts a new phase 1. "The same client"
+        is the same public address AND port (its NAT mapping, RFC 3947 section 4/5):
+        another PC behind the same PAT has another port and is a separate login, even
+        as the same user and without INITIAL-CONTACT (vpnc sends none). A client whose
+        mapping changed and that logs in again is a separate login too: its old session
+        is dead and ends by DPD (RFC 3706)."""
         if sa.data.get("initial_contact"):
-            return False
-        for old in list(self.sessions.sessions.values()):
-            old_sa = self.endpoint.get(*old.key)
-            if old is s or old_sa is None or old.user != s.user or \
-                    old.public_ip != s.public_ip or old.group != s.group or not old.children:
+            return None
+        for old in self.sessions.sessions.values():
+            if old is s or old.user != s.user or old.group != s.group or not old.children \
+                    or (old.public_ip, old.public_port) != tuple(sa.remote):
                 continue
+            if self.endpoint.get(*old.key) is not None:
+                return old
+        return None
+
+    def _take_over(self, sa: IkeSA, s: Session) -> bool:
+        """A phase 1 rekey (see `_rekey_of`) takes over the old SA's IPsec SAs and
+        address."""
+        old = self._rekey_of(sa, s)
+        old_sa = self.endpoint.get(*old.key) if old is not None else None
+        if old is not None and old_sa is not None:
+            old.authenticated = False  # its login goes on in the new session
             sa.adopt(old_sa, time.monotonic())
             s.children, old.children = old.children, {}
             for spi_in, child in s.children.items():

@@ -51,6 +51,7 @@ class Session:
     drops: dict[str, int] = field(default_factory=dict)  # decrypt failures, replays, ...
     lan_to_lan: str = ""  # the tunnel's name for a LAN-to-LAN session
     transport: str = ""  # "natt", "esp", "cisco-udp" or "ctcp"
+    authenticated: bool = False  # XAUTH accepted: counts against simultaneous_logins
 
     @property
     def protocol(self) -> str:
@@ -125,6 +126,11 @@ class SessionTable:
 
     def active(self) -> int:
         return sum(1 for s in self.sessions.values() if s.user and s.children)
+
+    def logins_of(self, user: str, *, besides: Session) -> list[Session]:
+        """The sessions `user` is logged in with (XAUTH accepted), `besides` left out."""
+        return [s for s in self.sessions.values()
+                if s.authenticated and s.user == user and s is not besides]
 
     def active_l2l(self) -> int:
         return sum(1 for s in self.sessions.values() if s.lan_to_lan and s.children)

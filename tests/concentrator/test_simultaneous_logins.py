@@ -1,0 +1,103 @@
+"""Issue 11 point 2: the same XAUTH user from two PCs behind one PAT (in-process).
+
+vpnc sends no INITIAL-CONTACT. A second PC of the same user has another
+public port: a separate login, not a phase 1 rekey that takes over the
+first PC's IPsec SAs and address. `simultaneous_logins` bounds the logins
+of one user; the one over the limit is refused at XAUTH, and the sessions
+already there stay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from inproc import InProcess, config_text
+
+from vpnhub.config import ConfigError, parse_config
+from vpnhub.ike import events as ev
+
+
+def _sessions(p: InProcess, user: str) -> list[dict[str, object]]:
+    data = p.conc.sessions.to_json(0.0)
+    return [s for s in data["sessions"] if s["user"] == user and s["ipsec"]]
+
+
+def _xauth_refused(pc_events: list[ev.Event]) -> bool:
+    return any(isinstance(e, ev.SADeleted) for e in pc_events) and not any(
+        isinstance(e, ev.ModeConfigReceived) for e in pc_events)
+
+
+def test_same_user_from_two_pcs_behind_one_pat_gets_two_sessions() -> None:
+    async def run() -> None:
+        p = InProcess.from_text(config_text())
+        first = p.add_pc("vpnuser1")
+        await p.settle()
+        assert p.has_child(first), p.console.getvalue()
+        second = p.add_pc("vpnuser1")  # another PC, same user, no INITIAL-CONTACT
+        await p.settle()
+        assert p.has_child(second), p.console.getvalue()
+        assert not p.lines("phase 1 rekey"), p.console.getvalue()
+        sessions = _sessions(p, "vpnuser1")
+        assert len(sessions) == 2, sessions
+        # each PC keeps its own address and its own IPsec SA (the first got no take-over)
+        assert {s["assigned_ip"] for s in sessions} == {p.address_of(first),
+                                                        p.address_of(second)}
+        assert p.address_of(first) != p.address_of(second)
+        assert len({s["public_port"] for s in sessions}) == 2
+        assert not any(isinstance(e, ev.SADeleted) for e in first.events)
+        assert p.conc.sessions.summary()["cumulative"] == 2
+
+    asyncio.run(run())
+
+
+def test_login_over_the_limit_is_refused_at_xauth_and_the_first_stays() -> None:
+    async def run() -> None:
+        p = InProcess.from_text(config_text(group_extra="simultaneous_logins = 1"))
+        first = p.add_pc("vpnuser1")
+        await p.settle()
+        assert p.has_child(first), p.console.getvalue()
+        second = p.add_pc("vpnuser1")
+        await p.settle()
+        assert _xauth_refused(second.events), second.events
+        refused = p.lines("login of vpnuser1 refused")
+        assert len(refused) == 1 and "allows 1 simultaneous login" in refused[0], refused
+        sessions = _sessions(p, "vpnuser1")
+        assert len(sessions) == 1 and sessions[0]["assigned_ip"] == p.address_of(first)
+        assert not any(isinstance(e, ev.SADeleted) for e in first.events)
+        # another user is not limited by vpnuser1's logins
+        other = p.add_pc("vpnuser2")
+        await p.settle()
+        assert p.has_child(other), p.console.getvalue()
+
+    asyncio.run(run())
+
+
+def test_default_limit_is_three_logins() -> None:
+    async def run() -> None:
+        p = InProcess.from_text(config_text())
+        pcs = []
+        for _ in range(4):  # one after the other
+            pcs.append(p.add_pc("vpnuser1"))
+            await p.settle()
+        assert [p.has_child(pc) for pc in pcs] == [True, True, True, False]
+        assert len(p.lines("login of vpnuser1 refused")) == 1
+
+    asyncio.run(run())
+
+
+def test_zero_simultaneous_logins_refuses_every_login() -> None:
+    async def run() -> None:
+        p = InProcess.from_text(config_text(group_extra="simultaneous_logins = 0"))
+        pc = p.add_pc("vpnuser1")
+        await p.settle()
+        assert _xauth_refused(pc.events)
+        assert p.lines("allows no logins (simultaneous_logins = 0)"), p.console.getvalue()
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("value", ["-1", "2147483648", '"3"'])
+def test_simultaneous_logins_out_of_range_is_a_config_error(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"simultaneous_logins: .*(out of range|an integer)"):
+        parse_config(config_text(group_extra=f"simultaneous_logins = {value}"))
