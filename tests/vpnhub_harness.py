@@ -139,6 +139,7 @@ class ServerOptions:
     console_severity: int = 5  # milestones (NAT-T, negotiation complete) on stdout
     extra: dict[str, dict[str, object]] = field(default_factory=dict)  # table -> key -> value
     lan_to_lan: list[dict[str, object]] = field(default_factory=list)  # [[lan_to_lan]] tables
+    group_extra: dict[str, object] = field(default_factory=dict)  # more keys of the [[group]]
 
 
 def render_config(run_dir: Path, opts: ServerOptions) -> str:
@@ -176,6 +177,7 @@ def render_config(run_dir: Path, opts: ServerOptions) -> str:
         group["ike_proposals"] = list(opts.ike_proposals)
     if opts.esp_proposals is not None:
         group["esp_proposals"] = list(opts.esp_proposals)
+    group.update(opts.group_extra)
 
     out = ["# vpnhub concentrator for an interop test (tests/concentrator)"]
     for name, keys in tables.items():

@@ -94,7 +94,7 @@ class InProcess:
         return cls(parse_config(text))
 
     def add_pc(self, user: str, *, initial_contact: bool = False) -> Pc:
-        """vpnc sends no INITIAL-CONTACT; the Cisco client and vpnhub's do."""
+        """Without INITIAL-CONTACT by default (strongSwan with ``unique = never``)."""
         cfg = IkeConfig(local_address="10.10.10.2", policy=Policy(), mode="aggressive",
                         group_name=GROUP, psk=Secret(PSK), natt=True, xauth=True,
                         send_initial_contact=initial_contact)

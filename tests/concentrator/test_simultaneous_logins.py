@@ -1,6 +1,7 @@
 """Issue 11 point 2: the same XAUTH user from two PCs behind one PAT (in-process).
 
-vpnc sends no INITIAL-CONTACT. A second PC of the same user has another
+The clients here send no INITIAL-CONTACT (as strongSwan with ``unique =
+never``; vpnc does send one). A second PC of the same user has another
 public port: a separate login, not a phase 1 rekey that takes over the
 first PC's IPsec SAs and address. `simultaneous_logins` bounds the logins
 of one user; the one over the limit is refused at XAUTH, and the sessions
@@ -34,7 +35,7 @@ def test_same_user_from_two_pcs_behind_one_pat_gets_two_sessions() -> None:
         first = p.add_pc("vpnuser1")
         await p.settle()
         assert p.has_child(first), p.console.getvalue()
-        second = p.add_pc("vpnuser1")  # another PC, same user, no INITIAL-CONTACT
+        second = p.add_pc("vpnuser1")  # another PC, same user
         await p.settle()
         assert p.has_child(second), p.console.getvalue()
         assert not p.lines("phase 1 rekey"), p.console.getvalue()

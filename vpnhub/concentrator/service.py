@@ -483,7 +483,8 @@ class Concentrator:
         rekey exchange: the same client simply starts a new phase 1. "The same client"
         is the same public address AND port (its NAT mapping, RFC 3947 section 4/5):
         another PC behind the same PAT has another port and is a separate login, even
-        as the same user and without INITIAL-CONTACT (vpnc sends none). A client whose
+        as the same user and without INITIAL-CONTACT (strongSwan with unique = never
+        sends none; RFC 2407 4.6.3.3 makes it optional). A client whose
         mapping changed and that logs in again is a separate login too: its old session
         is dead and ends by DPD (RFC 3706)."""
         if sa.data.get("initial_contact"):
