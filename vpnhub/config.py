@@ -451,6 +451,9 @@ class LimitsConfig:
     xauth_retry_delay: float = 1.0
     xauth_max_retry_delay: float = 30.0
     xauth_tracked_entries: int = 4096
+    # After a crash, the pool addresses of the lost sessions are kept from other users
+    # this long after the crashed run was last seen (their clients notice by DPD).
+    lost_address_hold: int = 600
 
 
 @dataclass(frozen=True)
@@ -895,7 +898,7 @@ _ADMIN_USER_KEYS = frozenset({"name", "password_hash"})
 _LIMITS_KEYS = frozenset({
     "max_half_open_per_source", "max_half_open_total", "max_sessions", "xauth_max_failures",
     "xauth_max_failures_per_source", "xauth_lockout_seconds", "xauth_retry_delay",
-    "xauth_max_retry_delay", "xauth_tracked_entries",
+    "xauth_max_retry_delay", "xauth_tracked_entries", "lost_address_hold",
 })  # fmt: skip
 _LOG_KEYS = frozenset({"console_severity", "keep_severity", "store", "buffer_events",
                        "store_max_events", "classes"})
@@ -1087,6 +1090,7 @@ def _limits(t: _Table) -> LimitsConfig:
         xauth_retry_delay=delay,
         xauth_max_retry_delay=max_delay,
         xauth_tracked_entries=t.integer("xauth_tracked_entries", 4096, 16, 10_000_000),
+        lost_address_hold=t.integer("lost_address_hold", 600, 0, _DAY),
     )
 
 

@@ -32,14 +32,14 @@ PSK = "labgroupsecret"
 USERS = {"vpnuser1": "userpass1", "vpnuser2": "userpass2"}
 
 
-def config_text(*, group_extra: str = "", log_extra: str = "") -> str:
+def config_text(*, group_extra: str = "", log_extra: str = "", store: str = "") -> str:
     users = "".join(f'[[user]]\nname = "{u}"\npassword = "{p}"\ngroup = "{GROUP}"\n\n'
                     for u, p in USERS.items())
     return (f'[concentrator]\npublic_address = "{SERVER}"\n'
             f'private_networks = ["192.168.2.0/24"]\n\n'
             f'[nat_transparency]\nipsec_over_natt = true\n\n'
             f'[limits]\nxauth_retry_delay = 0.1\n\n'
-            f'[log]\nstore = ""\n{log_extra}\n'
+            f'[log]\nstore = "{store}"\n{log_extra}\n'
             f'[[group]]\nname = "{GROUP}"\npsk = "{PSK}"\naddress_pool = "10.40.1.0/24"\n'
             f'{group_extra}\n\n{users}')
 

@@ -25,6 +25,15 @@ from typing import Any
 from vpnhub import __version__
 from vpnhub.auth.users import XauthAuthenticator
 from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
+from vpnhub.concentrator.staterecord import (
+    HeldAddress,
+    RunRecord,
+    SessionRecord,
+    StateError,
+    StateKeeper,
+    read_state,
+    state_path,
+)
 from vpnhub.config import Config, GroupConfig, LanToLanConfig
 from vpnhub.esp.sa import SaParams
 from vpnhub.eventlog import EventLog
@@ -93,6 +102,8 @@ class Concentrator:
         self.sock500: socket.socket | None = None
         self._last_stats = 0.0
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
+        self._state: StateKeeper | None = None  # the state record (crash recovery)
+        self._held: list[HeldAddress] = []  # pool addresses of sessions a crash lost
 
     # ----------------------------------------------------------- IKE config
     def _ike_config(self, remote: Address, local_port: int = 500) -> IkeConfig:
@@ -154,6 +165,7 @@ class Concentrator:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.manager = Manager(self)  # manager (issue 6): opens the event log store first
+        self._restore_state()
         self._setup_network()
         assert self.sock500 is not None
         loop.add_reader(self.sock500.fileno(), self._on_udp500)
@@ -176,6 +188,7 @@ class Concentrator:
             for sa in list(self.endpoint):
                 sa.delete(now, "concentrator shutting down")
                 self._service(sa)
+            self._write_state(now, clean=True)
             if admin is not None:
                 admin.close()
                 with contextlib.suppress(Exception):
@@ -290,6 +303,7 @@ class Concentrator:
         if self.dataplane is not None:  # authentic ESP from there: follow (RFC 3948 2.2)
             self.dataplane.submit(UpdatePeer(e.old, e.new))
         s.public_ip, s.public_port = e.new
+        self._state_changed()
         self.log.add("NATT", 4, f"ESP from a new NAT mapping {e.new[0]}:{e.new[1]}"
                      f" (was {e.old[0]}:{e.old[1]}): following it", peer=f"{e.new[0]}:{e.new[1]}",
                      group=s.group, user=s.user)
@@ -307,6 +321,7 @@ class Concentrator:
         now = time.monotonic()
         for sa in self.endpoint.handle_timer(now):
             self._service(sa)
+        self._keep_state(now)
         if now - self._last_stats >= STATS_EVERY:
             self._last_stats = now
             await self._refresh_stats()
@@ -455,6 +470,7 @@ class Concentrator:
         sa.xauth_result(ok, time.monotonic(), why)
         if ok:
             s.authenticated = True
+            self._state_changed()
             if not self._take_over(sa, s):
                 self.sessions.logged_in(s)
         self._service(sa)
@@ -537,6 +553,9 @@ class Concentrator:
             sa.delete(time.monotonic(), "address pool exhausted")
             return
         s.assigned_ip = addr
+        if self._held:  # its own user took a held address back
+            self._held = [h for h in self._held if (h.group, h.address) != (g.name, str(addr))]
+        self._state_changed()
         cfg = self._modecfg(g, addr)
         if self.udp_port and CfgAttr.UNITY_NATT_PORT in e.requested:
             # The VPN 3000's order when several are on: IPsec over TCP, NAT-T, IPsec over UDP.
@@ -627,12 +646,98 @@ class Concentrator:
         key = (sa.icookie, sa.rcookie)
         s = self.sessions.sessions.pop(key, None)
         if s is not None:
+            self._state_changed()
             if s.assigned_ip is not None and s.group in self.pools:
                 self.pools[s.group].release(key)
             if s.user:
                 self.log.add("SESSION", 4, f"session of {s.user} ended: {e.reason}",
                              peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
         self.endpoint.remove(sa)
+
+    # -------------------------------------------------------- state record
+    def _restore_state(self) -> None:
+        """What the previous run left: tell what a crash lost, restore the Session
+        Summary's counters, hold the lost sessions' addresses; then start this run's."""
+        store = self.config.log.store
+        if store is None:
+            self.log.add("SESSION", 4, "no event store ([log] store = \"\"): no state"
+                         " record is kept, a crash will leave no trace of its sessions")
+            return
+        path = state_path(store)
+        wall = time.time()
+        self._state = StateKeeper(path, os.getpid(), wall)
+        try:
+            prev = read_state(path)
+        except StateError as e:
+            self.log.add("SESSION", 2, f"state record {path} unusable ({e}): how the previous"
+                         " run ended, its sessions and its counters are unknown; counters"
+                         " start at 0")
+            prev = None
+        else:
+            if prev is None:
+                self.log.add("SESSION", 5, f"no state record {path} yet: first start")
+        if prev is not None:
+            self.sessions.peak = max(self.sessions.peak, prev.peak)
+            self.sessions.cumulative += prev.cumulative
+            self._held = [h for h in prev.held if h.until > wall]
+            if not prev.clean:
+                self._report_crash(prev, wall)
+            self._held = [h for h in self._held
+                          if h.group in self.pools and self.pools[h.group].hold(h.address, h.user)]
+        self._write_state(time.monotonic())
+
+    def _report_crash(self, prev: RunRecord, wall: float) -> None:
+        """Severity 2 for the crash, 3 per lost session; their addresses are held for
+        `lost_address_hold` seconds after the crashed run was last seen (its clients
+        notice by DPD and log in again), except from their own user."""
+        self.log.add("SESSION", 2, f"the previous run (pid {prev.pid}, started"
+                     f" {_utc(prev.started)}) ended unexpectedly: last seen"
+                     f" {_utc(prev.heartbeat)}, no clean shutdown; {len(prev.sessions)}"
+                     " session(s) lost")
+        until = prev.heartbeat + self.config.limits.lost_address_hold
+        for s in prev.sessions:
+            held = ""
+            if s.assigned_ip and until > wall and s.group in self.pools:
+                self._held.append(HeldAddress(s.group, s.assigned_ip, s.user, until))
+                held = f"; {s.assigned_ip} kept from other users until {_utc(until)}"
+            self.log.add("SESSION", 3, f"session lost with the previous run: {s.user}"
+                         f" (group {s.group}), address {s.assigned_ip or '-'}, public"
+                         f" {s.public_ip}:{s.public_port}, logged in {_utc(s.login_time)}{held}",
+                         peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
+
+    def _state_changed(self) -> None:
+        if self._state is not None:
+            self._state.changed()
+
+    def _keep_state(self, now: float) -> None:
+        """From the timer loop: release expired holds; write the record when due."""
+        if self._held:
+            wall = time.time()
+            for h in [h for h in self._held if h.until <= wall]:
+                self._held.remove(h)
+                if h.group in self.pools:
+                    self.pools[h.group].unhold(h.address)
+                self._state_changed()
+        if self._state is not None and self._state.due(now):
+            self._write_state(now)
+
+    def _write_state(self, now: float, *, clean: bool = False) -> None:
+        if self._state is None:
+            return
+        sessions = tuple(
+            SessionRecord(s.user, s.group, s.public_ip, s.public_port,
+                          str(s.assigned_ip) if s.assigned_ip else None, s.login_time)
+            for s in self.sessions.sessions.values()
+            if s.authenticated or (s.lan_to_lan and s.children))
+        summary = self.sessions.summary()
+        record = RunRecord(pid=self._state.pid, started=self._state.started,
+                           heartbeat=time.time(), clean=clean, peak=summary["peak"],
+                           cumulative=summary["cumulative"], sessions=sessions,
+                           held=tuple(self._held))
+        error = self._state.write(record, now)
+        if error:
+            self.log.add("SESSION", 2, error + ": a crash now would leave no trace of"
+                         " this run's sessions")
 
     # --------------------------------------------------------------- admin
     async def _start_admin(self) -> asyncio.AbstractServer | None:
@@ -704,6 +809,10 @@ def group_policy(base: Policy, g: GroupConfig | LanToLanConfig) -> Policy:
                     if p.cipher == "aes" else (3, 0, _ESP_AUTH[p.integrity], p.dh_group or -1)
                     for p in g.esp_proposals)
     return dataclasses.replace(base, ike_only=ike, esp_only=esp)
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
 
 
 def _client_type(vendor_ids: tuple[str, ...], app_version: str) -> str:

@@ -9,6 +9,10 @@ Keys are whatever identifies a session to the caller (with NAT-T: the peer's
 public address AND port, or the IKE cookies). An optional `identity` (the
 XAUTH user name) makes allocation sticky: a user who reconnects gets the
 address they had before, if nobody else took it meanwhile.
+
+`hold` keeps an address out of allocation for everybody but one identity:
+after a crash, the clients of the lost sessions still use their addresses
+until they notice (DPD); only their own user may have them back meanwhile.
 """
 
 from __future__ import annotations
@@ -73,6 +77,7 @@ class AddressPool:
         self._by_addr: dict[int, Hashable] = {}
         self._remembered: dict[Hashable, int] = {}  # identity -> last address
         self._remembered_by_addr: dict[int, Hashable] = {}
+        self._held: dict[int, Hashable] = {}  # address -> the only identity that may take it
 
     @classmethod
     def for_group(
@@ -92,7 +97,11 @@ class AddressPool:
 
     @property
     def available(self) -> int:
-        return self.size - len(self._by_key)
+        return self.size - len(self._by_key) - len(self._held)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
 
     def __len__(self) -> int:
         return len(self._by_key)
@@ -114,7 +123,9 @@ class AddressPool:
         held = self._by_key.get(key)
         if held is not None:
             return ipaddress.IPv4Address(held)
-        value = self._take_remembered(identity)
+        value = self._take_held(identity)
+        if value is None:
+            value = self._take_remembered(identity)
         if value is None:
             value = self._take_any()
         self._by_key[key] = value
@@ -132,7 +143,32 @@ class AddressPool:
         self._free[value] = None
         return ipaddress.IPv4Address(value)
 
+    def hold(self, address: ipaddress.IPv4Address | str, identity: Hashable) -> bool:
+        """Keep `address` for `identity` alone until `unhold`. False if it is not ours to
+        hold (outside the pool, excluded, in use or held already)."""
+        value = int(ipaddress.IPv4Address(address))
+        if not self._first <= value <= self._last or value in self._excluded \
+                or value in self._by_addr or value in self._held:
+            return False
+        self._free.pop(value, None)  # below the cursor: out of the free list until unhold
+        self._held[value] = identity
+        return True
+
+    def unhold(self, address: ipaddress.IPv4Address | str) -> None:
+        """Back to the pool (if nobody took it meanwhile)."""
+        value = int(ipaddress.IPv4Address(address))
+        if self._held.pop(value, None) is not None and value < self._cursor:
+            self._free[value] = None
+
     # -- internals
+    def _take_held(self, identity: Hashable | None) -> int | None:
+        if identity is None or not self._held:
+            return None
+        value = next((v for v, who in self._held.items() if who == identity), None)
+        if value is not None:
+            del self._held[value]
+        return value
+
     def _take_remembered(self, identity: Hashable | None) -> int | None:
         if identity is None:
             return None
@@ -146,7 +182,7 @@ class AddressPool:
         while self._cursor <= self._last:
             value = self._cursor
             self._cursor += 1
-            if value not in self._excluded:
+            if value not in self._excluded and value not in self._held:
                 return value
         if self._free:
             value, _ = self._free.popitem(last=False)

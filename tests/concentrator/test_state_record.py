@@ -1,0 +1,209 @@
+"""Issue 11 point 6 in-process: the state record next to the event store.
+
+After `kill -9` the next run must say that the previous one ended
+unexpectedly (pid, last seen) and which sessions it lost, keep the peak and
+cumulative counters, and keep the lost sessions' pool addresses from other
+users until their clients can have noticed. A corrupt, partial or missing
+record is a clear log line, never a failed start.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from inproc import InProcess, config_text
+
+from vpnhub.concentrator.staterecord import (
+    RunRecord,
+    SessionRecord,
+    StateError,
+    read_state,
+    state_path,
+    write_state,
+)
+
+LOST = (
+    SessionRecord("vpnuser1", "vpngroup", "203.0.113.78", 4500, "10.40.1.1", 1_700_000_000.0),
+    SessionRecord("vpnuser2", "vpngroup", "203.0.113.78", 61234, "10.40.1.2", 1_700_000_100.0),
+)
+
+
+def _store(tmp_path: Path) -> Path:
+    return tmp_path / "events.db"
+
+
+def _start(tmp_path: Path, extra: str = "") -> InProcess:
+    """A concentrator run starting up (the state part of `run()`) on tmp_path's store."""
+    p = InProcess.from_text(config_text(store=str(_store(tmp_path)), log_extra=extra))
+    p.conc._restore_state()
+    return p
+
+
+def _crashed_run(tmp_path: Path, *, heartbeat: float | None = None, clean: bool = False,
+                 sessions: tuple[SessionRecord, ...] = LOST) -> RunRecord:
+    rec = RunRecord(pid=424242, started=time.time() - 3600,
+                    heartbeat=time.time() - 5 if heartbeat is None else heartbeat,
+                    clean=clean, peak=7, cumulative=41, sessions=sessions)
+    write_state(state_path(_store(tmp_path)), rec)
+    return rec
+
+
+def _severity(line: str) -> int:
+    m = re.search(r"\bSEV=(\d+)", line)
+    assert m, line
+    return int(m.group(1))
+
+
+def test_state_path_is_next_to_the_event_store(tmp_path: Path) -> None:
+    assert state_path(tmp_path / "events.db") == tmp_path / "events.state.json"
+
+
+def test_write_is_atomic_private_and_round_trips(tmp_path: Path) -> None:
+    path = tmp_path / "s.state.json"
+    rec = RunRecord(pid=1, started=2.0, heartbeat=3.0, clean=False, peak=4, cumulative=5,
+                    sessions=LOST)
+    write_state(path, rec)
+    assert read_state(path) == rec
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # user names and addresses
+    assert [p.name for p in tmp_path.iterdir()] == ["s.state.json"]  # no temp file left
+
+
+def test_crash_is_reported_with_pid_last_seen_and_each_lost_session(tmp_path: Path) -> None:
+    prev = _crashed_run(tmp_path)
+    p = _start(tmp_path)
+    crash = p.lines("ended unexpectedly")
+    assert len(crash) == 1 and _severity(crash[0]) <= 3, p.console.getvalue()
+    assert "pid 424242" in crash[0] and "2 session(s) lost" in crash[0]
+    assert time.strftime("%H:%M:%S", time.gmtime(prev.heartbeat)) in crash[0]  # last seen
+    lost = p.lines("session lost with the previous run")
+    assert len(lost) == 2 and all(_severity(ln) <= 3 for ln in lost), lost
+    for s, line in zip(LOST, lost, strict=True):
+        assert s.user in line and s.assigned_ip is not None and s.assigned_ip in line
+        assert f"{s.public_ip}:{s.public_port}" in line
+    summary = p.conc.sessions.summary()
+    assert (summary["peak"], summary["cumulative"]) == (7, 41)
+
+
+def test_lost_addresses_are_held_from_others_but_their_user_gets_theirs(
+        tmp_path: Path) -> None:
+    _crashed_run(tmp_path)
+    p = _start(tmp_path)
+    pool = p.conc.pools["vpngroup"]
+    others = {str(pool.allocate(("new", i), identity=f"someone{i}")) for i in range(5)}
+    assert not others & {"10.40.1.1", "10.40.1.2"}, others
+    assert str(pool.allocate(("back", 2), identity="vpnuser2")) == "10.40.1.2"
+
+
+def test_a_lost_user_logging_in_again_gets_the_held_address(tmp_path: Path) -> None:
+    import asyncio
+
+    _crashed_run(tmp_path)
+
+    async def run() -> None:
+        p = _start(tmp_path)
+        pc = p.add_pc("vpnuser2")
+        await p.settle()
+        assert p.address_of(pc) == "10.40.1.2", p.console.getvalue()
+        assert p.conc._held == [h for h in p.conc._held if h.user == "vpnuser1"]
+
+    asyncio.run(run())
+
+
+def test_holds_end_after_lost_address_hold(tmp_path: Path) -> None:
+    _crashed_run(tmp_path, heartbeat=time.time() - 120)
+    p = _start(tmp_path, "")  # default hold (600 s): still held
+    assert p.conc.pools["vpngroup"].held == 2
+    p2 = InProcess.from_text(config_text(store=str(_store(tmp_path))).replace(
+        "[limits]\n", "[limits]\nlost_address_hold = 60\n"))
+    _crashed_run(tmp_path, heartbeat=time.time() - 120)
+    p2.conc._restore_state()
+    assert p2.conc.pools["vpngroup"].held == 0  # the clients noticed long ago
+    assert str(p2.conc.pools["vpngroup"].allocate("k", identity="x")) == "10.40.1.1"
+
+
+def test_expired_holds_are_released_by_the_timer(tmp_path: Path) -> None:
+    _crashed_run(tmp_path)
+    p = _start(tmp_path)
+    pool = p.conc.pools["vpngroup"]
+    assert pool.held == 2
+    p.conc._held = [type(h)(h.group, h.address, h.user, time.time() - 1) for h in p.conc._held]
+    p.conc._keep_state(time.monotonic())
+    assert pool.held == 0 and p.conc._held == []
+
+
+def test_clean_shutdown_is_not_a_crash_and_keeps_the_counters(tmp_path: Path) -> None:
+    _crashed_run(tmp_path, clean=True, sessions=())
+    p = _start(tmp_path)
+    assert not p.lines("ended unexpectedly")
+    summary = p.conc.sessions.summary()
+    assert (summary["peak"], summary["cumulative"]) == (7, 41)
+    p.conc._write_state(time.monotonic(), clean=True)  # what run() does on SIGTERM
+    rec = read_state(state_path(_store(tmp_path)))
+    assert rec is not None and rec.clean and rec.pid == os.getpid()
+
+
+def test_this_run_is_recorded_unclean_from_the_start(tmp_path: Path) -> None:
+    p = _start(tmp_path)
+    assert p.lines("first start")
+    rec = read_state(state_path(_store(tmp_path)))
+    assert rec is not None and not rec.clean and rec.pid == os.getpid()
+    assert (rec.peak, rec.cumulative, rec.sessions) == (0, 0, ())
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b"\x00\xff garbage", "not valid JSON"),
+    (None, "not valid JSON"),  # a partial write: the record cut in half
+    (b"", "empty file"),
+    (b'{"version": 99}', "unknown version"),
+    (b'{"version": 1, "pid": 1}', "missing field"),
+    (b'[1, 2]', "not a JSON object"),
+])
+def test_unusable_record_is_a_clear_line_and_the_start_goes_on(
+        tmp_path: Path, content: bytes | None, why: str) -> None:
+    path = state_path(_store(tmp_path))
+    if content is None:
+        rec = RunRecord(pid=1, started=1.0, heartbeat=2.0, clean=False, sessions=LOST)
+        full = json.dumps(rec.to_json()).encode()
+        content = full[: len(full) // 2]
+    path.write_bytes(content)
+    with pytest.raises(StateError, match=why):
+        read_state(path)
+    p = _start(tmp_path)
+    bad = p.lines("unusable")
+    assert len(bad) == 1 and why in bad[0] and str(path) in bad[0], p.console.getvalue()
+    assert _severity(bad[0]) <= 3
+    assert p.conc.sessions.summary()["cumulative"] == 0
+    rec = read_state(path)  # replaced by this run's record
+    assert rec is not None and rec.pid == os.getpid()
+
+
+def test_a_record_that_cannot_be_written_is_logged_once(tmp_path: Path) -> None:
+    p = _start(tmp_path)
+    (tmp_path / "events.state.json").unlink()
+    (tmp_path / "events.state.json").mkdir()  # rename over a directory fails
+    for _ in range(3):
+        p.conc._write_state(time.monotonic())
+    assert len(p.lines("cannot write the state record")) == 1, p.console.getvalue()
+
+
+def test_pool_hold_keeps_an_address_for_its_identity_only() -> None:
+    from vpnhub.session.pool import AddressPool
+
+    pool = AddressPool("10.0.0.0/29")  # .1 .. .6
+    assert pool.hold("10.0.0.2", "alice")
+    assert not pool.hold("10.0.0.2", "bob")  # held already
+    assert not pool.hold("10.0.1.1", "bob")  # not ours
+    got = [str(pool.allocate(i)) for i in range(5)]
+    assert "10.0.0.2" not in got and pool.available == 0
+    assert str(pool.allocate("a", identity="alice")) == "10.0.0.2"
+    pool.release("a")
+    assert pool.hold(ipaddress.IPv4Address("10.0.0.2"), "alice")
+    pool.unhold("10.0.0.2")
+    assert str(pool.allocate("b", identity="carol")) == "10.0.0.2"

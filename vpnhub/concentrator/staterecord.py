@@ -1,0 +1,219 @@
+"""The concentrator's state record: what a `kill -9` must not make it forget.
+
+A small JSON file next to the event store (``events.db`` ->
+``events.state.json``) holding this run (pid, start, last heartbeat, clean
+or not), the Session Summary's peak and cumulative counters, the active
+sessions (user, group, public address and port, pool address, login time)
+and the pool addresses still held for the clients of an earlier crash.
+
+Why on disk at all: the VPN 3000, the ASA and strongSwan keep no session
+state across a crash (their clients notice by DPD and log in again), but a
+DHCP server, and Windows RRAS handing out addresses from it, keeps its
+leases on disk precisely so that an address a client still uses is not
+given to another after a restart (RFC 2131 section 4.3.1/4.4.5: a server
+must not reuse an address whose lease may still be valid). vpnhub does the
+same for its pools, and also records what was lost.
+
+Cheap: written on a session change at most every MIN_INTERVAL seconds and
+otherwise every HEARTBEAT seconds (never per packet); atomic: a temporary
+file is written, flushed to disk, then renamed over the old one, so a
+reader sees the old record or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["HEARTBEAT", "MIN_INTERVAL", "HeldAddress", "RunRecord", "SessionRecord",
+           "StateError", "StateKeeper", "read_state", "state_path", "write_state"]
+
+VERSION = 1
+HEARTBEAT = 10.0  # the "last seen" time of a crashed run is this accurate
+MIN_INTERVAL = 2.0  # session changes are coalesced: a login storm costs one write per 2 s
+MAX_BYTES = 64 * 1024 * 1024  # a state record bigger than this is not ours
+
+
+class StateError(Exception):
+    """The state record exists but cannot be used (corrupt, partial, foreign)."""
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    user: str
+    group: str
+    public_ip: str
+    public_port: int
+    assigned_ip: str | None
+    login_time: float
+
+
+@dataclass(frozen=True)
+class HeldAddress:
+    """A pool address kept from new logins until `until` (wall clock), except for `user`."""
+
+    group: str
+    address: str
+    user: str
+    until: float
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    pid: int
+    started: float
+    heartbeat: float
+    clean: bool
+    peak: int = 0
+    cumulative: int = 0
+    sessions: tuple[SessionRecord, ...] = ()
+    held: tuple[HeldAddress, ...] = field(default=())
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["version"] = VERSION
+        return out
+
+    @classmethod
+    def from_json(cls, data: object) -> RunRecord:
+        """Validate every field: the file is read after a crash, trust nothing in it."""
+        if not isinstance(data, dict):
+            raise StateError("not a JSON object")
+        if data.get("version") != VERSION:
+            raise StateError(f"unknown version {data.get('version')!r} (expected {VERSION})")
+        try:
+            sessions = tuple(SessionRecord(
+                user=_str(s, "user"), group=_str(s, "group"), public_ip=_str(s, "public_ip"),
+                public_port=_int(s, "public_port"),
+                assigned_ip=None if s.get("assigned_ip") is None else _str(s, "assigned_ip"),
+                login_time=_num(s, "login_time")) for s in _list(data, "sessions"))
+            held = tuple(HeldAddress(group=_str(h, "group"), address=_str(h, "address"),
+                                     user=_str(h, "user"), until=_num(h, "until"))
+                         for h in _list(data, "held"))
+            return cls(pid=_int(data, "pid"), started=_num(data, "started"),
+                       heartbeat=_num(data, "heartbeat"), clean=_bool(data, "clean"),
+                       peak=_int(data, "peak"), cumulative=_int(data, "cumulative"),
+                       sessions=sessions, held=held)
+        except (AttributeError, TypeError) as e:
+            raise StateError(f"malformed entry: {e}") from None
+
+
+def _field(d: object, key: str) -> object:
+    if not isinstance(d, dict) or key not in d:
+        raise StateError(f"missing field {key!r}")
+    return d[key]
+
+
+def _str(d: object, key: str) -> str:
+    v = _field(d, key)
+    if not isinstance(v, str):
+        raise StateError(f"field {key!r} is not a string")
+    return v
+
+
+def _int(d: object, key: str) -> int:
+    v = _field(d, key)
+    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+        raise StateError(f"field {key!r} is not a non-negative integer")
+    return v
+
+
+def _num(d: object, key: str) -> float:
+    v = _field(d, key)
+    if not isinstance(v, int | float) or isinstance(v, bool) or not math.isfinite(v):
+        raise StateError(f"field {key!r} is not a number")
+    return float(v)
+
+
+def _bool(d: object, key: str) -> bool:
+    v = _field(d, key)
+    if not isinstance(v, bool):
+        raise StateError(f"field {key!r} is not true/false")
+    return v
+
+
+def _list(d: object, key: str) -> list[Any]:
+    v = _field(d, key)
+    if not isinstance(v, list):
+        raise StateError(f"field {key!r} is not a list")
+    return v
+
+
+def state_path(store: Path) -> Path:
+    """The state record of the event store `store`: ``events.db`` -> ``events.state.json``."""
+    return store.with_name(store.stem + ".state.json")
+
+
+def read_state(path: Path) -> RunRecord | None:
+    """The record at `path`; None if there is none (first start). Raises StateError."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise StateError(f"cannot read: {e.strerror or e}") from None
+    if not raw:
+        raise StateError("empty file")
+    if len(raw) > MAX_BYTES:
+        raise StateError(f"larger than {MAX_BYTES} bytes")
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise StateError(f"not valid JSON (truncated?): {e}") from None
+    return RunRecord.from_json(data)
+
+
+def write_state(path: Path, record: RunRecord) -> None:
+    """Atomically replace the record: temp file, fsync, rename (POSIX rename is atomic)."""
+    tmp = path.with_name(path.name + ".tmp")
+    data = json.dumps(record.to_json(), separators=(",", ":")).encode()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # user names, addresses
+    try:
+        os.write(fd, data)
+        os.fsync(fd)  # else a power cut after the rename may leave an empty file
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+class StateKeeper:
+    """When to write the record; remembers the last write error so it is logged once."""
+
+    def __init__(self, path: Path, pid: int, started: float) -> None:
+        self.path = path
+        self.pid = pid
+        self.started = started
+        self.dirty = True
+        self._last = -math.inf
+        self.error = ""  # the last write error ("" when the last write worked)
+
+    def changed(self) -> None:
+        self.dirty = True
+
+    def due(self, now: float) -> bool:
+        """`now` is monotonic. A change waits at most MIN_INTERVAL, a quiet run HEARTBEAT."""
+        since = now - self._last
+        return since >= HEARTBEAT or (self.dirty and since >= MIN_INTERVAL)
+
+    def write(self, record: RunRecord, now: float) -> str | None:
+        """Write; returns a new error message to log (None if fine or already logged)."""
+        self._last = now
+        self.dirty = False
+        try:
+            write_state(self.path, record)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                self.path.with_name(self.path.name + ".tmp").unlink()
+            msg = f"cannot write the state record {self.path}: {e.strerror or e}"
+            if msg == self.error:
+                return None
+            self.error = msg
+            return msg
+        self.error = ""
+        return None
