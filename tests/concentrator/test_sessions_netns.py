@@ -15,12 +15,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import signal
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
-from vpnhub_harness import VpnhubServer
+from client_harness import TUN, VPNHUB, _profile, _status, _wait_connected
+from vpnhub_harness import ServerOptions, VpnhubServer, start_vpnhub
 
 from vpnhub.lab.peers import Charon, VpncClient, start_strongswan_client, start_vpnc
 from vpnhub.lab.topology import LAN_HOST, PAT_OUTSIDE, Topology, wait_until
@@ -135,3 +142,85 @@ def test_simultaneous_logins_one_refuses_the_second_pc(
         assert len(mine) == 1, data
         assert mine[0]["assigned_ip"] == first.wait_connected(5)["INTERNAL_IP4_ADDRESS"]
         assert first.exited() is None
+
+
+# ---------------------------------------------------------------------------- kill -9
+def _state(topo: Topology) -> dict[str, Any]:
+    """The concentrator's state record (next to the lab's event store)."""
+    try:
+        data = json.loads((topo.run_dir / "vpnhub-events.state.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _stored_events(store: Path, needle: str) -> list[str]:
+    with contextlib.closing(sqlite3.connect(store)) as db:
+        rows = db.execute("SELECT text FROM events WHERE text LIKE ? ORDER BY seq",
+                          (f"%{needle}%",)).fetchall()
+    return [str(r[0]) for r in rows]
+
+
+def test_kill_9_and_restart_clients_come_back(lab_prefix: str, lab_run_dir: Path,
+                                             peer_tools: None, vpnhub: StartVpnhub) -> None:
+    with Topology(lab_prefix, clients=2, run_dir=lab_run_dir) as topo:
+        srv = vpnhub(topo, natt=True)
+        topo.flush_pat_conntrack()
+        c1, c2 = topo.clients
+        # the vpnhub client reconnects by itself; vpnc (DPD after 10 s idle) is restarted
+        # by a supervisor loop when it gives up on the dead concentrator
+        client = topo.spawn(c1, [*VPNHUB, "connect", "--profile",
+                                 str(_profile(topo, "re", dpd_interval=3)), "--user", "vpnuser1",
+                                 "--status-socket", str(topo.run_dir / "status-c1.sock"),
+                                 "--no-dns", "--reconnect"],
+                            "client-c1.log", env={"VPNHUB_PASSWORD": "userpass1"})
+        vpnc = start_vpnc(topo, c2, username="vpnuser2", dh="dh14", dpd_idle=10,
+                          supervise=True)
+        _wait_connected(topo, c1, client)
+        _usable(srv, vpnc, vpnc)
+        before = {"vpnuser1": _status(topo, c1)["assigned_address"],
+                  "vpnuser2": vpnc.wait_connected(5)["INTERNAL_IP4_ADDRESS"]}
+        # the record has both sessions (written at most 2 s after a change)
+        wait_until(lambda: len(_state(topo).get("sessions", [])) == 2, 10,
+                   what="both sessions in the state record")
+        old_pid = srv.proc.pid
+        counters = srv.sessions()["summary"]
+        assert (counters["peak"], counters["cumulative"]) == (2, 2), counters
+
+        os.kill(old_pid, signal.SIGKILL)
+        srv.proc.popen.wait(5)
+        srv2 = start_vpnhub(topo, ServerOptions(natt=True))
+        crash = srv2.wait_log("ended unexpectedly", f"pid {old_pid}", "last seen")
+        assert len(crash) == 1, crash
+        lost = srv2.wait_log("session lost with the previous run", count=2)
+        for user, addr in before.items():
+            assert any(user in ln and addr in ln and PAT_OUTSIDE in ln for ln in lost), lost
+
+        # both come back, each with its own address (held for its user), and pass traffic
+        data = srv2.wait_sessions(
+            lambda d: sorted(s["user"] for s in d["sessions"] if s["ipsec"])
+            == ["vpnuser1", "vpnuser2"], "both clients logged in again", timeout=90,
+            logs=[vpnc.log, client.log])
+        wait_until(lambda: client.log_text().count("connected: address") >= 2, 30,
+                   interval=0.2, what="the vpnhub client connected again")
+        after = {"vpnuser1": _status(topo, c1).get("assigned_address"),
+                 "vpnuser2": vpnc.wait_connected(5)["INTERNAL_IP4_ADDRESS"]}
+        by_user = {s["user"]: s["assigned_ip"] for s in data["sessions"]}
+        assert by_user == after, srv2.explain(f"sessions {by_user} but clients say {after}")
+        assert len(set(after.values())) == 2, after  # no address held by two clients
+        assert after == before, (before, after)  # the same user got its own address back
+        assert topo.ping(c1, LAN_HOST, count=3, interval=0.2, timeout=2,
+                         interface=TUN), client.log_text()[-2000:]
+        assert topo.ping(c2, LAN_HOST, count=3, interval=0.2, timeout=2,
+                         interface=c2.tun), srv2.explain("vpnc: no traffic", vpnc)
+        assert "supervisor: vpnc exited" in vpnc.log.read_text()  # it was restarted
+        summary = srv2.sessions()["summary"]
+        assert summary["peak"] >= 2 and summary["cumulative"] >= 4, summary  # 2 + 2 again
+
+        assert client.stop(10) == 0
+        vpnc.stop(10)
+        assert srv2.terminate() == 0
+        assert _state(topo).get("clean") is True  # a clean shutdown marks the record
+        store = topo.run_dir / "vpnhub-events.log"
+        assert len(_stored_events(store, "ended unexpectedly")) == 1
+        assert len(_stored_events(store, "session lost with the previous run")) == 2

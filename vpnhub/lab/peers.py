@@ -149,6 +149,14 @@ class VpncClient:
         return self.proc.stop(timeout)
 
 
+# `sh -c` loop: restart on exit; SIGTERM is passed on to vpnc (its DELETEs), then ends.
+_SUPERVISOR = (
+    'trap \'kill -TERM "$child" 2>/dev/null; wait "$child"; exit 0\' TERM INT; '
+    'while :; do "$@" & child=$!; wait "$child"; '
+    'echo "supervisor: vpnc exited with $?, starting it again in 1 s"; sleep 1; done'
+)
+
+
 def start_vpnc(
     topo: Topology,
     client: Host | str,
@@ -166,6 +174,7 @@ def start_vpnc(
     weak: bool = False,
     debug: int = 1,
     extra_args: Sequence[str] = (),
+    supervise: bool = False,
 ) -> VpncClient:
     """Start vpnc in `client` (foreground, non-interactive) towards the concentrator.
 
@@ -174,6 +183,8 @@ def start_vpnc(
     namespace need different ports, 0 = any). natt_mode: natt | none |
     force-natt | cisco-udp. weak: allow 3DES/MD5 if the concentrator picks them.
     Credentials go to a 0600 config file, not to the command line.
+    supervise: run vpnc under a shell loop that starts it again 1 s after it exits
+    (as operators run it from an init system); SIGTERM stops the loop and vpnc.
     """
     host = topo.host(client)
     n = client_number(topo, host)
@@ -202,6 +213,8 @@ def start_vpnc(
     if weak:
         argv += ["--enable-weak-encryption", "--enable-weak-authentication"]
     argv += [*extra_args, str(conf)]
+    if supervise:
+        argv = ["sh", "-c", _SUPERVISOR, "vpnc-supervisor", *argv]
     env = {"VPNHUB_LAB_ENV_DIR": str(run), "VPNHUB_LAB_HOST": host.role}
     proc = topo.spawn(host, argv, run / "vpnc.log", env=env, name=f"vpnc-{host.role}")
     return VpncClient(topo, host, proc, run, user)
