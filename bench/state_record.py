@@ -1,0 +1,67 @@
+"""Micro-benchmark of the concentrator's state record (crash recovery, issue 11).
+
+    .venv/bin/python bench/state_record.py [--sessions 2,100,1000,10000] [--repeat 20]
+
+For each number of sessions, writes the record (JSON, temp file, fsync,
+rename: what the concentrator does at most every 2 s while sessions change,
+and every 10 s otherwise) and reads it back (what a start does); prints the
+file size and the median milliseconds of each. Run it on the disk that holds
+the event store (`--dir`, default: a temporary directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from vpnhub.concentrator.staterecord import (
+    HEARTBEAT,
+    MIN_INTERVAL,
+    RunRecord,
+    SessionRecord,
+    read_state,
+    write_state,
+)
+
+
+def record(n: int) -> RunRecord:
+    now = time.time()
+    sessions = tuple(
+        SessionRecord(f"user{i:05d}", "vpngroup", "203.0.113.78", 1024 + i % 64000,
+                      f"10.{40 + i // 65536}.{i // 256 % 256}.{i % 256}", now - i)
+        for i in range(n))
+    return RunRecord(pid=12345, started=now - 3600, heartbeat=now, clean=False, peak=n,
+                     cumulative=10 * n, sessions=sessions)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", default="2,100,1000,10000")
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--dir", default="", help="where to write (default: a temp dir)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(dir=args.dir or None) as d:
+        path = Path(d) / "events.state.json"
+        row = "{:>9} {:>11} {:>10} {:>9}"
+        print(f"writes: on a change at most every {MIN_INTERVAL:g} s, else every"
+              f" {HEARTBEAT:g} s")
+        print(row.format("sessions", "file bytes", "write ms", "read ms"))
+        for n in (int(x) for x in args.sessions.split(",") if x):
+            rec = record(n)
+            writes, reads = [], []
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                write_state(path, rec)
+                t1 = time.perf_counter()
+                assert read_state(path) == rec
+                reads.append(time.perf_counter() - t1)
+                writes.append(t1 - t0)
+            print(row.format(n, path.stat().st_size, f"{statistics.median(writes) * 1e3:.2f}",
+                             f"{statistics.median(reads) * 1e3:.2f}"))
+
+
+if __name__ == "__main__":
+    main()
