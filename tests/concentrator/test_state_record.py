@@ -128,6 +128,13 @@ def test_holds_end_after_lost_address_hold(tmp_path: Path) -> None:
     assert str(p2.conc.pools["vpngroup"].allocate("k", identity="x")) == "10.40.1.1"
 
 
+def test_a_heartbeat_from_the_future_holds_no_longer_than_lost_address_hold(
+        tmp_path: Path) -> None:
+    _crashed_run(tmp_path, heartbeat=time.time() + 86400)  # the clock was wrong then
+    p = _start(tmp_path)
+    assert p.conc._held and all(h.until <= time.time() + 600 for h in p.conc._held)
+
+
 def test_expired_holds_are_released_by_the_timer(tmp_path: Path) -> None:
     _crashed_run(tmp_path)
     p = _start(tmp_path)
@@ -164,14 +171,19 @@ def test_this_run_is_recorded_unclean_from_the_start(tmp_path: Path) -> None:
     (b'{"version": 99}', "unknown version"),
     (b'{"version": 1, "pid": 1}', "missing field"),
     (b'[1, 2]', "not a JSON object"),
+    ("bad-ip", "not an IPv4 address"),  # a session whose pool address is not one
 ])
 def test_unusable_record_is_a_clear_line_and_the_start_goes_on(
-        tmp_path: Path, content: bytes | None, why: str) -> None:
+        tmp_path: Path, content: bytes | str | None, why: str) -> None:
     path = state_path(_store(tmp_path))
+    if content == "bad-ip":
+        rec = RunRecord(pid=1, started=1.0, heartbeat=2.0, clean=False, sessions=LOST)
+        content = json.dumps(rec.to_json()).replace('"10.40.1.2"', '"10.40.1.999"').encode()
     if content is None:
         rec = RunRecord(pid=1, started=1.0, heartbeat=2.0, clean=False, sessions=LOST)
         full = json.dumps(rec.to_json()).encode()
         content = full[: len(full) // 2]
+    assert isinstance(content, bytes)
     path.write_bytes(content)
     with pytest.raises(StateError, match=why):
         read_state(path)

@@ -679,7 +679,10 @@ class Concentrator:
         if prev is not None:
             self.sessions.peak = max(self.sessions.peak, prev.peak)
             self.sessions.cumulative += prev.cumulative
-            self._held = [h for h in prev.held if h.until > wall]
+            # a clock that jumped must not stretch a hold beyond lost_address_hold
+            longest = wall + self.config.limits.lost_address_hold
+            self._held = [dataclasses.replace(h, until=min(h.until, longest))
+                          for h in prev.held if h.until > wall]
             if not prev.clean:
                 self._report_crash(prev, wall)
             self._held = [h for h in self._held
@@ -694,7 +697,7 @@ class Concentrator:
                      f" {_utc(prev.started)}) ended unexpectedly: last seen"
                      f" {_utc(prev.heartbeat)}, no clean shutdown; {len(prev.sessions)}"
                      " session(s) lost")
-        until = prev.heartbeat + self.config.limits.lost_address_hold
+        until = min(prev.heartbeat, wall) + self.config.limits.lost_address_hold
         for s in prev.sessions:
             held = ""
             if s.assigned_ip and until > wall and s.group in self.pools:

@@ -23,6 +23,7 @@ reader sees the old record or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import math
 import os
@@ -91,11 +92,11 @@ class RunRecord:
             raise StateError(f"unknown version {data.get('version')!r} (expected {VERSION})")
         try:
             sessions = tuple(SessionRecord(
-                user=_str(s, "user"), group=_str(s, "group"), public_ip=_str(s, "public_ip"),
+                user=_str(s, "user"), group=_str(s, "group"), public_ip=_ip(s, "public_ip"),
                 public_port=_int(s, "public_port"),
-                assigned_ip=None if s.get("assigned_ip") is None else _str(s, "assigned_ip"),
+                assigned_ip=None if s.get("assigned_ip") is None else _ip(s, "assigned_ip"),
                 login_time=_num(s, "login_time")) for s in _list(data, "sessions"))
-            held = tuple(HeldAddress(group=_str(h, "group"), address=_str(h, "address"),
+            held = tuple(HeldAddress(group=_str(h, "group"), address=_ip(h, "address"),
                                      user=_str(h, "user"), until=_num(h, "until"))
                          for h in _list(data, "held"))
             return cls(pid=_int(data, "pid"), started=_num(data, "started"),
@@ -117,6 +118,14 @@ def _str(d: object, key: str) -> str:
     if not isinstance(v, str):
         raise StateError(f"field {key!r} is not a string")
     return v
+
+
+def _ip(d: object, key: str) -> str:
+    v = _str(d, key)
+    try:
+        return str(ipaddress.IPv4Address(v))
+    except ValueError:
+        raise StateError(f"field {key!r} is not an IPv4 address") from None
 
 
 def _int(d: object, key: str) -> int:
