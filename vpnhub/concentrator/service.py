@@ -165,8 +165,10 @@ class Concentrator:
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
         self.manager = Manager(self)  # manager (issue 6): opens the event log store first
-        self._restore_state()
         self._setup_network()
+        # once the ports are ours (a second instance must not overwrite the record of the
+        # one running), before the loop reads a first packet (holds before any login)
+        self._restore_state()
         assert self.sock500 is not None
         loop.add_reader(self.sock500.fileno(), self._on_udp500)
         for sig in (signal.SIGTERM, signal.SIGINT):
