@@ -163,10 +163,10 @@ def _stored_events(store: Path, needle: str) -> list[str]:
 
 def test_kill_9_and_restart_clients_come_back(lab_prefix: str, lab_run_dir: Path,
                                              peer_tools: None, vpnhub: StartVpnhub) -> None:
-    with Topology(lab_prefix, clients=2, run_dir=lab_run_dir) as topo:
+    with Topology(lab_prefix, clients=3, run_dir=lab_run_dir) as topo:
         srv = vpnhub(topo, natt=True)
         topo.flush_pat_conntrack()
-        c1, c2 = topo.clients
+        c1, c2, c3 = topo.clients
         # the vpnhub client reconnects by itself; vpnc (DPD after 10 s idle) is restarted
         # by a supervisor loop when it gives up on the dead concentrator
         client = topo.spawn(c1, [*VPNHUB, "connect", "--profile",
@@ -195,6 +195,17 @@ def test_kill_9_and_restart_clients_come_back(lab_prefix: str, lab_run_dir: Path
         lost = srv2.wait_log("session lost with the previous run", count=2)
         for user, addr in before.items():
             assert any(user in ln and addr in ln and PAT_OUTSIDE in ln for ln in lost), lost
+        # a new user at once, while vpnc has not noticed the crash yet (its DPD takes
+        # tens of seconds): it must not get an address a lost session's client still uses
+        newcomer = start_vpnc(topo, c3, username="vpnuser3", dh="dh14")
+        _usable(srv2, newcomer, newcomer, vpnc)
+        fresh = newcomer.wait_connected(5)["INTERNAL_IP4_ADDRESS"]
+        assert fresh not in before.values(), srv2.explain(
+            f"vpnuser3 got {fresh}, still held by a client of the crashed run: {before}",
+            newcomer, vpnc)
+        assert "supervisor: vpnc exited" not in vpnc.log.read_text(), (
+            "vpnc noticed the crash before the newcomer logged in: the check proves nothing")
+        newcomer.stop(10)
 
         # both come back, each with its own address (held for its user), and pass traffic
         data = srv2.wait_sessions(
