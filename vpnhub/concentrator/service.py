@@ -478,8 +478,10 @@ class Concentrator:
         self._service(sa)
 
     def _over_login_limit(self, sa: IkeSA, s: Session) -> str:
-        """Why this login is one too many for its user, or "" (the VPN 3000's and the
-        ASA's "Simultaneous Logins": the new login is refused, no session is torn down)."""
+        """Why this login is one too many for its user, or "" (the VPN 3000's
+        "Simultaneous Logins"). The new login is refused; no session is torn down for
+        it (later ASA releases log off the idlest one: anyone with the password, or a
+        client in a reconnect loop, could then knock a working user off)."""
         g = self.groups.get(s.group)
         if g is None:
             return ""
