@@ -102,3 +102,47 @@ def test_zero_simultaneous_logins_refuses_every_login() -> None:
 def test_simultaneous_logins_out_of_range_is_a_config_error(value: str) -> None:
     with pytest.raises(ConfigError, match=r"simultaneous_logins: .*(out of range|an integer)"):
         parse_config(config_text(group_extra=f"simultaneous_logins = {value}"))
+
+
+def test_phase1_rekey_from_the_same_mapping_still_takes_over_even_at_the_limit() -> None:
+    """The same client (same PAT address AND port) renewing its phase 1 is not a new
+    login: it keeps its IPsec SA and address, and the limit does not refuse it."""
+    import time
+
+    async def run() -> None:
+        p = InProcess.from_text(config_text(group_extra="simultaneous_logins = 1"))
+        pc = p.add_pc("vpnuser1")
+        await p.settle()
+        assert p.has_child(pc), p.console.getvalue()
+        address = p.address_of(pc)
+        old = pc.sa
+        pc.sa = old.rekey_phase1(time.monotonic())  # from the same local ports
+        await p.settle()
+        assert pc.sa.established and pc.sa.xauth_done, p.console.getvalue()
+        assert len(p.lines("phase 1 rekey: new IKE SA of vpnuser1 takes over")) == 1
+        assert not p.lines("refused"), p.console.getvalue()
+        sessions = _sessions(p, "vpnuser1")
+        assert len(sessions) == 1 and sessions[0]["assigned_ip"] == address, sessions
+        assert p.conc.sessions.summary()["cumulative"] == 1  # one login, renewed
+
+    asyncio.run(run())
+
+
+def test_same_client_with_a_new_nat_mapping_is_a_separate_login() -> None:
+    """A client whose NAT mapping changed and that logs in again: its old session is
+    dead (ends by DPD), the new one is a separate login with its own address."""
+
+    async def run() -> None:
+        p = InProcess.from_text(config_text())
+        pc = p.add_pc("vpnuser1")
+        await p.settle()
+        first_address = p.address_of(pc)
+        pc.ports.clear()  # the PAT forgot the mapping: the next packets get new ports
+        p.pcs.remove(pc)
+        again = p.add_pc("vpnuser1")
+        await p.settle()
+        assert p.has_child(again) and not p.lines("phase 1 rekey"), p.console.getvalue()
+        assert p.address_of(again) != first_address
+        assert len(_sessions(p, "vpnuser1")) == 2  # the old one until DPD ends it
+
+    asyncio.run(run())
