@@ -7,7 +7,9 @@ import ipaddress
 import json
 import re
 import socket
+import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -15,11 +17,11 @@ from urllib.parse import urlencode
 import pytest
 from manager_fakes import ADMIN, ADMIN_PASSWORD, GROUP_PSK, USER_PASSWORD, ManagerServer
 
-from vpnhub.auth.lockout import LockoutPolicy
 from vpnhub.eventlog import EventFilter
 from vpnhub.ike import events as ev
 from vpnhub.manager import openapi
 from vpnhub.manager.app import build_app
+from vpnhub.manager.throttle import LoginThrottle
 
 SID = "0" * 32
 JSON = {"Content-Type": "application/json"}
@@ -91,8 +93,8 @@ def test_nothing_without_a_login(server: ManagerServer) -> None:
 
 
 def test_wrong_password_refused_logged_and_slowed(tmp_path: Path) -> None:
-    lockout = LockoutPolicy(max_failures=3, lockout_seconds=60, retry_delay=0.3,
-                            max_retry_delay=1.0, max_failures_per_source=0)
+    lockout = LoginThrottle(max_failures=3, lockout_seconds=60, retry_delay=0.3,
+                            max_retry_delay=1.0)
     server = ManagerServer(tmp_path, lockout=lockout).start()
     try:
         wrong = json.dumps({"username": ADMIN, "password": "wrong-Password-1"}).encode()
@@ -103,16 +105,44 @@ def test_wrong_password_refused_logged_and_slowed(tmp_path: Path) -> None:
             times.append(time.monotonic() - t0)
             assert r.status == 401 and "token" not in r.json()
         assert times[0] >= 0.3 and times[1] >= 0.6 and times[2] >= 0.99, times
-        # locked: even the right password is refused now
+        # locked from this address: even the right password is refused now
         right = json.dumps({"username": ADMIN, "password": ADMIN_PASSWORD}).encode()
         assert server.request("POST", "/api/v1/login", body=right, headers=JSON).status == 401
         assert server.request("GET", "/api/v1/sessions",
                               basic=(ADMIN, ADMIN_PASSWORD)).status == 401
+        # ... but only from this address
+        assert server.request("POST", "/api/v1/login", body=right, headers=JSON,
+                              source="127.0.0.2").status == 200
         failed = server.log.query(EventFilter(classes=frozenset({"AUTH"}), text="FAILED"))
         assert sum(r.repeat for r in failed) >= 4
         assert "wrong password" in failed[0].text and "127.0.0.1" in failed[0].text
         assert any("locked out" in r.text for r in failed)
         assert all("wrong-Password-1" not in r.text for r in server.log.records)
+    finally:
+        server.stop()
+
+
+def test_attacker_elsewhere_cannot_lock_the_admin_out(tmp_path: Path) -> None:
+    """Issue 11 point 9: five wrong passwords from one address used to lock the admin
+    out everywhere. Now only the (name, address) pair is locked."""
+    lockout = LoginThrottle(max_failures=5, lockout_seconds=300, retry_delay=0.01,
+                            max_retry_delay=0.16)
+    server = ManagerServer(tmp_path, lockout=lockout).start()
+    try:
+        wrong = json.dumps({"username": ADMIN, "password": "guess"}).encode()
+        right = json.dumps({"username": ADMIN, "password": ADMIN_PASSWORD}).encode()
+        for _ in range(8):  # the attacker, on 127.0.0.2
+            r = server.request("POST", "/api/v1/login", body=wrong, headers=JSON,
+                               source="127.0.0.2")
+            assert r.status == 401
+        # the attacker's own address is locked out of the name, even with the password
+        assert server.request("POST", "/api/v1/login", body=right, headers=JSON,
+                              source="127.0.0.2").status == 401
+        # the real administrator, from another address, logs in at once: form and API
+        assert server.request("POST", "/api/v1/login", body=right, headers=JSON).status == 200
+        form_login(server)
+        failed = server.log.query(EventFilter(classes=frozenset({"AUTH"}), text="FAILED"))
+        assert any("127.0.0.2" in r.text and "locked out" in r.text for r in failed)
     finally:
         server.stop()
 
@@ -163,9 +193,58 @@ def test_login_form_needs_its_token(server: ManagerServer) -> None:
         r.headers)
 
 
-def test_open_redirect_is_not_possible(server: ManagerServer) -> None:
-    page = server.request("GET", "/login?next=//evil.example/")
-    assert 'name="next" value="/sessions"' in page.text
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "/%09/evil.example/", "/%0a/evil.example/", "/%0d%0a/evil.example/",
+    "/\\evil.example/", "/%5Cevil.example/", "%2F%2Fevil.example/", "/%2509/evil.example/",
+    "/%2F/evil.example/", "https://evil.example/", "javascript:alert(1)", "%20/sessions",
+    "/%20/evil.example/", "/%e2%80%8b/evil.example/", "evil.example"])
+def test_open_redirect_is_not_possible(server: ManagerServer, target: str) -> None:
+    """`next` after the login: a path of this site only; anything a browser could read
+    as another host (tabs and newlines stripped, backslash as slash) goes home."""
+    page = server.request("GET", "/login?next=" + target)
+    assert 'name="next" value="/sessions"' in page.text, target
+    decoded = urllib.parse.unquote(target)
+    r = form_post_login(server, decoded)
+    assert r.status == 303 and r.headers["Location"] == "/sessions", (target, r.headers)
+
+
+def test_same_site_next_is_kept(server: ManagerServer) -> None:
+    page = server.request("GET", "/login?next=/events%3Fclass%3DAUTH")
+    assert 'name="next" value="/events?class=AUTH"' in page.text
+    r = form_post_login(server, "/sessions/" + SID)
+    assert r.status == 303 and r.headers["Location"] == "/sessions/" + SID
+
+
+def form_post_login(server: ManagerServer, next_url: str) -> Any:
+    page = server.request("GET", "/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    assert token is not None
+    return server.request("POST", "/login", body=urlencode({
+        "login_token": token.group(1), "username": ADMIN, "password": ADMIN_PASSWORD,
+        "next": next_url}).encode(), headers={
+        "Cookie": page.headers["Set-Cookie"].split(";")[0],
+        "Content-Type": "application/x-www-form-urlencoded"})
+
+
+def test_hsts_only_over_tls(server: ManagerServer, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    (tmp_path / "tls").mkdir()
+    tls = ManagerServer(tmp_path / "tls", tls=(cert, key)).start()
+    try:
+        assert tls.base.startswith("https://")
+        for path in ("/login", "/api/v1/sessions", "/static/manager.css"):
+            r = tls.request("GET", path)
+            assert r.headers.get("Strict-Transport-Security") == "max-age=31536000", path
+            assert r.headers["X-Frame-Options"] == "DENY"
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+            assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    finally:
+        tls.stop()
+    # plain HTTP: an HSTS header there is ignored by browsers (RFC 6797 8.1), so none
+    assert "Strict-Transport-Security" not in server.request("GET", "/login").headers
 
 
 def test_pages_render(server: ManagerServer) -> None:
