@@ -247,6 +247,23 @@ def test_hsts_only_over_tls(server: ManagerServer, tmp_path: Path) -> None:
     assert "Strict-Transport-Security" not in server.request("GET", "/login").headers
 
 
+def test_sessions_page_shows_the_real_login_time(server: ManagerServer) -> None:
+    """Issue 11 point 10: the Login Time column showed the time of the page view."""
+    def old_login() -> float:
+        s = server.conc.add_session("vpnuser1", 1025)
+        s.login_time = time.time() - 3725  # logged in 1 h 2 min 5 s ago
+        return s.login_time
+
+    login = server.run(old_login)
+    cookie, _ = form_login(server)
+    shown = time.strftime("%b %d %H:%M:%S", time.localtime(int(login)))
+    for _ in range(2):  # the same on every refresh
+        page = server.request("GET", "/sessions?partial=1", headers={"Cookie": cookie})
+        row = re.search(r'<tr data-session="[0-9a-f]+" data-user="vpnuser1">.*?</tr>', page.text)
+        assert row is not None and shown in row.group(0), (shown, row)
+        time.sleep(1.1)
+
+
 def test_pages_render(server: ManagerServer) -> None:
     with_sessions(server)
     server.run(lambda: server.conc.add_session(
