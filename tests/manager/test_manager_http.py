@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import platform
 import re
 import socket
 import subprocess
@@ -17,6 +18,7 @@ from urllib.parse import urlencode
 import pytest
 from manager_fakes import ADMIN, ADMIN_PASSWORD, GROUP_PSK, USER_PASSWORD, ManagerServer
 
+import vpnhub
 from vpnhub.eventlog import EventFilter
 from vpnhub.ike import events as ev
 from vpnhub.manager import openapi
@@ -404,6 +406,49 @@ def test_metrics(server: ManagerServer) -> None:
     for line in body.splitlines():  # the exposition format, line by line
         assert line.startswith("# ") or re.fullmatch(
             r'[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?\d+(\.\d+)?', line), line
+    assert len(scrape(server)) >= 20  # and prometheus_client's parser takes it all
+
+
+def scrape(server: ManagerServer) -> dict[str, Any]:
+    """/metrics through prometheus_client's own parser: {family name: family}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = server.request("GET", "/metrics", basic=(ADMIN, ADMIN_PASSWORD))
+    assert r.status == 200
+    return {f.name: f for f in text_string_to_metric_families(r.text)}
+
+
+def test_metrics_counters_zeroed_failures_and_build_info(server: ManagerServer) -> None:
+    """Issue 11 point 10: ESP traffic as counters (`_total`, for rate()), every known
+    failure reason a series at 0 before the first failure, a build-info metric."""
+    fams = scrape(server)
+    info = fams["vpnhub_build_info"]
+    assert [(s.labels, s.value) for s in info.samples] == [
+        ({"version": vpnhub.__version__, "python": platform.python_version()}, 1.0)]
+    failed = {s.labels["reason"]: s.value for s in fams["vpnhub_handshakes_failed"].samples}
+    for reason in ("no_proposal_chosen", "hash_mismatch", "phase1_timeout"):
+        assert failed.get(reason) == 0.0, (reason, failed)
+    drops = {(s.labels["layer"], s.labels["reason"]): s.value
+             for s in fams["vpnhub_drops"].samples}
+    for key in (("ike", "half_open_per_source"), ("esp", "auth_failed"), ("esp", "replay"),
+                ("esp", "unknown_spi")):
+        assert drops.get(key) == 0.0, (key, drops)
+    for name in ("vpnhub_esp_bytes", "vpnhub_esp_packets"):
+        fam = fams[name]
+        assert fam.type == "counter", (name, fam.type)
+        assert {s.name for s in fam.samples} == {name + "_total"}
+        assert {s.labels["direction"] for s in fam.samples} == {"rx", "tx"}
+    # the data plane's running totals (live + ended SAs) are what is exported
+    assert server.manager is not None
+    server.manager.view.snapshot = {"esp_totals": {"bytes_in": 1500, "packets_in": 12,
+                                                   "bytes_out": 700, "packets_out": 9},
+                                    "sas": []}
+    fams = scrape(server)
+    got = {(s.name, s.labels["direction"]): s.value
+           for n in ("vpnhub_esp_bytes", "vpnhub_esp_packets") for s in fams[n].samples}
+    assert got == {("vpnhub_esp_bytes_total", "rx"): 1500, ("vpnhub_esp_bytes_total", "tx"): 700,
+                   ("vpnhub_esp_packets_total", "rx"): 12,
+                   ("vpnhub_esp_packets_total", "tx"): 9}
 
 
 def test_pool_nearly_exhausted_banner(tmp_path: Path) -> None:
