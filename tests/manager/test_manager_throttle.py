@@ -5,6 +5,7 @@ known ones by their delays and their scrypt work."""
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -36,8 +37,10 @@ def attempts(auth: AdminAuth, clock: Clock, tries: list[tuple[str, str, str]]) -
             out.append(await auth.check(user, password, source))
             clock.now += 1.0
         return out
+    # in a thread of its own: Playwright's sync API may hold a running loop in this one
     try:
-        return asyncio.run(run())
+        with ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, run()).result()
     finally:
         auth.shutdown()
 
