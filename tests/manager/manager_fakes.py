@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
+import http.client
 import ipaddress
 import json
+import ssl
 import threading
 import time
 import urllib.error
@@ -24,12 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from vpnhub.auth.lockout import LockoutPolicy
 from vpnhub.auth.users import hash_password
 from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
 from vpnhub.config import Config, parse_config
 from vpnhub.eventlog import EventLog
 from vpnhub.manager.app import Manager
+from vpnhub.manager.throttle import LoginThrottle
 from vpnhub.manager.view import PingResult
 from vpnhub.session.pool import AddressPool
 from vpnhub.wire.constants import EncapsulationMode
@@ -151,10 +154,10 @@ async def fake_ping(address: str, source: str) -> PingResult:
     return PingResult(address, source, 3, 3, 0.42, f"3 packets transmitted, 3 received ({address})")
 
 
-def no_lockout() -> LockoutPolicy:
+def no_lockout() -> LoginThrottle:
     """Failures are logged and counted but neither delayed nor locked (fuzzing speed)."""
-    return LockoutPolicy(max_failures=1000, lockout_seconds=0, retry_delay=0.0,
-                         max_retry_delay=0.0, max_failures_per_source=0)
+    return LoginThrottle(max_failures=1000, lockout_seconds=0, retry_delay=0.0,
+                         max_retry_delay=0.0)
 
 
 @dataclass
@@ -176,13 +179,29 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class _FromSource(urllib.request.HTTPHandler):
+    """Plain HTTP from a chosen local address (another 'client machine' on loopback)."""
+
+    def __init__(self, source: str) -> None:
+        super().__init__()
+        self.source = source
+
+    def http_open(self, req: Any) -> Any:
+        return self.do_open(functools.partial(http.client.HTTPConnection,
+                                              source_address=(self.source, 0)), req)
+
+
 class ManagerServer:
     """A Manager around a FakeConcentrator, served from a background event loop."""
 
-    def __init__(self, tmp: Path, *, natt: bool = True, lockout: LockoutPolicy | None = None,
-                 extra: str = "", store: bool = True) -> None:
-        self.config = parse_config(config_text(tmp / "events.db" if store else None,
-                                               natt=natt, extra=extra))
+    def __init__(self, tmp: Path, *, natt: bool = True, lockout: LoginThrottle | None = None,
+                 extra: str = "", store: bool = True, tls: tuple[Path, Path] | None = None,
+                 ) -> None:
+        text = config_text(tmp / "events.db" if store else None, natt=natt, extra=extra)
+        if tls is not None:
+            text = text.replace('listen = "127.0.0.1:8443"\n', 'listen = "127.0.0.1:8443"\n'
+                                f'tls_cert = "{tls[0]}"\ntls_key = "{tls[1]}"\n')
+        self.config = parse_config(text)
         self.log = EventLog()
         self.conc = FakeConcentrator(self.config, self.log)
         self.lockout = lockout or no_lockout()
@@ -219,13 +238,21 @@ class ManagerServer:
 
     def request(self, method: str, path: str, *, body: bytes | None = None,
                 headers: Mapping[str, str] | None = None, basic: tuple[str, str] | None = None,
-                ) -> Reply:
+                source: str | None = None) -> Reply:
+        """One request; `source`: the local address to send it from (e.g. 127.0.0.2)."""
         h = dict(headers or {})
         if basic is not None:
             h["Authorization"] = "Basic " + base64.b64encode(
                 f"{basic[0]}:{basic[1]}".encode()).decode()
         req = urllib.request.Request(self.base + path, data=body, method=method, headers=h)
-        opener = urllib.request.build_opener(_NoRedirect)
+        handlers: list[Any] = [_NoRedirect]
+        if self.base.startswith("https:"):  # the test's own self-signed certificate
+            ctx = ssl.create_default_context()
+            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+            handlers.append(urllib.request.HTTPSHandler(context=ctx))
+        if source is not None:
+            handlers.append(_FromSource(source))
+        opener = urllib.request.build_opener(*handlers)
         try:
             with opener.open(req, timeout=30) as r:
                 return Reply(r.status, dict(r.headers), r.read())

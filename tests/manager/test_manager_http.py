@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import platform
 import re
 import socket
+import subprocess
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -15,11 +18,12 @@ from urllib.parse import urlencode
 import pytest
 from manager_fakes import ADMIN, ADMIN_PASSWORD, GROUP_PSK, USER_PASSWORD, ManagerServer
 
-from vpnhub.auth.lockout import LockoutPolicy
+import vpnhub
 from vpnhub.eventlog import EventFilter
 from vpnhub.ike import events as ev
 from vpnhub.manager import openapi
 from vpnhub.manager.app import build_app
+from vpnhub.manager.throttle import LoginThrottle
 
 SID = "0" * 32
 JSON = {"Content-Type": "application/json"}
@@ -91,8 +95,8 @@ def test_nothing_without_a_login(server: ManagerServer) -> None:
 
 
 def test_wrong_password_refused_logged_and_slowed(tmp_path: Path) -> None:
-    lockout = LockoutPolicy(max_failures=3, lockout_seconds=60, retry_delay=0.3,
-                            max_retry_delay=1.0, max_failures_per_source=0)
+    lockout = LoginThrottle(max_failures=3, lockout_seconds=60, retry_delay=0.3,
+                            max_retry_delay=1.0)
     server = ManagerServer(tmp_path, lockout=lockout).start()
     try:
         wrong = json.dumps({"username": ADMIN, "password": "wrong-Password-1"}).encode()
@@ -103,16 +107,44 @@ def test_wrong_password_refused_logged_and_slowed(tmp_path: Path) -> None:
             times.append(time.monotonic() - t0)
             assert r.status == 401 and "token" not in r.json()
         assert times[0] >= 0.3 and times[1] >= 0.6 and times[2] >= 0.99, times
-        # locked: even the right password is refused now
+        # locked from this address: even the right password is refused now
         right = json.dumps({"username": ADMIN, "password": ADMIN_PASSWORD}).encode()
         assert server.request("POST", "/api/v1/login", body=right, headers=JSON).status == 401
         assert server.request("GET", "/api/v1/sessions",
                               basic=(ADMIN, ADMIN_PASSWORD)).status == 401
+        # ... but only from this address
+        assert server.request("POST", "/api/v1/login", body=right, headers=JSON,
+                              source="127.0.0.2").status == 200
         failed = server.log.query(EventFilter(classes=frozenset({"AUTH"}), text="FAILED"))
         assert sum(r.repeat for r in failed) >= 4
         assert "wrong password" in failed[0].text and "127.0.0.1" in failed[0].text
         assert any("locked out" in r.text for r in failed)
         assert all("wrong-Password-1" not in r.text for r in server.log.records)
+    finally:
+        server.stop()
+
+
+def test_attacker_elsewhere_cannot_lock_the_admin_out(tmp_path: Path) -> None:
+    """Issue 11 point 9: five wrong passwords from one address used to lock the admin
+    out everywhere. Now only the (name, address) pair is locked."""
+    lockout = LoginThrottle(max_failures=5, lockout_seconds=300, retry_delay=0.01,
+                            max_retry_delay=0.16)
+    server = ManagerServer(tmp_path, lockout=lockout).start()
+    try:
+        wrong = json.dumps({"username": ADMIN, "password": "guess"}).encode()
+        right = json.dumps({"username": ADMIN, "password": ADMIN_PASSWORD}).encode()
+        for _ in range(8):  # the attacker, on 127.0.0.2
+            r = server.request("POST", "/api/v1/login", body=wrong, headers=JSON,
+                               source="127.0.0.2")
+            assert r.status == 401
+        # the attacker's own address is locked out of the name, even with the password
+        assert server.request("POST", "/api/v1/login", body=right, headers=JSON,
+                              source="127.0.0.2").status == 401
+        # the real administrator, from another address, logs in at once: form and API
+        assert server.request("POST", "/api/v1/login", body=right, headers=JSON).status == 200
+        form_login(server)
+        failed = server.log.query(EventFilter(classes=frozenset({"AUTH"}), text="FAILED"))
+        assert any("127.0.0.2" in r.text and "locked out" in r.text for r in failed)
     finally:
         server.stop()
 
@@ -163,9 +195,75 @@ def test_login_form_needs_its_token(server: ManagerServer) -> None:
         r.headers)
 
 
-def test_open_redirect_is_not_possible(server: ManagerServer) -> None:
-    page = server.request("GET", "/login?next=//evil.example/")
-    assert 'name="next" value="/sessions"' in page.text
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "/%09/evil.example/", "/%0a/evil.example/", "/%0d%0a/evil.example/",
+    "/\\evil.example/", "/%5Cevil.example/", "%2F%2Fevil.example/", "/%2509/evil.example/",
+    "/%2F/evil.example/", "https://evil.example/", "javascript:alert(1)", "%20/sessions",
+    "/%20/evil.example/", "/%e2%80%8b/evil.example/", "evil.example"])
+def test_open_redirect_is_not_possible(server: ManagerServer, target: str) -> None:
+    """`next` after the login: a path of this site only; anything a browser could read
+    as another host (tabs and newlines stripped, backslash as slash) goes home."""
+    page = server.request("GET", "/login?next=" + target)
+    assert 'name="next" value="/sessions"' in page.text, target
+    decoded = urllib.parse.unquote(target)
+    r = form_post_login(server, decoded)
+    assert r.status == 303 and r.headers["Location"] == "/sessions", (target, r.headers)
+
+
+def test_same_site_next_is_kept(server: ManagerServer) -> None:
+    page = server.request("GET", "/login?next=/events%3Fclass%3DAUTH")
+    assert 'name="next" value="/events?class=AUTH"' in page.text
+    r = form_post_login(server, "/sessions/" + SID)
+    assert r.status == 303 and r.headers["Location"] == "/sessions/" + SID
+
+
+def form_post_login(server: ManagerServer, next_url: str) -> Any:
+    page = server.request("GET", "/login")
+    token = re.search(r'name="login_token" value="([^"]+)"', page.text)
+    assert token is not None
+    return server.request("POST", "/login", body=urlencode({
+        "login_token": token.group(1), "username": ADMIN, "password": ADMIN_PASSWORD,
+        "next": next_url}).encode(), headers={
+        "Cookie": page.headers["Set-Cookie"].split(";")[0],
+        "Content-Type": "application/x-www-form-urlencoded"})
+
+
+def test_hsts_only_over_tls(server: ManagerServer, tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    (tmp_path / "tls").mkdir()
+    tls = ManagerServer(tmp_path / "tls", tls=(cert, key)).start()
+    try:
+        assert tls.base.startswith("https://")
+        for path in ("/login", "/api/v1/sessions", "/static/manager.css"):
+            r = tls.request("GET", path)
+            assert r.headers.get("Strict-Transport-Security") == "max-age=31536000", path
+            assert r.headers["X-Frame-Options"] == "DENY"
+            assert r.headers["X-Content-Type-Options"] == "nosniff"
+            assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+    finally:
+        tls.stop()
+    # plain HTTP: an HSTS header there is ignored by browsers (RFC 6797 8.1), so none
+    assert "Strict-Transport-Security" not in server.request("GET", "/login").headers
+
+
+def test_sessions_page_shows_the_real_login_time(server: ManagerServer) -> None:
+    """Issue 11 point 10: the Login Time column showed the time of the page view."""
+    def old_login() -> float:
+        s = server.conc.add_session("vpnuser1", 1025)
+        s.login_time = time.time() - 3725  # logged in 1 h 2 min 5 s ago
+        return s.login_time
+
+    login = server.run(old_login)
+    cookie, _ = form_login(server)
+    shown = time.strftime("%b %d %H:%M:%S", time.localtime(int(login)))
+    for _ in range(2):  # the same on every refresh
+        page = server.request("GET", "/sessions?partial=1", headers={"Cookie": cookie})
+        row = re.search(r'<tr data-session="[0-9a-f]+" data-user="vpnuser1">.*?</tr>', page.text)
+        assert row is not None and shown in row.group(0), (shown, row)
+        time.sleep(1.1)
 
 
 def test_pages_render(server: ManagerServer) -> None:
@@ -308,6 +406,49 @@ def test_metrics(server: ManagerServer) -> None:
     for line in body.splitlines():  # the exposition format, line by line
         assert line.startswith("# ") or re.fullmatch(
             r'[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? -?\d+(\.\d+)?', line), line
+    assert len(scrape(server)) >= 20  # and prometheus_client's parser takes it all
+
+
+def scrape(server: ManagerServer) -> dict[str, Any]:
+    """/metrics through prometheus_client's own parser: {family name: family}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    r = server.request("GET", "/metrics", basic=(ADMIN, ADMIN_PASSWORD))
+    assert r.status == 200
+    return {f.name: f for f in text_string_to_metric_families(r.text)}
+
+
+def test_metrics_counters_zeroed_failures_and_build_info(server: ManagerServer) -> None:
+    """Issue 11 point 10: ESP traffic as counters (`_total`, for rate()), every known
+    failure reason a series at 0 before the first failure, a build-info metric."""
+    fams = scrape(server)
+    info = fams["vpnhub_build_info"]
+    assert [(s.labels, s.value) for s in info.samples] == [
+        ({"version": vpnhub.__version__, "python": platform.python_version()}, 1.0)]
+    failed = {s.labels["reason"]: s.value for s in fams["vpnhub_handshakes_failed"].samples}
+    for reason in ("no_proposal_chosen", "hash_mismatch", "phase1_timeout"):
+        assert failed.get(reason) == 0.0, (reason, failed)
+    drops = {(s.labels["layer"], s.labels["reason"]): s.value
+             for s in fams["vpnhub_drops"].samples}
+    for key in (("ike", "half_open_per_source"), ("esp", "auth_failed"), ("esp", "replay"),
+                ("esp", "unknown_spi")):
+        assert drops.get(key) == 0.0, (key, drops)
+    for name in ("vpnhub_esp_bytes", "vpnhub_esp_packets"):
+        fam = fams[name]
+        assert fam.type == "counter", (name, fam.type)
+        assert {s.name for s in fam.samples} == {name + "_total"}
+        assert {s.labels["direction"] for s in fam.samples} == {"rx", "tx"}
+    # the data plane's running totals (live + ended SAs) are what is exported
+    assert server.manager is not None
+    server.manager.view.snapshot = {"esp_totals": {"bytes_in": 1500, "packets_in": 12,
+                                                   "bytes_out": 700, "packets_out": 9},
+                                    "sas": []}
+    fams = scrape(server)
+    got = {(s.name, s.labels["direction"]): s.value
+           for n in ("vpnhub_esp_bytes", "vpnhub_esp_packets") for s in fams[n].samples}
+    assert got == {("vpnhub_esp_bytes_total", "rx"): 1500, ("vpnhub_esp_bytes_total", "tx"): 700,
+                   ("vpnhub_esp_packets_total", "rx"): 12,
+                   ("vpnhub_esp_packets_total", "tx"): 9}
 
 
 def test_pool_nearly_exhausted_banner(tmp_path: Path) -> None:

@@ -313,3 +313,44 @@ def _survives_restart(topo: Topology, server: VpnhubServer, base: str) -> None:
         assert any("shutting down" in e["text"] for e in newest)
     finally:
         again.terminate()
+
+
+def test_lab_console_in_chromium(lab_prefix: str, peer_tools: None, playwright_chromium: Any,
+                                 artifacts: Path) -> None:
+    """`vpnhub lab up` prints a URL and a login; Chromium in the ROOT namespace opens the
+    URL, logs in with them and sees the lab's two sessions (issue 11 point 11)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "lab"))
+    from test_lab_cli import lab, reap_orphans, show
+    from test_lab_console import CONSOLE
+    from test_topology import subreaper
+
+    p = ["--prefix", lab_prefix]
+    with subreaper():
+        try:
+            up = lab("up", *p)
+            assert up.returncode == 0, show(up)
+            printed = CONSOLE.search(up.stdout)
+            assert printed is not None, up.stdout
+            context = playwright_chromium.new_context()
+            page = context.new_page()
+            page.set_default_timeout(15_000)
+            try:
+                page.goto(printed["url"])
+                assert "/login" in page.url
+                page.fill("input[name=username]", printed["user"])
+                page.fill("input[name=password]", printed["pw"])
+                page.click("button[type=submit]")
+                page.wait_for_url(printed["url"] + "sessions")
+                rows = page.locator("#remote-access-table tr[data-session]")
+                rows.nth(1).wait_for()
+                users = sorted(rows.evaluate_all("rows => rows.map(r => r.dataset.user)"))
+                assert users == ["vpnuser1", "vpnuser2"]
+                _shot(page, artifacts, "10-lab-console")
+            finally:
+                context.close()
+        finally:
+            down = lab("down", *p)
+            reap_orphans()
+    assert down.returncode == 0, show(down)

@@ -236,6 +236,39 @@ def test_remove_sa(pair: Pair) -> None:
     assert pair.a.call(RemoveSA(0x12345678)) == 0
 
 
+def esp_totals(dp: Dataplane) -> dict[str, int]:
+    totals = stats(dp)["esp_totals"]
+    assert isinstance(totals, dict)
+    return totals
+
+
+def test_esp_totals_never_go_down(pair: Pair) -> None:
+    """Issue 11 point 10: byte and packet totals (the manager's Prometheus counters) keep
+    what ended SAs carried, through a rekey (the new SA takes the route) and a delete."""
+    assert len(pair.a_sends(*[ipv4(CLIENT, LAN_HOST, b"x" * 100)] * 3)) == 3
+    assert len(pair.b_sends(ipv4(LAN_HOST, CLIENT, b"y" * 50))) == 1
+    before = esp_totals(pair.b)
+    assert before["packets_in"] == 3 and before["packets_out"] == 1
+    assert before["bytes_in"] > 300 and before["bytes_out"] > 50
+    # rekey: B's new inbound and outbound SAs, A switches; then the old ones go
+    new_ab = params(0xA0000002, (ESP_AES_GCM_16, 256, None))
+    new_ba = params(0xB0000002, (ESP_AES_GCM_16, 256, None))
+    pair.b.call(AddInbound(new_ab, pair.addr_a, allowed_src=CLIENT))
+    pair.b.call(AddOutbound(new_ba, pair.addr_a, dst=CLIENT))  # replaces B's old route
+    pair.a.call(AddOutbound(new_ab, pair.addr_b))
+    pair.a.call(AddInbound(new_ba, pair.addr_b))
+    pair.b.call(RemoveSA(0xA0000001))
+    pair.b.call(RemoveSA(0xB0000001))
+    assert esp_totals(pair.b) == before
+    assert len(pair.a_sends(ipv4(CLIENT, LAN_HOST, b"z" * 10))) == 1
+    after = esp_totals(pair.b)
+    assert after["packets_in"] == 4 and after["bytes_in"] > before["bytes_in"]
+    # every SA gone: nothing is lost
+    pair.b.call(RemoveSA(0xA0000002))
+    pair.b.call(RemoveSA(0xB0000002))
+    assert esp_totals(pair.b) == after and stats(pair.b)["sas"] == []
+
+
 def test_rekey_keeps_traffic_flowing(pair: Pair) -> None:
     new_ab = params(0xA0000002, (ESP_AES_GCM_16, 256, None))
     pair.b.call(AddInbound(new_ab, pair.addr_a, allowed_src=CLIENT))

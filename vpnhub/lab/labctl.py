@@ -2,7 +2,7 @@
 
     vpnhub lab up [--clients N] [--client vpnc|strongswan|vpnhub] [--suite legacy|modern]
                   [--nat-t on|off]
-    vpnhub lab status | xlate | logs [HOST] | exec HOST -- CMD | scenario NAME | down
+    vpnhub lab status | console | xlate | logs [HOST] | exec HOST -- CMD | scenario NAME | down
 
 ``up`` builds the namespaces of ``topology.Topology`` (prefix ``vhl``), writes
 the concentrator's configuration, starts ``vpnhub serve``, the LAN host's
@@ -43,6 +43,14 @@ from pathlib import Path
 from typing import Any
 
 from vpnhub.lab import peers, procs
+from vpnhub.lab.console import (
+    ADMIN_NAME,
+    ConsoleForwarder,
+    ConsoleLogin,
+    load_login,
+    new_login,
+    save_login,
+)
 from vpnhub.lab.peers import GROUP_ID, GROUP_PSK, Charon, VpncClient, _write_private
 from vpnhub.lab.procs import Proc
 from vpnhub.lab.topology import (
@@ -172,9 +180,14 @@ def _toml_list(items: Sequence[str]) -> str:
     return "[" + ", ".join(f'"{x}"' for x in items) + "]"
 
 
-def concentrator_toml(spec: LabSpec, run_dir: Path) -> str:
-    """The generated configuration of ``vpnhub serve`` (docs/CONFIG.md)."""
+def concentrator_toml(spec: LabSpec, run_dir: Path, admin_hash: str | None = None) -> str:
+    """The generated configuration of ``vpnhub serve`` (docs/CONFIG.md); `admin_hash`:
+    the password hash of the manager account `admin` (console.py)."""
     plan = suite_plan(spec)
+    admin = ""
+    if admin_hash is not None:
+        admin = (f"\n        [[admin.user]]  # the web console's; its password: vpnhub lab console"
+                 f'\n        name = "{ADMIN_NAME}"\n        password_hash = "{admin_hash}"\n')
     users = "".join(
         f'\n[[user]]\nname = "vpnuser{n}"\npassword = "{peers.USERS[f"vpnuser{n}"]}"\n'
         f'group = "{GROUP_ID}"\n'
@@ -201,7 +214,7 @@ def concentrator_toml(spec: LabSpec, run_dir: Path) -> str:
 
         [admin]
         socket = "{run_dir / 'admin.sock'}"
-
+        {admin}
         [log]
         console_severity = 5
         store = "{run_dir / 'events.log'}"
@@ -343,6 +356,8 @@ class Lab:
         self.problems: list[str] = []
         self.created = time.time()
         self.ready_at: float | None = None
+        self.login: ConsoleLogin | None = None
+        self.console: ConsoleForwarder | None = None
 
     # -- paths
     @property
@@ -370,6 +385,8 @@ class Lab:
         self._step(f"namespaces of lab {self.spec.prefix}", self._build_network)
         self.save_state()
         self._step("concentrator (vpnhub serve)", self._start_concentrator)
+        if self.owner == "daemon":  # the lab people use (scenarios' labs need no browser)
+            self._step("web console", self._start_console)
         self._step("LAN host services", self._start_lan)
         self.save_state()
 
@@ -394,7 +411,9 @@ class Lab:
         self.topo.exec(self.topo.pat, ["nft", "-f", "-"], input=ruleset, check=True)
 
     def _start_concentrator(self) -> str:
-        _write_private(self.config_path, concentrator_toml(self.spec, self.run_dir))
+        self.login = new_login()
+        _write_private(self.config_path, concentrator_toml(self.spec, self.run_dir,
+                                                           self.login.password_hash))
         self.conc = self.topo.spawn(
             self.topo.conc, [sys.executable, "-m", "vpnhub", "serve", "--config",
                              str(self.config_path)], self.conc_log, name="vpnhub-serve")
@@ -409,6 +428,13 @@ class Lab:
         wait_until(answering, 20.0, interval=0.1, what="the concentrator's admin socket")
         return (f"pid {conc.pid}, {CONC_PUBLIC} UDP 500/4500, NAT-T"
                 f" {'on' if self.spec.natt else 'OFF'}, config {self.config_path}")
+
+    def _start_console(self) -> str:
+        assert self.login is not None
+        self.console = ConsoleForwarder(self.topo.conc.netns)
+        save_login(self.run_dir, self.login, self.console.url)
+        return (f"{self.console.url} from this machine -> the manager in {self.topo.conc.netns};"
+                f" user {self.login.user}, password in {self.run_dir}/console.json")
 
     def _start_lan(self) -> str:
         self.lan = self.topo.start_lan_services()
@@ -531,7 +557,12 @@ class Lab:
         for c in self.clients.values():
             with contextlib.suppress(Exception):
                 c.stop()
-        return self.topo.down()
+        removed = []
+        if self.console is not None:
+            self.console.close()
+            removed.append(f"console {self.console.url}")
+            self.console = None
+        return removed + self.topo.down()
 
     # -- state for other processes
     def state(self) -> dict[str, Any]:
@@ -557,6 +588,8 @@ class Lab:
             "clients": {r: c.to_dict() for r, c in self.clients.items()},
             "lan": {"http_url": lan.http_url, "iperf_ports": list(lan.iperf_ports)}
             if lan else {},
+            # never the password: lab.json is readable by all; console.json is 0600
+            "console": {"url": self.console.url, "user": ADMIN_NAME} if self.console else {},
         }
 
     def save_state(self) -> None:
@@ -722,6 +755,9 @@ def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub.add_parser("down", parents=[common], help="remove every namespace, link, process and"
                                                   " file of the lab")
     sub.add_parser("status", parents=[common], help="hosts, processes, tunnels, sessions")
+    sub.add_parser("console", parents=[common], help="the web console's address, user and"
+                                                     " password (open it in this machine's"
+                                                     " browser)")
     x = sub.add_parser("xlate", parents=[common], help="the PAT's translations (show xlate)")
     x.add_argument("--detail", action="store_true", help="protocol, peer and flags too")
     e = sub.add_parser("exec", parents=[common], help="run a command in a lab host",
@@ -754,7 +790,7 @@ def run_lab(args: argparse.Namespace) -> int:
     """Run ``vpnhub lab <command>``; returns the exit status."""
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
         "up": cmd_up, "down": cmd_down, "status": cmd_status, "xlate": cmd_xlate,
-        "exec": cmd_exec, "logs": cmd_logs, "scenario": cmd_scenario,
+        "exec": cmd_exec, "logs": cmd_logs, "scenario": cmd_scenario, "console": cmd_console,
     }
     if not PREFIX_RE.match(args.prefix):
         return _fail(f"--prefix must match {PREFIX_RE.pattern}", 2)
@@ -822,6 +858,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 1
     print(f"\nlab {spec.prefix} is up ({time.monotonic() - t0:.1f} s)\n")
     print(report(state))
+    print("\n" + console_text(state, with_password=True))
     unusable = [r for r, c in state.clients.items() if c.get("state") != "usable"]
     if spec.natt and unusable:
         print(f"\nNOT every client works ({', '.join(unusable)}): the lab stays up;"
@@ -921,6 +958,38 @@ def _report_running(state: LabState, wanted: LabSpec) -> int:
               f"{_opt(state.prefix)}` first to rebuild it that way.")
     print()
     print(report(state))
+    print("\n" + console_text(state, with_password=False))
+    return 0
+
+
+# -- the console
+def console_text(state: LabState, *, with_password: bool) -> str:
+    """The web console block: the URL to open here, the user, the password or where it is."""
+    opt = _opt(state.prefix)
+    login = load_login(state.run_dir)
+    if login is None:
+        return (f"Web console: none (`vpnhub lab down{opt}` and `vpnhub lab up{opt}` make"
+                " one)")
+    lines = ["Web console (the manager), from this machine's browser:",
+             f"  open      {login['url']}",
+             f"  user      {login['user']}"]
+    if with_password:
+        lines.append(f"  password  {login['password']}")
+        lines.append(f"  (again: vpnhub lab console{opt}; it lives until `vpnhub lab down{opt}`)")
+    else:
+        lines.append(f"  password  vpnhub lab console{opt}")
+    return "\n".join(lines)
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    state = LabState.load(args.prefix)
+    if state is None or not state.running():
+        return _fail(f"no lab {args.prefix} is running: `vpnhub lab up{_opt(args.prefix)}`"
+                     " first", 1)
+    if load_login(state.run_dir) is None:
+        return _fail(f"lab {args.prefix} has no web console (built by an older vpnhub?):"
+                     f" `vpnhub lab down{_opt(args.prefix)}`, then `up` again", 1)
+    print(console_text(state, with_password=True))
     return 0
 
 
@@ -970,6 +1039,7 @@ def report(state: LabState) -> str:
         (f"vpnhub lab exec {first}{opt} -- iperf3 -c {LAN_HOST} -p {port}", "throughput"),
         (f"vpnhub lab exec conc{opt} -- bash", "a shell in a host (c1.. pat inet conc lan)"),
         (f"vpnhub lab status{opt}", "hosts, processes, tunnels"),
+        (f"vpnhub lab console{opt}", "the web console's address, user and password"),
         (f"vpnhub lab logs{opt} [conc|c1|lan|lab]", "logs"),
         (f"vpnhub lab scenario{opt} [NAME]", "scenarios, PASS or FAIL"),
         (f"vpnhub lab down{opt}", "remove the lab"),

@@ -20,11 +20,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 
-from vpnhub.auth.lockout import LockoutPolicy
 from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY, EventFilter, Record
 from vpnhub.manager import metrics, openapi, pages
 from vpnhub.manager.auth import (
@@ -37,6 +36,7 @@ from vpnhub.manager.auth import (
     parse_bearer,
     same_token,
 )
+from vpnhub.manager.throttle import LoginThrottle
 from vpnhub.manager.view import (
     SAMPLE_EVERY,
     ConcentratorLike,
@@ -62,6 +62,7 @@ _HEADERS = {
     "X-Frame-Options": "DENY",
     "Referrer-Policy": "same-origin",  # no-referrer would make Chromium send Origin: null
 }
+HSTS = "max-age=31536000"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -73,7 +74,7 @@ class Manager:
     """The manager of one concentrator: its event log store, HTTP server and counters."""
 
     def __init__(self, conc: ConcentratorLike, *, pinger: Pinger = system_ping,
-                 lockout: LockoutPolicy | None = None) -> None:
+                 lockout: LoginThrottle | None = None) -> None:
         self.conc = conc
         self.log = conc.log
         problem = self.log.configure(conc.config)
@@ -260,6 +261,11 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     for k, v in _HEADERS.items():
         response.headers.setdefault(k, v)
+    if _mgr(request).tls:
+        # RFC 6797: browsers then refuse plain HTTP to this host for a year (OWASP's HTTP
+        # Headers Cheat Sheet value); no includeSubDomains: the manager may sit on a name
+        # whose other subdomains are not ours to force onto TLS
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
     if not request.path.startswith("/static/"):
         response.headers.setdefault("Cache-Control", "no-store")
 
@@ -345,8 +351,21 @@ def _login(m: Manager, request: web.Request, next_url: str, message: str = "",
 
 
 def _next(value: str | None) -> str:
-    ok = value and value.startswith("/") and not value.startswith("//") and "\\" not in value
-    return value if ok and value else "/sessions"
+    """Where to go after the login: a path of this site only, else the home page.
+
+    Browsers strip tabs and newlines from URLs and read a backslash as a slash
+    (WHATWG URL Standard), so `/%09/host/` or `/\\host` would become `//host/`,
+    another site (an open redirect, OWASP's "Unvalidated Redirects"). Refused:
+    anything not starting with exactly one "/", any backslash, control or
+    whitespace character, also after percent-decoding, and any scheme or host."""
+    if not value:
+        return "/sessions"
+    decoded = unquote(value)
+    ok = (value.startswith("/") and not decoded.startswith(("//", "/\\"))
+          and "\\" not in decoded
+          and all(ch.isprintable() and not ch.isspace() for ch in decoded)
+          and not urlsplit(decoded).scheme and not urlsplit(decoded).netloc)
+    return value if ok else "/sessions"
 
 
 async def login_submit(request: web.Request) -> web.Response:

@@ -1,10 +1,11 @@
 """Who may use the manager: [[admin.user]] accounts, web sessions, API tokens, CSRF.
 
 - A login (form or `POST /api/v1/login`) checks the password hash in a worker
-  thread (scrypt costs about 0.1 s of CPU) with the XAUTH authenticator's
-  lock-out and slow-down: every failure is answered only after a delay that
-  doubles per failure of the user and of the source address, and too many
-  failures lock them out for a while. Unknown names cost the same work.
+  thread (scrypt costs about 0.1 s of CPU), throttled by throttle.py: every
+  failure is answered only after a delay that doubles per failure of the
+  (name, source address) pair, and too many failures lock only that pair out
+  for a while, never the account everywhere. Unknown names cost the same
+  scrypt work (a dummy hash) and get the same delays.
 - A successful login opens a `WebSession`: a random token (the session
   cookie for browsers, a bearer token for API clients) with its own CSRF
   token. Sessions expire after 30 minutes idle and after 12 hours.
@@ -24,16 +25,24 @@ import base64
 import binascii
 import hashlib
 import hmac
+import os
 import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from vpnhub.auth.lockout import LockoutPolicy
-from vpnhub.auth.users import AuthResult, XauthAuthenticator
-from vpnhub.config import AdminUserConfig, UserConfig
+from vpnhub.auth.users import (
+    AuthReason,
+    AuthResult,
+    PasswordHash,
+    PasswordHashError,
+    parse_password_hash,
+    verify_password,
+)
+from vpnhub.config import AdminUserConfig
+from vpnhub.manager.throttle import LoginThrottle
 
 SESSION_COOKIE = "vpnhub_session"
 LOGIN_COOKIE = "vpnhub_login"  # double-submit token of the login form (login CSRF)
@@ -42,14 +51,13 @@ MAX_AGE = 12 * 3600.0
 MAX_SESSIONS = 256
 BASIC_CACHE_SECONDS = 300.0
 BASIC_CACHE_SIZE = 64
-_ADMIN_GROUP = "\0admin"  # the authenticator checks a group; admins have one of their own
 
 
-def default_lockout() -> LockoutPolicy:
-    """Five failures of a name, or 20 from one address, lock it for five minutes; each
+def default_lockout() -> LoginThrottle:
+    """Five failures of a name from one address lock that pair for five minutes; each
     failure is answered after 1, 2, 4 ... up to 16 seconds."""
-    return LockoutPolicy(max_failures=5, lockout_seconds=300, retry_delay=1.0,
-                         max_retry_delay=16.0, max_failures_per_source=20, max_tracked=1024)
+    return LoginThrottle(max_failures=5, lockout_seconds=300, retry_delay=1.0,
+                         max_retry_delay=16.0, max_tracked=1024)
 
 
 @dataclass
@@ -74,11 +82,17 @@ class Identity:
 
 
 class AdminAuth:
-    def __init__(self, users: Iterable[AdminUserConfig], *, lockout: LockoutPolicy | None = None,
+    def __init__(self, users: Iterable[AdminUserConfig], *, lockout: LoginThrottle | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        accounts = [UserConfig(u.name, _ADMIN_GROUP, password_hash=u.password_hash) for u in users]
-        self.names = frozenset(u.name for u in accounts)
-        self._checker = XauthAuthenticator(accounts, lockout or default_lockout())
+        self._hashes: dict[str, PasswordHash | None] = {}
+        for u in users:
+            try:
+                self._hashes[u.name] = parse_password_hash(u.password_hash.reveal_str())
+            except PasswordHashError:  # config.py checks them; never let one in by accident
+                self._hashes[u.name] = None
+        self.names = frozenset(self._hashes)
+        self._dummy = _dummy_hash(self._hashes.values())
+        self.throttle = lockout or default_lockout()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="admin-auth")
         self.clock = clock
         self.sessions: dict[str, WebSession] = {}
@@ -89,15 +103,30 @@ class AdminAuth:
 
     # -- passwords
     async def check(self, user: str, password: str, source: str) -> AuthResult:
-        """One login attempt. On failure the caller waits `result.delay` before answering."""
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._pool, lambda: self._checker.authenticate(
-            user, password, group=_ADMIN_GROUP, source=source, now=self.clock()))
-        if result.ok:
-            self.logins_ok += 1
-        else:
+        """One login attempt. On failure the caller waits `result.delay` before answering.
+
+        Known and unknown names take the same path: the same throttle records,
+        the same scrypt work (a dummy hash for unknown ones), the same delays."""
+        throttle = self.throttle
+        locked = throttle.locked_until(user, source, self.clock())
+        if locked is not None:  # no password check at all while the pair is locked
             self.logins_failed += 1
-        return result
+            return AuthResult(AuthReason.LOCKED_OUT, user,
+                              throttle.current_delay(user, source, self.clock()), locked)
+        known = user in self._hashes
+        spec = self._hashes.get(user) or self._dummy
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self._pool, verify_password,
+                                        password.encode("utf-8", "replace"), spec)
+        # the throttle is only touched here, on the event loop: no lock needed
+        if ok and known and self._hashes.get(user) is not None:
+            throttle.record_success(user, source)
+            self.logins_ok += 1
+            return AuthResult(AuthReason.OK, user)
+        self.logins_failed += 1
+        delay, locked = throttle.record_failure(user, source, self.clock())
+        reason = AuthReason.BAD_PASSWORD if known else AuthReason.UNKNOWN_USER
+        return AuthResult(reason, user, delay, locked)
 
     def cached_basic(self, user: str, password: str) -> bool:
         entry = self._basic.get(self._basic_key(user, password))
@@ -144,10 +173,19 @@ class AdminAuth:
         for token, s in list(self.sessions.items()):
             if now - s.last_seen > IDLE_TIMEOUT or now - s.created > MAX_AGE:
                 del self.sessions[token]
-        self._checker.lockout.prune(now)
+        self.throttle.prune(now)
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=False)
+
+
+def _dummy_hash(hashes: Iterable[PasswordHash | None]) -> PasswordHash:
+    """A hash shaped like the configured ones (same scheme and cost), matching nothing."""
+    model = next((h for h in hashes if h is not None), None)
+    if model is None:
+        model = PasswordHash("scrypt", os.urandom(16), bytes(32), log2_n=15, r=8, p=1)
+    return replace(model, salt=os.urandom(len(model.salt)),
+                   digest=os.urandom(len(model.digest)))
 
 
 def parse_basic(header: str) -> tuple[str, str] | None:

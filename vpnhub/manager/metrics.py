@@ -7,10 +7,22 @@ and this module only formats them.
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from vpnhub.manager.view import ManagerView
+from vpnhub import __version__
+from vpnhub.esp import errors as esp_errors
+from vpnhub.manager.view import KNOWN_HANDSHAKE_FAILURES, ManagerView
+from vpnhub.net import dataplane as dp
+
+# Every drop reason a series exists for from the start (at 0): a counter that
+# appears only at its first increment hides that first increment from rate()
+# and increase(), and alerts on "absent" series cannot be written.
+IKE_DROPS = ("truncated_header", "unknown_cookie", "not_a_first_message",
+             "half_open_per_source", "half_open_total", "sessions_total")
+ESP_DROPS = (*esp_errors.ALL_REASONS, dp.NOT_IPV4, dp.NO_SA, dp.SEND_BUFFER_FULL,
+             dp.SEND_ERROR, dp.TUN_WRITE_ERROR, dp.BAD_OUTER_PACKET, dp.CONTROL_QUEUE_FULL)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -35,9 +47,17 @@ class _Out:
         self.metric(name, kind, help_, [({}, value)])
 
 
+def _zeroed(known: Iterable[str], seen: Mapping[str, int]) -> list[tuple[str, int]]:
+    counts = dict.fromkeys(known, 0)
+    counts.update(seen)
+    return sorted(counts.items())
+
+
 def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str:
     conc = view.conc
     out = _Out()
+    out.metric("vpnhub_build_info", "gauge", "Version of vpnhub and of Python; always 1.",
+               [({"version": __version__, "python": platform.python_version()}, 1)])
     sessions = view.listed()
     by_proto: dict[str, int] = {"IPsec/NAT-T": 0, "IPsec": 0}
     for s in sessions:
@@ -64,7 +84,7 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
             hs.completed)
     out.metric("vpnhub_handshakes_failed_total", "counter",
                "Phase 1 negotiations failed, by reason.",
-               [({"reason": r}, n) for r, n in sorted(hs.failed.items())])
+               [({"reason": r}, n) for r, n in _zeroed(KNOWN_HANDSHAKE_FAILURES, hs.failed)])
     out.one("vpnhub_ipsec_sas_established_total", "counter",
             "IPsec SAs negotiated (rekeys included).", hs.ipsec_sas)
     out.one("vpnhub_ipsec_rekeys_total", "counter", "IPsec SA rekeys.", hs.ipsec_rekeys)
@@ -72,10 +92,10 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
             int(conc.natt_enabled))
     _traffic(out, view.snapshot)
     drops: list[tuple[Mapping[str, object], int]] = [
-        ({"layer": "ike", "reason": r}, n) for r, n in sorted(conc.endpoint.drops.items())]
+        ({"layer": "ike", "reason": r}, n) for r, n in _zeroed(IKE_DROPS, conc.endpoint.drops)]
     total = view.snapshot.get("drops_total", {})
-    if isinstance(total, dict):
-        drops += [({"layer": "esp", "reason": r}, int(n)) for r, n in sorted(total.items())]
+    seen = {str(r): int(n) for r, n in total.items()} if isinstance(total, dict) else {}
+    drops += [({"layer": "esp", "reason": r}, n) for r, n in _zeroed(ESP_DROPS, seen)]
     out.metric("vpnhub_drops_total", "counter", "Packets dropped, by layer and reason.", drops)
     pools = sorted(conc.pools.items())
     out.metric("vpnhub_pool_addresses", "gauge", "Addresses of each group's pool.",
@@ -92,15 +112,16 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
 
 
 def _traffic(out: _Out, snap: Mapping[str, Any]) -> None:
-    sas = snap.get("sas", [])
-    rx_b = sum(int(s.get("bytes_in", 0)) for s in sas if s.get("direction") == "in")
-    rx_p = sum(int(s.get("packets_in", 0)) for s in sas if s.get("direction") == "in")
-    tx_b = sum(int(s.get("bytes_out", 0)) for s in sas if s.get("direction") == "out")
-    tx_p = sum(int(s.get("packets_out", 0)) for s in sas if s.get("direction") == "out")
-    out.metric("vpnhub_esp_bytes", "gauge", "Inner bytes through the current IPsec SAs.",
-               [({"direction": "rx"}, rx_b), ({"direction": "tx"}, tx_b)])
-    out.metric("vpnhub_esp_packets", "gauge", "Packets through the current IPsec SAs.",
-               [({"direction": "rx"}, rx_p), ({"direction": "tx"}, tx_p)])
+    # The data plane's running totals: the current SAs plus every SA that ended, so
+    # they never go down (a sum over the current SAs fell at each rekey and logout).
+    t = snap.get("esp_totals", {})
+    t = t if isinstance(t, dict) else {}
+    out.metric("vpnhub_esp_bytes_total", "counter", "Inner bytes through IPsec SAs.",
+               [({"direction": "rx"}, int(t.get("bytes_in", 0))),
+                ({"direction": "tx"}, int(t.get("bytes_out", 0)))])
+    out.metric("vpnhub_esp_packets_total", "counter", "Packets through IPsec SAs.",
+               [({"direction": "rx"}, int(t.get("packets_in", 0))),
+                ({"direction": "tx"}, int(t.get("packets_out", 0)))])
     kinds = (("tun_rx", "tunnel interface read"), ("udp_rx", "UDP 4500 received"),
              ("esp_rx", "raw ESP received"), ("ike_rx", "IKE over 4500 received"),
              ("ike_tx", "IKE over 4500 sent"), ("keepalive_rx", "NAT keepalives received"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import time
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -120,7 +121,7 @@ def _action(url: str, label: str, csrf: str, cls: str) -> str:
 
 def remote_row(d: dict[str, Any], csrf: str, now: float) -> str:
     sid = d["id"]
-    login = d.get("login_time_unix", now)
+    login = datetime.fromisoformat(d["login_time"]).timestamp()  # the session's, not `now`
     cells = [
         f'<a href="/sessions/{h(sid)}" class="user">{h(d["user"])}</a>',
         f'<span class="assigned">{h(d.get("assigned_ip") or "-")}</span><br>'

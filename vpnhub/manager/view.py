@@ -122,6 +122,16 @@ def rfc3339(t: float) -> str:
     return datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
 
 
+# Why a phase 1 fails, as counted below: the engine's stable error names
+# (vpnhub.ike) and the end reasons of half-open SAs. Each is a metric series from
+# the start, at 0; other reasons get theirs when they first happen.
+KNOWN_HANDSHAKE_FAILURES = (
+    "no_proposal_chosen", "hash_mismatch", "phase1_timeout", "negotiation_timed_out",
+    "unknown_group", "unknown_peer", "no_psk", "invalid_ke", "bad_nonce", "missing_payload",
+    "bad_proposal_syntax", "decryption_failed", "no_such_group",
+    "address_pool_exhausted")
+
+
 @dataclass
 class Handshakes:
     """Phase 1 negotiations seen by the manager's event hook (plain ints, for /metrics)."""

@@ -143,6 +143,8 @@ CTCP_SETUP_TIMEOUT: Final = 60.0  # no SA bound to an accepted connection: close
 CTCP_CONNECT_TIMEOUT: Final = 10.0
 FRAG_WARN_EVERY: Final = 60.0  # seconds between OuterFragmentation events per peer
 
+_TRAFFIC = ("bytes_in", "packets_in", "bytes_out", "packets_out")  # EspSA counters
+
 # Data-plane drop reasons (the SAs count their own: replay, auth_failed, ...).
 NOT_IPV4: Final = "not_ipv4"  # TUN packet that is not IPv4
 NO_SA: Final = "no_sa"  # no outbound SA for the inner destination
@@ -580,6 +582,10 @@ class Dataplane:
         self._ctcp: dict[Address, _CtcpConn] = {}
         self._handlers: dict[int, Callable[[float, int], None]] = {}
         self.drops: dict[str, int] = {}
+        # What removed SAs counted, so that the totals never go down when an SA ends
+        # (Prometheus counters must only grow: rate() reads a fall as a restart).
+        self.ended_traffic = dict.fromkeys(_TRAFFIC, 0)
+        self.ended_drops: dict[str, int] = {}
         self.tun_rx = 0
         self.udp_rx = 0
         self.esp_rx = 0
@@ -1229,6 +1235,9 @@ class Dataplane:
         sa = _build(cmd.sa)
         transport = _transport(cmd.transport, cmd.udp_encap)
         allowed = _ipv4(cmd.allowed_src) if cmd.allowed_src is not None else None
+        replaced = self._in.get(sa.spi_bytes)
+        if replaced is not None:  # the same SPI again: the old SA ends here
+            self._count_ended(replaced.sa)
         self._in[sa.spi_bytes] = _In(sa, self._peer(cmd.peer, transport), allowed)
         return sa
 
@@ -1238,15 +1247,19 @@ class Dataplane:
         net = ipaddress.IPv4Network(cmd.dst or "0.0.0.0/0")
         entry = _Out(sa, self._peer(cmd.peer, transport), str(net), self._limit(sa, transport))
         if net.prefixlen == 32:
+            replaced = self._out_exact.get(net.network_address.packed)
             self._out_exact[net.network_address.packed] = entry
         elif net.prefixlen == 0:
-            self._out_default = entry
+            replaced, self._out_default = self._out_default, entry
         else:
             key = (int(net.network_address), int(net.netmask))
+            replaced = next((p[2] for p in self._out_prefix if p[:2] == key), None)
             rest = [p for p in self._out_prefix if p[:2] != key]
             rest.append((*key, entry))
             rest.sort(key=lambda p: -p[1])  # longest prefix (largest mask) first
             self._out_prefix = rest
+        if replaced is not None:  # a rekey's new SA took the route: the old one ends here
+            self._count_ended(replaced.sa)
         return sa
 
     def _outbound_entries(self) -> list[_Out]:
@@ -1257,19 +1270,35 @@ class Dataplane:
 
     def _remove_sa(self, spi: int) -> int:
         key = spi.to_bytes(4, "big")
-        removed = 1 if self._in.pop(key, None) is not None else 0
+        gone: dict[int, EspSA] = {}  # by id, to count each SA once
+        inbound = self._in.pop(key, None)
+        removed = 1 if inbound is not None else 0
+        if inbound is not None:
+            gone[id(inbound.sa)] = inbound.sa
         for dst, entry in list(self._out_exact.items()):
             if entry.sa.spi == spi:
                 del self._out_exact[dst]
+                gone[id(entry.sa)] = entry.sa
                 removed += 1
         before = len(self._out_prefix)
+        gone.update((id(p[2].sa), p[2].sa) for p in self._out_prefix if p[2].sa.spi == spi)
         self._out_prefix = [p for p in self._out_prefix if p[2].sa.spi != spi]
         removed += before - len(self._out_prefix)
         if self._out_default is not None and self._out_default.sa.spi == spi:
+            gone[id(self._out_default.sa)] = self._out_default.sa
             self._out_default = None
             removed += 1
+        for sa in gone.values():
+            self._count_ended(sa)
         self._forget_idle_peers()
         return removed
+
+    def _count_ended(self, sa: EspSA) -> None:
+        """Keep an ending SA's counts in the running totals (``esp_totals``)."""
+        for name in _TRAFFIC:
+            self.ended_traffic[name] += getattr(sa, name)
+        for reason, count in sa.drops.items():
+            self.ended_drops[reason] = self.ended_drops.get(reason, 0) + count
 
     def _forget_idle_peers(self) -> None:
         used = {id(e.peer) for e in self._in.values()}
@@ -1295,6 +1324,9 @@ class Dataplane:
         """All counters; call in the data-plane thread (``GetStats``) while it runs."""
         sas: list[dict[str, object]] = []
         totals: dict[str, int] = dict(self.drops)
+        for reason, count in self.ended_drops.items():
+            totals[reason] = totals.get(reason, 0) + count
+        traffic = dict(self.ended_traffic)
         for key, entry in self._in.items():
             sas.append({**entry.sa.stats(), "direction": "in", "peer": entry.peer.addr,
                         "seen": entry.seen, "udp_encap": entry.peer.udp,
@@ -1303,6 +1335,9 @@ class Dataplane:
             sas.append({**out.sa.stats(), "direction": "out", "peer": out.peer.addr,
                         "udp_encap": out.peer.udp, "transport": out.peer.transport,
                         "dst": out.dst, "tunnel_mtu": out.limit})
+        for sa in [e.sa for e in self._in.values()] + [e.sa for e in self._outbound_entries()]:
+            for name in _TRAFFIC:
+                traffic[name] += getattr(sa, name)
         for entry_stats in sas:
             drops = entry_stats["drops"]
             assert isinstance(drops, dict)
@@ -1319,6 +1354,7 @@ class Dataplane:
             "cisco_udp_rx": self.cisco_udp_rx,
             "drops": dict(self.drops),
             "drops_total": totals,
+            "esp_totals": traffic,  # live SAs + ended ones: never goes down
             "control_dropped": self.inbox.dropped,
             "frag": {**self.frag.stats(), "outer_mtu": self.outer_mtu},
             "ctcp": {
