@@ -41,6 +41,7 @@ from vpnhub.net.dataplane import (
     open_esp_socket,
     open_udp_socket,
 )
+from vpnhub.net.jsonline import RequestError, read_request
 from vpnhub.net.tun import TunDevice, ip
 from vpnhub.wire.constants import EncapsulationMode
 
@@ -616,7 +617,12 @@ class VpnClient:
     async def _status_client(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
         try:
-            await asyncio.wait_for(reader.readline(), 5)
+            try:
+                await read_request(reader, 5)  # any request: the answer is the status
+            except RequestError as e:
+                writer.write(json.dumps({"error": str(e)}).encode() + b"\n")
+                await writer.drain()
+                return
             await self._refresh_counters()
             writer.write(json.dumps(self.status_dict()).encode() + b"\n")
             await writer.drain()

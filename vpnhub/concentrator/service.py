@@ -52,6 +52,7 @@ from vpnhub.net.dataplane import (
     open_esp_socket,
     open_udp_socket,
 )
+from vpnhub.net.jsonline import RequestError, read_request
 from vpnhub.net.tun import TunDevice, ip
 from vpnhub.session.pool import AddressPool, PoolError
 from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
@@ -613,10 +614,11 @@ class Concentrator:
     async def _admin_client(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 5)
             try:
-                req = json.loads(line or b"{}")
-                reply = await self.admin_command(req if isinstance(req, dict) else {})
+                req = await read_request(reader, 5)
+                reply = await self.admin_command(req)
+            except RequestError as e:  # too long, too deep, not JSON: answered, not raised
+                reply = {"error": str(e)}
             except (ValueError, KeyError) as e:
                 reply = {"error": f"bad request: {e}"}
             writer.write(json.dumps(reply).encode() + b"\n")
