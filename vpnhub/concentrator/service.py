@@ -53,6 +53,7 @@ from vpnhub.net.dataplane import (
     open_udp_socket,
 )
 from vpnhub.net.jsonline import RequestError, read_request
+from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 from vpnhub.session.pool import AddressPool, PoolError
 from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
@@ -92,6 +93,9 @@ class Concentrator:
         self.tun: TunDevice | None = None
         self.dataplane: Dataplane | None = None
         self.sock500: socket.socket | None = None
+        # IKE out of UDP 500 and UDP 4500: queued while the socket's buffer is full
+        self.out500: SendQueue | None = None
+        self.out4500: SendQueue | None = None
         self._last_stats = 0.0
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
 
@@ -225,8 +229,28 @@ class Concentrator:
         self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox, cisco_udp=cisco,
                                    ctcp_listeners=listeners, frag_policy=c.fragmentation)
         self.dataplane.start()
+        self._open_send_queues(loop)
+
+    def _open_send_queues(self, loop: asyncio.AbstractEventLoop) -> None:
+        c = self.config.concentrator
+        if self.sock500 is not None:
+            self.out500 = SendQueue(loop, self.sock500.fileno(), self.sock500.sendto,
+                                    on_drops=lambda n: self._ike_send_drops(c.ike_port, n))
+        dp = self.dataplane
+        if dp is not None and dp.udp is not None:
+            # send_ike is a plain sendto on the data plane's 4500 socket: EAGAIN comes
+            # back here; a second epoll (asyncio's) may watch the same socket
+            self.out4500 = SendQueue(loop, dp.udp.fileno(), lambda m, a: dp.send_ike(m, a),
+                                     on_drops=lambda n: self._ike_send_drops(c.natt_port, n))
+
+    def _ike_send_drops(self, port: int, total: int) -> None:
+        self.log.add("IKE", 3, f"UDP {port} send buffer full: IKE messages dropped, the"
+                     f" send queue is full ({total} so far; peers retransmit)")
 
     def _teardown_network(self) -> None:
+        for q in (self.out500, self.out4500):
+            if q is not None:
+                q.close()
         if self.dataplane is not None:
             self.dataplane.close()
             for s in (self.dataplane.udp, self.dataplane.esp, self.dataplane.cisco_udp,
@@ -368,11 +392,11 @@ class Concentrator:
                     assert self.dataplane is not None
                     self.dataplane.send_ike(d.data, d.remote, transport="ctcp")
                 elif d.local_port == self.config.concentrator.natt_port:
-                    assert self.dataplane is not None
-                    self.dataplane.send_ike(d.data, d.remote)
+                    assert self.out4500 is not None
+                    self.out4500.send(d.data, d.remote)
                 else:
-                    assert self.sock500 is not None
-                    self.sock500.sendto(d.data, d.remote)
+                    assert self.out500 is not None
+                    self.out500.send(d.data, d.remote)
             except OSError as e:
                 self.log.add("IKE", 3, f"cannot send to {d.remote[0]}:{d.remote[1]}: {e}")
 
@@ -648,8 +672,14 @@ class Concentrator:
         if cmd == "stats":
             return {"endpoint_drops": dict(self.endpoint.drops),
                     "half_open": self.endpoint.half_open_count(),
-                    "sas": len(self.endpoint)}
+                    "sas": len(self.endpoint), "ike_send": self._send_counters()}
         return {"error": f"unknown command {cmd!r}"}
+
+    def _send_counters(self) -> dict[str, int]:
+        """IKE messages that met a full send buffer: queued, sent late, dropped."""
+        qs = [q for q in (self.out500, self.out4500) if q is not None]
+        return {"queued": sum(q.queued for q in qs), "sent_late": sum(q.sent_late for q in qs),
+                "dropped": sum(q.dropped for q in qs), "waiting": sum(len(q) for q in qs)}
 
 
 _IKE_HASH = {"md5": 1, "sha1": 2, "sha256": 4, "sha384": 5, "sha512": 6}
