@@ -112,7 +112,8 @@ class Concentrator:
             natt=self.natt_enabled and not over_tcp, xauth=True,
             transport="tcp" if over_tcp else "udp", log_severity=self.log.max_severity(),
             dpd_interval=float(c.dpd_interval),
-            dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}")
+            dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}",
+            xauth_timeout=float(c.xauth_timeout))
 
     def _l2l_config(self, site: LanToLanConfig) -> IkeConfig:
         c = self.config.concentrator
