@@ -4,6 +4,9 @@
    request, or answers it and never asks for its address: the concentrator
    deletes the IKE SA after [concentrator] xauth_timeout with a line naming
    the likely cause, and holds no address.
+2. vpnc in Cisco IPsec-over-UDP mode with PFS next to a NAT-T vpnc without:
+   the session shows the client's real (translated) UDP port of its ESP and
+   the PFS group, or "none", per IPsec SA (JSON and `vpnhub sessions`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import pytest
 from vpnhub_harness import VpnhubServer
 
 from vpnhub.lab.peers import start_vpnc
-from vpnhub.lab.topology import Topology, wait_until
+from vpnhub.lab.topology import LAN_HOST, PAT_OUTSIDE, Topology, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -61,3 +64,43 @@ def test_client_without_xauth_is_deleted_after_xauth_timeout(
         assert data["sessions"] == [] and data["summary"]["total_active"] == 0, data
         assert not srv.lines("assigned"), srv.explain("an address was assigned", vpnc)
         vpnc.stop()
+
+
+# ---------------------------------------------------------------------------- 2
+def test_cisco_udp_port_and_pfs_are_shown(lab_prefix: str, lab_run_dir: Path,
+                                          peer_tools: None, vpnhub: StartVpnhub) -> None:
+    with Topology(lab_prefix, clients=2, run_dir=lab_run_dir) as topo:
+        srv = vpnhub(topo, natt=True, extra={"nat_transparency": {"ipsec_over_udp": True}})
+        udp = start_vpnc(topo, "c1", natt_mode="cisco-udp", dh="dh14", pfs="dh14")
+        natt = start_vpnc(topo, "c2", natt_mode="natt", dh="dh14", pfs="nopfs")
+        for v in (udp, natt):
+            v.wait_usable(20)
+            assert topo.ping(v.host, LAN_HOST, count=2, interval=0.2, timeout=2,
+                             interface=v.host.tun), srv.explain("no ping", v)
+        # the PAT's translation of c1's ESP-in-UDP to 10000: what the detail must show
+        xlate = [e for e in topo.pat_conntrack("udp")
+                 if e.remote[1] == 10000 and e.inside[0] == udp.host.addr]
+        assert len(xlate) == 1, xlate
+        pat_port = xlate[0].outside[1]
+
+        def both(d: dict[str, Any]) -> bool:
+            return len(d["sessions"]) == 2 and all(s["ipsec"] for s in d["sessions"]) and all(
+                sa["udp_src_port"] for s in d["sessions"] for sa in s["ipsec"])
+
+        data = srv.wait_sessions(both, "two sessions with their UDP ports", logs=[udp, natt])
+        by_user = {s["user"]: s for s in data["sessions"]}
+        s1, s2 = by_user[udp.username], by_user[natt.username]
+        assert s1["protocol"] == "IPsec/UDP" and s2["protocol"] == "IPsec/NAT-T", data
+        for sa in s1["ipsec"]:
+            assert (sa["udp_src_port"], sa["udp_dst_port"]) == (pat_port, 10000), (sa, xlate)
+            assert sa["pfs"] == "MODP_2048 (group 14)" and sa["pfs_group"] == 14, sa
+        assert s1["public_port"] != pat_port or s1["public_port"] == 500  # IKE's own port
+        for sa in s2["ipsec"]:
+            assert (sa["udp_src_port"], sa["udp_dst_port"]) == (s2["public_port"], 4500), sa
+            assert sa["pfs"] == "none" and sa["pfs_group"] == 0, sa
+        table = srv.cli("sessions").stdout
+        assert f"IPsec over UDP from {PAT_OUTSIDE}:{pat_port} to port 10000" in table, table
+        assert srv.lines("IPsec over UDP: the client's ESP comes from UDP port"), srv.tail()
+        assert not srv.lines("ESP from a new NAT mapping"), srv.tail()  # not a move
+        for v in (udp, natt):
+            v.stop()

@@ -315,7 +315,16 @@ class Concentrator:
             sa.remote = e.new
         if self.dataplane is not None:  # authentic ESP from there: follow (RFC 3948 2.2)
             self.dataplane.submit(UpdatePeer(e.old, e.new))
-        s.public_ip, s.public_port = e.new
+        if s.transport == "cisco-udp":  # ESP's own port: IKE's (public_port) stays
+            first, s.udp_port = not s.udp_port, e.new[1]
+            if first:
+                self.log.add("NATT", 5, f"IPsec over UDP: the client's ESP comes from UDP port"
+                             f" {e.new[1]}", peer=f"{e.new[0]}:{e.new[1]}", group=s.group,
+                             user=s.user)
+                return
+            s.public_ip = e.new[0]
+        else:
+            s.public_ip, s.public_port = e.new
         self.log.add("NATT", 4, f"ESP from a new NAT mapping {e.new[0]}:{e.new[1]}"
                      f" (was {e.old[0]}:{e.old[1]}): following it", peer=f"{e.new[0]}:{e.new[1]}",
                      group=s.group, user=s.user)
@@ -567,6 +576,7 @@ class Concentrator:
         peer = sa.remote if udp or transport == "ctcp" else (sa.remote[0], 0)
         if transport == "cisco-udp":
             peer = (sa.remote[0], self.udp_port)
+            s.udp_server_port = self.udp_port
         self.dataplane.submit(AddInbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
                                          transport=transport))
         dst = allowed or str(e.remote_ts)
@@ -579,7 +589,7 @@ class Concentrator:
         self.spi_owner[e.spi_out] = s.key
         s.children[e.spi_in] = ChildInfo(e.spi_in, e.spi_out, e.transform, e.key_length, e.auth,
                                          e.encapsulation, str(e.local_ts), str(e.remote_ts),
-                                         e.lifetime, time.time())
+                                         e.lifetime, time.time(), pfs_group=e.pfs_group)
         s.nat_t = udp
         if transport:
             s.nat_t = False
