@@ -7,12 +7,19 @@
 2. vpnc in Cisco IPsec-over-UDP mode with PFS next to a NAT-T vpnc without:
    the session shows the client's real (translated) UDP port of its ESP and
    the PFS group, or "none", per IPsec SA (JSON and `vpnhub sessions`).
+3. The PAT loses its mappings mid-session (`conntrack -F`, also after
+   deleting and reloading its nft masquerade table) while two vpnc tunnels
+   ping: both tunnels carry traffic again within RECOVERY_BOUND, each
+   session keeps its own address, and the concentrator's "following it" line
+   for each new mapping names that mapping's user.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,12 @@ pytestmark = pytest.mark.netns
 
 StartVpnhub = Callable[..., VpnhubServer]
 XAUTH_TIMEOUT = 10  # s: the configured bound (the default, 60 s, would only slow the test)
+# The first authentic ESP through the new mapping moves the peer (RFC 3948 2.2): one
+# ping interval (0.1 s) plus the data plane -> control plane -> data plane round
+# trip (ms). 5 s is generous on a loaded 2-core machine and far below what DPD or
+# NAT keepalives (20-30 s) would take if the concentrator did not follow.
+RECOVERY_BOUND = 5.0
+PING_INTERVAL = 0.1
 
 
 def admin(srv: VpnhubServer, req: dict[str, Any]) -> dict[str, Any]:
@@ -103,4 +116,82 @@ def test_cisco_udp_port_and_pfs_are_shown(lab_prefix: str, lab_run_dir: Path,
         assert srv.lines("IPsec over UDP: the client's ESP comes from UDP port"), srv.tail()
         assert not srv.lines("ESP from a new NAT mapping"), srv.tail()  # not a move
         for v in (udp, natt):
+            v.stop()
+
+
+# ---------------------------------------------------------------------------- 3
+REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from .* icmp_seq=(\d+)", re.MULTILINE)
+
+
+def reply_times(log: Path) -> list[float]:
+    return [float(t) for t, _ in REPLY.findall(log.read_text())]
+
+
+def natt_ports(topo: Topology) -> dict[str, int]:
+    """Client inside address -> the PAT's outside port of its UDP 4500 flow."""
+    return {e.inside[0]: e.outside[1] for e in topo.pat_conntrack("udp")
+            if e.remote[1] == 4500 and e.inside[0].startswith("10.10.10.")}
+
+
+def reload_masquerade(topo: Topology) -> None:
+    """Delete and re-create the PAT's nft table, as an operator reloading rules does."""
+    table = f"{topo.prefix}pat"
+    ruleset = topo.exec(topo.pat, ["nft", "list", "table", "ip", table], check=True).stdout
+    topo.exec(topo.pat, ["nft", "delete", "table", "ip", table], check=True)
+    topo.exec(topo.pat, ["nft", "-f", "-"], input=ruleset, check=True)
+
+
+@pytest.mark.parametrize("how", ["conntrack-flush", "nft-reload"])
+def test_pat_flushes_its_mappings_mid_session(lab_prefix: str, lab_run_dir: Path,
+                                              peer_tools: None, vpnhub: StartVpnhub,
+                                              how: str) -> None:
+    with Topology(lab_prefix, clients=2, run_dir=lab_run_dir) as topo:
+        srv = vpnhub(topo, natt=True)
+        clients = [start_vpnc(topo, c, dh="dh14") for c in topo.clients]
+        for v in clients:
+            v.wait_usable(30)
+        inner = {v.username: v.wait_connected(5)["INTERNAL_IP4_ADDRESS"] for v in clients}
+        before = natt_ports(topo)
+        pings = {v.username: topo.spawn(
+            v.host, ["ping", "-D", "-n", "-i", f"{PING_INTERVAL}", "-w", "12", "-I",
+                     v.host.tun, LAN_HOST], f"ping-{v.host.role}.log") for v in clients}
+        wait_until(lambda: all(len(reply_times(p.log)) >= 10 for p in pings.values()), 10,
+                   what="both pings answered through their tunnels")
+        if how == "nft-reload":
+            reload_masquerade(topo)
+        flushed_at = time.time()
+        topo.flush_pat_conntrack()
+        wait_until(lambda: all(any(t > flushed_at + 1 for t in reply_times(p.log))
+                               for p in pings.values()), RECOVERY_BOUND + 2,
+                   what="replies again after the flush")
+        gaps = {}
+        for user, p in pings.items():
+            times = reply_times(p.log)
+            last = max((t for t in times if t <= flushed_at), default=flushed_at)
+            first = min(t for t in times if t > flushed_at)
+            gaps[user] = first - last
+        after = natt_ports(topo)
+        for p in pings.values():
+            p.stop()
+        logs = [v.log for v in clients]
+        assert all(g <= RECOVERY_BOUND for g in gaps.values()), srv.explain(
+            f"traffic resumed after {gaps} s (bound {RECOVERY_BOUND} s)", *logs)
+
+        data = srv.sessions()
+        by_user = {s["user"]: s for s in data["sessions"]}
+        assert sorted(by_user) == sorted(inner), data
+        for v in clients:
+            s = by_user[v.username]
+            assert s["assigned_ip"] == inner[v.username], (s, inner)  # its own address
+            new_port = after[v.host.addr]
+            assert s["public_port"] == new_port, srv.explain(
+                f"{v.username}: session on port {s['public_port']}, PAT maps"
+                f" {v.host.addr}:4500 to {new_port} (before the flush: {before})", *logs)
+            if new_port != before[v.host.addr]:  # the concentrator followed: who, logged
+                moved = srv.lines("ESP from a new NAT mapping", f":{new_port} ")
+                assert moved and all(f"user={v.username}" in ln for ln in moved), srv.explain(
+                    f"{v.username}: the move to port {new_port} is logged as {moved}", *logs)
+        per = ", ".join(f"{u} {g:.2f} s" for u, g in gaps.items())
+        print(f"\nPAT {how}: ping gap per tunnel {per}; outside ports {before} -> {after}")
+        for v in clients:
             v.stop()
