@@ -255,10 +255,11 @@ class IkeSA:
     def get_timer(self) -> float | None:
         times = [p.next_at for p in self._pending.values()]
         if self.state is State.ESTABLISHED:
-            if self.dpd_next_at is not None:
+            deadline = self._xauth_deadline()
+            if self.dpd_next_at is not None and deadline is None:
                 times.append(self.dpd_next_at)
             times += self._child_deadlines()
-            if (deadline := self._xauth_deadline()) is not None:
+            if deadline is not None:
                 times.append(deadline)
             if self.lifetime and self.established_at is not None:
                 times.append(self.established_at + self.lifetime)
@@ -609,11 +610,16 @@ class IkeSA:
             self._log("IKE", 4, f"IKE SA lifetime of {self.lifetime} s expired")
             self.terminate("IKE SA lifetime expired", now, by_peer=False, notify_peer=True)
             return
-        if (deadline := self._xauth_deadline()) is not None and now >= deadline:
+        deadline = self._xauth_deadline()
+        if deadline is not None and now >= deadline:
             self._xauth_timed_out(now)
             return
         quick.check_child_lifetimes(self, now)
-        informational.check_dpd(self, now)
+        # DPD watches a tunnel; until XAUTH and Mode Config made one, the XAUTH
+        # deadline bounds the SA (a client stuck in setup, e.g. vpnc --vendor
+        # netscreen, does not answer R-U-THERE and would be blamed as "dead")
+        if deadline is None:
+            informational.check_dpd(self, now)
         self._check_phase1_rekey(now)
 
     def _xauth_deadline(self) -> float | None:
