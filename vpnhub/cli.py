@@ -158,6 +158,12 @@ def format_sessions(reply: dict[str, Any]) -> str:
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
     for x in reply.get("sessions", []):
+        if x.get("protocol") == "IPsec/UDP":  # the IKE port above; ESP has its own
+            ports = [(sa.get("udp_src_port", 0), sa.get("udp_dst_port", 0))
+                     for sa in x.get("ipsec", [])]
+            src, dst = ports[0] if ports else (0, 0)
+            lines.append(f"  {x['user']}: IPsec over UDP from {x['public_ip']}:"
+                         f"{src or '(no ESP yet)'} to port {dst}")
         if x.get("diagnosis"):
             lines.append(f"  ! {x['user']}: {x['diagnosis']}")
     if len(rows) == 1:

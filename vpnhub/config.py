@@ -394,6 +394,7 @@ class ConcentratorConfig:
     ipsec_lifetime: int = 28800
     dpd_interval: int = 30
     dpd_retries: int = 5
+    xauth_timeout: int = 60
     natt_keepalive: int = 20
     fragmentation: str = "before-encryption"
     workers: int = 1
@@ -890,6 +891,7 @@ _CONCENTRATOR_KEYS = frozenset({
     "public_address", "private_networks", "tunnel_interface", "allow_legacy_crypto",
     "ike_port", "natt_port", "ike_lifetime", "ipsec_lifetime", "dpd_interval", "dpd_retries",
     "natt_keepalive", "fragmentation", "workers", "banner", "default_domain", "dns", "nbns",
+    "xauth_timeout",
 })  # fmt: skip
 _NATT_KEYS = frozenset({"ipsec_over_natt", "ipsec_over_udp", "ipsec_over_udp_port",
                         "ipsec_over_tcp", "ipsec_over_tcp_ports"})  # fmt: skip
@@ -993,6 +995,7 @@ def _concentrator(t: _Table) -> ConcentratorConfig:
         ipsec_lifetime=ipsec_lifetime,
         dpd_interval=t.integer("dpd_interval", 30, 0, 3600),
         dpd_retries=t.integer("dpd_retries", 5, 1, 100),
+        xauth_timeout=t.integer("xauth_timeout", 60, 5, 600),
         natt_keepalive=t.integer("natt_keepalive", 20, 0, 3600),
         fragmentation=t.choice("fragmentation", "before-encryption", _FRAGMENTATION),
         workers=t.integer("workers", 1, 1, 256),

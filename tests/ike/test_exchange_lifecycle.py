@@ -6,6 +6,7 @@ import pytest
 from ike_harness import Lab
 
 from vpnhub.ike import events as ev
+from vpnhub.ike import transaction
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.secret import Secret
 
@@ -286,3 +287,62 @@ def test_decodes_are_not_built_when_nobody_keeps_them() -> None:
     lab.run()
     assert c.sa.established
     assert not [e for e in c.events if isinstance(e, ev.LogLine) and e.severity > 5]
+
+
+def test_client_that_never_answers_xauth_is_deleted_after_the_xauth_timeout() -> None:
+    """vpnc --vendor netscreen finishes phase 1, then never answers the XAUTH
+    request: the SA must not linger (issue 11, 7b); the log names the likely cause."""
+    lab = Lab()
+    c = lab.add_client()
+    setattr(c.sa, "xauth_reply", lambda *args: None)  # noqa: B010 -- a client without XAUTH
+    c.sa.initiate(lab.now)
+    lab.run()
+    srv = lab.server_sa_for(c)
+    assert srv is not None and srv.established and not srv.xauth_done
+    timeout = getattr(srv.config, "xauth_timeout", 60.0)  # (the same test runs on older code)
+    assert 30 <= timeout <= 120  # a user may be typing: bounded, but not short
+    lab.advance(timeout - 5)
+    assert lab.server_sa_for(c) is srv  # still waiting
+    lab.advance(5)
+    assert lab.server_sa_for(c) is None
+    failed = [e for s, e in lab.server_events if s is srv and isinstance(e, ev.NegotiationFailed)]
+    assert [e.error for e in failed] == ["xauth_timeout"]
+    lines = [e.text for s, e in lab.server_events if s is srv and isinstance(e, ev.LogLine)
+             and e.cls == "XAUTH" and e.severity <= 3]
+    assert any("no XAUTH reply" in t and "vendor" in t for t in lines), lines
+    assert not c.sa.established  # the client was told (DELETE), not left hanging
+
+
+def test_client_that_never_asks_for_mode_config_is_deleted_after_the_xauth_timeout(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What real vpnc --vendor netscreen does: it answers XAUTH, then waits for
+    something the Cisco side never sends; it never asks for its address."""
+    lab = Lab()
+    c = lab.add_client()
+    monkeypatch.setattr(transaction, "client_modecfg_request", lambda *args: None)
+    c.sa.initiate(lab.now)
+    lab.run()
+    srv = lab.server_sa_for(c)
+    assert srv is not None and srv.xauth_done and srv.modecfg is None
+    timeout = getattr(srv.config, "xauth_timeout", 60.0)
+    # vpnc is stuck waiting: it answers nothing, DPD included (the default DPD
+    # would call it a dead peer after 55 s, before the XAUTH deadline)
+    lab.clients.remove(c)
+    for _ in range(int(timeout - 5) // 5):
+        lab.advance(5)
+    assert lab.server_sa_for(c) is srv
+    lab.advance(5)
+    assert lab.server_sa_for(c) is None
+    assert not [e for s, e in lab.server_events if s is srv and isinstance(e, ev.DeadPeer)]
+    lines = [e.text for s, e in lab.server_events if s is srv and isinstance(e, ev.LogLine)
+             and e.cls == "XAUTH" and e.severity <= 3]
+    assert any("no Mode Config request" in t and "vpnclient1" in t for t in lines), lines
+
+
+def test_xauth_timeout_spares_a_user_who_answered() -> None:
+    lab = Lab()
+    c = _up(lab)
+    srv = lab.server_sa_for(c)
+    assert srv is not None and srv.xauth_done
+    lab.advance(srv.config.xauth_timeout + 1)
+    assert lab.server_sa_for(c) is srv and c.sa.established

@@ -250,3 +250,31 @@ def test_up_cleans_a_crashed_lab_first(lab_prefix: str) -> None:
         assert down.returncode == 0, show(down)
     assert not procs.is_running(*second)
     assert_nothing_left(lab_prefix)
+
+
+@pytest.mark.netns
+def test_down_removes_only_what_the_lab_created(lab_prefix: str) -> None:
+    """A namespace named like the lab's but made by hand survives `lab down` (issue 11, 8b)."""
+    require_tools(*LAB_TOOLS)
+    p = ["--prefix", lab_prefix]
+    mine = f"{lab_prefix}-foreign"
+    with subreaper():
+        try:
+            up = lab("up", *p, "--clients", "1")
+            assert up.returncode == 0, show(up)
+            subprocess.run(["ip", "netns", "add", mine], check=True)
+            down = lab("down", *p)
+            reap_orphans()
+            assert down.returncode == 0, show(down)
+            namespaces = subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                        text=True, check=True).stdout.split()
+            assert mine in namespaces, show(down)
+            assert f"left alone (named like lab {lab_prefix}'s" in down.stderr, show(down)
+            assert f"netns {mine}" in down.stderr, show(down)
+            assert not [n for n in namespaces if n.startswith(f"{lab_prefix}-") and n != mine]
+            assert f"lab {lab_prefix} removed" in down.stdout, show(down)
+        finally:
+            lab("down", *p)
+            reap_orphans()
+            subprocess.run(["ip", "netns", "del", mine], check=False)
+    assert_nothing_left(lab_prefix)

@@ -23,6 +23,7 @@ from vpnhub.lab.topology import (
     Topology,
     parse_conntrack,
     reap_orphaned_labs,
+    record_netns,
     run,
 )
 
@@ -156,11 +157,11 @@ def test_orphaned_test_labs_are_reaped_live_ones_kept(lab_run_dir: Path) -> None
 
 @pytest.mark.netns
 def test_same_prefix_cleans_a_half_built_one(lab_prefix: str, lab_run_dir: Path) -> None:
-    # what an interrupted build can leave: some namespaces, even a stray link
-    run(["ip", "netns", "add", f"{lab_prefix}-pat"])
-    run(["ip", "netns", "add", f"{lab_prefix}-c1"])
-    run(["ip", "link", "add", f"{lab_prefix}po", "type", "veth", "peer", "name",
-         f"{lab_prefix}ci"])
+    # what an interrupted build can leave: some namespaces, recorded as the build
+    # records them before creating them (only what the lab recorded is removed)
+    for ns in (f"{lab_prefix}-pat", f"{lab_prefix}-c1"):
+        record_netns(lab_prefix, ns)
+        run(["ip", "netns", "add", ns])
     try:
         with Topology(lab_prefix, clients=1, run_dir=lab_run_dir) as topo:
             assert topo.ping("c1", CONC_PUBLIC)

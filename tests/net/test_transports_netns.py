@@ -172,6 +172,7 @@ def _nft(prefix: str, filters: str) -> str:
 def _build(prefix: str, filters: str) -> None:
     ns_a, ns_r, ns_b = f"{prefix}-a", f"{prefix}-r", f"{prefix}-b"
     for ns in (ns_a, ns_r, ns_b):
+        topology.record_netns(prefix, ns)  # topology.cleanup(prefix) removes what is recorded
         ip("netns", "add", ns)
         sh(ns, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
            "net.ipv6.conf.default.disable_ipv6=1", check=True)

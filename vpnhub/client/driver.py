@@ -41,6 +41,8 @@ from vpnhub.net.dataplane import (
     open_esp_socket,
     open_udp_socket,
 )
+from vpnhub.net.jsonline import RequestError, read_request
+from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 from vpnhub.wire.constants import EncapsulationMode
 
@@ -131,6 +133,8 @@ class VpnClient:
         self.tun: TunDevice | None = None
         self.dataplane: Dataplane | None = None
         self.sock500: socket.socket | None = None
+        # IKE that meets a full send buffer waits here (per socket fd) until writable
+        self._send_queues: dict[int, SendQueue] = {}
         self._routes: list[str] = []
         self._resolv_backup: str | None = None
         self._stop = asyncio.Event()
@@ -267,6 +271,7 @@ class VpnClient:
                 with contextlib.suppress(Exception):
                     ip("route", "del", r)
             self._routes.clear()
+        self._close_send_queues()  # before their sockets close
         if self.dataplane is not None:
             self.dataplane.close()
             for s in (self.dataplane.udp, self.dataplane.esp, self.dataplane.cisco_udp):
@@ -280,6 +285,7 @@ class VpnClient:
             self.tun = None
 
     def _close(self) -> None:
+        self._close_send_queues()
         if self.sock500 is not None:
             with contextlib.suppress(Exception):
                 asyncio.get_running_loop().remove_reader(self.sock500.fileno())
@@ -323,12 +329,28 @@ class VpnClient:
                     self._ensure_dataplane().send_ike(d.data, d.remote, transport="ctcp")
                 elif d.local_port == 4500:
                     dp = self._ensure_dataplane()
-                    dp.send_ike(d.data, d.remote)
+                    assert dp.udp is not None
+                    self._send_queue(dp.udp, dp.send_ike).send(d.data, d.remote)
                 else:
                     assert self.sock500 is not None
-                    self.sock500.sendto(d.data, d.remote)
+                    self._send_queue(self.sock500, self.sock500.sendto).send(d.data, d.remote)
             except OSError as e:
                 self.say(f"cannot send to {d.remote[0]}:{d.remote[1]}: {e}")
+
+    def _send_queue(self, sock: socket.socket,
+                    send: Callable[[bytes, tuple[str, int]], object]) -> SendQueue:
+        q = self._send_queues.get(sock.fileno())
+        if q is None:
+            q = SendQueue(asyncio.get_running_loop(), sock.fileno(), send,
+                          on_drops=lambda n: self.say(f"IKE send buffer full: {n} message(s)"
+                                                      " dropped so far"))
+            self._send_queues[sock.fileno()] = q
+        return q
+
+    def _close_send_queues(self) -> None:
+        for q in self._send_queues.values():
+            q.close()
+        self._send_queues.clear()
 
     def _ensure_dataplane(self) -> Dataplane:
         """The TUN and the ESP sockets (the data plane owns UDP 4500)."""
@@ -616,7 +638,12 @@ class VpnClient:
     async def _status_client(self, reader: asyncio.StreamReader,
                              writer: asyncio.StreamWriter) -> None:
         try:
-            await asyncio.wait_for(reader.readline(), 5)
+            try:
+                await read_request(reader, 5)  # any request: the answer is the status
+            except RequestError as e:
+                writer.write(json.dumps({"error": str(e)}).encode() + b"\n")
+                await writer.drain()
+                return
             await self._refresh_counters()
             writer.write(json.dumps(self.status_dict()).encode() + b"\n")
             await writer.drain()

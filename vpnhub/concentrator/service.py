@@ -61,6 +61,8 @@ from vpnhub.net.dataplane import (
     open_esp_socket,
     open_udp_socket,
 )
+from vpnhub.net.jsonline import RequestError, read_request
+from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 from vpnhub.session.pool import AddressPool, PoolError
 from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
@@ -100,6 +102,9 @@ class Concentrator:
         self.tun: TunDevice | None = None
         self.dataplane: Dataplane | None = None
         self.sock500: socket.socket | None = None
+        # IKE out of UDP 500 and UDP 4500: queued while the socket's buffer is full
+        self.out500: SendQueue | None = None
+        self.out4500: SendQueue | None = None
         self._last_stats = 0.0
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
         self._state: StateKeeper | None = None  # the state record (crash recovery)
@@ -118,7 +123,8 @@ class Concentrator:
             natt=self.natt_enabled and not over_tcp, xauth=True,
             transport="tcp" if over_tcp else "udp", log_severity=self.log.max_severity(),
             dpd_interval=float(c.dpd_interval),
-            dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}")
+            dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}",
+            xauth_timeout=float(c.xauth_timeout))
 
     def _l2l_config(self, site: LanToLanConfig) -> IkeConfig:
         c = self.config.concentrator
@@ -239,8 +245,28 @@ class Concentrator:
         self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox, cisco_udp=cisco,
                                    ctcp_listeners=listeners, frag_policy=c.fragmentation)
         self.dataplane.start()
+        self._open_send_queues(loop)
+
+    def _open_send_queues(self, loop: asyncio.AbstractEventLoop) -> None:
+        c = self.config.concentrator
+        if self.sock500 is not None:
+            self.out500 = SendQueue(loop, self.sock500.fileno(), self.sock500.sendto,
+                                    on_drops=lambda n: self._ike_send_drops(c.ike_port, n))
+        dp = self.dataplane
+        if dp is not None and dp.udp is not None:
+            # send_ike is a plain sendto on the data plane's 4500 socket: EAGAIN comes
+            # back here; a second epoll (asyncio's) may watch the same socket
+            self.out4500 = SendQueue(loop, dp.udp.fileno(), lambda m, a: dp.send_ike(m, a),
+                                     on_drops=lambda n: self._ike_send_drops(c.natt_port, n))
+
+    def _ike_send_drops(self, port: int, total: int) -> None:
+        self.log.add("IKE", 3, f"UDP {port} send buffer full: IKE messages dropped, the"
+                     f" send queue is full ({total} so far; peers retransmit)")
 
     def _teardown_network(self) -> None:
+        for q in (self.out500, self.out4500):
+            if q is not None:
+                q.close()
         if self.dataplane is not None:
             self.dataplane.close()
             for s in (self.dataplane.udp, self.dataplane.esp, self.dataplane.cisco_udp,
@@ -304,7 +330,16 @@ class Concentrator:
             sa.remote = e.new
         if self.dataplane is not None:  # authentic ESP from there: follow (RFC 3948 2.2)
             self.dataplane.submit(UpdatePeer(e.old, e.new))
-        s.public_ip, s.public_port = e.new
+        if s.transport == "cisco-udp":  # ESP's own port: IKE's (public_port) stays
+            first, s.udp_port = not s.udp_port, e.new[1]
+            if first:
+                self.log.add("NATT", 5, f"IPsec over UDP: the client's ESP comes from UDP port"
+                             f" {e.new[1]}", peer=f"{e.new[0]}:{e.new[1]}", group=s.group,
+                             user=s.user)
+                return
+            s.public_ip = e.new[0]
+        else:
+            s.public_ip, s.public_port = e.new
         self._state_changed()
         self.log.add("NATT", 4, f"ESP from a new NAT mapping {e.new[0]}:{e.new[1]}"
                      f" (was {e.old[0]}:{e.old[1]}): following it", peer=f"{e.new[0]}:{e.new[1]}",
@@ -384,11 +419,11 @@ class Concentrator:
                     assert self.dataplane is not None
                     self.dataplane.send_ike(d.data, d.remote, transport="ctcp")
                 elif d.local_port == self.config.concentrator.natt_port:
-                    assert self.dataplane is not None
-                    self.dataplane.send_ike(d.data, d.remote)
+                    assert self.out4500 is not None
+                    self.out4500.send(d.data, d.remote)
                 else:
-                    assert self.sock500 is not None
-                    self.sock500.sendto(d.data, d.remote)
+                    assert self.out500 is not None
+                    self.out500.send(d.data, d.remote)
             except OSError as e:
                 self.log.add("IKE", 3, f"cannot send to {d.remote[0]}:{d.remote[1]}: {e}")
 
@@ -602,6 +637,7 @@ class Concentrator:
         peer = sa.remote if udp or transport == "ctcp" else (sa.remote[0], 0)
         if transport == "cisco-udp":
             peer = (sa.remote[0], self.udp_port)
+            s.udp_server_port = self.udp_port
         self.dataplane.submit(AddInbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
                                          transport=transport))
         dst = allowed or str(e.remote_ts)
@@ -614,7 +650,7 @@ class Concentrator:
         self.spi_owner[e.spi_out] = s.key
         s.children[e.spi_in] = ChildInfo(e.spi_in, e.spi_out, e.transform, e.key_length, e.auth,
                                          e.encapsulation, str(e.local_ts), str(e.remote_ts),
-                                         e.lifetime, time.time())
+                                         e.lifetime, time.time(), pfs_group=e.pfs_group)
         s.nat_t = udp
         if transport:
             s.nat_t = False
@@ -763,10 +799,11 @@ class Concentrator:
     async def _admin_client(self, reader: asyncio.StreamReader,
                             writer: asyncio.StreamWriter) -> None:
         try:
-            line = await asyncio.wait_for(reader.readline(), 5)
             try:
-                req = json.loads(line or b"{}")
-                reply = await self.admin_command(req if isinstance(req, dict) else {})
+                req = await read_request(reader, 5)
+                reply = await self.admin_command(req)
+            except RequestError as e:  # too long, too deep, not JSON: answered, not raised
+                reply = {"error": str(e)}
             except (ValueError, KeyError) as e:
                 reply = {"error": f"bad request: {e}"}
             writer.write(json.dumps(reply).encode() + b"\n")
@@ -796,8 +833,14 @@ class Concentrator:
         if cmd == "stats":
             return {"endpoint_drops": dict(self.endpoint.drops),
                     "half_open": self.endpoint.half_open_count(),
-                    "sas": len(self.endpoint)}
+                    "sas": len(self.endpoint), "ike_send": self._send_counters()}
         return {"error": f"unknown command {cmd!r}"}
+
+    def _send_counters(self) -> dict[str, int]:
+        """IKE messages that met a full send buffer: queued, sent late, dropped."""
+        qs = [q for q in (self.out500, self.out4500) if q is not None]
+        return {"queued": sum(q.queued for q in qs), "sent_late": sum(q.sent_late for q in qs),
+                "dropped": sum(q.dropped for q in qs), "waiting": sum(len(q) for q in qs)}
 
 
 _IKE_HASH = {"md5": 1, "sha1": 2, "sha256": 4, "sha384": 5, "sha512": 6}

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from vpnhub.crypto.suites import esp_suite_name
+from vpnhub.crypto.suites import DH_GROUP_NAMES, esp_suite_name
 
 
 @dataclass
@@ -22,6 +22,14 @@ class ChildInfo:
     remote_ts: str
     lifetime: int
     established: float
+    pfs_group: int = 0  # Quick Mode's DH group (RFC 2409 5.5), 0 = no PFS
+
+
+def pfs_name(group: int) -> str:
+    """"none", or the DH group as the IKE SA's is shown ("MODP_2048 (group 14)")."""
+    if not group:
+        return "none"
+    return f"{DH_GROUP_NAMES.get(group, 'DH')} (group {group})"
 
 
 @dataclass
@@ -52,6 +60,10 @@ class Session:
     lan_to_lan: str = ""  # the tunnel's name for a LAN-to-LAN session
     transport: str = ""  # "natt", "esp", "cisco-udp" or "ctcp"
     authenticated: bool = False  # XAUTH accepted: counts against simultaneous_logins
+    # Cisco IPsec over UDP: the client's port (behind a PAT: the translated one) is
+    # learnt from its first authentic ESP; 0 until then. public_port stays IKE's.
+    udp_port: int = 0
+    udp_server_port: int = 0
 
     @property
     def protocol(self) -> str:
@@ -101,12 +113,20 @@ class Session:
                                    61443: "UDP-Tunnel (NAT-T draft)"}.get(c.encapsulation,
                                                                           str(c.encapsulation)),
                  "local_network": c.local_ts, "remote_network": c.remote_ts,
-                 "udp_src_port": self.public_port if self.nat_t else 0,
-                 "udp_dst_port": 4500 if self.nat_t else 0,
+                 "udp_src_port": self._udp_ports()[0],
+                 "udp_dst_port": self._udp_ports()[1],
+                 "pfs": pfs_name(c.pfs_group), "pfs_group": c.pfs_group,
                  "rekey_interval": c.lifetime}
                 for c in self.children.values()
             ],
         }
+
+
+    def _udp_ports(self) -> tuple[int, int]:
+        """(client, concentrator) UDP ports of the ESP: NAT-T's or IPsec over UDP's."""
+        if self.transport == "cisco-udp":
+            return self.udp_port, self.udp_server_port
+        return (self.public_port, 4500) if self.nat_t else (0, 0)
 
 
 class SessionTable:

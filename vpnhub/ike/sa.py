@@ -95,6 +95,10 @@ class IkeConfig:
     retransmit_interval: float = 2.0
     retransmit_tries: int = 5
     phase1_timeout: float = 30.0  # a half-open SA is dropped after this
+    # responder: phase 1 done, but XAUTH and Mode Config (the address) not after this:
+    # the SA is deleted (a client that never finishes would linger, answering DPD;
+    # Cisco IOS "crypto isakmp xauth timeout" defaults to 60 s for a user typing)
+    xauth_timeout: float = 60.0
     application_version: str = "vpnhub"
     # the most detailed severity the driver keeps or prints: lines above it (the
     # IKEDECODE decodes at 8 and 9 cost real time per message) are not even built
@@ -251,9 +255,12 @@ class IkeSA:
     def get_timer(self) -> float | None:
         times = [p.next_at for p in self._pending.values()]
         if self.state is State.ESTABLISHED:
-            if self.dpd_next_at is not None:
+            deadline = self._xauth_deadline()
+            if self.dpd_next_at is not None and deadline is None:
                 times.append(self.dpd_next_at)
             times += self._child_deadlines()
+            if deadline is not None:
+                times.append(deadline)
             if self.lifetime and self.established_at is not None:
                 times.append(self.established_at + self.lifetime)
                 if self.role is Role.INITIATOR and not self.data.get("rekey_announced"):
@@ -603,9 +610,44 @@ class IkeSA:
             self._log("IKE", 4, f"IKE SA lifetime of {self.lifetime} s expired")
             self.terminate("IKE SA lifetime expired", now, by_peer=False, notify_peer=True)
             return
+        deadline = self._xauth_deadline()
+        if deadline is not None and now >= deadline:
+            self._xauth_timed_out(now)
+            return
         quick.check_child_lifetimes(self, now)
-        informational.check_dpd(self, now)
+        # DPD watches a tunnel; until XAUTH and Mode Config made one, the XAUTH
+        # deadline bounds the SA (a client stuck in setup, e.g. vpnc --vendor
+        # netscreen, does not answer R-U-THERE and would be blamed as "dead")
+        if deadline is None:
+            informational.check_dpd(self, now)
         self._check_phase1_rekey(now)
+
+    def _xauth_deadline(self) -> float | None:
+        """Responder: when a remote access SA still without XAUTH + Mode Config is given up.
+
+        Phase 1 alone holds a slot but gives the client nothing; a client set up
+        for another vendor (vpnc --vendor netscreen) answers XAUTH or not, but never
+        asks for its address. A session that has IPsec SAs is never cut here."""
+        if self.role is not Role.RESPONDER or not self.config.xauth \
+                or self.established_at is None or self.modecfg is not None or self.children:
+            return None
+        return self.established_at + self.config.xauth_timeout
+
+    def _xauth_timed_out(self, now: float) -> None:
+        self.drops["xauth_timeout"] += 1
+        within = f"within {self.config.xauth_timeout:.0f} s of phase 1"
+        if not self.xauth_user:
+            what = (f"no XAUTH reply {within}: the client does not do XAUTH (most likely"
+                    " a wrong client vendor setting, or a client without XAUTH)")
+        else:
+            what = (f"no Mode Config request {within} (XAUTH of {self.xauth_user!r}"
+                    f" {'done' if self.xauth_done else 'not completed'}): the client"
+                    " does not ask for its address (most likely a wrong client vendor"
+                    " setting, e.g. vpnc --vendor netscreen)")
+        self._log("XAUTH", 3, what + "; deleting the IKE SA")
+        self.emit(ev.NegotiationFailed("xauth_timeout", what))
+        self.terminate("XAUTH / Mode Config not completed", now, by_peer=False,
+                       notify_peer=True)
 
     def _check_phase1_rekey(self, now: float) -> None:
         if self.role is not Role.INITIATOR or self.data.get("rekey_announced"):

@@ -69,6 +69,7 @@ from vpnhub.lab.topology import (
     NatEntry,
     Topology,
     cleanup,
+    foreign,
     leftovers,
     list_netns,
     wait_until,
@@ -1062,6 +1063,10 @@ def cmd_down(args: argparse.Namespace) -> int:
         state = LabState.load(prefix)
         before = leftovers(prefix)
         rd = run_dir_for(prefix)
+        others = foreign(prefix)
+        if others:  # named like ours, not created by the lab: not ours to delete
+            print(f"left alone (named like lab {prefix}'s, but the lab did not create them):"
+                  f" {', '.join(others)}", file=sys.stderr)
         if state is None and not before and not rd.exists():
             print(f"no lab {prefix}: nothing to remove")
             _drop_lock(prefix)

@@ -193,11 +193,43 @@ def root_links() -> list[str]:
     return names
 
 
-def leftovers(prefix: str) -> list[str]:
-    """Everything of lab `prefix` still present: namespaces, links, live processes."""
+NETNS_RECORD = "netns"  # in procs.state_dir(prefix): the namespaces the lab created
+
+
+def record_netns(prefix: str, name: str) -> None:
+    """Write down a namespace BEFORE creating it: a crash in between leaves a
+    record of a namespace that may not exist (harmless), never the reverse."""
+    d = procs.state_dir(prefix)
+    d.mkdir(parents=True, exist_ok=True)
+    with (d / NETNS_RECORD).open("a") as f:
+        f.write(name + "\n")
+
+
+def recorded_netns(prefix: str) -> set[str]:
+    try:
+        text = (procs.state_dir(prefix) / NETNS_RECORD).read_text()
+    except OSError:
+        return set()
+    return {line.strip() for line in text.splitlines() if line.strip()}
+
+
+def foreign(prefix: str) -> list[str]:
+    """Namespaces and root links named like lab `prefix`'s that it did not create.
+
+    `ip netns add P-x` by hand (or another tool using the same prefix) must not
+    be deleted by `lab down --prefix P`: they are reported and left alone."""
     ns_re, link_re = _lab_names(prefix)
-    found = [f"netns {n}" for n in list_netns() if ns_re.match(n)]
+    mine = recorded_netns(prefix)
+    found = [f"netns {n}" for n in list_netns() if ns_re.match(n) and n not in mine]
+    # the lab creates its links inside its namespaces, never in the root one
     found += [f"link {n}" for n in root_links() if link_re.match(n)]
+    return found
+
+
+def leftovers(prefix: str) -> list[str]:
+    """Everything of lab `prefix` still present: its namespaces, live processes."""
+    mine = recorded_netns(prefix)
+    found = [f"netns {n}" for n in list_netns() if n in mine]
     found += [
         f"process {r.pid} ({r.name})"
         for _, r in procs.records(prefix)
@@ -216,8 +248,9 @@ def cleanup(prefix: str) -> list[str]:
     if not PREFIX_RE.match(prefix):
         raise ValueError(f"bad lab prefix {prefix!r}")
     removed = [f"process {r.pid} ({r.name})" for r in procs.kill_recorded(prefix)]
-    ns_re, link_re = _lab_names(prefix)
-    mine = [n for n in list_netns() if ns_re.match(n)]
+    ns_re, _ = _lab_names(prefix)
+    recorded = recorded_netns(prefix)
+    mine = [n for n in list_netns() if n in recorded and ns_re.match(n)]
     for ns in mine:
         out = run(["ip", "netns", "pids", ns], check=False).stdout
         for pid in (int(x) for x in out.split() if x.isdigit()):
@@ -226,10 +259,8 @@ def cleanup(prefix: str) -> list[str]:
     for ns in mine:
         run(["ip", "netns", "del", ns], check=False)
         removed.append(f"netns {ns}")
-    for link in root_links():
-        if link_re.match(link):
-            run(["ip", "link", "del", link], check=False)
-            removed.append(f"link {link}")
+    if set(mine) & set(list_netns()):  # keep the record of what could not be deleted
+        return removed
     with contextlib.suppress(OSError):
         shutil.rmtree(procs.state_dir(prefix))
     return removed
@@ -339,6 +370,7 @@ class Topology:
 
     def _build(self) -> None:
         for h in self.hosts.values():
+            record_netns(self.prefix, h.netns)
             run(["ip", "netns", "add", h.netns])
             forward = h in (self.pat, self.conc)
             self._sysctls(h, forward)

@@ -61,9 +61,10 @@ def _schemas() -> dict[str, Any]:
         "remote_address": {"type": "string", "nullable": True}, "local_address": STR,
         "peer_address": STR, "peer_port": INT, "udp_src_port": INT, "udp_dst_port": INT,
         "rekey_interval": INT, "bytes_rx": INT, "bytes_tx": INT, "packets_rx": INT,
-        "packets_tx": INT, "idle_seconds": INT, "established": STR, "legacy_crypto": BOOL},
+        "packets_tx": INT, "idle_seconds": INT, "established": STR, "legacy_crypto": BOOL,
+        "pfs": STR, "pfs_group": INT},
         ["spi_in", "spi_out", "encryption", "encapsulation", "udp_src_port", "udp_dst_port",
-         "rekey_interval", "bytes_rx", "bytes_tx", "idle_seconds"], extra=True)
+         "pfs", "rekey_interval", "bytes_rx", "bytes_tx", "idle_seconds"], extra=True)
     session = _obj({
         "id": SESSION_ID, "user": STR, "group": STR,
         "lan_to_lan": {"type": "string", "description": "Tunnel name (LAN-to-LAN only)."},

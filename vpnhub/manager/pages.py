@@ -238,6 +238,7 @@ def detail_live(d: dict[str, Any], chart: str) -> str:
             ("hashing", "Hashing Algorithm", sa.get("hashing", "-")),
             ("idle", "Idle Time", duration(sa.get("idle_seconds", 0))),
             ("encapsulation", "Encapsulation Mode", sa.get("encapsulation", "-")),
+            ("pfs", "Perfect Forward Secrecy", sa.get("pfs", "-")),
             ("spis", "SPI in / out", f"{sa.get('spi_in')} / {sa.get('spi_out')}"),
             ("udp_src_port", "UDP Source Port", sa.get("udp_src_port", 0)),
             ("udp_dst_port", "UDP Destination Port", sa.get("udp_dst_port", 0)),
