@@ -388,12 +388,22 @@ class Concentrator:
             self.manager.on_ike_event(sa, e)
         s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
         if isinstance(e, ev.LogLine):
-            self.log.add(e.cls, e.severity, e.text, peer=f"{sa.remote[0]}:{sa.remote[1]}",
-                         group=s.group if s else "", user=s.user if s else sa.xauth_user)
+            self._log_line(sa, s, e)
             return
         handler = getattr(self, "_on_" + type(e).__name__, None)
         if handler is not None:
             handler(sa, e)
+
+    def _log_line(self, sa: IkeSA, s: Session | None, e: ev.LogLine) -> None:
+        """Only authenticated input is logged in the session's name (issue 11): a line
+        caused by a message that did not authenticate names the packet's source."""
+        if e.source is not None:
+            self.log.add(e.cls, e.severity, e.text, peer=f"{e.source[0]}:{e.source[1]}",
+                         authenticated=False, limit=e.reason)
+            return
+        self.log.add(e.cls, e.severity, e.text, peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                     group=s.group if s else "", user=s.user if s else sa.xauth_user,
+                     limit=e.reason or None)
 
     def _on_Phase1Established(self, sa: IkeSA, e: ev.Phase1Established) -> None:
         s = self._session(sa)
