@@ -465,6 +465,10 @@ class EventLog:
         limited = limit is not None or not authenticated
         if limited and not self._admit(cls, severity, limit or "", peer, authenticated):
             return None
+        return self._add(cls, severity, text, peer, group, user, authenticated, console, keep)
+
+    def _add(self, cls: str, severity: int, text: str, peer: str, group: str, user: str,
+             authenticated: bool, console: int, keep: int) -> Record:
         # the boundary escapes peer strings (vpnhub/text.py); this is the last defence
         text, peer, group, user = defuse(text), defuse(peer), defuse(group), defuse(user)
         if self._secrets is not None:
@@ -499,8 +503,9 @@ class EventLog:
         return ok
 
     def _log_summaries(self, due: list[Summary]) -> None:
-        for s in due:
-            self.add(s.cls, s.severity, s.text, peer=s.peer, authenticated=s.authenticated)
+        for s in due:  # already within the budgets: not limited again
+            console, keep = self.levels(s.cls)
+            self._add(s.cls, s.severity, s.text, s.peer, "", "", s.authenticated, console, keep)
 
     def tick(self) -> None:
         """Log the summaries of rate-limit windows that have ended (call every second

@@ -307,6 +307,7 @@ class Concentrator:
         now = time.monotonic()
         for sa in self.endpoint.handle_timer(now):
             self._service(sa)
+        self.log.tick()  # summaries of rate-limited lines once a flood's window ends
         if now - self._last_stats >= STATS_EVERY:
             self._last_stats = now
             await self._refresh_stats()
