@@ -40,6 +40,7 @@ from vpnhub.net.dataplane import (
     AddOutbound,
     ControlInbox,
     Dataplane,
+    DebugLine,
     IkeDatagram,
     OuterFragmentation,
     PeerMoved,
@@ -223,6 +224,7 @@ class Concentrator:
         listeners = [open_ctcp_listener(self.public, port) for port in sorted(self.ctcp_ports)]
         self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox, cisco_udp=cisco,
                                    ctcp_listeners=listeners, frag_policy=c.fragmentation)
+        self.dataplane.debug_severity = max(self.log.levels("IPSECDBG"))  # 0 lines if unkept
         self.dataplane.start()
 
     def _teardown_network(self) -> None:
@@ -264,6 +266,9 @@ class Concentrator:
                 self._ike_in(e.message, e.addr, port)
             elif isinstance(e, PeerMoved):
                 self._peer_moved(e)
+            elif isinstance(e, DebugLine):
+                self.log.add("IPSECDBG", e.severity, e.text,
+                             peer=f"{e.peer[0]}:{e.peer[1]}" if e.peer else "")
             elif isinstance(e, OuterFragmentation):
                 self.log.add("IPSEC", 3, e.message + "; fragmentation policy \"none\": set"
                              " [concentrator] fragmentation = \"before-encryption\" (or"

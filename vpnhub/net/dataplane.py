@@ -142,6 +142,11 @@ CTCP_RECV: Final = 256 * 1024
 CTCP_SETUP_TIMEOUT: Final = 60.0  # no SA bound to an accepted connection: close it
 CTCP_CONNECT_TIMEOUT: Final = 10.0
 FRAG_WARN_EVERY: Final = 60.0  # seconds between OuterFragmentation events per peer
+# IPSECDBG severities (docs/MANAGER.md): 7 debug (state): SAs installed, removed, peers
+# moving; 8 debug (decode summary): drops summarised per SA every DROP_REPORT_EVERY s.
+DEBUG_STATE: Final = 7
+DEBUG_DROPS: Final = 8
+DROP_REPORT_EVERY: Final = 10.0
 
 # Data-plane drop reasons (the SAs count their own: replay, auth_failed, ...).
 NOT_IPV4: Final = "not_ipv4"  # TUN packet that is not IPv4
@@ -231,7 +236,17 @@ class OuterFragmentation:
                 f" that drop IP fragments lose them ({self.count} so far)")
 
 
-Event = IkeDatagram | PeerMoved | SaExhausted | CtcpClosed | OuterFragmentation
+@dataclass(frozen=True, slots=True)
+class DebugLine:
+    """A line for the IPSECDBG event class (severity 7-9), made only when someone keeps it
+    (``Dataplane.debug_severity``): never per packet, drops are summarised per SA."""
+
+    severity: int
+    text: str
+    peer: Address | None = None
+
+
+Event = IkeDatagram | PeerMoved | SaExhausted | CtcpClosed | OuterFragmentation | DebugLine
 
 
 class ControlInbox:
@@ -397,13 +412,14 @@ class _Out:
 
 
 class _In:
-    __slots__ = ("allowed_src", "peer", "sa", "seen")
+    __slots__ = ("allowed_src", "peer", "reported", "sa", "seen")
 
     def __init__(self, sa: EspSA, peer: _Peer, allowed_src: bytes | None) -> None:
         self.sa = sa
         self.peer = peer
         self.allowed_src = allowed_src
         self.seen = peer.addr  # last source address of authentic ESP
+        self.reported: dict[str, int] = {}  # drop counters at the last IPSECDBG summary
 
 
 class _CtcpConn:
@@ -612,6 +628,10 @@ class Dataplane:
         self._thread: threading.Thread | None = None
         self._loop_thread: threading.Thread | None = None
         self._next_tick = 0.0
+        # IPSECDBG: the most detailed severity the event log keeps or prints for it (0:
+        # none). Set by the owner; every debug line checks it before building a string.
+        self.debug_severity = 0
+        self._next_drop_report = 0.0
 
     def _watch(self, fd: int, handler: Callable[[float, int], None],
                mask: int = select.EPOLLIN) -> None:
@@ -795,7 +815,31 @@ class Dataplane:
             next_tick = min(next_tick, due)
         if self._ctcp:
             self._ctcp_timers(now)
+        if self.debug_severity >= DEBUG_DROPS and now >= self._next_drop_report:
+            self._report_drops(now)
         self._next_tick = next_tick
+
+    def _debug(self, severity: int, text: str, peer: Address | None = None) -> None:
+        """Callers check ``severity <= self.debug_severity`` first (no string otherwise)."""
+        self.inbox.put(DebugLine(severity, text, peer))
+
+    def _report_drops(self, now: float) -> None:
+        """One IPSECDBG line per inbound SA whose drops grew since the last report (at most
+        every DROP_REPORT_EVERY s): a flood of replays or forgeries costs a line, not a
+        line per packet (the counters are kept per packet anyway)."""
+        self._next_drop_report = now + DROP_REPORT_EVERY
+        for entry in self._in.values():
+            drops = entry.sa.drops
+            if drops == entry.reported:
+                continue
+            grown = {r: n - entry.reported.get(r, 0) for r, n in drops.items()
+                     if n > entry.reported.get(r, 0)}
+            entry.reported = dict(drops)
+            if grown:
+                what = ", ".join(f"{n} {r}" for r, n in sorted(grown.items()))
+                self._debug(DEBUG_DROPS, f"inbound SA {entry.sa.spi:08x} from"
+                            f" {entry.seen[0]}:{entry.seen[1]} dropped {what} in the last"
+                            f" {DROP_REPORT_EVERY:.0f} s", entry.seen)
 
     def _send_keepalive(self, peer: _Peer, now: float) -> None:
         if peer.keepalive is None:
@@ -988,6 +1032,9 @@ class Dataplane:
         old = entry.seen
         entry.seen = addr
         self.inbox.put(PeerMoved(entry.sa.spi, old, addr))
+        if self.debug_severity >= DEBUG_STATE:
+            self._debug(DEBUG_STATE, f"inbound SA {entry.sa.spi:08x}: authentic ESP from"
+                        f" {addr[0]}:{addr[1]} (was {old[0]}:{old[1]}): peer moved", addr)
 
     # -- IPsec over TCP (data-plane thread unless noted) ----------------------
 
@@ -1230,6 +1277,9 @@ class Dataplane:
         transport = _transport(cmd.transport, cmd.udp_encap)
         allowed = _ipv4(cmd.allowed_src) if cmd.allowed_src is not None else None
         self._in[sa.spi_bytes] = _In(sa, self._peer(cmd.peer, transport), allowed)
+        if self.debug_severity >= DEBUG_STATE:
+            self._debug(DEBUG_STATE, f"inbound SA {sa.spi:08x} installed: {sa.suite.name},"
+                        f" {transport}, peer {cmd.peer[0]}:{cmd.peer[1]}", cmd.peer)
         return sa
 
     def _add_outbound(self, cmd: AddOutbound) -> EspSA:
@@ -1247,6 +1297,9 @@ class Dataplane:
             rest.append((*key, entry))
             rest.sort(key=lambda p: -p[1])  # longest prefix (largest mask) first
             self._out_prefix = rest
+        if self.debug_severity >= DEBUG_STATE:
+            self._debug(DEBUG_STATE, f"outbound SA {sa.spi:08x} installed: {sa.suite.name},"
+                        f" {transport}, to {net} via {cmd.peer[0]}:{cmd.peer[1]}", cmd.peer)
         return sa
 
     def _outbound_entries(self) -> list[_Out]:
@@ -1257,7 +1310,11 @@ class Dataplane:
 
     def _remove_sa(self, spi: int) -> int:
         key = spi.to_bytes(4, "big")
-        removed = 1 if self._in.pop(key, None) is not None else 0
+        gone = self._in.pop(key, None)
+        removed = 1 if gone is not None else 0
+        if gone is not None and self.debug_severity >= DEBUG_STATE:
+            self._debug(DEBUG_STATE, f"inbound SA {spi:08x} removed: {gone.sa.packets_in}"
+                        f" packets in, drops {dict(gone.sa.drops) or 'none'}", gone.seen)
         for dst, entry in list(self._out_exact.items()):
             if entry.sa.spi == spi:
                 del self._out_exact[dst]
@@ -1268,6 +1325,8 @@ class Dataplane:
         if self._out_default is not None and self._out_default.sa.spi == spi:
             self._out_default = None
             removed += 1
+        if removed > (gone is not None) and self.debug_severity >= DEBUG_STATE:
+            self._debug(DEBUG_STATE, f"outbound SA {spi:08x} removed")
         self._forget_idle_peers()
         return removed
 
