@@ -233,7 +233,7 @@ def test_unauthenticated_records_say_so_and_keep_to_their_share(tmp_path: Path) 
     for i in range(50):  # 50 windows of junk, each within the unauthenticated budget
         clock.t += 11
         for j in range(100):
-            log.add("IKE", 3, f"junk {i}.{j}", peer=f"192.0.2.{j}:500", authenticated=False)
+            log.add("IKE", 3, f"junk {i}.{j}", peer=f"10.98.0.{j}:500", authenticated=False)
     log.add("ADMIN", 4, "logout of vpnuser1 by administrator", user="vpnuser1")
     kept = log.query(EventFilter(limit=1000))
     assert [r.text for r in kept if r.authenticated] == [
@@ -244,7 +244,7 @@ def test_unauthenticated_records_say_so_and_keep_to_their_share(tmp_path: Path) 
     mem = EventLog(out=io.StringIO(), clock=clock, size=100)
     mem.add("SESSION", 4, "login of vpnuser1", user="vpnuser1")
     for j in range(1000):
-        mem.add("IKE", 3, f"junk {j}", peer=f"192.0.2.{j % 250}:500", authenticated=False)
+        mem.add("IKE", 3, f"junk {j}", peer=f"10.98.0.{j % 250}:500", authenticated=False)
     assert [r.text for r in mem.query(EventFilter(limit=1000)) if r.authenticated] == [
         "login of vpnuser1"]
 
