@@ -303,3 +303,16 @@ def test_many_spoofed_sources_share_one_unauthenticated_budget() -> None:
     assert len(summary) == 1 and summary[0].text.startswith(
         f"{5000 - budget} unauthenticated events from 1024+ source(s) suppressed")
     assert len(log.limiter._keys) == 0  # idle keys are forgotten
+
+
+def test_the_console_marks_unauthenticated_records_and_escapes_them() -> None:
+    from vpnhub.manager.pages import event_row
+
+    log = EventLog(out=io.StringIO(), clock=StillClock(), console_severity=5)
+    rec = log.add("IKE", 3, "junk <script>x</script>", peer="10.98.0.9:500",
+                  authenticated=False)
+    assert rec is not None
+    row = event_row(rec)
+    assert "[unauthenticated] junk &lt;script&gt;" in row and "<script>" not in row
+    ok = log.add("XAUTH", 4, "user 'vpnuser1' authenticated", user="vpnuser1")
+    assert ok is not None and "[unauthenticated]" not in event_row(ok)
