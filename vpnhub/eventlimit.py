@@ -59,6 +59,7 @@ class EventLimiter:
         self._keys: OrderedDict[Key, _Window] = OrderedDict()
         self._unauth: _Window | None = None
         self.suppressed: Counter[str] = Counter()  # by class, for metrics
+        self._next_scan = 0.0
 
     def admit(self, key: Key, severity: int, authenticated: bool, now: float
               ) -> tuple[bool, list[Summary]]:
@@ -81,8 +82,12 @@ class EventLimiter:
         return True, out
 
     def tick(self, now: float) -> list[Summary]:
-        """Summaries of every window that has ended; forget idle keys (bounded memory)."""
+        """Summaries of every window that has ended; forget idle keys (bounded memory).
+        Scans at most once a second, however often it is called (up to max_keys keys)."""
         out: list[Summary] = []
+        if now < self._next_scan:
+            return out
+        self._next_scan = now + 1.0
         for key in list(self._keys):
             for s in self._roll_key(key, now):
                 if s.authenticated or self._unauth_gate(s.cls, s.severity, s.peer, now, out):
