@@ -111,6 +111,8 @@ def test_junk_flood_while_vpnc_connects(lab_prefix: str, lab_run_dir: Path, peer
         unauth = [r for r in records if r["auth"] == 0]
         assert 0 < len(unauth) <= bound, (len(unauth), bound, stats)
         assert len(during) <= bound + 50, (len(during), stats)
+        # IPSECDBG is not kept by default: the data plane logged nothing of the ESP junk
+        assert not [r for r in records if r["cls"] == "IPSECDBG"]
         print(f"\nflood: {stats['packets']} packets in {stats['end'] - stats['start']:.1f} s;"
               f" stored events: {len(records)} ({len(unauth)} unauthenticated, bound {bound});"
               f" during the flood: {len(during)}")
@@ -148,3 +150,45 @@ def test_log_injection_by_a_client_user_name(lab_prefix: str, lab_run_dir: Path,
         assert "vpnuser1" in table and not has_control(table.replace("\n", "")), table
         for p in (good, evil):
             p.stop()
+
+
+def test_ipsecdbg_at_9_in_the_lab(lab_prefix: str, lab_run_dir: Path, peer_tools: None,
+                                  vpnhub: StartVpnhub) -> None:
+    """The concentrator's data plane logs its SAs and summarises forged ESP per SA."""
+    with Topology(lab_prefix, clients=1, direct_clients=1, run_dir=lab_run_dir) as topo:
+        topo.start_lan_services()
+        srv = vpnhub(topo, extra={"log.classes.IPSECDBG": {"keep_severity": 9}})
+        store = lab_run_dir / "vpnhub-events.log"
+        vpnc = start_vpnc(topo, "c1", dh="dh14")
+        try:
+            vpnc.wait_usable(timeout=30)
+        except (TimeoutError, RuntimeError) as e:
+            raise AssertionError(srv.explain(str(e), vpnc)) from None
+
+        def installed() -> list[dict[str, Any]] | None:
+            found = [r for r in _records(store) if r["cls"] == "IPSECDBG"
+                     and r["text"].startswith("inbound SA") and "installed" in r["text"]]
+            return found or None
+
+        line = wait_until(installed, 10, what="an IPSECDBG 'installed' line")[0]
+        assert line["peer_address"] == PAT_OUTSIDE, line
+        spi = line["text"].split()[2]
+        # SPI + 64 random bytes: the size of a real AES-CBC/HMAC-SHA1 packet, so the ICV
+        # check (RFC 4303 3.4.4) is what drops it; one summary line for all 300
+        forge = ("import socket,os;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\n"
+                 f"for _ in range(300): s.sendto(bytes.fromhex('{spi}')+os.urandom(64),"
+                 f" ('{CONC_PUBLIC}', 4500))")
+        topo.exec("d1", [sys.executable, "-c", forge], check=True)
+
+        def summary() -> list[dict[str, Any]] | None:
+            found = [r for r in _records(store) if r["cls"] == "IPSECDBG"
+                     and f"inbound SA {spi}" in r["text"] and "dropped" in r["text"]]
+            return found or None
+
+        drops = wait_until(summary, 25, what="an IPSECDBG drop summary")
+        assert len(drops) == 1 and "300 auth_failed" in drops[0]["text"], drops
+        assert topo.ping("c1", LAN_HOST, interface=vpnc.host.tun, count=2)
+        vpnc.stop()
+        wait_until(lambda: [r for r in _records(store) if r["cls"] == "IPSECDBG"
+                            and r["text"].startswith(f"inbound SA {spi} removed")] or None,
+                   15, what="an IPSECDBG 'removed' line")
