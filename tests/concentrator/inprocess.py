@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import io
-from concurrent.futures import Future
+from collections.abc import Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from vpnhub.concentrator.service import Concentrator
 from vpnhub.config import parse_config
@@ -24,6 +26,8 @@ from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role
+
+T = TypeVar("T")
 
 PUBLIC = "203.0.113.50"
 GROUP, PSK = "vpngroup", "inprocess-group-psk"
@@ -50,6 +54,13 @@ name = "{USER}"
 password = "{PASSWORD}"
 group = "{GROUP}"
 """
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run in a thread of its own: other tests (Playwright's sync API) may leave
+    an event loop running in this one."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
 
 
 class Clock:

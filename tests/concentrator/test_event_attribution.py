@@ -7,11 +7,10 @@ receive path, event handling, sessions and event log with a SQLite store.
 
 from __future__ import annotations
 
-import asyncio
 import random
 from pathlib import Path
 
-from inprocess import GROUP, USER, Client, Rig
+from inprocess import GROUP, USER, Client, Rig, run
 
 from vpnhub.cli import format_sessions
 from vpnhub.eventlimit import EventLimiter
@@ -54,7 +53,7 @@ def _mutations(c: Client, rng: random.Random, n: int) -> list[tuple[bytes, tuple
 def _connected(tmp_path: Path, **client: str) -> tuple[Rig, Client]:
     rig = Rig(tmp_path)
     c = rig.client(**client)
-    asyncio.run(rig.connect(c))
+    run(rig.connect(c))
     return rig, c
 
 
@@ -140,7 +139,7 @@ def test_the_sessions_table_shows_a_client_version_with_escapes_escaped(tmp_path
     try:
         assert c.up
         rig.conc.dataplane = None  # no counters to fetch
-        reply = asyncio.run(rig.conc.admin_command({"cmd": "sessions"}))
+        reply = run(rig.conc.admin_command({"cmd": "sessions"}))
         table = format_sessions(reply)
         assert USER in table
         assert not has_control(table.replace("\n", ""))
