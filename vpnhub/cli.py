@@ -10,6 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vpnhub.text import printable
+
 DEFAULT_SOCKET = "/run/vpnhub/admin.sock"
 
 
@@ -145,15 +147,17 @@ def format_sessions(reply: dict[str, Any]) -> str:
     ]
     head = ("Username", "Assigned IP", "Public IP:Port", "Group", "Protocol", "Encryption",
             "Login Time", "Duration", "Client", "Bytes Tx", "Bytes Rx")
-    rows = [head]
+    rows: list[tuple[str, ...]] = [head]
     for x in reply.get("sessions", []):
         d = int(x.get("duration", 0))
-        rows.append((x["user"], str(x.get("assigned_ip") or "-"),
-                     f"{x['public_ip']}:{x['public_port']}", x.get("group", ""),
-                     x.get("protocol", ""), x.get("encryption", ""),
-                     str(x.get("login_time", "")).replace("T", " "),
-                     time.strftime("%H:%M:%S", time.gmtime(d)), x.get("client", "")[:32],
-                     str(x.get("bytes_tx", 0)), str(x.get("bytes_rx", 0))))
+        row = (x["user"], str(x.get("assigned_ip") or "-"),
+               f"{x['public_ip']}:{x['public_port']}", x.get("group", ""),
+               x.get("protocol", ""), x.get("encryption", ""),
+               str(x.get("login_time", "")).replace("T", " "),
+               time.strftime("%H:%M:%S", time.gmtime(d)), printable(x.get("client", ""), 32),
+               str(x.get("bytes_tx", 0)), str(x.get("bytes_rx", 0)))
+        # user names, groups and client versions are the peer's text: never raw to a tty
+        rows.append(tuple(printable(str(c)) for c in row))
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     for r in rows:
         lines.append("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)))
@@ -165,7 +169,7 @@ def format_sessions(reply: dict[str, Any]) -> str:
             lines.append(f"  {x['user']}: IPsec over UDP from {x['public_ip']}:"
                          f"{src or '(no ESP yet)'} to port {dst}")
         if x.get("diagnosis"):
-            lines.append(f"  ! {x['user']}: {x['diagnosis']}")
+            lines.append(f"  ! {printable(str(x['user']))}: {printable(str(x['diagnosis']))}")
     if len(rows) == 1:
         lines.append("  (no remote access sessions)")
     return "\n".join(lines)

@@ -12,6 +12,15 @@ are dropped first) and still there after a restart. Known secrets (group
 PSKs, plain-text user passwords) are replaced by <hidden> in every text,
 should any code ever put one there. docs/MANAGER.md documents the classes
 and severities.
+
+Under attack (issue 11): a record caused by a message that did not
+authenticate is marked unauthenticated (it names the packet's source, never a
+user); such records have their own share of the ring and of the store
+(`UNAUTH_SHARE`), so junk can never push out logins, logouts and
+administrators' actions. Per-packet lines are rate-limited
+(vpnhub/eventlimit.py) and what was suppressed is summarised and counted
+(`suppressed`). Control characters in any field are escaped (vpnhub/text.py)
+as the last line of defence against forged lines and terminal escapes.
 """
 
 from __future__ import annotations
@@ -29,6 +38,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
+
+from vpnhub.eventlimit import EventLimiter, Summary
+from vpnhub.text import defuse
 
 if TYPE_CHECKING:
     from vpnhub.config import Config, LogConfig
@@ -57,6 +69,8 @@ CLASSES: dict[str, str] = {
     "ADMIN": "administrators: manager logins and logouts, logouts of users, settings",
 }
 
+# Unauthenticated records may fill at most this share of the ring and the store.
+UNAUTH_SHARE = 0.1
 MIN_SEVERITY = 1
 MAX_SEVERITY = 13
 _HIDDEN = "<hidden>"
@@ -77,6 +91,7 @@ class Record:
     user: str = ""
     repeat: int = 1
     last: float = 0.0
+    authenticated: bool = True  # False: caused by a message that did not authenticate
 
     @property
     def peer_address(self) -> str:
@@ -88,8 +103,9 @@ class Record:
         return int(port) if port.isdigit() else None
 
     def same_event(self, other: Record) -> bool:
-        return (self.cls, self.severity, self.text, self.peer, self.group, self.user) == (
-            other.cls, other.severity, other.text, other.peer, other.group, other.user)
+        return (self.cls, self.severity, self.text, self.peer, self.group, self.user,
+                self.authenticated) == (other.cls, other.severity, other.text, other.peer,
+                                        other.group, other.user, other.authenticated)
 
     def format(self) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
@@ -97,6 +113,7 @@ class Record:
         who += f" group={self.group}" if self.group else ""
         who += f" user={self.user}" if self.user else ""
         rpt = f" RPT={self.repeat}" if self.repeat > 1 else ""
+        rpt += "" if self.authenticated else " UNAUTHENTICATED"
         return f"{self.seq} {stamp} SEV={self.severity} {self.cls}{rpt}{who} {self.text}"
 
     def to_json(self) -> dict[str, Any]:
@@ -105,6 +122,7 @@ class Record:
             "class": self.cls, "severity": self.severity, "repeat": self.repeat,
             "peer_address": self.peer_address or None, "peer_port": self.peer_port,
             "group": self.group, "user": self.user, "text": self.text,
+            "authenticated": self.authenticated,
         }
 
 
@@ -159,7 +177,9 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
 CREATE INDEX IF NOT EXISTS events_cls ON events (cls, seq);
 """
-_COLUMNS = "seq, time, last, cls, severity, repeat, peer, peer_address, grp, user, text"
+# added by issue 11; a store written before it gets the column (all records authenticated)
+_AUTH_COLUMN = "ALTER TABLE events ADD COLUMN auth INTEGER NOT NULL DEFAULT 1"
+_COLUMNS = "seq, time, last, cls, severity, repeat, peer, peer_address, grp, user, text, auth"
 
 
 class EventStore:
@@ -188,11 +208,18 @@ class EventStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.executescript(_SCHEMA)
-            row = self.db.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM events").fetchone()
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(events)")}
+            if "auth" not in columns:
+                self.db.execute(_AUTH_COLUMN)
+            self.db.execute("CREATE INDEX IF NOT EXISTS events_unauth ON events (auth, seq)")
+            row = self.db.execute("SELECT COUNT(*), COALESCE(MAX(seq), 0),"
+                                  " COALESCE(SUM(auth = 0), 0) FROM events").fetchone()
         except sqlite3.DatabaseError:
             self.db.close()
             raise
-        self.count, self.max_seq = int(row[0]), int(row[1])
+        self.count, self.max_seq, self.unauth_count = int(row[0]), int(row[1]), int(row[2])
+        # junk gets its own share: it can only push out older junk (issue 11)
+        self.unauth_max = max(1, int(max_events * UNAUTH_SHARE))
         self._pending: dict[int, Record] = {}
         self._last_flush = clock()
         self._lock = threading.RLock()
@@ -213,19 +240,36 @@ class EventStore:
                 return
             rows = [_row(r) for r in self._pending.values()]
             new = sum(1 for seq in self._pending if seq > self.max_seq)
+            new_unauth = sum(1 for seq, r in self._pending.items()
+                             if seq > self.max_seq and not r.authenticated)
             self.max_seq = max(self.max_seq, *self._pending)
             self._pending.clear()
             with self._transaction():
                 self.db.executemany(
                     f"INSERT OR REPLACE INTO events ({_COLUMNS}) VALUES"
-                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
                 self.count += new
+                self.unauth_count += new_unauth
+                self._trim_unauth()
                 excess = self.count - self.max_events
                 if excess > 0:
+                    gone = self.db.execute(
+                        "SELECT COALESCE(SUM(auth = 0), 0) FROM (SELECT auth FROM events"
+                        " ORDER BY seq LIMIT ?)", (excess,)).fetchone()[0]
                     self.db.execute("DELETE FROM events WHERE seq IN"
                                     " (SELECT seq FROM events ORDER BY seq LIMIT ?)", (excess,))
                     self.count -= excess
+                    self.unauth_count -= int(gone)
                     self.dropped += excess
+
+    def _trim_unauth(self) -> None:
+        excess = self.unauth_count - self.unauth_max
+        if excess > 0:
+            self.db.execute("DELETE FROM events WHERE seq IN (SELECT seq FROM events"
+                            " WHERE auth = 0 ORDER BY seq LIMIT ?)", (excess,))
+            self.count -= excess
+            self.unauth_count -= excess
+            self.dropped += excess
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -254,13 +298,13 @@ class EventStore:
 
 def _row(r: Record) -> tuple[object, ...]:
     return (r.seq, r.time, r.last or r.time, r.cls, r.severity, r.repeat, r.peer,
-            r.peer_address, r.group, r.user, r.text)
+            r.peer_address, r.group, r.user, r.text, int(r.authenticated))
 
 
 def _record(row: tuple[Any, ...]) -> Record:
-    seq, t, last, cls, sev, rpt, peer, _addr, grp, user, text = row
+    seq, t, last, cls, sev, rpt, peer, _addr, grp, user, text, auth = row
     return Record(int(seq), float(t), str(cls), int(sev), str(text), str(peer), str(grp),
-                  str(user), int(rpt), float(last))
+                  str(user), int(rpt), float(last), bool(auth))
 
 
 def _where(f: EventFilter) -> tuple[str, list[object]]:
@@ -325,6 +369,9 @@ class EventLog:
         self.store = store
         self.classes: dict[str, tuple[int | None, int | None]] = dict(classes or {})
         self.records: deque[Record] = deque(maxlen=size)
+        # unauthenticated records: their own share, so junk never pushes out the rest
+        self.unauth_records: deque[Record] = deque(maxlen=_unauth_size(size))
+        self.limiter = EventLimiter()
         self.seq = store.max_seq if store is not None else 0
         self.counts: Counter[str] = Counter()  # events by class, repeats included (metrics)
         self._last: Record | None = None
@@ -354,6 +401,7 @@ class EventLog:
             if c.buffer_events != self.size:
                 self.size = c.buffer_events
                 self.records = deque(self.records, maxlen=self.size)
+                self.unauth_records = deque(self.unauth_records, maxlen=_unauth_size(self.size))
             secrets = [g.psk.reveal_str() for g in config.groups]
             secrets += [u.password.reveal_str() for u in config.users if u.password is not None]
             self.hide(secrets)
@@ -372,11 +420,12 @@ class EventLog:
         with self._lock:
             self.store = store
             base = store.max_seq
-            old = list(self.records)
+            old = sorted([*self.records, *self.unauth_records], key=lambda r: r.seq)
             self.records.clear()
+            self.unauth_records.clear()
             for r in old:
                 moved = replace(r, seq=base + r.seq)
-                self.records.append(moved)
+                self._ring(moved).append(moved)
                 store.put(moved)
             self.seq = base + self.seq
             self._last = None
@@ -404,16 +453,30 @@ class EventLog:
 
     # -- adding
     def add(self, cls: str, severity: int, text: str, *, peer: str = "", group: str = "",
-            user: str = "") -> Record | None:
+            user: str = "", authenticated: bool = True, limit: str | None = None
+            ) -> Record | None:
+        """Log one event. `authenticated=False`: caused by a message that did not
+        authenticate (`peer` is then the packet's source). `limit`: a per-packet line,
+        rate-limited per (class, `limit` as the reason, source address); unauthenticated
+        lines are always rate-limited. Returns None if not kept, printed or admitted."""
         console, keep = self.levels(cls)
         if severity > console and severity > keep:
             return None
+        limited = limit is not None or not authenticated
+        if limited and not self._admit(cls, severity, limit or "", peer, authenticated):
+            return None
+        return self._add(cls, severity, text, peer, group, user, authenticated, console, keep)
+
+    def _add(self, cls: str, severity: int, text: str, peer: str, group: str, user: str,
+             authenticated: bool, console: int, keep: int) -> Record:
+        # the boundary escapes peer strings (vpnhub/text.py); this is the last defence
+        text, peer, group, user = defuse(text), defuse(peer), defuse(group), defuse(user)
         if self._secrets is not None:
             text = self._secrets.sub(_HIDDEN, text)
             user = self._secrets.sub(_HIDDEN, user)
         with self._lock:
             now = self.clock()
-            rec = Record(0, now, cls, severity, text, peer, group, user, 1, now)
+            rec = Record(0, now, cls, severity, text, peer, group, user, 1, now, authenticated)
             last = self._last
             self.counts[cls] += 1
             if last is not None and last.same_event(rec):
@@ -430,9 +493,38 @@ class EventLog:
             notify(rec)
         return rec
 
+    def _admit(self, cls: str, severity: int, reason: str, peer: str,
+               authenticated: bool) -> bool:
+        source = peer.rsplit(":", 1)[0] if ":" in peer else peer
+        with self._lock:
+            ok, due = self.limiter.admit((cls, reason, source), severity, authenticated,
+                                         self.clock())
+        self._log_summaries(due)
+        return ok
+
+    def _log_summaries(self, due: list[Summary]) -> None:
+        for s in due:  # already within the budgets: not limited again
+            console, keep = self.levels(s.cls)
+            self._add(s.cls, s.severity, s.text, s.peer, "", "", s.authenticated, console, keep)
+
+    def tick(self) -> None:
+        """Log the summaries of rate-limit windows that have ended (call every second
+        or so; a flood that stopped gets its summary without a further event)."""
+        with self._lock:
+            due = self.limiter.tick(self.clock())
+        self._log_summaries(due)
+
+    @property
+    def suppressed(self) -> Counter[str]:
+        """Events suppressed by the rate limits, by class (for metrics)."""
+        return self.limiter.suppressed
+
+    def _ring(self, rec: Record) -> deque[Record]:
+        return self.records if rec.authenticated else self.unauth_records
+
     def _new(self, rec: Record, console: int, keep: int) -> None:
         if rec.severity <= keep:
-            self.records.append(rec)
+            self._ring(rec).append(rec)
             if self.store is not None:
                 self.store.put(rec)
         if rec.severity <= console:
@@ -440,8 +532,9 @@ class EventLog:
 
     def _repeated(self, rec: Record, console: int, keep: int) -> None:
         if rec.severity <= keep:
-            if self.records and self.records[-1].seq == rec.seq:
-                self.records[-1] = rec
+            ring = self._ring(rec)
+            if ring and ring[-1].seq == rec.seq:
+                ring[-1] = rec
             if self.store is not None:
                 self.store.put(rec)
         if rec.severity <= console:
@@ -470,6 +563,8 @@ class EventLog:
                 pass
         with self._lock:
             found = [r for r in self.records if f.matches(r)]
+            found += [r for r in self.unauth_records if f.matches(r)]
+        found.sort(key=lambda r: r.seq)
         return found[-f.limit:] if f.limit > 0 else []
 
     def subscribe(self, notify: Callable[[Record], None]) -> Callable[[], None]:
@@ -500,6 +595,10 @@ class EventLog:
             if self.store is not None:
                 self.store.close()
                 self.store = None
+
+
+def _unauth_size(size: int) -> int:
+    return max(1, int(size * UNAUTH_SHARE))
 
 
 def class_levels(log: EventLog) -> Mapping[str, tuple[int, int]]:

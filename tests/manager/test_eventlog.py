@@ -201,3 +201,118 @@ def test_memory_records_move_into_a_late_store(tmp_path: Path, records: int) -> 
     rec = log.add("IKE", 3, "late")
     assert rec is not None and rec.seq == 7 + records + 1
     assert [r.seq for r in log.query(EventFilter())] == list(range(1, 7 + records + 2))
+
+
+# ----------------------------------------------------------------- issue 11, points 3 and 4
+class StillClock:
+    """A clock the test moves (rate-limit windows are 10 s)."""
+
+    def __init__(self) -> None:
+        self.t = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_every_field_is_escaped_as_the_last_line_of_defence() -> None:
+    log = make_log(console_severity=5)
+    rec = log.add("XAUTH", 3, "user evil\n1 2026-12-03 SEV=4 SESSION forged\x1b[2J",
+                  peer="198.51.100.7:500", group="g\x07", user="evil\r\n\u202e")
+    assert rec is not None
+    assert (rec.text, rec.group, rec.user) == (
+        "user evil\\n1 2026-12-03 SEV=4 SESSION forged\\x1b[2J", "g\\x07", "evil\\r\\n\\u202e")
+    out = log.out.getvalue()  # type: ignore[union-attr]
+    assert out.count("\n") == 1 and "\x1b" not in out and "\x07" not in out
+
+
+def test_unauthenticated_records_say_so_and_keep_to_their_share(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "events.db", 100)
+    clock = StillClock()
+    log = EventLog(out=io.StringIO(), clock=clock, store=store, console_severity=5)
+    log.add("SESSION", 4, "login of vpnuser1", user="vpnuser1", peer="198.51.100.7:500")
+    for i in range(50):  # 50 windows of junk, each within the unauthenticated budget
+        clock.t += 11
+        for j in range(100):
+            log.add("IKE", 3, f"junk {i}.{j}", peer=f"10.98.0.{j}:500", authenticated=False)
+    log.add("ADMIN", 4, "logout of vpnuser1 by administrator", user="vpnuser1")
+    kept = log.query(EventFilter(limit=1000))
+    assert [r.text for r in kept if r.authenticated] == [
+        "login of vpnuser1", "logout of vpnuser1 by administrator"]
+    assert sum(not r.authenticated for r in kept) == store.unauth_max == 10
+    assert "UNAUTHENTICATED" in kept[1].format() and kept[1].to_json()["authenticated"] is False
+    # the ring without a store keeps the same promise
+    mem = EventLog(out=io.StringIO(), clock=clock, size=100)
+    mem.add("SESSION", 4, "login of vpnuser1", user="vpnuser1")
+    for j in range(1000):
+        mem.add("IKE", 3, f"junk {j}", peer=f"10.98.0.{j % 250}:500", authenticated=False)
+    assert [r.text for r in mem.query(EventFilter(limit=1000)) if r.authenticated] == [
+        "login of vpnuser1"]
+
+
+def test_a_store_without_the_auth_column_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    db = sqlite3.connect(path)
+    db.executescript("""CREATE TABLE events (seq INTEGER PRIMARY KEY, time REAL NOT NULL,
+        last REAL NOT NULL, cls TEXT NOT NULL, severity INTEGER NOT NULL,
+        repeat INTEGER NOT NULL, peer TEXT NOT NULL, peer_address TEXT NOT NULL,
+        grp TEXT NOT NULL, user TEXT NOT NULL, text TEXT NOT NULL);
+        INSERT INTO events VALUES (1, 1.0, 1.0, 'SESSION', 4, 1, '', '', '', 'u', 'old');""")
+    db.commit()
+    db.close()
+    log = EventLog(out=io.StringIO(), store=EventStore(path, 100))
+    log.add("IKE", 3, "new", authenticated=False)
+    got = log.query(EventFilter())
+    assert [(r.text, r.authenticated) for r in got] == [("old", True), ("new", False)]
+
+
+def test_per_packet_lines_are_rate_limited_and_summarised() -> None:
+    clock = StillClock()
+    log = EventLog(out=io.StringIO(), clock=clock, console_severity=5)
+    burst = log.limiter.burst
+    for i in range(500):  # an authenticated peer's per-packet failures, one reason
+        log.add("IKE", 4, f"bad packet {i}", peer="198.51.100.7:4500", user="vpnuser1",
+                limit="decryption_failed")
+    for i in range(5):  # audit lines are never limited
+        log.add("SESSION", 4, f"session {i} ended", user="vpnuser1")
+    recs = log.query(EventFilter(limit=1000))
+    assert sum(r.text.startswith("bad packet") for r in recs) == burst
+    assert sum(r.cls == "SESSION" for r in recs) == 5
+    assert log.suppressed["IKE"] == 500 - burst
+    clock.t += 10
+    log.tick()
+    summary = log.query(EventFilter(text="suppressed"))
+    assert [r.text for r in summary] == [
+        f"{500 - burst} similar events suppressed in the last 10 s"
+        " (IKE, decryption_failed, from 198.51.100.7)"]
+    assert summary[0].user == "" and summary[0].peer_address == "198.51.100.7"
+    log.add("IKE", 4, "bad packet again", peer="198.51.100.7:4500", limit="decryption_failed")
+    assert log.query(EventFilter(text="again"))  # a new window, a new budget
+
+
+def test_many_spoofed_sources_share_one_unauthenticated_budget() -> None:
+    clock = StillClock()
+    log = EventLog(out=io.StringIO(), clock=clock, console_severity=5)
+    budget = log.limiter.unauth_burst
+    for i in range(5000):
+        log.add("IKE", 5, "Aggressive Mode from a new peer",
+                peer=f"10.{i // 250}.{i % 250}.1:500", authenticated=False)
+    assert len(log.query(EventFilter(limit=10_000))) == budget
+    clock.t += 10
+    log.tick()
+    summary = log.query(EventFilter(text="suppressed"))
+    assert len(summary) == 1 and summary[0].text.startswith(
+        f"{5000 - budget} unauthenticated events from 1024+ source(s) suppressed")
+    assert len(log.limiter._keys) == 0  # idle keys are forgotten
+
+
+def test_the_console_marks_unauthenticated_records_and_escapes_them() -> None:
+    from vpnhub.manager.pages import event_row
+
+    log = EventLog(out=io.StringIO(), clock=StillClock(), console_severity=5)
+    rec = log.add("IKE", 3, "junk <script>x</script>", peer="10.98.0.9:500",
+                  authenticated=False)
+    assert rec is not None
+    row = event_row(rec)
+    assert "[unauthenticated] junk &lt;script&gt;" in row and "<script>" not in row
+    ok = log.add("XAUTH", 4, "user 'vpnuser1' authenticated", user="vpnuser1")
+    assert ok is not None and "[unauthenticated]" not in event_row(ok)

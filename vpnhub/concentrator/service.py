@@ -49,6 +49,7 @@ from vpnhub.net.dataplane import (
     AddOutbound,
     ControlInbox,
     Dataplane,
+    DebugLine,
     IkeDatagram,
     OuterFragmentation,
     PeerMoved,
@@ -244,6 +245,7 @@ class Concentrator:
         listeners = [open_ctcp_listener(self.public, port) for port in sorted(self.ctcp_ports)]
         self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox, cisco_udp=cisco,
                                    ctcp_listeners=listeners, frag_policy=c.fragmentation)
+        self.dataplane.debug_severity = max(self.log.levels("IPSECDBG"))  # 0 lines if unkept
         self.dataplane.start()
         self._open_send_queues(loop)
 
@@ -305,6 +307,9 @@ class Concentrator:
                 self._ike_in(e.message, e.addr, port)
             elif isinstance(e, PeerMoved):
                 self._peer_moved(e)
+            elif isinstance(e, DebugLine):
+                self.log.add("IPSECDBG", e.severity, e.text,
+                             peer=f"{e.peer[0]}:{e.peer[1]}" if e.peer else "")
             elif isinstance(e, OuterFragmentation):
                 self.log.add("IPSEC", 3, e.message + "; fragmentation policy \"none\": set"
                              " [concentrator] fragmentation = \"before-encryption\" (or"
@@ -359,6 +364,7 @@ class Concentrator:
         for sa in self.endpoint.handle_timer(now):
             self._service(sa)
         self._keep_state(now)
+        self.log.tick()  # summaries of rate-limited lines once a flood's window ends
         if now - self._last_stats >= STATS_EVERY:
             self._last_stats = now
             await self._refresh_stats()
@@ -440,12 +446,22 @@ class Concentrator:
             self.manager.on_ike_event(sa, e)
         s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
         if isinstance(e, ev.LogLine):
-            self.log.add(e.cls, e.severity, e.text, peer=f"{sa.remote[0]}:{sa.remote[1]}",
-                         group=s.group if s else "", user=s.user if s else sa.xauth_user)
+            self._log_line(sa, s, e)
             return
         handler = getattr(self, "_on_" + type(e).__name__, None)
         if handler is not None:
             handler(sa, e)
+
+    def _log_line(self, sa: IkeSA, s: Session | None, e: ev.LogLine) -> None:
+        """Only authenticated input is logged in the session's name (issue 11): a line
+        caused by a message that did not authenticate names the packet's source."""
+        if e.source is not None:
+            self.log.add(e.cls, e.severity, e.text, peer=f"{e.source[0]}:{e.source[1]}",
+                         authenticated=False, limit=e.reason)
+            return
+        self.log.add(e.cls, e.severity, e.text, peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                     group=s.group if s else "", user=s.user if s else sa.xauth_user,
+                     limit=e.reason or None)
 
     def _on_Phase1Established(self, sa: IkeSA, e: ev.Phase1Established) -> None:
         s = self._session(sa)

@@ -23,11 +23,22 @@ class Event:
 
 @dataclass(frozen=True)
 class LogLine(Event):
-    """A line for the event log: `cls` is IKE, IKEDBG, IKEDECODE, NATT, XAUTH, ..."""
+    """A line for the event log: `cls` is IKE, IKEDBG, IKEDECODE, NATT, XAUTH, ...
+
+    `source` is set when the line was caused by input that did not authenticate
+    (a message before its HASH was checked, one that failed to decrypt or
+    verify, or a phase 1 that never completed): it is the packet's source
+    address, which is all the driver may attribute the line to. Anyone can copy
+    an SA's cookies (RFC 2408 2.5.3 makes them public), so only authenticated
+    input may be logged in the name of the SA's user. `reason` names a
+    per-packet failure (the drop counter key), which the driver rate-limits.
+    """
 
     cls: str
     severity: int
     text: str
+    source: Address | None = None
+    reason: str = ""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.policy import P1Suite, decode_p1, encode_p1
 from vpnhub.ike.transitions import Role
+from vpnhub.text import printable
 from vpnhub.wire import vendor
 from vpnhub.wire.constants import AuthMethod, IdType, NotifyType, PayloadType, ProtocolId
 from vpnhub.wire.payloads import (
@@ -371,7 +372,7 @@ def our_id(sa: IkeSA) -> IDPayload:
 
 def describe_id(id_type: int, data: bytes) -> str:
     if id_type in (IdType.KEY_ID, IdType.FQDN, IdType.USER_FQDN):
-        return data.decode("utf-8", "replace")
+        return printable(data)  # the group name: peer text, shown and logged
     if id_type == IdType.IPV4_ADDR and len(data) == 4:
         return str(ipaddress.IPv4Address(data))
     return data.hex()

@@ -231,10 +231,15 @@ class IkeSA:
         self.dpd_next_at: float | None = None
         self._reassembler = Reassembler(max_messages=4)
         self._sent_now: dict[int, bytes] = {}
+        # the source of the message being received until it authenticates (commit_iv)
+        self._unauth_source: Address | None = None
 
     # ------------------------------------------------------------------ API
     def receive(self, data: bytes, remote: Address, local_port: int, now: float) -> None:
         """Take one IKE message (the non-ESP marker already stripped)."""
+        # Until a handler checks its HASH (commit_iv), the message is anyone's: lines it
+        # causes name its source, not this SA's peer and user (LogLine.source).
+        self._unauth_source = remote
         try:
             self._receive(data, remote, local_port, now)
         except IkeError as e:
@@ -244,6 +249,8 @@ class IkeSA:
         except Exception as e:  # never let anything escape the receive path
             self.drops["internal_error"] += 1
             self._log("IKE", 1, f"internal error on received message: {type(e).__name__}: {e}")
+        finally:
+            self._unauth_source = None
 
     def datagrams_to_send(self) -> list[Datagram]:
         out, self._out = self._out, []
@@ -318,7 +325,7 @@ class IkeSA:
             self._log(
                 "IKE", 3,
                 f"unexpected {_exchange_name(hdr.exchange)} message in state {self.state.name}"
-                " dropped",
+                " dropped", reason="unexpected_exchange",
             )
             return
         msg, commit_iv = self._open(hdr, data)
@@ -374,6 +381,7 @@ class IkeSA:
         """
         remote, local_port, _, commit = self._current
         commit()
+        self._unauth_source = None  # from here on the lines are the authenticated peer's
         if self.state is State.ESTABLISHED:
             self._follow_peer(remote, local_port)
 
@@ -508,9 +516,12 @@ class IkeSA:
     def emit(self, event: ev.Event) -> None:
         self._events.append(event)
 
-    def _log(self, cls: str, severity: int, text: str) -> None:
+    def _log(self, cls: str, severity: int, text: str, reason: str = "") -> None:
         if severity <= self.config.log_severity:
-            self._events.append(ev.LogLine(cls, severity, text))
+            source = self._unauth_source
+            if source is None and self.established_at is None:
+                source = self.remote  # phase 1 never authenticated: a timeout, a retransmit
+            self._events.append(ev.LogLine(cls, severity, text, source, reason))
 
     def log(self, cls: str, severity: int, text: str) -> None:
         self._log(cls, severity, text)
@@ -540,7 +551,7 @@ class IkeSA:
         self.drops[e.reason] += 1
         self.stats["errors"] += 1
         phase1 = self.state is not State.ESTABLISHED
-        self._log("IKE", 3 if phase1 else 4, f"{e.detail} [{e.reason}]")
+        self._log("IKE", 3 if phase1 else 4, f"{e.detail} [{e.reason}]", reason=e.reason)
         if e.send_notify and e.notify is not None:
             self._send_error_notify(e.notify, now)
         if phase1 and e.fatal:

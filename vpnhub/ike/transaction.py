@@ -25,6 +25,7 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role
+from vpnhub.text import printable
 from vpnhub.wire.attributes import (
     DataAttribute,
     SplitNetwork,
@@ -149,7 +150,8 @@ def _server_xauth_reply(sa: IkeSA, x: Exchange, ap: AttributePayload) -> None:
     user = password = None
     for a in ap.attributes:
         if a.type == CfgAttr.XAUTH_USER_NAME:
-            user = a.as_bytes().decode("utf-8", "replace")
+            # peer text: made printable here, once, before anything logs or shows it
+            user = printable(a.as_bytes())
         elif a.type == CfgAttr.XAUTH_USER_PASSWORD:
             password = Secret(a.as_bytes())
     sa.answered(x.message_id)
@@ -190,9 +192,9 @@ def _server_modecfg_request(sa: IkeSA, x: Exchange, ap: AttributePayload) -> Non
     version = ""
     for a in ap.attributes:
         if a.type == CfgAttr.APPLICATION_VERSION and a.as_bytes():
-            version = a.as_bytes().decode("utf-8", "replace")
+            version = printable(a.as_bytes())
         elif a.type == CfgAttr.UNITY_DDNS_HOSTNAME and a.as_bytes():
-            sa.data["ddns_hostname"] = a.as_bytes().decode("utf-8", "replace")
+            sa.data["ddns_hostname"] = printable(a.as_bytes())
     sa.peer_application_version = version
     sa.data["modecfg_pending"] = x.message_id
     sa.emit(ev.ModeConfigRequested(requested, version))
@@ -379,13 +381,14 @@ def _apply(cfg: ev.ModeConfig, a: DataAttribute) -> None:
     elif t == CfgAttr.UNITY_BANNER:
         cfg.banner = a.as_bytes().decode("utf-8", "replace")
     elif t == CfgAttr.UNITY_DEF_DOMAIN:
-        cfg.default_domain = a.as_bytes().decode("utf-8", "replace")
+        cfg.default_domain = printable(a.as_bytes())
     elif t == CfgAttr.UNITY_SPLIT_INCLUDE:
         cfg.split_include += [s.network for s in decode_split_networks(a.as_bytes())]
     elif t == CfgAttr.UNITY_LOCAL_LAN:
         cfg.local_lan += [s.network for s in decode_split_networks(a.as_bytes())]
     elif t == CfgAttr.UNITY_SPLIT_DNS:
-        cfg.split_dns += [d for d in a.as_bytes().decode("utf-8", "replace").split(",") if d]
+        cfg.split_dns += [printable(d) for d in a.as_bytes().decode("utf-8", "replace").split(",")
+                          if d]
     elif t == CfgAttr.UNITY_SAVE_PASSWD:
         cfg.save_password = bool(a.as_int())
     elif t == CfgAttr.UNITY_PFS:
@@ -393,11 +396,12 @@ def _apply(cfg: ev.ModeConfig, a: DataAttribute) -> None:
     elif t == CfgAttr.UNITY_NATT_PORT:
         cfg.natt_port = a.as_int()
     elif t == CfgAttr.UNITY_BACKUP_SERVERS:
-        cfg.backup_servers = [s for s in a.as_bytes().decode("utf-8", "replace").split(",") if s]
+        cfg.backup_servers = [printable(s)
+                              for s in a.as_bytes().decode("utf-8", "replace").split(",") if s]
     elif t == CfgAttr.APPLICATION_VERSION:
-        cfg.application_version = a.as_bytes().decode("utf-8", "replace")
+        cfg.application_version = printable(a.as_bytes())
     elif t == CfgAttr.UNITY_DDNS_HOSTNAME:
-        cfg.ddns_hostname = a.as_bytes().decode("utf-8", "replace")
+        cfg.ddns_hostname = printable(a.as_bytes())
     elif t == CfgAttr.UNITY_FW_TYPE:
         cfg.firewall_type = a.as_bytes()
 

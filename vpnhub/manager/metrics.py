@@ -103,6 +103,9 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
                + [({"group": g, "state": "in_use"}, p.in_use) for g, p in pools])
     out.metric("vpnhub_events_total", "counter", "Events logged, by class (repeats included).",
                [({"class": c}, n) for c, n in sorted(conc.log.counts.items())])
+    out.metric("vpnhub_events_suppressed_total", "counter",
+               "Per-packet events suppressed by the event log's rate limits, by class.",
+               [({"class": c}, n) for c, n in sorted(conc.log.suppressed.items())])
     store = conc.log.store
     out.one("vpnhub_event_store_records", "gauge", "Records in the event log store.",
             store.count if store is not None else len(conc.log.records))

@@ -91,9 +91,11 @@ def _schemas() -> dict[str, Any]:
         "repeat": {"type": "integer", "minimum": 1},
         "peer_address": {"type": "string", "nullable": True},
         "peer_port": {"type": "integer", "nullable": True}, "group": STR, "user": STR,
+        "authenticated": {"type": "boolean", "description": "False: caused by a message that"
+                          " did not authenticate; peer_address is then its source"},
         "text": STR},
         ["seq", "time", "last", "class", "severity", "repeat", "peer_address", "peer_port",
-         "group", "user", "text"])
+         "group", "user", "text", "authenticated"])
     natt = _obj({
         "ipsec_over_natt": BOOL, "natt_port": INT, "ipsec_over_udp": BOOL,
         "ipsec_over_udp_port": INT, "ipsec_over_tcp": BOOL,

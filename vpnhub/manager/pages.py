@@ -387,7 +387,8 @@ def event_row(r: Record) -> str:
     return (f'<tr data-seq="{r.seq}" data-class="{h(r.cls)}" class="sev{r.severity}">'
             f"<td>{r.seq}</td><td>{h(t)}</td><td>{r.severity}</td><td>{h(r.cls)}</td>"
             f"<td>{r.repeat}</td><td>{h(r.peer)}</td><td>{h(r.group)}</td><td>{h(r.user)}</td>"
-            f'<td class="text">{h(r.text)}</td></tr>')
+            f'<td class="text">{"" if r.authenticated else "[unauthenticated] "}{h(r.text)}'
+            "</td></tr>")
 
 
 # ----------------------------------------------------------------------------- settings

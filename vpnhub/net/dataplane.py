@@ -142,6 +142,11 @@ CTCP_RECV: Final = 256 * 1024
 CTCP_SETUP_TIMEOUT: Final = 60.0  # no SA bound to an accepted connection: close it
 CTCP_CONNECT_TIMEOUT: Final = 10.0
 FRAG_WARN_EVERY: Final = 60.0  # seconds between OuterFragmentation events per peer
+# IPSECDBG severities (docs/MANAGER.md): 7 debug (state): SAs installed, removed, peers
+# moving; 8 debug (decode summary): drops summarised per SA every DROP_REPORT_EVERY s.
+DEBUG_STATE: Final = 7
+DEBUG_DROPS: Final = 8
+DROP_REPORT_EVERY: Final = 10.0
 
 _TRAFFIC = ("bytes_in", "packets_in", "bytes_out", "packets_out")  # EspSA counters
 
@@ -233,7 +238,17 @@ class OuterFragmentation:
                 f" that drop IP fragments lose them ({self.count} so far)")
 
 
-Event = IkeDatagram | PeerMoved | SaExhausted | CtcpClosed | OuterFragmentation
+@dataclass(frozen=True, slots=True)
+class DebugLine:
+    """A line for the IPSECDBG event class (severity 7-9), made only when someone keeps it
+    (``Dataplane.debug_severity``): never per packet, drops are summarised per SA."""
+
+    severity: int
+    text: str
+    peer: Address | None = None
+
+
+Event = IkeDatagram | PeerMoved | SaExhausted | CtcpClosed | OuterFragmentation | DebugLine
 
 
 class ControlInbox:
@@ -399,13 +414,14 @@ class _Out:
 
 
 class _In:
-    __slots__ = ("allowed_src", "peer", "sa", "seen")
+    __slots__ = ("allowed_src", "peer", "reported", "sa", "seen")
 
     def __init__(self, sa: EspSA, peer: _Peer, allowed_src: bytes | None) -> None:
         self.sa = sa
         self.peer = peer
         self.allowed_src = allowed_src
         self.seen = peer.addr  # last source address of authentic ESP
+        self.reported: dict[str, int] = {}  # drop counters at the last IPSECDBG summary
 
 
 class _CtcpConn:
@@ -618,6 +634,10 @@ class Dataplane:
         self._thread: threading.Thread | None = None
         self._loop_thread: threading.Thread | None = None
         self._next_tick = 0.0
+        # IPSECDBG: the most detailed severity the event log keeps or prints for it (0:
+        # none). Set by the owner; every debug line checks it before building a string.
+        self.debug_severity = 0
+        self._next_drop_report = 0.0
 
     def _watch(self, fd: int, handler: Callable[[float, int], None],
                mask: int = select.EPOLLIN) -> None:
@@ -801,7 +821,31 @@ class Dataplane:
             next_tick = min(next_tick, due)
         if self._ctcp:
             self._ctcp_timers(now)
+        if self.debug_severity >= DEBUG_DROPS and now >= self._next_drop_report:
+            self._report_drops(now)
         self._next_tick = next_tick
+
+    def _debug(self, severity: int, text: str, peer: Address | None = None) -> None:
+        """Callers check ``severity <= self.debug_severity`` first (no string otherwise)."""
+        self.inbox.put(DebugLine(severity, text, peer))
+
+    def _report_drops(self, now: float) -> None:
+        """One IPSECDBG line per inbound SA whose drops grew since the last report (at most
+        every DROP_REPORT_EVERY s): a flood of replays or forgeries costs a line, not a
+        line per packet (the counters are kept per packet anyway)."""
+        self._next_drop_report = now + DROP_REPORT_EVERY
+        for entry in self._in.values():
+            drops = entry.sa.drops
+            if drops == entry.reported:
+                continue
+            grown = {r: n - entry.reported.get(r, 0) for r, n in drops.items()
+                     if n > entry.reported.get(r, 0)}
+            entry.reported = dict(drops)
+            if grown:
+                what = ", ".join(f"{n} {r}" for r, n in sorted(grown.items()))
+                self._debug(DEBUG_DROPS, f"inbound SA {entry.sa.spi:08x} from"
+                            f" {entry.seen[0]}:{entry.seen[1]} dropped {what} in the last"
+                            f" {DROP_REPORT_EVERY:.0f} s", entry.seen)
 
     def _send_keepalive(self, peer: _Peer, now: float) -> None:
         if peer.keepalive is None:
@@ -994,6 +1038,9 @@ class Dataplane:
         old = entry.seen
         entry.seen = addr
         self.inbox.put(PeerMoved(entry.sa.spi, old, addr))
+        if self.debug_severity >= DEBUG_STATE:
+            self._debug(DEBUG_STATE, f"inbound SA {entry.sa.spi:08x}: authentic ESP from"
+                        f" {addr[0]}:{addr[1]} (was {old[0]}:{old[1]}): peer moved", addr)
 
     # -- IPsec over TCP (data-plane thread unless noted) ----------------------
 
@@ -1239,6 +1286,9 @@ class Dataplane:
         if replaced is not None:  # the same SPI again: the old SA ends here
             self._count_ended(replaced.sa)
         self._in[sa.spi_bytes] = _In(sa, self._peer(cmd.peer, transport), allowed)
+        if self.debug_severity >= DEBUG_STATE:
+            self._debug(DEBUG_STATE, f"inbound SA {sa.spi:08x} installed: {sa.suite.name},"
+                        f" {transport}, peer {cmd.peer[0]}:{cmd.peer[1]}", cmd.peer)
         return sa
 
     def _add_outbound(self, cmd: AddOutbound) -> EspSA:
@@ -1260,6 +1310,9 @@ class Dataplane:
             self._out_prefix = rest
         if replaced is not None:  # a rekey's new SA took the route: the old one ends here
             self._count_ended(replaced.sa)
+        if self.debug_severity >= DEBUG_STATE:
+            self._debug(DEBUG_STATE, f"outbound SA {sa.spi:08x} installed: {sa.suite.name},"
+                        f" {transport}, to {net} via {cmd.peer[0]}:{cmd.peer[1]}", cmd.peer)
         return sa
 
     def _outbound_entries(self) -> list[_Out]:
@@ -1275,6 +1328,9 @@ class Dataplane:
         removed = 1 if inbound is not None else 0
         if inbound is not None:
             gone[id(inbound.sa)] = inbound.sa
+            if self.debug_severity >= DEBUG_STATE:
+                self._debug(DEBUG_STATE, f"inbound SA {spi:08x} removed: {inbound.sa.packets_in}"
+                            f" packets in, drops {dict(inbound.sa.drops) or 'none'}", inbound.seen)
         for dst, entry in list(self._out_exact.items()):
             if entry.sa.spi == spi:
                 del self._out_exact[dst]
@@ -1290,6 +1346,8 @@ class Dataplane:
             removed += 1
         for sa in gone.values():
             self._count_ended(sa)
+        if removed > (inbound is not None) and self.debug_severity >= DEBUG_STATE:
+            self._debug(DEBUG_STATE, f"outbound SA {spi:08x} removed")
         self._forget_idle_peers()
         return removed
 

@@ -45,7 +45,8 @@ function eventRow(ev) {
   cell(tr, peer);
   cell(tr, ev.group);
   cell(tr, ev.user);
-  cell(tr, ev.text, "text");
+  // caused by input that did not authenticate: the peer is the packet's source (issue 11)
+  cell(tr, (ev.authenticated === false ? "[unauthenticated] " : "") + ev.text, "text");
   return tr;
 }
 
