@@ -66,6 +66,19 @@ class FakeSocket:
         self.out.append((data, remote, 500))
         return len(data)
 
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:  # SendQueue.send
+        self.sendto(data, addr)
+
+
+class _Via4500:
+    """The send queue of UDP 4500: hands IKE to the data plane."""
+
+    def __init__(self, dataplane: Any) -> None:
+        self.dataplane = dataplane
+
+    def send(self, data: bytes, remote: tuple[str, int]) -> None:
+        self.dataplane.send_ike(data, remote)
+
 
 @dataclass
 class Pc:
@@ -86,6 +99,9 @@ class InProcess:
         self.out: list[tuple[bytes, tuple[str, int], int]] = []
         self.conc.dataplane = FakeDataplane(self.out)  # type: ignore[assignment]
         self.conc.sock500 = FakeSocket(self.out)  # type: ignore[assignment]
+        # the driver sends IKE through its send queues: UDP 500 and the data plane's 4500
+        self.conc.out500 = self.conc.sock500  # type: ignore[assignment]
+        self.conc.out4500 = _Via4500(self.conc.dataplane)  # type: ignore[assignment]
         self.pcs: list[Pc] = []
         self._ports = itertools.count(20000)
 

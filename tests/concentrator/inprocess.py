@@ -81,6 +81,9 @@ class FakeSocket:
         self.sent.append((data, addr))
         return len(data)
 
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:  # SendQueue.send
+        self.sendto(data, addr)
+
 
 class FakeDataplane:
     def __init__(self) -> None:
@@ -124,6 +127,7 @@ class Rig:
         self.sock = FakeSocket()
         self.dp = FakeDataplane()
         self.conc.sock500 = self.sock  # type: ignore[assignment]
+        self.conc.out500 = self.sock  # type: ignore[assignment]  # the UDP 500 send queue
         self.conc.dataplane = self.dp  # type: ignore[assignment]
         self.now = 1000.0
 
