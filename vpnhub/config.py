@@ -444,6 +444,7 @@ class AdminConfig:
 class LimitsConfig:
     max_half_open_per_source: int = 32
     max_half_open_total: int = 4096
+    max_half_open_verified_per_source: int = 64
     max_sessions: int = 10000
     xauth_max_failures: int = 5
     xauth_max_failures_per_source: int = 25
@@ -890,7 +891,8 @@ _NATT_KEYS = frozenset({"ipsec_over_natt", "ipsec_over_udp", "ipsec_over_udp_por
 _ADMIN_KEYS = frozenset({"socket", "listen", "user", "tls_cert", "tls_key"})
 _ADMIN_USER_KEYS = frozenset({"name", "password_hash"})
 _LIMITS_KEYS = frozenset({
-    "max_half_open_per_source", "max_half_open_total", "max_sessions", "xauth_max_failures",
+    "max_half_open_per_source", "max_half_open_total", "max_half_open_verified_per_source",
+    "max_sessions", "xauth_max_failures",
     "xauth_max_failures_per_source", "xauth_lockout_seconds", "xauth_retry_delay",
     "xauth_max_retry_delay", "xauth_tracked_entries",
 })  # fmt: skip
@@ -1076,6 +1078,8 @@ def _limits(t: _Table) -> LimitsConfig:
     return LimitsConfig(
         max_half_open_per_source=per_source,
         max_half_open_total=total,
+        max_half_open_verified_per_source=t.integer("max_half_open_verified_per_source", 64,
+                                                    1, 1_000_000),
         max_sessions=t.integer("max_sessions", 10000, 1, 1_000_000),
         xauth_max_failures=t.integer("xauth_max_failures", 5, 1, 1000),
         xauth_max_failures_per_source=t.integer("xauth_max_failures_per_source", 25, 0, 100_000),

@@ -171,7 +171,7 @@ def test_first_message_flood_is_bounded() -> None:
         forged = os.urandom(8) + msg1[8:]
         lab.endpoint.receive(forged, (f"198.51.100.{i % 20}", 500 + i), 500, lab.now)
     assert lab.endpoint.half_open_count() <= 10
-    assert lab.endpoint.drops["half_open_total"] + lab.endpoint.drops["half_open_per_source"] > 0
+    assert lab.endpoint.drops["recycled_total"] + lab.endpoint.drops["recycled_per_source"] > 0
     lab.advance(31)
     assert lab.endpoint.half_open_count() == 0
 

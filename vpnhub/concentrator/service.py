@@ -76,7 +76,8 @@ class Concentrator:
         self._auth_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xauth")
         lim = config.limits
         self.endpoint = IkeEndpoint(self._ike_config, Limits(
-            lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions))
+            lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions,
+            lim.max_half_open_verified_per_source))
         self.sessions = SessionTable(lim.max_sessions)
         self.spi_owner: dict[int, tuple[bytes, bytes]] = {}
         self._l2l_by_peer = {str(t.peer): t for t in config.lan_to_lan if t.peer is not None}
@@ -278,6 +279,12 @@ class Concentrator:
             return
         if sa is not None:
             self._service(sa)
+        self._endpoint_notices()
+
+    def _endpoint_notices(self) -> None:
+        """The endpoint's rate-limited summaries (refused, recycled, unanswered SAs)."""
+        while (n := self.endpoint.next_notice()) is not None:
+            self.log.add(n.cls, n.severity, n.text, peer="" if n.source == "*" else n.source)
 
     def _peer_moved(self, e: PeerMoved) -> None:
         key = self.spi_owner.get(e.spi)
@@ -307,6 +314,7 @@ class Concentrator:
         now = time.monotonic()
         for sa in self.endpoint.handle_timer(now):
             self._service(sa)
+        self._endpoint_notices()
         if now - self._last_stats >= STATS_EVERY:
             self._last_stats = now
             await self._refresh_stats()
@@ -646,6 +654,7 @@ class Concentrator:
         if cmd == "stats":
             return {"endpoint_drops": dict(self.endpoint.drops),
                     "half_open": self.endpoint.half_open_count(),
+                    "half_open_unverified": self.endpoint.unverified_count(),
                     "sas": len(self.endpoint)}
         return {"error": f"unknown command {cmd!r}"}
 
