@@ -379,7 +379,7 @@ class CryptoProposal:
 
     @property
     def legacy(self) -> bool:
-        return self.cipher == "3des" or self.integrity == "md5" or self.dh_group == 2
+        return self.cipher == "3des" or self.integrity == "md5" or self.dh_group in (2, 5)
 
 
 @dataclass(frozen=True)
@@ -1157,7 +1157,7 @@ def _proposals(
         except ValueError as exc:
             t.fail(key, str(exc), i)
         if proposal.legacy and not conc.allow_legacy_crypto:
-            t.fail(key, f"{_show(text)} uses legacy crypto (3DES, MD5 or DH group 2); "
+            t.fail(key, f"{_show(text)} uses legacy crypto (3DES, MD5 or DH group 2 or 5); "
                         "set concentrator.allow_legacy_crypto = true to allow it", i)  # fmt: skip
         if any(proposal.same_algorithms(earlier) for earlier in out):
             t.fail(key, f"{_show(text)} is listed twice", i)
