@@ -162,3 +162,30 @@ def test_a_verified_main_mode_negotiation_is_not_recycled_by_a_flood() -> None:
         _spoof(lab, msg1, (PAT, 44000 + i))
     lab.run()
     assert c.sa.established and c.children
+
+
+def test_under_a_flood_the_responder_reuses_its_dh_value_for_one_second_only() -> None:
+    lab = Lab()
+    msg1 = _first_message(lab)
+    kes = []
+    for src in _sources(300):  # 300 first messages within one second: a flood
+        lab.endpoint.receive(os.urandom(8) + msg1[8:], src, 500, lab.now)
+    reuse = lab.endpoint.dh_reuse
+    assert reuse.generated == 1  # every SA after the first 100 shared one key pair
+    lab.advance(1.5)
+    c = lab.add_client(pat_ip=PAT)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and c.children  # keys still agree with the shared value
+    assert reuse.generated == 2  # renewed after a second
+    kes.append(c.sa.dh_public_r)
+    lab.advance(31)  # the flood's SAs time out (a flood sign too) ...
+    lab.advance(70)  # ... and it is long over: every SA draws its own again
+    for _ in range(2):
+        c = lab.add_client(pat_ip=PAT, local_ip="10.10.10.5")
+        c.sa.initiate(lab.now)
+        lab.run()
+        assert c.sa.established
+        kes.append(c.sa.dh_public_r)
+        lab.clients.remove(c)
+    assert reuse.generated == 2 and len(set(kes)) == 3

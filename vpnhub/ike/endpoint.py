@@ -26,6 +26,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from vpnhub.ike.dhreuse import DhReuse
 from vpnhub.ike.fragment import FragmentError, Reassembler, is_fragment
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
 from vpnhub.ike.summary import Notice, Summariser
@@ -49,10 +50,14 @@ class Limits:
 # The first message of an SA that is refused or recycled, or that times out
 # unanswered, is logged as a summary, never one line per packet.
 PRESSURE_MEMORY = 60.0  # seconds a cap hit makes timeouts read as flood victims
+# New half-open SAs faster than this per second mean a flood too: far above the
+# logins of a remote-access concentrator, far below what one spoofer sends.
+FLOOD_RATE = 100
 # Unverified SAs timing out faster than this also mean a flood (below the caps).
 TIMEOUT_WINDOW = 10.0
 TIMEOUTS_PER_WINDOW = 8
 HalfOpenKey = tuple[bytes, Address]
+SHRINK_ABOVE = 1024  # tables smaller than this are not worth copying
 
 
 class IkeEndpoint:
@@ -63,6 +68,7 @@ class IkeEndpoint:
         self._config_for = config_for
         self.limits = limits or Limits()
         self._by_cookies: dict[tuple[bytes, bytes], IkeSA] = {}
+        self._by_cookies_peak = 0
         self._half_open: dict[HalfOpenKey, IkeSA] = {}
         # unverified half-open SAs, oldest first: overall and per source address
         self._unverified: OrderedDict[HalfOpenKey, IkeSA] = OrderedDict()
@@ -71,6 +77,9 @@ class IkeEndpoint:
         self._pressure_until = 0.0
         self._timeouts_since = 0.0
         self._timeouts = 0
+        self._arrivals_since = 0.0
+        self._arrivals = 0
+        self.dh_reuse = DhReuse()
         self.drops: Counter[str] = Counter()
         self.summary = _summariser()
         self._reassembler = Reassembler()
@@ -157,12 +166,24 @@ class IkeEndpoint:
         while (sa.icookie, sa.rcookie) in self._by_cookies:  # 2^-64, but be exact
             sa.rcookie = sa.config.rng(8)
         self._by_cookies[(sa.icookie, sa.rcookie)] = sa
+        self._by_cookies_peak = max(self._by_cookies_peak, len(self._by_cookies))
+        self._flood_meter(now)
+        if now < self._pressure_until:  # under a flood: half the DH work per SA
+            reuse = self.dh_reuse
+            sa.data["dh_source"] = lambda group: reuse.key_pair(group, now)
         key = (sa.icookie, remote)
         self._half_open[key] = sa
         self._unverified[key] = sa
         self._unverified_by_ip.setdefault(remote[0], OrderedDict())[key] = None
         sa.data["half_open_key"] = key
         return sa
+
+    def _flood_meter(self, now: float) -> None:
+        if now - self._arrivals_since >= 1.0:
+            self._arrivals_since, self._arrivals = now, 0
+        self._arrivals += 1
+        if self._arrivals > FLOOD_RATE:
+            self._pressure_until = max(self._pressure_until, now + PRESSURE_MEMORY)
 
     # ------------------------------------------------------ half-open bounds
     def _make_room(self, ip: str, now: float) -> bool:
@@ -246,7 +267,18 @@ class IkeEndpoint:
 
     def remove(self, sa: IkeSA) -> None:
         self._not_half_open(sa)
-        self._by_cookies.pop((sa.icookie, sa.rcookie), None)
+        if self._by_cookies.pop((sa.icookie, sa.rcookie), None) is not None:
+            self._shrink_by_cookies()
+
+    def _shrink_by_cookies(self) -> None:
+        # After a flood the table keeps its peak size (a dict never shrinks): copy
+        # it once it holds less than an eighth of what it grew to.
+        n = len(self._by_cookies)
+        if n > self._by_cookies_peak:
+            self._by_cookies_peak = n
+        elif self._by_cookies_peak > SHRINK_ABOVE and n * 8 < self._by_cookies_peak:
+            self._by_cookies = dict(self._by_cookies)
+            self._by_cookies_peak = n
 
     # ------------------------------------------------------------- timers
     # A heap of (deadline, n, SA) with lazy deletion: an entry is acted on only if
@@ -254,11 +286,26 @@ class IkeEndpoint:
     # earlier (a received message, a driver call such as xauth_result) must be
     # followed by touch(sa); receive() and handle_timer() do it themselves. With
     # 10,000 idle sessions a tick then costs a heap peek, not 10,000 get_timer().
+    #
+    # An SA has at most one entry that is not stale: touch() pushes only when the
+    # deadline is earlier than the one already queued (a later one is re-armed
+    # when the queued entry fires). Pushing on every touch filled the heap with
+    # entries hours ahead (lifetimes) that nothing popped, and after a flood
+    # those scattered small tuples kept its freed memory from the system.
     def touch(self, sa: IkeSA) -> None:
         t = sa.get_timer()
-        if t is not None and sa.state is not State.DELETED:
-            self._seq += 1
-            heapq.heappush(self._timers, (t, self._seq, sa))
+        if t is None or sa.state is State.DELETED:
+            return
+        queued = sa.data.get("timer_at")
+        if isinstance(queued, int | float) and queued <= t:
+            return  # that entry fires first and re-arms the SA
+        sa.data["timer_at"] = t
+        self._seq += 1
+        heapq.heappush(self._timers, (t, self._seq, sa))
+
+    def _popped(self, sa: IkeSA, t: float) -> None:
+        if sa.data.get("timer_at") == t:
+            del sa.data["timer_at"]
 
     def next_timer(self) -> float | None:
         while self._timers:
@@ -266,23 +313,32 @@ class IkeEndpoint:
             if sa.state is not State.DELETED and sa.get_timer() == t:
                 return t
             heapq.heappop(self._timers)  # stale: the SA moved on or is gone
+            self._popped(sa, t)
+            if sa.state is not State.DELETED:
+                self.touch(sa)  # its real deadline needs an entry of its own
         return None
 
     def handle_timer(self, now: float) -> list[IkeSA]:
         """Run every due SA timer; returns the SAs that may have output or events."""
         self.summary.flush(now)
+        if now >= self._pressure_until:
+            self.dh_reuse.forget()
         touched: list[IkeSA] = []
+        rearm: list[IkeSA] = []
         seen: set[int] = set()
         while self._timers and self._timers[0][0] <= now:
             t, _, sa = heapq.heappop(self._timers)
-            if id(sa) in seen or sa.state is State.DELETED:
+            self._popped(sa, t)
+            if sa.state is State.DELETED:
+                continue
+            if id(sa) in seen:  # ran this round already: armed again after the loop
+                rearm.append(sa)
                 continue
             current = sa.get_timer()
             if current is None:
                 continue
             if current > now:  # a stale entry: the deadline moved later
-                if current != t:
-                    self.touch(sa)
+                self.touch(sa)
                 continue
             seen.add(id(sa))
             if self._unanswered(sa, now):
@@ -290,6 +346,8 @@ class IkeEndpoint:
             sa.handle_timer(now)
             touched.append(sa)
             self._after_timer(sa)
+        for sa in rearm:
+            self.touch(sa)
         return touched
 
     def _unanswered(self, sa: IkeSA, now: float) -> bool:
