@@ -24,6 +24,7 @@ from typing import Any
 
 from vpnhub import __version__
 from vpnhub.auth.users import XauthAuthenticator
+from vpnhub.concentrator.memory import BurstTrimmer
 from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
 from vpnhub.config import Config, GroupConfig, LanToLanConfig
 from vpnhub.esp.sa import SaParams
@@ -79,6 +80,7 @@ class Concentrator:
             lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions,
             lim.max_half_open_verified_per_source))
         self.sessions = SessionTable(lim.max_sessions)
+        self._trimmer = BurstTrimmer()
         self.spi_owner: dict[int, tuple[bytes, bytes]] = {}
         self._l2l_by_peer = {str(t.peer): t for t in config.lan_to_lan if t.peer is not None}
         nt = config.nat_transparency
@@ -315,6 +317,7 @@ class Concentrator:
         for sa in self.endpoint.handle_timer(now):
             self._service(sa)
         self._endpoint_notices()
+        self._trimmer.tick(self.endpoint.half_open_count())  # memory back after a flood
         if now - self._last_stats >= STATS_EVERY:
             self._last_stats = now
             await self._refresh_stats()
