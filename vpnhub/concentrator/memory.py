@@ -1,19 +1,30 @@
 """Give memory back to the system after a burst of half-open SAs.
 
 A flood of first messages allocates thousands of SAs (DH values, keys, the
-cached message 2); once they time out Python frees them, but glibc keeps the
-freed chunks in its heaps, so the resident size stays near the peak. When the
-half-open table has drained after a burst, ``malloc_trim(0)`` returns the free
-pages (glibc 2.8+ releases whole free pages inside the heap, not only its top).
-Elsewhere (musl, macOS) it is a no-op. What stays resident after that (freed
-memory in CPython's 1 MiB pymalloc arenas that a few long-lived objects pin)
-is measured in docs/reliability/ike-dos.md.
+cached message 2); once they time out Python frees them, but the process stayed
+at its peak size (61 -> 101 MB in the issue) for two reasons, both measured
+(docs/reliability/ike-dos.md):
+
+- CPython's small-object allocator (pymalloc) takes memory in 1 MiB arenas and
+  returns an arena only when every object in it is gone. The few long-lived
+  objects created while a flood goes on (a log record, a timer entry, the
+  session of a client that logged in meanwhile) are spread over its arenas and
+  pin them. ``vpnhub serve`` therefore runs with the system allocator
+  (``PYTHONMALLOC=malloc``, see ``use_system_malloc``), which can give memory
+  back page by page.
+- glibc keeps freed chunks in its heaps. When the half-open table has drained
+  after a burst, a full garbage collection and ``malloc_trim(0)`` return the
+  free pages (glibc 2.8+ releases whole free pages inside the heap, not only
+  its top). Elsewhere (musl, macOS) the trim is a no-op.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
+import os
+import sys
 from collections.abc import Callable
 
 BURST = 256  # half-open SAs: below this a drain is not worth a trim
@@ -36,6 +47,18 @@ def _malloc_trim() -> Callable[[], None] | None:
     return call
 
 
+def use_system_malloc() -> None:
+    """Re-execute this process with PYTHONMALLOC=malloc (same PID, same arguments),
+    unless the variable is set already (an operator's choice is kept) or glibc's
+    malloc_trim is not there to make it worthwhile."""
+    if "PYTHONMALLOC" in os.environ or _malloc_trim() is None or not sys.orig_argv:
+        return
+    env = dict(os.environ, PYTHONMALLOC="malloc")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
 class BurstTrimmer:
     """Calls malloc_trim once the half-open count is back to zero after a burst."""
 
@@ -49,6 +72,8 @@ class BurstTrimmer:
         self._peak = max(self._peak, half_open)
         if half_open == 0 and self._peak >= self.burst:
             self._peak = 0
+            # SAs caught in reference cycles are freed only by a full collection
+            gc.collect()
             if self._trim is not None:
                 self._trim()
                 self.trims += 1

@@ -317,7 +317,12 @@ class IkeSA:
         msg, commit_iv = self._open(hdr, data)
         self._log_decode("RECEIVED <<<", msg, remote)
         self._current = (remote, local_port, now, commit_iv)
-        handler(self, msg, remote, local_port, now)
+        try:
+            handler(self, msg, remote, local_port, now)
+        finally:
+            # commit_iv's closure refers to this SA: keeping it would make every SA
+            # a reference cycle, freed only by a full GC pass long after a flood
+            del self._current
         self._remember_in(hdr.message_id, data)
         self.last_heard = now
 
