@@ -57,6 +57,38 @@ def one_run(count: int, seconds: float, pat_spoofed: int) -> dict[str, Any]:
         return out
 
 
+def cpu_per_message(n: int, reuse: bool) -> float:
+    """Milliseconds of CPU per spoofed first message in the sans-I/O endpoint alone
+    (group 14), with the flood's DH reuse on or off; no lab, no sockets."""
+    import os
+    import time
+
+    from vpnhub.ike import endpoint as ep_mod
+    from vpnhub.ike.endpoint import IkeEndpoint
+    from vpnhub.ike.sa import IkeConfig
+    from vpnhub.ike.secret import Secret
+    from vpnhub.lab.flood import first_message
+
+    def config(remote: tuple[str, int], local_port: int = 500) -> IkeConfig:
+        return IkeConfig(local_address="203.0.113.50", log_severity=5,
+                         psk_lookup=lambda t, d, r: Secret(b"labgroupsecret"))
+
+    saved = ep_mod.FLOOD_RATE
+    ep_mod.FLOOD_RATE = 10 if reuse else 10**9
+    try:
+        ep = IkeEndpoint(config)
+        msg = first_message("vpngroup")
+        start = time.process_time()
+        for i in range(n):
+            sa = ep.receive(os.urandom(8) + msg[8:], (f"198.51.100.{i % 250 + 1}", 1024 + i),
+                            500, 1000.0)
+            if sa is not None:
+                sa.datagrams_to_send()
+        return (time.process_time() - start) * 1000 / n
+    finally:
+        ep_mod.FLOOD_RATE = saved
+
+
 def spread(values: list[float]) -> str:
     return f"{statistics.median(values):g} ({min(values):g}..{max(values):g})"
 
@@ -69,7 +101,18 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--pat-spoofed", type=int, default=32)
     p.add_argument("--json", type=Path)
+    p.add_argument("--cpu", action="store_true",
+                   help="only CPU ms per first message in process (DH reuse off / on)")
     a = p.parse_args()
+    if a.cpu:
+        import os
+
+        alloc = os.environ.get("PYTHONMALLOC", "pymalloc")
+        for reuse in (False, True):
+            ms = [cpu_per_message(2000, reuse) for _ in range(3)]
+            print(f"allocator {alloc:8} DH reuse {'on ' if reuse else 'off'}"
+                  f" ms/first message {spread([round(m, 3) for m in ms])}")
+        return 0
     runs = []
     for i in range(a.runs):
         log(f"flood run {i + 1}/{a.runs}: {a.count} spoofed first messages in {a.seconds:g} s"
