@@ -73,6 +73,9 @@ def _serve(path: Path, check_only: bool) -> int:
         print(f"{path}: configuration OK ({len(config.groups)} group(s),"
               f" {len(config.users)} user(s))")
         return 0
+    from vpnhub.concentrator.memory import use_system_malloc
+
+    use_system_malloc()  # memory freed after a flood goes back to the system
     from vpnhub.concentrator.service import serve
     from vpnhub.eventlog import EventLog
 

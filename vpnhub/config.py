@@ -379,7 +379,7 @@ class CryptoProposal:
 
     @property
     def legacy(self) -> bool:
-        return self.cipher == "3des" or self.integrity == "md5" or self.dh_group == 2
+        return self.cipher == "3des" or self.integrity == "md5" or self.dh_group in (2, 5)
 
 
 @dataclass(frozen=True)
@@ -445,6 +445,7 @@ class AdminConfig:
 class LimitsConfig:
     max_half_open_per_source: int = 32
     max_half_open_total: int = 4096
+    max_half_open_verified_per_source: int = 64
     max_sessions: int = 10000
     xauth_max_failures: int = 5
     xauth_max_failures_per_source: int = 25
@@ -898,7 +899,8 @@ _NATT_KEYS = frozenset({"ipsec_over_natt", "ipsec_over_udp", "ipsec_over_udp_por
 _ADMIN_KEYS = frozenset({"socket", "listen", "user", "tls_cert", "tls_key"})
 _ADMIN_USER_KEYS = frozenset({"name", "password_hash"})
 _LIMITS_KEYS = frozenset({
-    "max_half_open_per_source", "max_half_open_total", "max_sessions", "xauth_max_failures",
+    "max_half_open_per_source", "max_half_open_total", "max_half_open_verified_per_source",
+    "max_sessions", "xauth_max_failures",
     "xauth_max_failures_per_source", "xauth_lockout_seconds", "xauth_retry_delay",
     "xauth_max_retry_delay", "xauth_tracked_entries", "lost_address_hold",
 })  # fmt: skip
@@ -1086,6 +1088,8 @@ def _limits(t: _Table) -> LimitsConfig:
     return LimitsConfig(
         max_half_open_per_source=per_source,
         max_half_open_total=total,
+        max_half_open_verified_per_source=t.integer("max_half_open_verified_per_source", 64,
+                                                    1, 1_000_000),
         max_sessions=t.integer("max_sessions", 10000, 1, 1_000_000),
         xauth_max_failures=t.integer("xauth_max_failures", 5, 1, 1000),
         xauth_max_failures_per_source=t.integer("xauth_max_failures_per_source", 25, 0, 100_000),
@@ -1164,7 +1168,7 @@ def _proposals(
         except ValueError as exc:
             t.fail(key, str(exc), i)
         if proposal.legacy and not conc.allow_legacy_crypto:
-            t.fail(key, f"{_show(text)} uses legacy crypto (3DES, MD5 or DH group 2); "
+            t.fail(key, f"{_show(text)} uses legacy crypto (3DES, MD5 or DH group 2 or 5); "
                         "set concentrator.allow_legacy_crypto = true to allow it", i)  # fmt: skip
         if any(proposal.same_algorithms(earlier) for earlier in out):
             t.fail(key, f"{_show(text)} is listed twice", i)

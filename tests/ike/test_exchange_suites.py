@@ -145,3 +145,27 @@ def test_group_proposals_narrow_the_choice() -> None:
     assert (c.sa.suite.encr, c.sa.suite.hash, c.sa.suite.group) == (
         IkeEncr.TRIPLE_DES_CBC, IkeHash.MD5, 2)
     assert (cc.transform, cc.auth) == (EspTransform.TRIPLE_DES, IPsecAuth.HMAC_MD5)
+
+
+@pytest.mark.parametrize("mode", ["aggressive", "main"])
+def test_dh_group_1_refused_even_with_allow_legacy_crypto(mode: str) -> None:
+    """768-bit MODP is never accepted: allow_legacy_crypto means 3DES, MD5, groups 2/5."""
+    lab = Lab(Policy(allow_legacy=True))
+    c = lab.add_client(policy=Policy(allow_legacy=True, dh_group=1), mode=mode)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not c.sa.established
+    failed = [e for e in c.events if isinstance(e, ev.NegotiationFailed)]
+    assert failed and failed[0].error == "peer_no_proposal_chosen"
+    assert failed[0].notify == 14  # NO-PROPOSAL-CHOSEN
+    srv_fail = [e for _, e in lab.server_events if isinstance(e, ev.NegotiationFailed)]
+    assert "DH group 1" in srv_fail[0].detail
+
+
+def test_pfs_group_1_refused_even_with_allow_legacy_crypto() -> None:
+    lab = Lab(Policy(allow_legacy=True))
+    c = lab.add_client(policy=Policy(allow_legacy=True, pfs_group=1))
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established  # phase 1 is fine ...
+    assert not c.children and not lab.server_children()  # ... Quick Mode with PFS group 1 is not

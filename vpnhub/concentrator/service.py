@@ -24,6 +24,7 @@ from typing import Any
 
 from vpnhub import __version__
 from vpnhub.auth.users import XauthAuthenticator
+from vpnhub.concentrator.memory import BurstTrimmer
 from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
 from vpnhub.concentrator.staterecord import (
     HeldAddress,
@@ -88,8 +89,10 @@ class Concentrator:
         self._auth_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xauth")
         lim = config.limits
         self.endpoint = IkeEndpoint(self._ike_config, Limits(
-            lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions))
+            lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions,
+            lim.max_half_open_verified_per_source))
         self.sessions = SessionTable(lim.max_sessions)
+        self._trimmer = BurstTrimmer()
         self.spi_owner: dict[int, tuple[bytes, bytes]] = {}
         self._l2l_by_peer = {str(t.peer): t for t in config.lan_to_lan if t.peer is not None}
         nt = config.nat_transparency
@@ -324,6 +327,12 @@ class Concentrator:
             return
         if sa is not None:
             self._service(sa)
+        self._endpoint_notices()
+
+    def _endpoint_notices(self) -> None:
+        """The endpoint's rate-limited summaries (refused, recycled, unanswered SAs)."""
+        while (n := self.endpoint.next_notice()) is not None:
+            self.log.add(n.cls, n.severity, n.text, peer="" if n.source == "*" else n.source)
 
     def _peer_moved(self, e: PeerMoved) -> None:
         key = self.spi_owner.get(e.spi)
@@ -365,6 +374,8 @@ class Concentrator:
             self._service(sa)
         self._keep_state(now)
         self.log.tick()  # summaries of rate-limited lines once a flood's window ends
+        self._endpoint_notices()
+        self._trimmer.tick(self.endpoint.half_open_count())  # memory back after a flood
         if now - self._last_stats >= STATS_EVERY:
             self._last_stats = now
             await self._refresh_stats()
@@ -849,6 +860,7 @@ class Concentrator:
         if cmd == "stats":
             return {"endpoint_drops": dict(self.endpoint.drops),
                     "half_open": self.endpoint.half_open_count(),
+                    "half_open_unverified": self.endpoint.unverified_count(),
                     "sas": len(self.endpoint), "ike_send": self._send_counters()}
         return {"error": f"unknown command {cmd!r}"}
 

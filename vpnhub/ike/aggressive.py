@@ -16,8 +16,8 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from vpnhub.ike import phase1
-from vpnhub.ike.errors import IkeError
 from vpnhub.ike.secret import Secret
+from vpnhub.ike.standin import stand_in_psk
 from vpnhub.ike.transitions import State
 from vpnhub.wire.attributes import DataAttribute
 from vpnhub.wire.constants import (
@@ -194,9 +194,10 @@ def _lookup_psk(sa: IkeSA, idi: IDPayload, remote: Address) -> Secret:
     lookup = sa.config.psk_lookup
     psk = lookup(idi.id_type, idi.data, remote) if lookup else sa.config.psk
     if psk is None:
-        who = phase1.describe_id(idi.id_type, idi.data)
-        raise IkeError("unknown_group", f"no group {who!r} is configured (peer"
-                       f" {remote[0]}:{remote[1]})", NotifyType.INVALID_ID_INFORMATION)
+        # Answer as a known group with a wrong key would be answered, so that
+        # group names cannot be enumerated (see standin); message 3 then fails.
+        sa.data["unknown_group"] = phase1.describe_id(idi.id_type, idi.data)
+        return stand_in_psk(bytes([idi.id_type]) + idi.data)
     return psk
 
 

@@ -5,17 +5,31 @@ and creates state only for a plausible first message (Aggressive or Main
 Mode, zero responder cookie, message ID 0, no flags). Several clients behind
 one PAT address are told apart by their cookies, and before the responder
 cookie exists by (address, port, initiator cookie).
+
+Half-open state is bounded the way TCP SYN caches are (RFC 4987 section 3.4,
+"Recycling the Oldest Half-Open TCB", as the FreeBSD syncache does). A
+half-open SA is *unverified* until its peer sends a message carrying our
+responder cookie that we can process: only then do we know the first message
+came from an address that receives our packets. When the per-source or the
+total cap is reached, the oldest unverified SA (of that source, resp. overall)
+makes room for the newcomer instead of the newcomer being refused: a real
+client answers our message 2 within a round trip, long before a flood can
+recycle its SA, while spoofed first messages can no longer lock out every
+PC behind a PAT whose address they carry. Verified half-open SAs cannot be
+spoofed; they have their own, separate per-source cap.
 """
 
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from vpnhub.ike.dhreuse import DhReuse
 from vpnhub.ike.fragment import FragmentError, Reassembler, is_fragment
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
+from vpnhub.ike.summary import Notice, Summariser
 from vpnhub.ike.transitions import Role, State
 from vpnhub.wire.constants import ExchangeType
 
@@ -26,9 +40,24 @@ ZERO_COOKIE = bytes(8)
 class Limits:
     """Bounds under abuse (a flood of first messages from spoofed sources)."""
 
-    half_open_per_source: int = 32
+    half_open_per_source: int = 32  # unverified, per source address
     half_open_total: int = 4096
     sessions_total: int = 100_000
+    # half-open SAs whose peer proved it gets our packets (Main Mode after message
+    # 3), per source address: a PAT may hide many PCs logging in at once
+    verified_half_open_per_source: int = 64
+
+# The first message of an SA that is refused or recycled, or that times out
+# unanswered, is logged as a summary, never one line per packet.
+PRESSURE_MEMORY = 60.0  # seconds a cap hit makes timeouts read as flood victims
+# New half-open SAs faster than this per second mean a flood too: far above the
+# logins of a remote-access concentrator, far below what one spoofer sends.
+FLOOD_RATE = 100
+# Unverified SAs timing out faster than this also mean a flood (below the caps).
+TIMEOUT_WINDOW = 10.0
+TIMEOUTS_PER_WINDOW = 8
+HalfOpenKey = tuple[bytes, Address]
+SHRINK_ABOVE = 1024  # tables smaller than this are not worth copying
 
 
 class IkeEndpoint:
@@ -39,9 +68,20 @@ class IkeEndpoint:
         self._config_for = config_for
         self.limits = limits or Limits()
         self._by_cookies: dict[tuple[bytes, bytes], IkeSA] = {}
-        self._half_open: dict[tuple[bytes, Address], IkeSA] = {}
-        self._half_open_per_ip: Counter[str] = Counter()
+        self._by_cookies_peak = 0
+        self._half_open: dict[HalfOpenKey, IkeSA] = {}
+        # unverified half-open SAs, oldest first: overall and per source address
+        self._unverified: OrderedDict[HalfOpenKey, IkeSA] = OrderedDict()
+        self._unverified_by_ip: dict[str, OrderedDict[HalfOpenKey, None]] = {}
+        self._verified_per_ip: Counter[str] = Counter()
+        self._pressure_until = 0.0
+        self._timeouts_since = 0.0
+        self._timeouts = 0
+        self._arrivals_since = 0.0
+        self._arrivals = 0
+        self.dh_reuse = DhReuse()
         self.drops: Counter[str] = Counter()
+        self.summary = _summariser()
         self._reassembler = Reassembler()
         self._timers: list[tuple[float, int, IkeSA]] = []
         self._seq = 0
@@ -57,6 +97,13 @@ class IkeEndpoint:
 
     def half_open_count(self) -> int:
         return len(self._half_open)
+
+    def unverified_count(self) -> int:
+        return len(self._unverified)
+
+    def next_notice(self) -> Notice | None:
+        """A summary line for the operator's log (refusals, recycles, timeouts)."""
+        return self.summary.notices.popleft() if self.summary.notices else None
 
     def receive(self, data: bytes, remote: Address, local_port: int, now: float) -> IkeSA | None:
         if len(data) < 28:
@@ -87,10 +134,12 @@ class IkeEndpoint:
                 self.drops["unknown_cookie"] += 1
                 return None
             sa = found
-        was_half_open = sa.state is not State.ESTABLISHED
+        before = sa.state
         sa.receive(data, remote, local_port, now)
-        if was_half_open and sa.state is State.ESTABLISHED:
+        if before is not State.ESTABLISHED and sa.state is State.ESTABLISHED:
             self._not_half_open(sa)
+        elif rcookie != ZERO_COOKIE and sa.state not in (before, State.DELETED):
+            self._verified(sa, now)  # it answered our message: its address is real
         if sa.state is State.DELETED:
             self.remove(sa)
         else:
@@ -104,14 +153,11 @@ class IkeEndpoint:
                 flags or message_id != bytes(4):
             self.drops["not_a_first_message"] += 1
             return None
-        if self._half_open_per_ip[remote[0]] >= self.limits.half_open_per_source:
-            self.drops["half_open_per_source"] += 1
-            return None
-        if len(self._half_open) >= self.limits.half_open_total:
-            self.drops["half_open_total"] += 1
-            return None
         if len(self._by_cookies) >= self.limits.sessions_total:
             self.drops["sessions_total"] += 1
+            self.summary.note("sessions_total", remote[0], now)
+            return None
+        if not self._make_room(remote[0], now):
             return None
         # the local port says which transport the first message came by (500, or a
         # Cisco IPsec-over-TCP port: no NAT-T float there)
@@ -120,22 +166,119 @@ class IkeEndpoint:
         while (sa.icookie, sa.rcookie) in self._by_cookies:  # 2^-64, but be exact
             sa.rcookie = sa.config.rng(8)
         self._by_cookies[(sa.icookie, sa.rcookie)] = sa
-        self._half_open[(sa.icookie, remote)] = sa
-        self._half_open_per_ip[remote[0]] += 1
-        sa.data["half_open_key"] = (sa.icookie, remote)
+        self._by_cookies_peak = max(self._by_cookies_peak, len(self._by_cookies))
+        self._flood_meter(now)
+        if now < self._pressure_until:  # under a flood: half the DH work per SA
+            reuse = self.dh_reuse
+            sa.data["dh_source"] = lambda group: reuse.key_pair(group, now)
+        key = (sa.icookie, remote)
+        self._half_open[key] = sa
+        self._unverified[key] = sa
+        self._unverified_by_ip.setdefault(remote[0], OrderedDict())[key] = None
+        sa.data["half_open_key"] = key
         return sa
+
+    def _flood_meter(self, now: float) -> None:
+        if now - self._arrivals_since >= 1.0:
+            self._arrivals_since, self._arrivals = now, 0
+        self._arrivals += 1
+        if self._arrivals > FLOOD_RATE:
+            self._pressure_until = max(self._pressure_until, now + PRESSURE_MEMORY)
+
+    # ------------------------------------------------------ half-open bounds
+    def _make_room(self, ip: str, now: float) -> bool:
+        """Recycle the oldest unverified SA when a cap is reached (RFC 4987 3.4)."""
+        mine = self._unverified_by_ip.get(ip)
+        if mine is not None and len(mine) >= self.limits.half_open_per_source:
+            self._recycle(next(iter(mine)), "recycled_per_source", ip, now)
+        if len(self._half_open) < self.limits.half_open_total:
+            return True
+        if self._unverified:
+            oldest = next(iter(self._unverified))
+            self._recycle(oldest, "recycled_total", ANY, now)
+            return True
+        # every half-open SA has a peer that answered us: nothing is cheap to drop
+        self.drops["half_open_total"] += 1
+        self._pressure_until = now + PRESSURE_MEMORY
+        self.summary.note("half_open_total", ANY, now)
+        return False
+
+    def _recycle(self, key: HalfOpenKey, reason: str, source: str, now: float) -> None:
+        sa = self._unverified.get(key)
+        if sa is None:
+            return
+        self.drops[reason] += 1
+        self._pressure_until = now + PRESSURE_MEMORY
+        self.summary.note(reason, source, now)
+        self._discard(sa, "half-open SA recycled", now)
+
+    def _discard(self, sa: IkeSA, reason: str, now: float) -> None:
+        """Drop an unverified SA quietly: no per-SA log line, no event (summarised)."""
+        sa.terminate(reason, now, by_peer=False, notify_peer=False)
+        sa.datagrams_to_send()
+        while sa.next_event() is not None:
+            pass
+        self.remove(sa)
+
+    def _verified(self, sa: IkeSA, now: float) -> None:
+        key = sa.data.get("half_open_key")
+        if not isinstance(key, tuple) or self._unverified.pop(key, None) is None:
+            return
+        ip = key[1][0]
+        self._forget_unverified_ip(key, ip)
+        if self._verified_per_ip[ip] >= self.limits.verified_half_open_per_source:
+            self.drops["verified_half_open_per_source"] += 1
+            self.summary.note("verified_half_open_per_source", ip, now)
+            sa.terminate("too many half-open SAs from this address", now, by_peer=False,
+                         notify_peer=False)
+            self.remove(sa)
+            return
+        self._verified_per_ip[ip] += 1
+        sa.data["verified"] = True
+
+    def _forget_unverified_ip(self, key: HalfOpenKey, ip: str) -> None:
+        mine = self._unverified_by_ip.get(ip)
+        if mine is not None:
+            mine.pop(key, None)
+            if not mine:
+                del self._unverified_by_ip[ip]
 
     def _not_half_open(self, sa: IkeSA) -> None:
         key = sa.data.pop("half_open_key", None)
-        if isinstance(key, tuple) and self._half_open.pop(key, None) is not None:
-            ip = key[1][0]
-            self._half_open_per_ip[ip] -= 1
-            if self._half_open_per_ip[ip] <= 0:
-                del self._half_open_per_ip[ip]
+        if not isinstance(key, tuple) or self._half_open.pop(key, None) is None:
+            return
+        ip = key[1][0]
+        if self._unverified.pop(key, None) is not None:
+            self._forget_unverified_ip(key, ip)
+        if sa.data.pop("verified", None):
+            self._verified_per_ip[ip] -= 1
+            if self._verified_per_ip[ip] <= 0:
+                del self._verified_per_ip[ip]
+        self._shrink()
+
+    def _shrink(self) -> None:
+        # A dict keeps the table it grew to after its entries go: after a flood of
+        # thousands of half-open SAs, rebuild the tables once they are small again.
+        if not self._half_open and len(self._unverified) == 0:
+            self._half_open = {}
+            self._unverified = OrderedDict()
+            self._unverified_by_ip = {}
+            self._verified_per_ip = Counter()
 
     def remove(self, sa: IkeSA) -> None:
         self._not_half_open(sa)
-        self._by_cookies.pop((sa.icookie, sa.rcookie), None)
+        if self._by_cookies.pop((sa.icookie, sa.rcookie), None) is not None:
+            self._shrink_by_cookies()
+
+    def _shrink_by_cookies(self) -> None:
+        # After a flood the table keeps its peak size (a dict never shrinks): copy
+        # it once it holds less than an eighth of what it grew to.
+        n = len(self._by_cookies)
+        if n > self._by_cookies_peak:
+            self._by_cookies_peak = n
+        elif self._by_cookies_peak > SHRINK_ABOVE and n * 8 < self._by_cookies_peak:
+            self._by_cookies = dict(self._by_cookies)
+            self._by_cookies_peak = n
 
     # ------------------------------------------------------------- timers
     # A heap of (deadline, n, SA) with lazy deletion: an entry is acted on only if
@@ -143,11 +286,26 @@ class IkeEndpoint:
     # earlier (a received message, a driver call such as xauth_result) must be
     # followed by touch(sa); receive() and handle_timer() do it themselves. With
     # 10,000 idle sessions a tick then costs a heap peek, not 10,000 get_timer().
+    #
+    # An SA has at most one entry that is not stale: touch() pushes only when the
+    # deadline is earlier than the one already queued (a later one is re-armed
+    # when the queued entry fires). Pushing on every touch filled the heap with
+    # entries hours ahead (lifetimes) that nothing popped, and after a flood
+    # those scattered small tuples kept its freed memory from the system.
     def touch(self, sa: IkeSA) -> None:
         t = sa.get_timer()
-        if t is not None and sa.state is not State.DELETED:
-            self._seq += 1
-            heapq.heappush(self._timers, (t, self._seq, sa))
+        if t is None or sa.state is State.DELETED:
+            return
+        queued = sa.data.get("timer_at")
+        if isinstance(queued, int | float) and queued <= t:
+            return  # that entry fires first and re-arms the SA
+        sa.data["timer_at"] = t
+        self._seq += 1
+        heapq.heappush(self._timers, (t, self._seq, sa))
+
+    def _popped(self, sa: IkeSA, t: float) -> None:
+        if sa.data.get("timer_at") == t:
+            del sa.data["timer_at"]
 
     def next_timer(self) -> float | None:
         while self._timers:
@@ -155,31 +313,100 @@ class IkeEndpoint:
             if sa.state is not State.DELETED and sa.get_timer() == t:
                 return t
             heapq.heappop(self._timers)  # stale: the SA moved on or is gone
+            self._popped(sa, t)
+            if sa.state is not State.DELETED:
+                self.touch(sa)  # its real deadline needs an entry of its own
         return None
 
     def handle_timer(self, now: float) -> list[IkeSA]:
         """Run every due SA timer; returns the SAs that may have output or events."""
+        self.summary.flush(now)
+        if now >= self._pressure_until:
+            self.dh_reuse.forget()
         touched: list[IkeSA] = []
+        rearm: list[IkeSA] = []
         seen: set[int] = set()
         while self._timers and self._timers[0][0] <= now:
             t, _, sa = heapq.heappop(self._timers)
-            if id(sa) in seen or sa.state is State.DELETED:
+            self._popped(sa, t)
+            if sa.state is State.DELETED:
+                continue
+            if id(sa) in seen:  # ran this round already: armed again after the loop
+                rearm.append(sa)
                 continue
             current = sa.get_timer()
             if current is None:
                 continue
             if current > now:  # a stale entry: the deadline moved later
-                if current != t:
-                    self.touch(sa)
+                self.touch(sa)
                 continue
             seen.add(id(sa))
+            if self._unanswered(sa, now):
+                continue
             sa.handle_timer(now)
             touched.append(sa)
             self._after_timer(sa)
+        for sa in rearm:
+            self.touch(sa)
         return touched
+
+    def _unanswered(self, sa: IkeSA, now: float) -> bool:
+        """An unverified SA timed out. One alone is reported by the SA itself (for
+        Aggressive Mode most likely a wrong group password: the client rejected our
+        HASH_R); during a flood, they are summarised and dropped without events."""
+        key = sa.data.get("half_open_key")
+        if not isinstance(key, tuple) or key not in self._unverified or \
+                now < sa.created + sa.config.phase1_timeout:
+            return False
+        self.drops["half_open_timeout"] += 1
+        if now - self._timeouts_since >= TIMEOUT_WINDOW:
+            self._timeouts_since, self._timeouts = now, 0
+        self._timeouts += 1
+        if self._timeouts > TIMEOUTS_PER_WINDOW:  # more than clients mistyping a password
+            self._pressure_until = max(self._pressure_until, now + PRESSURE_MEMORY)
+        if now >= self._pressure_until:
+            return False
+        self.summary.note("timeout_under_flood", ANY, now)  # one line, not one per source
+        self._discard(sa, "phase 1 timeout", now)
+        return True
 
     def _after_timer(self, sa: IkeSA) -> None:
         if sa.state is State.DELETED:
             self.remove(sa)
         else:
             self.touch(sa)
+
+
+ANY = "*"
+
+
+def _summariser() -> Summariser:
+    s = Summariser()
+
+    def per(what: str) -> Callable[[str, int, float], str]:
+        def text(source: str, n: int, secs: float) -> str:
+            where = "" if source == ANY else f" from {source}"
+            when = f" in the last {secs:.0f} s" if secs else ""
+            return what.format(n=n, where=where, when=when)
+        return text
+
+    s.reason("recycled_per_source", "IKE", 4, per(
+        "{n} half-open SA(s){where} recycled{when}: that address sent more first messages"
+        " than max_half_open_per_source allows; the oldest unanswered ones made room"
+        " (spoofed first messages, or a client retrying)"))
+    s.reason("recycled_total", "IKE", 3, per(
+        "{n} half-open SA(s) recycled{when}: the half-open table is full"
+        " (max_half_open_total), a flood of first messages (spoofed sources?); the oldest"
+        " unanswered ones made room"))
+    s.reason("half_open_total", "IKE", 3, per(
+        "{n} first message(s) refused{when}: the half-open table is full of SAs whose"
+        " peers answer (max_half_open_total)"))
+    s.reason("verified_half_open_per_source", "IKE", 3, per(
+        "{n} phase 1 negotiation(s){where} dropped{when}: more than"
+        " verified_half_open_per_source of them are in progress from that address"))
+    s.reason("sessions_total", "IKE", 3, per(
+        "{n} first message(s){where} refused{when}: max_sessions reached"))
+    s.reason("timeout_under_flood", "IKE", 4, per(
+        "{n} half-open SA(s){where} timed out unanswered{when} during a flood of first"
+        " messages (their sources were most likely spoofed)"))
+    return s

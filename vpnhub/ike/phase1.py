@@ -308,8 +308,10 @@ def diagnose_nat_without_natt(sa: IkeSA, had_natd: bool) -> None:
 
 # ------------------------------------------------------------------ keys
 def new_dh(sa: IkeSA, group: int) -> DHKeyPair:
+    # under a flood the endpoint lends a briefly shared key pair (ike.dhreuse)
+    source = sa.data.pop("dh_source", None)
     try:
-        kp = dh_group(group).generate()
+        kp = source(group) if callable(source) else dh_group(group).generate()
     except CryptoError as e:
         raise IkeError("no_proposal_chosen", f"DH group {group}: {e}",
                        NotifyType.NO_PROPOSAL_CHOSEN) from e

@@ -25,7 +25,12 @@ from vpnhub.wire.constants import (
 from vpnhub.wire.payloads import Transform
 
 MODERN_GROUPS = (14, 15, 16, 19, 20)
-LEGACY_GROUPS = (1, 2, 5)
+LEGACY_GROUPS = (1, 2, 5)  # flagged as legacy wherever they are seen
+# What allow_legacy_crypto accepts: the documented groups 2 and 5, never group 1.
+# A 768-bit group falls to a precomputation on one prime (Logjam, Adrian et al.
+# 2015, breaks 512-bit in minutes and puts 768 within academic reach); RFC 8247
+# section 2.4 says MUST NOT for it.
+ACCEPTED_LEGACY_GROUPS = (2, 5)
 MODERN_IKE_HASHES = (IkeHash.SHA, IkeHash.SHA2_256, IkeHash.SHA2_384, IkeHash.SHA2_512)
 LEGACY_IKE_HASHES = (IkeHash.MD5,)
 MODERN_ESP_AUTH = (
@@ -227,7 +232,7 @@ class Policy:
 
     # -- acceptance (responder) -------------------------------------------------
     def groups(self) -> tuple[int, ...]:
-        return MODERN_GROUPS + (LEGACY_GROUPS if self.allow_legacy else ())
+        return MODERN_GROUPS + (ACCEPTED_LEGACY_GROUPS if self.allow_legacy else ())
 
     def accept_p1(self, s: P1Suite, auth_methods: tuple[int, ...]) -> str | None:
         """None if acceptable, else a short reason (logged with the proposal)."""
@@ -245,7 +250,8 @@ class Policy:
             return "MD5 needs allow_legacy_crypto"
         if s.group not in self.groups():
             return f"DH group {s.group}" + (
-                " needs allow_legacy_crypto" if s.group in LEGACY_GROUPS else ""
+                " needs allow_legacy_crypto" if s.group in ACCEPTED_LEGACY_GROUPS
+                else " is never accepted (768-bit)" if s.group == 1 else ""
             )
         if s.auth not in auth_methods:
             return f"authentication method {s.auth}"

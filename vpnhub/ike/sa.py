@@ -331,7 +331,12 @@ class IkeSA:
         msg, commit_iv = self._open(hdr, data)
         self._log_decode("RECEIVED <<<", msg, remote)
         self._current = (remote, local_port, now, commit_iv)
-        handler(self, msg, remote, local_port, now)
+        try:
+            handler(self, msg, remote, local_port, now)
+        finally:
+            # commit_iv's closure refers to this SA: keeping it would make every SA
+            # a reference cycle, freed only by a full GC pass long after a flood
+            del self._current
         self._remember_in(hdr.message_id, data)
         self.last_heard = now
 
@@ -548,6 +553,14 @@ class IkeSA:
 
     # -------------------------------------------------------------- failure
     def _fail(self, e: IkeError, now: float) -> None:
+        unknown = self.data.get("unknown_group")
+        if unknown is not None and self.state is not State.ESTABLISHED:
+            # Answered with a stand-in key (ike.standin): message 3 fails as with a
+            # wrong key (same notify or silence); only our log names the cause.
+            e = IkeError("unknown_group", f"no group {unknown!r} is configured (peer"
+                         f" {self.remote[0]}:{self.remote[1]}); it was answered as a known"
+                         " group with a wrong key would be, so that group names cannot be"
+                         " enumerated", e.notify, send_notify=e.send_notify, fatal=e.fatal)
         self.drops[e.reason] += 1
         self.stats["errors"] += 1
         phase1 = self.state is not State.ESTABLISHED
@@ -602,7 +615,11 @@ class IkeSA:
         if self.state is not State.ESTABLISHED and now >= self.created + self.config.phase1_timeout:
             self.drops["phase1_timeout"] += 1
             detail = f"phase 1 did not complete within {self.config.phase1_timeout:.0f} s"
-            if self.state is State.AM_R_SENT2:
+            unknown = self.data.get("unknown_group")
+            if unknown is not None:  # answered with a stand-in key (ike.standin)
+                detail += (f": the client asked for group {unknown!r}, which is not"
+                           " configured (a mistyped group name, or a scan for group names)")
+            elif self.state is State.AM_R_SENT2:
                 # The client checks our HASH_R first and gives up silently when the
                 # group passwords differ (vpnc: "hash comparison failed").
                 detail += (": no Aggressive Mode message 3 came after our message 2; most"

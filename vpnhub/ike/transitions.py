@@ -8,6 +8,7 @@ is dropped and counted ("unexpected_exchange"), never handled ad hoc.
 from __future__ import annotations
 
 import enum
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -72,6 +73,13 @@ def handler_for(state: State, exchange: int, role: Role) -> Handler | None:
     name = TRANSITIONS.get((state, exchange, role))
     if name is None:
         return None
+    return _handler(name)
+
+
+@functools.cache
+def _handler(name: str) -> Handler:
+    # Resolved once per name: resolving per message left small strings alive all
+    # over the heap during a flood, which kept its memory from being returned.
     module, func = name.split(".")
     import importlib
 

@@ -1,0 +1,79 @@
+"""Give memory back to the system after a burst of half-open SAs.
+
+A flood of first messages allocates thousands of SAs (DH values, keys, the
+cached message 2); once they time out Python frees them, but the process stayed
+at its peak size (61 -> 101 MB in the issue) for two reasons, both measured
+(docs/reliability/ike-dos.md):
+
+- CPython's small-object allocator (pymalloc) takes memory in 1 MiB arenas and
+  returns an arena only when every object in it is gone. The few long-lived
+  objects created while a flood goes on (a log record, a timer entry, the
+  session of a client that logged in meanwhile) are spread over its arenas and
+  pin them. ``vpnhub serve`` therefore runs with the system allocator
+  (``PYTHONMALLOC=malloc``, see ``use_system_malloc``), which can give memory
+  back page by page.
+- glibc keeps freed chunks in its heaps. When the half-open table has drained
+  after a burst, a full garbage collection and ``malloc_trim(0)`` return the
+  free pages (glibc 2.8+ releases whole free pages inside the heap, not only
+  its top). Elsewhere (musl, macOS) the trim is a no-op.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import os
+import sys
+from collections.abc import Callable
+
+BURST = 256  # half-open SAs: below this a drain is not worth a trim
+
+
+def _malloc_trim() -> Callable[[], None] | None:
+    name = ctypes.util.find_library("c")
+    if not name:
+        return None
+    try:
+        trim = ctypes.CDLL(name).malloc_trim
+    except (OSError, AttributeError):
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+
+    def call() -> None:
+        trim(0)
+
+    return call
+
+
+def use_system_malloc() -> None:
+    """Re-execute this process with PYTHONMALLOC=malloc (same PID, same arguments),
+    unless the variable is set already (an operator's choice is kept) or glibc's
+    malloc_trim is not there to make it worthwhile."""
+    if "PYTHONMALLOC" in os.environ or _malloc_trim() is None or not sys.orig_argv:
+        return
+    env = dict(os.environ, PYTHONMALLOC="malloc")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+
+
+class BurstTrimmer:
+    """Calls malloc_trim once the half-open count is back to zero after a burst."""
+
+    def __init__(self, burst: int = BURST, trim: Callable[[], None] | None = None) -> None:
+        self.burst = burst
+        self._trim = trim if trim is not None else _malloc_trim()
+        self._peak = 0
+        self.trims = 0
+
+    def tick(self, half_open: int) -> None:
+        self._peak = max(self._peak, half_open)
+        if half_open == 0 and self._peak >= self.burst:
+            self._peak = 0
+            # SAs caught in reference cycles are freed only by a full collection
+            gc.collect()
+            if self._trim is not None:
+                self._trim()
+                self.trims += 1
