@@ -16,9 +16,7 @@
 
 from __future__ import annotations
 
-import json
 import re
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +25,7 @@ from typing import Any
 import pytest
 from vpnhub_harness import VpnhubServer
 
+from vpnhub.cli import request
 from vpnhub.lab.peers import start_vpnc
 from vpnhub.lab.topology import LAN_HOST, PAT_OUTSIDE, Topology, wait_until
 
@@ -44,19 +43,7 @@ PING_INTERVAL = 0.1
 
 def admin(srv: VpnhubServer, req: dict[str, Any]) -> dict[str, Any]:
     """One request on the admin socket (a unix socket: reachable from any namespace)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(str(srv.admin_socket))
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    reply = json.loads(buf)
-    assert isinstance(reply, dict)
-    return reply
+    return request(str(srv.admin_socket), req)
 
 
 # ---------------------------------------------------------------------------- 1

@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from vpnhub.config import LimitsConfig
 
-__all__ = ["FailureOutcome", "LockoutPolicy"]
+__all__ = ["FailureOutcome", "FailureRecord", "FailureTable", "LockoutPolicy"]
 
 _DEFAULT_WINDOW = 300.0
 _MAX_EXPONENT = 30  # 2**30 times any sane base delay is far above every cap
 
 
 @dataclass
-class _Record:
+class FailureRecord:
     failures: int = 0
     last_failure: float = 0.0
     locked_until: float | None = None
@@ -50,15 +50,16 @@ class FailureOutcome:
     source_failures: int
 
 
-class _Table:
-    """Records keyed by user or by source, least recently touched first."""
+class FailureTable:
+    """Failure records by key (a user, a source, a pair), least recently touched first;
+    stale ones are forgotten. Shared with the manager's login throttle."""
 
     def __init__(self, cap: int, window: float) -> None:
         self.cap = cap
         self.window = window
-        self.records: OrderedDict[Hashable, _Record] = OrderedDict()
+        self.records: OrderedDict[Hashable, FailureRecord] = OrderedDict()
 
-    def get(self, key: Hashable | None, now: float) -> _Record | None:
+    def get(self, key: Hashable | None, now: float) -> FailureRecord | None:
         if key is None:
             return None
         record = self.records.get(key)
@@ -67,12 +68,12 @@ class _Table:
             return None
         return record
 
-    def touch(self, key: Hashable, now: float) -> _Record:
+    def touch(self, key: Hashable, now: float) -> FailureRecord:
         record = self.get(key, now)
         if record is None:
             while len(self.records) >= self.cap:
                 self.records.popitem(last=False)
-            record = self.records[key] = _Record()
+            record = self.records[key] = FailureRecord()
         else:
             self.records.move_to_end(key)
         return record
@@ -81,7 +82,7 @@ class _Table:
         if key is not None:
             self.records.pop(key, None)
 
-    def _stale(self, record: _Record, now: float) -> bool:
+    def _stale(self, record: FailureRecord, now: float) -> bool:
         if record.locked_until is not None:
             return now >= record.locked_until  # lock over: a fresh start
         return now - record.last_failure >= self.window
@@ -114,8 +115,8 @@ class LockoutPolicy:
         self.retry_delay = float(retry_delay)
         self.max_retry_delay = float(max_retry_delay)
         window = self.lockout_seconds or _DEFAULT_WINDOW
-        self._users = _Table(max_tracked, window)
-        self._sources = _Table(max_tracked, window)
+        self._users = FailureTable(max_tracked, window)
+        self._sources = FailureTable(max_tracked, window)
 
     @classmethod
     def from_limits(cls, limits: LimitsConfig) -> LockoutPolicy:
@@ -183,7 +184,7 @@ class LockoutPolicy:
         return self._users.prune(now) + self._sources.prune(now)
 
     # -- internals
-    def _count(self, record: _Record, now: float, limit: int) -> None:
+    def _count(self, record: FailureRecord, now: float, limit: int) -> None:
         record.failures += 1
         record.last_failure = now
         locking = limit and self.lockout_seconds and record.locked_until is None

@@ -175,18 +175,9 @@ class RssSampler:
 
 def admin(sock: Path, cmd: str) -> dict[str, Any]:
     """One command on the concentrator's admin socket (e.g. "stats")."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(str(sock))
-        s.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
-        data = b""
-        while not data.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    out = json.loads(data)
-    return out if isinstance(out, dict) else {}
+    from vpnhub.cli import request  # the admin protocol's client (cli imports the lab lazily)
+
+    return request(str(sock), {"cmd": cmd})
 
 
 def count_ike_sent(topo: Topology, host: Host | str) -> Callable[[], int]:

@@ -27,62 +27,15 @@ cannot turn against the account's owner. So here:
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Hashable
-from dataclasses import dataclass
+
+from vpnhub.auth.lockout import FailureTable
 
 __all__ = ["LoginThrottle"]
 
 _MAX_EXPONENT = 30  # 2**30 times any sane base delay is far above every cap
 _MAX_NAME = 256  # longer names are tracked by their first 256 characters
 _DEFAULT_WINDOW = 300.0
-
-
-@dataclass
-class _Record:
-    failures: int = 0
-    last_failure: float = 0.0
-    locked_until: float | None = None
-
-
-class _Table:
-    """Failure records by key, least recently touched first; stale ones are forgotten."""
-
-    def __init__(self, cap: int, window: float) -> None:
-        self.cap = cap
-        self.window = window
-        self.records: OrderedDict[Hashable, _Record] = OrderedDict()
-
-    def get(self, key: Hashable, now: float) -> _Record | None:
-        record = self.records.get(key)
-        if record is not None and self._stale(record, now):
-            del self.records[key]
-            return None
-        return record
-
-    def touch(self, key: Hashable, now: float) -> _Record:
-        record = self.get(key, now)
-        if record is None:
-            while len(self.records) >= self.cap:
-                self.records.popitem(last=False)
-            record = self.records[key] = _Record()
-        else:
-            self.records.move_to_end(key)
-        return record
-
-    def forget(self, key: Hashable) -> None:
-        self.records.pop(key, None)
-
-    def prune(self, now: float) -> int:
-        stale = [k for k, rec in self.records.items() if self._stale(rec, now)]
-        for k in stale:
-            del self.records[k]
-        return len(stale)
-
-    def _stale(self, record: _Record, now: float) -> bool:
-        if record.locked_until is not None:
-            return now >= record.locked_until  # the lock ran out: a fresh start
-        return now - record.last_failure >= self.window
 
 
 class LoginThrottle:
@@ -98,9 +51,9 @@ class LoginThrottle:
         self.retry_delay = float(retry_delay)
         self.max_retry_delay = float(max_retry_delay)
         window = self.lockout_seconds or _DEFAULT_WINDOW
-        self._pairs = _Table(max_tracked, window)
-        self._names = _Table(max_tracked, window)
-        self._sources = _Table(max_tracked, window)
+        self._pairs = FailureTable(max_tracked, window)
+        self._names = FailureTable(max_tracked, window)
+        self._sources = FailureTable(max_tracked, window)
 
     # -- queries
     def locked_until(self, name: str, source: str, now: float) -> float | None:
@@ -145,7 +98,7 @@ class LoginThrottle:
 
     # -- internals
     @staticmethod
-    def _count(table: _Table, key: Hashable, now: float) -> int:
+    def _count(table: FailureTable, key: Hashable, now: float) -> int:
         rec = table.get(key, now)
         return rec.failures if rec is not None else 0
 
