@@ -3,7 +3,7 @@
     PYTHONPATH=. python bench/fuzz.py --runs 1000000 --json bench/results/fuzz.json
     PYTHONPATH=. python bench/fuzz.py --smoke --json /tmp/fuzz.json
 
-For each target (codec, endpoint, dataplane) it runs
+For each target (codec, endpoint, dataplane, client) it runs
 ``tests/fuzz/run_atheris.py`` in a subprocess (atheris ends with sys.exit)
 for ``--runs`` inputs, seeded with tests/fuzz/corpus/<target> (libFuzzer adds
 what it finds to a scratch corpus), and reads libFuzzer's status lines
@@ -33,7 +33,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 RUNNER = REPO / "tests" / "fuzz" / "run_atheris.py"
 CORPUS = REPO / "tests" / "fuzz" / "corpus"
-TARGETS = ("codec", "endpoint", "dataplane")
+TARGETS = ("codec", "endpoint", "dataplane", "client")
 STATUS = re.compile(r"^#(\d+)\s+\w+\s.*?exec/s: (\d+) rss: (\d+)Mb")
 DONE = re.compile(r"^Done (\d+) runs in (\d+) second")
 

@@ -23,44 +23,40 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import fuzz_client  # noqa: E402
 import fuzz_dataplane  # noqa: E402
+from fuzz_client import SUITES  # noqa: E402
 from fuzz_endpoint import (  # noqa: E402
     CLIENT_500,
     CLIENT_4500,
-    GROUP,
     OP_ADVANCE,
     OP_FROM_500,
     OP_FROM_4500,
-    PSK,
     SERVER_IP,
-    USERS,
     DetRng,
     Responder,
     deterministic_dh,
 )
 from records import join  # noqa: E402
 
-from vpnhub.ike import events as ev  # noqa: E402
-from vpnhub.ike.policy import Policy  # noqa: E402
-from vpnhub.ike.sa import IkeConfig, IkeSA  # noqa: E402
-from vpnhub.ike.secret import Secret  # noqa: E402
+from vpnhub.ike.sa import IkeSA  # noqa: E402
 from vpnhub.ike.transitions import Role  # noqa: E402
-from vpnhub.wire.constants import EspTransform, IkeEncr, IkeHash, IPsecAuth  # noqa: E402
 
 CORPUS = HERE / "corpus"
 WIRE_DATA = HERE.parent / "wire" / "data"
 
 
-def record_exchange(mode: str, policy: Policy, *, dpd_and_delete: bool = True,
-                    user: str = "vpnclient1") -> tuple[bytes, list[bytes]]:
-    """(the endpoint seed, every message both sides sent) of one initiator run."""
+def record_exchange(mode: str, suite: str, *, dpd_and_delete: bool = True,
+                    ) -> tuple[bytes, list[bytes], bytes]:
+    """(the endpoint seed, every message both sides sent, the client seed) of one run."""
     r = Responder()
     records: list[tuple[int, bytes]] = []
     messages: list[bytes] = []
-    cfg = IkeConfig(local_address="10.10.10.2", policy=policy, mode=mode, group_name=GROUP,
-                    psk=Secret(PSK), natt=True, xauth=True)
     client_rng = DetRng(b"initiator")  # not the responder's stream
-    cfg.rng = client_rng
+    cfg = fuzz_client.client_config(mode, suite, client_rng)
+    # the client target's records: its configuration, then what it received and
+    # when its driver ran (fuzz_client.run replays exactly that)
+    to_client: list[tuple[int, bytes]] = [(fuzz_client.CONFIGS.index((mode, suite)), b"")]
     with deterministic_dh(r.rng):
         with deterministic_dh(client_rng):
             client = IkeSA(cfg, Role.INITIATOR, (SERVER_IP, 500), r.now)
@@ -69,8 +65,9 @@ def record_exchange(mode: str, policy: Policy, *, dpd_and_delete: bool = True,
         def pump() -> None:
             for _ in range(50):
                 out = client.datagrams_to_send()
+                to_client.append((fuzz_client.OP_DRIVE, b""))
                 with deterministic_dh(client_rng):
-                    _client_events(client, r.now)
+                    fuzz_client.drive(client, r.now)
                 out += client.datagrams_to_send()
                 if not out:
                     return
@@ -82,6 +79,8 @@ def record_exchange(mode: str, policy: Policy, *, dpd_and_delete: bool = True,
                     for reply in r.deliver(d.data, src, d.remote[1]):
                         messages.append(reply.data)
                         local = 4500 if reply.remote == CLIENT_4500 else 500
+                        to_client.append((fuzz_client.OP_FROM_4500 if local == 4500
+                                          else fuzz_client.OP_FROM_500, reply.data))
                         with deterministic_dh(client_rng):
                             client.receive(reply.data, (SERVER_IP, reply.local_port), local,
                                            r.now)
@@ -92,43 +91,20 @@ def record_exchange(mode: str, policy: Policy, *, dpd_and_delete: bool = True,
             records.append((OP_ADVANCE, (40).to_bytes(2, "big")))
             for probe in r.advance(40):
                 messages.append(probe.data)
+                to_client.append((fuzz_client.OP_FROM_4500, probe.data))
                 with deterministic_dh(client_rng):
                     client.receive(probe.data, (SERVER_IP, 4500), 4500, r.now)
             pump()
             client.delete(r.now)
             pump()
-    return join(records), messages
-
-
-def _client_events(client: IkeSA, now: float) -> None:
-    while (e := client.next_event()) is not None:
-        if isinstance(e, ev.XauthRequested):
-            client.xauth_reply("vpnclient1", Secret(USERS["vpnclient1"]), now)
-        elif isinstance(e, ev.ModeConfigReceived):
-            client.start_quick_mode(now)
-
-
-SUITES: dict[str, Policy] = {
-    "aes256-sha256-g14": Policy(),
-    "aes128-sha1-g2": Policy(dh_group=2, allow_legacy=True,
-                             ike_encryptions=((IkeEncr.AES_CBC, 128),),
-                             ike_hashes=(IkeHash.SHA,),
-                             esp_ciphers=((EspTransform.AES_CBC, 128),),
-                             esp_auths=(IPsecAuth.HMAC_SHA,)),
-    "3des-md5-g2-pfs": Policy(dh_group=2, allow_legacy=True, pfs_group=2,
-                              ike_encryptions=((IkeEncr.TRIPLE_DES_CBC, 0),),
-                              ike_hashes=(IkeHash.MD5,),
-                              esp_ciphers=((EspTransform.TRIPLE_DES, 0),),
-                              esp_auths=(IPsecAuth.HMAC_MD5,)),
-    "gcm-ecp256": Policy(dh_group=19, esp_ciphers=((EspTransform.AES_GCM_16, 128),)),
-}
+    return join(records), messages, join(to_client)
 
 
 def endpoint_seeds() -> dict[str, bytes]:
     seeds: dict[str, bytes] = {}
-    for name, policy in SUITES.items():
+    for name in SUITES:
         for mode in ("aggressive", "main"):
-            seed, _ = record_exchange(mode, policy)
+            seed, _, _ = record_exchange(mode, name)
             seeds[f"vpnhub-{mode}-{name}"] = seed
     vpnc_msg1 = (WIRE_DATA / "01_send_aggressive_msg.bin").read_bytes()
     seeds["vpnc-aggressive-msg1"] = join([(OP_FROM_500, vpnc_msg1)])
@@ -140,9 +116,9 @@ def endpoint_seeds() -> dict[str, bytes]:
 def codec_seeds() -> dict[str, bytes]:
     """Selector byte 0 (whole message) or 1 (payload chain), see fuzz_codec."""
     seeds: dict[str, bytes] = {}
-    for name, policy in SUITES.items():
+    for name in SUITES:
         for mode in ("aggressive", "main"):
-            _, messages = record_exchange(mode, policy)
+            _, messages, _ = record_exchange(mode, name)
             for i, m in enumerate(messages):
                 seeds[f"vpnhub-{mode}-{name}-{i:02d}"] = b"\x00" + m
     for f in sorted(WIRE_DATA.glob("*.bin")):
@@ -151,6 +127,11 @@ def codec_seeds() -> dict[str, bytes]:
         # the decrypted bodies: as a payload chain (first payload type from the header)
         seeds[f"vpnc-{f.stem}-chain"] = b"\x01" + bytes([data[16], 1]) + data[28:]
     return seeds
+
+
+def client_seeds() -> dict[str, bytes]:
+    return {f"vpnhub-{mode}-{name}": record_exchange(mode, name)[2]
+            for name in SUITES for mode in ("aggressive", "main")}
 
 
 def write(target: str, seeds: dict[str, bytes]) -> int:
@@ -165,6 +146,7 @@ def main() -> None:
     n = write("endpoint", endpoint_seeds())
     n += write("codec", codec_seeds())
     n += write("dataplane", fuzz_dataplane.seeds())
+    n += write("client", client_seeds())
     print(f"{n} seeds written under {CORPUS}")
     for f in sorted(CORPUS.rglob("*")):
         if f.is_file() and f.suffix != ".md":

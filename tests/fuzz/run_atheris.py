@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python tests/fuzz/run_atheris.py TARGET [libFuzzer options] [CORPUS_DIR ...]
 
-TARGET is codec, endpoint or dataplane. vpnhub is instrumented for coverage
+TARGET is codec, endpoint, dataplane or client. vpnhub is instrumented for coverage
 (atheris.instrument_imports); the harness itself is not. libFuzzer prints
 its status lines (inputs, coverage, exec/s, rss) on stderr; a Python
 exception escaping the target is a crash: libFuzzer prints the traceback,
@@ -20,7 +20,7 @@ import atheris
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-TARGETS = ("codec", "endpoint", "dataplane")
+TARGETS = ("codec", "endpoint", "dataplane", "client")
 
 
 def main() -> None:
@@ -40,8 +40,10 @@ def main() -> None:
             import fuzz_codec as harness
         elif target == "endpoint":
             import fuzz_endpoint as harness  # type: ignore[no-redef]
-        else:
+        elif target == "dataplane":
             import fuzz_dataplane as harness  # type: ignore[no-redef]
+        else:
+            import fuzz_client as harness  # type: ignore[no-redef]
     atheris.Setup(sys.argv, harness.one_input)
     atheris.Fuzz()
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fuzz_client
 import fuzz_codec
 import fuzz_dataplane
 import fuzz_endpoint
@@ -22,9 +23,10 @@ from vpnhub.ike import sa as ike_sa
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-HARNESSES = {"codec": fuzz_codec, "endpoint": fuzz_endpoint, "dataplane": fuzz_dataplane}
+HARNESSES = {"codec": fuzz_codec, "endpoint": fuzz_endpoint, "dataplane": fuzz_dataplane,
+             "client": fuzz_client}
 # inputs of the short run: about 5-10 s of each target on a busy 2-core machine
-SHORT_RUNS = {"codec": 20_000, "endpoint": 3_000, "dataplane": 5_000}
+SHORT_RUNS = {"codec": 20_000, "endpoint": 3_000, "dataplane": 5_000, "client": 3_000}
 
 
 @pytest.mark.parametrize("target", sorted(HARNESSES))
@@ -64,6 +66,14 @@ def test_endpoint_seeds_reach_quick_mode(seed: Path) -> None:
     If this fails the engine now draws randomness differently: re-run make_seeds.py."""
     r = fuzz_endpoint.run(seed.read_bytes())
     assert (r.established, r.children) == (1, 1)
+
+
+@pytest.mark.parametrize("seed", _files("corpus", "client"), ids=lambda p: p.name)
+def test_client_seeds_reach_quick_mode(seed: Path) -> None:
+    """The concentrator's recorded answers take the fuzzed client through Quick Mode."""
+    client = fuzz_client.run(seed.read_bytes())
+    assert client is not None and client.state.name == "ESTABLISHED"
+    assert len(client.children) == 1
 
 
 def test_vpnc_message_1_is_answered() -> None:
