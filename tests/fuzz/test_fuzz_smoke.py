@@ -94,6 +94,17 @@ def test_endpoint_harness_reports_a_hidden_internal_error(monkeypatch: pytest.Mo
         fuzz_endpoint.one_input(seed)
 
 
+def test_client_harness_reports_a_hidden_internal_error(monkeypatch: pytest.MonkeyPatch
+                                                         ) -> None:
+    def broken(*_args: object) -> None:
+        raise KeyError("bug")
+
+    seed = _files("corpus", "client")[0].read_bytes()
+    monkeypatch.setattr(ike_sa, "handler_for", lambda *_a: broken)
+    with pytest.raises(fuzz_endpoint.InvariantViolation, match="internal error"):
+        fuzz_client.one_input(seed)
+
+
 def test_dataplane_harness_sees_spoofed_inner_sources() -> None:
     """An inner packet with a source other than the client's address never reaches the TUN
     (the harness would raise); the SA counts it."""
