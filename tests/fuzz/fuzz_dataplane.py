@@ -140,7 +140,8 @@ class Harness:
         # set after construction: the fakes have no fd to register with epoll
         self.dp.udp, self.dp.cisco_udp, self.dp.esp = (self.udp, self.cisco,  # type: ignore[assignment]
                                                        self.raw)
-        self.senders: list[EspSA] = []
+        self.senders: list[EspSA] = []  # the peers' ends of the inbound SAs
+        self.outbound: list[EspSA] = []
         self.last_sealed: tuple[Sa, bytes] | None = None
         self.stream = FakeStream()
         self.conn: _CtcpConn | None = None
@@ -159,12 +160,13 @@ class Harness:
                 self.dp.call(AddInbound(sa.params(), sa.peer, sa.transport != "esp",
                                         sa.allowed_src, sa.transport))
                 self.senders[i] = sa.params().build()
-        for sa, dst in ((SAS[0], "10.40.1.1"), (SAS[3], "192.168.50.0/24")):
-            out = self.dp._out_exact.get(bytes(int(x) for x in dst.split(".")[:4])) \
-                if "/" not in dst else next((e for *_, e in self.dp._out_prefix), None)
-            if out is None or out.sa.seq:
-                self.dp.call(AddOutbound(sa.params(), sa.peer, sa.transport != "esp",
-                                         dst, sa.transport))
+        if not self.outbound or any(sa.seq for sa in self.outbound):
+            self.outbound = []
+            for sa, dst in ((SAS[0], "10.40.1.1"), (SAS[3], "192.168.50.0/24")):
+                built = self.dp.call(AddOutbound(sa.params(), sa.peer, sa.transport != "esp",
+                                                 dst, sa.transport))
+                assert isinstance(built, EspSA)
+                self.outbound.append(built)
         self.last_sealed = None
         if self.conn is None or self.conn.closed or self.conn.ike_seen or \
                 self.conn.framer.buffered:
