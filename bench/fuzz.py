@@ -12,6 +12,10 @@ inputs/s, RSS at the first status line, the middle and the end (memory
 flat or not), crashes and unhandled exceptions (0 expected; a finding's input
 is kept under ``--workdir``). ``--rate-repeats K --rate-seconds S``
 adds K timed runs of S seconds for the inputs/s median and range.
+``--plain N`` instead feeds N random mutations of a corpus (default: the
+seeds) to the harness in plain Python, without libFuzzer, and reports the
+process RSS six times along the way: libFuzzer's own corpus and tables grow
+during a run, this shows whether vpnhub's memory does.
 
 No lab and no root needed. The machine is shared: inputs/s is what this
 run measured, a figure for the report, never asserted by a test.
@@ -85,6 +89,41 @@ def rate(target: str, workdir: Path, seconds: int, repeats: int) -> dict[str, An
             "min": round(min(rates)), "max": round(max(rates))}
 
 
+def plain(target: str, inputs: int, corpus: Path) -> dict[str, Any]:
+    """RSS (KiB) while feeding `inputs` byte-level mutations of `corpus` to the harness."""
+    import importlib
+    import logging
+    import random
+
+    sys.path.insert(0, str(REPO / "tests" / "fuzz"))
+    logging.getLogger("vpnhub").addHandler(logging.NullHandler())
+    logging.getLogger("vpnhub").propagate = False
+    harness = importlib.import_module(f"fuzz_{target}")
+    seeds = [p.read_bytes() for p in sorted(corpus.iterdir()) if p.is_file()]
+    rng = random.Random(1)
+
+    def mutate(data: bytes) -> bytes:
+        b = bytearray(data)
+        for _ in range(rng.randrange(1, 4)):
+            if b and rng.random() < 0.7:
+                b[rng.randrange(len(b))] = rng.randrange(256)
+            else:
+                b += rng.randbytes(rng.randrange(1, 8))
+        return bytes(b)
+
+    def rss_kib() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 // 1024
+
+    points = []
+    step = max(inputs // 6, 1)
+    for i in range(inputs + 1):
+        if i % step == 0:
+            points.append((i, rss_kib()))
+        harness.one_input(mutate(rng.choice(seeds)))
+    return {"target": target, "plain_inputs": inputs, "corpus_files": len(seeds),
+            "rss_kib": points}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--targets", default=",".join(TARGETS))
@@ -94,6 +133,9 @@ def main() -> int:
     ap.add_argument("--smoke", action="store_true", help="a few hundred inputs per target")
     ap.add_argument("--workdir", type=Path, default=None,
                     help="logs, scratch corpora and crash inputs (default: a temp dir)")
+    ap.add_argument("--plain", type=int, default=0, metavar="N",
+                    help="N mutated inputs in plain Python (no libFuzzer): RSS only")
+    ap.add_argument("--corpus", type=Path, default=None, help="for --plain (default: seeds)")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--prefix", default="", help=argparse.SUPPRESS)  # bench smoke-test API
     a = ap.parse_args()
@@ -104,13 +146,18 @@ def main() -> int:
                            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                            "results": []}
     for target in a.targets.split(","):
+        if a.plain:
+            result = plain(target, a.plain, a.corpus or CORPUS / target)
+            doc["results"].append(result)
+            print(json.dumps(result), flush=True)
+            continue
         result = fuzz(target, workdir, [f"-runs={runs}"])
         if a.rate_seconds:
             result["rate"] = rate(target, workdir, a.rate_seconds, a.rate_repeats)
         doc["results"].append(result)
         print(json.dumps(result), flush=True)
-    doc["inputs_total"] = sum(r["inputs"] for r in doc["results"])
-    doc["crashes_total"] = sum(r["crashes"] for r in doc["results"])
+    doc["inputs_total"] = sum(r.get("inputs", 0) for r in doc["results"])
+    doc["crashes_total"] = sum(r.get("crashes", 0) for r in doc["results"])
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         a.json.write_text(json.dumps(doc, indent=2) + "\n")

@@ -127,3 +127,12 @@ def test_fuzz_smoke(tmp_path: Path) -> None:
         assert (r["crashes"], r["unhandled_exceptions"]) == (0, 0), r
         for key in ("inputs_per_s", "rss_mb_start", "rss_mb_middle", "rss_mb_end"):
             assert is_number(r[key]), (r["target"], key)
+
+
+def test_fuzz_plain_memory_smoke(tmp_path: Path) -> None:
+    """bench/fuzz.py --plain: the harnesses without libFuzzer, RSS along the way."""
+    doc = run_bench("fuzz", "", tmp_path, "--targets", "dataplane,codec", "--plain", "60")
+    for r in doc["results"]:
+        assert r["plain_inputs"] == 60
+        assert [i for i, _ in r["rss_kib"]] == [0, 10, 20, 30, 40, 50, 60]
+        assert all(is_number(kib) for _, kib in r["rss_kib"])
