@@ -116,3 +116,23 @@ def test_loadgen_packets_and_users() -> None:
     m = merge([part, part])
     assert m["established"] == 4 and m["counters"]["errors"] == {"x": 2}
     assert m["tunnels_per_s"] == 4.0
+
+
+def test_fuzz_smoke(tmp_path: Path) -> None:
+    """bench/fuzz.py runs each fuzz target under atheris and reports its figures."""
+    doc = run_bench("fuzz", "", tmp_path, "--workdir", str(tmp_path / "work"))
+    assert [r["target"] for r in doc["results"]] == ["codec", "endpoint", "dataplane", "client"]
+    for r in doc["results"]:
+        assert r["inputs"] == doc["runs_per_target"], r
+        assert (r["crashes"], r["unhandled_exceptions"]) == (0, 0), r
+        for key in ("inputs_per_s", "rss_mb_start", "rss_mb_middle", "rss_mb_end"):
+            assert is_number(r[key]), (r["target"], key)
+
+
+def test_fuzz_plain_memory_smoke(tmp_path: Path) -> None:
+    """bench/fuzz.py --plain: the harnesses without libFuzzer, RSS along the way."""
+    doc = run_bench("fuzz", "", tmp_path, "--targets", "dataplane,codec", "--plain", "60")
+    for r in doc["results"]:
+        assert r["plain_inputs"] == 60
+        assert [i for i, _ in r["rss_kib"]] == [0, 10, 20, 30, 40, 50, 60]
+        assert all(is_number(kib) for _, kib in r["rss_kib"])

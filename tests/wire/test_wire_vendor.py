@@ -154,3 +154,26 @@ def test_select_natt_variant(vids, variant):
 def test_vpnhub_vid_for_other_versions():
     assert vpnhub_vid(__version__) == VendorId.VPNHUB
     assert vpnhub_vid("9.9.9") == md5(b"vpnhub 9.9.9")
+
+
+def test_identify_does_not_pin_large_unknown_vendor_ids() -> None:
+    """Found by the fuzz campaign's memory check (bench/fuzz.py --plain): identify()'s
+    cache kept up to 512 attacker-chosen vendor IDs of any size. 512 first messages
+    with a 60 KB vendor ID each pinned ~30 MB until evicted; only IDs of a length a
+    known vendor ID can have (<= 64 bytes) are cached now."""
+    import gc
+    import tracemalloc
+
+    from vpnhub.wire.vendor import identify
+
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(512):
+        assert identify(i.to_bytes(4, "big") + bytes(60_000)) is None
+    gc.collect()
+    kept = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert kept < 1_000_000, f"{kept} bytes kept after 512 unknown vendor IDs"
+    known = next(p for p in KNOWN_VENDOR_IDS if p.length in (None, len(p.prefix)))
+    assert identify(known.prefix) is not None  # short IDs still identified (and cached)

@@ -273,9 +273,25 @@ KNOWN_VENDOR_IDS: tuple[VendorPattern, ...] = (
 _BY_SPECIFICITY = sorted(KNOWN_VENDOR_IDS, key=lambda p: len(p.prefix), reverse=True)
 
 
-@lru_cache(maxsize=512)
+# Known vendor IDs are at most 40 bytes. Longer ones are not cached: the cache
+# keys are the peer's bytes, and 512 unauthenticated 60 KB vendor IDs would
+# otherwise pin 30 MB (found by the fuzz campaign's memory check).
+_CACHED_VID_LEN = 64
+
+
 def identify(vid: bytes) -> str | None:
     """The name of a known vendor ID (prefix match, for IDs that carry versions)."""
+    if len(vid) > _CACHED_VID_LEN:
+        return _identify(vid)
+    return _identify_cached(vid)
+
+
+@lru_cache(maxsize=512)
+def _identify_cached(vid: bytes) -> str | None:
+    return _identify(vid)
+
+
+def _identify(vid: bytes) -> str | None:
     for pattern in _BY_SPECIFICITY:
         if vid.startswith(pattern.prefix) and pattern.length in (None, len(vid)):
             return pattern.name
