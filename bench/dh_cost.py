@@ -5,7 +5,7 @@
 For every supported group (and, for MODP, every available backend: "pow" and,
 if installed, "gmpy2") prints the median over R runs of N iterations of
 `generate()` followed by `shared_secret(peer)`, which is one side's CPU cost
-of one exchange. DATAPLANE.md (shared/interop) lists reference numbers for
+of one exchange. docs/DATAPLANE-COSTS.md lists reference numbers for
 this kind of machine: group 2 pow 1785 us, gmpy2 262 us; group 14 pow 6400 us,
 gmpy2 602 us (256-bit exponent); group 19 82 us.
 """

@@ -4,7 +4,7 @@
 
 Prints, per suite, the median (or with --best the fastest) of R runs of encapsulate and decapsulate
 (replay window and counters included), next to the "prepared" column of
-/work/shared/interop/DATAPLANE.md measured on this kind of machine.
+docs/DATAPLANE-COSTS.md, measured on this kind of machine.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from vpnhub.esp import (
 
 Agg = Callable[[list[float]], float]
 
-# (transform, key bits, auth, DATAPLANE.md prepared encrypt us, decrypt us)
+# (transform, key bits, auth, docs/DATAPLANE-COSTS.md prepared encrypt us, decrypt us)
 SUITES: list[tuple[int, int | None, int | None, float | None, float | None]] = [
     (ESP_AES_CBC, 128, HMAC_SHA1_96, 3.7, 2.3),
     (ESP_AES_CBC, 256, HMAC_SHA2_256_128, 4.2, 2.4),
@@ -105,7 +105,7 @@ def main() -> None:
     agg: Agg = min if args.best else statistics.median
     what = "best" if args.best else "median"
     print(f"{args.size}-byte inner packets, {args.packets} x {args.repeat} runs, {what} us/packet")
-    print(f"{'suite':32} {'encap':>7} {'decap':>7}   {'DATAPLANE.md prepared enc/dec':>30}")
+    print(f"{'suite':32} {'encap':>7} {'decap':>7}   {'DATAPLANE-COSTS prepared e/d':>30}")
     for transform, bits, auth, ref_enc, ref_dec in SUITES:
         packets = args.packets // 10 if transform == ESP_3DES else args.packets
         name, enc, dec = bench(transform, bits, auth, packets, args.repeat, args.size, agg)

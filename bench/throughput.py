@@ -11,7 +11,7 @@ for each suite, the strongSwan concentrator (charon + kernel-libipsec) and
 the vpnhub concentrator (``vpnhub serve``) take turns in the concentrator
 namespace, and each client kind (vpnc, the vpnhub client, the strongSwan
 IKEv1 client) uploads to the LAN host (``iperf3 -c`` in the client, like the
-anchor of shared/interop). Per configuration, ``--runs`` runs of
+anchor in docs/DATAPLANE-COSTS.md). Per configuration, ``--runs`` runs of
 ``--seconds`` each; the median is reported.
 
 Per run: Mbit/s (iperf3 receiver), packets/s through the concentrator's

@@ -5,7 +5,7 @@ package is installed: about 7-10x faster) with a short private exponent, sized
 per RFC 3526 section 8 at twice the group's estimated strength. `cryptography`
 is not used for them: it deprecates finite-field DH, always draws a full-size
 exponent and re-validates the prime on every peer key (42 ms per exchange for
-group 2 on the project machine, see shared/interop/DATAPLANE.md).
+group 2 on the project machine, see docs/DATAPLANE-COSTS.md).
 
 ECP groups use `cryptography` (OpenSSL). Their KE payload is x | y, each
 left-padded to the field size, without the 0x04 prefix of SEC1; the shared

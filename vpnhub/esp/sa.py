@@ -6,7 +6,7 @@ header, ICV) and ``EspSA.decapsulate(esp)`` does the reverse or raises
 :class:`EspDrop` with a stable reason.  No sockets, no clocks: the caller
 stamps ``last_activity`` with its own clock and moves the bytes.
 
-Costs follow /work/shared/interop/DATAPLANE.md ("prepared" column): each SA
+Costs follow docs/DATAPLANE-COSTS.md ("prepared" column): each SA
 keeps one keyed HMAC that is ``copy()``-ed per packet, one long-lived CBC
 encryptor and decryptor, one ``AESGCM`` object, and takes CBC randomness from
 an :class:`IvPool`.

@@ -1,6 +1,6 @@
 """The ESP forwarding engine: TUN <-> ESP-in-UDP 4500 (RFC 3948) or raw ESP.
 
-Design (numbers from /work/shared/interop/DATAPLANE.md):
+Design (numbers from docs/DATAPLANE-COSTS.md):
 
 - One thread runs a level-triggered ``select.epoll`` loop over the TUN fd, the
   UDP 4500 socket, the raw ESP socket (IP protocol 50, used when there is no

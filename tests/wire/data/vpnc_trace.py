@@ -8,7 +8,7 @@ come back whole (header + payloads); encrypted ones as the decrypted payload
 chain without padding (their header length counts the ciphertext). Packets
 whose values vpnc hides (the XAUTH reply with the password) are skipped.
 
-    python tests/wire/data/vpnc_trace.py /work/shared/interop/samples/vpnc-labc1-debug3.log \
+    python tests/wire/data/vpnc_trace.py tests/wire/data/vpnc-labc1-debug3.log \
         tests/wire/data
 """
 
