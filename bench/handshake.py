@@ -95,7 +95,7 @@ def active_sessions(topo: Topology, conc: Concentrator) -> int:
     if conc.kind == "vpnhub":
         assert conc.admin_socket is not None
         cp = topo.exec(topo.conc, [PYTHON, "-c", (
-            "import sys, json; from vpnhub.cli import request;"
+            "import sys, json; from vpnhub.admin import request;"
             " print(json.dumps(request(sys.argv[1], {'cmd': 'stats'}, 60)))"),
             str(conc.admin_socket)], timeout=90)
         try:

@@ -43,7 +43,7 @@ def _time_cli(sock: str) -> tuple[float, int | str]:
 
 
 def _time_socket(sock: str) -> tuple[float, int | str]:
-    from vpnhub.cli import request
+    from vpnhub.admin import request
 
     t = time.monotonic()
     try:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from vpnhub.admin import request
 from vpnhub.text import printable
 
 DEFAULT_SOCKET = "/run/vpnhub/admin.sock"
@@ -96,23 +96,6 @@ def _socket_path(args: argparse.Namespace) -> str:
             print(f"vpnhub: configuration error: {e}", file=sys.stderr)
             raise SystemExit(2) from e
     return DEFAULT_SOCKET
-
-
-def request(sock_path: str, req: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
-    """One JSON request to the running concentrator's admin socket."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(sock_path)
-        s.sendall(json.dumps(req).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-    reply = json.loads(buf or b"{}")
-    assert isinstance(reply, dict)
-    return reply
 
 
 def _talk(sock_path: str, req: dict[str, Any]) -> dict[str, Any] | None:

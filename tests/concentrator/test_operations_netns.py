@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from vpnhub_harness import VpnhubServer
 
-from vpnhub.cli import request
+from vpnhub.admin import request
 from vpnhub.lab.peers import start_vpnc
 from vpnhub.lab.topology import LAN_HOST, PAT_OUTSIDE, Topology, wait_until
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import json
-import os
 import signal
 import socket
 import time
@@ -22,6 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vpnhub import __version__
+from vpnhub.admin import start_server
 from vpnhub.esp.sa import SaParams
 from vpnhub.ike import events as ev
 from vpnhub.ike.policy import Policy
@@ -41,7 +40,6 @@ from vpnhub.net.dataplane import (
     open_esp_socket,
     open_udp_socket,
 )
-from vpnhub.net.jsonline import RequestError, read_request
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 from vpnhub.wire.constants import EncapsulationMode
@@ -625,32 +623,14 @@ class VpnClient:
     async def _start_status(self) -> asyncio.AbstractServer | None:
         path = self._status_path()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            server = await asyncio.start_unix_server(self._status_client, path=str(path))
-            os.chmod(path, 0o600)
-            return server
+            return await start_server(path, self._status_request)
         except OSError as e:
             self.say(f"no status socket at {path}: {e}")
             return None
 
-    async def _status_client(self, reader: asyncio.StreamReader,
-                             writer: asyncio.StreamWriter) -> None:
-        try:
-            try:
-                await read_request(reader, 5)  # any request: the answer is the status
-            except RequestError as e:
-                writer.write(json.dumps({"error": str(e)}).encode() + b"\n")
-                await writer.drain()
-                return
-            await self._refresh_counters()
-            writer.write(json.dumps(self.status_dict()).encode() + b"\n")
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    async def _status_request(self, req: dict[str, Any]) -> dict[str, Any]:
+        await self._refresh_counters()  # any request: the answer is the status
+        return self.status_dict()
 
     def status_dict(self) -> dict[str, Any]:
         s = self.status

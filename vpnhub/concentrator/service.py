@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
-import json
 import os
 import signal
 import socket
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from vpnhub import __version__
+from vpnhub.admin import start_server
 from vpnhub.auth.users import XauthAuthenticator
 from vpnhub.concentrator.memory import BurstTrimmer
 from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
@@ -63,7 +63,6 @@ from vpnhub.net.dataplane import (
     open_esp_socket,
     open_udp_socket,
 )
-from vpnhub.net.jsonline import RequestError, read_request
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 from vpnhub.session.pool import AddressPool, PoolError
@@ -813,32 +812,10 @@ class Concentrator:
     async def _start_admin(self) -> asyncio.AbstractServer | None:
         path = self.config.admin.socket
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-            server = await asyncio.start_unix_server(self._admin_client, path=str(path))
-            os.chmod(path, 0o600)  # only root talks to the concentrator
-            return server
+            return await start_server(path, self.admin_command)
         except OSError as e:
             self.log.add("ADMIN", 2, f"admin socket {path} unavailable: {e}")
             return None
-
-    async def _admin_client(self, reader: asyncio.StreamReader,
-                            writer: asyncio.StreamWriter) -> None:
-        try:
-            try:
-                req = await read_request(reader, 5)
-                reply = await self.admin_command(req)
-            except RequestError as e:  # too long, too deep, not JSON: answered, not raised
-                reply = {"error": str(e)}
-            except (ValueError, KeyError) as e:
-                reply = {"error": f"bad request: {e}"}
-            writer.write(json.dumps(reply).encode() + b"\n")
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
 
     async def admin_command(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")

@@ -175,7 +175,7 @@ class RssSampler:
 
 def admin(sock: Path, cmd: str) -> dict[str, Any]:
     """One command on the concentrator's admin socket (e.g. "stats")."""
-    from vpnhub.cli import request  # the admin protocol's client (cli imports the lab lazily)
+    from vpnhub.admin import request  # the admin protocol's client
 
     return request(str(sock), {"cmd": cmd})
 

@@ -666,7 +666,7 @@ class LabState:
 
 def admin_request(sock: Path, req: dict[str, Any]) -> dict[str, Any] | None:
     """One request to the concentrator's admin socket; None if it does not answer."""
-    from vpnhub.cli import request
+    from vpnhub.admin import request
 
     try:
         return request(str(sock), req, timeout=5.0)
