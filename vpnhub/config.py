@@ -837,6 +837,16 @@ def _check_name(table: _Table, key: str) -> str:
     return name
 
 
+def _workers(t: _Table) -> int:
+    """Refuse more than one data-plane worker: nothing builds them yet, and
+    accepting `workers = 4` would promise four and silently run one."""
+    value = t.integer("workers", 1, 1, 2**31)
+    if value > 1:
+        t.fail("workers", f"workers = {value}: more than one data plane worker is not built"
+               " yet (issue: the data plane on every core); use 1")
+    return value
+
+
 def _check_domain(table: _Table, key: str, value: str) -> str:
     labels = value.rstrip(".").split(".")
     ok = all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", lab) for lab in labels)
@@ -1000,7 +1010,7 @@ def _concentrator(t: _Table) -> ConcentratorConfig:
         xauth_timeout=t.integer("xauth_timeout", 60, 5, 600),
         natt_keepalive=t.integer("natt_keepalive", 20, 0, 3600),
         fragmentation=t.choice("fragmentation", "before-encryption", _FRAGMENTATION),
-        workers=t.integer("workers", 1, 1, 256),
+        workers=_workers(t),
         banner=banner,
         default_domain=_check_domain(t, "default_domain", t.string("default_domain", "")),
         dns=t.address_list("dns", ()),
