@@ -4,7 +4,7 @@
         [--groups 2,14,19] [--concentrators vpnhub,strongswan] [--json out.json]
         [--profile-dir DIR] [--smoke]
 
-The load generator (``python -m vpnhub.loadgen``, our sans-I/O initiator
+The load generator (``python -m vpnhub.tools.loadgen``, our sans-I/O initiator
 core) runs in the lab's client namespace c1 and brings up ``--tunnels``
 tunnels (Aggressive Mode + XAUTH + Mode Config + Quick Mode), each from a UDP
 socket of its own, through the ``masquerade random`` PAT: to the
@@ -110,7 +110,7 @@ def loadgen_argv(run: Path, *, tunnels: int, concurrency: int, dh: int, out: Pat
                  extra: list[str] | None = None) -> list[str]:
     psk = run / "group.psk"
     psk.write_text(PSK + "\n")
-    return [PYTHON, "-m", "vpnhub.loadgen", "--server", CONC_PUBLIC, "--group", GROUP,
+    return [PYTHON, "-m", "vpnhub.tools.loadgen", "--server", CONC_PUBLIC, "--group", GROUP,
             "--psk-file", str(psk), "--users", "vpnuser{n}:userpass{n}",
             "--user-count", str(N_USERS), "--tunnels", str(tunnels),
             "--concurrency", str(concurrency), "--dh", str(dh), "--json", str(out),

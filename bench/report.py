@@ -200,8 +200,8 @@ def throughput_section(tp: dict[str, Any], d: Path, rel: str) -> list[str]:
 
 def handshake_section(hs: dict[str, Any], d: Path, rel: str) -> list[str]:
     lines = ["## 2. Handshake rate\n",
-             f"`python -m vpnhub.loadgen` in the client namespace: {hs['tunnels']} tunnels per"
-             f" run (Aggressive Mode + XAUTH + Mode Config + Quick Mode, NAT-T), at most"
+             f"`python -m vpnhub.tools.loadgen` in the client namespace: {hs['tunnels']} tunnels"
+             f" per run (Aggressive Mode + XAUTH + Mode Config + Quick Mode, NAT-T), at most"
              f" {hs['concurrency']} in flight, each from its own UDP port through the PAT;"
              f" median of {hs['runs']} runs. The load generator shares the 2 cores with the"
              " concentrator: *capacity* = tunnels one core of the concentrator could set up"

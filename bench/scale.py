@@ -4,7 +4,7 @@
         [--traffic-sessions 1000] [--traffic-hold 60] [--json out.json]
         [--profile-dir DIR] [--smoke]
 
-The load generator (``python -m vpnhub.loadgen``) in client namespace c1
+The load generator (``python -m vpnhub.tools.loadgen``) in client namespace c1
 brings up ``--sessions`` remote-access tunnels through the PAT to
 ``vpnhub serve`` (all of them one public address, many ports), then:
 

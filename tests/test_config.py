@@ -727,3 +727,27 @@ def test_anything_gives_config_or_config_error(parts: list[str] | str) -> None:
     except ConfigError as err:
         assert str(err).startswith("fuzz.toml")
         assert err.line is None or 1 <= err.line <= text.count("\n") + 1
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def test_workers_one_is_accepted() -> None:
+    assert parse_config(HEAD + group("g", "10.0.0.0/24") + "", "t.toml").concentrator.workers == 1
+    cfg = parse_config(HEAD + "workers = 1\n" + group("g", "10.0.0.0/24"), "t.toml")
+    assert cfg.concentrator.workers == 1
+
+
+@pytest.mark.parametrize("n", [2, 4, 256])
+def test_workers_above_one_refused_until_built(n: int) -> None:
+    # Nothing reads `workers` yet: accepting 4 would promise four data-plane
+    # workers and silently run one.
+    err = error_of(HEAD + f"workers = {n}\n" + group("g", "10.0.0.0/24"))
+    assert err.key == "concentrator.workers" and err.line == 4
+    assert f"workers = {n}: more than one data plane worker is not built yet" in str(err)
+    assert "use 1" in str(err)
+
+
+def test_workers_zero_still_out_of_range() -> None:
+    err = error_of(HEAD + "workers = 0\n" + group("g", "10.0.0.0/24"))
+    assert err.key == "concentrator.workers" and "out of range" in str(err)

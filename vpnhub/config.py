@@ -19,7 +19,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import difflib
-import hmac
 import ipaddress
 import math
 import re
@@ -31,6 +30,7 @@ from typing import NoReturn
 
 from vpnhub.auth.users import PasswordHashError, parse_password_hash
 from vpnhub.eventlog import CLASSES
+from vpnhub.secret import Secret
 
 __all__ = [
     "AdminConfig",
@@ -54,47 +54,6 @@ __all__ = [
 KeyPath = tuple[str | int, ...]
 IPv4Addresses = tuple[ipaddress.IPv4Address, ...]
 IPv4Networks = tuple[ipaddress.IPv4Network, ...]
-
-
-# --------------------------------------------------------------------------- secrets
-
-
-class Secret:
-    """A PSK or password. `repr()` and `str()` never show it; `reveal()` does."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str | bytes) -> None:
-        self._value = value.encode("utf-8") if isinstance(value, str) else bytes(value)
-
-    def reveal(self) -> bytes:
-        return self._value
-
-    def reveal_str(self) -> str:
-        return self._value.decode("utf-8", "replace")
-
-    def equals(self, other: Secret | str | bytes) -> bool:
-        """Constant-time comparison (hmac.compare_digest: no early exit)."""
-        theirs = other._value if isinstance(other, Secret) else Secret(other)._value
-        return hmac.compare_digest(self._value, theirs)
-
-    def __repr__(self) -> str:
-        return "Secret(<hidden>)"
-
-    def __str__(self) -> str:
-        return "<hidden>"
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Secret):
-            return self.equals(other)
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        # Equal secrets have equal lengths; the length is all we let out.
-        return hash(("Secret", len(self._value)))
-
-    def __len__(self) -> int:
-        return len(self._value)
 
 
 # --------------------------------------------------------------------------- errors
@@ -837,6 +796,16 @@ def _check_name(table: _Table, key: str) -> str:
     return name
 
 
+def _workers(t: _Table) -> int:
+    """Refuse more than one data-plane worker: nothing builds them yet, and
+    accepting `workers = 4` would promise four and silently run one."""
+    value = t.integer("workers", 1, 1, 2**31)
+    if value > 1:
+        t.fail("workers", f"workers = {value}: more than one data plane worker is not built"
+               " yet (issue: the data plane on every core); use 1")
+    return value
+
+
 def _check_domain(table: _Table, key: str, value: str) -> str:
     labels = value.rstrip(".").split(".")
     ok = all(re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?", lab) for lab in labels)
@@ -1000,7 +969,7 @@ def _concentrator(t: _Table) -> ConcentratorConfig:
         xauth_timeout=t.integer("xauth_timeout", 60, 5, 600),
         natt_keepalive=t.integer("natt_keepalive", 20, 0, 3600),
         fragmentation=t.choice("fragmentation", "before-encryption", _FRAGMENTATION),
-        workers=t.integer("workers", 1, 1, 256),
+        workers=_workers(t),
         banner=banner,
         default_domain=_check_domain(t, "default_domain", t.string("default_domain", "")),
         dns=t.address_list("dns", ()),

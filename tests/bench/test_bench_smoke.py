@@ -104,7 +104,7 @@ def test_report_from_results(tmp_path: Path) -> None:
 
 
 def test_loadgen_packets_and_users() -> None:
-    from vpnhub.loadgen import _checksum, icmp_echo, merge, parse_users
+    from vpnhub.tools.loadgen import _checksum, icmp_echo, merge, parse_users
 
     pkt = icmp_echo(bytes([10, 40, 0, 1]), bytes([192, 168, 2, 10]), 7, 1, b"x" * 16)
     assert _checksum(pkt[:20]) == 0 and _checksum(pkt[20:]) == 0  # both checksums valid

@@ -42,7 +42,6 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.endpoint import IkeEndpoint, Limits
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import State
 from vpnhub.manager import Manager  # manager (issue 6)
 from vpnhub.net.dataplane import (
@@ -65,6 +64,7 @@ from vpnhub.net.dataplane import (
 )
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
+from vpnhub.secret import Secret
 from vpnhub.session.pool import AddressPool, PoolError
 from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
 
@@ -145,7 +145,7 @@ class Concentrator:
             return None
 
         return IkeConfig(
-            local_address=self.public, policy=policy, psk=Secret(site.psk.reveal()),
+            local_address=self.public, policy=policy, psk=site.psk,
             natt=site.ipsec_over_natt, xauth=False, unity=False,
             dpd_interval=float(c.dpd_interval), dpd_retries=c.dpd_retries,
             ts_check=ts_check, application_version=f"vpnhub {__version__}",
@@ -164,11 +164,11 @@ class Concentrator:
 
     def _psk_lookup(self, id_type: int, data: bytes, remote: Address) -> Secret | None:
         if id_type == 0:  # Main Mode: before the identity; only one group can match
-            return Secret(self.config.groups[0].psk.reveal()) if len(self.groups) == 1 else None
+            return self.config.groups[0].psk if len(self.groups) == 1 else None
         if id_type not in (IdType.KEY_ID, IdType.FQDN, IdType.USER_FQDN):
             return None
         g = self.groups.get(data.decode("utf-8", "replace"))
-        return Secret(g.psk.reveal()) if g is not None else None
+        return g.psk if g is not None else None
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:

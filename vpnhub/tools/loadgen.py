@@ -1,6 +1,6 @@
 """Handshake load generator: many remote-access clients from one process, over real UDP.
 
-    python -m vpnhub.loadgen --server 203.0.113.50 --group vpngroup --psk-file F \\
+    python -m vpnhub.tools.loadgen --server 203.0.113.50 --group vpngroup --psk-file F \\
         --users vpnuser{n}:userpass{n} --user-count 64 --tunnels 1000 --concurrency 64 \\
         [--dh 14] [--hold 0] [--traffic-sessions 0] [--traffic-hold 0] [--json out.json]
 
@@ -600,7 +600,7 @@ def parse_users(spec: str, count: int) -> list[tuple[str, str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vpnhub.loadgen",
+    ap = argparse.ArgumentParser(prog="python -m vpnhub.tools.loadgen",
                                  description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--server", required=True)
     ap.add_argument("--group", required=True)

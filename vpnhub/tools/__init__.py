@@ -1,0 +1,1 @@
+"""Tools that drive vpnhub from outside: the handshake load generator (benchmarks)."""
