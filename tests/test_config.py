@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import ipaddress
 import re
 from pathlib import Path
@@ -751,3 +752,36 @@ def test_workers_above_one_refused_until_built(n: int) -> None:
 def test_workers_zero_still_out_of_range() -> None:
     err = error_of(HEAD + "workers = 0\n" + group("g", "10.0.0.0/24"))
     assert err.key == "concentrator.workers" and "out of range" in str(err)
+
+
+# Issue 12: the configuration is a leaf. It may use these vpnhub modules, which
+# import nothing of vpnhub themselves; anything else would let config drag in
+# (and cycle through) auth, the event log or the concentrator.
+CONFIG_LEAVES = {"vpnhub.secret", "vpnhub.passwordhash", "vpnhub.eventclasses"}
+
+
+def _vpnhub_imports(path: Path) -> set[str]:
+    """Every vpnhub module `path` imports, at runtime or under TYPE_CHECKING."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            # `from vpnhub import x` may name module x; `from .x import y` (level 1,
+            # a module of the vpnhub package) means vpnhub.x.
+            base = node.module or ""
+            if node.level:
+                base = f"vpnhub.{base}" if base else "vpnhub"
+            if base == "vpnhub":
+                found.update(f"vpnhub.{a.name}" for a in node.names)
+            else:
+                found.add(base)
+    return {m for m in found if m == "vpnhub" or m.startswith("vpnhub.")}
+
+
+def test_config_imports_only_leaf_modules_of_vpnhub() -> None:
+    imports = _vpnhub_imports(ROOT / "vpnhub" / "config.py")
+    assert imports <= CONFIG_LEAVES, f"config.py imports {sorted(imports - CONFIG_LEAVES)}"
+    for leaf in imports:  # and the leaves are leaves
+        path = ROOT / (leaf.replace(".", "/") + ".py")
+        assert _vpnhub_imports(path) == set(), f"{leaf} imports vpnhub modules"

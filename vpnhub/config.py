@@ -28,8 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from vpnhub.auth.users import PasswordHashError, parse_password_hash
-from vpnhub.eventlog import CLASSES
+# Only leaf modules (issue 12: the configuration imports nothing else of vpnhub;
+# tests/test_config.py checks it).
+from vpnhub.eventclasses import CLASSES
+from vpnhub.passwordhash import PasswordHashError, parse_password_hash
 from vpnhub.secret import Secret
 
 __all__ = [

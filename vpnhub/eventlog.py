@@ -39,40 +39,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+# Defined in the leaf vpnhub/eventclasses.py (config needs them too); re-exported.
+from vpnhub.eventclasses import CLASSES as CLASSES
+from vpnhub.eventclasses import MAX_SEVERITY as MAX_SEVERITY
+from vpnhub.eventclasses import MIN_SEVERITY as MIN_SEVERITY
+from vpnhub.eventclasses import SEVERITY_MEANING as SEVERITY_MEANING
 from vpnhub.eventlimit import EventLimiter, Summary
 from vpnhub.text import defuse
 
 if TYPE_CHECKING:
     from vpnhub.config import Config, LogConfig
 
-SEVERITY_MEANING = {
-    1: "fault", 2: "warning (major)", 3: "warning (minor)", 4: "information (main events)",
-    5: "information (milestones)", 6: "information (details)", 7: "debug (state)",
-    8: "debug (decode summary)", 9: "debug (full decode)", 10: "debug (internals)",
-    11: "trace", 12: "trace (detailed)", 13: "trace (everything)",
-}
-
-# The event classes and what each covers (docs/MANAGER.md has the long form).
-CLASSES: dict[str, str] = {
-    "IKE": "IKE SAs: phase 1 negotiated, failed, rekeyed, deleted",
-    "IKEDBG": "IKE internals: state changes, exchanges in progress",
-    "IKEDECODE": "every ISAKMP message: header and payload list (8), full decode (9)",
-    "IPSEC": "IPsec SAs: security negotiation complete, SPIs loaded, rekeys, deletes",
-    "IPSECDBG": "the ESP data plane: SAs installed and removed, packets dropped",
-    "NATT": "NAT detection, NAT-Traversal negotiated or refused, keepalives, new mappings",
-    "AUTH": "authentication results: XAUTH users and manager logins",
-    "XAUTH": "XAUTH exchanges: credentials asked for, checked, status sent",
-    "MODECFG": "Mode Config: address, DNS, split tunnel and Unity attributes",
-    "DPD": "dead peer detection (RFC 3706) and Cisco keepalives",
-    "SESSION": "sessions start and end; the concentrator starts and stops",
-    "CONFIG": "configuration loaded or changed",
-    "ADMIN": "administrators: manager logins and logouts, logouts of users, settings",
-}
-
 # Unauthenticated records may fill at most this share of the ring and the store.
 UNAUTH_SHARE = 0.1
-MIN_SEVERITY = 1
-MAX_SEVERITY = 13
 _HIDDEN = "<hidden>"
 _MIN_SECRET = 4  # shorter strings would mangle ordinary words
 

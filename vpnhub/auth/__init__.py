@@ -1,7 +1,8 @@
 """XAUTH user authentication: password checks, hashes, lockout and slow-down.
 
 Nothing here imports `vpnhub.config` at run time (config imports the hash
-parser from here), and nothing touches a socket or a clock: pass `now` in.
+parser from the leaf vpnhub/passwordhash.py, which users.py re-exports), and
+nothing touches a socket or a clock: pass `now` in.
 """
 
 from vpnhub.auth.lockout import FailureOutcome, LockoutPolicy
