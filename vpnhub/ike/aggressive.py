@@ -16,16 +16,14 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from vpnhub.ike import phase1
+from vpnhub.ike.lifetime import read_responder_lifetime, responder_lifetime
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.standin import stand_in_psk
 from vpnhub.ike.transitions import State
-from vpnhub.wire.attributes import DataAttribute
 from vpnhub.wire.constants import (
     AuthMethod,
     ExchangeType,
-    LifeType,
     NotifyType,
-    P1Attr,
     ProtocolId,
 )
 from vpnhub.wire.message import Message
@@ -77,7 +75,7 @@ def initiator_2(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     phase1.set_suite(sa, suite)
     phase1.read_vendor_ids(sa, p)
     phase1.settle_natt_variant(sa, p)
-    _read_responder_lifetime(sa, p)
+    read_responder_lifetime(sa, p)
     sa.nonce_r = nr.data
     phase1.compute_keys(sa, ke)
     phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
@@ -104,44 +102,6 @@ def _idii_b(sa: IkeSA) -> bytes:
     v = sa.data.get("idii_b")
     assert isinstance(v, bytes)
     return v
-
-
-def _read_responder_lifetime(sa: IkeSA, payloads: list[Payload]) -> None:
-    for n in payloads:
-        if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.RESPONDER_LIFETIME:
-            life = lifetime_from_notify(n)
-            if life:
-                sa.lifetime = min(sa.lifetime, life) if sa.lifetime else life
-                sa.log("IKE", 5, f"RESPONDER-LIFETIME notify has value of {life} seconds")
-
-
-def lifetime_from_notify(n: NotifyPayload) -> int:
-    """Seconds from a RESPONDER-LIFETIME notify; 0 if it carries none.
-
-    The attributes are those of the SA's DOI table: LIFE_TYPE/LIFE_DURATION
-    (11/12) for ISAKMP, SA_LIFE_TYPE/SA_LIFE_DURATION (1/2) for ESP.
-    """
-    from vpnhub.wire.attributes import decode_attributes
-    from vpnhub.wire.errors import WireError
-
-    life_type, life_duration = _life_attr_types(n.protocol_id)
-    try:
-        attrs = decode_attributes(n.data)
-    except WireError:
-        return 0
-    seconds = True
-    for a in attrs:
-        if a.type == life_type:
-            seconds = a.as_int() == LifeType.SECONDS
-        elif a.type == life_duration and seconds:
-            return a.as_int()
-    return 0
-
-
-def _life_attr_types(protocol: int) -> tuple[int, int]:
-    if protocol == ProtocolId.ISAKMP:
-        return P1Attr.LIFE_TYPE, P1Attr.LIFE_DURATION
-    return 1, 2  # IPsecAttr.SA_LIFE_TYPE, SA_LIFE_DURATION (RFC 2407 4.5)
 
 
 # ----------------------------------------------------------------- responder
@@ -199,17 +159,6 @@ def _lookup_psk(sa: IkeSA, idi: IDPayload, remote: Address) -> Secret:
         sa.data["unknown_group"] = phase1.describe_id(idi.id_type, idi.data)
         return stand_in_psk(bytes([idi.id_type]) + idi.data)
     return psk
-
-
-def responder_lifetime(seconds: int, protocol: int, spi: bytes) -> NotifyPayload:
-    """RESPONDER-LIFETIME (RFC 2407 4.6.3.1): our lifetime is shorter than proposed."""
-    from vpnhub.wire.attributes import encode_attributes
-
-    duration: int | bytes = seconds if seconds < 0x10000 else seconds.to_bytes(4, "big")
-    life_type, life_duration = _life_attr_types(protocol)
-    data = encode_attributes([DataAttribute(life_type, LifeType.SECONDS),
-                              DataAttribute(life_duration, duration)])
-    return NotifyPayload(NotifyType.RESPONDER_LIFETIME, protocol, spi, data)
 
 
 def responder_3(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:

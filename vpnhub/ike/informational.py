@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from vpnhub.crypto.keys import hashes_equal, info_hash
 from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
+from vpnhub.ike.lifetime import lifetime_from_notify, shorter_lifetime
 from vpnhub.ike.transitions import State
 from vpnhub.wire.constants import ExchangeType, NotifyType, ProtocolId
 from vpnhub.wire.message import Message
@@ -98,12 +99,10 @@ def _notify(sa: IkeSA, n: NotifyPayload, now: float) -> None:
     elif t == NotifyType.INITIAL_CONTACT:
         sa.data["initial_contact"] = True
     elif t == NotifyType.RESPONDER_LIFETIME:
-        from vpnhub.ike.aggressive import lifetime_from_notify
-
         life = lifetime_from_notify(n)
         sa.log("IKE", 5, f"RESPONDER-LIFETIME notify has value of {life} seconds")
         if n.protocol_id == ProtocolId.ISAKMP and life:
-            sa.lifetime = min(sa.lifetime or life, life)
+            sa.lifetime = shorter_lifetime(sa.lifetime, life)
     else:
         sa.log("IKE", 4 if t < 16384 else 7, f"peer notify {notify_name(t)}")
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vpnhub.ike import phase1
-from vpnhub.ike.aggressive import _read_responder_lifetime, responder_lifetime
 from vpnhub.ike.errors import IkeError
+from vpnhub.ike.lifetime import read_responder_lifetime, responder_lifetime
 from vpnhub.ike.transitions import State
 from vpnhub.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId
 from vpnhub.wire.message import Message
@@ -59,7 +59,7 @@ def initiator_2(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     phase1.set_suite(sa, suite)
     phase1.read_vendor_ids(sa, p)
     phase1.settle_natt_variant(sa, p)
-    _read_responder_lifetime(sa, p)
+    read_responder_lifetime(sa, p)
     kp = phase1.new_dh(sa, suite.group)
     n = phase1.nonce(sa)
     sa.nonce_i = n.data

@@ -15,6 +15,7 @@ from vpnhub.crypto.keys import derive_phase1, hash_i, hash_r, hashes_equal, natd
 from vpnhub.crypto.prf import hash_alg
 from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
+from vpnhub.ike.lifetime import shorter_lifetime
 from vpnhub.ike.policy import P1Suite, decode_p1, encode_p1
 from vpnhub.ike.transitions import Role
 from vpnhub.text import printable
@@ -122,7 +123,7 @@ def set_suite(sa: IkeSA, suite: P1Suite) -> None:
         raise IkeError("no_proposal_chosen", str(e), NotifyType.NO_PROPOSAL_CHOSEN) from e
     sa.suite = suite
     ours = sa.config.policy.ike_lifetime
-    sa.lifetime = min(suite.lifetime, ours) if suite.lifetime else ours
+    sa.lifetime = shorter_lifetime(suite.lifetime, ours)
 
 
 # ---------------------------------------------------------------- vendor IDs

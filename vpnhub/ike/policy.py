@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from vpnhub.ike.lifetime import duration_value
 from vpnhub.wire.attributes import DataAttribute
 from vpnhub.wire.constants import (
     AuthMethod,
@@ -131,14 +132,6 @@ def decode_p1(t: Transform) -> P1Suite | None:
     )
 
 
-def _life(value: int) -> DataAttribute:
-    # Basic (TV) form when it fits 16 bits, variable (TLV, 4 bytes) otherwise:
-    # RFC 2408 3.3 lets either carry a duration.
-    if value < 0x10000:
-        return DataAttribute(0, value)
-    return DataAttribute(0, value.to_bytes(4, "big"))
-
-
 def encode_p1(number: int, s: P1Suite) -> Transform:
     attrs = [DataAttribute(P1Attr.ENCRYPTION_ALGORITHM, s.encr)]
     if s.key_length:
@@ -149,10 +142,9 @@ def encode_p1(number: int, s: P1Suite) -> Transform:
         DataAttribute(P1Attr.AUTHENTICATION_METHOD, s.auth),
     ]
     if s.lifetime:
-        life = _life(s.lifetime)
         attrs += [
             DataAttribute(P1Attr.LIFE_TYPE, LifeType.SECONDS),
-            DataAttribute(P1Attr.LIFE_DURATION, life.value),
+            DataAttribute(P1Attr.LIFE_DURATION, duration_value(s.lifetime)),
         ]
     return Transform(number=number, transform_id=1, attributes=attrs)  # KEY_IKE
 
@@ -188,7 +180,7 @@ def encode_esp(number: int, s: EspSuite) -> Transform:
     if s.lifetime:
         attrs += [
             DataAttribute(IPsecAttr.SA_LIFE_TYPE, LifeType.SECONDS),
-            DataAttribute(IPsecAttr.SA_LIFE_DURATION, _life(s.lifetime).value),
+            DataAttribute(IPsecAttr.SA_LIFE_DURATION, duration_value(s.lifetime)),
         ]
     if s.group:
         attrs.append(DataAttribute(IPsecAttr.GROUP_DESCRIPTION, s.group))

@@ -21,8 +21,8 @@ from vpnhub.crypto.dh import DHKeyPair, dh_group
 from vpnhub.crypto.errors import CryptoError
 from vpnhub.crypto.keys import hashes_equal, keymat, qm_hash1, qm_hash2, qm_hash3
 from vpnhub.ike import events as ev
-from vpnhub.ike.aggressive import lifetime_from_notify, responder_lifetime
 from vpnhub.ike.errors import IkeError
+from vpnhub.ike.lifetime import lifetime_from_notify, responder_lifetime, shorter_lifetime
 from vpnhub.ike.policy import EspSuite, decode_esp, encode_esp
 from vpnhub.ike.transitions import Role
 from vpnhub.wire.constants import (
@@ -247,7 +247,7 @@ def _answer_1(sa: IkeSA, x: Exchange, msg: Message, now: float) -> None:
                       [prop.transforms[0]])
     payloads: list[Payload] = [SAPayload([chosen]), nr, *out_ke, *ids]
     ours = sa.config.policy.ipsec_lifetime
-    lifetime = min(suite.lifetime, ours) if suite.lifetime else ours
+    lifetime = shorter_lifetime(suite.lifetime, ours)
     if suite.lifetime > ours or (suite.life_kb and not suite.lifetime):
         payloads.append(responder_lifetime(ours, ProtocolId.IPSEC_ESP, prop.spi))
     h2 = qm_hash2(sa.hash, sa.skeyid_a, x.message_id, ni.data, encode_payloads(payloads))
