@@ -528,13 +528,14 @@ class Concentrator:
         if sa.state is State.DELETED:
             return
         s = self._session(sa)
-        if ok and self._rekey_of(sa, s) is None and (refusal := self._over_login_limit(sa, s)):
+        renews = self._rekey_of(sa, s) if ok else None
+        if ok and renews is None and (refusal := self._over_login_limit(sa, s)):
             ok, why = False, refusal  # the client gets an XAUTH failure (STATUS = FAIL)
         sa.xauth_result(ok, time.monotonic(), why)
         if ok:
             s.authenticated = True
             self._state_changed()
-            if not self._take_over(sa, s):
+            if renews is None or not self._take_over(sa, s, renews):
                 self.sessions.logged_in(s)
         self._service(sa)
 
@@ -578,28 +579,27 @@ class Concentrator:
                 return old
         return None
 
-    def _take_over(self, sa: IkeSA, s: Session) -> bool:
-        """A phase 1 rekey (see `_rekey_of`) takes over the old SA's IPsec SAs and
-        address."""
-        old = self._rekey_of(sa, s)
-        old_sa = self.endpoint.get(*old.key) if old is not None else None
-        if old is not None and old_sa is not None:
-            old.authenticated = False  # its login goes on in the new session
-            sa.adopt(old_sa, time.monotonic())
-            s.children, old.children = old.children, {}
-            for spi_in, child in s.children.items():
-                self.spi_owner[spi_in] = s.key
-                self.spi_owner[child.spi_out] = s.key
-            if old.assigned_ip is not None:
-                self.pools[s.group].release(old.key)
-                s.assigned_ip = self.pools[s.group].allocate(s.key, identity=s.user)
-                old.assigned_ip = None
-            s.login_time, s.client, s.nat_t = old.login_time, old.client, old.nat_t
-            self.log.add("IKE", 5, f"phase 1 rekey: new IKE SA of {s.user} takes over"
-                         f" {len(s.children)} IPsec SA(s)", peer=f"{sa.remote[0]}:{sa.remote[1]}",
-                         group=s.group, user=s.user)
-            return True
-        return False
+    def _take_over(self, sa: IkeSA, s: Session, old: Session) -> bool:
+        """A phase 1 rekey (`old`, found by `_rekey_of`) takes over the old SA's IPsec
+        SAs and address; False if the old IKE SA is gone meanwhile."""
+        old_sa = self.endpoint.get(*old.key)
+        if old_sa is None:
+            return False
+        old.authenticated = False  # its login goes on in the new session
+        sa.adopt(old_sa, time.monotonic())
+        s.children, old.children = old.children, {}
+        for spi_in, child in s.children.items():
+            self.spi_owner[spi_in] = s.key
+            self.spi_owner[child.spi_out] = s.key
+        if old.assigned_ip is not None:
+            self.pools[s.group].release(old.key)
+            s.assigned_ip = self.pools[s.group].allocate(s.key, identity=s.user)
+            old.assigned_ip = None
+        s.login_time, s.client, s.nat_t = old.login_time, old.client, old.nat_t
+        self.log.add("IKE", 5, f"phase 1 rekey: new IKE SA of {s.user} takes over"
+                     f" {len(s.children)} IPsec SA(s)", peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                     group=s.group, user=s.user)
+        return True
 
     def _on_ModeConfigRequested(self, sa: IkeSA, e: ev.ModeConfigRequested) -> None:
         s = self._session(sa)
