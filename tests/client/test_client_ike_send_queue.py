@@ -11,22 +11,13 @@ import socket
 from pathlib import Path
 from types import SimpleNamespace
 
+from socket_fakes import FullSocket
+
 from vpnhub.client.driver import Options, VpnClient
 from vpnhub.ike.sa import Datagram
 from vpnhub.ike.secret import Secret
 
 SERVER = ("203.0.113.50", 500)
-
-
-class FullSocket:
-    def __init__(self, end: socket.socket) -> None:
-        self.end = end
-
-    def fileno(self) -> int:
-        return self.end.fileno()
-
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> int:
-        return self.end.send(data)
 
 
 class FakeSA:

@@ -4,26 +4,15 @@ serving (issue 11, 8a: the same code as the concentrator's admin socket had)."""
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from socket_fakes import ask
+
 from vpnhub.client.driver import Options, VpnClient
 from vpnhub.ike.secret import Secret
 from vpnhub.net.jsonline import MAX_REQUEST_BYTES
-
-
-async def ask(path: Path, line: bytes) -> dict[str, Any]:
-    reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 20)
-    writer.write(line)
-    await writer.drain()
-    answer = await asyncio.wait_for(reader.readline(), 5)
-    writer.close()
-    assert answer.endswith(b"\n"), f"no answer line, got {answer[:200]!r}"
-    reply = json.loads(answer)
-    assert isinstance(reply, dict)
-    return reply
 
 
 def test_status_socket_answers_a_too_long_request_and_keeps_serving(tmp_path: Path) -> None:

@@ -14,6 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from socket_fakes import ask
+
 from vpnhub.concentrator.service import Concentrator
 from vpnhub.config import parse_config
 from vpnhub.eventlog import EventLog
@@ -30,18 +32,6 @@ name = "g"
 psk = "secret"
 address_pool = "10.40.1.0/24"
 """
-
-
-async def ask(path: Path, line: bytes) -> dict[str, Any]:
-    reader, writer = await asyncio.open_unix_connection(str(path), limit=1 << 20)
-    writer.write(line)
-    await writer.drain()
-    answer = await asyncio.wait_for(reader.readline(), 5)
-    writer.close()
-    assert answer.endswith(b"\n"), f"no answer line, got {answer[:200]!r}"
-    reply = json.loads(answer)
-    assert isinstance(reply, dict)
-    return reply
 
 
 def run_server(tmp_path: Path, requests: list[bytes]) -> tuple[list[dict[str, Any]],

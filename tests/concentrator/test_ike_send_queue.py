@@ -15,6 +15,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from socket_fakes import FullSocket
+
 from vpnhub.concentrator.service import Concentrator
 from vpnhub.config import parse_config
 from vpnhub.eventlog import EventLog
@@ -33,19 +35,6 @@ psk = "secret"
 address_pool = "10.40.1.0/24"
 """
 PEER = ("198.51.100.7", 500)
-
-
-class FullSocket:
-    """UDP 500 as the concentrator uses it (sendto to an address), over a socketpair."""
-
-    def __init__(self, end: socket.socket) -> None:
-        self.end = end
-
-    def fileno(self) -> int:
-        return self.end.fileno()
-
-    def sendto(self, data: bytes, addr: tuple[str, int]) -> int:
-        return self.end.send(data)
 
 
 @dataclass
