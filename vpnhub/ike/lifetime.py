@@ -17,15 +17,21 @@ only wire/.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from vpnhub.wire.attributes import DataAttribute, decode_attributes, encode_attributes
 from vpnhub.wire.constants import IPsecAttr, LifeType, NotifyType, P1Attr, ProtocolId
 from vpnhub.wire.errors import WireError
 from vpnhub.wire.payloads import NotifyPayload, Payload
 
-if TYPE_CHECKING:
-    from vpnhub.ike.sa import IkeSA
+
+class LifetimeHolder(Protocol):
+    """What `read_responder_lifetime` touches on an IKE SA: a structural type, so that
+    this module stays below the SA and imports no part of the engine."""
+
+    lifetime: int
+
+    def log(self, cls: str, severity: int, text: str) -> None: ...
 
 
 def life_attr_types(protocol: int) -> tuple[int, int]:
@@ -76,7 +82,7 @@ def responder_lifetime(seconds: int, protocol: int, spi: bytes) -> NotifyPayload
     return NotifyPayload(NotifyType.RESPONDER_LIFETIME, protocol, spi, data)
 
 
-def read_responder_lifetime(sa: IkeSA, payloads: list[Payload]) -> None:
+def read_responder_lifetime(sa: LifetimeHolder, payloads: list[Payload]) -> None:
     """Phase 1 initiator: take the responder's shorter IKE SA lifetime."""
     for n in payloads:
         if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.RESPONDER_LIFETIME:
