@@ -16,6 +16,7 @@ from socket_fakes import FullSocket
 from vpnhub.client.driver import Options, VpnClient
 from vpnhub.ike.sa import Datagram
 from vpnhub.ike.secret import Secret
+from vpnhub.ike.transport import Transport
 
 SERVER = ("203.0.113.50", 500)
 
@@ -47,7 +48,7 @@ def test_client_ike_waits_for_the_socket_and_goes_out(tmp_path: Path) -> None:
                 ours.send(b"f" * 1024)
             except BlockingIOError:
                 break
-        client._flush(FakeSA([Datagram(b"DPD ack %d" % i, SERVER, 500)  # type: ignore[arg-type]
+        client._flush(FakeSA([Datagram(b"DPD ack %d" % i, SERVER, 500, Transport.IKE)  # type: ignore[arg-type]
                               for i in range(3)]))
         got: list[bytes] = []
         for _ in range(200):

@@ -143,7 +143,7 @@ class InProcess:
             for d in pc.sa.datagrams_to_send():
                 moved = True
                 port = pc.ports.setdefault(d.local_port, next(self._ports))
-                self.conc._ike_in(d.data, (PAT, port), d.remote[1])
+                self.conc._ike_in(d.data, (PAT, port), d.remote[1], d.transport)
         out, self.out[:] = list(self.out), []
         for data, remote, local_port in out:
             moved = True

@@ -26,6 +26,7 @@ from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role
+from vpnhub.ike.transport import Transport
 
 T = TypeVar("T")
 
@@ -141,7 +142,7 @@ class Rig:
 
     def inject(self, data: bytes, source: Address) -> None:
         """A datagram to UDP 500 from `source` (the concentrator's receive path)."""
-        self.conc._ike_in(data, source, 500)
+        self.conc._ike_in(data, source, 500, Transport.IKE)
 
     async def connect(self, c: Client, rounds: int = 200) -> None:
         c.sa.initiate(self.now)

@@ -21,6 +21,7 @@ from vpnhub.concentrator.service import Concentrator
 from vpnhub.config import parse_config
 from vpnhub.eventlog import EventLog
 from vpnhub.ike.sa import Datagram
+from vpnhub.ike.transport import Transport
 from vpnhub.net.sendqueue import MAX_QUEUED
 
 CONFIG = """\
@@ -82,7 +83,8 @@ def test_reply_waits_for_a_full_send_buffer_and_goes_out(tmp_path: Path) -> None
         getattr(conc, "_open_send_queues", lambda _loop: None)(asyncio.get_running_loop())
         filler = fill(ours)
         assert filler > 0
-        sa = FakeSA([Datagram(b"IKE reply %d" % i, PEER, 500) for i in range(MAX_QUEUED + 5)])
+        sa = FakeSA([Datagram(b"IKE reply %d" % i, PEER, 500, Transport.IKE)
+                     for i in range(MAX_QUEUED + 5)])
         conc._flush(sa)  # type: ignore[arg-type]
         before = (await conc.admin_command({"cmd": "stats"})).get("ike_send")
         got: list[bytes] = []

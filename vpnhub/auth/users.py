@@ -28,9 +28,9 @@ import os
 import sys
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from vpnhub.auth.api import AuthReason, AuthResult
 from vpnhub.auth.lockout import LockoutPolicy
 from vpnhub.passwordhash import (
     PBKDF2_DIGESTS,
@@ -99,33 +99,6 @@ def _plain_equal(given: bytes, stored: bytes) -> bool:
 
 
 # --------------------------------------------------------------------------- XAUTH
-
-
-class AuthReason(StrEnum):
-    """Why a login attempt ended as it did; stable names for logs and counters."""
-
-    OK = "ok"
-    UNKNOWN_USER = "unknown_user"
-    BAD_PASSWORD = "bad_password"
-    LOCKED_OUT = "locked_out"
-    WRONG_GROUP = "wrong_group"
-
-
-@dataclass(frozen=True)
-class AuthResult:
-    """`delay`: seconds the concentrator should wait before sending the XAUTH
-    status (0 on success). `locked_until`: when the lock ends, if locked.
-    `group`: the user's configured group (None for unknown users)."""
-
-    reason: AuthReason
-    username: str
-    delay: float = 0.0
-    locked_until: float | None = None
-    group: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.reason is AuthReason.OK
 
 
 class _Revealable(Protocol):

@@ -27,6 +27,7 @@ from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import IkeConfig, IkeSA
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State
+from vpnhub.ike.transport import Transport
 from vpnhub.net.dataplane import (
     AddInbound,
     AddOutbound,
@@ -300,32 +301,35 @@ class VpnClient:
                 return
             except OSError:
                 return
-            self._ike_in(data, (addr[0], addr[1]), 500)
+            self._ike_in(data, (addr[0], addr[1]), 500, Transport.IKE)
 
     def _drain_inbox(self) -> None:
         if self.dataplane is None:
             return
         for e in self.dataplane.inbox.drain():
             if isinstance(e, IkeDatagram):
-                self._ike_in(e.message, e.addr,
-                             self.tcp_port if e.transport == "ctcp" else 4500)
+                if e.transport == "ctcp":
+                    self._ike_in(e.message, e.addr, self.tcp_port, Transport.CTCP)
+                else:
+                    self._ike_in(e.message, e.addr, 4500, Transport.NATT)
 
-    def _ike_in(self, data: bytes, addr: tuple[str, int], local_port: int) -> None:
+    def _ike_in(self, data: bytes, addr: tuple[str, int], local_port: int,
+                transport: Transport) -> None:
         now = time.monotonic()
         if len(data) < 28:
             return
         for sa in [self.sa, *self.old_sas]:
             if sa is not None and data[:8] == sa.icookie:
-                sa.receive(data, addr, local_port, now)
+                sa.receive(data, addr, local_port, now, transport)
                 self._service(sa)
                 return
 
     def _flush(self, sa: IkeSA) -> None:
         for d in sa.datagrams_to_send():
             try:
-                if self.mode == "tcp":
+                if d.transport is Transport.CTCP:
                     self._ensure_dataplane().send_ike(d.data, d.remote, transport="ctcp")
-                elif d.local_port == 4500:
+                elif d.transport is Transport.NATT:
                     dp = self._ensure_dataplane()
                     assert dp.udp is not None
                     self._send_queue(dp.udp, dp.send_ike).send(d.data, d.remote)

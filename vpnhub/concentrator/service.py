@@ -43,6 +43,7 @@ from vpnhub.ike.endpoint import IkeEndpoint, Limits
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
 from vpnhub.ike.transitions import State
+from vpnhub.ike.transport import Transport
 from vpnhub.manager import Manager  # manager (issue 6)
 from vpnhub.net.dataplane import (
     AddInbound,
@@ -297,16 +298,18 @@ class Concentrator:
                 return
             except OSError:
                 return
-            self._ike_in(data, (addr[0], addr[1]), self.config.concentrator.ike_port)
+            self._ike_in(data, (addr[0], addr[1]), self.config.concentrator.ike_port,
+                         Transport.IKE)
 
     def _drain_inbox(self) -> None:
         assert self.dataplane is not None
         for e in self.dataplane.inbox.drain():
             if isinstance(e, IkeDatagram):
-                port = self.config.concentrator.natt_port
-                if e.transport == "ctcp":  # label it with a cTCP port (see _flush)
+                port, transport = self.config.concentrator.natt_port, Transport.NATT
+                if e.transport == "ctcp":  # _ike_config knows cTCP by its ports
                     port = min(self.ctcp_ports) if self.ctcp_ports else port
-                self._ike_in(e.message, e.addr, port)
+                    transport = Transport.CTCP
+                self._ike_in(e.message, e.addr, port, transport)
             elif isinstance(e, PeerMoved):
                 self._peer_moved(e)
             elif isinstance(e, DebugLine):
@@ -318,9 +321,10 @@ class Concentrator:
                              " \"clear-df\") so that large packets cross such NAT devices",
                              peer=f"{e.peer[0]}:{e.peer[1]}")
 
-    def _ike_in(self, data: bytes, addr: Address, local_port: int) -> None:
+    def _ike_in(self, data: bytes, addr: Address, local_port: int,
+                transport: Transport) -> None:
         try:
-            sa = self.endpoint.receive(data, addr, local_port, time.monotonic())
+            sa = self.endpoint.receive(data, addr, local_port, time.monotonic(), transport)
         except Exception as e:  # the engine catches its own; this is belt and braces
             self.log.add("IKE", 1, f"internal error receiving from {addr[0]}:{addr[1]}: {e!r}")
             return
@@ -431,10 +435,10 @@ class Concentrator:
     def _flush(self, sa: IkeSA) -> None:
         for d in sa.datagrams_to_send():
             try:
-                if d.local_port in self.ctcp_ports:
+                if d.transport is Transport.CTCP:
                     assert self.dataplane is not None
                     self.dataplane.send_ike(d.data, d.remote, transport="ctcp")
-                elif d.local_port == self.config.concentrator.natt_port:
+                elif d.transport is Transport.NATT:
                     assert self.out4500 is not None
                     self.out4500.send(d.data, d.remote)
                 else:
@@ -483,7 +487,7 @@ class Concentrator:
                  "local_behind_nat": sa.local_behind_nat,
                  "peer_behind_nat": sa.remote_behind_nat}
         s.nat_t = sa.natt_in_use
-        s.transport = "ctcp" if sa.local_port in self.ctcp_ports else (
+        s.transport = "ctcp" if sa.transport is Transport.CTCP else (
             "natt" if sa.natt_in_use else "esp")
         s.peer_behind_nat = sa.remote_behind_nat
         s.client = _client_type(e.peer_vendor_ids, "")

@@ -174,7 +174,7 @@ def responder_3(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
         sa.log("NATT", 7, f"peer floated from {sa.remote[0]}:{sa.remote[1]} to"
                f" {remote[0]}:{remote[1]} (local port {local_port})")
         sa.remote = remote
-        sa.local_port = local_port
+        sa.local_port, sa.transport = local_port, sa.rx_transport
     had_natd = phase1.detect_nat(sa, p)
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)

@@ -31,6 +31,7 @@ from vpnhub.ike.fragment import FragmentError, Reassembler, is_fragment
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
 from vpnhub.ike.summary import Notice, Summariser
 from vpnhub.ike.transitions import Role, State
+from vpnhub.ike.transport import Transport
 from vpnhub.wire.constants import ExchangeType
 
 ZERO_COOKIE = bytes(8)
@@ -105,7 +106,10 @@ class IkeEndpoint:
         """A summary line for the operator's log (refusals, recycles, timeouts)."""
         return self.summary.notices.popleft() if self.summary.notices else None
 
-    def receive(self, data: bytes, remote: Address, local_port: int, now: float) -> IkeSA | None:
+    def receive(self, data: bytes, remote: Address, local_port: int, now: float,
+                transport: Transport | None = None) -> IkeSA | None:
+        """One IKE message from `remote` to our `local_port`, come by `transport`
+        (derived from the default ports 500 / 4500 when not given)."""
         if len(data) < 28:
             self.drops["truncated_header"] += 1
             return None
@@ -125,7 +129,7 @@ class IkeEndpoint:
         if rcookie == ZERO_COOKIE:
             sa = self._half_open.get((icookie, remote))
             if sa is None:
-                sa = self._new_sa(data, remote, local_port, now)
+                sa = self._new_sa(data, remote, local_port, now, transport)
                 if sa is None:
                     return None
         else:
@@ -135,7 +139,7 @@ class IkeEndpoint:
                 return None
             sa = found
         before = sa.state
-        sa.receive(data, remote, local_port, now)
+        sa.receive(data, remote, local_port, now, transport)
         if before is not State.ESTABLISHED and sa.state is State.ESTABLISHED:
             self._not_half_open(sa)
         elif rcookie != ZERO_COOKIE and sa.state not in (before, State.DELETED):
@@ -146,8 +150,8 @@ class IkeEndpoint:
             self.touch(sa)
         return sa
 
-    def _new_sa(self, data: bytes, remote: Address, local_port: int, now: float
-                ) -> IkeSA | None:
+    def _new_sa(self, data: bytes, remote: Address, local_port: int, now: float,
+                transport: Transport | None) -> IkeSA | None:
         exchange, flags, message_id = data[18], data[19], data[20:24]
         if exchange not in (ExchangeType.AGGRESSIVE, ExchangeType.IDENTITY_PROTECTION) or \
                 flags or message_id != bytes(4):
@@ -162,7 +166,7 @@ class IkeEndpoint:
         # the local port says which transport the first message came by (500, or a
         # Cisco IPsec-over-TCP port: no NAT-T float there)
         sa = IkeSA(self._config_for(remote, local_port), Role.RESPONDER, remote, now,
-                   local_port=local_port, icookie=data[:8])
+                   local_port=local_port, icookie=data[:8], transport=transport)
         while (sa.icookie, sa.rcookie) in self._by_cookies:  # 2^-64, but be exact
             sa.rcookie = sa.config.rng(8)
         self._by_cookies[(sa.icookie, sa.rcookie)] = sa

@@ -156,7 +156,7 @@ def responder_5(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     sa.commit_iv()
     phase1.remember_peer_id(sa, idi)
     if remote != sa.remote or local_port != sa.local_port:
-        sa.remote, sa.local_port = remote, local_port
+        sa.remote, sa.local_port, sa.transport = remote, local_port, sa.rx_transport
     natd = sa.data.pop("natd3", [])
     assert isinstance(natd, list)
     had_natd = phase1.detect_nat(sa, natd)

@@ -18,6 +18,7 @@ from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import shorter_lifetime
 from vpnhub.ike.policy import P1Suite, decode_p1, encode_p1
 from vpnhub.ike.transitions import Role
+from vpnhub.ike.transport import Transport
 from vpnhub.text import printable
 from vpnhub.wire import vendor
 from vpnhub.wire.constants import AuthMethod, IdType, NotifyType, PayloadType, ProtocolId
@@ -258,7 +259,7 @@ def float_to_natt_port(sa: IkeSA) -> None:
     """Initiator: once NAT-T is in use, this message and every later one go from and to
     UDP 4500 (RFC 3947 section 4)."""
     if sa.natt_in_use:
-        sa.local_port = 4500
+        sa.local_port, sa.transport = 4500, Transport.NATT
         sa.remote = (sa.remote[0], 4500)
         sa.log("NATT", 5, "floating to UDP port 4500 (RFC 3947 section 4)")
 

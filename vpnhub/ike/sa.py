@@ -33,6 +33,7 @@ from vpnhub.ike.fragment import split as fragment_split
 from vpnhub.ike.policy import EspSuite, P1Suite, Policy
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State, handler_for
+from vpnhub.ike.transport import Transport, transport_for_port
 from vpnhub.wire.constants import ExchangeType, Flag, NotifyType
 from vpnhub.wire.errors import WireError
 from vpnhub.wire.message import HEADER_LEN, Header, Message, decode_header, encode_message
@@ -60,6 +61,7 @@ class Datagram:
     data: bytes
     remote: Address
     local_port: int
+    transport: Transport
 
 
 @dataclass
@@ -165,12 +167,17 @@ class IkeSA:
         *,
         local_port: int = IKE_PORT,
         icookie: bytes | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.config = config
         self.role = role
         self.remote: Address = remote
         self.first_remote: Address = remote  # msg 1's source, for NAT-D (RFC 3947 3.2)
         self.local_port = local_port
+        # the transport our datagrams go out on; follows the peer like local_port
+        self.transport = transport or transport_for_port(
+            local_port, over_tcp=config.transport == "tcp")
+        self.rx_transport = self.transport  # the one the message being received came by
         self.created = now
         self.state = State.INITIAL
         rng = config.rng
@@ -235,8 +242,12 @@ class IkeSA:
         self._unauth_source: Address | None = None
 
     # ------------------------------------------------------------------ API
-    def receive(self, data: bytes, remote: Address, local_port: int, now: float) -> None:
-        """Take one IKE message (the non-ESP marker already stripped)."""
+    def receive(self, data: bytes, remote: Address, local_port: int, now: float,
+                transport: Transport | None = None) -> None:
+        """Take one IKE message (the non-ESP marker already stripped). `transport`: the
+        way it came (derived from the default ports when not given)."""
+        self.rx_transport = transport or transport_for_port(
+            local_port, over_tcp=self.config.transport == "tcp")
         # Until a handler checks its HASH (commit_iv), the message is anyone's: lines it
         # causes name its source, not this SA's peer and user (LogLine.source).
         self._unauth_source = remote
@@ -451,10 +462,11 @@ class IkeSA:
         size = self.config.fragment_size
         if self.peer_frag and size and len(data) > size:
             for piece in fragment_split(data, size, self._next_fragment_id()):
-                self._out.append(Datagram(piece, self.remote, self.local_port))
+                self._out.append(Datagram(piece, self.remote, self.local_port,
+                                          self.transport))
             self.stats["fragmented_messages"] += 1
             return
-        self._out.append(Datagram(data, self.remote, self.local_port))
+        self._out.append(Datagram(data, self.remote, self.local_port, self.transport))
 
     def _next_fragment_id(self) -> int:
         self._frag_id = (getattr(self, "_frag_id", 0) % 0xFFFF) + 1
@@ -548,8 +560,8 @@ class IkeSA:
             self.emit(ev.PeerEndpointChanged(old, remote))
             self._log("NATT", 4, f"peer moved from {old[0]}:{old[1]} to {remote[0]}:{remote[1]}"
                       " (authenticated message from a new NAT mapping, RFC 3947 section 5)")
-        if local_port != self.local_port:
-            self.local_port = local_port
+        if local_port != self.local_port or self.rx_transport is not self.transport:
+            self.local_port, self.transport = local_port, self.rx_transport
 
     # -------------------------------------------------------------- failure
     def _fail(self, e: IkeError, now: float) -> None:

@@ -63,6 +63,7 @@ from vpnhub.ike.policy import LEGACY_GROUPS, Policy
 from vpnhub.ike.sa import IkeConfig, IkeSA
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State
+from vpnhub.ike.transport import Transport
 
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
 NAT_KEEPALIVE = b"\xff"
@@ -237,7 +238,7 @@ class LoadGenerator:
             self._on_event(c, e, now)
         for d in sa.datagrams_to_send():
             self.c.ike_tx += 1
-            if d.local_port == self.cfg.natt_port:
+            if d.transport is Transport.NATT:
                 self._send(c, NON_ESP_MARKER + d.data, d.remote)
             else:
                 self._send(c, d.data, d.remote)
@@ -304,7 +305,7 @@ class LoadGenerator:
             if addr[1] == natt:
                 if data[:4] == NON_ESP_MARKER:
                     self.c.ike_rx += 1
-                    c.sa.receive(data[4:], (addr[0], addr[1]), natt, now)
+                    c.sa.receive(data[4:], (addr[0], addr[1]), natt, now, Transport.NATT)
                     self._service(c, now)
                 elif len(data) == 1 and data == NAT_KEEPALIVE:
                     continue
@@ -312,7 +313,7 @@ class LoadGenerator:
                     self._esp_in(c, data, now)
             else:
                 self.c.ike_rx += 1
-                c.sa.receive(data, (addr[0], addr[1]), self.cfg.ike_port, now)
+                c.sa.receive(data, (addr[0], addr[1]), self.cfg.ike_port, now, Transport.IKE)
                 self._service(c, now)
 
     def _esp_in(self, c: SimClient, data: bytes, now: float) -> None:

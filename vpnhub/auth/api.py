@@ -1,0 +1,63 @@
+"""The authentication seam: what the concentrator asks and what it gets back.
+
+The concentrator core hands every XAUTH answer (RFC draft-beaulieu-ike-xauth
+section 6) to an `Authenticator` and awaits the result; it never learns which
+backend answered. Local users are the backend today; RADIUS or certificates
+go behind the same protocol, and the lock-out / slow-down policy is a wrapper
+around any of them (`vpnhub.auth.lockout`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from vpnhub.secret import Secret
+
+
+class AuthReason(StrEnum):
+    """Why a login attempt ended as it did; stable names for logs and counters."""
+
+    OK = "ok"
+    UNKNOWN_USER = "unknown_user"
+    BAD_PASSWORD = "bad_password"
+    LOCKED_OUT = "locked_out"
+    WRONG_GROUP = "wrong_group"
+
+
+@dataclass(frozen=True)
+class AuthRequest:
+    """One XAUTH attempt: `user` with `password`, logging in to `group`, from the
+    public address `source` (the PAT's address for clients behind one)."""
+
+    user: str
+    password: Secret
+    group: str
+    source: str
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """`delay`: seconds the answer was (or is to be) held back to slow down
+    guessing (0 on success). `locked_until`: when the lock ends, if locked.
+    `group`: the user's configured group (None for unknown users)."""
+
+    reason: AuthReason
+    username: str
+    delay: float = 0.0
+    locked_until: float | None = None
+    group: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is AuthReason.OK
+
+
+class Authenticator(Protocol):
+    """Any authentication backend. `authenticate` returns when the XAUTH status may
+    be sent: a slow-down wrapper waits before returning, so the caller never does.
+    It must not raise for a wrong user or password (that is a result); an exception
+    means the backend failed (unreachable server, bad configuration)."""
+
+    async def authenticate(self, request: AuthRequest) -> AuthResult: ...
