@@ -101,7 +101,7 @@ def test_natt_off_on_concentrator_is_diagnosed() -> None:
     logs = [e for _, e in lab.server_events if isinstance(e, ev.LogLine) and e.severity == 3]
     assert any("NAT-T is disabled" in e.text for e in logs)
     srv = lab.server_sa_for(c)
-    assert srv is not None and "nat_without_natt" in srv.data
+    assert srv is not None and srv.p1.nat_without_natt
 
 
 def test_client_without_transparent_tunneling_behind_nat_is_warned() -> None:

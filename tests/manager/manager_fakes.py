@@ -82,7 +82,6 @@ group = "vpngroup"
 class FakeSA:
     def __init__(self, key: tuple[bytes, bytes]) -> None:
         self.icookie, self.rcookie = key
-        self.data: dict[str, Any] = {}
         self.deleted: str | None = None
 
     def delete(self, now: float, reason: str) -> None:

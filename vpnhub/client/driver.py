@@ -496,9 +496,8 @@ class VpnClient:
         if not e.ok:
             raise ClientError(EXIT_AUTH, "authentication failed: the concentrator refused"
                               f" user {self.opts.user!r} (wrong user name or password)")
-        if sa.data.get("replaces") is not None:  # a phase 1 rekey: take over the children
-            old = sa.data.pop("replaces")
-            assert isinstance(old, IkeSA)
+        if sa.replaces is not None:  # a phase 1 rekey: take over the children
+            old, sa.replaces = sa.replaces, None
             sa.adopt(old, time.monotonic())
             old.delete(time.monotonic(), "replaced by a new phase 1")  # ISAKMP SA only
             self._flush(old)

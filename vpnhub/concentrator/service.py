@@ -573,7 +573,7 @@ class Concentrator:
         sends none; RFC 2407 4.6.3.3 makes it optional). A client whose
         mapping changed and that logs in again is a separate login too: its old session
         is dead and ends by DPD (RFC 3706)."""
-        if sa.data.get("initial_contact"):
+        if sa.initial_contact:
             return None
         for old in self.sessions.sessions.values():
             if old is s or old.user != s.user or old.group != s.group or not old.children \

@@ -13,13 +13,12 @@ notify but RESPONDER-LIFETIME in message 2 (interop README).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING
 
-from vpnhub.ike import phase1
+from vpnhub.ike import phase1, transaction
 from vpnhub.ike.lifetime import read_responder_lifetime, responder_lifetime
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.standin import stand_in_psk
-from vpnhub.ike.transitions import State
+from vpnhub.ike.state import Address, SaState, State
 from vpnhub.wire.constants import (
     AuthMethod,
     ExchangeType,
@@ -38,14 +37,11 @@ from vpnhub.wire.payloads import (
     encode_payloads,
 )
 
-if TYPE_CHECKING:
-    from vpnhub.ike.sa import Address, IkeSA
-
 AM = ExchangeType.AGGRESSIVE
 
 
 # ----------------------------------------------------------------- initiator
-def initiate(sa: IkeSA, now: float) -> None:
+def initiate(sa: SaState, now: float) -> None:
     auth = AuthMethod.XAUTH_INIT_PSK if sa.config.xauth else AuthMethod.PSK
     sap = phase1.our_sa_payload(sa, auth)
     kp = phase1.new_dh(sa, sa.config.policy.dh_group)
@@ -53,7 +49,7 @@ def initiate(sa: IkeSA, now: float) -> None:
     idp = phase1.our_id(sa)
     sa.nonce_i = n.data
     sa.sai_b = encode_payloads([sap])[4:]
-    sa.data["idii_b"] = encode_payloads([idp])[4:]
+    sa.p1.idii_b = encode_payloads([idp])[4:]
     payloads: list[Payload] = [sap, KEPayload(kp.public), n, idp, *phase1.our_vendor_ids(sa)]
     sa.send(AM, payloads, now=now)
     sa.state = State.AM_I_SENT1
@@ -61,7 +57,7 @@ def initiate(sa: IkeSA, now: float) -> None:
            f" as group {sa.config.group_name!r}")
 
 
-def initiator_2(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def initiator_2(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     sap = phase1.require(p, SAPayload, "SA")
     ke = phase1.require(p, KEPayload, "KE")
@@ -84,7 +80,7 @@ def initiator_2(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)
     phase1.float_to_natt_port(sa)  # message 3 already goes to 4500
-    hash_i = phase1.hash_of(sa, initiator=True, id_body=_idii_b(sa))
+    hash_i = phase1.hash_of(sa, initiator=True, id_body=sa.p1.idii_b)
     out: list[Payload] = [HashPayload(hash_i)]
     if sa.config.send_initial_contact:
         out.append(NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP,
@@ -98,14 +94,8 @@ def initiator_2(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     phase1.established(sa, "Aggressive", now)
 
 
-def _idii_b(sa: IkeSA) -> bytes:
-    v = sa.data.get("idii_b")
-    assert isinstance(v, bytes)
-    return v
-
-
 # ----------------------------------------------------------------- responder
-def responder_1(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def responder_1(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     sap = phase1.require(p, SAPayload, "SA")
     ke = phase1.require(p, KEPayload, "KE")
@@ -116,7 +106,7 @@ def responder_1(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     phase1.check_nonce(ni)
     phase1.read_vendor_ids(sa, p)
     phase1.remember_peer_id(sa, idi)
-    sa.data["peer_id_b"] = phase1.body(idi)
+    sa.p1.peer_id_b = phase1.body(idi)
     if sa.config.config_for_id is not None:  # e.g. a LAN-to-LAN peer known by its ID
         other = sa.config.config_for_id(idi.id_type, idi.data)
         if other is not None:
@@ -145,28 +135,27 @@ def responder_1(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     if suite.lifetime > sa.lifetime:
         out.append(responder_lifetime(sa.lifetime, ProtocolId.ISAKMP, sa.icookie + sa.rcookie))
     out.append(HashPayload(hash_r))
-    sa.data["idir"] = idr
     sa.send(AM, out, now=now)
     sa.state = State.AM_R_SENT2
 
 
-def _lookup_psk(sa: IkeSA, idi: IDPayload, remote: Address) -> Secret:
+def _lookup_psk(sa: SaState, idi: IDPayload, remote: Address) -> Secret:
     lookup = sa.config.psk_lookup
     psk = lookup(idi.id_type, idi.data, remote) if lookup else sa.config.psk
     if psk is None:
         # Answer as a known group with a wrong key would be answered, so that
         # group names cannot be enumerated (see standin); message 3 then fails.
-        sa.data["unknown_group"] = phase1.describe_id(idi.id_type, idi.data)
+        sa.p1.unknown_group = phase1.describe_id(idi.id_type, idi.data)
         return stand_in_psk(bytes([idi.id_type]) + idi.data)
     return psk
 
 
-def responder_3(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     if not msg.flags & 1 and sa.cipher is not None:
         sa.log("IKE", 5, "Aggressive Mode message 3 arrived unencrypted (accepted, RFC 2409"
                " allows it)")
-    phase1.check_hash(sa, p, initiator=True, id_body=_peer_id_body(sa))
+    phase1.check_hash(sa, p, initiator=True, id_body=sa.p1.peer_id_b)
     sa.commit_iv()
     # Message 3 is authenticated: if it came from another port (the float to
     # 4500 through a PAT, RFC 3947 4), that is where the peer lives now.
@@ -180,14 +169,7 @@ def responder_3(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     phase1.diagnose_nat_without_natt(sa, had_natd)
     for n in p:
         if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.INITIAL_CONTACT:
-            sa.data["initial_contact"] = True
+            sa.initial_contact = True
     phase1.established(sa, "Aggressive", now)
-    from vpnhub.ike import transaction
-
     transaction.after_phase1(sa, now)
 
-
-def _peer_id_body(sa: IkeSA) -> bytes:
-    raw = sa.data.get("peer_id_b")
-    assert isinstance(raw, bytes)
-    return raw

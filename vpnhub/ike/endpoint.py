@@ -174,12 +174,12 @@ class IkeEndpoint:
         self._flood_meter(now)
         if now < self._pressure_until:  # under a flood: half the DH work per SA
             reuse = self.dh_reuse
-            sa.data["dh_source"] = lambda group: reuse.key_pair(group, now)
+            sa.p1.dh_source = lambda group: reuse.key_pair(group, now)
         key = (sa.icookie, remote)
         self._half_open[key] = sa
         self._unverified[key] = sa
         self._unverified_by_ip.setdefault(remote[0], OrderedDict())[key] = None
-        sa.data["half_open_key"] = key
+        sa.endpoint_marks.half_open_key = key
         return sa
 
     def _flood_meter(self, now: float) -> None:
@@ -225,8 +225,8 @@ class IkeEndpoint:
         self.remove(sa)
 
     def _verified(self, sa: IkeSA, now: float) -> None:
-        key = sa.data.get("half_open_key")
-        if not isinstance(key, tuple) or self._unverified.pop(key, None) is None:
+        key = sa.endpoint_marks.half_open_key
+        if key is None or self._unverified.pop(key, None) is None:
             return
         ip = key[1][0]
         self._forget_unverified_ip(key, ip)
@@ -238,7 +238,7 @@ class IkeEndpoint:
             self.remove(sa)
             return
         self._verified_per_ip[ip] += 1
-        sa.data["verified"] = True
+        sa.endpoint_marks.verified = True
 
     def _forget_unverified_ip(self, key: HalfOpenKey, ip: str) -> None:
         mine = self._unverified_by_ip.get(ip)
@@ -248,13 +248,15 @@ class IkeEndpoint:
                 del self._unverified_by_ip[ip]
 
     def _not_half_open(self, sa: IkeSA) -> None:
-        key = sa.data.pop("half_open_key", None)
-        if not isinstance(key, tuple) or self._half_open.pop(key, None) is None:
+        marks = sa.endpoint_marks
+        key, marks.half_open_key = marks.half_open_key, None
+        if key is None or self._half_open.pop(key, None) is None:
             return
         ip = key[1][0]
         if self._unverified.pop(key, None) is not None:
             self._forget_unverified_ip(key, ip)
-        if sa.data.pop("verified", None):
+        verified, marks.verified = marks.verified, False
+        if verified:
             self._verified_per_ip[ip] -= 1
             if self._verified_per_ip[ip] <= 0:
                 del self._verified_per_ip[ip]
@@ -300,16 +302,16 @@ class IkeEndpoint:
         t = sa.get_timer()
         if t is None or sa.state is State.DELETED:
             return
-        queued = sa.data.get("timer_at")
-        if isinstance(queued, int | float) and queued <= t:
+        queued = sa.endpoint_marks.timer_at
+        if queued is not None and queued <= t:
             return  # that entry fires first and re-arms the SA
-        sa.data["timer_at"] = t
+        sa.endpoint_marks.timer_at = t
         self._seq += 1
         heapq.heappush(self._timers, (t, self._seq, sa))
 
     def _popped(self, sa: IkeSA, t: float) -> None:
-        if sa.data.get("timer_at") == t:
-            del sa.data["timer_at"]
+        if sa.endpoint_marks.timer_at == t:
+            sa.endpoint_marks.timer_at = None
 
     def next_timer(self) -> float | None:
         while self._timers:
@@ -358,8 +360,8 @@ class IkeEndpoint:
         """An unverified SA timed out. One alone is reported by the SA itself (for
         Aggressive Mode most likely a wrong group password: the client rejected our
         HASH_R); during a flood, they are summarised and dropped without events."""
-        key = sa.data.get("half_open_key")
-        if not isinstance(key, tuple) or key not in self._unverified or \
+        key = sa.endpoint_marks.half_open_key
+        if key is None or key not in self._unverified or \
                 now < sa.created + sa.config.phase1_timeout:
             return False
         self.drops["half_open_timeout"] += 1

@@ -7,13 +7,11 @@ in cleartext and only ends the negotiation (it cannot be authenticated).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from vpnhub.crypto.keys import hashes_equal, info_hash
 from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import lifetime_from_notify, shorter_lifetime
-from vpnhub.ike.transitions import State
+from vpnhub.ike.state import Address, SaState, State
 from vpnhub.wire.constants import ExchangeType, NotifyType, ProtocolId
 from vpnhub.wire.message import Message
 from vpnhub.wire.payloads import (
@@ -23,9 +21,6 @@ from vpnhub.wire.payloads import (
     Payload,
     encode_payloads,
 )
-
-if TYPE_CHECKING:
-    from vpnhub.ike.sa import Address, IkeSA
 
 INFO = ExchangeType.INFORMATIONAL
 DPD_RETRY_SHARE = 0.2  # R-U-THERE retries come every fifth of the DPD interval (1-5 s)
@@ -39,7 +34,7 @@ def notify_name(t: int) -> str:
 
 
 # ------------------------------------------------------------------ receive
-def receive(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def receive(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     if not msg.flags & 1:
         _cleartext(sa, msg, now)
         return
@@ -62,7 +57,7 @@ def receive(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: floa
             return
 
 
-def _cleartext(sa: IkeSA, msg: Message, now: float) -> None:
+def _cleartext(sa: SaState, msg: Message, now: float) -> None:
     """An unauthenticated notify: believe it only while negotiating phase 1."""
     if sa.state is State.ESTABLISHED:
         sa.drops["unauthenticated_informational"] += 1
@@ -73,11 +68,11 @@ def _cleartext(sa: IkeSA, msg: Message, now: float) -> None:
             sa.log("IKE", 3, f"peer refused the negotiation: {name}")
             sa.emit(ev.NegotiationFailed(f"peer_{name.lower()}",
                                          f"peer sent {name}", x.notify_type))
-            sa.terminate(f"peer sent {name}", now, by_peer=True, notify_peer=False)
+            terminate(sa, f"peer sent {name}", now, by_peer=True, notify_peer=False)
             return
 
 
-def _notify(sa: IkeSA, n: NotifyPayload, now: float) -> None:
+def _notify(sa: SaState, n: NotifyPayload, now: float) -> None:
     t = n.notify_type
     if t == NotifyType.R_U_THERE:
         seq = int.from_bytes(n.data[:4], "big") if len(n.data) >= 4 else 0
@@ -97,7 +92,7 @@ def _notify(sa: IkeSA, n: NotifyPayload, now: float) -> None:
         sa.log("DPD", 9, "received keep-alive of type Cisco/Altiga (40500)")
         sa.emit(ev.KeepaliveReceived("cisco-40500"))
     elif t == NotifyType.INITIAL_CONTACT:
-        sa.data["initial_contact"] = True
+        sa.initial_contact = True
     elif t == NotifyType.RESPONDER_LIFETIME:
         life = lifetime_from_notify(n)
         sa.log("IKE", 5, f"RESPONDER-LIFETIME notify has value of {life} seconds")
@@ -107,18 +102,16 @@ def _notify(sa: IkeSA, n: NotifyPayload, now: float) -> None:
         sa.log("IKE", 4 if t < 16384 else 7, f"peer notify {notify_name(t)}")
 
 
-def _delete(sa: IkeSA, d: DeletePayload, now: float) -> None:
-    from vpnhub.ike.quick import child_by_spi
-
+def _delete(sa: SaState, d: DeletePayload, now: float) -> None:
     if d.protocol_id == ProtocolId.ISAKMP:
         sa.log("IKE", 4, "peer deleted the IKE SA")
-        sa.terminate("deleted by peer", now, by_peer=True, notify_peer=False)
+        terminate(sa, "deleted by peer", now, by_peer=True, notify_peer=False)
         return
     if d.protocol_id != ProtocolId.IPSEC_ESP:
         return
     # vpnc lists both SPIs of one SA (ours and its own): delete each child once.
     for spi_b in d.spis:
-        c = child_by_spi(sa, int.from_bytes(spi_b, "big"))
+        c = sa.child_by_spi(int.from_bytes(spi_b, "big"))
         if c is None:
             continue
         sa.children.pop(c.spi_in, None)
@@ -127,7 +120,7 @@ def _delete(sa: IkeSA, d: DeletePayload, now: float) -> None:
 
 
 # --------------------------------------------------------------------- send
-def _send_info(sa: IkeSA, payloads: list[Payload], now: float) -> None:
+def _send_info(sa: SaState, payloads: list[Payload], now: float) -> None:
     """One encrypted informational message with its own message ID."""
     assert sa.hash is not None
     mid = sa.new_message_id()
@@ -138,7 +131,7 @@ def _send_info(sa: IkeSA, payloads: list[Payload], now: float) -> None:
             expect_reply=False, now=now)
 
 
-def send_notify(sa: IkeSA, notify: int, now: float) -> None:
+def send_notify(sa: SaState, notify: int, now: float) -> None:
     n = NotifyPayload(notify, ProtocolId.ISAKMP, sa.icookie + sa.rcookie)
     if sa.state is State.ESTABLISHED and sa.hash is not None:
         _send_info(sa, [n], now)
@@ -147,7 +140,7 @@ def send_notify(sa: IkeSA, notify: int, now: float) -> None:
         sa.send(INFO, [n], expect_reply=False, now=now, message_id=0)
 
 
-def send_delete_all(sa: IkeSA, now: float) -> None:
+def send_delete_all(sa: SaState, now: float) -> None:
     """One message: the ISAKMP SA first, then its IPsec SAs.
 
     The order matters to vpnc: it answers an ESP DELETE that comes first by
@@ -160,7 +153,17 @@ def send_delete_all(sa: IkeSA, now: float) -> None:
     _send_info(sa, payloads, now)
 
 
-def delete_child(sa: IkeSA, spi_in: int, now: float) -> None:
+def terminate(sa: SaState, reason: str, now: float, *, by_peer: bool,
+              notify_peer: bool) -> None:
+    """End the SA: optionally DELETE the children and the ISAKMP SA at the peer."""
+    if sa.state is State.DELETED:
+        return
+    if notify_peer and sa.state is State.ESTABLISHED:
+        send_delete_all(sa, now)
+    sa.end(reason, by_peer=by_peer)
+
+
+def delete_child(sa: SaState, spi_in: int, now: float) -> None:
     c = sa.children.pop(spi_in, None)
     if c is None:
         return
@@ -170,7 +173,7 @@ def delete_child(sa: IkeSA, spi_in: int, now: float) -> None:
 
 
 # ---------------------------------------------------------------------- DPD
-def send_r_u_there(sa: IkeSA, now: float) -> None:
+def send_r_u_there(sa: SaState, now: float) -> None:
     sa.dpd_seq = (sa.dpd_seq + 1) & 0xFFFFFFFF
     sa.dpd_outstanding += 1
     sa.log("DPD", 9, f"sending DPD R-U-THERE (seq {sa.dpd_seq:#x})")
@@ -178,7 +181,7 @@ def send_r_u_there(sa: IkeSA, now: float) -> None:
                                   sa.icookie + sa.rcookie, sa.dpd_seq.to_bytes(4, "big"))], now)
 
 
-def check_dpd(sa: IkeSA, now: float) -> None:
+def check_dpd(sa: SaState, now: float) -> None:
     """RFC 3706 5.5: ask only when the peer has been quiet; give up after N tries."""
     if sa.dpd_next_at is None or now < sa.dpd_next_at:
         return
@@ -191,7 +194,7 @@ def check_dpd(sa: IkeSA, now: float) -> None:
                   f" in {now - sa.last_heard:.0f} s")
         sa.log("DPD", 3, reason)
         sa.emit(ev.DeadPeer(reason))
-        sa.terminate(reason, now, by_peer=False, notify_peer=False)
+        terminate(sa, reason, now, by_peer=False, notify_peer=False)
         return
     send_r_u_there(sa, now)
     # a dead peer is declared about one DPD interval after the first probe

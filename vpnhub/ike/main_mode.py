@@ -15,12 +15,10 @@ With a pre-shared key the responder must pick the key before it sees the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from vpnhub.ike import phase1
+from vpnhub.ike import phase1, transaction
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import read_responder_lifetime, responder_lifetime
-from vpnhub.ike.transitions import State
+from vpnhub.ike.state import Address, SaState, State
 from vpnhub.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId
 from vpnhub.wire.message import Message
 from vpnhub.wire.payloads import (
@@ -34,14 +32,11 @@ from vpnhub.wire.payloads import (
     encode_payloads,
 )
 
-if TYPE_CHECKING:
-    from vpnhub.ike.sa import Address, IkeSA
-
 MM = ExchangeType.IDENTITY_PROTECTION
 
 
 # ----------------------------------------------------------------- initiator
-def initiate(sa: IkeSA, now: float) -> None:
+def initiate(sa: SaState, now: float) -> None:
     auth = AuthMethod.XAUTH_INIT_PSK if sa.config.xauth else AuthMethod.PSK
     sap = phase1.our_sa_payload(sa, auth)
     sa.sai_b = encode_payloads([sap])[4:]
@@ -50,7 +45,7 @@ def initiate(sa: IkeSA, now: float) -> None:
     sa.log("IKE", 5, f"initiating Main Mode to {sa.remote[0]}:{sa.remote[1]}")
 
 
-def initiator_2(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def initiator_2(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     sap = phase1.require(p, SAPayload, "SA")
     assert isinstance(sap, SAPayload)
@@ -71,7 +66,7 @@ def initiator_2(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     sa.state = State.MM_I_SENT3
 
 
-def initiator_4(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def initiator_4(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     ke = phase1.require(p, KEPayload, "KE")
     nr = phase1.require(p, NoncePayload, "NONCE")
@@ -84,7 +79,7 @@ def initiator_4(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     phase1.diagnose_nat_without_natt(sa, had_natd)
     phase1.float_to_natt_port(sa)  # message 5 already goes to 4500
     idp = phase1.our_id(sa)
-    sa.data["idii_b"] = phase1.body(idp)
+    sa.p1.idii_b = phase1.body(idp)
     out: list[Payload] = [idp, HashPayload(phase1.hash_of(sa, initiator=True,
                                                           id_body=phase1.body(idp)))]
     if sa.config.send_initial_contact:
@@ -95,7 +90,7 @@ def initiator_4(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     sa.state = State.MM_I_SENT5
 
 
-def initiator_6(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def initiator_6(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     idr = phase1.require(p, IDPayload, "ID")
     assert isinstance(idr, IDPayload)
@@ -107,7 +102,7 @@ def initiator_6(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
 
 
 # ----------------------------------------------------------------- responder
-def responder_1(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def responder_1(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     sap = phase1.require(p, SAPayload, "SA")
     assert isinstance(sap, SAPayload)
@@ -128,7 +123,7 @@ def responder_1(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     sa.state = State.MM_R_SENT2
 
 
-def responder_3(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     ke = phase1.require(p, KEPayload, "KE")
     ni = phase1.require(p, NoncePayload, "NONCE")
@@ -140,7 +135,7 @@ def responder_3(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     nr = phase1.nonce(sa)
     sa.nonce_r = nr.data
     phase1.compute_keys(sa, ke)
-    sa.data["natd3"] = [x for x in p if x.payload_type in (20, 130)]
+    sa.p1.natd3 = [x for x in p if x.payload_type in (20, 130)]
     out: list[Payload] = [KEPayload(kp.public), nr]
     if sa.natt_variant:
         out += phase1.natd_payloads(sa)
@@ -148,7 +143,7 @@ def responder_3(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     sa.state = State.MM_R_SENT4
 
 
-def responder_5(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def responder_5(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     idi = phase1.require(p, IDPayload, "ID")
     assert isinstance(idi, IDPayload)
@@ -157,8 +152,7 @@ def responder_5(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
     phase1.remember_peer_id(sa, idi)
     if remote != sa.remote or local_port != sa.local_port:
         sa.remote, sa.local_port, sa.transport = remote, local_port, sa.rx_transport
-    natd = sa.data.pop("natd3", [])
-    assert isinstance(natd, list)
+    natd, sa.p1.natd3 = sa.p1.natd3, []
     had_natd = phase1.detect_nat(sa, natd)
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)
@@ -167,6 +161,4 @@ def responder_5(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: 
                                                           id_body=phase1.body(idr)))]
     sa.send(MM, out, encrypt=True, expect_reply=False, now=now)
     phase1.established(sa, "Main", now)
-    from vpnhub.ike import transaction
-
     transaction.after_phase1(sa, now)

@@ -6,7 +6,6 @@ strongSwan keeps this in `phase1.c`; the two modes call these helpers.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
 
 from vpnhub.crypto.cipher import ike_cipher
 from vpnhub.crypto.dh import DHKeyPair, dh_group
@@ -17,7 +16,7 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import shorter_lifetime
 from vpnhub.ike.policy import P1Suite, decode_p1, encode_p1
-from vpnhub.ike.transitions import Role
+from vpnhub.ike.state import Role, SaState, State
 from vpnhub.ike.transport import Transport
 from vpnhub.text import printable
 from vpnhub.wire import vendor
@@ -34,9 +33,6 @@ from vpnhub.wire.payloads import (
     VendorIDPayload,
     payload_body,
 )
-
-if TYPE_CHECKING:
-    from vpnhub.ike.sa import IkeSA
 
 NONCE_LEN = 32
 # Preference when the peer announces several NAT-T versions: the RFC first,
@@ -60,14 +56,14 @@ def require(payloads: list[Payload], cls: type[Payload], what: str) -> Payload:
 
 
 # ---------------------------------------------------------------- proposals
-def auth_methods(sa: IkeSA) -> tuple[int, ...]:
+def auth_methods(sa: SaState) -> tuple[int, ...]:
     """What the responder accepts: XAUTH over PSK for remote access (vpnc needs 65001)."""
     if sa.config.xauth:
         return (AuthMethod.XAUTH_INIT_PSK,)
     return (AuthMethod.PSK,)
 
 
-def choose_proposal(sa: IkeSA, sap: SAPayload) -> tuple[Proposal, P1Suite]:
+def choose_proposal(sa: SaState, sap: SAPayload) -> tuple[Proposal, P1Suite]:
     """Responder: the first acceptable transform of the initiator, echoed unchanged.
 
     vpnc wants exactly one proposal with one transform back (interop README).
@@ -92,12 +88,12 @@ def choose_proposal(sa: IkeSA, sap: SAPayload) -> tuple[Proposal, P1Suite]:
     raise IkeError("no_proposal_chosen", detail, NotifyType.NO_PROPOSAL_CHOSEN)
 
 
-def our_sa_payload(sa: IkeSA, auth: int) -> SAPayload:
+def our_sa_payload(sa: SaState, auth: int) -> SAPayload:
     transforms = [encode_p1(i + 1, s) for i, s in enumerate(sa.config.policy.p1_offers(auth))]
     return SAPayload([Proposal(1, ProtocolId.ISAKMP, b"", transforms)])
 
 
-def accept_initiator_choice(sa: IkeSA, sap: SAPayload) -> P1Suite:
+def accept_initiator_choice(sa: SaState, sap: SAPayload) -> P1Suite:
     """Initiator: the responder must pick one of ours."""
     if len(sap.proposals) != 1 or len(sap.proposals[0].transforms) != 1:
         raise IkeError("bad_proposal_syntax", "responder returned more than one transform",
@@ -116,7 +112,7 @@ def _same_suite(a: P1Suite, b: P1Suite) -> bool:
         b.encr, b.key_length, b.hash, b.group, b.auth)
 
 
-def set_suite(sa: IkeSA, suite: P1Suite) -> None:
+def set_suite(sa: SaState, suite: P1Suite) -> None:
     try:
         sa.hash = hash_alg(suite.hash)
         sa.cipher = ike_cipher(suite.encr, suite.key_length or None)
@@ -128,7 +124,7 @@ def set_suite(sa: IkeSA, suite: P1Suite) -> None:
 
 
 # ---------------------------------------------------------------- vendor IDs
-def read_vendor_ids(sa: IkeSA, payloads: list[Payload]) -> None:
+def read_vendor_ids(sa: SaState, payloads: list[Payload]) -> None:
     """Remember what the peer can do, and log each vendor ID by name."""
     natt: set[str] = set()
     for p in payloads:
@@ -150,7 +146,7 @@ def read_vendor_ids(sa: IkeSA, payloads: list[Payload]) -> None:
             sa.peer_frag = True
     for label in NATT_PREFERENCE:
         if label in natt:
-            sa.data["peer_natt"] = label
+            sa.p1.peer_natt = label
             break
 
 
@@ -174,7 +170,7 @@ _NATT_VID = {
 }
 
 
-def our_vendor_ids(sa: IkeSA) -> list[Payload]:
+def our_vendor_ids(sa: SaState) -> list[Payload]:
     """Initiator: everything we speak. Responder: what matches the peer's list."""
     out: list[Payload] = []
     responder = sa.role is Role.RESPONDER
@@ -186,8 +182,8 @@ def our_vendor_ids(sa: IkeSA) -> list[Payload]:
         out.append(VendorIDPayload(vendor.VendorId.CISCO_UNITY))
     if sa.config.natt:
         if responder:
-            label = sa.data.get("peer_natt")
-            if isinstance(label, str):
+            label = sa.p1.peer_natt
+            if label:
                 out.append(VendorIDPayload(getattr(vendor.VendorId, _NATT_VID[label])))
         else:
             out += [VendorIDPayload(getattr(vendor.VendorId, _NATT_VID[v]))
@@ -199,10 +195,10 @@ def our_vendor_ids(sa: IkeSA) -> list[Payload]:
     return out
 
 
-def settle_natt_variant(sa: IkeSA, peer_payloads: list[Payload]) -> None:
+def settle_natt_variant(sa: SaState, peer_payloads: list[Payload]) -> None:
     """Both ends announced NAT-T: settle on the version (RFC 3947 section 3.1)."""
-    label = sa.data.get("peer_natt")
-    if not sa.config.natt or not isinstance(label, str):
+    label = sa.p1.peer_natt
+    if not sa.config.natt or not label:
         sa.natt_variant = ""
         return
     sa.natt_variant = label
@@ -211,7 +207,7 @@ def settle_natt_variant(sa: IkeSA, peer_payloads: list[Payload]) -> None:
 
 
 # ---------------------------------------------------------------------- NAT-D
-def natd_payloads(sa: IkeSA) -> list[Payload]:
+def natd_payloads(sa: SaState) -> list[Payload]:
     """RFC 3947 3.2: the first hashes the destination, the next our own address."""
     assert sa.hash is not None
     remote = natd_hash(sa.hash, sa.icookie, sa.rcookie, sa.remote[0], sa.remote[1])
@@ -219,7 +215,7 @@ def natd_payloads(sa: IkeSA) -> list[Payload]:
     return [NatDPayload(remote, sa.natd_type), NatDPayload(local, sa.natd_type)]
 
 
-def detect_nat(sa: IkeSA, payloads: list[Payload]) -> bool:
+def detect_nat(sa: SaState, payloads: list[Payload]) -> bool:
     """Compare the peer's NAT-D hashes with ours; False if none were sent.
 
     Several candidate ports are accepted for each side because clients hash
@@ -244,7 +240,7 @@ def detect_nat(sa: IkeSA, payloads: list[Payload]) -> bool:
     return True
 
 
-def conclude_natt(sa: IkeSA) -> None:
+def conclude_natt(sa: SaState) -> None:
     """Decide whether ESP goes in UDP 4500, and tell the driver (RFC 3947 4, 5)."""
     nat = sa.local_behind_nat or sa.remote_behind_nat
     sa.natt_in_use = bool(sa.natt_variant) and (nat or sa.config.force_natt)
@@ -255,7 +251,7 @@ def conclude_natt(sa: IkeSA) -> None:
                            sa.natt_variant or "none"))
 
 
-def float_to_natt_port(sa: IkeSA) -> None:
+def float_to_natt_port(sa: SaState) -> None:
     """Initiator: once NAT-T is in use, this message and every later one go from and to
     UDP 4500 (RFC 3947 section 4)."""
     if sa.natt_in_use:
@@ -264,7 +260,7 @@ def float_to_natt_port(sa: IkeSA) -> None:
         sa.log("NATT", 5, "floating to UDP port 4500 (RFC 3947 section 4)")
 
 
-def diagnose_nat_without_natt(sa: IkeSA, had_natd: bool) -> None:
+def diagnose_nat_without_natt(sa: SaState, had_natd: bool) -> None:
     """The source document's failure: a NATed peer, and NAT-T not negotiated.
 
     With NAT-T off we send no NAT-T vendor ID, so a client never sends NAT-D;
@@ -277,7 +273,7 @@ def diagnose_nat_without_natt(sa: IkeSA, had_natd: bool) -> None:
     nat_by_port = sa.role is Role.RESPONDER and sa.first_remote[1] != 500
     if not (sa.remote_behind_nat or sa.local_behind_nat or nat_by_port):
         return
-    peer_can = sa.data.get("peer_natt")
+    peer_can = sa.p1.peer_natt
     if sa.role is Role.RESPONDER and not sa.config.natt:
         why = ("NAT-T is disabled on this concentrator ([nat_transparency] ipsec_over_natt ="
                " false) but the peer")
@@ -303,29 +299,29 @@ def diagnose_nat_without_natt(sa: IkeSA, had_natd: bool) -> None:
     else:
         return
     if had_natd or nat_by_port:
-        sa.data["nat_without_natt"] = why
+        sa.p1.nat_without_natt = why
         sa.log("NATT", 3, why)
         sa.emit(ev.NatTraversalRefused(why))
 
 
 # ------------------------------------------------------------------ keys
-def new_dh(sa: IkeSA, group: int) -> DHKeyPair:
+def new_dh(sa: SaState, group: int) -> DHKeyPair:
     # under a flood the endpoint lends a briefly shared key pair (ike.dhreuse)
-    source = sa.data.pop("dh_source", None)
+    source, sa.p1.dh_source = sa.p1.dh_source, None
     try:
-        kp = source(group) if callable(source) else dh_group(group).generate()
+        kp = source(group) if source is not None else dh_group(group).generate()
     except CryptoError as e:
         raise IkeError("no_proposal_chosen", f"DH group {group}: {e}",
                        NotifyType.NO_PROPOSAL_CHOSEN) from e
-    sa.data["dh"] = kp
+    sa.p1.dh = kp
     return kp
 
 
-def compute_keys(sa: IkeSA, peer_ke: KEPayload) -> None:
+def compute_keys(sa: SaState, peer_ke: KEPayload) -> None:
     """SKEYID for pre-shared keys and the rest of RFC 2409 section 5 / appendix B."""
     assert sa.hash is not None and sa.cipher is not None and sa.suite is not None
-    kp = sa.data.get("dh")
-    assert isinstance(kp, DHKeyPair)
+    kp = sa.p1.dh
+    assert kp is not None
     try:
         g_xy = kp.shared_secret(peer_ke.data)
     except CryptoError as e:
@@ -344,17 +340,17 @@ def compute_keys(sa: IkeSA, peer_ke: KEPayload) -> None:
     sa.skeyid, sa.skeyid_d, sa.skeyid_a, sa.skeyid_e = (
         keys.skeyid, keys.skeyid_d, keys.skeyid_a, keys.skeyid_e)
     sa.enc_key, sa.p1_iv = keys.enc_key, keys.iv
-    del sa.data["dh"]  # the private value is not needed any more
+    sa.p1.dh = None  # the private value is not needed any more
 
 
-def hash_of(sa: IkeSA, *, initiator: bool, id_body: bytes) -> bytes:
+def hash_of(sa: SaState, *, initiator: bool, id_body: bytes) -> bytes:
     assert sa.hash is not None
     f = hash_i if initiator else hash_r
     return f(sa.hash, sa.skeyid, sa.dh_public_i, sa.dh_public_r, sa.icookie, sa.rcookie,
              sa.sai_b, id_body)
 
 
-def check_hash(sa: IkeSA, payloads: list[Payload], *, initiator: bool, id_body: bytes) -> None:
+def check_hash(sa: SaState, payloads: list[Payload], *, initiator: bool, id_body: bytes) -> None:
     """HASH_I or HASH_R must match (constant time); a mismatch is a wrong PSK."""
     hp = require(payloads, HashPayload, "HASH")
     assert isinstance(hp, HashPayload)
@@ -365,7 +361,7 @@ def check_hash(sa: IkeSA, payloads: list[Payload], *, initiator: bool, id_body: 
 
 
 # ---------------------------------------------------------------------- IDs
-def our_id(sa: IkeSA) -> IDPayload:
+def our_id(sa: SaState) -> IDPayload:
     """Initiator: the group name as KEY_ID (Cisco clients, vpnc). Responder:
     our public address as ID_IPV4_ADDR, as Cisco concentrators do."""
     if sa.role is Role.INITIATOR and sa.config.group_name:
@@ -382,11 +378,11 @@ def describe_id(id_type: int, data: bytes) -> str:
     return data.hex()
 
 
-def remember_peer_id(sa: IkeSA, idp: IDPayload) -> None:
+def remember_peer_id(sa: SaState, idp: IDPayload) -> None:
     sa.peer_id_type, sa.peer_id_data = idp.id_type, idp.data
 
 
-def nonce(sa: IkeSA) -> NoncePayload:
+def nonce(sa: SaState) -> NoncePayload:
     return NoncePayload(sa.config.rng(NONCE_LEN))
 
 
@@ -397,9 +393,8 @@ def check_nonce(p: NoncePayload) -> None:
                        NotifyType.PAYLOAD_MALFORMED)
 
 
-def established(sa: IkeSA, mode: str, now: float) -> None:
+def established(sa: SaState, mode: str, now: float) -> None:
     from vpnhub.crypto.suites import ike_suite_name
-    from vpnhub.ike.transitions import State
 
     assert sa.suite is not None
     sa.state = State.ESTABLISHED

@@ -15,16 +15,16 @@ peer does not rekey: vpnc never starts a rekey but answers one.
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
 
 from vpnhub.crypto.dh import DHKeyPair, dh_group
 from vpnhub.crypto.errors import CryptoError
 from vpnhub.crypto.keys import hashes_equal, keymat, qm_hash1, qm_hash2, qm_hash3
 from vpnhub.ike import events as ev
+from vpnhub.ike import informational
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import lifetime_from_notify, responder_lifetime, shorter_lifetime
 from vpnhub.ike.policy import EspSuite, decode_esp, encode_esp
-from vpnhub.ike.transitions import Role
+from vpnhub.ike.state import Address, ChildSA, Exchange, QuickScratch, Role, SaState
 from vpnhub.wire.constants import (
     EncapsulationMode,
     ExchangeType,
@@ -45,9 +45,6 @@ from vpnhub.wire.payloads import (
     encode_payloads,
 )
 
-if TYPE_CHECKING:
-    from vpnhub.ike.sa import Address, ChildSA, Exchange, IkeSA
-
 QM = ExchangeType.QUICK_MODE
 ANY = ipaddress.IPv4Network("0.0.0.0/0")
 NONCE_LEN = 20
@@ -57,7 +54,7 @@ REKEY_INITIATOR = 0.85
 REKEY_RESPONDER = 0.92
 
 
-def encapsulation(sa: IkeSA) -> int:
+def encapsulation(sa: SaState) -> int:
     """RFC 3947 5.1 (3 = UDP-Encapsulated-Tunnel) or the drafts' 61443."""
     if not sa.natt_in_use:
         return EncapsulationMode.TUNNEL
@@ -92,7 +89,7 @@ def network_of(idp: IDPayload) -> ipaddress.IPv4Network:
 
 
 # ----------------------------------------------------------------- initiator
-def initiate(sa: IkeSA, now: float, local_ts: ipaddress.IPv4Network | None,
+def initiate(sa: SaState, now: float, local_ts: ipaddress.IPv4Network | None,
              remote_ts: ipaddress.IPv4Network | None, rekey_of: int | None,
              suites: list[EspSuite] | None = None) -> int:
     assert sa.hash is not None
@@ -111,14 +108,14 @@ def initiate(sa: IkeSA, now: float, local_ts: ipaddress.IPv4Network | None,
     ni = NoncePayload(sa.config.rng(NONCE_LEN))
     payloads: list[Payload] = [sap, ni]
     pfs = offers[0].group if offers else 0
+    kp: DHKeyPair | None = None
     if pfs:
         kp = dh_group(pfs).generate()
-        x.data["dh"] = kp
         payloads.append(KEPayload(kp.public))
     payloads += [id_for(local_ts), id_for(remote_ts)]
     rest = encode_payloads(payloads)
-    x.data.update(spi_in=spi_in, offers=offers, ni=ni.data, local_ts=local_ts,
-                  remote_ts=remote_ts, rekey_of=rekey_of)
+    x.quick = QuickScratch(local_ts, remote_ts, spi_in, ni.data, offers=offers, dh=kp,
+                           rekey_of=rekey_of)
     h = qm_hash1(sa.hash, sa.skeyid_a, x.message_id, rest)
     sa.send(QM, [HashPayload(h), *payloads], message_id=x.message_id, encrypt=True, now=now)
     sa.log("IKE", 7, f"Quick Mode started: {local_ts} <-> {remote_ts}, SPI in {spi_in:08x}"
@@ -126,7 +123,7 @@ def initiate(sa: IkeSA, now: float, local_ts: ipaddress.IPv4Network | None,
     return x.message_id
 
 
-def receive(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def receive(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     x = sa.exchanges.get(msg.message_id)
     if x is None:
         _responder_1(sa, msg, now)
@@ -150,10 +147,11 @@ def _rest(msg: Message) -> bytes:
     return b"".join(p.raw for p in msg.payloads[1:])
 
 
-def _initiator_2(sa: IkeSA, x: Exchange, msg: Message, now: float) -> None:
+def _initiator_2(sa: SaState, x: Exchange, msg: Message, now: float) -> None:
     assert sa.hash is not None
     hp = _hash_first(msg)
-    ni = _bytes(x, "ni")
+    q = _scratch(x)
+    ni = q.ni
     if not hashes_equal(qm_hash2(sa.hash, sa.skeyid_a, x.message_id, ni, _rest(msg)), hp.data):
         raise IkeError("hash_mismatch", "Quick Mode HASH(2) mismatch",
                        NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
@@ -167,9 +165,7 @@ def _initiator_2(sa: IkeSA, x: Exchange, msg: Message, now: float) -> None:
         return
     prop = sap.proposals[0]
     suite = decode_esp(prop.transforms[0].transform_id, prop.transforms[0])
-    offers = x.data["offers"]
-    assert isinstance(offers, list)
-    if suite is None or not any(_same(suite, o) for o in offers) or len(prop.spi) != 4:
+    if suite is None or not any(_same(suite, o) for o in q.offers) or len(prop.spi) != 4:
         _abort(sa, x, "no_proposal_chosen", "the responder chose an ESP transform we did"
                " not offer")
         return
@@ -179,7 +175,7 @@ def _initiator_2(sa: IkeSA, x: Exchange, msg: Message, now: float) -> None:
     h3 = qm_hash3(sa.hash, sa.skeyid_a, x.message_id, ni, nr.data)
     sa.send(QM, [HashPayload(h3)], message_id=x.message_id, encrypt=True, expect_reply=False,
             now=now)
-    _install(sa, x, suite, int(_int(x, "spi_in")), spi_out, ni, nr.data, g_qm, lifetime, now,
+    _install(sa, x, suite, q.spi_in, spi_out, ni, nr.data, g_qm, lifetime, now,
              we_initiated=True)
     sa.end_exchange(x.message_id)
 
@@ -189,14 +185,14 @@ def _same(a: EspSuite, b: EspSuite) -> bool:
         b.transform, b.key_length, b.auth, b.encapsulation)
 
 
-def _abort(sa: IkeSA, x: Exchange, reason: str, detail: str) -> None:
+def _abort(sa: SaState, x: Exchange, reason: str, detail: str) -> None:
     sa.end_exchange(x.message_id)
     sa.emit(ev.NegotiationFailed(reason, detail))
     raise IkeError(reason, detail, None, send_notify=False, fatal=False)
 
 
 # ----------------------------------------------------------------- responder
-def _responder_1(sa: IkeSA, msg: Message, now: float) -> None:
+def _responder_1(sa: SaState, msg: Message, now: float) -> None:
     assert sa.hash is not None
     hp = _hash_first(msg)
     if not hashes_equal(qm_hash1(sa.hash, sa.skeyid_a, msg.message_id, _rest(msg)), hp.data):
@@ -211,7 +207,7 @@ def _responder_1(sa: IkeSA, msg: Message, now: float) -> None:
         raise
 
 
-def _answer_1(sa: IkeSA, x: Exchange, msg: Message, now: float) -> None:
+def _answer_1(sa: SaState, x: Exchange, msg: Message, now: float) -> None:
     assert sa.hash is not None
     p = msg.payloads
     if sa.role is Role.RESPONDER and sa.config.xauth and not sa.xauth_done:
@@ -251,13 +247,13 @@ def _answer_1(sa: IkeSA, x: Exchange, msg: Message, now: float) -> None:
     if suite.lifetime > ours or (suite.life_kb and not suite.lifetime):
         payloads.append(responder_lifetime(ours, ProtocolId.IPSEC_ESP, prop.spi))
     h2 = qm_hash2(sa.hash, sa.skeyid_a, x.message_id, ni.data, encode_payloads(payloads))
-    x.data.update(suite=suite, spi_in=spi_in, spi_out=spi_out, ni=ni.data, nr=nr.data,
-                  g_qm=g_qm, lifetime=lifetime, local_ts=local_ts, remote_ts=remote_ts)
+    x.quick = QuickScratch(local_ts, remote_ts, spi_in, ni.data, nr=nr.data, spi_out=spi_out,
+                           suite=suite, g_qm=g_qm, lifetime=lifetime)
     sa.send(QM, [HashPayload(h2), *payloads], message_id=x.message_id, encrypt=True, now=now)
     x.state = "sent2"
 
 
-def _selectors(sa: IkeSA, ids: list[IDPayload]) -> tuple[ipaddress.IPv4Network,
+def _selectors(sa: SaState, ids: list[IDPayload]) -> tuple[ipaddress.IPv4Network,
                                                         ipaddress.IPv4Network]:
     """(the initiator's selector, ours). A client may only claim its own address."""
     if not ids:
@@ -277,7 +273,7 @@ def _selectors(sa: IkeSA, ids: list[IDPayload]) -> tuple[ipaddress.IPv4Network,
     return idci, idcr
 
 
-def _choose(sa: IkeSA, sap: SAPayload) -> tuple[Proposal, EspSuite]:
+def _choose(sa: SaState, sap: SAPayload) -> tuple[Proposal, EspSuite]:
     reasons: list[str] = []
     for prop in sap.proposals:
         if prop.protocol_id != ProtocolId.IPSEC_ESP or len(prop.spi) != 4:
@@ -297,31 +293,29 @@ def _choose(sa: IkeSA, sap: SAPayload) -> tuple[Proposal, EspSuite]:
     raise IkeError("no_proposal_chosen", detail, NotifyType.NO_PROPOSAL_CHOSEN, fatal=False)
 
 
-def _responder_3(sa: IkeSA, x: Exchange, msg: Message, now: float) -> None:
+def _responder_3(sa: SaState, x: Exchange, msg: Message, now: float) -> None:
     assert sa.hash is not None
     hp = _hash_first(msg)
-    ni, nr = _bytes(x, "ni"), _bytes(x, "nr")
+    q = _scratch(x)
+    ni, nr = q.ni, q.nr
     if not hashes_equal(qm_hash3(sa.hash, sa.skeyid_a, x.message_id, ni, nr), hp.data):
         raise IkeError("hash_mismatch", "Quick Mode HASH(3) mismatch",
                        NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
     sa.commit_iv()
     sa.answered(x.message_id)
-    suite = x.data["suite"]
-    assert isinstance(suite, EspSuite)
-    g_qm = x.data.get("g_qm")
-    assert g_qm is None or isinstance(g_qm, bytes)
-    _install(sa, x, suite, _int(x, "spi_in"), _int(x, "spi_out"), ni, nr, g_qm,
-             _int(x, "lifetime"), now, we_initiated=False)
+    assert q.suite is not None
+    _install(sa, x, q.suite, q.spi_in, q.spi_out, ni, nr, q.g_qm, q.lifetime, now,
+             we_initiated=False)
     sa.end_exchange(x.message_id)
 
 
 # ------------------------------------------------------------------- shared
-def _pfs_secret(sa: IkeSA, x: Exchange, payloads: list[Payload], suite: EspSuite) -> bytes | None:
-    kp = x.data.get("dh")
+def _pfs_secret(sa: SaState, x: Exchange, payloads: list[Payload], suite: EspSuite) -> bytes | None:
+    kp = _scratch(x).dh
     if not suite.group:
         return None
     ke = next((q for q in payloads if isinstance(q, KEPayload)), None)
-    if not isinstance(kp, DHKeyPair) or ke is None:
+    if kp is None or ke is None:
         _abort(sa, x, "invalid_ke", "PFS negotiated but no KE exchanged")
         return None
     try:
@@ -331,7 +325,7 @@ def _pfs_secret(sa: IkeSA, x: Exchange, payloads: list[Payload], suite: EspSuite
         return None
 
 
-def _lifetime(sa: IkeSA, suite: EspSuite, payloads: list[Payload]) -> int:
+def _lifetime(sa: SaState, suite: EspSuite, payloads: list[Payload]) -> int:
     life = suite.lifetime or sa.config.policy.ipsec_lifetime
     for n in payloads:
         if isinstance(n, NotifyPayload) and n.notify_type == NotifyType.RESPONDER_LIFETIME:
@@ -342,11 +336,9 @@ def _lifetime(sa: IkeSA, suite: EspSuite, payloads: list[Payload]) -> int:
     return life
 
 
-def _install(sa: IkeSA, x: Exchange, suite: EspSuite, spi_in: int, spi_out: int, ni: bytes,
+def _install(sa: SaState, x: Exchange, suite: EspSuite, spi_in: int, spi_out: int, ni: bytes,
              nr: bytes, g_qm: bytes | None, lifetime: int, now: float, *,
              we_initiated: bool) -> None:
-    from vpnhub.ike.sa import ChildSA
-
     assert sa.hash is not None
     enc_len, auth_len = suite.key_lengths()
     n = enc_len + auth_len
@@ -354,11 +346,8 @@ def _install(sa: IkeSA, x: Exchange, suite: EspSuite, spi_in: int, spi_out: int,
                   ni, nr, n, g_qm)
     k_out = keymat(sa.hash, sa.skeyid_d, ProtocolId.IPSEC_ESP, spi_out.to_bytes(4, "big"),
                    ni, nr, n, g_qm)
-    local_ts, remote_ts = x.data["local_ts"], x.data["remote_ts"]
-    assert isinstance(local_ts, ipaddress.IPv4Network)
-    assert isinstance(remote_ts, ipaddress.IPv4Network)
-    rekey_of = x.data.get("rekey_of")
-    assert rekey_of is None or isinstance(rekey_of, int)
+    q = _scratch(x)
+    local_ts, remote_ts, rekey_of = q.local_ts, q.remote_ts, q.rekey_of
     sa.children[spi_in] = ChildSA(spi_in, spi_out, suite, local_ts, remote_ts, now, lifetime,
                                   we_initiated)
     if rekey_of is None:
@@ -378,7 +367,7 @@ def _install(sa: IkeSA, x: Exchange, suite: EspSuite, spi_in: int, spi_out: int,
     sa.log("IPSEC", 5, f"Loading SPIs: inbound {spi_in:08x}, outbound {spi_out:08x}")
 
 
-def _replaces(sa: IkeSA, spi_in: int, local_ts: ipaddress.IPv4Network,
+def _replaces(sa: SaState, spi_in: int, local_ts: ipaddress.IPv4Network,
               remote_ts: ipaddress.IPv4Network) -> int | None:
     """A peer-started rekey: an older child with the same selectors."""
     for c in sa.children.values():
@@ -394,22 +383,14 @@ def _encap_name(mode: int) -> str:
             61443: "UDP-Encapsulated-Tunnel (NAT-T draft)"}.get(mode, str(mode))
 
 
-def _bytes(x: Exchange, key: str) -> bytes:
-    v = x.data[key]
-    assert isinstance(v, bytes)
-    return v
+def _scratch(x: Exchange) -> QuickScratch:
+    # every Quick Mode exchange gets its scratch with its first message
+    assert x.quick is not None
+    return x.quick
 
 
-def _int(x: Exchange, key: str) -> int:
-    v = x.data[key]
-    assert isinstance(v, int)
-    return v
-
-
-def check_child_lifetimes(sa: IkeSA, now: float) -> None:
+def check_child_lifetimes(sa: SaState, now: float) -> None:
     """Rekey before expiry (RFC 2409 leaves it to policy); delete at expiry."""
-    from vpnhub.ike import informational
-
     for c in list(sa.children.values()):
         if c.lifetime and now >= c.established + c.lifetime:
             sa.log("IPSEC", 5, f"IPsec SA {c.spi_in:08x} lifetime expired")
@@ -422,11 +403,4 @@ def check_child_lifetimes(sa: IkeSA, now: float) -> None:
                              c.suite.encapsulation, c.suite.group,
                              sa.config.policy.ipsec_lifetime)
             initiate(sa, now, c.local_ts, c.remote_ts, c.spi_in, [suite])
-
-
-def child_by_spi(sa: IkeSA, spi: int) -> ChildSA | None:
-    c = sa.children.get(spi)
-    if c is not None:
-        return c
-    return next((c for c in sa.children.values() if c.spi_out == spi), None)
 

@@ -18,13 +18,13 @@ attribute and 14-byte split-include entries (interop README).
 from __future__ import annotations
 
 import ipaddress
-from typing import TYPE_CHECKING
 
 from vpnhub.crypto.keys import hashes_equal, info_hash
 from vpnhub.ike import events as ev
+from vpnhub.ike import informational
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.secret import Secret
-from vpnhub.ike.transitions import Role
+from vpnhub.ike.state import Address, Exchange, Role, SaState
 from vpnhub.text import printable
 from vpnhub.wire.attributes import (
     DataAttribute,
@@ -36,9 +36,6 @@ from vpnhub.wire.constants import CfgAttr, CfgType, ExchangeType, NotifyType
 from vpnhub.wire.errors import WireError
 from vpnhub.wire.message import Message
 from vpnhub.wire.payloads import AttributePayload, HashPayload, Payload, encode_payloads
-
-if TYPE_CHECKING:
-    from vpnhub.ike.sa import Address, Exchange, IkeSA
 
 TRANS = ExchangeType.TRANSACTION
 XAUTH_FIELDS = (CfgAttr.XAUTH_TYPE, CfgAttr.XAUTH_USER_NAME, CfgAttr.XAUTH_USER_PASSWORD,
@@ -57,7 +54,7 @@ CLIENT_REQUEST = (
 
 
 # ------------------------------------------------------------------ framing
-def _send(sa: IkeSA, x: Exchange, cfg_type: int, attrs: list[DataAttribute], now: float, *,
+def _send(sa: SaState, x: Exchange, cfg_type: int, attrs: list[DataAttribute], now: float, *,
           identifier: int = 0, expect_reply: bool = True) -> None:
     assert sa.hash is not None
     ap = AttributePayload(cfg_type, identifier, attrs)
@@ -68,7 +65,7 @@ def _send(sa: IkeSA, x: Exchange, cfg_type: int, attrs: list[DataAttribute], now
             expect_reply=expect_reply, now=now)
 
 
-def _verified_attr(sa: IkeSA, msg: Message) -> AttributePayload:
+def _verified_attr(sa: SaState, msg: Message) -> AttributePayload:
     """HASH first, then exactly one ATTR payload; the hash must match."""
     assert sa.hash is not None
     p = msg.payloads
@@ -84,7 +81,7 @@ def _verified_attr(sa: IkeSA, msg: Message) -> AttributePayload:
     return p[1]
 
 
-def receive(sa: IkeSA, msg: Message, remote: Address, local_port: int, now: float) -> None:
+def receive(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     x = sa.exchanges.get(msg.message_id)
     if x is None:
         x = sa.start_exchange("transaction", msg.message_id, False, "new")
@@ -115,7 +112,7 @@ def _cfg_name(t: int) -> str:
 
 
 # ------------------------------------------------------------------- server
-def after_phase1(sa: IkeSA, now: float) -> None:
+def after_phase1(sa: SaState, now: float) -> None:
     """Server: XAUTH starts right after phase 1 (Cisco concentrators, vpnc expects it)."""
     if not sa.config.xauth:
         sa.xauth_done = True
@@ -128,13 +125,13 @@ def after_phase1(sa: IkeSA, now: float) -> None:
     sa.log("XAUTH", 6, "XAUTH: asking the user for name and password")
 
 
-def _server_receive(sa: IkeSA, x: Exchange, ap: AttributePayload, now: float) -> None:
+def _server_receive(sa: SaState, x: Exchange, ap: AttributePayload, now: float) -> None:
     if x.kind == "xauth" and x.state == "request_sent" and ap.cfg_type == CfgType.REPLY:
         _server_xauth_reply(sa, x, ap)
     elif x.kind == "xauth_status" and ap.cfg_type == CfgType.ACK:
         sa.end_exchange(x.message_id)
-        if not x.data.get("ok"):
-            sa.terminate("XAUTH failed", now, by_peer=False, notify_peer=True)
+        if not x.xauth_ok:
+            informational.terminate(sa, "XAUTH failed", now, by_peer=False, notify_peer=True)
     elif x.kind == "modecfg_set" and ap.cfg_type == CfgType.ACK:
         sa.end_exchange(x.message_id)
     elif x.kind == "transaction" and ap.cfg_type == CfgType.REQUEST:
@@ -146,7 +143,7 @@ def _server_receive(sa: IkeSA, x: Exchange, ap: AttributePayload, now: float) ->
                        NotifyType.INVALID_PAYLOAD_TYPE, send_notify=False, fatal=False)
 
 
-def _server_xauth_reply(sa: IkeSA, x: Exchange, ap: AttributePayload) -> None:
+def _server_xauth_reply(sa: SaState, x: Exchange, ap: AttributePayload) -> None:
     user = password = None
     for a in ap.attributes:
         if a.type == CfgAttr.XAUTH_USER_NAME:
@@ -160,16 +157,17 @@ def _server_xauth_reply(sa: IkeSA, x: Exchange, ap: AttributePayload) -> None:
         raise IkeError("xauth_incomplete", "XAUTH reply without user name or password",
                        NotifyType.ATTRIBUTES_NOT_SUPPORTED, send_notify=False, fatal=False)
     sa.xauth_user = user
-    sa.data["xauth_pending"] = True
+    sa.trans.xauth_pending = True
     sa.emit(ev.XauthCredentials(user, password))
 
 
-def server_xauth_result(sa: IkeSA, ok: bool, now: float, message: str = "") -> None:
+def server_xauth_result(sa: SaState, ok: bool, now: float, message: str = "") -> None:
     """The driver checked the credentials: send SET(XAUTH_STATUS), exactly one attribute."""
-    if not sa.data.pop("xauth_pending", False):
+    if not sa.trans.xauth_pending:
         return
+    sa.trans.xauth_pending = False
     x = sa.start_exchange("xauth_status", sa.new_message_id(), True, "set_sent")
-    x.data["ok"] = ok
+    x.xauth_ok = ok
     _send(sa, x, CfgType.SET, [DataAttribute(CfgAttr.XAUTH_STATUS, 1 if ok else 0)], now)
     sa.xauth_done = ok
     if ok:
@@ -180,49 +178,45 @@ def server_xauth_result(sa: IkeSA, ok: bool, now: float, message: str = "") -> N
     sa.emit(ev.XauthCompleted(ok, sa.xauth_user, message))
 
 
-def _server_modecfg_request(sa: IkeSA, x: Exchange, ap: AttributePayload) -> None:
+def _server_modecfg_request(sa: SaState, x: Exchange, ap: AttributePayload) -> None:
     if sa.config.xauth and not sa.xauth_done:
         sa.end_exchange(x.message_id)
         raise IkeError("modecfg_before_xauth", "Mode Config request before XAUTH completed",
                        NotifyType.AUTHENTICATION_FAILED, send_notify=False, fatal=False)
     x.kind, x.state = "modecfg", "wait_driver"
     requested = tuple(a.type for a in ap.attributes)
-    x.data["identifier"] = ap.identifier
-    x.data["requested"] = requested
+    x.identifier = ap.identifier
+    x.requested = requested
     version = ""
     for a in ap.attributes:
         if a.type == CfgAttr.APPLICATION_VERSION and a.as_bytes():
             version = printable(a.as_bytes())
         elif a.type == CfgAttr.UNITY_DDNS_HOSTNAME and a.as_bytes():
-            sa.data["ddns_hostname"] = printable(a.as_bytes())
+            sa.trans.ddns_hostname = printable(a.as_bytes())
     sa.peer_application_version = version
-    sa.data["modecfg_pending"] = x.message_id
+    sa.trans.modecfg_pending = x.message_id
     sa.emit(ev.ModeConfigRequested(requested, version))
 
 
-def server_modecfg_reply(sa: IkeSA, cfg: ev.ModeConfig, now: float) -> None:
-    mid = sa.data.pop("modecfg_pending", None)
-    if not isinstance(mid, int) or mid not in sa.exchanges:
+def server_modecfg_reply(sa: SaState, cfg: ev.ModeConfig, now: float) -> None:
+    mid, sa.trans.modecfg_pending = sa.trans.modecfg_pending, None
+    if mid is None or mid not in sa.exchanges:
         return
     x = sa.exchanges[mid]
-    requested = x.data.get("requested", ())
-    assert isinstance(requested, tuple)
-    attrs = encode_modecfg(cfg, requested)
-    ident = x.data.get("identifier", 0)
-    assert isinstance(ident, int)
-    _send(sa, x, CfgType.REPLY, attrs, now, identifier=ident, expect_reply=False)
+    attrs = encode_modecfg(cfg, x.requested)
+    _send(sa, x, CfgType.REPLY, attrs, now, identifier=x.identifier, expect_reply=False)
     sa.end_exchange(mid)
     _assigned(sa, cfg)
 
 
-def server_modecfg_set(sa: IkeSA, cfg: ev.ModeConfig, now: float) -> None:
+def server_modecfg_set(sa: SaState, cfg: ev.ModeConfig, now: float) -> None:
     """Push mode: the server sets the attributes, the client acknowledges."""
     x = sa.start_exchange("modecfg_set", sa.new_message_id(), True, "set_sent")
     _send(sa, x, CfgType.SET, encode_modecfg(cfg, ()), now)
     _assigned(sa, cfg)
 
 
-def _assigned(sa: IkeSA, cfg: ev.ModeConfig) -> None:
+def _assigned(sa: SaState, cfg: ev.ModeConfig) -> None:
     sa.modecfg = cfg
     sa.assigned_address = cfg.address
     sa.log("MODECFG", 5, f"Mode Config: assigned {cfg.address} to {sa.xauth_user or 'peer'}"
@@ -231,10 +225,10 @@ def _assigned(sa: IkeSA, cfg: ev.ModeConfig) -> None:
 
 
 # ------------------------------------------------------------------- client
-def _client_receive(sa: IkeSA, x: Exchange, ap: AttributePayload, now: float) -> None:
+def _client_receive(sa: SaState, x: Exchange, ap: AttributePayload, now: float) -> None:
     if ap.cfg_type == CfgType.REQUEST and _is_xauth(ap):
         x.kind, x.state = "xauth", "wait_user"
-        x.data["identifier"] = ap.identifier
+        x.identifier = ap.identifier
         fields = tuple(_attr_name(a.type) for a in ap.attributes)
         msg = ""
         for a in ap.attributes:
@@ -245,7 +239,7 @@ def _client_receive(sa: IkeSA, x: Exchange, ap: AttributePayload, now: float) ->
                                send_notify=False, fatal=False)
             if a.type == CfgAttr.XAUTH_MESSAGE:
                 msg = a.as_bytes().decode("utf-8", "replace")
-        sa.data["xauth_mid"] = x.message_id
+        sa.trans.xauth_mid = x.message_id
         sa.emit(ev.XauthRequested(fields, msg))
     elif ap.cfg_type == CfgType.SET and _is_xauth(ap):
         status = next((a.as_int() for a in ap.attributes if a.type == CfgAttr.XAUTH_STATUS), 0)
@@ -281,21 +275,19 @@ def _client_receive(sa: IkeSA, x: Exchange, ap: AttributePayload, now: float) ->
                        NotifyType.INVALID_PAYLOAD_TYPE, send_notify=False, fatal=False)
 
 
-def client_xauth_reply(sa: IkeSA, user: str, password: Secret, now: float) -> None:
-    mid = sa.data.pop("xauth_mid", None)
-    if not isinstance(mid, int) or mid not in sa.exchanges:
+def client_xauth_reply(sa: SaState, user: str, password: Secret, now: float) -> None:
+    mid, sa.trans.xauth_mid = sa.trans.xauth_mid, None
+    if mid is None or mid not in sa.exchanges:
         return
     x = sa.exchanges[mid]
     sa.xauth_user = user
-    ident = x.data.get("identifier", 0)
-    assert isinstance(ident, int)
     attrs = [DataAttribute(CfgAttr.XAUTH_USER_NAME, user.encode()),
              DataAttribute(CfgAttr.XAUTH_USER_PASSWORD, password.reveal())]
-    _send(sa, x, CfgType.REPLY, attrs, now, identifier=ident, expect_reply=False)
+    _send(sa, x, CfgType.REPLY, attrs, now, identifier=x.identifier, expect_reply=False)
     sa.end_exchange(mid)
 
 
-def client_modecfg_request(sa: IkeSA, now: float) -> None:
+def client_modecfg_request(sa: SaState, now: float) -> None:
     x = sa.start_exchange("modecfg", sa.new_message_id(), True, "request_sent")
     attrs = [DataAttribute(t, b"") for t in CLIENT_REQUEST if t != CfgAttr.UNITY_PFS
              and t != CfgAttr.APPLICATION_VERSION]

@@ -16,6 +16,7 @@ import ipaddress
 import itertools
 import re
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -153,6 +154,9 @@ class ManagerView:
         self.snapshot_at = 0.0  # time.monotonic() of the snapshot
         self.samples: dict[str, deque[tuple[float, int, int]]] = {}
         self.handshakes = Handshakes()
+        # where each IKE SA stands in the handshake counts; kept here, not on the SA,
+        # and weak: an entry goes with its SA
+        self._handshake_marks: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self.management_sessions: Callable[[], int] = lambda: 0
         self._ping_slots = asyncio.Semaphore(2)
 
@@ -353,21 +357,22 @@ class ManagerView:
     def on_ike_event(self, sa: Any, e: ev.Event) -> None:
         """Counts phase 1 handshakes (started, completed, failed by reason) and IPsec SAs.
         Called by the concentrator for every engine event; must never raise."""
-        mark = sa.data.get("manager")
+        marks = self._handshake_marks
+        mark = marks.get(sa)
         if mark is None:
-            sa.data["manager"] = mark = "started"
+            marks[sa] = mark = "started"
             self.handshakes.started += 1
         failed = self.handshakes.failed
         if isinstance(e, ev.Phase1Established) and mark == "started":
-            sa.data["manager"] = "established"
+            marks[sa] = "established"
             self.handshakes.completed += 1
         elif isinstance(e, ev.NegotiationFailed) and mark == "started":
-            sa.data["manager"] = "failed"
+            marks[sa] = "failed"
             failed[e.error] += 1
         elif isinstance(e, ev.SADeleted):
             if mark == "started":
                 failed[_reason_label(e.reason)] += 1
-            sa.data["manager"] = "deleted"
+            marks[sa] = "deleted"
         elif isinstance(e, ev.ChildSAEstablished):
             self.handshakes.ipsec_sas += 1
             if e.rekey_of is not None:
