@@ -12,6 +12,7 @@ from vpnhub.crypto.dh import DHKeyPair, dh_group
 from vpnhub.crypto.errors import CryptoError
 from vpnhub.crypto.keys import derive_phase1, hash_i, hash_r, hashes_equal, natd_hash, skeyid_psk
 from vpnhub.crypto.prf import hash_alg
+from vpnhub.crypto.suites import ike_suite_name
 from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import shorter_lifetime
@@ -394,8 +395,6 @@ def check_nonce(p: NoncePayload) -> None:
 
 
 def established(sa: SaState, mode: str, now: float) -> None:
-    from vpnhub.crypto.suites import ike_suite_name
-
     assert sa.suite is not None
     sa.state = State.ESTABLISHED
     sa.established_at = now

@@ -19,6 +19,7 @@ import ipaddress
 from vpnhub.crypto.dh import DHKeyPair, dh_group
 from vpnhub.crypto.errors import CryptoError
 from vpnhub.crypto.keys import hashes_equal, keymat, qm_hash1, qm_hash2, qm_hash3
+from vpnhub.crypto.suites import esp_suite_name
 from vpnhub.ike import events as ev
 from vpnhub.ike import informational
 from vpnhub.ike.errors import IkeError
@@ -359,8 +360,6 @@ def _install(sa: SaState, x: Exchange, suite: EspSuite, spi_in: int, spi_out: in
         enc_key_out=k_out[:enc_len], auth_key_out=k_out[enc_len:],
         encapsulation=suite.encapsulation, local_ts=local_ts, remote_ts=remote_ts,
         lifetime=lifetime, pfs_group=suite.group, rekey_of=rekey_of))
-    from vpnhub.crypto.suites import esp_suite_name
-
     sa.log("IPSEC", 5, f"Security negotiation complete: {local_ts} <-> {remote_ts},"
            f" {esp_suite_name(suite.transform, suite.key_length, suite.auth)},"
            f" {_encap_name(suite.encapsulation)}, lifetime {lifetime} s")
