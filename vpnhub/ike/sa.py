@@ -234,6 +234,17 @@ class IkeSA(SaState):
             informational.check_dpd(self, now)
         self._check_phase1_rekey(now)
 
+    def _xauth_deadline(self) -> float | None:
+        """Responder: when a remote access SA still without XAUTH + Mode Config is given up.
+
+        Phase 1 alone holds a slot but gives the client nothing; a client set up
+        for another vendor (vpnc --vendor netscreen) answers XAUTH or not, but never
+        asks for its address. A session that has IPsec SAs is never cut here."""
+        if self.role is not Role.RESPONDER or not self.config.xauth \
+                or self.established_at is None or self.modecfg is not None or self.children:
+            return None
+        return self.established_at + self.config.xauth_timeout
+
     def _xauth_timed_out(self, now: float) -> None:
         self.drops["xauth_timeout"] += 1
         within = f"within {self.config.xauth_timeout:.0f} s of phase 1"

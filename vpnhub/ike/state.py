@@ -284,6 +284,7 @@ class SaState:
         self.psk: Secret | None = config.psk
         self.lifetime = 0
         self.established_at: float | None = None
+        # each exchange's state between its messages, and the endpoint's marks
         self.p1 = Phase1Scratch()
         self.trans = TransactionState()
         self.endpoint_marks = EndpointMarks()
@@ -321,14 +322,13 @@ class SaState:
         # the source of the message being received until it authenticates (commit_iv)
         self._unauth_source: Address | None = None
 
-
+    # ------------------------------------------------------------- outputs
     def datagrams_to_send(self) -> list[Datagram]:
         out, self._out = self._out, []
         return out
 
     def next_event(self) -> ev.Event | None:
         return self._events.popleft() if self._events else None
-
 
     @property
     def established(self) -> bool:
@@ -345,6 +345,7 @@ class SaState:
         if self.dpd_next_at is not None:
             self.dpd_next_at = now + self.config.dpd_interval
 
+    # ------------------------------------------------- a received message
     def _open(self, hdr: Header, data: bytes) -> tuple[Message, Callable[[], None]]:
         """Decrypt (if E is set) and decode; the IV advances only via commit."""
         body = data[HEADER_LEN:]
@@ -580,17 +581,7 @@ class SaState:
             return c
         return next((c for c in self.children.values() if c.spi_out == spi), None)
 
-    def _xauth_deadline(self) -> float | None:
-        """Responder: when a remote access SA still without XAUTH + Mode Config is given up.
-
-        Phase 1 alone holds a slot but gives the client nothing; a client set up
-        for another vendor (vpnc --vendor netscreen) answers XAUTH or not, but never
-        asks for its address. A session that has IPsec SAs is never cut here."""
-        if self.role is not Role.RESPONDER or not self.config.xauth \
-                or self.established_at is None or self.modecfg is not None or self.children:
-            return None
-        return self.established_at + self.config.xauth_timeout
-
+    # --------------------------------------------------------- retransmit
     def _retransmit(self, now: float) -> None:
         for mid, p in list(self._pending.items()):
             if now < p.next_at:
