@@ -93,7 +93,12 @@ OnNotice = Callable[[Notice], None]
 
 
 class IkeDriver:
-    """Moves one table's messages, events, datagrams and timers."""
+    """Moves one table's messages, events, datagrams and timers.
+
+    `on_notice` gets the table's rate-limited summary lines (`IkeEndpoint`'s
+    refused, recycled and unanswered SAs) after each receive and timer; without
+    it they stay in the table for the application to read.
+    """
 
     def __init__(self, table: SaTable, on_event: OnEvent, send: Send, *,
                  on_error: OnError, on_notice: OnNotice | None = None) -> None:
@@ -147,9 +152,10 @@ class IkeDriver:
         return self.table.next_timer()
 
     def _notices(self) -> None:
+        if self._on_notice is None:
+            return  # the application reads the table's notices itself
         while (n := self.table.next_notice()) is not None:
-            if self._on_notice is not None:
-                self._on_notice(n)
+            self._on_notice(n)
 
 
 class InitiatorTable:
