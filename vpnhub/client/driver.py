@@ -306,9 +306,9 @@ class VpnClient:
     def _drain_inbox(self) -> None:
         if self.dataplane is None:
             return
-        for e in self.dataplane.inbox.drain():
+        for e in self.dataplane.events():
             if isinstance(e, IkeDatagram):
-                if e.transport == "ctcp":
+                if e.transport is Transport.CTCP:
                     self._ike_in(e.message, e.addr, self.tcp_port, Transport.CTCP)
                 else:
                     self._ike_in(e.message, e.addr, 4500, Transport.NATT)

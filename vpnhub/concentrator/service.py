@@ -306,7 +306,7 @@ class Concentrator:
         for e in self.dataplane.inbox.drain():
             if isinstance(e, IkeDatagram):
                 port, transport = self.config.concentrator.natt_port, Transport.NATT
-                if e.transport == "ctcp":  # _ike_config knows cTCP by its ports
+                if e.transport is Transport.CTCP:  # _ike_config knows cTCP by its ports
                     port = min(self.ctcp_ports) if self.ctcp_ports else port
                     transport = Transport.CTCP
                 self._ike_in(e.message, e.addr, port, transport)
