@@ -631,9 +631,13 @@ class Dataplane:
         self.submit(CtcpClose(addr))
 
     async def stats(self) -> DataplaneStats:
-        """``GetStats`` from asyncio, answered by the data-plane thread."""
+        """``GetStats`` from asyncio, answered by the data-plane thread (or here when no
+        loop thread runs, as ``call`` does: a queued command would wait forever)."""
         import asyncio
 
+        if self._loop_thread is None:
+            self.apply_commands()
+            return self.stats_now()
         result = await asyncio.wrap_future(self.submit(GetStats()))
         assert isinstance(result, DataplaneStats)
         return result
