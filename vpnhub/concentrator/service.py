@@ -57,7 +57,6 @@ from vpnhub.net.dataplane import (
     RemoveSA,
     SetKeepalive,
     UpdatePeer,
-    fetch_stats,
     open_cisco_udp_socket,
     open_ctcp_listener,
     open_esp_socket,
@@ -306,7 +305,7 @@ class Concentrator:
         for e in self.dataplane.inbox.drain():
             if isinstance(e, IkeDatagram):
                 port, transport = self.config.concentrator.natt_port, Transport.NATT
-                if e.transport == "ctcp":  # _ike_config knows cTCP by its ports
+                if e.transport is Transport.CTCP:  # _ike_config knows cTCP by its ports
                     port = min(self.ctcp_ports) if self.ctcp_ports else port
                     transport = Transport.CTCP
                 self._ike_in(e.message, e.addr, port, transport)
@@ -387,27 +386,27 @@ class Concentrator:
         """Counters from the data plane; ESP from a peer counts as liveness (RFC 3706)."""
         if self.dataplane is None:
             return
-        snap = await fetch_stats(self.dataplane)
-        if snap is None:
+        try:
+            snap = await self.dataplane.stats()
+        except OSError:  # the data plane was closed under us: shutting down
             return
         per: dict[tuple[bytes, bytes], list[int]] = {}
         drops: dict[tuple[bytes, bytes], dict[str, int]] = {}
-        for sa in snap.get("sas", []):
-            key = self.spi_owner.get(int(sa["spi"], 16))
+        for sa in snap.sas:
+            key = self.spi_owner.get(sa.spi)
             if key is None:
                 continue
             acc = per.setdefault(key, [0, 0, 0, 0])
-            if sa["direction"] == "in":
-                acc[0] += sa["bytes_in"]
-                acc[1] += sa["packets_in"]
+            if sa.direction == "in":
+                acc[0] += sa.bytes_in
+                acc[1] += sa.packets_in
                 d = drops.setdefault(key, {})
-                for reason, n in sa["drops"].items():
+                for reason, n in sa.drops.items():
                     d[reason] = d.get(reason, 0) + n
             else:
-                acc[2] += sa["bytes_out"]
-                acc[3] += sa["packets_out"]
-        keepalives = {tuple(p["addr"]): (p["keepalives_rx"], p["keepalives_tx"])
-                      for p in snap.get("peers", [])}
+                acc[2] += sa.bytes_out
+                acc[3] += sa.packets_out
+        keepalives = {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in snap.peers}
         now = time.monotonic()
         for key, (b_in, p_in, b_out, p_out) in per.items():
             s = self.sessions.sessions.get(key)
