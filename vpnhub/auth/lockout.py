@@ -247,7 +247,8 @@ class Lockout:
     """Lock-out and slow-down around any `Authenticator` (see the module docstring).
 
     `clock`: monotonic seconds, the policy's `now`. `sleep`: how the delay is
-    waited (tests pass a fake). The result's `delay` is the delay applied."""
+    waited (tests pass a fake). The result's `delay` is the delay applied. A
+    `LOCKED_OUT` result carries no `group`: the backend was not asked."""
 
     def __init__(
         self,
