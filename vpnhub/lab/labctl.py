@@ -20,6 +20,9 @@ Everything of a lab is named after its prefix: namespaces ``<prefix>-<host>``
 with their links, routes and nft tables inside, the run directory and the
 process records. Scenarios build their own labs under other prefixes
 (``vhs`` + hex digits) or reuse the running one (``scenarios``).
+
+The parser of ``vpnhub lab`` and its dispatch are in ``commands``, above both
+this module and ``scenarios`` (which builds on this one).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vpnhub.admintext import format_sessions
 from vpnhub.lab import peers, procs
 from vpnhub.lab.console import (
     ADMIN_NAME,
@@ -728,87 +732,8 @@ def daemon_main(spec_json: str) -> int:
 
 
 # ------------------------------------------------------------------------------ commands
-def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``lab`` and its subcommands to the ``vpnhub`` parser's subparsers."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--prefix", default=DEFAULT_PREFIX,
-                        help=f"lab name: namespaces <prefix>-<host> (default {DEFAULT_PREFIX};"
-                             " tests use their own)")
-    lab: argparse.ArgumentParser = subparsers.add_parser(
-        "lab", help="the document's network in namespaces: up, status, xlate, exec, logs,"
-                    " scenario, down",
-        description="The Cisco note's network on this machine: clients behind a PAT, the"
-                    " concentrator, the private LAN (docs/LAB.md).")
-    sub = lab.add_subparsers(dest="lab_command", required=True, metavar="COMMAND")
-
-    up = sub.add_parser("up", parents=[common], help="build the lab and connect every client")
-    up.add_argument("--clients", type=int, default=2, help="clients behind the PAT (default 2)")
-    up.add_argument("--client", choices=CLIENT_KINDS, default="vpnc",
-                    help="VPN client software (default vpnc)")
-    up.add_argument("--suite", choices=SUITE_NAMES, default="modern",
-                    help="legacy: the document's era (DH group 2, 3DES/MD5 allowed);"
-                         " modern (default)")
-    up.add_argument("--nat-t", choices=("on", "off"), default="on",
-                    help="the concentrator's NAT-T checkbox (off: the document's failure)")
-    up.add_argument("--ipsec-lifetime", type=int, default=28800, metavar="SECONDS",
-                    help="IPsec SA lifetime (60 .. 2592000; short ones show rekeys)")
-
-    sub.add_parser("down", parents=[common], help="remove every namespace, link, process and"
-                                                  " file of the lab")
-    sub.add_parser("status", parents=[common], help="hosts, processes, tunnels, sessions")
-    sub.add_parser("console", parents=[common], help="the web console's address, user and"
-                                                     " password (open it in this machine's"
-                                                     " browser)")
-    x = sub.add_parser("xlate", parents=[common], help="the PAT's translations (show xlate)")
-    x.add_argument("--detail", action="store_true", help="protocol, peer and flags too")
-    e = sub.add_parser("exec", parents=[common], help="run a command in a lab host",
-                       description="Run CMD in HOST's namespace (c1 .. cN, pat, inet, conc,"
-                                   " lan); without CMD, a shell.")
-    e.add_argument("host")
-    e.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS]")
-    lg = sub.add_parser("logs", parents=[common], help="a host's logs (default: the"
-                                                       " concentrator's event log)")
-    lg.add_argument("host", nargs="?", default="conc",
-                    help="conc (default), c1 .. cN, lan, pat, lab (the lab daemon)")
-    lg.add_argument("-n", "--lines", type=int, default=0, help="only the last N lines")
-    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
-    sc = sub.add_parser("scenario", parents=[common], help="run a scenario: PASS or FAIL",
-                        description="Run a scenario of the document; it reuses the running"
-                                    " lab when it can, else builds (and removes) its own.")
-    sc.add_argument("name", nargs="?", help="scenario name (omit to list them)")
-    sc.add_argument("--client", choices=CLIENT_KINDS, default="vpnc",
-                    help="client software of a lab the scenario builds (default vpnc)")
-    sc.add_argument("--fresh", action="store_true",
-                    help="always build the scenario's own lab, even if one is running")
-    sc.add_argument("--own-prefix", default=None,
-                    help="prefix of the lab the scenario builds (default vhs + random hex)")
-    sc.add_argument("--save-logs", type=Path, default=None, metavar="DIR",
-                    help="copy the scenario lab's logs to DIR before removing it")
-    return lab
-
-
-def run_lab(args: argparse.Namespace) -> int:
-    """Run ``vpnhub lab <command>``; returns the exit status."""
-    commands: dict[str, Callable[[argparse.Namespace], int]] = {
-        "up": cmd_up, "down": cmd_down, "status": cmd_status, "xlate": cmd_xlate,
-        "exec": cmd_exec, "logs": cmd_logs, "scenario": cmd_scenario, "console": cmd_console,
-    }
-    if not PREFIX_RE.match(args.prefix):
-        return _fail(f"--prefix must match {PREFIX_RE.pattern}", 2)
-    if os.geteuid() != 0 and args.lab_command != "logs":
-        return _fail("the lab needs root (network namespaces, nft, TUN devices)", 2)
-    try:
-        return commands[args.lab_command](args)
-    except LabError as e:
-        return _fail(str(e), 1)
-    except KeyboardInterrupt:
-        return _fail("interrupted", 130)
-    except BrokenPipeError:  # e.g. `vpnhub lab up | head`: the lab goes on being built
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 141
-
-
-def _fail(msg: str, code: int) -> int:
+def fail(msg: str, code: int) -> int:
+    """Say what went wrong on stderr; returns `code`, the exit status."""
     print(f"vpnhub lab: {msg}", file=sys.stderr)
     return code
 
@@ -833,11 +758,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         spec.check()
     except ValueError as e:
-        return _fail(str(e), 2)
+        return fail(str(e), 2)
     if spec.client == "vpnhub" and (why := vpnhub_client_problem()):
-        return _fail(why, 2)
+        return fail(why, 2)
     if missing := missing_tools(spec):
-        return _fail(f"missing {', '.join(missing)}: run scripts/setup as root", 2)
+        return fail(f"missing {', '.join(missing)}: run scripts/setup as root", 2)
     with _locked(spec.prefix):
         state = LabState.load(spec.prefix)
         if state is not None and state.running():
@@ -985,11 +910,11 @@ def console_text(state: LabState, *, with_password: bool) -> str:
 def cmd_console(args: argparse.Namespace) -> int:
     state = LabState.load(args.prefix)
     if state is None or not state.running():
-        return _fail(f"no lab {args.prefix} is running: `vpnhub lab up{_opt(args.prefix)}`"
-                     " first", 1)
+        return fail(f"no lab {args.prefix} is running: `vpnhub lab up{_opt(args.prefix)}`"
+                    " first", 1)
     if load_login(state.run_dir) is None:
-        return _fail(f"lab {args.prefix} has no web console (built by an older vpnhub?):"
-                     f" `vpnhub lab down{_opt(args.prefix)}`, then `up` again", 1)
+        return fail(f"lab {args.prefix} has no web console (built by an older vpnhub?):"
+                    f" `vpnhub lab down{_opt(args.prefix)}`, then `up` again", 1)
     print(console_text(state, with_password=True))
     return 0
 
@@ -1014,8 +939,6 @@ def diagram(state: LabState) -> str:
 
 def report(state: LabState) -> str:
     """What ``up`` prints: the network, the tunnels, the sessions, xlate, how to go on."""
-    from vpnhub.cli import format_sessions
-
     opt = _opt(state.prefix)
     out = [diagram(state), "", "Tunnels"]
     for role, c in sorted(state.clients.items(), key=lambda kv: int(kv[0][1:])):
@@ -1177,7 +1100,7 @@ def status_text(state: LabState) -> str:
 def cmd_xlate(args: argparse.Namespace) -> int:
     topo = Topology(args.prefix, clients=0)
     if topo.pat.netns not in list_netns():
-        return _fail(f"no lab {args.prefix} (no namespace {topo.pat.netns})", 3)
+        return fail(f"no lab {args.prefix} (no namespace {topo.pat.netns})", 3)
     print(pat_xlate(topo, detail=args.detail))
     return 0
 
@@ -1192,8 +1115,8 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if ns not in present:
         hosts = sorted(n.split("-", 1)[1] for n in present if n.startswith(args.prefix + "-"))
         if not hosts:
-            return _fail(f"no lab {args.prefix} (`vpnhub lab up{_opt(args.prefix)}`)", 3)
-        return _fail(f"no host {args.host!r} in lab {args.prefix}; hosts: {' '.join(hosts)}", 2)
+            return fail(f"no lab {args.prefix} (`vpnhub lab up{_opt(args.prefix)}`)", 3)
+        return fail(f"no host {args.host!r} in lab {args.prefix}; hosts: {' '.join(hosts)}", 2)
     if not cmd:
         cmd = [os.environ.get("SHELL") or "/bin/bash"]
     env = {**os.environ, "VPNHUB_LAB_HOST": args.host, "VPNHUB_LAB": args.prefix}
@@ -1254,8 +1177,8 @@ def cmd_logs(args: argparse.Namespace) -> int:
     files = log_files(args.prefix, host)
     files = [f for f in files if f.exists()]
     if not files:
-        return _fail(f"no logs for {host!r} in lab {args.prefix} ({run_dir_for(args.prefix)});"
-                     " hosts with logs: conc, c1 .. cN, lan, lab", 3)
+        return fail(f"no logs for {host!r} in lab {args.prefix} ({run_dir_for(args.prefix)});"
+                    " hosts with logs: conc, c1 .. cN, lan, lab", 3)
     for f in files:
         if len(files) > 1:
             print(f"==> {f} <==")
@@ -1291,23 +1214,6 @@ def _tail(path: Path, n: int) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(lines[-n:])
-
-
-# -- scenario
-def cmd_scenario(args: argparse.Namespace) -> int:
-    from vpnhub.lab import scenarios
-
-    if not args.name:
-        print(scenarios.list_text())
-        return 0
-    if args.name not in scenarios.SCENARIOS:
-        return _fail(f"no scenario {args.name!r}; scenarios: {', '.join(scenarios.SCENARIOS)}",
-                     2)
-    if args.client == "vpnhub" and (why := vpnhub_client_problem()):
-        return _fail(why, 2)
-    return scenarios.run_scenario(
-        args.name, running_prefix=args.prefix, client=args.client, fresh=args.fresh,
-        own_prefix=args.own_prefix, save_logs=args.save_logs)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vpnhub.admintext import format_sessions
 from vpnhub.lab import labctl
 from vpnhub.lab.labctl import Lab, LabSpec, LabState, run_dir_for
 from vpnhub.lab.topology import (
@@ -165,9 +166,7 @@ class Run:
         return next((s for s in data.get("sessions", []) if s.get("user") == user), None)
 
     def sessions_text(self, data: dict[str, Any] | None = None) -> str:
-        from vpnhub.cli import format_sessions
-
-        return format_sessions(data if data is not None else self.sessions())
+            return format_sessions(data if data is not None else self.sessions())
 
     def xlate(self) -> list[NatEntry]:
         return self.topo.pat_conntrack(proto=None)
