@@ -394,11 +394,17 @@ def runs_table(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def named(side: dict[str, str]) -> str:
+    """A revision as given, with its commit unless it was given as a hash."""
+    short = side["commit"][:7]
+    return short if side["commit"].startswith(side["rev"]) else f"{side['rev']} ({short})"
+
+
 def markdown(doc: dict[str, Any]) -> str:
     b, a = doc["sides"]["before"], doc["sides"]["after"]
     env = doc["environment"]
     lines = [
-        f"# Before/after: {b['rev']} ({b['commit'][:7]}) vs {a['rev']} ({a['commit'][:7]})",
+        f"# Before/after: {named(b)} vs {named(a)}",
         "",
         f"`bench/compare.py`, {doc['started']} to {doc['finished']} UTC,"
         f" {doc['runs']} run(s) of each benchmark per commit, alternating before/after."
