@@ -82,6 +82,53 @@ def test_latency_smoke(lab_prefix: str, tmp_path: Path) -> None:
         assert is_number(r[key]), key
 
 
+@pytest.mark.netns
+def test_compare_smoke(lab_prefix: str, tmp_path: Path) -> None:
+    """bench/compare.py --smoke: HEAD against itself, 1 run; every figure comes out
+    for both commits (vpnhub, strongSwan and their ratio), and the worktrees go."""
+    require_tools("iperf3", "vpnc", "/usr/lib/ipsec/charon", "swanctl")
+    out = tmp_path / "compare"
+    cp = subprocess.run(
+        [sys.executable, str(BENCH / "compare.py"), "--smoke", "--prefix", lab_prefix,
+         "--out", str(out), "--markdown", str(tmp_path / "summary.md")],
+        cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert cp.returncode == 0, f"compare --smoke exit {cp.returncode}:\n{cp.stdout[-3000:]}" \
+                               f"\n{cp.stderr[-3000:]}"
+    doc = json.loads((out / "summary.json").read_text())
+    keys = [f["key"] for f in doc["figures"]]
+    assert keys == ["throughput_mbit_s", "throughput_conc_cpu_s_per_gb",
+                    "handshake_tunnels_per_s", "handshake_conc_cpu_ms_per_tunnel"]
+    for f in doc["figures"]:
+        for side in ("before", "after"):
+            for what in ("vpnhub", "strongswan", "ratio"):
+                s = f[side][what]
+                assert (s["n"], s["of"]) == (1, 1), (f["key"], side, what)
+                assert all(is_number(s[k]) for k in ("median", "min", "max")), (f["key"], side)
+        assert is_number(f["change_pct"]["ratio"]), f["key"]
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert {s["commit"] for s in doc["sides"].values()} == {head}
+    # each side's vpnhub is its own worktree's, and the worktrees are gone
+    trees = [Path(s["tree"]) for s in doc["sides"].values()]
+    for s, tree in zip(doc["sides"].values(), trees, strict=True):
+        assert Path(s["vpnhub_imported_from"]).is_relative_to(tree)
+        assert not tree.exists()
+    listed = subprocess.run(["git", "worktree", "list"], cwd=REPO, capture_output=True,
+                            text=True, check=True).stdout
+    assert not any(str(t) in listed for t in trees)
+    # 2 runs per commit (throughput, handshake), alternating, each command shown
+    assert [(r["bench"], r["side"]) for r in doc["records"]] == [
+        ("throughput", "before"), ("throughput", "after"),
+        ("handshake", "before"), ("handshake", "after")]
+    assert sum("bench/throughput.py" in c for c in doc["commands"]) == 2
+    assert sum("bench/handshake.py" in c for c in doc["commands"]) == 2
+    md = (tmp_path / "summary.md").read_text()
+    assert md == (out / "summary.md").read_text()
+    for label in ("throughput, vpnc client", "handshakes, DH group 14",
+                  "ratio vpnhub/strongSwan"):
+        assert label in md, label
+
+
 # ------------------------------------------------------------------ without the lab
 def test_report_from_results(tmp_path: Path) -> None:
     """bench/report.py turns result files into the Markdown table (no lab needed)."""
