@@ -1,0 +1,75 @@
+"""The in-memory session store and address pool satisfy their Protocols, as mypy sees them.
+
+`isinstance` against a runtime-checkable Protocol only looks for the member
+names; mypy checks the signatures too. A class missing a member is refused, so
+the check would catch an implementation that drifts from its interface.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from mypy import api
+
+from vpnhub.config import parse_config
+from vpnhub.session.pool import AddressPool, MemoryAddressPool, pool_for_group
+
+ROOT = Path(__file__).resolve().parents[2]
+
+CONFORMING = """
+from vpnhub.session.pool import AddressPool, MemoryAddressPool
+from vpnhub.session.store import MemorySessionStore, SessionStore
+
+pool: AddressPool = MemoryAddressPool("10.40.1.0/24")
+store: SessionStore = MemorySessionStore(10)
+"""
+
+DRIFTED = """
+import ipaddress
+from collections.abc import Hashable
+
+from vpnhub.session.pool import AddressPool
+
+
+class NoRelease:
+    name = ""
+    network = ipaddress.IPv4Network("10.0.0.0/24")
+    size = in_use = available = held = 0
+
+    def allocate(self, key: Hashable, *,
+                 identity: Hashable | None = None) -> ipaddress.IPv4Address:
+        return ipaddress.IPv4Address("10.0.0.1")
+
+
+pool: AddressPool = NoRelease()
+"""
+
+
+def mypy_on(tmp_path: Path, text: str) -> tuple[str, int]:
+    f = tmp_path / "conformance.py"
+    f.write_text(text)
+    out, err, status = api.run(["--no-incremental", "--follow-imports=silent",
+                                "--config-file", str(ROOT / "pyproject.toml"), str(f)])
+    return out + err, status
+
+
+def test_memory_implementations_satisfy_their_protocols(tmp_path: Path) -> None:
+    out, status = mypy_on(tmp_path, CONFORMING)
+    assert status == 0, out
+
+
+def test_a_pool_without_release_is_no_address_pool(tmp_path: Path) -> None:
+    out, status = mypy_on(tmp_path, DRIFTED)
+    assert status == 1 and "release" in out, out
+
+
+def test_runtime_checks_and_the_group_factory() -> None:
+    cfg = parse_config(
+        '[concentrator]\npublic_address = "203.0.113.50"\nprivate_networks = ["192.168.2.0/24"]\n'
+        '[[group]]\nname = "g"\npsk = "k"\naddress_pool = "10.40.1.0/29"\n'
+        "reserve_first_address = true\n")
+    for pool in (pool_for_group(cfg.groups[0]), AddressPool.for_group(cfg.groups[0])):
+        assert isinstance(pool, MemoryAddressPool) and isinstance(pool, AddressPool)
+        assert (pool.name, pool.size) == ("g", 5)
+        assert pool.allocate("k") == ipaddress.IPv4Address("10.40.1.2")
