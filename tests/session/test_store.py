@@ -1,15 +1,16 @@
-"""vpnhub.session.store: the session store, its events and its snapshots."""
+"""vpnhub.session.store: the session store, its events and their frozen snapshots."""
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import json
 import logging
 import time
 
 import pytest
 
-from vpnhub.session.model import ChildInfo, Session, SessionSnapshot
+from vpnhub.session.model import ChildInfo, Session, SessionView
 from vpnhub.session.store import (
     MemorySessionStore,
     SessionChanged,
@@ -64,7 +65,8 @@ def test_a_session_life_is_told_in_order_with_its_content() -> None:
     last = seen[-1]
     assert isinstance(last, SessionEnded)
     assert last.reason == "deleted by peer"
-    assert last.session == ended and last.session.user == "alice"
+    assert ended is not None and last.session.as_dict(0.0) == ended.as_dict(0.0)
+    assert last.session.user == "alice"
     assert KEY_A not in store and store.get(KEY_A) is None and len(store) == 0
 
 
@@ -102,18 +104,21 @@ def test_start_of_a_known_key_keeps_the_session() -> None:
     first = store.start(KEY_A, "203.0.113.78", 1026, user="alice")
     seen = recording(store)
     again = store.start(KEY_A, "198.51.100.9", 9999)
-    assert again == first and seen == []
+    assert again is first and (again.public_ip, again.user) == ("203.0.113.78", "alice")
+    assert seen == []
 
 
-def test_snapshots_are_frozen_and_do_not_follow_the_session() -> None:
+def test_event_snapshots_are_frozen_and_do_not_follow_the_session() -> None:
     store = MemorySessionStore(10)
+    seen = recording(store)
     ike = {"encryption": "AES-256"}
     store.start(KEY_A, "203.0.113.78", 1026, user="alice", ike=ike, drops={"replay": 1})
     store.add_child(KEY_A, child(0x1000))
-    snap = store.get(KEY_A)
-    assert snap is not None
+    snap = seen[-1].session
     with pytest.raises(dataclasses.FrozenInstanceError):
         snap.user = "mallory"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del snap.user  # type: ignore[misc]
     with pytest.raises(TypeError):
         snap.ike["encryption"] = "DES"  # type: ignore[index]
     with pytest.raises(TypeError):
@@ -127,20 +132,25 @@ def test_snapshots_are_frozen_and_do_not_follow_the_session() -> None:
     store.add_child(KEY_A, child(0x3000))
     assert (snap.user, dict(snap.ike), list(snap.children), dict(snap.drops)) == \
         ("alice", {"encryption": "AES-256"}, [0x1000], {"replay": 1})
-    now = store.get(KEY_A)
-    assert now is not None and now.ike["encryption"] == "AES-256" and now.user == "bob"
+    live = store.get(KEY_A)
+    assert live is not None and live.ike["encryption"] == "AES-256" and live.user == "bob"
+    assert list(live.children) == [0x1000, 0x3000]
 
 
-def test_an_event_snapshot_cannot_edit_the_live_session() -> None:
+def test_an_event_snapshot_reads_as_the_session_and_edits_nothing() -> None:
     store = MemorySessionStore(10)
     events: list[SessionEvent] = []
     store.subscribe(events.append)
-    store.start(KEY_A, "203.0.113.78", 1026, user="alice")
-    e = events[0]
+    store.start(KEY_A, "203.0.113.78", 1026, user="alice", transport="natt", nat_t=True)
+    store.add_child(KEY_A, child(0x1000))
+    e = events[-1]
     with pytest.raises(dataclasses.FrozenInstanceError):
         e.session = e.session  # type: ignore[misc]
-    assert isinstance(e.session, SessionSnapshot)
-    assert not isinstance(e.session, Session)
+    live = store.sessions[KEY_A]
+    assert e.session is not live
+    assert e.session.as_dict(0.0) == live.as_dict(0.0)
+    assert (e.session.protocol, e.session.encryption()) == ("IPsec/NAT-T", live.encryption())
+    json.dumps(e.session.as_dict(0.0))  # the read-only maps come out as plain dicts
 
 
 def test_a_raising_subscriber_breaks_neither_the_store_nor_the_others(
@@ -182,7 +192,7 @@ def test_no_subscriber_no_snapshot_cost() -> None:
     calls = 0
     original = Session.snapshot
 
-    def counting(self: Session) -> SessionSnapshot:
+    def counting(self: Session) -> SessionView:
         nonlocal calls
         calls += 1
         return original(self)
@@ -217,14 +227,14 @@ def test_add_and_the_old_dict_see_the_same_live_session() -> None:
     seen = recording(store)
     s = Session(KEY_A, "203.0.113.78", 1026)
     store.add(s)
-    assert store.sessions[KEY_A] is s and isinstance(seen[0], SessionStarted)
+    assert store.sessions[KEY_A] is s and store.get(KEY_A) is s
+    assert isinstance(seen[0], SessionStarted)
     s.user = "alice"  # the old way (until the concentrator uses update): no event
-    snap = store.get(KEY_A)
-    assert snap is not None and snap.user == "alice" and len(seen) == 1
+    assert seen[0].session.user == "" and store.all() == [s] and len(seen) == 1
 
 
 def logged_in(store: MemorySessionStore, key: tuple[bytes, bytes], user: str, port: int,
-              *, l2l: str = "") -> SessionSnapshot:
+              *, l2l: str = "") -> SessionView:
     snap = store.start(key, "203.0.113.78", port, user=user, lan_to_lan=l2l, group="g",
                        authenticated=not l2l)
     store.add_child(key, child(int.from_bytes(key[0][:2], "big")))

@@ -3,7 +3,7 @@
 `ConcentratorLike` names every attribute of `vpnhub.concentrator.service.
 Concentrator` the manager touches, so the coupling is in one place (and the
 tests can stand a small fake in). `ManagerView` turns the session store's
-snapshots, the data plane's counters and the address pools into the dicts the
+read-only views, the data plane's counters and the address pools into the dicts the
 API returns and the pages show, detects misconfigurations for the warning
 banners, and performs the actions: logout, ping, NAT-T on/off. It subscribes
 to the store's session events for what it keeps per session (the throughput
@@ -29,7 +29,7 @@ from vpnhub.config import Config
 from vpnhub.crypto.suites import is_legacy_esp
 from vpnhub.eventlog import EventLog
 from vpnhub.ike import events as ev
-from vpnhub.session.model import SessionKey, SessionSnapshot
+from vpnhub.session.model import SessionKey, SessionView
 from vpnhub.session.pool import AddressPool
 from vpnhub.session.store import SessionEnded, SessionEvent, SessionStore
 
@@ -176,24 +176,24 @@ class ManagerView:
             s["active_management"]
         return s
 
-    def find(self, sid: str) -> SessionSnapshot | None:
+    def find(self, sid: str) -> SessionView | None:
         if not re.fullmatch(r"[0-9a-f]{32}", sid):
             return None
         key = (bytes.fromhex(sid[:16]), bytes.fromhex(sid[16:]))
         s = self.conc.sessions.get(key)
         return s if s is not None and (s.user or s.lan_to_lan) else None
 
-    def listed(self) -> list[SessionSnapshot]:
+    def listed(self) -> list[SessionView]:
         """Remote access sessions (a logged-in user)."""
-        found = [s for s in self.conc.sessions.snapshots() if s.user and not s.lan_to_lan]
+        found = [s for s in self.conc.sessions.all() if s.user and not s.lan_to_lan]
         return sorted(found, key=lambda s: (s.login_time, s.user))
 
-    def sites(self) -> list[SessionSnapshot]:
+    def sites(self) -> list[SessionView]:
         """LAN-to-LAN sessions."""
-        found = [s for s in self.conc.sessions.snapshots() if s.lan_to_lan]
+        found = [s for s in self.conc.sessions.all() if s.lan_to_lan]
         return sorted(found, key=lambda s: (s.login_time, s.lan_to_lan))
 
-    def session_json(self, s: SessionSnapshot) -> dict[str, Any]:
+    def session_json(self, s: SessionView) -> dict[str, Any]:
         now = self.clock()
         d = s.as_dict(now)
         d["id"] = session_id(s.key)
@@ -225,7 +225,7 @@ class ManagerView:
                 out["udp_dst_port"] = c.natt_port
         return d
 
-    def legacy(self, s: SessionSnapshot) -> bool:
+    def legacy(self, s: SessionView) -> bool:
         ike = " ".join(str(s.ike.get(k, "")) for k in ("encryption", "hash", "dh_group"))
         words = set(re.split(r"[^A-Z0-9_]+", ike.upper()))
         if words & set(_LEGACY_IKE):
@@ -269,7 +269,7 @@ class ManagerView:
             self.samples.pop(session_id(e.session.key), None)
 
     # -------------------------------------------------------------- actions
-    def logout(self, s: SessionSnapshot, admin: str) -> bool:
+    def logout(self, s: SessionView, admin: str) -> bool:
         sa = self.conc.endpoint.get(*s.key)
         if sa is None:
             return False
@@ -279,7 +279,7 @@ class ManagerView:
         self.conc._service(sa)
         return True
 
-    async def ping(self, s: SessionSnapshot, admin: str) -> PingResult | None:
+    async def ping(self, s: SessionView, admin: str) -> PingResult | None:
         if s.assigned_ip is None:
             return None
         async with self._ping_slots:

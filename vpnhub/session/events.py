@@ -3,7 +3,8 @@
 The manager subscribes today; RADIUS accounting (Start / Interim-Update / Stop,
 RFC 2866 5.1) and a cluster peer (replicating the table) are the subscribers
 these events are shaped for. Each event is frozen and carries a
-`SessionSnapshot`: a subscriber can keep it, but never edit the live session.
+snapshot of the session (`Session.snapshot()`, frozen): a subscriber can keep
+it, but never edit the live session.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vpnhub.session.model import SessionSnapshot
+from vpnhub.session.model import SessionView
 
 __all__ = ["SessionChanged", "SessionEnded", "SessionEvent", "SessionStarted", "Subscriber"]
 
@@ -20,14 +21,14 @@ __all__ = ["SessionChanged", "SessionEnded", "SessionEvent", "SessionStarted", "
 class SessionStarted:
     """A new IKE SA got its session (before XAUTH: `user` may still be empty)."""
 
-    session: SessionSnapshot
+    session: SessionView
 
 
 @dataclass(frozen=True)
 class SessionChanged:
     """`fields` (Session attribute names) changed; `session` is the session after it."""
 
-    session: SessionSnapshot
+    session: SessionView
     fields: frozenset[str]
 
 
@@ -35,7 +36,7 @@ class SessionChanged:
 class SessionEnded:
     """The session is gone from the store; `session` is how it was last."""
 
-    session: SessionSnapshot
+    session: SessionView
     reason: str
 
 

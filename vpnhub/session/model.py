@@ -1,29 +1,29 @@
 """A remote access session, as the VPN 3000 Manager shows it.
 
 `Session` is the store's own record (vpnhub.session.store): mutable, and edited
-by the store alone. Everybody else sees a `SessionSnapshot`: frozen, its maps
-read-only copies, so a reader or an event subscriber can never change the live
-session behind the store's back (nor see it change under its feet).
+by the store alone. Everybody else holds a `SessionView`, read-only to the type
+checker: the store's reads hand out the live session that way (no copy: the
+manager reads every session every 2 s), and its events carry a snapshot that
+is frozen at run time as well (`Session.snapshot()`), so a subscriber that
+keeps one sees it never change and can never edit the live session.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn, Protocol
 
 from vpnhub.crypto.suites import DH_GROUP_NAMES, esp_suite_name
 
-__all__ = ["ChildInfo", "Session", "SessionKey", "SessionSnapshot", "pfs_name"]
+__all__ = ["ChildInfo", "Session", "SessionKey", "SessionView", "pfs_name"]
 
 # The IKE SA's cookies (RFC 2408 3.1): the session's identity for its whole life.
 SessionKey = tuple[bytes, bytes]
-
-_ENCAPSULATION = {1: "Tunnel", 3: "UDP-Tunnel (NAT-T)", 61443: "UDP-Tunnel (NAT-T draft)"}
-
 
 @dataclass(frozen=True)
 class ChildInfo:
@@ -47,6 +47,67 @@ def pfs_name(group: int) -> str:
     if not group:
         return "none"
     return f"{DH_GROUP_NAMES.get(group, 'DH')} (group {group})"
+
+
+class SessionView(Protocol):
+    """A session, read-only: the live one from a store's reads, or a snapshot."""
+
+    @property
+    def key(self) -> SessionKey: ...
+    @property
+    def public_ip(self) -> str: ...
+    @property
+    def public_port(self) -> int: ...
+    @property
+    def group(self) -> str: ...
+    @property
+    def user(self) -> str: ...
+    @property
+    def assigned_ip(self) -> ipaddress.IPv4Address | None: ...
+    @property
+    def login_time(self) -> float: ...
+    @property
+    def ike(self) -> Mapping[str, Any]: ...
+    @property
+    def children(self) -> Mapping[int, ChildInfo]: ...
+    @property
+    def nat_t(self) -> bool: ...
+    @property
+    def peer_behind_nat(self) -> bool: ...
+    @property
+    def diagnosis(self) -> str: ...
+    @property
+    def client(self) -> str: ...
+    @property
+    def vendor_ids(self) -> tuple[str, ...]: ...
+    @property
+    def bytes_tx(self) -> int: ...
+    @property
+    def bytes_rx(self) -> int: ...
+    @property
+    def packets_tx(self) -> int: ...
+    @property
+    def packets_rx(self) -> int: ...
+    @property
+    def keepalives_rx(self) -> int: ...
+    @property
+    def keepalives_tx(self) -> int: ...
+    @property
+    def drops(self) -> Mapping[str, int]: ...
+    @property
+    def lan_to_lan(self) -> str: ...
+    @property
+    def transport(self) -> str: ...
+    @property
+    def authenticated(self) -> bool: ...
+    @property
+    def udp_port(self) -> int: ...
+    @property
+    def udp_server_port(self) -> int: ...
+    @property
+    def protocol(self) -> str: ...
+    def encryption(self) -> str: ...
+    def as_dict(self, now: float) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -82,58 +143,15 @@ class Session:
     udp_port: int = 0
     udp_server_port: int = 0
 
-    def snapshot(self) -> SessionSnapshot:
-        """A frozen copy: the maps are copied (the store replaces or edits its own)."""
-        return SessionSnapshot(
-            self.key, self.public_ip, self.public_port, self.group, self.user,
-            self.assigned_ip, self.login_time, MappingProxyType(dict(self.ike)),
-            MappingProxyType(dict(self.children)), self.nat_t, self.peer_behind_nat,
-            self.diagnosis, self.client, self.vendor_ids, self.bytes_tx, self.bytes_rx,
-            self.packets_tx, self.packets_rx, self.keepalives_rx, self.keepalives_tx,
-            MappingProxyType(dict(self.drops)), self.lan_to_lan, self.transport,
-            self.authenticated, self.udp_port, self.udp_server_port)
-
-    @property
-    def protocol(self) -> str:
-        return self.snapshot().protocol
-
-    def encryption(self) -> str:
-        return self.snapshot().encryption()
-
-    def as_dict(self, now: float) -> dict[str, Any]:
-        return self.snapshot().as_dict(now)
-
-
-@dataclass(frozen=True)
-class SessionSnapshot:
-    """A `Session` at one moment, read-only (the same fields, in the same order)."""
-
-    key: SessionKey
-    public_ip: str
-    public_port: int
-    group: str
-    user: str
-    assigned_ip: ipaddress.IPv4Address | None
-    login_time: float
-    ike: Mapping[str, Any]
-    children: Mapping[int, ChildInfo]
-    nat_t: bool
-    peer_behind_nat: bool
-    diagnosis: str
-    client: str
-    vendor_ids: tuple[str, ...]
-    bytes_tx: int
-    bytes_rx: int
-    packets_tx: int
-    packets_rx: int
-    keepalives_rx: int
-    keepalives_tx: int
-    drops: Mapping[str, int]
-    lan_to_lan: str
-    transport: str
-    authenticated: bool
-    udp_port: int
-    udp_server_port: int
+    def snapshot(self) -> SessionView:
+        """A copy frozen at run time: its maps are read-only copies of the live ones."""
+        fields = dict(self.__dict__)
+        fields["ike"] = MappingProxyType(dict(self.ike))
+        fields["children"] = MappingProxyType(dict(self.children))
+        fields["drops"] = MappingProxyType(dict(self.drops))
+        snap = object.__new__(_FrozenSession)
+        snap.__dict__.update(fields)  # bypasses the __setattr__ that refuses
+        return snap
 
     @property
     def protocol(self) -> str:
@@ -176,21 +194,33 @@ class SessionSnapshot:
             "peer_behind_nat": self.peer_behind_nat,
             "diagnosis": self.diagnosis,
             "ike": dict(self.ike),
-            "ipsec": [self._child_dict(c) for c in self.children.values()],
+            "ipsec": [
+                {"spi_in": f"{c.spi_in:08x}", "spi_out": f"{c.spi_out:08x}",
+                 "encryption": esp_suite_name(c.transform, c.key_length or None, c.auth or None),
+                 "encapsulation": {1: "Tunnel", 3: "UDP-Tunnel (NAT-T)",
+                                   61443: "UDP-Tunnel (NAT-T draft)"}.get(c.encapsulation,
+                                                                          str(c.encapsulation)),
+                 "local_network": c.local_ts, "remote_network": c.remote_ts,
+                 "udp_src_port": self._udp_ports()[0],
+                 "udp_dst_port": self._udp_ports()[1],
+                 "pfs": pfs_name(c.pfs_group), "pfs_group": c.pfs_group,
+                 "rekey_interval": c.lifetime}
+                for c in self.children.values()
+            ],
         }
-
-    def _child_dict(self, c: ChildInfo) -> dict[str, Any]:
-        udp_src, udp_dst = self._udp_ports()
-        return {"spi_in": f"{c.spi_in:08x}", "spi_out": f"{c.spi_out:08x}",
-                "encryption": esp_suite_name(c.transform, c.key_length or None, c.auth or None),
-                "encapsulation": _ENCAPSULATION.get(c.encapsulation, str(c.encapsulation)),
-                "local_network": c.local_ts, "remote_network": c.remote_ts,
-                "udp_src_port": udp_src, "udp_dst_port": udp_dst,
-                "pfs": pfs_name(c.pfs_group), "pfs_group": c.pfs_group,
-                "rekey_interval": c.lifetime}
 
     def _udp_ports(self) -> tuple[int, int]:
         """(client, concentrator) UDP ports of the ESP: NAT-T's or IPsec over UDP's."""
         if self.transport == "cisco-udp":
             return self.udp_port, self.udp_server_port
         return (self.public_port, 4500) if self.nat_t else (0, 0)
+
+
+class _FrozenSession(Session):
+    """`Session.snapshot()`: the same reads, every write refused (as a frozen dataclass)."""
+
+    def __setattr__(self, name: str, value: Any) -> NoReturn:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name: str) -> NoReturn:
+        raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")

@@ -1,10 +1,11 @@
 """Per-group IPv4 address pools: the inner address Mode Config hands each client.
 
 `AddressPool` is the interface the concentrator and the manager use;
-`MemoryAddressPool` keeps it in memory. Allocation is O(1): never-used addresses come from a cursor that walks the
-network once, released ones from a FIFO (the address released longest ago is
-reused first, so stale routes or conntrack entries for a just-released address
-have time to go). A /16 costs nothing until addresses are used.
+`MemoryAddressPool` keeps it in memory. Allocation is O(1): never-used
+addresses come from a cursor that walks the network once, released ones from
+a FIFO (the address released longest ago is reused first, so stale routes or
+conntrack entries for a just-released address have time to go). A /16 costs
+nothing until addresses are used.
 
 Keys are whatever identifies a session to the caller (with NAT-T: the peer's
 public address AND port, or the IKE cookies). An optional `identity` (the
@@ -21,7 +22,7 @@ from __future__ import annotations
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from vpnhub.config import GroupConfig
@@ -45,6 +46,7 @@ class PoolExhausted(PoolError):
         super().__init__(f"{label} ({network}) is exhausted: all {size} addresses in use")
 
 
+@runtime_checkable
 class AddressPool(Protocol):
     """A group's pool of inner addresses (Mode Config's INTERNAL_IP4_ADDRESS,
     mode-cfg-05 3.2): in memory today (`MemoryAddressPool`); a pool shared by a

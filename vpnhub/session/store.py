@@ -2,9 +2,10 @@
 
 Every change goes through the store (`start`, `update`, `add_child`,
 `remove_child`, `end`), and each one is told to the subscribers as a typed
-event (vpnhub.session.events) carrying a frozen snapshot. Readers get
-snapshots too: only the store holds the live `Session` objects, so a change
-nobody was told about cannot happen. That is what lets accounting and a
+event (vpnhub.session.events) carrying a frozen snapshot. Readers get the
+live sessions as `SessionView`, read-only to the type checker (a copy of
+every session at each read would cost the manager ten times its sampling),
+so a change nobody was told about cannot be written. That is what lets accounting and a
 cluster peer subscribe later without the concentrator knowing them (as
 strongSwan's listeners on its bus: plugins/ha/ha_ike.c, eap_radius).
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from vpnhub.session.events import (
     SessionChanged,
@@ -31,9 +32,9 @@ from vpnhub.session.events import (
     SessionStarted,
     Subscriber,
 )
-from vpnhub.session.model import ChildInfo, Session, SessionKey, SessionSnapshot
+from vpnhub.session.model import ChildInfo, Session, SessionKey, SessionView
 
-__all__ = ["Keyed", "MemorySessionStore", "SessionChanged", "SessionEnded", "SessionEvent",
+__all__ = ["MemorySessionStore", "SessionChanged", "SessionEnded", "SessionEvent",
            "SessionStarted", "SessionStore", "Subscriber"]
 
 log = logging.getLogger("vpnhub.session.store")
@@ -43,15 +44,9 @@ _FIELDS = frozenset(f.name for f in dataclasses.fields(Session)) - {"key"}
 _MAPS = frozenset({"ike", "children", "drops"})  # copied in: the caller keeps no alias
 
 
-class Keyed(Protocol):
-    """Anything naming a session: a `Session` or a `SessionSnapshot`."""
-
-    @property
-    def key(self) -> SessionKey: ...
-
-
+@runtime_checkable
 class SessionStore(Protocol):
-    """The sessions of one concentrator: reads return snapshots, writes emit events."""
+    """The sessions of one concentrator: reads are read-only views, writes emit events."""
 
     @property
     def limit(self) -> int: ...
@@ -63,15 +58,15 @@ class SessionStore(Protocol):
     def cumulative(self) -> int: ...
 
     # -- reads
-    def get(self, key: SessionKey) -> SessionSnapshot | None: ...
+    def get(self, key: SessionKey) -> SessionView | None: ...
 
-    def snapshots(self) -> list[SessionSnapshot]: ...
+    def all(self) -> list[SessionView]: ...
 
     def __len__(self) -> int: ...
 
     def __contains__(self, key: object) -> bool: ...
 
-    def logins_of(self, user: str, *, besides: Keyed) -> list[SessionSnapshot]: ...
+    def logins_of(self, user: str, *, besides: SessionView) -> list[SessionView]: ...
 
     def active(self) -> int: ...
 
@@ -82,18 +77,18 @@ class SessionStore(Protocol):
     def to_json(self, now: float) -> dict[str, Any]: ...
 
     # -- writes
-    def start(self, key: SessionKey, public_ip: str, public_port: int,
-              **fields: Any) -> SessionSnapshot: ...
+    def start(self, key: SessionKey, public_ip: str, public_port: int, /,
+              **fields: Any) -> SessionView: ...
 
-    def update(self, key: SessionKey, **fields: Any) -> bool: ...
+    def update(self, key: SessionKey, /, **fields: Any) -> bool: ...
 
     def add_child(self, key: SessionKey, child: ChildInfo) -> bool: ...
 
     def remove_child(self, key: SessionKey, spi_in: int) -> ChildInfo | None: ...
 
-    def end(self, key: SessionKey, reason: str) -> SessionSnapshot | None: ...
+    def end(self, key: SessionKey, reason: str) -> SessionView | None: ...
 
-    def logged_in(self, s: Keyed) -> None: ...
+    def logged_in(self, s: SessionView) -> None: ...
 
     def update_peak(self) -> None: ...
 
@@ -134,12 +129,11 @@ class MemorySessionStore:
         self._subscribers: list[Subscriber] = []
 
     # ------------------------------------------------------------------ reads
-    def get(self, key: SessionKey) -> SessionSnapshot | None:
-        s = self.sessions.get(key)
-        return None if s is None else s.snapshot()
+    def get(self, key: SessionKey) -> SessionView | None:
+        return self.sessions.get(key)
 
-    def snapshots(self) -> list[SessionSnapshot]:
-        return [s.snapshot() for s in self.sessions.values()]
+    def all(self) -> list[SessionView]:
+        return list(self.sessions.values())
 
     def __len__(self) -> int:
         return len(self.sessions)
@@ -147,9 +141,9 @@ class MemorySessionStore:
     def __contains__(self, key: object) -> bool:
         return key in self.sessions
 
-    def logins_of(self, user: str, *, besides: Keyed) -> list[SessionSnapshot]:
+    def logins_of(self, user: str, *, besides: SessionView) -> list[SessionView]:
         """The sessions `user` is logged in with (XAUTH accepted), `besides` left out."""
-        return [s.snapshot() for s in self.sessions.values()
+        return [s for s in self.sessions.values()
                 if s.authenticated and s.user == user and s.key != besides.key]
 
     def active(self) -> int:
@@ -170,20 +164,20 @@ class MemorySessionStore:
 
     def to_json(self, now: float) -> dict[str, Any]:
         """The admin socket's `sessions` answer (the Session Summary and both lists)."""
-        snaps = self.snapshots()
-        listed = [s.as_dict(now) for s in snaps if s.user and not s.lan_to_lan]
-        sites = [s.as_dict(now) for s in snaps if s.lan_to_lan]
+        listed = [s.as_dict(now) for s in self.sessions.values()
+                  if s.user and not s.lan_to_lan]
+        sites = [s.as_dict(now) for s in self.sessions.values() if s.lan_to_lan]
         return {"summary": self.summary(), "sessions": listed, "lan_to_lan": sites}
 
     # ------------------------------------------------------------------ writes
-    def start(self, key: SessionKey, public_ip: str, public_port: int,
-              **fields: Any) -> SessionSnapshot:
+    def start(self, key: SessionKey, public_ip: str, public_port: int, /,
+              **fields: Any) -> SessionView:
         """A new session (SessionStarted); the one already under `key` if any."""
         s = self.sessions.get(key)
         if s is None:
             s = Session(key, public_ip, public_port, **_checked(fields))
             self.add(s)
-        return s.snapshot()
+        return s
 
     def add(self, s: Session) -> None:
         """The former SessionTable's way in: the caller built the Session."""
@@ -191,7 +185,7 @@ class MemorySessionStore:
         if self._subscribers:
             self._emit(SessionStarted(s.snapshot()))
 
-    def update(self, key: SessionKey, **fields: Any) -> bool:
+    def update(self, key: SessionKey, /, **fields: Any) -> bool:
         """Set `fields` of the session; SessionChanged names those whose value
         changed (no event if none did). False if there is no such session."""
         s = self.sessions.get(key)
@@ -221,16 +215,14 @@ class MemorySessionStore:
             self._changed(s, {"children"})
         return child
 
-    def end(self, key: SessionKey, reason: str) -> SessionSnapshot | None:
+    def end(self, key: SessionKey, reason: str) -> SessionView | None:
         """Remove the session (SessionEnded with `reason`); how it was last, or None."""
         s = dict.pop(self.sessions, key, None)
-        if s is None:
-            return None
-        snap = s.snapshot()
-        self._emit(SessionEnded(snap, reason))
-        return snap
+        if s is not None and self._subscribers:
+            self._emit(SessionEnded(s.snapshot(), reason))
+        return s
 
-    def logged_in(self, s: Keyed) -> None:
+    def logged_in(self, s: SessionView) -> None:
         """Counted once XAUTH succeeded (a session is a logged-in user)."""
         self.cumulative += 1
         self.peak = max(self.peak, self.active())
