@@ -2,7 +2,9 @@
 
 `isinstance` against a runtime-checkable Protocol only looks for the member
 names; mypy checks the signatures too. A class missing a member is refused, so
-the check would catch an implementation that drifts from its interface.
+the check would catch an implementation that drifts from its interface. A
+write through what the store's reads return is refused as well: only the
+store edits sessions.
 """
 
 from __future__ import annotations
@@ -18,11 +20,21 @@ from vpnhub.session.pool import AddressPool, MemoryAddressPool, pool_for_group
 ROOT = Path(__file__).resolve().parents[2]
 
 CONFORMING = """
+from vpnhub.session.model import Session, SessionView
 from vpnhub.session.pool import AddressPool, MemoryAddressPool
 from vpnhub.session.store import MemorySessionStore, SessionStore
 
 pool: AddressPool = MemoryAddressPool("10.40.1.0/24")
 store: SessionStore = MemorySessionStore(10)
+view: SessionView = Session((b"i" * 8, b"r" * 8), "203.0.113.78", 500)
+"""
+
+WRITES_THROUGH_A_READ = """
+from vpnhub.session.store import MemorySessionStore, SessionStore
+
+store: SessionStore = MemorySessionStore(10)
+s = store.start((b"i" * 8, b"r" * 8), "203.0.113.78", 500)
+s.user = "mallory"
 """
 
 DRIFTED = """
@@ -62,6 +74,11 @@ def test_memory_implementations_satisfy_their_protocols(tmp_path: Path) -> None:
 def test_a_pool_without_release_is_no_address_pool(tmp_path: Path) -> None:
     out, status = mypy_on(tmp_path, DRIFTED)
     assert status == 1 and "release" in out, out
+
+
+def test_a_read_cannot_be_written_through(tmp_path: Path) -> None:
+    out, status = mypy_on(tmp_path, WRITES_THROUGH_A_READ)
+    assert status == 1 and '"user" defined in "SessionView" is read-only' in out, out
 
 
 def test_runtime_checks_and_the_group_factory() -> None:
