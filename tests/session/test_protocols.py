@@ -10,9 +10,9 @@ store edits sessions.
 from __future__ import annotations
 
 import ipaddress
+import subprocess
+import sys
 from pathlib import Path
-
-from mypy import api
 
 from vpnhub.config import parse_config
 from vpnhub.session.pool import AddressPool, MemoryAddressPool, pool_for_group
@@ -59,11 +59,15 @@ pool: AddressPool = NoRelease()
 
 
 def mypy_on(tmp_path: Path, text: str) -> tuple[str, int]:
+    # In a child process: mypy in-process raises the recursion limit for every
+    # test after it (tomllib's nesting test then sees no RecursionError).
     f = tmp_path / "conformance.py"
     f.write_text(text)
-    out, err, status = api.run(["--no-incremental", "--follow-imports=silent",
-                                "--config-file", str(ROOT / "pyproject.toml"), str(f)])
-    return out + err, status
+    r = subprocess.run([sys.executable, "-m", "mypy", "--no-incremental",
+                        "--follow-imports=silent", "--config-file",
+                        str(ROOT / "pyproject.toml"), str(f)],
+                       capture_output=True, text=True, timeout=120, check=False)
+    return r.stdout + r.stderr, r.returncode
 
 
 def test_memory_implementations_satisfy_their_protocols(tmp_path: Path) -> None:
