@@ -206,9 +206,9 @@ def test_a_record_that_cannot_be_written_is_logged_once(tmp_path: Path) -> None:
 
 
 def test_pool_hold_keeps_an_address_for_its_identity_only() -> None:
-    from vpnhub.session.pool import AddressPool
+    from vpnhub.session.pool import MemoryAddressPool
 
-    pool = AddressPool("10.0.0.0/29")  # .1 .. .6
+    pool = MemoryAddressPool("10.0.0.0/29")  # .1 .. .6
     assert pool.hold("10.0.0.2", "alice")
     assert not pool.hold("10.0.0.2", "bob")  # held already
     assert not pool.hold("10.0.1.1", "bob")  # not ours

@@ -1,7 +1,7 @@
 """A concentrator stand-in for the manager's in-process tests, and a server in a thread.
 
 `FakeConcentrator` has exactly what `vpnhub.manager.view.ConcentratorLike`
-names: the real configuration, event log, `SessionTable` and address pools,
+names: the real configuration, event log, session store and address pools,
 with an IKE endpoint whose SAs only record `delete()`. `ManagerServer` runs a
 `Manager` on 127.0.0.1 (a free port) in its own event loop thread, so that
 plain HTTP clients (urllib, schemathesis) can talk to it. The ping is a fake:
@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from vpnhub.auth.users import hash_password
-from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
 from vpnhub.config import Config, parse_config
 from vpnhub.eventlog import EventLog
 from vpnhub.manager.app import Manager
 from vpnhub.manager.throttle import LoginThrottle
 from vpnhub.manager.view import PingResult
-from vpnhub.session.pool import AddressPool
+from vpnhub.session.model import ChildInfo, Session
+from vpnhub.session.pool import pool_for_group
+from vpnhub.session.store import MemorySessionStore
 from vpnhub.wire.constants import EncapsulationMode
 
 ADMIN = "admin"
@@ -107,8 +108,8 @@ class FakeConcentrator:
     def __init__(self, config: Config, log: EventLog) -> None:
         self.config = config
         self.log = log
-        self.sessions = SessionTable(config.limits.max_sessions)
-        self.pools = {g.name: AddressPool.for_group(g) for g in config.groups}
+        self.sessions = MemorySessionStore(config.limits.max_sessions)
+        self.pools = {g.name: pool_for_group(g) for g in config.groups}
         self.endpoint = FakeEndpoint()
         self.natt_enabled = config.nat_transparency.ipsec_over_natt
         self.dataplane: Any = None
@@ -140,7 +141,7 @@ class FakeConcentrator:
     def _service(self, sa: FakeSA) -> None:
         if sa.deleted:
             key = (sa.icookie, sa.rcookie)
-            s = self.sessions.sessions.pop(key, None)
+            s = self.sessions.end(key, sa.deleted)
             self.endpoint.sas.pop(key, None)
             if s is not None:
                 self.pools[s.group].release(key)

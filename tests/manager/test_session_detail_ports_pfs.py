@@ -1,7 +1,7 @@
 """The session detail shows IPsec over UDP's real ports and PFS per IPsec SA (issue 11, 7c/7d).
 
 Before, a Cisco-UDP session showed UDP port 0 and PFS appeared nowhere. The
-session is built as the concentrator builds it (sessions.Session + ChildInfo);
+session is built as the concentrator builds it (model.Session + ChildInfo);
 the page is the manager's own detail renderer.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 import time
 
-from vpnhub.concentrator.sessions import ChildInfo, Session
 from vpnhub.manager.pages import detail_live
+from vpnhub.session.model import ChildInfo, Session
 
 
 def field(html: str, name: str) -> list[str]:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vpnhub.config import parse_config
-from vpnhub.session.pool import AddressPool, PoolError, PoolExhausted
+from vpnhub.session.pool import MemoryAddressPool, PoolError, PoolExhausted
 
 # Two clients behind one PAT address are told apart by their ports only.
 CLIENT_A = ("203.0.113.78", 1026)
@@ -18,7 +18,7 @@ CLIENT_B = ("203.0.113.78", 1025)
 
 
 def test_first_clients_get_the_first_addresses() -> None:
-    pool = AddressPool("10.40.1.0/24", name="ciscovpn")
+    pool = MemoryAddressPool("10.40.1.0/24", name="ciscovpn")
     assert pool.allocate(CLIENT_A) == IPv4Address("10.40.1.1")
     assert pool.allocate(CLIENT_B) == IPv4Address("10.40.1.2")
     assert pool.size == 254 and pool.in_use == 2 and pool.available == 252 and len(pool) == 2
@@ -28,20 +28,20 @@ def test_first_clients_get_the_first_addresses() -> None:
 
 
 def test_allocate_is_idempotent_per_key() -> None:
-    pool = AddressPool(IPv4Network("10.40.1.0/24"))
+    pool = MemoryAddressPool(IPv4Network("10.40.1.0/24"))
     assert pool.allocate("k") == pool.allocate("k") == IPv4Address("10.40.1.1")
     assert pool.in_use == 1
 
 
 def test_reserve_first_and_exclude() -> None:
-    pool = AddressPool("10.40.1.0/29", reserve_first=True, exclude=["10.40.1.3", "10.9.9.9"])
+    pool = MemoryAddressPool("10.40.1.0/29", reserve_first=True, exclude=["10.40.1.3", "10.9.9.9"])
     assert pool.size == 4  # .2 .4 .5 .6
     got = [pool.allocate(i) for i in range(4)]
     assert got == [IPv4Address(f"10.40.1.{n}") for n in (2, 4, 5, 6)]
 
 
 def test_exhaustion_is_a_named_error() -> None:
-    pool = AddressPool("10.40.1.0/30", name="small")  # .1 and .2
+    pool = MemoryAddressPool("10.40.1.0/30", name="small")  # .1 and .2
     pool.allocate("a")
     pool.allocate("b")
     with pytest.raises(PoolExhausted) as info:
@@ -56,7 +56,7 @@ def test_exhaustion_is_a_named_error() -> None:
 
 
 def test_release() -> None:
-    pool = AddressPool("10.40.1.0/24")
+    pool = MemoryAddressPool("10.40.1.0/24")
     address = pool.allocate("a")
     assert pool.release("a") == address
     assert pool.release("a") is None
@@ -65,7 +65,7 @@ def test_release() -> None:
 
 
 def test_fresh_addresses_before_reuse_and_reuse_is_fifo() -> None:
-    pool = AddressPool("10.40.1.0/29")  # .1 - .6
+    pool = MemoryAddressPool("10.40.1.0/29")  # .1 - .6
     for key in "abc":
         pool.allocate(key)
     pool.release("b")  # .2
@@ -78,7 +78,7 @@ def test_fresh_addresses_before_reuse_and_reuse_is_fifo() -> None:
 
 
 def test_sticky_address_for_a_reconnecting_user() -> None:
-    pool = AddressPool("10.40.1.0/24")
+    pool = MemoryAddressPool("10.40.1.0/24")
     first = pool.allocate(CLIENT_A, identity="vpnclient1")
     pool.allocate(CLIENT_B, identity="vpnclient2")
     pool.release(CLIENT_A)
@@ -88,7 +88,7 @@ def test_sticky_address_for_a_reconnecting_user() -> None:
 
 
 def test_sticky_address_taken_meanwhile_falls_back() -> None:
-    pool = AddressPool("10.40.1.0/30")  # .1 .2
+    pool = MemoryAddressPool("10.40.1.0/30")  # .1 .2
     a = pool.allocate("s1", identity="alice")
     pool.release("s1")
     pool.allocate("s2", identity="bob")  # .2 (fresh)
@@ -103,7 +103,7 @@ def test_sticky_address_taken_meanwhile_falls_back() -> None:
 
 
 def test_old_session_still_holding_the_address() -> None:
-    pool = AddressPool("10.40.1.0/24")
+    pool = MemoryAddressPool("10.40.1.0/24")
     old = pool.allocate("old", identity="u")
     new = pool.allocate("new", identity="u")  # the old session is not torn down yet
     assert new != old
@@ -121,12 +121,12 @@ def test_old_session_still_holding_the_address() -> None:
     ],
 )
 def test_tiny_networks(network: str, size: int, first: str) -> None:
-    pool = AddressPool(network)
+    pool = MemoryAddressPool(network)
     assert pool.size == size and pool.allocate("k") == IPv4Address(first)
 
 
 def test_never_hands_out_network_or_broadcast() -> None:
-    pool = AddressPool("10.40.1.0/28")
+    pool = MemoryAddressPool("10.40.1.0/28")
     got = {pool.allocate(i) for i in range(pool.size)}
     assert IPv4Address("10.40.1.0") not in got and IPv4Address("10.40.1.15") not in got
     assert len(got) == 14
@@ -134,7 +134,7 @@ def test_never_hands_out_network_or_broadcast() -> None:
 
 def test_slash16_is_fast() -> None:
     start = time.perf_counter()
-    pool = AddressPool("10.40.0.0/16")
+    pool = MemoryAddressPool("10.40.0.0/16")
     for i in range(pool.size):
         pool.allocate(i)
     for i in range(0, pool.size, 2):
@@ -151,7 +151,7 @@ def test_for_group_uses_the_config() -> None:
         '[[group]]\nname = "g"\npsk = "k"\naddress_pool = "10.40.1.0/24"\n'
         "reserve_first_address = true\n"
     )
-    pool = AddressPool.for_group(cfg.groups[0], exclude=[IPv4Address("10.40.1.2")])
+    pool = MemoryAddressPool.for_group(cfg.groups[0], exclude=[IPv4Address("10.40.1.2")])
     assert pool.name == "g" and pool.allocate("k") == IPv4Address("10.40.1.3")
 
 
@@ -159,7 +159,7 @@ def test_for_group_uses_the_config() -> None:
 @given(st.lists(st.tuples(st.booleans(), st.integers(0, 20), st.integers(0, 4)), max_size=120))
 def test_invariants_under_random_use(ops: list[tuple[bool, int, int]]) -> None:
     """Never the same address twice, never outside the usable range."""
-    pool = AddressPool("10.40.1.0/29", reserve_first=True)  # 5 usable
+    pool = MemoryAddressPool("10.40.1.0/29", reserve_first=True)  # 5 usable
     held: dict[int, IPv4Address] = {}
     for allocate, key, who in ops:
         if allocate:

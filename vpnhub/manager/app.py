@@ -137,6 +137,7 @@ class Manager:
             await self._runner.cleanup()
             self._runner = None
         self.auth.shutdown()
+        self.view.close()
         self.log.close()
 
     async def _tick(self) -> None:

@@ -2,10 +2,12 @@
 
 `ConcentratorLike` names every attribute of `vpnhub.concentrator.service.
 Concentrator` the manager touches, so the coupling is in one place (and the
-tests can stand a small fake in). `ManagerView` turns the session table, the
-data plane's counters and the address pools into the dicts the API returns
-and the pages show, detects misconfigurations for the warning banners, and
-performs the actions: logout, ping, NAT-T on/off.
+tests can stand a small fake in). `ManagerView` turns the session store's
+read-only views, the data plane's counters and the address pools into the dicts the
+API returns and the pages show, detects misconfigurations for the warning
+banners, and performs the actions: logout, ping, NAT-T on/off. It subscribes
+to the store's session events for what it keeps per session (the throughput
+samples), rather than polling the table for sessions that came and went.
 """
 
 from __future__ import annotations
@@ -18,18 +20,19 @@ import re
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from vpnhub.concentrator.sessions import Session, SessionTable
 from vpnhub.config import Config
 from vpnhub.crypto.suites import is_legacy_esp
 from vpnhub.eventlog import EventLog
 from vpnhub.ike import events as ev
+from vpnhub.session.model import SessionKey, SessionView
 from vpnhub.session.pool import AddressPool
+from vpnhub.session.store import SessionEnded, SessionEvent, SessionStore
 
 SAMPLE_EVERY = 2.0
 SAMPLES = 150  # five minutes of throughput samples per session
@@ -50,9 +53,13 @@ class EndpointLike(Protocol):
 class ConcentratorLike(Protocol):
     config: Config
     log: EventLog
-    sessions: SessionTable
-    pools: dict[str, AddressPool]
     natt_enabled: bool  # read by the concentrator for every new IKE SA
+
+    @property
+    def sessions(self) -> SessionStore: ...
+
+    @property
+    def pools(self) -> Mapping[str, AddressPool]: ...
 
     @property
     def endpoint(self) -> EndpointLike: ...
@@ -114,7 +121,7 @@ async def system_ping(address: str, source: str, count: int = 3) -> PingResult:
                       text.strip()[-2000:])
 
 
-def session_id(key: tuple[bytes, bytes]) -> str:
+def session_id(key: SessionKey) -> str:
     """The IKE cookies (as on the wire, no secret): stable for the life of the IKE SA."""
     return key[0].hex() + key[1].hex()
 
@@ -159,6 +166,11 @@ class ManagerView:
         self._handshake_marks: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self.management_sessions: Callable[[], int] = lambda: 0
         self._ping_slots = asyncio.Semaphore(2)
+        self._unsubscribe = conc.sessions.subscribe(self.on_session_event)
+
+    def close(self) -> None:
+        """No more session events (the manager stops)."""
+        self._unsubscribe()
 
     # -------------------------------------------------------------- sessions
     def summary(self) -> dict[str, int]:
@@ -168,24 +180,24 @@ class ManagerView:
             s["active_management"]
         return s
 
-    def find(self, sid: str) -> Session | None:
+    def find(self, sid: str) -> SessionView | None:
         if not re.fullmatch(r"[0-9a-f]{32}", sid):
             return None
         key = (bytes.fromhex(sid[:16]), bytes.fromhex(sid[16:]))
-        s = self.conc.sessions.sessions.get(key)
+        s = self.conc.sessions.get(key)
         return s if s is not None and (s.user or s.lan_to_lan) else None
 
-    def listed(self) -> list[Session]:
+    def listed(self) -> list[SessionView]:
         """Remote access sessions (a logged-in user)."""
-        found = [s for s in self.conc.sessions.sessions.values() if s.user and not s.lan_to_lan]
+        found = [s for s in self.conc.sessions.all() if s.user and not s.lan_to_lan]
         return sorted(found, key=lambda s: (s.login_time, s.user))
 
-    def sites(self) -> list[Session]:
+    def sites(self) -> list[SessionView]:
         """LAN-to-LAN sessions."""
-        found = [s for s in self.conc.sessions.sessions.values() if s.lan_to_lan]
+        found = [s for s in self.conc.sessions.all() if s.lan_to_lan]
         return sorted(found, key=lambda s: (s.login_time, s.lan_to_lan))
 
-    def session_json(self, s: Session) -> dict[str, Any]:
+    def session_json(self, s: SessionView) -> dict[str, Any]:
         now = self.clock()
         d = s.as_dict(now)
         d["id"] = session_id(s.key)
@@ -217,7 +229,7 @@ class ManagerView:
                 out["udp_dst_port"] = c.natt_port
         return d
 
-    def legacy(self, s: Session) -> bool:
+    def legacy(self, s: SessionView) -> bool:
         ike = " ".join(str(s.ike.get(k, "")) for k in ("encryption", "hash", "dh_group"))
         words = set(re.split(r"[^A-Z0-9_]+", ike.upper()))
         if words & set(_LEGACY_IKE):
@@ -242,10 +254,11 @@ class ManagerView:
                 self.snapshot, self.snapshot_at = snap, time.monotonic()
         now = self.clock()
         sas = {sa.get("spi"): sa for sa in self.snapshot.get("sas", [])}
-        live = {}
         for s in self.listed() + self.sites():
             sid = session_id(s.key)
-            q = self.samples.get(sid) or deque(maxlen=SAMPLES)
+            q = self.samples.get(sid)
+            if q is None:
+                q = self.samples[sid] = deque(maxlen=SAMPLES)
             tx, rx = s.bytes_tx, s.bytes_rx
             if dp is not None:  # this very snapshot, not the concentrator's older copy
                 tx = sum(int(sas.get(f"{c.spi_out:08x}", {}).get("bytes_out", 0))
@@ -253,11 +266,14 @@ class ManagerView:
                 rx = sum(int(sas.get(f"{c.spi_in:08x}", {}).get("bytes_in", 0))
                          for c in s.children.values())
             q.append((now, tx, rx))
-            live[sid] = q
-        self.samples = live
+
+    def on_session_event(self, e: SessionEvent) -> None:
+        """An ended session's samples go with it (SessionEnded from the store)."""
+        if isinstance(e, SessionEnded):
+            self.samples.pop(session_id(e.session.key), None)
 
     # -------------------------------------------------------------- actions
-    def logout(self, s: Session, admin: str) -> bool:
+    def logout(self, s: SessionView, admin: str) -> bool:
         sa = self.conc.endpoint.get(*s.key)
         if sa is None:
             return False
@@ -267,7 +283,7 @@ class ManagerView:
         self.conc._service(sa)
         return True
 
-    async def ping(self, s: Session, admin: str) -> PingResult | None:
+    async def ping(self, s: SessionView, admin: str) -> PingResult | None:
         if s.assigned_ip is None:
             return None
         async with self._ping_slots:

@@ -1,9 +1,11 @@
 """Per-group IPv4 address pools: the inner address Mode Config hands each client.
 
-Allocation is O(1): never-used addresses come from a cursor that walks the
-network once, released ones from a FIFO (the address released longest ago is
-reused first, so stale routes or conntrack entries for a just-released address
-have time to go). A /16 costs nothing until addresses are used.
+`AddressPool` is the interface the concentrator and the manager use;
+`MemoryAddressPool` keeps it in memory. Allocation is O(1): never-used
+addresses come from a cursor that walks the network once, released ones from
+a FIFO (the address released longest ago is reused first, so stale routes or
+conntrack entries for a just-released address have time to go). A /16 costs
+nothing until addresses are used.
 
 Keys are whatever identifies a session to the caller (with NAT-T: the peer's
 public address AND port, or the IKE cookies). An optional `identity` (the
@@ -20,12 +22,12 @@ from __future__ import annotations
 import ipaddress
 from collections import OrderedDict
 from collections.abc import Hashable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from vpnhub.config import GroupConfig
 
-__all__ = ["AddressPool", "PoolError", "PoolExhausted"]
+__all__ = ["AddressPool", "MemoryAddressPool", "PoolError", "PoolExhausted", "pool_for_group"]
 
 
 class PoolError(Exception):
@@ -44,7 +46,59 @@ class PoolExhausted(PoolError):
         super().__init__(f"{label} ({network}) is exhausted: all {size} addresses in use")
 
 
-class AddressPool:
+@runtime_checkable
+class AddressPool(Protocol):
+    """A group's pool of inner addresses (Mode Config's INTERNAL_IP4_ADDRESS,
+    mode-cfg-05 3.2): in memory today (`MemoryAddressPool`); a pool shared by a
+    cluster or kept in a database (as strongSwan's attr_sql) fits behind it."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def network(self) -> ipaddress.IPv4Network: ...
+
+    @property
+    def size(self) -> int: ...
+
+    @property
+    def in_use(self) -> int: ...
+
+    @property
+    def available(self) -> int: ...
+
+    @property
+    def held(self) -> int: ...
+
+    def __len__(self) -> int: ...
+
+    def address_of(self, key: Hashable) -> ipaddress.IPv4Address | None: ...
+
+    def owner_of(self, address: ipaddress.IPv4Address | str) -> Hashable | None: ...
+
+    def allocate(self, key: Hashable, *,
+                 identity: Hashable | None = None) -> ipaddress.IPv4Address: ...
+
+    def release(self, key: Hashable) -> ipaddress.IPv4Address | None: ...
+
+    def hold(self, address: ipaddress.IPv4Address | str, identity: Hashable) -> bool: ...
+
+    def unhold(self, address: ipaddress.IPv4Address | str) -> None: ...
+
+    @classmethod
+    def for_group(cls, group: GroupConfig,
+                  exclude: Iterable[ipaddress.IPv4Address] = ()) -> AddressPool:
+        """The former class's constructor, kept while callers move to `pool_for_group`."""
+        return pool_for_group(group, exclude)
+
+
+def pool_for_group(group: GroupConfig,
+                   exclude: Iterable[ipaddress.IPv4Address] = ()) -> AddressPool:
+    """The pool a [[group]] configures (its address_pool and reserve_first_address)."""
+    return MemoryAddressPool.for_group(group, exclude)
+
+
+class MemoryAddressPool:
     def __init__(
         self,
         network: ipaddress.IPv4Network | str,
@@ -82,7 +136,7 @@ class AddressPool:
     @classmethod
     def for_group(
         cls, group: GroupConfig, exclude: Iterable[ipaddress.IPv4Address] = ()
-    ) -> AddressPool:
+    ) -> MemoryAddressPool:
         return cls(
             group.address_pool,
             reserve_first=group.reserve_first_address,

@@ -1,0 +1,292 @@
+"""vpnhub.session.store: the session store, its events and their frozen snapshots."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import json
+import logging
+import time
+
+import pytest
+
+from vpnhub.session.model import ChildInfo, Session, SessionView
+from vpnhub.session.store import (
+    MemorySessionStore,
+    SessionChanged,
+    SessionEnded,
+    SessionEvent,
+    SessionStarted,
+    SessionStore,
+)
+
+# Two clients behind one PAT address: same public address, other ports.
+KEY_A = (b"A" * 8, b"a" * 8)
+KEY_B = (b"B" * 8, b"b" * 8)
+
+
+def child(spi: int) -> ChildInfo:
+    # ESP AES-CBC 256 / HMAC-SHA1 in UDP-encapsulated tunnel mode (RFC 3948)
+    return ChildInfo(spi, spi + 1, 12, 256, 2, 3, "0.0.0.0/0", "10.40.1.1/32", 28800,
+                     time.time())
+
+
+def recording(store: MemorySessionStore) -> list[SessionEvent]:
+    seen: list[SessionEvent] = []
+    store.subscribe(seen.append)
+    return seen
+
+
+def test_a_session_life_is_told_in_order_with_its_content() -> None:
+    store = MemorySessionStore(10)
+    seen = recording(store)
+    store.start(KEY_A, "203.0.113.78", 1026)
+    store.update(KEY_A, group="vpngroup", user="alice", nat_t=True)
+    store.add_child(KEY_A, child(0x1000))
+    store.update(KEY_A, assigned_ip=ipaddress.IPv4Address("10.40.1.1"))
+    store.remove_child(KEY_A, 0x1000)
+    ended = store.end(KEY_A, "deleted by peer")
+
+    assert [type(e) for e in seen] == [SessionStarted, SessionChanged, SessionChanged,
+                                       SessionChanged, SessionChanged, SessionEnded]
+    started = seen[0]
+    assert isinstance(started, SessionStarted)
+    assert (started.session.key, started.session.public_ip, started.session.public_port,
+            started.session.user) == (KEY_A, "203.0.113.78", 1026, "")
+    changes = [e for e in seen if isinstance(e, SessionChanged)]
+    assert [e.fields for e in changes] == [frozenset({"group", "user", "nat_t"}),
+                                          frozenset({"children"}),
+                                          frozenset({"assigned_ip"}),
+                                          frozenset({"children"})]
+    assert changes[0].session.user == "alice" and changes[0].session.nat_t
+    assert list(changes[1].session.children) == [0x1000]
+    assert str(changes[2].session.assigned_ip) == "10.40.1.1"
+    assert not changes[3].session.children
+    last = seen[-1]
+    assert isinstance(last, SessionEnded)
+    assert last.reason == "deleted by peer"
+    assert ended is not None and last.session.as_dict(0.0) == ended.as_dict(0.0)
+    assert last.session.user == "alice"
+    assert KEY_A not in store and store.get(KEY_A) is None and len(store) == 0
+
+
+def test_an_update_that_changes_nothing_tells_nothing() -> None:
+    store = MemorySessionStore(10)
+    store.start(KEY_A, "203.0.113.78", 1026, user="alice")
+    seen = recording(store)
+    assert store.update(KEY_A, user="alice", public_port=1026)
+    assert store.update(KEY_A, user="alice", public_port=4500)
+    assert [e.fields for e in seen if isinstance(e, SessionChanged)] == \
+        [frozenset({"public_port"})]
+
+
+def test_writes_to_an_unknown_session_are_refused_quietly() -> None:
+    store = MemorySessionStore(10)
+    seen = recording(store)
+    assert not store.update(KEY_A, user="alice")
+    assert not store.add_child(KEY_A, child(0x1000))
+    assert store.remove_child(KEY_A, 0x1000) is None
+    assert store.end(KEY_A, "gone") is None
+    assert seen == []
+
+
+def test_only_session_fields_can_be_set_and_never_the_key() -> None:
+    store = MemorySessionStore(10)
+    store.start(KEY_A, "203.0.113.78", 1026)
+    with pytest.raises(TypeError, match="not a session field: key"):
+        store.update(KEY_A, key=KEY_B)
+    with pytest.raises(TypeError, match="not a session field: password"):
+        store.update(KEY_A, password="secret")
+
+
+def test_start_of_a_known_key_keeps_the_session() -> None:
+    store = MemorySessionStore(10)
+    first = store.start(KEY_A, "203.0.113.78", 1026, user="alice")
+    seen = recording(store)
+    again = store.start(KEY_A, "198.51.100.9", 9999)
+    assert again is first and (again.public_ip, again.user) == ("203.0.113.78", "alice")
+    assert seen == []
+
+
+def test_event_snapshots_are_frozen_and_do_not_follow_the_session() -> None:
+    store = MemorySessionStore(10)
+    seen = recording(store)
+    ike = {"encryption": "AES-256"}
+    store.start(KEY_A, "203.0.113.78", 1026, user="alice", ike=ike, drops={"replay": 1})
+    store.add_child(KEY_A, child(0x1000))
+    snap = seen[-1].session
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.user = "mallory"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        del snap.user  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        snap.ike["encryption"] = "DES"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        snap.children[0x2000] = child(0x2000)  # type: ignore[index]
+    with pytest.raises(TypeError):
+        snap.drops["replay"] = 0  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        snap.children[0x1000].spi_out = 0  # type: ignore[misc]
+    ike["encryption"] = "DES"  # the caller's dict is no alias of the store's
+    store.update(KEY_A, user="bob", drops={"replay": 2})
+    store.add_child(KEY_A, child(0x3000))
+    assert (snap.user, dict(snap.ike), list(snap.children), dict(snap.drops)) == \
+        ("alice", {"encryption": "AES-256"}, [0x1000], {"replay": 1})
+    live = store.get(KEY_A)
+    assert live is not None and live.ike["encryption"] == "AES-256" and live.user == "bob"
+    assert list(live.children) == [0x1000, 0x3000]
+
+
+def test_an_event_snapshot_reads_as_the_session_and_edits_nothing() -> None:
+    store = MemorySessionStore(10)
+    events: list[SessionEvent] = []
+    store.subscribe(events.append)
+    store.start(KEY_A, "203.0.113.78", 1026, user="alice", transport="natt", nat_t=True)
+    store.add_child(KEY_A, child(0x1000))
+    e = events[-1]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.session = e.session  # type: ignore[misc]
+    live = store.sessions[KEY_A]
+    assert e.session is not live
+    assert e.session.as_dict(0.0) == live.as_dict(0.0)
+    assert (e.session.protocol, e.session.encryption()) == ("IPsec/NAT-T", live.encryption())
+    json.dumps(e.session.as_dict(0.0))  # the read-only maps come out as plain dicts
+
+
+def test_a_raising_subscriber_breaks_neither_the_store_nor_the_others(
+        caplog: pytest.LogCaptureFixture) -> None:
+    store = MemorySessionStore(10)
+    before: list[SessionEvent] = []
+    after: list[SessionEvent] = []
+
+    def broken(e: SessionEvent) -> None:
+        raise RuntimeError("subscriber bug")
+
+    store.subscribe(before.append)
+    store.subscribe(broken)
+    store.subscribe(after.append)
+    with caplog.at_level(logging.ERROR, logger="vpnhub.session.store"):
+        store.start(KEY_A, "203.0.113.78", 1026)
+        assert store.update(KEY_A, user="alice")
+        assert store.end(KEY_A, "logged out") is not None
+    assert [type(e) for e in before] == [type(e) for e in after] == \
+        [SessionStarted, SessionChanged, SessionEnded]
+    assert store.subscriber_errors == 3
+    assert len(store) == 0
+    assert sum("subscriber" in r.getMessage() for r in caplog.records) == 3
+
+
+def test_unsubscribe_stops_the_events_even_from_inside_one() -> None:
+    store = MemorySessionStore(10)
+    seen: list[SessionEvent] = []
+    unsubscribe = store.subscribe(lambda e: (seen.append(e), unsubscribe()))
+    store.start(KEY_A, "203.0.113.78", 1026)
+    store.start(KEY_B, "203.0.113.78", 1025)
+    assert len(seen) == 1
+    unsubscribe()  # twice is harmless
+
+
+def test_no_subscriber_no_snapshot_cost() -> None:
+    store = MemorySessionStore(10)
+    store.start(KEY_A, "203.0.113.78", 1026)
+    calls = 0
+    original = Session.snapshot
+
+    def counting(self: Session) -> SessionView:
+        nonlocal calls
+        calls += 1
+        return original(self)
+
+    Session.snapshot = counting  # type: ignore[method-assign]
+    try:
+        store.update(KEY_A, bytes_rx=100, packets_rx=1)
+        store.add_child(KEY_A, child(0x1000))
+    finally:
+        Session.snapshot = original  # type: ignore[method-assign]
+    assert calls == 0
+
+
+# --------------------------------------------------- the former SessionTable surface
+def test_a_pop_from_the_old_dict_ends_the_session_through_the_store() -> None:
+    store = MemorySessionStore(10)
+    store.add(Session(KEY_A, "203.0.113.78", 1026, user="alice"))
+    store.add(Session(KEY_B, "203.0.113.78", 1025, user="bob"))
+    seen = recording(store)
+    s = store.sessions.pop(KEY_A, None)
+    assert s is not None and s.user == "alice"
+    assert store.sessions.pop(KEY_A, None) is None
+    del store.sessions[KEY_B]
+    assert [(type(e), e.session.user) for e in seen] == [(SessionEnded, "alice"),
+                                                        (SessionEnded, "bob")]
+    assert all(isinstance(e, SessionEnded) and e.reason == "unknown" for e in seen)
+    assert len(store) == 0
+
+
+def test_add_and_the_old_dict_see_the_same_live_session() -> None:
+    store = MemorySessionStore(10)
+    seen = recording(store)
+    s = Session(KEY_A, "203.0.113.78", 1026)
+    store.add(s)
+    assert store.sessions[KEY_A] is s and store.get(KEY_A) is s
+    assert isinstance(seen[0], SessionStarted)
+    s.user = "alice"  # the old way (until the concentrator uses update): no event
+    assert seen[0].session.user == "" and store.all() == [s] and len(seen) == 1
+
+
+def logged_in(store: MemorySessionStore, key: tuple[bytes, bytes], user: str, port: int,
+              *, l2l: str = "") -> SessionView:
+    snap = store.start(key, "203.0.113.78", port, user=user, lan_to_lan=l2l, group="g",
+                       authenticated=not l2l)
+    store.add_child(key, child(int.from_bytes(key[0][:2], "big")))
+    store.logged_in(snap)
+    return snap
+
+
+def test_logins_of_a_user_leave_the_asking_session_out() -> None:
+    store = MemorySessionStore(10)
+    a = logged_in(store, KEY_A, "alice", 1026)
+    logged_in(store, KEY_B, "alice", 1025)
+    store.start((b"C" * 8, b"c" * 8), "198.51.100.7", 500, user="alice")  # not through XAUTH
+    assert [s.public_port for s in store.logins_of("alice", besides=a)] == [1025]
+    assert len(store.logins_of("alice", besides=store.sessions[KEY_B])) == 1
+    assert store.logins_of("bob", besides=a) == []
+
+
+def test_summary_peak_and_cumulative_as_the_session_summary_shows_them() -> None:
+    store = MemorySessionStore(100)
+    store.restore_counters(peak=5, cumulative=7)  # from the previous run's state record
+    logged_in(store, KEY_A, "alice", 1026)
+    logged_in(store, KEY_B, "branch", 500, l2l="branch")
+    store.start((b"C" * 8, b"c" * 8), "198.51.100.7", 500)  # half-way: counts nowhere
+    assert store.active() == 2 and store.active_l2l() == 1
+    assert store.summary() == {"active_remote_access": 1, "active_lan_to_lan": 1,
+                               "active_management": 0, "active": 1, "total_active": 2,
+                               "peak": 5, "concurrent_limit": 100, "cumulative": 9}
+    store.end(KEY_A, "logged out")
+    store.end(KEY_B, "deleted")
+    store.restore_counters(peak=1, cumulative=0)
+    assert (store.summary()["peak"], store.summary()["total_active"]) == (5, 0)
+
+
+def test_peak_follows_the_active_sessions() -> None:
+    store = MemorySessionStore(100)
+    logged_in(store, KEY_A, "alice", 1026)
+    logged_in(store, KEY_B, "bob", 1025)
+    store.end(KEY_A, "logged out")
+    store.update_peak()
+    assert (store.peak, store.cumulative, store.active()) == (2, 2, 1)
+
+
+def test_to_json_lists_users_and_sites_apart() -> None:
+    store = MemorySessionStore(100)
+    logged_in(store, KEY_A, "alice", 1026)
+    logged_in(store, KEY_B, "branch", 500, l2l="branch")
+    data = store.to_json(time.time())
+    assert [s["user"] for s in data["sessions"]] == ["alice"]
+    assert [s["lan_to_lan"] for s in data["lan_to_lan"]] == ["branch"]
+    assert data["summary"]["total_active"] == 2
+    assert data["sessions"][0]["ipsec"][0]["spi_in"] == "00004141"
+
+
+def test_the_memory_store_is_a_session_store() -> None:
+    assert isinstance(MemorySessionStore(1), SessionStore)

@@ -1,0 +1,272 @@
+"""The session table behind a `SessionStore` interface, and its in-memory store.
+
+Every change goes through the store (`start`, `update`, `add_child`,
+`remove_child`, `end`), and each one is told to the subscribers as a typed
+event (vpnhub.session.events) carrying a frozen snapshot. Readers get the
+live sessions as `SessionView`, read-only to the type checker (a copy of
+every session at each read would cost the manager ten times its sampling),
+so a change nobody was told about cannot be written. That is what lets accounting and a
+cluster peer subscribe later without the concentrator knowing them (as
+strongSwan's listeners on its bus: plugins/ha/ha_ike.c, eap_radius).
+
+A subscriber that raises is counted and logged; the store and the other
+subscribers go on (one faulty listener must not stop a login).
+
+`MemorySessionStore` also keeps the surface of the former
+`vpnhub.concentrator.sessions.SessionTable` (the `sessions` dict of live
+objects, `add`, `logged_in`, `logins_of`, `update_peak`, writable `peak` and
+`cumulative`) until the concentrator's writes all go through the API above.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol, runtime_checkable
+
+from vpnhub.session.events import (
+    SessionChanged,
+    SessionEnded,
+    SessionEvent,
+    SessionStarted,
+    Subscriber,
+)
+from vpnhub.session.model import ChildInfo, Session, SessionKey, SessionView
+
+__all__ = ["MemorySessionStore", "SessionChanged", "SessionEnded", "SessionEvent",
+           "SessionStarted", "SessionStore", "Subscriber"]
+
+log = logging.getLogger("vpnhub.session.store")
+
+# What `update` may set: every field but the key (the session's identity).
+_FIELDS = frozenset(f.name for f in dataclasses.fields(Session)) - {"key"}
+_MAPS = frozenset({"ike", "children", "drops"})  # copied in: the caller keeps no alias
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """The sessions of one concentrator: reads are read-only views, writes emit events."""
+
+    @property
+    def limit(self) -> int: ...
+
+    @property
+    def peak(self) -> int: ...
+
+    @property
+    def cumulative(self) -> int: ...
+
+    # -- reads
+    def get(self, key: SessionKey) -> SessionView | None: ...
+
+    def all(self) -> list[SessionView]: ...
+
+    def __len__(self) -> int: ...
+
+    def __contains__(self, key: object) -> bool: ...
+
+    def logins_of(self, user: str, *, besides: SessionView) -> list[SessionView]: ...
+
+    def active(self) -> int: ...
+
+    def active_l2l(self) -> int: ...
+
+    def summary(self) -> dict[str, int]: ...
+
+    def to_json(self, now: float) -> dict[str, Any]: ...
+
+    # -- writes
+    def start(self, key: SessionKey, public_ip: str, public_port: int, /,
+              **fields: Any) -> SessionView: ...
+
+    def update(self, key: SessionKey, /, **fields: Any) -> bool: ...
+
+    def add_child(self, key: SessionKey, child: ChildInfo) -> bool: ...
+
+    def remove_child(self, key: SessionKey, spi_in: int) -> ChildInfo | None: ...
+
+    def end(self, key: SessionKey, reason: str) -> SessionView | None: ...
+
+    def logged_in(self, s: SessionView) -> None: ...
+
+    def update_peak(self) -> None: ...
+
+    def restore_counters(self, peak: int, cumulative: int) -> None: ...
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]: ...
+
+
+class _LiveSessions(dict[SessionKey, Session]):
+    """The former `SessionTable.sessions` dict: a `pop` or `del` from outside ends
+    the session through the store, so subscribers hear of it (reason unknown)."""
+
+    def __init__(self, on_removed: Callable[[Session], None]) -> None:
+        super().__init__()
+        self._on_removed = on_removed
+
+    def pop(self, key: SessionKey, *default: Any) -> Any:
+        s = super().pop(key, *default)
+        if isinstance(s, Session):
+            self._on_removed(s)
+        return s
+
+    def __delitem__(self, key: SessionKey) -> None:
+        s = self[key]
+        super().__delitem__(key)
+        self._on_removed(s)
+
+
+class MemorySessionStore:
+    """The session table in a dict; the Session Summary's counters beside it."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sessions: dict[SessionKey, Session] = _LiveSessions(self._removed_outside)
+        self.peak = 0
+        self.cumulative = 0
+        self.subscriber_errors = 0  # events a subscriber raised on (logged too)
+        self._subscribers: list[Subscriber] = []
+
+    # ------------------------------------------------------------------ reads
+    def get(self, key: SessionKey) -> SessionView | None:
+        return self.sessions.get(key)
+
+    def all(self) -> list[SessionView]:
+        return list(self.sessions.values())
+
+    def __len__(self) -> int:
+        return len(self.sessions)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.sessions
+
+    def logins_of(self, user: str, *, besides: SessionView) -> list[SessionView]:
+        """The sessions `user` is logged in with (XAUTH accepted), `besides` left out."""
+        return [s for s in self.sessions.values()
+                if s.authenticated and s.user == user and s.key != besides.key]
+
+    def active(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.user and s.children)
+
+    def active_l2l(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.lan_to_lan and s.children)
+
+    def summary(self) -> dict[str, int]:
+        active = self.active()
+        self.peak = max(self.peak, active)
+        l2l = self.active_l2l()
+        ra = active - l2l
+        return {"active_remote_access": ra, "active_lan_to_lan": l2l,
+                "active_management": 0, "active": ra, "total_active": active,
+                "peak": self.peak, "concurrent_limit": self.limit,
+                "cumulative": self.cumulative}
+
+    def to_json(self, now: float) -> dict[str, Any]:
+        """The admin socket's `sessions` answer (the Session Summary and both lists)."""
+        listed = [s.as_dict(now) for s in self.sessions.values()
+                  if s.user and not s.lan_to_lan]
+        sites = [s.as_dict(now) for s in self.sessions.values() if s.lan_to_lan]
+        return {"summary": self.summary(), "sessions": listed, "lan_to_lan": sites}
+
+    # ------------------------------------------------------------------ writes
+    def start(self, key: SessionKey, public_ip: str, public_port: int, /,
+              **fields: Any) -> SessionView:
+        """A new session (SessionStarted); the one already under `key` if any."""
+        s = self.sessions.get(key)
+        if s is None:
+            s = Session(key, public_ip, public_port, **_checked(fields))
+            self.add(s)
+        return s
+
+    def add(self, s: Session) -> None:
+        """The former SessionTable's way in: the caller built the Session."""
+        dict.__setitem__(self.sessions, s.key, s)
+        if self._subscribers:
+            self._emit(SessionStarted(s.snapshot()))
+
+    def update(self, key: SessionKey, /, **fields: Any) -> bool:
+        """Set `fields` of the session; SessionChanged names those whose value
+        changed (no event if none did). False if there is no such session."""
+        s = self.sessions.get(key)
+        if s is None:
+            return False
+        changed = set()
+        for name, value in _checked(fields).items():
+            if getattr(s, name) != value:
+                setattr(s, name, value)
+                changed.add(name)
+        self._changed(s, changed)
+        return True
+
+    def add_child(self, key: SessionKey, child: ChildInfo) -> bool:
+        """A new IPsec SA of the session (Quick Mode, RFC 2409 5.5)."""
+        s = self.sessions.get(key)
+        if s is None:
+            return False
+        s.children[child.spi_in] = child
+        self._changed(s, {"children"})
+        return True
+
+    def remove_child(self, key: SessionKey, spi_in: int) -> ChildInfo | None:
+        s = self.sessions.get(key)
+        child = None if s is None else s.children.pop(spi_in, None)
+        if s is not None and child is not None:
+            self._changed(s, {"children"})
+        return child
+
+    def end(self, key: SessionKey, reason: str) -> SessionView | None:
+        """Remove the session (SessionEnded with `reason`); how it was last, or None."""
+        s = dict.pop(self.sessions, key, None)
+        if s is not None and self._subscribers:
+            self._emit(SessionEnded(s.snapshot(), reason))
+        return s
+
+    def logged_in(self, s: SessionView) -> None:
+        """Counted once XAUTH succeeded (a session is a logged-in user)."""
+        self.cumulative += 1
+        self.peak = max(self.peak, self.active())
+
+    def update_peak(self) -> None:
+        self.peak = max(self.peak, self.active())
+
+    def restore_counters(self, peak: int, cumulative: int) -> None:
+        """The previous run's Session Summary counters (from its state record)."""
+        self.peak = max(self.peak, peak)
+        self.cumulative += cumulative
+
+    # ------------------------------------------------------------------ events
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call `callback` with every event from now on; returns the unsubscribe."""
+        self._subscribers.append(callback)
+
+        def unsubscribe() -> None:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+        return unsubscribe
+
+    def _changed(self, s: Session, fields: Iterable[str]) -> None:
+        names = frozenset(fields)
+        if names and self._subscribers:
+            self._emit(SessionChanged(s.snapshot(), names))
+
+    def _removed_outside(self, s: Session) -> None:
+        if self._subscribers:
+            self._emit(SessionEnded(s.snapshot(), "unknown"))
+
+    def _emit(self, event: SessionEvent) -> None:
+        for callback in list(self._subscribers):  # one may unsubscribe meanwhile
+            try:
+                callback(event)
+            except Exception:
+                self.subscriber_errors += 1
+                log.exception("session event subscriber %r failed on %s", callback,
+                              type(event).__name__)
+
+
+def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """`fields` with the maps copied; a name that is no Session field is a bug."""
+    unknown = set(fields) - _FIELDS
+    if unknown:
+        raise TypeError(f"not a session field: {', '.join(sorted(unknown))}")
+    return {k: dict(v) if k in _MAPS else v for k, v in fields.items()}
