@@ -41,13 +41,8 @@ from vpnhub.esp import (
     SaParams,
     key_lengths,
 )
-from vpnhub.net.dataplane import (
-    AddInbound,
-    AddOutbound,
-    Dataplane,
-    open_esp_socket,
-    open_udp_socket,
-)
+from vpnhub.net.dataplane import Dataplane, open_esp_socket, open_udp_socket
+from vpnhub.net.messages import AddInbound, AddOutbound
 from vpnhub.net.tun import TunDevice, enter_netns, ip
 
 SUITES = {
@@ -68,9 +63,9 @@ def _worker(tun: TunDevice, sock: socket.socket, udp: bool, commands: list[objec
     signal.signal(signal.SIGTERM, lambda *_: dp.stop())
     conn.send("ready")
     dp.run()
-    stats = dp.snapshot()
-    conn.send({"tun_rx": stats["tun_rx"], "udp_rx": stats["udp_rx"], "esp_rx": stats["esp_rx"],
-               "drops": stats["drops_total"]})
+    stats = dp.stats_now()
+    conn.send({"tun_rx": stats.tun_rx, "udp_rx": stats.udp_rx, "esp_rx": stats.esp_rx,
+               "drops": dict(stats.drops_total)})
 
 
 def _params(spi: int, suite: tuple[int, int | None, int | None]) -> SaParams:

@@ -4,11 +4,11 @@ No sockets, no TUN, no root, no event loop. Clients are real initiator
 `IkeSA`s (our engine as the client), each either behind a PAT that gives
 every local port of every client its own public port (the lab's
 "masquerade random") or on a public address of its own. What the core sends
-is routed back by its destination address and port; SA commands land in a
-fake data plane that keeps the installed SAs. XAUTH goes through the real
-local users (`LocalXauth` over `XauthAuthenticator`): its coroutine runs on
-the rig's small scheduler, and a refusal's slow-down waits in simulated
-time, so `advance()` is what lets it answer.
+is routed back by its destination address and port; SA commands land in
+the fake data plane (`vpnhub.net.fake_dataplane`), which keeps the installed
+SAs. XAUTH goes through the real local users (`LocalXauth` over
+`XauthAuthenticator`): its coroutine runs on the rig's small scheduler, and a
+refusal's slow-down waits in simulated time (`settle()` lets it pass).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import io
 import itertools
 import time
 from collections.abc import Coroutine, Generator
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,7 +31,8 @@ from vpnhub.ike.sa import Address, Datagram, IkeConfig, IkeSA
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State
 from vpnhub.ike.transport import Transport
-from vpnhub.net.dataplane import AddInbound, AddOutbound, RemoveSA, SetKeepalive, UpdatePeer
+from vpnhub.net.fake_dataplane import FakeDataplane
+from vpnhub.net.messages import AddInbound, AddOutbound, Event
 
 SERVER = "203.0.113.50"
 PAT = "203.0.113.78"
@@ -76,35 +76,6 @@ def stored_log(config: Config, clock: LogClock, out: io.StringIO) -> EventLog:
     log = EventLog(console_severity=5, keep_severity=5, out=out, clock=clock, store=store)
     log.hide([PSK, *USERS.values()])
     return log
-
-
-class FakeDataplane:
-    """Keeps every command, and the SAs installed (by SPI) as the data plane would."""
-
-    def __init__(self) -> None:
-        self.commands: list[object] = []
-        self.sas: dict[int, AddInbound | AddOutbound] = {}
-
-    def submit(self, command: object) -> Future[object]:
-        self.commands.append(command)
-        if isinstance(command, AddInbound | AddOutbound):
-            self.sas[command.sa.spi] = command
-        elif isinstance(command, RemoveSA):
-            self.sas.pop(command.spi, None)
-        f: Future[object] = Future()
-        f.set_result(None)
-        return f
-
-    def of(self, kind: type) -> list[Any]:
-        return [c for c in self.commands if isinstance(c, kind)]
-
-    @property
-    def keepalives(self) -> list[SetKeepalive]:
-        return self.of(SetKeepalive)
-
-    @property
-    def peer_updates(self) -> list[UpdatePeer]:
-        return self.of(UpdatePeer)
 
 
 @dataclass
@@ -351,6 +322,21 @@ class CoreRig:
         data = self.core.sessions.to_json(self.wall())
         return [s for s in data["sessions"] if (user is None or s["user"] == user)
                 and s["ipsec"]]
+
+    def installed(self) -> dict[int, AddInbound | AddOutbound]:
+        """The SAs the data plane holds, by SPI (inbound and outbound)."""
+        return {**self.dp.inbound, **self.dp.outbound}
+
+    def commands(self, kind: type) -> list[Any]:
+        """The data-plane commands of one kind, in order."""
+        return [c for c in self.dp.commands if isinstance(c, kind)]
+
+    def dataplane_event(self, e: Event) -> None:
+        """An event from the data plane (its inbox), as the shell hands it over."""
+        self.dp.inject(e)
+        for got in self.dp.events():
+            self.core.on_dataplane(got, self.now)
+        self.settle()
 
     def records(self) -> list[Record]:
         """What the event store keeps."""

@@ -14,7 +14,7 @@ from core_harness import PAT, CoreRig, Pc, config_text
 
 from vpnhub.ike import events as ev
 from vpnhub.ike.transport import Transport
-from vpnhub.net.dataplane import AddInbound, AddOutbound, PeerMoved, RemoveSA, UpdatePeer
+from vpnhub.net.messages import AddInbound, AddOutbound, PeerMoved, RemoveSA, UpdatePeer
 from vpnhub.wire.constants import ExchangeType
 
 
@@ -26,7 +26,7 @@ def _severity(line: str) -> int:
 
 def _spis(rig: CoreRig) -> set[int]:
     """The SPIs the fake data plane holds (inbound and outbound)."""
-    return set(rig.dp.sas)
+    return set(rig.installed())
 
 
 def _child_spis(pc: Pc) -> set[int]:
@@ -56,10 +56,10 @@ def test_two_clients_behind_one_pat_get_two_sessions_and_two_addresses() -> None
     assert rig.core.pools["vpngroup"].available == 254 - 2
     # each client's IPsec SA pair is in the data plane, UDP-encapsulated to its own port
     assert _spis(rig) == _child_spis(a) | _child_spis(b)
-    peers = {c.peer for c in rig.dp.sas.values()}
+    peers = {c.peer for c in rig.installed().values()}
     assert {p[0] for p in peers} == {PAT} and len(peers) == 2
-    assert all(c.udp_encap for c in rig.dp.sas.values())
-    inbound = {c.allowed_src for c in rig.dp.sas.values() if isinstance(c, AddInbound)}
+    assert all(c.udp_encap for c in rig.installed().values())
+    inbound = {c.allowed_src for c in rig.installed().values() if isinstance(c, AddInbound)}
     assert inbound == {a.address, b.address}  # spoofing another client's address fails
     assert rig.core.sessions.summary()["cumulative"] == 2
 
@@ -76,7 +76,7 @@ def test_natt_disabled_for_a_client_behind_nat_is_diagnosed() -> None:
     (s,) = rig.sessions()
     assert "NAT-T is disabled" in s["diagnosis"] and not s["nat_t"]
     # plain ESP, which the PAT cannot carry: the SAs are not UDP-encapsulated
-    assert rig.dp.sas and not any(c.udp_encap for c in rig.dp.sas.values())
+    assert rig.installed() and not any(c.udp_encap for c in rig.installed().values())
 
 
 def test_wrong_group_psk_leaves_no_session_and_says_so() -> None:
@@ -137,7 +137,7 @@ def test_admin_logout_deletes_the_sas_and_frees_the_address() -> None:
     assert any(isinstance(e, ev.SADeleted) and e.by_peer for e in pc.events)
     assert [s["user"] for s in rig.sessions()] == ["vpnuser2"]
     assert _spis(rig) == _child_spis(other)  # its IPsec SAs left the data plane
-    assert {c.spi for c in rig.dp.of(RemoveSA)} == _child_spis(pc)
+    assert {c.spi for c in rig.commands(RemoveSA)} == _child_spis(pc)
     assert rig.core.pools["vpngroup"].available == 254 - 1  # its address is back
     assert not rig.core.logout(s.key, "admin")  # gone
 
@@ -151,7 +151,7 @@ def test_phase1_rekey_keeps_the_session_its_address_and_ipsec_sas() -> None:
     assert len(rig.lines("phase 1 rekey: new IKE SA of vpnuser1 takes over 1 IPsec SA")) == 1
     (s,) = rig.sessions()
     assert s["assigned_ip"] == address and s["user"] == "vpnuser1"
-    assert _spis(rig) == spis and not rig.dp.of(RemoveSA)  # the IPsec SAs stayed
+    assert _spis(rig) == spis and not rig.commands(RemoveSA)  # the IPsec SAs stayed
     assert rig.core.pools["vpngroup"].available == 254 - 1
     assert rig.core.sessions.summary()["cumulative"] == 1  # one login, renewed
     assert len(rig.core.endpoint) == 1  # the old IKE SA is gone
@@ -165,7 +165,7 @@ def test_phase2_rekey_keeps_the_session_and_replaces_the_ipsec_sas() -> None:
     new = _child_spis(pc)
     assert new != old and _spis(rig) == new, rig.console.getvalue()
     assert rig.lines("rekeyed:")
-    assert {c.spi for c in rig.dp.of(RemoveSA)} == old
+    assert {c.spi for c in rig.commands(RemoveSA)} == old
     (s,) = rig.sessions()
     assert s["assigned_ip"] == pc.address and len(s["ipsec"]) == 1
     assert rig.core.sessions.summary()["cumulative"] == 1
@@ -177,17 +177,17 @@ def test_peer_moved_makes_the_session_follow_the_new_mapping() -> None:
     (s,) = rig.sessions()
     old = (PAT, s["public_port"])
     new = (PAT, 40000)
-    inbound = next(c for c in rig.dp.sas.values() if isinstance(c, AddInbound))
+    inbound = next(c for c in rig.installed().values() if isinstance(c, AddInbound))
     # authentic ESP for the client's inbound SA came from a new NAT mapping
-    rig.core.on_dataplane(PeerMoved(inbound.sa.spi, old, new), rig.now)
+    rig.dataplane_event(PeerMoved(inbound.sa.spi, old, new))
     (s,) = rig.sessions()
     assert (s["public_ip"], s["public_port"]) == new
-    assert UpdatePeer(old, new) in rig.dp.of(UpdatePeer)
+    assert UpdatePeer(old, new) in rig.commands(UpdatePeer)
     lines = rig.lines("ESP from a new NAT mapping 203.0.113.78:40000")
     assert len(lines) == 1 and "user=vpnuser1" in lines[0]
     assert rig.core.endpoint.get(pc.sa.icookie, pc.sa.rcookie).remote == new  # IKE too
     # a PeerMoved for an SPI nobody owns moves nothing
-    rig.core.on_dataplane(PeerMoved(0x1234, new, (PAT, 1)), rig.now)
+    rig.dataplane_event(PeerMoved(0x1234, new, (PAT, 1)))
     assert rig.sessions()[0]["public_port"] == 40000
 
 
@@ -207,7 +207,7 @@ def test_shutdown_deletes_every_session_and_tells_every_client() -> None:
         assert any(isinstance(e, ev.SADeleted) and e.by_peer for e in pc.events)
     assert len(rig.lines("ended: concentrator shutting down")) == 3
     assert not rig.core.sessions.sessions and len(rig.core.endpoint) == 0
-    assert not rig.dp.sas and rig.core.pools["vpngroup"].available == 254
+    assert not rig.installed() and rig.core.pools["vpngroup"].available == 254
 
 
 def test_udp500_and_4500_datagrams_are_labelled_with_their_transport() -> None:
@@ -218,5 +218,5 @@ def test_udp500_and_4500_datagrams_are_labelled_with_their_transport() -> None:
     assert kinds == {Transport.IKE, Transport.NATT}
     assert all(d.local_port == (500 if d.transport is Transport.IKE else 4500)
                for d in rig.sent)
-    outbound = [c for c in rig.dp.sas.values() if isinstance(c, AddOutbound)]
+    outbound = [c for c in rig.installed().values() if isinstance(c, AddOutbound)]
     assert outbound and all(c.dst == rig.sessions()[0]["assigned_ip"] for c in outbound)

@@ -39,6 +39,7 @@ from vpnhub.net.dataplane import (
     UpdatePeer,
     open_udp_socket,
 )
+from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import FakeTun
 from vpnhub.net.udpencap import NON_ESP_MARKER
 
@@ -95,8 +96,8 @@ class Pair:
 
 def stats(dp: Dataplane) -> dict[str, object]:
     result = dp.call(GetStats())
-    assert isinstance(result, dict)
-    return result
+    assert isinstance(result, DataplaneStats)
+    return result.as_dict()
 
 
 def drops(dp: Dataplane) -> dict[str, int]:
@@ -347,7 +348,7 @@ def test_threaded_loop_and_submit(pair: Pair) -> None:
         assert got == packets
         future = pair.b.submit(GetStats())
         result = future.result(5)
-        assert isinstance(result, dict) and result["udp_rx"] == 50
+        assert isinstance(result, DataplaneStats) and result.udp_rx == 50
     finally:
         pair.b.stop()
 

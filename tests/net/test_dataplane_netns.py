@@ -45,6 +45,7 @@ from vpnhub.net.dataplane import (
     open_esp_socket,
     open_udp_socket,
 )
+from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import TunDevice, enter_netns, ip
 
 # tests/conftest.py skips (or, with CI=true, fails) "netns" tests when not root.
@@ -64,10 +65,10 @@ class Lab:
 
     def sa_stats(self, dp: Dataplane, spi: int) -> dict[str, object]:
         stats = dp.call(GetStats())
-        assert isinstance(stats, dict)
-        for sa in stats["sas"]:
-            if sa["spi"] == f"{spi:08x}":
-                return dict(sa)
+        assert isinstance(stats, DataplaneStats)
+        for sa in stats.sas:
+            if sa.spi == spi:
+                return sa.as_dict()
         raise KeyError(spi)
 
 
@@ -192,9 +193,9 @@ def test_udp_encap_ping_and_tcp(suite: tuple[int, int | None, int | None]) -> No
         mbit = tcp_transfer(env, 8 << 20)
         print(f"TCP through ESP-in-UDP ({suite}): {mbit:.0f} Mbit/s")
         stats_b = env.b.call(GetStats())
-        assert isinstance(stats_b, dict)
-        assert stats_b["drops_total"].get("auth_failed", 0) == 0
-        assert stats_b["udp_rx"] > 1000
+        assert isinstance(stats_b, DataplaneStats)
+        assert stats_b.drops_total.get("auth_failed", 0) == 0
+        assert stats_b.udp_rx > 1000
 
 
 def test_udp_encap_drops_spoofed_inner_source() -> None:
@@ -212,7 +213,7 @@ def test_raw_esp_ping_and_tcp() -> None:
         result = ping(env.ns_a, INNER_A, INNER_B)
         assert result.returncode == 0, result.stdout + result.stderr
         stats_b = env.b.call(GetStats())
-        assert isinstance(stats_b, dict)
-        assert stats_b["esp_rx"] >= 3 and stats_b["udp_rx"] == 0
+        assert isinstance(stats_b, DataplaneStats)
+        assert stats_b.esp_rx >= 3 and stats_b.udp_rx == 0
         mbit = tcp_transfer(env, 4 << 20)
         print(f"TCP through raw ESP: {mbit:.0f} Mbit/s")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths
+from vpnhub.ike.transport import Transport
 from vpnhub.net import ctcp
 from vpnhub.net.dataplane import (
     CTCP_ESP_BEFORE_IKE,
@@ -37,6 +38,7 @@ from vpnhub.net.dataplane import (
     open_udp_socket,
 )
 from vpnhub.net.fragment import IP_DF, IP_MF, ipv4_checksum
+from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import FakeTun
 from vpnhub.net.udpencap import CISCO_UDP_KEEPALIVE, NON_ESP_MARKER
 
@@ -78,8 +80,8 @@ def pump(*planes: Dataplane, until: Callable[[], object] | None = None,
 
 def stats(dp: Dataplane) -> dict[str, object]:
     result = dp.call(GetStats())
-    assert isinstance(result, dict)
-    return result
+    assert isinstance(result, DataplaneStats)
+    return result.as_dict()
 
 
 @dataclass
@@ -246,7 +248,7 @@ def test_unknown_transport_refused() -> None:
         with pytest.raises(ValueError):
             dp.send_ike(isakmp(), ("127.0.0.1", 1), transport="cisco-udp")
         with pytest.raises(ConnectionError):
-            dp.send_ike(isakmp(), ("127.0.0.1", 1), transport="ctcp")
+            dp.send_ike(isakmp(), ("127.0.0.1", 1), transport=Transport.CTCP)
         with pytest.raises(ValueError):
             Dataplane(tun, frag_policy="maybe")
         listeners = [open_ctcp_listener("127.0.0.1", 0) for _ in range(11)]
@@ -278,11 +280,11 @@ def connect(pair: Pair) -> tuple[tuple[str, int], tuple[str, int]]:
     """A connects to B and sends the first IKE message; returns (server addr, client addr)."""
     server = pair.b.ctcp_listeners[0].getsockname()
     connected = pair.a.ctcp_connect(server)
-    pair.a.send_ike(isakmp(b"first"), server, transport="ctcp")  # queued while connecting
+    pair.a.send_ike(isakmp(b"first"), server, transport=Transport.CTCP)  # queued while connecting
     pump(pair.a, pair.b, until=lambda: any(isinstance(e, IkeDatagram) for e in pair.events()[1]))
     local = connected.result(0)
     ike = [e for e in pair.events_b if isinstance(e, IkeDatagram)]
-    assert ike == [IkeDatagram(isakmp(b"first"), local, "ctcp")]
+    assert ike == [IkeDatagram(isakmp(b"first"), local, Transport.CTCP)]
     return server, local
 
 
@@ -290,11 +292,11 @@ def test_ctcp_ike_both_ways_then_esp(tcp_pair: Pair) -> None:
     server, client = connect(tcp_pair)
     with pytest.raises(ConnectionError, match="already connected"):
         tcp_pair.a.ctcp_connect(server)
-    tcp_pair.b.send_ike(isakmp(b"reply"), client, transport="ctcp")
+    tcp_pair.b.send_ike(isakmp(b"reply"), client, transport=Transport.CTCP)
     pump(tcp_pair.a, tcp_pair.b,
          until=lambda: any(isinstance(e, IkeDatagram) for e in tcp_pair.events()[0]))
     assert [e for e in tcp_pair.events_a if isinstance(e, IkeDatagram)] == [
-        IkeDatagram(isakmp(b"reply"), server, "ctcp")]
+        IkeDatagram(isakmp(b"reply"), server, Transport.CTCP)]
     install(tcp_pair, server, client, "ctcp")
     up = [ipv4(CLIENT, LAN_HOST, os.urandom(n)) for n in (0, 1, 500, 1400)] * 20
     assert tcp_pair.a_sends(*up) == up

@@ -51,6 +51,7 @@ import pytest
 from netns_util import require_tools
 
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths
+from vpnhub.ike.transport import Transport
 from vpnhub.lab import procs, topology
 from vpnhub.net.dataplane import (
     AddInbound,
@@ -67,6 +68,7 @@ from vpnhub.net.dataplane import (
     open_ctcp_listener,
     open_udp_socket,
 )
+from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import TunDevice, enter_netns, ip
 
 pytestmark = pytest.mark.netns
@@ -119,8 +121,8 @@ class Lab:
 
     def stats(self, dp: Dataplane) -> dict[str, object]:
         snap = dp.call(GetStats())
-        assert isinstance(snap, dict)
-        return snap
+        assert isinstance(snap, DataplaneStats)
+        return snap.as_dict()
 
     def follow_nat(self) -> None:
         """B's control plane, reduced to what these tests need: follow PeerMoved."""
@@ -373,15 +375,16 @@ def test_ctcp_through_a_pat_that_drops_udp(lab_prefix: str, tmp_path: Path) -> N
             with enter_netns(env.ns_a):
                 connected = env.a.ctcp_connect(server)
             first = isakmp(4, b"vpnhub cTCP test: initiator")
-            env.a.send_ike(first, server, transport="ctcp")
+            env.a.send_ike(first, server, transport=Transport.CTCP)
             local = connected.result(5)
             event = env.b.inbox.get(5)
-            assert isinstance(event, IkeDatagram) and event.transport == "ctcp"
+            assert isinstance(event, IkeDatagram) and event.transport is Transport.CTCP
             assert event.message == first
             client = event.addr
             assert client[0] == R_OUT  # translated by the PAT
             assert local[0] == A_LAN
-            env.b.send_ike(isakmp(4, b"vpnhub cTCP test: responder"), client, transport="ctcp")
+            env.b.send_ike(isakmp(4, b"vpnhub cTCP test: responder"), client,
+                           transport=Transport.CTCP)
             reply = env.a.inbox.get(5)
             assert isinstance(reply, IkeDatagram) and reply.addr == server
             install(env, client, server, "ctcp")

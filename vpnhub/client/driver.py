@@ -29,17 +29,21 @@ from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State
 from vpnhub.ike.transport import Transport
 from vpnhub.net.dataplane import (
-    AddInbound,
-    AddOutbound,
+    CTCP_CLOSED_BY_CONTROL,
     ControlInbox,
     Dataplane,
-    IkeDatagram,
-    RemoveSA,
-    SetKeepalive,
-    fetch_stats,
     open_cisco_udp_socket,
     open_esp_socket,
     open_udp_socket,
+)
+from vpnhub.net.messages import (
+    AddInbound,
+    AddOutbound,
+    CtcpClosed,
+    IkeDatagram,
+    RemoveSA,
+    SaExhausted,
+    SetKeepalive,
 )
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
@@ -140,6 +144,7 @@ class VpnClient:
         self._result: ClientError | None = None
         self._log_fh = opts.log_file.open("a") if opts.log_file else None
         self._child_spis: dict[int, int] = {}  # spi_in -> spi_out
+        self._exhausted: set[int] = set()  # outbound SPIs out of sequence numbers
         self.server: tuple[str, int] = (profile.host, profile.port)
         # "natt": NAT-T, else Cisco IPsec over UDP if offered; "udp": only the latter;
         # "tcp": Cisco IPsec over TCP (cTCP) to tcp_port, IKE included
@@ -306,12 +311,51 @@ class VpnClient:
     def _drain_inbox(self) -> None:
         if self.dataplane is None:
             return
-        for e in self.dataplane.inbox.drain():
+        for e in self.dataplane.events():
             if isinstance(e, IkeDatagram):
-                if e.transport == "ctcp":
+                if e.transport is Transport.CTCP:
                     self._ike_in(e.message, e.addr, self.tcp_port, Transport.CTCP)
                 else:
                     self._ike_in(e.message, e.addr, 4500, Transport.NATT)
+            elif isinstance(e, SaExhausted):
+                self._sa_exhausted(e.spi)
+            elif isinstance(e, CtcpClosed):
+                self._ctcp_closed(e.addr, e.reason)
+            # PeerMoved: the client does not follow the concentrator to a new address;
+            # OuterFragmentation and DebugLine: the client keeps no IPSEC/IPSECDBG log.
+
+    def _sa_exhausted(self, spi_out: int) -> None:
+        """Outbound SA ``spi_out`` used up its sequence numbers: rekey it now.
+
+        RFC 4303 3.3.3: the counter must not cycle, a new SA must be negotiated
+        first; the data plane drops what it cannot send meanwhile and repeats the
+        event for every such packet, so a rekey is started once per SA.
+        """
+        if spi_out in self._exhausted:
+            return
+        self._exhausted.add(spi_out)
+        spi_in = next((i for i, o in self._child_spis.items() if o == spi_out), None)
+        sa = self.sa
+        child = sa.children.get(spi_in) if sa is not None and spi_in is not None else None
+        if sa is None or child is None or not sa.established:
+            self._fail(EXIT_PEER, f"IPsec SA {spi_out:08x} used up its sequence numbers and"
+                       " cannot be rekeyed: reconnecting")
+            return
+        self.say(f"IPsec SA {spi_out:08x} used up its sequence numbers: rekeying it")
+        child.rekeyed = True  # the lifetime rekey (quick.check_child_lifetimes) is done here
+        sa.start_quick_mode(time.monotonic(), child.local_ts, child.remote_ts,
+                            rekey_of=child.spi_in)
+        self._service(sa)
+
+    def _ctcp_closed(self, addr: tuple[str, int], reason: str) -> None:
+        """The IPsec over TCP connection ended: without it there is no tunnel (as for a
+        dead peer, RFC 3706: the session is over, --reconnect starts a new one)."""
+        if self.mode != "tcp" or addr != (self.server[0], self.tcp_port):
+            return
+        if reason == CTCP_CLOSED_BY_CONTROL:  # we closed it (disconnecting)
+            return
+        self._fail(EXIT_PEER, f"the IPsec over TCP connection to the concentrator"
+                   f" {addr[0]}:{addr[1]} closed ({reason})")
 
     def _ike_in(self, data: bytes, addr: tuple[str, int], local_port: int,
                 transport: Transport) -> None:
@@ -408,26 +452,26 @@ class VpnClient:
     async def _refresh_counters(self) -> None:
         if self.dataplane is None:
             return
-        snap = await fetch_stats(self.dataplane)
-        if snap is None:
+        try:
+            snap = await self.dataplane.stats()
+        except OSError:  # the data plane was closed under us: the connection is ending
             return
         c = {"packets_encrypted": 0, "packets_decrypted": 0, "bytes_out": 0, "bytes_in": 0}
-        for s in snap.get("sas", []):
-            if s["direction"] == "out":
-                c["packets_encrypted"] += s["packets_out"]
-                c["bytes_out"] += s["bytes_out"]
+        for s in snap.sas:
+            if s.direction == "out":
+                c["packets_encrypted"] += s.packets_out
+                c["bytes_out"] += s.bytes_out
             else:
-                c["packets_decrypted"] += s["packets_in"]
-                c["bytes_in"] += s["bytes_in"]
-        drops = snap.get("drops_total", {})
-        assert isinstance(drops, dict)
+                c["packets_decrypted"] += s.packets_in
+                c["bytes_in"] += s.bytes_in
+        drops = snap.drops_total
         c["packets_discarded"] = sum(v for k, v in drops.items() if k != "no_sa")
         # Cisco's "bypassed": cleartext packets not sent into the tunnel. With
         # split tunneling they never reach our TUN; what reaches it without an
         # SA is counted here.
         c["packets_bypassed"] = int(drops.get("no_sa", 0))
-        c["nat_keepalives_sent"] = sum(p["keepalives_tx"] for p in snap.get("peers", []))
-        c["nat_keepalives_received"] = int(snap.get("keepalive_rx", 0))
+        c["nat_keepalives_sent"] = sum(p.keepalives_tx for p in snap.peers)
+        c["nat_keepalives_received"] = snap.keepalive_rx
         if self.sa is not None and c["packets_decrypted"] > self.status.counters.get(
                 "packets_decrypted", 0):
             self.sa.note_traffic(time.monotonic())

@@ -17,7 +17,7 @@ import ipaddress
 import os
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol, assert_never
+from typing import Any, assert_never
 
 from vpnhub import __version__
 from vpnhub.auth.api import Authenticator, AuthRequest, AuthResult
@@ -41,20 +41,16 @@ from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, Datagram, IkeConfig, IkeSA
 from vpnhub.ike.transitions import State
 from vpnhub.ike.transport import Transport
-from vpnhub.net.dataplane import (
-    AddInbound,
-    AddOutbound,
+from vpnhub.net.handle import DataplaneHandle, DataplaneStats
+from vpnhub.net.messages import (
     CtcpClosed,
     DebugLine,
     IkeDatagram,
     OuterFragmentation,
     PeerMoved,
-    RemoveSA,
     SaExhausted,
-    SetKeepalive,
-    UpdatePeer,
 )
-from vpnhub.net.dataplane import Event as DataplaneEvent
+from vpnhub.net.messages import Event as DataplaneEvent
 from vpnhub.secret import Secret
 from vpnhub.session.pool import AddressPool, PoolError
 from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
@@ -63,12 +59,6 @@ Clock = Callable[[], float]
 EventHook = Callable[[IkeSA, ev.Event], None]
 # Runs a coroutine to its end (the shell: a task on its loop; the tests: their scheduler)
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
-
-
-class CommandSink(Protocol):
-    """The part of the data plane the core uses: SA and peer commands."""
-
-    def submit(self, command: Any) -> object: ...
 
 
 class ConcentratorCore:
@@ -81,7 +71,7 @@ class ConcentratorCore:
     """
 
     def __init__(self, config: Config, log: EventLog, *, authenticator: Authenticator,
-                 dataplane: CommandSink | None, send: Callable[[Datagram], None],
+                 dataplane: DataplaneHandle | None, send: Callable[[Datagram], None],
                  clock: Clock, wall: Clock, spawn: Spawn) -> None:
         self.config = config
         self.log = log
@@ -192,8 +182,7 @@ class ConcentratorCore:
         """One event from the data plane thread's inbox."""
         match e:
             case IkeDatagram():
-                transport = Transport.CTCP if e.transport == "ctcp" else Transport.NATT
-                self.receive(e.message, e.addr, transport, now)
+                self.receive(e.message, e.addr, e.transport, now)
             case PeerMoved():
                 self._peer_moved(e)
             case DebugLine():
@@ -223,7 +212,7 @@ class ConcentratorCore:
         if sa is not None and sa.remote == e.old:
             sa.remote = e.new
         if self.dataplane is not None:  # authentic ESP from there: follow (RFC 3948 2.2)
-            self.dataplane.submit(UpdatePeer(e.old, e.new))
+            self.dataplane.update_peer(e.old, e.new)
         if s.transport == "cisco-udp":  # ESP's own port: IKE's (public_port) stays
             first, s.udp_port = not s.udp_port, e.new[1]
             if first:
@@ -256,26 +245,25 @@ class ConcentratorCore:
         self._endpoint_notices()
         self._trimmer.tick(self.endpoint.half_open_count())  # memory back after a flood
 
-    def apply_stats(self, snap: dict[str, Any], now: float) -> None:
+    def apply_stats(self, snap: DataplaneStats, now: float) -> None:
         """Counters from the data plane; ESP from a peer counts as liveness (RFC 3706)."""
         per: dict[tuple[bytes, bytes], list[int]] = {}
         drops: dict[tuple[bytes, bytes], dict[str, int]] = {}
-        for sa in snap.get("sas", []):
-            key = self.spi_owner.get(int(sa["spi"], 16))
+        for sa in snap.sas:
+            key = self.spi_owner.get(sa.spi)
             if key is None:
                 continue
             acc = per.setdefault(key, [0, 0, 0, 0])
-            if sa["direction"] == "in":
-                acc[0] += sa["bytes_in"]
-                acc[1] += sa["packets_in"]
+            if sa.direction == "in":
+                acc[0] += sa.bytes_in
+                acc[1] += sa.packets_in
                 d = drops.setdefault(key, {})
-                for reason, n in sa["drops"].items():
+                for reason, n in sa.drops.items():
                     d[reason] = d.get(reason, 0) + n
             else:
-                acc[2] += sa["bytes_out"]
-                acc[3] += sa["packets_out"]
-        keepalives = {tuple(p["addr"]): (p["keepalives_rx"], p["keepalives_tx"])
-                      for p in snap.get("peers", [])}
+                acc[2] += sa.bytes_out
+                acc[3] += sa.packets_out
+        keepalives = {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in snap.peers}
         for key, (b_in, p_in, b_out, p_out) in per.items():
             s = self.sessions.sessions.get(key)
             if s is None:
@@ -571,14 +559,12 @@ class ConcentratorCore:
         if transport == "cisco-udp":
             peer = (sa.remote[0], self.udp_port)
             s.udp_server_port = self.udp_port
-        self.dataplane.submit(AddInbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
-                                         transport=transport))
+        self.dataplane.add_inbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
+                                   transport=transport)
         dst = allowed or str(e.remote_ts)
-        self.dataplane.submit(AddOutbound(outbound, peer, udp_encap=udp, dst=dst,
-                                          transport=transport))
+        self.dataplane.add_outbound(outbound, peer, udp_encap=udp, dst=dst, transport=transport)
         if sa.local_behind_nat and udp:
-            self.dataplane.submit(SetKeepalive(sa.remote,
-                                               float(self.config.concentrator.natt_keepalive)))
+            self.dataplane.set_keepalive(sa.remote, float(self.config.concentrator.natt_keepalive))
         self.spi_owner[e.spi_in] = s.key
         self.spi_owner[e.spi_out] = s.key
         s.children[e.spi_in] = ChildInfo(e.spi_in, e.spi_out, e.transform, e.key_length, e.auth,
@@ -601,8 +587,8 @@ class ConcentratorCore:
     def _on_ChildSADeleted(self, sa: IkeSA, e: ev.ChildSADeleted) -> None:
         s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
         if self.dataplane is not None:
-            self.dataplane.submit(RemoveSA(e.spi_in))
-            self.dataplane.submit(RemoveSA(e.spi_out))
+            self.dataplane.remove_sa(e.spi_in)
+            self.dataplane.remove_sa(e.spi_out)
         self.spi_owner.pop(e.spi_in, None)
         self.spi_owner.pop(e.spi_out, None)
         if s is not None:
@@ -611,7 +597,7 @@ class ConcentratorCore:
     def _on_PeerEndpointChanged(self, sa: IkeSA, e: ev.PeerEndpointChanged) -> None:
         s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
         if self.dataplane is not None and (s is None or s.nat_t):
-            self.dataplane.submit(UpdatePeer(e.old, e.new))
+            self.dataplane.update_peer(e.old, e.new)
         if s is not None:
             s.public_ip, s.public_port = e.new
 

@@ -37,7 +37,6 @@ from vpnhub.manager import Manager  # manager (issue 6)
 from vpnhub.net.dataplane import (
     ControlInbox,
     Dataplane,
-    fetch_stats,
     open_cisco_udp_socket,
     open_ctcp_listener,
     open_esp_socket,
@@ -213,7 +212,7 @@ class Concentrator:
 
     def _drain_inbox(self) -> None:
         assert self.dataplane is not None
-        for e in self.dataplane.inbox.drain():
+        for e in self.dataplane.events():
             self.core.on_dataplane(e, time.monotonic())
         self._arm_timer()
 
@@ -222,7 +221,7 @@ class Concentrator:
         try:
             if d.transport is Transport.CTCP:
                 assert self.dataplane is not None
-                self.dataplane.send_ike(d.data, d.remote, transport="ctcp")
+                self.dataplane.send_ike(d.data, d.remote, transport=Transport.CTCP)
             elif d.transport is Transport.NATT:
                 assert self.out4500 is not None
                 self.out4500.send(d.data, d.remote)
@@ -285,9 +284,11 @@ class Concentrator:
     async def _refresh_stats(self) -> None:
         if self.dataplane is None:
             return
-        snap = await fetch_stats(self.dataplane)
-        if snap is not None:
-            self.core.apply_stats(snap, time.monotonic())
+        try:
+            snap = await self.dataplane.stats()
+        except Exception:  # the data plane could not answer: the counters wait
+            return
+        self.core.apply_stats(snap, time.monotonic())
 
     # --------------------------------------------------------------- admin
     async def _start_admin(self) -> asyncio.AbstractServer | None:

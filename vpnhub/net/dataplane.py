@@ -55,9 +55,9 @@ SA command takes ``transport``: "" keeps the meaning derived from
   does (vpnhub/net/ctcp.py documents the framing and its sources).  The
   server side accepts on up to 10 listening sockets (``ctcp_listeners``);
   the client side connects with ``ctcp_connect(addr)``.  IKE frames reach
-  the :class:`ControlInbox` as ``IkeDatagram(message, peer, "ctcp")`` where
-  ``peer`` is the connection's remote address; the control plane answers
-  with ``send_ike(message, peer, transport="ctcp")`` and installs SAs with
+  the :class:`ControlInbox` as ``IkeDatagram(message, peer, Transport.CTCP)``
+  where ``peer`` is the connection's remote address; the control plane answers
+  with ``send_ike(message, peer, Transport.CTCP)`` and installs SAs with
   ``transport="ctcp"`` and that same ``peer``: ESP follows whichever
   connection has that remote address.  A closed connection is reported as
   :class:`CtcpClosed`.
@@ -91,20 +91,52 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from vpnhub.esp.errors import BAD_INNER_PACKET, SPOOFED_SOURCE, EspDrop
 from vpnhub.esp.inner import inner_source_reason
 from vpnhub.esp.sa import EspSA, SaParams
+from vpnhub.ike.transport import Transport
 from vpnhub.net.ctcp import ESP_TRAILER, CtcpError, CtcpFramer
 from vpnhub.net.fragment import (
     FRAG_NONE,
-    OUTER_FRAGMENTED,
     OUTER_HEADERS,
     POLICIES,
     FragmentPolicy,
     max_inner_len,
+)
+from vpnhub.net.messages import (
+    TRANSPORT_CISCO_UDP,
+    TRANSPORT_CTCP,
+    TRANSPORT_ESP,
+    TRANSPORT_NATT,
+    TRANSPORTS,
+    AddInbound,
+    AddOutbound,
+    Address,
+    Command,
+    CtcpClose,
+    CtcpClosed,
+    DebugLine,
+    Event,
+    GetStats,
+    IkeDatagram,
+    OuterFragmentation,
+    PeerMoved,
+    RemoveSA,
+    SaExhausted,
+    SetKeepalive,
+    UpdatePeer,
+)
+from vpnhub.net.stats import (
+    CtcpConnStats,
+    CtcpStats,
+    DataplaneStats,
+    Direction,
+    FragStats,
+    PeerStats,
+    SaStats,
+    Traffic,
 )
 from vpnhub.net.tun import PacketDevice
 from vpnhub.net.udpencap import (
@@ -119,7 +151,19 @@ from vpnhub.net.udpencap import (
     classify_cisco_udp,
 )
 
-Address = tuple[str, int]
+# The messages and transport names moved to vpnhub/net/messages.py (issue 12); they
+# are re-exported here for the code that still imports them from this module.
+__all__ = [
+    "TRANSPORTS", "TRANSPORT_CISCO_UDP", "TRANSPORT_CTCP", "TRANSPORT_ESP", "TRANSPORT_NATT",
+    "AddInbound", "AddOutbound", "Address", "Command", "ControlInbox", "CtcpClose",
+    "CtcpClosed", "Dataplane", "DebugLine", "Event", "GetStats", "IkeDatagram",
+    "OuterFragmentation", "PeerMoved", "RemoveSA", "SaExhausted", "SetKeepalive",
+    "UpdatePeer", "fetch_stats", "open_cisco_udp_socket", "open_ctcp_listener",
+    "open_esp_socket", "open_udp_socket",
+]
+
+if TYPE_CHECKING:
+    from vpnhub.net.handle import DataplaneHandle
 
 log = logging.getLogger("vpnhub.net.dataplane")
 
@@ -127,13 +171,6 @@ MAX_DATAGRAM: Final = 65535
 IPPROTO_ESP: Final = 50
 IP_MTU_DISCOVER: Final = 10  # <linux/in.h>; not in Python 3.11's socket module
 IP_PMTUDISC_DONT: Final = 0
-
-# Transports (the ``transport`` field of the SA commands).
-TRANSPORT_NATT: Final = "natt"  # ESP in UDP 4500 (RFC 3948), the ``udp`` socket
-TRANSPORT_ESP: Final = "esp"  # raw ESP, IP protocol 50, the ``esp`` socket
-TRANSPORT_CISCO_UDP: Final = "cisco-udp"  # Cisco IPsec over UDP, the ``cisco_udp`` socket
-TRANSPORT_CTCP: Final = "ctcp"  # Cisco IPsec over TCP, one connection per peer
-TRANSPORTS: Final = (TRANSPORT_NATT, TRANSPORT_ESP, TRANSPORT_CISCO_UDP, TRANSPORT_CTCP)
 
 MAX_CTCP_LISTENERS: Final = 10  # the VPN 3000 takes up to 10 IPsec over TCP ports
 CTCP_MAX_PENDING: Final = 1 << 20  # queued bytes per connection before ESP is dropped
@@ -173,82 +210,6 @@ CTCP_ESP_BEFORE_IKE: Final = "ctcp_esp_before_ike"  # server: the first frame mu
 CTCP_OVERFLOW: Final = "ctcp_send_overflow"  # peer stopped reading; IKE could not be queued
 CTCP_CLOSED_BY_CONTROL: Final = "ctcp_closed"  # CtcpClose command or Dataplane.close()
 CTCP_REPLACED: Final = "ctcp_replaced"  # a new connection from the same address
-
-
-# -- events to the control plane ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class IkeDatagram:
-    """An IKE message that arrived on UDP 4500 (non-ESP marker removed) or over cTCP.
-
-    ``transport`` is "natt" (UDP 4500) or "ctcp"; answer on the same one
-    (``send_ike(message, addr, transport)``).
-    """
-
-    message: bytes
-    addr: Address
-    transport: str = TRANSPORT_NATT
-
-
-@dataclass(frozen=True, slots=True)
-class PeerMoved:
-    """Authentic ESP for ``spi`` came from ``new`` instead of ``old`` (NAT rebinding)."""
-
-    spi: int
-    old: Address
-    new: Address
-
-
-@dataclass(frozen=True, slots=True)
-class SaExhausted:
-    """Outbound SA ``spi`` sent 2^32-1 packets and refuses more: rekey now."""
-
-    spi: int
-
-
-@dataclass(frozen=True, slots=True)
-class CtcpClosed:
-    """The cTCP connection with remote address ``addr`` ended (``reason``: a stable name)."""
-
-    addr: Address
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class OuterFragmentation:
-    """Policy "none": packets to ``peer`` leave as outer packets above ``outer_mtu``.
-
-    The kernel fragments them; a NAT device that drops IP fragments loses
-    them.  Sent at most once a minute per peer (``count`` so far).
-    """
-
-    peer: Address
-    transport: str
-    inner_len: int
-    outer_len: int
-    outer_mtu: int
-    count: int
-
-    @property
-    def message(self) -> str:
-        return (f"{OUTER_FRAGMENTED}: {self.inner_len}-byte inner packets to"
-                f" {self.peer[0]}:{self.peer[1]} become {self.outer_len}-byte outer packets"
-                f" (outer MTU {self.outer_mtu}); the kernel fragments them and NAT devices"
-                f" that drop IP fragments lose them ({self.count} so far)")
-
-
-@dataclass(frozen=True, slots=True)
-class DebugLine:
-    """A line for the IPSECDBG event class (severity 7-9), made only when someone keeps it
-    (``Dataplane.debug_severity``): never per packet, drops are summarised per SA."""
-
-    severity: int
-    text: str
-    peer: Address | None = None
-
-
-Event = IkeDatagram | PeerMoved | SaExhausted | CtcpClosed | OuterFragmentation | DebugLine
 
 
 class ControlInbox:
@@ -303,80 +264,6 @@ class ControlInbox:
 
     def __len__(self) -> int:
         return len(self._items)
-
-
-# -- commands from the control plane -----------------------------------------
-
-
-@dataclass(frozen=True)
-class AddInbound:
-    """Accept ESP with ``sa.spi`` from ``peer``.
-
-    ``allowed_src``: the only inner IPv4 source accepted (the client's
-    Mode Config address, on the concentrator); None accepts any.
-    ``transport``: "" = "natt" if ``udp_encap`` else "esp"; or "cisco-udp", "ctcp".
-    """
-
-    sa: SaParams | EspSA
-    peer: Address
-    udp_encap: bool = True
-    allowed_src: str | None = None
-    transport: str = ""
-
-
-@dataclass(frozen=True)
-class AddOutbound:
-    """Encrypt packets routed to ``dst`` (address, CIDR, or None = default) to ``peer``."""
-
-    sa: SaParams | EspSA
-    peer: Address
-    udp_encap: bool = True
-    dst: str | None = None
-    transport: str = ""
-
-
-@dataclass(frozen=True)
-class RemoveSA:
-    """Remove the inbound and/or outbound SA with this SPI (no-op if absent)."""
-
-    spi: int
-
-
-@dataclass(frozen=True)
-class UpdatePeer:
-    """Send everything that went to ``old`` to ``new`` from now on (NAT rebinding)."""
-
-    old: Address
-    new: Address
-
-
-@dataclass(frozen=True)
-class SetKeepalive:
-    """Send NAT keepalives to ``peer`` every ``interval`` s of silence (None: stop).
-
-    ``transport``: "" or "natt" (0xFF on 4500), "cisco-udp" (00 00 00 00 FF
-    on the Cisco UDP port); "ctcp" uses TCP keepalives on the connection.
-    """
-
-    peer: Address
-    interval: float | None
-    transport: str = ""
-
-
-@dataclass(frozen=True)
-class GetStats:
-    """Snapshot of every counter (result: a dict, see ``Dataplane.snapshot``)."""
-
-
-@dataclass(frozen=True)
-class CtcpClose:
-    """Close the cTCP connection with remote address ``addr`` (result: True if there was one)."""
-
-    addr: Address
-
-
-Command = (AddInbound | AddOutbound | RemoveSA | UpdatePeer | SetKeepalive | GetStats
-           | CtcpClose)
 
 
 # -- tables ------------------------------------------------------------------
@@ -453,6 +340,15 @@ class _CtcpConn:
 
 def _build(sa: SaParams | EspSA) -> EspSA:
     return sa if isinstance(sa, EspSA) else sa.build()
+
+
+def _ike_transport(transport: Transport | str) -> Transport:
+    """The enum for a legacy "natt" / "ctcp" string (ValueError for anything else)."""
+    if isinstance(transport, Transport):
+        return transport
+    if transport not in (Transport.NATT.value, Transport.CTCP.value):
+        raise ValueError(f"IKE travels over natt or ctcp, not {transport!r}")
+    return Transport(transport)
 
 
 def _transport(transport: str, udp_encap: bool) -> str:
@@ -675,15 +571,18 @@ class Dataplane:
             return self._apply_now(command)
         return self.submit(command).result(timeout)
 
-    def send_ike(self, message: bytes, addr: Address, transport: str = TRANSPORT_NATT) -> None:
+    def send_ike(self, message: bytes, addr: Address,
+                 transport: Transport | str = Transport.NATT) -> None:
         """Send an IKE message; thread-safe.
 
-        "natt": on UDP 4500 after the non-ESP marker.  "ctcp": framed on the
-        cTCP connection whose remote address is ``addr`` (queued while it is
-        still connecting); raises ``ConnectionError`` (an ``OSError``) when
-        there is none.
+        ``Transport.NATT``: on UDP 4500 after the non-ESP marker.
+        ``Transport.CTCP``: framed on the cTCP connection whose remote
+        address is ``addr`` (queued while it is still connecting); raises
+        ``ConnectionError`` (an ``OSError``) when there is none.  The strings
+        "natt" and "ctcp" are still taken for callers not yet on the enum.
         """
-        if transport == TRANSPORT_CTCP:
+        transport = _ike_transport(transport)
+        if transport is Transport.CTCP:
             conn = self._ctcp.get(addr)
             if conn is None or conn.closed:
                 raise ConnectionError(f"no IPsec over TCP connection with {addr[0]}:{addr[1]}")
@@ -695,12 +594,47 @@ class Dataplane:
                 conn.ike_tx += 1
             self.ctcp_ike_tx += 1
             return
-        if transport != TRANSPORT_NATT:
-            raise ValueError(f"IKE travels over natt or ctcp, not {transport!r}")
+        if transport is not Transport.NATT:
+            raise ValueError(f"IKE travels over natt or ctcp, not {transport.value!r}")
         if self.udp is None:
             raise RuntimeError("no UDP 4500 socket")
         self.udp.sendto(NON_ESP_MARKER + message, addr)
         self.ike_tx += 1
+
+    # -- DataplaneHandle (vpnhub/net/handle.py): thin methods over submit -------
+
+    def add_inbound(self, sa: SaParams | EspSA, peer: Address, *, udp_encap: bool = True,
+                    allowed_src: str | None = None, transport: str = "") -> None:
+        self.submit(AddInbound(sa, peer, udp_encap=udp_encap, allowed_src=allowed_src,
+                               transport=transport))
+
+    def add_outbound(self, sa: SaParams | EspSA, peer: Address, *, udp_encap: bool = True,
+                     dst: str | None = None, transport: str = "") -> None:
+        self.submit(AddOutbound(sa, peer, udp_encap=udp_encap, dst=dst, transport=transport))
+
+    def remove_sa(self, spi: int) -> None:
+        self.submit(RemoveSA(spi))
+
+    def update_peer(self, old: Address, new: Address) -> None:
+        self.submit(UpdatePeer(old, new))
+
+    def set_keepalive(self, peer: Address, interval: float | None,
+                      transport: str = "") -> None:
+        self.submit(SetKeepalive(peer, interval, transport))
+
+    def ctcp_close(self, addr: Address) -> None:
+        self.submit(CtcpClose(addr))
+
+    async def stats(self) -> DataplaneStats:
+        """``GetStats`` from asyncio, answered by the data-plane thread."""
+        import asyncio
+
+        result = await asyncio.wrap_future(self.submit(GetStats()))
+        assert isinstance(result, DataplaneStats)
+        return result
+
+    def events(self) -> list[Event]:
+        return self.inbox.drain()
 
     def ctcp_connect(self, addr: Address, *, local: Address | None = None) -> Future[Address]:
         """Open a cTCP connection to ``addr`` (the client side); thread-safe.
@@ -1105,7 +1039,7 @@ class Dataplane:
                     conn.ike_seen = True
                     conn.ike_rx += 1
                     self.ctcp_ike_rx += 1
-                    if not self.inbox.put(IkeDatagram(frame.payload, conn.addr, TRANSPORT_CTCP)):
+                    if not self.inbox.put(IkeDatagram(frame.payload, conn.addr, Transport.CTCP)):
                         self._drop(CONTROL_QUEUE_FULL)
                     continue
                 if conn.role == "server" and not conn.ike_seen:
@@ -1243,7 +1177,7 @@ class Dataplane:
             self._next_tick = 0.0
             return None
         if isinstance(command, GetStats):
-            return self.snapshot()
+            return self.stats_now()
         if isinstance(command, CtcpClose):
             conn = self._ctcp.get(command.addr)
             if conn is None:
@@ -1378,75 +1312,82 @@ class Dataplane:
 
     # -- counters --------------------------------------------------------------
 
-    def snapshot(self) -> dict[str, object]:
+    def stats_now(self) -> DataplaneStats:
         """All counters; call in the data-plane thread (``GetStats``) while it runs."""
-        sas: list[dict[str, object]] = []
+        sas = [self._sa_stats(e.sa, "in", e.peer, seen=e.seen) for e in self._in.values()]
+        sas += [self._sa_stats(o.sa, "out", o.peer, dst=o.dst, tunnel_mtu=o.limit)
+                for o in self._outbound_entries()]
         totals: dict[str, int] = dict(self.drops)
         for reason, count in self.ended_drops.items():
             totals[reason] = totals.get(reason, 0) + count
+        for sa_stats in sas:
+            for reason, count in sa_stats.drops.items():
+                totals[reason] = totals.get(reason, 0) + count
         traffic = dict(self.ended_traffic)
-        for key, entry in self._in.items():
-            sas.append({**entry.sa.stats(), "direction": "in", "peer": entry.peer.addr,
-                        "seen": entry.seen, "udp_encap": entry.peer.udp,
-                        "transport": entry.peer.transport, "spi_key": key.hex()})
-        for out in self._outbound_entries():
-            sas.append({**out.sa.stats(), "direction": "out", "peer": out.peer.addr,
-                        "udp_encap": out.peer.udp, "transport": out.peer.transport,
-                        "dst": out.dst, "tunnel_mtu": out.limit})
         for sa in [e.sa for e in self._in.values()] + [e.sa for e in self._outbound_entries()]:
             for name in _TRAFFIC:
                 traffic[name] += getattr(sa, name)
-        for entry_stats in sas:
-            drops = entry_stats["drops"]
-            assert isinstance(drops, dict)
-            for reason, count in drops.items():
-                totals[reason] = totals.get(reason, 0) + count
-        return {
-            "tun_rx": self.tun_rx,
-            "udp_rx": self.udp_rx,
-            "esp_rx": self.esp_rx,
-            "ike_rx": self.ike_rx,
-            "ike_tx": self.ike_tx,
-            "keepalive_rx": self.keepalive_rx,
-            "keepalive_tx": sum(p.keepalives_tx for p in self._peers.values()),
-            "cisco_udp_rx": self.cisco_udp_rx,
-            "drops": dict(self.drops),
-            "drops_total": totals,
-            "esp_totals": traffic,  # live SAs + ended ones: never goes down
-            "control_dropped": self.inbox.dropped,
-            "frag": {**self.frag.stats(), "outer_mtu": self.outer_mtu},
-            "ctcp": {
-                "listening": [s.getsockname()[:2] for s in self.ctcp_listeners],
-                "accepted": self.ctcp_accepted,
-                "connected": self.ctcp_connected,
-                "closed": self.ctcp_closed,
-                "ike_rx": self.ctcp_ike_rx,
-                "ike_tx": self.ctcp_ike_tx,
-                "connections": [
-                    {"addr": c.addr, "local": c.local, "role": c.role,
-                     "state": "connecting" if c.connecting else "established",
-                     "ike_rx": c.ike_rx, "ike_tx": c.ike_tx, "esp_rx": c.esp_rx,
-                     "esp_tx": c.esp_tx, "rx_bytes": c.rx_bytes, "tx_bytes": c.tx_bytes,
-                     "pending": len(c.out)}
-                    for c in list(self._ctcp.values())],
-            },
-            "sas": sas,
-            "peers": [
-                {"addr": p.addr, "udp_encap": p.udp, "transport": p.transport,
-                 "keepalive_interval": p.keepalive_interval,
-                 "keepalives_rx": p.keepalives_rx, "keepalives_tx": p.keepalives_tx,
-                 "outer_oversize": p.frag_count}
-                for p in self._peers.values()
-            ],
-        }
+        return DataplaneStats(
+            tun_rx=self.tun_rx, udp_rx=self.udp_rx, esp_rx=self.esp_rx,
+            ike_rx=self.ike_rx, ike_tx=self.ike_tx, keepalive_rx=self.keepalive_rx,
+            keepalive_tx=sum(p.keepalives_tx for p in self._peers.values()),
+            cisco_udp_rx=self.cisco_udp_rx,
+            drops=dict(self.drops), drops_total=totals,
+            esp_totals=Traffic(**traffic),  # live SAs + ended ones: never goes down
+            control_dropped=self.inbox.dropped,
+            frag=self._frag_stats(),
+            ctcp=self._ctcp_stats(), sas=tuple(sas),
+            peers=tuple(
+                PeerStats(p.addr, p.transport, p.udp, p.keepalive_interval, p.keepalives_rx,
+                          p.keepalives_tx, p.frag_count)
+                for p in self._peers.values()),
+        )
+
+    @staticmethod
+    def _sa_stats(sa: EspSA, direction: Direction, peer: _Peer, *, seen: Address | None = None,
+                  dst: str | None = None, tunnel_mtu: int | None = None) -> SaStats:
+        return SaStats(
+            spi=sa.spi, direction=direction, suite=sa.suite.name, peer=peer.addr,
+            transport=peer.transport, udp_encap=peer.udp,
+            bytes_in=sa.bytes_in, packets_in=sa.packets_in, bytes_out=sa.bytes_out,
+            packets_out=sa.packets_out, seq_out=sa.seq, replay_top=sa.replay.top,
+            last_activity=sa.last_activity, drops=dict(sa.drops), seen=seen, dst=dst,
+            tunnel_mtu=tunnel_mtu)
+
+    def _frag_stats(self) -> FragStats:
+        f = self.frag
+        return FragStats(f.policy, f.packets_fragmented, f.fragments_made, f.icmp_sent,
+                         f.icmp_suppressed, f.df_cleared, f.outer_oversize, self.outer_mtu)
+
+    def _ctcp_stats(self) -> CtcpStats:
+        return CtcpStats(
+            listening=tuple((s.getsockname()[0], s.getsockname()[1])
+                            for s in self.ctcp_listeners),
+            accepted=self.ctcp_accepted, connected=self.ctcp_connected,
+            closed=self.ctcp_closed, ike_rx=self.ctcp_ike_rx, ike_tx=self.ctcp_ike_tx,
+            connections=tuple(
+                CtcpConnStats(c.addr, c.local, c.role,
+                              "connecting" if c.connecting else "established",
+                              c.ike_rx, c.ike_tx, c.esp_rx, c.esp_tx, c.rx_bytes, c.tx_bytes,
+                              len(c.out))
+                for c in list(self._ctcp.values())),
+        )
+
+    def snapshot(self) -> dict[str, object]:
+        """``stats_now()`` as the JSON-ready dict (``DataplaneStats.as_dict``)."""
+        return self.stats_now().as_dict()
 
 
 async def fetch_stats(dataplane: Dataplane) -> dict[str, Any] | None:
-    """``GetStats`` from asyncio: the snapshot, or None if the loop could not answer."""
-    import asyncio
-
+    """``GetStats`` from asyncio as the JSON-ready dict, or None if the loop could not
+    answer.  Kept for the code not yet on the typed ``Dataplane.stats()``."""
     try:
-        snap = await asyncio.wrap_future(dataplane.submit(GetStats()))
+        stats = await dataplane.stats()
     except Exception:
         return None
-    return snap if isinstance(snap, dict) else None
+    return stats.as_dict()
+
+
+if TYPE_CHECKING:
+    def _implements_the_seam(dp: Dataplane) -> DataplaneHandle:
+        return dp  # mypy proves Dataplane satisfies the DataplaneHandle Protocol

@@ -1,0 +1,211 @@
+"""The data plane's counters as typed values (the answer to ``GetStats``).
+
+Built in the data-plane thread from plain ints (one snapshot, never torn by
+the forwarding loop), then handed to the control plane: sessions read their
+SAs' traffic and drops, the client its counters, the manager its metrics.
+Drops are keyed by stable reason names (vpnhub.esp.errors and the data
+plane's own), the same names the tests, the event log and the metrics use.
+
+``as_dict`` gives the JSON-ready shape the manager and benchmarks read; it is
+built here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+Address = tuple[str, int]
+Direction = Literal["in", "out"]
+
+
+@dataclass(frozen=True, slots=True)
+class Traffic:
+    """Inner bytes and packets through ESP SAs."""
+
+    bytes_in: int = 0
+    packets_in: int = 0
+    bytes_out: int = 0
+    packets_out: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {"bytes_in": self.bytes_in, "packets_in": self.packets_in,
+                "bytes_out": self.bytes_out, "packets_out": self.packets_out}
+
+
+@dataclass(frozen=True, slots=True)
+class SaStats:
+    """One installed SA, inbound or outbound.
+
+    ``seen`` (inbound only): the last source of authentic ESP.  ``dst`` and
+    ``tunnel_mtu`` (outbound only): the inner destination routed to it and
+    the largest inner packet whose outer packet fits the outer MTU.
+    """
+
+    spi: int
+    direction: Direction
+    suite: str
+    peer: Address
+    transport: str
+    udp_encap: bool
+    bytes_in: int = 0
+    packets_in: int = 0
+    bytes_out: int = 0
+    packets_out: int = 0
+    seq_out: int = 0
+    replay_top: int = 0
+    last_activity: float = 0.0
+    drops: Mapping[str, int] = field(default_factory=dict)
+    seen: Address | None = None
+    dst: str | None = None
+    tunnel_mtu: int | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        d: dict[str, object] = {
+            "spi": f"{self.spi:08x}", "suite": self.suite,
+            "packets_in": self.packets_in, "bytes_in": self.bytes_in,
+            "packets_out": self.packets_out, "bytes_out": self.bytes_out,
+            "seq_out": self.seq_out, "replay_top": self.replay_top,
+            "drops": dict(self.drops), "last_activity": self.last_activity,
+            "direction": self.direction, "peer": self.peer,
+        }
+        if self.direction == "in":
+            d.update({"seen": self.seen, "udp_encap": self.udp_encap,
+                      "transport": self.transport, "spi_key": f"{self.spi:08x}"})
+        else:
+            d.update({"udp_encap": self.udp_encap, "transport": self.transport,
+                      "dst": self.dst, "tunnel_mtu": self.tunnel_mtu})
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStats:
+    """One ESP peer (address and transport): its NAT keepalives (RFC 3948 4)."""
+
+    addr: Address
+    transport: str
+    udp_encap: bool
+    keepalive_interval: float | None = None
+    keepalives_rx: int = 0
+    keepalives_tx: int = 0
+    outer_oversize: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {"addr": self.addr, "udp_encap": self.udp_encap, "transport": self.transport,
+                "keepalive_interval": self.keepalive_interval,
+                "keepalives_rx": self.keepalives_rx, "keepalives_tx": self.keepalives_tx,
+                "outer_oversize": self.outer_oversize}
+
+
+@dataclass(frozen=True, slots=True)
+class FragStats:
+    """What the fragmentation policy did (vpnhub/net/fragment.py)."""
+
+    policy: str = "none"
+    packets_fragmented: int = 0
+    fragments_made: int = 0
+    icmp_sent: int = 0
+    icmp_suppressed: int = 0
+    df_cleared: int = 0
+    outer_oversize: int = 0
+    outer_mtu: int = 1500
+
+    def as_dict(self) -> dict[str, object]:
+        return {"policy": self.policy, "packets_fragmented": self.packets_fragmented,
+                "fragments_made": self.fragments_made, "icmp_sent": self.icmp_sent,
+                "icmp_suppressed": self.icmp_suppressed, "df_cleared": self.df_cleared,
+                "outer_oversize": self.outer_oversize, "outer_mtu": self.outer_mtu}
+
+
+@dataclass(frozen=True, slots=True)
+class CtcpConnStats:
+    """One Cisco IPsec over TCP connection (either role)."""
+
+    addr: Address
+    local: Address
+    role: str
+    state: str  # "connecting" or "established"
+    ike_rx: int = 0
+    ike_tx: int = 0
+    esp_rx: int = 0
+    esp_tx: int = 0
+    rx_bytes: int = 0
+    tx_bytes: int = 0
+    pending: int = 0  # bytes queued, not yet taken by the socket
+
+    def as_dict(self) -> dict[str, object]:
+        return {"addr": self.addr, "local": self.local, "role": self.role,
+                "state": self.state, "ike_rx": self.ike_rx, "ike_tx": self.ike_tx,
+                "esp_rx": self.esp_rx, "esp_tx": self.esp_tx, "rx_bytes": self.rx_bytes,
+                "tx_bytes": self.tx_bytes, "pending": self.pending}
+
+
+@dataclass(frozen=True, slots=True)
+class CtcpStats:
+    """IPsec over TCP: listeners, connection counts and the live connections."""
+
+    listening: tuple[Address, ...] = ()
+    accepted: int = 0
+    connected: int = 0
+    closed: int = 0
+    ike_rx: int = 0
+    ike_tx: int = 0
+    connections: tuple[CtcpConnStats, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        return {"listening": list(self.listening), "accepted": self.accepted,
+                "connected": self.connected, "closed": self.closed, "ike_rx": self.ike_rx,
+                "ike_tx": self.ike_tx,
+                "connections": [c.as_dict() for c in self.connections]}
+
+
+@dataclass(frozen=True, slots=True)
+class DataplaneStats:
+    """Every counter of a data plane at one instant.
+
+    ``drops``: the data plane's own drops; ``drops_total``: those plus every
+    SA's, live and ended.  ``esp_totals``: traffic of the live SAs plus the
+    ended ones, so it never goes down (Prometheus counters must only grow).
+    """
+
+    tun_rx: int = 0
+    udp_rx: int = 0
+    esp_rx: int = 0
+    ike_rx: int = 0
+    ike_tx: int = 0
+    keepalive_rx: int = 0
+    keepalive_tx: int = 0
+    cisco_udp_rx: int = 0
+    drops: Mapping[str, int] = field(default_factory=dict)
+    drops_total: Mapping[str, int] = field(default_factory=dict)
+    esp_totals: Traffic = field(default_factory=Traffic)
+    control_dropped: int = 0
+    frag: FragStats = field(default_factory=FragStats)
+    ctcp: CtcpStats = field(default_factory=CtcpStats)
+    sas: tuple[SaStats, ...] = ()
+    peers: tuple[PeerStats, ...] = ()
+
+    def sa(self, spi: int, direction: Direction) -> SaStats | None:
+        """The SA with this SPI and direction, if installed."""
+        return next((s for s in self.sas if s.spi == spi and s.direction == direction), None)
+
+    def peer(self, addr: Address) -> PeerStats | None:
+        """The first peer entry with this address (any transport)."""
+        return next((p for p in self.peers if p.addr == addr), None)
+
+    def as_dict(self) -> dict[str, object]:
+        """The JSON-ready shape (``Dataplane.snapshot``, the manager, benchmarks)."""
+        return {
+            "tun_rx": self.tun_rx, "udp_rx": self.udp_rx, "esp_rx": self.esp_rx,
+            "ike_rx": self.ike_rx, "ike_tx": self.ike_tx,
+            "keepalive_rx": self.keepalive_rx, "keepalive_tx": self.keepalive_tx,
+            "cisco_udp_rx": self.cisco_udp_rx,
+            "drops": dict(self.drops), "drops_total": dict(self.drops_total),
+            "esp_totals": self.esp_totals.as_dict(),
+            "control_dropped": self.control_dropped,
+            "frag": self.frag.as_dict(),
+            "ctcp": self.ctcp.as_dict(),
+            "sas": [s.as_dict() for s in self.sas],
+            "peers": [p.as_dict() for p in self.peers],
+        }
