@@ -17,6 +17,7 @@ from vpnhub.client.driver import Options, VpnClient
 from vpnhub.ike.sa import Datagram
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transport import Transport
+from vpnhub.net.asyncdriver import AsyncIkeDriver
 
 SERVER = ("203.0.113.50", 500)
 
@@ -28,6 +29,9 @@ class FakeSA:
     def datagrams_to_send(self) -> list[Datagram]:
         out, self.out = self.out, []
         return out
+
+    def next_event(self) -> None:
+        return None
 
 
 def test_client_ike_waits_for_the_socket_and_goes_out(tmp_path: Path) -> None:
@@ -48,8 +52,11 @@ def test_client_ike_waits_for_the_socket_and_goes_out(tmp_path: Path) -> None:
                 ours.send(b"f" * 1024)
             except BlockingIOError:
                 break
-        client._flush(FakeSA([Datagram(b"DPD ack %d" % i, SERVER, 500, Transport.IKE)  # type: ignore[arg-type]
-                              for i in range(3)]))
+        # through the client's IKE driver, as its SAs' datagrams go out
+        client.ike = AsyncIkeDriver(client.table, client._on_event, client._senders(),
+                                    on_error=client._on_fault)
+        client.ike.service(FakeSA([Datagram(b"DPD ack %d" % i, SERVER, 500,  # type: ignore[arg-type]
+                                            Transport.IKE) for i in range(3)]))
         got: list[bytes] = []
         for _ in range(200):
             while True:

@@ -2,8 +2,11 @@
 
 Each client may sit behind a PAT that rewrites its address and port, as the
 PIX of the source document does; the concentrator sees only the PAT's
-public address and a per-flow port. Tiny drivers answer the engine's events
-the way the concentrator and the client do.
+public address and a per-flow port. The engine is driven by the one IKE driver
+(`vpnhub.ike.driver.IkeDriver`) with simulated time: one per client over an
+`InitiatorTable`, one for the concentrator's `IkeEndpoint`; their `send`
+callbacks put datagrams on an in-memory wire that `_step` delivers. Tiny
+event handlers answer the engine the way the concentrator and the client do.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import ipaddress
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import assert_never
 
 from vpnhub.ike import events as ev
+from vpnhub.ike.driver import DriverFault, IkeDriver, InitiatorTable
 from vpnhub.ike.endpoint import IkeEndpoint, Limits
 from vpnhub.ike.policy import Policy
-from vpnhub.ike.sa import IkeConfig, IkeSA
+from vpnhub.ike.sa import Datagram, IkeConfig, IkeSA
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role
 
@@ -39,6 +44,8 @@ class Client:
     events: list[ev.Event] = field(default_factory=list)
     children: list[ev.ChildSAEstablished] = field(default_factory=list)
     auto_quick_mode: bool = True
+    table: InitiatorTable = field(default_factory=InitiatorTable)
+    driver: IkeDriver = field(init=False)
 
     def public(self, local_port: int, port_alloc: itertools.count[int]) -> tuple[str, int]:
         if self.pat_ip is None:
@@ -72,6 +79,11 @@ class Lab:
         self.lost: list[bytes] = []
         self.drop_next_to_server = 0
         self._deleted: list[IkeSA] = []
+        # the wire: what the drivers sent, delivered by _step
+        self._to_server: list[tuple[Client, Datagram]] = []
+        self._to_client: list[Datagram] = []
+        self.server = IkeDriver(self.endpoint, self._server_event,
+                                lambda sa, d: self._to_client.append(d), on_error=self._fault)
 
     def _server_config(self, remote: tuple[str, int], local_port: int = 500) -> IkeConfig:
         def lookup(id_type: int, data: bytes, remote: tuple[str, int]) -> Secret | None:
@@ -95,6 +107,10 @@ class Lab:
         sa = IkeSA(cfg, Role.INITIATOR, (SERVER_IP, 500), self.now)
         c = Client(sa, local_ip, user, password if password is not None else USERS[user],
                    pat_ip)
+        c.table.add(sa)
+        c.driver = IkeDriver(c.table, lambda sa, e, now: self._client_event(c, sa, e, now),
+                             lambda sa, d: self._to_server.append((c, d)),
+                             on_error=self._fault)
         self.clients.append(c)
         return c
 
@@ -105,81 +121,99 @@ class Lab:
                 return
 
     def _step(self) -> bool:
-        moved = False
+        """One round trip on the wire: the clients' queued datagrams reach the
+        concentrator, whose answers reach the clients (answers to those wait for
+        the next step)."""
         for c in self.clients:
-            for d in c.sa.datagrams_to_send():
-                moved = True
-                if self.drop_next_to_server:
-                    self.drop_next_to_server -= 1
-                    self.lost.append(d.data)
-                    continue
-                src = c.public(d.local_port, self.port_alloc)
-                sa = self.endpoint.receive(d.data, src, d.remote[1], self.now)
-                if sa is not None and sa.state.name == "DELETED":
-                    self._deleted.append(sa)
-            self._client_events(c)
-        for sa in list(self.endpoint):
-            for d in sa.datagrams_to_send():
-                moved = True
-                self._deliver_to_client(d.data, d.remote, d.local_port)
-            self._server_events(sa)
-        for sa in self._deleted:
-            for d in sa.datagrams_to_send():
-                moved = True
-                self._deliver_to_client(d.data, d.remote, d.local_port)
-            self._server_events(sa)
+            if c.sa not in c.table:  # a test swapped in another SA (a phase 1 rekey)
+                c.table.add(c.sa)
+            c.driver.service(c.sa, self.now)  # what tests called into the SA directly
+        moved = bool(self._to_server)
+        out, self._to_server = self._to_server, []
+        for c, d in out:
+            if self.drop_next_to_server:
+                self.drop_next_to_server -= 1
+                self.lost.append(d.data)
+                continue
+            src = c.public(d.local_port, self.port_alloc)
+            self.server.receive(d.data, src, d.remote[1], d.transport, self.now)
+        # SAs tests fed through lab.endpoint or deleted directly
+        for sa in [*self.endpoint, *self._deleted]:
+            self.server.service(sa, self.now)
         self._deleted.clear()
+        moved = moved or bool(self._to_client)
+        back, self._to_client = self._to_client, []
+        for d in back:
+            self._deliver_to_client(d)
         # drivers may have queued answers while handling events
-        return moved or any(c.sa._out for c in self.clients) or any(
+        return moved or bool(self._to_server) or any(c.sa._out for c in self.clients) or any(
             sa._out for sa in self.endpoint)
 
-
-    def _deliver_to_client(self, data: bytes, dest: tuple[str, int], src_port: int) -> None:
+    def _deliver_to_client(self, d: Datagram) -> None:
+        dest, src = d.remote, (SERVER_IP, d.local_port)
         for c in self.clients:
             if c.pat_ip is None and dest == (c.local_ip, dest[1]):
-                c.sa.receive(data, (SERVER_IP, src_port), dest[1], self.now)
+                c.driver.receive(d.data, src, dest[1], d.transport, self.now)
                 return
             if c.pat_ip == dest[0]:
                 for local, public in c.ports.items():
                     if public == dest[1]:
-                        c.sa.receive(data, (SERVER_IP, src_port), local, self.now)
+                        c.driver.receive(d.data, src, local, d.transport, self.now)
                         return
-        self.lost.append(data)
+        self.lost.append(d.data)
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
         for c in self.clients:
-            t = c.sa.get_timer()
-            if t is not None and t <= self.now:
-                c.sa.handle_timer(self.now)
-        for sa in self.endpoint.handle_timer(self.now):
-            if sa.state.name == "DELETED":
-                self._deleted.append(sa)
+            c.table.touch(c.sa)  # tests call into client SAs without a driver
+            c.driver.timer(self.now)
+        self.server.timer(self.now)
         self.run()
 
     # ------------------------------------------------------------- drivers
-    def _client_events(self, c: Client) -> None:
-        while (e := c.sa.next_event()) is not None:
-            c.events.append(e)
-            if isinstance(e, ev.XauthRequested):
-                c.sa.xauth_reply(c.user, Secret(c.password), self.now)
-            elif isinstance(e, ev.ModeConfigReceived) and c.auto_quick_mode:
-                c.sa.start_quick_mode(self.now)
-            elif isinstance(e, ev.ChildSAEstablished):
+    def _client_event(self, c: Client, sa: IkeSA, e: ev.Event, now: float) -> None:
+        c.events.append(e)
+        match e:
+            case ev.XauthRequested():
+                sa.xauth_reply(c.user, Secret(c.password), now)
+            case ev.ModeConfigReceived():
+                if c.auto_quick_mode:
+                    sa.start_quick_mode(now)
+            case ev.ChildSAEstablished():
                 c.children.append(e)
+            case (ev.LogLine() | ev.NatDetected() | ev.NatTraversalRefused()
+                  | ev.Phase1Established() | ev.XauthCredentials() | ev.XauthCompleted()
+                  | ev.ModeConfigRequested() | ev.ChildSADeleted() | ev.PeerEndpointChanged()
+                  | ev.DpdAck() | ev.KeepaliveReceived() | ev.DeadPeer() | ev.SADeleted()
+                  | ev.NegotiationFailed() | ev.Phase1RekeyDue()):
+                pass  # recorded in c.events for the tests
+            case _:
+                assert_never(e)
 
-    def _server_events(self, sa: IkeSA) -> None:
-        while (e := sa.next_event()) is not None:
-            self.server_events.append((sa, e))
-            if isinstance(e, ev.XauthCredentials):
+    def _server_event(self, sa: IkeSA, e: ev.Event, now: float) -> None:
+        self.server_events.append((sa, e))
+        match e:
+            case ev.XauthCredentials():
                 ok = USERS.get(e.user) is not None and e.password.equals(USERS[e.user])
-                sa.xauth_result(ok, self.now)
-            elif isinstance(e, ev.ModeConfigRequested):
+                sa.xauth_result(ok, now)
+            case ev.ModeConfigRequested():
                 cfg = ev.ModeConfig(address=next(self.pool), dns=[ipaddress.IPv4Address(
                     "192.168.2.10")], split_include=[LAN], banner="Welcome to vpnhub",
                     save_password=False, pfs=False)
-                sa.modecfg_reply(cfg, self.now)
-        self.endpoint.touch(sa)  # a driver call may move the SA's timer earlier
+                sa.modecfg_reply(cfg, now)
+            case (ev.LogLine() | ev.NatDetected() | ev.NatTraversalRefused()
+                  | ev.Phase1Established() | ev.XauthRequested() | ev.XauthCompleted()
+                  | ev.ModeConfigReceived() | ev.ChildSAEstablished() | ev.ChildSADeleted()
+                  | ev.PeerEndpointChanged() | ev.DpdAck() | ev.KeepaliveReceived()
+                  | ev.DeadPeer() | ev.SADeleted() | ev.NegotiationFailed()
+                  | ev.Phase1RekeyDue()):
+                pass  # recorded in server_events for the tests
+            case _:
+                assert_never(e)
+
+    @staticmethod
+    def _fault(f: DriverFault) -> None:
+        raise AssertionError(f.describe())  # a test's handler broke: say so loudly
 
     # ------------------------------------------------------------- queries
     def server_sa_for(self, c: Client) -> IkeSA | None:

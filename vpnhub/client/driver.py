@@ -17,17 +17,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, assert_never
 
 from vpnhub import __version__
 from vpnhub.admin import start_server
 from vpnhub.esp.sa import SaParams
 from vpnhub.ike import events as ev
+from vpnhub.ike.driver import DriverFault, InitiatorTable
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import IkeConfig, IkeSA
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State
 from vpnhub.ike.transport import Transport
+from vpnhub.net.asyncdriver import AsyncIkeDriver, SendBytes
 from vpnhub.net.dataplane import (
     CTCP_CLOSED_BY_CONTROL,
     ControlInbox,
@@ -131,8 +133,11 @@ class VpnClient:
         self.profile = profile
         self.opts = opts
         self.status = Status(concentrator=profile.host)
-        self.sa: IkeSA | None = None
-        self.old_sas: list[IkeSA] = []
+        self.sa: IkeSA | None = None  # the current IKE SA
+        # every IKE SA: the current one and those a phase 1 rekey replaces; the
+        # driver runs their timers and routes messages to them by cookie
+        self.table = InitiatorTable()
+        self.ike: AsyncIkeDriver | None = None
         self.tun: TunDevice | None = None
         self.dataplane: Dataplane | None = None
         self.sock500: socket.socket | None = None
@@ -200,6 +205,9 @@ class VpnClient:
         try:
             self._open_sockets()
             status_server = await self._start_status()
+            self.table = InitiatorTable()
+            self.ike = AsyncIkeDriver(self.table, self._on_event, self._senders(),
+                                      on_error=self._on_fault)
             now = time.monotonic()
             if self.mode == "tcp":
                 self._ensure_dataplane().ctcp_connect((self.server[0], self.tcp_port))
@@ -210,8 +218,9 @@ class VpnClient:
             self.say(f"connecting to {self.profile.host} as {self.opts.user}"
                      f" (group {self.profile.group}), transparent tunneling"
                      f" {'on' if self.profile.transparent_tunneling else 'off'}")
+            self.table.add(self.sa)
             self.sa.initiate(now)
-            self._service(self.sa)
+            self.ike.service(self.sa)
             ticker = asyncio.create_task(self._ticker())
             stop = asyncio.create_task(self._stop.wait())
             conn = asyncio.create_task(self._stop_conn.wait())
@@ -225,6 +234,8 @@ class VpnClient:
             return EXIT_OK
         finally:
             self._disconnect()
+            if self.ike is not None:
+                self.ike.close()
             if status_server is not None:
                 status_server.close()
                 with contextlib.suppress(OSError):
@@ -262,10 +273,10 @@ class VpnClient:
     def _disconnect(self) -> None:
         """Tell the concentrator (DELETE), undo routes, DNS and the TUN device."""
         now = time.monotonic()
-        for sa in [self.sa, *self.old_sas]:
-            if sa is not None and sa.state is State.ESTABLISHED:
+        for sa in self.table:
+            if sa.state is State.ESTABLISHED and self.ike is not None:
                 sa.delete(now, "client disconnect")
-                self._flush(sa)
+                self.ike.service(sa)
         if self.status.state == "connected":
             self.say("disconnected")
         self.status.state = "disconnected"
@@ -359,29 +370,25 @@ class VpnClient:
 
     def _ike_in(self, data: bytes, addr: tuple[str, int], local_port: int,
                 transport: Transport) -> None:
-        now = time.monotonic()
-        if len(data) < 28:
-            return
-        for sa in [self.sa, *self.old_sas]:
-            if sa is not None and data[:8] == sa.icookie:
-                sa.receive(data, addr, local_port, now, transport)
-                self._service(sa)
-                return
+        if self.ike is not None:
+            self.ike.receive(data, addr, local_port, transport)
 
-    def _flush(self, sa: IkeSA) -> None:
-        for d in sa.datagrams_to_send():
-            try:
-                if d.transport is Transport.CTCP:
-                    self._ensure_dataplane().send_ike(d.data, d.remote, transport="ctcp")
-                elif d.transport is Transport.NATT:
-                    dp = self._ensure_dataplane()
-                    assert dp.udp is not None
-                    self._send_queue(dp.udp, dp.send_ike).send(d.data, d.remote)
-                else:
-                    assert self.sock500 is not None
-                    self._send_queue(self.sock500, self.sock500.sendto).send(d.data, d.remote)
-            except OSError as e:
-                self.say(f"cannot send to {d.remote[0]}:{d.remote[1]}: {e}")
+    def _senders(self) -> dict[Transport, SendBytes]:
+        """Where the driver sends each transport's IKE datagrams."""
+        return {Transport.IKE: self._send500, Transport.NATT: self._send4500,
+                Transport.CTCP: self._send_ctcp}
+
+    def _send500(self, data: bytes, remote: tuple[str, int]) -> None:
+        assert self.sock500 is not None
+        self._send_queue(self.sock500, self.sock500.sendto).send(data, remote)
+
+    def _send4500(self, data: bytes, remote: tuple[str, int]) -> None:
+        dp = self._ensure_dataplane()  # the data plane owns UDP 4500 (non-ESP marker)
+        assert dp.udp is not None
+        self._send_queue(dp.udp, dp.send_ike).send(data, remote)
+
+    def _send_ctcp(self, data: bytes, remote: tuple[str, int]) -> None:
+        self._ensure_dataplane().send_ike(data, remote, transport="ctcp")
 
     def _send_queue(self, sock: socket.socket,
                     send: Callable[[bytes, tuple[str, int]], object]) -> SendQueue:
@@ -432,16 +439,8 @@ class VpnClient:
         last_stats = 0.0
         started = time.monotonic()
         while True:
-            await asyncio.sleep(0.25)
+            await asyncio.sleep(0.25)  # IKE timers are the driver's (exact), not polled
             now = time.monotonic()
-            for sa in [self.sa, *self.old_sas]:
-                if sa is None:
-                    continue
-                t = sa.get_timer()
-                if t is not None and t <= now:
-                    sa.handle_timer(now)
-                    self._service(sa)
-            self.old_sas = [s for s in self.old_sas if s.state is not State.DELETED]
             if self.status.state == "connecting" and now - started > self.opts.connect_timeout:
                 self._fail(EXIT_PEER, f"no answer from the concentrator {self.profile.host}"
                            f" within {self.opts.connect_timeout:.0f} s")
@@ -478,23 +477,49 @@ class VpnClient:
         self.status.counters = c
 
     # ------------------------------------------------------------- events
-    def _service(self, sa: IkeSA) -> None:
-        while (e := sa.next_event()) is not None:
-            try:
-                self._on_event(sa, e)
-            except ClientError as err:
-                self._fail(err.code, str(err))
-            except Exception as err:
-                self._fail(EXIT_PEER, f"internal error handling {type(e).__name__}: {err!r}")
-        self._flush(sa)
+    def _on_fault(self, f: DriverFault) -> None:
+        if f.stage == "send":
+            self.say(f.describe())
+        elif isinstance(f.error, ClientError):  # a handler's verdict on the session
+            self._fail(f.error.code, str(f.error))
+        else:
+            self._fail(EXIT_PEER, f.describe())
 
-    def _on_event(self, sa: IkeSA, e: ev.Event) -> None:
-        if isinstance(e, ev.LogLine):
-            self._log_event(e)
-            return
-        handler = getattr(self, "_on_" + type(e).__name__, None)
-        if handler is not None:
-            handler(sa, e)
+    def _on_event(self, sa: IkeSA, e: ev.Event, now: float) -> None:
+        match e:
+            case ev.LogLine():
+                self._log_event(e)
+            case ev.NatDetected():
+                self._on_NatDetected(sa, e)
+            case ev.NatTraversalRefused():
+                self._on_NatTraversalRefused(sa, e)
+            case ev.Phase1Established():
+                self._on_Phase1Established(sa, e)
+            case ev.XauthRequested():
+                self._on_XauthRequested(sa, e)
+            case ev.XauthCompleted():
+                self._on_XauthCompleted(sa, e)
+            case ev.ModeConfigReceived():
+                self._on_ModeConfigReceived(sa, e)
+            case ev.ChildSAEstablished():
+                self._on_ChildSAEstablished(sa, e)
+            case ev.ChildSADeleted():
+                self._on_ChildSADeleted(sa, e)
+            case ev.Phase1RekeyDue():
+                self._on_Phase1RekeyDue(sa, e)
+            case ev.DeadPeer():
+                self._on_DeadPeer(sa, e)
+            case ev.NegotiationFailed():
+                self._on_NegotiationFailed(sa, e)
+            case ev.SADeleted():
+                self._on_SADeleted(sa, e)
+            # responder-side events never reach an initiator; the engine answers
+            # DPD and keepalives and follows the peer by itself
+            case (ev.XauthCredentials() | ev.ModeConfigRequested() | ev.PeerEndpointChanged()
+                  | ev.DpdAck() | ev.KeepaliveReceived()):
+                pass
+            case _:
+                assert_never(e)
 
     def _on_NatDetected(self, sa: IkeSA, e: ev.NatDetected) -> None:
         self.status.local_behind_nat = e.local_behind_nat
@@ -545,7 +570,8 @@ class VpnClient:
             assert isinstance(old, IkeSA)
             sa.adopt(old, time.monotonic())
             old.delete(time.monotonic(), "replaced by a new phase 1")  # ISAKMP SA only
-            self._flush(old)
+            assert self.ike is not None
+            self.ike.service(old)
             self.say("phase 1 rekeyed: a new IKE SA carries the tunnel on")
 
     def _on_ModeConfigReceived(self, sa: IkeSA, e: ev.ModeConfigReceived) -> None:
@@ -617,9 +643,10 @@ class VpnClient:
 
     def _on_Phase1RekeyDue(self, sa: IkeSA, e: ev.Phase1RekeyDue) -> None:
         new = sa.rekey_phase1(time.monotonic())
-        self.old_sas.append(sa)
+        self.table.add(new)  # the old SA stays in the table until it is deleted
         self.sa = new
-        self._service(new)
+        assert self.ike is not None
+        self.ike.service(new)
 
     def _on_DeadPeer(self, sa: IkeSA, e: ev.DeadPeer) -> None:
         if sa is self.sa:

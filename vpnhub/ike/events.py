@@ -4,12 +4,18 @@ Events are small frozen dataclasses. The driver (concentrator, client, tests)
 reacts to them: checks XAUTH credentials, answers Mode Config, installs child
 SAs in the data plane, logs. None of them carries a PSK or a password except
 `XauthCredentials`, whose password field is a `Secret` that never prints.
+
+`Event` is the union of every event class, so a consumer dispatches with
+`match` and ends with `case _: assert_never(e)`: the type checker then proves
+each event is handled or explicitly ignored, and a new event class added to
+the union shows every consumer that must learn it.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import TypeAlias
 
 from vpnhub.ike.secret import Secret
 
@@ -17,12 +23,12 @@ Address = tuple[str, int]
 
 
 @dataclass(frozen=True)
-class Event:
-    """Base of every engine event."""
+class EventBase:
+    """Common base of the event classes; consumers annotate with `Event` (the union)."""
 
 
 @dataclass(frozen=True)
-class LogLine(Event):
+class LogLine(EventBase):
     """A line for the event log: `cls` is IKE, IKEDBG, IKEDECODE, NATT, XAUTH, ...
 
     `source` is set when the line was caused by input that did not authenticate
@@ -42,7 +48,7 @@ class LogLine(Event):
 
 
 @dataclass(frozen=True)
-class NatDetected(Event):
+class NatDetected(EventBase):
     """RFC 3947 section 3.2 result, once the NAT-D payloads were compared."""
 
     local_behind_nat: bool
@@ -52,7 +58,7 @@ class NatDetected(Event):
 
 
 @dataclass(frozen=True)
-class NatTraversalRefused(Event):
+class NatTraversalRefused(EventBase):
     """The peer sits behind a NAT but NAT-T was not negotiated.
 
     This is the failure of the source document: the tunnel comes up, the
@@ -64,7 +70,7 @@ class NatTraversalRefused(Event):
 
 
 @dataclass(frozen=True)
-class Phase1Established(Event):
+class Phase1Established(EventBase):
     encryption: str
     hash: str
     group: str
@@ -76,7 +82,7 @@ class Phase1Established(Event):
 
 
 @dataclass(frozen=True)
-class XauthRequested(Event):
+class XauthRequested(EventBase):
     """Initiator side: the server asks for a login (fields it wants)."""
 
     fields: tuple[str, ...]
@@ -84,7 +90,7 @@ class XauthRequested(Event):
 
 
 @dataclass(frozen=True)
-class XauthCredentials(Event):
+class XauthCredentials(EventBase):
     """Responder side: the client answered; call `xauth_result()`."""
 
     user: str
@@ -92,14 +98,14 @@ class XauthCredentials(Event):
 
 
 @dataclass(frozen=True)
-class XauthCompleted(Event):
+class XauthCompleted(EventBase):
     ok: bool
     user: str = ""
     message: str = ""
 
 
 @dataclass(frozen=True)
-class ModeConfigRequested(Event):
+class ModeConfigRequested(EventBase):
     """Responder side: the client pulls its attributes; call `modecfg_reply()`."""
 
     requested: tuple[int, ...]
@@ -107,14 +113,14 @@ class ModeConfigRequested(Event):
 
 
 @dataclass(frozen=True)
-class ModeConfigReceived(Event):
+class ModeConfigReceived(EventBase):
     """Initiator side: the attributes the server gave us."""
 
     config: ModeConfig
 
 
 @dataclass(frozen=True)
-class ChildSAEstablished(Event):
+class ChildSAEstablished(EventBase):
     """A Quick Mode finished: keys, SPIs and selectors for the data plane.
 
     `spi_in` is the SPI we chose (the peer sends with it); `keys_in` decrypt
@@ -140,14 +146,14 @@ class ChildSAEstablished(Event):
 
 
 @dataclass(frozen=True)
-class ChildSADeleted(Event):
+class ChildSADeleted(EventBase):
     spi_in: int
     spi_out: int
     by_peer: bool
 
 
 @dataclass(frozen=True)
-class PeerEndpointChanged(Event):
+class PeerEndpointChanged(EventBase):
     """RFC 3947 section 5: an authenticated message came from a new address/port."""
 
     old: Address
@@ -155,24 +161,24 @@ class PeerEndpointChanged(Event):
 
 
 @dataclass(frozen=True)
-class DpdAck(Event):
+class DpdAck(EventBase):
     sequence: int
 
 
 @dataclass(frozen=True)
-class KeepaliveReceived(Event):
+class KeepaliveReceived(EventBase):
     kind: str  # "dpd-r-u-there", "cisco-40500", ...
 
 
 @dataclass(frozen=True)
-class DeadPeer(Event):
+class DeadPeer(EventBase):
     """No answer to DPD or retransmissions: the SA is gone."""
 
     reason: str
 
 
 @dataclass(frozen=True)
-class SADeleted(Event):
+class SADeleted(EventBase):
     """The IKE SA ended (by us, by the peer, by failure). Always the last event."""
 
     reason: str
@@ -180,7 +186,7 @@ class SADeleted(Event):
 
 
 @dataclass(frozen=True)
-class NegotiationFailed(Event):
+class NegotiationFailed(EventBase):
     """Phase 1 or 2 failed: `error` is a stable name also used as counter key."""
 
     error: str
@@ -189,11 +195,21 @@ class NegotiationFailed(Event):
 
 
 @dataclass(frozen=True)
-class Phase1RekeyDue(Event):
+class Phase1RekeyDue(EventBase):
     """Initiator: the IKE SA nears its lifetime; call `rekey_phase1()` (RFC 2409 has
     no phase 1 rekey: a new phase 1 replaces the old one, children carry over)."""
 
     lifetime_left: float
+
+
+# Every event the engine emits. Consumers annotate with this and `match` on it
+# (with `assert_never` in the last case); add a new event class here too.
+Event: TypeAlias = (
+    LogLine | NatDetected | NatTraversalRefused | Phase1Established | XauthRequested |
+    XauthCredentials | XauthCompleted | ModeConfigRequested | ModeConfigReceived |
+    ChildSAEstablished | ChildSADeleted | PeerEndpointChanged | DpdAck | KeepaliveReceived |
+    DeadPeer | SADeleted | NegotiationFailed | Phase1RekeyDue
+)
 
 
 @dataclass

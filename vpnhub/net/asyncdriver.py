@@ -1,0 +1,113 @@
+"""`AsyncIkeDriver`: the one IKE driver loop (`vpnhub.ike.driver`) on an asyncio loop.
+
+The shape of aioquic's `asyncio/protocol.py`: after every receive, timer and
+service, ONE `loop.call_at` is re-armed at the engine's next deadline
+(cancelled and re-armed only when that time changed), so IKE timers
+(retransmissions, DPD, lifetimes, XAUTH time-outs) fire when they are due
+instead of on a polling tick. `loop.time()` is the clock: `time.monotonic()`
+on Linux, the clock the engine's `now` has always been read from.
+
+Datagrams leave through one place: the application maps each `Transport` to
+the function that sends on it (UDP 500 socket or its send queue, the NAT-T
+socket that prepends the non-ESP marker, the data plane's cTCP connection),
+or gives one callable that takes the SA and the datagram. A send that raises
+(a full or closed socket) is reported through `on_error`, like every other
+fault in the loop, and the loop goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+from vpnhub.ike.driver import DriverFault, IkeDriver, OnError, OnEvent, OnNotice, SaTable
+from vpnhub.ike.sa import Address, Datagram, IkeSA
+from vpnhub.ike.transport import Transport
+
+SendBytes = Callable[[bytes, Address], object]  # (data, remote), e.g. a SendQueue's send
+Senders = Mapping[Transport, SendBytes] | Callable[[IkeSA, Datagram], None]
+
+
+class AsyncIkeDriver:
+    """`IkeDriver` with `loop.time()` as `now` and one exact `call_at` timer."""
+
+    def __init__(self, table: SaTable, on_event: OnEvent, senders: Senders, *,
+                 on_error: OnError, on_notice: OnNotice | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        self._senders = senders
+        self._on_error = on_error
+        self.driver = IkeDriver(table, on_event, self._send, on_error=on_error,
+                                on_notice=on_notice)
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = False
+
+    @property
+    def table(self) -> SaTable:
+        return self.driver.table
+
+    @property
+    def timer_at(self) -> float | None:
+        """When the armed `call_at` fires (None: nothing armed)."""
+        return self._timer_at
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    def receive(self, data: bytes, remote: Address, local_port: int,
+                transport: Transport) -> IkeSA | None:
+        """One IKE message (non-ESP marker stripped) that came by `transport`."""
+        try:
+            return self.driver.receive(data, remote, local_port, transport, self.now())
+        finally:
+            self._rearm()
+
+    def service(self, sa: IkeSA) -> None:
+        """After the application called into `sa` (initiate, xauth_result, delete...)."""
+        try:
+            self.driver.service(sa, self.now())
+        finally:
+            self._rearm()
+
+    def close(self) -> None:
+        """Stop the timer (the application is shutting down)."""
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self._timer_at = None
+
+    def _on_timer(self) -> None:
+        # call_at may run a handle up to the clock's resolution early: never hand
+        # the engine a `now` before the deadline it asked for (aioquic does the same)
+        assert self._timer_at is not None
+        now = max(self._timer_at, self._loop.time())
+        self._timer = self._timer_at = None
+        try:
+            self.driver.timer(now)
+        finally:
+            self._rearm()
+
+    def _rearm(self) -> None:
+        if self._closed:
+            return
+        when = self.driver.next_timer()
+        if when == self._timer_at and (self._timer is not None or when is None):
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            self._timer = self._loop.call_at(when, self._on_timer)
+
+    def _send(self, sa: IkeSA, d: Datagram) -> None:
+        if not isinstance(self._senders, Mapping):
+            self._senders(sa, d)
+            return
+        send = self._senders.get(d.transport)
+        if send is None:
+            self._on_error(DriverFault("send", LookupError(
+                f"no sender for transport {d.transport.name}"), sa=sa, datagram=d))
+            return
+        send(d.data, d.remote)  # an OSError is reported by the driver (stage "send")
