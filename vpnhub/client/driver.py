@@ -356,7 +356,8 @@ class VpnClient:
         child.rekeyed = True  # the lifetime rekey (quick.check_child_lifetimes) is done here
         sa.start_quick_mode(time.monotonic(), child.local_ts, child.remote_ts,
                             rekey_of=child.spi_in)
-        self._service(sa)
+        if self.ike is not None:
+            self.ike.service(sa)
 
     def _ctcp_closed(self, addr: tuple[str, int], reason: str) -> None:
         """The IPsec over TCP connection ended: without it there is no tunnel (as for a
