@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 import itertools
 import time
-from collections.abc import Coroutine, Generator
+from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +26,7 @@ from vpnhub.concentrator.xauth import LocalXauth
 from vpnhub.config import Config, parse_config
 from vpnhub.eventlog import EventFilter, EventLog, EventStore, Record
 from vpnhub.ike import events as ev
+from vpnhub.ike.driver import DriverFault, IkeDriver, InitiatorTable
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, Datagram, IkeConfig, IkeSA
 from vpnhub.ike.secret import Secret
@@ -80,25 +81,23 @@ def stored_log(config: Config, clock: LogClock, out: io.StringIO) -> EventLog:
 
 @dataclass
 class Pc:
-    """A client PC: its IKE SA(s), where it sits, and what it saw and sent."""
+    """A client PC: its IKE SA(s) and driver, where it sits, what it saw and sent."""
 
-    sa: IkeSA
+    sa: IkeSA  # the current one (a phase 1 rekey replaces it)
     user: str
     password: str
     local_ip: str
     pat_ip: str | None  # its PAT's public address; None: a public address of its own
+    table: InitiatorTable = field(default_factory=InitiatorTable)
+    driver: IkeDriver | None = None  # the one IKE driver loop, over `table`
     ports: dict[int, int] = field(default_factory=dict)  # local port -> PAT port
     events: list[ev.Event] = field(default_factory=list)
     sent: list[bytes] = field(default_factory=list)  # every datagram it sent (captures)
-    retired: list[IkeSA] = field(default_factory=list)  # replaced by a phase 1 rekey
-    replaces: IkeSA | None = None  # the SA the current one takes over once established
+    replaces: IkeSA | None = None  # the SA the current one takes over once logged in
 
     @property
     def public_ip(self) -> str:
         return self.pat_ip or self.local_ip
-
-    def sas(self) -> list[IkeSA]:
-        return [self.sa, *self.retired]
 
     @property
     def up(self) -> bool:
@@ -108,6 +107,20 @@ class Pc:
     def address(self) -> str | None:
         got = [e for e in self.events if isinstance(e, ev.ModeConfigReceived)]
         return str(got[-1].config.address) if got else None
+
+
+class _SimDriver:
+    """The core's driver loop (`IkeDriver`) on the rig's simulated clock."""
+
+    def __init__(self, rig: CoreRig, driver: IkeDriver) -> None:
+        self.rig, self.driver = rig, driver
+
+    def receive(self, data: bytes, remote: Address, local_port: int,
+                transport: Transport) -> IkeSA | None:
+        return self.driver.receive(data, remote, local_port, transport, self.rig.now)
+
+    def service(self, sa: IkeSA) -> None:
+        self.driver.service(sa, self.rig.now)
 
 
 class _Wait:
@@ -132,14 +145,21 @@ class CoreRig:
                     if log_clock is None else stored_log(config, log_clock, self.console))
         self.dp = FakeDataplane()
         self.sent: list[Datagram] = []  # everything the core sent, kept for the asserts
-        self._outbox: list[Datagram] = []
+        self.faults: list[DriverFault] = []  # raised in a driver loop (clients' or core's)
+        self._outbox: list[Datagram] = []  # from the core, to be delivered
+        self._inbox: list[tuple[bytes, Address, Transport]] = []  # to the core
         self._tasks: list[Coroutine[Any, Any, None]] = []
         self._waits: list[float] = []
         auth = LocalXauth(XauthAuthenticator.from_config(config), self.clock,
                           sleep=self._sleep)
         self.core = ConcentratorCore(config, self.log, authenticator=auth, dataplane=self.dp,
-                                     send=self._send, clock=self.clock, wall=self.wall,
+                                     clock=self.clock, wall=self.wall,
                                      spawn=self._tasks.append)
+        core = self.core
+        self.driver = IkeDriver(core.endpoint, core.on_event, lambda _sa, d: self._send(d),
+                                on_error=self._fault(core.on_fault),
+                                on_notice=core.on_notice)
+        core.bind(_SimDriver(self, self.driver))
         self.pcs: list[Pc] = []
         self._ports = itertools.count(20000)
         self._hosts = itertools.count(2)
@@ -174,12 +194,15 @@ class CoreRig:
         sa = IkeSA(cfg, Role.INITIATOR, (SERVER, 500), self.now)
         pw = password if password is not None else USERS.get(user, "wrong")
         pc = Pc(sa, user, pw, ip, PAT if behind_pat else None)
+        pc.driver = IkeDriver(pc.table, self._client_event(pc), self._client_send(pc),
+                              on_error=self._fault(None))
         self.pcs.append(pc)
         return pc
 
     def connect(self, pc: Pc) -> Pc:
         """Starts its phase 1 and moves everything (XAUTH slow-down included)."""
         pc.sa.initiate(self.now)
+        self._start(pc, pc.sa)
         self.settle()
         return pc
 
@@ -187,13 +210,18 @@ class CoreRig:
         """What the client does on Phase1RekeyDue: a new phase 1 from the same ports."""
         old = pc.sa
         pc.sa = old.rekey_phase1(self.now)
-        pc.retired.append(old)
         pc.replaces = old
+        self._start(pc, pc.sa)
+
+    def _start(self, pc: Pc, sa: IkeSA) -> None:
+        assert pc.driver is not None
+        pc.table.add(sa)
+        pc.driver.service(sa, self.now)
 
     def inject(self, data: bytes, source: Address, transport: Transport = Transport.IKE
                ) -> None:
         """A datagram from anyone to the core's receive path (UDP 500 by default)."""
-        self.core.receive(data, source, transport, self.now)
+        self.core.receive(data, source, transport)
 
     # ------------------------------------------------------------- moving
     def settle(self, rounds: int = 200) -> None:
@@ -208,6 +236,7 @@ class CoreRig:
             self.now = min(waits)  # only a slow-down is pending: its time comes
         errors = self.lines("internal error")
         assert not errors, errors  # the core's belt and braces must never be needed
+        assert not self.faults, self.faults
 
     def advance(self, seconds: float, *, max_steps: int = 100_000) -> None:
         """Simulated time passes: every due timer (clients' and core's) fires in order."""
@@ -218,33 +247,26 @@ class CoreRig:
                 break
             self.now = max(self.now, min(due))
             for pc in self.pcs:
-                for sa in pc.sas():
-                    t = sa.get_timer()
-                    if t is not None and t <= self.now:
-                        sa.handle_timer(self.now)
-            t = self.core.next_timer()
+                t = pc.table.next_timer()
+                if pc.driver is not None and t is not None and t <= self.now:
+                    pc.driver.timer(self.now)
+            t = self.driver.next_timer()
             if t is not None and t <= self.now:
-                self.core.handle_timer(self.now)
+                self.driver.timer(self.now)
             self.settle()
         self.now = end
         self.settle()
 
     def _timers(self) -> list[float]:
-        times = [t for pc in self.pcs for sa in pc.sas() if (t := sa.get_timer()) is not None]
-        core = self.core.next_timer()
-        return times + ([core] if core is not None else []) + [
-            t for t in self._waits if t > self.now]
+        times = [pc.table.next_timer() for pc in self.pcs] + [self.driver.next_timer()]
+        return [t for t in times if t is not None] + [t for t in self._waits if t > self.now]
 
     def _step(self) -> bool:
         moved = self._run_tasks()
-        for pc in list(self.pcs):
-            for sa in pc.sas():
-                for d in sa.datagrams_to_send():
-                    moved = True
-                    pc.sent.append(d.data)
-                    self.core.receive(d.data, self._public(pc, d.local_port), d.transport,
-                                      self.now)
-            moved = self._client_events(pc) or moved
+        inbox, self._inbox = self._inbox, []
+        for data, source, transport in inbox:
+            moved = True
+            self.core.receive(data, source, transport)
         out, self._outbox = self._outbox, []
         for d in out:
             moved = True
@@ -274,44 +296,55 @@ class CoreRig:
         self._outbox.append(d)
 
     def _deliver(self, d: Datagram) -> None:
-        """To the client whose (public) address and port it is for, by its cookies."""
+        """To the client whose (public) address and port it is for; its table finds
+        the SA by the initiator cookie."""
         ip, port = d.remote
         for pc in self.pcs:
-            if pc.public_ip != ip:
+            if pc.public_ip != ip or pc.driver is None:
                 continue
             local = port if pc.pat_ip is None else next(
                 (lp for lp, pp in pc.ports.items() if pp == port), None)
-            if local is None:
-                continue
-            for sa in pc.sas():
-                if d.data[:8] == sa.icookie:
-                    sa.receive(d.data, (SERVER, d.local_port), local, self.now, d.transport)
-                    return
+            if local is not None:
+                pc.driver.receive(d.data, (SERVER, d.local_port), local, d.transport, self.now)
+                return
 
-    def _client_events(self, pc: Pc) -> bool:
-        moved = False
-        for sa in pc.sas():
-            while (e := sa.next_event()) is not None:
-                moved = True
-                pc.events.append(e)
-                if isinstance(e, ev.XauthRequested):
-                    sa.xauth_reply(pc.user, Secret(pc.password), self.now)
-                elif isinstance(e, ev.ModeConfigReceived):
-                    sa.start_quick_mode(self.now)
-                elif isinstance(e, ev.Phase1RekeyDue) and sa is pc.sa:
-                    self.rekey_phase1(pc)
-                elif isinstance(e, ev.XauthCompleted) and e.ok and sa is pc.sa and pc.replaces:
-                    self._take_over(pc)
-        return moved
+    def _client_send(self, pc: Pc) -> Callable[[IkeSA, Datagram], None]:
+        def send(_sa: IkeSA, d: Datagram) -> None:
+            pc.sent.append(d.data)
+            self._inbox.append((d.data, self._public(pc, d.local_port), d.transport))
+        return send
 
-    def _take_over(self, pc: Pc) -> None:
+    def _client_event(self, pc: Pc) -> Callable[[IkeSA, ev.Event, float], None]:
+        """The client's side, as vpnhub's client answers (vpnhub.client.driver)."""
+        def on_event(sa: IkeSA, e: ev.Event, now: float) -> None:
+            pc.events.append(e)
+            if isinstance(e, ev.XauthRequested):
+                sa.xauth_reply(pc.user, Secret(pc.password), now)
+            elif isinstance(e, ev.ModeConfigReceived):
+                sa.start_quick_mode(now)
+            elif isinstance(e, ev.Phase1RekeyDue) and sa is pc.sa:
+                self.rekey_phase1(pc)
+            elif isinstance(e, ev.XauthCompleted) and e.ok and sa is pc.sa and pc.replaces:
+                self._take_over(pc, now)
+        return on_event
+
+    def _take_over(self, pc: Pc, now: float) -> None:
         """As the client: the new IKE SA adopts the old one's IPsec SAs; the old one
         is deleted alone (ISAKMP only)."""
         old, pc.replaces = pc.replaces, None
-        assert old is not None
-        pc.sa.adopt(old, self.now)
+        assert old is not None and pc.driver is not None
+        pc.sa.adopt(old, now)
         if old.state is not State.DELETED:
-            old.delete(self.now, "replaced by a new phase 1")
+            old.delete(now, "replaced by a new phase 1")
+            pc.driver.service(old, now)
+
+    def _fault(self, then: Callable[[DriverFault], None] | None
+               ) -> Callable[[DriverFault], None]:
+        def on_error(f: DriverFault) -> None:
+            self.faults.append(f)
+            if then is not None:
+                then(f)
+        return on_error
 
     # ------------------------------------------------------------- queries
     def lines(self, needle: str) -> list[str]:
@@ -335,7 +368,7 @@ class CoreRig:
         """An event from the data plane (its inbox), as the shell hands it over."""
         self.dp.inject(e)
         for got in self.dp.events():
-            self.core.on_dataplane(got, self.now)
+            self.core.on_dataplane(got)
         self.settle()
 
     def records(self) -> list[Record]:

@@ -17,7 +17,7 @@ import ipaddress
 import os
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, assert_never
+from typing import Any, Protocol, assert_never
 
 from vpnhub import __version__
 from vpnhub.auth.api import Authenticator, AuthRequest, AuthResult
@@ -36,9 +36,11 @@ from vpnhub.config import Config, GroupConfig, LanToLanConfig
 from vpnhub.esp.sa import SaParams
 from vpnhub.eventlog import EventLog
 from vpnhub.ike import events as ev
+from vpnhub.ike.driver import DriverFault
 from vpnhub.ike.endpoint import IkeEndpoint, Limits
 from vpnhub.ike.policy import Policy
-from vpnhub.ike.sa import Address, Datagram, IkeConfig, IkeSA
+from vpnhub.ike.sa import Address, IkeConfig, IkeSA
+from vpnhub.ike.summary import Notice
 from vpnhub.ike.transitions import State
 from vpnhub.ike.transport import Transport
 from vpnhub.net.handle import DataplaneHandle, DataplaneStats
@@ -61,8 +63,19 @@ EventHook = Callable[[IkeSA, ev.Event], None]
 Spawn = Callable[[Coroutine[Any, Any, None]], object]
 
 
+class BoundDriver(Protocol):
+    """The IKE driver loop as the core uses it (`AsyncIkeDriver`; the tests' clock)."""
+
+    def receive(self, data: bytes, remote: Address, local_port: int,
+                transport: Transport) -> IkeSA | None: ...
+
+    def service(self, sa: IkeSA) -> None: ...
+
+
 class ConcentratorCore:
-    """`receive`/`handle_timer`/`on_dataplane` in, datagrams and commands out.
+    """The application of the IKE driver loop (`on_event`) and of the data plane
+    (`on_dataplane`); SAs and peers go to the data plane, datagrams through the
+    driver (`bind`).
 
     `clock` is the monotonic clock of the driver (the engine's `now` when an
     answer comes back from the authenticator); `wall` stamps sessions and the
@@ -71,8 +84,8 @@ class ConcentratorCore:
     """
 
     def __init__(self, config: Config, log: EventLog, *, authenticator: Authenticator,
-                 dataplane: DataplaneHandle | None, send: Callable[[Datagram], None],
-                 clock: Clock, wall: Clock, spawn: Spawn) -> None:
+                 dataplane: DataplaneHandle | None, clock: Clock, wall: Clock,
+                 spawn: Spawn) -> None:
         self.config = config
         self.log = log
         c = config.concentrator
@@ -83,7 +96,6 @@ class ConcentratorCore:
         self.pools = {g.name: AddressPool.for_group(g) for g in config.groups}
         self.authenticator = authenticator
         self.dataplane = dataplane
-        self.send = send
         self.clock = clock
         self.wall = wall
         self.spawn = spawn
@@ -102,6 +114,7 @@ class ConcentratorCore:
         self._l2l_by_id = {t.peer_id: t for t in config.lan_to_lan if t.peer_id}
         self.natt_enabled = config.nat_transparency.ipsec_over_natt
         self.event_hook: EventHook | None = None  # the manager's handshake counters
+        self.driver: BoundDriver | None = None  # the IKE driver loop (`bind`)
         self._state: StateKeeper | None = None  # the state record (crash recovery)
         self._held: list[HeldAddress] = []  # pool addresses of sessions a crash lost
 
@@ -163,26 +176,29 @@ class ConcentratorCore:
         return g.psk if g is not None else None
 
     # ------------------------------------------------------------- receive
-    def receive(self, data: bytes, addr: Address, transport: Transport, now: float) -> None:
-        """An IKE datagram from UDP 500, UDP 4500 (marker removed) or cTCP."""
-        c = self.config.concentrator
-        port = {Transport.IKE: c.ike_port, Transport.NATT: c.natt_port}.get(transport)
-        if port is None:  # _ike_config knows cTCP by its ports
-            port = min(self.ctcp_ports) if self.ctcp_ports else c.natt_port
-        try:
-            sa = self.endpoint.receive(data, addr, port, now, transport)
-        except Exception as e:  # the engine catches its own; this is belt and braces
-            self.log.add("IKE", 1, f"internal error receiving from {addr[0]}:{addr[1]}: {e!r}")
-            return
-        if sa is not None:
-            self._service(sa)
-        self._endpoint_notices()
+    def bind(self, driver: BoundDriver) -> None:
+        """The IKE driver loop over `self.endpoint` whose callbacks are `on_event`,
+        `on_fault` and `on_notice`; the core services SAs it called into through it."""
+        self.driver = driver
 
-    def on_dataplane(self, e: DataplaneEvent, now: float) -> None:
+    def local_port(self, transport: Transport) -> int:
+        """The engine's "local port" of a transport: _ike_config knows cTCP by its ports."""
+        c = self.config.concentrator
+        if transport is Transport.IKE:
+            return c.ike_port
+        if transport is Transport.CTCP and self.ctcp_ports:
+            return min(self.ctcp_ports)
+        return c.natt_port
+
+    def receive(self, data: bytes, addr: Address, transport: Transport) -> None:
+        """An IKE datagram from UDP 500, UDP 4500 (marker removed) or cTCP."""
+        self._driver().receive(data, addr, self.local_port(transport), transport)
+
+    def on_dataplane(self, e: DataplaneEvent) -> None:
         """One event from the data plane thread's inbox."""
         match e:
             case IkeDatagram():
-                self.receive(e.message, e.addr, e.transport, now)
+                self.receive(e.message, e.addr, e.transport)
             case PeerMoved():
                 self._peer_moved(e)
             case DebugLine():
@@ -199,9 +215,16 @@ class ConcentratorCore:
                 assert_never(e)
 
     def _endpoint_notices(self) -> None:
-        """The endpoint's rate-limited summaries (refused, recycled, unanswered SAs)."""
         while (n := self.endpoint.next_notice()) is not None:
-            self.log.add(n.cls, n.severity, n.text, peer="" if n.source == "*" else n.source)
+            self.on_notice(n)
+
+    def on_notice(self, n: Notice) -> None:
+        """The endpoint's rate-limited summaries (refused, recycled, unanswered SAs)."""
+        self.log.add(n.cls, n.severity, n.text, peer="" if n.source == "*" else n.source)
+
+    def on_fault(self, fault: DriverFault) -> None:
+        """Something raised in the driver loop: logged, and the loop goes on."""
+        self.log.add("IKE", 3 if fault.stage == "send" else 1, fault.describe())
 
     def _peer_moved(self, e: PeerMoved) -> None:
         key = self.spi_owner.get(e.spi)
@@ -229,15 +252,6 @@ class ConcentratorCore:
                      group=s.group, user=s.user)
 
     # --------------------------------------------------------------- timers
-    def next_timer(self) -> float | None:
-        """When `handle_timer` is next due (the IKE SAs' retransmits, DPD, expiries)."""
-        return self.endpoint.next_timer()
-
-    def handle_timer(self, now: float) -> None:
-        for sa in self.endpoint.handle_timer(now):
-            self._service(sa)
-        self._endpoint_notices()
-
     def housekeeping(self, now: float) -> None:
         """The periodic duties that are not IKE timers (the shell calls it every tick)."""
         self._keep_state(now)
@@ -324,15 +338,13 @@ class ConcentratorCore:
         self.write_state(now, clean=True)
 
     # ------------------------------------------------------------- driving
+    def _driver(self) -> BoundDriver:
+        assert self.driver is not None, "bind() the IKE driver first"
+        return self.driver
+
     def _service(self, sa: IkeSA) -> None:
-        while (e := sa.next_event()) is not None:
-            try:
-                self._on_event(sa, e)
-            except Exception as exc:
-                self.log.add("IKE", 1, f"internal error handling {type(e).__name__}: {exc!r}")
-        for d in sa.datagrams_to_send():
-            self.send(d)
-        self.endpoint.touch(sa)  # our calls may have moved its timer earlier
+        """After a call into `sa`: its events, datagrams and timer, by the driver."""
+        self._driver().service(sa)
 
     def _session(self, sa: IkeSA) -> Session:
         key = (sa.icookie, sa.rcookie)
@@ -342,7 +354,8 @@ class ConcentratorCore:
             self.sessions.add(s)
         return s
 
-    def _on_event(self, sa: IkeSA, e: ev.Event) -> None:
+    def on_event(self, sa: IkeSA, e: ev.Event, now: float) -> None:
+        """Every engine event, from the driver loop."""
         if self.event_hook is not None:  # manager (issue 6): handshake counters
             self.event_hook(sa, e)
         match e:
@@ -364,8 +377,12 @@ class ConcentratorCore:
                 self._on_PeerEndpointChanged(sa, e)
             case ev.SADeleted():
                 self._on_SADeleted(sa, e)
-            case _:  # the engine's own business (NAT-D result, DPD, rekey due, ...)
-                pass
+            case (ev.NatDetected() | ev.XauthRequested() | ev.XauthCompleted()
+                  | ev.ModeConfigReceived() | ev.DpdAck() | ev.KeepaliveReceived()
+                  | ev.DeadPeer() | ev.NegotiationFailed() | ev.Phase1RekeyDue()):
+                pass  # the engine's own business, or the initiator's (logged by LogLine)
+            case _:
+                assert_never(e)
 
     def _log_line(self, sa: IkeSA, s: Session | None, e: ev.LogLine) -> None:
         """Only authenticated input is logged in the session's name (issue 11): a line

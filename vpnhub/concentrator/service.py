@@ -6,10 +6,10 @@ UDP 500 socket, the data plane (TUN, UDP 4500, raw ESP, Cisco UDP, cTCP),
 the routes, the admin socket, the manager, the signals and the timers.
 One packet's way: UDP 500 (asyncio reader) or UDP 4500 (the data plane
 thread demuxes RFC 3948 and hands IKE over) -> `ConcentratorCore.receive` ->
-engine events -> the core reacts -> datagrams back out through `_send`, by
-their transport. ESP never touches asyncio: the data plane's epoll loop owns
-TUN and 4500. The IKE timers are exact: one `call_at`, re-armed at the
-core's next deadline after every input.
+the driver -> engine events -> the core reacts -> datagrams back out through
+`_send`, by their transport. ESP never touches asyncio: the data plane's epoll loop owns
+TUN and 4500. The IKE loop is the one `AsyncIkeDriver` over the core's
+endpoint: exact timers (one `call_at` re-armed at the next deadline).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from vpnhub.eventlog import EventLog
 from vpnhub.ike.sa import Datagram
 from vpnhub.ike.transport import Transport
 from vpnhub.manager import Manager  # manager (issue 6)
+from vpnhub.net.asyncdriver import AsyncIkeDriver
 from vpnhub.net.dataplane import (
     ControlInbox,
     Dataplane,
@@ -48,8 +49,6 @@ from vpnhub.net.tun import TunDevice, ip
 # The duties that are not IKE timers: the state record, the event log's flood
 # summaries, the endpoint's notices, memory back after a flood.
 TICK = 0.25
-# The shortest wait between two runs of the IKE timers (a guard, never a poll)
-TIMER_FLOOR = 0.01
 # Data plane counters (and ESP liveness for DPD, whose interval is 30 s); `sessions`
 # asks at once. The snapshot costs O(SAs), so not too often with 10,000 sessions.
 STATS_EVERY = 10.0
@@ -64,8 +63,7 @@ class Concentrator:
         auth = LocalXauth(XauthAuthenticator.from_config(config), time.monotonic,
                           executor=self._auth_pool)
         self.core = ConcentratorCore(config, log, authenticator=auth, dataplane=None,
-                                     send=self._send, clock=time.monotonic, wall=time.time,
-                                     spawn=self._spawn)
+                                     clock=time.monotonic, wall=time.time, spawn=self._spawn)
         self._tasks: set[asyncio.Task[None]] = set()  # XAUTH answers being awaited
         self._stop = asyncio.Event()
         self._routes: list[str] = []
@@ -76,8 +74,7 @@ class Concentrator:
         self.out500: SendQueue | None = None
         self.out4500: SendQueue | None = None
         self._last_stats = 0.0
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
+        self.ike: AsyncIkeDriver | None = None  # the IKE driver loop: exact timers
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
 
     # ----------------------------------------------------------- lifecycle
@@ -86,6 +83,10 @@ class Concentrator:
         self.manager = Manager(self.core)  # manager (issue 6): opens the event log store first
         self.core.event_hook = self.manager.on_ike_event
         self._setup_network()
+        core = self.core
+        self.ike = AsyncIkeDriver(core.endpoint, core.on_event, lambda _sa, d: self._send(d),
+                                  on_error=core.on_fault, on_notice=core.on_notice)
+        core.bind(self.ike)
         # once the ports are ours (a second instance must not overwrite the record of the
         # one running), before the loop reads a first packet (holds before any login)
         self.core.restore_state()
@@ -105,9 +106,8 @@ class Concentrator:
             await self._stop.wait()
         finally:
             ticker.cancel()
-            if self._timer is not None:
-                self._timer.cancel()
             self.core.shutdown(time.monotonic())
+            self.ike.close()
             if admin is not None:
                 admin.close()
                 with contextlib.suppress(Exception):
@@ -207,64 +207,33 @@ class Concentrator:
                 break
             except OSError:
                 break
-            self.core.receive(data, (addr[0], addr[1]), Transport.IKE, time.monotonic())
-        self._arm_timer()
+            self.core.receive(data, (addr[0], addr[1]), Transport.IKE)
 
     def _drain_inbox(self) -> None:
         assert self.dataplane is not None
         for e in self.dataplane.events():
-            self.core.on_dataplane(e, time.monotonic())
-        self._arm_timer()
+            self.core.on_dataplane(e)
 
     def _send(self, d: Datagram) -> None:
-        """An IKE message out by its transport (the engine labels each one)."""
-        try:
-            if d.transport is Transport.CTCP:
-                assert self.dataplane is not None
-                self.dataplane.send_ike(d.data, d.remote, transport=Transport.CTCP)
-            elif d.transport is Transport.NATT:
-                assert self.out4500 is not None
-                self.out4500.send(d.data, d.remote)
-            else:
-                assert self.out500 is not None
-                self.out500.send(d.data, d.remote)
-        except OSError as e:
-            self.log.add("IKE", 3, f"cannot send to {d.remote[0]}:{d.remote[1]}: {e}")
+        """An IKE message out by its transport (the engine labels each one); an
+        OSError reaches the driver, which logs it ("cannot send to ...")."""
+        if d.transport is Transport.CTCP:
+            assert self.dataplane is not None
+            self.dataplane.send_ike(d.data, d.remote, transport=Transport.CTCP)
+        elif d.transport is Transport.NATT:
+            assert self.out4500 is not None
+            self.out4500.send(d.data, d.remote)
+        else:
+            assert self.out500 is not None
+            self.out500.send(d.data, d.remote)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        """The core awaits the authenticator here; the answer may move a deadline."""
+        """The core awaits the authenticator here (a task holds it until it ends)."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        self._arm_timer()
+        task.add_done_callback(self._tasks.discard)
 
     # --------------------------------------------------------------- timers
-    def _arm_timer(self, floor: float = 0.0) -> None:
-        """One `call_at` at the core's next IKE deadline (asyncio's clock is
-        time.monotonic, the engine's `now`), moved only when that deadline moves."""
-        at = self.core.next_timer()
-        if at == self._timer_at and (self._timer is not None or at is None):
-            return
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._timer_at = at
-        if at is not None:
-            self._timer = asyncio.get_running_loop().call_at(max(at, floor), self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = self._timer_at = None
-        now = time.monotonic()
-        try:
-            self.core.handle_timer(now)
-        except Exception as e:  # the timers must never stop: log and go on
-            self.log.add("IKE", 1, f"internal error in the timer loop: {e!r}")
-        # a deadline that did not move on must not spin the loop
-        self._arm_timer(floor=now + TIMER_FLOOR)
-
     async def _ticker(self) -> None:
         while True:
             await asyncio.sleep(TICK)
@@ -272,7 +241,6 @@ class Concentrator:
                 await self._tick()
             except Exception as e:  # the timers must never stop: log and go on
                 self.log.add("IKE", 1, f"internal error in the timer loop: {e!r}")
-            self._arm_timer()  # XAUTH answers and admin commands move deadlines too
 
     async def _tick(self) -> None:
         now = time.monotonic()
@@ -305,7 +273,6 @@ class Concentrator:
         reply = self.core.admin_command(req)
         if req.get("cmd") == "stats":
             reply["ike_send"] = self._send_counters()
-        self._arm_timer()
         return reply
 
     def _send_counters(self) -> dict[str, int]:
