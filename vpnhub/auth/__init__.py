@@ -1,29 +1,55 @@
-"""XAUTH user authentication: password checks, hashes, lockout and slow-down.
+"""XAUTH user authentication: the `Authenticator` seam, the local-users backend,
+password hashes, and lock-out / slow-down as a wrapper around any backend.
+
+`build_authenticator(config)` is what the concentrator awaits answers from:
+`Lockout(LocalUsers(config.users), LockoutPolicy.from_limits(config.limits))`.
+A new backend (RADIUS, certificates) implements `Authenticator`
+(vpnhub/auth/api.py) in a module of its own and goes inside the same `Lockout`.
 
 Nothing here imports `vpnhub.config` at run time (config imports the hash
-parser from the leaf vpnhub/passwordhash.py, which users.py re-exports), and
-nothing touches a socket or a clock: pass `now` in.
+parser from the leaf vpnhub/passwordhash.py, which users.py re-exports).
 """
 
-from vpnhub.auth.lockout import FailureOutcome, LockoutPolicy
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vpnhub.auth.api import Authenticator, AuthReason, AuthRequest, AuthResult, Closeable
+from vpnhub.auth.local import LocalUsers
+from vpnhub.auth.lockout import FailureOutcome, Lockout, LockoutPolicy
 from vpnhub.auth.users import (
-    AuthReason,
-    AuthResult,
     PasswordHashError,
+    UserTable,
     XauthAuthenticator,
     hash_password,
     parse_password_hash,
     verify_password,
 )
 
+if TYPE_CHECKING:
+    from vpnhub.config import Config
+
 __all__ = [
     "AuthReason",
+    "AuthRequest",
     "AuthResult",
+    "Authenticator",
+    "Closeable",
     "FailureOutcome",
+    "LocalUsers",
+    "Lockout",
     "LockoutPolicy",
     "PasswordHashError",
+    "UserTable",
     "XauthAuthenticator",
+    "build_authenticator",
     "hash_password",
     "parse_password_hash",
     "verify_password",
 ]
+
+
+def build_authenticator(config: Config) -> Lockout:
+    """The configured users behind the configured lock-out and slow-down. An
+    `Authenticator`; `close()` (or `await aclose()`) it at shutdown."""
+    return Lockout(LocalUsers(config.users), LockoutPolicy.from_limits(config.limits))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from vpnhub.secret import Secret
 
@@ -61,3 +61,13 @@ class Authenticator(Protocol):
     means the backend failed (unreachable server, bad configuration)."""
 
     async def authenticate(self, request: AuthRequest) -> AuthResult: ...
+
+
+@runtime_checkable
+class Closeable(Protocol):
+    """A backend that holds something to release at shutdown (a worker thread, a
+    socket). `close` does not wait; `aclose` waits for work in progress."""
+
+    def close(self) -> None: ...
+
+    async def aclose(self) -> None: ...

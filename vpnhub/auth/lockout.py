@@ -1,4 +1,5 @@
-"""XAUTH lockout and slow-down policy, sans-I/O: the caller passes `now`.
+"""XAUTH lock-out and slow-down: the policy (sans-I/O: the caller passes `now`)
+and `Lockout`, the wrapper that applies it around any `Authenticator` backend.
 
 Failures are counted per user and per source (the peer's public address,
 without the port: behind a PAT every client shares it, and an attacker's
@@ -15,19 +16,34 @@ ports change). Rules:
 - A success clears the user's and the source's counts.
 - At most `max_tracked` users and `max_tracked` sources are remembered; the
   least recently touched is dropped first.
+
+`Lockout(inner, policy)` asks the lock before it asks the backend (a locked
+user's password is not even checked), counts what the backend answered, and
+waits the delay before it returns a failure, so its caller never sleeps. Only
+names the backend knows are counted per user (an `UNKNOWN_USER` answer counts
+against the source only), so random names cannot fill the user table. A
+backend exception is not a failure: the backend broke, the user did not guess.
+Attempts that share a user or a source are decided one after the other (the
+lock check of one sees the failures of the one before, as when one thread
+ran them all); their delays are waited side by side, outside that order.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import OrderedDict
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
+
+from vpnhub.auth.api import Authenticator, AuthReason, AuthRequest, AuthResult, Closeable
 
 if TYPE_CHECKING:
     from vpnhub.config import LimitsConfig
 
-__all__ = ["FailureOutcome", "FailureRecord", "FailureTable", "LockoutPolicy"]
+__all__ = ["FailureOutcome", "FailureRecord", "FailureTable", "Lockout", "LockoutPolicy"]
 
 _DEFAULT_WINDOW = 300.0
 _MAX_EXPONENT = 30  # 2**30 times any sane base delay is far above every cap
@@ -196,3 +212,91 @@ class LockoutPolicy:
             return 0.0
         exponent = min(failures - 1, _MAX_EXPONENT)
         return min(self.max_retry_delay, self.retry_delay * (1 << exponent))
+
+
+# --------------------------------------------------------------------------- the wrapper
+
+
+class _KeyedLocks:
+    """One asyncio lock per key, made on first use, dropped when nobody holds or
+    awaits it (the dict holds only attempts in progress)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[Hashable, asyncio.Lock] = {}
+        self._holders: dict[Hashable, int] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+        lock = self._locks.get(key)
+        if lock is None:
+            lock = self._locks[key] = asyncio.Lock()
+        self._holders[key] = self._holders.get(key, 0) + 1
+        try:
+            async with lock:
+                yield
+        finally:
+            self._holders[key] -= 1
+            if self._holders[key] == 0:
+                del self._holders[key], self._locks[key]
+
+    def __len__(self) -> int:
+        return len(self._locks)
+
+
+class Lockout:
+    """Lock-out and slow-down around any `Authenticator` (see the module docstring).
+
+    `clock`: monotonic seconds, the policy's `now`. `sleep`: how the delay is
+    waited (tests pass a fake). The result's `delay` is the delay applied. A
+    `LOCKED_OUT` result carries no `group`: the backend was not asked."""
+
+    def __init__(
+        self,
+        inner: Authenticator,
+        policy: LockoutPolicy,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+    ) -> None:
+        self.inner = inner
+        self.policy = policy
+        self.clock = clock
+        self._sleep = sleep
+        self._serial = _KeyedLocks()
+
+    async def authenticate(self, request: AuthRequest) -> AuthResult:
+        # Sources and users are distinct keys; taken in this one order, the two
+        # locks cannot deadlock.
+        async with (
+            self._serial.hold(("source", request.source)),
+            self._serial.hold(("user", request.user)),
+        ):
+            result = await self._decide(request)
+        if not result.ok and result.delay > 0:
+            await self._sleep(result.delay)  # slow down guessing
+        return result
+
+    async def _decide(self, request: AuthRequest) -> AuthResult:
+        now = self.clock()
+        user, source = request.user, request.source
+        # Only names the backend knew were ever counted, so asking by the
+        # requested name is asking by "the user if known, else nobody".
+        locked = self.policy.locked_until(user, source, now)
+        if locked is not None:
+            delay = self.policy.current_delay(user, source, now)
+            return AuthResult(AuthReason.LOCKED_OUT, user, delay, locked)
+        result = await self.inner.authenticate(request)
+        if result.ok:
+            self.policy.record_success(user, source, now)
+            return result
+        tracked = None if result.reason is AuthReason.UNKNOWN_USER else user
+        outcome = self.policy.record_failure(tracked, source, now)
+        return replace(result, delay=outcome.delay, locked_until=outcome.locked_until)
+
+    def close(self) -> None:
+        if isinstance(self.inner, Closeable):
+            self.inner.close()
+
+    async def aclose(self) -> None:
+        if isinstance(self.inner, Closeable):
+            await self.inner.aclose()

@@ -12,11 +12,13 @@ Make one with `python -m vpnhub.auth.users` (asks for the password twice) or
 `hmac.compare_digest`; plain-text passwords from the file are compared as
 SHA-256 digests of equal length, also with `compare_digest`.
 
-`XauthAuthenticator.authenticate()` is sans-I/O: the caller passes `now` and
-the peer's public address, and gets back an `AuthResult` with a stable reason
-and the delay to wait before answering. Verifying an scrypt hash takes about
-0.1 s of CPU; a driver on an event loop may run `authenticate` in a worker
-thread (one call at a time per authenticator: the lockout state is not locked).
+`UserTable.check()` verifies one XAUTH attempt against the configured users
+and returns an `AuthResult` with a stable reason; it knows nothing of lock-out.
+Verifying an scrypt hash takes about 0.1 s of CPU: `vpnhub.auth.local.LocalUsers`
+is the async backend that runs it in a worker thread, and
+`vpnhub.auth.lockout.Lockout` adds the lock-out and slow-down around it.
+`XauthAuthenticator` is the older synchronous object fusing both (sans-I/O:
+the caller passes `now` and waits the returned delay itself).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ __all__ = [
     "AuthResult",
     "PasswordHash",
     "PasswordHashError",
+    "UserTable",
     "XauthAuthenticator",
     "hash_password",
     "parse_password_hash",
@@ -112,59 +115,40 @@ class _Credential:
     hashed: PasswordHash | None
 
 
-class XauthAuthenticator:
-    """Checks XAUTH user name / password / group, with lockout and slow-down.
+class UserTable:
+    """The configured XAUTH users and their password check; no lock-out, no I/O.
 
-    Order of checks: locked (user or source) -> known user -> password -> group.
-    A locked user's password is not even checked. Unknown users cost the same
-    work as known ones (a dummy verification) so timing does not reveal names.
-    Only configured user names are tracked per user, so random names cannot
-    fill the lockout table; every failure still counts against the source.
+    Order of checks: known user -> password -> group. Unknown users cost the
+    same work as known ones (a dummy verification shaped like the configured
+    hashes) so timing does not reveal names. A check of an scrypt hash takes
+    about 0.1 s of CPU: `vpnhub.auth.local.LocalUsers` runs it in a worker thread.
     """
 
-    def __init__(self, users: Iterable[UserConfig], lockout: LockoutPolicy | None = None) -> None:
+    def __init__(self, users: Iterable[UserConfig]) -> None:
         self._users: dict[str, _Credential] = {}
         for user in users:
             self._users[user.name] = _credential(user)
-        self.lockout = lockout if lockout is not None else LockoutPolicy()
         self._dummy: _Credential | None = None
 
-    @classmethod
-    def from_config(cls, config: Config) -> XauthAuthenticator:
-        return cls(config.users, LockoutPolicy.from_limits(config.limits))
+    def knows(self, username: str) -> bool:
+        return username in self._users
 
-    def authenticate(
-        self,
-        username: str,
-        password: str | bytes | _Revealable,
-        *,
-        group: str,
-        source: Hashable,
-        now: float,
-    ) -> AuthResult:
-        """One XAUTH attempt by `username` in `group`, from public address `source`."""
+    def group_of(self, username: str) -> str | None:
+        return _group_of(self._users.get(username))
+
+    def check(self, username: str, password: bytes, group: str) -> AuthResult:
+        """One attempt by `username` in `group`; the result carries no delay."""
         cred = self._users.get(username)
-        tracked = username if cred is not None else None
-        locked = self.lockout.locked_until(tracked, source, now)
-        if locked is not None:
-            delay = self.lockout.current_delay(tracked, source, now)
-            return AuthResult(AuthReason.LOCKED_OUT, username, delay, locked, _group_of(cred))
-        secret = password if isinstance(password, str | bytes) else password.reveal()
         if cred is None:
-            self._check(self._dummy_credential(), _to_bytes(secret))
+            self._check(self._dummy_credential(), password)
             reason = AuthReason.UNKNOWN_USER
-        elif not self._check(cred, _to_bytes(secret)):
+        elif not self._check(cred, password):
             reason = AuthReason.BAD_PASSWORD
         elif cred.group != group:
             reason = AuthReason.WRONG_GROUP
         else:
-            self.lockout.record_success(username, source, now)
-            return AuthResult(AuthReason.OK, username, 0.0, None, cred.group)
-        outcome = self.lockout.record_failure(tracked, source, now)
-        return AuthResult(reason, username, outcome.delay, outcome.locked_until, _group_of(cred))
-
-    def knows(self, username: str) -> bool:
-        return username in self._users
+            reason = AuthReason.OK
+        return AuthResult(reason, username, group=_group_of(cred))
 
     @staticmethod
     def _check(cred: _Credential, given: bytes) -> bool:
@@ -181,6 +165,53 @@ class XauthAuthenticator:
                 hashed = replace(model, digest=os.urandom(len(model.digest)))
             self._dummy = _Credential("", os.urandom(16), hashed)
         return self._dummy
+
+
+class XauthAuthenticator:
+    """The synchronous predecessor of `Lockout(LocalUsers(...))`: the user table and
+    the lock-out policy in one object, sans-I/O (the caller passes `now` and waits
+    `delay` itself). Kept until the concentrator awaits `build_authenticator()`.
+
+    Order of checks: locked (user or source) -> known user -> password -> group.
+    A locked user's password is not even checked. Only configured user names are
+    tracked per user, so random names cannot fill the lockout table; every failure
+    still counts against the source.
+    """
+
+    def __init__(self, users: Iterable[UserConfig], lockout: LockoutPolicy | None = None) -> None:
+        self.table = UserTable(users)
+        self.lockout = lockout if lockout is not None else LockoutPolicy()
+
+    @classmethod
+    def from_config(cls, config: Config) -> XauthAuthenticator:
+        return cls(config.users, LockoutPolicy.from_limits(config.limits))
+
+    def authenticate(
+        self,
+        username: str,
+        password: str | bytes | _Revealable,
+        *,
+        group: str,
+        source: Hashable,
+        now: float,
+    ) -> AuthResult:
+        """One XAUTH attempt by `username` in `group`, from public address `source`."""
+        tracked = username if self.table.knows(username) else None
+        locked = self.lockout.locked_until(tracked, source, now)
+        if locked is not None:
+            delay = self.lockout.current_delay(tracked, source, now)
+            group_of = self.table.group_of(username)
+            return AuthResult(AuthReason.LOCKED_OUT, username, delay, locked, group_of)
+        secret = password if isinstance(password, str | bytes) else password.reveal()
+        result = self.table.check(username, _to_bytes(secret), group)
+        if result.ok:
+            self.lockout.record_success(username, source, now)
+            return result
+        outcome = self.lockout.record_failure(tracked, source, now)
+        return replace(result, delay=outcome.delay, locked_until=outcome.locked_until)
+
+    def knows(self, username: str) -> bool:
+        return self.table.knows(username)
 
 
 def _group_of(cred: _Credential | None) -> str | None:
