@@ -6,9 +6,10 @@ every local port of every client its own public port (the lab's
 "masquerade random") or on a public address of its own. What the core sends
 is routed back by its destination address and port; SA commands land in
 the fake data plane (`vpnhub.net.fake_dataplane`), which keeps the installed
-SAs. XAUTH goes through the real local users (`LocalXauth` over
-`XauthAuthenticator`): its coroutine runs on the rig's small scheduler, and a
-refusal's slow-down waits in simulated time (`settle()` lets it pass).
+SAs. XAUTH goes through the configured users behind the real lock-out and
+slow-down wrapper (`vpnhub.auth.lockout.Lockout`): its coroutine runs on the
+rig's small scheduler, and a refusal's slow-down waits in simulated time
+(`settle()` lets it pass).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from collections.abc import Callable, Coroutine, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from vpnhub.auth.users import XauthAuthenticator
+from vpnhub.auth.api import AuthRequest, AuthResult
+from vpnhub.auth.lockout import Lockout, LockoutPolicy
+from vpnhub.auth.users import UserTable
 from vpnhub.concentrator.core import ConcentratorCore
-from vpnhub.concentrator.xauth import LocalXauth
 from vpnhub.config import Config, parse_config
 from vpnhub.eventlog import EventFilter, EventLog, EventStore, Record
 from vpnhub.ike import events as ev
@@ -109,6 +111,17 @@ class Pc:
         return str(got[-1].config.address) if got else None
 
 
+class InlineUsers:
+    """The configured users (the `UserTable` of `LocalUsers`), checked inline: the
+    rig has no event loop to run `LocalUsers`' worker thread from."""
+
+    def __init__(self, config: Config) -> None:
+        self.table = UserTable(config.users)
+
+    async def authenticate(self, request: AuthRequest) -> AuthResult:
+        return self.table.check(request.user, request.password.reveal(), request.group)
+
+
 class _SimDriver:
     """The core's driver loop (`IkeDriver`) on the rig's simulated clock."""
 
@@ -150,8 +163,8 @@ class CoreRig:
         self._inbox: list[tuple[bytes, Address, Transport]] = []  # to the core
         self._tasks: list[Coroutine[Any, Any, None]] = []
         self._waits: list[float] = []
-        auth = LocalXauth(XauthAuthenticator.from_config(config), self.clock,
-                          sleep=self._sleep)
+        auth = Lockout(InlineUsers(config), LockoutPolicy.from_limits(config.limits),
+                       self.clock, sleep=self._sleep)
         self.core = ConcentratorCore(config, self.log, authenticator=auth, dataplane=self.dp,
                                      clock=self.clock, wall=self.wall,
                                      spawn=self._tasks.append)

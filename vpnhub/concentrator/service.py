@@ -20,15 +20,13 @@ import signal
 import socket
 import time
 from collections.abc import Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from vpnhub import __version__
 from vpnhub.admin import start_server
-from vpnhub.auth.users import XauthAuthenticator
+from vpnhub.auth import build_authenticator
 from vpnhub.concentrator.core import ConcentratorCore
-from vpnhub.concentrator.xauth import LocalXauth
 from vpnhub.config import Config
 from vpnhub.eventlog import EventLog
 from vpnhub.ike.sa import Datagram
@@ -59,10 +57,9 @@ class Concentrator:
         self.config = config
         self.log = log
         self.public = str(config.concentrator.public_address)
-        self._auth_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xauth")
-        auth = LocalXauth(XauthAuthenticator.from_config(config), time.monotonic,
-                          executor=self._auth_pool)
-        self.core = ConcentratorCore(config, log, authenticator=auth, dataplane=None,
+        # the local users behind lock-out and slow-down (their check on a worker thread)
+        self.auth = build_authenticator(config)
+        self.core = ConcentratorCore(config, log, authenticator=self.auth, dataplane=None,
                                      clock=time.monotonic, wall=time.time, spawn=self._spawn)
         self._tasks: set[asyncio.Task[None]] = set()  # XAUTH answers being awaited
         self._stop = asyncio.Event()
@@ -114,7 +111,7 @@ class Concentrator:
                     self.config.admin.socket.unlink()
             loop.remove_reader(self.sock500.fileno())
             self._teardown_network()
-            self._auth_pool.shutdown(wait=False)
+            self.auth.close()
             await self.manager.stop()  # manager (issue 6): last, so the shutdown is logged
         return 0
 
