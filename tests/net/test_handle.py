@@ -177,3 +177,19 @@ def test_fake_stats() -> None:
     fixed = DataplaneStats(tun_rx=7)
     fake.set_stats(fixed)
     assert asyncio.run(fake.stats()) is fixed
+
+
+def test_dataplane_stats_without_a_loop_thread() -> None:
+    # No start(): the answer comes from here instead of a queue nobody reads.
+    tun = FakeTun()
+    udp = open_udp_socket("127.0.0.1", 0)
+    dp = Dataplane(tun, udp=udp)
+    try:
+        dp.add_inbound(params(0x1001), PEER)
+        stats = asyncio.run(asyncio.wait_for(dp.stats(), 5))
+        inbound = stats.sa(0x1001, "in")
+        assert inbound is not None and inbound.transport == "natt"
+    finally:
+        dp.close()
+        udp.close()
+        tun.close()

@@ -24,6 +24,15 @@ from vpnhub.net.messages import (
     SetKeepalive,
     UpdatePeer,
 )
+from vpnhub.net.stats import (
+    CtcpConnStats,
+    CtcpStats,
+    DataplaneStats,
+    FragStats,
+    PeerStats,
+    SaStats,
+    Traffic,
+)
 
 ENC_KEY = bytes(range(0x10, 0x30))  # 32 bytes: AES-256
 INTEG_KEY = bytes(range(0xA0, 0xB4))  # 20 bytes: HMAC-SHA1
@@ -76,3 +85,18 @@ def test_old_import_path_still_works() -> None:
     # Code not yet moved to vpnhub.net.messages imports them from the data plane.
     assert dataplane.AddInbound is AddInbound and dataplane.IkeDatagram is IkeDatagram
     assert dataplane.SaExhausted is SaExhausted and dataplane.CtcpClosed is CtcpClosed
+
+
+def test_stats_pickle_round_trip() -> None:
+    # Worker processes will answer GetStats with these, merged by the control plane.
+    stats = DataplaneStats(
+        tun_rx=3, drops_total={"replay": 1}, esp_totals=Traffic(1, 2, 3, 4),
+        frag=FragStats("before-encryption", 1, 2), ctcp=CtcpStats(
+            listening=(("203.0.113.1", 10000),),
+            connections=(CtcpConnStats(("203.0.113.9", 4242), ("203.0.113.1", 10000),
+                                       "server", "established"),)),
+        sas=(SaStats(0x0BADCAFE, "in", "AES-256-CBC/HMAC-SHA1-96", PEER, "natt", True,
+                     drops={"replay": 1}, seen=PEER),),
+        peers=(PeerStats(PEER, "natt", True, 20.0, 1, 2),))
+    back = pickle.loads(pickle.dumps(stats))
+    assert back == stats and back.as_dict() == stats.as_dict()

@@ -21,17 +21,22 @@ Design (numbers from docs/DATAPLANE-COSTS.md):
   snapshot built in the data-plane thread.  Drops carry stable reason names.
 
 Control interface.  The IKE engine lives in an asyncio loop elsewhere; it
-talks to the data plane with small frozen dataclass commands
-(:class:`AddInbound`, :class:`AddOutbound`, :class:`RemoveSA`,
-:class:`UpdatePeer`, :class:`SetKeepalive`, :class:`GetStats`) passed to
-``Dataplane.submit`` (thread-safe; returns a ``concurrent.futures.Future``,
-``await asyncio.wrap_future(f)`` from asyncio).  Commands carry
+talks to the data plane with the small frozen dataclass commands of
+vpnhub/net/messages.py (:class:`AddInbound`, :class:`AddOutbound`,
+:class:`RemoveSA`, :class:`UpdatePeer`, :class:`SetKeepalive`,
+:class:`GetStats`, :class:`CtcpClose`) passed to ``Dataplane.submit``
+(thread-safe; returns a ``concurrent.futures.Future``, ``await
+asyncio.wrap_future(f)`` from asyncio), or through the thin methods of the
+``DataplaneHandle`` Protocol (vpnhub/net/handle.py: ``add_inbound``,
+``remove_sa``, ``await stats()``, ``events()``, ...).  Commands carry
 :class:`~vpnhub.esp.sa.SaParams` (plain data), not cipher objects, so the same
 messages can be pickled over a socketpair to data-plane worker processes.
 Events flow back through the :class:`ControlInbox` (IKE datagrams, a peer that
 moved to a new address/port, an SA that ran out of sequence numbers).  The
 control plane sends IKE on 4500 with ``Dataplane.send_ike`` (the data plane
-owns that socket; ``sendto`` is thread-safe).
+owns that socket; ``sendto`` is thread-safe).  ``GetStats`` answers a typed
+:class:`~vpnhub.net.stats.DataplaneStats`; ``snapshot()`` and ``fetch_stats``
+give its JSON-ready dict.
 
 Rekey (Quick Mode): ``AddInbound(new)`` (old and new inbound both valid),
 ``AddOutbound(new, dst)`` (replaces the old one for that destination), later
@@ -626,9 +631,13 @@ class Dataplane:
         self.submit(CtcpClose(addr))
 
     async def stats(self) -> DataplaneStats:
-        """``GetStats`` from asyncio, answered by the data-plane thread."""
+        """``GetStats`` from asyncio, answered by the data-plane thread (or here when no
+        loop thread runs, as ``call`` does: a queued command would wait forever)."""
         import asyncio
 
+        if self._loop_thread is None:
+            self.apply_commands()
+            return self.stats_now()
         result = await asyncio.wrap_future(self.submit(GetStats()))
         assert isinstance(result, DataplaneStats)
         return result

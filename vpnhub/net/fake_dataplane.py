@@ -43,7 +43,7 @@ from vpnhub.net.messages import (
     SetKeepalive,
     UpdatePeer,
 )
-from vpnhub.net.stats import DataplaneStats, PeerStats, SaStats
+from vpnhub.net.stats import DataplaneStats, Direction, PeerStats, SaStats
 
 if TYPE_CHECKING:
     from vpnhub.net.handle import DataplaneHandle
@@ -91,7 +91,7 @@ class FakeDataplane:
         self.ctcp_connections: set[Address] = set()  # cTCP peers send_ike may reach
         self.send_error: OSError | None = None
         self._events: list[Event] = []
-        self._counters: dict[tuple[int, str], _Counters] = {}
+        self._counters: dict[tuple[int, Direction], _Counters] = {}
         self._fixed: DataplaneStats | None = None
 
     # -- DataplaneHandle ---------------------------------------------------------
@@ -176,7 +176,7 @@ class FakeDataplane:
         out, self.sent = self.sent, []
         return out
 
-    def count(self, spi: int, direction: str, *, packets: int = 0, bytes_: int = 0,
+    def count(self, spi: int, direction: Direction, *, packets: int = 0, bytes_: int = 0,
               drops: dict[str, int] | None = None) -> None:
         """Add traffic (and drops by reason) to the SA ``spi`` in ``direction``."""
         c = self._counters.setdefault((spi, direction), _Counters())
@@ -210,11 +210,12 @@ class FakeDataplane:
                 totals[reason] = totals.get(reason, 0) + n
         return DataplaneStats(drops_total=totals, sas=tuple(sas), peers=tuple(peers.values()))
 
-    def _sa_stats(self, spi: int, direction: str, cmd: AddInbound | AddOutbound) -> SaStats:
+    def _sa_stats(self, spi: int, direction: Direction,
+                  cmd: AddInbound | AddOutbound) -> SaStats:
         c = self._counters.get((spi, direction), _Counters())
         transport = _esp_transport(cmd.transport, cmd.udp_encap)
         return SaStats(
-            spi=spi, direction="in" if direction == "in" else "out",
+            spi=spi, direction=direction,
             suite=_suite_name(cmd.sa), peer=cmd.peer, transport=transport,
             udp_encap=transport in (TRANSPORT_NATT, "cisco-udp"),
             bytes_in=c.bytes_in, packets_in=c.packets_in, bytes_out=c.bytes_out,
