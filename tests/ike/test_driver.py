@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from driver_fakes import FakeSA
 
 from vpnhub.ike import events as ev
 from vpnhub.ike.driver import DriverFault, IkeDriver, InitiatorTable
@@ -183,19 +184,6 @@ def test_a_deleted_sa_leaves_the_table_when_serviced() -> None:
 
 
 # ------------------------------------------------------------------ faults
-@dataclass
-class FakeSA:
-    events: list[ev.Event]
-    out: list[Datagram]
-
-    def next_event(self) -> ev.Event | None:
-        return self.events.pop(0) if self.events else None
-
-    def datagrams_to_send(self) -> list[Datagram]:
-        out, self.out = self.out, []
-        return out
-
-
 @dataclass
 class FakeTable:
     sa: FakeSA | None = None

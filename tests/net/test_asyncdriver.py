@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
-from vpnhub.ike import events as ev
+from driver_fakes import FakeSA
+
 from vpnhub.ike.driver import DriverFault
 from vpnhub.ike.sa import Address, Datagram
 from vpnhub.ike.summary import Notice
@@ -13,19 +14,6 @@ from vpnhub.ike.transport import Transport
 from vpnhub.net.asyncdriver import AsyncIkeDriver
 
 PEER = ("198.51.100.7", 500)
-
-
-@dataclass
-class FakeSA:
-    events: list[ev.Event] = field(default_factory=list)
-    out: list[Datagram] = field(default_factory=list)
-
-    def next_event(self) -> ev.Event | None:
-        return self.events.pop(0) if self.events else None
-
-    def datagrams_to_send(self) -> list[Datagram]:
-        out, self.out = self.out, []
-        return out
 
 
 @dataclass

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import heapq
 import ipaddress
 import json
 import multiprocessing as mp
@@ -54,13 +53,14 @@ import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from vpnhub.esp.errors import EspDrop
 from vpnhub.esp.sa import EspSA, SaParams
 from vpnhub.ike import events as ev
+from vpnhub.ike.driver import DriverFault, IkeDriver, InitiatorTable
 from vpnhub.ike.policy import LEGACY_GROUPS, Policy
-from vpnhub.ike.sa import IkeConfig, IkeSA
+from vpnhub.ike.sa import Datagram, IkeConfig, IkeSA
 from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State
 from vpnhub.ike.transport import Transport
@@ -123,7 +123,7 @@ class SimClient:
 
     __slots__ = ("assigned", "done_at", "error", "esp_in", "esp_out", "fd", "index",
                  "next_ka", "next_ping", "password", "ping_seq", "sa", "sock", "started_at",
-                 "timer", "user")
+                 "user")
 
     def __init__(self, index: int, sock: socket.socket, sa: IkeSA, user: str,
                  password: str) -> None:
@@ -139,7 +139,6 @@ class SimClient:
         self.assigned: bytes = b""
         self.esp_out: EspSA | None = None
         self.esp_in: EspSA | None = None
-        self.timer: float | None = None
         self.next_ka = 0.0
         self.next_ping = 0.0
         self.ping_seq = 0
@@ -170,7 +169,11 @@ class LoadGenerator:
         self.ep = select.epoll()
         self.by_fd: dict[int, SimClient] = {}
         self.clients: list[SimClient] = []
-        self.timers: list[tuple[float, int, SimClient]] = []
+        # every client's IKE SA, driven by the one IKE driver (exact timers)
+        self.table = InitiatorTable()
+        self.ike = IkeDriver(self.table, self._on_ike_event, self._send_ike,
+                             on_error=self._on_fault)
+        self.by_icookie: dict[bytes, SimClient] = {}
         self.ka_queue: deque[SimClient] = deque()
         self.ping_queue: deque[SimClient] = deque()
         self.c = Counters()
@@ -179,7 +182,6 @@ class LoadGenerator:
         self.first_start = 0.0
         self.last_done = 0.0
         self.inflight = 0
-        self._seq = 0
         self.local_address = cfg.local_address or self._route_source()
         self.dst = ipaddress.IPv4Address(cfg.traffic_dst).packed
         legacy = cfg.dh_group in LEGACY_GROUPS
@@ -213,6 +215,8 @@ class LoadGenerator:
         c = SimClient(i, sock, sa, user, pw)
         self.clients.append(c)
         self.by_fd[c.fd] = c
+        self.by_icookie[sa.icookie] = c
+        self.table.add(sa)
         self.ep.register(c.fd, select.EPOLLIN)
         return c
 
@@ -224,7 +228,7 @@ class LoadGenerator:
         self.c.started += 1
         self.inflight += 1
         c.sa.initiate(now)
-        self._service(c, now)
+        self.ike.service(c.sa, now)
 
     def _send(self, c: SimClient, data: bytes, addr: tuple[str, int]) -> None:
         try:
@@ -232,56 +236,68 @@ class LoadGenerator:
         except OSError:
             self.c.send_errors += 1
 
-    def _service(self, c: SimClient, now: float) -> None:
-        sa = c.sa
-        while (e := sa.next_event()) is not None:
-            self._on_event(c, e, now)
-        for d in sa.datagrams_to_send():
-            self.c.ike_tx += 1
-            if d.transport is Transport.NATT:
-                self._send(c, NON_ESP_MARKER + d.data, d.remote)
-            else:
-                self._send(c, d.data, d.remote)
-        t = sa.get_timer()
-        if t is not None and t != c.timer:
-            c.timer = t
-            self._seq += 1
-            heapq.heappush(self.timers, (t, self._seq, c))
+    def _send_ike(self, sa: IkeSA, d: Datagram) -> None:
+        c = self.by_icookie[sa.icookie]  # out of that client's own socket
+        self.c.ike_tx += 1
+        if d.transport is Transport.NATT:
+            self._send(c, NON_ESP_MARKER + d.data, d.remote)
+        else:
+            self._send(c, d.data, d.remote)
+
+    def _on_ike_event(self, sa: IkeSA, e: ev.Event, now: float) -> None:
+        self._on_event(self.by_icookie[sa.icookie], e, now)
+
+    def _on_fault(self, f: DriverFault) -> None:
+        c = self.by_icookie.get(f.sa.icookie) if f.sa is not None else None
+        if c is not None:  # that tunnel counts as failed, the others go on
+            self._fail(c, f"internal_error_{f.stage}")
+        else:
+            self.c.errors[f"internal_error_{f.stage}"] += 1
 
     def _on_event(self, c: SimClient, e: ev.Event, now: float) -> None:
-        if isinstance(e, ev.LogLine):
-            return
-        if isinstance(e, ev.XauthRequested):
-            c.sa.xauth_reply(c.user, Secret(c.password), now)
-        elif isinstance(e, ev.ModeConfigReceived):
-            if e.config.address is not None:
-                c.assigned = e.config.address.packed
-            c.sa.start_quick_mode(now)
-        elif isinstance(e, ev.ChildSAEstablished):
-            if not c.done_at:
-                c.done_at = now
-                self.last_done = now
-                self.setup_times.append(now - c.started_at)
-                self.c.established += 1
-                self.inflight -= 1
-                if self.cfg.keepalive > 0:
-                    c.next_ka = now + self.cfg.keepalive
-                    self.ka_queue.append(c)
-            if len(self.ping_queue) < self.cfg.traffic_sessions:
-                c.esp_out = SaParams(e.spi_out, e.transform, e.key_length or None, e.auth or None,
-                                     e.enc_key_out, e.auth_key_out).build()
-                c.esp_in = SaParams(e.spi_in, e.transform, e.key_length or None, e.auth or None,
-                                    e.enc_key_in, e.auth_key_in).build()
-                self.ping_queue.append(c)
-        elif isinstance(e, ev.DpdAck):
-            self.c.dpd_acks += 1
-        elif isinstance(e, ev.NegotiationFailed | ev.DeadPeer):
-            reason = e.error if isinstance(e, ev.NegotiationFailed) else "dead_peer"
-            self._fail(c, reason)
-        elif isinstance(e, ev.SADeleted):
-            if c.done_at and e.by_peer:
-                self.c.deleted_by_peer += 1
-            self._fail(c, f"deleted: {e.reason}")
+        match e:
+            case ev.XauthRequested():
+                c.sa.xauth_reply(c.user, Secret(c.password), now)
+            case ev.ModeConfigReceived():
+                if e.config.address is not None:
+                    c.assigned = e.config.address.packed
+                c.sa.start_quick_mode(now)
+            case ev.ChildSAEstablished():
+                self._established(c, e, now)
+            case ev.DpdAck():
+                self.c.dpd_acks += 1
+            case ev.NegotiationFailed():
+                self._fail(c, e.error)
+            case ev.DeadPeer():
+                self._fail(c, "dead_peer")
+            case ev.SADeleted():
+                if c.done_at and e.by_peer:
+                    self.c.deleted_by_peer += 1
+                self._fail(c, f"deleted: {e.reason}")
+            case (ev.LogLine() | ev.NatDetected() | ev.NatTraversalRefused()
+                  | ev.Phase1Established() | ev.XauthCredentials() | ev.XauthCompleted()
+                  | ev.ModeConfigRequested() | ev.ChildSADeleted() | ev.PeerEndpointChanged()
+                  | ev.KeepaliveReceived() | ev.Phase1RekeyDue()):
+                pass  # nothing to measure
+            case _:
+                assert_never(e)
+
+    def _established(self, c: SimClient, e: ev.ChildSAEstablished, now: float) -> None:
+        if not c.done_at:
+            c.done_at = now
+            self.last_done = now
+            self.setup_times.append(now - c.started_at)
+            self.c.established += 1
+            self.inflight -= 1
+            if self.cfg.keepalive > 0:
+                c.next_ka = now + self.cfg.keepalive
+                self.ka_queue.append(c)
+        if len(self.ping_queue) < self.cfg.traffic_sessions:
+            c.esp_out = SaParams(e.spi_out, e.transform, e.key_length or None, e.auth or None,
+                                 e.enc_key_out, e.auth_key_out).build()
+            c.esp_in = SaParams(e.spi_in, e.transform, e.key_length or None, e.auth or None,
+                                e.enc_key_in, e.auth_key_in).build()
+            self.ping_queue.append(c)
 
     def _fail(self, c: SimClient, reason: str) -> None:
         if c.error:
@@ -305,16 +321,15 @@ class LoadGenerator:
             if addr[1] == natt:
                 if data[:4] == NON_ESP_MARKER:
                     self.c.ike_rx += 1
-                    c.sa.receive(data[4:], (addr[0], addr[1]), natt, now, Transport.NATT)
-                    self._service(c, now)
+                    self.ike.receive(data[4:], (addr[0], addr[1]), natt, Transport.NATT, now)
                 elif len(data) == 1 and data == NAT_KEEPALIVE:
                     continue
                 else:
                     self._esp_in(c, data, now)
             else:
                 self.c.ike_rx += 1
-                c.sa.receive(data, (addr[0], addr[1]), self.cfg.ike_port, now, Transport.IKE)
-                self._service(c, now)
+                self.ike.receive(data, (addr[0], addr[1]), self.cfg.ike_port, Transport.IKE,
+                                 now)
 
     def _esp_in(self, c: SimClient, data: bytes, now: float) -> None:
         self.c.esp_rx += 1
@@ -333,16 +348,9 @@ class LoadGenerator:
 
     # -- timers ---------------------------------------------------------------
     def _run_timers(self, now: float) -> None:
-        timers = self.timers
-        while timers and timers[0][0] <= now:
-            t, _, c = heapq.heappop(timers)
-            if c.timer != t:
-                continue  # superseded
-            c.timer = None
-            if c.sa.state is State.DELETED:
-                continue
-            c.sa.handle_timer(now)
-            self._service(c, now)
+        due = self.ike.next_timer()
+        if due is not None and due <= now:
+            self.ike.timer(now)
         if self.cfg.keepalive > 0:
             q = self.ka_queue
             addr = (self.cfg.server, self.cfg.natt_port)
@@ -381,8 +389,8 @@ class LoadGenerator:
 
     def _next_deadline(self, now: float) -> float:
         nxt = now + 0.2
-        if self.timers:
-            nxt = min(nxt, self.timers[0][0])
+        if (due := self.ike.next_timer()) is not None:
+            nxt = min(nxt, due)
         if self.ka_queue:
             nxt = min(nxt, self.ka_queue[0].next_ka)
         if self.phase == "traffic" and self.ping_queue:
@@ -473,7 +481,7 @@ class LoadGenerator:
             for c in self.clients:
                 if c.sa.state is State.ESTABLISHED:
                     c.sa.delete(now, "load generator done")
-                    self._service(c, now)
+                    self.ike.service(c.sa, now)
             self._wait(0.5)
             self.emit("teardown_done")
         self.emit("done")
