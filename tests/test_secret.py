@@ -58,11 +58,11 @@ def test_concentrator_hands_the_configured_psk_to_ike_unconverted() -> None:
     cfg = parse_config(CONFIG, "t.toml")
     conc = Concentrator(cfg, EventLog(out=io.StringIO()))
     try:
-        got = conc._psk_lookup(IdType.KEY_ID, b"vpngroup", ("198.51.100.7", 500))
+        got = conc.core._psk_lookup(IdType.KEY_ID, b"vpngroup", ("198.51.100.7", 500))
         assert got is cfg.groups[0].psk  # no Secret(x.reveal()) copy on the way
-        assert conc._psk_lookup(IdType.KEY_ID, b"nogroup", ("198.51.100.7", 500)) is None
+        assert conc.core._psk_lookup(IdType.KEY_ID, b"nogroup", ("198.51.100.7", 500)) is None
     finally:
-        conc._auth_pool.shutdown()
+        conc.auth.close()
 
 
 def test_repr_and_str_hide_the_value(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,7 +1,7 @@
 """Issue 11 points 3 and 4, in-process: junk is never logged in a user's name, a flood
 of it cannot fill the event log, and a peer's text cannot forge or colour a line.
 
-The concentrator is the real one (tests/concentrator/inprocess.py): its own
+The concentrator is the real core (tests/concentrator/core_harness.py): its own
 receive path, event handling, sessions and event log with a SQLite store.
 """
 
@@ -10,16 +10,17 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from inprocess import GROUP, USER, Client, Rig, run
+from core_harness import GROUP, CoreRig, LogClock, Pc, config_text
 
 from vpnhub.cli import format_sessions
 from vpnhub.eventlimit import EventLimiter
 from vpnhub.text import has_control
 
 JUNK_NET = "10.99.0."  # never the client's address (198.51.100.7)
+USER = "vpnuser1"
 
 
-def _mutations(c: Client, rng: random.Random, n: int) -> list[tuple[bytes, tuple[str, int]]]:
+def _mutations(c: Pc, rng: random.Random, n: int) -> list[tuple[bytes, tuple[str, int]]]:
     """The campaign of the issue: mutated copies of the client's own packets (its
     cookies, so they reach its SA), random bodies behind its cookies, random bytes and
     spoofed first messages, each from an address that is not the client's."""
@@ -50,10 +51,14 @@ def _mutations(c: Client, rng: random.Random, n: int) -> list[tuple[bytes, tuple
     return out
 
 
-def _connected(tmp_path: Path, **client: str) -> tuple[Rig, Client]:
-    rig = Rig(tmp_path)
-    c = rig.client(**client)
-    run(rig.connect(c))
+def _connected(tmp_path: Path, *, user: str = USER,
+               application_version: str = "vpnhub-test 1.0") -> tuple[CoreRig, Pc]:
+    """A client without NAT (NAT-T off, UDP 500) at 198.51.100.7, logged in or refused."""
+    text = config_text(store=str(tmp_path / "events.db"),
+                       log_extra="console_severity = 5\nkeep_severity = 5")
+    rig = CoreRig.from_text(text, log_clock=LogClock())
+    c = rig.connect(rig.add_pc(user, behind_pat=False, natt=False, local_ip="198.51.100.7",
+                               application_version=application_version))
     return rig, c
 
 
@@ -69,15 +74,15 @@ def test_junk_with_a_session_cookies_is_not_logged_as_that_user(tmp_path: Path) 
         records = rig.records()
         # the flood added nothing in the user's name, and nothing under the client's address
         assert [r for r in records if r.user == USER] == mine
-        assert all(r.peer_address == c.public[0] for r in records if r.group == GROUP)
+        assert all(r.peer_address == c.public_ip for r in records if r.group == GROUP)
         junk = [r for r in records if r.peer_address.startswith(JUNK_NET)]
         assert junk, "junk that reached the session's SA is logged (under its source)"
         for r in junk:
             assert (r.user, r.group, r.authenticated) == ("", "", False), r.format()
             assert "UNAUTHENTICATED" in r.format()
         # the session was not moved or ended by any of it
-        s = next(iter(rig.conc.sessions.sessions.values()))
-        assert (s.user, s.public_ip) == (USER, c.public[0])
+        s = next(iter(rig.core.sessions.sessions.values()))
+        assert (s.user, s.public_ip) == (USER, c.public_ip)
     finally:
         rig.close()
 
@@ -94,7 +99,8 @@ def test_a_junk_flood_stays_within_its_event_budget(tmp_path: Path) -> None:
         assert 0 < len(added) <= budget
         assert sum(rig.log.suppressed.values()) > 0
         # the window ends: one summary line says what was left out
-        rig.clock.t += 11
+        assert rig.log_clock is not None
+        rig.log_clock.t += 11
         rig.log.tick()
         summaries = [r for r in rig.records() if "suppressed" in r.text]
         assert summaries and not any(r.user for r in summaries)
@@ -122,7 +128,7 @@ def test_a_user_name_with_a_newline_and_escapes_stays_on_one_escaped_line(
         for r in rig.records():
             for field in (r.text, r.user, r.group, r.peer):
                 assert not has_control(field), r
-        text_log = rig.out.getvalue()
+        text_log = rig.console.getvalue()
         assert "\x1b" not in text_log
         lines = text_log.splitlines()
         assert not any(line.startswith("2026-12-03") or "SESSION 1 forged" in line.split(
@@ -138,8 +144,7 @@ def test_the_sessions_table_shows_a_client_version_with_escapes_escaped(tmp_path
     rig, c = _connected(tmp_path, application_version=VERSION)
     try:
         assert c.up
-        rig.conc.dataplane = None  # no counters to fetch
-        reply = run(rig.conc.admin_command({"cmd": "sessions"}))
+        reply = rig.core.admin_command({"cmd": "sessions"})
         table = format_sessions(reply)
         assert USER in table
         assert not has_control(table.replace("\n", ""))

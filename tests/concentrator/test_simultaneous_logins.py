@@ -10,17 +10,15 @@ already there stay.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
-from inproc import InProcess, config_text
+from core_harness import CoreRig, config_text
 
 from vpnhub.config import ConfigError, parse_config
 from vpnhub.ike import events as ev
 
 
-def _sessions(p: InProcess, user: str) -> list[dict[str, object]]:
-    data = p.conc.sessions.to_json(0.0)
+def _sessions(p: CoreRig, user: str) -> list[dict[str, object]]:
+    data = p.core.sessions.to_json(0.0)
     return [s for s in data["sessions"] if s["user"] == user and s["ipsec"]]
 
 
@@ -30,72 +28,52 @@ def _xauth_refused(pc_events: list[ev.Event]) -> bool:
 
 
 def test_same_user_from_two_pcs_behind_one_pat_gets_two_sessions() -> None:
-    async def run() -> None:
-        p = InProcess.from_text(config_text())
-        first = p.add_pc("vpnuser1")
-        await p.settle()
-        assert p.has_child(first), p.console.getvalue()
-        second = p.add_pc("vpnuser1")  # another PC, same user
-        await p.settle()
-        assert p.has_child(second), p.console.getvalue()
-        assert not p.lines("phase 1 rekey"), p.console.getvalue()
-        sessions = _sessions(p, "vpnuser1")
-        assert len(sessions) == 2, sessions
-        # each PC keeps its own address and its own IPsec SA (the first got no take-over)
-        assert {s["assigned_ip"] for s in sessions} == {p.address_of(first),
-                                                        p.address_of(second)}
-        assert p.address_of(first) != p.address_of(second)
-        assert len({s["public_port"] for s in sessions}) == 2
-        assert not any(isinstance(e, ev.SADeleted) for e in first.events)
-        assert p.conc.sessions.summary()["cumulative"] == 2
-
-    asyncio.run(run())
+    p = CoreRig.from_text(config_text())
+    first = p.connect(p.add_pc("vpnuser1"))
+    assert first.up, p.console.getvalue()
+    second = p.connect(p.add_pc("vpnuser1"))  # another PC, same user
+    assert second.up, p.console.getvalue()
+    assert not p.lines("phase 1 rekey"), p.console.getvalue()
+    sessions = _sessions(p, "vpnuser1")
+    assert len(sessions) == 2, sessions
+    # each PC keeps its own address and its own IPsec SA (the first got no take-over)
+    assert {s["assigned_ip"] for s in sessions} == {first.address, second.address}
+    assert first.address != second.address
+    assert len({s["public_port"] for s in sessions}) == 2
+    assert not any(isinstance(e, ev.SADeleted) for e in first.events)
+    assert p.core.sessions.summary()["cumulative"] == 2
 
 
 def test_login_over_the_limit_is_refused_at_xauth_and_the_first_stays() -> None:
-    async def run() -> None:
-        p = InProcess.from_text(config_text(group_extra="simultaneous_logins = 1"))
-        first = p.add_pc("vpnuser1")
-        await p.settle()
-        assert p.has_child(first), p.console.getvalue()
-        second = p.add_pc("vpnuser1")
-        await p.settle()
-        assert _xauth_refused(second.events), second.events
-        refused = p.lines("login of vpnuser1 refused")
-        assert len(refused) == 1 and "allows 1 simultaneous login" in refused[0], refused
-        sessions = _sessions(p, "vpnuser1")
-        assert len(sessions) == 1 and sessions[0]["assigned_ip"] == p.address_of(first)
-        assert not any(isinstance(e, ev.SADeleted) for e in first.events)
-        # another user is not limited by vpnuser1's logins
-        other = p.add_pc("vpnuser2")
-        await p.settle()
-        assert p.has_child(other), p.console.getvalue()
-
-    asyncio.run(run())
+    p = CoreRig.from_text(config_text(group_extra="simultaneous_logins = 1"))
+    first = p.connect(p.add_pc("vpnuser1"))
+    assert first.up, p.console.getvalue()
+    second = p.connect(p.add_pc("vpnuser1"))
+    assert _xauth_refused(second.events), second.events
+    refused = p.lines("login of vpnuser1 refused")
+    assert len(refused) == 1 and "allows 1 simultaneous login" in refused[0], refused
+    sessions = _sessions(p, "vpnuser1")
+    assert len(sessions) == 1 and sessions[0]["assigned_ip"] == first.address
+    assert not any(isinstance(e, ev.SADeleted) for e in first.events)
+    # another user is not limited by vpnuser1's logins
+    other = p.connect(p.add_pc("vpnuser2"))
+    assert other.up, p.console.getvalue()
 
 
 def test_default_limit_is_three_logins() -> None:
-    async def run() -> None:
-        p = InProcess.from_text(config_text())
-        pcs = []
-        for _ in range(4):  # one after the other
-            pcs.append(p.add_pc("vpnuser1"))
-            await p.settle()
-        assert [p.has_child(pc) for pc in pcs] == [True, True, True, False]
-        assert len(p.lines("login of vpnuser1 refused")) == 1
-
-    asyncio.run(run())
+    p = CoreRig.from_text(config_text())
+    pcs = []
+    for _ in range(4):  # one after the other
+        pcs.append(p.connect(p.add_pc("vpnuser1")))
+    assert [pc.up for pc in pcs] == [True, True, True, False]
+    assert len(p.lines("login of vpnuser1 refused")) == 1
 
 
 def test_zero_simultaneous_logins_refuses_every_login() -> None:
-    async def run() -> None:
-        p = InProcess.from_text(config_text(group_extra="simultaneous_logins = 0"))
-        pc = p.add_pc("vpnuser1")
-        await p.settle()
-        assert _xauth_refused(pc.events)
-        assert p.lines("allows no logins (simultaneous_logins = 0)"), p.console.getvalue()
-
-    asyncio.run(run())
+    p = CoreRig.from_text(config_text(group_extra="simultaneous_logins = 0"))
+    pc = p.connect(p.add_pc("vpnuser1"))
+    assert _xauth_refused(pc.events)
+    assert p.lines("allows no logins (simultaneous_logins = 0)"), p.console.getvalue()
 
 
 @pytest.mark.parametrize("value", ["-1", "2147483648", '"3"'])
@@ -107,42 +85,29 @@ def test_simultaneous_logins_out_of_range_is_a_config_error(value: str) -> None:
 def test_phase1_rekey_from_the_same_mapping_still_takes_over_even_at_the_limit() -> None:
     """The same client (same PAT address AND port) renewing its phase 1 is not a new
     login: it keeps its IPsec SA and address, and the limit does not refuse it."""
-    import time
-
-    async def run() -> None:
-        p = InProcess.from_text(config_text(group_extra="simultaneous_logins = 1"))
-        pc = p.add_pc("vpnuser1")
-        await p.settle()
-        assert p.has_child(pc), p.console.getvalue()
-        address = p.address_of(pc)
-        old = pc.sa
-        pc.sa = old.rekey_phase1(time.monotonic())  # from the same local ports
-        await p.settle()
-        assert pc.sa.established and pc.sa.xauth_done, p.console.getvalue()
-        assert len(p.lines("phase 1 rekey: new IKE SA of vpnuser1 takes over")) == 1
-        assert not p.lines("refused"), p.console.getvalue()
-        sessions = _sessions(p, "vpnuser1")
-        assert len(sessions) == 1 and sessions[0]["assigned_ip"] == address, sessions
-        assert p.conc.sessions.summary()["cumulative"] == 1  # one login, renewed
-
-    asyncio.run(run())
+    p = CoreRig.from_text(config_text(group_extra="simultaneous_logins = 1"))
+    pc = p.connect(p.add_pc("vpnuser1"))
+    assert pc.up, p.console.getvalue()
+    address = pc.address
+    p.rekey_phase1(pc)  # from the same local ports
+    p.settle()
+    assert pc.sa.established and pc.sa.xauth_done, p.console.getvalue()
+    assert len(p.lines("phase 1 rekey: new IKE SA of vpnuser1 takes over")) == 1
+    assert not p.lines("refused"), p.console.getvalue()
+    sessions = _sessions(p, "vpnuser1")
+    assert len(sessions) == 1 and sessions[0]["assigned_ip"] == address, sessions
+    assert p.core.sessions.summary()["cumulative"] == 1  # one login, renewed
 
 
 def test_same_client_with_a_new_nat_mapping_is_a_separate_login() -> None:
     """A client whose NAT mapping changed and that logs in again: its old session is
     dead (ends by DPD), the new one is a separate login with its own address."""
-
-    async def run() -> None:
-        p = InProcess.from_text(config_text())
-        pc = p.add_pc("vpnuser1")
-        await p.settle()
-        first_address = p.address_of(pc)
-        pc.ports.clear()  # the PAT forgot the mapping: the next packets get new ports
-        p.pcs.remove(pc)
-        again = p.add_pc("vpnuser1")
-        await p.settle()
-        assert p.has_child(again) and not p.lines("phase 1 rekey"), p.console.getvalue()
-        assert p.address_of(again) != first_address
-        assert len(_sessions(p, "vpnuser1")) == 2  # the old one until DPD ends it
-
-    asyncio.run(run())
+    p = CoreRig.from_text(config_text())
+    pc = p.connect(p.add_pc("vpnuser1"))
+    first_address = pc.address
+    pc.ports.clear()  # the PAT forgot the mapping: the next packets get new ports
+    p.pcs.remove(pc)
+    again = p.connect(p.add_pc("vpnuser1"))
+    assert again.up and not p.lines("phase 1 rekey"), p.console.getvalue()
+    assert again.address != first_address
+    assert len(_sessions(p, "vpnuser1")) == 2  # the old one until DPD ends it

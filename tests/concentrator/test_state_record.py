@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from inproc import InProcess, config_text
+from core_harness import CoreRig, config_text
 
 from vpnhub.concentrator.staterecord import (
     RunRecord,
@@ -39,10 +39,10 @@ def _store(tmp_path: Path) -> Path:
     return tmp_path / "events.db"
 
 
-def _start(tmp_path: Path, extra: str = "") -> InProcess:
+def _start(tmp_path: Path, extra: str = "") -> CoreRig:
     """A concentrator run starting up (the state part of `run()`) on tmp_path's store."""
-    p = InProcess.from_text(config_text(store=str(_store(tmp_path)), log_extra=extra))
-    p.conc._restore_state()
+    p = CoreRig.from_text(config_text(store=str(_store(tmp_path)), log_extra=extra))
+    p.core.restore_state()
     return p
 
 
@@ -87,7 +87,7 @@ def test_crash_is_reported_with_pid_last_seen_and_each_lost_session(tmp_path: Pa
     for s, line in zip(LOST, lost, strict=True):
         assert s.user in line and s.assigned_ip is not None and s.assigned_ip in line
         assert f"{s.public_ip}:{s.public_port}" in line
-    summary = p.conc.sessions.summary()
+    summary = p.core.sessions.summary()
     assert (summary["peak"], summary["cumulative"]) == (7, 41)
 
 
@@ -95,63 +95,56 @@ def test_lost_addresses_are_held_from_others_but_their_user_gets_theirs(
         tmp_path: Path) -> None:
     _crashed_run(tmp_path)
     p = _start(tmp_path)
-    pool = p.conc.pools["vpngroup"]
+    pool = p.core.pools["vpngroup"]
     others = {str(pool.allocate(("new", i), identity=f"someone{i}")) for i in range(5)}
     assert not others & {"10.40.1.1", "10.40.1.2"}, others
     assert str(pool.allocate(("back", 2), identity="vpnuser2")) == "10.40.1.2"
 
 
 def test_a_lost_user_logging_in_again_gets_the_held_address(tmp_path: Path) -> None:
-    import asyncio
-
     _crashed_run(tmp_path)
-
-    async def run() -> None:
-        p = _start(tmp_path)
-        pc = p.add_pc("vpnuser2")
-        await p.settle()
-        assert p.address_of(pc) == "10.40.1.2", p.console.getvalue()
-        assert p.conc._held == [h for h in p.conc._held if h.user == "vpnuser1"]
-
-    asyncio.run(run())
+    p = _start(tmp_path)
+    pc = p.connect(p.add_pc("vpnuser2"))
+    assert pc.address == "10.40.1.2", p.console.getvalue()
+    assert p.core.held == [h for h in p.core.held if h.user == "vpnuser1"]
 
 
 def test_holds_end_after_lost_address_hold(tmp_path: Path) -> None:
     _crashed_run(tmp_path, heartbeat=time.time() - 120)
     p = _start(tmp_path, "")  # default hold (600 s): still held
-    assert p.conc.pools["vpngroup"].held == 2
-    p2 = InProcess.from_text(config_text(store=str(_store(tmp_path))).replace(
-        "[limits]\n", "[limits]\nlost_address_hold = 60\n"))
+    assert p.core.pools["vpngroup"].held == 2
+    p2 = CoreRig.from_text(config_text(store=str(_store(tmp_path)),
+                                       limits_extra="lost_address_hold = 60"))
     _crashed_run(tmp_path, heartbeat=time.time() - 120)
-    p2.conc._restore_state()
-    assert p2.conc.pools["vpngroup"].held == 0  # the clients noticed long ago
-    assert str(p2.conc.pools["vpngroup"].allocate("k", identity="x")) == "10.40.1.1"
+    p2.core.restore_state()
+    assert p2.core.pools["vpngroup"].held == 0  # the clients noticed long ago
+    assert str(p2.core.pools["vpngroup"].allocate("k", identity="x")) == "10.40.1.1"
 
 
 def test_a_heartbeat_from_the_future_holds_no_longer_than_lost_address_hold(
         tmp_path: Path) -> None:
     _crashed_run(tmp_path, heartbeat=time.time() + 86400)  # the clock was wrong then
     p = _start(tmp_path)
-    assert p.conc._held and all(h.until <= time.time() + 600 for h in p.conc._held)
+    assert p.core.held and all(h.until <= time.time() + 600 for h in p.core.held)
 
 
 def test_expired_holds_are_released_by_the_timer(tmp_path: Path) -> None:
     _crashed_run(tmp_path)
     p = _start(tmp_path)
-    pool = p.conc.pools["vpngroup"]
+    pool = p.core.pools["vpngroup"]
     assert pool.held == 2
-    p.conc._held = [type(h)(h.group, h.address, h.user, time.time() - 1) for h in p.conc._held]
-    p.conc._keep_state(time.monotonic())
-    assert pool.held == 0 and p.conc._held == []
+    p.wall_skew = 601  # the wall clock passes the holds' end (600 s after last seen)
+    p.core.housekeeping(p.now)
+    assert pool.held == 0 and p.core.held == []
 
 
 def test_clean_shutdown_is_not_a_crash_and_keeps_the_counters(tmp_path: Path) -> None:
     _crashed_run(tmp_path, clean=True, sessions=())
     p = _start(tmp_path)
     assert not p.lines("ended unexpectedly")
-    summary = p.conc.sessions.summary()
+    summary = p.core.sessions.summary()
     assert (summary["peak"], summary["cumulative"]) == (7, 41)
-    p.conc._write_state(time.monotonic(), clean=True)  # what run() does on SIGTERM
+    p.core.shutdown(p.now)  # what run() does on SIGTERM
     rec = read_state(state_path(_store(tmp_path)))
     assert rec is not None and rec.clean and rec.pid == os.getpid()
 
@@ -191,7 +184,7 @@ def test_unusable_record_is_a_clear_line_and_the_start_goes_on(
     bad = p.lines("unusable")
     assert len(bad) == 1 and why in bad[0] and str(path) in bad[0], p.console.getvalue()
     assert _severity(bad[0]) <= 3
-    assert p.conc.sessions.summary()["cumulative"] == 0
+    assert p.core.sessions.summary()["cumulative"] == 0
     rec = read_state(path)  # replaced by this run's record
     assert rec is not None and rec.pid == os.getpid()
 
@@ -201,7 +194,7 @@ def test_a_record_that_cannot_be_written_is_logged_once(tmp_path: Path) -> None:
     (tmp_path / "events.state.json").unlink()
     (tmp_path / "events.state.json").mkdir()  # rename over a directory fails
     for _ in range(3):
-        p.conc._write_state(time.monotonic())
+        p.core.write_state(p.now)
     assert len(p.lines("cannot write the state record")) == 1, p.console.getvalue()
 
 

@@ -138,15 +138,21 @@ class FakeConcentrator:
         self.endpoint.sas[key] = FakeSA(key)
         return s
 
-    def _service(self, sa: FakeSA) -> None:
-        if sa.deleted:
-            key = (sa.icookie, sa.rcookie)
-            s = self.sessions.end(key, sa.deleted)
-            self.endpoint.sas.pop(key, None)
-            if s is not None:
-                self.pools[s.group].release(key)
-                self.log.add("SESSION", 4, f"session of {s.user} ended: {sa.deleted}",
-                             user=s.user, group=s.group)
+    def logout(self, key: tuple[bytes, bytes], admin: str) -> bool:
+        """As `ConcentratorCore.logout`: the ADMIN line, the SA deleted, the session ended."""
+        sa = self.endpoint.get(*key)
+        s = self.sessions.get(key)
+        if sa is None or s is None:
+            return False
+        self.log.add("ADMIN", 4, f"logout of {s.user} by administrator {admin}",
+                     peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
+        sa.delete(time.monotonic(), "logged out by administrator")
+        self.sessions.end(key, sa.deleted)
+        self.endpoint.sas.pop(key, None)
+        self.pools[s.group].release(key)
+        self.log.add("SESSION", 4, f"session of {s.user} ended: {sa.deleted}",
+                     user=s.user, group=s.group)
+        return True
 
 
 async def fake_ping(address: str, source: str) -> PingResult:

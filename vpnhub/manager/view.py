@@ -1,7 +1,7 @@
 """What the manager reads from and does to the running concentrator.
 
-`ConcentratorLike` names every attribute of `vpnhub.concentrator.service.
-Concentrator` the manager touches, so the coupling is in one place (and the
+`ConcentratorLike` names every attribute of `vpnhub.concentrator.core.
+ConcentratorCore` the manager touches, so the coupling is in one place (and the
 tests can stand a small fake in). `ManagerView` turns the session store's
 read-only views, the data plane's counters and the address pools into the dicts the
 API returns and the pages show, detects misconfigurations for the warning
@@ -67,7 +67,7 @@ class ConcentratorLike(Protocol):
     @property
     def dataplane(self) -> Any: ...  # vpnhub.net.dataplane.Dataplane | None
 
-    def _service(self, sa: Any) -> None: ...
+    def logout(self, key: tuple[bytes, bytes], admin: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -274,14 +274,7 @@ class ManagerView:
 
     # -------------------------------------------------------------- actions
     def logout(self, s: SessionView, admin: str) -> bool:
-        sa = self.conc.endpoint.get(*s.key)
-        if sa is None:
-            return False
-        self.conc.log.add("ADMIN", 4, f"logout of {s.user} by administrator {admin}",
-                          peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
-        sa.delete(time.monotonic(), "logged out by administrator")
-        self.conc._service(sa)
-        return True
+        return self.conc.logout(s.key, admin)
 
     async def ping(self, s: SessionView, admin: str) -> PingResult | None:
         if s.assigned_ip is None:

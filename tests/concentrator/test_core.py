@@ -1,0 +1,222 @@
+"""Issue 12 point 2: the concentrator core in memory, without root, in simulated time.
+
+Each test asserts what an operator would check: the session table, the pool,
+the event log, the SAs the data plane holds and the datagrams sent. The
+clients are our own engine (initiator `IkeSA`s) behind a PAT, or on a public
+address of their own (tests/concentrator/core_harness.py).
+"""
+
+from __future__ import annotations
+
+import re
+
+from core_harness import PAT, CoreRig, Pc, config_text
+
+from vpnhub.ike import events as ev
+from vpnhub.ike.transport import Transport
+from vpnhub.net.messages import AddInbound, AddOutbound, PeerMoved, RemoveSA, UpdatePeer
+from vpnhub.wire.constants import ExchangeType
+
+
+def _severity(line: str) -> int:
+    m = re.search(r"\bSEV=(\d+)", line)
+    assert m, line
+    return int(m.group(1))
+
+
+def _spis(rig: CoreRig) -> set[int]:
+    """The SPIs the fake data plane holds (inbound and outbound)."""
+    return set(rig.installed())
+
+
+def _child_spis(pc: Pc) -> set[int]:
+    """The SPIs of the client's last IPsec SA (both directions)."""
+    e = [x for x in pc.events if isinstance(x, ev.ChildSAEstablished)][-1]
+    return {e.spi_in, e.spi_out}
+
+
+def _informational_to(rig: CoreRig, pc: Pc, since: int) -> int:
+    """Informational exchanges (DELETE, notify) the core sent to `pc` after `since`."""
+    return sum(1 for d in rig.sent[since:] if d.remote[0] == pc.public_ip
+               and d.data[18] == ExchangeType.INFORMATIONAL)
+
+
+def test_two_clients_behind_one_pat_get_two_sessions_and_two_addresses() -> None:
+    rig = CoreRig.from_text(config_text())
+    a = rig.connect(rig.add_pc("vpnuser1"))
+    b = rig.connect(rig.add_pc("vpnuser2"))
+    assert a.up and b.up, rig.console.getvalue()
+    sessions = rig.sessions()
+    assert {s["user"] for s in sessions} == {"vpnuser1", "vpnuser2"}
+    assert {s["public_ip"] for s in sessions} == {PAT}  # one public address ...
+    assert len({s["public_port"] for s in sessions}) == 2  # ... two NAT mappings
+    assert {s["assigned_ip"] for s in sessions} == {a.address, b.address}
+    assert a.address != b.address
+    assert all(s["protocol"] == "IPsec/NAT-T" for s in sessions)
+    assert rig.core.pools["vpngroup"].available == 254 - 2
+    # each client's IPsec SA pair is in the data plane, UDP-encapsulated to its own port
+    assert _spis(rig) == _child_spis(a) | _child_spis(b)
+    peers = {c.peer for c in rig.installed().values()}
+    assert {p[0] for p in peers} == {PAT} and len(peers) == 2
+    assert all(c.udp_encap for c in rig.installed().values())
+    inbound = {c.allowed_src for c in rig.installed().values() if isinstance(c, AddInbound)}
+    assert inbound == {a.address, b.address}  # spoofing another client's address fails
+    assert rig.core.sessions.summary()["cumulative"] == 2
+
+
+def test_natt_disabled_for_a_client_behind_nat_is_diagnosed() -> None:
+    rig = CoreRig.from_text(config_text(natt=False))
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    assert pc.up  # the tunnel comes up ...
+    said = rig.lines("NAT-T is disabled on this concentrator")
+    # ... and the log says why no data will pass, in the session's name too
+    assert said and all(_severity(ln) == 3 for ln in said), rig.console.getvalue()
+    assert any("user=vpnuser1" in ln for ln in said)
+    assert "ipsec_over_natt = true" in said[-1]
+    (s,) = rig.sessions()
+    assert "NAT-T is disabled" in s["diagnosis"] and not s["nat_t"]
+    # plain ESP, which the PAT cannot carry: the SAs are not UDP-encapsulated
+    assert rig.installed() and not any(c.udp_encap for c in rig.installed().values())
+
+
+def test_wrong_group_psk_leaves_no_session_and_says_so() -> None:
+    rig = CoreRig.from_text(config_text())
+    pc = rig.connect(rig.add_pc("vpnuser1", psk="not-the-group-psk"))
+    assert any(isinstance(e, ev.NegotiationFailed) for e in pc.events)
+    assert len(rig.core.endpoint) == 1  # half-open until phase 1 times out
+    rig.advance(60)
+    lines = rig.lines("most likely the client has a wrong group password")
+    assert len(lines) == 1 and _severity(lines[0]) == 3, rig.console.getvalue()
+    assert "UNAUTHENTICATED" in lines[0]  # nothing authenticated: no user, no group
+    assert len(rig.core.endpoint) == 0 and not rig.core.sessions.sessions
+    assert not rig.dp.commands and rig.core.pools["vpngroup"].available == 254
+    assert "not-the-group-psk" not in rig.console.getvalue()
+
+
+def test_wrong_xauth_password_is_refused_after_the_slow_down() -> None:
+    rig = CoreRig.from_text(config_text())
+    start = rig.now
+    pc = rig.connect(rig.add_pc("vpnuser1", password="not-the-password"))
+    done = [e for e in pc.events if isinstance(e, ev.XauthCompleted)]
+    assert len(done) == 1 and not done[0].ok and not pc.up
+    assert rig.now - start >= 0.1  # the answer waited xauth_retry_delay (simulated)
+    refused = rig.lines("failed authentication: wrong password")
+    assert len(refused) == 1 and "user=vpnuser1" in refused[0], rig.console.getvalue()
+    assert rig.lines("session of vpnuser1 ended: XAUTH failed")
+    assert not rig.sessions() and not rig.dp.commands
+    assert rig.core.pools["vpngroup"].available == 254
+    assert "not-the-password" not in rig.console.getvalue()
+
+
+def test_pool_exhausted_refuses_the_next_login_and_keeps_the_others() -> None:
+    rig = CoreRig.from_text(config_text(pool="10.40.1.0/30"))  # two addresses
+    first = rig.connect(rig.add_pc("vpnuser1"))
+    second = rig.connect(rig.add_pc("vpnuser2"))
+    third = rig.connect(rig.add_pc("vpnuser1"))
+    assert first.up and second.up and not third.up
+    assert third.address is None and any(isinstance(e, ev.SADeleted) for e in third.events)
+    lines = rig.lines("address pool of group vpngroup exhausted (10.40.1.0/30)")
+    assert len(lines) == 1 and _severity(lines[0]) == 2, rig.console.getvalue()
+    assert rig.lines("session of vpnuser1 ended: address pool exhausted")
+    assert {s["assigned_ip"] for s in rig.sessions()} == {first.address, second.address}
+    assert rig.core.pools["vpngroup"].available == 0
+    assert _spis(rig) == _child_spis(first) | _child_spis(second)
+
+
+def test_admin_logout_deletes_the_sas_and_frees_the_address() -> None:
+    rig = CoreRig.from_text(config_text())
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    other = rig.connect(rig.add_pc("vpnuser2"))
+    (s,) = [s for s in rig.core.sessions.sessions.values() if s.user == "vpnuser1"]
+    sent = len(rig.sent)
+    assert rig.core.logout(s.key, "admin")
+    rig.settle()
+    assert rig.lines("logout of vpnuser1 by administrator admin")
+    assert rig.lines("session of vpnuser1 ended: logged out by administrator")
+    assert _informational_to(rig, pc, sent) >= 1  # the client is told (DELETE)
+    assert any(isinstance(e, ev.SADeleted) and e.by_peer for e in pc.events)
+    assert [s["user"] for s in rig.sessions()] == ["vpnuser2"]
+    assert _spis(rig) == _child_spis(other)  # its IPsec SAs left the data plane
+    assert {c.spi for c in rig.commands(RemoveSA)} == _child_spis(pc)
+    assert rig.core.pools["vpngroup"].available == 254 - 1  # its address is back
+    assert not rig.core.logout(s.key, "admin")  # gone
+
+
+def test_phase1_rekey_keeps_the_session_its_address_and_ipsec_sas() -> None:
+    rig = CoreRig.from_text(config_text(concentrator_extra="ike_lifetime = 600"))
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    address, spis, first_sa = pc.address, _spis(rig), pc.sa
+    rig.advance(600)  # the client rekeys before the lifetime ends (Phase1RekeyDue)
+    assert pc.sa is not first_sa and pc.sa.established, rig.console.getvalue()
+    assert len(rig.lines("phase 1 rekey: new IKE SA of vpnuser1 takes over 1 IPsec SA")) == 1
+    (s,) = rig.sessions()
+    assert s["assigned_ip"] == address and s["user"] == "vpnuser1"
+    assert _spis(rig) == spis and not rig.commands(RemoveSA)  # the IPsec SAs stayed
+    assert rig.core.pools["vpngroup"].available == 254 - 1
+    assert rig.core.sessions.summary()["cumulative"] == 1  # one login, renewed
+    assert len(rig.core.endpoint) == 1  # the old IKE SA is gone
+
+
+def test_phase2_rekey_keeps_the_session_and_replaces_the_ipsec_sas() -> None:
+    rig = CoreRig.from_text(config_text(concentrator_extra="ipsec_lifetime = 600"))
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    old = _child_spis(pc)
+    rig.advance(600)
+    new = _child_spis(pc)
+    assert new != old and _spis(rig) == new, rig.console.getvalue()
+    assert rig.lines("rekeyed:")
+    assert {c.spi for c in rig.commands(RemoveSA)} == old
+    (s,) = rig.sessions()
+    assert s["assigned_ip"] == pc.address and len(s["ipsec"]) == 1
+    assert rig.core.sessions.summary()["cumulative"] == 1
+
+
+def test_peer_moved_makes_the_session_follow_the_new_mapping() -> None:
+    rig = CoreRig.from_text(config_text())
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    (s,) = rig.sessions()
+    old = (PAT, s["public_port"])
+    new = (PAT, 40000)
+    inbound = next(c for c in rig.installed().values() if isinstance(c, AddInbound))
+    # authentic ESP for the client's inbound SA came from a new NAT mapping
+    rig.dataplane_event(PeerMoved(inbound.sa.spi, old, new))
+    (s,) = rig.sessions()
+    assert (s["public_ip"], s["public_port"]) == new
+    assert UpdatePeer(old, new) in rig.commands(UpdatePeer)
+    lines = rig.lines("ESP from a new NAT mapping 203.0.113.78:40000")
+    assert len(lines) == 1 and "user=vpnuser1" in lines[0]
+    assert rig.core.endpoint.get(pc.sa.icookie, pc.sa.rcookie).remote == new  # IKE too
+    # a PeerMoved for an SPI nobody owns moves nothing
+    rig.dataplane_event(PeerMoved(0x1234, new, (PAT, 1)))
+    assert rig.sessions()[0]["public_port"] == 40000
+
+
+def test_shutdown_deletes_every_session_and_tells_every_client() -> None:
+    rig = CoreRig.from_text(config_text())
+    pcs = [rig.connect(rig.add_pc(u)) for u in ("vpnuser1", "vpnuser2", "vpnuser1")]
+    half = rig.add_pc("vpnuser2")
+    half.sa.initiate(rig.now)  # a phase 1 under way: only its first message arrives
+    for d in half.sa.datagrams_to_send():
+        rig.inject(d.data, (half.public_ip, d.local_port), d.transport)
+    sent = len(rig.sent)
+    rig.core.shutdown(rig.now)
+    rig.settle()
+    assert rig.lines("shutting down: deleting every session")
+    for pc in pcs:
+        assert _informational_to(rig, pc, sent) >= 1
+        assert any(isinstance(e, ev.SADeleted) and e.by_peer for e in pc.events)
+    assert len(rig.lines("ended: concentrator shutting down")) == 3
+    assert not rig.core.sessions.sessions and len(rig.core.endpoint) == 0
+    assert not rig.installed() and rig.core.pools["vpngroup"].available == 254
+
+
+def test_udp500_and_4500_datagrams_are_labelled_with_their_transport() -> None:
+    rig = CoreRig.from_text(config_text())
+    rig.connect(rig.add_pc("vpnuser1"))
+    kinds = {d.transport for d in rig.sent}
+    # Aggressive Mode message 2 on UDP 500; after NAT-D the client floats to 4500
+    assert kinds == {Transport.IKE, Transport.NATT}
+    assert all(d.local_port == (500 if d.transport is Transport.IKE else 4500)
+               for d in rig.sent)
+    outbound = [c for c in rig.installed().values() if isinstance(c, AddOutbound)]
+    assert outbound and all(c.dst == rig.sessions()[0]["assigned_ip"] for c in outbound)

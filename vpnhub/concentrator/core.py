@@ -1,0 +1,765 @@
+"""The concentrator's core: everything that decides, nothing that does I/O.
+
+Sessions, XAUTH (through an `Authenticator`, awaited), address pools, Mode
+Config, group policy, phase 1 take-over, simultaneous logins, the NAT-T
+diagnosis, peer moved, the state record's content and the shutdown (every
+SA deleted). Time comes in (`now` from the driver, or the injected clocks);
+datagrams leave through the `send` callback and SAs go to the data plane as
+commands. The shell (`vpnhub.concentrator.service`) owns the sockets, the TUN,
+the routes and the timers; the tests drive this class in memory
+(tests/concentrator/core_harness.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol, assert_never
+
+from vpnhub import __version__
+from vpnhub.auth.api import Authenticator, AuthRequest, AuthResult
+from vpnhub.concentrator.memory import BurstTrimmer
+from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
+from vpnhub.concentrator.staterecord import (
+    HeldAddress,
+    RunRecord,
+    SessionRecord,
+    StateError,
+    StateKeeper,
+    read_state,
+    state_path,
+)
+from vpnhub.config import Config, GroupConfig, LanToLanConfig
+from vpnhub.esp.sa import SaParams
+from vpnhub.eventlog import EventLog
+from vpnhub.ike import events as ev
+from vpnhub.ike.driver import DriverFault
+from vpnhub.ike.endpoint import IkeEndpoint, Limits
+from vpnhub.ike.policy import Policy
+from vpnhub.ike.sa import Address, IkeConfig, IkeSA
+from vpnhub.ike.summary import Notice
+from vpnhub.ike.transitions import State
+from vpnhub.ike.transport import Transport
+from vpnhub.net.handle import DataplaneHandle, DataplaneStats
+from vpnhub.net.messages import (
+    CtcpClosed,
+    DebugLine,
+    IkeDatagram,
+    OuterFragmentation,
+    PeerMoved,
+    SaExhausted,
+)
+from vpnhub.net.messages import Event as DataplaneEvent
+from vpnhub.secret import Secret
+from vpnhub.session.pool import AddressPool, PoolError
+from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
+
+Clock = Callable[[], float]
+EventHook = Callable[[IkeSA, ev.Event], None]
+# Runs a coroutine to its end (the shell: a task on its loop; the tests: their scheduler)
+Spawn = Callable[[Coroutine[Any, Any, None]], object]
+
+
+class BoundDriver(Protocol):
+    """The IKE driver loop as the core uses it (`AsyncIkeDriver`; the tests' clock)."""
+
+    def receive(self, data: bytes, remote: Address, local_port: int,
+                transport: Transport) -> IkeSA | None: ...
+
+    def service(self, sa: IkeSA) -> None: ...
+
+
+class ConcentratorCore:
+    """The application of the IKE driver loop (`on_event`) and of the data plane
+    (`on_dataplane`); SAs and peers go to the data plane, datagrams through the
+    driver (`bind`).
+
+    `clock` is the monotonic clock of the driver (the engine's `now` when an
+    answer comes back from the authenticator); `wall` stamps sessions and the
+    state record. `spawn` runs the authenticator's coroutines (a task on the
+    shell's loop); the core itself never sleeps and owns no event loop.
+    """
+
+    def __init__(self, config: Config, log: EventLog, *, authenticator: Authenticator,
+                 dataplane: DataplaneHandle | None, clock: Clock, wall: Clock,
+                 spawn: Spawn) -> None:
+        self.config = config
+        self.log = log
+        c = config.concentrator
+        self.public = str(c.public_address)
+        self.policy = Policy(allow_legacy=c.allow_legacy_crypto, ike_lifetime=c.ike_lifetime,
+                             ipsec_lifetime=c.ipsec_lifetime)
+        self.groups = {g.name: g for g in config.groups}
+        self.pools = {g.name: AddressPool.for_group(g) for g in config.groups}
+        self.authenticator = authenticator
+        self.dataplane = dataplane
+        self.clock = clock
+        self.wall = wall
+        self.spawn = spawn
+        lim = config.limits
+        self.endpoint = IkeEndpoint(self._ike_config, Limits(
+            lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions,
+            lim.max_half_open_verified_per_source))
+        self.sessions = SessionTable(lim.max_sessions)
+        self._trimmer = BurstTrimmer()
+        self.spi_owner: dict[int, tuple[bytes, bytes]] = {}
+        self._l2l_by_peer = {str(t.peer): t for t in config.lan_to_lan if t.peer is not None}
+        nt = config.nat_transparency
+        # IPsec over TCP ports double as the engine's "local port" label of TCP-borne SAs
+        self.ctcp_ports = set(nt.ipsec_over_tcp_ports) if nt.ipsec_over_tcp else set()
+        self.udp_port = nt.ipsec_over_udp_port if nt.ipsec_over_udp else 0
+        self._l2l_by_id = {t.peer_id: t for t in config.lan_to_lan if t.peer_id}
+        self.natt_enabled = config.nat_transparency.ipsec_over_natt
+        self.event_hook: EventHook | None = None  # the manager's handshake counters
+        self.driver: BoundDriver | None = None  # the IKE driver loop (`bind`)
+        self._state: StateKeeper | None = None  # the state record (crash recovery)
+        self._held: list[HeldAddress] = []  # pool addresses of sessions a crash lost
+
+    # ----------------------------------------------------------- IKE config
+    def _ike_config(self, remote: Address, local_port: int = 500) -> IkeConfig:
+        c = self.config.concentrator
+        over_tcp = local_port in self.ctcp_ports
+        site = self._l2l_by_peer.get(remote[0])
+        if site is not None:  # Main Mode from a LAN-to-LAN peer: known by its address
+            return self._l2l_config(site)
+        return IkeConfig(
+            local_address=self.public, policy=self.policy, psk_lookup=self._psk_lookup,
+            policy_for=self._group_policy, config_for_id=self._config_for_id,
+            natt=self.natt_enabled and not over_tcp, xauth=True,
+            transport="tcp" if over_tcp else "udp", log_severity=self.log.max_severity(),
+            dpd_interval=float(c.dpd_interval),
+            dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}",
+            xauth_timeout=float(c.xauth_timeout))
+
+    def _l2l_config(self, site: LanToLanConfig) -> IkeConfig:
+        c = self.config.concentrator
+        policy = self.policy
+        if site.ike_proposals is not None or site.esp_proposals is not None:
+            policy = group_policy(self.policy, site)
+        local = site.local_networks
+        remote = site.remote_networks
+
+        def ts_check(theirs: ipaddress.IPv4Network, ours: ipaddress.IPv4Network) -> str | None:
+            if not any(theirs.subnet_of(n) for n in remote):
+                return f"{theirs} is not among {site.name}'s remote_networks"
+            if not any(ours.subnet_of(n) for n in local):
+                return f"{ours} is not among {site.name}'s local_networks"
+            return None
+
+        return IkeConfig(
+            local_address=self.public, policy=policy, psk=site.psk,
+            natt=site.ipsec_over_natt, xauth=False, unity=False,
+            dpd_interval=float(c.dpd_interval), dpd_retries=c.dpd_retries,
+            ts_check=ts_check, application_version=f"vpnhub {__version__}",
+            log_severity=self.log.max_severity(),
+            extra_vendor_ids=())
+
+    def _config_for_id(self, id_type: int, data: bytes) -> IkeConfig | None:
+        site = self._l2l_by_id.get(data.decode("utf-8", "replace"))
+        return self._l2l_config(site) if site is not None else None
+
+    def _group_policy(self, group_id: bytes) -> Policy | None:
+        g = self.groups.get(group_id.decode("utf-8", "replace"))
+        if g is None or (g.ike_proposals is None and g.esp_proposals is None):
+            return None
+        return group_policy(self.policy, g)
+
+    def _psk_lookup(self, id_type: int, data: bytes, remote: Address) -> Secret | None:
+        if id_type == 0:  # Main Mode: before the identity; only one group can match
+            return self.config.groups[0].psk if len(self.groups) == 1 else None
+        if id_type not in (IdType.KEY_ID, IdType.FQDN, IdType.USER_FQDN):
+            return None
+        g = self.groups.get(data.decode("utf-8", "replace"))
+        return g.psk if g is not None else None
+
+    # ------------------------------------------------------------- receive
+    def bind(self, driver: BoundDriver) -> None:
+        """The IKE driver loop over `self.endpoint` whose callbacks are `on_event`,
+        `on_fault` and `on_notice`; the core services SAs it called into through it."""
+        self.driver = driver
+
+    def local_port(self, transport: Transport) -> int:
+        """The engine's "local port" of a transport: _ike_config knows cTCP by its ports."""
+        c = self.config.concentrator
+        if transport is Transport.IKE:
+            return c.ike_port
+        if transport is Transport.CTCP and self.ctcp_ports:
+            return min(self.ctcp_ports)
+        return c.natt_port
+
+    def receive(self, data: bytes, addr: Address, transport: Transport) -> None:
+        """An IKE datagram from UDP 500, UDP 4500 (marker removed) or cTCP."""
+        self._driver().receive(data, addr, self.local_port(transport), transport)
+
+    def on_dataplane(self, e: DataplaneEvent) -> None:
+        """One event from the data plane thread's inbox."""
+        match e:
+            case IkeDatagram():
+                self.receive(e.message, e.addr, e.transport)
+            case PeerMoved():
+                self._peer_moved(e)
+            case DebugLine():
+                self.log.add("IPSECDBG", e.severity, e.text,
+                             peer=f"{e.peer[0]}:{e.peer[1]}" if e.peer else "")
+            case OuterFragmentation():
+                self.log.add("IPSEC", 3, e.message + "; fragmentation policy \"none\": set"
+                             " [concentrator] fragmentation = \"before-encryption\" (or"
+                             " \"clear-df\") so that large packets cross such NAT devices",
+                             peer=f"{e.peer[0]}:{e.peer[1]}")
+            case SaExhausted() | CtcpClosed():
+                pass  # not acted on here (as before issue 12): a dead peer ends by DPD
+            case _:
+                assert_never(e)
+
+    def _endpoint_notices(self) -> None:
+        while (n := self.endpoint.next_notice()) is not None:
+            self.on_notice(n)
+
+    def on_notice(self, n: Notice) -> None:
+        """The endpoint's rate-limited summaries (refused, recycled, unanswered SAs)."""
+        self.log.add(n.cls, n.severity, n.text, peer="" if n.source == "*" else n.source)
+
+    def on_fault(self, fault: DriverFault) -> None:
+        """Something raised in the driver loop: logged, and the loop goes on."""
+        self.log.add("IKE", 3 if fault.stage == "send" else 1, fault.describe())
+
+    def _peer_moved(self, e: PeerMoved) -> None:
+        key = self.spi_owner.get(e.spi)
+        s = self.sessions.sessions.get(key) if key else None
+        if s is None:
+            return
+        sa = self.endpoint.get(*s.key)
+        if sa is not None and sa.remote == e.old:
+            sa.remote = e.new
+        if self.dataplane is not None:  # authentic ESP from there: follow (RFC 3948 2.2)
+            self.dataplane.update_peer(e.old, e.new)
+        if s.transport == "cisco-udp":  # ESP's own port: IKE's (public_port) stays
+            first, s.udp_port = not s.udp_port, e.new[1]
+            if first:
+                self.log.add("NATT", 5, f"IPsec over UDP: the client's ESP comes from UDP port"
+                             f" {e.new[1]}", peer=f"{e.new[0]}:{e.new[1]}", group=s.group,
+                             user=s.user)
+                return
+            s.public_ip = e.new[0]
+        else:
+            s.public_ip, s.public_port = e.new
+        self._state_changed()
+        self.log.add("NATT", 4, f"ESP from a new NAT mapping {e.new[0]}:{e.new[1]}"
+                     f" (was {e.old[0]}:{e.old[1]}): following it", peer=f"{e.new[0]}:{e.new[1]}",
+                     group=s.group, user=s.user)
+
+    # --------------------------------------------------------------- timers
+    def housekeeping(self, now: float) -> None:
+        """The periodic duties that are not IKE timers (the shell calls it every tick)."""
+        self._keep_state(now)
+        self.log.tick()  # summaries of rate-limited lines once a flood's window ends
+        self._endpoint_notices()
+        self._trimmer.tick(self.endpoint.half_open_count())  # memory back after a flood
+
+    def apply_stats(self, snap: DataplaneStats, now: float) -> None:
+        """Counters from the data plane; ESP from a peer counts as liveness (RFC 3706)."""
+        per: dict[tuple[bytes, bytes], list[int]] = {}
+        drops: dict[tuple[bytes, bytes], dict[str, int]] = {}
+        for sa in snap.sas:
+            key = self.spi_owner.get(sa.spi)
+            if key is None:
+                continue
+            acc = per.setdefault(key, [0, 0, 0, 0])
+            if sa.direction == "in":
+                acc[0] += sa.bytes_in
+                acc[1] += sa.packets_in
+                d = drops.setdefault(key, {})
+                for reason, n in sa.drops.items():
+                    d[reason] = d.get(reason, 0) + n
+            else:
+                acc[2] += sa.bytes_out
+                acc[3] += sa.packets_out
+        keepalives = {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in snap.peers}
+        for key, (b_in, p_in, b_out, p_out) in per.items():
+            s = self.sessions.sessions.get(key)
+            if s is None:
+                continue
+            if p_in > s.packets_rx:
+                ike = self.endpoint.get(*key)
+                if ike is not None:
+                    ike.note_traffic(now)
+            s.bytes_rx, s.packets_rx, s.bytes_tx, s.packets_tx = b_in, p_in, b_out, p_out
+            s.drops = drops.get(key, {})
+            s.keepalives_rx, s.keepalives_tx = keepalives.get((s.public_ip, s.public_port),
+                                                              (0, 0))
+
+    # ------------------------------------------------------------- actions
+    def logout(self, key: tuple[bytes, bytes], admin: str) -> bool:
+        """An administrator ends a session: its SAs are deleted (the peer is told)."""
+        s = self.sessions.sessions.get(key)
+        sa = self.endpoint.get(*key)
+        if s is None or sa is None:
+            return False
+        self.log.add("ADMIN", 4, f"logout of {s.user} by administrator {admin}",
+                     peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
+        sa.delete(self.clock(), "logged out by administrator")
+        self._service(sa)
+        return True
+
+    def admin_command(self, req: dict[str, Any]) -> dict[str, Any]:
+        """The admin socket's commands (vpnhub.admin); the shell adds what it owns
+        (fresh data-plane counters before "sessions", send queues to "stats")."""
+        cmd = req.get("cmd")
+        if cmd == "sessions":
+            return self.sessions.to_json(self.wall())
+        if cmd == "logout":
+            user = str(req.get("user", ""))
+            n = 0
+            for s in list(self.sessions.sessions.values()):
+                sa = self.endpoint.get(*s.key)
+                if s.user == user and sa is not None:
+                    self.log.add("ADMIN", 4, f"logout of {user} by administrator",
+                                 peer=f"{s.public_ip}:{s.public_port}", user=user)
+                    sa.delete(self.clock(), "logged out by administrator")
+                    self._service(sa)
+                    n += 1
+            return {"logged_out": n} if n else {"error": f"no session of user {user!r}"}
+        if cmd == "stats":
+            return {"endpoint_drops": dict(self.endpoint.drops),
+                    "half_open": self.endpoint.half_open_count(),
+                    "half_open_unverified": self.endpoint.unverified_count(),
+                    "sas": len(self.endpoint)}
+        return {"error": f"unknown command {cmd!r}"}
+
+    def shutdown(self, now: float) -> None:
+        """Every SA deleted (the peers are told), the record marked clean."""
+        self.log.add("SESSION", 3, "shutting down: deleting every session")
+        for sa in list(self.endpoint):
+            sa.delete(now, "concentrator shutting down")
+            self._service(sa)
+        self.write_state(now, clean=True)
+
+    # ------------------------------------------------------------- driving
+    def _driver(self) -> BoundDriver:
+        assert self.driver is not None, "bind() the IKE driver first"
+        return self.driver
+
+    def _service(self, sa: IkeSA) -> None:
+        """After a call into `sa`: its events, datagrams and timer, by the driver."""
+        self._driver().service(sa)
+
+    def _session(self, sa: IkeSA) -> Session:
+        key = (sa.icookie, sa.rcookie)
+        s = self.sessions.sessions.get(key)
+        if s is None:
+            s = Session(key, sa.remote[0], sa.remote[1])
+            self.sessions.add(s)
+        return s
+
+    def on_event(self, sa: IkeSA, e: ev.Event, now: float) -> None:
+        """Every engine event, from the driver loop."""
+        if self.event_hook is not None:  # manager (issue 6): handshake counters
+            self.event_hook(sa, e)
+        match e:
+            case ev.LogLine():
+                self._log_line(sa, self.sessions.sessions.get((sa.icookie, sa.rcookie)), e)
+            case ev.Phase1Established():
+                self._on_Phase1Established(sa, e)
+            case ev.NatTraversalRefused():
+                self._on_NatTraversalRefused(sa, e)
+            case ev.XauthCredentials():
+                self._on_XauthCredentials(sa, e)
+            case ev.ModeConfigRequested():
+                self._on_ModeConfigRequested(sa, e)
+            case ev.ChildSAEstablished():
+                self._on_ChildSAEstablished(sa, e)
+            case ev.ChildSADeleted():
+                self._on_ChildSADeleted(sa, e)
+            case ev.PeerEndpointChanged():
+                self._on_PeerEndpointChanged(sa, e)
+            case ev.SADeleted():
+                self._on_SADeleted(sa, e)
+            case (ev.NatDetected() | ev.XauthRequested() | ev.XauthCompleted()
+                  | ev.ModeConfigReceived() | ev.DpdAck() | ev.KeepaliveReceived()
+                  | ev.DeadPeer() | ev.NegotiationFailed() | ev.Phase1RekeyDue()):
+                pass  # the engine's own business, or the initiator's (logged by LogLine)
+            case _:
+                assert_never(e)
+
+    def _log_line(self, sa: IkeSA, s: Session | None, e: ev.LogLine) -> None:
+        """Only authenticated input is logged in the session's name (issue 11): a line
+        caused by a message that did not authenticate names the packet's source."""
+        if e.source is not None:
+            self.log.add(e.cls, e.severity, e.text, peer=f"{e.source[0]}:{e.source[1]}",
+                         authenticated=False, limit=e.reason)
+            return
+        self.log.add(e.cls, e.severity, e.text, peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                     group=s.group if s else "", user=s.user if s else sa.xauth_user,
+                     limit=e.reason or None)
+
+    def _on_Phase1Established(self, sa: IkeSA, e: ev.Phase1Established) -> None:
+        s = self._session(sa)
+        s.group = e.peer_id
+        s.public_ip, s.public_port = sa.remote
+        s.vendor_ids = e.peer_vendor_ids
+        s.ike = {"encryption": e.encryption, "hash": e.hash, "dh_group": e.group,
+                 "authentication": e.auth_method, "mode": e.mode, "rekey_interval": e.lifetime,
+                 "local_behind_nat": sa.local_behind_nat,
+                 "peer_behind_nat": sa.remote_behind_nat}
+        s.nat_t = sa.natt_in_use
+        s.transport = "ctcp" if sa.transport is Transport.CTCP else (
+            "natt" if sa.natt_in_use else "esp")
+        s.peer_behind_nat = sa.remote_behind_nat
+        s.client = _client_type(e.peer_vendor_ids, "")
+        if not sa.config.xauth:  # a LAN-to-LAN tunnel: no user, the tunnel's name
+            site = self._l2l_by_peer.get(sa.remote[0]) or self._l2l_by_id.get(e.peer_id)
+            s.lan_to_lan = site.name if site is not None else e.peer_id
+            s.user = s.lan_to_lan
+            s.group = "LAN-to-LAN"
+
+    def _on_NatTraversalRefused(self, sa: IkeSA, e: ev.NatTraversalRefused) -> None:
+        self._session(sa).diagnosis = e.reason
+
+    def _on_XauthCredentials(self, sa: IkeSA, e: ev.XauthCredentials) -> None:
+        s = self._session(sa)
+        s.user = e.user
+        request = AuthRequest(e.user, e.password, s.group, sa.remote[0])
+        self.spawn(self._authenticate(sa, request))
+
+    async def _authenticate(self, sa: IkeSA, request: AuthRequest) -> None:
+        """Awaits the answer; a slow-down to guessing (per user and per source address)
+        is the authenticator's, so a failure comes back when it may be sent."""
+        try:
+            result = await self.authenticator.authenticate(request)
+        except Exception as exc:
+            self.log.add("AUTH", 1, f"authentication error: {exc!r}")
+            return
+        if sa.state is State.DELETED:
+            return
+        self._finish_xauth(sa, result.ok, "" if result.ok else _refusal(result))
+
+    def _finish_xauth(self, sa: IkeSA, ok: bool, why: str) -> None:
+        if sa.state is State.DELETED:
+            return
+        s = self._session(sa)
+        renews = self._rekey_of(sa, s) if ok else None
+        if ok and renews is None and (refusal := self._over_login_limit(sa, s)):
+            ok, why = False, refusal  # the client gets an XAUTH failure (STATUS = FAIL)
+        sa.xauth_result(ok, self.clock(), why)
+        if ok:
+            s.authenticated = True
+            self._state_changed()
+            if renews is None or not self._take_over(sa, s, renews):
+                self.sessions.logged_in(s)
+        self._service(sa)
+
+    def _over_login_limit(self, sa: IkeSA, s: Session) -> str:
+        """Why this login is one too many for its user, or "" (the VPN 3000's
+        "Simultaneous Logins"). The new login is refused; no session is torn down for
+        it (later ASA releases log off the idlest one: anyone with the password, or a
+        client in a reconnect loop, could then knock a working user off)."""
+        g = self.groups.get(s.group)
+        if g is None:
+            return ""
+        logins = self.sessions.logins_of(s.user, besides=s)
+        if len(logins) < g.simultaneous_logins:
+            return ""
+        if g.simultaneous_logins == 0:
+            why = f"group {g.name} allows no logins (simultaneous_logins = 0)"
+        else:
+            held = ", ".join(sorted(f"{o.public_ip}:{o.public_port}" for o in logins))
+            why = (f"already {len(logins)} session(s) (from {held}); group {g.name} allows"
+                   f" {g.simultaneous_logins} simultaneous login(s)")
+        self.log.add("AUTH", 3, f"login of {s.user} refused: {why}",
+                     peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
+        return "too many simultaneous logins"
+
+    def _rekey_of(self, sa: IkeSA, s: Session) -> Session | None:
+        """The session a new phase 1 renews, if it is a phase 1 rekey. IKEv1 has no
+        rekey exchange: the same client simply starts a new phase 1. "The same client"
+        is the same public address AND port (its NAT mapping, RFC 3947 section 4/5):
+        another PC behind the same PAT has another port and is a separate login, even
+        as the same user and without INITIAL-CONTACT (strongSwan with unique = never
+        sends none; RFC 2407 4.6.3.3 makes it optional). A client whose
+        mapping changed and that logs in again is a separate login too: its old session
+        is dead and ends by DPD (RFC 3706)."""
+        if sa.initial_contact:
+            return None
+        for old in self.sessions.sessions.values():
+            if old is s or old.user != s.user or old.group != s.group or not old.children \
+                    or (old.public_ip, old.public_port) != tuple(sa.remote):
+                continue
+            if self.endpoint.get(*old.key) is not None:
+                return old
+        return None
+
+    def _take_over(self, sa: IkeSA, s: Session, old: Session) -> bool:
+        """A phase 1 rekey (`old`, found by `_rekey_of`) takes over the old SA's IPsec
+        SAs and address; False if the old IKE SA is gone meanwhile."""
+        old_sa = self.endpoint.get(*old.key)
+        if old_sa is None:
+            return False
+        old.authenticated = False  # its login goes on in the new session
+        sa.adopt(old_sa, self.clock())
+        s.children, old.children = old.children, {}
+        for spi_in, child in s.children.items():
+            self.spi_owner[spi_in] = s.key
+            self.spi_owner[child.spi_out] = s.key
+        if old.assigned_ip is not None:
+            self.pools[s.group].release(old.key)
+            s.assigned_ip = self.pools[s.group].allocate(s.key, identity=s.user)
+            old.assigned_ip = None
+        s.login_time, s.client, s.nat_t = old.login_time, old.client, old.nat_t
+        self.log.add("IKE", 5, f"phase 1 rekey: new IKE SA of {s.user} takes over"
+                     f" {len(s.children)} IPsec SA(s)", peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                     group=s.group, user=s.user)
+        return True
+
+    def _on_ModeConfigRequested(self, sa: IkeSA, e: ev.ModeConfigRequested) -> None:
+        s = self._session(sa)
+        s.client = _client_type(s.vendor_ids, e.application_version)
+        g = self.groups.get(s.group)
+        if g is None:
+            sa.delete(self.clock(), "no such group")
+            return
+        try:
+            addr = self.pools[g.name].allocate(s.key, identity=s.user)
+        except PoolError as err:
+            self.log.add("MODECFG", 2, f"address pool of group {g.name} exhausted"
+                         f" ({g.address_pool}): refusing {s.user}: {err}",
+                         peer=f"{sa.remote[0]}:{sa.remote[1]}", group=g.name, user=s.user)
+            sa.notify_peer(NotifyType.ATTRIBUTES_NOT_SUPPORTED, self.clock())
+            sa.delete(self.clock(), "address pool exhausted")
+            return
+        s.assigned_ip = addr
+        if self._held:  # its own user took a held address back
+            self._held = [h for h in self._held if (h.group, h.address) != (g.name, str(addr))]
+        self._state_changed()
+        cfg = self._modecfg(g, addr)
+        if self.udp_port and CfgAttr.UNITY_NATT_PORT in e.requested:
+            # The VPN 3000's order when several are on: IPsec over TCP, NAT-T, IPsec over UDP.
+            if s.transport in ("ctcp", "natt"):
+                self.log.add("NATT", 5, f"client asked for IPsec over UDP; using"
+                             f" {'IPsec over TCP' if s.transport == 'ctcp' else 'NAT-T'}"
+                             " (priority: TCP, NAT-T, UDP)", peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                             group=s.group, user=s.user)
+            else:
+                cfg.natt_port = self.udp_port
+                s.transport = "cisco-udp"
+                s.diagnosis = ""  # the NAT is crossed after all
+                self.log.add("NATT", 4, f"IPsec over UDP negotiated on port {self.udp_port}",
+                             peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
+        sa.modecfg_reply(cfg, self.clock())
+
+    def _modecfg(self, g: GroupConfig, addr: ipaddress.IPv4Address) -> ev.ModeConfig:
+        c = self.config.concentrator
+        return ev.ModeConfig(
+            address=addr, dns=list(g.dns or c.dns), nbns=list(g.nbns or c.nbns),
+            banner=g.banner or c.banner, default_domain=g.default_domain or c.default_domain,
+            split_include=list(g.split_include or []), split_dns=list(g.split_dns),
+            save_password=g.save_password, pfs=g.pfs,
+            application_version=f"vpnhub {__version__}")
+
+    def _on_ChildSAEstablished(self, sa: IkeSA, e: ev.ChildSAEstablished) -> None:
+        s = self._session(sa)
+        assert self.dataplane is not None
+        udp = e.encapsulation != EncapsulationMode.TUNNEL
+        transport = s.transport if s.transport in ("ctcp", "cisco-udp") else ""
+        key_len = e.key_length or None
+        auth = e.auth or None
+        inbound = SaParams(e.spi_in, e.transform, key_len, auth, e.enc_key_in, e.auth_key_in)
+        outbound = SaParams(e.spi_out, e.transform, key_len, auth, e.enc_key_out, e.auth_key_out)
+        allowed = str(s.assigned_ip) if s.assigned_ip else None
+        if s.lan_to_lan and not s.children:
+            self.sessions.logged_in(s)
+        # plain ESP (no NAT-T) goes over the raw socket: the peer has no port; IPsec over
+        # UDP: the client's translated port is learnt from its first authentic ESP
+        peer = sa.remote if udp or transport == "ctcp" else (sa.remote[0], 0)
+        if transport == "cisco-udp":
+            peer = (sa.remote[0], self.udp_port)
+            s.udp_server_port = self.udp_port
+        self.dataplane.add_inbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
+                                   transport=transport)
+        dst = allowed or str(e.remote_ts)
+        self.dataplane.add_outbound(outbound, peer, udp_encap=udp, dst=dst, transport=transport)
+        if sa.local_behind_nat and udp:
+            self.dataplane.set_keepalive(sa.remote, float(self.config.concentrator.natt_keepalive))
+        self.spi_owner[e.spi_in] = s.key
+        self.spi_owner[e.spi_out] = s.key
+        s.children[e.spi_in] = ChildInfo(e.spi_in, e.spi_out, e.transform, e.key_length, e.auth,
+                                         e.encapsulation, str(e.local_ts), str(e.remote_ts),
+                                         e.lifetime, self.wall(), pfs_group=e.pfs_group)
+        s.nat_t = udp
+        if transport:
+            s.nat_t = False
+        self.sessions.update_peak()
+        if e.rekey_of is not None:
+            old = s.children.get(e.rekey_of)
+            if old is not None:
+                self.log.add("IPSEC", 5, f"rekeyed: {old.spi_in:08x} replaced by {e.spi_in:08x}",
+                             group=s.group, user=s.user)
+        if not udp and not transport and (sa.remote_behind_nat or s.diagnosis):
+            self.log.add("NATT", 3, s.diagnosis or "IPsec SA without NAT-T for a peer behind"
+                         " NAT: no data will pass", peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                         group=s.group, user=s.user)
+
+    def _on_ChildSADeleted(self, sa: IkeSA, e: ev.ChildSADeleted) -> None:
+        s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
+        if self.dataplane is not None:
+            self.dataplane.remove_sa(e.spi_in)
+            self.dataplane.remove_sa(e.spi_out)
+        self.spi_owner.pop(e.spi_in, None)
+        self.spi_owner.pop(e.spi_out, None)
+        if s is not None:
+            s.children.pop(e.spi_in, None)
+
+    def _on_PeerEndpointChanged(self, sa: IkeSA, e: ev.PeerEndpointChanged) -> None:
+        s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
+        if self.dataplane is not None and (s is None or s.nat_t):
+            self.dataplane.update_peer(e.old, e.new)
+        if s is not None:
+            s.public_ip, s.public_port = e.new
+
+    def _on_SADeleted(self, sa: IkeSA, e: ev.SADeleted) -> None:
+        key = (sa.icookie, sa.rcookie)
+        s = self.sessions.sessions.pop(key, None)
+        if s is not None:
+            self._state_changed()
+            if s.assigned_ip is not None and s.group in self.pools:
+                self.pools[s.group].release(key)
+            if s.user:
+                self.log.add("SESSION", 4, f"session of {s.user} ended: {e.reason}",
+                             peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
+        self.endpoint.remove(sa)
+
+    # -------------------------------------------------------- state record
+    def restore_state(self, pid: int | None = None) -> None:
+        """What the previous run left: tell what a crash lost, restore the Session
+        Summary's counters, hold the lost sessions' addresses; then start this run's."""
+        store = self.config.log.store
+        if store is None:
+            self.log.add("SESSION", 4, "no event store ([log] store = \"\"): no state"
+                         " record is kept, a crash will leave no trace of its sessions")
+            return
+        path = state_path(store)
+        wall = self.wall()
+        self._state = StateKeeper(path, os.getpid() if pid is None else pid, wall)
+        try:
+            prev = read_state(path)
+        except StateError as e:
+            self.log.add("SESSION", 2, f"state record {path} unusable ({e}): how the previous"
+                         " run ended, its sessions and its counters are unknown; counters"
+                         " start at 0")
+            prev = None
+        else:
+            if prev is None:
+                self.log.add("SESSION", 5, f"no state record {path} yet: first start")
+        if prev is not None:
+            self.sessions.peak = max(self.sessions.peak, prev.peak)
+            self.sessions.cumulative += prev.cumulative
+            # a clock that jumped must not stretch a hold beyond lost_address_hold
+            longest = wall + self.config.limits.lost_address_hold
+            self._held = [dataclasses.replace(h, until=min(h.until, longest))
+                          for h in prev.held if h.until > wall]
+            if not prev.clean:
+                self._report_crash(prev, wall)
+            self._held = [h for h in self._held
+                          if h.group in self.pools and self.pools[h.group].hold(h.address, h.user)]
+        self.write_state(self.clock())
+
+    def _report_crash(self, prev: RunRecord, wall: float) -> None:
+        """Severity 2 for the crash, 3 per lost session; their addresses are held for
+        `lost_address_hold` seconds after the crashed run was last seen (its clients
+        notice by DPD and log in again), except from their own user."""
+        self.log.add("SESSION", 2, f"the previous run (pid {prev.pid}, started"
+                     f" {_utc(prev.started)}) ended unexpectedly: last seen"
+                     f" {_utc(prev.heartbeat)}, no clean shutdown; {len(prev.sessions)}"
+                     " session(s) lost")
+        until = min(prev.heartbeat, wall) + self.config.limits.lost_address_hold
+        for s in prev.sessions:
+            held = ""
+            if s.assigned_ip and until > wall and s.group in self.pools:
+                self._held.append(HeldAddress(s.group, s.assigned_ip, s.user, until))
+                held = f"; {s.assigned_ip} kept from other users until {_utc(until)}"
+            self.log.add("SESSION", 3, f"session lost with the previous run: {s.user}"
+                         f" (group {s.group}), address {s.assigned_ip or '-'}, public"
+                         f" {s.public_ip}:{s.public_port}, logged in {_utc(s.login_time)}{held}",
+                         peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
+
+    @property
+    def held(self) -> list[HeldAddress]:
+        """Pool addresses held for the users of sessions a crash lost."""
+        return list(self._held)
+
+    def _state_changed(self) -> None:
+        if self._state is not None:
+            self._state.changed()
+
+    def _keep_state(self, now: float) -> None:
+        """From the timer loop: release expired holds; write the record when due."""
+        if self._held:
+            wall = self.wall()
+            for h in [h for h in self._held if h.until <= wall]:
+                self._held.remove(h)
+                if h.group in self.pools:
+                    self.pools[h.group].unhold(h.address)
+                self._state_changed()
+        if self._state is not None and self._state.due(now):
+            self.write_state(now)
+
+    def write_state(self, now: float, *, clean: bool = False) -> None:
+        if self._state is None:
+            return
+        sessions = tuple(
+            SessionRecord(s.user, s.group, s.public_ip, s.public_port,
+                          str(s.assigned_ip) if s.assigned_ip else None, s.login_time)
+            for s in self.sessions.sessions.values()
+            if s.authenticated or (s.lan_to_lan and s.children))
+        summary = self.sessions.summary()
+        record = RunRecord(pid=self._state.pid, started=self._state.started,
+                           heartbeat=self.wall(), clean=clean, peak=summary["peak"],
+                           cumulative=summary["cumulative"], sessions=sessions,
+                           held=tuple(self._held))
+        error = self._state.write(record, now)
+        if error:
+            self.log.add("SESSION", 2, error + ": a crash now would leave no trace of"
+                         " this run's sessions")
+
+
+_IKE_HASH = {"md5": 1, "sha1": 2, "sha256": 4, "sha384": 5, "sha512": 6}
+_ESP_AUTH = {"md5": 1, "sha1": 2, "sha256": 5, "sha384": 6, "sha512": 7}
+
+
+def group_policy(base: Policy, g: GroupConfig | LanToLanConfig) -> Policy:
+    """The concentrator's policy narrowed to a group's ike_proposals / esp_proposals."""
+    ike = esp = None
+    if g.ike_proposals is not None:
+        ike = tuple((7, p.key_bits or 0, _IKE_HASH[p.integrity], p.dh_group or 0)
+                    if p.cipher == "aes" else (5, 0, _IKE_HASH[p.integrity], p.dh_group or 0)
+                    for p in g.ike_proposals)
+    if g.esp_proposals is not None:
+        esp = tuple((12, p.key_bits or 0, _ESP_AUTH[p.integrity], p.dh_group or -1)
+                    if p.cipher == "aes" else (3, 0, _ESP_AUTH[p.integrity], p.dh_group or -1)
+                    for p in g.esp_proposals)
+    return dataclasses.replace(base, ike_only=ike, esp_only=esp)
+
+
+def _refusal(result: AuthResult) -> str:
+    """The XAUTH status message's reason for a refused login."""
+    return {"unknown_user": "unknown user", "bad_password": "wrong password",
+            "locked_out": "account locked after too many failures",
+            "wrong_group": "user not in this group"}.get(str(result.reason),
+                                                       str(result.reason))
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def _client_type(vendor_ids: tuple[str, ...], app_version: str) -> str:
+    if app_version:
+        return app_version
+    for name in vendor_ids:
+        if "strongSwan" in name:
+            return name
+    return "Cisco Unity client" if "Cisco Unity" in vendor_ids else ""
+
+
