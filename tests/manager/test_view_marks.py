@@ -6,6 +6,7 @@ from typing import Any
 
 from vpnhub.ike import events as ev
 from vpnhub.manager.view import ManagerView
+from vpnhub.session.store import MemorySessionStore
 
 
 class _SA:
@@ -13,7 +14,10 @@ class _SA:
 
 
 def test_handshake_marks_live_in_the_view_and_go_with_their_sa() -> None:
-    conc: Any = object()  # on_ike_event reads nothing of the concentrator
+    class _Conc:  # on_ike_event reads nothing of the concentrator; the view subscribes
+        sessions = MemorySessionStore(10)
+
+    conc: Any = _Conc()
     view = ManagerView(conc)
     sa = _SA()
     p1 = ev.Phase1Established("AES-256", "SHA1", "MODP_2048", "PSK+XAUTH", "Aggressive",
