@@ -39,11 +39,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-# Defined in the leaf vpnhub/eventclasses.py (config needs them too); re-exported.
-from vpnhub.eventclasses import CLASSES as CLASSES
-from vpnhub.eventclasses import MAX_SEVERITY as MAX_SEVERITY
-from vpnhub.eventclasses import MIN_SEVERITY as MIN_SEVERITY
-from vpnhub.eventclasses import SEVERITY_MEANING as SEVERITY_MEANING
+# Defined in vpnhub/config/eventclasses.py (config needs them too); re-exported.
+from vpnhub.config.eventclasses import CLASSES as CLASSES
+from vpnhub.config.eventclasses import MAX_SEVERITY as MAX_SEVERITY
+from vpnhub.config.eventclasses import MIN_SEVERITY as MIN_SEVERITY
+from vpnhub.config.eventclasses import SEVERITY_MEANING as SEVERITY_MEANING
 from vpnhub.eventlimit import EventLimiter, Summary
 from vpnhub.text import defuse
 

@@ -6,8 +6,8 @@ password hashes, and lock-out / slow-down as a wrapper around any backend.
 A new backend (RADIUS, certificates) implements `Authenticator`
 (vpnhub/auth/api.py) in a module of its own and goes inside the same `Lockout`.
 
-Nothing here imports `vpnhub.config` at run time (config imports the hash
-parser from the leaf vpnhub/passwordhash.py, which users.py re-exports).
+The password hash parser is vpnhub/config/passwordhash.py (the configuration
+checks hashes at load time and imports nothing of auth); users.py re-exports it.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from vpnhub.auth.api import AuthReason, AuthResult
 from vpnhub.auth.lockout import LockoutPolicy
-from vpnhub.passwordhash import (
+from vpnhub.config.passwordhash import (
     PBKDF2_DIGESTS,
     PasswordHash,
     PasswordHashError,

@@ -1,8 +1,9 @@
 """Event classes and severities: the names the event log and the configuration share.
 
-A leaf module (it imports nothing of vpnhub) so that vpnhub/config.py can
-check `[log.classes]` without importing the event log (issue 12: the
-configuration is a leaf). vpnhub/eventlog.py re-exports these names.
+Part of the configuration package (it imports nothing of vpnhub) so that the
+configuration can check `[log.classes]` without importing the event log
+(issue 12: the configuration is a leaf). vpnhub/eventlog.py re-exports these
+names.
 """
 
 from __future__ import annotations

@@ -6,10 +6,10 @@ PHC string format, salt and hash in standard base64 without padding::
     $pbkdf2-sha256$i=600000$<salt>$<hash>          hashlib.pbkdf2_hmac
     $pbkdf2-sha512$i=210000$<salt>$<hash>
 
-A leaf module (it imports nothing of vpnhub) so that vpnhub/config.py can
-reject a malformed `password_hash` at load time without importing the XAUTH
-code (issue 12: the configuration is a leaf). Hashing and verification live in
-vpnhub/auth/users.py, which re-exports these names.
+Part of the configuration package (it imports nothing of vpnhub) so that the
+configuration can reject a malformed `password_hash` at load time without
+importing the XAUTH code (issue 12: the configuration is a leaf). Hashing and
+verification live in vpnhub/auth/users.py, which re-exports these names.
 """
 
 from __future__ import annotations

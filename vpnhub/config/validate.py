@@ -1,4 +1,4 @@
-"""The concentrator's TOML configuration: load, validate, and return typed, frozen data.
+"""Validating the configuration: TOML text in, a typed, frozen `Config` out.
 
 Every problem with a file (TOML syntax, unknown key, wrong type, overlapping
 address pools, missing PSK, ...) becomes one `ConfigError` whose message names
@@ -7,502 +7,44 @@ the file, the line, and the key path, for example::
     concentrator.toml, line 17: group[1].address_pool: 10.40.1.0/25 overlaps
     group[0].address_pool 10.40.1.0/24 (line 9)
 
-`tomllib` gives no positions, so `_Locator` scans the text once and maps every
-key path (`("group", 1, "address_pool")`) to the line it is written on.
-
-PSKs and passwords are kept in `Secret`, which never prints its value; no error
-message quotes the value of a secret key. docs/CONFIG.md documents every key.
+Reading the file and finding lines is vpnhub/config/locate.py; the result's
+types are vpnhub/config/schema.py. No error message quotes the value of a
+secret key (PSKs, passwords, password hashes).
 """
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import difflib
 import ipaddress
 import math
 import re
-import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-# Only leaf modules (issue 12: the configuration imports nothing else of vpnhub;
-# tests/test_config.py checks it).
-from vpnhub.eventclasses import CLASSES
-from vpnhub.passwordhash import PasswordHashError, parse_password_hash
+from vpnhub.config.errors import ConfigError, KeyPath, format_key_path
+from vpnhub.config.eventclasses import CLASSES
+from vpnhub.config.locate import Locator, read_file, read_toml
+from vpnhub.config.passwordhash import PasswordHashError, parse_password_hash
+from vpnhub.config.schema import (
+    AdminConfig,
+    AdminUserConfig,
+    ConcentratorConfig,
+    Config,
+    CryptoProposal,
+    GroupConfig,
+    IPv4Addresses,
+    IPv4Networks,
+    LanToLanConfig,
+    LimitsConfig,
+    LogClassConfig,
+    LogConfig,
+    NatTransparencyConfig,
+    UserConfig,
+)
 from vpnhub.secret import Secret
 
-__all__ = [
-    "AdminConfig",
-    "AdminUserConfig",
-    "ConcentratorConfig",
-    "Config",
-    "ConfigError",
-    "CryptoProposal",
-    "GroupConfig",
-    "LimitsConfig",
-    "LogClassConfig",
-    "LogConfig",
-    "NatTransparencyConfig",
-    "Secret",
-    "UserConfig",
-    "load_config",
-    "parse_config",
-    "parse_proposal",
-]
-
-KeyPath = tuple[str | int, ...]
-IPv4Addresses = tuple[ipaddress.IPv4Address, ...]
-IPv4Networks = tuple[ipaddress.IPv4Network, ...]
-
-
-# --------------------------------------------------------------------------- errors
-
-
-class ConfigError(ValueError):
-    """A configuration file cannot be used. `str()` is the message for the operator.
-
-    Attributes: `source` (file name or "<string>"), `line` (1-based, None when
-    the file could not be read at all), `key` (e.g. "group[1].address_pool",
-    "" for file-level problems) and `reason` (the message without the prefix).
-    """
-
-    def __init__(self, reason: str, *, source: str, line: int | None = None, key: str = "") -> None:
-        self.reason = reason
-        self.source = source
-        self.line = line
-        self.key = key
-        where = source if line is None else f"{source}, line {line}"
-        super().__init__(f"{where}: {key}: {reason}" if key else f"{where}: {reason}")
-
-
-def format_key_path(path: KeyPath) -> str:
-    """("group", 1, "dns", 0) -> "group[1].dns[0]"; odd keys are quoted."""
-    out = ""
-    for part in path:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            continue
-        text = part if _BARE_KEY.fullmatch(part) else '"' + part.replace('"', '\\"') + '"'
-        out += f".{text}" if out else text
-    return out
-
-
-# --------------------------------------------------------------------------- locator
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_SYNTAX_POSITION = re.compile(
-    r"\s*\(at line (\d+), column (\d+)\)\s*$|\s*\(at end of document\)\s*$"
-)
-
-
-class _Locator:
-    """Maps key paths to the 1-based line where they are written.
-
-    A small TOML scanner, run only on text tomllib already accepted. It knows
-    strings (so a `[` inside a multi-line banner is not a table header),
-    comments, nested arrays and inline tables, dotted keys and arrays of
-    tables (each `[[group]]` header gets the next index). Paths:
-    `("group",)` is the first `[[group]]` header, `("group", 1)` the second,
-    `("group", 1, "dns", 0)` the first element of that group's `dns` array.
-    """
-
-    def __init__(self, text: str) -> None:
-        self._s = text
-        self._n = len(text)
-        self._i = 0
-        self._newlines = [m.start() for m in re.finditer("\n", text)]
-        self._lines: dict[KeyPath, int] = {}
-        self._aot_count: dict[KeyPath, int] = {}
-        # Whatever was mapped before a surprise is still right; the rest falls back.
-        with contextlib.suppress(IndexError, ValueError, RecursionError):
-            self._document()
-
-    def line_of(self, path: KeyPath) -> int:
-        """The line of `path`, else of its nearest written ancestor, else 1."""
-        for end in range(len(path), 0, -1):
-            line = self._lines.get(path[:end])
-            if line is not None:
-                return line
-        return 1
-
-    def exact_line(self, path: KeyPath) -> int | None:
-        return self._lines.get(path)
-
-    # -- scanning helpers
-    def _line_at(self, pos: int) -> int:
-        return bisect.bisect_left(self._newlines, pos) + 1
-
-    def _record(self, path: KeyPath, pos: int) -> None:
-        self._lines.setdefault(path, self._line_at(pos))
-
-    def _peek(self, k: int = 0) -> str:
-        j = self._i + k
-        return self._s[j] if j < self._n else ""
-
-    def _skip_blank(self, newlines: bool) -> None:
-        """Skip spaces, tabs, comments and, if `newlines`, line breaks."""
-        while self._i < self._n:
-            c = self._s[self._i]
-            if c in " \t\r" or (newlines and c == "\n"):
-                self._i += 1
-            elif c == "#":
-                end = self._s.find("\n", self._i)
-                self._i = self._n if end < 0 else end
-            else:
-                return
-
-    # -- grammar
-    def _document(self) -> None:
-        table: KeyPath = ()
-        while True:
-            self._skip_blank(newlines=True)
-            if self._i >= self._n:
-                return
-            start = self._i
-            if self._peek() == "[":
-                table = self._header()
-            else:
-                keys = self._key()
-                self._expect_equals()
-                self._keyval(table, keys, start)
-            if self._i == start:  # never loop on something unexpected
-                self._i += 1
-
-    def _header(self) -> KeyPath:
-        start = self._i
-        is_array = self._peek(1) == "["
-        self._i += 2 if is_array else 1
-        keys = self._key()
-        self._i += 2 if is_array else 1
-        resolved: KeyPath = ()
-        for name in keys[:-1]:
-            resolved += (name,)
-            if resolved in self._aot_count:  # [group.x] means the latest [[group]]
-                resolved += (self._aot_count[resolved] - 1,)
-        resolved += (keys[-1],)
-        self._record(resolved, start)
-        if is_array:
-            index = self._aot_count.get(resolved, 0)
-            self._aot_count[resolved] = index + 1
-            resolved += (index,)
-            self._record(resolved, start)
-        return resolved
-
-    def _key(self) -> list[str]:
-        parts: list[str] = []
-        while True:
-            self._skip_blank(newlines=False)
-            c = self._peek()
-            if c in "\"'":
-                parts.append(self._quoted_key(c))
-            else:
-                m = _BARE_KEY.match(self._s, self._i)
-                if m is None:
-                    raise ValueError("not a key")
-                parts.append(m.group())
-                self._i = m.end()
-            self._skip_blank(newlines=False)
-            if self._peek() != ".":
-                return parts
-            self._i += 1
-
-    def _quoted_key(self, quote: str) -> str:
-        end = self._string_end(self._i)
-        literal = self._s[self._i : end]
-        self._i = end
-        if quote == "'":
-            return literal[1:-1]
-        value = tomllib.loads(f"k = {literal}")["k"]
-        return value if isinstance(value, str) else literal
-
-    def _expect_equals(self) -> None:
-        self._skip_blank(newlines=False)
-        if self._peek() != "=":
-            raise ValueError("expected '='")
-        self._i += 1
-        self._skip_blank(newlines=False)
-
-    def _keyval(self, table: KeyPath, keys: list[str], start: int) -> None:
-        path = table
-        for name in keys:
-            path += (name,)
-            self._record(path, start)
-        self._value(path)
-
-    def _value(self, path: KeyPath) -> None:
-        c = self._peek()
-        if c in "\"'":
-            self._i = self._string_end(self._i)
-        elif c == "[":
-            self._array(path)
-        elif c == "{":
-            self._inline_table(path)
-        else:  # number, boolean, date/time: runs to a delimiter
-            while self._i < self._n and self._s[self._i] not in ",]}\n#":
-                self._i += 1
-
-    def _array(self, path: KeyPath) -> None:
-        self._i += 1
-        index = 0
-        while self._i < self._n:
-            self._skip_blank(newlines=True)
-            if self._peek() == "]":
-                self._i += 1
-                return
-            self._record((*path, index), self._i)
-            before = self._i
-            self._value((*path, index))
-            index += 1
-            self._skip_blank(newlines=True)
-            if self._peek() == "," or self._i == before:
-                self._i += 1
-
-    def _inline_table(self, path: KeyPath) -> None:
-        self._i += 1
-        while self._i < self._n:
-            self._skip_blank(newlines=True)
-            if self._peek() == "}":
-                self._i += 1
-                return
-            if self._peek() == ",":
-                self._i += 1
-                continue
-            start = self._i
-            keys = self._key()
-            self._expect_equals()
-            self._keyval(path, keys, start)
-
-    def _string_end(self, pos: int) -> int:
-        """Index just past the string literal starting at `pos`."""
-        s = self._s
-        quote = s[pos]
-        if s.startswith(quote * 3, pos):
-            j = pos + 3
-            while True:
-                k = s.find(quote * 3, j)
-                if k < 0:
-                    raise ValueError("unterminated string")
-                if quote == '"' and _escaped(s, k, pos + 3):
-                    j = k + 1
-                    continue
-                end = k + 3
-                # """a"""" is legal: up to two quotes may close the content.
-                while end < len(s) and s[end] == quote and end - k < 5:
-                    end += 1
-                return end
-        j = pos + 1
-        while j < len(s):
-            c = s[j]
-            if c == "\\" and quote == '"':
-                j += 2
-                continue
-            if c == quote:
-                return j + 1
-            if c == "\n":
-                break
-            j += 1
-        raise ValueError("unterminated string")
-
-
-def _escaped(s: str, k: int, floor: int) -> bool:
-    """True when s[k] is preceded by an odd run of backslashes."""
-    count = 0
-    while k - 1 - count >= floor and s[k - 1 - count] == "\\":
-        count += 1
-    return count % 2 == 1
-
-
-# --------------------------------------------------------------------------- typed result
-
-
-@dataclass(frozen=True)
-class CryptoProposal:
-    """One proposal string such as "aes256-sha1-modp2048".
-
-    `cipher` is "aes" or "3des", `key_bits` the AES key size (None for 3DES),
-    `integrity` "md5" | "sha1" | "sha256" | "sha384" | "sha512", `dh_group`
-    the IANA/RFC 2409 group number (for ESP proposals: the PFS group, or None).
-    """
-
-    text: str
-    cipher: str
-    key_bits: int | None
-    integrity: str
-    dh_group: int | None
-
-    def same_algorithms(self, other: CryptoProposal) -> bool:
-        return (self.cipher, self.key_bits, self.integrity, self.dh_group) == (
-            other.cipher, other.key_bits, other.integrity, other.dh_group,
-        )  # fmt: skip
-
-    @property
-    def legacy(self) -> bool:
-        return self.cipher == "3des" or self.integrity == "md5" or self.dh_group in (2, 5)
-
-
-@dataclass(frozen=True)
-class ConcentratorConfig:
-    public_address: ipaddress.IPv4Address
-    private_networks: IPv4Networks
-    tunnel_interface: str = "vpnhub0"
-    allow_legacy_crypto: bool = False
-    ike_port: int = 500
-    natt_port: int = 4500
-    ike_lifetime: int = 86400
-    ipsec_lifetime: int = 28800
-    dpd_interval: int = 30
-    dpd_retries: int = 5
-    xauth_timeout: int = 60
-    natt_keepalive: int = 20
-    fragmentation: str = "before-encryption"
-    workers: int = 1
-    banner: str = ""
-    default_domain: str = ""
-    dns: IPv4Addresses = ()
-    nbns: IPv4Addresses = ()
-
-
-@dataclass(frozen=True)
-class NatTransparencyConfig:
-    ipsec_over_natt: bool = False
-    ipsec_over_udp: bool = False
-    ipsec_over_udp_port: int = 10000
-    ipsec_over_tcp: bool = False
-    ipsec_over_tcp_ports: tuple[int, ...] = (10000,)
-
-    def enabled_transports(self) -> tuple[str, ...]:
-        """Enabled methods in the order the VPN 3000 tries them: TCP, NAT-T, UDP."""
-        order = (
-            ("ipsec_over_tcp", self.ipsec_over_tcp),
-            ("ipsec_over_natt", self.ipsec_over_natt),
-            ("ipsec_over_udp", self.ipsec_over_udp),
-        )
-        return tuple(name for name, enabled in order if enabled)
-
-
-_LOCALHOST = ipaddress.IPv4Address("127.0.0.1")
-
-
-@dataclass(frozen=True)
-class AdminUserConfig:
-    name: str
-    password_hash: Secret
-
-
-@dataclass(frozen=True)
-class AdminConfig:
-    socket: Path = Path("/run/vpnhub/admin.sock")
-    listen_address: ipaddress.IPv4Address | ipaddress.IPv6Address = _LOCALHOST
-    listen_port: int = 8443
-    users: tuple[AdminUserConfig, ...] = ()
-    tls_cert: Path | None = None  # both or neither: the web manager speaks HTTPS
-    tls_key: Path | None = None
-
-
-@dataclass(frozen=True)
-class LimitsConfig:
-    max_half_open_per_source: int = 32
-    max_half_open_total: int = 4096
-    max_half_open_verified_per_source: int = 64
-    max_sessions: int = 10000
-    xauth_max_failures: int = 5
-    xauth_max_failures_per_source: int = 25
-    xauth_lockout_seconds: int = 300
-    xauth_retry_delay: float = 1.0
-    xauth_max_retry_delay: float = 30.0
-    xauth_tracked_entries: int = 4096
-    # After a crash, the pool addresses of the lost sessions are kept from other users
-    # this long after the crashed run was last seen (their clients notice by DPD).
-    lost_address_hold: int = 600
-
-
-@dataclass(frozen=True)
-class LogClassConfig:
-    """[log.classes.NAME]: severities of one event class; None: the [log] default."""
-
-    name: str
-    console_severity: int | None = None
-    keep_severity: int | None = None
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    console_severity: int = 3
-    keep_severity: int = 5
-    store: Path | None = Path("/var/lib/vpnhub/events.db")
-    buffer_events: int = 2048
-    store_max_events: int = 100_000
-    classes: tuple[LogClassConfig, ...] = ()
-
-
-@dataclass(frozen=True)
-class GroupConfig:
-    """A remote-access group. Unset banner/default_domain/dns/nbns inherit [concentrator]."""
-
-    name: str
-    psk: Secret
-    address_pool: ipaddress.IPv4Network
-    reserve_first_address: bool = False
-    dns: IPv4Addresses = ()
-    nbns: IPv4Addresses = ()
-    split_include: IPv4Networks | None = None  # None: tunnel everything
-    split_dns: tuple[str, ...] = ()
-    default_domain: str = ""
-    banner: str = ""
-    pfs: bool = False
-    save_password: bool = False
-    ike_proposals: tuple[CryptoProposal, ...] | None = None  # None: the engine's defaults
-    esp_proposals: tuple[CryptoProposal, ...] | None = None
-    # The VPN 3000's "Simultaneous Logins": sessions one user may have at once; the
-    # next login is refused at XAUTH. 0: nobody of this group may log in.
-    simultaneous_logins: int = 3
-
-
-@dataclass(frozen=True)
-class UserConfig:
-    """An XAUTH user. Exactly one of `password` / `password_hash` is set."""
-
-    name: str
-    group: str
-    password: Secret | None = None
-    password_hash: Secret | None = None
-
-
-@dataclass(frozen=True)
-class LanToLanConfig:
-    """A site-to-site tunnel (Main Mode with PSK; Aggressive Mode for a dynamic peer)."""
-
-    name: str
-    psk: Secret
-    local_networks: IPv4Networks
-    remote_networks: IPv4Networks
-    peer: ipaddress.IPv4Address | None = None  # None: dynamic, told apart by peer_id
-    peer_id: str = ""  # FQDN or KEY_ID the peer sends in Aggressive Mode
-    ipsec_over_natt: bool = True  # this tunnel's own NAT-T switch
-    ike_proposals: tuple[CryptoProposal, ...] | None = None
-    esp_proposals: tuple[CryptoProposal, ...] | None = None
-
-
-@dataclass(frozen=True)
-class Config:
-    concentrator: ConcentratorConfig
-    nat_transparency: NatTransparencyConfig
-    admin: AdminConfig
-    limits: LimitsConfig
-    log: LogConfig
-    groups: tuple[GroupConfig, ...]
-    users: tuple[UserConfig, ...]
-    source: str = "<string>"
-    lan_to_lan: tuple[LanToLanConfig, ...] = ()
-
-    def group(self, name: str) -> GroupConfig | None:
-        return next((g for g in self.groups if g.name == name), None)
-
-    def user(self, name: str) -> UserConfig | None:
-        return next((u for u in self.users if u.name == name), None)
+__all__ = ["SIMULTANEOUS_LOGINS_MAX", "load_config", "parse_config", "parse_proposal"]
 
 
 # --------------------------------------------------------------------------- entry points
@@ -510,74 +52,16 @@ class Config:
 
 def load_config(path: str | Path) -> Config:
     """Read and validate a configuration file. Raises ConfigError, nothing else."""
-    source = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError(f"cannot read file: {reason}", source=source) from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        raise ConfigError("file is not valid UTF-8", source=source, line=line) from None
-    return parse_config(text, source, base_dir=Path(path).resolve().parent)
+    text = read_file(path)
+    return parse_config(text, str(path), base_dir=Path(path).resolve().parent)
 
 
 def parse_config(text: str, source: str = "<string>", *, base_dir: Path | None = None) -> Config:
     """Validate configuration text. Relative paths (psk_file, sockets) are taken
     from `base_dir`, by default the current directory."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise _syntax_error(exc, text, source) from None
-    except ValueError:  # an integer longer than sys.get_int_max_str_digits()
-        m = re.search(r"[0-9_]{1000,}", text)
-        line = text.count("\n", 0, m.start()) + 1 if m else None
-        raise ConfigError("TOML syntax error: number too long", source=source, line=line) from None
-    except RecursionError:
-        raise ConfigError("TOML syntax error: nested too deeply", source=source) from None
-    ctx = _Context(source, _Locator(text), base_dir or Path.cwd())
+    data = read_toml(text, source)
+    ctx = _Context(source, Locator(text), base_dir or Path.cwd())
     return _build(ctx, _Table(ctx, data, (), _TOP_KEYS))
-
-
-def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, source: str) -> ConfigError:
-    message = str(exc)
-    m = _SYNTAX_POSITION.search(message)
-    line: int | None = None
-    if m is not None:
-        message = message[: m.start()]
-        if m.group(1):
-            line = int(m.group(1))
-            message += f" (column {m.group(2)})"
-        else:
-            line = _unclosed_line(text)
-            message += " (at end of file: what starts on this line is never closed)"
-    return ConfigError(f"TOML syntax error: {message}", source=source, line=line)
-
-
-_UNCLOSED_SEARCH_MAX_LINES = 2000
-
-
-def _unclosed_line(text: str) -> int:
-    """The line where a value that runs to the end of the file starts.
-
-    tomllib reports an unterminated string or array "at end of document". The
-    longest prefix of whole lines that parses ends just before the culprit.
-    """
-    lines = text.splitlines(keepends=True)
-    if len(lines) > _UNCLOSED_SEARCH_MAX_LINES:
-        return max(len(lines), 1)
-    for k in range(len(lines) - 1, -1, -1):
-        try:
-            tomllib.loads("".join(lines[:k]))
-        except tomllib.TOMLDecodeError:
-            continue
-        for j in range(k, len(lines)):  # skip blank and comment lines
-            if lines[j].strip() and not lines[j].lstrip().startswith("#"):
-                return j + 1
-        return k + 1
-    return 1
 
 
 # --------------------------------------------------------------------------- validation
@@ -591,7 +75,7 @@ _MISSING = _Missing()
 
 
 class _Context:
-    def __init__(self, source: str, locator: _Locator, base_dir: Path) -> None:
+    def __init__(self, source: str, locator: Locator, base_dir: Path) -> None:
         self.source = source
         self.locator = locator
         self.base_dir = base_dir
