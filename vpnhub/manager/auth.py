@@ -88,7 +88,7 @@ class AdminAuth:
         for u in users:
             try:
                 self._hashes[u.name] = parse_password_hash(u.password_hash.reveal_str())
-            except PasswordHashError:  # config.py checks them; never let one in by accident
+            except PasswordHashError:  # the configuration checks them; never let one in by accident
                 self._hashes[u.name] = None
         self.names = frozenset(self._hashes)
         self._dummy = _dummy_hash(self._hashes.values())
