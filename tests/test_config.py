@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import ipaddress
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -820,3 +821,14 @@ def test_the_import_checker_sees_relative_and_package_imports(tmp_path: Path) ->
                     "from vpnhub import eventlog\nimport vpnhub.secret\n")
     assert _vpnhub_imports(path, root=tmp_path) == {
         "vpnhub.config.schema", "vpnhub.auth", "vpnhub.eventlog", "vpnhub.secret"}
+
+
+def test_importing_the_configuration_loads_no_other_vpnhub_module() -> None:
+    # The ast checks above, seen at run time: a fresh interpreter that imports the
+    # package has loaded, of vpnhub, only the package, its modules and vpnhub.secret.
+    code = ("import sys, vpnhub.config\n"
+            "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] == 'vpnhub')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.split()
+    outside = {m for m in out if m != "vpnhub.config" and not m.startswith("vpnhub.config.")}
+    assert outside == {"vpnhub", "vpnhub.secret"}
