@@ -88,7 +88,7 @@ def test_wrong_group_psk_leaves_no_session_and_says_so() -> None:
     lines = rig.lines("most likely the client has a wrong group password")
     assert len(lines) == 1 and _severity(lines[0]) == 3, rig.console.getvalue()
     assert "UNAUTHENTICATED" in lines[0]  # nothing authenticated: no user, no group
-    assert len(rig.core.endpoint) == 0 and not rig.core.sessions.sessions
+    assert len(rig.core.endpoint) == 0 and len(rig.core.sessions) == 0
     assert not rig.dp.commands and rig.core.pools["vpngroup"].available == 254
     assert "not-the-group-psk" not in rig.console.getvalue()
 
@@ -127,7 +127,7 @@ def test_admin_logout_deletes_the_sas_and_frees_the_address() -> None:
     rig = CoreRig.from_text(config_text())
     pc = rig.connect(rig.add_pc("vpnuser1"))
     other = rig.connect(rig.add_pc("vpnuser2"))
-    (s,) = [s for s in rig.core.sessions.sessions.values() if s.user == "vpnuser1"]
+    (s,) = [s for s in rig.core.sessions.all() if s.user == "vpnuser1"]
     sent = len(rig.sent)
     assert rig.core.logout(s.key, "admin")
     rig.settle()
@@ -206,7 +206,7 @@ def test_shutdown_deletes_every_session_and_tells_every_client() -> None:
         assert _informational_to(rig, pc, sent) >= 1
         assert any(isinstance(e, ev.SADeleted) and e.by_peer for e in pc.events)
     assert len(rig.lines("ended: concentrator shutting down")) == 3
-    assert not rig.core.sessions.sessions and len(rig.core.endpoint) == 0
+    assert len(rig.core.sessions) == 0 and len(rig.core.endpoint) == 0
     assert not rig.installed() and rig.core.pools["vpngroup"].available == 254
 
 
