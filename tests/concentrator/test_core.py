@@ -15,6 +15,7 @@ from core_harness import PAT, CoreRig, Pc, config_text
 from vpnhub.ike import events as ev
 from vpnhub.ike.transport import Transport
 from vpnhub.net.messages import AddInbound, AddOutbound, PeerMoved, RemoveSA, UpdatePeer
+from vpnhub.session.events import SessionChanged, SessionEnded, SessionEvent, SessionStarted
 from vpnhub.wire.constants import ExchangeType
 
 
@@ -88,7 +89,7 @@ def test_wrong_group_psk_leaves_no_session_and_says_so() -> None:
     lines = rig.lines("most likely the client has a wrong group password")
     assert len(lines) == 1 and _severity(lines[0]) == 3, rig.console.getvalue()
     assert "UNAUTHENTICATED" in lines[0]  # nothing authenticated: no user, no group
-    assert len(rig.core.endpoint) == 0 and not rig.core.sessions.sessions
+    assert len(rig.core.endpoint) == 0 and len(rig.core.sessions) == 0
     assert not rig.dp.commands and rig.core.pools["vpngroup"].available == 254
     assert "not-the-group-psk" not in rig.console.getvalue()
 
@@ -127,7 +128,7 @@ def test_admin_logout_deletes_the_sas_and_frees_the_address() -> None:
     rig = CoreRig.from_text(config_text())
     pc = rig.connect(rig.add_pc("vpnuser1"))
     other = rig.connect(rig.add_pc("vpnuser2"))
-    (s,) = [s for s in rig.core.sessions.sessions.values() if s.user == "vpnuser1"]
+    (s,) = [s for s in rig.core.sessions.all() if s.user == "vpnuser1"]
     sent = len(rig.sent)
     assert rig.core.logout(s.key, "admin")
     rig.settle()
@@ -206,8 +207,60 @@ def test_shutdown_deletes_every_session_and_tells_every_client() -> None:
         assert _informational_to(rig, pc, sent) >= 1
         assert any(isinstance(e, ev.SADeleted) and e.by_peer for e in pc.events)
     assert len(rig.lines("ended: concentrator shutting down")) == 3
-    assert not rig.core.sessions.sessions and len(rig.core.endpoint) == 0
+    assert len(rig.core.sessions) == 0 and len(rig.core.endpoint) == 0
     assert not rig.installed() and rig.core.pools["vpngroup"].available == 254
+
+
+def _first_change(seen: list[SessionEvent], field: str) -> SessionChanged:
+    return next(e for e in seen if isinstance(e, SessionChanged) and field in e.fields)
+
+
+def test_a_store_subscriber_hears_a_login_and_a_logout() -> None:
+    """Every change of a session goes through the store and is told to its subscribers
+    (accounting and a cluster later): started, its user, address and transport, ended."""
+    rig = CoreRig.from_text(config_text())
+    seen: list[SessionEvent] = []
+    rig.core.sessions.subscribe(seen.append)
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    assert pc.up and isinstance(seen[0], SessionStarted), seen
+    key = seen[0].session.key
+    assert seen[0].session.user == ""  # a snapshot: the login did not edit it
+    assert [e for e in seen if isinstance(e, SessionStarted)] == [seen[0]]
+    assert all(e.session.key == key for e in seen)
+    phase1 = _first_change(seen, "transport")  # phase 1 is one change
+    assert {"group", "ike", "nat_t", "transport", "client"} <= phase1.fields
+    assert (phase1.session.transport, phase1.session.group) == ("natt", "vpngroup")
+    assert _first_change(seen, "user").session.user == "vpnuser1"
+    assert _first_change(seen, "authenticated").session.authenticated
+    assert str(_first_change(seen, "assigned_ip").session.assigned_ip) == pc.address
+    assert _child_spis(pc) & set(_first_change(seen, "children").session.children)
+    assert not any(isinstance(e, SessionEnded) for e in seen)
+    # the client logs out: its DELETE ends the session (RFC 2408 3.15)
+    before = len(seen)
+    assert pc.driver is not None
+    pc.sa.delete(rig.now, "user disconnect")
+    pc.driver.service(pc.sa, rig.now)
+    rig.settle()
+    ended = [e for e in seen[before:] if isinstance(e, SessionEnded)]
+    assert len(ended) == 1 and ended[0] is seen[-1], seen[before:]
+    assert (ended[0].session.user, str(ended[0].session.assigned_ip)) == ("vpnuser1",
+                                                                         pc.address)
+    assert ended[0].reason and len(rig.core.sessions) == 0
+
+
+def test_the_stats_refresh_changes_a_session_only_when_its_counters_moved() -> None:
+    rig = CoreRig.from_text(config_text())
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    seen: list[SessionEvent] = []
+    rig.core.sessions.subscribe(seen.append)
+    spi_in = next(c.sa.spi for c in rig.installed().values() if isinstance(c, AddInbound))
+    rig.dp.count(spi_in, "in", packets=3, bytes_=300)
+    rig.core.apply_stats(rig.dp.snapshot(), rig.now)
+    assert len(seen) == 1 and isinstance(seen[0], SessionChanged)
+    assert seen[0].fields == {"packets_rx", "bytes_rx"}
+    assert (seen[0].session.packets_rx, seen[0].session.bytes_rx) == (3, 300)
+    rig.core.apply_stats(rig.dp.snapshot(), rig.now)  # nothing moved: no event
+    assert len(seen) == 1 and pc.up
 
 
 def test_udp500_and_4500_datagrams_are_labelled_with_their_transport() -> None:

@@ -81,7 +81,7 @@ def test_junk_with_a_session_cookies_is_not_logged_as_that_user(tmp_path: Path) 
             assert (r.user, r.group, r.authenticated) == ("", "", False), r.format()
             assert "UNAUTHENTICATED" in r.format()
         # the session was not moved or ended by any of it
-        s = next(iter(rig.core.sessions.sessions.values()))
+        s = next(iter(rig.core.sessions.all()))
         assert (s.user, s.public_ip) == (USER, c.public_ip)
     finally:
         rig.close()

@@ -33,7 +33,7 @@ from vpnhub.eventlog import EventLog
 from vpnhub.manager.app import Manager
 from vpnhub.manager.throttle import LoginThrottle
 from vpnhub.manager.view import PingResult
-from vpnhub.session.model import ChildInfo, Session
+from vpnhub.session.model import ChildInfo, SessionView
 from vpnhub.session.pool import pool_for_group
 from vpnhub.session.store import MemorySessionStore
 from vpnhub.wire.constants import EncapsulationMode
@@ -116,24 +116,27 @@ class FakeConcentrator:
         self._n = 0
 
     def add_session(self, user: str, port: int, *, nat_t: bool = True, legacy: bool = False,
-                    diagnosis: str = "") -> Session:
+                    diagnosis: str = "", login_time: float | None = None,
+                    lan_to_lan: str = "") -> SessionView:
+        """A logged-in session, written through the store as the core does."""
         self._n += 1
         key = (self._n.to_bytes(8, "big"), (1000 + self._n).to_bytes(8, "big"))
-        s = Session(key, "203.0.113.78", port, group="vpngroup", user=user)
-        s.assigned_ip = self.pools["vpngroup"].allocate(key, identity=user)
-        s.ike = {"encryption": "3DES" if legacy else "AES-256", "hash": "MD5" if legacy
+        assigned = self.pools["vpngroup"].allocate(key, identity=user)
+        s = self.sessions.start(
+            key, "203.0.113.78", port, group="vpngroup", user=user, assigned_ip=assigned,
+            ike={"encryption": "3DES" if legacy else "AES-256", "hash": "MD5" if legacy
                  else "SHA1", "dh_group": "MODP_1024" if legacy else "MODP_2048",
                  "authentication": "Preshared Keys-XAUTH", "mode": "Aggressive",
-                 "rekey_interval": 86400, "local_behind_nat": False, "peer_behind_nat": True}
-        s.nat_t, s.peer_behind_nat, s.diagnosis = nat_t, True, diagnosis
-        s.client = "Cisco Systems VPN Client 4.8"
+                 "rekey_interval": 86400, "local_behind_nat": False, "peer_behind_nat": True},
+            nat_t=nat_t, peer_behind_nat=True, diagnosis=diagnosis,
+            client="Cisco Systems VPN Client 4.8", bytes_tx=768 * self._n,
+            bytes_rx=512 * self._n, lan_to_lan=lan_to_lan,
+            login_time=time.time() if login_time is None else login_time)
         enc = EncapsulationMode.UDP_TUNNEL if nat_t else EncapsulationMode.TUNNEL
-        s.children[0x1000 + self._n] = ChildInfo(
+        self.sessions.add_child(key, ChildInfo(
             0x1000 + self._n, 0x2000 + self._n, ESP_3DES if legacy else ESP_AES_CBC,
             0 if legacy else 256, AUTH_HMAC_MD5 if legacy else AUTH_HMAC_SHA1, int(enc),
-            "0.0.0.0/0", f"{s.assigned_ip}/32", 28800, time.time())
-        s.bytes_tx, s.bytes_rx = 768 * self._n, 512 * self._n
-        self.sessions.add(s)
+            "0.0.0.0/0", f"{assigned}/32", 28800, time.time()))
         self.sessions.logged_in(s)
         self.endpoint.sas[key] = FakeSA(key)
         return s

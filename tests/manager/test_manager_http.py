@@ -252,8 +252,8 @@ def test_hsts_only_over_tls(server: ManagerServer, tmp_path: Path) -> None:
 def test_sessions_page_shows_the_real_login_time(server: ManagerServer) -> None:
     """Issue 11 point 10: the Login Time column showed the time of the page view."""
     def old_login() -> float:
-        s = server.conc.add_session("vpnuser1", 1025)
-        s.login_time = time.time() - 3725  # logged in 1 h 2 min 5 s ago
+        # logged in 1 h 2 min 5 s ago
+        s = server.conc.add_session("vpnuser1", 1025, login_time=time.time() - 3725)
         return s.login_time
 
     login = server.run(old_login)
@@ -296,8 +296,7 @@ def test_pages_render(server: ManagerServer) -> None:
         natt.text
     # a LAN-to-LAN tunnel has its own table and detail page
     def site() -> str:
-        s = server.conc.add_session("", 4500)
-        s.lan_to_lan = "branch-office"
+        s = server.conc.add_session("", 4500, lan_to_lan="branch-office")
         return s.key[0].hex() + s.key[1].hex()
 
     site_id = server.run(site)

@@ -146,7 +146,8 @@ def test_an_event_snapshot_reads_as_the_session_and_edits_nothing() -> None:
     e = events[-1]
     with pytest.raises(dataclasses.FrozenInstanceError):
         e.session = e.session  # type: ignore[misc]
-    live = store.sessions[KEY_A]
+    live = store.get(KEY_A)
+    assert live is not None
     assert e.session is not live
     assert e.session.as_dict(0.0) == live.as_dict(0.0)
     assert (e.session.protocol, e.session.encryption()) == ("IPsec/NAT-T", live.encryption())
@@ -206,33 +207,6 @@ def test_no_subscriber_no_snapshot_cost() -> None:
     assert calls == 0
 
 
-# --------------------------------------------------- the former SessionTable surface
-def test_a_pop_from_the_old_dict_ends_the_session_through_the_store() -> None:
-    store = MemorySessionStore(10)
-    store.add(Session(KEY_A, "203.0.113.78", 1026, user="alice"))
-    store.add(Session(KEY_B, "203.0.113.78", 1025, user="bob"))
-    seen = recording(store)
-    s = store.sessions.pop(KEY_A, None)
-    assert s is not None and s.user == "alice"
-    assert store.sessions.pop(KEY_A, None) is None
-    del store.sessions[KEY_B]
-    assert [(type(e), e.session.user) for e in seen] == [(SessionEnded, "alice"),
-                                                        (SessionEnded, "bob")]
-    assert all(isinstance(e, SessionEnded) and e.reason == "unknown" for e in seen)
-    assert len(store) == 0
-
-
-def test_add_and_the_old_dict_see_the_same_live_session() -> None:
-    store = MemorySessionStore(10)
-    seen = recording(store)
-    s = Session(KEY_A, "203.0.113.78", 1026)
-    store.add(s)
-    assert store.sessions[KEY_A] is s and store.get(KEY_A) is s
-    assert isinstance(seen[0], SessionStarted)
-    s.user = "alice"  # the old way (until the concentrator uses update): no event
-    assert seen[0].session.user == "" and store.all() == [s] and len(seen) == 1
-
-
 def logged_in(store: MemorySessionStore, key: tuple[bytes, bytes], user: str, port: int,
               *, l2l: str = "") -> SessionView:
     snap = store.start(key, "203.0.113.78", port, user=user, lan_to_lan=l2l, group="g",
@@ -245,10 +219,10 @@ def logged_in(store: MemorySessionStore, key: tuple[bytes, bytes], user: str, po
 def test_logins_of_a_user_leave_the_asking_session_out() -> None:
     store = MemorySessionStore(10)
     a = logged_in(store, KEY_A, "alice", 1026)
-    logged_in(store, KEY_B, "alice", 1025)
+    b = logged_in(store, KEY_B, "alice", 1025)
     store.start((b"C" * 8, b"c" * 8), "198.51.100.7", 500, user="alice")  # not through XAUTH
     assert [s.public_port for s in store.logins_of("alice", besides=a)] == [1025]
-    assert len(store.logins_of("alice", besides=store.sessions[KEY_B])) == 1
+    assert len(store.logins_of("alice", besides=b)) == 1
     assert store.logins_of("bob", besides=a) == []
 
 

@@ -22,7 +22,6 @@ from typing import Any, Protocol, assert_never
 from vpnhub import __version__
 from vpnhub.auth.api import Authenticator, AuthRequest, AuthResult
 from vpnhub.concentrator.memory import BurstTrimmer
-from vpnhub.concentrator.sessions import ChildInfo, Session, SessionTable
 from vpnhub.concentrator.staterecord import (
     HeldAddress,
     RunRecord,
@@ -54,7 +53,9 @@ from vpnhub.net.messages import (
 )
 from vpnhub.net.messages import Event as DataplaneEvent
 from vpnhub.secret import Secret
-from vpnhub.session.pool import AddressPool, PoolError
+from vpnhub.session.model import ChildInfo, SessionView
+from vpnhub.session.pool import PoolError, pool_for_group
+from vpnhub.session.store import MemorySessionStore, SessionStore
 from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
 
 Clock = Callable[[], float]
@@ -93,7 +94,7 @@ class ConcentratorCore:
         self.policy = Policy(allow_legacy=c.allow_legacy_crypto, ike_lifetime=c.ike_lifetime,
                              ipsec_lifetime=c.ipsec_lifetime)
         self.groups = {g.name: g for g in config.groups}
-        self.pools = {g.name: AddressPool.for_group(g) for g in config.groups}
+        self.pools = {g.name: pool_for_group(g) for g in config.groups}
         self.authenticator = authenticator
         self.dataplane = dataplane
         self.clock = clock
@@ -103,7 +104,9 @@ class ConcentratorCore:
         self.endpoint = IkeEndpoint(self._ike_config, Limits(
             lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions,
             lim.max_half_open_verified_per_source))
-        self.sessions = SessionTable(lim.max_sessions)
+        # Typed as the Protocol: its reads are SessionView, so every write goes
+        # through the store and is told to its subscribers (manager, accounting)
+        self.sessions: SessionStore = MemorySessionStore(lim.max_sessions)
         self._trimmer = BurstTrimmer()
         self.spi_owner: dict[int, tuple[bytes, bytes]] = {}
         self._l2l_by_peer = {str(t.peer): t for t in config.lan_to_lan if t.peer is not None}
@@ -228,7 +231,7 @@ class ConcentratorCore:
 
     def _peer_moved(self, e: PeerMoved) -> None:
         key = self.spi_owner.get(e.spi)
-        s = self.sessions.sessions.get(key) if key else None
+        s = self.sessions.get(key) if key else None
         if s is None:
             return
         sa = self.endpoint.get(*s.key)
@@ -237,15 +240,15 @@ class ConcentratorCore:
         if self.dataplane is not None:  # authentic ESP from there: follow (RFC 3948 2.2)
             self.dataplane.update_peer(e.old, e.new)
         if s.transport == "cisco-udp":  # ESP's own port: IKE's (public_port) stays
-            first, s.udp_port = not s.udp_port, e.new[1]
-            if first:
+            if not s.udp_port:
+                self.sessions.update(s.key, udp_port=e.new[1])
                 self.log.add("NATT", 5, f"IPsec over UDP: the client's ESP comes from UDP port"
                              f" {e.new[1]}", peer=f"{e.new[0]}:{e.new[1]}", group=s.group,
                              user=s.user)
                 return
-            s.public_ip = e.new[0]
+            self.sessions.update(s.key, udp_port=e.new[1], public_ip=e.new[0])
         else:
-            s.public_ip, s.public_port = e.new
+            self.sessions.update(s.key, public_ip=e.new[0], public_port=e.new[1])
         self._state_changed()
         self.log.add("NATT", 4, f"ESP from a new NAT mapping {e.new[0]}:{e.new[1]}"
                      f" (was {e.old[0]}:{e.old[1]}): following it", peer=f"{e.new[0]}:{e.new[1]}",
@@ -279,22 +282,26 @@ class ConcentratorCore:
                 acc[3] += sa.packets_out
         keepalives = {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in snap.peers}
         for key, (b_in, p_in, b_out, p_out) in per.items():
-            s = self.sessions.sessions.get(key)
+            s = self.sessions.get(key)
             if s is None:
                 continue
             if p_in > s.packets_rx:
                 ike = self.endpoint.get(*key)
                 if ike is not None:
                     ike.note_traffic(now)
-            s.bytes_rx, s.packets_rx, s.bytes_tx, s.packets_tx = b_in, p_in, b_out, p_out
-            s.drops = drops.get(key, {})
-            s.keepalives_rx, s.keepalives_tx = keepalives.get((s.public_ip, s.public_port),
-                                                              (0, 0))
+            k_rx, k_tx = keepalives.get((s.public_ip, s.public_port), (0, 0))
+            d = drops.get(key, {})
+            if (b_in, p_in, b_out, p_out, k_rx, k_tx) != (
+                    s.bytes_rx, s.packets_rx, s.bytes_tx, s.packets_tx, s.keepalives_rx,
+                    s.keepalives_tx) or d != s.drops:  # an idle session costs no update
+                self.sessions.update(key, bytes_rx=b_in, packets_rx=p_in, bytes_tx=b_out,
+                                     packets_tx=p_out, drops=d, keepalives_rx=k_rx,
+                                     keepalives_tx=k_tx)
 
     # ------------------------------------------------------------- actions
     def logout(self, key: tuple[bytes, bytes], admin: str) -> bool:
         """An administrator ends a session: its SAs are deleted (the peer is told)."""
-        s = self.sessions.sessions.get(key)
+        s = self.sessions.get(key)
         sa = self.endpoint.get(*key)
         if s is None or sa is None:
             return False
@@ -313,7 +320,7 @@ class ConcentratorCore:
         if cmd == "logout":
             user = str(req.get("user", ""))
             n = 0
-            for s in list(self.sessions.sessions.values()):
+            for s in self.sessions.all():
                 sa = self.endpoint.get(*s.key)
                 if s.user == user and sa is not None:
                     self.log.add("ADMIN", 4, f"logout of {user} by administrator",
@@ -346,13 +353,9 @@ class ConcentratorCore:
         """After a call into `sa`: its events, datagrams and timer, by the driver."""
         self._driver().service(sa)
 
-    def _session(self, sa: IkeSA) -> Session:
-        key = (sa.icookie, sa.rcookie)
-        s = self.sessions.sessions.get(key)
-        if s is None:
-            s = Session(key, sa.remote[0], sa.remote[1])
-            self.sessions.add(s)
-        return s
+    def _session(self, sa: IkeSA) -> SessionView:
+        """The SA's session, started (SessionStarted) on its first event."""
+        return self.sessions.start((sa.icookie, sa.rcookie), sa.remote[0], sa.remote[1])
 
     def on_event(self, sa: IkeSA, e: ev.Event, now: float) -> None:
         """Every engine event, from the driver loop."""
@@ -360,7 +363,7 @@ class ConcentratorCore:
             self.event_hook(sa, e)
         match e:
             case ev.LogLine():
-                self._log_line(sa, self.sessions.sessions.get((sa.icookie, sa.rcookie)), e)
+                self._log_line(sa, self.sessions.get((sa.icookie, sa.rcookie)), e)
             case ev.Phase1Established():
                 self._on_Phase1Established(sa, e)
             case ev.NatTraversalRefused():
@@ -384,7 +387,7 @@ class ConcentratorCore:
             case _:
                 assert_never(e)
 
-    def _log_line(self, sa: IkeSA, s: Session | None, e: ev.LogLine) -> None:
+    def _log_line(self, sa: IkeSA, s: SessionView | None, e: ev.LogLine) -> None:
         """Only authenticated input is logged in the session's name (issue 11): a line
         caused by a message that did not authenticate names the packet's source."""
         if e.source is not None:
@@ -397,30 +400,30 @@ class ConcentratorCore:
 
     def _on_Phase1Established(self, sa: IkeSA, e: ev.Phase1Established) -> None:
         s = self._session(sa)
-        s.group = e.peer_id
-        s.public_ip, s.public_port = sa.remote
-        s.vendor_ids = e.peer_vendor_ids
-        s.ike = {"encryption": e.encryption, "hash": e.hash, "dh_group": e.group,
+        fields: dict[str, Any] = dict(
+            group=e.peer_id, public_ip=sa.remote[0], public_port=sa.remote[1],
+            vendor_ids=e.peer_vendor_ids,
+            ike={"encryption": e.encryption, "hash": e.hash, "dh_group": e.group,
                  "authentication": e.auth_method, "mode": e.mode, "rekey_interval": e.lifetime,
                  "local_behind_nat": sa.local_behind_nat,
-                 "peer_behind_nat": sa.remote_behind_nat}
-        s.nat_t = sa.natt_in_use
-        s.transport = "ctcp" if sa.transport is Transport.CTCP else (
-            "natt" if sa.natt_in_use else "esp")
-        s.peer_behind_nat = sa.remote_behind_nat
-        s.client = _client_type(e.peer_vendor_ids, "")
+                 "peer_behind_nat": sa.remote_behind_nat},
+            nat_t=sa.natt_in_use,
+            transport="ctcp" if sa.transport is Transport.CTCP else (
+                "natt" if sa.natt_in_use else "esp"),
+            peer_behind_nat=sa.remote_behind_nat,
+            client=_client_type(e.peer_vendor_ids, ""))
         if not sa.config.xauth:  # a LAN-to-LAN tunnel: no user, the tunnel's name
             site = self._l2l_by_peer.get(sa.remote[0]) or self._l2l_by_id.get(e.peer_id)
-            s.lan_to_lan = site.name if site is not None else e.peer_id
-            s.user = s.lan_to_lan
-            s.group = "LAN-to-LAN"
+            name = site.name if site is not None else e.peer_id
+            fields.update(lan_to_lan=name, user=name, group="LAN-to-LAN")
+        self.sessions.update(s.key, **fields)  # one SessionChanged for phase 1
 
     def _on_NatTraversalRefused(self, sa: IkeSA, e: ev.NatTraversalRefused) -> None:
-        self._session(sa).diagnosis = e.reason
+        self.sessions.update(self._session(sa).key, diagnosis=e.reason)
 
     def _on_XauthCredentials(self, sa: IkeSA, e: ev.XauthCredentials) -> None:
         s = self._session(sa)
-        s.user = e.user
+        self.sessions.update(s.key, user=e.user)
         request = AuthRequest(e.user, e.password, s.group, sa.remote[0])
         self.spawn(self._authenticate(sa, request))
 
@@ -445,13 +448,13 @@ class ConcentratorCore:
             ok, why = False, refusal  # the client gets an XAUTH failure (STATUS = FAIL)
         sa.xauth_result(ok, self.clock(), why)
         if ok:
-            s.authenticated = True
+            self.sessions.update(s.key, authenticated=True)
             self._state_changed()
             if renews is None or not self._take_over(sa, s, renews):
                 self.sessions.logged_in(s)
         self._service(sa)
 
-    def _over_login_limit(self, sa: IkeSA, s: Session) -> str:
+    def _over_login_limit(self, sa: IkeSA, s: SessionView) -> str:
         """Why this login is one too many for its user, or "" (the VPN 3000's
         "Simultaneous Logins"). The new login is refused; no session is torn down for
         it (later ASA releases log off the idlest one: anyone with the password, or a
@@ -472,7 +475,7 @@ class ConcentratorCore:
                      peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
         return "too many simultaneous logins"
 
-    def _rekey_of(self, sa: IkeSA, s: Session) -> Session | None:
+    def _rekey_of(self, sa: IkeSA, s: SessionView) -> SessionView | None:
         """The session a new phase 1 renews, if it is a phase 1 rekey. IKEv1 has no
         rekey exchange: the same client simply starts a new phase 1. "The same client"
         is the same public address AND port (its NAT mapping, RFC 3947 section 4/5):
@@ -483,39 +486,43 @@ class ConcentratorCore:
         is dead and ends by DPD (RFC 3706)."""
         if sa.initial_contact:
             return None
-        for old in self.sessions.sessions.values():
-            if old is s or old.user != s.user or old.group != s.group or not old.children \
+        for old in self.sessions.all():
+            if old.key == s.key or old.user != s.user or old.group != s.group or not old.children \
                     or (old.public_ip, old.public_port) != tuple(sa.remote):
                 continue
             if self.endpoint.get(*old.key) is not None:
                 return old
         return None
 
-    def _take_over(self, sa: IkeSA, s: Session, old: Session) -> bool:
+    def _take_over(self, sa: IkeSA, s: SessionView, old: SessionView) -> bool:
         """A phase 1 rekey (`old`, found by `_rekey_of`) takes over the old SA's IPsec
         SAs and address; False if the old IKE SA is gone meanwhile."""
         old_sa = self.endpoint.get(*old.key)
         if old_sa is None:
             return False
-        old.authenticated = False  # its login goes on in the new session
         sa.adopt(old_sa, self.clock())
-        s.children, old.children = old.children, {}
-        for spi_in, child in s.children.items():
+        children = dict(old.children)
+        moved: dict[str, Any] = dict(children=children, login_time=old.login_time,
+                                     client=old.client, nat_t=old.nat_t)
+        left: dict[str, Any] = dict(children={})
+        for spi_in, child in children.items():
             self.spi_owner[spi_in] = s.key
             self.spi_owner[child.spi_out] = s.key
         if old.assigned_ip is not None:
             self.pools[s.group].release(old.key)
-            s.assigned_ip = self.pools[s.group].allocate(s.key, identity=s.user)
-            old.assigned_ip = None
-        s.login_time, s.client, s.nat_t = old.login_time, old.client, old.nat_t
+            moved["assigned_ip"] = self.pools[s.group].allocate(s.key, identity=s.user)
+            left["assigned_ip"] = None
+        # its login goes on in the new session
+        self.sessions.update(old.key, authenticated=False, **left)
+        self.sessions.update(s.key, **moved)
         self.log.add("IKE", 5, f"phase 1 rekey: new IKE SA of {s.user} takes over"
-                     f" {len(s.children)} IPsec SA(s)", peer=f"{sa.remote[0]}:{sa.remote[1]}",
+                     f" {len(children)} IPsec SA(s)", peer=f"{sa.remote[0]}:{sa.remote[1]}",
                      group=s.group, user=s.user)
         return True
 
     def _on_ModeConfigRequested(self, sa: IkeSA, e: ev.ModeConfigRequested) -> None:
         s = self._session(sa)
-        s.client = _client_type(s.vendor_ids, e.application_version)
+        self.sessions.update(s.key, client=_client_type(s.vendor_ids, e.application_version))
         g = self.groups.get(s.group)
         if g is None:
             sa.delete(self.clock(), "no such group")
@@ -529,7 +536,7 @@ class ConcentratorCore:
             sa.notify_peer(NotifyType.ATTRIBUTES_NOT_SUPPORTED, self.clock())
             sa.delete(self.clock(), "address pool exhausted")
             return
-        s.assigned_ip = addr
+        fields: dict[str, Any] = {"assigned_ip": addr}
         if self._held:  # its own user took a held address back
             self._held = [h for h in self._held if (h.group, h.address) != (g.name, str(addr))]
         self._state_changed()
@@ -543,10 +550,10 @@ class ConcentratorCore:
                              group=s.group, user=s.user)
             else:
                 cfg.natt_port = self.udp_port
-                s.transport = "cisco-udp"
-                s.diagnosis = ""  # the NAT is crossed after all
+                fields.update(transport="cisco-udp", diagnosis="")  # the NAT is crossed after all
                 self.log.add("NATT", 4, f"IPsec over UDP negotiated on port {self.udp_port}",
                              peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
+        self.sessions.update(s.key, **fields)  # one SessionChanged: address (and transport)
         sa.modecfg_reply(cfg, self.clock())
 
     def _modecfg(self, g: GroupConfig, addr: ipaddress.IPv4Address) -> ev.ModeConfig:
@@ -575,7 +582,7 @@ class ConcentratorCore:
         peer = sa.remote if udp or transport == "ctcp" else (sa.remote[0], 0)
         if transport == "cisco-udp":
             peer = (sa.remote[0], self.udp_port)
-            s.udp_server_port = self.udp_port
+            self.sessions.update(s.key, udp_server_port=self.udp_port)
         self.dataplane.add_inbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
                                    transport=transport)
         dst = allowed or str(e.remote_ts)
@@ -584,12 +591,10 @@ class ConcentratorCore:
             self.dataplane.set_keepalive(sa.remote, float(self.config.concentrator.natt_keepalive))
         self.spi_owner[e.spi_in] = s.key
         self.spi_owner[e.spi_out] = s.key
-        s.children[e.spi_in] = ChildInfo(e.spi_in, e.spi_out, e.transform, e.key_length, e.auth,
-                                         e.encapsulation, str(e.local_ts), str(e.remote_ts),
-                                         e.lifetime, self.wall(), pfs_group=e.pfs_group)
-        s.nat_t = udp
-        if transport:
-            s.nat_t = False
+        self.sessions.add_child(s.key, ChildInfo(
+            e.spi_in, e.spi_out, e.transform, e.key_length, e.auth, e.encapsulation,
+            str(e.local_ts), str(e.remote_ts), e.lifetime, self.wall(), pfs_group=e.pfs_group))
+        self.sessions.update(s.key, nat_t=udp and not transport)
         self.sessions.update_peak()
         if e.rekey_of is not None:
             old = s.children.get(e.rekey_of)
@@ -602,25 +607,23 @@ class ConcentratorCore:
                          group=s.group, user=s.user)
 
     def _on_ChildSADeleted(self, sa: IkeSA, e: ev.ChildSADeleted) -> None:
-        s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
         if self.dataplane is not None:
             self.dataplane.remove_sa(e.spi_in)
             self.dataplane.remove_sa(e.spi_out)
         self.spi_owner.pop(e.spi_in, None)
         self.spi_owner.pop(e.spi_out, None)
-        if s is not None:
-            s.children.pop(e.spi_in, None)
+        self.sessions.remove_child((sa.icookie, sa.rcookie), e.spi_in)
 
     def _on_PeerEndpointChanged(self, sa: IkeSA, e: ev.PeerEndpointChanged) -> None:
-        s = self.sessions.sessions.get((sa.icookie, sa.rcookie))
+        s = self.sessions.get((sa.icookie, sa.rcookie))
         if self.dataplane is not None and (s is None or s.nat_t):
             self.dataplane.update_peer(e.old, e.new)
         if s is not None:
-            s.public_ip, s.public_port = e.new
+            self.sessions.update(s.key, public_ip=e.new[0], public_port=e.new[1])
 
     def _on_SADeleted(self, sa: IkeSA, e: ev.SADeleted) -> None:
         key = (sa.icookie, sa.rcookie)
-        s = self.sessions.sessions.pop(key, None)
+        s = self.sessions.end(key, e.reason)
         if s is not None:
             self._state_changed()
             if s.assigned_ip is not None and s.group in self.pools:
@@ -653,8 +656,7 @@ class ConcentratorCore:
             if prev is None:
                 self.log.add("SESSION", 5, f"no state record {path} yet: first start")
         if prev is not None:
-            self.sessions.peak = max(self.sessions.peak, prev.peak)
-            self.sessions.cumulative += prev.cumulative
+            self.sessions.restore_counters(prev.peak, prev.cumulative)
             # a clock that jumped must not stretch a hold beyond lost_address_hold
             longest = wall + self.config.limits.lost_address_hold
             self._held = [dataclasses.replace(h, until=min(h.until, longest))
@@ -711,7 +713,7 @@ class ConcentratorCore:
         sessions = tuple(
             SessionRecord(s.user, s.group, s.public_ip, s.public_port,
                           str(s.assigned_ip) if s.assigned_ip else None, s.login_time)
-            for s in self.sessions.sessions.values()
+            for s in self.sessions.all()
             if s.authenticated or (s.lan_to_lan and s.children))
         summary = self.sessions.summary()
         record = RunRecord(pid=self._state.pid, started=self._state.started,

@@ -85,12 +85,6 @@ class AddressPool(Protocol):
 
     def unhold(self, address: ipaddress.IPv4Address | str) -> None: ...
 
-    @classmethod
-    def for_group(cls, group: GroupConfig,
-                  exclude: Iterable[ipaddress.IPv4Address] = ()) -> AddressPool:
-        """The former class's constructor, kept while callers move to `pool_for_group`."""
-        return pool_for_group(group, exclude)
-
 
 def pool_for_group(group: GroupConfig,
                    exclude: Iterable[ipaddress.IPv4Address] = ()) -> AddressPool:

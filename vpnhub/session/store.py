@@ -8,21 +8,18 @@ every session at each read would cost the manager ten times its sampling),
 so a change nobody was told about cannot be written. That is what lets accounting and a
 cluster peer subscribe later without the concentrator knowing them (as
 strongSwan's listeners on its bus: plugins/ha/ha_ike.c, eap_radius).
+The concentrator core holds its store as a `SessionStore`: mypy refuses any
+attribute write on what it reads.
 
 A subscriber that raises is counted and logged; the store and the other
 subscribers go on (one faulty listener must not stop a login).
-
-`MemorySessionStore` also keeps the surface of the former
-`vpnhub.concentrator.sessions.SessionTable` (the `sessions` dict of live
-objects, `add`, `logged_in`, `logins_of`, `update_peak`, writable `peak` and
-`cumulative`) until the concentrator's writes all go through the API above.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from vpnhub.session.events import (
@@ -97,32 +94,12 @@ class SessionStore(Protocol):
     def subscribe(self, callback: Subscriber) -> Callable[[], None]: ...
 
 
-class _LiveSessions(dict[SessionKey, Session]):
-    """The former `SessionTable.sessions` dict: a `pop` or `del` from outside ends
-    the session through the store, so subscribers hear of it (reason unknown)."""
-
-    def __init__(self, on_removed: Callable[[Session], None]) -> None:
-        super().__init__()
-        self._on_removed = on_removed
-
-    def pop(self, key: SessionKey, *default: Any) -> Any:
-        s = super().pop(key, *default)
-        if isinstance(s, Session):
-            self._on_removed(s)
-        return s
-
-    def __delitem__(self, key: SessionKey) -> None:
-        s = self[key]
-        super().__delitem__(key)
-        self._on_removed(s)
-
-
 class MemorySessionStore:
     """The session table in a dict; the Session Summary's counters beside it."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.sessions: dict[SessionKey, Session] = _LiveSessions(self._removed_outside)
+        self._sessions: dict[SessionKey, Session] = {}
         self.peak = 0
         self.cumulative = 0
         self.subscriber_errors = 0  # events a subscriber raised on (logged too)
@@ -130,27 +107,27 @@ class MemorySessionStore:
 
     # ------------------------------------------------------------------ reads
     def get(self, key: SessionKey) -> SessionView | None:
-        return self.sessions.get(key)
+        return self._sessions.get(key)
 
     def all(self) -> list[SessionView]:
-        return list(self.sessions.values())
+        return list(self._sessions.values())
 
     def __len__(self) -> int:
-        return len(self.sessions)
+        return len(self._sessions)
 
     def __contains__(self, key: object) -> bool:
-        return key in self.sessions
+        return key in self._sessions
 
     def logins_of(self, user: str, *, besides: SessionView) -> list[SessionView]:
         """The sessions `user` is logged in with (XAUTH accepted), `besides` left out."""
-        return [s for s in self.sessions.values()
+        return [s for s in self._sessions.values()
                 if s.authenticated and s.user == user and s.key != besides.key]
 
     def active(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.user and s.children)
+        return sum(1 for s in self._sessions.values() if s.user and s.children)
 
     def active_l2l(self) -> int:
-        return sum(1 for s in self.sessions.values() if s.lan_to_lan and s.children)
+        return sum(1 for s in self._sessions.values() if s.lan_to_lan and s.children)
 
     def summary(self) -> dict[str, int]:
         active = self.active()
@@ -164,31 +141,27 @@ class MemorySessionStore:
 
     def to_json(self, now: float) -> dict[str, Any]:
         """The admin socket's `sessions` answer (the Session Summary and both lists)."""
-        listed = [s.as_dict(now) for s in self.sessions.values()
+        listed = [s.as_dict(now) for s in self._sessions.values()
                   if s.user and not s.lan_to_lan]
-        sites = [s.as_dict(now) for s in self.sessions.values() if s.lan_to_lan]
+        sites = [s.as_dict(now) for s in self._sessions.values() if s.lan_to_lan]
         return {"summary": self.summary(), "sessions": listed, "lan_to_lan": sites}
 
     # ------------------------------------------------------------------ writes
     def start(self, key: SessionKey, public_ip: str, public_port: int, /,
               **fields: Any) -> SessionView:
         """A new session (SessionStarted); the one already under `key` if any."""
-        s = self.sessions.get(key)
+        s = self._sessions.get(key)
         if s is None:
             s = Session(key, public_ip, public_port, **_checked(fields))
-            self.add(s)
+            self._sessions[key] = s
+            if self._subscribers:
+                self._emit(SessionStarted(s.snapshot()))
         return s
-
-    def add(self, s: Session) -> None:
-        """The former SessionTable's way in: the caller built the Session."""
-        dict.__setitem__(self.sessions, s.key, s)
-        if self._subscribers:
-            self._emit(SessionStarted(s.snapshot()))
 
     def update(self, key: SessionKey, /, **fields: Any) -> bool:
         """Set `fields` of the session; SessionChanged names those whose value
         changed (no event if none did). False if there is no such session."""
-        s = self.sessions.get(key)
+        s = self._sessions.get(key)
         if s is None:
             return False
         changed = set()
@@ -201,7 +174,7 @@ class MemorySessionStore:
 
     def add_child(self, key: SessionKey, child: ChildInfo) -> bool:
         """A new IPsec SA of the session (Quick Mode, RFC 2409 5.5)."""
-        s = self.sessions.get(key)
+        s = self._sessions.get(key)
         if s is None:
             return False
         s.children[child.spi_in] = child
@@ -209,7 +182,7 @@ class MemorySessionStore:
         return True
 
     def remove_child(self, key: SessionKey, spi_in: int) -> ChildInfo | None:
-        s = self.sessions.get(key)
+        s = self._sessions.get(key)
         child = None if s is None else s.children.pop(spi_in, None)
         if s is not None and child is not None:
             self._changed(s, {"children"})
@@ -217,7 +190,7 @@ class MemorySessionStore:
 
     def end(self, key: SessionKey, reason: str) -> SessionView | None:
         """Remove the session (SessionEnded with `reason`); how it was last, or None."""
-        s = dict.pop(self.sessions, key, None)
+        s = self._sessions.pop(key, None)
         if s is not None and self._subscribers:
             self._emit(SessionEnded(s.snapshot(), reason))
         return s
@@ -250,10 +223,6 @@ class MemorySessionStore:
         if names and self._subscribers:
             self._emit(SessionChanged(s.snapshot(), names))
 
-    def _removed_outside(self, s: Session) -> None:
-        if self._subscribers:
-            self._emit(SessionEnded(s.snapshot(), "unknown"))
-
     def _emit(self, event: SessionEvent) -> None:
         for callback in list(self._subscribers):  # one may unsubscribe meanwhile
             try:
@@ -264,9 +233,11 @@ class MemorySessionStore:
                               type(event).__name__)
 
 
-def _checked(fields: Mapping[str, Any]) -> dict[str, Any]:
-    """`fields` with the maps copied; a name that is no Session field is a bug."""
-    unknown = set(fields) - _FIELDS
-    if unknown:
-        raise TypeError(f"not a session field: {', '.join(sorted(unknown))}")
-    return {k: dict(v) if k in _MAPS else v for k, v in fields.items()}
+def _checked(fields: dict[str, Any]) -> dict[str, Any]:
+    """`fields` (the call's own keyword dict) with the maps copied in; a name that is
+    no Session field is a bug. Cheap: the stats refresh calls it per session."""
+    if not _FIELDS.issuperset(fields):
+        raise TypeError(f"not a session field: {', '.join(sorted(set(fields) - _FIELDS))}")
+    for name in _MAPS.intersection(fields):
+        fields[name] = dict(fields[name])
+    return fields
