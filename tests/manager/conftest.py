@@ -55,7 +55,10 @@ def vpnhub_available() -> None:
         pytest.fail(problem, pytrace=False)
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: the sync Playwright API keeps an asyncio loop marked as
+# running in this thread until it stops, and every later test calling asyncio.run()
+# would fail ("cannot be called from a running event loop").
+@pytest.fixture(scope="module")
 def playwright_chromium() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
