@@ -34,9 +34,8 @@ messages can be pickled over a socketpair to data-plane worker processes.
 Events flow back through the :class:`ControlInbox` (IKE datagrams, a peer that
 moved to a new address/port, an SA that ran out of sequence numbers).  The
 control plane sends IKE on 4500 with ``Dataplane.send_ike`` (the data plane
-owns that socket; ``sendto`` is thread-safe).  ``GetStats`` answers a typed
-:class:`~vpnhub.net.stats.DataplaneStats`; ``snapshot()`` and ``fetch_stats``
-give its JSON-ready dict.
+owns that socket; ``sendto`` is thread-safe).  ``GetStats`` (``await
+stats()``) answers a typed :class:`~vpnhub.net.stats.DataplaneStats`.
 
 Rekey (Quick Mode): ``AddInbound(new)`` (old and new inbound both valid),
 ``AddOutbound(new, dst)`` (replaces the old one for that destination), later
@@ -96,7 +95,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from vpnhub.esp.errors import BAD_INNER_PACKET, SPOOFED_SOURCE, EspDrop
 from vpnhub.esp.inner import inner_source_reason
@@ -1357,20 +1356,6 @@ class Dataplane:
                               len(c.out))
                 for c in list(self._ctcp.values())),
         )
-
-    def snapshot(self) -> dict[str, object]:
-        """``stats_now()`` as the JSON-ready dict (``DataplaneStats.as_dict``)."""
-        return self.stats_now().as_dict()
-
-
-async def fetch_stats(dataplane: Dataplane) -> dict[str, Any] | None:
-    """``GetStats`` from asyncio as the JSON-ready dict, or None if the loop could not
-    answer.  Kept for the code not yet on the typed ``Dataplane.stats()``."""
-    try:
-        stats = await dataplane.stats()
-    except Exception:
-        return None
-    return stats.as_dict()
 
 
 if TYPE_CHECKING:
