@@ -266,21 +266,23 @@ class ConcentratorCore:
     def _ctcp_closed(self, e: CtcpClosed) -> None:
         """The IPsec over TCP connection of a session ended: without it there is no
         tunnel, so the session ends as for a dead peer (RFC 3706), without a DELETE
-        (nothing could carry it). One we closed ourselves (`CtcpClose`, shutdown)
-        belongs to an SA already on its way out."""
+        (nothing could carry it). Every IKE SA it carried goes (a phase 1 rekey under
+        way has two). One we closed ourselves (`CtcpClose`, shutdown) belongs to an SA
+        already on its way out."""
         if e.reason == CTCP_CLOSED_BY_CONTROL:
             return
-        s = next((s for s in self.sessions.sessions.values() if s.transport == "ctcp"
-                  and (s.public_ip, s.public_port) == e.addr), None)
-        sa = self.endpoint.get(*s.key) if s is not None else None
-        if s is None or sa is None:
-            return
-        reason = f"IPsec over TCP connection closed ({e.reason})"
-        self.log.add("NATT", 4, f"the IPsec over TCP connection from {e.addr[0]}:{e.addr[1]}"
-                     f" closed ({e.reason}): ending its session", peer=f"{e.addr[0]}:{e.addr[1]}",
-                     group=s.group, user=s.user)
-        sa.terminate(reason, self.clock(), by_peer=False, notify_peer=False)
-        self._service(sa)
+        peer = f"{e.addr[0]}:{e.addr[1]}"
+        for s in [s for s in self.sessions.sessions.values() if s.transport == "ctcp"
+                  and (s.public_ip, s.public_port) == e.addr]:
+            sa = self.endpoint.get(*s.key)
+            if sa is None:
+                continue
+            self.log.add("NATT", 4, f"the IPsec over TCP connection from {peer} closed"
+                         f" ({e.reason}): ending its session", peer=peer, group=s.group,
+                         user=s.user)
+            sa.terminate(f"IPsec over TCP connection closed ({e.reason})", self.clock(),
+                         by_peer=False, notify_peer=False)
+            self._service(sa)
 
     def _peer_moved(self, e: PeerMoved) -> None:
         key = self.spi_owner.get(e.spi)
