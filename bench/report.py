@@ -455,7 +455,7 @@ def analysis(tp: dict[str, Any] | None, hs: dict[str, Any] | None, sc: dict[str,
     if sc and sc.get("idle"):
         prof = sc["idle"].get("profile")
         summ = prof.get("summary") if isinstance(prof, dict) else None
-        snap = profile_share(summ, "Dataplane.snapshot", kind="inclusive")
+        snap = profile_share(summ, "Dataplane.snapshot", "Dataplane.stats_now", kind="inclusive")
         view = profile_share(summ, "manager/view.py", kind="by_file")
         refresh = profile_share(summ, "Concentrator._refresh_stats", kind="inclusive")
         timers = profile_share(summ, "IkeEndpoint.handle_timer", kind="inclusive")
@@ -467,11 +467,12 @@ def analysis(tp: dict[str, Any] | None, hs: dict[str, Any] | None, sc: dict[str,
             sc["idle"].get("kib_per_session") or sc.get("setup", {}).get("kib_per_session")
         kib_setup = sc.get("setup", {}).get("kib_per_session")
         lst = sc.get("listing", {})
-        parts = [(snap, "the data plane's statistics snapshot (`Dataplane.snapshot`: a dict"
-                        " per SA, 2 SAs per session, for every poll of the manager's 2 s"
-                        " sampler and the concentrator's refresh)"),
+        parts = [(snap, "the data plane's statistics (`Dataplane.stats_now`, before issue 12"
+                        " `Dataplane.snapshot`: an entry per SA, 2 SAs per session, for"
+                        " every poll of the manager's 2 s sampler and the concentrator's"
+                        " refresh)"),
                  (view, "the manager's per-session sampling (`ManagerView.sample`: sums each"
-                        " session's SA counters, formatting every SPI as hex to look it up)"),
+                        " session's SA counters)"),
                  (refresh, "the concentrator's own counter refresh"),
                  (timers, "IKE timers (`IkeEndpoint.handle_timer`)"),
                  (ike, "IKE messages (clients' DPD R-U-THERE, answered)"),

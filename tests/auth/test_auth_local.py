@@ -1,6 +1,5 @@
 """XAUTH against the configured users: `Lockout(LocalUsers(...))`, the
-concentrator's authenticator (`build_authenticator`), and the older
-synchronous `XauthAuthenticator` giving the same answers."""
+concentrator's authenticator (`build_authenticator`)."""
 
 from __future__ import annotations
 
@@ -17,7 +16,6 @@ from vpnhub.auth import (
     LocalUsers,
     Lockout,
     LockoutPolicy,
-    XauthAuthenticator,
     build_authenticator,
 )
 from vpnhub.config import Secret
@@ -220,34 +218,3 @@ def test_build_authenticator_uses_the_configured_limits() -> None:
     assert isinstance(auth, Lockout) and isinstance(auth.inner, LocalUsers)
     assert auth.policy.max_failures == 3 and auth.policy.lockout_seconds == 300
     auth.close()
-
-
-# --------------------------------------------------------------------------- same as before
-
-
-def test_xauth_authenticator_answers_as_lockout_around_local_users() -> None:
-    """The synchronous XauthAuthenticator (the concentrator's until it awaits
-    build_authenticator) and the new pair agree attempt for attempt."""
-    script = [
-        ("vpnclient1", "bad", "ciscovpn", SRC, 0),
-        ("nobody", "x", "ciscovpn", SRC, 1),
-        ("vpnclient1", "userpass1", "other", SRC, 2),
-        ("vpnclient1", "userpass2", "ciscovpn", "192.0.2.1", 2.5),  # third failure: locked
-        ("vpnclient1", "userpass1", "ciscovpn", "192.0.2.1", 3),
-        ("hashed", "hashedpass", "ciscovpn", "192.0.2.1", 4),
-        ("hashed", "bad", "ciscovpn", "192.0.2.9", 5),
-        ("vpnclient1", "userpass1", "ciscovpn", SRC, 303),  # lock over
-        ("vpnclient1", "bad", "ciscovpn", SRC, 304),
-    ]
-    old = XauthAuthenticator.from_config(config())
-    new = Harness(LockoutPolicy.from_limits(config().limits))
-    reasons: list[AuthReason] = []
-    for user, password, group, source, now in script:
-        a = old.authenticate(user, password, group=group, source=source, now=now)
-        b = new.attempt(user, password, group=group, source=source, now=now)
-        assert (a.reason, a.delay, a.locked_until) == (b.reason, b.delay, b.locked_until)
-        if a.reason is not AuthReason.LOCKED_OUT:
-            assert a.group == b.group
-        reasons.append(b.reason)
-    assert reasons.count(AuthReason.LOCKED_OUT) == 1 and reasons[-2:] == ["ok", "bad_password"]
-    new.auth.close()

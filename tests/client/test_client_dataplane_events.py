@@ -12,9 +12,14 @@ from types import SimpleNamespace
 from vpnhub.client.driver import EXIT_PEER, Options, VpnClient
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams
 from vpnhub.ike.secret import Secret
-from vpnhub.net.dataplane import CTCP_CLOSED_BY_CONTROL, CTCP_RESET
 from vpnhub.net.fake_dataplane import FakeDataplane
-from vpnhub.net.messages import CtcpClosed, IkeDatagram, SaExhausted
+from vpnhub.net.messages import (
+    CTCP_CLOSED_BY_CONTROL,
+    CTCP_RESET,
+    CtcpClosed,
+    IkeDatagram,
+    SaExhausted,
+)
 
 SERVER = ("203.0.113.50", 500)
 SPI_IN, SPI_OUT = 0x1000AAAA, 0x2000BBBB

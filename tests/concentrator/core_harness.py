@@ -48,14 +48,15 @@ START = 1000.0  # the simulated monotonic clock at the start
 def config_text(*, group_extra: str = "", log_extra: str = "", store: str = "",
                 natt: bool = True, pool: str = "10.40.1.0/24", limits_extra: str = "",
                 concentrator_extra: str = "", psk: str = PSK,
-                users: dict[str, str] | None = None) -> str:
+                users: dict[str, str] | None = None, nat_extra: str = "") -> str:
     users = USERS if users is None else users
     listed = "".join(f'[[user]]\nname = "{u}"\npassword = "{p}"\ngroup = "{GROUP}"\n\n'
                      for u, p in users.items())
     return (f'[concentrator]\npublic_address = "{SERVER}"\n'
             f'private_networks = ["192.168.2.0/24"]\n{concentrator_extra}\n\n'
             f'[admin]\nsocket = "/nonexistent/admin.sock"\n\n'
-            f'[nat_transparency]\nipsec_over_natt = {"true" if natt else "false"}\n\n'
+            f'[nat_transparency]\nipsec_over_natt = {"true" if natt else "false"}\n'
+            f'{nat_extra}\n\n'
             f'[limits]\nxauth_retry_delay = 0.1\n{limits_extra}\n\n'
             f'[log]\nstore = "{store}"\n{log_extra}\n'
             f'[[group]]\nname = "{GROUP}"\npsk = "{psk}"\naddress_pool = "{pool}"\n'
@@ -196,15 +197,18 @@ class CoreRig:
     def add_pc(self, user: str = "vpnuser1", password: str | None = None, *,
                behind_pat: bool = True, natt: bool = True, initial_contact: bool = False,
                psk: str = PSK, local_ip: str | None = None,
-               application_version: str = "") -> Pc:
-        """Without INITIAL-CONTACT by default (strongSwan with ``unique = never``)."""
+               application_version: str = "", ctcp_port: int = 0) -> Pc:
+        """Without INITIAL-CONTACT by default (strongSwan with ``unique = never``).
+        `ctcp_port`: IPsec over TCP to that port (as `vpnhub connect` in tcp mode)."""
         ip = local_ip or (f"10.10.10.{next(self._hosts)}" if behind_pat
                           else f"198.51.100.{next(self._hosts)}")
         cfg = IkeConfig(local_address=ip, policy=Policy(), mode="aggressive",
                         group_name=GROUP, psk=Secret(psk), natt=natt, xauth=True,
                         send_initial_contact=initial_contact,
-                        application_version=application_version)
-        sa = IkeSA(cfg, Role.INITIATOR, (SERVER, 500), self.now)
+                        application_version=application_version,
+                        transport="tcp" if ctcp_port else "udp")
+        sa = (IkeSA(cfg, Role.INITIATOR, (SERVER, ctcp_port), self.now, local_port=ctcp_port)
+              if ctcp_port else IkeSA(cfg, Role.INITIATOR, (SERVER, 500), self.now))
         pw = password if password is not None else USERS.get(user, "wrong")
         pc = Pc(sa, user, pw, ip, PAT if behind_pat else None)
         pc.driver = IkeDriver(pc.table, self._client_event(pc), self._client_send(pc),

@@ -14,7 +14,17 @@ from core_harness import PAT, CoreRig, Pc, config_text
 
 from vpnhub.ike import events as ev
 from vpnhub.ike.transport import Transport
-from vpnhub.net.messages import AddInbound, AddOutbound, PeerMoved, RemoveSA, UpdatePeer
+from vpnhub.net.messages import (
+    CTCP_CLOSED_BY_CONTROL,
+    CTCP_RESET,
+    AddInbound,
+    AddOutbound,
+    CtcpClosed,
+    PeerMoved,
+    RemoveSA,
+    SaExhausted,
+    UpdatePeer,
+)
 from vpnhub.session.events import SessionChanged, SessionEnded, SessionEvent, SessionStarted
 from vpnhub.wire.constants import ExchangeType
 
@@ -273,3 +283,77 @@ def test_udp500_and_4500_datagrams_are_labelled_with_their_transport() -> None:
                for d in rig.sent)
     outbound = [c for c in rig.installed().values() if isinstance(c, AddOutbound)]
     assert outbound and all(c.dst == rig.sessions()[0]["assigned_ip"] for c in outbound)
+
+
+def test_sa_exhausted_starts_one_rekey_and_the_session_keeps_its_address() -> None:
+    rig = CoreRig.from_text(config_text())
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    address, old = pc.address, _child_spis(pc)
+    spi_out = next(c.sa.spi for c in rig.installed().values() if isinstance(c, AddOutbound))
+    # RFC 4303 3.3.3: the data plane repeats the event for every packet it must drop
+    for _ in range(3):
+        rig.dataplane_event(SaExhausted(spi_out))
+    assert len(rig.lines(f"IPsec SA {spi_out:08x} used up its sequence numbers:"
+                         " rekeying it")) == 1
+    established = [e for e in pc.events if isinstance(e, ev.ChildSAEstablished)]
+    assert len(established) == 2, rig.console.getvalue()  # one rekey, done
+    new = _child_spis(pc)
+    assert new.isdisjoint(old) and new <= _spis(rig)
+    (s,) = rig.sessions()
+    assert s["assigned_ip"] == address and s["user"] == "vpnuser1"
+    assert rig.core.pools["vpngroup"].available == 254 - 1
+    assert rig.core.sessions.summary()["cumulative"] == 1
+
+
+def test_sa_exhausted_for_an_unowned_spi_removes_it_and_touches_no_session() -> None:
+    rig = CoreRig.from_text(config_text())
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    spis = _spis(rig)
+    rig.dataplane_event(SaExhausted(0x1234))
+    rig.dataplane_event(SaExhausted(0x1234))
+    lines = rig.lines("IPsec SA 00001234 used up its sequence numbers and cannot be rekeyed")
+    assert len(lines) == 1 and _severity(lines[0]) == 3
+    assert RemoveSA(0x1234) in rig.commands(RemoveSA)
+    assert _spis(rig) == spis and pc.sa.established and len(rig.sessions()) == 1
+
+
+def _ctcp_rig() -> tuple[CoreRig, Pc, Pc]:
+    """Two clients behind one PAT: one over IPsec over TCP (port 10000), one NAT-T."""
+    rig = CoreRig.from_text(config_text(
+        nat_extra="ipsec_over_tcp = true\nipsec_over_tcp_ports = [10000]"))
+    tcp = rig.connect(rig.add_pc("vpnuser1", ctcp_port=10000))
+    udp = rig.connect(rig.add_pc("vpnuser2"))
+    assert tcp.up and udp.up, rig.console.getvalue()
+    return rig, tcp, udp
+
+
+def test_ctcp_closed_ends_the_session_and_frees_its_address() -> None:
+    rig, tcp, udp = _ctcp_rig()
+    (s,) = [s for s in rig.sessions() if s["user"] == "vpnuser1"]
+    assert s["protocol"] == "IPsec/TCP", s
+    addr = (s["public_ip"], s["public_port"])
+    sent = len(rig.sent)
+    rig.dataplane_event(CtcpClosed(addr, CTCP_RESET))
+    lines = rig.lines(f"IPsec over TCP connection from {addr[0]}:{addr[1]} closed (ctcp_reset)")
+    assert len(lines) == 1 and "user=vpnuser1" in lines[0]
+    assert rig.lines("session of vpnuser1 ended: IPsec over TCP connection closed (ctcp_reset)")
+    assert [s["user"] for s in rig.sessions()] == ["vpnuser2"]
+    assert rig.core.pools["vpngroup"].available == 254 - 1  # its address is back
+    assert _spis(rig) == _child_spis(udp)  # its IPsec SAs left the data plane
+    assert _informational_to(rig, tcp, sent) == 0  # no connection to carry a DELETE
+
+
+def test_ctcp_closed_for_an_unknown_address_or_by_us_changes_nothing() -> None:
+    rig, tcp, udp = _ctcp_rig()
+    before, spis = rig.sessions(), _spis(rig)
+    (s,) = [s for s in before if s["user"] == "vpnuser1"]
+    udp_addr = next((x["public_ip"], x["public_port"]) for x in before
+                    if x["user"] == "vpnuser2")
+    for e in (CtcpClosed((PAT, 1), CTCP_RESET),  # nobody's
+              CtcpClosed(udp_addr, CTCP_RESET),  # a NAT-T session's address: not cTCP
+              CtcpClosed((s["public_ip"], s["public_port"]), CTCP_CLOSED_BY_CONTROL)):
+        rig.dataplane_event(e)
+    assert rig.sessions() == before and _spis(rig) == spis
+    assert rig.core.pools["vpngroup"].available == 254 - 2
+    assert not rig.lines("IPsec over TCP connection from")
+    assert tcp.sa.established and udp.sa.established

@@ -37,10 +37,12 @@ from vpnhub.esp import (
 )
 from vpnhub.net.ctcp import ESP_TRAILER, encode_ike
 from vpnhub.net.dataplane import (
-    AddInbound,
-    AddOutbound,
     Dataplane,
     _CtcpConn,
+)
+from vpnhub.net.messages import (
+    AddInbound,
+    AddOutbound,
 )
 from vpnhub.net.tun import FakeTun
 from vpnhub.net.udpencap import CISCO_UDP_KEEPALIVE, NON_ESP_MARKER

@@ -110,6 +110,24 @@ def test_phase2_rekey_by_responder_for_clients_that_never_rekey() -> None:
     assert len(lab.server_children()) == 2
 
 
+def test_rekey_child_by_its_outbound_spi_offers_the_childs_suite() -> None:
+    """IkeSA.rekey_child (the concentrator's answer to an exhausted outbound SA,
+    RFC 4303 3.3.3): a Quick Mode from the responder that replaces that child."""
+    lab = Lab()
+    c = _up(lab)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    old = lab.server_children()[-1]
+    assert srv.rekey_child(0x1234, lab.now) is None  # no such child: nothing started
+    assert srv.rekey_child(old.spi_out, lab.now) is not None  # the outbound SPI finds it
+    assert srv.children[old.spi_in].rekeyed  # its lifetime rekey will not start another
+    lab.run()
+    new = lab.server_children()[-1]
+    assert len(c.children) == 2 and new.rekey_of == old.spi_in
+    assert (new.transform, new.key_length, new.auth) == (old.transform, old.key_length,
+                                                         old.auth)
+
+
 def test_responder_lifetime_shortens_client_lifetime() -> None:
     lab = Lab(Policy(ipsec_lifetime=28800, ike_lifetime=86400))
     c = _up(lab, policy=Policy(ipsec_lifetime=2147483, ike_lifetime=2147483))

@@ -24,6 +24,7 @@ from vpnhub.ike import events as ev
 from vpnhub.manager import openapi
 from vpnhub.manager.app import build_app
 from vpnhub.manager.throttle import LoginThrottle
+from vpnhub.net.stats import DataplaneStats, Traffic
 
 SID = "0" * 32
 JSON = {"Content-Type": "application/json"}
@@ -438,9 +439,7 @@ def test_metrics_counters_zeroed_failures_and_build_info(server: ManagerServer) 
         assert {s.labels["direction"] for s in fam.samples} == {"rx", "tx"}
     # the data plane's running totals (live + ended SAs) are what is exported
     assert server.manager is not None
-    server.manager.view.snapshot = {"esp_totals": {"bytes_in": 1500, "packets_in": 12,
-                                                   "bytes_out": 700, "packets_out": 9},
-                                    "sas": []}
+    server.manager.view.snapshot = DataplaneStats(esp_totals=Traffic(1500, 12, 700, 9))
     fams = scrape(server)
     got = {(s.name, s.labels["direction"]): s.value
            for n in ("vpnhub_esp_bytes", "vpnhub_esp_packets") for s in fams[n].samples}

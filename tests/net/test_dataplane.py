@@ -26,10 +26,13 @@ from vpnhub.esp import (
     key_lengths,
 )
 from vpnhub.net.dataplane import (
-    AddInbound,
-    AddOutbound,
     ControlInbox,
     Dataplane,
+    open_udp_socket,
+)
+from vpnhub.net.messages import (
+    AddInbound,
+    AddOutbound,
     GetStats,
     IkeDatagram,
     PeerMoved,
@@ -37,7 +40,6 @@ from vpnhub.net.dataplane import (
     SaExhausted,
     SetKeepalive,
     UpdatePeer,
-    open_udp_socket,
 )
 from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import FakeTun

@@ -13,12 +13,14 @@ from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96
 from vpnhub.eventlog import EventFilter, EventLog
 from vpnhub.net.dataplane import (
     DROP_REPORT_EVERY,
+    Dataplane,
+    open_udp_socket,
+)
+from vpnhub.net.messages import (
     AddInbound,
     AddOutbound,
-    Dataplane,
     DebugLine,
     RemoveSA,
-    open_udp_socket,
 )
 from vpnhub.net.tun import FakeTun
 

@@ -38,12 +38,14 @@ from vpnhub.esp import (
     key_lengths,
 )
 from vpnhub.net.dataplane import (
-    AddInbound,
-    AddOutbound,
     Dataplane,
-    GetStats,
     open_esp_socket,
     open_udp_socket,
+)
+from vpnhub.net.messages import (
+    AddInbound,
+    AddOutbound,
+    GetStats,
 )
 from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import TunDevice, enter_netns, ip

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import pickle
+from pathlib import Path
 
 import pytest
 
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams
 from vpnhub.ike.transport import Transport
-from vpnhub.net import dataplane
+from vpnhub.net import messages
 from vpnhub.net.messages import (
     AddInbound,
     AddOutbound,
@@ -81,10 +83,23 @@ def test_ike_datagram_transport_is_the_enum() -> None:
     assert IkeDatagram(b"x", PEER).transport is Transport.NATT
 
 
-def test_old_import_path_still_works() -> None:
-    # Code not yet moved to vpnhub.net.messages imports them from the data plane.
-    assert dataplane.AddInbound is AddInbound and dataplane.IkeDatagram is IkeDatagram
-    assert dataplane.SaExhausted is SaExhausted and dataplane.CtcpClosed is CtcpClosed
+def test_messages_are_imported_from_their_own_module() -> None:
+    # The data plane's module no longer re-exports them (issue 12): every import of a
+    # message, transport name or cTCP close reason names vpnhub.net.messages.
+    root = Path(__file__).resolve().parents[2]
+    defined = ast.parse(Path(messages.__file__).read_text()).body
+    names = {n.name for n in defined if isinstance(n, ast.ClassDef)}
+    names |= {t.id for n in defined if isinstance(n, ast.Assign | ast.AnnAssign)
+              for t in (n.targets if isinstance(n, ast.Assign) else [n.target])
+              if isinstance(t, ast.Name)}
+    found = []
+    for top in ("vpnhub", "tests", "bench"):
+        for path in sorted((root / top).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and node.module == "vpnhub.net.dataplane":
+                    found += [f"{path.relative_to(root)}:{node.lineno} {a.name}"
+                              for a in node.names if a.name in names]
+    assert not found, found
 
 
 def test_stats_pickle_round_trip() -> None:

@@ -19,13 +19,19 @@ from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths
 from vpnhub.ike.transport import Transport
 from vpnhub.net import ctcp
 from vpnhub.net.dataplane import (
-    CTCP_ESP_BEFORE_IKE,
     CTCP_NO_CONNECTION,
+    Dataplane,
+    open_cisco_udp_socket,
+    open_ctcp_listener,
+    open_udp_socket,
+)
+from vpnhub.net.fragment import IP_DF, IP_MF, ipv4_checksum
+from vpnhub.net.messages import (
+    CTCP_ESP_BEFORE_IKE,
     AddInbound,
     AddOutbound,
     CtcpClose,
     CtcpClosed,
-    Dataplane,
     Event,
     GetStats,
     IkeDatagram,
@@ -33,11 +39,7 @@ from vpnhub.net.dataplane import (
     PeerMoved,
     SetKeepalive,
     UpdatePeer,
-    open_cisco_udp_socket,
-    open_ctcp_listener,
-    open_udp_socket,
 )
-from vpnhub.net.fragment import IP_DF, IP_MF, ipv4_checksum
 from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import FakeTun
 from vpnhub.net.udpencap import CISCO_UDP_KEEPALIVE, NON_ESP_MARKER
@@ -246,7 +248,7 @@ def test_unknown_transport_refused() -> None:
         with pytest.raises(RuntimeError, match="no Cisco UDP socket"):
             dp.call(AddInbound(params(0x1001), ("127.0.0.1", 1), transport="cisco-udp"))
         with pytest.raises(ValueError):
-            dp.send_ike(isakmp(), ("127.0.0.1", 1), transport="cisco-udp")
+            dp.send_ike(isakmp(), ("127.0.0.1", 1), transport=Transport.IKE)
         with pytest.raises(ConnectionError):
             dp.send_ike(isakmp(), ("127.0.0.1", 1), transport=Transport.CTCP)
         with pytest.raises(ValueError):

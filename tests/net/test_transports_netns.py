@@ -54,9 +54,14 @@ from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths
 from vpnhub.ike.transport import Transport
 from vpnhub.lab import procs, topology
 from vpnhub.net.dataplane import (
+    Dataplane,
+    open_cisco_udp_socket,
+    open_ctcp_listener,
+    open_udp_socket,
+)
+from vpnhub.net.messages import (
     AddInbound,
     AddOutbound,
-    Dataplane,
     Event,
     GetStats,
     IkeDatagram,
@@ -64,9 +69,6 @@ from vpnhub.net.dataplane import (
     PeerMoved,
     SetKeepalive,
     UpdatePeer,
-    open_cisco_udp_socket,
-    open_ctcp_listener,
-    open_udp_socket,
 )
 from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import TunDevice, enter_netns, ip

@@ -20,7 +20,6 @@ from vpnhub.auth.lockout import FailureOutcome, Lockout, LockoutPolicy
 from vpnhub.auth.users import (
     PasswordHashError,
     UserTable,
-    XauthAuthenticator,
     hash_password,
     parse_password_hash,
     verify_password,
@@ -41,7 +40,6 @@ __all__ = [
     "LockoutPolicy",
     "PasswordHashError",
     "UserTable",
-    "XauthAuthenticator",
     "build_authenticator",
     "hash_password",
     "parse_password_hash",

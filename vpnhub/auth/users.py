@@ -17,8 +17,6 @@ and returns an `AuthResult` with a stable reason; it knows nothing of lock-out.
 Verifying an scrypt hash takes about 0.1 s of CPU: `vpnhub.auth.local.LocalUsers`
 is the async backend that runs it in a worker thread, and
 `vpnhub.auth.lockout.Lockout` adds the lock-out and slow-down around it.
-`XauthAuthenticator` is the older synchronous object fusing both (sans-I/O:
-the caller passes `now` and waits the returned delay itself).
 """
 
 from __future__ import annotations
@@ -28,12 +26,11 @@ import hashlib
 import hmac
 import os
 import sys
-from collections.abc import Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from vpnhub.auth.api import AuthReason, AuthResult
-from vpnhub.auth.lockout import LockoutPolicy
 from vpnhub.config.passwordhash import (
     PBKDF2_DIGESTS,
     PasswordHash,
@@ -42,7 +39,7 @@ from vpnhub.config.passwordhash import (
 )
 
 if TYPE_CHECKING:
-    from vpnhub.config import Config, UserConfig
+    from vpnhub.config import UserConfig
 
 __all__ = [
     "AuthReason",
@@ -50,7 +47,6 @@ __all__ = [
     "PasswordHash",
     "PasswordHashError",
     "UserTable",
-    "XauthAuthenticator",
     "hash_password",
     "parse_password_hash",
     "verify_password",
@@ -102,10 +98,6 @@ def _plain_equal(given: bytes, stored: bytes) -> bool:
 
 
 # --------------------------------------------------------------------------- XAUTH
-
-
-class _Revealable(Protocol):
-    def reveal(self) -> bytes: ...
 
 
 @dataclass(frozen=True)
@@ -165,53 +157,6 @@ class UserTable:
                 hashed = replace(model, digest=os.urandom(len(model.digest)))
             self._dummy = _Credential("", os.urandom(16), hashed)
         return self._dummy
-
-
-class XauthAuthenticator:
-    """The synchronous predecessor of `Lockout(LocalUsers(...))`: the user table and
-    the lock-out policy in one object, sans-I/O (the caller passes `now` and waits
-    `delay` itself). Kept until the concentrator awaits `build_authenticator()`.
-
-    Order of checks: locked (user or source) -> known user -> password -> group.
-    A locked user's password is not even checked. Only configured user names are
-    tracked per user, so random names cannot fill the lockout table; every failure
-    still counts against the source.
-    """
-
-    def __init__(self, users: Iterable[UserConfig], lockout: LockoutPolicy | None = None) -> None:
-        self.table = UserTable(users)
-        self.lockout = lockout if lockout is not None else LockoutPolicy()
-
-    @classmethod
-    def from_config(cls, config: Config) -> XauthAuthenticator:
-        return cls(config.users, LockoutPolicy.from_limits(config.limits))
-
-    def authenticate(
-        self,
-        username: str,
-        password: str | bytes | _Revealable,
-        *,
-        group: str,
-        source: Hashable,
-        now: float,
-    ) -> AuthResult:
-        """One XAUTH attempt by `username` in `group`, from public address `source`."""
-        tracked = username if self.table.knows(username) else None
-        locked = self.lockout.locked_until(tracked, source, now)
-        if locked is not None:
-            delay = self.lockout.current_delay(tracked, source, now)
-            group_of = self.table.group_of(username)
-            return AuthResult(AuthReason.LOCKED_OUT, username, delay, locked, group_of)
-        secret = password if isinstance(password, str | bytes) else password.reveal()
-        result = self.table.check(username, _to_bytes(secret), group)
-        if result.ok:
-            self.lockout.record_success(username, source, now)
-            return result
-        outcome = self.lockout.record_failure(tracked, source, now)
-        return replace(result, delay=outcome.delay, locked_until=outcome.locked_until)
-
-    def knows(self, username: str) -> bool:
-        return self.table.knows(username)
 
 
 def _group_of(cred: _Credential | None) -> str | None:

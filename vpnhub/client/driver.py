@@ -31,7 +31,6 @@ from vpnhub.ike.transitions import Role, State
 from vpnhub.ike.transport import Transport
 from vpnhub.net.asyncdriver import AsyncIkeDriver, SendBytes
 from vpnhub.net.dataplane import (
-    CTCP_CLOSED_BY_CONTROL,
     ControlInbox,
     Dataplane,
     open_cisco_udp_socket,
@@ -39,6 +38,7 @@ from vpnhub.net.dataplane import (
     open_udp_socket,
 )
 from vpnhub.net.messages import (
+    CTCP_CLOSED_BY_CONTROL,
     AddInbound,
     AddOutbound,
     CtcpClosed,
@@ -389,7 +389,7 @@ class VpnClient:
         self._send_queue(dp.udp, dp.send_ike).send(data, remote)
 
     def _send_ctcp(self, data: bytes, remote: tuple[str, int]) -> None:
-        self._ensure_dataplane().send_ike(data, remote, transport="ctcp")
+        self._ensure_dataplane().send_ike(data, remote, transport=Transport.CTCP)
 
     def _send_queue(self, sock: socket.socket,
                     send: Callable[[bytes, tuple[str, int]], object]) -> SendQueue:

@@ -44,6 +44,7 @@ from vpnhub.ike.transitions import State
 from vpnhub.ike.transport import Transport
 from vpnhub.net.handle import DataplaneHandle, DataplaneStats
 from vpnhub.net.messages import (
+    CTCP_CLOSED_BY_CONTROL,
     CtcpClosed,
     DebugLine,
     IkeDatagram,
@@ -109,6 +110,7 @@ class ConcentratorCore:
         self.sessions: SessionStore = MemorySessionStore(lim.max_sessions)
         self._trimmer = BurstTrimmer()
         self.spi_owner: dict[int, tuple[bytes, bytes]] = {}
+        self._exhausted: set[int] = set()  # outbound SPIs whose SaExhausted started a rekey
         self._l2l_by_peer = {str(t.peer): t for t in config.lan_to_lan if t.peer is not None}
         nt = config.nat_transparency
         # IPsec over TCP ports double as the engine's "local port" label of TCP-borne SAs
@@ -212,8 +214,10 @@ class ConcentratorCore:
                              " [concentrator] fragmentation = \"before-encryption\" (or"
                              " \"clear-df\") so that large packets cross such NAT devices",
                              peer=f"{e.peer[0]}:{e.peer[1]}")
-            case SaExhausted() | CtcpClosed():
-                pass  # not acted on here (as before issue 12): a dead peer ends by DPD
+            case SaExhausted():
+                self._sa_exhausted(e.spi)
+            case CtcpClosed():
+                self._ctcp_closed(e)
             case _:
                 assert_never(e)
 
@@ -228,6 +232,60 @@ class ConcentratorCore:
     def on_fault(self, fault: DriverFault) -> None:
         """Something raised in the driver loop: logged, and the loop goes on."""
         self.log.add("IKE", 3 if fault.stage == "send" else 1, fault.describe())
+
+    def _sa_exhausted(self, spi_out: int) -> None:
+        """Outbound SA `spi_out` used up its sequence numbers: rekey its child now.
+
+        RFC 4303 3.3.3: the counter must not cycle, a new SA must be negotiated
+        first. The responder may start that Quick Mode (as its lifetime rekey
+        does). The data plane drops what it cannot send meanwhile and repeats the
+        event for every such packet: one rekey per SPI.
+        """
+        if spi_out in self._exhausted:
+            return
+        self._exhausted &= self.spi_owner.keys()  # forget SPIs that are gone
+        self._exhausted.add(spi_out)
+        key = self.spi_owner.get(spi_out)
+        sa = self.endpoint.get(*key) if key is not None else None
+        s = self.sessions.get(key) if key is not None else None
+        peer = f"{sa.remote[0]}:{sa.remote[1]}" if sa is not None else ""
+        group, user = (s.group, s.user) if s is not None else ("", "")
+        now = self.clock()
+        if sa is not None and sa.established and sa.rekey_child(spi_out, now) is not None:
+            self.log.add("IPSEC", 4, f"IPsec SA {spi_out:08x} used up its sequence numbers:"
+                         " rekeying it", peer=peer, group=group, user=user)
+            self._service(sa)
+            return
+        self.log.add("IPSEC", 3, f"IPsec SA {spi_out:08x} used up its sequence numbers and"
+                     " cannot be rekeyed: " + ("deleting its IKE SA, the client reconnects"
+                                               if sa is not None else "no IKE SA owns it"),
+                     peer=peer, group=group, user=user)
+        if sa is not None:
+            sa.delete(now, "IPsec SA out of sequence numbers, no rekey possible")
+            self._service(sa)
+        elif self.dataplane is not None:  # an orphan: it would repeat the event forever
+            self.dataplane.remove_sa(spi_out)
+
+    def _ctcp_closed(self, e: CtcpClosed) -> None:
+        """The IPsec over TCP connection of a session ended: without it there is no
+        tunnel, so the session ends as for a dead peer (RFC 3706), without a DELETE
+        (nothing could carry it). Every IKE SA it carried goes (a phase 1 rekey under
+        way has two). One we closed ourselves (`CtcpClose`, shutdown) belongs to an SA
+        already on its way out."""
+        if e.reason == CTCP_CLOSED_BY_CONTROL:
+            return
+        peer = f"{e.addr[0]}:{e.addr[1]}"
+        for s in [s for s in self.sessions.all() if s.transport == "ctcp"
+                  and (s.public_ip, s.public_port) == e.addr]:
+            sa = self.endpoint.get(*s.key)
+            if sa is None:
+                continue
+            self.log.add("NATT", 4, f"the IPsec over TCP connection from {peer} closed"
+                         f" ({e.reason}): ending its session", peer=peer, group=s.group,
+                         user=s.user)
+            sa.terminate(f"IPsec over TCP connection closed ({e.reason})", self.clock(),
+                         by_peer=False, notify_peer=False)
+            self._service(sa)
 
     def _peer_moved(self, e: PeerMoved) -> None:
         key = self.spi_owner.get(e.spi)

@@ -397,9 +397,16 @@ def check_child_lifetimes(sa: SaState, now: float) -> None:
             continue
         share = REKEY_INITIATOR if c.we_initiated else REKEY_RESPONDER
         if c.lifetime and not c.rekeyed and now >= c.established + c.lifetime * share:
-            c.rekeyed = True
-            suite = EspSuite(c.suite.transform, c.suite.key_length, c.suite.auth,
-                             c.suite.encapsulation, c.suite.group,
-                             sa.config.policy.ipsec_lifetime)
-            initiate(sa, now, c.local_ts, c.remote_ts, c.spi_in, [suite])
+            rekey_child(sa, c, now)
+
+
+def rekey_child(sa: SaState, c: ChildSA, now: float) -> int:
+    """A Quick Mode that replaces child `c`, offering its own suite again; either
+    role starts it (the lifetime shares above, or a responder whose outbound
+    sequence numbers ran out, RFC 4303 3.3.3). Marks `c` rekeyed, so that its
+    lifetime does not start a second one; returns the new message ID."""
+    c.rekeyed = True
+    suite = EspSuite(c.suite.transform, c.suite.key_length, c.suite.auth,
+                     c.suite.encapsulation, c.suite.group, sa.config.policy.ipsec_lifetime)
+    return initiate(sa, now, c.local_ts, c.remote_ts, c.spi_in, [suite])
 

@@ -299,6 +299,12 @@ class IkeSA(SaState):
                          rekey_of: int | None = None) -> int:
         return quick.initiate(self, now, local_ts, remote_ts, rekey_of)
 
+    def rekey_child(self, spi: int, now: float) -> int | None:
+        """Start the rekey of the child with this inbound or outbound SPI, offering its
+        suite again (as its lifetime rekey does); None if there is no such child."""
+        c = self.child_by_spi(spi)
+        return quick.rekey_child(self, c, now) if c is not None else None
+
     def send_dpd(self, now: float) -> None:
         informational.send_r_u_there(self, now)
 

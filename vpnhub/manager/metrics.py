@@ -1,7 +1,7 @@
 """Prometheus text exposition (format 0.0.4), rendered on scrape from plain counters.
 
 Nothing here keeps state: the concentrator and the data plane count in ints
-(endpoint drops, the data plane's snapshot, the manager's handshake hook)
+(endpoint drops, the data plane's typed stats, the manager's handshake hook)
 and this module only formats them.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from vpnhub import __version__
 from vpnhub.esp import errors as esp_errors
 from vpnhub.manager.view import KNOWN_HANDSHAKE_FAILURES, ManagerView
 from vpnhub.net import dataplane as dp
+from vpnhub.net.stats import DataplaneStats
 
 # Every drop reason a series exists for from the start (at 0): a counter that
 # appears only at its first increment hides that first increment from rate()
@@ -93,8 +93,7 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
     _traffic(out, view.snapshot)
     drops: list[tuple[Mapping[str, object], int]] = [
         ({"layer": "ike", "reason": r}, n) for r, n in _zeroed(IKE_DROPS, conc.endpoint.drops)]
-    total = view.snapshot.get("drops_total", {})
-    seen = {str(r): int(n) for r, n in total.items()} if isinstance(total, dict) else {}
+    seen = dict(view.snapshot.drops_total)
     drops += [({"layer": "esp", "reason": r}, n) for r, n in _zeroed(ESP_DROPS, seen)]
     out.metric("vpnhub_drops_total", "counter", "Packets dropped, by layer and reason.", drops)
     pools = sorted(conc.pools.items())
@@ -114,20 +113,17 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
     return "\n".join(out.lines) + "\n"
 
 
-def _traffic(out: _Out, snap: Mapping[str, Any]) -> None:
+def _traffic(out: _Out, snap: DataplaneStats) -> None:
     # The data plane's running totals: the current SAs plus every SA that ended, so
     # they never go down (a sum over the current SAs fell at each rekey and logout).
-    t = snap.get("esp_totals", {})
-    t = t if isinstance(t, dict) else {}
+    t = snap.esp_totals
     out.metric("vpnhub_esp_bytes_total", "counter", "Inner bytes through IPsec SAs.",
-               [({"direction": "rx"}, int(t.get("bytes_in", 0))),
-                ({"direction": "tx"}, int(t.get("bytes_out", 0)))])
+               [({"direction": "rx"}, t.bytes_in), ({"direction": "tx"}, t.bytes_out)])
     out.metric("vpnhub_esp_packets_total", "counter", "Packets through IPsec SAs.",
-               [({"direction": "rx"}, int(t.get("packets_in", 0))),
-                ({"direction": "tx"}, int(t.get("packets_out", 0)))])
+               [({"direction": "rx"}, t.packets_in), ({"direction": "tx"}, t.packets_out)])
     kinds = (("tun_rx", "tunnel interface read"), ("udp_rx", "UDP 4500 received"),
              ("esp_rx", "raw ESP received"), ("ike_rx", "IKE over 4500 received"),
              ("ike_tx", "IKE over 4500 sent"), ("keepalive_rx", "NAT keepalives received"),
              ("keepalive_tx", "NAT keepalives sent"))
     out.metric("vpnhub_dataplane_packets_total", "counter", "Data plane packets, by kind.",
-               [({"kind": k}, int(snap.get(k, 0))) for k, _ in kinds])
+               [({"kind": k}, int(getattr(snap, k))) for k, _ in kinds])

@@ -30,6 +30,8 @@ from vpnhub.config import Config
 from vpnhub.crypto.suites import is_legacy_esp
 from vpnhub.eventlog import EventLog
 from vpnhub.ike import events as ev
+from vpnhub.net.handle import DataplaneHandle
+from vpnhub.net.stats import DataplaneStats, Direction, SaStats
 from vpnhub.session.model import SessionKey, SessionView
 from vpnhub.session.pool import AddressPool
 from vpnhub.session.store import SessionEnded, SessionEvent, SessionStore
@@ -65,7 +67,7 @@ class ConcentratorLike(Protocol):
     def endpoint(self) -> EndpointLike: ...
 
     @property
-    def dataplane(self) -> Any: ...  # vpnhub.net.dataplane.Dataplane | None
+    def dataplane(self) -> DataplaneHandle | None: ...
 
     def logout(self, key: tuple[bytes, bytes], admin: str) -> bool: ...
 
@@ -151,13 +153,22 @@ class Handshakes:
     ipsec_rekeys: int = 0
 
 
+_NO_SA = SaStats(0, "in", "", ("", 0), "", False)  # an SA the data plane does not hold: zeros
+
+
+def _by_spi(snap: DataplaneStats) -> dict[tuple[int, Direction], SaStats]:
+    """The snapshot's SAs by SPI and direction, indexed once per use (not a scan per
+    child: the sampler reads every session's SAs every SAMPLE_EVERY seconds)."""
+    return {(sa.spi, sa.direction): sa for sa in snap.sas}
+
+
 class ManagerView:
     def __init__(self, conc: ConcentratorLike, *, pinger: Pinger = system_ping,
                  clock: Callable[[], float] = time.time) -> None:
         self.conc = conc
         self.pinger = pinger
         self.clock = clock
-        self.snapshot: dict[str, Any] = {}
+        self.snapshot = DataplaneStats()  # the data plane's last answer (zeros before)
         self.snapshot_at = 0.0  # time.monotonic() of the snapshot
         self.samples: dict[str, deque[tuple[float, int, int]]] = {}
         self.handshakes = Handshakes()
@@ -203,24 +214,23 @@ class ManagerView:
         d["id"] = session_id(s.key)
         d["login_time"] = rfc3339(s.login_time)
         d["legacy_crypto"] = self.legacy(s)
-        sas = {sa.get("spi"): sa for sa in self.snapshot.get("sas", [])}
+        sas = _by_spi(self.snapshot)
         mono = time.monotonic()
         c = self.conc.config.concentrator
         for child, out in zip(s.children.values(), d["ipsec"], strict=True):
-            inbound = sas.get(f"{child.spi_in:08x}", {})
-            outbound = sas.get(f"{child.spi_out:08x}", {})
-            active = max(float(inbound.get("last_activity", 0.0)),
-                         float(outbound.get("last_activity", 0.0)))
+            inbound = sas.get((child.spi_in, "in"), _NO_SA)
+            outbound = sas.get((child.spi_out, "out"), _NO_SA)
+            active = max(inbound.last_activity, outbound.last_activity)
             idle = mono - active if active > 0 else now - child.established
             out.update({
                 "remote_address": str(s.assigned_ip) if s.assigned_ip else None,
                 "local_address": str(c.public_address),
                 "peer_address": s.public_ip, "peer_port": s.public_port,
                 "hashing": out["encryption"].partition("/")[2] or "(AEAD)",
-                "bytes_rx": int(inbound.get("bytes_in", 0)),
-                "packets_rx": int(inbound.get("packets_in", 0)),
-                "bytes_tx": int(outbound.get("bytes_out", 0)),
-                "packets_tx": int(outbound.get("packets_out", 0)),
+                "bytes_rx": inbound.bytes_in,
+                "packets_rx": inbound.packets_in,
+                "bytes_tx": outbound.bytes_out,
+                "packets_tx": outbound.packets_out,
                 "idle_seconds": max(0, int(idle)),
                 "established": rfc3339(child.established),
                 "legacy_crypto": is_legacy_esp(child.transform, child.auth or None),
@@ -247,13 +257,10 @@ class ManagerView:
         """Every SAMPLE_EVERY seconds: the data plane's counters and per-session bytes."""
         dp = self.conc.dataplane
         if dp is not None:
-            from vpnhub.net.dataplane import fetch_stats
-
-            snap = await fetch_stats(dp)
-            if snap is not None:
-                self.snapshot, self.snapshot_at = snap, time.monotonic()
+            with contextlib.suppress(Exception):  # no answer: the last counters stay
+                self.snapshot, self.snapshot_at = await dp.stats(), time.monotonic()
         now = self.clock()
-        sas = {sa.get("spi"): sa for sa in self.snapshot.get("sas", [])}
+        sas = _by_spi(self.snapshot)
         for s in self.listed() + self.sites():
             sid = session_id(s.key)
             q = self.samples.get(sid)
@@ -261,9 +268,9 @@ class ManagerView:
                 q = self.samples[sid] = deque(maxlen=SAMPLES)
             tx, rx = s.bytes_tx, s.bytes_rx
             if dp is not None:  # this very snapshot, not the concentrator's older copy
-                tx = sum(int(sas.get(f"{c.spi_out:08x}", {}).get("bytes_out", 0))
+                tx = sum(sas.get((c.spi_out, "out"), _NO_SA).bytes_out
                          for c in s.children.values())
-                rx = sum(int(sas.get(f"{c.spi_in:08x}", {}).get("bytes_in", 0))
+                rx = sum(sas.get((c.spi_in, "in"), _NO_SA).bytes_in
                          for c in s.children.values())
             q.append((now, tx, rx))
 

@@ -34,9 +34,8 @@ messages can be pickled over a socketpair to data-plane worker processes.
 Events flow back through the :class:`ControlInbox` (IKE datagrams, a peer that
 moved to a new address/port, an SA that ran out of sequence numbers).  The
 control plane sends IKE on 4500 with ``Dataplane.send_ike`` (the data plane
-owns that socket; ``sendto`` is thread-safe).  ``GetStats`` answers a typed
-:class:`~vpnhub.net.stats.DataplaneStats`; ``snapshot()`` and ``fetch_stats``
-give its JSON-ready dict.
+owns that socket; ``sendto`` is thread-safe).  ``GetStats`` (``await
+stats()``) answers a typed :class:`~vpnhub.net.stats.DataplaneStats`.
 
 Rekey (Quick Mode): ``AddInbound(new)`` (old and new inbound both valid),
 ``AddOutbound(new, dst)`` (replaces the old one for that destination), later
@@ -96,7 +95,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from vpnhub.esp.errors import BAD_INNER_PACKET, SPOOFED_SOURCE, EspDrop
 from vpnhub.esp.inner import inner_source_reason
@@ -111,6 +110,14 @@ from vpnhub.net.fragment import (
     max_inner_len,
 )
 from vpnhub.net.messages import (
+    CTCP_CLOSED_BY_CONTROL,
+    CTCP_CONNECT_FAILED,
+    CTCP_CONNECT_TIMEOUT_REASON,
+    CTCP_EOF,
+    CTCP_ESP_BEFORE_IKE,
+    CTCP_REPLACED,
+    CTCP_RESET,
+    CTCP_SETUP_TIMEOUT_REASON,
     TRANSPORT_CISCO_UDP,
     TRANSPORT_CTCP,
     TRANSPORT_ESP,
@@ -156,17 +163,6 @@ from vpnhub.net.udpencap import (
     classify_cisco_udp,
 )
 
-# The messages and transport names moved to vpnhub/net/messages.py (issue 12); they
-# are re-exported here for the code that still imports them from this module.
-__all__ = [
-    "TRANSPORTS", "TRANSPORT_CISCO_UDP", "TRANSPORT_CTCP", "TRANSPORT_ESP", "TRANSPORT_NATT",
-    "AddInbound", "AddOutbound", "Address", "Command", "ControlInbox", "CtcpClose",
-    "CtcpClosed", "Dataplane", "DebugLine", "Event", "GetStats", "IkeDatagram",
-    "OuterFragmentation", "PeerMoved", "RemoveSA", "SaExhausted", "SetKeepalive",
-    "UpdatePeer", "fetch_stats", "open_cisco_udp_socket", "open_ctcp_listener",
-    "open_esp_socket", "open_udp_socket",
-]
-
 if TYPE_CHECKING:
     from vpnhub.net.handle import DataplaneHandle
 
@@ -204,17 +200,6 @@ CONTROL_QUEUE_FULL: Final = "control_queue_full"
 CTCP_NO_CONNECTION: Final = "ctcp_no_connection"  # ESP for a cTCP peer with no connection
 CTCP_SEND_BUFFER_FULL: Final = "ctcp_send_buffer_full"
 CTCP_TOO_MANY: Final = "ctcp_too_many_connections"  # accepted and closed at once
-# Reasons a cTCP connection ends (CtcpClosed.reason; counted in ``drops`` too,
-# as are the framing errors of vpnhub.net.ctcp).
-CTCP_EOF: Final = "ctcp_eof"
-CTCP_RESET: Final = "ctcp_reset"
-CTCP_CONNECT_FAILED: Final = "ctcp_connect_failed"
-CTCP_CONNECT_TIMEOUT_REASON: Final = "ctcp_connect_timeout"
-CTCP_SETUP_TIMEOUT_REASON: Final = "ctcp_setup_timeout"  # no SA within CTCP_SETUP_TIMEOUT
-CTCP_ESP_BEFORE_IKE: Final = "ctcp_esp_before_ike"  # server: the first frame must be IKE
-CTCP_OVERFLOW: Final = "ctcp_send_overflow"  # peer stopped reading; IKE could not be queued
-CTCP_CLOSED_BY_CONTROL: Final = "ctcp_closed"  # CtcpClose command or Dataplane.close()
-CTCP_REPLACED: Final = "ctcp_replaced"  # a new connection from the same address
 
 
 class ControlInbox:
@@ -345,15 +330,6 @@ class _CtcpConn:
 
 def _build(sa: SaParams | EspSA) -> EspSA:
     return sa if isinstance(sa, EspSA) else sa.build()
-
-
-def _ike_transport(transport: Transport | str) -> Transport:
-    """The enum for a legacy "natt" / "ctcp" string (ValueError for anything else)."""
-    if isinstance(transport, Transport):
-        return transport
-    if transport not in (Transport.NATT.value, Transport.CTCP.value):
-        raise ValueError(f"IKE travels over natt or ctcp, not {transport!r}")
-    return Transport(transport)
 
 
 def _transport(transport: str, udp_encap: bool) -> str:
@@ -577,16 +553,15 @@ class Dataplane:
         return self.submit(command).result(timeout)
 
     def send_ike(self, message: bytes, addr: Address,
-                 transport: Transport | str = Transport.NATT) -> None:
+                 transport: Transport = Transport.NATT) -> None:
         """Send an IKE message; thread-safe.
 
         ``Transport.NATT``: on UDP 4500 after the non-ESP marker.
         ``Transport.CTCP``: framed on the cTCP connection whose remote
         address is ``addr`` (queued while it is still connecting); raises
-        ``ConnectionError`` (an ``OSError``) when there is none.  The strings
-        "natt" and "ctcp" are still taken for callers not yet on the enum.
+        ``ConnectionError`` (an ``OSError``) when there is none.  Anything
+        else (plain UDP 500 is the control plane's socket) is a ``ValueError``.
         """
-        transport = _ike_transport(transport)
         if transport is Transport.CTCP:
             conn = self._ctcp.get(addr)
             if conn is None or conn.closed:
@@ -600,7 +575,7 @@ class Dataplane:
             self.ctcp_ike_tx += 1
             return
         if transport is not Transport.NATT:
-            raise ValueError(f"IKE travels over natt or ctcp, not {transport.value!r}")
+            raise ValueError(f"IKE travels over natt or ctcp, not {transport!r}")
         if self.udp is None:
             raise RuntimeError("no UDP 4500 socket")
         self.udp.sendto(NON_ESP_MARKER + message, addr)
@@ -651,7 +626,7 @@ class Dataplane:
         The socket is made in the calling thread (so in its network
         namespace) and connected without blocking; the returned future gets
         the local address once TCP is established, or a ``ConnectionError``.
-        IKE sent with ``send_ike(msg, addr, "ctcp")`` before then is queued.
+        IKE sent with ``send_ike(msg, addr, Transport.CTCP)`` before then is queued.
         """
         addr = (addr[0], addr[1])
         old = self._ctcp.get(addr)
@@ -1381,20 +1356,6 @@ class Dataplane:
                               len(c.out))
                 for c in list(self._ctcp.values())),
         )
-
-    def snapshot(self) -> dict[str, object]:
-        """``stats_now()`` as the JSON-ready dict (``DataplaneStats.as_dict``)."""
-        return self.stats_now().as_dict()
-
-
-async def fetch_stats(dataplane: Dataplane) -> dict[str, Any] | None:
-    """``GetStats`` from asyncio as the JSON-ready dict, or None if the loop could not
-    answer.  Kept for the code not yet on the typed ``Dataplane.stats()``."""
-    try:
-        stats = await dataplane.stats()
-    except Exception:
-        return None
-    return stats.as_dict()
 
 
 if TYPE_CHECKING:

@@ -37,6 +37,18 @@ TRANSPORT_CISCO_UDP: Final = "cisco-udp"  # Cisco IPsec over UDP, the ``cisco_ud
 TRANSPORT_CTCP: Final = "ctcp"  # Cisco IPsec over TCP, one connection per peer
 TRANSPORTS: Final = (TRANSPORT_NATT, TRANSPORT_ESP, TRANSPORT_CISCO_UDP, TRANSPORT_CTCP)
 
+# Reasons a cTCP connection ends (CtcpClosed.reason; the data plane counts them in
+# its ``drops`` too, as it does the framing errors of vpnhub.net.ctcp).
+CTCP_EOF: Final = "ctcp_eof"
+CTCP_RESET: Final = "ctcp_reset"
+CTCP_CONNECT_FAILED: Final = "ctcp_connect_failed"
+CTCP_CONNECT_TIMEOUT_REASON: Final = "ctcp_connect_timeout"
+CTCP_SETUP_TIMEOUT_REASON: Final = "ctcp_setup_timeout"  # no SA bound in time
+CTCP_ESP_BEFORE_IKE: Final = "ctcp_esp_before_ike"  # server: the first frame must be IKE
+CTCP_OVERFLOW: Final = "ctcp_send_overflow"  # peer stopped reading; IKE could not be queued
+CTCP_CLOSED_BY_CONTROL: Final = "ctcp_closed"  # CtcpClose command or Dataplane.close()
+CTCP_REPLACED: Final = "ctcp_replaced"  # a new connection from the same address
+
 
 # -- events to the control plane ---------------------------------------------
 

@@ -6,8 +6,9 @@ SAs' traffic and drops, the client its counters, the manager its metrics.
 Drops are keyed by stable reason names (vpnhub.esp.errors and the data
 plane's own), the same names the tests, the event log and the metrics use.
 
-``as_dict`` gives the JSON-ready shape the manager and benchmarks read; it is
-built here and nowhere else.
+The control plane and the manager read the typed fields; ``as_dict`` gives
+the JSON-ready shape (for tests and tools that print the counters), built
+here and nowhere else.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ class DataplaneStats:
         return next((p for p in self.peers if p.addr == addr), None)
 
     def as_dict(self) -> dict[str, object]:
-        """The JSON-ready shape (``Dataplane.snapshot``, the manager, benchmarks)."""
+        """The JSON-ready shape (plain dicts, lists and numbers)."""
         return {
             "tun_rx": self.tun_rx, "udp_rx": self.udp_rx, "esp_rx": self.esp_rx,
             "ike_rx": self.ike_rx, "ike_tx": self.ike_tx,
