@@ -66,8 +66,8 @@ def cpu_per_message(n: int, reuse: bool) -> float:
     from vpnhub.ike import endpoint as ep_mod
     from vpnhub.ike.endpoint import IkeEndpoint
     from vpnhub.ike.sa import IkeConfig
-    from vpnhub.ike.secret import Secret
     from vpnhub.lab.flood import first_message
+    from vpnhub.secret import Secret
 
     def config(remote: tuple[str, int], local_port: int = 500) -> IkeConfig:
         return IkeConfig(local_address="203.0.113.50", log_severity=5,

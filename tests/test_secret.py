@@ -14,7 +14,7 @@ from vpnhub.config import Secret as ConfigSecret
 from vpnhub.config import parse_config
 from vpnhub.eventlog import EventLog
 from vpnhub.ike.events import XauthCredentials
-from vpnhub.ike.secret import Secret as IkeSecret
+from vpnhub.secret import Secret as IkeSecret
 from vpnhub.wire.constants import IdType
 
 PSK = "gr0up-psk-value"

@@ -11,7 +11,6 @@ from types import SimpleNamespace
 
 from vpnhub.client.driver import EXIT_PEER, Options, VpnClient
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams
-from vpnhub.ike.secret import Secret
 from vpnhub.net.fake_dataplane import FakeDataplane
 from vpnhub.net.messages import (
     CTCP_CLOSED_BY_CONTROL,
@@ -20,6 +19,7 @@ from vpnhub.net.messages import (
     IkeDatagram,
     SaExhausted,
 )
+from vpnhub.secret import Secret
 
 SERVER = ("203.0.113.50", 500)
 SPI_IN, SPI_OUT = 0x1000AAAA, 0x2000BBBB

@@ -10,8 +10,8 @@ from driver_fakes import FakeSA
 
 from vpnhub.client.driver import EXIT_NAT, EXIT_PEER, Options, VpnClient
 from vpnhub.ike import events as ev
-from vpnhub.ike.secret import Secret
 from vpnhub.net.asyncdriver import AsyncIkeDriver
+from vpnhub.secret import Secret
 
 
 def _client(said: list[str]) -> VpnClient:

@@ -15,9 +15,9 @@ from socket_fakes import FullSocket
 
 from vpnhub.client.driver import Options, VpnClient
 from vpnhub.ike.sa import Datagram
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.transport import Transport
 from vpnhub.net.asyncdriver import AsyncIkeDriver
+from vpnhub.secret import Secret
 
 SERVER = ("203.0.113.50", 500)
 

@@ -9,7 +9,7 @@ import pytest
 
 from vpnhub.client.credentials import PASSWORD_ENV, CredentialsError, resolve_credentials
 from vpnhub.client.profile import ClientProfile
-from vpnhub.ike.secret import Secret
+from vpnhub.secret import Secret
 
 BASE = ClientProfile(host="vpn.example.net", group="helpdesk", group_password=Secret("g"))
 SAVED = dataclasses.replace(BASE, username="jdoe", password=Secret("from-profile"))

@@ -11,8 +11,8 @@ from typing import Any
 from socket_fakes import ask
 
 from vpnhub.client.driver import Options, VpnClient
-from vpnhub.ike.secret import Secret
 from vpnhub.net.jsonline import MAX_REQUEST_BYTES
+from vpnhub.secret import Secret
 
 
 def test_status_socket_answers_a_too_long_request_and_keeps_serving(tmp_path: Path) -> None:

@@ -31,11 +31,11 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.driver import DriverFault, IkeDriver, InitiatorTable
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, Datagram, IkeConfig, IkeSA
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State
 from vpnhub.ike.transport import Transport
 from vpnhub.net.fake_dataplane import FakeDataplane
 from vpnhub.net.messages import AddInbound, AddOutbound, Event
+from vpnhub.secret import Secret
 
 SERVER = "203.0.113.50"
 PAT = "203.0.113.78"

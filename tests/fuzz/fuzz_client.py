@@ -31,8 +31,8 @@ from records import split
 from vpnhub.ike import events as ev
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role
+from vpnhub.secret import Secret
 from vpnhub.wire.constants import EspTransform, IkeEncr, IkeHash, IPsecAuth
 
 SUITES: dict[str, Policy] = {

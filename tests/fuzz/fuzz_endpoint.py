@@ -37,7 +37,7 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.endpoint import IkeEndpoint
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, Datagram, IkeConfig, IkeSA
-from vpnhub.ike.secret import Secret
+from vpnhub.secret import Secret
 
 SERVER_IP = "203.0.113.50"
 PAT_IP = "203.0.113.78"  # the client's PAT: port 500 and 4500 map to these

@@ -22,8 +22,8 @@ from vpnhub.ike.driver import DriverFault, IkeDriver, InitiatorTable
 from vpnhub.ike.endpoint import IkeEndpoint, Limits
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Datagram, IkeConfig, IkeSA
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role
+from vpnhub.secret import Secret
 
 SERVER_IP = "203.0.113.50"
 GROUP = "ciscovpn"

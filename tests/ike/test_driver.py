@@ -13,10 +13,10 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.driver import DriverFault, IkeDriver, InitiatorTable
 from vpnhub.ike.endpoint import IkeEndpoint
 from vpnhub.ike.sa import Address, Datagram, IkeConfig, IkeSA
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.summary import Notice
 from vpnhub.ike.transitions import Role, State
 from vpnhub.ike.transport import Transport
+from vpnhub.secret import Secret
 
 SERVER = "203.0.113.50"
 CLIENT_LOCAL = "10.10.10.2"

@@ -8,7 +8,7 @@ from ike_harness import Lab
 from vpnhub.ike import events as ev
 from vpnhub.ike import transaction
 from vpnhub.ike.policy import Policy
-from vpnhub.ike.secret import Secret
+from vpnhub.secret import Secret
 
 
 def _up(lab: Lab, **kw: object):  # type: ignore[no-untyped-def]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from vpnhub.client.profile import ClientProfile
-from vpnhub.ike.secret import Secret
+from vpnhub.secret import Secret
 
 __all__ = ["PASSWORD_ENV", "CredentialsError", "resolve_credentials"]
 

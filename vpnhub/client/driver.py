@@ -26,7 +26,6 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.driver import DriverFault, InitiatorTable
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import IkeConfig, IkeSA
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State
 from vpnhub.ike.transport import Transport
 from vpnhub.net.asyncdriver import AsyncIkeDriver, SendBytes
@@ -49,6 +48,7 @@ from vpnhub.net.messages import (
 )
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
+from vpnhub.secret import Secret
 from vpnhub.wire.constants import EncapsulationMode
 
 # exit codes (documented in README)

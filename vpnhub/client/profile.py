@@ -29,7 +29,7 @@ from typing import NoReturn, TypeVar
 
 from vpnhub.client.cisco_decrypt import CiscoDecodeError, decode_password
 from vpnhub.ike.policy import MODERN_GROUPS
-from vpnhub.ike.secret import Secret
+from vpnhub.secret import Secret
 
 __all__ = [
     "ClientProfile",

@@ -16,9 +16,9 @@ import dataclasses
 
 from vpnhub.ike import phase1, transaction
 from vpnhub.ike.lifetime import read_responder_lifetime, responder_lifetime
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.standin import stand_in_psk
 from vpnhub.ike.state import Address, SaState, State
+from vpnhub.secret import Secret
 from vpnhub.wire.constants import (
     AuthMethod,
     ExchangeType,

@@ -17,7 +17,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
-from vpnhub.ike.secret import Secret
+from vpnhub.secret import Secret
 
 Address = tuple[str, int]
 

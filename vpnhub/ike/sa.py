@@ -25,7 +25,6 @@ from vpnhub.ike import aggressive, informational, main_mode, quick, transaction
 from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.fragment import FragmentError, is_fragment
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.state import (
     IKE_PORT,
     NATT_PORT,
@@ -42,6 +41,7 @@ from vpnhub.ike.state import (
 )
 from vpnhub.ike.transitions import handler_for
 from vpnhub.ike.transport import Transport, transport_for_port
+from vpnhub.secret import Secret
 from vpnhub.wire.constants import ExchangeType, NotifyType
 from vpnhub.wire.errors import WireError
 from vpnhub.wire.message import decode_header

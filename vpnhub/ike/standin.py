@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import os
 
-from vpnhub.ike.secret import Secret
+from vpnhub.secret import Secret
 
 # Drawn once per process: never stored, never logged; nobody can compute the key.
 _PROCESS_SECRET = os.urandom(32)

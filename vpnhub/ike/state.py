@@ -29,8 +29,8 @@ from vpnhub.ike.errors import IkeError
 from vpnhub.ike.fragment import Reassembler
 from vpnhub.ike.fragment import split as fragment_split
 from vpnhub.ike.policy import EspSuite, P1Suite, Policy
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.transport import Transport, transport_for_port
+from vpnhub.secret import Secret
 from vpnhub.wire.constants import ExchangeType, Flag, NotifyType
 from vpnhub.wire.errors import WireError
 from vpnhub.wire.message import HEADER_LEN, Header, Message, encode_message

@@ -23,8 +23,8 @@ from vpnhub.crypto.keys import hashes_equal, info_hash
 from vpnhub.ike import events as ev
 from vpnhub.ike import informational
 from vpnhub.ike.errors import IkeError
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.state import Address, Exchange, Role, SaState
+from vpnhub.secret import Secret
 from vpnhub.text import printable
 from vpnhub.wire.attributes import (
     DataAttribute,

@@ -47,8 +47,8 @@ def first_message(group: str, dh_group: int = 14) -> bytes:
     """An Aggressive Mode message 1 as a vpnc-like client sends it."""
     from vpnhub.ike.policy import Policy
     from vpnhub.ike.sa import IkeConfig, IkeSA
-    from vpnhub.ike.secret import Secret
     from vpnhub.ike.transitions import Role
+    from vpnhub.secret import Secret
 
     cfg = IkeConfig(local_address="10.10.10.2", policy=Policy(dh_group=dh_group),
                     group_name=group, psk=Secret(b"unknown"))

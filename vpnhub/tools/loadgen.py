@@ -61,9 +61,9 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.driver import DriverFault, IkeDriver, InitiatorTable
 from vpnhub.ike.policy import LEGACY_GROUPS, Policy
 from vpnhub.ike.sa import Datagram, IkeConfig, IkeSA
-from vpnhub.ike.secret import Secret
 from vpnhub.ike.transitions import Role, State
 from vpnhub.ike.transport import Transport
+from vpnhub.secret import Secret
 
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
 NAT_KEEPALIVE = b"\xff"
