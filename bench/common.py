@@ -264,6 +264,9 @@ psk = "{PSK}"
 address_pool = "{pool}"
 dns = ["{LAN_HOST}"]
 split_include = ["{PRIVATE_LAN}"]
+# the load generator and the scale run log in many devices per account (64 accounts,
+# thousands of tunnels): the default of 3 simultaneous logins would refuse the rest
+simultaneous_logins = 1000000
 {esp}
 {users_toml}"""
     path = run / "vpnhub-concentrator.toml"

@@ -203,8 +203,9 @@ class FakeTable:
     def handle_timer(self, now: float) -> list[FakeSA]:
         raise RuntimeError("timer boom")
 
-    def touch(self, sa: FakeSA) -> None:
+    def touch(self, sa: FakeSA) -> float | None:
         self.touched += 1
+        return None
 
     def next_notice(self) -> Notice | None:
         return self.notices.pop(0) if self.notices else None

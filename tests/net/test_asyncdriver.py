@@ -42,8 +42,8 @@ class FakeTable:
             return [self.sa]
         return []
 
-    def touch(self, sa: FakeSA) -> None:
-        pass
+    def touch(self, sa: FakeSA) -> float | None:
+        return self.deadline
 
     def next_notice(self) -> Notice | None:
         return None
@@ -128,3 +128,27 @@ def test_one_send_callable_gets_the_sa_and_every_datagram() -> None:
 
     got = asyncio.run(main())
     assert len(got) == 1 and got[0][1] == b"a"
+
+
+def test_a_later_deadline_keeps_the_earlier_timer_which_then_asks_the_table() -> None:
+    """After a message only an earlier deadline moves the timer (O(1) per message); a
+    deadline that moved later makes the armed timer fire once early, find nothing
+    due, and re-arm exactly where the table says."""
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        table = FakeTable()
+        d = _driver(table, {}, [])
+        table.deadline = first = loop.time() + 0.03
+        d.service(table.sa)  # type: ignore[arg-type]
+        armed = d._timer
+        table.on_receive_deadline = later = loop.time() + 0.12  # an answer came
+        d.receive(b"x" * 28, PEER, 500, Transport.IKE)
+        assert d._timer is armed and d.timer_at == first  # not cancelled per message
+        await asyncio.sleep(0.06)
+        assert len(table.fired) == 1 and table.fired[0] < later  # early, nothing due
+        assert d.timer_at == later  # the table's real deadline
+        await asyncio.sleep(0.12)
+        assert len(table.fired) == 2 and table.fired[1] >= later
+        d.close()
+
+    asyncio.run(main())

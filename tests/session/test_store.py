@@ -264,3 +264,38 @@ def test_to_json_lists_users_and_sites_apart() -> None:
 
 def test_the_memory_store_is_a_session_store() -> None:
     assert isinstance(MemorySessionStore(1), SessionStore)
+
+
+def test_the_counters_and_the_user_index_follow_every_write() -> None:
+    """active(), active_l2l() and logins_of() are kept by the writes, not counted by a
+    scan (a login would scan 10,000 sessions twice): after any sequence of writes they
+    equal what a scan of the sessions says."""
+    import random
+
+    rng = random.Random(7)
+    store = MemorySessionStore(100)
+    keys = [(bytes([i]) * 8, bytes([i + 1]) * 8) for i in range(12)]
+    users = ["alice", "bob", ""]
+    for step in range(3000):
+        key = rng.choice(keys)
+        op = rng.randrange(6)
+        if op == 0:
+            store.start(key, "198.51.100.7", 1024 + step % 100)
+        elif op == 1:
+            store.update(key, user=rng.choice(users), authenticated=rng.random() < 0.6)
+        elif op == 2:
+            store.update(key, lan_to_lan=rng.choice(["", "site-b"]))
+        elif op == 3:
+            store.add_child(key, child(rng.randrange(1, 5)))
+        elif op == 4:
+            store.remove_child(key, rng.randrange(1, 5))
+        else:
+            store.end(key, "test")
+        sessions = store.all()
+        assert store.active() == sum(1 for s in sessions if s.user and s.children)
+        assert store.active_l2l() == sum(1 for s in sessions if s.lan_to_lan and s.children)
+        for s in sessions:
+            for user in ("alice", "bob"):
+                want = {o.key for o in sessions
+                        if o.authenticated and o.user == user and o.key != s.key}
+                assert {o.key for o in store.logins_of(user, besides=s)} == want

@@ -53,7 +53,9 @@ class SaTable(Protocol):
 
     def handle_timer(self, now: float) -> list[IkeSA]: ...
 
-    def touch(self, sa: IkeSA) -> None: ...
+    def touch(self, sa: IkeSA) -> float | None:
+        """Queue `sa`'s timer; returns its deadline (None: it waits for nothing)."""
+        ...
 
     def next_notice(self) -> Notice | None: ...
 
@@ -107,6 +109,9 @@ class IkeDriver:
         self._send = send
         self._on_error = on_error
         self._on_notice = on_notice
+        # the earliest deadline `service` gave an SA since `earliest_touched()` last
+        # asked: a timer armed before it need not move (no table scan per message)
+        self._earliest: float | None = None
 
     def receive(self, data: bytes, remote: Address, local_port: int, transport: Transport,
                 now: float) -> IkeSA | None:
@@ -145,11 +150,23 @@ class IkeDriver:
                 self._send(sa, d)
             except Exception as exc:
                 self._on_error(DriverFault("send", exc, sa=sa, datagram=d))
-        self.table.touch(sa)  # an event handler's call may have moved its timer earlier
+        # an event handler's call may have moved its timer earlier
+        t = self.table.touch(sa)
+        if t is not None and (self._earliest is None or t < self._earliest):
+            self._earliest = t
 
     def next_timer(self) -> float | None:
         """When `timer()` is due next (None: no SA waits for anything)."""
+        self._earliest = None
         return self.table.next_timer()
+
+    def earliest_touched(self) -> float | None:
+        """The earliest deadline an SA got from `service` since the last call (or
+        since `next_timer()`), in O(1). After a message, an armed timer only has to
+        move if this is earlier: deadlines that moved later make it fire early, and
+        `timer()` then finds nothing due and `next_timer()` says when to come back."""
+        t, self._earliest = self._earliest, None
+        return t
 
     def _notices(self) -> None:
         if self._on_notice is None:
@@ -217,21 +234,22 @@ class InitiatorTable:
         self._after(sa)
         return sa
 
-    def touch(self, sa: IkeSA) -> None:
+    def touch(self, sa: IkeSA) -> float | None:
         if sa not in self:
-            return
+            return None
         if sa.state is State.DELETED:
             self.remove(sa)
-            return
+            return None
         t = sa.get_timer()
         if t is None:
-            return
+            return None
         queued = self._queued.get(sa.icookie)
         if queued is not None and queued <= t:
-            return  # that entry fires first and re-arms the SA
+            return t  # that entry fires first and re-arms the SA
         self._queued[sa.icookie] = t
         self._seq += 1
         heapq.heappush(self._timers, (t, self._seq, sa))
+        return t
 
     def next_timer(self) -> float | None:
         while self._timers:

@@ -298,16 +298,18 @@ class IkeEndpoint:
     # when the queued entry fires). Pushing on every touch filled the heap with
     # entries hours ahead (lifetimes) that nothing popped, and after a flood
     # those scattered small tuples kept its freed memory from the system.
-    def touch(self, sa: IkeSA) -> None:
+    def touch(self, sa: IkeSA) -> float | None:
+        """Queue `sa`'s timer (one live heap entry per SA); returns its deadline."""
         t = sa.get_timer()
         if t is None or sa.state is State.DELETED:
-            return
+            return None
         queued = sa.endpoint_marks.timer_at
         if queued is not None and queued <= t:
-            return  # that entry fires first and re-arms the SA
+            return t  # that entry fires first and re-arms the SA
         sa.endpoint_marks.timer_at = t
         self._seq += 1
         heapq.heappush(self._timers, (t, self._seq, sa))
+        return t
 
     def _popped(self, sa: IkeSA, t: float) -> None:
         if sa.endpoint_marks.timer_at == t:

@@ -104,6 +104,13 @@ class MemorySessionStore:
         self.cumulative = 0
         self.subscriber_errors = 0  # events a subscriber raised on (logged too)
         self._subscribers: list[Subscriber] = []
+        # Kept up to date by every write (all writes come through here), so that a
+        # login does not scan 10,000 sessions twice (the simultaneous-logins check
+        # and the peak): sessions with a user and an IPsec SA, LAN-to-LAN ones among
+        # them, and each user's logged-in sessions.
+        self._active = 0
+        self._active_l2l = 0
+        self._by_user: dict[str, dict[SessionKey, None]] = {}
 
     # ------------------------------------------------------------------ reads
     def get(self, key: SessionKey) -> SessionView | None:
@@ -120,14 +127,14 @@ class MemorySessionStore:
 
     def logins_of(self, user: str, *, besides: SessionView) -> list[SessionView]:
         """The sessions `user` is logged in with (XAUTH accepted), `besides` left out."""
-        return [s for s in self._sessions.values()
-                if s.authenticated and s.user == user and s.key != besides.key]
+        return [self._sessions[k] for k in self._by_user.get(user, ()) if k != besides.key]
 
     def active(self) -> int:
-        return sum(1 for s in self._sessions.values() if s.user and s.children)
+        """Sessions with a user and at least one IPsec SA."""
+        return self._active
 
     def active_l2l(self) -> int:
-        return sum(1 for s in self._sessions.values() if s.lan_to_lan and s.children)
+        return self._active_l2l
 
     def summary(self) -> dict[str, int]:
         active = self.active()
@@ -154,6 +161,7 @@ class MemorySessionStore:
         if s is None:
             s = Session(key, public_ip, public_port, **_checked(fields))
             self._sessions[key] = s
+            self._count(s, +1)
             if self._subscribers:
                 self._emit(SessionStarted(s.snapshot()))
         return s
@@ -165,10 +173,12 @@ class MemorySessionStore:
         if s is None:
             return False
         changed = set()
+        self._count(s, -1)
         for name, value in _checked(fields).items():
             if getattr(s, name) != value:
                 setattr(s, name, value)
                 changed.add(name)
+        self._count(s, +1)
         self._changed(s, changed)
         return True
 
@@ -177,21 +187,29 @@ class MemorySessionStore:
         s = self._sessions.get(key)
         if s is None:
             return False
+        self._count(s, -1)
         s.children[child.spi_in] = child
+        self._count(s, +1)
         self._changed(s, {"children"})
         return True
 
     def remove_child(self, key: SessionKey, spi_in: int) -> ChildInfo | None:
         s = self._sessions.get(key)
-        child = None if s is None else s.children.pop(spi_in, None)
-        if s is not None and child is not None:
-            self._changed(s, {"children"})
+        if s is None or spi_in not in s.children:
+            return None
+        self._count(s, -1)
+        child = s.children.pop(spi_in)
+        self._count(s, +1)
+        self._changed(s, {"children"})
         return child
 
     def end(self, key: SessionKey, reason: str) -> SessionView | None:
         """Remove the session (SessionEnded with `reason`); how it was last, or None."""
         s = self._sessions.pop(key, None)
-        if s is not None and self._subscribers:
+        if s is None:
+            return None
+        self._count(s, -1)
+        if self._subscribers:
             self._emit(SessionEnded(s.snapshot(), reason))
         return s
 
@@ -207,6 +225,23 @@ class MemorySessionStore:
         """The previous run's Session Summary counters (from its state record)."""
         self.peak = max(self.peak, peak)
         self.cumulative += cumulative
+
+    def _count(self, s: Session, sign: int) -> None:
+        """Take `s` out of the counters and the user index (-1) before a write, and
+        put it back as it is now (+1) after it."""
+        if s.children:
+            if s.user:
+                self._active += sign
+            if s.lan_to_lan:
+                self._active_l2l += sign
+        if s.authenticated and s.user:
+            logins = self._by_user.setdefault(s.user, {})
+            if sign > 0:
+                logins[s.key] = None
+            else:
+                logins.pop(s.key, None)
+                if not logins:
+                    del self._by_user[s.user]
 
     # ------------------------------------------------------------------ events
     def subscribe(self, callback: Subscriber) -> Callable[[], None]:
