@@ -142,9 +142,12 @@ def resolve(rev: str) -> str:
 
 
 @contextmanager
-def worktrees(revs: dict[str, str], commands: list[str]) -> Iterator[dict[str, Side]]:
+def worktrees(revs: dict[str, str], commands: list[str],
+              patches: dict[str, Path] | None = None) -> Iterator[dict[str, Side]]:
     """A detached worktree per side under one temporary directory; both are
-    removed (and unregistered from the repository) on the way out."""
+    removed (and unregistered from the repository) on the way out. `patches`: a
+    patch to apply to a side's worktree (`git apply`), e.g. a fix of the benchmark
+    itself that came with the change, so that both sides are measured alike."""
     base = Path(tempfile.mkdtemp(prefix="vpnhub-compare-"))
     made: list[Path] = []
     try:
@@ -156,6 +159,11 @@ def worktrees(revs: dict[str, str], commands: list[str]) -> Iterator[dict[str, S
             commands.append(shlex.join(["git", "-C", str(REPO), *argv]))
             git(*argv)
             made.append(tree)
+            patch = (patches or {}).get(name)
+            if patch is not None:
+                apply = ["-C", str(tree), "apply", str(patch.resolve())]
+                commands.append(shlex.join(["git", *apply]))
+                git(*apply)
             sides[name] = Side(name, rev, commit, tree)
         yield sides
     finally:
@@ -451,6 +459,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                                              " /tmp/vpnhub-bench/)")
     ap.add_argument("--markdown", type=Path, help="also write the Markdown summary here")
     ap.add_argument("--prefix", help="lab prefix of the benchmark runs (default: vhbc + hex)")
+    ap.add_argument("--patch-before", type=Path,
+                    help="a patch applied to the before commit's worktree (git apply):"
+                         " a fix of the benchmark scripts that came with the change")
     ap.add_argument("--smoke", action="store_true",
                     help="both commits HEAD, 1 run, seconds-long benchmarks")
     args = ap.parse_args(argv)
@@ -492,7 +503,9 @@ def compare(args: argparse.Namespace) -> int:
                            "started": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
                            "loadavg_start": loadavg(), "environment": environment(),
                            "prefix": prefix}
-    with worktrees({"before": args.before, "after": args.after}, commands) as sides:
+    patches = {"before": args.patch_before} if args.patch_before else None
+    doc["patch_before"] = str(args.patch_before) if args.patch_before else None
+    with worktrees({"before": args.before, "after": args.after}, commands, patches) as sides:
         doc["sides"] = {n: {"rev": s.rev, "commit": s.commit, "tree": str(s.tree),
                             "vpnhub_imported_from": check_import(s)}
                         for n, s in sides.items()}
