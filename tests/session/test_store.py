@@ -299,3 +299,29 @@ def test_the_counters_and_the_user_index_follow_every_write() -> None:
                 want = {o.key for o in sessions
                         if o.authenticated and o.user == user and o.key != s.key}
                 assert {o.key for o in store.logins_of(user, besides=s)} == want
+
+
+def test_a_subscriber_gets_only_the_kinds_it_asked_for_and_no_snapshot_is_built_else() -> None:
+    """The manager only wants SessionEnded: the store then builds no snapshot for the
+    other writes (a login makes about ten of them)."""
+    store = MemorySessionStore(10)
+    ended: list[SessionEvent] = []
+    store.subscribe(ended.append, (SessionEnded,))
+    built = 0
+    real = Session.snapshot
+
+    def counting(self: Session) -> SessionView:
+        nonlocal built
+        built += 1
+        return real(self)
+
+    Session.snapshot = counting  # type: ignore[method-assign]
+    try:
+        store.start(KEY_A, "198.51.100.7", 1025)
+        store.update(KEY_A, user="alice", authenticated=True)
+        store.add_child(KEY_A, child(7))
+        assert built == 0 and ended == []
+        store.end(KEY_A, "logged out")
+    finally:
+        Session.snapshot = real  # type: ignore[method-assign]
+    assert built == 1 and [type(e) for e in ended] == [SessionEnded]

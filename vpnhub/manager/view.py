@@ -177,7 +177,7 @@ class ManagerView:
         self._handshake_marks: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
         self.management_sessions: Callable[[], int] = lambda: 0
         self._ping_slots = asyncio.Semaphore(2)
-        self._unsubscribe = conc.sessions.subscribe(self.on_session_event)
+        self._unsubscribe = conc.sessions.subscribe(self.on_session_event, (SessionEnded,))
 
     def close(self) -> None:
         """No more session events (the manager stops)."""

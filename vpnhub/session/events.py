@@ -42,3 +42,4 @@ class SessionEnded:
 
 SessionEvent = SessionStarted | SessionChanged | SessionEnded
 Subscriber = Callable[[SessionEvent], None]
+ALL_KINDS: tuple[type[SessionEvent], ...] = (SessionStarted, SessionChanged, SessionEnded)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from vpnhub.session.events import (
+    ALL_KINDS,
     SessionChanged,
     SessionEnded,
     SessionEvent,
@@ -31,7 +32,7 @@ from vpnhub.session.events import (
 )
 from vpnhub.session.model import ChildInfo, Session, SessionKey, SessionView
 
-__all__ = ["MemorySessionStore", "SessionChanged", "SessionEnded", "SessionEvent",
+__all__ = ["ALL_KINDS", "MemorySessionStore", "SessionChanged", "SessionEnded", "SessionEvent",
            "SessionStarted", "SessionStore", "Subscriber"]
 
 log = logging.getLogger("vpnhub.session.store")
@@ -91,7 +92,8 @@ class SessionStore(Protocol):
 
     def restore_counters(self, peak: int, cumulative: int) -> None: ...
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]: ...
+    def subscribe(self, callback: Subscriber,
+                  kinds: tuple[type[SessionEvent], ...] = ALL_KINDS) -> Callable[[], None]: ...
 
 
 class MemorySessionStore:
@@ -103,7 +105,9 @@ class MemorySessionStore:
         self.peak = 0
         self.cumulative = 0
         self.subscriber_errors = 0  # events a subscriber raised on (logged too)
-        self._subscribers: list[Subscriber] = []
+        # (callback, the event kinds it wants): a snapshot is built only for a kind
+        # someone wants (the manager only wants SessionEnded)
+        self._subscribers: list[tuple[Subscriber, tuple[type[SessionEvent], ...]]] = []
         # Kept up to date by every write (all writes come through here), so that a
         # login does not scan 10,000 sessions twice (the simultaneous-logins check
         # and the peak): sessions with a user and an IPsec SA, LAN-to-LAN ones among
@@ -162,7 +166,7 @@ class MemorySessionStore:
             s = Session(key, public_ip, public_port, **_checked(fields))
             self._sessions[key] = s
             self._count(s, +1)
-            if self._subscribers:
+            if self._wants(SessionStarted):
                 self._emit(SessionStarted(s.snapshot()))
         return s
 
@@ -209,7 +213,7 @@ class MemorySessionStore:
         if s is None:
             return None
         self._count(s, -1)
-        if self._subscribers:
+        if self._wants(SessionEnded):
             self._emit(SessionEnded(s.snapshot(), reason))
         return s
 
@@ -244,22 +248,31 @@ class MemorySessionStore:
                     del self._by_user[s.user]
 
     # ------------------------------------------------------------------ events
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call `callback` with every event from now on; returns the unsubscribe."""
-        self._subscribers.append(callback)
+    def subscribe(self, callback: Subscriber,
+                  kinds: tuple[type[SessionEvent], ...] = ALL_KINDS) -> Callable[[], None]:
+        """Call `callback` with every event of `kinds` from now on (all by default);
+        returns the unsubscribe."""
+        entry = (callback, kinds)
+        self._subscribers.append(entry)
 
         def unsubscribe() -> None:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
+            if entry in self._subscribers:
+                self._subscribers.remove(entry)
         return unsubscribe
+
+    def _wants(self, kind: type[SessionEvent]) -> bool:
+        return any(kind in kinds for _, kinds in self._subscribers)
 
     def _changed(self, s: Session, fields: Iterable[str]) -> None:
         names = frozenset(fields)
-        if names and self._subscribers:
+        if names and self._wants(SessionChanged):
             self._emit(SessionChanged(s.snapshot(), names))
 
     def _emit(self, event: SessionEvent) -> None:
-        for callback in list(self._subscribers):  # one may unsubscribe meanwhile
+        kind = type(event)
+        for callback, kinds in list(self._subscribers):  # one may unsubscribe meanwhile
+            if kind not in kinds:
+                continue
             try:
                 callback(event)
             except Exception:
