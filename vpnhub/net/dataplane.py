@@ -261,7 +261,7 @@ class ControlInbox:
 
 class _Peer:
     __slots__ = ("addr", "frag_count", "frag_warned", "keepalive", "keepalive_interval",
-                 "keepalive_sent", "keepalives_rx", "keepalives_tx", "last_tx", "send",
+                 "keepalive_sent", "keepalives_rx", "keepalives_tx", "last_tx", "refs", "send",
                  "transport", "udp")
 
     def __init__(self, addr: Address, transport: str, send: Callable[[bytes, Address], int],
@@ -278,16 +278,21 @@ class _Peer:
         self.last_tx = 0.0
         self.frag_count = 0
         self.frag_warned = -FRAG_WARN_EVERY
+        self.refs = 0  # inbound and outbound entries that send through this peer
 
 
 class _Out:
-    __slots__ = ("dst", "limit", "peer", "sa")
+    __slots__ = ("dst", "limit", "peer", "sa", "slot")
 
-    def __init__(self, sa: EspSA, peer: _Peer, dst: str, limit: int) -> None:
+    def __init__(self, sa: EspSA, peer: _Peer, dst: str, limit: int,
+                 slot: bytes | tuple[int, int] | None) -> None:
         self.sa = sa
         self.peer = peer
         self.dst = dst
         self.limit = limit  # largest inner packet whose outer packet fits outer_mtu
+        # Where the route lives, so that RemoveSA finds it without a scan: the 4-byte
+        # address (/32), (net, mask) of a prefix, None for the default route.
+        self.slot = slot
 
 
 class _In:
@@ -471,7 +476,13 @@ class Dataplane:
         self._out_prefix: list[tuple[int, int, _Out]] = []  # (net, mask, entry), longest first
         self._out_default: _Out | None = None
         self._in: dict[bytes, _In] = {}
+        # The routes of each outbound SPI, so that RemoveSA is O(1) (issue 13: a scan of
+        # every route per removal made shutting down 10,000 sessions O(n^2)).
+        self._out_by_spi: dict[int, list[_Out]] = {}
         self._peers: dict[tuple[str, Address], _Peer] = {}
+        # Peers no entry uses and without keepalives, forgotten at the next RemoveSA
+        # (by id: a peer's address can change under it, UpdatePeer).
+        self._idle_peers: dict[int, _Peer] = {}
         self._ctcp: dict[Address, _CtcpConn] = {}
         self._handlers: dict[int, Callable[[float, int], None]] = {}
         self.drops: dict[str, int] = {}
@@ -1158,6 +1169,7 @@ class Dataplane:
         if isinstance(command, SetKeepalive):
             peer = self._peer(command.peer, _transport(command.transport, True))
             peer.keepalive_interval = command.interval
+            self._check_idle(peer)
             self._next_tick = 0.0
             return None
         if isinstance(command, GetStats):
@@ -1189,7 +1201,23 @@ class Dataplane:
                 keepalive = {TRANSPORT_NATT: NAT_KEEPALIVE,
                              TRANSPORT_CISCO_UDP: CISCO_UDP_KEEPALIVE}.get(transport)
             peer = self._peers[key] = _Peer(addr, transport, send, keepalive)
+            self._idle_peers[id(peer)] = peer  # until an entry uses it
         return peer
+
+    def _use_peer(self, peer: _Peer) -> None:
+        peer.refs += 1
+        self._idle_peers.pop(id(peer), None)
+
+    def _release_peer(self, peer: _Peer) -> None:
+        peer.refs -= 1
+        self._check_idle(peer)
+
+    def _check_idle(self, peer: _Peer) -> None:
+        """Keep ``_idle_peers`` exactly the peers ``_forget_idle_peers`` may drop."""
+        if peer.refs == 0 and peer.keepalive_interval is None:
+            self._idle_peers[id(peer)] = peer
+        else:
+            self._idle_peers.pop(id(peer), None)
 
     def _limit(self, sa: EspSA, transport: str) -> int:
         if transport == TRANSPORT_CTCP and self.frag.policy == FRAG_NONE:
@@ -1201,9 +1229,12 @@ class Dataplane:
         transport = _transport(cmd.transport, cmd.udp_encap)
         allowed = _ipv4(cmd.allowed_src) if cmd.allowed_src is not None else None
         replaced = self._in.get(sa.spi_bytes)
+        entry = _In(sa, self._peer(cmd.peer, transport), allowed)
         if replaced is not None:  # the same SPI again: the old SA ends here
             self._count_ended(replaced.sa)
-        self._in[sa.spi_bytes] = _In(sa, self._peer(cmd.peer, transport), allowed)
+            self._release_peer(replaced.peer)
+        self._in[sa.spi_bytes] = entry
+        self._use_peer(entry.peer)
         if self.debug_severity >= DEBUG_STATE:
             self._debug(DEBUG_STATE, f"inbound SA {sa.spi:08x} installed: {sa.suite.name},"
                         f" {transport}, peer {cmd.peer[0]}:{cmd.peer[1]}", cmd.peer)
@@ -1213,21 +1244,29 @@ class Dataplane:
         sa = _build(cmd.sa)
         transport = _transport(cmd.transport, cmd.udp_encap)
         net = ipaddress.IPv4Network(cmd.dst or "0.0.0.0/0")
-        entry = _Out(sa, self._peer(cmd.peer, transport), str(net), self._limit(sa, transport))
+        peer = self._peer(cmd.peer, transport)
+        replaced: _Out | None
         if net.prefixlen == 32:
+            entry = _Out(sa, peer, str(net), self._limit(sa, transport),
+                         net.network_address.packed)
             replaced = self._out_exact.get(net.network_address.packed)
             self._out_exact[net.network_address.packed] = entry
         elif net.prefixlen == 0:
+            entry = _Out(sa, peer, str(net), self._limit(sa, transport), None)
             replaced, self._out_default = self._out_default, entry
         else:
             key = (int(net.network_address), int(net.netmask))
+            entry = _Out(sa, peer, str(net), self._limit(sa, transport), key)
             replaced = next((p[2] for p in self._out_prefix if p[:2] == key), None)
             rest = [p for p in self._out_prefix if p[:2] != key]
             rest.append((*key, entry))
             rest.sort(key=lambda p: -p[1])  # longest prefix (largest mask) first
             self._out_prefix = rest
+        self._out_by_spi.setdefault(sa.spi, []).append(entry)
+        self._use_peer(peer)
         if replaced is not None:  # a rekey's new SA took the route: the old one ends here
             self._count_ended(replaced.sa)
+            self._unindex_out(replaced)
         if self.debug_severity >= DEBUG_STATE:
             self._debug(DEBUG_STATE, f"outbound SA {sa.spi:08x} installed: {sa.suite.name},"
                         f" {transport}, to {net} via {cmd.peer[0]}:{cmd.peer[1]}", cmd.peer)
@@ -1239,35 +1278,48 @@ class Dataplane:
             entries.append(self._out_default)
         return entries
 
+    def _unindex_out(self, entry: _Out) -> None:
+        """A route another SA took over: its SPI no longer owns it, its peer one use less."""
+        entries = self._out_by_spi.get(entry.sa.spi, [])
+        if entry in entries:
+            entries.remove(entry)  # a few routes per SPI at most: not a scan of all SAs
+            if not entries:
+                del self._out_by_spi[entry.sa.spi]
+        self._release_peer(entry.peer)
+
     def _remove_sa(self, spi: int) -> int:
+        """Remove the SPI's inbound SA and its routes; O(1): indexes, no scan (issue 13)."""
         key = spi.to_bytes(4, "big")
         gone: dict[int, EspSA] = {}  # by id, to count each SA once
         inbound = self._in.pop(key, None)
         removed = 1 if inbound is not None else 0
         if inbound is not None:
             gone[id(inbound.sa)] = inbound.sa
+            self._release_peer(inbound.peer)
             if self.debug_severity >= DEBUG_STATE:
                 self._debug(DEBUG_STATE, f"inbound SA {spi:08x} removed: {inbound.sa.packets_in}"
                             f" packets in, drops {dict(inbound.sa.drops) or 'none'}", inbound.seen)
-        for dst, entry in list(self._out_exact.items()):
-            if entry.sa.spi == spi:
-                del self._out_exact[dst]
-                gone[id(entry.sa)] = entry.sa
-                removed += 1
-        before = len(self._out_prefix)
-        gone.update((id(p[2].sa), p[2].sa) for p in self._out_prefix if p[2].sa.spi == spi)
-        self._out_prefix = [p for p in self._out_prefix if p[2].sa.spi != spi]
-        removed += before - len(self._out_prefix)
-        if self._out_default is not None and self._out_default.sa.spi == spi:
-            gone[id(self._out_default.sa)] = self._out_default.sa
-            self._out_default = None
-            removed += 1
+        routes = self._out_by_spi.pop(spi, [])
+        for entry in routes:
+            self._drop_route(entry)
+            gone[id(entry.sa)] = entry.sa
+            self._release_peer(entry.peer)
+        removed += len(routes)
         for sa in gone.values():
             self._count_ended(sa)
-        if removed > (inbound is not None) and self.debug_severity >= DEBUG_STATE:
+        if routes and self.debug_severity >= DEBUG_STATE:
             self._debug(DEBUG_STATE, f"outbound SA {spi:08x} removed")
         self._forget_idle_peers()
         return removed
+
+    def _drop_route(self, entry: _Out) -> None:
+        slot = entry.slot
+        if slot is None:
+            self._out_default = None
+        elif isinstance(slot, bytes):
+            del self._out_exact[slot]
+        else:  # prefixes are few (split-tunnel networks); /32s and the default are dicts
+            self._out_prefix = [p for p in self._out_prefix if p[2] is not entry]
 
     def _count_ended(self, sa: EspSA) -> None:
         """Keep an ending SA's counts in the running totals (``esp_totals``)."""
@@ -1277,10 +1329,11 @@ class Dataplane:
             self.ended_drops[reason] = self.ended_drops.get(reason, 0) + count
 
     def _forget_idle_peers(self) -> None:
-        used = {id(e.peer) for e in self._in.values()}
-        used.update(id(e.peer) for e in self._outbound_entries())
-        for key, peer in list(self._peers.items()):
-            if id(peer) not in used and peer.keepalive_interval is None:
+        """Drop the peers no entry uses and without keepalives: only those, no scan."""
+        idle, self._idle_peers = self._idle_peers, {}
+        for peer in idle.values():
+            key = (peer.transport, peer.addr)
+            if self._peers.get(key) is peer:
                 del self._peers[key]
 
     def _update_peer(self, old: Address, new: Address) -> bool:
