@@ -183,3 +183,14 @@ def test_fuzz_plain_memory_smoke(tmp_path: Path) -> None:
         assert r["plain_inputs"] == 60
         assert [i for i, _ in r["rss_kib"]] == [0, 10, 20, 30, 40, 50, 60]
         assert all(is_number(kib) for _, kib in r["rss_kib"])
+
+
+def test_shutdown_smoke(tmp_path: Path) -> None:
+    """bench/shutdown.py: the core's shutdown (every client told) and the data plane's
+    removal of every SA, timed (no root: the core rig and an in-memory TUN)."""
+    doc = run_bench("shutdown", "", tmp_path)
+    (r,) = doc["results"]
+    assert (r["sessions"], r["runs"]) == (50, 1)
+    for step in ("core_shutdown_s", "dataplane_remove_s"):
+        for key in ("median", "min", "max"):
+            assert is_number(r[step][key]), (step, key)
