@@ -34,6 +34,7 @@ sys.path.insert(0, str(REPO / "tests" / "concentrator"))  # the core rig
 
 from core_harness import SERVER, CoreRig, Pc, config_text  # noqa: E402
 
+from vpnhub.config import parse_config  # noqa: E402
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths  # noqa: E402
 from vpnhub.ike.sa import Datagram  # noqa: E402
 from vpnhub.ike.transitions import State  # noqa: E402
@@ -79,8 +80,8 @@ class FastRig(CoreRig):
 
 def established_rig(n: int) -> FastRig:
     users = {f"bench{i:02d}": PASSWORD for i in range(ACCOUNTS)}
-    rig = FastRig.from_text(config_text(users=users, pool="10.40.0.0/16",
-                                        group_extra="simultaneous_logins = 1000000"))
+    rig = FastRig(parse_config(config_text(users=users, pool="10.40.0.0/16",
+                                           group_extra="simultaneous_logins = 1000000")))
     for i in range(n):
         pc = rig.add_pc(f"bench{i % ACCOUNTS:02d}", PASSWORD,
                         local_ip=f"10.10.{i // 250}.{i % 250 + 2}")
