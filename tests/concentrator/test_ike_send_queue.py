@@ -21,7 +21,7 @@ from vpnhub.config import parse_config
 from vpnhub.eventlog import EventLog
 from vpnhub.ike.sa import Datagram
 from vpnhub.ike.transport import Transport
-from vpnhub.net.sendqueue import MAX_QUEUED
+from vpnhub.net.sendqueue import MAX_QUEUED, SendQueue
 
 CONFIG = """\
 [concentrator]
@@ -100,3 +100,43 @@ def test_reply_waits_for_a_full_send_buffer_and_goes_out(tmp_path: Path) -> None
     dropped_lines = [ln for ln in log.splitlines() if "send buffer full" in ln]
     assert len(dropped_lines) == 1, log  # rate-limited: once, not 5 times
     assert "UDP 500" in dropped_lines[0] and "cannot send" not in log
+
+
+def test_shutdown_deletes_all_wait_for_the_socket() -> None:
+    """At shutdown the bound is lifted: a DELETE to each of many clients waits for a full
+    send buffer instead of being dropped, and `drained` waits until all went out (issue 13)."""
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for s in (ours, peer):
+        s.setblocking(False)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    n = MAX_QUEUED * 4
+
+    async def main() -> tuple[list[bytes], bool, bool, int]:
+        full = FullSocket(ours)
+        queue = SendQueue(asyncio.get_running_loop(), full.fileno(), full.sendto)
+        assert fill(ours) > 0
+        queue.lift_bound()
+        for i in range(n):
+            queue.send(b"DELETE %d" % i, PEER)
+        early = await queue.drained(0.02)  # nobody reads yet: still queued
+        got: list[bytes] = []
+
+        async def reader() -> None:
+            while True:
+                got.extend(drain(peer))
+                await asyncio.sleep(0.002)
+
+        task = asyncio.create_task(reader())
+        done = await queue.drained(10.0)
+        await asyncio.sleep(0.02)
+        task.cancel()
+        got.extend(drain(peer))
+        return got, early, done, queue.dropped
+
+    try:
+        got, early, done, dropped = asyncio.run(main())
+    finally:
+        ours.close()
+        peer.close()
+    assert not early and done and dropped == 0
+    assert [g for g in got if g.startswith(b"DELETE")] == [b"DELETE %d" % i for i in range(n)]

@@ -50,6 +50,8 @@ TICK = 0.25
 # Data plane counters (and ESP liveness for DPD, whose interval is 30 s); `sessions`
 # asks at once. The snapshot costs O(SAs), so not too often with 10,000 sessions.
 STATS_EVERY = 10.0
+# At shutdown, how long the DELETEs that met a full send buffer may take to go out.
+SHUTDOWN_SEND_WAIT = 2.0
 
 
 class Concentrator:
@@ -103,7 +105,11 @@ class Concentrator:
             await self._stop.wait()
         finally:
             ticker.cancel()
+            for q in (self.out500, self.out4500):
+                if q is not None:
+                    q.lift_bound()  # every client's DELETE waits for the socket
             self.core.shutdown(time.monotonic())
+            await self._deletes_sent()
             self.ike.close()
             if admin is not None:
                 admin.close()
@@ -114,6 +120,14 @@ class Concentrator:
             self.auth.close()
             await self.manager.stop()  # manager (issue 6): last, so the shutdown is logged
         return 0
+
+    async def _deletes_sent(self) -> None:
+        """The shutdown's DELETEs that met a full send buffer go out before the sockets
+        close (close() would drop them); bounded, so that SIGTERM still ends soon."""
+        for q in (self.out500, self.out4500):
+            if q is not None and not await q.drained(SHUTDOWN_SEND_WAIT):
+                self.log.add("IKE", 3, f"shutting down: {len(q)} IKE messages still queued"
+                             f" after {SHUTDOWN_SEND_WAIT:g} s, not sent")
 
     def _setup_network(self) -> None:
         c = self.config.concentrator

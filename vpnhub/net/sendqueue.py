@@ -13,6 +13,7 @@ caller is told at most once per `report_every` seconds.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -21,6 +22,7 @@ Address = tuple[str, int]
 
 MAX_QUEUED = 256  # datagrams (IKE messages are at most a few KiB each)
 REPORT_EVERY = 10.0  # seconds between two "dropped" reports
+DRAIN_POLL = 0.005  # seconds between two looks at the queue in `drained`
 
 
 class SendQueue:
@@ -60,6 +62,19 @@ class SendQueue:
             except (BlockingIOError, InterruptedError):
                 pass
         self._enqueue(data, addr)
+
+    def lift_bound(self) -> None:
+        """No bound from now on: at shutdown every client gets a DELETE (RFC 2408
+        4.8: the peer then drops its SAs at once instead of waiting for DPD), and a
+        burst of 10,000 must wait for the socket, not be dropped (issue 13)."""
+        self._max = sys.maxsize
+
+    async def drained(self, timeout: float) -> bool:
+        """Wait until every queued datagram went out, at most `timeout` seconds."""
+        deadline = self._clock() + timeout
+        while self._queue and self._clock() < deadline:
+            await asyncio.sleep(DRAIN_POLL)
+        return not self._queue
 
     def close(self) -> None:
         if self._watching:
