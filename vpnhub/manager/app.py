@@ -25,7 +25,7 @@ from urllib.parse import quote, unquote, urlsplit
 from aiohttp import web
 
 from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY, EventFilter, Record
-from vpnhub.manager import metrics, openapi, pages
+from vpnhub.manager import metrics, openapi, pages, paging
 from vpnhub.manager.auth import (
     IDLE_TIMEOUT,
     LOGIN_COOKIE,
@@ -531,9 +531,17 @@ async def api_summary(request: web.Request) -> web.Response:
 
 
 async def api_sessions(request: web.Request) -> web.Response:
+    """One page of the Remote Access Sessions (paging.py: only the page becomes dicts);
+    the LAN-to-LAN ones in full (one per configured tunnel at most)."""
     v = _mgr(request).view
+    try:
+        q = paging.parse_query(request.query, request.query.keys())
+    except paging.BadQuery as e:
+        return _error(400, str(e))
+    page = paging.select(v.remote_access(), q)
     return web.json_response({"summary": v.summary(),
-                              "sessions": [v.session_json(s) for s in v.listed()],
+                              **paging.page_json(page, q, [v.session_json(s)
+                                                           for s in page.sessions]),
                               "lan_to_lan": [v.session_json(s) for s in v.sites()]})
 
 

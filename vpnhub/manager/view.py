@@ -20,7 +20,7 @@ import re
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -200,8 +200,11 @@ class ManagerView:
 
     def listed(self) -> list[SessionView]:
         """Remote access sessions (a logged-in user)."""
-        found = [s for s in self.conc.sessions.all() if s.user and not s.lan_to_lan]
-        return sorted(found, key=lambda s: (s.login_time, s.user))
+        return sorted(self.remote_access(), key=lambda s: (s.login_time, s.user))
+
+    def remote_access(self) -> Iterator[SessionView]:
+        """Remote access sessions, unordered (paging.select orders only a page)."""
+        return (s for s in self.conc.sessions.all() if s.user and not s.lan_to_lan)
 
     def sites(self) -> list[SessionView]:
         """LAN-to-LAN sessions."""
