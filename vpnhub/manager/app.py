@@ -535,7 +535,7 @@ async def api_sessions(request: web.Request) -> web.Response:
     the LAN-to-LAN ones in full (one per configured tunnel at most)."""
     v = _mgr(request).view
     try:
-        q = paging.parse_query(request.query, request.query.keys())
+        q = paging.parse_query(request.query, [k for k, _ in request.query.items()])
     except paging.BadQuery as e:
         return _error(400, str(e))
     page = paging.select(v.remote_access(), q)
