@@ -88,12 +88,20 @@ class SessionQuery:
     protocol: str | None = None
     has_diagnosis: bool | None = None
 
-    def matches(self, s: SessionView) -> bool:
-        return ((self.user is None or s.user == self.user)
-                and (self.group is None or s.group == self.group)
-                and (self.public_ip is None or s.public_ip == self.public_ip)
-                and (self.protocol is None or s.protocol == self.protocol)
-                and (self.has_diagnosis is None or bool(s.diagnosis) == self.has_diagnosis))
+    def tests(self) -> list[Callable[[SessionView], bool]]:
+        """One test per filter given (none given: no call per session at all)."""
+        out: list[Callable[[SessionView], bool]] = []
+        if self.user is not None:
+            out.append(lambda s: s.user == self.user)
+        if self.group is not None:
+            out.append(lambda s: s.group == self.group)
+        if self.public_ip is not None:
+            out.append(lambda s: s.public_ip == self.public_ip)
+        if self.protocol is not None:
+            out.append(lambda s: s.protocol == self.protocol)
+        if self.has_diagnosis is not None:
+            out.append(lambda s: bool(s.diagnosis) == self.has_diagnosis)
+        return out
 
 
 @dataclass(frozen=True)
@@ -106,23 +114,19 @@ class Page:
 def select(sessions: Iterable[SessionView], q: SessionQuery) -> Page:
     """The page of `sessions` (the Remote Access ones) that `q` asks for."""
     key = SORTS[q.sort]
-    total = 0
-    rest: list[tuple[SortKey, SessionKey, SessionView]] = []
+    tests = q.tests()
+    matching = [s for s in sessions if all(t(s) for t in tests)] if tests else list(sessions)
+    # (sort key, session key) is unique: the view in the tuple is never compared
+    rows = [(key(s), s.key, s) for s in matching]
     desc = q.order == "desc"
-    for s in sessions:
-        if not q.matches(s):
-            continue
-        total += 1
-        k = (key(s), s.key)
-        if q.after is not None and (k >= q.after if desc else k <= q.after):
-            continue  # shown on an earlier page
-        rest.append((k[0], k[1], s))
+    if q.after is not None:  # what was shown on the earlier pages goes
+        after = q.after
+        rows = [r for r in rows if ((r[0], r[1]) < after if desc else (r[0], r[1]) > after)]
     pick = heapq.nlargest if desc else heapq.nsmallest
-    # (key, session key) is unique: the view itself is never compared
-    top = pick(q.limit + 1, rest, key=lambda t: (t[0], t[1]))
+    top = pick(q.limit + 1, rows)
     shown = top[:q.limit]
     after = (shown[-1][0], shown[-1][1]) if len(top) > q.limit else None
-    return Page([t[2] for t in shown], total,
+    return Page([t[2] for t in shown], len(matching),
                 encode_cursor(q.sort, q.order, *after) if after is not None else None)
 
 

@@ -170,6 +170,8 @@ class ManagerView:
         self.clock = clock
         self.snapshot = DataplaneStats()  # the data plane's last answer (zeros before)
         self.snapshot_at = 0.0  # time.monotonic() of the snapshot
+        self._index: dict[tuple[int, Direction], SaStats] = {}
+        self._indexed: DataplaneStats | None = None  # the snapshot _index was built from
         self.samples: dict[str, deque[tuple[float, int, int]]] = {}
         self.handshakes = Handshakes()
         # where each IKE SA stands in the handshake counts; kept here, not on the SA,
@@ -217,7 +219,7 @@ class ManagerView:
         d["id"] = session_id(s.key)
         d["login_time"] = rfc3339(s.login_time)
         d["legacy_crypto"] = self.legacy(s)
-        sas = _by_spi(self.snapshot)
+        sas = self._sa_index()
         mono = time.monotonic()
         c = self.conc.config.concentrator
         for child, out in zip(s.children.values(), d["ipsec"], strict=True):
@@ -242,6 +244,13 @@ class ManagerView:
                 out["udp_dst_port"] = c.natt_port
         return d
 
+    def _sa_index(self) -> dict[tuple[int, Direction], SaStats]:
+        """The snapshot's SAs by SPI, built once per snapshot: session_json runs once
+        per session of a page, and a page of 100 must not index 20,000 SAs 100 times."""
+        if self._indexed is not self.snapshot:
+            self._index, self._indexed = _by_spi(self.snapshot), self.snapshot
+        return self._index
+
     def legacy(self, s: SessionView) -> bool:
         ike = " ".join(str(s.ike.get(k, "")) for k in ("encryption", "hash", "dh_group"))
         words = set(re.split(r"[^A-Z0-9_]+", ike.upper()))
@@ -263,7 +272,7 @@ class ManagerView:
             with contextlib.suppress(Exception):  # no answer: the last counters stay
                 self.snapshot, self.snapshot_at = await dp.stats(), time.monotonic()
         now = self.clock()
-        sas = _by_spi(self.snapshot)
+        sas = self._sa_index()
         for s in self.listed() + self.sites():
             sid = session_id(s.key)
             q = self.samples.get(sid)
