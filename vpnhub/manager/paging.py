@@ -120,14 +120,14 @@ def select(sessions: Iterable[SessionView], q: SessionQuery) -> Page:
     rows = [(key(s), s.key, s) for s in matching]
     desc = q.order == "desc"
     if q.after is not None:  # what was shown on the earlier pages goes
-        after = q.after
-        rows = [r for r in rows if ((r[0], r[1]) < after if desc else (r[0], r[1]) > after)]
+        seen = q.after
+        rows = [r for r in rows if ((r[0], r[1]) < seen if desc else (r[0], r[1]) > seen)]
     pick = heapq.nlargest if desc else heapq.nsmallest
     top = pick(q.limit + 1, rows)
     shown = top[:q.limit]
-    after = (shown[-1][0], shown[-1][1]) if len(top) > q.limit else None
+    last = shown[-1] if len(top) > q.limit else None  # more follow: a cursor after it
     return Page([t[2] for t in shown], len(matching),
-                encode_cursor(q.sort, q.order, *after) if after is not None else None)
+                encode_cursor(q.sort, q.order, last[0], last[1]) if last else None)
 
 
 # ---------------------------------------------------------------------------- the cursor
