@@ -7,12 +7,14 @@ here (bench/sessions_page.py measures a page with 10,000 sessions).
 from __future__ import annotations
 
 import base64
+import html
 import json
+import re
 from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from manager_fakes import ManagerServer
+from manager_fakes import ADMIN, ADMIN_PASSWORD, ManagerServer
 
 from vpnhub.manager import paging
 
@@ -197,3 +199,44 @@ def test_a_good_cursor_with_another_filter_still_pages(many: ManagerServer) -> N
     assert status == 200
     shown = {s["id"] for s in first["sessions"]}
     assert all(s["group"] == "sales" and s["id"] not in shown for s in rest["sessions"])
+
+
+def _page_ids(server: ManagerServer, url: str) -> tuple[list[str], dict[str, str]]:
+    r = server.request("GET", url, basic=(ADMIN, ADMIN_PASSWORD))
+    assert r.status == 200, r.text
+    body = r.text.split('id="remote-access-table"', 1)[1].split("</table>", 1)[0]
+    links = {rel: html.unescape(href) for href, rel in
+             re.findall(r'<a href="([^"]+)" rel="(prev|next)"', r.text)}
+    return re.findall(r'<tr data-session="([0-9a-f]{32})"', body), links
+
+
+def test_the_sessions_page_pages_forward_and_back(many: ManagerServer) -> None:
+    """The web page shows one page (its live region refreshes that page), with Next and
+    Previous that keep the sort and filters."""
+    expected = walk(many, limit=10, sort="user", order="desc")
+    pages: list[list[str]] = []
+    url: str | None = "/sessions?limit=10&sort=user&order=desc&group=&user="  # form's blanks
+    links: dict[str, str] = {}
+    while url is not None:
+        ids, links = _page_ids(many, url)
+        assert ("prev" in links) == bool(pages)
+        pages.append(ids)
+        if "next" in links:
+            assert "sort=user" in links["next"] and "order=desc" in links["next"]
+        url = links.get("next")
+    assert [i for p in pages for i in p] == expected and len(pages) == 4
+    # from the last page, Previous after Previous: the same pages, back to the first
+    back: list[list[str]] = []
+    while "prev" in links:
+        ids, links = _page_ids(many, links["prev"])
+        back.append(ids)
+    assert back == pages[-2::-1]
+    page = many.request("GET", "/sessions?limit=10&user=user03", basic=(ADMIN, ADMIN_PASSWORD))
+    assert 'data-live="/sessions?partial=1&amp;limit=10&amp;user=user03"' in page.text
+
+
+def test_the_sessions_page_refuses_a_bad_parameter(many: ManagerServer) -> None:
+    r = many.request("GET", "/sessions?limit=5000", basic=(ADMIN, ADMIN_PASSWORD))
+    assert r.status == 400 and "limit must be between 1 and 1000" in r.text
+    r = many.request("GET", "/sessions?partial=1&sort=nope", basic=(ADMIN, ADMIN_PASSWORD))
+    assert r.status == 400 and "sort must be one of" in r.text

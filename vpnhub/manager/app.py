@@ -399,20 +399,38 @@ async def logout_page(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------------- pages
-def _sessions_live(request: web.Request) -> str:
+def _sessions_live(request: web.Request, query: dict[str, str], q: paging.SessionQuery,
+                   ) -> str:
+    """One page of the Remote Access Sessions, as the API pages them (paging.py)."""
     m = _mgr(request)
-    listed = [m.view.session_json(s) for s in m.view.listed()]
-    sites = [m.view.session_json(s) for s in m.view.sites()]
+    v = m.view
+    page = paging.select(v.remote_access(), q)
+    nav = pages.pager(query, len(page.sessions), page.total, page.next_cursor,
+                      paging.previous_cursor(v.remote_access(), q, page))
+    listed = [v.session_json(s) for s in page.sessions]
+    sites = [v.session_json(s) for s in v.sites()]
     mgmt = [(s.user, s.source, "HTTPS" if m.tls else "HTTP", s.wall_created)
             for s in m.auth.sessions.values() if s.via == "cookie"]
-    return pages.sessions_live(m.view.summary(), listed, sites, mgmt, _csrf(request),
-                               m.view.warnings())
+    return pages.sessions_live(v.summary(), listed, sites, mgmt, _csrf(request),
+                               v.warnings(), nav)
 
 
 async def sessions_page(request: web.Request) -> web.Response:
+    # the form sends its empty fields: an empty one is not set
+    given = [(k, v) for k, v in request.query.items() if k != "partial" and v != ""]
+    query = dict(given)
+    filters = pages.sessions_filters(query, paging.SORTS, paging.PROTOCOLS)
+    try:
+        q = paging.parse_query(query, [k for k, _ in given])
+    except paging.BadQuery as e:
+        if request.query.get("partial"):
+            return _html(f"<p>{pages.h(str(e))}</p>", 400)
+        return _page(request, "Sessions", pages.sessions_page("", {}, filters, str(e)),
+                     "sessions", 400, warnings=False)
+    live = _sessions_live(request, query, q)
     if request.query.get("partial"):
-        return _html(_sessions_live(request))
-    return _page(request, "Sessions", pages.sessions_page(_sessions_live(request)), "sessions",
+        return _html(live)
+    return _page(request, "Sessions", pages.sessions_page(live, query, filters), "sessions",
                  warnings=False)
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import heapq
 import ipaddress
 import json
@@ -128,6 +129,24 @@ def select(sessions: Iterable[SessionView], q: SessionQuery) -> Page:
     last = shown[-1] if len(top) > q.limit else None  # more follow: a cursor after it
     return Page([t[2] for t in shown], len(matching),
                 encode_cursor(q.sort, q.order, last[0], last[1]) if last else None)
+
+
+def previous_cursor(sessions: Iterable[SessionView], q: SessionQuery,
+                    page: Page) -> str | None:
+    """The cursor of the page before `page` ("" for the first page; None: `page` is
+    the first). The same select in the opposite order, from the page's first
+    session: the limit sessions before it are the previous page, and the one
+    before those is where that page's cursor points (the web page's Previous)."""
+    if q.after is None:
+        return None
+    start = ((SORTS[q.sort](page.sessions[0]), page.sessions[0].key) if page.sessions
+             else q.after)  # an empty page (its sessions went): back from the cursor
+    back = select(sessions, dataclasses.replace(
+        q, order="asc" if q.order == "desc" else "desc", limit=q.limit + 1, after=start))
+    if len(back.sessions) <= q.limit:
+        return ""
+    s = back.sessions[-1]
+    return encode_cursor(q.sort, q.order, SORTS[q.sort](s), s.key)
 
 
 # ---------------------------------------------------------------------------- the cursor
