@@ -240,3 +240,15 @@ def test_the_sessions_page_refuses_a_bad_parameter(many: ManagerServer) -> None:
     assert r.status == 400 and "limit must be between 1 and 1000" in r.text
     r = many.request("GET", "/sessions?partial=1&sort=nope", basic=(ADMIN, ADMIN_PASSWORD))
     assert r.status == 400 and "sort must be one of" in r.text
+
+
+def test_the_event_log_refuses_repeats_too(server: ManagerServer) -> None:
+    """/events: a repeated parameter was last-wins, so a bad first value passed, and
+    str.strip() turned "\\x859" (NEL, then 9) into 9 (found by schemathesis)."""
+    auth = {"Authorization": f"Bearer {server.token()}"}
+    for query in ("before_seq=x&before_seq=5", "before_seq=%C2%859",
+                  "limit=5&limit=5"):
+        r = server.request("GET", "/api/v1/events?" + query, headers=auth)
+        assert r.status == 400, (query, r.text)
+    ok = server.request("GET", "/api/v1/events?class=ADMIN&class=AUTH&limit=%205", headers=auth)
+    assert ok.status == 200, ok.text

@@ -16,6 +16,7 @@ import json
 import secrets
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -690,6 +691,10 @@ def parse_filter(q: Mapping[str, str], *, lenient: bool = False) -> EventFilter:
     getall = getattr(q, "getall", None)
     raw_classes: list[str] = list(getall("class", [])) if getall else (
         [q["class"]] if "class" in q else [])
+    repeated = sorted(n for n, c in Counter(k for k, _ in q.items() if k != "class").items()
+                      if c > 1)
+    if repeated:  # else the last would win unseen, and a bad first one pass
+        raise BadRequest(f"parameter(s) given more than once: {', '.join(repeated)[:200]}")
     values = {k: v for k, v in q.items() if k != "class" and not (lenient and v == "")}
     classes: set[str] = set()
     for item in raw_classes:
@@ -718,7 +723,7 @@ def parse_filter(q: Mapping[str, str], *, lenient: bool = False) -> EventFilter:
 def _int(values: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
     if key not in values:
         return default
-    text = values[key].strip()
+    text = values[key].strip(" \t")  # str.strip() would also take U+0085 and the like
     if not text.isascii() or not text.lstrip("+").isdigit():
         raise BadRequest(f"{key} must be an integer")
     n = int(text)

@@ -27,6 +27,7 @@ import json
 import math
 import re
 import socket
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -187,7 +188,7 @@ def parse_query(q: Mapping[str, str], keys: Iterable[str]) -> SessionQuery:
     if unknown:
         raise BadQuery(f"unknown parameter(s): {', '.join(map(repr, unknown))[:200]} (known:"
                        f" {', '.join(sorted(PARAMETERS))})")
-    repeated = sorted({n for n in names if names.count(n) > 1})
+    repeated = sorted(n for n, c in Counter(names).items() if c > 1)
     if repeated:
         raise BadQuery(f"parameter(s) given more than once: {', '.join(repeated)}")
     sort = _choice(q, "sort", tuple(SORTS)) or "login_time"
