@@ -19,6 +19,7 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from manager_fakes import ADMIN, ADMIN_PASSWORD, ManagerServer  # noqa: E402
+from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 from vpnhub.manager import openapi  # noqa: E402
 
@@ -54,9 +55,17 @@ def test_api_matches_its_description(api_server: ManagerServer, method: str, pat
     @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck),
               database=None, derandomize=not os.environ.get("VPNHUB_FUZZ_RANDOM"))
     def check(case: Any) -> None:
+        # A generated cursor fits the schema but was never issued by the server: by
+        # design it is refused (400), so for it the stricter assertion below
+        # replaces "valid input accepted".
+        forged = mode == "positive" and "cursor" in (case.query or {})
         # HTTP Basic: a bearer token could be revoked by a generated call
-        case.call_and_validate(base_url=api_server.base + "/api/v1",
-                               auth=(ADMIN, ADMIN_PASSWORD))
+        response = case.call_and_validate(
+            base_url=api_server.base + "/api/v1", auth=(ADMIN, ADMIN_PASSWORD),
+            excluded_checks=[positive_data_acceptance] if forged else [])
+        if forged:
+            assert response.status_code == 400, response.text
+            assert response.json()["error"].startswith("cursor is not valid"), response.text
 
     check()
 

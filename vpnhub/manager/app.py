@@ -16,6 +16,7 @@ import json
 import secrets
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 from aiohttp import web
 
 from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY, EventFilter, Record
-from vpnhub.manager import metrics, openapi, pages
+from vpnhub.manager import metrics, openapi, pages, paging
 from vpnhub.manager.auth import (
     IDLE_TIMEOUT,
     LOGIN_COOKIE,
@@ -399,20 +400,38 @@ async def logout_page(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------------- pages
-def _sessions_live(request: web.Request) -> str:
+def _sessions_live(request: web.Request, query: dict[str, str], q: paging.SessionQuery,
+                   ) -> str:
+    """One page of the Remote Access Sessions, as the API pages them (paging.py)."""
     m = _mgr(request)
-    listed = [m.view.session_json(s) for s in m.view.listed()]
-    sites = [m.view.session_json(s) for s in m.view.sites()]
+    v = m.view
+    page = paging.select(v.remote_access(), q)
+    nav = pages.pager(query, len(page.sessions), page.total, page.next_cursor,
+                      paging.previous_cursor(v.remote_access(), q, page))
+    listed = [v.session_json(s) for s in page.sessions]
+    sites = [v.session_json(s) for s in v.sites()]
     mgmt = [(s.user, s.source, "HTTPS" if m.tls else "HTTP", s.wall_created)
             for s in m.auth.sessions.values() if s.via == "cookie"]
-    return pages.sessions_live(m.view.summary(), listed, sites, mgmt, _csrf(request),
-                               m.view.warnings())
+    return pages.sessions_live(v.summary(), listed, sites, mgmt, _csrf(request),
+                               v.warnings(), nav)
 
 
 async def sessions_page(request: web.Request) -> web.Response:
+    # the form sends its empty fields: an empty one is not set
+    given = [(k, v) for k, v in request.query.items() if k != "partial" and v != ""]
+    query = dict(given)
+    filters = pages.sessions_filters(query, paging.SORTS, paging.PROTOCOLS)
+    try:
+        q = paging.parse_query(query, [k for k, _ in given])
+    except paging.BadQuery as e:
+        if request.query.get("partial"):
+            return _html(f"<p>{pages.h(str(e))}</p>", 400)
+        return _page(request, "Sessions", pages.sessions_page("", {}, filters, str(e)),
+                     "sessions", 400, warnings=False)
+    live = _sessions_live(request, query, q)
     if request.query.get("partial"):
-        return _html(_sessions_live(request))
-    return _page(request, "Sessions", pages.sessions_page(_sessions_live(request)), "sessions",
+        return _html(live)
+    return _page(request, "Sessions", pages.sessions_page(live, query, filters), "sessions",
                  warnings=False)
 
 
@@ -531,9 +550,17 @@ async def api_summary(request: web.Request) -> web.Response:
 
 
 async def api_sessions(request: web.Request) -> web.Response:
+    """One page of the Remote Access Sessions (paging.py: only the page becomes dicts);
+    the LAN-to-LAN ones in full (one per configured tunnel at most)."""
     v = _mgr(request).view
+    try:
+        q = paging.parse_query(request.query, [k for k, _ in request.query.items()])
+    except paging.BadQuery as e:
+        return _error(400, str(e))
+    page = paging.select(v.remote_access(), q)
     return web.json_response({"summary": v.summary(),
-                              "sessions": [v.session_json(s) for s in v.listed()],
+                              **paging.page_json(page, q, [v.session_json(s)
+                                                           for s in page.sessions]),
                               "lan_to_lan": [v.session_json(s) for s in v.sites()]})
 
 
@@ -664,6 +691,10 @@ def parse_filter(q: Mapping[str, str], *, lenient: bool = False) -> EventFilter:
     getall = getattr(q, "getall", None)
     raw_classes: list[str] = list(getall("class", [])) if getall else (
         [q["class"]] if "class" in q else [])
+    repeated = sorted(n for n, c in Counter(k for k, _ in q.items() if k != "class").items()
+                      if c > 1)
+    if repeated:  # else the last would win unseen, and a bad first one pass
+        raise BadRequest(f"parameter(s) given more than once: {', '.join(repeated)[:200]}")
     values = {k: v for k, v in q.items() if k != "class" and not (lenient and v == "")}
     classes: set[str] = set()
     for item in raw_classes:
@@ -692,7 +723,7 @@ def parse_filter(q: Mapping[str, str], *, lenient: bool = False) -> EventFilter:
 def _int(values: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
     if key not in values:
         return default
-    text = values[key].strip()
+    text = values[key].strip(" \t")  # str.strip() would also take U+0085 and the like
     if not text.isascii() or not text.lstrip("+").isdigit():
         raise BadRequest(f"{key} must be an integer")
     n = int(text)

@@ -13,6 +13,7 @@ from typing import Any
 
 from vpnhub import __version__
 from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY
+from vpnhub.manager import paging
 
 SESSION_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$",
               "description": "The IKE SA's cookies (initiator then responder), in hex."}
@@ -106,9 +107,23 @@ def _schemas() -> dict[str, Any]:
         "Summary": _obj({k: INT for k in summary_keys}, summary_keys, extra=True),
         "IkeSA": ike, "IpsecSA": ipsec, "Session": session,
         "Sessions": _obj({"summary": _ref("Summary"),
-                          "sessions": {"type": "array", "items": _ref("Session")},
-                          "lan_to_lan": {"type": "array", "items": _ref("Session")}},
-                         ["summary", "sessions", "lan_to_lan"]),
+                          "sessions": {"type": "array", "items": _ref("Session"),
+                                       "description": "This page of the Remote Access"
+                                       " Sessions."},
+                          "total": {**INT, "description": "Remote Access Sessions matching"
+                                    " the filters (all pages)."},
+                          "limit": {"type": "integer", "minimum": 1,
+                                    "maximum": paging.MAX_LIMIT},
+                          "sort": {"type": "string", "enum": list(paging.SORTS)},
+                          "order": {"type": "string", "enum": list(paging.ORDERS)},
+                          "next_cursor": {"type": "string", "nullable": True,
+                                          "description": "The cursor of the next page;"
+                                          " null on the last page."},
+                          "lan_to_lan": {"type": "array", "items": _ref("Session"),
+                                         "description": "Every LAN-to-LAN Session (not"
+                                         " paged: one per configured tunnel at most)."}},
+                         ["summary", "sessions", "total", "limit", "sort", "order",
+                          "next_cursor", "lan_to_lan"]),
         "Event": event,
         "Events": _obj({"count": INT, "events": {"type": "array", "items": _ref("Event")}},
                        ["count", "events"]),
@@ -123,10 +138,36 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _q(name: str, schema: dict[str, Any], description: str, **more: Any) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description, **more}
+
+
+def _session_params() -> list[dict[str, Any]]:
+    """GET /sessions (vpnhub/manager/paging.py); any other parameter is refused."""
+    text = {"type": "string", "maxLength": 64, "pattern": "^[^\\x00-\\x1f]*$"}
+    return [
+        _q("limit", {"type": "integer", "minimum": 1, "maximum": paging.MAX_LIMIT,
+                     "default": paging.DEFAULT_LIMIT}, "Sessions per page."),
+        _q("cursor", {"type": "string", "maxLength": paging.MAX_CURSOR,
+                      "pattern": "^[A-Za-z0-9_-]+$"},
+           "next_cursor of the previous page (opaque; same sort and order). Keyset paging:"
+           " stable while sessions come and go. Absent: the first page."),
+        _q("sort", {"type": "string", "enum": list(paging.SORTS), "default": "login_time"},
+           "Sort key; ties are broken by session id."),
+        _q("order", {"type": "string", "enum": list(paging.ORDERS), "default": "asc"},
+           "Ascending or descending."),
+        _q("user", text, "XAUTH user name (exact)."),
+        _q("group", text, "Group name (exact)."),
+        _q("public_ip", {"type": "string", "format": "ipv4"}, "Public (peer) address."),
+        _q("protocol", {"type": "string", "enum": list(paging.PROTOCOLS)}, "Protocol."),
+        _q("has_diagnosis", BOOL, "true: only sessions with a diagnosis (no data can"
+           " pass); false: only those without."),
+    ]
+
+
 def _filter_params() -> list[dict[str, Any]]:
-    def q(name: str, schema: dict[str, Any], description: str, **more: Any) -> dict[str, Any]:
-        return {"name": name, "in": "query", "required": False, "schema": schema,
-                "description": description, **more}
+    q = _q
 
     text = {"type": "string", "maxLength": 64, "pattern": "^[^\\x00-\\x1f]*$"}
     return [
@@ -180,8 +221,10 @@ def spec() -> dict[str, Any]:
             "responses": {"200": _json(_ref("Summary"), "Counts"), **_errors(401)}}},
         "/sessions": {"get": {
             "operationId": "listSessions", "tags": ["sessions"],
-            "summary": "Session Summary, Remote Access and LAN-to-LAN Sessions with their SAs.",
-            "responses": {"200": _json(_ref("Sessions"), "Sessions"), **_errors(401)}}},
+            "summary": "Session Summary, a page of the Remote Access Sessions and the"
+                       " LAN-to-LAN Sessions, with their SAs.",
+            "parameters": _session_params(),
+            "responses": {"200": _json(_ref("Sessions"), "Sessions"), **_errors(400, 401)}}},
         "/sessions/{sid}": {"get": {
             "operationId": "getSession", "tags": ["sessions"], "parameters": [sid],
             "summary": "One session: IKE SA, IPsec/NAT-T SAs, counters.",

@@ -160,10 +160,54 @@ def site_row(d: dict[str, Any], csrf: str) -> str:
             + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
 
 
+def pager(query: dict[str, str], shown: int, total: int, next_cursor: str | None,
+          previous_cursor: str | None) -> str:
+    """Previous / Next under the Remote Access Sessions (cursors: vpnhub.manager.paging);
+    the filters and sort of `query` are kept."""
+    rest = {k: v for k, v in query.items() if k != "cursor"}
+
+    def link(cursor: str, label: str, rel: str) -> str:
+        target = urlencode({**rest, **({"cursor": cursor} if cursor else {})})
+        return f'<a href="/sessions?{h(target)}" rel="{rel}" class="{rel}">{label}</a>'
+
+    parts = [f'<span class="count">{shown} shown of {total} matching</span>']
+    if previous_cursor is not None:
+        parts.insert(0, link(previous_cursor, "&lsaquo; Previous", "prev"))
+    if next_cursor is not None:
+        parts.append(link(next_cursor, "Next &rsaquo;", "next"))
+    return f'<p class="pager" id="remote-access-pager">{" ".join(parts)}</p>'
+
+
+def sessions_filters(query: dict[str, str], sorts: Iterable[str],
+                     protocols: Iterable[str]) -> str:
+    """Filter and sort the Remote Access Sessions (a GET form: the page's URL says it)."""
+    def text(name: str, label: str) -> str:
+        return (f'<label>{h(label)} <input type="text" name="{name}" maxlength="64"'
+                f' value="{h(query.get(name, ""))}"></label>')
+
+    def select(name: str, label: str, options: Iterable[tuple[str, str]]) -> str:
+        chosen = query.get(name, "")
+        opts = "".join(f'<option value="{h(v)}"{" selected" if v == chosen else ""}>'
+                       f"{h(t)}</option>" for v, t in options)
+        return f'<label>{h(label)} <select name="{name}">{opts}</select></label>'
+
+    return (
+        '<form method="get" action="/sessions" class="filters" id="session-filters">'
+        f'<fieldset><legend>Remote Access Sessions</legend>{text("user", "User")}'
+        f'{text("group", "Group")}{text("public_ip", "Public IP")}'
+        + select("protocol", "Protocol", [("", "any"), *((p, p) for p in protocols)])
+        + select("has_diagnosis", "Diagnosis", [("", "any"), ("true", "with"),
+                                                ("false", "without")])
+        + select("sort", "Sort by", [(k, k.replace("_", " ")) for k in sorts])
+        + select("order", "Order", [("asc", "ascending"), ("desc", "descending")])
+        + '<button type="submit">Apply</button> <a href="/sessions">Reset</a>'
+        "</fieldset></form>")
+
+
 def sessions_live(summary: dict[str, int], sessions: Sequence[dict[str, Any]],
                   sites: Sequence[dict[str, Any]],
                   management: Sequence[tuple[str, str, str, float]], csrf: str,
-                  warnings: Sequence[Warning_]) -> str:
+                  warnings: Sequence[Warning_], nav: str = "") -> str:
     now = time.time()
     remote = [remote_row(d, csrf, now) for d in sessions]
     l2l = [site_row(d, csrf) for d in sites]
@@ -180,15 +224,19 @@ def sessions_live(summary: dict[str, int], sessions: Sequence[dict[str, Any]],
                  ["Username", "Assigned IP Address<br>Public IP Address", "Group",
                   "Protocol<br>Encryption", "Login Time<br>Duration", "Client Type<br>Version",
                   "Bytes Tx<br>Bytes Rx", "Actions"], remote, "No Remote Access Sessions")
+        + nav
         + _table("management", "Management Sessions",
                  ["Administrator", "IP Address", "Protocol", "Login Time<br>Duration"], mgmt,
                  "No Management Sessions"))
 
 
-def sessions_page(live: str) -> str:
+def sessions_page(live: str, query: dict[str, str], filters: str, error: str = "") -> str:
+    """The live region refreshes this very page of sessions (same filters and cursor)."""
+    url = "/sessions?" + urlencode({"partial": "1", **query})
+    problem = f'<div class="banner error">{h(error)}</div>' if error else ""
     return ('<h1>Administration | Sessions</h1><p class="hint">This page refreshes every'
-            " 3 seconds.</p>"
-            f'<div id="live" data-live="/sessions?partial=1" data-interval="3000">{live}</div>')
+            f" 3 seconds.</p>{filters}{problem}"
+            f'<div id="live" data-live="{h(url)}" data-interval="3000">{live}</div>')
 
 
 # ----------------------------------------------------------------------------- detail

@@ -20,7 +20,7 @@ import re
 import time
 import weakref
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -170,6 +170,8 @@ class ManagerView:
         self.clock = clock
         self.snapshot = DataplaneStats()  # the data plane's last answer (zeros before)
         self.snapshot_at = 0.0  # time.monotonic() of the snapshot
+        self._index: dict[tuple[int, Direction], SaStats] = {}
+        self._indexed: DataplaneStats | None = None  # the snapshot _index was built from
         self.samples: dict[str, deque[tuple[float, int, int]]] = {}
         self.handshakes = Handshakes()
         # where each IKE SA stands in the handshake counts; kept here, not on the SA,
@@ -200,8 +202,11 @@ class ManagerView:
 
     def listed(self) -> list[SessionView]:
         """Remote access sessions (a logged-in user)."""
-        found = [s for s in self.conc.sessions.all() if s.user and not s.lan_to_lan]
-        return sorted(found, key=lambda s: (s.login_time, s.user))
+        return sorted(self.remote_access(), key=lambda s: (s.login_time, s.user))
+
+    def remote_access(self) -> Iterator[SessionView]:
+        """Remote access sessions, unordered (paging.select orders only a page)."""
+        return (s for s in self.conc.sessions.all() if s.user and not s.lan_to_lan)
 
     def sites(self) -> list[SessionView]:
         """LAN-to-LAN sessions."""
@@ -214,7 +219,7 @@ class ManagerView:
         d["id"] = session_id(s.key)
         d["login_time"] = rfc3339(s.login_time)
         d["legacy_crypto"] = self.legacy(s)
-        sas = _by_spi(self.snapshot)
+        sas = self._sa_index()
         mono = time.monotonic()
         c = self.conc.config.concentrator
         for child, out in zip(s.children.values(), d["ipsec"], strict=True):
@@ -239,6 +244,13 @@ class ManagerView:
                 out["udp_dst_port"] = c.natt_port
         return d
 
+    def _sa_index(self) -> dict[tuple[int, Direction], SaStats]:
+        """The snapshot's SAs by SPI, built once per snapshot: session_json runs once
+        per session of a page, and a page of 100 must not index 20,000 SAs 100 times."""
+        if self._indexed is not self.snapshot:
+            self._index, self._indexed = _by_spi(self.snapshot), self.snapshot
+        return self._index
+
     def legacy(self, s: SessionView) -> bool:
         ike = " ".join(str(s.ike.get(k, "")) for k in ("encryption", "hash", "dh_group"))
         words = set(re.split(r"[^A-Z0-9_]+", ike.upper()))
@@ -260,7 +272,7 @@ class ManagerView:
             with contextlib.suppress(Exception):  # no answer: the last counters stay
                 self.snapshot, self.snapshot_at = await dp.stats(), time.monotonic()
         now = self.clock()
-        sas = _by_spi(self.snapshot)
+        sas = self._sa_index()
         for s in self.listed() + self.sites():
             sid = session_id(s.key)
             q = self.samples.get(sid)
