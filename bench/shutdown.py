@@ -27,16 +27,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "concentrator"))  # the core rig
 
-from core_harness import SERVER, CoreRig, Pc, config_text  # noqa: E402
+from core_harness import CoreRig, config_text  # noqa: E402
 
 from vpnhub.config import parse_config  # noqa: E402
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths  # noqa: E402
-from vpnhub.ike.sa import Datagram  # noqa: E402
 from vpnhub.ike.transitions import State  # noqa: E402
 from vpnhub.net.dataplane import Dataplane, open_udp_socket  # noqa: E402
 from vpnhub.net.messages import AddInbound, AddOutbound, RemoveSA  # noqa: E402
@@ -47,40 +45,9 @@ PASSWORD = "benchpass"
 BATCH = 8  # clients started together: below the per-address half-open limit (one PAT)
 
 
-class FastRig(CoreRig):
-    """The core rig with an O(1) delivery (the test rig scans its clients per datagram,
-    and every settle scans the whole console: fine for tests, O(n^2) for thousands)."""
-
-    def __init__(self, *args: Any, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self._by_public: dict[tuple[str, int], tuple[Pc, int]] = {}
-
-    def _public(self, pc: Pc, local_port: int) -> tuple[str, int]:
-        addr = super()._public(pc, local_port)
-        self._by_public[addr] = (pc, local_port)
-        return addr
-
-    def _deliver(self, d: Datagram) -> None:
-        found = self._by_public.get((d.remote[0], d.remote[1]))
-        if found is not None and found[0].driver is not None:
-            pc, local = found
-            assert pc.driver is not None
-            pc.driver.receive(d.data, (SERVER, d.local_port), local, d.transport, self.now)
-
-    def settle(self, rounds: int = 2000) -> None:
-        for _ in range(rounds):
-            if self._step():
-                continue
-            waits = [t for t in self._waits if t > self.now]
-            if not self._tasks or not waits:
-                break
-            self.now = min(waits)
-        assert not self.faults, self.faults
-
-
-def established_rig(n: int) -> FastRig:
+def established_rig(n: int) -> CoreRig:
     users = {f"bench{i:02d}": PASSWORD for i in range(ACCOUNTS)}
-    rig = FastRig(parse_config(config_text(users=users, pool="10.40.0.0/16",
+    rig = CoreRig(parse_config(config_text(users=users, pool="10.40.0.0/16",
                                            group_extra="simultaneous_logins = 1000000")))
     for i in range(n):
         pc = rig.add_pc(f"bench{i % ACCOUNTS:02d}", PASSWORD,

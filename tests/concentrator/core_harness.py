@@ -175,6 +175,11 @@ class CoreRig:
                                 on_notice=core.on_notice)
         core.bind(_SimDriver(self, self.driver))
         self.pcs: list[Pc] = []
+        # who gets a datagram, found in O(1) (a shutdown benchmark runs 10,000 PCs):
+        # PCs with an address of their own by that address, PAT ports by (PAT, port)
+        self._direct: dict[str, Pc] = {}
+        self._mapped: dict[Address, tuple[Pc, int]] = {}
+        self._console_seen = 0  # what settle() has checked of the console already
         self._ports = itertools.count(20000)
         self._hosts = itertools.count(2)
 
@@ -214,6 +219,8 @@ class CoreRig:
         pc.driver = IkeDriver(pc.table, self._client_event(pc), self._client_send(pc),
                               on_error=self._fault(None))
         self.pcs.append(pc)
+        if pc.pat_ip is None:
+            self._direct.setdefault(ip, pc)
         return pc
 
     def connect(self, pc: Pc) -> Pc:
@@ -251,7 +258,7 @@ class CoreRig:
             if not self._tasks or not waits:
                 break
             self.now = min(waits)  # only a slow-down is pending: its time comes
-        errors = self.lines("internal error")
+        errors = self._new_lines("internal error")
         assert not errors, errors  # the core's belt and braces must never be needed
         assert not self.faults, self.faults
 
@@ -306,6 +313,7 @@ class CoreRig:
             return pc.local_ip, local_port
         if local_port not in pc.ports:
             pc.ports[local_port] = next(self._ports)
+            self._mapped[(pc.pat_ip, pc.ports[local_port])] = (pc, local_port)
         return pc.pat_ip, pc.ports[local_port]
 
     def _send(self, d: Datagram) -> None:
@@ -316,14 +324,14 @@ class CoreRig:
         """To the client whose (public) address and port it is for; its table finds
         the SA by the initiator cookie."""
         ip, port = d.remote
-        for pc in self.pcs:
-            if pc.public_ip != ip or pc.driver is None:
-                continue
-            local = port if pc.pat_ip is None else next(
-                (lp for lp, pp in pc.ports.items() if pp == port), None)
-            if local is not None:
-                pc.driver.receive(d.data, (SERVER, d.local_port), local, d.transport, self.now)
-                return
+        pc: Pc | None = self._direct.get(ip)
+        local = port
+        if pc is None:
+            pc, local = self._mapped.get(d.remote, (None, 0))
+            if pc is not None and pc.ports.get(local) != port:
+                pc = None  # the PAT forgot that mapping (a test cleared pc.ports)
+        if pc is not None and pc.driver is not None:
+            pc.driver.receive(d.data, (SERVER, d.local_port), local, d.transport, self.now)
 
     def _client_send(self, pc: Pc) -> Callable[[IkeSA, Datagram], None]:
         def send(_sa: IkeSA, d: Datagram) -> None:
@@ -366,6 +374,14 @@ class CoreRig:
     # ------------------------------------------------------------- queries
     def lines(self, needle: str) -> list[str]:
         return [ln for ln in self.console.getvalue().splitlines() if needle in ln]
+
+    def _new_lines(self, needle: str) -> list[str]:
+        """As `lines`, over what the console got since the last call (settle() checks
+        after every step: rescanning the whole console each time is O(n^2))."""
+        self.console.seek(self._console_seen)
+        text = self.console.read()  # leaves the position at the end: the log appends
+        self._console_seen = self.console.tell()
+        return [ln for ln in text.splitlines() if needle in ln]
 
     def sessions(self, user: str | None = None) -> list[dict[str, Any]]:
         """The session table as `vpnhub sessions` shows it (logged-in, with IPsec)."""
