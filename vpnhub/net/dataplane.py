@@ -95,9 +95,11 @@ import select
 import socket
 import threading
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from dataclasses import replace
 from typing import TYPE_CHECKING, Final
 
 from vpnhub.esp.errors import BAD_INNER_PACKET, SPOOFED_SOURCE, EspDrop
@@ -134,6 +136,7 @@ from vpnhub.net.messages import (
     CtcpClosed,
     DebugLine,
     Event,
+    GetCounters,
     GetStats,
     IkeDatagram,
     OuterFragmentation,
@@ -150,6 +153,7 @@ from vpnhub.net.stats import (
     Direction,
     FragStats,
     PeerStats,
+    SaCounters,
     SaStats,
     Traffic,
 )
@@ -629,6 +633,17 @@ class Dataplane:
             return self.stats_now()
         result = await asyncio.wrap_future(self.submit(GetStats()))
         assert isinstance(result, DataplaneStats)
+        return result
+
+    async def counters(self) -> SaCounters:
+        """``GetCounters`` from asyncio (as :meth:`stats`, the compact answer)."""
+        import asyncio
+
+        if self._loop_thread is None:
+            self.apply_commands()
+            return self.counters_now()
+        result = await asyncio.wrap_future(self.submit(GetCounters()))
+        assert isinstance(result, SaCounters)
         return result
 
     def events(self) -> list[Event]:
@@ -1177,6 +1192,8 @@ class Dataplane:
             return None
         if isinstance(command, GetStats):
             return self.stats_now()
+        if isinstance(command, GetCounters):
+            return self.counters_now()
         if isinstance(command, CtcpClose):
             conn = self._ctcp.get(command.addr)
             if conn is None:
@@ -1357,14 +1374,40 @@ class Dataplane:
         sas = [self._sa_stats(e.sa, "in", e.peer, seen=e.seen) for e in self._in.values()]
         sas += [self._sa_stats(o.sa, "out", o.peer, dst=o.dst, tunnel_mtu=o.limit)
                 for o in self._outbound_entries()]
+        return replace(
+            self._totals([e.sa for e in self._in.values()],
+                         [o.sa for o in self._outbound_entries()]),
+            sas=tuple(sas),
+            peers=tuple(
+                PeerStats(p.addr, p.transport, p.udp, p.keepalive_interval, p.keepalives_rx,
+                          p.keepalives_tx, p.frag_count)
+                for p in self._peers.values()),
+        )
+
+    def counters_now(self) -> SaCounters:
+        """Every SA's traffic as arrays and the totals (``GetCounters``): no object
+        per SA, so the manager's 2 s sample costs little with 20,000 SAs."""
+        ins = [e.sa for e in self._in.values()]
+        outs = [o.sa for o in self._outbound_entries()]
+        return SaCounters(
+            self._totals(ins, outs),
+            array("L", [sa.spi for sa in ins]), array("Q", [sa.bytes_in for sa in ins]),
+            array("Q", [sa.packets_in for sa in ins]),
+            array("d", [sa.last_activity for sa in ins]),
+            array("L", [sa.spi for sa in outs]), array("Q", [sa.bytes_out for sa in outs]),
+            array("Q", [sa.packets_out for sa in outs]),
+            array("d", [sa.last_activity for sa in outs]))
+
+    def _totals(self, ins: list[EspSA], outs: list[EspSA]) -> DataplaneStats:
+        """Every counter but the SA and peer lists: drops and traffic of the live SAs
+        (`ins`, `outs`) added to the ended ones'."""
         totals: dict[str, int] = dict(self.drops)
         for reason, count in self.ended_drops.items():
             totals[reason] = totals.get(reason, 0) + count
-        for sa_stats in sas:
-            for reason, count in sa_stats.drops.items():
-                totals[reason] = totals.get(reason, 0) + count
         traffic = dict(self.ended_traffic)
-        for sa in [e.sa for e in self._in.values()] + [e.sa for e in self._outbound_entries()]:
+        for sa in ins + outs:
+            for reason, count in sa.drops.items():
+                totals[reason] = totals.get(reason, 0) + count
             for name in _TRAFFIC:
                 traffic[name] += getattr(sa, name)
         return DataplaneStats(
@@ -1376,11 +1419,7 @@ class Dataplane:
             esp_totals=Traffic(**traffic),  # live SAs + ended ones: never goes down
             control_dropped=self.inbox.dropped,
             frag=self._frag_stats(),
-            ctcp=self._ctcp_stats(), sas=tuple(sas),
-            peers=tuple(
-                PeerStats(p.addr, p.transport, p.udp, p.keepalive_interval, p.keepalives_rx,
-                          p.keepalives_tx, p.frag_count)
-                for p in self._peers.values()),
+            ctcp=self._ctcp_stats(),
         )
 
     @staticmethod

@@ -43,7 +43,14 @@ from vpnhub.net.messages import (
     SetKeepalive,
     UpdatePeer,
 )
-from vpnhub.net.stats import DataplaneStats, Direction, PeerStats, SaStats
+from vpnhub.net.stats import (
+    DataplaneStats,
+    Direction,
+    PeerStats,
+    SaCounters,
+    SaStats,
+    counters_of,
+)
 
 if TYPE_CHECKING:
     from vpnhub.net.handle import DataplaneHandle
@@ -153,6 +160,9 @@ class FakeDataplane:
 
     async def stats(self) -> DataplaneStats:
         return self.snapshot()
+
+    async def counters(self) -> SaCounters:
+        return counters_of(self.snapshot())  # the same numbers as stats()
 
     def events(self) -> list[Event]:
         out, self._events = self._events, []

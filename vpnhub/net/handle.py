@@ -34,12 +34,13 @@ from vpnhub.net.stats import (
     Direction,
     FragStats,
     PeerStats,
+    SaCounters,
     SaStats,
     Traffic,
 )
 
 __all__ = ["CtcpConnStats", "CtcpStats", "DataplaneHandle", "DataplaneStats", "Direction",
-           "FragStats", "PeerStats", "SaStats", "Traffic"]
+           "FragStats", "PeerStats", "SaCounters", "SaStats", "Traffic"]
 
 
 class DataplaneHandle(Protocol):
@@ -82,6 +83,11 @@ class DataplaneHandle(Protocol):
 
     async def stats(self) -> DataplaneStats:
         """Every counter, as one consistent snapshot (``GetStats``)."""
+        ...
+
+    async def counters(self) -> SaCounters:
+        """Every SA's traffic as arrays, and the totals (``GetCounters``): the cheap
+        answer for periodic sampling (no object per SA)."""
         ...
 
     def events(self) -> list[Event]:

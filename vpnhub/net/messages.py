@@ -196,6 +196,12 @@ class GetStats:
 
 
 @dataclass(frozen=True)
+class GetCounters:
+    """Every SA's traffic as arrays, and the totals (result: a
+    :class:`~vpnhub.net.stats.SaCounters`): the manager's cheap periodic sample."""
+
+
+@dataclass(frozen=True)
 class CtcpClose:
     """Close the cTCP connection with remote address ``addr`` (result: True if there was one)."""
 
@@ -203,4 +209,4 @@ class CtcpClose:
 
 
 Command = (AddInbound | AddOutbound | RemoveSA | UpdatePeer | SetKeepalive | GetStats
-           | CtcpClose)
+           | GetCounters | CtcpClose)
