@@ -58,11 +58,8 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
     out = _Out()
     out.metric("vpnhub_build_info", "gauge", "Version of vpnhub and of Python; always 1.",
                [({"version": __version__, "python": platform.python_version()}, 1)])
-    sessions = view.listed()
-    by_proto: dict[str, int] = {"IPsec/NAT-T": 0, "IPsec": 0}
-    for s in sessions:
-        if s.children:
-            by_proto[s.protocol] = by_proto.get(s.protocol, 0) + 1
+    # kept by session events (vpnhub.manager.tally), not counted per scrape
+    by_proto: dict[str, int] = {"IPsec/NAT-T": 0, "IPsec": 0, **view.tally.by_protocol}
     out.metric("vpnhub_sessions", "gauge", "Active remote access sessions by protocol.",
                [({"protocol": p}, n) for p, n in sorted(by_proto.items())])
     summary = view.summary()

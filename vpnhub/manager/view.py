@@ -7,7 +7,13 @@ read-only views, the data plane's counters and the address pools into the dicts 
 API returns and the pages show, detects misconfigurations for the warning
 banners, and performs the actions: logout, ping, NAT-T on/off. It subscribes
 to the store's session events for what it keeps per session (the throughput
-samples), rather than polling the table for sessions that came and went.
+samples), rather than polling the table for sessions that came and went,
+and keeps the warnings' counts by those events too (vpnhub.manager.tally).
+
+The 2 s sample asks the data plane for its compact counters (arrays of SPIs and
+bytes, vpnhub.net.stats.SaCounters, not an object per SA), writes each
+session's bytes into fixed arrays (vpnhub.manager.history) and yields to the
+event loop every SAMPLE_CHUNK sessions: docs/MANAGER.md "Cost at scale".
 """
 
 from __future__ import annotations
@@ -15,11 +21,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
-import itertools
 import re
 import time
 import weakref
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,16 +35,18 @@ from vpnhub.config import Config
 from vpnhub.crypto.suites import is_legacy_esp
 from vpnhub.eventlog import EventLog
 from vpnhub.ike import events as ev
+from vpnhub.manager.history import ThroughputHistory
+from vpnhub.manager.tally import SessionTally, is_legacy
 from vpnhub.net.handle import DataplaneHandle
-from vpnhub.net.stats import DataplaneStats, Direction, SaStats
+from vpnhub.net.stats import DataplaneStats, SaCounters, counters_of
 from vpnhub.session.model import SessionKey, SessionView
 from vpnhub.session.pool import AddressPool
 from vpnhub.session.store import SessionEnded, SessionEvent, SessionStore
 
 SAMPLE_EVERY = 2.0
 SAMPLES = 150  # five minutes of throughput samples per session
+SAMPLE_CHUNK = 500  # sessions per step of a sample: well under 5 ms of the loop each
 POOL_WARN = 0.9  # a pool this full gets a banner
-_LEGACY_IKE = ("3DES", "DES", "MD5", "MODP_768", "MODP_1024", "MODP_1536")
 
 
 class EndpointLike(Protocol):
@@ -153,13 +160,11 @@ class Handshakes:
     ipsec_rekeys: int = 0
 
 
-_NO_SA = SaStats(0, "in", "", ("", 0), "", False)  # an SA the data plane does not hold: zeros
-
-
-def _by_spi(snap: DataplaneStats) -> dict[tuple[int, Direction], SaStats]:
-    """The snapshot's SAs by SPI and direction, indexed once per use (not a scan per
-    child: the sampler reads every session's SAs every SAMPLE_EVERY seconds)."""
-    return {(sa.spi, sa.direction): sa for sa in snap.sas}
+def session_key(sid: str) -> SessionKey | None:
+    """The IKE cookies a session id names (None if it is not one)."""
+    if not re.fullmatch(r"[0-9a-f]{32}", sid):
+        return None
+    return bytes.fromhex(sid[:16]), bytes.fromhex(sid[16:])
 
 
 class ManagerView:
@@ -168,11 +173,12 @@ class ManagerView:
         self.conc = conc
         self.pinger = pinger
         self.clock = clock
-        self.snapshot = DataplaneStats()  # the data plane's last answer (zeros before)
-        self.snapshot_at = 0.0  # time.monotonic() of the snapshot
-        self._index: dict[tuple[int, Direction], SaStats] = {}
-        self._indexed: DataplaneStats | None = None  # the snapshot _index was built from
-        self.samples: dict[str, deque[tuple[float, int, int]]] = {}
+        self.counters = SaCounters()  # the data plane's last answer (zeros before)
+        self.snapshot_at = 0.0  # time.monotonic() of the counters
+        # SPI -> position in counters' arrays, inbound and outbound (built on first use)
+        self._index: tuple[dict[int, int], dict[int, int]] | None = None
+        self.samples = ThroughputHistory(SAMPLES)  # by session key
+        self.tally = SessionTally(conc.sessions)
         self.handshakes = Handshakes()
         # where each IKE SA stands in the handshake counts; kept here, not on the SA,
         # and weak: an entry goes with its SA
@@ -184,6 +190,18 @@ class ManagerView:
     def close(self) -> None:
         """No more session events (the manager stops)."""
         self._unsubscribe()
+        self.tally.close()
+
+    @property
+    def snapshot(self) -> DataplaneStats:
+        """The data plane's totals at the last sample (for /metrics; no SA list)."""
+        return self.counters.totals
+
+    @snapshot.setter
+    def snapshot(self, stats: DataplaneStats) -> None:
+        """Take a full snapshot as the last answer (tests and benches set one)."""
+        self.counters = counters_of(stats)
+        self._index = None
 
     # -------------------------------------------------------------- sessions
     def summary(self) -> dict[str, int]:
@@ -194,9 +212,9 @@ class ManagerView:
         return s
 
     def find(self, sid: str) -> SessionView | None:
-        if not re.fullmatch(r"[0-9a-f]{32}", sid):
+        key = session_key(sid)
+        if key is None:
             return None
-        key = (bytes.fromhex(sid[:16]), bytes.fromhex(sid[16:]))
         s = self.conc.sessions.get(key)
         return s if s is not None and (s.user or s.lan_to_lan) else None
 
@@ -219,23 +237,24 @@ class ManagerView:
         d["id"] = session_id(s.key)
         d["login_time"] = rfc3339(s.login_time)
         d["legacy_crypto"] = self.legacy(s)
-        sas = self._sa_index()
+        ins, outs = self._spi_index()
+        k = self.counters
         mono = time.monotonic()
         c = self.conc.config.concentrator
         for child, out in zip(s.children.values(), d["ipsec"], strict=True):
-            inbound = sas.get((child.spi_in, "in"), _NO_SA)
-            outbound = sas.get((child.spi_out, "out"), _NO_SA)
-            active = max(inbound.last_activity, outbound.last_activity)
+            i, o = ins.get(child.spi_in), outs.get(child.spi_out)
+            active = max(k.active_in[i] if i is not None else 0.0,
+                         k.active_out[o] if o is not None else 0.0)
             idle = mono - active if active > 0 else now - child.established
             out.update({
                 "remote_address": str(s.assigned_ip) if s.assigned_ip else None,
                 "local_address": str(c.public_address),
                 "peer_address": s.public_ip, "peer_port": s.public_port,
                 "hashing": out["encryption"].partition("/")[2] or "(AEAD)",
-                "bytes_rx": inbound.bytes_in,
-                "packets_rx": inbound.packets_in,
-                "bytes_tx": outbound.bytes_out,
-                "packets_tx": outbound.packets_out,
+                "bytes_rx": k.bytes_in[i] if i is not None else 0,
+                "packets_rx": k.packets_in[i] if i is not None else 0,
+                "bytes_tx": k.bytes_out[o] if o is not None else 0,
+                "packets_tx": k.packets_out[o] if o is not None else 0,
                 "idle_seconds": max(0, int(idle)),
                 "established": rfc3339(child.established),
                 "legacy_crypto": is_legacy_esp(child.transform, child.auth or None),
@@ -244,52 +263,67 @@ class ManagerView:
                 out["udp_dst_port"] = c.natt_port
         return d
 
-    def _sa_index(self) -> dict[tuple[int, Direction], SaStats]:
-        """The snapshot's SAs by SPI, built once per snapshot: session_json runs once
-        per session of a page, and a page of 100 must not index 20,000 SAs 100 times."""
-        if self._indexed is not self.snapshot:
-            self._index, self._indexed = _by_spi(self.snapshot), self.snapshot
+    def _spi_index(self) -> tuple[dict[int, int], dict[int, int]]:
+        """SPI -> position in the counters' arrays, built once per answer (in C, by
+        dict(zip(...))): session_json and the sampler look every child up in it."""
+        if self._index is None:
+            k = self.counters
+            self._index = (dict(zip(k.spi_in, range(len(k.spi_in)), strict=True)),
+                           dict(zip(k.spi_out, range(len(k.spi_out)), strict=True)))
         return self._index
 
     def legacy(self, s: SessionView) -> bool:
-        ike = " ".join(str(s.ike.get(k, "")) for k in ("encryption", "hash", "dh_group"))
-        words = set(re.split(r"[^A-Z0-9_]+", ike.upper()))
-        if words & set(_LEGACY_IKE):
-            return True
-        return any(is_legacy_esp(c.transform, c.auth or None) for c in s.children.values())
+        return is_legacy(s)
 
     def throughput(self, sid: str) -> list[tuple[float, float, float]]:
         """(time, tx bytes/s, rx bytes/s) between consecutive samples."""
-        pts = list(self.samples.get(sid, ()))
-        return [(t1, max(0.0, (tx1 - tx0) / (t1 - t0)), max(0.0, (rx1 - rx0) / (t1 - t0)))
-                for (t0, tx0, rx0), (t1, tx1, rx1) in itertools.pairwise(pts)
-                if t1 > t0]
+        key = session_key(sid)
+        return self.samples.rates(key) if key is not None else []
 
     async def sample(self) -> None:
-        """Every SAMPLE_EVERY seconds: the data plane's counters and per-session bytes."""
+        """Every SAMPLE_EVERY seconds: the data plane's counters and per-session bytes.
+
+        In steps of SAMPLE_CHUNK sessions with the event loop's turn between them
+        (IKE and the API wait at most one step); the sample is visible at the end."""
         dp = self.conc.dataplane
         if dp is not None:
             with contextlib.suppress(Exception):  # no answer: the last counters stay
-                self.snapshot, self.snapshot_at = await dp.stats(), time.monotonic()
-        now = self.clock()
-        sas = self._sa_index()
-        for s in self.listed() + self.sites():
-            sid = session_id(s.key)
-            q = self.samples.get(sid)
-            if q is None:
-                q = self.samples[sid] = deque(maxlen=SAMPLES)
+                self.counters, self.snapshot_at = await dp.counters(), time.monotonic()
+                self._index = None
+        store = self.conc.sessions
+        sessions = store.all()
+        self.samples.begin(self.clock())
+        for start in range(0, len(sessions), SAMPLE_CHUNK):
+            if start:
+                await asyncio.sleep(0)
+            self._sample_chunk(sessions[start:start + SAMPLE_CHUNK], store,
+                               dp is not None)
+        self.samples.commit()
+
+    def _sample_chunk(self, sessions: list[SessionView], store: SessionStore,
+                      counted: bool) -> None:
+        """One step of a sample: these sessions' bytes from the counters' arrays (this
+        very answer, not the concentrator's older copy) when a data plane runs."""
+        ins, outs = self._spi_index()
+        k, put = self.counters, self.samples.put
+        for s in sessions:
+            if not (s.user or s.lan_to_lan) or s.key not in store:  # ended meanwhile
+                continue
             tx, rx = s.bytes_tx, s.bytes_rx
-            if dp is not None:  # this very snapshot, not the concentrator's older copy
-                tx = sum(sas.get((c.spi_out, "out"), _NO_SA).bytes_out
-                         for c in s.children.values())
-                rx = sum(sas.get((c.spi_in, "in"), _NO_SA).bytes_in
-                         for c in s.children.values())
-            q.append((now, tx, rx))
+            if counted:
+                tx = rx = 0
+                for c in s.children.values():
+                    o, i = outs.get(c.spi_out), ins.get(c.spi_in)
+                    if o is not None:
+                        tx += k.bytes_out[o]
+                    if i is not None:
+                        rx += k.bytes_in[i]
+            put(s.key, tx, rx)
 
     def on_session_event(self, e: SessionEvent) -> None:
         """An ended session's samples go with it (SessionEnded from the store)."""
         if isinstance(e, SessionEnded):
-            self.samples.pop(session_id(e.session.key), None)
+            self.samples.drop(e.session.key)
 
     # -------------------------------------------------------------- actions
     def logout(self, s: SessionView, admin: str) -> bool:
@@ -338,31 +372,30 @@ class ManagerView:
 
     # -------------------------------------------------------------- warnings
     def warnings(self) -> list[Warning_]:
+        """The banners, from the counts kept by session events (no scan of the table)."""
         out: list[Warning_] = []
-        sessions = self.listed()
-        stuck = [s for s in sessions if s.diagnosis or (s.peer_behind_nat and not s.nat_t)]
-        if stuck and not self.conc.natt_enabled:
-            names = ", ".join(s.user for s in stuck[:5]) + (" ..." if len(stuck) > 5 else "")
+        stuck, legacy = self.tally.stuck, self.tally.legacy
+        if stuck.members and not self.conc.natt_enabled:
             out.append(Warning_(
                 "natt_off_behind_nat",
-                f"NAT-T is off while {len(stuck)} client(s) sit behind NAT ({names}): their"
+                f"NAT-T is off while {len(stuck.members)} client(s) sit behind NAT"
+                f" ({stuck.names()}): their"
                 " tunnels are up but no data passes (bytes stay 0, the client's tunnel port"
                 " is 0).",
                 "Turn on IPsec over NAT-T (Configuration > NAT Transparency, or"
                 " [nat_transparency] ipsec_over_natt = true) and have those clients"
                 " reconnect."))
-        elif stuck:
+        elif stuck.members:
             out.append(Warning_(
                 "no_natt_behind_nat",
-                f"{len(stuck)} client(s) behind NAT negotiated no NAT-T: no data passes.",
+                f"{len(stuck.members)} client(s) behind NAT negotiated no NAT-T:"
+                " no data passes.",
                 "Enable transparent tunneling (NAT-T) on those clients and reconnect."))
-        legacy = [s for s in sessions if self.legacy(s)]
-        if legacy:
-            names = ", ".join(s.user for s in legacy[:5]) + (" ..." if len(legacy) > 5 else "")
+        if legacy.members:
             out.append(Warning_(
                 "legacy_crypto",
-                f"{len(legacy)} session(s) use legacy crypto (3DES, MD5 or DH group 1/2/5):"
-                f" {names}.",
+                f"{len(legacy.members)} session(s) use legacy crypto (3DES, MD5 or DH group"
+                f" 1/2/5): {legacy.names()}.",
                 "Configure the clients' proposals for AES with SHA-1 or SHA-2 and DH group 14"
                 " or higher, then set [concentrator] allow_legacy_crypto = false."))
         for name, pool in sorted(self.conc.pools.items()):
