@@ -43,11 +43,11 @@ def _time_cli(sock: str) -> tuple[float, int | str]:
 
 
 def _time_socket(sock: str) -> tuple[float, int | str]:
-    from vpnhub.admin import request
+    from vpnhub.admin import request_sessions
 
     t = time.monotonic()
     try:
-        reply = request(sock, {"cmd": "sessions"}, timeout=300)
+        reply = request_sessions(sock, timeout=300)  # every page (issue 13)
     except (OSError, ValueError) as e:
         return time.monotonic() - t, f"error: {e}"
     return time.monotonic() - t, len(reply.get("sessions", []))

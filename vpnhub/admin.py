@@ -1,6 +1,7 @@
 """The admin protocol: one JSON line in, one JSON line out, on a local unix socket.
 
-Both ends live here: `request` (the `vpnhub` CLI, the lab, the benches) and
+Both ends live here: `request` (the `vpnhub` CLI, the lab, the benches),
+`request_sessions` (every page of the concentrator's `sessions`) and
 `start_server` (the concentrator's admin socket and the client's status
 socket). A request is read with the limits of `vpnhub.net.jsonline`; whatever
 goes wrong with it is answered as `{"error": ...}`, never raised into asyncio
@@ -42,6 +43,29 @@ def request(sock_path: str, req: dict[str, Any], timeout: float = 10.0) -> dict[
             buf += chunk
     reply = json.loads(buf or b"{}")
     assert isinstance(reply, dict)
+    return reply
+
+
+# More pages than 10,000 sessions can fill at 1000 a page: a server that keeps
+# answering a next_cursor (a bug) must not make the walk endless.
+MAX_PAGES = 1000
+
+
+def request_sessions(sock_path: str, timeout: float = 10.0) -> dict[str, Any]:
+    """The concentrator's `sessions` answer with every page joined: the summary and
+    LAN-to-LAN list of the first page, the sessions of all, no `next_cursor` (as one
+    answer was before the admin socket paged). An `{"error": ...}` page is returned
+    as it is."""
+    reply = request(sock_path, {"cmd": "sessions"}, timeout)
+    cursor = reply.pop("next_cursor", None)
+    for _ in range(MAX_PAGES):
+        if not cursor or "error" in reply:
+            break
+        page = request(sock_path, {"cmd": "sessions", "cursor": cursor}, timeout)
+        if "error" in page:
+            return page
+        reply["sessions"] = reply.get("sessions", []) + page.get("sessions", [])
+        cursor = page.get("next_cursor")
     return reply
 
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vpnhub.admin import request
+from vpnhub.admin import request, request_sessions
 from vpnhub.admintext import format_sessions
 
 DEFAULT_SOCKET = "/run/vpnhub/admin.sock"
@@ -97,9 +97,10 @@ def _socket_path(args: argparse.Namespace) -> str:
     return DEFAULT_SOCKET
 
 
-def _talk(sock_path: str, req: dict[str, Any]) -> dict[str, Any] | None:
+def _talk(sock_path: str, req: dict[str, Any], *, walk: bool = False) -> dict[str, Any] | None:
+    """One request (`walk`: every page of `sessions`, joined)."""
     try:
-        return request(sock_path, req)
+        return request_sessions(sock_path) if walk else request(sock_path, req)
     except (OSError, ValueError) as e:
         print(f"vpnhub: cannot reach the concentrator at {sock_path}: {e}"
               " (is `vpnhub serve` running? --socket / --config name its admin socket)",
@@ -108,7 +109,7 @@ def _talk(sock_path: str, req: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _sessions(sock_path: str, as_json: bool) -> int:
-    reply = _talk(sock_path, {"cmd": "sessions"})
+    reply = _talk(sock_path, {"cmd": "sessions"}, walk=True)
     if reply is None:
         return 1
     if as_json:

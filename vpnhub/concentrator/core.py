@@ -371,7 +371,9 @@ class ConcentratorCore:
 
     def admin_command(self, req: dict[str, Any]) -> dict[str, Any]:
         """The admin socket's commands (vpnhub.admin); the shell adds what it owns
-        (fresh data-plane counters before "sessions", send queues to "stats")."""
+        (send queues to "stats") and answers "sessions" itself, one page at a time
+        (concentrator/adminsessions.py); the whole table here is for in-process
+        callers (tests)."""
         cmd = req.get("cmd")
         if cmd == "sessions":
             return self.sessions.to_json(self.wall())

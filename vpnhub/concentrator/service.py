@@ -26,6 +26,7 @@ from typing import Any
 from vpnhub import __version__
 from vpnhub.admin import start_server
 from vpnhub.auth import build_authenticator
+from vpnhub.concentrator.adminsessions import sessions_page
 from vpnhub.concentrator.core import ConcentratorCore
 from vpnhub.config import Config
 from vpnhub.eventlog import EventLog
@@ -279,8 +280,10 @@ class Concentrator:
             return None
 
     async def admin_command(self, req: dict[str, Any]) -> dict[str, Any]:
-        if req.get("cmd") == "sessions":
-            await self._refresh_stats()
+        if req.get("cmd") == "sessions":  # paged, built in steps (adminsessions.py)
+            if req.get("cursor") is None:  # fresh counters once per walk, not per page
+                await self._refresh_stats()
+            return await sessions_page(self.core.sessions, req, self.core.wall())
         reply = self.core.admin_command(req)
         if req.get("cmd") == "stats":
             reply["ike_send"] = self._send_counters()

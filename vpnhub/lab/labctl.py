@@ -665,7 +665,13 @@ class LabState:
         return Topology(self.prefix, clients=self.spec.clients, run_dir=self.run_dir)
 
     def sessions(self) -> dict[str, Any] | None:
-        return admin_request(self.admin_socket, {"cmd": "sessions"})
+        """Every page of the admin socket's `sessions`, joined."""
+        from vpnhub.admin import request_sessions
+
+        try:
+            return request_sessions(str(self.admin_socket), timeout=5.0)
+        except (OSError, ValueError):
+            return None
 
 
 def admin_request(sock: Path, req: dict[str, Any]) -> dict[str, Any] | None:
