@@ -194,3 +194,17 @@ def test_shutdown_smoke(tmp_path: Path) -> None:
     for step in ("core_shutdown_s", "dataplane_remove_s"):
         for key in ("median", "min", "max"):
             assert is_number(r[step][key]), (step, key)
+
+
+def test_manager_cost_smoke(tmp_path: Path) -> None:
+    """bench/manager_cost.py: the manager's and the admin socket's bookkeeping, timed
+    in-process (no root), and the bytes per session of a full throughput history."""
+    doc = run_bench("manager_cost", "", tmp_path)
+    assert (doc["sessions"], doc["runs"]) == (200, 1)
+    for name in ("sample()", "warnings()", "summary()", "/metrics render",
+                 "admin sessions, one page (1000)",
+                 "data plane answer, compact counters (GetCounters)"):
+        for what in ("per_call_ms", "longest_step_ms"):
+            for key in ("median", "min", "max"):
+                assert is_number(doc["cases"][name][what][key]), (name, what, key)
+    assert is_number(doc["history_bytes_per_session"]) and doc["history_bytes_per_session"] > 0

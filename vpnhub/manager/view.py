@@ -45,7 +45,7 @@ from vpnhub.session.store import SessionEnded, SessionEvent, SessionStore
 
 SAMPLE_EVERY = 2.0
 SAMPLES = 150  # five minutes of throughput samples per session
-SAMPLE_CHUNK = 500  # sessions per step of a sample: well under 5 ms of the loop each
+SAMPLE_CHUNK = 400  # sessions per step of a sample: under 5 ms of the loop each
 POOL_WARN = 0.9  # a pool this full gets a banner
 
 
