@@ -93,3 +93,16 @@ def test_counts_match_a_scan_of_the_table() -> None:
     assert len(view.tally.legacy.members) == sum(1 for s in listed if is_legacy(s))
     assert sum(view.tally.by_protocol.values()) == sum(1 for s in listed if s.children)
     view.close()
+
+
+def test_a_traffic_update_does_not_reclassify() -> None:
+    """The concentrator refreshes every session's counters every 10 s: those
+    SessionChanged events must not cost a classification each."""
+    conc, view = setup()
+    s = conc.add_session("alice", 1025, legacy=True)
+    seen: list[object] = []
+    view.tally._classify = seen.append  # type: ignore[method-assign]
+    conc.sessions.update(s.key, bytes_rx=10_000, packets_rx=12)
+    assert seen == []
+    conc.sessions.update(s.key, diagnosis="no data passes")
+    assert len(seen) == 1

@@ -31,6 +31,10 @@ LEGACY_IKE = frozenset(("3DES", "DES", "MD5", "MODP_768", "MODP_1024", "MODP_153
 NAMES_SHOWN = 5  # a banner names this many sessions, then "..."
 
 _Order = tuple[float, str]  # (login time, user): the Sessions page's default order
+# The fields the classification reads: a SessionChanged of others (the traffic
+# counters the concentrator refreshes for every session every 10 s) costs nothing.
+FIELDS = frozenset(("user", "lan_to_lan", "login_time", "diagnosis", "peer_behind_nat",
+                    "nat_t", "ike", "children", "transport"))
 
 
 def is_legacy(s: SessionView) -> bool:
@@ -89,7 +93,7 @@ class SessionTally:
     def on_session_event(self, e: SessionEvent) -> None:
         if isinstance(e, SessionEnded):
             self._forget(e.session.key)
-        else:
+        elif not isinstance(e, SessionChanged) or e.fields & FIELDS:
             self._classify(e.session)
 
     def _classify(self, s: SessionView) -> None:

@@ -106,7 +106,7 @@ class MemorySessionStore:
         self.cumulative = 0
         self.subscriber_errors = 0  # events a subscriber raised on (logged too)
         # (callback, the event kinds it wants): a snapshot is built only for a kind
-        # someone wants (the manager only wants SessionEnded)
+        # someone wants (the manager: all three, for its history and banners)
         self._subscribers: list[tuple[Subscriber, tuple[type[SessionEvent], ...]]] = []
         # Kept up to date by every write (all writes come through here), so that a
         # login does not scan 10,000 sessions twice (the simultaneous-logins check
