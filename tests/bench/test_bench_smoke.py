@@ -194,3 +194,17 @@ def test_shutdown_smoke(tmp_path: Path) -> None:
     for step in ("core_shutdown_s", "dataplane_remove_s"):
         for key in ("median", "min", "max"):
             assert is_number(r[step][key]), (step, key)
+
+
+def test_export_smoke(tmp_path: Path) -> None:
+    """bench/export.py: both formats of GET /api/v1/sessions/export downloaded in-process,
+    with the loop's longest step meanwhile (no root: loopback only)."""
+    doc = run_bench("export", "", tmp_path)
+    assert (doc["sessions"], doc["runs"]) == (500, 1)
+    assert doc["formats"]["jsonl"]["lines"] == 500
+    assert doc["formats"]["csv"]["lines"] == 501  # and the header
+    for r in doc["formats"].values():
+        assert r["bytes"] > 0
+        for step in ("total_ms", "longest_step_ms"):
+            for key in ("median", "min", "max"):
+                assert is_number(r[step][key]), (step, key)

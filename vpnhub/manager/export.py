@@ -32,7 +32,7 @@ from aiohttp import web
 from vpnhub.manager import paging
 from vpnhub.session.model import SessionKey, SessionView
 
-CHUNK = 100  # sessions per write: a few ms of session_json (bench/export.py)
+CHUNK = 100  # sessions per write: about 10 ms of session_json (bench/export.py)
 WRITE_TIMEOUT = 30.0  # seconds one chunk may wait for the client to take it
 MAX_EXPORTS = 2  # at once: each one is a loop's worth of work while it runs
 FORMATS = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
