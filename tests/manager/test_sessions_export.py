@@ -238,6 +238,28 @@ def test_a_client_that_stops_reading_frees_its_slot(
         sock.close()
 
 
+def test_a_client_that_goes_away_frees_its_slot(server: ManagerServer) -> None:
+    """A download closed half-way: the next write fails, the export stops there, the
+    slot comes back and the event log says so."""
+    server.run(lambda: [server.conc.add_session(f"user{i:05d}", 1024 + i,
+                                                diagnosis="d" * 40_000) for i in range(250)])
+    host, port = server.base.removeprefix("http://").split(":")
+    token = server.token()
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"GET {API}/sessions/export HTTP/1.1\r\nHost: {host}\r\n"
+                     f"Authorization: Bearer {token}\r\n\r\n".encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    assert server.manager is not None
+    slots = server.manager._runner.app[export.SLOTS]  # type: ignore[union-attr]
+
+    def gone() -> list[Record]:
+        return [r for r in server.run(lambda: server.log.query(EventFilter()))
+                if "abandoned" in r.text and "went away" in r.text]
+
+    assert _soon(lambda: bool(gone()), 20)
+    assert _soon(lambda: slots.running == 0)
+
+
 def test_the_sessions_page_links_the_export_of_its_filter_and_sort(
         many: ManagerServer) -> None:
     """Export CSV / Export JSON lines carry the page's filters and sort, not its cursor
