@@ -208,3 +208,17 @@ def test_manager_cost_smoke(tmp_path: Path) -> None:
             for key in ("median", "min", "max"):
                 assert is_number(doc["cases"][name][what][key]), (name, what, key)
     assert is_number(doc["history_bytes_per_session"]) and doc["history_bytes_per_session"] > 0
+
+
+def test_export_smoke(tmp_path: Path) -> None:
+    """bench/export.py: both formats of GET /api/v1/sessions/export downloaded in-process,
+    with the loop's longest step meanwhile (no root: loopback only)."""
+    doc = run_bench("export", "", tmp_path)
+    assert (doc["sessions"], doc["runs"]) == (500, 1)
+    assert doc["formats"]["jsonl"]["lines"] == 500
+    assert doc["formats"]["csv"]["lines"] == 501  # and the header
+    for r in doc["formats"].values():
+        assert r["bytes"] > 0
+        for step in ("total_ms", "longest_step_ms"):
+            for key in ("median", "min", "max"):
+                assert is_number(r[step][key]), (step, key)

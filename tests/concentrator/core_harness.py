@@ -202,13 +202,13 @@ class CoreRig:
     def add_pc(self, user: str = "vpnuser1", password: str | None = None, *,
                behind_pat: bool = True, natt: bool = True, initial_contact: bool = False,
                psk: str = PSK, local_ip: str | None = None,
-               application_version: str = "", ctcp_port: int = 0) -> Pc:
+               application_version: str = "", ctcp_port: int = 0, group: str = GROUP) -> Pc:
         """Without INITIAL-CONTACT by default (strongSwan with ``unique = never``).
         `ctcp_port`: IPsec over TCP to that port (as `vpnhub connect` in tcp mode)."""
         ip = local_ip or (f"10.10.10.{next(self._hosts)}" if behind_pat
                           else f"198.51.100.{next(self._hosts)}")
         cfg = IkeConfig(local_address=ip, policy=Policy(), mode="aggressive",
-                        group_name=GROUP, psk=Secret(psk), natt=natt, xauth=True,
+                        group_name=group, psk=Secret(psk), natt=natt, xauth=True,
                         send_initial_contact=initial_contact,
                         application_version=application_version,
                         transport="tcp" if ctcp_port else "udp")

@@ -26,7 +26,7 @@ from urllib.parse import quote, unquote, urlsplit
 from aiohttp import web
 
 from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY, EventFilter, Record
-from vpnhub.manager import metrics, openapi, pages, paging
+from vpnhub.manager import export, metrics, openapi, pages, paging
 from vpnhub.manager.auth import (
     IDLE_TIMEOUT,
     LOGIN_COOKIE,
@@ -45,6 +45,7 @@ from vpnhub.manager.view import (
     Pinger,
     system_ping,
 )
+from vpnhub.session.model import SessionView
 
 API = "/api/v1"
 STATIC = Path(__file__).parent / "static"
@@ -275,6 +276,7 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
 def build_app(m: Manager) -> web.Application:
     app = web.Application(middlewares=[guard], client_max_size=64 * 1024)
     app[MANAGER_KEY] = m
+    app[export.SLOTS] = export.Slots()
     app.on_response_prepare.append(_security_headers)
     r = app.router
     r.add_get("/", home)
@@ -294,6 +296,7 @@ def build_app(m: Manager) -> web.Application:
     r.add_post(f"{API}/logout", api_logout)
     r.add_get(f"{API}/summary", api_summary)
     r.add_get(f"{API}/sessions", api_sessions)
+    r.add_get(f"{API}/sessions/export", api_sessions_export)  # before {sid} would take it
     r.add_get(f"{API}/sessions/{{sid}}", api_session)
     r.add_post(f"{API}/sessions/{{sid}}/logout", api_session_logout)
     r.add_post(f"{API}/sessions/{{sid}}/ping", api_session_ping)
@@ -562,6 +565,43 @@ async def api_sessions(request: web.Request) -> web.Response:
                               **paging.page_json(page, q, [v.session_json(s)
                                                            for s in page.sessions]),
                               "lan_to_lan": [v.session_json(s) for s in v.sites()]})
+
+
+async def api_sessions_export(request: web.Request) -> web.StreamResponse:
+    """Every matching Remote Access Session, streamed in chunks (export.py)."""
+    m = _mgr(request)
+    v = m.view
+    try:
+        q = export.parse_query(request.query, [k for k, _ in request.query.items()])
+    except paging.BadQuery as e:
+        return _error(400, str(e))
+    slots = request.app[export.SLOTS]
+    try:
+        slots.take()
+    except export.Busy as e:
+        return _error(429, str(e), {"Retry-After": "10"})
+    resp = export.response(q, time.time())
+    try:
+        keys = export.ordered_keys(v.remote_access(), q.sessions)
+        n = await export.stream(request, resp, q, keys, lambda k: _remote_access(m, k),
+                                v.session_json)
+        m.log.add("ADMIN", 5, f"sessions export ({q.format}) of {n} sessions to"
+                  f" {_source(request)}", user=_ident(request).user)
+    except (TimeoutError, ConnectionError) as e:
+        m.log.add("ADMIN", 4, f"sessions export to {_source(request)} abandoned: the client"
+                  f" {'stopped reading' if isinstance(e, TimeoutError) else 'went away'}",
+                  user=_ident(request).user)
+        if request.transport is not None:
+            request.transport.abort()  # close() would first send what is buffered
+    finally:
+        slots.give()
+    return resp
+
+
+def _remote_access(m: Manager, key: tuple[bytes, bytes]) -> SessionView | None:
+    """The session of `key` if it is still a Remote Access one (None: it ended)."""
+    s = m.conc.sessions.get(key)
+    return s if s is not None and s.user and not s.lan_to_lan else None
 
 
 async def api_session(request: web.Request) -> web.Response:

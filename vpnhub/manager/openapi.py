@@ -13,7 +13,7 @@ from typing import Any
 
 from vpnhub import __version__
 from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY
-from vpnhub.manager import paging
+from vpnhub.manager import export, paging
 
 SESSION_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$",
               "description": "The IKE SA's cookies (initiator then responder), in hex."}
@@ -45,7 +45,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Bad request (the message says what)", 401: "Not logged in",
             403: "CSRF token missing or wrong (cookie sessions only)", 404: "No such session",
-            409: "The session has no assigned address yet"}
+            409: "The session has no assigned address yet",
+            429: "Too many exports at once (Retry-After says when to try again)"}
     return {str(c): {"description": text[c], "content": {"application/json": {
         "schema": _ref("Error")}}} for c in codes}
 
@@ -166,6 +167,17 @@ def _session_params() -> list[dict[str, Any]]:
     ]
 
 
+def _export_params() -> list[dict[str, Any]]:
+    """GET /sessions/export (vpnhub/manager/export.py): the listing's filters and sort,
+    no limit and no cursor (they are refused), and the format."""
+    return [_q("format", {"type": "string", "enum": list(export.FORMATS),
+                          "default": export.DEFAULT_FORMAT},
+               "jsonl: one Session object per line (application/x-ndjson); csv: a header"
+               f" line then the columns {', '.join(export.COLUMNS)} (text/csv; cells that"
+               " a spreadsheet would run as a formula start with an apostrophe)."),
+            *(p for p in _session_params() if p["name"] not in ("limit", "cursor"))]
+
+
 def _filter_params() -> list[dict[str, Any]]:
     q = _q
 
@@ -225,6 +237,18 @@ def spec() -> dict[str, Any]:
                        " LAN-to-LAN Sessions, with their SAs.",
             "parameters": _session_params(),
             "responses": {"200": _json(_ref("Sessions"), "Sessions"), **_errors(400, 401)}}},
+        "/sessions/export": {"get": {
+            "operationId": "exportSessions", "tags": ["sessions"],
+            "parameters": _export_params(),
+            "summary": "Every matching Remote Access Session as a download (streamed in"
+                       " chunks; order and filters as the listing's). At most 2 at once.",
+            "responses": {"200": {
+                "description": "One line per session (attachment)",
+                "headers": {"Content-Disposition": {
+                    "description": 'attachment; filename="vpnhub-sessions-<UTC time>.<format>"',
+                    "schema": STR}},
+                "content": {t: {"schema": STR} for t in export.FORMATS.values()}},
+                **_errors(400, 401, 429)}}},
         "/sessions/{sid}": {"get": {
             "operationId": "getSession", "tags": ["sessions"], "parameters": [sid],
             "summary": "One session: IKE SA, IPsec/NAT-T SAs, counters.",

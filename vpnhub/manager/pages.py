@@ -235,8 +235,22 @@ def sessions_page(live: str, query: dict[str, str], filters: str, error: str = "
     url = "/sessions?" + urlencode({"partial": "1", **query})
     problem = f'<div class="banner error">{h(error)}</div>' if error else ""
     return ('<h1>Administration | Sessions</h1><p class="hint">This page refreshes every'
-            f" 3 seconds.</p>{filters}{problem}"
+            f" 3 seconds.</p>{filters}{export_links(query)}{problem}"
             f'<div id="live" data-live="{h(url)}" data-interval="3000">{live}</div>')
+
+
+def export_links(query: dict[str, str]) -> str:
+    """Download every session the filters match, in the chosen order (all pages:
+    GET /api/v1/sessions/export takes no cursor and no limit)."""
+    rest = {k: v for k, v in query.items() if k not in ("cursor", "limit")}
+
+    def link(fmt: str, label: str) -> str:
+        target = urlencode({**rest, "format": fmt})
+        return (f'<a href="/api/v1/sessions/export?{h(target)}" class="export-{fmt}"'
+                f" download>{label}</a>")
+
+    return (f'<p class="export" id="sessions-export">{link("csv", "Export CSV")} '
+            f'{link("jsonl", "Export JSON lines")}</p>')
 
 
 # ----------------------------------------------------------------------------- detail
