@@ -29,6 +29,7 @@ from vpnhub.auth import build_authenticator
 from vpnhub.concentrator.core import ConcentratorCore
 from vpnhub.config import Config
 from vpnhub.eventlog import EventLog
+from vpnhub.ike.dhpool import FILL_STEP
 from vpnhub.ike.sa import Datagram
 from vpnhub.ike.transport import Transport
 from vpnhub.manager import Manager  # manager (issue 6)
@@ -50,6 +51,10 @@ TICK = 0.25
 # Data plane counters (and ESP liveness for DPD, whose interval is 30 s); `sessions`
 # asks at once. The snapshot costs O(SAs), so not too often with 10,000 sessions.
 STATS_EVERY = 10.0
+# The DH pool (ike/dhpool.py) is filled only after this long without an IKE message,
+# FILL_STEP pairs (~2 ms for group 14) per turn of the loop: a login never waits
+# behind more than one turn.
+DH_QUIET = 0.05
 # At shutdown, how long the DELETEs that met a full send buffer may take to go out.
 SHUTDOWN_SEND_WAIT = 2.0
 
@@ -73,6 +78,8 @@ class Concentrator:
         self.out500: SendQueue | None = None
         self.out4500: SendQueue | None = None
         self._last_stats = 0.0
+        self._last_ike = 0.0  # when the last IKE message came in (the DH pool fills after)
+        self._dh_filler: asyncio.Task[None] | None = None
         self.ike: AsyncIkeDriver | None = None  # the IKE driver loop: exact timers
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
 
@@ -218,10 +225,12 @@ class Concentrator:
                 break
             except OSError:
                 break
+            self._last_ike = time.monotonic()
             self.core.receive(data, (addr[0], addr[1]), Transport.IKE)
 
     def _drain_inbox(self) -> None:
         assert self.dataplane is not None
+        self._last_ike = time.monotonic()
         for e in self.dataplane.events():
             self.core.on_dataplane(e)
 
@@ -256,9 +265,30 @@ class Concentrator:
     async def _tick(self) -> None:
         now = time.monotonic()
         self.core.housekeeping(now)
+        self._start_dh_filler()
         if now - self._last_stats >= STATS_EVERY:
             self._last_stats = now
             await self._refresh_stats()
+
+    def _start_dh_filler(self) -> None:
+        """Refill the DH pool if SAs took from it (a task only while it has work, so
+        an idle concentrator does not wake for it)."""
+        pool = self.core.endpoint.dh_pool
+        if pool is None or not pool.wanted() or \
+                (self._dh_filler is not None and not self._dh_filler.done()):
+            return
+        self._dh_filler = asyncio.get_running_loop().create_task(self._fill_dh_pool())
+
+    async def _fill_dh_pool(self) -> None:
+        pool = self.core.endpoint.dh_pool
+        assert pool is not None
+        while pool.wanted():
+            quiet = time.monotonic() - self._last_ike
+            if quiet < DH_QUIET:  # logins are arriving: they come first
+                await asyncio.sleep(DH_QUIET - quiet)
+                continue
+            pool.fill(FILL_STEP)
+            await asyncio.sleep(0)  # one step per turn: what is ready runs in between
 
     async def _refresh_stats(self) -> None:
         if self.dataplane is None:

@@ -178,7 +178,8 @@ class Phase1Scratch:
     """What phase 1 (Aggressive or Main Mode) keeps between its messages."""
 
     dh: DHKeyPair | None = None  # until SKEYID is computed: the private value goes then
-    # under a flood the endpoint lends a briefly shared key pair (ike.dhreuse)
+    # the endpoint lends a pair computed ahead (ike.dhpool) or, under a flood, a
+    # briefly shared one (ike.dhreuse)
     dh_source: Callable[[int], DHKeyPair] | None = None
     idii_b: bytes = b""  # initiator: the body of our ID payload, for HASH_I (RFC 2409 5)
     peer_id_b: bytes = b""  # Aggressive responder: the initiator's ID body, for HASH_I
