@@ -4,8 +4,10 @@ The decisions (sessions, XAUTH, pools, Mode Config, diagnosis) are the core's
 (`vpnhub.concentrator.core`); this module owns what touches the system: the
 UDP 500 socket, the data plane (TUN, UDP 4500, raw ESP, Cisco UDP, cTCP),
 the routes, the admin socket, the manager, the signals and the timers.
-One packet's way: UDP 500 (asyncio reader) or UDP 4500 (the data plane
-thread demuxes RFC 3948 and hands IKE over) -> `ConcentratorCore.receive` ->
+One packet's way: UDP 500 or UDP 4500 (asyncio readers; on 4500 the kernel
+gives IKE to our socket and ESP to the data plane's, net/ikesplit.py; where it
+cannot, the data plane thread demuxes RFC 3948 and hands IKE over) ->
+`ConcentratorCore.receive` ->
 the driver -> engine events -> the core reacts -> datagrams back out through
 `_send`, by their transport. ESP never touches asyncio: the data plane's epoll loop owns
 TUN and 4500. The IKE loop is the one `AsyncIkeDriver` over the core's
@@ -16,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +43,8 @@ from vpnhub.net.dataplane import (
     open_cisco_udp_socket,
     open_ctcp_listener,
     open_esp_socket,
-    open_udp_socket,
 )
+from vpnhub.net.ikesplit import IkeSocket, open_natt_sockets
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 
@@ -74,6 +77,8 @@ class Concentrator:
         self.tun: TunDevice | None = None
         self.dataplane: Dataplane | None = None
         self.sock500: socket.socket | None = None
+        # IKE on UDP 4500 read here, not through the data plane (None: the kernel cannot)
+        self.ike4500: IkeSocket | None = None
         # IKE out of UDP 500 and UDP 4500: queued while the socket's buffer is full
         self.out500: SendQueue | None = None
         self.out4500: SendQueue | None = None
@@ -98,6 +103,8 @@ class Concentrator:
         self.core.restore_state()
         assert self.sock500 is not None
         loop.add_reader(self.sock500.fileno(), self._on_udp500)
+        if self.ike4500 is not None:
+            loop.add_reader(self.ike4500.fileno(), self.ike4500.read)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         admin = await self._start_admin()
@@ -123,6 +130,8 @@ class Concentrator:
                 with contextlib.suppress(Exception):
                     self.config.admin.socket.unlink()
             loop.remove_reader(self.sock500.fileno())
+            if self.ike4500 is not None:
+                loop.remove_reader(self.ike4500.fileno())
             self._teardown_network()
             self.auth.close()
             await self.manager.stop()  # manager (issue 6): last, so the shutdown is logged
@@ -161,7 +170,12 @@ class Concentrator:
             loop.call_soon_threadsafe(self._drain_inbox)
 
         inbox = ControlInbox(maxlen=4096, notify=wake)
-        udp = open_udp_socket(self.public, c.natt_port)
+        udp, ike = open_natt_sockets(self.public, c.natt_port)
+        if ike is not None:
+            self.ike4500 = IkeSocket(ike, self._on_ike4500)
+        else:
+            self.log.add("IKE", 5, f"UDP {c.natt_port}: the kernel cannot split IKE from ESP"
+                         " (SO_ATTACH_REUSEPORT_CBPF); IKE goes through the data plane")
         esp: socket.socket | None
         try:
             esp = open_esp_socket(self.public)
@@ -185,7 +199,10 @@ class Concentrator:
             self.out500 = SendQueue(loop, self.sock500.fileno(), self.sock500.sendto,
                                     on_drops=lambda n: self._ike_send_drops(c.ike_port, n))
         dp = self.dataplane
-        if dp is not None and dp.udp is not None:
+        if self.ike4500 is not None:
+            self.out4500 = SendQueue(loop, self.ike4500.fileno(), self.ike4500.send,
+                                     on_drops=lambda n: self._ike_send_drops(c.natt_port, n))
+        elif dp is not None and dp.udp is not None:
             # send_ike is a plain sendto on the data plane's 4500 socket: EAGAIN comes
             # back here; a second epoll (asyncio's) may watch the same socket
             self.out4500 = SendQueue(loop, dp.udp.fileno(), lambda m, a: dp.send_ike(m, a),
@@ -214,6 +231,8 @@ class Concentrator:
                 ip("link", "del", self.config.concentrator.tunnel_interface)
         if self.sock500 is not None:
             self.sock500.close()
+        if self.ike4500 is not None:
+            self.ike4500.close()
 
     # ------------------------------------------------------------- receive
     def _on_udp500(self) -> None:
@@ -227,6 +246,10 @@ class Concentrator:
                 break
             self._last_ike = time.monotonic()
             self.core.receive(data, (addr[0], addr[1]), Transport.IKE)
+
+    def _on_ike4500(self, message: bytes, addr: tuple[str, int]) -> None:
+        self._last_ike = time.monotonic()
+        self.core.receive(message, addr, Transport.NATT)
 
     def _drain_inbox(self) -> None:
         assert self.dataplane is not None
@@ -297,6 +320,12 @@ class Concentrator:
             snap = await self.dataplane.stats()
         except Exception:  # the data plane could not answer: the counters wait
             return
+        if self.ike4500 is not None:  # IKE on 4500 that never crossed the data plane
+            i = self.ike4500
+            snap = dataclasses.replace(
+                snap, ike_rx=snap.ike_rx + i.rx, ike_tx=snap.ike_tx + i.tx,
+                udp_rx=snap.udp_rx + i.rx + i.drops.total(),
+                drops=_plus(snap.drops, i.drops), drops_total=_plus(snap.drops_total, i.drops))
         self.core.apply_stats(snap, time.monotonic())
 
     # --------------------------------------------------------------- admin
@@ -321,6 +350,13 @@ class Concentrator:
         qs = [q for q in (self.out500, self.out4500) if q is not None]
         return {"queued": sum(q.queued for q in qs), "sent_late": sum(q.sent_late for q in qs),
                 "dropped": sum(q.dropped for q in qs), "waiting": sum(len(q) for q in qs)}
+
+
+def _plus(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    out = dict(a)
+    for k, n in b.items():
+        out[k] = out.get(k, 0) + n
+    return out
 
 
 def serve(config: Config, log: EventLog) -> int:
