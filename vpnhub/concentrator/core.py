@@ -392,10 +392,12 @@ class ConcentratorCore:
                     n += 1
             return {"logged_out": n} if n else {"error": f"no session of user {user!r}"}
         if cmd == "stats":
+            pool = self.endpoint.dh_pool
             return {"endpoint_drops": dict(self.endpoint.drops),
                     "half_open": self.endpoint.half_open_count(),
                     "half_open_unverified": self.endpoint.unverified_count(),
-                    "sas": len(self.endpoint)}
+                    "sas": len(self.endpoint),
+                    "dh_pool": pool.stats() if pool is not None else None}
         return {"error": f"unknown command {cmd!r}"}
 
     def shutdown(self, now: float) -> None:

@@ -343,6 +343,9 @@ class Concentrator:
         reply = self.core.admin_command(req)
         if req.get("cmd") == "stats":
             reply["ike_send"] = self._send_counters()
+            i = self.ike4500  # None: IKE on 4500 goes through the data plane
+            reply["ike_4500"] = None if i is None else {"rx": i.rx, "tx": i.tx,
+                                                         "drops": dict(i.drops)}
         return reply
 
     def _send_counters(self) -> dict[str, int]:
