@@ -14,6 +14,7 @@ from ike_harness import Lab
 
 from vpnhub.crypto.errors import UnsupportedAlgorithm
 from vpnhub.ike.dhpool import DhPool
+from vpnhub.ike.policy import Policy
 
 PAT = "203.0.113.78"
 
@@ -104,3 +105,17 @@ def test_under_a_flood_the_pool_comes_before_reuse() -> None:
         lab.endpoint.receive(os.urandom(8) + msg1[8:], (PAT, 20000 + i), 500, lab.now)
     assert pool.taken == 50  # every pooled pair went to one SA each
     assert lab.endpoint.dh_reuse.generated == 1  # then the flood's shared pair
+
+
+def test_quick_mode_pfs_takes_its_own_pooled_pair() -> None:
+    lab = Lab()
+    pool = DhPool({14: 4})
+    pool.fill(4)
+    ready = {kp.public for kp in pool._pairs[14]}
+    lab.endpoint.dh_pool = pool
+    c = lab.add_client(pat_ip=PAT, policy=Policy(pfs_group=14))
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and c.children
+    assert pool.taken == 2  # phase 1's pair and Quick Mode's, two different ones
+    assert c.sa.dh_public_r in ready

@@ -7,7 +7,8 @@ do; a burst of logins then pays only g^xy on the spot. The shell calls
 `fill(count)` when its loop is idle (a few pairs per call: about 0.4 ms each
 for group 14 with gmpy2, so no call holds the loop long) and the endpoint
 calls `take(group)` for each new SA; None means the pool is empty and the SA
-draws its own pair as before.
+draws its own pair as before. Quick Mode with PFS takes its g^x from the same
+pool (RFC 2409 section 5.5: a fresh exchange, never phase 1's pair).
 
 Each pair leaves the pool exactly once (`take` pops it) and is never put back,
 so unlike `ike.dhreuse` no two SAs ever share an exponent: perfect forward

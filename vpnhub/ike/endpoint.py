@@ -184,6 +184,7 @@ class IkeEndpoint:
         self._unverified[key] = sa
         self._unverified_by_ip.setdefault(remote[0], OrderedDict())[key] = None
         sa.endpoint_marks.half_open_key = key
+        sa.endpoint_marks.dh_pool = self.dh_pool
         return sa
 
     def _key_pair(self, group: int, now: float, flood: bool) -> DHKeyPair:

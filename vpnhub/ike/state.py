@@ -25,6 +25,7 @@ from vpnhub.crypto.dh import DHKeyPair
 from vpnhub.crypto.keys import phase2_iv
 from vpnhub.crypto.prf import HashAlg
 from vpnhub.ike import events as ev
+from vpnhub.ike.dhpool import DhPool
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.fragment import Reassembler
 from vpnhub.ike.fragment import split as fragment_split
@@ -207,6 +208,8 @@ class EndpointMarks:
     half_open_key: tuple[bytes, Address] | None = None
     verified: bool = False
     timer_at: float | None = None
+    # the endpoint's pool of DH pairs computed ahead, for Quick Mode PFS (ike.dhpool)
+    dh_pool: DhPool | None = None
 
 
 @dataclass
