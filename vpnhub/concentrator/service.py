@@ -55,8 +55,8 @@ TICK = 0.25
 # asks at once. The snapshot costs O(SAs), so not too often with 10,000 sessions.
 STATS_EVERY = 10.0
 # The DH pool (ike/dhpool.py) is filled only after this long without an IKE message,
-# FILL_STEP pairs (~2 ms for group 14) per turn of the loop: a login never waits
-# behind more than one turn.
+# FILL_STEP pairs (one, ~0.4 ms for group 14) per turn of the loop: a login that
+# arrives meanwhile waits behind one exponentiation at most.
 DH_QUIET = 0.05
 # At shutdown, how long the DELETEs that met a full send buffer may take to go out.
 SHUTDOWN_SEND_WAIT = 2.0

@@ -4,8 +4,9 @@ A responder's first message costs two modular exponentiations (RFC 2409
 section 5): its own g^x and the shared g^xy. g^x does not depend on the peer,
 so it can be computed before the peer asks, while the loop has nothing else to
 do; a burst of logins then pays only g^xy on the spot. The shell calls
-`fill(count)` when its loop is idle (a few pairs per call: about 0.4 ms each
-for group 14 with gmpy2, so no call holds the loop long) and the endpoint
+`fill(count)` when its loop is idle (one pair per call by default: about
+0.4 ms for group 14 with gmpy2, so no call holds the loop long; a worker
+thread would not help, gmpy2's powmod keeps the GIL) and the endpoint
 calls `take(group)` for each new SA; None means the pool is empty and the SA
 draws its own pair as before. Quick Mode with PFS takes its g^x from the same
 pool (RFC 2409 section 5.5: a fresh exchange, never phase 1's pair).
@@ -38,8 +39,9 @@ from vpnhub.crypto.dh import DHKeyPair, dh_group
 # exponentiation per SA instead of two; about 100 ms of idle time to refill
 # for group 14 (0.4 ms a pair with gmpy2).
 DEFAULT_SIZE = 256
-# Pairs one `fill()` computes by default: ~2 ms for group 14, ~0.3 ms for ECP.
-FILL_STEP = 4
+# Pairs one `fill()` computes by default: one exponentiation holds the loop
+# ~0.4 ms for group 14, ~3.5 ms for group 15, ~0.1 ms for ECP 19 (gmpy2).
+FILL_STEP = 1
 
 
 class DhPool:
