@@ -110,3 +110,21 @@ def test_the_data_plane_never_sees_ike_and_a_budget_bounds_one_read(
         assert not [e for e in dp.events() if isinstance(e, IkeDatagram)]
     finally:
         dp.close()
+
+
+def test_without_the_filter_one_socket_gets_everything_as_before(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(_sock: socket.socket) -> None:
+        raise OSError(92, "Protocol not available")
+
+    monkeypatch.setattr("vpnhub.net.ikesplit._attach_split", refused)
+    esp, ike = open_natt_sockets("127.0.0.1", 0)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert ike is None  # the data plane hands IKE over through its inbox
+        peer.sendto(NON_ESP_MARKER + IKE_MSG, esp.getsockname())
+        peer.sendto(ESP, esp.getsockname())
+        assert len(_recv_all(esp)) == 2
+    finally:
+        esp.close()
+        peer.close()
