@@ -10,7 +10,7 @@ cannot, the data plane thread demuxes RFC 3948 and hands IKE over) ->
 `ConcentratorCore.receive` ->
 the driver -> engine events -> the core reacts -> datagrams back out through
 `_send`, by their transport. ESP never touches asyncio: the data plane's epoll loop owns
-TUN and 4500. The IKE loop is the one `AsyncIkeDriver` over the core's
+TUN and ESP on 4500. The IKE loop is the one `AsyncIkeDriver` over the core's
 endpoint: exact timers (one `call_at` re-armed at the next deadline).
 """
 
@@ -119,6 +119,8 @@ class Concentrator:
             await self._stop.wait()
         finally:
             ticker.cancel()
+            if self._dh_filler is not None:
+                self._dh_filler.cancel()
             for q in (self.out500, self.out4500):
                 if q is not None:
                     q.lift_bound()  # every client's DELETE waits for the socket
