@@ -35,6 +35,7 @@ from vpnhub.config import Config, GroupConfig, LanToLanConfig
 from vpnhub.esp.sa import SaParams
 from vpnhub.eventlog import EventLog
 from vpnhub.ike import events as ev
+from vpnhub.ike.dhpool import DhPool
 from vpnhub.ike.driver import DriverFault
 from vpnhub.ike.endpoint import IkeEndpoint, Limits
 from vpnhub.ike.policy import Policy
@@ -105,6 +106,9 @@ class ConcentratorCore:
         self.endpoint = IkeEndpoint(self._ike_config, Limits(
             lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions,
             lim.max_half_open_verified_per_source))
+        if lim.dh_pool_size:  # the shell fills it in idle time (service.py)
+            self.endpoint.dh_pool = DhPool(dict.fromkeys(pooled_dh_groups(config),
+                                                         lim.dh_pool_size))
         # Typed as the Protocol: its reads are SessionView, so every write goes
         # through the store and is told to its subscribers (manager, accounting)
         self.sessions: SessionStore = MemorySessionStore(lim.max_sessions)
@@ -390,10 +394,12 @@ class ConcentratorCore:
                     n += 1
             return {"logged_out": n} if n else {"error": f"no session of user {user!r}"}
         if cmd == "stats":
+            pool = self.endpoint.dh_pool
             return {"endpoint_drops": dict(self.endpoint.drops),
                     "half_open": self.endpoint.half_open_count(),
                     "half_open_unverified": self.endpoint.unverified_count(),
-                    "sas": len(self.endpoint)}
+                    "sas": len(self.endpoint),
+                    "dh_pool": pool.stats() if pool is not None else None}
         return {"error": f"unknown command {cmd!r}"}
 
     def shutdown(self, now: float) -> None:
@@ -788,6 +794,19 @@ class ConcentratorCore:
 
 _IKE_HASH = {"md5": 1, "sha1": 2, "sha256": 4, "sha384": 5, "sha512": 6}
 _ESP_AUTH = {"md5": 1, "sha1": 2, "sha256": 5, "sha384": 6, "sha512": 7}
+
+
+def pooled_dh_groups(config: Config) -> tuple[int, ...]:
+    """The DH groups worth computing ahead: those of every group's ike_proposals; for
+    a group without them, 14 (the engine's default) and 2 with allow_legacy_crypto
+    (what Cisco clients propose with a group password)."""
+    found: set[int] = set()
+    for g in config.groups:
+        if g.ike_proposals is None:
+            found.update((14, 2) if config.concentrator.allow_legacy_crypto else (14,))
+        else:
+            found.update(p.dh_group for p in g.ike_proposals if p.dh_group)
+    return tuple(sorted(found))
 
 
 def group_policy(base: Policy, g: GroupConfig | LanToLanConfig) -> Policy:

@@ -4,11 +4,13 @@ The decisions (sessions, XAUTH, pools, Mode Config, diagnosis) are the core's
 (`vpnhub.concentrator.core`); this module owns what touches the system: the
 UDP 500 socket, the data plane (TUN, UDP 4500, raw ESP, Cisco UDP, cTCP),
 the routes, the admin socket, the manager, the signals and the timers.
-One packet's way: UDP 500 (asyncio reader) or UDP 4500 (the data plane
-thread demuxes RFC 3948 and hands IKE over) -> `ConcentratorCore.receive` ->
+One packet's way: UDP 500 or UDP 4500 (asyncio readers; on 4500 the kernel
+gives IKE to our socket and ESP to the data plane's, net/ikesplit.py; where it
+cannot, the data plane thread demuxes RFC 3948 and hands IKE over) ->
+`ConcentratorCore.receive` ->
 the driver -> engine events -> the core reacts -> datagrams back out through
 `_send`, by their transport. ESP never touches asyncio: the data plane's epoll loop owns
-TUN and 4500. The IKE loop is the one `AsyncIkeDriver` over the core's
+TUN and ESP on 4500. The IKE loop is the one `AsyncIkeDriver` over the core's
 endpoint: exact timers (one `call_at` re-armed at the next deadline).
 """
 
@@ -16,10 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 import socket
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,7 @@ from vpnhub.concentrator.adminsessions import sessions_page
 from vpnhub.concentrator.core import ConcentratorCore
 from vpnhub.config import Config
 from vpnhub.eventlog import EventLog
+from vpnhub.ike.dhpool import FILL_STEP
 from vpnhub.ike.sa import Datagram
 from vpnhub.ike.transport import Transport
 from vpnhub.manager import Manager  # manager (issue 6)
@@ -40,8 +44,8 @@ from vpnhub.net.dataplane import (
     open_cisco_udp_socket,
     open_ctcp_listener,
     open_esp_socket,
-    open_udp_socket,
 )
+from vpnhub.net.ikesplit import IkeSocket, open_natt_sockets
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 
@@ -51,6 +55,10 @@ TICK = 0.25
 # Data plane counters (and ESP liveness for DPD, whose interval is 30 s); `sessions`
 # asks at once. The snapshot costs O(SAs), so not too often with 10,000 sessions.
 STATS_EVERY = 10.0
+# The DH pool (ike/dhpool.py) is filled only after this long without an IKE message,
+# FILL_STEP pairs (one, ~0.4 ms for group 14) per turn of the loop: a login that
+# arrives meanwhile waits behind one exponentiation at most.
+DH_QUIET = 0.05
 # At shutdown, how long the DELETEs that met a full send buffer may take to go out.
 SHUTDOWN_SEND_WAIT = 2.0
 
@@ -70,10 +78,14 @@ class Concentrator:
         self.tun: TunDevice | None = None
         self.dataplane: Dataplane | None = None
         self.sock500: socket.socket | None = None
+        # IKE on UDP 4500 read here, not through the data plane (None: the kernel cannot)
+        self.ike4500: IkeSocket | None = None
         # IKE out of UDP 500 and UDP 4500: queued while the socket's buffer is full
         self.out500: SendQueue | None = None
         self.out4500: SendQueue | None = None
         self._last_stats = 0.0
+        self._last_ike = 0.0  # when the last IKE message came in (the DH pool fills after)
+        self._dh_filler: asyncio.Task[None] | None = None
         self.ike: AsyncIkeDriver | None = None  # the IKE driver loop: exact timers
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
 
@@ -92,6 +104,8 @@ class Concentrator:
         self.core.restore_state()
         assert self.sock500 is not None
         loop.add_reader(self.sock500.fileno(), self._on_udp500)
+        if self.ike4500 is not None:
+            loop.add_reader(self.ike4500.fileno(), self.ike4500.read)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         admin = await self._start_admin()
@@ -106,6 +120,8 @@ class Concentrator:
             await self._stop.wait()
         finally:
             ticker.cancel()
+            if self._dh_filler is not None:
+                self._dh_filler.cancel()
             for q in (self.out500, self.out4500):
                 if q is not None:
                     q.lift_bound()  # every client's DELETE waits for the socket
@@ -117,6 +133,8 @@ class Concentrator:
                 with contextlib.suppress(Exception):
                     self.config.admin.socket.unlink()
             loop.remove_reader(self.sock500.fileno())
+            if self.ike4500 is not None:
+                loop.remove_reader(self.ike4500.fileno())
             self._teardown_network()
             self.auth.close()
             await self.manager.stop()  # manager (issue 6): last, so the shutdown is logged
@@ -155,7 +173,12 @@ class Concentrator:
             loop.call_soon_threadsafe(self._drain_inbox)
 
         inbox = ControlInbox(maxlen=4096, notify=wake)
-        udp = open_udp_socket(self.public, c.natt_port)
+        udp, ike = open_natt_sockets(self.public, c.natt_port)
+        if ike is not None:
+            self.ike4500 = IkeSocket(ike, self._on_ike4500)
+        else:
+            self.log.add("IKE", 5, f"UDP {c.natt_port}: the kernel cannot split IKE from ESP"
+                         " (SO_ATTACH_REUSEPORT_CBPF); IKE goes through the data plane")
         esp: socket.socket | None
         try:
             esp = open_esp_socket(self.public)
@@ -179,7 +202,10 @@ class Concentrator:
             self.out500 = SendQueue(loop, self.sock500.fileno(), self.sock500.sendto,
                                     on_drops=lambda n: self._ike_send_drops(c.ike_port, n))
         dp = self.dataplane
-        if dp is not None and dp.udp is not None:
+        if self.ike4500 is not None:
+            self.out4500 = SendQueue(loop, self.ike4500.fileno(), self.ike4500.send,
+                                     on_drops=lambda n: self._ike_send_drops(c.natt_port, n))
+        elif dp is not None and dp.udp is not None:
             # send_ike is a plain sendto on the data plane's 4500 socket: EAGAIN comes
             # back here; a second epoll (asyncio's) may watch the same socket
             self.out4500 = SendQueue(loop, dp.udp.fileno(), lambda m, a: dp.send_ike(m, a),
@@ -208,6 +234,8 @@ class Concentrator:
                 ip("link", "del", self.config.concentrator.tunnel_interface)
         if self.sock500 is not None:
             self.sock500.close()
+        if self.ike4500 is not None:
+            self.ike4500.close()
 
     # ------------------------------------------------------------- receive
     def _on_udp500(self) -> None:
@@ -219,10 +247,16 @@ class Concentrator:
                 break
             except OSError:
                 break
+            self._last_ike = time.monotonic()
             self.core.receive(data, (addr[0], addr[1]), Transport.IKE)
+
+    def _on_ike4500(self, message: bytes, addr: tuple[str, int]) -> None:
+        self._last_ike = time.monotonic()
+        self.core.receive(message, addr, Transport.NATT)
 
     def _drain_inbox(self) -> None:
         assert self.dataplane is not None
+        self._last_ike = time.monotonic()
         for e in self.dataplane.events():
             self.core.on_dataplane(e)
 
@@ -257,9 +291,30 @@ class Concentrator:
     async def _tick(self) -> None:
         now = time.monotonic()
         self.core.housekeeping(now)
+        self._start_dh_filler()
         if now - self._last_stats >= STATS_EVERY:
             self._last_stats = now
             await self._refresh_stats()
+
+    def _start_dh_filler(self) -> None:
+        """Refill the DH pool if SAs took from it (a task only while it has work, so
+        an idle concentrator does not wake for it)."""
+        pool = self.core.endpoint.dh_pool
+        if pool is None or not pool.wanted() or \
+                (self._dh_filler is not None and not self._dh_filler.done()):
+            return
+        self._dh_filler = asyncio.get_running_loop().create_task(self._fill_dh_pool())
+
+    async def _fill_dh_pool(self) -> None:
+        pool = self.core.endpoint.dh_pool
+        assert pool is not None
+        while pool.wanted():
+            quiet = time.monotonic() - self._last_ike
+            if quiet < DH_QUIET:  # logins are arriving: they come first
+                await asyncio.sleep(DH_QUIET - quiet)
+                continue
+            pool.fill(FILL_STEP)
+            await asyncio.sleep(0)  # one step per turn: what is ready runs in between
 
     async def _refresh_stats(self) -> None:
         if self.dataplane is None:
@@ -268,6 +323,12 @@ class Concentrator:
             snap = await self.dataplane.stats()
         except Exception:  # the data plane could not answer: the counters wait
             return
+        if self.ike4500 is not None:  # IKE on 4500 that never crossed the data plane
+            i = self.ike4500
+            snap = dataclasses.replace(
+                snap, ike_rx=snap.ike_rx + i.rx, ike_tx=snap.ike_tx + i.tx,
+                udp_rx=snap.udp_rx + i.rx + i.drops.total(),
+                drops=_plus(snap.drops, i.drops), drops_total=_plus(snap.drops_total, i.drops))
         self.core.apply_stats(snap, time.monotonic())
 
     # --------------------------------------------------------------- admin
@@ -287,6 +348,9 @@ class Concentrator:
         reply = self.core.admin_command(req)
         if req.get("cmd") == "stats":
             reply["ike_send"] = self._send_counters()
+            i = self.ike4500  # None: IKE on 4500 goes through the data plane
+            reply["ike_4500"] = None if i is None else {"rx": i.rx, "tx": i.tx,
+                                                         "drops": dict(i.drops)}
         return reply
 
     def _send_counters(self) -> dict[str, int]:
@@ -294,6 +358,13 @@ class Concentrator:
         qs = [q for q in (self.out500, self.out4500) if q is not None]
         return {"queued": sum(q.queued for q in qs), "sent_late": sum(q.sent_late for q in qs),
                 "dropped": sum(q.dropped for q in qs), "waiting": sum(len(q) for q in qs)}
+
+
+def _plus(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    out = dict(a)
+    for k, n in b.items():
+        out[k] = out.get(k, 0) + n
+    return out
 
 
 def serve(config: Config, log: EventLog) -> int:

@@ -357,7 +357,7 @@ _LIMITS_KEYS = frozenset({
     "max_half_open_per_source", "max_half_open_total", "max_half_open_verified_per_source",
     "max_sessions", "xauth_max_failures",
     "xauth_max_failures_per_source", "xauth_lockout_seconds", "xauth_retry_delay",
-    "xauth_max_retry_delay", "xauth_tracked_entries", "lost_address_hold",
+    "xauth_max_retry_delay", "xauth_tracked_entries", "lost_address_hold", "dh_pool_size",
 })  # fmt: skip
 _LOG_KEYS = frozenset({"console_severity", "keep_severity", "store", "buffer_events",
                        "store_max_events", "classes"})
@@ -553,6 +553,7 @@ def _limits(t: _Table) -> LimitsConfig:
         xauth_max_retry_delay=max_delay,
         xauth_tracked_entries=t.integer("xauth_tracked_entries", 4096, 16, 10_000_000),
         lost_address_hold=t.integer("lost_address_hold", 600, 0, _DAY),
+        dh_pool_size=t.integer("dh_pool_size", 256, 0, 65536),
     )
 
 

@@ -26,6 +26,8 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from vpnhub.crypto.dh import DHKeyPair, dh_group
+from vpnhub.ike.dhpool import DhPool
 from vpnhub.ike.dhreuse import DhReuse
 from vpnhub.ike.fragment import FragmentError, Reassembler, is_fragment
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
@@ -81,6 +83,8 @@ class IkeEndpoint:
         self._arrivals_since = 0.0
         self._arrivals = 0
         self.dh_reuse = DhReuse()
+        # key pairs computed in idle time (the shell fills it; None: every SA draws its own)
+        self.dh_pool: DhPool | None = None
         self.drops: Counter[str] = Counter()
         self.summary = _summariser()
         self._reassembler = Reassembler()
@@ -172,15 +176,26 @@ class IkeEndpoint:
         self._by_cookies[(sa.icookie, sa.rcookie)] = sa
         self._by_cookies_peak = max(self._by_cookies_peak, len(self._by_cookies))
         self._flood_meter(now)
-        if now < self._pressure_until:  # under a flood: half the DH work per SA
-            reuse = self.dh_reuse
-            sa.p1.dh_source = lambda group: reuse.key_pair(group, now)
+        flood = now < self._pressure_until
+        if flood or self.dh_pool:
+            sa.p1.dh_source = lambda group: self._key_pair(group, now, flood)
         key = (sa.icookie, remote)
         self._half_open[key] = sa
         self._unverified[key] = sa
         self._unverified_by_ip.setdefault(remote[0], OrderedDict())[key] = None
         sa.endpoint_marks.half_open_key = key
+        sa.endpoint_marks.dh_pool = self.dh_pool
         return sa
+
+    def _key_pair(self, group: int, now: float, flood: bool) -> DHKeyPair:
+        """A pair computed ahead if one is ready (used once); else under a flood the
+        briefly shared one (half the DH work per SA), else a fresh one."""
+        kp = self.dh_pool.take(group) if self.dh_pool is not None else None
+        if kp is not None:
+            return kp
+        if flood:
+            return self.dh_reuse.key_pair(group, now)
+        return dh_group(group).generate()
 
     def _flood_meter(self, now: float) -> None:
         if now - self._arrivals_since >= 1.0:

@@ -307,7 +307,8 @@ def diagnose_nat_without_natt(sa: SaState, had_natd: bool) -> None:
 
 # ------------------------------------------------------------------ keys
 def new_dh(sa: SaState, group: int) -> DHKeyPair:
-    # under a flood the endpoint lends a briefly shared key pair (ike.dhreuse)
+    # the endpoint lends a pair computed ahead (ike.dhpool) or, under a flood, a
+    # briefly shared one (ike.dhreuse)
     source, sa.p1.dh_source = sa.p1.dh_source, None
     try:
         kp = source(group) if source is not None else dh_group(group).generate()

@@ -111,7 +111,7 @@ def initiate(sa: SaState, now: float, local_ts: ipaddress.IPv4Network | None,
     pfs = offers[0].group if offers else 0
     kp: DHKeyPair | None = None
     if pfs:
-        kp = dh_group(pfs).generate()
+        kp = _pfs_key_pair(sa, pfs)
         payloads.append(KEPayload(kp.public))
     payloads += [id_for(local_ts), id_for(remote_ts)]
     rest = encode_payloads(payloads)
@@ -231,7 +231,7 @@ def _answer_1(sa: SaState, x: Exchange, msg: Message, now: float) -> None:
             raise IkeError("missing_payload", "PFS proposed without KE",
                            NotifyType.INVALID_KEY_INFORMATION, fatal=False)
         try:
-            kp = dh_group(suite.group).generate()
+            kp = _pfs_key_pair(sa, suite.group)
             g_qm = kp.shared_secret(ke.data)
         except CryptoError as e:
             raise IkeError("invalid_ke", f"Quick Mode KE: {e}",
@@ -410,3 +410,10 @@ def rekey_child(sa: SaState, c: ChildSA, now: float) -> int:
                      c.suite.encapsulation, c.suite.group, sa.config.policy.ipsec_lifetime)
     return initiate(sa, now, c.local_ts, c.remote_ts, c.spi_in, [suite])
 
+
+def _pfs_key_pair(sa: SaState, group: int) -> DHKeyPair:
+    """PFS's own g^x (RFC 2409 5.5): one computed ahead if the endpoint has it (used
+    once, ike.dhpool), else a fresh one; never phase 1's, never another child's."""
+    pool = sa.endpoint_marks.dh_pool
+    kp = pool.take(group) if pool is not None else None
+    return kp if kp is not None else dh_group(group).generate()

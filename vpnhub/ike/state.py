@@ -25,6 +25,7 @@ from vpnhub.crypto.dh import DHKeyPair
 from vpnhub.crypto.keys import phase2_iv
 from vpnhub.crypto.prf import HashAlg
 from vpnhub.ike import events as ev
+from vpnhub.ike.dhpool import DhPool
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.fragment import Reassembler
 from vpnhub.ike.fragment import split as fragment_split
@@ -178,7 +179,8 @@ class Phase1Scratch:
     """What phase 1 (Aggressive or Main Mode) keeps between its messages."""
 
     dh: DHKeyPair | None = None  # until SKEYID is computed: the private value goes then
-    # under a flood the endpoint lends a briefly shared key pair (ike.dhreuse)
+    # the endpoint lends a pair computed ahead (ike.dhpool) or, under a flood, a
+    # briefly shared one (ike.dhreuse)
     dh_source: Callable[[int], DHKeyPair] | None = None
     idii_b: bytes = b""  # initiator: the body of our ID payload, for HASH_I (RFC 2409 5)
     peer_id_b: bytes = b""  # Aggressive responder: the initiator's ID body, for HASH_I
@@ -206,6 +208,8 @@ class EndpointMarks:
     half_open_key: tuple[bytes, Address] | None = None
     verified: bool = False
     timer_at: float | None = None
+    # the endpoint's pool of DH pairs computed ahead, for Quick Mode PFS (ike.dhpool)
+    dh_pool: DhPool | None = None
 
 
 @dataclass

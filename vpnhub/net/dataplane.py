@@ -16,7 +16,9 @@ Design (numbers from docs/DATAPLANE-COSTS.md):
   inbound SA by the 4-byte SPI (dict) -> ``decapsulate`` -> inner source check
   (concentrator: must be the client's assigned address) -> TUN write.
   IKE (after the non-ESP marker) goes to the control plane's bounded
-  :class:`ControlInbox`; NAT keepalives are counted.
+  :class:`ControlInbox`; NAT keepalives are counted.  (The concentrator
+  normally gets no IKE here: the kernel gives it a socket of its own,
+  vpnhub/net/ikesplit.py.)
 - Counters are plain ints on the SAs and here; :class:`GetStats` returns a
   snapshot built in the data-plane thread.  Drops carry stable reason names.
 

@@ -1,0 +1,130 @@
+"""IKE on UDP 4500 split from ESP by the kernel (issue 13, point 4).
+
+Two sockets in one SO_REUSEPORT group on the same port; a classic BPF program
+sends datagrams starting with the non-ESP marker (RFC 3948 2.2) to the control
+plane's socket and everything else (ESP, the one-byte keepalive of RFC 3948
+2.3) to the data plane's, which then never sees IKE.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from vpnhub.net.dataplane import Dataplane
+from vpnhub.net.ikesplit import NOT_IKE, IkeSocket, open_natt_sockets
+from vpnhub.net.messages import IkeDatagram
+from vpnhub.net.tun import FakeTun
+from vpnhub.net.udpencap import NON_ESP_MARKER, SHORT_IKE
+
+IKE_MSG = bytes(range(8)) * 2 + bytes(12) + b"payload"  # 28-byte header and a body
+ESP = b"\x12\x34\x56\x78" + bytes(4) + b"ciphertext"
+
+
+@pytest.fixture
+def split() -> Iterator[tuple[socket.socket, socket.socket, socket.socket]]:
+    esp, ike = open_natt_sockets("127.0.0.1", 0)
+    if ike is None:
+        esp.close()
+        pytest.fail("this kernel refused SO_ATTACH_REUSEPORT_CBPF")
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    yield esp, ike, peer
+    for s in (esp, ike, peer):
+        s.close()
+
+
+def _recv_all(sock: socket.socket) -> list[bytes]:
+    out = []
+    while select.select([sock], [], [], 0.2)[0]:
+        out.append(sock.recv(65535))
+    return out
+
+
+def test_the_kernel_sends_ike_to_one_socket_and_esp_and_keepalives_to_the_other(
+        split: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    esp, ike, peer = split
+    port = esp.getsockname()
+    assert ike.getsockname() == port  # one address and port: peers see no difference
+    for i in range(50):  # enough that a hash spread would have put some on each side
+        peer.sendto(NON_ESP_MARKER + IKE_MSG + bytes([i]), port)
+        peer.sendto(ESP + bytes([i]), port)
+    peer.sendto(b"\xff", port)
+    peer.sendto(b"\x00\x00", port)
+    to_ike, to_esp = _recv_all(ike), _recv_all(esp)
+    assert len(to_ike) == 50 and all(d.startswith(NON_ESP_MARKER) for d in to_ike)
+    assert len(to_esp) == 52 and not any(d.startswith(NON_ESP_MARKER) for d in to_esp)
+    assert b"\xff" in to_esp and b"\x00\x00" in to_esp
+
+
+def test_the_ike_socket_delivers_messages_without_the_marker_and_counts_drops(
+        split: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    esp, ike, peer = split
+    got: list[tuple[bytes, tuple[str, int]]] = []
+    reader = IkeSocket(ike, lambda m, a: got.append((m, a)))
+    peer.sendto(NON_ESP_MARKER + IKE_MSG, esp.getsockname())
+    peer.sendto(NON_ESP_MARKER + b"short", esp.getsockname())  # no room for a header
+    select.select([ike], [], [], 1.0)
+    reader.read()
+    assert got == [(IKE_MSG, peer.getsockname())]
+    assert reader.rx == 1 and reader.drops == {SHORT_IKE: 1}
+    reader.send(b"answer", peer.getsockname())
+    data, src = peer.recvfrom(100)
+    assert data == NON_ESP_MARKER + b"answer" and src == esp.getsockname()
+    assert reader.tx == 1
+
+
+def test_a_datagram_without_the_marker_on_the_ike_socket_is_dropped() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    got: list[bytes] = []
+    reader = IkeSocket(a, lambda m, _addr: got.append(m))
+    b.send(ESP)
+    a.setblocking(False)
+    reader.read()
+    assert got == [] and reader.drops == {NOT_IKE: 1}
+    a.close()
+    b.close()
+
+
+def test_the_data_plane_never_sees_ike_and_a_budget_bounds_one_read(
+        split: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    esp, ike, peer = split
+    dp = Dataplane(FakeTun("a"), udp=esp)
+    try:
+        got: list[bytes] = []
+        reader = IkeSocket(ike, lambda m, _a: got.append(m), budget=10)
+        for i in range(25):
+            peer.sendto(NON_ESP_MARKER + IKE_MSG + bytes([i]), esp.getsockname())
+        peer.sendto(b"\xff", esp.getsockname())
+        select.select([ike], [], [], 1.0)
+        reader.read()
+        assert len(got) == 10  # the loop's other readers get their turn
+        reader.read()
+        reader.read()
+        assert len(got) == 25
+        dp.poll(0.5)
+        assert dp.keepalive_rx == 1 and dp.ike_rx == 0
+        assert not [e for e in dp.events() if isinstance(e, IkeDatagram)]
+    finally:
+        dp.close()
+
+
+def test_without_the_filter_one_socket_gets_everything_as_before(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(_sock: socket.socket) -> None:
+        raise OSError(92, "Protocol not available")
+
+    monkeypatch.setattr("vpnhub.net.ikesplit._attach_split", refused)
+    esp, ike = open_natt_sockets("127.0.0.1", 0)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        assert ike is None  # the data plane hands IKE over through its inbox
+        peer.sendto(NON_ESP_MARKER + IKE_MSG, esp.getsockname())
+        peer.sendto(ESP, esp.getsockname())
+        assert len(_recv_all(esp)) == 2
+    finally:
+        esp.close()
+        peer.close()

@@ -1,0 +1,144 @@
+"""IKE on UDP 4500 straight to the control plane, ESP to the data plane.
+
+RFC 3948 section 2 puts IKE (after the four-byte non-ESP marker), ESP and
+NAT keepalives on the same port. With one socket, every IKE message on 4500
+woke the data-plane thread, was classified there, queued in the
+``ControlInbox`` and handed across threads to the asyncio loop: about a fifth
+of the concentrator's CPU per tunnel in bench/handshake.py (issue 13), in
+thread wake-ups and GIL hand-overs rather than in the work itself.
+
+Here the kernel sorts the datagrams before either thread sees them. Two
+sockets are bound to the same address and port 4500 in one ``SO_REUSEPORT``
+group: index 0 for the data plane, index 1 for the control plane. A classic
+BPF program attached to the group (``SO_ATTACH_REUSEPORT_CBPF``, Linux 4.5)
+runs on the UDP payload and returns the index of the socket:
+
+- first four bytes zero (the non-ESP marker: SPI 0 is reserved, RFC 4303
+  section 2.1, so it cannot be ESP) -> 1, IKE;
+- anything else -> 0, ESP; a datagram shorter than four bytes (the one-byte
+  NAT keepalive, RFC 3948 section 2.3) makes the load fail, and a failed
+  cBPF program returns 0: the data plane, which counts keepalives as before.
+
+The program is attached before the second socket joins, so no datagram is
+ever spread over the group by hash. Each socket has its own kernel receive
+buffer: a flood of IKE on 4500 fills only the control plane's, and ESP cannot
+delay IKE either (before, both shared the data-plane thread's budget). The
+asyncio loop reads at most ``BUDGET`` datagrams per wake-up, as on UDP 500.
+
+Where the kernel refuses the program (not Linux, an old kernel, a seccomp
+policy), ``open_natt_sockets`` returns no IKE socket and the data plane keeps
+handing IKE over through its inbox, as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import socket
+import struct
+from collections import Counter
+from collections.abc import Callable
+from typing import Final
+
+from vpnhub.net.dataplane import open_udp_socket
+from vpnhub.net.udpencap import IKE_HEADER_LEN, NON_ESP_MARKER, SHORT_IKE
+
+Address = tuple[str, int]
+
+SO_ATTACH_REUSEPORT_CBPF: Final = 51  # linux/asm-generic/socket.h; not in `socket`
+BUDGET: Final = 256  # datagrams per wake-up of the loop, as on UDP 500
+ESP_INDEX: Final = 0
+IKE_INDEX: Final = 1
+# Stable drop names (the event log and the tests share them).
+NOT_IKE: Final = "not_ike_on_ike_socket"  # only if the filter were not in place
+
+# struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}: linux/filter.h
+_BPF_LD_W_ABS: Final = 0x20  # A = payload[k:k+4], big-endian; out of range: return 0
+_BPF_JEQ_K: Final = 0x15  # A == k ? skip jt : skip jf
+_BPF_RET_K: Final = 0x06  # return k: the socket's index in the group
+_PROGRAM: Final = (
+    (_BPF_LD_W_ABS, 0, 0, 0),
+    (_BPF_JEQ_K, 0, 1, 0),  # the non-ESP marker (RFC 3948 2.2)
+    (_BPF_RET_K, 0, 0, IKE_INDEX),
+    (_BPF_RET_K, 0, 0, ESP_INDEX),
+)
+
+
+def _attach_split(sock: socket.socket) -> None:
+    """Attach the marker test to `sock`'s reuseport group; OSError if refused."""
+    code = b"".join(struct.pack("=HBBI", *ins) for ins in _PROGRAM)
+    buf = ctypes.create_string_buffer(code, len(code))
+    # struct sock_fprog {unsigned short len; struct sock_filter *filter}: the kernel
+    # copies the program during the call, so `buf` only has to outlive it
+    fprog = struct.pack("HP", len(_PROGRAM), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+
+
+def open_natt_sockets(host: str, port: int = 4500, *, buffer_bytes: int = 4 << 20,
+                      ike_buffer_bytes: int = 1 << 20
+                      ) -> tuple[socket.socket, socket.socket | None]:
+    """The data plane's socket on `port` and, if the kernel splits by marker, the
+    control plane's IKE socket (else None: one socket, IKE through the data plane)."""
+    try:
+        esp = open_udp_socket(host, port, reuse_port=True, buffer_bytes=buffer_bytes)
+    except OSError:
+        return open_udp_socket(host, port, buffer_bytes=buffer_bytes), None
+    try:
+        _attach_split(esp)
+        # the same port as the first socket's (port 0 drew one: tests)
+        ike = open_udp_socket(host, esp.getsockname()[1], reuse_port=True,
+                              buffer_bytes=ike_buffer_bytes)
+    except OSError:
+        return esp, None  # alone in its group: it gets every datagram, as before
+    return esp, ike
+
+
+class IkeSocket:
+    """The control plane's end of UDP 4500: reads IKE, sends IKE with the marker.
+
+    `deliver(message, addr)` gets each message without its marker. Not thread-safe:
+    the asyncio loop calls `read` when the socket is readable and `send` (through
+    its SendQueue) from the same thread.
+    """
+
+    def __init__(self, sock: socket.socket, deliver: Callable[[bytes, Address], None],
+                 budget: int = BUDGET) -> None:
+        self.sock = sock
+        self._deliver = deliver
+        self.budget = budget
+        self.rx = 0
+        self.tx = 0
+        self.drops: Counter[str] = Counter()
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def read(self) -> None:
+        """Up to `budget` datagrams: the loop's other readers (UDP 500) get their turn."""
+        recv = self.sock.recvfrom
+        deliver = self._deliver
+        for _ in range(self.budget):
+            try:
+                data, addr = recv(65535)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. an ICMP error reported on the socket: next one
+                continue
+            if data[:4] != NON_ESP_MARKER:
+                self.drops[NOT_IKE] += 1
+                continue
+            if len(data) < 4 + IKE_HEADER_LEN:
+                self.drops[SHORT_IKE] += 1
+                continue
+            self.rx += 1
+            deliver(data[4:], (addr[0], addr[1]))
+
+    def send(self, message: bytes, addr: Address) -> int:
+        """One IKE message to `addr` after the non-ESP marker (RFC 3948 2.2)."""
+        n = self.sock.sendto(NON_ESP_MARKER + message, addr)
+        self.tx += 1
+        return n
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.close()
