@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import pytest
@@ -351,6 +353,32 @@ def test_threaded_loop_and_submit(pair: Pair) -> None:
         future = pair.b.submit(GetStats())
         result = future.result(5)
         assert isinstance(result, DataplaneStats) and result.udp_rx == 50
+    finally:
+        pair.b.stop()
+
+
+def test_submit_burst_from_threads_never_strands_a_command(pair: Pair) -> None:
+    """submit() writes the eventfd once per batch (a flag the loop clears before it
+    drains): 4 threads x 500 commands against the running loop all complete (a
+    command stranded by a lost wake-up would wait for the next submit, for ever here)."""
+    pair.b.start()
+    futures: list[Future[object]] = []
+    lock = threading.Lock()
+
+    def burst() -> None:
+        for i in range(500):
+            f = pair.b.submit(RemoveSA(0x0BAD0000 + i))
+            with lock:
+                futures.append(f)
+
+    try:
+        threads = [threading.Thread(target=burst) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for f in futures:
+            assert f.result(5) == 0
     finally:
         pair.b.stop()
 

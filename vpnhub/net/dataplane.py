@@ -513,6 +513,7 @@ class Dataplane:
         self.ctcp_ike_tx = 0
         self._commands: deque[tuple[Command, Future[object]]] = deque()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._wake_pending = False  # an eventfd write not yet seen by the loop
         self._epoll = select.epoll()
         self._epoll.register(self._tun_fd, select.EPOLLIN)
         self._epoll.register(self._wake, select.EPOLLIN)
@@ -557,7 +558,12 @@ class Dataplane:
         """
         future: Future[object] = Future()
         self._commands.append((command, future))
-        os.eventfd_write(self._wake, 1)
+        # One eventfd write per batch, not per command (a handshake submits two):
+        # the flag is cleared by the loop *before* it drains, and set here *after*
+        # the append, so a command is either seen by that drain or causes a write.
+        if not self._wake_pending:
+            self._wake_pending = True
+            os.eventfd_write(self._wake, 1)
         return future
 
     def call(self, command: Command, timeout: float | None = 5.0) -> object:
@@ -746,6 +752,7 @@ class Dataplane:
             elif fd == udp_fd:
                 self._from_udp(now)
             elif fd == self._wake:
+                self._wake_pending = False  # before the drain: see submit()
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(self._wake)
                 self.apply_commands()
