@@ -25,6 +25,7 @@ from vpnhub.net.messages import (
     SaExhausted,
     UpdatePeer,
 )
+from vpnhub.net.stats import counters_of
 from vpnhub.session.events import SessionChanged, SessionEnded, SessionEvent, SessionStarted
 from vpnhub.wire.constants import ExchangeType
 
@@ -265,12 +266,16 @@ def test_the_stats_refresh_changes_a_session_only_when_its_counters_moved() -> N
     rig.core.sessions.subscribe(seen.append)
     spi_in = next(c.sa.spi for c in rig.installed().values() if isinstance(c, AddInbound))
     rig.dp.count(spi_in, "in", packets=3, bytes_=300)
-    rig.core.apply_stats(rig.dp.snapshot(), rig.now)
+    rig.core.apply_counters(counters_of(rig.dp.snapshot()), rig.now)
     assert len(seen) == 1 and isinstance(seen[0], SessionChanged)
     assert seen[0].fields == {"packets_rx", "bytes_rx"}
     assert (seen[0].session.packets_rx, seen[0].session.bytes_rx) == (3, 300)
-    rig.core.apply_stats(rig.dp.snapshot(), rig.now)  # nothing moved: no event
+    rig.core.apply_counters(counters_of(rig.dp.snapshot()), rig.now)  # nothing moved: no event
     assert len(seen) == 1 and pc.up
+    rig.dp.count(spi_in, "in", drops={"replay": 2})  # the sparse drops reach the session
+    rig.core.apply_counters(counters_of(rig.dp.snapshot()), rig.now)
+    assert len(seen) == 2 and seen[1].fields == {"drops"}
+    assert seen[1].session.drops == {"replay": 2}
 
 
 def test_udp500_and_4500_datagrams_are_labelled_with_their_transport() -> None:

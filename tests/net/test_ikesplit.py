@@ -8,6 +8,7 @@ plane's socket and everything else (ESP, the one-byte keepalive of RFC 3948
 
 from __future__ import annotations
 
+import asyncio
 import select
 import socket
 from collections.abc import Iterator
@@ -15,7 +16,8 @@ from collections.abc import Iterator
 import pytest
 
 from vpnhub.net.dataplane import Dataplane
-from vpnhub.net.ikesplit import NOT_IKE, IkeSocket, open_natt_sockets
+from vpnhub.net.fake_dataplane import FakeDataplane
+from vpnhub.net.ikesplit import NOT_IKE, IkeSocket, SplitDataplane, open_natt_sockets
 from vpnhub.net.messages import IkeDatagram
 from vpnhub.net.tun import FakeTun
 from vpnhub.net.udpencap import NON_ESP_MARKER, SHORT_IKE
@@ -128,3 +130,28 @@ def test_without_the_filter_one_socket_gets_everything_as_before(
     finally:
         esp.close()
         peer.close()
+
+
+def test_the_split_data_planes_counters_include_the_ike_socket(
+        split: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    """/metrics and the admin stats read ike_rx/ike_tx/udp_rx and drops from the data
+    plane; with the split, SplitDataplane adds the IKE socket's counts to both of its
+    answers (GetStats and GetCounters), keeping a reason at 0 listed."""
+    esp, ike, peer = split
+    reader = IkeSocket(ike, lambda m, a: None)
+    peer.sendto(NON_ESP_MARKER + IKE_MSG, esp.getsockname())
+    peer.sendto(NON_ESP_MARKER + b"short", esp.getsockname())
+    select.select([ike], [], [], 1.0)
+    reader.read()
+    if reader.rx + reader.drops.total() < 2:  # the second may lag the first
+        select.select([ike], [], [], 1.0)
+        reader.read()
+    wrapped = SplitDataplane(FakeDataplane(), reader)
+    wrapped.send_ike(b"answer", peer.getsockname())
+    assert peer.recvfrom(100)[0] == NON_ESP_MARKER + b"answer"
+    base = asyncio.run(FakeDataplane().stats())
+    for totals in (asyncio.run(wrapped.stats()), asyncio.run(wrapped.counters()).totals):
+        assert (totals.ike_rx, totals.ike_tx) == (base.ike_rx + 1, base.ike_tx + 1)
+        assert totals.udp_rx == base.udp_rx + 2
+        assert totals.drops_total.get(SHORT_IKE, 0) == base.drops_total.get(SHORT_IKE, 0) + 1
+        assert set(base.drops_total) <= set(totals.drops_total)

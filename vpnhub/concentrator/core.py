@@ -43,7 +43,7 @@ from vpnhub.ike.sa import Address, IkeConfig, IkeSA
 from vpnhub.ike.summary import Notice
 from vpnhub.ike.transitions import State
 from vpnhub.ike.transport import Transport
-from vpnhub.net.handle import DataplaneHandle, DataplaneStats
+from vpnhub.net.handle import DataplaneHandle, SaCounters
 from vpnhub.net.messages import (
     CTCP_CLOSED_BY_CONTROL,
     CtcpClosed,
@@ -324,25 +324,36 @@ class ConcentratorCore:
         self._endpoint_notices()
         self._trimmer.tick(self.endpoint.half_open_count())  # memory back after a flood
 
-    def apply_stats(self, snap: DataplaneStats, now: float) -> None:
-        """Counters from the data plane; ESP from a peer counts as liveness (RFC 3706)."""
+    def apply_counters(self, c: SaCounters, now: float) -> None:
+        """Counters from the data plane (``GetCounters``: arrays, no object per SA); ESP
+        from a peer counts as liveness (RFC 3706). A session whose counters did not
+        move costs a comparison, not an update."""
+        owner = self.spi_owner
         per: dict[tuple[bytes, bytes], list[int]] = {}
+        for spi, b, p in zip(c.spi_in, c.bytes_in, c.packets_in, strict=True):
+            key = owner.get(spi)
+            if key is not None:
+                acc = per.get(key)
+                if acc is None:
+                    acc = per[key] = [0, 0, 0, 0]
+                acc[0] += b
+                acc[1] += p
+        for spi, b, p in zip(c.spi_out, c.bytes_out, c.packets_out, strict=True):
+            key = owner.get(spi)
+            if key is not None:
+                acc = per.get(key)
+                if acc is None:
+                    acc = per[key] = [0, 0, 0, 0]
+                acc[2] += b
+                acc[3] += p
         drops: dict[tuple[bytes, bytes], dict[str, int]] = {}
-        for sa in snap.sas:
-            key = self.spi_owner.get(sa.spi)
-            if key is None:
-                continue
-            acc = per.setdefault(key, [0, 0, 0, 0])
-            if sa.direction == "in":
-                acc[0] += sa.bytes_in
-                acc[1] += sa.packets_in
+        for spi, sa_drops in c.drops_in.items():
+            key = owner.get(spi)
+            if key is not None:
                 d = drops.setdefault(key, {})
-                for reason, n in sa.drops.items():
+                for reason, n in sa_drops.items():
                     d[reason] = d.get(reason, 0) + n
-            else:
-                acc[2] += sa.bytes_out
-                acc[3] += sa.packets_out
-        keepalives = {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in snap.peers}
+        keepalives = c.keepalives
         for key, (b_in, p_in, b_out, p_out) in per.items():
             s = self.sessions.get(key)
             if s is None:

@@ -18,11 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import signal
 import socket
 import time
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ from vpnhub.net.dataplane import (
     open_ctcp_listener,
     open_esp_socket,
 )
-from vpnhub.net.ikesplit import IkeSocket, open_natt_sockets
+from vpnhub.net.ikesplit import IkeSocket, SplitDataplane, open_natt_sockets
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 
@@ -193,7 +192,9 @@ class Concentrator:
                                    ctcp_listeners=listeners, frag_policy=c.fragmentation)
         self.dataplane.debug_severity = max(self.log.levels("IPSECDBG"))  # 0 lines if unkept
         self.dataplane.start()
-        self.core.dataplane = self.dataplane
+        # with the split, the IKE socket's counts join the data plane's (ikesplit.py)
+        self.core.dataplane = self.dataplane if self.ike4500 is None else \
+            SplitDataplane(self.dataplane, self.ike4500)
         self._open_send_queues(loop)
 
     def _open_send_queues(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -317,19 +318,14 @@ class Concentrator:
             await asyncio.sleep(0)  # one step per turn: what is ready runs in between
 
     async def _refresh_stats(self) -> None:
-        if self.dataplane is None:
+        dp = self.core.dataplane
+        if dp is None:
             return
         try:
-            snap = await self.dataplane.stats()
+            counters = await dp.counters()  # arrays, not an object per SA (issue 13)
         except Exception:  # the data plane could not answer: the counters wait
             return
-        if self.ike4500 is not None:  # IKE on 4500 that never crossed the data plane
-            i = self.ike4500
-            snap = dataclasses.replace(
-                snap, ike_rx=snap.ike_rx + i.rx, ike_tx=snap.ike_tx + i.tx,
-                udp_rx=snap.udp_rx + i.rx + i.drops.total(),
-                drops=_plus(snap.drops, i.drops), drops_total=_plus(snap.drops_total, i.drops))
-        self.core.apply_stats(snap, time.monotonic())
+        self.core.apply_counters(counters, time.monotonic())
 
     # --------------------------------------------------------------- admin
     async def _start_admin(self) -> asyncio.AbstractServer | None:
@@ -358,13 +354,6 @@ class Concentrator:
         qs = [q for q in (self.out500, self.out4500) if q is not None]
         return {"queued": sum(q.queued for q in qs), "sent_late": sum(q.sent_late for q in qs),
                 "dropped": sum(q.dropped for q in qs), "waiting": sum(len(q) for q in qs)}
-
-
-def _plus(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
-    out = dict(a)
-    for k, n in b.items():
-        out[k] = out.get(k, 0) + n
-    return out
 
 
 def serve(config: Config, log: EventLog) -> int:

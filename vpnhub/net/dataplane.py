@@ -1405,7 +1405,9 @@ class Dataplane:
             array("d", [sa.last_activity for sa in ins]),
             array("L", [sa.spi for sa in outs]), array("Q", [sa.bytes_out for sa in outs]),
             array("Q", [sa.packets_out for sa in outs]),
-            array("d", [sa.last_activity for sa in outs]))
+            array("d", [sa.last_activity for sa in outs]),
+            {sa.spi: dict(sa.drops) for sa in ins if sa.drops},
+            {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in self._peers.values()})
 
     def _totals(self, ins: list[EspSA], outs: list[EspSA]) -> DataplaneStats:
         """Every counter but the SA and peer lists: drops and traffic of the live SAs

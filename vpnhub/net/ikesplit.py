@@ -34,13 +34,19 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import socket
 import struct
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
+from vpnhub.esp import EspSA, SaParams
+from vpnhub.ike.transport import Transport
 from vpnhub.net.dataplane import open_udp_socket
+from vpnhub.net.handle import DataplaneHandle
+from vpnhub.net.messages import Event
+from vpnhub.net.stats import DataplaneStats, SaCounters
 from vpnhub.net.udpencap import IKE_HEADER_LEN, NON_ESP_MARKER, SHORT_IKE
 
 Address = tuple[str, int]
@@ -142,3 +148,73 @@ class IkeSocket:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+class SplitDataplane:
+    """A data plane whose counters include what the IKE socket read and sent.
+
+    With the split, IKE on 4500 never crosses the data plane, so its ``ike_rx``,
+    ``ike_tx``, ``udp_rx`` and drops would leave /metrics and the admin
+    ``stats`` answer; the concentrator hands this wrapper to its core and
+    manager instead of the bare data plane, and the totals read as before the
+    split. Every command goes to the data plane unchanged.
+    """
+
+    def __init__(self, inner: DataplaneHandle, ike: IkeSocket) -> None:
+        self.inner = inner
+        self.ike = ike
+
+    def add_inbound(self, sa: SaParams | EspSA, peer: Address, *, udp_encap: bool = True,
+                    allowed_src: str | None = None, transport: str = "") -> None:
+        self.inner.add_inbound(sa, peer, udp_encap=udp_encap, allowed_src=allowed_src,
+                               transport=transport)
+
+    def add_outbound(self, sa: SaParams | EspSA, peer: Address, *, udp_encap: bool = True,
+                     dst: str | None = None, transport: str = "") -> None:
+        self.inner.add_outbound(sa, peer, udp_encap=udp_encap, dst=dst, transport=transport)
+
+    def remove_sa(self, spi: int) -> None:
+        self.inner.remove_sa(spi)
+
+    def update_peer(self, old: Address, new: Address) -> None:
+        self.inner.update_peer(old, new)
+
+    def set_keepalive(self, peer: Address, interval: float | None,
+                      transport: str = "") -> None:
+        self.inner.set_keepalive(peer, interval, transport)
+
+    def send_ike(self, message: bytes, addr: Address,
+                 transport: Transport = Transport.NATT) -> None:
+        if transport is Transport.NATT:
+            self.ike.send(message, addr)  # the IKE socket's own counters see it
+        else:
+            self.inner.send_ike(message, addr, transport)
+
+    def ctcp_close(self, addr: Address) -> None:
+        self.inner.ctcp_close(addr)
+
+    def events(self) -> list[Event]:
+        return self.inner.events()
+
+    async def stats(self) -> DataplaneStats:
+        return self.plus_ike(await self.inner.stats())
+
+    async def counters(self) -> SaCounters:
+        c = await self.inner.counters()
+        return dataclasses.replace(c, totals=self.plus_ike(c.totals))
+
+    def plus_ike(self, s: DataplaneStats) -> DataplaneStats:
+        """`s` with the IKE socket's datagrams counted as the data plane counts them."""
+        i = self.ike
+        return dataclasses.replace(
+            s, ike_rx=s.ike_rx + i.rx, ike_tx=s.ike_tx + i.tx,
+            udp_rx=s.udp_rx + i.rx + i.drops.total(), drops=_plus(s.drops, i.drops),
+            drops_total=_plus(s.drops_total, i.drops))
+
+
+def _plus(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    """Counts of `a` and `b` added (a reason at 0 in `a` stays listed)."""
+    out = dict(a)
+    for k, n in b.items():
+        out[k] = out.get(k, 0) + n
+    return out

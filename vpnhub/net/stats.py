@@ -235,6 +235,10 @@ class SaCounters:
     bytes_out: array[int] = field(default_factory=lambda: array("Q"))
     packets_out: array[int] = field(default_factory=lambda: array("Q"))
     active_out: array[float] = field(default_factory=lambda: array("d"))
+    # sparse: only inbound SAs that dropped something (usually none of 20,000)
+    drops_in: dict[int, dict[str, int]] = field(default_factory=dict)
+    # NAT keepalives (received, sent) by peer address (RFC 3948 4)
+    keepalives: dict[Address, tuple[int, int]] = field(default_factory=dict)
 
 
 def counters_of(stats: DataplaneStats) -> SaCounters:
@@ -247,4 +251,6 @@ def counters_of(stats: DataplaneStats) -> SaCounters:
         array("Q", [s.packets_in for s in ins]), array("d", [s.last_activity for s in ins]),
         array("L", [s.spi for s in outs]), array("Q", [s.bytes_out for s in outs]),
         array("Q", [s.packets_out for s in outs]),
-        array("d", [s.last_activity for s in outs]))
+        array("d", [s.last_activity for s in outs]),
+        {s.spi: dict(s.drops) for s in ins if s.drops},
+        {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in stats.peers})
