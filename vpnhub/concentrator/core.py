@@ -43,6 +43,7 @@ from vpnhub.ike.summary import Notice
 from vpnhub.ike.transitions import State
 from vpnhub.ike.transport import Transport
 from vpnhub.net.handle import DataplaneHandle, DataplaneStats
+from vpnhub.net.loopwatch import LoopWatch
 from vpnhub.net.messages import (
     CTCP_CLOSED_BY_CONTROL,
     CtcpClosed,
@@ -119,6 +120,8 @@ class ConcentratorCore:
         self._l2l_by_id = {t.peer_id: t for t in config.lan_to_lan if t.peer_id}
         self.natt_enabled = config.nat_transparency.ipsec_over_natt
         self.event_hook: EventHook | None = None  # the manager's handshake counters
+        # the shell's watch of its loop's delay (issue 13), for /metrics; None in-process
+        self.loop_watch: LoopWatch | None = None
         self.driver: BoundDriver | None = None  # the IKE driver loop (`bind`)
         self._state: StateKeeper | None = None  # the state record (crash recovery)
         self._held: list[HeldAddress] = []  # pool addresses of sessions a crash lost

@@ -41,6 +41,7 @@ from vpnhub.net.dataplane import (
     open_esp_socket,
     open_udp_socket,
 )
+from vpnhub.net.loopwatch import LoopWatch
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 
@@ -75,10 +76,14 @@ class Concentrator:
         self._last_stats = 0.0
         self.ike: AsyncIkeDriver | None = None  # the IKE driver loop: exact timers
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
+        self.loop_watch: LoopWatch | None = None  # how late this loop runs (issue 13)
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        self.loop_watch = LoopWatch(loop)
+        self.loop_watch.start()
+        self.core.loop_watch = self.loop_watch
         self.manager = Manager(self.core)  # manager (issue 6): opens the event log store first
         self.core.event_hook = self.manager.on_ike_event
         self._setup_network()
@@ -105,6 +110,7 @@ class Concentrator:
             await self._stop.wait()
         finally:
             ticker.cancel()
+            self.loop_watch.stop()
             for q in (self.out500, self.out4500):
                 if q is not None:
                     q.lift_bound()  # every client's DELETE waits for the socket
@@ -279,12 +285,23 @@ class Concentrator:
             return None
 
     async def admin_command(self, req: dict[str, Any]) -> dict[str, Any]:
+        if req.get("cmd") == "status":
+            return self._status()
         if req.get("cmd") == "sessions":
             await self._refresh_stats()
         reply = self.core.admin_command(req)
         if req.get("cmd") == "stats":
             reply["ike_send"] = self._send_counters()
         return reply
+
+    def _status(self) -> dict[str, Any]:
+        """`status`: cheap figures a benchmark or a monitor polls (O(1), no listing)."""
+        out: dict[str, Any] = {"sessions": len(self.core.sessions), "sas": len(self.core.endpoint)}
+        if self.loop_watch is not None:
+            out.update(self.loop_watch.to_json())
+        if self.ike is not None:
+            out["timer_wakes"] = self.ike.driver.wakes
+        return out
 
     def _send_counters(self) -> dict[str, int]:
         """IKE messages that met a full send buffer: queued, sent late, dropped."""
