@@ -771,6 +771,8 @@ class ConcentratorCore:
     def write_state(self, now: float, *, clean: bool = False) -> None:
         if self._state is None:
             return
+        if clean:  # the clean record is the last one: after any background write
+            self._log_state_error(self._state.stop_background())
         sessions = tuple(
             SessionRecord(s.user, s.group, s.public_ip, s.public_port,
                           str(s.assigned_ip) if s.assigned_ip else None, s.login_time)
@@ -781,7 +783,14 @@ class ConcentratorCore:
                            heartbeat=self.wall(), clean=clean, peak=summary["peak"],
                            cumulative=summary["cumulative"], sessions=sessions,
                            held=tuple(self._held))
-        error = self._state.write(record, now)
+        self._log_state_error(self._state.write(record, now))
+
+    def state_in_background(self) -> None:
+        """The shell's event loop: serialise and write the record on a thread (issue 13)."""
+        if self._state is not None:
+            self._state.start_background()
+
+    def _log_state_error(self, error: str | None) -> None:
         if error:
             self.log.add("SESSION", 2, error + ": a crash now would leave no trace of"
                          " this run's sessions")
