@@ -100,9 +100,9 @@ class IkeSA(SaState):
         to `config.idle_timer_grid`, so that one wake of the driver serves every SA
         due in that slot instead of one wake per SA (issue 13: 10,000 SAs with DPD
         every 30 s woke the driver 653 times a second, bench/idle_timers.py; now once
-        a second). Late by less than a grid
-        step is harmless: RFC 3706 5.5 leaves the idle period to the implementation,
-        and a lifetime ends a little later, never earlier."""
+        a second). Late by less than a grid step is harmless: RFC 3706 5.5 leaves the
+        idle period to the implementation, and a lifetime ends a little later, never
+        earlier."""
         exact = [p.next_at for p in self._pending.values()]
         idle: list[float] = []
         if self.state is State.ESTABLISHED:
