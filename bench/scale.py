@@ -1,28 +1,38 @@
-"""Scale: 10,000 concurrent sessions held with DPD and NAT keepalives, then 1,000 with traffic.
+"""Scale: 10,000 concurrent sessions held, polled by open Sessions tabs, then SIGTERM.
 
-    sudo .venv/bin/python bench/scale.py [--sessions 10000] [--hold 300]
-        [--traffic-sessions 1000] [--traffic-hold 60] [--json out.json]
-        [--profile-dir DIR] [--smoke]
+    sudo .venv/bin/python bench/scale.py [--sessions 10000] [--history-wait 300]
+        [--window 60] [--traffic-sessions 1000] [--traffic-hold 60] [--poll 120]
+        [--tabs 5] [--json out.json] [--profile-dir DIR] [--smoke]
 
 The load generator (``python -m vpnhub.tools.loadgen``) in client namespace c1
 brings up ``--sessions`` remote-access tunnels through the PAT to
 ``vpnhub serve`` (all of them one public address, many ports), then:
 
-1. holds them ``--hold`` seconds: every client sends a NAT keepalive every
-   20 s and DPD R-U-THERE after 30 s of silence, the concentrator runs its
-   own DPD (30 s) and timers. Measured: the concentrator's CPU (utime+stime
-   over a window of the hold, in % of one core), its memory per session
-   (RSS after the set-up minus RSS before, divided by the sessions), and the
-   time to list the sessions: ``vpnhub sessions --json``, the admin socket
-   request alone, and the web manager (``GET /api/v1/sessions`` and the
-   ``/sessions`` page) if it runs;
+1. holds them idle: every client sends a NAT keepalive every 20 s and DPD
+   R-U-THERE after 30 s of silence, the concentrator runs its own DPD (30 s)
+   and timers. After ``--history-wait`` seconds (default 300: the manager's
+   per-session history, 150 samples every 2 s, is full; the output says
+   ``history_full`` false when it was shorter) a ``--window`` of seconds
+   measures the concentrator's CPU (utime+stime, in % of one core) and its
+   memory per session (RSS minus RSS before the set-up, divided by the
+   sessions): issue 13's steady state. Then ``vpnhub sessions --json`` and the
+   admin socket request are timed;
 2. then ``--traffic-hold`` seconds during which ``--traffic-sessions`` of
    them each send one ICMP echo per second through their ESP SA to the LAN
    host (and decrypt the replies): the concentrator's CPU again, and the
-   echo replies that came back.
+   echo replies that came back;
+3. ``--poll`` seconds of ``--tabs`` open Sessions tabs (``bench/pollers.py``:
+   each logs in and asks for a page of 100 and the summary every 3 s) plus
+   one full export (JSON lines; "not available" if the build has none):
+   page latency p50/p99/max, and the IKE loop's worst delay meanwhile (the
+   admin socket's ``status``, ``LoopWatch``); then the sessions the load
+   generator lost since the set-up (``sessions_lost``);
+4. SIGTERM to the concentrator: the seconds until it exited and the DELETEs
+   the load generator received (``deletes_received``, goal: one per session).
 
 A py-spy profile of the concentrator is taken in the idle hold (after the
-CPU window, so it does not disturb it).
+CPU window, so it does not disturb it). The JSON goes to ``--json``, a text
+summary of the issue's "Done when" figures to stdout.
 """
 
 from __future__ import annotations
@@ -54,6 +64,7 @@ from common import (
 )
 from handshake import N_USERS, POOL, loadgen_argv, wait_event
 
+from vpnhub.admin import request
 from vpnhub.lab.topology import Topology
 
 WEB_ADMIN = ("benchadmin", "bench-admin-password")
@@ -102,42 +113,43 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sessions", type=int, default=10000)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--dh", type=int, default=19, help="DH group of the set-up")
-    ap.add_argument("--hold", type=float, default=300.0,
-                    help="seconds the sessions are held, the traffic phase included")
+    ap.add_argument("--history-wait", type=float, default=300.0,
+                    help="seconds from the set-up to the CPU/RSS window (300: the manager's"
+                         " per-session history is full)")
+    ap.add_argument("--window", type=float, default=60.0,
+                    help="seconds of the idle CPU/RSS window")
+    ap.add_argument("--poll", type=float, default=120.0,
+                    help="seconds the Sessions tabs poll the manager")
+    ap.add_argument("--tabs", type=int, default=5, help="open Sessions tabs")
     ap.add_argument("--traffic-sessions", type=int, default=1000)
     ap.add_argument("--traffic-hold", type=float, default=60.0,
                     help="the last seconds of the hold, with traffic")
     ap.add_argument("--dpd", type=float, default=30.0)
     ap.add_argument("--keepalive", type=float, default=20.0)
-    ap.add_argument("--web-timeout", type=float, default=120.0,
-                    help="give up on one web manager request after this many seconds")
-    ap.add_argument("--web-page", choices=("auto", "yes", "no"), default="auto",
-                    help="also time the /sessions HTML page (auto: up to 2,000 sessions; it"
-                         " blocks the concentrator for as long as it renders)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--profile-dir", type=Path)
     ap.add_argument("--prefix")
     ap.add_argument("--smoke", action="store_true",
-                    help="50 sessions, 7 s hold, 10 with traffic for 3 s, fast DPD/keepalives")
+                    help="50 sessions, 2 s history wait, 3 s window, 10 with traffic for 3 s,"
+                         " 6 s of polling, fast DPD/keepalives")
     args = ap.parse_args(argv)
     if args.smoke:
-        args.sessions, args.hold, args.traffic_sessions, args.traffic_hold = 50, 7.0, 10, 3.0
+        args.sessions, args.traffic_sessions, args.traffic_hold = 50, 10, 3.0
+        args.history_wait, args.window, args.poll = 2.0, 3.0, 6.0
         args.dpd, args.keepalive, args.concurrency = 2.0, 1.0, 16
     n = args.sessions
-    web_page = args.web_page == "yes" or (args.web_page == "auto" and n <= 2000)
     traffic_hold = args.traffic_hold if args.traffic_sessions else 0.0
-    idle_hold = args.hold - traffic_hold
-    # the idle part: settle, CPU window, profile, CLI listing (last: it costs CPU)
-    settle = min(10.0, idle_hold * 0.05)
+    # the idle part: history wait, CPU window, profile, CLI listing (last: it costs CPU)
+    settle = args.history_wait
     list_reserve = 2.0 if args.smoke else min(40.0, 5.0 + n / 500)
     prof_s = 0.0 if (args.smoke or args.profile_dir is None) else 15.0
-    window = idle_hold - settle - list_reserve - prof_s
-    if window < 1.0:
-        ap.error(f"--hold {args.hold:g} is too short for {n} sessions"
-                 f" (needs > {traffic_hold + settle + list_reserve + prof_s + 1:.0f} s)")
+    window = args.window
+    idle_hold = settle + window + list_reserve + prof_s
+    hold = idle_hold + traffic_hold
     prefix = args.prefix or lab_prefix("s")
     doc: dict[str, Any] = {"bench": "scale", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                           "smoke": args.smoke, "sessions": n, "hold_s": args.hold,
+                           "smoke": args.smoke, "sessions": n, "hold_s": hold,
+                           "history_wait_s": settle, "history_full": settle >= 300.0,
                            "traffic_sessions": args.traffic_sessions,
                            "traffic_hold_s": traffic_hold, "dpd_s": args.dpd,
                            "keepalive_s": args.keepalive, "environment": environment()}
@@ -167,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         extra = ["--hold", f"{idle_hold:g}", "--traffic-sessions", str(args.traffic_sessions),
                  "--traffic-hold", f"{traffic_hold:g}", "--dpd", f"{args.dpd:g}",
                  "--keepalive", f"{args.keepalive:g}", "--setup-timeout", "60",
-                 "--linger", f"{4 * args.web_timeout + 120:g}", "--teardown"]
+                 "--linger", f"{args.poll + 900:g}", "--teardown"]
         lg_argv = loadgen_argv(run, tunnels=n, concurrency=args.concurrency, dh=args.dh,
                                out=out, extra=extra)
         setup_meter = CpuMeter({"conc": [conc.pid]}).start()
@@ -252,24 +264,22 @@ def main(argv: list[str] | None = None) -> int:
                         f" core with {tev.get('sessions')} sessions pinging")
             lev = wait_event(logf, "linger_start", lg, timeout=traffic_hold + 60)
             doc["alive_before_web"] = lev.get("alive") if lev else None
+            sock = conc.admin_socket or run / "admin.sock"
             if web:
-                wl = listing(topo, conc.admin_socket or run / "admin.sock", cli=False, web=True,
-                             repeat=1 if n >= 5000 and not args.smoke else 3,
-                             web_timeout=args.web_timeout, web_page=web_page)
-                doc["listing"].update({k: v for k, v in wl.items() if k != "raw"})
-                doc["listing"]["raw_web"] = wl.get("raw")
-                log("listing (web): " + ", ".join(
-                    f"{k} {v:.2f} s" for k, v in wl.items()
-                    if k.endswith("_s") and isinstance(v, float)))
-                if not web_page:
-                    doc["listing"]["web_page"] = (
-                        "not timed at this size (--web-page yes): it renders every session"
-                        " on the event loop")
+                doc["polling"] = pollers(topo, sock, args.tabs, args.poll)
             else:
-                doc["listing"]["web"] = "absent: no web manager in this build"
+                doc["polling"] = {"error": "no web manager in this build"}
+            doc["loop"] = admin_status(sock)
+            st = loadgen_status(lg, logf, 1)
+            doc["sessions_lost"] = st.get("sessions_lost")
+            doc["alive_before_sigterm"] = st.get("alive")
+            doc["sigterm"] = sigterm(conc, lg, logf)
+            log(f"SIGTERM: exit in {_f(doc['sigterm']['exit_s'])} s, DELETEs received"
+                f" {doc['sigterm']['deletes_received']} for {doc['alive_before_sigterm']}"
+                " sessions")
             if lg.alive():
                 os.kill(lg.pid, signal.SIGUSR1)  # end the linger: tear down and exit
-            done = wait_event(logf, "done", lg, timeout=args.hold + 600)
+            done = wait_event(logf, "done", lg, timeout=hold + 600)
             rc = lg.popen.wait(timeout=300)
             if done is None or not out.exists():
                 raise RuntimeError(f"load generator exit {rc}: {lg.log_text()[-800:]}")
@@ -277,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
             c = res["counters"]
             doc["loadgen"] = {k: res[k] for k in ("established", "failed", "tunnels_per_s",
                                                   "setup_p50_ms", "setup_p99_ms", "rtt_p50_ms",
-                                                  "rtt_p99_ms", "alive_at_end", "cpu_s")}
+                                                  "rtt_p99_ms", "alive_at_end", "cpu_s",
+                                                  "deletes_received", "sessions_lost")}
             doc["loadgen"]["counters"] = c
             if "traffic" in doc:
                 doc["traffic"].update({"pings_tx": c["pings_tx"], "pings_rx": c["pings_rx"],
@@ -297,14 +308,101 @@ def main(argv: list[str] | None = None) -> int:
                 lg.stop(10.0)
             t = time.monotonic()
             assert conc.proc is not None
-            rc = conc.proc.stop(10.0)
-            doc["shutdown_s"] = time.monotonic() - t
+            rc = conc.proc.stop(10.0)  # at once if SIGTERM already ended it
+            doc["shutdown_s"] = doc.get("sigterm", {}).get("exit_s", time.monotonic() - t)
             doc["shutdown_killed"] = rc == -signal.SIGKILL
     doc["elapsed_s"] = time.monotonic() - t0
     write_json(args.json, doc)
     print(json.dumps({k: v for k, v in doc.items() if k not in ("environment",)}, indent=1,
                      default=str)[:3000])
+    print(summary_text(doc))
     return 1 if "error" in doc else 0
+
+
+def pollers(topo: Topology, sock: Path, tabs: int, seconds: float) -> dict[str, Any]:
+    """`tabs` open Sessions tabs for `seconds`, plus one export (bench/pollers.py)."""
+    pwf = topo.run_dir / "web-admin.pw"
+    pwf.write_text(WEB_ADMIN[1] + "\n")
+    argv = [PYTHON, str(REPO / "bench" / "pollers.py"), "--socket", str(sock),
+            "--web", "http://127.0.0.1:8443", "--user", WEB_ADMIN[0], "--password-file",
+            str(pwf), "--tabs", str(tabs), "--seconds", f"{seconds:g}", "--export"]
+    cp = topo.exec(topo.conc, argv, timeout=seconds + 900)
+    try:
+        out: dict[str, Any] = json.loads(cp.stdout)
+    except ValueError:
+        return {"error": f"pollers exit {cp.returncode}: {cp.stderr.strip()[-400:]}"}
+    log(f"polling: {tabs} tabs for {seconds:g} s: page p50 {out['page']['p50_ms']} ms,"
+        f" p99 {out['page']['p99_ms']} ms, max {out['page']['max_ms']} ms;"
+        f" export {out.get('export')}; loop worst {out['loop_delay_recent_max_ms']} ms")
+    return out
+
+
+def admin_status(sock: Path) -> dict[str, Any]:
+    """The concentrator's `status` (LoopWatch: the loop's worst delay since start)."""
+    try:
+        return dict(request(str(sock), {"cmd": "status"}, timeout=30))
+    except (OSError, ValueError) as e:
+        return {"error": str(e)}
+
+
+def loadgen_status(lg: Any, logf: Path, nth: int, timeout: float = 30.0) -> dict[str, Any]:
+    """SIGUSR2 to the load generator; its `nth` status event (alive, lost, DELETEs)."""
+    if lg.alive():
+        os.kill(lg.pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        seen = [json.loads(line) for line in logf.read_text(errors="replace").splitlines()
+                if line.startswith("{") and '"event": "status"' in line]
+        if len(seen) >= nth:
+            return dict(seen[nth - 1])
+        time.sleep(0.1)
+    return {}
+
+
+def sigterm(conc: Any, lg: Any, logf: Path) -> dict[str, Any]:
+    """SIGTERM with the sessions up: seconds to exit, DELETEs the clients received."""
+    assert conc.proc is not None
+    t = time.monotonic()
+    conc.proc.popen.send_signal(signal.SIGTERM)
+    try:
+        conc.proc.popen.wait(30.0)
+        exit_s: float | None = time.monotonic() - t
+    except Exception:  # still running after 30 s: the finally block kills it
+        exit_s = None
+    time.sleep(2.0)  # the last DELETEs in flight reach the load generator
+    st = loadgen_status(lg, logf, 2)
+    return {"exit_s": exit_s, "deletes_received": st.get("deletes_received"),
+            "alive_after": st.get("alive")}
+
+
+def summary_text(doc: dict[str, Any]) -> str:
+    """The issue's "Done when" figures, one line each."""
+    idle, pol, sig = doc.get("idle", {}), doc.get("polling", {}), doc.get("sigterm", {})
+    page = pol.get("page", {})
+    hist = ("after the history was full" if doc.get("history_full") else
+            f"NOT after the history was full: {doc.get('history_wait_s')} s after the set-up")
+    export = pol.get("export", {})
+    exp = ("not available" if export.get("result") == "not available" else
+           f"{export.get('s', 0):.1f} s, {export.get('lines')} lines" if "s" in export
+           else str(export))
+    lines = [
+        f"scale: {doc.get('setup', {}).get('established')}/{doc['sessions']} sessions held",
+        f"  idle CPU {_f(idle.get('conc_core_pct'))} % of a core, {_f(idle.get('kib_per_session'))}"
+        f" KiB per session ({hist}; window {_f(idle.get('window_s'))} s)",
+        f"  {pol.get('tabs')} tabs for {pol.get('seconds')} s: page of 100 p50"
+        f" {page.get('p50_ms')} ms, p99 {page.get('p99_ms')} ms, max {page.get('max_ms')} ms;"
+        f" {pol.get('error_count')} errors; export: {exp}",
+        f"  loop worst delay: {pol.get('loop_delay_recent_max_ms')} ms while polled,"
+        f" {doc.get('loop', {}).get('loop_delay_max_ms')} ms since start",
+        f"  sessions lost: {doc.get('sessions_lost')}",
+        f"  SIGTERM: exit in {_f(sig.get('exit_s'))} s, deletes_received"
+        f" {sig.get('deletes_received')} of {doc.get('alive_before_sigterm')} sessions",
+    ]
+    return "\n".join(lines)
+
+
+def _f(x: object) -> str:
+    return f"{x:.2f}" if isinstance(x, int | float) else str(x)
 
 
 if __name__ == "__main__":

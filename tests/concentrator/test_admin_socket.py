@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from vpnhub.concentrator.service import Concentrator
 from vpnhub.config import parse_config
 from vpnhub.eventlog import EventLog
 from vpnhub.net.jsonline import MAX_DEPTH, MAX_REQUEST_BYTES
+from vpnhub.net.loopwatch import LoopWatch
 
 CONFIG = """\
 [concentrator]
@@ -79,3 +81,28 @@ def test_strings_with_brackets_are_not_nesting(tmp_path: Path) -> None:
         json.dumps({"cmd": "logout", "user": user}).encode() + b"\n"])
     assert replies[0]["error"].startswith("no session of user"), replies[0]
     assert unhandled == []
+
+
+def test_status_reports_the_loops_worst_delay(tmp_path: Path) -> None:
+    """Issue 13: `status` carries LoopWatch's figures (the shell starts it in run())."""
+    sock = tmp_path / "admin.sock"
+    conc = Concentrator(parse_config(CONFIG.format(sock=sock)), EventLog(out=io.StringIO()))
+
+    async def main() -> dict[str, Any]:
+        conc.loop_watch = LoopWatch(asyncio.get_running_loop(), interval=0.02)
+        conc.loop_watch.start()
+        server = await conc._start_admin()
+        assert server is not None
+        try:
+            await asyncio.sleep(0.05)
+            time.sleep(0.2)  # something holds the loop
+            await asyncio.sleep(0.05)
+            return await ask(sock, b'{"cmd": "status"}\n')
+        finally:
+            conc.loop_watch.stop()
+            server.close()
+            await server.wait_closed()
+
+    reply = asyncio.run(main())
+    assert reply["sessions"] == 0 and reply["sas"] == 0
+    assert reply["loop_delay_max_ms"] >= 150 and reply["loop_delay_recent_max_ms"] >= 150

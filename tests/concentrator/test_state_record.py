@@ -21,9 +21,12 @@ import pytest
 from core_harness import CoreRig, config_text
 
 from vpnhub.concentrator.staterecord import (
+    HeldAddress,
     RunRecord,
     SessionRecord,
     StateError,
+    StateKeeper,
+    encode_state,
     read_state,
     state_path,
     write_state,
@@ -212,3 +215,47 @@ def test_pool_hold_keeps_an_address_for_its_identity_only() -> None:
     assert pool.hold(ipaddress.IPv4Address("10.0.0.2"), "alice")
     pool.unhold("10.0.0.2")
     assert str(pool.allocate("b", identity="carol")) == "10.0.0.2"
+
+
+# ------------------------------------------------------------ off the event loop (issue 13)
+def test_encode_state_is_the_same_document_as_to_json() -> None:
+    rec = RunRecord(pid=1, started=2.0, heartbeat=3.0, clean=True, peak=4, cumulative=5,
+                    sessions=(*LOST, SessionRecord('a"sessions":[]', "g", "203.0.113.9", 1,
+                                                   None, 6.0)),
+                    held=(HeldAddress("vpngroup", "10.40.1.3", "vpnuser3", 9.0),))
+    assert json.loads(encode_state(rec)) == json.loads(json.dumps(rec.to_json()))
+
+
+def test_background_writes_land_and_the_clean_record_is_last(tmp_path: Path) -> None:
+    path = tmp_path / "s.state.json"
+    keeper = StateKeeper(path, pid=1, started=2.0)
+    keeper.start_background()
+    rec = RunRecord(pid=1, started=2.0, heartbeat=3.0, clean=False, sessions=LOST)
+    assert keeper.write(rec, 100.0) is None
+    assert keeper.stop_background() is None  # waits for the write under way
+    assert read_state(path) == rec
+    final = RunRecord(pid=1, started=2.0, heartbeat=4.0, clean=True)
+    assert keeper.write(final, 101.0) is None  # synchronous again
+    assert read_state(path) == final
+
+
+def test_a_background_write_error_is_reported_once_by_a_later_call(tmp_path: Path) -> None:
+    keeper = StateKeeper(tmp_path / "missing" / "s.state.json", pid=1, started=2.0)
+    keeper.start_background()
+    rec = RunRecord(pid=1, started=2.0, heartbeat=3.0, clean=False)
+    assert keeper.write(rec, 100.0) is None  # the error comes back later, from the loop
+    msg = keeper.stop_background()
+    assert msg is not None and "cannot write the state record" in msg
+    keeper.start_background()
+    keeper.write(rec, 103.0)
+    assert keeper.stop_background() is None  # the same error is not logged again
+
+
+def test_the_concentrator_writes_in_the_background_and_shuts_down_clean(
+        tmp_path: Path) -> None:
+    p = _start(tmp_path)
+    p.core.state_in_background()
+    p.core.write_state(p.now)
+    p.core.shutdown(p.now)  # waits for the background write, then the clean record
+    rec = read_state(state_path(_store(tmp_path)))
+    assert rec is not None and rec.clean and rec.pid == os.getpid()

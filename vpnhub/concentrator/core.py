@@ -44,6 +44,7 @@ from vpnhub.ike.summary import Notice
 from vpnhub.ike.transitions import State
 from vpnhub.ike.transport import Transport
 from vpnhub.net.handle import DataplaneHandle, SaCounters
+from vpnhub.net.loopwatch import LoopWatch
 from vpnhub.net.messages import (
     CTCP_CLOSED_BY_CONTROL,
     CtcpClosed,
@@ -123,6 +124,8 @@ class ConcentratorCore:
         self._l2l_by_id = {t.peer_id: t for t in config.lan_to_lan if t.peer_id}
         self.natt_enabled = config.nat_transparency.ipsec_over_natt
         self.event_hook: EventHook | None = None  # the manager's handshake counters
+        # the shell's watch of its loop's delay (issue 13), for /metrics; None in-process
+        self.loop_watch: LoopWatch | None = None
         self.driver: BoundDriver | None = None  # the IKE driver loop (`bind`)
         self._state: StateKeeper | None = None  # the state record (crash recovery)
         self._held: list[HeldAddress] = []  # pool addresses of sessions a crash lost
@@ -787,6 +790,8 @@ class ConcentratorCore:
     def write_state(self, now: float, *, clean: bool = False) -> None:
         if self._state is None:
             return
+        if clean:  # the clean record is the last one: after any background write
+            self._log_state_error(self._state.stop_background())
         sessions = tuple(
             SessionRecord(s.user, s.group, s.public_ip, s.public_port,
                           str(s.assigned_ip) if s.assigned_ip else None, s.login_time)
@@ -797,7 +802,14 @@ class ConcentratorCore:
                            heartbeat=self.wall(), clean=clean, peak=summary["peak"],
                            cumulative=summary["cumulative"], sessions=sessions,
                            held=tuple(self._held))
-        error = self._state.write(record, now)
+        self._log_state_error(self._state.write(record, now))
+
+    def state_in_background(self) -> None:
+        """The shell's event loop: serialise and write the record on a thread (issue 13)."""
+        if self._state is not None:
+            self._state.start_background()
+
+    def _log_state_error(self, error: str | None) -> None:
         if error:
             self.log.add("SESSION", 2, error + ": a crash now would leave no trace of"
                          " this run's sessions")

@@ -45,6 +45,7 @@ from vpnhub.net.dataplane import (
     open_esp_socket,
 )
 from vpnhub.net.ikesplit import IkeSocket, SplitDataplane, open_natt_sockets
+from vpnhub.net.loopwatch import LoopWatch
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 
@@ -87,10 +88,14 @@ class Concentrator:
         self._dh_filler: asyncio.Task[None] | None = None
         self.ike: AsyncIkeDriver | None = None  # the IKE driver loop: exact timers
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
+        self.loop_watch: LoopWatch | None = None  # how late this loop runs (issue 13)
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:
         loop = asyncio.get_running_loop()
+        self.loop_watch = LoopWatch(loop)
+        self.loop_watch.start()
+        self.core.loop_watch = self.loop_watch
         self.manager = Manager(self.core)  # manager (issue 6): opens the event log store first
         self.core.event_hook = self.manager.on_ike_event
         self._setup_network()
@@ -101,6 +106,7 @@ class Concentrator:
         # once the ports are ours (a second instance must not overwrite the record of the
         # one running), before the loop reads a first packet (holds before any login)
         self.core.restore_state()
+        self.core.state_in_background()  # ~0.1 s per write at 10,000 sessions: not here
         assert self.sock500 is not None
         loop.add_reader(self.sock500.fileno(), self._on_udp500)
         if self.ike4500 is not None:
@@ -121,6 +127,7 @@ class Concentrator:
             ticker.cancel()
             if self._dh_filler is not None:
                 self._dh_filler.cancel()
+            self.loop_watch.stop()
             for q in (self.out500, self.out4500):
                 if q is not None:
                     q.lift_bound()  # every client's DELETE waits for the socket
@@ -337,6 +344,8 @@ class Concentrator:
             return None
 
     async def admin_command(self, req: dict[str, Any]) -> dict[str, Any]:
+        if req.get("cmd") == "status":
+            return self._status()
         if req.get("cmd") == "sessions":  # paged, built in steps (adminsessions.py)
             if req.get("cursor") is None:  # fresh counters once per walk, not per page
                 await self._refresh_stats()
@@ -348,6 +357,15 @@ class Concentrator:
             reply["ike_4500"] = None if i is None else {"rx": i.rx, "tx": i.tx,
                                                          "drops": dict(i.drops)}
         return reply
+
+    def _status(self) -> dict[str, Any]:
+        """`status`: cheap figures a benchmark or a monitor polls (O(1), no listing)."""
+        out: dict[str, Any] = {"sessions": len(self.core.sessions), "sas": len(self.core.endpoint)}
+        if self.loop_watch is not None:
+            out.update(self.loop_watch.to_json())
+        if self.ike is not None:
+            out["timer_wakes"] = self.ike.driver.wakes
+        return out
 
     def _send_counters(self) -> dict[str, int]:
         """IKE messages that met a full send buffer: queued, sent late, dropped."""

@@ -186,8 +186,12 @@ def check_dpd(sa: SaState, now: float) -> None:
     if sa.dpd_next_at is None or now < sa.dpd_next_at:
         return
     interval = sa.config.dpd_interval
-    if sa.dpd_outstanding == 0 and now - sa.last_heard < interval:
-        sa.dpd_next_at = sa.last_heard + interval
+    quiet_until = sa.last_heard + interval
+    # `now < quiet_until`, not `now - last_heard < interval`: the same float as the
+    # deadline, so a timer run exactly at it probes instead of re-arming the same
+    # deadline for ever (1030.6 - 1000.6 < 30 in floating point)
+    if sa.dpd_outstanding == 0 and now < quiet_until:
+        sa.dpd_next_at = quiet_until
         return
     if sa.dpd_outstanding >= sa.config.dpd_retries:
         reason = (f"dead peer: no answer to {sa.dpd_outstanding} DPD R-U-THERE messages"

@@ -112,6 +112,10 @@ class IkeConfig:
     retransmit_interval: float = 2.0
     retransmit_tries: int = 5
     phase1_timeout: float = 30.0  # a half-open SA is dropped after this
+    # idle deadlines (DPD, lifetimes, rekeys; not retransmissions) are rounded up to a
+    # multiple of this many seconds, so one timer wake serves every SA due in that
+    # slot (issue 13, bench/idle_timers.py); 0 = exact deadlines
+    idle_timer_grid: float = 1.0
     # responder: phase 1 done, but XAUTH and Mode Config (the address) not after this:
     # the SA is deleted (a client that never finishes would linger, answering DPD;
     # Cisco IOS "crypto isakmp xauth timeout" defaults to 60 s for a user typing)

@@ -14,6 +14,7 @@ from vpnhub import __version__
 from vpnhub.esp import errors as esp_errors
 from vpnhub.manager.view import KNOWN_HANDSHAKE_FAILURES, ManagerView
 from vpnhub.net import dataplane as dp
+from vpnhub.net.loopwatch import LoopWatch
 from vpnhub.net.stats import DataplaneStats
 
 # Every drop reason a series exists for from the start (at 0): a counter that
@@ -105,6 +106,11 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
     store = conc.log.store
     out.one("vpnhub_event_store_records", "gauge", "Records in the event log store.",
             store.count if store is not None else len(conc.log.records))
+    # the shell's LoopWatch (issue 13) when it runs one: how long IKE waited at worst
+    watch = getattr(conc, "loop_watch", None)
+    out.one("vpnhub_event_loop_delay_max_seconds", "gauge",
+            "Worst lateness of the concentrator's event loop since start.",
+            watch.max_delay if isinstance(watch, LoopWatch) else 0.0)
     out.metric("vpnhub_manager_logins_total", "counter", "Manager login attempts, by result.",
                [({"result": "ok"}, logins_ok), ({"result": "failed"}, logins_failed)])
     return "\n".join(out.lines) + "\n"

@@ -30,6 +30,12 @@ Phases:
    SIGUSR1 ends it early.
 5. ``--teardown``: DELETE every IKE SA (informational), then exit.
 
+Counted for a benchmark (issue 13): ``deletes_received``, the ISAKMP DELETEs
+the concentrator sent (a SIGTERM must reach every client), and
+``sessions_lost``, the established tunnels that died before our own
+teardown (DPD, a DELETE, anything). SIGUSR2 prints both, with the tunnels
+alive, as a ``status`` event at once, in any phase after the set-up.
+
 Progress goes to stdout as one JSON object per line (``{"event": ...}``) so a
 benchmark can act at phase boundaries; the summary goes to ``--json``.
 Several worker processes (``--workers``) split the tunnels between them (each
@@ -150,6 +156,8 @@ class Counters:
     established: int = 0
     failed: int = 0
     deleted_by_peer: int = 0
+    deletes_received: int = 0  # ISAKMP DELETEs from the concentrator (RFC 2408 3.15)
+    lost: int = 0  # established tunnels that died before our own teardown
     dpd_acks: int = 0
     keepalives_tx: int = 0
     ike_rx: int = 0
@@ -190,6 +198,7 @@ class LoadGenerator:
         self.phase = "setup"
         self.cpu0 = time.process_time()
         self.interrupted = False  # SIGUSR1: end the linger phase now
+        self.status_wanted = False  # SIGUSR2: print a "status" event
 
     def _route_source(self) -> str:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -271,6 +280,8 @@ class LoadGenerator:
             case ev.DeadPeer():
                 self._fail(c, "dead_peer")
             case ev.SADeleted():
+                if e.by_peer:
+                    self.c.deletes_received += 1
                 if c.done_at and e.by_peer:
                     self.c.deleted_by_peer += 1
                 self._fail(c, f"deleted: {e.reason}")
@@ -304,6 +315,8 @@ class LoadGenerator:
             return
         c.error = reason
         self.c.errors[reason] += 1
+        if c.done_at and self.phase != "teardown":
+            self.c.lost += 1
         if not c.done_at:
             self.c.failed += 1
             self.inflight -= 1
@@ -408,6 +421,9 @@ class LoadGenerator:
     def _wait(self, seconds: float, *, interruptible: bool = False) -> None:
         end = time.monotonic() + seconds
         while (now := time.monotonic()) < end:
+            if self.status_wanted:
+                self.status_wanted = False
+                self.emit_status()
             if interruptible and self.interrupted:
                 self.interrupted = False
                 return
@@ -416,9 +432,17 @@ class LoadGenerator:
     def _on_sigusr1(self, signum: int, frame: Any) -> None:
         self.interrupted = True
 
+    def _on_sigusr2(self, signum: int, frame: Any) -> None:
+        self.status_wanted = True  # printed by the loop, not from the signal handler
+
+    def emit_status(self) -> None:
+        self.emit("status", alive=self._alive(), sessions_lost=self.c.lost,
+                  deletes_received=self.c.deletes_received)
+
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         signal.signal(signal.SIGUSR1, self._on_sigusr1)
+        signal.signal(signal.SIGUSR2, self._on_sigusr2)
         t0 = time.monotonic()
         progress_at = t0 + 1.0
         deadline = None
@@ -477,6 +501,7 @@ class LoadGenerator:
             self.emit("linger_done", alive=self._alive())
         alive_at_end = self._alive()
         if cfg.teardown:
+            self.phase = "teardown"
             now = time.monotonic()
             for c in self.clients:
                 if c.sa.state is State.ESTABLISHED:
@@ -541,6 +566,8 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "setup_max_ms": max(setup) * 1e3 if setup else None,
         "rtt_p50_ms": _pct(rtts, 50), "rtt_p99_ms": _pct(rtts, 99),
         "alive_at_end": sum(p["alive_at_end"] for p in parts),
+        "deletes_received": counters.get("deletes_received", 0),
+        "sessions_lost": counters.get("lost", 0),
         "counters": counters,
         "cpu_s": {k: sum(p["cpu"][k] for p in parts) for k in parts[0]["cpu"]} if parts else {},
         "workers": len(parts),

@@ -1,0 +1,104 @@
+"""Idle timers on a coarse grid (issue 13): one driver wake serves every SA due in a
+slot; retransmissions stay exact; DPD still finds a dead peer (RFC 3706)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ike_harness import Client, Lab
+
+from vpnhub.ike import events as ev
+from vpnhub.ike.sa import IkeConfig
+
+
+class GridLab(Lab):
+    """The harness with the concentrator's `idle_timer_grid` set."""
+
+    def __init__(self, grid: float) -> None:
+        self.grid = grid
+        super().__init__()
+
+    def _server_config(self, remote: tuple[str, int], local_port: int = 500) -> IkeConfig:
+        return dataclasses.replace(super()._server_config(remote, local_port),
+                                   idle_timer_grid=self.grid)
+
+
+def _up(lab: Lab, at: float, user: str = "vpnclient1", ip: str = "10.10.10.2") -> Client:
+    lab.now = at
+    c = lab.add_client(user=user, local_ip=ip, pat_ip=None)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and c.children
+    return c
+
+
+def test_the_dpd_deadline_is_rounded_up_to_the_grid() -> None:
+    for grid, expected in ((1.0, 1031.0), (0.5, 1030.5), (0.0, 1030.3)):
+        lab = GridLab(grid)
+        c = _up(lab, 1000.3)
+        srv = lab.server_sa_for(c)
+        assert srv is not None and srv.dpd_next_at == 1030.3
+        assert srv.get_timer() == expected
+
+
+def test_sas_due_in_one_slot_share_one_wake() -> None:
+    lab = GridLab(1.0)
+    a = _up(lab, 1000.2)
+    b = _up(lab, 1000.7, user="vpnclient2", ip="10.10.10.3")
+    sa, sb = lab.server_sa_for(a), lab.server_sa_for(b)
+    assert sa is not None and sb is not None
+    assert sa.get_timer() == sb.get_timer() == 1031.0
+    wakes, ran = lab.server.wakes, lab.server.timer_sas
+    lab.now = 1031.0
+    lab.server.timer(lab.now)
+    assert lab.server.wakes - wakes == 1 and lab.server.timer_sas - ran == 2
+    assert sa.dpd_outstanding == sb.dpd_outstanding == 1  # both asked R-U-THERE
+
+
+def test_retransmissions_and_setup_deadlines_stay_exact() -> None:
+    lab = GridLab(1.0)
+    lab.now = 1000.3
+    c = lab.add_client(pat_ip=None)
+    lab.drop_next_to_server = 1  # message 1 is lost: the client retransmits it
+    c.sa.initiate(lab.now)
+    lab.run()
+    # RFC 2408 / 2409 retransmission: exactly retransmit_interval later, no grid
+    assert c.sa.get_timer() == 1000.3 + c.sa.config.retransmit_interval
+
+
+def test_a_timer_run_exactly_at_the_dpd_deadline_probes() -> None:
+    # 1030.6 - 1000.6 < 30 in floating point: the idle check used to re-arm the same
+    # deadline and a simulated clock spun on it for ever
+    lab = GridLab(0.0)
+    c = _up(lab, 1000.6)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    t = srv.get_timer()
+    assert t is not None
+    lab.now = t
+    lab.server.timer(t)
+    assert srv.dpd_outstanding == 1  # R-U-THERE sent, not the same deadline again
+
+
+def _dead_after(grid: float) -> float:
+    lab = GridLab(grid)
+    c = _up(lab, 1000.3)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    lab.clients.remove(c)  # the client vanishes: nothing reaches it any more
+    start = lab.now
+    while lab.server_sa_for(c) is not None:
+        lab.advance(0.25)
+        assert lab.now - start < 300, "no dead peer declared"
+    dead = [e for s, e in lab.server_events if s is srv and isinstance(e, ev.DeadPeer)]
+    assert dead and "R-U-THERE" in dead[0].reason
+    return lab.now - start
+
+
+def test_dpd_still_declares_a_dead_peer_within_a_few_grid_steps() -> None:
+    exact, coarse = _dead_after(0.0), _dead_after(1.0)
+    # RFC 3706 5.5: probes after `dpd_interval` of silence, `dpd_retries` of them; each
+    # idle deadline moves by less than one grid step, never earlier
+    retries = IkeConfig(local_address="").dpd_retries
+    assert exact <= coarse <= exact + (retries + 1) * 1.0 + 0.25
+    assert coarse < 30 + 5 * retries + 10

@@ -1,0 +1,101 @@
+"""LoopWatch (issue 13): how late the loop runs a callback scheduled at a known time."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from vpnhub.net.loopwatch import LoopWatch
+
+
+class FakeHandle:
+    def __init__(self) -> None:
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class FakeLoop:
+    """A clock the test moves and one pending `call_at`, run by `run_until`."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.pending: tuple[float, Callable[[], object], FakeHandle] | None = None
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], object], /) -> FakeHandle:
+        h = FakeHandle()
+        self.pending = (when, callback, h)
+        return h
+
+    def run_at(self, t: float) -> None:
+        """Run the pending callback at loop time `t` (>= its due time: late by the rest)."""
+        assert self.pending is not None
+        when, cb, h = self.pending
+        assert t >= when and not h.cancelled
+        self.now = t
+        cb()
+
+
+def test_on_time_ticks_report_no_delay() -> None:
+    loop = FakeLoop()
+    w = LoopWatch(loop, interval=0.1)
+    w.start()
+    for _ in range(50):
+        assert loop.pending is not None
+        loop.run_at(loop.pending[0])
+    assert w.ticks == 50
+    assert w.max_delay == 0.0 and w.recent_max() == 0.0
+
+
+def test_a_stall_is_the_worst_since_start_and_leaves_the_recent_window() -> None:
+    loop = FakeLoop()
+    w = LoopWatch(loop, interval=0.1, window=10.0)
+    w.start()
+    assert loop.pending is not None
+    loop.run_at(loop.pending[0] + 0.25)  # something held the loop 250 ms
+    assert abs(w.max_delay - 0.25) < 1e-9
+    assert abs(w.recent_max() - 0.25) < 1e-9
+    assert w.to_json() == {"loop_delay_max_ms": 250.0, "loop_delay_recent_max_ms": 250.0}
+    # the next tick is due one interval after the late one ran: no burst of catch-ups
+    assert abs(loop.pending[0] - (loop.now + 0.1)) < 1e-9
+    for _ in range(150):  # 15 s of punctual ticks, 5 ms late each
+        loop.run_at(loop.pending[0] + 0.005)
+    assert abs(w.max_delay - 0.25) < 1e-9  # since start: kept
+    assert abs(w.recent_max() - 0.005) < 1e-9  # the last 10 s: the stall left
+
+
+def test_early_callbacks_are_not_negative_delays() -> None:
+    w = LoopWatch(FakeLoop())
+    w.record(-0.001, 100.0)
+    w.record(0.0, 100.5)
+    assert w.max_delay == 0.0
+
+
+def test_stop_cancels_the_timer() -> None:
+    loop = FakeLoop()
+    w = LoopWatch(loop)
+    w.start()
+    assert loop.pending is not None
+    handle = loop.pending[2]
+    w.stop()
+    assert handle.cancelled
+
+
+def test_a_real_loop_blocked_for_200_ms_is_seen() -> None:
+    async def main() -> LoopWatch:
+        w = LoopWatch(asyncio.get_running_loop(), interval=0.05)
+        w.start()
+        await asyncio.sleep(0.12)
+        time.sleep(0.2)  # a callback that holds the loop, as a listing did
+        await asyncio.sleep(0.12)
+        w.stop()
+        return w
+
+    w = asyncio.run(main())
+    assert w.max_delay >= 0.15
+    assert w.recent_max() >= 0.15
