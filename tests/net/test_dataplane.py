@@ -383,6 +383,30 @@ def test_submit_burst_from_threads_never_strands_a_command(pair: Pair) -> None:
         pair.b.stop()
 
 
+def test_a_submit_racing_the_wake_up_is_not_stranded(pair: Pair,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The interleaving that once stranded a command, made deterministic: another
+    thread's submit() lands while the loop is reading the eventfd. Every later
+    command must still wake the loop (a lost wake-up hung the admin socket's
+    `sessions` with 10,000 sessions in bench/scale.py)."""
+    dp = pair.b
+    real_read = os.eventfd_read
+    raced: list[Future[object]] = []
+
+    def read_with_a_racing_submit(fd: int) -> int:
+        if not raced:
+            raced.append(dp.submit(RemoveSA(0x0BAD0001)))
+        return real_read(fd)
+
+    monkeypatch.setattr("vpnhub.net.dataplane.os.eventfd_read", read_with_a_racing_submit)
+    first = dp.submit(RemoveSA(0x0BAD0000))
+    dp.poll(0.5)
+    assert first.done() and raced and raced[0].done()
+    later = dp.submit(RemoveSA(0x0BAD0002))
+    dp.poll(0.5)
+    assert later.done() and later.result() == 0
+
+
 def test_budget_does_not_starve(pair: Pair) -> None:
     pair.a.budget = 4
     packets = [ipv4(CLIENT, LAN_HOST, bytes([i])) for i in range(10)]

@@ -558,9 +558,12 @@ class Dataplane:
         """
         future: Future[object] = Future()
         self._commands.append((command, future))
-        # One eventfd write per batch, not per command (a handshake submits two):
-        # the flag is cleared by the loop *before* it drains, and set here *after*
-        # the append, so a command is either seen by that drain or causes a write.
+        # One eventfd write per batch, not per command (a handshake submits two).
+        # The loop reads the eventfd, then clears the flag, then drains; here the
+        # flag is tested *after* the append: a command that finds it set is seen by
+        # that drain, and one that finds it clear writes. (Clearing before the read
+        # let the read swallow a write made in between, leaving the flag set with
+        # nothing to wake the loop: the next command waited for ever.)
         if not self._wake_pending:
             self._wake_pending = True
             os.eventfd_write(self._wake, 1)
@@ -752,9 +755,12 @@ class Dataplane:
             elif fd == udp_fd:
                 self._from_udp(now)
             elif fd == self._wake:
-                self._wake_pending = False  # before the drain: see submit()
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(self._wake)
+                # after the read (a write it could swallow was then never needed) and
+                # before the drain (a command whose submit saw the flag set is drained
+                # now): see submit()
+                self._wake_pending = False
                 self.apply_commands()
             else:
                 handler = self._handlers.get(fd)
