@@ -398,6 +398,9 @@ def summary_text(doc: dict[str, Any]) -> str:
         f"  SIGTERM: exit in {_f(sig.get('exit_s'))} s, deletes_received"
         f" {sig.get('deletes_received')} of {doc.get('alive_before_sigterm')} sessions",
     ]
+    for stall in doc.get("loop", {}).get("loop_stalls") or []:  # StallWatch: what held it
+        where = stall.get("where") or ["?"]
+        lines.append(f"  loop stall >= {stall.get('late_ms')} ms in {' < '.join(where[:4])}")
     return "\n".join(lines)
 
 

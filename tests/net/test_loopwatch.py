@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 
-from vpnhub.net.loopwatch import LoopWatch
+from vpnhub.net.loopwatch import LoopWatch, StallWatch
 
 
 class FakeHandle:
@@ -99,3 +100,32 @@ def test_a_real_loop_blocked_for_200_ms_is_seen() -> None:
     w = asyncio.run(main())
     assert w.max_delay >= 0.15
     assert w.recent_max() >= 0.15
+
+
+def test_stall_watch_names_the_code_that_holds_the_loop() -> None:
+    """A callback that blocks the real loop for 0.5 s is reported once, with its own
+    frame in `where` (the admin status's loop_stalls)."""
+
+    def hold_the_loop_for_a_while() -> None:
+        time.sleep(0.5)
+
+    async def main() -> list[dict[str, object]]:
+        loop = asyncio.get_running_loop()
+        watch = LoopWatch(loop, interval=0.05)
+        watch.start()
+        stalls = StallWatch(watch, threading.get_ident(), threshold=0.15, period=0.02)
+        stalls.start()
+        try:
+            await asyncio.sleep(0.2)
+            loop.call_soon(hold_the_loop_for_a_while)
+            await asyncio.sleep(0.3)
+        finally:
+            stalls.stop()
+            watch.stop()
+        return stalls.to_json()
+
+    found = asyncio.run(main())
+    assert len(found) == 1, found
+    where = found[0]["where"]
+    assert isinstance(where, list) and any("hold_the_loop_for_a_while" in w for w in where)
+    assert float(found[0]["late_ms"]) >= 150  # type: ignore[arg-type]

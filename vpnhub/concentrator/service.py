@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -45,7 +46,7 @@ from vpnhub.net.dataplane import (
     open_esp_socket,
 )
 from vpnhub.net.ikesplit import IkeSocket, SplitDataplane, open_natt_sockets
-from vpnhub.net.loopwatch import LoopWatch
+from vpnhub.net.loopwatch import LoopWatch, StallWatch
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 
@@ -89,6 +90,7 @@ class Concentrator:
         self.ike: AsyncIkeDriver | None = None  # the IKE driver loop: exact timers
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
         self.loop_watch: LoopWatch | None = None  # how late this loop runs (issue 13)
+        self.stall_watch: StallWatch | None = None  # and what held it, when it stalls
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:
@@ -96,6 +98,8 @@ class Concentrator:
         self.loop_watch = LoopWatch(loop)
         self.loop_watch.start()
         self.core.loop_watch = self.loop_watch
+        self.stall_watch = StallWatch(self.loop_watch, threading.get_ident())
+        self.stall_watch.start()
         self.manager = Manager(self.core)  # manager (issue 6): opens the event log store first
         self.core.event_hook = self.manager.on_ike_event
         self._setup_network()
@@ -128,6 +132,7 @@ class Concentrator:
             if self._dh_filler is not None:
                 self._dh_filler.cancel()
             self.loop_watch.stop()
+            self.stall_watch.stop()
             for q in (self.out500, self.out4500):
                 if q is not None:
                     q.lift_bound()  # every client's DELETE waits for the socket
@@ -363,6 +368,8 @@ class Concentrator:
         out: dict[str, Any] = {"sessions": len(self.core.sessions), "sas": len(self.core.endpoint)}
         if self.loop_watch is not None:
             out.update(self.loop_watch.to_json())
+        if self.stall_watch is not None:
+            out["loop_stalls"] = self.stall_watch.to_json()
         if self.ike is not None:
             out["timer_wakes"] = self.ike.driver.wakes
         return out
