@@ -14,6 +14,8 @@ neither a tick nor a read allocates a list.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import math
 import sys
 import threading
@@ -158,3 +160,44 @@ class StallWatch:
 
 
 STACK_DEPTH = 8  # innermost frames kept per stall
+
+
+class GcWatch:
+    """How often and how long Python's cyclic garbage collector ran, by generation.
+
+    A full (generation 2) collection walks every tracked object: with 10,000
+    sessions that is about a million, and the loop stops for it (the stalls
+    StallWatch found in bench/scale.py, issue 13). Counted with `gc.callbacks`,
+    which run only around a collection.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
+        self.clock = clock
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.worst = [0.0, 0.0, 0.0]
+        self._started = 0.0
+
+    def start(self) -> None:
+        gc.callbacks.append(self._callback)
+
+    def stop(self) -> None:
+        with contextlib.suppress(ValueError):
+            gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = self.clock()
+            return
+        g = info.get("generation", 0)
+        if not 0 <= g <= 2:
+            return
+        took = self.clock() - self._started
+        self.count[g] += 1
+        self.total[g] += took
+        if took > self.worst[g]:
+            self.worst[g] = took
+
+    def to_json(self) -> dict[str, dict[str, float]]:
+        return {f"gen{g}": {"count": self.count[g], "total_ms": round(self.total[g] * 1e3, 1),
+                            "max_ms": round(self.worst[g] * 1e3, 1)} for g in range(3)}
