@@ -178,6 +178,7 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         "tunnels_per_s": res["tunnels_per_s"],
         "setup_p50_ms": res["setup_p50_ms"], "setup_p99_ms": res["setup_p99_ms"],
         "conc_cpu_ms_per_tunnel": meter.seconds["conc"] / est * 1e3 if est else None,
+        "conc_sys_ms_per_tunnel": meter.system["conc"] / est * 1e3 if est else None,
         "loadgen_cpu_ms_per_tunnel": lg_cpu / est * 1e3 if est else None,
         "conc_capacity_per_core": (est / meter.seconds["conc"]) if meter.seconds["conc"] else None,
         "machine_busy": meter.machine_busy,
@@ -204,7 +205,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     good = [r for r in runs if "error" not in r and r.get("established")]
     out: dict[str, Any] = {"runs_ok": len(good), "runs": len(runs)}
     for k in ("tunnels_per_s", "setup_p50_ms", "setup_p99_ms", "conc_cpu_ms_per_tunnel",
-              "loadgen_cpu_ms_per_tunnel", "conc_capacity_per_core", "machine_busy"):
+              "conc_sys_ms_per_tunnel", "loadgen_cpu_ms_per_tunnel", "conc_capacity_per_core",
+              "machine_busy"):
         out[k] = median([r[k] for r in good if r.get(k) is not None])
     out["failed"] = sum(r.get("failed", 0) for r in good)
     return out
@@ -257,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
                         log(f"  group {g}: " + (
                             f"{one['tunnels_per_s']:.0f} tunnels/s, p50"
                             f" {one['setup_p50_ms']:.0f} ms, p99 {one['setup_p99_ms']:.0f} ms,"
-                            f" conc {one['conc_cpu_ms_per_tunnel']:.2f} CPU ms/tunnel,"
+                            f" conc {one['conc_cpu_ms_per_tunnel']:.2f} CPU ms/tunnel"
+                            f" ({one['conc_sys_ms_per_tunnel']:.2f} system),"
                             f" failed {one['failed']}"
                             if "error" not in one and one.get("tunnels_per_s")
                             else f"ERROR {one.get('error', one)}"))

@@ -81,10 +81,11 @@ class Record:
         _, _, port = self.peer.rpartition(":")
         return int(port) if port.isdigit() else None
 
-    def same_event(self, other: Record) -> bool:
+    def same_fields(self, cls: str, severity: int, text: str, peer: str, group: str,
+                    user: str, authenticated: bool) -> bool:
+        """Whether an event with these fields repeats this one (all but time and seq)."""
         return (self.cls, self.severity, self.text, self.peer, self.group, self.user,
-                self.authenticated) == (other.cls, other.severity, other.text, other.peer,
-                                        other.group, other.user, other.authenticated)
+                self.authenticated) == (cls, severity, text, peer, group, user, authenticated)
 
     def format(self) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
@@ -455,16 +456,20 @@ class EventLog:
             user = self._secrets.sub(_HIDDEN, user)
         with self._lock:
             now = self.clock()
-            rec = Record(0, now, cls, severity, text, peer, group, user, 1, now, authenticated)
             last = self._last
             self.counts[cls] += 1
-            if last is not None and last.same_event(rec):
+            # compared field by field, and a new record built once with its seq: a
+            # login logs about seven lines, dataclasses.replace per line showed in
+            # the handshake profile (issue 13)
+            if last is not None and last.same_fields(cls, severity, text, peer, group, user,
+                                                     authenticated):
                 rec = replace(last, repeat=last.repeat + 1, last=now)
                 self._repeated(rec, console, keep)
             else:
                 self._flush_console()
                 self.seq += 1
-                rec = replace(rec, seq=self.seq)
+                rec = Record(self.seq, now, cls, severity, text, peer, group, user, 1, now,
+                             authenticated)
                 self._new(rec, console, keep)
             self._last = rec
             subscribers = list(self._subscribers)

@@ -218,3 +218,32 @@ def test_build_authenticator_uses_the_configured_limits() -> None:
     assert isinstance(auth, Lockout) and isinstance(auth.inner, LocalUsers)
     assert auth.policy.max_failures == 3 and auth.policy.lockout_seconds == 300
     auth.close()
+
+
+def test_a_table_without_hashes_checks_on_the_loop() -> None:
+    """No hash configured: every check (unknown names too) is a constant-time
+    compare, run on the loop, not in the worker thread (issue 13: CPU per login)."""
+    from vpnhub.config import UserConfig
+
+    plain = [u for u in config().users if u.password_hash is None]
+    assert plain and all(isinstance(u, UserConfig) for u in plain)
+    users = LocalUsers(plain)
+    assert users.table.plain_only and not LocalUsers(config().users).table.plain_only
+    seen: list[threading.Thread] = []
+    real = users.table.check
+
+    def spy(user: str, password: bytes, group: str) -> AuthResult:
+        seen.append(threading.current_thread())
+        return real(user, password, group)
+
+    users.table.check = spy  # type: ignore[method-assign]
+
+    async def scenario() -> list[AuthResult]:
+        return [await users.authenticate(request(u, p)) for u, p in
+                (("vpnclient1", "userpass1"), ("vpnclient1", "wrong"), ("nobody", "x"))]
+
+    ok, bad, unknown = asyncio.run(scenario())
+    assert ok.ok and bad.reason is AuthReason.BAD_PASSWORD
+    assert unknown.reason is AuthReason.UNKNOWN_USER
+    assert seen == [threading.main_thread()] * 3
+    users.close()

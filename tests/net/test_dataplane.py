@@ -407,6 +407,33 @@ def test_a_submit_racing_the_wake_up_is_not_stranded(pair: Pair,
     assert later.done() and later.result() == 0
 
 
+def test_batch_wakes_the_loop_once_at_its_end(pair: Pair) -> None:
+    """Commands submitted inside batch() write the eventfd once, on exit (a tunnel's
+    two SA commands: one wake-up of the data-plane thread; issue 13)."""
+    dp = pair.b
+    with dp.batch():
+        first = dp.submit(RemoveSA(0x0BAD0001))
+        with dp.batch():  # nested: joins the outer batch
+            second = dp.submit(RemoveSA(0x0BAD0002))
+        with pytest.raises(BlockingIOError):  # nothing written yet
+            os.eventfd_read(dp._wake)
+    assert os.eventfd_read(dp._wake) == 1
+    dp.apply_commands()
+    assert first.result(0) == 0 and second.result(0) == 0
+
+
+def test_call_inside_a_batch_does_not_wait_for_its_end(pair: Pair) -> None:
+    """call() waits for its answer: inside a batch it wakes the running loop itself."""
+    pair.b.start()
+    try:
+        with pair.b.batch():
+            queued = pair.b.submit(RemoveSA(0x0BAD0003))
+            assert pair.b.call(RemoveSA(0x0BAD0004), timeout=5) == 0
+        assert queued.result(5) == 0
+    finally:
+        pair.b.stop()
+
+
 def test_budget_does_not_starve(pair: Pair) -> None:
     pair.a.budget = 4
     packets = [ipv4(CLIENT, LAN_HOST, bytes([i])) for i in range(10)]

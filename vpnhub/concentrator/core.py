@@ -663,12 +663,15 @@ class ConcentratorCore:
         if transport == "cisco-udp":
             peer = (sa.remote[0], self.udp_port)
             self.sessions.update(s.key, udp_server_port=self.udp_port)
-        self.dataplane.add_inbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
-                                   transport=transport)
         dst = allowed or str(e.remote_ts)
-        self.dataplane.add_outbound(outbound, peer, udp_encap=udp, dst=dst, transport=transport)
-        if sa.local_behind_nat and udp:
-            self.dataplane.set_keepalive(sa.remote, float(self.config.concentrator.natt_keepalive))
+        with self.dataplane.batch():  # one wake-up of the data-plane thread (issue 13)
+            self.dataplane.add_inbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
+                                       transport=transport)
+            self.dataplane.add_outbound(outbound, peer, udp_encap=udp, dst=dst,
+                                        transport=transport)
+            if sa.local_behind_nat and udp:
+                self.dataplane.set_keepalive(sa.remote,
+                                             float(self.config.concentrator.natt_keepalive))
         self.spi_owner[e.spi_in] = s.key
         self.spi_owner[e.spi_out] = s.key
         self.sessions.add_child(s.key, ChildInfo(
@@ -688,8 +691,9 @@ class ConcentratorCore:
 
     def _on_ChildSADeleted(self, sa: IkeSA, e: ev.ChildSADeleted) -> None:
         if self.dataplane is not None:
-            self.dataplane.remove_sa(e.spi_in)
-            self.dataplane.remove_sa(e.spi_out)
+            with self.dataplane.batch():
+                self.dataplane.remove_sa(e.spi_in)
+                self.dataplane.remove_sa(e.spi_out)
         self.spi_owner.pop(e.spi_in, None)
         self.spi_owner.pop(e.spi_out, None)
         self.sessions.remove_child((sa.icookie, sa.rcookie), e.spi_in)

@@ -99,7 +99,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
 from typing import TYPE_CHECKING, Final
@@ -514,6 +514,7 @@ class Dataplane:
         self._commands: deque[tuple[Command, Future[object]]] = deque()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._wake_pending = False  # an eventfd write not yet seen by the loop
+        self._batching = threading.local()  # batch(): per submitting thread
         self._epoll = select.epoll()
         self._epoll.register(self._tun_fd, select.EPOLLIN)
         self._epoll.register(self._wake, select.EPOLLIN)
@@ -558,6 +559,13 @@ class Dataplane:
         """
         future: Future[object] = Future()
         self._commands.append((command, future))
+        if getattr(self._batching, "on", False):
+            self._batching.owed = True  # batch() wakes the loop once, at its end
+            return future
+        self._wake_up()
+        return future
+
+    def _wake_up(self) -> None:
         # One eventfd write per batch, not per command (a handshake submits two).
         # The loop reads the eventfd, then clears the flag, then drains; here the
         # flag is tested *after* the append: a command that finds it set is seen by
@@ -567,7 +575,28 @@ class Dataplane:
         if not self._wake_pending:
             self._wake_pending = True
             os.eventfd_write(self._wake, 1)
-        return future
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Commands this thread submits inside wake the data-plane thread once, at the end.
+
+        A tunnel's AddInbound and AddOutbound (or its two RemoveSA) then cost one
+        wake-up and one hand-over of the GIL instead of two: the eventfd write
+        releases the GIL, and the woken loop used to take it and drain the first
+        command before the second was queued (issue 13: CPU per tunnel). Nested
+        batches join the outer one.
+        """
+        state = self._batching
+        if getattr(state, "on", False):
+            yield
+            return
+        state.on, state.owed = True, False
+        try:
+            yield
+        finally:
+            state.on = False
+            if state.owed:
+                self._wake_up()
 
     def call(self, command: Command, timeout: float | None = 5.0) -> object:
         """Apply ``command`` and return its result, from any thread.
@@ -579,7 +608,9 @@ class Dataplane:
         if loop is None or loop is threading.current_thread():
             self.apply_commands()
             return self._apply_now(command)
-        return self.submit(command).result(timeout)
+        future = self.submit(command)
+        self._wake_up()  # inside a batch() too: this thread now waits for the answer
+        return future.result(timeout)
 
     def send_ike(self, message: bytes, addr: Address,
                  transport: Transport = Transport.NATT) -> None:

@@ -22,6 +22,7 @@ it, it never fails to install an SA (no socket is missing).
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -127,6 +128,9 @@ class FakeDataplane:
         self.outbound.pop(spi, None)
         self._counters.pop((spi, "in"), None)
         self._counters.pop((spi, "out"), None)
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()  # commands apply at once here: nothing to batch
 
     def update_peer(self, old: Address, new: Address) -> None:
         self.commands.append(UpdatePeer(old, new))

@@ -22,6 +22,7 @@ was added is gone.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import Protocol
 
 from vpnhub.esp.sa import EspSA, SaParams
@@ -58,6 +59,10 @@ class DataplaneHandle(Protocol):
 
     def remove_sa(self, spi: int) -> None:
         """Remove the inbound and/or outbound SA with this SPI (``RemoveSA``)."""
+        ...
+
+    def batch(self) -> AbstractContextManager[None]:
+        """A context whose commands reach the data plane together, at its end."""
         ...
 
     def update_peer(self, old: Address, new: Address) -> None:

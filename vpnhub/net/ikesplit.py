@@ -176,6 +176,9 @@ class SplitDataplane:
     def remove_sa(self, spi: int) -> None:
         self.inner.remove_sa(spi)
 
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        return self.inner.batch()
+
     def update_peer(self, old: Address, new: Address) -> None:
         self.inner.update_peer(old, new)
 
