@@ -2,10 +2,12 @@
 
 Every session is sampled at the same instants (ManagerView.sample, every 2 s),
 so the times are kept once, in one ring shared by all sessions, and each
-session has one preallocated ``array("Q")`` of its tx and rx byte counts at
-those instants: no tuple or deque per sample (a deque of 150 (time, tx, rx)
-tuples was ~11 KiB per session; this is ~2.5 KiB). Appending is O(1): two
-stores at the ring's position.
+session has one preallocated ``array("I")`` of the bytes it sent and received
+between consecutive samples (4 bytes each: 4 GiB in 2 s would be 17 Gbit/s;
+more is clamped) plus its last counts: no tuple or deque per sample (a deque
+of 150 (time, tx, rx) tuples was ~11 KiB per session; 64-bit counts were
+~2.5 KiB; this is ~1.4 KiB). Appending is O(1): two stores at the ring's
+position. A counter that went down (a new SA's) counts as no traffic.
 
 A sample is written in steps (the sampler yields to the event loop between
 chunks of sessions) and becomes visible only at `commit`: a reader between
@@ -16,9 +18,10 @@ a reader reads.
 
 from __future__ import annotations
 
-import itertools
 from array import array
 from collections.abc import Hashable
+
+DELTA_MAX = 0xFFFFFFFF  # bytes between two samples, at most (array "I")
 
 
 class ThroughputHistory:
@@ -29,9 +32,12 @@ class ThroughputHistory:
         self._slots = keep + 1  # one more: the slot being written is never read
         self._times = array("d", bytes(8 * self._slots))
         self._taken = 0  # samples committed; the next sample's number
-        # per key: tx of each slot, rx of each slot, then the number of the key's
-        # first sample (older slots hold another session's or no values)
+        # per key: tx bytes since the sample before, for each slot, then rx likewise
         self._rows: dict[Hashable, array[int]] = {}
+        # per key: last tx count, last rx count, the number of the key's first sample
+        # (older slots hold another session's or no values), the number of the
+        # sample those counts belong to (it may not be committed yet)
+        self._last: dict[Hashable, array[int]] = {}
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -47,12 +53,15 @@ class ThroughputHistory:
         """`key`'s byte counts at the sample begun (a new key starts its history)."""
         row = self._rows.get(key)
         n = self._slots
-        if row is None:
-            row = self._rows[key] = array("Q", bytes(8 * (2 * n + 1)))
-            row[2 * n] = self._taken
         pos = self._taken % n
-        row[pos] = tx
-        row[n + pos] = rx
+        if row is None:
+            row = self._rows[key] = array("I", bytes(4 * 2 * n))
+            self._last[key] = array("Q", (tx, rx, self._taken, self._taken))
+            return  # the first sample: counts, no traffic yet
+        last = self._last[key]
+        row[pos] = min(DELTA_MAX, max(0, tx - last[0]))
+        row[n + pos] = min(DELTA_MAX, max(0, rx - last[1]))
+        last[0], last[1], last[3] = tx, rx, self._taken
 
     def commit(self) -> None:
         """The sample begun is complete: readers see it from now on."""
@@ -61,20 +70,40 @@ class ThroughputHistory:
     def drop(self, key: Hashable) -> None:
         """Forget `key` (its session ended)."""
         self._rows.pop(key, None)
+        self._last.pop(key, None)
 
     def points(self, key: Hashable) -> list[tuple[float, int, int]]:
-        """(time, tx bytes, rx bytes) of `key`'s committed samples, oldest first."""
+        """(time, tx bytes, rx bytes) of `key`'s committed samples, oldest first (the
+        counts rebuilt backwards from the last ones; one that went down shows as
+        unchanged)."""
         row = self._rows.get(key)
         if row is None:
             return []
-        n = self._slots
-        first = max(row[2 * n], self._taken - self.keep)
-        return [(self._times[i % n], row[i % n], row[n + i % n])
-                for i in range(first, self._taken)]
+        last, n = self._last[key], self._slots
+        first = max(last[2], self._taken - self.keep)
+        tx, rx = last[0], last[1]
+        if last[3] == self._taken and last[2] != self._taken:  # a sample being written
+            tx -= row[self._taken % n]
+            rx -= row[n + self._taken % n]
+        out: list[tuple[float, int, int]] = []
+        for i in range(self._taken - 1, first - 1, -1):
+            out.append((self._times[i % n], tx, rx))
+            tx -= row[i % n]
+            rx -= row[n + i % n]
+        out.reverse()
+        return out
 
     def rates(self, key: Hashable) -> list[tuple[float, float, float]]:
         """(time, tx bytes/s, rx bytes/s) between consecutive samples (counters that
         went down, a new SA's, count as 0)."""
-        return [(t1, max(0.0, (tx1 - tx0) / (t1 - t0)), max(0.0, (rx1 - rx0) / (t1 - t0)))
-                for (t0, tx0, rx0), (t1, tx1, rx1) in itertools.pairwise(self.points(key))
-                if t1 > t0]
+        row = self._rows.get(key)
+        if row is None:
+            return []
+        n, times = self._slots, self._times
+        first = max(self._last[key][2], self._taken - self.keep)
+        out: list[tuple[float, float, float]] = []
+        for i in range(first + 1, self._taken):
+            t0, t1 = times[(i - 1) % n], times[i % n]
+            if t1 > t0:
+                out.append((t1, row[i % n] / (t1 - t0), row[n + i % n] / (t1 - t0)))
+        return out
