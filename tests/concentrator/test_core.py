@@ -362,3 +362,26 @@ def test_ctcp_closed_for_an_unknown_address_or_by_us_changes_nothing() -> None:
     assert rig.core.pools["vpngroup"].available == 254 - 2
     assert not rig.lines("IPsec over TCP connection from")
     assert tcp.sa.established and udp.sa.established
+
+
+def test_the_counters_refresh_runs_in_steps_and_skips_a_session_ended_meanwhile() -> None:
+    """apply_counters_in_steps yields after the sums and every `step` sessions (the
+    shell gives the loop its turn there); a session that ends between two steps gets
+    no update (issue 13)."""
+    rig = CoreRig.from_text(config_text())
+    for user in ("vpnuser1", "vpnuser2"):
+        rig.connect(rig.add_pc(user))
+    spis = [c.sa.spi for c in rig.installed().values() if isinstance(c, AddInbound)]
+    for spi in spis:
+        rig.dp.count(spi, "in", packets=1, bytes_=100)
+    changed: list[SessionEvent] = []
+    rig.core.sessions.subscribe(changed.append, (SessionChanged,))
+    steps = rig.core.apply_counters_in_steps(counters_of(rig.dp.snapshot()), rig.now, step=1)
+    next(steps)  # the sums are done
+    next(steps)  # the first session is updated
+    assert len(changed) == 1
+    second = next(s for s in rig.core.sessions.all() if s.key != changed[0].session.key)
+    rig.core.logout(second.key, "admin")
+    assert list(steps) == []  # the rest runs, the ended session is skipped
+    assert [e.session.key for e in changed if "bytes_rx" in e.fields] == \
+        [changed[0].session.key]

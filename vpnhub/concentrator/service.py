@@ -357,7 +357,8 @@ class Concentrator:
             counters = await dp.counters()  # arrays, not an object per SA (issue 13)
         except Exception:  # the data plane could not answer: the counters wait
             return
-        self.core.apply_counters(counters, time.monotonic())
+        for _ in self.core.apply_counters_in_steps(counters, time.monotonic()):
+            await asyncio.sleep(0)  # IKE and the manager between two steps
 
     # --------------------------------------------------------------- admin
     async def _start_admin(self) -> asyncio.AbstractServer | None:
@@ -409,8 +410,9 @@ class Concentrator:
 # one, and with the default 700-allocation young collections the temporaries of every
 # page of sessions, export and handshake got promoted while still alive. Young
 # collections every 50,000 allocations let such temporaries die first; reference
-# counting frees all but cycles, which the collector still finds, later.
-GC_THRESHOLDS: Final = (50_000, 20, 100)
+# counting frees all but cycles, which the collector still finds, later. A middle
+# collection every 5 young ones keeps the middle generation (and its pause) small.
+GC_THRESHOLDS: Final = (50_000, 5, 100)
 
 
 class ShutdownTimes:

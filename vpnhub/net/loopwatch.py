@@ -107,7 +107,9 @@ class LoopWatch:
 
 class StallWatch:
     """Names the code that holds the loop: a thread that looks at the loop's thread
-    when a `LoopWatch` tick is `threshold` s overdue and keeps where it stood.
+    when a `LoopWatch` tick is `threshold` s overdue and keeps where it stood (a
+    pause of the garbage collector holds every thread, this one too: GcWatch counts
+    those).
 
     The worst delay says that IKE waited, not why; a stall of a second with 10,000
     sessions was found this way (issue 13). The thread wakes every `period` s and
@@ -115,7 +117,7 @@ class StallWatch:
     last `keep` stalls are in the admin socket's `status` (`loop_stalls`).
     """
 
-    def __init__(self, watch: LoopWatch, loop_thread: int, *, threshold: float = 0.2,
+    def __init__(self, watch: LoopWatch, loop_thread: int, *, threshold: float = 0.05,
                  period: float = 0.05, keep: int = 10,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.watch = watch
