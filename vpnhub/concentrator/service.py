@@ -21,6 +21,7 @@ import contextlib
 import gc
 import signal
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -413,6 +414,7 @@ class Concentrator:
 # counting frees all but cycles, which the collector still finds, later. A middle
 # collection every 5 young ones keeps the middle generation (and its pause) small.
 GC_THRESHOLDS: Final = (50_000, 5, 100)
+SWITCH_INTERVAL: Final = 0.001  # seconds a thread keeps the GIL when another wants it
 
 
 class ShutdownTimes:
@@ -436,6 +438,11 @@ class ShutdownTimes:
 def serve(config: Config, log: EventLog) -> int:
     """`vpnhub serve`: the concentrator owns this process (and its garbage collector)."""
     gc.set_threshold(*GC_THRESHOLDS)
+    # Every IKE message costs the loop's thread a system call, which lets go of the GIL;
+    # while another thread computes (the data plane, the state record's writer) it gets
+    # the GIL back only at the next switch, 5 ms by default: ten answers in a row then
+    # held IKE 50-85 ms (StallWatch, 10,000 sessions, issue 13). 1 ms bounds that.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     conc = Concentrator(config, log)
     conc.own_process = True
     try:
