@@ -26,16 +26,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from listing import _http as listing_http
+
 
 def _http(url: str, headers: dict[str, str], data: bytes | None = None,
           timeout: float = 60.0) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, data=data, headers=headers,
-                                 method="POST" if data is not None else "GET")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    return listing_http(url, headers, data, timeout)
 
 
 def _login(base: str, user: str, password: str) -> dict[str, str]:

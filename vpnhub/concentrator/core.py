@@ -345,23 +345,18 @@ class ConcentratorCore:
         keepalive counts all moved, one go held the loop ~0.1 s (issue 13). A session
         that ends between two steps is skipped."""
         owner = self.spi_owner
+        # per session: bytes in, packets in, bytes out, packets out
         per: dict[tuple[bytes, bytes], list[int]] = {}
-        for spi, b, p in zip(c.spi_in, c.bytes_in, c.packets_in, strict=True):
-            key = owner.get(spi)
-            if key is not None:
-                acc = per.get(key)
-                if acc is None:
-                    acc = per[key] = [0, 0, 0, 0]
-                acc[0] += b
-                acc[1] += p
-        for spi, b, p in zip(c.spi_out, c.bytes_out, c.packets_out, strict=True):
-            key = owner.get(spi)
-            if key is not None:
-                acc = per.get(key)
-                if acc is None:
-                    acc = per[key] = [0, 0, 0, 0]
-                acc[2] += b
-                acc[3] += p
+        for at, spis, nbytes, npackets in ((0, c.spi_in, c.bytes_in, c.packets_in),
+                                           (2, c.spi_out, c.bytes_out, c.packets_out)):
+            for spi, b, p in zip(spis, nbytes, npackets, strict=True):
+                key = owner.get(spi)
+                if key is not None:
+                    acc = per.get(key)
+                    if acc is None:
+                        acc = per[key] = [0, 0, 0, 0]
+                    acc[at] += b
+                    acc[at + 1] += p
         drops: dict[tuple[bytes, bytes], dict[str, int]] = {}
         for spi, sa_drops in c.drops_in.items():
             key = owner.get(spi)
