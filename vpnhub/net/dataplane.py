@@ -666,27 +666,26 @@ class Dataplane:
         self.submit(CtcpClose(addr))
 
     async def stats(self) -> DataplaneStats:
-        """``GetStats`` from asyncio, answered by the data-plane thread (or here when no
-        loop thread runs, as ``call`` does: a queued command would wait forever)."""
-        import asyncio
-
-        if self._loop_thread is None:
-            self.apply_commands()
-            return self.stats_now()
-        result = await asyncio.wrap_future(self.submit(GetStats()))
+        """``GetStats`` from asyncio, answered by the data-plane thread."""
+        result = await self._ask(GetStats())
         assert isinstance(result, DataplaneStats)
         return result
 
     async def counters(self) -> SaCounters:
         """``GetCounters`` from asyncio (as :meth:`stats`, the compact answer)."""
+        result = await self._ask(GetCounters())
+        assert isinstance(result, SaCounters)
+        return result
+
+    async def _ask(self, command: Command) -> object:
+        """`command`'s answer from the data-plane thread, awaited; or here when no loop
+        thread runs (as ``call`` does: a queued command would wait forever)."""
         import asyncio
 
         if self._loop_thread is None:
             self.apply_commands()
-            return self.counters_now()
-        result = await asyncio.wrap_future(self.submit(GetCounters()))
-        assert isinstance(result, SaCounters)
-        return result
+            return self._apply_now(command)
+        return await asyncio.wrap_future(self.submit(command))
 
     def events(self) -> list[Event]:
         return self.inbox.drain()
