@@ -187,24 +187,33 @@ def test_unsubscribe_stops_the_events_even_from_inside_one() -> None:
     unsubscribe()  # twice is harmless
 
 
-def test_no_subscriber_no_snapshot_cost() -> None:
+class SnapshotCount:
+    """How many times Session.snapshot ran (the cost the store avoids without a
+    subscriber for that kind of event)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        real = Session.snapshot
+
+        def counting(session: Session) -> SessionView:
+            self.calls += 1
+            return real(session)
+
+        monkeypatch.setattr(Session, "snapshot", counting)
+
+
+@pytest.fixture
+def snapshots(monkeypatch: pytest.MonkeyPatch) -> SnapshotCount:
+    return SnapshotCount(monkeypatch)
+
+
+def test_no_subscriber_no_snapshot_cost(snapshots: SnapshotCount) -> None:
     store = MemorySessionStore(10)
     store.start(KEY_A, "203.0.113.78", 1026)
-    calls = 0
-    original = Session.snapshot
-
-    def counting(self: Session) -> SessionView:
-        nonlocal calls
-        calls += 1
-        return original(self)
-
-    Session.snapshot = counting  # type: ignore[method-assign]
-    try:
-        store.update(KEY_A, bytes_rx=100, packets_rx=1)
-        store.add_child(KEY_A, child(0x1000))
-    finally:
-        Session.snapshot = original  # type: ignore[method-assign]
-    assert calls == 0
+    before = snapshots.calls
+    store.update(KEY_A, bytes_rx=100, packets_rx=1)
+    store.add_child(KEY_A, child(0x1000))
+    assert snapshots.calls - before == 0
 
 
 def logged_in(store: MemorySessionStore, key: tuple[bytes, bytes], user: str, port: int,
@@ -301,27 +310,16 @@ def test_the_counters_and_the_user_index_follow_every_write() -> None:
                 assert {o.key for o in store.logins_of(user, besides=s)} == want
 
 
-def test_a_subscriber_gets_only_the_kinds_it_asked_for_and_no_snapshot_is_built_else() -> None:
+def test_a_subscriber_gets_only_the_kinds_it_asked_for_and_no_snapshot_is_built_else(
+        snapshots: SnapshotCount) -> None:
     """The manager only wants SessionEnded: the store then builds no snapshot for the
     other writes (a login makes about ten of them)."""
     store = MemorySessionStore(10)
     ended: list[SessionEvent] = []
     store.subscribe(ended.append, (SessionEnded,))
-    built = 0
-    real = Session.snapshot
-
-    def counting(self: Session) -> SessionView:
-        nonlocal built
-        built += 1
-        return real(self)
-
-    Session.snapshot = counting  # type: ignore[method-assign]
-    try:
-        store.start(KEY_A, "198.51.100.7", 1025)
-        store.update(KEY_A, user="alice", authenticated=True)
-        store.add_child(KEY_A, child(7))
-        assert built == 0 and ended == []
-        store.end(KEY_A, "logged out")
-    finally:
-        Session.snapshot = real  # type: ignore[method-assign]
-    assert built == 1 and [type(e) for e in ended] == [SessionEnded]
+    store.start(KEY_A, "198.51.100.7", 1025)
+    store.update(KEY_A, user="alice", authenticated=True)
+    store.add_child(KEY_A, child(7))
+    assert snapshots.calls == 0 and ended == []
+    store.end(KEY_A, "logged out")
+    assert snapshots.calls == 1 and [type(e) for e in ended] == [SessionEnded]
