@@ -323,3 +323,25 @@ def test_a_subscriber_gets_only_the_kinds_it_asked_for_and_no_snapshot_is_built_
     assert snapshots.calls == 0 and ended == []
     store.end(KEY_A, "logged out")
     assert snapshots.calls == 1 and [type(e) for e in ended] == [SessionEnded]
+
+
+def test_a_subscriber_named_fields_gets_only_changes_of_those_and_no_snapshot_else(
+        snapshots: SnapshotCount) -> None:
+    """The manager's tally reads a few fields; the traffic counters the concentrator
+    refreshes for every session every 10 s then build no snapshot at all."""
+    store = MemorySessionStore(10)
+    store.start(KEY_A, "198.51.100.7", 1025)
+    changed: list[SessionEvent] = []
+    store.subscribe(changed.append, (SessionChanged,), frozenset({"user", "diagnosis"}))
+    before = snapshots.calls
+    store.update(KEY_A, bytes_rx=100, packets_rx=1)
+    assert snapshots.calls == before and changed == []
+    store.update(KEY_A, bytes_rx=200, diagnosis="stuck")
+    assert snapshots.calls == before + 1
+    assert [(type(e), getattr(e, "fields", None)) for e in changed] == [
+        (SessionChanged, frozenset({"bytes_rx", "diagnosis"}))]
+    # another subscriber that wants every field still gets the counters
+    every: list[SessionEvent] = []
+    store.subscribe(every.append, (SessionChanged,))
+    store.update(KEY_A, bytes_rx=300)
+    assert len(every) == 1 and len(changed) == 1

@@ -40,6 +40,9 @@ log = logging.getLogger("vpnhub.session.store")
 # What `update` may set: every field but the key (the session's identity).
 _FIELDS = frozenset(f.name for f in dataclasses.fields(Session)) - {"key"}
 _MAPS = frozenset({"ike", "children", "drops"})  # copied in: the caller keeps no alias
+# A subscriber: its callback, the event kinds it wants, and the fields a
+# SessionChanged must touch to reach it (None: any).
+_Subscription = tuple[Subscriber, tuple[type[SessionEvent], ...], frozenset[str] | None]
 
 
 @runtime_checkable
@@ -93,7 +96,8 @@ class SessionStore(Protocol):
     def restore_counters(self, peak: int, cumulative: int) -> None: ...
 
     def subscribe(self, callback: Subscriber,
-                  kinds: tuple[type[SessionEvent], ...] = ALL_KINDS) -> Callable[[], None]: ...
+                  kinds: tuple[type[SessionEvent], ...] = ALL_KINDS,
+                  fields: frozenset[str] | None = None) -> Callable[[], None]: ...
 
 
 class MemorySessionStore:
@@ -105,9 +109,11 @@ class MemorySessionStore:
         self.peak = 0
         self.cumulative = 0
         self.subscriber_errors = 0  # events a subscriber raised on (logged too)
-        # (callback, the event kinds it wants): a snapshot is built only for a kind
-        # someone wants (the manager: all three, for its history and banners)
-        self._subscribers: list[tuple[Subscriber, tuple[type[SessionEvent], ...]]] = []
+        # (callback, the event kinds it wants, the fields of a SessionChanged it
+        # wants or None for all): a snapshot is built only for an event someone
+        # wants -- the counters refresh changes 10,000 sessions every 10 s and the
+        # manager's tally reads none of those fields
+        self._subscribers: list[_Subscription] = []
         # Kept up to date by every write (all writes come through here), so that a
         # login does not scan 10,000 sessions twice (the simultaneous-logins check
         # and the peak): sessions with a user and an IPsec SA, LAN-to-LAN ones among
@@ -249,10 +255,12 @@ class MemorySessionStore:
 
     # ------------------------------------------------------------------ events
     def subscribe(self, callback: Subscriber,
-                  kinds: tuple[type[SessionEvent], ...] = ALL_KINDS) -> Callable[[], None]:
-        """Call `callback` with every event of `kinds` from now on (all by default);
+                  kinds: tuple[type[SessionEvent], ...] = ALL_KINDS,
+                  fields: frozenset[str] | None = None) -> Callable[[], None]:
+        """Call `callback` with every event of `kinds` from now on (all by default),
+        a SessionChanged only if it changed one of `fields` (any, if None);
         returns the unsubscribe."""
-        entry = (callback, kinds)
+        entry = (callback, kinds, fields)
         self._subscribers.append(entry)
 
         def unsubscribe() -> None:
@@ -261,17 +269,21 @@ class MemorySessionStore:
         return unsubscribe
 
     def _wants(self, kind: type[SessionEvent]) -> bool:
-        return any(kind in kinds for _, kinds in self._subscribers)
+        return any(kind in kinds for _, kinds, _ in self._subscribers)
 
     def _changed(self, s: Session, fields: Iterable[str]) -> None:
         names = frozenset(fields)
-        if names and self._wants(SessionChanged):
+        if names and any(SessionChanged in kinds and (want is None or not want.isdisjoint(names))
+                         for _, kinds, want in self._subscribers):
             self._emit(SessionChanged(s.snapshot(), names))
 
     def _emit(self, event: SessionEvent) -> None:
         kind = type(event)
-        for callback, kinds in list(self._subscribers):  # one may unsubscribe meanwhile
+        changed = event.fields if isinstance(event, SessionChanged) else None
+        for callback, kinds, want in list(self._subscribers):  # one may unsubscribe meanwhile
             if kind not in kinds:
+                continue
+            if changed is not None and want is not None and want.isdisjoint(changed):
                 continue
             try:
                 callback(event)
