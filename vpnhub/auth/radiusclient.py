@@ -26,7 +26,7 @@ import itertools
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from pyrad import packet as rp
 
@@ -96,8 +96,7 @@ class _Socket(asyncio.DatagramProtocol):
     refused: bool = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def error_received(self, exc: Exception) -> None:
         # ICMP port unreachable on a connected socket: nothing listens there
@@ -147,24 +146,36 @@ class _Server:
     def __init__(self, cfg: RadiusServerConfig, port: int) -> None:
         self.address = str(cfg.address)
         self.port = port
-        self.secret = cfg.secret.reveal().encode()
+        self.secret = cfg.secret.reveal()
         self.timeout = cfg.timeout
         self.tries = 1 + cfg.retries
         self.sockets: list[_Socket] = []
+        self._opening = asyncio.Lock()
         self.name = f"{self.address}:{port}"
 
     async def slot(self) -> tuple[_Socket, int]:
+        """A socket and a free Identifier; the caller registers it before it awaits
+        anything, so no other request can take the same one."""
+        found = self._free_slot()
+        if found is not None:
+            return found
+        async with self._opening:  # one new socket at a time, however many wait
+            found = self._free_slot()
+            if found is None:
+                sock = _Socket(radius_dictionary(), self.secret)
+                await asyncio.get_running_loop().create_datagram_endpoint(
+                    lambda: sock, remote_addr=(self.address, self.port))
+                self.sockets.append(sock)
+                found = self._free_slot()
+        assert found is not None
+        return found
+
+    def _free_slot(self) -> tuple[_Socket, int] | None:
         for sock in self.sockets:
             ident = sock.free_id()
             if ident is not None:
                 return sock, ident
-        sock = _Socket(radius_dictionary(), self.secret)
-        await asyncio.get_running_loop().create_datagram_endpoint(
-            lambda: sock, remote_addr=(self.address, self.port))
-        self.sockets.append(sock)
-        ident = sock.free_id()
-        assert ident is not None
-        return sock, ident
+        return None
 
     def close(self) -> None:
         for sock in self.sockets:
