@@ -26,6 +26,7 @@ from vpnhub.auth.api import (
 )
 from vpnhub.auth.local import LocalUsers
 from vpnhub.auth.lockout import FailureOutcome, Lockout, LockoutPolicy
+from vpnhub.auth.radius import RadiusAuthenticator
 from vpnhub.auth.route import ByGroup
 from vpnhub.auth.users import (
     PasswordHashError,
@@ -51,6 +52,7 @@ __all__ = [
     "Lockout",
     "LockoutPolicy",
     "PasswordHashError",
+    "RadiusAuthenticator",
     "UserTable",
     "build_authenticator",
     "hash_password",
@@ -67,8 +69,5 @@ def build_authenticator(config: Config) -> Lockout:
     radius_groups = [g.name for g in config.groups if g.xauth == "radius"]
     if not radius_groups:
         return Lockout(local, policy)
-    # imported here: pyrad is loaded only by configurations that use RADIUS
-    from vpnhub.auth.radius import RadiusAuthenticator
-
     radius = RadiusAuthenticator(config.radius, config.concentrator.public_address)
     return Lockout(ByGroup(local, dict.fromkeys(radius_groups, radius)), policy)
