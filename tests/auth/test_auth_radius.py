@@ -94,6 +94,7 @@ def test_silent_server_is_named_and_bounded_then_next_server_answers() -> None:
     err, took, ok, took2 = run(main)
     assert isinstance(err, BackendError)
     assert "did not answer (2 tries of 0.2 s)" in str(err) and "127.0.0.1:" in str(err)
+    assert "wrong shared secret" in str(err)
     assert 0.35 < took < 1.5 and ok.reason is AuthReason.OK and took2 < 1.5
 
 
@@ -240,3 +241,18 @@ def test_radius_group_needs_a_server() -> None:
                      'private_networks = ["192.168.2.0/24"]\n'
                      '[[group]]\nname = "g"\npsk = "y"\naddress_pool = "10.40.2.0/24"\n'
                      'xauth = "radius"\n')
+
+
+def test_old_server_without_message_authenticator_when_allowed() -> None:
+    """`require_message_authenticator = false`: an unsigned answer of an old server is
+    taken (its Response Authenticator is still checked)."""
+    async def main() -> Any:
+        server = await FakeRadius(SECRET, lambda r: r.CreateReply(
+            message_authenticator=False)).start()
+        cfg = dataclasses.replace(server.config(), require_message_authenticator=False)
+        try:
+            return await _auth([cfg], req())
+        finally:
+            server.close()
+
+    assert run(main).reason is AuthReason.OK

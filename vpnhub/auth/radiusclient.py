@@ -13,9 +13,11 @@ module only moves its bytes. What it guarantees (RFC 2865 3, RFC 5080 2.2):
 - A reply is accepted only if its Identifier is one in flight, its code answers
   the request's, its Response Authenticator is right and, for Access-Request, it
   carries a valid Message-Authenticator (RFC 3579 3.2; the BlastRADIUS fix,
-  CVE-2024-3596). Anything else is dropped and counted, and the request keeps
-  waiting for a good answer: a forged datagram cannot end a login. A server
-  whose only answers were bad is reported as having a wrong shared secret.
+  CVE-2024-3596; `require_message_authenticator = false` lets an old server
+  omit it, a Message-Authenticator it sends is still checked). Anything else
+  is dropped and counted, and the request keeps waiting for a good answer: a
+  forged datagram cannot end a login. A server whose only answers were bad is
+  reported as having a wrong shared secret.
 - When every server failed, `RadiusUnavailable` says, server by server, why.
 """
 
@@ -64,8 +66,12 @@ class ServerFailure:
                     " Response Authenticator or Message-Authenticator (wrong shared secret?)")
         if self.refused:
             return f"RADIUS server {self.server} is unreachable (ICMP port unreachable)"
+        # RFC 3579 3.2: a server drops a request whose Message-Authenticator does not
+        # check, so a wrong shared secret is silence too (FreeRADIUS logs "Shared
+        # secret is incorrect" on its side)
         return (f"RADIUS server {self.server} did not answer ({self.tries} tries of"
-                f" {self.timeout:g} s)")
+                f" {self.timeout:g} s): down, unreachable, or dropping our requests"
+                " (a wrong shared secret fails their Message-Authenticator)")
 
 
 class RadiusUnavailable(BackendError):
@@ -89,6 +95,7 @@ class _Socket(asyncio.DatagramProtocol):
 
     dictionary: Any
     secret: bytes
+    require_ma: bool = True
     pending: dict[int, _Pending] = field(default_factory=dict)
     transport: asyncio.DatagramTransport | None = None
     next_id: int = field(default_factory=lambda: random.randrange(256))
@@ -132,7 +139,7 @@ class _Socket(asyncio.DatagramProtocol):
             reply = self._decode(p, data)
         except Exception:  # pyrad raises PacketError, KeyError, struct.error on junk
             return False
-        enforce = p.request.code == rp.AccessRequest
+        enforce = self.require_ma and p.request.code == rp.AccessRequest
         return bool(p.request.VerifyReply(reply, data, enforce_ma=enforce))
 
     def _decode(self, p: _Pending, data: bytes) -> rp.Packet:
@@ -149,6 +156,7 @@ class _Server:
         self.secret = cfg.secret.reveal()
         self.timeout = cfg.timeout
         self.tries = 1 + cfg.retries
+        self.require_ma = cfg.require_message_authenticator
         self.sockets: list[_Socket] = []
         self._opening = asyncio.Lock()
         self.name = f"{self.address}:{port}"
@@ -162,7 +170,7 @@ class _Server:
         async with self._opening:  # one new socket at a time, however many wait
             found = self._free_slot()
             if found is None:
-                sock = _Socket(radius_dictionary(), self.secret)
+                sock = _Socket(radius_dictionary(), self.secret, self.require_ma)
                 await asyncio.get_running_loop().create_datagram_endpoint(
                     lambda: sock, remote_addr=(self.address, self.port))
                 self.sockets.append(sock)

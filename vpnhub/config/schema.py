@@ -225,6 +225,8 @@ class RadiusServerConfig:
     acct_port: int = 1813
     timeout: float = 3.0
     retries: int = 2
+    # Access-Accept/Reject without a Message-Authenticator refused (RFC 3579 3.2)
+    require_message_authenticator: bool = True
 
 
 @dataclass(frozen=True)

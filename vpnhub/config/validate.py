@@ -751,7 +751,7 @@ _XAUTH_BACKENDS = ("local", "radius")
 _RADIUS_KEYS = frozenset({"server", "nas_identifier", "nas_ip_address", "accounting",
                           "interim_interval", "dae_port", "dae_client"})  # fmt: skip
 _RADIUS_SERVER_KEYS = frozenset({"address", "secret", "auth_port", "acct_port", "timeout",
-                                 "retries"})  # fmt: skip
+                                 "retries", "require_message_authenticator"})  # fmt: skip
 _RADIUS_DAE_KEYS = frozenset({"address", "secret"})
 
 
@@ -768,7 +768,8 @@ def _radius_server(t: _Table) -> RadiusServerConfig:
         auth_port=t.integer("auth_port", 1812, 1, 65535),
         acct_port=t.integer("acct_port", 1813, 1, 65535),
         timeout=t.seconds("timeout", 3.0, 0.1, 60.0),
-        retries=t.integer("retries", 2, 0, 10))
+        retries=t.integer("retries", 2, 0, 10),
+        require_message_authenticator=t.boolean("require_message_authenticator", True))
 
 
 def _radius(t: _Table, groups: tuple[GroupConfig, ...]) -> RadiusConfig:
