@@ -2,9 +2,9 @@
 
 The concentrator core hands every XAUTH answer (RFC draft-beaulieu-ike-xauth
 section 6) to an `Authenticator` and awaits the result; it never learns which
-backend answered. Local users are the backend today; RADIUS or certificates
-go behind the same protocol, and the lock-out / slow-down policy is a wrapper
-around any of them (`vpnhub.auth.lockout`).
+backend answered. Local users (`local.py`) and RADIUS (`radius.py`) are the
+backends, chosen per group (`route.py`); the lock-out / slow-down policy is a
+wrapper around any of them (`vpnhub.auth.lockout`).
 """
 
 from __future__ import annotations
