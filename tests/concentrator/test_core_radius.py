@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from typing import Any
 
 from core_harness import PAT, CoreRig, config_text
 
@@ -34,8 +35,9 @@ class ScriptedRadius:
         return self.answer(request)
 
 
-def rig_with(answer: Callable[[AuthRequest], AuthResult]) -> tuple[CoreRig, ScriptedRadius]:
-    text = config_text(group_extra='xauth = "radius"') + "\n[[radius.server]]\n" \
+def rig_with(answer: Callable[[AuthRequest], AuthResult],
+             **config: Any) -> tuple[CoreRig, ScriptedRadius]:
+    text = config_text(group_extra='xauth = "radius"', **config) + "\n[[radius.server]]\n" \
         'address = "192.168.2.20"\nsecret = "s"\n' + ENGINEERING
     rig = CoreRig.from_text(text)
     backend = ScriptedRadius(answer)

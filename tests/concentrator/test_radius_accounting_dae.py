@@ -59,12 +59,14 @@ def _run_now(coro: Coroutine[Any, Any, None]) -> None:
 
 
 def accounting_rig(answer: Callable[[AuthRequest], AuthResult] | None = None,
-                   interim: int = 60) -> tuple[CoreRig, CapturingClient, RadiusAccounting]:
-    rig, _ = rig_with(answer or ok(classes=(b"OU=vpngroup;",)))
+                   interim: int = 60, **config: Any
+                   ) -> tuple[CoreRig, CapturingClient, RadiusAccounting]:
+    rig, _ = rig_with(answer or ok(classes=(b"OU=vpngroup;",)), **config)
     client = CapturingClient()
     acct = RadiusAccounting(client=client, nas=NasIdentity(RadiusConfig(), PUBLIC),  # type: ignore[arg-type]
                             interim=interim, grants=rig.core.grants, store=rig.core.sessions,
                             log=rig.log, clock=rig.clock, wall=rig.clock, spawn=_run_now)
+    rig.core.renewal_hook = acct.renewed
     return rig, client, acct
 
 
@@ -100,6 +102,36 @@ def test_start_interim_stop_with_counters_gigawords_and_cause() -> None:
     assert [_status(p) for p in client.packets] == ["Start", "Interim-Update", "Stop"]
     acct.tick(rig.now + 1000)  # nothing for a session that ended
     assert len(client.packets) == 3
+
+
+def test_phase1_rekey_is_one_accounting_session_with_its_address_and_timeout() -> None:
+    """A phase 1 rekey (IKEv1: a new phase 1 taking the session over) is no new
+    login: no Stop and Start, the same Acct-Session-Id, the same Framed-IP-Address,
+    and the Session-Timeout still counts from the first login."""
+    rig, client, acct = accounting_rig(
+        ok(address=ipaddress.IPv4Address("10.40.1.77"), session_timeout=1000),
+        concentrator_extra="ike_lifetime = 600")
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    first_sa = pc.sa
+    for _ in range(10):  # 600 s, an interim update every 60
+        rig.advance(60)
+        rig.core.housekeeping(rig.now)
+        acct.tick(rig.now)
+    assert pc.sa is not first_sa and rig.lines("phase 1 rekey: new IKE SA of vpnuser1")
+    (s,) = rig.sessions()
+    assert s["assigned_ip"] == "10.40.1.77"
+    kinds = [_status(p) for p in client.packets]
+    assert kinds[0] == "Start" and set(kinds[1:]) == {"Interim-Update"} and len(kinds) >= 9
+    assert len({p["Acct-Session-Id"][0] for p in client.packets}) == 1
+    (key,) = [x.key for x in rig.core.sessions.all()]
+    assert acct.key_of(client.packets[0]["Acct-Session-Id"][0]) == key
+    rig.advance(401)  # 1001 s after the login: the timeout of the first login
+    rig.core.housekeeping(rig.now)
+    rig.settle()
+    assert not rig.sessions()
+    stop = client.packets[-1]
+    assert _status(stop) == "Stop" and stop["Acct-Terminate-Cause"] == ["Session-Timeout"]
+    assert stop["Acct-Session-Id"] == client.packets[0]["Acct-Session-Id"]
 
 
 def test_local_sessions_are_not_accounted() -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from pyrad import packet as rp
@@ -76,6 +77,16 @@ def session_key(acct_session_id: str) -> SessionKey | None:
     return (raw[:8], raw[8:]) if len(raw) == 16 else None
 
 
+@dataclass(frozen=True)
+class _Accounted:
+    """An accounted session: when it started (wall clock), its Acct-Session-Id (kept
+    across phase 1 rekeys), what RADIUS granted (its Class values are echoed)."""
+
+    start: float
+    acct_id: str
+    grant: AuthResult
+
+
 class RadiusAccounting:
     """Start / Interim-Update / Stop for the sessions in `grants` (RADIUS-accepted)."""
 
@@ -89,7 +100,8 @@ class RadiusAccounting:
         self.store = store
         self.log = log
         self.clock, self.wall, self.spawn = clock, wall, spawn
-        self.started: dict[SessionKey, tuple[float, AuthResult]] = {}  # wall start, grant
+        self.started: dict[SessionKey, _Accounted] = {}
+        self._by_id: dict[str, SessionKey] = {}  # Acct-Session-Id -> the session now
         self._due: list[tuple[float, SessionKey]] = []
         self.sent = {"Start": 0, "Interim-Update": 0, "Stop": 0}
         self.failed = 0
@@ -105,16 +117,39 @@ class RadiusAccounting:
             case SessionEnded():
                 begun = self.started.pop(e.session.key, None)
                 if begun is not None:
+                    self._by_id.pop(begun.acct_id, None)
                     self._send(e.session, "Stop", begun, terminate_cause(e.reason))
             case _:
                 pass
 
     def _start(self, s: SessionView) -> None:
-        begun = (self.wall(), self.grants[s.key])
+        begun = _Accounted(self.wall(), session_id(s.key), self.grants[s.key])
         self.started[s.key] = begun
+        self._by_id[begun.acct_id] = s.key
         self._send(s, "Start", begun)
+        self._schedule(s.key)
+
+    def _schedule(self, key: SessionKey) -> None:
         if self.interim:
-            heapq.heappush(self._due, (self.clock() + self.interim, s.key))
+            heapq.heappush(self._due, (self.clock() + self.interim, key))
+
+    def renewed(self, old: SessionKey, new: SessionKey) -> None:
+        """A phase 1 rekey took session `old` over as `new` (the core's renewal_hook):
+        the same accounting session goes on, under its first Acct-Session-Id."""
+        begun = self.started.pop(old, None)
+        if begun is not None:
+            self.started[new] = begun
+            self._by_id[begun.acct_id] = new
+            self._schedule(new)
+
+    def acct_id(self, key: SessionKey) -> str:
+        """The Acct-Session-Id the server knows this session by."""
+        begun = self.started.get(key)
+        return begun.acct_id if begun is not None else session_id(key)
+
+    def key_of(self, acct_id: str) -> SessionKey | None:
+        """The session an Acct-Session-Id names (a RFC 5176 request), or None."""
+        return self._by_id.get(acct_id) or session_key(acct_id)
 
     # ------------------------------------------------------------ interim updates
     def tick(self, now: float) -> None:
@@ -126,32 +161,31 @@ class RadiusAccounting:
             begun = self.started.get(key)
             s = self.store.get(key)
             if begun is None or s is None:
-                continue  # ended meanwhile (its Stop went out)
+                continue  # ended (its Stop went out) or renewed under another key
             self._send(s, "Interim-Update", begun)
             heapq.heappush(self._due, (now + self.interim, key))
 
     # ------------------------------------------------------------ requests
-    def _send(self, s: SessionView, status: str, begun: tuple[float, AuthResult],
+    def _send(self, s: SessionView, status: str, begun: _Accounted,
               cause: str | None = None) -> None:
         attrs = self._attributes(s, status, begun, cause)
         self.sent[status] += 1
         self.spawn(self._deliver(s, status, attrs))
 
-    def _attributes(self, s: SessionView, status: str, begun: tuple[float, AuthResult],
+    def _attributes(self, s: SessionView, status: str, begun: _Accounted,
                     cause: str | None) -> list[tuple[str, Any]]:
-        start, grant = begun
         now = self.wall()
         attrs: list[tuple[str, Any]] = [
-            ("Acct-Status-Type", status), ("Acct-Session-Id", session_id(s.key)),
+            ("Acct-Status-Type", status), ("Acct-Session-Id", begun.acct_id),
             ("User-Name", s.user), ("Calling-Station-Id", calling_station(s.public_ip,
                                                                          s.public_port)),
             ("Acct-Authentic", "RADIUS"), ("Event-Timestamp", int(now)),
         ]
         if s.assigned_ip is not None:
             attrs.append(("Framed-IP-Address", str(s.assigned_ip)))
-        attrs += [("Class", c) for c in grant.classes]  # RFC 2865 5.25: echoed unchanged
+        attrs += [("Class", c) for c in begun.grant.classes]  # RFC 2865 5.25: echoed as is
         if status != "Start":
-            attrs += [*_counters(s), ("Acct-Session-Time", max(0, int(now - start)))]
+            attrs += [*_counters(s), ("Acct-Session-Time", max(0, int(now - begun.start)))]
         if cause is not None:
             attrs.append(("Acct-Terminate-Cause", cause))
         return attrs

@@ -141,6 +141,10 @@ class ConcentratorCore:
         self.grants: dict[tuple[bytes, bytes], AuthResult] = {}
         self._deadlines: list[tuple[float, tuple[bytes, bytes]]] = []
         self._deadline_of: dict[tuple[bytes, bytes], float] = {}
+        # told (old key, new key) when a phase 1 rekey takes a session over: RADIUS
+        # accounting goes on under the same Acct-Session-Id (the shell sets it)
+        self.renewal_hook: Callable[[tuple[bytes, bytes], tuple[bytes, bytes]], None] | None \
+            = None
 
     # ----------------------------------------------------------- IKE config
     def _ike_config(self, remote: Address, local_port: int = 500) -> IkeConfig:
@@ -425,10 +429,12 @@ class ConcentratorCore:
         from an Access-Accept or a CoA-Request, RFC 5176 3.2)."""
         if key not in self.sessions:
             return False
-        deadline = self.clock() + seconds
+        self._deadline_at(key, self.clock() + seconds)
+        return True
+
+    def _deadline_at(self, key: tuple[bytes, bytes], deadline: float) -> None:
         self._deadline_of[key] = deadline
         heapq.heappush(self._deadlines, (deadline, key))
-        return True
 
     def _session_timeouts(self, now: float) -> None:
         """Sessions past their Session-Timeout end (the heap's top only: no scan)."""
@@ -674,9 +680,17 @@ class ConcentratorCore:
             self.spi_owner[spi_in] = s.key
             self.spi_owner[child.spi_out] = s.key
         if old.assigned_ip is not None:
-            self.pools[s.group].release(old.key)
-            moved["assigned_ip"] = self.pools[s.group].allocate(s.key, identity=s.user)
+            self.pools[old.group].release(old.key)
+            pool = self.pools[s.group]  # the very address (a RADIUS Framed-IP-Address too)
+            moved["assigned_ip"] = old.assigned_ip if pool.claim(s.key, old.assigned_ip) \
+                else pool.allocate(s.key, identity=s.user)
             left["assigned_ip"] = None
+        # the session goes on: its Session-Timeout counts from the first login, and
+        # RADIUS accounting keeps its Acct-Session-Id (no Stop and Start for a rekey)
+        if (deadline := self._deadline_of.pop(old.key, None)) is not None:
+            self._deadline_at(s.key, deadline)
+        if self.renewal_hook is not None:
+            self.renewal_hook(old.key, s.key)
         # its login goes on in the new session
         self.sessions.update(old.key, authenticated=False, **left)
         self.sessions.update(s.key, **moved)

@@ -33,7 +33,7 @@ from pyrad import packet as rp
 
 from vpnhub.auth.radius import NasIdentity, calling_station
 from vpnhub.auth.radiusdict import radius_dictionary
-from vpnhub.concentrator.accounting import session_id, session_key
+from vpnhub.concentrator.accounting import RadiusAccounting, session_id, session_key
 from vpnhub.session.model import SessionKey, SessionView
 
 if TYPE_CHECKING:
@@ -59,8 +59,11 @@ class DaeServer(asyncio.DatagramProtocol):
 
     def __init__(self, core: ConcentratorCore, clients: tuple[RadiusDaeClientConfig, ...],
                  nas: NasIdentity, *,
-                 before_disconnect: Callable[[], Awaitable[None]] | None = None) -> None:
+                 before_disconnect: Callable[[], Awaitable[None]] | None = None,
+                 accounting: RadiusAccounting | None = None) -> None:
         self.core = core
+        # Acct-Session-Ids as accounting sent them (kept across phase 1 rekeys)
+        self.accounting = accounting
         self.secrets = {str(c.address): c.secret.reveal() for c in clients}
         self.nas = nas
         # the shell refreshes the session counters first, so that the Stop is exact
@@ -161,7 +164,7 @@ class DaeServer(asyncio.DatagramProtocol):
             return _ERROR_NAS_MISMATCH, []
         if not any(n in names for n in _IDENTIFY):
             return _ERROR_MISSING, []
-        keys = [s.key for s in self._candidates(request) if _matches(request, s)]
+        keys = [s.key for s in self._candidates(request) if self._matches(request, s)]
         return (None, keys) if keys else (_ERROR_NOT_FOUND, [])
 
     def _candidates(self, request: Any) -> list[SessionView]:
@@ -170,7 +173,8 @@ class DaeServer(asyncio.DatagramProtocol):
         sessions = self.core.sessions
         acct = _first(request, "Acct-Session-Id")
         if acct is not None:
-            key = session_key(str(acct))
+            key = (self.accounting.key_of(str(acct)) if self.accounting is not None
+                   else session_key(str(acct)))
             s = sessions.get(key) if key is not None else None
             return [s] if s is not None else []
         framed = _first(request, "Framed-IP-Address")
@@ -201,10 +205,15 @@ class DaeServer(asyncio.DatagramProtocol):
             self.transport.sendto(raw, addr)
 
 
-def _matches(request: Any, s: SessionView) -> bool:
-    """Every identification attribute given names this session (RFC 5176 3)."""
+    def _matches(self, request: Any, s: SessionView) -> bool:
+        """Every identification attribute given names this session (RFC 5176 3)."""
+        acct = self.accounting
+        return _matches(request, s, acct.acct_id(s.key) if acct else session_id(s.key))
+
+
+def _matches(request: Any, s: SessionView, acct_id: str) -> bool:
     wanted = {
-        "User-Name": s.user, "Acct-Session-Id": session_id(s.key),
+        "User-Name": s.user, "Acct-Session-Id": acct_id,
         "Framed-IP-Address": str(s.assigned_ip) if s.assigned_ip else None,
         "Calling-Station-Id": calling_station(s.public_ip, s.public_port),
     }

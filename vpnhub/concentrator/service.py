@@ -102,6 +102,8 @@ class Concentrator:
         self.gc_watch = GcWatch()  # the garbage collector's share of it
         self.own_process = False  # serve(): the process ends with run(), GC may be tuned
         self.accounting = self._radius_accounting()  # RADIUS (issue 14); None without
+        if self.accounting is not None:
+            self.core.renewal_hook = self.accounting.renewed
         self.dae: DaeServer | None = None  # RFC 5176 Disconnect / CoA server (issue 14)
 
     def _radius_accounting(self) -> RadiusAccounting | None:
@@ -122,7 +124,7 @@ class Concentrator:
             return
         dae = DaeServer(self.core, r.dae_clients,
                         NasIdentity(r, self.config.concentrator.public_address),
-                        before_disconnect=self._refresh_stats)
+                        before_disconnect=self._refresh_stats, accounting=self.accounting)
         try:
             await dae.start(self.public, r.dae_port)
         except OSError as e:
