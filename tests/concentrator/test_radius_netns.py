@@ -156,6 +156,14 @@ def test_freeradius_groups_disconnect_and_accounting(
                            dh="dh14")
         _refused(wrong)
         srv.wait_log("user 'vpnuser1' failed authentication: wrong password")
+        # SIGTERM: the Stop of the session left goes out before vpnhub exits
+        assert srv.terminate() == 0
+        stops = [r for r in radius.detail_records() if r.get("User-Name") == "vpnuser2"
+                 and r.get("Acct-Status-Type") == "Stop"]
+        assert len(stops) == 1 and stops[0]["Acct-Terminate-Cause"] == "Admin-Reboot", stops
+        assert stops[0]["Framed-IP-Address"] == SALES_ADDRESS
+        assert stops[0]["Calling-Station-Id"] == f"{PAT_OUTSIDE}:{ports['vpnuser2']}"
+        assert int(stops[0]["Acct-Input-Packets"]) >= 15, stops  # 10 + 5 pings at least
 
 
 def _check_detail(radius: FreeRadius, ports: dict[str, int], env: dict[str, dict[str, str]],
