@@ -14,6 +14,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from core_harness import PAT, CoreRig
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pyrad import packet as rp
 from test_core_radius import SERVER, ok, rig_with
 
@@ -287,3 +289,41 @@ def test_unknown_dae_client_is_dropped() -> None:
             dae.close()
 
     assert asyncio.run(main()) is None and dae.drops == {"unknown_client": 1}
+
+
+# ---------------------------------------------------------------- hostile datagrams
+
+_RIG, _, _ = accounting_rig()
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200), st.sampled_from([rp.DisconnectRequest, rp.CoARequest, 1]))
+def test_dae_junk_is_dropped_never_raises(junk: bytes, code: int) -> None:
+    """Every datagram is hostile: junk from a configured client (a right code byte, a
+    length that lies) is dropped and counted, nothing raises, nothing is answered."""
+    dae = _dae(_RIG)
+    sent: list[bytes] = []
+    dae.transport = type("T", (), {"sendto": lambda self, d, a=None: sent.append(d)})()  # type: ignore[assignment]
+    data = bytes([code]) + junk
+    dae.datagram_received(data, ("127.0.0.1", 3799))
+    assert not sent and sum(dae.drops.values()) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=0, max_size=200))
+def test_radius_client_junk_replies_never_raise(junk: bytes) -> None:
+    """Replies with the Identifier in flight but anything else wrong are dropped."""
+    from vpnhub.auth.radiusclient import _Pending, _Socket
+
+    async def main() -> tuple[bool, int]:
+        sock = _Socket(radius_dictionary(), b"secret")
+        request = rp.AuthPacket(secret=b"secret", dict=radius_dictionary(), id=7)
+        request.add_message_authenticator()
+        request.RequestPacket()
+        pending = _Pending(request, asyncio.get_running_loop().create_future())
+        sock.pending[7] = pending
+        data = bytes([rp.AccessAccept, 7]) + junk
+        sock.datagram_received(data, ("127.0.0.1", 1812))
+        return pending.answer.done(), sock.dropped
+
+    answered, dropped = asyncio.run(main())
+    assert not answered and dropped == 1
