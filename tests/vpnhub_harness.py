@@ -140,6 +140,7 @@ class ServerOptions:
     extra: dict[str, dict[str, object]] = field(default_factory=dict)  # table -> key -> value
     lan_to_lan: list[dict[str, object]] = field(default_factory=list)  # [[lan_to_lan]] tables
     group_extra: dict[str, object] = field(default_factory=dict)  # more keys of the [[group]]
+    extra_text: str = ""  # TOML appended as it is (more groups, [radius] and its arrays)
 
 
 def render_config(run_dir: Path, opts: ServerOptions) -> str:
@@ -192,6 +193,8 @@ def render_config(run_dir: Path, opts: ServerOptions) -> str:
         user = f"vpnuser{n}"
         out += ["\n[[user]]", f"name = {_toml(user)}", f"password = {_toml(USERS[user])}",
                 f"group = {_toml(GROUP_ID)}"]
+    if opts.extra_text:
+        out.append(opts.extra_text)
     return "\n".join(out) + "\n"
 
 

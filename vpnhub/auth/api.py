@@ -2,13 +2,14 @@
 
 The concentrator core hands every XAUTH answer (RFC draft-beaulieu-ike-xauth
 section 6) to an `Authenticator` and awaits the result; it never learns which
-backend answered. Local users are the backend today; RADIUS or certificates
-go behind the same protocol, and the lock-out / slow-down policy is a wrapper
-around any of them (`vpnhub.auth.lockout`).
+backend answered. Local users (`local.py`) and RADIUS (`radius.py`) are the
+backends, chosen per group (`route.py`); the lock-out / slow-down policy is a
+wrapper around any of them (`vpnhub.auth.lockout`).
 """
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -29,29 +30,47 @@ class AuthReason(StrEnum):
 @dataclass(frozen=True)
 class AuthRequest:
     """One XAUTH attempt: `user` with `password`, logging in to `group`, from the
-    public address `source` (the PAT's address for clients behind one)."""
+    public address `source` (the PAT's address for clients behind one) and UDP
+    `port` (0: unknown; RADIUS sends both as Calling-Station-Id)."""
 
     user: str
     password: Secret
     group: str
     source: str
+    port: int = 0
 
 
 @dataclass(frozen=True)
 class AuthResult:
     """`delay`: seconds the answer was (or is to be) held back to slow down
     guessing (0 on success). `locked_until`: when the lock ends, if locked.
-    `group`: the user's configured group (None for unknown users)."""
+    `group`: the user's configured group (None for unknown users); from RADIUS,
+    the group its Class attribute names (None: the group the client asked for).
+
+    What a RADIUS Access-Accept grants (issue 14; empty from other backends):
+    `address` (Framed-IP-Address), `session_timeout` (seconds), `message`
+    (Reply-Message), `classes` (Class values, sent back in accounting, RFC 2865
+    5.25), `server` (the server that answered)."""
 
     reason: AuthReason
     username: str
     delay: float = 0.0
     locked_until: float | None = None
     group: str | None = None
+    address: ipaddress.IPv4Address | None = None
+    session_timeout: int | None = None
+    message: str = ""
+    classes: tuple[bytes, ...] = ()
+    server: str = ""
 
     @property
     def ok(self) -> bool:
         return self.reason is AuthReason.OK
+
+
+class BackendError(Exception):
+    """The backend could not decide (a RADIUS server silent or with a wrong shared
+    secret); the message names what failed and carries no secret."""
 
 
 class Authenticator(Protocol):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import heapq
 import ipaddress
 import os
 import time
@@ -21,7 +22,7 @@ from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Protocol, assert_never
 
 from vpnhub import __version__
-from vpnhub.auth.api import Authenticator, AuthRequest, AuthResult
+from vpnhub.auth.api import Authenticator, AuthRequest, AuthResult, BackendError
 from vpnhub.concentrator.memory import BurstTrimmer
 from vpnhub.concentrator.staterecord import (
     HeldAddress,
@@ -60,6 +61,7 @@ from vpnhub.secret import Secret
 from vpnhub.session.model import ChildInfo, SessionView
 from vpnhub.session.pool import PoolError, pool_for_group
 from vpnhub.session.store import MemorySessionStore, SessionStore
+from vpnhub.text import printable
 from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
 
 Clock = Callable[[], float]
@@ -133,6 +135,16 @@ class ConcentratorCore:
         self.driver: BoundDriver | None = None  # the IKE driver loop (`bind`)
         self._state: StateKeeper | None = None  # the state record (crash recovery)
         self._held: list[HeldAddress] = []  # pool addresses of sessions a crash lost
+        # What a RADIUS Access-Accept granted each session (issue 14): Class, address,
+        # Session-Timeout, Reply-Message; and the Session-Timeout deadlines as a heap
+        # (deadline, key) checked each tick, the current one per session beside it
+        self.grants: dict[tuple[bytes, bytes], AuthResult] = {}
+        self._deadlines: list[tuple[float, tuple[bytes, bytes]]] = []
+        self._deadline_of: dict[tuple[bytes, bytes], float] = {}
+        # told (old key, new key) when a phase 1 rekey takes a session over: RADIUS
+        # accounting goes on under the same Acct-Session-Id (the shell sets it)
+        self.renewal_hook: Callable[[tuple[bytes, bytes], tuple[bytes, bytes]], None] | None \
+            = None
 
     # ----------------------------------------------------------- IKE config
     def _ike_config(self, remote: Address, local_port: int = 500) -> IkeConfig:
@@ -330,6 +342,7 @@ class ConcentratorCore:
         self.log.tick()  # summaries of rate-limited lines once a flood's window ends
         self._endpoint_notices()
         self._trimmer.tick(self.endpoint.half_open_count())  # memory back after a flood
+        self._session_timeouts(now)
 
     def apply_counters(self, c: SaCounters, now: float) -> None:
         """Counters from the data plane (``GetCounters``: arrays, no object per SA); ESP
@@ -397,6 +410,40 @@ class ConcentratorCore:
         sa.delete(self.clock(), "logged out by administrator")
         self._service(sa)
         return True
+
+    def disconnect(self, key: tuple[bytes, bytes], why: str) -> bool:
+        """End a session for `why` (a RADIUS Disconnect-Request, RFC 5176 3.1): its
+        SAs are deleted and the peer is told, as for an administrator's logout."""
+        s = self.sessions.get(key)
+        sa = self.endpoint.get(*key)
+        if s is None or sa is None:
+            return False
+        self.log.add("SESSION", 4, f"session of {s.user} ended: {why}",
+                     peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
+        sa.delete(self.clock(), why)
+        self._service(sa)
+        return True
+
+    def set_session_timeout(self, key: tuple[bytes, bytes], seconds: int) -> bool:
+        """The session ends `seconds` from now (RADIUS Session-Timeout, RFC 2865 5.27;
+        from an Access-Accept or a CoA-Request, RFC 5176 3.2)."""
+        if key not in self.sessions:
+            return False
+        self._deadline_at(key, self.clock() + seconds)
+        return True
+
+    def _deadline_at(self, key: tuple[bytes, bytes], deadline: float) -> None:
+        self._deadline_of[key] = deadline
+        heapq.heappush(self._deadlines, (deadline, key))
+
+    def _session_timeouts(self, now: float) -> None:
+        """Sessions past their Session-Timeout end (the heap's top only: no scan)."""
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, key = heapq.heappop(self._deadlines)
+            if self._deadline_of.get(key) != deadline:
+                continue  # replaced by a later CoA, or the session is gone
+            del self._deadline_of[key]
+            self.disconnect(key, "session timeout (RADIUS Session-Timeout)")
 
     def admin_command(self, req: dict[str, Any]) -> dict[str, Any]:
         """The admin socket's commands (vpnhub.admin); the shell adds what it owns
@@ -519,7 +566,7 @@ class ConcentratorCore:
     def _on_XauthCredentials(self, sa: IkeSA, e: ev.XauthCredentials) -> None:
         s = self._session(sa)
         self.sessions.update(s.key, user=e.user)
-        request = AuthRequest(e.user, e.password, s.group, sa.remote[0])
+        request = AuthRequest(e.user, e.password, s.group, sa.remote[0], sa.remote[1])
         self.spawn(self._authenticate(sa, request))
 
     async def _authenticate(self, sa: IkeSA, request: AuthRequest) -> None:
@@ -527,17 +574,26 @@ class ConcentratorCore:
         is the authenticator's, so a failure comes back when it may be sent."""
         try:
             result = await self.authenticator.authenticate(request)
+        except BackendError as exc:  # e.g. no RADIUS server answered: refused, said why
+            self.log.add("AUTH", 2, f"login of {request.user} refused: {exc}",
+                         peer=f"{sa.remote[0]}:{sa.remote[1]}", group=request.group,
+                         user=request.user)
+            self._finish_xauth(sa, False, "authentication server unavailable")
+            return
         except Exception as exc:
             self.log.add("AUTH", 1, f"authentication error: {exc!r}")
             return
         if sa.state is State.DELETED:
             return
-        self._finish_xauth(sa, result.ok, "" if result.ok else _refusal(result))
+        self._finish_xauth(sa, result.ok, "" if result.ok else _refusal(result), result)
 
-    def _finish_xauth(self, sa: IkeSA, ok: bool, why: str) -> None:
+    def _finish_xauth(self, sa: IkeSA, ok: bool, why: str,
+                      result: AuthResult | None = None) -> None:
         if sa.state is State.DELETED:
             return
         s = self._session(sa)
+        if ok and result is not None:
+            s = self._apply_grant(sa, s, result)
         renews = self._rekey_of(sa, s) if ok else None
         if ok and renews is None and (refusal := self._over_login_limit(sa, s)):
             ok, why = False, refusal  # the client gets an XAUTH failure (STATUS = FAIL)
@@ -548,6 +604,26 @@ class ConcentratorCore:
             if renews is None or not self._take_over(sa, s, renews):
                 self.sessions.logged_in(s)
         self._service(sa)
+
+    def _apply_grant(self, sa: IkeSA, s: SessionView, r: AuthResult) -> SessionView:
+        """What an Access-Accept granted (issue 14). Class `OU=<group>;` moves the
+        session to that group's policy (pool, split tunnel, DNS), as on the VPN 3000;
+        the rest is kept for Mode Config, the Session-Timeout and accounting."""
+        peer = f"{sa.remote[0]}:{sa.remote[1]}"
+        if r.group and r.group != s.group:
+            if r.group in self.groups:
+                self.log.add("AUTH", 5, f"RADIUS Class puts {s.user} in group {r.group}"
+                             f" (logged in to {s.group})", peer=peer, group=r.group, user=s.user)
+                self.sessions.update(s.key, group=r.group)
+            else:
+                self.log.add("AUTH", 3, f"RADIUS Class names group {printable(r.group)}, which"
+                             f" is not configured: {s.user} keeps group {s.group}", peer=peer,
+                             group=s.group, user=s.user)
+        if r.server:
+            self.grants[s.key] = r
+        if r.session_timeout:
+            self.set_session_timeout(s.key, r.session_timeout)
+        return self._session(sa)
 
     def _over_login_limit(self, sa: IkeSA, s: SessionView) -> str:
         """Why this login is one too many for its user, or "" (the VPN 3000's
@@ -604,9 +680,17 @@ class ConcentratorCore:
             self.spi_owner[spi_in] = s.key
             self.spi_owner[child.spi_out] = s.key
         if old.assigned_ip is not None:
-            self.pools[s.group].release(old.key)
-            moved["assigned_ip"] = self.pools[s.group].allocate(s.key, identity=s.user)
+            self.pools[old.group].release(old.key)
+            pool = self.pools[s.group]  # the very address (a RADIUS Framed-IP-Address too)
+            moved["assigned_ip"] = old.assigned_ip if pool.claim(s.key, old.assigned_ip) \
+                else pool.allocate(s.key, identity=s.user)
             left["assigned_ip"] = None
+        # the session goes on: its Session-Timeout counts from the first login, and
+        # RADIUS accounting keeps its Acct-Session-Id (no Stop and Start for a rekey)
+        if (deadline := self._deadline_of.pop(old.key, None)) is not None:
+            self._deadline_at(s.key, deadline)
+        if self.renewal_hook is not None:
+            self.renewal_hook(old.key, s.key)
         # its login goes on in the new session
         self.sessions.update(old.key, authenticated=False, **left)
         self.sessions.update(s.key, **moved)
@@ -623,7 +707,8 @@ class ConcentratorCore:
             sa.delete(self.clock(), "no such group")
             return
         try:
-            addr = self.pools[g.name].allocate(s.key, identity=s.user)
+            addr = self._granted_address(g, s) or self.pools[g.name].allocate(s.key,
+                                                                               identity=s.user)
         except PoolError as err:
             self.log.add("MODECFG", 2, f"address pool of group {g.name} exhausted"
                          f" ({g.address_pool}): refusing {s.user}: {err}",
@@ -636,6 +721,9 @@ class ConcentratorCore:
             self._held = [h for h in self._held if (h.group, h.address) != (g.name, str(addr))]
         self._state_changed()
         cfg = self._modecfg(g, addr)
+        grant = self.grants.get(s.key)
+        if grant is not None and grant.message:  # RADIUS Reply-Message: shown at login
+            cfg.banner = grant.message + ("\n" + cfg.banner if cfg.banner else "")
         if self.udp_port and CfgAttr.UNITY_NATT_PORT in e.requested:
             # The VPN 3000's order when several are on: IPsec over TCP, NAT-T, IPsec over UDP.
             if s.transport in ("ctcp", "natt"):
@@ -650,6 +738,20 @@ class ConcentratorCore:
                              peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
         self.sessions.update(s.key, **fields)  # one SessionChanged: address (and transport)
         sa.modecfg_reply(cfg, self.clock())
+
+    def _granted_address(self, g: GroupConfig, s: SessionView) -> ipaddress.IPv4Address | None:
+        """The RADIUS Framed-IP-Address, if it is free in the group's pool (only the
+        pools are routed to the tunnel); otherwise the pool chooses, and the log says."""
+        grant = self.grants.get(s.key)
+        if grant is None or grant.address is None:
+            return None
+        if self.pools[g.name].claim(s.key, grant.address):
+            return grant.address
+        self.log.add("MODECFG", 3, f"RADIUS Framed-IP-Address {grant.address} of {s.user} is"
+                     f" not free in group {g.name}'s pool {g.address_pool}: assigning one from"
+                     " the pool", peer=f"{s.public_ip}:{s.public_port}", group=g.name,
+                     user=s.user)
+        return None
 
     def _modecfg(self, g: GroupConfig, addr: ipaddress.IPv4Address) -> ev.ModeConfig:
         c = self.config.concentrator
@@ -722,7 +824,9 @@ class ConcentratorCore:
 
     def _on_SADeleted(self, sa: IkeSA, e: ev.SADeleted) -> None:
         key = (sa.icookie, sa.rcookie)
-        s = self.sessions.end(key, e.reason)
+        s = self.sessions.end(key, e.reason)  # accounting's Stop reads the grant: then gone
+        self.grants.pop(key, None)
+        self._deadline_of.pop(key, None)
         if s is not None:
             self._state_changed()
             if s.assigned_ip is not None and s.group in self.pools:

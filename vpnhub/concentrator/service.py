@@ -31,8 +31,12 @@ from typing import Any, Final
 from vpnhub import __version__
 from vpnhub.admin import start_server
 from vpnhub.auth import build_authenticator
+from vpnhub.auth.radius import NasIdentity
+from vpnhub.auth.radiusclient import RadiusClient
+from vpnhub.concentrator.accounting import RadiusAccounting
 from vpnhub.concentrator.adminsessions import sessions_page
 from vpnhub.concentrator.core import ConcentratorCore
+from vpnhub.concentrator.dae import DaeServer
 from vpnhub.config import Config
 from vpnhub.eventlog import EventLog
 from vpnhub.ike.dhpool import FILL_STEP
@@ -64,6 +68,8 @@ STATS_EVERY = 10.0
 DH_QUIET = 0.05
 # At shutdown, how long the DELETEs that met a full send buffer may take to go out.
 SHUTDOWN_SEND_WAIT = 2.0
+# At shutdown, how long the RADIUS accounting Stops may take (issue 14).
+SHUTDOWN_ACCOUNTING_WAIT = 3.0
 
 
 class Concentrator:
@@ -95,6 +101,36 @@ class Concentrator:
         self.stall_watch: StallWatch | None = None  # and what held it, when it stalls
         self.gc_watch = GcWatch()  # the garbage collector's share of it
         self.own_process = False  # serve(): the process ends with run(), GC may be tuned
+        self.accounting = self._radius_accounting()  # RADIUS (issue 14); None without
+        if self.accounting is not None:
+            self.core.renewal_hook = self.accounting.renewed
+        self.dae: DaeServer | None = None  # RFC 5176 Disconnect / CoA server (issue 14)
+
+    def _radius_accounting(self) -> RadiusAccounting | None:
+        r = self.config.radius
+        if not (r.accounting and r.servers and any(g.xauth == "radius"
+                                                   for g in self.config.groups)):
+            return None
+        return RadiusAccounting(
+            client=RadiusClient(r.servers, "acct"),
+            nas=NasIdentity(r, self.config.concentrator.public_address),
+            interim=r.interim_interval, grants=self.core.grants, store=self.core.sessions,
+            log=self.log, clock=time.monotonic, wall=time.time, spawn=self._spawn)
+
+    async def _start_dae(self) -> None:
+        """RFC 5176 on `[radius] dae_port` of the public address, for the dae_clients."""
+        r = self.config.radius
+        if not r.dae_clients:
+            return
+        dae = DaeServer(self.core, r.dae_clients,
+                        NasIdentity(r, self.config.concentrator.public_address),
+                        before_disconnect=self._refresh_stats, accounting=self.accounting)
+        try:
+            await dae.start(self.public, r.dae_port)
+        except OSError as e:
+            self.log.add("AUTH", 2, f"RADIUS Disconnect/CoA port {r.dae_port} unavailable: {e}")
+            return
+        self.dae = dae
 
     # ----------------------------------------------------------- lifecycle
     async def run(self) -> int:
@@ -123,6 +159,7 @@ class Concentrator:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         admin = await self._start_admin()
+        await self._start_dae()
         await self.manager.start()  # manager (issue 6): [admin] listen
         ticker = asyncio.create_task(self._ticker())
         c = self.config.concentrator
@@ -150,10 +187,13 @@ class Concentrator:
                     q.lift_bound()  # every client's DELETE waits for the socket
             steps = ShutdownTimes(time.monotonic)
             peers = len(self.core.endpoint)
+            if self.accounting is not None:  # the Stops carry the last counters
+                await self._refresh_stats()
             self.core.shutdown(time.monotonic())
             steps.mark("delete")
             await self._deletes_sent()
             steps.mark("send")
+            await self._accounting_sent()
             self.ike.close()
             if admin is not None:
                 admin.close()
@@ -171,6 +211,16 @@ class Concentrator:
             if self.own_process:
                 gc.freeze()
         return 0
+
+    async def _accounting_sent(self) -> None:
+        """The accounting Stops of the shutdown go out (bounded), then RADIUS closes."""
+        if self.dae is not None:
+            self.dae.close()
+        if self.accounting is None:
+            return
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=SHUTDOWN_ACCOUNTING_WAIT)
+        self.accounting.close()
 
     async def _deletes_sent(self) -> None:
         """The shutdown's DELETEs that met a full send buffer go out before the sockets
@@ -325,6 +375,8 @@ class Concentrator:
     async def _tick(self) -> None:
         now = time.monotonic()
         self.core.housekeeping(now)
+        if self.accounting is not None:
+            self.accounting.tick(now)
         self._start_dh_filler()
         if now - self._last_stats >= STATS_EVERY:
             self._last_stats = now

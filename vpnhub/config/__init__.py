@@ -30,6 +30,9 @@ from vpnhub.config.schema import (
     LogClassConfig,
     LogConfig,
     NatTransparencyConfig,
+    RadiusConfig,
+    RadiusDaeClientConfig,
+    RadiusServerConfig,
     UserConfig,
 )
 from vpnhub.config.validate import load_config, parse_config, parse_proposal
@@ -49,6 +52,9 @@ __all__ = [
     "LogClassConfig",
     "LogConfig",
     "NatTransparencyConfig",
+    "RadiusConfig",
+    "RadiusDaeClientConfig",
+    "RadiusServerConfig",
     "Secret",
     "UserConfig",
     "format_key_path",

@@ -29,6 +29,9 @@ __all__ = [
     "LogClassConfig",
     "LogConfig",
     "NatTransparencyConfig",
+    "RadiusConfig",
+    "RadiusDaeClientConfig",
+    "RadiusServerConfig",
     "UserConfig",
 ]
 
@@ -179,6 +182,8 @@ class GroupConfig:
     # The VPN 3000's "Simultaneous Logins": sessions one user may have at once; the
     # next login is refused at XAUTH. 0: nobody of this group may log in.
     simultaneous_logins: int = 3
+    # XAUTH backend of this group (issue 14): "local" ([[user]]) or "radius"
+    xauth: str = "local"
 
 
 @dataclass(frozen=True)
@@ -206,6 +211,47 @@ class LanToLanConfig:
     esp_proposals: tuple[CryptoProposal, ...] | None = None
 
 
+# -- RADIUS (issue 14): [radius], [[radius.server]], [[radius.dae_client]]
+
+
+@dataclass(frozen=True)
+class RadiusServerConfig:
+    """One RADIUS server, tried in the order of the file (RFC 2865, RFC 2866).
+    `timeout`: seconds to wait for each try; `retries`: tries after the first."""
+
+    address: ipaddress.IPv4Address
+    secret: Secret
+    auth_port: int = 1812
+    acct_port: int = 1813
+    timeout: float = 3.0
+    retries: int = 2
+    # Access-Accept/Reject without a Message-Authenticator refused (RFC 3579 3.2)
+    require_message_authenticator: bool = True
+
+
+@dataclass(frozen=True)
+class RadiusDaeClientConfig:
+    """A Dynamic Authorization client allowed to send Disconnect / CoA (RFC 5176)."""
+
+    address: ipaddress.IPv4Address
+    secret: Secret
+
+
+@dataclass(frozen=True)
+class RadiusConfig:
+    """`nas_ip_address` None: the concentrator's public_address. `interim_interval`:
+    seconds between Interim-Updates (0: none). DAE listens on `dae_port` of the
+    public address when `dae_clients` is not empty."""
+
+    servers: tuple[RadiusServerConfig, ...] = ()
+    nas_identifier: str = "vpnhub"
+    nas_ip_address: ipaddress.IPv4Address | None = None
+    accounting: bool = True
+    interim_interval: int = 600
+    dae_port: int = 3799
+    dae_clients: tuple[RadiusDaeClientConfig, ...] = ()
+
+
 @dataclass(frozen=True)
 class Config:
     concentrator: ConcentratorConfig
@@ -217,6 +263,7 @@ class Config:
     users: tuple[UserConfig, ...]
     source: str = "<string>"
     lan_to_lan: tuple[LanToLanConfig, ...] = ()
+    radius: RadiusConfig = RadiusConfig()
 
     def group(self, name: str) -> GroupConfig | None:
         return next((g for g in self.groups if g.name == name), None)

@@ -40,6 +40,9 @@ from vpnhub.config.schema import (
     LogClassConfig,
     LogConfig,
     NatTransparencyConfig,
+    RadiusConfig,
+    RadiusDaeClientConfig,
+    RadiusServerConfig,
     UserConfig,
 )
 from vpnhub.secret import Secret
@@ -341,7 +344,7 @@ def parse_proposal(text: str, kind: str) -> CryptoProposal:
 
 _TOP_KEYS = frozenset(
     {"concentrator", "nat_transparency", "admin", "limits", "log", "group", "user",
-     "lan_to_lan"}
+     "lan_to_lan", "radius"}
 )
 _CONCENTRATOR_KEYS = frozenset({
     "public_address", "private_networks", "tunnel_interface", "allow_legacy_crypto",
@@ -367,6 +370,7 @@ _GROUP_KEYS = frozenset({
     "name", "psk", "psk_file", "address_pool", "reserve_first_address", "dns", "nbns",
     "split_include", "split_dns", "default_domain", "banner", "pfs", "save_password",
     "ike_proposals", "esp_proposals", "simultaneous_logins",
+    "xauth",
 })  # fmt: skip
 _USER_KEYS = frozenset({"name", "password", "password_hash", "group"})
 _L2L_KEYS = frozenset({"name", "peer", "peer_id", "psk", "psk_file", "local_networks",
@@ -388,7 +392,8 @@ def _build(ctx: _Context, top: _Table) -> Config:
     groups = _groups(ctx, top.sub_array("group", _GROUP_KEYS), conc)
     users = _users(ctx, top.sub_array("user", _USER_KEYS), groups)
     l2l = _lan_to_lans(top.sub_array("lan_to_lan", _L2L_KEYS), conc, groups)
-    return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l)
+    radius = _radius(top.sub("radius", _RADIUS_KEYS), groups)
+    return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l, radius)
 
 
 def _lan_to_lans(tables: list[_Table], conc: ConcentratorConfig,
@@ -663,6 +668,7 @@ def _group(t: _Table, conc: ConcentratorConfig) -> GroupConfig:
         ike_proposals=_proposals(t, "ike_proposals", "ike", conc),
         esp_proposals=_proposals(t, "esp_proposals", "esp", conc),
         simultaneous_logins=t.integer("simultaneous_logins", 3, 0, SIMULTANEOUS_LOGINS_MAX),
+        xauth=t.choice("xauth", "local", _XAUTH_BACKENDS),
     )
 
 
@@ -737,3 +743,46 @@ def _users(
             hashed = _password_hash(t)
         users.append(UserConfig(name=name, group=group, password=password, password_hash=hashed))
     return tuple(users)
+
+
+# -- RADIUS (issue 14)
+
+_XAUTH_BACKENDS = ("local", "radius")
+_RADIUS_KEYS = frozenset({"server", "nas_identifier", "nas_ip_address", "accounting",
+                          "interim_interval", "dae_port", "dae_client"})  # fmt: skip
+_RADIUS_SERVER_KEYS = frozenset({"address", "secret", "auth_port", "acct_port", "timeout",
+                                 "retries", "require_message_authenticator"})  # fmt: skip
+_RADIUS_DAE_KEYS = frozenset({"address", "secret"})
+
+
+def _radius_secret(t: _Table) -> Secret:
+    secret = t.string("secret", max_len=128)
+    if not secret:
+        t.fail("secret", "the shared secret is empty (RFC 2865 3: it must not be)")
+    return Secret(secret)
+
+
+def _radius_server(t: _Table) -> RadiusServerConfig:
+    return RadiusServerConfig(
+        address=t.address("address"), secret=_radius_secret(t),
+        auth_port=t.integer("auth_port", 1812, 1, 65535),
+        acct_port=t.integer("acct_port", 1813, 1, 65535),
+        timeout=t.seconds("timeout", 3.0, 0.1, 60.0),
+        retries=t.integer("retries", 2, 0, 10),
+        require_message_authenticator=t.boolean("require_message_authenticator", True))
+
+
+def _radius(t: _Table, groups: tuple[GroupConfig, ...]) -> RadiusConfig:
+    servers = tuple(_radius_server(s) for s in t.sub_array("server", _RADIUS_SERVER_KEYS))
+    users = [g.name for g in groups if g.xauth == "radius"]
+    if users and not servers:
+        t.fail("server", f"group(s) {', '.join(users)} use xauth = \"radius\": add at least"
+                         " one [[radius.server]]")
+    dae = tuple(RadiusDaeClientConfig(d.address("address"), _radius_secret(d))
+                for d in t.sub_array("dae_client", _RADIUS_DAE_KEYS))
+    nas_ip = t.address("nas_ip_address", None) if t.has("nas_ip_address") else None
+    return RadiusConfig(
+        servers=servers, nas_identifier=t.string("nas_identifier", "vpnhub", max_len=253),
+        nas_ip_address=nas_ip, accounting=t.boolean("accounting", True),
+        interim_interval=t.integer("interim_interval", 600, 0, _DAY),
+        dae_port=t.integer("dae_port", 3799, 1, 65535), dae_clients=dae)

@@ -81,6 +81,8 @@ class AddressPool(Protocol):
 
     def release(self, key: Hashable) -> ipaddress.IPv4Address | None: ...
 
+    def claim(self, key: Hashable, address: ipaddress.IPv4Address) -> bool: ...
+
     def hold(self, address: ipaddress.IPv4Address | str, identity: Hashable) -> bool: ...
 
     def unhold(self, address: ipaddress.IPv4Address | str) -> None: ...
@@ -182,6 +184,20 @@ class MemoryAddressPool:
             self._remember(identity, value)
         return ipaddress.IPv4Address(value)
 
+    def claim(self, key: Hashable, address: ipaddress.IPv4Address) -> bool:
+        """Give session `key` exactly `address` (a RADIUS Framed-IP-Address, issue 14):
+        False if it is outside the pool, excluded, held, or another session's."""
+        value = int(address)
+        if key in self._by_key:
+            return self._by_key[key] == value
+        if not self._first <= value <= self._last or value in self._excluded \
+                or value in self._by_addr or value in self._held:
+            return False
+        self._free.pop(value, None)
+        self._by_key[key] = value
+        self._by_addr[value] = key
+        return True
+
     def release(self, key: Hashable) -> ipaddress.IPv4Address | None:
         """Give the address of `key` back; returns it (None if `key` had none)."""
         value = self._by_key.pop(key, None)
@@ -230,7 +246,9 @@ class MemoryAddressPool:
         while self._cursor <= self._last:
             value = self._cursor
             self._cursor += 1
-            if value not in self._excluded and value not in self._held:
+            # claim() may have taken (and release() freed) one ahead of the cursor
+            if value not in self._excluded and value not in self._held \
+                    and value not in self._by_addr and value not in self._free:
                 return value
         if self._free:
             value, _ = self._free.popitem(last=False)
