@@ -1,0 +1,288 @@
+"""What idle sessions cost the concentrator: DPD, NAT keepalives, timers (issue 13).
+
+    python bench/dpd_cost.py [--sessions 2000] [--runs 3] [--window 60]
+                             [--profile OUT.txt] [--json OUT] [--smoke]
+
+In process, no root, simulated time. N sessions are set up through the
+concentrator core (`ConcentratorCore` with the real session store, event log
+and IKE driver) by the core rig of tests/concentrator/core_harness.py, each
+client our engine as initiator behind a PAT, as in bench/shutdown.py. Then
+the idle workload of bench/scale.py's load generator (RFC 3706: a client asks
+R-U-THERE after 30 s without a word from the concentrator; RFC 3948 2.3: a
+one-byte NAT keepalive every 20 s), timed by CPU (`time.process_time`):
+
+- ``rut_us``: one R-U-THERE through `ConcentratorCore.receive` (the driver,
+  the endpoint's demux, decrypt, HASH check, the R-U-THERE-ACK encrypted and
+  handed to the send callback, the events through the core's `on_event`, the
+  timer bookkeeping). The clients build their messages beforehand, untimed.
+- ``keepalive_us``: one NAT keepalive through a real `Dataplane` (in-memory
+  TUN, a loopback UDP socket standing for the data plane's half of 4500):
+  one `poll()` per keepalive, as 500 keepalives a second spread over time wake
+  the data-plane thread once each (net/ikesplit.py: a one-byte datagram never
+  reaches the IKE socket).
+- ``timer_us_per_s``: the steady state over ``--window`` simulated seconds:
+  every session's client asks R-U-THERE 30 s after the last answer (spread
+  evenly), and the core's timer runs as `AsyncIkeDriver` runs it (one armed
+  deadline, re-armed only if a message brings an earlier one; on firing,
+  `IkeDriver.timer` then `next_timer`). The CPU of the timer work per
+  simulated second; ``idle_us_per_s`` adds the R-U-THEREs of that window.
+
+The figures for 10,000 sessions are projected linearly (``*_10k``): both the
+R-U-THERE rate and the timer work grow with the count. What is left out: the
+socket system calls of IKE on 4500 (`IkeSocket.read`/`send`) and the asyncio
+loop's own wake-ups; bench/scale.py measures the whole process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import os
+import pstats
+import socket
+import statistics
+import sys
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests" / "concentrator"))  # the core rig
+
+from core_harness import CoreRig, Pc, config_text  # noqa: E402
+
+from vpnhub.config import parse_config  # noqa: E402
+from vpnhub.ike.driver import IkeDriver  # noqa: E402
+from vpnhub.ike.transport import Transport  # noqa: E402
+from vpnhub.net.dataplane import Dataplane, open_udp_socket  # noqa: E402
+from vpnhub.net.tun import FakeTun  # noqa: E402
+
+ACCOUNTS = 64  # logins share accounts, as in the other benchmarks
+PASSWORD = "benchpass"
+BATCH = 8  # clients started together: below the per-address half-open limit (one PAT)
+DPD = 30.0  # the load generator's and the concentrator's DPD interval, s
+KEEPALIVE = 20.0  # the load generator's NAT keepalive interval, s
+PROJECT = 10_000
+
+
+def established_rig(n: int) -> CoreRig:
+    users = {f"bench{i:02d}": PASSWORD for i in range(ACCOUNTS)}
+    rig = CoreRig(parse_config(config_text(users=users, pool="10.40.0.0/16",
+                                           group_extra="simultaneous_logins = 1000000")))
+    for i in range(n):
+        pc = rig.add_pc(f"bench{i % ACCOUNTS:02d}", PASSWORD,
+                        local_ip=f"10.10.{i // 250}.{i % 250 + 2}")
+        pc.sa.initiate(rig.now)
+        rig._start(pc, pc.sa)
+        if i % BATCH == BATCH - 1:
+            rig.settle()
+    rig.settle()
+    up = sum(pc.up for pc in rig.pcs)
+    if up != n:
+        raise SystemExit(f"only {up} of {n} sessions established")
+    return rig
+
+
+def r_u_there(rig: CoreRig, pc: Pc) -> tuple[bytes, tuple[str, int]]:
+    """The client's R-U-THERE, as it reaches the core (marker removed, PAT address)."""
+    pc.sa.send_dpd(rig.now)
+    (d,) = pc.sa.datagrams_to_send()
+    return d.data, rig._public(pc, d.local_port)
+
+
+def answer_clients(rig: CoreRig) -> None:
+    """The ACKs reach the clients (untimed), so that their DPD state stays true."""
+    out, rig._outbox = rig._outbox, []
+    rig.sent.clear()
+    for d in out:
+        rig._deliver(d)
+    rig.settle()
+    rig.sent.clear()
+
+
+def time_r_u_there(rig: CoreRig, profile: cProfile.Profile | None) -> float:
+    """CPU microseconds per R-U-THERE answered by the core."""
+    msgs = [r_u_there(rig, pc) for pc in rig.pcs]
+    receive, natt = rig.core.receive, Transport.NATT
+    if profile is not None:
+        profile.enable()
+    t0 = time.process_time()
+    for data, src in msgs:
+        receive(data, src, natt)
+    cpu = time.process_time() - t0
+    if profile is not None:
+        profile.disable()
+    acks = len(rig._outbox)
+    if acks != len(msgs):
+        raise SystemExit(f"{acks} R-U-THERE-ACKs for {len(msgs)} R-U-THEREs")
+    answer_clients(rig)
+    return cpu / len(msgs) * 1e6
+
+
+class ArmedTimer:
+    """`AsyncIkeDriver`'s timer logic on the simulated clock: one armed deadline."""
+
+    def __init__(self, driver: IkeDriver, profile: cProfile.Profile | None) -> None:
+        self.driver = driver
+        self.profile: cProfile.Profile | None = profile
+        self.at = driver.next_timer()
+        self.cpu = 0.0
+        self.fired = 0
+
+    def after_message(self) -> None:
+        t0 = time.process_time()
+        when = self.driver.earliest_touched()
+        if when is not None and (self.at is None or when < self.at):
+            self.at = when
+        self.cpu += time.process_time() - t0
+
+    def fire(self, now: float) -> None:
+        if self.profile is not None:
+            self.profile.enable()
+        t0 = time.process_time()
+        self.driver.timer(now)
+        self.at = self.driver.next_timer()
+        self.cpu += time.process_time() - t0
+        if self.profile is not None:
+            self.profile.disable()
+        self.fired += 1
+
+
+def steady_state(rig: CoreRig, window: float,
+                 profile: cProfile.Profile | None) -> dict[str, float]:
+    """Every client asks R-U-THERE 30 s after its last answer; the core's timer runs."""
+    n = len(rig.pcs)
+    start = rig.now
+    # warm-up: one round spread over just under one interval, so that the clients'
+    # and the core's last-heard times are spread as in a long-running concentrator
+    due = {i: start + (DPD - 1.0) * i / n for i in range(n)}
+    timer = ArmedTimer(rig.driver, None)
+    rx_cpu = 0.0
+    end = start + DPD + 2.0 + window
+    measure_from = start + DPD + 2.0
+    receive, natt = rig.core.receive, Transport.NATT
+    order = deque(sorted(due, key=due.__getitem__))
+    measuring = False
+    t_first_cpu = 0.0
+    while True:
+        next_msg = due[order[0]] if order else end
+        if timer.at is not None and timer.at < next_msg and timer.at <= end:
+            rig.now = max(rig.now, timer.at)
+            timer.fire(rig.now)
+            answer_clients(rig)  # a probe of the core's (none expected in the steady state)
+            continue
+        if next_msg >= end:
+            break
+        if not measuring and next_msg >= measure_from:
+            measuring, t_first_cpu, rx_cpu, timer.fired = True, timer.cpu, 0.0, 0
+            timer.profile = profile
+        i = order.popleft()
+        rig.now = next_msg
+        data, src = r_u_there(rig, rig.pcs[i])
+        t0 = time.process_time()
+        receive(data, src, natt)
+        rx_cpu += time.process_time() - t0
+        timer.after_message()
+        answer_clients(rig)
+        # the client asks again 30 s after the ACK reached it (zero latency here)
+        due[i] = rig.now + DPD
+        order.append(i)  # every interval is the same: the order is kept
+    timer_cpu = timer.cpu - t_first_cpu
+    return {"timer_us_per_s": timer_cpu / window * 1e6,
+            "idle_rut_us_per_s": rx_cpu / window * 1e6,
+            "timer_fires_per_s": timer.fired / window}
+
+
+def time_keepalives(count: int) -> float:
+    """CPU microseconds per NAT keepalive, one data-plane `poll()` each."""
+    tun = FakeTun()
+    udp = open_udp_socket("127.0.0.1", 0)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dp = Dataplane(tun, udp=udp)
+    try:
+        addr = udp.getsockname()
+        cpu = 0.0
+        for _ in range(count):
+            peer.sendto(b"\xff", addr)
+            t0 = time.process_time()
+            dp.poll(0.1)
+            cpu += time.process_time() - t0
+        if dp.keepalive_rx != count:
+            raise SystemExit(f"data plane counted {dp.keepalive_rx} of {count} keepalives")
+        return cpu / count * 1e6
+    finally:
+        dp.close()
+        udp.close()
+        peer.close()
+        tun.close()
+
+
+def one_run(n: int, window: float, keepalives: int, profile: cProfile.Profile | None,
+            timer_profile: cProfile.Profile | None) -> dict[str, float]:
+    rig = established_rig(n)
+    try:
+        rig.now += 1.0
+        rut = time_r_u_there(rig, profile)
+        rig.now += DPD  # a fresh start for the steady state (the ACKs set last-heard)
+        steady = steady_state(rig, window, timer_profile)
+    finally:
+        rig.close()
+    ka = time_keepalives(keepalives)
+    scale = PROJECT / n
+    per_s_10k = (PROJECT / DPD) * rut + (PROJECT / KEEPALIVE) * ka \
+        + steady["timer_us_per_s"] * scale
+    return {"rut_us": rut, "keepalive_us": ka, **steady,
+            "timer_us_per_s_10k": steady["timer_us_per_s"] * scale,
+            "idle_cpu_pct_10k": per_s_10k / 1e6 * 100}
+
+
+FIELDS = ("rut_us", "keepalive_us", "timer_us_per_s", "timer_fires_per_s",
+          "timer_us_per_s_10k", "idle_cpu_pct_10k")
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--window", type=float, default=60.0,
+                        help="simulated seconds of the steady state")
+    parser.add_argument("--keepalives", type=int, default=5000)
+    parser.add_argument("--profile", default="", help="cProfile of the last run's core part")
+    parser.add_argument("--json", default="", help="write the results there too")
+    parser.add_argument("--smoke", action="store_true", help="50 sessions, one run, 35 s")
+    parser.add_argument("--prefix", default="", help="ignored (the smoke runner passes it)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.sessions, args.runs, args.window, args.keepalives = 50, 1, 35.0, 200
+    runs = []
+    for _ in range(args.runs):
+        runs.append(one_run(args.sessions, args.window, args.keepalives, None, None))
+        print(" ".join(f"{k}={runs[-1][k]:.2f}" for k in FIELDS), flush=True)
+    if args.profile:  # a run of its own: the profiler's overhead stays out of the figures
+        prof, tprof = cProfile.Profile(), cProfile.Profile()
+        one_run(args.sessions, args.window, 1, prof, tprof)
+        text = io.StringIO()
+        for what, p in (("R-U-THERE, one per session", prof), ("timers", tprof)):
+            text.write(f"==== {what}\n")
+            pstats.Stats(p, stream=text).sort_stats("tottime").print_stats(40)
+        Path(args.profile).write_text(text.getvalue())
+    results = {k: summary([r[k] for r in runs]) for k in FIELDS}
+    for k, s in results.items():
+        print(f"{k:>20}: {s['median']:10.2f} ({s['min']:.2f}..{s['max']:.2f})")
+    if args.json:
+        doc: dict[str, Any] = {"sessions": args.sessions, "runs": args.runs,
+                               "window_s": args.window, "results": results,
+                               "each": runs, "pid": os.getpid()}
+        Path(args.json).write_text(json.dumps(doc, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
