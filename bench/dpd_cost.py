@@ -23,15 +23,21 @@ one-byte NAT keepalive every 20 s), timed by CPU (`time.process_time`):
   as 500 keepalives a second spread over time woke the data-plane thread once
   each. The thread wake-ups themselves (and the GIL hand-overs they cause)
   are not in the figure.
-- ``timer_us_per_s``: the steady state over ``--window`` simulated seconds:
-  every session's client asks R-U-THERE 30 s after the last answer (spread
-  evenly), and the core's timer runs as `AsyncIkeDriver` runs it (one armed
-  deadline, re-armed only if a message brings an earlier one; on firing,
-  `IkeDriver.timer` then `next_timer`). The CPU of the timer work per
-  simulated second; ``idle_us_per_s`` adds the R-U-THEREs of that window.
+- the steady state over ``--window`` simulated seconds: every session's client
+  asks R-U-THERE 30 s after it last heard from the core, on its own 1 s grid
+  (the load generator's engine rounds idle deadlines up, as the core does), and
+  the core's timer runs as `AsyncIkeDriver` runs it (one armed deadline,
+  re-armed only if a message brings an earlier one; on firing,
+  `IkeDriver.timer` then `next_timer`). In a slot where both are due the core's
+  timer runs first: both processes wake at the same instant of the same clock.
+  ``timer_us_per_s``: the CPU of the timer work per simulated second;
+  ``ike_us_per_s``: all of the core's IKE work per second (R-U-THEREs answered,
+  its own probes and their ACKs, timers); ``client_rut_per_s`` and
+  ``core_rut_per_s``: the R-U-THEREs each side sent.
 
 The figures for 10,000 sessions are projected linearly (``*_10k``): both the
-R-U-THERE rate and the timer work grow with the count. What is left out: the
+R-U-THERE rate and the timer work grow with the count; ``idle_cpu_pct_10k``
+adds 500 keepalives a second. What is left out: the
 socket system calls of IKE on 4500 (`IkeSocket.read`/`send`) and the asyncio
 loop's own wake-ups; bench/scale.py measures the whole process.
 """
@@ -40,15 +46,16 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import heapq
 import io
 import json
+import math
 import os
 import pstats
 import socket
 import statistics
 import sys
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -102,14 +109,22 @@ def r_u_there(rig: CoreRig, pc: Pc) -> tuple[bytes, tuple[str, int]]:
     return d.data, rig._public(pc, d.local_port)
 
 
-def answer_clients(rig: CoreRig) -> None:
-    """The ACKs reach the clients (untimed), so that their DPD state stays true."""
-    out, rig._outbox = rig._outbox, []
+def answer_clients(rig: CoreRig) -> float:
+    """The core's datagrams reach the clients and their answers the core, until all is
+    quiet; returns the CPU seconds of the core's part (the clients' is not counted)."""
+    cpu = 0.0
+    receive = rig.core.receive
+    while rig._outbox or rig._inbox:
+        out, rig._outbox = rig._outbox, []
+        for d in out:
+            rig._deliver(d)
+        inbox, rig._inbox = rig._inbox, []
+        for data, src, transport in inbox:
+            t0 = time.process_time()
+            receive(data, src, transport)
+            cpu += time.process_time() - t0
     rig.sent.clear()
-    for d in out:
-        rig._deliver(d)
-    rig.settle()
-    rig.sent.clear()
+    return cpu
 
 
 def time_r_u_there(rig: CoreRig, profile: cProfile.Profile | None) -> float:
@@ -160,49 +175,72 @@ class ArmedTimer:
         self.fired += 1
 
 
+def server_seqs(rig: CoreRig) -> dict[int, int]:
+    """Each core SA's last R-U-THERE sequence number (RFC 3706 7: random start)."""
+    out = {}
+    for i, pc in enumerate(rig.pcs):
+        sa = rig.core.endpoint.get(pc.sa.icookie, pc.sa.rcookie)
+        if sa is not None:
+            out[i] = sa.dpd_seq
+    return out
+
+
 def steady_state(rig: CoreRig, window: float,
                  profile: cProfile.Profile | None) -> dict[str, float]:
-    """Every client asks R-U-THERE 30 s after its last answer; the core's timer runs."""
+    """Every client asks R-U-THERE 30 s after it last heard from the core, on its own
+    1 s grid (the load generator's engine rounds idle deadlines up, as the core does);
+    the core's timer runs. In a slot where both are due, the core's timer runs first
+    (both processes wake at the same instant of the same clock, and the core's probes
+    leave before the clients' arrive): a race the client still sends its probe in."""
     n = len(rig.pcs)
     start = rig.now
     # warm-up: one round spread over just under one interval, so that the clients'
     # and the core's last-heard times are spread as in a long-running concentrator
-    due = {i: start + (DPD - 1.0) * i / n for i in range(n)}
+    heap = [(start + (DPD - 1.0) * i / n, i) for i in range(n)]
     timer = ArmedTimer(rig.driver, None)
-    rx_cpu = 0.0
-    end = start + DPD + 2.0 + window
     measure_from = start + DPD + 2.0
+    end = measure_from + window
     receive, natt = rig.core.receive, Transport.NATT
-    order = deque(sorted(due, key=due.__getitem__))
+    cpu = t_first_cpu = 0.0
     measuring = False
-    t_first_cpu = 0.0
+    asked = 0
+    seqs: dict[int, int] = {}
     while True:
-        next_msg = due[order[0]] if order else end
-        if timer.at is not None and timer.at < next_msg and timer.at <= end:
+        next_msg = heap[0][0] if heap else end
+        if timer.at is not None and timer.at <= next_msg and timer.at <= end:
             rig.now = max(rig.now, timer.at)
             timer.fire(rig.now)
-            answer_clients(rig)  # a probe of the core's (none expected in the steady state)
+            cpu += answer_clients(rig)  # the core's probes, answered
             continue
         if next_msg >= end:
             break
         if not measuring and next_msg >= measure_from:
-            measuring, t_first_cpu, rx_cpu, timer.fired = True, timer.cpu, 0.0, 0
+            measuring, t_first_cpu, cpu, timer.fired, asked = True, timer.cpu, 0.0, 0, 0
+            seqs = server_seqs(rig)
             timer.profile = profile
-        i = order.popleft()
-        rig.now = next_msg
-        data, src = r_u_there(rig, rig.pcs[i])
+        due, i = heapq.heappop(heap)
+        pc = rig.pcs[i]
+        heard = pc.sa.last_heard
+        again = math.ceil(heard + DPD)
+        if due >= start + DPD and heard < due and again > due:
+            heapq.heappush(heap, (again, i))  # it heard the core before: it waits
+            continue
+        rig.now = due
+        data, src = r_u_there(rig, pc)
+        asked += 1
         t0 = time.process_time()
         receive(data, src, natt)
-        rx_cpu += time.process_time() - t0
+        cpu += time.process_time() - t0
         timer.after_message()
-        answer_clients(rig)
-        # the client asks again 30 s after the ACK reached it (zero latency here)
-        due[i] = rig.now + DPD
-        order.append(i)  # every interval is the same: the order is kept
+        cpu += answer_clients(rig)
+        heapq.heappush(heap, (math.ceil(pc.sa.last_heard + DPD), i))
     timer_cpu = timer.cpu - t_first_cpu
+    probes = sum((seq - seqs[i]) & 0xFFFFFFFF for i, seq in server_seqs(rig).items()
+                 if i in seqs)
     return {"timer_us_per_s": timer_cpu / window * 1e6,
-            "idle_rut_us_per_s": rx_cpu / window * 1e6,
-            "timer_fires_per_s": timer.fired / window}
+            "ike_us_per_s": (cpu + timer_cpu) / window * 1e6,
+            "timer_fires_per_s": timer.fired / window,
+            "client_rut_per_s": asked / window, "core_rut_per_s": probes / window}
 
 
 def time_keepalives(count: int) -> tuple[float, str]:
@@ -253,15 +291,15 @@ def one_run(n: int, window: float, keepalives: int, profile: cProfile.Profile | 
         rig.close()
     ka, ka_path = time_keepalives(keepalives)
     scale = PROJECT / n
-    per_s_10k = (PROJECT / DPD) * rut + (PROJECT / KEEPALIVE) * ka \
-        + steady["timer_us_per_s"] * scale
+    per_s_10k = steady["ike_us_per_s"] * scale + (PROJECT / KEEPALIVE) * ka
     return {"rut_us": rut, "keepalive_us": ka, "keepalive_path": ka_path, **steady,
-            "timer_us_per_s_10k": steady["timer_us_per_s"] * scale,
+            "ike_us_per_s_10k": steady["ike_us_per_s"] * scale,
             "idle_cpu_pct_10k": per_s_10k / 1e6 * 100}
 
 
 FIELDS = ("rut_us", "keepalive_us", "timer_us_per_s", "timer_fires_per_s",
-          "timer_us_per_s_10k", "idle_cpu_pct_10k")
+          "client_rut_per_s", "core_rut_per_s", "ike_us_per_s", "ike_us_per_s_10k",
+          "idle_cpu_pct_10k")
 
 
 def summary(values: list[float]) -> dict[str, float]:

@@ -130,6 +130,8 @@ class IkeSA(SaState):
         (`dpd`: not while the XAUTH deadline bounds the SA), the children's lifetimes
         and rekeys, the ISAKMP SA's lifetime and the initiator's rekey."""
         t = self.dpd_next_at if dpd else None
+        if t is not None and self.dpd_outstanding == 0:
+            t += self.config.dpd_grace  # the first probe only, not the retries
         for c in self.children.values():
             if c.lifetime:
                 end = c.established + c.lifetime
@@ -194,6 +196,12 @@ class IkeSA(SaState):
             del self._current
         self._remember_in(hdr.message_id, data)
         self.last_heard = now
+        if self.dpd_next_at is not None and self.dpd_outstanding == 0:
+            # RFC 3706 5.5: the idle period starts again. Only the attribute moves: the
+            # timer entry queued for the old deadline finds itself stale when it fires
+            # and is queued again, without running the SA (issue 13: no timer work per
+            # message, one cheap re-queue per DPD interval)
+            self.dpd_next_at = now + self.config.dpd_interval
 
     # -------------------------------------------------------------- failure
     def _fail(self, e: IkeError, now: float) -> None:
