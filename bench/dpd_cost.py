@@ -50,7 +50,6 @@ import heapq
 import io
 import json
 import math
-import os
 import pstats
 import socket
 import statistics
@@ -340,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         doc: dict[str, Any] = {"sessions": args.sessions, "runs": args.runs,
                                "keepalive_path": runs[0]["keepalive_path"],
                                "window_s": args.window, "results": results,
-                               "each": runs, "pid": os.getpid()}
+                               "each": runs}
         Path(args.json).write_text(json.dumps(doc, indent=1))
     return 0
 
