@@ -185,6 +185,16 @@ def test_fuzz_plain_memory_smoke(tmp_path: Path) -> None:
         assert all(is_number(kib) for _, kib in r["rss_kib"])
 
 
+def test_dpd_cost_smoke(tmp_path: Path) -> None:
+    """bench/dpd_cost.py: what an R-U-THERE, a NAT keepalive and a second of idle timers
+    cost the concentrator (no root: the core rig and an in-memory TUN)."""
+    doc = run_bench("dpd_cost", "", tmp_path)
+    assert (doc["sessions"], doc["runs"]) == (50, 1)
+    for key in ("rut_us", "keepalive_us", "timer_us_per_s", "idle_cpu_pct_10k"):
+        for stat in ("median", "min", "max"):
+            assert is_number(doc["results"][key][stat]), (key, stat)
+
+
 def test_shutdown_smoke(tmp_path: Path) -> None:
     """bench/shutdown.py: the core's shutdown (every client told) and the data plane's
     removal of every SA, timed (no root: the core rig and an in-memory TUN)."""

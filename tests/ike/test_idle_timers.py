@@ -102,3 +102,78 @@ def test_dpd_still_declares_a_dead_peer_within_a_few_grid_steps() -> None:
     retries = IkeConfig(local_address="").dpd_retries
     assert exact <= coarse <= exact + (retries + 1) * 1.0 + 0.25
     assert coarse < 30 + 5 * retries + 10
+
+
+def test_a_message_moves_the_dpd_deadline_without_a_timer_operation() -> None:
+    # RFC 3706 5.5: the idle period restarts with every message; only the attribute
+    # moves, and the entry queued for the old deadline is re-queued when it fires,
+    # without running the SA (issue 13: 10,000 idle SAs, bench/dpd_cost.py)
+    lab = GridLab(1.0)
+    c = _up(lab, 1000.3)
+    srv = lab.server_sa_for(c)
+    lab.now = 1010.0  # the set-up's stale entries (answered retransmissions) go
+    lab.server.timer(lab.now)
+    lab.server.next_timer()
+    assert srv is not None and srv.endpoint_marks.timer_at == 1031.0
+    queued = len(lab.endpoint._timers)
+    lab.now = 1020.0
+    c.sa.send_dpd(lab.now)  # the client asks R-U-THERE; the server answers
+    lab.run()
+    assert srv.dpd_next_at == 1050.0 and srv.get_timer() == 1050.0
+    assert srv.endpoint_marks.timer_at == 1031.0 and len(lab.endpoint._timers) == queued
+    ran = lab.server.timer_sas
+    lab.now = 1031.0
+    lab.server.timer(lab.now)
+    assert lab.server.timer_sas == ran  # stale: re-queued, the SA not run
+    assert srv.endpoint_marks.timer_at == 1050.0 and srv.dpd_outstanding == 0
+
+
+class GraceLab(GridLab):
+    """The concentrator's DPD grace (IkeConfig.dpd_grace) on the 1 s grid."""
+
+    def __init__(self, grace: float) -> None:
+        self.grace = grace
+        super().__init__(1.0)
+
+    def _server_config(self, remote: tuple[str, int], local_port: int = 500) -> IkeConfig:
+        return dataclasses.replace(super()._server_config(remote, local_port),
+                                   dpd_grace=self.grace)
+
+
+def _server_probes(lab: Lab, seconds: float) -> tuple[int, int]:
+    """(R-U-THEREs the server sent, the client sent) over `seconds` of DPD only."""
+    c = _up(lab, 1000.3)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    seq0 = srv.dpd_seq, c.sa.dpd_seq  # RFC 3706 7: each starts from a random number
+    for _ in range(int(seconds / 0.25)):
+        lab.advance(0.25)
+    assert srv.established and c.sa.established
+    return (srv.dpd_seq - seq0[0]) & 0xFFFFFFFF, (c.sa.dpd_seq - seq0[1]) & 0xFFFFFFFF
+
+
+def test_with_a_grace_the_client_asks_first_and_the_concentrator_never_does() -> None:
+    # both on a 30 s interval and the same grid: without the grace both ask in the
+    # same slot (each answering the other); with it only the client asks
+    raced = _server_probes(GraceLab(0.0), 125.0)
+    assert raced[0] >= 3 and raced[1] >= 3
+    server, client = _server_probes(GraceLab(1.0), 125.0)
+    assert server == 0 and client >= 3
+
+
+def test_the_grace_delays_only_the_first_probe_to_a_silent_peer() -> None:
+    exact, graced = _dead_after(1.0), _dead_after_grace(1.0)
+    assert graced == exact + 1.0  # one step later; the retries keep their pace
+
+
+def _dead_after_grace(grace: float) -> float:
+    lab = GraceLab(grace)
+    c = _up(lab, 1000.3)
+    srv = lab.server_sa_for(c)
+    assert srv is not None
+    lab.clients.remove(c)
+    start = lab.now
+    while lab.server_sa_for(c) is not None:
+        lab.advance(0.25)
+        assert lab.now - start < 300, "no dead peer declared"
+    return lab.now - start

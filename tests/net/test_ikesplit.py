@@ -17,7 +17,13 @@ import pytest
 
 from vpnhub.net.dataplane import Dataplane
 from vpnhub.net.fake_dataplane import FakeDataplane
-from vpnhub.net.ikesplit import NOT_IKE, IkeSocket, SplitDataplane, open_natt_sockets
+from vpnhub.net.ikesplit import (
+    NOT_IKE,
+    IkeSocket,
+    SplitDataplane,
+    open_keepalive_socket,
+    open_natt_sockets,
+)
 from vpnhub.net.messages import IkeDatagram
 from vpnhub.net.tun import FakeTun
 from vpnhub.net.udpencap import NON_ESP_MARKER, SHORT_IKE
@@ -112,6 +118,37 @@ def test_the_data_plane_never_sees_ike_and_a_budget_bounds_one_read(
         assert not [e for e in dp.events() if isinstance(e, IkeDatagram)]
     finally:
         dp.close()
+
+
+def test_keepalives_go_to_a_third_socket_that_the_data_plane_reads_once_a_tick(
+        split: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    esp, ike, peer = split
+    keepalives = open_keepalive_socket(esp)
+    assert keepalives is not None, "this kernel refused the three-way program"
+    now = [100.0]
+    dp = Dataplane(FakeTun("a"), udp=esp, keepalive_sock=keepalives, clock=lambda: now[0])
+    try:
+        port = esp.getsockname()
+        assert keepalives.getsockname() == port
+        dp.tick(now[0])  # the first tick: nothing waiting yet
+        for i in range(20):
+            peer.sendto(b"\xff", port)
+            peer.sendto(NON_ESP_MARKER + IKE_MSG + bytes([i]), port)
+            peer.sendto(ESP + bytes([i]), port)
+        # one byte that is not 0xFF, and 0xFF followed by more, are not keepalives
+        peer.sendto(b"\xfe", port)
+        peer.sendto(b"\xff\xff", port)
+        to_ike = _recv_all(ike)
+        assert len(to_ike) == 20 and all(d.startswith(NON_ESP_MARKER) for d in to_ike)
+        dp.poll(0.2)  # the 4500 socket's datagrams; keepalives wait for the tick
+        assert dp.keepalive_rx == 0 and dp.udp_rx == 22  # ESP and the two non-keepalives
+        now[0] += 1.0
+        dp.tick(now[0])
+        assert dp.keepalive_rx == 20 and dp.ike_rx == 0 and dp.udp_rx == 42
+        assert not _recv_all(keepalives)
+    finally:
+        dp.close()
+        keepalives.close()
 
 
 def test_without_the_filter_one_socket_gets_everything_as_before(

@@ -80,6 +80,9 @@ class BoundDriver(Protocol):
 
 
 COUNTER_STEP = 500  # sessions per step of apply_counters_in_steps
+# Remote access clients that ask R-U-THERE on the concentrator's own interval ask
+# first: ours waits one idle timer step more (IkeConfig.dpd_grace, issue 13)
+DPD_GRACE = 1.0
 
 
 class ConcentratorCore:
@@ -158,7 +161,7 @@ class ConcentratorCore:
             policy_for=self._group_policy, config_for_id=self._config_for_id,
             natt=self.natt_enabled and not over_tcp, xauth=True,
             transport="tcp" if over_tcp else "udp", log_severity=self.log.max_severity(),
-            dpd_interval=float(c.dpd_interval),
+            dpd_interval=float(c.dpd_interval), dpd_grace=DPD_GRACE,
             dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}",
             xauth_timeout=float(c.xauth_timeout))
 

@@ -51,7 +51,12 @@ from vpnhub.net.dataplane import (
     open_ctcp_listener,
     open_esp_socket,
 )
-from vpnhub.net.ikesplit import IkeSocket, SplitDataplane, open_natt_sockets
+from vpnhub.net.ikesplit import (
+    IkeSocket,
+    SplitDataplane,
+    open_keepalive_socket,
+    open_natt_sockets,
+)
 from vpnhub.net.loopwatch import GcWatch, LoopWatch, StallWatch
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
@@ -256,8 +261,10 @@ class Concentrator:
 
         inbox = ControlInbox(maxlen=4096, notify=wake)
         udp, ike = open_natt_sockets(self.public, c.natt_port)
+        keepalives: socket.socket | None = None
         if ike is not None:
             self.ike4500 = IkeSocket(ike, self._on_ike4500)
+            keepalives = open_keepalive_socket(udp)
         else:
             self.log.add("IKE", 5, f"UDP {c.natt_port}: the kernel cannot split IKE from ESP"
                          " (SO_ATTACH_REUSEPORT_CBPF); IKE goes through the data plane")
@@ -272,7 +279,8 @@ class Concentrator:
         cisco = open_cisco_udp_socket(self.public, core.udp_port) if core.udp_port else None
         listeners = [open_ctcp_listener(self.public, port) for port in sorted(core.ctcp_ports)]
         self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox, cisco_udp=cisco,
-                                   ctcp_listeners=listeners, frag_policy=c.fragmentation)
+                                   ctcp_listeners=listeners, frag_policy=c.fragmentation,
+                                   keepalive_sock=keepalives)
         self.dataplane.debug_severity = max(self.log.levels("IPSECDBG"))  # 0 lines if unkept
         self.dataplane.start()
         # with the split, the IKE socket's counts join the data plane's (ikesplit.py)
@@ -306,6 +314,7 @@ class Concentrator:
         if self.dataplane is not None:
             self.dataplane.close()
             for s in (self.dataplane.udp, self.dataplane.esp, self.dataplane.cisco_udp,
+                      self.dataplane.keepalive_sock,
                       *self.dataplane.ctcp_listeners):
                 if s is not None:
                     s.close()

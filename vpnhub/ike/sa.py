@@ -102,25 +102,51 @@ class IkeSA(SaState):
         every 30 s woke the driver 653 times a second, bench/idle_timers.py; now once
         a second). Late by less than a grid step is harmless: RFC 3706 5.5 leaves the
         idle period to the implementation, and a lifetime ends a little later, never
-        earlier."""
-        exact = [p.next_at for p in self._pending.values()]
-        idle: list[float] = []
+        earlier.
+
+        Called after every message and every timer run of every SA (twice: by the
+        table and by the driver), so it builds no lists (issue 13, bench/dpd_cost.py)."""
+        t: float | None = None
+        for p in self._pending.values():
+            if t is None or p.next_at < t:
+                t = p.next_at
         if self.state is State.ESTABLISHED:
             deadline = self._xauth_deadline()
-            if self.dpd_next_at is not None and deadline is None:
-                idle.append(self.dpd_next_at)
-            idle += self._child_deadlines()
-            if deadline is not None:
-                exact.append(deadline)
-            if self.lifetime and self.established_at is not None:
-                idle.append(self.established_at + self.lifetime)
-                if self.role is Role.INITIATOR and not self.rekey_announced:
-                    idle.append(self.established_at + self.lifetime * PHASE1_REKEY_AT)
+            if deadline is not None and (t is None or deadline < t):
+                t = deadline
+            idle = self._idle_deadline(deadline is None)
+            if idle is not None:
+                idle = _on_grid(idle, self.config.idle_timer_grid)
+                if t is None or idle < t:
+                    t = idle
         elif self.state is not State.DELETED:
-            exact.append(self.created + self.config.phase1_timeout)
-        if idle:
-            exact.append(_on_grid(min(idle), self.config.idle_timer_grid))
-        return min(exact) if exact else None
+            t0 = self.created + self.config.phase1_timeout
+            if t is None or t0 < t:
+                t = t0
+        return t
+
+    def _idle_deadline(self, dpd: bool) -> float | None:
+        """The earliest idle deadline of an established SA (before the grid): DPD
+        (`dpd`: not while the XAUTH deadline bounds the SA), the children's lifetimes
+        and rekeys, the ISAKMP SA's lifetime and the initiator's rekey."""
+        t = self.dpd_next_at if dpd else None
+        if t is not None and self.dpd_outstanding == 0:
+            t += self.config.dpd_grace  # the first probe only, not the retries
+        for c in self.children.values():
+            if c.lifetime:
+                end = c.established + c.lifetime
+                if not c.rekeyed:
+                    share = quick.REKEY_INITIATOR if c.we_initiated else quick.REKEY_RESPONDER
+                    end = min(end, c.established + c.lifetime * share)
+                if t is None or end < t:
+                    t = end
+        if self.lifetime and self.established_at is not None:
+            end = self.established_at + self.lifetime
+            if self.role is Role.INITIATOR and not self.rekey_announced:
+                end = min(end, self.established_at + self.lifetime * PHASE1_REKEY_AT)
+            if t is None or end < t:
+                t = end
+        return t
 
     def handle_timer(self, now: float) -> None:
         try:
@@ -170,6 +196,12 @@ class IkeSA(SaState):
             del self._current
         self._remember_in(hdr.message_id, data)
         self.last_heard = now
+        if self.dpd_next_at is not None and self.dpd_outstanding == 0:
+            # RFC 3706 5.5: the idle period starts again. Only the attribute moves: the
+            # timer entry queued for the old deadline finds itself stale when it fires
+            # and is queued again, without running the SA (issue 13: no timer work per
+            # message, one cheap re-queue per DPD interval)
+            self.dpd_next_at = now + self.config.dpd_interval
 
     # -------------------------------------------------------------- failure
     def _fail(self, e: IkeError, now: float) -> None:
@@ -203,16 +235,6 @@ class IkeSA(SaState):
         self.terminate(reason, now, by_peer=False, notify_peer=True)
 
     # --------------------------------------------------------------- timers
-    def _child_deadlines(self) -> list[float]:
-        out = []
-        for c in self.children.values():
-            if c.lifetime:
-                out.append(c.established + c.lifetime)
-                if not c.rekeyed:
-                    share = quick.REKEY_INITIATOR if c.we_initiated else quick.REKEY_RESPONDER
-                    out.append(c.established + c.lifetime * share)
-        return out
-
     def _handle_timer(self, now: float) -> None:
         if self.state is State.DELETED:
             return

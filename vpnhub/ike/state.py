@@ -116,6 +116,13 @@ class IkeConfig:
     # multiple of this many seconds, so one timer wake serves every SA due in that
     # slot (issue 13, bench/idle_timers.py); 0 = exact deadlines
     idle_timer_grid: float = 1.0
+    # seconds of silence beyond `dpd_interval` before the first R-U-THERE. The
+    # concentrator sets one grid step: a client asking on the same interval rounds
+    # its deadline up to the same slot of the same clock, and both then asked at
+    # once, each answering the other; with the grace the client's R-U-THERE comes
+    # first and proves the peer alive (RFC 3706 5.5 leaves the idle period to each
+    # peer; a silent one is asked at most that much later). Issue 13.
+    dpd_grace: float = 0.0
     # responder: phase 1 done, but XAUTH and Mode Config (the address) not after this:
     # the SA is deleted (a client that never finishes would linger, answering DPD;
     # Cisco IOS "crypto isakmp xauth timeout" defaults to 60 s for a user typing)

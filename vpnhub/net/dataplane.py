@@ -178,6 +178,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("vpnhub.net.dataplane")
 
 MAX_DATAGRAM: Final = 65535
+KEEPALIVE_BUDGET: Final = 16384  # keepalives read per tick (10,000 clients send 500/s)
 IPPROTO_ESP: Final = 50
 IP_MTU_DISCOVER: Final = 10  # <linux/in.h>; not in Python 3.11's socket module
 IP_PMTUDISC_DONT: Final = 0
@@ -461,6 +462,7 @@ class Dataplane:
         frag_policy: str = FRAG_NONE,
         outer_mtu: int = 1500,
         ctcp_max_connections: int = 4096,
+        keepalive_sock: socket.socket | None = None,
     ) -> None:
         if frag_policy not in POLICIES:
             raise ValueError(f"frag_policy must be one of {', '.join(POLICIES)}")
@@ -472,6 +474,9 @@ class Dataplane:
         self.udp = udp
         self.esp = esp
         self.cisco_udp = cisco_udp
+        # NAT keepalives set aside by the kernel (ikesplit.open_keepalive_socket): read
+        # in tick(), never waited on, so that they wake nobody (issue 13)
+        self.keepalive_sock = keepalive_sock
         self.ctcp_listeners = tuple(ctcp_listeners)
         self.inbox = inbox if inbox is not None else ControlInbox()
         self.clock = clock
@@ -811,6 +816,8 @@ class Dataplane:
                 self._send_keepalive(peer, now)
                 due = now + interval
             next_tick = min(next_tick, due)
+        if self.keepalive_sock is not None:
+            self._drain_keepalives()
         if self._ctcp:
             self._ctcp_timers(now)
         if self.debug_severity >= DEBUG_DROPS and now >= self._next_drop_report:
@@ -959,6 +966,22 @@ class Dataplane:
             self._drop(kind.reason)
         elif isinstance(kind, Esp):  # pragma: no cover - handled inline
             self._deliver(kind.packet, addr, self.clock())
+
+    def _drain_keepalives(self) -> None:
+        """The NAT keepalives (RFC 3948 2.3) that came since the last tick, counted as
+        if they had come on the 4500 socket; at most KEEPALIVE_BUDGET a tick (more is a
+        flood: the kernel drops it when the socket's buffer is full)."""
+        assert self.keepalive_sock is not None
+        recv = self.keepalive_sock.recvfrom
+        for _ in range(KEEPALIVE_BUDGET):
+            try:
+                data, addr = recv(MAX_DATAGRAM)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. an ICMP error reported on the socket: next one
+                continue
+            self.udp_rx += 1
+            self._udp_control(data, addr)  # classified as on 4500: the filter is not trusted
 
     def _keepalive_from(self, transport: str, addr: Address) -> None:
         self.keepalive_rx += 1

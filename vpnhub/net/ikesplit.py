@@ -25,6 +25,13 @@ buffer: a flood of IKE on 4500 fills only the control plane's, and ESP cannot
 delay IKE either (before, both shared the data-plane thread's budget). The
 asyncio loop reads at most ``BUDGET`` datagrams per wake-up, as on UDP 500.
 
+NAT keepalives can go to a third socket of the group (``open_keepalive_socket``):
+a longer program first sends a payload of exactly one byte 0xFF to index 2.
+Nobody waits on that socket; the data plane reads it once a tick (at most a
+second) and counts what it finds. With 10,000 clients behind NATs, each
+sending a keepalive every 20 s, that is 500 datagrams a second that no longer
+wake the data-plane thread one by one (issue 13, bench/dpd_cost.py).
+
 Where the kernel refuses the program (not Linux, an old kernel, a seccomp
 policy), ``open_natt_sockets`` returns no IKE socket and the data plane keeps
 handing IKE over through its inbox, as before.
@@ -55,11 +62,14 @@ SO_ATTACH_REUSEPORT_CBPF: Final = 51  # linux/asm-generic/socket.h; not in `sock
 BUDGET: Final = 256  # datagrams per wake-up of the loop, as on UDP 500
 ESP_INDEX: Final = 0
 IKE_INDEX: Final = 1
+KEEPALIVE_INDEX: Final = 2
 # Stable drop names (the event log and the tests share them).
 NOT_IKE: Final = "not_ike_on_ike_socket"  # only if the filter were not in place
 
 # struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}: linux/filter.h
 _BPF_LD_W_ABS: Final = 0x20  # A = payload[k:k+4], big-endian; out of range: return 0
+_BPF_LD_B_ABS: Final = 0x30  # A = payload[k]
+_BPF_LD_W_LEN: Final = 0x80  # A = the payload's length (the UDP header is pulled off)
 _BPF_JEQ_K: Final = 0x15  # A == k ? skip jt : skip jf
 _BPF_RET_K: Final = 0x06  # return k: the socket's index in the group
 _PROGRAM: Final = (
@@ -68,15 +78,27 @@ _PROGRAM: Final = (
     (_BPF_RET_K, 0, 0, IKE_INDEX),
     (_BPF_RET_K, 0, 0, ESP_INDEX),
 )
+# The same with NAT keepalives (one byte 0xFF, RFC 3948 2.3) set aside first; the
+# jumps skip to _PROGRAM's first instruction (index 5) when it is not one.
+_PROGRAM_KEEPALIVE: Final = (
+    (_BPF_LD_W_LEN, 0, 0, 0),
+    (_BPF_JEQ_K, 0, 3, 1),
+    (_BPF_LD_B_ABS, 0, 0, 0),
+    (_BPF_JEQ_K, 0, 1, 0xFF),
+    (_BPF_RET_K, 0, 0, KEEPALIVE_INDEX),
+    *_PROGRAM,
+)
 
 
-def _attach_split(sock: socket.socket) -> None:
-    """Attach the marker test to `sock`'s reuseport group; OSError if refused."""
-    code = b"".join(struct.pack("=HBBI", *ins) for ins in _PROGRAM)
+def _attach_split(sock: socket.socket,
+                  program: tuple[tuple[int, int, int, int], ...] = _PROGRAM) -> None:
+    """Attach `program` to `sock`'s reuseport group (replacing the one there);
+    OSError if refused."""
+    code = b"".join(struct.pack("=HBBI", *ins) for ins in program)
     buf = ctypes.create_string_buffer(code, len(code))
     # struct sock_fprog {unsigned short len; struct sock_filter *filter}: the kernel
     # copies the program during the call, so `buf` only has to outlive it
-    fprog = struct.pack("HP", len(_PROGRAM), ctypes.addressof(buf))
+    fprog = struct.pack("HP", len(program), ctypes.addressof(buf))
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
 
 
@@ -97,6 +119,28 @@ def open_natt_sockets(host: str, port: int = 4500, *, buffer_bytes: int = 4 << 2
     except OSError:
         return esp, None  # alone in its group: it gets every datagram, as before
     return esp, ike
+
+
+def open_keepalive_socket(esp: socket.socket, *, buffer_bytes: int = 1 << 20
+                          ) -> socket.socket | None:
+    """A third socket in the group of `esp` (split by `open_natt_sockets`) that gets
+    every NAT keepalive, or None (the kernel refused: keepalives stay on `esp`).
+
+    It joins while the two-way program is in place (which never picks index 2),
+    and only then the program that picks it is attached. Its buffer holds a
+    tick's worth of keepalives (1 MiB: thousands); a flood beyond that is dropped
+    by the kernel without costing the data plane anything."""
+    host, port = esp.getsockname()[:2]
+    try:
+        keepalive = open_udp_socket(host, port, reuse_port=True, buffer_bytes=buffer_bytes)
+    except OSError:
+        return None
+    try:
+        _attach_split(esp, _PROGRAM_KEEPALIVE)
+    except OSError:
+        keepalive.close()
+        return None
+    return keepalive
 
 
 class IkeSocket:
