@@ -191,6 +191,8 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         "conc_cpu_ms_per_tunnel": meter.seconds["conc"] / est * 1e3 if est else None,
         "conc_sys_ms_per_tunnel": meter.system["conc"] / est * 1e3 if est else None,
         "loadgen_cpu_ms_per_tunnel": lg_cpu / est * 1e3 if est else None,
+        "loadgen_sys_ms_per_tunnel": (res["cpu_s"]["setup_system"] / est * 1e3
+                                      if est and "setup_system" in res["cpu_s"] else None),
         "conc_capacity_per_core": (est / meter.seconds["conc"]) if meter.seconds["conc"] else None,
         "machine_busy": meter.machine_busy,
         "ike_tx": res["counters"].get("ike_tx"), "errors": res["counters"].get("errors"),
@@ -216,7 +218,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     good = [r for r in runs if "error" not in r and r.get("established")]
     out: dict[str, Any] = {"runs_ok": len(good), "runs": len(runs)}
     for k in ("tunnels_per_s", "setup_p50_ms", "setup_p99_ms", "conc_cpu_ms_per_tunnel",
-              "conc_sys_ms_per_tunnel", "loadgen_cpu_ms_per_tunnel", "conc_capacity_per_core",
+              "conc_sys_ms_per_tunnel", "loadgen_cpu_ms_per_tunnel", "loadgen_sys_ms_per_tunnel",
+              "conc_capacity_per_core",
               "machine_busy"):
         out[k] = median([r[k] for r in good if r.get(k) is not None])
     out["failed"] = sum(r.get("failed", 0) for r in good)
