@@ -15,6 +15,10 @@ floats to UDP 4500 and gets ESP-in-UDP (RFC 3947/3948), from the same socket.
 
 Phases:
 
+0. before the clock starts: every client's phase 1 DH key pair, one fresh
+   pair per tunnel (``--no-dh-precompute``: each client computes its own as
+   it starts). A measuring tool should leave the cores to the concentrator;
+   the shared secret, XAUTH, Mode Config and Quick Mode still run per tunnel.
 1. set-up: ``--tunnels`` tunnels, at most ``--concurrency`` in flight (and at
    most ``--rate`` new ones per second when given). The set-up time of a
    tunnel runs from its first message to the Quick Mode's last; the rate is
