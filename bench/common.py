@@ -302,13 +302,15 @@ class Concentrator:
 
 
 def start_vpnhub_concentrator(topo: Topology, config: Path, *, log_name: str = "vpnhub-serve.log",
-                              timeout: float = 20.0) -> Concentrator:
+                              timeout: float = 20.0,
+                              python_args: list[str] | None = None) -> Concentrator:
     """``vpnhub serve --config`` in the concentrator namespace; returns once the
-    admin socket answers."""
+    admin socket answers. `python_args` go before ``-m vpnhub`` (e.g. cProfile)."""
     run = topo.run_dir
     sock = run / "admin.sock"
     sock.unlink(missing_ok=True)
-    proc = topo.spawn(topo.conc, [PYTHON, "-m", "vpnhub", "serve", "--config", str(config)],
+    proc = topo.spawn(topo.conc, [PYTHON, *(python_args or []), "-m", "vpnhub", "serve",
+                                      "--config", str(config)],
                       run / log_name, name="vpnhub-serve")
 
     def ready() -> bool:

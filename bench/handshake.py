@@ -2,7 +2,7 @@
 
     sudo .venv/bin/python bench/handshake.py [--tunnels 600] [--concurrency 64] [--runs 3]
         [--groups 2,14,19] [--concentrators vpnhub,strongswan] [--json out.json]
-        [--profile-dir DIR] [--smoke]
+        [--profile-dir DIR] [--cprofile-dir DIR] [--smoke]
 
 The load generator (``python -m vpnhub.tools.loadgen``, our sans-I/O initiator
 core) runs in the lab's client namespace c1 and brings up ``--tunnels``
@@ -65,12 +65,21 @@ SWAN_TUNE = {"block_threshold": "1000000", "init_limit_half_open": "0"}
 SWAN_IKE_ALL = "aes128-sha1-modp1024-modp2048-ecp256"
 
 
-def start_conc(topo: Topology, kind: str, max_sessions: int = 20000) -> Concentrator:
+def cprofile_argv(cprofile_dir: Path | None, name: str) -> list[str]:
+    """``-m cProfile -o DIR/NAME.prof`` to put before ``-m module`` (empty: no profile)."""
+    if cprofile_dir is None:
+        return []
+    cprofile_dir.mkdir(parents=True, exist_ok=True)
+    return ["-m", "cProfile", "-o", str(cprofile_dir.resolve() / f"{name}.prof")]
+
+
+def start_conc(topo: Topology, kind: str, max_sessions: int = 20000,
+               cprofile: list[str] | None = None) -> Concentrator:
     if kind == "vpnhub":
         cfg = vpnhub_config(topo.run_dir, pool=POOL, n_users=N_USERS,
                             half_open_per_source=1_000_000, half_open_total=1_000_000,
                             max_sessions=max_sessions)
-        return start_vpnhub_concentrator(topo, cfg)
+        return start_vpnhub_concentrator(topo, cfg, python_args=cprofile)
     from dataclasses import replace
 
     from vpnhub.lab import peers
@@ -107,11 +116,11 @@ def active_sessions(topo: Topology, conc: Concentrator) -> int:
 
 
 def loadgen_argv(run: Path, *, tunnels: int, concurrency: int, dh: int, out: Path,
-                 extra: list[str] | None = None) -> list[str]:
+                 extra: list[str] | None = None, cprofile: list[str] | None = None) -> list[str]:
     psk = run / "group.psk"
     psk.write_text(PSK + "\n")
-    return [PYTHON, "-m", "vpnhub.tools.loadgen", "--server", CONC_PUBLIC, "--group", GROUP,
-            "--psk-file", str(psk), "--users", "vpnuser{n}:userpass{n}",
+    return [PYTHON, *(cprofile or []), "-m", "vpnhub.tools.loadgen", "--server", CONC_PUBLIC,
+            "--group", GROUP, "--psk-file", str(psk), "--users", "vpnuser{n}:userpass{n}",
             "--user-count", str(N_USERS), "--tunnels", str(tunnels),
             "--concurrency", str(concurrency), "--dh", str(dh), "--json", str(out),
             *(extra or [])]
@@ -141,13 +150,15 @@ def wait_event(log_path: Path, event: str, proc: Any, timeout: float) -> dict[st
 
 
 def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurrency: int,
-            tag: str, profile_dir: Path | None = None) -> dict[str, Any]:
+            tag: str, profile_dir: Path | None = None,
+            cprofile_dir: Path | None = None) -> dict[str, Any]:
     run = topo.run_dir
     out = run / f"loadgen-{tag}.json"
     out.unlink(missing_ok=True)
     logf = run / f"loadgen-{tag}.log"
     argv = loadgen_argv(run, tunnels=tunnels, concurrency=concurrency, dh=dh, out=out,
-                        extra=["--teardown", "--setup-timeout", "30"])
+                        extra=["--teardown", "--setup-timeout", "30"],
+                        cprofile=cprofile_argv(cprofile_dir, f"loadgen-{tag}"))
     prof: dict[str, Any] = {}
     th = None
     if profile_dir is not None:
@@ -180,6 +191,8 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         "conc_cpu_ms_per_tunnel": meter.seconds["conc"] / est * 1e3 if est else None,
         "conc_sys_ms_per_tunnel": meter.system["conc"] / est * 1e3 if est else None,
         "loadgen_cpu_ms_per_tunnel": lg_cpu / est * 1e3 if est else None,
+        "loadgen_sys_ms_per_tunnel": (res["cpu_s"]["setup_system"] / est * 1e3
+                                      if est and "setup_system" in res["cpu_s"] else None),
         "conc_capacity_per_core": (est / meter.seconds["conc"]) if meter.seconds["conc"] else None,
         "machine_busy": meter.machine_busy,
         "ike_tx": res["counters"].get("ike_tx"), "errors": res["counters"].get("errors"),
@@ -205,7 +218,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     good = [r for r in runs if "error" not in r and r.get("established")]
     out: dict[str, Any] = {"runs_ok": len(good), "runs": len(runs)}
     for k in ("tunnels_per_s", "setup_p50_ms", "setup_p99_ms", "conc_cpu_ms_per_tunnel",
-              "conc_sys_ms_per_tunnel", "loadgen_cpu_ms_per_tunnel", "conc_capacity_per_core",
+              "conc_sys_ms_per_tunnel", "loadgen_cpu_ms_per_tunnel", "loadgen_sys_ms_per_tunnel",
+              "conc_capacity_per_core",
               "machine_busy"):
         out[k] = median([r[k] for r in good if r.get(k) is not None])
     out["failed"] = sum(r.get("failed", 0) for r in good)
@@ -222,6 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--profile-dir", type=Path, help="py-spy the vpnhub concentrator (extra run)")
     ap.add_argument("--profile-group", type=int, default=14)
+    ap.add_argument("--cprofile-dir", type=Path,
+                    help="run the load generator and vpnhub serve under cProfile: DIR/*.prof"
+                         " (CPU figures of such runs are inflated)")
     ap.add_argument("--prefix")
     ap.add_argument("--smoke", action="store_true", help="20 tunnels, group 19, 1 run")
     args = ap.parse_args(argv)
@@ -246,7 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 log(f"round {r + 1}/{args.runs}: {kind} concentrator")
                 try:
-                    conc = start_conc(topo, kind)
+                    conc = start_conc(topo, kind, cprofile=cprofile_argv(
+                        args.cprofile_dir, f"{kind}-serve-r{r}") if kind == "vpnhub" else None)
                 except Exception as e:
                     broken[kind] = f"concentrator: {e}"
                     log(f"  cannot start: {e}")
@@ -254,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     for g in groups:
                         one = one_run(topo, conc, g, args.tunnels, args.concurrency,
-                                      f"{kind}-g{g}-r{r}")
+                                      f"{kind}-g{g}-r{r}", cprofile_dir=args.cprofile_dir)
                         runs[(kind, g)].append(one)
                         log(f"  group {g}: " + (
                             f"{one['tunnels_per_s']:.0f} tunnels/s, p50"

@@ -316,3 +316,15 @@ def test_chain_next_payload_fields():
     assert second[0] == PayloadType.VENDOR_ID
     assert data[-5] == PayloadType.NONE
     assert decode_payloads(PayloadType.HASH, data) == items
+
+
+def test_encode_hashed_is_the_same_message_as_encoding_it_all() -> None:
+    """A HASH over the rest (RFC 2409 5.5): the rest is encoded once, for both."""
+    from vpnhub.wire.payloads import encode_hashed
+
+    rest = [NoncePayload(b"\x10" * 16),
+            AttributePayload(CfgType.REPLY, 7,
+                             [DataAttribute(CfgAttr.INTERNAL_IP4_ADDRESS, b"\x0a\x28\x00\x02")])]
+    hp = HashPayload(b"\x01" * 20)
+    assert encode_hashed(hp, rest, encode_payloads(rest)) == encode_payloads([hp, *rest])
+    assert encode_hashed(hp, [], b"") == encode_payloads([hp])

@@ -43,6 +43,7 @@ from vpnhub.wire.payloads import (
     Payload,
     Proposal,
     SAPayload,
+    encode_hashed,
     encode_payloads,
 )
 
@@ -117,8 +118,9 @@ def initiate(sa: SaState, now: float, local_ts: ipaddress.IPv4Network | None,
     rest = encode_payloads(payloads)
     x.quick = QuickScratch(local_ts, remote_ts, spi_in, ni.data, offers=offers, dh=kp,
                            rekey_of=rekey_of)
-    h = qm_hash1(sa.hash, sa.skeyid_a, x.message_id, rest)
-    sa.send(QM, [HashPayload(h), *payloads], message_id=x.message_id, encrypt=True, now=now)
+    hp = HashPayload(qm_hash1(sa.hash, sa.skeyid_a, x.message_id, rest))
+    sa.send(QM, [hp, *payloads], message_id=x.message_id, encrypt=True, now=now,
+            body=encode_hashed(hp, payloads, rest))
     sa.log("IKE", 7, f"Quick Mode started: {local_ts} <-> {remote_ts}, SPI in {spi_in:08x}"
            + (f" (rekey of {rekey_of:08x})" if rekey_of is not None else ""))
     return x.message_id
@@ -247,10 +249,12 @@ def _answer_1(sa: SaState, x: Exchange, msg: Message, now: float) -> None:
     lifetime = shorter_lifetime(suite.lifetime, ours)
     if suite.lifetime > ours or (suite.life_kb and not suite.lifetime):
         payloads.append(responder_lifetime(ours, ProtocolId.IPSEC_ESP, prop.spi))
-    h2 = qm_hash2(sa.hash, sa.skeyid_a, x.message_id, ni.data, encode_payloads(payloads))
+    rest = encode_payloads(payloads)
+    hp = HashPayload(qm_hash2(sa.hash, sa.skeyid_a, x.message_id, ni.data, rest))
     x.quick = QuickScratch(local_ts, remote_ts, spi_in, ni.data, nr=nr.data, spi_out=spi_out,
                            suite=suite, g_qm=g_qm, lifetime=lifetime)
-    sa.send(QM, [HashPayload(h2), *payloads], message_id=x.message_id, encrypt=True, now=now)
+    sa.send(QM, [hp, *payloads], message_id=x.message_id, encrypt=True, now=now,
+            body=encode_hashed(hp, payloads, rest))
     x.state = "sent2"
 
 

@@ -436,11 +436,14 @@ class SaState:
 
     # ---------------------------------------------------------------- send
     def send(self, exchange: int, payloads: list[Payload], *, message_id: int = 0,
-             encrypt: bool = False, expect_reply: bool = True, now: float = 0.0) -> bytes:
-        """Encode (and encrypt) a message, queue it and remember it for retransmission."""
+             encrypt: bool = False, expect_reply: bool = True, now: float = 0.0,
+             body: bytes | None = None) -> bytes:
+        """Encode (and encrypt) a message, queue it and remember it for retransmission.
+        `body`: the payloads already encoded (`wire.payloads.encode_hashed`)."""
         msg = Message(self.icookie, self.rcookie, exchange,
                       Flag.ENCRYPTION if encrypt else 0, message_id, payloads)
-        body = encode_payloads(payloads)
+        if body is None:
+            body = encode_payloads(payloads)
         if encrypt:
             body = self._encrypt(exchange, message_id, body)
         data = encode_message(msg, body)

@@ -35,7 +35,13 @@ from vpnhub.wire.attributes import (
 from vpnhub.wire.constants import CfgAttr, CfgType, ExchangeType, NotifyType
 from vpnhub.wire.errors import WireError
 from vpnhub.wire.message import Message
-from vpnhub.wire.payloads import AttributePayload, HashPayload, Payload, encode_payloads
+from vpnhub.wire.payloads import (
+    AttributePayload,
+    HashPayload,
+    Payload,
+    encode_hashed,
+    encode_payloads,
+)
 
 TRANS = ExchangeType.TRANSACTION
 XAUTH_FIELDS = (CfgAttr.XAUTH_TYPE, CfgAttr.XAUTH_USER_NAME, CfgAttr.XAUTH_USER_PASSWORD,
@@ -59,10 +65,10 @@ def _send(sa: SaState, x: Exchange, cfg_type: int, attrs: list[DataAttribute], n
     assert sa.hash is not None
     ap = AttributePayload(cfg_type, identifier, attrs)
     rest = encode_payloads([ap])
-    h = info_hash(sa.hash, sa.skeyid_a, x.message_id, rest)
-    payloads: list[Payload] = [HashPayload(h), ap]
+    hp = HashPayload(info_hash(sa.hash, sa.skeyid_a, x.message_id, rest))
+    payloads: list[Payload] = [hp, ap]
     sa.send(TRANS, payloads, message_id=x.message_id, encrypt=True,
-            expect_reply=expect_reply, now=now)
+            expect_reply=expect_reply, now=now, body=encode_hashed(hp, [ap], rest))
 
 
 def _verified_attr(sa: SaState, msg: Message) -> AttributePayload:

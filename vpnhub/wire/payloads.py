@@ -1050,6 +1050,14 @@ def encode_payloads(payloads: Sequence[Payload]) -> bytes:
     return b"".join(parts)
 
 
+def encode_hashed(hash_payload: Payload, rest: Sequence[Payload], rest_encoded: bytes) -> bytes:
+    """HASH then `rest`, reusing `rest_encoded` (= encode_payloads(rest)): the HASH of
+    RFC 2409 5.5 / draft-dukes-ike-mode-cfg 3.2 covers exactly those bytes, so they
+    are encoded once, for the hash and the message alike."""
+    first = rest[0].payload_type if rest else PayloadType.NONE
+    return encode_payload(hash_payload, first) + rest_encoded
+
+
 def payload_body(p: Payload) -> bytes:
     """The body without the generic header: as received if decoded, else encoded.
     (SAi_b and IDii_b of RFC 2409 5 are such bodies.)"""
