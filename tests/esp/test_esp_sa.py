@@ -292,3 +292,19 @@ def test_garbage_only_raises_esp_drop(transform: int, bits: int | None, auth: in
                                   "bad_next_header", "dummy_packet"}
 
     check()
+
+
+@pytest.mark.parametrize(("transform", "bits", "auth"),
+                         [(ESP_AES_CBC, 128, HMAC_SHA1_96), (ESP_3DES, None, HMAC_MD5_96)])
+def test_a_cbc_sa_makes_only_the_cipher_context_of_its_direction(
+        transform: int, bits: int | None, auth: int) -> None:
+    """An SA carries one direction: the outbound one never decrypts, the inbound one
+    never encrypts, so each OpenSSL context (~1.1 KiB) is made by its first packet
+    (issue 13, memory per session). Packets after the first use the same context."""
+    out, inb = pair(transform, bits, auth)
+    assert not hasattr(out, "_enc") and not hasattr(inb, "_dec")
+    packets = [ipv4(n) for n in (0, 17, 1400)]
+    for p in packets:
+        assert inb.decapsulate(out.encapsulate(p))[0] == p
+    assert hasattr(out, "_enc") and not hasattr(out, "_dec")
+    assert hasattr(inb, "_dec") and not hasattr(inb, "_enc")

@@ -252,3 +252,19 @@ def test_the_event_log_refuses_repeats_too(server: ManagerServer) -> None:
         assert r.status == 400, (query, r.text)
     ok = server.request("GET", "/api/v1/events?class=ADMIN&class=AUTH&limit=%205", headers=auth)
     assert ok.status == 200, ok.text
+
+
+@pytest.mark.parametrize("sort", sorted(paging.SORTS))
+def test_a_page_scanned_in_steps_is_the_page_of_the_whole(
+        many: ManagerServer, sort: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API scans the store PAGE_STEP sessions per turn of the loop (issue 13): parts
+    of 4 give the pages, totals and cursors one scan of everything gives."""
+    from vpnhub.manager import app
+
+    whole = {order: walk(many, sort=sort, order=order, limit=10) for order in ("asc", "desc")}
+    first = get(many, sort=sort, limit=10)[1]
+    monkeypatch.setattr(app, "PAGE_STEP", 4)
+    for order in ("asc", "desc"):
+        assert walk(many, sort=sort, order=order, limit=10) == whole[order]
+    stepped = get(many, sort=sort, limit=10)[1]
+    assert (stepped["total"], stepped["next_cursor"]) == (first["total"], first["next_cursor"])

@@ -16,6 +16,16 @@ at its peak size (61 -> 101 MB in the issue) for two reasons, both measured
   after a burst, a full garbage collection and ``malloc_trim(0)`` return the
   free pages (glibc 2.8+ releases whole free pages inside the heap, not only
   its top). Elsewhere (musl, macOS) the trim is a no-op.
+
+With thousands of sessions held (issue 13) a third cause showed: glibc gives
+each thread that allocates its own arena (up to 8 per core), and three of the
+concentrator's other threads (the data plane, the state record's writer,
+executors) kept arenas of 15.5, 1.7 and 0.8 MB beside
+the 77 MB main heap at 2,000 sessions, each grown to its own peak. ``serve()`` therefore
+limits the process to ``ARENA_MAX`` arenas (``limit_arenas``, glibc's
+``M_ARENA_MAX``) before it starts a thread: every Python allocation already
+waits for the GIL, so the threads lose no parallelism by sharing one
+(bench/results/2026-12-03-memory-loop.md).
 """
 
 from __future__ import annotations
@@ -28,15 +38,37 @@ import sys
 from collections.abc import Callable
 
 BURST = 256  # half-open SAs: below this a drain is not worth a trim
+M_ARENA_MAX = -8  # glibc <malloc.h>: mallopt() parameter, the most arenas malloc creates
+ARENA_MAX = 1  # serve(): every thread allocates from the main heap
 
 
-def _malloc_trim() -> Callable[[], None] | None:
+def _libc() -> ctypes.CDLL | None:
     name = ctypes.util.find_library("c")
     if not name:
         return None
     try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name)
+    except OSError:
+        return None
+
+
+def limit_arenas(arenas: int = ARENA_MAX) -> bool:
+    """At most `arenas` malloc arenas in this process (glibc; elsewhere a no-op that
+    returns False). Call it before the threads start: an arena a thread has taken
+    stays."""
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    if mallopt is None:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(M_ARENA_MAX, arenas))
+
+
+def _malloc_trim() -> Callable[[], None] | None:
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if trim is None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int

@@ -37,6 +37,7 @@ from vpnhub.concentrator.accounting import RadiusAccounting
 from vpnhub.concentrator.adminsessions import sessions_page
 from vpnhub.concentrator.core import ConcentratorCore
 from vpnhub.concentrator.dae import DaeServer
+from vpnhub.concentrator.memory import limit_arenas
 from vpnhub.config import Config
 from vpnhub.eventlog import EventLog
 from vpnhub.ike.dhpool import FILL_STEP
@@ -497,7 +498,10 @@ class ShutdownTimes:
 
 
 def serve(config: Config, log: EventLog) -> int:
-    """`vpnhub serve`: the concentrator owns this process (and its garbage collector)."""
+    """`vpnhub serve`: the concentrator owns this process (its allocator, its garbage
+    collector)."""
+    # before any thread allocates: an arena per thread stays (memory.py, limit_arenas)
+    limit_arenas()
     gc.set_threshold(*GC_THRESHOLDS)
     # Every IKE message costs the loop's thread a system call, which lets go of the GIL;
     # while another thread computes (the data plane, the state record's writer) it gets

@@ -217,11 +217,14 @@ class EspSA:
             self.decapsulate = self._decap_gcm
         elif transform in (ESP_AES_CBC, ESP_3DES):
             algo = algorithms.AES(enc_key) if transform == ESP_AES_CBC else TripleDES(enc_key)
-            zero_iv = bytes(self._bs)
-            self._enc: CipherContext = Cipher(algo, modes.CBC(zero_iv)).encryptor()
-            self._dec: CipherContext = Cipher(algo, modes.CBC(zero_iv)).decryptor()
-            self.encapsulate = self._encap_cbc
-            self.decapsulate = self._decap_cbc if suite.integ else self._decap_cbc_no_integrity
+            # Each OpenSSL context is made by its first packet: an SA carries one
+            # direction, so it only ever encrypts (outbound) or decrypts (inbound),
+            # and a context is ~1.1 KiB, two per session unused (issue 13).
+            self._cbc = Cipher(algo, modes.CBC(bytes(self._bs)))
+            self._enc: CipherContext
+            self._dec: CipherContext
+            self.encapsulate = self._encap_cbc_first
+            self.decapsulate = self._decap_cbc_first
         elif transform == ESP_NULL:
             self.encapsulate = self._encap_null
             self.decapsulate = self._decap_null
@@ -271,6 +274,16 @@ class EspSA:
 
     def _trailer(self, length: int, next_header: int) -> tuple[bytes, bytes]:
         return _PADS[-(length + 2) % self._bs], _BYTE[next_header]
+
+    def _encap_cbc_first(self, inner: bytes, next_header: int = NH_IPV4) -> bytes:
+        self._enc = self._cbc.encryptor()
+        self.encapsulate = self._encap_cbc
+        return self._encap_cbc(inner, next_header)
+
+    def _decap_cbc_first(self, esp: bytes) -> tuple[bytes, int]:
+        self._dec = self._cbc.decryptor()
+        self.decapsulate = self._decap_cbc if self.suite.integ else self._decap_cbc_no_integrity
+        return self.decapsulate(esp)
 
     def _encap_cbc(self, inner: bytes, next_header: int = NH_IPV4) -> bytes:
         header = self.spi_bytes + self._next_seq().to_bytes(4, "big")

@@ -29,6 +29,7 @@ from vpnhub.ike.dhpool import DhPool
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.fragment import Reassembler
 from vpnhub.ike.fragment import split as fragment_split
+from vpnhub.ike.msgids import MessageIdWindow
 from vpnhub.ike.policy import EspSuite, P1Suite, Policy
 from vpnhub.ike.transport import Transport, transport_for_port
 from vpnhub.secret import Secret
@@ -44,7 +45,6 @@ from vpnhub.wire.payloads import (
 Address = tuple[str, int]
 IKE_PORT = 500
 NATT_PORT = 4500
-USED_MESSAGE_IDS = 64
 
 # Looks up the group PSK for an identity (id type, id data) seen from `remote`;
 # Main Mode calls it with id_type 0 before the identity is known (RFC 2409 5.4).
@@ -325,8 +325,9 @@ class SaState:
         self._pending: dict[int, Pending] = {}
         self._last_in: OrderedDict[int, tuple[bytes, bytes | None]] = OrderedDict()
         # recent message IDs, so a new exchange never reuses one (RFC 2408 3.1); a
-        # bounded window: with DPD every 30 s an unbounded set grows for ever
-        self._used_message_ids: OrderedDict[int, None] = OrderedDict()
+        # bounded window: with DPD every 30 s an unbounded set grows for ever; a fixed
+        # array, not a dict: it is per-session memory once full (msgids.py, issue 13)
+        self._used_message_ids = MessageIdWindow()
         # liveness (RFC 3706)
         self.last_heard = now
         self.dpd_seq = int.from_bytes(rng(4), "big") & 0x7FFFFFFF
@@ -527,9 +528,7 @@ class SaState:
                 return spi
 
     def _remember_message_id(self, mid: int) -> None:
-        self._used_message_ids[mid] = None
-        if len(self._used_message_ids) > USED_MESSAGE_IDS:
-            self._used_message_ids.popitem(last=False)
+        self._used_message_ids.add(mid)
 
     def start_exchange(self, kind: str, message_id: int, we_started: bool, state: str) -> Exchange:
         assert self.hash is not None and self.cipher is not None

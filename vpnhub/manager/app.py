@@ -53,6 +53,8 @@ TICK = 1.0
 MAX_LIMIT = 5000
 STREAM_BACKLOG = 200
 STREAM_QUEUE = 1000
+# Sessions a page of the API scans per turn of the event loop (~2 ms of work), issue 13
+PAGE_STEP = 1000
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS"})
 _PUBLIC = frozenset({("GET", "/login"), ("HEAD", "/login"), ("POST", "/login"),
                      ("POST", f"{API}/login")})
@@ -560,11 +562,22 @@ async def api_sessions(request: web.Request) -> web.Response:
         q = paging.parse_query(request.query, [k for k, _ in request.query.items()])
     except paging.BadQuery as e:
         return _error(400, str(e))
-    page = paging.select(v.remote_access(), q)
+    page = await _select_in_steps(v, q)
     return web.json_response({"summary": v.summary(),
                               **paging.page_json(page, q, [v.session_json(s)
                                                            for s in page.sessions]),
                               "lan_to_lan": [v.session_json(s) for s in v.sites()]})
+
+
+async def _select_in_steps(v: ManagerView, q: paging.SessionQuery) -> paging.Page:
+    """`paging.select` of the Remote Access Sessions, PAGE_STEP sessions per turn of the
+    event loop: with 10,000 the whole scan held IKE ~20-30 ms per page (issue 13)."""
+    part = paging.Selection(q)
+    for i, sessions in enumerate(v.remote_access_parts(PAGE_STEP)):
+        if i:
+            await asyncio.sleep(0)  # IKE, the timers and the other requests in between
+        part.add(sessions)
+    return part.page()
 
 
 async def api_sessions_export(request: web.Request) -> web.StreamResponse:

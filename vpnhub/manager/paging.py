@@ -115,21 +115,43 @@ class Page:
 
 def select(sessions: Iterable[SessionView], q: SessionQuery) -> Page:
     """The page of `sessions` (the Remote Access ones) that `q` asks for."""
-    key = SORTS[q.sort]
-    tests = q.tests()
-    matching = [s for s in sessions if all(t(s) for t in tests)] if tests else list(sessions)
-    # (sort key, session key) is unique: the view in the tuple is never compared
-    rows = [(key(s), s.key, s) for s in matching]
-    desc = q.order == "desc"
-    if q.after is not None:  # what was shown on the earlier pages goes
-        seen = q.after
-        rows = [r for r in rows if ((r[0], r[1]) < seen if desc else (r[0], r[1]) > seen)]
-    pick = heapq.nlargest if desc else heapq.nsmallest
-    top = pick(q.limit + 1, rows)
-    shown = top[:q.limit]
-    last = shown[-1] if len(top) > q.limit else None  # more follow: a cursor after it
-    return Page([t[2] for t in shown], len(matching),
-                encode_cursor(q.sort, q.order, last[0], last[1]) if last else None)
+    part = Selection(q)
+    part.add(sessions)
+    return part.page()
+
+
+class Selection:
+    """A page chosen from sessions handed over in parts (issue 13: the API adds the
+    store in steps and yields to the event loop between them, so a page of 10,000
+    never holds IKE for the whole scan). The `limit` + 1 first of all the parts are
+    the `limit` + 1 first of each part's own first ones, so the page is the one
+    `select` of the whole gives."""
+
+    def __init__(self, q: SessionQuery) -> None:
+        self.q = q
+        self._key = SORTS[q.sort]
+        self._tests = q.tests()
+        self._pick = heapq.nlargest if q.order == "desc" else heapq.nsmallest
+        self.matching = 0
+        # (sort key, session key, view): unique on the first two, the view never compared
+        self._best: list[tuple[SortKey, SessionKey, SessionView]] = []
+
+    def add(self, sessions: Iterable[SessionView]) -> None:
+        q, key, tests = self.q, self._key, self._tests
+        matching = [s for s in sessions if all(t(s) for t in tests)] if tests else list(sessions)
+        self.matching += len(matching)
+        rows = [(key(s), s.key, s) for s in matching]
+        if q.after is not None:  # what was shown on the earlier pages goes
+            seen, desc = q.after, q.order == "desc"
+            rows = [r for r in rows if ((r[0], r[1]) < seen if desc else (r[0], r[1]) > seen)]
+        self._best = self._pick(q.limit + 1, self._best + rows)
+
+    def page(self) -> Page:
+        q, top = self.q, self._best
+        shown = top[:q.limit]
+        last = shown[-1] if len(top) > q.limit else None  # more follow: a cursor after it
+        return Page([t[2] for t in shown], self.matching,
+                    encode_cursor(q.sort, q.order, last[0], last[1]) if last else None)
 
 
 def previous_cursor(sessions: Iterable[SessionView], q: SessionQuery,
