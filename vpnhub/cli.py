@@ -68,6 +68,14 @@ def _serve(path: Path, check_only: bool) -> int:
     except ConfigError as e:
         print(f"vpnhub: configuration error: {e}", file=sys.stderr)
         return 2
+    if config.pki is not None:  # the files are X.509: checked by vpnhub.pki (issue 14)
+        from vpnhub.pki.credentials import PkiError, load_credentials
+
+        try:
+            load_credentials(config.pki)
+        except PkiError as e:
+            print(f"vpnhub: configuration error: {path}: {e}", file=sys.stderr)
+            return 2
     if check_only:
         print(f"{path}: configuration OK ({len(config.groups)} group(s),"
               f" {len(config.users)} user(s))")

@@ -30,6 +30,7 @@ from vpnhub.config.schema import (
     LogClassConfig,
     LogConfig,
     NatTransparencyConfig,
+    PkiConfig,
     UserConfig,
 )
 from vpnhub.config.validate import load_config, parse_config, parse_proposal
@@ -49,6 +50,7 @@ __all__ = [
     "LogClassConfig",
     "LogConfig",
     "NatTransparencyConfig",
+    "PkiConfig",
     "Secret",
     "UserConfig",
     "format_key_path",

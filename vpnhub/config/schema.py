@@ -179,6 +179,9 @@ class GroupConfig:
     # The VPN 3000's "Simultaneous Logins": sessions one user may have at once; the
     # next login is refused at XAUTH. 0: nobody of this group may log in.
     simultaneous_logins: int = 3
+    # issue 14: the phase 1 methods this group allows: "psk" (XAUTHInitPreShared),
+    # "hybrid" (HybridInitRSA: only the concentrator signs), "rsa" (XAUTHInitRSA)
+    auth: tuple[str, ...] = ("psk",)
 
 
 @dataclass(frozen=True)
@@ -207,6 +210,19 @@ class LanToLanConfig:
 
 
 @dataclass(frozen=True)
+class PkiConfig:
+    """[pki] (issue 14): the trusted CAs, the concentrator's certificate and key, CRLs.
+
+    Only the paths are checked here (the package imports no X.509 code); vpnhub.pki
+    loads them and says which file is wrong."""
+
+    ca: Path
+    certificate: Path | None = None
+    key: Path | None = None
+    crls: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     concentrator: ConcentratorConfig
     nat_transparency: NatTransparencyConfig
@@ -217,6 +233,7 @@ class Config:
     users: tuple[UserConfig, ...]
     source: str = "<string>"
     lan_to_lan: tuple[LanToLanConfig, ...] = ()
+    pki: PkiConfig | None = None
 
     def group(self, name: str) -> GroupConfig | None:
         return next((g for g in self.groups if g.name == name), None)

@@ -1,4 +1,5 @@
-"""Main Mode (identity protection) with pre-shared keys (RFC 2409 section 5).
+"""Main Mode (identity protection) with pre-shared keys (RFC 2409 section 5), and
+as responder with RSA signatures or hybrid authentication (ike/sigauth.py, issue 14).
 
     Initiator                        Responder
     HDR, SA, VID...              -->
@@ -15,7 +16,7 @@ With a pre-shared key the responder must pick the key before it sees the
 
 from __future__ import annotations
 
-from vpnhub.ike import phase1, transaction
+from vpnhub.ike import phase1, sigauth, transaction
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import read_responder_lifetime, responder_lifetime
 from vpnhub.ike.state import Address, SaState, State
@@ -111,16 +112,23 @@ def responder_1(sa: SaState, msg: Message, remote: Address, local_port: int, now
     phase1.set_suite(sa, suite)
     phase1.settle_natt_variant(sa, p)
     sa.sai_b = phase1.body(sap)
-    lookup = sa.config.psk_lookup
-    sa.psk = lookup(0, b"", remote) if lookup else sa.config.psk
-    if sa.psk is None:
-        raise IkeError("unknown_peer", f"no pre-shared key for Main Mode peer {remote[0]}",
-                       NotifyType.AUTHENTICATION_FAILED)
+    if sigauth.uses_signatures(suite.auth):  # no key to pick: certificates (issue 14)
+        sigauth.credentials(sa)
+    else:
+        _lookup_psk(sa, remote)
     out: list[Payload] = [SAPayload([chosen]), *phase1.our_vendor_ids(sa)]
     if suite.lifetime > sa.lifetime:
         out.append(responder_lifetime(sa.lifetime, ProtocolId.ISAKMP, sa.icookie + sa.rcookie))
     sa.send(MM, out, now=now)
     sa.state = State.MM_R_SENT2
+
+
+def _lookup_psk(sa: SaState, remote: Address) -> None:
+    lookup = sa.config.psk_lookup
+    sa.psk = lookup(0, b"", remote) if lookup else sa.config.psk
+    if sa.psk is None:
+        raise IkeError("unknown_peer", f"no pre-shared key for Main Mode peer {remote[0]}",
+                       NotifyType.AUTHENTICATION_FAILED)
 
 
 def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
@@ -136,7 +144,7 @@ def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now
     sa.nonce_r = nr.data
     phase1.compute_keys(sa, ke)
     sa.p1.natd3 = [x for x in p if x.payload_type in (20, 130)]
-    out: list[Payload] = [KEPayload(kp.public), nr]
+    out: list[Payload] = [KEPayload(kp.public), nr, *sigauth.cert_requests(sa)]
     if sa.natt_variant:
         out += phase1.natd_payloads(sa)
     sa.send(MM, out, now=now)
@@ -146,8 +154,12 @@ def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now
 def responder_5(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     idi = phase1.require(p, IDPayload, "ID")
-    assert isinstance(idi, IDPayload)
-    phase1.check_hash(sa, p, initiator=True, id_body=phase1.body(idi))
+    assert isinstance(idi, IDPayload) and sa.suite is not None
+    signatures = sigauth.uses_signatures(sa.suite.auth)
+    if signatures:
+        sigauth.check_initiator_proof(sa, p, idi.id_type, idi.data, phase1.body(idi))
+    else:
+        phase1.check_hash(sa, p, initiator=True, id_body=phase1.body(idi))
     sa.commit_iv()
     phase1.remember_peer_id(sa, idi)
     if remote != sa.remote or local_port != sa.local_port:
@@ -156,9 +168,13 @@ def responder_5(sa: SaState, msg: Message, remote: Address, local_port: int, now
     had_natd = phase1.detect_nat(sa, natd)
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)
-    idr = phase1.our_id(sa)
-    out: list[Payload] = [idr, HashPayload(phase1.hash_of(sa, initiator=False,
-                                                          id_body=phase1.body(idr)))]
+    out: list[Payload]
+    if signatures:
+        idr = sigauth.our_id(sa)
+        out = [idr, *sigauth.our_proof(sa, phase1.body(idr))]
+    else:
+        idr = phase1.our_id(sa)
+        out = [idr, HashPayload(phase1.hash_of(sa, initiator=False, id_body=phase1.body(idr)))]
     sa.send(MM, out, encrypt=True, expect_reply=False, now=now)
     phase1.established(sa, "Main", now)
     transaction.after_phase1(sa, now)
