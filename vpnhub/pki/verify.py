@@ -123,11 +123,12 @@ def _is_ca(cert: x509.Certificate) -> bool:
 
 
 def _check_validity(cert: x509.Certificate, at: datetime, who: str) -> None:
+    which = who if _name(cert) == who else f"{who}: its CA {_name(cert)}"
     if at > cert.not_valid_after_utc:
-        raise CertificateRefused("expired", f"{who}: {_name(cert)} expired on"
+        raise CertificateRefused("expired", f"{which} expired on"
                                  f" {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S} UTC")
     if at < cert.not_valid_before_utc:
-        raise CertificateRefused("not_yet_valid", f"{who}: {_name(cert)} is valid only from"
+        raise CertificateRefused("not_yet_valid", f"{which} is valid only from"
                                  f" {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S} UTC")
 
 
@@ -153,7 +154,7 @@ def _check_id(cert: x509.Certificate, id_type: int, id_data: bytes, who: str) ->
     wanted = _id_value(id_type, id_data)
     if wanted is not None and wanted in names:
         return
-    shown = printable(str(wanted)) if wanted is not None else f"type {id_type}"
+    shown = _show_id(wanted) if wanted is not None else f"of type {id_type}"
     raise CertificateRefused("id_mismatch", f"{who}: the peer's ID {shown} is neither the"
                              " subject nor a subjectAltName of its certificate")
 
@@ -166,6 +167,12 @@ def _id_value(id_type: int, data: bytes) -> object | None:
     if id_type == IdType.USER_FQDN:
         return ("email", data.decode("ascii", "replace").lower())
     return None
+
+
+def _show_id(value: object) -> str:
+    if isinstance(value, tuple):  # ("dns", name) / ("email", address)
+        return f"{value[0]}:{printable(str(value[1]))}"
+    return f"ip:{value}"
 
 
 def _san(cert: x509.Certificate) -> set[object]:
