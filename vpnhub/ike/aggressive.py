@@ -21,7 +21,6 @@ from vpnhub.ike.standin import stand_in_psk
 from vpnhub.ike.state import Address, SaState, State
 from vpnhub.secret import Secret
 from vpnhub.wire.constants import (
-    AuthMethod,
     ExchangeType,
     NotifyType,
     ProtocolId,
@@ -43,11 +42,10 @@ AM = ExchangeType.AGGRESSIVE
 
 # ----------------------------------------------------------------- initiator
 def initiate(sa: SaState, now: float) -> None:
-    auth = AuthMethod.XAUTH_INIT_PSK if sa.config.xauth else AuthMethod.PSK
-    sap = phase1.our_sa_payload(sa, auth)
+    sap = phase1.our_sa_payload(sa, phase1.initiator_auth(sa))
     kp = phase1.new_dh(sa, sa.config.policy.dh_group)
     n = phase1.nonce(sa)
-    idp = phase1.our_id(sa)
+    idp = phase1.our_id(sa) if sa.config.auth == "psk" else sigauth.initiator_id(sa)
     sa.nonce_i = n.data
     sa.sai_b = encode_payloads([sap])[4:]
     sa.p1.idii_b = encode_payloads([idp])[4:]
@@ -75,14 +73,21 @@ def initiator_2(sa: SaState, msg: Message, remote: Address, local_port: int, now
     read_responder_lifetime(sa, p)
     sa.nonce_r = nr.data
     phase1.compute_keys(sa, ke)
-    phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
+    signatures = sigauth.uses_signatures(suite.auth)
+    if signatures:
+        sigauth.check_responder_proof(sa, p, idr)
+    else:
+        phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
     phase1.remember_peer_id(sa, idr)
     had_natd = phase1.detect_nat(sa, p)
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)
     phase1.float_to_natt_port(sa)  # message 3 already goes to 4500
-    hash_i = phase1.hash_of(sa, initiator=True, id_body=sa.p1.idii_b)
-    out: list[Payload] = [HashPayload(hash_i)]
+    out: list[Payload]
+    if signatures:
+        out = sigauth.initiator_proof(sa, sa.p1.idii_b)
+    else:
+        out = [HashPayload(phase1.hash_of(sa, initiator=True, id_body=sa.p1.idii_b))]
     if sa.config.send_initial_contact:
         out.append(NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP,
                                  sa.icookie + sa.rcookie))

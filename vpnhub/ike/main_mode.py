@@ -20,7 +20,7 @@ from vpnhub.ike import phase1, sigauth, transaction
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import read_responder_lifetime, responder_lifetime
 from vpnhub.ike.state import Address, SaState, State
-from vpnhub.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId
+from vpnhub.wire.constants import ExchangeType, NotifyType, ProtocolId
 from vpnhub.wire.message import Message
 from vpnhub.wire.payloads import (
     HashPayload,
@@ -38,8 +38,7 @@ MM = ExchangeType.IDENTITY_PROTECTION
 
 # ----------------------------------------------------------------- initiator
 def initiate(sa: SaState, now: float) -> None:
-    auth = AuthMethod.XAUTH_INIT_PSK if sa.config.xauth else AuthMethod.PSK
-    sap = phase1.our_sa_payload(sa, auth)
+    sap = phase1.our_sa_payload(sa, phase1.initiator_auth(sa))
     sa.sai_b = encode_payloads([sap])[4:]
     sa.send(MM, [sap, *phase1.our_vendor_ids(sa)], now=now)
     sa.state = State.MM_I_SENT1
@@ -79,10 +78,14 @@ def initiator_4(sa: SaState, msg: Message, remote: Address, local_port: int, now
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)
     phase1.float_to_natt_port(sa)  # message 5 already goes to 4500
-    idp = phase1.our_id(sa)
+    out: list[Payload]
+    if sa.suite is not None and sigauth.uses_signatures(sa.suite.auth):
+        idp = sigauth.initiator_id(sa)
+        out = [idp, *sigauth.initiator_proof(sa, phase1.body(idp))]
+    else:
+        idp = phase1.our_id(sa)
+        out = [idp, HashPayload(phase1.hash_of(sa, initiator=True, id_body=phase1.body(idp)))]
     sa.p1.idii_b = phase1.body(idp)
-    out: list[Payload] = [idp, HashPayload(phase1.hash_of(sa, initiator=True,
-                                                          id_body=phase1.body(idp)))]
     if sa.config.send_initial_contact:
         out.append(NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP,
                                  sa.icookie + sa.rcookie))
@@ -94,8 +97,11 @@ def initiator_4(sa: SaState, msg: Message, remote: Address, local_port: int, now
 def initiator_6(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     idr = phase1.require(p, IDPayload, "ID")
-    assert isinstance(idr, IDPayload)
-    phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
+    assert isinstance(idr, IDPayload) and sa.suite is not None
+    if sigauth.uses_signatures(sa.suite.auth):
+        sigauth.check_responder_proof(sa, p, idr)
+    else:
+        phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
     sa.commit_iv()
     phase1.remember_peer_id(sa, idr)
     sa.answered(0)

@@ -105,6 +105,15 @@ def choose_proposal(sa: SaState, sap: SAPayload) -> tuple[Proposal, P1Suite]:
     raise IkeError("no_proposal_chosen", detail, NotifyType.NO_PROPOSAL_CHOSEN)
 
 
+def initiator_auth(sa: SaState) -> int:
+    """The method an initiator offers: PSK (+XAUTH), or with certificates (issue 14)."""
+    if sa.config.auth == "hybrid":
+        return AuthMethod.HYBRID_INIT_RSA
+    if sa.config.auth == "rsa":
+        return AuthMethod.XAUTH_INIT_RSA if sa.config.xauth else AuthMethod.RSA_SIG
+    return AuthMethod.XAUTH_INIT_PSK if sa.config.xauth else AuthMethod.PSK
+
+
 def our_sa_payload(sa: SaState, auth: int) -> SAPayload:
     transforms = [encode_p1(i + 1, s) for i, s in enumerate(sa.config.policy.p1_offers(auth))]
     return SAPayload([Proposal(1, ProtocolId.ISAKMP, b"", transforms)])
@@ -116,8 +125,7 @@ def accept_initiator_choice(sa: SaState, sap: SAPayload) -> P1Suite:
         raise IkeError("bad_proposal_syntax", "responder returned more than one transform",
                        NotifyType.BAD_PROPOSAL_SYNTAX)
     suite = decode_p1(sap.proposals[0].transforms[0])
-    offered = sa.config.policy.p1_offers(AuthMethod.XAUTH_INIT_PSK if sa.config.xauth
-                                         else AuthMethod.PSK)
+    offered = sa.config.policy.p1_offers(initiator_auth(sa))
     if suite is None or not any(_same_suite(suite, o) for o in offered):
         raise IkeError("no_proposal_chosen", "responder chose a transform we did not offer",
                        NotifyType.NO_PROPOSAL_CHOSEN)

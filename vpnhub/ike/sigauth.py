@@ -25,12 +25,13 @@ from __future__ import annotations
 
 from vpnhub.ike import phase1
 from vpnhub.ike.errors import IkeError
-from vpnhub.ike.pkiseam import SigCredentials
+from vpnhub.ike.pkiseam import PeerKey, SigCredentials
 from vpnhub.ike.state import Role, SaState
 from vpnhub.wire.constants import CertEncoding, IdType, NotifyType
 from vpnhub.wire.payloads import (
     CertPayload,
     CertRequestPayload,
+    HashPayload,
     IDPayload,
     Payload,
     SigPayload,
@@ -79,6 +80,42 @@ def our_proof(sa: SaState, id_body: bytes) -> list[Payload]:
     return [CertPayload(CertEncoding.X509_SIG, creds.certificate), SigPayload(creds.sign(h))]
 
 
+def initiator_id(sa: SaState) -> IDPayload:
+    """Our DN with a certificate of our own (RSA); the group name otherwise (hybrid)."""
+    return our_id(sa) if sa.config.auth == "rsa" else phase1.our_id(sa)
+
+
+def initiator_proof(sa: SaState, id_body: bytes) -> list[Payload]:
+    """SIG_I with our certificate (RSA), or HASH_I keyed by the signature SKEYID (hybrid:
+    the initiator has no key, draft-ietf-ipsra-hybrid-auth-05 3.2)."""
+    if peer_signs(sa):
+        return our_proof(sa, id_body)
+    return [HashPayload(phase1.hash_of(sa, initiator=True, id_body=id_body))]
+
+
+def check_responder_proof(sa: SaState, payloads: list[Payload], idr: IDPayload) -> None:
+    """Initiator: the concentrator's CERT and SIG_R, its ID bound to the certificate."""
+    key = _verified_peer(sa, payloads, idr.id_type, idr.data)
+    h = phase1.hash_of(sa, initiator=False, id_body=phase1.body(idr))
+    sig = phase1.require(payloads, SigPayload, "SIG")
+    assert isinstance(sig, SigPayload)
+    if not key.verify(h, sig.data):
+        raise IkeError("signature_mismatch", f"SIG_R does not verify with the key of"
+                       f" {key.subject}", NotifyType.INVALID_SIGNATURE, send_notify=False)
+    sa.p1.peer_key = key
+
+
+def _verified_peer(sa: SaState, payloads: list[Payload], id_type: int,
+                   id_data: bytes) -> PeerKey:
+    certs = [p.data for p in payloads
+             if isinstance(p, CertPayload) and p.encoding == CertEncoding.X509_SIG]
+    peer = credentials(sa).check_peer(certs[:MAX_CERT_PAYLOADS], id_type, id_data)
+    if isinstance(peer, str):
+        raise IkeError("certificate_refused", f"peer certificate refused ({peer})",
+                       NotifyType.INVALID_CERTIFICATE, send_notify=False)
+    return peer
+
+
 def check_initiator_proof(sa: SaState, payloads: list[Payload], id_type: int, id_data: bytes,
                           id_body: bytes) -> None:
     """Responder: SIG_I with a certificate that passes every check (RSA), or, in hybrid
@@ -89,14 +126,9 @@ def check_initiator_proof(sa: SaState, payloads: list[Payload], id_type: int, id
                            send_notify=False)
         phase1.check_hash(sa, payloads, initiator=True, id_body=id_body)
         return
-    certs = [p.data for p in payloads
-             if isinstance(p, CertPayload) and p.encoding == CertEncoding.X509_SIG]
     sig = phase1.require(payloads, SigPayload, "SIG")
     assert isinstance(sig, SigPayload)
-    peer = credentials(sa).check_peer(certs[:MAX_CERT_PAYLOADS], id_type, id_data)
-    if isinstance(peer, str):
-        raise IkeError("certificate_refused", f"peer certificate refused ({peer})",
-                       NotifyType.INVALID_CERTIFICATE, send_notify=False)
+    peer = _verified_peer(sa, payloads, id_type, id_data)
     h = phase1.hash_of(sa, initiator=True, id_body=id_body)
     if not peer.verify(h, sig.data):
         raise IkeError("signature_mismatch", f"SIG_I does not verify with the key of"

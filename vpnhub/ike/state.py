@@ -137,6 +137,7 @@ class IkeConfig:
     # checks; the phase 1 methods a group allows, by its ID (None: Main Mode, before
     # the ID, so every group's); the group of a certificate's OU values for a method
     pki: SigCredentials | None = None
+    auth: str = "psk"  # initiator: "psk", "hybrid" (HybridInitRSA) or "rsa" (XAUTHInitRSA)
     auth_methods_for: Callable[[bytes | None], tuple[int, ...]] | None = None
     group_for_cert: Callable[[tuple[str, ...], int], str | None] | None = None
 

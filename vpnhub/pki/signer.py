@@ -35,16 +35,18 @@ class PkiSigner:
     """Our certificate and key, the CAs we ask for (CERTREQ) and trust."""
 
     def __init__(self, creds: Credentials, wall: Callable[[], float]) -> None:
-        assert creds.certificate is not None and creds.key is not None
         self._creds = creds
-        self._key = creds.key
+        self._key = creds.key  # None: a hybrid client, which only verifies
         self._wall = wall
-        self.certificate = creds.certificate.public_bytes(serialization.Encoding.DER)
-        self.subject_der = creds.certificate.subject.public_bytes()
+        cert = creds.certificate
+        self.certificate = cert.public_bytes(serialization.Encoding.DER) if cert else b""
+        self.subject_der = cert.subject.public_bytes() if cert else b""
         # RFC 2408 3.10: the Certification Authority field of a CR is the CA's DN
         self.ca_names = tuple(ca.subject.public_bytes() for ca in creds.cas)
 
     def sign(self, data: bytes) -> bytes:
+        if self._key is None:  # the engine signs only in the methods that need our key
+            raise ValueError("no private key configured to sign with")
         return sign_pkcs1_null(self._key, data)
 
     def check_peer(self, certs: list[bytes], id_type: int, id_data: bytes) -> VerifiedPeer | str:
