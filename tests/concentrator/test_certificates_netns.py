@@ -59,7 +59,7 @@ def test_vpnc_hybrid_through_the_pat(lab_prefix: str, lab_run_dir: Path, peer_to
         data = srv.wait_sessions(lambda d: d["summary"].get("active") == 1,
                                  "one hybrid session", logs=[c.log])
         s = data["sessions"][0]
-        assert s["ike"]["auth_mode"] == "hybrid", s
+        assert s["ike"]["auth_mode"] == s["auth"] == "hybrid", s
         assert srv.lines("RSA Hybrid-XAUTH"), srv.explain("no phase 1 line naming hybrid")
 
 
@@ -158,7 +158,7 @@ def test_strongswan_xauthrsa_and_refused_certificates(
         data = srv.wait_sessions(lambda d: d["summary"].get("active") == 1,
                                  "one rsa session", logs=[swan.log])
         s = data["sessions"][0]
-        assert (s["ike"]["auth_mode"], s["group"], s["user"]) == ("rsa", "vpngroup", USER), s
+        assert (s["auth"], s["group"], s["user"]) == ("rsa", "vpngroup", USER), s
         assert "CN=vpnuser1" in s["ike"]["certificate"], s
 
 
