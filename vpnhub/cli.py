@@ -142,12 +142,14 @@ def _connect(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
+    from vpnhub.client.certs import client_signer
     from vpnhub.client.credentials import resolve_credentials
     from vpnhub.client.driver import EXIT_CONFIG, Options, VpnClient
     from vpnhub.client.profile import ProfileError, load_profile
 
     try:
         profile = load_profile(args.profile)
+        signer = client_signer(profile)
         user, password = resolve_credentials(
             profile, user=args.user, password_file=args.password_file, env=os.environ,
             interactive=sys.stdin.isatty())
@@ -157,7 +159,7 @@ def _connect(args: argparse.Namespace) -> int:
     opts = Options(user=user, password=password, verbose=args.verbose,
                    no_dns=args.no_dns or bool(getattr(profile, "no_dns", False)),
                    reconnect=args.reconnect or bool(getattr(profile, "reconnect", False)),
-                   status_socket=args.status_socket, log_file=args.log_file)
+                   status_socket=args.status_socket, log_file=args.log_file, signer=signer)
     return asyncio.run(VpnClient(profile, opts).run())
 
 

@@ -49,7 +49,8 @@ def initiate(sa: SaState, now: float) -> None:
     sa.nonce_i = n.data
     sa.sai_b = encode_payloads([sap])[4:]
     sa.p1.idii_b = encode_payloads([idp])[4:]
-    payloads: list[Payload] = [sap, KEPayload(kp.public), n, idp, *phase1.our_vendor_ids(sa)]
+    payloads: list[Payload] = [sap, KEPayload(kp.public), n, idp, *sigauth.cert_requests(sa),
+                               *phase1.our_vendor_ids(sa)]
     sa.send(AM, payloads, now=now)
     sa.state = State.AM_I_SENT1
     sa.log("IKE", 5, f"initiating Aggressive Mode to {sa.remote[0]}:{sa.remote[1]}"

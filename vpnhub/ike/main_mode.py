@@ -58,7 +58,7 @@ def initiator_2(sa: SaState, msg: Message, remote: Address, local_port: int, now
     kp = phase1.new_dh(sa, suite.group)
     n = phase1.nonce(sa)
     sa.nonce_i = n.data
-    out: list[Payload] = [KEPayload(kp.public), n]
+    out: list[Payload] = [KEPayload(kp.public), n, *sigauth.cert_requests(sa)]
     if sa.natt_variant:
         out += phase1.natd_payloads(sa)
     sa.answered(0)

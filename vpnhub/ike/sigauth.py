@@ -60,8 +60,11 @@ def credentials(sa: SaState) -> SigCredentials:
 
 def cert_requests(sa: SaState) -> list[Payload]:
     """CR payloads naming each CA we trust (RFC 2408 3.10), when the peer must sign:
-    strongSwan sends its certificate only when asked (send_cert = ifasked)."""
-    if not peer_signs(sa):
+    strongSwan sends its certificate only when asked (send_cert = ifasked). A
+    responder always signs, so an initiator with certificates always asks."""
+    if sa.role is Role.INITIATOR and sa.config.auth == "psk":
+        return []
+    if sa.role is Role.RESPONDER and not peer_signs(sa):
         return []
     return [CertRequestPayload(CertEncoding.X509_SIG, name)
             for name in credentials(sa).ca_names]
