@@ -54,3 +54,24 @@ def test_end_certificate_in_the_ca_bundle_and_foreign_crl(tmp_path: Path) -> Non
     crl = other.crl([], tmp_path / "other.crl")
     with pytest.raises(PkiError, match="not signed by a configured CA"):
         load_credentials(PkiConfig(ca=ca.cert_path, crls=(crl,)))
+
+
+def test_serve_check_names_a_key_of_another_certificate(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ca = make_ca(tmp_path)
+    a, b = ca.issue("a", server=True), ca.issue("b")
+    conf = tmp_path / "c.toml"
+    conf.write_text(
+        '[concentrator]\npublic_address = "203.0.113.50"\nprivate_networks = ["192.168.2.0/24"]\n'
+        f'[pki]\nca = "{ca.cert_path}"\ncertificate = "{a.cert}"\nkey = "{b.key}"\n'
+        '[[group]]\nname = "g"\npsk = "k"\naddress_pool = "10.40.1.0/24"\nauth = ["hybrid"]\n')
+    r = subprocess.run([sys.executable, "-m", "vpnhub", "serve", "--config", str(conf),
+                        "--check"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "is not the key of certificate" in r.stderr and str(b.key) in r.stderr
+    conf.write_text(conf.read_text().replace(str(b.key), str(a.key)))
+    r = subprocess.run([sys.executable, "-m", "vpnhub", "serve", "--config", str(conf),
+                        "--check"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -316,3 +316,12 @@ def test_chain_next_payload_fields():
     assert second[0] == PayloadType.VENDOR_ID
     assert data[-5] == PayloadType.NONE
     assert decode_payloads(PayloadType.HASH, data) == items
+
+
+@pytest.mark.parametrize("ptype", [PayloadType.CERT, PayloadType.CR])
+def test_cert_payload_without_its_encoding_byte_is_refused(ptype: int) -> None:
+    # RFC 2408 3.9/3.10: the encoding byte is mandatory; hostile input, named error
+    from vpnhub.wire.errors import WireError
+
+    with pytest.raises(WireError, match="short"):
+        decode_payloads(ptype, bytes([0, 0, 0, 4]))
