@@ -14,18 +14,27 @@ from __future__ import annotations
 
 import ipaddress
 import itertools
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.utils import CryptographyDeprecationWarning
 from cryptography.x509.oid import NameOID
 
 from vpnhub.pki.credentials import Credentials
 from vpnhub.text import printable
 from vpnhub.wire.constants import IdType
 
+# what `cryptography` raises on bytes it cannot parse (found by the mutation test)
+_MALFORMED = (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion,
+              x509.DuplicateExtension, x509.UnsupportedGeneralNameType)
+# A peer's certificate with, e.g., a negative serial number is refused by the checks
+# or accepted as before; the library's warning about it must not reach stderr once
+# per hostile packet.
+warnings.filterwarnings("ignore", category=CryptographyDeprecationWarning, module=__name__)
 MAX_CHAIN = 4  # end certificate + intermediates up to a configured CA
 MAX_CERTS = 8  # CERT payloads considered from one message
 
@@ -55,14 +64,25 @@ def parse_chain(ders: list[bytes]) -> list[x509.Certificate]:
     for der in ders[:MAX_CERTS]:
         try:
             out.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
+        except _MALFORMED as exc:
             raise CertificateRefused("malformed", f"a certificate does not parse: {exc}") from exc
     return out
 
 
 def verify_peer(creds: Credentials, ders: list[bytes], id_type: int, id_data: bytes,
                 at: datetime) -> PeerCertificate:
-    """The peer's end certificate (the first CERT payload, RFC 4945 3.2), verified."""
+    """The peer's end certificate (the first CERT payload, RFC 4945 3.2), verified.
+
+    The bytes are the peer's: `cryptography` parses names and extensions lazily, so
+    a malformed one may only raise while being checked; that is `malformed` too."""
+    try:
+        return _verify(creds, ders, id_type, id_data, at)
+    except _MALFORMED as exc:
+        raise CertificateRefused("malformed", f"a certificate does not parse: {exc}") from exc
+
+
+def _verify(creds: Credentials, ders: list[bytes], id_type: int, id_data: bytes,
+            at: datetime) -> PeerCertificate:
     certs = parse_chain(ders)
     leaf = certs[0]
     who = _name(leaf)
