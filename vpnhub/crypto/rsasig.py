@@ -18,8 +18,12 @@ from collections.abc import Callable
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from vpnhub.crypto.dh import powmod_backend
+
 # RFC 8017 9.2 step 3: at least 8 bytes of 0xFF padding, so the data is at most k - 11
 _MIN_PAD = 11
+# gmpy2 when installed: 2048-bit signatures in ~1 ms instead of ~8 ms with pow()
+_powmod = powmod_backend()
 
 
 def emsa_pkcs1_null(data: bytes, k: int) -> int:
@@ -42,9 +46,9 @@ def sign_pkcs1_null(key: rsa.RSAPrivateKey, data: bytes,
     k = (pub.n.bit_length() + 7) // 8
     m = emsa_pkcs1_null(data, k)
     r = _unit(pub.n, rng)
-    blinded = (pow(r, pub.e, pub.n) * m) % pub.n
+    blinded = (_powmod(r, pub.e, pub.n) * m) % pub.n
     s = (_crt(priv, blinded) * pow(r, -1, pub.n)) % pub.n
-    if pow(s, pub.e, pub.n) != m:  # a fault in the CRT must not leak a factor
+    if _powmod(s, pub.e, pub.n) != m:  # a fault in the CRT must not leak a factor
         raise ValueError("RSA signature self-check failed")
     return s.to_bytes(k, "big")
 
@@ -59,8 +63,8 @@ def _unit(n: int, rng: Callable[[int], bytes]) -> int:
 
 def _crt(priv: rsa.RSAPrivateNumbers, c: int) -> int:
     # RFC 8017 5.1.2 step 2b (the CRT form)
-    m1 = pow(c, priv.dmp1, priv.p)
-    m2 = pow(c, priv.dmq1, priv.q)
+    m1 = _powmod(c, priv.dmp1, priv.p)
+    m2 = _powmod(c, priv.dmq1, priv.q)
     h = (priv.iqmp * (m1 - m2)) % priv.p
     return m2 + h * priv.q
 
