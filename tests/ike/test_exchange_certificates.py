@@ -158,3 +158,44 @@ def test_hybrid_client_refuses_a_concentrator_of_another_ca(
     assert not c.sa.established
     assert [e.error for e in c.events if isinstance(e, ev.NegotiationFailed)] == [
         "certificate_refused"]
+
+
+class _Hostile:
+    """A peer's credentials that send what an attacker would: junk DER in CERT, or a SIG
+    of the wrong size; the rest is a real signer's."""
+
+    def __init__(self, real: PkiSigner, *, certificate: bytes | None = None,
+                 signature: bytes | None = None) -> None:
+        self.real, self._cert, self._sig = real, certificate, signature
+        self.subject_der, self.ca_names = real.subject_der, real.ca_names
+
+    @property
+    def certificate(self) -> bytes:
+        return self.real.certificate if self._cert is None else self._cert
+
+    def sign(self, data: bytes) -> bytes:
+        return self.real.sign(data) if self._sig is None else self._sig
+
+    def check_peer(self, certs: list[bytes], id_type: int, id_data: bytes) -> object:
+        return self.real.check_peer(certs, id_type, id_data)
+
+
+@pytest.mark.parametrize(("hostile", "error", "check"), [
+    ({"certificate": b"\x30\x82\x01\x00junk"}, "certificate_refused", "(malformed:"),
+    ({"signature": b"\x00\x01\x02"}, "signature_mismatch", "SIG_I does not verify"),
+    ({"signature": bytes(4096)}, "signature_mismatch", "SIG_I does not verify"),
+])
+def test_hostile_cert_and_sig_payloads_are_named_refusals(
+        hostile: dict[str, bytes], error: str, check: str,
+        pki: tuple[Authority, Issued, Path]) -> None:
+    ca, conc, _ = pki
+    lab, _ = _lab(ca, conc, AuthMethod.XAUTH_INIT_RSA)
+    signer = _Hostile(_signer(ca, ca.issue("hostile", ou=GROUP)), **hostile)
+    c = lab.add_client(auth="rsa", mode="main", pki=signer)  # type: ignore[arg-type]
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not c.sa.established
+    failed = [e.error for _, e in lab.server_events if isinstance(e, ev.NegotiationFailed)]
+    assert failed == [error]
+    assert any(check in line for line in _server_lines(lab)), _server_lines(lab)
+    assert not any("internal error" in line for line in _server_lines(lab))
