@@ -219,6 +219,7 @@ RULES = (
     Rule(("net",), may_import=(*CORE, *LEAVES)),
     Rule(("admin", "admintext"), may_import=("net", *LEAVES)),
     Rule(("auth",), may_import=("config", *LEAVES)),
+    Rule(("pki",), may_import=("config", "wire", "crypto", *LEAVES)),
     Rule(("session",), may_import=("config", *CORE, "net", *LEAVES)),
     Rule(("eventlimit", "eventlog"), may_import=("config", "eventlimit", *LEAVES)),
     Rule(("concentrator.core",),

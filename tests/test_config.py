@@ -832,3 +832,39 @@ def test_importing_the_configuration_loads_no_other_vpnhub_module() -> None:
                          check=True, timeout=60).stdout.split()
     outside = {m for m in out if m != "vpnhub.config" and not m.startswith("vpnhub.config.")}
     assert outside == {"vpnhub", "vpnhub.secret"}
+
+
+# ------------------------------------------------------------------ issue 14: [pki], auth
+def test_group_auth_default_and_list(tmp_path: Path) -> None:
+    assert parse_config(HEAD + group("g", "10.40.1.0/24")).groups[0].auth == ("psk",)
+    for f in ("ca.pem", "c.pem", "c.key", "crl.pem"):
+        (tmp_path / f).write_text("-----BEGIN X-----\n")
+    text = (HEAD + '[pki]\nca = "ca.pem"\ncertificate = "c.pem"\nkey = "c.key"\n'
+            'crls = ["crl.pem"]\n' + group("g", "10.40.1.0/24") + 'auth = ["hybrid", "rsa"]\n')
+    cfg = parse_config(text, base_dir=tmp_path)
+    assert cfg.groups[0].auth == ("hybrid", "rsa")
+    assert cfg.pki is not None and cfg.pki.crls == (tmp_path / "crl.pem",)
+    assert cfg.pki.key == tmp_path / "c.key"
+
+
+def test_group_auth_errors() -> None:
+    base = HEAD + group("g", "10.40.1.0/24")
+    assert "unknown method 'cert'" in str(error_of(base + 'auth = ["cert"]\n'))
+    assert "listed twice" in str(error_of(base + 'auth = ["psk", "psk"]\n'))
+    assert "empty list" in str(error_of(base + "auth = []\n"))
+    e = error_of(base + 'auth = ["psk", "hybrid"]\n')
+    assert e.key == "group[0].auth" and "[pki]" in str(e)
+
+
+def test_pki_file_errors(tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").write_text("x")
+    e = error_of(HEAD + '[pki]\ncertificate = "c.pem"\n')
+    assert "missing 'ca'" in str(e)
+    with pytest.raises(ConfigError, match=r"pki\.ca: cannot read .*No such file"):
+        parse_config(HEAD + '[pki]\nca = "nope.pem"\n', base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="missing 'key'"):
+        parse_config(HEAD + '[pki]\nca = "ca.pem"\ncertificate = "ca.pem"\n', base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"pki.crls\[0\]: cannot read"):
+        parse_config(HEAD + '[pki]\nca = "ca.pem"\ncrls = ["gone.crl"]\n', base_dir=tmp_path)
+    with pytest.raises(ConfigError, match="unknown key 'cert'"):
+        parse_config(HEAD + '[pki]\nca = "ca.pem"\ncert = "x"\n', base_dir=tmp_path)

@@ -25,14 +25,14 @@ def format_sessions(reply: dict[str, Any]) -> str:
         "",
         "Remote Access Sessions",
     ]
-    head = ("Username", "Assigned IP", "Public IP:Port", "Group", "Protocol", "Encryption",
-            "Login Time", "Duration", "Client", "Bytes Tx", "Bytes Rx")
+    head = ("Username", "Assigned IP", "Public IP:Port", "Group", "Auth", "Protocol",
+            "Encryption", "Login Time", "Duration", "Client", "Bytes Tx", "Bytes Rx")
     rows: list[tuple[str, ...]] = [head]
     for x in reply.get("sessions", []):
         d = int(x.get("duration", 0))
         row = (x["user"], str(x.get("assigned_ip") or "-"),
                f"{x['public_ip']}:{x['public_port']}", x.get("group", ""),
-               x.get("protocol", ""), x.get("encryption", ""),
+               x.get("auth", "psk"), x.get("protocol", ""), x.get("encryption", ""),
                str(x.get("login_time", "")).replace("T", " "),
                time.strftime("%H:%M:%S", time.gmtime(d)), printable(x.get("client", ""), 32),
                str(x.get("bytes_tx", 0)), str(x.get("bytes_rx", 0)))

@@ -68,6 +68,14 @@ def _serve(path: Path, check_only: bool) -> int:
     except ConfigError as e:
         print(f"vpnhub: configuration error: {e}", file=sys.stderr)
         return 2
+    if config.pki is not None:  # the files are X.509: checked by vpnhub.pki (issue 14)
+        from vpnhub.pki.credentials import PkiError, load_credentials
+
+        try:
+            load_credentials(config.pki)
+        except PkiError as e:
+            print(f"vpnhub: configuration error: {path}: {e}", file=sys.stderr)
+            return 2
     if check_only:
         print(f"{path}: configuration OK ({len(config.groups)} group(s),"
               f" {len(config.users)} user(s))")
@@ -134,12 +142,14 @@ def _connect(args: argparse.Namespace) -> int:
     import asyncio
     import os
 
+    from vpnhub.client.certs import client_signer
     from vpnhub.client.credentials import resolve_credentials
     from vpnhub.client.driver import EXIT_CONFIG, Options, VpnClient
     from vpnhub.client.profile import ProfileError, load_profile
 
     try:
         profile = load_profile(args.profile)
+        signer = client_signer(profile)
         user, password = resolve_credentials(
             profile, user=args.user, password_file=args.password_file, env=os.environ,
             interactive=sys.stdin.isatty())
@@ -149,7 +159,7 @@ def _connect(args: argparse.Namespace) -> int:
     opts = Options(user=user, password=password, verbose=args.verbose,
                    no_dns=args.no_dns or bool(getattr(profile, "no_dns", False)),
                    reconnect=args.reconnect or bool(getattr(profile, "reconnect", False)),
-                   status_socket=args.status_socket, log_file=args.log_file)
+                   status_socket=args.status_socket, log_file=args.log_file, signer=signer)
     return asyncio.run(VpnClient(profile, opts).run())
 
 

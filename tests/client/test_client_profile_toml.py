@@ -226,3 +226,34 @@ def test_toml_is_utf8(tmp_path: Path) -> None:
     with pytest.raises(ProfileError, match="not valid UTF-8") as info:
         load_profile(path)
     assert info.value.line == 4
+
+
+# ------------------------------------------------------------------ issue 14: certificates
+def test_certificate_keys_relative_to_the_profile(tmp_path: Path) -> None:
+    p = parse_toml_profile(MINIMAL + 'auth = "rsa"\nca_file = "ca.pem"\n'
+                           'certificate = "me.pem"\nkey = "me.key"\n', base_dir=tmp_path)
+    assert (p.auth, p.ca_file, p.certificate, p.key) == (
+        "rsa", tmp_path / "ca.pem", tmp_path / "me.pem", tmp_path / "me.key")
+    assert parse_toml_profile(MINIMAL).auth == "psk"
+
+
+def test_certificate_keys_refused() -> None:
+    assert "is not one of" in str(refused(MINIMAL + 'auth = "cert"\n'))
+    assert "needs ca_file" in str(refused(MINIMAL + 'auth = "hybrid"\n'))
+    e = refused(MINIMAL + 'auth = "rsa"\nca_file = "ca.pem"\n')
+    assert e.key == "auth" and "needs certificate" in str(e)
+
+
+def test_client_signer_names_a_bad_file(tmp_path: Path) -> None:
+    from vpnhub.client.certs import client_signer
+    from vpnhub.lab.testca import make_ca
+
+    ca = make_ca(tmp_path)
+    a, b = ca.issue("a"), ca.issue("b")
+    ok = parse_toml_profile(MINIMAL + f'auth = "hybrid"\nca_file = "{ca.cert_path}"\n')
+    assert client_signer(ok) is not None
+    assert client_signer(parse_toml_profile(MINIMAL)) is None
+    bad = parse_toml_profile(MINIMAL + f'auth = "rsa"\nca_file = "{ca.cert_path}"\n'
+                             f'certificate = "{a.cert}"\nkey = "{b.key}"\n')
+    with pytest.raises(ProfileError, match="is not the key of certificate"):
+        client_signer(bad)

@@ -20,6 +20,7 @@ from typing import assert_never
 from vpnhub.ike import events as ev
 from vpnhub.ike.driver import DriverFault, IkeDriver, InitiatorTable
 from vpnhub.ike.endpoint import IkeEndpoint, Limits
+from vpnhub.ike.pkiseam import SigCredentials
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Datagram, IkeConfig, IkeSA
 from vpnhub.ike.transitions import Role
@@ -63,6 +64,9 @@ class Lab:
                  server_xauth: bool = True, server_local_ip: str = SERVER_IP,
                  group_policy: Policy | None = None) -> None:
         self.group_policy = group_policy
+        # issue 14: the concentrator's certificate (SigCredentials) and methods
+        self.server_pki: SigCredentials | None = None
+        self.server_methods: tuple[int, ...] | None = None
         self.server_ts_check: Callable[..., str | None] | None = None
         # server_local_ip != SERVER_IP puts the concentrator behind a static NAT
         self.server_local_ip = server_local_ip
@@ -94,16 +98,23 @@ class Lab:
         return IkeConfig(local_address=self.server_local_ip, policy=self.server_policy,
                          psk_lookup=lookup, natt=self.server_natt, xauth=self.server_xauth,
                          policy_for=lambda group: self.group_policy,
-                         ts_check=self.server_ts_check)
+                         ts_check=self.server_ts_check, pki=self.server_pki,
+                         auth_methods_for=self._methods if self.server_methods else None,
+                         group_for_cert=lambda ous, method: GROUP)
+
+    def _methods(self, group_id: bytes | None) -> tuple[int, ...]:
+        assert self.server_methods is not None
+        return self.server_methods
 
     def add_client(self, *, user: str = "vpnclient1", password: str | None = None,
                    local_ip: str = "10.10.10.2", pat_ip: str | None = "203.0.113.78",
                    policy: Policy | None = None, mode: str = "aggressive",
                    psk: str = PSK, natt: bool = True, force_natt: bool = False,
-                   xauth: bool = True) -> Client:
+                   xauth: bool = True, auth: str = "psk",
+                   pki: SigCredentials | None = None) -> Client:
         cfg = IkeConfig(local_address=local_ip, policy=policy or Policy(), mode=mode,
                         group_name=GROUP, psk=Secret(psk), natt=natt, force_natt=force_natt,
-                        xauth=xauth)
+                        xauth=xauth, auth=auth, pki=pki)
         sa = IkeSA(cfg, Role.INITIATOR, (SERVER_IP, 500), self.now)
         c = Client(sa, local_ip, user, password if password is not None else USERS[user],
                    pat_ip)

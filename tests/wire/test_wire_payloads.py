@@ -328,3 +328,10 @@ def test_encode_hashed_is_the_same_message_as_encoding_it_all() -> None:
     hp = HashPayload(b"\x01" * 20)
     assert encode_hashed(hp, rest, encode_payloads(rest)) == encode_payloads([hp, *rest])
     assert encode_hashed(hp, [], b"") == encode_payloads([hp])
+@pytest.mark.parametrize("ptype", [PayloadType.CERT, PayloadType.CR])
+def test_cert_payload_without_its_encoding_byte_is_refused(ptype: int) -> None:
+    # RFC 2408 3.9/3.10: the encoding byte is mandatory; hostile input, named error
+    from vpnhub.wire.errors import WireError
+
+    with pytest.raises(WireError, match="short"):
+        decode_payloads(ptype, bytes([0, 0, 0, 4]))

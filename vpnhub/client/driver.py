@@ -24,6 +24,7 @@ from vpnhub.admin import start_server
 from vpnhub.esp.sa import SaParams
 from vpnhub.ike import events as ev
 from vpnhub.ike.driver import DriverFault, InitiatorTable
+from vpnhub.ike.pkiseam import SigCredentials
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import IkeConfig, IkeSA
 from vpnhub.ike.transitions import Role, State
@@ -84,6 +85,8 @@ class Profile(Protocol):
     def force_keepalives(self) -> bool: ...
     @property
     def tunnel_interface(self) -> str: ...
+    @property
+    def auth(self) -> str: ...  # "psk", "hybrid" or "rsa" (issue 14)
 
 
 @dataclass
@@ -98,6 +101,8 @@ class Options:
     local_port: int = 500
     natt_port: int = 4500
     connect_timeout: float = 30.0
+    # issue 14: the profile's certificates (client/certs.py); None: group PSK
+    signer: SigCredentials | None = None
     print: Callable[[str], None] = field(default=lambda s: print(s, flush=True))
 
 
@@ -252,7 +257,8 @@ class VpnClient:
                          log_severity=13 if self.opts.log_file else (
                              9 if self.opts.verbose else 5),
                          dpd_interval=float(p.dpd_interval),
-                         application_version=f"vpnhub {__version__}:Linux")
+                         application_version=f"vpnhub {__version__}:Linux",
+                         auth=p.auth, pki=self.opts.signer)
 
     def _local_address(self) -> str:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

@@ -25,7 +25,7 @@ from enum import StrEnum
 from os import PathLike
 from pathlib import Path
 from types import MappingProxyType
-from typing import NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from vpnhub.client.cisco_decrypt import CiscoDecodeError, decode_password
 from vpnhub.ike.policy import MODERN_GROUPS
@@ -103,6 +103,12 @@ class ClientProfile:
     tunnel_interface: str = DEFAULT_INTERFACE
     description: str = ""
     backup_servers: tuple[str, ...] = ()
+    # issue 14: "psk" (group key + XAUTH), "hybrid" (the concentrator's certificate,
+    # checked against ca_file, + XAUTH) or "rsa" (our certificate and key too)
+    auth: str = "psk"
+    ca_file: Path | None = None
+    certificate: Path | None = None
+    key: Path | None = None
     source: Path | None = None
     source_format: str = "toml"  # "toml" or "pcf"
     locked: frozenset[str] = frozenset()  # .pcf keys the admin locked with '!'
@@ -243,6 +249,7 @@ _AUTH_TYPES_UNSUPPORTED = {
     3: "mutual certificate authentication",
     5: "hybrid authentication (the concentrator's certificate + XAUTH)",
 }
+AUTH_MODES = ("psk", "hybrid", "rsa")
 
 
 def parse_pcf(text: str, source: str = "<string>") -> ClientProfile:
@@ -408,8 +415,10 @@ class _PcfReader:
             self.fail(
                 "AuthType",
                 f"not supported yet: AuthType={auth} (certificates):"
-                f" {_AUTH_TYPES_UNSUPPORTED[auth]}; vpnhub supports AuthType=1,"
-                " the group pre-shared key",
+                f" {_AUTH_TYPES_UNSUPPORTED[auth]}; it reads the Cisco client's certificate"
+                " store, which vpnhub cannot: use a TOML profile with"
+                f" auth = {'hybrid' if auth == 5 else 'rsa'!r} and its ca_file"
+                f"{', certificate and key' if auth == 3 else ''} (docs/CLIENT-PROFILES.md)",
             )
         if auth != 1:
             self.fail(
@@ -453,6 +462,10 @@ _TOML_KEYS = frozenset(
         "tunnel_interface",
         "description",
         "backup_servers",
+        "auth",
+        "ca_file",
+        "certificate",
+        "key",
     ]
 )
 _NON_EMPTY_KEYS = frozenset(
@@ -674,7 +687,23 @@ class _TomlReader:
             description=self.string("description") or "",
             backup_servers=self.backup_servers(),
             source_format="toml",
+            **self.certificates(),
         )
+
+    def certificates(self) -> dict[str, Any]:
+        """auth, ca_file, certificate, key (issue 14); files relative to the profile."""
+        auth = self.string("auth") or "psk"
+        if auth not in AUTH_MODES:
+            self.fail("auth", f"{_show(auth)} is not one of {', '.join(map(repr, AUTH_MODES))}")
+        files = {k: self.string(k) for k in ("ca_file", "certificate", "key")}
+        needed = {"psk": (), "hybrid": ("ca_file",), "rsa": ("ca_file", "certificate", "key")}
+        for k in needed[auth]:
+            if not files[k]:
+                self.fail("auth", f"auth = {auth!r} needs {k}")
+        out: dict[str, Any] = {"auth": auth}
+        for k, v in files.items():
+            out[k] = self.base_dir / Path(v).expanduser() if v else None
+        return out
 
 
 def parse_toml_profile(

@@ -23,6 +23,7 @@ from typing import Any, Protocol, assert_never
 
 from vpnhub import __version__
 from vpnhub.auth.api import Authenticator, AuthRequest, AuthResult, BackendError
+from vpnhub.concentrator.certauth import CertAuthPolicy
 from vpnhub.concentrator.memory import BurstTrimmer
 from vpnhub.concentrator.staterecord import (
     HeldAddress,
@@ -40,6 +41,7 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.dhpool import DhPool
 from vpnhub.ike.driver import DriverFault
 from vpnhub.ike.endpoint import IkeEndpoint, Limits
+from vpnhub.ike.pkiseam import SigCredentials
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
 from vpnhub.ike.summary import Notice
@@ -98,8 +100,11 @@ class ConcentratorCore:
 
     def __init__(self, config: Config, log: EventLog, *, authenticator: Authenticator,
                  dataplane: DataplaneHandle | None, clock: Clock, wall: Clock,
-                 spawn: Spawn) -> None:
+                 spawn: Spawn, signer: SigCredentials | None = None) -> None:
         self.config = config
+        # issue 14: our certificate and the groups' phase 1 methods; None: PSK only
+        self.signer = signer
+        self.cert_auth = CertAuthPolicy(config) if signer is not None else None
         self.log = log
         c = config.concentrator
         self.public = str(c.public_address)
@@ -163,7 +168,9 @@ class ConcentratorCore:
             transport="tcp" if over_tcp else "udp", log_severity=self.log.max_severity(),
             dpd_interval=float(c.dpd_interval), dpd_grace=DPD_GRACE,
             dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}",
-            xauth_timeout=float(c.xauth_timeout))
+            xauth_timeout=float(c.xauth_timeout), pki=self.signer,
+            auth_methods_for=self.cert_auth.methods_for if self.cert_auth else None,
+            group_for_cert=self.cert_auth.group_for_cert if self.cert_auth else None)
 
     def _l2l_config(self, site: LanToLanConfig) -> IkeConfig:
         c = self.config.concentrator
@@ -546,10 +553,11 @@ class ConcentratorCore:
     def _on_Phase1Established(self, sa: IkeSA, e: ev.Phase1Established) -> None:
         s = self._session(sa)
         fields: dict[str, Any] = dict(
-            group=e.peer_id, public_ip=sa.remote[0], public_port=sa.remote[1],
+            group=e.cert_group or e.peer_id, public_ip=sa.remote[0], public_port=sa.remote[1],
             vendor_ids=e.peer_vendor_ids,
             ike={"encryption": e.encryption, "hash": e.hash, "dh_group": e.group,
                  "authentication": e.auth_method, "mode": e.mode, "rekey_interval": e.lifetime,
+                 "auth_mode": e.auth_mode, "certificate": e.cert_subject,
                  "local_behind_nat": sa.local_behind_nat,
                  "peer_behind_nat": sa.remote_behind_nat},
             nat_t=sa.natt_in_use,

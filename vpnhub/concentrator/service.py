@@ -61,6 +61,7 @@ from vpnhub.net.ikesplit import (
 from vpnhub.net.loopwatch import GcWatch, LoopWatch, StallWatch
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
+from vpnhub.pki.signer import build_signer
 
 # The duties that are not IKE timers: the state record, the event log's flood
 # summaries, the endpoint's notices, memory back after a flood.
@@ -86,7 +87,8 @@ class Concentrator:
         # the local users behind lock-out and slow-down (their check on a worker thread)
         self.auth = build_authenticator(config)
         self.core = ConcentratorCore(config, log, authenticator=self.auth, dataplane=None,
-                                     clock=time.monotonic, wall=time.time, spawn=self._spawn)
+                                     clock=time.monotonic, wall=time.time, spawn=self._spawn,
+                                     signer=build_signer(config.pki, time.time))
         self._tasks: set[asyncio.Task[None]] = set()  # XAUTH answers being awaited
         self._stop = asyncio.Event()
         self._routes: list[str] = []

@@ -184,6 +184,9 @@ class GroupConfig:
     simultaneous_logins: int = 3
     # XAUTH backend of this group (issue 14): "local" ([[user]]) or "radius"
     xauth: str = "local"
+    # issue 14: the phase 1 methods this group allows: "psk" (XAUTHInitPreShared),
+    # "hybrid" (HybridInitRSA: only the concentrator signs), "rsa" (XAUTHInitRSA)
+    auth: tuple[str, ...] = ("psk",)
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,19 @@ class RadiusConfig:
 
 
 @dataclass(frozen=True)
+class PkiConfig:
+    """[pki] (issue 14): the trusted CAs, the concentrator's certificate and key, CRLs.
+
+    Only the paths are checked here (the package imports no X.509 code); vpnhub.pki
+    loads them and says which file is wrong."""
+
+    ca: Path
+    certificate: Path | None = None
+    key: Path | None = None
+    crls: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     concentrator: ConcentratorConfig
     nat_transparency: NatTransparencyConfig
@@ -264,6 +280,7 @@ class Config:
     source: str = "<string>"
     lan_to_lan: tuple[LanToLanConfig, ...] = ()
     radius: RadiusConfig = RadiusConfig()
+    pki: PkiConfig | None = None
 
     def group(self, name: str) -> GroupConfig | None:
         return next((g for g in self.groups if g.name == name), None)

@@ -40,6 +40,7 @@ from vpnhub.config.schema import (
     LogClassConfig,
     LogConfig,
     NatTransparencyConfig,
+    PkiConfig,
     RadiusConfig,
     RadiusDaeClientConfig,
     RadiusServerConfig,
@@ -376,6 +377,11 @@ _USER_KEYS = frozenset({"name", "password", "password_hash", "group"})
 _L2L_KEYS = frozenset({"name", "peer", "peer_id", "psk", "psk_file", "local_networks",
                        "remote_networks", "ipsec_over_natt", "ike_proposals",
                        "esp_proposals"})  # fmt: skip
+# issue 14: certificates ([pki]) and the phase 1 methods of a group (`auth`)
+_TOP_KEYS = _TOP_KEYS | {"pki"}
+_GROUP_KEYS = _GROUP_KEYS | {"auth"}
+_PKI_KEYS = frozenset({"ca", "certificate", "key", "crls"})
+AUTH_MODES = ("psk", "hybrid", "rsa")
 _FRAGMENTATION = ("none", "before-encryption", "clear-df")
 _BANNER_MAX = 4000
 _DAY = 86400
@@ -393,7 +399,9 @@ def _build(ctx: _Context, top: _Table) -> Config:
     users = _users(ctx, top.sub_array("user", _USER_KEYS), groups)
     l2l = _lan_to_lans(top.sub_array("lan_to_lan", _L2L_KEYS), conc, groups)
     radius = _radius(top.sub("radius", _RADIUS_KEYS), groups)
-    return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l, radius)
+    pki = _pki(top.sub("pki", _PKI_KEYS)) if top.has("pki") else None
+    _check_groups_have_pki(ctx, groups, pki)
+    return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l, radius, pki)
 
 
 def _lan_to_lans(tables: list[_Table], conc: ConcentratorConfig,
@@ -669,7 +677,65 @@ def _group(t: _Table, conc: ConcentratorConfig) -> GroupConfig:
         esp_proposals=_proposals(t, "esp_proposals", "esp", conc),
         simultaneous_logins=t.integer("simultaneous_logins", 3, 0, SIMULTANEOUS_LOGINS_MAX),
         xauth=t.choice("xauth", "local", _XAUTH_BACKENDS),
+        auth=_group_auth(t),
     )
+
+
+# --------------------------------------------------------------- certificates (issue 14)
+def _group_auth(t: _Table) -> tuple[str, ...]:
+    modes = t.string_list("auth", ("psk",))
+    if not modes:
+        t.fail("auth", f"empty list; allow at least one of {', '.join(AUTH_MODES)}")
+    for i, mode in enumerate(modes):
+        if mode not in AUTH_MODES:
+            t.fail("auth", f"unknown method {_show(mode)}; one of {', '.join(AUTH_MODES)}", i)
+        if mode in modes[:i]:
+            t.fail("auth", f"{_show(mode)} is listed twice", i)
+    return modes
+
+
+def _pki(t: _Table) -> PkiConfig:
+    if not t.has("ca"):
+        t.fail("ca", "missing 'ca': the PEM bundle of the CAs that sign clients' certificates")
+    ca = _readable(t, "ca")
+    certificate = _readable(t, "certificate") if t.has("certificate") else None
+    key = _readable(t, "key") if t.has("key") else None
+    if (certificate is None) != (key is None):
+        missing = "key" if key is None else "certificate"
+        t.fail(missing, f"missing '{missing}': the certificate and its key go together")
+    crls: list[Path] = []
+    for i in range(len(t.string_list("crls", ()))):
+        crls.append(_readable(t, "crls", i))
+    return PkiConfig(ca=ca, certificate=certificate, key=key, crls=tuple(crls))
+
+
+def _readable(t: _Table, key: str, index: int | None = None) -> Path:
+    """A file the concentrator can read; X.509 parsing is vpnhub.pki's (a leaf package)."""
+    if index is None:
+        path = t.path_value(key, None)
+        where: tuple[int, ...] = ()
+    else:
+        raw = t.string_list(key, ())[index]
+        path = t.ctx.base_dir / raw if raw else None
+        where = (index,)
+    if path is None:
+        t.fail(key, "must not be empty", *where)
+    try:
+        with path.open("rb") as f:
+            f.read(1)
+    except (OSError, ValueError) as exc:
+        detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else "bad path"
+        t.fail(key, f"cannot read {_show(str(path))}: {detail}", *where)
+    return path
+
+
+def _check_groups_have_pki(ctx: _Context, groups: tuple[GroupConfig, ...],
+                           pki: PkiConfig | None) -> None:
+    for i, g in enumerate(groups):
+        signed = [m for m in g.auth if m != "psk"]
+        if signed and (pki is None or pki.certificate is None):
+            ctx.fail(("group", i, "auth"), f"{_show(signed[0])} needs the concentrator's"
+                     " certificate: set [pki] ca, certificate and key")
 
 
 def _groups(

@@ -59,6 +59,11 @@ del _gmp
 DEFAULT_BACKEND = "gmpy2" if "gmpy2" in _POW_BACKENDS else "pow"
 
 
+def powmod_backend(name: str = DEFAULT_BACKEND) -> PowMod:
+    """The modular exponentiation by name (RSA signing uses it too, crypto/rsasig.py)."""
+    return _POW_BACKENDS[name]
+
+
 def available_backends() -> tuple[str, ...]:
     """Names accepted by `dh_group(..., backend=)`: always "pow", "gmpy2" if installed."""
     return tuple(_POW_BACKENDS)

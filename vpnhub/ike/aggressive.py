@@ -1,4 +1,5 @@
-"""Aggressive Mode with pre-shared keys (RFC 2409 section 5.4), both halves.
+"""Aggressive Mode with pre-shared keys (RFC 2409 section 5.4), both halves; as
+responder also hybrid and RSA signatures (ike/sigauth.py, issue 14).
 
     Initiator                          Responder
     HDR, SA, KE, Ni, IDii, VID...  -->
@@ -14,13 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 
-from vpnhub.ike import phase1, transaction
+from vpnhub.ike import phase1, sigauth, transaction
 from vpnhub.ike.lifetime import read_responder_lifetime, responder_lifetime
 from vpnhub.ike.standin import stand_in_psk
 from vpnhub.ike.state import Address, SaState, State
 from vpnhub.secret import Secret
 from vpnhub.wire.constants import (
-    AuthMethod,
     ExchangeType,
     NotifyType,
     ProtocolId,
@@ -42,15 +42,15 @@ AM = ExchangeType.AGGRESSIVE
 
 # ----------------------------------------------------------------- initiator
 def initiate(sa: SaState, now: float) -> None:
-    auth = AuthMethod.XAUTH_INIT_PSK if sa.config.xauth else AuthMethod.PSK
-    sap = phase1.our_sa_payload(sa, auth)
+    sap = phase1.our_sa_payload(sa, phase1.initiator_auth(sa))
     kp = phase1.new_dh(sa, sa.config.policy.dh_group)
     n = phase1.nonce(sa)
-    idp = phase1.our_id(sa)
+    idp = phase1.our_id(sa) if sa.config.auth == "psk" else sigauth.initiator_id(sa)
     sa.nonce_i = n.data
     sa.sai_b = encode_payloads([sap])[4:]
     sa.p1.idii_b = encode_payloads([idp])[4:]
-    payloads: list[Payload] = [sap, KEPayload(kp.public), n, idp, *phase1.our_vendor_ids(sa)]
+    payloads: list[Payload] = [sap, KEPayload(kp.public), n, idp, *sigauth.cert_requests(sa),
+                               *phase1.our_vendor_ids(sa)]
     sa.send(AM, payloads, now=now)
     sa.state = State.AM_I_SENT1
     sa.log("IKE", 5, f"initiating Aggressive Mode to {sa.remote[0]}:{sa.remote[1]}"
@@ -74,14 +74,21 @@ def initiator_2(sa: SaState, msg: Message, remote: Address, local_port: int, now
     read_responder_lifetime(sa, p)
     sa.nonce_r = nr.data
     phase1.compute_keys(sa, ke)
-    phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
+    signatures = sigauth.uses_signatures(suite.auth)
+    if signatures:
+        sigauth.check_responder_proof(sa, p, idr)
+    else:
+        phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
     phase1.remember_peer_id(sa, idr)
     had_natd = phase1.detect_nat(sa, p)
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)
     phase1.float_to_natt_port(sa)  # message 3 already goes to 4500
-    hash_i = phase1.hash_of(sa, initiator=True, id_body=sa.p1.idii_b)
-    out: list[Payload] = [HashPayload(hash_i)]
+    out: list[Payload]
+    if signatures:
+        out = sigauth.initiator_proof(sa, sa.p1.idii_b)
+    else:
+        out = [HashPayload(phase1.hash_of(sa, initiator=True, id_body=sa.p1.idii_b))]
     if sa.config.send_initial_contact:
         out.append(NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP,
                                  sa.icookie + sa.rcookie))
@@ -113,6 +120,7 @@ def responder_1(sa: SaState, msg: Message, remote: Address, local_port: int, now
             sa.config = other
             sa.psk = other.psk
     sa.psk = _lookup_psk(sa, idi, remote)
+    sa.p1.auth_id = idi.data  # the group's phase 1 methods (issue 14)
     if sa.config.policy_for is not None:  # the group may narrow the proposals
         group_policy = sa.config.policy_for(idi.data)
         if group_policy is not None:
@@ -126,15 +134,18 @@ def responder_1(sa: SaState, msg: Message, remote: Address, local_port: int, now
     nr = phase1.nonce(sa)
     sa.nonce_r = nr.data
     phase1.compute_keys(sa, ke)
-    idr = phase1.our_id(sa)
-    hash_r = phase1.hash_of(sa, initiator=False, id_body=phase1.body(idr))
+    signatures = sigauth.uses_signatures(suite.auth)
+    idr = sigauth.our_id(sa) if signatures else phase1.our_id(sa)
     out: list[Payload] = [SAPayload([chosen]), KEPayload(kp.public), nr, idr,
                           *phase1.our_vendor_ids(sa)]
     if sa.natt_variant:
         out += phase1.natd_payloads(sa)  # after the SA, as vpnc requires
     if suite.lifetime > sa.lifetime:
         out.append(responder_lifetime(sa.lifetime, ProtocolId.ISAKMP, sa.icookie + sa.rcookie))
-    out.append(HashPayload(hash_r))
+    if signatures:  # CERT and SIG_R, no hash of the group key (ike.sigauth)
+        out += [*sigauth.cert_requests(sa), *sigauth.our_proof(sa, phase1.body(idr))]
+    else:
+        out.append(HashPayload(phase1.hash_of(sa, initiator=False, id_body=phase1.body(idr))))
     sa.send(AM, out, now=now)
     sa.state = State.AM_R_SENT2
 
@@ -155,7 +166,12 @@ def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now
     if not msg.flags & 1 and sa.cipher is not None:
         sa.log("IKE", 5, "Aggressive Mode message 3 arrived unencrypted (accepted, RFC 2409"
                " allows it)")
-    phase1.check_hash(sa, p, initiator=True, id_body=sa.p1.peer_id_b)
+    assert sa.suite is not None
+    if sigauth.uses_signatures(sa.suite.auth):
+        sigauth.check_initiator_proof(sa, p, sa.peer_id_type, sa.peer_id_data,
+                                      sa.p1.peer_id_b)
+    else:
+        phase1.check_hash(sa, p, initiator=True, id_body=sa.p1.peer_id_b)
     sa.commit_iv()
     # Message 3 is authenticated: if it came from another port (the float to
     # 4500 through a PAT, RFC 3947 4), that is where the peer lives now.

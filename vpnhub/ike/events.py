@@ -79,6 +79,11 @@ class Phase1Established(EventBase):
     lifetime: int
     peer_id: str
     peer_vendor_ids: tuple[str, ...]
+    # issue 14: "psk", "rsa" or "hybrid"; for a certificate, its subject and the group
+    # its OU selected (else "")
+    auth_mode: str = "psk"
+    cert_subject: str = ""
+    cert_group: str = ""
 
 
 @dataclass(frozen=True)

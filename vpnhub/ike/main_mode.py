@@ -1,4 +1,5 @@
-"""Main Mode (identity protection) with pre-shared keys (RFC 2409 section 5).
+"""Main Mode (identity protection) with pre-shared keys (RFC 2409 section 5), and
+as responder with RSA signatures or hybrid authentication (ike/sigauth.py, issue 14).
 
     Initiator                        Responder
     HDR, SA, VID...              -->
@@ -15,11 +16,11 @@ With a pre-shared key the responder must pick the key before it sees the
 
 from __future__ import annotations
 
-from vpnhub.ike import phase1, transaction
+from vpnhub.ike import phase1, sigauth, transaction
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import read_responder_lifetime, responder_lifetime
 from vpnhub.ike.state import Address, SaState, State
-from vpnhub.wire.constants import AuthMethod, ExchangeType, NotifyType, ProtocolId
+from vpnhub.wire.constants import ExchangeType, NotifyType, ProtocolId
 from vpnhub.wire.message import Message
 from vpnhub.wire.payloads import (
     HashPayload,
@@ -37,8 +38,7 @@ MM = ExchangeType.IDENTITY_PROTECTION
 
 # ----------------------------------------------------------------- initiator
 def initiate(sa: SaState, now: float) -> None:
-    auth = AuthMethod.XAUTH_INIT_PSK if sa.config.xauth else AuthMethod.PSK
-    sap = phase1.our_sa_payload(sa, auth)
+    sap = phase1.our_sa_payload(sa, phase1.initiator_auth(sa))
     sa.sai_b = encode_payloads([sap])[4:]
     sa.send(MM, [sap, *phase1.our_vendor_ids(sa)], now=now)
     sa.state = State.MM_I_SENT1
@@ -58,7 +58,7 @@ def initiator_2(sa: SaState, msg: Message, remote: Address, local_port: int, now
     kp = phase1.new_dh(sa, suite.group)
     n = phase1.nonce(sa)
     sa.nonce_i = n.data
-    out: list[Payload] = [KEPayload(kp.public), n]
+    out: list[Payload] = [KEPayload(kp.public), n, *sigauth.cert_requests(sa)]
     if sa.natt_variant:
         out += phase1.natd_payloads(sa)
     sa.answered(0)
@@ -78,10 +78,14 @@ def initiator_4(sa: SaState, msg: Message, remote: Address, local_port: int, now
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)
     phase1.float_to_natt_port(sa)  # message 5 already goes to 4500
-    idp = phase1.our_id(sa)
+    out: list[Payload]
+    if sa.suite is not None and sigauth.uses_signatures(sa.suite.auth):
+        idp = sigauth.initiator_id(sa)
+        out = [idp, *sigauth.initiator_proof(sa, phase1.body(idp))]
+    else:
+        idp = phase1.our_id(sa)
+        out = [idp, HashPayload(phase1.hash_of(sa, initiator=True, id_body=phase1.body(idp)))]
     sa.p1.idii_b = phase1.body(idp)
-    out: list[Payload] = [idp, HashPayload(phase1.hash_of(sa, initiator=True,
-                                                          id_body=phase1.body(idp)))]
     if sa.config.send_initial_contact:
         out.append(NotifyPayload(NotifyType.INITIAL_CONTACT, ProtocolId.ISAKMP,
                                  sa.icookie + sa.rcookie))
@@ -93,8 +97,11 @@ def initiator_4(sa: SaState, msg: Message, remote: Address, local_port: int, now
 def initiator_6(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     idr = phase1.require(p, IDPayload, "ID")
-    assert isinstance(idr, IDPayload)
-    phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
+    assert isinstance(idr, IDPayload) and sa.suite is not None
+    if sigauth.uses_signatures(sa.suite.auth):
+        sigauth.check_responder_proof(sa, p, idr)
+    else:
+        phase1.check_hash(sa, p, initiator=False, id_body=phase1.body(idr))
     sa.commit_iv()
     phase1.remember_peer_id(sa, idr)
     sa.answered(0)
@@ -111,16 +118,23 @@ def responder_1(sa: SaState, msg: Message, remote: Address, local_port: int, now
     phase1.set_suite(sa, suite)
     phase1.settle_natt_variant(sa, p)
     sa.sai_b = phase1.body(sap)
-    lookup = sa.config.psk_lookup
-    sa.psk = lookup(0, b"", remote) if lookup else sa.config.psk
-    if sa.psk is None:
-        raise IkeError("unknown_peer", f"no pre-shared key for Main Mode peer {remote[0]}",
-                       NotifyType.AUTHENTICATION_FAILED)
+    if sigauth.uses_signatures(suite.auth):  # no key to pick: certificates (issue 14)
+        sigauth.credentials(sa)
+    else:
+        _lookup_psk(sa, remote)
     out: list[Payload] = [SAPayload([chosen]), *phase1.our_vendor_ids(sa)]
     if suite.lifetime > sa.lifetime:
         out.append(responder_lifetime(sa.lifetime, ProtocolId.ISAKMP, sa.icookie + sa.rcookie))
     sa.send(MM, out, now=now)
     sa.state = State.MM_R_SENT2
+
+
+def _lookup_psk(sa: SaState, remote: Address) -> None:
+    lookup = sa.config.psk_lookup
+    sa.psk = lookup(0, b"", remote) if lookup else sa.config.psk
+    if sa.psk is None:
+        raise IkeError("unknown_peer", f"no pre-shared key for Main Mode peer {remote[0]}",
+                       NotifyType.AUTHENTICATION_FAILED)
 
 
 def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
@@ -136,7 +150,7 @@ def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now
     sa.nonce_r = nr.data
     phase1.compute_keys(sa, ke)
     sa.p1.natd3 = [x for x in p if x.payload_type in (20, 130)]
-    out: list[Payload] = [KEPayload(kp.public), nr]
+    out: list[Payload] = [KEPayload(kp.public), nr, *sigauth.cert_requests(sa)]
     if sa.natt_variant:
         out += phase1.natd_payloads(sa)
     sa.send(MM, out, now=now)
@@ -146,8 +160,12 @@ def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now
 def responder_5(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:
     p = msg.payloads
     idi = phase1.require(p, IDPayload, "ID")
-    assert isinstance(idi, IDPayload)
-    phase1.check_hash(sa, p, initiator=True, id_body=phase1.body(idi))
+    assert isinstance(idi, IDPayload) and sa.suite is not None
+    signatures = sigauth.uses_signatures(sa.suite.auth)
+    if signatures:
+        sigauth.check_initiator_proof(sa, p, idi.id_type, idi.data, phase1.body(idi))
+    else:
+        phase1.check_hash(sa, p, initiator=True, id_body=phase1.body(idi))
     sa.commit_iv()
     phase1.remember_peer_id(sa, idi)
     if remote != sa.remote or local_port != sa.local_port:
@@ -156,9 +174,13 @@ def responder_5(sa: SaState, msg: Message, remote: Address, local_port: int, now
     had_natd = phase1.detect_nat(sa, natd)
     phase1.conclude_natt(sa)
     phase1.diagnose_nat_without_natt(sa, had_natd)
-    idr = phase1.our_id(sa)
-    out: list[Payload] = [idr, HashPayload(phase1.hash_of(sa, initiator=False,
-                                                          id_body=phase1.body(idr)))]
+    out: list[Payload]
+    if signatures:
+        idr = sigauth.our_id(sa)
+        out = [idr, *sigauth.our_proof(sa, phase1.body(idr))]
+    else:
+        idr = phase1.our_id(sa)
+        out = [idr, HashPayload(phase1.hash_of(sa, initiator=False, id_body=phase1.body(idr)))]
     sa.send(MM, out, encrypt=True, expect_reply=False, now=now)
     phase1.established(sa, "Main", now)
     transaction.after_phase1(sa, now)

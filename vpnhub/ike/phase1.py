@@ -10,7 +10,15 @@ import ipaddress
 from vpnhub.crypto.cipher import ike_cipher
 from vpnhub.crypto.dh import DHKeyPair, dh_group
 from vpnhub.crypto.errors import CryptoError
-from vpnhub.crypto.keys import derive_phase1, hash_i, hash_r, hashes_equal, natd_hash, skeyid_psk
+from vpnhub.crypto.keys import (
+    derive_phase1,
+    hash_i,
+    hash_r,
+    hashes_equal,
+    natd_hash,
+    skeyid_psk,
+    skeyid_sig,
+)
 from vpnhub.crypto.prf import hash_alg
 from vpnhub.crypto.suites import ike_suite_name
 from vpnhub.ike import events as ev
@@ -36,6 +44,10 @@ from vpnhub.wire.payloads import (
 )
 
 NONCE_LEN = 32
+# issue 14 (ike.sigauth): both ends sign (RFC 2409 5.1, XAUTH-06 5), or only the
+# responder (draft-ietf-ipsra-hybrid-auth-05 3.2); either way SKEYID is the signature one
+RSA_METHODS = frozenset({AuthMethod.RSA_SIG, AuthMethod.XAUTH_INIT_RSA})
+HYBRID_METHODS = frozenset({AuthMethod.HYBRID_INIT_RSA})
 # Preference when the peer announces several NAT-T versions: the RFC first,
 # then the drafts that float to 4500 (draft-00/01 never float, RFC 3947 4).
 NATT_PREFERENCE = ("RFC 3947", "draft-03", "draft-02N", "draft-02")
@@ -58,7 +70,11 @@ def require(payloads: list[Payload], cls: type[Payload], what: str) -> Payload:
 
 # ---------------------------------------------------------------- proposals
 def auth_methods(sa: SaState) -> tuple[int, ...]:
-    """What the responder accepts: XAUTH over PSK for remote access (vpnc needs 65001)."""
+    """What the responder accepts: XAUTH over PSK for remote access (vpnc needs 65001),
+    or what the group of the ID allows (issue 14: certificates, ike.sigauth)."""
+    pick = sa.config.auth_methods_for
+    if pick is not None and sa.role is Role.RESPONDER:
+        return pick(sa.p1.auth_id)
     if sa.config.xauth:
         return (AuthMethod.XAUTH_INIT_PSK,)
     return (AuthMethod.PSK,)
@@ -89,6 +105,15 @@ def choose_proposal(sa: SaState, sap: SAPayload) -> tuple[Proposal, P1Suite]:
     raise IkeError("no_proposal_chosen", detail, NotifyType.NO_PROPOSAL_CHOSEN)
 
 
+def initiator_auth(sa: SaState) -> int:
+    """The method an initiator offers: PSK (+XAUTH), or with certificates (issue 14)."""
+    if sa.config.auth == "hybrid":
+        return AuthMethod.HYBRID_INIT_RSA
+    if sa.config.auth == "rsa":
+        return AuthMethod.XAUTH_INIT_RSA if sa.config.xauth else AuthMethod.RSA_SIG
+    return AuthMethod.XAUTH_INIT_PSK if sa.config.xauth else AuthMethod.PSK
+
+
 def our_sa_payload(sa: SaState, auth: int) -> SAPayload:
     transforms = [encode_p1(i + 1, s) for i, s in enumerate(sa.config.policy.p1_offers(auth))]
     return SAPayload([Proposal(1, ProtocolId.ISAKMP, b"", transforms)])
@@ -100,8 +125,7 @@ def accept_initiator_choice(sa: SaState, sap: SAPayload) -> P1Suite:
         raise IkeError("bad_proposal_syntax", "responder returned more than one transform",
                        NotifyType.BAD_PROPOSAL_SYNTAX)
     suite = decode_p1(sap.proposals[0].transforms[0])
-    offered = sa.config.policy.p1_offers(AuthMethod.XAUTH_INIT_PSK if sa.config.xauth
-                                         else AuthMethod.PSK)
+    offered = sa.config.policy.p1_offers(initiator_auth(sa))
     if suite is None or not any(_same_suite(suite, o) for o in offered):
         raise IkeError("no_proposal_chosen", "responder chose a transform we did not offer",
                        NotifyType.NO_PROPOSAL_CHOSEN)
@@ -333,16 +357,32 @@ def compute_keys(sa: SaState, peer_ke: KEPayload) -> None:
         sa.dh_public_i, sa.dh_public_r = kp.public, peer_ke.data
     else:
         sa.dh_public_i, sa.dh_public_r = peer_ke.data, kp.public
-    if sa.psk is None:
-        raise IkeError("no_psk", "no pre-shared key for this peer",
-                       NotifyType.AUTHENTICATION_FAILED)
-    skeyid = skeyid_psk(sa.hash, sa.psk.reveal(), sa.nonce_i, sa.nonce_r)
+    skeyid = _skeyid(sa, g_xy)
     keys = derive_phase1(sa.hash, sa.cipher, skeyid, g_xy, sa.icookie, sa.rcookie,
                          sa.dh_public_i, sa.dh_public_r)
     sa.skeyid, sa.skeyid_d, sa.skeyid_a, sa.skeyid_e = (
         keys.skeyid, keys.skeyid_d, keys.skeyid_a, keys.skeyid_e)
     sa.enc_key, sa.p1_iv = keys.enc_key, keys.iv
     sa.p1.dh = None  # the private value is not needed any more
+
+
+def _skeyid(sa: SaState, g_xy: bytes) -> bytes:
+    """RFC 2409 5: prf(pre-shared-key, Ni_b | Nr_b), or prf(Ni_b | Nr_b, g^xy) for
+    signatures (and hybrid, whose initiator has no key of its own)."""
+    assert sa.hash is not None and sa.suite is not None
+    if sa.suite.auth in RSA_METHODS or sa.suite.auth in HYBRID_METHODS:
+        return skeyid_sig(sa.hash, sa.nonce_i, sa.nonce_r, g_xy)
+    if sa.psk is None:
+        raise IkeError("no_psk", "no pre-shared key for this peer",
+                       NotifyType.AUTHENTICATION_FAILED)
+    return skeyid_psk(sa.hash, sa.psk.reveal(), sa.nonce_i, sa.nonce_r)
+
+
+def auth_mode(method: int) -> str:
+    """The name the manager and `vpnhub sessions` show: psk, rsa or hybrid."""
+    if method in RSA_METHODS:
+        return "rsa"
+    return "hybrid" if method in HYBRID_METHODS else "psk"
 
 
 def hash_of(sa: SaState, *, initiator: bool, id_body: bytes) -> bytes:
@@ -407,7 +447,10 @@ def established(sa: SaState, mode: str, now: float) -> None:
     name = ike_suite_name(s.encr, s.key_length, s.hash, s.group)
     parts = name.split("/")
     auth_names: dict[int, str] = {AuthMethod.PSK: "Preshared Keys",
-                                  AuthMethod.XAUTH_INIT_PSK: "Preshared Keys-XAUTH"}
+                                  AuthMethod.XAUTH_INIT_PSK: "Preshared Keys-XAUTH",
+                                  AuthMethod.RSA_SIG: "RSA Digital Certificate",
+                                  AuthMethod.XAUTH_INIT_RSA: "RSA Digital Certificate-XAUTH",
+                                  AuthMethod.HYBRID_INIT_RSA: "RSA Hybrid-XAUTH"}
     auth = auth_names.get(s.auth, str(s.auth))
     sa.log("IKE", 5, f"IKE SA established ({mode} Mode, {name}, {auth},"
            f" lifetime {sa.lifetime} s) with {describe_id(sa.peer_id_type, sa.peer_id_data)}"
@@ -416,7 +459,9 @@ def established(sa: SaState, mode: str, now: float) -> None:
         encryption=parts[0], hash=parts[1] if len(parts) > 1 else "",
         group=parts[2] if len(parts) > 2 else "", auth_method=auth, mode=mode,
         lifetime=sa.lifetime, peer_id=describe_id(sa.peer_id_type, sa.peer_id_data),
-        peer_vendor_ids=tuple(sa.peer_vendor_ids)))
+        peer_vendor_ids=tuple(sa.peer_vendor_ids), auth_mode=auth_mode(s.auth),
+        cert_subject=sa.p1.peer_key.subject if sa.p1.peer_key else "",
+        cert_group=sa.p1.cert_group))
 
 
 def body(p: Payload) -> bytes:

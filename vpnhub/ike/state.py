@@ -30,6 +30,7 @@ from vpnhub.ike.errors import IkeError
 from vpnhub.ike.fragment import Reassembler
 from vpnhub.ike.fragment import split as fragment_split
 from vpnhub.ike.msgids import MessageIdWindow
+from vpnhub.ike.pkiseam import PeerKey, SigCredentials
 from vpnhub.ike.policy import EspSuite, P1Suite, Policy
 from vpnhub.ike.transport import Transport, transport_for_port
 from vpnhub.secret import Secret
@@ -139,6 +140,13 @@ class IkeConfig:
     fragment_size: int = 0
     spi_allocator: Callable[[], int] | None = None
     rng: Callable[[int], bytes] = os.urandom
+    # issue 14, signature authentication (ike.sigauth): our certificate, key and peer
+    # checks; the phase 1 methods a group allows, by its ID (None: Main Mode, before
+    # the ID, so every group's); the group of a certificate's OU values for a method
+    pki: SigCredentials | None = None
+    auth: str = "psk"  # initiator: "psk", "hybrid" (HybridInitRSA) or "rsa" (XAUTHInitRSA)
+    auth_methods_for: Callable[[bytes | None], tuple[int, ...]] | None = None
+    group_for_cert: Callable[[tuple[str, ...], int], str | None] | None = None
 
 
 @dataclass
@@ -199,6 +207,11 @@ class Phase1Scratch:
     peer_natt: str = ""  # the best NAT-T version the peer announced ("RFC 3947", ...)
     nat_without_natt: str = ""  # why NAT-T is missing although a NAT is in the path
     unknown_group: str | None = None  # answered with a stand-in key (ike.standin)
+    # issue 14 (ike.sigauth): the ID whose group's methods apply (Aggressive responder),
+    # the peer's verified certificate, the group it selected, its subject for the log
+    auth_id: bytes | None = None
+    peer_key: PeerKey | None = None
+    cert_group: str = ""
 
 
 @dataclass

@@ -40,7 +40,7 @@ DEFAULT_FORMAT = "jsonl"
 # The CSV columns, in order: keys of the listing's session object (session_json).
 COLUMNS = ("id", "user", "group", "public_ip", "public_port", "assigned_ip", "protocol",
            "login_time", "duration", "bytes_tx", "bytes_rx", "packets_tx", "packets_rx",
-           "encryption", "client", "diagnosis")
+           "encryption", "client", "diagnosis", "auth")
 # A cell starting with one of these is a formula to Excel, LibreOffice and Google
 # Sheets (OWASP "CSV Injection"): a quote in front makes it text. Tab and CR too,
 # which some of them strip before looking.

@@ -56,7 +56,8 @@ def _schemas() -> dict[str, Any]:
                     "active", "total_active", "peak", "concurrent_limit", "cumulative"]
     ike = _obj({
         "encryption": STR, "hash": STR, "dh_group": STR, "authentication": STR, "mode": STR,
-        "rekey_interval": INT, "local_behind_nat": BOOL, "peer_behind_nat": BOOL}, extra=True)
+        "rekey_interval": INT, "local_behind_nat": BOOL, "peer_behind_nat": BOOL,
+        "auth_mode": STR, "certificate": STR}, extra=True)
     ipsec = _obj({
         "spi_in": STR, "spi_out": STR, "encryption": STR, "hashing": STR,
         "encapsulation": STR, "local_network": STR, "remote_network": STR,
@@ -73,6 +74,8 @@ def _schemas() -> dict[str, Any]:
         "assigned_ip": {"type": "string", "nullable": True}, "public_ip": STR,
         "public_port": INT, "protocol": {"type": "string", "enum": ["IPsec", "IPsec/NAT-T"]},
         "encryption": STR, "login_time": {"type": "string", "format": "date-time"},
+        "auth": {"type": "string", "enum": ["psk", "rsa", "hybrid"],
+                 "description": "Phase 1 authentication (issue 14)."},
         "duration": {"type": "integer"}, "client": STR, "bytes_tx": INT, "bytes_rx": INT,
         "packets_tx": INT, "packets_rx": INT, "nat_t": BOOL, "peer_behind_nat": BOOL,
         "diagnosis": {"type": "string", "description": "Why no data can pass, if detected."},

@@ -128,7 +128,8 @@ def remote_row(d: dict[str, Any], csrf: str, now: float) -> str:
         f'<span class="public" data-ip="{h(d["public_ip"])}" data-port="{h(d["public_port"])}">'
         f'{h(d["public_ip"])}:{h(d["public_port"])}</span>',
         h(d["group"]),
-        f'<span class="protocol">{h(d["protocol"])}</span><br>{h(d["encryption"])}',
+        f'<span class="protocol">{h(d["protocol"])}</span><br>{h(d["encryption"])}'
+        f'<br><span class="auth">{h(d.get("auth", "psk"))}</span>',
         f"{h(stamp(login))}<br>{h(duration(d['duration']))}",
         h(d["client"] or "-"),
         f'<span class="bytes-tx">{h(d["bytes_tx"])}</span><br>'
@@ -222,8 +223,9 @@ def sessions_live(summary: dict[str, int], sessions: Sequence[dict[str, Any]],
                  "No LAN-to-LAN Sessions")
         + _table("remote-access", "Remote Access Sessions",
                  ["Username", "Assigned IP Address<br>Public IP Address", "Group",
-                  "Protocol<br>Encryption", "Login Time<br>Duration", "Client Type<br>Version",
-                  "Bytes Tx<br>Bytes Rx", "Actions"], remote, "No Remote Access Sessions")
+                  "Protocol<br>Encryption<br>Authentication", "Login Time<br>Duration",
+                  "Client Type<br>Version", "Bytes Tx<br>Bytes Rx", "Actions"], remote,
+                 "No Remote Access Sessions")
         + nav
         + _table("management", "Management Sessions",
                  ["Administrator", "IP Address", "Protocol", "Login Time<br>Duration"], mgmt,
@@ -278,6 +280,7 @@ def detail_live(d: dict[str, Any], chart: str) -> str:
         ("hash", "Hashing Algorithm", ike.get("hash", "-")),
         ("dh_group", "Diffie-Hellman Group", ike.get("dh_group", "-")),
         ("authentication", "Authentication Mode", ike.get("authentication", "-")),
+        ("certificate", "Peer Certificate", ike.get("certificate") or "-"),
         ("mode", "IKE Negotiation Mode", ike.get("mode", "-")),
         ("rekey_interval", "Rekey Time Interval", f"{ike.get('rekey_interval', '-')} seconds"),
         ("peer", "Peer (public)", f"{d['public_ip']}:{d['public_port']}"),

@@ -146,7 +146,9 @@ KNOWN_HANDSHAKE_FAILURES = (
     "no_proposal_chosen", "hash_mismatch", "phase1_timeout", "negotiation_timed_out",
     "unknown_group", "unknown_peer", "no_psk", "invalid_ke", "bad_nonce", "missing_payload",
     "bad_proposal_syntax", "decryption_failed", "no_such_group",
-    "address_pool_exhausted")
+    "address_pool_exhausted",
+    # issue 14, certificates (ike/sigauth.py)
+    "certificate_refused", "signature_mismatch", "certificate_no_group")
 
 
 @dataclass

@@ -178,6 +178,7 @@ class Session:
             "public_port": self.public_port,
             "protocol": self.protocol,
             "encryption": self.encryption(),
+            "auth": self.ike.get("auth_mode", "psk"),  # psk / rsa / hybrid (issue 14)
             "login_time": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.login_time)),
             "duration": int(now - self.login_time),
             "client": self.client,

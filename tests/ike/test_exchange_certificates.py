@@ -1,0 +1,201 @@
+"""Phase 1 with certificates in memory (issue 14, ike/sigauth.py): Main Mode RSA
+signatures + XAUTH and hybrid (Aggressive and Main Mode), both roles, and what the
+responder refuses or never sends."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from ike_harness import GROUP, Lab
+
+from vpnhub.config import PkiConfig
+from vpnhub.ike import events as ev
+from vpnhub.ike.sa import Datagram
+from vpnhub.lab.testca import Authority, Issued, make_ca
+from vpnhub.pki.credentials import Credentials, load_credentials
+from vpnhub.pki.signer import PkiSigner
+from vpnhub.wire.constants import AuthMethod, NotifyType
+from vpnhub.wire.message import decode_header, decode_message
+from vpnhub.wire.payloads import CertRequestPayload, HashPayload, NotifyPayload, SigPayload
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Authority, Issued, Path]:
+    d = tmp_path_factory.mktemp("ca")
+    ca = make_ca(d)
+    return ca, ca.issue("concentrator", server=True), d
+
+
+def _signer(ca: Authority, me: Issued | None = None) -> PkiSigner:
+    cfg = PkiConfig(ca=ca.cert_path, certificate=me.cert if me else None,
+                    key=me.key if me else None)
+    return PkiSigner(load_credentials(cfg), time.time)
+
+
+def _lab(ca: Authority, conc: Issued, *methods: int) -> tuple[Lab, list[bytes]]:
+    """A concentrator with our certificate; every datagram it sends is recorded."""
+    lab = Lab()
+    lab.server_pki = _signer(ca, conc)
+    lab.server_methods = methods
+    sent: list[bytes] = []
+    deliver = lab._deliver_to_client
+
+    def record(d: Datagram) -> None:
+        sent.append(d.data)
+        deliver(d)
+
+    lab._deliver_to_client = record  # type: ignore[method-assign]
+    return lab, sent
+
+
+def _established(lab: Lab) -> ev.Phase1Established:
+    done = [e for _, e in lab.server_events if isinstance(e, ev.Phase1Established)]
+    assert done, [e.text for _, e in lab.server_events if isinstance(e, ev.LogLine)][-5:]
+    return done[0]
+
+
+def _server_lines(lab: Lab) -> list[str]:
+    return [e.text for _, e in lab.server_events if isinstance(e, ev.LogLine)]
+
+
+@pytest.mark.parametrize("mode", ["aggressive", "main"])
+def test_hybrid_signs_and_sends_no_hash(mode: str, pki: tuple[Authority, Issued, Path]) -> None:
+    ca, conc, _ = pki
+    lab, sent = _lab(ca, conc, AuthMethod.HYBRID_INIT_RSA)
+    c = lab.add_client(auth="hybrid", pki=_signer(ca), mode=mode)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and len(c.children) == 1
+    e = _established(lab)
+    assert (e.auth_mode, e.auth_method) == ("hybrid", "RSA Hybrid-XAUTH")
+    if mode == "aggressive":  # message 2 is in the clear: what ike-scan would see
+        kinds = {type(p) for p in decode_message(sent[0]).payloads}
+        assert SigPayload in kinds and HashPayload not in kinds  # nothing for psk-crack
+
+
+def test_hybrid_only_group_refuses_psk_without_a_hash(
+        pki: tuple[Authority, Issued, Path]) -> None:
+    ca, conc, _ = pki
+    lab, sent = _lab(ca, conc, AuthMethod.HYBRID_INIT_RSA)
+    c = lab.add_client()  # ike-scan's probe: a PSK transform
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not c.sa.established
+    answers = [decode_message(d) for d in sent]
+    assert answers and all(not any(isinstance(p, HashPayload) for p in m.payloads)
+                           for m in answers)
+    notes = [p.notify_type for m in answers for p in m.payloads if isinstance(p, NotifyPayload)]
+    assert notes == [NotifyType.NO_PROPOSAL_CHOSEN]
+
+
+@pytest.mark.parametrize("mode", ["main", "aggressive"])
+def test_rsa_signatures_with_xauth(mode: str, pki: tuple[Authority, Issued, Path]) -> None:
+    ca, conc, _ = pki
+    lab, sent = _lab(ca, conc, AuthMethod.XAUTH_INIT_RSA, AuthMethod.XAUTH_INIT_PSK)
+    me = ca.issue(f"vpnclient1-{mode}", ou=GROUP)
+    c = lab.add_client(auth="rsa", mode=mode, pki=_signer(ca, me))
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and len(c.children) == 1, _server_lines(lab)[-3:]
+    e = _established(lab)
+    assert (e.auth_mode, e.cert_group) == ("rsa", GROUP)
+    assert f"CN=vpnclient1-{mode}" in e.cert_subject
+    # the responder asked for the certificate of the CA it trusts (RFC 2408 3.10)
+    clear = [decode_message(d) for d in sent if not decode_header(d).encrypted]
+    crs = [p for m in clear for p in m.payloads if isinstance(p, CertRequestPayload)]
+    assert [cr.data for cr in crs] == [ca.cert.subject.public_bytes()]
+
+
+def test_main_mode_psk_unchanged_next_to_certificates(
+        pki: tuple[Authority, Issued, Path]) -> None:
+    ca, conc, _ = pki
+    lab, _ = _lab(ca, conc, AuthMethod.XAUTH_INIT_RSA, AuthMethod.XAUTH_INIT_PSK)
+    c = lab.add_client(mode="main")
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established
+    assert _established(lab).auth_mode == "psk"
+
+
+@pytest.mark.parametrize("kind", ["expired", "other_ca", "wrong_key"])
+def test_refused_client_certificates_are_named(kind: str,
+                                               pki: tuple[Authority, Issued, Path]) -> None:
+    ca, conc, d = pki
+    lab, _ = _lab(ca, conc, AuthMethod.XAUTH_INIT_RSA)
+    if kind == "expired":
+        signer = _signer(ca, ca.issue("old", ou=GROUP, days=(-9, -1)))
+    elif kind == "other_ca":
+        other = make_ca(d / "other", "other-ca")
+        signer = _signer(ca, other.issue("stranger", ou=GROUP))
+    else:  # a certificate presented with another key: SIG_I does not verify
+        cert, key = ca.issue("thief", ou=GROUP), ca.issue("victim", ou=GROUP)
+        creds = load_credentials(PkiConfig(ca=ca.cert_path, certificate=cert.cert,
+                                           key=cert.key))
+        other_key = load_credentials(PkiConfig(ca=ca.cert_path, certificate=key.cert,
+                                               key=key.key)).key
+        signer = PkiSigner(Credentials(creds.cas, (), creds.certificate, other_key), time.time)
+    c = lab.add_client(auth="rsa", mode="main", pki=signer)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not c.sa.established
+    failed = [e for _, e in lab.server_events if isinstance(e, ev.NegotiationFailed)]
+    want = "signature_mismatch" if kind == "wrong_key" else "certificate_refused"
+    assert [f.error for f in failed] == [want]
+    if kind != "wrong_key":
+        assert any(f"({kind}:" in line for line in _server_lines(lab)), _server_lines(lab)
+
+
+def test_hybrid_client_refuses_a_concentrator_of_another_ca(
+        pki: tuple[Authority, Issued, Path]) -> None:
+    ca, conc, d = pki
+    lab, _ = _lab(ca, conc, AuthMethod.HYBRID_INIT_RSA)
+    other = make_ca(d / "other2", "other-ca")
+    c = lab.add_client(auth="hybrid", pki=_signer(other))
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not c.sa.established
+    assert [e.error for e in c.events if isinstance(e, ev.NegotiationFailed)] == [
+        "certificate_refused"]
+
+
+class _Hostile:
+    """A peer's credentials that send what an attacker would: junk DER in CERT, or a SIG
+    of the wrong size; the rest is a real signer's."""
+
+    def __init__(self, real: PkiSigner, *, certificate: bytes | None = None,
+                 signature: bytes | None = None) -> None:
+        self.real, self._cert, self._sig = real, certificate, signature
+        self.subject_der, self.ca_names = real.subject_der, real.ca_names
+
+    @property
+    def certificate(self) -> bytes:
+        return self.real.certificate if self._cert is None else self._cert
+
+    def sign(self, data: bytes) -> bytes:
+        return self.real.sign(data) if self._sig is None else self._sig
+
+    def check_peer(self, certs: list[bytes], id_type: int, id_data: bytes) -> object:
+        return self.real.check_peer(certs, id_type, id_data)
+
+
+@pytest.mark.parametrize(("hostile", "error", "check"), [
+    ({"certificate": b"\x30\x82\x01\x00junk"}, "certificate_refused", "(malformed:"),
+    ({"signature": b"\x00\x01\x02"}, "signature_mismatch", "SIG_I does not verify"),
+    ({"signature": bytes(4096)}, "signature_mismatch", "SIG_I does not verify"),
+])
+def test_hostile_cert_and_sig_payloads_are_named_refusals(
+        hostile: dict[str, bytes], error: str, check: str,
+        pki: tuple[Authority, Issued, Path]) -> None:
+    ca, conc, _ = pki
+    lab, _ = _lab(ca, conc, AuthMethod.XAUTH_INIT_RSA)
+    signer = _Hostile(_signer(ca, ca.issue("hostile", ou=GROUP)), **hostile)
+    c = lab.add_client(auth="rsa", mode="main", pki=signer)  # type: ignore[arg-type]
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not c.sa.established
+    failed = [e.error for _, e in lab.server_events if isinstance(e, ev.NegotiationFailed)]
+    assert failed == [error]
+    assert any(check in line for line in _server_lines(lab)), _server_lines(lab)
+    assert not any("internal error" in line for line in _server_lines(lab))
