@@ -446,7 +446,7 @@ def test_full_tunnel_private_network_is_not_an_overlap() -> None:
             '[[group]]\nname = "g"\naddress_pool = "10.40.1.0/24"\n',
             "group[0].psk",
             4,
-            "every group needs a pre-shared key",
+            'auth allows "psk" (the default): set the group\'s pre-shared key',
         ),
         (
             '[[group]]\nname = "g"\npsk = ""\naddress_pool = "10.40.1.0/24"\n',
@@ -854,6 +854,23 @@ def test_group_auth_errors() -> None:
     assert "empty list" in str(error_of(base + "auth = []\n"))
     e = error_of(base + 'auth = ["psk", "hybrid"]\n')
     assert e.key == "group[0].auth" and "[pki]" in str(e)
+
+
+def test_psk_optional_only_without_psk_in_auth(tmp_path: Path) -> None:
+    """Issue 14: a group that allows only "rsa" / "hybrid" needs no pre-shared key."""
+    for f in ("ca.pem", "c.pem", "c.key"):
+        (tmp_path / f).write_text("-----BEGIN X-----\n")
+    pki = '[pki]\nca = "ca.pem"\ncertificate = "c.pem"\nkey = "c.key"\n'
+    keyless = '[[group]]\nname = "certs"\naddress_pool = "10.40.1.0/24"\n'
+    cfg = parse_config(HEAD + pki + keyless + 'auth = ["hybrid", "rsa"]\n', base_dir=tmp_path)
+    assert cfg.groups[0].psk is None and cfg.groups[0].auth == ("hybrid", "rsa")
+    kept = parse_config(HEAD + pki + group("g", "10.40.1.0/24") + 'auth = ["hybrid"]\n',
+                        base_dir=tmp_path)
+    assert kept.groups[0].psk is not None  # a key it has is kept (a later "psk")
+    with pytest.raises(ConfigError, match=r'group\[0\]\.psk: .*auth allows "psk"'):
+        parse_config(HEAD + pki + keyless + 'auth = ["hybrid", "psk"]\n', base_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"group\[0\]\.psk: .*empty"):
+        parse_config(HEAD + pki + keyless + 'auth = ["rsa"]\npsk = ""\n', base_dir=tmp_path)
 
 
 def test_pki_file_errors(tmp_path: Path) -> None:

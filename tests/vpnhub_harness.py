@@ -140,6 +140,7 @@ class ServerOptions:
     extra: dict[str, dict[str, object]] = field(default_factory=dict)  # table -> key -> value
     lan_to_lan: list[dict[str, object]] = field(default_factory=list)  # [[lan_to_lan]] tables
     group_extra: dict[str, object] = field(default_factory=dict)  # more keys of the [[group]]
+    # (a key whose value is None is left out, e.g. "psk" for a certificate-only group)
     extra_text: str = ""  # TOML appended as it is (more groups, [radius] and its arrays)
 
 
@@ -179,6 +180,7 @@ def render_config(run_dir: Path, opts: ServerOptions) -> str:
     if opts.esp_proposals is not None:
         group["esp_proposals"] = list(opts.esp_proposals)
     group.update(opts.group_extra)
+    group = {k: v for k, v in group.items() if v is not None}  # None: leave the key out
 
     out = ["# vpnhub concentrator for an interop test (tests/concentrator)"]
     for name, keys in tables.items():

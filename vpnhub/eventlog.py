@@ -382,7 +382,7 @@ class EventLog:
                 self.size = c.buffer_events
                 self.records = deque(self.records, maxlen=self.size)
                 self.unauth_records = deque(self.unauth_records, maxlen=_unauth_size(self.size))
-            secrets = [g.psk.reveal_str() for g in config.groups]
+            secrets = [g.psk.reveal_str() for g in config.groups if g.psk is not None]
             secrets += [u.password.reveal_str() for u in config.users if u.password is not None]
             self.hide(secrets)
             if c.store is None or self.store is not None:

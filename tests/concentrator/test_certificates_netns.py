@@ -1,8 +1,9 @@
 """Issue 14, certificates, with real peers behind the lab's PAT (marker ``netns``).
 
 - vpnc ``--auth-mode hybrid`` with the lab CA: only the concentrator has a
-  certificate (HybridInitRSA, Aggressive Mode), the user logs in by XAUTH, and
-  traffic passes; the session shows the authentication mode ``hybrid``.
+  certificate (HybridInitRSA, Aggressive Mode), the group has no pre-shared key,
+  the user logs in by XAUTH, and traffic passes; the session shows the
+  authentication mode ``hybrid``.
 - strongSwan's IKEv1 client with ``xauthrsa`` (Main Mode, its own certificate
   from the lab CA, XAUTH): connects; certificates from another CA, expired, or
   revoked are each refused with a log line naming the check.
@@ -48,8 +49,10 @@ def test_vpnc_hybrid_through_the_pat(lab_prefix: str, lab_run_dir: Path, peer_to
     ca = make_ca(lab_run_dir / "pki")
     conc = ca.issue("vpnhub concentrator", server=True, san_ip=(CONC_PUBLIC,))
     with Topology(lab_prefix, clients=1, run_dir=lab_run_dir) as topo:
+        # a hybrid-only group needs no pre-shared key: it has none (vpnc still sends
+        # its PRESHARED_KEY_HASH notify, accepted and not checked)
         srv = vpnhub(topo, natt=True, extra={"pki": _pki(ca, conc)},
-                     group_extra={"auth": ["hybrid"]})
+                     group_extra={"auth": ["hybrid"], "psk": None})
         topo.flush_pat_conntrack()
         c = start_vpnc(topo, topo.clients[0], dh="dh14",
                        extra_args=["--auth-mode", "hybrid", "--ca-file", str(ca.cert_path)])
@@ -61,6 +64,7 @@ def test_vpnc_hybrid_through_the_pat(lab_prefix: str, lab_run_dir: Path, peer_to
         s = data["sessions"][0]
         assert s["ike"]["auth_mode"] == s["auth"] == "hybrid", s
         assert srv.lines("RSA Hybrid-XAUTH"), srv.explain("no phase 1 line naming hybrid")
+        assert not srv.lines("unknown_group"), srv.explain("the keyless group taken as unknown")
 
 
 # ---------------------------------------------------------------- strongSwan xauthrsa

@@ -67,6 +67,8 @@ class Lab:
         # issue 14: the concentrator's certificate (SigCredentials) and methods
         self.server_pki: SigCredentials | None = None
         self.server_methods: tuple[int, ...] | None = None
+        # issue 14: GROUP is a configured group without a pre-shared key (no "psk")
+        self.server_keyless = False
         self.server_ts_check: Callable[..., str | None] | None = None
         # server_local_ip != SERVER_IP puts the concentrator behind a static NAT
         self.server_local_ip = server_local_ip
@@ -91,16 +93,20 @@ class Lab:
 
     def _server_config(self, remote: tuple[str, int], local_port: int = 500) -> IkeConfig:
         def lookup(id_type: int, data: bytes, remote: tuple[str, int]) -> Secret | None:
-            if id_type == 0 or data == GROUP.encode():
+            if (id_type == 0 or data == GROUP.encode()) and not self.server_keyless:
                 return Secret(self.server_psk)
             return None
+
+        def keyless(id_type: int, data: bytes) -> bool:
+            return self.server_keyless and data == GROUP.encode()
 
         return IkeConfig(local_address=self.server_local_ip, policy=self.server_policy,
                          psk_lookup=lookup, natt=self.server_natt, xauth=self.server_xauth,
                          policy_for=lambda group: self.group_policy,
                          ts_check=self.server_ts_check, pki=self.server_pki,
                          auth_methods_for=self._methods if self.server_methods else None,
-                         group_for_cert=lambda ous, method: GROUP)
+                         group_for_cert=lambda ous, method: GROUP,
+                         group_without_psk=keyless)
 
     def _methods(self, group_id: bytes | None) -> tuple[int, ...]:
         assert self.server_methods is not None

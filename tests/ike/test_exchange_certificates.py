@@ -90,6 +90,53 @@ def test_hybrid_only_group_refuses_psk_without_a_hash(
     assert notes == [NotifyType.NO_PROPOSAL_CHOSEN]
 
 
+@pytest.mark.parametrize("mode", ["aggressive", "main"])
+def test_hybrid_and_rsa_in_a_group_without_a_psk(
+        mode: str, pki: tuple[Authority, Issued, Path]) -> None:
+    """A group that allows only "hybrid" / "rsa" has no key (config: psk optional); the
+    responder knows it as a group, so hybrid's HASH_I is checked, not refused as the
+    stand-in key of an unknown group (ike.standin)."""
+    ca, conc, _ = pki
+    for auth, method in (("hybrid", AuthMethod.HYBRID_INIT_RSA),
+                         ("rsa", AuthMethod.XAUTH_INIT_RSA)):
+        lab, _ = _lab(ca, conc, method)
+        lab.server_keyless = True
+        client_pki = _signer(ca, ca.issue("vpnuser1", ou=GROUP)) if auth == "rsa" \
+            else _signer(ca)
+        c = lab.add_client(auth=auth, pki=client_pki, mode=mode)
+        c.sa.initiate(lab.now)
+        lab.run()
+        assert c.sa.established and len(c.children) == 1, _server_lines(lab)[-5:]
+        assert _established(lab).auth_mode == auth
+        assert not any("unknown_group" in line for line in _server_lines(lab))
+
+
+def test_keyless_group_refuses_psk_and_unknown_group_stays_unknown(
+        pki: tuple[Authority, Issued, Path]) -> None:
+    """A PSK proposal to the keyless group gets NO-PROPOSAL-CHOSEN (its methods), never
+    a hash; a hybrid client naming a group that does not exist still fails as
+    "unknown_group" (only in our log) after the same message 2."""
+    ca, conc, _ = pki
+    lab, sent = _lab(ca, conc, AuthMethod.HYBRID_INIT_RSA)
+    lab.server_keyless = True
+    c = lab.add_client()
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not c.sa.established
+    notes = [p.notify_type for d in sent for p in decode_message(d).payloads
+             if isinstance(p, NotifyPayload)]
+    assert notes == [NotifyType.NO_PROPOSAL_CHOSEN]
+    lab, sent = _lab(ca, conc, AuthMethod.HYBRID_INIT_RSA)
+    lab.server_keyless = True
+    c = lab.add_client(auth="hybrid", pki=_signer(ca))
+    c.sa.config.group_name = "nosuchgroup"
+    c.sa.initiate(lab.now)
+    lab.run()  # the client sends message 3 and thinks itself done (the last message)
+    assert not any(isinstance(e, ev.Phase1Established) for _, e in lab.server_events)
+    assert any(SigPayload in {type(p) for p in decode_message(d).payloads} for d in sent)
+    assert any("[unknown_group]" in line for line in _server_lines(lab)), _server_lines(lab)
+
+
 @pytest.mark.parametrize("mode", ["main", "aggressive"])
 def test_rsa_signatures_with_xauth(mode: str, pki: tuple[Authority, Issued, Path]) -> None:
     ca, conc, _ = pki

@@ -170,7 +170,8 @@ class ConcentratorCore:
             dpd_retries=c.dpd_retries, application_version=f"vpnhub {__version__}",
             xauth_timeout=float(c.xauth_timeout), pki=self.signer,
             auth_methods_for=self.cert_auth.methods_for if self.cert_auth else None,
-            group_for_cert=self.cert_auth.group_for_cert if self.cert_auth else None)
+            group_for_cert=self.cert_auth.group_for_cert if self.cert_auth else None,
+            group_without_psk=self._group_without_psk)
 
     def _l2l_config(self, site: LanToLanConfig) -> IkeConfig:
         c = self.config.concentrator
@@ -212,6 +213,13 @@ class ConcentratorCore:
             return None
         g = self.groups.get(data.decode("utf-8", "replace"))
         return g.psk if g is not None else None
+
+    def _group_without_psk(self, id_type: int, data: bytes) -> bool:
+        """A configured group with no key (issue 14: auth has no "psk")."""
+        if id_type not in (IdType.KEY_ID, IdType.FQDN, IdType.USER_FQDN):
+            return False
+        g = self.groups.get(data.decode("utf-8", "replace"))
+        return g is not None and g.psk is None
 
     # ------------------------------------------------------------- receive
     def bind(self, driver: BoundDriver) -> None:

@@ -166,7 +166,8 @@ class GroupConfig:
     """A remote-access group. Unset banner/default_domain/dns/nbns inherit [concentrator]."""
 
     name: str
-    psk: Secret
+    # None only when `auth` has no "psk" (issue 14): a certificate or hybrid group
+    psk: Secret | None
     address_pool: ipaddress.IPv4Network
     reserve_first_address: bool = False
     dns: IPv4Addresses = ()

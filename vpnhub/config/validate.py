@@ -597,7 +597,7 @@ def _password_hash(t: _Table) -> Secret:
     return Secret(encoded)
 
 
-def _group_psk(t: _Table) -> Secret:
+def _group_psk(t: _Table, why: str = "every group needs a pre-shared key") -> Secret:
     if t.has("psk") and t.has("psk_file"):
         t.fail("psk_file", "set either psk or psk_file, not both")
     if t.has("psk_file"):
@@ -616,7 +616,7 @@ def _group_psk(t: _Table) -> Secret:
         psk = t.string("psk", max_len=1024)
         key = "psk"
     else:
-        t.fail("psk", "missing 'psk' (or 'psk_file'): every group needs a pre-shared key")
+        t.fail("psk", f"missing 'psk' (or 'psk_file'): {why}")
     if not psk:
         t.fail(key, "the pre-shared key is empty")
     return Secret(psk)
@@ -647,7 +647,8 @@ def _proposals(
 
 def _group(t: _Table, conc: ConcentratorConfig) -> GroupConfig:
     name = _check_name(t, "name")
-    psk = _group_psk(t)
+    auth = _group_auth(t)
+    psk = _optional_group_psk(t, auth)
     pool = t.network("address_pool")
     if pool.prefixlen > 30:
         t.fail("address_pool", f"{pool} is too small; use a /30 or larger")
@@ -677,8 +678,20 @@ def _group(t: _Table, conc: ConcentratorConfig) -> GroupConfig:
         esp_proposals=_proposals(t, "esp_proposals", "esp", conc),
         simultaneous_logins=t.integer("simultaneous_logins", 3, 0, SIMULTANEOUS_LOGINS_MAX),
         xauth=t.choice("xauth", "local", _XAUTH_BACKENDS),
-        auth=_group_auth(t),
+        auth=auth,
     )
+
+
+def _optional_group_psk(t: _Table, auth: tuple[str, ...]) -> Secret | None:
+    """A group that allows only "rsa" / "hybrid" has no use for a key (issue 14): the
+    signature SKEYID takes no PSK (RFC 2409 5) and vpnc's hybrid PRESHARED_KEY_HASH
+    notify is not checked. A key it does have is kept (a migration adds "psk" back)."""
+    if "psk" in auth:
+        return _group_psk(t, 'auth allows "psk" (the default): set the group\'s'
+                             ' pre-shared key')
+    if t.has("psk") or t.has("psk_file"):
+        return _group_psk(t)
+    return None
 
 
 # --------------------------------------------------------------- certificates (issue 14)

@@ -150,9 +150,16 @@ def responder_1(sa: SaState, msg: Message, remote: Address, local_port: int, now
     sa.state = State.AM_R_SENT2
 
 
-def _lookup_psk(sa: SaState, idi: IDPayload, remote: Address) -> Secret:
+def _lookup_psk(sa: SaState, idi: IDPayload, remote: Address) -> Secret | None:
     lookup = sa.config.psk_lookup
     psk = lookup(idi.id_type, idi.data, remote) if lookup else sa.config.psk
+    keyless = sa.config.group_without_psk
+    if psk is None and keyless is not None and keyless(idi.id_type, idi.data):
+        # A certificate/hybrid group: known, but with no key. Its methods exclude the
+        # PSK ones, so a PSK proposal gets NO-PROPOSAL-CHOSEN (choose_proposal) and a
+        # signature one needs no key (RFC 2409 5); never the stand-in, whose hybrid
+        # answer would fail message 3 as "unknown group"
+        return None
     if psk is None:
         # Answer as a known group with a wrong key would be answered, so that
         # group names cannot be enumerated (see standin); message 3 then fails.

@@ -147,6 +147,10 @@ class IkeConfig:
     auth: str = "psk"  # initiator: "psk", "hybrid" (HybridInitRSA) or "rsa" (XAUTHInitRSA)
     auth_methods_for: Callable[[bytes | None], tuple[int, ...]] | None = None
     group_for_cert: Callable[[tuple[str, ...], int], str | None] | None = None
+    # responder: is this ID a configured group that has no pre-shared key (it allows
+    # only "rsa" / "hybrid")? Then a missing key is no unknown group (ike.standin):
+    # auth_methods_for offers it no PSK method, so no key is ever needed
+    group_without_psk: Callable[[int, bytes], bool] | None = None
 
 
 @dataclass
