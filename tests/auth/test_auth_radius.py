@@ -256,3 +256,68 @@ def test_old_server_without_message_authenticator_when_allowed() -> None:
             server.close()
 
     assert run(main).reason is AuthReason.OK
+
+
+# ------------------------------------------------ issue 14: servers per group
+def _two_server_config(global_port: int, eng_port: int) -> str:
+    """vpngroup uses the global [[radius.server]]; eng its own [[group.radius_server]]
+    (another server, another secret)."""
+    return ('[concentrator]\npublic_address = "203.0.113.50"\n'
+            'private_networks = ["192.168.2.0/24"]\n'
+            f'[[radius.server]]\naddress = "127.0.0.1"\nauth_port = {global_port}\n'
+            f'secret = "{SECRET.decode()}"\ntimeout = 0.5\nretries = 0\n'
+            '[[group]]\nname = "vpngroup"\npsk = "y"\naddress_pool = "10.40.2.0/24"\n'
+            'xauth = "radius"\n'
+            '[[group]]\nname = "eng"\npsk = "z"\naddress_pool = "10.40.3.0/24"\n'
+            'xauth = "radius"\n'
+            f'[[group.radius_server]]\naddress = "127.0.0.1"\nauth_port = {eng_port}\n'
+            'secret = "eng-secret"\ntimeout = 0.5\nretries = 0\n')
+
+
+def test_a_group_with_its_own_servers_asks_only_them() -> None:
+    async def main() -> tuple[Any, Any, FakeRadius, FakeRadius]:
+        shared = await FakeRadius(SECRET, check_password("pw1")).start()
+        eng = await FakeRadius(b"eng-secret", check_password("engpw")).start()
+        cfg = parse_config(_two_server_config(shared.port, eng.port))
+        assert cfg.groups[1].radius_servers[0].auth_port == eng.port
+        auth = build_authenticator(cfg)
+        try:
+            a = await auth.authenticate(req())
+            b = await auth.authenticate(AuthRequest("carol", Secret("engpw"), "eng",
+                                                    "203.0.113.78", 2))
+            return a, b, shared, eng
+        finally:
+            auth.close()
+            shared.close()
+            eng.close()
+
+    a, b, shared, eng = run(main)
+    assert a.ok and a.realm == "" and a.server == f"127.0.0.1:{shared.port}"
+    assert b.ok and b.realm == "eng" and b.server == f"127.0.0.1:{eng.port}"
+    assert [r["User-Name"] for r in shared.received] == [["alice"]]
+    assert [r["User-Name"] for r in eng.received] == [["carol"]]
+
+
+def test_servers_per_group_config_errors() -> None:
+    from vpnhub.config import ConfigError
+    head = ('[concentrator]\npublic_address = "203.0.113.50"\n'
+            'private_networks = ["192.168.2.0/24"]\n')
+    own = '[[group.radius_server]]\naddress = "192.168.2.21"\nsecret = "s2"\n'
+    only_own = head + '[[group]]\nname = "eng"\npsk = "z"\naddress_pool = "10.40.3.0/24"\n' \
+        'xauth = "radius"\n' + own
+    cfg = parse_config(only_own)  # no global server needed: every radius group has its own
+    assert cfg.radius.servers == () and str(cfg.groups[0].radius_servers[0].address) \
+        == "192.168.2.21"
+    with pytest.raises(ConfigError, match=r"radius\.server: group\(s\) sales use xauth ="
+                                          r" \"radius\" without servers of their own"):
+        parse_config(only_own + '[[group]]\nname = "sales"\npsk = "y"\n'
+                     'address_pool = "10.40.4.0/24"\nxauth = "radius"\n')
+    with pytest.raises(ConfigError, match=r"group\[0\]\.radius_server: .*checked locally"):
+        parse_config(head + '[[group]]\nname = "g"\npsk = "z"\naddress_pool = "10.40.3.0/24"\n'
+                     + own)
+    with pytest.raises(ConfigError, match=r"group\[0\]\.radius_server\[0\]\.secret"):
+        parse_config(head + '[[group]]\nname = "g"\npsk = "z"\naddress_pool = "10.40.3.0/24"\n'
+                     'xauth = "radius"\n[[group.radius_server]]\naddress = "10.1.1.1"\n'
+                     'secret = ""\n')
+    with pytest.raises(ConfigError, match=r"unknown key 'port'"):
+        parse_config(only_own.replace('secret = "s2"', 'secret = "s2"\nport = 1'))

@@ -327,3 +327,19 @@ def test_radius_client_junk_replies_never_raise(junk: bytes) -> None:
 
     answered, dropped = asyncio.run(main())
     assert not answered and dropped == 1
+
+
+def test_accounting_goes_to_the_servers_that_let_the_session_in() -> None:
+    """Issue 14, servers per group: a session accepted by a group's own
+    [[group.radius_server]]s (realm = the group) is accounted there, not globally."""
+    rig, _ = rig_with(ok(classes=(b"OU=vpngroup;",), realm="vpngroup"))
+    shared, own = CapturingClient(), CapturingClient()
+    RadiusAccounting(client=shared, realms={"vpngroup": own},  # type: ignore[arg-type, dict-item]
+                     nas=NasIdentity(RadiusConfig(), PUBLIC), interim=60,
+                     grants=rig.core.grants, store=rig.core.sessions, log=rig.log,
+                     clock=rig.clock, wall=rig.clock, spawn=_run_now)
+    rig.connect(rig.add_pc("vpnuser1"))
+    (s,) = rig.core.sessions.all()
+    assert rig.core.disconnect(s.key, "logged out by administrator")
+    rig.settle()
+    assert [_status(p) for p in own.packets] == ["Start", "Stop"] and not shared.packets

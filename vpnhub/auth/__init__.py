@@ -5,7 +5,8 @@ password hashes, and lock-out / slow-down as a wrapper around any backend.
 `Lockout(LocalUsers(config.users), LockoutPolicy.from_limits(config.limits))`,
 or, when a group has `xauth = "radius"`, `Lockout(ByGroup(...))` that sends
 those groups' attempts to `RadiusAuthenticator` (radius.py; the transport is
-radiusclient.py). A new backend implements `Authenticator` (vpnhub/auth/api.py)
+radiusclient.py): one for the global `[[radius.server]]`s, one per group that has
+its own `[[group.radius_server]]`s. A new backend implements `Authenticator` (vpnhub/auth/api.py)
 in a module of its own and goes inside the same `Lockout`.
 
 The password hash parser is vpnhub/config/passwordhash.py (the configuration
@@ -66,8 +67,14 @@ def build_authenticator(config: Config) -> Lockout:
     `Authenticator`; `close()` (or `await aclose()`) it at shutdown."""
     local = LocalUsers(config.users)
     policy = LockoutPolicy.from_limits(config.limits)
-    radius_groups = [g.name for g in config.groups if g.xauth == "radius"]
+    radius_groups = [g for g in config.groups if g.xauth == "radius"]
     if not radius_groups:
         return Lockout(local, policy)
-    radius = RadiusAuthenticator(config.radius, config.concentrator.public_address)
-    return Lockout(ByGroup(local, dict.fromkeys(radius_groups, radius)), policy)
+    public = config.concentrator.public_address
+    shared = RadiusAuthenticator(config.radius, public)  # the global [[radius.server]]s
+    by_group: dict[str, Authenticator] = {}
+    for g in radius_groups:  # a group's own [[group.radius_server]]s (issue 14)
+        by_group[g.name] = RadiusAuthenticator(
+            config.radius, public, servers=g.radius_servers, realm=g.name) \
+            if g.radius_servers else shared
+    return Lockout(ByGroup(local, by_group), policy)

@@ -50,7 +50,9 @@ class AuthResult:
     What a RADIUS Access-Accept grants (issue 14; empty from other backends):
     `address` (Framed-IP-Address), `session_timeout` (seconds), `message`
     (Reply-Message), `classes` (Class values, sent back in accounting, RFC 2865
-    5.25), `server` (the server that answered)."""
+    5.25), `server` (the server that answered), `realm` (whose server list it is:
+    "" for the global [[radius.server]]s, else the group of [[group.radius_server]];
+    accounting goes to the same list)."""
 
     reason: AuthReason
     username: str
@@ -62,6 +64,7 @@ class AuthResult:
     message: str = ""
     classes: tuple[bytes, ...] = ()
     server: str = ""
+    realm: str = ""
 
     @property
     def ok(self) -> bool:

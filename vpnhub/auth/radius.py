@@ -17,6 +17,7 @@ no server answering is not a verdict on the user: both raise `BackendError`.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import re
 from typing import TYPE_CHECKING, Any
@@ -29,7 +30,7 @@ from vpnhub.auth.radiusdict import radius_dictionary
 from vpnhub.text import printable
 
 if TYPE_CHECKING:
-    from vpnhub.config import RadiusConfig
+    from vpnhub.config import RadiusConfig, RadiusServerConfig
 
 __all__ = ["NasIdentity", "RadiusAuthenticator", "class_group"]
 
@@ -72,9 +73,15 @@ class RadiusAuthenticator:
     """PAP Access-Request to the configured servers; never blocks the loop."""
 
     def __init__(self, radius: RadiusConfig, public_address: ipaddress.IPv4Address,
-                 client: RadiusClient | None = None) -> None:
-        self.client = client or RadiusClient(radius.servers, "auth")
+                 client: RadiusClient | None = None, *,
+                 servers: tuple[RadiusServerConfig, ...] | None = None,
+                 realm: str = "") -> None:
+        """`servers`/`realm`: a group's own [[group.radius_server]]s and its name
+        (issue 14); by default the global [[radius.server]]s, realm ""."""
+        self.client = client or RadiusClient(radius.servers if servers is None else servers,
+                                             "auth")
         self.nas = NasIdentity(radius, public_address)
+        self.realm = realm
 
     def _access_request(self, request: AuthRequest, secret: bytes) -> rp.Packet:
         p = rp.AuthPacket(secret=secret, dict=radius_dictionary())
@@ -95,7 +102,7 @@ class RadiusAuthenticator:
         if reply.code != rp.AccessAccept:
             raise BackendError(f"RADIUS server {server} answered with an Access-Challenge,"
                                " which XAUTH with PAP cannot carry: refused")
-        return _accepted(request.user, server, reply)
+        return dataclasses.replace(_accepted(request.user, server, reply), realm=self.realm)
 
     def close(self) -> None:
         self.client.close()

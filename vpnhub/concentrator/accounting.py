@@ -14,7 +14,8 @@ Octets and packets are the session's counters, which the shell refreshes from
 the data plane's compact counters (`apply_counters_in_steps`, every 10 s and
 before a Disconnect-Request is carried out); above 2**32 the Gigawords carry
 the rest (RFC 2869 5.1, 5.2). Calling-Station-Id is the public address and
-port, so two PCs behind one PAT are told apart. Requests go out as tasks on the
+port, so two PCs behind one PAT are told apart. A group with servers of its own
+(`[[group.radius_server]]`) has its sessions accounted there. Requests go out as tasks on the
 loop; a server that does not answer is logged, never waited for by IKE.
 """
 
@@ -92,8 +93,13 @@ class RadiusAccounting:
 
     def __init__(self, *, client: RadiusClient, nas: NasIdentity, interim: int,
                  grants: Mapping[SessionKey, AuthResult], store: SessionStore,
-                 log: EventLog, clock: Clock, wall: Clock, spawn: Spawn) -> None:
+                 log: EventLog, clock: Clock, wall: Clock, spawn: Spawn,
+                 realms: Mapping[str, RadiusClient] | None = None) -> None:
+        """`client`: the global [[radius.server]]s; `realms`: a group's own
+        [[group.radius_server]]s by group name (issue 14). A session's requests go to
+        the list whose server let it in (its grant's realm)."""
         self.client = client
+        self.realms = dict(realms or {})
         self.nas = nas
         self.interim = interim
         self.grants = grants
@@ -170,7 +176,7 @@ class RadiusAccounting:
               cause: str | None = None) -> None:
         attrs = self._attributes(s, status, begun, cause)
         self.sent[status] += 1
-        self.spawn(self._deliver(s, status, attrs))
+        self.spawn(self._deliver(s, status, attrs, begun.grant.realm))
 
     def _attributes(self, s: SessionView, status: str, begun: _Accounted,
                     cause: str | None) -> list[tuple[str, Any]]:
@@ -190,7 +196,8 @@ class RadiusAccounting:
             attrs.append(("Acct-Terminate-Cause", cause))
         return attrs
 
-    async def _deliver(self, s: SessionView, status: str, attrs: list[tuple[str, Any]]) -> None:
+    async def _deliver(self, s: SessionView, status: str, attrs: list[tuple[str, Any]],
+                       realm: str = "") -> None:
         def build(secret: bytes) -> rp.Packet:
             p = rp.AcctPacket(secret=secret, dict=radius_dictionary())
             self.nas.stamp(p)
@@ -198,7 +205,7 @@ class RadiusAccounting:
                 p.AddAttribute(name, value)
             return p
         try:
-            await self.client.request(build)
+            await self.realms.get(realm, self.client).request(build)
         except BackendError as exc:
             self.failed += 1
             self.log.add("AUTH", 3, f"accounting {status} of {s.user} not delivered: {exc}",
@@ -207,6 +214,8 @@ class RadiusAccounting:
     def close(self) -> None:
         self._unsubscribe()
         self.client.close()
+        for client in self.realms.values():
+            client.close()
 
 
 def _counters(s: SessionView) -> list[tuple[str, Any]]:

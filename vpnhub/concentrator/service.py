@@ -116,11 +116,14 @@ class Concentrator:
 
     def _radius_accounting(self) -> RadiusAccounting | None:
         r = self.config.radius
-        if not (r.accounting and r.servers and any(g.xauth == "radius"
-                                                   for g in self.config.groups)):
+        radius_groups = [g for g in self.config.groups if g.xauth == "radius"]
+        if not (r.accounting and radius_groups):
             return None
+        # a group's own [[group.radius_server]]s account its sessions (issue 14)
+        realms = {g.name: RadiusClient(g.radius_servers, "acct")
+                  for g in radius_groups if g.radius_servers}
         return RadiusAccounting(
-            client=RadiusClient(r.servers, "acct"),
+            client=RadiusClient(r.servers, "acct"), realms=realms,
             nas=NasIdentity(r, self.config.concentrator.public_address),
             interim=r.interim_interval, grants=self.core.grants, store=self.core.sessions,
             log=self.log, clock=time.monotonic, wall=time.time, spawn=self._spawn)

@@ -188,6 +188,9 @@ class GroupConfig:
     # issue 14: the phase 1 methods this group allows: "psk" (XAUTHInitPreShared),
     # "hybrid" (HybridInitRSA: only the concentrator signs), "rsa" (XAUTHInitRSA)
     auth: tuple[str, ...] = ("psk",)
+    # issue 14: [[group.radius_server]], this group's own RADIUS servers (XAUTH and
+    # accounting), tried in order; empty: the global [[radius.server]]s
+    radius_servers: tuple[RadiusServerConfig, ...] = ()
 
 
 @dataclass(frozen=True)

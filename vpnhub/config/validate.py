@@ -380,6 +380,8 @@ _L2L_KEYS = frozenset({"name", "peer", "peer_id", "psk", "psk_file", "local_netw
 # issue 14: certificates ([pki]) and the phase 1 methods of a group (`auth`)
 _TOP_KEYS = _TOP_KEYS | {"pki"}
 _GROUP_KEYS = _GROUP_KEYS | {"auth"}
+# issue 14: a group's own RADIUS servers, [[group.radius_server]]
+_GROUP_KEYS = _GROUP_KEYS | {"radius_server"}
 _PKI_KEYS = frozenset({"ca", "certificate", "key", "crls"})
 AUTH_MODES = ("psk", "hybrid", "rsa")
 _FRAGMENTATION = ("none", "before-encryption", "clear-df")
@@ -649,6 +651,7 @@ def _group(t: _Table, conc: ConcentratorConfig) -> GroupConfig:
     name = _check_name(t, "name")
     auth = _group_auth(t)
     psk = _optional_group_psk(t, auth)
+    xauth = t.choice("xauth", "local", _XAUTH_BACKENDS)
     pool = t.network("address_pool")
     if pool.prefixlen > 30:
         t.fail("address_pool", f"{pool} is too small; use a /30 or larger")
@@ -677,8 +680,9 @@ def _group(t: _Table, conc: ConcentratorConfig) -> GroupConfig:
         ike_proposals=_proposals(t, "ike_proposals", "ike", conc),
         esp_proposals=_proposals(t, "esp_proposals", "esp", conc),
         simultaneous_logins=t.integer("simultaneous_logins", 3, 0, SIMULTANEOUS_LOGINS_MAX),
-        xauth=t.choice("xauth", "local", _XAUTH_BACKENDS),
+        xauth=xauth,
         auth=auth,
+        radius_servers=_group_radius_servers(t, xauth),
     )
 
 
@@ -851,11 +855,23 @@ def _radius_server(t: _Table) -> RadiusServerConfig:
         require_message_authenticator=t.boolean("require_message_authenticator", True))
 
 
+def _group_radius_servers(t: _Table, xauth: str) -> tuple[RadiusServerConfig, ...]:
+    """[[group.radius_server]]: the same keys as [[radius.server]]; only for a group
+    whose users RADIUS checks (anything else is a mistake worth saying)."""
+    servers = tuple(_radius_server(s) for s in t.sub_array("radius_server",
+                                                           _RADIUS_SERVER_KEYS))
+    if servers and xauth != "radius":
+        t.fail("radius_server", "this group's users are checked locally (xauth ="
+                                f" {_show(xauth)}): set xauth = \"radius\" or remove it")
+    return servers
+
+
 def _radius(t: _Table, groups: tuple[GroupConfig, ...]) -> RadiusConfig:
     servers = tuple(_radius_server(s) for s in t.sub_array("server", _RADIUS_SERVER_KEYS))
-    users = [g.name for g in groups if g.xauth == "radius"]
+    users = [g.name for g in groups if g.xauth == "radius" and not g.radius_servers]
     if users and not servers:
-        t.fail("server", f"group(s) {', '.join(users)} use xauth = \"radius\": add at least"
+        t.fail("server", f"group(s) {', '.join(users)} use xauth = \"radius\" without"
+                         " servers of their own ([[group.radius_server]]): add at least"
                          " one [[radius.server]]")
     dae = tuple(RadiusDaeClientConfig(d.address("address"), _radius_secret(d))
                 for d in t.sub_array("dae_client", _RADIUS_DAE_KEYS))
