@@ -57,20 +57,23 @@ class FreeRadius:
         return self.topo.exec(self.host, argv, timeout=timeout * 3 + 10)
 
 
-def write_config(run_dir: Path, clients: dict[str, str], users: str) -> tuple[Path, Path]:
-    """The package's configuration, adapted, in run_dir/raddb; returns (raddb, logdir)."""
-    raddb = run_dir / "raddb"
-    logs = run_dir / "radius-log"
+def write_config(run_dir: Path, clients: dict[str, str], users: str,
+                 instance: str = "") -> tuple[Path, Path]:
+    """The package's configuration, adapted, in run_dir/raddb; returns (raddb, logdir).
+    `instance`: a suffix of the directories, for a second server in the same lab."""
+    raddb = run_dir / f"raddb{instance}"
+    logs = run_dir / f"radius-log{instance}"
     if raddb.exists():
         shutil.rmtree(raddb)
     shutil.copytree(SYSTEM_CONFIG, raddb, symlinks=True)
-    (run_dir / "radius-run").mkdir(exist_ok=True)
+    (run_dir / f"radius-run{instance}").mkdir(exist_ok=True)
     logs.mkdir(exist_ok=True)
     conf = raddb / "radiusd.conf"
     text = conf.read_text()
     text = re.sub(r"(?m)^raddbdir = .*$", f"raddbdir = {raddb}", text)
     text = re.sub(r"(?m)^logdir = .*$", f"logdir = {logs}", text)
-    text = re.sub(r"(?m)^run_dir = .*$", f"run_dir = {run_dir / 'radius-run'}", text)
+    text = re.sub(r"(?m)^run_dir = .*$", f"run_dir = {run_dir / f'radius-run{instance}'}",
+                  text)
     text = re.sub(r"(?m)^\s*(user|group) = freerad\s*$", "", text)
     conf.write_text(text)
     (raddb / "clients.conf").write_text("".join(
@@ -88,11 +91,12 @@ def write_config(run_dir: Path, clients: dict[str, str], users: str) -> tuple[Pa
 
 
 def start_freeradius(topo: Topology, host: Host | str, clients: dict[str, str],
-                     users: str, timeout: float = 15.0) -> FreeRadius:
+                     users: str, timeout: float = 15.0, instance: str = "") -> FreeRadius:
+    """`instance`: a suffix naming a second server (its own directories and log)."""
     h = topo.host(host)
-    raddb, logs = write_config(topo.run_dir, clients, users)
-    proc = topo.spawn(h, ["freeradius", "-X", "-d", str(raddb)], "freeradius.log",
-                      name="freeradius")
+    raddb, logs = write_config(topo.run_dir, clients, users, instance)
+    proc = topo.spawn(h, ["freeradius", "-X", "-d", str(raddb)], f"freeradius{instance}.log",
+                      name=f"freeradius{instance}")
     server = FreeRadius(topo, h, proc, raddb, logs)
 
     def ready() -> bool:

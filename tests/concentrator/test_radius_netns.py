@@ -15,7 +15,9 @@ by the test in the LAN namespace: tests/concentrator/freeradius.py):
 - a wrong password (Access-Reject), a server that does not answer, and a wrong
   shared secret each give their log line and a refused client; while the
   silent server is waited for, a client of a local-users group still logs in
-  within the configured wait.
+  within the configured wait;
+- a group with its own ``[[group.radius_server]]`` (a second FreeRADIUS) sends its
+  users' XAUTH and accounting there, the other groups to the global server.
 """
 
 from __future__ import annotations
@@ -164,6 +166,63 @@ def test_freeradius_groups_disconnect_and_accounting(
         assert stops[0]["Framed-IP-Address"] == SALES_ADDRESS
         assert stops[0]["Calling-Station-Id"] == f"{PAT_OUTSIDE}:{ports['vpnuser2']}"
         assert int(stops[0]["Acct-Input-Packets"]) >= 15, stops  # 10 + 5 pings at least
+
+
+ENG_SECRET = "eng-radius-secret"
+ENG_USERS = '''vpnuser2 Cleartext-Password := "userpass2-eng"
+\tReply-Message := "Welcome via the engineering RADIUS server"
+'''
+
+
+def test_a_group_with_its_own_freeradius(
+        lab_prefix: str, lab_run_dir: Path, peer_tools: None, vpnhub: StartVpnhub) -> None:
+    """Servers per group (issue 14): vpngroup uses the global [[radius.server]] (the
+    FreeRADIUS on the LAN); group "eng" has its own [[group.radius_server]], a second
+    FreeRADIUS (on the internet side, another secret) that alone knows vpnuser2's
+    password. Each user's Access-Request and accounting reach only its group's server."""
+    with Topology(lab_prefix, clients=2, direct_clients=1, run_dir=lab_run_dir) as topo:
+        shared = _radius(topo)
+        eng_host = topo.direct[0]
+        own = start_freeradius(topo, eng_host, {CONC_PUBLIC: ENG_SECRET}, ENG_USERS,
+                               instance="-eng")
+        eng_group = f'''
+[[group]]
+name = "eng"
+psk = "eng-group-psk"
+address_pool = "10.40.5.0/24"
+split_include = ["192.168.2.0/24"]
+xauth = "radius"
+
+[[group.radius_server]]
+address = "{eng_host.addr}"
+secret = "{ENG_SECRET}"
+timeout = 1
+retries = 1
+'''
+        srv = _vpnhub(vpnhub, topo, radius_text() + eng_group)
+        topo.flush_pat_conntrack()
+        first = start_vpnc(topo, topo.clients[0], username="vpnuser1", password="userpass1",
+                           dh="dh14")
+        _usable(srv, first)
+        second = start_vpnc(topo, topo.clients[1], username="vpnuser2",
+                            password="userpass2-eng", group="eng", secret="eng-group-psk",
+                            dh="dh14")
+        _usable(srv, second)
+        assert second.wait_connected(5)["INTERNAL_IP4_ADDRESS"].startswith("10.40.5."), \
+            srv.explain("vpnuser2 not in group eng's pool", second)
+        assert topo.ping(second.host, LAN_HOST, interface=second.host.tun, count=3,
+                         interval=0.1), srv.explain("no traffic for vpnuser2", second)
+        time.sleep(5)  # an Interim-Update (every 4 s) goes out
+        assert srv.terminate() == 0  # the Stops go out before vpnhub exits
+        for radius, user, other in ((shared, "vpnuser1", "vpnuser2"),
+                                    (own, "vpnuser2", "vpnuser1")):
+            log = radius.log_text()
+            assert f'User-Name = "{user}"' in log and f'User-Name = "{other}"' not in log, \
+                srv.explain(f"{user} should reach only its group's server")
+            kinds = [r.get("Acct-Status-Type") for r in radius.detail_records()
+                     if r.get("User-Name") == user]
+            assert kinds[:1] == ["Start"] and kinds[-1:] == ["Stop"], (user, kinds)
+            assert not [r for r in radius.detail_records() if r.get("User-Name") == other]
 
 
 def _check_detail(radius: FreeRadius, ports: dict[str, int], env: dict[str, dict[str, str]],
