@@ -10,6 +10,10 @@ rule), or the only group that allows "rsa".
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import os
+
 from vpnhub.config import Config
 from vpnhub.wire.constants import AuthMethod
 
@@ -20,19 +24,38 @@ METHODS: dict[str, tuple[int, ...]] = {
 }
 
 
+# Drawn once per process, never stored: which kind of group an unknown name plays
+_PERSONA_SECRET = os.urandom(32)
+
+
 class CertAuthPolicy:
     def __init__(self, config: Config) -> None:
         self._by_group = {g.name: _numbers(g.auth) for g in config.groups}
         every = {m for g in config.groups for m in g.auth}
         self._every = _numbers(tuple(m for m in METHODS if m in every))
         self._rsa_groups = [g.name for g in config.groups if "rsa" in g.auth]
+        # the distinct method sets of the configured groups, in a fixed order
+        self._personas = sorted(set(self._by_group.values())) or [self._every]
 
     def methods_for(self, group_id: bytes | None) -> tuple[int, ...]:
-        """The group's methods; every group's for Main Mode (no ID yet) and for an
-        unknown group (answered like a known one: no group enumeration, ike.standin)."""
+        """The group's methods; every group's for Main Mode (no ID yet); for an unknown
+        group, those of one kind of configured group (`_persona`)."""
         if group_id is None:
             return self._every
-        return self._by_group.get(group_id.decode("utf-8", "replace"), self._every)
+        known = self._by_group.get(group_id.decode("utf-8", "replace"))
+        return known if known is not None else self._persona(group_id)
+
+    def _persona(self, group_id: bytes) -> tuple[int, ...]:
+        """An unknown group name answers as some configured group would (ike.standin):
+        with every group's methods, a PSK probe would tell a certificate-only group
+        (NO-PROPOSAL-CHOSEN) from no group (a stand-in message 2). So each unknown
+        name plays the method set of one kind of configured group, picked by a keyed
+        hash of the name: the same answer every time, and a prober cannot tell it
+        from a real group of that kind. With one kind of group, that kind."""
+        if len(self._personas) == 1:
+            return self._personas[0]
+        digest = hmac.new(_PERSONA_SECRET, group_id, hashlib.sha256).digest()
+        return self._personas[int.from_bytes(digest[:4], "big") % len(self._personas)]
 
     def group_for_cert(self, ous: tuple[str, ...], method: int) -> str | None:
         for ou in ous:
