@@ -18,6 +18,14 @@ counters where the code has them) is built in the data-plane thread in a
 running concentrator, so it is timed apart ("data plane answer") and the
 sample is given that answer ready-made: what is timed is the loop's share.
 
+"Periodic work, steady state": the CPU time (`time.process_time`, the data
+plane's answers included) of what the manager does every 10 s with these
+sessions, as % of a core: where the tree has the totals-only refresh
+(`ManagerView.sample_totals`, issue 13), one per-session sample (GetCounters
+and `sample()`) and four totals refreshes (GetCounters without the SA arrays
+and `sample_totals()`); before it, five per-session samples (one every 2 s).
+Median and range of `--runs` cycles.
+
 Bytes per session of the throughput history: tracemalloc over `--history-
 sessions` sessions (the size per session does not depend on the count) from
 the first sample until the history is full (SAMPLES + 1 samples).
@@ -51,6 +59,7 @@ from vpnhub.manager import metrics
 from vpnhub.manager.view import SAMPLES, ManagerView
 from vpnhub.net.dataplane import Dataplane, open_udp_socket
 from vpnhub.net.messages import AddInbound, AddOutbound
+from vpnhub.net.stats import SaCounters
 from vpnhub.net.tun import FakeTun
 
 try:  # the paged admin `sessions` (issue 13)
@@ -71,8 +80,8 @@ class Answered:
     async def stats(self) -> Any:
         return self.full
 
-    async def counters(self) -> Any:
-        return self.compact
+    async def counters(self, sas: bool = True) -> Any:
+        return self.compact if sas else SaCounters(self.compact.totals)
 
 
 def fill(conc: FakeConcentrator, n: int) -> None:
@@ -142,6 +151,20 @@ def timed(runs: int, one: Callable[[], tuple[float, float]]) -> dict[str, Any]:
             "longest_step_ms": summarize([r[1] for r in results])}
 
 
+def periodic_cpu(view: ManagerView, dp: Dataplane) -> float:
+    """CPU seconds of the manager's periodic work over 10 s (a full cycle)."""
+    totals_only = hasattr(view, "sample_totals")
+    t0 = time.process_time()
+    for i in range(5):  # one SAMPLE_EVERY (2 s) each
+        if i == 0 or not totals_only:
+            dp.counters_now()  # the data plane's answer, built in its thread
+            stepped(view.sample())
+        else:
+            dp.counters_now(False)
+            stepped(view.sample_totals())
+    return time.process_time() - t0
+
+
 def history_bytes(n: int) -> float:
     """Bytes per session of a full throughput history (no data plane: the store's bytes)."""
     conc = FakeConcentrator(parse_config(config_text(None, pool="10.64.0.0/16")), EventLog())
@@ -182,8 +205,15 @@ def main(args: argparse.Namespace) -> dict[str, Any]:
             cases[name] = lambda build=build: plain(build)  # type: ignore[misc]
         out: dict[str, Any] = {"sessions": args.sessions, "sas": 2 * args.sessions,
                                "runs": args.runs, "cases": {}}
+        if hasattr(view, "sample_totals"):
+            cases["sample_totals()"] = lambda: stepped(view.sample_totals())
+            cases["data plane answer, totals only (GetCounters(sas=False))"] = \
+                lambda: plain(lambda: dp.counters_now(False))
         for name, one in cases.items():
             out["cases"][name] = timed(args.runs, one)
+        cycles = [periodic_cpu(view, dp) for _ in range(args.runs)]
+        out["periodic_pct_of_core"] = {k: round(v / 100.0, 3)  # ms per 10 s -> % of 1 s
+                                       for k, v in summarize(cycles).items()}
         view.close()
     finally:
         dp.close()
@@ -202,6 +232,9 @@ def show(result: dict[str, Any]) -> None:
         cells = [f"{c[k]['median']:.2f} ({c[k]['min']:.2f}-{c[k]['max']:.2f})"
                  for k in ("per_call_ms", "longest_step_ms")]
         print(f"{name:52s} {cells[0]:>22s} {cells[1]:>22s}")
+    p = result["periodic_pct_of_core"]
+    print(f"periodic work, steady state: {p['median']:.2f} % of a core"
+          f" ({p['min']:.2f}-{p['max']:.2f}), CPU time per 10 s")
     print(f"throughput history, full ({SAMPLES} samples): "
           f"{result['history_bytes_per_session']} bytes per session"
           f" (over {result['history_sessions']} sessions)")

@@ -239,6 +239,22 @@ def test_background_writes_land_and_the_clean_record_is_last(tmp_path: Path) -> 
     assert read_state(path) == final
 
 
+def test_a_heartbeat_reuses_the_rows_of_unchanged_sessions_only(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vpnhub.concentrator import staterecord
+    encoded: list[int] = []
+    real = staterecord.session_rows
+    monkeypatch.setattr(staterecord, "session_rows",
+                        lambda sessions: encoded.append(len(sessions)) or real(sessions))
+    path = tmp_path / "s.state.json"
+    keeper = StateKeeper(path, pid=1, started=2.0)
+    for beat, sessions in ((3.0, LOST), (4.0, tuple(LOST)), (5.0, LOST[:1])):
+        rec = RunRecord(pid=1, started=2.0, heartbeat=beat, clean=False, sessions=sessions)
+        assert keeper.write(rec, beat) is None
+        assert read_state(path) == rec  # the heartbeat and the sessions as they are now
+    assert encoded == [2, 1]  # the equal sessions of the second write were not encoded
+
+
 def test_a_background_write_error_is_reported_once_by_a_later_call(tmp_path: Path) -> None:
     keeper = StateKeeper(tmp_path / "missing" / "s.state.json", pid=1, started=2.0)
     keeper.start_background()

@@ -35,6 +35,7 @@ from vpnhub_harness import (
 from vpnhub.auth.users import hash_password
 from vpnhub.lab.peers import GROUP_PSK, USERS, start_vpnc
 from vpnhub.lab.topology import LAN_HOST, PAT_OUTSIDE, Topology, wait_until
+from vpnhub.manager.view import HISTORY_EVERY
 
 pytestmark = pytest.mark.netns
 
@@ -174,8 +175,12 @@ def _browser_checks(topo: Topology, server: VpnhubServer, base: str, browser: An
             .startswith("UDP-Tunnel")
         # a few samples for the throughput chart, with traffic through the tunnel
         topo.ping(c1, LAN_HOST, interface=c1.tun, count=10, interval=0.2)
-        page.wait_for_timeout(4500)
-        page.reload()
+        # a chart needs three samples of the session, one every HISTORY_EVERY (10 s)
+        for _ in range(int(3 * HISTORY_EVERY / 2) + 2):
+            page.reload()
+            if page.locator("svg.chart polyline").count():
+                break
+            page.wait_for_timeout(2000)
         assert page.locator("svg.chart polyline").count() == 2
         _shot(page, artifacts, "03-session-detail")
 

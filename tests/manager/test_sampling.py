@@ -1,4 +1,5 @@
-"""The 2 s sample: the data plane's compact counters, in steps (issue 13)."""
+"""The samples: the data plane's compact counters, in steps; the totals between
+them (issue 13)."""
 
 from __future__ import annotations
 
@@ -50,6 +51,30 @@ def test_throughput_from_the_data_planes_counters() -> None:
     assert (sa_json["bytes_tx"], sa_json["packets_tx"]) == (4000, 4)
     assert (sa_json["bytes_rx"], sa_json["packets_rx"]) == (1000, 2)
     assert view.throughput("not-a-session-id") == []
+
+
+def test_the_totals_refresh_leaves_the_sessions_counters_and_history() -> None:
+    conc = FakeConcentrator(parse_config(config_text(None)), EventLog())
+    dp = conc.dataplane = FakeDataplane()
+    now = [100.0]
+    view = ManagerView(conc, clock=lambda: now[0])
+    s = conc.add_session("alice", 1025)
+    (child,) = s.children.values()
+    dp.add_inbound(sa(child.spi_in), ("203.0.113.78", 1025))
+    dp.add_outbound(sa(child.spi_out), ("203.0.113.78", 1025), dst="10.1.0.1/32")
+    asyncio.run(view.sample())
+    dp.count(child.spi_out, "out", packets=4, bytes_=4000)
+    dp.count(child.spi_in, "in", drops={"replay": 1})
+    asyncio.run(view.sample_totals())  # between two samples: the totals move...
+    assert view.snapshot.drops_total == {"replay": 1}
+    (sa_json,) = view.session_json(s)["ipsec"]
+    assert sa_json["bytes_tx"] == 0  # ...the session's SA counters are the last sample's
+    assert view.throughput(session_id(s.key)) == []  # and no history point is added
+    now[0] = 110.0
+    asyncio.run(view.sample())
+    (sa_json,) = view.session_json(s)["ipsec"]
+    assert sa_json["bytes_tx"] == 4000
+    assert view.throughput(session_id(s.key)) == [(110.0, 400.0, 0.0)]
 
 
 def test_a_sample_of_many_sessions_yields_between_chunks() -> None:

@@ -39,6 +39,7 @@ from vpnhub.manager.auth import (
 )
 from vpnhub.manager.throttle import LoginThrottle
 from vpnhub.manager.view import (
+    HISTORY_EVERY,
     SAMPLE_EVERY,
     ConcentratorLike,
     ManagerView,
@@ -145,7 +146,7 @@ class Manager:
         self.log.close()
 
     async def _tick(self) -> None:
-        last_sample = 0.0
+        last_sample = last_history = 0.0
         while True:
             await asyncio.sleep(TICK)
             try:
@@ -153,7 +154,11 @@ class Manager:
                 now = time.monotonic()
                 if now - last_sample >= SAMPLE_EVERY:
                     last_sample = now
-                    await self.view.sample()
+                    if now - last_history >= HISTORY_EVERY:
+                        last_history = now
+                        await self.view.sample()
+                    else:  # the totals only: the per-session walk is 5x rarer
+                        await self.view.sample_totals()
                     self.auth.prune()
             except Exception as e:  # the manager must never take the concentrator down
                 self.log.add("ADMIN", 1, f"manager internal error: {e!r}")

@@ -1,13 +1,14 @@
 """Each session's bytes at the manager's last samples, in fixed arrays (issue 13).
 
-Every session is sampled at the same instants (ManagerView.sample, every 2 s),
+Every session is sampled at the same instants (ManagerView.sample, every 10 s),
 so the times are kept once, in one ring shared by all sessions, and each
 session has one preallocated ``array("I")`` of the bytes it sent and received
-between consecutive samples (4 bytes each: 4 GiB in 2 s would be 17 Gbit/s;
-more is clamped) plus its last counts: no tuple or deque per sample (a deque
-of 150 (time, tx, rx) tuples was ~11 KiB per session; 64-bit counts were
-~2.5 KiB; this is ~1.4 KiB). Appending is O(1): two stores at the ring's
-position. A counter that went down (a new SA's) counts as no traffic.
+between consecutive samples (4 bytes each: 4 GiB in 10 s would be 3.4 Gbit/s,
+more than this data plane forwards; more is clamped) plus its last counts: no
+tuple or deque per sample (a deque of 150 (time, tx, rx) tuples was ~11 KiB
+per session; 64-bit counts were ~2.5 KiB; 150 samples of this ~1.4 KiB, the
+30 of a sample every 10 s ~0.5 KiB). Appending is O(1): two stores at the
+ring's position. A counter that went down (a new SA's) counts as no traffic.
 
 A sample is written in steps (the sampler yields to the event loop between
 chunks of sessions) and becomes visible only at `commit`: a reader between

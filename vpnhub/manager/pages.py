@@ -361,7 +361,7 @@ def throughput_svg(points: Sequence[tuple[float, float, float]], width: int = 64
     if len(points) < 2:
         return (f'<svg class="chart" width="{width}" height="{height}" role="img"'
                 ' aria-label="throughput"><text x="10" y="40" fill="#555">Collecting'
-                " samples (one every 2 s)...</text></svg>")
+                " samples (one every 10 s)...</text></svg>")
     t0, t1 = points[0][0], points[-1][0]
     span = max(t1 - t0, 1.0)
     top = max(max(p[1], p[2]) for p in points) or 1.0

@@ -677,9 +677,9 @@ class Dataplane:
         assert isinstance(result, DataplaneStats)
         return result
 
-    async def counters(self) -> SaCounters:
+    async def counters(self, sas: bool = True) -> SaCounters:
         """``GetCounters`` from asyncio (as :meth:`stats`, the compact answer)."""
-        result = await self._ask(GetCounters())
+        result = await self._ask(GetCounters(sas))
         assert isinstance(result, SaCounters)
         return result
 
@@ -1262,7 +1262,7 @@ class Dataplane:
         if isinstance(command, GetStats):
             return self.stats_now()
         if isinstance(command, GetCounters):
-            return self.counters_now()
+            return self.counters_now(command.sas)
         if isinstance(command, CtcpClose):
             conn = self._ctcp.get(command.addr)
             if conn is None:
@@ -1453,11 +1453,14 @@ class Dataplane:
                 for p in self._peers.values()),
         )
 
-    def counters_now(self) -> SaCounters:
+    def counters_now(self, sas: bool = True) -> SaCounters:
         """Every SA's traffic as arrays and the totals (``GetCounters``): no object
-        per SA, so the manager's 2 s sample costs little with 20,000 SAs."""
+        per SA, so the manager's sample costs little with 20,000 SAs. `sas` False:
+        the totals only (the eight arrays not built: ~3/4 of the answer's cost)."""
         ins = [e.sa for e in self._in.values()]
         outs = [o.sa for o in self._outbound_entries()]
+        if not sas:
+            return SaCounters(self._totals(ins, outs))
         return SaCounters(
             self._totals(ins, outs),
             array("L", [sa.spi for sa in ins]), array("Q", [sa.bytes_in for sa in ins]),

@@ -165,8 +165,9 @@ class FakeDataplane:
     async def stats(self) -> DataplaneStats:
         return self.snapshot()
 
-    async def counters(self) -> SaCounters:
-        return counters_of(self.snapshot())  # the same numbers as stats()
+    async def counters(self, sas: bool = True) -> SaCounters:
+        c = counters_of(self.snapshot())  # the same numbers as stats()
+        return c if sas else SaCounters(c.totals)
 
     def events(self) -> list[Event]:
         out, self._events = self._events, []

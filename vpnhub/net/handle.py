@@ -90,9 +90,10 @@ class DataplaneHandle(Protocol):
         """Every counter, as one consistent snapshot (``GetStats``)."""
         ...
 
-    async def counters(self) -> SaCounters:
+    async def counters(self, sas: bool = True) -> SaCounters:
         """Every SA's traffic as arrays, and the totals (``GetCounters``): the cheap
-        answer for periodic sampling (no object per SA)."""
+        answer for periodic sampling (no object per SA). `sas` False: the totals
+        only (the arrays may be left empty)."""
         ...
 
     def events(self) -> list[Event]:

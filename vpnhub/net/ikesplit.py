@@ -246,8 +246,8 @@ class SplitDataplane:
     async def stats(self) -> DataplaneStats:
         return self.plus_ike(await self.inner.stats())
 
-    async def counters(self) -> SaCounters:
-        c = await self.inner.counters()
+    async def counters(self, sas: bool = True) -> SaCounters:
+        c = await self.inner.counters(sas)
         return dataclasses.replace(c, totals=self.plus_ike(c.totals))
 
     def plus_ike(self, s: DataplaneStats) -> DataplaneStats:

@@ -198,7 +198,12 @@ class GetStats:
 @dataclass(frozen=True)
 class GetCounters:
     """Every SA's traffic as arrays, and the totals (result: a
-    :class:`~vpnhub.net.stats.SaCounters`): the manager's cheap periodic sample."""
+    :class:`~vpnhub.net.stats.SaCounters`): the manager's cheap periodic sample.
+
+    ``sas`` False: the totals only, the per-SA arrays empty (the manager's 2 s
+    refresh of the totals between its per-session samples, issue 13)."""
+
+    sas: bool = True
 
 
 @dataclass(frozen=True)

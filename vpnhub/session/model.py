@@ -3,7 +3,7 @@
 `Session` is the store's own record (vpnhub.session.store): mutable, and edited
 by the store alone. Everybody else holds a `SessionView`, read-only to the type
 checker: the store's reads hand out the live session that way (no copy: the
-manager reads every session every 2 s), and its events carry a snapshot that
+manager reads every session every 10 s), and its events carry a snapshot that
 is frozen at run time as well (`Session.snapshot()`), so a subscriber that
 keeps one sees it never change and can never edit the live session.
 """
