@@ -61,9 +61,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "concentrator"))  # the core rig
 
-from core_harness import CoreRig, Pc, config_text  # noqa: E402
+from core_harness import CoreRig, Pc, established_rig  # noqa: E402
 
-from vpnhub.config import parse_config  # noqa: E402
 from vpnhub.ike.driver import IkeDriver  # noqa: E402
 from vpnhub.ike.transport import Transport  # noqa: E402
 from vpnhub.net.dataplane import Dataplane  # noqa: E402
@@ -75,30 +74,9 @@ try:  # the keepalives' own socket (issue 13); before it, the 4500 socket had th
 except ImportError:
     open_keepalive_socket = None  # type: ignore[assignment]
 
-ACCOUNTS = 64  # logins share accounts, as in the other benchmarks
-PASSWORD = "benchpass"
-BATCH = 8  # clients started together: below the per-address half-open limit (one PAT)
 DPD = 30.0  # the load generator's and the concentrator's DPD interval, s
 KEEPALIVE = 20.0  # the load generator's NAT keepalive interval, s
 PROJECT = 10_000
-
-
-def established_rig(n: int) -> CoreRig:
-    users = {f"bench{i:02d}": PASSWORD for i in range(ACCOUNTS)}
-    rig = CoreRig(parse_config(config_text(users=users, pool="10.40.0.0/16",
-                                           group_extra="simultaneous_logins = 1000000")))
-    for i in range(n):
-        pc = rig.add_pc(f"bench{i % ACCOUNTS:02d}", PASSWORD,
-                        local_ip=f"10.10.{i // 250}.{i % 250 + 2}")
-        pc.sa.initiate(rig.now)
-        rig._start(pc, pc.sa)
-        if i % BATCH == BATCH - 1:
-            rig.settle()
-    rig.settle()
-    up = sum(pc.up for pc in rig.pcs)
-    if up != n:
-        raise SystemExit(f"only {up} of {n} sessions established")
-    return rig
 
 
 def r_u_there(rig: CoreRig, pc: Pc) -> tuple[bytes, tuple[str, int]]:

@@ -31,36 +31,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "concentrator"))  # the core rig
 
-from core_harness import CoreRig, config_text  # noqa: E402
+from core_harness import established_rig  # noqa: E402
 
-from vpnhub.config import parse_config  # noqa: E402
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths  # noqa: E402
 from vpnhub.ike.transitions import State  # noqa: E402
 from vpnhub.net.dataplane import Dataplane, open_udp_socket  # noqa: E402
 from vpnhub.net.messages import AddInbound, AddOutbound, RemoveSA  # noqa: E402
 from vpnhub.net.tun import FakeTun  # noqa: E402
-
-ACCOUNTS = 64  # logins share accounts, as in the other benchmarks
-PASSWORD = "benchpass"
-BATCH = 8  # clients started together: below the per-address half-open limit (one PAT)
-
-
-def established_rig(n: int) -> CoreRig:
-    users = {f"bench{i:02d}": PASSWORD for i in range(ACCOUNTS)}
-    rig = CoreRig(parse_config(config_text(users=users, pool="10.40.0.0/16",
-                                           group_extra="simultaneous_logins = 1000000")))
-    for i in range(n):
-        pc = rig.add_pc(f"bench{i % ACCOUNTS:02d}", PASSWORD,
-                        local_ip=f"10.10.{i // 250}.{i % 250 + 2}")
-        pc.sa.initiate(rig.now)
-        rig._start(pc, pc.sa)
-        if i % BATCH == BATCH - 1:
-            rig.settle()
-    rig.settle()
-    up = sum(pc.up for pc in rig.pcs)
-    if up != n:
-        raise SystemExit(f"only {up} of {n} sessions established")
-    return rig
 
 
 def time_core_shutdown(n: int) -> float:

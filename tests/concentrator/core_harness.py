@@ -413,3 +413,28 @@ class CoreRig:
 
     def sent_to(self, pc: Pc) -> list[Datagram]:
         return [d for d in self.sent if d.remote[0] == pc.public_ip]
+
+
+BENCH_ACCOUNTS = 64  # logins share accounts, as in the benchmarks
+BENCH_PASSWORD = "benchpass"
+BENCH_BATCH = 8  # clients started together: below the per-address half-open limit (one PAT)
+
+
+def established_rig(n: int) -> CoreRig:
+    """A core with `n` established remote access sessions (bench/shutdown.py and
+    bench/dpd_cost.py start from it)."""
+    users = {f"bench{i:02d}": BENCH_PASSWORD for i in range(BENCH_ACCOUNTS)}
+    rig = CoreRig(parse_config(config_text(users=users, pool="10.40.0.0/16",
+                                           group_extra="simultaneous_logins = 1000000")))
+    for i in range(n):
+        pc = rig.add_pc(f"bench{i % BENCH_ACCOUNTS:02d}", BENCH_PASSWORD,
+                        local_ip=f"10.10.{i // 250}.{i % 250 + 2}")
+        pc.sa.initiate(rig.now)
+        rig._start(pc, pc.sa)
+        if i % BENCH_BATCH == BENCH_BATCH - 1:
+            rig.settle()
+    rig.settle()
+    up = sum(pc.up for pc in rig.pcs)
+    if up != n:
+        raise SystemExit(f"only {up} of {n} sessions established")
+    return rig

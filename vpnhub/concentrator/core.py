@@ -419,24 +419,22 @@ class ConcentratorCore:
     # ------------------------------------------------------------- actions
     def logout(self, key: tuple[bytes, bytes], admin: str) -> bool:
         """An administrator ends a session: its SAs are deleted (the peer is told)."""
-        s = self.sessions.get(key)
-        sa = self.endpoint.get(*key)
-        if s is None or sa is None:
-            return False
-        self.log.add("ADMIN", 4, f"logout of {s.user} by administrator {admin}",
-                     peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
-        sa.delete(self.clock(), "logged out by administrator")
-        self._service(sa)
-        return True
+        return self._end_session(key, "ADMIN", "logged out by administrator",
+                                 lambda user: f"logout of {user} by administrator {admin}")
 
     def disconnect(self, key: tuple[bytes, bytes], why: str) -> bool:
         """End a session for `why` (a RADIUS Disconnect-Request, RFC 5176 3.1): its
         SAs are deleted and the peer is told, as for an administrator's logout."""
+        return self._end_session(key, "SESSION", why,
+                                 lambda user: f"session of {user} ended: {why}")
+
+    def _end_session(self, key: tuple[bytes, bytes], event_class: str, why: str,
+                     line: Callable[[str], str]) -> bool:
         s = self.sessions.get(key)
         sa = self.endpoint.get(*key)
         if s is None or sa is None:
             return False
-        self.log.add("SESSION", 4, f"session of {s.user} ended: {why}",
+        self.log.add(event_class, 4, line(s.user),
                      peer=f"{s.public_ip}:{s.public_port}", group=s.group, user=s.user)
         sa.delete(self.clock(), why)
         self._service(sa)
