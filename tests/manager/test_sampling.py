@@ -4,7 +4,7 @@ them (issue 13)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from manager_fakes import FakeConcentrator, config_text
@@ -32,15 +32,22 @@ def steps(coro: Coroutine[Any, Any, None]) -> int:
         n += 1
 
 
-def test_throughput_from_the_data_planes_counters() -> None:
+
+def one_session(clock: Callable[[], float]) -> tuple[ManagerView, FakeDataplane, Any, Any]:
+    """A manager over one session of alice with its two SAs in a fake data plane."""
     conc = FakeConcentrator(parse_config(config_text(None)), EventLog())
     dp = conc.dataplane = FakeDataplane()
-    clock = iter([100.0, 102.0, 104.0, 104.5])
-    view = ManagerView(conc, clock=lambda: next(clock))
+    view = ManagerView(conc, clock=clock)
     s = conc.add_session("alice", 1025)
     (child,) = s.children.values()
     dp.add_inbound(sa(child.spi_in), ("203.0.113.78", 1025))
     dp.add_outbound(sa(child.spi_out), ("203.0.113.78", 1025), dst="10.1.0.1/32")
+    return view, dp, s, child
+
+
+def test_throughput_from_the_data_planes_counters() -> None:
+    clock = iter([100.0, 102.0, 104.0, 104.5])
+    view, dp, s, child = one_session(lambda: next(clock))
     asyncio.run(view.sample())
     dp.count(child.spi_out, "out", packets=4, bytes_=4000)
     dp.count(child.spi_in, "in", packets=2, bytes_=1000)
@@ -54,14 +61,8 @@ def test_throughput_from_the_data_planes_counters() -> None:
 
 
 def test_the_totals_refresh_leaves_the_sessions_counters_and_history() -> None:
-    conc = FakeConcentrator(parse_config(config_text(None)), EventLog())
-    dp = conc.dataplane = FakeDataplane()
     now = [100.0]
-    view = ManagerView(conc, clock=lambda: now[0])
-    s = conc.add_session("alice", 1025)
-    (child,) = s.children.values()
-    dp.add_inbound(sa(child.spi_in), ("203.0.113.78", 1025))
-    dp.add_outbound(sa(child.spi_out), ("203.0.113.78", 1025), dst="10.1.0.1/32")
+    view, dp, s, child = one_session(lambda: now[0])
     asyncio.run(view.sample())
     dp.count(child.spi_out, "out", packets=4, bytes_=4000)
     dp.count(child.spi_in, "in", drops={"replay": 1})
