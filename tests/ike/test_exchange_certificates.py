@@ -75,6 +75,21 @@ def test_hybrid_signs_and_sends_no_hash(mode: str, pki: tuple[Authority, Issued,
         assert SigPayload in kinds and HashPayload not in kinds  # nothing for psk-crack
 
 
+@pytest.mark.parametrize("auth", ["hybrid", "rsa"])
+def test_signatures_compute_g_xy_at_once(auth: str, pki: tuple[Authority, Issued, Path]) -> None:
+    """SKEYID = prf(Ni_b | Nr_b, g^xy) with signatures (RFC 2409 5.1): nothing to defer
+    to the shell's DH worker (ike.dhjob), whatever the endpoint offers."""
+    ca, conc, _ = pki
+    lab, _ = _lab(ca, conc, AuthMethod.HYBRID_INIT_RSA, AuthMethod.XAUTH_INIT_RSA)
+    jobs: list[object] = []
+    lab.endpoint.dh_offload = jobs.append
+    me = ca.issue(f"vpnclient1-defer-{auth}", ou=GROUP) if auth == "rsa" else None
+    c = lab.add_client(auth=auth, pki=_signer(ca, me))
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and len(c.children) == 1 and jobs == []
+
+
 def test_hybrid_only_group_refuses_psk_without_a_hash(
         pki: tuple[Authority, Issued, Path]) -> None:
     ca, conc, _ = pki

@@ -52,6 +52,7 @@ from vpnhub.net.dataplane import (
     open_ctcp_listener,
     open_esp_socket,
 )
+from vpnhub.net.dhworker import DhWorker
 from vpnhub.net.ikesplit import (
     IkeSocket,
     SplitDataplane,
@@ -103,6 +104,8 @@ class Concentrator:
         self._last_stats = 0.0
         self._last_ike = 0.0  # when the last IKE message came in (the DH pool fills after)
         self._dh_filler: asyncio.Task[None] | None = None
+        # phase 1's g^xy on another core (net.dhworker, ike.dhjob)
+        self.dh_worker = DhWorker()
         self.ike: AsyncIkeDriver | None = None  # the IKE driver loop: exact timers
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
         self.loop_watch: LoopWatch | None = None  # how late this loop runs (issue 13)
@@ -156,6 +159,8 @@ class Concentrator:
         self.core.event_hook = self.manager.on_ike_event
         self._setup_network()
         core = self.core
+        self.dh_worker.start()
+        core.endpoint.dh_offload = self.dh_worker.submit
         self.ike = AsyncIkeDriver(core.endpoint, core.on_event, lambda _sa, d: self._send(d),
                                   on_error=core.on_fault, on_notice=core.on_notice)
         core.bind(self.ike)
@@ -190,9 +195,11 @@ class Concentrator:
             ticker.cancel()
             if self._dh_filler is not None:
                 self._dh_filler.cancel()
+            core.endpoint.dh_offload = None  # what is still pending is computed inline
             self.loop_watch.stop()
             self.stall_watch.stop()
             self.gc_watch.stop()
+            self.dh_worker.stop()
             for q in (self.out500, self.out4500):
                 if q is not None:
                     q.lift_bound()  # every client's DELETE waits for the socket
@@ -450,6 +457,9 @@ class Concentrator:
             i = self.ike4500  # None: IKE on 4500 goes through the data plane
             reply["ike_4500"] = None if i is None else {"rx": i.rx, "tx": i.tx,
                                                          "drops": dict(i.drops)}
+            w = self.dh_worker  # phase 1's g^xy: how many the worker thread computed
+            reply["dh_worker"] = {"submitted": w.submitted, "ran": w.ran,
+                                  "overlaps": w.overlaps}
         return reply
 
     def _status(self) -> dict[str, Any]:

@@ -59,6 +59,19 @@ del _gmp
 DEFAULT_BACKEND = "gmpy2" if "gmpy2" in _POW_BACKENDS else "pow"
 
 
+def release_gil_in_this_thread() -> bool:
+    """Let gmpy2 drop the GIL inside its big-number operations, for the calling thread
+    only (gmpy2's context is per thread): a worker thread's powmod (net.dhworker) then
+    runs on another core while the IKE loop goes on. False without gmpy2 (pow() keeps
+    the GIL: such a worker only moves the work, it does not overlap it)."""
+    try:
+        import gmpy2
+    except ImportError:
+        return False
+    gmpy2.get_context().allow_release_gil = True
+    return True
+
+
 def powmod_backend(name: str = DEFAULT_BACKEND) -> PowMod:
     """The modular exponentiation by name (RSA signing uses it too, crypto/rsasig.py)."""
     return _POW_BACKENDS[name]

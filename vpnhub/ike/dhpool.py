@@ -31,7 +31,7 @@ Memory is bounded: at most `sizes[group]` pairs per configured group (about
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from vpnhub.crypto.dh import DHKeyPair, dh_group
 
@@ -71,14 +71,16 @@ class DhPool:
         """Pairs missing before every group is full: 0 means `fill` has nothing to do."""
         return sum(self.sizes[g] - len(p) for g, p in self._pairs.items())
 
-    def fill(self, count: int = FILL_STEP) -> int:
-        """Compute up to `count` pairs, emptiest group first; returns how many."""
+    def fill(self, count: int = FILL_STEP,
+             make: Callable[[int], DHKeyPair] | None = None) -> int:
+        """Compute up to `count` pairs, emptiest group first; returns how many. `make`
+        (group -> pair) replaces the group's own `generate` (the load generator's)."""
         made = 0
         while made < count:
             group = self._emptiest()
             if group is None:
                 break
-            self._pairs[group].append(dh_group(group).generate())
+            self._pairs[group].append(make(group) if make else dh_group(group).generate())
             self.generated += 1
             made += 1
         return made

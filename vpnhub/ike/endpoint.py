@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from vpnhub.crypto.dh import DHKeyPair, dh_group
+from vpnhub.ike.dhjob import DhOffload
 from vpnhub.ike.dhpool import DhPool
 from vpnhub.ike.dhreuse import DhReuse
 from vpnhub.ike.fragment import FragmentError, Reassembler, is_fragment
@@ -85,6 +86,8 @@ class IkeEndpoint:
         self.dh_reuse = DhReuse()
         # key pairs computed in idle time (the shell fills it; None: every SA draws its own)
         self.dh_pool: DhPool | None = None
+        # the shell's worker thread for phase 1's g^xy (ike.dhjob); None: computed inline
+        self.dh_offload: DhOffload | None = None
         self.drops: Counter[str] = Counter()
         self.summary = _summariser()
         self._reassembler = Reassembler()
@@ -185,6 +188,7 @@ class IkeEndpoint:
         self._unverified_by_ip.setdefault(remote[0], OrderedDict())[key] = None
         sa.endpoint_marks.half_open_key = key
         sa.endpoint_marks.dh_pool = self.dh_pool
+        sa.endpoint_marks.dh_offload = self.dh_offload
         return sa
 
     def _key_pair(self, group: int, now: float, flood: bool) -> DHKeyPair:

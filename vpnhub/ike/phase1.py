@@ -8,20 +8,24 @@ from __future__ import annotations
 import ipaddress
 
 from vpnhub.crypto.cipher import ike_cipher
-from vpnhub.crypto.dh import DHKeyPair, dh_group
+from vpnhub.crypto.dh import DHKeyPair, ModpGroup, ModpKeyPair, dh_group
 from vpnhub.crypto.errors import CryptoError
 from vpnhub.crypto.keys import (
     derive_phase1,
+    derive_skeyids,
+    expand_key,
     hash_i,
     hash_r,
     hashes_equal,
     natd_hash,
+    phase1_iv,
     skeyid_psk,
     skeyid_sig,
 )
 from vpnhub.crypto.prf import hash_alg
 from vpnhub.crypto.suites import ike_suite_name
 from vpnhub.ike import events as ev
+from vpnhub.ike.dhjob import DhOffload, SharedSecretJob
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import shorter_lifetime
 from vpnhub.ike.policy import P1Suite, decode_p1, encode_p1
@@ -348,22 +352,55 @@ def compute_keys(sa: SaState, peer_ke: KEPayload) -> None:
     assert sa.hash is not None and sa.cipher is not None and sa.suite is not None
     kp = sa.p1.dh
     assert kp is not None
-    try:
-        g_xy = kp.shared_secret(peer_ke.data)
-    except CryptoError as e:
-        raise IkeError("invalid_ke", f"peer's KE payload: {e}",
-                       NotifyType.INVALID_KEY_INFORMATION) from e
+    sa.p1.dh = None  # the private value is not needed any more after this
     if sa.role is Role.INITIATOR:
         sa.dh_public_i, sa.dh_public_r = kp.public, peer_ke.data
     else:
         sa.dh_public_i, sa.dh_public_r = peer_ke.data, kp.public
+    offload = sa.endpoint_marks.dh_offload
+    if offload is not None and isinstance(kp, ModpKeyPair) and sa.suite.auth not in \
+            RSA_METHODS and sa.suite.auth not in HYBRID_METHODS:
+        _defer_keys(sa, kp, peer_ke, offload)
+        return
+    g_xy = _shared_secret(kp, peer_ke.data)
     skeyid = _skeyid(sa, g_xy)
     keys = derive_phase1(sa.hash, sa.cipher, skeyid, g_xy, sa.icookie, sa.rcookie,
                          sa.dh_public_i, sa.dh_public_r)
     sa.skeyid, sa.skeyid_d, sa.skeyid_a, sa.skeyid_e = (
         keys.skeyid, keys.skeyid_d, keys.skeyid_a, keys.skeyid_e)
     sa.enc_key, sa.p1_iv = keys.enc_key, keys.iv
-    sa.p1.dh = None  # the private value is not needed any more
+
+
+def _shared_secret(kp: DHKeyPair, peer_public: bytes) -> bytes:
+    try:
+        return kp.shared_secret(peer_public)
+    except CryptoError as e:
+        raise IkeError("invalid_ke", f"peer's KE payload: {e}",
+                       NotifyType.INVALID_KEY_INFORMATION) from e
+
+
+def _defer_keys(sa: SaState, kp: ModpKeyPair, peer_ke: KEPayload, offload: DhOffload) -> None:
+    """Pre-shared key: SKEYID, HASH_R and the phase 1 IV now, g^xy on another thread
+    (ike.dhjob); SKEYID_d/a/e and the key when the first encrypted message needs them."""
+    assert sa.hash is not None and sa.cipher is not None
+    group = kp.group
+    assert isinstance(group, ModpGroup)
+    try:  # refused now, in answer to the message that carried it
+        group.check_public(peer_ke.data)
+    except CryptoError as e:
+        raise IkeError("invalid_ke", f"peer's KE payload: {e}",
+                       NotifyType.INVALID_KEY_INFORMATION) from e
+    sa.skeyid = _skeyid(sa, b"")  # prf(pre-shared-key, Ni_b | Nr_b): no g^xy in it
+    sa.p1_iv = phase1_iv(sa.hash, sa.dh_public_i, sa.dh_public_r, sa.cipher.block_size)
+    job = SharedSecretJob(kp, peer_ke.data)
+    h, cipher, skeyid, cky_i, cky_r = sa.hash, sa.cipher, sa.skeyid, sa.icookie, sa.rcookie
+
+    def derive() -> tuple[bytes, bytes, bytes, bytes]:
+        d, a, e = derive_skeyids(h, skeyid, job.result(), cky_i, cky_r)
+        return d, a, e, expand_key(h, e, cipher.key_len)
+
+    sa.keys_pending = derive
+    offload(job)
 
 
 def _skeyid(sa: SaState, g_xy: bytes) -> bytes:

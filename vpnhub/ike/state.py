@@ -25,6 +25,7 @@ from vpnhub.crypto.dh import DHKeyPair
 from vpnhub.crypto.keys import phase2_iv
 from vpnhub.crypto.prf import HashAlg
 from vpnhub.ike import events as ev
+from vpnhub.ike.dhjob import DhOffload
 from vpnhub.ike.dhpool import DhPool
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.fragment import Reassembler
@@ -238,6 +239,8 @@ class EndpointMarks:
     timer_at: float | None = None
     # the endpoint's pool of DH pairs computed ahead, for Quick Mode PFS (ike.dhpool)
     dh_pool: DhPool | None = None
+    # the shell's worker for phase 1's g^xy, if it has one (ike.dhjob)
+    dh_offload: DhOffload | None = None
 
 
 @dataclass
@@ -300,10 +303,13 @@ class SaState:
         self.hash: HashAlg | None = None
         self.cipher: IkeCipher | None = None
         self.skeyid = b""
-        self.skeyid_d = b""
-        self.skeyid_a = b""
-        self.skeyid_e = b""
-        self.enc_key = b""
+        self._skeyid_d = b""
+        self._skeyid_a = b""
+        self._skeyid_e = b""
+        self._enc_key = b""
+        # SKEYID_d/a/e and the encryption key while g^xy is still being computed
+        # (ike.dhjob): the first read of any of the four derives them
+        self.keys_pending: Callable[[], tuple[bytes, bytes, bytes, bytes]] | None = None
         self.p1_iv = b""  # running CBC chain of phase 1
         self.p1_last_block = b""  # last CBC block of phase 1 (base of phase 2 IVs)
         self.dh_public_i = b""
@@ -354,6 +360,53 @@ class SaState:
         self._sent_now: dict[int, bytes] = {}
         # the source of the message being received until it authenticates (commit_iv)
         self._unauth_source: Address | None = None
+
+    # ------------------------------------------------------- phase 1 keys
+    # RFC 2409 5: these need g^xy, which may still be on its way (ike.dhjob)
+    def _resolve_keys(self) -> None:
+        derive, self.keys_pending = self.keys_pending, None
+        assert derive is not None
+        self._skeyid_d, self._skeyid_a, self._skeyid_e, self._enc_key = derive()
+
+    @property
+    def skeyid_d(self) -> bytes:
+        if self.keys_pending is not None:
+            self._resolve_keys()
+        return self._skeyid_d
+
+    @skeyid_d.setter
+    def skeyid_d(self, value: bytes) -> None:
+        self._skeyid_d = value
+
+    @property
+    def skeyid_a(self) -> bytes:
+        if self.keys_pending is not None:
+            self._resolve_keys()
+        return self._skeyid_a
+
+    @skeyid_a.setter
+    def skeyid_a(self, value: bytes) -> None:
+        self._skeyid_a = value
+
+    @property
+    def skeyid_e(self) -> bytes:
+        if self.keys_pending is not None:
+            self._resolve_keys()
+        return self._skeyid_e
+
+    @skeyid_e.setter
+    def skeyid_e(self, value: bytes) -> None:
+        self._skeyid_e = value
+
+    @property
+    def enc_key(self) -> bytes:
+        if self.keys_pending is not None:
+            self._resolve_keys()
+        return self._enc_key
+
+    @enc_key.setter
+    def enc_key(self, value: bytes) -> None:
+        self._enc_key = value
 
     # ------------------------------------------------------------- outputs
     def datagrams_to_send(self) -> list[Datagram]:

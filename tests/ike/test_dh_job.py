@@ -1,0 +1,136 @@
+"""Phase 1's g^xy computed off the IKE loop (ike.dhjob, net.dhworker; issue 13 point 4).
+
+With a pre-shared key the responder answers Aggressive Mode message 1 and Main
+Mode message 3 without g^xy (RFC 2409 section 5: SKEYID = prf(PSK, Ni_b |
+Nr_b), HASH_R needs only SKEYID); the shared secret is computed on a worker
+thread meanwhile and SKEYID_d/a/e when the first encrypted message needs them.
+These tests check that the keys are the same whoever computes them, that a bad
+KE payload is still refused at once; tests/ike/test_exchange_certificates.py
+checks that signatures (whose SKEYID needs g^xy) never defer.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ike_harness import Lab
+
+from vpnhub.crypto.dh import dh_group
+from vpnhub.crypto.keys import derive_skeyids
+from vpnhub.crypto.prf import hash_alg
+from vpnhub.ike.dhjob import SharedSecretJob
+from vpnhub.ike.sa import IkeSA
+from vpnhub.ike.state import State
+from vpnhub.net.dhworker import DhWorker
+from vpnhub.wire.constants import ExchangeType
+from vpnhub.wire.message import decode_header
+
+PAT = "203.0.113.78"
+
+
+def _server_sa(lab: Lab) -> IkeSA:
+    sas = [sa for sa in lab.endpoint._by_cookies.values()]
+    assert len(sas) == 1
+    return sas[0]
+
+
+def test_a_job_computes_once_whoever_comes_first() -> None:
+    g = dh_group(14)
+    a, b = g.generate(), g.generate()
+    job = SharedSecretJob(a, b.public)
+    job.run()
+    assert job.ran_on_worker
+    assert job.result() == b.shared_secret(a.public)
+    late = SharedSecretJob(g.generate(), b.public)
+    value = late.result()  # the SA first: the worker's later run changes nothing
+    late.run()
+    assert not late.ran_on_worker and late.result() == value
+
+
+def test_deferred_keys_match_and_the_tunnel_comes_up() -> None:
+    lab = Lab()
+    jobs: list[SharedSecretJob] = []
+    lab.endpoint.dh_offload = jobs.append  # nobody runs them: the SA computes on use
+    c = lab.add_client(pat_ip=PAT)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and c.children
+    assert len(jobs) == 1
+    server = _server_sa(lab)
+    # both ends hold the same keys: the client computed them eagerly
+    assert (server.skeyid_d, server.skeyid_a, server.skeyid_e, server.enc_key) == \
+        (c.sa.skeyid_d, c.sa.skeyid_a, c.sa.skeyid_e, c.sa.enc_key)
+    assert server.keys_pending is None
+
+
+def test_the_worker_thread_computes_and_the_keys_agree() -> None:
+    worker = DhWorker()
+    worker.start()
+    ran = threading.Event()
+    lab = Lab()
+
+    def offload(job: SharedSecretJob) -> None:
+        worker.submit(job)
+        worker._jobs.put(_Marker(ran))  # type: ignore[arg-type]
+
+    lab.endpoint.dh_offload = offload
+    c = lab.add_client(pat_ip=PAT)
+    c.sa.initiate(lab.now)
+    lab.run(rounds=1)  # message 1 in, message 2 out: the job is queued
+    assert ran.wait(5.0)  # the worker has passed it
+    lab.run()
+    worker.stop()
+    assert c.sa.established and c.children
+    assert worker.submitted == 1 and worker.ran == 1
+    server = _server_sa(lab)
+    assert server.skeyid_a == c.sa.skeyid_a
+
+
+class _Marker:
+    """Queued after a job: set when the worker reaches it."""
+
+    ran_on_worker = False
+
+    def __init__(self, ev: threading.Event) -> None:
+        self.ev = ev
+
+    def run(self) -> None:
+        self.ev.set()
+
+
+def test_a_bad_public_value_is_refused_in_answer_to_message_1() -> None:
+    lab = Lab()
+    jobs: list[SharedSecretJob] = []
+    lab.endpoint.dh_offload = jobs.append
+    c = lab.add_client(pat_ip=PAT)
+    c.sa.initiate(lab.now)
+    msg1 = bytearray(c.sa.datagrams_to_send()[0].data)
+    lab.clients.remove(c)
+    assert c.sa.p1.dh is not None
+    pub = c.sa.p1.dh.public
+    at = bytes(msg1).index(pub)
+    msg1[at:at + len(pub)] = (dh_group(14).prime - 1).to_bytes(len(pub), "big")  # p-1
+    sa = lab.endpoint.receive(bytes(msg1), (PAT, 20000), 500, lab.now)
+    assert sa is not None and sa.state is State.DELETED and not jobs
+    out = sa.datagrams_to_send()  # INVALID-KEY-INFORMATION, no message 2
+    assert [decode_header(d.data).exchange for d in out] == [ExchangeType.INFORMATIONAL]
+
+
+def test_main_mode_defers_too() -> None:
+    lab = Lab()
+    jobs: list[SharedSecretJob] = []
+    lab.endpoint.dh_offload = jobs.append
+    c = lab.add_client(pat_ip=PAT, mode="main")
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and c.children and len(jobs) == 1
+    assert _server_sa(lab).skeyid_e == c.sa.skeyid_e
+
+
+def test_derive_skeyids_of_the_job_equals_the_eager_path() -> None:
+    g = dh_group(14)
+    a, b = g.generate(), g.generate()
+    job = SharedSecretJob(a, b.public)
+    h = hash_alg(2)
+    assert derive_skeyids(h, b"k" * 20, job.result(), b"i" * 8, b"r" * 8) == \
+        derive_skeyids(h, b"k" * 20, b.shared_secret(a.public), b"i" * 8, b"r" * 8)

@@ -1,0 +1,62 @@
+"""The phase 1 shared secret g^xy, computed off the IKE loop while it is not needed yet.
+
+With a pre-shared key, SKEYID = prf(pre-shared-key, Ni_b | Nr_b) (RFC 2409
+section 5) does not involve g^xy, and neither does HASH_R: the responder's
+Aggressive Mode message 2 and Main Mode message 4 go out in the clear without
+it. Only SKEYID_d, SKEYID_a, SKEYID_e and the encryption key derived from it
+(appendix B) need g^xy, and they are first used when the peer's next message
+arrives encrypted, one round trip later. So the modular exponentiation (about
+0.5 ms for group 14 with gmpy2, a fifth of a whole remote-access handshake)
+can run meanwhile on another core: the concentrator's shell hands the job to a
+worker thread (gmpy2 lets go of the GIL inside powmod there, crypto.dh), and
+the SA takes the result when it first needs a key.
+
+Correctness never depends on the worker: whoever comes first computes g^xy,
+under the job's lock (the SA waits for a worker that is already at it rather
+than computing twice); with no worker, or one that is behind, the SA computes
+it on first use, as before. The peer's public value is checked before the job
+is made (NIST SP 800-56A 5.6.2.3.1, crypto.dh), so a bad KE payload is still
+refused in answer to the message that carried it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from vpnhub.crypto.dh import DHKeyPair
+
+#: What the shell gives the endpoint: run this job on another thread, soon.
+DhOffload = Callable[["SharedSecretJob"], None]
+
+
+class SharedSecretJob:
+    """g^xy of one key pair and one (checked) peer public value, computed once."""
+
+    __slots__ = ("_kp", "_lock", "_peer", "_value", "ran_on_worker")
+
+    def __init__(self, kp: DHKeyPair, peer_public: bytes) -> None:
+        self._kp: DHKeyPair | None = kp
+        self._peer = peer_public
+        self._value: bytes | None = None
+        self._lock = threading.Lock()
+        self.ran_on_worker = False
+
+    def run(self) -> None:
+        """The worker's call: compute unless the SA got there first."""
+        with self._lock:
+            if self._value is None and self._kp is not None:
+                try:
+                    self._value = self._kp.shared_secret(self._peer)
+                    self.ran_on_worker = True
+                except Exception:  # checked before; the SA's own call will say why
+                    return
+
+    def result(self) -> bytes:
+        """The SA's call: g^xy, computed here if no worker has; the private value goes."""
+        with self._lock:  # a worker in the middle of it: wait, do not compute twice
+            if self._value is None:
+                assert self._kp is not None
+                self._value = self._kp.shared_secret(self._peer)
+            self._kp = None  # forward secrecy: x is not needed any more (RFC 2409 3.3)
+            return self._value

@@ -1,0 +1,54 @@
+"""A worker thread for phase 1's g^xy (ike.dhjob): the concentrator's second core.
+
+The IKE loop is one thread; with DH group 14 a fifth of each remote-access
+handshake is the shared secret's modular exponentiation. The endpoint hands
+each pre-shared-key SA's job here after sending its clear-text answer; this
+thread computes it with the GIL released (gmpy2, crypto.dh) while the loop
+serves other peers, and the SA collects it one round trip later. A job the
+thread has not reached yet is computed by the SA itself (ike.dhjob), so a
+backlog here costs latency, never a wrong or missing key.
+
+One thread: the loop itself keeps one core busy, and a second worker would
+only compete with it and with the data plane for the other.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from vpnhub.crypto.dh import release_gil_in_this_thread
+from vpnhub.ike.dhjob import SharedSecretJob
+
+
+class DhWorker:
+    """`submit(job)` from the loop; the thread runs each job once, in order."""
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[SharedSecretJob | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.submitted = 0
+        self.ran = 0  # computed here (the rest: by the SA that needed it first)
+        self.overlaps = False  # gmpy2 releases the GIL: the work really runs beside the loop
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="vpnhub-dh", daemon=True)
+            self._thread.start()
+
+    def submit(self, job: SharedSecretJob) -> None:
+        self.submitted += 1
+        self._jobs.put(job)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        self.overlaps = release_gil_in_this_thread()
+        while (job := self._jobs.get()) is not None:
+            job.run()
+            if job.ran_on_worker:
+                self.ran += 1
