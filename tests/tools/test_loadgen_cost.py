@@ -69,3 +69,18 @@ def test_the_clients_build_no_log_lines(lg: LoadGenerator) -> None:
         events.append(e)
     assert not any(isinstance(e, ev.LogLine) for e in events)
     assert c.sa.config is lg.ike_config  # one configuration for every client
+
+
+def test_short_client_exponents_still_agree_with_a_full_size_server() -> None:
+    """MODP clients use 64-bit private exponents (their secrecy is worth nothing, their
+    CPU is the benchmark's): the concentrator's side is a full-size pair as always."""
+    from vpnhub.crypto.dh import ModpKeyPair, dh_group
+    from vpnhub.tools.loadgen import client_key_pair
+
+    server = dh_group(14).generate()
+    short = client_key_pair(14, 64)
+    assert isinstance(short, ModpKeyPair) and short._x.bit_length() == 64
+    assert short.shared_secret(server.public) == server.shared_secret(short.public)
+    full = client_key_pair(14, 0)
+    assert isinstance(full, ModpKeyPair) and full._x.bit_length() == 320
+    assert client_key_pair(19, 64).group.group_id == 19  # ECP: the engine's own
