@@ -134,3 +134,20 @@ def test_derive_skeyids_of_the_job_equals_the_eager_path() -> None:
     h = hash_alg(2)
     assert derive_skeyids(h, b"k" * 20, job.result(), b"i" * 8, b"r" * 8) == \
         derive_skeyids(h, b"k" * 20, b.shared_secret(a.public), b"i" * 8, b"r" * 8)
+
+
+def test_the_worker_backlog_is_bounded() -> None:
+    """A flood of first messages (spoofed: no message 3 ever) must not grow a queue:
+    past BACKLOG the job is left to the SA, which computes g^xy only if it needs it."""
+    from vpnhub.net import dhworker
+
+    g = dh_group(14)
+    a, b = g.generate(), g.generate()
+    w = DhWorker()
+    w._thread = threading.current_thread()  # "started", but nobody takes jobs
+    jobs = [SharedSecretJob(a, b.public) for _ in range(dhworker.BACKLOG + 10)]
+    for job in jobs:
+        w.submit(job)
+    assert w.submitted == dhworker.BACKLOG and w.left_out == 10
+    assert jobs[-1].result() == b.shared_secret(a.public)  # the SA's own call still works
+    w._thread = None

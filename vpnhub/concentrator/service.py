@@ -459,7 +459,7 @@ class Concentrator:
                                                          "drops": dict(i.drops)}
             w = self.dh_worker  # phase 1's g^xy: how many the worker thread computed
             reply["dh_worker"] = {"submitted": w.submitted, "ran": w.ran,
-                                  "overlaps": w.overlaps}
+                                  "left_out": w.left_out, "overlaps": w.overlaps}
         return reply
 
     def _status(self) -> dict[str, Any]:

@@ -48,9 +48,10 @@ class SharedSecretJob:
             if self._value is None and self._kp is not None:
                 try:
                     self._value = self._kp.shared_secret(self._peer)
-                    self.ran_on_worker = True
                 except Exception:  # checked before; the SA's own call will say why
                     return
+                self._kp = None  # x is not needed any more (RFC 2409 3.3)
+                self.ran_on_worker = True
 
     def result(self) -> bytes:
         """The SA's call: g^xy, computed here if no worker has; the private value goes."""
@@ -58,5 +59,5 @@ class SharedSecretJob:
             if self._value is None:
                 assert self._kp is not None
                 self._value = self._kp.shared_secret(self._peer)
-            self._kp = None  # forward secrecy: x is not needed any more (RFC 2409 3.3)
+                self._kp = None  # forward secrecy: x is not needed any more (RFC 2409 3.3)
             return self._value

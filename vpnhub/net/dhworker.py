@@ -10,6 +10,12 @@ backlog here costs latency, never a wrong or missing key.
 
 One thread: the loop itself keeps one core busy, and a second worker would
 only compete with it and with the data plane for the other.
+
+The backlog is bounded (BACKLOG jobs, about 30 ms of work for group 14): a
+flood of first messages from spoofed addresses must not grow a queue here,
+and a job left out costs nothing unless its SA comes back with an encrypted
+message, which spoofed ones never do (so under such a flood the deferred g^xy
+is mostly never computed at all).
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import threading
 from vpnhub.crypto.dh import release_gil_in_this_thread
 from vpnhub.ike.dhjob import SharedSecretJob
 
+BACKLOG = 64
+
 
 class DhWorker:
     """`submit(job)` from the loop; the thread runs each job once, in order."""
@@ -28,6 +36,7 @@ class DhWorker:
         self._jobs: queue.SimpleQueue[SharedSecretJob | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self.submitted = 0
+        self.left_out = 0  # the backlog was full: the SA computes it if it needs it
         self.ran = 0  # computed here (the rest: by the SA that needed it first)
         self.overlaps = False  # gmpy2 releases the GIL: the work really runs beside the loop
 
@@ -37,6 +46,9 @@ class DhWorker:
             self._thread.start()
 
     def submit(self, job: SharedSecretJob) -> None:
+        if self._thread is None or self._jobs.qsize() >= BACKLOG:
+            self.left_out += 1
+            return
         self.submitted += 1
         self._jobs.put(job)
 
