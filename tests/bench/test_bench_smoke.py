@@ -195,6 +195,17 @@ def test_dpd_cost_smoke(tmp_path: Path) -> None:
             assert is_number(doc["results"][key][stat]), (key, stat)
 
 
+def test_handshake_cpu_smoke(tmp_path: Path) -> None:
+    """bench/handshake_cpu.py: the concentrator core's CPU per full handshake (AM, XAUTH,
+    Mode Config, QM) in process, the DH apart (no root: the core rig)."""
+    doc = run_bench("handshake_cpu", "", tmp_path)
+    assert (doc["tunnels"], doc["runs"], doc["group"]) == (20, 1, 14)
+    for key in ("conc_ms", "dh_ms", "other_ms"):
+        for stat in ("median", "min", "max"):
+            assert is_number(doc["results"][key][stat]), (key, stat)
+    assert doc["results"]["dh_per_tunnel"]["median"] > 0
+
+
 def test_shutdown_smoke(tmp_path: Path) -> None:
     """bench/shutdown.py: the core's shutdown (every client told) and the data plane's
     removal of every SA, timed (no root: the core rig and an in-memory TUN)."""

@@ -203,6 +203,25 @@ def test_peer_moved_makes_the_session_follow_the_new_mapping() -> None:
     assert rig.sessions()[0]["public_port"] == 40000
 
 
+def test_an_idle_sa_lets_its_keyed_cipher_go_and_still_answers_dpd() -> None:
+    """The IKE SA keeps its phase 1 cipher keyed for the messages of the set-up only
+    (issue 13: CPU per handshake); once Quick Mode is done it holds none (an idle
+    session stays small), and a later R-U-THERE is decrypted and answered."""
+    rig = CoreRig.from_text(config_text())
+    pc = rig.connect(rig.add_pc("vpnuser1"))
+    core_sa = rig.core.endpoint.get(pc.sa.icookie, pc.sa.rcookie)
+    assert core_sa is not None and pc.up
+    assert core_sa._cbc is None
+    rig.advance(5)
+    before = core_sa.stats["messages_sent"]
+    pc.sa.send_dpd(rig.now)
+    pc.driver.service(pc.sa, rig.now)
+    rig.settle()
+    assert core_sa.stats["messages_sent"] == before + 1  # the R-U-THERE-ACK
+    assert any(isinstance(e, ev.DpdAck) for e in pc.events)
+    assert core_sa._cbc is None
+
+
 def test_shutdown_deletes_every_session_and_tells_every_client() -> None:
     rig = CoreRig.from_text(config_text())
     pcs = [rig.connect(rig.add_pc(u)) for u in ("vpnuser1", "vpnuser2", "vpnuser1")]

@@ -104,3 +104,37 @@ def test_length_errors(c: IkeCipher) -> None:
     assert exc.value.reason == "bad_iv_length"
     # key material never appears in the message
     assert key.hex() not in str(exc.value)
+
+
+@pytest.mark.parametrize("c", [AES_128, AES_192, AES_256, TRIPLE_DES, DES], ids=lambda c: c.name)
+def test_keyed_matches_the_one_shot_cipher(c: IkeCipher) -> None:
+    """`keyed(key)` (one key schedule for an SA's messages, issue 13) gives exactly
+    what encrypt/decrypt give with that key, message after message on one object."""
+    key = os.urandom(c.key_len)
+    k = c.keyed(key)
+    for blocks in (1, 2, 7, 1, 30):
+        iv, plain = os.urandom(c.block_size), os.urandom(c.block_size * blocks)
+        ct = c.encrypt(key, iv, plain)
+        assert k.encrypt(iv, plain) == ct
+        assert k.decrypt(iv, ct) == plain == c.decrypt(key, iv, ct)
+        assert k.decrypt(iv, bytes(ct)) == plain  # the ECB context kept no state
+    assert k.decrypt(os.urandom(c.block_size), b"") == b""
+
+
+@pytest.mark.parametrize("c", [AES_128, TRIPLE_DES], ids=lambda c: c.name)
+def test_keyed_length_errors(c: IkeCipher) -> None:
+    key, iv = os.urandom(c.key_len), os.urandom(c.block_size)
+    with pytest.raises(InvalidLength) as exc:
+        c.keyed(key[:-1])
+    assert exc.value.reason == "bad_key_length"
+    assert key.hex() not in str(exc.value)
+    k = c.keyed(key)
+    with pytest.raises(InvalidLength) as exc:
+        k.decrypt(iv, bytes(c.block_size + 1))
+    assert exc.value.reason == "bad_cipher_length"
+    with pytest.raises(InvalidLength) as exc:
+        k.encrypt(iv, b"x")
+    assert exc.value.reason == "bad_cipher_length"
+    with pytest.raises(InvalidLength) as exc:
+        k.decrypt(iv + b"\x00", bytes(c.block_size))
+    assert exc.value.reason == "bad_iv_length"

@@ -345,3 +345,28 @@ def test_a_subscriber_named_fields_gets_only_changes_of_those_and_no_snapshot_el
     store.subscribe(every.append, (SessionChanged,))
     store.update(KEY_A, bytes_rx=300)
     assert len(every) == 1 and len(changed) == 1
+
+
+def test_sessions_are_found_by_public_address_and_port_as_they_move() -> None:
+    """`at_address` (a login's phase 1 rekey check, issue 13) follows every write:
+    start, a new NAT mapping (public_ip / public_port), end; oldest first."""
+    store = MemorySessionStore(10)
+    key_c = (b"C" * 8, b"c" * 8)
+    store.start(KEY_A, "203.0.113.78", 1026)
+    store.start(KEY_B, "203.0.113.78", 1027)
+    store.start(key_c, "203.0.113.78", 1026)  # a phase 1 rekey from the same mapping
+    assert [s.key for s in store.at_address("203.0.113.78", 1026)] == [KEY_A, key_c]
+    assert [s.key for s in store.at_address("203.0.113.78", 1027)] == [KEY_B]
+    assert store.at_address("203.0.113.79", 1026) == []
+    store.update(KEY_A, public_port=40000)
+    assert [s.key for s in store.at_address("203.0.113.78", 1026)] == [key_c]
+    assert [s.key for s in store.at_address("203.0.113.78", 40000)] == [KEY_A]
+    store.update(KEY_B, public_ip="198.51.100.7", user="bob")
+    assert store.at_address("203.0.113.78", 1027) == []
+    assert [s.key for s in store.at_address("198.51.100.7", 1027)] == [KEY_B]
+    store.update(KEY_B, user="carol")  # other fields leave the index alone
+    assert [s.key for s in store.at_address("198.51.100.7", 1027)] == [KEY_B]
+    store.end(key_c, "deleted by peer")
+    store.end(KEY_A, "deleted by peer")
+    assert store.at_address("203.0.113.78", 1026) == []
+    assert store.at_address("203.0.113.78", 40000) == []

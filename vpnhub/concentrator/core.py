@@ -674,9 +674,8 @@ class ConcentratorCore:
         is dead and ends by DPD (RFC 3706)."""
         if sa.initial_contact:
             return None
-        for old in self.sessions.all():
-            if old.key == s.key or old.user != s.user or old.group != s.group or not old.children \
-                    or (old.public_ip, old.public_port) != tuple(sa.remote):
+        for old in self.sessions.at_address(*sa.remote):
+            if old.key == s.key or old.user != s.user or old.group != s.group or not old.children:
                 continue
             if self.endpoint.get(*old.key) is not None:
                 return old

@@ -75,6 +75,67 @@ class IkeCipher:
         dec = self._cipher(key, iv, ciphertext).decryptor()
         return dec.update(ciphertext) + dec.finalize()
 
+    def keyed(self, key: bytes) -> KeyedCbc:
+        """This cipher with one key (an IKE SA's SKEYID_e-derived key, RFC 2409
+        appendix B), for many messages: the key schedule is made once."""
+        if len(key) != self.key_len:
+            raise InvalidLength(
+                f"{self.name}: key is {len(key)} bytes, expected {self.key_len}",
+                reason="bad_key_length",
+            )
+        return KeyedCbc(self, self._algorithm(key))
+
+
+class KeyedCbc:
+    """CBC with one key, as `IkeCipher.encrypt`/`decrypt` with that key give.
+
+    An IKE SA encrypts and decrypts about ten messages with one key; building a
+    CBC context per message (key object, mode object, OpenSSL key schedule) cost
+    more than the cipher itself (issue 13: CPU per handshake, bench/handshake_cpu.py).
+    Decryption runs one ECB context for the SA's life: CBC decryption is
+    P_i = D(C_i) XOR C_(i-1) with C_0 = IV (RFC 3602 section 2, NIST SP 800-38A
+    6.2), every block on its own, so the XOR is done here over the whole message
+    at once. Encryption chains each block into the next, so it keeps a CBC
+    context per message, on the key object made once.
+    """
+
+    __slots__ = ("_algorithm", "_ecb_decryptor", "cipher")
+
+    def __init__(self, cipher: IkeCipher, algorithm: BlockCipherAlgorithm) -> None:
+        self.cipher = cipher
+        self._algorithm = algorithm
+        self._ecb_decryptor = Cipher(algorithm, modes.ECB()).decryptor()
+
+    def _check(self, iv: bytes, data: bytes) -> None:
+        c = self.cipher
+        if len(iv) != c.block_size:
+            raise InvalidLength(
+                f"{c.name}: IV is {len(iv)} bytes, expected {c.block_size}",
+                reason="bad_iv_length",
+            )
+        if len(data) % c.block_size:
+            raise InvalidLength(
+                f"{c.name}: {len(data)} bytes is not a multiple of the block size"
+                f" {c.block_size}"
+            )
+
+    def encrypt(self, iv: bytes, plaintext: bytes) -> bytes:
+        """CBC-encrypt whole blocks; the last ciphertext block is the next IV."""
+        self._check(iv, plaintext)
+        enc = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
+        return enc.update(plaintext) + enc.finalize()
+
+    def decrypt(self, iv: bytes, ciphertext: bytes) -> bytes:
+        """CBC-decrypt whole blocks; InvalidLength ("bad_cipher_length") on a partial block."""
+        self._check(iv, ciphertext)
+        if not ciphertext:
+            return b""
+        # ECB keeps no state between calls on whole blocks: one context serves them all
+        blocks = self._ecb_decryptor.update(ciphertext)
+        chained = iv + ciphertext[: -self.cipher.block_size]
+        mixed = int.from_bytes(blocks, "big") ^ int.from_bytes(chained, "big")
+        return mixed.to_bytes(len(ciphertext), "big")
+
 
 _AES = {
     bits: IkeCipher(f"AES-{bits}", IKE_ENCR_AES_CBC, 16, bits // 8, _aes)

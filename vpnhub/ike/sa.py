@@ -196,6 +196,8 @@ class IkeSA(SaState):
             del self._current
         self._remember_in(hdr.message_id, data)
         self.last_heard = now
+        if not self._pending and self.children:
+            self.release_cbc()  # negotiation over (Quick Mode done): idle SAs stay small
         if self.dpd_next_at is not None and self.dpd_outstanding == 0:
             # RFC 3706 5.5: the idle period starts again. Only the attribute moves: the
             # timer entry queued for the old deadline finds itself stale when it fires

@@ -20,7 +20,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vpnhub.crypto.cipher import IkeCipher
+from vpnhub.crypto.cipher import IkeCipher, KeyedCbc
 from vpnhub.crypto.dh import DHKeyPair
 from vpnhub.crypto.keys import phase2_iv
 from vpnhub.crypto.prf import HashAlg
@@ -310,6 +310,11 @@ class SaState:
         # SKEYID_d/a/e and the encryption key while g^xy is still being computed
         # (ike.dhjob): the first read of any of the four derives them
         self.keys_pending: Callable[[], tuple[bytes, bytes, bytes, bytes]] | None = None
+        # `cipher` with `enc_key`, made once for the messages of a negotiation and let go
+        # when the SA falls idle (`release_cbc`): its OpenSSL context is ~1 KiB, and an
+        # idle session must stay small (issue 13)
+        self._cbc: KeyedCbc | None = None
+        self._cbc_key = b""
         self.p1_iv = b""  # running CBC chain of phase 1
         self.p1_last_block = b""  # last CBC block of phase 1 (base of phase 2 IVs)
         self.dh_public_i = b""
@@ -450,7 +455,7 @@ class SaState:
             raise IkeError("bad_ciphertext_length", f"encrypted body of {len(body)} bytes",
                            NotifyType.PAYLOAD_MALFORMED, send_notify=False)
         iv = self._iv_for(hdr.exchange, hdr.message_id)
-        plain = self.cipher.decrypt(self.enc_key, iv, body)
+        plain = self._keyed_cbc().decrypt(iv, body)
         try:
             payloads = decode_payloads(hdr.next_payload, plain, trailing_ok=True)
         except WireError as e:
@@ -496,6 +501,20 @@ class SaState:
         # still an informational exchange, not phase 1 (interop README, pitfall 11).
         return phase2_iv(self.hash, self.p1_last_block, message_id, self.cipher.block_size)
 
+    def _keyed_cbc(self) -> KeyedCbc:
+        """The phase 1 cipher keyed with `enc_key` (made again if either changed)."""
+        assert self.cipher is not None
+        k = self._cbc
+        if k is None or k.cipher is not self.cipher or self._cbc_key is not self.enc_key:
+            k = self._cbc = self.cipher.keyed(self.enc_key)
+            self._cbc_key = self.enc_key
+        return k
+
+    def release_cbc(self) -> None:
+        """Let the keyed cipher go (the SA waits for nothing: the next message, a DPD
+        probe 30 s on, makes it again)."""
+        self._cbc, self._cbc_key = None, b""
+
     def _set_iv(self, exchange: int, message_id: int, last_block: bytes) -> None:
         if message_id == 0 and exchange in (ExchangeType.AGGRESSIVE,
                                             ExchangeType.IDENTITY_PROTECTION):
@@ -536,8 +555,7 @@ class SaState:
         # RFC 2409 5.3 / 2408 3.5: pad to the block size (zero bytes; the
         # payload chain tells the receiver where the real data ends).
         pad = (-len(body)) % bs
-        ct = self.cipher.encrypt(self.enc_key, self._iv_for(exchange, message_id),
-                                 body + bytes(pad))
+        ct = self._keyed_cbc().encrypt(self._iv_for(exchange, message_id), body + bytes(pad))
         self._set_iv(exchange, message_id, ct[-bs:])
         return ct
 

@@ -94,6 +94,7 @@ class FakeDataplane:
         self.commands: list[Command] = []
         self.inbound: dict[int, AddInbound] = {}
         self.outbound: dict[int, AddOutbound] = {}
+        self._route: dict[str | None, int] = {}  # dst -> the SPI of its outbound SA
         self.sent: list[SentIke] = []
         self.keepalives: dict[Address, tuple[float, str]] = {}
         self.ctcp_connections: set[Address] = set()  # cTCP peers send_ike may reach
@@ -116,11 +117,14 @@ class FakeDataplane:
         cmd = AddOutbound(sa, peer, udp_encap=udp_encap, dst=dst, transport=transport)
         self.commands.append(cmd)
         # One outbound SA per destination, as in the real routing table: a rekey's
-        # new SA takes the route of the old one.
-        for spi, old in list(self.outbound.items()):
-            if old.dst == dst:
-                del self.outbound[spi]
+        # new SA takes the route of the old one (found by its dst, not by a scan: the
+        # in-process handshake benchmark installs thousands, bench/handshake_cpu.py).
+        spi = self._route.get(dst)
+        old = self.outbound.get(spi) if spi is not None else None
+        if old is not None and old.dst == dst:
+            del self.outbound[old.sa.spi]
         self.outbound[sa.spi] = cmd
+        self._route[dst] = sa.spi
 
     def remove_sa(self, spi: int) -> None:
         self.commands.append(RemoveSA(spi))

@@ -69,6 +69,8 @@ class SessionStore(Protocol):
 
     def logins_of(self, user: str, *, besides: SessionView) -> list[SessionView]: ...
 
+    def at_address(self, public_ip: str, public_port: int) -> list[SessionView]: ...
+
     def active(self) -> int: ...
 
     def active_l2l(self) -> int: ...
@@ -121,6 +123,11 @@ class MemorySessionStore:
         self._active = 0
         self._active_l2l = 0
         self._by_user: dict[str, dict[SessionKey, None]] = {}
+        # Sessions by the client's public address and port (its NAT mapping), in the
+        # order they started: a login asks whether it renews one from the same
+        # mapping (a phase 1 rekey), and a scan of the whole table per login made the
+        # set-up of N sessions cost O(N^2) (issue 13).
+        self._by_address: dict[tuple[str, int], dict[SessionKey, None]] = {}
 
     # ------------------------------------------------------------------ reads
     def get(self, key: SessionKey) -> SessionView | None:
@@ -138,6 +145,11 @@ class MemorySessionStore:
     def logins_of(self, user: str, *, besides: SessionView) -> list[SessionView]:
         """The sessions `user` is logged in with (XAUTH accepted), `besides` left out."""
         return [self._sessions[k] for k in self._by_user.get(user, ()) if k != besides.key]
+
+    def at_address(self, public_ip: str, public_port: int) -> list[SessionView]:
+        """The sessions whose client is at that public address and port, oldest first."""
+        keys = self._by_address.get((public_ip, public_port), ())
+        return [self._sessions[k] for k in keys]
 
     def active(self) -> int:
         """Sessions with a user and at least one IPsec SA."""
@@ -172,6 +184,7 @@ class MemorySessionStore:
             s = Session(key, public_ip, public_port, **_checked(fields))
             self._sessions[key] = s
             self._count(s, +1)
+            self._by_address.setdefault((public_ip, public_port), {})[key] = None
             if self._wants(SessionStarted):
                 self._emit(SessionStarted(s.snapshot()))
         return s
@@ -184,11 +197,16 @@ class MemorySessionStore:
             return False
         changed = set()
         self._count(s, -1)
+        moves = "public_ip" in fields or "public_port" in fields
+        if moves:
+            self._unindex_address(s)
         for name, value in _checked(fields).items():
             if getattr(s, name) != value:
                 setattr(s, name, value)
                 changed.add(name)
         self._count(s, +1)
+        if moves:
+            self._by_address.setdefault((s.public_ip, s.public_port), {})[s.key] = None
         self._changed(s, changed)
         return True
 
@@ -219,6 +237,7 @@ class MemorySessionStore:
         if s is None:
             return None
         self._count(s, -1)
+        self._unindex_address(s)
         if self._wants(SessionEnded):
             self._emit(SessionEnded(s.snapshot(), reason))
         return s
@@ -252,6 +271,14 @@ class MemorySessionStore:
                 logins.pop(s.key, None)
                 if not logins:
                     del self._by_user[s.user]
+
+    def _unindex_address(self, s: Session) -> None:
+        address = (s.public_ip, s.public_port)
+        keys = self._by_address.get(address)
+        if keys is not None:
+            keys.pop(s.key, None)
+            if not keys:
+                del self._by_address[address]
 
     # ------------------------------------------------------------------ events
     def subscribe(self, callback: Subscriber,
