@@ -15,8 +15,9 @@ Every check of the general path stays (RFC 2409 5.7: HASH(1) =
 prf(SKEYID_a, M-ID | N), compared in constant time, before anything
 counts; RFC 3706 7: the sequence number, `informational.check_r_u_there_seq`)
 and every effect is the same (the IV rule of appendix B, the peer followed to
-a new NAT mapping, the answer remembered for a retransmitted R-U-THERE, the
-message ID window, the DPD idle period restarted, the event and log line).
+a new NAT mapping, the message remembered so that a repeat of it is dropped as a
+retransmission, the message ID window, the DPD idle period restarted, the event
+and log line).
 
 Anything else, or anything unusual (another payload, padding that is not
 ours to judge, a retransmission, a decode log wanted at severity 8+), returns

@@ -66,8 +66,9 @@ def check_r_u_there_seq(sa: SaState, seq: int) -> None:
     liveliness. The sender increments its number per new R-U-THERE and repeats it when
     it retries an unanswered one (vpnc does, under a new message ID), so the same
     number is answered again; an older one (serial arithmetic, RFC 1982 3.2) is a
-    replay: dropped and counted, and the peer is not believed alive. A replay of the
-    same message is a retransmission and gets the same answer (RFC 2408 5)."""
+    replay: dropped and counted, and the peer is not believed alive. The same message
+    again, while its message ID is among the SA's last ones, is dropped before this as
+    a retransmission (RFC 2408 5; its answer went under a message ID of its own)."""
     last = sa.dpd_peer_seq
     if last is not None and (seq - last) & 0xFFFFFFFF >= 0x80000000:
         raise IkeError("dpd_stale_sequence", f"R-U-THERE with sequence {seq:#x}, older than"
