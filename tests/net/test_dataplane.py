@@ -35,6 +35,7 @@ from vpnhub.net.dataplane import (
 from vpnhub.net.messages import (
     AddInbound,
     AddOutbound,
+    GetCounters,
     GetStats,
     IkeDatagram,
     PeerMoved,
@@ -43,7 +44,7 @@ from vpnhub.net.messages import (
     SetKeepalive,
     UpdatePeer,
 )
-from vpnhub.net.stats import DataplaneStats
+from vpnhub.net.stats import DataplaneStats, SaCounters
 from vpnhub.net.tun import FakeTun
 from vpnhub.net.udpencap import NON_ESP_MARKER
 
@@ -272,6 +273,33 @@ def test_esp_totals_never_go_down(pair: Pair) -> None:
     pair.b.call(RemoveSA(0xA0000002))
     pair.b.call(RemoveSA(0xB0000002))
     assert esp_totals(pair.b) == after and stats(pair.b)["sas"] == []
+
+
+def totals_only(dp: Dataplane) -> DataplaneStats:
+    result = dp.call(GetCounters(False))
+    assert isinstance(result, SaCounters)
+    return result.totals
+
+
+def test_totals_summed_again_only_after_traffic(pair: Pair) -> None:
+    """Issue 13: the 2 s totals reuse the live SAs' sums while no packet went through
+    an SA and no SA came or went; any of those makes them summed again."""
+    first = totals_only(pair.b)
+    sums = pair.b._live_sums_at
+    assert totals_only(pair.b) == first and pair.b._live_sums_at is sums  # idle: reused
+    assert len(pair.a_sends(ipv4(CLIENT, LAN_HOST, b"x" * 100))) == 1
+    moved = totals_only(pair.b).esp_totals
+    assert moved.packets_in == first.esp_totals.packets_in + 1
+    assert pair.a_sends(ipv4("10.40.1.2", LAN_HOST)) == []  # a drop on the SA
+    assert totals_only(pair.b).drops_total == {"spoofed_source": 1}
+    assert len(pair.b_sends(ipv4(LAN_HOST, CLIENT, b"y" * 50))) == 1
+    assert totals_only(pair.b).esp_totals.packets_out == first.esp_totals.packets_out + 1
+    assert totals_only(pair.b).as_dict() == {k: v for k, v in stats(pair.b).items()
+                                             if k not in ("sas", "peers")} | {
+        "sas": [], "peers": []}
+    last = totals_only(pair.b).esp_totals
+    pair.b.call(RemoveSA(0xA0000001))  # ended: kept in the totals, as before
+    assert totals_only(pair.b).esp_totals == last
 
 
 def test_rekey_keeps_traffic_flowing(pair: Pair) -> None:

@@ -47,6 +47,10 @@ def receive(sa: SaState, msg: Message, remote: Address, local_port: int, now: fl
     if not hashes_equal(info_hash(sa.hash, sa.skeyid_a, msg.message_id, rest), p[0].data):
         raise IkeError("hash_mismatch", "informational message with a wrong HASH",
                        NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
+    for x in p[1:]:  # before anything counts: a replayed R-U-THERE proves nothing
+        if isinstance(x, NotifyPayload) and x.notify_type == NotifyType.R_U_THERE \
+                and len(x.data) >= 4:
+            check_r_u_there_seq(sa, int.from_bytes(x.data[:4], "big"))
     sa.commit_iv()
     for x in p[1:]:
         if isinstance(x, NotifyPayload):
@@ -55,6 +59,21 @@ def receive(sa: SaState, msg: Message, remote: Address, local_port: int, now: fl
             _delete(sa, x, now)
         if sa.state is State.DELETED:
             return
+
+
+def check_r_u_there_seq(sa: SaState, seq: int) -> None:
+    """RFC 3706 7: R-U-THERE sequence numbers guard against replay and false proof of
+    liveliness. The sender increments its number per new R-U-THERE and repeats it when
+    it retries an unanswered one (vpnc does, under a new message ID), so the same
+    number is answered again; an older one (serial arithmetic, RFC 1982 3.2) is a
+    replay: dropped and counted, and the peer is not believed alive. The same message
+    again, while its message ID is among the SA's last ones, is dropped before this as
+    a retransmission (RFC 2408 5; its answer went under a message ID of its own)."""
+    last = sa.dpd_peer_seq
+    if last is not None and (seq - last) & 0xFFFFFFFF >= 0x80000000:
+        raise IkeError("dpd_stale_sequence", f"R-U-THERE with sequence {seq:#x}, older than"
+                       f" {last:#x}: a replay", send_notify=False, fatal=False)
+    sa.dpd_peer_seq = seq
 
 
 def _cleartext(sa: SaState, msg: Message, now: float) -> None:

@@ -22,7 +22,7 @@ import ipaddress
 import math
 
 from vpnhub.crypto.errors import CryptoError
-from vpnhub.ike import aggressive, informational, main_mode, quick, transaction
+from vpnhub.ike import aggressive, dpdanswer, informational, main_mode, quick, transaction
 from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.fragment import FragmentError, is_fragment
@@ -170,6 +170,9 @@ class IkeSA(SaState):
             if whole is None:
                 return
             data = whole
+        # the idle load: 333 R-U-THEREs a second at 10,000 sessions (issue 13)
+        if dpdanswer.answer(self, data, remote, local_port, now):
+            return
         hdr = decode_header(data)
         if hdr.icookie != self.icookie:
             self.drops["wrong_cookie"] += 1

@@ -361,6 +361,9 @@ class SaState:
         self.dpd_seq = int.from_bytes(rng(4), "big") & 0x7FFFFFFF
         self.dpd_outstanding = 0
         self.dpd_next_at: float | None = None
+        # the newest R-U-THERE sequence number the peer sent (RFC 3706 7: an older one
+        # is a replay, dropped; informational.check_r_u_there_seq)
+        self.dpd_peer_seq: int | None = None
         self._reassembler = Reassembler(max_messages=4)
         self._sent_now: dict[int, bytes] = {}
         # the source of the message being received until it authenticates (commit_iv)
@@ -537,8 +540,15 @@ class SaState:
         if encrypt:
             body = self._encrypt(exchange, message_id, body)
         data = encode_message(msg, body)
-        self._sent_now[message_id] = data
         self._log_decode("SENDING >>>", msg, self.remote)
+        self.queue_sent(message_id, data, expect_reply=expect_reply, now=now)
+        return data
+
+    def queue_sent(self, message_id: int, data: bytes, *, expect_reply: bool,
+                   now: float) -> None:
+        """Queue an encoded message and remember it: for retransmission (`expect_reply`)
+        and as the answer to a retransmitted request (RFC 2408 5)."""
+        self._sent_now[message_id] = data
         self._emit(data)
         self.stats["messages_sent"] += 1
         if expect_reply:
@@ -547,7 +557,6 @@ class SaState:
             self._pending.pop(message_id, None)
         if message_id in self._last_in:
             self._last_in[message_id] = (self._last_in[message_id][0], data)
-        return data
 
     def _encrypt(self, exchange: int, message_id: int, body: bytes) -> bytes:
         assert self.cipher is not None

@@ -505,6 +505,12 @@ class Dataplane:
         # (Prometheus counters must only grow: rate() reads a fall as a restart).
         self.ended_traffic = dict.fromkeys(_TRAFFIC, 0)
         self.ended_drops: dict[str, int] = {}
+        # Bumped by everything that can change a live SA's counters (a packet through
+        # an SA, an SA added or removed): while it stands still the live SAs' sums are
+        # those of the last totals. With 20,000 idle SAs the 2 s totals summed them
+        # all (~5-10 ms of this thread, holding the GIL) for the same result (issue 13).
+        self._sa_gen = 0
+        self._live_sums_at: tuple[int, dict[str, int], dict[str, int]] | None = None
         self.tun_rx = 0
         self.udp_rx = 0
         self.esp_rx = 0
@@ -889,6 +895,7 @@ class Dataplane:
 
     def _encrypt_and_send(self, entry: _Out, packet: bytes, now: float) -> None:
         sa = entry.sa
+        self._sa_gen += 1  # its counters move (or its drops)
         try:
             esp = sa.encapsulate(packet)
         except EspDrop:
@@ -1031,6 +1038,7 @@ class Dataplane:
             self._drop(UNKNOWN_SPI)
             return
         sa = entry.sa
+        self._sa_gen += 1  # its counters move (or its drops)
         try:
             inner = sa.decapsulate(esp)[0]
         except EspDrop:
@@ -1315,6 +1323,7 @@ class Dataplane:
 
     def _add_inbound(self, cmd: AddInbound) -> EspSA:
         sa = _build(cmd.sa)
+        self._sa_gen += 1
         transport = _transport(cmd.transport, cmd.udp_encap)
         allowed = _ipv4(cmd.allowed_src) if cmd.allowed_src is not None else None
         replaced = self._in.get(sa.spi_bytes)
@@ -1331,6 +1340,7 @@ class Dataplane:
 
     def _add_outbound(self, cmd: AddOutbound) -> EspSA:
         sa = _build(cmd.sa)
+        self._sa_gen += 1
         transport = _transport(cmd.transport, cmd.udp_encap)
         net = ipaddress.IPv4Network(cmd.dst or "0.0.0.0/0")
         peer = self._peer(cmd.peer, transport)
@@ -1379,6 +1389,7 @@ class Dataplane:
     def _remove_sa(self, spi: int) -> int:
         """Remove the SPI's inbound SA and its routes; O(1): indexes, no scan (issue 13)."""
         key = spi.to_bytes(4, "big")
+        self._sa_gen += 1
         gone: dict[int, EspSA] = {}  # by id, to count each SA once
         inbound = self._in.pop(key, None)
         removed = 1 if inbound is not None else 0
@@ -1457,10 +1468,10 @@ class Dataplane:
         """Every SA's traffic as arrays and the totals (``GetCounters``): no object
         per SA, so the manager's sample costs little with 20,000 SAs. `sas` False:
         the totals only (the eight arrays not built: ~3/4 of the answer's cost)."""
+        if not sas:  # the live SAs are listed only if their sums must be taken again
+            return SaCounters(self._totals(None, None))
         ins = [e.sa for e in self._in.values()]
         outs = [o.sa for o in self._outbound_entries()]
-        if not sas:
-            return SaCounters(self._totals(ins, outs))
         return SaCounters(
             self._totals(ins, outs),
             array("L", [sa.spi for sa in ins]), array("Q", [sa.bytes_in for sa in ins]),
@@ -1472,21 +1483,18 @@ class Dataplane:
             {sa.spi: dict(sa.drops) for sa in ins if sa.drops},
             {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in self._peers.values()})
 
-    def _totals(self, ins: list[EspSA], outs: list[EspSA]) -> DataplaneStats:
+    def _totals(self, ins: list[EspSA] | None, outs: list[EspSA] | None) -> DataplaneStats:
         """Every counter but the SA and peer lists: drops and traffic of the live SAs
-        (`ins`, `outs`) added to the ended ones'."""
+        (`ins`, `outs`: listed here when None and needed) added to the ended ones'."""
         totals: dict[str, int] = dict(self.drops)
         for reason, count in self.ended_drops.items():
             totals[reason] = totals.get(reason, 0) + count
         traffic = dict(self.ended_traffic)
-        every = ins + outs
-        for drops in [sa.drops for sa in every if sa.drops]:  # the few SAs that dropped
-            for reason, count in drops.items():
-                totals[reason] = totals.get(reason, 0) + count
-        # sums in C: with 20,000 SAs the loop per SA and name held the GIL ~30 ms of
-        # every manager sample (2 s), the IKE loop's thread waiting (issue 13)
+        live_traffic, live_drops = self._live_sums(ins, outs)
+        for reason, count in live_drops.items():
+            totals[reason] = totals.get(reason, 0) + count
         for name in _TRAFFIC:
-            traffic[name] += sum(map(attrgetter(name), every))
+            traffic[name] += live_traffic[name]
         return DataplaneStats(
             tun_rx=self.tun_rx, udp_rx=self.udp_rx, esp_rx=self.esp_rx,
             ike_rx=self.ike_rx, ike_tx=self.ike_tx, keepalive_rx=self.keepalive_rx,
@@ -1498,6 +1506,28 @@ class Dataplane:
             frag=self._frag_stats(),
             ctcp=self._ctcp_stats(),
         )
+
+    def _live_sums(self, ins: list[EspSA] | None,
+                   outs: list[EspSA] | None) -> tuple[dict[str, int], dict[str, int]]:
+        """The live SAs' traffic and drops, summed again only if `_sa_gen` moved (the
+        dicts are shared with the cache: read them, never change them)."""
+        at = self._live_sums_at
+        if at is not None and at[0] == self._sa_gen:
+            return at[1], at[2]
+        if ins is None:
+            ins = [e.sa for e in self._in.values()]
+        if outs is None:
+            outs = [o.sa for o in self._outbound_entries()]
+        every = ins + outs
+        drops: dict[str, int] = {}
+        for sa_drops in [sa.drops for sa in every if sa.drops]:  # the few SAs that dropped
+            for reason, count in sa_drops.items():
+                drops[reason] = drops.get(reason, 0) + count
+        # sums in C: with 20,000 SAs the loop per SA and name held the GIL ~30 ms of
+        # every manager sample (2 s), the IKE loop's thread waiting (issue 13)
+        traffic = {name: sum(map(attrgetter(name), every)) for name in _TRAFFIC}
+        self._live_sums_at = (self._sa_gen, traffic, drops)
+        return traffic, drops
 
     @staticmethod
     def _sa_stats(sa: EspSA, direction: Direction, peer: _Peer, *, seen: Address | None = None,
