@@ -151,3 +151,26 @@ def test_the_worker_backlog_is_bounded() -> None:
     assert w.submitted == dhworker.BACKLOG and w.left_out == 10
     assert jobs[-1].result() == b.shared_secret(a.public)  # the SA's own call still works
     w._thread = None
+
+
+def test_the_sa_waits_for_a_worker_that_is_at_it() -> None:
+    """settle(): the SA does not compute g^xy a second time on the loop while the
+    worker thread is in the middle of it."""
+    g = dh_group(14)
+    a, b = g.generate(), g.generate()
+    w = DhWorker()
+    job = SharedSecretJob(a, b.public)
+    job.settle = w.settle
+    w._busy = job  # the worker has taken it
+
+    def finish() -> None:
+        job.run()
+        with w._idle:
+            w._busy = None
+            w._idle.notify_all()
+
+    t = threading.Timer(0.05, finish)
+    t.start()
+    assert job.result() == b.shared_secret(a.public)
+    t.join()
+    assert job.ran_on_worker  # computed once, by the worker

@@ -11,17 +11,17 @@ can run meanwhile on another core: the concentrator's shell hands the job to a
 worker thread (gmpy2 lets go of the GIL inside powmod there, crypto.dh), and
 the SA takes the result when it first needs a key.
 
-Correctness never depends on the worker: whoever comes first computes g^xy,
-under the job's lock (the SA waits for a worker that is already at it rather
-than computing twice); with no worker, or one that is behind, the SA computes
-it on first use, as before. The peer's public value is checked before the job
-is made (NIST SP 800-56A 5.6.2.3.1, crypto.dh), so a bad KE payload is still
-refused in answer to the message that carried it.
+Correctness never depends on the worker: whoever comes first computes g^xy;
+with no worker, or one that has not reached the job, the SA computes it on
+first use, as before. A worker that is at it right now is waited for rather
+than raced (`settle`, the shell's: this module holds no lock, the core has no
+threads). The peer's public value is checked before the job is made (NIST SP
+800-56A 5.6.2.3.1, crypto.dh), so a bad KE payload is still refused in answer
+to the message that carried it.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
 from vpnhub.crypto.dh import DHKeyPair
@@ -31,33 +31,45 @@ DhOffload = Callable[["SharedSecretJob"], None]
 
 
 class SharedSecretJob:
-    """g^xy of one key pair and one (checked) peer public value, computed once."""
+    """g^xy of one key pair and one (checked) peer public value, computed once.
 
-    __slots__ = ("_kp", "_lock", "_peer", "_value", "ran_on_worker")
+    Written for two threads without a lock of its own: each side reads the key
+    pair before the value and the worker stores the value before it drops the
+    key pair, so a reader that finds the key pair gone finds the value there
+    (attribute reads and writes are atomic under the GIL).
+    """
+
+    __slots__ = ("_kp", "_peer", "_value", "ran_on_worker", "settle")
 
     def __init__(self, kp: DHKeyPair, peer_public: bytes) -> None:
         self._kp: DHKeyPair | None = kp
         self._peer = peer_public
         self._value: bytes | None = None
-        self._lock = threading.Lock()
         self.ran_on_worker = False
+        # set by the shell's worker: returns once the worker is not computing this job
+        self.settle: Callable[[SharedSecretJob], None] | None = None
 
     def run(self) -> None:
         """The worker's call: compute unless the SA got there first."""
-        with self._lock:
-            if self._value is None and self._kp is not None:
-                try:
-                    self._value = self._kp.shared_secret(self._peer)
-                except Exception:  # checked before; the SA's own call will say why
-                    return
-                self._kp = None  # x is not needed any more (RFC 2409 3.3)
-                self.ran_on_worker = True
+        kp = self._kp
+        if kp is None or self._value is not None:
+            return
+        try:
+            value = kp.shared_secret(self._peer)
+        except Exception:  # checked before; the SA's own call will say why
+            return
+        self._value = value
+        self.ran_on_worker = True
+        self._kp = None  # x is not needed any more (RFC 2409 3.3)
 
     def result(self) -> bytes:
         """The SA's call: g^xy, computed here if no worker has; the private value goes."""
-        with self._lock:  # a worker in the middle of it: wait, do not compute twice
-            if self._value is None:
-                assert self._kp is not None
-                self._value = self._kp.shared_secret(self._peer)
-                self._kp = None  # forward secrecy: x is not needed any more (RFC 2409 3.3)
-            return self._value
+        if self._value is None and self.settle is not None:
+            self.settle(self)  # a worker in the middle of it: wait, do not compute twice
+        kp = self._kp
+        value = self._value
+        if value is None:
+            assert kp is not None
+            value = self._value = kp.shared_secret(self._peer)
+        self._kp = None  # forward secrecy: x is not needed any more (RFC 2409 3.3)
+        return value

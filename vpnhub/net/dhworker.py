@@ -35,6 +35,8 @@ class DhWorker:
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[SharedSecretJob | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._busy: SharedSecretJob | None = None  # the job being computed now
+        self._idle = threading.Condition()
         self.submitted = 0
         self.left_out = 0  # the backlog was full: the SA computes it if it needs it
         self.ran = 0  # computed here (the rest: by the SA that needed it first)
@@ -50,7 +52,15 @@ class DhWorker:
             self.left_out += 1
             return
         self.submitted += 1
+        job.settle = self.settle
         self._jobs.put(job)
+
+    def settle(self, job: SharedSecretJob) -> None:
+        """The SA needs g^xy now: if this thread is computing it, wait (well under a
+        millisecond) instead of computing it a second time on the loop."""
+        with self._idle:
+            while self._busy is job:
+                self._idle.wait(0.05)
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -61,6 +71,11 @@ class DhWorker:
     def _run(self) -> None:
         self.overlaps = release_gil_in_this_thread()
         while (job := self._jobs.get()) is not None:
+            with self._idle:
+                self._busy = job
             job.run()
+            with self._idle:
+                self._busy = None
+                self._idle.notify_all()
             if job.ran_on_worker:
                 self.ran += 1
