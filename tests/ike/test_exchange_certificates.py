@@ -246,3 +246,27 @@ def test_hostile_cert_and_sig_payloads_are_named_refusals(
     assert failed == [error]
     assert any(check in line for line in _server_lines(lab)), _server_lines(lab)
     assert not any("internal error" in line for line in _server_lines(lab))
+
+
+@pytest.mark.parametrize("group", ["psk_only", "unknown"])
+def test_main_mode_hybrid_needs_a_group_that_allows_hybrid(
+        group: str, pki: tuple[Authority, Issued, Path]) -> None:
+    """Main Mode offers every group's methods (no ID before message 5), so the ID of
+    message 5 must name a configured group that allows hybrid: else a client without
+    the group key would get the policy of a PSK-only group, or of a name nobody
+    configured, by XAUTH alone (draft-ietf-ipsra-hybrid-auth-05 3.2: the initiator
+    proves nothing in phase 1)."""
+    ca, conc, _ = pki
+    lab, _ = _lab(ca, conc, AuthMethod.HYBRID_INIT_RSA)
+    psk, hybrid = (AuthMethod.XAUTH_INIT_PSK,), (AuthMethod.HYBRID_INIT_RSA,)
+    lab._methods = lambda gid: (  # type: ignore[method-assign]
+        (*psk, *hybrid) if gid is None else hybrid if gid == b"certs" else psk)
+    c = lab.add_client(auth="hybrid", pki=_signer(ca), mode="main")
+    if group == "unknown":
+        c.sa.config.group_name = "nosuchgroup"
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not any(isinstance(e, ev.Phase1Established) for _, e in lab.server_events)
+    failed = [e.error for _, e in lab.server_events if isinstance(e, ev.NegotiationFailed)]
+    assert failed == ["unknown_group" if group == "unknown" else "auth_method_not_allowed"], \
+        _server_lines(lab)[-3:]
