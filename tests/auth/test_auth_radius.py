@@ -321,3 +321,21 @@ def test_servers_per_group_config_errors() -> None:
                      'secret = ""\n')
     with pytest.raises(ConfigError, match=r"unknown key 'port'"):
         parse_config(only_own.replace('secret = "s2"', 'secret = "s2"\nport = 1'))
+
+
+@pytest.mark.parametrize(("user", "password"), [("alice", "p" * 129), ("a" * 254, "pw1"),
+                                              ("", "pw1")])
+def test_credentials_pap_cannot_carry_are_a_wrong_password(user: str, password: str) -> None:
+    """A password over 128 octets (RFC 2865 5.2), a name over 253 or empty (5.1) is the
+    peer's input: refused as an Access-Reject would be, not an exception that leaves
+    the XAUTH unanswered, and never sent."""
+    async def main() -> tuple[Any, FakeRadius]:
+        server = await FakeRadius(SECRET, check_password("pw1")).start()
+        try:
+            return await _auth([server.config()], req(user, password)), server
+        finally:
+            server.close()
+
+    result, server = run(main)
+    assert result.reason is AuthReason.BAD_PASSWORD and not result.ok
+    assert server.received == []
