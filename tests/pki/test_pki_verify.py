@@ -122,3 +122,65 @@ def test_mutated_certificates_are_refused_by_name(lab: tuple[Authority, Authorit
     assert checks <= {"malformed", "other_ca", "id_mismatch", "expired", "not_yet_valid",
                       "key_type"}, checks
     assert "malformed" in checks and "other_ca" in checks
+
+
+def _ku(*, sign: bool = False, cert_sign: bool = False, encipher: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=sign, content_commitment=False,
+                         key_encipherment=encipher, data_encipherment=False, key_agreement=False,
+                         key_cert_sign=cert_sign, crl_sign=cert_sign, encipher_only=False,
+                         decipher_only=False)
+
+
+def _signed_by(issuer: x509.Certificate, issuer_key: object, cn: str, *, ca: bool,
+               ku: x509.KeyUsage | None) -> tuple[x509.Certificate, object]:
+    """A certificate of a fresh key issued by `issuer`, with these extensions."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+         .issuer_name(issuer.subject).public_key(key.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=9))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if ku is not None:
+        b = b.add_extension(ku, critical=True)
+    return b.sign(issuer_key, hashes.SHA256()), key  # type: ignore[arg-type]
+
+
+def _pem_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_end_certificate_key_usage_must_allow_signatures(
+        lab: tuple[Authority, Authority, Path]) -> None:
+    """RFC 4945 5.1.3.2: a KeyUsage without digitalSignature or nonRepudiation (e.g. an
+    encryption-only certificate of the same CA) cannot sign IKE; none at all is fine."""
+    ca, _, _ = lab
+    creds = _creds(ca)
+    for ku, ok in ((None, True), (_ku(sign=True), True), (_ku(encipher=True), False)):
+        cert, _ = _signed_by(ca.cert, ca.key, "leaf", ca=False, ku=ku)
+        dn = cert.subject.public_bytes()
+        if ok:
+            verify_peer(creds, [_pem_der(cert)], IdType.DER_ASN1_DN, dn, NOW)
+        else:
+            assert _refused(creds, [_pem_der(cert)], IdType.DER_ASN1_DN, dn) == "key_usage"
+
+
+def test_intermediate_must_be_a_ca_allowed_to_sign_certificates(
+        lab: tuple[Authority, Authority, Path]) -> None:
+    """RFC 5280 6.1.4 (k), (n): an intermediate the peer sends chains only if it is a
+    CA (basicConstraints) whose KeyUsage, if any, has keyCertSign."""
+    ca, _, _ = lab
+    creds = _creds(ca)
+    for is_ca, ku, ok in ((True, _ku(cert_sign=True), True), (True, None, True),
+                          (False, None, False), (True, _ku(sign=True), False)):
+        inter, inter_key = _signed_by(ca.cert, ca.key, "intermediate", ca=is_ca, ku=ku)
+        leaf, _ = _signed_by(inter, inter_key, "leaf-below", ca=False, ku=None)
+        ders, dn = [_pem_der(leaf), _pem_der(inter)], leaf.subject.public_bytes()
+        if ok:
+            verify_peer(creds, ders, IdType.DER_ASN1_DN, dn, NOW)
+        else:
+            assert _refused(creds, ders, IdType.DER_ASN1_DN, dn) == "other_ca", (is_ca, ku)

@@ -5,7 +5,11 @@ The checks, in order, each refusal naming its own: the certificate parses
 every certificate of the chain is in its validity period (`expired`,
 `not_yet_valid`), none is on a CRL of its issuer (`revoked`), and the identity
 the peer sent in its ID payload is the subject or a subjectAltName of the end
-certificate (`id_mismatch`, RFC 4945 3.1: "the ID MUST match the certificate").
+certificate (`id_mismatch`, RFC 4945 3.1: "the ID MUST match the certificate"),
+and its keyUsage, if any, allows signatures (`key_usage`, RFC 4945 5.1.3.2).
+An intermediate from the peer's CERTs must be a CA (basicConstraints) whose
+keyUsage, if any, has keyCertSign (RFC 5280 6.1.4 (k), (n)), or the chain does
+not reach a configured CA (`other_ca`).
 
 Sans-I/O: the time of the check (wall clock, UTC) is passed in.
 """
@@ -92,6 +96,9 @@ def _verify(creds: Credentials, ders: list[bytes], id_type: int, id_data: bytes,
     for cert, issuer in itertools.pairwise(chain):
         _check_revocation(creds, cert, issuer, who)
     _check_id(leaf, id_type, id_data, who)
+    if not _may_sign(leaf):
+        raise CertificateRefused("key_usage", f"{who}: its keyUsage allows neither"
+                                 " digitalSignature nor nonRepudiation (RFC 4945 5.1.3.2)")
     key = leaf.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise CertificateRefused("key_type", f"{who}: not an RSA key (only RSA signatures"
@@ -114,7 +121,7 @@ def _chain_to_ca(creds: Credentials, leaf: x509.Certificate,
         ca = next((c for c in creds.cas if _issued_by(current, c)), None)
         if ca is not None:
             return [*chain, ca]
-        nxt = next((c for c in extra if c not in chain and _is_ca(c)
+        nxt = next((c for c in extra if c not in chain and _is_ca(c) and _may_issue(c)
                     and _issued_by(current, c)), None)
         if nxt is None:
             break
@@ -140,6 +147,25 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
+
+
+def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _may_sign(cert: x509.Certificate) -> bool:
+    """RFC 4945 5.1.3.2: no keyUsage, or one with digitalSignature or nonRepudiation."""
+    ku = _key_usage(cert)
+    return ku is None or ku.digital_signature or ku.content_commitment
+
+
+def _may_issue(cert: x509.Certificate) -> bool:
+    """RFC 5280 6.1.4 (n): an intermediate's keyUsage, if present, has keyCertSign."""
+    ku = _key_usage(cert)
+    return ku is None or ku.key_cert_sign
 
 
 def _check_validity(cert: x509.Certificate, at: datetime, who: str) -> None:
