@@ -270,3 +270,24 @@ def test_main_mode_hybrid_needs_a_group_that_allows_hybrid(
     failed = [e.error for _, e in lab.server_events if isinstance(e, ev.NegotiationFailed)]
     assert failed == ["unknown_group" if group == "unknown" else "auth_method_not_allowed"], \
         _server_lines(lab)[-3:]
+
+
+def test_aggressive_mode_rsa_methods_do_not_depend_on_the_dn(
+        pki: tuple[Authority, Issued, Path]) -> None:
+    """An RSA client's ID is its certificate's DN, never a group name: its group comes
+    from the certificate (OU), so the proposal is checked against every group's
+    methods, as in Main Mode. Looked up as a group name, a DN is an unknown group and
+    plays the method set of one kind of configured group (certauth._persona), which
+    can be PSK-only: then some certificates got NO-PROPOSAL-CHOSEN, others not."""
+    ca, conc, _ = pki
+    lab, _ = _lab(ca, conc, AuthMethod.XAUTH_INIT_RSA)
+    rsa_psk, psk = (AuthMethod.XAUTH_INIT_RSA, AuthMethod.XAUTH_INIT_PSK), (
+        AuthMethod.XAUTH_INIT_PSK,)
+    lab._methods = lambda gid: rsa_psk if gid is None or gid == GROUP.encode() \
+        else psk  # type: ignore[method-assign]
+    c = lab.add_client(auth="rsa", mode="aggressive",
+                       pki=_signer(ca, ca.issue("vpnclient-dn", ou=GROUP)))
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and len(c.children) == 1, _server_lines(lab)[-3:]
+    assert _established(lab).auth_mode == "rsa"
