@@ -291,3 +291,19 @@ def test_aggressive_mode_rsa_methods_do_not_depend_on_the_dn(
     lab.run()
     assert c.sa.established and len(c.children) == 1, _server_lines(lab)[-3:]
     assert _established(lab).auth_mode == "rsa"
+
+
+def test_aggressive_mode_refused_certificate_is_named(
+        pki: tuple[Authority, Issued, Path]) -> None:
+    """The DN of an RSA client is no configured group name; a refusal of its
+    certificate must still name the check, not report an unknown group."""
+    ca, conc, _ = pki
+    lab, _ = _lab(ca, conc, AuthMethod.XAUTH_INIT_RSA)
+    old = _signer(ca, ca.issue("old-am", ou=GROUP, days=(-9, -1)))
+    c = lab.add_client(auth="rsa", mode="aggressive", pki=old)
+    c.sa.initiate(lab.now)
+    lab.run()  # the client sends message 3 and thinks itself done (the last message)
+    assert not any(isinstance(e, ev.Phase1Established) for _, e in lab.server_events)
+    failed = [e.error for _, e in lab.server_events if isinstance(e, ev.NegotiationFailed)]
+    assert failed == ["certificate_refused"], _server_lines(lab)[-3:]
+    assert any("(expired:" in line for line in _server_lines(lab)), _server_lines(lab)

@@ -130,6 +130,10 @@ def check_initiator_proof(sa: SaState, payloads: list[Payload], id_type: int, id
         _check_hybrid_group(sa, id_type, id_data)
         phase1.check_hash(sa, payloads, initiator=True, id_body=id_body)
         return
+    # The ID is the certificate's (a DN), no group name; the group comes from the
+    # certificate. Aggressive Mode marked it an unknown group (no key for it), which
+    # would make IkeSA._fail report any refusal below as "unknown_group"
+    sa.p1.unknown_group = None
     sig = phase1.require(payloads, SigPayload, "SIG")
     assert isinstance(sig, SigPayload)
     peer = _verified_peer(sa, payloads, id_type, id_data)
