@@ -307,3 +307,28 @@ def test_aggressive_mode_refused_certificate_is_named(
     failed = [e.error for _, e in lab.server_events if isinstance(e, ev.NegotiationFailed)]
     assert failed == ["certificate_refused"], _server_lines(lab)[-3:]
     assert any("(expired:" in line for line in _server_lines(lab)), _server_lines(lab)
+
+
+def test_hybrid_client_refuses_a_user_certificate_as_the_concentrator(
+        pki: tuple[Authority, Issued, Path]) -> None:
+    """In hybrid mode the concentrator's certificate is all that authenticates phase 1,
+    and the XAUTH password follows: a user certificate of the same CA (extendedKeyUsage
+    clientAuth only) must not pass for a gateway, or any user could collect the
+    others' passwords (RFC 4945 5.1.3.12; serverAuth, ipsecIKE or no EKU pass)."""
+    ca, conc, _ = pki
+    gateway_check = PkiSigner(load_credentials(PkiConfig(ca=ca.cert_path)), time.time,
+                              peer_is_server=True)
+    lab, _ = _lab(ca, conc, AuthMethod.HYBRID_INIT_RSA)  # serverAuth: the real gateway
+    c = lab.add_client(auth="hybrid", pki=gateway_check)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established
+    user = ca.issue("mallory-user", ou=GROUP)  # clientAuth, as the lab's users
+    lab, _ = _lab(ca, user, AuthMethod.HYBRID_INIT_RSA)
+    c = lab.add_client(auth="hybrid", pki=gateway_check)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not c.sa.established
+    failed = [e for e in c.events if isinstance(e, ev.NegotiationFailed)]
+    assert [f.error for f in failed] == ["certificate_refused"]
+    assert "(not_a_server:" in failed[0].detail

@@ -6,7 +6,9 @@ every certificate of the chain is in its validity period (`expired`,
 `not_yet_valid`), none is on a CRL of its issuer (`revoked`), and the identity
 the peer sent in its ID payload is the subject or a subjectAltName of the end
 certificate (`id_mismatch`, RFC 4945 3.1: "the ID MUST match the certificate"),
-and its keyUsage, if any, allows signatures (`key_usage`, RFC 4945 5.1.3.2).
+and its keyUsage, if any, allows signatures (`key_usage`, RFC 4945 5.1.3.2);
+a gateway's certificate (checked by a client) has no extendedKeyUsage or one
+with a gateway use (`not_a_server`).
 An intermediate from the peer's CERTs must be a CA (basicConstraints) whose
 keyUsage, if any, has keyCertSign (RFC 5280 6.1.4 (k), (n)), or the chain does
 not reach a configured CA (`other_ca`).
@@ -26,7 +28,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from vpnhub.pki.credentials import Credentials
 from vpnhub.text import printable
@@ -74,19 +76,20 @@ def parse_chain(ders: list[bytes]) -> list[x509.Certificate]:
 
 
 def verify_peer(creds: Credentials, ders: list[bytes], id_type: int, id_data: bytes,
-                at: datetime) -> PeerCertificate:
-    """The peer's end certificate (the first CERT payload, RFC 4945 3.2), verified.
+                at: datetime, *, server: bool = False) -> PeerCertificate:
+    """The peer's end certificate (the first CERT payload, RFC 4945 3.2), verified;
+    `server`: the peer is the gateway we connect to (`not_a_server` below).
 
     The bytes are the peer's: `cryptography` parses names and extensions lazily, so
     a malformed one may only raise while being checked; that is `malformed` too."""
     try:
-        return _verify(creds, ders, id_type, id_data, at)
+        return _verify(creds, ders, id_type, id_data, at, server)
     except _MALFORMED as exc:
         raise CertificateRefused("malformed", f"a certificate does not parse: {exc}") from exc
 
 
 def _verify(creds: Credentials, ders: list[bytes], id_type: int, id_data: bytes,
-            at: datetime) -> PeerCertificate:
+            at: datetime, server: bool) -> PeerCertificate:
     certs = parse_chain(ders)
     leaf = certs[0]
     who = _name(leaf)
@@ -99,6 +102,9 @@ def _verify(creds: Credentials, ders: list[bytes], id_type: int, id_data: bytes,
     if not _may_sign(leaf):
         raise CertificateRefused("key_usage", f"{who}: its keyUsage allows neither"
                                  " digitalSignature nor nonRepudiation (RFC 4945 5.1.3.2)")
+    if server and not _may_serve(leaf):
+        raise CertificateRefused("not_a_server", f"{who}: its extendedKeyUsage names no"
+                                 " gateway use (serverAuth, ipsecIKE): a user's certificate")
     key = leaf.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise CertificateRefused("key_type", f"{who}: not an RSA key (only RSA signatures"
@@ -166,6 +172,27 @@ def _may_issue(cert: x509.Certificate) -> bool:
     """RFC 5280 6.1.4 (n): an intermediate's keyUsage, if present, has keyCertSign."""
     ku = _key_usage(cert)
     return ku is None or ku.key_cert_sign
+
+
+# RFC 4945 5.1.3.12 names ipsecIKE and anyExtendedKeyUsage; gateways' certificates
+# carry serverAuth in practice (Windows and macOS ask for it), and RFC 2459's
+# ipsecEndSystem / ipsecTunnel predate ipsecIKE
+_GATEWAY_USES = frozenset({
+    ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.IPSEC_IKE,
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+    x509.ObjectIdentifier("1.3.6.1.5.5.7.3.5"), x509.ObjectIdentifier("1.3.6.1.5.5.7.3.6"),
+})
+
+
+def _may_serve(cert: x509.Certificate) -> bool:
+    """A gateway's certificate: no extendedKeyUsage, or one with a gateway use. In
+    hybrid mode it is all that authenticates phase 1 and the XAUTH password follows,
+    so a user's certificate of the same CA (clientAuth) must not pass for one."""
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return any(oid in _GATEWAY_USES for oid in eku)
 
 
 def _check_validity(cert: x509.Certificate, at: datetime, who: str) -> None:
