@@ -339,3 +339,12 @@ def test_credentials_pap_cannot_carry_are_a_wrong_password(user: str, password: 
     result, server = run(main)
     assert result.reason is AuthReason.BAD_PASSWORD and not result.ok
     assert server.received == []
+
+
+def test_socket_repr_shows_no_shared_secret() -> None:
+    """asyncio's exception handler logs a transport's protocol by its repr (the
+    'protocol' of a fatal transport error): the shared secret must not be in it."""
+    from vpnhub.auth.radiusclient import _Socket
+    from vpnhub.auth.radiusdict import radius_dictionary
+
+    assert "radius-shared-secret" not in repr(_Socket(radius_dictionary(), SECRET))

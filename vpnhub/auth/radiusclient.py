@@ -93,10 +93,11 @@ class _Pending:
 class _Socket(asyncio.DatagramProtocol):
     """One connected UDP socket to one server port and its 256 Identifiers."""
 
-    dictionary: Any
-    secret: bytes
+    dictionary: Any = field(repr=False)
+    # never in a repr: asyncio's exception handler logs the protocol of a transport
+    secret: bytes = field(repr=False)
     require_ma: bool = True
-    pending: dict[int, _Pending] = field(default_factory=dict)
+    pending: dict[int, _Pending] = field(default_factory=dict, repr=False)
     transport: asyncio.DatagramTransport | None = None
     next_id: int = field(default_factory=lambda: random.randrange(256))
     dropped: int = 0
