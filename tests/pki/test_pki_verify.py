@@ -184,3 +184,39 @@ def test_intermediate_must_be_a_ca_allowed_to_sign_certificates(
             verify_peer(creds, ders, IdType.DER_ASN1_DN, dn, NOW)
         else:
             assert _refused(creds, ders, IdType.DER_ASN1_DN, dn) == "other_ca", (is_ca, ku)
+
+
+def test_critical_extensions_the_checks_do_not_process_are_refused(
+        lab: tuple[Authority, Authority, Path]) -> None:
+    """RFC 5280 4.2: a critical extension that is not recognized MUST make the
+    certificate be rejected; name constraints on an intermediate (not enforced
+    here) are refused the same way rather than ignored."""
+    from cryptography.hazmat.primitives import hashes
+
+    ca, _, _ = lab
+    creds = _creds(ca)
+    odd = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+    leaf, _ = _signed_by(ca.cert, ca.key, "odd-leaf", ca=False, ku=None)
+    builder = (x509.CertificateBuilder().subject_name(leaf.subject).issuer_name(leaf.issuer)
+               .public_key(leaf.public_key()).serial_number(leaf.serial_number)
+               .not_valid_before(leaf.not_valid_before_utc)
+               .not_valid_after(leaf.not_valid_after_utc))
+    odd_leaf = builder.add_extension(odd, critical=True).sign(ca.key, hashes.SHA256())
+    plain = builder.add_extension(odd, critical=False).sign(ca.key, hashes.SHA256())
+    dn = leaf.subject.public_bytes()
+    verify_peer(creds, [_pem_der(plain)], IdType.DER_ASN1_DN, dn, NOW)  # not critical: fine
+    assert _refused(creds, [_pem_der(odd_leaf)], IdType.DER_ASN1_DN, dn) == \
+        "critical_extension"
+    inter, inter_key = _signed_by(ca.cert, ca.key, "constrained", ca=True, ku=None)
+    constrained = (x509.CertificateBuilder().subject_name(inter.subject)
+                   .issuer_name(inter.issuer).public_key(inter.public_key())
+                   .serial_number(inter.serial_number)
+                   .not_valid_before(inter.not_valid_before_utc)
+                   .not_valid_after(inter.not_valid_after_utc)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+                   .add_extension(x509.NameConstraints(
+                       [x509.DNSName("example.com")], None), critical=True)
+                   .sign(ca.key, hashes.SHA256()))
+    below, _ = _signed_by(constrained, inter_key, "below-constrained", ca=False, ku=None)
+    assert _refused(creds, [_pem_der(below), _pem_der(constrained)], IdType.DER_ASN1_DN,
+                    below.subject.public_bytes()) == "critical_extension"

@@ -8,7 +8,9 @@ the peer sent in its ID payload is the subject or a subjectAltName of the end
 certificate (`id_mismatch`, RFC 4945 3.1: "the ID MUST match the certificate"),
 and its keyUsage, if any, allows signatures (`key_usage`, RFC 4945 5.1.3.2);
 a gateway's certificate (checked by a client) has no extendedKeyUsage or one
-with a gateway use (`not_a_server`).
+with a gateway use (`not_a_server`). A certificate from the peer with a critical
+extension these checks do not process (name constraints, policies, unknown ones)
+is refused (`critical_extension`, RFC 5280 4.2).
 An intermediate from the peer's CERTs must be a CA (basicConstraints) whose
 keyUsage, if any, has keyCertSign (RFC 5280 6.1.4 (k), (n)), or the chain does
 not reach a configured CA (`other_ca`).
@@ -94,6 +96,8 @@ def _verify(creds: Credentials, ders: list[bytes], id_type: int, id_data: bytes,
     leaf = certs[0]
     who = _name(leaf)
     chain = _chain_to_ca(creds, leaf, certs[1:], who)
+    for cert in chain[:-1]:  # the configured CA is a trust anchor (RFC 5280 6.1)
+        _check_critical(cert, who)
     for cert in chain:
         _check_validity(cert, at, who)
     for cert, issuer in itertools.pairwise(chain):
@@ -153,6 +157,25 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
+
+
+# The extensions these checks act on (or that only identify keys); a critical one of
+# any other type, name constraints and policies included, is not processed here
+_PROCESSED = (x509.BasicConstraints, x509.KeyUsage, x509.ExtendedKeyUsage,
+              x509.SubjectAlternativeName, x509.SubjectKeyIdentifier,
+              x509.AuthorityKeyIdentifier)
+
+
+def _check_critical(cert: x509.Certificate, who: str) -> None:
+    """RFC 5280 4.2: a certificate with a critical extension the checks do not
+    process MUST be rejected (ignoring an intermediate's name constraints would
+    accept what its issuer forbade)."""
+    for ext in cert.extensions:
+        if ext.critical and not isinstance(ext.value, _PROCESSED):
+            which = who if _name(cert) == who else f"{who}: its CA {_name(cert)}"
+            raise CertificateRefused("critical_extension", f"{which} has a critical"
+                                     f" extension {ext.oid.dotted_string} that is not"
+                                     " supported")
 
 
 def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
