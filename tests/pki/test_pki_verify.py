@@ -132,7 +132,8 @@ def _ku(*, sign: bool = False, cert_sign: bool = False, encipher: bool = False) 
 
 
 def _signed_by(issuer: x509.Certificate, issuer_key: object, cn: str, *, ca: bool,
-               ku: x509.KeyUsage | None) -> tuple[x509.Certificate, object]:
+               ku: x509.KeyUsage | None, path_length: int | None = None
+               ) -> tuple[x509.Certificate, object]:
     """A certificate of a fresh key issued by `issuer`, with these extensions."""
     from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import rsa
@@ -144,7 +145,8 @@ def _signed_by(issuer: x509.Certificate, issuer_key: object, cn: str, *, ca: boo
          .issuer_name(issuer.subject).public_key(key.public_key())
          .serial_number(x509.random_serial_number())
          .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=9))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length),
+                        critical=True))
     if ku is not None:
         b = b.add_extension(ku, critical=True)
     return b.sign(issuer_key, hashes.SHA256()), key  # type: ignore[arg-type]
@@ -220,3 +222,22 @@ def test_critical_extensions_the_checks_do_not_process_are_refused(
     below, _ = _signed_by(constrained, inter_key, "below-constrained", ca=False, ku=None)
     assert _refused(creds, [_pem_der(below), _pem_der(constrained)], IdType.DER_ASN1_DN,
                     below.subject.public_bytes()) == "critical_extension"
+
+
+def test_path_length_constraint_of_an_intermediate(
+        lab: tuple[Authority, Authority, Path]) -> None:
+    """RFC 5280 4.2.1.9, 6.1.4 (m): an intermediate with pathLenConstraint 0 may issue
+    end certificates only, not another CA whose certificates then chain."""
+    ca, _, _ = lab
+    creds = _creds(ca)
+    for limit, ok in ((0, False), (1, True), (None, True)):
+        upper, upper_key = _signed_by(ca.cert, ca.key, "upper", ca=True, ku=None,
+                                      path_length=limit)
+        lower, lower_key = _signed_by(upper, upper_key, "lower", ca=True, ku=None)
+        leaf, _ = _signed_by(lower, lower_key, "deep-leaf", ca=False, ku=None)
+        ders = [_pem_der(leaf), _pem_der(lower), _pem_der(upper)]
+        dn = leaf.subject.public_bytes()
+        if ok:
+            verify_peer(creds, ders, IdType.DER_ASN1_DN, dn, NOW)
+        else:
+            assert _refused(creds, ders, IdType.DER_ASN1_DN, dn) == "other_ca"

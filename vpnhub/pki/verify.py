@@ -12,8 +12,9 @@ with a gateway use (`not_a_server`). A certificate from the peer with a critical
 extension these checks do not process (name constraints, policies, unknown ones)
 is refused (`critical_extension`, RFC 5280 4.2).
 An intermediate from the peer's CERTs must be a CA (basicConstraints) whose
-keyUsage, if any, has keyCertSign (RFC 5280 6.1.4 (k), (n)), or the chain does
-not reach a configured CA (`other_ca`).
+keyUsage, if any, has keyCertSign, and no CA's pathLenConstraint may be
+exceeded (RFC 5280 6.1.4 (k), (m), (n)), or the chain does not reach a
+configured CA (`other_ca`).
 
 Sans-I/O: the time of the check (wall clock, UTC) is passed in.
 """
@@ -128,11 +129,13 @@ def _chain_to_ca(creds: Credentials, leaf: x509.Certificate,
     chain = [leaf]
     current = leaf
     for _ in range(MAX_CHAIN):
-        ca = next((c for c in creds.cas if _issued_by(current, c)), None)
+        below = len(chain) - 1  # intermediates between this issuer and the leaf
+        ca = next((c for c in creds.cas if _path_allows(c, below) and _issued_by(current, c)),
+                  None)
         if ca is not None:
             return [*chain, ca]
         nxt = next((c for c in extra if c not in chain and _is_ca(c) and _may_issue(c)
-                    and _issued_by(current, c)), None)
+                    and _path_allows(c, below) and _issued_by(current, c)), None)
         if nxt is None:
             break
         chain.append(nxt)
@@ -150,6 +153,16 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
         return False
     return True
+
+
+def _path_allows(ca: x509.Certificate, below: int) -> bool:
+    """RFC 5280 4.2.1.9, 6.1.4 (m): at most pathLenConstraint intermediate CAs may
+    follow this one down to the end certificate."""
+    try:
+        limit = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    except x509.ExtensionNotFound:
+        return True
+    return limit is None or below <= limit
 
 
 def _is_ca(cert: x509.Certificate) -> bool:
