@@ -348,3 +348,24 @@ def test_socket_repr_shows_no_shared_secret() -> None:
     from vpnhub.auth.radiusdict import radius_dictionary
 
     assert "radius-shared-secret" not in repr(_Socket(radius_dictionary(), SECRET))
+
+
+def test_server_whose_socket_cannot_be_opened_is_named_then_next_server_answers() -> None:
+    """A server address the kernel will not send to (here the broadcast address, EACCES;
+    in service ENETUNREACH without a route) raised OSError out of authenticate(): the
+    XAUTH was never answered. It is one more failed server, named, and the next one
+    is asked (a refusal, not a hang)."""
+    bad = RadiusServerConfig(ipaddress.IPv4Address("255.255.255.255"), Secret(SECRET))
+
+    async def main() -> tuple[Any, Any]:
+        good = await FakeRadius(SECRET, accept()).start()
+        try:
+            with pytest.raises(RadiusUnavailable) as exc:
+                await _auth([bad], req())
+            return exc.value, await _auth([bad, good.config()], req())
+        finally:
+            good.close()
+
+    err, ok = run(main)
+    assert "RADIUS server 255.255.255.255:1812 cannot be reached" in str(err), str(err)
+    assert ok.reason is AuthReason.OK

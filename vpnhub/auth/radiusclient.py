@@ -59,8 +59,11 @@ class ServerFailure:
     timeout: float
     bad_replies: int = 0
     refused: bool = False
+    error: str = ""  # the socket could not be opened (no route, a forbidden address)
 
     def describe(self) -> str:
+        if self.error:
+            return f"RADIUS server {self.server} cannot be reached ({self.error})"
         if self.bad_replies:
             return (f"RADIUS server {self.server} answered {self.bad_replies} time(s) with a bad"
                     " Response Authenticator or Message-Authenticator (wrong shared secret?)")
@@ -216,7 +219,11 @@ class RadiusClient:
 
     async def _ask(self, server: _Server, build: PacketFactory,
                    failure: ServerFailure) -> rp.Packet | None:
-        sock, ident = await server.slot()
+        try:
+            sock, ident = await server.slot()
+        except OSError as exc:  # connect() of the UDP socket: ENETUNREACH, EACCES
+            failure.error = exc.strerror or str(exc)
+            return None
         request = build(server.secret)
         request.id = ident
         data = request.RequestPacket()  # sets the Request Authenticator once
