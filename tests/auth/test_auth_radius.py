@@ -321,3 +321,51 @@ def test_servers_per_group_config_errors() -> None:
                      'secret = ""\n')
     with pytest.raises(ConfigError, match=r"unknown key 'port'"):
         parse_config(only_own.replace('secret = "s2"', 'secret = "s2"\nport = 1'))
+
+
+@pytest.mark.parametrize(("user", "password"), [("alice", "p" * 129), ("a" * 254, "pw1"),
+                                              ("", "pw1")])
+def test_credentials_pap_cannot_carry_are_a_wrong_password(user: str, password: str) -> None:
+    """A password over 128 octets (RFC 2865 5.2), a name over 253 or empty (5.1) is the
+    peer's input: refused as an Access-Reject would be, not an exception that leaves
+    the XAUTH unanswered, and never sent."""
+    async def main() -> tuple[Any, FakeRadius]:
+        server = await FakeRadius(SECRET, check_password("pw1")).start()
+        try:
+            return await _auth([server.config()], req(user, password)), server
+        finally:
+            server.close()
+
+    result, server = run(main)
+    assert result.reason is AuthReason.BAD_PASSWORD and not result.ok
+    assert server.received == []
+
+
+def test_socket_repr_shows_no_shared_secret() -> None:
+    """asyncio's exception handler logs a transport's protocol by its repr (the
+    'protocol' of a fatal transport error): the shared secret must not be in it."""
+    from vpnhub.auth.radiusclient import _Socket
+    from vpnhub.auth.radiusdict import radius_dictionary
+
+    assert "radius-shared-secret" not in repr(_Socket(radius_dictionary(), SECRET))
+
+
+def test_server_whose_socket_cannot_be_opened_is_named_then_next_server_answers() -> None:
+    """A server address the kernel will not send to (here the broadcast address, EACCES;
+    in service ENETUNREACH without a route) raised OSError out of authenticate(): the
+    XAUTH was never answered. It is one more failed server, named, and the next one
+    is asked (a refusal, not a hang)."""
+    bad = RadiusServerConfig(ipaddress.IPv4Address("255.255.255.255"), Secret(SECRET))
+
+    async def main() -> tuple[Any, Any]:
+        good = await FakeRadius(SECRET, accept()).start()
+        try:
+            with pytest.raises(RadiusUnavailable) as exc:
+                await _auth([bad], req())
+            return exc.value, await _auth([bad, good.config()], req())
+        finally:
+            good.close()
+
+    err, ok = run(main)
+    assert "RADIUS server 255.255.255.255:1812 cannot be reached" in str(err), str(err)
+    assert ok.reason is AuthReason.OK

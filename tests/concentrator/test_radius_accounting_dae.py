@@ -343,3 +343,43 @@ def test_accounting_goes_to_the_servers_that_let_the_session_in() -> None:
     assert rig.core.disconnect(s.key, "logged out by administrator")
     rig.settle()
     assert [_status(p) for p in own.packets] == ["Start", "Stop"] and not shared.packets
+
+
+def test_retransmission_while_the_first_is_carried_out_is_not_carried_out_again() -> None:
+    """RFC 5080 2.2.2: a retransmission (same client, Identifier, authenticator) that
+    arrives while the first copy is still being carried out (the counters refresh
+    before a Disconnect) is not carried out a second time; the DAC gets one answer,
+    and a later retransmission gets it again from the cache."""
+    rig, _, _ = accounting_rig()
+    rig.connect(rig.add_pc("vpnuser1"))
+    refreshes: list[int] = []
+    sent: list[bytes] = []
+
+    async def main() -> None:
+        release = asyncio.Event()
+
+        async def refresh() -> None:
+            refreshes.append(1)
+            await release.wait()
+
+        clients = (RadiusDaeClientConfig(ipaddress.IPv4Address("127.0.0.1"),
+                                         Secret(DAE_SECRET)),)
+        radius = RadiusConfig(nas_ip_address=ipaddress.IPv4Address("203.0.113.50"))
+        dae = DaeServer(rig.core, clients, NasIdentity(radius, PUBLIC),
+                        before_disconnect=refresh)
+        dae.transport = type("T", (), {"sendto": lambda self, d, a=None: sent.append(d)})()  # type: ignore[assignment]
+        data = _dae_request(rp.DisconnectRequest, User_Name="vpnuser1")
+        dae.datagram_received(data, ("127.0.0.1", 40000))
+        await asyncio.sleep(0.01)  # the first copy waits in the counters refresh
+        dae.datagram_received(data, ("127.0.0.1", 40000))  # the DAC retransmits
+        await asyncio.sleep(0.01)
+        release.set()
+        await asyncio.sleep(0.01)
+        dae.datagram_received(data, ("127.0.0.1", 40000))  # answered from the cache
+        await asyncio.sleep(0.01)
+
+    asyncio.run(main())
+    assert len(refreshes) == 1
+    codes = [rp.CoAPacket(secret=DAE_SECRET, dict=radius_dictionary(), packet=d).code
+             for d in sent]
+    assert codes == [rp.DisconnectACK, rp.DisconnectACK]

@@ -37,3 +37,34 @@ def test_emsa_block_layout_and_size_limit() -> None:
     assert block == b"\x00\x01" + b"\xff" * 12 + b"\x00\xaa"
     with pytest.raises(ValueError):
         emsa_pkcs1_null(bytes(6), 16)  # RFC 8017 9.2: at least 8 bytes of padding
+
+
+def _raw_sign(block: bytes) -> bytes:
+    """The RSA primitive over an arbitrary block: what a forger with the key would send."""
+    priv = KEY.private_numbers()
+    n = priv.public_numbers.n
+    return pow(int.from_bytes(block, "big"), priv.d, n).to_bytes(256, "big")
+
+
+def test_signature_must_be_exactly_k_bytes() -> None:
+    """RFC 8017 8.2.2 step 1: a signature whose length is not that of the modulus is
+    invalid, also when it is the right integer without its leading zero octet."""
+    data, sig = next((d, s) for d in (i.to_bytes(20, "big") for i in range(4096))
+                     if (s := sign_pkcs1_null(KEY, d))[0] == 0)
+    assert verify_pkcs1_null(KEY.public_key(), data, sig)
+    assert not verify_pkcs1_null(KEY.public_key(), data, sig[1:])
+    assert not verify_pkcs1_null(KEY.public_key(), data, b"\x00" + sig)
+
+
+@pytest.mark.parametrize("block", [
+    b"\x00\x01" + b"\xff" * 7 + b"\x00" + bytes(226) + HASH,  # data longer than the hash
+    b"\x00\x01" + b"\xff" * 232 + b"\x00" + HASH + b"\x00",  # hash not at the end
+    b"\x00\x02" + b"\xff" * 233 + b"\x00" + HASH,  # block type 2 (encryption)
+    b"\x00\x01" + b"\xff" * 100 + b"\xfe" + b"\xff" * 132 + b"\x00" + HASH,  # not all FF
+    b"\x00\x01" + b"\xff" * 233 + b"\x01" + HASH,  # no zero separator
+])
+def test_lenient_padding_is_refused(block: bytes) -> None:
+    """No Bleichenbacher 2006 style parse: the whole block must be EMSA-PKCS1-v1_5
+    with the bare hash filling it to the end (RFC 8017 9.2 without the DigestInfo)."""
+    assert len(block) == 256
+    assert not verify_pkcs1_null(KEY.public_key(), HASH, _raw_sign(block))

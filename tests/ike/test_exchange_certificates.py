@@ -261,3 +261,89 @@ def test_hostile_cert_and_sig_payloads_are_named_refusals(
     assert failed == [error]
     assert any(check in line for line in _server_lines(lab)), _server_lines(lab)
     assert not any("internal error" in line for line in _server_lines(lab))
+
+
+@pytest.mark.parametrize("group", ["psk_only", "unknown"])
+def test_main_mode_hybrid_needs_a_group_that_allows_hybrid(
+        group: str, pki: tuple[Authority, Issued, Path]) -> None:
+    """Main Mode offers every group's methods (no ID before message 5), so the ID of
+    message 5 must name a configured group that allows hybrid: else a client without
+    the group key would get the policy of a PSK-only group, or of a name nobody
+    configured, by XAUTH alone (draft-ietf-ipsra-hybrid-auth-05 3.2: the initiator
+    proves nothing in phase 1)."""
+    ca, conc, _ = pki
+    lab, _ = _lab(ca, conc, AuthMethod.HYBRID_INIT_RSA)
+    psk, hybrid = (AuthMethod.XAUTH_INIT_PSK,), (AuthMethod.HYBRID_INIT_RSA,)
+    lab._methods = lambda gid: (  # type: ignore[method-assign]
+        (*psk, *hybrid) if gid is None else hybrid if gid == b"certs" else psk)
+    c = lab.add_client(auth="hybrid", pki=_signer(ca), mode="main")
+    if group == "unknown":
+        c.sa.config.group_name = "nosuchgroup"
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not any(isinstance(e, ev.Phase1Established) for _, e in lab.server_events)
+    failed = [e.error for _, e in lab.server_events if isinstance(e, ev.NegotiationFailed)]
+    assert failed == ["unknown_group" if group == "unknown" else "auth_method_not_allowed"], \
+        _server_lines(lab)[-3:]
+
+
+def test_aggressive_mode_rsa_methods_do_not_depend_on_the_dn(
+        pki: tuple[Authority, Issued, Path]) -> None:
+    """An RSA client's ID is its certificate's DN, never a group name: its group comes
+    from the certificate (OU), so the proposal is checked against every group's
+    methods, as in Main Mode. Looked up as a group name, a DN is an unknown group and
+    plays the method set of one kind of configured group (certauth._persona), which
+    can be PSK-only: then some certificates got NO-PROPOSAL-CHOSEN, others not."""
+    ca, conc, _ = pki
+    lab, _ = _lab(ca, conc, AuthMethod.XAUTH_INIT_RSA)
+    rsa_psk, psk = (AuthMethod.XAUTH_INIT_RSA, AuthMethod.XAUTH_INIT_PSK), (
+        AuthMethod.XAUTH_INIT_PSK,)
+    lab._methods = lambda gid: rsa_psk if gid is None or gid == GROUP.encode() \
+        else psk  # type: ignore[method-assign]
+    c = lab.add_client(auth="rsa", mode="aggressive",
+                       pki=_signer(ca, ca.issue("vpnclient-dn", ou=GROUP)))
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and len(c.children) == 1, _server_lines(lab)[-3:]
+    assert _established(lab).auth_mode == "rsa"
+
+
+def test_aggressive_mode_refused_certificate_is_named(
+        pki: tuple[Authority, Issued, Path]) -> None:
+    """The DN of an RSA client is no configured group name; a refusal of its
+    certificate must still name the check, not report an unknown group."""
+    ca, conc, _ = pki
+    lab, _ = _lab(ca, conc, AuthMethod.XAUTH_INIT_RSA)
+    old = _signer(ca, ca.issue("old-am", ou=GROUP, days=(-9, -1)))
+    c = lab.add_client(auth="rsa", mode="aggressive", pki=old)
+    c.sa.initiate(lab.now)
+    lab.run()  # the client sends message 3 and thinks itself done (the last message)
+    assert not any(isinstance(e, ev.Phase1Established) for _, e in lab.server_events)
+    failed = [e.error for _, e in lab.server_events if isinstance(e, ev.NegotiationFailed)]
+    assert failed == ["certificate_refused"], _server_lines(lab)[-3:]
+    assert any("(expired:" in line for line in _server_lines(lab)), _server_lines(lab)
+
+
+def test_hybrid_client_refuses_a_user_certificate_as_the_concentrator(
+        pki: tuple[Authority, Issued, Path]) -> None:
+    """In hybrid mode the concentrator's certificate is all that authenticates phase 1,
+    and the XAUTH password follows: a user certificate of the same CA (extendedKeyUsage
+    clientAuth only) must not pass for a gateway, or any user could collect the
+    others' passwords (RFC 4945 5.1.3.12; serverAuth, ipsecIKE or no EKU pass)."""
+    ca, conc, _ = pki
+    gateway_check = PkiSigner(load_credentials(PkiConfig(ca=ca.cert_path)), time.time,
+                              peer_is_server=True)
+    lab, _ = _lab(ca, conc, AuthMethod.HYBRID_INIT_RSA)  # serverAuth: the real gateway
+    c = lab.add_client(auth="hybrid", pki=gateway_check)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established
+    user = ca.issue("mallory-user", ou=GROUP)  # clientAuth, as the lab's users
+    lab, _ = _lab(ca, user, AuthMethod.HYBRID_INIT_RSA)
+    c = lab.add_client(auth="hybrid", pki=gateway_check)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert not c.sa.established
+    failed = [e for e in c.events if isinstance(e, ev.NegotiationFailed)]
+    assert [f.error for f in failed] == ["certificate_refused"]
+    assert "(not_a_server:" in failed[0].detail

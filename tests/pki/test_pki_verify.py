@@ -122,3 +122,122 @@ def test_mutated_certificates_are_refused_by_name(lab: tuple[Authority, Authorit
     assert checks <= {"malformed", "other_ca", "id_mismatch", "expired", "not_yet_valid",
                       "key_type"}, checks
     assert "malformed" in checks and "other_ca" in checks
+
+
+def _ku(*, sign: bool = False, cert_sign: bool = False, encipher: bool = False) -> x509.KeyUsage:
+    return x509.KeyUsage(digital_signature=sign, content_commitment=False,
+                         key_encipherment=encipher, data_encipherment=False, key_agreement=False,
+                         key_cert_sign=cert_sign, crl_sign=cert_sign, encipher_only=False,
+                         decipher_only=False)
+
+
+def _signed_by(issuer: x509.Certificate, issuer_key: object, cn: str, *, ca: bool,
+               ku: x509.KeyUsage | None, path_length: int | None = None
+               ) -> tuple[x509.Certificate, object]:
+    """A certificate of a fresh key issued by `issuer`, with these extensions."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    b = (x509.CertificateBuilder()
+         .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)]))
+         .issuer_name(issuer.subject).public_key(key.public_key())
+         .serial_number(x509.random_serial_number())
+         .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=9))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length),
+                        critical=True))
+    if ku is not None:
+        b = b.add_extension(ku, critical=True)
+    return b.sign(issuer_key, hashes.SHA256()), key  # type: ignore[arg-type]
+
+
+def _pem_der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_end_certificate_key_usage_must_allow_signatures(
+        lab: tuple[Authority, Authority, Path]) -> None:
+    """RFC 4945 5.1.3.2: a KeyUsage without digitalSignature or nonRepudiation (e.g. an
+    encryption-only certificate of the same CA) cannot sign IKE; none at all is fine."""
+    ca, _, _ = lab
+    creds = _creds(ca)
+    for ku, ok in ((None, True), (_ku(sign=True), True), (_ku(encipher=True), False)):
+        cert, _ = _signed_by(ca.cert, ca.key, "leaf", ca=False, ku=ku)
+        dn = cert.subject.public_bytes()
+        if ok:
+            verify_peer(creds, [_pem_der(cert)], IdType.DER_ASN1_DN, dn, NOW)
+        else:
+            assert _refused(creds, [_pem_der(cert)], IdType.DER_ASN1_DN, dn) == "key_usage"
+
+
+def test_intermediate_must_be_a_ca_allowed_to_sign_certificates(
+        lab: tuple[Authority, Authority, Path]) -> None:
+    """RFC 5280 6.1.4 (k), (n): an intermediate the peer sends chains only if it is a
+    CA (basicConstraints) whose KeyUsage, if any, has keyCertSign."""
+    ca, _, _ = lab
+    creds = _creds(ca)
+    for is_ca, ku, ok in ((True, _ku(cert_sign=True), True), (True, None, True),
+                          (False, None, False), (True, _ku(sign=True), False)):
+        inter, inter_key = _signed_by(ca.cert, ca.key, "intermediate", ca=is_ca, ku=ku)
+        leaf, _ = _signed_by(inter, inter_key, "leaf-below", ca=False, ku=None)
+        ders, dn = [_pem_der(leaf), _pem_der(inter)], leaf.subject.public_bytes()
+        if ok:
+            verify_peer(creds, ders, IdType.DER_ASN1_DN, dn, NOW)
+        else:
+            assert _refused(creds, ders, IdType.DER_ASN1_DN, dn) == "other_ca", (is_ca, ku)
+
+
+def test_critical_extensions_the_checks_do_not_process_are_refused(
+        lab: tuple[Authority, Authority, Path]) -> None:
+    """RFC 5280 4.2: a critical extension that is not recognized MUST make the
+    certificate be rejected; name constraints on an intermediate (not enforced
+    here) are refused the same way rather than ignored."""
+    from cryptography.hazmat.primitives import hashes
+
+    ca, _, _ = lab
+    creds = _creds(ca)
+    odd = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.55555.1"), b"\x05\x00")
+    leaf, _ = _signed_by(ca.cert, ca.key, "odd-leaf", ca=False, ku=None)
+    builder = (x509.CertificateBuilder().subject_name(leaf.subject).issuer_name(leaf.issuer)
+               .public_key(leaf.public_key()).serial_number(leaf.serial_number)
+               .not_valid_before(leaf.not_valid_before_utc)
+               .not_valid_after(leaf.not_valid_after_utc))
+    odd_leaf = builder.add_extension(odd, critical=True).sign(ca.key, hashes.SHA256())
+    plain = builder.add_extension(odd, critical=False).sign(ca.key, hashes.SHA256())
+    dn = leaf.subject.public_bytes()
+    verify_peer(creds, [_pem_der(plain)], IdType.DER_ASN1_DN, dn, NOW)  # not critical: fine
+    assert _refused(creds, [_pem_der(odd_leaf)], IdType.DER_ASN1_DN, dn) == \
+        "critical_extension"
+    inter, inter_key = _signed_by(ca.cert, ca.key, "constrained", ca=True, ku=None)
+    constrained = (x509.CertificateBuilder().subject_name(inter.subject)
+                   .issuer_name(inter.issuer).public_key(inter.public_key())
+                   .serial_number(inter.serial_number)
+                   .not_valid_before(inter.not_valid_before_utc)
+                   .not_valid_after(inter.not_valid_after_utc)
+                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+                   .add_extension(x509.NameConstraints(
+                       [x509.DNSName("example.com")], None), critical=True)
+                   .sign(ca.key, hashes.SHA256()))
+    below, _ = _signed_by(constrained, inter_key, "below-constrained", ca=False, ku=None)
+    assert _refused(creds, [_pem_der(below), _pem_der(constrained)], IdType.DER_ASN1_DN,
+                    below.subject.public_bytes()) == "critical_extension"
+
+
+def test_path_length_constraint_of_an_intermediate(
+        lab: tuple[Authority, Authority, Path]) -> None:
+    """RFC 5280 4.2.1.9, 6.1.4 (m): an intermediate with pathLenConstraint 0 may issue
+    end certificates only, not another CA whose certificates then chain."""
+    ca, _, _ = lab
+    creds = _creds(ca)
+    for limit, ok in ((0, False), (1, True), (None, True)):
+        upper, upper_key = _signed_by(ca.cert, ca.key, "upper", ca=True, ku=None,
+                                      path_length=limit)
+        lower, lower_key = _signed_by(upper, upper_key, "lower", ca=True, ku=None)
+        leaf, _ = _signed_by(lower, lower_key, "deep-leaf", ca=False, ku=None)
+        ders = [_pem_der(leaf), _pem_der(lower), _pem_der(upper)]
+        dn = leaf.subject.public_bytes()
+        if ok:
+            verify_peer(creds, ders, IdType.DER_ASN1_DN, dn, NOW)
+        else:
+            assert _refused(creds, ders, IdType.DER_ASN1_DN, dn) == "other_ca"

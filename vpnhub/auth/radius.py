@@ -38,6 +38,8 @@ _CLASS_GROUP = re.compile(rb"OU=([^;]{1,64});?")
 _NAS_PORT_TYPE_VIRTUAL = 5  # RFC 2865 5.41: a connection through a transport (IPsec)
 _SERVICE_TYPE_FRAMED = 2  # RFC 2865 5.6: a tunnel with an address (Framed-User)
 _MAX_MESSAGE = 1000
+_MAX_USER_NAME = 253  # RFC 2865 5.1: one or more octets, one attribute's value
+_MAX_PAP_PASSWORD = 128  # RFC 2865 5.2: User-Password hides at most 128 octets
 
 
 class NasIdentity:
@@ -95,6 +97,10 @@ class RadiusAuthenticator:
         return p
 
     async def authenticate(self, request: AuthRequest) -> AuthResult:
+        if not _fits_pap(request):
+            # the peer's input, which no server could check: an Access-Reject's answer,
+            # not pyrad's ValueError (which left the XAUTH unanswered)
+            return AuthResult(AuthReason.BAD_PASSWORD, request.user)
         server, reply = await self.client.request(
             lambda secret: self._access_request(request, secret))
         if reply.code == rp.AccessReject:
@@ -109,6 +115,11 @@ class RadiusAuthenticator:
 
     async def aclose(self) -> None:
         self.client.close()
+
+
+def _fits_pap(request: AuthRequest) -> bool:
+    return (0 < len(request.user.encode()) <= _MAX_USER_NAME
+            and len(request.password.reveal()) <= _MAX_PAP_PASSWORD)
 
 
 def _accepted(user: str, server: str, reply: Any) -> AuthResult:

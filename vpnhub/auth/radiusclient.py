@@ -59,8 +59,11 @@ class ServerFailure:
     timeout: float
     bad_replies: int = 0
     refused: bool = False
+    error: str = ""  # the socket could not be opened (no route, a forbidden address)
 
     def describe(self) -> str:
+        if self.error:
+            return f"RADIUS server {self.server} cannot be reached ({self.error})"
         if self.bad_replies:
             return (f"RADIUS server {self.server} answered {self.bad_replies} time(s) with a bad"
                     " Response Authenticator or Message-Authenticator (wrong shared secret?)")
@@ -93,10 +96,11 @@ class _Pending:
 class _Socket(asyncio.DatagramProtocol):
     """One connected UDP socket to one server port and its 256 Identifiers."""
 
-    dictionary: Any
-    secret: bytes
+    dictionary: Any = field(repr=False)
+    # never in a repr: asyncio's exception handler logs the protocol of a transport
+    secret: bytes = field(repr=False)
     require_ma: bool = True
-    pending: dict[int, _Pending] = field(default_factory=dict)
+    pending: dict[int, _Pending] = field(default_factory=dict, repr=False)
     transport: asyncio.DatagramTransport | None = None
     next_id: int = field(default_factory=lambda: random.randrange(256))
     dropped: int = 0
@@ -215,7 +219,11 @@ class RadiusClient:
 
     async def _ask(self, server: _Server, build: PacketFactory,
                    failure: ServerFailure) -> rp.Packet | None:
-        sock, ident = await server.slot()
+        try:
+            sock, ident = await server.slot()
+        except OSError as exc:  # connect() of the UDP socket: ENETUNREACH, EACCES
+            failure.error = exc.strerror or str(exc)
+            return None
         request = build(server.secret)
         request.id = ident
         data = request.RequestPacket()  # sets the Request Authenticator once

@@ -17,7 +17,7 @@ def client_signer(profile: ClientProfile) -> PkiSigner | None:
         return None
     cfg = PkiConfig(ca=profile.ca_file, certificate=profile.certificate, key=profile.key)
     try:
-        return PkiSigner(load_credentials(cfg), time.time)
+        return PkiSigner(load_credentials(cfg), time.time, peer_is_server=True)
     except PkiError as e:
         raise ProfileError(str(e).replace("[pki] ", "").replace("ca ", "ca_file ", 1),
                            source=str(profile.source or "<profile>")) from None

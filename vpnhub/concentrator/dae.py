@@ -72,6 +72,9 @@ class DaeServer(asyncio.DatagramProtocol):
         self.drops: dict[str, int] = {}
         self.answered: dict[str, int] = {}
         self._recent: OrderedDict[tuple[str, int, bytes], bytes] = OrderedDict()
+        # requests being carried out (the counters refresh before a Disconnect
+        # awaits): a retransmission of one is not carried out again (RFC 5080 2.2.2)
+        self._busy: set[tuple[str, int, bytes]] = set()
 
     async def start(self, address: str, port: int) -> None:
         await asyncio.get_running_loop().create_datagram_endpoint(
@@ -89,10 +92,15 @@ class DaeServer(asyncio.DatagramProtocol):
         request = self._authentic(data, str(addr[0]))
         if request is None:
             return
-        seen = self._recent.get((str(addr[0]), request.id, request.authenticator))
+        key = (str(addr[0]), request.id, request.authenticator)
+        seen = self._recent.get(key)
         if seen is not None:  # a retransmission: the same answer, carried out once
             self._reply(seen, addr)
             return
+        if key in self._busy:  # the first copy's answer is on its way
+            self._drop("in_progress")
+            return
+        self._busy.add(key)
         asyncio.get_running_loop().create_task(self._answer(request, addr))
 
     def _drop(self, why: str) -> None:
@@ -127,6 +135,12 @@ class DaeServer(asyncio.DatagramProtocol):
 
     # ------------------------------------------------------------ decide
     async def _answer(self, request: Any, addr: tuple[str | Any, int]) -> None:
+        try:
+            await self._carry_out(request, addr)
+        finally:
+            self._busy.discard((str(addr[0]), request.id, request.authenticator))
+
+    async def _carry_out(self, request: Any, addr: tuple[str | Any, int]) -> None:
         source = str(addr[0])
         error, keys = self._check(request)
         coa = request.code == rp.CoARequest

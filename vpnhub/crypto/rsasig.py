@@ -71,6 +71,10 @@ def _crt(priv: rsa.RSAPrivateNumbers, c: int) -> int:
 
 def verify_pkcs1_null(key: rsa.RSAPublicKey, data: bytes, signature: bytes) -> bool:
     """True if `signature` is `data` signed without DigestInfo (constant-time compare)."""
+    # RFC 8017 8.2.2 step 1: exactly k octets; OpenSSL would take a shorter one as
+    # the integer with leading zeros, one more form of the same signature
+    if len(signature) != (key.key_size + 7) // 8:
+        return False
     try:
         recovered = key.recover_data_from_signature(signature, padding.PKCS1v15(), None)
     except (InvalidSignature, ValueError):

@@ -22,6 +22,7 @@ from vpnhub.ike.state import Address, SaState, State
 from vpnhub.secret import Secret
 from vpnhub.wire.constants import (
     ExchangeType,
+    IdType,
     NotifyType,
     ProtocolId,
 )
@@ -38,6 +39,8 @@ from vpnhub.wire.payloads import (
 )
 
 AM = ExchangeType.AGGRESSIVE
+# the ID types a group name comes in (Cisco clients and vpnc: KEY_ID)
+_GROUP_ID_TYPES = frozenset({IdType.KEY_ID, IdType.FQDN, IdType.USER_FQDN})
 
 
 # ----------------------------------------------------------------- initiator
@@ -120,7 +123,10 @@ def responder_1(sa: SaState, msg: Message, remote: Address, local_port: int, now
             sa.config = other
             sa.psk = other.psk
     sa.psk = _lookup_psk(sa, idi, remote)
-    sa.p1.auth_id = idi.data  # the group's phase 1 methods (issue 14)
+    # the group's phase 1 methods (issue 14). A DN or an address is a certificate's
+    # ID, never a group name: its group comes from the certificate (sigauth), so, as
+    # in Main Mode, every group's methods (not an unknown name's stand-in set)
+    sa.p1.auth_id = idi.data if idi.id_type in _GROUP_ID_TYPES else None
     if sa.config.policy_for is not None:  # the group may narrow the proposals
         group_policy = sa.config.policy_for(idi.data)
         if group_policy is not None:

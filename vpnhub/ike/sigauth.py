@@ -127,8 +127,13 @@ def check_initiator_proof(sa: SaState, payloads: list[Payload], id_type: int, id
         if sa.p1.unknown_group is not None:  # IkeSA._fail names the cause (ike.standin)
             raise IkeError("hash_mismatch", "unknown group", NotifyType.AUTHENTICATION_FAILED,
                            send_notify=False)
+        _check_hybrid_group(sa, id_type, id_data)
         phase1.check_hash(sa, payloads, initiator=True, id_body=id_body)
         return
+    # The ID is the certificate's (a DN), no group name; the group comes from the
+    # certificate. Aggressive Mode marked it an unknown group (no key for it), which
+    # would make IkeSA._fail report any refusal below as "unknown_group"
+    sa.p1.unknown_group = None
     sig = phase1.require(payloads, SigPayload, "SIG")
     assert isinstance(sig, SigPayload)
     peer = _verified_peer(sa, payloads, id_type, id_data)
@@ -138,6 +143,30 @@ def check_initiator_proof(sa: SaState, payloads: list[Payload], id_type: int, id
                        f" {peer.subject}", NotifyType.INVALID_SIGNATURE, send_notify=False)
     sa.p1.peer_key = peer
     _choose_group(sa, peer.groups, peer.subject)
+
+
+def _check_hybrid_group(sa: SaState, id_type: int, id_data: bytes) -> None:
+    """The ID must name a configured group that allows hybrid. A hybrid initiator
+    proves nothing in phase 1 (draft-ietf-ipsra-hybrid-auth-05 3.2) and Main Mode
+    offers every group's methods before the ID (phase1.auth_methods); without this,
+    XAUTH alone would put a client without the group key in a PSK-only group, or in
+    a group nobody configured. Aggressive Mode checks it with the proposal already."""
+    allowed = sa.config.auth_methods_for
+    if allowed is None or sa.role is not Role.RESPONDER:
+        return
+    assert sa.suite is not None
+    lookup, keyless = sa.config.psk_lookup, sa.config.group_without_psk
+    known = (lookup is not None and lookup(id_type, id_data, sa.remote) is not None) or (
+        keyless is not None and keyless(id_type, id_data))
+    if not known:  # IkeSA._fail names the cause, only in our log (ike.standin)
+        sa.p1.unknown_group = phase1.describe_id(id_type, id_data)
+        raise IkeError("hash_mismatch", "unknown group", NotifyType.AUTHENTICATION_FAILED,
+                       send_notify=False)
+    if sa.suite.auth not in allowed(id_data):
+        raise IkeError("auth_method_not_allowed", f"group"
+                       f" {phase1.describe_id(id_type, id_data)!r} does not allow hybrid"
+                       " authentication ([[group]] auth)", NotifyType.AUTHENTICATION_FAILED,
+                       send_notify=False)
 
 
 def _choose_group(sa: SaState, ous: tuple[str, ...], subject: str) -> None:

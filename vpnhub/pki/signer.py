@@ -34,8 +34,11 @@ class VerifiedPeer:
 class PkiSigner:
     """Our certificate and key, the CAs we ask for (CERTREQ) and trust."""
 
-    def __init__(self, creds: Credentials, wall: Callable[[], float]) -> None:
+    def __init__(self, creds: Credentials, wall: Callable[[], float], *,
+                 peer_is_server: bool = False) -> None:
+        """`peer_is_server`: a client's, whose peer must show a gateway's certificate."""
         self._creds = creds
+        self._peer_is_server = peer_is_server
         self._key = creds.key  # None: a hybrid client, which only verifies
         self._wall = wall
         cert = creds.certificate
@@ -53,7 +56,8 @@ class PkiSigner:
         """The verified peer, or "check: detail" naming the check that failed."""
         at = datetime.fromtimestamp(self._wall(), UTC)
         try:
-            peer = verify_peer(self._creds, certs, id_type, id_data, at)
+            peer = verify_peer(self._creds, certs, id_type, id_data, at,
+                               server=self._peer_is_server)
         except CertificateRefused as refused:
             return str(refused)
         return VerifiedPeer(peer.subject, peer.organizational_units, peer.public_key)

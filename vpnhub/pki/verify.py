@@ -5,7 +5,16 @@ The checks, in order, each refusal naming its own: the certificate parses
 every certificate of the chain is in its validity period (`expired`,
 `not_yet_valid`), none is on a CRL of its issuer (`revoked`), and the identity
 the peer sent in its ID payload is the subject or a subjectAltName of the end
-certificate (`id_mismatch`, RFC 4945 3.1: "the ID MUST match the certificate").
+certificate (`id_mismatch`, RFC 4945 3.1: "the ID MUST match the certificate"),
+and its keyUsage, if any, allows signatures (`key_usage`, RFC 4945 5.1.3.2);
+a gateway's certificate (checked by a client) has no extendedKeyUsage or one
+with a gateway use (`not_a_server`). A certificate from the peer with a critical
+extension these checks do not process (name constraints, policies, unknown ones)
+is refused (`critical_extension`, RFC 5280 4.2).
+An intermediate from the peer's CERTs must be a CA (basicConstraints) whose
+keyUsage, if any, has keyCertSign, and no CA's pathLenConstraint may be
+exceeded (RFC 5280 6.1.4 (k), (m), (n)), or the chain does not reach a
+configured CA (`other_ca`).
 
 Sans-I/O: the time of the check (wall clock, UTC) is passed in.
 """
@@ -22,7 +31,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.utils import CryptographyDeprecationWarning
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from vpnhub.pki.credentials import Credentials
 from vpnhub.text import printable
@@ -70,28 +79,37 @@ def parse_chain(ders: list[bytes]) -> list[x509.Certificate]:
 
 
 def verify_peer(creds: Credentials, ders: list[bytes], id_type: int, id_data: bytes,
-                at: datetime) -> PeerCertificate:
-    """The peer's end certificate (the first CERT payload, RFC 4945 3.2), verified.
+                at: datetime, *, server: bool = False) -> PeerCertificate:
+    """The peer's end certificate (the first CERT payload, RFC 4945 3.2), verified;
+    `server`: the peer is the gateway we connect to (`not_a_server` below).
 
     The bytes are the peer's: `cryptography` parses names and extensions lazily, so
     a malformed one may only raise while being checked; that is `malformed` too."""
     try:
-        return _verify(creds, ders, id_type, id_data, at)
+        return _verify(creds, ders, id_type, id_data, at, server)
     except _MALFORMED as exc:
         raise CertificateRefused("malformed", f"a certificate does not parse: {exc}") from exc
 
 
 def _verify(creds: Credentials, ders: list[bytes], id_type: int, id_data: bytes,
-            at: datetime) -> PeerCertificate:
+            at: datetime, server: bool) -> PeerCertificate:
     certs = parse_chain(ders)
     leaf = certs[0]
     who = _name(leaf)
     chain = _chain_to_ca(creds, leaf, certs[1:], who)
+    for cert in chain[:-1]:  # the configured CA is a trust anchor (RFC 5280 6.1)
+        _check_critical(cert, who)
     for cert in chain:
         _check_validity(cert, at, who)
     for cert, issuer in itertools.pairwise(chain):
         _check_revocation(creds, cert, issuer, who)
     _check_id(leaf, id_type, id_data, who)
+    if not _may_sign(leaf):
+        raise CertificateRefused("key_usage", f"{who}: its keyUsage allows neither"
+                                 " digitalSignature nor nonRepudiation (RFC 4945 5.1.3.2)")
+    if server and not _may_serve(leaf):
+        raise CertificateRefused("not_a_server", f"{who}: its extendedKeyUsage names no"
+                                 " gateway use (serverAuth, ipsecIKE): a user's certificate")
     key = leaf.public_key()
     if not isinstance(key, rsa.RSAPublicKey):
         raise CertificateRefused("key_type", f"{who}: not an RSA key (only RSA signatures"
@@ -111,11 +129,13 @@ def _chain_to_ca(creds: Credentials, leaf: x509.Certificate,
     chain = [leaf]
     current = leaf
     for _ in range(MAX_CHAIN):
-        ca = next((c for c in creds.cas if _issued_by(current, c)), None)
+        below = len(chain) - 1  # intermediates between this issuer and the leaf
+        ca = next((c for c in creds.cas if _path_allows(c, below) and _issued_by(current, c)),
+                  None)
         if ca is not None:
             return [*chain, ca]
-        nxt = next((c for c in extra if c not in chain and _is_ca(c)
-                    and _issued_by(current, c)), None)
+        nxt = next((c for c in extra if c not in chain and _is_ca(c) and _may_issue(c)
+                    and _path_allows(c, below) and _issued_by(current, c)), None)
         if nxt is None:
             break
         chain.append(nxt)
@@ -135,11 +155,80 @@ def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
     return True
 
 
+def _path_allows(ca: x509.Certificate, below: int) -> bool:
+    """RFC 5280 4.2.1.9, 6.1.4 (m): at most pathLenConstraint intermediate CAs may
+    follow this one down to the end certificate."""
+    try:
+        limit = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
+    except x509.ExtensionNotFound:
+        return True
+    return limit is None or below <= limit
+
+
 def _is_ca(cert: x509.Certificate) -> bool:
     try:
         return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
     except x509.ExtensionNotFound:
         return False
+
+
+# The extensions these checks act on (or that only identify keys); a critical one of
+# any other type, name constraints and policies included, is not processed here
+_PROCESSED = (x509.BasicConstraints, x509.KeyUsage, x509.ExtendedKeyUsage,
+              x509.SubjectAlternativeName, x509.SubjectKeyIdentifier,
+              x509.AuthorityKeyIdentifier)
+
+
+def _check_critical(cert: x509.Certificate, who: str) -> None:
+    """RFC 5280 4.2: a certificate with a critical extension the checks do not
+    process MUST be rejected (ignoring an intermediate's name constraints would
+    accept what its issuer forbade)."""
+    for ext in cert.extensions:
+        if ext.critical and not isinstance(ext.value, _PROCESSED):
+            which = who if _name(cert) == who else f"{who}: its CA {_name(cert)}"
+            raise CertificateRefused("critical_extension", f"{which} has a critical"
+                                     f" extension {ext.oid.dotted_string} that is not"
+                                     " supported")
+
+
+def _key_usage(cert: x509.Certificate) -> x509.KeyUsage | None:
+    try:
+        return cert.extensions.get_extension_for_class(x509.KeyUsage).value
+    except x509.ExtensionNotFound:
+        return None
+
+
+def _may_sign(cert: x509.Certificate) -> bool:
+    """RFC 4945 5.1.3.2: no keyUsage, or one with digitalSignature or nonRepudiation."""
+    ku = _key_usage(cert)
+    return ku is None or ku.digital_signature or ku.content_commitment
+
+
+def _may_issue(cert: x509.Certificate) -> bool:
+    """RFC 5280 6.1.4 (n): an intermediate's keyUsage, if present, has keyCertSign."""
+    ku = _key_usage(cert)
+    return ku is None or ku.key_cert_sign
+
+
+# RFC 4945 5.1.3.12 names ipsecIKE and anyExtendedKeyUsage; gateways' certificates
+# carry serverAuth in practice (Windows and macOS ask for it), and RFC 2459's
+# ipsecEndSystem / ipsecTunnel predate ipsecIKE
+_GATEWAY_USES = frozenset({
+    ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.IPSEC_IKE,
+    ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE,
+    x509.ObjectIdentifier("1.3.6.1.5.5.7.3.5"), x509.ObjectIdentifier("1.3.6.1.5.5.7.3.6"),
+})
+
+
+def _may_serve(cert: x509.Certificate) -> bool:
+    """A gateway's certificate: no extendedKeyUsage, or one with a gateway use. In
+    hybrid mode it is all that authenticates phase 1 and the XAUTH password follows,
+    so a user's certificate of the same CA (clientAuth) must not pass for one."""
+    try:
+        eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return any(oid in _GATEWAY_USES for oid in eku)
 
 
 def _check_validity(cert: x509.Certificate, at: datetime, who: str) -> None:
