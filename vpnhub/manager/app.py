@@ -264,8 +264,23 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             return web.Response(status=403, content_type="text/html", text=pages.layout(
                 "Forbidden", "<h1>Forbidden</h1><p>The form was stale or came from another"
                 " site. Reload the page and try again.</p>"))
+    if request.method not in _SAFE and not m.auth.is_admin(ident.user) \
+            and not _monitor_may(path):
+        m.log.add("ADMIN", 3, f"refused {request.method} {path} to {ident.user!r} from"
+                  f" {_source(request)}: the monitor role only reads", user=ident.user)
+        if api:
+            return _error(403, "this needs the admin role; this account is a monitor")
+        return web.Response(status=403, content_type="text/html", text=pages.layout(
+            "Forbidden", "<h1>Forbidden</h1><p>This account (role monitor) may only look."
+            "</p>"))
     request[IDENTITY_KEY] = ident
     return await handler(request)
+
+
+def _monitor_may(path: str) -> bool:
+    """The changes a monitor ([[admin.user]] role, issue 15) may make: log itself out,
+    ping a client."""
+    return path in ("/logout", f"{API}/logout") or path.endswith("/ping")
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -313,6 +328,9 @@ def build_app(m: Manager) -> web.Application:
     r.add_put(f"{API}/nat-transparency", api_natt_put)
     r.add_get(f"{API}/warnings", api_warnings)
     r.add_get(f"{API}/openapi.json", api_openapi)
+    # imported here: eventroutes uses this module's helpers (issue 15)
+    from vpnhub.manager import eventroutes
+    eventroutes.add_routes(r)
     return app
 
 
@@ -490,7 +508,9 @@ async def events_page(request: web.Request) -> web.Response:
     except BadRequest as e:
         f, error = EventFilter(), str(e)
     records = m.log.query(f)
-    body = pages.events_page(f, records, query, error)
+    from vpnhub.manager import eventroutes  # it imports this module (issue 15)
+    nav = eventroutes.navigation(m, f, records, query, m.auth.is_admin(_ident(request).user))
+    body = pages.events_page(f, records, query, error, nav)
     return _page(request, "Filterable Event Log", body, "events", 400 if error else 200)
 
 
@@ -656,7 +676,9 @@ async def api_events(request: web.Request) -> web.Response:
     except BadRequest as e:
         return _error(400, str(e))
     records = m.log.query(f)
-    return web.json_response({"count": len(records), "events": [r.to_json() for r in records]})
+    from vpnhub.manager import eventroutes  # it imports this module (issue 15)
+    return web.json_response({"count": len(records), "events": [r.to_json() for r in records],
+                              "cursors": eventroutes.cursors(m, f, records)})
 
 
 async def api_events_stream(request: web.Request) -> web.StreamResponse:
@@ -742,10 +764,22 @@ async def api_openapi(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------------- filters
-def parse_filter(q: Mapping[str, str], *, lenient: bool = False) -> EventFilter:
+FILTER_PARAMETERS = frozenset({
+    "class", "severity_min", "severity_max", "peer", "user", "group", "since", "until",
+    "text", "after_seq", "before_seq", "limit", "order"})
+ORDERS = ("newest", "oldest")
+
+
+def parse_filter(q: Mapping[str, str], *, lenient: bool = False,
+                 extra: tuple[str, ...] = ()) -> EventFilter:
     """The event log filter from query parameters (the API's and the page's form).
 
-    `lenient` (the HTML form): empty fields mean "not set"."""
+    `lenient` (the HTML form): empty fields mean "not set". Unknown parameters are
+    refused (a typo must not list everything); `extra` names the caller's own."""
+    unknown = sorted(set(q) - FILTER_PARAMETERS - set(extra))
+    if unknown:
+        raise BadRequest(f"unknown parameter(s): {', '.join(map(repr, unknown))[:200]}"
+                         f" (known: {', '.join(sorted(FILTER_PARAMETERS))})")
     getall = getattr(q, "getall", None)
     raw_classes: list[str] = list(getall("class", [])) if getall else (
         [q["class"]] if "class" in q else [])
@@ -753,7 +787,11 @@ def parse_filter(q: Mapping[str, str], *, lenient: bool = False) -> EventFilter:
                       if c > 1)
     if repeated:  # else the last would win unseen, and a bad first one pass
         raise BadRequest(f"parameter(s) given more than once: {', '.join(repeated)[:200]}")
-    values = {k: v for k, v in q.items() if k != "class" and not (lenient and v == "")}
+    values = {k: v for k, v in q.items()
+              if k != "class" and k not in extra and not (lenient and v == "")}
+    order = values.get("order", "newest")
+    if order not in ORDERS:
+        raise BadRequest(f"order must be one of {', '.join(ORDERS)}")
     classes: set[str] = set()
     for item in raw_classes:
         for name in item.split(","):
@@ -775,7 +813,7 @@ def parse_filter(q: Mapping[str, str], *, lenient: bool = False) -> EventFilter:
         until=_time(values, "until"), text=_text(values, "text", 200),
         after_seq=_int(values, "after_seq", 0, 0, 2**62),
         before_seq=_int(values, "before_seq", 0, 0, 2**62) or None,
-        limit=_int(values, "limit", 500, 1, MAX_LIMIT))
+        limit=_int(values, "limit", 500, 1, MAX_LIMIT), oldest_first=order == "oldest")
 
 
 def _int(values: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:

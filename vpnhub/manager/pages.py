@@ -396,7 +396,7 @@ def _rate(bps: float) -> str:
 
 # ----------------------------------------------------------------------------- event log
 def events_page(f: EventFilter, records: Sequence[Record], query: dict[str, str | list[str]],
-                error: str = "") -> str:
+                error: str = "", nav: str = "") -> str:
     boxes = "".join(
         f'<label class="cls" title="{h(desc)}"><input type="checkbox" name="class"'
         f' value="{h(name)}"{" checked" if name in f.classes else ""}> {h(name)}</label>'
@@ -435,15 +435,16 @@ def events_page(f: EventFilter, records: Sequence[Record], query: dict[str, str 
     err = f'<p class="error" role="alert">{h(error)}</p>' if error else ""
     api_query = urlencode([(k, v) for k, vs in query.items()
                            for v in ([vs] if isinstance(vs, str) else vs)
-                           if k not in ("limit", "before_seq", "after_seq")])
+                           if k not in ("limit", "before_seq", "after_seq", "order")])
     rows = "".join(event_row(r) for r in records)
     last = records[-1].seq if records else 0
     table = (
-        f'<p class="hint">{len(records)} event(s), oldest first.</p>'
+        f'<p class="hint">{len(records)} event(s), oldest first.</p>{nav}'
+        '<div class="table-scroll">'
         f'<table class="grid events" id="events-table" data-stream="/api/v1/events/stream?'
         f'{h(api_query)}" data-last="{last}"><thead><tr><th>#</th><th>Time</th><th>Sev</th>'
         "<th>Class</th><th>RPT</th><th>Peer</th><th>Group</th><th>User</th><th>Text</th>"
-        f'</tr></thead><tbody id="events">{rows}</tbody></table>')
+        f'</tr></thead><tbody id="events">{rows}</tbody></table></div>')
     return "<h1>Monitoring | Filterable Event Log</h1>" + form + err + table
 
 
