@@ -16,17 +16,15 @@ import json
 import secrets
 import ssl
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 
-from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY, EventFilter, Record
-from vpnhub.manager import export, metrics, openapi, pages, paging
+from vpnhub.eventlog import EventFilter, Record
+from vpnhub.manager import eventroutes, export, metrics, openapi, pages, paging
 from vpnhub.manager.auth import (
     IDLE_TIMEOUT,
     LOGIN_COOKIE,
@@ -37,6 +35,7 @@ from vpnhub.manager.auth import (
     parse_bearer,
     same_token,
 )
+from vpnhub.manager.eventfilter import BadRequest, parse_filter
 from vpnhub.manager.throttle import LoginThrottle
 from vpnhub.manager.view import (
     HISTORY_EVERY,
@@ -51,7 +50,6 @@ from vpnhub.session.model import SessionView
 API = "/api/v1"
 STATIC = Path(__file__).parent / "static"
 TICK = 1.0
-MAX_LIMIT = 5000
 STREAM_BACKLOG = 200
 STREAM_QUEUE = 1000
 # Sessions a page of the API scans per turn of the event loop (~2 ms of work), issue 13
@@ -69,10 +67,6 @@ _HEADERS = {
 }
 HSTS = "max-age=31536000"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class BadRequest(ValueError):
-    """A query or body the API cannot take (answered 400 with the message)."""
 
 
 class Manager:
@@ -328,8 +322,8 @@ def build_app(m: Manager) -> web.Application:
     r.add_put(f"{API}/nat-transparency", api_natt_put)
     r.add_get(f"{API}/warnings", api_warnings)
     r.add_get(f"{API}/openapi.json", api_openapi)
-    # imported here: eventroutes uses this module's helpers (issue 15)
-    from vpnhub.manager import eventroutes
+    app[eventroutes.HOOKS] = eventroutes.Hooks(_mgr, _ident, _page, _csrf, _error, _source,
+                                               _json_body)
     eventroutes.add_routes(r)
     return app
 
@@ -508,7 +502,6 @@ async def events_page(request: web.Request) -> web.Response:
     except BadRequest as e:
         f, error = EventFilter(), str(e)
     records = m.log.query(f)
-    from vpnhub.manager import eventroutes  # it imports this module (issue 15)
     nav = eventroutes.navigation(m, f, records, query, m.auth.is_admin(_ident(request).user))
     body = pages.events_page(f, records, query, error, nav)
     return _page(request, "Filterable Event Log", body, "events", 400 if error else 200)
@@ -676,7 +669,6 @@ async def api_events(request: web.Request) -> web.Response:
     except BadRequest as e:
         return _error(400, str(e))
     records = m.log.query(f)
-    from vpnhub.manager import eventroutes  # it imports this module (issue 15)
     return web.json_response({"count": len(records), "events": [r.to_json() for r in records],
                               "cursors": eventroutes.cursors(m, f, records)})
 
@@ -761,88 +753,3 @@ async def api_warnings(request: web.Request) -> web.Response:
 
 async def api_openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi.spec())
-
-
-# ---------------------------------------------------------------------------- filters
-FILTER_PARAMETERS = frozenset({
-    "class", "severity_min", "severity_max", "peer", "user", "group", "since", "until",
-    "text", "after_seq", "before_seq", "limit", "order"})
-ORDERS = ("newest", "oldest")
-
-
-def parse_filter(q: Mapping[str, str], *, lenient: bool = False,
-                 extra: tuple[str, ...] = ()) -> EventFilter:
-    """The event log filter from query parameters (the API's and the page's form).
-
-    `lenient` (the HTML form): empty fields mean "not set". Unknown parameters are
-    refused (a typo must not list everything); `extra` names the caller's own."""
-    unknown = sorted(set(q) - FILTER_PARAMETERS - set(extra))
-    if unknown:
-        raise BadRequest(f"unknown parameter(s): {', '.join(map(repr, unknown))[:200]}"
-                         f" (known: {', '.join(sorted(FILTER_PARAMETERS))})")
-    getall = getattr(q, "getall", None)
-    raw_classes: list[str] = list(getall("class", [])) if getall else (
-        [q["class"]] if "class" in q else [])
-    repeated = sorted(n for n, c in Counter(k for k, _ in q.items() if k != "class").items()
-                      if c > 1)
-    if repeated:  # else the last would win unseen, and a bad first one pass
-        raise BadRequest(f"parameter(s) given more than once: {', '.join(repeated)[:200]}")
-    values = {k: v for k, v in q.items()
-              if k != "class" and k not in extra and not (lenient and v == "")}
-    order = values.get("order", "newest")
-    if order not in ORDERS:
-        raise BadRequest(f"order must be one of {', '.join(ORDERS)}")
-    classes: set[str] = set()
-    for item in raw_classes:
-        for name in item.split(","):
-            name = name.strip().upper()
-            if not name and lenient:
-                continue
-            if name not in CLASSES:
-                raise BadRequest(f"unknown event class {name[:20]!r} (known: "
-                                 f"{', '.join(CLASSES)})")
-            classes.add(name)
-    lo = _int(values, "severity_min", MIN_SEVERITY, MIN_SEVERITY, MAX_SEVERITY)
-    hi = _int(values, "severity_max", MAX_SEVERITY, MIN_SEVERITY, MAX_SEVERITY)
-    if lo > hi and lenient:  # the API answers such a range with no events
-        raise BadRequest(f"severity_min {lo} is above severity_max {hi}")
-    return EventFilter(
-        classes=frozenset(classes), severity_min=lo, severity_max=hi,
-        peer=_text(values, "peer", 64), user=_text(values, "user", 64),
-        group=_text(values, "group", 64), since=_time(values, "since"),
-        until=_time(values, "until"), text=_text(values, "text", 200),
-        after_seq=_int(values, "after_seq", 0, 0, 2**62),
-        before_seq=_int(values, "before_seq", 0, 0, 2**62) or None,
-        limit=_int(values, "limit", 500, 1, MAX_LIMIT), oldest_first=order == "oldest")
-
-
-def _int(values: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
-    if key not in values:
-        return default
-    text = values[key].strip(" \t")  # str.strip() would also take U+0085 and the like
-    if not text.isascii() or not text.lstrip("+").isdigit():
-        raise BadRequest(f"{key} must be an integer")
-    n = int(text)
-    if not lo <= n <= hi:
-        raise BadRequest(f"{key} must be between {lo} and {hi}")
-    return n
-
-
-def _text(values: Mapping[str, str], key: str, max_len: int) -> str:
-    text = values.get(key, "")
-    if len(text) > max_len:
-        raise BadRequest(f"{key} is longer than {max_len} characters")
-    if any(ord(c) < 32 for c in text):
-        raise BadRequest(f"{key} has control characters")
-    return text
-
-
-def _time(values: Mapping[str, str], key: str) -> float | None:
-    if key not in values:
-        return None
-    try:
-        t = datetime.fromisoformat(values[key].strip())
-        return (t if t.tzinfo else t.astimezone()).timestamp()
-    except (ValueError, OverflowError, OSError):
-        raise BadRequest(f"{key} must be an ISO 8601 date and time,"
-                         " e.g. 2024-05-01T12:00:00+02:00") from None

@@ -9,28 +9,73 @@ pages, docs/openapi.yaml the API.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
 
 from aiohttp import web
 
-from vpnhub.eventlog import CLASSES, MAX_SEVERITY, EventFilter, Record, class_levels
+from vpnhub.eventlog import CLASSES, MAX_SEVERITY, EventFilter, EventLog, Record, class_levels
 from vpnhub.manager import eventpages, logsave
-from vpnhub.manager.app import (
-    API,
-    BadRequest,
-    Manager,
-    _csrf,
-    _error,
-    _ident,
-    _json_body,
-    _mgr,
-    _page,
-    _source,
-    parse_filter,
-)
+from vpnhub.manager.auth import AdminAuth, Identity
+from vpnhub.manager.eventfilter import BadRequest, parse_filter
 from vpnhub.manager.export import SLOTS, Busy
+
+API = "/api/v1"
+
+
+class Host(Protocol):
+    """What these handlers use of app.Manager."""
+
+    log: EventLog
+    auth: AdminAuth
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """app.py's request helpers, handed over in the app (app.py imports this module, so
+    this one cannot import it)."""
+
+    manager: Callable[[web.Request], Host]
+    ident: Callable[[web.Request], Identity]
+    page: Callable[..., web.Response]
+    csrf: Callable[[web.Request], str]
+    error: Callable[..., web.Response]
+    source: Callable[[web.Request], str]
+    json_body: Callable[[web.Request], Awaitable[dict[str, Any]]]
+
+
+HOOKS = web.AppKey("event-hooks", Hooks)
+
+
+def _h(request: web.Request) -> Hooks:
+    return request.app[HOOKS]
+
+
+def _mgr(request: web.Request) -> Host:
+    return _h(request).manager(request)
+
+
+def _ident(request: web.Request) -> Identity:
+    return _h(request).ident(request)
+
+
+def _page(request: web.Request, title: str, body: str, active: str,
+          status: int = 200) -> web.Response:
+    return _h(request).page(request, title, body, active, status)
+
+
+def _csrf(request: web.Request) -> str:
+    return _h(request).csrf(request)
+
+
+def _error(request: web.Request, status: int, message: str,
+           headers: Mapping[str, str] | None = None) -> web.Response:
+    return _h(request).error(status, message, headers)
+
+
+def _source(request: web.Request) -> str:
+    return _h(request).source(request)
 
 
 def add_routes(r: web.UrlDispatcher) -> None:
@@ -45,14 +90,14 @@ def add_routes(r: web.UrlDispatcher) -> None:
 
 
 # ---------------------------------------------------------------------------- paging
-def navigation(m: Manager, f: EventFilter, records: list[Record],
+def navigation(m: Host, f: EventFilter, records: list[Record],
                query: Mapping[str, str | list[str]], admin: bool) -> str:
     """The pager and the Save / Clear links under the Filterable Event Log."""
     older, newer = navigation_flags(m, f, records)
     return eventpages.pager(query, records, older, newer) + eventpages.tools(query, admin)
 
 
-def cursors(m: Manager, f: EventFilter, records: list[Record]) -> dict[str, Any]:
+def cursors(m: Host, f: EventFilter, records: list[Record]) -> dict[str, Any]:
     """The API's cursors: the query parameters of the previous and next pages (null when
     there is none), to add to the same filter."""
     nav = navigation_flags(m, f, records)
@@ -61,7 +106,7 @@ def cursors(m: Manager, f: EventFilter, records: list[Record]) -> dict[str, Any]
     return {"previous": prev, "next": nxt}
 
 
-def navigation_flags(m: Manager, f: EventFilter, records: list[Record]) -> tuple[bool, bool]:
+def navigation_flags(m: Host, f: EventFilter, records: list[Record]) -> tuple[bool, bool]:
     """Whether records older and newer than this page match the filter (two indexed
     existence queries; no count of the whole range)."""
     if not records:
@@ -86,12 +131,12 @@ async def api_events_save(request: web.Request) -> web.StreamResponse:
                              " matching record)")
         f = parse_filter(request.query, extra=("format",))
     except BadRequest as e:
-        return _error(400, str(e))
+        return _error(request, 400, str(e))
     slots = request.app[SLOTS]  # shared with the sessions export: at most two at once
     try:
         slots.take()
     except Busy as e:
-        return _error(429, str(e), {"Retry-After": "10"})
+        return _error(request, 429, str(e), {"Retry-After": "10"})
     user = _ident(request).user
     resp = logsave.response(fmt, time.time())
     try:
@@ -121,7 +166,7 @@ def _refused(request: web.Request, what: str, api: bool) -> web.Response | None:
               " monitor role only reads", user=ident.user)
     message = f"{what} needs the admin role; {ident.user!r} is a monitor"
     if api:
-        return _error(403, message)
+        return _error(request, 403, message)
     return _page(request, "Forbidden", f"<h1>Forbidden</h1><p>{message}.</p>", "events", 403)
 
 
@@ -158,20 +203,20 @@ async def api_events_clear(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     try:
-        body = await _json_body(request)
+        body = await _h(request).json_body(request)
     except BadRequest as e:
-        return _error(400, str(e))
+        return _error(request, 400, str(e))
     unknown = sorted(set(body) - {"confirm"})
     if unknown:
-        return _error(400, f"unknown field(s): {', '.join(map(repr, unknown))[:200]}")
+        return _error(request, 400, f"unknown field(s): {', '.join(map(repr, unknown))[:200]}")
     if body.get("confirm") is not True:
-        return _error(400, 'Clear Log deletes every record: send {"confirm": true}')
+        return _error(request, 400, 'Clear Log deletes every record: send {"confirm": true}')
     rec = _clear(request)
     return web.json_response({"cleared": True, "record": rec.to_json()})
 
 
 # ---------------------------------------------------------------------------- classes
-def _classes_json(m: Manager) -> list[dict[str, Any]]:
+def _classes_json(m: Host) -> list[dict[str, Any]]:
     return [{"class": name, "console_severity": console, "keep_severity": keep,
              "set_at_run_time": name in m.log.overrides, "covers": CLASSES.get(name, "")}
             for name, (console, keep) in class_levels(m.log).items()]
@@ -240,9 +285,9 @@ async def api_class_put(request: web.Request) -> web.Response:
         return refused
     name = request.match_info["name"].upper()
     if name not in CLASSES:
-        return _error(404, "no such event class")
+        return _error(request, 404, "no such event class")
     try:
-        body = await _json_body(request)
+        body = await _h(request).json_body(request)
         unknown = sorted(set(body) - {"console_severity", "keep_severity"})
         if unknown:
             raise BadRequest(f"unknown field(s): {', '.join(map(repr, unknown))[:200]}")
@@ -251,7 +296,7 @@ async def api_class_put(request: web.Request) -> web.Response:
             if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= MAX_SEVERITY:
                 raise BadRequest(f"{key} (0 to {MAX_SEVERITY}) is required")
     except BadRequest as e:
-        return _error(400, str(e))
+        return _error(request, 400, str(e))
     assert isinstance(console, int) and isinstance(keep, int)
     changed = _change(request, name, console, keep)
     [entry] = [c for c in _classes_json(_mgr(request)) if c["class"] == name]
