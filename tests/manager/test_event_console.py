@@ -236,3 +236,23 @@ def test_a_class_change_applies_to_the_next_event_and_survives_a_restart(
         assert again.run(lambda: again.log.add("NATT", 4, "kept again")) is not None
     finally:
         again.stop()
+
+
+def test_a_monitor_reads_but_changes_nothing(big: ManagerServer) -> None:
+    monitor = (MONITOR, MONITOR_PASSWORD)
+    s = big.run(lambda: big.conc.add_session("vpnuser1", 1025))
+    sid = s.key[0].hex() + s.key[1].hex()
+    assert big.request("GET", "/api/v1/sessions", basic=monitor).status == 200
+    assert big.request("POST", f"/api/v1/sessions/{sid}/ping", basic=monitor).status == 200
+    for method, path, body in (
+            ("PUT", "/api/v1/nat-transparency", b'{"ipsec_over_natt": false}'),
+            ("POST", f"/api/v1/sessions/{sid}/logout", b""),
+            ("PUT", "/api/v1/events/classes/IKE", b'{"console_severity": 1,'
+             b' "keep_severity": 1}')):
+        r = big.request(method, path, body=body, headers=JSON, basic=monitor)
+        assert r.status == 403 and "monitor" in r.json()["error"], (path, r.text)
+    assert big.run(lambda: big.conc.natt_enabled) and big.log.levels("IKE") == (1, 9)
+    assert len(big.run(lambda: big.conc.sessions.all())) == 1
+    page = big.request("GET", "/config/events/classes", basic=monitor).text
+    assert "<select" not in page and 'id="classes-form"' not in page
+    assert 'id="clear-log"' not in big.request("GET", "/events", basic=monitor).text
