@@ -20,8 +20,6 @@ Formats (docs/MANAGER.md):
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -30,7 +28,12 @@ from datetime import UTC, datetime
 from aiohttp import web
 
 from vpnhub.eventlog import EventFilter, Record
+
+# the sessions export's CSV writer and its write with a timeout (a client that stops
+# reading must not hold a download forever)
 from vpnhub.manager.export import WRITE_TIMEOUT, csv_cell
+from vpnhub.manager.export import _csv_rows as csv_rows
+from vpnhub.manager.export import _write as write
 
 CHUNK = 500  # records per query and write: a few ms of SQLite and formatting
 FORMATS = {"text": ("text/plain", "txt"), "csv": ("text/csv", "csv")}
@@ -58,7 +61,7 @@ def text_chunk(records: list[Record]) -> bytes:
 
 
 def csv_header() -> bytes:
-    return _csv_rows([list(COLUMNS)])
+    return csv_rows([list(COLUMNS)])
 
 
 def csv_chunk(records: list[Record]) -> bytes:
@@ -66,13 +69,7 @@ def csv_chunk(records: list[Record]) -> bytes:
     for r in records:
         d = r.to_json()
         rows.append([csv_cell(d[c]) for c in COLUMNS])
-    return _csv_rows(rows)
-
-
-def _csv_rows(rows: list[list[str]]) -> bytes:
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerows(rows)  # RFC 4180 ends lines CRLF
-    return out.getvalue().encode()
+    return csv_rows(rows)
 
 
 def filename(fmt: str, now: float) -> str:
@@ -98,13 +95,13 @@ async def stream(request: web.Request, resp: web.StreamResponse, fmt: str, f: Ev
     written. TimeoutError if the client stalls a write."""
     await resp.prepare(request)
     if fmt == "csv":
-        await _write(resp, csv_header())
+        await write(resp, csv_header())
     make = csv_chunk if fmt == "csv" else text_chunk
     written = 0
     while True:
         chunk = query(f)
         if chunk:
-            await _write(resp, make(chunk))
+            await write(resp, make(chunk))
             written += len(chunk)
         if len(chunk) < f.limit:
             break
@@ -112,8 +109,3 @@ async def stream(request: web.Request, resp: web.StreamResponse, fmt: str, f: Ev
         await asyncio.sleep(0)  # a write that did not fill the buffer did not yield
     await asyncio.wait_for(resp.write_eof(), WRITE_TIMEOUT)
     return written
-
-
-async def _write(resp: web.StreamResponse, data: bytes) -> None:
-    # a client that stops reading must not hold the download forever (export.py)
-    await asyncio.wait_for(resp.write(data), WRITE_TIMEOUT)
