@@ -119,3 +119,8 @@ def test_the_status_page_and_the_menu(server: ManagerServer) -> None:
     assert 'data-history="/api/v1/status/history"' in text
     assert 'id="refresh-state"' in text
     assert json.dumps("No packet dropped in the last hour.")[1:-1] in text
+    # the table of values now is the page's live region
+    part = server.request("GET", "/status?partial=1", headers={"Cookie": cookie})
+    assert part.status == 200 and part.text.startswith('<table class="kv status-now"')
+    assert '<td data-field="sessions"><span title="2">2</span></td>' in part.text
+    assert 'data-live="/status?partial=1"' in text

@@ -547,8 +547,10 @@ async def natt_submit(request: web.Request) -> web.Response:
 
 async def status_page(request: web.Request) -> web.Response:
     m = _mgr(request)
-    body = statuspage.status_page(statushistory.read(m.view), m.status.taken)
-    return _page(request, "Status", body, "status")
+    reading = statushistory.read(m.view)
+    if request.query.get("partial"):
+        return _html(statuspage.current_table(reading, m.status.taken))
+    return _page(request, "Status", statuspage.status_page(reading, m.status.taken), "status")
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:

@@ -48,10 +48,11 @@ def current_table(r: Reading, taken: int) -> str:
     body = "".join(f'<tr><th>{h(label)}</th><td data-field="{key}">{shown(value)}</td></tr>'
                    for key, label, value in rows)
     kept = human.duration(KEEP * STATUS_EVERY)
-    note = (f"{taken} sample(s) taken so far, one every {human.duration(STATUS_EVERY)};"
-            f" the charts keep the last {kept}.")
-    return (f'<table class="kv status-now" id="status-now"><caption>Since start</caption>'
-            f'<tbody>{body}</tbody></table><p class="hint">{h(note)}</p>')
+    return (f'<table class="kv status-now" id="status-now"><caption>Now (counters since'
+            f' start)</caption><tbody>{body}</tbody></table>'
+            f'<p class="hint"><span id="status-samples">{taken}</span> sample(s) taken so far,'
+            f" one every {h(human.duration(STATUS_EVERY))}; the charts keep the last"
+            f" {h(kept)}.</p>")
 
 
 def _figure(key: str, title: str, series: str, unit: str, empty: str) -> str:
@@ -63,13 +64,15 @@ def _figure(key: str, title: str, series: str, unit: str, empty: str) -> str:
 
 
 def status_page(r: Reading, taken: int) -> str:
+    """The whole page; the table of values now is a live region (?partial=1)."""
     labels = ";".join(f"{k}={v}" for k, v in LABELS.items())
     charts = "".join(_figure(*c) for c in CHARTS)
     return (
         "<h1>Monitoring | Status</h1>"
         '<p class="refresh-state" id="refresh-state" role="status">This page refreshes'
         f" every {POLL_MS // 1000} seconds.</p>"
-        + current_table(r, taken)
+        f'<div id="live" data-live="/status?partial=1" data-interval="{POLL_MS}">'
+        + current_table(r, taken) + "</div>"
         + f'<div id="status-charts" data-history="{HISTORY_URL}" data-interval="{POLL_MS}"'
         f' data-labels="{h(labels)}">{charts}</div>'
         '<noscript><p class="hint">The charts are drawn by the page\'s script; without it,'

@@ -197,6 +197,20 @@ function human(v, unit) {
   return Math.round(v).toLocaleString("en-US");
 }
 
+// The axis' top: 1, 2 or 5 times a power of ten, at or above the highest value.
+function niceCeil(v) {
+  if (!(v > 0)) return 1;
+  const p = Math.pow(10, Math.floor(Math.log10(v)));
+  for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
+  return 10 * p;
+}
+
+function span(s) {  // as vpnhub.manager.human.duration, to the minute
+  if (s < 60) return Math.round(s) + " s";
+  const h = Math.floor(s / 3600), m = Math.round((s % 3600) / 60);
+  return (h ? h + " h " : "") + (m || !h ? m + " min" : "").trim();
+}
+
 function svgEl(name, attrs, text) {
   const el = document.createElementNS(SVG, name);
   for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
@@ -221,10 +235,13 @@ function drawChart(fig, data, labels) {
     return;
   }
   const W = 640, H = 190, L = 78, R = 10, T = 10, B = 24;
-  const end = times[times.length - 1], start = end - data.keep * data.interval;
+  // the samples there are (at most the hour): a young concentrator's few minutes fill
+  // the width instead of a sliver at the right edge
+  const end = times[times.length - 1];
+  const start = Math.min(end - data.interval, times[0]);
   let top = 0;
   for (const [, v] of series) for (const x of v) if (x !== null && x > top) top = x;
-  const ymax = top > 0 ? top * 1.1 : 1;
+  const ymax = niceCeil(top);
   const x = (t) => L + (t - start) / (end - start) * (W - L - R);
   const y = (v) => T + (H - T - B) * (1 - v / ymax);
   const svg = svgEl("svg", {viewBox: "0 0 " + W + " " + H, class: "chart", role: "img",
@@ -232,9 +249,10 @@ function drawChart(fig, data, labels) {
   svg.append(svgEl("rect", {x: L, y: T, width: W - L - R, height: H - T - B,
     fill: "#f7f9fc", stroke: "#b8c4d6"}));
   svg.append(svgEl("text", {x: 4, y: T + 10, "font-size": 11, fill: "#333"},
-    human(top, unit)));
+    human(ymax, unit)));
   svg.append(svgEl("text", {x: 4, y: H - B, "font-size": 11, fill: "#333"}, "0"));
-  svg.append(svgEl("text", {x: L, y: H - 6, "font-size": 11, fill: "#333"}, "\u22121 h"));
+  svg.append(svgEl("text", {x: L, y: H - 6, "font-size": 11, fill: "#333"},
+    "\u2212" + span(end - start)));
   svg.append(svgEl("text", {x: W - R - 24, y: H - 6, "font-size": 11, fill: "#333"}, "now"));
   let lx = L + 8;
   series.forEach(([key, values], i) => {
@@ -283,6 +301,8 @@ function statusCharts(box) {
           const data = await r.json();
           etag = r.headers.get("ETag") || "";
           box.dataset.samples = String(data.samples);
+          const taken = document.getElementById("status-samples");
+          if (taken) taken.textContent = String(data.samples);
           box.querySelectorAll("figure.status-chart").forEach(
             (fig) => drawChart(fig, data, labels));
         }
