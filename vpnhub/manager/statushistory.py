@@ -6,8 +6,9 @@ handshake counts of the manager's IKE hook, the endpoint's half-open SAs and
 both layers' drop counters) and `StatusRing.add` stores them. The ring is
 fixed-size: one `array` per series, KEEP slots (one sample every
 STATUS_EVERY seconds, an hour), so memory does not grow with time or with
-sessions: 7 series x 361 slots x 8 bytes plus one array per drop reason that
-has happened (~20 KiB with every reason). A sample is a dozen stores.
+sessions: 8 arrays (the times, 7 series) of 360 x 8 bytes, ~23 KiB, plus
+one array per drop reason that has happened (~100 KiB in all with the 23 that
+/metrics knows; bench/status_ring.py). A sample is ~14 us of CPU.
 
 `history` answers GET /api/v1/status/history: the sampled gauges as they
 were, and the counters as rates per interval (bits per second, handshakes per
