@@ -71,3 +71,11 @@ def test_an_empty_sessions_table_says_why() -> None:
     text = empty_remote({"user": "bob", "sort": "user"}, 7, False)
     assert text.startswith("No sessions match the filter (user 'bob')") and "7 connected" in text
     assert "the list changed" in empty_remote({"cursor": "x"}, 3, True)
+
+
+def test_an_empty_event_log_table_says_why() -> None:
+    from vpnhub.eventlog import EventFilter
+    from vpnhub.manager.pages import events_page
+
+    html = events_page(EventFilter(), [], {})
+    assert '<tr class="empty"><td colspan="9">No events match the filter' in html

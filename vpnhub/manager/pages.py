@@ -425,9 +425,9 @@ def detail_page(d: dict[str, Any], live: str, csrf: str) -> str:
     sid = d["id"]
     actions = (_action(f"/sessions/{sid}/logout", "Logout", csrf, "logout", _ask_logout(d))
                + _action(f"/sessions/{sid}/ping", "Ping", csrf, "ping"))
-    return (f'<p><a href="/sessions">&larr; Sessions</a></p>{refresh_line(3)}'
+    return (f'<p><a href="/sessions">&larr; Sessions</a></p>'
             f'<h1>Session of <span class="user">{h(d["user"] or d.get("lan_to_lan", ""))}'
-            "</span></h1>"
+            f"</span></h1>{refresh_line(3)}"
             f'<p class="meta">group {h(d["group"])}, assigned {h(d.get("assigned_ip") or "-")},'
             f" protocol {h(d['protocol'])} {actions}</p>"
             f'<div id="live" data-live="/sessions/{h(sid)}?partial=1" data-interval="3000">'
@@ -528,7 +528,9 @@ def events_page(f: EventFilter, records: Sequence[Record], query: dict[str, str 
     api_query = urlencode([(k, v) for k, vs in query.items()
                            for v in ([vs] if isinstance(vs, str) else vs)
                            if k not in ("limit", "before_seq", "after_seq")])
-    rows = "".join(event_row(r) for r in records)
+    rows = "".join(event_row(r) for r in records) or (
+        '<tr class="empty"><td colspan="9">No events match the filter: change it, or turn on'
+        " Live tail to see new ones as they are logged.</td></tr>")
     last = records[-1].seq if records else 0
     table = (
         f'<p class="hint">{len(records)} event(s), oldest first.</p>'

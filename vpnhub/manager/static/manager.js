@@ -99,6 +99,8 @@ function tail(table, toggle) {
     source.addEventListener("record", (msg) => {
       const ev = JSON.parse(msg.data);
       const row = eventRow(ev);
+      const empty = body.querySelector("tr.empty");  // "No events match": one does now
+      if (empty) empty.remove();
       const old = body.querySelector('tr[data-seq="' + ev.seq + '"]');
       if (old) { old.replaceWith(row); } else { body.appendChild(row); }
       table.dataset.last = String(Math.max(Number(table.dataset.last), ev.seq));
