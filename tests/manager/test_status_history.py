@@ -30,7 +30,7 @@ def test_the_ring_keeps_gauges_and_turns_counters_into_rates() -> None:
     assert h["tx_bps"] == [None, 20_000.0, 0.0]
     assert h["handshakes_per_s"] == [None, 0.2, 0.0]
     # a reason first seen at the second sample was 0 before it
-    assert h["drops"] == {"ike/unknown_cookie": [None, 2, 3]}
+    assert h["drops"] == {"ike/unknown_cookie": [0, 2, 3]}
     assert h["samples"] == 3 and h["keep"] == 4 and h["interval"] == 10.0
 
 
@@ -45,12 +45,15 @@ def test_the_ring_is_fixed_size_and_forgets_the_oldest() -> None:
 
 
 def test_a_counter_that_went_down_is_no_traffic_and_quiet_reasons_are_left_out() -> None:
-    ring = StatusRing(keep=5)
+    ring = StatusRing(keep=2)
     ring.add(0.0, _r(0, 5000, drops={"esp/replay": 1}))
     ring.add(10.0, _r(0, 100, drops={"esp/replay": 1}))  # the data plane restarted
     h = ring.history()
     assert h["rx_bps"] == [None, 0.0]
-    assert h["drops"] == {}  # no drop in the window: nothing to draw
+    # the first sample's drops are those since start (the manager's first tick)
+    assert h["drops"] == {"esp/replay": [1, 0]}
+    ring.add(20.0, _r(0, 100, drops={"esp/replay": 1}))  # wrapped: the first is gone
+    assert ring.history()["drops"] == {}  # no drop in the window: nothing to draw
 
 
 def test_the_default_ring_is_an_hour_of_10_s_samples() -> None:
@@ -81,7 +84,8 @@ def test_status_history_http_etag_and_the_metrics_agree(server: ManagerServer) -
     h = r.json()
     assert h["sessions"] == [2, 2]
     assert h["rx_bps"] == [None, 8000.0] and h["handshakes_per_s"] == [None, 1.0]
-    assert h["drops"] == {}  # the fake endpoint's 3 unknown_cookie drops never grew
+    # the fake endpoint's 3 unknown_cookie drops, there at the first sample
+    assert h["drops"] == {"ike/unknown_cookie": [3, 0]}
     etag = r.headers["ETag"]
     assert etag == '"2"'
     again = server.request("GET", "/api/v1/status/history", headers={**auth,

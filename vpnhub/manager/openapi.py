@@ -162,7 +162,8 @@ def _status_history() -> dict[str, Any]:
         "handshakes_per_s": series("number", "Phase 1 handshakes completed per second."),
         "handshake_failures_per_s": series("number", "Phase 1 handshakes failed per second."),
         "drops": {"type": "object", "additionalProperties": series(
-            "integer", "Drops in each interval."), "description": "By \"layer/reason\""
+            "integer", "Drops in each interval (the first sample's: since start, until"
+            " the hour is full)."), "description": "By \"layer/reason\""
             " (vpnhub_drops_total), only reasons with a drop in the hour."},
     }, ["interval", "keep", "samples", "times", "sessions", "half_open", "rx_bps", "tx_bps",
         "handshakes_per_s", "handshake_failures_per_s", "drops"])

@@ -121,18 +121,23 @@ class StatusRing:
         out["handshake_failures_per_s"] = _rates(self._series["handshakes_failed"], slots,
                                                  times)
         drops: dict[str, list[int | None]] = {}
+        # until the ring wraps its oldest sample is the first one, taken a tick after the
+        # manager (and its counters) started: its drops are those since start, which
+        # the table of values now counts too
+        since_start = self.taken <= self.keep
         for reason, arr in sorted(self._drops.items()):
-            steps = _deltas(arr, slots)
+            steps = _deltas(arr, slots, since_start)
             if any(steps):  # a reason with no drop in the window is not sent
                 drops[reason] = steps
         out["drops"] = drops
         return out
 
 
-def _deltas(values: array[int], slots: list[int]) -> list[int | None]:
-    """Increase from the sample before (None for the first; a counter that went down,
-    a data plane restarted, counts as no increase)."""
-    out: list[int | None] = [None] if slots else []
+def _deltas(values: array[int], slots: list[int], since_start: bool = False,
+            ) -> list[int | None]:
+    """Increase from the sample before (the first: None, or its value if `since_start`;
+    a counter that went down, a data plane restarted, counts as no increase)."""
+    out: list[int | None] = [(values[slots[0]] if since_start else None)] if slots else []
     for a, b in pairwise(slots):
         out.append(max(0, values[b] - values[a]))
     return out
