@@ -17,7 +17,9 @@ files status-*.png and logout-*.png.
 
 from __future__ import annotations
 
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +127,20 @@ def _stale_and_back(page: Any, base: str, artifacts: Path, expect: Any) -> None:
     expect(state).to_have_attribute("data-state", "fresh", timeout=15_000)
 
 
+@contextlib.contextmanager
+def _held(page: Any, pattern: str) -> Iterator[None]:
+    """Requests to `pattern` wait until the block ends (the page's busy state shows)."""
+    held: list[Any] = []
+    page.route(pattern, lambda route: held.append(route))
+    try:
+        yield
+    finally:
+        for route in held:
+            route.continue_()
+        page.unroute(pattern)
+    assert len(held) == 1, held
+
+
 def _logout(page: Any, base: str, topo: Topology, v1: VpncClient, v2: VpncClient,
             artifacts: Path, expect: Any) -> None:
     page.goto(f"{base}/sessions")
@@ -136,9 +152,13 @@ def _logout(page: Any, base: str, topo: Topology, v1: VpncClient, v2: VpncClient
     row.locator("button.logout").click()
     expect(page.locator("#action-result")).to_have_text("Logout cancelled.")
     assert row.count() == 1 and v2.exited() is None
-    # accepted: busy, then the result; the row goes
+    # accepted: busy while the request is held, then the result; the row goes
     page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
-    row.locator("button.logout").click()
+    with _held(page, "**/api/v1/sessions/*/logout"):
+        button = row.locator("button.logout")
+        button.click()
+        expect(button).to_have_text("Logging out\u2026")
+        expect(button).to_be_disabled()
     expect(page.locator("#action-result")).to_have_text(
         re.compile(r"^vpnuser2 logged out: "), timeout=15_000)
     assert [a.startswith("Log out vpnuser2 (") for a in asked] == [True, True], asked
@@ -155,6 +175,10 @@ def _logout(page: Any, base: str, topo: Topology, v1: VpncClient, v2: VpncClient
     assert v1.exited() is None
     assert topo.ping(v1.host, LAN_HOST, interface=v1.host.tun, count=2, interval=0.2)
     # Ping from the list: busy, then the result in the page
-    page.locator('#remote-access-table tr[data-user="vpnuser1"] button.ping').click()
+    with _held(page, "**/api/v1/sessions/*/ping"):
+        button = page.locator('#remote-access-table tr[data-user="vpnuser1"] button.ping')
+        button.click()
+        expect(button).to_have_text("Pinging\u2026")
+        expect(button).to_be_disabled()
     result = page.locator(".ping-result")
     expect(result).to_have_attribute("data-alive", "yes", timeout=15_000)
