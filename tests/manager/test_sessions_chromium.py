@@ -177,7 +177,7 @@ def test_paged_sessions_page_with_1000_real_sessions(served: RigManager,
         page.click("button[type=submit]")
         page.wait_for_url(f"{base}/sessions")
         assert page.locator(
-            '#summary-table td[data-field="active_remote_access"]').inner_text() == str(N)
+            '#summary-table td[data-field="active_remote_access"]').inner_text() == f"{N:,}"
 
         # paging: Next to the last page, each of 100, every session once; then back
         pages: list[list[str]] = []

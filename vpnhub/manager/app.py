@@ -789,7 +789,8 @@ async def api_status_history(request: web.Request) -> web.Response:
     etag = f'"{ring.taken}"'
     if etag in request.headers.get("If-None-Match", ""):
         return web.Response(status=304, headers={"ETag": etag})
-    return web.json_response(ring.history(), headers={"ETag": etag})
+    return web.Response(body=ring.history_json(), content_type="application/json",
+                        headers={"ETag": etag})
 
 
 async def api_openapi(request: web.Request) -> web.Response:

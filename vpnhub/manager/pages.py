@@ -135,7 +135,7 @@ def summary_table(s: dict[str, int]) -> str:
             ("concurrent_limit", "Concurrent Sessions Limit"),
             ("cumulative", "Total Cumulative Sessions")]
     head = "".join(f"<th>{h(label)}</th>" for _, label in cols)
-    row = "".join(f'<td data-field="{k}">{h(s.get(k, 0))}</td>' for k, _ in cols)
+    row = "".join(f'<td data-field="{k}">{shown(counted(s.get(k, 0)))}</td>' for k, _ in cols)
     return (f'<h2 id="summary">Session Summary</h2><table class="grid" id="summary-table">'
             f"<thead><tr>{head}</tr></thead><tbody><tr>{row}</tr></tbody></table>")
 
