@@ -177,7 +177,7 @@ def test_paged_sessions_page_with_1000_real_sessions(served: RigManager,
         page.click("button[type=submit]")
         page.wait_for_url(f"{base}/sessions")
         assert page.locator(
-            '#summary-table td[data-field="active_remote_access"]').inner_text() == str(N)
+            '#summary-table td[data-field="active_remote_access"]').inner_text() == f"{N:,}"
 
         # paging: Next to the last page, each of 100, every session once; then back
         pages: list[list[str]] = []
@@ -241,9 +241,17 @@ def test_paged_sessions_page_with_1000_real_sessions(served: RigManager,
         assert sorted(json.loads(line)["user"] for line in text.splitlines()) == everyone
 
         # Logout of one session from the page
+        # (asked first: the script's confirm(), accepted; the result shown in the page)
         _filter(page, base, user="user0500")
+        asked: list[str] = []
+        page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
         page.click('#remote-access-table tr[data-user="user0500"] button.logout')
-        page.wait_for_url(f"{base}/sessions")
+        expect(page.locator("#action-result")).to_have_text(
+            re.compile(r"^user0500 logged out"), timeout=10_000)
+        assert len(asked) == 1 and asked[0].startswith("Log out user0500"), asked
+        expect(page.locator("#remote-access-table tr.empty")).to_contain_text(
+            "No sessions match the filter", timeout=10_000)
+        page.goto(f"{base}/sessions")
         expect(page.locator("#remote-access-pager .count")).to_have_text(
             f"{PER_PAGE} shown of {N - 1} matching", timeout=10_000)
         _filter(page, base, user="user0500")

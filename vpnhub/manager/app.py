@@ -24,7 +24,16 @@ from urllib.parse import quote, unquote, urlsplit
 from aiohttp import web
 
 from vpnhub.eventlog import EventFilter, Record
-from vpnhub.manager import eventroutes, export, metrics, openapi, pages, paging
+from vpnhub.manager import (
+    eventroutes,
+    export,
+    metrics,
+    openapi,
+    pages,
+    paging,
+    statushistory,
+    statuspage,
+)
 from vpnhub.manager.auth import (
     IDLE_TIMEOUT,
     LOGIN_COOKIE,
@@ -88,6 +97,10 @@ class Manager:
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._streams: set[asyncio.Queue[Record | None]] = set()
+        self.status = statushistory.StatusRing()  # the Status page's hour (issue 15)
+        # per manager session token: the result of its last Logout, shown once on the
+        # Sessions page it is sent back to (POST, redirect, GET)
+        self.notices: dict[str, tuple[bool, str]] = {}
 
     # ------------------------------------------------------------------ life cycle
     async def start(self, host: str | None = None, port: int | None = None) -> bool:
@@ -140,7 +153,7 @@ class Manager:
         self.log.close()
 
     async def _tick(self) -> None:
-        last_sample = last_history = 0.0
+        last_sample = last_history = last_status = 0.0
         while True:
             await asyncio.sleep(TICK)
             try:
@@ -154,6 +167,9 @@ class Manager:
                     else:  # the totals only: the per-session walk is 5x rarer
                         await self.view.sample_totals()
                     self.auth.prune()
+                if now - last_status >= statushistory.STATUS_EVERY:
+                    last_status = now
+                    self.status.add(time.time(), statushistory.read(self.view))
             except Exception as e:  # the manager must never take the concentrator down
                 self.log.add("ADMIN", 1, f"manager internal error: {e!r}")
 
@@ -307,6 +323,7 @@ def build_app(m: Manager) -> web.Application:
     r.add_get("/settings/nat-transparency", natt_page)
     r.add_post("/settings/nat-transparency", natt_submit)
     r.add_get("/metrics", metrics_endpoint)
+    r.add_get("/status", status_page)
     r.add_static("/static", STATIC, append_version=False)
     r.add_post(f"{API}/login", api_login)
     r.add_post(f"{API}/logout", api_logout)
@@ -321,6 +338,7 @@ def build_app(m: Manager) -> web.Application:
     r.add_get(f"{API}/nat-transparency", api_natt)
     r.add_put(f"{API}/nat-transparency", api_natt_put)
     r.add_get(f"{API}/warnings", api_warnings)
+    r.add_get(f"{API}/status/history", api_status_history)
     r.add_get(f"{API}/openapi.json", api_openapi)
     app[eventroutes.HOOKS] = eventroutes.Hooks(_mgr, _ident, _page, _csrf, _error, _source,
                                                _json_body)
@@ -434,8 +452,12 @@ def _sessions_live(request: web.Request, query: dict[str, str], q: paging.Sessio
     sites = [v.session_json(s) for s in v.sites()]
     mgmt = [(s.user, s.source, "HTTPS" if m.tls else "HTTP", s.wall_created)
             for s in m.auth.sessions.values() if s.via == "cookie"]
-    return pages.sessions_live(v.summary(), listed, sites, mgmt, _csrf(request),
-                               v.warnings(), nav)
+    summary = v.summary()
+    return pages.sessions_live(
+        summary, listed, sites, mgmt, _csrf(request), v.warnings(), nav,
+        empty_remote=pages.empty_remote(query, summary["active_remote_access"],
+                                        "cursor" in query),
+        empty_sites=pages.empty_sites(len(m.conc.config.lan_to_lan)))
 
 
 async def sessions_page(request: web.Request) -> web.Response:
@@ -453,8 +475,15 @@ async def sessions_page(request: web.Request) -> web.Response:
     live = _sessions_live(request, query, q)
     if request.query.get("partial"):
         return _html(live)
-    return _page(request, "Sessions", pages.sessions_page(live, query, filters), "sessions",
-                 warnings=False)
+    notice = _notice(request)
+    return _page(request, "Sessions", pages.sessions_page(live, query, filters, notice=notice),
+                 "sessions", warnings=False)
+
+
+def _notice(request: web.Request) -> tuple[bool, str] | None:
+    """The result of this manager session's last Logout, once (then forgotten)."""
+    s = _ident(request).session
+    return _mgr(request).notices.pop(s.token, None) if s is not None else None
 
 
 async def session_page(request: web.Request) -> web.Response:
@@ -475,10 +504,27 @@ async def session_page(request: web.Request) -> web.Response:
 
 
 async def session_logout_page(request: web.Request) -> web.Response:
+    """Logout from the console: asked first (the script's confirm() sends confirm=1; a
+    form without it gets a confirmation page), then the result shown on the Sessions
+    page (issue 15)."""
     m = _mgr(request)
-    s = m.view.find(request.match_info["sid"])
-    if s is not None:
-        m.view.logout(s, _ident(request).user)
+    sid = request.match_info["sid"]
+    s = m.view.find(sid)
+    form = await request.post()
+    if form.get("confirm") != "1":
+        if s is None:
+            return _page(request, "Session not found", pages.gone_page(sid), "sessions", 404)
+        return _page(request, "Log out?", pages.logout_confirm_page(
+            m.view.session_json(s), _csrf(request)), "sessions")
+    ident = _ident(request)
+    name = (s.user or s.lan_to_lan) if s is not None else ""
+    if s is not None and m.view.logout(s, ident.user):
+        result = (True, f"{name} logged out: the client was sent a DELETE and its"
+                  " tunnel is closed.")
+    else:
+        result = (False, f"Logout failed: no session {sid} (it ended already).")
+    if ident.session is not None:
+        m.notices[ident.session.token] = result
     raise web.HTTPSeeOther("/sessions")
 
 
@@ -519,6 +565,14 @@ async def natt_submit(request: web.Request) -> web.Response:
     form = await request.post()
     m.view.set_natt(form.get("ipsec_over_natt") == "on", _ident(request).user)
     raise web.HTTPSeeOther("/settings/nat-transparency?saved=1")
+
+
+async def status_page(request: web.Request) -> web.Response:
+    m = _mgr(request)
+    reading = statushistory.read(m.view)
+    if request.query.get("partial"):
+        return _html(statuspage.current_table(reading, m.status.taken))
+    return _page(request, "Status", statuspage.status_page(reading, m.status.taken), "status")
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
@@ -749,6 +803,17 @@ async def api_natt_put(request: web.Request) -> web.Response:
 
 async def api_warnings(request: web.Request) -> web.Response:
     return web.json_response({"warnings": [w.to_json() for w in _mgr(request).view.warnings()]})
+
+
+async def api_status_history(request: web.Request) -> web.Response:
+    """The Status page's hour; ETag = samples taken, so a poll between two samples is
+    answered 304 without a body (RFC 9110 section 13.1.2)."""
+    ring = _mgr(request).status
+    etag = f'"{ring.taken}"'
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(body=ring.history_json(), content_type="application/json",
+                        headers={"ETag": etag})
 
 
 async def api_openapi(request: web.Request) -> web.Response:

@@ -156,9 +156,36 @@ def _schemas() -> dict[str, Any]:
                       "sent": INT, "received": INT, "alive": BOOL,
                       "rtt_avg_ms": {"type": "number", "nullable": True}, "output": STR},
                      ["address", "sent", "received", "alive"]),
+        "StatusHistory": _status_history(),
         "Token": _obj({"token": STR, "token_type": {"type": "string", "enum": ["Bearer"]},
                        "user": STR, "idle_timeout": INT}, ["token", "token_type", "user"]),
     }
+
+
+def _status_history() -> dict[str, Any]:
+    """vpnhub.manager.statushistory.StatusRing.history (issue 15)."""
+    def series(kind: str, description: str) -> dict[str, Any]:
+        return {"type": "array", "items": {"type": kind, "nullable": True},
+                "description": description}
+
+    return _obj({
+        "interval": {"type": "number", "description": "Seconds between two samples."},
+        "keep": {**INT, "description": "Samples kept (an hour)."},
+        "samples": {**INT, "description": "Samples taken since start (the ETag)."},
+        "times": {"type": "array", "items": {"type": "number"},
+                  "description": "Each sample's time, Unix seconds, oldest first."},
+        "sessions": series("integer", "Sessions with an IPsec SA (vpnhub_sessions)."),
+        "half_open": series("integer", "Half-open IKE SAs (vpnhub_ike_half_open)."),
+        "rx_bps": series("number", "Inner bits per second received through IPsec SAs."),
+        "tx_bps": series("number", "Inner bits per second sent through IPsec SAs."),
+        "handshakes_per_s": series("number", "Phase 1 handshakes completed per second."),
+        "handshake_failures_per_s": series("number", "Phase 1 handshakes failed per second."),
+        "drops": {"type": "object", "additionalProperties": series(
+            "integer", "Drops in each interval (the first sample's: since start, until"
+            " the hour is full)."), "description": "By \"layer/reason\""
+            " (vpnhub_drops_total), only reasons with a drop in the hour."},
+    }, ["interval", "keep", "samples", "times", "sessions", "half_open", "rx_bps", "tx_bps",
+        "handshakes_per_s", "handshake_failures_per_s", "drops"])
 
 
 def _q(name: str, schema: dict[str, Any], description: str, **more: Any) -> dict[str, Any]:
@@ -367,6 +394,17 @@ def spec() -> dict[str, Any]:
             "responses": {"200": _json(_obj({"warnings": {"type": "array",
                                                           "items": _ref("Warning")}},
                                             ["warnings"]), "Warnings"), **_errors(401)}}},
+        "/status/history": {"get": {
+            "operationId": "getStatusHistory", "tags": ["status"],
+            "summary": "The Status page's last hour: the /metrics counters sampled every 10 s.",
+            "description": "Gauges as sampled, counters as rates between consecutive"
+            " samples (the first is null). The ETag is the number of samples taken: with"
+            " If-None-Match the answer is 304 until the next sample.",
+            "parameters": [{"name": "If-None-Match", "in": "header", "required": False,
+                            "schema": STR, "description": "The ETag of the last answer."}],
+            "responses": {"200": _json(_ref("StatusHistory"), "The samples, oldest first"),
+                          "304": {"description": "No sample since the ETag given"},
+                          **_errors(401)}}},
     }
     return {
         "openapi": "3.0.3",
