@@ -96,8 +96,9 @@ def _table(caption_id: str, caption: str, head: Sequence[str], rows: Sequence[st
            empty: str) -> str:
     th = "".join(f"<th>{x}</th>" for x in head)
     body = "".join(rows) or f'<tr class="empty"><td colspan="{len(head)}">{h(empty)}</td></tr>'
-    return (f'<h2 id="{caption_id}">{h(caption)}</h2><table class="grid" id="{caption_id}-table">'
-            f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>")
+    return (f'<h2 id="{caption_id}">{h(caption)}</h2><div class="scroll">'
+            f'<table class="grid" id="{caption_id}-table">'
+            f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def summary_table(s: dict[str, int]) -> str:
@@ -109,8 +110,9 @@ def summary_table(s: dict[str, int]) -> str:
             ("cumulative", "Total Cumulative Sessions")]
     head = "".join(f"<th>{h(label)}</th>" for _, label in cols)
     row = "".join(f'<td data-field="{k}">{h(s.get(k, 0))}</td>' for k, _ in cols)
-    return (f'<h2 id="summary">Session Summary</h2><table class="grid" id="summary-table">'
-            f"<thead><tr>{head}</tr></thead><tbody><tr>{row}</tr></tbody></table>")
+    return (f'<h2 id="summary">Session Summary</h2><div class="scroll">'
+            f'<table class="grid" id="summary-table">'
+            f"<thead><tr>{head}</tr></thead><tbody><tr>{row}</tr></tbody></table></div>")
 
 
 def _action(url: str, label: str, csrf: str, cls: str) -> str:
@@ -358,8 +360,10 @@ def throughput_svg(points: Sequence[tuple[float, float, float]], width: int = 64
     """Transmit and receive rates as two polylines; inline SVG, no script."""
     pad_l, pad_b, pad_t = 64, 22, 10
     w, hgt = width - pad_l - 8, height - pad_b - pad_t
+    # the viewBox lets CSS shrink the chart to a narrow screen's width, drawing and all
+    box = f' viewBox="0 0 {width} {height}"'
     if len(points) < 2:
-        return (f'<svg class="chart" width="{width}" height="{height}" role="img"'
+        return (f'<svg class="chart" width="{width}" height="{height}"{box} role="img"'
                 ' aria-label="throughput"><text x="10" y="40" fill="#555">Collecting'
                 " samples (one every 10 s)...</text></svg>")
     t0, t1 = points[0][0], points[-1][0]
@@ -371,7 +375,7 @@ def throughput_svg(points: Sequence[tuple[float, float, float]], width: int = 64
                         f"{pad_t + hgt - p[idx] / top * hgt:.1f}" for p in points)
 
     return (
-        f'<svg class="chart" width="{width}" height="{height}" role="img"'
+        f'<svg class="chart" width="{width}" height="{height}"{box} role="img"'
         ' aria-label="throughput in bytes per second">'
         f'<rect x="{pad_l}" y="{pad_t}" width="{w}" height="{hgt}" fill="#f7f9fc"'
         ' stroke="#b8c4d6"/>'
@@ -439,11 +443,11 @@ def events_page(f: EventFilter, records: Sequence[Record], query: dict[str, str 
     rows = "".join(event_row(r) for r in records)
     last = records[-1].seq if records else 0
     table = (
-        f'<p class="hint">{len(records)} event(s), oldest first.</p>'
+        f'<p class="hint">{len(records)} event(s), oldest first.</p><div class="scroll">'
         f'<table class="grid events" id="events-table" data-stream="/api/v1/events/stream?'
         f'{h(api_query)}" data-last="{last}"><thead><tr><th>#</th><th>Time</th><th>Sev</th>'
         "<th>Class</th><th>RPT</th><th>Peer</th><th>Group</th><th>User</th><th>Text</th>"
-        f'</tr></thead><tbody id="events">{rows}</tbody></table>')
+        f'</tr></thead><tbody id="events">{rows}</tbody></table></div>')
     return "<h1>Monitoring | Filterable Event Log</h1>" + form + err + table
 
 
