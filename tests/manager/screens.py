@@ -16,7 +16,8 @@ clients up by real IKE (our engine as the client, Aggressive Mode, XAUTH,
 Mode Config, Quick Mode) behind a PAT, in two groups, one of them logged in
 while NAT-T was off (its session carries the diagnosis, and the banner
 shows), on the core rig of tests/concentrator/core_harness.py; the manager
-is the real one over that core (rig_manager.py). The rig has no network, so
+is the real one over that core (rig_manager.py), and five minutes of traffic
+are counted on the rig's fake data plane and sampled (`_traffic`). The rig has no network, so
 Ping answers from `demo_ping`, a stand-in with the output of the system's
 ping for a tunnel address.
 """
@@ -24,9 +25,10 @@ ping for a tunnel address.
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
+import importlib.util
+import math
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from core_harness import GROUP, PSK, CoreRig, config_text  # noqa: E402
 from rig_manager import RigManager  # noqa: E402
 
 from vpnhub.auth.users import hash_password  # noqa: E402
-from vpnhub.manager.view import PingResult  # noqa: E402
+from vpnhub.manager.view import HISTORY_EVERY, SAMPLES, PingResult  # noqa: E402
 
 ADMIN, ADMIN_PASSWORD = "admin", "screens-Manager-pw-7"
 SALES = "sales"
@@ -49,7 +51,11 @@ SALES = "sales"
 CLIENTS = [("alice", GROUP, True), ("bob", GROUP, True), ("carol", SALES, True),
            ("dave", SALES, True), ("erin", GROUP, False), ("frank", GROUP, True)]
 WIDE, NARROW = 1400, 390
-HEIGHT = 900
+HEIGHT = 900  # the tests' viewport
+# the docs' screenshots: one screen of each page (its top), so that every PNG stays
+# under 150 KB without an image library
+DOC_VIEW = {WIDE: 760, NARROW: 1000}
+DOC_LIMIT = 150_000
 DOCS = HERE.parents[1] / "docs" / "manager-screens"
 
 
@@ -65,6 +71,7 @@ class Page:
     signed_in: bool = True
     reach: Callable[[Any, str, str], Any] | None = None  # -> the response
     status: int = 200  # the HTTP status it is served with
+    doc: bool = True  # has a screenshot in docs/MANAGER.md
 
 
 def _ping(page: Any, base: str, sid: str) -> Any:
@@ -93,7 +100,8 @@ PAGES = [
     Page("nat-transparency", "/settings/nat-transparency"),
     Page("forbidden", "/settings/nat-transparency", reach=_forbidden, status=403,
          menu=False),
-    Page("metrics", "/metrics", menu=False),  # Prometheus text, as the browser shows it
+    # Prometheus text, as the browser shows it (no screenshot in the docs)
+    Page("metrics", "/metrics", menu=False, doc=False),
 ]
 
 
@@ -128,11 +136,31 @@ def demo_rig() -> CoreRig:
         rig.core.natt_enabled = natt
         pc = rig.add_pc(name, f"pw-{name}-1", group=group, local_ip=f"10.10.10.{i + 20}",
                         application_version=f"Cisco Systems VPN Client 5.0.0{i}:Linux")
+        rig.wall_skew = -60.0 * (len(CLIENTS) - i) * 7 - 13 * i  # logins minutes apart
         rig.connect(pc)
         assert pc.up, name
-        rig.advance(37.0 * (i + 1))  # login times apart
     rig.core.natt_enabled = True
+    rig.wall_skew = 0.0
     return rig
+
+
+async def _traffic(srv: RigManager) -> None:
+    """Five minutes of throughput samples, every 10 s, from traffic counted on the
+    fake data plane's SAs (the same counters and sampler as a real data plane's),
+    on the view's clock set back for the while."""
+    assert srv.manager is not None
+    view, dp = srv.manager.view, srv.rig.dp
+    real, start = view.clock, time.time() - HISTORY_EVERY * SAMPLES
+    for n in range(SAMPLES):
+        for k, spi in enumerate(sorted(dp.inbound)):
+            rate = 4000 * (k + 1) * (1.6 + math.sin(n / 3 + k))  # bytes/s, a slow wave
+            dp.count(spi, "in", packets=int(rate / 90), bytes_=int(rate * HISTORY_EVERY))
+        for k, spi in enumerate(sorted(dp.outbound)):
+            rate = 9000 * (k + 1) * (1.4 + math.cos(n / 4 + k))
+            dp.count(spi, "out", packets=int(rate / 700), bytes_=int(rate * HISTORY_EVERY))
+        view.clock = lambda t=start + HISTORY_EVERY * n: t
+        await view.sample()
+    view.clock = real
 
 
 async def demo_ping(address: str, source: str) -> PingResult:
@@ -151,6 +179,7 @@ async def demo_ping(address: str, source: str) -> PingResult:
 def served() -> Iterator[RigManager]:
     srv = RigManager(demo_rig(), pinger=demo_ping).start()
     try:
+        srv.call(_traffic(srv))
         yield srv
     finally:
         srv.stop()
@@ -181,37 +210,30 @@ def visit(page: Any, base: str, entry: Page, sid: str) -> Any:
     return page.goto(base + entry.path.format(sid=sid))
 
 
-def shoot(page: Any, path: Path, *, full: bool) -> None:
-    """A PNG of the page; ImageMagick, when installed, shrinks it to 256 colours
-    (the console's few flat colours survive; the files stay well under 150 KB)."""
-    page.screenshot(path=str(path), full_page=full)
-    convert = shutil.which("convert")
-    if convert:
-        subprocess.run([convert, str(path), "-strip", "-colors", "256",
-                        "-define", "png:compression-level=9", f"PNG8:{path}"], check=True)
-
-
 def take(browser: Any, out: Path) -> list[Path]:
-    """Every page at 1400 px (and DOC_NARROW at 390 px) into `out`."""
+    """Every page with `doc` at 1400 px (and DOC_NARROW at 390 px) into `out`."""
     out.mkdir(parents=True, exist_ok=True)
     made: list[Path] = []
     with served() as srv:
         sid = first_session(srv)
         for width in (WIDE, NARROW):
-            context = browser.new_context(viewport={"width": width, "height": HEIGHT})
+            context = browser.new_context(
+                viewport={"width": width, "height": DOC_VIEW[width]})
             page = context.new_page()
             page.set_default_timeout(15_000)
+            signed = False
             try:
                 for entry in PAGES:
-                    if width == NARROW and entry.name not in DOC_NARROW:
+                    if not entry.doc or (width == NARROW and entry.name not in DOC_NARROW):
                         continue
-                    if entry.signed_in and not context.cookies():
+                    if entry.signed_in and not signed:
                         sign_in(page, srv.base)
                     elif not entry.signed_in:
                         context.clear_cookies()
+                    signed = entry.signed_in
                     visit(page, srv.base, entry, sid)
                     path = out / f"{entry.name}-{width}.png"
-                    shoot(page, path, full=width == NARROW)
+                    page.screenshot(path=str(path))
                     made.append(path)
             finally:
                 context.close()
@@ -222,18 +244,27 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DOCS, help="where the PNGs go")
     args = ap.parse_args(argv)
-    from conftest import CHROMIUM, CHROMIUM_ARGS
     from playwright.sync_api import sync_playwright
 
+    # the browser the tests use, as tests/manager/conftest.py launches it (by its path:
+    # tests/concentrator has a conftest module too)
+    spec = importlib.util.spec_from_file_location("manager_conftest", HERE / "conftest.py")
+    assert spec is not None and spec.loader is not None
+    fixtures = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fixtures)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                    args=CHROMIUM_ARGS)
+        browser = p.chromium.launch(executable_path=str(fixtures.CHROMIUM), headless=True,
+                                    args=fixtures.CHROMIUM_ARGS)
         try:
-            for path in take(browser, args.out):
-                print(f"{path} {path.stat().st_size // 1024} KiB")
+            made = take(browser, args.out)
         finally:
             browser.close()
-    return 0
+    big = [p for p in made if p.stat().st_size >= DOC_LIMIT]
+    for path in made:
+        print(f"{path} {path.stat().st_size // 1000} kB")
+    if big:
+        print(f"over {DOC_LIMIT // 1000} kB: {', '.join(p.name for p in big)}", file=sys.stderr)
+    return 1 if big else 0
 
 
 if __name__ == "__main__":
