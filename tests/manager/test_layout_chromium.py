@@ -8,7 +8,8 @@ width: served with the expected status, no page-level horizontal scrolling
 screenshot kept in artifacts/screens/ (git-ignored). At 390 px the Sessions
 page keeps its key columns (user, assigned and public address, group) on
 screen before any scrolling, and Logout and Ping of a row on screen however
-its table's box is scrolled: their column is sticky at the box's right edge.
+its table's box is scrolled: their column is sticky at the box's right edge;
+so is the text of a diagnosis row, kept to the box's visible part.
 """
 
 from __future__ import annotations
@@ -109,6 +110,8 @@ def test_sessions_key_columns_and_actions_at_390(console: tuple[RigManager, str]
         box.evaluate(f"e => {{ e.scrollLeft = {left}; }}")
         for button in ("button.logout", "button.ping"):
             _on_screen(page, f"{row} {button}")
+        # a diagnosis (erin's: NAT-T was off) is read without scrolling sideways
+        _on_screen(page, "#remote-access-table tr.diagnosis .said")
     assert _fits(page)[0] <= NARROW
 
 

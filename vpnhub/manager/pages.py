@@ -143,7 +143,7 @@ def remote_row(d: dict[str, Any], csrf: str, now: float) -> str:
            + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     if d.get("diagnosis"):
         row += (f'<tr class="diagnosis" data-user="{h(d["user"])}"><td colspan="8">'
-                f'{h(d["diagnosis"])}</td></tr>')
+                f'<span class="said">{h(d["diagnosis"])}</span></td></tr>')
     return row
 
 
