@@ -104,6 +104,8 @@ def test_sessions_key_columns_and_actions_at_390(console: tuple[RigManager, str]
         _on_screen(page, f"{row} {key}")
         box = page.locator(f"{row} {key}").bounding_box()
         assert box is not None and box["x"] + box["width"] <= actions["x"] + 1, key
+    summary = page.locator("#summary-table").locator("xpath=..")
+    assert summary.evaluate("e => e.scrollWidth <= e.clientWidth")  # a list, not scrolled
     box = page.locator("#remote-access-table").locator("xpath=..")
     assert box.evaluate("e => e.scrollWidth > e.clientWidth")  # the box scrolls, not the page
     for left in ("0", "e.scrollWidth"):  # either end of the box
