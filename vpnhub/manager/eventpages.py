@@ -106,7 +106,7 @@ def classes_page(levels: Mapping[str, tuple[int, int]], overridden: Mapping[str,
                     f"<td>{shown}</td><td>{where}</td>"
                     f'<td class="text">{h(CLASSES.get(name, ""))}</td></tr>')
     note = f'<p class="ok" role="status">{h(message)}</p>' if message else ""
-    table = ('<div class="table-scroll"><table class="grid" id="classes-table"><thead><tr>'
+    table = ('<div class="scroll"><table class="grid" id="classes-table"><thead><tr>'
              "<th>Class</th><th>Severity to Log (kept)</th><th>Severity to Console (shown)"
              "</th><th>From</th><th>Covers</th></tr></thead>"
              f"<tbody>{''.join(rows)}</tbody></table></div>")

@@ -123,8 +123,9 @@ def _table(caption_id: str, caption: str, head: Sequence[str], rows: Sequence[st
            empty: str) -> str:
     th = "".join(f"<th>{x}</th>" for x in head)
     body = "".join(rows) or f'<tr class="empty"><td colspan="{len(head)}">{h(empty)}</td></tr>'
-    return (f'<h2 id="{caption_id}">{h(caption)}</h2><table class="grid" id="{caption_id}-table">'
-            f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>")
+    return (f'<h2 id="{caption_id}">{h(caption)}</h2><div class="scroll">'
+            f'<table class="grid" id="{caption_id}-table">'
+            f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def summary_table(s: dict[str, int]) -> str:
@@ -136,8 +137,9 @@ def summary_table(s: dict[str, int]) -> str:
             ("cumulative", "Total Cumulative Sessions")]
     head = "".join(f"<th>{h(label)}</th>" for _, label in cols)
     row = "".join(f'<td data-field="{k}">{shown(counted(s.get(k, 0)))}</td>' for k, _ in cols)
-    return (f'<h2 id="summary">Session Summary</h2><table class="grid" id="summary-table">'
-            f"<thead><tr>{head}</tr></thead><tbody><tr>{row}</tr></tbody></table>")
+    return (f'<h2 id="summary">Session Summary</h2><div class="scroll">'
+            f'<table class="grid" id="summary-table">'
+            f"<thead><tr>{head}</tr></thead><tbody><tr>{row}</tr></tbody></table></div>")
 
 
 def _action(url: str, label: str, csrf: str, cls: str, question: str = "") -> str:
@@ -176,7 +178,7 @@ def remote_row(d: dict[str, Any], csrf: str, now: float) -> str:
            + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     if d.get("diagnosis"):
         row += (f'<tr class="diagnosis" data-user="{h(d["user"])}"><td colspan="8">'
-                f'{h(d["diagnosis"])}</td></tr>')
+                f'<span class="said">{h(d["diagnosis"])}</span></td></tr>')
     return row
 
 
@@ -456,8 +458,10 @@ def throughput_svg(points: Sequence[tuple[float, float, float]], width: int = 64
     """Transmit and receive rates as two polylines; inline SVG, no script."""
     pad_l, pad_b, pad_t = 64, 22, 10
     w, hgt = width - pad_l - 8, height - pad_b - pad_t
+    # the viewBox lets CSS shrink the chart to a narrow screen's width, drawing and all
+    box = f' viewBox="0 0 {width} {height}"'
     if len(points) < 2:
-        return (f'<svg class="chart" width="{width}" height="{height}" role="img"'
+        return (f'<svg class="chart" width="{width}" height="{height}"{box} role="img"'
                 ' aria-label="throughput"><text x="10" y="40" fill="#555">Collecting'
                 " samples (one every 10 s)...</text></svg>")
     t0, t1 = points[0][0], points[-1][0]
@@ -469,7 +473,7 @@ def throughput_svg(points: Sequence[tuple[float, float, float]], width: int = 64
                         f"{pad_t + hgt - p[idx] / top * hgt:.1f}" for p in points)
 
     return (
-        f'<svg class="chart" width="{width}" height="{height}" role="img"'
+        f'<svg class="chart" width="{width}" height="{height}"{box} role="img"'
         ' aria-label="throughput in bytes per second">'
         f'<rect x="{pad_l}" y="{pad_t}" width="{w}" height="{hgt}" fill="#f7f9fc"'
         ' stroke="#b8c4d6"/>'
@@ -533,8 +537,7 @@ def events_page(f: EventFilter, records: Sequence[Record], query: dict[str, str 
         " Live tail to see new ones as they are logged.</td></tr>")
     last = records[-1].seq if records else 0
     table = (
-        f'<p class="hint">{len(records)} event(s), oldest first.</p>{nav}'
-        '<div class="table-scroll">'
+        f'<p class="hint">{len(records)} event(s), oldest first.</p>{nav}<div class="scroll">'
         f'<table class="grid events" id="events-table" data-stream="/api/v1/events/stream?'
         f'{h(api_query)}" data-last="{last}"><thead><tr><th>#</th><th>Time</th><th>Sev</th>'
         "<th>Class</th><th>RPT</th><th>Peer</th><th>Group</th><th>User</th><th>Text</th>"
