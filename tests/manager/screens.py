@@ -75,9 +75,12 @@ class Page:
 
 
 def _ping(page: Any, base: str, sid: str) -> Any:
+    """Ping's result page: the form as posted without the script (with it, manager.js
+    calls the API and shows the replies on the Sessions page instead)."""
     page.goto(f"{base}/sessions")
     with page.expect_navigation() as nav:
-        page.click(f'#remote-access-table tr[data-session="{sid}"] button.ping')
+        page.locator(f'#remote-access-table tr[data-session="{sid}"] form[data-action=ping]'
+                     ).evaluate("f => f.submit()")  # submit() skips the script's handler
     return nav.value
 
 
@@ -90,13 +93,36 @@ def _forbidden(page: Any, base: str, sid: str) -> Any:
     return nav.value
 
 
+def _logout_confirm(page: Any, base: str, sid: str) -> Any:
+    """Logout without the script's confirm(): the form posts without confirm=1 and
+    the answer is the confirmation page (Log out / Cancel); the session stays."""
+    page.goto(f"{base}/sessions")
+    with page.expect_navigation() as nav:
+        page.locator(f'#remote-access-table tr[data-session="{sid}"] form[data-action=logout]'
+                     ).evaluate("f => f.submit()")  # submit() skips the script's handler
+    return nav.value
+
+
+def _events_paged(page: Any, base: str, sid: str) -> Any:
+    """An older page of the event log, through its pager (Previous from the last)."""
+    page.goto(f"{base}/events?limit=10")
+    with page.expect_navigation() as nav:
+        page.click("#events-pager a.prev")
+    return nav.value
+
+
 PAGES = [
     Page("login", "/login", menu=False, signed_in=False),
     Page("sessions", "/sessions"),  # the home page: "/" leads here
     Page("session-detail", "/sessions/{sid}"),
     Page("ping", "/sessions/{sid}/ping", reach=_ping),
     Page("session-gone", "/sessions/" + "0" * 32, status=404),
+    Page("logout-confirm", "/sessions/{sid}/logout", reach=_logout_confirm),
     Page("events", "/events"),
+    Page("events-paged", "/events?limit=10&before_seq=...", reach=_events_paged),
+    Page("events-clear", "/events/clear"),  # Clear Log's question (nothing cleared)
+    Page("event-classes", "/config/events/classes"),
+    Page("status", "/status"),
     Page("nat-transparency", "/settings/nat-transparency"),
     Page("forbidden", "/settings/nat-transparency", reach=_forbidden, status=403,
          menu=False),
@@ -111,7 +137,7 @@ def named(name: str) -> Page:
 
 
 # the pages docs/MANAGER.md also shows at 390 px
-DOC_NARROW = ("sessions", "session-detail", "events")
+DOC_NARROW = ("sessions", "session-detail", "events", "event-classes", "status")
 
 
 def config() -> str:

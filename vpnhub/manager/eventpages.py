@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
 from vpnhub.eventlog import CLASSES, MAX_SEVERITY, Record
+from vpnhub.manager import human
 from vpnhub.manager.pages import h
 
 # query parameters that choose a page, not the range: dropped from Save links
@@ -42,7 +43,8 @@ def pager(query: Mapping[str, str | list[str]], records: Sequence[Record], older
 
     first = records[0].seq if records else 0
     last = records[-1].seq if records else 0
-    span = f"#{first} to #{last}" if records else "no events"
+    # grouped as every count on the console (human.py): "#9,501 to #10,000"
+    span = f"#{human.count(first)} to #{human.count(last)}" if records else "no events"
     parts = [link([("order", "oldest")], "&laquo; First", "first", older),
              link([("before_seq", str(first))], "&lsaquo; Previous", "prev", older),
              f'<span class="count">{h(span)}</span>',

@@ -243,7 +243,7 @@ async def classes_form(request: web.Request) -> web.Response:
     admin = m.auth.is_admin(_ident(request).user)
     body = eventpages.classes_page(class_levels(m.log), m.log.overrides, _csrf(request),
                                    admin, message)
-    return _page(request, "Event Classes", body, "events")
+    return _page(request, "Event Classes", body, "classes")
 
 
 async def classes_submit(request: web.Request) -> web.Response:
@@ -261,7 +261,7 @@ async def classes_submit(request: web.Request) -> web.Response:
                 changes.append((name, console, keep))
     except BadRequest as e:
         body = f"<h1>Event Classes</h1><p class=\"error\" role=\"alert\">{e}</p>"
-        return _page(request, "Event Classes", body, "events", 400)
+        return _page(request, "Event Classes", body, "classes", 400)
     n = sum(_change(request, *c) for c in changes)
     raise web.HTTPSeeOther(f"/config/events/classes?changed={n}")
 

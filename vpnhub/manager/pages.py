@@ -69,6 +69,7 @@ def layout(title: str, body: str, *, user: str = "", csrf: str = "", public: str
     if user:
         links = [("sessions", "/sessions", "Sessions"),
                  ("events", "/events", "Filterable Event Log"),
+                 ("classes", "/config/events/classes", "Event Classes"),
                  ("natt", "/settings/nat-transparency", "NAT Transparency"),
                  ("status", "/status", "Status")]
         items = "".join(
@@ -537,7 +538,8 @@ def events_page(f: EventFilter, records: Sequence[Record], query: dict[str, str 
         " Live tail to see new ones as they are logged.</td></tr>")
     last = records[-1].seq if records else 0
     table = (
-        f'<p class="hint">{len(records)} event(s), oldest first.</p>{nav}<div class="scroll">'
+        f'<p class="hint">{shown(counted(len(records)))} event(s), oldest first.</p>{nav}'
+        '<div class="scroll">'
         f'<table class="grid events" id="events-table" data-stream="/api/v1/events/stream?'
         f'{h(api_query)}" data-last="{last}"><thead><tr><th>#</th><th>Time</th><th>Sev</th>'
         "<th>Class</th><th>RPT</th><th>Peer</th><th>Group</th><th>User</th><th>Text</th>"
@@ -548,8 +550,9 @@ def events_page(f: EventFilter, records: Sequence[Record], query: dict[str, str 
 def event_row(r: Record) -> str:
     t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.time))
     return (f'<tr data-seq="{r.seq}" data-class="{h(r.cls)}" class="sev{r.severity}">'
-            f"<td>{r.seq}</td><td>{h(t)}</td><td>{r.severity}</td><td>{h(r.cls)}</td>"
-            f"<td>{r.repeat}</td><td>{h(r.peer)}</td><td>{h(r.group)}</td><td>{h(r.user)}</td>"
+            f'<td class="seq">{r.seq}</td><td>{h(t)}</td><td class="sev">{r.severity}</td>'
+            f'<td>{h(r.cls)}</td><td class="rpt">{r.repeat}</td><td>{h(r.peer)}</td>'
+            f"<td>{h(r.group)}</td><td>{h(r.user)}</td>"
             f'<td class="text">{"" if r.authenticated else "[unauthenticated] "}{h(r.text)}'
             "</td></tr>")
 

@@ -76,11 +76,11 @@ function eventRow(ev) {
   tr.dataset.class = ev["class"];
   tr.className = "sev" + ev.severity;
   const peer = ev.peer_address ? ev.peer_address + (ev.peer_port ? ":" + ev.peer_port : "") : "";
-  cell(tr, String(ev.seq));
+  cell(tr, String(ev.seq), "seq");
   cell(tr, ev.time.replace("T", " ").slice(0, 19));
-  cell(tr, String(ev.severity));
+  cell(tr, String(ev.severity), "sev");
   cell(tr, ev["class"]);
-  cell(tr, String(ev.repeat));
+  cell(tr, String(ev.repeat), "rpt");
   cell(tr, peer);
   cell(tr, ev.group);
   cell(tr, ev.user);
