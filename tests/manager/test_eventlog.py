@@ -356,3 +356,21 @@ def test_class_levels_set_at_run_time_outlive_a_restart(tmp_path: Path) -> None:
     again.configure(cfg)  # a reload of the same configuration keeps the override
     assert again.levels("NATT") == (1, 7)
     again.close()
+
+
+def test_event_cells_are_named_and_the_pager_counts_readably() -> None:
+    """The 390 px cards label number, severity and repeats by the cells' class (not
+    their position), and the pager groups its numbers as every count (issue 15)."""
+    import dataclasses
+
+    from vpnhub.manager.eventpages import pager
+    from vpnhub.manager.pages import event_row
+
+    log = EventLog(out=io.StringIO(), clock=StillClock(), console_severity=5)
+    rec = log.add("NATT", 4, "NAT-Traversal successfully negotiated", peer="10.98.0.9:4500")
+    assert rec is not None
+    row = event_row(rec)
+    for cls, value in (("seq", rec.seq), ("sev", 4), ("rpt", rec.repeat)):
+        assert f'<td class="{cls}">{value}</td>' in row
+    first, last = dataclasses.replace(rec, seq=9501), dataclasses.replace(rec, seq=10000)
+    assert "#9,501 to #10,000" in pager({}, [first, last], older=True, newer=False)

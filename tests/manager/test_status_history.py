@@ -128,3 +128,19 @@ def test_the_status_page_and_the_menu(server: ManagerServer) -> None:
     assert part.status == 200 and part.text.startswith('<table class="kv status-now"')
     assert '<td data-field="sessions"><span title="2">2</span></td>' in part.text
     assert 'data-live="/status?partial=1"' in text
+
+
+def test_the_menu_reaches_every_page_and_marks_the_one_shown(server: ManagerServer) -> None:
+    """The merged console (issue 15): one menu on every signed-in page, with the
+    Event Classes (Configuration | System | Events | Classes) and the Status page."""
+    with_sessions(server)
+    cookie, _ = form_login(server)
+    menu = {"/sessions": "Sessions", "/events": "Filterable Event Log",
+            "/config/events/classes": "Event Classes",
+            "/settings/nat-transparency": "NAT Transparency", "/status": "Status"}
+    for path, label in menu.items():
+        page = server.request("GET", path, headers={"Cookie": cookie})
+        assert page.status == 200, path
+        nav = page.text.split("<nav>")[1].split("</nav>")[0]
+        assert re.findall(r'<a href="([^"]+)"', nav) == list(menu), path
+        assert f'<a href="{path}" class=active>{label}</a>' in nav, path
