@@ -117,7 +117,9 @@ class EventFilter:
 
     `peer` is an address ("203.0.113.78") or address and port; `text` a
     case-insensitive substring; `since`/`until` are UNIX times. The result is
-    the newest `limit` matches, oldest first; `before_seq` pages back.
+    the newest `limit` matches, oldest first; `before_seq` pages back. With
+    `oldest_first` it is the oldest `limit` matches instead (the first page, and
+    `after_seq` paging forward: keyset paging on the sequence number, issue 15).
     """
 
     classes: frozenset[str] = frozenset()
@@ -132,6 +134,7 @@ class EventFilter:
     after_seq: int = 0
     before_seq: int | None = None
     limit: int = 500
+    oldest_first: bool = False
 
     def matches(self, r: Record) -> bool:
         return (
@@ -156,7 +159,11 @@ CREATE TABLE IF NOT EXISTS events (
     peer_address TEXT NOT NULL, grp TEXT NOT NULL, user TEXT NOT NULL, text TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_time ON events (time);
 CREATE INDEX IF NOT EXISTS events_cls ON events (cls, seq);
+CREATE TABLE IF NOT EXISTS class_levels (
+    cls TEXT PRIMARY KEY, console INTEGER NOT NULL, keep INTEGER NOT NULL);
 """
+# class_levels (issue 15): severities changed on the Classes page; they sit on top of
+# the configuration's [log.classes], which stay the defaults
 # added by issue 11; a store written before it gets the column (all records authenticated)
 _AUTH_COLUMN = "ALTER TABLE events ADD COLUMN auth INTEGER NOT NULL DEFAULT 1"
 _COLUMNS = "seq, time, last, cls, severity, repeat, peer, peer_address, grp, user, text, auth"
@@ -263,11 +270,43 @@ class EventStore:
 
     def query(self, f: EventFilter) -> list[Record]:
         where, args = _where(f)
-        sql = (f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq DESC LIMIT ?")
+        # keyset on the primary key: a page costs its own rows, never an OFFSET scan
+        order = "ASC" if f.oldest_first else "DESC"
+        sql = (f"SELECT {_COLUMNS} FROM events {where} ORDER BY seq {order} LIMIT ?")
         with self._lock:
             self.flush()
             rows = self.db.execute(sql, (*args, max(0, f.limit))).fetchall()
-        return [_record(row) for row in reversed(rows)]
+        records = [_record(row) for row in rows]
+        return records if f.oldest_first else records[::-1]
+
+    def exists(self, f: EventFilter) -> bool:
+        """Whether any record matches `f` (is there a page before or after this one)."""
+        where, args = _where(f)
+        with self._lock:
+            self.flush()
+            return self.db.execute(f"SELECT 1 FROM events {where} LIMIT 1",
+                                   args).fetchone() is not None
+
+    def clear(self) -> int:
+        """Delete every record (Clear Log); how many there were."""
+        with self._lock:
+            self.flush()
+            removed = self.count
+            with self._transaction():
+                self.db.execute("DELETE FROM events")
+            self.count = self.unauth_count = 0
+            return removed
+
+    def class_levels(self) -> dict[str, tuple[int, int]]:
+        """The (console, keep) severities set on the Classes page, by class."""
+        with self._lock:
+            rows = self.db.execute("SELECT cls, console, keep FROM class_levels").fetchall()
+        return {str(c): (int(con), int(keep)) for c, con, keep in rows}
+
+    def save_class_levels(self, cls: str, console: int, keep: int) -> None:
+        with self._lock:
+            self.db.execute("INSERT OR REPLACE INTO class_levels (cls, console, keep)"
+                            " VALUES (?, ?, ?)", (cls, console, keep))
 
     def close(self) -> None:
         with self._lock:
@@ -360,6 +399,8 @@ class EventLog:
         self._secrets: re.Pattern[str] | None = None
         self._lock = threading.RLock()
         self._levels: dict[str, _Levels] = {}
+        # (console, keep) set at run time (Classes page), over `classes` from the config
+        self.overrides: dict[str, tuple[int, int]] = {}
 
     # -- configuration
     @classmethod
@@ -377,6 +418,7 @@ class EventLog:
         with self._lock:
             self.console_severity, self.keep_severity = c.console_severity, c.keep_severity
             self.classes = {k.name: (k.console_severity, k.keep_severity) for k in c.classes}
+            self.classes.update(self.overrides)
             self._levels.clear()
             if c.buffer_events != self.size:
                 self.size = c.buffer_events
@@ -409,6 +451,38 @@ class EventLog:
                 store.put(moved)
             self.seq = base + self.seq
             self._last = None
+            self.overrides.update(store.class_levels())
+            self.classes.update(self.overrides)
+            self._levels.clear()
+
+    def set_levels(self, cls: str, console: int, keep: int) -> tuple[int, int]:
+        """Change a class's (console, keep) severities from the next event on (the
+        Classes page); kept in the store, so they outlive a restart. Returns the old
+        pair. The caller logs the change (who, old -> new)."""
+        with self._lock:
+            old = self.levels(cls)
+            self.overrides[cls] = (console, keep)
+            self.classes[cls] = (console, keep)
+            self._levels.clear()
+            if self.store is not None:
+                self.store.save_class_levels(cls, console, keep)
+        return old
+
+    def clear(self, text: Callable[[int], str], user: str) -> Record:
+        """Clear Log: delete every kept record, then log `text(removed)` as the one
+        record left (ADMIN, severity 3, kept whatever the ADMIN class keeps: a clear
+        must never leave an empty log that hides who emptied it)."""
+        with self._lock:
+            self._flush_console()
+            removed = len(self.records) + len(self.unauth_records)
+            if self.store is not None:
+                removed = self.store.clear()
+            self.records.clear()
+            self.unauth_records.clear()
+            self._last = None
+            console = self.levels("ADMIN")[0]
+            return self._add("ADMIN", 3, text(removed), "", "", user, True, console,
+                             MAX_SEVERITY)
 
     def hide(self, secrets: Iterable[str]) -> None:
         words = sorted({s for s in secrets if len(s) >= _MIN_SECRET}, key=len, reverse=True)
@@ -555,7 +629,19 @@ class EventLog:
             found = [r for r in self.records if f.matches(r)]
             found += [r for r in self.unauth_records if f.matches(r)]
         found.sort(key=lambda r: r.seq)
-        return found[-f.limit:] if f.limit > 0 else []
+        if f.limit <= 0:
+            return []
+        return found[:f.limit] if f.oldest_first else found[-f.limit:]
+
+    def exists(self, f: EventFilter) -> bool:
+        """Whether any kept record matches `f` (the pager's "is there more")."""
+        if self.store is not None:
+            try:
+                return self.store.exists(f)
+            except sqlite3.Error:
+                pass
+        with self._lock:
+            return any(f.matches(r) for r in (*self.records, *self.unauth_records))
 
     def subscribe(self, notify: Callable[[Record], None]) -> Callable[[], None]:
         """Call `notify(record)` for every new or repeated record; returns the unsubscriber.

@@ -243,3 +243,15 @@ def test_export_smoke(tmp_path: Path) -> None:
         for step in ("total_ms", "longest_step_ms"):
             for key in ("median", "min", "max"):
                 assert is_number(r[step][key]), (step, key)
+
+
+def test_status_ring_smoke(tmp_path: Path) -> None:
+    """bench/status_ring.py: the Status page's ring (issue 15), a sample, the hour's JSON
+    and its memory, in-process (no root)."""
+    doc = run_bench("status_ring", "", tmp_path)
+    assert (doc["sessions"], doc["runs"], doc["keep"]) == (200, 1, 360)
+    for name in ("sample_us", "history_ms"):
+        for key in ("median", "min", "max"):
+            assert is_number(doc[name][key]) and doc[name][key] > 0, (name, key)
+    assert 0 < doc["history_bytes_quiet"] < doc["history_bytes_every_reason_dropping"]
+    assert doc["memory_bytes"] > 8 * 360 * 8  # at least the times and 7 series

@@ -48,7 +48,7 @@ ESP_AES_CBC, AUTH_HMAC_SHA1, ESP_3DES, AUTH_HMAC_MD5 = 12, 2, 3, 1
 
 
 def config_text(store: Path | None, *, natt: bool = True, pool: str = "10.40.1.0/24",
-                extra: str = "") -> str:
+                extra: str = "", max_events: int = 1000) -> str:
     store_line = f'store = "{store}"' if store is not None else 'store = ""'
     return f"""
 [concentrator]
@@ -67,7 +67,7 @@ password_hash = "{ADMIN_HASH}"
 console_severity = 1
 keep_severity = 9
 {store_line}
-store_max_events = 1000
+store_max_events = {max_events}
 {extra}
 [[group]]
 name = "vpngroup"
@@ -205,8 +205,9 @@ class ManagerServer:
 
     def __init__(self, tmp: Path, *, natt: bool = True, lockout: LoginThrottle | None = None,
                  extra: str = "", store: bool = True, tls: tuple[Path, Path] | None = None,
-                 ) -> None:
-        text = config_text(tmp / "events.db" if store else None, natt=natt, extra=extra)
+                 max_events: int = 1000) -> None:
+        text = config_text(tmp / "events.db" if store else None, natt=natt, extra=extra,
+                           max_events=max_events)
         if tls is not None:
             text = text.replace('listen = "127.0.0.1:8443"\n', 'listen = "127.0.0.1:8443"\n'
                                 f'tls_cert = "{tls[0]}"\ntls_key = "{tls[1]}"\n')

@@ -316,3 +316,61 @@ def test_the_console_marks_unauthenticated_records_and_escapes_them() -> None:
     assert "[unauthenticated] junk &lt;script&gt;" in row and "<script>" not in row
     ok = log.add("XAUTH", 4, "user 'vpnuser1' authenticated", user="vpnuser1")
     assert ok is not None and "[unauthenticated]" not in event_row(ok)
+
+
+def test_keyset_pages_both_ways_and_exists(tmp_path: Path) -> None:
+    for path in (tmp_path, None):  # the store, and memory only
+        log = make_log(path)
+        for i in range(30):
+            log.add("IKE", 4, f"event {i}")
+        first = log.query(EventFilter(limit=10, oldest_first=True))
+        assert [r.seq for r in first] == list(range(1, 11))
+        nxt = log.query(EventFilter(limit=10, oldest_first=True, after_seq=10))
+        assert [r.seq for r in nxt] == list(range(11, 21))
+        last = log.query(EventFilter(limit=10))
+        assert [r.seq for r in last] == list(range(21, 31))
+        assert log.exists(EventFilter(before_seq=2)) and not log.exists(EventFilter(after_seq=30))
+
+
+def test_clear_leaves_one_record_saying_who(tmp_path: Path) -> None:
+    log = make_log(tmp_path, classes={"ADMIN": (0, 0)})  # even a class that keeps nothing
+    for i in range(20):
+        log.add("IKE", 4, f"event {i}")
+    rec = log.clear(lambda n: f"event log cleared by admin: {n} removed", "admin")
+    assert rec.text == "event log cleared by admin: 20 removed" and rec.seq == 21
+    assert [r.seq for r in log.query(EventFilter())] == [21] == [r.seq for r in log.records]
+    assert log.store is not None and log.store.count == 1
+
+
+def test_class_levels_set_at_run_time_outlive_a_restart(tmp_path: Path) -> None:
+    cfg = parse_config(HEAD + f'[log]\nstore = "{tmp_path / "events.db"}"\n'
+                       "[log.classes.NATT]\nkeep_severity = 4\n")
+    log = EventLog(out=io.StringIO())
+    assert log.configure(cfg) is None
+    assert log.set_levels("NATT", 1, 7) == (3, 4)
+    assert log.add("NATT", 7, "kept now") is not None
+    log.close()
+    again = EventLog(out=io.StringIO())
+    assert again.configure(cfg) is None
+    assert again.levels("NATT") == (1, 7) and again.levels("IKE") == (3, 5)
+    again.configure(cfg)  # a reload of the same configuration keeps the override
+    assert again.levels("NATT") == (1, 7)
+    again.close()
+
+
+def test_event_cells_are_named_and_the_pager_counts_readably() -> None:
+    """The 390 px cards label number, severity and repeats by the cells' class (not
+    their position), and the pager groups its numbers as every count (issue 15)."""
+    import dataclasses
+
+    from vpnhub.manager.eventpages import pager
+    from vpnhub.manager.pages import event_row
+
+    log = EventLog(out=io.StringIO(), clock=StillClock(), console_severity=5)
+    rec = log.add("NATT", 4, "NAT-Traversal successfully negotiated", peer="10.98.0.9:4500")
+    assert rec is not None
+    row = event_row(rec)
+    for cls, value in (("seq", rec.seq), ("sev", 4), ("rpt", rec.repeat)):
+        assert f'<td class="{cls}">{value}</td>' in row
+    first, last = dataclasses.replace(rec, seq=9501), dataclasses.replace(rec, seq=10000)
+    assert "#9,501 to #10,000" in pager({}, [first, last], older=True, newer=False)

@@ -172,10 +172,21 @@ def test_form_login_csrf_and_logout(server: ManagerServer) -> None:
                        headers={"Cookie": cookie, "X-CSRF-Token": csrf, **JSON})
     assert r.status == 200 and r.json()["ipsec_over_natt"] is False and r.json()["changed"]
     assert server.conc.natt_enabled is False
-    # the right token: the user is logged out
+    # the right token but not confirmed (no script): a confirmation page, nobody out
     r = server.request("POST", f"/sessions/{sid}/logout", body=f"csrf={csrf}".encode(),
                        headers=form)
-    assert r.status == 303
+    assert r.status == 200 and 'id="logout-confirm"' in r.text and "vpnuser1" in r.text
+    assert 'name="confirm" value="1"' in r.text
+    assert len(server.request("GET", "/api/v1/sessions", headers={"Cookie": cookie}).json()[
+        "sessions"]) == 2
+    # confirmed: the user is logged out, and the Sessions page says so, once
+    r = server.request("POST", f"/sessions/{sid}/logout",
+                       body=f"csrf={csrf}&confirm=1".encode(), headers=form)
+    assert r.status == 303 and r.headers["Location"] == "/sessions"
+    page = server.request("GET", "/sessions", headers={"Cookie": cookie}).text
+    assert 'class="action-result ok"' in page and "vpnuser1 logged out" in page
+    again = server.request("GET", "/sessions", headers={"Cookie": cookie}).text
+    assert "action-result" not in again
     left = server.request("GET", "/api/v1/sessions", headers={"Cookie": cookie}).json()
     assert [s["user"] for s in left["sessions"]] == ["vpnuser2"]
     admin = [r.text for r in server.log.query(EventFilter(classes=frozenset({"ADMIN"})))]

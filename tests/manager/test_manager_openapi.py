@@ -74,4 +74,4 @@ def test_every_operation_is_checked() -> None:
     paths = {p for _, p in OPERATIONS}
     assert {"/sessions", "/sessions/export", "/sessions/{sid}/logout", "/events",
             "/nat-transparency", "/login"} <= paths
-    assert len(OPERATIONS) == 13
+    assert len(OPERATIONS) == 18

@@ -24,14 +24,11 @@ page (the row goes, 999 left, the client got the DELETE).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import csv
 import io
 import json
 import re
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,10 +38,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parents[1] / "concentrator"))
 
 from core_harness import GROUP, PSK, CoreRig, config_text
+from rig_manager import RigManager
 
 from vpnhub.auth.users import hash_password
 from vpnhub.ike import events as ev
-from vpnhub.manager.app import Manager
 
 N = 1000
 PER_PAGE = 100
@@ -74,59 +71,6 @@ def _bring_up(rig: CoreRig) -> None:
         rig.connect(pc)
         assert pc.up, i
     rig.core.natt_enabled = True
-
-
-class RigManager:
-    """The manager over the rig's core, served from a loop in a thread."""
-
-    def __init__(self, rig: CoreRig) -> None:
-        self.rig = rig
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.manager: Manager | None = None
-        self.mover: asyncio.Task[None] | None = None
-        self.errors: list[BaseException] = []
-        self.base = ""
-
-    def start(self) -> RigManager:
-        self.thread.start()
-        self.call(self._start())
-        return self
-
-    async def _start(self) -> None:
-        self.manager = Manager(self.rig.core)
-        assert await self.manager.start("127.0.0.1", 0)
-        self.base = self.manager.url
-        self.mover = asyncio.create_task(self._move())
-
-    async def _move(self) -> None:
-        while True:
-            await asyncio.sleep(0.01)
-            try:
-                self.rig.settle()
-            except AssertionError as e:  # an internal error or a driver fault: the test fails
-                self.errors.append(e)
-                return
-
-    def call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
-
-    def run(self, fn: Any) -> Any:
-        async def wrapper() -> Any:
-            return fn()
-        return self.call(wrapper())
-
-    def stop(self) -> None:
-        async def _stop() -> None:
-            if self.mover is not None:
-                self.mover.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self.mover
-            if self.manager is not None:
-                await self.manager.stop()
-        self.call(_stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +121,7 @@ def test_paged_sessions_page_with_1000_real_sessions(served: RigManager,
         page.click("button[type=submit]")
         page.wait_for_url(f"{base}/sessions")
         assert page.locator(
-            '#summary-table td[data-field="active_remote_access"]').inner_text() == str(N)
+            '#summary-table td[data-field="active_remote_access"]').inner_text() == f"{N:,}"
 
         # paging: Next to the last page, each of 100, every session once; then back
         pages: list[list[str]] = []
@@ -241,9 +185,17 @@ def test_paged_sessions_page_with_1000_real_sessions(served: RigManager,
         assert sorted(json.loads(line)["user"] for line in text.splitlines()) == everyone
 
         # Logout of one session from the page
+        # (asked first: the script's confirm(), accepted; the result shown in the page)
         _filter(page, base, user="user0500")
+        asked: list[str] = []
+        page.once("dialog", lambda d: (asked.append(d.message), d.accept()))
         page.click('#remote-access-table tr[data-user="user0500"] button.logout')
-        page.wait_for_url(f"{base}/sessions")
+        expect(page.locator("#action-result")).to_have_text(
+            re.compile(r"^user0500 logged out"), timeout=10_000)
+        assert len(asked) == 1 and asked[0].startswith("Log out user0500"), asked
+        expect(page.locator("#remote-access-table tr.empty")).to_contain_text(
+            "No sessions match the filter", timeout=10_000)
+        page.goto(f"{base}/sessions")
         expect(page.locator("#remote-access-pager .count")).to_have_text(
             f"{PER_PAGE} shown of {N - 1} matching", timeout=10_000)
         _filter(page, base, user="user0500")

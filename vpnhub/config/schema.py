@@ -111,6 +111,9 @@ _LOCALHOST = ipaddress.IPv4Address("127.0.0.1")
 class AdminUserConfig:
     name: str
     password_hash: Secret
+    # "admin": everything; "monitor": reads pages and the API, pings, logs itself out;
+    # refused every other change (Clear Log, event classes, logouts, settings), issue 15
+    role: str = "admin"
 
 
 @dataclass(frozen=True)

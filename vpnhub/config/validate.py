@@ -356,7 +356,8 @@ _CONCENTRATOR_KEYS = frozenset({
 _NATT_KEYS = frozenset({"ipsec_over_natt", "ipsec_over_udp", "ipsec_over_udp_port",
                         "ipsec_over_tcp", "ipsec_over_tcp_ports"})  # fmt: skip
 _ADMIN_KEYS = frozenset({"socket", "listen", "user", "tls_cert", "tls_key"})
-_ADMIN_USER_KEYS = frozenset({"name", "password_hash"})
+_ADMIN_USER_KEYS = frozenset({"name", "password_hash", "role"})
+ADMIN_ROLES = ("admin", "monitor")
 _LIMITS_KEYS = frozenset({
     "max_half_open_per_source", "max_half_open_total", "max_half_open_verified_per_source",
     "max_sessions", "xauth_max_failures",
@@ -531,7 +532,8 @@ def _admin(t: _Table) -> AdminConfig:
         name = _check_name(u, "name")
         if any(existing.name == name for existing in users):
             u.fail("name", f"duplicate admin user name {_show(name)}")
-        users.append(AdminUserConfig(name, _password_hash(u)))
+        users.append(AdminUserConfig(name, _password_hash(u),
+                                     u.choice("role", "admin", ADMIN_ROLES)))
     socket = t.path_value("socket", AdminConfig.socket)
     if socket is None:
         t.fail("socket", "must not be empty")

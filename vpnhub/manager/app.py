@@ -16,17 +16,24 @@ import json
 import secrets
 import ssl
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from aiohttp import web
 
-from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY, EventFilter, Record
-from vpnhub.manager import export, metrics, openapi, pages, paging
+from vpnhub.eventlog import EventFilter, Record
+from vpnhub.manager import (
+    eventroutes,
+    export,
+    metrics,
+    openapi,
+    pages,
+    paging,
+    statushistory,
+    statuspage,
+)
 from vpnhub.manager.auth import (
     IDLE_TIMEOUT,
     LOGIN_COOKIE,
@@ -37,6 +44,7 @@ from vpnhub.manager.auth import (
     parse_bearer,
     same_token,
 )
+from vpnhub.manager.eventfilter import BadRequest, parse_filter
 from vpnhub.manager.throttle import LoginThrottle
 from vpnhub.manager.view import (
     HISTORY_EVERY,
@@ -51,7 +59,6 @@ from vpnhub.session.model import SessionView
 API = "/api/v1"
 STATIC = Path(__file__).parent / "static"
 TICK = 1.0
-MAX_LIMIT = 5000
 STREAM_BACKLOG = 200
 STREAM_QUEUE = 1000
 # Sessions a page of the API scans per turn of the event loop (~2 ms of work), issue 13
@@ -69,10 +76,6 @@ _HEADERS = {
 }
 HSTS = "max-age=31536000"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class BadRequest(ValueError):
-    """A query or body the API cannot take (answered 400 with the message)."""
 
 
 class Manager:
@@ -94,6 +97,10 @@ class Manager:
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._streams: set[asyncio.Queue[Record | None]] = set()
+        self.status = statushistory.StatusRing()  # the Status page's hour (issue 15)
+        # per manager session token: the result of its last Logout, shown once on the
+        # Sessions page it is sent back to (POST, redirect, GET)
+        self.notices: dict[str, tuple[bool, str]] = {}
 
     # ------------------------------------------------------------------ life cycle
     async def start(self, host: str | None = None, port: int | None = None) -> bool:
@@ -146,7 +153,7 @@ class Manager:
         self.log.close()
 
     async def _tick(self) -> None:
-        last_sample = last_history = 0.0
+        last_sample = last_history = last_status = 0.0
         while True:
             await asyncio.sleep(TICK)
             try:
@@ -160,6 +167,9 @@ class Manager:
                     else:  # the totals only: the per-session walk is 5x rarer
                         await self.view.sample_totals()
                     self.auth.prune()
+                if now - last_status >= statushistory.STATUS_EVERY:
+                    last_status = now
+                    self.status.add(time.time(), statushistory.read(self.view))
             except Exception as e:  # the manager must never take the concentrator down
                 self.log.add("ADMIN", 1, f"manager internal error: {e!r}")
 
@@ -264,8 +274,23 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             return web.Response(status=403, content_type="text/html", text=pages.layout(
                 "Forbidden", "<h1>Forbidden</h1><p>The form was stale or came from another"
                 " site. Reload the page and try again.</p>"))
+    if request.method not in _SAFE and not m.auth.is_admin(ident.user) \
+            and not _monitor_may(path):
+        m.log.add("ADMIN", 3, f"refused {request.method} {path} to {ident.user!r} from"
+                  f" {_source(request)}: the monitor role only reads", user=ident.user)
+        if api:
+            return _error(403, "this needs the admin role; this account is a monitor")
+        return web.Response(status=403, content_type="text/html", text=pages.layout(
+            "Forbidden", "<h1>Forbidden</h1><p>This account (role monitor) may only look."
+            "</p>"))
     request[IDENTITY_KEY] = ident
     return await handler(request)
+
+
+def _monitor_may(path: str) -> bool:
+    """The changes a monitor ([[admin.user]] role, issue 15) may make: log itself out,
+    ping a client."""
+    return path in ("/logout", f"{API}/logout") or path.endswith("/ping")
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -298,6 +323,7 @@ def build_app(m: Manager) -> web.Application:
     r.add_get("/settings/nat-transparency", natt_page)
     r.add_post("/settings/nat-transparency", natt_submit)
     r.add_get("/metrics", metrics_endpoint)
+    r.add_get("/status", status_page)
     r.add_static("/static", STATIC, append_version=False)
     r.add_post(f"{API}/login", api_login)
     r.add_post(f"{API}/logout", api_logout)
@@ -312,7 +338,11 @@ def build_app(m: Manager) -> web.Application:
     r.add_get(f"{API}/nat-transparency", api_natt)
     r.add_put(f"{API}/nat-transparency", api_natt_put)
     r.add_get(f"{API}/warnings", api_warnings)
+    r.add_get(f"{API}/status/history", api_status_history)
     r.add_get(f"{API}/openapi.json", api_openapi)
+    app[eventroutes.HOOKS] = eventroutes.Hooks(_mgr, _ident, _page, _csrf, _error, _source,
+                                               _json_body)
+    eventroutes.add_routes(r)
     return app
 
 
@@ -422,8 +452,12 @@ def _sessions_live(request: web.Request, query: dict[str, str], q: paging.Sessio
     sites = [v.session_json(s) for s in v.sites()]
     mgmt = [(s.user, s.source, "HTTPS" if m.tls else "HTTP", s.wall_created)
             for s in m.auth.sessions.values() if s.via == "cookie"]
-    return pages.sessions_live(v.summary(), listed, sites, mgmt, _csrf(request),
-                               v.warnings(), nav)
+    summary = v.summary()
+    return pages.sessions_live(
+        summary, listed, sites, mgmt, _csrf(request), v.warnings(), nav,
+        empty_remote=pages.empty_remote(query, summary["active_remote_access"],
+                                        "cursor" in query),
+        empty_sites=pages.empty_sites(len(m.conc.config.lan_to_lan)))
 
 
 async def sessions_page(request: web.Request) -> web.Response:
@@ -441,8 +475,15 @@ async def sessions_page(request: web.Request) -> web.Response:
     live = _sessions_live(request, query, q)
     if request.query.get("partial"):
         return _html(live)
-    return _page(request, "Sessions", pages.sessions_page(live, query, filters), "sessions",
-                 warnings=False)
+    notice = _notice(request)
+    return _page(request, "Sessions", pages.sessions_page(live, query, filters, notice=notice),
+                 "sessions", warnings=False)
+
+
+def _notice(request: web.Request) -> tuple[bool, str] | None:
+    """The result of this manager session's last Logout, once (then forgotten)."""
+    s = _ident(request).session
+    return _mgr(request).notices.pop(s.token, None) if s is not None else None
 
 
 async def session_page(request: web.Request) -> web.Response:
@@ -463,10 +504,27 @@ async def session_page(request: web.Request) -> web.Response:
 
 
 async def session_logout_page(request: web.Request) -> web.Response:
+    """Logout from the console: asked first (the script's confirm() sends confirm=1; a
+    form without it gets a confirmation page), then the result shown on the Sessions
+    page (issue 15)."""
     m = _mgr(request)
-    s = m.view.find(request.match_info["sid"])
-    if s is not None:
-        m.view.logout(s, _ident(request).user)
+    sid = request.match_info["sid"]
+    s = m.view.find(sid)
+    form = await request.post()
+    if form.get("confirm") != "1":
+        if s is None:
+            return _page(request, "Session not found", pages.gone_page(sid), "sessions", 404)
+        return _page(request, "Log out?", pages.logout_confirm_page(
+            m.view.session_json(s), _csrf(request)), "sessions")
+    ident = _ident(request)
+    name = (s.user or s.lan_to_lan) if s is not None else ""
+    if s is not None and m.view.logout(s, ident.user):
+        result = (True, f"{name} logged out: the client was sent a DELETE and its"
+                  " tunnel is closed.")
+    else:
+        result = (False, f"Logout failed: no session {sid} (it ended already).")
+    if ident.session is not None:
+        m.notices[ident.session.token] = result
     raise web.HTTPSeeOther("/sessions")
 
 
@@ -490,7 +548,8 @@ async def events_page(request: web.Request) -> web.Response:
     except BadRequest as e:
         f, error = EventFilter(), str(e)
     records = m.log.query(f)
-    body = pages.events_page(f, records, query, error)
+    nav = eventroutes.navigation(m, f, records, query, m.auth.is_admin(_ident(request).user))
+    body = pages.events_page(f, records, query, error, nav)
     return _page(request, "Filterable Event Log", body, "events", 400 if error else 200)
 
 
@@ -506,6 +565,14 @@ async def natt_submit(request: web.Request) -> web.Response:
     form = await request.post()
     m.view.set_natt(form.get("ipsec_over_natt") == "on", _ident(request).user)
     raise web.HTTPSeeOther("/settings/nat-transparency?saved=1")
+
+
+async def status_page(request: web.Request) -> web.Response:
+    m = _mgr(request)
+    reading = statushistory.read(m.view)
+    if request.query.get("partial"):
+        return _html(statuspage.current_table(reading, m.status.taken))
+    return _page(request, "Status", statuspage.status_page(reading, m.status.taken), "status")
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
@@ -656,7 +723,8 @@ async def api_events(request: web.Request) -> web.Response:
     except BadRequest as e:
         return _error(400, str(e))
     records = m.log.query(f)
-    return web.json_response({"count": len(records), "events": [r.to_json() for r in records]})
+    return web.json_response({"count": len(records), "events": [r.to_json() for r in records],
+                              "cursors": eventroutes.cursors(m, f, records)})
 
 
 async def api_events_stream(request: web.Request) -> web.StreamResponse:
@@ -737,74 +805,16 @@ async def api_warnings(request: web.Request) -> web.Response:
     return web.json_response({"warnings": [w.to_json() for w in _mgr(request).view.warnings()]})
 
 
+async def api_status_history(request: web.Request) -> web.Response:
+    """The Status page's hour; ETag = samples taken, so a poll between two samples is
+    answered 304 without a body (RFC 9110 section 13.1.2)."""
+    ring = _mgr(request).status
+    etag = f'"{ring.taken}"'
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(body=ring.history_json(), content_type="application/json",
+                        headers={"ETag": etag})
+
+
 async def api_openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi.spec())
-
-
-# ---------------------------------------------------------------------------- filters
-def parse_filter(q: Mapping[str, str], *, lenient: bool = False) -> EventFilter:
-    """The event log filter from query parameters (the API's and the page's form).
-
-    `lenient` (the HTML form): empty fields mean "not set"."""
-    getall = getattr(q, "getall", None)
-    raw_classes: list[str] = list(getall("class", [])) if getall else (
-        [q["class"]] if "class" in q else [])
-    repeated = sorted(n for n, c in Counter(k for k, _ in q.items() if k != "class").items()
-                      if c > 1)
-    if repeated:  # else the last would win unseen, and a bad first one pass
-        raise BadRequest(f"parameter(s) given more than once: {', '.join(repeated)[:200]}")
-    values = {k: v for k, v in q.items() if k != "class" and not (lenient and v == "")}
-    classes: set[str] = set()
-    for item in raw_classes:
-        for name in item.split(","):
-            name = name.strip().upper()
-            if not name and lenient:
-                continue
-            if name not in CLASSES:
-                raise BadRequest(f"unknown event class {name[:20]!r} (known: "
-                                 f"{', '.join(CLASSES)})")
-            classes.add(name)
-    lo = _int(values, "severity_min", MIN_SEVERITY, MIN_SEVERITY, MAX_SEVERITY)
-    hi = _int(values, "severity_max", MAX_SEVERITY, MIN_SEVERITY, MAX_SEVERITY)
-    if lo > hi and lenient:  # the API answers such a range with no events
-        raise BadRequest(f"severity_min {lo} is above severity_max {hi}")
-    return EventFilter(
-        classes=frozenset(classes), severity_min=lo, severity_max=hi,
-        peer=_text(values, "peer", 64), user=_text(values, "user", 64),
-        group=_text(values, "group", 64), since=_time(values, "since"),
-        until=_time(values, "until"), text=_text(values, "text", 200),
-        after_seq=_int(values, "after_seq", 0, 0, 2**62),
-        before_seq=_int(values, "before_seq", 0, 0, 2**62) or None,
-        limit=_int(values, "limit", 500, 1, MAX_LIMIT))
-
-
-def _int(values: Mapping[str, str], key: str, default: int, lo: int, hi: int) -> int:
-    if key not in values:
-        return default
-    text = values[key].strip(" \t")  # str.strip() would also take U+0085 and the like
-    if not text.isascii() or not text.lstrip("+").isdigit():
-        raise BadRequest(f"{key} must be an integer")
-    n = int(text)
-    if not lo <= n <= hi:
-        raise BadRequest(f"{key} must be between {lo} and {hi}")
-    return n
-
-
-def _text(values: Mapping[str, str], key: str, max_len: int) -> str:
-    text = values.get(key, "")
-    if len(text) > max_len:
-        raise BadRequest(f"{key} is longer than {max_len} characters")
-    if any(ord(c) < 32 for c in text):
-        raise BadRequest(f"{key} has control characters")
-    return text
-
-
-def _time(values: Mapping[str, str], key: str) -> float | None:
-    if key not in values:
-        return None
-    try:
-        t = datetime.fromisoformat(values[key].strip())
-        return (t if t.tzinfo else t.astimezone()).timestamp()
-    except (ValueError, OverflowError, OSError):
-        raise BadRequest(f"{key} must be an ISO 8601 date and time,"
-                         " e.g. 2024-05-01T12:00:00+02:00") from None

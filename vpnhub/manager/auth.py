@@ -85,7 +85,9 @@ class AdminAuth:
     def __init__(self, users: Iterable[AdminUserConfig], *, lockout: LoginThrottle | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._hashes: dict[str, PasswordHash | None] = {}
+        self.roles: dict[str, str] = {}
         for u in users:
+            self.roles[u.name] = u.role
             try:
                 self._hashes[u.name] = parse_password_hash(u.password_hash.reveal_str())
             except PasswordHashError:  # the configuration checks them; never let one in by accident
@@ -100,6 +102,10 @@ class AdminAuth:
         self._key = secrets.token_bytes(32)
         self.logins_ok = 0
         self.logins_failed = 0
+
+    def is_admin(self, user: str) -> bool:
+        """Whether `user` may change things (role "admin"); "monitor" only reads."""
+        return self.roles.get(user) == "admin"
 
     # -- passwords
     async def check(self, user: str, password: str, source: str) -> AuthResult:

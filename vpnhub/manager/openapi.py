@@ -13,7 +13,7 @@ from typing import Any
 
 from vpnhub import __version__
 from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY
-from vpnhub.manager import export, paging
+from vpnhub.manager import export, logsave, paging
 
 SESSION_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$",
               "description": "The IKE SA's cookies (initiator then responder), in hex."}
@@ -44,14 +44,21 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Bad request (the message says what)", 401: "Not logged in",
-            403: "CSRF token missing or wrong (cookie sessions only)", 404: "No such session",
+            403: "CSRF token missing or wrong (cookie sessions only), or the account's role"
+                 " (monitor) may not do this", 404: "No such session (or event class)",
             409: "The session has no assigned address yet",
             429: "Too many exports at once (Retry-After says when to try again)"}
     return {str(c): {"description": text[c], "content": {"application/json": {
         "schema": _ref("Error")}}} for c in codes}
 
 
+LEVEL = {"type": "integer", "minimum": 0, "maximum": MAX_SEVERITY,
+         "description": "Events of severity 1 to this (0: none)."}
+
+
 def _schemas() -> dict[str, Any]:
+    cursor = {**_obj({"before_seq": INT, "after_seq": INT,
+                      "order": {"type": "string", "enum": ["oldest"]}}), "nullable": True}
     summary_keys = ["active_lan_to_lan", "active_remote_access", "active_management",
                     "active", "total_active", "peak", "concurrent_limit", "cumulative"]
     ike = _obj({
@@ -129,17 +136,56 @@ def _schemas() -> dict[str, Any]:
                          ["summary", "sessions", "total", "limit", "sort", "order",
                           "next_cursor", "lan_to_lan"]),
         "Event": event,
-        "Events": _obj({"count": INT, "events": {"type": "array", "items": _ref("Event")}},
-                       ["count", "events"]),
+        "Events": _obj({"count": INT, "events": {"type": "array", "items": _ref("Event")},
+                        "cursors": _obj({
+                            "previous": {**cursor, "description": "Parameters to add to"
+                                         " the same filter for the page before (older);"
+                                         " null: this is the first page."},
+                            "next": {**cursor, "description": "Parameters for the page"
+                                     " after (newer); null: this is the last page."}},
+                            ["previous", "next"])},
+                       ["count", "events", "cursors"]),
+        "EventClass": _obj({"class": {"type": "string", "enum": list(CLASSES)},
+                            "console_severity": LEVEL, "keep_severity": LEVEL,
+                            "set_at_run_time": BOOL, "covers": STR, "changed": BOOL},
+                           ["class", "console_severity", "keep_severity",
+                            "set_at_run_time"]),
         "NatTransparency": natt,
         "Warning": _obj({"kind": STR, "text": STR, "fix": STR}, ["kind", "text", "fix"]),
         "Ping": _obj({"address": STR, "source": {"type": "string", "nullable": True},
                       "sent": INT, "received": INT, "alive": BOOL,
                       "rtt_avg_ms": {"type": "number", "nullable": True}, "output": STR},
                      ["address", "sent", "received", "alive"]),
+        "StatusHistory": _status_history(),
         "Token": _obj({"token": STR, "token_type": {"type": "string", "enum": ["Bearer"]},
                        "user": STR, "idle_timeout": INT}, ["token", "token_type", "user"]),
     }
+
+
+def _status_history() -> dict[str, Any]:
+    """vpnhub.manager.statushistory.StatusRing.history (issue 15)."""
+    def series(kind: str, description: str) -> dict[str, Any]:
+        return {"type": "array", "items": {"type": kind, "nullable": True},
+                "description": description}
+
+    return _obj({
+        "interval": {"type": "number", "description": "Seconds between two samples."},
+        "keep": {**INT, "description": "Samples kept (an hour)."},
+        "samples": {**INT, "description": "Samples taken since start (the ETag)."},
+        "times": {"type": "array", "items": {"type": "number"},
+                  "description": "Each sample's time, Unix seconds, oldest first."},
+        "sessions": series("integer", "Sessions with an IPsec SA (vpnhub_sessions)."),
+        "half_open": series("integer", "Half-open IKE SAs (vpnhub_ike_half_open)."),
+        "rx_bps": series("number", "Inner bits per second received through IPsec SAs."),
+        "tx_bps": series("number", "Inner bits per second sent through IPsec SAs."),
+        "handshakes_per_s": series("number", "Phase 1 handshakes completed per second."),
+        "handshake_failures_per_s": series("number", "Phase 1 handshakes failed per second."),
+        "drops": {"type": "object", "additionalProperties": series(
+            "integer", "Drops in each interval (the first sample's: since start, until"
+            " the hour is full)."), "description": "By \"layer/reason\""
+            " (vpnhub_drops_total), only reasons with a drop in the hour."},
+    }, ["interval", "keep", "samples", "times", "sessions", "half_open", "rx_bps", "tx_bps",
+        "handshakes_per_s", "handshake_failures_per_s", "drops"])
 
 
 def _q(name: str, schema: dict[str, Any], description: str, **more: Any) -> dict[str, Any]:
@@ -210,7 +256,21 @@ def _filter_params() -> list[dict[str, Any]]:
           "Only events numbered below this (paging back); 0: no bound."),
         q("limit", {"type": "integer", "minimum": 1, "maximum": 5000, "default": 500},
           "At most this many (the newest matches, oldest first)."),
+        q("order", {"type": "string", "enum": ["newest", "oldest"], "default": "newest"},
+          "newest: the newest `limit` matches (the last page; before_seq pages back);"
+          " oldest: the oldest `limit` matches (the first page; after_seq pages forward)."
+          " Keyset paging on the sequence number."),
     ]
+
+
+def _save_params() -> list[dict[str, Any]]:
+    """GET /events/save (vpnhub/manager/logsave.py): the filter without limit and order
+    (refused: it is every matching record), and the format."""
+    return [_q("format", {"type": "string", "enum": list(logsave.FORMATS),
+                          "default": logsave.DEFAULT_FORMAT},
+               "text: the VPN 3000's log lines (text/plain); csv: a header line then the"
+               f" columns {', '.join(logsave.COLUMNS)} (text/csv)."),
+            *(p for p in _filter_params() if p["name"] not in ("limit", "order"))]
 
 
 def spec() -> dict[str, Any]:
@@ -279,6 +339,44 @@ def spec() -> dict[str, Any]:
             "responses": {"200": {"description": "text/event-stream", "content": {
                 "text/event-stream": {"schema": {"type": "string"}}}},
                 **_errors(400, 401)}}},
+        "/events/save": {"get": {
+            "operationId": "saveEvents", "tags": ["events"], "parameters": _save_params(),
+            "summary": "Save Log: every event of the filtered range, up to the newest at the"
+                       " start, as a download (streamed in chunks). At most 2 at once.",
+            "responses": {"200": {
+                "description": "The events, oldest first (attachment)",
+                "headers": {"Content-Disposition": {
+                    "description": 'attachment; filename="vpnhub-events-<UTC time>.<txt|csv>"',
+                    "schema": STR}},
+                "content": {t: {"schema": STR} for t, _ in logsave.FORMATS.values()}},
+                **_errors(400, 401, 429)}}},
+        "/events/clear": {"post": {
+            "operationId": "clearEvents", "tags": ["events"],
+            "summary": "Clear Log (role admin): delete every event; the one left says who"
+                       " cleared the log, from where, and how many went.",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": _obj({"confirm": {"type": "boolean", "enum": [True]}},
+                               ["confirm"])}}},
+            "responses": {"200": _json(_obj({"cleared": BOOL, "record": _ref("Event")},
+                                            ["cleared", "record"]), "Cleared"),
+                          **_errors(400, 401, 403)}}},
+        "/events/classes": {"get": {
+            "operationId": "getEventClasses", "tags": ["events"],
+            "summary": "Each event class's console (shown) and keep (stored) severities.",
+            "responses": {"200": _json(_obj({"classes": {"type": "array",
+                                                         "items": _ref("EventClass")}},
+                                            ["classes"]), "Classes"), **_errors(401)}}},
+        "/events/classes/{name}": {"put": {
+            "operationId": "setEventClass", "tags": ["events"],
+            "parameters": [{"name": "name", "in": "path", "required": True,
+                            "schema": {"type": "string", "enum": list(CLASSES)}}],
+            "summary": "Change a class's severities (role admin) from the next event on;"
+                       " logged, and kept across restarts over the configuration's.",
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": _obj({"console_severity": LEVEL, "keep_severity": LEVEL},
+                               ["console_severity", "keep_severity"])}}},
+            "responses": {"200": _json(_ref("EventClass"), "Applied"),
+                          **_errors(400, 401, 403, 404)}}},
         "/nat-transparency": {
             "get": {"operationId": "getNatTransparency", "tags": ["settings"],
                     "summary": "NAT Transparency settings.",
@@ -296,6 +394,17 @@ def spec() -> dict[str, Any]:
             "responses": {"200": _json(_obj({"warnings": {"type": "array",
                                                           "items": _ref("Warning")}},
                                             ["warnings"]), "Warnings"), **_errors(401)}}},
+        "/status/history": {"get": {
+            "operationId": "getStatusHistory", "tags": ["status"],
+            "summary": "The Status page's last hour: the /metrics counters sampled every 10 s.",
+            "description": "Gauges as sampled, counters as rates between consecutive"
+            " samples (the first is null). The ETag is the number of samples taken: with"
+            " If-None-Match the answer is 304 until the next sample.",
+            "parameters": [{"name": "If-None-Match", "in": "header", "required": False,
+                            "schema": STR, "description": "The ETag of the last answer."}],
+            "responses": {"200": _json(_ref("StatusHistory"), "The samples, oldest first"),
+                          "304": {"description": "No sample since the ETag given"},
+                          **_errors(401)}}},
     }
     return {
         "openapi": "3.0.3",

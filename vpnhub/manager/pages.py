@@ -14,10 +14,11 @@ import html
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode
 
 from vpnhub.eventlog import CLASSES, MAX_SEVERITY, SEVERITY_MEANING, EventFilter, Record
+from vpnhub.manager import human
 from vpnhub.manager.view import PingResult, Warning_
 
 MANAGER = "vpnhub Manager"
@@ -27,13 +28,39 @@ def h(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def duration(seconds: float) -> str:
-    s = max(0, int(seconds))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
 def stamp(t: float) -> str:
     return time.strftime("%b %d %H:%M:%S", time.localtime(t))
+
+
+class Shown(NamedTuple):
+    """A readable value and the exact one, shown on hover (vpnhub.manager.human)."""
+
+    text: str
+    exact: str
+
+
+def shown(value: Shown, cls: str = "") -> str:
+    """`value` as HTML: the readable text, the exact value in its title."""
+    c = f' class="{cls}"' if cls else ""
+    return f'<span{c} title="{h(value.exact)}">{h(value.text)}</span>'
+
+
+def sized(n: object) -> Shown:
+    """Bytes: "1.2 MiB", exactly "1,258,291 bytes"."""
+    v = int(n) if isinstance(n, int | float | str) else 0
+    return Shown(human.size(v), human.exact_bytes(v))
+
+
+def lasted(seconds: object) -> Shown:
+    """A duration: "1 d 2 h 3 min", exactly "93784 s"."""
+    v = float(seconds) if isinstance(seconds, int | float) else 0.0
+    return Shown(human.duration(v), human.exact_seconds(v))
+
+
+def counted(n: object) -> Shown:
+    """A count: "1,234,567", exactly "1234567"."""
+    v = int(n) if isinstance(n, int | float) else 0
+    return Shown(human.count(v), str(v))
 
 
 def layout(title: str, body: str, *, user: str = "", csrf: str = "", public: str = "",
@@ -42,8 +69,9 @@ def layout(title: str, body: str, *, user: str = "", csrf: str = "", public: str
     if user:
         links = [("sessions", "/sessions", "Sessions"),
                  ("events", "/events", "Filterable Event Log"),
+                 ("classes", "/config/events/classes", "Event Classes"),
                  ("natt", "/settings/nat-transparency", "NAT Transparency"),
-                 ("metrics", "/metrics", "Metrics")]
+                 ("status", "/status", "Status")]
         items = "".join(
             f'<a href="{href}"{" class=active" if key == active else ""}>{h(label)}</a>'
             for key, href, label in links)
@@ -96,8 +124,9 @@ def _table(caption_id: str, caption: str, head: Sequence[str], rows: Sequence[st
            empty: str) -> str:
     th = "".join(f"<th>{x}</th>" for x in head)
     body = "".join(rows) or f'<tr class="empty"><td colspan="{len(head)}">{h(empty)}</td></tr>'
-    return (f'<h2 id="{caption_id}">{h(caption)}</h2><table class="grid" id="{caption_id}-table">'
-            f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>")
+    return (f'<h2 id="{caption_id}">{h(caption)}</h2><div class="scroll">'
+            f'<table class="grid" id="{caption_id}-table">'
+            f"<thead><tr>{th}</tr></thead><tbody>{body}</tbody></table></div>")
 
 
 def summary_table(s: dict[str, int]) -> str:
@@ -108,15 +137,24 @@ def summary_table(s: dict[str, int]) -> str:
             ("concurrent_limit", "Concurrent Sessions Limit"),
             ("cumulative", "Total Cumulative Sessions")]
     head = "".join(f"<th>{h(label)}</th>" for _, label in cols)
-    row = "".join(f'<td data-field="{k}">{h(s.get(k, 0))}</td>' for k, _ in cols)
-    return (f'<h2 id="summary">Session Summary</h2><table class="grid" id="summary-table">'
-            f"<thead><tr>{head}</tr></thead><tbody><tr>{row}</tr></tbody></table>")
+    row = "".join(f'<td data-field="{k}">{shown(counted(s.get(k, 0)))}</td>' for k, _ in cols)
+    return (f'<h2 id="summary">Session Summary</h2><div class="scroll">'
+            f'<table class="grid" id="summary-table">'
+            f"<thead><tr>{head}</tr></thead><tbody><tr>{row}</tr></tbody></table></div>")
 
 
-def _action(url: str, label: str, csrf: str, cls: str) -> str:
-    return (f'<form method="post" action="{h(url)}" class="inline">'
+def _action(url: str, label: str, csrf: str, cls: str, question: str = "") -> str:
+    """A button posting to `url`; manager.js asks `question` first, shows it busy while
+    the request runs, and the result page or line says how it went (issue 15)."""
+    ask = f' data-confirm="{h(question)}"' if question else ""
+    return (f'<form method="post" action="{h(url)}" class="inline" data-action="{cls}"{ask}>'
             f'<input type="hidden" name="csrf" value="{h(csrf)}">'
             f'<button type="submit" class="{cls}">{h(label)}</button></form>')
+
+
+def _ask_logout(d: dict[str, Any]) -> str:
+    name = d.get("user") or d.get("lan_to_lan", "")
+    return f"Log out {name} ({d['public_ip']}:{d['public_port']})? The tunnel closes."
 
 
 def remote_row(d: dict[str, Any], csrf: str, now: float) -> str:
@@ -130,18 +168,18 @@ def remote_row(d: dict[str, Any], csrf: str, now: float) -> str:
         h(d["group"]),
         f'<span class="protocol">{h(d["protocol"])}</span><br>{h(d["encryption"])}'
         f'<br><span class="auth">{h(d.get("auth", "psk"))}</span>',
-        f"{h(stamp(login))}<br>{h(duration(d['duration']))}",
+        f"{h(stamp(login))}<br>{shown(lasted(d['duration']), 'duration')}",
         h(d["client"] or "-"),
-        f'<span class="bytes-tx">{h(d["bytes_tx"])}</span><br>'
-        f'<span class="bytes-rx">{h(d["bytes_rx"])}</span>',
-        _action(f"/sessions/{sid}/logout", "Logout", csrf, "logout")
+        f'{shown(sized(d["bytes_tx"]), "bytes-tx")}<br>'
+        f'{shown(sized(d["bytes_rx"]), "bytes-rx")}',
+        _action(f"/sessions/{sid}/logout", "Logout", csrf, "logout", _ask_logout(d))
         + _action(f"/sessions/{sid}/ping", "Ping", csrf, "ping"),
     ]
     row = (f'<tr data-session="{h(sid)}" data-user="{h(d["user"])}">'
            + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     if d.get("diagnosis"):
         row += (f'<tr class="diagnosis" data-user="{h(d["user"])}"><td colspan="8">'
-                f'{h(d["diagnosis"])}</td></tr>')
+                f'<span class="said">{h(d["diagnosis"])}</span></td></tr>')
     return row
 
 
@@ -152,10 +190,10 @@ def site_row(d: dict[str, Any], csrf: str) -> str:
         f'<span class="public" data-ip="{h(d["public_ip"])}" data-port="{h(d["public_port"])}">'
         f'{h(d["public_ip"])}:{h(d["public_port"])}</span>',
         f'<span class="protocol">{h(d["protocol"])}</span>', h(d["encryption"]),
-        h(d["login_time"].replace("T", " ")[:19]), h(duration(d["duration"])),
-        f'<span class="bytes-tx">{h(d["bytes_tx"])}</span>',
-        f'<span class="bytes-rx">{h(d["bytes_rx"])}</span>',
-        _action(f"/sessions/{sid}/logout", "Logout", csrf, "logout"),
+        h(d["login_time"].replace("T", " ")[:19]), shown(lasted(d["duration"]), "duration"),
+        shown(sized(d["bytes_tx"]), "bytes-tx"),
+        shown(sized(d["bytes_rx"]), "bytes-rx"),
+        _action(f"/sessions/{sid}/logout", "Logout", csrf, "logout", _ask_logout(d)),
     ]
     return (f'<tr data-session="{h(sid)}" data-site="{h(d.get("lan_to_lan", ""))}">'
             + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -208,37 +246,93 @@ def sessions_filters(query: dict[str, str], sorts: Iterable[str],
 def sessions_live(summary: dict[str, int], sessions: Sequence[dict[str, Any]],
                   sites: Sequence[dict[str, Any]],
                   management: Sequence[tuple[str, str, str, float]], csrf: str,
-                  warnings: Sequence[Warning_], nav: str = "") -> str:
+                  warnings: Sequence[Warning_], nav: str = "",
+                  empty_remote: str = "No sessions: no client is connected.",
+                  empty_sites: str = "No LAN-to-LAN sessions: no tunnel is up.") -> str:
     now = time.time()
     remote = [remote_row(d, csrf, now) for d in sessions]
     l2l = [site_row(d, csrf) for d in sites]
     mgmt = [f'<tr><td>{h(u)}</td><td>{h(src)}</td><td>{h(proto)}</td>'
-            f"<td>{h(stamp(t))}<br>{h(duration(now - t))}</td></tr>"
+            f"<td>{h(stamp(t))}<br>{shown(lasted(now - t), 'duration')}</td></tr>"
             for u, src, proto, t in management]
     return (
         f'<div class="live-banners">{banners(warnings)}</div>' + summary_table(summary)
         + _table("lan-to-lan", "LAN-to-LAN Sessions",
                  ["Connection Name", "IP Address", "Protocol", "Encryption",
                   "Login Time", "Duration", "Bytes Tx", "Bytes Rx", "Actions"], l2l,
-                 "No LAN-to-LAN Sessions")
+                 empty_sites)
         + _table("remote-access", "Remote Access Sessions",
                  ["Username", "Assigned IP Address<br>Public IP Address", "Group",
                   "Protocol<br>Encryption<br>Authentication", "Login Time<br>Duration",
                   "Client Type<br>Version", "Bytes Tx<br>Bytes Rx", "Actions"], remote,
-                 "No Remote Access Sessions")
+                 empty_remote)
         + nav
         + _table("management", "Management Sessions",
                  ["Administrator", "IP Address", "Protocol", "Login Time<br>Duration"], mgmt,
-                 "No Management Sessions"))
+                 "No management sessions: nobody is logged in to the web console (API"
+                 " tokens and HTTP Basic are not listed)."))
 
 
-def sessions_page(live: str, query: dict[str, str], filters: str, error: str = "") -> str:
+def empty_remote(query: dict[str, str], total: int, cursor: bool) -> str:
+    """Why the Remote Access Sessions table is empty (issue 15): nobody is connected,
+    the filter matches nobody, or the page is past the end."""
+    filters = {k: v for k, v in query.items()
+               if k not in ("cursor", "limit", "sort", "order", "partial")}
+    if filters:
+        said = ", ".join(f"{k.replace('_', ' ')} {v!r}" for k, v in sorted(filters.items()))
+        return (f"No sessions match the filter ({said}); Reset shows every session"
+                f" ({total} connected).")
+    if cursor and total:
+        return f"No sessions on this page: the list changed ({total} connected); go back."
+    return "No sessions: no client is connected."
+
+
+def empty_sites(configured: int) -> str:
+    """Why the LAN-to-LAN table is empty."""
+    if not configured:
+        return "No LAN-to-LAN sessions: none is configured ([[lan_to_lan]])."
+    return f"No LAN-to-LAN sessions: none of the {configured} configured tunnel(s) is up."
+
+
+
+def sessions_page(live: str, query: dict[str, str], filters: str, error: str = "",
+                  notice: tuple[bool, str] | None = None) -> str:
     """The live region refreshes this very page of sessions (same filters and cursor)."""
     url = "/sessions?" + urlencode({"partial": "1", **query})
     problem = f'<div class="banner error">{h(error)}</div>' if error else ""
-    return ('<h1>Administration | Sessions</h1><p class="hint">This page refreshes every'
-            f" 3 seconds.</p>{filters}{export_links(query)}{problem}"
+    return ("<h1>Administration | Sessions</h1>" + action_result(notice) + refresh_line(3)
+            + f"{filters}{export_links(query)}{problem}"
             f'<div id="live" data-live="{h(url)}" data-interval="3000">{live}</div>')
+
+
+def refresh_line(seconds: int) -> str:
+    """Where the script says when the page was last updated, or since when it was not
+    (manager.js; without the script it stays this sentence)."""
+    return (f'<p class="refresh-state" id="refresh-state" role="status">This page refreshes'
+            f" every {seconds} seconds.</p>")
+
+
+def action_result(notice: tuple[bool, str] | None) -> str:
+    """The result of the last Logout (shown once)."""
+    if notice is None:
+        return ""
+    ok, text = notice
+    return (f'<p class="action-result {"ok" if ok else "error"}" role="status"'
+            f' data-ok="{_yes(ok)}">{h(text)}</p>')
+
+
+def logout_confirm_page(d: dict[str, Any], csrf: str) -> str:
+    """Logout asked before it is done, for a browser without the script (issue 15)."""
+    sid, name = d["id"], d["user"] or d.get("lan_to_lan", "")
+    return (f'<h1>Log out {h(name)}?</h1><p id="logout-question">The session of {h(name)}'
+            f" (group {h(d['group'])}, {h(d.get('assigned_ip') or '-')}, from"
+            f" {h(d['public_ip'])}:{h(d['public_port'])}) will be ended: the client is sent a"
+            " DELETE and its tunnel closes.</p>"
+            f'<form method="post" action="/sessions/{h(sid)}/logout" class="inline">'
+            f'<input type="hidden" name="csrf" value="{h(csrf)}">'
+            '<input type="hidden" name="confirm" value="1">'
+            '<button type="submit" class="logout" id="logout-confirm">Log out</button></form>'
+            ' <a href="/sessions" id="logout-cancel">Cancel</a>')
 
 
 def export_links(query: dict[str, str]) -> str:
@@ -258,7 +352,8 @@ def export_links(query: dict[str, str]) -> str:
 # ----------------------------------------------------------------------------- detail
 def _kv(title: str, pairs: Sequence[tuple[str, str, object]], cls: str = "") -> str:
     """A two-column-pairs table like the VPN 3000's session detail."""
-    cells = [f'<th>{h(label)}</th><td data-field="{h(key)}">{h(value)}</td>'
+    cells = [f'<th>{h(label)}</th><td data-field="{h(key)}">'
+             f'{shown(value) if isinstance(value, Shown) else h(value)}</td>'
              for key, label, value in pairs]
     rows = "".join("<tr>" + "".join(cells[i:i + 2]) + "</tr>" for i in range(0, len(cells), 2))
     return (f'<table class="kv {cls}"><caption>{h(title)}</caption><tbody>{rows}</tbody>'
@@ -267,6 +362,11 @@ def _kv(title: str, pairs: Sequence[tuple[str, str, object]], cls: str = "") -> 
 
 def _yes(flag: object) -> str:
     return "yes" if flag else "no"
+
+
+def _interval(seconds: object) -> Shown | str:
+    """A rekey interval: 86400 -> "1 day" (exactly "86400 s"); "-" when unknown."""
+    return lasted(seconds) if isinstance(seconds, int | float) else "-"
 
 
 def detail_live(d: dict[str, Any], chart: str) -> str:
@@ -282,13 +382,14 @@ def detail_live(d: dict[str, Any], chart: str) -> str:
         ("authentication", "Authentication Mode", ike.get("authentication", "-")),
         ("certificate", "Peer Certificate", ike.get("certificate") or "-"),
         ("mode", "IKE Negotiation Mode", ike.get("mode", "-")),
-        ("rekey_interval", "Rekey Time Interval", f"{ike.get('rekey_interval', '-')} seconds"),
+        ("rekey_interval", "Rekey Time Interval", _interval(ike.get("rekey_interval"))),
         ("peer", "Peer (public)", f"{d['public_ip']}:{d['public_port']}"),
         ("local_behind_nat", "NAT detected: concentrator behind NAT",
          _yes(ike.get("local_behind_nat"))),
         ("peer_behind_nat", "NAT detected: client behind NAT", _yes(ike.get("peer_behind_nat"))),
         ("nat_keepalives", "NAT keepalives rx / tx",
-         f"{d.get('nat_keepalives_rx', 0)} / {d.get('nat_keepalives_tx', 0)}"),
+         f"{human.count(d.get('nat_keepalives_rx', 0))} /"
+         f" {human.count(d.get('nat_keepalives_tx', 0))}"),
         ("client", "Client Type / Version", d.get("client") or "-"),
     ], "ike"))
     for n, sa in enumerate(d.get("ipsec", []), start=2):
@@ -301,23 +402,23 @@ def detail_live(d: dict[str, Any], chart: str) -> str:
             ("local_network", "Local Network", sa.get("local_network", "-")),
             ("encryption", "Encryption Algorithm", sa.get("encryption", "-")),
             ("hashing", "Hashing Algorithm", sa.get("hashing", "-")),
-            ("idle", "Idle Time", duration(sa.get("idle_seconds", 0))),
+            ("idle", "Idle Time", lasted(sa.get("idle_seconds", 0))),
             ("encapsulation", "Encapsulation Mode", sa.get("encapsulation", "-")),
             ("pfs", "Perfect Forward Secrecy", sa.get("pfs", "-")),
             ("spis", "SPI in / out", f"{sa.get('spi_in')} / {sa.get('spi_out')}"),
             ("udp_src_port", "UDP Source Port", sa.get("udp_src_port", 0)),
             ("udp_dst_port", "UDP Destination Port", sa.get("udp_dst_port", 0)),
-            ("rekey_interval", "Rekey Time Interval", f"{sa.get('rekey_interval')} seconds"),
+            ("rekey_interval", "Rekey Time Interval", _interval(sa.get("rekey_interval"))),
             ("packets", "Packets Received / Transmitted",
-             f"{sa.get('packets_rx', 0)} / {sa.get('packets_tx', 0)}"),
-            ("bytes_rx", "Bytes Received", sa.get("bytes_rx", 0)),
-            ("bytes_tx", "Bytes Transmitted", sa.get("bytes_tx", 0)),
+             f"{human.count(sa.get('packets_rx', 0))} / {human.count(sa.get('packets_tx', 0))}"),
+            ("bytes_rx", "Bytes Received", sized(sa.get("bytes_rx", 0))),
+            ("bytes_tx", "Bytes Transmitted", sized(sa.get("bytes_tx", 0))),
         ], "ipsec"))
     parts.append(_kv("Counters", [
-        ("decrypt_failures", "Decrypt failures", d.get("decrypt_failures", 0)),
-        ("replays", "Replayed packets", d.get("replays", 0)),
-        ("bytes_rx_total", "Bytes Rx (session)", d.get("bytes_rx", 0)),
-        ("bytes_tx_total", "Bytes Tx (session)", d.get("bytes_tx", 0)),
+        ("decrypt_failures", "Decrypt failures", counted(d.get("decrypt_failures", 0))),
+        ("replays", "Replayed packets", counted(d.get("replays", 0))),
+        ("bytes_rx_total", "Bytes Rx (session)", sized(d.get("bytes_rx", 0))),
+        ("bytes_tx_total", "Bytes Tx (session)", sized(d.get("bytes_tx", 0))),
     ], "counters"))
     parts.append(f'<h2>Throughput, last minutes</h2><div class="chart">{chart}</div>')
     return "".join(parts)
@@ -325,11 +426,11 @@ def detail_live(d: dict[str, Any], chart: str) -> str:
 
 def detail_page(d: dict[str, Any], live: str, csrf: str) -> str:
     sid = d["id"]
-    actions = (_action(f"/sessions/{sid}/logout", "Logout", csrf, "logout")
+    actions = (_action(f"/sessions/{sid}/logout", "Logout", csrf, "logout", _ask_logout(d))
                + _action(f"/sessions/{sid}/ping", "Ping", csrf, "ping"))
     return (f'<p><a href="/sessions">&larr; Sessions</a></p>'
             f'<h1>Session of <span class="user">{h(d["user"] or d.get("lan_to_lan", ""))}'
-            "</span></h1>"
+            f"</span></h1>{refresh_line(3)}"
             f'<p class="meta">group {h(d["group"])}, assigned {h(d.get("assigned_ip") or "-")},'
             f" protocol {h(d['protocol'])} {actions}</p>"
             f'<div id="live" data-live="/sessions/{h(sid)}?partial=1" data-interval="3000">'
@@ -358,8 +459,10 @@ def throughput_svg(points: Sequence[tuple[float, float, float]], width: int = 64
     """Transmit and receive rates as two polylines; inline SVG, no script."""
     pad_l, pad_b, pad_t = 64, 22, 10
     w, hgt = width - pad_l - 8, height - pad_b - pad_t
+    # the viewBox lets CSS shrink the chart to a narrow screen's width, drawing and all
+    box = f' viewBox="0 0 {width} {height}"'
     if len(points) < 2:
-        return (f'<svg class="chart" width="{width}" height="{height}" role="img"'
+        return (f'<svg class="chart" width="{width}" height="{height}"{box} role="img"'
                 ' aria-label="throughput"><text x="10" y="40" fill="#555">Collecting'
                 " samples (one every 10 s)...</text></svg>")
     t0, t1 = points[0][0], points[-1][0]
@@ -371,14 +474,15 @@ def throughput_svg(points: Sequence[tuple[float, float, float]], width: int = 64
                         f"{pad_t + hgt - p[idx] / top * hgt:.1f}" for p in points)
 
     return (
-        f'<svg class="chart" width="{width}" height="{height}" role="img"'
+        f'<svg class="chart" width="{width}" height="{height}"{box} role="img"'
         ' aria-label="throughput in bytes per second">'
         f'<rect x="{pad_l}" y="{pad_t}" width="{w}" height="{hgt}" fill="#f7f9fc"'
         ' stroke="#b8c4d6"/>'
-        f'<text x="4" y="{pad_t + 10}" font-size="11" fill="#333">{h(_rate(top))}</text>'
+        f'<text x="4" y="{pad_t + 10}" font-size="11" fill="#333">{h(human.byte_rate(top))}'
+        "</text>"
         f'<text x="4" y="{pad_t + hgt}" font-size="11" fill="#333">0</text>'
         f'<text x="{pad_l}" y="{height - 6}" font-size="11" fill="#333">'
-        f"-{h(duration(span))}</text>"
+        f"-{h(human.duration(span))}</text>"
         f'<text x="{width - 40}" y="{height - 6}" font-size="11" fill="#333">now</text>'
         f'<polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="{line(1)}"/>'
         f'<polyline fill="none" stroke="#c0392b" stroke-width="2" points="{line(2)}"/>'
@@ -387,16 +491,9 @@ def throughput_svg(points: Sequence[tuple[float, float, float]], width: int = 64
         "</svg>")
 
 
-def _rate(bps: float) -> str:
-    for unit, div in (("MB/s", 1e6), ("kB/s", 1e3)):
-        if bps >= div:
-            return f"{bps / div:.1f} {unit}"
-    return f"{bps:.0f} B/s"
-
-
 # ----------------------------------------------------------------------------- event log
 def events_page(f: EventFilter, records: Sequence[Record], query: dict[str, str | list[str]],
-                error: str = "") -> str:
+                error: str = "", nav: str = "") -> str:
     boxes = "".join(
         f'<label class="cls" title="{h(desc)}"><input type="checkbox" name="class"'
         f' value="{h(name)}"{" checked" if name in f.classes else ""}> {h(name)}</label>'
@@ -435,23 +532,27 @@ def events_page(f: EventFilter, records: Sequence[Record], query: dict[str, str 
     err = f'<p class="error" role="alert">{h(error)}</p>' if error else ""
     api_query = urlencode([(k, v) for k, vs in query.items()
                            for v in ([vs] if isinstance(vs, str) else vs)
-                           if k not in ("limit", "before_seq", "after_seq")])
-    rows = "".join(event_row(r) for r in records)
+                           if k not in ("limit", "before_seq", "after_seq", "order")])
+    rows = "".join(event_row(r) for r in records) or (
+        '<tr class="empty"><td colspan="9">No events match the filter: change it, or turn on'
+        " Live tail to see new ones as they are logged.</td></tr>")
     last = records[-1].seq if records else 0
     table = (
-        f'<p class="hint">{len(records)} event(s), oldest first.</p>'
+        f'<p class="hint">{shown(counted(len(records)))} event(s), oldest first.</p>{nav}'
+        '<div class="scroll">'
         f'<table class="grid events" id="events-table" data-stream="/api/v1/events/stream?'
         f'{h(api_query)}" data-last="{last}"><thead><tr><th>#</th><th>Time</th><th>Sev</th>'
         "<th>Class</th><th>RPT</th><th>Peer</th><th>Group</th><th>User</th><th>Text</th>"
-        f'</tr></thead><tbody id="events">{rows}</tbody></table>')
+        f'</tr></thead><tbody id="events">{rows}</tbody></table></div>')
     return "<h1>Monitoring | Filterable Event Log</h1>" + form + err + table
 
 
 def event_row(r: Record) -> str:
     t = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.time))
     return (f'<tr data-seq="{r.seq}" data-class="{h(r.cls)}" class="sev{r.severity}">'
-            f"<td>{r.seq}</td><td>{h(t)}</td><td>{r.severity}</td><td>{h(r.cls)}</td>"
-            f"<td>{r.repeat}</td><td>{h(r.peer)}</td><td>{h(r.group)}</td><td>{h(r.user)}</td>"
+            f'<td class="seq">{r.seq}</td><td>{h(t)}</td><td class="sev">{r.severity}</td>'
+            f'<td>{h(r.cls)}</td><td class="rpt">{r.repeat}</td><td>{h(r.peer)}</td>'
+            f"<td>{h(r.group)}</td><td>{h(r.user)}</td>"
             f'<td class="text">{"" if r.authenticated else "[unauthenticated] "}{h(r.text)}'
             "</td></tr>")
 
