@@ -174,3 +174,30 @@ def test_the_sa_waits_for_a_worker_that_is_at_it() -> None:
     assert job.result() == b.shared_secret(a.public)
     t.join()
     assert job.ran_on_worker  # computed once, by the worker
+
+
+def test_under_a_flood_g_xy_waits_for_message_3_and_nobody_computes_it_before() -> None:
+    """A flood of first messages (mostly spoofed: no message 3 ever): the jobs go to no
+    worker; an SA that comes back computes g^xy itself, the others never do."""
+    import os
+
+    lab = Lab()
+    jobs: list[SharedSecretJob] = []
+    lab.endpoint.dh_offload = jobs.append
+    c = lab.add_client(pat_ip=PAT)
+    c.sa.initiate(lab.now)
+    msg1 = c.sa.datagrams_to_send()[0].data
+    for i in range(300):  # 300 first messages within one second: a flood
+        lab.endpoint.receive(os.urandom(8) + msg1[8:], ("198.51.100.7", 20000 + i), 500,
+                             lab.now)
+    from vpnhub.ike.endpoint import FLOOD_RATE
+
+    # until the endpoint sees the flood (FLOOD_RATE first messages in a second, or a
+    # half-open cap reached) jobs go to the worker; after it, none
+    assert 0 < len(jobs) <= FLOOD_RATE
+    jobs.clear()
+    lab.clients.remove(c)
+    real = lab.add_client(pat_ip=PAT, local_ip="10.10.10.9")
+    real.sa.initiate(lab.now)
+    lab.run()
+    assert real.sa.established and real.children and not jobs

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from vpnhub.crypto.dh import DHKeyPair, dh_group
-from vpnhub.ike.dhjob import DhOffload
+from vpnhub.ike.dhjob import DhOffload, SharedSecretJob
 from vpnhub.ike.dhpool import DhPool
 from vpnhub.ike.dhreuse import DhReuse
 from vpnhub.ike.fragment import FragmentError, Reassembler, is_fragment
@@ -62,6 +62,10 @@ TIMEOUT_WINDOW = 10.0
 TIMEOUTS_PER_WINDOW = 8
 HalfOpenKey = tuple[bytes, Address]
 SHRINK_ABOVE = 1024  # tables smaller than this are not worth copying
+
+
+def _defer_only(job: SharedSecretJob) -> None:
+    """The offload of a flood: nobody runs the job; the SA does if it ever needs it."""
 
 
 class IkeEndpoint:
@@ -188,7 +192,12 @@ class IkeEndpoint:
         self._unverified_by_ip.setdefault(remote[0], OrderedDict())[key] = None
         sa.endpoint_marks.half_open_key = key
         sa.endpoint_marks.dh_pool = self.dh_pool
-        sa.endpoint_marks.dh_offload = self.dh_offload
+        # Under a flood of first messages most come from spoofed sources and never send
+        # message 3: defer g^xy but hand nobody the job, so only the SAs that come back
+        # pay for it (on first use of SKEYID_e, ike.dhjob) and the worker does not
+        # spend a core on the flood.
+        if self.dh_offload is not None:
+            sa.endpoint_marks.dh_offload = _defer_only if flood else self.dh_offload
         return sa
 
     def _key_pair(self, group: int, now: float, flood: bool) -> DHKeyPair:
