@@ -53,16 +53,7 @@ class IkeCipher:
                 f"{self.name}: key is {len(key)} bytes, expected {self.key_len}",
                 reason="bad_key_length",
             )
-        if len(iv) != self.block_size:
-            raise InvalidLength(
-                f"{self.name}: IV is {len(iv)} bytes, expected {self.block_size}",
-                reason="bad_iv_length",
-            )
-        if len(data) % self.block_size:
-            raise InvalidLength(
-                f"{self.name}: {len(data)} bytes is not a multiple of the block size"
-                f" {self.block_size}"
-            )
+        _check_blocks(self, iv, data)
         return Cipher(self._algorithm(key), modes.CBC(iv))
 
     def encrypt(self, key: bytes, iv: bytes, plaintext: bytes) -> bytes:
@@ -86,6 +77,20 @@ class IkeCipher:
         return KeyedCbc(self, self._algorithm(key))
 
 
+def _check_blocks(c: IkeCipher, iv: bytes, data: bytes) -> None:
+    """A whole IV and whole blocks (RFC 2409 5.3: IKE pads to the block size)."""
+    if len(iv) != c.block_size:
+        raise InvalidLength(
+            f"{c.name}: IV is {len(iv)} bytes, expected {c.block_size}",
+            reason="bad_iv_length",
+        )
+    if len(data) % c.block_size:
+        raise InvalidLength(
+            f"{c.name}: {len(data)} bytes is not a multiple of the block size"
+            f" {c.block_size}"
+        )
+
+
 class KeyedCbc:
     """CBC with one key, as `IkeCipher.encrypt`/`decrypt` with that key give.
 
@@ -106,28 +111,15 @@ class KeyedCbc:
         self._algorithm = algorithm
         self._ecb_decryptor = Cipher(algorithm, modes.ECB()).decryptor()
 
-    def _check(self, iv: bytes, data: bytes) -> None:
-        c = self.cipher
-        if len(iv) != c.block_size:
-            raise InvalidLength(
-                f"{c.name}: IV is {len(iv)} bytes, expected {c.block_size}",
-                reason="bad_iv_length",
-            )
-        if len(data) % c.block_size:
-            raise InvalidLength(
-                f"{c.name}: {len(data)} bytes is not a multiple of the block size"
-                f" {c.block_size}"
-            )
-
     def encrypt(self, iv: bytes, plaintext: bytes) -> bytes:
         """CBC-encrypt whole blocks; the last ciphertext block is the next IV."""
-        self._check(iv, plaintext)
+        _check_blocks(self.cipher, iv, plaintext)
         enc = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
         return enc.update(plaintext) + enc.finalize()
 
     def decrypt(self, iv: bytes, ciphertext: bytes) -> bytes:
         """CBC-decrypt whole blocks; InvalidLength ("bad_cipher_length") on a partial block."""
-        self._check(iv, ciphertext)
+        _check_blocks(self.cipher, iv, ciphertext)
         if not ciphertext:
             return b""
         # ECB keeps no state between calls on whole blocks: one context serves them all

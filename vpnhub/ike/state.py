@@ -19,6 +19,7 @@ import os
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import overload
 
 from vpnhub.crypto.cipher import IkeCipher, KeyedCbc
 from vpnhub.crypto.dh import DHKeyPair
@@ -258,6 +259,30 @@ class ChildSA:
     rekeyed: bool = False
 
 
+class _PendingKey:
+    """SKEYID_d, SKEYID_a, SKEYID_e or the phase 1 key: reading one while g^xy is
+    still on its way (`SaState.keys_pending`, ike.dhjob) derives all four first."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_" + name
+
+    @overload
+    def __get__(self, sa: None, owner: type) -> _PendingKey: ...
+    @overload
+    def __get__(self, sa: SaState, owner: type) -> bytes: ...
+
+    def __get__(self, sa: SaState | None, owner: type) -> bytes | _PendingKey:
+        if sa is None:
+            return self
+        if sa.keys_pending is not None:
+            sa._resolve_keys()
+        value: bytes = getattr(sa, self.slot)
+        return value
+
+    def __set__(self, sa: SaState, value: bytes) -> None:
+        setattr(sa, self.slot, value)
+
+
 def _digest(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()[:16]
 
@@ -376,45 +401,10 @@ class SaState:
         assert derive is not None
         self._skeyid_d, self._skeyid_a, self._skeyid_e, self._enc_key = derive()
 
-    @property
-    def skeyid_d(self) -> bytes:
-        if self.keys_pending is not None:
-            self._resolve_keys()
-        return self._skeyid_d
-
-    @skeyid_d.setter
-    def skeyid_d(self, value: bytes) -> None:
-        self._skeyid_d = value
-
-    @property
-    def skeyid_a(self) -> bytes:
-        if self.keys_pending is not None:
-            self._resolve_keys()
-        return self._skeyid_a
-
-    @skeyid_a.setter
-    def skeyid_a(self, value: bytes) -> None:
-        self._skeyid_a = value
-
-    @property
-    def skeyid_e(self) -> bytes:
-        if self.keys_pending is not None:
-            self._resolve_keys()
-        return self._skeyid_e
-
-    @skeyid_e.setter
-    def skeyid_e(self, value: bytes) -> None:
-        self._skeyid_e = value
-
-    @property
-    def enc_key(self) -> bytes:
-        if self.keys_pending is not None:
-            self._resolve_keys()
-        return self._enc_key
-
-    @enc_key.setter
-    def enc_key(self, value: bytes) -> None:
-        self._enc_key = value
+    skeyid_d = _PendingKey()
+    skeyid_a = _PendingKey()
+    skeyid_e = _PendingKey()
+    enc_key = _PendingKey()
 
     # ------------------------------------------------------------- outputs
     def datagrams_to_send(self) -> list[Datagram]:
