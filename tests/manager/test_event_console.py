@@ -248,7 +248,10 @@ def test_a_monitor_reads_but_changes_nothing(big: ManagerServer) -> None:
             ("PUT", "/api/v1/nat-transparency", b'{"ipsec_over_natt": false}'),
             ("POST", f"/api/v1/sessions/{sid}/logout", b""),
             ("PUT", "/api/v1/events/classes/IKE", b'{"console_severity": 1,'
-             b' "keep_severity": 1}')):
+             b' "keep_severity": 1}'),
+            # only a session's own ping route is open to a monitor, not any "/ping" path
+            ("PUT", "/api/v1/events/classes/ping", b'{"console_severity": 1}'),
+            ("POST", "/api/v1/logout/ping", b"")):
         r = big.request(method, path, body=body, headers=JSON, basic=monitor)
         assert r.status == 403 and "monitor" in r.json()["error"], (path, r.text)
     assert big.run(lambda: big.conc.natt_enabled) and big.log.levels("IKE") == (1, 9)

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import re
 import secrets
 import ssl
 import time
@@ -287,10 +288,13 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     return await handler(request)
 
 
+_MONITOR_PING = re.compile(rf"^(?:{re.escape(API)})?/sessions/[^/]+/ping$")
+
+
 def _monitor_may(path: str) -> bool:
     """The changes a monitor ([[admin.user]] role, issue 15) may make: log itself out,
-    ping a client."""
-    return path in ("/logout", f"{API}/logout") or path.endswith("/ping")
+    ping a client (a session's ping route exactly, nothing else that ends in /ping)."""
+    return path in ("/logout", f"{API}/logout") or _MONITOR_PING.match(path) is not None
 
 
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
