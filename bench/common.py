@@ -172,6 +172,11 @@ def median(values: Sequence[float]) -> float | None:
     return statistics.median(vals) if vals else None
 
 
+def summary(values: Sequence[float]) -> dict[str, float]:
+    """Median and range of several runs: what a results file reports."""
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def percentile(values: Sequence[float], p: float) -> float | None:
     """Nearest-rank percentile (p in 0..100) of values; None if empty."""
     vals = sorted(values)

@@ -52,7 +52,6 @@ import json
 import math
 import pstats
 import socket
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -61,6 +60,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "concentrator"))  # the core rig
 
+from common import summary  # noqa: E402
 from core_harness import CoreRig, Pc, established_rig  # noqa: E402
 
 from vpnhub.ike.driver import IkeDriver  # noqa: E402
@@ -277,10 +277,6 @@ def one_run(n: int, window: float, keepalives: int, profile: cProfile.Profile | 
 FIELDS = ("rut_us", "keepalive_us", "timer_us_per_s", "timer_fires_per_s",
           "client_rut_per_s", "core_rut_per_s", "ike_us_per_s", "ike_us_per_s_10k",
           "idle_cpu_pct_10k")
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main(argv: list[str] | None = None) -> int:

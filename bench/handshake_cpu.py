@@ -31,7 +31,6 @@ import gc
 import io
 import json
 import pstats
-import statistics
 import sys
 import tempfile
 import time
@@ -42,6 +41,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "concentrator"))  # the core rig
 
+from common import summary  # noqa: E402
 from core_harness import (  # noqa: E402
     BENCH_ACCOUNTS,
     BENCH_BATCH,
@@ -149,10 +149,6 @@ def _timed_run(rig: CoreRig, tunnels: int, group: int, batch: int, rate: float,
 
 
 FIELDS = ("conc_ms", "dh_ms", "other_ms", "dh_per_tunnel")
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests" / "concentrator"))  # the core rig
 
+from common import summary  # noqa: E402
 from core_harness import established_rig  # noqa: E402
 
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths  # noqa: E402
@@ -81,10 +81,6 @@ def time_dataplane_remove(n: int) -> float:
         dp.close()
         udp.close()
         tun.close()
-
-
-def summary(values: list[float]) -> dict[str, float]:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
 def shown(s: dict[str, float] | None) -> str:

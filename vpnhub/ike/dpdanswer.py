@@ -77,7 +77,7 @@ def answer(sa: SaState, data: bytes, remote: Address, local_port: int, now: floa
                        NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
     check_r_u_there_seq(sa, seq)
     _authenticated(sa, remote, local_port, seq)
-    _send_ack(sa, notify[-4:])
+    _send_ack(sa, notify[-4:], now)
     sa._remember_in(mid, data)
     sa.last_heard = now
     if sa.dpd_next_at is not None and sa.dpd_outstanding == 0:
@@ -116,7 +116,7 @@ def _authenticated(sa: SaState, remote: Address, local_port: int, seq: int) -> N
     sa.emit(ev.KeepaliveReceived("dpd-r-u-there"))
 
 
-def _send_ack(sa: SaState, seq: bytes) -> None:
+def _send_ack(sa: SaState, seq: bytes, now: float) -> None:
     """HDR*, HASH(1), N(R-U-THERE-ACK, same SPI, same sequence): `_send_info` as bytes."""
     assert sa.hash is not None and sa.cipher is not None
     mid = sa.new_message_id()
@@ -131,4 +131,4 @@ def _send_ack(sa: SaState, seq: bytes) -> None:
     ct = sa.cipher.encrypt(sa.enc_key, phase2_iv(sa.hash, sa.p1_last_block, mid, bs), body)
     out = _HEADER.pack(sa.icookie, sa.rcookie, PayloadType.HASH, VERSION, INFO,
                        Flag.ENCRYPTION, mid, HEADER_LEN + len(ct)) + ct
-    sa.queue_sent(mid, out, expect_reply=False, now=0.0)
+    sa.queue_sent(mid, out, expect_reply=False, now=now)
