@@ -160,3 +160,10 @@ def test_cisco_udp_esp_lands_on_worker_spi_mod_n(workers: int, peer: socket.sock
     finally:
         for s in socks:
             s.close()
+
+
+def test_one_worker_runs_the_issue_13_programs_unchanged() -> None:
+    import vpnhub.net.ikesplit as ikesplit
+
+    assert ikesplit.natt_program(1, keepalive=False) == ikesplit._PROGRAM
+    assert ikesplit.natt_program(1) == ikesplit._PROGRAM_KEEPALIVE
