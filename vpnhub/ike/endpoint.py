@@ -22,7 +22,7 @@ A flood is told by what spoofing leaves behind, not by the rate of first
 messages: more than FLOOD_UNVERIFIED unverified SAs at once, or a half-open
 cap reached. A real client answers message 2 within a round trip, so at any
 login rate only the handshakes of the last round trip are unverified (a
-benchmark at 500 tunnels/s keeps about a hundred); spoofed first messages
+load generator at most the handshakes it keeps in flight); spoofed first messages
 never get answered and pile up until they time out. While the flood lasts
 the responder saves work: DH values shared for a second (`ike.dhreuse`) and
 g^xy left to the SAs that come back (`ike.dhjob`).
