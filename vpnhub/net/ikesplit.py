@@ -60,9 +60,9 @@ Address = tuple[str, int]
 
 SO_ATTACH_REUSEPORT_CBPF: Final = 51  # linux/asm-generic/socket.h; not in `socket`
 # The receive and send buffers of the control plane's IKE sockets (UDP 500 and
-# 4500): a burst of 128 first messages at once overflowed the default 208 KiB
-# on UDP 500 (RcvbufErrors in /proc/net/snmp), each loss costing the peer a
-# retransmission timeout.
+# 4500): with 128 handshakes in flight (bench/handshake.py) the default 208 KiB
+# on UDP 500 overflowed, 66-144 datagrams lost per run (RcvbufErrors in
+# /proc/net/snmp), each loss costing its peer a retransmission timeout.
 IKE_BUFFER_BYTES: Final = 1 << 20
 BUDGET: Final = 256  # datagrams per wake-up of the loop, as on UDP 500
 ESP_INDEX: Final = 0
