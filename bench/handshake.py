@@ -23,7 +23,13 @@ the clients, and the concentrator's CPU milliseconds per tunnel during the
 set-up phase. The load generator shares the 2 cores: its own CPU per tunnel
 is reported too, and the concentrator's *capacity* (tunnels/s one core
 could sustain, 1000 / CPU ms per tunnel) is what a bigger machine with the
-load generated elsewhere would see.
+load generated elsewhere would see. Per run, and summed over the runs, the
+kernel's UDP counters in the concentrator's and the load generator's
+namespaces (``/proc/net/snmp``, from the load generator's start to its exit):
+datagrams received, and those lost to a full receive buffer (RcvbufErrors,
+also counted in InErrors) or refused for a full send buffer (SndbufErrors).
+A lost IKE message costs its tunnel a retransmission timeout (1 s and more),
+which p99 shows and tunnels/s hides.
 """
 
 from __future__ import annotations
@@ -49,6 +55,7 @@ from common import (
     lab_prefix,
     log,
     median,
+    netns_read,
     run_dir_for,
     start_charon_concentrator,
     start_vpnhub_concentrator,
@@ -56,13 +63,51 @@ from common import (
     write_json,
 )
 
-from vpnhub.lab.topology import CONC_PUBLIC, Topology
+from vpnhub.lab.topology import CONC_PUBLIC, Host, Topology
 
 N_USERS = 64
 POOL = "10.40.0.0/16"
 SWAN_TUNE = {"block_threshold": "1000000", "init_limit_half_open": "0"}
 # every group the runs use, in one charon configuration
 SWAN_IKE_ALL = "aes128-sha1-modp1024-modp2048-ecp256"
+# The kernel's UDP counters (per network namespace; RFC 4113's udp group): a
+# datagram dropped for a full receive buffer counts in RcvbufErrors and InErrors
+# (net/ipv4/udp.c, __udp_queue_rcv_skb), a send refused for a full send buffer
+# in SndbufErrors (udp_sendmsg).
+UDP_COUNTERS = ("InDatagrams", "RcvbufErrors", "SndbufErrors", "InErrors")
+UdpCounters = dict[str, dict[str, int]]  # side ("conc", "loadgen") -> counter -> value
+
+
+def parse_udp_snmp(text: str) -> dict[str, int]:
+    """UDP_COUNTERS from /proc/net/snmp: a "Udp:" line of names, then one of values."""
+    rows = [line.split()[1:] for line in text.splitlines() if line.startswith("Udp:")]
+    if len(rows) < 2 or len(rows[0]) != len(rows[1]):
+        raise ValueError("no Udp: counters in /proc/net/snmp")
+    table = dict(zip(rows[0], rows[1], strict=True))
+    return {name: int(table[name]) for name in UDP_COUNTERS}
+
+
+def udp_counters(topo: Topology, hosts: dict[str, Host]) -> UdpCounters:
+    return {side: parse_udp_snmp(netns_read(topo, host, "/proc/net/snmp"))
+            for side, host in hosts.items()}
+
+
+def udp_delta(before: UdpCounters, after: UdpCounters) -> UdpCounters:
+    return {side: {k: after[side][k] - before[side][k] for k in UDP_COUNTERS}
+            for side in before}
+
+
+def udp_sum(deltas: list[UdpCounters]) -> UdpCounters:
+    sides = {side for d in deltas for side in d}
+    return {side: {k: sum(d[side][k] for d in deltas if side in d) for k in UDP_COUNTERS}
+            for side in sorted(sides)}
+
+
+def udp_text(d: UdpCounters) -> str:
+    """ "conc in 1234 rcvbuf 0 sndbuf 0 err 0; loadgen ..." for the log."""
+    return "; ".join(f"{side} in {c['InDatagrams']} rcvbuf {c['RcvbufErrors']}"
+                     f" sndbuf {c['SndbufErrors']} err {c['InErrors']}"
+                     for side, c in d.items())
 
 
 def cprofile_argv(cprofile_dir: Path | None, name: str) -> list[str]:
@@ -170,6 +215,8 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
                 f"{conc.kind} concentrator during {tunnels} handshakes, DH group {dh}")
 
         th = threading.Thread(target=go)
+    udp_hosts = {"conc": topo.conc, "loadgen": topo.clients[0]}
+    udp_before = udp_counters(topo, udp_hosts)
     meter = CpuMeter({"conc": [conc.pid]}).start()
     proc = topo.spawn(topo.clients[0], argv, logf, name=f"loadgen-{tag}")
     if th is not None:
@@ -179,6 +226,7 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
     if th is not None:
         th.join()
     rc = proc.popen.wait(timeout=120)
+    udp = udp_delta(udp_before, udp_counters(topo, udp_hosts))
     if done is None or not out.exists():
         return {"error": f"load generator exit {rc}: {proc.log_text()[-800:]}"}
     res = json.loads(out.read_text())
@@ -196,6 +244,7 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         "conc_capacity_per_core": (est / meter.seconds["conc"]) if meter.seconds["conc"] else None,
         "machine_busy": meter.machine_busy,
         "ike_tx": res["counters"].get("ike_tx"), "errors": res["counters"].get("errors"),
+        "udp": udp,
     }
     if prof:
         doc["profile"] = {"file": f"handshake-{tag}.txt", "text": prof.get("text", ""),
@@ -223,6 +272,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
               "machine_busy"):
         out[k] = median([r[k] for r in good if r.get(k) is not None])
     out["failed"] = sum(r.get("failed", 0) for r in good)
+    out["udp"] = udp_sum([r["udp"] for r in good if "udp" in r])  # summed, not a median
     return out
 
 
@@ -279,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                             f" {one['setup_p50_ms']:.0f} ms, p99 {one['setup_p99_ms']:.0f} ms,"
                             f" conc {one['conc_cpu_ms_per_tunnel']:.2f} CPU ms/tunnel"
                             f" ({one['conc_sys_ms_per_tunnel']:.2f} system),"
-                            f" failed {one['failed']}"
+                            f" failed {one['failed']}; UDP {udp_text(one['udp'])}"
                             if "error" not in one and one.get("tunnels_per_s")
                             else f"ERROR {one.get('error', one)}"))
                         wait_gone(topo, conc)
@@ -327,6 +377,15 @@ def format_table(doc: dict[str, Any]) -> str:
                      f"{f(r['conc_cpu_ms_per_tunnel'], 11, 2)} "
                      f"{f(r['conc_capacity_per_core'], 8)} "
                      f"{f(r['loadgen_cpu_ms_per_tunnel'], 9, 2)} {r['runs_ok']}/{r['runs']}")
+    lines += ["", "UDP counters (/proc/net/snmp), summed over the runs:",
+              f"{'concentrator':12} {'DH':>3} {'namespace':12} {'InDatagrams':>11}"
+              f" {'RcvbufErrors':>12} {'SndbufErrors':>12} {'InErrors':>8}"]
+    for r in doc["results"]:
+        for side, c in r.get("udp", {}).items():
+            name = "concentrator" if side == "conc" else "load gen"
+            lines.append(f"{r['concentrator']:12} {r['dh_group']:>3} {name:12}"
+                         f" {c['InDatagrams']:>11} {c['RcvbufErrors']:>12}"
+                         f" {c['SndbufErrors']:>12} {c['InErrors']:>8}")
     return "\n".join(lines)
 
 

@@ -57,6 +57,36 @@ def test_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
         assert r["runs_ok"] == 1, r
         for key in ("tunnels_per_s", "setup_p50_ms", "setup_p99_ms", "conc_cpu_ms_per_tunnel"):
             assert is_number(r[key]), (r["concentrator"], key)
+        # the kernel's UDP counters in both namespaces, per run and summed
+        for udp in (r["udp"], r["runs_detail"][0]["udp"]):
+            assert set(udp) == {"conc", "loadgen"}, udp
+            for side in udp.values():
+                assert set(side) == {"InDatagrams", "RcvbufErrors", "SndbufErrors",
+                                     "InErrors"}, side
+                assert all(isinstance(v, int) and v >= 0 for v in side.values()), side
+            # 20 tunnels: at least their 6 IKE messages each reached the concentrator
+            assert udp["conc"]["InDatagrams"] >= 20 * 6 and udp["loadgen"]["InDatagrams"] > 0
+
+
+def test_handshake_reads_the_kernels_udp_counters() -> None:
+    """bench/handshake.py's parser of /proc/net/snmp, on this machine's and on a
+    known text (the counters the deltas are made of)."""
+    from handshake import UDP_COUNTERS, parse_udp_snmp, udp_delta, udp_sum
+
+    here = parse_udp_snmp(Path("/proc/net/snmp").read_text())
+    assert set(here) == set(UDP_COUNTERS) and all(v >= 0 for v in here.values())
+    text = ("Ip: Forwarding DefaultTTL\nIp: 1 64\n"
+            "Udp: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors"
+            " InCsumErrors IgnoredMulti MemErrors\nUdp: 900 3 70 800 66 2 0 0 0\n"
+            "UdpLite: InDatagrams NoPorts InErrors OutDatagrams RcvbufErrors SndbufErrors"
+            " InCsumErrors IgnoredMulti MemErrors\nUdpLite: 1 1 1 1 1 1 1 1 1\n")
+    after = parse_udp_snmp(text)
+    assert after == {"InDatagrams": 900, "RcvbufErrors": 66, "SndbufErrors": 2,
+                     "InErrors": 70}
+    zero = dict.fromkeys(UDP_COUNTERS, 0)
+    delta = udp_delta({"conc": zero}, {"conc": after})
+    assert delta == {"conc": after}
+    assert udp_sum([delta, delta])["conc"]["RcvbufErrors"] == 132
 
 
 @pytest.mark.netns

@@ -7,7 +7,9 @@ used to lock every PC behind it out for 30 s. During the flood vpnc, behind
 that PAT, must get its tunnel within its first retransmission window: vpnc
 sends message 1 and waits 1 s before sending it again (``sendrecv``:
 ``poll(timeout << tries)`` with ``s->ike.timeout = 1000``), so it must send
-its message 1 exactly once. Then ping passes through the tunnel, every
+its message 1 exactly once. The concentrator must see the flood (by its
+unanswered half-open SAs, vpnhub/ike/endpoint.py) and stop computing g^xy
+for SAs that never come back. Then ping passes through the tunnel, every
 half-open SA times out, the operator's log holds summaries, not a line per
 spoofed packet, and the concentrator's resident memory is back within 10 % of
 where it was before the flood.
@@ -26,6 +28,7 @@ from pathlib import Path
 import pytest
 from vpnhub_harness import VpnhubServer
 
+from vpnhub.ike.endpoint import FLOOD_UNVERIFIED
 from vpnhub.lab.flood import run_flood
 from vpnhub.lab.topology import Topology
 
@@ -53,6 +56,11 @@ def test_vpnc_behind_a_flooded_pat_gets_its_tunnel_and_memory_returns(
             f" window (1 s) was not enough (connected after {run.vpnc_connected_s:.1f} s)",
             vpnc_log)
         assert run.stats_after["half_open"] == 0
+        # the concentrator saw the flood (more than FLOOD_UNVERIFIED unanswered SAs, or
+        # the PAT's per-source cap): from then on g^xy waited for a message 3 that
+        # spoofed SAs never send, so the DH worker got only the SAs before it and vpnc's
+        worker = run.stats_at_peak["dh_worker"]
+        assert worker["submitted"] <= FLOOD_UNVERIFIED + PAT_SPOOFED + 8, worker
         assert run.rss_after_kb <= run.rss_before_kb * 1.10, srv.explain(
             f"memory did not come back: {run}")
 

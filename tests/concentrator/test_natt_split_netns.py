@@ -10,6 +10,7 @@ before any client came.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,20 @@ def admin(srv: VpnhubServer, req: dict[str, Any]) -> dict[str, Any]:
     return request(str(srv.admin_socket), req)
 
 
+def _skmem(topo: Topology, port: int) -> dict[str, int]:
+    """The receive and send buffers (ss's skmem rb and tb) of the concentrator's
+    UDP socket on `port`; on 4500 the smallest of the group's (the IKE and the
+    keepalive sockets have 1 MiB, the data plane's 4 MiB)."""
+    out = topo.exec(topo.conc, ["ss", "-Hulnm", f"sport = :{port}"], check=True).stdout
+    found = re.findall(r"\brb(\d+),t\d+,tb(\d+)", out)
+    assert found, out
+    if port == 4500:
+        rb, tb = min(found, key=lambda f: int(f[0]))
+    else:
+        (rb, tb), = found
+    return {"rb": int(rb), "tb": int(tb)}
+
+
 def test_ike_on_4500_and_esp_split_and_the_dh_pool_serves_the_first_login(
         lab_prefix: str, lab_run_dir: Path, peer_tools: None, vpnhub: StartVpnhub) -> None:
     with Topology(lab_prefix, clients=1, run_dir=lab_run_dir) as topo:
@@ -41,6 +56,10 @@ def test_ike_on_4500_and_esp_split_and_the_dh_pool_serves_the_first_login(
         assert topo.ping(vpnc.host, LAN_HOST, count=2, interval=0.2, timeout=2,
                          interface=vpnc.host.tun), srv.explain("no ping", vpnc)
         assert not srv.lines("cannot split IKE from ESP"), srv.tail()
+        # both IKE sockets with 1 MiB (the kernel shows twice that: socket(7))
+        for port in (500, 4500):
+            mem = _skmem(topo, port)
+            assert min(mem["rb"], mem["tb"]) >= 2 << 20, (port, mem)
         split = admin(srv, {"cmd": "stats"})["ike_4500"]
         # message 3, XAUTH (2 exchanges), Mode Config, Quick Mode (2 in): 6 or more in
         assert split is not None and split["rx"] >= 6 and split["tx"] >= 4, split

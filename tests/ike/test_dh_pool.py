@@ -101,7 +101,7 @@ def test_under_a_flood_the_pool_comes_before_reuse() -> None:
     pool = DhPool({14: 50})
     pool.fill(50)
     lab.endpoint.dh_pool = pool
-    for i in range(300):  # 300 first messages within one second: a flood
+    for i in range(300):  # 300 first messages from one address: a flood (the per-source cap)
         lab.endpoint.receive(os.urandom(8) + msg1[8:], (PAT, 20000 + i), 500, lab.now)
     assert pool.taken == 50  # every pooled pair went to one SA each
     assert lab.endpoint.dh_reuse.generated == 1  # then the flood's shared pair

@@ -15,7 +15,7 @@ import random
 from ike_harness import Lab
 
 from vpnhub.ike import events as ev
-from vpnhub.ike.endpoint import Limits
+from vpnhub.ike.endpoint import FLOOD_UNVERIFIED, Limits
 
 PAT = "203.0.113.78"
 
@@ -168,10 +168,11 @@ def test_under_a_flood_the_responder_reuses_its_dh_value_for_one_second_only() -
     lab = Lab()
     msg1 = _first_message(lab)
     kes = []
-    for src in _sources(300):  # 300 first messages within one second: a flood
+    flood = FLOOD_UNVERIFIED + 88
+    for src in _sources(flood):  # spoofed first messages nobody answers: a flood
         lab.endpoint.receive(os.urandom(8) + msg1[8:], src, 500, lab.now)
     reuse = lab.endpoint.dh_reuse
-    assert reuse.generated == 1  # every SA after the first 100 shared one key pair
+    assert reuse.generated == 1  # every SA after the first FLOOD_UNVERIFIED shared one pair
     lab.advance(1.5)
     c = lab.add_client(pat_ip=PAT)
     c.sa.initiate(lab.now)
@@ -179,9 +180,9 @@ def test_under_a_flood_the_responder_reuses_its_dh_value_for_one_second_only() -
     assert c.sa.established and c.children  # keys still agree with the shared value
     assert reuse.generated == 2  # renewed after a second
     kes.append(c.sa.dh_public_r)
-    lab.advance(31)  # the flood's SAs time out (a flood sign too) ...
-    lab.advance(70)  # ... and it is long over: every SA draws its own again
-    for _ in range(2):
+    lab.advance(31)  # the flood's SAs time out: it is over
+    assert not lab.endpoint.flooded(lab.now)
+    for _ in range(2):  # every SA draws its own again
         c = lab.add_client(pat_ip=PAT, local_ip="10.10.10.5")
         c.sa.initiate(lab.now)
         lab.run()

@@ -51,9 +51,11 @@ from vpnhub.net.dataplane import (
     open_cisco_udp_socket,
     open_ctcp_listener,
     open_esp_socket,
+    open_udp_socket,
 )
 from vpnhub.net.dhworker import DhWorker
 from vpnhub.net.ikesplit import (
+    IKE_BUFFER_BYTES,
     IkeSocket,
     SplitDataplane,
     open_keepalive_socket,
@@ -264,10 +266,7 @@ class Concentrator:
             for net in site.remote_networks:
                 self.tun.add_route(str(net))
                 self._routes.append(str(net))
-        self.sock500 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock500.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock500.bind((self.public, c.ike_port))
-        self.sock500.setblocking(False)
+        self.sock500 = open_ike500(self.public, c.ike_port)
         loop = asyncio.get_running_loop()
         def wake() -> None:  # called from the data plane thread
             loop.call_soon_threadsafe(self._drain_inbox)
@@ -510,6 +509,12 @@ class ShutdownTimes:
     def __str__(self) -> str:
         parts = ", ".join(f"{name} {dt:.2f} s" for name, dt in self.steps)
         return f"{self.last - self.start:.2f} s ({parts})"
+
+
+def open_ike500(host: str, port: int) -> socket.socket:
+    """The IKE socket on UDP 500 (non-blocking), with the control plane's buffers
+    (IKE_BUFFER_BYTES, as the IKE socket on 4500)."""
+    return open_udp_socket(host, port, buffer_bytes=IKE_BUFFER_BYTES)
 
 
 def serve(config: Config, log: EventLog) -> int:

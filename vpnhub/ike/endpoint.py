@@ -17,6 +17,15 @@ client answers our message 2 within a round trip, long before a flood can
 recycle its SA, while spoofed first messages can no longer lock out every
 PC behind a PAT whose address they carry. Verified half-open SAs cannot be
 spoofed; they have their own, separate per-source cap.
+
+A flood is told by what spoofing leaves behind, not by the rate of first
+messages: more than FLOOD_UNVERIFIED unverified SAs at once, or a half-open
+cap reached. A real client answers message 2 within a round trip, so at any
+login rate only the handshakes of the last round trip are unverified (a
+load generator at most the handshakes it keeps in flight); spoofed first messages
+never get answered and pile up until they time out. While the flood lasts
+the responder saves work: DH values shared for a second (`ike.dhreuse`) and
+g^xy left to the SAs that come back (`ike.dhjob`).
 """
 
 from __future__ import annotations
@@ -53,11 +62,14 @@ class Limits:
 
 # The first message of an SA that is refused or recycled, or that times out
 # unanswered, is logged as a summary, never one line per packet.
-PRESSURE_MEMORY = 60.0  # seconds a cap hit makes timeouts read as flood victims
-# New half-open SAs faster than this per second mean a flood too: far above the
-# logins of a remote-access concentrator, far below what one spoofer sends.
-FLOOD_RATE = 100
-# Unverified SAs timing out faster than this also mean a flood (below the caps).
+PRESSURE_MEMORY = 60.0  # seconds a flood sign makes timeouts read as flood victims
+# More unverified half-open SAs than this at once mean a flood: each is a first
+# message whose sender has not answered our message 2, and a real client answers
+# within a round trip, so legitimate logins keep a round trip's worth (tens to a
+# few hundred at 1,000 logins/s) whatever the rate; spoofed ones stay for
+# phase1_timeout (30 s), so a spoofer sending 20 a second crosses it.
+FLOOD_UNVERIFIED = 512
+# Unverified SAs timing out faster than this mean a flood to the log (below the caps).
 TIMEOUT_WINDOW = 10.0
 TIMEOUTS_PER_WINDOW = 8
 HalfOpenKey = tuple[bytes, Address]
@@ -82,11 +94,12 @@ class IkeEndpoint:
         self._unverified: OrderedDict[HalfOpenKey, IkeSA] = OrderedDict()
         self._unverified_by_ip: dict[str, OrderedDict[HalfOpenKey, None]] = {}
         self._verified_per_ip: Counter[str] = Counter()
+        # until then timeouts of unverified SAs are summarised as a flood's (the log)
         self._pressure_until = 0.0
+        # until then a half-open cap reached counts as a flood (flooded())
+        self._capped_until = 0.0
         self._timeouts_since = 0.0
         self._timeouts = 0
-        self._arrivals_since = 0.0
-        self._arrivals = 0
         self.dh_reuse = DhReuse()
         # key pairs computed in idle time (the shell fills it; None: every SA draws its own)
         self.dh_pool: DhPool | None = None
@@ -111,7 +124,16 @@ class IkeEndpoint:
         return len(self._half_open)
 
     def unverified_count(self) -> int:
+        """Half-open responder SAs whose peer has not yet answered our message 2 with
+        a message we could process. O(1): an entry is added when the SA is created
+        (_new_sa) and taken out when it is verified (_verified), or recycled, timed
+        out or deleted (all through remove -> _not_half_open)."""
         return len(self._unverified)
+
+    def flooded(self, now: float) -> bool:
+        """A flood of spoofed first messages is going on: more than FLOOD_UNVERIFIED
+        unverified SAs, or a half-open cap reached in the last PRESSURE_MEMORY s."""
+        return len(self._unverified) > FLOOD_UNVERIFIED or now < self._capped_until
 
     def next_notice(self) -> Notice | None:
         """A summary line for the operator's log (refusals, recycles, timeouts)."""
@@ -182,14 +204,15 @@ class IkeEndpoint:
             sa.rcookie = sa.config.rng(8)
         self._by_cookies[(sa.icookie, sa.rcookie)] = sa
         self._by_cookies_peak = max(self._by_cookies_peak, len(self._by_cookies))
-        self._flood_meter(now)
-        flood = now < self._pressure_until
-        if flood or self.dh_pool:
-            sa.p1.dh_source = lambda group: self._key_pair(group, now, flood)
         key = (sa.icookie, remote)
         self._half_open[key] = sa
         self._unverified[key] = sa
         self._unverified_by_ip.setdefault(remote[0], OrderedDict())[key] = None
+        flood = self.flooded(now)
+        if flood:  # their timeouts, 30 s on, are the flood's too
+            self._pressure_until = max(self._pressure_until, now + PRESSURE_MEMORY)
+        if flood or self.dh_pool:
+            sa.p1.dh_source = lambda group: self._key_pair(group, now, flood)
         sa.endpoint_marks.half_open_key = key
         sa.endpoint_marks.dh_pool = self.dh_pool
         # Under a flood of first messages most come from spoofed sources and never send
@@ -210,13 +233,6 @@ class IkeEndpoint:
             return self.dh_reuse.key_pair(group, now)
         return dh_group(group).generate()
 
-    def _flood_meter(self, now: float) -> None:
-        if now - self._arrivals_since >= 1.0:
-            self._arrivals_since, self._arrivals = now, 0
-        self._arrivals += 1
-        if self._arrivals > FLOOD_RATE:
-            self._pressure_until = max(self._pressure_until, now + PRESSURE_MEMORY)
-
     # ------------------------------------------------------ half-open bounds
     def _make_room(self, ip: str, now: float) -> bool:
         """Recycle the oldest unverified SA when a cap is reached (RFC 4987 3.4)."""
@@ -231,7 +247,7 @@ class IkeEndpoint:
             return True
         # every half-open SA has a peer that answered us: nothing is cheap to drop
         self.drops["half_open_total"] += 1
-        self._pressure_until = now + PRESSURE_MEMORY
+        self._capped(now)
         self.summary.note("half_open_total", ANY, now)
         return False
 
@@ -240,9 +256,14 @@ class IkeEndpoint:
         if sa is None:
             return
         self.drops[reason] += 1
-        self._pressure_until = now + PRESSURE_MEMORY
+        self._capped(now)
         self.summary.note(reason, source, now)
         self._discard(sa, "half-open SA recycled", now)
+
+    def _capped(self, now: float) -> None:
+        # a flood, even one too small for FLOOD_UNVERIFIED: a single spoofed source
+        # is held to half_open_per_source SAs however fast it sends
+        self._capped_until = self._pressure_until = now + PRESSURE_MEMORY
 
     def _discard(self, sa: IkeSA, reason: str, now: float) -> None:
         """Drop an unverified SA quietly: no per-SA log line, no event (summarised)."""
@@ -357,8 +378,6 @@ class IkeEndpoint:
     def handle_timer(self, now: float) -> list[IkeSA]:
         """Run every due SA timer; returns the SAs that may have output or events."""
         self.summary.flush(now)
-        if now >= self._pressure_until:
-            self.dh_reuse.forget()
         touched: list[IkeSA] = []
         rearm: list[IkeSA] = []
         seen: set[int] = set()
@@ -384,6 +403,8 @@ class IkeEndpoint:
             self._after_timer(sa)
         for sa in rearm:
             self.touch(sa)
+        if not self.flooded(now):  # over (its SAs may have just timed out)
+            self.dh_reuse.forget()
         return touched
 
     def _unanswered(self, sa: IkeSA, now: float) -> bool:

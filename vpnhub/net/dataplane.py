@@ -183,6 +183,10 @@ KEEPALIVE_BUDGET: Final = 16384  # keepalives read per tick (10,000 clients send
 IPPROTO_ESP: Final = 50
 IP_MTU_DISCOVER: Final = 10  # <linux/in.h>; not in Python 3.11's socket module
 IP_PMTUDISC_DONT: Final = 0
+# <asm-generic/socket.h> (x86, arm; not in Python's socket module): the buffer
+# options that ignore net.core.[rw]mem_max
+SO_SNDBUFFORCE: Final = 32
+SO_RCVBUFFORCE: Final = 33
 
 MAX_CTCP_LISTENERS: Final = 10  # the VPN 3000 takes up to 10 IPsec over TCP ports
 CTCP_MAX_PENDING: Final = 1 << 20  # queued bytes per connection before ESP is dropped
@@ -403,10 +407,16 @@ def open_esp_socket(host: str = "0.0.0.0", *, buffer_bytes: int = 4 << 20) -> so
 
 
 def _grow_buffers(sock: socket.socket, size: int) -> None:
-    # The kernel silently caps these at net.core.[rw]mem_max.
-    for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, opt, size)
+    # SO_RCVBUF/SO_SNDBUF are silently capped at net.core.[rw]mem_max (often
+    # 208 KiB); the FORCE variants are not, but need CAP_NET_ADMIN (net/core/sock.c,
+    # sk_setsockopt). Both set twice the value (room for the kernel's bookkeeping).
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF),
+                         (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, force, size)
+        except OSError:  # not root: as much as net.core.[rw]mem_max allows
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, plain, size)
 
 
 def allow_outer_fragmentation(sock: socket.socket) -> None:

@@ -66,6 +66,11 @@ from vpnhub.net.udpencap import IKE_HEADER_LEN, NON_ESP_MARKER, SHORT_IKE
 Address = tuple[str, int]
 
 SO_ATTACH_REUSEPORT_CBPF: Final = 51  # linux/asm-generic/socket.h; not in `socket`
+# The receive and send buffers of the control plane's IKE sockets (UDP 500 and
+# 4500): with 128 handshakes in flight (bench/handshake.py) the default 208 KiB
+# on UDP 500 overflowed, 66-144 datagrams lost per run (RcvbufErrors in
+# /proc/net/snmp), each loss costing its peer a retransmission timeout.
+IKE_BUFFER_BYTES: Final = 1 << 20
 BUDGET: Final = 256  # datagrams per wake-up of the loop, as on UDP 500
 ESP_INDEX: Final = 0
 IKE_INDEX: Final = 1
@@ -110,7 +115,7 @@ def _attach_split(sock: socket.socket,
 
 
 def open_natt_sockets(host: str, port: int = 4500, *, buffer_bytes: int = 4 << 20,
-                      ike_buffer_bytes: int = 1 << 20
+                      ike_buffer_bytes: int = IKE_BUFFER_BYTES
                       ) -> tuple[socket.socket, socket.socket | None]:
     """The data plane's socket on `port` and, if the kernel splits by marker, the
     control plane's IKE socket (else None: one socket, IKE through the data plane).
