@@ -7,6 +7,7 @@ trains these tests build are the kernel's own, not simulated.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 import socket
@@ -15,7 +16,20 @@ from collections.abc import Iterator
 import pytest
 
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths
-from vpnhub.net.dataplane import Dataplane, open_udp_socket
+from vpnhub.net.dataplane import (
+    HANDOVER_MAX,
+    HANDOVER_QUEUE_FULL,
+    Dataplane,
+    open_udp_socket,
+)
+from vpnhub.net.fake_dataplane import FakeDataplane
+from vpnhub.net.ikesplit import (
+    NOT_IKE,
+    IkeSocket,
+    SplitDataplane,
+    open_keepalive_socket,
+    open_natt_sockets,
+)
 from vpnhub.net.messages import AddInbound, AddOutbound, GetStats, IkeDatagram
 from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import FakeTun
@@ -162,3 +176,102 @@ def test_a_burst_to_one_peer_leaves_in_trains_and_arrives_intact() -> None:
             dp.close()
         for sock in (udp_a, udp_b):
             sock.close()
+
+
+@pytest.fixture
+def group() -> Iterator[tuple[socket.socket, socket.socket, socket.socket]]:
+    """The concentrator's split group on 4500 (ikesplit), on an ephemeral port."""
+    esp, ike = open_natt_sockets("127.0.0.1", 0)
+    if ike is None:
+        esp.close()
+        pytest.fail("this kernel refused SO_ATTACH_REUSEPORT_CBPF")
+    keepalives = open_keepalive_socket(esp)
+    assert keepalives is not None
+    yield esp, ike, keepalives
+    for s in (esp, ike, keepalives):
+        s.close()
+
+
+def wait_readable(sock: socket.socket) -> None:
+    assert select.select([sock], [], [], 1.0)[0], "nothing arrived"
+
+
+def test_a_train_led_by_ike_reaches_the_ike_socket_which_hands_the_esp_on(
+        group: tuple[socket.socket, socket.socket, socket.socket],
+        sender: socket.socket) -> None:
+    esp_sock, ike_sock, keepalives = group
+    tun = FakeTun("c")
+    dp = Dataplane(tun, udp=esp_sock, keepalive_sock=keepalives)
+    got: list[tuple[bytes, tuple[str, int]]] = []
+    reader = IkeSocket(ike_sock, lambda m, a: got.append((m, a)))
+    split = SplitDataplane(dp, reader)  # wires the IKE socket's hand-over
+    try:
+        sa = params(0xC0000001)
+        dp.call(AddInbound(sa, sender.getsockname(), allowed_src=CLIENT))
+        out = sa.build()
+        inner = [ipv4(CLIENT, LAN_HOST, os.urandom(300)) for _ in range(5)]
+        esp = [out.encapsulate(p) for p in inner]
+        size = len(esp[0])
+        ike = (NON_ESP_MARKER + IKE_MSG).ljust(size, b"\x00")
+        send_train(sender, [ike, *esp], size, esp_sock.getsockname())
+        wait_readable(ike_sock)
+        reader.read()
+        assert [(m[:len(IKE_MSG)], a) for m, a in got] == [(IKE_MSG, sender.getsockname())]
+        assert reader.handed_over == 5 and reader.rx_calls == 1 and reader.rx_datagrams == 6
+        dp.poll(0.5)  # woken by hand_over
+        assert tun.sent() == inner
+        st = asyncio.run(split.stats())
+        assert st.esp_via_ike_socket == 5 and st.drops_total == {}
+        assert st.udp_rx_calls == 1 and st.udp_rx_datagrams == 6
+        # and the reverse: a train led by ESP reaches the data plane with IKE inside
+        esp2 = [out.encapsulate(p) for p in inner[:2]]
+        send_train(sender, [esp2[0], ike, esp2[1]], size, esp_sock.getsockname())
+        wait_readable(esp_sock)
+        dp.poll(0.5)
+        assert tun.sent() == inner[:2]
+        events = [e for e in dp.events() if isinstance(e, IkeDatagram)]
+        assert [(e.message[:len(IKE_MSG)], e.addr) for e in events] == \
+            [(IKE_MSG, sender.getsockname())]
+        assert not select.select([ike_sock], [], [], 0.1)[0]  # nothing went there
+    finally:
+        dp.close()
+        tun.close()
+
+
+def test_the_ike_socket_drops_what_it_cannot_hand_over(
+        group: tuple[socket.socket, socket.socket, socket.socket],
+        sender: socket.socket) -> None:
+    esp_sock, ike_sock, _ = group
+    reader = IkeSocket(ike_sock, lambda m, a: None)
+    assert reader.gro
+    ike = NON_ESP_MARKER + IKE_MSG
+    send_train(sender, [ike, b"\x12\x34\x56\x78" + bytes(len(ike) - 4)], len(ike),
+               esp_sock.getsockname())
+    wait_readable(ike_sock)
+    reader.read()
+    assert reader.rx == 1 and reader.drops == {NOT_IKE: 1}
+    fake = FakeDataplane()
+    SplitDataplane(fake, reader)
+    send_train(sender, [ike, b"\x12\x34\x56\x78" + bytes(len(ike) - 4)], len(ike),
+               esp_sock.getsockname())
+    wait_readable(ike_sock)
+    reader.read()
+    assert fake.handed_over == [(b"\x12\x34\x56\x78" + bytes(len(ike) - 4),
+                                 sender.getsockname())]
+
+
+def test_hand_over_is_bounded(sender: socket.socket) -> None:
+    tun = FakeTun("d")
+    udp = open_udp_socket("127.0.0.1", 0)
+    dp = Dataplane(tun, udp=udp)
+    try:
+        dp.hand_over([b"\x12\x34\x56\x78" + bytes(20)] * (HANDOVER_MAX + 3),
+                     sender.getsockname())
+        dp.poll(0.5)
+        st = stats(dp)
+        assert st.esp_via_ike_socket == HANDOVER_MAX
+        assert st.drops == {HANDOVER_QUEUE_FULL: 3, "unknown_spi": HANDOVER_MAX}
+    finally:
+        dp.close()
+        udp.close()
+        tun.close()
