@@ -19,6 +19,13 @@ Design (numbers from docs/DATAPLANE-COSTS.md):
   :class:`ControlInbox`; NAT keepalives are counted.  (The concentrator
   normally gets no IKE here: the kernel gives it a socket of its own,
   vpnhub/net/ikesplit.py.)
+- Fewer system calls per packet (issue 16, vpnhub/net/udpgso.py,
+  docs/TRANSPORTS.md): the UDP sockets take ``UDP_GRO`` and one receive may
+  return a train of one flow's datagrams, split here and each handled as if
+  read alone; the ESP datagrams one TUN batch makes for one peer, of one
+  size, leave in one ``sendmsg`` with ``UDP_SEGMENT`` (flushed at the end of
+  every batch).  ESP that reached the control plane's IKE socket in a train
+  led by IKE comes back through ``hand_over``.
 - Counters are plain ints on the SAs and here; :class:`GetStats` returns a
   snapshot built in the data-plane thread.  Drops carry stable reason names.
 
