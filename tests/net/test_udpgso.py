@@ -20,6 +20,7 @@ from vpnhub.net.dataplane import (
     HANDOVER_MAX,
     HANDOVER_QUEUE_FULL,
     Dataplane,
+    open_cisco_udp_socket,
     open_udp_socket,
 )
 from vpnhub.net.fake_dataplane import FakeDataplane
@@ -274,4 +275,47 @@ def test_hand_over_is_bounded(sender: socket.socket) -> None:
     finally:
         dp.close()
         udp.close()
+        tun.close()
+
+
+def test_a_train_of_keepalives_reaches_the_data_plane_which_counts_each(
+        group: tuple[socket.socket, socket.socket, socket.socket],
+        sender: socket.socket) -> None:
+    """The group's program sees a train's whole length: three one-byte keepalives are
+    three bytes to it, not a keepalive, and too short for the marker test, so the
+    train goes to index 0, the data plane's socket (not the keepalive socket)."""
+    esp_sock, _, keepalives = group
+    now = [100.0]
+    dp = Dataplane(FakeTun("e"), udp=esp_sock, keepalive_sock=keepalives, clock=lambda: now[0])
+    try:
+        send_train(sender, [NAT_KEEPALIVE] * 3, 1, esp_sock.getsockname())
+        wait_readable(esp_sock)
+        assert not select.select([keepalives], [], [], 0)[0]
+        dp.poll(0.5)
+        st = stats(dp)
+        assert st.keepalive_rx == 3 and st.udp_rx == 3
+        assert st.udp_rx_calls == 1 and st.udp_rx_datagrams == 3
+    finally:
+        dp.close()
+
+
+def test_cisco_udp_trains_are_split_too(sender: socket.socket) -> None:
+    tun = FakeTun("f")
+    cisco = open_cisco_udp_socket("127.0.0.1", 0)
+    dp = Dataplane(tun, cisco_udp=cisco)
+    try:
+        sa = params(0xD0000001)
+        dp.call(AddInbound(sa, sender.getsockname(), transport="cisco-udp"))
+        out = sa.build()
+        inner = [ipv4(CLIENT, LAN_HOST, bytes(80)) for _ in range(8)]
+        esp = [out.encapsulate(p) for p in inner]
+        send_train(sender, esp, len(esp[0]), cisco.getsockname())
+        wait_readable(cisco)
+        dp.poll(0.5)
+        assert tun.sent() == inner
+        st = stats(dp)
+        assert st.cisco_udp_rx == 8 and (st.udp_rx_calls, st.udp_rx_datagrams) == (1, 8)
+    finally:
+        dp.close()
+        cisco.close()
         tun.close()
