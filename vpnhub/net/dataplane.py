@@ -714,7 +714,7 @@ class Dataplane:
         """
         addr = (addr[0], addr[1])
         with self._handover_lock:
-            room = HANDOVER_MAX - len(self._handover)
+            room = HANDOVER_MAX - len(self._handover) if self._wake >= 0 else 0  # closed
             if room < len(datagrams):
                 self._handover_full += len(datagrams) - max(room, 0)
                 datagrams = datagrams[:max(room, 0)]
