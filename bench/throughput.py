@@ -19,6 +19,15 @@ tunnel interface (both directions: data and ACKs), and CPU seconds per GB of
 payload of the concentrator process and of the client process(es)
 (utime+stime of all their threads from /proc/PID/stat over the run).
 
+System calls per packet (issue 16), vpnhub concentrator only, from the admin
+``stats`` counters (``udp_io``) read before and after each run:
+``udp_rx_calls_per_dgram`` and ``udp_tx_calls_per_dgram`` (receives per UDP
+datagram in, ESP sends per datagram out: below 1 where GRO and GSO batch),
+``syscalls_per_pkt`` (UDP receives and sends, TUN reads and writes, over the
+packets the data plane took in: datagrams received plus TUN reads) and
+``conc_cpu_us_per_pkt`` over the same packets. Only calls that moved a packet
+are counted: the ``EAGAIN`` that ends each batch and ``epoll_wait`` are not.
+
 Pairs are ``client:concentrator``. Suites a client cannot negotiate are
 skipped (vpnc: no SHA2, no GCM), and so is GCM on strongSwan (its lab
 configuration loads no GCM plugin for kernel-libipsec... if it works it is measured).
@@ -57,6 +66,7 @@ from common import (
     write_json,
 )
 
+from vpnhub.admin import request
 from vpnhub.lab.topology import LAN_HOST, Topology
 
 DEFAULT_PAIRS = ["vpnc:strongswan", "vpnc:vpnhub", "strongswan:strongswan", "vpnhub:vpnhub"]
@@ -86,9 +96,45 @@ def negotiated(topo: Topology, conc: Concentrator) -> list[str]:
     return sorted(set(re.findall(r"ESP:(\S+)", conc.charon.list_sas()))) or ["?"]
 
 
+IO_COUNTS = ("rx_calls", "rx_datagrams", "tx_calls", "tx_datagrams", "tun_rx", "tun_tx",
+             "gso_fallbacks", "esp_via_ike_socket")
+
+
+def conc_io(conc: Concentrator) -> dict[str, Any] | None:
+    """The vpnhub concentrator's UDP and TUN call counters (admin ``stats``, issue 16)."""
+    if conc.kind != "vpnhub" or conc.admin_socket is None:
+        return None
+    try:
+        io = request(str(conc.admin_socket), {"cmd": "stats"}).get("udp_io")
+    except (OSError, ValueError):
+        return None
+    return io if isinstance(io, dict) else None
+
+
+def syscall_figures(before: dict[str, Any] | None, after: dict[str, Any] | None,
+                    conc_cpu_s: float) -> dict[str, Any]:
+    """System calls per packet over one run (the module doc says which calls)."""
+    if before is None or after is None:
+        return {}
+    d = {k: int(after.get(k, 0)) - int(before.get(k, 0)) for k in IO_COUNTS}
+
+    def per(a: float, b: int) -> float | None:
+        return a / b if b else None
+
+    packets = d["rx_datagrams"] + d["tun_rx"]
+    calls = d["rx_calls"] + d["tx_calls"] + d["tun_rx"] + d["tun_tx"]
+    return {"udp_rx_calls_per_dgram": per(d["rx_calls"], d["rx_datagrams"]),
+            "udp_tx_calls_per_dgram": per(d["tx_calls"], d["tx_datagrams"]),
+            "syscalls_per_pkt": per(calls, packets),
+            "conc_cpu_us_per_pkt": per(conc_cpu_s * 1e6, packets),
+            "udp_gro": bool(after.get("gro")), "udp_gso": bool(after.get("gso")),
+            "io": d}
+
+
 def iperf_once(topo: Topology, conc: Concentrator, clients: list[Client], seconds: float
                ) -> dict[str, Any]:
     """One measurement: every client uploads to the LAN host at the same time."""
+    io0 = conc_io(conc)
     meter = CpuMeter({"conc": [conc.pid], "client": [c.pid for c in clients]})
     pk0 = link_packets(topo, topo.conc, conc.tun)
     meter.start()
@@ -101,6 +147,7 @@ def iperf_once(topo: Topology, conc: Concentrator, clients: list[Client], second
     outs = [p.communicate(timeout=seconds + 60) for p in procs]
     meter.stop()
     pk1 = link_packets(topo, topo.conc, conc.tun)
+    io1 = conc_io(conc)
     total_bytes = 0
     total_bps = 0.0
     errors = []
@@ -133,6 +180,7 @@ def iperf_once(topo: Topology, conc: Concentrator, clients: list[Client], second
         "conc_core_share": meter.seconds["conc"] / meter.wall,
         "machine_busy": meter.machine_busy,
         "wall_s": meter.wall,
+        **syscall_figures(io0, io1, meter.seconds["conc"]),
     }
 
 
@@ -142,6 +190,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for k in ("mbit_s", "pkt_s", "conc_cpu_s_per_gb", "client_cpu_s_per_gb", "conc_core_share",
               "conc_sys_share", "client_sys_share", "machine_busy"):
         out[k] = median([r[k] for r in good])
+    for k in ("udp_rx_calls_per_dgram", "udp_tx_calls_per_dgram", "syscalls_per_pkt",
+              "conc_cpu_us_per_pkt"):  # vpnhub concentrator only (issue 16)
+        values = [r[k] for r in good if r.get(k) is not None]
+        if values:
+            out[k] = median(values)
     return out
 
 
@@ -350,7 +403,8 @@ def add_ratios(doc: dict[str, Any]) -> None:
 
 def format_table(doc: dict[str, Any]) -> str:
     lines = [f"{'suite':14} {'client':10} {'conc':10} {'n':>1} {'Mbit/s':>7} {'pkt/s':>7} "
-             f"{'conc s/GB':>9} {'cli s/GB':>8} {'runs':>5}"]
+             f"{'conc s/GB':>9} {'cli s/GB':>8} {'runs':>5} {'rx c/dg':>7} {'tx c/dg':>7} "
+             f"{'sc/pkt':>6} {'us/pkt':>6}"]
     for r in doc["results"]:
         if "error" in r and "mbit_s" not in r:
             lines.append(f"{r['suite']:14} {r['client']:10} {r['concentrator']:10} "
@@ -362,7 +416,11 @@ def format_table(doc: dict[str, Any]) -> str:
 
         lines.append(f"{r['suite']:14} {r['client']:10} {r['concentrator']:10} {r['tunnels']:>1} "
                      f"{f(r['mbit_s'], 7)} {f(r['pkt_s'], 7)} {f(r['conc_cpu_s_per_gb'], 9, 1)} "
-                     f"{f(r['client_cpu_s_per_gb'], 8, 1)} {r['runs_ok']}/{r['runs']}")
+                     f"{f(r['client_cpu_s_per_gb'], 8, 1)} {r['runs_ok']}/{r['runs']:<3} "
+                     f"{f(r.get('udp_rx_calls_per_dgram'), 7, 2)} "
+                     f"{f(r.get('udp_tx_calls_per_dgram'), 7, 2)} "
+                     f"{f(r.get('syscalls_per_pkt'), 6, 2)} "
+                     f"{f(r.get('conc_cpu_us_per_pkt'), 6, 1)}")
     for q in doc.get("ratios", []):
         mr, cr = q["mbit_ratio"], q["conc_cpu_per_gb_ratio"]
         lines.append(f"ratio {q['suite']} x{q['tunnels']} {q['pair']}: "

@@ -60,6 +60,12 @@ def test_ike_on_4500_and_esp_split_and_the_dh_pool_serves_the_first_login(
         for port in (500, 4500):
             mem = _skmem(topo, port)
             assert min(mem["rb"], mem["tb"]) >= 2 << 20, (port, mem)
+        # issue 16: the UDP sockets read trains where the kernel coalesced them (GRO),
+        # ESP to a peer leaves in trains (GSO); the admin stats count the calls
+        io = admin(srv, {"cmd": "stats"})["udp_io"]
+        assert io["gro"] and io["gso"], io
+        assert 1 <= io["rx_calls"] <= io["rx_datagrams"], io
+        assert 1 <= io["tx_calls"] <= io["tx_datagrams"], io
         split = admin(srv, {"cmd": "stats"})["ike_4500"]
         # message 3, XAUTH (2 exchanges), Mode Config, Quick Mode (2 in): 6 or more in
         assert split is not None and split["rx"] >= 6 and split["tx"] >= 4, split

@@ -459,6 +459,25 @@ def test_metrics_counters_zeroed_failures_and_build_info(server: ManagerServer) 
                    ("vpnhub_esp_packets_total", "tx"): 9}
 
 
+def test_metrics_system_calls_per_packet(server: ManagerServer) -> None:
+    """Issue 16: the UDP calls and the datagrams they carried, by direction; GSO
+    fallbacks, ESP handed over by the IKE socket, whether GRO and GSO are on."""
+    assert server.manager is not None
+    server.manager.view.snapshot = DataplaneStats(
+        udp_rx_calls=10, udp_rx_datagrams=300, udp_tx_calls=5, udp_tx_datagrams=200,
+        gso_fallbacks=1, esp_via_ike_socket=7, udp_gro=True, udp_gso=False)
+    fams = scrape(server)
+    calls = {s.labels["direction"]: s.value for s in fams["vpnhub_dataplane_udp_calls"].samples}
+    grams = {s.labels["direction"]: s.value
+             for s in fams["vpnhub_dataplane_udp_datagrams"].samples}
+    assert calls == {"rx": 10, "tx": 5} and grams == {"rx": 300, "tx": 200}
+    assert fams["vpnhub_dataplane_gso_fallbacks"].samples[0].value == 1
+    assert fams["vpnhub_dataplane_esp_via_ike_socket"].samples[0].value == 7
+    active = {s.labels["offload"]: s.value
+              for s in fams["vpnhub_dataplane_offload_active"].samples}
+    assert active == {"udp_gro": 1, "udp_gso": 0}
+
+
 def test_pool_nearly_exhausted_banner(tmp_path: Path) -> None:
     server = ManagerServer(tmp_path, natt=True).start()
     try:

@@ -456,10 +456,26 @@ class Concentrator:
             i = self.ike4500  # None: IKE on 4500 goes through the data plane
             reply["ike_4500"] = None if i is None else {"rx": i.rx, "tx": i.tx,
                                                          "drops": dict(i.drops)}
+            reply["udp_io"] = await self._udp_io()
             w = self.dh_worker  # phase 1's g^xy: how many the worker thread computed
             reply["dh_worker"] = {"submitted": w.submitted, "ran": w.ran,
                                   "left_out": w.left_out, "overlaps": w.overlaps}
         return reply
+
+    async def _udp_io(self) -> dict[str, Any] | None:
+        """System calls per packet on the UDP sockets (issue 16): the totals only."""
+        dp = self.core.dataplane
+        if dp is None:
+            return None
+        try:
+            t = (await dp.counters(sas=False)).totals
+        except Exception:  # the data plane could not answer: no figures this time
+            return None
+        return {"rx_calls": t.udp_rx_calls, "rx_datagrams": t.udp_rx_datagrams,
+                "tx_calls": t.udp_tx_calls, "tx_datagrams": t.udp_tx_datagrams,
+                "gso_fallbacks": t.gso_fallbacks, "esp_via_ike_socket": t.esp_via_ike_socket,
+                "gro": t.udp_gro, "gso": t.udp_gso, "tun_rx": t.tun_rx,
+                "tun_tx": t.esp_totals.packets_in}  # one TUN write per packet decrypted
 
     def _status(self) -> dict[str, Any]:
         """`status`: cheap figures a benchmark or a monitor polls (O(1), no listing)."""

@@ -23,7 +23,8 @@ from vpnhub.net.stats import DataplaneStats
 IKE_DROPS = ("truncated_header", "unknown_cookie", "not_a_first_message",
              "half_open_per_source", "half_open_total", "sessions_total")
 ESP_DROPS = (*esp_errors.ALL_REASONS, dp.NOT_IPV4, dp.NO_SA, dp.SEND_BUFFER_FULL,
-             dp.SEND_ERROR, dp.TUN_WRITE_ERROR, dp.BAD_OUTER_PACKET, dp.CONTROL_QUEUE_FULL)
+             dp.SEND_ERROR, dp.TUN_WRITE_ERROR, dp.BAD_OUTER_PACKET, dp.CONTROL_QUEUE_FULL,
+             dp.HANDOVER_QUEUE_FULL)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -130,3 +131,25 @@ def _traffic(out: _Out, snap: DataplaneStats) -> None:
              ("keepalive_tx", "NAT keepalives sent"))
     out.metric("vpnhub_dataplane_packets_total", "counter", "Data plane packets, by kind.",
                [({"kind": k}, int(getattr(snap, k))) for k, _ in kinds])
+    _syscalls(out, snap)
+
+
+def _syscalls(out: _Out, snap: DataplaneStats) -> None:
+    # issue 16: system calls per packet on the UDP sockets (GRO trains in, GSO trains out)
+    out.metric("vpnhub_dataplane_udp_calls_total", "counter",
+               "UDP receive and ESP send system calls of the data plane, by direction.",
+               [({"direction": "rx"}, snap.udp_rx_calls),
+                ({"direction": "tx"}, snap.udp_tx_calls)])
+    out.metric("vpnhub_dataplane_udp_datagrams_total", "counter",
+               "UDP datagrams those calls carried (a GRO or GSO train counts its segments).",
+               [({"direction": "rx"}, snap.udp_rx_datagrams),
+                ({"direction": "tx"}, snap.udp_tx_datagrams)])
+    out.one("vpnhub_dataplane_gso_fallbacks_total", "counter",
+            "UDP GSO trains the kernel refused, sent one datagram at a time.", snap.gso_fallbacks)
+    out.one("vpnhub_dataplane_esp_via_ike_socket_total", "counter",
+            "Datagrams of a GRO train led by IKE, handed from the IKE socket to the data plane.",
+            snap.esp_via_ike_socket)
+    out.metric("vpnhub_dataplane_offload_active", "gauge",
+               "1 where the kernel took UDP GRO (receive) or UDP GSO (send).",
+               [({"offload": "udp_gro"}, int(snap.udp_gro)),
+                ({"offload": "udp_gso"}, int(snap.udp_gso))])

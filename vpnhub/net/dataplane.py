@@ -19,6 +19,13 @@ Design (numbers from docs/DATAPLANE-COSTS.md):
   :class:`ControlInbox`; NAT keepalives are counted.  (The concentrator
   normally gets no IKE here: the kernel gives it a socket of its own,
   vpnhub/net/ikesplit.py.)
+- Fewer system calls per packet (issue 16, vpnhub/net/udpgso.py,
+  docs/TRANSPORTS.md): the UDP sockets take ``UDP_GRO`` and one receive may
+  return a train of one flow's datagrams, split here and each handled as if
+  read alone; the ESP datagrams one TUN batch makes for one peer, of one
+  size, leave in one ``sendmsg`` with ``UDP_SEGMENT`` (flushed at the end of
+  every batch).  ESP that reached the control plane's IKE socket in a train
+  led by IKE comes back through ``hand_over``.
 - Counters are plain ints on the SAs and here; :class:`GetStats` returns a
   snapshot built in the data-plane thread.  Drops carry stable reason names.
 
@@ -172,6 +179,15 @@ from vpnhub.net.udpencap import (
     classify,
     classify_cisco_udp,
 )
+from vpnhub.net.udpgso import (
+    GSO_REFUSED,
+    MAX_SEGMENTS,
+    MAX_TRAIN_BYTES,
+    GroReader,
+    enable_gro,
+    gso_supported,
+    send_train,
+)
 
 if TYPE_CHECKING:
     from vpnhub.net.handle import DataplaneHandle
@@ -212,6 +228,8 @@ SEND_ERROR: Final = "send_error"
 TUN_WRITE_ERROR: Final = "tun_write_error"
 BAD_OUTER_PACKET: Final = "bad_outer_packet"  # raw ESP socket: truncated IP header
 CONTROL_QUEUE_FULL: Final = "control_queue_full"
+HANDOVER_QUEUE_FULL: Final = "handover_queue_full"  # ESP from the IKE socket, queue full
+HANDOVER_MAX: Final = 4096  # datagrams waiting in hand_over's queue
 CTCP_NO_CONNECTION: Final = "ctcp_no_connection"  # ESP for a cTCP peer with no connection
 CTCP_SEND_BUFFER_FULL: Final = "ctcp_send_buffer_full"
 CTCP_TOO_MANY: Final = "ctcp_too_many_connections"  # accepted and closed at once
@@ -275,16 +293,18 @@ class ControlInbox:
 
 
 class _Peer:
-    __slots__ = ("addr", "frag_count", "frag_warned", "keepalive", "keepalive_interval",
-                 "keepalive_sent", "keepalives_rx", "keepalives_tx", "last_tx", "refs", "send",
-                 "transport", "udp")
+    __slots__ = ("addr", "frag_count", "frag_warned", "gso", "gso_max", "keepalive",
+                 "keepalive_interval", "keepalive_sent", "keepalives_rx", "keepalives_tx",
+                 "last_tx", "refs", "send", "transport", "udp")
 
     def __init__(self, addr: Address, transport: str, send: Callable[[bytes, Address], int],
-                 keepalive: bytes | None) -> None:
+                 keepalive: bytes | None, gso: socket.socket | None = None) -> None:
         self.addr = addr
         self.transport = transport
         self.udp = transport in (TRANSPORT_NATT, TRANSPORT_CISCO_UDP)
         self.send = send
+        self.gso = gso  # the UDP socket, if it takes UDP_SEGMENT trains
+        self.gso_max = MAX_DATAGRAM  # datagrams above this the kernel would not segment
         self.keepalive = keepalive  # payload of a NAT keepalive on this transport
         self.keepalive_interval: float | None = None
         self.keepalive_sent = 0.0
@@ -474,6 +494,8 @@ class Dataplane:
         outer_mtu: int = 1500,
         ctcp_max_connections: int = 4096,
         keepalive_sock: socket.socket | None = None,
+        gro: bool = True,
+        gso: bool = True,
     ) -> None:
         if frag_policy not in POLICIES:
             raise ValueError(f"frag_policy must be one of {', '.join(POLICIES)}")
@@ -533,6 +555,33 @@ class Dataplane:
         self.ctcp_closed = 0
         self.ctcp_ike_rx = 0
         self.ctcp_ike_tx = 0
+        # System calls per packet (issue 16): receives on the UDP sockets and what they
+        # held (a GRO train counts its segments), ESP sends over UDP and their datagrams.
+        self.udp_tx_calls = 0
+        self.udp_tx_datagrams = 0
+        # UDP GRO (vpnhub/net/udpgso.py): a reader per socket that took the option;
+        # the others keep the recvfrom path.
+        self._gro: dict[int, GroReader] = {}
+        if gro:
+            for sock in (udp, cisco_udp, keepalive_sock):
+                if sock is not None and enable_gro(sock):
+                    self._gro[sock.fileno()] = GroReader(sock)
+        self._udp_rx_calls_plain = 0  # receives on sockets without GRO (one datagram each)
+        # UDP GSO: the sockets that take UDP_SEGMENT; a wake-up's ESP datagrams to one
+        # peer, of one size, leave in one sendmsg (the train, flushed before returning).
+        self._gso_fds = frozenset(s.fileno() for s in (udp, cisco_udp)
+                                  if gso and s is not None and gso_supported(s))
+        self._train: list[bytes] = []
+        self._train_peer: _Peer | None = None
+        self._train_size = 0
+        self._train_bytes = 0
+        self.gso_fallbacks = 0
+        # ESP that reached the control plane's IKE socket in a train led by IKE
+        # (ikesplit.IkeSocket), handed here: any thread appends, this one drains.
+        self._handover: deque[tuple[bytes, Address]] = deque()
+        self._handover_lock = threading.Lock()
+        self._handover_full = 0  # counted by the appending thread, under the lock
+        self.esp_via_ike_socket = 0
         self._commands: deque[tuple[Command, Future[object]]] = deque()
         self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._wake_pending = False  # an eventfd write not yet seen by the loop
@@ -662,6 +711,37 @@ class Dataplane:
             raise RuntimeError("no UDP 4500 socket")
         self.udp.sendto(NON_ESP_MARKER + message, addr)
         self.ike_tx += 1
+
+    def hand_over(self, datagrams: list[bytes], addr: Address) -> None:
+        """UDP 4500 datagrams another socket read, processed here as if read on ``udp``;
+        thread-safe.
+
+        With GRO the kernel steers a whole train by its first segment
+        (docs/TRANSPORTS.md): a train that starts with IKE reaches the control
+        plane's socket (ikesplit.IkeSocket) with the ESP behind it, which it
+        passes on here. Bounded (HANDOVER_MAX datagrams, then dropped and
+        counted as ``handover_queue_full``); the data-plane thread is woken once.
+        """
+        addr = (addr[0], addr[1])
+        with self._handover_lock:
+            room = HANDOVER_MAX - len(self._handover) if self._wake >= 0 else 0  # closed
+            if room < len(datagrams):
+                self._handover_full += len(datagrams) - max(room, 0)
+                datagrams = datagrams[:max(room, 0)]
+            self._handover.extend((d, addr) for d in datagrams)
+        if datagrams:
+            self._wake_up()
+
+    def _drain_handover(self, now: float) -> None:
+        queue = self._handover
+        while queue:
+            data, addr = queue.popleft()  # atomic against hand_over's append
+            self.esp_via_ike_socket += 1
+            self.udp_rx += 1
+            if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
+                self._deliver(data, addr, now)
+            else:
+                self._udp_control(data, addr)
 
     # -- DataplaneHandle (vpnhub/net/handle.py): thin methods over submit -------
 
@@ -814,6 +894,8 @@ class Dataplane:
                 # now): see submit()
                 self._wake_pending = False
                 self.apply_commands()
+                if self._handover:
+                    self._drain_handover(now)
             else:
                 handler = self._handlers.get(fd)
                 if handler is not None:
@@ -880,6 +962,13 @@ class Dataplane:
         self.drops[reason] = self.drops.get(reason, 0) + 1
 
     def _from_tun(self, now: float) -> None:
+        try:
+            self._read_tun(now)
+        finally:  # never hold a packet across wake-ups
+            if self._train:
+                self._flush_train()
+
+    def _read_tun(self, now: float) -> None:
         read = os.read
         fd = self._tun_fd
         exact = self._out_exact
@@ -914,12 +1003,90 @@ class Dataplane:
         sa.last_activity = now
         peer = entry.peer
         peer.last_tx = now
+        if peer.gso is not None:
+            self._queue(peer, esp)
+            return
+        if peer.udp:
+            self.udp_tx_calls += 1
+            self.udp_tx_datagrams += 1
         try:
             peer.send(esp, peer.addr)
         except BlockingIOError:
             self._drop(SEND_BUFFER_FULL)
         except OSError:
             self._drop(SEND_ERROR)
+
+    # -- UDP GSO (vpnhub/net/udpgso.py) -----------------------------------------
+
+    def _queue(self, peer: _Peer, esp: bytes) -> None:
+        """Add `esp` to the train for `peer`; a train is one peer's datagrams of one
+        size (the last may be shorter), at most MAX_SEGMENTS and MAX_TRAIN_BYTES."""
+        n = len(esp)
+        if self._train and (peer is not self._train_peer or n > self._train_size
+                            or self._train_bytes + n > MAX_TRAIN_BYTES):
+            self._flush_train()
+        if n > peer.gso_max:  # the kernel refused this size for this peer before
+            self._send_one(peer, esp)
+            return
+        train = self._train
+        if not train:
+            self._train_peer = peer
+            self._train_size = n
+            self._train_bytes = 0
+        train.append(esp)
+        self._train_bytes += n
+        if n < self._train_size or len(train) >= MAX_SEGMENTS:
+            self._flush_train()
+
+    def _flush_train(self) -> None:
+        train = self._train
+        peer = self._train_peer
+        if not train or peer is None:
+            return
+        self._train = []
+        self._train_peer = None
+        if len(train) == 1 or peer.gso is None:
+            for esp in train:
+                self._send_one(peer, esp)
+            return
+        self.udp_tx_calls += 1
+        try:
+            send_train(peer.gso, train, self._train_size, peer.addr)
+        except BlockingIOError:
+            self._drop_n(SEND_BUFFER_FULL, len(train))
+            return
+        except OSError as exc:
+            if exc.errno not in GSO_REFUSED:  # ENOBUFS and the like: as one sendto would
+                self._drop_n(SEND_ERROR, len(train))
+                return
+            self._gso_refused(peer, exc.errno)
+            for esp in train:
+                self._send_one(peer, esp)
+            return
+        self.udp_tx_datagrams += len(train)
+
+    def _gso_refused(self, peer: _Peer, err: int | None) -> None:
+        """The kernel could not segment: EINVAL/EMSGSIZE are about this size (a segment
+        above the route's MTU, net/ipv4/udp.c udp_send_skb), anything else about the
+        socket or the device (no checksum offload: EIO): no more trains for the peer."""
+        self.gso_fallbacks += 1
+        if err in (errno.EINVAL, errno.EMSGSIZE):
+            peer.gso_max = min(peer.gso_max, self._train_size - 1)
+        else:
+            peer.gso = None
+
+    def _send_one(self, peer: _Peer, esp: bytes) -> None:
+        self.udp_tx_calls += 1
+        self.udp_tx_datagrams += 1
+        try:
+            peer.send(esp, peer.addr)
+        except BlockingIOError:
+            self._drop(SEND_BUFFER_FULL)
+        except OSError:
+            self._drop(SEND_ERROR)
+
+    def _drop_n(self, reason: str, n: int) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + n
 
     def _too_big(self, entry: _Out, packet: bytes, now: float) -> None:
         """An inner packet above the SA's tunnel MTU: apply the fragmentation policy."""
@@ -958,6 +1125,10 @@ class Dataplane:
 
     def _from_udp(self, now: float) -> None:
         assert self.udp is not None
+        reader = self._gro.get(self.udp.fileno())
+        if reader is not None:
+            self._from_udp_trains(reader, now)
+            return
         recv = self.udp.recvfrom
         deliver = self._deliver
         for _ in range(self.budget):
@@ -965,12 +1136,36 @@ class Dataplane:
                 data, addr = recv(MAX_DATAGRAM)
             except BlockingIOError:
                 return
+            self._udp_rx_calls_plain += 1
             self.udp_rx += 1
             # Hot path inline: ESP is anything of >= 8 bytes not starting with 4 zeros.
             if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
                 deliver(data, addr, now)
             else:
                 self._udp_control(data, addr)
+
+    def _from_udp_trains(self, reader: GroReader, now: float) -> None:
+        """UDP 4500 with GRO: each segment of a train exactly as a datagram read alone.
+
+        A train is one flow's datagrams and the kernel steers it by its first
+        segment (docs/TRANSPORTS.md): IKE and keepalives can ride in one that
+        starts with ESP, so every segment is classified on its own. The budget
+        counts datagrams, not reads, so a flood still cannot starve the TUN.
+        """
+        deliver = self._deliver
+        taken = 0
+        while taken < self.budget:
+            try:
+                datagrams, addr = reader.read()
+            except BlockingIOError:
+                return
+            taken += len(datagrams)
+            self.udp_rx += len(datagrams)
+            for data in datagrams:
+                if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
+                    deliver(data, addr, now)
+                else:
+                    self._udp_control(data, addr)
 
     def _udp_control(self, data: bytes, addr: Address) -> None:
         kind = classify(data)
@@ -990,16 +1185,30 @@ class Dataplane:
         if they had come on the 4500 socket; at most KEEPALIVE_BUDGET a tick (more is a
         flood: the kernel drops it when the socket's buffer is full)."""
         assert self.keepalive_sock is not None
+        reader = self._gro.get(self.keepalive_sock.fileno())
         recv = self.keepalive_sock.recvfrom
-        for _ in range(KEEPALIVE_BUDGET):
+        taken = 0
+        while taken < KEEPALIVE_BUDGET:
             try:
-                data, addr = recv(MAX_DATAGRAM)
+                if reader is not None:  # a train steered here by a first keepalive
+                    datagrams, addr = reader.read()
+                else:
+                    data, addr = recv(MAX_DATAGRAM)
+                    datagrams = [data]
+                    self._udp_rx_calls_plain += 1
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # e.g. an ICMP error reported on the socket: next one
+                taken += 1
                 continue
-            self.udp_rx += 1
-            self._udp_control(data, addr)  # classified as on 4500: the filter is not trusted
+            taken += len(datagrams)
+            self.udp_rx += len(datagrams)
+            now = self.clock()
+            for data in datagrams:  # classified as on 4500: the filter is not trusted
+                if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
+                    self._deliver(data, addr, now)
+                else:
+                    self._udp_control(data, addr)
 
     def _keepalive_from(self, transport: str, addr: Address) -> None:
         self.keepalive_rx += 1
@@ -1009,22 +1218,31 @@ class Dataplane:
 
     def _from_cisco_udp(self, now: float) -> None:
         assert self.cisco_udp is not None
+        reader = self._gro.get(self.cisco_udp.fileno())
         recv = self.cisco_udp.recvfrom
         deliver = self._deliver
-        for _ in range(self.budget):
+        taken = 0
+        while taken < self.budget:
             try:
-                data, addr = recv(MAX_DATAGRAM)
+                if reader is not None:
+                    datagrams, addr = reader.read()
+                else:
+                    data, addr = recv(MAX_DATAGRAM)
+                    datagrams = [data]
+                    self._udp_rx_calls_plain += 1
             except BlockingIOError:
                 return
-            self.cisco_udp_rx += 1
-            if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
-                deliver(data, addr, now)
-                continue
-            kind = classify_cisco_udp(data)
-            if isinstance(kind, Keepalive):
-                self._keepalive_from(TRANSPORT_CISCO_UDP, addr)
-            elif isinstance(kind, Malformed):
-                self._drop(kind.reason)
+            taken += len(datagrams)
+            self.cisco_udp_rx += len(datagrams)
+            for data in datagrams:
+                if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
+                    deliver(data, addr, now)
+                    continue
+                kind = classify_cisco_udp(data)
+                if isinstance(kind, Keepalive):
+                    self._keepalive_from(TRANSPORT_CISCO_UDP, addr)
+                elif isinstance(kind, Malformed):
+                    self._drop(kind.reason)
 
     def _from_raw_esp(self, now: float) -> None:
         if self.esp is None:
@@ -1295,6 +1513,7 @@ class Dataplane:
         if peer is None:
             send: Callable[[bytes, Address], int]
             keepalive: bytes | None = None
+            gso: socket.socket | None = None
             if transport == TRANSPORT_CTCP:
                 send = self._ctcp_send_esp
             else:
@@ -1307,7 +1526,9 @@ class Dataplane:
                 send = sock.sendto
                 keepalive = {TRANSPORT_NATT: NAT_KEEPALIVE,
                              TRANSPORT_CISCO_UDP: CISCO_UDP_KEEPALIVE}.get(transport)
-            peer = self._peers[key] = _Peer(addr, transport, send, keepalive)
+                if sock.fileno() in self._gso_fds:
+                    gso = sock
+            peer = self._peers[key] = _Peer(addr, transport, send, keepalive, gso)
             self._idle_peers[id(peer)] = peer  # until an entry uses it
         return peer
 
@@ -1496,7 +1717,10 @@ class Dataplane:
     def _totals(self, ins: list[EspSA] | None, outs: list[EspSA] | None) -> DataplaneStats:
         """Every counter but the SA and peer lists: drops and traffic of the live SAs
         (`ins`, `outs`: listed here when None and needed) added to the ended ones'."""
-        totals: dict[str, int] = dict(self.drops)
+        drops = dict(self.drops)
+        if self._handover_full:
+            drops[HANDOVER_QUEUE_FULL] = self._handover_full
+        totals: dict[str, int] = dict(drops)
         for reason, count in self.ended_drops.items():
             totals[reason] = totals.get(reason, 0) + count
         traffic = dict(self.ended_traffic)
@@ -1510,7 +1734,14 @@ class Dataplane:
             ike_rx=self.ike_rx, ike_tx=self.ike_tx, keepalive_rx=self.keepalive_rx,
             keepalive_tx=sum(p.keepalives_tx for p in self._peers.values()),
             cisco_udp_rx=self.cisco_udp_rx,
-            drops=dict(self.drops), drops_total=totals,
+            udp_rx_calls=self._udp_rx_calls_plain + sum(r.calls for r in self._gro.values()),
+            udp_rx_datagrams=self._udp_rx_calls_plain
+            + sum(r.datagrams for r in self._gro.values()),
+            udp_tx_calls=self.udp_tx_calls, udp_tx_datagrams=self.udp_tx_datagrams,
+            gso_fallbacks=self.gso_fallbacks, esp_via_ike_socket=self.esp_via_ike_socket,
+            udp_gro=self.udp is not None and self.udp.fileno() in self._gro,
+            udp_gso=bool(self._gso_fds),
+            drops=drops, drops_total=totals,
             esp_totals=Traffic(**traffic),  # live SAs + ended ones: never goes down
             control_dropped=self.inbox.dropped,
             frag=self._frag_stats(),

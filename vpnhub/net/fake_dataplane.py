@@ -7,7 +7,8 @@ that a test can assert on it, and plays the data plane's side on demand:
 - ``inbound`` / ``outbound``: the installed SAs by SPI (the command that
   installed them, ``peer`` following ``update_peer``); ``commands``: every
   command in order; ``sent``: IKE messages sent, ``sent_on(transport)`` per
-  transport; ``keepalives``: the NAT keepalive set per peer;
+  transport; ``keepalives``: the NAT keepalive set per peer; ``handed_over``:
+  the datagrams passed to ``hand_over``;
 - ``inject(event)``: queue a data-plane event (an ``IkeDatagram`` from a
   peer, ``PeerMoved``, ``SaExhausted``, ``CtcpClosed``, ...) and call
   ``notify`` as the real inbox does; ``events()`` drains them;
@@ -99,6 +100,7 @@ class FakeDataplane:
         self.keepalives: dict[Address, tuple[float, str]] = {}
         self.ctcp_connections: set[Address] = set()  # cTCP peers send_ike may reach
         self.send_error: OSError | None = None
+        self.handed_over: list[tuple[bytes, Address]] = []  # hand_over's datagrams
         self._events: list[Event] = []
         self._counters: dict[tuple[int, Direction], _Counters] = {}
         self._fixed: DataplaneStats | None = None
@@ -165,6 +167,9 @@ class FakeDataplane:
     def ctcp_close(self, addr: Address) -> None:
         self.commands.append(CtcpClose(addr))
         self.ctcp_connections.discard(addr)
+
+    def hand_over(self, datagrams: list[bytes], addr: Address) -> None:
+        self.handed_over += [(d, addr) for d in datagrams]
 
     async def stats(self) -> DataplaneStats:
         return self.snapshot()

@@ -8,7 +8,7 @@ data-plane worker processes:
 - install inbound and outbound SAs, remove an SA, follow a peer to a new
   address (NAT rebinding, RFC 3948 2.2), NAT keepalives (RFC 3948 4);
 - send an IKE message on UDP 4500 or over cTCP (the data plane owns those
-  sockets), close a cTCP connection;
+  sockets), close a cTCP connection; hand it the ESP another socket read;
 - read the counters (:class:`~vpnhub.net.stats.DataplaneStats`);
 - take the events the data plane queued (:mod:`vpnhub.net.messages`:
   IKE datagrams, peers that moved, SAs out of sequence numbers, closed cTCP
@@ -84,6 +84,12 @@ class DataplaneHandle(Protocol):
 
     def ctcp_close(self, addr: Address) -> None:
         """Close the cTCP connection with remote address ``addr`` (``CtcpClose``)."""
+        ...
+
+    def hand_over(self, datagrams: list[bytes], addr: Address) -> None:
+        """UDP 4500 datagrams from ``addr`` that another socket read (ESP in a GRO
+        train led by IKE, vpnhub/net/ikesplit.py): processed as if the data plane
+        had read them. Thread-safe, bounded (the excess is dropped and counted)."""
         ...
 
     async def stats(self) -> DataplaneStats:

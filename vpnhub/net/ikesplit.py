@@ -32,6 +32,16 @@ second) and counts what it finds. With 10,000 clients behind NATs, each
 sending a keepalive every 20 s, that is 500 datagrams a second that no longer
 wake the data-plane thread one by one (issue 13, bench/dpd_cost.py).
 
+With UDP GRO (issue 16, vpnhub/net/udpgso.py) the kernel coalesces a flow's
+datagrams into a train and steers the whole train by its *first* segment
+(docs/TRANSPORTS.md): a train led by IKE reaches the IKE socket with the ESP
+or keepalives that followed, and one led by ESP or a keepalive reaches the
+other sockets with the IKE inside. So every socket of the group takes UDP_GRO
+and splits trains: the data plane classifies each segment as on 4500 without
+the split (IKE then reaches the control plane through its inbox), and
+:class:`IkeSocket` delivers the IKE segments and hands the rest to the data
+plane (``DataplaneHandle.hand_over``, wired by :class:`SplitDataplane`).
+
 Where the kernel refuses the program (not Linux, an old kernel, a seccomp
 policy), ``open_natt_sockets`` returns no IKE socket and the data plane keeps
 handing IKE over through its inbox, as before.
@@ -62,6 +72,7 @@ from vpnhub.net.handle import DataplaneHandle
 from vpnhub.net.messages import Event
 from vpnhub.net.stats import DataplaneStats, SaCounters
 from vpnhub.net.udpencap import IKE_HEADER_LEN, NON_ESP_MARKER, SHORT_IKE
+from vpnhub.net.udpgso import GroReader, enable_gro
 
 Address = tuple[str, int]
 
@@ -76,7 +87,7 @@ ESP_INDEX: Final = 0
 IKE_INDEX: Final = 1
 KEEPALIVE_INDEX: Final = 2
 # Stable drop names (the event log and the tests share them).
-NOT_IKE: Final = "not_ike_on_ike_socket"  # only if the filter were not in place
+NOT_IKE: Final = "not_ike_on_ike_socket"  # not IKE, and no data plane to hand it to
 
 # struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}: linux/filter.h
 _BPF_LD_W_ABS: Final = 0x20  # A = payload[k:k+4], big-endian; out of range: return 0
@@ -333,39 +344,72 @@ class IkeSocket:
     `deliver(message, addr)` gets each message without its marker. Not thread-safe:
     the asyncio loop calls `read` when the socket is readable and `send` (through
     its SendQueue) from the same thread.
+
+    The socket takes UDP_GRO: a train led by IKE can carry ESP (the module doc);
+    its IKE segments are delivered, the others handed to `handover` (the data
+    plane's ``hand_over``, set by :class:`SplitDataplane`) in one call per train,
+    or dropped as ``NOT_IKE`` while there is none. ``rx_calls``/``rx_datagrams``:
+    receive system calls and the datagrams they held; ``handed_over``: datagrams
+    passed on.
     """
 
     def __init__(self, sock: socket.socket, deliver: Callable[[bytes, Address], None],
-                 budget: int = BUDGET) -> None:
+                 budget: int = BUDGET,
+                 handover: Callable[[list[bytes], Address], None] | None = None) -> None:
         self.sock = sock
         self._deliver = deliver
+        self.handover = handover
         self.budget = budget
+        self.gro = enable_gro(sock)
+        self._reader = GroReader(sock)
         self.rx = 0
         self.tx = 0
+        self.handed_over = 0
         self.drops: Counter[str] = Counter()
+
+    @property
+    def rx_calls(self) -> int:
+        return self._reader.calls
+
+    @property
+    def rx_datagrams(self) -> int:
+        return self._reader.datagrams
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def read(self) -> None:
         """Up to `budget` datagrams: the loop's other readers (UDP 500) get their turn."""
-        recv = self.sock.recvfrom
-        deliver = self._deliver
-        for _ in range(self.budget):
+        read = self._reader.read
+        taken = 0
+        while taken < self.budget:
             try:
-                data, addr = recv(65535)
+                datagrams, addr = read()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:  # e.g. an ICMP error reported on the socket: next one
+                taken += 1
                 continue
+            taken += len(datagrams)
+            self._one_train(datagrams, addr)
+
+    def _one_train(self, datagrams: list[bytes], addr: Address) -> None:
+        others: list[bytes] = []
+        for data in datagrams:
             if data[:4] != NON_ESP_MARKER:
-                self.drops[NOT_IKE] += 1
-                continue
-            if len(data) < 4 + IKE_HEADER_LEN:
+                others.append(data)
+            elif len(data) < 4 + IKE_HEADER_LEN:
                 self.drops[SHORT_IKE] += 1
-                continue
-            self.rx += 1
-            deliver(data[4:], (addr[0], addr[1]))
+            else:
+                self.rx += 1
+                self._deliver(data[4:], addr)
+        if not others:
+            return
+        if self.handover is None:
+            self.drops[NOT_IKE] += len(others)
+            return
+        self.handed_over += len(others)
+        self.handover(others, addr)
 
     def send(self, message: bytes, addr: Address) -> int:
         """One IKE message to `addr` after the non-ESP marker (RFC 3948 2.2)."""
@@ -391,6 +435,11 @@ class SplitDataplane:
     def __init__(self, inner: DataplaneHandle, ike: IkeSocket) -> None:
         self.inner = inner
         self.ike = ike
+        if ike.handover is None:  # ESP in a train led by IKE goes on to the data plane
+            ike.handover = inner.hand_over
+
+    def hand_over(self, datagrams: list[bytes], addr: Address) -> None:
+        self.inner.hand_over(datagrams, addr)
 
     def add_inbound(self, sa: SaParams | EspSA, peer: Address, *, udp_encap: bool = True,
                     allowed_src: str | None = None, transport: str = "") -> None:
@@ -440,6 +489,8 @@ class SplitDataplane:
         return dataclasses.replace(
             s, ike_rx=s.ike_rx + i.rx, ike_tx=s.ike_tx + i.tx,
             udp_rx=s.udp_rx + i.rx + i.drops.total(), drops=_plus(s.drops, i.drops),
+            udp_rx_calls=s.udp_rx_calls + i.rx_calls,
+            udp_rx_datagrams=s.udp_rx_datagrams + i.rx_datagrams,
             drops_total=_plus(s.drops_total, i.drops))
 
 

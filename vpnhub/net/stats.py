@@ -169,6 +169,16 @@ class DataplaneStats:
     ``drops``: the data plane's own drops; ``drops_total``: those plus every
     SA's, live and ended.  ``esp_totals``: traffic of the live SAs plus the
     ended ones, so it never goes down (Prometheus counters must only grow).
+
+    System calls per packet (issue 16): ``udp_rx_calls`` receives on the UDP
+    sockets (4500, Cisco UDP, keepalives, and the IKE socket with the split)
+    returned ``udp_rx_datagrams`` datagrams (a GRO train counts its segments);
+    ``udp_tx_calls`` ESP sends over UDP carried ``udp_tx_datagrams``
+    (a GSO train counts its segments). ``gso_fallbacks``: trains the kernel
+    refused, sent one by one. ``esp_via_ike_socket``: datagrams of a train led
+    by IKE that the IKE socket handed to the data plane. ``udp_gro`` /
+    ``udp_gso``: whether the kernel took UDP_GRO on the 4500 socket and
+    UDP_SEGMENT on a UDP socket.
     """
 
     tun_rx: int = 0
@@ -179,6 +189,14 @@ class DataplaneStats:
     keepalive_rx: int = 0
     keepalive_tx: int = 0
     cisco_udp_rx: int = 0
+    udp_rx_calls: int = 0
+    udp_rx_datagrams: int = 0
+    udp_tx_calls: int = 0
+    udp_tx_datagrams: int = 0
+    gso_fallbacks: int = 0
+    esp_via_ike_socket: int = 0
+    udp_gro: bool = False
+    udp_gso: bool = False
     drops: Mapping[str, int] = field(default_factory=dict)
     drops_total: Mapping[str, int] = field(default_factory=dict)
     esp_totals: Traffic = field(default_factory=Traffic)
@@ -203,6 +221,10 @@ class DataplaneStats:
             "ike_rx": self.ike_rx, "ike_tx": self.ike_tx,
             "keepalive_rx": self.keepalive_rx, "keepalive_tx": self.keepalive_tx,
             "cisco_udp_rx": self.cisco_udp_rx,
+            "udp_rx_calls": self.udp_rx_calls, "udp_rx_datagrams": self.udp_rx_datagrams,
+            "udp_tx_calls": self.udp_tx_calls, "udp_tx_datagrams": self.udp_tx_datagrams,
+            "gso_fallbacks": self.gso_fallbacks, "esp_via_ike_socket": self.esp_via_ike_socket,
+            "udp_gro": self.udp_gro, "udp_gso": self.udp_gso,
             "drops": dict(self.drops), "drops_total": dict(self.drops_total),
             "esp_totals": self.esp_totals.as_dict(),
             "control_dropped": self.control_dropped,

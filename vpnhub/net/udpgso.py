@@ -1,0 +1,109 @@
+"""UDP GRO on receive and UDP GSO on send: fewer system calls per ESP packet (issue 16).
+
+Receive (``UDP_GRO``, Linux 5.0): a socket with the option set may be handed
+a *train*: several datagrams of one flow (same addresses and ports) that the
+kernel coalesced, in one ``recvmsg``, with a control message ``(SOL_UDP,
+UDP_GRO, int gso_size)``. Every segment but the last is ``gso_size`` bytes,
+the last may be shorter (net/ipv4/udp_offload.c ``udp_gro_receive_segment``;
+the cmsg is put by ``udp_cmsg_recv`` in include/net/udp.h). A datagram
+without the cmsg is one datagram. A socket *without* the option gets a train
+segmented again before it is queued (``udp_rcv_segment``), so setting it is
+what makes the saving.
+
+Send (``UDP_SEGMENT``, Linux 4.18): one ``sendmsg`` with the control message
+``(SOL_UDP, UDP_SEGMENT, u16 gso_size)`` and up to 64 segments of that size
+(the last may be shorter) leaves as that many datagrams
+(net/ipv4/udp.c ``udp_send_skb``: at most ``UDP_MAX_SEGMENTS`` = 64, and the
+whole payload must fit one UDP datagram). The kernel refuses a train it
+cannot segment (EINVAL: a segment larger than the path MTU;
+EIO: no checksum offload on the way out): the caller then sends them one by
+one.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import struct
+from typing import Final
+
+SOL_UDP: Final = 17  # IPPROTO_UDP
+UDP_SEGMENT: Final = 103  # include/uapi/linux/udp.h
+UDP_GRO: Final = 104
+MAX_SEGMENTS: Final = 64  # UDP_MAX_SEGMENTS (include/linux/udp.h)
+MAX_TRAIN_BYTES: Final = 65000  # below the 65,507-byte UDP payload of IPv4
+RECV_BUFFER: Final = 65536  # a whole train fits one read (64 KiB, as GRO caps it)
+_CMSG_SPACE: Final = socket.CMSG_SPACE(4)
+_INT: Final = struct.Struct("=i")
+_U16: Final = struct.Struct("=H")
+
+# What a sendmsg with UDP_SEGMENT answers when the kernel cannot segment this train
+# (the datagrams themselves could still go one by one).
+GSO_REFUSED: Final = frozenset({errno.EIO, errno.EINVAL, errno.ENOPROTOOPT, errno.EOPNOTSUPP,
+                                errno.EMSGSIZE, errno.ENOTSUP})
+
+
+def enable_gro(sock: socket.socket) -> bool:
+    """Ask for trains on `sock`; False where the kernel (or the socket's kind) refuses."""
+    try:
+        sock.setsockopt(SOL_UDP, UDP_GRO, 1)
+    except OSError:
+        return False
+    return True
+
+
+def gso_supported(sock: socket.socket) -> bool:
+    """Whether `sock` takes UDP_SEGMENT (reading the option is enough to know)."""
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+    except OSError:
+        return False
+    return sock.type == socket.SOCK_DGRAM and sock.family == socket.AF_INET
+
+
+class GroReader:
+    """``recvmsg_into`` one preallocated 64 KiB buffer; a train comes back split.
+
+    ``calls``: receive system calls that returned data; ``datagrams``: the
+    datagrams they held (a train counts its segments).
+    """
+
+    __slots__ = ("_buf", "_view", "calls", "datagrams", "sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buf = bytearray(RECV_BUFFER)
+        self._view = memoryview(self._buf)
+        self.calls = 0
+        self.datagrams = 0
+
+    def read(self) -> tuple[list[bytes], tuple[str, int]]:
+        """The datagrams of one receive (one, or a train's segments), and their source.
+
+        Raises what ``recvmsg_into`` raises (``BlockingIOError`` when there is none).
+        """
+        n, ancdata, _flags, addr = self.sock.recvmsg_into([self._buf], _CMSG_SPACE)
+        self.calls += 1
+        size = 0
+        for level, kind, data in ancdata:
+            if level == SOL_UDP and kind == UDP_GRO and len(data) >= _INT.size:
+                size = _INT.unpack_from(data)[0]
+        view = self._view[:n]
+        if size <= 0 or size >= n:
+            self.datagrams += 1
+            return [bytes(view[:n])], _address(addr)
+        segments = [bytes(view[i:i + size]) for i in range(0, n, size)]
+        self.datagrams += len(segments)
+        return segments, _address(addr)
+
+
+def _address(addr: object) -> tuple[str, int]:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        return (str(addr[0]), int(addr[1]))
+    return ("", 0)  # not an IP socket (a socketpair in tests)
+
+
+def send_train(sock: socket.socket, segments: list[bytes], size: int,
+               addr: tuple[str, int]) -> int:
+    """One ``sendmsg`` of `segments` (all `size` bytes but the last) with UDP_SEGMENT."""
+    return sock.sendmsg(segments, [(SOL_UDP, UDP_SEGMENT, _U16.pack(size))], 0, addr)
