@@ -549,11 +549,42 @@ class Dataplane:
         # none). Set by the owner; every debug line checks it before building a string.
         self.debug_severity = 0
         self._next_drop_report = 0.0
+        # A TUN packet no SA here routes: True if the hook took it (a data-plane
+        # worker hands it to the worker that owns the client, net/handover.py).
+        self.no_route: Callable[[bytes], bool] | None = None
 
     def _watch(self, fd: int, handler: Callable[[float, int], None],
                mask: int = select.EPOLLIN) -> None:
         self._handlers[fd] = handler
         self._epoll.register(fd, mask)
+
+    def add_reader(self, fd: int, handler: Callable[[float], None]) -> None:
+        """Call ``handler(now)`` in the loop's thread when ``fd`` is readable (a
+        worker's control link and hand-over sockets, vpnhub/net/worker.py)."""
+        self._watch(fd, lambda now, _mask: handler(now))
+
+    def encrypt_inner(self, packet: bytes, now: float) -> bool:
+        """An inner packet that did not come from this TUN (handed over by another
+        worker) routed and encrypted as if it had; False (counted ``no_sa``): no SA."""
+        entry = self._out_exact.get(packet[16:20]) if len(packet) >= 20 else None
+        if entry is None:
+            entry = self._lookup_slow(packet) if len(packet) >= 20 else None
+            if entry is None:
+                self._drop(NO_SA)
+                return False
+        if len(packet) > entry.limit:
+            self._too_big(entry, packet, now)
+        else:
+            self._encrypt_and_send(entry, packet, now)
+        return True
+
+    def sequence_numbers(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Every outbound SPI's last sequence number sent, every inbound SPI's replay
+        top: where a restarted worker resumes them (vpnhub/net/workers.py)."""
+        outs = {spi: max(e.sa.seq for e in entries)
+                for spi, entries in self._out_by_spi.items() if entries}
+        ins = {e.sa.spi: e.sa.replay.top for e in self._in.values()}
+        return outs, ins
 
     def _unwatch(self, fd: int) -> None:
         self._handlers.pop(fd, None)
@@ -886,7 +917,8 @@ class Dataplane:
             if entry is None:
                 entry = self._lookup_slow(packet)
                 if entry is None:
-                    self._drop(NO_SA)
+                    if self.no_route is None or not self.no_route(packet):
+                        self._drop(NO_SA)
                     continue
             if len(packet) > entry.limit:
                 self._too_big(entry, packet, now)
