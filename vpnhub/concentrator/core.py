@@ -138,6 +138,11 @@ class ConcentratorCore:
         self._l2l_by_id = {t.peer_id: t for t in config.lan_to_lan if t.peer_id}
         self.natt_enabled = config.nat_transparency.ipsec_over_natt
         self.event_hook: EventHook | None = None  # the manager's handshake counters
+        # issue 16: draws the SPI of each new inbound ESP SA from (peer, transport
+        # name), so that the kernel steers its ESP to the data-plane worker that
+        # will own it (vpnhub/esp/spi.py); set by the shell before the first SA.
+        # None: the engine's random SPIs (one data plane)
+        self.spi_allocator: Callable[[Address, str], int] | None = None
         # the shell's watch of its loop's delay (issue 13), for /metrics; None in-process
         self.loop_watch: LoopWatch | None = None
         self.driver: BoundDriver | None = None  # the IKE driver loop (`bind`)
@@ -171,7 +176,7 @@ class ConcentratorCore:
             xauth_timeout=float(c.xauth_timeout), pki=self.signer,
             auth_methods_for=self.cert_auth.methods_for if self.cert_auth else None,
             group_for_cert=self.cert_auth.group_for_cert if self.cert_auth else None,
-            group_without_psk=self._group_without_psk)
+            group_without_psk=self._group_without_psk, spi_allocator=self._spi_hook())
 
     def _l2l_config(self, site: LanToLanConfig) -> IkeConfig:
         c = self.config.concentrator
@@ -194,7 +199,23 @@ class ConcentratorCore:
             dpd_interval=float(c.dpd_interval), dpd_retries=c.dpd_retries,
             ts_check=ts_check, application_version=f"vpnhub {__version__}",
             log_severity=self.log.max_severity(),
-            extra_vendor_ids=())
+            extra_vendor_ids=(), spi_allocator=self._spi_hook())
+
+    def _spi_hook(self) -> Callable[[Address, str], int] | None:
+        return self._inbound_spi if self.spi_allocator is not None else None
+
+    def _inbound_spi(self, remote: Address, transport: str) -> int:
+        """`spi_allocator`'s SPI for a Quick Mode inbound SA with the peer at `remote`.
+
+        The engine knows the transport only from IKE's: "esp" for IKE on UDP 500
+        may be Cisco IPsec over UDP, which Mode Config chose for the session
+        (before Quick Mode); its record says which."""
+        assert self.spi_allocator is not None
+        if transport == "esp":
+            views = self.sessions.at_address(remote[0], remote[1])
+            if views and views[-1].transport == "cisco-udp":
+                transport = "cisco-udp"
+        return self.spi_allocator(remote, transport)
 
     def _config_for_id(self, id_type: int, data: bytes) -> IkeConfig | None:
         site = self._l2l_by_id.get(data.decode("utf-8", "replace"))

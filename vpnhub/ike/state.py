@@ -19,7 +19,7 @@ import os
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import overload
+from typing import Final, overload
 
 from vpnhub.crypto.cipher import IkeCipher, KeyedCbc
 from vpnhub.crypto.dh import DHKeyPair
@@ -46,6 +46,11 @@ from vpnhub.wire.payloads import (
 )
 
 Address = tuple[str, int]
+# The transport ESP goes by, as far as the engine knows, from the one IKE goes by
+# (the names of the data plane and the session record). IKE on UDP 500 means bare
+# ESP (IP protocol 50) or Cisco IPsec over UDP, which only Mode Config decides:
+# the concentrator tells them apart (ConcentratorCore._inbound_spi).
+_ESP_TRANSPORT: Final = {Transport.IKE: "esp", Transport.NATT: "natt", Transport.CTCP: "ctcp"}
 IKE_PORT = 500
 NATT_PORT = 4500
 
@@ -140,7 +145,11 @@ class IkeConfig:
     # announced the FRAGMENTATION vendor ID (0 = never); `fragmentation` announces it.
     fragmentation: bool = True
     fragment_size: int = 0
-    spi_allocator: Callable[[], int] | None = None
+    # the SPI of each new inbound ESP SA (Quick Mode, both roles), from the peer's
+    # address and the transport name ESP goes by ("natt", "esp", "cisco-udp",
+    # "ctcp"); None: a random one. With several data-plane workers the SPI names
+    # the worker that owns the SA (issue 16, vpnhub/esp/spi.py)
+    spi_allocator: Callable[[Address, str], int] | None = None
     rng: Callable[[int], bytes] = os.urandom
     # issue 14, signature authentication (ike.sigauth): our certificate, key and peer
     # checks; the phase 1 methods a group allows, by its ID (None: Main Mode, before
@@ -607,8 +616,9 @@ class SaState:
                 return mid
 
     def new_spi(self) -> int:
+        """Our SPI for a new inbound ESP SA: what the peer puts on its packets to us."""
         if self.config.spi_allocator is not None:
-            return self.config.spi_allocator()
+            return self.config.spi_allocator(self.remote, _ESP_TRANSPORT[self.transport])
         while True:
             spi = int.from_bytes(self.config.rng(4), "big")
             if spi >= 256:  # 1..255 are reserved by IANA (RFC 4303 2.1)

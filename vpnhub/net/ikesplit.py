@@ -35,6 +35,13 @@ wake the data-plane thread one by one (issue 13, bench/dpd_cost.py).
 Where the kernel refuses the program (not Linux, an old kernel, a seccomp
 policy), ``open_natt_sockets`` returns no IKE socket and the data plane keeps
 handing IKE over through its inbox, as before.
+
+With N data-plane workers (issue 16, ``open_natt_group``) the group holds N
+ESP sockets (indexes 0..N-1), then IKE (N) and keepalives (N+1); the program
+sends ESP to SPI mod N, and the control plane draws each inbound SPI so that
+this is the worker owning the SA (vpnhub/esp/spi.py). ``open_cisco_udp_group``
+does the same for Cisco IPsec over UDP, which carries bare ESP.
+docs/TRANSPORTS.md, "Steering to workers", has the kernel's side.
 """
 
 from __future__ import annotations
@@ -106,19 +113,12 @@ def open_natt_sockets(host: str, port: int = 4500, *, buffer_bytes: int = 4 << 2
                       ike_buffer_bytes: int = 1 << 20
                       ) -> tuple[socket.socket, socket.socket | None]:
     """The data plane's socket on `port` and, if the kernel splits by marker, the
-    control plane's IKE socket (else None: one socket, IKE through the data plane)."""
-    try:
-        esp = open_udp_socket(host, port, reuse_port=True, buffer_bytes=buffer_bytes)
-    except OSError:
-        return open_udp_socket(host, port, buffer_bytes=buffer_bytes), None
-    try:
-        _attach_split(esp)
-        # the same port as the first socket's (port 0 drew one: tests)
-        ike = open_udp_socket(host, esp.getsockname()[1], reuse_port=True,
-                              buffer_bytes=ike_buffer_bytes)
-    except OSError:
-        return esp, None  # alone in its group: it gets every datagram, as before
-    return esp, ike
+    control plane's IKE socket (else None: one socket, IKE through the data plane).
+
+    One worker and no keepalive socket (``open_keepalive_socket`` may add it)."""
+    group = _open_group(host, port, 1, keepalive=False, buffer_bytes=buffer_bytes,
+                        ike_buffer_bytes=ike_buffer_bytes)
+    return group.esp[0], group.ike
 
 
 def open_keepalive_socket(esp: socket.socket, *, buffer_bytes: int = 1 << 20
@@ -141,6 +141,185 @@ def open_keepalive_socket(esp: socket.socket, *, buffer_bytes: int = 1 << 20
         keepalive.close()
         return None
     return keepalive
+
+
+# -- several workers (issue 16) ------------------------------------------------
+#
+# With `workers` = N data-plane processes, each has its own ESP socket in the
+# group: indexes 0..N-1. IKE is index N and keepalives N+1, so the program for
+# N = 1 is exactly _PROGRAM_KEEPALIVE above. An ESP datagram goes to worker
+# SPI mod N: the control plane draws each inbound SPI so that this is the
+# worker that owns the SA (vpnhub.esp.spi.spi_for_worker). BPF_ALU|BPF_MOD|BPF_K
+# exists in classic BPF since Linux 3.7 (include/uapi/linux/filter.h); on
+# a kernel without it the attach fails and the caller runs one worker.
+_BPF_ALU_MOD_K: Final = 0x94  # A = A % k (unsigned 32-bit); k = 0 is refused at load
+_BPF_RET_A: Final = 0x16  # return A
+# While the group is being built: everything to index 0, the first ESP socket
+# (what a lone socket gets anyway). See _open_group.
+_PROGRAM_FIRST: Final = ((_BPF_RET_K, 0, 0, 0),)
+
+
+def _spi_mod(workers: int) -> tuple[tuple[int, int, int, int], ...]:
+    """A = SPI (loaded by the caller); return A mod `workers` (0 for one worker)."""
+    if workers == 1:
+        return ((_BPF_RET_K, 0, 0, 0),)
+    return ((_BPF_ALU_MOD_K, 0, 0, workers), (_BPF_RET_A, 0, 0, 0))
+
+
+def natt_program(workers: int, *, keepalive: bool = True
+                 ) -> tuple[tuple[int, int, int, int], ...]:
+    """The program of a NAT-T group of `workers` ESP sockets, IKE and keepalives.
+
+    For one worker: _PROGRAM (no keepalive socket) or _PROGRAM_KEEPALIVE."""
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    body = (
+        (_BPF_LD_W_ABS, 0, 0, 0),  # shorter than 4 bytes: the load fails, returns 0
+        (_BPF_JEQ_K, 0, 1, 0),  # the non-ESP marker (RFC 3948 2.2)
+        (_BPF_RET_K, 0, 0, workers),
+        *_spi_mod(workers),
+    )
+    if not keepalive:
+        return body
+    return (
+        (_BPF_LD_W_LEN, 0, 0, 0),
+        (_BPF_JEQ_K, 0, 3, 1),
+        (_BPF_LD_B_ABS, 0, 0, 0),
+        (_BPF_JEQ_K, 0, 1, 0xFF),  # the NAT keepalive (RFC 3948 2.3)
+        (_BPF_RET_K, 0, 0, workers + 1),
+        *body,
+    )
+
+
+def cisco_udp_program(workers: int) -> tuple[tuple[int, int, int, int], ...]:
+    """Cisco IPsec over UDP carries bare ESP (SPI at offset 0): SPI mod `workers`.
+    Shorter than 4 bytes: the load fails and the program returns 0. vpnc's
+    keepalive on that port (``00 00 00 00 ff``) has "SPI" 0: worker 0."""
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    return ((_BPF_LD_W_ABS, 0, 0, 0), *_spi_mod(workers))
+
+
+@dataclasses.dataclass
+class NattGroup:
+    """The sockets of UDP 4500: `esp[k]` is worker k's; `ike` the control plane's,
+    `keepalive` the one NAT keepalives are set aside on. When the kernel refused the
+    split, `esp` has one socket that gets everything and the others are None."""
+
+    esp: list[socket.socket]
+    ike: socket.socket | None
+    keepalive: socket.socket | None
+
+    def close(self) -> None:
+        for s in (*self.esp, self.ike, self.keepalive):
+            if s is not None:
+                with contextlib.suppress(OSError):
+                    s.close()
+
+
+def open_natt_group(host: str, port: int, workers: int, *, buffer_bytes: int = 4 << 20,
+                    ike_buffer_bytes: int = 1 << 20,
+                    keepalive_buffer_bytes: int = 1 << 20) -> NattGroup:
+    """UDP `port` as `workers` ESP sockets (index k = worker k), the IKE socket
+    (index `workers`) and the keepalive socket (index `workers` + 1), the kernel
+    steering each datagram by ``natt_program(workers)``.
+
+    If the kernel refuses the program (or SO_REUSEPORT), the group has one ESP
+    socket, no IKE and no keepalive socket: the caller runs one worker, which
+    hands IKE over and counts keepalives as before the split. With one worker it
+    is ``open_natt_sockets`` and ``open_keepalive_socket`` in one call."""
+    return _open_group(host, port, workers, keepalive=True, buffer_bytes=buffer_bytes,
+                       ike_buffer_bytes=ike_buffer_bytes,
+                       keepalive_buffer_bytes=keepalive_buffer_bytes)
+
+
+def open_cisco_udp_group(host: str, port: int, workers: int, *,
+                         buffer_bytes: int = 4 << 20) -> list[socket.socket]:
+    """Cisco IPsec over UDP on `port` as `workers` sockets (index k = worker k),
+    steered by ``cisco_udp_program``; one socket if the kernel refuses it."""
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    if workers == 1:  # no group: as open_cisco_udp_socket
+        return [open_udp_socket(host, port, buffer_bytes=buffer_bytes)]
+    try:
+        first = open_udp_socket(host, port, reuse_port=True, buffer_bytes=buffer_bytes)
+    except OSError:
+        return [open_udp_socket(host, port, buffer_bytes=buffer_bytes)]
+    try:
+        _attach_split(first, _PROGRAM_FIRST)  # until all have joined: see _open_group
+    except OSError:
+        return [first]
+    socks = [first, *_join(host, first.getsockname()[1], [buffer_bytes] * (workers - 1))]
+    if len(socks) == workers:
+        try:
+            _attach_split(first, cisco_udp_program(workers))
+            return socks
+        except OSError:
+            pass
+    return _alone(socks)
+
+
+def _open_group(host: str, port: int, workers: int, *, keepalive: bool, buffer_bytes: int,
+                ike_buffer_bytes: int, keepalive_buffer_bytes: int = 1 << 20) -> NattGroup:
+    """The group of `natt_program(workers, keepalive=keepalive)`.
+
+    The kernel keeps a group's sockets in the order they joined (reuseport_add_sock
+    appends, net/core/sock_reuseport.c), so they join in index order. While the
+    group is incomplete, a program's index that no socket has yet would not be
+    dropped: reuseport_select_sock falls back to choosing by hash. So until the last
+    socket has joined, _PROGRAM_FIRST sends everything to index 0, the first ESP
+    socket, as a lone socket would get it; no SA exists yet at start, so no ESP
+    can be there for another worker, and an early IKE message reaches the data
+    plane's inbox as without the split. Then the real program replaces it. With
+    one worker, _PROGRAM goes first as it always did: an index it returns before
+    its socket has joined can only fall back to the sockets there, index 0."""
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    try:
+        first = open_udp_socket(host, port, reuse_port=True, buffer_bytes=buffer_bytes)
+    except OSError:
+        return NattGroup([open_udp_socket(host, port, buffer_bytes=buffer_bytes)], None, None)
+    try:
+        if workers == 1:  # _PROGRAM's indexes are final already: as before issue 16
+            _attach_split(first)
+        else:
+            _attach_split(first, _PROGRAM_FIRST)
+    except OSError:
+        return NattGroup([first], None, None)  # alone: it gets every datagram, as before
+    sizes = [buffer_bytes] * (workers - 1) + [ike_buffer_bytes]
+    if keepalive:
+        sizes.append(keepalive_buffer_bytes)
+    socks = [first, *_join(host, first.getsockname()[1], sizes)]
+    if len(socks) == 1 + len(sizes):
+        try:
+            if workers > 1 or keepalive:
+                _attach_split(first, natt_program(workers, keepalive=keepalive))
+            return NattGroup(socks[:workers], socks[workers],
+                             socks[workers + 1] if keepalive else None)
+        except OSError:
+            pass
+    return NattGroup(_alone(socks), None, None)
+
+
+def _join(host: str, port: int, buffers: list[int]) -> list[socket.socket]:
+    """Sockets joining the reuseport group on `port` (the first socket's, which may
+    have been drawn by port 0), one per buffer size, in order; fewer if one fails
+    (the caller then gives up the group)."""
+    out: list[socket.socket] = []
+    for size in buffers:
+        try:
+            out.append(open_udp_socket(host, port, reuse_port=True, buffer_bytes=size))
+        except OSError:
+            break
+    return out
+
+
+def _alone(socks: list[socket.socket]) -> list[socket.socket]:
+    """The first socket alone in its group (the others closed): with _PROGRAM_FIRST
+    or no program at all, it gets every datagram."""
+    for s in socks[1:]:
+        s.close()
+    return socks[:1]
 
 
 class IkeSocket:

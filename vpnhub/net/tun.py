@@ -5,6 +5,21 @@ packet per read/write, no 4-byte prefix) and optionally ``IFF_MULTI_QUEUE``
 (several fds on one interface, one per worker; see dataplane.py).  The fd is
 non-blocking by default: the data plane reads until ``EAGAIN``.
 
+``TunDevice(name, queues=N)`` opens N queues of one multi-queue interface
+(``TunDevice.queues``, one ``TunQueue`` per data-plane worker, issue 16).
+A packet written on any queue enters the host's stack the same way. Which
+queue a packet from the host (from the LAN, to be encrypted) is read from is
+the kernel's choice, not ours: tun_select_queue (drivers/net/tun.c) runs the
+steering eBPF program if one was set (TUNSETSTEERINGEBPF, Linux 4.16), else
+tun_automq_select_queue, which looks the packet's symmetric flow hash up in
+the device's flow table and takes the queue that last *wrote* a packet of
+that flow (tun_get_user records it with tun_flow_update; entries expire after
+TUN_FLOW_EXPIRE, 3 s), or for an unknown flow the hash scaled to the number
+of queues. So the replies to traffic a worker decrypted and wrote mostly come
+back on its own queue, but a flow started from the LAN, or one idle for 3 s,
+can be read by any worker, possibly not the one owning the SA it must be
+encrypted with: the worker pool has to hand such packets over to the owner.
+
 Interface set-up (link up, address, MTU, routes) calls the ``ip`` command of
 iproute2 through ``subprocess``; pyroute2 is not needed for the handful of
 calls made once per tunnel, and ``ip`` is on every machine that has TUN.
@@ -92,36 +107,15 @@ def enter_netns(name: str) -> Iterator[None]:
         os.close(home)
 
 
-class TunDevice:
-    """An open TUN queue (``IFF_TUN | IFF_NO_PI``)."""
+class TunQueue:
+    """One fd (queue) of a TUN interface: one packet per read/write.
 
-    def __init__(
-        self,
-        name: str = "",
-        *,
-        multi_queue: bool = False,
-        nonblocking: bool = True,
-        netns: str | None = None,
-    ) -> None:
-        """Create (or attach to, for another multi-queue fd) interface ``name``.
+    A multi-queue interface has one per worker; each is a ``PacketDevice`` the
+    worker's data plane can poll on its own."""
 
-        ``name`` may contain ``%d`` or be empty for a kernel-chosen ``tunN``.
-        With ``netns`` the device is created inside that namespace.
-        """
-        self.netns = netns
-        self.multi_queue = multi_queue
-        flags = IFF_TUN | IFF_NO_PI | (IFF_MULTI_QUEUE if multi_queue else 0)
-        oflags = os.O_RDWR | os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
-        # The namespace of the device is the one current when /dev/net/tun is opened.
-        with enter_netns(netns) if netns else nullcontext():
-            fd = os.open("/dev/net/tun", oflags)
-        try:
-            ifr = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags))
-        except OSError:
-            os.close(fd)
-            raise
+    def __init__(self, fd: int, name: str) -> None:
         self._fd = fd
-        self.name: str = _IFREQ.unpack(ifr)[0].rstrip(b"\0").decode()
+        self.name = name
 
     def fileno(self) -> int:
         return self._fd
@@ -133,6 +127,73 @@ class TunDevice:
     def write(self, packet: bytes) -> int:
         return os.write(self._fd, packet)
 
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _open_queue(name: str, flags: int, nonblocking: bool, netns: str | None) -> tuple[int, str]:
+    """An fd of interface `name` (created if missing) and the name the kernel gave."""
+    oflags = os.O_RDWR | os.O_CLOEXEC | (os.O_NONBLOCK if nonblocking else 0)
+    # The namespace of the device is the one current when /dev/net/tun is opened.
+    with enter_netns(netns) if netns else nullcontext():
+        fd = os.open("/dev/net/tun", oflags)
+    try:
+        ifr = fcntl.ioctl(fd, TUNSETIFF, _IFREQ.pack(name.encode(), flags))
+    except OSError:
+        os.close(fd)
+        raise
+    return fd, _IFREQ.unpack(ifr)[0].rstrip(b"\0").decode()
+
+
+class TunDevice:
+    """An open TUN interface (``IFF_TUN | IFF_NO_PI``) and its queue(s).
+
+    ``fileno``, ``read`` and ``write`` use the first queue: with one queue this is
+    the single-queue device it always was. ``queues`` lists every queue."""
+
+    def __init__(
+        self,
+        name: str = "",
+        *,
+        multi_queue: bool = False,
+        nonblocking: bool = True,
+        netns: str | None = None,
+        queues: int = 1,
+    ) -> None:
+        """Create (or attach to, for another multi-queue fd) interface ``name``.
+
+        ``name`` may contain ``%d`` or be empty for a kernel-chosen ``tunN``.
+        With ``netns`` the device is created inside that namespace. ``queues`` > 1
+        opens that many fds with ``IFF_MULTI_QUEUE`` (TUNSETIFF with the same name
+        on each attaches another queue; the kernel allows up to 256).
+        """
+        if queues < 1:
+            raise ValueError("a TUN has at least one queue")
+        self.netns = netns
+        self.multi_queue = multi_queue or queues > 1
+        flags = IFF_TUN | IFF_NO_PI | (IFF_MULTI_QUEUE if self.multi_queue else 0)
+        fd, self.name = _open_queue(name, flags, nonblocking, netns)
+        self.queues: list[TunQueue] = [TunQueue(fd, self.name)]
+        try:
+            for _ in range(queues - 1):
+                fd, _name = _open_queue(self.name, flags, nonblocking, netns)
+                self.queues.append(TunQueue(fd, self.name))
+        except OSError:
+            self.close()
+            raise
+
+    def fileno(self) -> int:
+        return self.queues[0].fileno()
+
+    def read(self) -> bytes:
+        """One packet; raises ``BlockingIOError`` when none is queued."""
+        return self.queues[0].read()
+
+    def write(self, packet: bytes) -> int:
+        return self.queues[0].write(packet)
+
     def add_queue(self) -> TunDevice:
         """Another fd on the same multi-queue interface (one per worker)."""
         if not self.multi_queue:
@@ -140,9 +201,9 @@ class TunDevice:
         return TunDevice(self.name, multi_queue=True, netns=self.netns)
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Every queue; a non-persistent TUN disappears with its last fd."""
+        for q in self.queues:
+            q.close()
 
     def __enter__(self) -> TunDevice:
         return self
