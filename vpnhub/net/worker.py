@@ -15,6 +15,7 @@ its link closes.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -139,16 +140,22 @@ class Worker:
             self.link.send(obj)
         except LinkFull:  # the parent is behind: drop, as a full ControlInbox does
             self.events_dropped += 1
-        except LinkClosed:
-            self.dp.stop()
+        except LinkClosed as e:
+            self._end(f"sending an event: {e!r} {e.__cause__!r}")
+
+    def _end(self, why: str) -> None:
+        """The parent is gone (or no longer reads us): stop; it restarts a worker."""
+        print(f"vpnhub data-plane worker {self.spec.index}: link closed ({why}), ending",
+              file=sys.stderr, flush=True)
+        self.dp.stop()
 
     # -- commands from the parent ----------------------------------------------
 
     def _on_link(self, now: float) -> None:
         try:
             messages = self.link.receive()
-        except LinkClosed:  # the concentrator is gone
-            self.dp.stop()
+        except LinkClosed as e:  # the concentrator is gone
+            self._end(f"reading: {e.__cause__!r}")
             return
         for message in messages:
             for one in message.commands if isinstance(message, Batch) else (message,):
@@ -182,8 +189,8 @@ class Worker:
             reply = Reply(request.id, error=f"{type(e).__name__}: {e}")
         try:
             self.link.send(reply, wait=True)  # the parent awaits it: never dropped
-        except LinkClosed:
-            self.dp.stop()
+        except LinkClosed as e:
+            self._end(f"answering: {e.__cause__!r}")
 
     def figures(self) -> dict[str, int]:
         return {**self.handover.figures(), "events_dropped": self.events_dropped,
@@ -198,6 +205,7 @@ def main(argv: list[str]) -> int:
     spec = WorkerSpec.from_json(argv[1])
     # Ctrl-C reaches the whole process group: the concentrator decides when we end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    faulthandler.enable()  # a crash in C says where, in the concentrator's log
     Worker(spec).run()
     return 0
 

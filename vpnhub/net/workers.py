@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import ctypes
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from vpnhub.esp.sa import SEQ_MAX, EspSA, SaParams
+from vpnhub.esp.spi import spi_for_worker
 from vpnhub.ike.transport import Transport
 from vpnhub.net.messages import (
     TRANSPORT_CTCP,
@@ -79,21 +79,12 @@ SEQ_MARGIN: Final = 1024
 ASK_TIMEOUT: Final = 5.0
 PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
 
-Log = Callable[[int, str], None]
+Log = Callable[[int, str], object]
 
 
-def spi_for(worker: int, workers: int, draw: Callable[[int], int] | None = None) -> int:
+def spi_for(worker: int, workers: int) -> int:
     """A random SPI >= 256 with SPI % workers == worker (the kernel steers by it)."""
-    try:
-        from vpnhub.esp.spi import spi_for_worker  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:  # pragma: no cover - before net/ikesplit.py's steering lands
-        rnd = random.SystemRandom()
-        while True:
-            spi = rnd.randrange(256, 1 << 32)
-            spi -= (spi - worker) % workers
-            if spi >= 256:
-                return spi
-    return int(spi_for_worker(worker, workers))
+    return spi_for_worker(worker, workers)
 
 
 def resumed_seq(sampled: int, age: float) -> int:
@@ -165,9 +156,10 @@ class WorkerPool:
     ``log(severity, text)``: the IPSEC event class.
     """
 
-    def __init__(self, fds: list[WorkerFds], *, notify: Callable[[], None] | None = None,
+    def __init__(self, fds: list[WorkerFds], *, notify: Callable[[], object] | None = None,
                  log: Log | None = None, frag_policy: str = "none", outer_mtu: int = 1500,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 pinned: tuple[str, ...] = (TRANSPORT_ESP, TRANSPORT_CTCP)) -> None:
         if not fds:
             raise ValueError("a pool needs a worker")
         self.workers = [_Worker(k, f) for k, f in enumerate(fds)]
@@ -177,9 +169,11 @@ class WorkerPool:
         self.frag_policy = frag_policy
         self.outer_mtu = outer_mtu
         self.clock = clock
+        self.pinned = pinned  # transports whose peers all live in worker 0
         self.debug_severity = 0
         self.hung_workers = 0
         self._owner: dict[Address, int] = {}  # sticky peer -> worker
+        self._assigned = [0] * self.n  # peers assigned to each worker (the load)
         self._spi_owner: dict[int, int] = {}
         self._routes: dict[str, tuple[int, int]] = {}  # inner dst -> (worker, outbound SPI)
         self._events: list[Event] = []
@@ -218,8 +212,8 @@ class WorkerPool:
             return
         try:
             messages = link.receive()
-        except LinkClosed:
-            self._died(w, "its link closed")
+        except LinkClosed as e:
+            self._died(w, self._why(w, e))
             return
         events = False
         for m in messages:
@@ -256,6 +250,19 @@ class WorkerPool:
                  f" {len(w.sas)} SAs (restart {w.restarts})")
         self._spawn(w)
         self._reinstall(w)
+
+    @staticmethod
+    def _why(w: _Worker, e: LinkClosed) -> str:
+        """Why its link closed: how its process ended, if it did."""
+        code = w.proc.poll() if w.proc is not None else None
+        if code is None and w.proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = w.proc.wait(0.2)
+        if code is not None and code < 0:
+            return f"killed by signal {-code}"
+        if code is not None:
+            return f"exited with status {code}"
+        return f"its link closed: {e.__cause__!r}"
 
     def _stop_worker(self, w: _Worker) -> None:
         if w.link is not None:
@@ -316,8 +323,8 @@ class WorkerPool:
         except LinkFull:
             self.hung_workers += 1
             self._died(w, "hung: its control link is full")
-        except LinkClosed:
-            self._died(w, "its link closed")
+        except LinkClosed as e:
+            self._died(w, self._why(w, e))
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
@@ -344,12 +351,18 @@ class WorkerPool:
         peer = (peer[0], peer[1])
         k = self._owner.get(peer)
         if k is None:
-            if transport in (TRANSPORT_ESP, TRANSPORT_CTCP, "tcp"):
+            if transport in self.pinned:
                 k = 0
             else:
-                k = min(range(self.n), key=lambda i: (len(self.workers[i].peers), i))
+                k = min(range(self.n), key=lambda i: (self._assigned[i], i))
             self._owner[peer] = k
+            self._assigned[k] += 1
         return k
+
+    def _forget(self, peer: Address) -> None:
+        k = self._owner.pop(peer, None)
+        if k is not None:
+            self._assigned[k] -= 1
 
     def spi_allocator(self, peer: Address, transport: str) -> int:
         """``IkeConfig.spi_allocator``: a new inbound SPI the kernel steers to the peer's
@@ -401,7 +414,7 @@ class WorkerPool:
             else:  # its last SA: the peer may land elsewhere next time
                 w.peers.pop(sa.peer, None)
                 if not any(key[0] == sa.peer for key in w.keepalives):
-                    self._owner.pop(sa.peer, None)
+                    self._forget(sa.peer)
         for dst, (owner, route_spi) in list(self._routes.items()):
             if route_spi == spi and owner == k:
                 del self._routes[dst]
@@ -473,8 +486,15 @@ class WorkerPool:
             raise RuntimeError(f"worker {w.index}: {reply.error}")
         return reply
 
+    async def _ask_again(self, w: _Worker, command: Command) -> Reply:
+        """As ``_ask``; a worker that died meanwhile is asked again once restarted."""
+        try:
+            return await self._ask(w, command)
+        except ConnectionError:
+            return await self._ask(w, command)
+
     async def _ask_all(self, command: Command) -> list[object]:
-        replies = await asyncio.gather(*(self._ask(w, command) for w in self.workers))
+        replies = await asyncio.gather(*(self._ask_again(w, command) for w in self.workers))
         return [r.result for r in replies]
 
     async def stats(self) -> DataplaneStats:
