@@ -77,6 +77,7 @@ from vpnhub.net.workerlink import (
 SEQ_RATE: Final = 1_000_000  # packets a second an SA could have sent since the sample
 SEQ_MARGIN: Final = 1024
 ASK_TIMEOUT: Final = 5.0
+MAX_DRAWN: Final = 65536  # inbound SPIs drawn and not (yet) installed, remembered
 PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
 
 Log = Callable[[int, str], object]
@@ -175,6 +176,8 @@ class WorkerPool:
         self._owner: dict[Address, int] = {}  # sticky peer -> worker
         self._assigned = [0] * self.n  # peers assigned to each worker (the load)
         self._spi_owner: dict[int, int] = {}
+        # inbound SPIs drawn and not yet installed: (worker, the IKE peer drawn for)
+        self._allocated: dict[int, tuple[int, Address]] = {}
         self._routes: dict[str, tuple[int, int]] = {}  # inner dst -> (worker, outbound SPI)
         self._events: list[Event] = []
         self._pending: dict[int, asyncio.Future[Reply]] = {}
@@ -367,7 +370,29 @@ class WorkerPool:
     def spi_allocator(self, peer: Address, transport: str) -> int:
         """``IkeConfig.spi_allocator``: a new inbound SPI the kernel steers to the peer's
         worker."""
-        return spi_for(self.worker_of(peer, transport), self.n)
+        k = self.worker_of(peer, transport)
+        spi = spi_for(k, self.n)
+        self._allocated[spi] = (k, (peer[0], peer[1]))
+        if len(self._allocated) > MAX_DRAWN:  # Quick Modes that never finished
+            del self._allocated[next(iter(self._allocated))]
+        return spi
+
+    def _owner_of_inbound(self, spi: int, peer: Address, transport: str) -> int:
+        """The worker of a new inbound SA: the one its SPI was drawn for. Its ESP peer
+        may not be the IKE peer it was drawn for (Cisco IPsec over UDP: ESP comes from
+        the client's UDP 10000 mapping, IKE from its port 500's): the ESP peer goes
+        to that worker, the IKE peer is forgotten if it holds no SA."""
+        drawn = self._allocated.pop(spi, None)
+        if drawn is None:
+            return self.worker_of(peer, transport)
+        k, ike_peer = drawn
+        if self._owner.get(peer) != k:
+            self._forget(peer)
+            self._owner[peer] = k
+            self._assigned[k] += 1
+        if ike_peer != peer and not any(ike_peer in w.peers for w in self.workers):
+            self._forget(ike_peer)
+        return k
 
     def _record(self, w: _Worker, cmd: AddInbound | AddOutbound, peer: Address) -> None:
         spi = cmd.sa.spi
@@ -384,8 +409,10 @@ class WorkerPool:
                     allowed_src: str | None = None, transport: str = "") -> None:
         cmd = AddInbound(sa, peer, udp_encap=udp_encap, allowed_src=allowed_src,
                          transport=transport)
-        w = self.workers[self.worker_of(peer, transport or ("natt" if udp_encap else "esp"))]
-        self._record(w, cmd, (peer[0], peer[1]))
+        peer = (peer[0], peer[1])
+        w = self.workers[self._owner_of_inbound(
+            sa.spi, peer, transport or ("natt" if udp_encap else "esp"))]
+        self._record(w, cmd, peer)
         self._send(w, cmd)
 
     def add_outbound(self, sa: SaParams | EspSA, peer: Address, *, udp_encap: bool = True,
