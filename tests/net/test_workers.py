@@ -227,7 +227,8 @@ def test_killed_worker_restarts_with_its_sas_and_a_sequence_jump(rig: Rig) -> No
         c, k = await rig.login("10.40.1.9", 0xC9000001)
         for i in range(5):
             await lan_reply(rig, k, c, b"before %d" % i)
-        await rig.pool.counters()  # the periodic sample: seq 5 seen
+        sample = await rig.pool.counters()  # the periodic sample: seq 5 seen
+        assert sample.totals.esp_totals.packets_out == 5
         pid = rig.pool.workers[k].pid
         os.kill(pid, signal.SIGKILL)
         await until(lambda: rig.pool.workers[k].pid not in (0, pid))
@@ -245,6 +246,8 @@ def test_killed_worker_restarts_with_its_sas_and_a_sequence_jump(rig: Rig) -> No
         # RFC 4303 3.3.3: never 1..5 again; resumed past 5 + 1024
         assert out.seq_out >= 5 + 1024 + 1
         assert stats.workers[k].restarts == 1 and stats.workers[k].sas == 2
+        # the totals keep what the dead worker counted (they never fall)
+        assert stats.esp_totals.packets_out == 6 and stats.esp_totals.packets_in == 1
     run(main)
 
 

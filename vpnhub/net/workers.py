@@ -142,8 +142,11 @@ class _Worker:
         self.keepalives: dict[tuple[Address, str], SetKeepalive] = {}
         self.peers: dict[Address, int] = {}  # peer -> SAs of it here
         self.figures: dict[str, int] = {}
-        self.packets = 0
         self.batch: list[object] | None = None
+        # its counters at the last answer, and those of its previous lives: a restart
+        # must not make totals fall (Prometheus reads a fall as a reset)
+        self.last: DataplaneStats | None = None
+        self.carried: DataplaneStats | None = None
 
     @property
     def pid(self) -> int:
@@ -248,6 +251,9 @@ class WorkerPool:
         if self._closed:
             return
         self._stop_worker(w)
+        if w.last is not None:
+            w.carried = _counts_only(merge_stats([p for p in (w.carried, w.last) if p]))
+            w.last = None
         w.restarts += 1
         self.log(2, f"data-plane worker {w.index} ({why}): restarted with its"
                  f" {len(w.sas)} SAs (restart {w.restarts})")
@@ -524,14 +530,22 @@ class WorkerPool:
         replies = await asyncio.gather(*(self._ask_again(w, command) for w in self.workers))
         return [r.result for r in replies]
 
+    def _with_past(self, w: _Worker, now: DataplaneStats) -> DataplaneStats:
+        """A worker's answer plus what its previous lives counted."""
+        w.last = _counts_only(now)
+        return now if w.carried is None else merge_stats([now, w.carried])
+
     async def stats(self) -> DataplaneStats:
         results = await self._ask_all(GetStats())
-        snaps = [r for r in results if isinstance(r, DataplaneStats)]
+        snaps = [self._with_past(w, r) for w, r in zip(self.workers, results, strict=True)
+                 if isinstance(r, DataplaneStats)]
         return merge_stats(snaps, self.worker_stats(snaps))
 
     async def counters(self, sas: bool = True) -> SaCounters:
         results = await self._ask_all(GetCounters(sas))
-        parts = [r for r in results if isinstance(r, SaCounters)]
+        parts = [replace(r, totals=self._with_past(w, r.totals))
+                 for w, r in zip(self.workers, results, strict=True)
+                 if isinstance(r, SaCounters)]
         merged = merge_counters(parts)
         return replace(merged, totals=replace(
             merged.totals, workers=self.worker_stats([p.totals for p in parts])))
@@ -548,3 +562,9 @@ class WorkerPool:
                 handed_over=f.get("handed_over", 0), handed_in=f.get("handed_in", 0),
                 handover_dropped=f.get("handover_dropped", 0)))
         return tuple(out)
+
+
+def _counts_only(s: DataplaneStats) -> DataplaneStats:
+    """The running counters of a snapshot, without its lists (SAs, peers, connections)."""
+    return replace(s, sas=(), peers=(), workers=(),
+                   ctcp=replace(s.ctcp, listening=(), connections=()))
