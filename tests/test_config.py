@@ -751,6 +751,14 @@ def test_workers_above_one_accepted(n: int) -> None:
     assert cfg.dataplane.worker_count() == n
 
 
+def test_workers_default_is_one_per_core() -> None:
+    cfg = parse_config(HEAD + group("g", "10.0.0.0/24"), "t.toml")
+    assert cfg.dataplane.workers == "auto"
+    assert cfg.dataplane.worker_count(cpus=1) == 1  # a single core: as before
+    cfg = parse_config(HEAD + "workers = 1\n" + group("g", "10.0.0.0/24"), "t.toml")
+    assert cfg.dataplane.worker_count(cpus=8) == 1  # the older spelling still decides
+
+
 def test_workers_auto_is_the_cores() -> None:
     cfg = parse_config(HEAD + group("g", "10.0.0.0/24") + '[dataplane]\nworkers = "auto"\n',
                        "t.toml")

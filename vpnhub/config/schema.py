@@ -91,7 +91,7 @@ class DataplaneConfig:
     """``[dataplane]``: ``workers`` = N data-plane worker processes, or "auto" (one per
     core, ``os.cpu_count()``); 1 keeps the data plane a thread of the concentrator."""
 
-    workers: int | str = 1
+    workers: int | str = "auto"
 
     def worker_count(self, cpus: int | None = None) -> int:
         """The number of workers to run ("auto": the cores, ``cpus`` or os.cpu_count())."""

@@ -300,9 +300,13 @@ def _workers(t: _Table, default: int | str = 1) -> int | str:
     return t.integer("workers", default if isinstance(default, int) else 1, 1, MAX_WORKERS)
 
 
-def _dataplane(t: _Table, conc: ConcentratorConfig) -> DataplaneConfig:
+# [dataplane] workers when neither it nor [concentrator] workers is given
+DEFAULT_WORKERS: int | str = "auto"
+
+
+def _dataplane(t: _Table, legacy: int | str | None) -> DataplaneConfig:
     """[dataplane]; `[concentrator] workers` (the older spelling) is its default."""
-    return DataplaneConfig(workers=_workers(t, conc.workers))
+    return DataplaneConfig(workers=_workers(t, DEFAULT_WORKERS if legacy is None else legacy))
 
 
 def _check_domain(table: _Table, key: str, value: str) -> str:
@@ -402,7 +406,8 @@ _DAY = 86400
 def _build(ctx: _Context, top: _Table) -> Config:
     if not top.has("concentrator"):
         ctx.fail((), "missing required table [concentrator]")
-    conc = _concentrator(top.sub("concentrator", _CONCENTRATOR_KEYS))
+    conc_table = top.sub("concentrator", _CONCENTRATOR_KEYS)
+    conc = _concentrator(conc_table)
     natt = _nat_transparency(top.sub("nat_transparency", _NATT_KEYS), conc)
     admin = _admin(top.sub("admin", _ADMIN_KEYS))
     limits = _limits(top.sub("limits", _LIMITS_KEYS))
@@ -413,7 +418,8 @@ def _build(ctx: _Context, top: _Table) -> Config:
     radius = _radius(top.sub("radius", _RADIUS_KEYS), groups)
     pki = _pki(top.sub("pki", _PKI_KEYS)) if top.has("pki") else None
     _check_groups_have_pki(ctx, groups, pki)
-    dataplane = _dataplane(top.sub("dataplane", frozenset({"workers"})), conc)
+    dataplane = _dataplane(top.sub("dataplane", frozenset({"workers"})),
+                           conc.workers if conc_table.has("workers") else None)
     return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l, radius, pki,
                   dataplane)
 
