@@ -75,15 +75,13 @@ SA command takes ``transport``: "" keeps the meaning derived from
   vpnhub/net/fragment.py.  All ESP sockets get ``IP_PMTUDISC_DONT`` so that
   the kernel fragments outer packets (policy "none") instead of failing.
 
-Next step, multi-worker (documented, not built here): one worker process per
-core, each with its own queue of an ``IFF_MULTI_QUEUE`` TUN
-(``TunDevice.add_queue``) and its own ``SO_REUSEPORT`` socket on 4500
-(``open_udp_socket(reuse_port=True)``); the kernel steers a flow's return
-packets to the queue that wrote it, and ``SO_ATTACH_REUSEPORT_CBPF`` can shard
-inbound datagrams by peer.  Each SA (sequence numbers, replay window, GCM
-IVs) must live in exactly one worker; the control plane pickles the same
-commands to the owning worker over a socketpair and merges ``GetStats``.
-DATAPLANE.md measured 1.6-1.9x with two workers.
+Several workers (``[dataplane] workers`` > 1, vpnhub/net/workers.py): one
+``Dataplane`` per worker process (vpnhub/net/worker.py), each on its own queue
+of an ``IFF_MULTI_QUEUE`` TUN and its own UDP 4500 socket, the kernel steering
+ESP by SPI (net/ikesplit.py).  The hooks they use here: ``add_reader`` (the
+control link, the hand-over sockets), ``no_route`` (a TUN packet for a client
+another worker owns, net/handover.py), ``encrypt_inner`` (a packet handed in)
+and ``sequence_numbers`` (where a restarted worker resumes its SAs).
 """
 
 from __future__ import annotations
