@@ -286,3 +286,22 @@ def test_hung_worker_is_killed_and_the_parent_never_waits(
         asyncio.run(main())
     finally:
         r.close()
+
+
+def test_an_inbound_sa_goes_where_its_spi_was_drawn() -> None:
+    """Cisco IPsec over UDP: the SPI is drawn for the IKE peer (UDP 500's mapping),
+    the SAs are installed for the ESP peer (UDP 10000's): both in the drawn worker
+    (no process needed: the pool's own bookkeeping)."""
+    pool = WorkerPool([WorkerFds(tun=-1), WorkerFds(tun=-1), WorkerFds(tun=-1)])
+    other = ("203.0.113.78", 4500)
+    assert pool.worker_of(other) == 0  # the first peer takes worker 0
+    spi = pool.spi_allocator(("203.0.113.79", 500), "cisco-udp")
+    k = spi % 3
+    assert k == 1
+    esp_peer = ("203.0.113.79", 31000)
+    pool.add_inbound(params(spi), esp_peer, transport="cisco-udp")
+    pool.add_outbound(params(0xD0000001), esp_peer, dst="10.40.1.3", transport="cisco-udp")
+    assert pool.worker_of(esp_peer) == k
+    assert set(pool.workers[k].sas) == {spi, 0xD0000001}
+    # the IKE peer it was drawn for holds nothing: forgotten, its load with it
+    assert pool.worker_of(("203.0.113.80", 4500)) == 2

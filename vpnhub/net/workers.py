@@ -294,7 +294,7 @@ class WorkerPool:
         """Its SAs (sequence numbers past the sampled ones), keepalives, foreign routes."""
         now = self.clock()
         commands: list[object] = []
-        for spi, sa in w.sas.items():
+        for sa in w.sas.values():
             for cmd in sa.commands:
                 params = cmd.sa
                 if not isinstance(params, SaParams):
@@ -303,9 +303,7 @@ class WorkerPool:
                     params = replace(params, seq=resumed_seq(sa.seq, now - sa.sampled_at))
                 else:
                     params = replace(params, replay_top=sa.seq)
-                cmd = replace(cmd, sa=params)
-                commands.append(cmd)
-            del spi
+                commands.append(replace(cmd, sa=params))
         commands += list(w.keepalives.values())
         commands += [SetForeignRoute(dst, k) for dst, (k, _spi) in self._routes.items()
                      if k != w.index]
