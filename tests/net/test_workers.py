@@ -305,3 +305,20 @@ def test_an_inbound_sa_goes_where_its_spi_was_drawn() -> None:
     assert set(pool.workers[k].sas) == {spi, 0xD0000001}
     # the IKE peer it was drawn for holds nothing: forgotten, its load with it
     assert pool.worker_of(("203.0.113.80", 4500)) == 2
+
+
+def test_a_worker_that_does_not_answer_is_hung(rig: Rig) -> None:
+    async def main() -> None:
+        rig.pool.start()
+        rig.pool.ask_timeout = 0.5
+        c, k = await rig.login("10.40.1.12", 0xCC000001)
+        pid = rig.pool.workers[k].pid
+        os.kill(pid, signal.SIGSTOP)
+        with pytest.raises(TimeoutError):
+            await rig.pool.stats()
+        assert rig.pool.hung_workers == 1 and rig.pool.workers[k].pid != pid
+        stats = await rig.pool.stats()
+        assert stats.workers[k].restarts == 1 and stats.workers[k].sas == 2
+        got = await lan_reply(rig, k, c, b"after")
+        assert got == [ipv4(LAN_HOST, c.inner, b"after")]
+    run(main)

@@ -176,6 +176,7 @@ class WorkerPool:
         self.pinned = pinned  # transports whose peers all live in worker 0
         self.debug_severity = 0
         self.hung_workers = 0
+        self.ask_timeout = ASK_TIMEOUT
         self._owner: dict[Address, int] = {}  # sticky peer -> worker
         self._assigned = [0] * self.n  # peers assigned to each worker (the load)
         self._spi_owner: dict[int, int] = {}
@@ -510,7 +511,12 @@ class WorkerPool:
         self._pending[rid] = future
         self._send(w, Request(rid, command))
         try:
-            reply = await asyncio.wait_for(future, ASK_TIMEOUT)
+            reply = await asyncio.wait_for(future, self.ask_timeout)
+        except TimeoutError:  # it reads nothing (stopped, looping): hung as a full link
+            if self.workers[w.index] is w and w.link is not None:
+                self.hung_workers += 1
+                self._died(w, f"hung: no answer in {self.ask_timeout:g} s")
+            raise
         finally:
             self._pending.pop(rid, None)
         if reply.error is not None:
