@@ -742,13 +742,34 @@ def test_workers_one_is_accepted() -> None:
 
 
 @pytest.mark.parametrize("n", [2, 4, 256])
-def test_workers_above_one_refused_until_built(n: int) -> None:
-    # Nothing reads `workers` yet: accepting 4 would promise four data-plane
-    # workers and silently run one.
-    err = error_of(HEAD + f"workers = {n}\n" + group("g", "10.0.0.0/24"))
-    assert err.key == "concentrator.workers" and err.line == 4
-    assert f"workers = {n}: more than one data plane worker is not built yet" in str(err)
-    assert "use 1" in str(err)
+def test_workers_above_one_accepted(n: int) -> None:
+    cfg = parse_config(HEAD + group("g", "10.0.0.0/24") + f"[dataplane]\nworkers = {n}\n",
+                       "t.toml")
+    assert cfg.dataplane.worker_count() == n
+    # the older spelling under [concentrator] still works
+    cfg = parse_config(HEAD + f"workers = {n}\n" + group("g", "10.0.0.0/24"), "t.toml")
+    assert cfg.dataplane.worker_count() == n
+
+
+def test_workers_default_is_one_per_core() -> None:
+    cfg = parse_config(HEAD + group("g", "10.0.0.0/24"), "t.toml")
+    assert cfg.dataplane.workers == "auto"
+    assert cfg.dataplane.worker_count(cpus=1) == 1  # a single core: as before
+    cfg = parse_config(HEAD + "workers = 1\n" + group("g", "10.0.0.0/24"), "t.toml")
+    assert cfg.dataplane.worker_count(cpus=8) == 1  # the older spelling still decides
+
+
+def test_workers_auto_is_the_cores() -> None:
+    cfg = parse_config(HEAD + group("g", "10.0.0.0/24") + '[dataplane]\nworkers = "auto"\n',
+                       "t.toml")
+    assert cfg.dataplane.workers == "auto"
+    assert cfg.dataplane.worker_count(cpus=16) == 16
+    assert cfg.dataplane.worker_count() >= 1
+
+
+def test_workers_bad_string_refused() -> None:
+    err = error_of(HEAD + group("g", "10.0.0.0/24") + '[dataplane]\nworkers = "many"\n')
+    assert err.key == "dataplane.workers" and "auto" in str(err)
 
 
 def test_workers_zero_still_out_of_range() -> None:

@@ -54,16 +54,21 @@ from vpnhub.net.dataplane import (
     open_udp_socket,
 )
 from vpnhub.net.dhworker import DhWorker
+from vpnhub.net.handover import mesh
 from vpnhub.net.ikesplit import (
     IKE_BUFFER_BYTES,
     IkeSocket,
+    NattGroup,
     SplitDataplane,
+    open_cisco_udp_group,
     open_keepalive_socket,
+    open_natt_group,
     open_natt_sockets,
 )
 from vpnhub.net.loopwatch import GcWatch, LoopWatch, StallWatch
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
+from vpnhub.net.workers import WorkerFds, WorkerPool
 from vpnhub.pki.signer import build_signer
 
 # The duties that are not IKE timers: the state record, the event log's flood
@@ -97,6 +102,9 @@ class Concentrator:
         self._routes: list[str] = []
         self.tun: TunDevice | None = None
         self.dataplane: Dataplane | None = None
+        # [dataplane] workers > 1: the worker processes instead of `dataplane`
+        self.pool: WorkerPool | None = None
+        self._worker_socks: list[socket.socket | None] = []
         self.sock500: socket.socket | None = None
         # IKE on UDP 4500 read here, not through the data plane (None: the kernel cannot)
         self.ike4500: IkeSocket | None = None
@@ -255,7 +263,8 @@ class Concentrator:
         # Forwarding between the tunnel and the private LAN (per network namespace).
         with contextlib.suppress(OSError):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
-        self.tun = TunDevice(c.tunnel_interface)
+        workers, group = self._natt_group()
+        self.tun = TunDevice(c.tunnel_interface, queues=workers)
         # 1500: the fragmentation policy (not the TUN's MTU) decides what happens to
         # packets that no longer fit once encapsulated.
         self.tun.configure(mtu=1500)
@@ -268,6 +277,10 @@ class Concentrator:
                 self._routes.append(str(net))
         self.sock500 = open_ike500(self.public, c.ike_port)
         loop = asyncio.get_running_loop()
+        if group is not None:  # [dataplane] workers > 1: worker processes
+            self._start_workers(group, loop)
+            self._open_send_queues(loop)
+            return
         def wake() -> None:  # called from the data plane thread
             loop.call_soon_threadsafe(self._drain_inbox)
 
@@ -300,6 +313,61 @@ class Concentrator:
             SplitDataplane(self.dataplane, self.ike4500)
         self._open_send_queues(loop)
 
+    def _natt_group(self) -> tuple[int, NattGroup | None]:
+        """``[dataplane] workers`` and, when more than one, their UDP 4500 sockets (the
+        kernel steers ESP by SPI, net/ikesplit.py); one when it cannot."""
+        c = self.config.concentrator
+        n = self.config.dataplane.worker_count()
+        if n == 1:
+            return 1, None
+        group = open_natt_group(self.public, c.natt_port, n)
+        if group.ike is None or len(group.esp) != n:
+            group.close()
+            self.log.add("IPSEC", 2, f"[dataplane] workers = {n}: the kernel cannot steer"
+                         " ESP to workers (SO_ATTACH_REUSEPORT_CBPF); running one data plane")
+            return 1, None
+        return n, group
+
+    def _start_workers(self, group: NattGroup, loop: asyncio.AbstractEventLoop) -> None:
+        """N worker processes (net/workers.py) on the TUN's queues and the group's
+        sockets; worker 0 also gets raw ESP, cTCP and the NAT keepalives."""
+        c = self.config.concentrator
+        core = self.core
+        assert self.tun is not None and group.ike is not None
+        n = len(group.esp)
+        self.ike4500 = IkeSocket(group.ike, self._on_ike4500)
+        esp: socket.socket | None
+        try:
+            esp = open_esp_socket(self.public)
+        except OSError as e:
+            esp = None
+            self.log.add("IPSEC", 2, f"no raw ESP socket ({e}): clients not behind NAT"
+                         " cannot pass data")
+        cisco = open_cisco_udp_group(self.public, core.udp_port, n) if core.udp_port else []
+        listeners = [open_ctcp_listener(self.public, port) for port in sorted(core.ctcp_ports)]
+        meshes = mesh(n)
+        fds = [WorkerFds(
+            tun=self.tun.queues[k].fileno(), udp=group.esp[k].fileno(),
+            cisco_udp=cisco[k].fileno() if k < len(cisco) else None,
+            esp=esp.fileno() if k == 0 and esp is not None else None,
+            keepalive=group.keepalive.fileno() if k == 0 and group.keepalive else None,
+            ctcp=[sock.fileno() for sock in listeners] if k == 0 else [],
+            mesh={j: sock.fileno() for j, sock in meshes[k].items()}) for k in range(n)]
+        # kept open here for the life of the service: a restarted worker gets them again
+        self._worker_socks = [*group.esp, group.keepalive, *cisco, esp, *listeners,
+                              *(sock for m in meshes for sock in m.values())]
+        pinned = ("esp", "ctcp") if len(cisco) in (0, n) else ("esp", "ctcp", "cisco-udp")
+        pool = WorkerPool(fds, notify=lambda: loop.call_soon(self._drain_inbox),
+                          log=lambda sev, text: self.log.add("IPSEC", sev, text),
+                          frag_policy=c.fragmentation, pinned=pinned)
+        pool.debug_severity = max(self.log.levels("IPSECDBG"))
+        pool.start(loop)
+        self.pool = pool
+        core.spi_allocator = pool.spi_allocator
+        core.dataplane = SplitDataplane(pool, self.ike4500)
+        self.log.add("IPSEC", 5, f"{n} data-plane workers, pids "
+                     + ", ".join(str(w.pid) for w in pool.workers))
+
     def _open_send_queues(self, loop: asyncio.AbstractEventLoop) -> None:
         c = self.config.concentrator
         if self.sock500 is not None:
@@ -323,6 +391,11 @@ class Concentrator:
         for q in (self.out500, self.out4500):
             if q is not None:
                 q.close()
+        if self.pool is not None:
+            self.pool.close()
+            for sock in self._worker_socks:
+                if sock is not None:
+                    sock.close()
         if self.dataplane is not None:
             self.dataplane.close()
             for s in (self.dataplane.udp, self.dataplane.esp, self.dataplane.cisco_udp,
@@ -360,17 +433,19 @@ class Concentrator:
         self.core.receive(message, addr, Transport.NATT)
 
     def _drain_inbox(self) -> None:
-        assert self.dataplane is not None
+        dp = self.pool or self.dataplane
+        assert dp is not None
         self._last_ike = time.monotonic()
-        for e in self.dataplane.events():
+        for e in dp.events():
             self.core.on_dataplane(e)
 
     def _send(self, d: Datagram) -> None:
         """An IKE message out by its transport (the engine labels each one); an
         OSError reaches the driver, which logs it ("cannot send to ...")."""
         if d.transport is Transport.CTCP:
-            assert self.dataplane is not None
-            self.dataplane.send_ike(d.data, d.remote, transport=Transport.CTCP)
+            dp = self.pool or self.dataplane
+            assert dp is not None
+            dp.send_ike(d.data, d.remote, transport=Transport.CTCP)
         elif d.transport is Transport.NATT:
             assert self.out4500 is not None
             self.out4500.send(d.data, d.remote)
@@ -457,6 +532,11 @@ class Concentrator:
             reply["ike_4500"] = None if i is None else {"rx": i.rx, "tx": i.tx,
                                                          "drops": dict(i.drops)}
             reply["udp_io"] = await self._udp_io()
+            if self.pool is not None:  # [dataplane] workers > 1: each one's figures
+                with contextlib.suppress(Exception):
+                    totals = (await self.pool.counters(sas=False)).totals
+                    reply["workers"] = [w.as_dict() for w in totals.workers]
+                reply["hung_workers"] = self.pool.hung_workers
             w = self.dh_worker  # phase 1's g^xy: how many the worker thread computed
             reply["dh_worker"] = {"submitted": w.submitted, "ran": w.ran,
                                   "left_out": w.left_out, "overlaps": w.overlaps}

@@ -79,11 +79,29 @@ class ConcentratorConfig:
     xauth_timeout: int = 60
     natt_keepalive: int = 20
     fragmentation: str = "before-encryption"
-    workers: int = 1
+    workers: int | str = 1  # the legacy spelling of [dataplane] workers
     banner: str = ""
     default_domain: str = ""
     dns: IPv4Addresses = ()
     nbns: IPv4Addresses = ()
+
+
+@dataclass(frozen=True)
+class DataplaneConfig:
+    """``[dataplane]``: ``workers`` = N data-plane worker processes, or "auto" (one per
+    core, ``os.cpu_count()``); 1 keeps the data plane a thread of the concentrator."""
+
+    workers: int | str = "auto"
+
+    def worker_count(self, cpus: int | None = None) -> int:
+        """The number of workers to run ("auto": the cores, ``cpus`` or os.cpu_count())."""
+        if isinstance(self.workers, int):
+            return self.workers
+        if cpus is None:
+            import os
+
+            cpus = os.cpu_count() or 1
+        return max(1, cpus)
 
 
 @dataclass(frozen=True)
@@ -288,6 +306,7 @@ class Config:
     lan_to_lan: tuple[LanToLanConfig, ...] = ()
     radius: RadiusConfig = RadiusConfig()
     pki: PkiConfig | None = None
+    dataplane: DataplaneConfig = DataplaneConfig()
 
     def group(self, name: str) -> GroupConfig | None:
         return next((g for g in self.groups if g.name == name), None)

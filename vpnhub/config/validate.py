@@ -32,6 +32,7 @@ from vpnhub.config.schema import (
     ConcentratorConfig,
     Config,
     CryptoProposal,
+    DataplaneConfig,
     GroupConfig,
     IPv4Addresses,
     IPv4Networks,
@@ -286,14 +287,26 @@ def _check_name(table: _Table, key: str) -> str:
     return name
 
 
-def _workers(t: _Table) -> int:
-    """Refuse more than one data-plane worker: nothing builds them yet, and
-    accepting `workers = 4` would promise four and silently run one."""
-    value = t.integer("workers", 1, 1, 2**31)
-    if value > 1:
-        t.fail("workers", f"workers = {value}: more than one data plane worker is not built"
-               " yet (issue: the data plane on every core); use 1")
-    return value
+MAX_WORKERS = 1024
+
+
+def _workers(t: _Table, default: int | str = 1) -> int | str:
+    """`workers`: an integer 1..1024 or "auto" (one per core, resolved at start)."""
+    value = t._get("workers", default)
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str):
+        t.fail("workers", f"{_show(value)} is neither an integer nor \"auto\"")
+    return t.integer("workers", default if isinstance(default, int) else 1, 1, MAX_WORKERS)
+
+
+# [dataplane] workers when neither it nor [concentrator] workers is given
+DEFAULT_WORKERS: int | str = "auto"
+
+
+def _dataplane(t: _Table, legacy: int | str | None) -> DataplaneConfig:
+    """[dataplane]; `[concentrator] workers` (the older spelling) is its default."""
+    return DataplaneConfig(workers=_workers(t, DEFAULT_WORKERS if legacy is None else legacy))
 
 
 def _check_domain(table: _Table, key: str, value: str) -> str:
@@ -345,7 +358,7 @@ def parse_proposal(text: str, kind: str) -> CryptoProposal:
 
 _TOP_KEYS = frozenset(
     {"concentrator", "nat_transparency", "admin", "limits", "log", "group", "user",
-     "lan_to_lan", "radius"}
+     "lan_to_lan", "radius", "dataplane"}
 )
 _CONCENTRATOR_KEYS = frozenset({
     "public_address", "private_networks", "tunnel_interface", "allow_legacy_crypto",
@@ -393,7 +406,8 @@ _DAY = 86400
 def _build(ctx: _Context, top: _Table) -> Config:
     if not top.has("concentrator"):
         ctx.fail((), "missing required table [concentrator]")
-    conc = _concentrator(top.sub("concentrator", _CONCENTRATOR_KEYS))
+    conc_table = top.sub("concentrator", _CONCENTRATOR_KEYS)
+    conc = _concentrator(conc_table)
     natt = _nat_transparency(top.sub("nat_transparency", _NATT_KEYS), conc)
     admin = _admin(top.sub("admin", _ADMIN_KEYS))
     limits = _limits(top.sub("limits", _LIMITS_KEYS))
@@ -404,7 +418,10 @@ def _build(ctx: _Context, top: _Table) -> Config:
     radius = _radius(top.sub("radius", _RADIUS_KEYS), groups)
     pki = _pki(top.sub("pki", _PKI_KEYS)) if top.has("pki") else None
     _check_groups_have_pki(ctx, groups, pki)
-    return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l, radius, pki)
+    dataplane = _dataplane(top.sub("dataplane", frozenset({"workers"})),
+                           conc.workers if conc_table.has("workers") else None)
+    return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l, radius, pki,
+                  dataplane)
 
 
 def _lan_to_lans(tables: list[_Table], conc: ConcentratorConfig,

@@ -111,6 +111,11 @@ class SaParams:
     enc_key: bytes = field(repr=False)
     integ_key: bytes = field(repr=False)
     replay_window: int = 1024
+    # Where a reinstalled SA resumes (a data-plane worker restarted, vpnhub/net/workers.py):
+    # the last outbound sequence number sent (never repeated, RFC 4303 3.3.3) and the
+    # top of the inbound replay window (RFC 4303 3.4.3). 0 for a new SA.
+    seq: int = 0
+    replay_top: int = 0
 
     @classmethod
     def from_keymat(
@@ -131,8 +136,11 @@ class SaParams:
                    replay_window)
 
     def build(self) -> EspSA:
-        return EspSA(self.spi, self.transform, self.key_len_bits, self.auth, self.enc_key,
-                     self.integ_key, replay_window=self.replay_window)
+        sa = EspSA(self.spi, self.transform, self.key_len_bits, self.auth, self.enc_key,
+                   self.integ_key, replay_window=self.replay_window)
+        sa.seq = self.seq
+        sa.replay.top = self.replay_top
+        return sa
 
 
 class _Encapsulate(Protocol):

@@ -132,6 +132,21 @@ def _traffic(out: _Out, snap: DataplaneStats) -> None:
     out.metric("vpnhub_dataplane_packets_total", "counter", "Data plane packets, by kind.",
                [({"kind": k}, int(getattr(snap, k))) for k, _ in kinds])
     _syscalls(out, snap)
+    if snap.workers:  # [dataplane] workers > 1: one series per worker process
+        ws = [({"worker": str(w.index)}, w) for w in snap.workers]
+        out.metric("vpnhub_worker_packets_total", "counter",
+                   "Packets read by each data-plane worker.", [(k, w.packets) for k, w in ws])
+        out.metric("vpnhub_worker_cpu_seconds_total", "counter",
+                   "CPU time (user + system) of each data-plane worker process.",
+                   [(k, w.cpu_seconds) for k, w in ws])
+        out.metric("vpnhub_worker_restarts_total", "counter",
+                   "Restarts of each data-plane worker (it died or hung).",
+                   [(k, w.restarts) for k, w in ws])
+        out.metric("vpnhub_worker_sas", "gauge", "IPsec SAs in each data-plane worker.",
+                   [(k, w.sas) for k, w in ws])
+        out.metric("vpnhub_worker_handed_over_total", "counter",
+                   "LAN packets a worker passed to the worker owning the client.",
+                   [(k, w.handed_over) for k, w in ws])
 
 
 def _syscalls(out: _Out, snap: DataplaneStats) -> None:

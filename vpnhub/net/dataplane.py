@@ -82,15 +82,13 @@ SA command takes ``transport``: "" keeps the meaning derived from
   vpnhub/net/fragment.py.  All ESP sockets get ``IP_PMTUDISC_DONT`` so that
   the kernel fragments outer packets (policy "none") instead of failing.
 
-Next step, multi-worker (documented, not built here): one worker process per
-core, each with its own queue of an ``IFF_MULTI_QUEUE`` TUN
-(``TunDevice.add_queue``) and its own ``SO_REUSEPORT`` socket on 4500
-(``open_udp_socket(reuse_port=True)``); the kernel steers a flow's return
-packets to the queue that wrote it, and ``SO_ATTACH_REUSEPORT_CBPF`` can shard
-inbound datagrams by peer.  Each SA (sequence numbers, replay window, GCM
-IVs) must live in exactly one worker; the control plane pickles the same
-commands to the owning worker over a socketpair and merges ``GetStats``.
-DATAPLANE.md measured 1.6-1.9x with two workers.
+Several workers (``[dataplane] workers`` > 1, vpnhub/net/workers.py): one
+``Dataplane`` per worker process (vpnhub/net/worker.py), each on its own queue
+of an ``IFF_MULTI_QUEUE`` TUN and its own UDP 4500 socket, the kernel steering
+ESP by SPI (net/ikesplit.py).  The hooks they use here: ``add_reader`` (the
+control link, the hand-over sockets), ``no_route`` (a TUN packet for a client
+another worker owns, net/handover.py), ``encrypt_inner`` (a packet handed in)
+and ``sequence_numbers`` (where a restarted worker resumes its SAs).
 """
 
 from __future__ import annotations
@@ -608,11 +606,48 @@ class Dataplane:
         # none). Set by the owner; every debug line checks it before building a string.
         self.debug_severity = 0
         self._next_drop_report = 0.0
+        # A TUN packet no SA here routes: True if the hook took it (a data-plane
+        # worker hands it to the worker that owns the client, net/handover.py).
+        self.no_route: Callable[[bytes], bool] | None = None
 
     def _watch(self, fd: int, handler: Callable[[float, int], None],
                mask: int = select.EPOLLIN) -> None:
         self._handlers[fd] = handler
         self._epoll.register(fd, mask)
+
+    def add_reader(self, fd: int, handler: Callable[[float], None]) -> None:
+        """Call ``handler(now)`` in the loop's thread when ``fd`` is readable (a
+        worker's control link and hand-over sockets, vpnhub/net/worker.py)."""
+        def read(now: float, _mask: int) -> None:
+            try:
+                handler(now)
+            finally:  # what it encrypted (a hand-over) leaves now, not at the next TUN read
+                if self._train:
+                    self._flush_train()
+        self._watch(fd, read)
+
+    def encrypt_inner(self, packet: bytes, now: float) -> bool:
+        """An inner packet that did not come from this TUN (handed over by another
+        worker) routed and encrypted as if it had; False (counted ``no_sa``): no SA."""
+        entry = self._out_exact.get(packet[16:20]) if len(packet) >= 20 else None
+        if entry is None:
+            entry = self._lookup_slow(packet) if len(packet) >= 20 else None
+            if entry is None:
+                self._drop(NO_SA)
+                return False
+        if len(packet) > entry.limit:
+            self._too_big(entry, packet, now)
+        else:
+            self._encrypt_and_send(entry, packet, now)
+        return True
+
+    def sequence_numbers(self) -> tuple[dict[int, int], dict[int, int]]:
+        """Every outbound SPI's last sequence number sent, every inbound SPI's replay
+        top: where a restarted worker resumes them (vpnhub/net/workers.py)."""
+        outs = {spi: max(e.sa.seq for e in entries)
+                for spi, entries in self._out_by_spi.items() if entries}
+        ins = {e.sa.spi: e.sa.replay.top for e in self._in.values()}
+        return outs, ins
 
     def _unwatch(self, fd: int) -> None:
         self._handlers.pop(fd, None)
@@ -985,7 +1020,8 @@ class Dataplane:
             if entry is None:
                 entry = self._lookup_slow(packet)
                 if entry is None:
-                    self._drop(NO_SA)
+                    if self.no_route is None or not self.no_route(packet):
+                        self._drop(NO_SA)
                     continue
             if len(packet) > entry.limit:
                 self._too_big(entry, packet, now)

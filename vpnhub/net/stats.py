@@ -14,9 +14,9 @@ here and nowhere else.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 Address = tuple[str, int]
 Direction = Literal["in", "out"]
@@ -163,6 +163,33 @@ class CtcpStats:
 
 
 @dataclass(frozen=True, slots=True)
+class WorkerStats:
+    """One data-plane worker process (``[dataplane] workers`` > 1, net/workers.py).
+
+    ``packets``: packets it read (TUN, UDP 4500, raw ESP, Cisco UDP);
+    ``cpu_seconds``: its user + system time (proc(5)); ``handed_over``/``handed_in``:
+    LAN packets passed to / taken from the worker owning the client (net/handover.py).
+    """
+
+    index: int
+    pid: int
+    restarts: int = 0
+    packets: int = 0
+    cpu_seconds: float = 0.0
+    sas: int = 0
+    peers: int = 0
+    handed_over: int = 0
+    handed_in: int = 0
+    handover_dropped: int = 0
+
+    def as_dict(self) -> dict[str, object]:
+        return {"index": self.index, "pid": self.pid, "restarts": self.restarts,
+                "packets": self.packets, "cpu_seconds": round(self.cpu_seconds, 2),
+                "sas": self.sas, "peers": self.peers, "handed_over": self.handed_over,
+                "handed_in": self.handed_in, "handover_dropped": self.handover_dropped}
+
+
+@dataclass(frozen=True, slots=True)
 class DataplaneStats:
     """Every counter of a data plane at one instant.
 
@@ -205,6 +232,7 @@ class DataplaneStats:
     ctcp: CtcpStats = field(default_factory=CtcpStats)
     sas: tuple[SaStats, ...] = ()
     peers: tuple[PeerStats, ...] = ()
+    workers: tuple[WorkerStats, ...] = ()  # empty with the in-process data plane
 
     def sa(self, spi: int, direction: Direction) -> SaStats | None:
         """The SA with this SPI and direction, if installed."""
@@ -232,6 +260,7 @@ class DataplaneStats:
             "ctcp": self.ctcp.as_dict(),
             "sas": [s.as_dict() for s in self.sas],
             "peers": [p.as_dict() for p in self.peers],
+            **({"workers": [w.as_dict() for w in self.workers]} if self.workers else {}),
         }
 
 
@@ -277,3 +306,61 @@ def counters_of(stats: DataplaneStats) -> SaCounters:
         array("d", [s.last_activity for s in outs]),
         {s.spi: dict(s.drops) for s in ins if s.drops},
         {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in stats.peers})
+
+
+def _sum_dicts(ds: list[Mapping[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for d in ds:
+        for k, v in d.items():
+            out[k] = out.get(k, 0) + v
+    return out
+
+
+_SUMMED = ("tun_rx", "udp_rx", "esp_rx", "ike_rx", "ike_tx", "keepalive_rx", "keepalive_tx",
+           "cisco_udp_rx", "control_dropped", "udp_rx_calls", "udp_rx_datagrams",
+           "udp_tx_calls", "udp_tx_datagrams", "gso_fallbacks", "esp_via_ike_socket")
+
+
+def merge_stats(parts: list[DataplaneStats],
+                workers: tuple[WorkerStats, ...] = ()) -> DataplaneStats:
+    """One snapshot of several data-plane workers: counters summed, lists joined."""
+    if not parts:
+        return DataplaneStats(workers=workers)
+    first = parts[0]
+    frags = [p.frag for p in parts]
+    ctcps = [p.ctcp for p in parts]
+    totals = [p.esp_totals for p in parts]
+    frag: dict[str, Any] = {n: _sum_attr(frags, n) for n in (
+        "packets_fragmented", "fragments_made", "icmp_sent", "icmp_suppressed", "df_cleared",
+        "outer_oversize")}
+    ctcp: dict[str, Any] = {n: _sum_attr(ctcps, n)
+                            for n in ("accepted", "connected", "closed", "ike_rx", "ike_tx")}
+    summed: dict[str, Any] = {n: _sum_attr(parts, n) for n in _SUMMED}
+    return replace(
+        first, **summed,
+        udp_gro=any(p.udp_gro for p in parts), udp_gso=any(p.udp_gso for p in parts),
+        drops=_sum_dicts([p.drops for p in parts]),
+        drops_total=_sum_dicts([p.drops_total for p in parts]),
+        esp_totals=Traffic(**{n: _sum_attr(totals, n) for n in (
+            "bytes_in", "packets_in", "bytes_out", "packets_out")}),
+        frag=replace(first.frag, **frag),
+        ctcp=replace(first.ctcp, listening=tuple(a for c in ctcps for a in c.listening),
+                     connections=tuple(x for c in ctcps for x in c.connections), **ctcp),
+        sas=tuple(s for p in parts for s in p.sas),
+        peers=tuple(x for p in parts for x in p.peers), workers=workers)
+
+
+def _sum_attr(objs: Sequence[object], name: str) -> int:
+    return sum(int(getattr(o, name)) for o in objs)
+
+
+def merge_counters(parts: list[SaCounters]) -> SaCounters:
+    """``SaCounters`` of several workers as one (arrays joined, totals merged)."""
+    out = SaCounters(merge_stats([p.totals for p in parts]))
+    for p in parts:
+        for name in ("spi_in", "bytes_in", "packets_in", "active_in", "spi_out", "bytes_out",
+                     "packets_out", "active_out"):
+            getattr(out, name).extend(getattr(p, name))
+        out.drops_in.update(p.drops_in)
+        out.keepalives.update(p.keepalives)
+    return out
