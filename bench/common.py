@@ -107,6 +107,27 @@ def cpu_seconds(pid: int) -> float:
     return u + s
 
 
+def child_pids(pid: int) -> list[int]:
+    """Every descendant of `pid` (vpnhub serve's data-plane workers, issue 16), from
+    /proc/PID/task/TID/children; [] if it is gone."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = list(Path(f"/proc/{p}/task").iterdir())
+        except OSError:
+            continue
+        for t in tasks:
+            try:
+                kids = [int(x) for x in (t / "children").read_text().split()]
+            except (OSError, ValueError):
+                continue
+            out += kids
+            todo += kids
+    return out
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of `pid` in bytes (VmRSS), 0 if gone."""
     try:
@@ -225,11 +246,15 @@ def vpnhub_config(run: Path, *, pool: str = "10.40.1.0/24", esp_proposal: str | 
                   half_open_per_source: int = 32, half_open_total: int = 4096,
                   dpd_interval: int = 30, natt_keepalive: int = 20,
                   extra_concentrator: str = "",
-                  web_admin: tuple[str, str] | None = None) -> Path:
+                  web_admin: tuple[str, str] | None = None,
+                  workers: int | str | None = None) -> Path:
     """Write a concentrator configuration for the lab (group vpngroup, users vpnuserN).
 
-    `web_admin`: (name, password) of a web manager account (``[[admin.user]]``)."""
+    `web_admin`: (name, password) of a web manager account (``[[admin.user]]``).
+    `workers`: ``[dataplane] workers`` (None: vpnhub's default, "auto")."""
     esp = f'esp_proposals = ["{esp_proposal}"]\n' if esp_proposal else ""
+    value = workers if isinstance(workers, int) else f'"{workers}"'
+    dataplane = "" if workers is None else f"\n[dataplane]\nworkers = {value}\n"
     admin_users = ""
     if web_admin is not None:
         from vpnhub.auth.users import hash_password
@@ -250,7 +275,7 @@ natt_keepalive = {natt_keepalive}
 {extra_concentrator}
 [nat_transparency]
 ipsec_over_natt = true
-
+{dataplane}
 [admin]
 socket = "{run / 'admin.sock'}"
 {admin_users}

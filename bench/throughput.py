@@ -52,6 +52,8 @@ from common import (
     Client,
     Concentrator,
     CpuMeter,
+    child_pids,
+    cpu_seconds,
     environment,
     lab_prefix,
     link_packets,
@@ -100,15 +102,43 @@ IO_COUNTS = ("rx_calls", "rx_datagrams", "tx_calls", "tx_datagrams", "tun_rx", "
              "gso_fallbacks", "esp_via_ike_socket")
 
 
-def conc_io(conc: Concentrator) -> dict[str, Any] | None:
-    """The vpnhub concentrator's UDP and TUN call counters (admin ``stats``, issue 16)."""
+def conc_stats(conc: Concentrator) -> dict[str, Any]:
+    """The vpnhub concentrator's admin ``stats`` ({} for strongSwan or on error)."""
     if conc.kind != "vpnhub" or conc.admin_socket is None:
-        return None
+        return {}
     try:
-        io = request(str(conc.admin_socket), {"cmd": "stats"}).get("udp_io")
+        reply = request(str(conc.admin_socket), {"cmd": "stats"})
     except (OSError, ValueError):
-        return None
+        return {}
+    return reply if isinstance(reply, dict) else {}
+
+
+def conc_io(stats: dict[str, Any]) -> dict[str, Any] | None:
+    """The UDP and TUN call counters in admin ``stats`` (issue 16)."""
+    io = stats.get("udp_io")
     return io if isinstance(io, dict) else None
+
+
+def worker_figures(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each data-plane worker's packets and CPU over one run ([dataplane] workers > 1;
+    issue 16): CPU from /proc/PID/stat before and after, packets from admin stats."""
+    out = []
+    w0 = {w["index"]: w for w in before.get("workers") or []}
+    for w in after.get("workers") or []:
+        b = w0.get(w["index"])
+        if b is None or b["pid"] != w["pid"]:  # restarted during the run: no figure
+            continue
+        cpu = w["_cpu1"] - b["_cpu0"]
+        packets = int(w["packets"]) - int(b["packets"])
+        out.append({"index": w["index"], "cpu_s": cpu, "packets": packets,
+                    "cpu_us_per_pkt": cpu * 1e6 / packets if packets else None})
+    return out
+
+
+def _stamp_cpu(stats: dict[str, Any], key: str) -> dict[str, Any]:
+    for w in stats.get("workers") or []:
+        w[key] = cpu_seconds(int(w["pid"]))
+    return stats
 
 
 def syscall_figures(before: dict[str, Any] | None, after: dict[str, Any] | None,
@@ -134,8 +164,10 @@ def syscall_figures(before: dict[str, Any] | None, after: dict[str, Any] | None,
 def iperf_once(topo: Topology, conc: Concentrator, clients: list[Client], seconds: float
                ) -> dict[str, Any]:
     """One measurement: every client uploads to the LAN host at the same time."""
-    io0 = conc_io(conc)
-    meter = CpuMeter({"conc": [conc.pid], "client": [c.pid for c in clients]})
+    st0 = _stamp_cpu(conc_stats(conc), "_cpu0")
+    # vpnhub's data-plane workers are its child processes: their CPU is the concentrator's
+    meter = CpuMeter({"conc": [conc.pid, *child_pids(conc.pid)],
+                      "client": [c.pid for c in clients]})
     pk0 = link_packets(topo, topo.conc, conc.tun)
     meter.start()
     procs = []
@@ -147,7 +179,7 @@ def iperf_once(topo: Topology, conc: Concentrator, clients: list[Client], second
     outs = [p.communicate(timeout=seconds + 60) for p in procs]
     meter.stop()
     pk1 = link_packets(topo, topo.conc, conc.tun)
-    io1 = conc_io(conc)
+    st1 = _stamp_cpu(conc_stats(conc), "_cpu1")
     total_bytes = 0
     total_bps = 0.0
     errors = []
@@ -180,7 +212,8 @@ def iperf_once(topo: Topology, conc: Concentrator, clients: list[Client], second
         "conc_core_share": meter.seconds["conc"] / meter.wall,
         "machine_busy": meter.machine_busy,
         "wall_s": meter.wall,
-        **syscall_figures(io0, io1, meter.seconds["conc"]),
+        **syscall_figures(conc_io(st0), conc_io(st1), meter.seconds["conc"]),
+        "workers": worker_figures(st0, st1),
     }
 
 
@@ -195,12 +228,23 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         values = [r[k] for r in good if r.get(k) is not None]
         if values:
             out[k] = median(values)
+    per_worker: dict[int, list[dict[str, Any]]] = {}
+    for r in good:
+        for w in r.get("workers") or []:
+            per_worker.setdefault(int(w["index"]), []).append(w)
+    out["workers"] = [  # median of the runs, per worker (issue 16)
+        {"index": k, "cpu_s": median([w["cpu_s"] for w in ws]),
+         "packets": median([w["packets"] for w in ws]),
+         "cpu_us_per_pkt": median([w["cpu_us_per_pkt"] for w in ws
+                                   if w["cpu_us_per_pkt"] is not None] or [0.0])}
+        for k, ws in sorted(per_worker.items())]
     return out
 
 
-def start_conc(topo: Topology, kind: str, suite: BenchSuite) -> Concentrator:
+def start_conc(topo: Topology, kind: str, suite: BenchSuite,
+               workers: int | str | None = None) -> Concentrator:
     if kind == "vpnhub":
-        cfg = vpnhub_config(topo.run_dir, esp_proposal=suite.esp_vpnhub)
+        cfg = vpnhub_config(topo.run_dir, esp_proposal=suite.esp_vpnhub, workers=workers)
         return start_vpnhub_concentrator(topo, cfg)
     return start_charon_concentrator(topo, suite)
 
@@ -292,9 +336,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-pairs", default="vpnc:vpnhub",
                     help="client:concentrator pairs to profile")
     ap.add_argument("--prefix", help="lab prefix (default: a fresh vhbt....)")
+    ap.add_argument("--workers", default=None,
+                    help="the vpnhub concentrator's [dataplane] workers (a number or auto;"
+                         " default: its own default, auto)")
     ap.add_argument("--smoke", action="store_true",
                     help="seconds-long check: 1 run of 2 s, aes128-sha1, vpnhub:vpnhub, 1 tunnel")
     args = ap.parse_args(argv)
+    if args.workers is not None and args.workers != "auto":
+        args.workers = int(args.workers)
     if args.smoke:
         args.runs, args.seconds, args.suites = 1, 2.0, "aes128-sha1"
         args.pairs, args.tunnels = "vpnhub:vpnhub", "1"
@@ -323,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     run = run_dir_for(prefix)
     doc: dict[str, Any] = {"bench": "throughput", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                            "runs": args.runs, "seconds": args.seconds, "smoke": args.smoke,
+                           "workers": args.workers,
                            "environment": environment(), "results": []}
     t0 = time.monotonic()
     most = max([*tunnel_counts, *other_tunnels])
@@ -344,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 log(f"{suite.name}: {conc_kind} concentrator")
                 try:
-                    conc = start_conc(topo, conc_kind, suite)
+                    conc = start_conc(topo, conc_kind, suite, args.workers)
                 except Exception as e:
                     for c, n in wanted:
                         doc["results"].append({"suite": suite.name, "suite_label": suite.label,
@@ -421,6 +471,11 @@ def format_table(doc: dict[str, Any]) -> str:
                      f"{f(r.get('udp_tx_calls_per_dgram'), 7, 2)} "
                      f"{f(r.get('syscalls_per_pkt'), 6, 2)} "
                      f"{f(r.get('conc_cpu_us_per_pkt'), 6, 1)}")
+        for w in r.get("workers") or []:  # [dataplane] workers > 1 (issue 16)
+            lines.append(f"    worker {w['index']}: {w['packets']:.0f} packets,"
+                         f" {w['cpu_s']:.2f} CPU s, {f(w['cpu_us_per_pkt'], 5, 1)} us/packet")
+    if doc.get("workers") is not None:
+        lines.append(f"vpnhub [dataplane] workers = {doc['workers']}")
     for q in doc.get("ratios", []):
         mr, cr = q["mbit_ratio"], q["conc_cpu_per_gb_ratio"]
         lines.append(f"ratio {q['suite']} x{q['tunnels']} {q['pair']}: "

@@ -40,7 +40,8 @@ def is_number(x: object) -> bool:
 @pytest.mark.netns
 def test_throughput_smoke(lab_prefix: str, tmp_path: Path) -> None:
     require_tools("iperf3")
-    doc = run_bench("throughput", lab_prefix, tmp_path)
+    doc = run_bench("throughput", lab_prefix, tmp_path, "--workers", "2")
+    assert doc["workers"] == 2
     (r,) = doc["results"]
     assert (r["client"], r["concentrator"], r["tunnels"]) == ("vpnhub", "vpnhub", 1)
     for key in ("mbit_s", "pkt_s", "conc_cpu_s_per_gb", "client_cpu_s_per_gb",
@@ -49,6 +50,10 @@ def test_throughput_smoke(lab_prefix: str, tmp_path: Path) -> None:
                 "conc_cpu_us_per_pkt"):
         assert is_number(r[key]), key
     assert r["negotiated"] == ["AES-128/HMAC-SHA1-96"]
+    # issue 16: each data-plane worker's packets and CPU (the tunnel lives in one of them)
+    assert [w["index"] for w in r["workers"]] == [0, 1], r["workers"]
+    assert sum(w["packets"] for w in r["workers"]) > 0
+    assert all(is_number(w["cpu_s"]) for w in r["workers"])
 
 
 @pytest.mark.netns
