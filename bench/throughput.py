@@ -119,6 +119,9 @@ def conc_io(stats: dict[str, Any]) -> dict[str, Any] | None:
     return io if isinstance(io, dict) else None
 
 
+MIN_PACKETS = 1000  # per worker and run, for a CPU-per-packet figure
+
+
 def worker_figures(before: dict[str, Any], after: dict[str, Any]) -> list[dict[str, Any]]:
     """Each data-plane worker's packets and CPU over one run ([dataplane] workers > 1;
     issue 16): CPU from /proc/PID/stat before and after, packets from admin stats."""
@@ -131,7 +134,8 @@ def worker_figures(before: dict[str, Any], after: dict[str, Any]) -> list[dict[s
         cpu = w["_cpu1"] - b["_cpu0"]
         packets = int(w["packets"]) - int(b["packets"])
         out.append({"index": w["index"], "cpu_s": cpu, "packets": packets,
-                    "cpu_us_per_pkt": cpu * 1e6 / packets if packets else None})
+                    # an idle worker's few packets give no per-packet figure worth printing
+                    "cpu_us_per_pkt": cpu * 1e6 / packets if packets >= MIN_PACKETS else None})
     return out
 
 
@@ -236,7 +240,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
         {"index": k, "cpu_s": median([w["cpu_s"] for w in ws]),
          "packets": median([w["packets"] for w in ws]),
          "cpu_us_per_pkt": median([w["cpu_us_per_pkt"] for w in ws
-                                   if w["cpu_us_per_pkt"] is not None] or [0.0])}
+                                   if w["cpu_us_per_pkt"] is not None])}
         for k, ws in sorted(per_worker.items())]
     return out
 
