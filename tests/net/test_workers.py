@@ -351,3 +351,35 @@ def test_esp_behind_ike_in_a_train_reaches_the_worker_of_its_spi(rig: Rig) -> No
         assert stats.esp_via_ike_socket == 6
         assert stats.drops_total.get("no_sa", 0) == 0
     run(main)
+
+
+def test_a_worker_that_keeps_dying_is_started_again_later_not_in_a_loop(
+        rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past RESTART_BURST deaths in RESTART_WINDOW s the next start waits (doubling):
+    a worker that dies at once must not turn the concentrator into a fork loop. Its
+    SAs come back when it does start."""
+    from vpnhub.net import workers as workers_mod
+
+    monkeypatch.setattr(workers_mod, "RESTART_BURST", 2)
+
+    async def main() -> None:
+        rig.pool.start()
+        c, k = await rig.login("10.40.1.31", 0xC3100031)
+        w = rig.pool.workers[k]
+        for _ in range(2):  # within the burst: started again at once
+            pid = w.pid
+            os.kill(pid, signal.SIGKILL)
+            await until(lambda pid=pid: w.pid not in (0, pid) and w.link is not None)
+        pid = w.pid
+        os.kill(pid, signal.SIGKILL)  # the third death in a minute: 2 s before a start
+        await until(lambda: w.link is None)
+        assert any(sev == 1 and "next start in 2 s" in text for sev, text in rig.logged)
+        with pytest.raises(ConnectionError):  # asked meanwhile: said at once, not hung
+            await rig.pool.stats()
+        await asyncio.sleep(1.0)
+        assert w.link is None and w.restarts == 3
+        await until(lambda: w.link is not None, timeout=5.0)
+        await rig.pool.stats()  # answered: it runs, its SAs applied (the batch came first)
+        got = await lan_reply(rig, k, c, b"back")  # its SAs were reinstalled
+        assert got == [ipv4(LAN_HOST, c.inner, b"back")]
+    run(main)

@@ -80,6 +80,13 @@ SEQ_MARGIN: Final = 1024
 ASK_TIMEOUT: Final = 5.0
 MAX_DRAWN: Final = 65536  # inbound SPIs drawn and not (yet) installed, remembered
 PR_SET_PDEATHSIG: Final = 1  # <linux/prctl.h>
+# A worker that keeps dying (a bad build, an fd the kernel took away) must not turn
+# the concentrator into a fork loop: past RESTART_BURST deaths within RESTART_WINDOW
+# seconds each further start waits twice as long as the one before, up to
+# RESTART_MAX_DELAY seconds. Its SAs are kept and reinstalled when it starts.
+RESTART_BURST: Final = 5
+RESTART_WINDOW: Final = 60.0
+RESTART_MAX_DELAY: Final = 30.0
 
 Log = Callable[[int, str], object]
 
@@ -139,6 +146,7 @@ class _Worker:
         self.proc: subprocess.Popen[bytes] | None = None
         self.link: Link | None = None
         self.restarts = 0
+        self.deaths: list[float] = []  # when it died, within RESTART_WINDOW
         self.sas: dict[int, _Sa] = {}
         self.keepalives: dict[tuple[Address, str], SetKeepalive] = {}
         self.peers: dict[Address, int] = {}  # peer -> SAs of it here
@@ -257,8 +265,24 @@ class WorkerPool:
             w.carried = _counts_only(merge_stats([p for p in (w.carried, w.last) if p]))
             w.last = None
         w.restarts += 1
+        now = self.clock()
+        w.deaths = [t for t in w.deaths if now - t < RESTART_WINDOW] + [now]
+        excess = len(w.deaths) - RESTART_BURST
+        if excess > 0:
+            delay = min(RESTART_MAX_DELAY, float(2 ** excess))
+            self.log(1, f"data-plane worker {w.index} ({why}) died {len(w.deaths)} times in"
+                     f" {RESTART_WINDOW:g} s: next start in {delay:g} s; its {len(w.sas)}"
+                     " SAs pass no traffic meanwhile")
+            assert self._loop is not None
+            self._loop.call_later(delay, self._restart, w)
+            return
         self.log(2, f"data-plane worker {w.index} ({why}): restarted with its"
                  f" {len(w.sas)} SAs (restart {w.restarts})")
+        self._restart(w)
+
+    def _restart(self, w: _Worker) -> None:
+        if self._closed or w.link is not None:
+            return
         self._spawn(w)
         self._reinstall(w)
 
@@ -520,6 +544,8 @@ class WorkerPool:
         assert self._loop is not None
         self._next_id += 1
         rid = self._next_id
+        if w.link is None:  # waiting to be started again (_died)
+            raise ConnectionError(f"worker {w.index} is not running")
         future: asyncio.Future[Reply] = self._loop.create_future()
         future.worker = w.index  # type: ignore[attr-defined]  # _stop_worker fails it
         self._pending[rid] = future
