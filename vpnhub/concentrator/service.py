@@ -293,13 +293,7 @@ class Concentrator:
         else:
             self.log.add("IKE", 5, f"UDP {c.natt_port}: the kernel cannot split IKE from ESP"
                          " (SO_ATTACH_REUSEPORT_CBPF); IKE goes through the data plane")
-        esp: socket.socket | None
-        try:
-            esp = open_esp_socket(self.public)
-        except OSError as e:
-            esp = None
-            self.log.add("IPSEC", 2, f"no raw ESP socket ({e}): clients not behind NAT"
-                         " cannot pass data")
+        esp = self._open_raw_esp()
         core = self.core
         cisco = open_cisco_udp_socket(self.public, core.udp_port) if core.udp_port else None
         listeners = [open_ctcp_listener(self.public, port) for port in sorted(core.ctcp_ports)]
@@ -312,6 +306,15 @@ class Concentrator:
         self.core.dataplane = self.dataplane if self.ike4500 is None else \
             SplitDataplane(self.dataplane, self.ike4500)
         self._open_send_queues(loop)
+
+    def _open_raw_esp(self) -> socket.socket | None:
+        """The raw ESP socket (IP protocol 50, clients not behind NAT), or None, logged."""
+        try:
+            return open_esp_socket(self.public)
+        except OSError as e:
+            self.log.add("IPSEC", 2, f"no raw ESP socket ({e}): clients not behind NAT"
+                         " cannot pass data")
+            return None
 
     def _natt_group(self) -> tuple[int, NattGroup | None]:
         """``[dataplane] workers`` and, when more than one, their UDP 4500 sockets (the
@@ -336,13 +339,7 @@ class Concentrator:
         assert self.tun is not None and group.ike is not None
         n = len(group.esp)
         self.ike4500 = IkeSocket(group.ike, self._on_ike4500)
-        esp: socket.socket | None
-        try:
-            esp = open_esp_socket(self.public)
-        except OSError as e:
-            esp = None
-            self.log.add("IPSEC", 2, f"no raw ESP socket ({e}): clients not behind NAT"
-                         " cannot pass data")
+        esp = self._open_raw_esp()
         cisco = open_cisco_udp_group(self.public, core.udp_port, n) if core.udp_port else []
         listeners = [open_ctcp_listener(self.public, port) for port in sorted(core.ctcp_ports)]
         meshes = mesh(n)
