@@ -773,10 +773,7 @@ class Dataplane:
             data, addr = queue.popleft()  # atomic against hand_over's append
             self.esp_via_ike_socket += 1
             self.udp_rx += 1
-            if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
-                self._deliver(data, addr, now)
-            else:
-                self._udp_control(data, addr)
+            self._from_4500(data, addr, now)
 
     # -- DataplaneHandle (vpnhub/net/handle.py): thin methods over submit -------
 
@@ -1041,16 +1038,8 @@ class Dataplane:
         peer.last_tx = now
         if peer.gso is not None:
             self._queue(peer, esp)
-            return
-        if peer.udp:
-            self.udp_tx_calls += 1
-            self.udp_tx_datagrams += 1
-        try:
-            peer.send(esp, peer.addr)
-        except BlockingIOError:
-            self._drop(SEND_BUFFER_FULL)
-        except OSError:
-            self._drop(SEND_ERROR)
+        else:
+            self._send_one(peer, esp)
 
     # -- UDP GSO (vpnhub/net/udpgso.py) -----------------------------------------
 
@@ -1112,8 +1101,10 @@ class Dataplane:
             peer.gso = None
 
     def _send_one(self, peer: _Peer, esp: bytes) -> None:
-        self.udp_tx_calls += 1
-        self.udp_tx_datagrams += 1
+        """One ESP datagram (or cTCP record) to `peer`; the UDP ones are counted."""
+        if peer.udp:
+            self.udp_tx_calls += 1
+            self.udp_tx_datagrams += 1
         try:
             peer.send(esp, peer.addr)
         except BlockingIOError:
@@ -1203,6 +1194,14 @@ class Dataplane:
                 else:
                     self._udp_control(data, addr)
 
+    def _from_4500(self, data: bytes, addr: Address, now: float) -> None:
+        """One UDP 4500 datagram read off the hot paths (a keepalive socket's, one
+        handed over): as ``_from_udp`` handles it inline."""
+        if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
+            self._deliver(data, addr, now)
+        else:
+            self._udp_control(data, addr)
+
     def _udp_control(self, data: bytes, addr: Address) -> None:
         kind = classify(data)
         if isinstance(kind, Ike):
@@ -1241,10 +1240,7 @@ class Dataplane:
             self.udp_rx += len(datagrams)
             now = self.clock()
             for data in datagrams:  # classified as on 4500: the filter is not trusted
-                if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
-                    self._deliver(data, addr, now)
-                else:
-                    self._udp_control(data, addr)
+                self._from_4500(data, addr, now)
 
     def _keepalive_from(self, transport: str, addr: Address) -> None:
         self.keepalive_rx += 1
