@@ -21,6 +21,7 @@ from vpnhub.config.errors import ConfigError, KeyPath, format_key_path
 from vpnhub.config.schema import (
     AdminConfig,
     AdminUserConfig,
+    ClusterConfig,
     ConcentratorConfig,
     Config,
     CryptoProposal,
@@ -43,6 +44,7 @@ from vpnhub.secret import Secret
 __all__ = [
     "AdminConfig",
     "AdminUserConfig",
+    "ClusterConfig",
     "ConcentratorConfig",
     "Config",
     "ConfigError",

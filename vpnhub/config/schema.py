@@ -294,6 +294,29 @@ class PkiConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """[cluster] (issue 17): this concentrator as a member of a load-balancing cluster.
+
+    The shared state (members and their load, the session directory, address
+    blocks and leases, commands to another member) lives in PostgreSQL at
+    ``dsn``; the virtual cluster address moves between members with VRRP
+    (keepalived). ``public_address`` is where a redirected client goes (the
+    member's own address; by default ``[concentrator] public_address``). Each
+    member draws blocks of ``pool_block`` prefix length from every group's
+    pool, so an address is never given twice and the private network routes
+    a block to its member (docs/CLUSTER.md)."""
+
+    dsn: Secret
+    member: str
+    virtual_address: ipaddress.IPv4Address
+    public_address: ipaddress.IPv4Address
+    load_balancing: bool = True
+    heartbeat: float = 2.0
+    member_timeout: float = 10.0
+    pool_block: int = 26
+
+
+@dataclass(frozen=True)
 class Config:
     concentrator: ConcentratorConfig
     nat_transparency: NatTransparencyConfig
@@ -307,6 +330,7 @@ class Config:
     radius: RadiusConfig = RadiusConfig()
     pki: PkiConfig | None = None
     dataplane: DataplaneConfig = DataplaneConfig()
+    cluster: ClusterConfig | None = None  # None: a single concentrator, no database
 
     def group(self, name: str) -> GroupConfig | None:
         return next((g for g in self.groups if g.name == name), None)

@@ -29,6 +29,7 @@ from vpnhub.config.passwordhash import PasswordHashError, parse_password_hash
 from vpnhub.config.schema import (
     AdminConfig,
     AdminUserConfig,
+    ClusterConfig,
     ConcentratorConfig,
     Config,
     CryptoProposal,
@@ -420,8 +421,43 @@ def _build(ctx: _Context, top: _Table) -> Config:
     _check_groups_have_pki(ctx, groups, pki)
     dataplane = _dataplane(top.sub("dataplane", frozenset({"workers"})),
                            conc.workers if conc_table.has("workers") else None)
+    cluster = _cluster(top.sub("cluster", _CLUSTER_KEYS), conc) if top.has("cluster") else None
     return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l, radius, pki,
-                  dataplane)
+                  dataplane, cluster)
+
+
+# issue 17: a member of a load-balancing cluster
+_TOP_KEYS = _TOP_KEYS | {"cluster"}
+_CLUSTER_KEYS = frozenset({"dsn", "member", "virtual_address", "public_address",
+                           "load_balancing", "heartbeat", "member_timeout", "pool_block"})
+
+
+def _cluster(t: _Table, conc: ConcentratorConfig) -> ClusterConfig:
+    """[cluster]: the DSN (a libpq connection string or URI; it may hold a password,
+    so it is a Secret), the member's name, the virtual address and the timers."""
+    dsn = t.string("dsn", max_len=1000)
+    if not dsn.strip():
+        t.fail("dsn", "set the PostgreSQL connection string (for example"
+                      " 'host=192.168.5.10 dbname=vpnhub user=vpnhub')")
+    member = t.string("member", max_len=32)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}", member):
+        t.fail("member", f"{_show(member)}: a member name is 1 to 32 letters, digits, '_', '.'"
+                         " or '-', starting with a letter or digit")
+    vip = t.address("virtual_address")
+    public = t.address("public_address", conc.public_address)
+    if vip == public:
+        t.fail("virtual_address", f"the virtual address {vip} must differ from this member's"
+                                  " own public address")
+    heartbeat = t.seconds("heartbeat", 2.0, 0.2, 60.0)
+    timeout = t.seconds("member_timeout", max(10.0, 3 * heartbeat), 0.6, 600.0)
+    if timeout < 3 * heartbeat:
+        t.fail("member_timeout", f"{timeout:g} s is less than three heartbeats"
+                                 f" ({3 * heartbeat:g} s): a busy member would be declared dead")
+    return ClusterConfig(
+        dsn=Secret(dsn), member=member, virtual_address=vip, public_address=public,
+        load_balancing=t.boolean("load_balancing", True), heartbeat=heartbeat,
+        member_timeout=timeout, pool_block=t.integer("pool_block", 26, 16, 30),
+    )
 
 
 def _lan_to_lans(tables: list[_Table], conc: ConcentratorConfig,
