@@ -221,6 +221,9 @@ RULES = (
     Rule(("auth",), may_import=("config", *LEAVES)),
     Rule(("pki",), may_import=("config", "wire", "crypto", *LEAVES)),
     Rule(("session",), may_import=("config", *CORE, "net", *LEAVES)),
+    # issue 17: the cluster member (PostgreSQL directory, leases) and its pure balance rule
+    Rule(("cluster",), may_import=("config", *CORE, "net", "session", *LEAVES)),
+    Rule(("cluster.balance",), may_import=LEAVES, no_outside=SANS_IO),
     Rule(("eventlimit", "eventlog"), may_import=("config", "eventlimit", *LEAVES)),
     Rule(("concentrator.core",),
          must_not=("concentrator.service", "manager", "net.dataplane", "net.tun"),
