@@ -147,6 +147,7 @@ class Concentrator:
         member.on_block = self._cluster_block
         member.on_logout = lambda key, by: self.core.logout(key, by)
         member.on_disconnect = self.core.disconnect
+        self.core.balancer = member  # the master's redirect, from the member's snapshot
         return member
 
     async def _start_cluster(self) -> bool:
