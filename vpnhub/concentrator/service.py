@@ -222,7 +222,8 @@ class Concentrator:
         self.stall_watch = StallWatch(self.loop_watch, threading.get_ident())
         self.stall_watch.start()
         self.gc_watch.start()
-        self.manager = Manager(self.core)  # manager (issue 6): opens the event log store first
+        # manager (issue 6): opens the event log store first; the Cluster page (issue 17)
+        self.manager = Manager(self.core, cluster=self.cluster)
         self.core.event_hook = self.manager.on_ike_event
         if not await self._start_cluster():
             return 1
