@@ -221,20 +221,27 @@ class ClusterDb:
     def put_leases(self, leases: Sequence[LeaseRow]) -> list[LeaseRow]:
         """Record leases inside this member's blocks; those refused (the address is
         another member's, or outside our blocks) are returned."""
-        refused = []
-        for lease in leases:
-            cur = self.conn.execute(
-                "INSERT INTO leases (address, group_name, member, session_id, user_name)"
-                " SELECT %(a)s, %(g)s, %(m)s, %(s)s, %(u)s WHERE EXISTS (SELECT 1 FROM"
-                " address_blocks WHERE member = %(m)s AND block >>= %(a)s::inet)"
-                " ON CONFLICT (address) DO UPDATE SET session_id = EXCLUDED.session_id,"
-                " user_name = EXCLUDED.user_name, group_name = EXCLUDED.group_name,"
-                " since = now() WHERE leases.member = EXCLUDED.member",
-                {"a": str(lease.address), "g": lease.group, "m": self.me,
-                 "s": lease.session_id, "u": lease.user})
-            if cur.rowcount != 1:
-                refused.append(lease)
+        refused: list[LeaseRow] = []
+        if not leases:
+            return refused
+        with self.conn.transaction():  # one commit for the batch
+            for lease in leases:
+                if not self._put_lease(lease):
+                    refused.append(lease)
         return refused
+
+    def _put_lease(self, lease: LeaseRow) -> bool:
+        """One lease, inside one of our blocks; False if the database refused it."""
+        cur = self.conn.execute(
+            "INSERT INTO leases (address, group_name, member, session_id, user_name)"
+            " SELECT %(a)s, %(g)s, %(m)s, %(s)s, %(u)s WHERE EXISTS (SELECT 1 FROM"
+            " address_blocks WHERE member = %(m)s AND block >>= %(a)s::inet)"
+            " ON CONFLICT (address) DO UPDATE SET session_id = EXCLUDED.session_id,"
+            " user_name = EXCLUDED.user_name, group_name = EXCLUDED.group_name,"
+            " since = now() WHERE leases.member = EXCLUDED.member",
+            {"a": str(lease.address), "g": lease.group, "m": self.me,
+             "s": lease.session_id, "u": lease.user})
+        return cur.rowcount == 1
 
     def drop_leases(self, addresses: Iterable[ipaddress.IPv4Address]) -> None:
         self.conn.execute("DELETE FROM leases WHERE member = %s AND address = ANY(%s::inet[])",
@@ -257,7 +264,7 @@ class ClusterDb:
     def put_sessions(self, rows: Sequence[SessionRow]) -> None:
         if not rows:
             return
-        with self.conn.cursor() as cur:
+        with self.conn.transaction(), self.conn.cursor() as cur:  # one commit for the batch
             cur.executemany(
                 "INSERT INTO sessions (member, id, user_name, group_name, public_ip,"
                 " public_port, assigned_ip, protocol, transport, lan_to_lan, login_time,"

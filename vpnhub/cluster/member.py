@@ -453,7 +453,7 @@ class ClusterMember:
         """Every queued job applied to the mirrors; what changed, collapsed per key."""
         from vpnhub.cluster.db import LeaseRow
 
-        sessions: dict[str, SessionRow | None] = {}
+        events: dict[str, SessionEvent] = {}  # the last event of each session
         leases: dict[ipaddress.IPv4Address, LeaseRow | None] = {}
         blocks: set[str] = set()
         calls: list[tuple[Any, ...]] = []
@@ -461,7 +461,7 @@ class ClusterMember:
             job = self._jobs.popleft()
             kind = job[0]
             if kind == "session":
-                self._session_job(job[1], sessions)
+                events[session_id(job[1].session.key)] = job[1]
             elif kind == "lease":
                 _, address, group, sid, user = job
                 if sid is None:
@@ -475,11 +475,14 @@ class ClusterMember:
                 blocks.add(job[1])
             else:
                 calls.append(job)
+        sessions: dict[str, SessionRow | None] = {}
+        for sid, event in events.items():  # a login's five events make one row
+            self._session_job(sid, event, sessions)
         return sessions, leases, blocks, calls
 
-    def _session_job(self, event: SessionEvent, out: dict[str, SessionRow | None]) -> None:
+    def _session_job(self, sid: str, event: SessionEvent,
+                     out: dict[str, SessionRow | None]) -> None:
         s = event.session
-        sid = session_id(s.key)
         row = None
         if isinstance(event, SessionStarted | SessionChanged) and (s.user or s.lan_to_lan):
             row = directory_row(s)
