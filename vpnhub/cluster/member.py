@@ -513,6 +513,8 @@ class ClusterMember:
 
     def _write(self, db: ClusterDb, sessions: dict[str, SessionRow | None],
                leases: dict[ipaddress.IPv4Address, LeaseRow | None], blocks: set[str]) -> None:
+        for group in blocks:  # first: logins may be waiting for the addresses
+            self._claim(db, group)
         gone = [sid for sid, row in sessions.items() if row is None]
         if gone:
             db.drop_sessions(gone)
@@ -521,8 +523,6 @@ class ClusterMember:
         if freed:
             db.drop_leases(freed)
         self._record_refused(db.put_leases([x for x in leases.values() if x is not None]))
-        for group in blocks:
-            self._claim(db, group)
 
     def _drain_offline(self) -> None:
         """Without the database: the mirrors follow; what needs it is refused."""
