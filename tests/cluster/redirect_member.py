@@ -6,7 +6,8 @@ fixed answer instead of the cluster directory.
 TARGET: the member address every redirect names ("self": none, this member keeps
 its clients). `FixedDirectoryStandIn` is a stand-in for the cluster directory
 (`vpnhub.cluster.member.ClusterMember`, PostgreSQL), for the protocol test only: it
-answers `Balancer.redirect_target()` with TARGET and reads no database, so the test
+answers `Balancer.redirect_target()` with TARGET and reads no database (the service's
+`ClusterMember` is dropped before it starts, and the groups' own pools serve), so the test
 proves the redirect itself (engine, core, sockets on the virtual address, real vpnc)
 without the directory; the cluster test with PostgreSQL is another test's.
 """
@@ -20,6 +21,7 @@ import sys
 from vpnhub.concentrator.service import Concentrator
 from vpnhub.config import load_config
 from vpnhub.eventlog import EventLog
+from vpnhub.session.pool import pool_for_group
 
 
 class FixedDirectoryStandIn:
@@ -38,6 +40,10 @@ def main(argv: list[str]) -> int:
     log = EventLog(console_severity=config.log.console_severity,
                    keep_severity=config.log.keep_severity, size=config.log.buffer_events)
     conc = Concentrator(config, log, balancer=FixedDirectoryStandIn(target))
+    # no PostgreSQL here: the member leaves the cluster directory out (never started)
+    # and serves from its own pools, as a concentrator without [cluster]
+    conc.cluster = None
+    conc.core.pools = {g.name: pool_for_group(g) for g in config.groups}
     return asyncio.run(conc.run())
 
 
