@@ -148,6 +148,7 @@ class Concentrator:
         member.on_logout = lambda key, by: self.core.logout(key, by)
         member.on_disconnect = self.core.disconnect
         self.core.balancer = member  # the master's redirect, from the member's snapshot
+        self.core.cluster = member  # the manager's banners and /metrics
         return member
 
     async def _start_cluster(self) -> bool:
