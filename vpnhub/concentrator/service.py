@@ -159,6 +159,7 @@ class Concentrator:
         member.on_disconnect = self.core.disconnect
         if self.core.balancer is None:  # one handed in (a test's) comes first
             self.core.balancer = member  # the master's redirect, from the member's snapshot
+        self.core.cluster = member  # the manager's banners and /metrics
         return member
 
     async def _start_cluster(self) -> bool:
