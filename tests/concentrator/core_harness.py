@@ -181,6 +181,8 @@ class CoreRig:
         self._mapped: dict[Address, tuple[Pc, int]] = {}
         self._console_seen = 0  # what settle() has checked of the console already
         self._ports = itertools.count(20000)
+        # issue 17: the clients' datagrams reach the cluster's virtual address
+        self.virtual = False
         self._hosts = itertools.count(2)
 
     @classmethod
@@ -290,7 +292,7 @@ class CoreRig:
         inbox, self._inbox = self._inbox, []
         for data, source, transport in inbox:
             moved = True
-            self.core.receive(data, source, transport)
+            self.core.receive(data, source, transport, virtual=self.virtual)
         out, self._outbox = self._outbox, []
         for d in out:
             moved = True

@@ -23,6 +23,7 @@ from vpnhub.ike.endpoint import IkeEndpoint, Limits
 from vpnhub.ike.pkiseam import SigCredentials
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Datagram, IkeConfig, IkeSA
+from vpnhub.ike.state import SaState
 from vpnhub.ike.transitions import Role
 from vpnhub.secret import Secret
 
@@ -70,6 +71,8 @@ class Lab:
         # issue 14: GROUP is a configured group without a pre-shared key (no "psk")
         self.server_keyless = False
         self.server_ts_check: Callable[..., str | None] | None = None
+        # issue 17: the concentrator on a cluster's virtual address (IkeConfig.redirect_for)
+        self.server_redirect: Callable[[SaState], ipaddress.IPv4Address | None] | None = None
         # server_local_ip != SERVER_IP puts the concentrator behind a static NAT
         self.server_local_ip = server_local_ip
         self.now = 1000.0
@@ -106,7 +109,7 @@ class Lab:
                          ts_check=self.server_ts_check, pki=self.server_pki,
                          auth_methods_for=self._methods if self.server_methods else None,
                          group_for_cert=lambda ous, method: GROUP,
-                         group_without_psk=keyless)
+                         group_without_psk=keyless, redirect_for=self.server_redirect)
 
     def _methods(self, group_id: bytes | None) -> tuple[int, ...]:
         assert self.server_methods is not None
@@ -202,7 +205,7 @@ class Lab:
                   | ev.Phase1Established() | ev.XauthCredentials() | ev.XauthCompleted()
                   | ev.ModeConfigRequested() | ev.ChildSADeleted() | ev.PeerEndpointChanged()
                   | ev.DpdAck() | ev.KeepaliveReceived() | ev.DeadPeer() | ev.SADeleted()
-                  | ev.NegotiationFailed() | ev.Phase1RekeyDue()):
+                  | ev.NegotiationFailed() | ev.Phase1RekeyDue() | ev.Redirected()):
                 pass  # recorded in c.events for the tests
             case _:
                 assert_never(e)
@@ -223,7 +226,7 @@ class Lab:
                   | ev.ModeConfigReceived() | ev.ChildSAEstablished() | ev.ChildSADeleted()
                   | ev.PeerEndpointChanged() | ev.DpdAck() | ev.KeepaliveReceived()
                   | ev.DeadPeer() | ev.SADeleted() | ev.NegotiationFailed()
-                  | ev.Phase1RekeyDue()):
+                  | ev.Phase1RekeyDue() | ev.Redirected()):
                 pass  # recorded in server_events for the tests
             case _:
                 assert_never(e)

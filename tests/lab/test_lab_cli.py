@@ -117,7 +117,7 @@ def test_ping_summaries() -> None:
 
 def test_every_scenario_describes_itself() -> None:
     assert list(SCENARIOS) == ["two-clients", "nat-t-off", "wrong-psk", "rekey",
-                               "client-moves"]
+                               "client-moves", "cluster"]
     for s in SCENARIOS.values():
         assert len(s.description) > 300 and "Checked" in s.description, s.name
 

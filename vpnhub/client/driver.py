@@ -528,7 +528,7 @@ class VpnClient:
             # responder-side events never reach an initiator; the engine answers
             # DPD and keepalives and follows the peer by itself
             case (ev.XauthCredentials() | ev.ModeConfigRequested() | ev.PeerEndpointChanged()
-                  | ev.DpdAck() | ev.KeepaliveReceived()):
+                  | ev.DpdAck() | ev.KeepaliveReceived() | ev.Redirected()):
                 pass
             case _:
                 assert_never(e)

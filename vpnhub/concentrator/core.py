@@ -18,11 +18,13 @@ import heapq
 import ipaddress
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
 from typing import Any, Protocol, assert_never
 
 from vpnhub import __version__
 from vpnhub.auth.api import Authenticator, AuthRequest, AuthResult, BackendError
+from vpnhub.cluster.balance import Balancer
 from vpnhub.concentrator.certauth import CertAuthPolicy
 from vpnhub.concentrator.memory import BurstTrimmer
 from vpnhub.concentrator.staterecord import (
@@ -44,6 +46,7 @@ from vpnhub.ike.endpoint import IkeEndpoint, Limits
 from vpnhub.ike.pkiseam import SigCredentials
 from vpnhub.ike.policy import Policy
 from vpnhub.ike.sa import Address, IkeConfig, IkeSA
+from vpnhub.ike.state import SaState
 from vpnhub.ike.summary import Notice
 from vpnhub.ike.transitions import State
 from vpnhub.ike.transport import Transport
@@ -100,7 +103,8 @@ class ConcentratorCore:
 
     def __init__(self, config: Config, log: EventLog, *, authenticator: Authenticator,
                  dataplane: DataplaneHandle | None, clock: Clock, wall: Clock,
-                 spawn: Spawn, signer: SigCredentials | None = None) -> None:
+                 spawn: Spawn, signer: SigCredentials | None = None,
+                 balancer: Balancer | None = None) -> None:
         self.config = config
         # issue 14: our certificate and the groups' phase 1 methods; None: PSK only
         self.signer = signer
@@ -158,6 +162,16 @@ class ConcentratorCore:
         # accounting goes on under the same Acct-Session-Id (the shell sets it)
         self.renewal_hook: Callable[[tuple[bytes, bytes], tuple[bytes, bytes]], None] | None \
             = None
+        # issue 17, [cluster]: the virtual address clients connect to (the VRRP master
+        # holds it) and who says which member serves a new client there (None: every
+        # client is served where it lands); see _redirect_for
+        cl = config.cluster
+        self.virtual_address = str(cl.virtual_address) if cl is not None else None
+        self.balancer = balancer
+        self._rx_virtual = False  # the datagram being received came to the virtual address
+        # phase 1s on the virtual address: sent to another member, sent to this member's
+        # own address, served on the virtual address (a client that follows no redirect)
+        self.redirects: Counter[str] = Counter()
 
     # ----------------------------------------------------------- IKE config
     def _ike_config(self, remote: Address, local_port: int = 500) -> IkeConfig:
@@ -166,8 +180,14 @@ class ConcentratorCore:
         site = self._l2l_by_peer.get(remote[0])
         if site is not None:  # Main Mode from a LAN-to-LAN peer: known by its address
             return self._l2l_config(site)
+        virtual = self._rx_virtual and self.virtual_address is not None
         return IkeConfig(
-            local_address=self.public, policy=self.policy, psk_lookup=self._psk_lookup,
+            # NAT-D hashes the address the client sent to (RFC 3947 3.2): on the
+            # virtual address, that one; the shell sends the SA's answers from it too
+            local_address=self.virtual_address if virtual and self.virtual_address
+            else self.public,
+            redirect_for=self._redirect_for if virtual else None,
+            policy=self.policy, psk_lookup=self._psk_lookup,
             policy_for=self._group_policy, config_for_id=self._config_for_id,
             natt=self.natt_enabled and not over_tcp, xauth=True,
             transport="tcp" if over_tcp else "udp", log_severity=self.log.max_severity(),
@@ -257,9 +277,45 @@ class ConcentratorCore:
             return min(self.ctcp_ports)
         return c.natt_port
 
-    def receive(self, data: bytes, addr: Address, transport: Transport) -> None:
-        """An IKE datagram from UDP 500, UDP 4500 (marker removed) or cTCP."""
-        self._driver().receive(data, addr, self.local_port(transport), transport)
+    def receive(self, data: bytes, addr: Address, transport: Transport, *,
+                virtual: bool = False) -> None:
+        """An IKE datagram from UDP 500, UDP 4500 (marker removed) or cTCP. `virtual`:
+        it came to the cluster's virtual address (issue 17): a new SA it starts answers
+        from that address and may be redirected (`_redirect_for`)."""
+        self._rx_virtual = virtual
+        try:
+            self._driver().receive(data, addr, self.local_port(transport), transport)
+        finally:
+            self._rx_virtual = False
+
+    def _redirect_for(self, sa: SaState) -> ipaddress.IPv4Address | None:
+        """Issue 17, asked by the engine when a phase 1 on the virtual address is
+        established, before XAUTH: where the client goes (the Cisco load-balance notify
+        carries the address), or None to serve it on the virtual address.
+
+        Only a client that announced Cisco Unity follows the notify (vpnc, the Cisco
+        client); strongSwan and other clients without it are served where they land.
+        A client the Balancer keeps on this member (None: this member is the least
+        loaded) is sent to this member's own address, [cluster] public_address: its
+        session then lives on an address that stays with this member when the
+        virtual address moves to another one (VRRP), like every redirected client's."""
+        cl = self.config.cluster
+        if cl is None or not cl.load_balancing or self.balancer is None:
+            return None
+        if not follows_redirects(sa):
+            self.redirects["served_on_virtual"] += 1
+            self.log.add("CLUSTER", 5, "a client that follows no redirect (no Cisco Unity, or"
+                         " strongSwan) is served on the virtual cluster address",
+                         peer=f"{sa.remote[0]}:{sa.remote[1]}")
+            return None
+        try:
+            target = self.balancer.redirect_target()
+        except Exception as e:  # the directory's fault must not stop the login
+            self.log.add("CLUSTER", 2, f"load balancing: no answer from the cluster"
+                         f" directory ({e!r}): the client stays on this member",
+                         peer=f"{sa.remote[0]}:{sa.remote[1]}")
+            target = None
+        return target if target is not None else cl.public_address
 
     def on_dataplane(self, e: DataplaneEvent) -> None:
         """One event from the data plane thread's inbox."""
@@ -508,6 +564,9 @@ class ConcentratorCore:
                     "half_open": self.endpoint.half_open_count(),
                     "half_open_unverified": self.endpoint.unverified_count(),
                     "sas": len(self.endpoint),
+                    # issue 17: phase 1s on the cluster's virtual address
+                    "redirects": {k: self.redirects[k] for k in
+                                  ("to_member", "to_self", "served_on_virtual")},
                     "dh_pool": pool.stats() if pool is not None else None}
         return {"error": f"unknown command {cmd!r}"}
 
@@ -559,6 +618,8 @@ class ConcentratorCore:
                 self._on_PeerEndpointChanged(sa, e)
             case ev.SADeleted():
                 self._on_SADeleted(sa, e)
+            case ev.Redirected():
+                self._on_Redirected(sa, e)
             case (ev.NatDetected() | ev.XauthRequested() | ev.XauthCompleted()
                   | ev.ModeConfigReceived() | ev.DpdAck() | ev.KeepaliveReceived()
                   | ev.DeadPeer() | ev.NegotiationFailed() | ev.Phase1RekeyDue()):
@@ -577,7 +638,18 @@ class ConcentratorCore:
                      group=s.group if s else "", user=s.user if s else sa.xauth_user,
                      limit=e.reason or None)
 
+    def _on_Redirected(self, sa: IkeSA, e: ev.Redirected) -> None:
+        """Issue 17: the client went to another member; it never had a session here."""
+        cl = self.config.cluster
+        own = cl is not None and e.target == cl.public_address
+        self.redirects["to_self" if own else "to_member"] += 1
+        why = "this member is the least loaded" if own else "load-balancing"
+        self.log.add("CLUSTER", 4, f"redirected {sa.remote[0]}:{sa.remote[1]} to member"
+                     f" {e.target} ({why})", peer=f"{sa.remote[0]}:{sa.remote[1]}")
+
     def _on_Phase1Established(self, sa: IkeSA, e: ev.Phase1Established) -> None:
+        if sa.redirected_to is not None:
+            return  # sent to another member before XAUTH: no session here (issue 17)
         s = self._session(sa)
         fields: dict[str, Any] = dict(
             group=e.cert_group or e.peer_id, public_ip=sa.remote[0], public_port=sa.remote[1],
@@ -599,6 +671,8 @@ class ConcentratorCore:
         self.sessions.update(s.key, **fields)  # one SessionChanged for phase 1
 
     def _on_NatTraversalRefused(self, sa: IkeSA, e: ev.NatTraversalRefused) -> None:
+        if sa.redirected_to is not None:
+            return
         self.sessions.update(self._session(sa).key, diagnosis=e.reason)
 
     def _on_XauthCredentials(self, sa: IkeSA, e: ev.XauthCredentials) -> None:
@@ -747,11 +821,16 @@ class ConcentratorCore:
             addr = self._granted_address(g, s) or self.pools[g.name].allocate(s.key,
                                                                                identity=s.user)
         except PoolError as err:
-            self.log.add("MODECFG", 2, f"address pool of group {g.name} exhausted"
+            # the pool says why (vpnhub/session/pool.py PoolExhausted; a cluster member
+            # without its database, vpnhub/cluster/pool.py): the client is refused
+            reason = str(getattr(err, "reason", "pool_exhausted"))
+            what = "exhausted" if reason == "pool_exhausted" else f"refused ({reason})"
+            self.log.add("MODECFG", 2, f"address pool of group {g.name} {what}"
                          f" ({g.address_pool}): refusing {s.user}: {err}",
                          peer=f"{sa.remote[0]}:{sa.remote[1]}", group=g.name, user=s.user)
             sa.notify_peer(NotifyType.ATTRIBUTES_NOT_SUPPORTED, self.clock())
-            sa.delete(self.clock(), "address pool exhausted")
+            sa.delete(self.clock(), "address pool exhausted" if reason == "pool_exhausted"
+                      else f"no address: {reason.replace('_', ' ')}")
             return
         fields: dict[str, Any] = {"assigned_ip": addr}
         if self._held:  # its own user took a held address back
@@ -1016,6 +1095,18 @@ def _refusal(result: AuthResult) -> str:
 
 def _utc(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def follows_redirects(sa: SaState) -> bool:
+    """Whether a client follows the Cisco load-balance notify (issue 17): vpnc and the
+    Cisco VPN client do (both announce Cisco Unity); strongSwan does not, with or
+    without Unity (the lab's sets cisco_unity = yes). strongSwan announces IKE
+    fragmentation by default and vpnc never does; a client that announces it counts
+    only with a Cisco client's own vendor ID (vpnc's message 3 one, the VPN 3000
+    client's), and never with strongSwan's vendor ID."""
+    if not sa.peer_unity or any("strongSwan" in v for v in sa.peer_vendor_ids):
+        return False
+    return sa.peer_cisco_client or not sa.peer_frag
 
 
 def _client_type(vendor_ids: tuple[str, ...], app_version: str) -> str:

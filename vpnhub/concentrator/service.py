@@ -26,22 +26,24 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from vpnhub import __version__
 from vpnhub.admin import start_server
 from vpnhub.auth import build_authenticator
 from vpnhub.auth.radius import NasIdentity
 from vpnhub.auth.radiusclient import RadiusClient
+from vpnhub.cluster.balance import Balancer
 from vpnhub.concentrator.accounting import RadiusAccounting
 from vpnhub.concentrator.adminsessions import sessions_page
 from vpnhub.concentrator.core import ConcentratorCore
 from vpnhub.concentrator.dae import DaeServer
 from vpnhub.concentrator.memory import limit_arenas
+from vpnhub.concentrator.virtual import VirtualListener
 from vpnhub.config import Config
 from vpnhub.eventlog import EventLog
 from vpnhub.ike.dhpool import FILL_STEP
-from vpnhub.ike.sa import Datagram
+from vpnhub.ike.sa import Datagram, IkeSA
 from vpnhub.ike.transport import Transport
 from vpnhub.manager import Manager  # manager (issue 6)
 from vpnhub.net.asyncdriver import AsyncIkeDriver
@@ -71,6 +73,11 @@ from vpnhub.net.tun import TunDevice, ip
 from vpnhub.net.workers import WorkerFds, WorkerPool
 from vpnhub.pki.signer import build_signer
 
+if TYPE_CHECKING:  # [cluster] only: psycopg is imported when a member starts, not before
+    import ipaddress
+
+    from vpnhub.cluster.member import ClusterMember
+
 # The duties that are not IKE timers: the state record, the event log's flood
 # summaries, the endpoint's notices, memory back after a flood.
 TICK = 0.25
@@ -88,7 +95,12 @@ SHUTDOWN_ACCOUNTING_WAIT = 3.0
 
 
 class Concentrator:
-    def __init__(self, config: Config, log: EventLog) -> None:
+    """`balancer` (issue 17): who says which member serves a new client on the
+    cluster's virtual address ([cluster]; the cluster member's directory); None:
+    every client is served where it lands."""
+
+    def __init__(self, config: Config, log: EventLog, *,
+                 balancer: Balancer | None = None) -> None:
         self.config = config
         self.log = log
         self.public = str(config.concentrator.public_address)
@@ -96,7 +108,8 @@ class Concentrator:
         self.auth = build_authenticator(config)
         self.core = ConcentratorCore(config, log, authenticator=self.auth, dataplane=None,
                                      clock=time.monotonic, wall=time.time, spawn=self._spawn,
-                                     signer=build_signer(config.pki, time.time))
+                                     signer=build_signer(config.pki, time.time),
+                                     balancer=balancer)
         self._tasks: set[asyncio.Task[None]] = set()  # XAUTH answers being awaited
         self._stop = asyncio.Event()
         self._routes: list[str] = []
@@ -111,6 +124,8 @@ class Concentrator:
         # IKE out of UDP 500 and UDP 4500: queued while the socket's buffer is full
         self.out500: SendQueue | None = None
         self.out4500: SendQueue | None = None
+        # [cluster]: IKE on the virtual address (concentrator/virtual.py)
+        self.virtual: VirtualListener | None = None
         self._last_stats = 0.0
         self._last_ike = 0.0  # when the last IKE message came in (the DH pool fills after)
         self._dh_filler: asyncio.Task[None] | None = None
@@ -126,6 +141,59 @@ class Concentrator:
         if self.accounting is not None:
             self.core.renewal_hook = self.accounting.renewed
         self.dae: DaeServer | None = None  # RFC 5176 Disconnect / CoA server (issue 14)
+        # issue 17: this concentrator as a [cluster] member (docs/CLUSTER.md); its
+        # pools replace the core's, drawing from the blocks the database grants
+        self.cluster: ClusterMember | None = self._cluster_member()
+
+    def _cluster_member(self) -> ClusterMember | None:
+        if self.config.cluster is None:
+            return None
+        from vpnhub.cluster.member import ClusterMember  # no psycopg without [cluster]
+
+        member = ClusterMember(self.config.cluster, self.core.sessions,
+                               max_sessions=self.config.limits.max_sessions, log=self.log)
+        for g in self.config.groups:
+            self.core.pools[g.name] = member.pool_for_group(g)
+        member.on_block = self._cluster_block
+        member.on_logout = lambda key, by: self.core.logout(key, by)
+        member.on_disconnect = self.core.disconnect
+        if self.core.balancer is None:  # one handed in (a test's) comes first
+            self.core.balancer = member  # the master's redirect, from the member's snapshot
+        return member
+
+    async def _start_cluster(self) -> bool:
+        """Join the cluster database before serving (its blocks, its routes); False
+        if this vpnhub cannot use it (a newer schema). Without the database the
+        member serves what it can and keeps trying (CLUSTER.md, the outage)."""
+        member = self.cluster
+        if member is None:
+            return True
+        from vpnhub.cluster.migrate import SchemaError
+
+        try:
+            await asyncio.to_thread(member.start, asyncio.get_running_loop())
+        except SchemaError as e:
+            self.log.add("CLUSTER", 1, f"cannot start: {e}")
+            await asyncio.to_thread(member.stop, goodbye=False)
+            return False
+        return True
+
+    def _cluster_block(self, group: str, block: ipaddress.IPv4Network, added: bool) -> None:
+        """An address block granted to this member (route it into the tunnel) or lost;
+        before the network is up, _setup_network routes the blocks it finds."""
+        if self.tun is None:
+            return
+        route = str(block)
+        try:
+            if added:
+                self.tun.add_route(route)
+                self._routes.append(route)
+            elif route in self._routes:
+                self._routes.remove(route)
+                self.tun.del_route(route)
+        except Exception as e:
+            self.log.add("CLUSTER", 2, f"route to {route} (group {group}) not"
+                         f" {'added' if added else 'removed'}: {e}")
 
     def _radius_accounting(self) -> RadiusAccounting | None:
         r = self.config.radius
@@ -167,11 +235,13 @@ class Concentrator:
         self.gc_watch.start()
         self.manager = Manager(self.core)  # manager (issue 6): opens the event log store first
         self.core.event_hook = self.manager.on_ike_event
+        if not await self._start_cluster():
+            return 1
         self._setup_network()
         core = self.core
         self.dh_worker.start()
         core.endpoint.dh_offload = self.dh_worker.submit
-        self.ike = AsyncIkeDriver(core.endpoint, core.on_event, lambda _sa, d: self._send(d),
+        self.ike = AsyncIkeDriver(core.endpoint, core.on_event, self._send_for,
                                   on_error=core.on_fault, on_notice=core.on_notice)
         core.bind(self.ike)
         # once the ports are ours (a second instance must not overwrite the record of the
@@ -182,6 +252,8 @@ class Concentrator:
         loop.add_reader(self.sock500.fileno(), self._on_udp500)
         if self.ike4500 is not None:
             loop.add_reader(self.ike4500.fileno(), self.ike4500.read)
+        if self.virtual is not None:
+            self.virtual.start(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         admin = await self._start_admin()
@@ -190,7 +262,9 @@ class Concentrator:
         ticker = asyncio.create_task(self._ticker())
         c = self.config.concentrator
         self.log.add("SESSION", 3, f"vpnhub {__version__} concentrator listening on"
-                     f" {self.public} UDP {c.ike_port}/{c.natt_port}; NAT-T"
+                     f" {self.public} UDP {c.ike_port}/{c.natt_port}"
+                     + (f" and on the virtual address {self.virtual.address}"
+                        if self.virtual is not None else "") + "; NAT-T"
                      f" {'enabled' if self.core.natt_enabled else 'DISABLED'}; tunnel interface"
                      f" {c.tunnel_interface}")
         try:
@@ -210,9 +284,8 @@ class Concentrator:
             self.stall_watch.stop()
             self.gc_watch.stop()
             self.dh_worker.stop()
-            for q in (self.out500, self.out4500):
-                if q is not None:
-                    q.lift_bound()  # every client's DELETE waits for the socket
+            for q in self._send_queues():
+                q.lift_bound()  # every client's DELETE waits for the socket
             steps = ShutdownTimes(time.monotonic)
             peers = len(self.core.endpoint)
             if self.accounting is not None:  # the Stops carry the last counters
@@ -222,6 +295,9 @@ class Concentrator:
             await self._deletes_sent()
             steps.mark("send")
             await self._accounting_sent()
+            if self.cluster is not None:  # our directory rows and leases go, marked gone
+                await asyncio.to_thread(self.cluster.stop)
+                steps.mark("cluster")
             self.ike.close()
             if admin is not None:
                 admin.close()
@@ -253,8 +329,8 @@ class Concentrator:
     async def _deletes_sent(self) -> None:
         """The shutdown's DELETEs that met a full send buffer go out before the sockets
         close (close() would drop them); bounded, so that SIGTERM still ends soon."""
-        for q in (self.out500, self.out4500):
-            if q is not None and not await q.drained(SHUTDOWN_SEND_WAIT):
+        for q in self._send_queues():
+            if not await q.drained(SHUTDOWN_SEND_WAIT):
                 self.log.add("IKE", 3, f"shutting down: {len(q)} IKE messages still queued"
                              f" after {SHUTDOWN_SEND_WAIT:g} s, not sent")
 
@@ -275,13 +351,19 @@ class Concentrator:
         # packets that no longer fit once encapsulated.
         self.tun.configure(mtu=1500)
         for g in self.config.groups:
-            self.tun.add_route(str(g.address_pool))
-            self._routes.append(str(g.address_pool))
+            # a cluster member routes only its own blocks: the private network sends
+            # each block to the member it is granted to (docs/CLUSTER.md)
+            routed = self.cluster.pools[g.name].blocks if self.cluster is not None \
+                else [g.address_pool]
+            for net in routed:
+                self.tun.add_route(str(net))
+                self._routes.append(str(net))
         for site in self.config.lan_to_lan:
             for net in site.remote_networks:
                 self.tun.add_route(str(net))
                 self._routes.append(str(net))
         self.sock500 = open_ike500(self.public, c.ike_port)
+        self._open_virtual()
         loop = asyncio.get_running_loop()
         if group is not None:  # [dataplane] workers > 1: worker processes
             self._start_workers(group, loop)
@@ -312,6 +394,27 @@ class Concentrator:
         self.core.dataplane = self.dataplane if self.ike4500 is None else \
             SplitDataplane(self.dataplane, self.ike4500)
         self._open_send_queues(loop)
+
+    def _open_virtual(self) -> None:
+        """[cluster]: IKE sockets on the virtual address too (issue 17), bound whether
+        or not this member holds it now (IP_FREEBIND; the kernel delivers to them only
+        while VRRP has put the address here)."""
+        cl = self.config.cluster
+        if cl is None:
+            return
+        c = self.config.concentrator
+        core = self.core
+
+        def deliver(message: bytes, addr: tuple[str, int], transport: Transport) -> None:
+            self._last_ike = time.monotonic()
+            core.receive(message, addr, transport, virtual=True)
+
+        self.virtual = VirtualListener(str(cl.virtual_address), c.ike_port, c.natt_port,
+                                       deliver, self._ike_send_drops)
+
+    def _send_queues(self) -> list[SendQueue]:
+        qs = [q for q in (self.out500, self.out4500) if q is not None]
+        return qs + (self.virtual.queues() if self.virtual is not None else [])
 
     def _open_raw_esp(self) -> socket.socket | None:
         """The raw ESP socket (IP protocol 50, clients not behind NAT), or None, logged."""
@@ -395,6 +498,8 @@ class Concentrator:
         for q in (self.out500, self.out4500):
             if q is not None:
                 q.close()
+        if self.virtual is not None:
+            self.virtual.close()
         if self.pool is not None:
             self.pool.close()
             for sock in self._worker_socks:
@@ -442,6 +547,15 @@ class Concentrator:
         self._last_ike = time.monotonic()
         for e in dp.events():
             self.core.on_dataplane(e)
+
+    def _send_for(self, sa: IkeSA, d: Datagram) -> None:
+        """An SA that began on the cluster's virtual address answers from it (a PAT
+        maps only what comes back from the address the client sent to)."""
+        v = self.virtual
+        if v is not None and d.transport is not Transport.CTCP and v.owns(sa):
+            v.send(d)
+        else:
+            self._send(d)
 
     def _send(self, d: Datagram) -> None:
         """An IKE message out by its transport (the engine labels each one); an
@@ -525,6 +639,9 @@ class Concentrator:
     async def admin_command(self, req: dict[str, Any]) -> dict[str, Any]:
         if req.get("cmd") == "status":
             return self._status()
+        if req.get("cmd") == "cluster" or req.get("cluster") or \
+                (req.get("cmd") == "logout" and "session" in req):
+            return await self._cluster_command(req)
         if req.get("cmd") == "sessions":  # paged, built in steps (adminsessions.py)
             if req.get("cursor") is None:  # fresh counters once per walk, not per page
                 await self._refresh_stats()
@@ -536,6 +653,8 @@ class Concentrator:
             reply["ike_4500"] = None if i is None else {"rx": i.rx, "tx": i.tx,
                                                          "drops": dict(i.drops)}
             reply["udp_io"] = await self._udp_io()
+            if self.virtual is not None:  # issue 17: IKE on the virtual address
+                reply["virtual"] = self.virtual.stats()
             if self.pool is not None:  # [dataplane] workers > 1: each one's figures
                 with contextlib.suppress(Exception):
                     totals = (await self.pool.counters(sas=False)).totals
@@ -545,6 +664,48 @@ class Concentrator:
             reply["dh_worker"] = {"submitted": w.submitted, "ran": w.ran,
                                   "left_out": w.left_out, "overlaps": w.overlaps}
         return reply
+
+    async def _cluster_command(self, req: dict[str, Any]) -> dict[str, Any]:
+        """`cluster`, `sessions` with `cluster`, `logout` of a session by id (on any
+        member): what needs the database is answered by the member's thread."""
+        member = self.cluster
+        cmd = req.get("cmd")
+        if cmd == "logout":
+            return await self._logout_session(req)
+        if member is None:
+            return {"error": "this concentrator is not a cluster member ([cluster] is not"
+                             " configured)"}
+        if cmd == "cluster":
+            return member.status()
+        if cmd != "sessions":
+            return {"error": f"unknown command {cmd!r}"}
+        limit, cursor = req.get("limit", 1000), req.get("cursor")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            return {"error": "limit must be an integer between 1 and 1000"}
+        if cursor is not None and not isinstance(cursor, str):
+            return {"error": "cursor must be a string (next_cursor of the previous page)"}
+        return await asyncio.wrap_future(member.list_sessions(limit, cursor))
+
+    async def _logout_session(self, req: dict[str, Any]) -> dict[str, Any]:
+        """`logout` with `session` (its id: the IKE cookies in hex, as the manager and
+        `sessions --cluster` show it) and, in a cluster, the `member` that has it."""
+        sid, name = req.get("session"), req.get("member")
+        if not isinstance(sid, str) or len(sid) != 32 or \
+                any(c not in "0123456789abcdef" for c in sid):
+            return {"error": "session must be a session id (32 hex digits)"}
+        member = self.cluster
+        here = member.name if member is not None else None
+        if name is not None and name != here:
+            if member is None:
+                return {"error": "this concentrator is not a cluster member ([cluster] is"
+                                 " not configured)"}
+            if not isinstance(name, str):
+                return {"error": "member must be a member's name"}
+            return await asyncio.wrap_future(member.send_logout(name, sid, "(admin socket)"))
+        key = (bytes.fromhex(sid[:16]), bytes.fromhex(sid[16:]))
+        if not self.core.logout(key, "(admin socket)"):
+            return {"error": f"no session {sid} here"}
+        return {"logged_out": 1, "member": here, "id": sid}
 
     async def _udp_io(self) -> dict[str, Any] | None:
         """System calls per packet on the UDP sockets (issue 16): the totals only."""
@@ -573,11 +734,15 @@ class Concentrator:
         out["gc"] = self.gc_watch.to_json()
         if self.ike is not None:
             out["timer_wakes"] = self.ike.driver.wakes
+        if self.cluster is not None:  # issue 17: the member's state at a glance
+            c = self.cluster
+            out["cluster"] = {"member": c.name, "database_ok": c.database_ok,
+                              "holds_virtual_address": c.holds_virtual_address()}
         return out
 
     def _send_counters(self) -> dict[str, int]:
         """IKE messages that met a full send buffer: queued, sent late, dropped."""
-        qs = [q for q in (self.out500, self.out4500) if q is not None]
+        qs = self._send_queues()
         return {"queued": sum(q.queued for q in qs), "sent_late": sum(q.sent_late for q in qs),
                 "dropped": sum(q.dropped for q in qs), "waiting": sum(len(q) for q in qs)}
 

@@ -207,13 +207,23 @@ class Phase1RekeyDue(EventBase):
     lifetime_left: float
 
 
+@dataclass(frozen=True)
+class Redirected(EventBase):
+    """Responder (issue 17): instead of XAUTH the client was sent to `target`, another
+    cluster member, with the Cisco load-balance notify (40501). The SA stays a few
+    seconds to repeat it (informational.REDIRECT_LINGER), then ends silently
+    (SADeleted): the client never logs in here."""
+
+    target: ipaddress.IPv4Address
+
+
 # Every event the engine emits. Consumers annotate with this and `match` on it
 # (with `assert_never` in the last case); add a new event class here too.
 Event: TypeAlias = (
     LogLine | NatDetected | NatTraversalRefused | Phase1Established | XauthRequested |
     XauthCredentials | XauthCompleted | ModeConfigRequested | ModeConfigReceived |
     ChildSAEstablished | ChildSADeleted | PeerEndpointChanged | DpdAck | KeepaliveReceived |
-    DeadPeer | SADeleted | NegotiationFailed | Phase1RekeyDue
+    DeadPeer | SADeleted | NegotiationFailed | Phase1RekeyDue | Redirected
 )
 
 

@@ -7,6 +7,8 @@ in cleartext and only ends the negotiation (it cannot be authenticated).
 
 from __future__ import annotations
 
+import ipaddress
+
 from vpnhub.crypto.keys import hashes_equal, info_hash
 from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
@@ -24,6 +26,9 @@ from vpnhub.wire.payloads import (
 
 INFO = ExchangeType.INFORMATIONAL
 DPD_RETRY_SHARE = 0.2  # R-U-THERE retries come every fifth of the DPD interval (1-5 s)
+# A redirected SA is kept this long to send the notify again when Aggressive Mode
+# message 3 comes again (ours was lost), then forgotten without a DELETE
+REDIRECT_LINGER = 10.0
 
 
 def notify_name(t: int) -> str:
@@ -139,15 +144,15 @@ def _delete(sa: SaState, d: DeletePayload, now: float) -> None:
 
 
 # --------------------------------------------------------------------- send
-def _send_info(sa: SaState, payloads: list[Payload], now: float) -> None:
-    """One encrypted informational message with its own message ID."""
+def _send_info(sa: SaState, payloads: list[Payload], now: float) -> bytes:
+    """One encrypted informational message with its own message ID (returned)."""
     assert sa.hash is not None
     mid = sa.new_message_id()
     h = info_hash(sa.hash, sa.skeyid_a, mid, encode_payloads(payloads))
     # Informational exchanges are one message: the IV comes from phase 1
     # and the message ID (appendix B) and is not kept afterwards.
-    sa.send(INFO, [HashPayload(h), *payloads], message_id=mid, encrypt=True,
-            expect_reply=False, now=now)
+    return sa.send(INFO, [HashPayload(h), *payloads], message_id=mid, encrypt=True,
+                   expect_reply=False, now=now)
 
 
 def send_notify(sa: SaState, notify: int, now: float) -> None:
@@ -157,6 +162,28 @@ def send_notify(sa: SaState, notify: int, now: float) -> None:
     else:
         # Before keys exist the notify can only go in cleartext (RFC 2408 5).
         sa.send(INFO, [n], expect_reply=False, now=now, message_id=0)
+
+
+def send_redirect(sa: SaState, target: ipaddress.IPv4Address, now: float) -> None:
+    """Responder (issue 17): send the client to another cluster member instead of
+    starting XAUTH: the Cisco load-balance notify, as the VPN 3000 / ASA cluster
+    master sends it and vpnc follows it.
+
+    An informational exchange under the new phase 1 SA (RFC 2409 5.7: HDR*, HASH(1),
+    N with HASH(1) = prf(SKEYID_a, M-ID | N)); the N payload (RFC 2408 3.14) has DOI
+    IPsec, protocol ISAKMP, the cookies as SPI and exactly 4 bytes of data, the
+    member's IPv4 address. vpnc (vpnc.c do_phase2_notice_check) looks at the payload
+    after the HASH of the first message it gets instead of XAUTH, insists on 4 bytes,
+    then starts Aggressive Mode again at that address, UDP 500, closing its socket:
+    it sends no DELETE and expects none, so none is sent here and the SA ends quietly
+    after REDIRECT_LINGER; meanwhile a repeated message 3 gets the notify again."""
+    n = NotifyPayload(NotifyType.UNITY_LOAD_BALANCE, ProtocolId.ISAKMP,
+                      sa.icookie + sa.rcookie, target.packed)
+    sa.answer_again(0, _send_info(sa, [n], now))
+    sa.redirected_to, sa.redirect_ends_at = target, now + REDIRECT_LINGER
+    sa.log("IKE", 6, f"redirecting the client to cluster member {target} (Cisco"
+           " load-balance notify) instead of XAUTH")
+    sa.emit(ev.Redirected(target))
 
 
 def send_delete_all(sa: SaState, now: float) -> None:

@@ -110,6 +110,10 @@ class IkeSA(SaState):
         for p in self._pending.values():
             if t is None or p.next_at < t:
                 t = p.next_at
+        if self.redirect_ends_at is not None and self.state is not State.DELETED:
+            # redirected (issue 17): no XAUTH, DPD or lifetime here, only the end
+            end = self.redirect_ends_at
+            return end if t is None or end < t else t
         if self.state is State.ESTABLISHED:
             deadline = self._xauth_deadline()
             if deadline is not None and (t is None or deadline < t):
@@ -261,6 +265,11 @@ class IkeSA(SaState):
             return
         self._retransmit(now)
         if self.state is not State.ESTABLISHED:
+            return
+        if self.redirect_ends_at is not None:
+            if now >= self.redirect_ends_at:  # the client went elsewhere: no DELETE
+                self.end(f"redirected to cluster member {self.redirected_to}",
+                         by_peer=False)
             return
         if self.lifetime and self.established_at is not None and \
                 now >= self.established_at + self.lifetime:

@@ -162,6 +162,11 @@ class IkeConfig:
     # only "rsa" / "hybrid")? Then a missing key is no unknown group (ike.standin):
     # auth_methods_for offers it no PSK method, so no key is ever needed
     group_without_psk: Callable[[int, bytes], bool] | None = None
+    # responder (issue 17, a cluster's virtual address): asked once phase 1 is
+    # established, before XAUTH starts; an address sends the client there with the
+    # Cisco load-balance notify (informational.send_redirect) instead of the first
+    # XAUTH request; None: XAUTH as usual
+    redirect_for: Callable[[SaState], ipaddress.IPv4Address | None] | None = None
 
 
 @dataclass
@@ -370,6 +375,7 @@ class SaState:
         # peer capabilities (from vendor IDs)
         self.peer_vendor_ids: list[str] = []
         self.peer_xauth = self.peer_dpd = self.peer_unity = self.peer_frag = False
+        self.peer_cisco_client = False  # a Cisco VPN client's own vendor ID (vpnc sends it)
         self.natt_variant = ""  # "", "RFC 3947", "draft-02", ...
         self.natd_type = 20
         self.local_behind_nat = False
@@ -381,6 +387,10 @@ class SaState:
         self.modecfg: ev.ModeConfig | None = None
         self.assigned_address: ipaddress.IPv4Address | None = None
         self.peer_application_version = ""
+        # issue 17: where the Cisco load-balance notify sent this client, and when the
+        # SA, kept meanwhile to repeat the notify, is forgotten (sa.IkeSA timers)
+        self.redirected_to: ipaddress.IPv4Address | None = None
+        self.redirect_ends_at: float | None = None
         # phase 2
         self.exchanges: dict[int, Exchange] = {}
         self.children: dict[int, ChildSA] = {}
@@ -596,6 +606,13 @@ class SaState:
             self._emit(seen[1])
             self.stats["retransmissions_answered"] += 1
         return True
+
+    def answer_again(self, message_id: int, data: bytes) -> None:
+        """`data` is what a retransmission of the peer's message `message_id` gets
+        (RFC 2408 5), though it went out under a message ID of its own (the redirect
+        that answers Aggressive Mode message 3, informational.send_redirect), unless
+        that message already has an answer (Main Mode's message 6)."""
+        self._sent_now.setdefault(message_id, data)
 
     def _remember_in(self, message_id: int, data: bytes) -> None:
         prev = self._last_in.get(message_id)

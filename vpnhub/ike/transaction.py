@@ -123,6 +123,11 @@ def after_phase1(sa: SaState, now: float) -> None:
     if not sa.config.xauth:
         sa.xauth_done = True
         return
+    if sa.config.redirect_for is not None:  # a cluster's virtual address (issue 17)
+        target = sa.config.redirect_for(sa)
+        if target is not None:
+            informational.send_redirect(sa, target, now)
+            return
     x = sa.start_exchange("xauth", sa.new_message_id(), True, "request_sent")
     attrs = [DataAttribute(CfgAttr.XAUTH_TYPE, 0),  # generic (RFC-less, xauth-06 6.2)
              DataAttribute(CfgAttr.XAUTH_USER_NAME, b""),

@@ -47,6 +47,9 @@ def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", parents=[common], help="build the lab and connect every client")
     up.add_argument("--clients", type=int, default=2, help="clients behind the PAT (default 2)")
+    up.add_argument("--concentrators", type=int, default=1, metavar="N",
+                    help="1 (default): one concentrator; 2 .. 4: a cluster behind the virtual"
+                         " address (PostgreSQL, keepalived; docs/CLUSTER.md)")
     up.add_argument("--client", choices=CLIENT_KINDS, default="vpnc",
                     help="VPN client software (default vpnc)")
     up.add_argument("--suite", choices=SUITE_NAMES, default="modern",
@@ -67,13 +70,14 @@ def add_lab_parser(subparsers: Any) -> argparse.ArgumentParser:
     x.add_argument("--detail", action="store_true", help="protocol, peer and flags too")
     e = sub.add_parser("exec", parents=[common], help="run a command in a lab host",
                        description="Run CMD in HOST's namespace (c1 .. cN, pat, inet, conc,"
-                                   " lan); without CMD, a shell.")
+                                   " lan; a cluster: m1 .. mN, db); without CMD, a shell.")
     e.add_argument("host")
     e.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS]")
     lg = sub.add_parser("logs", parents=[common], help="a host's logs (default: the"
                                                        " concentrator's event log)")
     lg.add_argument("host", nargs="?", default="conc",
-                    help="conc (default), c1 .. cN, lan, pat, lab (the lab daemon)")
+                    help="conc (default), c1 .. cN, lan, pat, lab (the lab daemon); a"
+                         " cluster: m1 .. mN (vpnhub, keepalived), db (PostgreSQL)")
     lg.add_argument("-n", "--lines", type=int, default=0, help="only the last N lines")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     sc = sub.add_parser("scenario", parents=[common], help="run a scenario: PASS or FAIL",

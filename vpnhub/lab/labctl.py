@@ -46,7 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from vpnhub.admintext import format_sessions
-from vpnhub.lab import peers, procs
+from vpnhub.lab import cluster, peers, procs
+from vpnhub.lab.cluster import Keepalived, Postgres
 from vpnhub.lab.console import (
     ADMIN_NAME,
     ConsoleForwarder,
@@ -61,13 +62,17 @@ from vpnhub.lab.topology import (
     CLIENT_LAN,
     CONC_PRIVATE,
     CONC_PUBLIC,
+    DB_ADDRESS,
     DEFAULT_PREFIX,
     LAN_HOST,
+    MAX_CONCENTRATORS,
     PAT_INSIDE,
     PAT_OUTSIDE,
     POOL,
     PREFIX_RE,
     PRIVATE_LAN,
+    VIRTUAL_ADDRESS,
+    Host,
     LabError,
     LanServices,
     NatEntry,
@@ -90,6 +95,13 @@ TUNNEL_INTERFACE = "vpnhub0"  # the concentrator's TUN, inside its namespace
 UP_TIMEOUT = 120.0
 CONNECT_TIMEOUT = 30.0
 USABLE_TIMEOUT = 10.0
+# a cluster lab (--concentrators N > 1): fast heartbeats, so that the master's view
+# of the members' load is fresh when the next client comes; a session limit low
+# enough that one session is more than the 1 % the balancing rule waits for
+CLUSTER_HEARTBEAT = 0.5
+CLUSTER_MEMBER_TIMEOUT = 3.0
+CLUSTER_MAX_SESSIONS = 50
+VPNC_DPD_IDLE = 10  # vpnc's minimum: a dead member is noticed after 10 s + 6 x 5 s
 
 
 def run_dir_for(prefix: str) -> Path:
@@ -103,6 +115,7 @@ class LabSpec:
 
     prefix: str = DEFAULT_PREFIX
     clients: int = 2
+    concentrators: int = 1  # > 1: a cluster (members m1 .., PostgreSQL, keepalived)
     client: str = "vpnc"
     suite: str = "modern"
     natt: bool = True
@@ -110,24 +123,36 @@ class LabSpec:
     ipsec_lifetime: int = 28800
     wrong_psk: tuple[str, ...] = ()  # roles whose client uses a wrong group PSK
     connect: bool = True  # False: start no client (the scenario starts them)
+    spare_clients: int = 0  # hosts c<clients+1> ..: users, never connected by the lab
 
     def check(self) -> None:
         if not PREFIX_RE.match(self.prefix):
             raise ValueError(f"lab prefix must match {PREFIX_RE.pattern}: {self.prefix!r}")
-        if not 1 <= self.clients <= MAX_CLIENTS:
+        if not 1 <= self.clients + self.spare_clients <= MAX_CLIENTS:
             raise ValueError(f"--clients must be 1 .. {MAX_CLIENTS} (users vpnuser1 .. "
                              f"vpnuser{MAX_CLIENTS}), not {self.clients}")
         if self.client not in CLIENT_KINDS:
             raise ValueError(f"--client must be one of {', '.join(CLIENT_KINDS)}")
+        if not 1 <= self.concentrators <= MAX_CONCENTRATORS:
+            raise ValueError(f"--concentrators must be 1 .. {MAX_CONCENTRATORS}")
+        if self.concentrators > 1 and self.client != "vpnc":
+            raise ValueError("a cluster lab (--concentrators > 1) runs vpnc clients (DPD and"
+                             " a reconnect loop bring them back after a member fails)")
         if self.suite not in SUITE_NAMES:
             raise ValueError(f"--suite must be one of {', '.join(SUITE_NAMES)}")
         if not 10 <= self.ipsec_lifetime <= 2592000:
             raise ValueError("--ipsec-lifetime must be 10 .. 2592000 seconds")
 
+    @property
+    def is_cluster(self) -> bool:
+        return self.concentrators > 1
+
     def describe(self) -> str:
         n = self.clients
         text = (f"{n} {self.client} client{'s' if n != 1 else ''}, suite {self.suite},"
                 f" NAT-T {'on' if self.natt else 'off'}")
+        if self.is_cluster:
+            text = f"a cluster of {self.concentrators} concentrators, " + text
         if self.ipsec_lifetime != 28800:
             text += f", IPsec lifetime {self.ipsec_lifetime} s"
         return text
@@ -146,7 +171,8 @@ class LabSpec:
 
     def same_lab(self, other: LabSpec) -> bool:
         """Would `other` build the same lab (what ``up`` compares with a running one)?"""
-        keys = ("clients", "client", "suite", "natt", "ike_lifetime", "ipsec_lifetime")
+        keys = ("clients", "concentrators", "client", "suite", "natt", "ike_lifetime",
+                "ipsec_lifetime")
         return all(getattr(self, k) == getattr(other, k) for k in keys)
 
 
@@ -185,10 +211,29 @@ def _toml_list(items: Sequence[str]) -> str:
     return "[" + ", ".join(f'"{x}"' for x in items) + "]"
 
 
-def concentrator_toml(spec: LabSpec, run_dir: Path, admin_hash: str | None = None) -> str:
+def concentrator_toml(spec: LabSpec, run_dir: Path, admin_hash: str | None = None,
+                      member: Host | None = None, dsn: str = "") -> str:
     """The generated configuration of ``vpnhub serve`` (docs/CONFIG.md); `admin_hash`:
-    the password hash of the manager account `admin` (console.py)."""
+    the password hash of the manager account `admin` (console.py). `member`: a
+    cluster member's, its files in run_dir/<member>, `[cluster]` with `dsn`."""
     plan = suite_plan(spec)
+    files = run_dir / member.role if member is not None else run_dir
+    public = member.addr if member is not None else CONC_PUBLIC
+    clustered = ""
+    if member is not None:
+        clustered = textwrap.dedent(f"""
+            [limits]
+            max_sessions = {CLUSTER_MAX_SESSIONS}
+
+            [cluster]
+            # member {member.role} of {spec.concentrators}; keepalived moves the virtual address
+            dsn = "{dsn}"
+            member = "{member.role}"
+            virtual_address = "{VIRTUAL_ADDRESS}"
+            public_address = "{member.addr}"
+            heartbeat = {CLUSTER_HEARTBEAT}
+            member_timeout = {CLUSTER_MEMBER_TIMEOUT}
+            """)
     admin = ""
     if admin_hash is not None:
         admin = (f"\n        [[admin.user]]  # the web console's; its password: vpnhub lab console"
@@ -196,7 +241,7 @@ def concentrator_toml(spec: LabSpec, run_dir: Path, admin_hash: str | None = Non
     users = "".join(
         f'\n[[user]]\nname = "vpnuser{n}"\npassword = "{peers.USERS[f"vpnuser{n}"]}"\n'
         f'group = "{GROUP_ID}"\n'
-        for n in range(1, spec.clients + 1)
+        for n in range(1, spec.clients + spec.spare_clients + 1)
     )
     proposals = ""
     if plan.ike_proposals:
@@ -206,7 +251,7 @@ def concentrator_toml(spec: LabSpec, run_dir: Path, admin_hash: str | None = Non
         # Generated by `vpnhub lab up` for lab {spec.prefix}: {spec.describe()}.
         # The concentrator of the Cisco note, on documentation addresses.
         [concentrator]
-        public_address = "{CONC_PUBLIC}"
+        public_address = "{public}"
         private_networks = ["{PRIVATE_LAN}"]
         tunnel_interface = "{TUNNEL_INTERFACE}"
         allow_legacy_crypto = {str(plan.allow_legacy).lower()}
@@ -218,11 +263,11 @@ def concentrator_toml(spec: LabSpec, run_dir: Path, admin_hash: str | None = Non
         ipsec_over_natt = {str(spec.natt).lower()}
 
         [admin]
-        socket = "{run_dir / 'admin.sock'}"
+        socket = "{files / 'admin.sock'}"
         {admin}
         [log]
         console_severity = 5
-        store = "{run_dir / 'events.log'}"
+        store = "{files / 'events.log'}"
 
         [[group]]
         # suite {spec.suite}: {plan.note}
@@ -231,7 +276,7 @@ def concentrator_toml(spec: LabSpec, run_dir: Path, admin_hash: str | None = Non
         address_pool = "{POOL}"
         dns = ["{LAN_HOST}"]
         split_include = ["{PRIVATE_LAN}"]
-        """) + proposals + users
+        """) + proposals + users + clustered
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
@@ -257,6 +302,9 @@ def missing_tools(spec: LabSpec) -> list[str]:
         tools.append("vpnc")
     elif spec.client == "strongswan":
         tools += ["swanctl", peers.CHARON]
+    if spec.is_cluster:
+        tools += [cluster.KEEPALIVED, "setpriv", "unshare", str(cluster.PG_BIN / "postgres"),
+                  str(cluster.PG_BIN / "initdb")]
     missing = [t for t in tools
                if (not os.access(t, os.X_OK) if t.startswith("/") else shutil.which(t) is None)]
     if not Path("/dev/net/tun").exists():
@@ -350,7 +398,8 @@ class Lab:
         spec.check()
         self.spec = spec
         self.run_dir = run_dir_for(spec.prefix)
-        self.topo = Topology(spec.prefix, clients=spec.clients, run_dir=self.run_dir)
+        self.topo = Topology(spec.prefix, clients=spec.clients + spec.spare_clients,
+                             run_dir=self.run_dir, concentrators=spec.concentrators)
         self.progress = progress
         self.owner = owner
         self.clients: dict[str, LabClient] = {}
@@ -363,19 +412,30 @@ class Lab:
         self.ready_at: float | None = None
         self.login: ConsoleLogin | None = None
         self.console: ConsoleForwarder | None = None
+        # a cluster: each member's vpnhub serve and keepalived, and the database
+        self.members: dict[str, Proc] = {}
+        self.vrrp: dict[str, Keepalived] = {}
+        self.pg: Postgres | None = None
+        self.killed: dict[str, float] = {}  # member -> when its vpnhub was killed
 
-    # -- paths
+    # -- paths (a cluster: the first member's; member_paths for each)
+    def member_files(self, role: str | None = None) -> Path:
+        """Where a concentrator's files are: the run directory, a member's subdirectory."""
+        if not self.spec.is_cluster:
+            return self.run_dir
+        return self.run_dir / (role or self.topo.members[0].role)
+
     @property
     def config_path(self) -> Path:
-        return self.run_dir / "concentrator.toml"
+        return self.member_files() / "concentrator.toml"
 
     @property
     def admin_socket(self) -> Path:
-        return self.run_dir / "admin.sock"
+        return self.member_files() / "admin.sock"
 
     @property
     def conc_log(self) -> Path:
-        return self.run_dir / "conc.log"
+        return self.member_files() / "conc.log"
 
     # -- building
     def _step(self, what: str, fn: Callable[[], str | None]) -> None:
@@ -389,7 +449,14 @@ class Lab:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._step(f"namespaces of lab {self.spec.prefix}", self._build_network)
         self.save_state()
-        self._step("concentrator (vpnhub serve)", self._start_concentrator)
+        if self.spec.is_cluster:
+            self._step("PostgreSQL 15 (the cluster's directory)", self._start_database)
+            self._step(f"{self.spec.concentrators} cluster members (vpnhub serve)",
+                       self._start_members)
+            self.save_state()
+            self._step("keepalived (VRRP) on every member", self._start_vrrp)
+        else:
+            self._step("concentrator (vpnhub serve)", self._start_concentrator)
         if self.owner == "daemon":  # the lab people use (scenarios' labs need no browser)
             self._step("web console", self._start_console)
         self._step("LAN host services", self._start_lan)
@@ -434,6 +501,74 @@ class Lab:
         return (f"pid {conc.pid}, {CONC_PUBLIC} UDP 500/4500, NAT-T"
                 f" {'on' if self.spec.natt else 'OFF'}, config {self.config_path}")
 
+    # -- a cluster
+    def _start_database(self) -> str:
+        self.pg = cluster.new_postgres(self.topo)
+        self.pg.init()
+        assert self.pg.proc is not None
+        return (f"pid {self.pg.proc.pid} in {self.topo.db.netns if self.topo.db else '?'},"
+                f" {self.pg.dsn_shown}; data {self.pg.data_dir}")
+
+    def _start_members(self) -> str:
+        assert self.pg is not None
+        self.login = new_login()
+        for m in self.topo.members:
+            self.start_member(m.role)
+        for m in self.topo.members:
+            self._wait_member(m.role)
+        return ", ".join(f"{m.role} {m.addr} pid {self.members[m.role].pid}"
+                         for m in self.topo.members)
+
+    def start_member(self, role: str) -> Proc:
+        """Write member `role`'s configuration and start its vpnhub serve (not waiting)."""
+        assert self.pg is not None and self.login is not None
+        host = self.topo.host(role)
+        files = self.member_files(role)
+        conf = _write_private(files / "concentrator.toml", concentrator_toml(
+            self.spec, self.run_dir, self.login.password_hash, member=host, dsn=self.pg.dsn))
+        proc = self.topo.spawn(host, [sys.executable, "-m", "vpnhub", "serve", "--config",
+                                      str(conf)], files / "conc.log", name=f"vpnhub-{role}")
+        self.members[role] = proc
+        self.killed.pop(role, None)
+        if role in self.vrrp:
+            cluster.write_tracked_pid(self.vrrp[role].pidfile, proc.pid)
+        return proc
+
+    def _wait_member(self, role: str, timeout: float = 30.0) -> None:
+        proc, sock = self.members[role], self.member_files(role) / "admin.sock"
+
+        def answering() -> bool:
+            if not proc.alive():
+                raise LabError(f"vpnhub serve of {role} exited with {proc.returncode}:"
+                               f" {proc.log_text()[-800:]}")
+            return admin_request(sock, {"cmd": "sessions"}) is not None
+
+        wait_until(answering, timeout, interval=0.1, what=f"{role}'s admin socket")
+
+    def _start_vrrp(self) -> str:
+        for m in self.topo.members:
+            ka = cluster.start_keepalived(self.topo, m)
+            self.vrrp[m.role] = ka
+            cluster.write_tracked_pid(ka.pidfile, self.members[m.role].pid)
+        master = cluster.wait_master(self.topo, 20.0)
+        return f"{VIRTUAL_ADDRESS} on {master} (VRRP master); priorities " + ", ".join(
+            f"{m.role} {cluster.TOP_PRIORITY - 10 * i}" for i, m in enumerate(self.topo.members))
+
+    def master(self) -> str | None:
+        """The member holding the virtual address now (None: none, or more than one)."""
+        held = self.topo.holders()
+        return held[0] if len(held) == 1 else None
+
+    def kill_member(self, role: str) -> float:
+        """SIGKILL member `role`'s vpnhub (a crash: no goodbye to anyone); returns when."""
+        proc = self.members[role]
+        proc.popen.send_signal(signal.SIGKILL)
+        at = time.monotonic()
+        proc.popen.wait(10.0)
+        self.killed[role] = time.time()
+        self.save_state()
+        return at
+
     def _start_console(self) -> str:
         assert self.login is not None
         self.console = ConsoleForwarder(self.topo.conc.netns)
@@ -447,8 +582,12 @@ class Lab:
         return f"{LAN_HOST}: HTTP :{self.lan.http_port}, iperf3 {ports}"
 
     # -- clients
-    def start_client(self, role: str, *, psk: str | None = None) -> LabClient:
-        """Start the client of `role` (vpnc and vpnhub negotiate at once, charon on connect)."""
+    def start_client(self, role: str, *, psk: str | None = None,
+                     supervise: bool | None = None) -> LabClient:
+        """Start the client of `role` (vpnc and vpnhub negotiate at once, charon on connect).
+
+        In a cluster vpnc runs with DPD in a loop that starts it again when it exits
+        (`supervise`, default: in a cluster), so it comes back after a member fails."""
         host = self.topo.host(role)
         user = f"vpnuser{peers.client_number(self.topo, host)}"
         plan = suite_plan(self.spec)
@@ -456,8 +595,10 @@ class Lab:
             "not-the-group-secret" if role in self.spec.wrong_psk else GROUP_PSK)
         c: LabClient
         if self.spec.client == "vpnc":
+            again = self.spec.is_cluster if supervise is None else supervise
             v = peers.start_vpnc(self.topo, host, secret=secret, dh=f"dh{plan.dh_group}",
-                                 weak=plan.allow_legacy)
+                                 weak=plan.allow_legacy, supervise=again,
+                                 dpd_idle=VPNC_DPD_IDLE if self.spec.is_cluster else 300)
             c = LabClient(role, "vpnc", user, host.tun, v.log, v.proc, vpnc=v)
         elif self.spec.client == "strongswan":
             ch = peers.start_strongswan_client(self.topo, host, suite=plan.strongswan,
@@ -516,8 +657,10 @@ class Lab:
 
     def connect_all(self) -> None:
         """Start every client, wait for each tunnel, then check data passes (NAT-T on)."""
-        roles = [h.role for h in self.topo.clients]
-        if self.spec.client != "strongswan":  # vpnc and vpnhub connect in parallel
+        roles = [h.role for h in self.topo.clients][:self.spec.clients]  # no spare
+        # vpnc and vpnhub connect in parallel; in a cluster one after the other, so
+        # that the master sees each member's load (heartbeats) before the next one
+        if self.spec.client != "strongswan" and not self.spec.is_cluster:
             for role in roles:
                 self.start_client(role)
         for role in roles:
@@ -528,6 +671,8 @@ class Lab:
             except LabError as e:
                 self.progress(f"[lab] {role}: NOT connected: {e}")
                 continue
+            if self.spec.is_cluster:
+                time.sleep(2 * CLUSTER_HEARTBEAT)
             if self.spec.natt:
                 self.check_usable(c)
             elif not self.check_usable(c, timeout=2.0):
@@ -546,12 +691,15 @@ class Lab:
                 c.state, c.detail = "exited", why
                 self.progress(f"[lab] {c.role}: {why}")
                 changed = True
-        if self.conc is not None and not self.conc.alive():
-            msg = f"vpnhub serve exited with {self.conc.returncode}"
-            if msg not in self.problems:
-                self.problems.append(msg)
-                self.progress(f"[lab] {msg}")
-                changed = True
+        servers = {"": self.conc} if self.conc is not None else {}
+        servers.update({f"{r}'s ": p for r, p in self.members.items()})
+        for who, proc in servers.items():
+            if not proc.alive():
+                msg = f"{who}vpnhub serve exited with {proc.returncode}"
+                if msg not in self.problems:
+                    self.problems.append(msg)
+                    self.progress(f"[lab] {msg}")
+                    changed = True
         if changed:
             self.save_state()
 
@@ -595,7 +743,29 @@ class Lab:
             if lan else {},
             # never the password: lab.json is readable by all; console.json is 0600
             "console": {"url": self.console.url, "user": ADMIN_NAME} if self.console else {},
+            "cluster": self._cluster_state(),
         }
+
+    def _cluster_state(self) -> dict[str, Any]:
+        if not self.spec.is_cluster:
+            return {}
+        members = {}
+        for m in self.topo.members:
+            files = self.member_files(m.role)
+            proc = self.members.get(m.role)
+            members[m.role] = {
+                "public": m.addr, "private": m.private, "netns": m.netns,
+                "admin_socket": str(files / "admin.sock"), "log": str(files / "conc.log"),
+                "config": str(files / "concentrator.toml"),
+                "pid": proc.pid if proc else None, "killed": self.killed.get(m.role),
+                "keepalived_log": str(files / "keepalived.log"),
+                "vrrp_states": str(files / "vrrp-states.log"),
+            }
+        pg = self.pg
+        return {"virtual_address": VIRTUAL_ADDRESS, "members": members,
+                "database": {"dsn": pg.dsn_shown, "socket_dir": str(pg.base),
+                             "log": str(pg.log),
+                             "pid": pg.proc.pid if pg.proc else None} if pg else {}}
 
     def save_state(self) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -662,16 +832,51 @@ class LabState:
 
     def topology(self) -> Topology:
         """The lab's Topology for exec/ping/conntrack (building nothing)."""
-        return Topology(self.prefix, clients=self.spec.clients, run_dir=self.run_dir)
+        return Topology(self.prefix, clients=self.spec.clients + self.spec.spare_clients,
+                        run_dir=self.run_dir, concentrators=self.spec.concentrators)
 
     def sessions(self) -> dict[str, Any] | None:
-        """Every page of the admin socket's `sessions`, joined."""
-        from vpnhub.admin import request_sessions
+        """Every page of the admin socket's `sessions`, joined (a cluster: the
+        first member's own sessions; `cluster_sessions` for all of them)."""
+        return member_sessions(self.admin_socket)
 
-        try:
-            return request_sessions(str(self.admin_socket), timeout=5.0)
-        except (OSError, ValueError):
-            return None
+    @property
+    def cluster(self) -> dict[str, Any]:
+        c = self.data.get("cluster") or {}
+        return c if isinstance(c, dict) else {}
+
+    def member_sockets(self) -> dict[str, Path]:
+        """Each cluster member's admin socket, by member name."""
+        return {r: Path(m["admin_socket"]) for r, m in self.cluster.get("members", {}).items()}
+
+    def cluster_sessions(self) -> tuple[dict[str, Any] | None, str]:
+        """`vpnhub sessions --cluster --json` asked of the first member that answers,
+        and that member (the directory's view: every member's sessions)."""
+        why = "no member answers"
+        for role, sock in self.member_sockets().items():
+            if not sock.exists():
+                continue
+            cp = subprocess.run([sys.executable, "-m", "vpnhub", "sessions", "--cluster",
+                                 "--json", "--socket", str(sock)], capture_output=True,
+                                text=True, timeout=30, check=False)
+            if cp.returncode == 0:
+                try:
+                    return json.loads(cp.stdout), role
+                except ValueError:
+                    why = f"{role}: not JSON: {cp.stdout[:200]}"
+                    continue
+            why = f"{role}: exit {cp.returncode}: {cp.stderr.strip()[-300:]}"
+        return None, why
+
+
+def member_sessions(sock: Path) -> dict[str, Any] | None:
+    """Every page of one concentrator's admin `sessions`, joined; None: no answer."""
+    from vpnhub.admin import request_sessions
+
+    try:
+        return request_sessions(str(sock), timeout=5.0)
+    except (OSError, ValueError):
+        return None
 
 
 def admin_request(sock: Path, req: dict[str, Any]) -> dict[str, Any] | None:
@@ -759,7 +964,8 @@ def _opt(prefix: str) -> str:
 
 # -- up
 def cmd_up(args: argparse.Namespace) -> int:
-    spec = LabSpec(prefix=args.prefix, clients=args.clients, client=args.client,
+    spec = LabSpec(prefix=args.prefix, clients=args.clients,
+                   concentrators=args.concentrators, client=args.client,
                    suite=args.suite, natt=args.nat_t == "on", ipsec_lifetime=args.ipsec_lifetime)
     try:
         spec.check()
@@ -934,13 +1140,34 @@ def diagram(state: LabState) -> str:
     for i, r in enumerate(roles):
         addr = hosts.get(r, {}).get("addr", "?")
         left = f"  {r} {addr:<11} --+"
-        if i == mid:
+        if i == mid and state.cluster:
+            left += (f"-- [pat] {PAT_INSIDE} | {PAT_OUTSIDE} -- [inet] -- {VIRTUAL_ADDRESS}"
+                     " (the virtual address, VRRP)")
+        elif i == mid:
             left += (f"-- [pat] {PAT_INSIDE} | {PAT_OUTSIDE} -- [inet] -- {CONC_PUBLIC}"
                      f" [conc] {CONC_PRIVATE} -- {LAN_HOST} [lan]")
         lines.append(left)
+    members = state.cluster.get("members", {})
+    if members:
+        lines.append("")
+        for role, m in members.items():
+            lines.append(f"  [inet] -- {m['public']:<13} [{role}] {m['private']:<14} -- [lan]"
+                         f" {LAN_HOST}, [db] {DB_ADDRESS} PostgreSQL")
     lines.append(f"  clients {CLIENT_LAN}, PAT masquerade random, tunnel pool {POOL},"
                  f" private LAN {PRIVATE_LAN}")
     return "\n".join(lines)
+
+
+def cluster_sessions_text(state: LabState) -> tuple[str, str]:
+    """`vpnhub sessions --cluster` (the command, its table) from a member that answers."""
+    for sock in state.member_sockets().values():
+        cmd = f"vpnhub sessions --cluster --socket {sock}"
+        cp = subprocess.run([sys.executable, "-m", "vpnhub", "sessions", "--cluster",
+                             "--socket", str(sock)], capture_output=True, text=True,
+                            timeout=30, check=False)
+        if cp.returncode == 0:
+            return cmd, cp.stdout.rstrip()
+    return "vpnhub sessions --cluster", "  (no member answers)"
 
 
 def report(state: LabState) -> str:
@@ -950,10 +1177,16 @@ def report(state: LabState) -> str:
     for role, c in sorted(state.clients.items(), key=lambda kv: int(kv[0][1:])):
         out.append(f"  {role}  {c['kind']:<10} {c['user']:<9} {c.get('assigned') or '-':<11}"
                    f" on {c['tun']:<8} {c['state']}: {c.get('detail', '')}")
-    sessions = state.sessions()
-    out += ["", f"$ vpnhub sessions --socket {state.admin_socket}"]
-    out.append(format_sessions(sessions) if sessions is not None
-               else "  (the concentrator does not answer)")
+    if state.cluster:
+        cmd, text = cluster_sessions_text(state)
+        topo = state.topology()
+        out += ["", f"$ {cmd}", text, "",
+                f"virtual address {VIRTUAL_ADDRESS} on: {', '.join(topo.holders()) or 'NONE'}"]
+    else:
+        sessions = state.sessions()
+        out += ["", f"$ vpnhub sessions --socket {state.admin_socket}"]
+        out.append(format_sessions(sessions) if sessions is not None
+                   else "  (the concentrator does not answer)")
     out += ["", f"$ vpnhub lab xlate{opt}", pat_xlate(state.topology())]
     first = min(state.clients, default="c1", key=lambda r: int(r[1:]))
     port = (state.data.get("lan", {}).get("iperf_ports") or [5201])[0]
@@ -962,12 +1195,15 @@ def report(state: LabState) -> str:
               for role, c in sorted(state.clients.items()) if c.get("status_socket")][:1]
     out += ["", "Go on:", *(f"  {cmd:<58} {why}" for cmd, why in (
         *status,
-        (f"vpnhub sessions --socket {state.admin_socket}", "sessions (--json: all fields)"),
+        (f"vpnhub sessions{' --cluster' if state.cluster else ''} --socket"
+         f" {state.admin_socket}", "sessions (--json: all fields)"),
         (f"vpnhub lab xlate{opt}", "the PAT's translations"),
         (f"vpnhub lab exec {first}{opt} -- ping {LAN_HOST}", "through the tunnel"),
         (f"vpnhub lab exec {first}{opt} -- curl -s http://{LAN_HOST}/", "the LAN's web page"),
         (f"vpnhub lab exec {first}{opt} -- iperf3 -c {LAN_HOST} -p {port}", "throughput"),
-        (f"vpnhub lab exec conc{opt} -- bash", "a shell in a host (c1.. pat inet conc lan)"),
+        (f"vpnhub lab exec {'m1' if state.cluster else 'conc'}{opt} -- bash",
+         "a shell in a host (c1.. pat inet " + ('m1.. db' if state.cluster else 'conc')
+         + " lan)"),
         (f"vpnhub lab status{opt}", "hosts, processes, tunnels"),
         (f"vpnhub lab console{opt}", "the web console's address, user and password"),
         (f"vpnhub lab logs{opt} [conc|c1|lan|lab]", "logs"),
@@ -1161,8 +1397,13 @@ def collapse_esp_lines(lines: Sequence[str]) -> list[str]:
 
 def log_files(prefix: str, host: str) -> list[Path]:
     rd = run_dir_for(prefix)
+    if re.fullmatch(r"m\d+", host):  # a cluster member: vpnhub, keepalived, VRRP states
+        return [rd / host / "conc.log", rd / host / "keepalived.log",
+                rd / host / "vrrp-states.log"]
+    if host == "db":
+        return [rd / "postgres.log"]
     if host == "conc":
-        return [rd / "conc.log"]
+        return [rd / "conc.log"] if (rd / "conc.log").exists() else [rd / "m1" / "conc.log"]
     if host == "lab":
         return [rd / DAEMON_LOG]
     if host == "lan":

@@ -29,18 +29,21 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vpnhub.admintext import format_sessions
-from vpnhub.lab import labctl
-from vpnhub.lab.labctl import Lab, LabSpec, LabState, run_dir_for
+from vpnhub.lab import cluster, labctl
+from vpnhub.lab.labctl import TUNNEL_INTERFACE, Lab, LabSpec, LabState, run_dir_for
 from vpnhub.lab.topology import (
     LAN_HOST,
     PAT_OUTSIDE,
+    VIRTUAL_ADDRESS,
     LabError,
     NatEntry,
     Topology,
@@ -225,11 +228,14 @@ class Scenario:
     wrong_psk: tuple[str, ...] = ()
     connect: bool = True  # the lab connects every client before the body runs
     reuse: Callable[[LabState], bool] | None = None  # may it run in the running lab?
+    concentrators: int = 1
+    spare_clients: int = 0
 
     def spec(self, prefix: str, client: str) -> LabSpec:
         return LabSpec(prefix=prefix, clients=self.clients, client=client, natt=self.natt,
                        ipsec_lifetime=self.ipsec_lifetime, wrong_psk=self.wrong_psk,
-                       connect=self.connect)
+                       connect=self.connect, concentrators=self.concentrators,
+                       spare_clients=self.spare_clients)
 
 
 def _two_working_clients(state: LabState) -> bool:
@@ -535,6 +541,247 @@ def client_moves(run: Run) -> None:
     run.evidence("vpnhub sessions", run.sessions_text())
 
 
+# -- cluster
+RECOVERY_TIMEOUT = 150.0  # vpnc notices a dead member after 10 s idle + 6 DPD tries 5 s apart
+
+
+def cluster_sessions(run: Run) -> list[dict[str, Any]]:
+    """`vpnhub sessions --cluster --json`'s sessions (every member's, with `member`)."""
+    data, who = run.state.cluster_sessions()
+    if data is None:
+        raise LabError(f"vpnhub sessions --cluster --json: {who}")
+    return [x for x in data.get("sessions", []) if isinstance(x, dict)]
+
+
+def cluster_table(sessions: Sequence[dict[str, Any]]) -> str:
+    rows = sorted(sessions, key=lambda x: (str(x.get("member")), str(x.get("user"))))
+    return "\n".join(f"{x.get('member', '?'):<4} {x.get('user', '?'):<10}"
+                     f" {x.get('assigned_ip') or '-':<12}"
+                     f" {x.get('public_ip', '?')}:{x.get('public_port', '?')}" for x in rows)
+
+
+def _spread_text(by_member: dict[str, list[str]], members: Sequence[str]) -> str:
+    return ", ".join(f"{m} {len(by_member.get(m, []))} ({' '.join(sorted(by_member.get(m, [])))})"
+                     for m in members)
+
+
+def check_spread(run: Run, roles: Sequence[str], members: Sequence[str]) -> None:
+    """Every client in the cluster-wide list with its member, spread by the ASA rule;
+    each passes traffic; every address unique cluster-wide and routed by its member."""
+    users = _users(run, roles)
+    sessions = cluster_sessions(run)
+    run.evidence("vpnhub sessions --cluster --json (member, user, address, public)",
+                 cluster_table(sessions))
+    listed = {str(x.get("user")): x for x in sessions}
+    run.check(all(u in listed and listed[u].get("member") for u in users.values()),
+              f"the cluster-wide session list shows all {len(roles)} clients with their"
+              " member", f"{len(sessions)} sessions")
+    by_member: dict[str, list[str]] = {}
+    for x in sessions:
+        by_member.setdefault(str(x.get("member")), []).append(str(x.get("user")))
+    counts = [len(by_member.get(m, [])) for m in members]
+    run.check(min(counts) >= 1 and max(counts) - min(counts) <= 1,
+              f"the clients are spread over the {len(members)} members (least loaded first,"
+              " kept until another is 1 point lower)", _spread_text(by_member, members))
+    for r in roles:
+        p = run.ping(r, count=3)
+        run.check(p.received == p.sent > 0, f"{r} ({users[r]}) pings {LAN_HOST} through its"
+                  f" tunnel", str(p))
+    check_unique(run, sessions)
+    check_block_routes(run, sessions, members)
+
+
+def check_unique(run: Run, sessions: Sequence[dict[str, Any]]) -> None:
+    addrs = [str(x.get("assigned_ip") or "") for x in sessions]
+    dup = sorted(a for a, n in Counter(addrs).items() if n > 1 or not a)
+    run.check(not dup and bool(addrs), "every client's address is unique cluster-wide",
+              f"{len(addrs)} addresses, {len(set(addrs))} distinct"
+              + (f"; twice or empty: {', '.join(dup)}" if dup else ""))
+
+
+def check_block_routes(run: Run, sessions: Sequence[dict[str, Any]],
+                       members: Sequence[str]) -> None:
+    """A member routes (and answers ARP for) its own clients' addresses only."""
+    wrong = []
+    for x in sessions:
+        addr, owner = str(x.get("assigned_ip") or ""), str(x.get("member"))
+        for m in members:
+            if m in run.state.cluster.get("members", {}) and _member_dead(run, m):
+                continue
+            out = run.topo.exec(m, ["ip", "-4", "route", "get", addr]).stdout
+            on_tun = f"dev {TUNNEL_INTERFACE}" in out
+            if on_tun != (m == owner):
+                wrong.append(f"{m}: {addr} of {owner}: {out.strip() or 'no route'}")
+    routes = "\n".join(
+        f"{m}: " + " ".join(run.topo.exec(m, ["ip", "-4", "route", "show", "dev",
+                                              TUNNEL_INTERFACE]).stdout.split())
+        for m in members if not _member_dead(run, m))
+    run.evidence("the members' routes to their TUN (their own address blocks)", routes)
+    run.check(not wrong, "each client's address is routed to its own member's TUN only"
+              " (the LAN host reaches it by proxy ARP)", "; ".join(wrong[:3]))
+
+
+def _member_dead(run: Run, member: str) -> bool:
+    return bool(run.state.cluster.get("members", {}).get(member, {}).get("killed"))
+
+
+def wait_all_usable(run: Run, roles: Sequence[str], since: float,
+                    timeout: float = RECOVERY_TIMEOUT) -> dict[str, float | None]:
+    """Seconds after `since` (monotonic) at which each client's ping through its
+    tunnel was answered (None: not within timeout); the clients are probed at once."""
+    done: dict[str, float | None] = {}
+
+    def probe(role: str) -> None:
+        try:
+            run.topo.wait_ping(role, LAN_HOST, interface=run.tun(role),
+                               timeout=max(1.0, since + timeout - time.monotonic()))
+            done[role] = time.monotonic() - since
+        except (TimeoutError, LabError):
+            done[role] = None
+
+    threads = [threading.Thread(target=probe, args=(r,), daemon=True) for r in roles]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout + 30)
+    return {r: done.get(r) for r in roles}
+
+
+def check_master_failure(run: Run, roles: Sequence[str], members: Sequence[str],
+                         spare: str | None) -> dict[str, float]:
+    """SIGKILL the VRRP master's vpnhub; the address moves, a new client connects, every
+    client comes back and passes traffic; nothing of the dead member is left.
+    Returns the figures measured (seconds)."""
+    lab = run.lab
+    assert lab is not None
+    users = _users(run, roles)
+    master = lab.master()
+    run.check(master is not None, f"one member holds the virtual address {VIRTUAL_ADDRESS}",
+              f"{master}")
+    if master is None:
+        return {}
+    before = cluster_sessions(run)
+    victims = sorted(str(x.get("user")) for x in before if x.get("member") == master)
+    print(f"  ...   SIGKILL of {master}'s vpnhub (pid {lab.members[master].pid}), the VRRP"
+          f" master; its clients: {', '.join(victims) or 'none'}", flush=True)
+    t0 = lab.kill_member(master)
+    figures: dict[str, float] = {}
+    try:
+        new = cluster.wait_master(run.topo, 30.0, exclude=(master,))
+        figures["vip_moved"] = time.monotonic() - t0
+        run.check(True, f"the virtual address moved from {master} to {new}",
+                  f"{figures['vip_moved']:.1f} s after the kill")
+    except TimeoutError as e:
+        run.check(False, "the virtual address moved to another member", str(e))
+    run.evidence(f"keepalived on {master} and the others (VRRP states)", "\n".join(
+        f"{k}: " + ", ".join(f"{st} at {t - lab.killed.get(master, t):+.1f} s"
+                             for t, st in ka.transitions()[-3:])
+        for k, ka in lab.vrrp.items()))
+    if spare is not None:
+        c = lab.start_client(spare)
+        try:
+            lab.connect(c, timeout=60.0)
+            ok = lab.check_usable(c, timeout=20.0)
+        except LabError as e:
+            ok, c.detail = False, str(e)
+        figures["new_client"] = time.monotonic() - t0
+        run.check(ok, f"a new client ({spare}, {c.user}) connects through the virtual address"
+                  " meanwhile and passes traffic",
+                  f"{c.assigned or '-'} after {figures['new_client']:.1f} s: {c.detail}")
+        roles = [*roles, spare]
+        users[spare] = c.user
+    back = wait_all_usable(run, roles, t0)
+    late = [r for r, t in back.items() if t is None]
+    victim_roles = [r for r in roles if users[r] in victims]
+    if not late:
+        figures["full_recovery"] = max(t for t in back.values() if t is not None)
+    run.check(not late, "every client passes traffic again (the dead member's clients"
+              " reconnect through the virtual address: vpnc DPD, then its restart loop)",
+              (f"full recovery {figures['full_recovery']:.1f} s after the kill; " if not late
+               else f"NOT back within {RECOVERY_TIMEOUT:g} s: {', '.join(late)}; ")
+              + ", ".join(f"{r}{'*' if r in victim_roles else ''} {t:.1f} s" if t is not None
+                          else f"{r}* never" for r, t in back.items()) + " (* on the dead"
+              " member)")
+    lab.save_state()
+    check_after_failure(run, roles, members, master)
+    return figures
+
+
+def check_after_failure(run: Run, roles: Sequence[str], members: Sequence[str],
+                        dead: str) -> None:
+    """The directory after the failure: every client once, none on the dead member,
+    every address unique, no lease of the dead member left."""
+    users = set(_users(run, roles).values())
+    alive = [m for m in members if m != dead]
+    lab = run.lab
+
+    def settled() -> list[dict[str, Any]] | None:
+        x = cluster_sessions(run)
+        listed = [str(s.get("user")) for s in x]
+        on_dead = [s for s in x if s.get("member") == dead]
+        return x if set(listed) == users and not on_dead and lab_leases_clean(lab, dead) \
+            else None
+
+    with contextlib.suppress(TimeoutError, LabError):
+        wait_until(settled, 30.0, interval=1.0, what="the directory to settle")
+    sessions = cluster_sessions(run)
+    run.evidence("after: vpnhub sessions --cluster --json", cluster_table(sessions))
+    listed = Counter(str(x.get("user")) for x in sessions)
+    run.check(set(listed) == users and all(n == 1 for n in listed.values()),
+              f"the cluster-wide list shows every client once ({len(users)})",
+              ", ".join(f"{u} x{n}" for u, n in sorted(listed.items()) if n != 1)
+              or f"{len(sessions)} sessions")
+    on_dead = [str(x.get("user")) for x in sessions if x.get("member") == dead]
+    run.check(not on_dead, f"no session is left on the dead member {dead}",
+              ", ".join(on_dead) or _spread_text(
+                  {m: [str(x.get("user")) for x in sessions if x.get("member") == m]
+                   for m in alive}, alive))
+    check_unique(run, sessions)
+    leases = lab_leases(lab)
+    if leases is not None:
+        mine = [a for a, m in leases if m == dead]
+        dup = [a for a, n in Counter(a for a, _ in leases).items() if n > 1]
+        run.evidence("the directory's leases (address, member)",
+                     " ".join(f"{a}@{m}" for a, m in sorted(leases)))
+        run.check(not mine and not dup, f"no lease of {dead} is left, none twice",
+                  f"{len(leases)} leases" + (f"; {dead}'s: {', '.join(mine)}" if mine else "")
+                  + (f"; twice: {', '.join(dup)}" if dup else ""))
+    check_block_routes(run, sessions, alive)
+    run.evidence("vpnhub lab xlate (the PAT's translations, to the members and the"
+                 " virtual address)", format_xlate(run.xlate()))
+
+
+def lab_leases(lab: Lab | None) -> list[tuple[str, str]] | None:
+    """(address, member) of every lease in the cluster's directory (None: unknown)."""
+    if lab is None or lab.pg is None or not lab.pg.running():
+        return None
+    try:
+        return cluster.leases(lab.pg)
+    except LabError:
+        return None
+
+
+def lab_leases_clean(lab: Lab | None, dead: str) -> bool:
+    leases = lab_leases(lab)
+    return leases is None or not any(m == dead for _, m in leases)
+
+
+def cluster_story(run: Run) -> None:
+    state = run.state
+    members = sorted(state.cluster.get("members", {}))
+    roles = run.roles()
+    spare = next((h.role for h in run.topo.clients if h.role not in roles), None)
+    run.check(len(members) > 1, f"a cluster of {len(members)} members behind"
+              f" {VIRTUAL_ADDRESS}", ", ".join(
+                  f"{m} {state.cluster['members'][m]['public']}" for m in members))
+    check_spread(run, roles, members)
+    run.evidence("vpnhub lab xlate (the PAT's show xlate)", format_xlate(run.xlate()))
+    figures = check_master_failure(run, roles, members, spare)
+    if figures:
+        run.evidence("figures", ", ".join(f"{k.replace('_', ' ')} {v:.1f} s"
+                                          for k, v in figures.items()))
+
+
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario(
         "two-clients", "the document's main story: two clients behind one PAT, both tunnelling",
@@ -592,6 +839,21 @@ SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
         " `vpnhub sessions --json` becomes its own client's new port; the concentrator logs"
         " that it followed; continuous pings from both clients lose almost nothing.",
         client_moves),
+    Scenario(
+        "cluster", "a cluster of three behind one virtual address: spread, failure, recovery",
+        "Three concentrators m1, m2, m3 (203.0.113.51 .. 53) share the virtual address"
+        " 203.0.113.50, which keepalived (VRRP) gives to one of them; their directory,"
+        " address blocks and leases live in PostgreSQL (192.168.2.5). Six vpnc clients"
+        " behind the one PAT connect to the virtual address; the member holding it sends"
+        " each to the least-loaded member (Cisco load-balance notify 40501). Checked: the"
+        " cluster-wide session list (`vpnhub sessions --cluster --json`) shows all six with"
+        " their member, spread 2/2/2; each pings 192.168.2.10; every address is unique and"
+        " routed by its own member only. Then the VRRP master's vpnhub is killed (SIGKILL):"
+        " the virtual address moves (time measured), a seventh client connects meanwhile,"
+        " the dead member's clients notice by DPD, reconnect through the virtual address and"
+        " pass traffic again (time to full recovery measured); no address is given twice and"
+        " no lease of the dead member is left.",
+        cluster_story, clients=6, concentrators=3, spare_clients=1),
 )}
 
 

@@ -13,6 +13,22 @@ One topology code for the tests and for ``vpnhub lab``::
                                      [{p}-lan] 192.168.2.10   iperf3 -s, HTTP
   tunnel pool 10.40.1.0/24, private LAN 192.168.2.0/24
 
+With ``concentrators=N`` (N > 1) the concentrator is a cluster (issue 17)::
+
+                      [{p}-inet] bridge {p}ib 203.0.113.0/24
+          |                     |                     |
+  203.0.113.51 [{p}-m1]  203.0.113.52 [{p}-m2]  203.0.113.53 [{p}-m3]  + the virtual
+  192.168.2.251          192.168.2.252          192.168.2.253            address
+          |                     |                     |              203.0.113.50 (VRRP)
+                  [{p}-lan] bridge {p}lb 192.168.2.10 --- [{p}-db] 192.168.2.5 PostgreSQL
+
+The members' names are ``m1`` .. ``mN``; ``conc`` is then ``m1``. The virtual
+address is the single concentrator's address, so the clients are unchanged;
+keepalived moves it (``cluster``). Return routing: the LAN host has the pool
+on-link and each member answers ARP for the addresses it routes to its TUN
+(proxy ARP), i.e. for its own address blocks only: no member has a default
+route, so no member answers for another's clients (docs/CLUSTER.md).
+
 ``{p}`` is the prefix (``vhl`` for the lab, ``vht<hex>`` in tests), so a test
 and a running lab never collide. Every namespace is called ``{p}-<role>`` and
 every interface starts with ``{p}``; interfaces are created directly inside
@@ -53,6 +69,12 @@ PRIVATE_LAN = "192.168.2.0/24"
 LAN_HOST = "192.168.2.10"
 POOL = "10.40.1.0/24"
 DIRECT_CLIENT_FIRST = "203.0.113.20"
+# the cluster (concentrators > 1): the virtual address is CONC_PUBLIC
+VIRTUAL_ADDRESS = CONC_PUBLIC
+MEMBER_PUBLIC_FIRST = "203.0.113.51"
+MEMBER_PRIVATE_FIRST = "192.168.2.251"
+DB_ADDRESS = "192.168.2.5"
+MAX_CONCENTRATORS = 4  # private addresses .251 .. .254
 
 PREFIX_RE = re.compile(r"^[a-z][a-z0-9]{1,8}$")  # + up to 5 chars <= IFNAMSIZ-1 (15)
 DEFAULT_PREFIX = "vhl"
@@ -99,12 +121,15 @@ def run(argv: Sequence[str], *, check: bool = True, timeout: float = 30.0,
 class Host:
     """One namespace of the lab: a PC, the PAT device, the concentrator, ..."""
 
-    role: str  # "c1".."cN" (behind the PAT), "d1".. (direct), "pat", "inet", "conc", "lan"
+    role: str  # "c1".."cN" (behind the PAT), "d1".. (direct), "pat", "inet", "conc", "lan",
+    #            cluster: "m1".."mN" (members), "db"
     netns: str
     addr: str  # its main IPv4 address ("" for the internet switch)
     ifname: str  # interface carrying addr
     tun: str = ""  # clients: name for the TUN device a VPN client creates
     behind_nat: bool = False
+    private: str = ""  # members: the address on the private LAN
+    private_if: str = ""  # ... and its interface
 
 
 @dataclass(frozen=True)
@@ -174,7 +199,7 @@ class LanServices:
 
 def _lab_names(prefix: str) -> tuple[re.Pattern[str], re.Pattern[str]]:
     p = re.escape(prefix)
-    links = r"(c\d+e|p\d+|br|po|ci|cp|lh|i\d+|ib|d\d+e|tun)"
+    links = r"(c\d+e|p\d+|br|po|ci|cp|lh|i\d+|ib|d\d+e|tun|m\d+[ip]|im\d+|lb|l\d+|dbe)"
     return re.compile(rf"^{p}-[a-z0-9]+$"), re.compile(rf"^{p}{links}$")
 
 
@@ -299,11 +324,14 @@ class Topology:
         direct_clients: int = 0,
         run_dir: Path | str | None = None,
         pat_random: bool = True,
+        concentrators: int = 1,
     ) -> None:
         if not PREFIX_RE.match(prefix):
             raise ValueError(f"lab prefix must match {PREFIX_RE.pattern}: {prefix!r}")
         if not 0 <= clients <= 200 or not 0 <= direct_clients <= 20:
             raise ValueError("clients 0..200, direct_clients 0..20")
+        if not 1 <= concentrators <= MAX_CONCENTRATORS:
+            raise ValueError(f"concentrators 1..{MAX_CONCENTRATORS}")
         self.prefix = prefix
         self.run_dir = Path(run_dir) if run_dir else Path("/tmp/vpnhub-lab") / prefix
         self.pat_random = pat_random
@@ -320,11 +348,27 @@ class Topology:
         ]
         self.pat = Host("pat", f"{p}-pat", PAT_OUTSIDE, f"{p}po")
         self.inet = Host("inet", f"{p}-inet", "", f"{p}ib")
-        self.conc = Host("conc", f"{p}-conc", CONC_PUBLIC, f"{p}ci")
-        self.lan = Host("lan", f"{p}-lan", LAN_HOST, f"{p}lh")
+        pub = ipaddress.IPv4Address(MEMBER_PUBLIC_FIRST)
+        priv = ipaddress.IPv4Address(MEMBER_PRIVATE_FIRST)
+        self.members = [
+            Host(f"m{i}", f"{p}-m{i}", str(pub + i - 1), f"{p}m{i}i",
+                 private=str(priv + i - 1), private_if=f"{p}m{i}p")
+            for i in range(1, concentrators + 1)
+        ] if concentrators > 1 else []
+        self.db: Host | None = None
+        if self.members:  # conc is the first member: what needs one concentrator uses it
+            self.conc = self.members[0]
+            self.lan = Host("lan", f"{p}-lan", LAN_HOST, f"{p}lb")
+            self.db = Host("db", f"{p}-db", DB_ADDRESS, f"{p}dbe")
+        else:
+            self.conc = Host("conc", f"{p}-conc", CONC_PUBLIC, f"{p}ci",
+                             private=CONC_PRIVATE, private_if=f"{p}cp")
+            self.lan = Host("lan", f"{p}-lan", LAN_HOST, f"{p}lh")
+        servers = self.members or [self.conc]
         self.hosts: dict[str, Host] = {
             h.role: h
-            for h in [*self.clients, *self.direct, self.pat, self.inet, self.conc, self.lan]
+            for h in [*self.clients, *self.direct, self.pat, self.inet, *servers, self.lan,
+                      *([self.db] if self.db else [])]
         }
         self._procs: list[Proc] = []
         self._is_up = False
@@ -372,7 +416,7 @@ class Topology:
         for h in self.hosts.values():
             record_netns(self.prefix, h.netns)
             run(["ip", "netns", "add", h.netns])
-            forward = h in (self.pat, self.conc)
+            forward = h in (self.pat, self.conc, *self.members)
             self._sysctls(h, forward)
             self._ip(h, "link", "set", "lo", "up")
         self._build_internet()
@@ -408,7 +452,11 @@ class Topology:
         p, inet = self.prefix, self.inet
         self._ip(inet, "link", "add", inet.ifname, "type", "bridge")
         self._ip(inet, "link", "set", inet.ifname, "up")
-        attached = [(self.conc, f"{p}i0"), (self.pat, f"{p}i1")]
+        if self.members:
+            attached = [(m, f"{p}im{m.role[1:]}") for m in self.members]
+        else:
+            attached = [(self.conc, f"{p}i0")]
+        attached += [(self.pat, f"{p}i1")]
         attached += [(d, f"{p}i{j + 2}") for j, d in enumerate(self.direct)]
         for host, port in attached:
             self._veth(host, host.ifname, inet, port)
@@ -432,6 +480,9 @@ class Topology:
             self._ip(c, "route", "add", "default", "via", PAT_INSIDE)
 
     def _build_private_lan(self) -> None:
+        if self.members:
+            self._build_cluster_lan()
+            return
         p, conc, lan = self.prefix, self.conc, self.lan
         self._veth(conc, f"{p}cp", lan, lan.ifname)
         self._ip(conc, "addr", "add", f"{CONC_PRIVATE}/24", "dev", f"{p}cp")
@@ -439,6 +490,45 @@ class Topology:
         self._ip(lan, "addr", "add", f"{LAN_HOST}/24", "dev", lan.ifname)
         self._ip(lan, "link", "set", lan.ifname, "up")
         self._ip(lan, "route", "add", "default", "via", CONC_PRIVATE)
+
+    def _build_cluster_lan(self) -> None:
+        """The private LAN of a cluster: a bridge in the LAN host, every member and
+        the database on it; the pool on-link, answered by the members' proxy ARP."""
+        p, lan = self.prefix, self.lan
+        self._ip(lan, "link", "add", lan.ifname, "type", "bridge")
+        self._ip(lan, "addr", "add", f"{LAN_HOST}/24", "dev", lan.ifname)
+        self._ip(lan, "link", "set", lan.ifname, "up")
+        assert self.db is not None
+        ports = [(m, m.private_if, m.private, f"{p}l{m.role[1:]}") for m in self.members]
+        ports.append((self.db, self.db.ifname, self.db.addr, f"{p}l0"))
+        for host, ifname, addr, port in ports:
+            self._veth(host, ifname, lan, port)
+            self._bridge_port(lan, lan.ifname, port)
+            self._ip(host, "addr", "add", f"{addr}/24", "dev", ifname)
+            self._ip(host, "link", "set", ifname, "up")
+        for m in self.members:
+            # proxy ARP: a member answers for the pool addresses it routes to its TUN
+            # (its own blocks), at once (proxy_delay 0, not the default random 0.8 s)
+            self.exec(m, ["sh", "-c",
+                          f"echo 1 > /proc/sys/net/ipv4/conf/{m.private_if}/proxy_arp && "
+                          f"echo 0 > /proc/sys/net/ipv4/neigh/{m.private_if}/proxy_delay"],
+                      check=True)
+        # the pool on-link: the LAN host asks by ARP who has a client's address.
+        # A member that died leaves a stale neighbour entry: re-resolve quickly
+        self._ip(lan, "route", "add", POOL, "dev", lan.ifname)
+        self.exec(lan, ["sh", "-c",
+                        f"echo 1 > /proc/sys/net/ipv4/neigh/{lan.ifname}/delay_first_probe_time"
+                        f" && echo 1 > /proc/sys/net/ipv4/neigh/{lan.ifname}/ucast_solicit"],
+                  check=True)
+
+    def holders(self, address: str = VIRTUAL_ADDRESS) -> list[str]:
+        """The members whose public interface holds `address` (the VRRP master's)."""
+        found = []
+        for m in self.members:
+            out = self.exec(m, ["ip", "-4", "-o", "addr", "show", "dev", m.ifname]).stdout
+            if re.search(rf"\binet {re.escape(address)}/", out):
+                found.append(m.role)
+        return found
 
     def _setup_pat(self) -> None:
         masq = "masquerade random" if self.pat_random else "masquerade"

@@ -340,7 +340,7 @@ class LoadGenerator:
             case (ev.LogLine() | ev.NatDetected() | ev.NatTraversalRefused()
                   | ev.Phase1Established() | ev.XauthCredentials() | ev.XauthCompleted()
                   | ev.ModeConfigRequested() | ev.ChildSADeleted() | ev.PeerEndpointChanged()
-                  | ev.KeepaliveReceived() | ev.Phase1RekeyDue()):
+                  | ev.KeepaliveReceived() | ev.Phase1RekeyDue() | ev.Redirected()):
                 pass  # nothing to measure
             case _:
                 assert_never(e)
