@@ -182,7 +182,20 @@ def _syscalls(out: _Out, snap: DataplaneStats) -> None:
     out.one("vpnhub_dataplane_esp_via_ike_socket_total", "counter",
             "Datagrams of a GRO train led by IKE, handed from the IKE socket to the data plane.",
             snap.esp_via_ike_socket)
+    out.metric("vpnhub_dataplane_tun_calls_total", "counter",
+               "TUN reads (rx) and writes (tx) of the data plane.",
+               [({"direction": "rx"}, snap.tun_rx_calls),
+                ({"direction": "tx"}, snap.tun_tx_calls)])
+    out.metric("vpnhub_dataplane_tun_packets_total", "counter",
+               "IP packets those TUN calls carried (a super-packet counts its segments).",
+               [({"direction": "rx"}, snap.tun_rx), ({"direction": "tx"}, snap.tun_tx)])
+    out.metric("vpnhub_dataplane_tun_super_packets_total", "counter",
+               "TUN super-packets split (rx) or coalesced (tx) by the data plane.",
+               [({"direction": "rx"}, snap.tun_rx_super),
+                ({"direction": "tx"}, snap.tun_tx_super)])
     out.metric("vpnhub_dataplane_offload_active", "gauge",
-               "1 where the kernel took UDP GRO (receive) or UDP GSO (send).",
+               "1 where the kernel took UDP GRO (receive), UDP GSO (send) or the TUN's"
+               " virtio_net_hdr offloads.",
                [({"offload": "udp_gro"}, int(snap.udp_gro)),
-                ({"offload": "udp_gso"}, int(snap.udp_gso))])
+                ({"offload": "udp_gso"}, int(snap.udp_gso)),
+                ({"offload": "tun_vnet_hdr"}, int(snap.tun_offload))])
