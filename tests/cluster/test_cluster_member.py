@@ -248,3 +248,14 @@ def _child(n: int) -> object:
     return ChildInfo(spi_in=0x1000 + n, spi_out=0x2000 + n, transform=12, key_length=256,
                      auth=12, encapsulation=1, local_ts="0.0.0.0/0",
                      remote_ts=f"10.77.0.{n + 2}/32", lifetime=28800, established=0.0)
+
+
+def test_a_malformed_dsn_is_not_quoted_in_the_log() -> None:
+    async def main() -> None:
+        m, _, log = make_member("host=127.0.0.1 hunter2", "c1")
+        assert not await start(m, wait=1.0)
+        await until(lambda: log.lines, "the outage line")
+        await stop(m)
+        text = " ".join(t for _, _, t in log.lines) + m.last_error
+        assert "hunter2" not in text and "not a valid libpq connection string" in text
+    asyncio.run(main())
