@@ -236,6 +236,8 @@ class ClusterMember:
                             "load": round(m.load, 4), "alive": m.alive, "state": r.state,
                             "heartbeat_age": round(r.age, 1), "started": r.started,
                             "version": r.version, "me": r.name == self.name,
+                            "holds_virtual_address": (self._vip if r.name == self.name
+                                                      else r.vip and m.alive),
                             "dead": r.name != self.name and r.age >= timeout})
         now = self.clock()
         return {
@@ -363,7 +365,7 @@ class ClusterMember:
         try:
             db.migrate()
             db.register(self.config.public_address, self._load(), self.max_sessions,
-                        self.version)
+                        self.version, self._vip)
             self._drain_offline()  # what happened until now is in the mirror
             self._sync_blocks(db)
             db.resync_sessions(list(self._dir.values()))
@@ -430,7 +432,7 @@ class ClusterMember:
 
     def _beat(self, db: ClusterDb) -> None:
         db.heartbeat(self.config.public_address, self._load(), self.max_sessions,
-                     self.version)
+                     self.version, self._vip)
         connected = self._connected_at
         timeout = self.config.member_timeout
         # Only a member that watched the whole silence may call another dead: one
