@@ -159,6 +159,7 @@ class Concentrator:
         member.on_disconnect = self.core.disconnect
         if self.core.balancer is None:  # one handed in (a test's) comes first
             self.core.balancer = member  # the master's redirect, from the member's snapshot
+        self.core.cluster = member  # the manager's banners and /metrics
         return member
 
     async def _start_cluster(self) -> bool:
@@ -341,7 +342,13 @@ class Concentrator:
         with contextlib.suppress(OSError):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
         workers, group = self._natt_group()
-        self.tun = TunDevice(c.tunnel_interface, queues=workers)
+        self.tun = TunDevice(c.tunnel_interface, queues=workers,
+                             offload=self.config.dataplane.tun_offload)
+        if self.config.dataplane.tun_offload:
+            t = self.tun
+            self.log.add("IPSEC", 5 if t.offloads else 3,
+                         f"TUN offloads {t.offloads:#x}" + (f" ({t.offload_refused})"
+                                                            if t.offload_refused else ""))
         # 1500: the fragmentation policy (not the TUN's MTU) decides what happens to
         # packets that no longer fit once encapsulated.
         self.tun.configure(mtu=1500)
@@ -448,7 +455,8 @@ class Concentrator:
         listeners = [open_ctcp_listener(self.public, port) for port in sorted(core.ctcp_ports)]
         meshes = mesh(n)
         fds = [WorkerFds(
-            tun=self.tun.queues[k].fileno(), udp=group.esp[k].fileno(),
+            tun=self.tun.queues[k].fileno(), vnet_hdr=self.tun.vnet_hdr,
+            udp=group.esp[k].fileno(),
             cisco_udp=cisco[k].fileno() if k < len(cisco) else None,
             esp=esp.fileno() if k == 0 and esp is not None else None,
             keepalive=group.keepalive.fileno() if k == 0 and group.keepalive else None,
@@ -714,7 +722,9 @@ class Concentrator:
                 "tx_calls": t.udp_tx_calls, "tx_datagrams": t.udp_tx_datagrams,
                 "gso_fallbacks": t.gso_fallbacks, "esp_via_ike_socket": t.esp_via_ike_socket,
                 "gro": t.udp_gro, "gso": t.udp_gso, "tun_rx": t.tun_rx,
-                "tun_tx": t.esp_totals.packets_in}  # one TUN write per packet decrypted
+                "tun_tx": t.tun_tx, "tun_rx_calls": t.tun_rx_calls,
+                "tun_tx_calls": t.tun_tx_calls, "tun_rx_super": t.tun_rx_super,
+                "tun_tx_super": t.tun_tx_super, "tun_offload": t.tun_offload}
 
     def _status(self) -> dict[str, Any]:
         """`status`: cheap figures a benchmark or a monitor polls (O(1), no listing)."""
