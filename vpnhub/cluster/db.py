@@ -58,6 +58,7 @@ class MemberRow:
     age: float  # seconds since its last heartbeat, by the database's clock
     started: str
     version: str
+    vip: bool = False  # it held the virtual address at its last heartbeat (schema 2)
 
 
 @dataclass(frozen=True)
@@ -112,35 +113,39 @@ class ClusterDb:
 
     # ------------------------------------------------------------- members
     def register(self, public_address: ipaddress.IPv4Address, sessions: int,
-                 max_sessions: int, version: str) -> None:
+                 max_sessions: int, version: str, vip: bool = False) -> None:
         """This member is up (again): its row, with `started` now."""
         self.conn.execute(
-            "INSERT INTO members (name, public_address, sessions, max_sessions, version)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
-            " public_address = EXCLUDED.public_address, sessions = EXCLUDED.sessions,"
-            " max_sessions = EXCLUDED.max_sessions, version = EXCLUDED.version,"
+            "INSERT INTO members (name, public_address, sessions, max_sessions, version,"
+            " holds_virtual_address) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name)"
+            " DO UPDATE SET public_address = EXCLUDED.public_address,"
+            " sessions = EXCLUDED.sessions, max_sessions = EXCLUDED.max_sessions,"
+            " version = EXCLUDED.version,"
+            " holds_virtual_address = EXCLUDED.holds_virtual_address,"
             " heartbeat = now(), started = now(), state = 'up'",
-            (self.me, str(public_address), sessions, max_sessions, version))
+            (self.me, str(public_address), sessions, max_sessions, version, vip))
 
     def heartbeat(self, public_address: ipaddress.IPv4Address, sessions: int,
-                  max_sessions: int, version: str) -> None:
+                  max_sessions: int, version: str, vip: bool = False) -> None:
         """Load and heartbeat (an upsert: the row may have been reclaimed meanwhile)."""
         self.conn.execute(
-            "INSERT INTO members (name, public_address, sessions, max_sessions, version)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
-            " public_address = EXCLUDED.public_address, sessions = EXCLUDED.sessions,"
-            " max_sessions = EXCLUDED.max_sessions, version = EXCLUDED.version,"
+            "INSERT INTO members (name, public_address, sessions, max_sessions, version,"
+            " holds_virtual_address) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name)"
+            " DO UPDATE SET public_address = EXCLUDED.public_address,"
+            " sessions = EXCLUDED.sessions, max_sessions = EXCLUDED.max_sessions,"
+            " version = EXCLUDED.version,"
+            " holds_virtual_address = EXCLUDED.holds_virtual_address,"
             " heartbeat = now(), state = 'up'",
-            (self.me, str(public_address), sessions, max_sessions, version))
+            (self.me, str(public_address), sessions, max_sessions, version, vip))
 
     def members(self) -> list[MemberRow]:
         rows = self.conn.execute(
             "SELECT name, host(public_address), sessions, max_sessions, state,"
             " extract(epoch FROM now() - heartbeat)::float8,"
-            " to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), version"
-            " FROM members ORDER BY name").fetchall()
+            " to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), version,"
+            " holds_virtual_address FROM members ORDER BY name").fetchall()
         return [MemberRow(r[0], ipaddress.IPv4Address(r[1]), r[2], r[3], r[4], max(0.0, r[5]),
-                          r[6], r[7]) for r in rows]
+                          r[6], r[7], bool(r[8])) for r in rows]
 
     def goodbye(self) -> None:
         """A clean stop: no sessions, no leases, marked gone. The blocks stay with the

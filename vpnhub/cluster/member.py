@@ -236,6 +236,8 @@ class ClusterMember:
                             "load": round(m.load, 4), "alive": m.alive, "state": r.state,
                             "heartbeat_age": round(r.age, 1), "started": r.started,
                             "version": r.version, "me": r.name == self.name,
+                            "holds_virtual_address": (self._vip if r.name == self.name
+                                                      else r.vip and m.alive),
                             "dead": r.name != self.name and r.age >= timeout})
         now = self.clock()
         return {
@@ -363,7 +365,7 @@ class ClusterMember:
         try:
             db.migrate()
             db.register(self.config.public_address, self._load(), self.max_sessions,
-                        self.version)
+                        self.version, self._vip)
             self._drain_offline()  # what happened until now is in the mirror
             self._sync_blocks(db)
             db.resync_sessions(list(self._dir.values()))
@@ -403,13 +405,23 @@ class ClusterMember:
 
     def _failed(self, e: BaseException, severity: int = 2) -> None:
         """The database could not be reached (or used): logged at the first failure."""
-        self.last_error = _one_line(e)
+        self.last_error = self._error_text(e)
         self.database_ok = False
         if self._down_since is None:
             self._down_since = self.clock()
             self.outages += 1
             self._log(severity, f"cluster database unreachable ({self.last_error}):"
                       " established tunnels kept, new logins refused until it returns")
+
+    @staticmethod
+    def _error_text(e: BaseException) -> str:
+        """The error for the log: libpq's complaint about a malformed DSN quotes words
+        of it (a password among them), so that one is not repeated."""
+        import psycopg
+
+        if isinstance(e, psycopg.ProgrammingError) and "connection" in str(e):
+            return "the [cluster] dsn is not a valid libpq connection string or URI"
+        return _one_line(e)
 
     def _lost(self, e: BaseException) -> None:
         db, self._db = self._db, None
@@ -430,7 +442,7 @@ class ClusterMember:
 
     def _beat(self, db: ClusterDb) -> None:
         db.heartbeat(self.config.public_address, self._load(), self.max_sessions,
-                     self.version)
+                     self.version, self._vip)
         connected = self._connected_at
         timeout = self.config.member_timeout
         # Only a member that watched the whole silence may call another dead: one

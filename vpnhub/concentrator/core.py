@@ -20,7 +20,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, Protocol, assert_never
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 from vpnhub import __version__
 from vpnhub.auth.api import Authenticator, AuthRequest, AuthResult, BackendError
@@ -68,6 +68,9 @@ from vpnhub.session.pool import PoolError, pool_for_group
 from vpnhub.session.store import MemorySessionStore, SessionStore
 from vpnhub.text import printable
 from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
+
+if TYPE_CHECKING:
+    from vpnhub.cluster.member import ClusterMember
 
 Clock = Callable[[], float]
 EventHook = Callable[[IkeSA, ev.Event], None]
@@ -168,6 +171,9 @@ class ConcentratorCore:
         cl = config.cluster
         self.virtual_address = str(cl.virtual_address) if cl is not None else None
         self.balancer = balancer
+        # the member itself when [cluster] is set (the shell sets it): the manager's
+        # banners and /metrics read its state (vpnhub/cluster/member.py)
+        self.cluster: ClusterMember | None = None
         self._rx_virtual = False  # the datagram being received came to the virtual address
         # phase 1s on the virtual address: sent to another member, sent to this member's
         # own address, served on the virtual address (a client that follows no redirect)
@@ -881,6 +887,15 @@ class ConcentratorCore:
     def _on_ChildSAEstablished(self, sa: IkeSA, e: ev.ChildSAEstablished) -> None:
         s = self._session(sa)
         assert self.dataplane is not None
+        if self.virtual_address is not None and sa.config.local_address == self.virtual_address \
+                and not s.children:
+            # issue 17, docs/CLUSTER.md "Redirect": the data plane's sockets are the
+            # member's own address; say so instead of a tunnel that silently passes nothing
+            self.log.add("CLUSTER", 2, f"tunnel of {s.user or sa.xauth_user} set up on the"
+                         f" virtual cluster address {self.virtual_address}, whose ESP is not"
+                         " carried yet: it passes no traffic; connect this client (it follows"
+                         " no redirect) to a member's own address",
+                         peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
         udp = e.encapsulation != EncapsulationMode.TUNNEL
         transport = s.transport if s.transport in ("ctcp", "cisco-udp") else ""
         key_len = e.key_length or None

@@ -159,6 +159,7 @@ class Concentrator:
         member.on_disconnect = self.core.disconnect
         if self.core.balancer is None:  # one handed in (a test's) comes first
             self.core.balancer = member  # the master's redirect, from the member's snapshot
+        self.core.cluster = member  # the manager's banners and /metrics
         return member
 
     async def _start_cluster(self) -> bool:
@@ -233,7 +234,8 @@ class Concentrator:
         self.stall_watch = StallWatch(self.loop_watch, threading.get_ident())
         self.stall_watch.start()
         self.gc_watch.start()
-        self.manager = Manager(self.core)  # manager (issue 6): opens the event log store first
+        # manager (issue 6): opens the event log store first; the Cluster page (issue 17)
+        self.manager = Manager(self.core, cluster=self.cluster)
         self.core.event_hook = self.manager.on_ike_event
         if not await self._start_cluster():
             return 1

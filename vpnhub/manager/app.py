@@ -26,6 +26,7 @@ from aiohttp import web
 
 from vpnhub.eventlog import EventFilter, Record
 from vpnhub.manager import (
+    clusterroutes,
     eventroutes,
     export,
     metrics,
@@ -83,8 +84,13 @@ class Manager:
     """The manager of one concentrator: its event log store, HTTP server and counters."""
 
     def __init__(self, conc: ConcentratorLike, *, pinger: Pinger = system_ping,
-                 lockout: LoginThrottle | None = None) -> None:
+                 lockout: LoginThrottle | None = None,
+                 cluster: clusterroutes.ClusterControl | None = None) -> None:
         self.conc = conc
+        # the service's ClusterMember when [cluster] is set (issue 17): the Cluster page;
+        # by default the one the core holds (its banners and /metrics read it there)
+        self.cluster: clusterroutes.ClusterControl | None = \
+            cluster if cluster is not None else getattr(conc, "cluster", None)
         self.log = conc.log
         problem = self.log.configure(conc.config)
         if problem:
@@ -347,6 +353,7 @@ def build_app(m: Manager) -> web.Application:
     app[eventroutes.HOOKS] = eventroutes.Hooks(_mgr, _ident, _page, _csrf, _error, _source,
                                                _json_body)
     eventroutes.add_routes(r)
+    clusterroutes.add_routes(r)
     return app
 
 
@@ -365,7 +372,8 @@ def _page(request: web.Request, title: str, body: str, active: str, status: int 
     csrf = ident.session.csrf if ident.session is not None else ""
     return _html(pages.layout(title, body, user=ident.user, csrf=csrf,
                               public=str(m.conc.config.concentrator.public_address),
-                              warnings=m.view.warnings() if warnings else (), active=active),
+                              warnings=m.view.warnings() if warnings else (), active=active,
+                              cluster=m.cluster is not None),
                  status)
 
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from vpnhub import __version__
 from vpnhub.esp import errors as esp_errors
-from vpnhub.manager.view import KNOWN_HANDSHAKE_FAILURES, ManagerView
+from vpnhub.manager.view import KNOWN_HANDSHAKE_FAILURES, ClusterLike, ManagerView
 from vpnhub.net import dataplane as dp
 from vpnhub.net.loopwatch import LoopWatch
 from vpnhub.net.stats import DataplaneStats
@@ -112,9 +112,27 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
     out.one("vpnhub_event_loop_delay_max_seconds", "gauge",
             "Worst lateness of the concentrator's event loop since start.",
             watch.max_delay if isinstance(watch, LoopWatch) else 0.0)
+    _cluster(out, getattr(conc, "cluster", None))
     out.metric("vpnhub_manager_logins_total", "counter", "Manager login attempts, by result.",
                [({"result": "ok"}, logins_ok), ({"result": "failed"}, logins_failed)])
     return "\n".join(out.lines) + "\n"
+
+
+def _cluster(out: _Out, cluster: ClusterLike | None) -> None:
+    """Issue 17, a [cluster] member only: the database, the members, the virtual address."""
+    if cluster is None:
+        return
+    out.one("vpnhub_cluster_database_up", "gauge",
+            "1 while the cluster database is reachable.", int(cluster.database_ok))
+    members = cluster.members()
+    alive = sum(1 for m in members if m.alive)
+    out.metric("vpnhub_cluster_members", "gauge", "Cluster members, by liveness.",
+               [({"state": "alive"}, alive), ({"state": "dead"}, len(members) - alive)])
+    out.one("vpnhub_cluster_database_outages_total", "counter",
+            "Times the cluster database became unreachable.", cluster.outages)
+    out.one("vpnhub_cluster_holds_virtual_address", "gauge",
+            "1 while this member holds the virtual cluster address (VRRP master).",
+            int(cluster.holds_virtual_address()))
 
 
 def _traffic(out: _Out, snap: DataplaneStats) -> None:
