@@ -51,17 +51,21 @@ def request(sock_path: str, req: dict[str, Any], timeout: float = 10.0) -> dict[
 MAX_PAGES = 1000
 
 
-def request_sessions(sock_path: str, timeout: float = 10.0) -> dict[str, Any]:
+def request_sessions(sock_path: str, timeout: float = 10.0, *,
+                     cluster: bool = False) -> dict[str, Any]:
     """The concentrator's `sessions` answer with every page joined: the summary and
     LAN-to-LAN list of the first page, the sessions of all, no `next_cursor` (as one
     answer was before the admin socket paged). An `{"error": ...}` page is returned
-    as it is."""
-    reply = request(sock_path, {"cmd": "sessions"}, timeout)
+    as it is. `cluster`: every member's sessions, from the cluster directory
+    (issue 17), each with its `member` and `id`."""
+    base: dict[str, Any] = {"cmd": "sessions", "cluster": True} if cluster \
+        else {"cmd": "sessions"}
+    reply = request(sock_path, base, timeout)
     cursor = reply.pop("next_cursor", None)
     for _ in range(MAX_PAGES):
         if not cursor or "error" in reply:
             break
-        page = request(sock_path, {"cmd": "sessions", "cursor": cursor}, timeout)
+        page = request(sock_path, {**base, "cursor": cursor}, timeout)
         if "error" in page:
             return page
         reply["sessions"] = reply.get("sessions", []) + page.get("sessions", [])

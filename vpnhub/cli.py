@@ -1,4 +1,4 @@
-"""The `vpnhub` command: serve, sessions, logout (connect and lab come next)."""
+"""The `vpnhub` command: serve, sessions, logout, cluster, connect, status, lab."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from vpnhub.admin import request, request_sessions
-from vpnhub.admintext import format_sessions
+from vpnhub.admintext import format_cluster, format_cluster_sessions, format_sessions
 
 DEFAULT_SOCKET = "/run/vpnhub/admin.sock"
 
@@ -21,13 +21,21 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--config", required=True, type=Path, help="TOML configuration file")
     s.add_argument("--check", action="store_true", help="only check the configuration")
     for name, helptext in (("sessions", "the Session Summary and Remote Access Sessions"),
-                           ("logout", "end a user's session")):
+                           ("logout", "end a user's sessions, or one session by its id"),
+                           ("cluster", "the cluster's members, their load, the database")):
         c = sub.add_parser(name, help=helptext)
         if name == "logout":
-            c.add_argument("user")
+            c.add_argument("user", help="a user name; with --member or --session, a session"
+                           " id (as `vpnhub sessions --cluster` shows it)")
+            c.add_argument("--member", help="the cluster member that has the session")
+            c.add_argument("--session", action="store_true",
+                           help="the argument is a session id of this concentrator")
         c.add_argument("--config", type=Path, help="find the admin socket in this config")
         c.add_argument("--socket", help=f"admin socket (default {DEFAULT_SOCKET})")
         if name == "sessions":
+            c.add_argument("--cluster", action="store_true",
+                           help="every cluster member's sessions (the cluster directory)")
+        if name in ("sessions", "cluster"):
             c.add_argument("--json", action="store_true", help="machine-readable output")
     c = sub.add_parser("connect", help="connect to a concentrator (the client)")
     c.add_argument("--profile", required=True, type=Path, help="TOML profile or Cisco .pcf")
@@ -56,7 +64,11 @@ def main(argv: list[str] | None = None) -> int:
         return _status(args)
     sock = _socket_path(args)
     if args.command == "sessions":
-        return _sessions(sock, args.json)
+        return _sessions(sock, args.json, cluster=args.cluster)
+    if args.command == "cluster":
+        return _cluster(sock, args.json)
+    if args.member or args.session:
+        return _logout_session(sock, args.user, args.member)
     return _logout(sock, args.user)
 
 
@@ -108,7 +120,9 @@ def _socket_path(args: argparse.Namespace) -> str:
 def _talk(sock_path: str, req: dict[str, Any], *, walk: bool = False) -> dict[str, Any] | None:
     """One request (`walk`: every page of `sessions`, joined)."""
     try:
-        return request_sessions(sock_path) if walk else request(sock_path, req)
+        if walk:
+            return request_sessions(sock_path, cluster=bool(req.get("cluster")))
+        return request(sock_path, req)
     except (OSError, ValueError) as e:
         print(f"vpnhub: cannot reach the concentrator at {sock_path}: {e}"
               " (is `vpnhub serve` running? --socket / --config name its admin socket)",
@@ -116,14 +130,43 @@ def _talk(sock_path: str, req: dict[str, Any], *, walk: bool = False) -> dict[st
         return None
 
 
-def _sessions(sock_path: str, as_json: bool) -> int:
-    reply = _talk(sock_path, {"cmd": "sessions"}, walk=True)
+def _sessions(sock_path: str, as_json: bool, *, cluster: bool = False) -> int:
+    reply = _talk(sock_path, {"cmd": "sessions", "cluster": cluster}, walk=True)
     if reply is None:
+        return 1
+    if cluster and "error" in reply:
+        print(f"vpnhub: {reply['error']}", file=sys.stderr)
         return 1
     if as_json:
         print(json.dumps(reply, indent=2))
         return 0
-    print(format_sessions(reply))
+    print(format_cluster_sessions(reply) if cluster else format_sessions(reply))
+    return 0
+
+
+def _cluster(sock_path: str, as_json: bool) -> int:
+    reply = _talk(sock_path, {"cmd": "cluster"})
+    if reply is None:
+        return 1
+    if "error" in reply:
+        print(f"vpnhub: {reply['error']}", file=sys.stderr)
+        return 1
+    print(json.dumps(reply, indent=2) if as_json else format_cluster(reply))
+    return 0
+
+
+def _logout_session(sock_path: str, sid: str, member: str | None) -> int:
+    req: dict[str, Any] = {"cmd": "logout", "session": sid.lower()}
+    if member:
+        req["member"] = member
+    reply = _talk(sock_path, req)
+    if reply is None:
+        return 1
+    if "error" in reply:
+        print(f"vpnhub: {reply['error']}", file=sys.stderr)
+        return 1
+    where = f" on member {reply['member']}" if reply.get("member") else ""
+    print(f"logged out session {sid}{where}")
     return 0
 
 

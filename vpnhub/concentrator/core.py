@@ -821,11 +821,16 @@ class ConcentratorCore:
             addr = self._granted_address(g, s) or self.pools[g.name].allocate(s.key,
                                                                                identity=s.user)
         except PoolError as err:
-            self.log.add("MODECFG", 2, f"address pool of group {g.name} exhausted"
+            # the pool says why (vpnhub/session/pool.py PoolExhausted; a cluster member
+            # without its database, vpnhub/cluster/pool.py): the client is refused
+            reason = str(getattr(err, "reason", "pool_exhausted"))
+            what = "exhausted" if reason == "pool_exhausted" else f"refused ({reason})"
+            self.log.add("MODECFG", 2, f"address pool of group {g.name} {what}"
                          f" ({g.address_pool}): refusing {s.user}: {err}",
                          peer=f"{sa.remote[0]}:{sa.remote[1]}", group=g.name, user=s.user)
             sa.notify_peer(NotifyType.ATTRIBUTES_NOT_SUPPORTED, self.clock())
-            sa.delete(self.clock(), "address pool exhausted")
+            sa.delete(self.clock(), "address pool exhausted" if reason == "pool_exhausted"
+                      else f"no address: {reason.replace('_', ' ')}")
             return
         fields: dict[str, Any] = {"assigned_ip": addr}
         if self._held:  # its own user took a held address back

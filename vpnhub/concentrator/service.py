@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from vpnhub import __version__
 from vpnhub.admin import start_server
@@ -70,6 +70,11 @@ from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
 from vpnhub.net.workers import WorkerFds, WorkerPool
 from vpnhub.pki.signer import build_signer
+
+if TYPE_CHECKING:  # [cluster] only: psycopg is imported when a member starts, not before
+    import ipaddress
+
+    from vpnhub.cluster.member import ClusterMember
 
 # The duties that are not IKE timers: the state record, the event log's flood
 # summaries, the endpoint's notices, memory back after a flood.
@@ -126,6 +131,58 @@ class Concentrator:
         if self.accounting is not None:
             self.core.renewal_hook = self.accounting.renewed
         self.dae: DaeServer | None = None  # RFC 5176 Disconnect / CoA server (issue 14)
+        # issue 17: this concentrator as a [cluster] member (docs/CLUSTER.md); its
+        # pools replace the core's, drawing from the blocks the database grants
+        self.cluster: ClusterMember | None = self._cluster_member()
+
+    def _cluster_member(self) -> ClusterMember | None:
+        if self.config.cluster is None:
+            return None
+        from vpnhub.cluster.member import ClusterMember  # no psycopg without [cluster]
+
+        member = ClusterMember(self.config.cluster, self.core.sessions,
+                               max_sessions=self.config.limits.max_sessions, log=self.log)
+        for g in self.config.groups:
+            self.core.pools[g.name] = member.pool_for_group(g)
+        member.on_block = self._cluster_block
+        member.on_logout = lambda key, by: self.core.logout(key, by)
+        member.on_disconnect = self.core.disconnect
+        self.core.balancer = member  # the master's redirect, from the member's snapshot
+        return member
+
+    async def _start_cluster(self) -> bool:
+        """Join the cluster database before serving (its blocks, its routes); False
+        if this vpnhub cannot use it (a newer schema). Without the database the
+        member serves what it can and keeps trying (CLUSTER.md, the outage)."""
+        member = self.cluster
+        if member is None:
+            return True
+        from vpnhub.cluster.migrate import SchemaError
+
+        try:
+            await asyncio.to_thread(member.start, asyncio.get_running_loop())
+        except SchemaError as e:
+            self.log.add("CLUSTER", 1, f"cannot start: {e}")
+            await asyncio.to_thread(member.stop, goodbye=False)
+            return False
+        return True
+
+    def _cluster_block(self, group: str, block: ipaddress.IPv4Network, added: bool) -> None:
+        """An address block granted to this member (route it into the tunnel) or lost;
+        before the network is up, _setup_network routes the blocks it finds."""
+        if self.tun is None:
+            return
+        route = str(block)
+        try:
+            if added:
+                self.tun.add_route(route)
+                self._routes.append(route)
+            elif route in self._routes:
+                self._routes.remove(route)
+                self.tun.del_route(route)
+        except Exception as e:
+            self.log.add("CLUSTER", 2, f"route to {route} (group {group}) not"
+                         f" {'added' if added else 'removed'}: {e}")
 
     def _radius_accounting(self) -> RadiusAccounting | None:
         r = self.config.radius
@@ -167,6 +224,8 @@ class Concentrator:
         self.gc_watch.start()
         self.manager = Manager(self.core)  # manager (issue 6): opens the event log store first
         self.core.event_hook = self.manager.on_ike_event
+        if not await self._start_cluster():
+            return 1
         self._setup_network()
         core = self.core
         self.dh_worker.start()
@@ -222,6 +281,9 @@ class Concentrator:
             await self._deletes_sent()
             steps.mark("send")
             await self._accounting_sent()
+            if self.cluster is not None:  # our directory rows and leases go, marked gone
+                await asyncio.to_thread(self.cluster.stop)
+                steps.mark("cluster")
             self.ike.close()
             if admin is not None:
                 admin.close()
@@ -269,8 +331,13 @@ class Concentrator:
         # packets that no longer fit once encapsulated.
         self.tun.configure(mtu=1500)
         for g in self.config.groups:
-            self.tun.add_route(str(g.address_pool))
-            self._routes.append(str(g.address_pool))
+            # a cluster member routes only its own blocks: the private network sends
+            # each block to the member it is granted to (docs/CLUSTER.md)
+            routed = self.cluster.pools[g.name].blocks if self.cluster is not None \
+                else [g.address_pool]
+            for net in routed:
+                self.tun.add_route(str(net))
+                self._routes.append(str(net))
         for site in self.config.lan_to_lan:
             for net in site.remote_networks:
                 self.tun.add_route(str(net))
@@ -518,6 +585,9 @@ class Concentrator:
     async def admin_command(self, req: dict[str, Any]) -> dict[str, Any]:
         if req.get("cmd") == "status":
             return self._status()
+        if req.get("cmd") == "cluster" or req.get("cluster") or \
+                (req.get("cmd") == "logout" and "session" in req):
+            return await self._cluster_command(req)
         if req.get("cmd") == "sessions":  # paged, built in steps (adminsessions.py)
             if req.get("cursor") is None:  # fresh counters once per walk, not per page
                 await self._refresh_stats()
@@ -538,6 +608,48 @@ class Concentrator:
             reply["dh_worker"] = {"submitted": w.submitted, "ran": w.ran,
                                   "left_out": w.left_out, "overlaps": w.overlaps}
         return reply
+
+    async def _cluster_command(self, req: dict[str, Any]) -> dict[str, Any]:
+        """`cluster`, `sessions` with `cluster`, `logout` of a session by id (on any
+        member): what needs the database is answered by the member's thread."""
+        member = self.cluster
+        cmd = req.get("cmd")
+        if cmd == "logout":
+            return await self._logout_session(req)
+        if member is None:
+            return {"error": "this concentrator is not a cluster member ([cluster] is not"
+                             " configured)"}
+        if cmd == "cluster":
+            return member.status()
+        if cmd != "sessions":
+            return {"error": f"unknown command {cmd!r}"}
+        limit, cursor = req.get("limit", 1000), req.get("cursor")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+            return {"error": "limit must be an integer between 1 and 1000"}
+        if cursor is not None and not isinstance(cursor, str):
+            return {"error": "cursor must be a string (next_cursor of the previous page)"}
+        return await asyncio.wrap_future(member.list_sessions(limit, cursor))
+
+    async def _logout_session(self, req: dict[str, Any]) -> dict[str, Any]:
+        """`logout` with `session` (its id: the IKE cookies in hex, as the manager and
+        `sessions --cluster` show it) and, in a cluster, the `member` that has it."""
+        sid, name = req.get("session"), req.get("member")
+        if not isinstance(sid, str) or len(sid) != 32 or \
+                any(c not in "0123456789abcdef" for c in sid):
+            return {"error": "session must be a session id (32 hex digits)"}
+        member = self.cluster
+        here = member.name if member is not None else None
+        if name is not None and name != here:
+            if member is None:
+                return {"error": "this concentrator is not a cluster member ([cluster] is"
+                                 " not configured)"}
+            if not isinstance(name, str):
+                return {"error": "member must be a member's name"}
+            return await asyncio.wrap_future(member.send_logout(name, sid, "(admin socket)"))
+        key = (bytes.fromhex(sid[:16]), bytes.fromhex(sid[16:]))
+        if not self.core.logout(key, "(admin socket)"):
+            return {"error": f"no session {sid} here"}
+        return {"logged_out": 1, "member": here, "id": sid}
 
     async def _udp_io(self) -> dict[str, Any] | None:
         """System calls per packet on the UDP sockets (issue 16): the totals only."""
@@ -564,6 +676,10 @@ class Concentrator:
         out["gc"] = self.gc_watch.to_json()
         if self.ike is not None:
             out["timer_wakes"] = self.ike.driver.wakes
+        if self.cluster is not None:  # issue 17: the member's state at a glance
+            c = self.cluster
+            out["cluster"] = {"member": c.name, "database_ok": c.database_ok,
+                              "holds_virtual_address": c.holds_virtual_address()}
         return out
 
     def _send_counters(self) -> dict[str, int]:
