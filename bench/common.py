@@ -247,14 +247,18 @@ def vpnhub_config(run: Path, *, pool: str = "10.40.1.0/24", esp_proposal: str | 
                   dpd_interval: int = 30, natt_keepalive: int = 20,
                   extra_concentrator: str = "",
                   web_admin: tuple[str, str] | None = None,
-                  workers: int | str | None = None) -> Path:
+                  workers: int | str | None = None,
+                  tun_offload: bool | None = None) -> Path:
     """Write a concentrator configuration for the lab (group vpngroup, users vpnuserN).
 
     `web_admin`: (name, password) of a web manager account (``[[admin.user]]``).
-    `workers`: ``[dataplane] workers`` (None: vpnhub's default, "auto")."""
+    `workers`: ``[dataplane] workers`` (None: vpnhub's default, "auto");
+    `tun_offload`: ``[dataplane] tun_offload`` (None: the default)."""
     esp = f'esp_proposals = ["{esp_proposal}"]\n' if esp_proposal else ""
     value = workers if isinstance(workers, int) else f'"{workers}"'
-    dataplane = "" if workers is None else f"\n[dataplane]\nworkers = {value}\n"
+    keys = ("" if workers is None else f"workers = {value}\n") + (
+        "" if tun_offload is None else f"tun_offload = {str(tun_offload).lower()}\n")
+    dataplane = f"\n[dataplane]\n{keys}" if keys else ""
     admin_users = ""
     if web_admin is not None:
         from vpnhub.auth.users import hash_password
@@ -403,7 +407,8 @@ class Client:
 
 
 def start_client(topo: Topology, kind: str, host: Host, suite: BenchSuite, *,
-                 user_no: int) -> Client:
+                 user_no: int, tun_offload: bool | None = None) -> Client:
+    """`tun_offload` False: the vpnhub client with ``--no-tun-offload`` (issue 16)."""
     user, pw = f"vpnuser{user_no}", f"userpass{user_no}"
     if kind == "vpnc":
         v = peers.start_vpnc(topo, host, username=user, password=pw, dh="dh2",
@@ -426,7 +431,8 @@ def start_client(topo: Topology, kind: str, host: Host, suite: BenchSuite, *,
             os.chmod(f, 0o600)
         sock = run / "status.sock"
         proc = topo.spawn(host, [PYTHON, "-m", "vpnhub", "connect", "--profile", str(prof),
-                                 "--password-file", str(pwf), "--status-socket", str(sock)],
+                                 "--password-file", str(pwf), "--status-socket", str(sock),
+                                 *(["--no-tun-offload"] if tun_offload is False else [])],
                           run / "client.log", name=f"vpnhub-client-{host.role}")
         return Client("vpnhub", host, proc.pid, CLIENT_TUN, lambda: proc.stop(10.0),
                       proc.alive, proc.log, {"proc": proc, "status_socket": sock})

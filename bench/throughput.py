@@ -23,8 +23,11 @@ System calls per packet (issue 16), vpnhub concentrator only, from the admin
 ``stats`` counters (``udp_io``) read before and after each run:
 ``udp_rx_calls_per_dgram`` and ``udp_tx_calls_per_dgram`` (receives per UDP
 datagram in, ESP sends per datagram out: below 1 where GRO and GSO batch),
+``tun_rx_calls_per_pkt`` and ``tun_tx_calls_per_pkt`` (TUN reads per packet
+read, TUN writes per packet written: below 1 where the TUN offloads split
+super-packets and coalesce writes; ``--tun-offload on|off`` sets them),
 ``syscalls_per_pkt`` (UDP receives and sends, TUN reads and writes, over the
-packets the data plane took in: datagrams received plus TUN reads) and
+packets the data plane took in: datagrams received plus TUN packets read) and
 ``conc_cpu_us_per_pkt`` over the same packets. Only calls that moved a packet
 are counted: the ``EAGAIN`` that ends each batch and ``epoll_wait`` are not.
 
@@ -99,6 +102,7 @@ def negotiated(topo: Topology, conc: Concentrator) -> list[str]:
 
 
 IO_COUNTS = ("rx_calls", "rx_datagrams", "tx_calls", "tx_datagrams", "tun_rx", "tun_tx",
+             "tun_rx_calls", "tun_tx_calls", "tun_rx_super", "tun_tx_super",
              "gso_fallbacks", "esp_via_ike_socket")
 
 
@@ -155,10 +159,15 @@ def syscall_figures(before: dict[str, Any] | None, after: dict[str, Any] | None,
     def per(a: float, b: int) -> float | None:
         return a / b if b else None
 
+    if "tun_rx_calls" not in after:  # before issue 16's TUN offloads: one call a packet
+        d["tun_rx_calls"], d["tun_tx_calls"] = d["tun_rx"], d["tun_tx"]
     packets = d["rx_datagrams"] + d["tun_rx"]
-    calls = d["rx_calls"] + d["tx_calls"] + d["tun_rx"] + d["tun_tx"]
+    calls = d["rx_calls"] + d["tx_calls"] + d["tun_rx_calls"] + d["tun_tx_calls"]
     return {"udp_rx_calls_per_dgram": per(d["rx_calls"], d["rx_datagrams"]),
             "udp_tx_calls_per_dgram": per(d["tx_calls"], d["tx_datagrams"]),
+            "tun_rx_calls_per_pkt": per(d["tun_rx_calls"], d["tun_rx"]),
+            "tun_tx_calls_per_pkt": per(d["tun_tx_calls"], d["tun_tx"]),
+            "tun_offload": bool(after.get("tun_offload")),
             "syscalls_per_pkt": per(calls, packets),
             "conc_cpu_us_per_pkt": per(conc_cpu_s * 1e6, packets),
             "udp_gro": bool(after.get("gro")), "udp_gso": bool(after.get("gso")),
@@ -227,7 +236,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     for k in ("mbit_s", "pkt_s", "conc_cpu_s_per_gb", "client_cpu_s_per_gb", "conc_core_share",
               "conc_sys_share", "client_sys_share", "machine_busy"):
         out[k] = median([r[k] for r in good])
-    for k in ("udp_rx_calls_per_dgram", "udp_tx_calls_per_dgram", "syscalls_per_pkt",
+    for k in ("udp_rx_calls_per_dgram", "udp_tx_calls_per_dgram", "tun_rx_calls_per_pkt",
+              "tun_tx_calls_per_pkt", "syscalls_per_pkt",
               "conc_cpu_us_per_pkt"):  # vpnhub concentrator only (issue 16)
         values = [r[k] for r in good if r.get(k) is not None]
         if values:
@@ -246,23 +256,27 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def start_conc(topo: Topology, kind: str, suite: BenchSuite,
-               workers: int | str | None = None) -> Concentrator:
+               workers: int | str | None = None, tun_offload: bool | None = None
+               ) -> Concentrator:
     if kind == "vpnhub":
-        cfg = vpnhub_config(topo.run_dir, esp_proposal=suite.esp_vpnhub, workers=workers)
+        cfg = vpnhub_config(topo.run_dir, esp_proposal=suite.esp_vpnhub, workers=workers,
+                            tun_offload=tun_offload)
         return start_vpnhub_concentrator(topo, cfg)
     return start_charon_concentrator(topo, suite)
 
 
 def measure_config(topo: Topology, conc: Concentrator, suite: BenchSuite, client_kind: str,
                    n_tunnels: int, runs: int, seconds: float,
-                   profile_dir: Path | None) -> dict[str, Any]:
+                   profile_dir: Path | None, tun_offload: bool | None = None
+                   ) -> dict[str, Any]:
     res: dict[str, Any] = {"suite": suite.name, "suite_label": suite.label,
                            "client": client_kind, "concentrator": conc.kind,
                            "tunnels": n_tunnels}
     clients: list[Client] = []
     try:
         for i in range(n_tunnels):
-            clients.append(start_client(topo, client_kind, topo.clients[i], suite, user_no=i + 1))
+            clients.append(start_client(topo, client_kind, topo.clients[i], suite,
+                                        user_no=i + 1, tun_offload=tun_offload))
         res["setup_s"] = [round(wait_usable(topo, c, 30.0), 3) for c in clients]
         res["negotiated"] = negotiated(topo, conc)
         time.sleep(0.3)
@@ -343,11 +357,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", default=None,
                     help="the vpnhub concentrator's [dataplane] workers (a number or auto;"
                          " default: its own default, auto)")
+    ap.add_argument("--tun-offload", choices=("on", "off"), default=None,
+                    help="vpnhub's TUN offloads ([dataplane] tun_offload, the client's"
+                         " --no-tun-offload; issue 16); default: vpnhub's default")
     ap.add_argument("--smoke", action="store_true",
                     help="seconds-long check: 1 run of 2 s, aes128-sha1, vpnhub:vpnhub, 1 tunnel")
     args = ap.parse_args(argv)
     if args.workers is not None and args.workers != "auto":
         args.workers = int(args.workers)
+    args.tun_offload = None if args.tun_offload is None else args.tun_offload == "on"
     if args.smoke:
         args.runs, args.seconds, args.suites = 1, 2.0, "aes128-sha1"
         args.pairs, args.tunnels = "vpnhub:vpnhub", "1"
@@ -376,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     run = run_dir_for(prefix)
     doc: dict[str, Any] = {"bench": "throughput", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                            "runs": args.runs, "seconds": args.seconds, "smoke": args.smoke,
-                           "workers": args.workers,
+                           "workers": args.workers, "tun_offload": args.tun_offload,
                            "environment": environment(), "results": []}
     t0 = time.monotonic()
     most = max([*tunnel_counts, *other_tunnels])
@@ -398,7 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 log(f"{suite.name}: {conc_kind} concentrator")
                 try:
-                    conc = start_conc(topo, conc_kind, suite, args.workers)
+                    conc = start_conc(topo, conc_kind, suite, args.workers, args.tun_offload)
                 except Exception as e:
                     for c, n in wanted:
                         doc["results"].append({"suite": suite.name, "suite_label": suite.label,
@@ -414,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
                         ) else None
                         res = measure_config(topo, conc, suite, client_kind, n,
                                              runs_for(suite, client_kind, conc_kind, n),
-                                             args.seconds, pdir)
+                                             args.seconds, pdir, args.tun_offload)
                         doc["results"].append(res)
                         write_json(args.json, doc)
                 finally:
@@ -458,7 +476,7 @@ def add_ratios(doc: dict[str, Any]) -> None:
 def format_table(doc: dict[str, Any]) -> str:
     lines = [f"{'suite':14} {'client':10} {'conc':10} {'n':>1} {'Mbit/s':>7} {'pkt/s':>7} "
              f"{'conc s/GB':>9} {'cli s/GB':>8} {'runs':>5} {'rx c/dg':>7} {'tx c/dg':>7} "
-             f"{'sc/pkt':>6} {'us/pkt':>6}"]
+             f"{'tunrx/p':>7} {'tuntx/p':>7} {'sc/pkt':>6} {'us/pkt':>6}"]
     for r in doc["results"]:
         if "error" in r and "mbit_s" not in r:
             lines.append(f"{r['suite']:14} {r['client']:10} {r['concentrator']:10} "
@@ -473,6 +491,8 @@ def format_table(doc: dict[str, Any]) -> str:
                      f"{f(r['client_cpu_s_per_gb'], 8, 1)} {r['runs_ok']}/{r['runs']:<3} "
                      f"{f(r.get('udp_rx_calls_per_dgram'), 7, 2)} "
                      f"{f(r.get('udp_tx_calls_per_dgram'), 7, 2)} "
+                     f"{f(r.get('tun_rx_calls_per_pkt'), 7, 2)} "
+                     f"{f(r.get('tun_tx_calls_per_pkt'), 7, 2)} "
                      f"{f(r.get('syscalls_per_pkt'), 6, 2)} "
                      f"{f(r.get('conc_cpu_us_per_pkt'), 6, 1)}")
         for w in r.get("workers") or []:  # [dataplane] workers > 1 (issue 16)
@@ -480,6 +500,8 @@ def format_table(doc: dict[str, Any]) -> str:
                          f" {w['cpu_s']:.2f} CPU s, {f(w['cpu_us_per_pkt'], 5, 1)} us/packet")
     if doc.get("workers") is not None:
         lines.append(f"vpnhub [dataplane] workers = {doc['workers']}")
+    if doc.get("tun_offload") is not None:
+        lines.append(f"vpnhub [dataplane] tun_offload = {str(doc['tun_offload']).lower()}")
     for q in doc.get("ratios", []):
         mr, cr = q["mbit_ratio"], q["conc_cpu_per_gb_ratio"]
         lines.append(f"ratio {q['suite']} x{q['tunnels']} {q['pair']}: "

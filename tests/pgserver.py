@@ -146,12 +146,13 @@ class PgServer:
         """As the superuser, over the unix socket (tests that inspect or break things)."""
         return f"host={self.sockets} port={self.port} dbname={dbname} user=postgres"
 
-    def new_database(self) -> str:
-        """A fresh empty database owned by vpnhub; its DSN."""
+    def new_database(self, *, unix: bool = False) -> str:
+        """A fresh empty database owned by vpnhub; its DSN (`unix`: over the socket,
+        which reaches the server from any network namespace)."""
         self._databases += 1
         name = f"t{self._databases}"
         self._psql(f"CREATE DATABASE {name} OWNER vpnhub")
-        return self.dsn(name)
+        return self.dsn(name, unix=unix)
 
     def _psql(self, *statements: str) -> None:
         for sql in statements:

@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--no-dns", action="store_true", help="print the DNS servers, do not set")
     c.add_argument("--reconnect", action="store_true", help="reconnect after a failure")
     c.add_argument("--status-socket", type=Path, help="where `vpnhub status` asks")
+    c.add_argument("--no-tun-offload", action="store_true",
+                   help="open the TUN without IFF_VNET_HDR offloads (one packet per I/O)")
     st = sub.add_parser("status", help="the client's status window")
     st.add_argument("--socket", type=Path, help="status socket of `vpnhub connect`")
     st.add_argument("--json", action="store_true")
@@ -202,7 +204,8 @@ def _connect(args: argparse.Namespace) -> int:
     opts = Options(user=user, password=password, verbose=args.verbose,
                    no_dns=args.no_dns or bool(getattr(profile, "no_dns", False)),
                    reconnect=args.reconnect or bool(getattr(profile, "reconnect", False)),
-                   status_socket=args.status_socket, log_file=args.log_file, signer=signer)
+                   status_socket=args.status_socket, log_file=args.log_file, signer=signer,
+                   tun_offload=not args.no_tun_offload)
     return asyncio.run(VpnClient(profile, opts).run())
 
 

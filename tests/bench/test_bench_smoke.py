@@ -47,7 +47,7 @@ def test_throughput_smoke(lab_prefix: str, tmp_path: Path) -> None:
     for key in ("mbit_s", "pkt_s", "conc_cpu_s_per_gb", "client_cpu_s_per_gb",
                 # issue 16: system calls per packet from the concentrator's counters
                 "udp_rx_calls_per_dgram", "udp_tx_calls_per_dgram", "syscalls_per_pkt",
-                "conc_cpu_us_per_pkt"):
+                "tun_rx_calls_per_pkt", "tun_tx_calls_per_pkt", "conc_cpu_us_per_pkt"):
         assert is_number(r[key]), key
     assert r["negotiated"] == ["AES-128/HMAC-SHA1-96"]
     # issue 16: each data-plane worker's packets and CPU (the tunnel lives in one of them)

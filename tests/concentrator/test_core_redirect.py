@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import ipaddress
 
-from core_harness import PAT, CoreRig, config_text
+from core_harness import PAT, CoreRig, Pc, config_text
 
 from vpnhub.ike import events as ev
 from vpnhub.ike.informational import REDIRECT_LINGER
+from vpnhub.wire.vendor import VendorId
 
 VIP = "203.0.113.60"
 OWN = ipaddress.IPv4Address("203.0.113.50")
@@ -40,9 +41,16 @@ def _rig(target: ipaddress.IPv4Address | None, *, load_balancing: bool = True) -
     return rig
 
 
+def _vpnc_like(rig: CoreRig) -> Pc:
+    """Our engine as vpnc announces itself: Cisco Unity, no IKE fragmentation."""
+    pc = rig.add_pc()
+    pc.sa.config.fragmentation = False
+    return pc
+
+
 def test_unity_client_on_virtual_address_is_redirected() -> None:
     rig = _rig(OTHER)
-    pc = rig.add_pc()
+    pc = _vpnc_like(rig)
     pc.sa.remote = pc.sa.first_remote = (VIP, 500)  # its NAT-D hashes the virtual address
     rig.connect(pc)
     assert not pc.up
@@ -63,25 +71,36 @@ def test_unity_client_on_virtual_address_is_redirected() -> None:
 
 def test_kept_client_goes_to_this_members_own_address() -> None:
     rig = _rig(None)
-    rig.connect(rig.add_pc())
+    rig.connect(_vpnc_like(rig))
     assert rig.lines(f"to member {OWN} (this member is the least loaded)")
     assert rig.core.admin_command({"cmd": "stats"})["redirects"]["to_self"] == 1
 
 
-def test_client_without_unity_is_served_on_virtual_address() -> None:
+def test_clients_that_follow_no_redirect_are_served_on_virtual_address() -> None:
     rig = _rig(OTHER)
-    pc = rig.add_pc()
-    pc.sa.config.unity = False  # as strongSwan: no Cisco Unity vendor ID
+    plain = rig.add_pc("vpnuser1")
+    plain.sa.config.unity = plain.sa.config.fragmentation = False  # no Cisco Unity
+    swan = rig.add_pc("vpnuser2")  # Unity and IKE fragmentation: strongSwan's defaults
+    rig.connect(plain)
+    rig.connect(swan)
+    assert plain.up and swan.up and rig.sessions("vpnuser1") and rig.sessions("vpnuser2")
+    balancer = rig.core.balancer
+    assert isinstance(balancer, StaticBalancer) and balancer.asked == 0
+    assert rig.core.admin_command({"cmd": "stats"})["redirects"]["served_on_virtual"] == 2
+
+
+def test_cisco_client_vendor_id_counts_with_fragmentation() -> None:
+    rig = _rig(OTHER)
+    pc = rig.add_pc()  # IKE fragmentation, but vpnc's (the Cisco client's) vendor ID
+    pc.sa.config.extra_vendor_ids = (VendorId.CISCO_CLIENT_MSG3,)
     rig.connect(pc)
-    assert pc.up and rig.sessions("vpnuser1")
-    assert rig.core.balancer is not None and rig.core.balancer.asked == 0  # type: ignore[attr-defined]
-    assert rig.core.admin_command({"cmd": "stats"})["redirects"]["served_on_virtual"] == 1
+    assert not pc.up and rig.lines(f"to member {OTHER}")
 
 
 def test_member_address_and_balancing_off_serve_as_before() -> None:
     rig = _rig(OTHER)
     rig.virtual = False  # to this member's own address: never redirected
-    assert rig.connect(rig.add_pc()).up
+    assert rig.connect(_vpnc_like(rig)).up
     off = _rig(OTHER, load_balancing=False)
-    assert off.connect(off.add_pc()).up
+    assert off.connect(_vpnc_like(off)).up
     assert not rig.lines("redirected") and not off.lines("redirected")

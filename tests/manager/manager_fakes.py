@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import functools
 import http.client
 import ipaddress
@@ -219,6 +220,7 @@ class ManagerServer:
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.manager: Manager | None = None
         self.base = ""
+        self.cluster: Any = None  # a ClusterMember (or FakeCluster) before start(): issue 17
 
     def start(self) -> ManagerServer:
         self.thread.start()
@@ -226,7 +228,7 @@ class ManagerServer:
         return self
 
     async def _start(self) -> Manager:
-        m = Manager(self.conc, pinger=fake_ping, lockout=self.lockout)
+        m = Manager(self.conc, pinger=fake_ping, lockout=self.lockout, cluster=self.cluster)
         assert await m.start(port=0)
         self.base = m.url
         return m
@@ -275,3 +277,54 @@ class ManagerServer:
             headers={"Content-Type": "application/json"})
         assert r.status == 200, r.text
         return str(r.json()["token"])
+
+
+class FakeCluster:
+    """A stand-in for vpnhub.cluster.member.ClusterMember for the API description
+    tests (schemathesis): member "a" (this one, the master) and "b" with one session.
+    The tests that prove the Cluster page use real members and a real PostgreSQL
+    (test_cluster_api.py, test_cluster_chromium.py)."""
+
+    name = "a"
+    database_ok = True
+    B_SESSION = "00000000000000aa00000000000000bb"
+
+    def status(self) -> dict[str, Any]:
+        def member(name: str, me: bool) -> dict[str, Any]:
+            return {"name": name, "public_address": f"198.51.100.{11 if me else 12}",
+                    "sessions": 0 if me else 1, "max_sessions": 100, "load": 0 if me else 0.01,
+                    "alive": True, "state": "up", "heartbeat_age": 0.5,
+                    "started": "2026-12-04T15:00:00Z", "version": "test", "me": me,
+                    "holds_virtual_address": me, "dead": False}
+        return {"member": "a", "database_ok": True, "last_error": "",
+                "virtual_address": "198.51.100.10", "holds_virtual_address": True,
+                "load_balancing": True, "heartbeat": 2.0, "member_timeout": 10.0,
+                "connected_for": 60.0, "down_for": None, "outages": 0, "lease_conflicts": 0,
+                "commands_received": 0, "commands_refused": 0, "queued": 0,
+                "members": [member("a", True), member("b", False)], "pools": {}}
+
+    def list_sessions(self, limit: int, cursor: str | None
+                      ) -> concurrent.futures.Future[dict[str, Any]]:
+        fut: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        if cursor is not None:  # this fake never issues one
+            fut.set_result({"error": "bad cursor (use next_cursor of the previous page)"})
+            return fut
+        entry = {"id": self.B_SESSION, "member": "b", "user": "vpnuser9", "group": "vpngroup",
+                 "assigned_ip": "10.40.2.2", "public_ip": "203.0.113.9", "public_port": 4500,
+                 "protocol": "IPsec/NAT-T", "encryption": "AES-256", "auth": "psk",
+                 "login_time": "2026-12-04T15:00:00", "duration": 60, "bytes_tx": 0,
+                 "bytes_rx": 0}
+        fut.set_result({"sessions": [entry][:limit], "next_cursor": None, "lan_to_lan": [],
+                        "summary": {"remote_access": 1, "lan_to_lan": 0},
+                        "members": ["a", "b"]})
+        return fut
+
+    def send_logout(self, member: str, sid: str, by: str
+                    ) -> concurrent.futures.Future[dict[str, Any]]:
+        fut: concurrent.futures.Future[dict[str, Any]] = concurrent.futures.Future()
+        if (member, sid) != ("b", self.B_SESSION):
+            fut.set_result({"error": f"no session {sid} on member {member!r}"})
+        else:
+            fut.set_result({"logged_out": 1, "member": member, "id": sid,
+                            "delivered": "notify"})
+        return fut

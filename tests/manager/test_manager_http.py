@@ -465,7 +465,9 @@ def test_metrics_system_calls_per_packet(server: ManagerServer) -> None:
     assert server.manager is not None
     server.manager.view.snapshot = DataplaneStats(
         udp_rx_calls=10, udp_rx_datagrams=300, udp_tx_calls=5, udp_tx_datagrams=200,
-        gso_fallbacks=1, esp_via_ike_socket=7, udp_gro=True, udp_gso=False)
+        gso_fallbacks=1, esp_via_ike_socket=7, udp_gro=True, udp_gso=False,
+        tun_rx_calls=40, tun_rx=90, tun_tx_calls=30, tun_tx=300, tun_rx_super=3,
+        tun_tx_super=25, tun_offload=True)
     fams = scrape(server)
     calls = {s.labels["direction"]: s.value for s in fams["vpnhub_dataplane_udp_calls"].samples}
     grams = {s.labels["direction"]: s.value
@@ -475,7 +477,13 @@ def test_metrics_system_calls_per_packet(server: ManagerServer) -> None:
     assert fams["vpnhub_dataplane_esp_via_ike_socket"].samples[0].value == 7
     active = {s.labels["offload"]: s.value
               for s in fams["vpnhub_dataplane_offload_active"].samples}
-    assert active == {"udp_gro": 1, "udp_gso": 0}
+    assert active == {"udp_gro": 1, "udp_gso": 0, "tun_vnet_hdr": 1}
+    tun = {name: {s.labels["direction"]: s.value for s in fams[name].samples}
+           for name in ("vpnhub_dataplane_tun_calls", "vpnhub_dataplane_tun_packets",
+                        "vpnhub_dataplane_tun_super_packets")}
+    assert tun == {"vpnhub_dataplane_tun_calls": {"rx": 40, "tx": 30},
+                   "vpnhub_dataplane_tun_packets": {"rx": 90, "tx": 300},
+                   "vpnhub_dataplane_tun_super_packets": {"rx": 3, "tx": 25}}
 
 
 def test_pool_nearly_exhausted_banner(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
-from manager_fakes import ADMIN, ADMIN_PASSWORD, ManagerServer  # noqa: E402
+from manager_fakes import ADMIN, ADMIN_PASSWORD, FakeCluster, ManagerServer  # noqa: E402
 from schemathesis.specs.openapi.checks import positive_data_acceptance  # noqa: E402
 
 from vpnhub.manager import openapi  # noqa: E402
@@ -26,7 +26,9 @@ from vpnhub.manager import openapi  # noqa: E402
 
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ManagerServer]:
-    srv = ManagerServer(Path(tmp_path_factory.mktemp("api"))).start()
+    srv = ManagerServer(Path(tmp_path_factory.mktemp("api")))
+    srv.cluster = FakeCluster()  # the Cluster API too (issue 17)
+    srv.start()
     for n in range(1, 4):
         srv.run(lambda n=n: srv.conc.add_session(f"vpnuser{n}", 1024 + n))
     yield srv
@@ -73,5 +75,6 @@ def test_api_matches_its_description(api_server: ManagerServer, method: str, pat
 def test_every_operation_is_checked() -> None:
     paths = {p for _, p in OPERATIONS}
     assert {"/sessions", "/sessions/export", "/sessions/{sid}/logout", "/events",
-            "/nat-transparency", "/login"} <= paths
-    assert len(OPERATIONS) == 18
+            "/nat-transparency", "/login", "/cluster", "/cluster/sessions",
+            "/cluster/sessions/{member}/{sid}/logout"} <= paths
+    assert len(OPERATIONS) == 21

@@ -103,6 +103,8 @@ class Options:
     connect_timeout: float = 30.0
     # issue 14: the profile's certificates (client/certs.py); None: group PSK
     signer: SigCredentials | None = None
+    # issue 16: IFF_VNET_HDR and TUNSETOFFLOAD on the TUN (vpnhub/net/tunoffload.py)
+    tun_offload: bool = True
     print: Callable[[str], None] = field(default=lambda s: print(s, flush=True))
 
 
@@ -417,7 +419,10 @@ class VpnClient:
         if self.dataplane is not None:
             return self.dataplane
         loop = asyncio.get_running_loop()
-        self.tun = TunDevice(self.profile.tunnel_interface)
+        self.tun = TunDevice(self.profile.tunnel_interface, offload=self.opts.tun_offload)
+        if self.opts.tun_offload and not self.tun.offloads:
+            self.say(f"TUN offloads refused ({self.tun.offload_refused}): one packet per I/O",
+                     always=self.opts.verbose)
 
         def wake() -> None:
             loop.call_soon_threadsafe(self._drain_inbox)

@@ -58,6 +58,7 @@ class MemberRow:
     age: float  # seconds since its last heartbeat, by the database's clock
     started: str
     version: str
+    vip: bool = False  # it held the virtual address at its last heartbeat (schema 2)
 
 
 @dataclass(frozen=True)
@@ -112,35 +113,39 @@ class ClusterDb:
 
     # ------------------------------------------------------------- members
     def register(self, public_address: ipaddress.IPv4Address, sessions: int,
-                 max_sessions: int, version: str) -> None:
+                 max_sessions: int, version: str, vip: bool = False) -> None:
         """This member is up (again): its row, with `started` now."""
         self.conn.execute(
-            "INSERT INTO members (name, public_address, sessions, max_sessions, version)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
-            " public_address = EXCLUDED.public_address, sessions = EXCLUDED.sessions,"
-            " max_sessions = EXCLUDED.max_sessions, version = EXCLUDED.version,"
+            "INSERT INTO members (name, public_address, sessions, max_sessions, version,"
+            " holds_virtual_address) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name)"
+            " DO UPDATE SET public_address = EXCLUDED.public_address,"
+            " sessions = EXCLUDED.sessions, max_sessions = EXCLUDED.max_sessions,"
+            " version = EXCLUDED.version,"
+            " holds_virtual_address = EXCLUDED.holds_virtual_address,"
             " heartbeat = now(), started = now(), state = 'up'",
-            (self.me, str(public_address), sessions, max_sessions, version))
+            (self.me, str(public_address), sessions, max_sessions, version, vip))
 
     def heartbeat(self, public_address: ipaddress.IPv4Address, sessions: int,
-                  max_sessions: int, version: str) -> None:
+                  max_sessions: int, version: str, vip: bool = False) -> None:
         """Load and heartbeat (an upsert: the row may have been reclaimed meanwhile)."""
         self.conn.execute(
-            "INSERT INTO members (name, public_address, sessions, max_sessions, version)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET"
-            " public_address = EXCLUDED.public_address, sessions = EXCLUDED.sessions,"
-            " max_sessions = EXCLUDED.max_sessions, version = EXCLUDED.version,"
+            "INSERT INTO members (name, public_address, sessions, max_sessions, version,"
+            " holds_virtual_address) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name)"
+            " DO UPDATE SET public_address = EXCLUDED.public_address,"
+            " sessions = EXCLUDED.sessions, max_sessions = EXCLUDED.max_sessions,"
+            " version = EXCLUDED.version,"
+            " holds_virtual_address = EXCLUDED.holds_virtual_address,"
             " heartbeat = now(), state = 'up'",
-            (self.me, str(public_address), sessions, max_sessions, version))
+            (self.me, str(public_address), sessions, max_sessions, version, vip))
 
     def members(self) -> list[MemberRow]:
         rows = self.conn.execute(
             "SELECT name, host(public_address), sessions, max_sessions, state,"
             " extract(epoch FROM now() - heartbeat)::float8,"
-            " to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), version"
-            " FROM members ORDER BY name").fetchall()
+            " to_char(started AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), version,"
+            " holds_virtual_address FROM members ORDER BY name").fetchall()
         return [MemberRow(r[0], ipaddress.IPv4Address(r[1]), r[2], r[3], r[4], max(0.0, r[5]),
-                          r[6], r[7]) for r in rows]
+                          r[6], r[7], bool(r[8])) for r in rows]
 
     def goodbye(self) -> None:
         """A clean stop: no sessions, no leases, marked gone. The blocks stay with the
@@ -219,22 +224,24 @@ class ClusterDb:
 
     # -------------------------------------------------------------- leases
     def put_leases(self, leases: Sequence[LeaseRow]) -> list[LeaseRow]:
-        """Record leases inside this member's blocks; those refused (the address is
-        another member's, or outside our blocks) are returned."""
-        refused = []
-        for lease in leases:
-            cur = self.conn.execute(
-                "INSERT INTO leases (address, group_name, member, session_id, user_name)"
-                " SELECT %(a)s, %(g)s, %(m)s, %(s)s, %(u)s WHERE EXISTS (SELECT 1 FROM"
-                " address_blocks WHERE member = %(m)s AND block >>= %(a)s::inet)"
-                " ON CONFLICT (address) DO UPDATE SET session_id = EXCLUDED.session_id,"
-                " user_name = EXCLUDED.user_name, group_name = EXCLUDED.group_name,"
-                " since = now() WHERE leases.member = EXCLUDED.member",
-                {"a": str(lease.address), "g": lease.group, "m": self.me,
-                 "s": lease.session_id, "u": lease.user})
-            if cur.rowcount != 1:
-                refused.append(lease)
-        return refused
+        """Record leases inside this member's blocks, in one statement (the thread
+        shares the interpreter with the IKE loop: each round trip may wait for it);
+        those refused (the address is another member's, or outside our blocks) are
+        returned."""
+        if not leases:
+            return []
+        rows = self.conn.execute(
+            "INSERT INTO leases (address, group_name, member, session_id, user_name)"
+            " SELECT x.a, x.g, %(m)s, x.s, x.u FROM unnest(%(a)s::inet[], %(g)s::text[],"
+            " %(s)s::text[], %(u)s::text[]) AS x(a, g, s, u) WHERE EXISTS (SELECT 1 FROM"
+            " address_blocks WHERE member = %(m)s AND block >>= x.a)"
+            " ON CONFLICT (address) DO UPDATE SET session_id = EXCLUDED.session_id,"
+            " user_name = EXCLUDED.user_name, group_name = EXCLUDED.group_name,"
+            " since = now() WHERE leases.member = EXCLUDED.member RETURNING address",
+            {"m": self.me, "a": [str(x.address) for x in leases], "g": [x.group for x in leases],
+             "s": [x.session_id for x in leases], "u": [x.user for x in leases]}).fetchall()
+        done = {ipaddress.IPv4Address(r[0]) for r in rows}
+        return [x for x in leases if x.address not in done]
 
     def drop_leases(self, addresses: Iterable[ipaddress.IPv4Address]) -> None:
         self.conn.execute("DELETE FROM leases WHERE member = %s AND address = ANY(%s::inet[])",
@@ -257,7 +264,7 @@ class ClusterDb:
     def put_sessions(self, rows: Sequence[SessionRow]) -> None:
         if not rows:
             return
-        with self.conn.cursor() as cur:
+        with self.conn.transaction(), self.conn.cursor() as cur:  # one commit for the batch
             cur.executemany(
                 "INSERT INTO sessions (member, id, user_name, group_name, public_ip,"
                 " public_port, assigned_ip, protocol, transport, lan_to_lan, login_time,"

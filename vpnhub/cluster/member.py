@@ -45,6 +45,7 @@ from vpnhub.cluster.balance import MemberLoad, choose_member
 from vpnhub.cluster.migrate import SchemaError
 from vpnhub.cluster.pool import ClusterAddressPool, session_id
 from vpnhub.session.events import SessionChanged, SessionEvent, SessionStarted
+from vpnhub.text import printable
 
 if TYPE_CHECKING:
     from vpnhub.cluster.db import ClusterDb, LeaseRow, MemberRow, SessionRow
@@ -235,6 +236,8 @@ class ClusterMember:
                             "load": round(m.load, 4), "alive": m.alive, "state": r.state,
                             "heartbeat_age": round(r.age, 1), "started": r.started,
                             "version": r.version, "me": r.name == self.name,
+                            "holds_virtual_address": (self._vip if r.name == self.name
+                                                      else r.vip and m.alive),
                             "dead": r.name != self.name and r.age >= timeout})
         now = self.clock()
         return {
@@ -362,12 +365,14 @@ class ClusterMember:
         try:
             db.migrate()
             db.register(self.config.public_address, self._load(), self.max_sessions,
-                        self.version)
+                        self.version, self._vip)
             self._drain_offline()  # what happened until now is in the mirror
             self._sync_blocks(db)
             db.resync_sessions(list(self._dir.values()))
             self._record_refused(db.resync_leases(list(self._leases.values())))
             self._snapshot(db)
+            for group in self.pools:  # a claim cut by the outage may be asked again
+                self._to_loop(self._block_answer, group)
         except SchemaError as e:
             self._fatal = e
             self._failed(e, severity=1)
@@ -427,7 +432,7 @@ class ClusterMember:
 
     def _beat(self, db: ClusterDb) -> None:
         db.heartbeat(self.config.public_address, self._load(), self.max_sessions,
-                     self.version)
+                     self.version, self._vip)
         connected = self._connected_at
         timeout = self.config.member_timeout
         # Only a member that watched the whole silence may call another dead: one
@@ -450,7 +455,7 @@ class ClusterMember:
         """Every queued job applied to the mirrors; what changed, collapsed per key."""
         from vpnhub.cluster.db import LeaseRow
 
-        sessions: dict[str, SessionRow | None] = {}
+        events: dict[str, SessionEvent] = {}  # the last event of each session
         leases: dict[ipaddress.IPv4Address, LeaseRow | None] = {}
         blocks: set[str] = set()
         calls: list[tuple[Any, ...]] = []
@@ -458,7 +463,7 @@ class ClusterMember:
             job = self._jobs.popleft()
             kind = job[0]
             if kind == "session":
-                self._session_job(job[1], sessions)
+                events[session_id(job[1].session.key)] = job[1]
             elif kind == "lease":
                 _, address, group, sid, user = job
                 if sid is None:
@@ -472,11 +477,14 @@ class ClusterMember:
                 blocks.add(job[1])
             else:
                 calls.append(job)
+        sessions: dict[str, SessionRow | None] = {}
+        for sid, event in events.items():  # a login's five events make one row
+            self._session_job(sid, event, sessions)
         return sessions, leases, blocks, calls
 
-    def _session_job(self, event: SessionEvent, out: dict[str, SessionRow | None]) -> None:
+    def _session_job(self, sid: str, event: SessionEvent,
+                     out: dict[str, SessionRow | None]) -> None:
         s = event.session
-        sid = session_id(s.key)
         row = None
         if isinstance(event, SessionStarted | SessionChanged) and (s.user or s.lan_to_lan):
             row = directory_row(s)
@@ -490,6 +498,25 @@ class ClusterMember:
 
     def _drain(self, db: ClusterDb) -> None:
         sessions, leases, blocks, calls = self._take_jobs()
+        try:
+            self._write(db, sessions, leases, blocks)
+        except Exception as e:  # the connection is lost: no request is left unanswered
+            for _, _, fut in calls:
+                fut.set_result({"error": f"cluster database: {_one_line(e)}"})
+            for group in blocks:
+                self._to_loop(self._block_answer, group)
+            raise
+        for _, fn, fut in calls:
+            try:
+                fut.set_result(fn(db))
+            except Exception as e:
+                fut.set_result({"error": f"cluster database: {_one_line(e)}"})
+                raise
+
+    def _write(self, db: ClusterDb, sessions: dict[str, SessionRow | None],
+               leases: dict[ipaddress.IPv4Address, LeaseRow | None], blocks: set[str]) -> None:
+        for group in blocks:  # first: logins may be waiting for the addresses
+            self._claim(db, group)
         gone = [sid for sid, row in sessions.items() if row is None]
         if gone:
             db.drop_sessions(gone)
@@ -498,14 +525,6 @@ class ClusterMember:
         if freed:
             db.drop_leases(freed)
         self._record_refused(db.put_leases([x for x in leases.values() if x is not None]))
-        for group in blocks:
-            self._claim(db, group)
-        for _, fn, fut in calls:
-            try:
-                fut.set_result(fn(db))
-            except Exception as e:
-                fut.set_result({"error": f"cluster database: {_one_line(e)}"})
-                raise
 
     def _drain_offline(self) -> None:
         """Without the database: the mirrors follow; what needs it is refused."""
@@ -619,8 +638,8 @@ class ClusterMember:
             return
         self.commands_received += 1
         key = (bytes.fromhex(sid[:16]), bytes.fromhex(sid[16:]))
-        origin = str(cmd.get("from", "?"))[:64]
-        self._to_loop(self._run_logout, key, f"{by[:64]} on member {origin}")
+        origin = printable(str(cmd.get("from", "?")), 64)
+        self._to_loop(self._run_logout, key, f"{printable(by, 64)} on member {origin}")
 
 
 def directory_row(s: SessionView) -> SessionRow:

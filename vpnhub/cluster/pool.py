@@ -110,8 +110,9 @@ class ClusterAddressPool:
             first += 1
         self._first, self._last = first, last
         block_size = 2 ** (32 - max(block_prefix, self.network.prefixlen))
-        # ask for the next block while a quarter of one is still free
-        self.low_water = low_water if low_water is not None else max(2, block_size // 4)
+        # ask for the next block while half of one is still free: logins keep coming
+        # while the member's thread claims it (a few ms, a round trip or two)
+        self.low_water = low_water if low_water is not None else max(2, block_size // 2)
         self._blocks: list[_Block] = []
         self.size = 0
         self._free: OrderedDict[int, None] = OrderedDict()

@@ -20,7 +20,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Coroutine, Iterator
-from typing import Any, Protocol, assert_never
+from typing import TYPE_CHECKING, Any, Protocol, assert_never
 
 from vpnhub import __version__
 from vpnhub.auth.api import Authenticator, AuthRequest, AuthResult, BackendError
@@ -68,6 +68,9 @@ from vpnhub.session.pool import PoolError, pool_for_group
 from vpnhub.session.store import MemorySessionStore, SessionStore
 from vpnhub.text import printable
 from vpnhub.wire.constants import CfgAttr, EncapsulationMode, IdType, NotifyType
+
+if TYPE_CHECKING:
+    from vpnhub.cluster.member import ClusterMember
 
 Clock = Callable[[], float]
 EventHook = Callable[[IkeSA, ev.Event], None]
@@ -168,6 +171,9 @@ class ConcentratorCore:
         cl = config.cluster
         self.virtual_address = str(cl.virtual_address) if cl is not None else None
         self.balancer = balancer
+        # the member itself when [cluster] is set (the shell sets it): the manager's
+        # banners and /metrics read its state (vpnhub/cluster/member.py)
+        self.cluster: ClusterMember | None = None
         self._rx_virtual = False  # the datagram being received came to the virtual address
         # phase 1s on the virtual address: sent to another member, sent to this member's
         # own address, served on the virtual address (a client that follows no redirect)
@@ -302,16 +308,16 @@ class ConcentratorCore:
         cl = self.config.cluster
         if cl is None or not cl.load_balancing or self.balancer is None:
             return None
-        if not sa.peer_unity:
+        if not follows_redirects(sa):
             self.redirects["served_on_virtual"] += 1
-            self.log.add("SESSION", 5, "client without Cisco Unity (it follows no redirect)"
-                         " served on the virtual cluster address",
+            self.log.add("CLUSTER", 5, "a client that follows no redirect (no Cisco Unity, or"
+                         " strongSwan) is served on the virtual cluster address",
                          peer=f"{sa.remote[0]}:{sa.remote[1]}")
             return None
         try:
             target = self.balancer.redirect_target()
         except Exception as e:  # the directory's fault must not stop the login
-            self.log.add("SESSION", 2, f"load balancing: no answer from the cluster"
+            self.log.add("CLUSTER", 2, f"load balancing: no answer from the cluster"
                          f" directory ({e!r}): the client stays on this member",
                          peer=f"{sa.remote[0]}:{sa.remote[1]}")
             target = None
@@ -644,7 +650,7 @@ class ConcentratorCore:
         own = cl is not None and e.target == cl.public_address
         self.redirects["to_self" if own else "to_member"] += 1
         why = "this member is the least loaded" if own else "load-balancing"
-        self.log.add("SESSION", 4, f"redirected {sa.remote[0]}:{sa.remote[1]} to member"
+        self.log.add("CLUSTER", 4, f"redirected {sa.remote[0]}:{sa.remote[1]} to member"
                      f" {e.target} ({why})", peer=f"{sa.remote[0]}:{sa.remote[1]}")
 
     def _on_Phase1Established(self, sa: IkeSA, e: ev.Phase1Established) -> None:
@@ -1095,6 +1101,18 @@ def _refusal(result: AuthResult) -> str:
 
 def _utc(t: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(t))
+
+
+def follows_redirects(sa: SaState) -> bool:
+    """Whether a client follows the Cisco load-balance notify (issue 17): vpnc and the
+    Cisco VPN client do (both announce Cisco Unity); strongSwan does not, with or
+    without Unity (the lab's sets cisco_unity = yes). strongSwan announces IKE
+    fragmentation by default and vpnc never does; a client that announces it counts
+    only with a Cisco client's own vendor ID (vpnc's message 3 one, the VPN 3000
+    client's), and never with strongSwan's vendor ID."""
+    if not sa.peer_unity or any("strongSwan" in v for v in sa.peer_vendor_ids):
+        return False
+    return sa.peer_cisco_client or not sa.peer_frag
 
 
 def _client_type(vendor_ids: tuple[str, ...], app_version: str) -> str:

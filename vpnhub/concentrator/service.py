@@ -33,15 +33,17 @@ from vpnhub.admin import start_server
 from vpnhub.auth import build_authenticator
 from vpnhub.auth.radius import NasIdentity
 from vpnhub.auth.radiusclient import RadiusClient
+from vpnhub.cluster.balance import Balancer
 from vpnhub.concentrator.accounting import RadiusAccounting
 from vpnhub.concentrator.adminsessions import sessions_page
 from vpnhub.concentrator.core import ConcentratorCore
 from vpnhub.concentrator.dae import DaeServer
 from vpnhub.concentrator.memory import limit_arenas
+from vpnhub.concentrator.virtual import VirtualListener
 from vpnhub.config import Config
 from vpnhub.eventlog import EventLog
 from vpnhub.ike.dhpool import FILL_STEP
-from vpnhub.ike.sa import Datagram
+from vpnhub.ike.sa import Datagram, IkeSA
 from vpnhub.ike.transport import Transport
 from vpnhub.manager import Manager  # manager (issue 6)
 from vpnhub.net.asyncdriver import AsyncIkeDriver
@@ -93,7 +95,12 @@ SHUTDOWN_ACCOUNTING_WAIT = 3.0
 
 
 class Concentrator:
-    def __init__(self, config: Config, log: EventLog) -> None:
+    """`balancer` (issue 17): who says which member serves a new client on the
+    cluster's virtual address ([cluster]; the cluster member's directory); None:
+    every client is served where it lands."""
+
+    def __init__(self, config: Config, log: EventLog, *,
+                 balancer: Balancer | None = None) -> None:
         self.config = config
         self.log = log
         self.public = str(config.concentrator.public_address)
@@ -101,7 +108,8 @@ class Concentrator:
         self.auth = build_authenticator(config)
         self.core = ConcentratorCore(config, log, authenticator=self.auth, dataplane=None,
                                      clock=time.monotonic, wall=time.time, spawn=self._spawn,
-                                     signer=build_signer(config.pki, time.time))
+                                     signer=build_signer(config.pki, time.time),
+                                     balancer=balancer)
         self._tasks: set[asyncio.Task[None]] = set()  # XAUTH answers being awaited
         self._stop = asyncio.Event()
         self._routes: list[str] = []
@@ -116,6 +124,8 @@ class Concentrator:
         # IKE out of UDP 500 and UDP 4500: queued while the socket's buffer is full
         self.out500: SendQueue | None = None
         self.out4500: SendQueue | None = None
+        # [cluster]: IKE on the virtual address (concentrator/virtual.py)
+        self.virtual: VirtualListener | None = None
         self._last_stats = 0.0
         self._last_ike = 0.0  # when the last IKE message came in (the DH pool fills after)
         self._dh_filler: asyncio.Task[None] | None = None
@@ -147,7 +157,9 @@ class Concentrator:
         member.on_block = self._cluster_block
         member.on_logout = lambda key, by: self.core.logout(key, by)
         member.on_disconnect = self.core.disconnect
-        self.core.balancer = member  # the master's redirect, from the member's snapshot
+        if self.core.balancer is None:  # one handed in (a test's) comes first
+            self.core.balancer = member  # the master's redirect, from the member's snapshot
+        self.core.cluster = member  # the manager's banners and /metrics
         return member
 
     async def _start_cluster(self) -> bool:
@@ -222,7 +234,8 @@ class Concentrator:
         self.stall_watch = StallWatch(self.loop_watch, threading.get_ident())
         self.stall_watch.start()
         self.gc_watch.start()
-        self.manager = Manager(self.core)  # manager (issue 6): opens the event log store first
+        # manager (issue 6): opens the event log store first; the Cluster page (issue 17)
+        self.manager = Manager(self.core, cluster=self.cluster)
         self.core.event_hook = self.manager.on_ike_event
         if not await self._start_cluster():
             return 1
@@ -230,7 +243,7 @@ class Concentrator:
         core = self.core
         self.dh_worker.start()
         core.endpoint.dh_offload = self.dh_worker.submit
-        self.ike = AsyncIkeDriver(core.endpoint, core.on_event, lambda _sa, d: self._send(d),
+        self.ike = AsyncIkeDriver(core.endpoint, core.on_event, self._send_for,
                                   on_error=core.on_fault, on_notice=core.on_notice)
         core.bind(self.ike)
         # once the ports are ours (a second instance must not overwrite the record of the
@@ -241,6 +254,8 @@ class Concentrator:
         loop.add_reader(self.sock500.fileno(), self._on_udp500)
         if self.ike4500 is not None:
             loop.add_reader(self.ike4500.fileno(), self.ike4500.read)
+        if self.virtual is not None:
+            self.virtual.start(loop)
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         admin = await self._start_admin()
@@ -249,7 +264,9 @@ class Concentrator:
         ticker = asyncio.create_task(self._ticker())
         c = self.config.concentrator
         self.log.add("SESSION", 3, f"vpnhub {__version__} concentrator listening on"
-                     f" {self.public} UDP {c.ike_port}/{c.natt_port}; NAT-T"
+                     f" {self.public} UDP {c.ike_port}/{c.natt_port}"
+                     + (f" and on the virtual address {self.virtual.address}"
+                        if self.virtual is not None else "") + "; NAT-T"
                      f" {'enabled' if self.core.natt_enabled else 'DISABLED'}; tunnel interface"
                      f" {c.tunnel_interface}")
         try:
@@ -269,9 +286,8 @@ class Concentrator:
             self.stall_watch.stop()
             self.gc_watch.stop()
             self.dh_worker.stop()
-            for q in (self.out500, self.out4500):
-                if q is not None:
-                    q.lift_bound()  # every client's DELETE waits for the socket
+            for q in self._send_queues():
+                q.lift_bound()  # every client's DELETE waits for the socket
             steps = ShutdownTimes(time.monotonic)
             peers = len(self.core.endpoint)
             if self.accounting is not None:  # the Stops carry the last counters
@@ -315,8 +331,8 @@ class Concentrator:
     async def _deletes_sent(self) -> None:
         """The shutdown's DELETEs that met a full send buffer go out before the sockets
         close (close() would drop them); bounded, so that SIGTERM still ends soon."""
-        for q in (self.out500, self.out4500):
-            if q is not None and not await q.drained(SHUTDOWN_SEND_WAIT):
+        for q in self._send_queues():
+            if not await q.drained(SHUTDOWN_SEND_WAIT):
                 self.log.add("IKE", 3, f"shutting down: {len(q)} IKE messages still queued"
                              f" after {SHUTDOWN_SEND_WAIT:g} s, not sent")
 
@@ -326,7 +342,13 @@ class Concentrator:
         with contextlib.suppress(OSError):
             Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
         workers, group = self._natt_group()
-        self.tun = TunDevice(c.tunnel_interface, queues=workers)
+        self.tun = TunDevice(c.tunnel_interface, queues=workers,
+                             offload=self.config.dataplane.tun_offload)
+        if self.config.dataplane.tun_offload:
+            t = self.tun
+            self.log.add("IPSEC", 5 if t.offloads else 3,
+                         f"TUN offloads {t.offloads:#x}" + (f" ({t.offload_refused})"
+                                                            if t.offload_refused else ""))
         # 1500: the fragmentation policy (not the TUN's MTU) decides what happens to
         # packets that no longer fit once encapsulated.
         self.tun.configure(mtu=1500)
@@ -343,6 +365,7 @@ class Concentrator:
                 self.tun.add_route(str(net))
                 self._routes.append(str(net))
         self.sock500 = open_ike500(self.public, c.ike_port)
+        self._open_virtual()
         loop = asyncio.get_running_loop()
         if group is not None:  # [dataplane] workers > 1: worker processes
             self._start_workers(group, loop)
@@ -373,6 +396,27 @@ class Concentrator:
         self.core.dataplane = self.dataplane if self.ike4500 is None else \
             SplitDataplane(self.dataplane, self.ike4500)
         self._open_send_queues(loop)
+
+    def _open_virtual(self) -> None:
+        """[cluster]: IKE sockets on the virtual address too (issue 17), bound whether
+        or not this member holds it now (IP_FREEBIND; the kernel delivers to them only
+        while VRRP has put the address here)."""
+        cl = self.config.cluster
+        if cl is None:
+            return
+        c = self.config.concentrator
+        core = self.core
+
+        def deliver(message: bytes, addr: tuple[str, int], transport: Transport) -> None:
+            self._last_ike = time.monotonic()
+            core.receive(message, addr, transport, virtual=True)
+
+        self.virtual = VirtualListener(str(cl.virtual_address), c.ike_port, c.natt_port,
+                                       deliver, self._ike_send_drops)
+
+    def _send_queues(self) -> list[SendQueue]:
+        qs = [q for q in (self.out500, self.out4500) if q is not None]
+        return qs + (self.virtual.queues() if self.virtual is not None else [])
 
     def _open_raw_esp(self) -> socket.socket | None:
         """The raw ESP socket (IP protocol 50, clients not behind NAT), or None, logged."""
@@ -411,7 +455,8 @@ class Concentrator:
         listeners = [open_ctcp_listener(self.public, port) for port in sorted(core.ctcp_ports)]
         meshes = mesh(n)
         fds = [WorkerFds(
-            tun=self.tun.queues[k].fileno(), udp=group.esp[k].fileno(),
+            tun=self.tun.queues[k].fileno(), vnet_hdr=self.tun.vnet_hdr,
+            udp=group.esp[k].fileno(),
             cisco_udp=cisco[k].fileno() if k < len(cisco) else None,
             esp=esp.fileno() if k == 0 and esp is not None else None,
             keepalive=group.keepalive.fileno() if k == 0 and group.keepalive else None,
@@ -455,6 +500,8 @@ class Concentrator:
         for q in (self.out500, self.out4500):
             if q is not None:
                 q.close()
+        if self.virtual is not None:
+            self.virtual.close()
         if self.pool is not None:
             self.pool.close()
             for sock in self._worker_socks:
@@ -502,6 +549,15 @@ class Concentrator:
         self._last_ike = time.monotonic()
         for e in dp.events():
             self.core.on_dataplane(e)
+
+    def _send_for(self, sa: IkeSA, d: Datagram) -> None:
+        """An SA that began on the cluster's virtual address answers from it (a PAT
+        maps only what comes back from the address the client sent to)."""
+        v = self.virtual
+        if v is not None and d.transport is not Transport.CTCP and v.owns(sa):
+            v.send(d)
+        else:
+            self._send(d)
 
     def _send(self, d: Datagram) -> None:
         """An IKE message out by its transport (the engine labels each one); an
@@ -599,6 +655,8 @@ class Concentrator:
             reply["ike_4500"] = None if i is None else {"rx": i.rx, "tx": i.tx,
                                                          "drops": dict(i.drops)}
             reply["udp_io"] = await self._udp_io()
+            if self.virtual is not None:  # issue 17: IKE on the virtual address
+                reply["virtual"] = self.virtual.stats()
             if self.pool is not None:  # [dataplane] workers > 1: each one's figures
                 with contextlib.suppress(Exception):
                     totals = (await self.pool.counters(sas=False)).totals
@@ -664,7 +722,9 @@ class Concentrator:
                 "tx_calls": t.udp_tx_calls, "tx_datagrams": t.udp_tx_datagrams,
                 "gso_fallbacks": t.gso_fallbacks, "esp_via_ike_socket": t.esp_via_ike_socket,
                 "gro": t.udp_gro, "gso": t.udp_gso, "tun_rx": t.tun_rx,
-                "tun_tx": t.esp_totals.packets_in}  # one TUN write per packet decrypted
+                "tun_tx": t.tun_tx, "tun_rx_calls": t.tun_rx_calls,
+                "tun_tx_calls": t.tun_tx_calls, "tun_rx_super": t.tun_rx_super,
+                "tun_tx_super": t.tun_tx_super, "tun_offload": t.tun_offload}
 
     def _status(self) -> dict[str, Any]:
         """`status`: cheap figures a benchmark or a monitor polls (O(1), no listing)."""
@@ -684,7 +744,7 @@ class Concentrator:
 
     def _send_counters(self) -> dict[str, int]:
         """IKE messages that met a full send buffer: queued, sent late, dropped."""
-        qs = [q for q in (self.out500, self.out4500) if q is not None]
+        qs = self._send_queues()
         return {"queued": sum(q.queued for q in qs), "sent_late": sum(q.sent_late for q in qs),
                 "dropped": sum(q.dropped for q in qs), "waiting": sum(len(q) for q in qs)}
 

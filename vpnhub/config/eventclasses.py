@@ -32,7 +32,8 @@ CLASSES: dict[str, str] = {
     "SESSION": "sessions start and end; the concentrator starts and stops",
     "CONFIG": "configuration loaded or changed",
     "ADMIN": "administrators: manager logins and logouts, logouts of users, settings",
-    "CLUSTER": "cluster membership (issue 17): database outages, members dead, address blocks",
+    "CLUSTER": ("cluster membership (issue 17): database outages, members dead, address"
+                " blocks, load-balancing redirects"),
 }
 
 MIN_SEVERITY = 1

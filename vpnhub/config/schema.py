@@ -89,9 +89,12 @@ class ConcentratorConfig:
 @dataclass(frozen=True)
 class DataplaneConfig:
     """``[dataplane]``: ``workers`` = N data-plane worker processes, or "auto" (one per
-    core, ``os.cpu_count()``); 1 keeps the data plane a thread of the concentrator."""
+    core, ``os.cpu_count()``); 1 keeps the data plane a thread of the concentrator.
+    ``tun_offload``: TUN super-packets split on the way out and coalesced on the way in."""
 
     workers: int | str = "auto"
+    # IFF_VNET_HDR and TUNSETOFFLOAD on the TUN (issue 16, vpnhub/net/tunoffload.py)
+    tun_offload: bool = True
 
     def worker_count(self, cpus: int | None = None) -> int:
         """The number of workers to run ("auto": the cores, ``cpus`` or os.cpu_count())."""

@@ -307,7 +307,8 @@ DEFAULT_WORKERS: int | str = "auto"
 
 def _dataplane(t: _Table, legacy: int | str | None) -> DataplaneConfig:
     """[dataplane]; `[concentrator] workers` (the older spelling) is its default."""
-    return DataplaneConfig(workers=_workers(t, DEFAULT_WORKERS if legacy is None else legacy))
+    return DataplaneConfig(workers=_workers(t, DEFAULT_WORKERS if legacy is None else legacy),
+                           tun_offload=t.boolean("tun_offload", True))
 
 
 def _check_domain(table: _Table, key: str, value: str) -> str:
@@ -419,7 +420,7 @@ def _build(ctx: _Context, top: _Table) -> Config:
     radius = _radius(top.sub("radius", _RADIUS_KEYS), groups)
     pki = _pki(top.sub("pki", _PKI_KEYS)) if top.has("pki") else None
     _check_groups_have_pki(ctx, groups, pki)
-    dataplane = _dataplane(top.sub("dataplane", frozenset({"workers"})),
+    dataplane = _dataplane(top.sub("dataplane", frozenset({"workers", "tun_offload"})),
                            conc.workers if conc_table.has("workers") else None)
     cluster = _cluster(top.sub("cluster", _CLUSTER_KEYS), conc) if top.has("cluster") else None
     return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l, radius, pki,

@@ -186,6 +186,9 @@ def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now
     else:
         phase1.check_hash(sa, p, initiator=True, id_body=sa.p1.peer_id_b)
     sa.commit_iv()
+    # vpnc sends vendor IDs here too: one says "Cisco VPN client" (issue 17 decides
+    # by it whether the client follows a load-balancing redirect)
+    phase1.read_vendor_ids(sa, p)
     # Message 3 is authenticated: if it came from another port (the float to
     # 4500 through a PAT, RFC 3947 4), that is where the peer lives now.
     if remote != sa.remote or local_port != sa.local_port:

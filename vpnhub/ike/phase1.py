@@ -160,6 +160,8 @@ def read_vendor_ids(sa: SaState, payloads: list[Payload]) -> None:
         if not isinstance(p, VendorIDPayload):
             continue
         name = vendor.identify(p.data) or f"unknown ({p.data[:16].hex()})"
+        if name in sa.peer_vendor_ids:  # Aggressive Mode message 3 repeats some
+            continue
         sa.peer_vendor_ids.append(name)
         sa.log("IKEDBG", 7, f"received vendor ID: {name}")
         variant = vendor.NATT_VIDS.get(p.data)
@@ -173,6 +175,8 @@ def read_vendor_ids(sa: SaState, payloads: list[Payload]) -> None:
             sa.peer_unity = True
         elif p.data[:16] == vendor.VendorId.CISCO_FRAGMENTATION:
             sa.peer_frag = True
+        elif p.data in (vendor.VendorId.CISCO_CLIENT_MSG3, vendor.VendorId.CISCO_VPN3000_CLIENT):
+            sa.peer_cisco_client = True
     for label in NATT_PREFERENCE:
         if label in natt:
             sa.p1.peer_natt = label

@@ -375,6 +375,7 @@ class SaState:
         # peer capabilities (from vendor IDs)
         self.peer_vendor_ids: list[str] = []
         self.peer_xauth = self.peer_dpd = self.peer_unity = self.peer_frag = False
+        self.peer_cisco_client = False  # a Cisco VPN client's own vendor ID (vpnc sends it)
         self.natt_variant = ""  # "", "RFC 3947", "draft-02", ...
         self.natd_type = 20
         self.local_behind_nat = False

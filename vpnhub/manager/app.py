@@ -26,6 +26,7 @@ from aiohttp import web
 
 from vpnhub.eventlog import EventFilter, Record
 from vpnhub.manager import (
+    clusterroutes,
     eventroutes,
     export,
     metrics,
@@ -83,8 +84,11 @@ class Manager:
     """The manager of one concentrator: its event log store, HTTP server and counters."""
 
     def __init__(self, conc: ConcentratorLike, *, pinger: Pinger = system_ping,
-                 lockout: LoginThrottle | None = None) -> None:
+                 lockout: LoginThrottle | None = None,
+                 cluster: clusterroutes.ClusterLike | None = None) -> None:
         self.conc = conc
+        # the service's ClusterMember when [cluster] is set (issue 17): the Cluster page
+        self.cluster = cluster
         self.log = conc.log
         problem = self.log.configure(conc.config)
         if problem:
@@ -347,6 +351,7 @@ def build_app(m: Manager) -> web.Application:
     app[eventroutes.HOOKS] = eventroutes.Hooks(_mgr, _ident, _page, _csrf, _error, _source,
                                                _json_body)
     eventroutes.add_routes(r)
+    clusterroutes.add_routes(r)
     return app
 
 
@@ -365,7 +370,8 @@ def _page(request: web.Request, title: str, body: str, active: str, status: int 
     csrf = ident.session.csrf if ident.session is not None else ""
     return _html(pages.layout(title, body, user=ident.user, csrf=csrf,
                               public=str(m.conc.config.concentrator.public_address),
-                              warnings=m.view.warnings() if warnings else (), active=active),
+                              warnings=m.view.warnings() if warnings else (), active=active,
+                              cluster=m.cluster is not None),
                  status)
 
 

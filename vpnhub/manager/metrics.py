@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from vpnhub import __version__
 from vpnhub.esp import errors as esp_errors
-from vpnhub.manager.view import KNOWN_HANDSHAKE_FAILURES, ManagerView
+from vpnhub.manager.view import KNOWN_HANDSHAKE_FAILURES, ClusterLike, ManagerView
 from vpnhub.net import dataplane as dp
 from vpnhub.net.loopwatch import LoopWatch
 from vpnhub.net.stats import DataplaneStats
@@ -112,9 +112,27 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
     out.one("vpnhub_event_loop_delay_max_seconds", "gauge",
             "Worst lateness of the concentrator's event loop since start.",
             watch.max_delay if isinstance(watch, LoopWatch) else 0.0)
+    _cluster(out, getattr(conc, "cluster", None))
     out.metric("vpnhub_manager_logins_total", "counter", "Manager login attempts, by result.",
                [({"result": "ok"}, logins_ok), ({"result": "failed"}, logins_failed)])
     return "\n".join(out.lines) + "\n"
+
+
+def _cluster(out: _Out, cluster: ClusterLike | None) -> None:
+    """Issue 17, a [cluster] member only: the database, the members, the virtual address."""
+    if cluster is None:
+        return
+    out.one("vpnhub_cluster_database_up", "gauge",
+            "1 while the cluster database is reachable.", int(cluster.database_ok))
+    members = cluster.members()
+    alive = sum(1 for m in members if m.alive)
+    out.metric("vpnhub_cluster_members", "gauge", "Cluster members, by liveness.",
+               [({"state": "alive"}, alive), ({"state": "dead"}, len(members) - alive)])
+    out.one("vpnhub_cluster_database_outages_total", "counter",
+            "Times the cluster database became unreachable.", cluster.outages)
+    out.one("vpnhub_cluster_holds_virtual_address", "gauge",
+            "1 while this member holds the virtual cluster address (VRRP master).",
+            int(cluster.holds_virtual_address()))
 
 
 def _traffic(out: _Out, snap: DataplaneStats) -> None:
@@ -164,7 +182,20 @@ def _syscalls(out: _Out, snap: DataplaneStats) -> None:
     out.one("vpnhub_dataplane_esp_via_ike_socket_total", "counter",
             "Datagrams of a GRO train led by IKE, handed from the IKE socket to the data plane.",
             snap.esp_via_ike_socket)
+    out.metric("vpnhub_dataplane_tun_calls_total", "counter",
+               "TUN reads (rx) and writes (tx) of the data plane.",
+               [({"direction": "rx"}, snap.tun_rx_calls),
+                ({"direction": "tx"}, snap.tun_tx_calls)])
+    out.metric("vpnhub_dataplane_tun_packets_total", "counter",
+               "IP packets those TUN calls carried (a super-packet counts its segments).",
+               [({"direction": "rx"}, snap.tun_rx), ({"direction": "tx"}, snap.tun_tx)])
+    out.metric("vpnhub_dataplane_tun_super_packets_total", "counter",
+               "TUN super-packets split (rx) or coalesced (tx) by the data plane.",
+               [({"direction": "rx"}, snap.tun_rx_super),
+                ({"direction": "tx"}, snap.tun_tx_super)])
     out.metric("vpnhub_dataplane_offload_active", "gauge",
-               "1 where the kernel took UDP GRO (receive) or UDP GSO (send).",
+               "1 where the kernel took UDP GRO (receive), UDP GSO (send) or the TUN's"
+               " virtio_net_hdr offloads.",
                [({"offload": "udp_gro"}, int(snap.udp_gro)),
-                ({"offload": "udp_gso"}, int(snap.udp_gso))])
+                ({"offload": "udp_gso"}, int(snap.udp_gso)),
+                ({"offload": "tun_vnet_hdr"}, int(snap.tun_offload))])

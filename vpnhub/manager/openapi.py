@@ -13,7 +13,7 @@ from typing import Any
 
 from vpnhub import __version__
 from vpnhub.eventlog import CLASSES, MAX_SEVERITY, MIN_SEVERITY
-from vpnhub.manager import export, logsave, paging
+from vpnhub.manager import clusterroutes, export, logsave, paging
 
 SESSION_ID = {"type": "string", "pattern": "^[0-9a-f]{32}$",
               "description": "The IKE SA's cookies (initiator then responder), in hex."}
@@ -45,9 +45,11 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 def _errors(*codes: int) -> dict[str, Any]:
     text = {400: "Bad request (the message says what)", 401: "Not logged in",
             403: "CSRF token missing or wrong (cookie sessions only), or the account's role"
-                 " (monitor) may not do this", 404: "No such session (or event class)",
+                 " (monitor) may not do this",
+            404: "No such session (or event class); for /cluster: not a cluster member",
             409: "The session has no assigned address yet",
-            429: "Too many exports at once (Retry-After says when to try again)"}
+            429: "Too many exports at once (Retry-After says when to try again)",
+            503: "The cluster database is unreachable or did not answer in time"}
     return {str(c): {"description": text[c], "content": {"application/json": {
         "schema": _ref("Error")}}} for c in codes}
 
@@ -157,9 +159,67 @@ def _schemas() -> dict[str, Any]:
                       "rtt_avg_ms": {"type": "number", "nullable": True}, "output": STR},
                      ["address", "sent", "received", "alive"]),
         "StatusHistory": _status_history(),
+        **_cluster_schemas(),
         "Token": _obj({"token": STR, "token_type": {"type": "string", "enum": ["Bearer"]},
                        "user": STR, "idle_timeout": INT}, ["token", "token_type", "user"]),
     }
+
+
+def _cluster_schemas() -> dict[str, Any]:
+    """GET /cluster and /cluster/sessions (vpnhub/manager/clusterroutes.py, issue 17)."""
+    num = {"type": "number"}
+    nnum = {"type": "number", "nullable": True}
+    member = _obj({
+        "name": STR, "public_address": STR, "sessions": INT, "max_sessions": INT,
+        "load": {"type": "number", "description": "sessions / max_sessions"},
+        "alive": BOOL, "state": {"type": "string", "enum": ["up", "gone"]},
+        "heartbeat_age": {**num, "description": "Seconds since its last heartbeat (the"
+                          " database's clock)."},
+        "started": STR, "version": STR, "me": {**BOOL, "description": "This member."},
+        "holds_virtual_address": {**BOOL, "description": "The master: it holds the"
+                                  " virtual address (as of its last heartbeat)."},
+        "dead": BOOL},
+        ["name", "public_address", "sessions", "max_sessions", "load", "alive", "state",
+         "heartbeat_age", "me", "holds_virtual_address"], extra=True)
+    cluster = _obj({
+        "member": {**STR, "description": "This member's name."},
+        "master": {"type": "string", "nullable": True,
+                   "description": "The live member holding the virtual address."},
+        "database_ok": BOOL, "last_error": STR,
+        "down_since": {"type": "string", "format": "date-time", "nullable": True,
+                       "description": "Since when the database is unreachable."},
+        "down_for": nnum, "connected_for": nnum,
+        "virtual_address": STR, "holds_virtual_address": BOOL, "load_balancing": BOOL,
+        "heartbeat": num, "member_timeout": num, "outages": INT, "lease_conflicts": INT,
+        "commands_received": INT, "commands_refused": INT, "queued": INT,
+        "members": {"type": "array", "items": _ref("ClusterMember")},
+        "pools": {"type": "object", "additionalProperties": {"type": "object"}}},
+        ["member", "master", "database_ok", "last_error", "down_since", "virtual_address",
+         "holds_virtual_address", "members"], extra=True)
+    entry = _obj({
+        "id": SESSION_ID, "member": STR, "user": STR, "group": STR,
+        "assigned_ip": {"type": "string", "nullable": True}, "public_ip": STR,
+        "public_port": INT, "protocol": STR, "encryption": STR,
+        "login_time": {"type": "string", "description": "The member's local time"
+                       " (YYYY-MM-DDTHH:MM:SS)."},
+        "duration": {"type": "integer"}, "bytes_tx": INT, "bytes_rx": INT},
+        ["id", "member", "user", "group", "public_ip", "public_port", "protocol",
+         "login_time", "duration"], extra=True)
+    sessions = _obj({
+        "sessions": {"type": "array", "items": _ref("ClusterSession"),
+                     "description": "This page of the cluster's Remote Access Sessions, by"
+                     " login time, member and id."},
+        "next_cursor": {"type": "string", "nullable": True,
+                        "description": "The cursor of the next page; null on the last."},
+        "limit": {"type": "integer", "minimum": 1, "maximum": clusterroutes.MAX_LIMIT},
+        "summary": _obj({"remote_access": INT, "lan_to_lan": INT},
+                        ["remote_access", "lan_to_lan"]),
+        "members": {"type": "array", "items": STR},
+        "lan_to_lan": {"type": "array", "items": _ref("ClusterSession"),
+                       "description": "Every LAN-to-LAN Session (first page only)."}},
+        ["sessions", "next_cursor", "limit", "summary"], extra=True)
+    return {"ClusterMember": member, "Cluster": cluster, "ClusterSession": entry,
+            "ClusterSessions": sessions}
 
 
 def _status_history() -> dict[str, Any]:
@@ -273,6 +333,46 @@ def _save_params() -> list[dict[str, Any]]:
             *(p for p in _filter_params() if p["name"] not in ("limit", "order"))]
 
 
+def _cluster_paths(sid: dict[str, Any]) -> dict[str, Any]:
+    """The Cluster page's API (vpnhub/manager/clusterroutes.py, issue 17)."""
+    member = {"name": "member", "in": "path", "required": True,
+              "schema": {"type": "string", "pattern": clusterroutes.MEMBER_NAME},
+              "description": "The member that has the session (`member` of its entry)."}
+    return {
+        "/cluster": {"get": {
+            "operationId": "getCluster", "tags": ["cluster"],
+            "summary": "This cluster member's view: every member with its load and"
+                       " heartbeat, the master, the database's state.",
+            "responses": {"200": _json(_ref("Cluster"), "The cluster"),
+                          **_errors(400, 401, 404)}}},
+        "/cluster/sessions": {"get": {
+            "operationId": "listClusterSessions", "tags": ["cluster"],
+            "summary": "A page of every member's sessions (the cluster's directory).",
+            "parameters": [
+                _q("limit", {"type": "integer", "minimum": 1,
+                             "maximum": clusterroutes.MAX_LIMIT,
+                             "default": clusterroutes.DEFAULT_LIMIT}, "Sessions per page."),
+                _q("cursor", {"type": "string", "maxLength": clusterroutes.MAX_CURSOR,
+                              "pattern": "^[A-Za-z0-9_-]+$"},
+                   "next_cursor of the previous page (opaque). Absent: the first page.")],
+            "responses": {"200": _json(_ref("ClusterSessions"), "Sessions"),
+                          **_errors(400, 401, 404, 503)}}},
+        "/cluster/sessions/{member}/{sid}/logout": {"post": {
+            "operationId": "logoutClusterSession", "tags": ["cluster"],
+            "parameters": [member, sid],
+            "summary": "Log a session of any member out: this member's at once, another's"
+                       " by a command through the cluster database (that member sends the"
+                       " DELETE).",
+            "responses": {"200": _json(_obj({
+                "logged_out": BOOL, "user": STR, "member": STR, "id": SESSION_ID,
+                "delivered": {"type": "string", "enum": ["local", "notify"],
+                              "description": "local: ended here; notify: sent to"
+                              " the member that has it."}},
+                ["logged_out", "member", "id", "delivered"]), "Logged out, or sent"),
+                **_errors(401, 403, 404, 503)}}},
+    }
+
+
 def spec() -> dict[str, Any]:
     sid = {"name": "sid", "in": "path", "required": True, "schema": SESSION_ID}
     authed: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"basicAuth": []}, {"cookieAuth": []}]
@@ -328,6 +428,7 @@ def spec() -> dict[str, Any]:
             "summary": "Ping the client's assigned address from the concentrator.",
             "responses": {"200": _json(_ref("Ping"), "Ping result"),
                           **_errors(401, 403, 404, 409)}}},
+        **_cluster_paths(sid),
         "/events": {"get": {
             "operationId": "getEvents", "tags": ["events"], "parameters": _filter_params(),
             "summary": "The Filterable Event Log.",

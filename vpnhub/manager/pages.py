@@ -64,10 +64,11 @@ def counted(n: object) -> Shown:
 
 
 def layout(title: str, body: str, *, user: str = "", csrf: str = "", public: str = "",
-           warnings: Sequence[Warning_] = (), active: str = "") -> str:
+           warnings: Sequence[Warning_] = (), active: str = "", cluster: bool = False) -> str:
     nav = ""
     if user:
         links = [("sessions", "/sessions", "Sessions"),
+                 *([("cluster", "/cluster", "Cluster")] if cluster else []),
                  ("events", "/events", "Filterable Event Log"),
                  ("classes", "/config/events/classes", "Event Classes"),
                  ("natt", "/settings/nat-transparency", "NAT Transparency"),

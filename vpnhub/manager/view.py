@@ -32,6 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from vpnhub.cluster.balance import MemberLoad
 from vpnhub.config import Config
 from vpnhub.crypto.suites import is_legacy_esp
 from vpnhub.eventlog import EventLog
@@ -81,6 +82,40 @@ class ConcentratorLike(Protocol):
     def dataplane(self) -> DataplaneHandle | None: ...
 
     def logout(self, key: tuple[bytes, bytes], admin: str) -> bool: ...
+
+
+class ClusterLike(Protocol):
+    """What the banners read of a [cluster] member (vpnhub/cluster/member.py)."""
+
+    name: str
+    database_ok: bool
+    last_error: str
+    outages: int
+
+    def members(self) -> list[MemberLoad]: ...
+
+    def holds_virtual_address(self) -> bool: ...
+
+
+def cluster_warnings(cluster: ClusterLike | None) -> list[Warning_]:
+    """Issue 17: the cluster database lost, members dead (from the member's memory)."""
+    if cluster is None:
+        return []
+    if not cluster.database_ok:
+        return [Warning_(
+            "cluster_database_unreachable",
+            f"The cluster database is unreachable ({cluster.last_error or 'not joined yet'}):"
+            " established tunnels are kept, new logins are refused until it returns.",
+            "Check the PostgreSQL server of [cluster] dsn and the network to it; this member"
+            " writes its sessions and leases back by itself when it returns (docs/CLUSTER.md).")]
+    dead = [m.name for m in cluster.members() if not m.alive and m.name != cluster.name]
+    if not dead:
+        return []
+    return [Warning_(
+        "cluster_member_dead",
+        f"Cluster member(s) without a heartbeat: {', '.join(dead)}; no client is sent there,"
+        " and their address blocks are reclaimed after [cluster] member_timeout.",
+        "Check those members (vpnhub serve, the network to the cluster database).")]
 
 
 @dataclass(frozen=True)
@@ -436,6 +471,7 @@ class ManagerView:
                     " full.",
                     f"Enlarge [[group]] address_pool of group {name} (e.g. a shorter prefix)"
                     " and restart, or log idle sessions out."))
+        out += cluster_warnings(getattr(self.conc, "cluster", None))
         if not self.conc.config.admin.users:
             out.append(Warning_("no_admin_users", "No manager accounts are configured.",
                                 "Add [[admin.user]] with a password_hash"

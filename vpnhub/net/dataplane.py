@@ -26,6 +26,12 @@ Design (numbers from docs/DATAPLANE-COSTS.md):
   size, leave in one ``sendmsg`` with ``UDP_SEGMENT`` (flushed at the end of
   every batch).  ESP that reached the control plane's IKE socket in a train
   led by IKE comes back through ``hand_over``.
+- TUN offloads (issue 16, vpnhub/net/tunoffload.py, a TUN with
+  ``vnet_hdr``): a read may be a TCP super-packet, cut into segments before
+  routing; the packets a wake-up decrypts are held and written at its end
+  (``_flush_tun``), each flow's consecutive TCP segments coalesced into one
+  write.  Without the header (``FakeTun``, ``tun_offload = false``) every
+  packet is read and written alone, at once, as before.
 - Counters are plain ints on the SAs and here; :class:`GetStats` returns a
   snapshot built in the data-plane thread.  Drops carry stable reason names.
 
@@ -166,6 +172,13 @@ from vpnhub.net.stats import (
     Traffic,
 )
 from vpnhub.net.tun import PacketDevice
+from vpnhub.net.tunoffload import (
+    READ_SIZE,
+    ZERO_HDR,
+    OffloadError,
+    coalesce,
+    from_kernel,
+)
 from vpnhub.net.udpencap import (
     CISCO_UDP_KEEPALIVE,
     NAT_KEEPALIVE,
@@ -224,6 +237,7 @@ UNKNOWN_SPI: Final = "unknown_spi"
 SEND_BUFFER_FULL: Final = "send_buffer_full"
 SEND_ERROR: Final = "send_error"
 TUN_WRITE_ERROR: Final = "tun_write_error"
+TUN_OUT_MAX: Final = 1024  # decrypted packets held for one coalesced flush at most
 BAD_OUTER_PACKET: Final = "bad_outer_packet"  # raw ESP socket: truncated IP header
 CONTROL_QUEUE_FULL: Final = "control_queue_full"
 HANDOVER_QUEUE_FULL: Final = "handover_queue_full"  # ESP from the IKE socket, queue full
@@ -542,6 +556,16 @@ class Dataplane:
         self._sa_gen = 0
         self._live_sums_at: tuple[int, dict[str, int], dict[str, int]] | None = None
         self.tun_rx = 0
+        # TUN offloads (issue 16, vpnhub/net/tunoffload.py): with a virtio_net_hdr
+        # before every packet the kernel hands super-packets (split here) and takes
+        # the decrypted packets of a batch coalesced (written at the end of the batch).
+        self.vnet_hdr = bool(getattr(tun, "vnet_hdr", False))
+        self._tun_out: list[bytes] = []
+        self.tun_rx_calls = 0  # reads that returned a packet or a super-packet
+        self.tun_tx = 0  # packets written (a coalesced write counts its segments)
+        self.tun_tx_calls = 0
+        self.tun_rx_super = 0  # super-packets split
+        self.tun_tx_super = 0  # coalesced super-packets written
         self.udp_rx = 0
         self.esp_rx = 0
         self.ike_rx = 0
@@ -934,6 +958,8 @@ class Dataplane:
                     handler(now, mask)
         if now >= self._next_tick:
             self.tick(now)
+        if self._tun_out:
+            self._flush_tun()
 
     def tick(self, now: float) -> None:
         """Timers: NAT keepalives, cTCP set-up timeouts.  Called by the loop; callable by hand."""
@@ -1001,6 +1027,9 @@ class Dataplane:
                 self._flush_train()
 
     def _read_tun(self, now: float) -> None:
+        if self.vnet_hdr:
+            self._read_tun_vnet(now)
+            return
         read = os.read
         fd = self._tun_fd
         exact = self._out_exact
@@ -1010,6 +1039,7 @@ class Dataplane:
             except BlockingIOError:
                 return
             self.tun_rx += 1
+            self.tun_rx_calls += 1
             if len(packet) < 20 or packet[0] >> 4 != 4:
                 self._drop(NOT_IPV4)
                 continue
@@ -1024,6 +1054,74 @@ class Dataplane:
                 self._too_big(entry, packet, now)
                 continue
             self._encrypt_and_send(entry, packet, now)
+
+    def _read_tun_vnet(self, now: float) -> None:
+        """As ``_read_tun``, each read a virtio_net_hdr and a packet or a super-packet
+        (split into its segments first); the budget counts packets."""
+        read = os.read
+        fd = self._tun_fd
+        taken = 0
+        while taken < self.budget:
+            try:
+                frame = read(fd, READ_SIZE)
+            except BlockingIOError:
+                return
+            self.tun_rx_calls += 1
+            if len(frame) > 10 and not frame[0] and not frame[1]:  # flags, gso_type: 0
+                packets = [frame[10:]]
+            else:
+                try:
+                    packets = from_kernel(frame)
+                except OffloadError as exc:
+                    self._drop(exc.reason)
+                    taken += 1
+                    continue
+                if len(packets) > 1:
+                    self.tun_rx_super += 1
+            taken += len(packets)
+            self.tun_rx += len(packets)
+            for packet in packets:
+                self._route_tun_packet(packet, now)
+
+    def _route_tun_packet(self, packet: bytes, now: float) -> None:
+        """One packet read from the TUN: routed, then encrypted (or dropped, counted)."""
+        if len(packet) < 20 or packet[0] >> 4 != 4:
+            self._drop(NOT_IPV4)
+            return
+        entry = self._out_exact.get(packet[16:20])
+        if entry is None:
+            entry = self._lookup_slow(packet)
+            if entry is None:
+                if self.no_route is None or not self.no_route(packet):
+                    self._drop(NO_SA)
+                return
+        if len(packet) > entry.limit:
+            self._too_big(entry, packet, now)
+        else:
+            self._encrypt_and_send(entry, packet, now)
+
+    def _write_tun(self, packet: bytes) -> None:
+        """One packet to the TUN now (with a zero virtio_net_hdr if the TUN has them)."""
+        self.tun_tx_calls += 1
+        self.tun_tx += 1
+        os.write(self._tun_fd, ZERO_HDR + packet if self.vnet_hdr else packet)
+
+    def _flush_tun(self) -> None:
+        """The decrypted packets of this wake-up, each flow's TCP segments coalesced
+        into one write (tunoffload.coalesce)."""
+        packets = self._tun_out
+        self._tun_out = []
+        write = os.write
+        fd = self._tun_fd
+        frames = coalesce(packets)
+        self.tun_tx += len(packets)
+        self.tun_tx_calls += len(frames)
+        self.tun_tx_super += len(frames) - sum(1 for f in frames if not f[1])
+        for frame in frames:
+            try:
+                write(fd, frame)
+            except OSError:
+                self._drop(TUN_WRITE_ERROR)
 
     def _encrypt_and_send(self, entry: _Out, packet: bytes, now: float) -> None:
         sa = entry.sa
@@ -1120,7 +1218,7 @@ class Dataplane:
         decision = self.frag.apply(packet, entry.limit, now)
         if decision.to_sender is not None:
             try:
-                os.write(self._tun_fd, decision.to_sender)
+                self._write_tun(decision.to_sender)
             except OSError:
                 self._drop(TUN_WRITE_ERROR)
         if decision.drop is not None:
@@ -1310,8 +1408,16 @@ class Dataplane:
         sa.last_activity = now
         if addr != entry.seen:
             self._peer_moved(entry, addr)
+        if self.vnet_hdr:  # written at the end of the batch, coalesced
+            if len(inner) < 20:  # the kernel would refuse it (as below)
+                sa.count_drop(BAD_INNER_PACKET)
+                return
+            self._tun_out.append(inner)
+            if len(self._tun_out) >= TUN_OUT_MAX:
+                self._flush_tun()
+            return
         try:
-            os.write(self._tun_fd, inner)
+            self._write_tun(inner)
         except OSError:
             if len(inner) < 20:
                 sa.count_drop(BAD_INNER_PACKET)
@@ -1763,6 +1869,9 @@ class Dataplane:
             traffic[name] += live_traffic[name]
         return DataplaneStats(
             tun_rx=self.tun_rx, udp_rx=self.udp_rx, esp_rx=self.esp_rx,
+            tun_rx_calls=self.tun_rx_calls, tun_tx=self.tun_tx, tun_tx_calls=self.tun_tx_calls,
+            tun_rx_super=self.tun_rx_super, tun_tx_super=self.tun_tx_super,
+            tun_offload=self.vnet_hdr,
             ike_rx=self.ike_rx, ike_tx=self.ike_tx, keepalive_rx=self.keepalive_rx,
             keepalive_tx=sum(p.keepalives_tx for p in self._peers.values()),
             cisco_udp_rx=self.cisco_udp_rx,

@@ -206,9 +206,21 @@ class DataplaneStats:
     by IKE that the IKE socket handed to the data plane. ``udp_gro`` /
     ``udp_gso``: whether the kernel took UDP_GRO on the 4500 socket and
     UDP_SEGMENT on a UDP socket.
+
+    The TUN side (issue 16, vpnhub/net/tunoffload.py): ``tun_rx_calls`` reads
+    returned ``tun_rx`` packets (a super-packet counts its segments, of which
+    ``tun_rx_super`` were split); ``tun_tx_calls`` writes carried ``tun_tx``
+    packets (``tun_tx_super`` of them coalesced super-packets);
+    ``tun_offload``: whether the TUN has the virtio_net_hdr (IFF_VNET_HDR).
     """
 
     tun_rx: int = 0
+    tun_rx_calls: int = 0
+    tun_tx: int = 0
+    tun_tx_calls: int = 0
+    tun_rx_super: int = 0
+    tun_tx_super: int = 0
+    tun_offload: bool = False
     udp_rx: int = 0
     esp_rx: int = 0
     ike_rx: int = 0
@@ -246,6 +258,9 @@ class DataplaneStats:
         """The JSON-ready shape (plain dicts, lists and numbers)."""
         return {
             "tun_rx": self.tun_rx, "udp_rx": self.udp_rx, "esp_rx": self.esp_rx,
+            "tun_rx_calls": self.tun_rx_calls, "tun_tx": self.tun_tx,
+            "tun_tx_calls": self.tun_tx_calls, "tun_rx_super": self.tun_rx_super,
+            "tun_tx_super": self.tun_tx_super, "tun_offload": self.tun_offload,
             "ike_rx": self.ike_rx, "ike_tx": self.ike_tx,
             "keepalive_rx": self.keepalive_rx, "keepalive_tx": self.keepalive_tx,
             "cisco_udp_rx": self.cisco_udp_rx,
@@ -316,7 +331,8 @@ def _sum_dicts(ds: list[Mapping[str, int]]) -> dict[str, int]:
     return out
 
 
-_SUMMED = ("tun_rx", "udp_rx", "esp_rx", "ike_rx", "ike_tx", "keepalive_rx", "keepalive_tx",
+_SUMMED = ("tun_rx", "tun_rx_calls", "tun_tx", "tun_tx_calls", "tun_rx_super", "tun_tx_super",
+           "udp_rx", "esp_rx", "ike_rx", "ike_tx", "keepalive_rx", "keepalive_tx",
            "cisco_udp_rx", "control_dropped", "udp_rx_calls", "udp_rx_datagrams",
            "udp_tx_calls", "udp_tx_datagrams", "gso_fallbacks", "esp_via_ike_socket")
 
@@ -339,6 +355,7 @@ def merge_stats(parts: list[DataplaneStats],
     return replace(
         first, **summed,
         udp_gro=any(p.udp_gro for p in parts), udp_gso=any(p.udp_gso for p in parts),
+        tun_offload=any(p.tun_offload for p in parts),
         drops=_sum_dicts([p.drops for p in parts]),
         drops_total=_sum_dicts([p.drops_total for p in parts]),
         esp_totals=Traffic(**{n: _sum_attr(totals, n) for n in (

@@ -25,6 +25,15 @@ iproute2 through ``subprocess``; pyroute2 is not needed for the handful of
 calls made once per tunnel, and ``ip`` is on every machine that has TUN.
 All of them accept ``netns=`` ("ip -n NAME ...").
 
+``TunDevice(offload=True)`` (issue 16, vpnhub/net/tunoffload.py) adds
+``IFF_VNET_HDR`` (a 10-byte ``virtio_net_hdr`` before every packet read and
+written) and asks ``TUNSETOFFLOAD`` for checksum offload, TSO and USO: the
+host stack may then hand up to 64 KiB TCP super-packets, and we may write
+them. The flags are the interface's, so every queue is opened with the same
+ones. What the kernel refuses is given up step by step (USO needs Linux
+6.2; no offload at all still leaves the header); ``vnet_hdr`` and
+``offloads`` say what was taken, ``offload_refused`` why not.
+
 ``FakeTun`` has the same small interface over a ``SOCK_SEQPACKET`` socket
 pair: the data plane sees a real pollable fd with one packet per read, and
 the test plays the kernel on the other end (``inject`` / ``sent``).
@@ -47,10 +56,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from typing import Final, Protocol
 
+from vpnhub.net import tunoffload
+
 TUNSETIFF: Final = 0x400454CA
 IFF_TUN: Final = 0x0001
 IFF_NO_PI: Final = 0x1000
 IFF_MULTI_QUEUE: Final = 0x0100
+IFF_VNET_HDR: Final = 0x4000
+TUNSETOFFLOAD: Final = 0x400454D0  # _IOW('T', 208, unsigned int)
 CLONE_NEWNET: Final = 0x40000000
 _IFREQ: Final = struct.Struct("16sH22x")  # struct ifreq: name + flags, padded to 40 bytes
 MAX_PACKET: Final = 65535
@@ -113,16 +126,18 @@ class TunQueue:
     A multi-queue interface has one per worker; each is a ``PacketDevice`` the
     worker's data plane can poll on its own."""
 
-    def __init__(self, fd: int, name: str) -> None:
+    def __init__(self, fd: int, name: str, vnet_hdr: bool = False) -> None:
         self._fd = fd
         self.name = name
+        self.vnet_hdr = vnet_hdr  # a virtio_net_hdr before every packet (tunoffload.py)
 
     def fileno(self) -> int:
         return self._fd
 
     def read(self) -> bytes:
-        """One packet; raises ``BlockingIOError`` when none is queued."""
-        return os.read(self._fd, MAX_PACKET)
+        """One packet (with its virtio_net_hdr if ``vnet_hdr``); raises
+        ``BlockingIOError`` when none is queued."""
+        return os.read(self._fd, tunoffload.READ_SIZE)
 
     def write(self, packet: bytes) -> int:
         return os.write(self._fd, packet)
@@ -131,6 +146,31 @@ class TunQueue:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+# TUNSETOFFLOAD sets, best first. USO needs Linux 6.2 and both families at once
+# (drivers/net/tun.c set_offload: EINVAL otherwise); the IPv6 ones cost nothing, the
+# data plane drops IPv6 whatever its size.
+_TSO: Final = tunoffload.TUN_F_CSUM | tunoffload.TUN_F_TSO4 | tunoffload.TUN_F_TSO6
+OFFLOAD_SETS: Final = (
+    _TSO | tunoffload.TUN_F_USO4 | tunoffload.TUN_F_USO6,
+    _TSO,
+    tunoffload.TUN_F_CSUM,
+)
+
+
+def set_offload(fd: int) -> tuple[int, str]:
+    """The best TUNSETOFFLOAD set the kernel takes on `fd` (0 if none) and, when
+    the first was refused, the kernel's answer."""
+    refused = ""
+    for flags in OFFLOAD_SETS:
+        try:
+            fcntl.ioctl(fd, TUNSETOFFLOAD, flags)
+        except OSError as exc:
+            refused = refused or f"TUNSETOFFLOAD {flags:#x}: {exc.strerror}"
+            continue
+        return flags, refused
+    return 0, refused
 
 
 def _open_queue(name: str, flags: int, nonblocking: bool, netns: str | None) -> tuple[int, str]:
@@ -161,28 +201,50 @@ class TunDevice:
         nonblocking: bool = True,
         netns: str | None = None,
         queues: int = 1,
+        offload: bool = False,
     ) -> None:
         """Create (or attach to, for another multi-queue fd) interface ``name``.
 
         ``name`` may contain ``%d`` or be empty for a kernel-chosen ``tunN``.
         With ``netns`` the device is created inside that namespace. ``queues`` > 1
         opens that many fds with ``IFF_MULTI_QUEUE`` (TUNSETIFF with the same name
-        on each attaches another queue; the kernel allows up to 256).
+        on each attaches another queue; the kernel allows up to 256). ``offload``:
+        ``IFF_VNET_HDR`` and TUNSETOFFLOAD (module doc); refused, the device is
+        opened as without it and ``offload_refused`` says why.
         """
         if queues < 1:
             raise ValueError("a TUN has at least one queue")
         self.netns = netns
         self.multi_queue = multi_queue or queues > 1
         flags = IFF_TUN | IFF_NO_PI | (IFF_MULTI_QUEUE if self.multi_queue else 0)
-        fd, self.name = _open_queue(name, flags, nonblocking, netns)
-        self.queues: list[TunQueue] = [TunQueue(fd, self.name)]
+        self.vnet_hdr = False
+        self.offloads = 0
+        self.offload_refused = ""
+        fd, self.name = self._first_queue(name, flags, nonblocking, offload)
+        if self.vnet_hdr:
+            flags |= IFF_VNET_HDR
+        self.queues: list[TunQueue] = [TunQueue(fd, self.name, self.vnet_hdr)]
         try:
             for _ in range(queues - 1):
                 fd, _name = _open_queue(self.name, flags, nonblocking, netns)
-                self.queues.append(TunQueue(fd, self.name))
+                self.queues.append(TunQueue(fd, self.name, self.vnet_hdr))
         except OSError:
             self.close()
             raise
+
+    def _first_queue(self, name: str, flags: int, nonblocking: bool,
+                     offload: bool) -> tuple[int, str]:
+        """The first fd, with IFF_VNET_HDR and the offloads if asked and taken."""
+        if offload:
+            try:
+                fd, kname = _open_queue(name, flags | IFF_VNET_HDR, nonblocking, self.netns)
+            except OSError as exc:
+                self.offload_refused = f"IFF_VNET_HDR: {exc.strerror}"
+            else:
+                self.vnet_hdr = True
+                self.offloads, self.offload_refused = set_offload(fd)
+                return fd, kname
+        return _open_queue(name, flags, nonblocking, self.netns)
 
     def fileno(self) -> int:
         return self.queues[0].fileno()
@@ -198,7 +260,7 @@ class TunDevice:
         """Another fd on the same multi-queue interface (one per worker)."""
         if not self.multi_queue:
             raise ValueError("interface was not opened with IFF_MULTI_QUEUE")
-        return TunDevice(self.name, multi_queue=True, netns=self.netns)
+        return TunDevice(self.name, multi_queue=True, netns=self.netns, offload=self.vnet_hdr)
 
     def close(self) -> None:
         """Every queue; a non-persistent TUN disappears with its last fd."""

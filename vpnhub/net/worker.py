@@ -27,6 +27,7 @@ from typing import Any
 from vpnhub.net.dataplane import ControlInbox, Dataplane
 from vpnhub.net.handover import Handover
 from vpnhub.net.messages import Command, GetCounters, GetStats
+from vpnhub.net.tunoffload import READ_SIZE
 from vpnhub.net.workerlink import (
     Batch,
     DropForeignRoute,
@@ -62,6 +63,7 @@ class WorkerSpec:
     frag_policy: str = "none"
     outer_mtu: int = 1500
     debug_severity: int = 0
+    vnet_hdr: bool = False  # the TUN queue carries a virtio_net_hdr (net/tunoffload.py)
 
     def fds(self) -> list[int]:
         single = (self.link, self.tun, self.udp, self.cisco_udp, self.esp, self.keepalive)
@@ -82,15 +84,16 @@ class WorkerSpec:
 class FdDevice:
     """The worker's TUN queue, from its inherited fd (a ``PacketDevice``)."""
 
-    def __init__(self, fd: int, name: str = "tun-queue") -> None:
+    def __init__(self, fd: int, name: str = "tun-queue", vnet_hdr: bool = False) -> None:
         self.fd = fd
         self.name = name
+        self.vnet_hdr = vnet_hdr
 
     def fileno(self) -> int:
         return self.fd
 
     def read(self) -> bytes:
-        return os.read(self.fd, 65535)
+        return os.read(self.fd, READ_SIZE)
 
     def write(self, packet: bytes) -> int:
         return os.write(self.fd, packet)
@@ -113,7 +116,8 @@ class Worker:
         inbox = ControlInbox(maxlen=INBOX, notify=self._flush)
         self.inbox = inbox
         self.dp = Dataplane(
-            FdDevice(spec.tun), udp=_sock(spec.udp), esp=_sock(spec.esp), inbox=inbox,
+            FdDevice(spec.tun, vnet_hdr=spec.vnet_hdr), udp=_sock(spec.udp),
+            esp=_sock(spec.esp), inbox=inbox,
             cisco_udp=_sock(spec.cisco_udp),
             ctcp_listeners=[socket.socket(fileno=fd) for fd in spec.ctcp],
             frag_policy=spec.frag_policy, outer_mtu=spec.outer_mtu,

@@ -127,6 +127,7 @@ class WorkerFds:
     keepalive: int | None = None
     ctcp: list[int] = field(default_factory=list)
     mesh: dict[int, int] = field(default_factory=dict)
+    vnet_hdr: bool = False  # the TUN carries a virtio_net_hdr (net/tunoffload.py)
 
 
 @dataclass
@@ -211,7 +212,7 @@ class WorkerPool:
         f = w.fds
         spec = WorkerSpec(w.index, self.n, child.fileno(), f.tun, f.udp, f.cisco_udp, f.esp,
                           f.keepalive, list(f.ctcp), dict(f.mesh), self.frag_policy,
-                          self.outer_mtu, self.debug_severity)
+                          self.outer_mtu, self.debug_severity, f.vnet_hdr)
         try:
             w.proc = subprocess.Popen(
                 [sys.executable, "-m", "vpnhub.net.worker", spec.to_json()],

@@ -45,6 +45,9 @@ class VendorId:
     CISCO_CONCENTRATOR: Final = bytes.fromhex("1f07f70eaa6514d3b0fa96542a50")
     # Cisco VPN 3000 client: MD5("ALTIGA NETWORKS").
     CISCO_VPN3000_CLIENT: Final = bytes.fromhex("f6f7efc7f5aeb8cb158cb9d094ba69e7")
+    # vpnc (and, as vpnc copies it, the Cisco VPN client) sends this one in
+    # Aggressive Mode message 3 (vpnc.c VID_UNKNOWN); its text is not known.
+    CISCO_CLIENT_MSG3: Final = bytes.fromhex("126e1f577291153b20485f7f155b4bc8")
     # Our product: MD5("vpnhub " + version), e.g. MD5(b"vpnhub 0.1.0").
     VPNHUB: Final = _md5(f"vpnhub {__version__}".encode())
     # Version-independent product ID: MD5(b"vpnhub"); recognised, not sent.

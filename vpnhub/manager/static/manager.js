@@ -3,7 +3,8 @@
 //    HTML fragment every data-interval milliseconds; #refresh-state says when the
 //    page was last updated, or since when the concentrator has not answered.
 // 2. The event log's live tail: server-sent events appended as table rows.
-// 3. Logout and Ping: asked (Logout), busy while they run, their result shown.
+// 3. Logout and Ping: asked (Logout), busy while they run, their result shown
+//    (also the Cluster page's Logout of any member's session).
 // 4. The Status page's charts: inline SVG from /api/v1/status/history.
 "use strict";
 
@@ -149,10 +150,13 @@ async function act(form, button) {
       resultLine((kind === "logout" ? "Logout" : "Ping") + " failed: " +
         (body.error || "HTTP " + r.status) + ".", false);
     } else if (kind === "logout") {
-      resultLine((body.user || "The session") + " logged out: the client was sent a DELETE" +
+      // another cluster member's session: that member ends it (issue 17)
+      resultLine(body.delivered === "notify" ? "Logout sent to member " + body.member +
+        ": it sends the client a DELETE and closes its tunnel." :
+        (body.user || "The session") + " logged out: the client was sent a DELETE" +
         " and its tunnel is closed.", true);
       const live = document.getElementById("live");
-      if (live && !live.dataset.live.startsWith("/sessions?")) {
+      if (live && /^\/sessions\/[^?]/.test(live.dataset.live)) {
         live.dataset.stopped = "1";  // the detail page of a session that is gone
       } else if (live && live.poll) { live.poll(); }
     } else {
