@@ -925,7 +925,7 @@ def _in_own_lab(sc: Scenario, prefix: str, client: str, save_logs: Path | None) 
         if run.failed:
             _show_logs(run)
         if save_logs is not None:
-            _save_logs(lab, save_logs)
+            copy_logs(lab, save_logs)
     finally:
         t = time.monotonic()
         lab.down()
@@ -953,7 +953,7 @@ def _lines(path: Path) -> list[str]:
         return ["(no log)"]
 
 
-def _save_logs(lab: Lab, dest: Path) -> None:
+def copy_logs(lab: Lab, dest: Path) -> None:
     """Copy the lab's logs (not its configuration files: they hold the secrets)."""
     dest.mkdir(parents=True, exist_ok=True)
     for f in lab.run_dir.rglob("*.log"):
