@@ -248,3 +248,65 @@ def _child(n: int) -> object:
     return ChildInfo(spi_in=0x1000 + n, spi_out=0x2000 + n, transform=12, key_length=256,
                      auth=12, encapsulation=1, local_ts="0.0.0.0/0",
                      remote_ts=f"10.77.0.{n + 2}/32", lifetime=28800, established=0.0)
+
+
+def test_a_malformed_dsn_is_not_quoted_in_the_log() -> None:
+    async def main() -> None:
+        m, _, log = make_member("host=127.0.0.1 hunter2", "c1")
+        assert not await start(m, wait=1.0)
+        await until(lambda: log.lines, "the outage line")
+        await stop(m)
+        text = " ".join(t for _, _, t in log.lines) + m.last_error
+        assert "hunter2" not in text and "not a valid libpq connection string" in text
+    asyncio.run(main())
+
+
+def test_a_block_lost_during_a_long_partition_ends_its_sessions(pg_server: PgServer) -> None:
+    """c1 is cut off from the database longer than member_timeout: c2 (connected
+    throughout) reclaims c1's block and takes it; when c1 is back its sessions in
+    that block end (their addresses may be c2's now) and its route goes."""
+    from cluster_helpers import GROUP, Cut
+
+    from vpnhub.config import GroupConfig
+    from vpnhub.secret import Secret
+
+    small = GroupConfig(name=GROUP.name, psk=Secret("k"),
+                        address_pool=ipaddress.IPv4Network("10.77.0.0/27"))
+
+    async def main() -> None:
+        dsn = pg_server.new_database()
+        relay = Cut(pg_server.port)
+        relayed = dsn.replace(f"port={pg_server.port}", f"port={relay.port}")
+        m1, s1, log1 = make_member(relayed, "c1", groups=(small,), timeout=1.0)
+        m2, _, _ = make_member(dsn, "c2", groups=(small,), timeout=1.0)
+        ended: list[tuple[bytes, bytes]] = []
+        routes: list[tuple[str, bool]] = []
+        m1.on_disconnect = lambda k, why: ended.append(k) is None
+        m1.on_block = lambda g, b, added: routes.append((str(b), added))
+        try:
+            assert await start(m1) and await start(m2)
+            k = login(s1, 1, "alice")
+            m1.pools["staff"].allocate(k, identity="alice")
+            lost = m1.pools["staff"].blocks[0]
+            relay.cut()
+            await until(lambda: not m1.database_ok, "c1 to lose the database")
+            await until(lambda: _count(dsn, "address_blocks", "c1") == 0,
+                        "c2 to reclaim c1's block")
+            p2 = m2.pools["staff"]
+            n = 0
+            while lost not in p2.blocks:  # c2's logins take it (both /28s of the /27)
+                p2.allocate(("c2", n))
+                n += 1
+                await asyncio.sleep(0.05)
+                assert n < 100, "c2 never claimed the reclaimed block"
+            relay.mend()
+            await until(lambda: m1.database_ok, "c1 to be back")
+            await until(lambda: ended == [k], "alice's session to end")
+            assert (str(lost), False) in routes
+            assert lost not in m1.pools["staff"].blocks
+            assert log1.has(f"address block {lost} of group staff was reclaimed")
+        finally:
+            await stop(m1)
+            await stop(m2)
+            relay.close()
+    asyncio.run(main())

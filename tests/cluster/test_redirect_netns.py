@@ -181,4 +181,5 @@ def test_strongswan_on_virtual_address_not_redirected(lab_prefix: str,
         stats = request(str(a_sock), {"cmd": "stats"})["redirects"]
         assert stats == {"to_member": 0, "to_self": 0, "served_on_virtual": 1}, stats
         assert "redirected" not in a_proc.log_text()
+        assert "whose ESP is not carried yet" in a_proc.log_text()  # said, not silent
         assert VIP in swan.list_sas(), swan.list_sas()

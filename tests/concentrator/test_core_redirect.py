@@ -87,6 +87,8 @@ def test_clients_that_follow_no_redirect_are_served_on_virtual_address() -> None
     balancer = rig.core.balancer
     assert isinstance(balancer, StaticBalancer) and balancer.asked == 0
     assert rig.core.admin_command({"cmd": "stats"})["redirects"]["served_on_virtual"] == 2
+    # its ESP is not carried on the virtual address yet: the log says so, once each
+    assert len(rig.lines("whose ESP is not carried yet")) == 2
 
 
 def test_cisco_client_vendor_id_counts_with_fragmentation() -> None:

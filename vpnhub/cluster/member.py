@@ -405,13 +405,23 @@ class ClusterMember:
 
     def _failed(self, e: BaseException, severity: int = 2) -> None:
         """The database could not be reached (or used): logged at the first failure."""
-        self.last_error = _one_line(e)
+        self.last_error = self._error_text(e)
         self.database_ok = False
         if self._down_since is None:
             self._down_since = self.clock()
             self.outages += 1
             self._log(severity, f"cluster database unreachable ({self.last_error}):"
                       " established tunnels kept, new logins refused until it returns")
+
+    @staticmethod
+    def _error_text(e: BaseException) -> str:
+        """The error for the log: libpq's complaint about a malformed DSN quotes words
+        of it (a password among them), so that one is not repeated."""
+        import psycopg
+
+        if isinstance(e, psycopg.ProgrammingError) and "connection" in str(e):
+            return "the [cluster] dsn is not a valid libpq connection string or URI"
+        return _one_line(e)
 
     def _lost(self, e: BaseException) -> None:
         db, self._db = self._db, None

@@ -887,6 +887,15 @@ class ConcentratorCore:
     def _on_ChildSAEstablished(self, sa: IkeSA, e: ev.ChildSAEstablished) -> None:
         s = self._session(sa)
         assert self.dataplane is not None
+        if self.virtual_address is not None and sa.config.local_address == self.virtual_address \
+                and not s.children:
+            # issue 17, docs/CLUSTER.md "Redirect": the data plane's sockets are the
+            # member's own address; say so instead of a tunnel that silently passes nothing
+            self.log.add("CLUSTER", 2, f"tunnel of {s.user or sa.xauth_user} set up on the"
+                         f" virtual cluster address {self.virtual_address}, whose ESP is not"
+                         " carried yet: it passes no traffic; connect this client (it follows"
+                         " no redirect) to a member's own address",
+                         peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
         udp = e.encapsulation != EncapsulationMode.TUNNEL
         transport = s.transport if s.transport in ("ctcp", "cisco-udp") else ""
         key_len = e.key_length or None

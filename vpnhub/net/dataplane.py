@@ -176,7 +176,7 @@ from vpnhub.net.tunoffload import (
     READ_SIZE,
     ZERO_HDR,
     OffloadError,
-    coalesce,
+    coalesce_frames,
     from_kernel,
 )
 from vpnhub.net.udpencap import (
@@ -1111,15 +1111,15 @@ class Dataplane:
         into one write (tunoffload.coalesce)."""
         packets = self._tun_out
         self._tun_out = []
-        write = os.write
+        writev = os.writev
         fd = self._tun_fd
-        frames = coalesce(packets)
+        frames = coalesce_frames(packets)
         self.tun_tx += len(packets)
         self.tun_tx_calls += len(frames)
-        self.tun_tx_super += len(frames) - sum(1 for f in frames if not f[1])
-        for frame in frames:
+        self.tun_tx_super += sum(1 for f in frames if len(f) > 2)
+        for frame in frames:  # one writev is one packet on a TUN (tun_get_user)
             try:
-                write(fd, frame)
+                writev(fd, frame)
             except OSError:
                 self._drop(TUN_WRITE_ERROR)
 
