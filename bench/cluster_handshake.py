@@ -51,6 +51,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -155,16 +156,7 @@ class Lab:
                                                 admin_socket=sock)
         for m in members:
             c = self.running[m.role]
-            assert c.proc is not None and c.admin_socket is not None
-            proc, sock = c.proc, c.admin_socket
-
-            def ready() -> bool:
-                if not proc.alive():
-                    raise LabError(f"vpnhub serve exited {proc.returncode}:"
-                                   f" {proc.log_text()[-800:]}")
-                return sock.is_socket()
-
-            wait_until(ready, 30.0, what=f"{m.role}'s admin socket")
+            wait_until(_answering(c), 30.0, what=f"{m.role}'s admin socket")
             cluster.write_tracked_pid(self.vrrp[m.role].pidfile, c.pid)
         self.master = members[0].role
         if not setup.startswith("cluster"):
@@ -209,6 +201,19 @@ class Lab:
                            " FROM pg_stat_database WHERE datname = 'vpnhub'")
         vals = [int(x) for x in row.split()]
         return dict(zip(("commits", "inserted", "updated", "deleted"), vals, strict=True))
+
+
+def _answering(c: Concentrator) -> Callable[[], bool]:
+    """True once the member's admin socket exists; LabError if its process died."""
+    proc, sock = c.proc, c.admin_socket
+    assert proc is not None and sock is not None
+
+    def ready() -> bool:
+        if not proc.alive():
+            raise LabError(f"vpnhub serve exited {proc.returncode}: {proc.log_text()[-800:]}")
+        return sock.is_socket()
+
+    return ready
 
 
 def follows_redirects() -> str | None:
