@@ -217,15 +217,17 @@ def _answering(c: Concentrator) -> Callable[[], bool]:
 
 
 def follows_redirects() -> str | None:
-    """The load generator's option that follows notify 40501, if it has one ("" if it
-    follows them by default; None if its help says nothing of redirects)."""
+    """The load generator's option that follows notify 40501, if it needs one ("" if it
+    follows them by default; None if it does not follow them at all)."""
     cp = subprocess.run([PYTHON, "-m", "vpnhub.tools.loadgen", "--help"], capture_output=True,
                         text=True, timeout=60, check=False)
-    text = cp.stdout.lower()
     for opt in ("--follow-redirects", "--follow-redirect"):
-        if opt in text:
+        if opt in cp.stdout:
             return opt
-    return "" if "redirect" in text else None
+    from vpnhub.tools import loadgen
+
+    source = Path(loadgen.__file__).read_text()
+    return "" if "RedirectRequested" in source or "follow_redirects" in source else None
 
 
 # ----------------------------------------------------------------------------- one run
@@ -281,6 +283,8 @@ def _measure(lab: Lab, setup: str, server: str, tunnels: int, concurrency: int, 
     redirects = {k: stats1.get("redirects", {}).get(k, 0) - stats0.get("redirects", {}).get(k, 0)
                  for k in ("to_member", "to_self", "served_on_virtual")} if clustered else {}
     followed = {k: v for k, v in res["counters"].items() if "redirect" in k}
+    if not followed and "redirects" in res:
+        followed = {"redirects": res["redirects"]}
     per = (lambda x: x / est) if est else (lambda x: float("nan"))
     return {
         "setup": setup, "server": server, "tunnels": tunnels, "established": est,
