@@ -161,7 +161,12 @@ class Lab:
         self.master = members[0].role
         if not setup.startswith("cluster"):
             return members[0].addr
-        self.master = cluster.wait_master(self.topo, 20.0)
+        # keepalived preempts: the first member (highest priority) ends as the master;
+        # a member that held the address for a moment before it must not be measured
+        first = members[0].role
+        wait_until(lambda: self.topo.holders() == [first], 20.0, interval=0.1,
+                   what=f"{first} to hold the virtual address alone")
+        self.master = first
 
         def all_up() -> bool:
             rows = self.pg.psql("SELECT count(*) FROM members WHERE state = 'up'")
@@ -286,8 +291,12 @@ def _measure(lab: Lab, setup: str, server: str, tunnels: int, concurrency: int, 
     if not followed and "redirects" in res:
         followed = {"redirects": res["redirects"]}
     per = (lambda x: x / est) if est else (lambda x: float("nan"))
+    master_ms = None
+    if setup == "cluster" and sum(redirects.values()):
+        master_ms = member_cpu[master] / sum(redirects.values()) * 1e3
     return {
-        "setup": setup, "server": server, "tunnels": tunnels, "established": est,
+        "setup": setup, "server": server, "master": master if clustered else None,
+        "master_cpu_ms_per_client": master_ms, "tunnels": tunnels, "established": est,
         "failed": res["failed"], "tunnels_per_s": res["tunnels_per_s"],
         "setup_p50_ms": res["setup_p50_ms"], "setup_p99_ms": res["setup_p99_ms"],
         "member_cpu_s": member_cpu, "postgres_cpu_s": pg_cpu,
@@ -314,6 +323,37 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
             out[k] = summary(vals)
     out["failed"] = sum(r.get("failed", 0) for r in good)
     return out
+
+
+def projection(doc: dict[str, Any], members: tuple[int, ...] = (1, 2, 3, 4, 8)) -> dict[str, Any]:
+    """Tunnels/s of N members on N machines (one core each), from the CPU measured here.
+
+    b: a member's CPU per tunnel (the `member` setup, its process tree); a: the
+    master's CPU per client for the phase 1 on the virtual address and the notify
+    (the `cluster` runs: the master's CPU less b for each client it kept, per client);
+    PostgreSQL's CPU per tunnel (the `member` setup). Every client comes to the
+    virtual address and is redirected (the master's own clients to its own address),
+    so the master spends a + b/N per client and each other member b/N:
+    rate(N) = min(N / b, 1 / (a + b/N), 1 / pg) per second (ms -> s)."""
+    s = doc["summary"]
+    b = s.get("member", {}).get("members_cpu_ms_per_tunnel", {}).get("median")
+    pg = s.get("member", {}).get("postgres_cpu_ms_per_tunnel", {}).get("median")
+    per_a = []
+    for r in doc["runs"]:
+        if r.get("setup") == "cluster" and "error" not in r and b and \
+                sum(r["redirects_master"].values()):
+            kept = r["redirects_master"]["to_self"]
+            total = sum(r["redirects_master"].values())
+            per_a.append((r["member_cpu_s"][r["master"]] * 1e3 - b * kept) / total)
+    if not b or not per_a or not pg:
+        return {}
+    a = sorted(per_a)[len(per_a) // 2]
+    if a <= 0:  # too few tunnels for the CPU clock's 10 ms ticks (a smoke run)
+        return {"master_ms_per_redirect_runs": per_a, "note": "too few tunnels to tell"}
+    rate = {n: min(n * 1000 / b, 1000 / (a + b / n), 1000 / pg) for n in members}
+    return {"member_ms_per_tunnel": b, "master_ms_per_redirect": a,
+            "master_ms_per_redirect_runs": per_a, "postgres_ms_per_tunnel": pg,
+            "tunnels_per_s": rate, "master_ceiling": 1000 / a, "postgres_ceiling": 1000 / pg}
 
 
 def ratios(runs: dict[str, list[dict[str, Any]]], num: str, den: str) -> list[float]:
@@ -359,6 +399,13 @@ def markdown(doc: dict[str, Any]) -> str:
             + (", ".join(f"{w[k]:.1f}" for k in ("commits", "inserted", "updated", "deleted"))
                if w else "-")
             + f" | {' '.join(r['loadavg_before'])} |")
+    if (p := doc.get("projection")) and "tunnels_per_s" in p:
+        lines.append(
+            f"\nProjection, one core per member: member {p['member_ms_per_tunnel']:.2f} ms/tunnel,"
+            f" master {p['master_ms_per_redirect']:.2f} ms per redirected client, PostgreSQL"
+            f" {p['postgres_ms_per_tunnel']:.2f} ms/tunnel: " + ", ".join(
+                f"N={n}: {v:.0f}/s" for n, v in p["tunnels_per_s"].items())
+            + f"; the master's ceiling {p['master_ceiling']:.0f}/s")
     for name, vals in doc["ratios"].items():
         if vals:
             lines.append(f"\n{name}: " + ", ".join(f"{v:.2f}" for v in vals)
@@ -430,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                      if a.startswith("cluster") and b in ("member", "single")}
     doc["ratios"].update({"member/single": ratios(runs, "member", "single")}
                          if "member" in setups and "single" in setups else {})
+    doc["projection"] = projection(doc)
     doc["elapsed_s"] = time.monotonic() - t0
     write_json(args.json, doc)
     text = markdown(doc)
