@@ -9,6 +9,7 @@ import ipaddress
 
 from ike_harness import Lab
 
+from vpnhub.concentrator.core import follows_redirects
 from vpnhub.crypto.keys import info_hash
 from vpnhub.ike import events as ev
 from vpnhub.ike import informational
@@ -143,7 +144,8 @@ def test_client_follows_the_notify() -> None:
     c.sa.initiate(lab.now)
     lab.run()
     srv = lab.server_sa_for(c)
-    assert srv is not None and srv.peer_cisco_client  # what core.follows_redirects reads
+    assert srv is not None and srv.peer_cisco_client
+    assert follows_redirects(srv)  # the concentrator's rule (it announces fragmentation)
     assert [e.target for e in _events(c, ev.RedirectRequested)] == [MEMBER]
     assert not _events(c, ev.RedirectRefused) and not _events(c, ev.XauthRequested)
     assert c.sa.state is State.DELETED
@@ -250,3 +252,5 @@ def test_a_notify_after_xauth_or_unwanted_is_refused() -> None:
     informational._send_info(srv2, [_notify(srv2, MEMBER.packed)], lab2.now)
     lab2.run()
     _refused(lab2, sa2, "redirect_unexpected")
+    # and is not taken for one that follows by the concentrator's rule
+    assert not srv2.peer_cisco_client and not follows_redirects(srv2)

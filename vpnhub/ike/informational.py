@@ -174,8 +174,8 @@ def _load_balance(sa: SaState, n: NotifyPayload) -> None:
         _refuse_redirect(sa, "redirect_malformed", problem)
         return
     target = ipaddress.IPv4Address(n.data)
-    sa.log("IKE", 4, f"redirected by the concentrator to {target} (load balancing): starting"
-           " again there")
+    # severity 6: the driver says it in its own words (the client's log and status)
+    sa.log("IKE", 6, f"Cisco load-balance notify: the concentrator sends us to {target}")
     sa.emit(ev.RedirectRequested(target))
     sa.end(f"redirected by the concentrator to {target}", by_peer=False)
 

@@ -44,6 +44,10 @@ the concentrator sent (a SIGTERM must reach every client), and
 teardown (DPD, a DELETE, anything). SIGUSR2 prints both, with the tunnels
 alive, as a ``status`` event at once, in any phase after the set-up.
 
+A cluster's virtual address (issue 17) may send a client to a member with the
+Cisco load-balance notify: it starts again there as vpnc does (at most 3 times in
+a row), and ``redirects`` counts the redirects followed.
+
 Progress goes to stdout as one JSON object per line (``{"event": ...}``) so a
 benchmark can act at phase boundaries; the summary goes to ``--json``.
 Several worker processes (``--workers``) split the tunnels between them (each
