@@ -60,6 +60,7 @@ class ClusterRig:
                                self.srv.conc.sessions, max_sessions=100, log=self.srv.log)
         self.a.on_logout = lambda key, by: self.srv.conc.logout(key, by)
         self.srv.cluster = self.a
+        self.srv.conc.cluster = self.a  # type: ignore[attr-defined]  # as the service sets core.cluster
         self.b_store = MemorySessionStore(50)
         self.b_log = Log()
         self.b = ClusterMember(config(dsn, "b", "198.51.100.10", "198.51.100.12"),

@@ -139,6 +139,20 @@ def test_cluster_api_members_sessions_and_logout_on_any_member(rig: ClusterRig) 
     assert rig.b_asked[1][1] == "admin on member a"
     assert srv.run(lambda: len(rig.b_store)) == 0
 
+    # the page's form without the script: asked on a page, then the result shown once
+    dave = rig.login_b("dave")
+    until(lambda: dave in {e["id"] for e in _walk(srv, token, 100)}, "dave's row")
+    form = {"Cookie": cookie, "Content-Type": "application/x-www-form-urlencoded"}
+    r = srv.request("POST", f"/cluster/sessions/b/{dave}/logout",
+                    body=f"csrf={csrf}".encode(), headers=form)
+    assert r.status == 200 and 'id="logout-question"' in r.text and not rig.b_asked[2:]
+    r = srv.request("POST", f"/cluster/sessions/b/{dave}/logout",
+                    body=f"csrf={csrf}&confirm=1".encode(), headers=form)
+    assert r.status == 303 and r.headers["Location"] == "/cluster"
+    page = srv.request("GET", "/cluster", headers={"Cookie": cookie})
+    assert "Logout sent to member b" in page.text
+    until(lambda: len(rig.b_asked) == 3, "b to be asked by the form")
+
 
 def test_not_a_cluster_member_answers_404(server: ManagerServer) -> None:
     token = server.token()

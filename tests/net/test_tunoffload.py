@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import random
 import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 
+from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths
 from vpnhub.net import tunoffload as t
+from vpnhub.net.dataplane import Dataplane, open_udp_socket
+from vpnhub.net.messages import AddInbound, AddOutbound, GetStats
+from vpnhub.net.stats import DataplaneStats
+from vpnhub.net.tun import FakeTun
 
 SRC, DST = "10.40.1.2", "192.168.50.10"
 
@@ -178,3 +186,76 @@ def test_random_reads_and_batches_never_raise_anything_else() -> None:
             continue
         assert sum(len(p) for p in out) >= 0
         t.coalesce([*out, bytes(frame[10:])])
+
+
+# -- the data plane over a FakeTun that says it carries virtio_net_hdrs ----------------
+
+
+@dataclass
+class Rig:
+    """A (client) -> B (concentrator), both TUNs with headers; the tests play the kernels."""
+
+    a: Dataplane
+    b: Dataplane
+    tun_a: FakeTun
+    tun_b: FakeTun
+
+    def a_reads(self, *frames: bytes) -> list[bytes]:
+        """Frames `a`'s kernel hands it; what `b` writes to its TUN."""
+        for f in frames:
+            self.tun_a.inject(f)
+        self.a.poll(0.5)
+        self.b.poll(0.5)
+        return self.tun_b.sent()
+
+    def stats(self, dp: Dataplane) -> DataplaneStats:
+        st = dp.call(GetStats())
+        assert isinstance(st, DataplaneStats)
+        return st
+
+
+def _sa(spi: int) -> SaParams:
+    enc, integ = key_lengths(ESP_AES_CBC, 128, HMAC_SHA1_96)
+    return SaParams.from_keymat(spi, ESP_AES_CBC, 128, HMAC_SHA1_96, os.urandom(enc + integ))
+
+
+@pytest.fixture
+def rig() -> Iterator[Rig]:
+    tun_a, tun_b = FakeTun("a"), FakeTun("b")
+    tun_a.vnet_hdr = tun_b.vnet_hdr = True  # type: ignore[attr-defined]
+    udp_a, udp_b = open_udp_socket("127.0.0.1", 0), open_udp_socket("127.0.0.1", 0)
+    a, b = Dataplane(tun_a, udp=udp_a), Dataplane(tun_b, udp=udp_b)
+    up, down = _sa(0xA1000001), _sa(0xB1000001)
+    a.call(AddOutbound(up, udp_b.getsockname()))
+    b.call(AddInbound(up, udp_a.getsockname(), allowed_src=SRC))
+    b.call(AddOutbound(down, udp_a.getsockname(), dst=SRC))
+    yield Rig(a, b, tun_a, tun_b)
+    for dp, tun, sock in ((a, tun_a, udp_a), (b, tun_b, udp_b)):
+        dp.close()
+        sock.close()
+        tun.close()
+
+
+def test_the_data_plane_splits_what_it_reads_and_coalesces_what_it_writes(rig: Rig) -> None:
+    data = random.randbytes(20 * 1000)
+    big = _partial(_tcp(1, data), 6)
+    got = rig.a_reads(_hdr(1, t.GSO_TCPV4, 40, 1000, 20, 16) + big)
+    assert len(got) == 1 and t.parse_header(got[0])[:2] == (t.F_NEEDS_CSUM, t.GSO_TCPV4)
+    segs = t.split_tcp(got[0][10:], t.parse_header(got[0])[3])
+    assert b"".join(bytes(IP(s)[TCP].payload) for s in segs) == data
+    a, b = rig.stats(rig.a), rig.stats(rig.b)
+    assert (a.tun_rx_calls, a.tun_rx, a.tun_rx_super) == (1, 20, 1)
+    assert (b.tun_tx_calls, b.tun_tx, b.tun_tx_super) == (1, 20, 1) and b.tun_offload
+    ping = bytes(IP(src=SRC, dst=DST) / b"ping")  # not TCP: alone, behind a zero header
+    assert rig.a_reads(t.ZERO_HDR + ping) == [t.ZERO_HDR + ping]
+
+
+def test_bad_reads_are_dropped_and_counted_and_the_data_plane_goes_on(rig: Rig) -> None:
+    bad = [b"\x01", _hdr(0, 2, 0, 0, 0, 0) + _tcp(1, b"x"),
+           _hdr(0, t.GSO_TCPV4, 40, 100, 20, 16) + _tcp(1, bytes(300))[:200],
+           _hdr(1, 0, 0, 0, 20, 60000) + _tcp(1, b"x")]
+    assert rig.a_reads(*bad) == []
+    drops = rig.stats(rig.a).drops
+    assert drops == {"bad_vnet_header": 3, "bad_super_packet": 1}
+    pkt = _tcp(1, b"after")
+    assert rig.a_reads(t.ZERO_HDR + pkt) == [t.ZERO_HDR + pkt]

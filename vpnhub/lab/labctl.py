@@ -1299,6 +1299,20 @@ def status_problems(state: LabState) -> list[str]:
     return out
 
 
+def cluster_status(state: LabState, topo: Topology) -> str:
+    """Each member: its own sessions, whether it holds the virtual address."""
+    present = set(list_netns())
+    holders = topo.holders() if all(m.netns in present for m in topo.members) else []
+    lines = [f"cluster: virtual address {VIRTUAL_ADDRESS} on {', '.join(holders) or 'NO member'}"]
+    for role, sock in state.member_sockets().items():
+        data = member_sessions(sock)
+        n = len(data.get("sessions", [])) if data else None
+        lines.append(f"  {role}: " + (f"{n} sessions" if n is not None
+                                       else "vpnhub does not answer")
+                     + (" (VRRP master)" if role in holders else ""))
+    return "\n".join(lines)
+
+
 def status_text(state: LabState) -> str:
     ready = state.data.get("ready_at")
     since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ready)) if ready else "-"
@@ -1323,6 +1337,8 @@ def status_text(state: LabState) -> str:
             extra = f"; tunnel {c['tun']} {addr or 'DOWN'}"
         lines.append(f"  {role:<5} {ns:<12} {h['addr'] or 'bridge':<14}"
                      f" {'ok' if ns in present else 'MISSING':<8} {what}{extra}")
+    if state.cluster:
+        lines += ["", cluster_status(state, topo)]
     sessions = state.sessions()
     if sessions is not None:
         s = sessions.get("summary", {})

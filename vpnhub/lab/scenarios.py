@@ -626,13 +626,24 @@ def _member_dead(run: Run, member: str) -> bool:
 
 
 def wait_all_usable(run: Run, roles: Sequence[str], since: float,
-                    timeout: float = RECOVERY_TIMEOUT) -> dict[str, float | None]:
+                    timeout: float = RECOVERY_TIMEOUT,
+                    first: dict[str, Callable[[], bool]] | None = None,
+                    ) -> dict[str, float | None]:
     """Seconds after `since` (monotonic) at which each client's ping through its
-    tunnel was answered (None: not within timeout); the clients are probed at once."""
+    tunnel was answered (None: not within timeout); the clients are probed at once.
+
+    `first[role]`: wait until it is true before probing `role` (its client has
+    connected again). vpnc runs DPD only when its loop has been idle: probes into
+    a dead tunnel (and the ICMP errors they draw) would keep it from ever
+    noticing the dead peer."""
     done: dict[str, float | None] = {}
+    first = first or {}
 
     def probe(role: str) -> None:
         try:
+            if role in first:
+                wait_until(first[role], max(1.0, since + timeout - time.monotonic()),
+                           interval=0.1, what=f"{role}'s client to connect again")
             run.topo.wait_ping(role, LAN_HOST, interface=run.tun(role),
                                timeout=max(1.0, since + timeout - time.monotonic()))
             done[role] = time.monotonic() - since
@@ -690,9 +701,10 @@ def check_master_failure(run: Run, roles: Sequence[str], members: Sequence[str],
                   f"{c.assigned or '-'} after {figures['new_client']:.1f} s: {c.detail}")
         roles = [*roles, spare]
         users[spare] = c.user
-    back = wait_all_usable(run, roles, t0)
-    late = [r for r, t in back.items() if t is None]
     victim_roles = [r for r in roles if users[r] in victims]
+    back = wait_all_usable(run, roles, t0, first={
+        r: _reconnected(lab, r, lab.killed[master]) for r in victim_roles})
+    late = [r for r, t in back.items() if t is None]
     if not late:
         figures["full_recovery"] = max(t for t in back.values() if t is not None)
     run.check(not late, "every client passes traffic again (the dead member's clients"
@@ -705,6 +717,21 @@ def check_master_failure(run: Run, roles: Sequence[str], members: Sequence[str],
     lab.save_state()
     check_after_failure(run, roles, members, master)
     return figures
+
+
+def _reconnected(lab: Lab, role: str, since: float) -> Callable[[], bool]:
+    """True once `role`'s vpnc has configured its tunnel again after `since` (wall
+    time): the lab's vpnc-script rewrites vpnc-env-<role>-connect.txt each time."""
+    c = lab.clients[role]
+    path = c.vpnc.env_dir / f"vpnc-env-{role}-connect.txt" if c.vpnc else None
+
+    def again() -> bool:
+        try:
+            return path is not None and path.stat().st_mtime > since
+        except OSError:
+            return False
+
+    return again
 
 
 def check_after_failure(run: Run, roles: Sequence[str], members: Sequence[str],
@@ -925,7 +952,7 @@ def _in_own_lab(sc: Scenario, prefix: str, client: str, save_logs: Path | None) 
         if run.failed:
             _show_logs(run)
         if save_logs is not None:
-            _save_logs(lab, save_logs)
+            copy_logs(lab, save_logs)
     finally:
         t = time.monotonic()
         lab.down()
@@ -953,7 +980,7 @@ def _lines(path: Path) -> list[str]:
         return ["(no log)"]
 
 
-def _save_logs(lab: Lab, dest: Path) -> None:
+def copy_logs(lab: Lab, dest: Path) -> None:
     """Copy the lab's logs (not its configuration files: they hold the secrets)."""
     dest.mkdir(parents=True, exist_ok=True)
     for f in lab.run_dir.rglob("*.log"):

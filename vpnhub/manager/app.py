@@ -85,10 +85,12 @@ class Manager:
 
     def __init__(self, conc: ConcentratorLike, *, pinger: Pinger = system_ping,
                  lockout: LoginThrottle | None = None,
-                 cluster: clusterroutes.ClusterLike | None = None) -> None:
+                 cluster: clusterroutes.ClusterControl | None = None) -> None:
         self.conc = conc
-        # the service's ClusterMember when [cluster] is set (issue 17): the Cluster page
-        self.cluster = cluster
+        # the service's ClusterMember when [cluster] is set (issue 17): the Cluster page;
+        # by default the one the core holds (its banners and /metrics read it there)
+        self.cluster: clusterroutes.ClusterControl | None = \
+            cluster if cluster is not None else getattr(conc, "cluster", None)
         self.log = conc.log
         problem = self.log.configure(conc.config)
         if problem:

@@ -40,6 +40,10 @@ def database_banner(st: Mapping[str, Any]) -> str:
 
 
 def _state(m: Mapping[str, Any]) -> str:
+    if m.get("me"):  # it serves this page; the member module calls it dead to the balancer
+        # while it has no database (no client is sent to it then)
+        return ('<span class="member-state alive">alive</span>' if m.get("alive") else
+                '<span class="member-state alive">alive</span>, no database')
     if m.get("state") == "gone":
         return '<span class="member-state gone">gone</span>'
     if m.get("alive"):
@@ -119,6 +123,10 @@ def cluster_live(st: Mapping[str, Any], sessions: Mapping[str, Any],
                  query: Mapping[str, str], csrf: str) -> str:
     """The live region: refreshed every 3 s (manager.js)."""
     members = [member_row(m) for m in st.get("members", [])]
+    if not st.get("database_ok") and members:
+        # the snapshot stops with the database: loads and heartbeats are as last read
+        members.append('<tr class="note"><td colspan="8">The other members as last read from'
+                       " the cluster database, before it became unreachable.</td></tr>")
     master = st.get("master")
     said = (f'<p class="cluster-meta" id="cluster-meta">Virtual address'
             f" {h(st.get('virtual_address', ''))}, held by"

@@ -47,8 +47,9 @@ _MEMBER = re.compile(MEMBER_NAME)
 PARAMETERS = frozenset({"limit", "cursor"})
 
 
-class ClusterLike(Protocol):
-    """What the manager uses of vpnhub.cluster.member.ClusterMember."""
+class ClusterControl(Protocol):
+    """What the Cluster page uses of vpnhub.cluster.member.ClusterMember (the banners
+    and /metrics read less: view.ClusterControl)."""
 
     name: str
     database_ok: bool
@@ -65,7 +66,7 @@ class ClusterLike(Protocol):
 class Host(Protocol):
     """What these handlers use of app.Manager."""
 
-    cluster: ClusterLike | None
+    cluster: ClusterControl | None
     view: ManagerView
     notices: dict[str, tuple[bool, str]]
 
@@ -115,7 +116,7 @@ async def member_call(fut: concurrent.futures.Future[dict[str, Any]],
         return {"error": f"the cluster database did not answer within {wait:g} s"}
 
 
-def cluster_json(c: ClusterLike, now: float | None = None) -> dict[str, Any]:
+def cluster_json(c: ClusterControl, now: float | None = None) -> dict[str, Any]:
     """The member's status, plus who the master is and since when the database is down."""
     st = c.status()
     masters = [m["name"] for m in st.get("members", []) if m.get("holds_virtual_address")]
@@ -153,7 +154,7 @@ def _error(request: web.Request, status: int, message: str) -> web.Response:
     return _hooks(request).error(status, message, None)
 
 
-async def _sessions(c: ClusterLike, q: Query) -> dict[str, Any]:
+async def _sessions(c: ClusterControl, q: Query) -> dict[str, Any]:
     reply = await member_call(c.list_sessions(q.limit, q.cursor))
     if "error" not in reply:
         reply["limit"] = q.limit

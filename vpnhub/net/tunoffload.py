@@ -231,11 +231,14 @@ def _set_l4_checksum(seg: bytearray, ihl: int, at: int, proto: int) -> None:
 
 # -- write: the decrypted packets of one batch, coalesced -----------------------------
 
+Frame = list["bytes | bytearray | memoryview"]  # the buffers of one write (os.writev)
+
+
 class _Run:
     """Consecutive TCP segments of one flow being joined (the first one's headers)."""
 
-    __slots__ = ("ack", "count", "head", "hl", "ihl", "next_seq", "parts", "pushed",
-                 "short", "size", "total")
+    __slots__ = ("ack", "count", "head", "hl", "ihl", "next_seq", "parts", "pushed", "short",
+                 "size", "total")
 
     def __init__(self, packet: bytes, ihl: int, hl: int) -> None:
         self.head = packet
@@ -244,7 +247,7 @@ class _Run:
         self.ack = packet[ihl + 8:ihl + 12]
         self.size = len(packet) - hl  # gso_size: the first segment's payload
         self.next_seq = (int.from_bytes(packet[ihl + 4:ihl + 8], "big") + self.size) & 0xFFFFFFFF
-        self.parts: list[bytes] = [packet]
+        self.parts: list[memoryview] = []  # the payloads of the segments joined
         self.pushed = bool(packet[ihl + 13] & _PSH)
         self.short = False
         self.count = 1
@@ -264,34 +267,36 @@ class _Run:
 
     def add(self, pkt: bytes, hl: int) -> None:
         n = len(pkt) - hl
-        self.parts.append(pkt[hl:])
+        self.parts.append(memoryview(pkt)[hl:])
         self.total += n
         self.count += 1
         self.next_seq = (self.next_seq + n) & 0xFFFFFFFF
         self.short = n < self.size
         self.pushed = bool(pkt[self.ihl + 13] & _PSH)
 
-    def frame(self) -> bytes:
-        """The super-packet with its header (or the one packet with a zero header)."""
+    def frame(self) -> Frame:
+        """The super-packet behind its header (or the one packet behind a zero header),
+        as buffers: the payloads are not copied."""
         if self.count == 1:
-            return ZERO_HDR + self.head
-        ihl = self.ihl
-        buf = bytearray(self.head)
-        buf += b"".join(self.parts[1:])
+            return [ZERO_HDR, self.head]
+        ihl, hl = self.ihl, self.hl
+        head = bytearray(self.head[:hl])
         if self.pushed:
-            buf[ihl + 13] |= _PSH
-        _set_ip(buf, ihl, int.from_bytes(buf[4:6], "big"))
+            head[ihl + 13] |= _PSH
+        struct.pack_into("!H", head, 2, self.total)
+        head[10:12] = b"\0\0"
+        struct.pack_into("!H", head, 10, ip_checksum(memoryview(head)[:ihl]))
         # NEEDS_CSUM: the field holds the pseudo-header sum over the whole TCP length,
         # not complemented; the kernel adds the rest per segment (tcp_gso_segment).
-        length = len(buf) - ihl
-        struct.pack_into("!H", buf, ihl + 16, pseudo_sum(buf, _TCP, length) or 0xFFFF)
-        hdr = _VNET.pack(F_NEEDS_CSUM, GSO_TCPV4, self.hl, self.size, ihl, 16)
-        return hdr + bytes(buf)
+        struct.pack_into("!H", head, ihl + 16,
+                         pseudo_sum(head, _TCP, self.total - ihl) or 0xFFFF)
+        hdr = _VNET.pack(F_NEEDS_CSUM, GSO_TCPV4, hl, self.size, ihl, 16)
+        return [hdr, head, memoryview(self.head)[hl:], *self.parts]
 
 
 def _candidate(pkt: bytes) -> tuple[int, int] | None:
     """(IP header length, IP + TCP header length) of a TCPv4 segment that may join a
-    run: whole datagram, flags ACK or ACK|PSH, payload, its own checksum right."""
+    run: whole datagram, flags ACK or ACK|PSH, payload (its checksum: ``_sound``)."""
     n = len(pkt)
     if n < 40 or pkt[0] >> 4 != 4 or pkt[9] != _TCP:
         return None
@@ -305,18 +310,24 @@ def _candidate(pkt: bytes) -> tuple[int, int] | None:
     hl = ihl + (pkt[ihl + 12] >> 4) * 4
     if hl - ihl < 20 or hl >= n:
         return None
-    # the addresses and the TCP segment in one sum when they are adjacent (no IP options)
-    total = (ones_sum(memoryview(pkt)[12:], _TCP + n - ihl) if ihl == 20
-             else ones_sum(memoryview(pkt)[ihl:], pseudo_sum(pkt, _TCP, n - ihl)))
-    if total != 0:
-        return None  # a bad checksum stays bad: the kernel drops it alone
     return ihl, hl
 
 
-def coalesce(packets: list[bytes]) -> list[bytes]:
-    """The frames (virtio_net_hdr + packet) to write for `packets`, in their order,
-    each flow's consecutive TCP segments joined (module doc)."""
-    frames: list[bytes | _Run] = []
+def _sound(pkt: bytes, ihl: int) -> bool:
+    """Whether the TCP checksum of `pkt` is right: a bad one stays bad (written alone,
+    the kernel drops it), since the kernel completes a super-packet's checksum.
+    Checked only when a segment is about to join or be joined."""
+    n = len(pkt)
+    # the addresses and the TCP segment in one sum when they are adjacent (no IP options)
+    if ihl == 20:
+        return ones_sum(memoryview(pkt)[12:], _TCP + n - ihl) == 0
+    return ones_sum(memoryview(pkt)[ihl:], pseudo_sum(pkt, _TCP, n - ihl)) == 0
+
+
+def coalesce_frames(packets: list[bytes]) -> list[Frame]:
+    """The writes for `packets`, in their order, each flow's consecutive TCP segments
+    joined (module doc): each a list of buffers, the virtio_net_hdr first."""
+    frames: list[Frame | _Run] = []
     runs: dict[bytes, _Run] = {}
     for pkt in packets:
         where = _candidate(pkt)
@@ -324,18 +335,29 @@ def coalesce(packets: list[bytes]) -> list[bytes]:
             if len(pkt) >= 24 and pkt[9] == _TCP:  # a FIN, SYN, pure ACK... ends its flow's run
                 ihl = (pkt[0] & 0x0F) * 4
                 runs.pop(pkt[12:20] + pkt[ihl:ihl + 4], None)
-            frames.append(ZERO_HDR + pkt)
+            frames.append([ZERO_HDR, pkt])
             continue
         ihl, hl = where
         key = pkt[12:20] + pkt[ihl:ihl + 4]
         run = runs.get(key)
         if run is not None and run.takes(pkt, ihl, hl):
-            run.add(pkt, hl)
-            continue
+            if run.count == 1 and not _sound(run.head, ihl):
+                del runs[key]  # its head stays alone; this one may start a run
+            elif not _sound(pkt, ihl):
+                frames.append([ZERO_HDR, pkt])
+                continue
+            else:
+                run.add(pkt, hl)
+                continue
         run = _Run(pkt, ihl, hl)
         runs[key] = run
         frames.append(run)
-    return [f if isinstance(f, bytes) else f.frame() for f in frames]
+    return [f.frame() if isinstance(f, _Run) else f for f in frames]
+
+
+def coalesce(packets: list[bytes]) -> list[bytes]:
+    """``coalesce_frames`` with each write's buffers joined (tests, tools)."""
+    return [b"".join(f) for f in coalesce_frames(packets)]
 
 
 def parse_header(frame: bytes) -> tuple[int, int, int, int, int, int]:
