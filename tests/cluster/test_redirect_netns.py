@@ -10,9 +10,11 @@ cluster directory that names B (the PostgreSQL directory is the cluster test's).
 1. vpnc connects to the virtual address: phase 1 with A (NAT detected, message 3 over
    UDP 4500 to the virtual address), notify 40501 instead of XAUTH, vpnc starts again
    at B (UDP 500): B has its session, the LAN host answers through it, A has none.
-2. A strongSwan client (Cisco Unity on, as the lab's, but no redirects) on the
-   virtual address is not redirected: its IKE SA and session are A's, on the
-   virtual address. (ESP on the virtual address is not served yet: docs/CLUSTER.md.)
+2. A strongSwan client (Cisco Unity on, as the lab's, but no redirects; kernel-libipsec)
+   on the virtual address is not redirected: its IKE SA and session are A's, on the
+   virtual address, and its ESP in UDP 4500 to and from that address passes: it
+   pings the LAN host through A, with one data plane and with two worker processes
+   (docs/CLUSTER.md, "Redirect").
 """
 
 from __future__ import annotations
@@ -110,13 +112,17 @@ def _sessions(topo: Topology, host: Host, sock: Path) -> list[dict[str, Any]]:
     return sessions
 
 
-def _cluster(topo: Topology) -> tuple[Host, Proc, Path, Proc, Path]:
+def _cluster(topo: Topology, workers: int | None = None
+             ) -> tuple[Host, Proc, Path, Proc, Path]:
     topo.start_lan_services()
     b = _add_member_b(topo)
     run(["ip", "-n", topo.conc.netns, "addr", "add", f"{VIP}/24", "dev", topo.conc.ifname])
     cluster = {"dsn": "host=192.168.5.10 dbname=vpnhub", "member": "a",
                "virtual_address": VIP}
-    a_proc, a_sock = _start(topo, topo.conc, "a", ServerOptions(extra={"cluster": cluster}),
+    extra: dict[str, dict[str, object]] = {"cluster": cluster}
+    if workers is not None:
+        extra["dataplane"] = {"workers": workers}
+    a_proc, a_sock = _start(topo, topo.conc, "a", ServerOptions(extra=extra),
                             [sys.executable, str(RUNNER), "CONFIG", B_PUBLIC])
     b_opts = ServerOptions(pool=B_POOL, extra={"concentrator": {"public_address": B_PUBLIC}})
     b_proc, b_sock = _start(topo, b, "b", b_opts, [*VPNHUB, "serve", "--config", "CONFIG"])
@@ -153,11 +159,12 @@ def test_vpnc_redirected_to_member_b(lab_prefix: str, lab_run_dir: Path) -> None
         assert topo.ping(topo.clients[0], LAN_HOST, count=3, interface=topo.clients[0].tun)
 
 
-def test_strongswan_on_virtual_address_not_redirected(lab_prefix: str,
-                                                      lab_run_dir: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_strongswan_served_on_virtual_address(lab_prefix: str, lab_run_dir: Path,
+                                              workers: int) -> None:
     require_tools(*TOOLS, "swanctl", CHARON)
     with Topology(lab_prefix, clients=1, run_dir=lab_run_dir) as topo:
-        b, a_proc, a_sock, _b_proc, b_sock = _cluster(topo)
+        b, a_proc, a_sock, _b_proc, b_sock = _cluster(topo, workers)
         topo.flush_pat_conntrack()
         swan = start_strongswan_client(topo, "c1", gateway=VIP, suite="aes256-sha1")
         # the lab's suites are all modp1024; vpnhub's defaults need no legacy group
@@ -180,6 +187,21 @@ def test_strongswan_on_virtual_address_not_redirected(lab_prefix: str,
         assert _sessions(topo, b, b_sock) == []
         stats = request(str(a_sock), {"cmd": "stats"})["redirects"]
         assert stats == {"to_member": 0, "to_self": 0, "served_on_virtual": 1}, stats
-        assert "redirected" not in a_proc.log_text()
-        assert "whose ESP is not carried yet" in a_proc.log_text()  # said, not silent
+        a_log = a_proc.log_text()
+        assert "redirected" not in a_log
+        assert "is served on the virtual cluster address" in a_log
+        assert "not carried" not in a_log, explain("A's log", *logs)
         assert VIP in swan.list_sas(), swan.list_sas()
+        # ESP in UDP to and from the virtual address through the PAT (RFC 3948)
+        try:
+            topo.wait_ping("c1", LAN_HOST, interface=swan.tun, timeout=15)
+        except (TimeoutError, AssertionError) as e:
+            raise AssertionError(explain(f"ping through A's virtual address: {e}",
+                                         *logs)) from None
+        assert topo.ping("c1", LAN_HOST, interface=swan.tun, count=3, interval=0.2)
+        full = request(str(a_sock), {"cmd": "stats"})
+        virtual = full["virtual"]
+        assert virtual["esp_handed_over"] >= 3, virtual
+        assert not virtual["drops_4500"].get("not_ike_on_ike_socket"), virtual
+        if workers > 1:
+            assert "2 data-plane workers" in a_log, explain("A's workers", *logs)

@@ -12,6 +12,7 @@ from core_harness import PAT, CoreRig, Pc, config_text
 
 from vpnhub.ike import events as ev
 from vpnhub.ike.informational import REDIRECT_LINGER
+from vpnhub.net.messages import TRANSPORT_NATT_VIRTUAL
 from vpnhub.wire.vendor import VendorId
 
 VIP = "203.0.113.60"
@@ -87,8 +88,11 @@ def test_clients_that_follow_no_redirect_are_served_on_virtual_address() -> None
     balancer = rig.core.balancer
     assert isinstance(balancer, StaticBalancer) and balancer.asked == 0
     assert rig.core.admin_command({"cmd": "stats"})["redirects"]["served_on_virtual"] == 2
-    # its ESP is not carried on the virtual address yet: the log says so, once each
-    assert len(rig.lines("whose ESP is not carried yet")) == 2
+    # their ESP in UDP goes to and from the virtual address ("natt-virtual")
+    assert len(rig.lines("is served on the virtual cluster address")) == 2
+    assert not rig.lines("not carried")
+    cmds = [*rig.dp.inbound.values(), *rig.dp.outbound.values()]
+    assert len(cmds) == 4 and {c.transport for c in cmds} == {TRANSPORT_NATT_VIRTUAL}
 
 
 def test_cisco_client_vendor_id_counts_with_fragmentation() -> None:
@@ -106,3 +110,16 @@ def test_member_address_and_balancing_off_serve_as_before() -> None:
     off = _rig(OTHER, load_balancing=False)
     assert off.connect(_vpnc_like(off)).up
     assert not rig.lines("redirected") and not off.lines("redirected")
+    # to the member's own address: its ESP is the data plane's own (plain "natt")
+    assert {c.transport for c in rig.dp.inbound.values()} == {""}
+
+
+def test_raw_esp_on_virtual_address_is_said_not_carried() -> None:
+    rig = _rig(OTHER)
+    pc = rig.add_pc()
+    pc.sa.config.unity = pc.sa.config.fragmentation = False
+    pc.sa.config.natt = False  # no NAT-T: raw ESP, whose socket is the member's address
+    rig.connect(pc)
+    assert pc.up
+    assert len(rig.lines("without NAT-T, whose ESP is not carried there")) == 1
+    assert {c.transport for c in rig.dp.inbound.values()} == {""}

@@ -22,7 +22,7 @@ from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths
 from vpnhub.net import workerlink
 from vpnhub.net.dataplane import Dataplane, open_udp_socket
 from vpnhub.net.handover import mesh
-from vpnhub.net.messages import AddInbound, AddOutbound, IkeDatagram
+from vpnhub.net.messages import TRANSPORT_NATT_VIRTUAL, AddInbound, AddOutbound, IkeDatagram
 from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import FakeTun
 from vpnhub.net.udpencap import NON_ESP_MARKER
@@ -63,12 +63,13 @@ class Client:
 
 
 class Rig:
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, virtual: socket.socket | None = None) -> None:
         self.tuns = [FakeTun(f"q{k}") for k in range(n)]
         self.udps = [open_udp_socket("127.0.0.1", 0) for _ in range(n)]
         self.mesh = mesh(n)
         fds = [WorkerFds(tun=t.fileno(), udp=u.fileno(),
-                         mesh={j: s.fileno() for j, s in self.mesh[k].items()})
+                         mesh={j: s.fileno() for j, s in self.mesh[k].items()},
+                         udp_virtual=virtual.fileno() if virtual is not None else None)
                for k, (t, u) in enumerate(zip(self.tuns, self.udps, strict=True))]
         self.logged: list[tuple[int, str]] = []
         self.woken = 0
@@ -386,3 +387,51 @@ def test_a_worker_that_keeps_dying_is_started_again_later_not_in_a_loop(
         got = await lan_reply(rig, k, c, b"back")  # its SAs were reinstalled
         assert got == [ipv4(LAN_HOST, c.inner, b"back")]
     run(main)
+
+
+def test_esp_on_the_virtual_address_in_workers() -> None:
+    """Issue 17: every worker sends "natt-virtual" ESP from the virtual address's
+    socket (its fd passed like the others); the parent reads that socket and hands
+    the ESP over by SPI (concentrator/virtual.py). 127.0.0.2 is the virtual address."""
+    try:
+        vsock = open_udp_socket("127.0.0.2", 0)
+    except OSError:
+        pytest.skip("no 127.0.0.2 on loopback")
+    vaddr = vsock.getsockname()
+    rig = Rig(2, virtual=vsock)
+
+    async def main() -> None:
+        rig.pool.start()
+        rig.connect("10.40.1.30", 0xC3000030)  # another client first: worker 0 is taken
+        tun, udp = FakeTun("v"), open_udp_socket("127.0.0.1", 0)
+        addr = (udp.getsockname()[0], udp.getsockname()[1])
+        spi = rig.pool.spi_allocator(addr, TRANSPORT_NATT_VIRTUAL)
+        k = spi % 2
+        assert k == 1
+        to_conc, from_conc = params(spi), params(0xC3000031)
+        dp = Dataplane(tun, udp=udp)
+        dp.call(AddOutbound(to_conc, vaddr))
+        dp.call(AddInbound(from_conc, vaddr))
+        rig.clients.append(Client("10.40.1.31", tun, dp, addr, to_conc, from_conc))
+        with rig.pool.batch():
+            rig.pool.add_inbound(to_conc, addr, allowed_src="10.40.1.31",
+                                 transport=TRANSPORT_NATT_VIRTUAL)
+            rig.pool.add_outbound(from_conc, addr, dst="10.40.1.31",
+                                  transport=TRANSPORT_NATT_VIRTUAL)
+        await rig.pool.stats()
+        tun.inject(ipv4("10.40.1.31", LAN_HOST, b"up"))
+        dp.poll(0.2)
+        data, src = vsock.recvfrom(2048)  # as the parent's IkeSocket reads it
+        rig.pool.hand_over([data], src)
+        got: list[bytes] = []
+        await until(lambda: bool(got.extend(rig.tuns[k].sent()) or got))
+        assert got == [ipv4("10.40.1.31", LAN_HOST, b"up")]
+        down = await lan_reply(rig, k, rig.clients[-1], b"down")
+        assert down == [ipv4(LAN_HOST, "10.40.1.31", b"down")]
+        assert dp.inbox.drain() == []  # no PeerMoved: it came from the virtual address
+
+    try:
+        run(main)
+    finally:
+        rig.close()
+        vsock.close()

@@ -54,6 +54,7 @@ from vpnhub.net.handle import DataplaneHandle, SaCounters
 from vpnhub.net.loopwatch import LoopWatch
 from vpnhub.net.messages import (
     CTCP_CLOSED_BY_CONTROL,
+    TRANSPORT_NATT_VIRTUAL,
     CtcpClosed,
     DebugLine,
     IkeDatagram,
@@ -884,20 +885,33 @@ class ConcentratorCore:
             save_password=g.save_password, pfs=g.pfs,
             application_version=f"vpnhub {__version__}")
 
+    def _on_virtual(self, sa: IkeSA) -> bool:
+        """The SA began on the cluster's virtual address (issue 17)."""
+        return self.virtual_address is not None \
+            and sa.config.local_address == self.virtual_address
+
+    def _virtual_transport(self, sa: IkeSA, s: SessionView, udp: bool, transport: str) -> str:
+        """The data plane's transport of a child SA set up on the virtual address
+        (docs/CLUSTER.md "Redirect"): ESP in UDP 4500 to and from that address
+        ("natt-virtual"); raw ESP there is not carried (the raw socket is bound to the
+        member's own address): logged once per session."""
+        if udp and not transport:
+            return TRANSPORT_NATT_VIRTUAL
+        if not s.children:
+            self.log.add("CLUSTER", 2, f"tunnel of {s.user or sa.xauth_user} set up on the"
+                         f" virtual cluster address {self.virtual_address} without NAT-T,"
+                         " whose ESP is not carried there: it passes no traffic; connect this"
+                         " client (it follows no redirect) to a member's own address",
+                         peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
+        return transport
+
     def _on_ChildSAEstablished(self, sa: IkeSA, e: ev.ChildSAEstablished) -> None:
         s = self._session(sa)
         assert self.dataplane is not None
-        if self.virtual_address is not None and sa.config.local_address == self.virtual_address \
-                and not s.children:
-            # issue 17, docs/CLUSTER.md "Redirect": the data plane's sockets are the
-            # member's own address; say so instead of a tunnel that silently passes nothing
-            self.log.add("CLUSTER", 2, f"tunnel of {s.user or sa.xauth_user} set up on the"
-                         f" virtual cluster address {self.virtual_address}, whose ESP is not"
-                         " carried yet: it passes no traffic; connect this client (it follows"
-                         " no redirect) to a member's own address",
-                         peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
         udp = e.encapsulation != EncapsulationMode.TUNNEL
         transport = s.transport if s.transport in ("ctcp", "cisco-udp") else ""
+        if self._on_virtual(sa):
+            transport = self._virtual_transport(sa, s, udp, transport)
         key_len = e.key_length or None
         auth = e.auth or None
         inbound = SaParams(e.spi_in, e.transform, key_len, auth, e.enc_key_in, e.auth_key_in)
@@ -919,7 +933,10 @@ class ConcentratorCore:
                                         transport=transport)
             if sa.local_behind_nat and udp:
                 self.dataplane.set_keepalive(sa.remote,
-                                             float(self.config.concentrator.natt_keepalive))
+                                             float(self.config.concentrator.natt_keepalive),
+                                             # from the virtual address too (issue 17)
+                                             transport if transport == TRANSPORT_NATT_VIRTUAL
+                                             else "")
         self.spi_owner[e.spi_in] = s.key
         self.spi_owner[e.spi_out] = s.key
         self.sessions.add_child(s.key, ChildInfo(

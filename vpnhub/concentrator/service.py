@@ -387,11 +387,15 @@ class Concentrator:
         core = self.core
         cisco = open_cisco_udp_socket(self.public, core.udp_port) if core.udp_port else None
         listeners = [open_ctcp_listener(self.public, port) for port in sorted(core.ctcp_ports)]
+        v = self.virtual
         self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox, cisco_udp=cisco,
                                    ctcp_listeners=listeners, frag_policy=c.fragmentation,
-                                   keepalive_sock=keepalives)
+                                   keepalive_sock=keepalives,
+                                   udp_virtual=v.ike4500.sock if v is not None else None)
         self.dataplane.debug_severity = max(self.log.levels("IPSECDBG"))  # 0 lines if unkept
         self.dataplane.start()
+        if v is not None:  # ESP on the virtual address (issue 17, concentrator/virtual.py)
+            v.hand_esp_to(self.dataplane.hand_over)
         # with the split, the IKE socket's counts join the data plane's (ikesplit.py)
         self.core.dataplane = self.dataplane if self.ike4500 is None else \
             SplitDataplane(self.dataplane, self.ike4500)
@@ -454,6 +458,7 @@ class Concentrator:
         cisco = open_cisco_udp_group(self.public, core.udp_port, n) if core.udp_port else []
         listeners = [open_ctcp_listener(self.public, port) for port in sorted(core.ctcp_ports)]
         meshes = mesh(n)
+        v = self.virtual  # every worker sends its "natt-virtual" ESP from it (issue 17)
         fds = [WorkerFds(
             tun=self.tun.queues[k].fileno(), vnet_hdr=self.tun.vnet_hdr,
             udp=group.esp[k].fileno(),
@@ -461,7 +466,8 @@ class Concentrator:
             esp=esp.fileno() if k == 0 and esp is not None else None,
             keepalive=group.keepalive.fileno() if k == 0 and group.keepalive else None,
             ctcp=[sock.fileno() for sock in listeners] if k == 0 else [],
-            mesh={j: sock.fileno() for j, sock in meshes[k].items()}) for k in range(n)]
+            mesh={j: sock.fileno() for j, sock in meshes[k].items()},
+            udp_virtual=v.ike4500.fileno() if v is not None else None) for k in range(n)]
         # kept open here for the life of the service: a restarted worker gets them again
         self._worker_socks = [*group.esp, group.keepalive, *cisco, esp, *listeners,
                               *(sock for m in meshes for sock in m.values())]
@@ -472,6 +478,8 @@ class Concentrator:
         pool.debug_severity = max(self.log.levels("IPSECDBG"))
         pool.start(loop)
         self.pool = pool
+        if v is not None:  # its ESP by SPI to the owning worker (concentrator/virtual.py)
+            v.hand_esp_to(pool.hand_over)
         core.spi_allocator = pool.spi_allocator
         core.dataplane = SplitDataplane(pool, self.ike4500)
         self.log.add("IPSEC", 5, f"{n} data-plane workers, pids "

@@ -12,10 +12,18 @@ has no mapping for them; so an SA that began here (its `IkeConfig.local_address`
 the virtual address) sends from these sockets: UDP 500 as is, UDP 4500 after the
 non-ESP marker (RFC 3948 2.2), each through a `SendQueue` like the member's own.
 
-What the data plane does not do here (docs/CLUSTER.md, "Redirect"): ESP to and
-from the virtual address. ESP, NAT keepalives and anything else that is not IKE on
-4500 is dropped and counted (`not_ike_on_ike_socket`); Unity clients never need it,
-they end up on a member's own address.
+ESP in UDP of the clients served here (those that follow no redirect: strongSwan):
+everything on 4500 that is not IKE (ESP, NAT keepalives) is handed to the data plane
+(`hand_esp_to`, the data plane's or the worker pool's `hand_over`, bounded, by SPI
+to the worker that owns it), which sends that peer's ESP and keepalives from this
+same socket (transport "natt-virtual": the socket, or its fd in every worker, is
+given to the data plane to send from). Why a hand-over and not sockets of the data
+plane's own on this address: only the clients that follow no redirect land here,
+so the crossing costs little, and the control plane's one socket keeps IKE and ESP
+of the address in one place that needs no reuseport group or steering program.
+Before `hand_esp_to` (no data plane) it is dropped and counted
+(`not_ike_on_ike_socket`). Raw ESP (IP protocol 50, a client not behind a NAT) to
+the virtual address is not carried: the raw socket is bound to the member's own.
 """
 
 from __future__ import annotations
@@ -87,6 +95,10 @@ class VirtualListener:
         self.out4500 = SendQueue(loop, self.ike4500.fileno(), self.ike4500.send,
                                  on_drops=lambda n: self._on_drops(self.natt_port, n))
 
+    def hand_esp_to(self, handover: Callable[[list[bytes], Address], None]) -> None:
+        """Everything on 4500 that is not IKE goes to `handover` (the data plane)."""
+        self.ike4500.handover = handover
+
     def owns(self, sa: IkeSA) -> bool:
         """The SA began on the virtual address: its answers leave from it."""
         return sa.config.local_address == self.address
@@ -114,7 +126,8 @@ class VirtualListener:
     def stats(self) -> dict[str, Any]:
         i = self.ike4500
         return {"address": self.address, "rx_500": self.rx500, "rx_4500": i.rx,
-                "tx_4500": i.tx, "drops_4500": dict(i.drops)}
+                "tx_4500": i.tx, "esp_handed_over": i.handed_over,
+                "drops_4500": dict(i.drops)}
 
     def close(self) -> None:
         for q in self.queues():

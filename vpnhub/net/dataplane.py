@@ -83,6 +83,14 @@ SA command takes ``transport``: "" keeps the meaning derived from
   ``transport="ctcp"`` and that same ``peer``: ESP follows whichever
   connection has that remote address.  A closed connection is reported as
   :class:`CtcpClosed`.
+- ESP in UDP 4500 on the cluster's virtual address ("natt-virtual", issue 17,
+  docs/CLUSTER.md "Redirect"): a client that follows no redirect (strongSwan)
+  is served on the address it sent to, and its PAT lets through only what
+  comes back from there. The ``udp_virtual`` socket is the control plane's
+  socket on that address (concentrator/virtual.py), used here to send only:
+  ESP, GSO trains and NAT keepalives leave from it. Its inbound ESP is read
+  by the control plane with its IKE and handed over (``hand_over``): only
+  the clients that land there, few, pay for the crossing.
 - Fragmentation policy (``frag_policy``, ``outer_mtu``): what happens to an
   inner packet whose ESP packet would not fit ``outer_mtu``;
   vpnhub/net/fragment.py.  All ESP sockets get ``IP_PMTUDISC_DONT`` so that
@@ -141,6 +149,7 @@ from vpnhub.net.messages import (
     TRANSPORT_CTCP,
     TRANSPORT_ESP,
     TRANSPORT_NATT,
+    TRANSPORT_NATT_VIRTUAL,
     TRANSPORTS,
     AddInbound,
     AddOutbound,
@@ -176,7 +185,7 @@ from vpnhub.net.tunoffload import (
     READ_SIZE,
     ZERO_HDR,
     OffloadError,
-    coalesce_frames,
+    coalesce,
     from_kernel,
 )
 from vpnhub.net.udpencap import (
@@ -313,7 +322,7 @@ class _Peer:
                  keepalive: bytes | None, gso: socket.socket | None = None) -> None:
         self.addr = addr
         self.transport = transport
-        self.udp = transport in (TRANSPORT_NATT, TRANSPORT_CISCO_UDP)
+        self.udp = transport in (TRANSPORT_NATT, TRANSPORT_CISCO_UDP, TRANSPORT_NATT_VIRTUAL)
         self.send = send
         self.gso = gso  # the UDP socket, if it takes UDP_SEGMENT trains
         self.gso_max = MAX_DATAGRAM  # datagrams above this the kernel would not segment
@@ -508,6 +517,7 @@ class Dataplane:
         keepalive_sock: socket.socket | None = None,
         gro: bool = True,
         gso: bool = True,
+        udp_virtual: socket.socket | None = None,
     ) -> None:
         if frag_policy not in POLICIES:
             raise ValueError(f"frag_policy must be one of {', '.join(POLICIES)}")
@@ -519,6 +529,9 @@ class Dataplane:
         self.udp = udp
         self.esp = esp
         self.cisco_udp = cisco_udp
+        # issue 17: UDP 4500 on the cluster's virtual address, to send "natt-virtual"
+        # ESP from (never read here: its datagrams come through hand_over)
+        self.udp_virtual = udp_virtual
         # NAT keepalives set aside by the kernel (ikesplit.open_keepalive_socket): read
         # in tick(), never waited on, so that they wake nobody (issue 13)
         self.keepalive_sock = keepalive_sock
@@ -591,7 +604,7 @@ class Dataplane:
         self._udp_rx_calls_plain = 0  # receives on sockets without GRO (one datagram each)
         # UDP GSO: the sockets that take UDP_SEGMENT; a wake-up's ESP datagrams to one
         # peer, of one size, leave in one sendmsg (the train, flushed before returning).
-        self._gso_fds = frozenset(s.fileno() for s in (udp, cisco_udp)
+        self._gso_fds = frozenset(s.fileno() for s in (udp, cisco_udp, udp_virtual)
                                   if gso and s is not None and gso_supported(s))
         self._train: list[bytes] = []
         self._train_peer: _Peer | None = None
@@ -611,7 +624,7 @@ class Dataplane:
         self._epoll = select.epoll()
         self._epoll.register(self._tun_fd, select.EPOLLIN)
         self._epoll.register(self._wake, select.EPOLLIN)
-        for sock in (udp, esp, cisco_udp):
+        for sock in (udp, esp, cisco_udp, udp_virtual):
             if sock is not None:
                 allow_outer_fragmentation(sock)
         if udp is not None:
@@ -1111,15 +1124,15 @@ class Dataplane:
         into one write (tunoffload.coalesce)."""
         packets = self._tun_out
         self._tun_out = []
-        writev = os.writev
+        write = os.write
         fd = self._tun_fd
-        frames = coalesce_frames(packets)
+        frames = coalesce(packets)
         self.tun_tx += len(packets)
         self.tun_tx_calls += len(frames)
-        self.tun_tx_super += sum(1 for f in frames if len(f) > 2)
-        for frame in frames:  # one writev is one packet on a TUN (tun_get_user)
+        self.tun_tx_super += sum(1 for f in frames if f[1])  # gso_type set
+        for frame in frames:
             try:
-                writev(fd, frame)
+                write(fd, frame)
             except OSError:
                 self._drop(TUN_WRITE_ERROR)
 
@@ -1343,6 +1356,8 @@ class Dataplane:
     def _keepalive_from(self, transport: str, addr: Address) -> None:
         self.keepalive_rx += 1
         peer = self._peers.get((transport, addr))
+        if peer is None and transport == TRANSPORT_NATT:  # handed over from the virtual
+            peer = self._peers.get((TRANSPORT_NATT_VIRTUAL, addr))  # address's 4500
         if peer is not None:
             peer.keepalives_rx += 1
 
@@ -1656,13 +1671,16 @@ class Dataplane:
                 send = self._ctcp_send_esp
             else:
                 sock = {TRANSPORT_NATT: self.udp, TRANSPORT_ESP: self.esp,
-                        TRANSPORT_CISCO_UDP: self.cisco_udp}[transport]
+                        TRANSPORT_CISCO_UDP: self.cisco_udp,
+                        TRANSPORT_NATT_VIRTUAL: self.udp_virtual}[transport]
                 if sock is None:
                     raise RuntimeError({TRANSPORT_NATT: "no UDP 4500 socket",
                                         TRANSPORT_ESP: "no raw ESP socket",
-                                        TRANSPORT_CISCO_UDP: "no Cisco UDP socket"}[transport])
+                                        TRANSPORT_CISCO_UDP: "no Cisco UDP socket",
+                                        TRANSPORT_NATT_VIRTUAL: "no UDP 4500 socket on the"
+                                        " virtual address"}[transport])
                 send = sock.sendto
-                keepalive = {TRANSPORT_NATT: NAT_KEEPALIVE,
+                keepalive = {TRANSPORT_NATT: NAT_KEEPALIVE, TRANSPORT_NATT_VIRTUAL: NAT_KEEPALIVE,
                              TRANSPORT_CISCO_UDP: CISCO_UDP_KEEPALIVE}.get(transport)
                 if sock.fileno() in self._gso_fds:
                     gso = sock

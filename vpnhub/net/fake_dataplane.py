@@ -241,7 +241,7 @@ class FakeDataplane:
         return SaStats(
             spi=spi, direction=direction,
             suite=_suite_name(cmd.sa), peer=cmd.peer, transport=transport,
-            udp_encap=transport in (TRANSPORT_NATT, "cisco-udp"),
+            udp_encap=transport in (TRANSPORT_NATT, "cisco-udp", "natt-virtual"),
             bytes_in=c.bytes_in, packets_in=c.packets_in, bytes_out=c.bytes_out,
             packets_out=c.packets_out, drops=dict(c.drops),
             seen=cmd.peer if direction == "in" else None,

@@ -59,6 +59,7 @@ MIN_MTU: Final = 68  # RFC 791: every IPv4 host must take 68 bytes unfragmented
 # Outer headers in front of the ESP packet, by transport (IPv4 without options).
 OUTER_HEADERS: Final = {
     "natt": 20 + 8,  # IP + UDP 4500 (RFC 3948)
+    "natt-virtual": 20 + 8,  # the same, from the cluster's virtual address
     "cisco-udp": 20 + 8,  # IP + UDP 10000, no marker
     "esp": 20,  # IP protocol 50
     "ctcp": 20 + 32 + 16,  # IP + TCP with timestamps + cTCP trailer: one frame per segment

@@ -35,7 +35,15 @@ TRANSPORT_NATT: Final = "natt"  # ESP in UDP 4500 (RFC 3948), the ``udp`` socket
 TRANSPORT_ESP: Final = "esp"  # raw ESP, IP protocol 50, the ``esp`` socket
 TRANSPORT_CISCO_UDP: Final = "cisco-udp"  # Cisco IPsec over UDP, the ``cisco_udp`` socket
 TRANSPORT_CTCP: Final = "ctcp"  # Cisco IPsec over TCP, one connection per peer
-TRANSPORTS: Final = (TRANSPORT_NATT, TRANSPORT_ESP, TRANSPORT_CISCO_UDP, TRANSPORT_CTCP)
+# ESP in UDP 4500 as "natt", but to and from the cluster's virtual address (issue 17,
+# docs/CLUSTER.md "Redirect"): sent from the ``udp_virtual`` socket, so that the
+# client's PAT, which mapped the virtual address, lets it through; received on the
+# virtual address's socket in the control plane and handed over (``hand_over``).
+TRANSPORT_NATT_VIRTUAL: Final = "natt-virtual"
+TRANSPORTS: Final = (TRANSPORT_NATT, TRANSPORT_ESP, TRANSPORT_CISCO_UDP, TRANSPORT_CTCP,
+                     TRANSPORT_NATT_VIRTUAL)
+# The transports that carry ESP in UDP with NAT keepalives (RFC 3948) on port 4500.
+NATT_TRANSPORTS: Final = frozenset({TRANSPORT_NATT, TRANSPORT_NATT_VIRTUAL})
 
 # Reasons a cTCP connection ends (CtcpClosed.reason; the data plane counts them in
 # its ``drops`` too, as it does the framing errors of vpnhub.net.ctcp).
@@ -139,7 +147,8 @@ class AddInbound:
 
     ``allowed_src``: the only inner IPv4 source accepted (the client's
     Mode Config address, on the concentrator); None accepts any.
-    ``transport``: "" = "natt" if ``udp_encap`` else "esp"; or "cisco-udp", "ctcp".
+    ``transport``: "" = "natt" if ``udp_encap`` else "esp"; or "cisco-udp", "ctcp",
+    "natt-virtual".
     ``sa`` is ``SaParams`` across processes; an ``EspSA`` (in-process tests
     and benchmarks) is not picklable.
     """
@@ -181,7 +190,8 @@ class UpdatePeer:
 class SetKeepalive:
     """Send NAT keepalives to ``peer`` every ``interval`` s of silence (None: stop).
 
-    ``transport``: "" or "natt" (0xFF on 4500), "cisco-udp" (00 00 00 00 FF
+    ``transport``: "" or "natt" (0xFF on 4500; "natt-virtual" the same from the
+    cluster's virtual address), "cisco-udp" (00 00 00 00 FF
     on the Cisco UDP port); "ctcp" uses TCP keepalives on the connection.
     """
 

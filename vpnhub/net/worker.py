@@ -5,7 +5,9 @@ inherited (``pass_fds``): its queue of the multi-queue TUN, its ESP socket on 45
 and on the Cisco UDP port (the kernel gives it the ESP of the SPIs it owns,
 net/ikesplit.py), its control link (net/workerlink.py), its hand-over sockets to
 the other workers (net/handover.py); worker 0 also the raw ESP socket, the cTCP
-listeners and the NAT keepalive socket.  It runs today's ``Dataplane`` on them, in
+listeners and the NAT keepalive socket; with [cluster], every worker the UDP 4500
+socket of the virtual address, to send the ESP of clients served there from it
+("natt-virtual", issue 17; the control plane reads it).  It runs today's ``Dataplane`` on them, in
 its main thread, with no IKE socket: IKE it sees (cTCP, or UDP 4500 when the
 kernel cannot split it off) goes to the parent as ``IkeDatagram`` events.
 
@@ -64,9 +66,11 @@ class WorkerSpec:
     outer_mtu: int = 1500
     debug_severity: int = 0
     vnet_hdr: bool = False  # the TUN queue carries a virtio_net_hdr (net/tunoffload.py)
+    udp_virtual: int | None = None  # UDP 4500 on the cluster's virtual address, send only
 
     def fds(self) -> list[int]:
-        single = (self.link, self.tun, self.udp, self.cisco_udp, self.esp, self.keepalive)
+        single = (self.link, self.tun, self.udp, self.cisco_udp, self.esp, self.keepalive,
+                  self.udp_virtual)
         return [fd for fd in single if fd is not None] + self.ctcp + list(self.mesh.values())
 
     def to_json(self) -> str:
@@ -121,7 +125,7 @@ class Worker:
             cisco_udp=_sock(spec.cisco_udp),
             ctcp_listeners=[socket.socket(fileno=fd) for fd in spec.ctcp],
             frag_policy=spec.frag_policy, outer_mtu=spec.outer_mtu,
-            keepalive_sock=_sock(spec.keepalive))
+            keepalive_sock=_sock(spec.keepalive), udp_virtual=_sock(spec.udp_virtual))
         self.dp.debug_severity = spec.debug_severity
         peers = {j: socket.socket(fileno=fd) for j, fd in spec.mesh.items()}
         self.handover = Handover(peers, self.dp.encrypt_inner)

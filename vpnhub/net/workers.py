@@ -128,6 +128,7 @@ class WorkerFds:
     ctcp: list[int] = field(default_factory=list)
     mesh: dict[int, int] = field(default_factory=dict)
     vnet_hdr: bool = False  # the TUN carries a virtio_net_hdr (net/tunoffload.py)
+    udp_virtual: int | None = None  # [cluster]: the virtual address's UDP 4500, send only
 
 
 @dataclass
@@ -212,7 +213,8 @@ class WorkerPool:
         f = w.fds
         spec = WorkerSpec(w.index, self.n, child.fileno(), f.tun, f.udp, f.cisco_udp, f.esp,
                           f.keepalive, list(f.ctcp), dict(f.mesh), self.frag_policy,
-                          self.outer_mtu, self.debug_severity, f.vnet_hdr)
+                          self.outer_mtu, self.debug_severity, f.vnet_hdr,
+                          udp_virtual=f.udp_virtual)
         try:
             w.proc = subprocess.Popen(
                 [sys.executable, "-m", "vpnhub.net.worker", spec.to_json()],
@@ -518,14 +520,18 @@ class WorkerPool:
         """ESP behind IKE in a GRO train the IKE socket read (the kernel steered the
         whole train by its first segment): each datagram to the worker its SPI is
         steered to when it arrives alone (SPI mod N, ikesplit); shorter than an SPI
-        (a keepalive): worker 0, which reads the keepalives."""
+        (a keepalive): the peer's worker, which counts it on the peer, else worker 0.
+        Also all UDP 4500 of the cluster's virtual address that is not IKE (issue 17:
+        the control plane reads that socket, concentrator/virtual.py)."""
         n = len(self.workers)
+        addr = (addr[0], addr[1])
         by_worker: dict[int, list[bytes]] = {}
         for d in datagrams:
-            k = worker_of_spi(int.from_bytes(d[:4], "big"), n) if len(d) >= 4 else 0
+            k = worker_of_spi(int.from_bytes(d[:4], "big"), n) if len(d) >= 4 \
+                else self._owner.get(addr, 0)
             by_worker.setdefault(k, []).append(d)
         for k, ds in by_worker.items():
-            self._send(self.workers[k], HandOver(ds, (addr[0], addr[1])))
+            self._send(self.workers[k], HandOver(ds, addr))
 
     def ctcp_close(self, addr: Address) -> None:
         self._send(self.workers[0], CtcpClose(addr))
