@@ -248,12 +248,18 @@ def vpnhub_config(run: Path, *, pool: str = "10.40.1.0/24", esp_proposal: str | 
                   extra_concentrator: str = "",
                   web_admin: tuple[str, str] | None = None,
                   workers: int | str | None = None,
-                  tun_offload: bool | None = None) -> Path:
+                  tun_offload: bool | None = None,
+                  public: str = CONC_PUBLIC, files: Path | None = None,
+                  extra_sections: str = "") -> Path:
     """Write a concentrator configuration for the lab (group vpngroup, users vpnuserN).
 
     `web_admin`: (name, password) of a web manager account (``[[admin.user]]``).
     `workers`: ``[dataplane] workers`` (None: vpnhub's default, "auto");
-    `tun_offload`: ``[dataplane] tun_offload`` (None: the default)."""
+    `tun_offload`: ``[dataplane] tun_offload`` (None: the default).
+    `public`: ``public_address``; `files`: the directory of the configuration, the
+    admin socket and the event store (default `run`: a cluster member has its own);
+    `extra_sections`: TOML appended (e.g. a member's ``[cluster]``)."""
+    files = files or run
     esp = f'esp_proposals = ["{esp_proposal}"]\n' if esp_proposal else ""
     value = workers if isinstance(workers, int) else f'"{workers}"'
     keys = ("" if workers is None else f"workers = {value}\n") + (
@@ -270,7 +276,7 @@ def vpnhub_config(run: Path, *, pool: str = "10.40.1.0/24", esp_proposal: str | 
         for u, p in users(n_users).items())
     text = f"""# written by bench/common.py
 [concentrator]
-public_address = "{CONC_PUBLIC}"
+public_address = "{public}"
 private_networks = ["{PRIVATE_LAN}"]
 tunnel_interface = "{VPNHUB_TUN}"
 allow_legacy_crypto = true
@@ -281,7 +287,7 @@ natt_keepalive = {natt_keepalive}
 ipsec_over_natt = true
 {dataplane}
 [admin]
-socket = "{run / 'admin.sock'}"
+socket = "{files / 'admin.sock'}"
 {admin_users}
 [limits]
 max_sessions = {max_sessions}
@@ -290,7 +296,7 @@ max_half_open_total = {half_open_total}
 
 [log]
 console_severity = {console_severity}
-store = "{run / 'events.db'}"
+store = "{files / 'events.db'}"
 
 [[group]]
 name = "{GROUP}"
@@ -302,8 +308,8 @@ split_include = ["{PRIVATE_LAN}"]
 # thousands of tunnels): the default of 3 simultaneous logins would refuse the rest
 simultaneous_logins = 1000000
 {esp}
-{users_toml}"""
-    path = run / "vpnhub-concentrator.toml"
+{users_toml}{extra_sections}"""
+    path = files / "vpnhub-concentrator.toml"
     path.write_text(text)
     os.chmod(path, 0o600)
     return path

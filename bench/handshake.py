@@ -161,10 +161,11 @@ def active_sessions(topo: Topology, conc: Concentrator) -> int:
 
 
 def loadgen_argv(run: Path, *, tunnels: int, concurrency: int, dh: int, out: Path,
-                 extra: list[str] | None = None, cprofile: list[str] | None = None) -> list[str]:
+                 extra: list[str] | None = None, cprofile: list[str] | None = None,
+                 server: str = CONC_PUBLIC) -> list[str]:
     psk = run / "group.psk"
     psk.write_text(PSK + "\n")
-    return [PYTHON, *(cprofile or []), "-m", "vpnhub.tools.loadgen", "--server", CONC_PUBLIC,
+    return [PYTHON, *(cprofile or []), "-m", "vpnhub.tools.loadgen", "--server", server,
             "--group", GROUP, "--psk-file", str(psk), "--users", "vpnuser{n}:userpass{n}",
             "--user-count", str(N_USERS), "--tunnels", str(tunnels),
             "--concurrency", str(concurrency), "--dh", str(dh), "--json", str(out),

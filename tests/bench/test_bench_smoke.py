@@ -76,6 +76,30 @@ def test_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
             assert udp["conc"]["InDatagrams"] >= 20 * 6 and udp["loadgen"]["InDatagrams"] > 0
 
 
+@pytest.mark.netns
+def test_cluster_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
+    """bench/cluster_handshake.py (issue 17): a member alone and a cluster of 2 behind the
+    virtual address, 10 tunnels each; every session in the directory with its member."""
+    from vpnhub.lab import cluster
+
+    require_tools("keepalived", "setpriv", "unshare", str(cluster.PG_BIN / "postgres"),
+                  str(cluster.PG_BIN / "initdb"))
+    doc = run_bench("cluster_handshake", lab_prefix, tmp_path)
+    assert doc["members"] == 2 and len(doc["setups"]) == 2
+    for setup, s in doc["summary"].items():
+        assert s["runs_ok"] == 1, (setup, doc["runs"])
+        for key in ("tunnels_per_s", "setup_p99_ms", "cpu_ms_per_tunnel",
+                    "postgres_cpu_ms_per_tunnel"):
+            assert is_number(s[key]["median"]), (setup, key)
+    for r in doc["runs"]:
+        assert sum(r["spread"].values()) == r["established"] == 10, r
+        assert r["pg_writes"]["commits"] > 0, r
+        if r["setup"] == "cluster":  # every client came to the virtual address
+            assert sum(r["redirects_master"].values()) >= 10, r
+    (ratio,) = next(iter(doc["ratios"].values()))
+    assert is_number(ratio)
+
+
 def test_handshake_reads_the_kernels_udp_counters() -> None:
     """bench/handshake.py's parser of /proc/net/snmp, on this machine's and on a
     known text (the counters the deltas are made of)."""

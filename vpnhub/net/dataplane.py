@@ -185,7 +185,7 @@ from vpnhub.net.tunoffload import (
     READ_SIZE,
     ZERO_HDR,
     OffloadError,
-    coalesce_frames,
+    coalesce,
     from_kernel,
 )
 from vpnhub.net.udpencap import (
@@ -1124,15 +1124,15 @@ class Dataplane:
         into one write (tunoffload.coalesce)."""
         packets = self._tun_out
         self._tun_out = []
-        writev = os.writev
+        write = os.write
         fd = self._tun_fd
-        frames = coalesce_frames(packets)
+        frames = coalesce(packets)
         self.tun_tx += len(packets)
         self.tun_tx_calls += len(frames)
-        self.tun_tx_super += sum(1 for f in frames if len(f) > 2)
-        for frame in frames:  # one writev is one packet on a TUN (tun_get_user)
+        self.tun_tx_super += sum(1 for f in frames if f[1])  # gso_type set
+        for frame in frames:
             try:
-                writev(fd, frame)
+                write(fd, frame)
             except OSError:
                 self._drop(TUN_WRITE_ERROR)
 

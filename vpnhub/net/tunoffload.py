@@ -231,9 +231,6 @@ def _set_l4_checksum(seg: bytearray, ihl: int, at: int, proto: int) -> None:
 
 # -- write: the decrypted packets of one batch, coalesced -----------------------------
 
-Frame = list["bytes | bytearray | memoryview"]  # the buffers of one write (os.writev)
-
-
 class _Run:
     """Consecutive TCP segments of one flow being joined (the first one's headers)."""
 
@@ -247,7 +244,7 @@ class _Run:
         self.ack = packet[ihl + 8:ihl + 12]
         self.size = len(packet) - hl  # gso_size: the first segment's payload
         self.next_seq = (int.from_bytes(packet[ihl + 4:ihl + 8], "big") + self.size) & 0xFFFFFFFF
-        self.parts: list[memoryview] = []  # the payloads of the segments joined
+        self.parts: list[bytes] = []  # the payloads of the segments joined
         self.pushed = bool(packet[ihl + 13] & _PSH)
         self.short = False
         self.count = 1
@@ -267,18 +264,19 @@ class _Run:
 
     def add(self, pkt: bytes, hl: int) -> None:
         n = len(pkt) - hl
-        self.parts.append(memoryview(pkt)[hl:])
+        self.parts.append(pkt[hl:])
         self.total += n
         self.count += 1
         self.next_seq = (self.next_seq + n) & 0xFFFFFFFF
         self.short = n < self.size
         self.pushed = bool(pkt[self.ihl + 13] & _PSH)
 
-    def frame(self) -> Frame:
-        """The super-packet behind its header (or the one packet behind a zero header),
-        as buffers: the payloads are not copied."""
+    def frame(self) -> bytes:
+        """The super-packet behind its header (or the one packet behind a zero header):
+        one join of the headers and the payloads (cheaper in CPython than a writev
+        of a memoryview per segment, measured)."""
         if self.count == 1:
-            return [ZERO_HDR, self.head]
+            return ZERO_HDR + self.head
         ihl, hl = self.ihl, self.hl
         head = bytearray(self.head[:hl])
         if self.pushed:
@@ -291,7 +289,7 @@ class _Run:
         struct.pack_into("!H", head, ihl + 16,
                          pseudo_sum(head, _TCP, self.total - ihl) or 0xFFFF)
         hdr = _VNET.pack(F_NEEDS_CSUM, GSO_TCPV4, hl, self.size, ihl, 16)
-        return [hdr, head, memoryview(self.head)[hl:], *self.parts]
+        return b"".join((hdr, head, self.head[hl:], *self.parts))
 
 
 def _candidate(pkt: bytes) -> tuple[int, int] | None:
@@ -324,10 +322,10 @@ def _sound(pkt: bytes, ihl: int) -> bool:
     return ones_sum(memoryview(pkt)[ihl:], pseudo_sum(pkt, _TCP, n - ihl)) == 0
 
 
-def coalesce_frames(packets: list[bytes]) -> list[Frame]:
-    """The writes for `packets`, in their order, each flow's consecutive TCP segments
-    joined (module doc): each a list of buffers, the virtio_net_hdr first."""
-    frames: list[Frame | _Run] = []
+def coalesce(packets: list[bytes]) -> list[bytes]:
+    """The writes for `packets` (virtio_net_hdr + packet), in their order, each flow's
+    consecutive TCP segments joined (module doc)."""
+    frames: list[bytes | _Run] = []
     runs: dict[bytes, _Run] = {}
     for pkt in packets:
         where = _candidate(pkt)
@@ -335,7 +333,7 @@ def coalesce_frames(packets: list[bytes]) -> list[Frame]:
             if len(pkt) >= 24 and pkt[9] == _TCP:  # a FIN, SYN, pure ACK... ends its flow's run
                 ihl = (pkt[0] & 0x0F) * 4
                 runs.pop(pkt[12:20] + pkt[ihl:ihl + 4], None)
-            frames.append([ZERO_HDR, pkt])
+            frames.append(ZERO_HDR + pkt)
             continue
         ihl, hl = where
         key = pkt[12:20] + pkt[ihl:ihl + 4]
@@ -344,7 +342,7 @@ def coalesce_frames(packets: list[bytes]) -> list[Frame]:
             if run.count == 1 and not _sound(run.head, ihl):
                 del runs[key]  # its head stays alone; this one may start a run
             elif not _sound(pkt, ihl):
-                frames.append([ZERO_HDR, pkt])
+                frames.append(ZERO_HDR + pkt)
                 continue
             else:
                 run.add(pkt, hl)
@@ -353,11 +351,6 @@ def coalesce_frames(packets: list[bytes]) -> list[Frame]:
         runs[key] = run
         frames.append(run)
     return [f.frame() if isinstance(f, _Run) else f for f in frames]
-
-
-def coalesce(packets: list[bytes]) -> list[bytes]:
-    """``coalesce_frames`` with each write's buffers joined (tests, tools)."""
-    return [b"".join(f) for f in coalesce_frames(packets)]
 
 
 def parse_header(frame: bytes) -> tuple[int, int, int, int, int, int]:
