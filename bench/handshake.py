@@ -245,6 +245,8 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         "conc_capacity_per_core": (est / meter.seconds["conc"]) if meter.seconds["conc"] else None,
         "machine_busy": meter.machine_busy,
         "ike_tx": res["counters"].get("ike_tx"), "errors": res["counters"].get("errors"),
+        # load-balancing redirects the clients followed (a cluster's virtual address)
+        "redirects": res.get("redirects", 0),
         "udp": udp,
     }
     if prof:
@@ -273,6 +275,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
               "machine_busy"):
         out[k] = median([r[k] for r in good if r.get(k) is not None])
     out["failed"] = sum(r.get("failed", 0) for r in good)
+    out["redirects"] = sum(r.get("redirects", 0) for r in good)
     out["udp"] = udp_sum([r["udp"] for r in good if "udp" in r])  # summed, not a median
     return out
 
@@ -377,7 +380,8 @@ def format_table(doc: dict[str, Any]) -> str:
                      f"{f(r['setup_p50_ms'], 7)} {f(r['setup_p99_ms'], 7)} "
                      f"{f(r['conc_cpu_ms_per_tunnel'], 11, 2)} "
                      f"{f(r['conc_capacity_per_core'], 8)} "
-                     f"{f(r['loadgen_cpu_ms_per_tunnel'], 9, 2)} {r['runs_ok']}/{r['runs']}")
+                     f"{f(r['loadgen_cpu_ms_per_tunnel'], 9, 2)} {r['runs_ok']}/{r['runs']}"
+                     + (f"  ({r['redirects']} redirects followed)" if r.get("redirects") else ""))
     lines += ["", "UDP counters (/proc/net/snmp), summed over the runs:",
               f"{'concentrator':12} {'DH':>3} {'namespace':12} {'InDatagrams':>11}"
               f" {'RcvbufErrors':>12} {'SndbufErrors':>12} {'InErrors':>8}"]

@@ -67,13 +67,13 @@ class CoreMeter:
         self.profile = profile
 
     def wrap(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any) -> Any:
+        def timed(*args: Any, **kw: Any) -> Any:
             if self.profile is not None:
                 self.profile.enable()
             self.inside = True
             t0 = time.process_time()
             try:
-                return fn(*args)
+                return fn(*args, **kw)
             finally:
                 self.cpu += time.process_time() - t0
                 self.inside = False

@@ -4,11 +4,12 @@ connection with its exit code, a handler's bug with EXIT_PEER, and the loop goes
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 from types import SimpleNamespace
 
 from driver_fakes import FakeSA
 
-from vpnhub.client.driver import EXIT_NAT, EXIT_PEER, Options, VpnClient
+from vpnhub.client.driver import EXIT_NAT, EXIT_PEER, MAX_REDIRECTS, Options, VpnClient
 from vpnhub.ike import events as ev
 from vpnhub.net.asyncdriver import AsyncIkeDriver
 from vpnhub.secret import Secret
@@ -49,3 +50,31 @@ def test_a_handler_bug_is_an_internal_error_with_exit_peer() -> None:
     _dispatch(client, [ev.ModeConfigReceived(ev.ModeConfig())])  # no address: cannot be
     assert client._result is not None and client._result.code == EXIT_PEER
     assert str(client._result).startswith("internal error handling ModeConfigReceived:")
+
+
+def test_redirects_are_followed_at_most_max_redirects_times_in_a_row() -> None:
+    """Issue 17: each load-balancing redirect is said, shown in the status and
+    followed (a new phase 1 at the member); one more than MAX_REDIRECTS ends the
+    connection with a clear error instead of going round a loop."""
+    said: list[str] = []
+    client = _client(said)
+    started: list[str] = []
+    client._start_at = started.append  # type: ignore[method-assign]
+    fake = FakeSA([ev.RedirectRequested(ipaddress.IPv4Address(f"198.51.100.{10 + n}"))
+                   for n in range(MAX_REDIRECTS + 1)])
+    fake.replaces = None  # type: ignore[attr-defined]
+    client.sa = fake  # type: ignore[assignment]
+
+    async def main() -> None:
+        client._stop_conn = asyncio.Event()
+        client.ike = AsyncIkeDriver(client.table, client._on_event, client._senders(),
+                                    on_error=client._on_fault)
+        client.ike.service(fake)  # type: ignore[arg-type]
+        client.ike.close()
+
+    asyncio.run(main())
+    assert started == [f"198.51.100.{10 + n}" for n in range(MAX_REDIRECTS)]
+    first = "redirected by the concentrator to 198.51.100.10 (load balancing)"
+    assert first in said and client.status.redirects[0] == first
+    assert client._result is not None and client._result.code == EXIT_PEER
+    assert f"redirected {MAX_REDIRECTS + 1} times in a row" in str(client._result)

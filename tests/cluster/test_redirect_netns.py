@@ -10,7 +10,9 @@ cluster directory that names B (the PostgreSQL directory is the cluster test's).
 1. vpnc connects to the virtual address: phase 1 with A (NAT detected, message 3 over
    UDP 4500 to the virtual address), notify 40501 instead of XAUTH, vpnc starts again
    at B (UDP 500): B has its session, the LAN host answers through it, A has none.
-2. A strongSwan client (Cisco Unity on, as the lab's, but no redirects; kernel-libipsec)
+2. `vpnhub connect` (profile gateway: the virtual address) is redirected the same way:
+   it follows the notify as vpnc does, its session is on B, its status names B.
+3. A strongSwan client (Cisco Unity on, as the lab's, but no redirects; kernel-libipsec)
    on the virtual address is not redirected: its IKE SA and session are A's, on the
    virtual address, and its ESP in UDP 4500 to and from that address passes: it
    pings the LAN host through A, with one data plane and with two worker processes
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from client_harness import TUN, _connect, _profile, _status, _wait_connected, serve_ok
 from netns_util import require_tools
 from vpnhub_harness import VPNHUB, ServerOptions, explain, render_config
 
@@ -41,6 +44,8 @@ from vpnhub.lab.topology import (
     run,
     wait_until,
 )
+
+__all__ = ["serve_ok"]
 
 pytestmark = pytest.mark.netns
 
@@ -157,6 +162,42 @@ def test_vpnc_redirected_to_member_b(lab_prefix: str, lab_run_dir: Path) -> None
         wait_until(lambda: request(str(a_sock), {"cmd": "status"})["sas"] == 0, 20.0,
                    what="A to forget the redirected IKE SA")
         assert topo.ping(topo.clients[0], LAN_HOST, count=3, interface=topo.clients[0].tun)
+
+
+def test_vpnhub_client_redirected_to_member_b(lab_prefix: str, lab_run_dir: Path,
+                                              serve_ok: None) -> None:
+    """Issue 17: our own client follows the notify as vpnc does (engine:
+    events.RedirectRequested; driver: a new Aggressive Mode at B, UDP 500)."""
+    require_tools(*TOOLS)
+    with Topology(lab_prefix, clients=1, run_dir=lab_run_dir) as topo:
+        b, a_proc, a_sock, b_proc, b_sock = _cluster(topo)
+        topo.flush_pat_conntrack()
+        c = topo.clients[0]
+        proc = _connect(topo, c, "vpnuser1", "userpass1", _profile(topo, "vip", host=VIP))
+        logs = (a_proc.log, b_proc.log, proc.log)
+        try:
+            _wait_connected(topo, c, proc, timeout=40)
+        except (AssertionError, TimeoutError) as e:
+            raise AssertionError(explain(f"vpnhub connect via the virtual address: {e}",
+                                         *logs)) from None
+        said = f"redirected by the concentrator to {B_PUBLIC} (load balancing)"
+        assert said in proc.log_text(), explain("the client's log", *logs)
+        st = _status(topo, c)
+        assert st["concentrator"] == B_PUBLIC and st["gateway"] == VIP, st
+        assert st["redirects"] == [said], st
+        assert st["tunnel_port"] == 4500 and st["assigned_address"].startswith("10.40.2."), st
+        text = topo.exec(c, [*VPNHUB, "status", "--socket",
+                             str(topo.run_dir / f"status-{c.role}.sock")], timeout=10).stdout
+        assert f"Concentrator:           {B_PUBLIC}" in text and said in text, text
+        on_b = _sessions(topo, b, b_sock)
+        assert [s["user"] for s in on_b] == ["vpnuser1"], explain(f"B: {on_b}", *logs)
+        assert f"to member {B_PUBLIC} (load-balancing)" in a_proc.log_text()
+        assert _sessions(topo, topo.conc, a_sock) == [], explain("A keeps a session", *logs)
+        assert request(str(a_sock), {"cmd": "stats"})["redirects"]["to_member"] == 1
+        assert topo.ping(c, LAN_HOST, count=3, interface=TUN), explain("ping via B", *logs)
+        assert proc.stop(10) == 0  # DELETE to B, routes and TUN removed
+        wait_until(lambda: _sessions(topo, b, b_sock) == [], 10.0, interval=0.2,
+                   what="B's session gone after the client's DELETE")
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -120,10 +120,11 @@ class Lab:
                    policy: Policy | None = None, mode: str = "aggressive",
                    psk: str = PSK, natt: bool = True, force_natt: bool = False,
                    xauth: bool = True, auth: str = "psk",
-                   pki: SigCredentials | None = None) -> Client:
+                   pki: SigCredentials | None = None,
+                   follow_redirects: bool = False) -> Client:
         cfg = IkeConfig(local_address=local_ip, policy=policy or Policy(), mode=mode,
                         group_name=GROUP, psk=Secret(psk), natt=natt, force_natt=force_natt,
-                        xauth=xauth, auth=auth, pki=pki)
+                        xauth=xauth, auth=auth, pki=pki, follow_redirects=follow_redirects)
         sa = IkeSA(cfg, Role.INITIATOR, (SERVER_IP, 500), self.now)
         c = Client(sa, local_ip, user, password if password is not None else USERS[user],
                    pat_ip)
@@ -205,7 +206,8 @@ class Lab:
                   | ev.Phase1Established() | ev.XauthCredentials() | ev.XauthCompleted()
                   | ev.ModeConfigRequested() | ev.ChildSADeleted() | ev.PeerEndpointChanged()
                   | ev.DpdAck() | ev.KeepaliveReceived() | ev.DeadPeer() | ev.SADeleted()
-                  | ev.NegotiationFailed() | ev.Phase1RekeyDue() | ev.Redirected()):
+                  | ev.NegotiationFailed() | ev.Phase1RekeyDue() | ev.Redirected()
+                  | ev.RedirectRequested() | ev.RedirectRefused()):
                 pass  # recorded in c.events for the tests
             case _:
                 assert_never(e)
@@ -226,7 +228,8 @@ class Lab:
                   | ev.ModeConfigReceived() | ev.ChildSAEstablished() | ev.ChildSADeleted()
                   | ev.PeerEndpointChanged() | ev.DpdAck() | ev.KeepaliveReceived()
                   | ev.DeadPeer() | ev.SADeleted() | ev.NegotiationFailed()
-                  | ev.Phase1RekeyDue() | ev.Redirected()):
+                  | ev.Phase1RekeyDue() | ev.Redirected() | ev.RedirectRequested()
+                  | ev.RedirectRefused()):
                 pass  # recorded in server_events for the tests
             case _:
                 assert_never(e)

@@ -9,8 +9,10 @@ import ipaddress
 
 from ike_harness import Lab
 
+from vpnhub.concentrator.core import follows_redirects
 from vpnhub.crypto.keys import info_hash
 from vpnhub.ike import events as ev
+from vpnhub.ike import informational
 from vpnhub.ike.informational import REDIRECT_LINGER
 from vpnhub.ike.sa import Datagram, IkeSA
 from vpnhub.ike.state import SaState
@@ -127,3 +129,128 @@ def test_no_target_means_xauth_as_usual() -> None:
     lab.run()
     assert c.sa.established and len(c.children) == 1
     assert "Redirected" not in lab.server_event_types()
+
+
+# ------------------------------------------------------------ the initiator's side
+def _events(c: object, kind: type) -> list:  # type: ignore[type-arg]
+    return [e for e in c.events if isinstance(e, kind)]  # type: ignore[attr-defined]
+
+
+def test_client_follows_the_notify() -> None:
+    """A client that follows redirects says so as vpnc does (its Cisco client vendor
+    ID in message 3), is redirected, gets RedirectRequested and ends its SA quietly."""
+    lab, _sent = _redirecting_lab()
+    c = lab.add_client(follow_redirects=True)
+    c.sa.initiate(lab.now)
+    lab.run()
+    srv = lab.server_sa_for(c)
+    assert srv is not None and srv.peer_cisco_client
+    assert follows_redirects(srv)  # the concentrator's rule (it announces fragmentation)
+    assert [e.target for e in _events(c, ev.RedirectRequested)] == [MEMBER]
+    assert not _events(c, ev.RedirectRefused) and not _events(c, ev.XauthRequested)
+    assert c.sa.state is State.DELETED
+    ends = _events(c, ev.SADeleted)
+    assert len(ends) == 1 and not ends[0].by_peer and str(MEMBER) in ends[0].reason
+    # no DELETE went back (it would end the master's SA now): the master forgets the
+    # SA by itself after the linger (vpnc sends none)
+    assert srv.state is State.ESTABLISHED and srv.redirect_ends_at is not None
+
+
+def _waiting_client() -> tuple[Lab, IkeSA, IkeSA]:
+    """A client that finished phase 1 and waits for XAUTH: the master's own notify
+    was lost (dropped here), so what the test sends next is the first it sees."""
+    return _waiting(follow_redirects=True)
+
+
+def _waiting(*, follow_redirects: bool) -> tuple[Lab, IkeSA, IkeSA]:
+    lab, _sent = _redirecting_lab()
+    deliver = lab._deliver_to_client
+    lost = [False]
+
+    def lose_first_notify(d: Datagram) -> None:
+        if not lost[0] and decode_header(d.data).exchange == ExchangeType.INFORMATIONAL:
+            lost[0] = True
+            return
+        deliver(d)
+
+    lab._deliver_to_client = lose_first_notify  # type: ignore[method-assign]
+    c = lab.add_client(follow_redirects=follow_redirects)
+    c.sa.initiate(lab.now)
+    lab.run()
+    srv = lab.server_sa_for(c)
+    assert lost[0] and srv is not None and c.sa.established
+    c.events.clear()
+    return lab, c.sa, srv
+
+
+def _notify(srv: IkeSA, data: bytes) -> NotifyPayload:
+    return NotifyPayload(NotifyType.UNITY_LOAD_BALANCE, ProtocolId.ISAKMP,
+                         srv.icookie + srv.rcookie, data)
+
+
+def _refused(lab: Lab, client_sa: IkeSA, reason: str) -> None:
+    c = lab.clients[0]
+    refused = _events(c, ev.RedirectRefused)
+    assert [e.reason for e in refused] == [reason]
+    assert "refused" in refused[0].detail
+    assert not _events(c, ev.RedirectRequested)
+    assert client_sa.drops[reason] == 1
+    assert client_sa.state is State.ESTABLISHED  # the SA goes on, nothing followed
+
+
+def test_a_good_notify_while_waiting_for_xauth_is_followed() -> None:
+    lab, sa, srv = _waiting_client()
+    informational._send_info(srv, [_notify(srv, MEMBER.packed)], lab.now)
+    lab.run()
+    assert [e.target for e in _events(lab.clients[0], ev.RedirectRequested)] == [MEMBER]
+    assert sa.state is State.DELETED
+
+
+def test_malformed_targets_are_refused() -> None:
+    for data in (b"", b"\xc6\x33\x64", MEMBER.packed + b"\x00", bytes(4),
+                 ipaddress.IPv4Address("224.0.0.5").packed, b"\xff\xff\xff\xff",
+                 ipaddress.IPv4Address("127.0.0.1").packed):
+        lab, sa, srv = _waiting_client()
+        informational._send_info(srv, [_notify(srv, data)], lab.now)
+        lab.run()
+        _refused(lab, sa, "redirect_malformed")
+
+
+def test_a_notify_with_a_wrong_hash_is_refused() -> None:
+    lab, sa, srv = _waiting_client()
+    n = _notify(srv, MEMBER.packed)
+    assert srv.hash is not None
+    bad = bytes(len(info_hash(srv.hash, srv.skeyid_a, 1, n.raw or b"")))
+    srv.send(ExchangeType.INFORMATIONAL, [HashPayload(bad), n],
+             message_id=srv.new_message_id(), encrypt=True, expect_reply=False, now=lab.now)
+    lab.run()
+    _refused(lab, sa, "redirect_bad_hash")
+
+
+def test_an_unencrypted_notify_is_refused() -> None:
+    lab, sa, srv = _waiting_client()
+    srv.send(ExchangeType.INFORMATIONAL, [_notify(srv, MEMBER.packed)], message_id=0,
+             expect_reply=False, now=lab.now)
+    lab.run()
+    _refused(lab, sa, "redirect_unencrypted")
+
+
+def test_a_notify_after_xauth_or_unwanted_is_refused() -> None:
+    # after the login: a session is not moved away under the user
+    lab = Lab()
+    c = lab.add_client(follow_redirects=True)
+    c.sa.initiate(lab.now)
+    lab.run()
+    srv = lab.server_sa_for(c)
+    assert srv is not None and len(c.children) == 1
+    c.events.clear()
+    informational._send_info(srv, [_notify(srv, MEMBER.packed)], lab.now)
+    lab.run()
+    _refused(lab, c.sa, "redirect_unexpected")
+    # a client not configured to follow (IkeConfig.follow_redirects off) refuses it too
+    lab2, sa2, srv2 = _waiting(follow_redirects=False)
+    informational._send_info(srv2, [_notify(srv2, MEMBER.packed)], lab2.now)
+    lab2.run()
+    _refused(lab2, sa2, "redirect_unexpected")
+    # and is not taken for one that follows by the concentrator's rule
+    assert not srv2.peer_cisco_client and not follows_redirects(srv2)

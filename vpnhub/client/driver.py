@@ -56,6 +56,9 @@ from vpnhub.wire.constants import EncapsulationMode
 EXIT_OK, EXIT_AUTH, EXIT_CONFIG, EXIT_NAT, EXIT_PEER = 0, 1, 2, 3, 4
 DEFAULT_STATUS_DIR = Path("/run/vpnhub")
 RESOLV_CONF = Path("/etc/resolv.conf")
+# issue 17: load-balancing redirects followed in a row before giving up (a loop
+# between cluster members that each send the client on would never end)
+MAX_REDIRECTS = 3
 RFC1918 = [ipaddress.IPv4Network(n) for n in
            ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10")]
 
@@ -127,6 +130,8 @@ class Status:
     diagnosis: str = ""
     transport: str = ""
     counters: dict[str, int] = field(default_factory=dict)
+    # issue 17: "redirected by the concentrator to X (load balancing)", one per redirect
+    redirects: list[str] = field(default_factory=list)
 
 
 class ClientError(Exception):
@@ -164,6 +169,7 @@ class VpnClient:
             if profile.transparent_tunneling else "esp"
         self.tcp_port = int(getattr(profile, "tcp_port", 10000))
         self.cisco_udp_peer: tuple[str, int] | None = None
+        self._redirects = 0  # followed in this connection (MAX_REDIRECTS)
 
     # ------------------------------------------------------------- output
     def say(self, text: str, *, always: bool = True) -> None:
@@ -207,7 +213,9 @@ class VpnClient:
     async def _one_connection(self) -> int:
         self._stop_conn = asyncio.Event()
         self._result = None
+        # every connect starts at the profile's gateway (a cluster's virtual address)
         self.status = Status(concentrator=self.profile.host)
+        self._redirects = 0
         status_server = None
         try:
             self._open_sockets()
@@ -260,7 +268,7 @@ class VpnClient:
                              9 if self.opts.verbose else 5),
                          dpd_interval=float(p.dpd_interval),
                          application_version=f"vpnhub {__version__}:Linux",
-                         auth=p.auth, pki=self.opts.signer)
+                         auth=p.auth, pki=self.opts.signer, follow_redirects=True)
 
     def _local_address(self) -> str:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -454,7 +462,7 @@ class VpnClient:
             await asyncio.sleep(0.25)  # IKE timers are the driver's (exact), not polled
             now = time.monotonic()
             if self.status.state == "connecting" and now - started > self.opts.connect_timeout:
-                self._fail(EXIT_PEER, f"no answer from the concentrator {self.profile.host}"
+                self._fail(EXIT_PEER, f"no answer from the concentrator {self.status.concentrator}"
                            f" within {self.opts.connect_timeout:.0f} s")
             if now - last_stats >= 2.0:
                 last_stats = now
@@ -525,6 +533,10 @@ class VpnClient:
                 self._on_NegotiationFailed(sa, e)
             case ev.SADeleted():
                 self._on_SADeleted(sa, e)
+            case ev.RedirectRequested():
+                self._on_RedirectRequested(sa, e)
+            case ev.RedirectRefused():
+                pass  # dropped and counted by the engine, said by its LogLine (IKE 3)
             # responder-side events never reach an initiator; the engine answers
             # DPD and keepalives and follows the peer by itself
             case (ev.XauthCredentials() | ev.ModeConfigRequested() | ev.PeerEndpointChanged()
@@ -669,6 +681,49 @@ class VpnClient:
             hint = (" (check the group name and group password)" if code == EXIT_AUTH else "")
             self._fail(code, f"negotiation failed: {e.detail}{hint}")
 
+    def _on_RedirectRequested(self, sa: IkeSA, e: ev.RedirectRequested) -> None:
+        """Issue 17: the cluster's master sent us to a member (Cisco notify 40501). As
+        vpnc does (vpnc.c do_phase2_notice_check): the phase 1 SA is gone (the engine
+        ended it, no DELETE), and Aggressive Mode, XAUTH and Mode Config start again at
+        that address on UDP 500 with the same credentials; NAT-T floats as usual. The
+        profile's gateway stays what the next connect or --reconnect goes to."""
+        if sa is not self.sa:
+            return
+        if sa.replaces is not None:  # a phase 1 rekey must not move the tunnel
+            self._fail(EXIT_PEER, f"the concentrator redirected a phase 1 rekey to"
+                       f" {e.target}: reconnecting")
+            return
+        self._redirects += 1
+        if self._redirects > MAX_REDIRECTS:
+            self._fail(EXIT_PEER, f"redirected {self._redirects} times in a row by the"
+                       f" concentrators' load balancing (last to {e.target}, after"
+                       f" {', '.join(self.status.redirects)}): giving up, the cluster is"
+                       " sending the client round in a loop")
+            return
+        text = f"redirected by the concentrator to {e.target} (load balancing)"
+        self.say(text)
+        self.status.redirects.append(text)
+        self._start_at(str(e.target))
+
+    def _start_at(self, address: str) -> None:
+        """A new phase 1 with the concentrator at `address` (a redirect's target)."""
+        self.server = (address, 500)
+        self.status.concentrator = address
+        self.cisco_udp_peer = None
+        now = time.monotonic()
+        if self.mode == "tcp":
+            self._ensure_dataplane().ctcp_connect((address, self.tcp_port))
+            new = IkeSA(self._ike_config(), Role.INITIATOR, (address, self.tcp_port), now,
+                        local_port=self.tcp_port)
+        else:
+            new = IkeSA(self._ike_config(), Role.INITIATOR, self.server, now)
+        self.say(f"connecting to {address} as {self.opts.user} (group {self.profile.group})")
+        self.table.add(new)
+        self.sa = new
+        new.initiate(now)
+        assert self.ike is not None
+        self.ike.service(new)
+
     def _on_SADeleted(self, sa: IkeSA, e: ev.SADeleted) -> None:
         if sa is self.sa and e.by_peer:
             self._fail(EXIT_PEER, f"the concentrator ended the session: {e.reason}")
@@ -727,6 +782,8 @@ class VpnClient:
             if since else None,
             "duration": int(time.time() - since) if since else 0,
             "concentrator": s.concentrator,
+            "gateway": self.profile.host,
+            "redirects": s.redirects,
             "assigned_address": s.assigned_address,
             "tunnel_port": s.tunnel_port,
             "nat": ("this end IS behind a NAT device" if s.local_behind_nat
@@ -779,6 +836,7 @@ def format_status(st: dict[str, Any]) -> str:
         f"Connected since:        {st.get('connected_since') or '-'}"
         f"  ({st.get('duration', 0)} s)",
         f"Concentrator:           {st.get('concentrator')}",
+        *(f"Redirected:             {r}" for r in st.get("redirects") or []),
         f"Client address:         {st.get('assigned_address') or '-'}",
         f"Tunnel port:            {st.get('tunnel_port')}"
         f"   ({'NAT-T in use' if st.get('tunnel_port') == 4500 else 'no NAT-T'})",

@@ -629,7 +629,8 @@ class ConcentratorCore:
                 self._on_Redirected(sa, e)
             case (ev.NatDetected() | ev.XauthRequested() | ev.XauthCompleted()
                   | ev.ModeConfigReceived() | ev.DpdAck() | ev.KeepaliveReceived()
-                  | ev.DeadPeer() | ev.NegotiationFailed() | ev.Phase1RekeyDue()):
+                  | ev.DeadPeer() | ev.NegotiationFailed() | ev.Phase1RekeyDue()
+                  | ev.RedirectRequested() | ev.RedirectRefused()):
                 pass  # the engine's own business, or the initiator's (logged by LogLine)
             case _:
                 assert_never(e)

@@ -20,6 +20,7 @@ from vpnhub.ike.lifetime import read_responder_lifetime, responder_lifetime
 from vpnhub.ike.standin import stand_in_psk
 from vpnhub.ike.state import Address, SaState, State
 from vpnhub.secret import Secret
+from vpnhub.wire import vendor
 from vpnhub.wire.constants import (
     ExchangeType,
     IdType,
@@ -35,6 +36,7 @@ from vpnhub.wire.payloads import (
     NotifyPayload,
     Payload,
     SAPayload,
+    VendorIDPayload,
     encode_payloads,
 )
 
@@ -97,6 +99,8 @@ def initiator_2(sa: SaState, msg: Message, remote: Address, local_port: int, now
                                  sa.icookie + sa.rcookie))
     if sa.natt_variant:
         out += phase1.natd_payloads(sa)
+    if sa.config.follow_redirects:  # vpnc.c VID_UNKNOWN, sent in message 3 (issue 17)
+        out.append(VendorIDPayload(vendor.VendorId.CISCO_CLIENT_MSG3))
     sa.answered(0)
     # Message 3 is the last of the exchange: no answer comes, and a lost one
     # is repaired when the responder retransmits message 2.

@@ -217,13 +217,37 @@ class Redirected(EventBase):
     target: ipaddress.IPv4Address
 
 
+@dataclass(frozen=True)
+class RedirectRequested(EventBase):
+    """Initiator (issue 17): the concentrator sent us to `target` with the Cisco
+    load-balance notify (40501) instead of XAUTH, in an Informational protected by
+    the phase 1 SA (HASH(1) verified, RFC 2409 5.7). The engine has already ended
+    this SA without a DELETE (vpnc sends none; the master forgets it by itself); the
+    driver starts Aggressive Mode, XAUTH and Mode Config again at `target`, UDP 500,
+    as vpnc does (vpnc.c do_phase2_notice_check)."""
+
+    target: ipaddress.IPv4Address
+
+
+@dataclass(frozen=True)
+class RedirectRefused(EventBase):
+    """Initiator (issue 17): a load-balance notify (40501) that is not followed: its
+    data is not an IPv4 unicast address of 4 bytes, it came unencrypted or with a
+    wrong HASH, or not while we wait for XAUTH. Dropped and counted (`reason`, the
+    drop counter key); the SA goes on as if it had not come."""
+
+    reason: str
+    detail: str
+
+
 # Every event the engine emits. Consumers annotate with this and `match` on it
 # (with `assert_never` in the last case); add a new event class here too.
 Event: TypeAlias = (
     LogLine | NatDetected | NatTraversalRefused | Phase1Established | XauthRequested |
     XauthCredentials | XauthCompleted | ModeConfigRequested | ModeConfigReceived |
     ChildSAEstablished | ChildSADeleted | PeerEndpointChanged | DpdAck | KeepaliveReceived |
-    DeadPeer | SADeleted | NegotiationFailed | Phase1RekeyDue | Redirected
+    DeadPeer | SADeleted | NegotiationFailed | Phase1RekeyDue | Redirected |
+    RedirectRequested | RedirectRefused
 )
 
 

@@ -13,7 +13,7 @@ from vpnhub.crypto.keys import hashes_equal, info_hash
 from vpnhub.ike import events as ev
 from vpnhub.ike.errors import IkeError
 from vpnhub.ike.lifetime import lifetime_from_notify, shorter_lifetime
-from vpnhub.ike.state import Address, SaState, State
+from vpnhub.ike.state import Address, Role, SaState, State
 from vpnhub.wire.constants import ExchangeType, NotifyType, ProtocolId
 from vpnhub.wire.message import Message
 from vpnhub.wire.payloads import (
@@ -50,6 +50,8 @@ def receive(sa: SaState, msg: Message, remote: Address, local_port: int, now: fl
                        NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
     rest = b"".join(x.raw for x in p[1:])
     if not hashes_equal(info_hash(sa.hash, sa.skeyid_a, msg.message_id, rest), p[0].data):
+        if _carries_redirect(p[1:]):  # vpnc computes this HASH but does not check it
+            _refuse_redirect(sa, "redirect_bad_hash", "its HASH(1) is wrong (RFC 2409 5.7)")
         raise IkeError("hash_mismatch", "informational message with a wrong HASH",
                        NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
     for x in p[1:]:  # before anything counts: a replayed R-U-THERE proves nothing
@@ -83,6 +85,10 @@ def check_r_u_there_seq(sa: SaState, seq: int) -> None:
 
 def _cleartext(sa: SaState, msg: Message, now: float) -> None:
     """An unauthenticated notify: believe it only while negotiating phase 1."""
+    if _carries_redirect(msg.payloads):  # anyone could send it: never followed
+        _refuse_redirect(sa, "redirect_unencrypted", "it came unencrypted, without the"
+                         " phase 1 SA's HASH (RFC 2409 5.7)")
+        return
     if sa.state is State.ESTABLISHED:
         sa.drops["unauthenticated_informational"] += 1
         return
@@ -112,6 +118,8 @@ def _notify(sa: SaState, n: NotifyPayload, now: float) -> None:
             sa.emit(ev.DpdAck(seq))
         else:
             sa.drops["dpd_bad_sequence"] += 1
+    elif t == NotifyType.UNITY_LOAD_BALANCE:
+        _load_balance(sa, n)
     elif t == NotifyType.CISCO_KEEPALIVE:
         sa.log("DPD", 9, "received keep-alive of type Cisco/Altiga (40500)")
         sa.emit(ev.KeepaliveReceived("cisco-40500"))
@@ -124,6 +132,60 @@ def _notify(sa: SaState, n: NotifyPayload, now: float) -> None:
             sa.lifetime = shorter_lifetime(sa.lifetime, life)
     else:
         sa.log("IKE", 4 if t < 16384 else 7, f"peer notify {notify_name(t)}")
+
+
+def _carries_redirect(payloads: list[Payload]) -> bool:
+    return any(isinstance(x, NotifyPayload) and x.notify_type == NotifyType.UNITY_LOAD_BALANCE
+               for x in payloads)
+
+
+def _waiting_for_xauth(sa: SaState) -> bool:
+    """Initiator: phase 1 done, no XAUTH request yet: where the master's notify comes
+    (it replaces the first XAUTH request, informational.send_redirect)."""
+    return (sa.role is Role.INITIATOR and sa.config.xauth and sa.state is State.ESTABLISHED
+            and not sa.xauth_done and not sa.xauth_user and sa.trans.xauth_mid is None
+            and sa.modecfg is None and not sa.children)
+
+
+def redirect_problem(data: bytes) -> str:
+    """Why a 40501 notify's data is no address to go to ("" when it is one): vpnc insists
+    on exactly 4 bytes ("malformed loadbalance target"); an address nobody can start
+    Aggressive Mode with (unspecified, loopback, multicast, class E and the limited
+    broadcast, RFC 1122 3.2.1.3 / RFC 5771) is refused too."""
+    if len(data) != 4:
+        return f"its data is {len(data)} bytes, not the 4 of an IPv4 address"
+    a = ipaddress.IPv4Address(data)
+    if a.is_unspecified or a.is_loopback or a.is_multicast or a.is_reserved:
+        return f"{a} is not a unicast address a concentrator could have"
+    return ""
+
+
+def _load_balance(sa: SaState, n: NotifyPayload) -> None:
+    """Initiator (issue 17): the cluster master's Cisco load-balance notify, HASH(1)
+    already verified (`receive`). Followed only while we wait for XAUTH and only when
+    the configuration says so; the SA then ends here without a DELETE (vpnc sends none
+    and the master expects none), and the driver starts again at the address."""
+    if not sa.config.follow_redirects or not _waiting_for_xauth(sa):
+        _refuse_redirect(sa, "redirect_unexpected", "it came while we were not waiting for"
+                         " XAUTH, or from a peer we do not follow")
+        return
+    problem = redirect_problem(n.data)
+    if problem:
+        _refuse_redirect(sa, "redirect_malformed", problem)
+        return
+    target = ipaddress.IPv4Address(n.data)
+    # severity 6: the driver says it in its own words (the client's log and status)
+    sa.log("IKE", 6, f"Cisco load-balance notify: the concentrator sends us to {target}")
+    sa.emit(ev.RedirectRequested(target))
+    sa.end(f"redirected by the concentrator to {target}", by_peer=False)
+
+
+def _refuse_redirect(sa: SaState, reason: str, detail: str) -> None:
+    """A 40501 not followed: dropped, counted under `reason`, said plainly."""
+    sa.drops[reason] += 1
+    text = f"load-balance redirect (Cisco notify 40501) refused: {detail}"
+    sa._log("IKE", 3, text, reason=reason)
+    sa.emit(ev.RedirectRefused(reason, text))
 
 
 def _delete(sa: SaState, d: DeletePayload, now: float) -> None:

@@ -140,6 +140,11 @@ class IkeConfig:
     # IKEDECODE decodes at 8 and 9 cost real time per message) are not even built
     log_severity: int = 13
     send_initial_contact: bool = True
+    # initiator (issue 17): follow the Cisco load-balance notify (40501) a cluster's
+    # virtual address sends instead of XAUTH (events.RedirectRequested), and say so
+    # the way vpnc does: its Cisco client vendor ID in Aggressive Mode message 3, by
+    # which the concentrator tells a client that follows the notify
+    follow_redirects: bool = False
     extra_vendor_ids: tuple[bytes, ...] = ()
     # IKE fragmentation: messages larger than this go in fragments when the peer
     # announced the FRAGMENTATION vendor ID (0 = never); `fragmentation` announces it.

@@ -44,6 +44,10 @@ the concentrator sent (a SIGTERM must reach every client), and
 teardown (DPD, a DELETE, anything). SIGUSR2 prints both, with the tunnels
 alive, as a ``status`` event at once, in any phase after the set-up.
 
+A cluster's virtual address (issue 17) may send a client to a member with the
+Cisco load-balance notify: it starts again there as vpnc does (at most 3 times in
+a row), and ``redirects`` counts the redirects followed.
+
 Progress goes to stdout as one JSON object per line (``{"event": ...}``) so a
 benchmark can act at phase boundaries; the summary goes to ``--json``.
 Several worker processes (``--workers``) split the tunnels between them (each
@@ -85,6 +89,7 @@ from vpnhub.secret import Secret
 
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
 NAT_KEEPALIVE = b"\xff"
+MAX_REDIRECTS = 3  # load-balancing redirects followed in a row (as `vpnhub connect`)
 
 
 def client_key_pair(group: int, exponent_bits: int) -> DHKeyPair:
@@ -158,8 +163,8 @@ class SimClient:
     """One simulated remote-access client: an initiator IkeSA and its UDP socket."""
 
     __slots__ = ("assigned", "done_at", "error", "esp_in", "esp_out", "fd", "index",
-                 "next_ka", "next_ping", "password", "ping_seq", "sa", "sock", "started_at",
-                 "user")
+                 "next_ka", "next_ping", "password", "ping_seq", "redirects", "sa", "server",
+                 "sock", "started_at", "user")
 
     def __init__(self, index: int, sock: socket.socket, sa: IkeSA, user: str,
                  password: str) -> None:
@@ -178,6 +183,8 @@ class SimClient:
         self.next_ka = 0.0
         self.next_ping = 0.0
         self.ping_seq = 0
+        self.server = sa.remote[0]  # a redirect (issue 17) moves it to a cluster member
+        self.redirects = 0
 
 
 @dataclass
@@ -198,6 +205,7 @@ class Counters:
     pings_tx: int = 0
     pings_rx: int = 0
     send_errors: int = 0
+    redirects: int = 0  # Cisco load-balance notifies followed (issue 17)
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -232,7 +240,7 @@ class LoadGenerator:
             local_address=self.local_address, policy=self.policy, group_name=cfg.group,
             psk=self.psk, natt=True, xauth=True, dpd=cfg.dpd > 0,
             dpd_interval=cfg.dpd or 30.0, application_version="vpnhub-loadgen",
-            log_severity=0)
+            log_severity=0, follow_redirects=True)
         # the clients' phase 1 DH pairs, computed before the clock starts (`run`):
         # one fresh pair per tunnel, never one twice (`DhPool.take`); the shared
         # secret g^xy is still computed per tunnel, during the set-up
@@ -306,7 +314,9 @@ class LoadGenerator:
             self._send(c, d.data, d.remote)
 
     def _on_ike_event(self, sa: IkeSA, e: ev.Event, now: float) -> None:
-        self._on_event(self.by_icookie[sa.icookie], e, now)
+        c = self.by_icookie[sa.icookie]
+        if sa is c.sa:  # not the SA a redirect left behind (its SADeleted)
+            self._on_event(c, e, now)
 
     def _on_fault(self, f: DriverFault) -> None:
         c = self.by_icookie.get(f.sa.icookie) if f.sa is not None else None
@@ -331,6 +341,10 @@ class LoadGenerator:
                 self._fail(c, e.error)
             case ev.DeadPeer():
                 self._fail(c, "dead_peer")
+            case ev.RedirectRequested():
+                self._redirect(c, e, now)
+            case ev.RedirectRefused():
+                self.c.errors[e.reason] += 1
             case ev.SADeleted():
                 if e.by_peer:
                     self.c.deletes_received += 1
@@ -344,6 +358,25 @@ class LoadGenerator:
                 pass  # nothing to measure
             case _:
                 assert_never(e)
+
+    def _redirect(self, c: SimClient, e: ev.RedirectRequested, now: float) -> None:
+        """Issue 17: follow the cluster master's load-balance notify as vpnc does: a new
+        Aggressive Mode at the member's address, UDP 500, from the same socket (the
+        engine ended the old SA without a DELETE). The set-up time runs on."""
+        c.redirects += 1
+        if c.redirects > MAX_REDIRECTS:
+            self._fail(c, "redirect_loop")
+            return
+        self.c.redirects += 1
+        c.server = str(e.target)
+        sa = IkeSA(self.ike_config, Role.INITIATOR, (c.server, self.cfg.ike_port), now)
+        if self.dh_pool is not None:
+            sa.p1.dh_source = self._key_pair
+        c.sa = sa
+        self.by_icookie[sa.icookie] = c
+        self.table.add(sa)
+        sa.initiate(now)
+        self.ike.service(sa, now)
 
     def _established(self, c: SimClient, e: ev.ChildSAEstablished, now: float) -> None:
         if not c.done_at:
@@ -418,12 +451,11 @@ class LoadGenerator:
             self.ike.timer(now)
         if self.cfg.keepalive > 0:
             q = self.ka_queue
-            addr = (self.cfg.server, self.cfg.natt_port)
             while q and q[0].next_ka <= now:
                 c = q.popleft()
                 if c.error:
                     continue
-                self._send(c, NAT_KEEPALIVE, addr)
+                self._send(c, NAT_KEEPALIVE, (c.server, self.cfg.natt_port))
                 self.c.keepalives_tx += 1
                 c.next_ka = now + self.cfg.keepalive
                 q.append(c)
@@ -432,7 +464,6 @@ class LoadGenerator:
 
     def _pings(self, now: float) -> None:
         q = self.ping_queue
-        addr = (self.cfg.server, self.cfg.natt_port)
         pad = b"\x00" * max(0, self.cfg.traffic_size - 8)
         for _ in range(len(q)):
             if not q or q[0].next_ping > now:
@@ -444,7 +475,7 @@ class LoadGenerator:
             inner = icmp_echo(c.assigned, self.dst, c.index & 0xFFFF, c.ping_seq,
                               struct.pack("!Q", time.monotonic_ns()) + pad)
             try:
-                self._send(c, c.esp_out.encapsulate(inner), addr)
+                self._send(c, c.esp_out.encapsulate(inner), (c.server, self.cfg.natt_port))
             except EspDrop:
                 continue
             self.c.esp_tx += 1
@@ -625,6 +656,7 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "alive_at_end": sum(p["alive_at_end"] for p in parts),
         "deletes_received": counters.get("deletes_received", 0),
         "sessions_lost": counters.get("lost", 0),
+        "redirects": counters.get("redirects", 0),
         "counters": counters,
         "cpu_s": {k: sum(p["cpu"][k] for p in parts) for k in parts[0]["cpu"]} if parts else {},
         "workers": len(parts),
