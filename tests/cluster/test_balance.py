@@ -45,3 +45,17 @@ def test_full_master_redirects_even_to_a_busier_ratio() -> None:
 def test_ties_go_to_the_first_name() -> None:
     got = choose_member([member("c3", 0), member("c2", 0), member("c1", 9)], "c1")
     assert got is not None and got.name == "c2"
+
+
+def test_the_member_that_lost_the_virtual_address_is_skipped() -> None:
+    """m1 held the address and died: its heartbeat is still young, but the new
+    master (c2, holding the address now) must not send clients back to it."""
+    dead = MemberLoad("c1", ipaddress.IPv4Address("198.51.100.11"), 0, 100, True, True)
+    me = MemberLoad("c2", ipaddress.IPv4Address("198.51.100.12"), 9, 100, True, True)
+    other = member("c3", 5)
+    got = choose_member([dead, me, other], "c2")
+    assert got is not None and got.name == "c3"
+    # before the new master noticed that it holds the address, the rule does not apply
+    me_before = MemberLoad("c2", me.public_address, 9, 100, True, False)
+    got = choose_member([dead, me_before, other], "c2")
+    assert got is not None and got.name == "c1"

@@ -34,6 +34,8 @@ class MemberLoad:
     sessions: int
     limit: int
     alive: bool = True  # heartbeat within member_timeout
+    # it held the virtual address at its last heartbeat (members.holds_virtual_address)
+    holds_virtual_address: bool = False
 
     @property
     def load(self) -> float:
@@ -46,10 +48,20 @@ def choose_member(members: Sequence[MemberLoad], me: str) -> MemberLoad | None:
 
     Only live members with room are candidates; ties go to the name that sorts
     first, so every master decides the same way for the same snapshot.
+
+    VRRP gives the virtual address to one member at a time: when this member
+    holds it and another member's last heartbeat says that one held it, that
+    member has lost it since, almost always because it died (its keepalived
+    check failed). Its heartbeat is still younger than member_timeout for a
+    few seconds, so without this rule the new master would send the dead
+    member's own clients, reconnecting through the virtual address, straight
+    back to it. A live former master clears its flag at its next heartbeat.
     """
     mine = next((m for m in members if m.name == me), None)
+    deposed = mine is not None and mine.holds_virtual_address
     others = [m for m in members
-              if m.name != me and m.alive and m.sessions < m.limit]
+              if m.name != me and m.alive and m.sessions < m.limit
+              and not (deposed and m.holds_virtual_address)]
     if not others:
         return None
     best = min(others, key=lambda m: (m.load, m.name))

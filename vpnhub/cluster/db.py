@@ -115,19 +115,16 @@ class ClusterDb:
     def register(self, public_address: ipaddress.IPv4Address, sessions: int,
                  max_sessions: int, version: str, vip: bool = False) -> None:
         """This member is up (again): its row, with `started` now."""
-        self.conn.execute(
-            "INSERT INTO members (name, public_address, sessions, max_sessions, version,"
-            " holds_virtual_address) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name)"
-            " DO UPDATE SET public_address = EXCLUDED.public_address,"
-            " sessions = EXCLUDED.sessions, max_sessions = EXCLUDED.max_sessions,"
-            " version = EXCLUDED.version,"
-            " holds_virtual_address = EXCLUDED.holds_virtual_address,"
-            " heartbeat = now(), started = now(), state = 'up'",
-            (self.me, str(public_address), sessions, max_sessions, version, vip))
+        self._upsert(public_address, sessions, max_sessions, version, vip, restarted=True)
 
     def heartbeat(self, public_address: ipaddress.IPv4Address, sessions: int,
                   max_sessions: int, version: str, vip: bool = False) -> None:
         """Load and heartbeat (an upsert: the row may have been reclaimed meanwhile)."""
+        self._upsert(public_address, sessions, max_sessions, version, vip, restarted=False)
+
+    def _upsert(self, public_address: ipaddress.IPv4Address, sessions: int, max_sessions: int,
+                version: str, vip: bool, *, restarted: bool) -> None:
+        started = ", started = now()" if restarted else ""
         self.conn.execute(
             "INSERT INTO members (name, public_address, sessions, max_sessions, version,"
             " holds_virtual_address) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (name)"
@@ -135,7 +132,7 @@ class ClusterDb:
             " sessions = EXCLUDED.sessions, max_sessions = EXCLUDED.max_sessions,"
             " version = EXCLUDED.version,"
             " holds_virtual_address = EXCLUDED.holds_virtual_address,"
-            " heartbeat = now(), state = 'up'",
+            f" heartbeat = now(){started}, state = 'up'",
             (self.me, str(public_address), sessions, max_sessions, version, vip))
 
     def members(self) -> list[MemberRow]:

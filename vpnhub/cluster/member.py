@@ -209,11 +209,11 @@ class ClusterMember:
         for r in self._rows:
             if r.name == self.name:
                 out.append(MemberLoad(r.name, r.public_address, self._load(), r.max_sessions,
-                                      self.database_ok))
+                                      self.database_ok, self._vip))
             else:
                 out.append(MemberLoad(r.name, r.public_address,
                                       r.sessions + self._bonus.get(r.name, 0), r.max_sessions,
-                                      r.state == "up" and r.age < timeout))
+                                      r.state == "up" and r.age < timeout, r.vip))
         return out
 
     def _load(self) -> int:

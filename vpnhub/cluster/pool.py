@@ -26,7 +26,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from vpnhub.session.pool import PoolError, PoolExhausted
+from vpnhub.session.pool import PoolError, PoolExhausted, PoolIndex
 
 if TYPE_CHECKING:
     from vpnhub.config import GroupConfig
@@ -93,7 +93,7 @@ class _Block:
         return self.first <= value <= self.last
 
 
-class ClusterAddressPool:
+class ClusterAddressPool(PoolIndex):
     """An `AddressPool` (vpnhub/session/pool.py) over this member's blocks of a group."""
 
     def __init__(self, group: GroupConfig, sink: LeaseSink, *, low_water: int | None = None,
@@ -166,29 +166,7 @@ class ClusterAddressPool:
         self._remembered = {i: v for i, v in self._remembered.items() if v not in block}
         return keys
 
-    # -- queries
-    @property
-    def in_use(self) -> int:
-        return len(self._by_key)
-
-    @property
-    def available(self) -> int:
-        return self.size - len(self._by_key) - len(self._held)
-
-    @property
-    def held(self) -> int:
-        return len(self._held)
-
-    def __len__(self) -> int:
-        return len(self._by_key)
-
-    def address_of(self, key: Hashable) -> ipaddress.IPv4Address | None:
-        value = self._by_key.get(key)
-        return None if value is None else ipaddress.IPv4Address(value)
-
-    def owner_of(self, address: ipaddress.IPv4Address | str) -> Hashable | None:
-        return self._by_addr.get(int(ipaddress.IPv4Address(address)))
-
+    # -- queries (in_use, available, held, address_of, owner_of: PoolIndex)
     def _ours(self, value: int) -> bool:
         return any(value in b for b in self._blocks)
 

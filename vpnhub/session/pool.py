@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from vpnhub.config import GroupConfig
 
-__all__ = ["AddressPool", "MemoryAddressPool", "PoolError", "PoolExhausted", "pool_for_group"]
+__all__ = ["AddressPool", "MemoryAddressPool", "PoolError", "PoolExhausted", "PoolIndex",
+           "pool_for_group"]
 
 
 class PoolError(Exception):
@@ -94,7 +95,41 @@ def pool_for_group(group: GroupConfig,
     return MemoryAddressPool.for_group(group, exclude)
 
 
-class MemoryAddressPool:
+class PoolIndex:
+    """The queries every in-memory pool answers from the same two indexes (address
+    by key, key by address) and its held addresses; shared with the cluster's
+    pool of blocks (vpnhub/cluster/pool.py), which allocates differently."""
+
+    size: int
+    _by_key: dict[Hashable, int]
+    _by_addr: dict[int, Hashable]
+    _held: dict[int, Hashable]
+
+    # -- queries
+    @property
+    def in_use(self) -> int:
+        return len(self._by_key)
+
+    @property
+    def available(self) -> int:
+        return self.size - len(self._by_key) - len(self._held)
+
+    @property
+    def held(self) -> int:
+        return len(self._held)
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+    def address_of(self, key: Hashable) -> ipaddress.IPv4Address | None:
+        value = self._by_key.get(key)
+        return None if value is None else ipaddress.IPv4Address(value)
+
+    def owner_of(self, address: ipaddress.IPv4Address | str) -> Hashable | None:
+        return self._by_addr.get(int(ipaddress.IPv4Address(address)))
+
+
+class MemoryAddressPool(PoolIndex):
     def __init__(
         self,
         network: ipaddress.IPv4Network | str,
@@ -139,29 +174,6 @@ class MemoryAddressPool:
             exclude=exclude,
             name=group.name,
         )
-
-    # -- queries
-    @property
-    def in_use(self) -> int:
-        return len(self._by_key)
-
-    @property
-    def available(self) -> int:
-        return self.size - len(self._by_key) - len(self._held)
-
-    @property
-    def held(self) -> int:
-        return len(self._held)
-
-    def __len__(self) -> int:
-        return len(self._by_key)
-
-    def address_of(self, key: Hashable) -> ipaddress.IPv4Address | None:
-        value = self._by_key.get(key)
-        return None if value is None else ipaddress.IPv4Address(value)
-
-    def owner_of(self, address: ipaddress.IPv4Address | str) -> Hashable | None:
-        return self._by_addr.get(int(ipaddress.IPv4Address(address)))
 
     # -- updates
     def allocate(self, key: Hashable, *, identity: Hashable | None = None) -> ipaddress.IPv4Address:
