@@ -13,6 +13,7 @@ from vpnhub.concentrator.core import follows_redirects
 from vpnhub.crypto.keys import info_hash
 from vpnhub.ike import events as ev
 from vpnhub.ike import informational
+from vpnhub.ike.endpoint import Limits
 from vpnhub.ike.informational import REDIRECT_LINGER
 from vpnhub.ike.sa import Datagram, IkeSA
 from vpnhub.ike.state import SaState
@@ -254,3 +255,23 @@ def test_a_notify_after_xauth_or_unwanted_is_refused() -> None:
     _refused(lab2, sa2, "redirect_unexpected")
     # and is not taken for one that follows by the concentrator's rule
     assert not srv2.peer_cisco_client and not follows_redirects(srv2)
+
+
+def test_lingering_redirects_do_not_count_against_max_sessions() -> None:
+    """A master redirecting a burst keeps each redirected SA for REDIRECT_LINGER s to
+    repeat the notify; those are not sessions: with max_sessions = 2, three clients
+    in a row are all redirected (the bench saw a master refuse first messages)."""
+    lab, sent = _redirecting_lab()
+    lab.endpoint.limits = Limits(sessions_total=2)
+    clients = [lab.add_client() for _ in range(3)]
+    for c in clients:
+        c.sa.initiate(lab.now)
+        lab.run()
+    assert len(_informationals(sent)) == 3
+    assert lab.endpoint.drops["sessions_total"] == 0
+    # bounded all the same: at most as many lingering again as max_sessions
+    more = [lab.add_client() for _ in range(2)]
+    for c in more:
+        c.sa.initiate(lab.now)
+        lab.run()
+    assert lab.endpoint.drops["sessions_total"] >= 1

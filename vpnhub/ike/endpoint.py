@@ -88,6 +88,9 @@ class IkeEndpoint:
         self._config_for = config_for
         self.limits = limits or Limits()
         self._by_cookies: dict[tuple[bytes, bytes], IkeSA] = {}
+        # SAs that sent their client to another member (issue 17) and only linger to
+        # repeat the notify: no session, so they do not count against sessions_total
+        self._redirected: set[tuple[bytes, bytes]] = set()
         self._by_cookies_peak = 0
         self._half_open: dict[HalfOpenKey, IkeSA] = {}
         # unverified half-open SAs, oldest first: overall and per source address
@@ -180,8 +183,18 @@ class IkeEndpoint:
         if sa.state is State.DELETED:
             self.remove(sa)
         else:
+            if sa.redirected_to is not None:
+                self._redirected.add((sa.icookie, sa.rcookie))
             self.touch(sa)
         return sa
+
+    def _sessions_full(self) -> bool:
+        """max_sessions reached. A redirecting master (issue 17) keeps each client it
+        sent elsewhere for REDIRECT_LINGER seconds; those are not sessions, so they
+        do not count, but they are bounded too: at most as many again."""
+        cap = self.limits.sessions_total
+        n = len(self._by_cookies)
+        return n - len(self._redirected) >= cap or n >= 2 * cap
 
     def _new_sa(self, data: bytes, remote: Address, local_port: int, now: float,
                 transport: Transport | None) -> IkeSA | None:
@@ -190,7 +203,7 @@ class IkeEndpoint:
                 flags or message_id != bytes(4):
             self.drops["not_a_first_message"] += 1
             return None
-        if len(self._by_cookies) >= self.limits.sessions_total:
+        if self._sessions_full():
             self.drops["sessions_total"] += 1
             self.summary.note("sessions_total", remote[0], now)
             return None
@@ -322,6 +335,7 @@ class IkeEndpoint:
 
     def remove(self, sa: IkeSA) -> None:
         self._not_half_open(sa)
+        self._redirected.discard((sa.icookie, sa.rcookie))
         if self._by_cookies.pop((sa.icookie, sa.rcookie), None) is not None:
             self._shrink_by_cookies()
 
