@@ -247,23 +247,6 @@ class ClusterAddressPool(PoolIndex):
             self._asked = True
             self.sink.want_block(self.name)
 
-    def _take_held(self, identity: Hashable | None) -> int | None:
-        if identity is None or not self._held:
-            return None
-        value = next((v for v, who in self._held.items() if who == identity), None)
-        if value is not None:
-            del self._held[value]
-        return value
-
-    def _take_remembered(self, identity: Hashable | None) -> int | None:
-        if identity is None:
-            return None
-        value = self._remembered.get(identity)
-        if value is None or value not in self._free:
-            return None
-        del self._free[value]
-        return value
-
     def _take_any(self) -> int:
         for b in self._blocks:
             while b.cursor <= b.last:

@@ -97,13 +97,16 @@ def pool_for_group(group: GroupConfig,
 
 class PoolIndex:
     """The queries every in-memory pool answers from the same two indexes (address
-    by key, key by address) and its held addresses; shared with the cluster's
-    pool of blocks (vpnhub/cluster/pool.py), which allocates differently."""
+    by key, key by address) and its held addresses, and the allocation steps that
+    do not depend on where new addresses come from; shared with the cluster's
+    pool of blocks (vpnhub/cluster/pool.py), which draws new ones differently."""
 
     size: int
     _by_key: dict[Hashable, int]
     _by_addr: dict[int, Hashable]
     _held: dict[int, Hashable]
+    _free: OrderedDict[int, None]
+    _remembered: dict[Hashable, int]
 
     # -- queries
     @property
@@ -127,6 +130,26 @@ class PoolIndex:
 
     def owner_of(self, address: ipaddress.IPv4Address | str) -> Hashable | None:
         return self._by_addr.get(int(ipaddress.IPv4Address(address)))
+
+
+    # -- allocation steps both pools take in this order: the address held for this
+    # identity, then the one it had before (if still free)
+    def _take_held(self, identity: Hashable | None) -> int | None:
+        if identity is None or not self._held:
+            return None
+        value = next((v for v, who in self._held.items() if who == identity), None)
+        if value is not None:
+            del self._held[value]
+        return value
+
+    def _take_remembered(self, identity: Hashable | None) -> int | None:
+        if identity is None:
+            return None
+        value = self._remembered.get(identity)
+        if value is None or value not in self._free:
+            return None  # never seen, or someone else holds it now
+        del self._free[value]
+        return value
 
 
 class MemoryAddressPool(PoolIndex):
@@ -237,23 +260,6 @@ class MemoryAddressPool(PoolIndex):
             self._free[value] = None
 
     # -- internals
-    def _take_held(self, identity: Hashable | None) -> int | None:
-        if identity is None or not self._held:
-            return None
-        value = next((v for v, who in self._held.items() if who == identity), None)
-        if value is not None:
-            del self._held[value]
-        return value
-
-    def _take_remembered(self, identity: Hashable | None) -> int | None:
-        if identity is None:
-            return None
-        value = self._remembered.get(identity)
-        if value is None or value not in self._free:
-            return None  # never seen, or someone else holds it now
-        del self._free[value]
-        return value
-
     def _take_any(self) -> int:
         while self._cursor <= self._last:
             value = self._cursor
