@@ -22,7 +22,6 @@ import asyncio
 import concurrent.futures
 import re
 import time
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
@@ -31,6 +30,7 @@ from aiohttp import web
 
 from vpnhub.manager import clusterpages, eventroutes
 from vpnhub.manager.pages import h
+from vpnhub.manager.paging import BadQuery, check_names
 from vpnhub.manager.view import ManagerView, rfc3339
 
 API = "/api/v1"
@@ -71,10 +71,6 @@ class Host(Protocol):
     notices: dict[str, tuple[bool, str]]
 
 
-class BadQuery(ValueError):
-    pass
-
-
 @dataclass(frozen=True)
 class Query:
     limit: int
@@ -83,14 +79,7 @@ class Query:
 
 def parse_query(q: Mapping[str, str], keys: Iterable[str]) -> Query:
     """`limit` and `cursor` as the Sessions API takes them; anything else refused."""
-    names = list(keys)
-    unknown = sorted(set(names) - PARAMETERS)
-    if unknown:
-        raise BadQuery(f"unknown parameter(s): {', '.join(map(repr, unknown))[:200]} (known:"
-                       f" {', '.join(sorted(PARAMETERS))})")
-    repeated = sorted(n for n, c in Counter(names).items() if c > 1)
-    if repeated:
-        raise BadQuery(f"parameter(s) given more than once: {', '.join(repeated)}")
+    check_names(keys, PARAMETERS)
     limit = DEFAULT_LIMIT
     text = q.get("limit")
     if text is not None:

@@ -202,17 +202,24 @@ def decode_cursor(text: str, sort: str, order: str) -> tuple[SortKey, SessionKey
 
 
 # ---------------------------------------------------------------------------- parsing
-def parse_query(q: Mapping[str, str], keys: Iterable[str]) -> SessionQuery:
-    """The listing's parameters (`keys`: every name as given, to refuse repeats);
-    unknown ones are refused, not ignored (a typo must not list everything)."""
+def check_names(keys: Iterable[str], known: frozenset[str]) -> None:
+    """BadQuery for a parameter a listing does not know or that is given twice
+    (`keys`: every name as given): refused, not ignored (a typo must not list
+    everything). The cluster's listing (clusterroutes.py) checks its own the same way."""
     names = list(keys)
-    unknown = sorted(set(names) - PARAMETERS)
+    unknown = sorted(set(names) - known)
     if unknown:
         raise BadQuery(f"unknown parameter(s): {', '.join(map(repr, unknown))[:200]} (known:"
-                       f" {', '.join(sorted(PARAMETERS))})")
+                       f" {', '.join(sorted(known))})")
     repeated = sorted(n for n, c in Counter(names).items() if c > 1)
     if repeated:
         raise BadQuery(f"parameter(s) given more than once: {', '.join(repeated)}")
+
+
+def parse_query(q: Mapping[str, str], keys: Iterable[str]) -> SessionQuery:
+    """The listing's parameters (`keys`: every name as given, to refuse repeats);
+    unknown ones are refused, not ignored (a typo must not list everything)."""
+    check_names(keys, PARAMETERS)
     sort = _choice(q, "sort", tuple(SORTS)) or "login_time"
     order = _choice(q, "order", ORDERS) or "asc"
     cursor = q.get("cursor")
