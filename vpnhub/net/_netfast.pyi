@@ -1,0 +1,3 @@
+# Types of the C accelerator vpnhub/net/_netfast.c (docs/ARCHITECTURE.md, "C accelerators").
+
+def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0, start: int = 0) -> int: ...

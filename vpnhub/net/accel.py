@@ -1,0 +1,30 @@
+"""The C accelerator of vpnhub/net (``_netfast.c``), or None.
+
+docs/ARCHITECTURE.md, "C accelerators": the pure-Python code stays the reference
+and the fallback; ``VPNHUB_PURE_PYTHON=1`` in the environment makes vpnhub ignore
+the accelerator, and a machine without a compiler simply has none.
+"""
+
+from __future__ import annotations
+
+import os
+from types import ModuleType
+
+
+def pure_python() -> bool:
+    """Whether the accelerators are switched off (``VPNHUB_PURE_PYTHON=1``)."""
+    return os.environ.get("VPNHUB_PURE_PYTHON", "") not in ("", "0")
+
+
+def load_netfast() -> ModuleType | None:
+    """``vpnhub.net._netfast`` if it is built and allowed, else None."""
+    if pure_python():
+        return None
+    try:
+        from vpnhub.net import _netfast
+    except ImportError:
+        return None
+    return _netfast
+
+
+NETFAST: ModuleType | None = load_netfast()
