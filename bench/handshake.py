@@ -110,6 +110,66 @@ def udp_text(d: UdpCounters) -> str:
                      for side, c in d.items())
 
 
+# The PAT's conntrack counters (/proc/net/stat/nf_conntrack, one hex row per CPU): a
+# datagram whose new flow could not be inserted (a clash, a full table) is dropped there.
+CONNTRACK_COUNTERS = ("insert_failed", "drop", "early_drop", "invalid")
+
+
+def parse_conntrack_stat(text: str) -> dict[str, int]:
+    lines = text.split("\n")
+    names = lines[0].split()
+    out = dict.fromkeys(CONNTRACK_COUNTERS, 0)
+    for row in lines[1:]:
+        values = row.split()
+        if len(values) != len(names):
+            continue
+        for name, v in zip(names, values, strict=True):
+            if name in out:
+                out[name] += int(v, 16)
+    return out
+
+
+def conntrack_counters(topo: Topology) -> dict[str, int] | None:
+    try:
+        return parse_conntrack_stat(netns_read(topo, topo.pat, "/proc/net/stat/nf_conntrack"))
+    except Exception:  # no conntrack statistics in this kernel: not reported
+        return None
+
+
+def conc_stats(topo: Topology, conc: Concentrator) -> dict[str, Any] | None:
+    """vpnhub's admin `stats` (the endpoint's drops, the IKE send queue, ...)."""
+    if conc.kind != "vpnhub" or conc.admin_socket is None:
+        return None
+    cp = topo.exec(topo.conc, [PYTHON, "-c", (
+        "import sys, json; from vpnhub.admin import request;"
+        " print(json.dumps(request(sys.argv[1], {'cmd': 'stats'}, 60)))"),
+        str(conc.admin_socket)], timeout=90)
+    try:
+        return dict(json.loads(cp.stdout))
+    except ValueError:
+        return None
+
+
+def _numbers_delta(before: Any, after: Any) -> Any:
+    """after - before for the numbers of two nested dicts (what moved during a run)."""
+    if isinstance(after, dict):
+        b = before if isinstance(before, dict) else {}
+        out = {k: _numbers_delta(b.get(k), v) for k, v in after.items()}
+        return {k: v for k, v in out.items() if v not in (None, 0, {})}
+    if isinstance(after, (int, float)) and not isinstance(after, bool):
+        return after - (before if isinstance(before, (int, float)) else 0)
+    return None
+
+
+def conc_drops(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any]:
+    """What the concentrator dropped or queued during a run, from its `stats`."""
+    if before is None or after is None:
+        return {}
+    keys = ("endpoint_drops", "ike_send", "ike_4500", "half_open_over_source_cap")
+    return {k: d for k in keys
+            if (d := _numbers_delta(before.get(k), after.get(k))) not in (None, 0, {})}
+
+
 def cprofile_argv(cprofile_dir: Path | None, name: str) -> list[str]:
     """``-m cProfile -o DIR/NAME.prof`` to put before ``-m module`` (empty: no profile)."""
     if cprofile_dir is None:
@@ -119,11 +179,15 @@ def cprofile_argv(cprofile_dir: Path | None, name: str) -> list[str]:
 
 
 def start_conc(topo: Topology, kind: str, max_sessions: int = 20000,
-               cprofile: list[str] | None = None) -> Concentrator:
+               cprofile: list[str] | None = None,
+               default_half_open: bool = False) -> Concentrator:
     if kind == "vpnhub":
+        # default_half_open: vpnhub's own half-open limits, as an operator runs it
+        # (32 unverified per source, 4,096 in all) instead of raised out of the way
+        raised = {} if default_half_open else {"half_open_per_source": 1_000_000,
+                                               "half_open_total": 1_000_000}
         cfg = vpnhub_config(topo.run_dir, pool=POOL, n_users=N_USERS,
-                            half_open_per_source=1_000_000, half_open_total=1_000_000,
-                            max_sessions=max_sessions)
+                            max_sessions=max_sessions, **raised)
         return start_vpnhub_concentrator(topo, cfg, python_args=cprofile)
     from dataclasses import replace
 
@@ -218,6 +282,7 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         th = threading.Thread(target=go)
     udp_hosts = {"conc": topo.conc, "loadgen": topo.clients[0]}
     udp_before = udp_counters(topo, udp_hosts)
+    ct_before, stats_before = conntrack_counters(topo), conc_stats(topo, conc)
     meter = CpuMeter({"conc": [conc.pid]}).start()
     proc = topo.spawn(topo.clients[0], argv, logf, name=f"loadgen-{tag}")
     if th is not None:
@@ -228,6 +293,7 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         th.join()
     rc = proc.popen.wait(timeout=120)
     udp = udp_delta(udp_before, udp_counters(topo, udp_hosts))
+    ct_after, stats_after = conntrack_counters(topo), conc_stats(topo, conc)
     if done is None or not out.exists():
         return {"error": f"load generator exit {rc}: {proc.log_text()[-800:]}"}
     res = json.loads(out.read_text())
@@ -248,6 +314,13 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         # load-balancing redirects the clients followed (a cluster's virtual address)
         "redirects": res.get("redirects", 0),
         "udp": udp,
+        # where messages were lost: our clients' retransmissions (set-up), their send
+        # errors, the PAT's conntrack drops, the concentrator's own drops and queueing
+        "loadgen_retransmissions": res["counters"].get("retransmissions_setup"),
+        "loadgen_send_errors": res["counters"].get("send_errors"),
+        "pat_conntrack": ({k: ct_after[k] - ct_before[k] for k in CONNTRACK_COUNTERS}
+                          if ct_before is not None and ct_after is not None else None),
+        "conc_drops": conc_drops(stats_before, stats_after),
     }
     if prof:
         doc["profile"] = {"file": f"handshake-{tag}.txt", "text": prof.get("text", ""),
@@ -277,6 +350,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     out["failed"] = sum(r.get("failed", 0) for r in good)
     out["redirects"] = sum(r.get("redirects", 0) for r in good)
     out["udp"] = udp_sum([r["udp"] for r in good if "udp" in r])  # summed, not a median
+    out["loadgen_retransmissions"] = sum(r.get("loadgen_retransmissions") or 0 for r in good)
     return out
 
 
@@ -293,6 +367,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cprofile-dir", type=Path,
                     help="run the load generator and vpnhub serve under cProfile: DIR/*.prof"
                          " (CPU figures of such runs are inflated)")
+    ap.add_argument("--default-half-open", action="store_true",
+                    help="vpnhub with its default half-open limits (32 unverified per"
+                         " source) instead of raised out of the way; strongSwan keeps its"
+                         " raised block_threshold (its default, 5, refuses the run)")
     ap.add_argument("--prefix")
     ap.add_argument("--smoke", action="store_true", help="20 tunnels, group 19, 1 run")
     args = ap.parse_args(argv)
@@ -304,6 +382,7 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"bench": "handshake", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                            "tunnels": args.tunnels, "concurrency": args.concurrency,
                            "runs": args.runs, "smoke": args.smoke,
+                           "default_half_open": args.default_half_open,
                            "environment": environment(), "results": []}
     t0 = time.monotonic()
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {(k, g): [] for k in concs for g in groups}
@@ -318,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
                 log(f"round {r + 1}/{args.runs}: {kind} concentrator")
                 try:
                     conc = start_conc(topo, kind, cprofile=cprofile_argv(
-                        args.cprofile_dir, f"{kind}-serve-r{r}") if kind == "vpnhub" else None)
+                        args.cprofile_dir, f"{kind}-serve-r{r}") if kind == "vpnhub" else None,
+                        default_half_open=args.default_half_open)
                 except Exception as e:
                     broken[kind] = f"concentrator: {e}"
                     log(f"  cannot start: {e}")
@@ -333,7 +413,9 @@ def main(argv: list[str] | None = None) -> int:
                             f" {one['setup_p50_ms']:.0f} ms, p99 {one['setup_p99_ms']:.0f} ms,"
                             f" conc {one['conc_cpu_ms_per_tunnel']:.2f} CPU ms/tunnel"
                             f" ({one['conc_sys_ms_per_tunnel']:.2f} system),"
-                            f" failed {one['failed']}; UDP {udp_text(one['udp'])}"
+                            f" failed {one['failed']}; UDP {udp_text(one['udp'])};"
+                            f" retransmitted {one['loadgen_retransmissions']},"
+                            f" PAT {one['pat_conntrack']}, conc {one['conc_drops']}"
                             if "error" not in one and one.get("tunnels_per_s")
                             else f"ERROR {one.get('error', one)}"))
                         wait_gone(topo, conc)

@@ -74,6 +74,9 @@ def test_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
                 assert all(isinstance(v, int) and v >= 0 for v in side.values()), side
             # 20 tunnels: at least their 6 IKE messages each reached the concentrator
             assert udp["conc"]["InDatagrams"] >= 20 * 6 and udp["loadgen"]["InDatagrams"] > 0
+        # where a lost message would show: our clients' retransmissions, the drops
+        assert isinstance(r["runs_detail"][0]["loadgen_retransmissions"], int), r
+        assert isinstance(r["runs_detail"][0]["conc_drops"], dict), r
 
 
 @pytest.mark.netns
@@ -119,6 +122,28 @@ def test_handshake_reads_the_kernels_udp_counters() -> None:
     delta = udp_delta({"conc": zero}, {"conc": after})
     assert delta == {"conc": after}
     assert udp_sum([delta, delta])["conc"]["RcvbufErrors"] == 132
+
+
+def test_handshake_reads_the_pats_conntrack_drops_and_the_concentrators_drops() -> None:
+    """The other places a lost IKE message is counted: the PAT's conntrack (one hex
+    row per CPU) and what moved in vpnhub's admin `stats` during a run."""
+    from handshake import conc_drops, parse_conntrack_stat
+
+    text = ("entries clashres found new invalid ignore delete chainlength insert"
+            " insert_failed drop early_drop\n"
+            "0000000a 00000000 00000000 00000000 00000002 00000000 00000000 00000000"
+            " 00000000 00000010 00000001 00000000\n"
+            "0000000a 00000000 00000000 00000000 00000001 00000000 00000000 00000000"
+            " 00000000 00000001 00000001 00000000\n")
+    assert parse_conntrack_stat(text) == {"insert_failed": 17, "drop": 2, "early_drop": 0,
+                                          "invalid": 3}
+    before = {"endpoint_drops": {"unknown_cookie": 2}, "sas": 5,
+              "ike_send": {"dropped": 0, "queued": 1}, "half_open_over_source_cap": 0}
+    after = {"endpoint_drops": {"unknown_cookie": 5, "recycled_per_source": 1}, "sas": 9,
+             "ike_send": {"dropped": 0, "queued": 1}, "half_open_over_source_cap": 4}
+    assert conc_drops(before, after) == {
+        "endpoint_drops": {"unknown_cookie": 3, "recycled_per_source": 1},
+        "half_open_over_source_cap": 4}
 
 
 @pytest.mark.netns

@@ -570,6 +570,8 @@ class ConcentratorCore:
             return {"endpoint_drops": dict(self.endpoint.drops),
                     "half_open": self.endpoint.half_open_count(),
                     "half_open_unverified": self.endpoint.unverified_count(),
+                    # first messages served beyond max_half_open_per_source (a burst)
+                    "half_open_over_source_cap": self.endpoint.over_source_cap,
                     "sas": len(self.endpoint),
                     # issue 17: phase 1s on the cluster's virtual address
                     "redirects": {k: self.redirects[k] for k in

@@ -69,6 +69,16 @@ PRESSURE_MEMORY = 60.0  # seconds a flood sign makes timeouts read as flood vict
 # few hundred at 1,000 logins/s) whatever the rate; spoofed ones stay for
 # phase1_timeout (30 s), so a spoofer sending 20 a second crosses it.
 FLOOD_UNVERIFIED = 512
+# Seconds an unverified SA is safe from the per-source cap. A real client answers our
+# message 2 within a round trip plus our own queueing (a burst of 128 first messages
+# from one PAT is answered within a few hundred ms on the 2-core lab machine; vpnc
+# and our initiator retransmit after 1-2 s), so younger SAs are a burst in progress,
+# not a flood: recycling them (RFC 4987 3.4 recycles the *oldest*, which a TCP SYN
+# cache can, since a SYN-ACK is answered within a round trip too) dropped legitimate
+# logins behind one PAT. A source is thus held to half_open_per_source SAs older than
+# this plus what it sent in the last ANSWER_GRACE s; half_open_total bounds the rest.
+# A burst beyond the cap is still a flood sign (see _make_room): served, cheaply.
+ANSWER_GRACE = 2.0
 # Unverified SAs timing out faster than this mean a flood to the log (below the caps).
 TIMEOUT_WINDOW = 10.0
 TIMEOUTS_PER_WINDOW = 8
@@ -109,6 +119,9 @@ class IkeEndpoint:
         # the shell's worker thread for phase 1's g^xy (ike.dhjob); None: computed inline
         self.dh_offload: DhOffload | None = None
         self.drops: Counter[str] = Counter()
+        # first messages admitted beyond half_open_per_source while that source's SAs
+        # were all younger than ANSWER_GRACE (a burst from a PAT, not a drop)
+        self.over_source_cap = 0
         self.summary = _summariser()
         self._reassembler = Reassembler()
         self._timers: list[tuple[float, int, IkeSA]] = []
@@ -250,8 +263,21 @@ class IkeEndpoint:
     def _make_room(self, ip: str, now: float) -> bool:
         """Recycle the oldest unverified SA when a cap is reached (RFC 4987 3.4)."""
         mine = self._unverified_by_ip.get(ip)
-        if mine is not None and len(mine) >= self.limits.half_open_per_source:
-            self._recycle(next(iter(mine)), "recycled_per_source", ip, now)
+        cap = self.limits.half_open_per_source
+        # Only SAs left unanswered for ANSWER_GRACE are recycled: a burst of logins from
+        # one PAT (more first messages in a round trip than the cap) is served whole,
+        # while a spoofer's SAs age past the grace and are brought back to the cap. Until
+        # then the two cannot be told apart, so the cap reached still counts as a flood
+        # sign (shared DH values, g^xy when message 3 comes): the cheap path, which a
+        # real client gets through as well (tests/ike/test_flood_signal.py).
+        while mine and len(mine) >= cap:
+            oldest = next(iter(mine))
+            if now - self._unverified[oldest].created < ANSWER_GRACE:
+                self.over_source_cap += 1
+                self._capped(now)
+                break
+            self._recycle(oldest, "recycled_per_source", ip, now)
+            mine = self._unverified_by_ip.get(ip)
         if len(self._half_open) < self.limits.half_open_total:
             return True
         if self._unverified:

@@ -206,6 +206,9 @@ class Counters:
     pings_rx: int = 0
     send_errors: int = 0
     redirects: int = 0  # Cisco load-balance notifies followed (issue 17)
+    # messages our clients sent again during the set-up (no answer within the
+    # retransmission interval: a datagram lost on the way, or an answer that late)
+    retransmissions_setup: int = 0
     errors: Counter[str] = field(default_factory=Counter)
 
 
@@ -558,6 +561,7 @@ class LoadGenerator:
             self._loop_once(now, min(wait, self._next_deadline(now) - now))
         setup_cpu = time.process_time() - self.cpu0
         setup_sys = os.times().system - sys0  # the kernel's share: sockets, sends, receives
+        self.c.retransmissions_setup = sum(c.sa.stats["retransmissions"] for c in self.clients)
         self.emit("setup_done", established=self.c.established, failed=self.c.failed)
         hold_cpu = traffic_cpu = 0.0
         if cfg.hold > 0:
