@@ -122,7 +122,7 @@ def udp_figures(repeat: int, count: int = 64) -> dict[str, dict[str, float]]:
 
     ways: dict[str, Callable[[], int]] = {"python": plain}
     if NETFAST is not None:
-        reader = BatchReader(rx, 64)
+        reader = BatchReader(rx)
         ways["c"] = lambda: batched(reader)
     out: dict[str, dict[str, float]] = {}
     try:

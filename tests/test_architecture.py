@@ -47,9 +47,11 @@ class Module:
 
 
 def find_modules(package_dir: Path) -> dict[str, Module]:
-    """Every .py file under `package_dir`, by dotted module name."""
+    """Every .py file under `package_dir`, by dotted module name, and every C
+    accelerator, known by its type stub (`esp/_espfast.pyi` beside `_espfast.c`)."""
     modules = {}
-    for path in sorted(package_dir.rglob("*.py")):
+    stubs = [p for p in package_dir.rglob("*.pyi") if not p.with_suffix(".py").exists()]
+    for path in sorted([*package_dir.rglob("*.py"), *stubs]):
         parts = list(path.relative_to(package_dir.parent).with_suffix("").parts)
         is_package = parts[-1] == "__init__"
         if is_package:

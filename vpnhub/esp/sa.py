@@ -19,6 +19,14 @@ appendix C); the rest of the output is exactly ``CBC_IV(payload)``.  The
 decryptor likewise decrypts ``IV || ciphertext`` and throws away the first
 output block, which only depends on the previous packet.
 
+With the C accelerator (``_espfast.c``, docs/ARCHITECTURE.md "C accelerators")
+AES-CBC with an HMAC and AES-GCM-16 run one C call per packet instead of the
+~6 calls into ``cryptography`` below; this module stays the reference and the
+fallback (3DES, NULL, CBC without integrity, ``VPNHUB_PURE_PYTHON=1``, no
+compiler).  The C CBC path takes its IV straight from the :class:`IvPool`
+(random bytes, unpredictable as RFC 3602 3 asks) and sets it on a keyed
+context; the same IV given to both paths yields the same packet.
+
 AES-GCM IVs (RFC 4106 3.1) are a random 4-byte prefix chosen when the SA is
 built followed by the 32-bit sequence number: unique for every packet of the
 SA (sequence numbers never repeat), and even if the same keys were installed
@@ -54,7 +62,26 @@ from .replay import ReplayWindow
 from .suites import ESP_3DES, ESP_AES_CBC, ESP_AES_GCM_16, ESP_NULL, Suite, get_suite
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import ModuleType
+
     from cryptography.hazmat.primitives.ciphers import CipherContext
+
+    from ._espfast import Codec
+
+
+def _load_accelerator() -> ModuleType | None:
+    """The C codec, unless VPNHUB_PURE_PYTHON is set or it was not built."""
+    if os.environ.get("VPNHUB_PURE_PYTHON", "") not in ("", "0"):
+        return None
+    try:
+        from . import _espfast
+    except ImportError:
+        return None
+    return _espfast
+
+
+_espfast = _load_accelerator()
 
 NH_IPV4: Final = 4  # IP-in-IP: tunnel mode IPv4 inner packet
 NH_IPV6: Final = 41
@@ -168,6 +195,9 @@ class EspSA:
     Counters are plain ints: ``packets_in``, ``bytes_in``, ``packets_out``,
     ``bytes_out`` (inner packet bytes), ``drops`` (reason -> count) and
     ``last_activity`` (set by the caller, in its clock's units).
+
+    ``accelerated=False`` keeps this SA on the pure-Python codec even when the
+    C one is available (tests compare the two); ``accelerated`` tells which runs.
     """
 
     encapsulate: _Encapsulate
@@ -188,6 +218,7 @@ class EspSA:
         allow_no_integrity: bool = False,
         strict_padding: bool = True,
         iv_pool: IvPool | None = None,
+        accelerated: bool = True,
     ) -> None:
         if not 0 < spi <= SEQ_MAX or spi < 256:
             raise ValueError("SPI must be 256..2^32-1 (RFC 4303 2.1)")
@@ -215,6 +246,11 @@ class EspSA:
         self._icv_len = suite.icv_len
         # Smallest well-formed packet: header, IV, one block (or 4 bytes), ICV.
         self._min_len = 8 + cipher.iv_len + cipher.block_size + suite.icv_len
+        self.accelerated = accelerated and _espfast is not None and (
+            transform == ESP_AES_GCM_16 or (transform == ESP_AES_CBC and suite.integ is not None))
+        if self.accelerated:
+            self._init_c(transform, enc_key, integ_key)
+            return
         if suite.integ is not None:
             self._hmac = hmac.HMAC(integ_key, suite.integ.hash_algorithm())
         if transform == ESP_AES_GCM_16:
@@ -238,6 +274,88 @@ class EspSA:
             self.decapsulate = self._decap_null
         else:  # pragma: no cover - get_suite refused it already
             raise UnsupportedSuite(f"ESP transform {transform}")
+
+    # -- C accelerator -------------------------------------------------------
+    # One Codec per direction, made by the first packet like the CBC contexts below
+    # (issue 13: an SA only ever encrypts or decrypts).  Replay window, counters and
+    # the next-header policy stay here, so drops and stats are those of the Python path.
+
+    def _init_c(self, transform: int, enc_key: bytes, integ_key: bytes) -> None:
+        self._keys = (enc_key, integ_key)
+        self._cenc: Callable[[bytes, int, int, bytes], bytes]
+        self._cdec: Callable[[bytes, int], tuple[bytes, int, int] | int]
+        if transform == ESP_AES_GCM_16:
+            self._iv_prefix = os.urandom(4)  # as in the Python path (module docstring)
+        self.encapsulate = self._encap_c_first
+        self.decapsulate = self._decap_c_first
+
+    def _codec(self, encrypt: bool) -> Codec:
+        assert _espfast is not None
+        integ = self.suite.integ
+        enc_key, integ_key = self._keys
+        codec: Codec = _espfast.Codec(self.spi, self.suite.cipher.transform, enc_key,
+                                      integ.hash_name if integ else None, integ_key,
+                                      self._icv_len, encrypt, self._strict_padding)
+        return codec
+
+    def _encap_c_first(self, inner: bytes, next_header: int = NH_IPV4) -> bytes:
+        self._cenc = self._codec(True).encap
+        gcm = self.suite.cipher.transform == ESP_AES_GCM_16
+        self.encapsulate = self._encap_c_gcm if gcm else self._encap_c_cbc
+        return self.encapsulate(inner, next_header)
+
+    def _decap_c_first(self, esp: bytes) -> tuple[bytes, int]:
+        self._cdec = self._codec(False).decap
+        self.decapsulate = self._decap_c
+        return self._decap_c(esp)
+
+    def _encap_c_cbc(self, inner: bytes, next_header: int = NH_IPV4) -> bytes:
+        seq = self.seq + 1
+        if seq > SEQ_MAX:
+            self._drop(SEQ_EXHAUSTED)
+        self.seq = seq
+        esp = self._cenc(inner, next_header, seq, self._pool.take(16))
+        self.packets_out += 1
+        self.bytes_out += len(inner)
+        return esp
+
+    def _encap_c_gcm(self, inner: bytes, next_header: int = NH_IPV4) -> bytes:
+        seq = self.seq + 1
+        if seq > SEQ_MAX:
+            self._drop(SEQ_EXHAUSTED)
+        self.seq = seq
+        esp = self._cenc(inner, next_header, seq, self._iv_prefix)
+        self.packets_out += 1
+        self.bytes_out += len(inner)
+        return esp
+
+    def _decap_c(self, esp: bytes) -> tuple[bytes, int]:
+        # Packets at or left of the window top come back as ERR_REPLAY_CHECK before
+        # any crypto: the window decides first (RFC 4303 3.4.3), as in _decap_cbc.
+        result = self._cdec(esp, self.replay.top)
+        if isinstance(result, int):
+            result = self._decap_c_refused(esp, result)
+        inner, next_header, seq = result
+        self.replay.update(seq)  # authentic (RFC 4303 3.4.3)
+        if next_header not in self._next_headers:
+            self._drop(DUMMY_PACKET if next_header == NH_NO_NEXT else BAD_NEXT_HEADER)
+        self.packets_in += 1
+        self.bytes_in += len(inner)
+        return inner, next_header
+
+    def _decap_c_refused(self, esp: bytes, code: int) -> tuple[bytes, int, int]:
+        """The C codec's failure ``code`` as the Python path's drop, or a retry."""
+        assert _espfast is not None
+        if code == _espfast.ERR_REPLAY_CHECK:
+            self._replay_drop(int.from_bytes(esp[4:8], "big"))
+            result = self._cdec(esp, -1)  # inside the window and new: decrypt it
+            if not isinstance(result, int):
+                return result
+            code = result
+        if code == _espfast.ERR_PADDING:
+            self.replay.update(int.from_bytes(esp[4:8], "big"))  # it was authentic
+            self._drop(BAD_PADDING)
+        self._drop(SHORT_PACKET if code == _espfast.ERR_SHORT else AUTH_FAILED)
 
     # -- bookkeeping ---------------------------------------------------------
 

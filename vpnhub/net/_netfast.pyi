@@ -1,3 +1,6 @@
 # Types of the C accelerator vpnhub/net/_netfast.c (docs/ARCHITECTURE.md, "C accelerators").
+import mmap
 
 def ones_sum(data: bytes | bytearray | memoryview, initial: int = 0, start: int = 0) -> int: ...
+def recv_batch(fd: int, area: mmap.mmap | bytearray | memoryview, count: int,
+               /) -> list[tuple[bytes, tuple[str, int], int]]: ...

@@ -25,7 +25,10 @@ Design (numbers from docs/DATAPLANE-COSTS.md):
   read alone; the ESP datagrams one TUN batch makes for one peer, of one
   size, leave in one ``sendmsg`` with ``UDP_SEGMENT`` (flushed at the end of
   every batch).  ESP that reached the control plane's IKE socket in a train
-  led by IKE comes back through ``hand_over``.
+  led by IKE comes back through ``hand_over``.  With the C accelerator
+  (vpnhub/net/_netfast.c) one ``recvmmsg`` takes up to 64 datagrams or trains
+  (``udpgso.BatchReader``): a peer that sends one datagram a call over a path
+  without GRO (vpnc) no longer costs a receive per ESP packet.
 - TUN offloads (issue 16, vpnhub/net/tunoffload.py, a TUN with
   ``vnet_hdr``): a read may be a TCP super-packet, cut into segments before
   routing; the packets a wake-up decrypts are held and written at its end
@@ -203,9 +206,12 @@ from vpnhub.net.udpgso import (
     GSO_REFUSED,
     MAX_SEGMENTS,
     MAX_TRAIN_BYTES,
+    BatchReader,
     GroReader,
+    batch_supported,
     enable_gro,
     gso_supported,
+    receive_area,
     send_train,
 )
 
@@ -597,10 +603,22 @@ class Dataplane:
         # UDP GRO (vpnhub/net/udpgso.py): a reader per socket that took the option;
         # the others keep the recvfrom path.
         self._gro: dict[int, GroReader] = {}
-        if gro:
-            for sock in (udp, cisco_udp, keepalive_sock):
-                if sock is not None and enable_gro(sock):
-                    self._gro[sock.fileno()] = GroReader(sock)
+        # recvmmsg (udpgso.BatchReader, the C accelerator): a reader per IPv4 UDP socket,
+        # GRO or not, all sharing one receive area; without it GroReader and recvfrom.
+        self._batch: dict[int, BatchReader] = {}
+        self.udp_gro = False  # the 4500 socket took UDP_GRO
+        area = None
+        for sock in (udp, cisco_udp, keepalive_sock):
+            if sock is None:
+                continue
+            took = gro and enable_gro(sock)
+            self.udp_gro = self.udp_gro or (took and sock is udp)
+            if batch_supported(sock):
+                if area is None:
+                    area = receive_area()
+                self._batch[sock.fileno()] = BatchReader(sock, area)
+            elif took:
+                self._gro[sock.fileno()] = GroReader(sock)
         self._udp_rx_calls_plain = 0  # receives on sockets without GRO (one datagram each)
         # UDP GSO: the sockets that take UDP_SEGMENT; a wake-up's ESP datagrams to one
         # peer, of one size, leave in one sendmsg (the train, flushed before returning).
@@ -1263,6 +1281,10 @@ class Dataplane:
 
     def _from_udp(self, now: float) -> None:
         assert self.udp is not None
+        batch = self._batch.get(self.udp.fileno())
+        if batch is not None:
+            self._from_udp_batches(batch, now)
+            return
         reader = self._gro.get(self.udp.fileno())
         if reader is not None:
             self._from_udp_trains(reader, now)
@@ -1305,6 +1327,37 @@ class Dataplane:
                 else:
                     self._udp_control(data, addr)
 
+    def _from_udp_batches(self, reader: BatchReader, now: float) -> None:
+        """UDP 4500 with recvmmsg: each datagram (a train's segments) as if read alone.
+
+        As ``_from_udp_trains``: the budget counts datagrams. A batch shorter than
+        the reader's count drained the socket (epoll is level-triggered: what came
+        since wakes the loop again), so no call is made just to see ``EAGAIN``.
+        An error the socket reports (an ICMP error) is skipped, as on the keepalive
+        and IKE sockets.
+        """
+        deliver = self._deliver
+        control = self._udp_control
+        read = reader.read
+        taken = 0
+        while taken < self.budget:
+            try:
+                batch = read()
+            except BlockingIOError:
+                return
+            except OSError:
+                taken += 1
+                continue
+            taken += len(batch)
+            self.udp_rx += len(batch)
+            for data, addr, _size in batch:
+                if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
+                    deliver(data, addr, now)
+                else:
+                    control(data, addr)
+            if len(batch) < reader.count:
+                return
+
     def _from_4500(self, data: bytes, addr: Address, now: float) -> None:
         """One UDP 4500 datagram read off the hot paths (a keepalive socket's, one
         handed over): as ``_from_udp`` handles it inline."""
@@ -1331,7 +1384,12 @@ class Dataplane:
         if they had come on the 4500 socket; at most KEEPALIVE_BUDGET a tick (more is a
         flood: the kernel drops it when the socket's buffer is full)."""
         assert self.keepalive_sock is not None
-        reader = self._gro.get(self.keepalive_sock.fileno())
+        fd = self.keepalive_sock.fileno()
+        batches = self._batch.get(fd)
+        if batches is not None:
+            self._drain_keepalive_batches(batches)
+            return
+        reader = self._gro.get(fd)
         recv = self.keepalive_sock.recvfrom
         taken = 0
         while taken < KEEPALIVE_BUDGET:
@@ -1353,6 +1411,25 @@ class Dataplane:
             for data in datagrams:  # classified as on 4500: the filter is not trusted
                 self._from_4500(data, addr, now)
 
+    def _drain_keepalive_batches(self, reader: BatchReader) -> None:
+        """``_drain_keepalives`` with recvmmsg (``_from_udp_batches``)."""
+        taken = 0
+        while taken < KEEPALIVE_BUDGET:
+            try:
+                batch = reader.read()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. an ICMP error reported on the socket: next one
+                taken += 1
+                continue
+            taken += len(batch)
+            self.udp_rx += len(batch)
+            now = self.clock()
+            for data, addr, _size in batch:  # classified as on 4500: filter not trusted
+                self._from_4500(data, addr, now)
+            if len(batch) < reader.count:
+                return
+
     def _keepalive_from(self, transport: str, addr: Address) -> None:
         self.keepalive_rx += 1
         peer = self._peers.get((transport, addr))
@@ -1363,6 +1440,10 @@ class Dataplane:
 
     def _from_cisco_udp(self, now: float) -> None:
         assert self.cisco_udp is not None
+        batches = self._batch.get(self.cisco_udp.fileno())
+        if batches is not None:
+            self._from_cisco_udp_batches(batches, now)
+            return
         reader = self._gro.get(self.cisco_udp.fileno())
         recv = self.cisco_udp.recvfrom
         deliver = self._deliver
@@ -1382,12 +1463,39 @@ class Dataplane:
             for data in datagrams:
                 if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
                     deliver(data, addr, now)
-                    continue
-                kind = classify_cisco_udp(data)
-                if isinstance(kind, Keepalive):
-                    self._keepalive_from(TRANSPORT_CISCO_UDP, addr)
-                elif isinstance(kind, Malformed):
-                    self._drop(kind.reason)
+                else:
+                    self._cisco_udp_control(data, addr)
+
+    def _from_cisco_udp_batches(self, reader: BatchReader, now: float) -> None:
+        """The Cisco UDP port with recvmmsg (as ``_from_udp_batches``)."""
+        deliver = self._deliver
+        read = reader.read
+        taken = 0
+        while taken < self.budget:
+            try:
+                batch = read()
+            except BlockingIOError:
+                return
+            except OSError:
+                taken += 1
+                continue
+            taken += len(batch)
+            self.cisco_udp_rx += len(batch)
+            for data, addr, _size in batch:
+                if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
+                    deliver(data, addr, now)
+                else:
+                    self._cisco_udp_control(data, addr)
+            if len(batch) < reader.count:
+                return
+
+    def _cisco_udp_control(self, data: bytes, addr: Address) -> None:
+        """What is not ESP on the Cisco UDP port: its keepalive, else a drop."""
+        kind = classify_cisco_udp(data)
+        if isinstance(kind, Keepalive):
+            self._keepalive_from(TRANSPORT_CISCO_UDP, addr)
+        elif isinstance(kind, Malformed):
+            self._drop(kind.reason)
 
     def _from_raw_esp(self, now: float) -> None:
         if self.esp is None:
@@ -1893,12 +2001,14 @@ class Dataplane:
             ike_rx=self.ike_rx, ike_tx=self.ike_tx, keepalive_rx=self.keepalive_rx,
             keepalive_tx=sum(p.keepalives_tx for p in self._peers.values()),
             cisco_udp_rx=self.cisco_udp_rx,
-            udp_rx_calls=self._udp_rx_calls_plain + sum(r.calls for r in self._gro.values()),
+            udp_rx_calls=self._udp_rx_calls_plain + sum(r.calls for r in self._gro.values())
+            + sum(r.calls for r in self._batch.values()),
             udp_rx_datagrams=self._udp_rx_calls_plain
-            + sum(r.datagrams for r in self._gro.values()),
+            + sum(r.datagrams for r in self._gro.values())
+            + sum(r.datagrams for r in self._batch.values()),
             udp_tx_calls=self.udp_tx_calls, udp_tx_datagrams=self.udp_tx_datagrams,
             gso_fallbacks=self.gso_fallbacks, esp_via_ike_socket=self.esp_via_ike_socket,
-            udp_gro=self.udp is not None and self.udp.fileno() in self._gro,
+            udp_gro=self.udp_gro,
             udp_gso=bool(self._gso_fds),
             drops=drops, drops_total=totals,
             esp_totals=Traffic(**traffic),  # live SAs + ended ones: never goes down

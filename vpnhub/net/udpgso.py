@@ -23,9 +23,12 @@ one.
 from __future__ import annotations
 
 import errno
+import mmap
 import socket
 import struct
 from typing import Final
+
+from vpnhub.net.accel import NETFAST
 
 SOL_UDP: Final = 17  # IPPROTO_UDP
 UDP_SEGMENT: Final = 103  # include/uapi/linux/udp.h
@@ -33,6 +36,7 @@ UDP_GRO: Final = 104
 MAX_SEGMENTS: Final = 64  # UDP_MAX_SEGMENTS (include/linux/udp.h)
 MAX_TRAIN_BYTES: Final = 65000  # below the 65,507-byte UDP payload of IPv4
 RECV_BUFFER: Final = 65536  # a whole train fits one read (64 KiB, as GRO caps it)
+BATCH: Final = 64  # datagrams (or trains) per recvmmsg
 _CMSG_SPACE: Final = socket.CMSG_SPACE(4)
 _INT: Final = struct.Struct("=i")
 _U16: Final = struct.Struct("=H")
@@ -95,6 +99,62 @@ class GroReader:
         segments = [bytes(view[i:i + size]) for i in range(0, n, size)]
         self.datagrams += len(segments)
         return segments, _address(addr)
+
+
+def batch_supported(sock: socket.socket) -> bool:
+    """Whether `sock` can be read with ``BatchReader``: the accelerator is there and
+    `sock` is an IPv4 UDP socket (``recv_batch`` gives IPv4 sources only)."""
+    return (NETFAST is not None and sock.family == socket.AF_INET
+            and sock.type == socket.SOCK_DGRAM)
+
+
+def receive_area(count: int = BATCH) -> mmap.mmap:
+    """Room for `count` slots of a whole train each (4 MiB for 64), mapped, not
+    allocated: only the pages the kernel writes ever become resident. One area serves
+    every ``BatchReader`` of one thread (each read copies its datagrams out)."""
+    return mmap.mmap(-1, count * RECV_BUFFER)
+
+
+class BatchReader:
+    """Up to `count` datagrams a receive system call (``recvmmsg``), trains split.
+
+    ``read`` returns ``[(datagram, (host, port), size), ...]`` in arrival order:
+    each segment of a GRO train (``size``: its segment size) or lone datagram (0)
+    exactly as ``GroReader.read`` (or ``recvfrom``) gives it; a datagram is cut at
+    64 KiB as those cut it. ``calls`` counts the receives that returned data,
+    ``datagrams`` what they held (a train counts its segments), as in GroReader.
+    `area` (``receive_area``) may be shared by the readers of one thread.
+    """
+
+    __slots__ = ("_area", "_fd", "_recv", "calls", "count", "datagrams", "sock")
+
+    def __init__(self, sock: socket.socket, area: mmap.mmap | None = None,
+                 count: int = BATCH) -> None:
+        if NETFAST is None:
+            raise RuntimeError("BatchReader needs vpnhub.net._netfast")
+        self.sock = sock
+        self.count = count
+        self._area = area if area is not None else receive_area(count)
+        if len(self._area) < count * RECV_BUFFER:
+            raise ValueError("receive area too small")
+        self._fd = sock.fileno()
+        self._recv = NETFAST.recv_batch
+        self.calls = 0
+        self.datagrams = 0
+
+    def read(self) -> list[tuple[bytes, tuple[str, int], int]]:
+        """The datagrams of one receive (at least one).
+
+        Raises what ``recvfrom`` raises: ``BlockingIOError`` when none is queued,
+        ``ConnectionRefusedError`` and the like for an error the socket reports.
+        """
+        batch: list[tuple[bytes, tuple[str, int], int]] = self._recv(
+            self._fd, self._area, self.count)
+        if not batch:  # never with a count >= 1; as "nothing queued" if it were
+            raise BlockingIOError(errno.EAGAIN, "no datagram")
+        self.calls += 1
+        self.datagrams += len(batch)
+        return batch
 
 
 def _address(addr: object) -> tuple[str, int]:

@@ -1,0 +1,516 @@
+/* C twin of the per-packet ESP codec of sa.py (docs/ARCHITECTURE.md, "C accelerators").
+ *
+ * One Codec object per SA direction keeps the keyed OpenSSL state: an
+ * EVP_CIPHER_CTX keyed once (each packet only sets its IV) and, for CBC suites,
+ * two digest contexts holding HMAC's keyed inner and outer states (RFC 2104:
+ * H(K xor opad || H(K xor ipad || data))), copied into a work context per
+ * packet.  Each packet is one call: encap() builds the whole ESP packet
+ * (RFC 4303 2), decap() checks length, ICV / tag and padding and returns the
+ * inner packet.  The replay window, the counters and the next-header policy
+ * stay in sa.py around the call.  Sans-I/O like the rest of esp/: no sockets,
+ * no clocks; secrets live only in the OpenSSL contexts, freed with the object.
+ *
+ * The GIL is kept: a 1400-byte packet is ~1-2 us of crypto, less than the cost
+ * of releasing and taking it back.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <string.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+/* ESP transform IDs (RFC 2407 4.4.4, suites.py). */
+#define ESP_AES_CBC 12
+#define ESP_AES_GCM_16 20
+
+/* decap() failure codes; sa.py maps them to its EspDrop reasons. */
+#define ERR_SHORT 1       /* short_packet */
+#define ERR_AUTH 2        /* auth_failed */
+#define ERR_PADDING 3     /* bad_padding (the packet was authentic) */
+#define ERR_REPLAY_CHECK 4 /* seq <= top: the caller's window decides, then calls again */
+
+#define CBC_BLOCK 16
+#define GCM_IV 8    /* explicit IV (RFC 4106 3.1) */
+#define GCM_SALT 4  /* nonce = salt || IV (RFC 4106 4) */
+#define GCM_TAG 16  /* ICV of AES-GCM-16 */
+#define MAX_PAD 255
+
+typedef struct {
+    PyObject_HEAD
+    int gcm;            /* 1: AES-GCM-16, 0: AES-CBC + HMAC */
+    int encrypt;        /* direction: 1 outbound (encap), 0 inbound (decap) */
+    int strict_padding; /* padding bytes must be 1, 2, 3, ... (RFC 4303 2.4) */
+    unsigned int icv_len;
+    unsigned char spi[4];
+    unsigned char salt[GCM_SALT];
+    EVP_CIPHER_CTX *cipher;
+    EVP_MD_CTX *ipad;   /* HMAC inner state after K xor ipad */
+    EVP_MD_CTX *opad;   /* HMAC outer state after K xor opad */
+    EVP_MD_CTX *work;
+} Codec;
+
+static PyObject *ssl_error(const char *what)
+{
+    PyErr_Format(PyExc_RuntimeError, "OpenSSL: %s failed", what);
+    return NULL;
+}
+
+static const EVP_CIPHER *pick_cipher(int gcm, Py_ssize_t key_len)
+{
+    switch (key_len) {
+    case 16: return gcm ? EVP_aes_128_gcm() : EVP_aes_128_cbc();
+    case 24: return gcm ? EVP_aes_192_gcm() : EVP_aes_192_cbc();
+    case 32: return gcm ? EVP_aes_256_gcm() : EVP_aes_256_cbc();
+    default: return NULL;
+    }
+}
+
+/* Keyed HMAC states (RFC 2104 2): hash a key longer than the block first. */
+static int hmac_setup(Codec *self, const EVP_MD *md, const unsigned char *key, Py_ssize_t key_len)
+{
+    unsigned char k[256];
+    int block = EVP_MD_get_block_size(md);
+    unsigned int hashed = 0;
+    int ok = 0;
+
+    if (block <= 0 || block > (int)sizeof(k))
+        return 0;
+    memset(k, 0, sizeof(k));
+    if (key_len > block) {
+        if (!EVP_Digest(key, (size_t)key_len, k, &hashed, md, NULL))
+            return 0;
+    } else {
+        memcpy(k, key, (size_t)key_len);
+    }
+    self->ipad = EVP_MD_CTX_new();
+    self->opad = EVP_MD_CTX_new();
+    self->work = EVP_MD_CTX_new();
+    if (self->ipad == NULL || self->opad == NULL || self->work == NULL)
+        goto out;
+    for (int i = 0; i < block; i++)
+        k[i] ^= 0x36;
+    if (!EVP_DigestInit_ex(self->ipad, md, NULL) || !EVP_DigestUpdate(self->ipad, k, (size_t)block))
+        goto out;
+    for (int i = 0; i < block; i++)
+        k[i] ^= 0x36 ^ 0x5c;
+    if (!EVP_DigestInit_ex(self->opad, md, NULL) || !EVP_DigestUpdate(self->opad, k, (size_t)block))
+        goto out;
+    ok = 1;
+out:
+    OPENSSL_cleanse(k, sizeof(k));
+    return ok;
+}
+
+/* HMAC of data[0:len] into mac (full digest length). */
+static int hmac_run(Codec *self, const unsigned char *data, size_t len, unsigned char *mac)
+{
+    unsigned char inner[EVP_MAX_MD_SIZE];
+    unsigned int n = 0, m = 0;
+
+    return EVP_MD_CTX_copy_ex(self->work, self->ipad)
+        && EVP_DigestUpdate(self->work, data, len)
+        && EVP_DigestFinal_ex(self->work, inner, &n)
+        && EVP_MD_CTX_copy_ex(self->work, self->opad)
+        && EVP_DigestUpdate(self->work, inner, n)
+        && EVP_DigestFinal_ex(self->work, mac, &m);
+}
+
+static void Codec_dealloc(Codec *self)
+{
+    EVP_CIPHER_CTX_free(self->cipher);
+    EVP_MD_CTX_free(self->ipad);
+    EVP_MD_CTX_free(self->opad);
+    EVP_MD_CTX_free(self->work);
+    OPENSSL_cleanse(self->salt, sizeof(self->salt));
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* Codec(spi, transform, enc_key, digest, integ_key, icv_len, encrypt, strict_padding)
+ * digest: OpenSSL digest name ("SHA1", "SHA256", ...) for CBC, None for GCM;
+ * enc_key for GCM is the AES key followed by the 4-byte salt (RFC 4106 8.1). */
+static int Codec_init(Codec *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"spi", "transform", "enc_key", "digest", "integ_key", "icv_len",
+                             "encrypt", "strict_padding", NULL};
+    unsigned long spi;
+    int transform, encrypt, strict;
+    unsigned int icv_len;
+    const char *digest = NULL;
+    const unsigned char *enc_key, *integ_key;
+    Py_ssize_t enc_len, integ_len;
+    const EVP_CIPHER *cipher;
+
+    if (self->cipher != NULL || self->ipad != NULL) {
+        PyErr_SetString(PyExc_TypeError, "Codec is initialised once");
+        return -1;
+    }
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "kiy#zy#Ipp", kwlist, &spi, &transform,
+                                     &enc_key, &enc_len, &digest, &integ_key, &integ_len,
+                                     &icv_len, &encrypt, &strict))
+        return -1;
+    if (spi > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "SPI is 32 bits");
+        return -1;
+    }
+    self->gcm = transform == ESP_AES_GCM_16;
+    if (!self->gcm && transform != ESP_AES_CBC) {
+        PyErr_Format(PyExc_ValueError, "ESP transform %d has no C codec", transform);
+        return -1;
+    }
+    if (self->gcm) {
+        if (digest != NULL || icv_len != GCM_TAG || enc_len < GCM_SALT) {
+            PyErr_SetString(PyExc_ValueError, "AES-GCM-16: no HMAC, 16-byte ICV, key || salt");
+            return -1;
+        }
+        enc_len -= GCM_SALT;
+        memcpy(self->salt, enc_key + enc_len, GCM_SALT);
+    }
+    cipher = pick_cipher(self->gcm, enc_len);
+    if (cipher == NULL) {
+        PyErr_SetString(PyExc_ValueError, "AES key must be 16, 24 or 32 bytes");
+        return -1;
+    }
+    self->spi[0] = (unsigned char)(spi >> 24);
+    self->spi[1] = (unsigned char)(spi >> 16);
+    self->spi[2] = (unsigned char)(spi >> 8);
+    self->spi[3] = (unsigned char)spi;
+    self->encrypt = encrypt;
+    self->strict_padding = strict;
+    self->icv_len = icv_len;
+    if (!self->gcm) {
+        const EVP_MD *md = digest ? EVP_get_digestbyname(digest) : NULL;
+        if (md == NULL || icv_len == 0 || icv_len > (unsigned int)EVP_MD_get_size(md)) {
+            PyErr_SetString(PyExc_ValueError, "AES-CBC needs a known HMAC digest and ICV length");
+            return -1;
+        }
+        if (!hmac_setup(self, md, integ_key, integ_len)) {
+            ssl_error("HMAC key setup");
+            return -1;
+        }
+    }
+    self->cipher = EVP_CIPHER_CTX_new();
+    if (self->cipher == NULL
+        || !EVP_CipherInit_ex(self->cipher, cipher, NULL, enc_key, NULL, encrypt)
+        || !EVP_CIPHER_CTX_set_padding(self->cipher, 0)) {
+        ssl_error("cipher key setup");
+        return -1;
+    }
+    return 0;
+}
+
+/* Set the per-packet IV (CBC) or nonce (GCM) on the keyed context: no new key schedule. */
+static int set_iv(Codec *self, const unsigned char *iv)
+{
+    return EVP_CipherInit_ex(self->cipher, NULL, NULL, NULL, iv, -1);
+}
+
+/* Whole-buffer update: the input is a multiple of the block size (or GCM). */
+static int run_cipher(Codec *self, unsigned char *out, const unsigned char *in, size_t len)
+{
+    int n = 0;
+    return EVP_CipherUpdate(self->cipher, out, &n, in, (int)len) && (size_t)n == len;
+}
+
+/* inner || trailer through the cipher into out; CBC keeps a partial block of inner
+ * back until the trailer completes it, hence the running offset. */
+static int encrypt_payload(Codec *self, unsigned char *out, const Py_buffer *inner,
+                           const unsigned char *trailer, size_t trailer_len)
+{
+    int a = 0, b = 0;
+    if (inner->len > 0 && !EVP_CipherUpdate(self->cipher, out, &a, inner->buf, (int)inner->len))
+        return 0;
+    return EVP_CipherUpdate(self->cipher, out + a, &b, trailer, (int)trailer_len)
+        && (size_t)a + (size_t)b == (size_t)inner->len + trailer_len;
+}
+
+/* encap(inner, next_header, seq, iv) -> ESP packet (RFC 4303 2).
+ * iv: CBC: 16 unpredictable bytes, used as the IV (RFC 3602 3); GCM: the SA's 4-byte
+ * IV prefix, followed in the packet by the 32-bit sequence number (RFC 4106 3.1). */
+static PyObject *Codec_encap(Codec *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer inner;
+    long next_header;
+    unsigned long seq;
+    Py_ssize_t iv_len;
+    const char *iv;
+    unsigned char trailer[MAX_PAD + 2], mac[EVP_MAX_MD_SIZE];
+    size_t align, pad, body, ivn, total;
+    unsigned char *p;
+    PyObject *out;
+
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "encap(inner, next_header, seq, iv)");
+        return NULL;
+    }
+    if (self->cipher == NULL || !self->encrypt) {
+        PyErr_SetString(PyExc_ValueError, "not an initialised outbound Codec: decap only");
+        return NULL;
+    }
+    next_header = PyLong_AsLong(args[1]);
+    if (next_header == -1 && PyErr_Occurred())
+        return NULL;
+    seq = PyLong_AsUnsignedLong(args[2]);
+    if (seq == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (next_header < 0 || next_header > 255 || seq > 0xFFFFFFFFUL) {
+        PyErr_SetString(PyExc_ValueError, "next header is a byte, seq 32 bits");
+        return NULL;
+    }
+    if (PyBytes_AsStringAndSize(args[3], (char **)&iv, &iv_len) < 0)
+        return NULL;
+    ivn = self->gcm ? GCM_IV : CBC_BLOCK;
+    if ((size_t)iv_len != (self->gcm ? GCM_SALT : CBC_BLOCK)) {
+        PyErr_SetString(PyExc_ValueError, "iv: 16 bytes (CBC) or the 4-byte prefix (GCM)");
+        return NULL;
+    }
+    if (PyObject_GetBuffer(args[0], &inner, PyBUF_SIMPLE) < 0)
+        return NULL;
+    /* Pad so that payload + pad + 2 fills whole blocks (4 bytes for GCM), pad 1, 2, 3... */
+    align = self->gcm ? 4 : CBC_BLOCK;
+    pad = (align - ((size_t)inner.len + 2) % align) % align;
+    body = (size_t)inner.len + pad + 2;
+    total = 8 + ivn + body + self->icv_len;
+    if (total > (size_t)PY_SSIZE_T_MAX || body > INT_MAX) {
+        PyBuffer_Release(&inner);
+        PyErr_SetString(PyExc_OverflowError, "inner packet too large");
+        return NULL;
+    }
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)total);
+    if (out == NULL) {
+        PyBuffer_Release(&inner);
+        return NULL;
+    }
+    p = (unsigned char *)PyBytes_AS_STRING(out);
+    memcpy(p, self->spi, 4);
+    p[4] = (unsigned char)(seq >> 24);
+    p[5] = (unsigned char)(seq >> 16);
+    p[6] = (unsigned char)(seq >> 8);
+    p[7] = (unsigned char)seq;
+    if (self->gcm) {
+        memcpy(p + 8, iv, GCM_SALT);
+        memcpy(p + 12, p + 4, 4);
+    } else {
+        memcpy(p + 8, iv, CBC_BLOCK);
+    }
+    for (size_t i = 0; i < pad; i++)
+        trailer[i] = (unsigned char)(i + 1);
+    trailer[pad] = (unsigned char)pad;
+    trailer[pad + 1] = (unsigned char)next_header;
+
+    unsigned char *ct = p + 8 + ivn;
+    int ok;
+    if (self->gcm) {
+        unsigned char nonce[GCM_SALT + GCM_IV];
+        int n = 0;
+        memcpy(nonce, self->salt, GCM_SALT);
+        memcpy(nonce + GCM_SALT, p + 8, GCM_IV);
+        /* AAD = SPI || seq (RFC 4106 5, no ESN); ICV = the 16-byte tag. */
+        ok = set_iv(self, nonce)
+            && EVP_CipherUpdate(self->cipher, NULL, &n, p, 8)
+            && encrypt_payload(self, ct, &inner, trailer, pad + 2)
+            && EVP_CipherFinal_ex(self->cipher, mac, &n)
+            && EVP_CIPHER_CTX_ctrl(self->cipher, EVP_CTRL_AEAD_GET_TAG, GCM_TAG, ct + body);
+        OPENSSL_cleanse(nonce, sizeof(nonce));
+    } else {
+        /* Encrypt-then-MAC: the ICV covers SPI, seq, IV and ciphertext (RFC 4303 3.3.2). */
+        ok = set_iv(self, p + 8)
+            && encrypt_payload(self, ct, &inner, trailer, pad + 2)
+            && hmac_run(self, p, 8 + ivn + body, mac);
+        if (ok)
+            memcpy(ct + body, mac, self->icv_len);
+    }
+    PyBuffer_Release(&inner);
+    if (!ok) {
+        Py_DECREF(out);
+        return ssl_error("ESP encryption");
+    }
+    return out;
+}
+
+/* Check the trailer of plain[0:len] (RFC 4303 2.4) and return the inner length, or -1. */
+static Py_ssize_t strip_trailer(Codec *self, const unsigned char *plain, size_t len)
+{
+    size_t pad = plain[len - 2];
+    if (pad + 2 > len)
+        return -1;
+    if (self->strict_padding) {
+        const unsigned char *q = plain + len - 2 - pad;
+        for (size_t i = 0; i < pad; i++)
+            if (q[i] != (unsigned char)(i + 1))
+                return -1;
+    }
+    return (Py_ssize_t)(len - 2 - pad);
+}
+
+/* decap(esp, top) -> (inner, next_header, seq) or an int ERR_* code.
+ * top: the replay window's top; seq <= top returns ERR_REPLAY_CHECK before any
+ * crypto (RFC 4303 3.4.3: check the window first); -1 skips that test. */
+static PyObject *Codec_decap(Codec *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer esp;
+    long long top;
+    size_t n, ct_len, icv = self->icv_len;
+    const unsigned char *p, *ct;
+    unsigned long seq;
+    PyObject *plain = NULL, *result;
+    unsigned char *q;
+    int code = 0, ok;
+    Py_ssize_t end;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "decap(esp, top)");
+        return NULL;
+    }
+    if (self->cipher == NULL || self->encrypt) {
+        PyErr_SetString(PyExc_ValueError, "not an initialised inbound Codec: encap only");
+        return NULL;
+    }
+    top = PyLong_AsLongLong(args[1]);
+    if (top == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &esp, PyBUF_SIMPLE) < 0)
+        return NULL;
+    p = esp.buf;
+    n = (size_t)esp.len;
+    /* Smallest well-formed packet: header, IV, one block (GCM: 4 bytes), ICV; CBC
+     * ciphertext must be whole blocks (sa.py's _min_len and alignment rule). */
+    if (self->gcm ? n < 8 + GCM_IV + 4 + icv
+                  : n < 8 + CBC_BLOCK + CBC_BLOCK + icv || (n - 8 - icv) % CBC_BLOCK) {
+        code = ERR_SHORT;
+        goto fail;
+    }
+    seq = ((unsigned long)p[4] << 24) | ((unsigned long)p[5] << 16)
+        | ((unsigned long)p[6] << 8) | p[7];
+    if ((long long)seq <= top) {
+        code = ERR_REPLAY_CHECK;
+        goto fail;
+    }
+    ct = p + 8 + (self->gcm ? GCM_IV : CBC_BLOCK);
+    ct_len = n - icv - (size_t)(ct - p);
+    if (ct_len > INT_MAX) {
+        code = ERR_SHORT;  /* not reachable with UDP-sized datagrams */
+        goto fail;
+    }
+    plain = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)ct_len);
+    if (plain == NULL)
+        goto error;
+    q = (unsigned char *)PyBytes_AS_STRING(plain);
+    if (self->gcm) {
+        unsigned char nonce[GCM_SALT + GCM_IV], scratch[16];
+        int m = 0;
+        memcpy(nonce, self->salt, GCM_SALT);
+        memcpy(nonce + GCM_SALT, p + 8, GCM_IV);
+        if (!set_iv(self, nonce)
+            || !EVP_CipherUpdate(self->cipher, NULL, &m, p, 8)
+            || !run_cipher(self, q, ct, ct_len)
+            || !EVP_CIPHER_CTX_ctrl(self->cipher, EVP_CTRL_AEAD_SET_TAG, GCM_TAG,
+                                    (void *)(p + n - GCM_TAG))) {
+            OPENSSL_cleanse(nonce, sizeof(nonce));
+            PyErr_SetString(PyExc_RuntimeError, "OpenSSL: ESP decryption failed");
+            goto error;
+        }
+        OPENSSL_cleanse(nonce, sizeof(nonce));
+        /* The plaintext above is not looked at unless the tag verifies. */
+        ok = EVP_CipherFinal_ex(self->cipher, scratch, &m) > 0;
+        if (!ok) {
+            code = ERR_AUTH;
+            goto fail;
+        }
+    } else {
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        /* Verify before decrypting (RFC 4303 3.4.4.1), in constant time. */
+        if (!hmac_run(self, p, n - icv, mac)) {
+            PyErr_SetString(PyExc_RuntimeError, "OpenSSL: HMAC failed");
+            goto error;
+        }
+        if (CRYPTO_memcmp(mac, p + n - icv, icv) != 0) {
+            code = ERR_AUTH;
+            goto fail;
+        }
+        if (!set_iv(self, p + 8) || !run_cipher(self, q, ct, ct_len)) {
+            PyErr_SetString(PyExc_RuntimeError, "OpenSSL: ESP decryption failed");
+            goto error;
+        }
+    }
+    end = strip_trailer(self, q, ct_len);
+    if (end < 0) {
+        code = ERR_PADDING;
+        goto fail;
+    }
+    {
+        long next_header = q[ct_len - 1];
+        /* Shrink in place to the inner packet: one allocation, no second copy. */
+        if (_PyBytes_Resize(&plain, end) < 0)
+            goto error;
+        PyBuffer_Release(&esp);
+        result = PyTuple_New(3);
+        if (result == NULL) {
+            Py_DECREF(plain);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(result, 0, plain);
+        PyTuple_SET_ITEM(result, 1, PyLong_FromLong(next_header));
+        PyTuple_SET_ITEM(result, 2, PyLong_FromUnsignedLong(seq));
+        if (PyTuple_GET_ITEM(result, 1) == NULL || PyTuple_GET_ITEM(result, 2) == NULL) {
+            Py_DECREF(result);
+            return NULL;
+        }
+        return result;
+    }
+fail:
+    Py_XDECREF(plain);
+    PyBuffer_Release(&esp);
+    return PyLong_FromLong(code);
+error:
+    Py_XDECREF(plain);
+    PyBuffer_Release(&esp);
+    return NULL;
+}
+
+static PyMethodDef Codec_methods[] = {
+    {"encap", (PyCFunction)(void (*)(void))Codec_encap, METH_FASTCALL,
+     "encap(inner, next_header, seq, iv) -> ESP packet"},
+    {"decap", (PyCFunction)(void (*)(void))Codec_decap, METH_FASTCALL,
+     "decap(esp, top) -> (inner, next_header, seq) or an int failure code"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyTypeObject CodecType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vpnhub.esp._espfast.Codec",
+    .tp_doc = "One direction of an ESP SA: keyed OpenSSL contexts, one call per packet.",
+    .tp_basicsize = sizeof(Codec),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Codec_init,
+    .tp_dealloc = (destructor)Codec_dealloc,
+    .tp_methods = Codec_methods,
+};
+
+static struct PyModuleDef espfast_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "vpnhub.esp._espfast",
+    .m_doc = "C twin of the per-packet ESP codec (vpnhub/esp/sa.py).",
+    .m_size = -1,
+};
+
+PyMODINIT_FUNC PyInit__espfast(void)
+{
+    PyObject *m;
+    if (PyType_Ready(&CodecType) < 0)
+        return NULL;
+    m = PyModule_Create(&espfast_module);
+    if (m == NULL)
+        return NULL;
+    Py_INCREF(&CodecType);
+    if (PyModule_AddObject(m, "Codec", (PyObject *)&CodecType) < 0
+        || PyModule_AddIntConstant(m, "ERR_SHORT", ERR_SHORT) < 0
+        || PyModule_AddIntConstant(m, "ERR_AUTH", ERR_AUTH) < 0
+        || PyModule_AddIntConstant(m, "ERR_PADDING", ERR_PADDING) < 0
+        || PyModule_AddIntConstant(m, "ERR_REPLAY_CHECK", ERR_REPLAY_CHECK) < 0) {
+        Py_DECREF(&CodecType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
