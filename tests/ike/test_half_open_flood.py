@@ -195,3 +195,36 @@ def test_under_a_flood_the_responder_reuses_its_dh_value_for_one_second_only() -
         kes.append(c.sa.dh_public_r)
         lab.clients.remove(c)
     assert reuse.generated == 2 and len(set(kes)) == 3
+
+
+def _main_mode_burst(lab: Lab, n: int) -> list:
+    clients = []
+    for i in range(n):
+        c = lab.add_client(local_ip=f"10.10.{i // 100}.{2 + i % 100}", pat_ip=PAT, mode="main")
+        c.sa.initiate(lab.now)
+        clients.append(c)
+    return clients
+
+
+def test_a_main_mode_burst_from_one_pat_is_served_whole_while_the_table_has_room() -> None:
+    """128 Main Mode logins from one PAT at once: each is verified by its message 3
+    before any finishes, twice max_half_open_verified_per_source (64); 64 were
+    dropped before. The per-address cap now applies once the table is half full."""
+    lab = Lab()
+    lab.pool = iter(ipaddress.IPv4Network("10.40.0.0/24").hosts())
+    clients = _main_mode_burst(lab, 128)
+    lab.run()
+    assert all(c.sa.established and c.children for c in clients)
+    assert not lab.endpoint.drops["verified_half_open_per_source"]
+
+
+def test_the_verified_cap_still_holds_one_address_when_the_table_fills() -> None:
+    lab = Lab(limits=Limits(half_open_per_source=32, half_open_total=100,
+                            verified_half_open_per_source=4))
+    msg1 = _first_message(lab)
+    for src in _sources(50):  # half the table: others need the room
+        _spoof(lab, msg1, src)
+    clients = _main_mode_burst(lab, 10)
+    lab.run()
+    assert lab.endpoint.drops["verified_half_open_per_source"] == 6
+    assert sum(1 for c in clients if c.sa.established) == 4

@@ -318,7 +318,12 @@ class IkeEndpoint:
             return
         ip = key[1][0]
         self._forget_unverified_ip(key, ip)
-        if self._verified_per_ip[ip] >= self.limits.verified_half_open_per_source:
+        # The per-address cap keeps one address from holding the table others need, so
+        # it applies once the table is half full: a burst of Main Mode logins from one
+        # PAT (128 PCs after an outage) is otherwise served whole. Verified SAs cannot
+        # be spoofed, so only a real peer can fill the table this way.
+        if self._verified_per_ip[ip] >= self.limits.verified_half_open_per_source and \
+                len(self._half_open) >= self.limits.half_open_total // 2:
             self.drops["verified_half_open_per_source"] += 1
             self.summary.note("verified_half_open_per_source", ip, now)
             sa.terminate("too many half-open SAs from this address", now, by_peer=False,
