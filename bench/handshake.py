@@ -165,9 +165,13 @@ def conc_drops(before: dict[str, Any] | None, after: dict[str, Any] | None) -> d
     """What the concentrator dropped or queued during a run, from its `stats`."""
     if before is None or after is None:
         return {}
-    keys = ("endpoint_drops", "ike_send", "ike_4500", "half_open_over_source_cap")
-    return {k: d for k in keys
-            if (d := _numbers_delta(before.get(k), after.get(k))) not in (None, 0, {})}
+    def pick(stats: dict[str, Any]) -> dict[str, Any]:
+        return {"endpoint_drops": stats.get("endpoint_drops"), "ike_send": stats.get("ike_send"),
+                "ike_4500_drops": (stats.get("ike_4500") or {}).get("drops"),
+                "half_open_over_source_cap": stats.get("half_open_over_source_cap")}
+
+    moved = _numbers_delta(pick(before), pick(after))
+    return dict(moved) if isinstance(moved, dict) else {}
 
 
 def cprofile_argv(cprofile_dir: Path | None, name: str) -> list[str]:
