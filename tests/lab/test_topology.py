@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import subprocess
 import sys
 import textwrap
@@ -180,3 +181,16 @@ def test_failed_build_removes_what_it_made(
     with pytest.raises(RuntimeError, match="injected"):
         Topology(lab_prefix, clients=2, run_dir=lab_run_dir).up()
     assert_nothing_left(lab_prefix)
+
+
+def test_recording_a_namespace_makes_this_process_the_owner(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A test that makes its own namespace (ip netns add) and only records it had
+    # no owner: another test session's reap_orphaned_labs took the lab for a
+    # crashed run's and stopped the vpnhub serve inside it (seen in CI).
+    monkeypatch.setattr(procs, "STATE_ROOT", tmp_path)
+    prefix = unique_prefix()
+    assert procs.owner_alive(prefix) is None
+    record_netns(prefix, f"{prefix}-c1")
+    assert procs.owner_alive(prefix) is True
+    assert (tmp_path / prefix / "owner").read_text().split()[0] == str(os.getpid())

@@ -226,6 +226,11 @@ def record_netns(prefix: str, name: str) -> None:
     record of a namespace that may not exist (harmless), never the reverse."""
     d = procs.state_dir(prefix)
     d.mkdir(parents=True, exist_ok=True)
+    if not procs.owner_alive(prefix):
+        # Whoever records a namespace owns the lab: without a live owner, a test
+        # session starting beside this one (reap_orphaned_labs) took it for a
+        # crashed run's and SIGTERMed the vpnhub serve running inside it.
+        procs.write_owner(prefix)
     with (d / NETNS_RECORD).open("a") as f:
         f.write(name + "\n")
 
