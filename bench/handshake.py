@@ -182,16 +182,22 @@ def cprofile_argv(cprofile_dir: Path | None, name: str) -> list[str]:
     return ["-m", "cProfile", "-o", str(cprofile_dir.resolve() / f"{name}.prof")]
 
 
+def _workers(value: str | None) -> int | str | None:
+    """--workers as [dataplane] workers takes it: a number, "auto", or vpnhub's default."""
+    return int(value) if value is not None and value.isdigit() else value
+
+
 def start_conc(topo: Topology, kind: str, max_sessions: int = 20000,
                cprofile: list[str] | None = None,
-               default_half_open: bool = False) -> Concentrator:
+               default_half_open: bool = False,
+               workers: int | str | None = None) -> Concentrator:
     if kind == "vpnhub":
         # default_half_open: vpnhub's own half-open limits, as an operator runs it
         # (32 unverified per source, 4,096 in all) instead of raised out of the way
         raised = {} if default_half_open else {"half_open_per_source": 1_000_000,
                                                "half_open_total": 1_000_000}
         cfg = vpnhub_config(topo.run_dir, pool=POOL, n_users=N_USERS,
-                            max_sessions=max_sessions, **raised)
+                            max_sessions=max_sessions, workers=workers, **raised)
         return start_vpnhub_concentrator(topo, cfg, python_args=cprofile)
     from dataclasses import replace
 
@@ -375,6 +381,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="vpnhub with its default half-open limits (32 unverified per"
                          " source) instead of raised out of the way; strongSwan keeps its"
                          " raised block_threshold (its default, 5, refuses the run)")
+    ap.add_argument("--workers",
+                    help="vpnhub's [dataplane] workers (a number or auto; default: its own"
+                         " default, auto): each tunnel's SAs go to a worker process")
     ap.add_argument("--prefix")
     ap.add_argument("--smoke", action="store_true", help="20 tunnels, group 19, 1 run")
     args = ap.parse_args(argv)
@@ -387,6 +396,7 @@ def main(argv: list[str] | None = None) -> int:
                            "tunnels": args.tunnels, "concurrency": args.concurrency,
                            "runs": args.runs, "smoke": args.smoke,
                            "default_half_open": args.default_half_open,
+                           "workers": args.workers,
                            "environment": environment(), "results": []}
     t0 = time.monotonic()
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {(k, g): [] for k in concs for g in groups}
@@ -402,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     conc = start_conc(topo, kind, cprofile=cprofile_argv(
                         args.cprofile_dir, f"{kind}-serve-r{r}") if kind == "vpnhub" else None,
-                        default_half_open=args.default_half_open)
+                        default_half_open=args.default_half_open,
+                        workers=_workers(args.workers))
                 except Exception as e:
                     broken[kind] = f"concentrator: {e}"
                     log(f"  cannot start: {e}")
