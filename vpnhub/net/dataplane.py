@@ -1283,7 +1283,7 @@ class Dataplane:
         assert self.udp is not None
         batch = self._batch.get(self.udp.fileno())
         if batch is not None:
-            self._from_udp_batches(batch, now)
+            self.udp_rx += self._from_udp_batches(batch, now, self._udp_control)
             return
         reader = self._gro.get(self.udp.fileno())
         if reader is not None:
@@ -1327,8 +1327,11 @@ class Dataplane:
                 else:
                     self._udp_control(data, addr)
 
-    def _from_udp_batches(self, reader: BatchReader, now: float) -> None:
-        """UDP 4500 with recvmmsg: each datagram (a train's segments) as if read alone.
+    def _from_udp_batches(self, reader: BatchReader, now: float,
+                          control: Callable[[bytes, Address], None]) -> int:
+        """A UDP port with recvmmsg (4500, Cisco UDP): each datagram (a train's
+        segments) as if read alone, non-ESP to `control`; returns how many were
+        taken (the port's receive counter).
 
         As ``_from_udp_trains``: the budget counts datagrams. A batch shorter than
         the reader's count drained the socket (epoll is level-triggered: what came
@@ -1337,26 +1340,26 @@ class Dataplane:
         and IKE sockets.
         """
         deliver = self._deliver
-        control = self._udp_control
         read = reader.read
-        taken = 0
+        taken = got = 0
         while taken < self.budget:
             try:
                 batch = read()
             except BlockingIOError:
-                return
+                break
             except OSError:
                 taken += 1
                 continue
             taken += len(batch)
-            self.udp_rx += len(batch)
+            got += len(batch)
             for data, addr, _size in batch:
                 if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
                     deliver(data, addr, now)
                 else:
                     control(data, addr)
             if len(batch) < reader.count:
-                return
+                break
+        return got
 
     def _from_4500(self, data: bytes, addr: Address, now: float) -> None:
         """One UDP 4500 datagram read off the hot paths (a keepalive socket's, one
@@ -1442,7 +1445,8 @@ class Dataplane:
         assert self.cisco_udp is not None
         batches = self._batch.get(self.cisco_udp.fileno())
         if batches is not None:
-            self._from_cisco_udp_batches(batches, now)
+            self.cisco_udp_rx += self._from_udp_batches(batches, now,
+                                                         self._cisco_udp_control)
             return
         reader = self._gro.get(self.cisco_udp.fileno())
         recv = self.cisco_udp.recvfrom
@@ -1465,29 +1469,6 @@ class Dataplane:
                     deliver(data, addr, now)
                 else:
                     self._cisco_udp_control(data, addr)
-
-    def _from_cisco_udp_batches(self, reader: BatchReader, now: float) -> None:
-        """The Cisco UDP port with recvmmsg (as ``_from_udp_batches``)."""
-        deliver = self._deliver
-        read = reader.read
-        taken = 0
-        while taken < self.budget:
-            try:
-                batch = read()
-            except BlockingIOError:
-                return
-            except OSError:
-                taken += 1
-                continue
-            taken += len(batch)
-            self.cisco_udp_rx += len(batch)
-            for data, addr, _size in batch:
-                if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
-                    deliver(data, addr, now)
-                else:
-                    self._cisco_udp_control(data, addr)
-            if len(batch) < reader.count:
-                return
 
     def _cisco_udp_control(self, data: bytes, addr: Address) -> None:
         """What is not ESP on the Cisco UDP port: its keepalive, else a drop."""
