@@ -218,7 +218,11 @@ def write_owner(prefix: str) -> None:
     d = state_dir(prefix)
     d.mkdir(parents=True, exist_ok=True)
     me = os.getpid()
-    (d / "owner").write_text(f"{me} {proc_starttime(me)}\n")
+    # written whole or not at all: a reaper reading a half-written record would take
+    # the lab for an orphan (owner_alive: None) and remove it under its owner's feet
+    tmp = d / f"owner.{me}.tmp"
+    tmp.write_text(f"{me} {proc_starttime(me)}\n")
+    os.replace(tmp, d / "owner")
 
 
 def owner_alive(prefix: str) -> bool | None:
