@@ -235,3 +235,25 @@ def _ipv4(payload: bytes) -> bytes:
     total = 20 + len(payload)
     return (bytes([0x45, 0, total >> 8, total & 0xFF, 0, 0, 0, 0, 64, 17, 0, 0])
             + socket.inet_aton("10.40.1.1") + socket.inet_aton("192.168.2.10") + payload)
+
+
+def test_the_start_line_says_whether_the_per_packet_work_runs_in_c(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # what vpnhub serve logs at start (IPSEC): an operator whose install has no
+    # compiled accelerators learns it, and what to run
+    from vpnhub.esp import sa
+    from vpnhub.net import accel
+
+    monkeypatch.delenv("VPNHUB_PURE_PYTHON", raising=False)
+    monkeypatch.setattr(accel, "NETFAST", object())
+    monkeypatch.setattr(sa, "ACCELERATED", True)
+    assert accel.describe() == (True, "C accelerators on: ESP codec, checksums and recvmmsg")
+    monkeypatch.setattr(sa, "ACCELERATED", False)
+    on, text = accel.describe()
+    assert not on and text.startswith("C accelerators not built: ESP codec in Python")
+    assert "scripts/setup" in text
+    monkeypatch.setenv("VPNHUB_PURE_PYTHON", "1")
+    monkeypatch.setattr(accel, "NETFAST", None)
+    assert accel.describe() == (
+        False, "C accelerators off (VPNHUB_PURE_PYTHON): ESP codec, checksums and recvmmsg"
+               " in Python")

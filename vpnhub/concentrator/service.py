@@ -46,6 +46,7 @@ from vpnhub.ike.dhpool import FILL_STEP
 from vpnhub.ike.sa import Datagram, IkeSA
 from vpnhub.ike.transport import Transport
 from vpnhub.manager import Manager  # manager (issue 6)
+from vpnhub.net.accel import describe as describe_accelerators
 from vpnhub.net.asyncdriver import AsyncIkeDriver
 from vpnhub.net.dataplane import (
     ControlInbox,
@@ -349,6 +350,8 @@ class Concentrator:
             self.log.add("IPSEC", 5 if t.offloads else 3,
                          f"TUN offloads {t.offloads:#x}" + (f" ({t.offload_refused})"
                                                             if t.offload_refused else ""))
+        accelerated, text = describe_accelerators()
+        self.log.add("IPSEC", 5 if accelerated else 3, text)
         # 1500: the fragmentation policy (not the TUN's MTU) decides what happens to
         # packets that no longer fit once encapsulated.
         self.tun.configure(mtu=1500)

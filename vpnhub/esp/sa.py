@@ -82,6 +82,7 @@ def _load_accelerator() -> ModuleType | None:
 
 
 _espfast = _load_accelerator()
+ACCELERATED: Final = _espfast is not None  # the service says so at start
 
 NH_IPV4: Final = 4  # IP-in-IP: tunnel mode IPv4 inner packet
 NH_IPV6: Final = 41

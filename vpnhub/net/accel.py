@@ -28,3 +28,19 @@ def load_netfast() -> ModuleType | None:
 
 
 NETFAST: ModuleType | None = load_netfast()
+
+
+def describe() -> tuple[bool, str]:
+    """(all on, one line for the event log at start): whether the per-packet work
+    runs in C, and what to do when it does not (docs/ARCHITECTURE.md)."""
+    from vpnhub.esp.sa import ACCELERATED as esp_c
+
+    parts = {"ESP codec": esp_c, "checksums and recvmmsg": NETFAST is not None}
+    if all(parts.values()):
+        return True, "C accelerators on: " + ", ".join(parts)
+    missing = ", ".join(name for name, on in parts.items() if not on)
+    if pure_python():
+        return False, f"C accelerators off (VPNHUB_PURE_PYTHON): {missing} in Python"
+    return False, (f"C accelerators not built: {missing} in Python, about half the"
+                   " data plane's speed; scripts/setup builds them (gcc, python3-dev,"
+                   " libssl-dev)")
