@@ -52,6 +52,11 @@ from vpnhub.net.tun import TunDevice, ip
 from vpnhub.secret import Secret
 from vpnhub.wire.constants import EncapsulationMode
 
+# After a phase 2 rekey, how long the client keeps sending on the old SA (still valid
+# until its lifetime ends) before the new one: longer than the concentrator takes to
+# install its inbound SA after our message 3 (about a millisecond; more under load).
+REKEY_SWITCH_DELAY = 0.2
+
 # exit codes (documented in README)
 EXIT_OK, EXIT_AUTH, EXIT_CONFIG, EXIT_NAT, EXIT_PEER = 0, 1, 2, 3, 4
 DEFAULT_STATUS_DIR = Path("/run/vpnhub")
@@ -637,9 +642,19 @@ class VpnClient:
         kl, auth = e.key_length or None, e.auth or None
         dp.submit(AddInbound(SaParams(e.spi_in, e.transform, kl, auth, e.enc_key_in,
                                       e.auth_key_in), peer, udp_encap=udp, transport=transport))
-        dp.submit(AddOutbound(SaParams(e.spi_out, e.transform, kl, auth, e.enc_key_out,
-                                       e.auth_key_out), peer, udp_encap=udp, dst=None,
-                              transport=transport))
+        outbound = AddOutbound(SaParams(e.spi_out, e.transform, kl, auth, e.enc_key_out,
+                                        e.auth_key_out), peer, udp_encap=udp, dst=None,
+                               transport=transport)
+        if self._child_spis:
+            # A rekey: the old SA stays valid until its lifetime ends, so keep sending on
+            # it a little. The concentrator hands its new inbound SA to its data plane
+            # only once our message 3 checks out; a packet on the new SA sent right after
+            # message 3 can reach it first and meet an unknown SPI (vpnc waits ~10 ms).
+            spi_in = e.spi_in
+            asyncio.get_running_loop().call_later(
+                REKEY_SWITCH_DELAY, self._switch_outbound, spi_in, outbound)
+        else:
+            dp.submit(outbound)
         if (udp or transport == "cisco-udp") and (
                 sa.local_behind_nat or self.profile.force_keepalives or transport):
             dp.submit(SetKeepalive(peer, 20.0, transport=transport))
@@ -657,6 +672,12 @@ class VpnClient:
             self.say(f"connected: address {self.status.assigned_address}, tunnel port"
                      f" {self.status.tunnel_port} ({self.status.transport}),"
                      f" {self.status.encryption}; routes {', '.join(self.status.routes)}")
+
+    def _switch_outbound(self, spi_in: int, outbound: AddOutbound) -> None:
+        """Send on a rekeyed child's new SA (REKEY_SWITCH_DELAY after it was made),
+        unless it is gone meanwhile (deleted, or the client stopped)."""
+        if self.dataplane is not None and spi_in in self._child_spis:
+            self.dataplane.submit(outbound)
 
     def _on_ChildSADeleted(self, sa: IkeSA, e: ev.ChildSADeleted) -> None:
         if self.dataplane is not None:
