@@ -285,7 +285,8 @@ class EspSA:
         self._keys = (enc_key, integ_key)
         self._cenc: Callable[[bytes, int, int, bytes], bytes]
         self._cdec: Callable[[bytes, int], tuple[bytes, int, int] | int]
-        if transform == ESP_AES_GCM_16:
+        self._gcm = transform == ESP_AES_GCM_16
+        if self._gcm:
             self._iv_prefix = os.urandom(4)  # as in the Python path (module docstring)
         self.encapsulate = self._encap_c_first
         self.decapsulate = self._decap_c_first
@@ -301,31 +302,19 @@ class EspSA:
 
     def _encap_c_first(self, inner: bytes, next_header: int = NH_IPV4) -> bytes:
         self._cenc = self._codec(True).encap
-        gcm = self.suite.cipher.transform == ESP_AES_GCM_16
-        self.encapsulate = self._encap_c_gcm if gcm else self._encap_c_cbc
-        return self.encapsulate(inner, next_header)
+        self.encapsulate = self._encap_c
+        return self._encap_c(inner, next_header)
 
     def _decap_c_first(self, esp: bytes) -> tuple[bytes, int]:
         self._cdec = self._codec(False).decap
         self.decapsulate = self._decap_c
         return self._decap_c(esp)
 
-    def _encap_c_cbc(self, inner: bytes, next_header: int = NH_IPV4) -> bytes:
-        seq = self.seq + 1
-        if seq > SEQ_MAX:
-            self._drop(SEQ_EXHAUSTED)
-        self.seq = seq
-        esp = self._cenc(inner, next_header, seq, self._pool.take(16))
-        self.packets_out += 1
-        self.bytes_out += len(inner)
-        return esp
-
-    def _encap_c_gcm(self, inner: bytes, next_header: int = NH_IPV4) -> bytes:
-        seq = self.seq + 1
-        if seq > SEQ_MAX:
-            self._drop(SEQ_EXHAUSTED)
-        self.seq = seq
-        esp = self._cenc(inner, next_header, seq, self._iv_prefix)
+    def _encap_c(self, inner: bytes, next_header: int = NH_IPV4) -> bytes:
+        seq = self._next_seq()
+        # CBC: a fresh unpredictable IV; GCM: the SA's prefix, the codec adds seq
+        iv = self._iv_prefix if self._gcm else self._pool.take(16)
+        esp = self._cenc(inner, next_header, seq, iv)
         self.packets_out += 1
         self.bytes_out += len(inner)
         return esp
