@@ -139,3 +139,48 @@ def test_counters_from_typed_stats() -> None:
     assert (got["packets_encrypted"], got["bytes_out"]) == (7, 700)
     assert got["packets_discarded"] == 2 and got["packets_bypassed"] == 0
     assert got["nat_keepalives_sent"] == 0 and got["nat_keepalives_received"] == 0
+
+
+class Submitted:
+    """The client's data plane as far as Quick Mode goes: the commands it was given."""
+
+    def __init__(self) -> None:
+        self.commands: list[object] = []
+
+    def submit(self, command: object) -> None:
+        self.commands.append(command)
+
+
+def test_quick_mode_answered_installs_inbound_with_message_2_outbound_with_3() -> None:
+    """The concentrator rekeys a child (at 92 % of its lifetime) and we answer: our
+    inbound SA goes in with our message 2 (it may send right after its message 3), the
+    outbound one with its message 3; an abandoned Quick Mode's inbound SA goes."""
+    from vpnhub.ike import events as ev
+    from vpnhub.net.messages import AddInbound, AddOutbound, RemoveSA
+    from vpnhub.wire.constants import EncapsulationMode
+
+    c, _, _ = client()
+    fake = Submitted()
+    c.dataplane = fake  # type: ignore[assignment]
+    sa = SimpleNamespace(remote=(SERVER[0], 4500), local_behind_nat=True)
+    keys = dict(transform=ESP_AES_CBC, key_length=128, auth=HMAC_SHA1_96,
+                encapsulation=EncapsulationMode.UDP_TUNNEL, local_ts=LOCAL_TS,
+                remote_ts=REMOTE_TS)
+    ready = ev.ChildSAInboundReady(message_id=7, spi_in=SPI_IN, enc_key_in=bytes(16),
+                                   auth_key_in=bytes(20), **keys)  # type: ignore[arg-type]
+    c._on_event(sa, ready, 0.0)  # type: ignore[arg-type]
+    assert [type(x) for x in fake.commands] == [AddInbound]
+    assert fake.commands[0].sa.spi == SPI_IN and fake.commands[0].peer == sa.remote
+    done = ev.ChildSAEstablished(message_id=7, spi_in=SPI_IN, spi_out=SPI_OUT,
+                                 enc_key_in=bytes(16), auth_key_in=bytes(20),
+                                 enc_key_out=bytes(16), auth_key_out=bytes(20), lifetime=60,
+                                 pfs_group=0, inbound_early=True, **keys)  # type: ignore[arg-type]
+    c._on_event(sa, done, 0.0)  # type: ignore[arg-type]
+    assert [type(x) for x in fake.commands][:2] == [AddInbound, AddOutbound]
+    assert sum(isinstance(x, AddInbound) for x in fake.commands) == 1  # not twice
+    c._on_event(sa, ev.ChildSAInboundReady(message_id=8, spi_in=SPI_IN + 1,  # type: ignore[arg-type]
+                                           enc_key_in=bytes(16), auth_key_in=bytes(20),
+                                           **keys), 0.0)
+    c._on_event(sa, ev.ChildSAAbandoned(8, SPI_IN + 1, "quick_mode_abandoned"),  # type: ignore[arg-type]
+                0.0)
+    assert isinstance(fake.commands[-1], RemoveSA) and fake.commands[-1].spi == SPI_IN + 1

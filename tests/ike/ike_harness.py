@@ -207,7 +207,8 @@ class Lab:
                   | ev.ModeConfigRequested() | ev.ChildSADeleted() | ev.PeerEndpointChanged()
                   | ev.DpdAck() | ev.KeepaliveReceived() | ev.DeadPeer() | ev.SADeleted()
                   | ev.NegotiationFailed() | ev.Phase1RekeyDue() | ev.Redirected()
-                  | ev.RedirectRequested() | ev.RedirectRefused()):
+                  | ev.RedirectRequested() | ev.RedirectRefused() | ev.ChildSAInboundReady()
+                  | ev.ChildSAAbandoned()):
                 pass  # recorded in c.events for the tests
             case _:
                 assert_never(e)
@@ -229,7 +230,7 @@ class Lab:
                   | ev.PeerEndpointChanged() | ev.DpdAck() | ev.KeepaliveReceived()
                   | ev.DeadPeer() | ev.SADeleted() | ev.NegotiationFailed()
                   | ev.Phase1RekeyDue() | ev.Redirected() | ev.RedirectRequested()
-                  | ev.RedirectRefused()):
+                  | ev.RedirectRefused() | ev.ChildSAInboundReady() | ev.ChildSAAbandoned()):
                 pass  # recorded in server_events for the tests
             case _:
                 assert_never(e)

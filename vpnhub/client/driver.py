@@ -26,7 +26,7 @@ from vpnhub.ike import events as ev
 from vpnhub.ike.driver import DriverFault, InitiatorTable
 from vpnhub.ike.pkiseam import SigCredentials
 from vpnhub.ike.policy import Policy
-from vpnhub.ike.sa import IkeConfig, IkeSA
+from vpnhub.ike.sa import Address, IkeConfig, IkeSA
 from vpnhub.ike.transitions import Role, State
 from vpnhub.ike.transport import Transport
 from vpnhub.net.asyncdriver import AsyncIkeDriver, SendBytes
@@ -53,8 +53,12 @@ from vpnhub.secret import Secret
 from vpnhub.wire.constants import EncapsulationMode
 
 # After a phase 2 rekey, how long the client keeps sending on the old SA (still valid
-# until its lifetime ends) before the new one: longer than the concentrator takes to
-# install its inbound SA after our message 3 (about a millisecond; more under load).
+# until its lifetime ends) before the new one: longer than a concentrator that installs
+# its inbound SA only after our message 3 takes to do so (about a millisecond; more
+# under load). vpnhub's concentrator now installs it with its message 2 (as strongSwan
+# and libreswan do, vpnhub/ike/quick.py), so against it no wait would be needed; it is
+# kept for concentrators that do not (an older vpnhub during an upgrade, others): it
+# costs nothing, as the old SA is valid for the last 15 % of its lifetime.
 REKEY_SWITCH_DELAY = 0.2
 
 # exit codes (documented in README)
@@ -526,8 +530,13 @@ class VpnClient:
                 self._on_XauthCompleted(sa, e)
             case ev.ModeConfigReceived():
                 self._on_ModeConfigReceived(sa, e)
+            case ev.ChildSAInboundReady():
+                self._on_ChildSAInboundReady(sa, e)
             case ev.ChildSAEstablished():
                 self._on_ChildSAEstablished(sa, e)
+            case ev.ChildSAAbandoned():
+                if self.dataplane is not None:  # the engine logged why
+                    self.dataplane.submit(RemoveSA(e.spi_in))
             case ev.ChildSADeleted():
                 self._on_ChildSADeleted(sa, e)
             case ev.Phase1RekeyDue():
@@ -630,26 +639,44 @@ class VpnClient:
         self._apply_dns(cfg)
         sa.start_quick_mode(time.monotonic())
 
-    def _on_ChildSAEstablished(self, sa: IkeSA, e: ev.ChildSAEstablished) -> None:
-        dp = self._ensure_dataplane()
-        udp = e.encapsulation != EncapsulationMode.TUNNEL
+    def _esp_path(self, sa: IkeSA, encapsulation: int) -> tuple[bool, str, Address]:
+        """(UDP-encapsulated, the data plane's transport name, the peer) of a child SA."""
+        udp = encapsulation != EncapsulationMode.TUNNEL
         peer = sa.remote if udp else (sa.remote[0], 0)
         transport = ""
         if self.mode == "tcp":
             transport, peer = "ctcp", sa.remote
         elif self.cisco_udp_peer is not None and not udp:
             transport, peer = "cisco-udp", self.cisco_udp_peer
+        return udp, transport, peer
+
+    def _on_ChildSAInboundReady(self, sa: IkeSA, e: ev.ChildSAInboundReady) -> None:
+        """We answer the concentrator's Quick Mode (it rekeys a child at 92 % of its
+        lifetime when we did not): our inbound SA goes in with message 2, as the
+        concentrator may send on it right after its message 3 (RFC 2409 5.5)."""
+        dp = self._ensure_dataplane()
+        udp, transport, peer = self._esp_path(sa, e.encapsulation)
+        dp.submit(AddInbound(SaParams(e.spi_in, e.transform, e.key_length or None,
+                                      e.auth or None, e.enc_key_in, e.auth_key_in),
+                             peer, udp_encap=udp, transport=transport))
+
+    def _on_ChildSAEstablished(self, sa: IkeSA, e: ev.ChildSAEstablished) -> None:
+        dp = self._ensure_dataplane()
+        udp, transport, peer = self._esp_path(sa, e.encapsulation)
         kl, auth = e.key_length or None, e.auth or None
-        dp.submit(AddInbound(SaParams(e.spi_in, e.transform, kl, auth, e.enc_key_in,
-                                      e.auth_key_in), peer, udp_encap=udp, transport=transport))
+        if not e.inbound_early:  # else installed with message 2 (ChildSAInboundReady)
+            dp.submit(AddInbound(SaParams(e.spi_in, e.transform, kl, auth, e.enc_key_in,
+                                          e.auth_key_in), peer, udp_encap=udp,
+                                 transport=transport))
         outbound = AddOutbound(SaParams(e.spi_out, e.transform, kl, auth, e.enc_key_out,
                                         e.auth_key_out), peer, udp_encap=udp, dst=None,
                                transport=transport)
         if self._child_spis:
             # A rekey: the old SA stays valid until its lifetime ends, so keep sending on
-            # it a little. The concentrator hands its new inbound SA to its data plane
-            # only once our message 3 checks out; a packet on the new SA sent right after
-            # message 3 can reach it first and meet an unknown SPI (vpnc waits ~10 ms).
+            # it a little (REKEY_SWITCH_DELAY: a concentrator that installs its inbound
+            # SA only once our message 3 checks out, as vpnhub did before it installed
+            # it with its message 2, would meet a packet right behind message 3 with
+            # an unknown SPI; vpnc waits ~10 ms the same way).
             spi_in = e.spi_in
             asyncio.get_running_loop().call_later(
                 REKEY_SWITCH_DELAY, self._switch_outbound, spi_in, outbound)

@@ -619,8 +619,12 @@ class ConcentratorCore:
                 self._on_XauthCredentials(sa, e)
             case ev.ModeConfigRequested():
                 self._on_ModeConfigRequested(sa, e)
+            case ev.ChildSAInboundReady():
+                self._on_ChildSAInboundReady(sa, e)
             case ev.ChildSAEstablished():
                 self._on_ChildSAEstablished(sa, e)
+            case ev.ChildSAAbandoned():
+                self._on_ChildSAAbandoned(sa, e)
             case ev.ChildSADeleted():
                 self._on_ChildSADeleted(sa, e)
             case ev.PeerEndpointChanged():
@@ -893,28 +897,62 @@ class ConcentratorCore:
         return self.virtual_address is not None \
             and sa.config.local_address == self.virtual_address
 
-    def _virtual_transport(self, sa: IkeSA, s: SessionView, udp: bool, transport: str) -> str:
-        """The data plane's transport of a child SA set up on the virtual address
-        (docs/CLUSTER.md "Redirect"): ESP in UDP 4500 to and from that address
-        ("natt-virtual"); raw ESP there is not carried (the raw socket is bound to the
-        member's own address): logged once per session."""
-        if udp and not transport:
-            return TRANSPORT_NATT_VIRTUAL
+    def _virtual_without_natt(self, sa: IkeSA, s: SessionView) -> None:
+        """A child SA set up on the cluster's virtual address goes by ESP in UDP 4500 to
+        and from that address ("natt-virtual", docs/CLUSTER.md "Redirect"); raw ESP there
+        is not carried (the raw socket is bound to the member's own address): logged
+        once per session."""
         if not s.children:
             self.log.add("CLUSTER", 2, f"tunnel of {s.user or sa.xauth_user} set up on the"
                          f" virtual cluster address {self.virtual_address} without NAT-T,"
                          " whose ESP is not carried there: it passes no traffic; connect this"
                          " client (it follows no redirect) to a member's own address",
                          peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
-        return transport
+
+    def _esp_path(self, sa: IkeSA, s: SessionView, encapsulation: int, *,
+                  warn: bool = False) -> tuple[bool, str, Address]:
+        """How a child SA's ESP travels: (UDP-encapsulated, the data plane's transport
+        name, the peer's address). `warn`: say once if the cluster's virtual address
+        cannot carry it."""
+        udp = encapsulation != EncapsulationMode.TUNNEL
+        transport = s.transport if s.transport in ("ctcp", "cisco-udp") else ""
+        if self._on_virtual(sa):
+            if udp and not transport:
+                transport = TRANSPORT_NATT_VIRTUAL
+            elif warn:
+                self._virtual_without_natt(sa, s)
+        # plain ESP (no NAT-T) goes over the raw socket: the peer has no port; IPsec over
+        # UDP: the client's translated port is learnt from its first authentic ESP
+        peer = sa.remote if udp or transport == "ctcp" else (sa.remote[0], 0)
+        if transport == "cisco-udp":
+            peer = (sa.remote[0], self.udp_port)
+        return udp, transport, peer
+
+    def _on_ChildSAInboundReady(self, sa: IkeSA, e: ev.ChildSAInboundReady) -> None:
+        """Quick Mode message 2 goes out: our inbound SA goes in first, so that the
+        initiator's ESP right after its message 3 meets a known SPI (RFC 2409 5.5;
+        vpnhub/ike/quick.py). The outbound SA waits for message 3."""
+        s = self._session(sa)
+        assert self.dataplane is not None
+        udp, transport, peer = self._esp_path(sa, s, e.encapsulation)
+        allowed = str(s.assigned_ip) if s.assigned_ip else None
+        self.dataplane.add_inbound(
+            SaParams(e.spi_in, e.transform, e.key_length or None, e.auth or None,
+                     e.enc_key_in, e.auth_key_in),
+            peer, udp_encap=udp, allowed_src=allowed, transport=transport)
+        self.spi_owner[e.spi_in] = s.key  # its ESP is the session's (liveness, NAT moves)
+
+    def _on_ChildSAAbandoned(self, sa: IkeSA, e: ev.ChildSAAbandoned) -> None:
+        """No valid message 3 came: the inbound SA installed with message 2 goes (the
+        engine counted and logged why)."""
+        if self.dataplane is not None:
+            self.dataplane.remove_sa(e.spi_in)
+        self.spi_owner.pop(e.spi_in, None)
 
     def _on_ChildSAEstablished(self, sa: IkeSA, e: ev.ChildSAEstablished) -> None:
         s = self._session(sa)
         assert self.dataplane is not None
-        udp = e.encapsulation != EncapsulationMode.TUNNEL
-        transport = s.transport if s.transport in ("ctcp", "cisco-udp") else ""
-        if self._on_virtual(sa):
-            transport = self._virtual_transport(sa, s, udp, transport)
+        udp, transport, peer = self._esp_path(sa, s, e.encapsulation, warn=True)
         key_len = e.key_length or None
         auth = e.auth or None
         inbound = SaParams(e.spi_in, e.transform, key_len, auth, e.enc_key_in, e.auth_key_in)
@@ -922,16 +960,13 @@ class ConcentratorCore:
         allowed = str(s.assigned_ip) if s.assigned_ip else None
         if s.lan_to_lan and not s.children:
             self.sessions.logged_in(s)
-        # plain ESP (no NAT-T) goes over the raw socket: the peer has no port; IPsec over
-        # UDP: the client's translated port is learnt from its first authentic ESP
-        peer = sa.remote if udp or transport == "ctcp" else (sa.remote[0], 0)
         if transport == "cisco-udp":
-            peer = (sa.remote[0], self.udp_port)
             self.sessions.update(s.key, udp_server_port=self.udp_port)
         dst = allowed or str(e.remote_ts)
         with self.dataplane.batch():  # one wake-up of the data-plane thread (issue 13)
-            self.dataplane.add_inbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
-                                       transport=transport)
+            if not e.inbound_early:  # else installed with message 2 (ChildSAInboundReady)
+                self.dataplane.add_inbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
+                                           transport=transport)
             self.dataplane.add_outbound(outbound, peer, udp_encap=udp, dst=dst,
                                         transport=transport)
             if sa.local_behind_nat and udp:

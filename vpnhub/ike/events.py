@@ -148,6 +148,48 @@ class ChildSAEstablished(EventBase):
     lifetime: int
     pfs_group: int
     rekey_of: int | None = None  # spi_in of the SA this one replaces
+    # responder: the inbound half was announced at message 2 (ChildSAInboundReady). A
+    # driver that installed it then adds only the outbound SA now; one that ignores
+    # ChildSAInboundReady installs both here, as for the initiator
+    inbound_early: bool = False
+
+
+@dataclass(frozen=True)
+class ChildSAInboundReady(EventBase):
+    """Responder of a Quick Mode, as it sends message 2: install the inbound SA now.
+
+    RFC 2409 5.5 lets the initiator use the new SA as soon as it sent message 3,
+    and a packet right behind message 3 can reach the data plane before message 3
+    has been checked, so the responder installs its inbound SA before message 2
+    leaves (strongSwan and libreswan do so too): its keys are known then, KEYMAT
+    needs only the nonces of messages 1 and 2. The driver dispatches events before
+    it sends the SA's datagrams, so the inbound SA is handed over first. The
+    outbound SA waits for message 3 (`ChildSAEstablished` with `inbound_early`):
+    we must not send on an SA the initiator has not confirmed. If message 3 never
+    checks out, `ChildSAAbandoned` follows instead. Key material: never log it.
+    """
+
+    message_id: int
+    spi_in: int
+    transform: int  # EspTransform
+    key_length: int  # bits, 0 when the transform has a fixed size
+    auth: int  # IPsecAuth, 0 for AEAD
+    enc_key_in: bytes = field(repr=False)
+    auth_key_in: bytes = field(repr=False)
+    encapsulation: int  # EncapsulationMode
+    local_ts: ipaddress.IPv4Network
+    remote_ts: ipaddress.IPv4Network
+
+
+@dataclass(frozen=True)
+class ChildSAAbandoned(EventBase):
+    """A Quick Mode announced by `ChildSAInboundReady` ended without a valid message 3
+    (a wrong HASH(3), no answer to our retransmissions, the IKE SA gone): remove its
+    inbound SA. `reason` is a stable name (the drop counter key)."""
+
+    message_id: int
+    spi_in: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -245,9 +287,9 @@ class RedirectRefused(EventBase):
 Event: TypeAlias = (
     LogLine | NatDetected | NatTraversalRefused | Phase1Established | XauthRequested |
     XauthCredentials | XauthCompleted | ModeConfigRequested | ModeConfigReceived |
-    ChildSAEstablished | ChildSADeleted | PeerEndpointChanged | DpdAck | KeepaliveReceived |
-    DeadPeer | SADeleted | NegotiationFailed | Phase1RekeyDue | Redirected |
-    RedirectRequested | RedirectRefused
+    ChildSAEstablished | ChildSAInboundReady | ChildSAAbandoned | ChildSADeleted |
+    PeerEndpointChanged | DpdAck | KeepaliveReceived | DeadPeer | SADeleted |
+    NegotiationFailed | Phase1RekeyDue | Redirected | RedirectRequested | RedirectRefused
 )
 
 

@@ -255,7 +255,10 @@ def send_delete_all(sa: SaState, now: float) -> None:
     starting a new Quick Mode, and only ends on an ISAKMP DELETE it sees first.
     """
     payloads: list[Payload] = [DeletePayload(ProtocolId.ISAKMP, [sa.icookie + sa.rcookie])]
-    spis = [c.spi_in.to_bytes(4, "big") for c in sa.children.values()]
+    # with the inbound SAs of Quick Modes still waiting for message 3: the initiator
+    # may have sent it, and installed its side, already
+    spis = [spi.to_bytes(4, "big") for spi in
+            [*(c.spi_in for c in sa.children.values()), *sa.pending_quick_inbound()]]
     if spis:
         payloads.append(DeletePayload(ProtocolId.IPSEC_ESP, spis))
     _send_info(sa, payloads, now)
@@ -269,6 +272,13 @@ def terminate(sa: SaState, reason: str, now: float, *, by_peer: bool,
     if notify_peer and sa.state is State.ESTABLISHED:
         send_delete_all(sa, now)
     sa.end(reason, by_peer=by_peer)
+
+
+def delete_spi(sa: SaState, spi_in: int, now: float) -> None:
+    """DELETE (RFC 2408 3.15) of an inbound SA that never became a child: a Quick Mode
+    abandoned after message 2, whose initiator may hold the SA (quick.py)."""
+    if sa.state is State.ESTABLISHED:
+        _send_info(sa, [DeletePayload(ProtocolId.IPSEC_ESP, [spi_in.to_bytes(4, "big")])], now)
 
 
 def delete_child(sa: SaState, spi_in: int, now: float) -> None:

@@ -6,8 +6,17 @@
     HDR*, HASH(3)                               -->
 
 vpnc wants the reply's SA right after the HASH with one proposal and one
-transform, and starts ESP 10 ms after its message 3, so the responder's
-inbound SA is handed to the data plane as soon as message 3 checks out.
+transform. The initiator may use the new SA once it sent message 3 (RFC 2409
+5.5; vpnc starts ESP 10 ms after it, strongSwan at once), so the responder
+hands its inbound SA to the driver with message 2 (`ChildSAInboundReady`:
+KEYMAT needs only the nonces of messages 1 and 2), and its outbound SA only
+once message 3 checks out (`ChildSAEstablished`): it must not send on an SA
+the initiator has not confirmed. strongSwan and libreswan do the same. A
+Quick Mode whose message 3 never checks out (a wrong HASH(3), our message 2
+unanswered until the retransmissions run out, the IKE SA gone) withdraws that
+inbound SA (`ChildSAAbandoned`); at most `IkeConfig.max_pending_quick_modes`
+wait at a time, and a message 1 under the message ID of one we answered
+starts no second one.
 The side behind the data (the concentrator) also rekeys children that its
 peer does not rekey: vpnc never starts a rekey but answers one.
 """
@@ -201,6 +210,7 @@ def _responder_1(sa: SaState, msg: Message, now: float) -> None:
     if not hashes_equal(qm_hash1(sa.hash, sa.skeyid_a, msg.message_id, _rest(msg)), hp.data):
         raise IkeError("hash_mismatch", "Quick Mode HASH(1) mismatch",
                        NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
+    _check_room(sa, msg.message_id)
     x = sa.start_exchange("quick", msg.message_id, False, "got1")
     sa.commit_iv()
     try:
@@ -208,6 +218,21 @@ def _responder_1(sa: SaState, msg: Message, now: float) -> None:
     except IkeError:
         sa.end_exchange(x.message_id)
         raise
+
+
+def _check_room(sa: SaState, message_id: int) -> None:
+    """An authentic message 1 may start a Quick Mode: not under the ID of one we
+    answered (a replay, or a retransmission the answer cache no longer knows: a second
+    inbound SA), and not beyond the pending ones' bound (each holds an inbound SA)."""
+    if message_id in sa.quick_answered:
+        raise IkeError("quick_mode_replay", f"Quick Mode message 1 under message ID"
+                       f" {message_id:08x}, already answered: dropped",
+                       NotifyType.INVALID_MESSAGE_ID, send_notify=False, fatal=False)
+    pending = sum(1 for x in sa.exchanges.values() if x.kind == "quick" and not x.we_started)
+    if pending >= sa.config.max_pending_quick_modes:
+        raise IkeError("quick_mode_limit", f"Quick Mode message 1 dropped: {pending} Quick"
+                       " Modes of this peer already wait for their message 3",
+                       None, send_notify=False, fatal=False)
 
 
 def _answer_1(sa: SaState, x: Exchange, msg: Message, now: float) -> None:
@@ -251,11 +276,29 @@ def _answer_1(sa: SaState, x: Exchange, msg: Message, now: float) -> None:
         payloads.append(responder_lifetime(ours, ProtocolId.IPSEC_ESP, prop.spi))
     rest = encode_payloads(payloads)
     hp = HashPayload(qm_hash2(sa.hash, sa.skeyid_a, x.message_id, ni.data, rest))
-    x.quick = QuickScratch(local_ts, remote_ts, spi_in, ni.data, nr=nr.data, spi_out=spi_out,
-                           suite=suite, g_qm=g_qm, lifetime=lifetime)
+    q = x.quick = QuickScratch(local_ts, remote_ts, spi_in, ni.data, nr=nr.data,
+                               spi_out=spi_out, suite=suite, g_qm=g_qm, lifetime=lifetime)
     sa.send(QM, [hp, *payloads], message_id=x.message_id, encrypt=True, now=now,
             body=encode_hashed(hp, payloads, rest))
     x.state = "sent2"
+    sa.quick_answered.add(x.message_id)
+    _inbound_early(sa, x, q, suite)
+
+
+def _inbound_early(sa: SaState, x: Exchange, q: QuickScratch, suite: EspSuite) -> None:
+    """Hand our inbound SA over with message 2 (the module's docstring: the initiator
+    may send on it right after message 3). Emitted after the message is queued, but
+    the driver dispatches events before it sends datagrams: installed first."""
+    enc_len, _ = suite.key_lengths()
+    q.k_in = _keymat(sa, suite, q.spi_in, q.ni, q.nr, q.g_qm)
+    q.inbound_early = True
+    sa.emit(ev.ChildSAInboundReady(
+        message_id=x.message_id, spi_in=q.spi_in, transform=suite.transform,
+        key_length=suite.key_length, auth=suite.auth, enc_key_in=q.k_in[:enc_len],
+        auth_key_in=q.k_in[enc_len:], encapsulation=suite.encapsulation,
+        local_ts=q.local_ts, remote_ts=q.remote_ts))
+    sa.log("IPSEC", 7, f"inbound SPI {q.spi_in:08x} loaded with Quick Mode message 2;"
+           " the outbound one waits for message 3")
 
 
 def _selectors(sa: SaState, ids: list[IDPayload]) -> tuple[ipaddress.IPv4Network,
@@ -303,7 +346,17 @@ def _responder_3(sa: SaState, x: Exchange, msg: Message, now: float) -> None:
     hp = _hash_first(msg)
     q = _scratch(x)
     ni, nr = q.ni, q.nr
+    if any(isinstance(p, SAPayload) for p in msg.payloads):
+        # message 1 again, but not the bytes the answer cache holds: no message 3;
+        # our retransmitted message 2 still answers the peer
+        raise IkeError("unexpected_exchange", "Quick Mode message 1 again while we wait for"
+                       " message 3: dropped", None, send_notify=False, fatal=False)
     if not hashes_equal(qm_hash3(sa.hash, sa.skeyid_a, x.message_id, ni, nr), hp.data):
+        # authenticated by nobody: a peer that got our message 2 and answered it
+        # wrongly, so the Quick Mode fails (libreswan too) and its inbound SA goes;
+        # the DELETE tells an initiator that installed its SAs anyway
+        sa.end_exchange(x.message_id, "its HASH(3) did not verify")
+        informational.delete_spi(sa, q.spi_in, now)
         raise IkeError("hash_mismatch", "Quick Mode HASH(3) mismatch",
                        NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
     sa.commit_iv()
@@ -311,6 +364,7 @@ def _responder_3(sa: SaState, x: Exchange, msg: Message, now: float) -> None:
     assert q.suite is not None
     _install(sa, x, q.suite, q.spi_in, q.spi_out, ni, nr, q.g_qm, q.lifetime, now,
              we_initiated=False)
+    q.inbound_early = False  # established: nothing to withdraw
     sa.end_exchange(x.message_id)
 
 
@@ -344,14 +398,10 @@ def _lifetime(sa: SaState, suite: EspSuite, payloads: list[Payload]) -> int:
 def _install(sa: SaState, x: Exchange, suite: EspSuite, spi_in: int, spi_out: int, ni: bytes,
              nr: bytes, g_qm: bytes | None, lifetime: int, now: float, *,
              we_initiated: bool) -> None:
-    assert sa.hash is not None
-    enc_len, auth_len = suite.key_lengths()
-    n = enc_len + auth_len
-    k_in = keymat(sa.hash, sa.skeyid_d, ProtocolId.IPSEC_ESP, spi_in.to_bytes(4, "big"),
-                  ni, nr, n, g_qm)
-    k_out = keymat(sa.hash, sa.skeyid_d, ProtocolId.IPSEC_ESP, spi_out.to_bytes(4, "big"),
-                   ni, nr, n, g_qm)
+    enc_len, _ = suite.key_lengths()
     q = _scratch(x)
+    k_in = q.k_in or _keymat(sa, suite, spi_in, ni, nr, g_qm)
+    k_out = _keymat(sa, suite, spi_out, ni, nr, g_qm)
     local_ts, remote_ts, rekey_of = q.local_ts, q.remote_ts, q.rekey_of
     sa.children[spi_in] = ChildSA(spi_in, spi_out, suite, local_ts, remote_ts, now, lifetime,
                                   we_initiated)
@@ -363,11 +413,21 @@ def _install(sa: SaState, x: Exchange, suite: EspSuite, spi_in: int, spi_out: in
         enc_key_in=k_in[:enc_len], auth_key_in=k_in[enc_len:],
         enc_key_out=k_out[:enc_len], auth_key_out=k_out[enc_len:],
         encapsulation=suite.encapsulation, local_ts=local_ts, remote_ts=remote_ts,
-        lifetime=lifetime, pfs_group=suite.group, rekey_of=rekey_of))
+        lifetime=lifetime, pfs_group=suite.group, rekey_of=rekey_of,
+        inbound_early=q.inbound_early))
     sa.log("IPSEC", 5, f"Security negotiation complete: {local_ts} <-> {remote_ts},"
            f" {esp_suite_name(suite.transform, suite.key_length, suite.auth)},"
            f" {_encap_name(suite.encapsulation)}, lifetime {lifetime} s")
     sa.log("IPSEC", 5, f"Loading SPIs: inbound {spi_in:08x}, outbound {spi_out:08x}")
+
+
+def _keymat(sa: SaState, suite: EspSuite, spi: int, ni: bytes, nr: bytes,
+            g_qm: bytes | None) -> bytes:
+    """KEYMAT of one direction (RFC 2409 5.5: the SPI of the receiving end)."""
+    assert sa.hash is not None
+    enc_len, auth_len = suite.key_lengths()
+    return keymat(sa.hash, sa.skeyid_d, ProtocolId.IPSEC_ESP, spi.to_bytes(4, "big"),
+                  ni, nr, enc_len + auth_len, g_qm)
 
 
 def _replaces(sa: SaState, spi_in: int, local_ts: ipaddress.IPv4Network,

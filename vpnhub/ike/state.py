@@ -119,6 +119,14 @@ class IkeConfig:
     dpd_retries: int = 5
     retransmit_interval: float = 2.0
     retransmit_tries: int = 5
+    # Quick Modes the peer started that wait for their message 3, each holding an
+    # inbound ESP SA installed at message 2 (events.ChildSAInboundReady): beyond this a
+    # message 1 is dropped (counted "quick_mode_limit"; the peer retransmits it once
+    # one finished). A peer that authenticated could otherwise pile up inbound SAs in
+    # the data plane; each one goes when its message 2 is no longer answered (the
+    # retransmissions run out) at the latest. LAN-to-LAN peers start one Quick Mode
+    # per pair of networks at once (strongSwan), so it is not 1.
+    max_pending_quick_modes: int = 16
     phase1_timeout: float = 30.0  # a half-open SA is dropped after this
     # idle deadlines (DPD, lifetimes, rekeys; not retransmissions) are rounded up to a
     # multiple of this many seconds, so one timer wake serves every SA due in that
@@ -216,6 +224,11 @@ class QuickScratch:
     g_qm: bytes | None = None  # responder with PFS: the shared secret
     lifetime: int = 0
     rekey_of: int | None = None  # initiator: the inbound SPI of the child this rekeys
+    # responder: KEYMAT of our inbound SA, handed to the driver with message 2
+    # (events.ChildSAInboundReady, `inbound_early`): it must be removed if no
+    # message 3 checks out (SaState.abandon_quick_mode)
+    k_in: bytes = field(default=b"", repr=False)
+    inbound_early: bool = False
 
 
 @dataclass
@@ -405,6 +418,11 @@ class SaState:
         # bounded window: with DPD every 30 s an unbounded set grows for ever; a fixed
         # array, not a dict: it is per-session memory once full (msgids.py, issue 13)
         self._used_message_ids = MessageIdWindow()
+        # the message IDs of the Quick Modes we answered (sent message 2): a message 1
+        # under one of them that is not a retransmission the answer cache caught (its
+        # 8 entries long gone, or other bytes) must not start, and install, a second
+        # Quick Mode (quick.py); 16 slots, allocated on the first answer
+        self.quick_answered = MessageIdWindow(16)
         # liveness (RFC 3706)
         self.last_heard = now
         self.dpd_seq = int.from_bytes(rng(4), "big") & 0x7FFFFFFF
@@ -657,8 +675,12 @@ class SaState:
         self._remember_message_id(message_id)
         return x
 
-    def end_exchange(self, message_id: int) -> None:
-        self.exchanges.pop(message_id, None)
+    def end_exchange(self, message_id: int, why: str = "the exchange ended") -> None:
+        """Forget a phase 2 exchange; a Quick Mode we answered whose child was not
+        established withdraws its inbound SA (`abandon_quick_mode`)."""
+        x = self.exchanges.pop(message_id, None)
+        if x is not None:
+            self.abandon_quick_mode(x, why)
         self._pending.pop(message_id, None)
 
     def emit(self, event: ev.Event) -> None:
@@ -705,10 +727,31 @@ class SaState:
         for child in list(self.children.values()):
             self.emit(ev.ChildSADeleted(child.spi_in, child.spi_out, by_peer))
         self.children.clear()
+        for x in list(self.exchanges.values()):
+            self.abandon_quick_mode(x, reason)
         self.state = State.DELETED
         self._pending.clear()
         self.exchanges.clear()
         self.emit(ev.SADeleted(reason, by_peer))
+
+    def abandon_quick_mode(self, x: Exchange, why: str,
+                           reason: str = "quick_mode_abandoned") -> None:
+        """A Quick Mode we answered ends without a valid message 3: the inbound SA
+        handed over with message 2 is withdrawn (events.ChildSAAbandoned), counted
+        under `reason` and said at the severity of the other Quick Mode failures."""
+        q = x.quick
+        if q is None or not q.inbound_early:
+            return
+        q.inbound_early = False  # withdrawn once
+        self.drops[reason] += 1
+        self._log("IKE", 4, f"Quick Mode {x.message_id:08x} abandoned before its message 3"
+                  f" ({why}): inbound IPsec SA {q.spi_in:08x} removed", reason=reason)
+        self.emit(ev.ChildSAAbandoned(x.message_id, q.spi_in, reason))
+
+    def pending_quick_inbound(self) -> list[int]:
+        """The inbound SPIs handed over with a message 2 whose message 3 is awaited."""
+        return [x.quick.spi_in for x in self.exchanges.values()
+                if x.quick is not None and x.quick.inbound_early]
 
     def child_by_spi(self, spi: int) -> ChildSA | None:
         """The child with this inbound or outbound SPI (a peer's DELETE may name either)."""
