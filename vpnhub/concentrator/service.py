@@ -398,7 +398,8 @@ class Concentrator:
         self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox, cisco_udp=cisco,
                                    ctcp_listeners=listeners, frag_policy=c.fragmentation,
                                    keepalive_sock=keepalives,
-                                   udp_virtual=v.ike4500.sock if v is not None else None)
+                                   udp_virtual=v.ike4500.sock if v is not None else None,
+                                   moderation=self.config.dataplane.moderation_us * 1e-6)
         self.dataplane.debug_severity = max(self.log.levels("IPSECDBG"))  # 0 lines if unkept
         self.dataplane.start()
         if v is not None:  # ESP on the virtual address (issue 17, concentrator/virtual.py)
@@ -481,7 +482,8 @@ class Concentrator:
         pinned = ("esp", "ctcp") if len(cisco) in (0, n) else ("esp", "ctcp", "cisco-udp")
         pool = WorkerPool(fds, notify=lambda: loop.call_soon(self._drain_inbox),
                           log=lambda sev, text: self.log.add("IPSEC", sev, text),
-                          frag_policy=c.fragmentation, pinned=pinned)
+                          frag_policy=c.fragmentation, pinned=pinned,
+                          moderation=self.config.dataplane.moderation_us * 1e-6)
         pool.debug_severity = max(self.log.levels("IPSECDBG"))
         pool.start(loop)
         self.pool = pool
