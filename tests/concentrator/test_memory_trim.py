@@ -19,3 +19,14 @@ def test_no_trim_for_a_few_logins() -> None:
     for n in (0, 3, 12, 0, 7, 0):
         t.tick(n)
     assert calls == []
+
+
+def test_what_the_burst_made_and_can_be_made_again_goes_before_the_trim() -> None:
+    """The DH pool's pairs refilled during a burst lie between its SAs and keep their
+    pages resident (docs/reliability/ike-dos.md): dropped first, then the trim."""
+    calls: list[str] = []
+    t = BurstTrimmer(burst=256, trim=lambda: calls.append("trim"),
+                     before_trim=lambda: calls.append("drop"))
+    for n in (0, 2000, 0, 0):
+        t.tick(n)
+    assert calls == ["drop", "trim"]

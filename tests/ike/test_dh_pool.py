@@ -53,6 +53,18 @@ def test_fill_serves_the_emptiest_group_first_and_refills_what_was_taken() -> No
     assert kp is not None and kp.group.group_id == 20
 
 
+def test_discard_forgets_the_ready_pairs_and_fill_makes_new_ones() -> None:
+    """After a burst (concentrator.memory.BurstTrimmer): pairs made during it are
+    dropped before the trim and made again after it, never handed out."""
+    pool = DhPool({19: 3, 20: 2})
+    pool.fill(5)
+    old = [pool._pairs[19][0], pool._pairs[20][0]]
+    assert pool.discard() == 5 and len(pool) == 0 and pool.wanted() == 5
+    assert pool.fill(5) == 5
+    fresh = [pool.take(19), pool.take(20)]
+    assert all(kp is not None and kp not in old for kp in fresh)
+
+
 def test_a_group_not_pooled_or_of_another_size_gets_none() -> None:
     pool = DhPool({19: 2})
     pool.fill()

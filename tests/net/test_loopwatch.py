@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import linecache
+import sys
 import threading
 import time
 from collections.abc import Callable
 
-from vpnhub.net.loopwatch import LoopWatch, StallWatch
+from vpnhub.net.loopwatch import STACK_DEPTH, LoopWatch, StallWatch, where
 
 
 class FakeHandle:
@@ -129,3 +131,16 @@ def test_stall_watch_names_the_code_that_holds_the_loop() -> None:
     where = found[0]["where"]
     assert isinstance(where, list) and any("hold_the_loop_for_a_while" in w for w in where)
     assert float(found[0]["late_ms"]) >= 150  # type: ignore[arg-type]
+
+
+def test_naming_a_stall_reads_no_source_file() -> None:
+    """`where` gives file:line and function without the source line: the traceback
+    module's line lookup would load each file on the stack into linecache and keep
+    it (issue 11: 7,000+ source lines read during a flood, several MB of heap kept
+    after it, docs/reliability/ike-dos.md)."""
+    linecache.clearcache()
+    found = where(sys._getframe())
+    assert found[0].startswith("test_loopwatch.py:")
+    assert found[0].endswith(" test_naming_a_stall_reads_no_source_file")
+    assert len(found) <= STACK_DEPTH
+    assert not linecache.cache

@@ -135,7 +135,7 @@ class ConcentratorCore:
         # Typed as the Protocol: its reads are SessionView, so every write goes
         # through the store and is told to its subscribers (manager, accounting)
         self.sessions: SessionStore = MemorySessionStore(lim.max_sessions)
-        self._trimmer = BurstTrimmer()
+        self._trimmer = BurstTrimmer(before_trim=self._drop_pooled_dh_pairs)
         self.spi_owner: dict[int, tuple[bytes, bytes]] = {}
         self._exhausted: set[int] = set()  # outbound SPIs whose SaExhausted started a rekey
         self._l2l_by_peer = {str(t.peer): t for t in config.lan_to_lan if t.peer is not None}
@@ -445,6 +445,13 @@ class ConcentratorCore:
         self._endpoint_notices()
         self._trimmer.tick(self.endpoint.half_open_count())  # memory back after a flood
         self._session_timeouts(now)
+
+    def _drop_pooled_dh_pairs(self) -> None:
+        """Before the trim after a burst: the pool's pairs were refilled while the
+        burst's SAs lived, each pinning a page among them; the shell refills the
+        pool after the trim (memory.BurstTrimmer, docs/reliability/ike-dos.md)."""
+        if self.endpoint.dh_pool is not None:
+            self.endpoint.dh_pool.discard()
 
     def apply_counters(self, c: SaCounters, now: float) -> None:
         """Counters from the data plane (``GetCounters``: arrays, no object per SA); ESP

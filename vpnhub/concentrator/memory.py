@@ -92,11 +92,17 @@ def use_system_malloc() -> None:
 
 
 class BurstTrimmer:
-    """Calls malloc_trim once the half-open count is back to zero after a burst."""
+    """Calls malloc_trim once the half-open count is back to zero after a burst.
 
-    def __init__(self, burst: int = BURST, trim: Callable[[], None] | None = None) -> None:
+    `before_trim` runs first: it drops what was made during the burst, lives on
+    and can be made again (the DH pool's pairs), because every such object lies
+    between the burst's freed SAs and keeps its page of the heap resident."""
+
+    def __init__(self, burst: int = BURST, trim: Callable[[], None] | None = None,
+                 before_trim: Callable[[], None] | None = None) -> None:
         self.burst = burst
         self._trim = trim if trim is not None else _malloc_trim()
+        self._before_trim = before_trim
         self._peak = 0
         self.trims = 0
 
@@ -104,6 +110,8 @@ class BurstTrimmer:
         self._peak = max(self._peak, half_open)
         if half_open == 0 and self._peak >= self.burst:
             self._peak = 0
+            if self._before_trim is not None:
+                self._before_trim()
             # SAs caught in reference cycles are freed only by a full collection
             gc.collect()
             if self._trim is not None:

@@ -75,6 +75,20 @@ class DhPool:
         self.taken += 1
         return pairs.popleft()
 
+    def discard(self) -> int:
+        """Forget every ready pair (returns how many); `fill` makes new ones.
+
+        After a burst of first messages the pairs made during it lie scattered
+        between the burst's SAs and keep the heap's pages resident once the SAs
+        are gone; made again after the trim they lie together (concentrator.memory,
+        docs/reliability/ike-dos.md). The exponents are simply dropped: no SA ever
+        saw them."""
+        dropped = 0
+        for pairs in self._pairs.values():
+            dropped += len(pairs)
+            pairs.clear()
+        return dropped
+
     def wanted(self) -> int:
         """Pairs missing before every group is full: 0 means `fill` has nothing to do
         (`refill_paused` is for the caller to heed: an idle-time `fill` still fills)."""

@@ -183,7 +183,9 @@ def admin(sock: Path, cmd: str) -> dict[str, Any]:
 def count_ike_sent(topo: Topology, host: Host | str) -> Callable[[], int]:
     """An nft counter of UDP packets to port 500 sent from `host` (vpnc's message 1)."""
     table = f"{topo.prefix}cnt"
-    ruleset = (f"table inet {table} {{\n  chain out {{\n"
+    # add + flush first: a second call (a second flood) starts its count at 0
+    ruleset = (f"add table inet {table}\nflush table inet {table}\n"
+               f"table inet {table} {{\n  chain out {{\n"
                "    type filter hook output priority 0; policy accept;\n"
                "    udp dport 500 counter\n  }\n}\n")
     topo.exec(host, ["nft", "-f", "-"], input=ruleset, check=True)
@@ -221,16 +223,18 @@ class FloodRun:
 
 def run_flood(topo: Topology, server_pid: int, admin_socket: Path, *, count: int,
               seconds: float, pat_spoofed: int = 32, drain_timeout: float = 60.0,
-              group: str = "vpngroup") -> FloodRun:
+              group: str = "vpngroup", prepare: bool = True) -> FloodRun:
     """The issue's scenario: `count` spoofed first messages over `seconds` from the
     "internet", `pat_spoofed` carrying the PAT's address from the PAT, and vpnc in
     the first client logging in a third of the way in; then wait until every
-    half-open SA has timed out and read the concentrator's memory again."""
+    half-open SA has timed out and read the concentrator's memory again.
+    `prepare=False` for a second flood in the same lab (the routes are there)."""
     from vpnhub.lab.peers import start_vpnc
     from vpnhub.lab.topology import LAN_HOST, PAT_OUTSIDE, wait_until
 
     run = FloodRun(count, seconds)
-    prepare_internet(topo)
+    if prepare:
+        prepare_internet(topo)
     c1 = topo.clients[0]
     # The baseline is a concentrator in service: one login and logout first, so
     # that what the first session loads once (modules, threads, data plane

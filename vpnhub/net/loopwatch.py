@@ -20,9 +20,9 @@ import math
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable
+from types import FrameType
 from typing import Protocol
 
 
@@ -152,16 +152,30 @@ class StallWatch:
             return
         self._seen_due = due
         frame = sys._current_frames().get(self.loop_thread)
-        where = [] if frame is None else [
-            f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}"
-            for f in traceback.extract_stack(frame)[-STACK_DEPTH:]]
-        self.stalls.append({"late_ms": round(late * 1e3, 1), "where": where[::-1]})
+        self.stalls.append({"late_ms": round(late * 1e3, 1), "where": where(frame)})
 
     def to_json(self) -> list[dict[str, object]]:
         return list(self.stalls)
 
 
 STACK_DEPTH = 8  # innermost frames kept per stall
+
+
+def where(frame: FrameType | None, depth: int = STACK_DEPTH) -> list[str]:
+    """"file:line function" of the `depth` innermost frames, innermost first.
+
+    Read from the frames themselves, not with traceback.extract_stack: that
+    looks up each frame's source line, and linecache then keeps every file on
+    the stack in memory for good (7,000-9,500 lines, about 1 MB of strings,
+    read while a flood of first messages stalled the loop and scattered
+    between the flood's SAs, so that they kept 3-4 MB of the heap from being
+    trimmed after it; docs/reliability/ike-dos.md)."""
+    out: list[str] = []
+    while frame is not None and len(out) < depth:
+        code = frame.f_code
+        out.append(f"{code.co_filename.rsplit('/', 2)[-1]}:{frame.f_lineno} {code.co_name}")
+        frame = frame.f_back
+    return out
 
 
 class GcWatch:
