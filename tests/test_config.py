@@ -906,3 +906,15 @@ def test_pki_file_errors(tmp_path: Path) -> None:
         parse_config(HEAD + '[pki]\nca = "ca.pem"\ncrls = ["gone.crl"]\n', base_dir=tmp_path)
     with pytest.raises(ConfigError, match="unknown key 'cert'"):
         parse_config(HEAD + '[pki]\nca = "ca.pem"\ncert = "x"\n', base_dir=tmp_path)
+
+
+def test_dataplane_moderation_us() -> None:
+    """[dataplane] moderation_us (issue 16): default 200, 0 turns it off, 0..1000."""
+    cfg = parse_config(HEAD + group("g", "10.0.0.0/24"), "t.toml")
+    assert cfg.dataplane.moderation_us == 200
+    cfg = parse_config(HEAD + group("g", "10.0.0.0/24") + "[dataplane]\nmoderation_us = 0\n",
+                       "t.toml")
+    assert cfg.dataplane.moderation_us == 0
+    for bad in ("-1", "1001", '"200"', "1.5"):
+        err = error_of(HEAD + group("g", "10.0.0.0/24") + f"[dataplane]\nmoderation_us = {bad}\n")
+        assert err.key == "dataplane.moderation_us"

@@ -41,7 +41,7 @@ def test_accelerator_present_under_ci() -> None:
     if os.environ.get("CI") != "true":
         pytest.skip("only enforced under CI=true")
     module = importlib.import_module("vpnhub.esp._espfast")
-    assert hasattr(module, "Codec")
+    assert hasattr(module, "Codec") and hasattr(module, "Window")
     if os.environ.get("VPNHUB_PURE_PYTHON", "") in ("", "0"):
         assert sa_module._espfast is module
 
@@ -248,3 +248,119 @@ def test_codec_refuses_misuse() -> None:
         fast.Codec(p.spi, p.transform, p.enc_key, "NOPE", p.integ_key, 12, True, True)
     with pytest.raises(ValueError):
         fast.Codec(p.spi, 3, bytes(24), "SHA1", p.integ_key, 12, True, True)  # 3DES
+
+
+# -- receive(): decapsulation, window and inner source check in one C call ----------
+
+def _received(py: EspSA, c: EspSA, esp: bytes, allowed: bytes | None) -> bytes | None:
+    """Both SAs' receive() give the same inner packet (or drop) and end in the same state."""
+    got = py.receive(esp, allowed)
+    assert c.receive(esp, allowed) == got
+    assert _state(c) == _state(py)
+    return got
+
+
+def test_the_c_window_follows_replay_window() -> None:
+    fast = sa_module._espfast
+    if fast is None:
+        pytest.skip("C accelerator not in use")
+    import random
+
+    from vpnhub.esp import ReplayWindow
+    rng = random.Random(16)
+    for size in (64, 128, 1024):
+        py, c = ReplayWindow(size), fast.Window(size)
+        assert c.size == size and c.top == 0
+        for _ in range(6000):
+            op = rng.randrange(10)
+            near = min(2**32 - 1, max(0, py.top + rng.randrange(-size - 70, 140)))
+            seq = rng.choice((near, near, 0, 2**32 - 1, rng.randrange(2**32)))
+            if op < 4:
+                assert c.check(seq) == py.check(seq)
+            elif op < 8:
+                c.update(seq)
+                py.update(seq)
+            elif op < 9:
+                assert c.check_and_update(seq) == py.check_and_update(seq)
+            elif rng.random() < 0.05:  # a worker resumes the SA: top set, bits kept
+                py.top = c.top = seq
+            assert c.top == py.top
+    for bad in (-1, 2**32, 2**70):
+        with pytest.raises((ValueError, OverflowError)):
+            c.check(bad)
+        with pytest.raises((ValueError, OverflowError)):
+            c.top = bad
+    for bad_size in (0, 63, 100):
+        with pytest.raises(ValueError):
+            fast.Window(bad_size)
+
+
+@needs_c
+@pytest.mark.parametrize("suite", [SUITES[0], SUITES[2], SUITES[5]], ids=[IDS[0], IDS[2], IDS[5]])
+def test_receive_hostile_input_gives_the_same_drops(
+        suite: tuple[int, int | None, int | None]) -> None:
+    """Truncations, flipped bits, replays, reordering, forged trailers and inner
+    packets (spoofed, short, not IPv4), with and without a source to check."""
+    p = _params(suite)
+    allowed = bytes([10, 40, 1, 2])
+    for src in (allowed, None):
+        py, c = _twins(p, next_headers=(4, 41))
+        assert isinstance(c.replay, sa_module._espfast.Window)  # type: ignore[union-attr]
+        out = _sa(p, False)
+        good = bytes([0x45, 0, 0, 40]) + bytes(8) + allowed + bytes([192, 168, 2, 1]) + bytes(20)
+        esp = out.encapsulate(good)
+        for cut in range(len(esp)):
+            assert _received(py, c, esp[:cut], src) is None
+        for pos in range(0, len(esp), 3):
+            bad = bytearray(esp)
+            bad[pos] ^= 1 << (pos % 8)
+            assert _received(py, c, bytes(bad), src) is None
+        assert _received(py, c, esp, src) == good
+        assert _received(py, c, esp, src) is None  # replay
+        packets = [out.encapsulate(good) for _ in range(1100)]
+        for i in (5, 3, 5, 1, 0, 1099, 4, 74, 75, 76, 6, 1098, 500, 76):
+            _received(py, c, packets[i], src)
+        inners = [good, good[:19], good[:16], good[:12], b"", bytes([0x65]) + good[1:],
+                  good[:12] + bytes([10, 40, 1, 3]) + good[16:], bytes([0x45]) + bytes(39)]
+        for inner in inners:
+            for nh in (4, 41, 59, 17):
+                _received(py, c, out.encapsulate(inner, nh), src)
+        align = 4 if p.transform == ESP_AES_GCM_16 else 16
+        seq = out.seq
+        for trailer in (b"\x01\x02\x02\x04", b"\x01\x03\x02\x04", b"\x00\x00\xff\x04",
+                        b"\x01\x02\x02\x3b"):
+            seq += 1
+            _received(py, c, _forge(p, seq, good[:2 * align - 4] + trailer), src)
+        for junk in (b"", bytes(65535), os.urandom(2000)):
+            assert _received(py, c, junk, src) is None
+        py.replay.top = c.replay.top = out.seq + 10  # a resumed SA: the window honours it
+        assert _received(py, c, out.encapsulate(good), src) is None
+        assert _received(py, c, packets[-2], src) is None  # received before
+        assert sum(py.drops.values()) > 50 and py.drops == c.drops
+
+
+@needs_c
+def test_receive_refuses_misuse() -> None:
+    fast = sa_module._espfast
+    assert fast is not None
+    p = _params(SUITES[0])
+    inbound = fast.Codec(p.spi, p.transform, p.enc_key, "SHA1", p.integ_key, 12, False, True)
+    w, nh = fast.Window(), bytes(256)
+    for args in ((b"x" * 64, object(), nh, None), (b"x" * 64, w, bytes(255), None),
+                 (b"x" * 64, w, nh, b"abc"), (b"x" * 64, w, nh), (b"x", w, nh, "text")):
+        with pytest.raises(TypeError):
+            inbound.receive(*args)
+    with pytest.raises(ValueError):
+        inbound.receive(b"x" * 64, fast.Window.__new__(fast.Window), nh, None)
+    outbound = fast.Codec(p.spi, p.transform, p.enc_key, "SHA1", p.integ_key, 12, True, True)
+    with pytest.raises(ValueError):
+        outbound.receive(b"x" * 64, w, nh, None)
+    assert inbound.receive(b"x" * 64, w, nh, None) == fast.ERR_SHORT
+    assert inbound.receive(b"x" * 52, w, nh, None) == fast.ERR_AUTH and w.top == 0
+
+
+def test_a_built_sa_resumes_its_window_on_either_path() -> None:
+    p = _params(SUITES[0])
+    resumed = SaParams(p.spi, p.transform, p.key_len_bits, p.auth, p.enc_key, p.integ_key,
+                       replay_top=77)
+    assert resumed.build().replay.top == 77

@@ -203,3 +203,48 @@ def test_under_a_flood_g_xy_waits_for_message_3_and_nobody_computes_it_before() 
     real.sa.initiate(lab.now)
     lab.run()
     assert real.sa.established and real.children and not jobs
+
+
+def test_the_worker_thread_keeps_the_dh_pool_full_between_jobs() -> None:
+    """fill_pool(): the pool's pairs are made on the worker thread (gmpy2 lets go of the
+    GIL), refilled after the loop took some, each pair handed out once; a job submitted
+    meanwhile is still computed."""
+    import time
+
+    from vpnhub.crypto.dh import DEFAULT_BACKEND
+    from vpnhub.ike.dhpool import DhPool
+
+    pool = DhPool({14: 4})
+    w = DhWorker()
+    if not w.fill_pool(pool):  # without gmpy2 the shell fills it on its loop
+        assert DEFAULT_BACKEND != "gmpy2"
+        return
+
+    def wait_full() -> None:
+        end = time.monotonic() + 30
+        while len(pool) < 4:
+            assert time.monotonic() < end, "the worker did not fill the pool"
+            time.sleep(0.01)
+
+    w.start()
+    try:
+        wait_full()
+        taken = [pool.take(14), pool.take(14)]
+        w.wake()  # taken without a job (Quick Mode PFS): the shell's tick wakes it
+        wait_full()
+        g = dh_group(14)
+        a, b = g.generate(), g.generate()
+        job = SharedSecretJob(a, b.public)
+        w.submit(job)
+        assert job.result() == b.shared_secret(a.public)
+        pool.refill_paused = True  # a flood (the endpoint says so): no wake, no refill
+        rest = [pool.take(14) for _ in range(4)]
+        queued = w._jobs.qsize()
+        w.wake()
+        # (at most the pair it had begun when the flag came)
+        assert w._jobs.qsize() == queued and len(pool) <= 1
+        publics = [kp.public for kp in taken + rest if kp is not None]
+        assert len(publics) == 6 and len(set(publics)) == 6  # never one pair twice
+        assert pool.generated - len(pool) == 6
+    finally:
+        w.stop()

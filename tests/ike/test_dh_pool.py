@@ -105,6 +105,9 @@ def test_under_a_flood_the_pool_comes_before_reuse() -> None:
         lab.endpoint.receive(os.urandom(8) + msg1[8:], (PAT, 20000 + i), 500, lab.now)
     assert pool.taken == 50  # every pooled pair went to one SA each
     assert lab.endpoint.dh_reuse.generated == 1  # then the flood's shared pair
+    # and nobody refills it for the flood (net.dhworker heeds this) until a first
+    # message comes outside a flood again
+    assert pool.refill_paused
 
 
 def test_quick_mode_pfs_takes_its_own_pooled_pair() -> None:

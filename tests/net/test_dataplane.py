@@ -28,8 +28,11 @@ from vpnhub.esp import (
     key_lengths,
 )
 from vpnhub.net.dataplane import (
+    MODERATION_BATCH,
+    MODERATION_GAP,
     ControlInbox,
     Dataplane,
+    Moderation,
     open_udp_socket,
 )
 from vpnhub.net.messages import (
@@ -516,3 +519,45 @@ def test_random_datagrams_never_escape(pair: Pair) -> None:
         assert pair.tun_b.sent() == []
     finally:
         sender.close()
+
+
+def test_moderation_waits_only_in_a_sustained_stream_of_small_batches() -> None:
+    """Interrupt moderation (issue 16): lone packets and a ping's request and answer
+    never wait; the 4th small batch in a row after short epolls does; a large batch,
+    an empty wake-up or a long epoll ends the streak."""
+    m = Moderation()
+    assert [m.after(1, 1.0), m.after(1, 0.0001)] == [False, False]  # a ping
+    assert [m.after(1, 0.5) for _ in range(10)] == [False] * 10  # one a 0.5 s: never
+    m = Moderation()
+    assert [m.after(3, 0.00005) for _ in range(6)] == [False] * 3 + [True] * 3
+    assert not m.after(MODERATION_BATCH, 0.0)  # batches large enough already
+    assert m.after(2, 0.0)  # the stream goes on
+    assert not m.after(0, 0.0)  # nothing: the streak ends
+    assert [m.after(3, 0.0) for _ in range(4)] == [False] * 3 + [True]
+    assert not m.after(3, MODERATION_GAP * 2)  # the stream paused
+
+
+def test_threaded_loop_with_moderation_forwards_everything(pair: Pair) -> None:
+    """The moderated loop (what [dataplane] moderation_us runs) loses and reorders
+    nothing, and its waits do happen under a stream of small batches."""
+    pair.b.moderation = 0.0002
+    pair.clock.now = 0.0  # every epoll "slept" 0 s: all wake-ups count as a stream
+    pair.b.start()
+    try:
+        assert pair.b.call(RemoveSA(0x0BADBAD0)) == 0  # the loop runs
+        packets = [ipv4(CLIENT, LAN_HOST, os.urandom(200)) for _ in range(40)]
+        got: list[bytes] = []
+        for k in range(0, len(packets), 2):  # batches of 2, each after the last arrived
+            for pkt in packets[k:k + 2]:
+                pair.tun_a.inject(pkt)
+            pair.a.poll(0.5)
+            for _ in range(500):
+                got += pair.tun_b.sent()
+                if len(got) >= k + 2:
+                    break
+                time.sleep(0.001)
+        assert got == packets
+        assert pair.b.call(RemoveSA(0x0BADBAD0)) == 0  # commands still answered
+    finally:
+        pair.b.stop()
+    assert pair.b.moderated >= 1

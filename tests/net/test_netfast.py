@@ -7,8 +7,10 @@ docs/ARCHITECTURE.md, "C accelerators": same results on any input; under
 from __future__ import annotations
 
 import os
+import random
 import select
 import socket
+import struct
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,6 +46,7 @@ def test_under_ci_the_accelerator_is_built_and_used() -> None:
         pytest.skip("only under CI=true")
     assert NETFAST is not None, "vpnhub.net._netfast is not built"
     assert t.ones_sum is NETFAST.ones_sum
+    assert t.coalesce is NETFAST.coalesce
 
 
 def test_vpnhub_pure_python_switches_it_off() -> None:
@@ -257,3 +260,133 @@ def test_the_start_line_says_whether_the_per_packet_work_runs_in_c(
     assert accel.describe() == (
         False, "C accelerators off (VPNHUB_PURE_PYTHON): ESP codec, checksums and recvmmsg"
                " in Python")
+
+
+# -- coalesce (tunoffload.coalesce_py) -------------------------------------------
+
+def _segment(rng: random.Random, flow: int, seq: int, size: int, flags: int,
+             opts: bytes, ip_opts: bytes) -> bytes:
+    """A TCPv4 segment of flow `flow` with right checksums (the Python reference's)."""
+    ihl = 20 + len(ip_opts)
+    thl = 20 + len(opts)
+    total = ihl + thl + size
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x40 | ihl // 4, 0, total, rng.randrange(1 << 16),
+                               0x4000, 63, 6, 0, bytes([10, 40, 1, 2 + flow % 2]),
+                               bytes([192, 168, 50, 10])) + ip_opts)
+    struct.pack_into("!H", ip, 10, t.ip_checksum(ip))
+    tcp = bytearray(struct.pack("!HHIIBBHHH", 40000 + flow // 2, 5201, seq, 7,
+                                (thl // 4) << 4, flags, 502, 0, 0) + opts)
+    seg = bytes(ip) + bytes(tcp) + rng.randbytes(size)
+    csum = t.ones_sum_py(seg, t.pseudo_sum(seg, 6, total - ihl), ihl)
+    return seg[:ihl + 16] + struct.pack("!H", 0xFFFF - csum) + seg[ihl + 18:]
+
+
+def _hostile(rng: random.Random, pkt: bytes) -> bytes:
+    """`pkt`, or sometimes `pkt` truncated, padded, bit-flipped or with fields changed."""
+    kind = rng.randrange(12)
+    if kind == 0 and pkt:
+        return pkt[:rng.randrange(len(pkt))]
+    if kind == 1:
+        return pkt + rng.randbytes(rng.randrange(1, 9))
+    if kind in (2, 3) and pkt:
+        buf = bytearray(pkt)
+        at = rng.randrange(min(len(buf), 64) if kind == 2 else len(buf))
+        buf[at] ^= 1 << rng.randrange(8)
+        return bytes(buf)
+    if kind == 4:
+        return rng.randbytes(rng.randrange(60))
+    return pkt
+
+
+def _batch(rng: random.Random) -> list[bytes]:
+    """A few flows' segments, mostly in order, with PSH, FIN, SYN, short ones, options,
+    IP options, duplicates, reordering and hostile packets."""
+    flows = rng.randrange(1, 5)
+    seqs = [rng.randrange(1 << 32) for _ in range(flows)]
+    size = rng.choice((1, 100, 1448, 1460))
+    opts = rng.choice((b"", b"\x01\x01\x08\x0a" + bytes(8)))
+    ip_opts = rng.choice((b"", b"", b"\x01\x01\x01\x00"))
+    out: list[bytes] = []
+    for _ in range(rng.randrange(1, 48)):
+        f = rng.randrange(flows)
+        n = size if rng.random() < 0.85 else rng.randrange(0, size + 2)
+        flags = rng.choice((0x10,) * 12 + (0x18, 0x11, 0x02, 0x12, 0x90))
+        seg = _segment(rng, f, seqs[f], n, flags, opts, ip_opts)
+        seqs[f] = (seqs[f] + n) & 0xFFFFFFFF
+        out.append(_hostile(rng, seg) if rng.random() < 0.15 else seg)
+        if rng.random() < 0.03:
+            out.append(out[-1])
+    if rng.random() < 0.2 and len(out) > 2:
+        i = rng.randrange(len(out) - 1)
+        out[i], out[i + 1] = out[i + 1], out[i]
+    return out
+
+
+def test_coalesce_makes_the_frames_of_the_reference_on_hostile_batches(
+        fast: ModuleType) -> None:
+    rng = random.Random(1604)
+    joined = 0
+    for _ in range(400):
+        batch = _batch(rng)
+        want = t.coalesce_py(batch)
+        assert fast.coalesce(batch) == want
+        joined += sum(1 for f in want if f[1])
+    assert joined > 100  # the batches did make super-packets, not only lone packets
+    assert fast.coalesce([]) == [] and fast.coalesce(()) == []
+    big = [_segment(rng, 0, 1000 + i * 1448, 1448, 0x10, b"", b"") for i in range(60)]
+    assert fast.coalesce(big) == t.coalesce_py(big)  # the 64 KiB cap cuts the run
+    for bad in ([b"x", "text"], [bytearray(50)], None, 5):
+        with pytest.raises(TypeError):
+            fast.coalesce(bad)
+
+
+def test_coalesce_is_the_c_one_unless_pure_python() -> None:
+    if NETFAST is None:
+        assert t.coalesce is t.coalesce_py
+    else:
+        assert t.coalesce is NETFAST.coalesce
+
+
+def test_the_data_plane_receives_hostile_esp_alike_with_the_c_and_the_python_sa(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """EspSA.receive in C (Codec.receive) and in Python behind a real Dataplane: the
+    same packets reach the TUN and the same drops are counted (unknown SPI, truncated,
+    flipped, replayed, spoofed inner source)."""
+    from vpnhub.esp import EspSA
+    _, tx = pair
+    p = _params(0xE0000002)
+    out = p.build()
+    rng = random.Random(5)
+    good = [_ipv4(rng.randbytes(40 + i)) for i in range(30)]
+    spoofed = _ipv4(b"x" * 30)[:12] + socket.inet_aton("10.40.1.9") + _ipv4(b"x" * 30)[16:]
+    wire = [out.encapsulate(g) for g in good]
+    wire += [wire[3], wire[0], out.encapsulate(spoofed), out.encapsulate(b"\x45" * 10),
+             b"\x00\x00\x01\x00" + wire[5][4:], wire[7][:30], out.encapsulate(good[0])]
+    flipped = bytearray(out.encapsulate(good[1]))
+    flipped[40] ^= 4
+    wire.append(bytes(flipped))
+    results = []
+    for accelerated in (True, False):
+        sa = EspSA(p.spi, p.transform, p.key_len_bits, p.auth, p.enc_key, p.integ_key,
+                   accelerated=accelerated)
+        tun = FakeTun("n")
+        udp = open_udp_socket("127.0.0.1", 0)
+        dp = Dataplane(tun, udp=udp, gro=False)
+        try:
+            dp.call(AddInbound(sa, tx.getsockname(), allowed_src="10.40.1.1"))
+            for esp in wire:
+                tx.sendto(esp, udp.getsockname())
+            for _ in range(4):
+                dp.poll(0.2)
+            st = dp.call(GetStats())
+            assert isinstance(st, DataplaneStats)
+            results.append((tun.sent(), st.drops, sa.drops, sa.packets_in, sa.bytes_in,
+                            sa.replay.top))
+        finally:
+            dp.close()
+            udp.close()
+            tun.close()
+    assert results[0] == results[1]
+    assert len(results[0][0]) == 31 and set(results[0][2]) == {
+        "replay", "spoofed_source", "bad_inner_packet", "short_packet", "auth_failed"}
+    assert results[0][1].get("unknown_spi") == 1

@@ -13,6 +13,7 @@ from netns_util import in_ci
 from scapy.layers.inet import IP, TCP, UDP
 
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths
+from vpnhub.net import dataplane
 from vpnhub.net import tunoffload as t
 from vpnhub.net.accel import NETFAST
 from vpnhub.net.dataplane import Dataplane, open_udp_socket
@@ -25,17 +26,21 @@ SRC, DST = "10.40.1.2", "192.168.50.10"
 
 @pytest.fixture(autouse=True, params=["c", "python"])
 def summer(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test twice: with the C ``ones_sum`` (_netfast.c) and with the Python
-    reference (as under VPNHUB_PURE_PYTHON=1; tests/net/test_netfast.py checks that
-    switch itself)."""
+    """Every test twice: with the C ``ones_sum`` and ``coalesce`` (_netfast.c) and with
+    the Python references (as under VPNHUB_PURE_PYTHON=1; tests/net/test_netfast.py
+    checks that switch itself)."""
     if request.param == "python":
         monkeypatch.setattr(t, "ones_sum", t.ones_sum_py)
+        monkeypatch.setattr(t, "coalesce", t.coalesce_py)
+        monkeypatch.setattr(dataplane, "coalesce", t.coalesce_py)
     elif NETFAST is None:
         if in_ci():
             pytest.fail("vpnhub.net._netfast is not built (CI=true: the accelerator is required)")
         pytest.skip("vpnhub.net._netfast not built, or VPNHUB_PURE_PYTHON=1")
     else:
         monkeypatch.setattr(t, "ones_sum", NETFAST.ones_sum)
+        monkeypatch.setattr(t, "coalesce", NETFAST.coalesce)
+        monkeypatch.setattr(dataplane, "coalesce", NETFAST.coalesce)
     return str(request.param)
 
 

@@ -49,6 +49,16 @@ def test_every_client_takes_its_own_pair_from_the_pool(lg: LoadGenerator) -> Non
         p.public for p in pairs}
 
 
+def test_every_client_gets_a_socket_of_its_own_opened_before_the_set_up(
+        lg: LoadGenerator) -> None:
+    lg._open_sockets()
+    spare = list(lg.spare_sockets)
+    assert len(spare) == 3
+    clients = [lg._new_client(0.0) for _ in range(4)]  # the fourth opens its own
+    assert [c.sock for c in clients[:3]] == spare and not lg.spare_sockets
+    assert len({c.sock.getsockname()[1] for c in clients}) == 4  # one source port each
+
+
 def test_without_precompute_there_is_no_pool() -> None:
     gen = _gen(dh_precompute=False)
     try:

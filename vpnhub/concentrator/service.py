@@ -85,9 +85,10 @@ TICK = 0.25
 # Data plane counters (and ESP liveness for DPD, whose interval is 30 s); `sessions`
 # asks at once. The snapshot costs O(SAs), so not too often with 10,000 sessions.
 STATS_EVERY = 10.0
-# The DH pool (ike/dhpool.py) is filled only after this long without an IKE message,
-# FILL_STEP pairs (one, ~0.4 ms for group 14) per turn of the loop: a login that
-# arrives meanwhile waits behind one exponentiation at most.
+# Without gmpy2 (no GIL released: the DH worker thread cannot fill it beside the loop,
+# net.dhworker) the DH pool (ike/dhpool.py) is filled on the loop, only after this long
+# without an IKE message, FILL_STEP pairs (one, ~0.4 ms for group 14) per turn: a
+# login that arrives meanwhile waits behind one exponentiation at most.
 DH_QUIET = 0.05
 # At shutdown, how long the DELETEs that met a full send buffer may take to go out.
 SHUTDOWN_SEND_WAIT = 2.0
@@ -130,6 +131,7 @@ class Concentrator:
         self._last_stats = 0.0
         self._last_ike = 0.0  # when the last IKE message came in (the DH pool fills after)
         self._dh_filler: asyncio.Task[None] | None = None
+        self._dh_pool_on_worker = False  # the DH worker thread keeps the pool full
         # phase 1's g^xy on another core (net.dhworker, ike.dhjob)
         self.dh_worker = DhWorker()
         self.ike: AsyncIkeDriver | None = None  # the IKE driver loop: exact timers
@@ -242,6 +244,8 @@ class Concentrator:
             return 1
         self._setup_network()
         core = self.core
+        # the DH pool's pairs too, beside the loop (net.dhworker); else the loop fills it
+        self._dh_pool_on_worker = self.dh_worker.fill_pool(core.endpoint.dh_pool)
         self.dh_worker.start()
         core.endpoint.dh_offload = self.dh_worker.submit
         self.ike = AsyncIkeDriver(core.endpoint, core.on_event, self._send_for,
@@ -394,7 +398,8 @@ class Concentrator:
         self.dataplane = Dataplane(self.tun, udp=udp, esp=esp, inbox=inbox, cisco_udp=cisco,
                                    ctcp_listeners=listeners, frag_policy=c.fragmentation,
                                    keepalive_sock=keepalives,
-                                   udp_virtual=v.ike4500.sock if v is not None else None)
+                                   udp_virtual=v.ike4500.sock if v is not None else None,
+                                   moderation=self.config.dataplane.moderation_us * 1e-6)
         self.dataplane.debug_severity = max(self.log.levels("IPSECDBG"))  # 0 lines if unkept
         self.dataplane.start()
         if v is not None:  # ESP on the virtual address (issue 17, concentrator/virtual.py)
@@ -477,7 +482,8 @@ class Concentrator:
         pinned = ("esp", "ctcp") if len(cisco) in (0, n) else ("esp", "ctcp", "cisco-udp")
         pool = WorkerPool(fds, notify=lambda: loop.call_soon(self._drain_inbox),
                           log=lambda sev, text: self.log.add("IPSEC", sev, text),
-                          frag_policy=c.fragmentation, pinned=pinned)
+                          frag_policy=c.fragmentation, pinned=pinned,
+                          moderation=self.config.dataplane.moderation_us * 1e-6)
         pool.debug_severity = max(self.log.levels("IPSECDBG"))
         pool.start(loop)
         self.pool = pool
@@ -623,6 +629,12 @@ class Concentrator:
         """Refill the DH pool if SAs took from it (a task only while it has work, so
         an idle concentrator does not wake for it)."""
         pool = self.core.endpoint.dh_pool
+        if pool is not None and self._dh_pool_on_worker:
+            if pool.refill_paused and time.monotonic() - self._last_ike >= DH_QUIET:
+                pool.refill_paused = False  # the flood's messages stopped (ike.dhpool)
+            if pool.wanted():  # drawn without a g^xy job (Quick Mode PFS, after a flood)
+                self.dh_worker.wake()
+            return
         if pool is None or not pool.wanted() or \
                 (self._dh_filler is not None and not self._dh_filler.done()):
             return

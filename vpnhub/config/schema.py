@@ -90,11 +90,14 @@ class ConcentratorConfig:
 class DataplaneConfig:
     """``[dataplane]``: ``workers`` = N data-plane worker processes, or "auto" (one per
     core, ``os.cpu_count()``); 1 keeps the data plane a thread of the concentrator.
-    ``tun_offload``: TUN super-packets split on the way out and coalesced on the way in."""
+    ``tun_offload``: TUN super-packets split on the way out and coalesced on the way in.
+    ``moderation_us``: the data plane's wait after a small batch under load (0: none)."""
 
     workers: int | str = "auto"
     # IFF_VNET_HDR and TUNSETOFFLOAD on the TUN (issue 16, vpnhub/net/tunoffload.py)
     tun_offload: bool = True
+    # interrupt moderation (issue 16, vpnhub/net/dataplane.py "Dataplane._run_moderated")
+    moderation_us: int = 200
 
     def worker_count(self, cpus: int | None = None) -> int:
         """The number of workers to run ("auto": the cores, ``cpus`` or os.cpu_count())."""

@@ -289,6 +289,8 @@ def _check_name(table: _Table, key: str) -> str:
 
 
 MAX_WORKERS = 1024
+_DATAPLANE_KEYS = frozenset({"workers", "tun_offload", "moderation_us"})
+MAX_MODERATION_US = 1000  # [dataplane] moderation_us: a wait above 1 ms is a delay, not a batch
 
 
 def _workers(t: _Table, default: int | str = 1) -> int | str:
@@ -308,7 +310,8 @@ DEFAULT_WORKERS: int | str = "auto"
 def _dataplane(t: _Table, legacy: int | str | None) -> DataplaneConfig:
     """[dataplane]; `[concentrator] workers` (the older spelling) is its default."""
     return DataplaneConfig(workers=_workers(t, DEFAULT_WORKERS if legacy is None else legacy),
-                           tun_offload=t.boolean("tun_offload", True))
+                           tun_offload=t.boolean("tun_offload", True),
+                           moderation_us=t.integer("moderation_us", 200, 0, MAX_MODERATION_US))
 
 
 def _check_domain(table: _Table, key: str, value: str) -> str:
@@ -420,7 +423,7 @@ def _build(ctx: _Context, top: _Table) -> Config:
     radius = _radius(top.sub("radius", _RADIUS_KEYS), groups)
     pki = _pki(top.sub("pki", _PKI_KEYS)) if top.has("pki") else None
     _check_groups_have_pki(ctx, groups, pki)
-    dataplane = _dataplane(top.sub("dataplane", frozenset({"workers", "tun_offload"})),
+    dataplane = _dataplane(top.sub("dataplane", _DATAPLANE_KEYS),
                            conc.workers if conc_table.has("workers") else None)
     cluster = _cluster(top.sub("cluster", _CLUSTER_KEYS), conc) if top.has("cluster") else None
     return Config(conc, natt, admin, limits, log, groups, users, ctx.source, l2l, radius, pki,

@@ -15,6 +15,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stdint.h>
 #include <string.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -28,12 +29,197 @@
 #define ERR_AUTH 2        /* auth_failed */
 #define ERR_PADDING 3     /* bad_padding (the packet was authentic) */
 #define ERR_REPLAY_CHECK 4 /* seq <= top: the caller's window decides, then calls again */
+/* receive() only: the window (a Window) decided in C. */
+#define ERR_REPLAY 5      /* replay */
+#define ERR_NEXT_HEADER 6 /* bad_next_header (authentic: the window moved) */
+#define ERR_DUMMY 7       /* dummy_packet, next header 59 (RFC 4303 2.6; the window moved) */
+/* receive() only, after a good decapsulation: the inner packet failed its check. */
+#define ERR_SPOOFED 8     /* spoofed_source */
+#define ERR_BAD_INNER 9   /* bad_inner_packet */
 
 #define CBC_BLOCK 16
 #define GCM_IV 8    /* explicit IV (RFC 4106 3.1) */
 #define GCM_SALT 4  /* nonce = salt || IV (RFC 4106 4) */
 #define GCM_TAG 16  /* ICV of AES-GCM-16 */
 #define MAX_PAD 255
+
+/* -- the anti-replay window (replay.py's ReplayWindow, RFC 4303 3.4.3, RFC 6479) --
+ * The same ring of 64-bit blocks, size // 64 + 1 of them, the same rules; replay.py
+ * is the reference (tests/esp/test_esp_fast.py compares the two).  `top` is read and
+ * set from Python (a restarted worker resumes an SA at its old top, as ReplayWindow:
+ * setting it leaves the bits as they are). */
+
+#define SEQ_MAX 0xFFFFFFFFULL
+
+typedef struct {
+    PyObject_HEAD
+    unsigned long long top;
+    unsigned long long size;
+    Py_ssize_t nblocks;
+    uint64_t *blocks;
+} Window;
+
+static int window_check(const Window *w, unsigned long long seq)
+{
+    if (seq > w->top)
+        return seq > 0 && seq <= SEQ_MAX;
+    if (seq == 0 || w->top - seq >= w->size)
+        return 0;  /* seq 0 is never sent (RFC 4303 3.3.3); too old to tell */
+    return !((w->blocks[(seq >> 6) % (unsigned long long)w->nblocks] >> (seq & 63)) & 1);
+}
+
+/* Mark seq as received: only after its ICV was verified. */
+static void window_update(Window *w, unsigned long long seq)
+{
+    unsigned long long nb = (unsigned long long)w->nblocks;
+    if (seq > w->top) {
+        unsigned long long cur = w->top >> 6, new = seq >> 6;
+        if (new != cur) {
+            if (new - cur >= nb)
+                memset(w->blocks, 0, sizeof(uint64_t) * nb);
+            else
+                for (unsigned long long i = cur + 1; i <= new; i++)
+                    w->blocks[i % nb] = 0;
+        }
+        w->top = seq;
+    } else if (seq == 0 || w->top - seq >= w->size) {
+        return;
+    }
+    w->blocks[(seq >> 6) % nb] |= (uint64_t)1 << (seq & 63);
+}
+
+static int Window_init(Window *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"size", NULL};
+    long long size = 1024;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|L", kwlist, &size))
+        return -1;
+    if (size < 64 || size % 64 || size > (1LL << 20)) {
+        PyErr_SetString(PyExc_ValueError, "replay window size must be a positive multiple of 64");
+        return -1;
+    }
+    PyMem_Free(self->blocks);
+    self->size = (unsigned long long)size;
+    self->nblocks = (Py_ssize_t)(size / 64 + 1);
+    self->blocks = PyMem_Calloc((size_t)self->nblocks, sizeof(uint64_t));
+    self->top = 0;
+    if (self->blocks == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void Window_dealloc(Window *self)
+{
+    PyMem_Free(self->blocks);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* A sequence number from Python: 0..2^32-1 (ValueError otherwise). */
+static int seq_arg(PyObject *arg, unsigned long long *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLong(arg);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    if (v > SEQ_MAX) {
+        PyErr_SetString(PyExc_ValueError, "a sequence number is 32 bits");
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int window_ready(const Window *self)
+{
+    if (self->blocks == NULL) {
+        PyErr_SetString(PyExc_ValueError, "Window is not initialised");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *Window_check(Window *self, PyObject *arg)
+{
+    unsigned long long seq;
+    if (!window_ready(self) || seq_arg(arg, &seq) < 0)
+        return NULL;
+    return PyBool_FromLong(window_check(self, seq));
+}
+
+static PyObject *Window_update(Window *self, PyObject *arg)
+{
+    unsigned long long seq;
+    if (!window_ready(self) || seq_arg(arg, &seq) < 0)
+        return NULL;
+    window_update(self, seq);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Window_check_and_update(Window *self, PyObject *arg)
+{
+    unsigned long long seq;
+    if (!window_ready(self) || seq_arg(arg, &seq) < 0)
+        return NULL;
+    if (!window_check(self, seq))
+        Py_RETURN_FALSE;
+    window_update(self, seq);
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Window_get_top(Window *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(self->top);
+}
+
+static int Window_set_top(Window *self, PyObject *value, void *closure)
+{
+    unsigned long long top;
+    (void)closure;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_AttributeError, "top cannot be deleted");
+        return -1;
+    }
+    if (seq_arg(value, &top) < 0)
+        return -1;
+    self->top = top;
+    return 0;
+}
+
+static PyObject *Window_get_size(Window *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromUnsignedLongLong(self->size);
+}
+
+static PyMethodDef Window_methods[] = {
+    {"check", (PyCFunction)Window_check, METH_O, "check(seq) -> bool: new and not too old"},
+    {"update", (PyCFunction)Window_update, METH_O, "update(seq): mark seq (authentic) received"},
+    {"check_and_update", (PyCFunction)Window_check_and_update, METH_O,
+     "check_and_update(seq) -> bool"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Window_getset[] = {
+    {"top", (getter)Window_get_top, (setter)Window_set_top,
+     "highest sequence number accepted so far (0: none yet)", NULL},
+    {"size", (getter)Window_get_size, NULL, "window size in packets", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject WindowType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "vpnhub.esp._espfast.Window",
+    .tp_doc = "The anti-replay window of replay.ReplayWindow, in C.",
+    .tp_basicsize = sizeof(Window),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Window_init,
+    .tp_dealloc = (destructor)Window_dealloc,
+    .tp_methods = Window_methods,
+    .tp_getset = Window_getset,
+};
 
 typedef struct {
     PyObject_HEAD
@@ -342,62 +528,43 @@ static Py_ssize_t strip_trailer(Codec *self, const unsigned char *plain, size_t 
     return (Py_ssize_t)(len - 2 - pad);
 }
 
-/* decap(esp, top) -> (inner, next_header, seq) or an int ERR_* code.
- * top: the replay window's top; seq <= top returns ERR_REPLAY_CHECK before any
- * crypto (RFC 4303 3.4.3: check the window first); -1 skips that test. */
-static PyObject *Codec_decap(Codec *self, PyObject *const *args, Py_ssize_t nargs)
+/* Smallest well-formed packet: header, IV, one block (GCM: 4 bytes), ICV; CBC
+ * ciphertext must be whole blocks (sa.py's _min_len and alignment rule). */
+static int decap_too_short(const Codec *self, size_t n)
 {
-    Py_buffer esp;
-    long long top;
-    size_t n, ct_len, icv = self->icv_len;
-    const unsigned char *p, *ct;
-    unsigned long seq;
-    PyObject *plain = NULL, *result;
+    size_t icv = self->icv_len;
+    return self->gcm ? n < 8 + GCM_IV + 4 + icv
+                     : n < 8 + CBC_BLOCK + CBC_BLOCK + icv || (n - 8 - icv) % CBC_BLOCK;
+}
+
+static unsigned long seq_of(const unsigned char *p)
+{
+    return ((unsigned long)p[4] << 24) | ((unsigned long)p[5] << 16)
+        | ((unsigned long)p[6] << 8) | p[7];
+}
+
+/* ICV / tag, decryption and trailer of p[0:n] (long enough: decap_too_short); the
+ * replay window is the caller's.  0 with *out the inner packet and *nh its next
+ * header; ERR_AUTH or ERR_PADDING; -1 with a Python error set. */
+static int decap_body(Codec *self, const unsigned char *p, size_t n, PyObject **out, int *nh)
+{
+    size_t ct_len, icv = self->icv_len;
+    const unsigned char *ct;
+    PyObject *plain;
     unsigned char *q;
-    int code = 0, ok;
     Py_ssize_t end;
 
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "decap(esp, top)");
-        return NULL;
-    }
-    if (self->cipher == NULL || self->encrypt) {
-        PyErr_SetString(PyExc_ValueError, "not an initialised inbound Codec: encap only");
-        return NULL;
-    }
-    top = PyLong_AsLongLong(args[1]);
-    if (top == -1 && PyErr_Occurred())
-        return NULL;
-    if (PyObject_GetBuffer(args[0], &esp, PyBUF_SIMPLE) < 0)
-        return NULL;
-    p = esp.buf;
-    n = (size_t)esp.len;
-    /* Smallest well-formed packet: header, IV, one block (GCM: 4 bytes), ICV; CBC
-     * ciphertext must be whole blocks (sa.py's _min_len and alignment rule). */
-    if (self->gcm ? n < 8 + GCM_IV + 4 + icv
-                  : n < 8 + CBC_BLOCK + CBC_BLOCK + icv || (n - 8 - icv) % CBC_BLOCK) {
-        code = ERR_SHORT;
-        goto fail;
-    }
-    seq = ((unsigned long)p[4] << 24) | ((unsigned long)p[5] << 16)
-        | ((unsigned long)p[6] << 8) | p[7];
-    if ((long long)seq <= top) {
-        code = ERR_REPLAY_CHECK;
-        goto fail;
-    }
     ct = p + 8 + (self->gcm ? GCM_IV : CBC_BLOCK);
     ct_len = n - icv - (size_t)(ct - p);
-    if (ct_len > INT_MAX) {
-        code = ERR_SHORT;  /* not reachable with UDP-sized datagrams */
-        goto fail;
-    }
+    if (ct_len > INT_MAX)
+        return ERR_SHORT;  /* not reachable with UDP-sized datagrams */
     plain = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)ct_len);
     if (plain == NULL)
-        goto error;
+        return -1;
     q = (unsigned char *)PyBytes_AS_STRING(plain);
     if (self->gcm) {
         unsigned char nonce[GCM_SALT + GCM_IV], scratch[16];
-        int m = 0;
+        int m = 0, ok;
         memcpy(nonce, self->salt, GCM_SALT);
         memcpy(nonce + GCM_SALT, p + 8, GCM_IV);
         if (!set_iv(self, nonce)
@@ -406,65 +573,158 @@ static PyObject *Codec_decap(Codec *self, PyObject *const *args, Py_ssize_t narg
             || !EVP_CIPHER_CTX_ctrl(self->cipher, EVP_CTRL_AEAD_SET_TAG, GCM_TAG,
                                     (void *)(p + n - GCM_TAG))) {
             OPENSSL_cleanse(nonce, sizeof(nonce));
+            Py_DECREF(plain);
             PyErr_SetString(PyExc_RuntimeError, "OpenSSL: ESP decryption failed");
-            goto error;
+            return -1;
         }
         OPENSSL_cleanse(nonce, sizeof(nonce));
         /* The plaintext above is not looked at unless the tag verifies. */
         ok = EVP_CipherFinal_ex(self->cipher, scratch, &m) > 0;
         if (!ok) {
-            code = ERR_AUTH;
-            goto fail;
+            Py_DECREF(plain);
+            return ERR_AUTH;
         }
     } else {
         unsigned char mac[EVP_MAX_MD_SIZE];
         /* Verify before decrypting (RFC 4303 3.4.4.1), in constant time. */
         if (!hmac_run(self, p, n - icv, mac)) {
+            Py_DECREF(plain);
             PyErr_SetString(PyExc_RuntimeError, "OpenSSL: HMAC failed");
-            goto error;
+            return -1;
         }
         if (CRYPTO_memcmp(mac, p + n - icv, icv) != 0) {
-            code = ERR_AUTH;
-            goto fail;
+            Py_DECREF(plain);
+            return ERR_AUTH;
         }
         if (!set_iv(self, p + 8) || !run_cipher(self, q, ct, ct_len)) {
+            Py_DECREF(plain);
             PyErr_SetString(PyExc_RuntimeError, "OpenSSL: ESP decryption failed");
-            goto error;
+            return -1;
         }
     }
     end = strip_trailer(self, q, ct_len);
     if (end < 0) {
-        code = ERR_PADDING;
-        goto fail;
+        Py_DECREF(plain);
+        return ERR_PADDING;
     }
-    {
-        long next_header = q[ct_len - 1];
-        /* Shrink in place to the inner packet: one allocation, no second copy. */
-        if (_PyBytes_Resize(&plain, end) < 0)
-            goto error;
-        PyBuffer_Release(&esp);
-        result = PyTuple_New(3);
-        if (result == NULL) {
-            Py_DECREF(plain);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(result, 0, plain);
-        PyTuple_SET_ITEM(result, 1, PyLong_FromLong(next_header));
-        PyTuple_SET_ITEM(result, 2, PyLong_FromUnsignedLong(seq));
-        if (PyTuple_GET_ITEM(result, 1) == NULL || PyTuple_GET_ITEM(result, 2) == NULL) {
-            Py_DECREF(result);
-            return NULL;
-        }
-        return result;
+    *nh = q[ct_len - 1];
+    /* Shrink in place to the inner packet: one allocation, no second copy. */
+    if (_PyBytes_Resize(&plain, end) < 0)
+        return -1;
+    *out = plain;
+    return 0;
+}
+
+static int inbound_ready(const Codec *self)
+{
+    if (self->cipher == NULL || self->encrypt) {
+        PyErr_SetString(PyExc_ValueError, "not an initialised inbound Codec: encap only");
+        return 0;
     }
-fail:
-    Py_XDECREF(plain);
+    return 1;
+}
+
+/* decap(esp, top) -> (inner, next_header, seq) or an int ERR_* code.
+ * top: the replay window's top; seq <= top returns ERR_REPLAY_CHECK before any
+ * crypto (RFC 4303 3.4.3: check the window first); -1 skips that test. */
+static PyObject *Codec_decap(Codec *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer esp;
+    long long top;
+    unsigned long seq;
+    PyObject *plain = NULL, *result;
+    int code, nh = 0;
+
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "decap(esp, top)");
+        return NULL;
+    }
+    if (!inbound_ready(self))
+        return NULL;
+    top = PyLong_AsLongLong(args[1]);
+    if (top == -1 && PyErr_Occurred())
+        return NULL;
+    if (PyObject_GetBuffer(args[0], &esp, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (decap_too_short(self, (size_t)esp.len)) {
+        code = ERR_SHORT;
+    } else {
+        seq = seq_of(esp.buf);
+        code = (long long)seq <= top ? ERR_REPLAY_CHECK
+                                     : decap_body(self, esp.buf, (size_t)esp.len, &plain, &nh);
+    }
     PyBuffer_Release(&esp);
-    return PyLong_FromLong(code);
-error:
-    Py_XDECREF(plain);
+    if (code < 0)
+        return NULL;
+    if (code > 0)
+        return PyLong_FromLong(code);
+    result = Py_BuildValue("(NiN)", plain, nh, PyLong_FromUnsignedLong(seq));
+    return result;
+}
+
+/* receive(esp, window, next_headers, allowed_src) -> inner | code | (code, inner)
+ * The whole inbound check of sa.py's EspSA.receive_py in one call, in its order:
+ * length (ERR_SHORT), the window (ERR_REPLAY), ICV / tag (ERR_AUTH), the window
+ * moves (the packet is authentic, RFC 4303 3.4.3), trailer (ERR_PADDING), next
+ * header (next_headers: 256 bytes, non-zero where allowed; ERR_DUMMY for 59,
+ * ERR_NEXT_HEADER), then the inner source (RFC 4301 5.2: allowed_src, 4 bytes, or
+ * None): a decrypted packet that fails it comes back as (ERR_SPOOFED or
+ * ERR_BAD_INNER, inner), since the SA counts it as received. */
+static PyObject *Codec_receive(Codec *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Py_buffer esp;
+    Window *w;
+    const unsigned char *map, *allowed = NULL;
+    unsigned long long seq;
+    PyObject *plain = NULL;
+    int code, nh = 0;
+
+    if (nargs != 4 || !PyObject_TypeCheck(args[1], &WindowType) || !PyBytes_Check(args[2])
+        || PyBytes_GET_SIZE(args[2]) != 256
+        || (args[3] != Py_None && (!PyBytes_Check(args[3]) || PyBytes_GET_SIZE(args[3]) != 4))) {
+        PyErr_SetString(PyExc_TypeError, "receive(esp, window: Window, next_headers: 256 bytes,"
+                        " allowed_src: 4 bytes | None)");
+        return NULL;
+    }
+    if (!inbound_ready(self))
+        return NULL;
+    w = (Window *)args[1];
+    if (!window_ready(w))
+        return NULL;
+    map = (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    if (args[3] != Py_None)
+        allowed = (const unsigned char *)PyBytes_AS_STRING(args[3]);
+    if (PyObject_GetBuffer(args[0], &esp, PyBUF_SIMPLE) < 0)
+        return NULL;
+    if (decap_too_short(self, (size_t)esp.len)) {
+        code = ERR_SHORT;
+    } else {
+        seq = seq_of(esp.buf);
+        if (!window_check(w, seq)) {
+            code = ERR_REPLAY;
+        } else {
+            code = decap_body(self, esp.buf, (size_t)esp.len, &plain, &nh);
+            if (code == 0 || code == ERR_PADDING)
+                window_update(w, seq);  /* authentic */
+        }
+    }
     PyBuffer_Release(&esp);
-    return NULL;
+    if (code < 0)
+        return NULL;
+    if (code > 0)
+        return PyLong_FromLong(code);
+    if (!map[nh]) {
+        Py_DECREF(plain);
+        return PyLong_FromLong(nh == 59 ? ERR_DUMMY : ERR_NEXT_HEADER);
+    }
+    if (allowed != NULL) {
+        const unsigned char *q = (const unsigned char *)PyBytes_AS_STRING(plain);
+        Py_ssize_t m = PyBytes_GET_SIZE(plain);
+        if (m < 16 || memcmp(q + 12, allowed, 4) != 0)
+            return Py_BuildValue("(iN)", m < 20 || q[0] >> 4 != 4 ? ERR_BAD_INNER : ERR_SPOOFED,
+                                 plain);
+    }
+    return plain;
 }
 
 static PyMethodDef Codec_methods[] = {
@@ -472,6 +732,9 @@ static PyMethodDef Codec_methods[] = {
      "encap(inner, next_header, seq, iv) -> ESP packet"},
     {"decap", (PyCFunction)(void (*)(void))Codec_decap, METH_FASTCALL,
      "decap(esp, top) -> (inner, next_header, seq) or an int failure code"},
+    {"receive", (PyCFunction)(void (*)(void))Codec_receive, METH_FASTCALL,
+     "receive(esp, window, next_headers, allowed_src) -> inner, a failure code, or"
+     " (code, inner)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -497,17 +760,24 @@ static struct PyModuleDef espfast_module = {
 PyMODINIT_FUNC PyInit__espfast(void)
 {
     PyObject *m;
-    if (PyType_Ready(&CodecType) < 0)
+    if (PyType_Ready(&CodecType) < 0 || PyType_Ready(&WindowType) < 0)
         return NULL;
     m = PyModule_Create(&espfast_module);
     if (m == NULL)
         return NULL;
     Py_INCREF(&CodecType);
+    Py_INCREF(&WindowType);
     if (PyModule_AddObject(m, "Codec", (PyObject *)&CodecType) < 0
+        || PyModule_AddObject(m, "Window", (PyObject *)&WindowType) < 0
         || PyModule_AddIntConstant(m, "ERR_SHORT", ERR_SHORT) < 0
         || PyModule_AddIntConstant(m, "ERR_AUTH", ERR_AUTH) < 0
         || PyModule_AddIntConstant(m, "ERR_PADDING", ERR_PADDING) < 0
-        || PyModule_AddIntConstant(m, "ERR_REPLAY_CHECK", ERR_REPLAY_CHECK) < 0) {
+        || PyModule_AddIntConstant(m, "ERR_REPLAY_CHECK", ERR_REPLAY_CHECK) < 0
+        || PyModule_AddIntConstant(m, "ERR_REPLAY", ERR_REPLAY) < 0
+        || PyModule_AddIntConstant(m, "ERR_NEXT_HEADER", ERR_NEXT_HEADER) < 0
+        || PyModule_AddIntConstant(m, "ERR_DUMMY", ERR_DUMMY) < 0
+        || PyModule_AddIntConstant(m, "ERR_SPOOFED", ERR_SPOOFED) < 0
+        || PyModule_AddIntConstant(m, "ERR_BAD_INNER", ERR_BAD_INNER) < 0) {
         Py_DECREF(&CodecType);
         Py_DECREF(m);
         return NULL;

@@ -49,15 +49,18 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .errors import (
     AUTH_FAILED,
+    BAD_INNER_PACKET,
     BAD_NEXT_HEADER,
     BAD_PADDING,
     DUMMY_PACKET,
     REPLAY,
     SEQ_EXHAUSTED,
     SHORT_PACKET,
+    SPOOFED_SOURCE,
     EspDrop,
     UnsupportedSuite,
 )
+from .inner import inner_source_reason
 from .replay import ReplayWindow
 from .suites import ESP_3DES, ESP_AES_CBC, ESP_AES_GCM_16, ESP_NULL, Suite, get_suite
 
@@ -67,7 +70,7 @@ if TYPE_CHECKING:
 
     from cryptography.hazmat.primitives.ciphers import CipherContext
 
-    from ._espfast import Codec
+    from ._espfast import Codec, Window
 
 
 def _load_accelerator() -> ModuleType | None:
@@ -171,12 +174,39 @@ class SaParams:
         return sa
 
 
+def _receive_drops() -> dict[int, str]:
+    """The C receive()'s failure codes and the drop reasons they stand for."""
+    if _espfast is None:
+        return {}
+    f = _espfast
+    return {f.ERR_SHORT: SHORT_PACKET, f.ERR_REPLAY: REPLAY, f.ERR_AUTH: AUTH_FAILED,
+            f.ERR_PADDING: BAD_PADDING, f.ERR_NEXT_HEADER: BAD_NEXT_HEADER,
+            f.ERR_DUMMY: DUMMY_PACKET, f.ERR_SPOOFED: SPOOFED_SOURCE,
+            f.ERR_BAD_INNER: BAD_INNER_PACKET}
+
+
+_RECEIVE_DROPS: Final = _receive_drops()
+_NH_MAPS: dict[frozenset[int], bytes] = {}
+
+
+def _nh_map(allowed: frozenset[int]) -> bytes:
+    """The next-header policy as 256 bytes, non-zero where allowed (Codec.receive)."""
+    found = _NH_MAPS.get(allowed)
+    if found is None:
+        found = _NH_MAPS[allowed] = bytes(1 if i in allowed else 0 for i in range(256))
+    return found
+
+
 class _Encapsulate(Protocol):
     def __call__(self, inner: bytes, next_header: int = NH_IPV4) -> bytes: ...
 
 
 class _Decapsulate(Protocol):
     def __call__(self, esp: bytes) -> tuple[bytes, int]: ...
+
+
+class _Receive(Protocol):
+    def __call__(self, esp: bytes, allowed_src: bytes | None) -> bytes | None: ...
 
 
 class EspSA:
@@ -192,6 +222,13 @@ class EspSA:
         of "short_packet", "replay", "auth_failed", "bad_padding",
         "bad_next_header", "dummy_packet".  The SPI is not checked here:
         the demux looked the SA up by it.
+    ``receive(esp: bytes, allowed_src: bytes | None) -> bytes | None``
+        The data plane's inbound step: ``decapsulate`` and then, if
+        ``allowed_src`` (4 bytes) is given, the inner source check (RFC 4301
+        5.2, "spoofed_source" / "bad_inner_packet"); the inner packet, or None
+        for a drop (counted on the SA, no exception).  With the C codec it is
+        one C call (``Codec.receive``, the replay window a C ``Window``);
+        ``_receive_py`` is the reference.
 
     Counters are plain ints: ``packets_in``, ``bytes_in``, ``packets_out``,
     ``bytes_out`` (inner packet bytes), ``drops`` (reason -> count) and
@@ -203,6 +240,8 @@ class EspSA:
 
     encapsulate: _Encapsulate
     decapsulate: _Decapsulate
+    receive: _Receive
+    replay: ReplayWindow | Window
     _hmac: hmac.HMAC  # keyed once, copied per packet; absent without integrity
 
     def __init__(
@@ -231,7 +270,7 @@ class EspSA:
         self.spi_bytes = spi.to_bytes(4, "big")
         self.suite: Suite = suite
         self.seq = 0  # last sequence number sent
-        self.replay = ReplayWindow(replay_window)
+        self.replay = ReplayWindow(replay_window)  # the C one with the C codec (below)
         self.packets_in = 0
         self.bytes_in = 0
         self.packets_out = 0
@@ -249,8 +288,9 @@ class EspSA:
         self._min_len = 8 + cipher.iv_len + cipher.block_size + suite.icv_len
         self.accelerated = accelerated and _espfast is not None and (
             transform == ESP_AES_GCM_16 or (transform == ESP_AES_CBC and suite.integ is not None))
+        self.receive = self._receive_py
         if self.accelerated:
-            self._init_c(transform, enc_key, integ_key)
+            self._init_c(transform, enc_key, integ_key, replay_window)
             return
         if suite.integ is not None:
             self._hmac = hmac.HMAC(integ_key, suite.integ.hash_algorithm())
@@ -281,15 +321,27 @@ class EspSA:
     # (issue 13: an SA only ever encrypts or decrypts).  Replay window, counters and
     # the next-header policy stay here, so drops and stats are those of the Python path.
 
-    def _init_c(self, transform: int, enc_key: bytes, integ_key: bytes) -> None:
+    def _init_c(self, transform: int, enc_key: bytes, integ_key: bytes,
+                replay_window: int) -> None:
+        assert _espfast is not None
         self._keys = (enc_key, integ_key)
         self._cenc: Callable[[bytes, int, int, bytes], bytes]
         self._cdec: Callable[[bytes, int], tuple[bytes, int, int] | int]
+        self._crecv: Callable[[bytes, Window, bytes, bytes | None],
+                              bytes | int | tuple[int, bytes]]
+        self._cin: Codec | None = None
         self._gcm = transform == ESP_AES_GCM_16
         if self._gcm:
             self._iv_prefix = os.urandom(4)  # as in the Python path (module docstring)
+        # The window in C, so that receive() checks and moves it in its one call; same
+        # API and rules as ReplayWindow (top read and set by a restarted worker).
+        self.replay = self._cwin = _espfast.Window(replay_window)
+        # The next-header policy as a byte per value, for the C call (one per policy:
+        # 10,000 sessions share it, issue 13).
+        self._nh_map = _nh_map(self._next_headers)
         self.encapsulate = self._encap_c_first
         self.decapsulate = self._decap_c_first
+        self.receive = self._receive_c_first
 
     def _codec(self, encrypt: bool) -> Codec:
         assert _espfast is not None
@@ -305,10 +357,41 @@ class EspSA:
         self.encapsulate = self._encap_c
         return self._encap_c(inner, next_header)
 
+    def _inbound_codec(self) -> Codec:
+        """The one decrypting Codec, made by the first packet (decapsulate or receive)."""
+        if self._cin is None:
+            self._cin = self._codec(False)
+        return self._cin
+
     def _decap_c_first(self, esp: bytes) -> tuple[bytes, int]:
-        self._cdec = self._codec(False).decap
+        self._cdec = self._inbound_codec().decap
         self.decapsulate = self._decap_c
         return self._decap_c(esp)
+
+    def _receive_c_first(self, esp: bytes, allowed_src: bytes | None) -> bytes | None:
+        self._crecv = self._inbound_codec().receive
+        self.receive = self._receive_c
+        return self._receive_c(esp, allowed_src)
+
+    def _receive_c(self, esp: bytes, allowed_src: bytes | None) -> bytes | None:
+        # Length, window, ICV, window update, trailer, next header, inner source: C.
+        result = self._crecv(esp, self._cwin, self._nh_map, allowed_src)
+        if result.__class__ is bytes:
+            self.packets_in += 1
+            self.bytes_in += len(result)
+            return result
+        self._receive_c_refused(result)  # type: ignore[arg-type]
+        return None
+
+    def _receive_c_refused(self, result: int | tuple[int, bytes]) -> None:
+        """The C receive's failure as _receive_py counts it."""
+        if isinstance(result, tuple):  # decrypted (so received), then refused
+            code, inner = result
+            self.packets_in += 1
+            self.bytes_in += len(inner)
+        else:
+            code = result
+        self.count_drop(_RECEIVE_DROPS[code])
 
     def _encap_c(self, inner: bytes, next_header: int = NH_IPV4) -> bytes:
         seq = self._next_seq()
@@ -346,6 +429,18 @@ class EspSA:
             self.replay.update(int.from_bytes(esp[4:8], "big"))  # it was authentic
             self._drop(BAD_PADDING)
         self._drop(SHORT_PACKET if code == _espfast.ERR_SHORT else AUTH_FAILED)
+
+    def _receive_py(self, esp: bytes, allowed_src: bytes | None) -> bytes | None:
+        """``receive`` in Python: the reference of ``Codec.receive`` (same drops, same
+        order, same counters)."""
+        try:
+            inner = self.decapsulate(esp)[0]
+        except EspDrop:
+            return None  # counted on the SA
+        if allowed_src is not None and inner[12:16] != allowed_src:
+            self.count_drop(inner_source_reason(inner, allowed_src) or SPOOFED_SOURCE)
+            return None
+        return inner
 
     # -- bookkeeping ---------------------------------------------------------
 

@@ -3,10 +3,11 @@
 A responder's first message costs two modular exponentiations (RFC 2409
 section 5): its own g^x and the shared g^xy. g^x does not depend on the peer,
 so it can be computed before the peer asks, while the loop has nothing else to
-do; a burst of logins then pays only g^xy on the spot. The shell calls
-`fill(count)` when its loop is idle (one pair per call by default: about
-0.4 ms for group 14 with gmpy2, so no call holds the loop long; a worker
-thread would not help, gmpy2's powmod keeps the GIL) and the endpoint
+do; a burst of logins then pays only g^xy on the spot. The shell has its DH
+worker thread call `fill(count)` between jobs (net.dhworker: gmpy2's powmod lets
+go of the GIL there, so the pairs are made on the other core), or, without
+gmpy2, calls it when its loop is idle (one pair per call by default: about
+0.4 ms for group 14, so no call holds the loop long); the endpoint
 calls `take(group)` for each new SA; None means the pool is empty and the SA
 draws its own pair as before. Quick Mode with PFS takes its g^x from the same
 pool (RFC 2409 section 5.5: a fresh exchange, never phase 1's pair).
@@ -57,6 +58,13 @@ class DhPool:
         self.taken = 0  # SAs served from the pool
         self.missed = 0  # SAs that found it empty (or their group not pooled)
         self.generated = 0
+        # Set by the endpoint while first messages come in a flood (mostly spoofed):
+        # a thread that keeps the pool full between jobs (net.dhworker) must not
+        # then compute a g^x for every spoofed message, a core's worth; the pool
+        # drains and the endpoint's brief reuse (ike.dhreuse) takes over, as when the
+        # loop filled it only when idle. Cleared by the next first message outside a
+        # flood, or by the shell once IKE has been quiet.
+        self.refill_paused = False
 
     def take(self, group: int) -> DHKeyPair | None:
         """A pair of `group` that nobody else gets; None when there is none ready."""
@@ -68,7 +76,8 @@ class DhPool:
         return pairs.popleft()
 
     def wanted(self) -> int:
-        """Pairs missing before every group is full: 0 means `fill` has nothing to do."""
+        """Pairs missing before every group is full: 0 means `fill` has nothing to do
+        (`refill_paused` is for the caller to heed: an idle-time `fill` still fills)."""
         return sum(self.sizes[g] - len(p) for g, p in self._pairs.items())
 
     def fill(self, count: int = FILL_STEP,

@@ -237,6 +237,8 @@ class IkeEndpoint:
         flood = self.flooded(now)
         if flood:  # their timeouts, 30 s on, are the flood's too
             self._pressure_until = max(self._pressure_until, now + PRESSURE_MEMORY)
+        if self.dh_pool is not None:
+            self.dh_pool.refill_paused = flood  # no g^x made ahead for a flood (dhpool)
         if flood or self.dh_pool:
             sa.p1.dh_source = lambda group: self._key_pair(group, now, flood)
         sa.endpoint_marks.half_open_key = key

@@ -369,7 +369,304 @@ fail:
     return NULL;
 }
 
+
+/* -- coalescing the decrypted packets of a batch (tunoffload.coalesce) ---- */
+
+/* The rule is tunoffload.py's (its module doc and _candidate, _Run.takes,
+ * _sound, _Run.frame), step for step; tests/net/test_netfast.py compares the two
+ * on hostile batches.  The runs are found by flow key (addresses and ports, 12
+ * bytes) in an open-addressing table that never deletes: a key maps to the
+ * latest run made for it, and the run's `open` flag says whether the Python
+ * dict would still hold it (popped, deleted or replaced runs are closed). */
+
+#define CO_TCP 6
+#define CO_ACK 0x10
+#define CO_PSH 0x08
+#define CO_VNET 10
+#define CO_MAX_IP 65535
+
+typedef struct {
+    Py_ssize_t head;        /* index of the first segment */
+    Py_ssize_t last_part;   /* index of the last segment joined (head if none) */
+    size_t ihl, hl, size, total;
+    uint32_t next_seq;
+    Py_ssize_t count;
+    int pushed, shortened, open;
+} co_run;
+
+static uint32_t
+be32(const unsigned char *p)
+{
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/* _candidate: 1 with *ihl, *hl set if `p` may join a run. */
+static int
+co_candidate(const unsigned char *p, size_t n, size_t *ihl, size_t *hl)
+{
+    if (n < 40 || p[0] >> 4 != 4 || p[9] != CO_TCP)
+        return 0;
+    size_t i = (size_t)(p[0] & 0x0F) * 4;
+    if (i < 20 || n < i + 20 || (((size_t)p[2] << 8) | p[3]) != n)
+        return 0;
+    if ((p[6] & 0x3F) || p[7])
+        return 0;
+    if ((p[i + 13] & ~CO_PSH & 0xFF) != CO_ACK)
+        return 0;
+    size_t h = i + (size_t)(p[i + 12] >> 4) * 4;
+    if (h - i < 20 || h >= n)
+        return 0;
+    *ihl = i;
+    *hl = h;
+    return 1;
+}
+
+/* _sound: the TCP checksum of the segment is right (pseudo-header included). */
+static int
+co_sound(const unsigned char *p, size_t n, size_t ihl)
+{
+    unsigned int pseudo = (ones_mod(p + 12, 8) + CO_TCP + (unsigned int)(n - ihl)) % 0xFFFF;
+    return (ones_mod(p + ihl, n - ihl) + pseudo) % 0xFFFF == 0;
+}
+
+/* _Run.takes */
+static int
+co_takes(const co_run *r, const unsigned char *head, const unsigned char *p, size_t n,
+         size_t ihl, size_t hl)
+{
+    size_t payload = n - hl;
+    return !r->pushed && !r->shortened && ihl == r->ihl && hl == r->hl
+        && payload <= r->size && r->total + payload <= CO_MAX_IP
+        && memcmp(p + ihl + 8, head + ihl + 8, 4) == 0
+        && be32(p + ihl + 4) == r->next_seq
+        && p[1] == head[1] && p[8] == head[8]
+        && p[6] >> 5 == head[6] >> 5
+        && memcmp(p + ihl + 20, head + ihl + 20, hl - ihl - 20) == 0;
+}
+
+static size_t
+co_hash(const unsigned char *key)
+{
+    uint64_t a, b = 0;
+    memcpy(&a, key, 8);
+    memcpy(&b, key + 8, 4);
+    uint64_t h = (a ^ (b * 0x9E3779B97F4A7C15ULL)) * 0xFF51AFD7ED558CCDULL;
+    return (size_t)(h ^ (h >> 29));
+}
+
+typedef struct {
+    unsigned char key[12];
+    Py_ssize_t run;  /* -1: empty slot */
+} co_slot;
+
+/* The slot of `key`: where it is, or the empty one where it goes. */
+static co_slot *
+co_find(co_slot *table, size_t mask, const unsigned char *key)
+{
+    size_t i = co_hash(key) & mask;
+    while (table[i].run >= 0 && memcmp(table[i].key, key, 12) != 0)
+        i = (i + 1) & mask;
+    return &table[i];
+}
+
+static PyObject *
+co_alone(const unsigned char *p, size_t n)
+{
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(CO_VNET + n));
+    if (out != NULL) {
+        char *q = PyBytes_AS_STRING(out);
+        memset(q, 0, CO_VNET);
+        memcpy(q + CO_VNET, p, n);
+    }
+    return out;
+}
+
+static void
+put16be(unsigned char *p, unsigned int v)
+{
+    p[0] = (unsigned char)(v >> 8);
+    p[1] = (unsigned char)v;
+}
+
+static void
+put16le(unsigned char *p, size_t v)
+{
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+}
+
+/* _Run.frame of a run of 2 or more: virtio_net_hdr (NEEDS_CSUM, GSO_TCPV4), the
+ * head's headers fixed up, the payloads. */
+static PyObject *
+co_frame(const co_run *r, PyObject *const *items, const Py_ssize_t *next)
+{
+    PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(CO_VNET + r->total));
+    if (out == NULL)
+        return NULL;
+    unsigned char *q = (unsigned char *)PyBytes_AS_STRING(out);
+    const unsigned char *head = (const unsigned char *)PyBytes_AS_STRING(items[r->head]);
+    size_t ihl = r->ihl, hl = r->hl;
+    q[0] = 1;  /* F_NEEDS_CSUM */
+    q[1] = 1;  /* GSO_TCPV4 */
+    put16le(q + 2, hl);
+    put16le(q + 4, r->size);
+    put16le(q + 6, ihl);
+    put16le(q + 8, 16);
+    unsigned char *h = q + CO_VNET;
+    memcpy(h, head, (size_t)PyBytes_GET_SIZE(items[r->head]));
+    if (r->pushed)
+        h[ihl + 13] |= CO_PSH;
+    put16be(h + 2, (unsigned int)r->total);
+    h[10] = h[11] = 0;
+    put16be(h + 10, 0xFFFF - ones_mod(h, ihl));
+    /* NEEDS_CSUM: the pseudo-header sum over the whole TCP length, not complemented */
+    unsigned int pseudo = (ones_mod(h + 12, 8) + CO_TCP + (unsigned int)(r->total - ihl))
+        % 0xFFFF;
+    put16be(h + ihl + 16, pseudo ? pseudo : 0xFFFF);
+    unsigned char *w = h + PyBytes_GET_SIZE(items[r->head]);
+    for (Py_ssize_t i = next[r->head]; i >= 0; i = next[i]) {
+        size_t n = (size_t)PyBytes_GET_SIZE(items[i]);
+        memcpy(w, PyBytes_AS_STRING(items[i]) + hl, n - hl);
+        w += n - hl;
+    }
+    return out;
+}
+
+PyDoc_STRVAR(coalesce_doc,
+"coalesce(packets) -> list[bytes]\n\n"
+"vpnhub.net.tunoffload.coalesce_py: the TUN writes (virtio_net_hdr + packet)\n"
+"for a list of IPv4 packets (bytes), each flow's consecutive TCP segments\n"
+"joined into one GSO_TCPV4 super-packet, everything else alone.");
+
+static PyObject *
+netfast_coalesce(PyObject *self, PyObject *packets)
+{
+    (void)self;
+    /* A tuple of our own: no Python code runs below, but the list is the caller's. */
+    PyObject *seq = PySequence_Tuple(packets);
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t count = PyTuple_GET_SIZE(seq);
+    PyObject *const *items = &PyTuple_GET_ITEM(seq, 0);
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (!PyBytes_Check(items[i])) {
+            Py_DECREF(seq);
+            PyErr_SetString(PyExc_TypeError, "coalesce() takes a list of bytes");
+            return NULL;
+        }
+    }
+    size_t cap = 16;
+    while (cap < 2 * (size_t)count)
+        cap <<= 1;
+    co_run *runs = PyMem_Malloc(sizeof(co_run) * (size_t)(count ? count : 1));
+    Py_ssize_t *next = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(count ? count : 1));
+    /* frames: >= 0 a run, < 0 a packet alone (-1 - index) */
+    Py_ssize_t *frames = PyMem_Malloc(sizeof(Py_ssize_t) * (size_t)(count ? count : 1));
+    co_slot *table = PyMem_Malloc(sizeof(co_slot) * cap);
+    PyObject *out = NULL;
+    Py_ssize_t nruns = 0, nframes = 0;
+    if (runs == NULL || next == NULL || frames == NULL || table == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (size_t i = 0; i < cap; i++)
+        table[i].run = -1;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(items[i]);
+        size_t n = (size_t)PyBytes_GET_SIZE(items[i]), ihl, hl;
+        unsigned char key[12];
+        next[i] = -1;
+        if (!co_candidate(p, n, &ihl, &hl)) {
+            if (n >= 24 && p[9] == CO_TCP) {  /* a FIN, SYN, pure ACK... ends its flow's run */
+                size_t at = (size_t)(p[0] & 0x0F) * 4;
+                if (at + 4 <= n) {  /* else its key is short: no run has it */
+                    memcpy(key, p + 12, 8);
+                    memcpy(key + 8, p + at, 4);
+                    co_slot *s = co_find(table, cap - 1, key);
+                    if (s->run >= 0)
+                        runs[s->run].open = 0;
+                }
+            }
+            frames[nframes++] = -1 - i;
+            continue;
+        }
+        memcpy(key, p + 12, 8);
+        memcpy(key + 8, p + ihl, 4);
+        co_slot *s = co_find(table, cap - 1, key);
+        if (s->run >= 0 && runs[s->run].open) {
+            co_run *r = &runs[s->run];
+            const unsigned char *head = (const unsigned char *)PyBytes_AS_STRING(items[r->head]);
+            if (co_takes(r, head, p, n, ihl, hl)) {
+                if (r->count == 1
+                    && !co_sound(head, (size_t)PyBytes_GET_SIZE(items[r->head]), ihl)) {
+                    r->open = 0;  /* its head stays alone; this one may start a run */
+                } else if (!co_sound(p, n, ihl)) {
+                    frames[nframes++] = -1 - i;
+                    continue;
+                } else {
+                    size_t payload = n - hl;
+                    next[r->last_part] = i;
+                    r->last_part = i;
+                    r->total += payload;
+                    r->count++;
+                    r->next_seq += (uint32_t)payload;
+                    r->shortened = payload < r->size;
+                    r->pushed = (p[r->ihl + 13] & CO_PSH) != 0;
+                    continue;
+                }
+            }
+        }
+        co_run *r = &runs[nruns];
+        r->head = r->last_part = i;
+        r->ihl = ihl;
+        r->hl = hl;
+        r->size = n - hl;
+        r->total = n;
+        r->next_seq = be32(p + ihl + 4) + (uint32_t)r->size;
+        r->count = 1;
+        r->pushed = (p[ihl + 13] & CO_PSH) != 0;
+        r->shortened = 0;
+        if (s->run >= 0)
+            runs[s->run].open = 0;  /* replaced in the dict */
+        r->open = 1;
+        memcpy(s->key, key, 12);
+        s->run = nruns;
+        frames[nframes++] = nruns++;
+    }
+    out = PyList_New(nframes);
+    if (out == NULL)
+        goto done;
+    for (Py_ssize_t k = 0; k < nframes; k++) {
+        PyObject *f;
+        Py_ssize_t which = frames[k];
+        if (which < 0) {
+            PyObject *pkt = items[-1 - which];
+            f = co_alone((const unsigned char *)PyBytes_AS_STRING(pkt),
+                         (size_t)PyBytes_GET_SIZE(pkt));
+        } else if (runs[which].count == 1) {
+            PyObject *pkt = items[runs[which].head];
+            f = co_alone((const unsigned char *)PyBytes_AS_STRING(pkt),
+                         (size_t)PyBytes_GET_SIZE(pkt));
+        } else {
+            f = co_frame(&runs[which], items, next);
+        }
+        if (f == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, k, f);
+    }
+done:
+    PyMem_Free(runs);
+    PyMem_Free(next);
+    PyMem_Free(frames);
+    PyMem_Free(table);
+    Py_DECREF(seq);
+    return out;
+}
+
 static PyMethodDef netfast_methods[] = {
+    {"coalesce", (PyCFunction)netfast_coalesce, METH_O, coalesce_doc},
     {"recv_batch", (PyCFunction)(void (*)(void))netfast_recv_batch, METH_FASTCALL,
      recv_batch_doc},
     {"ones_sum", (PyCFunction)(void (*)(void))netfast_ones_sum,

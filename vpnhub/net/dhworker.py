@@ -11,6 +11,17 @@ backlog here costs latency, never a wrong or missing key.
 One thread: the loop itself keeps one core busy, and a second worker would
 only compete with it and with the data plane for the other.
 
+When it has no job, the thread also refills the endpoint's pool of key pairs
+computed ahead (ike.dhpool, `fill_pool`): the responder's own g^x, one pair at
+a time, the GIL released as for g^xy. On the loop (the fallback, without gmpy2)
+each pair held IKE ~0.4 ms and was made only after 50 ms without a message, so
+a steady stream of logins (bench/handshake.py, 600 tunnels at 250/s) emptied
+the pool and each SA after it drew its g^x on the loop: 342 of 600 (cProfile,
+2026-12-04). A pair being computed delays a queued g^xy job by at most one
+exponentiation (~0.4 ms for group 14); the jobs always come first. Not
+under a flood of first messages (`DhPool.refill_paused`): the pool then
+drains and the endpoint's brief reuse of a pair takes over.
+
 The backlog is bounded (BACKLOG jobs, about 30 ms of work for group 14): a
 flood of first messages from spoofed addresses must not grow a queue here,
 and a job left out costs nothing unless its SA comes back with an encrypted
@@ -22,18 +33,23 @@ from __future__ import annotations
 
 import queue
 import threading
+from typing import cast
 
-from vpnhub.crypto.dh import release_gil_in_this_thread
+from vpnhub.crypto.dh import DEFAULT_BACKEND, release_gil_in_this_thread
 from vpnhub.ike.dhjob import SharedSecretJob
+from vpnhub.ike.dhpool import FILL_STEP, DhPool
 
 BACKLOG = 64
+
+# Put in the queue by `wake()`: no job, only "look at the pool again".
+_WAKE = object()
 
 
 class DhWorker:
     """`submit(job)` from the loop; the thread runs each job once, in order."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[SharedSecretJob | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[SharedSecretJob | object | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._busy: SharedSecretJob | None = None  # the job being computed now
         self._idle = threading.Condition()
@@ -41,6 +57,17 @@ class DhWorker:
         self.left_out = 0  # the backlog was full: the SA computes it if it needs it
         self.ran = 0  # computed here (the rest: by the SA that needed it first)
         self.overlaps = False  # gmpy2 releases the GIL: the work really runs beside the loop
+        self._pool: DhPool | None = None
+
+    def fill_pool(self, pool: DhPool | None) -> bool:
+        """Keep `pool` full from this thread, between jobs; True if it will (gmpy2 lets
+        go of the GIL in powmod). False: without gmpy2 a pair made here would hold the
+        GIL as long as on the loop, so the caller keeps filling it in idle time. Call it
+        before `start()`. The pool is safe to share: `take` (the loop) pops and `fill`
+        (here) appends to a deque, each one atomic under the GIL, and no pair is ever
+        handed out twice."""
+        self._pool = pool if DEFAULT_BACKEND == "gmpy2" else None
+        return self._pool is not None
 
     def start(self) -> None:
         if self._thread is None:
@@ -55,6 +82,14 @@ class DhWorker:
         job.settle = self.settle
         self._jobs.put(job)
 
+    def wake(self) -> None:
+        """The pool was drawn from without a job coming (Quick Mode PFS, a flood's
+        first messages): refill it. The shell calls it from its tick when the pool
+        wants pairs and nothing is queued here."""
+        if self._thread is not None and self._pool is not None and self._jobs.empty() \
+                and not self._pool.refill_paused:
+            self._jobs.put(_WAKE)
+
     def settle(self, job: SharedSecretJob) -> None:
         """The SA needs g^xy now: if this thread is computing it, wait (well under a
         millisecond) instead of computing it a second time on the loop."""
@@ -68,9 +103,25 @@ class DhWorker:
             self._thread.join(timeout=2.0)
             self._thread = None
 
+    def _next_job(self) -> SharedSecretJob | None:
+        """The next job (None: stop); while there is none and the pool wants pairs,
+        one pair per turn, so that a job submitted meanwhile waits for one at most."""
+        pool = self._pool
+        while True:
+            if pool is not None and not pool.refill_paused and pool.wanted():
+                try:
+                    item = self._jobs.get_nowait()
+                except queue.Empty:
+                    pool.fill(FILL_STEP)
+                    continue
+            else:
+                item = self._jobs.get()
+            if item is not _WAKE:  # a job, or None: stop (_WAKE: look at the pool again)
+                return cast(SharedSecretJob | None, item)
+
     def _run(self) -> None:
         self.overlaps = release_gil_in_this_thread()
-        while (job := self._jobs.get()) is not None:
+        while (job := self._next_job()) is not None:
             with self._idle:
                 self._busy = job
             job.run()

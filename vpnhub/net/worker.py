@@ -67,6 +67,7 @@ class WorkerSpec:
     debug_severity: int = 0
     vnet_hdr: bool = False  # the TUN queue carries a virtio_net_hdr (net/tunoffload.py)
     udp_virtual: int | None = None  # UDP 4500 on the cluster's virtual address, send only
+    moderation: float = 0.0  # Dataplane(moderation=): seconds, 0 for none
 
     def fds(self) -> list[int]:
         single = (self.link, self.tun, self.udp, self.cisco_udp, self.esp, self.keepalive,
@@ -125,7 +126,8 @@ class Worker:
             cisco_udp=_sock(spec.cisco_udp),
             ctcp_listeners=[socket.socket(fileno=fd) for fd in spec.ctcp],
             frag_policy=spec.frag_policy, outer_mtu=spec.outer_mtu,
-            keepalive_sock=_sock(spec.keepalive), udp_virtual=_sock(spec.udp_virtual))
+            keepalive_sock=_sock(spec.keepalive), udp_virtual=_sock(spec.udp_virtual),
+            moderation=spec.moderation)
         self.dp.debug_severity = spec.debug_severity
         peers = {j: socket.socket(fileno=fd) for j, fd in spec.mesh.items()}
         self.handover = Handover(peers, self.dp.encrypt_inner)

@@ -174,7 +174,8 @@ class WorkerPool:
     def __init__(self, fds: list[WorkerFds], *, notify: Callable[[], object] | None = None,
                  log: Log | None = None, frag_policy: str = "none", outer_mtu: int = 1500,
                  clock: Callable[[], float] = time.monotonic,
-                 pinned: tuple[str, ...] = (TRANSPORT_ESP, TRANSPORT_CTCP)) -> None:
+                 pinned: tuple[str, ...] = (TRANSPORT_ESP, TRANSPORT_CTCP),
+                 moderation: float = 0.0) -> None:
         if not fds:
             raise ValueError("a pool needs a worker")
         self.workers = [_Worker(k, f) for k, f in enumerate(fds)]
@@ -183,6 +184,7 @@ class WorkerPool:
         self.log = log or (lambda _s, _t: None)
         self.frag_policy = frag_policy
         self.outer_mtu = outer_mtu
+        self.moderation = moderation  # each worker's Dataplane(moderation=)
         self.clock = clock
         self.pinned = pinned  # transports whose peers all live in worker 0
         self.debug_severity = 0
@@ -214,7 +216,7 @@ class WorkerPool:
         spec = WorkerSpec(w.index, self.n, child.fileno(), f.tun, f.udp, f.cisco_udp, f.esp,
                           f.keepalive, list(f.ctcp), dict(f.mesh), self.frag_policy,
                           self.outer_mtu, self.debug_severity, f.vnet_hdr,
-                          udp_virtual=f.udp_virtual)
+                          udp_virtual=f.udp_virtual, moderation=self.moderation)
         try:
             w.proc = subprocess.Popen(
                 [sys.executable, "-m", "vpnhub.net.worker", spec.to_json()],

@@ -17,7 +17,8 @@ Phases:
 
 0. before the clock starts: every client's phase 1 DH key pair, one fresh
    pair per tunnel (``--no-dh-precompute``: each client computes its own as
-   it starts). A measuring tool should leave the cores to the concentrator;
+   it starts), and every client's UDP socket. A measuring tool should leave
+   the cores to the concentrator;
    the shared secret, XAUTH, Mode Config and Quick Mode still run per tunnel.
    For the same reason the clients' MODP private exponents are 64 bits
    (``--client-exponent-bits``; 0 = the engine's 320 for group 14): their g^xy
@@ -248,6 +249,7 @@ class LoadGenerator:
         # one fresh pair per tunnel, never one twice (`DhPool.take`); the shared
         # secret g^xy is still computed per tunnel, during the set-up
         self.dh_pool = DhPool({cfg.dh_group: cfg.tunnels}) if cfg.dh_precompute else None
+        self.spare_sockets: deque[socket.socket] = deque()  # opened before the set-up
         self.phase = "setup"
         self.cpu0 = time.process_time()
         self.interrupted = False  # SIGUSR1: end the linger phase now
@@ -266,9 +268,7 @@ class LoadGenerator:
     def _new_client(self, now: float) -> SimClient:
         i = len(self.clients)
         user, pw = self.cfg.users[(i * 7919 + self.cfg.worker) % len(self.cfg.users)]
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.bind((self.cfg.bind, 0))
-        sock.setblocking(False)
+        sock = self.spare_sockets.popleft() if self.spare_sockets else self._open_socket()
         sa = IkeSA(self.ike_config, Role.INITIATOR, (self.cfg.server, self.cfg.ike_port), now)
         if self.dh_pool is not None:
             sa.p1.dh_source = self._key_pair
@@ -279,6 +279,20 @@ class LoadGenerator:
         self.table.add(sa)
         self.ep.register(c.fd, select.EPOLLIN)
         return c
+
+    def _open_socket(self) -> socket.socket:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((self.cfg.bind, 0))
+        sock.setblocking(False)
+        return sock
+
+    def _open_sockets(self) -> None:
+        """Every client's UDP socket, before the clock starts (as the DH pairs): a
+        simulated client's socket stands for another machine's, whose socket() and
+        bind() are not the concentrator's business nor on its cores; each is still one
+        client's alone (its own source port through the PAT)."""
+        while len(self.spare_sockets) < self.cfg.tunnels:
+            self.spare_sockets.append(self._open_socket())
 
     def _key_pair(self, group: int) -> DHKeyPair:
         assert self.dh_pool is not None
@@ -533,6 +547,7 @@ class LoadGenerator:
         signal.signal(signal.SIGUSR1, self._on_sigusr1)
         signal.signal(signal.SIGUSR2, self._on_sigusr2)
         dh_cpu = self._fill_dh_pool()
+        self._open_sockets()
         self.cpu0 = time.process_time()  # the set-up's CPU starts now
         sys0 = os.times().system
         t0 = time.monotonic()
@@ -604,9 +619,10 @@ class LoadGenerator:
             self._wait(0.5)
             self.emit("teardown_done")
         self.emit("done")
-        for c in self.clients:
+        for sock in [c.sock for c in self.clients] + list(self.spare_sockets):
             with contextlib.suppress(OSError):
-                c.sock.close()
+                sock.close()
+        self.spare_sockets.clear()
         return {
             "config": {k: v for k, v in asdict(cfg).items() if k not in ("users", "psk")},
             "counters": {k: (dict(v) if isinstance(v, Counter) else v)
