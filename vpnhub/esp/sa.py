@@ -186,6 +186,15 @@ def _receive_drops() -> dict[int, str]:
 
 
 _RECEIVE_DROPS: Final = _receive_drops()
+_NH_MAPS: dict[frozenset[int], bytes] = {}
+
+
+def _nh_map(allowed: frozenset[int]) -> bytes:
+    """The next-header policy as 256 bytes, non-zero where allowed (Codec.receive)."""
+    found = _NH_MAPS.get(allowed)
+    if found is None:
+        found = _NH_MAPS[allowed] = bytes(1 if i in allowed else 0 for i in range(256))
+    return found
 
 
 class _Encapsulate(Protocol):
@@ -327,8 +336,9 @@ class EspSA:
         # The window in C, so that receive() checks and moves it in its one call; same
         # API and rules as ReplayWindow (top read and set by a restarted worker).
         self.replay = self._cwin = _espfast.Window(replay_window)
-        # The next-header policy as a byte per value, for the C call.
-        self._nh_map = bytes(1 if i in self._next_headers else 0 for i in range(256))
+        # The next-header policy as a byte per value, for the C call (one per policy:
+        # 10,000 sessions share it, issue 13).
+        self._nh_map = _nh_map(self._next_headers)
         self.encapsulate = self._encap_c_first
         self.decapsulate = self._decap_c_first
         self.receive = self._receive_c_first
