@@ -2097,7 +2097,7 @@ class Dataplane:
             + sum(r.datagrams for r in self._batch.values()),
             udp_tx_calls=self.udp_tx_calls, udp_tx_datagrams=self.udp_tx_datagrams,
             gso_fallbacks=self.gso_fallbacks, esp_via_ike_socket=self.esp_via_ike_socket,
-            udp_gro=self.udp_gro,
+            moderation_waits=self.moderated, udp_gro=self.udp_gro,
             udp_gso=bool(self._gso_fds),
             drops=drops, drops_total=totals,
             esp_totals=Traffic(**traffic),  # live SAs + ended ones: never goes down
