@@ -249,13 +249,15 @@ def vpnhub_config(run: Path, *, pool: str = "10.40.1.0/24", esp_proposal: str | 
                   web_admin: tuple[str, str] | None = None,
                   workers: int | str | None = None,
                   tun_offload: bool | None = None,
+                  moderation_us: int | None = None,
                   public: str = CONC_PUBLIC, files: Path | None = None,
                   extra_sections: str = "") -> Path:
     """Write a concentrator configuration for the lab (group vpngroup, users vpnuserN).
 
     `web_admin`: (name, password) of a web manager account (``[[admin.user]]``).
     `workers`: ``[dataplane] workers`` (None: vpnhub's default, "auto");
-    `tun_offload`: ``[dataplane] tun_offload`` (None: the default).
+    `tun_offload`: ``[dataplane] tun_offload``, `moderation_us`: ``[dataplane]
+    moderation_us`` (None: the defaults).
     `public`: ``public_address``; `files`: the directory of the configuration, the
     admin socket and the event store (default `run`: a cluster member has its own);
     `extra_sections`: TOML appended (e.g. a member's ``[cluster]``)."""
@@ -263,7 +265,8 @@ def vpnhub_config(run: Path, *, pool: str = "10.40.1.0/24", esp_proposal: str | 
     esp = f'esp_proposals = ["{esp_proposal}"]\n' if esp_proposal else ""
     value = workers if isinstance(workers, int) else f'"{workers}"'
     keys = ("" if workers is None else f"workers = {value}\n") + (
-        "" if tun_offload is None else f"tun_offload = {str(tun_offload).lower()}\n")
+        "" if tun_offload is None else f"tun_offload = {str(tun_offload).lower()}\n") + (
+        "" if moderation_us is None else f"moderation_us = {moderation_us}\n")
     dataplane = f"\n[dataplane]\n{keys}" if keys else ""
     admin_users = ""
     if web_admin is not None:

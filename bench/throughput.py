@@ -262,11 +262,11 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def start_conc(topo: Topology, kind: str, suite: BenchSuite,
-               workers: int | str | None = None, tun_offload: bool | None = None
-               ) -> Concentrator:
+               workers: int | str | None = None, tun_offload: bool | None = None,
+               moderation_us: int | None = None) -> Concentrator:
     if kind == "vpnhub":
         cfg = vpnhub_config(topo.run_dir, esp_proposal=suite.esp_vpnhub, workers=workers,
-                            tun_offload=tun_offload)
+                            tun_offload=tun_offload, moderation_us=moderation_us)
         return start_vpnhub_concentrator(topo, cfg)
     return start_charon_concentrator(topo, suite)
 
@@ -366,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tun-offload", choices=("on", "off"), default=None,
                     help="vpnhub's TUN offloads ([dataplane] tun_offload, the client's"
                          " --no-tun-offload; issue 16); default: vpnhub's default")
+    ap.add_argument("--moderation-us", type=int, default=None,
+                    help="the vpnhub concentrator's [dataplane] moderation_us (0: off;"
+                         " default: its own default)")
     ap.add_argument("--smoke", action="store_true",
                     help="seconds-long check: 1 run of 2 s, aes128-sha1, vpnhub:vpnhub, 1 tunnel")
     args = ap.parse_args(argv)
@@ -401,6 +404,7 @@ def main(argv: list[str] | None = None) -> int:
     doc: dict[str, Any] = {"bench": "throughput", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
                            "runs": args.runs, "seconds": args.seconds, "smoke": args.smoke,
                            "workers": args.workers, "tun_offload": args.tun_offload,
+                           "moderation_us": args.moderation_us,
                            "environment": environment(), "results": []}
     t0 = time.monotonic()
     most = max([*tunnel_counts, *other_tunnels])
@@ -422,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 log(f"{suite.name}: {conc_kind} concentrator")
                 try:
-                    conc = start_conc(topo, conc_kind, suite, args.workers, args.tun_offload)
+                    conc = start_conc(topo, conc_kind, suite, args.workers, args.tun_offload,
+                                      args.moderation_us)
                 except Exception as e:
                     for c, n in wanted:
                         doc["results"].append({"suite": suite.name, "suite_label": suite.label,
@@ -506,6 +511,8 @@ def format_table(doc: dict[str, Any]) -> str:
                          f" {w['cpu_s']:.2f} CPU s, {f(w['cpu_us_per_pkt'], 5, 1)} us/packet")
     if doc.get("workers") is not None:
         lines.append(f"vpnhub [dataplane] workers = {doc['workers']}")
+    if doc.get("moderation_us") is not None:
+        lines.append(f"vpnhub [dataplane] moderation_us = {doc['moderation_us']}")
     if doc.get("tun_offload") is not None:
         lines.append(f"vpnhub [dataplane] tun_offload = {str(doc['tun_offload']).lower()}")
     for q in doc.get("ratios", []):

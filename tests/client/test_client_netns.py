@@ -169,5 +169,11 @@ def test_reconnect_after_the_concentrator_comes_back(lab_prefix: str, lab_run_di
         start_vpnhub(topo, ServerOptions())  # the concentrator is back
         wait_until(lambda: proc.log_text().count("connected: address") >= 2, 30, interval=0.2,
                    what="the client connected again")
+        # "connected" is said as our message 3 leaves; the restarted concentrator (its
+        # DH pool still filling) may take a moment to check it and install its outbound
+        # SA, so the first echo reply can meet no SA: traffic must pass within seconds,
+        # then steadily.
+        topo.wait_ping(c, LAN_HOST, interface=TUN, timeout=10,
+                       abort=lambda: None if proc.alive() else "the client exited")
         assert topo.ping(c, LAN_HOST, count=2, timeout=2, interface=TUN), proc.log_text()[-2000:]
         assert proc.stop(10) == 0

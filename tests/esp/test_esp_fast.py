@@ -364,3 +364,30 @@ def test_a_built_sa_resumes_its_window_on_either_path() -> None:
     resumed = SaParams(p.spi, p.transform, p.key_len_bits, p.auth, p.enc_key, p.integ_key,
                        replay_top=77)
     assert resumed.build().replay.top == 77
+
+
+@needs_c
+def test_receive_run_limits_and_misuse() -> None:
+    p = _params(SUITES[0])
+    py, c = _twins(p)
+    out = _sa(p, False)
+    src = ("192.0.2.1", 4500)
+    good = bytes([0x45]) + bytes(39)
+    batch = [(out.encapsulate(good), src, 0) for _ in range(5)]
+    batch.insert(3, (b"\x00\x00\x00\x00ike", src, 0))
+    for sa in (py, c):
+        assert sa.receive_run(batch, 0, None, src, 2, 20)[0] == 2  # the limit
+        assert sa.receive_run(batch, 2, None, src, 0, 20) == (2, [], 0)
+        assert sa.receive_run(batch, 2, None, src, 9, 20) == (3, [good], 1)  # stops at IKE
+        assert sa.receive_run(batch, 4, None, ("192.0.2.2", 4500), 9, 20) == (4, [], 0)
+        assert sa.receive_run(batch, 4, None, src, 9, 41) == (6, [], 2)  # too short: dropped
+        assert sa.receive_run(batch, 9, None, src, 9, 20) == (9, [], 0)
+    assert _state(py) == _state(c) and py.drops == {"bad_inner_packet": 2}
+    codec = c._inbound_codec()
+    for bad in ((tuple(batch), 0), (batch, -1)):
+        with pytest.raises((TypeError, ValueError)):
+            codec.receive_run(bad[0], bad[1], c._cwin, c._nh_map, None, c.spi_bytes, src, 9, 0)
+    with pytest.raises(TypeError):
+        codec.receive_run(batch, 0, c._cwin, c._nh_map, None, b"abc", src, 9, 0)
+    odd = [[b"x"], (b"x" * 64,), (bytearray(64), src)]
+    assert codec.receive_run(odd, 0, c._cwin, c._nh_map, None, c.spi_bytes, src, 9, 0)[0] == 0

@@ -19,7 +19,11 @@ Invariants (any violation raises, which libFuzzer reports as a crash):
 - the engine's catch-alls never fire: an "internal error" LogLine or an
   `internal_error` drop is a bug that a catch-all hid from the concentrator;
 - state stays bounded: SAs, half-open entries and timers are few for one
-  input's few datagrams.
+  input's few datagrams;
+- an inbound SA handed over with Quick Mode message 2 (`ChildSAInboundReady`)
+  is handed over once, then established (`ChildSAEstablished`, `inbound_early`)
+  or withdrawn (`ChildSAAbandoned`) before its IKE SA ends, and no more than
+  `max_pending_quick_modes` wait at once.
 """
 
 from __future__ import annotations
@@ -135,6 +139,8 @@ class Responder:
         self.sas: dict[int, IkeSA] = {}  # every SA ever made, to drain the deleted ones
         self.established = 0
         self.children = 0
+        self.early: dict[int, set[int]] = {}  # per SA: inbound SPIs awaiting message 3
+        self.early_seen: set[int] = set()  # every inbound SPI handed over early
 
     def deliver(self, data: bytes, remote: Address, local_port: int) -> list[Datagram]:
         sa = self.endpoint.receive(data, remote, local_port, self.now)
@@ -177,8 +183,35 @@ class Responder:
                 self.established += 1
             elif isinstance(e, ev.ChildSAEstablished):
                 self.children += 1
+                if e.inbound_early:
+                    self._settle_early(sa, e.spi_in, "established")
+            elif isinstance(e, (ev.ChildSAInboundReady, ev.ChildSAAbandoned, ev.SADeleted)):
+                self._early(sa, e)
         if sa.state.name != "DELETED":
             self.endpoint.touch(sa)
+
+
+    def _early(self, sa: IkeSA, e: ev.ChildSAInboundReady | ev.ChildSAAbandoned
+               | ev.SADeleted) -> None:
+        """The inbound SAs of Quick Mode message 2: once each, bounded, never left over."""
+        pending = self.early.setdefault(id(sa), set())
+        if isinstance(e, ev.ChildSAInboundReady):
+            if e.spi_in in self.early_seen:
+                raise InvariantViolation(f"inbound SA {e.spi_in:08x} handed over twice")
+            self.early_seen.add(e.spi_in)
+            pending.add(e.spi_in)
+            if len(pending) > sa.config.max_pending_quick_modes:
+                raise InvariantViolation(f"{len(pending)} Quick Modes wait for message 3")
+        elif isinstance(e, ev.ChildSAAbandoned):
+            self._settle_early(sa, e.spi_in, "withdrawn")
+        elif pending:
+            raise InvariantViolation(f"IKE SA ended, inbound SAs left installed: {pending}")
+
+    def _settle_early(self, sa: IkeSA, spi: int, how: str) -> None:
+        pending = self.early.setdefault(id(sa), set())
+        if spi not in pending:
+            raise InvariantViolation(f"inbound SA {spi:08x} {how} but not pending")
+        pending.discard(spi)
 
 
 def run(data: bytes) -> Responder:

@@ -465,7 +465,7 @@ def test_metrics_system_calls_per_packet(server: ManagerServer) -> None:
     assert server.manager is not None
     server.manager.view.snapshot = DataplaneStats(
         udp_rx_calls=10, udp_rx_datagrams=300, udp_tx_calls=5, udp_tx_datagrams=200,
-        gso_fallbacks=1, esp_via_ike_socket=7, udp_gro=True, udp_gso=False,
+        gso_fallbacks=1, esp_via_ike_socket=7, moderation_waits=5, udp_gro=True, udp_gso=False,
         tun_rx_calls=40, tun_rx=90, tun_tx_calls=30, tun_tx=300, tun_rx_super=3,
         tun_tx_super=25, tun_offload=True)
     fams = scrape(server)
@@ -474,6 +474,7 @@ def test_metrics_system_calls_per_packet(server: ManagerServer) -> None:
              for s in fams["vpnhub_dataplane_udp_datagrams"].samples}
     assert calls == {"rx": 10, "tx": 5} and grams == {"rx": 300, "tx": 200}
     assert fams["vpnhub_dataplane_gso_fallbacks"].samples[0].value == 1
+    assert fams["vpnhub_dataplane_moderation_waits"].samples[0].value == 5
     assert fams["vpnhub_dataplane_esp_via_ike_socket"].samples[0].value == 7
     active = {s.labels["offload"]: s.value
               for s in fams["vpnhub_dataplane_offload_active"].samples}

@@ -561,3 +561,4 @@ def test_threaded_loop_with_moderation_forwards_everything(pair: Pair) -> None:
     finally:
         pair.b.stop()
     assert pair.b.moderated >= 1
+    assert pair.b.stats_now().moderation_waits == pair.b.moderated

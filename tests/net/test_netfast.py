@@ -390,3 +390,88 @@ def test_the_data_plane_receives_hostile_esp_alike_with_the_c_and_the_python_sa(
     assert len(results[0][0]) == 31 and set(results[0][2]) == {
         "replay", "spoofed_source", "bad_inner_packet", "short_packet", "auth_failed"}
     assert results[0][1].get("unknown_spi") == 1
+
+
+class _Batches:
+    """A stand-in BatchReader: the batches given, then EAGAIN."""
+
+    count = 64
+
+    def __init__(self, batches: list[list[tuple[bytes, tuple[str, int], int]]]) -> None:
+        self.batches = list(batches)
+
+    def read(self) -> list[tuple[bytes, tuple[str, int], int]]:
+        if not self.batches:
+            raise BlockingIOError
+        return self.batches.pop(0)
+
+
+def test_runs_of_one_sa_give_what_one_packet_at_a_time_gives(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    """Dataplane._deliver_batch (EspSA.receive_run, in C and in Python) against one
+    _deliver per datagram: the same TUN frames, drops, counters, windows and peer
+    moves on batches of two SAs, two sources, keepalives, IKE, unknown SPIs,
+    truncated, flipped, replayed, spoofed and short inner packets."""
+    from vpnhub.esp import EspSA
+    rng = random.Random(7)
+    params = [_params(0xE0000003), _params(0xE0000004)]
+    outs = [p.build() for p in params]
+    a, b = ("127.0.0.1", 40001), ("127.0.0.1", 40002)
+    flows = [_segment(rng, 0, 1000 + i * 200, 200, 0x10, b"", b"") for i in range(300)]
+    flows = [f[:12] + socket.inet_aton("10.40.1.1") + f[16:] for f in flows]  # csum: bad
+    datagrams: list[tuple[bytes, tuple[str, int], int]] = []
+    for k in range(600):
+        which = 0 if rng.random() < 0.8 else 1
+        esp = outs[which].encapsulate(flows[k % 300] if rng.random() < 0.95 else b"\x45" * 12)
+        kind = rng.randrange(40)
+        if kind == 0:
+            esp = esp[:rng.randrange(len(esp))]
+        elif kind == 1:
+            esp = bytes([esp[0] ^ 1]) + esp[1:]  # unknown SPI
+        elif kind == 2:
+            flip = bytearray(esp)
+            flip[rng.randrange(len(flip))] ^= 0x10
+            esp = bytes(flip)
+        elif kind == 3 and datagrams:
+            esp = rng.choice(datagrams)[0]  # a replay
+        elif kind == 4:
+            esp = rng.choice((b"\xff", b"\x00\x00\x00\x00junk", NAT_KEEPALIVE))
+        src = a if rng.random() < 0.9 else b
+        datagrams.append((esp, src, 0))
+    batches = [datagrams[i:i + 64] for i in range(0, len(datagrams), 64)]
+    results = []
+    for mode in ("c", "python", "one by one"):
+        tun = FakeTun("r")
+        udp = open_udp_socket("127.0.0.1", 0)
+        dp = Dataplane(tun, udp=udp, gro=False)
+        dp.vnet_hdr = True
+        if mode == "one by one":
+            def single(batch: list[tuple[bytes, tuple[str, int], int]], now: float,
+                       control: object, dp: Dataplane = dp) -> None:
+                for data, addr, _ in batch:
+                    if len(data) >= 8 and data[:4] != b"\0\0\0\0":
+                        dp._deliver(data, addr, now)
+                    else:
+                        dp._udp_control(data, addr)
+            dp._deliver_batch = single  # type: ignore[method-assign]
+        try:
+            sas = [EspSA(p.spi, p.transform, p.key_len_bits, p.auth, p.enc_key, p.integ_key,
+                         accelerated=mode == "c") for p in params]
+            for sa in sas:
+                dp.call(AddInbound(sa, a, allowed_src="10.40.1.1"))
+            dp._from_udp_batches(_Batches(batches), 5.0, dp._udp_control)  # type: ignore[arg-type]
+            dp._flush_tun()
+            st = dp.call(GetStats())
+            assert isinstance(st, DataplaneStats)
+            results.append((tun.sent(), st.drops, st.keepalive_rx, st.ike_rx,
+                            [(sa.drops, sa.packets_in, sa.bytes_in, sa.replay.top,
+                              sa.last_activity) for sa in sas],
+                            [e.seen for e in dp._in.values()], dp.inbox.drain()))
+        finally:
+            dp.close()
+            udp.close()
+            tun.close()
+    assert results[0] == results[2] and results[1] == results[2]
+    frames, drops, _, _, per_sa, _, moved = results[0]
+    assert len(frames) > 10 and drops.get("unknown_spi") and moved
+    assert {"auth_failed", "replay", "bad_inner_packet"} <= set(per_sa[0][0])

@@ -757,7 +757,8 @@ class Concentrator:
                 "gro": t.udp_gro, "gso": t.udp_gso, "tun_rx": t.tun_rx,
                 "tun_tx": t.tun_tx, "tun_rx_calls": t.tun_rx_calls,
                 "tun_tx_calls": t.tun_tx_calls, "tun_rx_super": t.tun_rx_super,
-                "tun_tx_super": t.tun_tx_super, "tun_offload": t.tun_offload}
+                "tun_tx_super": t.tun_tx_super, "tun_offload": t.tun_offload,
+                "moderation_waits": t.moderation_waits}
 
     def _status(self) -> dict[str, Any]:
         """`status`: cheap figures a benchmark or a monitor polls (O(1), no listing)."""

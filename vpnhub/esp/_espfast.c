@@ -662,40 +662,20 @@ static PyObject *Codec_decap(Codec *self, PyObject *const *args, Py_ssize_t narg
     return result;
 }
 
-/* receive(esp, window, next_headers, allowed_src) -> inner | code | (code, inner)
- * The whole inbound check of sa.py's EspSA.receive_py in one call, in its order:
- * length (ERR_SHORT), the window (ERR_REPLAY), ICV / tag (ERR_AUTH), the window
- * moves (the packet is authentic, RFC 4303 3.4.3), trailer (ERR_PADDING), next
- * header (next_headers: 256 bytes, non-zero where allowed; ERR_DUMMY for 59,
- * ERR_NEXT_HEADER), then the inner source (RFC 4301 5.2: allowed_src, 4 bytes, or
- * None): a decrypted packet that fails it comes back as (ERR_SPOOFED or
- * ERR_BAD_INNER, inner), since the SA counts it as received. */
-static PyObject *Codec_receive(Codec *self, PyObject *const *args, Py_ssize_t nargs)
+/* The checks of receive() on one packet: 0 with *out the inner packet, a
+ * positive ERR_* code (ERR_SPOOFED / ERR_BAD_INNER with *out the decrypted
+ * packet, which the SA counts as received), or -1 with a Python error set. */
+static int receive_one(Codec *self, Window *w, const unsigned char *map,
+                       const unsigned char *allowed, PyObject *packet, PyObject **out)
 {
     Py_buffer esp;
-    Window *w;
-    const unsigned char *map, *allowed = NULL;
     unsigned long long seq;
     PyObject *plain = NULL;
     int code, nh = 0;
 
-    if (nargs != 4 || !PyObject_TypeCheck(args[1], &WindowType) || !PyBytes_Check(args[2])
-        || PyBytes_GET_SIZE(args[2]) != 256
-        || (args[3] != Py_None && (!PyBytes_Check(args[3]) || PyBytes_GET_SIZE(args[3]) != 4))) {
-        PyErr_SetString(PyExc_TypeError, "receive(esp, window: Window, next_headers: 256 bytes,"
-                        " allowed_src: 4 bytes | None)");
-        return NULL;
-    }
-    if (!inbound_ready(self))
-        return NULL;
-    w = (Window *)args[1];
-    if (!window_ready(w))
-        return NULL;
-    map = (const unsigned char *)PyBytes_AS_STRING(args[2]);
-    if (args[3] != Py_None)
-        allowed = (const unsigned char *)PyBytes_AS_STRING(args[3]);
-    if (PyObject_GetBuffer(args[0], &esp, PyBUF_SIMPLE) < 0)
-        return NULL;
+    *out = NULL;
+    if (PyObject_GetBuffer(packet, &esp, PyBUF_SIMPLE) < 0)
+        return -1;
     if (decap_too_short(self, (size_t)esp.len)) {
         code = ERR_SHORT;
     } else {
@@ -709,22 +689,162 @@ static PyObject *Codec_receive(Codec *self, PyObject *const *args, Py_ssize_t na
         }
     }
     PyBuffer_Release(&esp);
-    if (code < 0)
-        return NULL;
-    if (code > 0)
-        return PyLong_FromLong(code);
+    if (code != 0)
+        return code;
     if (!map[nh]) {
         Py_DECREF(plain);
-        return PyLong_FromLong(nh == 59 ? ERR_DUMMY : ERR_NEXT_HEADER);
+        return nh == 59 ? ERR_DUMMY : ERR_NEXT_HEADER;
     }
+    *out = plain;
     if (allowed != NULL) {
         const unsigned char *q = (const unsigned char *)PyBytes_AS_STRING(plain);
         Py_ssize_t m = PyBytes_GET_SIZE(plain);
         if (m < 16 || memcmp(q + 12, allowed, 4) != 0)
-            return Py_BuildValue("(iN)", m < 20 || q[0] >> 4 != 4 ? ERR_BAD_INNER : ERR_SPOOFED,
-                                 plain);
+            return m < 20 || q[0] >> 4 != 4 ? ERR_BAD_INNER : ERR_SPOOFED;
     }
-    return plain;
+    return 0;
+}
+
+#define RECEIVE_USAGE "window: Window, next_headers: 256 bytes, allowed_src: 4 bytes | None"
+
+/* The window, next-header map and source of receive() / receive_run() args. */
+static int receive_args(Codec *self, PyObject *const *args, Window **w,
+                        const unsigned char **map, const unsigned char **allowed)
+{
+    if (!PyObject_TypeCheck(args[0], &WindowType) || !PyBytes_Check(args[1])
+        || PyBytes_GET_SIZE(args[1]) != 256
+        || (args[2] != Py_None && (!PyBytes_Check(args[2]) || PyBytes_GET_SIZE(args[2]) != 4))) {
+        PyErr_SetString(PyExc_TypeError, RECEIVE_USAGE);
+        return 0;
+    }
+    if (!inbound_ready(self))
+        return 0;
+    *w = (Window *)args[0];
+    if (!window_ready(*w))
+        return 0;
+    *map = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    *allowed = args[2] == Py_None ? NULL : (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    return 1;
+}
+
+/* receive(esp, window, next_headers, allowed_src) -> inner | code | (code, inner)
+ * The whole inbound check of sa.py's EspSA._receive_py in one call, in its order:
+ * length (ERR_SHORT), the window (ERR_REPLAY), ICV / tag (ERR_AUTH), the window
+ * moves (the packet is authentic, RFC 4303 3.4.3), trailer (ERR_PADDING), next
+ * header (next_headers: 256 bytes, non-zero where allowed; ERR_DUMMY for 59,
+ * ERR_NEXT_HEADER), then the inner source (RFC 4301 5.2: allowed_src, 4 bytes, or
+ * None): a decrypted packet that fails it comes back as (ERR_SPOOFED or
+ * ERR_BAD_INNER, inner), since the SA counts it as received. */
+static PyObject *Codec_receive(Codec *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Window *w;
+    const unsigned char *map, *allowed;
+    PyObject *inner;
+    int code;
+
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "receive(esp, " RECEIVE_USAGE ")");
+        return NULL;
+    }
+    if (!receive_args(self, args + 1, &w, &map, &allowed))
+        return NULL;
+    code = receive_one(self, w, map, allowed, args[0], &inner);
+    if (code < 0)
+        return NULL;
+    if (code == 0)
+        return inner;
+    if (inner != NULL)
+        return Py_BuildValue("(iN)", code, inner);
+    return PyLong_FromLong(code);
+}
+
+/* receive_run(batch, start, window, next_headers, allowed_src, spi, addr, limit, min_inner)
+ *   -> (end, inners, received, received_bytes, drops)
+ * receive() on batch[start:] (items (esp, addr, ...), as a recvmmsg batch) while an
+ * item is ESP of this SA (at least 8 bytes, its first 4 == spi) from `addr`, and
+ * fewer than `limit` inner packets were taken: `inners` the good ones in order,
+ * `end` the first item not taken; `received` / `received_bytes` the packets and
+ * bytes the SA counts as received; `drops` the ERR_* code of each packet refused,
+ * ERR_BAD_INNER too for a received inner packet shorter than `min_inner`. */
+static PyObject *Codec_receive_run(Codec *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    Window *w;
+    const unsigned char *map, *allowed, *spi;
+    PyObject *batch, *addr, *inners = NULL, *drops = NULL;
+    Py_ssize_t i, n, limit, min_inner, received = 0;
+    unsigned long long nbytes = 0;
+
+    if (nargs != 9 || !PyList_Check(args[0]) || !PyBytes_Check(args[5])
+        || PyBytes_GET_SIZE(args[5]) != 4) {
+        PyErr_SetString(PyExc_TypeError, "receive_run(batch: list, start, " RECEIVE_USAGE
+                        ", spi: 4 bytes, addr, limit, min_inner)");
+        return NULL;
+    }
+    if (!receive_args(self, args + 2, &w, &map, &allowed))
+        return NULL;
+    batch = args[0];
+    i = PyLong_AsSsize_t(args[1]);
+    limit = PyLong_AsSsize_t(args[7]);
+    min_inner = PyLong_AsSsize_t(args[8]);
+    if ((i == -1 || limit == -1 || min_inner == -1) && PyErr_Occurred())
+        return NULL;
+    if (i < 0) {
+        PyErr_SetString(PyExc_ValueError, "start must not be negative");
+        return NULL;
+    }
+    spi = (const unsigned char *)PyBytes_AS_STRING(args[5]);
+    addr = args[6];
+    inners = PyList_New(0);
+    drops = PyList_New(0);
+    if (inners == NULL || drops == NULL)
+        goto error;
+    /* The list is the caller's: its length is read again at each step (no Python
+     * code runs here, but nothing is assumed). */
+    for (; i < (n = PyList_GET_SIZE(batch)) && PyList_GET_SIZE(inners) < limit; i++) {
+        PyObject *item = PyList_GET_ITEM(batch, i), *esp, *inner;
+        int code, same;
+        if (!PyTuple_Check(item) || PyTuple_GET_SIZE(item) < 2)
+            break;
+        esp = PyTuple_GET_ITEM(item, 0);
+        if (!PyBytes_Check(esp) || PyBytes_GET_SIZE(esp) < 8
+            || memcmp(PyBytes_AS_STRING(esp), spi, 4) != 0)
+            break;
+        same = PyTuple_GET_ITEM(item, 1) == addr ? 1
+             : PyObject_RichCompareBool(PyTuple_GET_ITEM(item, 1), addr, Py_EQ);
+        if (same < 0)
+            goto error;
+        if (!same)
+            break;
+        Py_INCREF(item);  /* the comparison above may have run Python code */
+        code = receive_one(self, w, map, allowed, esp, &inner);
+        Py_DECREF(item);
+        if (code < 0)
+            goto error;
+        if (inner != NULL) {
+            received++;
+            nbytes += (unsigned long long)PyBytes_GET_SIZE(inner);
+            if (code == 0 && PyBytes_GET_SIZE(inner) < min_inner)
+                code = ERR_BAD_INNER;  /* the TUN would refuse it */
+            if (code == 0 && PyList_Append(inners, inner) < 0) {
+                Py_DECREF(inner);
+                goto error;
+            }
+            Py_DECREF(inner);
+        }
+        if (code != 0) {
+            PyObject *c = PyLong_FromLong(code);
+            if (c == NULL || PyList_Append(drops, c) < 0) {
+                Py_XDECREF(c);
+                goto error;
+            }
+            Py_DECREF(c);
+        }
+    }
+    return Py_BuildValue("(nNnKN)", i, inners, received, nbytes, drops);
+error:
+    Py_XDECREF(inners);
+    Py_XDECREF(drops);
+    return NULL;
 }
 
 static PyMethodDef Codec_methods[] = {
@@ -735,6 +855,9 @@ static PyMethodDef Codec_methods[] = {
     {"receive", (PyCFunction)(void (*)(void))Codec_receive, METH_FASTCALL,
      "receive(esp, window, next_headers, allowed_src) -> inner, a failure code, or"
      " (code, inner)"},
+    {"receive_run", (PyCFunction)(void (*)(void))Codec_receive_run, METH_FASTCALL,
+     "receive_run(batch, start, window, next_headers, allowed_src, spi, addr, limit,"
+     " min_inner) -> (end, inners, received, received_bytes, drops)"},
     {NULL, NULL, 0, NULL},
 };
 

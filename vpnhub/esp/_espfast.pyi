@@ -14,6 +14,10 @@ class Codec:
     def decap(self, esp: bytes, top: int, /) -> tuple[bytes, int, int] | int: ...
     def receive(self, esp: bytes, window: Window, next_headers: bytes,
                 allowed_src: bytes | None, /) -> bytes | int | tuple[int, bytes]: ...
+    def receive_run(self, batch: list[tuple[bytes, tuple[str, int], int]], start: int,
+                    window: Window, next_headers: bytes, allowed_src: bytes | None,
+                    spi: bytes, addr: tuple[str, int], limit: int, min_inner: int,
+                    /) -> tuple[int, list[bytes], int, int, list[int]]: ...
 ERR_REPLAY: Final[int]
 ERR_NEXT_HEADER: Final[int]
 ERR_DUMMY: Final[int]

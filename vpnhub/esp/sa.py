@@ -209,6 +209,9 @@ class _Receive(Protocol):
     def __call__(self, esp: bytes, allowed_src: bytes | None) -> bytes | None: ...
 
 
+Datagrams = list[tuple[bytes, tuple[str, int], int]]  # a receive batch (udpgso.BatchReader)
+
+
 class EspSA:
     """One direction of an ESP SA (tunnel mode).
 
@@ -441,6 +444,56 @@ class EspSA:
             self.count_drop(inner_source_reason(inner, allowed_src) or SPOOFED_SOURCE)
             return None
         return inner
+
+    def receive_run(self, batch: Datagrams, start: int, allowed_src: bytes | None,
+                    addr: tuple[str, int], limit: int,
+                    min_inner: int) -> tuple[int, list[bytes], int]:
+        """``receive`` on ``batch[start:]`` while an item is ESP of this SA (>= 8 bytes,
+        its SPI) from ``addr`` and fewer than ``limit`` inner packets were taken; an
+        inner packet shorter than ``min_inner`` is dropped ("bad_inner_packet").
+
+        Returns (the first item not taken, the inner packets, how many packets were
+        received, i.e. whether ``last_activity`` moves). One C call with the codec
+        (``Codec.receive_run``); this loop is the reference.
+        """
+        if self.accelerated:
+            return self._receive_run_c(batch, start, allowed_src, addr, limit, min_inner)
+        return self._receive_run_py(batch, start, allowed_src, addr, limit, min_inner)
+
+    def _receive_run_py(self, batch: Datagrams, start: int, allowed_src: bytes | None,
+                        addr: tuple[str, int], limit: int,
+                        min_inner: int) -> tuple[int, list[bytes], int]:
+        inners: list[bytes] = []
+        spi = self.spi_bytes
+        received = 0
+        i = start
+        while i < len(batch) and len(inners) < limit:
+            esp, source = batch[i][0], batch[i][1]
+            if len(esp) < 8 or esp[:4] != spi or source != addr:
+                break
+            i += 1
+            before = self.packets_in
+            inner = self.receive(esp, allowed_src)
+            received += self.packets_in - before
+            if inner is None:
+                continue
+            if len(inner) < min_inner:  # the TUN would refuse it
+                self.count_drop(BAD_INNER_PACKET)
+                continue
+            inners.append(inner)
+        return i, inners, received
+
+    def _receive_run_c(self, batch: Datagrams, start: int, allowed_src: bytes | None,
+                       addr: tuple[str, int], limit: int,
+                       min_inner: int) -> tuple[int, list[bytes], int]:
+        end, inners, received, nbytes, drops = self._inbound_codec().receive_run(
+            batch, start, self._cwin, self._nh_map, allowed_src, self.spi_bytes, addr,
+            limit, min_inner)
+        self.packets_in += received
+        self.bytes_in += nbytes
+        for code in drops:
+            self.count_drop(_RECEIVE_DROPS[code])
+        return end, inners, received
 
     # -- bookkeeping ---------------------------------------------------------
 

@@ -182,6 +182,9 @@ def _syscalls(out: _Out, snap: DataplaneStats) -> None:
     out.one("vpnhub_dataplane_esp_via_ike_socket_total", "counter",
             "Datagrams of a GRO train led by IKE, handed from the IKE socket to the data plane.",
             snap.esp_via_ike_socket)
+    out.one("vpnhub_dataplane_moderation_waits_total", "counter",
+            "Waits of the data plane's interrupt moderation ([dataplane] moderation_us).",
+            snap.moderation_waits)
     out.metric("vpnhub_dataplane_tun_calls_total", "counter",
                "TUN reads (rx) and writes (tx) of the data plane.",
                [({"direction": "rx"}, snap.tun_rx_calls),

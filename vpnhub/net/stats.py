@@ -205,7 +205,8 @@ class DataplaneStats:
     refused, sent one by one. ``esp_via_ike_socket``: datagrams of a train led
     by IKE that the IKE socket handed to the data plane. ``udp_gro`` /
     ``udp_gso``: whether the kernel took UDP_GRO on the 4500 socket and
-    UDP_SEGMENT on a UDP socket.
+    UDP_SEGMENT on a UDP socket. ``moderation_waits``: the waits of the loop's
+    interrupt moderation (``[dataplane] moderation_us``, Dataplane._run_moderated).
 
     The TUN side (issue 16, vpnhub/net/tunoffload.py): ``tun_rx_calls`` reads
     returned ``tun_rx`` packets (a super-packet counts its segments, of which
@@ -234,6 +235,7 @@ class DataplaneStats:
     udp_tx_datagrams: int = 0
     gso_fallbacks: int = 0
     esp_via_ike_socket: int = 0
+    moderation_waits: int = 0
     udp_gro: bool = False
     udp_gso: bool = False
     drops: Mapping[str, int] = field(default_factory=dict)
@@ -267,6 +269,7 @@ class DataplaneStats:
             "udp_rx_calls": self.udp_rx_calls, "udp_rx_datagrams": self.udp_rx_datagrams,
             "udp_tx_calls": self.udp_tx_calls, "udp_tx_datagrams": self.udp_tx_datagrams,
             "gso_fallbacks": self.gso_fallbacks, "esp_via_ike_socket": self.esp_via_ike_socket,
+            "moderation_waits": self.moderation_waits,
             "udp_gro": self.udp_gro, "udp_gso": self.udp_gso,
             "drops": dict(self.drops), "drops_total": dict(self.drops_total),
             "esp_totals": self.esp_totals.as_dict(),
@@ -334,7 +337,8 @@ def _sum_dicts(ds: list[Mapping[str, int]]) -> dict[str, int]:
 _SUMMED = ("tun_rx", "tun_rx_calls", "tun_tx", "tun_tx_calls", "tun_rx_super", "tun_tx_super",
            "udp_rx", "esp_rx", "ike_rx", "ike_tx", "keepalive_rx", "keepalive_tx",
            "cisco_udp_rx", "control_dropped", "udp_rx_calls", "udp_rx_datagrams",
-           "udp_tx_calls", "udp_tx_datagrams", "gso_fallbacks", "esp_via_ike_socket")
+           "udp_tx_calls", "udp_tx_datagrams", "gso_fallbacks", "esp_via_ike_socket",
+           "moderation_waits")
 
 
 def merge_stats(parts: list[DataplaneStats],
