@@ -14,16 +14,14 @@ half-open SA times out, the operator's log holds summaries, not a line per
 spoofed packet, and the concentrator's resident memory comes back.
 
 What "comes back" can honestly mean was measured (docs/reliability/ike-dos.md,
-"Memory comes back"): all of the growth is in glibc's main heap; after the
-trim what stays is in use only by a little (the pooled DH pairs, log records,
-timers, the session of the vpnc that logged in during the flood), but those
-objects were made between the flood's SAs and each keeps its page resident:
-about 1,000 pages, 5 to 6 MiB, 8 to 9 % over the baseline (11 to 14 % before
-the stall watch stopped reading source files into linecache). That is
-fragmentation, bounded, not a leak: a second and a third flood added nothing
-(72.9, 72.5, 73.3 MiB after each). So the first flood may keep up to 15 %, and
-a second identical flood must add no more than 5 % to what the first left (a
-leak of 1.7 KiB per spoofed SA would exceed it).
+"Memory comes back"): all of the growth is in glibc's main heap and nearly all
+of it is free again after the trim (memory in use +0.3 MB once the stall watch
+stopped reading source files into linecache), but about 5 MiB of heap pages
+stay resident: the first flood leaves +8 to +9 % (11 to 14 % before that fix).
+It is bounded, not a leak: further floods in the same process added 0.5 to
+1.8 % each. So the first flood may keep up to 15 %, and a second identical
+flood must add no more than 5 % to what the first left (a leak of 1.7 KiB per
+spoofed SA would exceed it).
 
 Sizes: VPNHUB_FLOOD_COUNT first messages over VPNHUB_FLOOD_SECONDS (default
 2000 in 4 s, the rate of the issue's 5,000 in 10 s); bench/flood.py runs the

@@ -22,8 +22,8 @@ def test_no_trim_for_a_few_logins() -> None:
 
 
 def test_what_the_burst_made_and_can_be_made_again_goes_before_the_trim() -> None:
-    """The DH pool's pairs refilled during a burst lie between its SAs and keep their
-    pages resident (docs/reliability/ike-dos.md): dropped first, then the trim."""
+    """The DH pool's pairs refilled during a burst lie between its SAs
+    (docs/reliability/ike-dos.md): dropped first, then the trim."""
     calls: list[str] = []
     t = BurstTrimmer(burst=256, trim=lambda: calls.append("trim"),
                      before_trim=lambda: calls.append("drop"))

@@ -136,8 +136,8 @@ def test_stall_watch_names_the_code_that_holds_the_loop() -> None:
 def test_naming_a_stall_reads_no_source_file() -> None:
     """`where` gives file:line and function without the source line: the traceback
     module's line lookup would load each file on the stack into linecache and keep
-    it (issue 11: 7,000+ source lines read during a flood, several MB of heap kept
-    after it, docs/reliability/ike-dos.md)."""
+    it (issue 11: 7,000+ source lines read during a flood and kept after it,
+    docs/reliability/ike-dos.md)."""
     linecache.clearcache()
     found = where(sys._getframe())
     assert found[0].startswith("test_loopwatch.py:")

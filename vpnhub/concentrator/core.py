@@ -448,8 +448,8 @@ class ConcentratorCore:
 
     def _drop_pooled_dh_pairs(self) -> None:
         """Before the trim after a burst: the pool's pairs were refilled while the
-        burst's SAs lived, each pinning a page among them; the shell refills the
-        pool after the trim (memory.BurstTrimmer, docs/reliability/ike-dos.md)."""
+        burst's SAs lived, in between them; the shell refills the pool after the
+        trim (memory.BurstTrimmer, docs/reliability/ike-dos.md)."""
         if self.endpoint.dh_pool is not None:
             self.endpoint.dh_pool.discard()
 

@@ -95,8 +95,8 @@ class BurstTrimmer:
     """Calls malloc_trim once the half-open count is back to zero after a burst.
 
     `before_trim` runs first: it drops what was made during the burst, lives on
-    and can be made again (the DH pool's pairs), because every such object lies
-    between the burst's freed SAs and keeps its page of the heap resident."""
+    and can be made again (the DH pool's pairs): such objects lie between the
+    burst's freed SAs; made again after the trim, they lie together."""
 
     def __init__(self, burst: int = BURST, trim: Callable[[], None] | None = None,
                  before_trim: Callable[[], None] | None = None) -> None:

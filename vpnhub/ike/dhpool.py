@@ -78,9 +78,8 @@ class DhPool:
     def discard(self) -> int:
         """Forget every ready pair (returns how many); `fill` makes new ones.
 
-        After a burst of first messages the pairs made during it lie scattered
-        between the burst's SAs and keep the heap's pages resident once the SAs
-        are gone; made again after the trim they lie together (concentrator.memory,
+        After a burst of first messages the pairs made during it lie between the
+        burst's SAs; made again after the trim they lie together (concentrator.memory,
         docs/reliability/ike-dos.md). The exponents are simply dropped: no SA ever
         saw them."""
         dropped = 0

@@ -166,10 +166,9 @@ def where(frame: FrameType | None, depth: int = STACK_DEPTH) -> list[str]:
 
     Read from the frames themselves, not with traceback.extract_stack: that
     looks up each frame's source line, and linecache then keeps every file on
-    the stack in memory for good (7,000-9,500 lines, about 1 MB of strings,
-    read while a flood of first messages stalled the loop and scattered
-    between the flood's SAs, so that they kept 3-4 MB of the heap from being
-    trimmed after it; docs/reliability/ike-dos.md)."""
+    the stack in memory for good (7,000-9,500 lines, 0.7 MB of strings, read
+    while a flood of first messages stalled the loop, between the flood's SAs,
+    and still there after it; docs/reliability/ike-dos.md)."""
     out: list[str] = []
     while frame is not None and len(out) < depth:
         code = frame.f_code
