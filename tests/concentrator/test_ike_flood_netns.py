@@ -16,8 +16,10 @@ spoofed packet, and the concentrator's resident memory comes back.
 What "comes back" can honestly mean was measured (docs/reliability/ike-dos.md,
 "Memory comes back"): all of the growth is in glibc's main heap and nearly all
 of it is free again after the trim (memory in use +0.3 MB once the stall watch
-stopped reading source files into linecache), but about 5 MiB of heap pages
-stay resident: the first flood leaves +8 to +9 % (11 to 14 % before that fix).
+stopped reading source files into linecache), but the 23 MB freed lie in some
+2,300 free chunks between live ones and glibc can give back only whole free
+pages, so about 4.5 MiB of partly used pages stay resident: the first flood
+leaves +8 to +9 % (11 to 14 % before that fix).
 It is bounded, not a leak: further floods in the same process added 0.5 to
 1.8 % each. So the first flood may keep up to 15 %, and a second identical
 flood must add no more than 5 % to what the first left (a leak of 1.7 KiB per
