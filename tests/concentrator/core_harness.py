@@ -136,6 +136,9 @@ class _SimDriver:
     def service(self, sa: IkeSA) -> None:
         self.driver.service(sa, self.rig.now)
 
+    def after_sent(self, sa: IkeSA, action: Callable[[], None]) -> None:
+        self.driver.after_sent(sa, action)
+
 
 class _Wait:
     """Awaited by a coroutine on the rig's scheduler: yields until `until`."""

@@ -140,3 +140,44 @@ def test_shutdown_deletes_all_wait_for_the_socket() -> None:
         peer.close()
     assert not early and done and dropped == 0
     assert [g for g in got if g.startswith(b"DELETE")] == [b"DELETE %d" % i for i in range(n)]
+
+
+def test_an_action_after_a_queued_message_runs_once_it_went_out(tmp_path: Path) -> None:
+    """Issue 16: the outbound SA of a Quick Mode we initiated goes to the data plane only
+    once our message 3 left; behind a full send buffer, that is when the queue sent it."""
+    conc = Concentrator(parse_config(CONFIG.format(sock=tmp_path / "a.sock")),
+                        EventLog(out=io.StringIO()))
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    for s in (ours, peer):
+        s.setblocking(False)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    got: list[bytes] = []
+    seen_by_action: list[list[bytes]] = []
+
+    async def main() -> None:
+        conc.sock500 = FullSocket(ours)  # type: ignore[assignment]
+        conc._open_send_queues(asyncio.get_running_loop())
+        message_3 = Datagram(b"IKE message 3", PEER, 500, Transport.IKE)
+        sa = object()  # no virtual address: the queue is found by the transport alone
+        conc._when_sent(sa, message_3, lambda: seen_by_action.append([]))  # type: ignore[arg-type]
+        assert seen_by_action == [[]]  # nothing queued: at once
+        seen_by_action.clear()
+        assert fill(ours) > 0
+        conc._send(message_3)  # EAGAIN: queued
+        conc._when_sent(sa, message_3,  # type: ignore[arg-type]
+                        lambda: seen_by_action.append(drain(peer)))
+        await asyncio.sleep(0.02)
+        assert seen_by_action == []  # message 3 still waits: so does the action
+        for _ in range(400):
+            got.extend(drain(peer))
+            await asyncio.sleep(0.005)
+            if seen_by_action:
+                break
+
+    try:
+        asyncio.run(main())
+    finally:
+        ours.close()
+        peer.close()
+    assert len(seen_by_action) == 1
+    assert b"IKE message 3" in got + seen_by_action[0]  # it was on the wire before

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
@@ -271,3 +271,46 @@ def test_the_tables_notices_go_to_on_notice() -> None:
                        on_error=_no_fault, on_notice=got.append)
     driver.receive(b"x" * 28, ("198.51.100.7", 500), 500, Transport.IKE, NOW)
     assert [n.text for n in got] == ["3 half-open SA(s) recycled"]
+
+
+def test_an_after_sent_action_runs_after_the_sas_datagrams_went_out() -> None:
+    """Issue 16: the outbound SA of a Quick Mode we initiated waits for message 3; an
+    event handler hands it to `after_sent`, the driver runs it after `send`, and a
+    `when_sent` (a send queue) gets the last datagram to wait behind."""
+    log: list[str] = []
+    sa = FakeSA([ev.DpdAck(1), ev.DpdAck(2)], [_dgram(1), _dgram(2)])
+    other = FakeSA([], [_dgram(9)])  # serviced from inside a handler: not sa's datagrams
+    driver: IkeDriver
+
+    def on_event(s: object, e: ev.Event, now: float) -> None:
+        assert isinstance(e, ev.DpdAck)
+        log.append(f"event {e.sequence}")
+        if e.sequence == 1:
+            driver.after_sent(sa, lambda: log.append("action"))  # type: ignore[arg-type]
+            driver.service(other, now)  # type: ignore[arg-type]
+
+    driver = IkeDriver(FakeTable(sa), on_event,
+                       lambda s, d: log.append(f"send {d.remote[1]}"),
+                       on_error=_no_fault)
+    driver.service(sa, NOW)  # type: ignore[arg-type]
+    assert log == ["event 1", "send 9", "event 2", "send 1", "send 2", "action"]
+
+
+
+def test_with_when_sent_an_after_sent_action_waits_behind_the_last_datagram() -> None:
+    """A send queue may hold the datagrams (a full socket buffer): the application's
+    `when_sent` gets the last one, to run the action once it left."""
+    sa = FakeSA([ev.DpdAck(1)], [_dgram(3), _dgram(4)])
+    ran: list[str] = []
+    waiting: list[tuple[Datagram, Callable[[], None]]] = []
+    driver: IkeDriver
+
+    def on_event(s: object, e: ev.Event, now: float) -> None:
+        driver.after_sent(sa, lambda: ran.append("action"))  # type: ignore[arg-type]
+
+    driver = IkeDriver(FakeTable(sa), on_event, lambda s, d: None, on_error=_no_fault,
+                       when_sent=lambda s, d, action: waiting.append((d, action)))
+    driver.service(sa, NOW)  # type: ignore[arg-type]
+    assert [d.remote[1] for d, _ in waiting] == [4] and ran == []
+    waiting[0][1]()  # the queue sent datagram 4
+    assert ran == ["action"]

@@ -87,6 +87,10 @@ class BoundDriver(Protocol):
 
     def service(self, sa: IkeSA) -> None: ...
 
+    def after_sent(self, sa: IkeSA, action: Callable[[], None]) -> None:
+        """From an event handler: `action` once `sa`'s datagrams left (IkeDriver)."""
+        ...
+
 
 COUNTER_STEP = 500  # sessions per step of apply_counters_in_steps
 # Remote access clients that ask R-U-THERE on the concentrator's own interval ask
@@ -970,20 +974,31 @@ class ConcentratorCore:
         if transport == "cisco-udp":
             self.sessions.update(s.key, udp_server_port=self.udp_port)
         dst = allowed or str(e.remote_ts)
-        with self.dataplane.batch():  # one wake-up of the data-plane thread (issue 13)
-            if not e.inbound_early:  # else installed with message 2 (ChildSAInboundReady)
-                self.dataplane.add_inbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
-                                           transport=transport)
-            self.dataplane.add_outbound(outbound, peer, udp_encap=udp, dst=dst,
-                                        transport=transport)
-            if sa.local_behind_nat and udp:
-                self.dataplane.set_keepalive(sa.remote,
-                                             float(self.config.concentrator.natt_keepalive),
-                                             # from the virtual address too (issue 17)
-                                             transport if transport == TRANSPORT_NATT_VIRTUAL
-                                             else "")
+        dp = self.dataplane
         self.spi_owner[e.spi_in] = s.key
         self.spi_owner[e.spi_out] = s.key
+
+        def add_outbound() -> None:
+            if self.spi_owner.get(e.spi_out) != s.key:
+                return  # deleted while message 3 waited in a send queue: no orphan SA
+            dp.add_outbound(outbound, peer, udp_encap=udp, dst=dst, transport=transport)
+
+        with dp.batch():  # one wake-up of the data-plane thread (issue 13)
+            if not e.inbound_early:  # else installed with message 2 (ChildSAInboundReady)
+                dp.add_inbound(inbound, peer, udp_encap=udp, allowed_src=allowed,
+                               transport=transport)
+            if e.we_initiated:
+                # message 3 is still among the SA's datagrams (the driver sends them
+                # after the events) and ESP leaves by another socket (a worker's) or
+                # thread: the new SA's first packet could reach the peer first, and
+                # vpnc drops it ("unknown spi"). Our inbound SA is in before message 3
+                self._driver().after_sent(sa, add_outbound)
+            else:  # the responder: message 3 came, the initiator sends on it already
+                add_outbound()
+            if sa.local_behind_nat and udp:
+                dp.set_keepalive(sa.remote, float(self.config.concentrator.natt_keepalive),
+                                 # from the virtual address too (issue 17)
+                                 transport if transport == TRANSPORT_NATT_VIRTUAL else "")
         self.sessions.add_child(s.key, ChildInfo(
             e.spi_in, e.spi_out, e.transform, e.key_length, e.auth, e.encapsulation,
             str(e.local_ts), str(e.remote_ts), e.lifetime, self.wall(), pfs_group=e.pfs_group))

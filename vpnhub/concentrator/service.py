@@ -43,6 +43,7 @@ from vpnhub.concentrator.virtual import VirtualListener
 from vpnhub.config import Config
 from vpnhub.eventlog import EventLog
 from vpnhub.ike.dhpool import FILL_STEP
+from vpnhub.ike.driver import DriverFault
 from vpnhub.ike.sa import Datagram, IkeSA
 from vpnhub.ike.transport import Transport
 from vpnhub.manager import Manager  # manager (issue 6)
@@ -249,7 +250,8 @@ class Concentrator:
         self.dh_worker.start()
         core.endpoint.dh_offload = self.dh_worker.submit
         self.ike = AsyncIkeDriver(core.endpoint, core.on_event, self._send_for,
-                                  on_error=core.on_fault, on_notice=core.on_notice)
+                                  on_error=core.on_fault, on_notice=core.on_notice,
+                                  when_sent=self._when_sent)
         core.bind(self.ike)
         # once the ports are ours (a second instance must not overwrite the record of the
         # one running), before the loop reads a first packet (holds before any login)
@@ -589,16 +591,41 @@ class Concentrator:
     def _send(self, d: Datagram) -> None:
         """An IKE message out by its transport (the engine labels each one); an
         OSError reaches the driver, which logs it ("cannot send to ...")."""
+        q = self._queue_for(d)
+        if q is not None:
+            q.send(d.data, d.remote)
+            return
+        dp = self.pool or self.dataplane
+        assert dp is not None
+        dp.send_ike(d.data, d.remote, transport=Transport.CTCP)
+
+    def _queue_for(self, d: Datagram) -> SendQueue | None:
+        """The send queue `_send` gives `d` to; None for cTCP (a data-plane command)."""
         if d.transport is Transport.CTCP:
-            dp = self.pool or self.dataplane
-            assert dp is not None
-            dp.send_ike(d.data, d.remote, transport=Transport.CTCP)
-        elif d.transport is Transport.NATT:
-            assert self.out4500 is not None
-            self.out4500.send(d.data, d.remote)
-        else:
-            assert self.out500 is not None
-            self.out500.send(d.data, d.remote)
+            return None
+        q = self.out4500 if d.transport is Transport.NATT else self.out500
+        assert q is not None
+        return q
+
+    def _when_sent(self, sa: IkeSA, d: Datagram, action: Callable[[], None]) -> None:
+        """The driver's `when_sent` (vpnhub/ike/driver.py): `action` (the outbound SA
+        of a Quick Mode we initiated) once `d` (its message 3) left its send queue; a
+        full socket buffer must not let the new SA's ESP overtake message 3 (issue 16).
+        cTCP: the message is a data-plane command, and the commands keep their order."""
+        v = self.virtual
+        q = (v.queue_for(d) if v is not None and d.transport is not Transport.CTCP
+             and v.owns(sa) else self._queue_for(d))
+        if q is None or not len(q):
+            action()  # nothing waits: the driver reports what it raises
+            return
+
+        def later() -> None:  # from the queue's writer callback: report, never raise
+            try:
+                action()
+            except Exception as e:
+                self.core.on_fault(DriverFault("after_sent", e, sa=sa))
+
+        q.when_sent(later)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """The core awaits the authenticator here (a task holds it until it ends)."""
@@ -688,6 +715,7 @@ class Concentrator:
             reply["ike_4500"] = None if i is None else {"rx": i.rx, "tx": i.tx,
                                                          "drops": dict(i.drops)}
             reply["udp_io"] = await self._udp_io()
+            reply["dataplane_drops"] = await self._dataplane_drops()
             if self.virtual is not None:  # issue 17: IKE on the virtual address
                 reply["virtual"] = self.virtual.stats()
             if self.pool is not None:  # [dataplane] workers > 1: each one's figures
@@ -741,6 +769,17 @@ class Concentrator:
         if not self.core.logout(key, "(admin socket)"):
             return {"error": f"no session {sid} here"}
         return {"logged_out": 1, "member": here, "id": sid}
+
+    async def _dataplane_drops(self) -> dict[str, int] | None:
+        """The data plane's drops by reason, every SA's included ("unknown_spi": ESP on
+        an SA not installed; issue 16's rekeys under ping explain a lost packet by it)."""
+        dp = self.core.dataplane
+        if dp is None:
+            return None
+        try:
+            return dict((await dp.counters(sas=False)).totals.drops_total)
+        except Exception:  # the data plane could not answer: no figures this time
+            return None
 
     async def _udp_io(self) -> dict[str, Any] | None:
         """System calls per packet on the UDP sockets (issue 16): the totals only."""

@@ -105,9 +105,13 @@ class VirtualListener:
 
     def send(self, d: Datagram) -> None:
         """One IKE message of such an SA, by its transport (no cTCP here)."""
+        self.queue_for(d).send(d.data, d.remote)
+
+    def queue_for(self, d: Datagram) -> SendQueue:
+        """The send queue that `send` gives `d` to."""
         q = self.out4500 if d.transport is Transport.NATT else self.out500
         assert q is not None, "start() first"
-        q.send(d.data, d.remote)
+        return q
 
     def queues(self) -> list[SendQueue]:
         return [q for q in (self.out500, self.out4500) if q is not None]

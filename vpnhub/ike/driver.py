@@ -10,7 +10,11 @@ generator, the in-memory test harness) runs the same loop, as aioquic's
 - a timer is due: the table runs the due SAs (`handle_timer`), then the same;
 - the application called into an SA (`xauth_result`, `delete`, ...): `service`
   does the same for that SA, and tells the table its timer may have moved;
-- `next_timer()` says when to call `timer()` next: exact, not polled.
+- `next_timer()` says when to call `timer()` next: exact, not polled;
+- an event handler that must act only once the SA's datagrams left (the
+  outbound SA of a Quick Mode we initiated, after message 3) hands the action
+  to `after_sent`: it runs after this call's datagrams went to `send`, through
+  the application's `when_sent` when that send may queue them.
 
 Sans-I/O like the rest of `ike/`: no sockets, no clock (`now` is passed in).
 An exception in a callback or in the table is reported through `on_error`
@@ -41,6 +45,10 @@ OnEvent = Callable[[IkeSA, ev.Event, float], None]  # (sa, event, now)
 # (sa, datagram): the SA too, because a load generator sends each simulated
 # client's datagrams out of that client's own socket
 Send = Callable[[IkeSA, Datagram], None]
+Action = Callable[[], None]
+# (sa, the last datagram handed to `send`, action): run `action` once that datagram
+# left, e.g. when the send queue that holds it drained that far (vpnhub/net/sendqueue.py)
+WhenSent = Callable[[IkeSA, Datagram, Action], None]
 
 
 class SaTable(Protocol):
@@ -65,7 +73,8 @@ class DriverFault:
     """Something raised inside the loop: reported, never propagated.
 
     `stage` says where: "receive" (the table), "event" (the `on_event`
-    callback), "timer" (the table's timers) or "send" (the `send` callback).
+    callback), "timer" (the table's timers), "send" (the `send` callback) or
+    "after_sent" (an action given to `after_sent`, or `when_sent`).
     """
 
     stage: str
@@ -99,16 +108,24 @@ class IkeDriver:
 
     `on_notice` gets the table's rate-limited summary lines (`IkeEndpoint`'s
     refused, recycled and unanswered SAs) after each receive and timer; without
-    it they stay in the table for the application to read.
+    it they stay in the table for the application to read. `when_sent` runs an
+    `after_sent` action once the datagram it follows really left (a `send` that may
+    queue datagrams gives it); without it the action runs as soon as that datagram
+    was handed to `send`.
     """
 
     def __init__(self, table: SaTable, on_event: OnEvent, send: Send, *,
-                 on_error: OnError, on_notice: OnNotice | None = None) -> None:
+                 on_error: OnError, on_notice: OnNotice | None = None,
+                 when_sent: WhenSent | None = None) -> None:
         self.table = table
         self._on_event = on_event
         self._send = send
         self._on_error = on_error
         self._on_notice = on_notice
+        self._when_sent = when_sent
+        # from `after_sent`: (sa, action), run at the end of that SA's `service` (a
+        # handler may service another SA inside: its datagrams are not these)
+        self._after: list[tuple[IkeSA, Action]] = []
         # the earliest deadline `service` gave an SA since `earliest_touched()` last
         # asked: a timer armed before it need not move (no table scan per message)
         self._earliest: float | None = None
@@ -151,15 +168,45 @@ class IkeDriver:
                 self._on_event(sa, e, now)
             except Exception as exc:  # the loop goes on for this SA and the others
                 self._on_error(DriverFault("event", exc, sa=sa, event=e))
+        last: Datagram | None = None
         for d in sa.datagrams_to_send():  # after the events: handlers queue answers
+            last = d
             try:
                 self._send(sa, d)
             except Exception as exc:
                 self._on_error(DriverFault("send", exc, sa=sa, datagram=d))
+        if self._after:
+            self._run_after_sent(sa, last)
         # an event handler's call may have moved its timer earlier
         t = self.table.touch(sa)
         if t is not None and (self._earliest is None or t < self._earliest):
             self._earliest = t
+
+    def after_sent(self, sa: IkeSA, action: Action) -> None:
+        """Run `action` once `sa`'s datagrams have left: call it from a handler of one
+        of `sa`'s events; it runs at the end of that `service` call, after the
+        datagrams went to `send` (and through `when_sent`, once they left its queue).
+
+        Events are dispatched BEFORE the datagrams are sent: a responder's inbound SA
+        must be in place before its Quick Mode message 2 leaves (vpnhub/ike/quick.py).
+        The outbound SA of a Quick Mode we initiated must wait for message 3 instead:
+        vpnc keeps one SA pair and answers ESP on an SA whose message 3 it has not
+        read with "unknown spi" (issue 16)."""
+        self._after.append((sa, action))
+
+    def _run_after_sent(self, sa: IkeSA, last: Datagram | None) -> None:
+        actions = [a for s, a in self._after if s is sa]
+        if not actions:
+            return
+        self._after = [(s, a) for s, a in self._after if s is not sa]
+        for action in actions:
+            try:
+                if last is None or self._when_sent is None:
+                    action()  # nothing sent now, or `send` never queues: nothing to wait for
+                else:
+                    self._when_sent(sa, last, action)
+            except Exception as exc:
+                self._on_error(DriverFault("after_sent", exc, sa=sa))
 
     def next_timer(self) -> float | None:
         """When `timer()` is due next (None: no SA waits for anything)."""

@@ -152,6 +152,12 @@ class ChildSAEstablished(EventBase):
     # driver that installed it then adds only the outbound SA now; one that ignores
     # ChildSAInboundReady installs both here, as for the initiator
     inbound_early: bool = False
+    # we initiated this Quick Mode: the event comes with message 3 among the SA's
+    # datagrams, which the driver sends AFTER dispatching the events. A peer that keeps
+    # one SA pair (vpnc) answers ESP on an SA it has not seen message 3 for with
+    # "unknown spi", so the outbound SA waits until message 3 left
+    # (`IkeDriver.after_sent`); the inbound one can go in at once
+    we_initiated: bool = False
 
 
 @dataclass(frozen=True)

@@ -414,7 +414,7 @@ def _install(sa: SaState, x: Exchange, suite: EspSuite, spi_in: int, spi_out: in
         enc_key_out=k_out[:enc_len], auth_key_out=k_out[enc_len:],
         encapsulation=suite.encapsulation, local_ts=local_ts, remote_ts=remote_ts,
         lifetime=lifetime, pfs_group=suite.group, rekey_of=rekey_of,
-        inbound_early=q.inbound_early))
+        inbound_early=q.inbound_early, we_initiated=we_initiated))
     sa.log("IPSEC", 5, f"Security negotiation complete: {local_ts} <-> {remote_ts},"
            f" {esp_suite_name(suite.transform, suite.key_length, suite.auth)},"
            f" {_encap_name(suite.encapsulation)}, lifetime {lifetime} s")

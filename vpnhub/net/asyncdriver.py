@@ -25,7 +25,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Mapping
 
-from vpnhub.ike.driver import DriverFault, IkeDriver, OnError, OnEvent, OnNotice, SaTable
+from vpnhub.ike.driver import (
+    Action,
+    DriverFault,
+    IkeDriver,
+    OnError,
+    OnEvent,
+    OnNotice,
+    SaTable,
+    WhenSent,
+)
 from vpnhub.ike.sa import Address, Datagram, IkeSA
 from vpnhub.ike.transport import Transport
 
@@ -38,6 +47,7 @@ class AsyncIkeDriver:
 
     def __init__(self, table: SaTable, on_event: OnEvent, senders: Senders, *,
                  on_error: OnError, on_notice: OnNotice | None = None,
+                 when_sent: WhenSent | None = None,
                  loop: asyncio.AbstractEventLoop | None = None) -> None:
         self._loop = loop or asyncio.get_running_loop()
         # decided once: `isinstance` against the Mapping ABC cost ~1 us per datagram
@@ -50,7 +60,7 @@ class AsyncIkeDriver:
             self._send_one = senders
         self._on_error = on_error
         self.driver = IkeDriver(table, on_event, self._send, on_error=on_error,
-                                on_notice=on_notice)
+                                on_notice=on_notice, when_sent=when_sent)
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = False
@@ -81,6 +91,10 @@ class AsyncIkeDriver:
             self.driver.service(sa, self.now())
         finally:
             self._rearm_if_earlier()
+
+    def after_sent(self, sa: IkeSA, action: Action) -> None:
+        """`IkeDriver.after_sent`: from an event handler, once `sa`'s datagrams left."""
+        self.driver.after_sent(sa, action)
 
     def close(self) -> None:
         """Stop the timer (the application is shutting down)."""

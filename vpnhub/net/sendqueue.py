@@ -8,6 +8,10 @@ sender) or the whole exchange, so the datagram waits here until the socket is
 writable again (`loop.add_writer`). The queue is bounded (a flood must not
 grow memory without limit); what does not fit is dropped and counted, and the
 caller is told at most once per `report_every` seconds.
+
+`when_sent` runs an action once everything queued before it has left: the
+outbound SA of a Quick Mode we initiated must not carry ESP before our
+message 3 left (issue 16, vpnhub/ike/driver.py `after_sent`).
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ class SendQueue:
         self._sendto = sendto
         self._max = max_queued
         self._queue: deque[tuple[bytes, Address]] = deque()
+        # when_sent: (datagrams that must leave first, counted from the start, action)
+        self._waiting: deque[tuple[int, Callable[[], None]]] = deque()
+        self._taken = 0  # queued datagrams that left the queue (sent or given up)
         self._on_drops = on_drops
         self._report_every = report_every
         self._clock = clock
@@ -63,6 +70,14 @@ class SendQueue:
                 pass
         self._enqueue(data, addr)
 
+    def when_sent(self, action: Callable[[], None]) -> None:
+        """Run `action` once every datagram queued so far left the queue (sent, or
+        given up on a hard error): at once when nothing waits."""
+        if not self._queue:
+            action()
+            return
+        self._waiting.append((self._taken + len(self._queue), action))
+
     def lift_bound(self) -> None:
         """No bound from now on: at shutdown every client gets a DELETE (RFC 2408
         4.8: the peer then drops its SAs at once instead of waiting for DPD), and a
@@ -81,6 +96,7 @@ class SendQueue:
             self._loop.remove_writer(self._fd)
             self._watching = False
         self._queue.clear()
+        self._waiting.clear()  # shutting down: what they would install is going anyway
 
     def _enqueue(self, data: bytes, addr: Address) -> None:
         if len(self._queue) >= self._max:
@@ -105,6 +121,9 @@ class SendQueue:
             else:
                 self.sent_late += 1
             self._queue.popleft()
+            self._taken += 1
+            while self._waiting and self._waiting[0][0] <= self._taken:
+                self._waiting.popleft()[1]()
         self._loop.remove_writer(self._fd)
         self._watching = False
 
