@@ -56,6 +56,8 @@ def _workers(srv: VpnhubServer) -> list[dict[str, Any]]:
     reply = request(str(srv.admin_socket), {"cmd": "stats"})
     workers = reply.get("workers")
     assert isinstance(workers, list), srv.explain(f"admin stats without workers: {reply}")
+    # what _ping_losses shows: the workers' drops, summed
+    assert isinstance(reply.get("dataplane_drops"), dict), srv.explain(f"{reply}")
     return workers
 
 
