@@ -15,7 +15,7 @@ import pytest
 from netns_util import require_tools
 
 from vpnhub.lab import cluster
-from vpnhub.lab.topology import VIRTUAL_ADDRESS, Topology
+from vpnhub.lab.topology import VIRTUAL_ADDRESS, Topology, wait_until
 
 pytestmark = pytest.mark.netns
 
@@ -31,8 +31,13 @@ def test_vip_moves_and_database_admits_members_only(lab_prefix: str) -> None:
             tracked[m.role] = topo.spawn(m, ["sleep", "600"], f"{m.role}-sleep.log")
             vrrp[m.role] = cluster.start_keepalived(topo, m)
             cluster.write_tracked_pid(vrrp[m.role].pidfile, tracked[m.role].pid)
-        master = cluster.wait_master(topo, 20.0)
-        assert master == "m1"  # the highest priority
+        cluster.wait_master(topo, 20.0)
+        # m1 has the highest priority. Its keepalived may start checking before its
+        # tracked pid is written (FAULT for a second) and a backup take the address
+        # first; m1 then preempts it (no nopreempt): wait for that, as an operator would.
+        master = "m1"
+        wait_until(lambda: topo.holders() == [master], 20.0, interval=0.05,
+                   what="m1, the highest priority, to hold the virtual address")
         assert topo.ping("pat", VIRTUAL_ADDRESS, count=1, timeout=2.0)
         # the members reach the database with the role's password; the LAN host may not
         ok = topo.exec("m2", ["psql", pg.dsn, "-XAtc", "select current_user"])
