@@ -292,6 +292,16 @@ def test_dpd_cost_smoke(tmp_path: Path) -> None:
             assert is_number(doc["results"][key][stat]), (key, stat)
 
 
+def test_wakeup_cost_smoke(tmp_path: Path) -> None:
+    """bench/wakeup_cost.py: a data-plane wake-up's fixed cost and cost per packet (no
+    root: an in-memory TUN and loopback UDP); every ESP datagram got through."""
+    doc = run_bench("wakeup_cost", "", tmp_path)
+    for case in ("inbound_only", "with_an_ack"):
+        for key in ("fixed_us_per_wakeup", "us_per_packet", "k1_us", "k32_us"):
+            assert is_number(doc[case][key]), (case, key)
+        assert doc[case]["drops"] == {}
+
+
 def test_handshake_cpu_smoke(tmp_path: Path) -> None:
     """bench/handshake_cpu.py: the concentrator core's CPU per full handshake (AM, XAUTH,
     Mode Config, QM) in process, the DH apart (no root: the core rig)."""
