@@ -210,9 +210,10 @@ def pool_level(stats: dict[str, Any] | None) -> dict[str, Any] | None:
 def rate_after(done_times: list[float], skip: int, drain: int) -> float | None:
     """Tunnels per second over the completions after the first `skip`, up to the last
     `drain` (None: too few). The last `drain` (= --concurrency) complete while no new
-    tunnel starts, faster than a steady stream: they are left out."""
+    tunnel starts, faster than a steady stream: they are left out. The tunnels in
+    flight start and end in waves, so a window shorter than 3 of them says nothing."""
     last = len(done_times) - 1 - drain
-    if skip < 0 or last <= skip:
+    if skip < 0 or last - skip < max(3 * drain, 100):
         return None
     span = done_times[last] - done_times[skip]
     return (last - skip) / span if span > 0 else None

@@ -113,6 +113,24 @@ def test_cluster_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
     assert is_number(ratio)
 
 
+def test_handshake_rate_after_the_dh_pool_and_its_level() -> None:
+    """bench/handshake.py's sustained rate (issue 13): the completions after the pool's
+    ready pairs and the first wave, without the last wave (nothing starts any more);
+    none when the run did not outlast the pool by 3 waves. The pool's level per group."""
+    from handshake import _pool_ready, pool_level, rate_after
+
+    steady = [i / 100 for i in range(2000)] + [20 + i / 1000 for i in range(128)]
+    assert rate_after(steady, 1000 + 128, 128) == pytest.approx(100.0)
+    assert rate_after(steady[:600], 256 + 128, 128) is None
+    stats = {"dh_pool": {"ready": 5, "size": 8, "full": False, "taken": 3, "missed": 1,
+                         "generated": 8, "groups": {"2": {"ready": 4, "size": 4},
+                                                    "14": {"ready": 1, "size": 4}}}}
+    level = pool_level(stats)
+    assert level is not None and (level["ready"], level["taken"], level["missed"]) == (5, 3, 1)
+    assert _pool_ready(level, 14) == 1 and _pool_ready(level, 19) == 0
+    assert pool_level({"dh_pool": None}) is None and _pool_ready(None, 14) == 0
+
+
 def test_handshake_reads_the_kernels_udp_counters() -> None:
     """bench/handshake.py's parser of /proc/net/snmp, on this machine's and on a
     known text (the counters the deltas are made of)."""
