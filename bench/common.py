@@ -250,6 +250,7 @@ def vpnhub_config(run: Path, *, pool: str = "10.40.1.0/24", esp_proposal: str | 
                   workers: int | str | None = None,
                   tun_offload: bool | None = None,
                   moderation_us: int | None = None,
+                  dh_pool_size: int | None = None,
                   public: str = CONC_PUBLIC, files: Path | None = None,
                   extra_sections: str = "") -> Path:
     """Write a concentrator configuration for the lab (group vpngroup, users vpnuserN).
@@ -257,7 +258,8 @@ def vpnhub_config(run: Path, *, pool: str = "10.40.1.0/24", esp_proposal: str | 
     `web_admin`: (name, password) of a web manager account (``[[admin.user]]``).
     `workers`: ``[dataplane] workers`` (None: vpnhub's default, "auto");
     `tun_offload`: ``[dataplane] tun_offload``, `moderation_us`: ``[dataplane]
-    moderation_us`` (None: the defaults).
+    moderation_us`` (None: the defaults); `dh_pool_size`: ``[limits] dh_pool_size``
+    (None: vpnhub's default, sized per DH group).
     `public`: ``public_address``; `files`: the directory of the configuration, the
     admin socket and the event store (default `run`: a cluster member has its own);
     `extra_sections`: TOML appended (e.g. a member's ``[cluster]``)."""
@@ -296,6 +298,7 @@ socket = "{files / 'admin.sock'}"
 max_sessions = {max_sessions}
 max_half_open_per_source = {half_open_per_source}
 max_half_open_total = {half_open_total}
+{"" if dh_pool_size is None else f"dh_pool_size = {dh_pool_size}"}
 
 [log]
 console_severity = {console_severity}

@@ -30,6 +30,25 @@ datagrams received, and those lost to a full receive buffer (RcvbufErrors,
 also counted in InErrors) or refused for a full send buffer (SndbufErrors).
 A lost IKE message costs its tunnel a retransmission timeout (1 s and more),
 which p99 shows and tunnels/s hides.
+
+The DH pool (issue 13, docs/CONFIG.md "DH pool sizing"): before the clock
+starts, each run waits until vpnhub's pool of Diffie-Hellman key pairs is full
+(admin `stats`, `dh_pool.full`; at most POOL_WAIT s), as a real concentrator
+has idle time before a login storm, and reports the pool's level before and
+after the run (ready pairs, taken, missed). A run of ``--tunnels`` no larger
+than the pool measures a *storm* (every first message finds a pair ready); a
+run longer than the pool (``--tunnels 3000`` for group 14's 2048 pairs)
+measures how the rate holds once it ran out: ``after pool`` is the rate of the
+tunnels completed after the first (ready pairs of the group + ``--concurrency``)
+ones (the pairs the run found ready, and the tunnels in flight when they ran
+out), up to the last ``--concurrency`` ones (they complete while no tunnel
+starts any more, faster than a steady stream): the *sustained* rate. The DH
+thread refills the pool between its jobs meanwhile, so `missed` (SAs that found
+no pair ready) says whether the pool actually ran dry. ``--no-pool-wait``: start at once
+(the storm hits a concentrator still filling its pool). The loop's worst
+lateness (admin `status`, `loop_delay_recent_max_ms`: the last 10 s) is read
+after the pool is full and after the run: the pool is filled on the DH worker
+thread, so it must not delay the loop.
 """
 
 from __future__ import annotations
@@ -76,6 +95,9 @@ SWAN_IKE_ALL = "aes128-sha1-modp1024-modp2048-ecp256"
 # in SndbufErrors (udp_sendmsg).
 UDP_COUNTERS = ("InDatagrams", "RcvbufErrors", "SndbufErrors", "InErrors")
 UdpCounters = dict[str, dict[str, int]]  # side ("conc", "loadgen") -> counter -> value
+# At most this long for vpnhub's DH pool to fill before a run (group 14's 2048 pairs
+# take ~0.8 s of the DH thread alone; MODP 16's 512 ~1 s; a shared machine, more).
+POOL_WAIT = 30.0
 
 
 def parse_udp_snmp(text: str) -> dict[str, int]:
@@ -150,6 +172,53 @@ def conc_stats(topo: Topology, conc: Concentrator) -> dict[str, Any] | None:
         return None
 
 
+def conc_status(topo: Topology, conc: Concentrator) -> dict[str, Any] | None:
+    """vpnhub's admin `status` (the loop's lateness, its stalls)."""
+    if conc.kind != "vpnhub" or conc.admin_socket is None:
+        return None
+    cp = topo.exec(topo.conc, [PYTHON, "-c", (
+        "import sys, json; from vpnhub.admin import request;"
+        " print(json.dumps(request(sys.argv[1], {'cmd': 'status'}, 60)))"),
+        str(conc.admin_socket)], timeout=90)
+    try:
+        return dict(json.loads(cp.stdout))
+    except ValueError:
+        return None
+
+
+def wait_pool_full(topo: Topology, conc: Concentrator,
+                   timeout: float = POOL_WAIT) -> tuple[dict[str, Any] | None, float]:
+    """vpnhub's `stats` once its DH pool is full (or has none, or `timeout` passed),
+    and the seconds waited: a real concentrator has idle time before a storm."""
+    t0 = time.monotonic()
+    stats = conc_stats(topo, conc)
+    while stats is not None and (stats.get("dh_pool") or {}).get("full") is False \
+            and time.monotonic() - t0 < timeout:
+        time.sleep(0.25)
+        stats = conc_stats(topo, conc)
+    return stats, time.monotonic() - t0
+
+
+def pool_level(stats: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The DH pool's level in a `stats` answer: ready / size, taken, missed."""
+    pool = (stats or {}).get("dh_pool")
+    if not pool:
+        return None
+    return {k: pool.get(k) for k in ("ready", "size", "taken", "missed", "groups")}
+
+
+def rate_after(done_times: list[float], skip: int, drain: int) -> float | None:
+    """Tunnels per second over the completions after the first `skip`, up to the last
+    `drain` (None: too few). The last `drain` (= --concurrency) complete while no new
+    tunnel starts, faster than a steady stream: they are left out. The tunnels in
+    flight start and end in waves, so a window shorter than 3 of them says nothing."""
+    last = len(done_times) - 1 - drain
+    if skip < 0 or last - skip < max(3 * drain, 100):
+        return None
+    span = done_times[last] - done_times[skip]
+    return (last - skip) / span if span > 0 else None
+
+
 def _numbers_delta(before: Any, after: Any) -> Any:
     """after - before for the numbers of two nested dicts (what moved during a run)."""
     if isinstance(after, dict):
@@ -190,14 +259,16 @@ def _workers(value: str | None) -> int | str | None:
 def start_conc(topo: Topology, kind: str, max_sessions: int = 20000,
                cprofile: list[str] | None = None,
                default_half_open: bool = False,
-               workers: int | str | None = None) -> Concentrator:
+               workers: int | str | None = None,
+               dh_pool_size: int | None = None) -> Concentrator:
     if kind == "vpnhub":
         # default_half_open: vpnhub's own half-open limits, as an operator runs it
         # (32 unverified per source, 4,096 in all) instead of raised out of the way
         raised = {} if default_half_open else {"half_open_per_source": 1_000_000,
                                                "half_open_total": 1_000_000}
         cfg = vpnhub_config(topo.run_dir, pool=POOL, n_users=N_USERS,
-                            max_sessions=max_sessions, workers=workers, **raised)
+                            max_sessions=max_sessions, workers=workers,
+                            dh_pool_size=dh_pool_size, **raised)
         return start_vpnhub_concentrator(topo, cfg, python_args=cprofile)
     from dataclasses import replace
 
@@ -271,7 +342,7 @@ def wait_event(log_path: Path, event: str, proc: Any, timeout: float) -> dict[st
 
 def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurrency: int,
             tag: str, profile_dir: Path | None = None,
-            cprofile_dir: Path | None = None) -> dict[str, Any]:
+            cprofile_dir: Path | None = None, pool_wait: bool = True) -> dict[str, Any]:
     run = topo.run_dir
     out = run / f"loadgen-{tag}.json"
     out.unlink(missing_ok=True)
@@ -292,7 +363,10 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         th = threading.Thread(target=go)
     udp_hosts = {"conc": topo.conc, "loadgen": topo.clients[0]}
     udp_before = udp_counters(topo, udp_hosts)
-    ct_before, stats_before = conntrack_counters(topo), conc_stats(topo, conc)
+    stats_before, pool_waited = (wait_pool_full(topo, conc) if pool_wait
+                                 else (conc_stats(topo, conc), 0.0))
+    status_before = conc_status(topo, conc)
+    ct_before = conntrack_counters(topo)
     meter = CpuMeter({"conc": [conc.pid]}).start()
     proc = topo.spawn(topo.clients[0], argv, logf, name=f"loadgen-{tag}")
     if th is not None:
@@ -304,6 +378,7 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
     rc = proc.popen.wait(timeout=120)
     udp = udp_delta(udp_before, udp_counters(topo, udp_hosts))
     ct_after, stats_after = conntrack_counters(topo), conc_stats(topo, conc)
+    status_after = conc_status(topo, conc)
     if done is None or not out.exists():
         return {"error": f"load generator exit {rc}: {proc.log_text()[-800:]}"}
     res = json.loads(out.read_text())
@@ -331,11 +406,44 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         "pat_conntrack": ({k: ct_after[k] - ct_before[k] for k in CONNTRACK_COUNTERS}
                           if ct_before is not None and ct_after is not None else None),
         "conc_drops": conc_drops(stats_before, stats_after),
+        # vpnhub's DH pool (issue 13): its level when the clock started and at the end
+        "dh_pool_before": pool_level(stats_before), "dh_pool_after": pool_level(stats_after),
+        "dh_pool_waited_s": round(pool_waited, 2),
+        "loop_delay_before_ms": (status_before or {}).get("loop_delay_recent_max_ms"),
+        "loop_delay_after_ms": (status_after or {}).get("loop_delay_recent_max_ms"),
     }
+    doc["tunnels_per_s_after_pool"] = rate_after(
+        res.get("done_times") or [], _pool_ready(doc["dh_pool_before"], dh) + concurrency,
+        concurrency)
+    before, after = doc["dh_pool_before"], doc["dh_pool_after"]
+    if before and after:
+        doc["dh_pool_taken"] = after["taken"] - before["taken"]
+        doc["dh_pool_missed"] = after["missed"] - before["missed"]
     if prof:
         doc["profile"] = {"file": f"handshake-{tag}.txt", "text": prof.get("text", ""),
                           "summary": prof.get("summary")}
     return doc
+
+
+def _pool_ready(level: dict[str, Any] | None, group: int) -> int:
+    """Pairs of `group` ready when the clock started (0 for strongSwan, or a group vpnhub
+    does not pool: the rate after the tunnels first in flight)."""
+    return int(((level or {}).get("groups") or {}).get(str(group), {}).get("ready", 0))
+
+
+def pool_text(one: dict[str, Any]) -> str:
+    """The DH pool's part of a run's log line."""
+    before, after = one.get("dh_pool_before"), one.get("dh_pool_after")
+    if not before or not after:
+        return ""
+    rate = one.get("tunnels_per_s_after_pool")
+    after_pool = (f"after the pool {rate:.0f} tunnels/s" if rate
+                  else "the pool outlasted the run")
+    return (f"; DH pool {before['ready']}/{before['size']} ready at the start (all groups)"
+            f" (waited {one['dh_pool_waited_s']} s), {after['ready']} at the end,"
+            f" taken {one.get('dh_pool_taken')}, missed {one.get('dh_pool_missed')};"
+            f" {after_pool}; loop late at most {one.get('loop_delay_before_ms')} ms"
+            f" before, {one.get('loop_delay_after_ms')} ms after (last 10 s)")
 
 
 def wait_gone(topo: Topology, conc: Concentrator, timeout: float = 20.0) -> None:
@@ -352,12 +460,14 @@ def wait_gone(topo: Topology, conc: Concentrator, timeout: float = 20.0) -> None
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     good = [r for r in runs if "error" not in r and r.get("established")]
     out: dict[str, Any] = {"runs_ok": len(good), "runs": len(runs)}
-    for k in ("tunnels_per_s", "setup_p50_ms", "setup_p99_ms", "conc_cpu_ms_per_tunnel",
+    for k in ("tunnels_per_s", "tunnels_per_s_after_pool", "setup_p50_ms", "setup_p99_ms",
+              "conc_cpu_ms_per_tunnel",
               "conc_sys_ms_per_tunnel", "loadgen_cpu_ms_per_tunnel", "loadgen_sys_ms_per_tunnel",
               "conc_capacity_per_core",
               "machine_busy"):
         out[k] = median([r[k] for r in good if r.get(k) is not None])
     out["failed"] = sum(r.get("failed", 0) for r in good)
+    out["dh_pool_missed"] = sum(r.get("dh_pool_missed") or 0 for r in good)
     out["redirects"] = sum(r.get("redirects", 0) for r in good)
     out["udp"] = udp_sum([r["udp"] for r in good if "udp" in r])  # summed, not a median
     out["loadgen_retransmissions"] = sum(r.get("loadgen_retransmissions") or 0 for r in good)
@@ -384,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers",
                     help="vpnhub's [dataplane] workers (a number or auto; default: its own"
                          " default, auto): each tunnel's SAs go to a worker process")
+    ap.add_argument("--dh-pool-size", type=int,
+                    help="vpnhub's [limits] dh_pool_size (default: its own, sized per DH"
+                         " group: 2048 pairs for group 14; 0: no pool)")
+    ap.add_argument("--no-pool-wait", action="store_true",
+                    help="start each run at once, not after vpnhub's DH pool is full")
     ap.add_argument("--prefix")
     ap.add_argument("--smoke", action="store_true", help="20 tunnels, group 19, 1 run")
     args = ap.parse_args(argv)
@@ -396,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
                            "tunnels": args.tunnels, "concurrency": args.concurrency,
                            "runs": args.runs, "smoke": args.smoke,
                            "default_half_open": args.default_half_open,
-                           "workers": args.workers,
+                           "pool_wait": not args.no_pool_wait,
+                           "workers": args.workers, "dh_pool_size": args.dh_pool_size,
                            "environment": environment(), "results": []}
     t0 = time.monotonic()
     runs: dict[tuple[str, int], list[dict[str, Any]]] = {(k, g): [] for k in concs for g in groups}
@@ -413,7 +529,7 @@ def main(argv: list[str] | None = None) -> int:
                     conc = start_conc(topo, kind, cprofile=cprofile_argv(
                         args.cprofile_dir, f"{kind}-serve-r{r}") if kind == "vpnhub" else None,
                         default_half_open=args.default_half_open,
-                        workers=_workers(args.workers))
+                        workers=_workers(args.workers), dh_pool_size=args.dh_pool_size)
                 except Exception as e:
                     broken[kind] = f"concentrator: {e}"
                     log(f"  cannot start: {e}")
@@ -421,7 +537,8 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     for g in groups:
                         one = one_run(topo, conc, g, args.tunnels, args.concurrency,
-                                      f"{kind}-g{g}-r{r}", cprofile_dir=args.cprofile_dir)
+                                      f"{kind}-g{g}-r{r}", cprofile_dir=args.cprofile_dir,
+                                      pool_wait=not args.no_pool_wait)
                         runs[(kind, g)].append(one)
                         log(f"  group {g}: " + (
                             f"{one['tunnels_per_s']:.0f} tunnels/s, p50"
@@ -431,6 +548,7 @@ def main(argv: list[str] | None = None) -> int:
                             f" failed {one['failed']}; UDP {udp_text(one['udp'])};"
                             f" retransmitted {one['loadgen_retransmissions']},"
                             f" PAT {one['pat_conntrack']}, conc {one['conc_drops']}"
+                            + pool_text(one)
                             if "error" not in one and one.get("tunnels_per_s")
                             else f"ERROR {one.get('error', one)}"))
                         wait_gone(topo, conc)
@@ -463,7 +581,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def format_table(doc: dict[str, Any]) -> str:
-    lines = [f"{'concentrator':12} {'DH':>3} {'tunnels/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+    lines = [f"{'concentrator':12} {'DH':>3} {'tunnels/s':>9} {'after pool':>10}"
+             f" {'p50 ms':>7} {'p99 ms':>7} "
              f"{'conc ms/tun':>11} {'cap/core':>8} {'lg ms/tun':>9} runs"]
     for r in doc["results"]:
         if "error" in r:
@@ -474,6 +593,7 @@ def format_table(doc: dict[str, Any]) -> str:
             return f"{x:{w}.{p}f}" if x is not None else " " * (w - 1) + "-"
 
         lines.append(f"{r['concentrator']:12} {r['dh_group']:>3} {f(r['tunnels_per_s'], 9)} "
+                     f"{f(r.get('tunnels_per_s_after_pool'), 10)} "
                      f"{f(r['setup_p50_ms'], 7)} {f(r['setup_p99_ms'], 7)} "
                      f"{f(r['conc_cpu_ms_per_tunnel'], 11, 2)} "
                      f"{f(r['conc_capacity_per_core'], 8)} "

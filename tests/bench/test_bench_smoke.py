@@ -77,6 +77,16 @@ def test_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
         # where a lost message would show: our clients' retransmissions, the drops
         assert isinstance(r["runs_detail"][0]["loadgen_retransmissions"], int), r
         assert isinstance(r["runs_detail"][0]["conc_drops"], dict), r
+        # vpnhub's DH pool was full when the clock started (issue 13); 20 tunnels
+        # cannot outlast it, so there is no rate after it
+        one = r["runs_detail"][0]
+        if r["concentrator"] == "vpnhub":
+            before = one["dh_pool_before"]
+            assert before["ready"] == before["size"] > 0, before
+            assert one["dh_pool_after"]["taken"] >= before["taken"], one
+            assert is_number(one["loop_delay_before_ms"]), one
+        else:
+            assert one["dh_pool_before"] is None
 
 
 @pytest.mark.netns
@@ -101,6 +111,24 @@ def test_cluster_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
             assert sum(r["redirects_master"].values()) >= 10, r
     (ratio,) = next(iter(doc["ratios"].values()))
     assert is_number(ratio)
+
+
+def test_handshake_rate_after_the_dh_pool_and_its_level() -> None:
+    """bench/handshake.py's sustained rate (issue 13): the completions after the pool's
+    ready pairs and the first wave, without the last wave (nothing starts any more);
+    none when the run did not outlast the pool by 3 waves. The pool's level per group."""
+    from handshake import _pool_ready, pool_level, rate_after
+
+    steady = [i / 100 for i in range(2000)] + [20 + i / 1000 for i in range(128)]
+    assert rate_after(steady, 1000 + 128, 128) == pytest.approx(100.0)
+    assert rate_after(steady[:600], 256 + 128, 128) is None
+    stats = {"dh_pool": {"ready": 5, "size": 8, "full": False, "taken": 3, "missed": 1,
+                         "generated": 8, "groups": {"2": {"ready": 4, "size": 4},
+                                                    "14": {"ready": 1, "size": 4}}}}
+    level = pool_level(stats)
+    assert level is not None and (level["ready"], level["taken"], level["missed"]) == (5, 3, 1)
+    assert _pool_ready(level, 14) == 1 and _pool_ready(level, 19) == 0
+    assert pool_level({"dh_pool": None}) is None and _pool_ready(None, 14) == 0
 
 
 def test_handshake_reads_the_kernels_udp_counters() -> None:
@@ -280,6 +308,16 @@ def test_dpd_cost_smoke(tmp_path: Path) -> None:
     for key in ("rut_us", "keepalive_us", "timer_us_per_s", "idle_cpu_pct_10k"):
         for stat in ("median", "min", "max"):
             assert is_number(doc["results"][key][stat]), (key, stat)
+
+
+def test_wakeup_cost_smoke(tmp_path: Path) -> None:
+    """bench/wakeup_cost.py: a data-plane wake-up's fixed cost and cost per packet (no
+    root: an in-memory TUN and loopback UDP); every ESP datagram got through."""
+    doc = run_bench("wakeup_cost", "", tmp_path)
+    for case in ("inbound_only", "with_an_ack"):
+        for key in ("fixed_us_per_wakeup", "us_per_packet", "k1_us", "k32_us"):
+            assert is_number(doc[case][key]), (case, key)
+        assert doc[case]["drops"] == {}
 
 
 def test_handshake_cpu_smoke(tmp_path: Path) -> None:

@@ -30,7 +30,9 @@ def test_a_pair_is_never_handed_out_twice() -> None:
     pool.fill(8)
     again = [pool.take(19) for _ in range(8)]
     assert not {id(kp) for kp in again} & {id(kp) for kp in taken}
-    assert pool.stats() == {"ready": 0, "taken": 16, "missed": 1, "generated": 16}
+    assert pool.stats() == {"ready": 0, "size": 8, "full": False, "taken": 16, "missed": 1,
+                            "generated": 16, "refill_paused": False,
+                            "groups": {"19": {"ready": 0, "size": 8}}}
 
 
 def test_fill_is_bounded_per_group_and_by_the_step() -> None:

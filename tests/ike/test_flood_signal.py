@@ -141,3 +141,46 @@ def test_a_burst_of_128_logins_from_one_pat_is_served_whole_with_the_default_lim
     assert all(c.sa.established and c.children for c in clients)
     assert not ep.drops["recycled_per_source"] and not ep.drops["unknown_cookie"]
     assert ep.half_open_count() == 0 and ep.unverified_count() == 0
+
+
+def test_a_storm_behind_one_pat_is_a_flood_sign_only_until_it_is_answered() -> None:
+    """The burst beyond max_half_open_per_source takes the cheap path while it cannot
+    be told from a spoofed one; its clients answer, none is recycled, so ANSWER_GRACE
+    after its last first message the endpoint is back to its full path (its own DH
+    value per SA), not 60 s later."""
+    lab = Lab()
+    lab.pool = iter(ipaddress.IPv4Network("10.40.0.0/24").hosts())
+    storm = []
+    for i in range(128):
+        c = lab.add_client(local_ip=f"10.10.{i // 100}.{2 + i % 100}", pat_ip="198.51.100.7")
+        c.sa.initiate(lab.now)
+        storm.append(c)
+    lab._step()
+    ep = lab.endpoint
+    assert ep.over_source_cap == 128 - 32 and ep.flooded(lab.now)
+    lab.run()
+    assert all(c.sa.established and c.children for c in storm)
+    assert not ep.drops["recycled_per_source"]
+    shared = ep.dh_reuse.generated
+    lab.clients = []
+    lab.advance(ANSWER_GRACE)
+    assert not ep.flooded(lab.now)
+    late = lab.add_client(local_ip="10.10.9.2", pat_ip="198.51.100.7")
+    late.sa.initiate(lab.now)
+    lab.run()
+    assert late.sa.established and ep.dh_reuse.generated == shared  # its own pair
+    assert late.sa.dh_public_r not in {c.sa.dh_public_r for c in storm}
+
+
+def test_a_spoofed_source_is_a_flood_for_a_minute_once_its_sas_are_recycled() -> None:
+    lab = Lab()
+    msg1 = _first_message(lab)
+    ep = lab.endpoint
+    for i in range(300):  # one spoofed address, all at once: a burst (nothing recycled)
+        ep.receive(os.urandom(8) + msg1[8:], ("198.51.100.9", 20000 + i), 500, lab.now)
+    assert ep.flooded(lab.now) and ep.dh_reuse.generated == 1
+    lab.advance(ANSWER_GRACE)  # nobody answered: the next message recycles the oldest
+    ep.receive(os.urandom(8) + msg1[8:], ("198.51.100.9", 21000), 500, lab.now)
+    assert ep.drops["recycled_per_source"] > 0 and ep.flooded(lab.now)
+    lab.advance(29)  # its SAs timed out, the flood sign stays (PRESSURE_MEMORY)
+    assert ep.unverified_count() <= 1 and ep.flooded(lab.now)

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from netns_util import in_ci
 
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths
+from vpnhub.net import tun, udpgso
 from vpnhub.net import tunoffload as t
-from vpnhub.net import udpgso
 from vpnhub.net.accel import NETFAST
 from vpnhub.net.dataplane import Dataplane, open_udp_socket
 from vpnhub.net.messages import AddInbound, GetStats
@@ -47,15 +47,17 @@ def test_under_ci_the_accelerator_is_built_and_used() -> None:
     assert NETFAST is not None, "vpnhub.net._netfast is not built"
     assert t.ones_sum is NETFAST.ones_sum
     assert t.coalesce is NETFAST.coalesce
+    assert tun.read_frames is NETFAST.read_frames
 
 
 def test_vpnhub_pure_python_switches_it_off() -> None:
-    code = ("from vpnhub.net import tunoffload as t, accel;"
-            "print(accel.NETFAST is None, t.ones_sum is t.ones_sum_py)")
+    code = ("from vpnhub.net import tunoffload as t, accel, tun;"
+            "print(accel.NETFAST is None, t.ones_sum is t.ones_sum_py,"
+            " tun.read_frames is tun.read_frames_py)")
     env = dict(os.environ, VPNHUB_PURE_PYTHON="1")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout
-    assert out.split() == ["True", "True"]
+    assert out.split() == ["True", "True", "True"]
 
 
 @given(data=st.binary(max_size=3000), initial=st.integers(-2**80, 2**80),
@@ -475,3 +477,91 @@ def test_runs_of_one_sa_give_what_one_packet_at_a_time_gives(
     frames, drops, _, _, per_sa, _, moved = results[0]
     assert len(frames) > 10 and drops.get("unknown_spi") and moved
     assert {"auth_failed", "replay", "bad_inner_packet"} <= set(per_sa[0][0])
+
+
+# -- read_frames: a wake-up's TUN reads (issue 16) ----------------------------
+
+
+def _queue_of(frames: list[bytes]) -> tuple[socket.socket, socket.socket]:
+    """A packet socketpair (what FakeTun is) with `frames` queued on its reading end."""
+    dev, kernel = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    dev.setblocking(False)
+    for s in (dev, kernel):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+    for frame in frames:
+        kernel.send(frame)
+    return dev, kernel
+
+
+@given(frames=st.lists(st.binary(max_size=300), max_size=12),
+       size=st.integers(1, 400), count=st.integers(1, 64))
+def test_read_frames_reads_what_the_reference_reads(fast: ModuleType, frames: list[bytes],
+                                                    size: int, count: int) -> None:
+    """Any frames (empty ones, longer than `size`: cut as read(2) cuts them), any count:
+    the C reads give the reference's list, call after call, until EAGAIN."""
+    got = {}
+    for name, read in (("c", fast.read_frames), ("py", tun.read_frames_py)):
+        dev, kernel = _queue_of(frames)
+        try:
+            calls = [read(dev.fileno(), size, count) for _ in range(len(frames) // count + 2)]
+        finally:
+            dev.close()
+            kernel.close()
+        got[name] = calls
+    assert got["c"] == got["py"]
+    assert [f for call in got["c"] for f in call] == [f[:size] for f in frames]
+    assert got["c"][-1] == []  # EAGAIN: an empty list, no exception
+
+
+def test_read_frames_raises_an_error_that_comes_first_and_refuses_bad_arguments(
+        fast: ModuleType) -> None:
+    dev, kernel = _queue_of([b"x"])
+    fd = dev.fileno()
+    try:
+        for read in (fast.read_frames, tun.read_frames_py):
+            for bad in ((fd, 0, 1), (fd, 1, 0), (fd, 1, 65), (fd, (1 << 20) + 1, 1), (-1, 1, 1)):
+                with pytest.raises(ValueError):
+                    read(*bad)
+        # a socket that is not connected: ENOTCONN as os.read gives it, from both
+        lone = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        lone.setblocking(False)
+        try:
+            errors = []
+            for read in (fast.read_frames, tun.read_frames_py):
+                with pytest.raises(OSError) as info:
+                    read(lone.fileno(), 100, 4)
+                errors.append(info.value.errno)
+            assert errors[0] == errors[1]
+        finally:
+            lone.close()
+        closed = os.dup(fd)
+        os.close(closed)
+        with pytest.raises(OSError):
+            fast.read_frames(closed, 100, 4)  # EBADF
+        assert fast.read_frames(fd, 100, 4) == [b"x"]
+    finally:
+        dev.close()
+        kernel.close()
+
+
+def test_the_data_plane_reads_a_burst_of_tun_frames_and_a_hostile_one() -> None:
+    """The vnet_hdr path reads TUN_READS frames a call: a burst longer than that, a
+    frame too short for its header and one whose header the kernel never writes are
+    handled (routed or dropped and counted) as when each was read alone."""
+    from vpnhub.net import dataplane as dpm
+
+    tun_dev = FakeTun()
+    tun_dev.vnet_hdr = True  # type: ignore[attr-defined]
+    dp = Dataplane(tun_dev, udp=None)
+    try:
+        ack = bytes(10) + bytes([0x45]) + bytes(19)  # header + an IPv4 packet, no route
+        burst = [ack] * (dpm.TUN_READS * 2 + 3) + [b"\x00" * 5, b"\x07" + bytes(60)]
+        for frame in burst:
+            tun_dev.inject(frame)
+        dp.poll(0.0)
+        assert dp.tun_rx_calls == len(burst)
+        assert dp.drops.get(dpm.NO_SA) == dpm.TUN_READS * 2 + 3
+        assert sum(dp.drops.values()) == len(burst)  # the two hostile ones too
+    finally:
+        dp.close()
+        tun_dev.close()

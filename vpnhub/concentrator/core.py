@@ -40,7 +40,7 @@ from vpnhub.config import Config, GroupConfig, LanToLanConfig
 from vpnhub.esp.sa import SaParams
 from vpnhub.eventlog import EventLog
 from vpnhub.ike import events as ev
-from vpnhub.ike.dhpool import DhPool
+from vpnhub.ike.dhpool import DhPool, default_size
 from vpnhub.ike.driver import DriverFault
 from vpnhub.ike.endpoint import IkeEndpoint, Limits
 from vpnhub.ike.pkiseam import SigCredentials
@@ -133,9 +133,8 @@ class ConcentratorCore:
         self.endpoint = IkeEndpoint(self._ike_config, Limits(
             lim.max_half_open_per_source, lim.max_half_open_total, lim.max_sessions,
             lim.max_half_open_verified_per_source))
-        if lim.dh_pool_size:  # the shell fills it in idle time (service.py)
-            self.endpoint.dh_pool = DhPool(dict.fromkeys(pooled_dh_groups(config),
-                                                         lim.dh_pool_size))
+        if lim.dh_pool_size != 0:  # the shell fills it in idle time (service.py)
+            self.endpoint.dh_pool = DhPool(dh_pool_sizes(config))
         # Typed as the Protocol: its reads are SessionView, so every write goes
         # through the store and is told to its subscribers (manager, accounting)
         self.sessions: SessionStore = MemorySessionStore(lim.max_sessions)
@@ -1153,14 +1152,30 @@ _ESP_AUTH = {"md5": 1, "sha1": 2, "sha256": 5, "sha384": 6, "sha512": 7}
 def pooled_dh_groups(config: Config) -> tuple[int, ...]:
     """The DH groups worth computing ahead: those of every group's ike_proposals; for
     a group without them, 14 (the engine's default) and 2 with allow_legacy_crypto
-    (what Cisco clients propose with a group password)."""
+    (what Cisco clients propose with a group password); and the PFS groups of the
+    esp_proposals (Quick Mode takes its pair from the same pool, ike.quick)."""
     found: set[int] = set()
     for g in config.groups:
         if g.ike_proposals is None:
             found.update((14, 2) if config.concentrator.allow_legacy_crypto else (14,))
         else:
             found.update(p.dh_group for p in g.ike_proposals if p.dh_group)
+        found.update(p.dh_group for p in g.esp_proposals or () if p.dh_group)
     return tuple(sorted(found))
+
+
+def dh_pool_sizes(config: Config) -> dict[int, int]:
+    """Pairs kept ready per pooled DH group: `[limits] dh_pool_size` when set (the
+    operator's override, the same for each group), else sized for a login storm per
+    group and bounded by max_sessions (ike.dhpool.default_size; docs/CONFIG.md)."""
+    lim = config.limits
+    if lim.dh_pool_size is not None:
+        return dict.fromkeys(pooled_dh_groups(config), lim.dh_pool_size)
+    # Quick Mode with PFS draws a second pair per tunnel (RFC 2409 5.5): Unity `pfs`
+    # tells the client to propose it, an esp_proposal with a DH group requires it
+    pfs = any(g.pfs or any(p.dh_group for p in g.esp_proposals or ()) for g in config.groups)
+    return {group: default_size(group, lim.max_sessions, 2 if pfs else 1)
+            for group in pooled_dh_groups(config)}
 
 
 def group_policy(base: Policy, g: GroupConfig | LanToLanConfig) -> Policy:

@@ -165,8 +165,9 @@ class LimitsConfig:
     # After a crash, the pool addresses of the lost sessions are kept from other users
     # this long after the crashed run was last seen (their clients notice by DPD).
     lost_address_hold: int = 600
-    # Diffie-Hellman key pairs computed in idle time, per pooled group (0: none)
-    dh_pool_size: int = 256
+    # Diffie-Hellman key pairs computed in idle time, per pooled group (0: none; None:
+    # sized per group for a login storm, ike.dhpool.default_size)
+    dh_pool_size: int | None = None
 
 
 @dataclass(frozen=True)

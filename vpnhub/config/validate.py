@@ -627,7 +627,8 @@ def _limits(t: _Table) -> LimitsConfig:
         xauth_max_retry_delay=max_delay,
         xauth_tracked_entries=t.integer("xauth_tracked_entries", 4096, 16, 10_000_000),
         lost_address_hold=t.integer("lost_address_hold", 600, 0, _DAY),
-        dh_pool_size=t.integer("dh_pool_size", 256, 0, 65536),
+        dh_pool_size=(t.integer("dh_pool_size", 0, 0, 65536) if t.has("dh_pool_size")
+                      else None),
     )
 
 

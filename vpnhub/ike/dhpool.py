@@ -26,7 +26,16 @@ efficiency", for at most a second) still halves the work per first message.
 The endpoint takes from the pool first and falls back to reuse under a flood.
 
 Memory is bounded: at most `sizes[group]` pairs per configured group (about
-0.3 KiB each for group 14), and only configured groups are filled.
+0.5 KiB each for group 14, tracemalloc), and only configured groups are filled.
+
+Sizing (`default_size`): a login storm (every client of a cluster member that
+failed, or of a site whose power came back, reconnecting at once) should find
+a pair ready for each of its first messages, so the default is the size of
+such a storm, STORM_PAIRS, bounded by what the DH worker thread can make in
+about FILL_BUDGET seconds: the pool is filled at start-up and after each storm
+while the concentrator is idle, and a group whose pairs cost milliseconds
+(MODP 15, 16) gets fewer of them. The figures per group are in DEFAULT_SIZES
+and docs/CONFIG.md (`dh_pool_size`, the operator's override).
 """
 
 from __future__ import annotations
@@ -36,13 +45,33 @@ from collections.abc import Callable, Mapping
 
 from vpnhub.crypto.dh import DHKeyPair, dh_group
 
-# Pairs per configured group: a burst of logins this large pays one
-# exponentiation per SA instead of two; about 100 ms of idle time to refill
-# for group 14 (0.4 ms a pair with gmpy2).
+# A login storm's first messages that find a pair ready by default (per group).
+STORM_PAIRS = 2048
+# Seconds of the DH worker thread a group's default pool may take to fill (with gmpy2).
+FILL_BUDGET = 1.0
+# Pairs per group by default: STORM_PAIRS, or what FILL_BUDGET makes when a pair costs
+# more than FILL_BUDGET / STORM_PAIRS (~0.5 ms). Cost per pair (gmpy2, the 2-core lab
+# machine, 2026-12-05) and memory (tracemalloc): group 1 0.06 ms, 2 0.10 ms / 0.35 KiB,
+# 5 0.19 ms, 14 0.38 ms / 0.47 KiB, 15 1.05 ms / 0.61 KiB, 16 2.0 ms / 0.75 KiB,
+# ECP 19 0.03 ms / 0.26 KiB, 20 0.22 ms / 0.28 KiB, 21 0.19 ms / 0.31 KiB. So group
+# 14: 2048 pairs, ~0.8 s, ~0.9 MiB; 15: 1024, ~1.1 s; 16: 512, ~1.0 s.
+DEFAULT_SIZES = {1: STORM_PAIRS, 2: STORM_PAIRS, 5: STORM_PAIRS, 14: STORM_PAIRS,
+                 15: 1024, 16: 512, 19: STORM_PAIRS, 20: STORM_PAIRS, 21: STORM_PAIRS}
+# A group not in the table (none today: crypto.dh knows no other) gets the old default.
 DEFAULT_SIZE = 256
 # Pairs one `fill()` computes by default: one exponentiation holds the loop
 # ~0.4 ms for group 14, ~3.5 ms for group 15, ~0.1 ms for ECP 19 (gmpy2).
 FILL_STEP = 1
+
+
+def default_size(group: int, max_sessions: int | None = None, per_tunnel: int = 1) -> int:
+    """Pairs of `group` a pool keeps by default: DEFAULT_SIZES, but never more than
+    `max_sessions` tunnels can take (`per_tunnel` pairs each: 2 with Quick Mode PFS,
+    RFC 2409 5.5), since a storm larger than the session limit is refused anyway."""
+    size = DEFAULT_SIZES.get(group, DEFAULT_SIZE)
+    if max_sessions is not None:
+        size = min(size, max_sessions * max(1, per_tunnel))
+    return size
 
 
 class DhPool:
@@ -122,6 +151,19 @@ class DhPool:
     def __len__(self) -> int:
         return sum(len(p) for p in self._pairs.values())
 
-    def stats(self) -> dict[str, int]:
-        return {"ready": len(self), "taken": self.taken, "missed": self.missed,
-                "generated": self.generated}
+    def ready(self, group: int) -> int:
+        """Pairs of `group` ready now (0 for a group not pooled)."""
+        pairs = self._pairs.get(group)
+        return len(pairs) if pairs is not None else 0
+
+    def full(self) -> bool:
+        return self.wanted() == 0
+
+    def stats(self) -> dict[str, object]:
+        """The admin `stats` answer's `dh_pool` (docs/MANAGER.md): totals, and per
+        group (keys are strings: the answer is JSON) its ready pairs and its size."""
+        return {"ready": len(self), "size": sum(self.sizes.values()), "full": self.full(),
+                "taken": self.taken, "missed": self.missed, "generated": self.generated,
+                "refill_paused": self.refill_paused,
+                "groups": {str(g): {"ready": len(p), "size": self.sizes[g]}
+                           for g, p in sorted(self._pairs.items())}}

@@ -20,7 +20,9 @@ spoofed; they have their own, separate per-source cap.
 
 A flood is told by what spoofing leaves behind, not by the rate of first
 messages: more than FLOOD_UNVERIFIED unverified SAs at once, or a half-open
-cap reached. A real client answers message 2 within a round trip, so at any
+cap reached (for PRESSURE_MEMORY once an SA was recycled or refused; for
+ANSWER_GRACE only after a burst of young SAs, which may be a login storm).
+A real client answers message 2 within a round trip, so at any
 login rate only the handshakes of the last round trip are unverified (a
 load generator at most the handshakes it keeps in flight); spoofed first messages
 never get answered and pile up until they time out. While the flood lasts
@@ -148,7 +150,9 @@ class IkeEndpoint:
 
     def flooded(self, now: float) -> bool:
         """A flood of spoofed first messages is going on: more than FLOOD_UNVERIFIED
-        unverified SAs, or a half-open cap reached in the last PRESSURE_MEMORY s."""
+        unverified SAs, or a half-open SA recycled or refused in the last
+        PRESSURE_MEMORY s, or a burst over the per-source cap in the last
+        ANSWER_GRACE s (`_burst`)."""
         return len(self._unverified) > FLOOD_UNVERIFIED or now < self._capped_until
 
     def next_notice(self) -> Notice | None:
@@ -278,7 +282,7 @@ class IkeEndpoint:
             oldest = next(iter(mine))
             if now - self._unverified[oldest].created < ANSWER_GRACE:
                 self.over_source_cap += 1
-                self._capped(now)
+                self._burst(now)
                 break
             self._recycle(oldest, "recycled_per_source", ip, now)
             mine = self._unverified_by_ip.get(ip)
@@ -307,6 +311,18 @@ class IkeEndpoint:
         # a flood, even one too small for FLOOD_UNVERIFIED: a single spoofed source
         # is held to half_open_per_source SAs however fast it sends
         self._capped_until = self._pressure_until = now + PRESSURE_MEMORY
+
+    def _burst(self, now: float) -> None:
+        """More young unverified SAs from one address than the cap: a spoofed flood or a
+        login storm behind a PAT, not told apart before ANSWER_GRACE. A flood sign while
+        it lasts (the cheap path: pool first, then a shared pair, ike.dhreuse), but only
+        for ANSWER_GRACE after its last message: a storm's clients answer within it and
+        are never recycled, so the endpoint is back to its full path (g^xy on the DH
+        thread, the pool refilled, no sharing) 2 s after a storm, not PRESSURE_MEMORY
+        (60 s). A spoofer's SAs are not answered: once ANSWER_GRACE old they are
+        recycled at its next message, and that (`_capped`) is a flood for 60 s."""
+        self._capped_until = max(self._capped_until, now + ANSWER_GRACE)
+        self._pressure_until = max(self._pressure_until, now + PRESSURE_MEMORY)
 
     def _discard(self, sa: IkeSA, reason: str, now: float) -> None:
         """Drop an unverified SA quietly: no per-SA log line, no event (summarised)."""

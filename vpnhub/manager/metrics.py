@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from vpnhub import __version__
 from vpnhub.esp import errors as esp_errors
+from vpnhub.ike.dhpool import DhPool
 from vpnhub.manager.view import KNOWN_HANDSHAKE_FAILURES, ClusterLike, ManagerView
 from vpnhub.net import dataplane as dp
 from vpnhub.net.loopwatch import LoopWatch
@@ -99,6 +100,8 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
     out.metric("vpnhub_pool_addresses", "gauge", "Addresses of each group's pool.",
                [({"group": g, "state": "size"}, p.size) for g, p in pools]
                + [({"group": g, "state": "in_use"}, p.in_use) for g, p in pools])
+    pool = getattr(conc.endpoint, "dh_pool", None)  # ike.dhpool; None: dh_pool_size = 0
+    _dh_pool(out, pool if isinstance(pool, DhPool) else None)
     out.metric("vpnhub_events_total", "counter", "Events logged, by class (repeats included).",
                [({"class": c}, n) for c, n in sorted(conc.log.counts.items())])
     out.metric("vpnhub_events_suppressed_total", "counter",
@@ -116,6 +119,21 @@ def render(view: ManagerView, logins_ok: int = 0, logins_failed: int = 0) -> str
     out.metric("vpnhub_manager_logins_total", "counter", "Manager login attempts, by result.",
                [({"result": "ok"}, logins_ok), ({"result": "failed"}, logins_failed)])
     return "\n".join(out.lines) + "\n"
+
+
+def _dh_pool(out: _Out, pool: DhPool | None) -> None:
+    """The DH key pairs computed ahead (ike.dhpool): its level per group, and how many
+    SAs found a pair ready or not. No series without a pool (dh_pool_size = 0)."""
+    if pool is None:
+        return
+    out.metric("vpnhub_dh_pool_pairs", "gauge",
+               "DH key pairs computed ahead, by DH group: ready now, and the pool's size.",
+               [({"group": g, "state": "ready"}, pool.ready(g)) for g in sorted(pool.sizes)]
+               + [({"group": g, "state": "size"}, n) for g, n in sorted(pool.sizes.items())])
+    out.one("vpnhub_dh_pool_taken_total", "counter",
+            "SAs (phase 1 and Quick Mode PFS) served a pair from the DH pool.", pool.taken)
+    out.one("vpnhub_dh_pool_missed_total", "counter",
+            "SAs that found the DH pool empty and computed their own pair.", pool.missed)
 
 
 def _cluster(out: _Out, cluster: ClusterLike | None) -> None:

@@ -8,6 +8,9 @@
  *   queued on a non-blocking UDP socket, up to `count` in one recvmmsg(2), with
  *   their IPv4 source and, for a UDP GRO train, its segment size; a train comes
  *   back split exactly as udpgso.GroReader splits it.
+ * - read_frames(fd, size, count): tun.read_frames_py, the frames queued on a TUN
+ *   queue, one read(2) each, ending at EAGAIN without raising (the exception
+ *   that ended each wake-up's TUN reads cost as much as a read, issue 16).
  *
  * Every input is hostile: any length, any buffer; no copy of `data` is made;
  * a datagram is whatever the kernel hands (truncated, empty, odd control
@@ -24,6 +27,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #ifndef SOL_UDP
 #define SOL_UDP 17
@@ -665,8 +669,90 @@ done:
     return out;
 }
 
+/* -- reading a TUN queue's frames (tun.read_frames_py) --------------------- */
+
+#define MAX_FRAMES 64
+#define MAX_FRAME (1 << 20)
+
+PyDoc_STRVAR(read_frames_doc,
+"read_frames(fd, size, count) -> list[bytes]\n\n"
+"vpnhub.net.tun.read_frames_py: up to `count` (1..64) read(2)s of at most\n"
+"`size` (1..1 MiB) bytes each on the non-blocking fd, in order, until one\n"
+"finds nothing (EAGAIN: no exception, the list is shorter, maybe empty).\n"
+"Another error is raised as OSError if it comes first, else the frames read\n"
+"before it are returned (the next call meets it again); EINTR is retried.");
+
+static PyObject *
+netfast_read_frames(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)self;
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "read_frames(fd, size, count) takes 3 arguments");
+        return NULL;
+    }
+    long fd = PyLong_AsLong(args[0]);
+    if (fd == -1 && PyErr_Occurred())
+        return NULL;
+    long size = PyLong_AsLong(args[1]);
+    if (size == -1 && PyErr_Occurred())
+        return NULL;
+    long count = PyLong_AsLong(args[2]);
+    if (count == -1 && PyErr_Occurred())
+        return NULL;
+    if (fd < 0 || fd > INT32_MAX || size < 1 || size > MAX_FRAME || count < 1
+        || count > MAX_FRAMES) {
+        PyErr_SetString(PyExc_ValueError,
+                        "read_frames(): fd must be >= 0, size 1..1048576, count 1..64");
+        return NULL;
+    }
+    char *buf = PyMem_Malloc((size_t)size);
+    if (buf == NULL)
+        return PyErr_NoMemory();
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        PyMem_Free(buf);
+        return NULL;
+    }
+    while (PyList_GET_SIZE(out) < count) {
+        ssize_t n;
+        int err;
+        Py_BEGIN_ALLOW_THREADS
+        n = read((int)fd, buf, (size_t)size);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n < 0) {
+            if (err == EINTR) {
+                if (PyErr_CheckSignals() < 0)  /* PEP 475: retry unless a handler raised */
+                    goto fail;
+                continue;
+            }
+            if (err == EAGAIN || err == EWOULDBLOCK || PyList_GET_SIZE(out) > 0)
+                break;
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            goto fail;
+        }
+        PyObject *frame = PyBytes_FromStringAndSize(buf, n);
+        if (frame == NULL)
+            goto fail;
+        int rc = PyList_Append(out, frame);
+        Py_DECREF(frame);
+        if (rc < 0)
+            goto fail;
+    }
+    PyMem_Free(buf);
+    return out;
+
+fail:
+    PyMem_Free(buf);
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef netfast_methods[] = {
     {"coalesce", (PyCFunction)netfast_coalesce, METH_O, coalesce_doc},
+    {"read_frames", (PyCFunction)(void (*)(void))netfast_read_frames, METH_FASTCALL,
+     read_frames_doc},
     {"recv_batch", (PyCFunction)(void (*)(void))netfast_recv_batch, METH_FASTCALL,
      recv_batch_doc},
     {"ones_sum", (PyCFunction)(void (*)(void))netfast_ones_sum,

@@ -189,7 +189,7 @@ from vpnhub.net.stats import (
     SaStats,
     Traffic,
 )
-from vpnhub.net.tun import PacketDevice
+from vpnhub.net.tun import PacketDevice, read_frames
 from vpnhub.net.tunoffload import (
     READ_SIZE,
     ZERO_HDR,
@@ -259,6 +259,7 @@ SEND_BUFFER_FULL: Final = "send_buffer_full"
 SEND_ERROR: Final = "send_error"
 TUN_WRITE_ERROR: Final = "tun_write_error"
 TUN_OUT_MAX: Final = 1024  # decrypted packets held for one coalesced flush at most
+TUN_READS: Final = 8  # TUN reads per read_frames call (vnet_hdr path)
 BAD_OUTER_PACKET: Final = "bad_outer_packet"  # raw ESP socket: truncated IP header
 CONTROL_QUEUE_FULL: Final = "control_queue_full"
 HANDOVER_QUEUE_FULL: Final = "handover_queue_full"  # ESP from the IKE socket, queue full
@@ -598,6 +599,7 @@ class Dataplane:
         self.moderation = moderation  # seconds; read by run() (see _run_moderated)
         self.moderated = 0  # waits made
         self._woke = 0.0  # when the last epoll returned
+        self._decide = Moderation().after  # the moderated loop's (_moderated_turn)
         self.frag = FragmentPolicy(frag_policy)
         self.ctcp_max_connections = ctcp_max_connections
         self.ctcp_setup_timeout = CTCP_SETUP_TIMEOUT
@@ -672,6 +674,9 @@ class Dataplane:
             elif took:
                 self._gro[sock.fileno()] = GroReader(sock)
         self._udp_rx_calls_plain = 0  # receives on sockets without GRO (one datagram each)
+        # looked up once, not at every wake-up (issue 16: the loop's fixed cost)
+        self._udp_fd = udp.fileno() if udp is not None else -2
+        self._udp_batch = self._batch.get(self._udp_fd)
         # UDP GSO: the sockets that take UDP_SEGMENT; a wake-up's ESP datagrams to one
         # peer, of one size, leave in one sendmsg (the train, flushed before returning).
         self._gso_fds = frozenset(s.fileno() for s in (udp, cisco_udp, udp_virtual)
@@ -999,24 +1004,31 @@ class Dataplane:
         finally:
             self._loop_thread = None
 
-    def _packets(self) -> int:
-        return self.tun_rx + self.udp_rx + self.cisco_udp_rx + self.esp_rx
-
     def _run_moderated(self) -> None:
         """The loop with interrupt moderation (``Moderation`` decides; the wait is
         ``moderation`` s, during which packets queue in the kernel's buffers)."""
         fine_timer_slack()
-        clock = self.clock
         sleep = time.sleep
         wait = self.moderation
-        decide = Moderation().after
+        turn = self._moderated_turn
         while self._running:
-            before = self._packets()
-            start = clock()
-            self.poll(self._timeout())
-            if decide(self._packets() - before, self._woke - start):
+            if turn():
                 self.moderated += 1
                 sleep(wait)
+
+    def _moderated_turn(self) -> bool:
+        """One wake-up of the moderated loop; True if the loop should wait now.
+
+        Its fixed cost is shared by the packets the wake-up finds, fewer with several
+        workers (issue 16, bench/wakeup_cost.py): one clock read before the epoll
+        serves both the timeout and the moderation's measure of the sleep.
+        """
+        before = self.tun_rx + self.udp_rx + self.cisco_udp_rx + self.esp_rx
+        start = self.clock()
+        timeout = self._next_tick - start
+        self.poll(1.0 if timeout > 1.0 else timeout if timeout > 0.0 else 0.0)
+        return self._decide(self.tun_rx + self.udp_rx + self.cisco_udp_rx + self.esp_rx
+                            - before, self._woke - start)
 
     def close(self) -> None:
         """Stop; close the cTCP connections, the epoll and the eventfd.
@@ -1040,12 +1052,12 @@ class Dataplane:
         events = self._epoll.poll(timeout)
         now = self._woke = self.clock()
         tun_fd = self._tun_fd
-        udp_fd = self.udp.fileno() if self.udp is not None else -2
+        udp_fd = self._udp_fd
         for fd, mask in events:
-            if fd == tun_fd:
-                self._from_tun(now)
-            elif fd == udp_fd:
+            if fd == udp_fd:
                 self._from_udp(now)
+            elif fd == tun_fd:
+                self._from_tun(now)
             elif fd == self._wake:
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(self._wake)
@@ -1161,19 +1173,23 @@ class Dataplane:
 
     def _read_tun_vnet(self, now: float) -> None:
         """As ``_read_tun``, each read a virtio_net_hdr and a packet or a super-packet
-        (split into its segments first); the budget counts packets."""
-        read = os.read
+        (split into its segments first); the budget counts packets.
+
+        The reads come TUN_READS at a time from ``read_frames`` (C, tun.py), which
+        ends at ``EAGAIN`` without an exception; the budget is checked between those
+        calls, so it may be passed by the packets of at most TUN_READS - 1 frames.
+        """
         fd = self._tun_fd
         taken = 0
         while taken < self.budget:
-            try:
-                frame = read(fd, READ_SIZE)
-            except BlockingIOError:
-                return
-            self.tun_rx_calls += 1
-            if len(frame) > 10 and not frame[0] and not frame[1]:  # flags, gso_type: 0
-                packets = [frame[10:]]
-            else:
+            frames = read_frames(fd, READ_SIZE, TUN_READS)
+            self.tun_rx_calls += len(frames)
+            for frame in frames:
+                if len(frame) > 10 and not frame[0] and not frame[1]:  # flags, gso_type: 0
+                    taken += 1
+                    self.tun_rx += 1
+                    self._route_tun_packet(frame[10:], now)
+                    continue
                 try:
                     packets = from_kernel(frame)
                 except OffloadError as exc:
@@ -1182,10 +1198,12 @@ class Dataplane:
                     continue
                 if len(packets) > 1:
                     self.tun_rx_super += 1
-            taken += len(packets)
-            self.tun_rx += len(packets)
-            for packet in packets:
-                self._route_tun_packet(packet, now)
+                taken += len(packets)
+                self.tun_rx += len(packets)
+                for packet in packets:
+                    self._route_tun_packet(packet, now)
+            if len(frames) < TUN_READS:  # the queue is empty (EAGAIN ended the reads)
+                return
 
     def _route_tun_packet(self, packet: bytes, now: float) -> None:
         """One packet read from the TUN: routed, then encrypted (or dropped, counted)."""
@@ -1220,8 +1238,9 @@ class Dataplane:
         frames = coalesce(packets)
         self.tun_tx += len(packets)
         self.tun_tx_calls += len(frames)
-        self.tun_tx_super += sum(1 for f in frames if f[1])  # gso_type set
         for frame in frames:
+            if frame[1]:  # gso_type set: a coalesced super-packet
+                self.tun_tx_super += 1
             try:
                 write(fd, frame)
             except OSError:
@@ -1354,7 +1373,7 @@ class Dataplane:
 
     def _from_udp(self, now: float) -> None:
         assert self.udp is not None
-        batch = self._batch.get(self.udp.fileno())
+        batch = self._udp_batch
         if batch is not None:
             self.udp_rx += self._from_udp_batches(batch, now, self._udp_control)
             return

@@ -57,6 +57,7 @@ from contextlib import contextmanager, nullcontext
 from typing import Final, Protocol
 
 from vpnhub.net import tunoffload
+from vpnhub.net.accel import NETFAST
 
 TUNSETIFF: Final = 0x400454CA
 IFF_TUN: Final = 0x0001
@@ -67,6 +68,36 @@ TUNSETOFFLOAD: Final = 0x400454D0  # _IOW('T', 208, unsigned int)
 CLONE_NEWNET: Final = 0x40000000
 _IFREQ: Final = struct.Struct("16sH22x")  # struct ifreq: name + flags, padded to 40 bytes
 MAX_PACKET: Final = 65535
+
+
+def read_frames_py(fd: int, size: int, count: int) -> list[bytes]:
+    """Up to `count` reads of at most `size` bytes on the non-blocking `fd`, in order,
+    until one finds nothing (``EAGAIN`` ends the list, no exception). Another error
+    is raised if it comes first, else the frames read before it are returned (the
+    next call meets it again). The reference of ``_netfast.read_frames``: a wake-up's
+    TUN reads end without the exception that cost as much as the read (issue 16)."""
+    if fd < 0 or not 1 <= size <= READ_FRAMES_MAX_SIZE or not 1 <= count <= READ_FRAMES_MAX:
+        raise ValueError("read_frames(): fd must be >= 0, size 1..1048576, count 1..64")
+    frames: list[bytes] = []
+    while len(frames) < count:
+        try:
+            frames.append(os.read(fd, size))
+        except BlockingIOError:
+            break
+        except OSError:
+            if frames:
+                break
+            raise
+    return frames
+
+
+class _ReadFrames(Protocol):
+    def __call__(self, fd: int, size: int, count: int, /) -> list[bytes]: ...
+
+
+READ_FRAMES_MAX: Final = 64  # frames a read_frames call may ask for
+READ_FRAMES_MAX_SIZE: Final = 1 << 20
+read_frames: _ReadFrames = read_frames_py if NETFAST is None else NETFAST.read_frames
 
 
 class PacketDevice(Protocol):

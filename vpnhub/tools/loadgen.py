@@ -18,8 +18,15 @@ Phases:
 0. before the clock starts: every client's phase 1 DH key pair, one fresh
    pair per tunnel (``--no-dh-precompute``: each client computes its own as
    it starts), and every client's UDP socket. A measuring tool should leave
-   the cores to the concentrator;
+   the cores to the concentrator: real clients compute on their own machines,
+   and the same load generator (and the same precomputation) serves vpnhub
+   and strongSwan alike (bench/handshake.py), so it favours neither;
    the shared secret, XAUTH, Mode Config and Quick Mode still run per tunnel.
+   Quick Mode carries no PFS here (the clients' policy proposes no DH group
+   for ESP, and neither concentrator asks for one: vpnc's default, Cisco's
+   `pfs = false`), so one pair per tunnel is all a client draws; with PFS a
+   client would need a second pair per tunnel (RFC 2409 section 5.5), from the
+   same pool (``ike.quick`` takes it from ``endpoint_marks.dh_pool``).
    For the same reason the clients' MODP private exponents are 64 bits
    (``--client-exponent-bits``; 0 = the engine's 320 for group 14): their g^xy
    costs a fifth, while the concentrator does exactly what it does for any
@@ -228,6 +235,7 @@ class LoadGenerator:
         self.ping_queue: deque[SimClient] = deque()
         self.c = Counters()
         self.setup_times: list[float] = []
+        self.done_times: list[float] = []  # monotonic, system-wide: the workers' compare
         self.rtts: list[float] = []
         self.first_start = 0.0
         self.last_done = 0.0
@@ -402,6 +410,7 @@ class LoadGenerator:
         if not c.done_at:
             c.done_at = now
             self.last_done = now
+            self.done_times.append(now)
             self.setup_times.append(now - c.started_at)
             self.c.established += 1
             self.inflight -= 1
@@ -628,7 +637,7 @@ class LoadGenerator:
             "counters": {k: (dict(v) if isinstance(v, Counter) else v)
                          for k, v in vars(self.c).items()},
             "first_start": self.first_start, "last_done": self.last_done,
-            "setup_times": self.setup_times,
+            "setup_times": self.setup_times, "done_times": self.done_times,
             "rtts_ms": [r / 1e6 for r in self.rtts],
             "alive_at_end": alive_at_end,
             "cpu": {"setup": setup_cpu, "hold": hold_cpu, "traffic": traffic_cpu,
@@ -677,6 +686,9 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         "setup_max_ms": max(setup) * 1e3 if setup else None,
         "rtt_p50_ms": _pct(rtts, 50), "rtt_p99_ms": _pct(rtts, 99),
         "alive_at_end": sum(p["alive_at_end"] for p in parts),
+        # each tunnel's completion (CLOCK_MONOTONIC), in order: the rate over any part
+        # of the set-up (bench/handshake.py: after the concentrator's DH pool ran out)
+        "done_times": sorted(t for p in parts for t in p.get("done_times", [])),
         "deletes_received": counters.get("deletes_received", 0),
         "sessions_lost": counters.get("lost", 0),
         "redirects": counters.get("redirects", 0),
