@@ -167,6 +167,9 @@ CREATE TABLE IF NOT EXISTS class_levels (
 # added by issue 11; a store written before it gets the column (all records authenticated)
 _AUTH_COLUMN = "ALTER TABLE events ADD COLUMN auth INTEGER NOT NULL DEFAULT 1"
 _COLUMNS = "seq, time, last, cls, severity, repeat, peer, peer_address, grp, user, text, auth"
+_VALUES = " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_INSERT = f"INSERT INTO events ({_COLUMNS}){_VALUES}"
+_REPLACE = f"INSERT OR REPLACE INTO events ({_COLUMNS}){_VALUES}"
 
 
 class EventStore:
@@ -225,16 +228,20 @@ class EventStore:
             self._last_flush = self.clock()
             if not self._pending:
                 return
-            rows = [_row(r) for r in self._pending.values()]
-            new = sum(1 for seq in self._pending if seq > self.max_seq)
-            new_unauth = sum(1 for seq, r in self._pending.items()
-                             if seq > self.max_seq and not r.authenticated)
+            # records numbered after the newest stored one are new rows: a plain
+            # INSERT (~1 us a row less than INSERT OR REPLACE, issue 13); a repeat of
+            # a stored record replaces its row
+            fresh = [r for seq, r in self._pending.items() if seq > self.max_seq]
+            again = [_row(r) for seq, r in self._pending.items() if seq <= self.max_seq]
+            new = len(fresh)
+            new_unauth = sum(1 for r in fresh if not r.authenticated)
             self.max_seq = max(self.max_seq, *self._pending)
             self._pending.clear()
             with self._transaction():
-                self.db.executemany(
-                    f"INSERT OR REPLACE INTO events ({_COLUMNS}) VALUES"
-                    " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                if fresh:
+                    self._insert_fresh([_row(r) for r in fresh])
+                if again:
+                    self.db.executemany(_REPLACE, again)
                 self.count += new
                 self.unauth_count += new_unauth
                 self._trim_unauth()
@@ -248,6 +255,17 @@ class EventStore:
                     self.count -= excess
                     self.unauth_count -= int(gone)
                     self.dropped += excess
+
+    def _insert_fresh(self, rows: list[tuple[object, ...]]) -> None:
+        """New rows; should one exist already (a store another process wrote to
+        meanwhile), the batch is written as replacements, never lost."""
+        self.db.execute("SAVEPOINT fresh")
+        try:
+            self.db.executemany(_INSERT, rows)
+        except sqlite3.IntegrityError:
+            self.db.execute("ROLLBACK TO fresh")
+            self.db.executemany(_REPLACE, rows)
+        self.db.execute("RELEASE fresh")
 
     def _trim_unauth(self) -> None:
         excess = self.unauth_count - self.unauth_max
@@ -607,7 +625,9 @@ class EventLog:
 
     def _flush_console(self) -> None:
         r = self._repeats
-        if r.record is not None and r.held:
+        if r.record is None:
+            return  # nothing held: no new holder per record (issue 13)
+        if r.held:
             self._print(f"{r.record.seq} (repeated {r.held} more time(s), last at"
                         f" {time.strftime('%H:%M:%S', time.localtime(r.record.last))})")
         self._repeats = _Repeats()

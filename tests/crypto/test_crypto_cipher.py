@@ -138,3 +138,26 @@ def test_keyed_length_errors(c: IkeCipher) -> None:
     with pytest.raises(InvalidLength) as exc:
         k.decrypt(iv + b"\x00", bytes(c.block_size))
     assert exc.value.reason == "bad_iv_length"
+
+
+@pytest.mark.parametrize("c", [AES_128, AES_256, TRIPLE_DES], ids=lambda c: c.name)
+def test_keyed_encrypt_one_cbc_context_any_iv_order(c: IkeCipher) -> None:
+    """One CBC context serves every message (issue 13): whatever IV each message
+    brings (the same twice, the previous message's last block as RFC 2409 appendix B
+    chains phase 1, a new one), an empty message or a refused one in between, each
+    ciphertext is what a fresh context with that IV gives."""
+    key = os.urandom(c.key_len)
+    k = c.keyed(key)
+    bs = c.block_size
+    iv = os.urandom(bs)
+    for step in range(12):
+        plain = os.urandom(bs * (1 + step % 4))
+        ct = k.encrypt(iv, plain)
+        assert ct == c.encrypt(key, iv, plain)
+        if step == 4:
+            assert k.encrypt(iv, b"") == b""
+        if step == 6:
+            with pytest.raises(InvalidLength):
+                k.encrypt(iv, b"short")
+        # next IV: the last block (phase 1's chain), the same IV again, or a fresh one
+        iv = (ct[-bs:], iv, os.urandom(bs))[step % 3]

@@ -323,3 +323,20 @@ HMAC_CASES = [
 def test_hmac_prf_vectors(h: HashAlg, key: str, data: str, mac: str) -> None:
     assert h.prf(H(key), H(data)) == H(mac)
     assert len(h.prf(H(key), H(data))) == h.digest_size
+
+
+@pytest.mark.parametrize("h", [MD5, SHA1, SHA2_256, SHA2_384, SHA2_512], ids=lambda h: h.name)
+def test_prf_is_rfc2104_hmac_for_every_key_length(h: HashAlg) -> None:
+    """The prf spells RFC 2104 out over hashlib (issue 13): the same MAC as the standard
+    library's HMAC for keys shorter than, as long as and longer than the block (hashed
+    first), the empty key and empty data included."""
+    import hashlib
+    import hmac
+
+    name = {"MD5": "md5", "SHA1": "sha1", "SHA2-256": "sha256", "SHA2-384": "sha384",
+            "SHA2-512": "sha512"}[h.name]
+    for n in (0, 1, 20, h.block_size - 1, h.block_size, h.block_size + 1, 300):
+        key = bytes((i * 7 + n) % 256 for i in range(n))
+        for data in (b"", b"x", bytes(range(256)) * 3):
+            assert h.prf(key, data) == hmac.digest(key, data, name)
+            assert h.prf(key, data) == hmac.new(key, data, getattr(hashlib, name)).digest()

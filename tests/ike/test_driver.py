@@ -109,6 +109,38 @@ def test_a_login_through_two_drivers_floats_to_natt_and_every_datagram_says_so()
     assert not w.faults
 
 
+def test_each_message_through_the_driver_asks_the_sa_for_its_timer_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13: the table queues no timer in `receive`; the driver's `service` does,
+    once the SA's events ran (they may move it), so one get_timer per message, and
+    every SA still has its deadline queued (the login completes, retransmissions and
+    DPD stay armed)."""
+    calls: list[IkeSA] = []
+    real = IkeSA.get_timer
+
+    def counted(self: IkeSA) -> float | None:
+        calls.append(self)
+        return real(self)
+
+    monkeypatch.setattr(IkeSA, "get_timer", counted)
+    w = Wire()
+    sa = _client_sa()
+    w.table.add(sa)
+    sa.initiate(w.now)
+    w.client.service(sa, w.now)
+    w.run()
+    assert any(isinstance(e, ev.ChildSAEstablished) for e in w.server_events)
+    server_sas = list(w.endpoint)
+    assert len(server_sas) == 1
+    received = sum(1 for _ in w.server_got)
+    # one per message, plus one per nested service (the XAUTH and Mode Config
+    # handlers answer inside the event dispatch and queue no timer of their own)
+    assert sum(1 for s in calls if s is server_sas[0]) == received
+    assert sum(1 for s in calls if s is sa) <= received + 2
+    assert w.endpoint.next_timer() == server_sas[0].get_timer() is not None
+    assert w.table.next_timer() == sa.get_timer() is not None
+
+
 def test_the_timer_fires_at_the_exact_deadline_not_before() -> None:
     sent: list[Datagram] = []
     table = InitiatorTable()
@@ -192,7 +224,7 @@ class FakeTable:
     notices: list[Notice] = field(default_factory=list)
 
     def receive(self, data: bytes, remote: Address, local_port: int, now: float,
-                transport: Transport | None = None) -> FakeSA | None:
+                transport: Transport | None = None, *, touch: bool = True) -> FakeSA | None:
         if self.raise_on_receive:
             raise RuntimeError("boom")
         return self.sa

@@ -138,6 +138,33 @@ def test_repeat_count_is_stored(tmp_path: Path) -> None:
     assert (rec.seq, rec.repeat) == (1, 3) and rec.last > rec.time
 
 
+def test_store_batches_keep_order_repeats_and_a_row_written_meanwhile(
+        tmp_path: Path) -> None:
+    """Issue 13: a flush INSERTs the records numbered after the newest stored row and
+    replaces the repeats of stored ones; every record arrives, in order, with its
+    last repeat count, and a row another writer put under a fresh number meanwhile is
+    replaced, not a lost batch. Close flushes what is still queued."""
+    log = make_log(tmp_path)
+    store = log.store
+    assert store is not None
+    log.add("IKE", 4, "a")
+    log.add("IKE", 4, "b")
+    store.flush()
+    log.add("IKE", 4, "b")  # a repeat of a stored row
+    log.add("NATT", 5, "c")
+    log.add("NATT", 5, "d")
+    store.db.execute("INSERT INTO events (seq, time, last, cls, severity, repeat, peer,"
+                     " peer_address, grp, user, text, auth) VALUES (4, 0, 0, 'X', 1, 1, '',"
+                     " '', '', '', 'someone else', 1)")
+    log.close()  # the last batch goes with close
+    again = make_log(tmp_path)
+    got = [(r.seq, r.cls, r.text, r.repeat) for r in again.query(EventFilter())]
+    assert got == [(1, "IKE", "a", 1), (2, "IKE", "b", 2), (3, "NATT", "c", 1),
+                   (4, "NATT", "d", 1)]
+    assert again.store is not None and again.store.count == 4
+    again.close()
+
+
 def test_a_flood_is_bounded_by_the_store_size(tmp_path: Path) -> None:
     log = make_log(tmp_path, max_events=100)
     for i in range(5000):

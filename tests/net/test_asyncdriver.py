@@ -26,7 +26,7 @@ class FakeTable:
     on_receive_deadline: float | None = None
 
     def receive(self, data: bytes, remote: Address, local_port: int, now: float,
-                transport: Transport | None = None) -> FakeSA:
+                transport: Transport | None = None, *, touch: bool = True) -> FakeSA:
         if self.on_receive_deadline is not None:
             self.deadline = self.on_receive_deadline
         return self.sa

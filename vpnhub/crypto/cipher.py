@@ -13,7 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from cryptography.hazmat.decrepit.ciphers.algorithms import TripleDES
-from cryptography.hazmat.primitives.ciphers import BlockCipherAlgorithm, Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers import (
+    BlockCipherAlgorithm,
+    Cipher,
+    CipherContext,
+    algorithms,
+    modes,
+)
 
 from vpnhub.crypto.errors import InvalidLength, UnsupportedAlgorithm
 
@@ -100,22 +106,43 @@ class KeyedCbc:
     Decryption runs one ECB context for the SA's life: CBC decryption is
     P_i = D(C_i) XOR C_(i-1) with C_0 = IV (RFC 3602 section 2, NIST SP 800-38A
     6.2), every block on its own, so the XOR is done here over the whole message
-    at once. Encryption chains each block into the next, so it keeps a CBC
-    context per message, on the key object made once.
+    at once. Encryption chains each block into the next: one CBC context serves
+    every message too (issue 13: a context per message cost ~4 us of ~5.6 for
+    AES). A CBC encryptor computes C_1 = E(P_1 XOR S), S being the last block
+    it output (its IV at first); the message's own IV is brought in by feeding
+    P_1 XOR IV XOR S as the first block, so C_1 = E(P_1 XOR IV) and the other
+    blocks chain as they always do (RFC 3602 section 2): the same ciphertext as
+    a fresh context with that IV.
     """
 
-    __slots__ = ("_algorithm", "_ecb_decryptor", "cipher")
+    __slots__ = ("_algorithm", "_cbc_encryptor", "_chain", "_ecb_decryptor", "cipher")
 
     def __init__(self, cipher: IkeCipher, algorithm: BlockCipherAlgorithm) -> None:
         self.cipher = cipher
         self._algorithm = algorithm
         self._ecb_decryptor = Cipher(algorithm, modes.ECB()).decryptor()
+        self._cbc_encryptor: CipherContext | None = None  # made by the first encrypt
+        self._chain = 0  # S: the last block the encryptor output, as an int
 
     def encrypt(self, iv: bytes, plaintext: bytes) -> bytes:
         """CBC-encrypt whole blocks; the last ciphertext block is the next IV."""
         _check_blocks(self.cipher, iv, plaintext)
-        enc = Cipher(self._algorithm, modes.CBC(iv)).encryptor()
-        return enc.update(plaintext) + enc.finalize()
+        if not plaintext:
+            return b""
+        bs = self.cipher.block_size
+        enc = self._cbc_encryptor
+        if enc is None:  # S starts as this context's IV: zero
+            enc = self._cbc_encryptor = Cipher(self._algorithm,
+                                               modes.CBC(bytes(bs))).encryptor()
+            self._chain = 0
+        first = int.from_bytes(plaintext[:bs], "big") ^ int.from_bytes(iv, "big") ^ self._chain
+        out = enc.update(first.to_bytes(bs, "big") + plaintext[bs:])
+        if len(out) != len(plaintext):  # whole blocks in, whole blocks out (no padding)
+            self._cbc_encryptor = None  # S unknown now: the next message starts afresh
+            raise InvalidLength(f"{self.cipher.name}: CBC gave {len(out)} bytes for"
+                                f" {len(plaintext)}", reason="cipher_state")
+        self._chain = int.from_bytes(out[-bs:], "big")
+        return out
 
     def decrypt(self, iv: bytes, ciphertext: bytes) -> bytes:
         """CBC-decrypt whole blocks; InvalidLength ("bad_cipher_length") on a partial block."""

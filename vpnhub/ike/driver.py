@@ -55,7 +55,10 @@ class SaTable(Protocol):
     """What the driver needs of a table of SAs (`IkeEndpoint`, `InitiatorTable`)."""
 
     def receive(self, data: bytes, remote: Address, local_port: int, now: float,
-                transport: Transport | None = None) -> IkeSA | None: ...
+                transport: Transport | None = None, *, touch: bool = True) -> IkeSA | None:
+        """The SA that took the message, or None (dropped). `touch=False`: the caller
+        queues the SA's timer itself afterwards (`IkeDriver.service` does)."""
+        ...
 
     def next_timer(self) -> float | None: ...
 
@@ -138,7 +141,9 @@ class IkeDriver:
                 now: float) -> IkeSA | None:
         """One IKE message (non-ESP marker stripped) from `remote` to our `local_port`."""
         try:
-            sa = self.table.receive(data, remote, local_port, now, transport)
+            # no timer work in the table: `service` below queues the SA's timer once
+            # its events ran (one get_timer per message, not two; issue 13)
+            sa = self.table.receive(data, remote, local_port, now, transport, touch=False)
         except Exception as e:  # the engine catches its own; this is belt and braces
             self._on_error(DriverFault("receive", e, remote=remote))
             sa = None
@@ -275,7 +280,7 @@ class InitiatorTable:
         return None  # nothing summarised here: an initiator floods no one's log
 
     def receive(self, data: bytes, remote: Address, local_port: int, now: float,
-                transport: Transport | None = None) -> IkeSA | None:
+                transport: Transport | None = None, *, touch: bool = True) -> IkeSA | None:
         if len(data) < HEADER_LEN:
             self.drops["truncated_header"] += 1
             return None
@@ -284,7 +289,8 @@ class InitiatorTable:
             self.drops["unknown_cookie"] += 1
             return None
         sa.receive(data, remote, local_port, now, transport)
-        self._after(sa)
+        if touch or sa.state is State.DELETED:
+            self._after(sa)
         return sa
 
     def touch(self, sa: IkeSA) -> float | None:

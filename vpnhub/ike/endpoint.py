@@ -160,9 +160,10 @@ class IkeEndpoint:
         return self.summary.notices.popleft() if self.summary.notices else None
 
     def receive(self, data: bytes, remote: Address, local_port: int, now: float,
-                transport: Transport | None = None) -> IkeSA | None:
+                transport: Transport | None = None, *, touch: bool = True) -> IkeSA | None:
         """One IKE message from `remote` to our `local_port`, come by `transport`
-        (derived from the default ports 500 / 4500 when not given)."""
+        (derived from the default ports 500 / 4500 when not given). `touch=False`:
+        the caller queues the SA's timer (the driver does, after the SA's events)."""
         if len(data) < 28:
             self.drops["truncated_header"] += 1
             return None
@@ -202,7 +203,8 @@ class IkeEndpoint:
         else:
             if sa.redirected_to is not None:
                 self._redirected.add((sa.icookie, sa.rcookie))
-            self.touch(sa)
+            if touch:
+                self.touch(sa)
         return sa
 
     def _sessions_full(self) -> bool:

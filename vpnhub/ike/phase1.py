@@ -5,6 +5,7 @@ strongSwan keeps this in `phase1.c`; the two modes call these helpers.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from vpnhub.crypto.cipher import ike_cipher
@@ -163,7 +164,8 @@ def read_vendor_ids(sa: SaState, payloads: list[Payload]) -> None:
         if name in sa.peer_vendor_ids:  # Aggressive Mode message 3 repeats some
             continue
         sa.peer_vendor_ids.append(name)
-        sa.log("IKEDBG", 7, f"received vendor ID: {name}")
+        if sa.config.log_severity >= 7:  # ~9 per login: no line built that nobody keeps
+            sa.log("IKEDBG", 7, f"received vendor ID: {name}")
         variant = vendor.NATT_VIDS.get(p.data)
         if variant is not None:
             natt.add(_variant_label(variant))
@@ -449,8 +451,13 @@ def our_id(sa: SaState) -> IDPayload:
     our public address as ID_IPV4_ADDR, as Cisco concentrators do."""
     if sa.role is Role.INITIATOR and sa.config.group_name:
         return IDPayload(IdType.KEY_ID, sa.config.group_name.encode(), 17, 500)
-    return IDPayload(IdType.IPV4_ADDR, ipaddress.IPv4Address(sa.config.local_address).packed,
-                     17, 500)
+    return IDPayload(IdType.IPV4_ADDR, _packed(sa.config.local_address), 17, 500)
+
+
+@functools.lru_cache(maxsize=16)
+def _packed(address: str) -> bytes:
+    """Our own address (configuration, never a peer's), parsed once, not per SA."""
+    return ipaddress.IPv4Address(address).packed
 
 
 def describe_id(id_type: int, data: bytes) -> str:

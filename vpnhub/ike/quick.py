@@ -23,6 +23,7 @@ peer does not rekey: vpnc never starts a rekey but answers one.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from vpnhub.crypto.dh import DHKeyPair, dh_group
@@ -86,8 +87,10 @@ def network_of(idp: IDPayload) -> ipaddress.IPv4Network:
         if idp.id_type == IdType.IPV4_ADDR and len(d) == 4:
             return ipaddress.IPv4Network((d, 32))
         if idp.id_type == IdType.IPV4_ADDR_SUBNET and len(d) == 8:
-            mask = ipaddress.IPv4Address(d[4:])
-            return ipaddress.IPv4Network(f"{ipaddress.IPv4Address(d[:4])}/{mask}", strict=False)
+            # the address as an int and the mask's prefix: no text made and parsed
+            # again per Quick Mode (issue 13); the same networks, the same refusals
+            return ipaddress.IPv4Network((int.from_bytes(d[:4], "big"), _prefix_of(d[4:])),
+                                         strict=False)
         if idp.id_type == IdType.IPV4_ADDR_RANGE and len(d) == 8:
             nets = list(ipaddress.summarize_address_range(ipaddress.IPv4Address(d[:4]),
                                                           ipaddress.IPv4Address(d[4:])))
@@ -97,6 +100,14 @@ def network_of(idp: IDPayload) -> ipaddress.IPv4Network:
         pass
     raise IkeError("bad_id", f"unsupported Quick Mode identity (type {idp.id_type})",
                    NotifyType.INVALID_ID_INFORMATION, fatal=False)
+
+
+@functools.lru_cache(maxsize=64)
+def _prefix_of(mask: bytes) -> int:
+    """The prefix length of a 4-byte netmask (or host mask), as `IPv4Network` reads
+    "address/mask" text; ValueError if it is neither. A peer can only send a few
+    masks that mean anything, and the cache is bounded."""
+    return ipaddress.IPv4Network(f"0.0.0.0/{ipaddress.IPv4Address(mask)}").prefixlen
 
 
 # ----------------------------------------------------------------- initiator
@@ -314,7 +325,7 @@ def _selectors(sa: SaState, ids: list[IDPayload]) -> tuple[ipaddress.IPv4Network
         raise IkeError("ts_unacceptable", f"Quick Mode selectors {idci} <-> {idcr} refused:"
                        f" {why}", NotifyType.INVALID_ID_INFORMATION, fatal=False)
     if sa.role is Role.RESPONDER and sa.assigned_address is not None and \
-            idci != ipaddress.IPv4Network((sa.assigned_address, 32)):
+            (idci.prefixlen != 32 or idci.network_address != sa.assigned_address):
         raise IkeError("ts_unacceptable", f"client asked for {idci}, but was assigned"
                        f" {sa.assigned_address}", NotifyType.INVALID_ID_INFORMATION,
                        fatal=False)

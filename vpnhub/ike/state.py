@@ -51,6 +51,9 @@ Address = tuple[str, int]
 # ESP (IP protocol 50) or Cisco IPsec over UDP, which only Mode Config decides:
 # the concentrator tells them apart (ConcentratorCore._inbound_spi).
 _ESP_TRANSPORT: Final = {Transport.IKE: "esp", Transport.NATT: "natt", Transport.CTCP: "ctcp"}
+# the E flag as a plain int: `int & Flag.ENCRYPTION` runs IntFlag's Python-level
+# __rand__ and builds a Flag (~2 us per received message, issue 13)
+_ENCRYPTED: Final = int(Flag.ENCRYPTION)
 IKE_PORT = 500
 NATT_PORT = 4500
 
@@ -479,7 +482,7 @@ class SaState:
         def nothing() -> None:
             return None
 
-        if not hdr.flags & Flag.ENCRYPTION:
+        if not hdr.flags & _ENCRYPTED:
             payloads = decode_payloads(hdr.next_payload, body)
             return self._message(hdr, payloads), nothing
         if self.cipher is None:
@@ -625,7 +628,7 @@ class SaState:
             return False
         # RFC 2408 5 / 2409 5: a duplicate gets our last answer again, once.
         self.drops["retransmission"] += 1
-        if seen[1] is not None and (remote == self.remote or not hdr.flags & Flag.ENCRYPTION):
+        if seen[1] is not None and (remote == self.remote or not hdr.flags & _ENCRYPTED):
             self._emit(seen[1])
             self.stats["retransmissions_answered"] += 1
         return True

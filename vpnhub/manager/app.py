@@ -183,8 +183,12 @@ class Manager:
     # ------------------------------------------------------------------ hooks
     def on_ike_event(self, sa: Any, e: Any) -> None:
         """The concentrator calls this for every IKE engine event (metrics)."""
-        with contextlib.suppress(Exception):
+        # try/except, not contextlib.suppress: ~17 events per login, and a suppress
+        # object per call cost ~1 us each (issue 13)
+        try:  # noqa: SIM105
             self.view.on_ike_event(sa, e)
+        except Exception:  # the metrics must never stop a login
+            pass
 
     # ------------------------------------------------------------------ identity
     async def identify(self, request: web.Request) -> Identity | None:

@@ -25,6 +25,7 @@ HEADER_LEN = 28
 ISAKMP_VERSION = 0x10  # major 1, minor 0 (RFC 2408 3.1)
 
 _HEADER = struct.Struct("!8s8sBBBBII")  # RFC 2408 3.1 figure 2
+_ENCRYPTED = int(Flag.ENCRYPTION)  # a plain int: IntFlag bit operations run Python code
 
 # Short exchange names of the Cisco client / VPN 3000 logs ("ISAKMP OAK AG").
 _CISCO_EXCHANGE: dict[int, str] = {
@@ -56,7 +57,7 @@ class Header:
 
     @property
     def encrypted(self) -> bool:
-        return bool(self.flags & Flag.ENCRYPTION)
+        return bool(self.flags & _ENCRYPTED)
 
 
 def decode_header(data: bytes) -> Header:
@@ -110,7 +111,7 @@ class Message:
 
     @property
     def encrypted(self) -> bool:
-        return bool(self.flags & Flag.ENCRYPTION)
+        return bool(self.flags & _ENCRYPTED)
 
     def payload_names(self) -> list[str]:
         """Cisco log style names: ["SA", "KE", "NON", "ID", "VID"]."""
