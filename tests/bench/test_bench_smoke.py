@@ -320,6 +320,16 @@ def test_wakeup_cost_smoke(tmp_path: Path) -> None:
         assert doc[case]["drops"] == {}
 
 
+def test_dhpool_fill_smoke(tmp_path: Path) -> None:
+    """bench/dhpool_fill.py (issue 13): the DH pool's fill time and memory, and the loop's
+    lateness while the worker thread fills it (no root: in process)."""
+    doc = run_bench("dhpool_fill", "", tmp_path)
+    (r,) = doc["results"]
+    assert (r["group"], r["size"]) == (19, 64) and is_number(r["fill_s"])
+    for window in ("idle_before", "filling", "idle_after"):
+        assert r[window]["n"] > 0 and is_number(r[window]["p99_ms"]), window
+
+
 def test_handshake_cpu_smoke(tmp_path: Path) -> None:
     """bench/handshake_cpu.py: the concentrator core's CPU per full handshake (AM, XAUTH,
     Mode Config, QM) in process, the DH apart (no root: the core rig)."""

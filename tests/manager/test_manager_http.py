@@ -21,6 +21,7 @@ from manager_fakes import ADMIN, ADMIN_PASSWORD, GROUP_PSK, USER_PASSWORD, Manag
 import vpnhub
 from vpnhub.eventlog import EventFilter
 from vpnhub.ike import events as ev
+from vpnhub.ike.dhpool import DhPool
 from vpnhub.manager import openapi
 from vpnhub.manager.app import build_app
 from vpnhub.manager.throttle import LoginThrottle
@@ -401,6 +402,11 @@ def test_metrics(server: ManagerServer) -> None:
 
     server.run(feed)
     assert (view.handshakes.started, view.handshakes.completed) == (3, 1)
+    pool = DhPool({19: 4})  # the DH pool's level (issue 13): 3 made, 1 taken, 1 missed
+    pool.fill(3)
+    pool.take(19)
+    pool.take(14)
+    server.conc.endpoint.dh_pool = pool  # type: ignore[attr-defined]
     text = server.request("GET", "/metrics", basic=(ADMIN, ADMIN_PASSWORD))
     assert text.status == 200 and text.headers["Content-Type"].startswith("text/plain")
     body = text.text
@@ -411,6 +417,9 @@ def test_metrics(server: ManagerServer) -> None:
                  'vpnhub_drops_total{layer="ike",reason="unknown_cookie"} 3',
                  'vpnhub_pool_addresses{group="vpngroup",state="in_use"} 2',
                  'vpnhub_pool_addresses{group="vpngroup",state="size"} 254',
+                 'vpnhub_dh_pool_pairs{group="19",state="ready"} 2',
+                 'vpnhub_dh_pool_pairs{group="19",state="size"} 4',
+                 "vpnhub_dh_pool_taken_total 1", "vpnhub_dh_pool_missed_total 1",
                  "vpnhub_natt_enabled 1"):
         assert line in body.splitlines(), line
     for line in body.splitlines():  # the exposition format, line by line
