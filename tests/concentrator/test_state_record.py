@@ -28,6 +28,7 @@ from vpnhub.concentrator.staterecord import (
     StateKeeper,
     encode_state,
     read_state,
+    session_records,
     state_path,
     write_state,
 )
@@ -253,6 +254,35 @@ def test_a_heartbeat_reuses_the_rows_of_unchanged_sessions_only(
         assert keeper.write(rec, beat) is None
         assert read_state(path) == rec  # the heartbeat and the sessions as they are now
     assert encoded == [2, 1]  # the equal sessions of the second write were not encoded
+
+
+def test_raw_sessions_make_the_same_record_on_the_writer_thread(tmp_path: Path) -> None:
+    """The loop hands over field tuples (addresses still objects); the file is the one
+    the SessionRecords built on the loop made, and an equal heartbeat reuses the rows."""
+    raw = [("vpnuser1", "vpngroup", "203.0.113.78", 4500,
+            ipaddress.IPv4Address("10.40.1.1"), 1_700_000_000.0),
+           ("vpnuser2", "vpngroup", "203.0.113.78", 61234,
+            ipaddress.IPv4Address("10.40.1.2"), 1_700_000_100.0),
+           ("vpnuser3", "vpngroup", "203.0.113.9", 500, None, 1_700_000_200.0)]
+    loop_built = (*LOST, SessionRecord("vpnuser3", "vpngroup", "203.0.113.9", 500, None,
+                                       1_700_000_200.0))
+    assert session_records(raw) == loop_built
+    ref = tmp_path / "ref.state.json"
+    write_state(ref, RunRecord(pid=1, started=2.0, heartbeat=3.0, clean=False,
+                               sessions=loop_built))
+    path = tmp_path / "s.state.json"
+    keeper = StateKeeper(path, pid=1, started=2.0)
+    keeper.start_background()
+    assert keeper.write(RunRecord(pid=1, started=2.0, heartbeat=3.0, clean=False), 3.0,
+                        raw) is None
+    assert keeper.stop_background() is None
+    assert path.read_bytes() == ref.read_bytes()
+    rows = keeper._raw
+    assert keeper.write(RunRecord(pid=1, started=2.0, heartbeat=4.0, clean=False), 14.0,
+                        list(raw)) is None
+    assert keeper._raw is rows  # the same sessions: their rows were not encoded again
+    rec = read_state(path)
+    assert rec is not None and rec.heartbeat == 4.0 and rec.sessions == loop_built
 
 
 def test_a_background_write_error_is_reported_once_by_a_later_call(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import heapq
 import ipaddress
+import operator
 import os
 import time
 from collections import Counter
@@ -29,8 +30,8 @@ from vpnhub.concentrator.certauth import CertAuthPolicy
 from vpnhub.concentrator.memory import BurstTrimmer
 from vpnhub.concentrator.staterecord import (
     HeldAddress,
+    RawSession,
     RunRecord,
-    SessionRecord,
     StateError,
     StateKeeper,
     read_state,
@@ -92,6 +93,11 @@ class BoundDriver(Protocol):
         ...
 
 
+# A session's state record fields (staterecord.RawSession), then those of the test
+# of whether it is recorded: authenticated, or a LAN-to-LAN tunnel with an IPsec SA.
+_STATE_FIELDS = operator.attrgetter("user", "group", "public_ip", "public_port",
+                                    "assigned_ip", "login_time", "authenticated",
+                                    "lan_to_lan", "children")
 COUNTER_STEP = 500  # sessions per step of apply_counters_in_steps
 # Remote access clients that ask R-U-THERE on the concentrator's own interval ask
 # first: ours waits one idle timer step more (IkeConfig.dpd_grace, issue 13)
@@ -1122,17 +1128,16 @@ class ConcentratorCore:
             return
         if clean:  # the clean record is the last one: after any background write
             self._log_state_error(self._state.stop_background())
-        sessions = tuple(
-            SessionRecord(s.user, s.group, s.public_ip, s.public_port,
-                          str(s.assigned_ip) if s.assigned_ip else None, s.login_time)
-            for s in self.sessions.all()
-            if s.authenticated or (s.lan_to_lan and s.children))
+        # On the loop only the fields, by attrgetter in C (~6 ms for 10,000 sessions;
+        # building the SessionRecords here cost 18-36 ms): the writer's thread makes
+        # the records (staterecord.session_records), issue 13.
+        raw: list[RawSession] = [t[:6] for t in map(_STATE_FIELDS, self.sessions.all())
+                                 if t[6] or (t[7] and t[8])]
         summary = self.sessions.summary()
         record = RunRecord(pid=self._state.pid, started=self._state.started,
                            heartbeat=self.wall(), clean=clean, peak=summary["peak"],
-                           cumulative=summary["cumulative"], sessions=sessions,
-                           held=tuple(self._held))
-        self._log_state_error(self._state.write(record, now))
+                           cumulative=summary["cumulative"], held=tuple(self._held))
+        self._log_state_error(self._state.write(record, now, raw))
 
     def state_in_background(self) -> None:
         """The shell's event loop: serialise and write the record on a thread (issue 13)."""
