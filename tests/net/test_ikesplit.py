@@ -18,6 +18,7 @@ import pytest
 from vpnhub.net.dataplane import Dataplane
 from vpnhub.net.fake_dataplane import FakeDataplane
 from vpnhub.net.ikesplit import (
+    IKE_BATCH,
     NOT_IKE,
     IkeSocket,
     SplitDataplane,
@@ -118,6 +119,25 @@ def test_the_data_plane_never_sees_ike_and_a_budget_bounds_one_read(
         assert not [e for e in dp.events() if isinstance(e, IkeDatagram)]
     finally:
         dp.close()
+
+
+def test_a_turn_of_the_ike_reader_ends_after_its_time(
+        split: tuple[socket.socket, socket.socket, socket.socket]) -> None:
+    """The timers wait for the turn: it stops at `turn_time` even under its budget (a
+    clock that moves 6 ms per look: one batch, or one datagram without recvmmsg)."""
+    esp, ike, peer = split
+    ticks = iter(range(10_000))
+    got: list[bytes] = []
+    reader = IkeSocket(ike, lambda m, _a: got.append(m), turn_time=0.01,
+                       clock=lambda: next(ticks) * 0.006)
+    for i in range(25):
+        peer.sendto(NON_ESP_MARKER + IKE_MSG + bytes([i]), esp.getsockname())
+    select.select([ike], [], [], 1.0)
+    reader.read()
+    assert 0 < len(got) <= IKE_BATCH
+    for _ in range(25):
+        reader.read()
+    assert len(got) == 25
 
 
 def test_keepalives_go_to_a_third_socket_that_the_data_plane_reads_once_a_tick(

@@ -61,6 +61,7 @@ from vpnhub.net.dhworker import DhWorker
 from vpnhub.net.handover import mesh
 from vpnhub.net.ikesplit import (
     IKE_BUFFER_BYTES,
+    TURN_TIME,
     IkeSocket,
     NattGroup,
     SplitDataplane,
@@ -548,7 +549,10 @@ class Concentrator:
     # ------------------------------------------------------------- receive
     def _on_udp500(self) -> None:
         assert self.sock500 is not None
+        end = time.monotonic() + TURN_TIME  # as on 4500: the timers wait for the turn
         for _ in range(256):
+            if time.monotonic() >= end:
+                break
             try:
                 data, addr = self.sock500.recvfrom(65535)
             except (BlockingIOError, InterruptedError):

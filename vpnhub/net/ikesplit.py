@@ -61,6 +61,7 @@ import ctypes
 import dataclasses
 import socket
 import struct
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Final
@@ -83,6 +84,12 @@ SO_ATTACH_REUSEPORT_CBPF: Final = 51  # linux/asm-generic/socket.h; not in `sock
 # /proc/net/snmp), each loss costing its peer a retransmission timeout.
 IKE_BUFFER_BYTES: Final = 1 << 20
 BUDGET: Final = 256  # datagrams per wake-up of the loop, as on UDP 500
+# ... and at most this many seconds of them: the loop's timers and the manager wait for
+# the turn to end, and 256 DPD answers of a busy 10,000-session run took 40-60 ms, the
+# loop's worst delay when idle (StallWatch inside the turn, issue 13). One clock read
+# per recvmmsg batch (IKE_BATCH datagrams); the rest waits in the socket for the next
+# turn, a loop iteration later.
+TURN_TIME: Final = 0.01
 IKE_BATCH: Final = 16  # datagrams per recvmmsg of the IKE socket
 ESP_INDEX: Final = 0
 IKE_INDEX: Final = 1
@@ -356,11 +363,15 @@ class IkeSocket:
 
     def __init__(self, sock: socket.socket, deliver: Callable[[bytes, Address], None],
                  budget: int = BUDGET,
-                 handover: Callable[[list[bytes], Address], None] | None = None) -> None:
+                 handover: Callable[[list[bytes], Address], None] | None = None, *,
+                 turn_time: float = TURN_TIME,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.sock = sock
         self._deliver = deliver
         self.handover = handover
         self.budget = budget
+        self.turn_time = turn_time
+        self.clock = clock
         self.gro = enable_gro(sock)
         self._reader = GroReader(sock)
         # recvmmsg when the accelerator is there (IPv4): up to IKE_BATCH datagrams per
@@ -387,13 +398,15 @@ class IkeSocket:
         return self.sock.fileno()
 
     def read(self) -> None:
-        """Up to `budget` datagrams: the loop's other readers (UDP 500) get their turn."""
+        """Up to `budget` datagrams and `turn_time` seconds: the loop's other readers (UDP
+        500) and its timers get their turn."""
         if self._batch is not None:
             self._read_batches(self._batch)
             return
         read = self._reader.read
         taken = 0
-        while taken < self.budget:
+        end = self.clock() + self.turn_time
+        while taken < self.budget and self.clock() < end:
             try:
                 datagrams, addr = read()
             except (BlockingIOError, InterruptedError):
@@ -409,7 +422,8 @@ class IkeSocket:
         train's segments come back one by one with their source; the ones that are
         not IKE go to `handover` together, per source in a row, as a train's do."""
         taken = 0
-        while taken < self.budget:
+        end = self.clock() + self.turn_time
+        while taken < self.budget and self.clock() < end:
             reader.count = min(IKE_BATCH, self.budget - taken)
             try:
                 batch = reader.read()
