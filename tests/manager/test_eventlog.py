@@ -292,6 +292,39 @@ def test_a_store_without_the_auth_column_is_upgraded(tmp_path: Path) -> None:
     assert [(r.text, r.authenticated) for r in got] == [("old", True), ("new", False)]
 
 
+def test_the_unauthenticated_index_holds_only_those_rows_and_replaces_the_old_one(
+        tmp_path: Path) -> None:
+    """Issue 13: the index for trimming unauthenticated records is partial (a login's
+    records do not pay for it); a store with the earlier full (auth, seq) index gets
+    the partial one, and the trimming still finds the oldest junk by it."""
+    path = tmp_path / "events.db"
+    db = sqlite3.connect(path)
+    db.executescript("""CREATE TABLE events (seq INTEGER PRIMARY KEY, time REAL NOT NULL,
+        last REAL NOT NULL, cls TEXT NOT NULL, severity INTEGER NOT NULL,
+        repeat INTEGER NOT NULL, peer TEXT NOT NULL, peer_address TEXT NOT NULL,
+        grp TEXT NOT NULL, user TEXT NOT NULL, text TEXT NOT NULL,
+        auth INTEGER NOT NULL DEFAULT 1);
+        CREATE INDEX events_unauth ON events (auth, seq);""")
+    db.commit()
+    db.close()
+    store = EventStore(path, 100)  # junk's share: 10 records
+    sql = store.db.execute("SELECT sql FROM sqlite_master WHERE name = 'events_unauth'"
+                           ).fetchone()[0]
+    assert "WHERE auth = 0" in sql
+    plan = store.db.execute("EXPLAIN QUERY PLAN SELECT seq FROM events WHERE auth = 0"
+                            " ORDER BY seq LIMIT 1").fetchall()
+    assert "events_unauth" in str(plan)
+    log = EventLog(out=io.StringIO(), store=store)
+    for i in range(30):
+        log.add("IKE", 4, f"junk {i}", peer=f"198.51.100.{i}:500", authenticated=False)
+        log.add("SESSION", 4, f"login {i}")
+    log.flush()
+    got = log.query(EventFilter(limit=1000))
+    assert [r.text for r in got if not r.authenticated] == [f"junk {i}" for i in range(20, 30)]
+    assert len([r for r in got if r.authenticated]) == 30
+    log.close()
+
+
 def test_per_packet_lines_are_rate_limited_and_summarised() -> None:
     clock = StillClock()
     log = EventLog(out=io.StringIO(), clock=clock, console_severity=5)

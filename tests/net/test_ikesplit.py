@@ -192,3 +192,56 @@ def test_the_split_data_planes_counters_include_the_ike_socket(
         assert totals.udp_rx == base.udp_rx + 2
         assert totals.drops_total.get(SHORT_IKE, 0) == base.drops_total.get(SHORT_IKE, 0) + 1
         assert set(base.drops_total) <= set(totals.drops_total)
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "one-per-call"])
+def test_a_storm_of_messages_is_read_in_batches_in_order_within_the_budget(
+        batched: bool) -> None:
+    """Issue 13: with the accelerator the IKE socket reads up to IKE_BATCH datagrams per
+    system call (recvmmsg); without it one per call. Either way every message arrives
+    in order with its source, what is not IKE goes to the hand-over grouped by source
+    in a row, and one read takes no more than the budget."""
+    from vpnhub.net.dataplane import open_udp_socket
+    from vpnhub.net.ikesplit import IKE_BATCH
+    from vpnhub.net.udpgso import NETFAST
+
+    if batched and NETFAST is None:
+        pytest.skip("no accelerator (VPNHUB_PURE_PYTHON)")
+    sock = open_udp_socket("127.0.0.1", 0)
+    peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    got: list[tuple[bytes, tuple[str, int]]] = []
+    handed: list[tuple[list[bytes], tuple[str, int]]] = []
+    try:
+        for p in peers:
+            p.bind(("127.0.0.1", 0))
+        reader = IkeSocket(sock, lambda m, a: got.append((m, a)), budget=30,
+                           handover=lambda d, a: handed.append((d, a)))
+        if not batched:
+            reader._batch = None  # the accelerator's absence, on a socket it could read
+        sent: list[tuple[bytes, tuple[str, int]]] = []
+        for i in range(40):
+            p = peers[i % 2]
+            if i in (5, 6, 7):  # not IKE, all from peers[1] and peers[0] in turn
+                p.sendto(ESP + bytes([i]), sock.getsockname())
+                continue
+            p.sendto(NON_ESP_MARKER + IKE_MSG + bytes([i]), sock.getsockname())
+            sent.append((IKE_MSG + bytes([i]), p.getsockname()))
+        select.select([sock], [], [], 1.0)
+        reader.read()
+        assert reader.rx_datagrams == 30  # the budget
+        if batched:
+            assert reader.rx_calls <= -(-30 // IKE_BATCH) + 1
+        else:
+            assert reader.rx_calls == 30
+        while select.select([sock], [], [], 0.2)[0]:
+            reader.read()
+        assert got == sent
+        assert reader.rx == 37 and reader.handed_over == 3
+        assert [(d, a) for d, a in handed] == [
+            ([ESP + bytes([5])], peers[1].getsockname()),
+            ([ESP + bytes([6])], peers[0].getsockname()),
+            ([ESP + bytes([7])], peers[1].getsockname())]
+    finally:
+        sock.close()
+        for p in peers:
+            p.close()
