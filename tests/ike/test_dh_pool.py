@@ -77,6 +77,7 @@ def test_the_endpoint_marks_the_pool_busy_at_each_first_message() -> None:
     c.sa.initiate(lab.now)
     lab.run()
     assert c.sa.established and pool.busy and not pool.refill_paused
+    assert pool.last_first_message == lab.now  # the shell clears busy 50 ms after it
 
 
 def test_fill_serves_the_emptiest_group_first_and_refills_what_was_taken() -> None:

@@ -101,10 +101,13 @@ class DhPool:
         # loop filled it only when idle. Cleared by the next first message outside a
         # flood, or by the shell once IKE has been quiet.
         self.refill_paused = False
-        # Set by the endpoint at each first message, cleared by the shell once IKE has
-        # been quiet (50 ms): the pool is then refilled only below LOW_WATER
-        # (`refill_now`), the rest in idle time.
+        # Set by the endpoint at each first message (with its time), cleared by the shell
+        # once no first message came for 50 ms: the pool is meanwhile refilled only
+        # below LOW_WATER (`refill_now`), the rest in idle time. First messages, not
+        # any IKE message: with 10,000 sessions DPD and rekeys never leave IKE quiet
+        # for 50 ms, and the pool would stay at LOW_WATER after the first storm.
         self.busy = False
+        self.last_first_message = float("-inf")
 
     def take(self, group: int) -> DHKeyPair | None:
         """A pair of `group` that nobody else gets; None when there is none ready."""

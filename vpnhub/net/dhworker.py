@@ -22,7 +22,7 @@ exponentiation (~0.4 ms for group 14); the jobs always come first. While
 logins arrive the pool is refilled only below its low-water mark (a quarter:
 a storm takes pairs made in idle time and leaves this core to the storm's
 own work; a steady stream still never finds the pool empty), the rest once
-IKE has been quiet for 50 ms (`DhPool.busy`, `refill_now`). Not
+no first message came for 50 ms (`DhPool.busy`, `refill_now`). Not
 under a flood of first messages (`DhPool.refill_paused`): the pool then
 drains and the endpoint's brief reuse of a pair takes over.
 
