@@ -43,8 +43,9 @@ tunnels completed after the first (ready pairs of the group + ``--concurrency``)
 ones (the pairs the run found ready, and the tunnels in flight when they ran
 out), up to the last ``--concurrency`` ones (they complete while no tunnel
 starts any more, faster than a steady stream): the *sustained* rate. The DH
-thread refills the pool between its jobs meanwhile, so `missed` (SAs that found
-no pair ready) says whether the pool actually ran dry. ``--no-pool-wait``: start at once
+thread refills a group between its jobs meanwhile once fewer than a quarter of
+its pairs are left (ike.dhpool LOW_WATER), so `missed` (SAs that found no pair
+ready) says whether the pool actually ran dry. ``--no-pool-wait``: start at once
 (the storm hits a concentrator still filling its pool). The loop's worst
 lateness (admin `status`, `loop_delay_recent_max_ms`: the last 10 s) is read
 after the pool is full and after the run: the pool is filled on the DH worker

@@ -237,6 +237,14 @@ def test_the_worker_thread_keeps_the_dh_pool_full_between_jobs() -> None:
         job = SharedSecretJob(a, b.public)
         w.submit(job)
         assert job.result() == b.shared_secret(a.public)
+        pool.busy = True  # logins arrive: 3 of 4 left is not below LOW_WATER (1)
+        pool.take(14)
+        queued = w._jobs.qsize()
+        w.wake()
+        assert w._jobs.qsize() == queued and len(pool) == 3
+        pool.busy = False  # quiet again (the shell's tick): refilled
+        w.wake()
+        wait_full()
         pool.refill_paused = True  # a flood (the endpoint says so): no wake, no refill
         rest = [pool.take(14) for _ in range(4)]
         queued = w._jobs.qsize()
@@ -245,6 +253,6 @@ def test_the_worker_thread_keeps_the_dh_pool_full_between_jobs() -> None:
         assert w._jobs.qsize() == queued and len(pool) <= 1
         publics = [kp.public for kp in taken + rest if kp is not None]
         assert len(publics) == 6 and len(set(publics)) == 6  # never one pair twice
-        assert pool.generated - len(pool) == 6
+        assert pool.generated - len(pool) == 7
     finally:
         w.stop()

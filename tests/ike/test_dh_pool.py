@@ -31,7 +31,7 @@ def test_a_pair_is_never_handed_out_twice() -> None:
     again = [pool.take(19) for _ in range(8)]
     assert not {id(kp) for kp in again} & {id(kp) for kp in taken}
     assert pool.stats() == {"ready": 0, "size": 8, "full": False, "taken": 16, "missed": 1,
-                            "generated": 16, "refill_paused": False,
+                            "generated": 16, "refill_paused": False, "busy": False,
                             "groups": {"19": {"ready": 0, "size": 8}}}
 
 
@@ -42,6 +42,42 @@ def test_fill_is_bounded_per_group_and_by_the_step() -> None:
     assert pool.fill(100) == 3  # never above the sizes
     assert pool.fill(100) == 0 and pool.wanted() == 0 and len(pool) == 5
     assert pool.generated == 5
+
+
+def test_while_logins_arrive_only_a_group_below_its_low_water_mark_is_refilled() -> None:
+    """A storm takes pairs made in idle time; the DH thread refills beside it only a
+    group below LOW_WATER (a steady stream never runs dry), the rest once IKE is quiet;
+    under a flood, nothing."""
+    pool = DhPool({19: 8, 20: 8})
+    assert pool.refill_now()  # empty, idle: fill
+    pool.fill(16)
+    assert not pool.refill_now()  # full
+    pool.busy = True  # the endpoint saw a first message
+    for _ in range(6):
+        pool.take(19)
+    assert not pool.refill_now()  # 2 of 8 left: at LOW_WATER, not below
+    pool.take(19)
+    assert pool.refill_now()  # below it: refilled beside the logins
+    pool.fill(1)
+    assert not pool.refill_now()
+    pool.busy = False  # quiet (the shell): the rest now
+    assert pool.refill_now()
+    pool.refill_paused = True  # a flood: not even below the mark
+    pool.busy = True
+    pool.take(19)
+    pool.take(19)
+    assert not pool.refill_now()
+
+
+def test_the_endpoint_marks_the_pool_busy_at_each_first_message() -> None:
+    lab = Lab()
+    pool = DhPool({14: 2})
+    lab.endpoint.dh_pool = pool
+    c = lab.add_client(pat_ip=PAT)
+    c.sa.initiate(lab.now)
+    lab.run()
+    assert c.sa.established and pool.busy and not pool.refill_paused
+    assert pool.last_first_message == lab.now  # the shell clears busy 50 ms after it
 
 
 def test_fill_serves_the_emptiest_group_first_and_refills_what_was_taken() -> None:

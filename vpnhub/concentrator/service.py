@@ -661,8 +661,11 @@ class Concentrator:
         an idle concentrator does not wake for it)."""
         pool = self.core.endpoint.dh_pool
         if pool is not None and self._dh_pool_on_worker:
-            if pool.refill_paused and time.monotonic() - self._last_ike >= DH_QUIET:
+            now = time.monotonic()
+            if pool.refill_paused and now - self._last_ike >= DH_QUIET:
                 pool.refill_paused = False  # the flood's messages stopped (ike.dhpool)
+            if pool.busy and now - pool.last_first_message >= DH_QUIET:
+                pool.busy = False  # the storm's first messages stopped: idle time
             if pool.wanted():  # drawn without a g^xy job (Quick Mode PFS, after a flood)
                 self.dh_worker.wake()
             return

@@ -5,7 +5,8 @@ section 5): its own g^x and the shared g^xy. g^x does not depend on the peer,
 so it can be computed before the peer asks, while the loop has nothing else to
 do; a burst of logins then pays only g^xy on the spot. The shell has its DH
 worker thread call `fill(count)` between jobs (net.dhworker: gmpy2's powmod lets
-go of the GIL there, so the pairs are made on the other core), or, without
+go of the GIL there, so the pairs are made on the other core; while logins
+arrive only below LOW_WATER, `refill_now`), or, without
 gmpy2, calls it when its loop is idle (one pair per call by default: about
 0.4 ms for group 14, so no call holds the loop long); the endpoint
 calls `take(group)` for each new SA; None means the pool is empty and the SA
@@ -59,6 +60,12 @@ DEFAULT_SIZES = {1: STORM_PAIRS, 2: STORM_PAIRS, 5: STORM_PAIRS, 14: STORM_PAIRS
                  15: 1024, 16: 512, 19: STORM_PAIRS, 20: STORM_PAIRS, 21: STORM_PAIRS}
 # A group not in the table (none today: crypto.dh knows no other) gets the old default.
 DEFAULT_SIZE = 256
+# While logins arrive (`DhPool.busy`) a group is refilled only below this share of its
+# size: a storm takes pairs made in idle time and the DH thread's core stays with the
+# storm (a refill beside it cost the concentrator ~0.4 ms per tunnel more, group 14,
+# bench/handshake.py 2026-12-05), while a steady stream longer than the pool is
+# refilled between the thread's g^xy jobs before the pool runs dry.
+LOW_WATER = 0.25
 # Pairs one `fill()` computes by default: one exponentiation holds the loop
 # ~0.4 ms for group 14, ~3.5 ms for group 15, ~0.1 ms for ECP 19 (gmpy2).
 FILL_STEP = 1
@@ -94,6 +101,13 @@ class DhPool:
         # loop filled it only when idle. Cleared by the next first message outside a
         # flood, or by the shell once IKE has been quiet.
         self.refill_paused = False
+        # Set by the endpoint at each first message (with its time), cleared by the shell
+        # once no first message came for 50 ms: the pool is meanwhile refilled only
+        # below LOW_WATER (`refill_now`), the rest in idle time. First messages, not
+        # any IKE message: with 10,000 sessions DPD and rekeys never leave IKE quiet
+        # for 50 ms, and the pool would stay at LOW_WATER after the first storm.
+        self.busy = False
+        self.last_first_message = float("-inf")
 
     def take(self, group: int) -> DHKeyPair | None:
         """A pair of `group` that nobody else gets; None when there is none ready."""
@@ -121,6 +135,15 @@ class DhPool:
         """Pairs missing before every group is full: 0 means `fill` has nothing to do
         (`refill_paused` is for the caller to heed: an idle-time `fill` still fills)."""
         return sum(self.sizes[g] - len(p) for g, p in self._pairs.items())
+
+    def refill_now(self) -> bool:
+        """Should a thread that keeps the pool full (net.dhworker) make a pair now? Not
+        under a flood; while logins arrive only for a group below LOW_WATER; else
+        whenever one is missing (idle time)."""
+        if self.refill_paused or not self.wanted():
+            return False
+        return not self.busy or any(len(p) < self.sizes[g] * LOW_WATER
+                                    for g, p in self._pairs.items())
 
     def fill(self, count: int = FILL_STEP,
              make: Callable[[int], DHKeyPair] | None = None) -> int:
@@ -164,6 +187,6 @@ class DhPool:
         group (keys are strings: the answer is JSON) its ready pairs and its size."""
         return {"ready": len(self), "size": sum(self.sizes.values()), "full": self.full(),
                 "taken": self.taken, "missed": self.missed, "generated": self.generated,
-                "refill_paused": self.refill_paused,
+                "refill_paused": self.refill_paused, "busy": self.busy,
                 "groups": {str(g): {"ready": len(p), "size": self.sizes[g]}
                            for g, p in sorted(self._pairs.items())}}

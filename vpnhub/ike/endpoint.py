@@ -245,6 +245,8 @@ class IkeEndpoint:
             self._pressure_until = max(self._pressure_until, now + PRESSURE_MEMORY)
         if self.dh_pool is not None:
             self.dh_pool.refill_paused = flood  # no g^x made ahead for a flood (dhpool)
+            self.dh_pool.busy = True  # logins arrive: refilled below LOW_WATER only
+            self.dh_pool.last_first_message = now
         if flood or self.dh_pool:
             sa.p1.dh_source = lambda group: self._key_pair(group, now, flood)
         sa.endpoint_marks.half_open_key = key

@@ -18,7 +18,11 @@ each pair held IKE ~0.4 ms and was made only after 50 ms without a message, so
 a steady stream of logins (bench/handshake.py, 600 tunnels at 250/s) emptied
 the pool and each SA after it drew its g^x on the loop: 342 of 600 (cProfile,
 2026-12-04). A pair being computed delays a queued g^xy job by at most one
-exponentiation (~0.4 ms for group 14); the jobs always come first. Not
+exponentiation (~0.4 ms for group 14); the jobs always come first. While
+logins arrive the pool is refilled only below its low-water mark (a quarter:
+a storm takes pairs made in idle time and leaves this core to the storm's
+own work; a steady stream still never finds the pool empty), the rest once
+no first message came for 50 ms (`DhPool.busy`, `refill_now`). Not
 under a flood of first messages (`DhPool.refill_paused`): the pool then
 drains and the endpoint's brief reuse of a pair takes over.
 
@@ -87,7 +91,7 @@ class DhWorker:
         first messages): refill it. The shell calls it from its tick when the pool
         wants pairs and nothing is queued here."""
         if self._thread is not None and self._pool is not None and self._jobs.empty() \
-                and not self._pool.refill_paused:
+                and self._pool.refill_now():
             self._jobs.put(_WAKE)
 
     def settle(self, job: SharedSecretJob) -> None:
@@ -104,11 +108,13 @@ class DhWorker:
             self._thread = None
 
     def _next_job(self) -> SharedSecretJob | None:
-        """The next job (None: stop); while there is none and the pool wants pairs,
-        one pair per turn, so that a job submitted meanwhile waits for one at most."""
+        """The next job (None: stop); while there is none and the pool wants pairs
+        now (`DhPool.refill_now`: in idle time, or below its low-water mark while
+        logins arrive), one pair per turn, so that a job submitted meanwhile waits
+        for one at most."""
         pool = self._pool
         while True:
-            if pool is not None and not pool.refill_paused and pool.wanted():
+            if pool is not None and pool.refill_now():
                 try:
                     item = self._jobs.get_nowait()
                 except queue.Empty:
