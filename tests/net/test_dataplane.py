@@ -562,3 +562,50 @@ def test_threaded_loop_with_moderation_forwards_everything(pair: Pair) -> None:
         pair.b.stop()
     assert pair.b.moderated >= 1
     assert pair.b.stats_now().moderation_waits == pair.b.moderated
+
+
+def test_esp_read_before_its_waiting_add_inbound_is_delivered(pair: Pair) -> None:
+    """A rekey's AddInbound is queued before the message that lets the peer use the
+    SA leaves (RFC 2409 5.5), but the loop can read the peer's first ESP packet in the
+    same wake-up and handle the socket first: the waiting commands are applied before
+    the SPI is called unknown."""
+    new = params(0xA0000002, (ESP_AES_CBC, 128, HMAC_SHA1_96))
+    packet = ipv4(CLIENT, LAN_HOST, b"first on the new SA")
+    with pair.b.batch():  # queued, the loop not woken: it sees only the ESP
+        pair.b.submit(AddInbound(new, pair.addr_a, allowed_src=CLIENT))
+        pair.a.call(RemoveSA(0xA0000001))
+        pair.a.call(AddOutbound(new, pair.addr_b))
+        assert pair.a_sends(packet) == [packet]
+    assert drops(pair.b) == {}
+
+
+def test_unknown_spis_look_at_the_waiting_commands_once_per_wake_up(pair: Pair) -> None:
+    looked: list[int] = []
+    pair.b.late_commands = lambda: looked.append(1)
+    forger = pair.a_to_b.build()
+    raw = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    raw.bind((pair.addr_a[0], 0))
+    try:
+        for n in range(5):  # a flood of unknown SPIs: one look, not five
+            raw.sendto(bytes([0xDE, 0xAD, 0, n]) + forger.encapsulate(ipv4(CLIENT, LAN_HOST))[4:],
+                       pair.addr_b)
+        time.sleep(0.05)
+        pair.b.poll(0.5)
+    finally:
+        raw.close()
+    assert looked == [1]
+    assert drops(pair.b) == {"unknown_spi": 5}
+
+
+def test_flush_batch_hands_the_commands_over_and_goes_on_batching(pair: Pair) -> None:
+    new = params(0xA0000003, (ESP_AES_CBC, 128, HMAC_SHA1_96))
+    with pair.b.batch():
+        future = pair.b.submit(AddInbound(new, pair.addr_a, allowed_src=CLIENT))
+        pair.b.flush_batch()  # the eventfd is written: the next poll applies it
+        pair.b.poll(0.5)
+        assert future.done()
+        later = pair.b.submit(RemoveSA(0xA0000003))
+        pair.b.poll(0.05)
+        assert not later.done()  # still batching: woken only at the end
+    pair.b.poll(0.5)
+    assert later.result() == 1

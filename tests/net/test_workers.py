@@ -26,6 +26,8 @@ from vpnhub.net.messages import TRANSPORT_NATT_VIRTUAL, AddInbound, AddOutbound,
 from vpnhub.net.stats import DataplaneStats
 from vpnhub.net.tun import FakeTun
 from vpnhub.net.udpencap import NON_ESP_MARKER
+from vpnhub.net.worker import Worker, WorkerSpec
+from vpnhub.net.workerlink import Link
 from vpnhub.net.workers import WorkerFds, WorkerPool, resumed_seq
 
 LAN_HOST = "192.168.2.10"
@@ -435,3 +437,54 @@ def test_esp_on_the_virtual_address_in_workers() -> None:
     finally:
         rig.close()
         vsock.close()
+
+
+def test_flush_batch_sends_the_commands_before_the_batch_ends(rig: Rig) -> None:
+    """An IKE message that lets the peer use a new SA leaves inside a batch
+    (service.py flushes it before each send): the SA must reach its worker first."""
+    async def main() -> None:
+        rig.pool.start()
+        tun, udp = FakeTun("f"), open_udp_socket("127.0.0.1", 0)
+        addr = (udp.getsockname()[0], udp.getsockname()[1])
+        k = rig.pool.worker_of(addr)
+        spi = rig.pool.spi_allocator(addr, "natt")
+        to_conc, from_conc = params(spi), params(0xC4000040)
+        dp = Dataplane(tun, udp=udp)
+        dp.call(AddOutbound(to_conc, rig.port_of(k)))
+        dp.call(AddInbound(from_conc, rig.port_of(k)))
+        rig.clients.append(Client("10.40.1.40", tun, dp, addr, to_conc, from_conc))
+        with rig.pool.batch():
+            rig.pool.add_inbound(to_conc, addr, allowed_src="10.40.1.40")
+            rig.pool.flush_batch()  # on the worker's link now, ahead of the ESP below
+            tun.inject(ipv4("10.40.1.40", LAN_HOST, b"up"))
+            dp.poll(0.2)
+            got: list[bytes] = []
+            await until(lambda: bool(got.extend(rig.tuns[k].sent()) or got))
+            assert got == [ipv4("10.40.1.40", LAN_HOST, b"up")]
+
+    run(main)
+
+
+def test_a_worker_reads_its_link_before_calling_an_spi_unknown() -> None:
+    """The worker's hook for `Dataplane._late_inbound`: the commands waiting on its
+    link (a rekey's AddInbound) are applied before an unknown SPI is dropped."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    tun, udp = FakeTun("w"), open_udp_socket("127.0.0.1", 0)
+    worker = Worker(WorkerSpec(index=0, workers=1, link=child.detach(), tun=tun.fileno(),
+                               udp=udp.detach()))
+    try:
+        sa = params(0xC5000050)
+        Link(parent).send(AddInbound(sa, ("127.0.0.1", 40000), allowed_src="10.40.1.50"))
+        esp = sa.build().encapsulate(ipv4("10.40.1.50", LAN_HOST, b"x"))
+        # as the loop does when the ESP socket comes first in a wake-up
+        worker.dp._deliver(esp, ("127.0.0.1", 40000), 1000.0)
+        worker.dp.poll(0.0)  # the TUN writes of the wake-up
+        assert tun.sent() == [ipv4("10.40.1.50", LAN_HOST, b"x")]
+        assert worker.dp.drops == {}
+    finally:
+        worker.dp.close()
+        assert worker.dp.udp is not None
+        worker.dp.udp.close()
+        worker.link.close()
+        parent.close()
+        tun.close()

@@ -586,6 +586,13 @@ class Concentrator:
     def _send_for(self, sa: IkeSA, d: Datagram) -> None:
         """An SA that began on the cluster's virtual address answers from it (a PAT
         maps only what comes back from the address the client sent to)."""
+        if d.transport is not Transport.CTCP:
+            # The data-plane commands the open batch holds go first (a Quick Mode's
+            # inbound SA: the peer may use it as soon as this message reaches it; cTCP
+            # messages are data-plane commands themselves and keep their order)
+            dp = self.pool or self.dataplane
+            if dp is not None:
+                dp.flush_batch()
         v = self.virtual
         if v is not None and d.transport is not Transport.CTCP and v.owns(sa):
             v.send(d)

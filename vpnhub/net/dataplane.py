@@ -721,6 +721,10 @@ class Dataplane:
         # A TUN packet no SA here routes: True if the hook took it (a data-plane
         # worker hands it to the worker that owns the client, net/handover.py).
         self.no_route: Callable[[bytes], bool] | None = None
+        # Applies the commands that wait, before an unknown SPI is dropped
+        # (`_late_inbound`): the queue here; a worker reads its link (net/worker.py).
+        self.late_commands: Callable[[], None] = self.apply_commands
+        self._late_checked = -1.0  # the wake-up (its clock) that last did so
 
     def _watch(self, fd: int, handler: Callable[[float, int], None],
                mask: int = select.EPOLLIN) -> None:
@@ -815,6 +819,15 @@ class Dataplane:
             state.on = False
             if state.owed:
                 self._wake_up()
+
+    def flush_batch(self) -> None:
+        """Wake the loop now for what this thread's open batch() queued, and go on
+        batching: an IKE message about to leave may make the peer send ESP on an SA
+        those commands install (RFC 2409 5.5; service.py calls it before each send)."""
+        state = self._batching
+        if getattr(state, "on", False) and state.owed:
+            state.owed = False
+            self._wake_up()
 
     def call(self, command: Command, timeout: float | None = 5.0) -> object:
         """Apply ``command`` and return its result, from any thread.
@@ -1624,11 +1637,31 @@ class Dataplane:
                 continue
             self._deliver(data[ihl:], (addr[0], 0), now)
 
+    def _late_inbound(self, spi: bytes, now: float) -> _In | None:
+        """The inbound SA of an SPI not found, after applying the commands that wait.
+
+        The control plane installs a Quick Mode's inbound SA before the message that
+        lets the peer use it leaves (message 2 as responder, 3 as initiator; RFC 2409
+        5.5), but this loop may read the peer's first ESP packet in the same wake-up
+        as that command, and handle the socket first: the packet would be dropped as
+        an unknown SPI, a lost packet at every rekey. So the commands waiting are
+        applied first, at most once per wake-up (a flood of unknown SPIs then costs
+        one look at the queue, in a worker one non-blocking read of its link, per
+        wake-up, not per packet).
+        """
+        if self._late_checked == now:
+            return None
+        self._late_checked = now
+        self.late_commands()
+        return self._in.get(spi)
+
     def _deliver(self, esp: bytes, addr: Address, now: float) -> None:
         entry = self._in.get(esp[:4])
         if entry is None:
-            self._drop(UNKNOWN_SPI)
-            return
+            entry = self._late_inbound(esp[:4], now)
+            if entry is None:
+                self._drop(UNKNOWN_SPI)
+                return
         sa = entry.sa
         self._sa_gen += 1  # its counters move (or its drops)
         # decapsulate + inner source check (RFC 4301 5.2); one C call with the codec

@@ -138,6 +138,9 @@ class FakeDataplane:
     def batch(self) -> contextlib.AbstractContextManager[None]:
         return contextlib.nullcontext()  # commands apply at once here: nothing to batch
 
+    def flush_batch(self) -> None:
+        pass  # commands apply at once here
+
     def update_peer(self, old: Address, new: Address) -> None:
         self.commands.append(UpdatePeer(old, new))
         # Every SA with that peer follows it, as the real data plane's peer entry does.

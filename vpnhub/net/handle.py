@@ -65,6 +65,11 @@ class DataplaneHandle(Protocol):
         """A context whose commands reach the data plane together, at its end."""
         ...
 
+    def flush_batch(self) -> None:
+        """Hand the open batch's commands over now and go on batching (before an IKE
+        message leaves that lets the peer use an SA they install)."""
+        ...
+
     def update_peer(self, old: Address, new: Address) -> None:
         """Send what went to ``old`` to ``new`` from now on (``UpdatePeer``)."""
         ...

@@ -521,6 +521,9 @@ class SplitDataplane:
     def batch(self) -> contextlib.AbstractContextManager[None]:
         return self.inner.batch()
 
+    def flush_batch(self) -> None:
+        self.inner.flush_batch()
+
     def update_peer(self, old: Address, new: Address) -> None:
         self.inner.update_peer(old, new)
 

@@ -135,6 +135,9 @@ class Worker:
         for sock in peers.values():
             self.dp.add_reader(sock.fileno(), self.handover.reader(sock))
         self.dp.add_reader(self.link.fileno(), self._on_link)
+        # An unknown SPI first reads the link: the AddInbound of a rekey may be waiting
+        # there, behind the peer's first ESP packet in this wake-up (Dataplane._late_inbound)
+        self.dp.late_commands = self._read_link
 
     def run(self) -> None:
         self.dp.run()
@@ -163,6 +166,10 @@ class Worker:
     # -- commands from the parent ----------------------------------------------
 
     def _on_link(self, now: float) -> None:
+        self._read_link()
+
+    def _read_link(self) -> None:
+        """Apply every command waiting on the link (non-blocking: none may wait)."""
         try:
             messages = self.link.receive()
         except LinkClosed as e:  # the concentrator is gone

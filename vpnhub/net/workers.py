@@ -381,6 +381,19 @@ class WorkerPool:
                 if queued:
                     self._send(w, Batch(tuple(queued)))
 
+    def flush_batch(self) -> None:
+        """Send each worker what the open batch() holds for it now, and go on batching:
+        an IKE message about to leave may make the peer send ESP on an SA those
+        commands install, and the link then carries them first (RFC 2409 5.5)."""
+        if not self._batching:
+            return
+        for w in self.workers:
+            queued = w.batch
+            if queued:
+                w.batch = None
+                self._send(w, Batch(tuple(queued)))
+                w.batch = []
+
     # -- assignment ------------------------------------------------------------
 
     def worker_of(self, peer: Address, transport: str = "") -> int:
