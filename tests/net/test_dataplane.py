@@ -605,6 +605,7 @@ def test_flush_batch_hands_the_commands_over_and_goes_on_batching(pair: Pair) ->
         pair.b.poll(0.5)
         assert future.done()
         later = pair.b.submit(RemoveSA(0xA0000003))
+        pair.b.flush_batch()  # no inbound SA waits: nothing to hurry (a shutdown's DELETEs)
         pair.b.poll(0.05)
         assert not later.done()  # still batching: woken only at the end
     pair.b.poll(0.5)

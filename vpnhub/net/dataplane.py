@@ -783,6 +783,8 @@ class Dataplane:
         self._commands.append((command, future))
         if getattr(self._batching, "on", False):
             self._batching.owed = True  # batch() wakes the loop once, at its end
+            if isinstance(command, AddInbound):
+                self._batching.installs = True  # flush_batch() hands it over now
             return future
         self._wake_up()
         return future
@@ -812,7 +814,7 @@ class Dataplane:
         if getattr(state, "on", False):
             yield
             return
-        state.on, state.owed = True, False
+        state.on, state.owed, state.installs = True, False, False
         try:
             yield
         finally:
@@ -821,12 +823,13 @@ class Dataplane:
                 self._wake_up()
 
     def flush_batch(self) -> None:
-        """Wake the loop now for what this thread's open batch() queued, and go on
-        batching: an IKE message about to leave may make the peer send ESP on an SA
-        those commands install (RFC 2409 5.5; service.py calls it before each send)."""
+        """Wake the loop now if this thread's open batch() queued an inbound SA, and go
+        on batching: an IKE message about to leave may make the peer send ESP on it
+        (RFC 2409 5.5; service.py calls this before each send). Other commands wait for
+        the batch's end: a shutdown's DELETEs must not wake the loop once each."""
         state = self._batching
-        if getattr(state, "on", False) and state.owed:
-            state.owed = False
+        if getattr(state, "on", False) and state.installs:
+            state.owed = state.installs = False
             self._wake_up()
 
     def call(self, command: Command, timeout: float | None = 5.0) -> object:

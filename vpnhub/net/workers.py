@@ -154,6 +154,7 @@ class _Worker:
         self.peers: dict[Address, int] = {}  # peer -> SAs of it here
         self.figures: dict[str, int] = {}
         self.batch: list[object] | None = None
+        self.batch_installs = False  # the open batch holds an AddInbound
         # its counters at the last answer, and those of its previous lives: a restart
         # must not make totals fall (Prometheus reads a fall as a reset)
         self.last: DataplaneStats | None = None
@@ -352,6 +353,8 @@ class WorkerPool:
     def _send(self, w: _Worker, obj: object) -> None:
         if w.batch is not None:
             w.batch.append(obj)
+            if isinstance(obj, AddInbound):
+                w.batch_installs = True  # flush_batch() sends it ahead of the IKE message
             return
         link = w.link
         if link is None:
@@ -377,20 +380,21 @@ class WorkerPool:
         finally:
             self._batching = False
             for w in self.workers:
-                queued, w.batch = w.batch, None
+                queued, w.batch, w.batch_installs = w.batch, None, False
                 if queued:
                     self._send(w, Batch(tuple(queued)))
 
     def flush_batch(self) -> None:
-        """Send each worker what the open batch() holds for it now, and go on batching:
-        an IKE message about to leave may make the peer send ESP on an SA those
-        commands install, and the link then carries them first (RFC 2409 5.5)."""
+        """Send a worker what the open batch() holds for it now if that includes an
+        inbound SA, and go on batching: an IKE message about to leave may make the
+        peer send ESP on it, and the link then carries it first (RFC 2409 5.5). Other
+        commands wait for the batch's end (a shutdown's 20,000 RemoveSA go as one)."""
         if not self._batching:
             return
         for w in self.workers:
             queued = w.batch
-            if queued:
-                w.batch = None
+            if queued and w.batch_installs:
+                w.batch, w.batch_installs = None, False
                 self._send(w, Batch(tuple(queued)))
                 w.batch = []
 
