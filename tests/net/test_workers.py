@@ -488,3 +488,21 @@ def test_a_worker_reads_its_link_before_calling_an_spi_unknown() -> None:
         worker.link.close()
         parent.close()
         tun.close()
+
+
+def test_remove_sa_drops_only_its_own_routes(rig: Rig) -> None:
+    """RemoveSA finds its routes by SPI (not a scan of every route): the foreign
+    routes of the other workers go with it, a route taken over by a newer SA stays."""
+    pool = rig.pool
+    a, b = ("127.0.0.1", 41001), ("127.0.0.1", 41002)
+    ka = pool.worker_of(a)
+    kb = pool.worker_of(b)
+    assert ka != kb
+    pool.add_outbound(params(0xD1000001), a, dst="10.40.1.61")
+    pool.add_outbound(params(0xD1000002), b, dst="10.40.1.62")
+    pool.add_outbound(params(0xD1000003), a, dst="10.40.1.61")  # a rekey takes it over
+    pool.remove_sa(0xD1000001)  # the old SA: its route now belongs to the new one
+    assert pool._routes == {"10.40.1.61": (ka, 0xD1000003), "10.40.1.62": (kb, 0xD1000002)}
+    pool.remove_sa(0xD1000003)
+    pool.remove_sa(0xD1000002)
+    assert pool._routes == {} and pool._dsts_of_spi == {}

@@ -197,6 +197,9 @@ class WorkerPool:
         # inbound SPIs drawn and not yet installed: (worker, the IKE peer drawn for)
         self._allocated: dict[int, tuple[int, Address]] = {}
         self._routes: dict[str, tuple[int, int]] = {}  # inner dst -> (worker, outbound SPI)
+        # outbound SPI -> the dsts it routed: RemoveSA in O(1), not a scan of every route
+        # (a shutdown's 20,000 removals over 10,000 routes ran for minutes, issue 13)
+        self._dsts_of_spi: dict[int, set[str]] = {}
         self._events: list[Event] = []
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._next_id = 0
@@ -474,7 +477,11 @@ class WorkerPool:
         self._record(w, cmd, (peer[0], peer[1]))
         self._send(w, cmd)
         if dst is not None:
+            before = self._routes.get(dst)
+            if before is not None and before[1] != sa.spi:
+                self._dsts_of_spi.get(before[1], set()).discard(dst)
             self._routes[dst] = (w.index, sa.spi)
+            self._dsts_of_spi.setdefault(sa.spi, set()).add(dst)
             for other in self.workers:
                 if other is not w:
                     self._send(other, SetForeignRoute(dst, w.index))
@@ -494,8 +501,8 @@ class WorkerPool:
                 w.peers.pop(sa.peer, None)
                 if not any(key[0] == sa.peer for key in w.keepalives):
                     self._forget(sa.peer)
-        for dst, (owner, route_spi) in list(self._routes.items()):
-            if route_spi == spi and owner == k:
+        for dst in self._dsts_of_spi.pop(spi, ()):
+            if self._routes.get(dst) == (k, spi):
                 del self._routes[dst]
                 for other in self.workers:
                     if other is not w:
