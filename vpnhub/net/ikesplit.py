@@ -81,8 +81,12 @@ SO_ATTACH_REUSEPORT_CBPF: Final = 51  # linux/asm-generic/socket.h; not in `sock
 # The receive and send buffers of the control plane's IKE sockets (UDP 500 and
 # 4500): with 128 handshakes in flight (bench/handshake.py) the default 208 KiB
 # on UDP 500 overflowed, 66-144 datagrams lost per run (RcvbufErrors in
-# /proc/net/snmp), each loss costing its peer a retransmission timeout.
-IKE_BUFFER_BYTES: Final = 1 << 20
+# /proc/net/snmp), each loss costing its peer a retransmission timeout. 1 MiB
+# (the kernel doubles it: about 2,500 short datagrams) then overflowed on 4500
+# when 3,000 clients logged out at once: two DELETEs each, 61-475 lost per run,
+# each loss an SA left up until DPD. 4 MiB holds about 10,000; the memory is
+# taken only while datagrams wait (issue 13).
+IKE_BUFFER_BYTES: Final = 4 << 20
 BUDGET: Final = 256  # datagrams per wake-up of the loop, as on UDP 500
 # ... and at most this many seconds of them: the loop's timers and the manager wait for
 # the turn to end, and 256 DPD answers of a busy 10,000-session run took 40-60 ms, the
@@ -242,7 +246,7 @@ class NattGroup:
 
 
 def open_natt_group(host: str, port: int, workers: int, *, buffer_bytes: int = 4 << 20,
-                    ike_buffer_bytes: int = 1 << 20,
+                    ike_buffer_bytes: int = IKE_BUFFER_BYTES,
                     keepalive_buffer_bytes: int = 1 << 20) -> NattGroup:
     """UDP `port` as `workers` ESP sockets (index k = worker k), the IKE socket
     (index `workers`) and the keepalive socket (index `workers` + 1), the kernel
