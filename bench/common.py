@@ -91,10 +91,13 @@ def register_swan_suite(s: BenchSuite) -> str:
 
 
 # ----------------------------------------------------------------------------- CPU
-def cpu_times(pid: int) -> tuple[float, float]:
-    """(utime, stime) of all threads of `pid` in seconds; zeros if it is gone."""
+def cpu_times(pid: int | tuple[int, int]) -> tuple[float, float]:
+    """(utime, stime) of all threads of `pid` in seconds, or of one thread for a
+    (pid, tid) pair (its main thread: tid = pid); zeros if it is gone."""
+    path = f"/proc/{pid[0]}/task/{pid[1]}/stat" if isinstance(pid, tuple) \
+        else f"/proc/{pid}/stat"
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        stat = Path(path).read_text()
     except OSError:
         return 0.0, 0.0
     fields = stat.rsplit(")", 1)[1].split()
@@ -151,7 +154,7 @@ class CpuMeter:
     """CPU seconds used by some processes (and the machine's busy share) between
     ``start()`` and ``stop()``."""
 
-    def __init__(self, pids: Mapping[str, Iterable[int]]) -> None:
+    def __init__(self, pids: Mapping[str, Iterable[int | tuple[int, int]]]) -> None:
         self.pids = {k: list(v) for k, v in pids.items()}
         self._t0 = 0.0
         self._c0: dict[str, tuple[float, float]] = {}

@@ -20,10 +20,16 @@ both concentrators see the same drift of a shared machine.
 Reported per concentrator and DH group (medians over ``--runs``): tunnels/s
 (completed / (last completion - first start)), p50/p99 set-up time seen by
 the clients, and the concentrator's CPU milliseconds per tunnel during the
-set-up phase. The load generator shares the 2 cores: its own CPU per tunnel
-is reported too, and the concentrator's *capacity* (tunnels/s one core
-could sustain, 1000 / CPU ms per tunnel) is what a bigger machine with the
-load generated elsewhere would see. Per run, and summed over the runs, the
+set-up phase, all its threads, and apart the loop's (``loop ms``, its main
+thread: the rest is mostly the DH thread's g^xy, ~0.4-0.6 ms for group 14).
+A third of py-spy's samples of the loop's thread sit in ``sendto``/``send``,
+but its system time, every system call included, was 0.15 ms per tunnel of its
+1.6 ms (3,000 tunnels, issue 13): the receiver each send wakes (the load
+generator, a worker) likely takes the core while the sender waits runnable.
+The load generator shares the 2 cores: its own CPU per tunnel is reported
+too, and the concentrator's *capacity* (tunnels/s one core could sustain,
+1000 / CPU ms per tunnel) is what a bigger machine with the load generated
+elsewhere would see. Per run, and summed over the runs, the
 kernel's UDP counters in the concentrator's and the load generator's
 namespaces (``/proc/net/snmp``, from the load generator's start to its exit):
 datagrams received, and those lost to a full receive buffer (RcvbufErrors,
@@ -368,7 +374,9 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
                                  else (conc_stats(topo, conc), 0.0))
     status_before = conc_status(topo, conc)
     ct_before = conntrack_counters(topo)
-    meter = CpuMeter({"conc": [conc.pid]}).start()
+    # the loop's thread apart (its main thread): the DH worker thread's g^xy and
+    # the other threads are the rest of "conc"
+    meter = CpuMeter({"conc": [conc.pid], "conc_loop": [(conc.pid, conc.pid)]}).start()
     proc = topo.spawn(topo.clients[0], argv, logf, name=f"loadgen-{tag}")
     if th is not None:
         th.start()
@@ -391,6 +399,7 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         "setup_p50_ms": res["setup_p50_ms"], "setup_p99_ms": res["setup_p99_ms"],
         "conc_cpu_ms_per_tunnel": meter.seconds["conc"] / est * 1e3 if est else None,
         "conc_sys_ms_per_tunnel": meter.system["conc"] / est * 1e3 if est else None,
+        "conc_loop_cpu_ms_per_tunnel": meter.seconds["conc_loop"] / est * 1e3 if est else None,
         "loadgen_cpu_ms_per_tunnel": lg_cpu / est * 1e3 if est else None,
         "loadgen_sys_ms_per_tunnel": (res["cpu_s"]["setup_system"] / est * 1e3
                                       if est and "setup_system" in res["cpu_s"] else None),
@@ -462,7 +471,7 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     good = [r for r in runs if "error" not in r and r.get("established")]
     out: dict[str, Any] = {"runs_ok": len(good), "runs": len(runs)}
     for k in ("tunnels_per_s", "tunnels_per_s_after_pool", "setup_p50_ms", "setup_p99_ms",
-              "conc_cpu_ms_per_tunnel",
+              "conc_cpu_ms_per_tunnel", "conc_loop_cpu_ms_per_tunnel",
               "conc_sys_ms_per_tunnel", "loadgen_cpu_ms_per_tunnel", "loadgen_sys_ms_per_tunnel",
               "conc_capacity_per_core",
               "machine_busy"):
@@ -545,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
                             f"{one['tunnels_per_s']:.0f} tunnels/s, p50"
                             f" {one['setup_p50_ms']:.0f} ms, p99 {one['setup_p99_ms']:.0f} ms,"
                             f" conc {one['conc_cpu_ms_per_tunnel']:.2f} CPU ms/tunnel"
-                            f" ({one['conc_sys_ms_per_tunnel']:.2f} system),"
+                            f" ({one['conc_sys_ms_per_tunnel']:.2f} system,"
+                            f" {one['conc_loop_cpu_ms_per_tunnel']:.2f} the loop's thread),"
                             f" failed {one['failed']}; UDP {udp_text(one['udp'])};"
                             f" retransmitted {one['loadgen_retransmissions']},"
                             f" PAT {one['pat_conntrack']}, conc {one['conc_drops']}"
@@ -584,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
 def format_table(doc: dict[str, Any]) -> str:
     lines = [f"{'concentrator':12} {'DH':>3} {'tunnels/s':>9} {'after pool':>10}"
              f" {'p50 ms':>7} {'p99 ms':>7} "
-             f"{'conc ms/tun':>11} {'cap/core':>8} {'lg ms/tun':>9} runs"]
+             f"{'conc ms/tun':>11} {'loop ms':>7} {'cap/core':>8} {'lg ms/tun':>9} runs"]
     for r in doc["results"]:
         if "error" in r:
             lines.append(f"{r['concentrator']:12} {r['dh_group']:>3} ERROR {r['error'][:70]}")
@@ -597,6 +607,7 @@ def format_table(doc: dict[str, Any]) -> str:
                      f"{f(r.get('tunnels_per_s_after_pool'), 10)} "
                      f"{f(r['setup_p50_ms'], 7)} {f(r['setup_p99_ms'], 7)} "
                      f"{f(r['conc_cpu_ms_per_tunnel'], 11, 2)} "
+                     f"{f(r.get('conc_loop_cpu_ms_per_tunnel'), 7, 2)} "
                      f"{f(r['conc_capacity_per_core'], 8)} "
                      f"{f(r['loadgen_cpu_ms_per_tunnel'], 9, 2)} {r['runs_ok']}/{r['runs']}"
                      + (f"  ({r['redirects']} redirects followed)" if r.get("redirects") else ""))

@@ -8,6 +8,7 @@ The lab benchmarks need root and network namespaces (marker ``netns``).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -63,8 +64,11 @@ def test_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
     assert {r["concentrator"] for r in doc["results"]} == {"vpnhub", "strongswan"}
     for r in doc["results"]:
         assert r["runs_ok"] == 1, r
-        for key in ("tunnels_per_s", "setup_p50_ms", "setup_p99_ms", "conc_cpu_ms_per_tunnel"):
+        for key in ("tunnels_per_s", "setup_p50_ms", "setup_p99_ms", "conc_cpu_ms_per_tunnel",
+                    "conc_loop_cpu_ms_per_tunnel"):
             assert is_number(r[key]), (r["concentrator"], key)
+        # the loop's thread is one of the concentrator's threads (issue 13)
+        assert r["conc_loop_cpu_ms_per_tunnel"] <= r["conc_cpu_ms_per_tunnel"], r
         # the kernel's UDP counters in both namespaces, per run and summed
         for udp in (r["udp"], r["runs_detail"][0]["udp"]):
             assert set(udp) == {"conc", "loadgen"}, udp
@@ -129,6 +133,31 @@ def test_handshake_rate_after_the_dh_pool_and_its_level() -> None:
     assert level is not None and (level["ready"], level["taken"], level["missed"]) == (5, 3, 1)
     assert _pool_ready(level, 14) == 1 and _pool_ready(level, 19) == 0
     assert pool_level({"dh_pool": None}) is None and _pool_ready(None, 14) == 0
+
+
+def test_cpu_meter_measures_one_thread_apart_from_its_process() -> None:
+    """bench/handshake.py's `loop ms`: the CPU of a process's main thread, apart
+    from a second thread that burns CPU meanwhile (as the DH thread does)."""
+    import threading
+    import time
+
+    from common import CpuMeter
+
+    me = os.getpid()
+    meter = CpuMeter({"all": [me], "main": [(me, me)]}).start()
+    end = time.monotonic() + 0.3
+
+    def burn() -> None:
+        x = 0
+        while time.monotonic() < end:
+            x += 1
+
+    t = threading.Thread(target=burn)
+    t.start()
+    t.join()  # the main thread sleeps in join: (almost) no CPU of its own
+    meter.stop()
+    assert meter.seconds["all"] >= 0.2, meter.seconds
+    assert meter.seconds["main"] < meter.seconds["all"] / 2, meter.seconds
 
 
 def test_handshake_reads_the_kernels_udp_counters() -> None:
