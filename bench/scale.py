@@ -2,7 +2,8 @@
 
     sudo .venv/bin/python bench/scale.py [--sessions 10000] [--history-wait 300]
         [--window 60] [--traffic-sessions 1000] [--traffic-hold 60] [--poll 120]
-        [--tabs 5] [--json out.json] [--profile-dir DIR] [--smoke]
+        [--tabs 5] [--workers N] [--dh-pool-size N] [--json out.json]
+        [--profile-dir DIR] [--smoke]
 
 The load generator (``python -m vpnhub.tools.loadgen``) in client namespace c1
 brings up ``--sessions`` remote-access tunnels through the PAT to
@@ -133,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                          " which are other machines; on 2 shared cores at equal priority"
                          " they take the CPU from the concentrator's loop and its delay"
                          " measures the scheduler (0: equal priority, as before)")
+    ap.add_argument("--workers", default=None,
+                    help="[dataplane] workers of the concentrator (default: vpnhub's, one per"
+                         " core; 1: the data plane a thread of the concentrator)")
+    ap.add_argument("--dh-pool-size", type=int, default=None,
+                    help="[limits] dh_pool_size (default: vpnhub's, sized per DH group)")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--profile-dir", type=Path)
     ap.add_argument("--prefix")
@@ -167,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = vpnhub_config(run, pool=POOL, n_users=N_USERS, max_sessions=max(20000, 2 * n),
                             half_open_per_source=1_000_000, half_open_total=1_000_000,
                             dpd_interval=max(1, round(args.dpd)),
-                            natt_keepalive=max(1, round(args.keepalive)), web_admin=WEB_ADMIN)
+                            natt_keepalive=max(1, round(args.keepalive)), web_admin=WEB_ADMIN,
+                            workers=_workers(args.workers), dh_pool_size=args.dh_pool_size)
+        doc["workers"], doc["dh_pool_size"] = args.workers, args.dh_pool_size
         conc = start_vpnhub_concentrator(topo, cfg, timeout=60)
         time.sleep(0.5 if args.smoke else 2.0)
         web = web_manager_listening(topo)
@@ -331,6 +339,13 @@ def main(argv: list[str] | None = None) -> int:
                      default=str)[:3000])
     print(summary_text(doc))
     return 1 if "error" in doc else 0
+
+
+def _workers(value: str | None) -> int | str | None:
+    """``--workers``: a count, "auto", or None (vpnhub's default)."""
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
 
 
 def renice(pid: int, niceness: int) -> None:

@@ -305,3 +305,47 @@ def test_the_concentrator_writes_in_the_background_and_shuts_down_clean(
     p.core.shutdown(p.now)  # waits for the background write, then the clean record
     rec = read_state(state_path(_store(tmp_path)))
     assert rec is not None and rec.clean and rec.pid == os.getpid()
+
+
+def _two_sessions(tmp_path: Path) -> CoreRig:
+    p = _start(tmp_path)
+    for user in ("vpnuser1", "vpnuser2"):
+        p.connect(p.add_pc(user))
+    assert len(p.core.sessions) == 2, p.console.getvalue()
+    return p
+
+
+def test_the_record_taken_in_steps_is_the_one_taken_at_once(tmp_path: Path) -> None:
+    p = _two_sessions(tmp_path)
+    path = state_path(_store(tmp_path))
+    p.core.write_state(p.now)  # one step (STATE_STEP sessions per step)
+    once = read_state(path)
+    turns = list(p.core.write_state_in_steps(p.now + 10, step=1))
+    stepped = read_state(path)
+    assert len(turns) == 1  # the loop's turn between the two sessions
+    assert once is not None and stepped is not None
+    assert {s.user for s in once.sessions} == {"vpnuser1", "vpnuser2"}
+    assert (stepped.sessions, stepped.peak, stepped.cumulative) == (
+        once.sessions, once.peak, once.cumulative)
+
+
+def test_a_session_that_ends_during_a_stepped_record_makes_the_next_one_due(
+        tmp_path: Path) -> None:
+    from vpnhub.concentrator.staterecord import HEARTBEAT, MIN_INTERVAL
+
+    p = _two_sessions(tmp_path)
+    quiet = p.core.write_state_in_steps(p.now, step=1)
+    list(quiet)
+    assert not p.core.state_due(p.now + MIN_INTERVAL)  # nothing changed: the heartbeat
+    walk = p.core.write_state_in_steps(p.now, step=1)
+    next(walk)  # the first session copied; the loop runs a logout meanwhile
+    first = p.core.sessions.all()[0]
+    assert p.core.logout(first.key, "admin")
+    p.settle()
+    assert len(p.core.sessions) == 1
+    list(walk)  # the record is written, with or without the ended session
+    assert p.core.state_due(p.now + MIN_INTERVAL) and MIN_INTERVAL < HEARTBEAT
+    p.core.write_state(p.now + MIN_INTERVAL)
+    rec = read_state(state_path(_store(tmp_path)))
+    assert rec is not None and [s.user for s in rec.sessions] == [
+        s.user for s in p.core.sessions.all()]

@@ -254,6 +254,26 @@ def test_killed_worker_restarts_with_its_sas_and_a_sequence_jump(rig: Rig) -> No
     run(main)
 
 
+def test_a_totals_only_answer_leaves_the_sampled_sequence_numbers(rig: Rig) -> None:
+    """The 2 s totals refresh carries no per-SA sequence numbers (an O(SAs) walk on
+    the loop per answer, issue 13): a restart resumes from the last per-SA sample."""
+    async def main() -> None:
+        rig.pool.start()
+        c, k = await rig.login("10.40.1.9", 0xC9000001)
+        for i in range(3):
+            await lan_reply(rig, k, c, b"before %d" % i)
+        await rig.pool.counters()  # the per-SA sample: seq 3
+        w = rig.pool.workers[k]
+        assert w.seqs is not None and w.seqs[0][c.from_conc.spi] == 3
+        await lan_reply(rig, k, c, b"after")
+        totals = await rig.pool.counters(sas=False)
+        assert totals.totals.esp_totals.packets_out == 4  # the totals did move
+        assert w.seqs[0][c.from_conc.spi] == 3  # the sample stayed the per-SA one
+        await rig.pool.stats()
+        assert w.seqs[0][c.from_conc.spi] == 4
+    run(main)
+
+
 def test_resumed_seq_caps_at_the_end() -> None:
     assert resumed_seq(10, 0.0) == 10 + 1024
     assert resumed_seq(10, 2.0) == 10 + 2_000_000 + 1024

@@ -655,7 +655,11 @@ class Concentrator:
 
     async def _tick(self) -> None:
         now = time.monotonic()
-        self.core.housekeeping(now)
+        core = self.core
+        core.housekeeping(now, state=False)
+        if core.state_due(now):  # the record's field copy in steps (core.STATE_STEP)
+            for _ in core.write_state_in_steps(now):
+                await asyncio.sleep(0)
         if self.accounting is not None:
             self.accounting.tick(now)
         self._start_dh_filler()

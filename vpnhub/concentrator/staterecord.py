@@ -251,6 +251,7 @@ class StateKeeper:
         self.pid = pid
         self.started = started
         self.dirty = True
+        self.changes = 0
         self._last = -math.inf
         self.error = ""  # the last write error ("" when the last write worked)
         self._writer: ThreadPoolExecutor | None = None  # start_background()
@@ -264,6 +265,7 @@ class StateKeeper:
 
     def changed(self) -> None:
         self.dirty = True
+        self.changes += 1  # a write taken in steps asks whether one came meanwhile
 
     def due(self, now: float) -> bool:
         """`now` is monotonic. A change waits at most MIN_INTERVAL, a quiet run HEARTBEAT."""

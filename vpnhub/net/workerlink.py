@@ -60,7 +60,8 @@ class Reply:
 
     ``seqs``: every outbound SPI's last sequence number and every inbound SPI's
     replay window top at the time of the answer (the restart's starting points),
-    given with counters and stats; ``figures``: the worker's own counters."""
+    given with stats and the per-SA counters (not the totals-only ones); kept by the
+    pool as they came and read only by a restart; ``figures``: the worker's own counters."""
 
     id: int
     result: object = None
