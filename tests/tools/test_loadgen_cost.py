@@ -94,3 +94,16 @@ def test_short_client_exponents_still_agree_with_a_full_size_server() -> None:
     full = client_key_pair(14, 0)
     assert isinstance(full, ModpKeyPair) and full._x.bit_length() == 320
     assert client_key_pair(19, 64).group.group_id == 19  # ECP: the engine's own
+
+
+def test_the_set_up_runs_with_a_quiet_collector_and_gives_it_back() -> None:
+    import gc
+
+    from vpnhub.tools.loadgen import GC_THRESHOLDS, quiet_collector
+
+    before = gc.get_threshold()
+    made_before = [object() for _ in range(3)]  # stands for the DH pairs and sockets
+    with quiet_collector():
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() >= len(made_before)  # out of every collection
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

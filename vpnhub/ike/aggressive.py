@@ -37,7 +37,7 @@ from vpnhub.wire.payloads import (
     Payload,
     SAPayload,
     VendorIDPayload,
-    encode_payloads,
+    encode_before,
 )
 
 AM = ExchangeType.AGGRESSIVE
@@ -47,19 +47,20 @@ _GROUP_ID_TYPES = frozenset({IdType.KEY_ID, IdType.FQDN, IdType.USER_FQDN})
 
 # ----------------------------------------------------------------- initiator
 def initiate(sa: SaState, now: float) -> None:
-    sap = phase1.our_sa_payload(sa, phase1.initiator_auth(sa))
+    sap, sa.sai_b = phase1.our_sa(sa, phase1.initiator_auth(sa))
     kp = phase1.new_dh(sa, sa.config.policy.dh_group)
     n = phase1.nonce(sa)
     idp = phase1.our_id(sa) if sa.config.auth == "psk" else sigauth.initiator_id(sa)
     sa.nonce_i = n.data
-    sa.sai_b = encode_payloads([sap])[4:]
-    sa.p1.idii_b = encode_payloads([idp])[4:]
-    payloads: list[Payload] = [sap, KEPayload(kp.public), n, idp, *sigauth.cert_requests(sa),
-                               *phase1.our_vendor_ids(sa)]
-    sa.send(AM, payloads, now=now)
+    sa.p1.idii_b = idp.encode_body()
+    rest: list[Payload] = [KEPayload(kp.public), n, idp, *sigauth.cert_requests(sa),
+                           *phase1.our_vendor_ids(sa)]
+    # the SA payload as encoded once for every SA with these offers (phase1.our_sa)
+    sa.send(AM, [sap, *rest], now=now, body=encode_before(sap, sa.sai_b, rest))
     sa.state = State.AM_I_SENT1
-    sa.log("IKE", 5, f"initiating Aggressive Mode to {sa.remote[0]}:{sa.remote[1]}"
-           f" as group {sa.config.group_name!r}")
+    if sa.logs(5):
+        sa.log("IKE", 5, f"initiating Aggressive Mode to {sa.remote[0]}:{sa.remote[1]}"
+               f" as group {sa.config.group_name!r}")
 
 
 def initiator_2(sa: SaState, msg: Message, remote: Address, local_port: int, now: float) -> None:

@@ -120,8 +120,21 @@ def initiator_auth(sa: SaState) -> int:
 
 
 def our_sa_payload(sa: SaState, auth: int) -> SAPayload:
-    transforms = [encode_p1(i + 1, s) for i, s in enumerate(sa.config.policy.p1_offers(auth))]
-    return SAPayload([Proposal(1, ProtocolId.ISAKMP, b"", transforms)])
+    return our_sa(sa, auth)[0]
+
+
+def our_sa(sa: SaState, auth: int) -> tuple[SAPayload, bytes]:
+    """Our phase 1 SA payload (one proposal, a transform per suite) and its body, SAi_b
+    of RFC 2409 section 5. Both are shared by every SA with the same offers and never
+    changed: an initiator proposes the same in every exchange."""
+    return _sa_of(tuple(sa.config.policy.p1_offers(auth)))
+
+
+@functools.lru_cache(maxsize=64)
+def _sa_of(offers: tuple[P1Suite, ...]) -> tuple[SAPayload, bytes]:
+    transforms = [encode_p1(i + 1, s) for i, s in enumerate(offers)]
+    sap = SAPayload([Proposal(1, ProtocolId.ISAKMP, b"", transforms)])
+    return sap, sap.encode_body()
 
 
 def accept_initiator_choice(sa: SaState, sap: SAPayload) -> P1Suite:
@@ -269,9 +282,10 @@ def detect_nat(sa: SaState, payloads: list[Payload]) -> bool:
         sa.first_remote[0], {sa.first_remote[1]})
     sa.local_behind_nat = natd[0].data not in ours
     sa.remote_behind_nat = not any(p.data in theirs for p in natd[1:])
-    sa.log("NATT", 5, f"NAT detection: this end {'IS' if sa.local_behind_nat else 'is NOT'}"
-           f" behind a NAT device; the peer {'IS' if sa.remote_behind_nat else 'is NOT'}"
-           " behind a NAT device")
+    if sa.logs(5):
+        sa.log("NATT", 5, f"NAT detection: this end {'IS' if sa.local_behind_nat else 'is NOT'}"
+               f" behind a NAT device; the peer {'IS' if sa.remote_behind_nat else 'is NOT'}"
+               " behind a NAT device")
     return True
 
 
@@ -500,13 +514,14 @@ def established(sa: SaState, mode: str, now: float) -> None:
                                   AuthMethod.XAUTH_INIT_RSA: "RSA Digital Certificate-XAUTH",
                                   AuthMethod.HYBRID_INIT_RSA: "RSA Hybrid-XAUTH"}
     auth = auth_names.get(s.auth, str(s.auth))
-    sa.log("IKE", 5, f"IKE SA established ({mode} Mode, {name}, {auth},"
-           f" lifetime {sa.lifetime} s) with {describe_id(sa.peer_id_type, sa.peer_id_data)}"
-           f" at {sa.remote[0]}:{sa.remote[1]}")
+    peer_id = describe_id(sa.peer_id_type, sa.peer_id_data)
+    if sa.logs(5):
+        sa.log("IKE", 5, f"IKE SA established ({mode} Mode, {name}, {auth},"
+               f" lifetime {sa.lifetime} s) with {peer_id} at {sa.remote[0]}:{sa.remote[1]}")
     sa.emit(ev.Phase1Established(
         encryption=parts[0], hash=parts[1] if len(parts) > 1 else "",
         group=parts[2] if len(parts) > 2 else "", auth_method=auth, mode=mode,
-        lifetime=sa.lifetime, peer_id=describe_id(sa.peer_id_type, sa.peer_id_data),
+        lifetime=sa.lifetime, peer_id=peer_id,
         peer_vendor_ids=tuple(sa.peer_vendor_ids), auth_mode=auth_mode(s.auth),
         cert_subject=sa.p1.peer_key.subject if sa.p1.peer_key else "",
         cert_group=sa.p1.cert_group))

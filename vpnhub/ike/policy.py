@@ -8,6 +8,7 @@ configuration allows legacy suites (the source document uses 3DES/MD5/group 2).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from vpnhub.ike.lifetime import duration_value
@@ -282,31 +283,46 @@ class Policy:
 
     # -- proposals (initiator) --------------------------------------------------
     def p1_offers(self, auth: int) -> list[P1Suite]:
-        encs = list(self.ike_encryptions)
-        hashes = list(self.ike_hashes)
-        if self.allow_legacy:
-            encs.append((IkeEncr.TRIPLE_DES_CBC, 0))
-            hashes.append(IkeHash.MD5)
-        return [
-            P1Suite(e, k, h, self.dh_group, auth, self.ike_lifetime)
-            for e, k in encs
-            for h in hashes
-        ]
+        return list(_p1_offers(self.allow_legacy, self.ike_encryptions, self.ike_hashes,
+                               self.dh_group, auth, self.ike_lifetime))
 
     def esp_offers(self, encapsulation: int) -> list[EspSuite]:
-        out: list[EspSuite] = []
-        ciphers = list(self.esp_ciphers)
-        auths = list(self.esp_auths)
-        if self.allow_legacy:
-            ciphers.append((EspTransform.TRIPLE_DES, 0))
-            auths.append(IPsecAuth.HMAC_MD5)
-        for t, k in ciphers:
-            if t in AEAD_TRANSFORMS:
-                out.append(EspSuite(t, k, 0, encapsulation, self.pfs_group, self.ipsec_lifetime))
-                continue
-            for a in auths:
-                out.append(EspSuite(t, k, a, encapsulation, self.pfs_group, self.ipsec_lifetime))
-        return out
+        return list(_esp_offers(self.allow_legacy, self.esp_ciphers, self.esp_auths,
+                                encapsulation, self.pfs_group, self.ipsec_lifetime))
+
+
+# An initiator offers the same suites in every exchange (a load generator: thousands of
+# times a second, issue 13), so they are built once per distinct policy; the fields
+# they depend on are all hashable (`Policy.extra` is not, hence not the Policy itself).
+@functools.lru_cache(maxsize=64)
+def _p1_offers(allow_legacy: bool, encryptions: tuple[tuple[int, int], ...],
+               hashes: tuple[int, ...], group: int, auth: int,
+               lifetime: int) -> tuple[P1Suite, ...]:
+    encs = list(encryptions)
+    hs = list(hashes)
+    if allow_legacy:
+        encs.append((IkeEncr.TRIPLE_DES_CBC, 0))
+        hs.append(IkeHash.MD5)
+    return tuple(P1Suite(e, k, h, group, auth, lifetime) for e, k in encs for h in hs)
+
+
+@functools.lru_cache(maxsize=64)
+def _esp_offers(allow_legacy: bool, esp_ciphers: tuple[tuple[int, int], ...],
+                esp_auths: tuple[int, ...], encapsulation: int, pfs_group: int,
+                lifetime: int) -> tuple[EspSuite, ...]:
+    out: list[EspSuite] = []
+    ciphers = list(esp_ciphers)
+    auths = list(esp_auths)
+    if allow_legacy:
+        ciphers.append((EspTransform.TRIPLE_DES, 0))
+        auths.append(IPsecAuth.HMAC_MD5)
+    for t, k in ciphers:
+        if t in AEAD_TRANSFORMS:
+            out.append(EspSuite(t, k, 0, encapsulation, pfs_group, lifetime))
+            continue
+        for a in auths:
+            out.append(EspSuite(t, k, a, encapsulation, pfs_group, lifetime))
+    return tuple(out)
 
 
 def legacy_policy(**kw: object) -> Policy:

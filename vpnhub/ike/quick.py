@@ -45,6 +45,7 @@ from vpnhub.wire.constants import (
 )
 from vpnhub.wire.message import Message
 from vpnhub.wire.payloads import (
+    GENERIC_HEADER_LEN,
     HashPayload,
     IDPayload,
     KEPayload,
@@ -53,6 +54,7 @@ from vpnhub.wire.payloads import (
     Payload,
     Proposal,
     SAPayload,
+    encode_before,
     encode_hashed,
     encode_payloads,
 )
@@ -110,6 +112,33 @@ def _prefix_of(mask: bytes) -> int:
     return ipaddress.IPv4Network(f"0.0.0.0/{ipaddress.IPv4Address(mask)}").prefixlen
 
 
+@functools.lru_cache(maxsize=64)
+def _esp_sa_of(offers: tuple[EspSuite, ...]) -> tuple[tuple[Proposal, ...], tuple[bytes, ...]]:
+    """Our Quick Mode SA payload for these offers, built and encoded once: one proposal
+    per suite, one transform each (the form vpnc and Cisco send). Only the SPI changes
+    from one Quick Mode to the next, so the body is kept cut around it:
+    ``spi.join(cut)`` is the body with that 4-byte SPI in every proposal."""
+    proposals = tuple(Proposal(i + 1, ProtocolId.IPSEC_ESP, _SPI_MARK, [encode_esp(1, s)])
+                      for i, s in enumerate(offers))
+    body = SAPayload(list(proposals)).encode_body()
+    cut: list[bytes] = []
+    start = _SA_HEAD_LEN
+    head = body[:start]
+    for p in proposals:
+        spi_at = start + GENERIC_HEADER_LEN + _PROPOSAL_HEAD_LEN
+        end = start + GENERIC_HEADER_LEN + len(p.encode_body())
+        cut.append(head + body[start:spi_at])
+        head = body[spi_at + len(_SPI_MARK):end]
+        start = end
+    cut.append(head)
+    return proposals, tuple(cut)
+
+
+_SPI_MARK = bytes(4)  # a stand-in SPI, cut out again (`_esp_sa_of`)
+_SA_HEAD_LEN = 8  # RFC 2407 4.6.1: DOI and situation
+_PROPOSAL_HEAD_LEN = 4  # RFC 2408 3.5: number, protocol, SPI size, transform count
+
+
 # ----------------------------------------------------------------- initiator
 def initiate(sa: SaState, now: float, local_ts: ipaddress.IPv4Network | None,
              remote_ts: ipaddress.IPv4Network | None, rekey_of: int | None,
@@ -118,31 +147,33 @@ def initiate(sa: SaState, now: float, local_ts: ipaddress.IPv4Network | None,
     if local_ts is None:
         if sa.assigned_address is None:
             raise ValueError("no local traffic selector and no Mode Config address")
-        local_ts = ipaddress.IPv4Network((sa.assigned_address, 32))
+        # the /32 of the Mode Config address (from its int: a third of the tuple's cost)
+        local_ts = ipaddress.IPv4Network(int(sa.assigned_address))
     remote_ts = remote_ts or ANY
     x = sa.start_exchange("quick", sa.new_message_id(), True, "sent1")
     spi_in = sa.new_spi()
     offers = suites or sa.config.policy.esp_offers(encapsulation(sa))
     spi_b = spi_in.to_bytes(4, "big")
-    # one proposal per suite, one transform each: the form vpnc and Cisco send
-    sap = SAPayload([Proposal(i + 1, ProtocolId.IPSEC_ESP, spi_b, [encode_esp(1, s)])
-                     for i, s in enumerate(offers)])
+    proposals, cut = _esp_sa_of(tuple(offers))
+    sap = SAPayload([Proposal(p.number, p.protocol_id, spi_b, p.transforms) for p in proposals])
     ni = NoncePayload(sa.config.rng(NONCE_LEN))
-    payloads: list[Payload] = [sap, ni]
+    after: list[Payload] = [ni]
     pfs = offers[0].group if offers else 0
     kp: DHKeyPair | None = None
     if pfs:
         kp = _pfs_key_pair(sa, pfs)
-        payloads.append(KEPayload(kp.public))
-    payloads += [id_for(local_ts), id_for(remote_ts)]
-    rest = encode_payloads(payloads)
+        after.append(KEPayload(kp.public))
+    after += [id_for(local_ts), id_for(remote_ts)]
+    payloads: list[Payload] = [sap, *after]
+    rest = encode_before(sap, spi_b.join(cut), after)
     x.quick = QuickScratch(local_ts, remote_ts, spi_in, ni.data, offers=offers, dh=kp,
                            rekey_of=rekey_of)
     hp = HashPayload(qm_hash1(sa.hash, sa.skeyid_a, x.message_id, rest))
     sa.send(QM, [hp, *payloads], message_id=x.message_id, encrypt=True, now=now,
             body=encode_hashed(hp, payloads, rest))
-    sa.log("IKE", 7, f"Quick Mode started: {local_ts} <-> {remote_ts}, SPI in {spi_in:08x}"
-           + (f" (rekey of {rekey_of:08x})" if rekey_of is not None else ""))
+    if sa.logs(7):
+        sa.log("IKE", 7, f"Quick Mode started: {local_ts} <-> {remote_ts}, SPI in {spi_in:08x}"
+               + (f" (rekey of {rekey_of:08x})" if rekey_of is not None else ""))
     return x.message_id
 
 
@@ -426,10 +457,11 @@ def _install(sa: SaState, x: Exchange, suite: EspSuite, spi_in: int, spi_out: in
         encapsulation=suite.encapsulation, local_ts=local_ts, remote_ts=remote_ts,
         lifetime=lifetime, pfs_group=suite.group, rekey_of=rekey_of,
         inbound_early=q.inbound_early, we_initiated=we_initiated))
-    sa.log("IPSEC", 5, f"Security negotiation complete: {local_ts} <-> {remote_ts},"
-           f" {esp_suite_name(suite.transform, suite.key_length, suite.auth)},"
-           f" {_encap_name(suite.encapsulation)}, lifetime {lifetime} s")
-    sa.log("IPSEC", 5, f"Loading SPIs: inbound {spi_in:08x}, outbound {spi_out:08x}")
+    if sa.logs(5):
+        sa.log("IPSEC", 5, f"Security negotiation complete: {local_ts} <-> {remote_ts},"
+               f" {esp_suite_name(suite.transform, suite.key_length, suite.auth)},"
+               f" {_encap_name(suite.encapsulation)}, lifetime {lifetime} s")
+        sa.log("IPSEC", 5, f"Loading SPIs: inbound {spi_in:08x}, outbound {spi_out:08x}")
 
 
 def _keymat(sa: SaState, suite: EspSuite, spi: int, ni: bytes, nr: bytes,

@@ -699,6 +699,12 @@ class SaState:
     def log(self, cls: str, severity: int, text: str) -> None:
         self._log(cls, severity, text)
 
+    def logs(self, severity: int) -> bool:
+        """Whether a line of this severity is kept: a caller whose text is dear to build
+        (addresses, names, several fields) asks first. A client that keeps no lines (the
+        load generator, issue 13) builds none."""
+        return severity <= self.config.log_severity
+
     def _log_decode(self, direction: str, msg: Message, remote: Address) -> None:
         # Cisco client style: "SENDING >>> ISAKMP OAK AG (SA, KE, NON, ID, VID)"
         if self.config.log_severity < 8:  # nobody keeps decodes: do not build them

@@ -98,8 +98,9 @@ def receive(sa: SaState, msg: Message, remote: Address, local_port: int, now: fl
             raise
     else:
         ap = _verified_attr(sa, msg)
-    sa.log("MODECFG" if not _is_xauth(ap) else "XAUTH", 9,
-           f"received {_cfg_name(ap.cfg_type)} with {len(ap.attributes)} attribute(s)")
+    if sa.logs(9):
+        sa.log("MODECFG" if not _is_xauth(ap) else "XAUTH", 9,
+               f"received {_cfg_name(ap.cfg_type)} with {len(ap.attributes)} attribute(s)")
     if sa.role is Role.RESPONDER:
         _server_receive(sa, x, ap, now)
     else:
@@ -277,8 +278,9 @@ def _client_receive(sa: SaState, x: Exchange, ap: AttributePayload, now: float) 
                            NotifyType.ATTRIBUTES_NOT_SUPPORTED, send_notify=False, fatal=False)
         sa.modecfg = cfg
         sa.assigned_address = cfg.address
-        for line in describe_modecfg(cfg):
-            sa.log("MODECFG", 5, line)
+        if sa.logs(5):
+            for line in describe_modecfg(cfg):
+                sa.log("MODECFG", 5, line)
         sa.emit(ev.ModeConfigReceived(cfg))
     else:
         sa.end_exchange(x.message_id)

@@ -27,6 +27,9 @@ Phases:
    `pfs = false`), so one pair per tunnel is all a client draws; with PFS a
    client would need a second pair per tunnel (RFC 2409 section 5.5), from the
    same pool (``ike.quick`` takes it from ``endpoint_marks.dh_pool``).
+   What was made here is then frozen out of the cyclic collector, whose young
+   generation is as large as in ``vpnhub serve`` during the run (`quiet_collector`).
+   What each tunnel costs the load generator: docs/BENCHMARKS.md.
    For the same reason the clients' MODP private exponents are 64 bits
    (``--client-exponent-bits``; 0 = the engine's 320 for group 14): their g^xy
    costs a fifth, while the concentrator does exactly what it does for any
@@ -66,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import ipaddress
 import json
 import multiprocessing as mp
@@ -79,6 +83,7 @@ import struct
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, assert_never
@@ -98,6 +103,26 @@ from vpnhub.secret import Secret
 NON_ESP_MARKER = b"\x00\x00\x00\x00"
 NAT_KEEPALIVE = b"\xff"
 MAX_REDIRECTS = 3  # load-balancing redirects followed in a row (as `vpnhub connect`)
+# The cyclic collector during the run, as `vpnhub serve` sets it: the default young
+# generation (700 allocations) ran a collection every few messages, each walking the
+# young objects of the tunnels in flight; nearly everything a handshake allocates is
+# freed by reference counting, and what the precomputation made is frozen out of it
+GC_THRESHOLDS = (50_000, 5, 100)
+
+
+@contextlib.contextmanager
+def quiet_collector() -> Iterator[None]:
+    """The set-up's collector: what exists now (DH pairs, sockets) frozen, the young
+    generation large; the process's own settings come back afterwards."""
+    saved = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*saved)
+        gc.unfreeze()
 
 
 def client_key_pair(group: int, exponent_bits: int) -> DHKeyPair:
@@ -552,11 +577,15 @@ class LoadGenerator:
                   deletes_received=self.c.deletes_received)
 
     def run(self) -> dict[str, Any]:
-        cfg = self.cfg
         signal.signal(signal.SIGUSR1, self._on_sigusr1)
         signal.signal(signal.SIGUSR2, self._on_sigusr2)
         dh_cpu = self._fill_dh_pool()
         self._open_sockets()
+        with quiet_collector():
+            return self._run(dh_cpu)
+
+    def _run(self, dh_cpu: float) -> dict[str, Any]:
+        cfg = self.cfg
         self.cpu0 = time.process_time()  # the set-up's CPU starts now
         sys0 = os.times().system
         t0 = time.monotonic()

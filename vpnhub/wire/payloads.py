@@ -1058,6 +1058,16 @@ def encode_hashed(hash_payload: Payload, rest: Sequence[Payload], rest_encoded: 
     return encode_payload(hash_payload, first) + rest_encoded
 
 
+def encode_before(first: Payload, first_body: bytes, rest: Sequence[Payload]) -> bytes:
+    """`first`, whose body is already encoded (`first_body`), chained before `rest`: the
+    same as encode_payloads([first, *rest]) when first_body == first.encode_body(). An
+    initiator offers the same SA payload in every exchange, so it is encoded once
+    (ike.phase1 our_sa; the load generator's thousands of clients, issue 13)."""
+    following = rest[0].payload_type if rest else PayloadType.NONE
+    return (_GENERIC.pack(following, 0, GENERIC_HEADER_LEN + len(first_body)) + first_body
+            + encode_payloads(rest))
+
+
 def payload_body(p: Payload) -> bytes:
     """The body without the generic header: as received if decoded, else encoded.
     (SAi_b and IDii_b of RFC 2409 5 are such bodies.)"""
