@@ -232,7 +232,7 @@ class FakeTable:
     def next_timer(self) -> float | None:
         return None
 
-    def handle_timer(self, now: float) -> list[FakeSA]:
+    def handle_timer(self, now: float, limit: int | None = None) -> list[FakeSA]:
         raise RuntimeError("timer boom")
 
     def touch(self, sa: FakeSA) -> float | None:

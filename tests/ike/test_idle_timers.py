@@ -55,6 +55,32 @@ def test_sas_due_in_one_slot_share_one_wake() -> None:
     assert sa.dpd_outstanding == sb.dpd_outstanding == 1  # both asked R-U-THERE
 
 
+def _dpd_round(limit: int | None) -> tuple[list[int], list[float | None], int]:
+    """Three SAs due in one slot, their timers run `limit` at a time: the R-U-THEREs
+    asked, the next deadlines, the driver's calls it took."""
+    lab = GridLab(1.0)
+    clients = [_up(lab, 1000.2 + i / 10, user=f"vpnclient{i + 1}", ip=f"10.10.10.{i + 2}")
+               for i in range(3)]
+    sas = [lab.server_sa_for(c) for c in clients]
+    assert all(sa is not None and sa.get_timer() == 1031.0 for sa in sas)
+    lab.now = 1031.0
+    calls = 0
+    while (due := lab.server.next_timer()) is not None and due <= lab.now:
+        lab.server.timer(lab.now, limit)
+        calls += 1
+    return ([sa.dpd_outstanding for sa in sas if sa is not None],
+            [sa.get_timer() for sa in sas if sa is not None], calls)
+
+
+def test_timers_run_in_steps_as_in_one_go() -> None:
+    # an event loop runs at most TIMER_STEP SAs' timers per turn (net/asyncdriver.py):
+    # the others stay due, and the round ends as one call would have ended it
+    asked, deadlines, calls = _dpd_round(None)
+    assert asked == [1, 1, 1] and calls == 1
+    assert _dpd_round(1) == (asked, deadlines, 3)
+    assert _dpd_round(2) == (asked, deadlines, 2)
+
+
 def test_retransmissions_and_setup_deadlines_stay_exact() -> None:
     lab = GridLab(1.0)
     lab.now = 1000.3

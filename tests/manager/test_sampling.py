@@ -78,6 +78,17 @@ def test_the_totals_refresh_leaves_the_sessions_counters_and_history() -> None:
     assert view.throughput(session_id(s.key)) == [(110.0, 400.0, 0.0)]
 
 
+def test_a_sample_yields_after_the_counters_and_after_the_index() -> None:
+    # the workers' merged answer, the SPI index and the first chunk: one turn each
+    now = [100.0]
+    view, dp, s, child = one_session(lambda: now[0])
+    assert steps(view.sample()) == 2
+    dp.count(child.spi_out, "out", packets=4, bytes_=4000)
+    now[0] = 110.0
+    assert steps(view.sample()) == 2
+    assert view.throughput(session_id(s.key)) == [(110.0, 400.0, 0.0)]  # as in one go
+
+
 def test_a_sample_of_many_sessions_yields_between_chunks() -> None:
     conc = FakeConcentrator(parse_config(config_text(None, pool="10.64.0.0/16")), EventLog())
     view = ManagerView(conc)

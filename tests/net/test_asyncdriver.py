@@ -34,7 +34,7 @@ class FakeTable:
     def next_timer(self) -> float | None:
         return self.deadline
 
-    def handle_timer(self, now: float) -> list[FakeSA]:
+    def handle_timer(self, now: float, limit: int | None = None) -> list[FakeSA]:
         self.fired.append(now)
         if self.deadline is not None and self.deadline <= now:
             self.deadline = None

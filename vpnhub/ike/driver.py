@@ -62,7 +62,7 @@ class SaTable(Protocol):
 
     def next_timer(self) -> float | None: ...
 
-    def handle_timer(self, now: float) -> list[IkeSA]: ...
+    def handle_timer(self, now: float, limit: int | None = None) -> list[IkeSA]: ...
 
     def touch(self, sa: IkeSA) -> float | None:
         """Queue `sa`'s timer; returns its deadline (None: it waits for nothing)."""
@@ -152,11 +152,13 @@ class IkeDriver:
         self._notices()
         return sa
 
-    def timer(self, now: float) -> None:
-        """Run the timers due at `now` (call it at `next_timer()`)."""
+    def timer(self, now: float, limit: int | None = None) -> None:
+        """Run the timers due at `now` (call it at `next_timer()`). `limit`: at most
+        that many SAs' timers; the others stay due (`next_timer()` <= `now`), for the
+        next call: an event loop answers the messages waiting in between."""
         self.wakes += 1
         try:
-            due = self.table.handle_timer(now)
+            due = self.table.handle_timer(now, limit)
         except Exception as e:
             self._on_error(DriverFault("timer", e))
             due = []
@@ -320,11 +322,13 @@ class InitiatorTable:
             self.touch(sa)  # its real deadline (if any) needs an entry of its own
         return None
 
-    def handle_timer(self, now: float) -> list[IkeSA]:
-        """Run every due SA timer once; returns the SAs that may have output or events."""
+    def handle_timer(self, now: float, limit: int | None = None) -> list[IkeSA]:
+        """Run every due SA timer once (at most `limit` SAs' timers); returns the SAs
+        that may have output or events."""
         touched: list[IkeSA] = []
         seen: set[int] = set()
-        while self._timers and self._timers[0][0] <= now:
+        while self._timers and self._timers[0][0] <= now and \
+                (limit is None or len(touched) < limit):
             t, _, sa = heapq.heappop(self._timers)
             self._popped(sa, t)
             if not self._live(sa) or id(sa) in seen:

@@ -442,13 +442,15 @@ class IkeEndpoint:
                 self.touch(sa)  # its real deadline needs an entry of its own
         return None
 
-    def handle_timer(self, now: float) -> list[IkeSA]:
-        """Run every due SA timer; returns the SAs that may have output or events."""
+    def handle_timer(self, now: float, limit: int | None = None) -> list[IkeSA]:
+        """Run every due SA timer (at most `limit` SAs' timers: the others stay due);
+        returns the SAs that may have output or events."""
         self.summary.flush(now)
         touched: list[IkeSA] = []
         rearm: list[IkeSA] = []
         seen: set[int] = set()
-        while self._timers and self._timers[0][0] <= now:
+        while self._timers and self._timers[0][0] <= now and \
+                (limit is None or len(touched) < limit):
             t, _, sa = heapq.heappop(self._timers)
             self._popped(sa, t)
             if sa.state is State.DELETED:
