@@ -67,8 +67,12 @@ def test_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
         for key in ("tunnels_per_s", "setup_p50_ms", "setup_p99_ms", "conc_cpu_ms_per_tunnel",
                     "conc_loop_cpu_ms_per_tunnel"):
             assert is_number(r[key]), (r["concentrator"], key)
-        # the loop's thread is one of the concentrator's threads (issue 13)
-        assert r["conc_loop_cpu_ms_per_tunnel"] <= r["conc_cpu_ms_per_tunnel"], r
+        # the loop's thread is one of the concentrator's threads (issue 13); the
+        # kernel rounds a thread's and the process's times apart, to a tick each
+        # (10 ms: a few ms per tunnel over 20 tunnels)
+        n = r["runs_detail"][0]["established"]
+        loop_ms, all_ms = r["conc_loop_cpu_ms_per_tunnel"] * n, r["conc_cpu_ms_per_tunnel"] * n
+        assert 0 <= loop_ms <= all_ms + 20, r
         # the kernel's UDP counters in both namespaces, per run and summed
         for udp in (r["udp"], r["runs_detail"][0]["udp"]):
             assert set(udp) == {"conc", "loadgen"}, udp
