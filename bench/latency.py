@@ -3,6 +3,8 @@
     sudo .venv/bin/python bench/latency.py [--count 500] [--interval 0.01] [--connects 5]
         [--pairs vpnc:strongswan,vpnc:vpnhub,strongswan:strongswan,vpnhub:vpnhub]
         [--json out.json] [--smoke]
+    sudo .venv/bin/python bench/latency.py --under-load --rounds 3 \
+        --configs 1:200,2:200,2:400 [--count 300] [--upload-s 6] [--json out.json]
 
 In the lab (client c1 behind the PAT, LAN host 192.168.2.10 behind the
 concentrator): ``ping -c COUNT -i INTERVAL`` from the client to the LAN
@@ -17,6 +19,16 @@ The probe (``bench/firstpacket.py``) is one process started before the
 client, sending an echo every millisecond from a raw socket. For vpnc this
 is the issue's "vpnc start to first packet" figure (vpnc runs its connect
 script, ~30 ms, in that time).
+
+``--under-load`` (issue 16, the cost of interrupt moderation): vpnc -> vpnhub
+only, one tunnel. Each ``--configs`` entry ``WORKERS:MODERATION_US`` is a
+vpnhub concentrator; per round each configuration in turn (alternated, a
+fresh concentrator and vpnc each time): ``--count`` pings idle, then
+``--count`` pings while an ``iperf3`` upload of ``--upload-s`` s saturates
+the same tunnel (the pings start 1 s into it). Reported per round: the
+pings' p50/p99 idle and under the upload, the upload's Mbit/s and the
+concentrator's CPU s per GB (its data-plane workers included); then per
+configuration the median and range over the rounds.
 """
 
 from __future__ import annotations
@@ -36,7 +48,10 @@ from common import (
     PYTHON,
     REPO,
     SUITES,
+    BenchSuite,
     Client,
+    CpuMeter,
+    child_pids,
     environment,
     lab_prefix,
     log,
@@ -47,7 +62,7 @@ from common import (
     wait_usable,
     write_json,
 )
-from throughput import start_conc
+from throughput import IPERF_PORTS, start_conc, upload_mbit_s
 
 from vpnhub.lab.topology import LAN_HOST, Topology
 
@@ -89,6 +104,92 @@ def probe_result(p: subprocess.Popen[str]) -> float | None:
         return None
 
 
+def ping_under_upload(topo: Topology, c: Client, conc_pid: int, count: int, interval: float,
+                      upload_s: float) -> dict[str, Any]:
+    """``count`` pings through the tunnel while an iperf3 upload saturates it."""
+    meter = CpuMeter({"conc": [conc_pid, *child_pids(conc_pid)]}).start()
+    up = subprocess.Popen(["ip", "netns", "exec", c.host.netns, "iperf3", "-c", LAN_HOST,
+                           "-p", str(IPERF_PORTS[0]), "-t", f"{upload_s:g}", "-J"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0)  # past TCP's slow start: the tunnel is full
+        res = ping_rtts(topo, count, interval, c.tun)
+        out, _ = up.communicate(timeout=upload_s + 60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    meter.stop()
+    mbit, nbytes = upload_mbit_s(out)
+    res["mbit_s"] = mbit
+    res["conc_cpu_s_per_gb"] = meter.seconds["conc"] / (nbytes / 1e9) if nbytes else None
+    return res
+
+
+def spread(values: list[float]) -> dict[str, float | None]:
+    return {"median": median(values), "min": min(values, default=None),
+            "max": max(values, default=None)}
+
+
+def under_load(topo: Topology, suite: BenchSuite, configs: list[tuple[int, int]], rounds: int,
+               count: int, interval: float, upload_s: float) -> list[dict[str, Any]]:
+    """Rounds of every configuration in turn; one dict per (round, configuration)."""
+    topo.start_lan_services(iperf_ports=list(IPERF_PORTS))
+    out: list[dict[str, Any]] = []
+    for r in range(rounds):
+        for workers, mod_us in configs:
+            res: dict[str, Any] = {"round": r, "workers": workers, "moderation_us": mod_us,
+                                   "started": time.strftime("%H:%M:%S"),
+                                   "load_avg": Path("/proc/loadavg").read_text().split()[0]}
+            conc = start_conc(topo, "vpnhub", suite, workers=workers, moderation_us=mod_us)
+            c: Client | None = None
+            try:
+                c = start_client(topo, "vpnc", topo.clients[0], suite, user_no=1)
+                wait_usable(topo, c, 30.0)
+                time.sleep(0.5)
+                res["idle"] = ping_rtts(topo, count, interval, c.tun)
+                res["under_upload"] = ping_under_upload(topo, c, conc.pid, count, interval,
+                                                        upload_s)
+                u = res["under_upload"]
+                log(f"round {r + 1} workers {workers} moderation {mod_us} us: idle p50"
+                    f" {res['idle']['rtt_p50_ms']} ms; under upload p50 {u['rtt_p50_ms']} ms,"
+                    f" p99 {u['rtt_p99_ms']} ms, loss {u['loss']}, {u['mbit_s']:.0f} Mbit/s,"
+                    f" conc {u['conc_cpu_s_per_gb'] or 0:.1f} CPU s/GB")
+            except Exception as e:
+                res["error"] = f"{type(e).__name__}: {e}"
+                log(f"round {r + 1} workers {workers} moderation {mod_us}: ERROR {res['error']}")
+            finally:
+                if c is not None:
+                    c.stop()
+                conc.stop()
+                time.sleep(0.5)
+            out.append(res)
+    return out
+
+
+def summarise_load(results: list[dict[str, Any]], configs: list[tuple[int, int]]
+                   ) -> list[dict[str, Any]]:
+    summary = []
+    for workers, mod_us in configs:
+        mine = [r for r in results if r["workers"] == workers
+                and r["moderation_us"] == mod_us and "error" not in r]
+        u = [r["under_upload"] for r in mine]
+        one = {"workers": workers, "moderation_us": mod_us, "rounds": len(mine),
+               "idle_p50_ms": spread([r["idle"]["rtt_p50_ms"] for r in mine]),
+               "idle_p99_ms": spread([r["idle"]["rtt_p99_ms"] for r in mine]),
+               "load_p50_ms": spread([x["rtt_p50_ms"] for x in u]),
+               "load_p99_ms": spread([x["rtt_p99_ms"] for x in u]),
+               "load_loss": sum(x["loss"] for x in u),
+               "mbit_s": spread([x["mbit_s"] for x in u]),
+               "conc_cpu_s_per_gb": spread([x["conc_cpu_s_per_gb"] for x in u
+                                            if x["conc_cpu_s_per_gb"] is not None])}
+        log(f"workers {workers} moderation {mod_us} us ({len(mine)} rounds): under upload p50"
+            f" {one['load_p50_ms']}, p99 {one['load_p99_ms']}; idle p50 {one['idle_p50_ms']};"
+            f" {one['mbit_s']} Mbit/s; {one['conc_cpu_s_per_gb']} CPU s/GB")
+        summary.append(one)
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--count", type=int, default=500)
@@ -99,7 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--prefix")
     ap.add_argument("--smoke", action="store_true", help="50 pings, 1 connect, vpnhub:vpnhub")
+    ap.add_argument("--under-load", action="store_true",
+                    help="pings idle and during an upload in the same tunnel (vpnc -> vpnhub)")
+    ap.add_argument("--configs", default="1:200,2:200,2:400",
+                    help="--under-load: WORKERS:MODERATION_US,... alternated per round")
+    ap.add_argument("--rounds", type=int, default=3, help="--under-load: rounds")
+    ap.add_argument("--upload-s", type=float, default=6.0, help="--under-load: iperf3 -t")
     args = ap.parse_args(argv)
+    if args.under_load:
+        if args.smoke:  # the figures exist: 1 round, 2 workers, a short upload
+            args.count, args.rounds, args.upload_s, args.configs = 50, 1, 2.0, "2:200"
+        return main_under_load(args)
     if args.smoke:
         args.count, args.connects, args.pairs = 50, 1, "vpnhub:vpnhub"
     suite = SUITES[args.suite]
@@ -161,6 +272,25 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 conc.stop()
                 time.sleep(0.5)
+    doc["elapsed_s"] = time.monotonic() - t0
+    write_json(args.json, doc)
+    return 0 if all("error" not in r for r in doc["results"]) else 1
+
+
+def main_under_load(args: argparse.Namespace) -> int:
+    suite = SUITES[args.suite]
+    configs = [(int(w), int(m)) for w, m in (c.split(":") for c in args.configs.split(",") if c)]
+    prefix = args.prefix or lab_prefix("l")
+    doc: dict[str, Any] = {"bench": "latency-under-load",
+                           "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+                           "count": args.count, "interval_s": args.interval,
+                           "upload_s": args.upload_s, "suite": suite.name,
+                           "environment": environment()}
+    t0 = time.monotonic()
+    with Topology(prefix, clients=1, run_dir=run_dir_for(prefix)) as topo:
+        doc["results"] = under_load(topo, suite, configs, args.rounds, args.count,
+                                    args.interval, args.upload_s)
+    doc["summary"] = summarise_load(doc["results"], configs)
     doc["elapsed_s"] = time.monotonic() - t0
     write_json(args.json, doc)
     return 0 if all("error" not in r for r in doc["results"]) else 1

@@ -180,6 +180,15 @@ def syscall_figures(before: dict[str, Any] | None, after: dict[str, Any] | None,
             "io": d}
 
 
+def upload_mbit_s(out: str) -> tuple[float, int]:
+    """Mbit/s and bytes received, from ``iperf3 -c ... -J`` output ((0, 0) if none)."""
+    try:
+        recv = json.loads(out)["end"]["sum_received"]
+        return float(recv["bits_per_second"]) / 1e6, int(recv["bytes"])
+    except (ValueError, KeyError):
+        return 0.0, 0
+
+
 def iperf_once(topo: Topology, conc: Concentrator, clients: list[Client], seconds: float
                ) -> dict[str, Any]:
     """One measurement: every client uploads to the LAN host at the same time."""

@@ -230,6 +230,22 @@ def test_latency_smoke(lab_prefix: str, tmp_path: Path) -> None:
         assert is_number(r[key]), key
 
 
+
+@pytest.mark.netns
+def test_latency_under_load_smoke(lab_prefix: str, tmp_path: Path) -> None:
+    """bench/latency.py --under-load --smoke (issue 16): pings idle and during an
+    upload in the same vpnc tunnel to a 2-worker vpnhub; every figure comes out."""
+    require_tools("iperf3", "vpnc")
+    doc = run_bench("latency", lab_prefix, tmp_path, "--under-load")
+    (r,) = doc["results"]
+    assert (r["workers"], r["moderation_us"]) == (2, 200)
+    assert r["under_upload"]["received"] > 0 and r["idle"]["received"] > 0
+    for key in ("rtt_p50_ms", "rtt_p99_ms", "mbit_s", "conc_cpu_s_per_gb"):
+        assert is_number(r["under_upload"][key]), key
+    (s,) = doc["summary"]
+    assert is_number(s["load_p99_ms"]["median"])
+
+
 @pytest.mark.netns
 def test_compare_smoke(lab_prefix: str, tmp_path: Path) -> None:
     """bench/compare.py --smoke: HEAD against itself, 1 run; every figure comes out

@@ -28,11 +28,8 @@ from vpnhub.esp import (
     key_lengths,
 )
 from vpnhub.net.dataplane import (
-    MODERATION_BATCH,
-    MODERATION_GAP,
     ControlInbox,
     Dataplane,
-    Moderation,
     open_udp_socket,
 )
 from vpnhub.net.messages import (
@@ -519,22 +516,6 @@ def test_random_datagrams_never_escape(pair: Pair) -> None:
         assert pair.tun_b.sent() == []
     finally:
         sender.close()
-
-
-def test_moderation_waits_only_in_a_sustained_stream_of_small_batches() -> None:
-    """Interrupt moderation (issue 16): lone packets and a ping's request and answer
-    never wait; the 4th small batch in a row after short epolls does; a large batch,
-    an empty wake-up or a long epoll ends the streak."""
-    m = Moderation()
-    assert [m.after(1, 1.0), m.after(1, 0.0001)] == [False, False]  # a ping
-    assert [m.after(1, 0.5) for _ in range(10)] == [False] * 10  # one a 0.5 s: never
-    m = Moderation()
-    assert [m.after(3, 0.00005) for _ in range(6)] == [False] * 3 + [True] * 3
-    assert not m.after(MODERATION_BATCH, 0.0)  # batches large enough already
-    assert m.after(2, 0.0)  # the stream goes on
-    assert not m.after(0, 0.0)  # nothing: the streak ends
-    assert [m.after(3, 0.0) for _ in range(4)] == [False] * 3 + [True]
-    assert not m.after(3, MODERATION_GAP * 2)  # the stream paused
 
 
 def test_threaded_loop_with_moderation_forwards_everything(pair: Pair) -> None:

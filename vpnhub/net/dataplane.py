@@ -178,6 +178,7 @@ from vpnhub.net.messages import (
     SetKeepalive,
     UpdatePeer,
 )
+from vpnhub.net.moderation import Moderation
 from vpnhub.net.stats import (
     CtcpConnStats,
     CtcpStats,
@@ -267,12 +268,6 @@ HANDOVER_MAX: Final = 4096  # datagrams waiting in hand_over's queue
 CTCP_NO_CONNECTION: Final = "ctcp_no_connection"  # ESP for a cTCP peer with no connection
 CTCP_SEND_BUFFER_FULL: Final = "ctcp_send_buffer_full"
 CTCP_TOO_MANY: Final = "ctcp_too_many_connections"  # accepted and closed at once
-# Interrupt moderation (issue 16, ``moderation``): after a wake-up that found only a few
-# packets, in the middle of a stream of them, wait this long before the next epoll so
-# that the next wake-up finds more (as a NIC's interrupt coalescing does).
-MODERATION_STREAK: Final = 4  # busy wake-ups in a row before the loop waits
-MODERATION_GAP: Final = 0.0005  # an epoll that slept longer than this ends a streak
-MODERATION_BATCH: Final = 24  # packets in a wake-up from which waiting gains nothing
 PR_SET_TIMERSLACK: Final = 29  # <linux/prctl.h>
 TIMER_SLACK_NS: Final = 1000
 
@@ -410,30 +405,6 @@ class _CtcpConn:
         self.rx_bytes = self.tx_bytes = 0
 
 
-class Moderation:
-    """When the loop should wait before its next epoll (interrupt moderation, issue 16).
-
-    Wait after a wake-up that found some packets but fewer than MODERATION_BATCH,
-    if it is the MODERATION_STREAK-th in a row to find packets after an epoll that
-    slept at most MODERATION_GAP: a sustained stream whose batches stay small. A
-    lone packet, or a request and its answer (a ping), never waits; nor does a
-    loop whose batches are already large (under load the wait gains nothing).
-    """
-
-    __slots__ = ("streak",)
-
-    def __init__(self) -> None:
-        self.streak = 0  # busy wake-ups in a row, each after a short epoll
-
-    def after(self, took: int, slept: float) -> bool:
-        """A wake-up handled ``took`` packets after ``slept`` s in epoll: wait now?"""
-        if not took or slept > MODERATION_GAP:
-            self.streak = 1 if took else 0
-            return False
-        self.streak += 1
-        return self.streak >= MODERATION_STREAK and took < MODERATION_BATCH
-
-
 def fine_timer_slack() -> None:
     """This thread's timer slack down to 1 us (Linux; default 50 us): a moderation wait
     of tens of microseconds would otherwise last 50 us more (prctl(2))."""
@@ -550,7 +521,8 @@ class Dataplane:
     ``frag_policy``: "none" (default, as on the VPN 3000), "before-encryption"
     or "clear-df"; ``outer_mtu``: the path MTU outer packets must fit (1500).
     ``moderation``: seconds the loop waits after a small batch in a sustained
-    stream (interrupt moderation, ``_run_moderated``); 0 (default): never.
+    stream (interrupt moderation, ``_run_moderated``; a worker's is
+    ``moderation.moderation_limit``); 0 (default): never.
     The sockets stay the caller's (``close`` leaves them open); accepted and
     connected cTCP connections are the data plane's.
     """

@@ -57,6 +57,7 @@ from vpnhub.net.messages import (
     SetKeepalive,
     UpdatePeer,
 )
+from vpnhub.net.moderation import moderation_limit
 from vpnhub.net.stats import DataplaneStats, SaCounters, WorkerStats, merge_counters, merge_stats
 from vpnhub.net.worker import WorkerSpec
 from vpnhub.net.workerlink import (
@@ -188,7 +189,8 @@ class WorkerPool:
         self.log = log or (lambda _s, _t: None)
         self.frag_policy = frag_policy
         self.outer_mtu = outer_mtu
-        self.moderation = moderation  # each worker's Dataplane(moderation=)
+        # ``[dataplane] moderation_us`` (s): each worker's longest wait scales with N
+        self.moderation = moderation_limit(moderation, self.n)
         self.clock = clock
         self.pinned = pinned  # transports whose peers all live in worker 0
         self.debug_severity = 0
