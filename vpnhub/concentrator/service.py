@@ -38,7 +38,7 @@ from vpnhub.concentrator.accounting import RadiusAccounting
 from vpnhub.concentrator.adminsessions import sessions_page
 from vpnhub.concentrator.core import ConcentratorCore
 from vpnhub.concentrator.dae import DaeServer
-from vpnhub.concentrator.memory import limit_arenas
+from vpnhub.concentrator.memory import HeapFreezer, limit_arenas
 from vpnhub.concentrator.virtual import VirtualListener
 from vpnhub.config import Config
 from vpnhub.eventlog import EventLog
@@ -142,6 +142,7 @@ class Concentrator:
         self.stall_watch: StallWatch | None = None  # and what held it, when it stalls
         self.gc_watch = GcWatch()  # the garbage collector's share of it
         self.own_process = False  # serve(): the process ends with run(), GC may be tuned
+        self.freezer = HeapFreezer()  # with own_process: the sessions out of collections
         self.accounting = self._radius_accounting()  # RADIUS (issue 14); None without
         if self.accounting is not None:
             self.core.renewal_hook = self.accounting.renewed
@@ -660,6 +661,8 @@ class Concentrator:
         if core.state_due(now):  # the record's field copy in steps (core.STATE_STEP)
             for _ in core.write_state_in_steps(now):
                 await asyncio.sleep(0)
+        if self.own_process:
+            self.freezer.tick(len(core.sessions))
         if self.accounting is not None:
             self.accounting.tick(now)
         self._start_dh_filler()
