@@ -254,6 +254,42 @@ def test_the_event_log_refuses_repeats_too(server: ManagerServer) -> None:
     assert ok.status == 200, ok.text
 
 
+def _html_walk(many: ManagerServer) -> list[tuple[list[str], dict[str, str]]]:
+    """The web page's pages forward (ids and Next/Previous links), then back."""
+    out = []
+    url: str | None = "/sessions?limit=10&sort=bytes&order=desc"
+    links: dict[str, str] = {}
+    while url is not None:
+        ids, links = _page_ids(many, url)
+        out.append((ids, links))
+        url = links.get("next")
+    while "prev" in links:
+        ids, links = _page_ids(many, links["prev"])
+        out.append((ids, links))
+    return out
+
+
+def test_the_web_page_scanned_in_steps_is_the_page_of_the_whole(
+        many: ManagerServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The web page (and its Previous link) scans the store in steps too: it used to
+    scan 10,000 sessions twice in one turn of the loop per refresh (issue 13)."""
+    from vpnhub.manager import app
+    from vpnhub.manager.view import ManagerView
+
+    whole = _html_walk(many)
+    assert len(whole) == 7  # 4 pages forward, 3 back
+    monkeypatch.setattr(app, "PAGE_STEP", 4)
+    scans: list[str] = []
+    parts = ManagerView.remote_access_parts
+    monkeypatch.setattr(ManagerView, "remote_access_parts",
+                        lambda self, step: scans.append("steps") or parts(self, step))
+    monkeypatch.setattr(ManagerView, "remote_access",
+                        lambda self: scans.append("whole") or [])
+    assert _html_walk(many) == whole
+    # a page after the first scans twice (its Previous link): 1 + 3 * 2 forward, 2 + 2 + 1 back
+    assert set(scans) == {"steps"} and len(scans) == 12
+
+
 @pytest.mark.parametrize("sort", sorted(paging.SORTS))
 def test_a_page_scanned_in_steps_is_the_page_of_the_whole(
         many: ManagerServer, sort: str, monkeypatch: pytest.MonkeyPatch) -> None:

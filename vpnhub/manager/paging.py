@@ -160,12 +160,25 @@ def previous_cursor(sessions: Iterable[SessionView], q: SessionQuery,
     the first). The same select in the opposite order, from the page's first
     session: the limit sessions before it are the previous page, and the one
     before those is where that page's cursor points (the web page's Previous)."""
+    back_q = backwards(q, page)
+    if back_q is None:
+        return None
+    return previous_of(q, select(sessions, back_q))
+
+
+def backwards(q: SessionQuery, page: Page) -> SessionQuery | None:
+    """The query `previous_cursor` selects with (None: `page` is the first): the same
+    in the opposite order, from the page's first session, one more than a page."""
     if q.after is None:
         return None
     start = ((SORTS[q.sort](page.sessions[0]), page.sessions[0].key) if page.sessions
              else q.after)  # an empty page (its sessions went): back from the cursor
-    back = select(sessions, dataclasses.replace(
-        q, order="asc" if q.order == "desc" else "desc", limit=q.limit + 1, after=start))
+    return dataclasses.replace(q, order="asc" if q.order == "desc" else "desc",
+                               limit=q.limit + 1, after=start)
+
+
+def previous_of(q: SessionQuery, back: Page) -> str:
+    """`previous_cursor` from the page of its `backwards` query."""
     if len(back.sessions) <= q.limit:
         return ""
     s = back.sessions[-1]
