@@ -402,7 +402,7 @@ class _Batches:
     def __init__(self, batches: list[list[tuple[bytes, tuple[str, int], int]]]) -> None:
         self.batches = list(batches)
 
-    def read(self) -> list[tuple[bytes, tuple[str, int], int]]:
+    def read(self, _count: int = 0) -> list[tuple[bytes, tuple[str, int], int]]:
         if not self.batches:
             raise BlockingIOError
         return self.batches.pop(0)
@@ -448,8 +448,9 @@ def test_runs_of_one_sa_give_what_one_packet_at_a_time_gives(
         dp = Dataplane(tun, udp=udp, gro=False)
         dp.vnet_hdr = True
         if mode == "one by one":
-            def single(batch: list[tuple[bytes, tuple[str, int], int]], now: float,
-                       control: object, dp: Dataplane = dp) -> None:
+            def single(now: float, control: object,
+                       batch: list[tuple[bytes, tuple[str, int], int]],
+                       dp: Dataplane = dp) -> None:
                 for data, addr, _ in batch:
                     if len(data) >= 8 and data[:4] != b"\0\0\0\0":
                         dp._deliver(data, addr, now)

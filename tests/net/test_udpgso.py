@@ -337,3 +337,58 @@ def test_cisco_udp_trains_are_split_too(sender: socket.socket) -> None:
         dp.close()
         cisco.close()
         tun.close()
+
+
+class _Reads:
+    """A socket's receives, scripted: each item a batch or an exception to raise;
+    EAGAIN when they run out. ``asked``: the count of each call."""
+
+    def __init__(self, *items: list[udpgso.Datagram] | OSError) -> None:
+        self.items = list(items)
+        self.asked: list[int] = []
+
+    def __call__(self, count: int) -> list[udpgso.Datagram]:
+        self.asked.append(count)
+        if not self.items:
+            raise BlockingIOError
+        item = self.items.pop(0)
+        if isinstance(item, OSError):
+            raise item
+        return item[:count]
+
+
+def _dgrams(n: int) -> list[udpgso.Datagram]:
+    return [(bytes([i % 256]) * 8, ("192.0.2.1", 4500), 0) for i in range(n)]
+
+
+def test_read_budgeted_stops_at_the_budget_and_never_asks_past_it() -> None:
+    reads = _Reads(_dgrams(4), _dgrams(4), _dgrams(4), _dgrams(4))
+    got: list[udpgso.Datagram] = []
+    assert udpgso.read_budgeted(reads, 4, 10, got.extend) == 10
+    assert reads.asked == [4, 4, 2]  # the last receive asks only for what is left
+    assert len(got) == 10 and len(reads.items) == 1  # the rest waits in the socket
+
+
+def test_read_budgeted_stops_at_a_short_batch_without_a_call_for_eagain() -> None:
+    reads = _Reads(_dgrams(4), _dgrams(3), _dgrams(4))
+    batches: list[list[udpgso.Datagram]] = []
+    assert udpgso.read_budgeted(reads, 4, 100, batches.append) == 7
+    assert [len(b) for b in batches] == [4, 3] and reads.asked == [4, 4]
+
+
+def test_read_budgeted_skips_a_reported_error_and_ends_at_eagain() -> None:
+    reads = _Reads(ConnectionRefusedError(), _dgrams(1), OSError(), _dgrams(1))
+    got: list[udpgso.Datagram] = []
+    assert udpgso.read_budgeted(reads, 1, 100, got.extend) == 2  # count 1: one train
+    assert len(got) == 2 and reads.asked == [1, 1, 1, 1, 1]  # the 5th: EAGAIN
+
+
+def test_read_budgeted_stops_at_its_deadline() -> None:
+    now = [0.0]
+
+    def handle(batch: list[udpgso.Datagram]) -> None:
+        now[0] += 0.004  # each batch's handling takes 4 ms
+
+    reads = _Reads(*[_dgrams(2) for _ in range(10)])
+    assert udpgso.read_budgeted(reads, 2, 100, handle, until=0.01,
+                                clock=lambda: now[0]) == 6  # 3 batches: 12 ms >= 10

@@ -131,6 +131,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import replace
+from functools import partial
 from operator import attrgetter
 from typing import TYPE_CHECKING, Final
 
@@ -214,10 +215,12 @@ from vpnhub.net.udpgso import (
     MAX_SEGMENTS,
     MAX_TRAIN_BYTES,
     BatchReader,
+    Datagram,
     GroReader,
     batch_supported,
     enable_gro,
     gso_supported,
+    read_budgeted,
     receive_area,
     send_train,
 )
@@ -1413,39 +1416,27 @@ class Dataplane:
         segments) as if read alone, non-ESP to `control`; returns how many were
         taken (the port's receive counter).
 
-        As ``_from_udp_trains``: the budget counts datagrams. A batch shorter than
-        the reader's count drained the socket (epoll is level-triggered: what came
-        since wakes the loop again), so no call is made just to see ``EAGAIN``.
-        An error the socket reports (an ICMP error) is skipped, as on the keepalive
-        and IKE sockets.
+        As ``_from_udp_trains``: the budget counts datagrams (``read_budgeted``, the
+        read loop it shares with the keepalive and IKE sockets: a short batch
+        drained the socket, an error the socket reports is skipped).
         """
-        deliver = self._deliver
-        read = reader.read
-        taken = got = 0
-        while taken < self.budget:
-            try:
-                batch = read()
-            except BlockingIOError:
-                break
-            except OSError:
-                taken += 1
-                continue
-            taken += len(batch)
-            got += len(batch)
-            if self.vnet_hdr:
-                self._deliver_batch(batch, now, control)
-            else:
-                for data, addr, _size in batch:
-                    if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
-                        deliver(data, addr, now)
-                    else:
-                        control(data, addr)
-            if len(batch) < reader.count:
-                break
-        return got
+        handle = partial(self._deliver_batch if self.vnet_hdr else self._deliver_each,
+                         now, control)
+        return read_budgeted(reader.read, reader.count, self.budget, handle)
 
-    def _deliver_batch(self, batch: list[tuple[bytes, Address, int]], now: float,
-                       control: Callable[[bytes, Address], None]) -> None:
+    def _deliver_each(self, now: float, control: Callable[[bytes, Address], None],
+                      batch: list[Datagram]) -> None:
+        """One recvmmsg batch without the TUN offloads: each datagram as if read alone."""
+        deliver = self._deliver
+        for data, addr, _size in batch:
+            # Hot path inline: ESP is anything of >= 8 bytes not starting with 4 zeros.
+            if len(data) >= 8 and data[:4] != NON_ESP_MARKER:
+                deliver(data, addr, now)
+            else:
+                control(data, addr)
+
+    def _deliver_batch(self, now: float, control: Callable[[bytes, Address], None],
+                       batch: list[Datagram]) -> None:
         """One recvmmsg batch, the packets coalesced at the end (TUN offloads): each
         run of one inbound SA's ESP from its known source in one call
         (``EspSA.receive_run``, C with the codec), the rest (other kinds, a first
@@ -1534,22 +1525,11 @@ class Dataplane:
 
     def _drain_keepalive_batches(self, reader: BatchReader) -> None:
         """``_drain_keepalives`` with recvmmsg (``_from_udp_batches``)."""
-        taken = 0
-        while taken < KEEPALIVE_BUDGET:
-            try:
-                batch = reader.read()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # e.g. an ICMP error reported on the socket: next one
-                taken += 1
-                continue
-            taken += len(batch)
-            self.udp_rx += len(batch)
+        def handle(batch: list[Datagram]) -> None:
             now = self.clock()
             for data, addr, _size in batch:  # classified as on 4500: filter not trusted
                 self._from_4500(data, addr, now)
-            if len(batch) < reader.count:
-                return
+        self.udp_rx += read_budgeted(reader.read, reader.count, KEEPALIVE_BUDGET, handle)
 
     def _keepalive_from(self, transport: str, addr: Address) -> None:
         self.keepalive_rx += 1

@@ -73,7 +73,15 @@ from vpnhub.net.handle import DataplaneHandle
 from vpnhub.net.messages import Event
 from vpnhub.net.stats import DataplaneStats, SaCounters
 from vpnhub.net.udpencap import IKE_HEADER_LEN, NON_ESP_MARKER, SHORT_IKE
-from vpnhub.net.udpgso import BatchReader, GroReader, batch_supported, enable_gro, receive_area
+from vpnhub.net.udpgso import (
+    BatchReader,
+    Datagram,
+    GroReader,
+    batch_supported,
+    enable_gro,
+    read_budgeted,
+    receive_area,
+)
 
 Address = tuple[str, int]
 
@@ -403,77 +411,40 @@ class IkeSocket:
 
     def read(self) -> None:
         """Up to `budget` datagrams and `turn_time` seconds: the loop's other readers (UDP
-        500) and its timers get their turn."""
+        500) and its timers get their turn (``read_budgeted``). With the accelerator up
+        to IKE_BATCH datagrams a receive (recvmmsg), else one train a receive."""
+        clock = self.clock
+        read: Callable[[int], list[Datagram]]
         if self._batch is not None:
-            self._read_batches(self._batch)
-            return
-        read = self._reader.read
-        taken = 0
-        end = self.clock() + self.turn_time
-        while taken < self.budget and self.clock() < end:
-            try:
-                datagrams, addr = read()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # e.g. an ICMP error reported on the socket: next one
-                taken += 1
-                continue
-            taken += len(datagrams)
-            self._one_train(datagrams, addr)
+            read, count = self._batch.read, self._batch.count
+        else:
+            read, count = self._reader.read_batch, 1
+        read_budgeted(read, count, self.budget, self._classify,
+                      until=clock() + self.turn_time, clock=clock)
 
-    def _read_batches(self, reader: BatchReader) -> None:
-        """`read` with recvmmsg: never more than the budget left per system call. A
-        train's segments come back one by one with their source; the ones that are
-        not IKE go to `handover` together, per source in a row, as a train's do."""
-        taken = 0
-        end = self.clock() + self.turn_time
-        while taken < self.budget and self.clock() < end:
-            reader.count = min(IKE_BATCH, self.budget - taken)
-            try:
-                batch = reader.read()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # e.g. an ICMP error reported on the socket: next one
-                taken += 1
+    def _classify(self, batch: list[Datagram]) -> None:
+        """One receive's datagrams: IKE (after its marker) delivered, each alone; the
+        others (ESP in a train led by IKE) to `handover` together, per source in a
+        row, as a train's come."""
+        others: list[bytes] = []
+        others_from: Address = ("", 0)  # set with the first of `others`
+        for data, addr, _size in batch:
+            if data[:4] == NON_ESP_MARKER:
+                if len(data) < 4 + IKE_HEADER_LEN:
+                    self.drops[SHORT_IKE] += 1
+                else:
+                    self.rx += 1
+                    self._deliver(data[4:], addr)
                 continue
-            taken += len(batch)
-            others: list[bytes] = []
-            others_from: Address | None = None
-            for data, addr, _size in batch:
-                if data[:4] == NON_ESP_MARKER:
-                    if len(data) < 4 + IKE_HEADER_LEN:
-                        self.drops[SHORT_IKE] += 1
-                    else:
-                        self.rx += 1
-                        self._deliver(data[4:], addr)
-                    continue
-                if others and others_from is not None and addr != others_from:
-                    self._hand_over(others, others_from)
-                    others = []
-                others.append(data)
-                others_from = addr
-            if others and others_from is not None:
+            if others and addr != others_from:
                 self._hand_over(others, others_from)
+                others = []
+            others.append(data)
+            others_from = addr
+        if others:
+            self._hand_over(others, others_from)
 
     def _hand_over(self, others: list[bytes], addr: Address) -> None:
-        if self.handover is None:
-            self.drops[NOT_IKE] += len(others)
-            return
-        self.handed_over += len(others)
-        self.handover(others, addr)
-
-    def _one_train(self, datagrams: list[bytes], addr: Address) -> None:
-        others: list[bytes] = []
-        for data in datagrams:
-            if data[:4] != NON_ESP_MARKER:
-                others.append(data)
-            elif len(data) < 4 + IKE_HEADER_LEN:
-                self.drops[SHORT_IKE] += 1
-            else:
-                self.rx += 1
-                self._deliver(data[4:], addr)
-        if not others:
-            return
         if self.handover is None:
             self.drops[NOT_IKE] += len(others)
             return

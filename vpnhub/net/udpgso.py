@@ -26,7 +26,8 @@ import errno
 import mmap
 import socket
 import struct
-from typing import Final
+from collections.abc import Callable
+from typing import Final, TypeAlias
 
 from vpnhub.net.accel import NETFAST
 
@@ -38,6 +39,8 @@ MAX_TRAIN_BYTES: Final = 65000  # below the 65,507-byte UDP payload of IPv4
 RECV_BUFFER: Final = 65536  # a whole train fits one read (64 KiB, as GRO caps it)
 BATCH: Final = 64  # datagrams (or trains) per recvmmsg
 _CMSG_SPACE: Final = socket.CMSG_SPACE(4)
+# one datagram as BatchReader.read gives it: (payload, (host, port), segment size or 0)
+Datagram: TypeAlias = tuple[bytes, tuple[str, int], int]
 _INT: Final = struct.Struct("=i")
 _U16: Final = struct.Struct("=H")
 
@@ -101,6 +104,16 @@ class GroReader:
         return segments, _address(addr)
 
 
+    def read_batch(self, _count: int = 0) -> list[Datagram]:
+        """``read`` as ``BatchReader.read`` gives it: one receive's datagrams (a
+        train's segments, each with its segment size; a lone datagram with 0)."""
+        datagrams, addr = self.read()
+        if len(datagrams) == 1:
+            return [(datagrams[0], addr, 0)]
+        size = len(datagrams[0])
+        return [(d, addr, size) for d in datagrams]
+
+
 def batch_supported(sock: socket.socket) -> bool:
     """Whether `sock` can be read with ``BatchReader``: the accelerator is there and
     `sock` is an IPv4 UDP socket (``recv_batch`` gives IPv4 sources only)."""
@@ -142,19 +155,58 @@ class BatchReader:
         self.calls = 0
         self.datagrams = 0
 
-    def read(self) -> list[tuple[bytes, tuple[str, int], int]]:
-        """The datagrams of one receive (at least one).
+    def read(self, count: int = 0) -> list[Datagram]:
+        """The datagrams of one receive (at least one; at most `count`, or ``count``
+        of the reader when 0).
 
         Raises what ``recvfrom`` raises: ``BlockingIOError`` when none is queued,
         ``ConnectionRefusedError`` and the like for an error the socket reports.
         """
-        batch: list[tuple[bytes, tuple[str, int], int]] = self._recv(
-            self._fd, self._area, self.count)
+        batch: list[Datagram] = self._recv(self._fd, self._area,
+                                           count if 0 < count < self.count else self.count)
         if not batch:  # never with a count >= 1; as "nothing queued" if it were
             raise BlockingIOError(errno.EAGAIN, "no datagram")
         self.calls += 1
         self.datagrams += len(batch)
         return batch
+
+
+def read_budgeted(read: Callable[[int], list[Datagram]], count: int, budget: int,
+                  handle: Callable[[list[Datagram]], object], *, until: float = 0.0,
+                  clock: Callable[[], float] | None = None) -> int:
+    """Read a socket until it is drained or `budget` datagrams are taken, each receive's
+    batch to `handle`; returns the datagrams taken. The one budgeted read loop of the
+    UDP readers (the data plane's 4500 and Cisco UDP ports, its keepalive socket, the
+    IKE socket), so that a flood on one socket cannot starve the loop's other work.
+
+    ``read(n)`` is one receive of at most `n` datagrams (``BatchReader.read``, or
+    ``GroReader.read_batch`` with `count` 1: one train); `n` is `count`, never more
+    than the budget left. A batch shorter than asked drained the socket: no call is
+    made just to see ``EAGAIN`` (epoll is level-triggered: what comes later wakes the
+    loop again). An error the socket reports (an ICMP error) is skipped and counts
+    one datagram of the budget. With `clock`, the loop also stops once ``clock()``
+    reaches `until`.
+    """
+    taken = got = 0
+    while taken < budget:
+        if clock is not None and clock() >= until:
+            break
+        want = budget - taken
+        if want > count:
+            want = count
+        try:
+            batch = read(want)
+        except (BlockingIOError, InterruptedError):
+            break
+        except OSError:  # e.g. an ICMP error reported on the socket: next one
+            taken += 1
+            continue
+        taken += len(batch)
+        got += len(batch)
+        handle(batch)
+        if len(batch) < want:
+            break
+    return got
 
 
 def _address(addr: object) -> tuple[str, int]:
