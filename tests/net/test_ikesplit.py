@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import select
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -166,6 +167,49 @@ def test_keepalives_go_to_a_third_socket_that_the_data_plane_reads_once_a_tick(
         dp.tick(now[0])
         assert dp.keepalive_rx == 20 and dp.ike_rx == 0 and dp.udp_rx == 42
         assert not _recv_all(keepalives)
+    finally:
+        dp.close()
+        keepalives.close()
+
+
+@pytest.mark.parametrize("mode", ["recvmmsg", "gro", "recvfrom"])
+def test_a_tick_reads_the_keepalive_socket_within_its_budget_with_any_reader(
+        split: tuple[socket.socket, socket.socket, socket.socket], mode: str,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The keepalive socket is read by the one budgeted loop (udpgso.read_budgeted)
+    whichever receive the socket has: a tick takes at most KEEPALIVE_BUDGET, the next
+    tick the rest, and the receive counters count what was read."""
+    from vpnhub.net import dataplane, udpgso
+    from vpnhub.net.accel import NETFAST
+
+    if mode == "recvmmsg" and NETFAST is None:
+        pytest.skip("no accelerator (VPNHUB_PURE_PYTHON)")
+    if mode != "recvmmsg":
+        monkeypatch.setattr(udpgso, "NETFAST", None)
+    monkeypatch.setattr(dataplane, "KEEPALIVE_BUDGET", 5)
+    esp, _, peer = split
+    keepalives = open_keepalive_socket(esp)
+    assert keepalives is not None, "this kernel refused the three-way program"
+    now = [100.0]
+    dp = Dataplane(FakeTun("k"), udp=esp, keepalive_sock=keepalives, clock=lambda: now[0],
+                   gro=mode == "gro")
+    try:
+        for _ in range(8):
+            peer.sendto(b"\xff", esp.getsockname())
+        assert select.select([keepalives], [], [], 1.0)[0]
+        time.sleep(0.05)  # all eight queued
+        now[0] += 1.0
+        dp.tick(now[0])
+        assert dp.keepalive_rx == 5 and dp.udp_rx == 5  # the budget
+        now[0] += 1.0
+        dp.tick(now[0])
+        assert dp.keepalive_rx == 8 and dp.udp_rx == 8
+        st = asyncio.run(dp.stats())
+        assert st.udp_rx_datagrams == 8
+        if mode == "recvmmsg":
+            assert st.udp_rx_calls <= 3
+        else:
+            assert st.udp_rx_calls == 8  # one datagram a receive
     finally:
         dp.close()
         keepalives.close()

@@ -1494,42 +1494,37 @@ class Dataplane:
     def _drain_keepalives(self) -> None:
         """The NAT keepalives (RFC 3948 2.3) that came since the last tick, counted as
         if they had come on the 4500 socket; at most KEEPALIVE_BUDGET a tick (more is a
-        flood: the kernel drops it when the socket's buffer is full)."""
+        flood: the kernel drops it when the socket's buffer is full). One read of
+        ``read_budgeted`` (its budget and stop rules): recvmmsg where the accelerator
+        is, else one train (a GRO socket) or one datagram a receive."""
         assert self.keepalive_sock is not None
         fd = self.keepalive_sock.fileno()
+        read: Callable[[int], list[Datagram]]
         batches = self._batch.get(fd)
-        if batches is not None:
-            self._drain_keepalive_batches(batches)
-            return
         reader = self._gro.get(fd)
-        recv = self.keepalive_sock.recvfrom
-        taken = 0
-        while taken < KEEPALIVE_BUDGET:
-            try:
-                if reader is not None:  # a train steered here by a first keepalive
-                    datagrams, addr = reader.read()
-                else:
-                    data, addr = recv(MAX_DATAGRAM)
-                    datagrams = [data]
-                    self._udp_rx_calls_plain += 1
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:  # e.g. an ICMP error reported on the socket: next one
-                taken += 1
-                continue
-            taken += len(datagrams)
-            self.udp_rx += len(datagrams)
-            now = self.clock()
-            for data in datagrams:  # classified as on 4500: the filter is not trusted
-                self._from_4500(data, addr, now)
+        if batches is not None:
+            read, count = batches.read, batches.count
+        elif reader is not None:  # a train steered here by a first keepalive
+            read, count = reader.read_batch, 1
+        else:
+            read, count = self._recv_plain(self.keepalive_sock), 1
 
-    def _drain_keepalive_batches(self, reader: BatchReader) -> None:
-        """``_drain_keepalives`` with recvmmsg (``_from_udp_batches``)."""
         def handle(batch: list[Datagram]) -> None:
             now = self.clock()
             for data, addr, _size in batch:  # classified as on 4500: filter not trusted
                 self._from_4500(data, addr, now)
-        self.udp_rx += read_budgeted(reader.read, reader.count, KEEPALIVE_BUDGET, handle)
+        self.udp_rx += read_budgeted(read, count, KEEPALIVE_BUDGET, handle)
+
+    def _recv_plain(self, sock: socket.socket) -> Callable[[int], list[Datagram]]:
+        """``read_budgeted``'s read for a socket without GRO or recvmmsg: one datagram
+        a receive, counted in ``_udp_rx_calls_plain``."""
+        recv = sock.recvfrom
+
+        def read(_count: int) -> list[Datagram]:
+            data, addr = recv(MAX_DATAGRAM)
+            self._udp_rx_calls_plain += 1
+            return [(data, addr, 0)]
+        return read
 
     def _keepalive_from(self, transport: str, addr: Address) -> None:
         self.keepalive_rx += 1
