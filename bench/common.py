@@ -14,6 +14,8 @@ with a prefix of its own, so a benchmark never touches a running lab or a test.
   (``vpnhub connect`` with a TOML profile written here) and the strongSwan
   IKEv1 client.
 - Suites: one name per cipher suite for all of them (``SUITES``).
+- Rounds: ``one_round`` is one round of a benchmark (its error recorded, the
+  client and the concentrator stopped, a pause), whatever happened in it.
 - Results: every benchmark writes one JSON document (``write_json``) that
   ``bench/report.py`` turns into the Markdown table and the charts.
 """
@@ -30,7 +32,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -520,3 +523,37 @@ def write_json(path: Path | None, doc: Mapping[str, Any]) -> None:
 
 def log(msg: str) -> None:
     print(time.strftime("%H:%M:%S ") + msg, flush=True)
+
+
+@dataclass
+class Round:
+    """What one round started, stopped at its end whatever happened: ``stop_client``
+    first (set it once the client runs; back to None once stopped early), then
+    ``stop_conc``."""
+
+    res: dict[str, Any]
+    stop_client: Callable[[], object] | None = None
+    stop_conc: Callable[[], object] | None = None
+
+
+@contextmanager
+def one_round(res: dict[str, Any], label: str, *,
+              stop_client: Callable[[], object] | None = None,
+              stop_conc: Callable[[], object] | None = None,
+              pause: float = 0.0) -> Iterator[Round]:
+    """One round of a benchmark: an exception in it is its result (``res["error"]``,
+    logged as ``LABEL: ERROR ...``) and the next round still runs; at the end, even
+    after an error, the client and the concentrator stop and the lab rests `pause`
+    seconds (sockets closed, the CPU quiet) before the next one."""
+    rnd = Round(res, stop_client=stop_client, stop_conc=stop_conc)
+    try:
+        yield rnd
+    except Exception as e:
+        res["error"] = f"{type(e).__name__}: {e}"
+        log(f"{label}: ERROR {res['error']}")
+    finally:
+        if rnd.stop_client is not None:
+            rnd.stop_client()
+        if rnd.stop_conc is not None:
+            rnd.stop_conc()
+        time.sleep(pause)

@@ -56,6 +56,7 @@ from common import (
     lab_prefix,
     log,
     median,
+    one_round,
     percentile,
     run_dir_for,
     start_client,
@@ -142,9 +143,10 @@ def under_load(topo: Topology, suite: BenchSuite, configs: list[tuple[int, int]]
                                    "started": time.strftime("%H:%M:%S"),
                                    "load_avg": Path("/proc/loadavg").read_text().split()[0]}
             conc = start_conc(topo, "vpnhub", suite, workers=workers, moderation_us=mod_us)
-            c: Client | None = None
-            try:
+            with one_round(res, f"round {r + 1} workers {workers} moderation {mod_us}",
+                           stop_conc=conc.stop, pause=0.5) as rnd:
                 c = start_client(topo, "vpnc", topo.clients[0], suite, user_no=1)
+                rnd.stop_client = c.stop
                 wait_usable(topo, c, 30.0)
                 time.sleep(0.5)
                 res["idle"] = ping_rtts(topo, count, interval, c.tun)
@@ -155,14 +157,6 @@ def under_load(topo: Topology, suite: BenchSuite, configs: list[tuple[int, int]]
                     f" {res['idle']['rtt_p50_ms']} ms; under upload p50 {u['rtt_p50_ms']} ms,"
                     f" p99 {u['rtt_p99_ms']} ms, loss {u['loss']}, {u['mbit_s']:.0f} Mbit/s,"
                     f" conc {u['conc_cpu_s_per_gb'] or 0:.1f} CPU s/GB")
-            except Exception as e:
-                res["error"] = f"{type(e).__name__}: {e}"
-                log(f"round {r + 1} workers {workers} moderation {mod_us}: ERROR {res['error']}")
-            finally:
-                if c is not None:
-                    c.stop()
-                conc.stop()
-                time.sleep(0.5)
             out.append(res)
     return out
 
@@ -238,22 +232,21 @@ def main(argv: list[str] | None = None) -> int:
                 for client_kind in todo:
                     res: dict[str, Any] = {"client": client_kind, "concentrator": conc_kind}
                     connects: list[float] = []
-                    c: Client | None = None
-                    try:
+                    with one_round(res, f"{client_kind}->{conc_kind}", pause=0.3) as rnd:
                         for i in range(args.connects):
                             probe = start_probe(topo)
                             t = time.monotonic()
                             c = start_client(topo, client_kind, topo.clients[0], suite,
                                              user_no=1)
+                            rnd.stop_client = c.stop
                             first = probe_result(probe)
                             wait_usable(topo, c, 30.0)
                             connects.append((first if first is not None else time.monotonic())
                                             - t)
                             if i < args.connects - 1:
                                 c.stop()
-                                c = None
+                                rnd.stop_client = None
                                 time.sleep(0.5)
-                        assert c is not None
                         res["connect_s"] = connects
                         res["connect_p50_ms"] = (median(connects) or 0) * 1e3
                         iface = None if client_kind == "strongswan" else c.tun
@@ -261,13 +254,6 @@ def main(argv: list[str] | None = None) -> int:
                         log(f"{client_kind}->{conc_kind}: p50 {res['rtt_p50_ms']} ms, p99"
                             f" {res['rtt_p99_ms']} ms, loss {res['loss']}, first packet"
                             f" {res['connect_p50_ms']:.0f} ms")
-                    except Exception as e:
-                        res["error"] = f"{type(e).__name__}: {e}"
-                        log(f"{client_kind}->{conc_kind}: ERROR {res['error']}")
-                    finally:
-                        if c is not None:
-                            c.stop()
-                        time.sleep(0.3)
                     doc["results"].append(res)
             finally:
                 conc.stop()

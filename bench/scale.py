@@ -58,6 +58,7 @@ from common import (
     lab_prefix,
     log,
     median,
+    one_round,
     rss_bytes,
     run_dir_for,
     start_vpnhub_concentrator,
@@ -199,7 +200,19 @@ def main(argv: list[str] | None = None) -> int:
                                out=out, extra=extra)
         setup_meter = CpuMeter({"conc": [conc.pid]}).start()
         lg = topo.spawn(topo.clients[0], lg_argv, logf, name="loadgen-scale")
-        try:
+
+        def stop_loadgen() -> None:
+            if lg.alive():
+                lg.stop(10.0)
+
+        def stop_conc() -> None:
+            t = time.monotonic()
+            assert conc.proc is not None
+            rc = conc.proc.stop(10.0)  # at once if SIGTERM already ended it
+            doc["shutdown_s"] = doc.get("sigterm", {}).get("exit_s", time.monotonic() - t)
+            doc["shutdown_killed"] = rc == -signal.SIGKILL
+
+        with one_round(doc, "scale", stop_client=stop_loadgen, stop_conc=stop_conc):
             ev = wait_event(logf, "setup_done", lg, timeout=n / 20 + 120)
             setup_meter.stop()
             if ev is None:
@@ -322,17 +335,6 @@ def main(argv: list[str] | None = None) -> int:
             log(f"end: {doc['alive_before_web']} sessions alive before the web listing,"
                 f" {res['alive_at_end']}/{est} after; {c['dpd_acks']} DPD acks,"
                 f" {c['keepalives_tx']} keepalives, pings {c['pings_rx']}/{c['pings_tx']}")
-        except Exception as e:
-            doc["error"] = f"{type(e).__name__}: {e}"
-            log(f"ERROR {doc['error']}")
-        finally:
-            if lg.alive():
-                lg.stop(10.0)
-            t = time.monotonic()
-            assert conc.proc is not None
-            rc = conc.proc.stop(10.0)  # at once if SIGTERM already ended it
-            doc["shutdown_s"] = doc.get("sigterm", {}).get("exit_s", time.monotonic() - t)
-            doc["shutdown_killed"] = rc == -signal.SIGKILL
     doc["elapsed_s"] = time.monotonic() - t0
     write_json(args.json, doc)
     print(json.dumps({k: v for k, v in doc.items() if k not in ("environment",)}, indent=1,

@@ -185,6 +185,29 @@ def test_handshake_reads_the_kernels_udp_counters() -> None:
     assert udp_sum([delta, delta])["conc"]["RcvbufErrors"] == 132
 
 
+def test_one_round_records_an_error_and_always_stops_client_then_concentrator() -> None:
+    """bench/common.py one_round, the round of latency (both modes) and scale: a
+    failing round is recorded and the next runs; the client stops before the
+    concentrator, a client stopped early is not stopped twice."""
+    from common import one_round
+
+    stopped: list[str] = []
+    ok: dict[str, Any] = {}
+    with one_round(ok, "round 1", stop_conc=lambda: stopped.append("conc")) as rnd:
+        rnd.stop_client = lambda: stopped.append("client")
+        ok["figure"] = 1.0
+    assert ok == {"figure": 1.0} and stopped == ["client", "conc"]
+    stopped.clear()
+    bad: dict[str, Any] = {}
+    with one_round(bad, "round 2", stop_conc=lambda: stopped.append("conc")) as rnd:
+        rnd.stop_client = lambda: stopped.append("client")
+        rnd.stop_client()
+        rnd.stop_client = None  # stopped early, as between latency's connects
+        raise TimeoutError("no tunnel within 30 s")
+    assert bad == {"error": "TimeoutError: no tunnel within 30 s"}
+    assert stopped == ["client", "conc"]
+
+
 def test_handshake_reads_the_pats_conntrack_drops_and_the_concentrators_drops() -> None:
     """The other places a lost IKE message is counted: the PAT's conntrack (one hex
     row per CPU) and what moved in vpnhub's admin `stats` during a run."""
