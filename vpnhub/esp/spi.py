@@ -14,18 +14,20 @@ a drawn SPI is always at least 256.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Final
+
+from vpnhub.crypto.randpool import random_bytes
 
 MIN_SPI: Final = 256  # 1..255 reserved (RFC 4303 2.1); 0 is the non-ESP marker
 MAX_SPI: Final = 0xFFFFFFFF
 
 
 def random_u32() -> int:
-    """A uniformly random 32-bit number from the OS's CSPRNG (SPIs should not be
+    """A uniformly random 32-bit number from the OS's CSPRNG, drawn in blocks
+    (vpnhub.crypto.randpool; SPIs should not be
     guessable: a blind attacker would otherwise know which ones to forge)."""
-    return int.from_bytes(os.urandom(4), "big")
+    return int.from_bytes(random_bytes(4), "big")
 
 
 def spi_for_worker(worker: int, workers: int, draw: Callable[[], int] | None = None) -> int:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import hashlib
 import ipaddress
-import os
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from vpnhub.crypto.cipher import IkeCipher, KeyedCbc
 from vpnhub.crypto.dh import DHKeyPair
 from vpnhub.crypto.keys import phase2_iv
 from vpnhub.crypto.prf import HashAlg
+from vpnhub.crypto.randpool import random_bytes
 from vpnhub.ike import events as ev
 from vpnhub.ike.dhjob import DhOffload
 from vpnhub.ike.dhpool import DhPool
@@ -166,7 +166,8 @@ class IkeConfig:
     # "ctcp"); None: a random one. With several data-plane workers the SPI names
     # the worker that owns the SA (issue 16, vpnhub/esp/spi.py)
     spi_allocator: Callable[[Address, str], int] | None = None
-    rng: Callable[[int], bytes] = os.urandom
+    # cookies, nonces, message IDs, SPIs: the kernel's CSPRNG, drawn in blocks
+    rng: Callable[[int], bytes] = random_bytes
     # issue 14, signature authentication (ike.sigauth): our certificate, key and peer
     # checks; the phase 1 methods a group allows, by its ID (None: Main Mode, before
     # the ID, so every group's); the group of a certificate's OU values for a method
