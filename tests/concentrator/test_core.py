@@ -9,6 +9,7 @@ address of their own (tests/concentrator/core_harness.py).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from core_harness import PAT, CoreRig, Pc, config_text
 
@@ -25,7 +26,7 @@ from vpnhub.net.messages import (
     SaExhausted,
     UpdatePeer,
 )
-from vpnhub.net.stats import counters_of
+from vpnhub.net.stats import PeerStats, counters_of
 from vpnhub.session.events import SessionChanged, SessionEnded, SessionEvent, SessionStarted
 from vpnhub.wire.constants import ExchangeType
 
@@ -295,6 +296,14 @@ def test_the_stats_refresh_changes_a_session_only_when_its_counters_moved() -> N
     rig.core.apply_counters(counters_of(rig.dp.snapshot()), rig.now)
     assert len(seen) == 2 and seen[1].fields == {"drops"}
     assert seen[1].session.drops == {"replay": 2}
+    # the peer's NAT keepalives (RFC 3948 4), counted by address in the data plane
+    s = seen[1].session
+    snap = rig.dp.snapshot()
+    peer = PeerStats((s.public_ip, s.public_port), "natt", True, 20.0, keepalives_rx=4,
+                     keepalives_tx=2)
+    rig.core.apply_counters(counters_of(replace(snap, peers=(*snap.peers, peer))), rig.now)
+    assert len(seen) == 3 and seen[2].fields == {"keepalives_rx", "keepalives_tx"}
+    assert (seen[2].session.keepalives_rx, seen[2].session.keepalives_tx) == (4, 2)
 
 
 def test_udp500_and_4500_datagrams_are_labelled_with_their_transport() -> None:

@@ -7,6 +7,8 @@ snapshot says, SA for SA, and its totals must be the snapshot's.
 from __future__ import annotations
 
 import asyncio
+import gc
+import pickle
 from dataclasses import replace
 
 from test_dataplane import CLIENT, LAN_HOST, close_pair, ipv4, make_pair, params
@@ -14,7 +16,7 @@ from test_dataplane import CLIENT, LAN_HOST, close_pair, ipv4, make_pair, params
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96
 from vpnhub.net.fake_dataplane import FakeDataplane
 from vpnhub.net.messages import GetCounters, GetStats
-from vpnhub.net.stats import DataplaneStats, SaCounters, counters_of
+from vpnhub.net.stats import DataplaneStats, PeerStats, SaCounters, counters_of, merge_counters
 
 SUITE = (ESP_AES_CBC, 128, HMAC_SHA1_96)
 
@@ -43,6 +45,7 @@ def test_counters_say_what_the_snapshot_says() -> None:
         assert by_spi(compact)[(0xA0000001, "in")][1] == 3
         assert by_spi(compact)[(0xB0000001, "out")][1] == 1
         assert by_spi(counters_of(full)) == by_spi(compact)
+        assert compact.keepalives == counters_of(full).keepalives
     finally:
         close_pair(p)
 
@@ -57,3 +60,29 @@ def test_the_fake_answers_counters_from_its_snapshot() -> None:
     assert by_spi(c) == {(0x1001, "in"): (300, 2, 0.0), (0x2001, "out"): (90, 1, 0.0)}
     assert c.totals.sas == () and c.totals.peers == ()
 
+
+
+def test_keepalive_figures_come_whole_in_a_few_objects() -> None:
+    """Issue 13: the per-peer NAT keepalive counts (RFC 3948 4) of the per-SA answer,
+    which the concentrator unpickles on its loop every sample: with 10,000 peers
+    every figure is there (one worker's or merged from two) and the answer makes a
+    handful of objects the garbage collector tracks, not two tuples per peer."""
+    rows = [((f"203.0.113.{1 + i % 250}", 1024 + i), i % 7, i % 5) for i in range(10_000)]
+    full = DataplaneStats(peers=tuple(PeerStats(addr, "natt", True, 20.0, rx, tx)
+                                      for addr, rx, tx in rows))
+    c = counters_of(full)
+    assert c.keepalives.as_dict() == {addr: (rx, tx) for addr, rx, tx in rows if rx or tx}
+    half = [counters_of(replace(full, peers=full.peers[:5000])),
+            counters_of(replace(full, peers=full.peers[5000:]))]
+    data = pickle.dumps(merge_counters(half), protocol=pickle.HIGHEST_PROTOCOL)
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects())
+        got = pickle.loads(data)
+        created = len(gc.get_objects()) - before
+    finally:
+        gc.enable()
+    assert created < 50, created  # was 20,000 (a dict of address tuples)
+    assert all(got.keepalives.get(addr) == (rx, tx) for addr, rx, tx in rows)
+    assert got.keepalives.get(("192.0.2.1", 4500)) == (0, 0)

@@ -517,7 +517,7 @@ class ConcentratorCore:
                 ike = self.endpoint.get(*key)
                 if ike is not None:
                     ike.note_traffic(now)
-            k_rx, k_tx = keepalives.get((s.public_ip, s.public_port), (0, 0))
+            k_rx, k_tx = keepalives.get((s.public_ip, s.public_port))
             d = drops.get(key, {})
             if (b_in, p_in, b_out, p_out, k_rx, k_tx) != (
                     s.bytes_rx, s.packets_rx, s.bytes_tx, s.packets_tx, s.keepalives_rx,

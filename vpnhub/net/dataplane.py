@@ -186,6 +186,7 @@ from vpnhub.net.stats import (
     DataplaneStats,
     Direction,
     FragStats,
+    Keepalives,
     PeerStats,
     SaCounters,
     SaStats,
@@ -2067,7 +2068,8 @@ class Dataplane:
             array("Q", [sa.packets_out for sa in outs]),
             array("d", [sa.last_activity for sa in outs]),
             {sa.spi: dict(sa.drops) for sa in ins if sa.drops},
-            {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in self._peers.values()})
+            Keepalives.of((p.addr, p.keepalives_rx, p.keepalives_tx)
+                          for p in self._peers.values()))
 
     def _totals(self, ins: list[EspSA] | None, outs: list[EspSA] | None) -> DataplaneStats:
         """Every counter but the SA and peer lists: drops and traffic of the live SAs

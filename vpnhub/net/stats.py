@@ -14,7 +14,7 @@ here and nowhere else.
 from __future__ import annotations
 
 from array import array
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -308,7 +308,89 @@ class SaCounters:
     # sparse: only inbound SAs that dropped something (usually none of 20,000)
     drops_in: dict[int, dict[str, int]] = field(default_factory=dict)
     # NAT keepalives (received, sent) by peer address (RFC 3948 4)
-    keepalives: dict[Address, tuple[int, int]] = field(default_factory=dict)
+    keepalives: Keepalives = field(default_factory=lambda: Keepalives())
+
+
+class Keepalives:
+    """NAT keepalives received and sent by peer (RFC 3948 4), compact: peer ``i`` is
+    line ``i`` of ``peers`` (``host:port``) with ``rx[i]`` and ``tx[i]``; only peers
+    that sent or got one.
+
+    Part of every per-SA counters answer, unpickled on the concentrator's loop: a
+    dict of address tuples was two tuples per peer (20,000 young objects an answer
+    with 10,000 NAT-T peers, ~26 young collections, then kept for a sample and so
+    promoted: young GC pauses of 32-71 ms, issue 13); one string and two arrays are
+    three objects, and the look-up index (``get``) holds strings and ints, which the
+    garbage collector does not track.
+    """
+
+    __slots__ = ("_index", "_lines", "peers", "rx", "tx")
+
+    def __init__(self, peers: str = "", rx: array[int] | None = None,
+                 tx: array[int] | None = None) -> None:
+        self.peers = peers
+        self.rx = rx if rx is not None else array("Q")
+        self.tx = tx if tx is not None else array("Q")
+        self._lines: list[str] = []  # being added (``add``), joined into `peers` once read
+        self._index: dict[str, int] | None = None  # "host:port" -> i, built by ``get``
+
+    @classmethod
+    def of(cls, counts: Iterable[tuple[Address, int, int]]) -> Keepalives:
+        """From (address, received, sent) rows; a row of zeros is left out."""
+        out = cls()
+        for addr, rx, tx in counts:
+            if rx or tx:
+                out.add(addr, rx, tx)
+        return out
+
+    def __reduce__(self) -> tuple[type[Keepalives], tuple[object, ...]]:
+        return (Keepalives, (self._joined(), self.rx, self.tx))  # not the index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Keepalives) and self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __len__(self) -> int:
+        return len(self.rx)
+
+    def add(self, addr: Address, rx: int, tx: int) -> None:
+        self._lines.append(f"{addr[0]}:{addr[1]}")
+        self.rx.append(rx)
+        self.tx.append(tx)
+        self._index = None
+
+    def extend(self, more: Keepalives) -> None:
+        """``more``'s peers added (another worker's: a peer is one worker's)."""
+        if more._joined():
+            self._lines.append(more.peers)
+        self.rx.extend(more.rx)
+        self.tx.extend(more.tx)
+        self._index = None
+
+    def get(self, addr: Address) -> tuple[int, int]:
+        """(received, sent) of the peer at `addr`, (0, 0) if none."""
+        if self._index is None:  # once per answer
+            names = self._joined().split("\n") if self.rx else []
+            self._index = dict(zip(names, range(len(names)), strict=True))
+        i = self._index.get(f"{addr[0]}:{addr[1]}")
+        return (0, 0) if i is None else (self.rx[i], self.tx[i])
+
+    def as_dict(self) -> dict[Address, tuple[int, int]]:
+        """Every peer's (received, sent) by address."""
+        names = self._joined().split("\n") if self.rx else []
+        out: dict[Address, tuple[int, int]] = {}
+        for name, rx, tx in zip(names, self.rx, self.tx, strict=True):
+            host, port = name.rsplit(":", 1)
+            out[(host, int(port))] = (rx, tx)
+        return out
+
+    def _joined(self) -> str:
+        """`peers` with the lines added since (one string: one object to unpickle)."""
+        if self._lines:
+            self.peers = "\n".join([self.peers, *self._lines] if self.peers else self._lines)
+            self._lines = []
+        return self.peers
 
 
 def counters_of(stats: DataplaneStats) -> SaCounters:
@@ -323,7 +405,7 @@ def counters_of(stats: DataplaneStats) -> SaCounters:
         array("Q", [s.packets_out for s in outs]),
         array("d", [s.last_activity for s in outs]),
         {s.spi: dict(s.drops) for s in ins if s.drops},
-        {p.addr: (p.keepalives_rx, p.keepalives_tx) for p in stats.peers})
+        Keepalives.of((p.addr, p.keepalives_rx, p.keepalives_tx) for p in stats.peers))
 
 
 def _sum_dicts(ds: list[Mapping[str, int]]) -> dict[str, int]:
@@ -383,5 +465,5 @@ def merge_counters(parts: list[SaCounters]) -> SaCounters:
                      "packets_out", "active_out"):
             getattr(out, name).extend(getattr(p, name))
         out.drops_in.update(p.drops_in)
-        out.keepalives.update(p.keepalives)
+        out.keepalives.extend(p.keepalives)
     return out
