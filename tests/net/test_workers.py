@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import signal
 import socket
 import time
@@ -202,8 +203,8 @@ def test_lan_first_packet_handed_to_the_owner(rig: Rig) -> None:
         assert stats.drops_total.get("no_sa", 0) == 0
         # once the client is gone, nobody owns it: the packet is dropped as no_sa
         rig.pool.remove_sa(c.from_conc.spi)
+        await asyncio.sleep(0)  # the turn ends: the commands it gave leave
         rig.tuns[other].inject(ipv4(LAN_HOST, c.inner, b"late"))
-        await until(lambda: True)
         await asyncio.sleep(0.1)
         stats = await rig.pool.stats()
         assert stats.workers[other].handed_over == 1
@@ -294,6 +295,7 @@ def test_hung_worker_is_killed_and_the_parent_never_waits(
         for _ in range(5000):
             t0 = time.monotonic()
             r.pool.set_keepalive(c.addr, 20.0)
+            await asyncio.sleep(0)  # the turn ends: the command leaves (or finds it full)
             worst = max(worst, time.monotonic() - t0)
             if r.pool.hung_workers:
                 break
@@ -304,6 +306,8 @@ def test_hung_worker_is_killed_and_the_parent_never_waits(
         got = await lan_reply(r, k, c, b"after the hang")
         assert got == [ipv4(LAN_HOST, c.inner, b"after the hang")]
         assert any(sev == 2 and "hung" in text for sev, text in r.logged)
+        out = (await r.pool.stats()).sa(c.from_conc.spi, "out")
+        assert out is not None and out.seq_out > 1024  # resumed past the sample (RFC 4303)
 
     try:
         asyncio.run(main())
@@ -526,3 +530,49 @@ def test_remove_sa_drops_only_its_own_routes(rig: Rig) -> None:
     pool.remove_sa(0xD1000003)
     pool.remove_sa(0xD1000002)
     assert pool._routes == {} and pool._dsts_of_spi == {}
+
+
+def test_the_commands_of_a_turn_reach_a_worker_as_one_message_in_order(rig: Rig) -> None:
+    """What one loop turn gives a worker leaves as one message at the turn's end (one
+    system call, one wake-up of the worker: issue 13), in the order given: the SA
+    removed and installed again in one turn is in at the end, and passes traffic."""
+    async def main() -> None:
+        rig.pool.start()
+        c, k = await rig.login("10.40.1.70", 0xC7000070)
+        w, other = rig.pool.workers[k], rig.pool.workers[1 - k]
+        assert w.link is not None and other.link is not None
+        sent, sent_other = w.link.sent, other.link.sent
+        rig.pool.remove_sa(c.to_conc.spi)
+        rig.pool.add_inbound(c.to_conc, c.addr, allowed_src=c.inner)
+        rig.pool.set_keepalive(c.addr, 20.0)
+        assert w.link.sent == sent  # nothing sent yet: the turn goes on
+        await asyncio.sleep(0)
+        assert w.link.sent == sent + 1 and other.link.sent == sent_other
+        c.send(ipv4(c.inner, LAN_HOST, b"still in"))
+        await until(lambda: ipv4(c.inner, LAN_HOST, b"still in") in rig.tuns[k].sent())
+    run(main)
+
+
+def test_commands_given_to_a_worker_as_it_dies_come_back_with_its_reinstall(
+        rig: Rig) -> None:
+    """A worker found dead (its link's EOF, read in the turn that gave it commands):
+    what it was given meanwhile comes back with its SAs, the new outbound SA resuming
+    past its sample (RFC 4303 3.3.3), not at the sequence number it was given."""
+    async def main() -> None:
+        rig.pool.start()
+        c, k = await rig.login("10.40.1.71", 0xC7000071)
+        w = rig.pool.workers[k]
+        assert w.link is not None
+        pid = w.pid
+        os.kill(pid, signal.SIGKILL)
+        readable, _, _ = select.select([w.link.sock], [], [], 5.0)  # its EOF, unread
+        assert readable
+        rekeyed = params(0xC7000072)
+        rig.pool.add_outbound(rekeyed, c.addr, dst=c.inner)  # waits for the turn's end
+        rig.pool._on_link(w)  # the loop's reader of its link, in the same turn
+        assert w.pid not in (0, pid)
+        stats = await rig.pool.stats()
+        out = stats.sa(rekeyed.spi, "out")
+        assert out is not None and out.seq_out > 1024
+        assert stats.workers[k].sas == 3 and stats.workers[k].restarts == 1
+    run(main)

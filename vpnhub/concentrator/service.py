@@ -24,7 +24,7 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -128,6 +128,9 @@ class Concentrator:
         # IKE out of UDP 500 and UDP 4500: queued while the socket's buffer is full
         self.out500: SendQueue | None = None
         self.out4500: SendQueue | None = None
+        # During a reader's turn, once an inbound SA waits for the data plane: the IKE
+        # sends (and after-sent actions) that wait for the turn's end (`_turn`)
+        self._held: list[Callable[[], None]] | None = None
         # [cluster]: IKE on the virtual address (concentrator/virtual.py)
         self.virtual: VirtualListener | None = None
         self._last_stats = 0.0
@@ -549,6 +552,10 @@ class Concentrator:
 
     # ------------------------------------------------------------- receive
     def _on_udp500(self) -> None:
+        with self._turn():
+            self._read_udp500()
+
+    def _read_udp500(self) -> None:
         assert self.sock500 is not None
         end = time.monotonic() + TURN_TIME  # as on 4500: the timers wait for the turn
         for _ in range(256):
@@ -564,14 +571,35 @@ class Concentrator:
             self.core.receive(data, (addr[0], addr[1]), Transport.IKE)
 
     def _read_ike4500(self) -> None:
-        """One turn of the UDP 4500 reader (up to its budget of messages) in one batch
-        of data-plane commands: the tunnels whose Quick Mode completes in this turn
-        reach the data plane as one hand-over (one eventfd write, or one message on
-        each worker's link) instead of one per tunnel (issue 13: a burst of 128)."""
         assert self.ike4500 is not None
-        dp = self.pool or self.dataplane
-        with dp.batch() if dp is not None else contextlib.nullcontext():
+        with self._turn():
             self.ike4500.read()
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        """One turn of an IKE reader (up to its budget of messages) in one batch of
+        data-plane commands: the tunnels whose Quick Mode completes in this turn reach
+        the data plane as one hand-over (one eventfd write, or one message on each
+        worker's link) instead of one per tunnel (issue 13: a burst of 128).
+
+        A responder's inbound SA must reach the data plane before its Quick Mode
+        message 2 leaves (the peer may send ESP on it as soon as it reads that, RFC
+        2409 5.5). Rather than hand over the batch before each such message (one link
+        message, one wake-up of a worker per tunnel: issue 13), the IKE messages from
+        the first one that would need it on wait for the turn's end (`_send_for`):
+        the batch is handed over, then they leave in their order."""
+        dp = self.pool or self.dataplane
+        if dp is None or self._held is not None:  # no data plane yet; or nested
+            yield
+            return
+        self._held = []
+        try:
+            with dp.batch():
+                yield
+        finally:
+            held, self._held = self._held, None
+            for send in held:
+                send()
 
     def _on_ike4500(self, message: bytes, addr: tuple[str, int]) -> None:
         self._last_ike = time.monotonic()
@@ -590,10 +618,27 @@ class Concentrator:
         if d.transport is not Transport.CTCP:
             # The data-plane commands the open batch holds go first (a Quick Mode's
             # inbound SA: the peer may use it as soon as this message reaches it; cTCP
-            # messages are data-plane commands themselves and keep their order)
+            # messages are data-plane commands themselves and keep their order). In a
+            # reader's turn the message waits for the turn's end (`_turn`), and every
+            # one after it, in order; else the batch is handed over now.
             dp = self.pool or self.dataplane
+            held = self._held
+            if held is not None and dp is not None and (held or dp.holds_install()):
+                held.append(lambda: self._send_held(sa, d))
+                return
             if dp is not None:
                 dp.flush_batch()
+        self._send_out(sa, d)
+
+    def _send_held(self, sa: IkeSA, d: Datagram) -> None:
+        """A message `_turn` held, at its end: as the driver would, an error is
+        reported (stage "send"), never raised."""
+        try:
+            self._send_out(sa, d)
+        except Exception as e:
+            self.core.on_fault(DriverFault("send", e, sa=sa, datagram=d))
+
+    def _send_out(self, sa: IkeSA, d: Datagram) -> None:
         v = self.virtual
         if v is not None and d.transport is not Transport.CTCP and v.owns(sa):
             v.send(d)
@@ -623,7 +668,11 @@ class Concentrator:
         """The driver's `when_sent` (vpnhub/ike/driver.py): `action` (the outbound SA
         of a Quick Mode we initiated) once `d` (its message 3) left its send queue; a
         full socket buffer must not let the new SA's ESP overtake message 3 (issue 16).
-        cTCP: the message is a data-plane command, and the commands keep their order."""
+        cTCP: the message is a data-plane command, and the commands keep their order.
+        Held by `_turn` (not sent yet): it waits for the turn's end too."""
+        if self._held:
+            self._held.append(lambda: self._when_sent_held(sa, d, action))
+            return
         v = self.virtual
         q = (v.queue_for(d) if v is not None and d.transport is not Transport.CTCP
              and v.owns(sa) else self._queue_for(d))
@@ -638,6 +687,12 @@ class Concentrator:
                 self.core.on_fault(DriverFault("after_sent", e, sa=sa))
 
         q.when_sent(later)
+
+    def _when_sent_held(self, sa: IkeSA, d: Datagram, action: Callable[[], None]) -> None:
+        try:
+            self._when_sent(sa, d, action)
+        except Exception as e:  # at a turn's end: reported as the driver does
+            self.core.on_fault(DriverFault("after_sent", e, sa=sa))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """The core awaits the authenticator here (a task holds it until it ends)."""

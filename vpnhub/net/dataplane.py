@@ -808,6 +808,12 @@ class Dataplane:
             state.owed = state.installs = False
             self._wake_up()
 
+    def holds_install(self) -> bool:
+        """Whether this thread's open batch() queued an inbound SA not handed over yet
+        (``flush_batch`` would wake the loop for it)."""
+        state = self._batching
+        return bool(getattr(state, "on", False) and state.installs)
+
     def call(self, command: Command, timeout: float | None = 5.0) -> object:
         """Apply ``command`` and return its result, from any thread.
 

@@ -72,7 +72,8 @@ class Reply:
 
 @dataclass(frozen=True)
 class Batch:
-    """Commands sent together (``DataplaneHandle.batch``): one message, one wake-up."""
+    """Commands sent together, in order: what one turn of the parent's loop gives a
+    worker (net/workers.py), or a restart's reinstall: one message, one wake-up."""
 
     commands: tuple[object, ...]
 

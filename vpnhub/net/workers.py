@@ -10,7 +10,14 @@ The concentrator uses the pool exactly as it uses the single in-process
   (SPI % N, vpnhub/esp/spi.py and net/ikesplit.py).
 - Commands go to the owner over its link (net/workerlink.py), pickled, never
   waited for; a worker whose link is full is hung: killed and restarted
-  (``hung_workers``).  Each outbound SA's inner destination is announced to the
+  (``hung_workers``). What one loop turn gives a worker goes as one message (a
+  ``Batch``), in the order given: one system call and one wake-up of its process
+  instead of one per command (issue 13: ~1.3 sends per tunnel were a tenth of the
+  loop's time in a login storm). The commands wait until the open ``batch()`` ends
+  or, outside one, for a ``call_soon`` callback (the loop's callbacks that were
+  ready run first); an inbound SA goes at once on ``flush_batch()`` (before the
+  IKE message that lets the peer use it), a question (``Request``) at once with
+  what waits before it.  Each outbound SA's inner destination is announced to the
   other workers as a foreign route, so that a LAN packet read by the wrong one is
   handed over (net/handover.py).
 - Events of every worker are merged into one stream (``events``, ``notify``);
@@ -157,8 +164,10 @@ class _Worker:
         # the last answer's (outbound, inbound) SPI -> sequence number, and when
         self.seqs: tuple[dict[int, int], dict[int, int]] | None = None
         self.seqs_at = 0.0
-        self.batch: list[object] | None = None
-        self.batch_installs = False  # the open batch holds an AddInbound
+        # commands not sent yet, in order (``WorkerPool._send``); whether one is an
+        # AddInbound (``flush_batch`` sends them before an IKE message leaves)
+        self.pending: list[object] = []
+        self.pending_installs = False
         # its counters at the last answer, and those of its previous lives: a restart
         # must not make totals fall (Prometheus reads a fall as a reset)
         self.last: DataplaneStats | None = None
@@ -210,6 +219,7 @@ class WorkerPool:
         self._next_id = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batching = False
+        self._flush_soon = False  # a call_soon(_flush_scheduled) is on its way
         self._closed = False
 
     # -- processes -----------------------------------------------------------
@@ -311,6 +321,10 @@ class WorkerPool:
         return f"its link closed: {e.__cause__!r}"
 
     def _stop_worker(self, w: _Worker) -> None:
+        # what waited for it is in its SAs, keepalives and routes, which _reinstall
+        # sends with sequence numbers resumed (RFC 4303 3.3.3); the rest (hand-overs,
+        # cTCP messages) is lost with it, as what its link held
+        w.pending, w.pending_installs = [], False
         if w.link is not None:
             assert self._loop is not None
             self._loop.remove_reader(w.link.fileno())
@@ -345,8 +359,9 @@ class WorkerPool:
         commands += list(w.keepalives.values())
         commands += [SetForeignRoute(dst, k) for dst, (k, _spi) in self._routes.items()
                      if k != w.index]
-        if commands:
-            self._send(w, Batch(tuple(commands)))
+        if commands and w.link is not None:
+            w.pending.extend(commands)  # nothing waits before them (_stop_worker)
+            self._flush(w)
 
     @staticmethod
     def _apply_seqs(w: _Worker) -> None:
@@ -370,16 +385,38 @@ class WorkerPool:
     # -- sending ---------------------------------------------------------------
 
     def _send(self, w: _Worker, obj: object) -> None:
-        if w.batch is not None:
-            w.batch.append(obj)
-            if isinstance(obj, AddInbound):
-                w.batch_installs = True  # flush_batch() sends it ahead of the IKE message
+        """Queue ``obj`` for ``w``, after what waits for it (module doc): sent when the
+        open ``batch()`` ends, else by a ``call_soon`` callback."""
+        if w.link is None:
+            return  # waiting to be started again: _reinstall brings its state
+        w.pending.append(obj)
+        if isinstance(obj, AddInbound):
+            w.pending_installs = True
+        if not self._batching and not self._flush_soon:
+            assert self._loop is not None
+            self._flush_soon = True
+            self._loop.call_soon(self._flush_scheduled)
+
+    def _flush_scheduled(self) -> None:
+        self._flush_soon = False
+        self._flush_all()
+
+    def _flush_all(self) -> None:
+        for w in self.workers:
+            self._flush(w)
+
+    def _flush(self, w: _Worker) -> None:
+        """What waits for ``w``, as one message (a lone command as itself). A full link
+        (the worker stopped reading) or a closed one restarts it, with its SAs."""
+        queued = w.pending
+        if not queued:
             return
+        w.pending, w.pending_installs = [], False
         link = w.link
         if link is None:
             return
         try:
-            link.send(obj)
+            link.send(queued[0] if len(queued) == 1 else Batch(tuple(queued)))
         except LinkFull:
             self.hung_workers += 1
             self._died(w, "hung: its control link is full")
@@ -388,34 +425,30 @@ class WorkerPool:
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
+        """Commands given inside go at its end (with what waited before), one message
+        per worker; nested batches join the outer one."""
         if self._batching:
             yield
             return
         self._batching = True
-        for w in self.workers:
-            w.batch = []
         try:
             yield
         finally:
             self._batching = False
-            for w in self.workers:
-                queued, w.batch, w.batch_installs = w.batch, None, False
-                if queued:
-                    self._send(w, Batch(tuple(queued)))
+            self._flush_all()
 
     def flush_batch(self) -> None:
-        """Send a worker what the open batch() holds for it now if that includes an
-        inbound SA, and go on batching: an IKE message about to leave may make the
-        peer send ESP on it, and the link then carries it first (RFC 2409 5.5). Other
-        commands wait for the batch's end (a shutdown's 20,000 RemoveSA go as one)."""
-        if not self._batching:
-            return
+        """Send a worker what waits for it now if that includes an inbound SA, and go
+        on batching: an IKE message about to leave may make the peer send ESP on it,
+        and the link then carries it first (RFC 2409 5.5). Other commands wait for the
+        batch's end (a shutdown's 20,000 RemoveSA go as one message per worker)."""
         for w in self.workers:
-            queued = w.batch
-            if queued and w.batch_installs:
-                w.batch, w.batch_installs = None, False
-                self._send(w, Batch(tuple(queued)))
-                w.batch = []
+            if w.pending_installs:
+                self._flush(w)
+
+    def holds_install(self) -> bool:
+        """Whether an inbound SA waits to be sent (``flush_batch`` would send it)."""
+        return any(w.pending_installs for w in self.workers)
 
     # -- assignment ------------------------------------------------------------
 
@@ -599,6 +632,7 @@ class WorkerPool:
         future.worker = w.index  # type: ignore[attr-defined]  # _stop_worker fails it
         self._pending[rid] = future
         self._send(w, Request(rid, command))
+        self._flush(w)  # asked now, after what waited for it (the answer covers it)
         try:
             reply = await asyncio.wait_for(future, self.ask_timeout)
         except TimeoutError:  # it reads nothing (stopped, looping): hung as a full link
