@@ -13,7 +13,9 @@ apart by port only. The concentrator is ``vpnhub serve`` or strongSwan
 charon (kernel-libipsec), configured the same way: one group, 64 XAUTH
 users, a /16 pool, and no per-source half-open limit in the way (vpnhub
 ``max_half_open_per_source``, charon ``block_threshold``, both raised).
-Between runs the load generator deletes its tunnels (informational DELETE).
+Between runs the load generator deletes its tunnels (informational DELETE),
+half a second after its set-up: neither the CPU meter nor the py-spy profile
+(``--profile-dir``, stopped when the set-up ends) counts the teardown.
 The runs go in rounds (each round: vpnhub, then strongSwan, every group), so
 both concentrators see the same drift of a shared machine.
 
@@ -102,6 +104,10 @@ SWAN_IKE_ALL = "aes128-sha1-modp1024-modp2048-ecp256"
 # in SndbufErrors (udp_sendmsg).
 UDP_COUNTERS = ("InDatagrams", "RcvbufErrors", "SndbufErrors", "InErrors")
 UdpCounters = dict[str, dict[str, int]]  # side ("conc", "loadgen") -> counter -> value
+# Seconds the load generator waits after its set-up before it deletes its tunnels
+# (--linger): the CPU meter stops when the bench reads setup_done (polled every 20 ms)
+# and must not count the teardown's DELETEs (two RemoveSA per tunnel on vpnhub).
+TEARDOWN_AFTER = 0.5
 # At most this long for vpnhub's DH pool to fill before a run (group 14's 2048 pairs
 # take ~0.8 s of the DH thread alone; MODP 16's 512 ~1 s; a shared machine, more).
 POOL_WAIT = 30.0
@@ -355,17 +361,20 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
     out.unlink(missing_ok=True)
     logf = run / f"loadgen-{tag}.log"
     argv = loadgen_argv(run, tunnels=tunnels, concurrency=concurrency, dh=dh, out=out,
-                        extra=["--teardown", "--setup-timeout", "30"],
+                        extra=["--teardown", "--setup-timeout", "30",
+                               "--linger", str(TEARDOWN_AFTER)],
                         cprofile=cprofile_argv(cprofile_dir, f"loadgen-{tag}"))
     prof: dict[str, Any] = {}
     th = None
+    set_up = threading.Event()  # the profile ends with the set-up, not the teardown
     if profile_dir is not None:
         from pyspy import profile
 
         def go() -> None:
             prof["text"], prof["summary"] = profile(
-                conc.pid, max(2.0, tunnels / 300), profile_dir, f"handshake-{tag}",
-                f"{conc.kind} concentrator during {tunnels} handshakes, DH group {dh}")
+                conc.pid, tunnels / 5 + 60, profile_dir, f"handshake-{tag}",
+                f"{conc.kind} concentrator during {tunnels} handshakes, DH group {dh}",
+                stop=set_up)
 
         th = threading.Thread(target=go)
     udp_hosts = {"conc": topo.conc, "loadgen": topo.clients[0]}
@@ -382,6 +391,7 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         th.start()
     done = wait_event(logf, "setup_done", proc, timeout=tunnels / 5 + 60)
     meter.stop()
+    set_up.set()
     if th is not None:
         th.join()
     rc = proc.popen.wait(timeout=120)

@@ -17,8 +17,11 @@ import collections
 import functools
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<file>[^()]*?)(?::(?P<line>\d+))?\)$")
@@ -31,8 +34,10 @@ def py_spy() -> str | None:
     return shutil.which("py-spy")
 
 
-def record(pid: int, seconds: float, raw_out: Path, *, rate: int = 250) -> str | None:
-    """Sample `pid` for `seconds`; returns None on success, else why not."""
+def record(pid: int, seconds: float, raw_out: Path, *, rate: int = 250,
+           stop: threading.Event | None = None) -> str | None:
+    """Sample `pid` for `seconds`, or until `stop` is set (py-spy writes what it has
+    on SIGINT); returns None on success, else why not."""
     exe = py_spy()
     if exe is None:
         return "py-spy is not installed (pip install -r bench/requirements.txt)"
@@ -41,11 +46,25 @@ def record(pid: int, seconds: float, raw_out: Path, *, rate: int = 250) -> str |
             "--rate", str(rate), "--format", "raw", "--output", str(raw_out), "--nonblocking",
             "--threads"]
     try:
-        cp = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    except (OSError, subprocess.TimeoutExpired) as e:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True)
+    except OSError as e:
         return f"py-spy failed: {e}"
-    if cp.returncode != 0 or not raw_out.exists():
-        return f"py-spy exit {cp.returncode}: {(cp.stderr or cp.stdout).strip()[-300:]}"
+    deadline = time.monotonic() + seconds + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if stop is not None and stop.wait(0.05):
+            proc.send_signal(signal.SIGINT)
+            break
+        if stop is None:
+            time.sleep(0.05)
+    try:
+        out, _ = proc.communicate(timeout=max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        return "py-spy failed: it did not end"
+    if proc.returncode != 0 or not raw_out.exists():
+        return f"py-spy exit {proc.returncode}: {out.strip()[-300:]}"
     return None
 
 
@@ -144,12 +163,12 @@ def format_summary(title: str, s: dict[str, object], top: int = 12) -> str:
     return "\n".join(lines)
 
 
-def profile(pid: int, seconds: float, out_dir: Path, name: str, title: str
-            ) -> tuple[str, dict[str, object] | None]:
+def profile(pid: int, seconds: float, out_dir: Path, name: str, title: str, *,
+            stop: threading.Event | None = None) -> tuple[str, dict[str, object] | None]:
     """Record and summarise; writes out_dir/name.raw.txt and name.txt. Returns
-    (summary text or the reason it failed, summary dict or None)."""
+    (summary text or the reason it failed, summary dict or None). `stop`: as record."""
     raw = out_dir / f"{name}.raw.txt"
-    err = record(pid, seconds, raw)
+    err = record(pid, seconds, raw, stop=stop)
     if err is not None:
         return err, None
     s = summarise(raw)
