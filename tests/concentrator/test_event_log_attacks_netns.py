@@ -180,10 +180,8 @@ def test_ipsecdbg_at_9_in_the_lab(lab_prefix: str, lab_run_dir: Path, peer_tools
                  f" ('{CONC_PUBLIC}', 4500))")
         topo.exec("d1", [sys.executable, "-c", forge], check=True)
 
-        # Only the forgeries' line counts: the SA's own traffic may have been dropped
-        # for another reason in an earlier window (a packet vpnc's host sent into the
-        # tunnel with an inner source other than its Mode Config address is dropped
-        # as spoofed_source, in a line of its own).
+        # Only the forgeries' line counts here: the SA's own traffic may be dropped in
+        # the same or another window (spoofed_source, below).
         def summary() -> list[dict[str, Any]] | None:
             found = [r for r in _records(store) if r["cls"] == "IPSECDBG"
                      and f"inbound SA {spi}" in r["text"] and "auth_failed" in r["text"]]
@@ -191,6 +189,24 @@ def test_ipsecdbg_at_9_in_the_lab(lab_prefix: str, lab_run_dir: Path, peer_tools
 
         drops = wait_until(summary, 25, what="an IPSECDBG drop summary")
         assert len(drops) == 1 and "300 auth_failed" in drops[0]["text"], drops
+
+        # A packet of vpnc's host into the tunnel from its LAN address, not from the Mode
+        # Config one: what a ping bound to the TUN sends while vpnc-script has brought
+        # the TUN up but not yet given it its address. The line says which packet it was.
+        env = vpnc.env("connect")
+        assert env is not None
+        host = vpnc.host
+        topo.ping("c1", LAN_HOST, interface=host.addr, count=1, timeout=0.5)
+        refused = (f"; the last refused: ICMP {host.addr} -> {LAN_HOST} echo request, its"
+                   f" source is not the assigned address {env['INTERNAL_IP4_ADDRESS']}")
+
+        def spoofed() -> list[dict[str, Any]] | None:
+            found = [r for r in _records(store) if r["cls"] == "IPSECDBG"
+                     and f"inbound SA {spi}" in r["text"] and "spoofed_source" in r["text"]]
+            return found or None
+
+        line = wait_until(spoofed, 25, what="an IPSECDBG spoofed_source line")[-1]["text"]
+        assert line.endswith(refused), line
         assert topo.ping("c1", LAN_HOST, interface=vpnc.host.tun, count=2)
         vpnc.stop()
         wait_until(lambda: [r for r in _records(store) if r["cls"] == "IPSECDBG"

@@ -107,7 +107,7 @@ def _outcome(sa: EspSA, esp: bytes) -> Outcome:
 
 
 def _state(sa: EspSA) -> tuple[object, ...]:
-    return (sa.drops, sa.replay.top, sa.packets_in, sa.bytes_in)
+    return (sa.drops, sa.replay.top, sa.packets_in, sa.bytes_in, sa.refused)
 
 
 def _same(py: EspSA, c: EspSA, esp: bytes) -> Outcome:
@@ -337,6 +337,26 @@ def test_receive_hostile_input_gives_the_same_drops(
         assert _received(py, c, out.encapsulate(good), src) is None
         assert _received(py, c, packets[-2], src) is None  # received before
         assert sum(py.drops.values()) > 50 and py.drops == c.drops
+        assert c.refused == py.refused and bool(c.refused) == (src is not None)
+
+
+@needs_c
+def test_receive_run_keeps_the_headers_of_the_last_refused_inner_packet() -> None:
+    """The C receive_run hands back the last packet its inner checks refused; the SA
+    keeps its headers (and ports), not the payload."""
+    p = _params(SUITES[0])
+    py, c = _twins(p)
+    out = _sa(p, False)
+    src, allowed = ("192.0.2.1", 4500), bytes([10, 40, 1, 1])
+    payload = b"a private payload " * 20
+    good = bytes([0x45, 0, 1, 124]) + bytes(8) + allowed + bytes([192, 168, 2, 10]) + payload
+    spoofed = good[:12] + bytes([10, 10, 10, 2]) + good[16:]
+    batch = [(out.encapsulate(x), src, 0) for x in (spoofed, good, spoofed[:60] + b"!", good)]
+    for sa in (py, c):
+        assert sa.receive_run(batch, 0, allowed, src, 9, 20) == (4, [good, good], 4)
+        assert sa.drops == {"spoofed_source": 2}
+    assert c.refused == py.refused == spoofed[:24]
+    assert b"private" not in c.refused
 
 
 @needs_c
@@ -383,6 +403,7 @@ def test_receive_run_limits_and_misuse() -> None:
         assert sa.receive_run(batch, 4, None, src, 9, 41) == (6, [], 2)  # too short: dropped
         assert sa.receive_run(batch, 9, None, src, 9, 20) == (9, [], 0)
     assert _state(py) == _state(c) and py.drops == {"bad_inner_packet": 2}
+    assert c.refused == good[:24]  # what the IPSECDBG drop line names
     codec = c._inbound_codec()
     for bad in ((tuple(batch), 0), (batch, -1)):
         with pytest.raises((TypeError, ValueError)):

@@ -26,6 +26,7 @@ from vpnhub.esp import (
     ipv4_bytes,
     key_lengths,
 )
+from vpnhub.esp.inner import describe_inner, refused_head, refused_text
 from vpnhub.esp.sa import SEQ_MAX
 
 SUITES = [
@@ -268,6 +269,69 @@ def test_inner_source_check() -> None:
         assert reason(exc) == expected
         assert inner_source_reason(packet, allowed) == expected
     assert inner_source_reason(ipv4(8, src="10.40.1.1"), allowed) is None
+
+
+@pytest.mark.parametrize("accelerated", [False, True], ids=["python", "c-if-built"])
+def test_ipv6_with_the_assigned_address_in_bytes_12_to_15_is_not_let_through(
+        accelerated: bool) -> None:
+    """RFC 4301 5.2: the SA carries IPv4 from the assigned address. The check once
+    compared bytes 12-15 first and looked at the version only on a mismatch, so an
+    IPv6 packet whose source address held the client's IPv4 address in those bytes
+    (fe80:0:a28:101:: for 10.40.1.1) went to the TUN, which takes it as IPv6."""
+    p = params(ESP_AES_CBC, 128, HMAC_SHA1_96)
+    out = p.build()
+    inb = EspSA(p.spi, p.transform, p.key_len_bits, p.auth, p.enc_key, p.integ_key,
+                accelerated=accelerated)
+    allowed, peer = ipv4_bytes("10.40.1.1"), ("192.0.2.1", 4500)
+    v6 = (bytes([0x60, 0, 0, 0, 0, 8, 17, 64]) + bytes.fromhex("fe800000") + allowed
+          + bytes(8) + bytes.fromhex("ff02" + "00" * 13 + "01") + bytes(8))
+    assert v6[12:16] == allowed
+    assert inb.receive(out.encapsulate(v6), allowed) is None
+    run = inb.receive_run([(out.encapsulate(v6), peer, 0)], 0, allowed, peer, 9, 20)
+    assert run == (1, [], 1)
+    assert inb.drops == {"bad_inner_packet": 2}
+    assert inb.receive(out.encapsulate(ipv4(8)), allowed) is not None  # IPv4 still passes
+
+
+def _header(proto: int, src: str, dst: str, after: bytes, frag: int = 0) -> bytes:
+    total = 20 + len(after)
+    return (bytes([0x45, 0, total >> 8, total & 0xFF, 0, 0, frag >> 8, frag & 0xFF, 64, proto,
+                   0, 0]) + ipv4_bytes(src) + ipv4_bytes(dst) + after)
+
+
+def test_a_refused_inner_packet_is_named_by_its_headers() -> None:
+    """The words of the IPSECDBG drop line: what was refused and why, no payload."""
+    assigned = ipv4_bytes("10.40.1.1")
+    # the lab's: a ping bound to vpnc's TUN before the TUN had its address
+    echo = _header(1, "10.10.10.2", "192.168.2.10", bytes([8, 0]) + b"\x11" * 62)
+    assert refused_text(echo, assigned) == ("ICMP 10.10.10.2 -> 192.168.2.10 echo request,"
+                                            " its source is not the assigned address 10.40.1.1")
+    mdns = _header(17, "10.10.10.2", "224.0.0.251", bytes.fromhex("14e914e9") + b"secret")
+    assert describe_inner(mdns) == "UDP 10.10.10.2:5353 -> 224.0.0.251:5353"
+    tcp = _header(6, "10.40.1.9", "192.168.2.10", bytes.fromhex("9c400050") + b"x" * 16)
+    assert describe_inner(tcp) == "TCP 10.40.1.9:40000 -> 192.168.2.10:80"
+    later = _header(17, "10.40.1.9", "192.168.2.10", b"notports", frag=0x00B9)  # offset 185
+    assert describe_inner(later) == "UDP 10.40.1.9 -> 192.168.2.10"
+    igmp = _header(2, "10.10.10.2", "224.0.0.22", bytes([0x22, 0]) + bytes(6))
+    assert describe_inner(igmp) == "IGMP 10.10.10.2 -> 224.0.0.22"
+    unreachable = _header(1, "10.10.10.2", "192.168.2.10", bytes([3, 3]) + bytes(6))
+    assert describe_inner(unreachable).endswith("destination unreachable code 3")
+    ipv6 = (bytes([0x60, 0, 0, 0, 0, 16, 58, 255]) + bytes.fromhex("fe80" + "00" * 13 + "01")
+            + bytes.fromhex("ff02" + "00" * 13 + "02") + bytes(16))
+    assert refused_text(ipv6, assigned) == "IPv6 fe80::1 -> ff02::2 ICMPv6, not an IPv4 packet"
+    assert refused_text(b"\x45" + bytes(10), assigned) == (
+        "a truncated IPv4 header (11 bytes), not an IPv4 packet")
+    assert refused_text(_header(17, "10.40.1.1", "192.168.2.10", b""), assigned) == (
+        "UDP 10.40.1.1 -> 192.168.2.10, too short")
+    assert refused_text(b"", None) == "a packet of IP version 0, not an IPv4 packet"
+    # what the SA keeps says the same and holds no payload
+    for packet in (echo, mdns, tcp, later, igmp, ipv6):
+        assert describe_inner(refused_head(packet)) == describe_inner(packet)
+    assert refused_head(mdns) == mdns[:24] and b"secret" not in refused_head(mdns)
+    options = bytes([0x46]) + _header(6, "10.40.1.9", "192.168.2.10", b"")[1:] + bytes(4)
+    assert refused_head(options + b"portpayload") == options + b"port"
+    assert refused_head(ipv6 + b"payload") == ipv6[:44]
+    assert refused_head(bytes([0x50]) * 900) == bytes([0x50]) * 20
 
 
 @pytest.mark.parametrize(("transform", "bits", "auth"), [*SUITES, (ESP_AES_CBC, 128, None)],

@@ -90,3 +90,42 @@ def test_ipsecdbg_not_kept_costs_nothing(classes: dict[str, tuple[int | None, in
     log = EventLog(classes=classes)  # type: ignore[arg-type]
     assert _run(log) == []  # not even built
     assert log.query(EventFilter(classes=frozenset({"IPSECDBG"}))) == []
+
+
+def test_the_drop_line_names_the_packet_refused_as_spoofed_source() -> None:
+    """Which packet was it? The line gives the last refused packet's headers and why:
+    here what a vpnc host sends when a ping bound to its TUN goes out before the
+    TUN has its Mode Config address (the kernel takes the LAN address)."""
+    clock = Clock()
+    tun = FakeTun("b")
+    udp = open_udp_socket("127.0.0.1", 0)
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    peer.bind(("127.0.0.1", 0))
+    dp = Dataplane(tun, udp=udp, clock=clock)
+    dp.debug_severity = 9
+    try:
+        inbound = params(0xA0000002, SUITE)
+        dp.call(AddInbound(inbound, peer.getsockname(), allowed_src=CLIENT))
+        sender = inbound.build()
+        echo = bytes([8, 0, 0, 0]) + b"secret-payload" * 4
+        for src in ("10.10.10.5", "10.10.10.2"):
+            peer.sendto(sender.encapsulate(ipv4(src, LAN_HOST, echo, proto=1)),
+                        udp.getsockname())
+        peer.sendto(sender.encapsulate(ipv4(CLIENT, LAN_HOST)), udp.getsockname())
+        for _ in range(20):
+            dp.poll(0.05)
+        clock.now += DROP_REPORT_EVERY
+        dp.poll(0.05)
+        lines = [e.text for e in dp.inbox.drain()
+                 if isinstance(e, DebugLine) and "dropped" in e.text]
+    finally:
+        dp.close()
+        udp.close()
+        peer.close()
+        tun.close()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(
+        f"dropped 2 spoofed_source in the last {DROP_REPORT_EVERY:.0f} s; the last refused:"
+        f" ICMP 10.10.10.2 -> {LAN_HOST} echo request, its source is not the assigned"
+        f" address {CLIENT}"), lines
+    assert "secret" not in lines[0]

@@ -699,8 +699,12 @@ static int receive_one(Codec *self, Window *w, const unsigned char *map,
     if (allowed != NULL) {
         const unsigned char *q = (const unsigned char *)PyBytes_AS_STRING(plain);
         Py_ssize_t m = PyBytes_GET_SIZE(plain);
-        if (m < 16 || memcmp(q + 12, allowed, 4) != 0)
-            return m < 20 || q[0] >> 4 != 4 ? ERR_BAD_INNER : ERR_SPOOFED;
+        /* The version first: an IPv6 packet whose bytes 12-15 (inside its source
+         * address) equal the assigned IPv4 address is not IPv4 from it. */
+        if (m < 20 || q[0] >> 4 != 4)
+            return ERR_BAD_INNER;
+        if (memcmp(q + 12, allowed, 4) != 0)
+            return ERR_SPOOFED;
     }
     return 0;
 }
@@ -759,18 +763,20 @@ static PyObject *Codec_receive(Codec *self, PyObject *const *args, Py_ssize_t na
 }
 
 /* receive_run(batch, start, window, next_headers, allowed_src, spi, addr, limit, min_inner)
- *   -> (end, inners, received, received_bytes, drops)
+ *   -> (end, inners, received, received_bytes, drops, refused)
  * receive() on batch[start:] (items (esp, addr, ...), as a recvmmsg batch) while an
  * item is ESP of this SA (at least 8 bytes, its first 4 == spi) from `addr`, and
  * fewer than `limit` inner packets were taken: `inners` the good ones in order,
  * `end` the first item not taken; `received` / `received_bytes` the packets and
  * bytes the SA counts as received; `drops` the ERR_* code of each packet refused,
- * ERR_BAD_INNER too for a received inner packet shorter than `min_inner`. */
+ * ERR_BAD_INNER too for a received inner packet shorter than `min_inner`;
+ * `refused` the last decrypted inner packet refused (so its header can be named in
+ * a debug line), or None. */
 static PyObject *Codec_receive_run(Codec *self, PyObject *const *args, Py_ssize_t nargs)
 {
     Window *w;
     const unsigned char *map, *allowed, *spi;
-    PyObject *batch, *addr, *inners = NULL, *drops = NULL;
+    PyObject *batch, *addr, *inners = NULL, *drops = NULL, *refused = NULL;
     Py_ssize_t i, n, limit, min_inner, received = 0;
     unsigned long long nbytes = 0;
 
@@ -829,7 +835,10 @@ static PyObject *Codec_receive_run(Codec *self, PyObject *const *args, Py_ssize_
                 Py_DECREF(inner);
                 goto error;
             }
-            Py_DECREF(inner);
+            if (code != 0)
+                Py_XSETREF(refused, inner);  /* takes the reference */
+            else
+                Py_DECREF(inner);
         }
         if (code != 0) {
             PyObject *c = PyLong_FromLong(code);
@@ -840,10 +849,13 @@ static PyObject *Codec_receive_run(Codec *self, PyObject *const *args, Py_ssize_
             Py_DECREF(c);
         }
     }
-    return Py_BuildValue("(nNnKN)", i, inners, received, nbytes, drops);
+    if (refused == NULL)
+        refused = Py_NewRef(Py_None);
+    return Py_BuildValue("(nNnKNN)", i, inners, received, nbytes, drops, refused);
 error:
     Py_XDECREF(inners);
     Py_XDECREF(drops);
+    Py_XDECREF(refused);
     return NULL;
 }
 
@@ -857,7 +869,7 @@ static PyMethodDef Codec_methods[] = {
      " (code, inner)"},
     {"receive_run", (PyCFunction)(void (*)(void))Codec_receive_run, METH_FASTCALL,
      "receive_run(batch, start, window, next_headers, allowed_src, spi, addr, limit,"
-     " min_inner) -> (end, inners, received, received_bytes, drops)"},
+     " min_inner) -> (end, inners, received, received_bytes, drops, refused)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -17,7 +17,7 @@ class Codec:
     def receive_run(self, batch: list[tuple[bytes, tuple[str, int], int]], start: int,
                     window: Window, next_headers: bytes, allowed_src: bytes | None,
                     spi: bytes, addr: tuple[str, int], limit: int, min_inner: int,
-                    /) -> tuple[int, list[bytes], int, int, list[int]]: ...
+                    /) -> tuple[int, list[bytes], int, int, list[int], bytes | None]: ...
 ERR_REPLAY: Final[int]
 ERR_NEXT_HEADER: Final[int]
 ERR_DUMMY: Final[int]

@@ -60,7 +60,7 @@ from .errors import (
     EspDrop,
     UnsupportedSuite,
 )
-from .inner import inner_source_reason
+from .inner import inner_source_reason, refused_head
 from .replay import ReplayWindow
 from .suites import ESP_3DES, ESP_AES_CBC, ESP_AES_GCM_16, ESP_NULL, Suite, get_suite
 
@@ -235,7 +235,9 @@ class EspSA:
 
     Counters are plain ints: ``packets_in``, ``bytes_in``, ``packets_out``,
     ``bytes_out`` (inner packet bytes), ``drops`` (reason -> count) and
-    ``last_activity`` (set by the caller, in its clock's units).
+    ``last_activity`` (set by the caller, in its clock's units). ``refused`` holds
+    the headers (``inner.refused_head``: no payload) of the last decrypted inner
+    packet the inner checks refused, so that a debug line can say what it was.
 
     ``accelerated=False`` keeps this SA on the pure-Python codec even when the
     C one is available (tests compare the two); ``accelerated`` tells which runs.
@@ -279,6 +281,9 @@ class EspSA:
         self.packets_out = 0
         self.bytes_out = 0
         self.drops: dict[str, int] = {}
+        # The headers of the last decrypted inner packet refused (spoofed_source,
+        # bad_inner_packet), for the data plane's debug line (inner.refused_text).
+        self.refused = b""
         self.last_activity = 0.0
         self._next_headers = frozenset(next_headers)
         self._strict_padding = strict_padding
@@ -392,6 +397,7 @@ class EspSA:
             code, inner = result
             self.packets_in += 1
             self.bytes_in += len(inner)
+            self.refused = refused_head(inner)
         else:
             code = result
         self.count_drop(_RECEIVE_DROPS[code])
@@ -440,8 +446,9 @@ class EspSA:
             inner = self.decapsulate(esp)[0]
         except EspDrop:
             return None  # counted on the SA
-        if allowed_src is not None and inner[12:16] != allowed_src:
-            self.count_drop(inner_source_reason(inner, allowed_src) or SPOOFED_SOURCE)
+        if allowed_src is not None and (refused := inner_source_reason(inner, allowed_src)):
+            self.count_drop(refused)
+            self.refused = refused_head(inner)
             return None
         return inner
 
@@ -479,6 +486,7 @@ class EspSA:
                 continue
             if len(inner) < min_inner:  # the TUN would refuse it
                 self.count_drop(BAD_INNER_PACKET)
+                self.refused = refused_head(inner)
                 continue
             inners.append(inner)
         return i, inners, received
@@ -486,13 +494,15 @@ class EspSA:
     def _receive_run_c(self, batch: Datagrams, start: int, allowed_src: bytes | None,
                        addr: tuple[str, int], limit: int,
                        min_inner: int) -> tuple[int, list[bytes], int]:
-        end, inners, received, nbytes, drops = self._inbound_codec().receive_run(
+        end, inners, received, nbytes, drops, refused = self._inbound_codec().receive_run(
             batch, start, self._cwin, self._nh_map, allowed_src, self.spi_bytes, addr,
             limit, min_inner)
         self.packets_in += received
         self.bytes_in += nbytes
         for code in drops:
             self.count_drop(_RECEIVE_DROPS[code])
+        if refused is not None:
+            self.refused = refused_head(refused)
         return end, inners, received
 
     # -- bookkeeping ---------------------------------------------------------

@@ -135,7 +135,8 @@ from functools import partial
 from operator import attrgetter
 from typing import TYPE_CHECKING, Final
 
-from vpnhub.esp.errors import BAD_INNER_PACKET, EspDrop
+from vpnhub.esp.errors import BAD_INNER_PACKET, SPOOFED_SOURCE, EspDrop
+from vpnhub.esp.inner import refused_text
 from vpnhub.esp.sa import EspSA, SaParams
 from vpnhub.ike.transport import Transport
 from vpnhub.net.ctcp import ESP_TRAILER, CtcpError, CtcpFramer
@@ -380,6 +381,16 @@ class _In:
         self.allowed_src = allowed_src
         self.seen = peer.addr  # last source address of authentic ESP
         self.reported: dict[str, int] = {}  # drop counters at the last IPSECDBG summary
+
+
+def _last_refused(entry: _In, grown: dict[str, int]) -> str:
+    """The drop line's tail naming the last packet the inner checks (RFC 4301 5.2)
+    refused, when they refused any in the window: "; the last refused: ICMP
+    10.10.10.2 -> 192.168.2.10 echo request, its source is not the assigned address
+    10.40.1.1"."""
+    if not entry.sa.refused or not (SPOOFED_SOURCE in grown or BAD_INNER_PACKET in grown):
+        return ""
+    return f"; the last refused: {refused_text(entry.sa.refused, entry.allowed_src)}"
 
 
 class _CtcpConn:
@@ -1102,7 +1113,9 @@ class Dataplane:
     def _report_drops(self, now: float) -> None:
         """One IPSECDBG line per inbound SA whose drops grew since the last report (at most
         every DROP_REPORT_EVERY s): a flood of replays or forgeries costs a line, not a
-        line per packet (the counters are kept per packet anyway)."""
+        line per packet (the counters are kept per packet anyway). When the inner checks
+        refused packets, the line names the last one's headers and why (an operator asks
+        "which packet?": e.g. a client's own LAN address as the source)."""
         self._next_drop_report = now + DROP_REPORT_EVERY
         for entry in self._in.values():
             drops = entry.sa.drops
@@ -1115,7 +1128,8 @@ class Dataplane:
                 what = ", ".join(f"{n} {r}" for r, n in sorted(grown.items()))
                 self._debug(DEBUG_DROPS, f"inbound SA {entry.sa.spi:08x} from"
                             f" {entry.seen[0]}:{entry.seen[1]} dropped {what} in the last"
-                            f" {DROP_REPORT_EVERY:.0f} s", entry.seen)
+                            f" {DROP_REPORT_EVERY:.0f} s{_last_refused(entry, grown)}",
+                            entry.seen)
 
     def _send_keepalive(self, peer: _Peer, now: float) -> None:
         if peer.keepalive is None:
