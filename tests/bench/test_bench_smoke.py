@@ -270,6 +270,23 @@ def test_latency_under_load_smoke(lab_prefix: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.netns
+def test_latency_under_load_two_tunnels_smoke(lab_prefix: str, tmp_path: Path) -> None:
+    """--under-load --tunnels 2: the pings in c1's tunnel while c1 and c2 each upload
+    through their own vpnc tunnel; both uploads moved data."""
+    require_tools("iperf3", "vpnc")
+    doc = run_bench("latency", lab_prefix, tmp_path, "--under-load", "--tunnels", "2")
+    (r,) = doc["results"]
+    assert "error" not in r, r["error"]
+    assert (r["workers"], r["tunnels"]) == (2, 2)
+    u = r["under_upload"]
+    assert u["received"] > 0 and is_number(u["rtt_p99_ms"])
+    assert len(u["mbit_s_per_tunnel"]) == 2 and all(m > 0 for m in u["mbit_s_per_tunnel"])
+    assert u["mbit_s"] == pytest.approx(sum(u["mbit_s_per_tunnel"]))
+    (s,) = doc["summary"]
+    assert s["tunnels"] == 2 and is_number(s["load_p99_ms"]["median"])
+
+
+@pytest.mark.netns
 def test_compare_smoke(lab_prefix: str, tmp_path: Path) -> None:
     """bench/compare.py --smoke: HEAD against itself, 1 run; every figure comes out
     for both commits (vpnhub, strongSwan and their ratio), and the worktrees go."""
