@@ -73,6 +73,7 @@ def test_reply_waits_for_a_full_send_buffer_and_goes_out(tmp_path: Path) -> None
         assert filler > 0
         for i in range(MAX_QUEUED + 5):  # what the core sends, by transport
             conc._send(Datagram(b"IKE reply %d" % i, PEER, 500, Transport.IKE))
+        await asyncio.sleep(0)  # the turn ends: its flush (one sendmmsg) meets the full buffer
         before = (await conc.admin_command({"cmd": "stats"})).get("ike_send")
         got: list[bytes] = []
         for _ in range(200):  # the peer reads; the queue empties as the socket drains

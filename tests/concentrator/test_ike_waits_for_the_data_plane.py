@@ -114,6 +114,7 @@ def test_a_turns_inbound_sas_go_as_one_message_per_worker_before_its_replies(
                 rig.pool.add_inbound(params(0x1000 + n), peer)  # ChildSAInboundReady
                 rig.conc._send_for(sa, message(f"message 2 to {n}", peer))  # type: ignore[arg-type]
             assert rig.sent == []  # they wait for the turn's end
+        await asyncio.sleep(0)  # and then for the send queue's flush (net/sendqueue.py)
         # every message 2 left after all the SAs were on the links, in their order
         every = [[0x1000, 0x1002], [0x1001]]  # the peers alternate between the workers
         assert rig.sent == [(f"message 2 to {n}".encode(), every) for n in range(3)]
@@ -124,20 +125,26 @@ def test_a_turns_inbound_sas_go_as_one_message_per_worker_before_its_replies(
 
 
 def test_messages_before_the_first_install_leave_at_once(tmp_path: Path) -> None:
-    """Only from the first message that needs an SA handed over on do they wait."""
+    """Only from the first message that needs an SA handed over on do they wait (the
+    others go to the send queue at once, which sends the turn's messages together)."""
     rig = Rig(tmp_path)
 
     async def main() -> None:
         rig.start(asyncio.get_running_loop())
         sa = object()
+        out = rig.conc.out500
+        assert out is not None
         with rig.conc._turn():
             rig.conc._send_for(sa, message("XAUTH request", PEERS[0]))  # type: ignore[arg-type]
-            assert [d for d, _ in rig.sent] == [b"XAUTH request"]
+            assert rig.conc._held == [] and len(out) == 1
             rig.pool.add_inbound(params(0x2000), PEERS[1])
             rig.conc._send_for(sa, message("message 2", PEERS[1]))  # type: ignore[arg-type]
             rig.conc._send_for(sa, message("XAUTH set", PEERS[0]))  # type: ignore[arg-type]
-            assert [d for d, _ in rig.sent] == [b"XAUTH request"]
-        assert rig.sent[1:] == [(b"message 2", [[0x2000], []]), (b"XAUTH set", [[0x2000], []])]
+            assert len(rig.conc._held) == 2 and len(out) == 1
+        assert len(out) == 3 and rig.sent == []
+        await asyncio.sleep(0)  # the send queue's flush
+        assert rig.sent == [(b"XAUTH request", [[0x2000], []]), (b"message 2", [[0x2000], []]),
+                            (b"XAUTH set", [[0x2000], []])]
 
     rig.run(main)
 
@@ -151,6 +158,7 @@ def test_outside_a_turn_the_sa_is_handed_over_before_the_message(tmp_path: Path)
         rig.start(asyncio.get_running_loop())
         rig.pool.add_inbound(params(0x3000), PEERS[0])
         rig.conc._send_for(object(), message("message 2", PEERS[0]))  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the send queue's flush
         assert rig.sent == [(b"message 2", [[0x3000], []])]
 
     rig.run(main)
@@ -175,6 +183,8 @@ def test_an_action_after_a_held_message_runs_once_it_left(tmp_path: Path) -> Non
             rig.conc._when_sent(sa, m3, lambda: order.append(  # type: ignore[arg-type]
                 f"outbound SA after {len(rig.sent)} sent"))
             assert order == []
+        assert order == []  # message 3 is in the send queue: it leaves with the flush
+        await asyncio.sleep(0)
         assert order == ["outbound SA after 1 sent"]
         assert [d for d, _ in rig.sent] == [b"message 3"]
 

@@ -6,6 +6,7 @@ docs/ARCHITECTURE.md, "C accelerators": same results on any input; under
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import select
@@ -13,7 +14,7 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import ModuleType
 
 import pytest
@@ -252,7 +253,8 @@ def test_the_start_line_says_whether_the_per_packet_work_runs_in_c(
     monkeypatch.delenv("VPNHUB_PURE_PYTHON", raising=False)
     monkeypatch.setattr(accel, "NETFAST", object())
     monkeypatch.setattr(sa, "ACCELERATED", True)
-    assert accel.describe() == (True, "C accelerators on: ESP codec, checksums and recvmmsg")
+    assert accel.describe() == (True, "C accelerators on: ESP codec, checksums, recvmmsg"
+                                      " and sendmmsg")
     monkeypatch.setattr(sa, "ACCELERATED", False)
     on, text = accel.describe()
     assert not on and text.startswith("C accelerators not built: ESP codec in Python")
@@ -260,8 +262,8 @@ def test_the_start_line_says_whether_the_per_packet_work_runs_in_c(
     monkeypatch.setenv("VPNHUB_PURE_PYTHON", "1")
     monkeypatch.setattr(accel, "NETFAST", None)
     assert accel.describe() == (
-        False, "C accelerators off (VPNHUB_PURE_PYTHON): ESP codec, checksums and recvmmsg"
-               " in Python")
+        False, "C accelerators off (VPNHUB_PURE_PYTHON): ESP codec, checksums, recvmmsg"
+               " and sendmmsg in Python")
 
 
 # -- coalesce (tunoffload.coalesce_py) -------------------------------------------
@@ -566,3 +568,115 @@ def test_the_data_plane_reads_a_burst_of_tun_frames_and_a_hostile_one() -> None:
     finally:
         dp.close()
         tun_dev.close()
+
+
+# -- send_batch (sendmmsg) against send_batch_py (a sendto loop) ----------------
+
+def _udp_pair() -> tuple[socket.socket, list[socket.socket]]:
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sender.setblocking(False)
+    sinks = []
+    for _ in range(2):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        sinks.append(s)
+    return sender, sinks
+
+
+def _received(sinks: list[socket.socket]) -> list[list[bytes]]:
+    out: list[list[bytes]] = []
+    for s in sinks:
+        got = []
+        while True:
+            try:
+                got.append(s.recv(70000))
+            except BlockingIOError:
+                break
+        out.append(got)
+    return out
+
+
+def _send_all(send: Callable[[list[tuple[bytes, tuple[str, int]]], int], int],
+              items: list[tuple[bytes, tuple[str, int]]]) -> list[object]:
+    """Call `send(items, start)` until every item went or failed: what each call gave
+    (a count, or the exception's type and errno)."""
+    calls: list[object] = []
+    i = 0
+    while i < len(items):
+        try:
+            n = send(items, i)
+        except socket.gaierror:  # sendto's resolver refuses a host the C finds no IPv4 in:
+            calls.append(("OSError", errno.EINVAL))  # both an OSError for this datagram
+            i += 1
+            continue
+        except OSError as e:
+            calls.append((type(e).__name__, e.errno))
+            i += 1
+            continue
+        calls.append(n)
+        i += n
+    return calls
+
+
+@pytest.mark.parametrize("prefix", [b"", b"\0\0\0\0"])
+def test_send_batch_sends_as_the_sendto_loop(fast: ModuleType, prefix: bytes) -> None:
+    """Same datagrams to the same sockets in the same order; a datagram the kernel
+    refuses (too long: EMSGSIZE) ends a call, which returns the count before it, and
+    the next call raises its error; a host that is not IPv4 too; 256 at most a call."""
+    results = []
+    for kind in ("c", "py"):
+        sender, sinks = _udp_pair()
+        for s in sinks:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        a, b = (s.getsockname() for s in sinks)
+        items = [(b"m%d" % i, a if i % 3 else b) for i in range(300)]
+        items[5] = (b"x" * 70000, a)  # longer than a UDP datagram
+        items[290] = (b"to nowhere", ("2001:db8::1", 500))
+        rng = random.Random(7)
+        items += [(rng.randbytes(rng.randrange(0, 1500)), b) for _ in range(40)]
+        fd = sender.fileno()
+
+        def c_send(it: list[tuple[bytes, tuple[str, int]]], i: int, fd: int = fd) -> int:
+            n: int = fast.send_batch(fd, it, i, prefix)
+            return n
+
+        def py_send(it: list[tuple[bytes, tuple[str, int]]], i: int,
+                    s: socket.socket = sender) -> int:
+            return udpgso.send_batch_py(s, it, i, prefix)
+        calls = _send_all(c_send if kind == "c" else py_send, items)
+        results.append((calls, _received(sinks)))
+        for s in (sender, *sinks):
+            s.close()
+    (c_calls, c_got), (py_calls, py_got) = results
+    assert c_calls == py_calls
+    assert c_calls[:3] == [5, ("OSError", errno.EMSGSIZE), 256]
+    assert c_got == py_got
+    assert sum(map(len, c_got)) == len(items) - 2
+    assert c_got[0][0] == prefix + b"m1" and c_got[1][0] == prefix + b"m0"
+
+
+def test_send_batch_edges(fast: ModuleType) -> None:
+    sender, sinks = _udp_pair()
+    to = sinks[0].getsockname()
+    try:
+        for start in (0, 3):
+            assert fast.send_batch(sender.fileno(), [], start, b"") == 0
+            assert udpgso.send_batch_py(sender, [], start) == 0
+        assert fast.send_batch(sender.fileno(), [(b"a", to)], 1, b"") == 0
+        for bad in [(b"a", ("127.0.0.1", 70000)), (b"a", ("127.0.0.1", -1))]:
+            with pytest.raises(OverflowError):
+                fast.send_batch(sender.fileno(), [bad], 0, b"")
+            with pytest.raises(OverflowError):
+                udpgso.send_batch_py(sender, [bad], 0)
+        for junk in [[b"a"], [(b"a", "127.0.0.1")], [("a", to)], [(b"a", (1, 2))]]:
+            with pytest.raises(TypeError):
+                fast.send_batch(sender.fileno(), junk, 0, b"")
+        with pytest.raises(ValueError):
+            fast.send_batch(-1, [(b"a", to)], 0, b"")
+        with pytest.raises(OSError):
+            fast.send_batch(sinks[1].fileno() + 1000, [(b"a", to)], 0, b"")  # not an fd
+        assert _received(sinks) == [[], []]
+    finally:
+        for s in (sender, *sinks):
+            s.close()

@@ -38,6 +38,7 @@ from vpnhub.ike.sa import Datagram, IkeSA
 from vpnhub.ike.transport import Transport
 from vpnhub.net.ikesplit import IKE_BUFFER_BYTES, IkeSocket
 from vpnhub.net.sendqueue import SendQueue
+from vpnhub.net.udpgso import batch_sender
 
 Address = tuple[str, int]
 # Receive(message, source, transport), the core's receive with virtual=True
@@ -69,10 +70,13 @@ class VirtualListener:
     """The virtual address's IKE sockets, their readers and send queues."""
 
     def __init__(self, address: str, ike_port: int, natt_port: int, deliver: Deliver,
-                 on_drops: Callable[[int, int], None]) -> None:
+                 on_drops: Callable[[int, int], None], *,
+                 on_error: Callable[[bytes, Address, Exception], None] | None = None
+                 ) -> None:
         self.address = address
         self._deliver = deliver
         self._on_drops = on_drops
+        self._on_error = on_error  # a message the kernel refused in a turn's flush
         self.ike_port, self.natt_port = ike_port, natt_port
         self.sock500 = open_freebind_udp(address, ike_port)
         try:
@@ -90,9 +94,14 @@ class VirtualListener:
         self._loop = loop
         loop.add_reader(self.sock500.fileno(), self._on_udp500)
         loop.add_reader(self.ike4500.fileno(), self.ike4500.read)
+        # a turn's messages leave together, as from the member's own sockets
         self.out500 = SendQueue(loop, self.sock500.fileno(), self.sock500.sendto,
+                                send_batch=batch_sender(self.sock500),
+                                on_error=self._on_error,
                                 on_drops=lambda n: self._on_drops(self.ike_port, n))
         self.out4500 = SendQueue(loop, self.ike4500.fileno(), self.ike4500.send,
+                                 send_batch=self.ike4500.send_batch,
+                                 on_error=self._on_error,
                                  on_drops=lambda n: self._on_drops(self.natt_port, n))
 
     def hand_esp_to(self, handover: Callable[[list[bytes], Address], None]) -> None:

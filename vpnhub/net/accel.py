@@ -35,7 +35,7 @@ def describe() -> tuple[bool, str]:
     runs in C, and what to do when it does not (docs/ARCHITECTURE.md)."""
     from vpnhub.esp.sa import ACCELERATED as esp_c
 
-    parts = {"ESP codec": esp_c, "checksums and recvmmsg": NETFAST is not None}
+    parts = {"ESP codec": esp_c, "checksums, recvmmsg and sendmmsg": NETFAST is not None}
     if all(parts.values()):
         return True, "C accelerators on: " + ", ".join(parts)
     missing = ", ".join(name for name, on in parts.items() if not on)

@@ -219,6 +219,9 @@ from vpnhub.net.udpgso import (
     BatchReader,
     Datagram,
     GroReader,
+    Outgoing,
+    SendBatch,
+    batch_sender,
     batch_supported,
     enable_gro,
     gso_supported,
@@ -570,6 +573,7 @@ class Dataplane:
             raise ValueError("outer_mtu below 576")
         self.tun = tun
         self.udp = udp
+        self._send_ike_batch: SendBatch | None = None  # send_ike_batch's, made once
         self.esp = esp
         self.cisco_udp = cisco_udp
         # issue 17: UDP 4500 on the cluster's virtual address, to send "natt-virtual"
@@ -867,6 +871,19 @@ class Dataplane:
             raise RuntimeError("no UDP 4500 socket")
         self.udp.sendto(NON_ESP_MARKER + message, addr)
         self.ike_tx += 1
+
+    def send_ike_batch(self, items: list[Outgoing], start: int) -> int:
+        """IKE messages ``items[start:]`` on UDP 4500 after the non-ESP marker, as
+        ``udpgso.batch_sender`` sends them (one ``sendmmsg``): the control plane's
+        ``SendQueue`` flushes a turn's with it where the kernel did not split IKE from
+        ESP (issue 13). Returns how many left; raises as that does."""
+        if self._send_ike_batch is None:
+            if self.udp is None:
+                raise RuntimeError("no UDP 4500 socket")
+            self._send_ike_batch = batch_sender(self.udp, NON_ESP_MARKER)
+        n = self._send_ike_batch(items, start)
+        self.ike_tx += n
+        return n
 
     def hand_over(self, datagrams: list[bytes], addr: Address) -> None:
         """UDP 4500 datagrams another socket read, processed here as if read on ``udp``;

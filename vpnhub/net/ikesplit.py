@@ -77,6 +77,8 @@ from vpnhub.net.udpgso import (
     BatchReader,
     Datagram,
     GroReader,
+    Outgoing,
+    batch_sender,
     batch_supported,
     enable_gro,
     read_budgeted,
@@ -392,6 +394,8 @@ class IkeSocket:
         # plane's (IKE_BATCH slots of a whole train each, mapped, mostly never touched)
         self._batch = BatchReader(sock, receive_area(IKE_BATCH), IKE_BATCH) \
             if batch_supported(sock) else None
+        # the marker goes in its own iovec: no copy of each message to prepend it
+        self._send_batch = batch_sender(sock, NON_ESP_MARKER)
         self.rx = 0
         self.tx = 0
         self.handed_over = 0
@@ -455,6 +459,13 @@ class IkeSocket:
         """One IKE message to `addr` after the non-ESP marker (RFC 3948 2.2)."""
         n = self.sock.sendto(NON_ESP_MARKER + message, addr)
         self.tx += 1
+        return n
+
+    def send_batch(self, items: list[Outgoing], start: int) -> int:
+        """IKE messages ``items[start:]``, each after the marker, as ``udpgso.batch_sender``
+        sends them (one ``sendmmsg``); returns how many left, counted in ``tx``."""
+        n = self._send_batch(items, start)
+        self.tx += n
         return n
 
     def close(self) -> None:

@@ -26,8 +26,8 @@ import errno
 import mmap
 import socket
 import struct
-from collections.abc import Callable
-from typing import Final, TypeAlias
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol, TypeAlias
 
 from vpnhub.net.accel import NETFAST
 
@@ -38,9 +38,14 @@ MAX_SEGMENTS: Final = 64  # UDP_MAX_SEGMENTS (include/linux/udp.h)
 MAX_TRAIN_BYTES: Final = 65000  # below the 65,507-byte UDP payload of IPv4
 RECV_BUFFER: Final = 65536  # a whole train fits one read (64 KiB, as GRO caps it)
 BATCH: Final = 64  # datagrams (or trains) per recvmmsg
+SEND_BATCH: Final = 256  # datagrams per sendmmsg (_netfast.c MAX_SEND)
 _CMSG_SPACE: Final = socket.CMSG_SPACE(4)
 # one datagram as BatchReader.read gives it: (payload, (host, port), segment size or 0)
 Datagram: TypeAlias = tuple[bytes, tuple[str, int], int]
+# one datagram to send: (payload, (host, port))
+Outgoing: TypeAlias = tuple[bytes, tuple[str, int]]
+# send_batch(items, start) -> how many of items[start:] left (see ``batch_sender``)
+SendBatch: TypeAlias = Callable[[list[Outgoing], int], int]
 _INT: Final = struct.Struct("=i")
 _U16: Final = struct.Struct("=H")
 
@@ -219,3 +224,47 @@ def send_train(sock: socket.socket, segments: list[bytes], size: int,
                addr: tuple[str, int]) -> int:
     """One ``sendmsg`` of `segments` (all `size` bytes but the last) with UDP_SEGMENT."""
     return sock.sendmsg(segments, [(SOL_UDP, UDP_SEGMENT, _U16.pack(size))], 0, addr)
+
+
+class _SendsTo(Protocol):
+    def sendto(self, data: bytes, addr: tuple[str, int], /) -> int: ...
+
+
+def send_batch_py(sock: _SendsTo, items: Sequence[Outgoing], start: int = 0,
+                  prefix: bytes = b"") -> int:
+    """Send ``items[start:]`` (at most SEND_BATCH) in order, each after `prefix`, with
+    one ``sendto`` each; returns how many the kernel took (0: nothing to send).
+
+    The reference of ``_netfast.send_batch`` (one ``sendmmsg``), and what sendmmsg(2)
+    does: a datagram the kernel refuses ends the call; before it, the count is
+    returned (the next call meets it again), first, its OSError is raised
+    (BlockingIOError: the send buffer is full)."""
+    sent = 0
+    for i in range(start, min(len(items), start + SEND_BATCH)):
+        data, addr = items[i]
+        try:
+            sock.sendto(prefix + data if prefix else data, addr)
+        except OSError:
+            if sent:
+                return sent
+            raise
+        sent += 1
+    return sent
+
+
+def batch_sender(sock: _SendsTo, prefix: bytes = b"") -> SendBatch:
+    """``send_batch(items, start)`` for `sock`: one ``sendmmsg`` per call with the
+    accelerator (an IPv4 UDP socket), else ``send_batch_py``'s ``sendto`` loop; the
+    same datagrams leave in the same order, and the same errors come back."""
+    if (NETFAST is not None and isinstance(sock, socket.socket)
+            and sock.family == socket.AF_INET and sock.type == socket.SOCK_DGRAM):
+        fd, fast = sock.fileno(), NETFAST.send_batch
+
+        def send_batch(items: list[Outgoing], start: int) -> int:
+            n: int = fast(fd, items, start, prefix)
+            return n
+        return send_batch
+
+    def send_batch_loop(items: list[Outgoing], start: int) -> int:
+        return send_batch_py(sock, items, start, prefix)
+    return send_batch_loop
