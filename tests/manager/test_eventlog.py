@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import threading
+import time
+import timeit
 from pathlib import Path
 
 import pytest
@@ -190,6 +193,37 @@ def test_secrets_never_reach_a_record(tmp_path: Path) -> None:
     raw = (tmp_path / "ev.db").read_bytes() + out.getvalue().encode()
     assert b"sup3r-secret-psk" not in raw and b"pl41n-password" not in raw
     assert "psk was <hidden> and password <hidden>" in out.getvalue()
+
+
+def test_many_secrets_are_hidden_and_cost_little_to_look_for() -> None:
+    """1,000 users with plain-text passwords (issue 13): every one is hidden, the
+    longest first when one secret begins another, and a line without any costs
+    about what it costs with two secrets (the search is a trie, not 1,000 words
+    tried at every character: ~50 us a line before)."""
+    words = [f"pw{i * 7919 % 100003:x}x" for i in range(1000)]
+    log = EventLog(out=io.StringIO(), console_severity=5)
+    log.hide(["sup3r-secret-psk", "sup3r-secret", *words])
+    for w in words[::97]:
+        r = log.add("AUTH", 4, f"login with {w}, then {w}!", user=w)
+        assert r is not None and r.text == "login with <hidden>, then <hidden>!"
+        assert r.user == "<hidden>"
+    r = log.add("AUTH", 4, "psk sup3r-secret-psk, sup3r-secret and sup3r-secre")
+    assert r is not None and r.text == "psk <hidden>, <hidden> and sup3r-secre"
+    line = "Group [vpngroup] User [user17] connected, address 10.40.17.17 assigned"
+    few = EventLog(out=io.StringIO())
+    few.hide(["sup3r-secret-psk", "pl41n-password"])
+    assert log._secrets is not None and few._secrets is not None
+    many_t = min(timeit.repeat(lambda: log._secrets[0].search(line), number=2000, repeat=5))
+    few_t = min(timeit.repeat(lambda: few._secrets[0].search(line), number=2000, repeat=5))
+    assert many_t < 5 * few_t, (many_t, few_t)
+
+
+def test_a_very_long_secret_is_hidden_too() -> None:
+    psk = "x7" * 600  # longer than the trie takes: the plain search finds it
+    log = EventLog(out=io.StringIO(), console_severity=5)
+    log.hide([psk, "pl41n-password"])
+    r = log.add("IKE", 3, f"psk {psk} and pl41n-password")
+    assert r is not None and r.text == "psk <hidden> and <hidden>"
 
 
 def test_unusable_store_keeps_events_in_memory(tmp_path: Path) -> None:
@@ -434,3 +468,63 @@ def test_event_cells_are_named_and_the_pager_counts_readably() -> None:
         assert f'<td class="{cls}">{value}</td>' in row
     first, last = dataclasses.replace(rec, seq=9501), dataclasses.replace(rec, seq=10000)
     assert "#9,501 to #10,000" in pager({}, [first, last], older=True, newer=False)
+
+
+def _rows(path: Path) -> list[tuple[int, int, str]]:
+    """What another process reading the store sees: (seq, repeat, text) in order."""
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT seq, repeat, text FROM events ORDER BY seq").fetchall()
+    finally:
+        db.close()
+
+
+def test_the_writer_thread_commits_so_that_logging_never_waits_for_sqlite(
+        tmp_path: Path) -> None:
+    """Issue 13: with the store's writer thread, `put` only queues. While another
+    thread holds the database (a long query, a slow disk) the logging thread goes
+    on; every record reaches the file, in order, the newest repeat included."""
+    path = tmp_path / "events.db"
+    store = EventStore(path, 10_000, batch=8, flush_interval=0.05)
+    store.start_writer()
+    log = EventLog(out=io.StringIO(), clock=Clock(), store=store)
+    busy, release = threading.Event(), threading.Event()
+
+    def hold_the_database() -> None:
+        with store._lock:  # what a flush or a query on another thread holds
+            busy.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_database)
+    holder.start()
+    busy.wait(5)
+    t0 = time.monotonic()
+    for i in range(3 * 8):  # three batches: each would have been a flush in `put`
+        log.add("SESSION", 4, f"login {i}", user=f"user{i}")
+    log.add("SESSION", 4, "login 23", user="user23")  # a repeat of the last record
+    assert time.monotonic() - t0 < 1.0  # without the writer, `put` waited for the lock
+    release.set()
+    holder.join()
+    deadline = time.monotonic() + 5
+    while len(_rows(path)) < 24 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the writer's own wake: no further put or flush needed
+    rows = _rows(path)
+    assert [seq for seq, _, _ in rows] == list(range(1, 25))
+    assert [text for _, _, text in rows] == [f"login {i}" for i in range(24)]
+    log.add("SESSION", 4, "login 23", user="user23")  # repeat count 3, still queued
+    assert [r.repeat for r in log.query(EventFilter(limit=1))] == [3]  # a query flushes
+    log.add("SESSION", 5, "logout", user="user23")
+    log.close()  # stops the writer and writes what is left
+    assert _rows(path)[-2:] == [(24, 3, "login 23"), (25, 1, "logout")]
+    assert not any(t.name == "event-store" and t.is_alive() for t in threading.enumerate())
+
+
+def test_the_configured_store_writes_on_its_own_thread(tmp_path: Path) -> None:
+    cfg = parse_config(HEAD + f'[log]\nstore = "{tmp_path / "events.db"}"\n')
+    log = EventLog.from_config(cfg, out=io.StringIO())
+    assert log.store is not None and log.store._writer is not None
+    assert log.store._writer.name == "event-store" and log.store._writer.is_alive()
+    log.add("SESSION", 4, "login of vpnuser1", user="vpnuser1")
+    log.flush_soon()
+    log.close()
+    assert [text for _, _, text in _rows(tmp_path / "events.db")][-1] == "login of vpnuser1"

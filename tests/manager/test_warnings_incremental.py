@@ -7,6 +7,9 @@ in login order, then "...").
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from typing import Any
+
 from manager_fakes import FakeConcentrator, config_text
 
 from vpnhub.config import parse_config
@@ -106,3 +109,21 @@ def test_a_traffic_update_does_not_reclassify() -> None:
     assert seen == []
     conc.sessions.update(s.key, diagnosis="no data passes")
     assert len(seen) == 1
+
+
+def test_legacy_phase_1_suites_by_name_whatever_the_order_of_sessions() -> None:
+    """The phase 1 check is cached by suite (issue 13): the same answers, session
+    after session, for every legacy name and none for a modern suite."""
+    def session(encryption: Any, hash_: Any, group: Any) -> Any:
+        return SimpleNamespace(ike={"encryption": encryption, "hash": hash_, "dh_group": group},
+                               children={})
+
+    modern = ("AES-256", "SHA2-256", "MODP_2048")
+    legacy = [("3DES", "SHA1", "MODP_2048"), ("DES", "SHA1", "MODP_2048"),
+              ("AES-128", "MD5", "MODP_2048"), ("AES-128", "SHA1", "MODP_1024"),
+              ("aes-128", "sha1", "modp_768"), ("AES-128", "SHA1", "MODP_1536")]
+    for _ in range(2):
+        assert not is_legacy(session(*modern))
+        assert all(is_legacy(session(*suite)) for suite in legacy)
+    assert not is_legacy(session("AES-256", "SHA1", 14))  # a number, not a name
+    assert not is_legacy(SimpleNamespace(ike={}, children={}))  # not negotiated yet

@@ -164,7 +164,7 @@ class Manager:
         while True:
             await asyncio.sleep(TICK)
             try:
-                self.log.flush()
+                self.log.flush_soon()  # the store's writer thread commits
                 now = time.monotonic()
                 if now - last_sample >= SAMPLE_EVERY:
                     last_sample = now
