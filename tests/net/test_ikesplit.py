@@ -32,6 +32,7 @@ from vpnhub.net.udpencap import NON_ESP_MARKER, SHORT_IKE
 
 IKE_MSG = bytes(range(8)) * 2 + bytes(12) + b"payload"  # 28-byte header and a body
 ESP = b"\x12\x34\x56\x78" + bytes(4) + b"ciphertext"
+IP_RECVERR = 11  # linux/in.h; not in `socket`
 
 
 @pytest.fixture
@@ -309,3 +310,81 @@ def test_a_storm_of_messages_is_read_in_batches_in_order_within_the_budget(
         sock.close()
         for p in peers:
             p.close()
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "one-per-call"])
+def test_udp500_is_read_in_batches_in_order_within_the_budget(batched: bool) -> None:
+    """Issue 13: UDP 500 (each login's first message) is read as the IKE socket on 4500
+    is: up to IKE_BATCH datagrams a system call with the accelerator, one without;
+    every datagram reaches `deliver` in order with its source, nothing is set apart
+    (no marker on 500), and one read takes no more than the budget."""
+    from vpnhub.net.dataplane import open_udp_socket
+    from vpnhub.net.ikesplit import IkeReader
+    from vpnhub.net.udpgso import NETFAST
+
+    if batched and NETFAST is None:
+        pytest.skip("no accelerator (VPNHUB_PURE_PYTHON)")
+    sock = open_udp_socket("127.0.0.1", 0)
+    peers = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+    got: list[tuple[bytes, tuple[str, int]]] = []
+    try:
+        for p in peers:
+            p.bind(("127.0.0.1", 0))
+        reader = IkeReader(sock, lambda b: got.extend((d, a) for d, a, _s in b), budget=30)
+        if not batched:
+            reader._batch = None  # the accelerator's absence, on a socket it could read
+        sent = []
+        for i in range(40):
+            p = peers[i % 2]
+            data = (ESP if i == 5 else IKE_MSG) + bytes([i])  # 500 hands on anything
+            p.sendto(data, sock.getsockname())
+            sent.append((data, p.getsockname()))
+        select.select([sock], [], [], 1.0)
+        assert reader.read() == 30 and reader.rx_datagrams == 30  # the budget
+        if batched:
+            assert reader.rx_calls <= -(-30 // IKE_BATCH) + 1
+        else:
+            assert reader.rx_calls == 30
+        while select.select([sock], [], [], 0.2)[0]:
+            reader.read()
+        assert got == sent
+    finally:
+        sock.close()
+        for p in peers:
+            p.close()
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["recvmmsg", "one-per-call"])
+def test_an_icmp_error_on_udp500_does_not_end_the_turn(batched: bool) -> None:
+    """An error the socket reports (ICMP port unreachable for an answer we sent, with
+    IP_RECVERR) is skipped as on 4500: the messages queued behind it are read in the
+    same turn, not left for the next wake-up."""
+    from vpnhub.net.dataplane import open_udp_socket
+    from vpnhub.net.ikesplit import IkeReader
+    from vpnhub.net.udpgso import NETFAST
+
+    if batched and NETFAST is None:
+        pytest.skip("no accelerator (VPNHUB_PURE_PYTHON)")
+    sock = open_udp_socket("127.0.0.1", 0)
+    sock.setsockopt(socket.IPPROTO_IP, IP_RECVERR, 1)
+    closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed.bind(("127.0.0.1", 0))
+    gone = closed.getsockname()
+    closed.close()  # nobody listens there: the kernel answers port unreachable
+    peer = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    got: list[bytes] = []
+    try:
+        peer.bind(("127.0.0.1", 0))
+        reader = IkeReader(sock, lambda b: got.extend(d for d, _a, _s in b))
+        if not batched:
+            reader._batch = None
+        sock.sendto(b"answer", gone)
+        time.sleep(0.05)  # the ICMP error is on the socket first
+        for i in range(5):
+            peer.sendto(IKE_MSG + bytes([i]), sock.getsockname())
+        select.select([sock], [], [], 1.0)
+        reader.read()
+        assert got == [IKE_MSG + bytes([i]) for i in range(5)]
+    finally:
+        sock.close()
+        peer.close()

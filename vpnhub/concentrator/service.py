@@ -61,7 +61,7 @@ from vpnhub.net.dhworker import DhWorker
 from vpnhub.net.handover import mesh
 from vpnhub.net.ikesplit import (
     IKE_BUFFER_BYTES,
-    TURN_TIME,
+    IkeReader,
     IkeSocket,
     NattGroup,
     SplitDataplane,
@@ -73,6 +73,7 @@ from vpnhub.net.ikesplit import (
 from vpnhub.net.loopwatch import GcWatch, LoopWatch, StallWatch
 from vpnhub.net.sendqueue import SendQueue
 from vpnhub.net.tun import TunDevice, ip
+from vpnhub.net.udpgso import Datagram as Received
 from vpnhub.net.udpgso import batch_sender
 from vpnhub.net.workers import WorkerFds, WorkerPool
 from vpnhub.pki.signer import build_signer
@@ -124,6 +125,7 @@ class Concentrator:
         self.pool: WorkerPool | None = None
         self._worker_socks: list[socket.socket | None] = []
         self.sock500: socket.socket | None = None
+        self.reader500: IkeReader | None = None  # reads sock500 (`_read_udp500`)
         # IKE on UDP 4500 read here, not through the data plane (None: the kernel cannot)
         self.ike4500: IkeSocket | None = None
         # IKE out of UDP 500 and UDP 4500: queued while the socket's buffer is full
@@ -572,19 +574,19 @@ class Concentrator:
             self._read_udp500()
 
     def _read_udp500(self) -> None:
+        """A turn of UDP 500 as of 4500 (``IkeReader``: the same budget, turn time and
+        batched receive); built on first use, for the socket there then."""
         assert self.sock500 is not None
-        end = time.monotonic() + TURN_TIME  # as on 4500: the timers wait for the turn
-        for _ in range(256):
-            if time.monotonic() >= end:
-                break
-            try:
-                data, addr = self.sock500.recvfrom(65535)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:
-                break
-            self._last_ike = time.monotonic()
-            self.core.receive(data, (addr[0], addr[1]), Transport.IKE)
+        reader = self.reader500
+        if reader is None or reader.sock is not self.sock500:
+            reader = self.reader500 = IkeReader(self.sock500, self._on_ike500)
+        reader.read()
+
+    def _on_ike500(self, batch: list[Received]) -> None:
+        self._last_ike = time.monotonic()
+        receive = self.core.receive
+        for data, addr, _size in batch:
+            receive(data, addr, Transport.IKE)
 
     def _read_ike4500(self) -> None:
         assert self.ike4500 is not None

@@ -473,6 +473,57 @@ class IkeSocket:
             self.sock.close()
 
 
+class IkeReader:
+    """The control plane's UDP 500 socket, read as :class:`IkeSocket` reads 4500.
+
+    UDP 500 carries each login's first message (Aggressive or Main Mode message 1;
+    RFC 3947 section 4 moves the rest to 4500 once a NAT is seen) and whole
+    handshakes without NAT-T. A login storm queues many at once: with the
+    accelerator, up to IKE_BATCH datagrams a receive (``recvmmsg``) and one release
+    of the GIL per batch, not a ``recvfrom`` (and a 64 KiB buffer) per message
+    (issue 13); else ``GroReader``'s one datagram a receive into a buffer kept. No
+    marker and no GRO here: every datagram is IKE (or garbage the IKE core drops).
+
+    `deliver(batch)` gets each receive's datagrams, ``[(message, (host, port),
+    size), ...]``. ``rx_calls``/``rx_datagrams`` as in IkeSocket. Not thread-safe:
+    the asyncio loop calls `read` when the socket is readable.
+    """
+
+    def __init__(self, sock: socket.socket, deliver: Callable[[list[Datagram]], object],
+                 budget: int = BUDGET, *, turn_time: float = TURN_TIME,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sock = sock
+        self._deliver = deliver
+        self.budget = budget
+        self.turn_time = turn_time
+        self.clock = clock
+        self._reader = GroReader(sock)
+        self._batch = BatchReader(sock, receive_area(IKE_BATCH), IKE_BATCH) \
+            if batch_supported(sock) else None
+
+    @property
+    def rx_calls(self) -> int:
+        return self._reader.calls + (self._batch.calls if self._batch is not None else 0)
+
+    @property
+    def rx_datagrams(self) -> int:
+        return self._reader.datagrams + (self._batch.datagrams if self._batch is not None
+                                         else 0)
+
+    def read(self) -> int:
+        """Up to `budget` datagrams and `turn_time` seconds, as ``IkeSocket.read``; an
+        error the socket reports (an ICMP error for an answer sent earlier) is
+        skipped (``read_budgeted``). Returns the datagrams delivered."""
+        clock = self.clock
+        read: Callable[[int], list[Datagram]]
+        if self._batch is not None:
+            read, count = self._batch.read, self._batch.count
+        else:
+            read, count = self._reader.read_batch, 1
+        return read_budgeted(read, count, self.budget, self._deliver,
+                             until=clock() + self.turn_time, clock=clock)
+
+
 class SplitDataplane:
     """A data plane whose counters include what the IKE socket read and sent.
 
