@@ -90,6 +90,7 @@ class _Marker:
     """Queued after a job: set when the worker reaches it."""
 
     ran_on_worker = False
+    key = b""  # no SA: nothing is parked for it
 
     def __init__(self, ev: threading.Event) -> None:
         self.ev = ev

@@ -94,6 +94,9 @@ STATS_EVERY = 10.0
 # without an IKE message, FILL_STEP pairs (one, ~0.4 ms for group 14) per turn: a
 # login that arrives meanwhile waits behind one exponentiation at most.
 DH_QUIET = 0.05
+# An IKE message the DH worker holds back until its SA's g^xy is done (`_receive`):
+# the message, where it came from, and how
+Parked = tuple[bytes, tuple[str, int], Transport]
 # At shutdown, how long the DELETEs that met a full send buffer may take to go out.
 SHUTDOWN_SEND_WAIT = 2.0
 # At shutdown, how long the RADIUS accounting Stops may take (issue 14).
@@ -140,8 +143,9 @@ class Concentrator:
         self._last_ike = 0.0  # when the last IKE message came in (the DH pool fills after)
         self._dh_filler: asyncio.Task[None] | None = None
         self._dh_pool_on_worker = False  # the DH worker thread keeps the pool full
-        # phase 1's g^xy on another core (net.dhworker, ike.dhjob)
-        self.dh_worker = DhWorker()
+        # phase 1's g^xy on another core (net.dhworker, ike.dhjob); it holds back the
+        # messages of an SA whose g^xy it has not finished (`_receive`)
+        self.dh_worker: DhWorker[Parked] = DhWorker()
         self.ike: AsyncIkeDriver | None = None  # the IKE driver loop: exact timers
         self.manager: Manager | None = None  # manager (issue 6): web console, API, metrics
         self.loop_watch: LoopWatch | None = None  # how late this loop runs (issue 13)
@@ -255,6 +259,7 @@ class Concentrator:
         core = self.core
         # the DH pool's pairs too, beside the loop (net.dhworker); else the loop fills it
         self._dh_pool_on_worker = self.dh_worker.fill_pool(core.endpoint.dh_pool)
+        self.dh_worker.on_ready(lambda: loop.call_soon_threadsafe(self._release_parked))
         self.dh_worker.start()
         core.endpoint.dh_offload = self.dh_worker.submit
         self.ike = AsyncIkeDriver(core.endpoint, core.on_event, self._send_for,
@@ -301,6 +306,7 @@ class Concentrator:
             self.stall_watch.stop()
             self.gc_watch.stop()
             self.dh_worker.stop()
+            self.dh_worker.drop_parked()  # their SAs are deleted below: nobody to answer
             for q in self._send_queues():
                 q.lift_bound()  # every client's DELETE waits for the socket
             steps = ShutdownTimes(time.monotonic)
@@ -584,7 +590,7 @@ class Concentrator:
 
     def _on_ike500(self, batch: list[Received]) -> None:
         self._last_ike = time.monotonic()
-        receive = self.core.receive
+        receive = self._receive  # (net.dhworker `park` first)
         for data, addr, _size in batch:
             receive(data, addr, Transport.IKE)
 
@@ -621,7 +627,26 @@ class Concentrator:
 
     def _on_ike4500(self, message: bytes, addr: tuple[str, int]) -> None:
         self._last_ike = time.monotonic()
-        self.core.receive(message, addr, Transport.NATT)
+        self._receive(message, addr, Transport.NATT)
+
+    def _receive(self, data: bytes, addr: tuple[str, int], transport: Transport) -> None:
+        """An IKE message from UDP 500 or 4500 (marker removed) to the engine, unless
+        its SA's g^xy is still with the DH worker (net.dhworker `park`): then it waits
+        there, and the loop serves other peers instead of waiting for that thread or
+        computing g^xy itself (issue 13)."""
+        if not self.dh_worker.park(data, (data, addr, transport)):
+            self.core.receive(data, addr, transport)
+
+    def _release_parked(self) -> None:
+        """The DH worker is done with jobs that messages wait for (its notify, from
+        that thread through call_soon_threadsafe): those messages, each SA's in arrival
+        order, in one reader's turn (`_turn`: one batch of data-plane commands)."""
+        parked = self.dh_worker.take_parked()
+        if not parked:
+            return
+        with self._turn():
+            for data, addr, transport in parked:
+                self.core.receive(data, addr, transport)
 
     def _drain_inbox(self) -> None:
         dp = self.pool or self.dataplane
@@ -819,7 +844,10 @@ class Concentrator:
                 reply["hung_workers"] = self.pool.hung_workers
             w = self.dh_worker  # phase 1's g^xy: how many the worker thread computed
             reply["dh_worker"] = {"submitted": w.submitted, "ran": w.ran,
-                                  "left_out": w.left_out, "overlaps": w.overlaps}
+                                  "left_out": w.left_out, "overlaps": w.overlaps,
+                                  # messages held back while their SA's g^xy was pending
+                                  "parked": w.parked, "released": w.released,
+                                  "park_drops": w.park_drops}
         return reply
 
     async def _cluster_command(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -15,9 +15,14 @@ Correctness never depends on the worker: whoever comes first computes g^xy;
 with no worker, or one that has not reached the job, the SA computes it on
 first use, as before. A worker that is at it right now is waited for rather
 than raced (`settle`, the shell's: this module holds no lock, the core has no
-threads). The peer's public value is checked before the job is made (NIST SP
-800-56A 5.6.2.3.1, crypto.dh), so a bad KE payload is still refused in answer
-to the message that carried it.
+threads). The job carries its SA's cookies (`key`) so that the shell can hold
+back the SA's next message until the worker is done with it, rather than let
+the loop wait (net.dhworker `park`); that is the shell's business, the core
+sees the message later, in order, as if it had come then.
+
+The peer's public value is checked before the job is made (NIST SP 800-56A
+5.6.2.3.1, crypto.dh), so a bad KE payload is still refused in answer to the
+message that carried it.
 """
 
 from __future__ import annotations
@@ -39,11 +44,16 @@ class SharedSecretJob:
     (attribute reads and writes are atomic under the GIL).
     """
 
-    __slots__ = ("_kp", "_peer", "_value", "ran_on_worker", "settle")
+    __slots__ = ("_kp", "_peer", "_value", "key", "ran_on_worker", "settle")
 
-    def __init__(self, kp: DHKeyPair, peer_public: bytes) -> None:
+    def __init__(self, kp: DHKeyPair, peer_public: bytes, key: bytes = b"") -> None:
         self._kp: DHKeyPair | None = kp
         self._peer = peer_public
+        # The IKE SA's cookies, CKY-I | CKY-R: the first 16 bytes of the ISAKMP header
+        # of each of its messages (RFC 2408 3.1). The shell holds back a message of
+        # that SA while the job is pending (net.dhworker `park`) instead of letting
+        # the SA wait for, or compute, g^xy on its loop; b"": not known.
+        self.key = key
         self._value: bytes | None = None
         self.ran_on_worker = False
         # set by the shell's worker: returns once the worker is not computing this job
@@ -61,6 +71,11 @@ class SharedSecretJob:
         self._value = value
         self.ran_on_worker = True
         self._kp = None  # x is not needed any more (RFC 2409 3.3)
+
+    @property
+    def done(self) -> bool:
+        """g^xy is here (whoever computed it): taking it blocks nobody."""
+        return self._value is not None
 
     def result(self) -> bytes:
         """The SA's call: g^xy, computed here if no worker has; the private value goes."""

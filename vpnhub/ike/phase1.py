@@ -412,7 +412,7 @@ def _defer_keys(sa: SaState, kp: ModpKeyPair, peer_ke: KEPayload, offload: DhOff
                        NotifyType.INVALID_KEY_INFORMATION) from e
     sa.skeyid = _skeyid(sa, b"")  # prf(pre-shared-key, Ni_b | Nr_b): no g^xy in it
     sa.p1_iv = phase1_iv(sa.hash, sa.dh_public_i, sa.dh_public_r, sa.cipher.block_size)
-    job = SharedSecretJob(kp, peer_ke.data)
+    job = SharedSecretJob(kp, peer_ke.data, sa.icookie + sa.rcookie)
     h, cipher, skeyid, cky_i, cky_r = sa.hash, sa.cipher, sa.skeyid, sa.icookie, sa.rcookie
 
     def derive() -> tuple[bytes, bytes, bytes, bytes]:

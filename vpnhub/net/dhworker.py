@@ -31,26 +31,51 @@ flood of first messages from spoofed addresses must not grow a queue here,
 and a job left out costs nothing unless its SA comes back with an encrypted
 message, which spoofed ones never do (so under such a flood the deferred g^xy
 is mostly never computed at all).
+
+A message that comes for an SA whose job is still pending here (the
+initiator's next, encrypted, message: Aggressive Mode message 3, Main Mode
+message 5) would make the loop wait for this thread, or compute g^xy itself
+with the GIL held if the job is still queued (ike.dhjob `result`): under a
+storm of logins the backlog is deep and the loop, the concentrator's bottleneck,
+stalled there (9.9 % of its samples, py-spy of 1,500 logins, issue 13). The
+shell asks `park` first instead (by the SA's cookies, the first 16 bytes of
+the ISAKMP header, RFC 2408 3.1): such a message waits here, in arrival
+order, at most PARK_PER_SA per SA (beyond: dropped and counted, the peer
+retransmits), and once this thread is done with the job (computed, failed, or
+the worker stops) it tells the loop (`on_ready`: only for a job something is
+parked for, no wake-up per job; and once for all the jobs done before the loop
+came to take them) and the loop delivers them, each SA's in arrival order
+(`take_parked`). The engine sees the same messages in the same order as
+without parking, only later; a job left out of the backlog has none parked
+(the SA computes g^xy when it needs it, as before).
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import cast
+from collections.abc import Callable
+from typing import Generic, TypeVar, cast
 
 from vpnhub.crypto.dh import DEFAULT_BACKEND, release_gil_in_this_thread
 from vpnhub.ike.dhjob import SharedSecretJob
 from vpnhub.ike.dhpool import FILL_STEP, DhPool
 
 BACKLOG = 64
+# Messages held back per SA while its job is pending (`park`): message 3 and a
+# retransmission or two of it; more is a misbehaving peer (dropped and counted)
+PARK_PER_SA = 4
+KEY_LEN = 16  # CKY-I | CKY-R (RFC 2408 3.1)
+
+T = TypeVar("T")
 
 # Put in the queue by `wake()`: no job, only "look at the pool again".
 _WAKE = object()
 
 
-class DhWorker:
-    """`submit(job)` from the loop; the thread runs each job once, in order."""
+class DhWorker(Generic[T]):
+    """`submit(job)` from the loop; the thread runs each job once, in order. `T`: what
+    the shell parks (`park`), a datagram and where it came from."""
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[SharedSecretJob | object | None] = queue.SimpleQueue()
@@ -62,6 +87,25 @@ class DhWorker:
         self.ran = 0  # computed here (the rest: by the SA that needed it first)
         self.overlaps = False  # gmpy2 releases the GIL: the work really runs beside the loop
         self._pool: DhPool | None = None
+        # `park`: the submitted jobs not done yet, by their SA's cookies (added on the
+        # loop, removed by this thread, under `_lock`); the messages held back for
+        # them (created on the loop under `_lock` while the job is waiting, then
+        # appended to and removed on the loop only)
+        self._waiting: dict[bytes, SharedSecretJob] = {}
+        self._parked: dict[bytes, list[T]] = {}
+        self._lock = threading.Lock()
+        self._ready: Callable[[], object] | None = None
+        self._ready_keys: list[bytes] = []  # done, something parked: for `take_parked`
+        self.parked = 0  # messages held back
+        self.released = 0  # handed back to the loop in order (`take_parked`)
+        self.park_drops = 0  # beyond PARK_PER_SA, or still held when the shell stopped
+
+    def on_ready(self, notify: Callable[[], object]) -> None:
+        """`notify()` from this thread once a job is done that something is parked for,
+        unless an earlier notify has not been answered by `take_parked` yet (the shell:
+        loop.call_soon_threadsafe; one wake-up of the loop for a burst of jobs). Call it
+        before `start()`; without it nothing is parked."""
+        self._ready = notify
 
     def fill_pool(self, pool: DhPool | None) -> bool:
         """Keep `pool` full from this thread, between jobs; True if it will (gmpy2 lets
@@ -84,7 +128,71 @@ class DhWorker:
             return
         self.submitted += 1
         job.settle = self.settle
+        if job.key and self._ready is not None:
+            with self._lock:
+                self._waiting[job.key] = job
         self._jobs.put(job)
+
+    def park(self, message: bytes, item: T) -> bool:
+        """On the loop, for each IKE message before the engine sees it: True if it is
+        held back (or dropped: too many held) because its SA's g^xy is still pending
+        here; `item` comes back from `take_parked` once the job is done. Nearly free
+        while nothing is waiting (two empty dicts)."""
+        if not self._waiting and not self._parked:
+            return False
+        key = message[:KEY_LEN]
+        held = self._parked.get(key)
+        if held is None:  # the first one of its SA: only while the job is not done
+            job = self._waiting.get(key)
+            if job is None or job.done:
+                return False
+            with self._lock:  # against `_done`: either it sees this list, or we its end
+                if key not in self._waiting:
+                    return False
+                held = self._parked[key] = []
+        if len(held) >= PARK_PER_SA:
+            self.park_drops += 1
+            return True
+        held.append(item)
+        self.parked += 1
+        return True
+
+    def take_parked(self) -> list[T]:
+        """On the loop, after `on_ready`'s notify: what was parked for the jobs done
+        since the last call, each SA's in arrival order (each once; what was dropped
+        meanwhile is not there)."""
+        with self._lock:
+            keys, self._ready_keys = self._ready_keys, []
+        out: list[T] = []
+        for key in keys:
+            held = self._parked.pop(key, None)
+            if held is not None:
+                out += held
+        self.released += len(out)
+        return out
+
+    def drop_parked(self) -> int:
+        """On the loop at shutdown: forget what is parked (the SAs are being deleted)."""
+        dropped = sum(len(held) for held in self._parked.values())
+        self._parked.clear()
+        self.park_drops += dropped
+        return dropped
+
+    def _done(self, job: SharedSecretJob) -> None:
+        """This thread is done with `job` (computed, or failed: the SA's own call says
+        why): what is parked for it goes back to the loop."""
+        key = job.key
+        if not key or self._ready is None:
+            return
+        with self._lock:
+            if self._waiting.get(key) is job:
+                del self._waiting[key]
+            if key not in self._parked:
+                return
+            first = not self._ready_keys
+            self._ready_keys.append(key)
+        if first:
+            self._ready()
 
     def wake(self) -> None:
         """The pool was drawn from without a job coming (Quick Mode PFS, a flood's
@@ -102,10 +210,19 @@ class DhWorker:
                 self._idle.wait(0.05)
 
     def stop(self) -> None:
+        """The queued jobs are run first; whatever is still parked then is handed back
+        (`on_ready`: the SA computes g^xy itself if it needs it) and nothing more is
+        parked."""
         if self._thread is not None:
             self._jobs.put(None)
             self._thread.join(timeout=2.0)
             self._thread = None
+        with self._lock:
+            self._waiting.clear()
+            first = not self._ready_keys
+            self._ready_keys += self._parked  # (a key twice: taken once)
+        if first and self._parked and self._ready is not None:
+            self._ready()
 
     def _next_job(self) -> SharedSecretJob | None:
         """The next job (None: stop); while there is none and the pool wants pairs
@@ -130,9 +247,12 @@ class DhWorker:
         while (job := self._next_job()) is not None:
             with self._idle:
                 self._busy = job
-            job.run()
-            with self._idle:
-                self._busy = None
-                self._idle.notify_all()
+            try:
+                job.run()
+            finally:
+                with self._idle:
+                    self._busy = None
+                    self._idle.notify_all()
+                self._done(job)
             if job.ran_on_worker:
                 self.ran += 1
