@@ -61,6 +61,9 @@ from vpnhub.session.model import SessionView
 API = "/api/v1"
 STATIC = Path(__file__).parent / "static"
 TICK = 1.0
+# Seconds `stop` waits for the periodic task after cancelling it (it ends at its next
+# tick anyway, `_stopping`): never the reason a SIGTERM does not end
+STOP_WAIT = 2.0 * TICK
 STREAM_BACKLOG = 200
 STREAM_QUEUE = 1000
 # Sessions a page of the API scans per turn of the event loop (~2 ms of work), issue 13
@@ -103,6 +106,7 @@ class Manager:
         self.url = ""
         self._runner: web.AppRunner | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._stopping = False  # `stop` began: the periodic task ends at its next tick
         self._streams: set[asyncio.Queue[Record | None]] = set()
         self.status = statushistory.StatusRing()  # the Status page's hour (issue 15)
         # per manager session token: the result of its last Logout, shown once on the
@@ -145,10 +149,19 @@ class Manager:
         return True
 
     async def stop(self) -> None:
+        self._stopping = True
         if self._ticker is not None:
+            # A cancel can be lost: Python 3.11's asyncio.wait_for returns (or raises) the
+            # awaited future's outcome when that is set in the same turn as the cancel
+            # (CPython gh-86296), e.g. a worker's stats question failed by the shutdown's
+            # pool close while the tick samples; the task then went on forever and SIGTERM
+            # with 10,000 sessions never ended (issue 13). So the task also checks
+            # `_stopping`, and it is waited for a bounded time only.
             self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+            await asyncio.wait({self._ticker}, timeout=STOP_WAIT)
+            if not self._ticker.done():
+                self.log.add("ADMIN", 3, "manager: its periodic task did not stop in"
+                             f" {STOP_WAIT:g} s; left behind")
         for q in list(self._streams):
             with contextlib.suppress(asyncio.QueueFull):
                 q.put_nowait(None)
@@ -163,6 +176,8 @@ class Manager:
         last_sample = last_history = last_status = 0.0
         while True:
             await asyncio.sleep(TICK)
+            if self._stopping:  # a cancel `stop` sent may have been lost on the way
+                return
             try:
                 self.log.flush_soon()  # the store's writer thread commits
                 now = time.monotonic()
