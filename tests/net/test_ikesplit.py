@@ -282,7 +282,7 @@ def test_a_storm_of_messages_is_read_in_batches_in_order_within_the_budget(
         reader = IkeSocket(sock, lambda m, a: got.append((m, a)), budget=30,
                            handover=lambda d, a: handed.append((d, a)))
         if not batched:
-            reader._batch = None  # the accelerator's absence, on a socket it could read
+            reader._in._batch = None  # the accelerator's absence, on a socket it could read
         sent: list[tuple[bytes, tuple[str, int]]] = []
         for i in range(40):
             p = peers[i % 2]

@@ -383,17 +383,11 @@ class IkeSocket:
         self.sock = sock
         self._deliver = deliver
         self.handover = handover
-        self.budget = budget
-        self.turn_time = turn_time
-        self.clock = clock
         self.gro = enable_gro(sock)
-        self._reader = GroReader(sock)
-        # recvmmsg when the accelerator is there (IPv4): up to IKE_BATCH datagrams per
-        # system call, and one release of the GIL per batch instead of one per message
-        # (issue 13: a login storm queues many at once); a smaller area than the data
-        # plane's (IKE_BATCH slots of a whole train each, mapped, mostly never touched)
-        self._batch = BatchReader(sock, receive_area(IKE_BATCH), IKE_BATCH) \
-            if batch_supported(sock) else None
+        # the receive side is UDP 500's (IkeReader: recvmmsg with the accelerator, up
+        # to IKE_BATCH datagrams per system call and one release of the GIL per batch,
+        # issue 13; else one GRO train a receive), each batch classified here
+        self._in = IkeReader(sock, self._classify, budget, turn_time=turn_time, clock=clock)
         # the marker goes in its own iovec: no copy of each message to prepend it
         self._send_batch = batch_sender(sock, NON_ESP_MARKER)
         self.rx = 0
@@ -403,28 +397,19 @@ class IkeSocket:
 
     @property
     def rx_calls(self) -> int:
-        return self._reader.calls + (self._batch.calls if self._batch is not None else 0)
+        return self._in.rx_calls
 
     @property
     def rx_datagrams(self) -> int:
-        return self._reader.datagrams + (self._batch.datagrams if self._batch is not None
-                                         else 0)
+        return self._in.rx_datagrams
 
     def fileno(self) -> int:
         return self.sock.fileno()
 
     def read(self) -> None:
         """Up to `budget` datagrams and `turn_time` seconds: the loop's other readers (UDP
-        500) and its timers get their turn (``read_budgeted``). With the accelerator up
-        to IKE_BATCH datagrams a receive (recvmmsg), else one train a receive."""
-        clock = self.clock
-        read: Callable[[int], list[Datagram]]
-        if self._batch is not None:
-            read, count = self._batch.read, self._batch.count
-        else:
-            read, count = self._reader.read_batch, 1
-        read_budgeted(read, count, self.budget, self._classify,
-                      until=clock() + self.turn_time, clock=clock)
+        500) and its timers get their turn (``IkeReader.read``)."""
+        self._in.read()
 
     def _classify(self, batch: list[Datagram]) -> None:
         """One receive's datagrams: IKE (after its marker) delivered, each alone; the
