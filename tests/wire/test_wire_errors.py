@@ -25,6 +25,7 @@ from vpnhub.wire import (
     encode_header,
     encode_message,
     encode_payloads,
+    payloads,
 )
 from vpnhub.wire.message import Header
 
@@ -344,3 +345,46 @@ def test_field_out_of_range_is_an_encode_error(p):
 def test_bad_cookies_are_an_encode_error():
     expect("encode_error", None, encode_header, Header(b"short", bytes(8), 0, 4, 0, 0, 28))
     expect("encode_error", None, encode_message, Message(bytes(8), bytes(8), 256, 0, 0))
+
+
+# --- a transform seen before (payloads._TRANSFORM_MEMO) decodes as the first time ---
+
+
+def test_a_repeated_transform_gets_its_own_attribute_list():
+    data = sa(proposal(transform(1, GOOD_ATTRS), 1))
+    (first,) = decode_payloads(PayloadType.SA, data)
+    (again,) = decode_payloads(PayloadType.SA, data)
+    assert first == again
+    first.proposals[0].transforms[0].attributes.append(DataAttribute(14, 128))
+    assert len(again.proposals[0].transforms[0].attributes) == 2
+    (third,) = decode_payloads(PayloadType.SA, data)
+    assert encode_payloads([third]) == data
+
+
+def test_a_bad_transform_is_refused_every_time():
+    data = sa(proposal(transform(1, b"\x80\x01\x00"), 1))
+    for _ in range(3):
+        expect("bad_attribute", NotifyType.PAYLOAD_MALFORMED, decode_payloads, 1, data)
+
+
+def test_the_transform_memo_stays_bounded():
+    for i in range(payloads.TRANSFORM_MEMO_SIZE + 10):
+        attrs = struct.pack("!HH", 0x8001, i % 0x8000) + struct.pack("!HH", 0x8002, i >> 15)
+        decode_payloads(PayloadType.SA, sa(proposal(transform(1, attrs), 1)))
+        assert len(payloads._TRANSFORM_MEMO) <= payloads.TRANSFORM_MEMO_SIZE
+
+
+def test_a_broken_chain_is_reported_before_a_bad_transform_in_it():
+    # RFC 2408 3.5: the whole proposal chain is checked before any transform is
+    # decoded, so a known-good first transform does not hide the broken second one.
+    good_first = proposal(transform(1, GOOD_ATTRS), 1, next_type=PayloadType.PROPOSAL)
+    decode_payloads(PayloadType.SA, sa(proposal(transform(1, GOOD_ATTRS), 1)))
+    bad_attr_then_short = proposal(transform(1, b"\x80"), 1, next_type=PayloadType.PROPOSAL)
+    err = expect(
+        "bad_proposal_syntax",
+        NotifyType.BAD_PROPOSAL_SYNTAX,
+        decode_payloads,
+        1,
+        sa(good_first + bad_attr_then_short + b"\0\0\0"),
+    )
+    assert err.detail == "truncated proposal"

@@ -20,6 +20,7 @@ from ipaddress import (
     ip_address,
     ip_network,
 )
+from itertools import pairwise
 from typing import ClassVar, TypeAlias
 
 from vpnhub.wire.attributes import (
@@ -309,55 +310,81 @@ def _decode_sa(ptype: int, body: bytes, raw: bytes) -> SAPayload:
     return SAPayload(proposals, doi, situation, raw=raw)
 
 
-def _walk_chain(data: bytes, offset: int, expected: int, what: str) -> list[tuple[int, int]]:
-    """(start, length) of each proposal or transform in a chain filling data[offset:].
+def _walk_chain(data: bytes, offset: int, expected: int, what: str) -> list[int]:
+    """Where each proposal or transform of a chain filling data[offset:] starts, then
+    the end: item i is data[bounds[i]:bounds[i + 1]].
 
     The chain holds at least one item, each next-payload field is `expected` or
-    NONE on the last (RFC 2408 3.5, 3.6), and it ends exactly at the end.
+    NONE on the last (RFC 2408 3.5, 3.6), and it ends exactly at the end. The
+    whole chain is checked before any item is decoded.
     """
-    spans: list[tuple[int, int]] = []
+    bounds = [offset]
     end, next_type = len(data), expected
-    while next_type != PayloadType.NONE:
+    while next_type:  # PayloadType.NONE is 0
         if next_type != expected:
             raise _proposal_error(f"{what} chain names payload type {next_type}")
-        if len(spans) >= MAX_PAYLOADS:
+        if len(bounds) > MAX_PAYLOADS:
             raise WireError(Reason.PAYLOAD_LOOP, detail=f"more than {MAX_PAYLOADS} {what}s")
         if end - offset < 8:
             raise _proposal_error(f"truncated {what}")
         next_type, _, length = _GENERIC.unpack_from(data, offset)
         if length < 8 or length > end - offset:
             raise _proposal_error(f"{what} length {length}")
-        spans.append((offset, length))
         offset += length
+        bounds.append(offset)
     if offset != end:
         raise _proposal_error(f"{end - offset} bytes after the last {what}")
-    return spans
+    return bounds
 
 
 def _decode_proposals(data: bytes, offset: int) -> list[Proposal]:
     proposals = []
-    for start, length in _walk_chain(data, offset, PayloadType.PROPOSAL, "proposal"):
+    bounds = _walk_chain(data, offset, PayloadType.PROPOSAL, "proposal")
+    for start, stop in pairwise(bounds):
         _, _, _, number, protocol_id, spi_size, count = _PROPOSAL.unpack_from(data, start)
-        transforms_at = start + 8 + spi_size
-        if transforms_at > start + length:
+        transforms_at = 8 + spi_size
+        if start + transforms_at > stop:
             raise _proposal_error(f"SPI size {spi_size} overruns the proposal")
-        chunk = data[start : start + length]
-        transforms = _decode_transforms(chunk, 8 + spi_size)
+        chunk = data[start:stop]
+        transforms = _decode_transforms(chunk, transforms_at)
         if len(transforms) != count:
             raise _proposal_error(f"{count} transforms announced, {len(transforms)} present")
-        spi = chunk[8 : transforms_at - start]
-        proposals.append(Proposal(number, protocol_id, spi, transforms, raw=chunk))
+        proposals.append(Proposal(number, protocol_id, chunk[8:transforms_at], transforms, chunk))
     return proposals
+
+
+# A client offers the same transforms in every handshake (its policy, RFC 2409 5), so
+# most transforms received were seen before: their decoded fields are kept, keyed by
+# the transform's bytes. Transforms hold no secret (Aggressive/Main Mode send them in
+# clear); DataAttribute is frozen and each Transform gets its own list. Bounded: a peer
+# sending ever new transforms only empties the table now and then.
+_TransformFields: TypeAlias = tuple[int, int, tuple[DataAttribute, ...]]
+_TRANSFORM_MEMO: dict[bytes, _TransformFields] = {}
+TRANSFORM_MEMO_SIZE = 512
 
 
 def _decode_transforms(data: bytes, offset: int) -> list[Transform]:
     transforms = []
-    for start, length in _walk_chain(data, offset, PayloadType.TRANSFORM, "transform"):
-        _, _, _, number, transform_id, _ = _TRANSFORM.unpack_from(data, start)
-        attributes = decode_attributes(data[start + 8 : start + length])
-        raw = data[start : start + length]
-        transforms.append(Transform(number, transform_id, attributes, raw=raw))
+    memo = _TRANSFORM_MEMO
+    bounds = _walk_chain(data, offset, PayloadType.TRANSFORM, "transform")
+    for start, stop in pairwise(bounds):
+        raw = data[start:stop]
+        fields = memo.get(raw)
+        if fields is None:
+            fields = _decode_transform(raw)
+        number, transform_id, attributes = fields
+        transforms.append(Transform(number, transform_id, list(attributes), raw))
     return transforms
+
+
+def _decode_transform(raw: bytes) -> _TransformFields:
+    """Number, transform ID and attributes of one transform (RFC 2408 3.6), memoised."""
+    _, _, _, number, transform_id, _ = _TRANSFORM.unpack_from(raw)
+    fields = (number, transform_id, tuple(decode_attributes(raw[8:])))
+    if len(_TRANSFORM_MEMO) >= TRANSFORM_MEMO_SIZE:
+        _TRANSFORM_MEMO.clear()
+    _TRANSFORM_MEMO[raw] = fields
+    return fields
 
 
 # --------------------------------------------------------------------------
@@ -984,10 +1011,8 @@ def cisco_label(p: Payload) -> str:
 # --------------------------------------------------------------------------
 
 
-def _decode_one(ptype: int, reserved: int, body: bytes, raw: bytes) -> Payload:
-    decoder = _DECODERS.get(ptype)
-    if decoder is not None:
-        return decoder(ptype, body, raw)
+def _decode_other(ptype: int, reserved: int, body: bytes, raw: bytes) -> Payload:
+    """A payload type without a decoder: refused, or kept raw (RFC 2408 5.2)."""
     if ptype in (PayloadType.PROPOSAL, PayloadType.TRANSFORM):
         # RFC 2408 3.5/3.6: these only live inside an SA payload.
         raise WireError(
@@ -1006,23 +1031,31 @@ def decode_payloads(first_type: int, data: bytes, *, trailing_ok: bool = False) 
     """Walk the payload chain starting with `first_type` over `data`.
 
     With trailing_ok (decrypted bodies: RFC 2409 5.3 padding) bytes after the
-    last payload are ignored; otherwise they are a WireError.
+    last payload are ignored; otherwise they are a WireError. Each payload is
+    decoded as soon as its header is checked, so the first fault in the chain
+    is the one reported.
     """
     payloads: list[Payload] = []
+    # Bound once: this loop runs for every payload of every message received.
+    unpack, decoders = _GENERIC.unpack_from, _DECODERS
     offset, end, ptype = 0, len(data), first_type
-    while ptype != PayloadType.NONE:
+    while ptype:  # PayloadType.NONE is 0
         if len(payloads) >= MAX_PAYLOADS:
             raise WireError(Reason.PAYLOAD_LOOP, detail=f"more than {MAX_PAYLOADS} payloads")
         if end - offset < GENERIC_HEADER_LEN:
             raise WireError(Reason.PAYLOAD_OVERRUN, detail=f"payload {ptype} header missing")
-        next_type, reserved, length = _GENERIC.unpack_from(data, offset)
+        next_type, reserved, length = unpack(data, offset)
         if length < GENERIC_HEADER_LEN:
             raise WireError(Reason.ZERO_LENGTH_PAYLOAD, detail=f"payload {ptype} length {length}")
         if length > end - offset:
             detail = f"payload {ptype} length {length}, {end - offset} bytes left"
             raise WireError(Reason.PAYLOAD_OVERRUN, detail=detail)
         raw = data[offset : offset + length]
-        payloads.append(_decode_one(ptype, reserved, raw[GENERIC_HEADER_LEN:], raw))
+        decoder = decoders.get(ptype)
+        if decoder is None:
+            payloads.append(_decode_other(ptype, reserved, raw[GENERIC_HEADER_LEN:], raw))
+        else:
+            payloads.append(decoder(ptype, raw[GENERIC_HEADER_LEN:], raw))
         offset += length
         ptype = next_type
     if offset != end and not trailing_ok:
