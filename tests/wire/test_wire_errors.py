@@ -347,7 +347,7 @@ def test_bad_cookies_are_an_encode_error():
     expect("encode_error", None, encode_message, Message(bytes(8), bytes(8), 256, 0, 0))
 
 
-# --- a transform seen before (payloads._TRANSFORM_MEMO) decodes as the first time ---
+# --- a transform chain seen before (payloads._TRANSFORM_MEMO) decodes as the first time ---
 
 
 def test_a_repeated_transform_gets_its_own_attribute_list():
@@ -388,3 +388,17 @@ def test_a_broken_chain_is_reported_before_a_bad_transform_in_it():
         sa(good_first + bad_attr_then_short + b"\0\0\0"),
     )
     assert err.detail == "truncated proposal"
+
+
+def test_a_long_transform_chain_is_decoded_but_not_kept():
+    big = struct.pack("!HH", 12, payloads.TRANSFORM_MEMO_MAX_CHAIN) + bytes(
+        payloads.TRANSFORM_MEMO_MAX_CHAIN
+    )
+    data = sa(proposal(transform(1, GOOD_ATTRS + big), 1))
+    payloads._TRANSFORM_MEMO.clear()
+    (p,) = decode_payloads(PayloadType.SA, data)
+    assert p.proposals[0].transforms[0].attributes[-1].value == bytes(
+        payloads.TRANSFORM_MEMO_MAX_CHAIN
+    )
+    assert not payloads._TRANSFORM_MEMO
+    assert encode_payloads([p]) == data

@@ -115,20 +115,23 @@ def decode_attributes(data: bytes) -> list[DataAttribute]:
 
 def encode_attributes(attributes: Iterable[DataAttribute]) -> bytes:
     """Encode data attributes, TV for int values and TLV for bytes values."""
-    return b"".join(_encode_attribute(a) for a in attributes)
-
-
-def _encode_attribute(attribute: DataAttribute) -> bytes:
-    kind, value = attribute.type, attribute.value
-    if not 0 <= kind <= 0x7FFF:
-        raise WireError(Reason.ENCODE_ERROR, None, f"attribute type {kind} out of range")
-    if isinstance(value, int):
-        if not 0 <= value <= 0xFFFF:
-            raise WireError(Reason.ENCODE_ERROR, None, f"TV value {value} out of range")
-        return _ATTR_HEADER.pack(kind | _AF_TV, value)
-    if len(value) > 0xFFFF:
-        raise WireError(Reason.ENCODE_ERROR, None, f"TLV attribute {kind} too long")
-    return _ATTR_HEADER.pack(kind, len(value)) + bytes(value)
+    # One loop, no call per attribute: every SA and Transaction payload sent goes here.
+    parts: list[bytes] = []
+    pack = _ATTR_HEADER.pack
+    for attribute in attributes:
+        kind, value = attribute.type, attribute.value
+        if not 0 <= kind <= 0x7FFF:
+            raise WireError(Reason.ENCODE_ERROR, None, f"attribute type {kind} out of range")
+        if isinstance(value, int):
+            if not 0 <= value <= 0xFFFF:
+                raise WireError(Reason.ENCODE_ERROR, None, f"TV value {value} out of range")
+            parts.append(pack(kind | _AF_TV, value))
+            continue
+        if len(value) > 0xFFFF:
+            raise WireError(Reason.ENCODE_ERROR, None, f"TLV attribute {kind} too long")
+        parts.append(pack(kind, len(value)))
+        parts.append(value)
+    return b"".join(parts)
 
 
 def get_attribute(attributes: Iterable[DataAttribute], type: int) -> DataAttribute | None:

@@ -68,6 +68,11 @@ _GENERIC = struct.Struct("!BBH")  # RFC 2408 3.2: next payload, RESERVED, length
 _SA = struct.Struct("!II")  # RFC 2407 4.6.1: DOI, situation
 _PROPOSAL = struct.Struct("!BBHBBBB")  # RFC 2408 3.5
 _TRANSFORM = struct.Struct("!BBHBBH")  # RFC 2408 3.6
+_PROPOSAL_HEAD = struct.Struct("!BBBB")  # RFC 2408 3.5 after the generic header
+_TRANSFORM_HEAD = struct.Struct("!BBH")  # RFC 2408 3.6 after the generic header
+# Plain ints: struct packs them faster than IntEnum members (measured, issue 13).
+_PROPOSAL_TYPE = int(PayloadType.PROPOSAL)
+_TRANSFORM_TYPE = int(PayloadType.TRANSFORM)
 _ID = struct.Struct("!BBH")  # RFC 2407 4.6.2: ID type, protocol ID, port
 _NOTIFY = struct.Struct("!IBBH")  # RFC 2408 3.14: DOI, protocol, SPI size, type
 _DELETE = struct.Struct("!IBBH")  # RFC 2408 3.15: DOI, protocol, SPI size, # of SPIs
@@ -225,7 +230,7 @@ class Transform:
         return None if attribute is None else attribute.as_int()
 
     def encode_body(self) -> bytes:
-        head = struct.pack("!BBH", self.number, self.transform_id, 0)
+        head = _TRANSFORM_HEAD.pack(self.number, self.transform_id, 0)
         return head + encode_attributes(self.attributes)
 
     def describe(self, protocol_id: int = ProtocolId.ISAKMP) -> str:
@@ -247,14 +252,11 @@ class Proposal:
     raw: bytes = field(default=b"", compare=False, repr=False)
 
     def encode_body(self) -> bytes:
-        head = struct.pack(
-            "!BBBB", self.number, self.protocol_id, len(self.spi), len(self.transforms)
+        head = _PROPOSAL_HEAD.pack(
+            self.number, self.protocol_id, len(self.spi), len(self.transforms)
         )
-        return (
-            head
-            + self.spi
-            + _encode_chain([t.encode_body() for t in self.transforms], PayloadType.TRANSFORM)
-        )
+        bodies = [t.encode_body() for t in self.transforms]
+        return head + self.spi + _encode_chain(bodies, _TRANSFORM_TYPE)
 
     def describe(self) -> str:
         protocol = _protocol_name(self.protocol_id)
@@ -266,10 +268,11 @@ class Proposal:
 
 def _encode_chain(bodies: Sequence[bytes], more: int) -> bytes:
     """Substructure chain: next payload is `more` except 0 on the last (RFC 2408 3.5)."""
-    parts = []
+    parts: list[bytes] = []
+    last = len(bodies) - 1
     for index, body in enumerate(bodies):
-        next_type = more if index + 1 < len(bodies) else PayloadType.NONE
-        parts.append(_GENERIC.pack(next_type, 0, GENERIC_HEADER_LEN + len(body)) + body)
+        parts.append(_GENERIC.pack(more if index < last else 0, 0, GENERIC_HEADER_LEN + len(body)))
+        parts.append(body)
     return b"".join(parts)
 
 
@@ -285,9 +288,8 @@ class SAPayload:
     raw: bytes = field(default=b"", compare=False, repr=False)
 
     def encode_body(self) -> bytes:
-        return _SA.pack(self.doi, self.situation) + _encode_chain(
-            [p.encode_body() for p in self.proposals], PayloadType.PROPOSAL
-        )
+        head = _SA.pack(self.doi, self.situation)
+        return head + _encode_chain([p.encode_body() for p in self.proposals], _PROPOSAL_TYPE)
 
     def describe(self) -> str:
         doi = enum_name(Doi, self.doi, "DOI_")
@@ -354,37 +356,38 @@ def _decode_proposals(data: bytes, offset: int) -> list[Proposal]:
 
 
 # A client offers the same transforms in every handshake (its policy, RFC 2409 5), so
-# most transforms received were seen before: their decoded fields are kept, keyed by
-# the transform's bytes. Transforms hold no secret (Aggressive/Main Mode send them in
-# clear); DataAttribute is frozen and each Transform gets its own list. Bounded: a peer
-# sending ever new transforms only empties the table now and then.
-_TransformFields: TypeAlias = tuple[int, int, tuple[DataAttribute, ...]]
-_TRANSFORM_MEMO: dict[bytes, _TransformFields] = {}
+# most transform chains received were seen before: their decoded fields are kept,
+# keyed by the chain's bytes. Transforms hold no secret (Aggressive/Main Mode send
+# them in clear); DataAttribute is frozen and each Transform gets its own list.
+# Bounded in entries and in bytes per entry: a peer sending ever new transforms only
+# empties the table now and then, and a long chain is decoded without being kept.
+_TransformFields: TypeAlias = tuple[int, int, tuple[DataAttribute, ...], bytes]
+_TRANSFORM_MEMO: dict[bytes, tuple[_TransformFields, ...]] = {}
 TRANSFORM_MEMO_SIZE = 512
+TRANSFORM_MEMO_MAX_CHAIN = 1024  # bytes; a phase 1 offer of 16 transforms is ~640
 
 
 def _decode_transforms(data: bytes, offset: int) -> list[Transform]:
-    transforms = []
-    memo = _TRANSFORM_MEMO
-    bounds = _walk_chain(data, offset, PayloadType.TRANSFORM, "transform")
-    for start, stop in pairwise(bounds):
-        raw = data[start:stop]
-        fields = memo.get(raw)
-        if fields is None:
-            fields = _decode_transform(raw)
-        number, transform_id, attributes = fields
-        transforms.append(Transform(number, transform_id, list(attributes), raw))
-    return transforms
+    chain = data[offset:]
+    known = _TRANSFORM_MEMO.get(chain)
+    if known is None:
+        known = _decode_transform_chain(chain)
+    return [Transform(n, t, list(attributes), raw) for n, t, attributes, raw in known]
 
 
-def _decode_transform(raw: bytes) -> _TransformFields:
-    """Number, transform ID and attributes of one transform (RFC 2408 3.6), memoised."""
-    _, _, _, number, transform_id, _ = _TRANSFORM.unpack_from(raw)
-    fields = (number, transform_id, tuple(decode_attributes(raw[8:])))
-    if len(_TRANSFORM_MEMO) >= TRANSFORM_MEMO_SIZE:
-        _TRANSFORM_MEMO.clear()
-    _TRANSFORM_MEMO[raw] = fields
-    return fields
+def _decode_transform_chain(chain: bytes) -> tuple[_TransformFields, ...]:
+    """Number, transform ID, attributes and bytes of each transform (RFC 2408 3.6)."""
+    fields = []
+    for start, stop in pairwise(_walk_chain(chain, 0, PayloadType.TRANSFORM, "transform")):
+        _, _, _, number, transform_id, _ = _TRANSFORM.unpack_from(chain, start)
+        attributes = tuple(decode_attributes(chain[start + 8 : stop]))
+        fields.append((number, transform_id, attributes, chain[start:stop]))
+    known = tuple(fields)
+    if len(chain) <= TRANSFORM_MEMO_MAX_CHAIN:
+        if len(_TRANSFORM_MEMO) >= TRANSFORM_MEMO_SIZE:
+            _TRANSFORM_MEMO.clear()
+        _TRANSFORM_MEMO[chain] = known
+    return known
 
 
 # --------------------------------------------------------------------------
@@ -460,13 +463,6 @@ _OpaqueClass: TypeAlias = (
     | type[NoncePayload]
     | type[VendorIDPayload]
 )
-
-
-def _opaque_decoder(cls: _OpaqueClass) -> Callable[[int, bytes, bytes], Payload]:
-    def decode(ptype: int, body: bytes, raw: bytes) -> Payload:
-        return cls(body, raw=raw)
-
-    return decode
 
 
 # --------------------------------------------------------------------------
@@ -954,22 +950,27 @@ _Decoder: TypeAlias = Callable[[int, bytes, bytes], Payload]
 
 _DECODERS: dict[int, _Decoder] = {
     PayloadType.SA: _decode_sa,
-    PayloadType.KE: _opaque_decoder(KEPayload),
     PayloadType.ID: _decode_id,
     PayloadType.CERT: _cert_decoder(CertPayload),
     PayloadType.CR: _cert_decoder(CertRequestPayload),
-    PayloadType.HASH: _opaque_decoder(HashPayload),
-    PayloadType.SIG: _opaque_decoder(SigPayload),
-    PayloadType.NONCE: _opaque_decoder(NoncePayload),
     PayloadType.NOTIFY: _decode_notify,
     PayloadType.DELETE: _decode_delete,
-    PayloadType.VENDOR_ID: _opaque_decoder(VendorIDPayload),
     PayloadType.ATTRIBUTE: _decode_attribute_payload,
     PayloadType.NAT_D: _decode_nat_d,
     PayloadType.NAT_OA: _decode_nat_oa,
     PayloadType.NAT_D_DRAFT: _decode_nat_d,
     PayloadType.NAT_OA_DRAFT: _decode_nat_oa,
     PayloadType.FRAGMENT: _decode_fragment,
+}
+
+# Payloads whose body is their only field (KE, HASH, SIG, NONCE, VID: most of a
+# handshake's payloads), built by decode_payloads without a decoder call.
+_OPAQUE_CLASSES: dict[int, _OpaqueClass] = {
+    PayloadType.KE: KEPayload,
+    PayloadType.HASH: HashPayload,
+    PayloadType.SIG: SigPayload,
+    PayloadType.NONCE: NoncePayload,
+    PayloadType.VENDOR_ID: VendorIDPayload,
 }
 
 # Short names: describe() style and the Cisco log style ("SA, KE, NON, ID, VID").
@@ -1037,7 +1038,7 @@ def decode_payloads(first_type: int, data: bytes, *, trailing_ok: bool = False) 
     """
     payloads: list[Payload] = []
     # Bound once: this loop runs for every payload of every message received.
-    unpack, decoders = _GENERIC.unpack_from, _DECODERS
+    unpack, decoders, opaque_classes = _GENERIC.unpack_from, _DECODERS, _OPAQUE_CLASSES
     offset, end, ptype = 0, len(data), first_type
     while ptype:  # PayloadType.NONE is 0
         if len(payloads) >= MAX_PAYLOADS:
@@ -1051,16 +1052,22 @@ def decode_payloads(first_type: int, data: bytes, *, trailing_ok: bool = False) 
             detail = f"payload {ptype} length {length}, {end - offset} bytes left"
             raise WireError(Reason.PAYLOAD_OVERRUN, detail=detail)
         raw = data[offset : offset + length]
-        decoder = decoders.get(ptype)
-        if decoder is None:
-            payloads.append(_decode_other(ptype, reserved, raw[GENERIC_HEADER_LEN:], raw))
-        else:
+        opaque = opaque_classes.get(ptype)
+        if opaque is not None:  # most payloads of a handshake: no decoder call
+            payloads.append(opaque(raw[GENERIC_HEADER_LEN:], raw))
+        elif (decoder := decoders.get(ptype)) is not None:
             payloads.append(decoder(ptype, raw[GENERIC_HEADER_LEN:], raw))
+        else:
+            payloads.append(_decode_other(ptype, reserved, raw[GENERIC_HEADER_LEN:], raw))
         offset += length
         ptype = next_type
     if offset != end and not trailing_ok:
         raise WireError(Reason.TRAILING_DATA, detail=f"{end - offset} bytes after last payload")
     return payloads
+
+
+def _encode_error(p: Payload, exc: struct.error) -> WireError:
+    return WireError(Reason.ENCODE_ERROR, None, f"{type(p).__name__}: {exc}")
 
 
 def encode_payload(p: Payload, next_type: int = PayloadType.NONE) -> bytes:
@@ -1069,17 +1076,24 @@ def encode_payload(p: Payload, next_type: int = PayloadType.NONE) -> bytes:
         body = p.encode_body()
         return _GENERIC.pack(next_type, 0, GENERIC_HEADER_LEN + len(body)) + body
     except struct.error as exc:
-        detail = f"{type(p).__name__}: {exc}"
-        raise WireError(Reason.ENCODE_ERROR, None, detail) from exc
+        raise _encode_error(p, exc) from exc
 
 
 def encode_payloads(payloads: Sequence[Payload]) -> bytes:
     """Chain payloads; each next-payload field lives in the previous payload's header,
     so the encoding of payloads[1:] never depends on payloads[0]."""
-    parts = []
+    # Headers and bodies are joined once (no per-payload concatenation).
+    parts: list[bytes] = []
+    pack = _GENERIC.pack
+    count = len(payloads)
     for index, p in enumerate(payloads):
-        following = payloads[index + 1].payload_type if index + 1 < len(payloads) else 0
-        parts.append(encode_payload(p, following))
+        following = payloads[index + 1].payload_type if index + 1 < count else 0
+        try:
+            body = p.encode_body()
+            parts.append(pack(following, 0, GENERIC_HEADER_LEN + len(body)))
+        except struct.error as exc:
+            raise _encode_error(p, exc) from exc
+        parts.append(body)
     return b"".join(parts)
 
 
