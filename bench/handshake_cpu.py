@@ -39,6 +39,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+# This tree's vpnhub before the venv's editable install (which points at one
+# checkout): run from a worktree, the script measures that worktree's code.
+sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "concentrator"))  # the core rig
 
 from common import summary  # noqa: E402
@@ -50,6 +53,7 @@ from core_harness import (  # noqa: E402
     config_text,
 )
 
+import vpnhub  # noqa: E402
 from vpnhub.concentrator.service import GC_THRESHOLDS  # noqa: E402
 from vpnhub.config import parse_config  # noqa: E402
 from vpnhub.crypto.dh import ModpGroup, dh_group  # noqa: E402
@@ -187,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{k:>14}: {s['median']:8.3f} ({s['min']:.3f}..{s['max']:.3f})")
     if args.json:
         doc: dict[str, Any] = {"tunnels": args.tunnels, "runs": args.runs,
-                               "group": args.group, "results": results, "each": runs}
+                               "group": args.group, "results": results, "each": runs,
+                               "vpnhub": str(Path(vpnhub.__file__).resolve().parent)}
         Path(args.json).write_text(json.dumps(doc, indent=1))
     return 0
 

@@ -428,6 +428,7 @@ def test_handshake_cpu_smoke(tmp_path: Path) -> None:
         for stat in ("median", "min", "max"):
             assert is_number(doc["results"][key][stat]), (key, stat)
     assert doc["results"]["dh_per_tunnel"]["median"] > 0
+    assert doc["vpnhub"] == str(REPO / "vpnhub")  # this tree's code, not the venv's checkout
 
 
 def test_shutdown_smoke(tmp_path: Path) -> None:
