@@ -8,7 +8,8 @@ worker thread call `fill(count)` between jobs (net.dhworker: gmpy2's powmod lets
 go of the GIL there, so the pairs are made on the other core; while logins
 arrive only below LOW_WATER, `refill_now`), or, without
 gmpy2, calls it when its loop is idle (one pair per call by default: about
-0.4 ms for group 14, so no call holds the loop long); the endpoint
+0.5 ms for group 14 with pow(), ~0.1 ms with gmpy2, so no call holds the loop
+long); the endpoint
 calls `take(group)` for each new SA; None means the pool is empty and the SA
 draws its own pair as before. Quick Mode with PFS takes its g^x from the same
 pool (RFC 2409 section 5.5: a fresh exchange, never phase 1's pair).
@@ -51,11 +52,16 @@ STORM_PAIRS = 2048
 # Seconds of the DH worker thread a group's default pool may take to fill (with gmpy2).
 FILL_BUDGET = 1.0
 # Pairs per group by default: STORM_PAIRS, or what FILL_BUDGET makes when a pair costs
-# more than FILL_BUDGET / STORM_PAIRS (~0.5 ms). Cost per pair (gmpy2, the 2-core lab
-# machine, 2026-12-05) and memory (tracemalloc): group 1 0.06 ms, 2 0.10 ms / 0.35 KiB,
-# 5 0.19 ms, 14 0.38 ms / 0.47 KiB, 15 1.05 ms / 0.61 KiB, 16 2.0 ms / 0.75 KiB,
-# ECP 19 0.03 ms / 0.26 KiB, 20 0.22 ms / 0.28 KiB, 21 0.19 ms / 0.31 KiB. So group
-# 14: 2048 pairs, ~0.8 s, ~0.9 MiB; 15: 1024, ~1.1 s; 16: 512, ~1.0 s.
+# more than FILL_BUDGET / STORM_PAIRS (~0.5 ms). Cost per pair with gmpy2 (the 2-core
+# lab machine, 2026-12-05; g^x from the group's fixed-base table, crypto.fixedbase, in
+# brackets the powmod it replaced) and memory (tracemalloc):
+#   MODP 1: 0.03 ms (0.06); 2: 0.04 ms (0.10), 0.35 KiB; 5: 0.05 ms (0.19);
+#   14: 0.09 ms (0.38), 0.47 KiB; 15: 0.25 ms (1.05), 0.61 KiB; 16: 0.42 ms (2.0), 0.75 KiB;
+#   ECP 19: 0.03 ms, 0.26 KiB; 20: 0.22 ms, 0.28 KiB; 21: 0.19 ms, 0.31 KiB;
+# plus, once per MODP group in use, its table: ~0.3 MiB for group 14, 0.15-0.3 MiB for
+# the others. So group 14: 2048 pairs, ~0.2 s, ~0.9 MiB; 15: 1024, ~0.25 s; 16: 512,
+# ~0.2 s. (With the table 15 and 16 would fit STORM_PAIRS in FILL_BUDGET as well; their
+# sizes date from powmod.)
 DEFAULT_SIZES = {1: STORM_PAIRS, 2: STORM_PAIRS, 5: STORM_PAIRS, 14: STORM_PAIRS,
                  15: 1024, 16: 512, 19: STORM_PAIRS, 20: STORM_PAIRS, 21: STORM_PAIRS}
 # A group not in the table (none today: crypto.dh knows no other) gets the old default.
@@ -66,8 +72,9 @@ DEFAULT_SIZE = 256
 # bench/handshake.py 2026-12-05), while a steady stream longer than the pool is
 # refilled between the thread's g^xy jobs before the pool runs dry.
 LOW_WATER = 0.25
-# Pairs one `fill()` computes by default: one exponentiation holds the loop
-# ~0.4 ms for group 14, ~3.5 ms for group 15, ~0.1 ms for ECP 19 (gmpy2).
+# Pairs one `fill()` computes by default: one pair holds the loop ~0.1 ms for
+# group 14, ~0.25 ms for group 15, ~0.1 ms for ECP 19 (gmpy2; with pow() and the
+# fixed-base table, crypto.fixedbase, ~0.5 ms for group 14, ~1.5 ms for group 15).
 FILL_STEP = 1
 
 
