@@ -419,7 +419,7 @@ def analysis(tp: dict[str, Any] | None, hs: dict[str, Any] | None, sc: dict[str,
         prof = h.get("profile") if h else None
         summ = prof.get("summary") if isinstance(prof, dict) else None
         if h:
-            dh = profile_share(summ, "dh.py", kind="by_file")
+            dh = profile_share(summ, "dh.py", "fixedbase.py", kind="by_file")
             send = profile_share(summ, "send_ike", "_flush")
             dp = profile_share(summ, "vpnhub-dataplane", kind="threads")
             mgr = profile_share(summ, "manager/", "eventlog.py", kind="by_file")
@@ -432,8 +432,9 @@ def analysis(tp: dict[str, Any] | None, hs: dict[str, Any] | None, sc: dict[str,
                 f" ~{1000 / h['conc_cpu_ms_per_tunnel']:.0f} tunnels/s, and the load generator"
                 f" needs {f(h['loadgen_cpu_ms_per_tunnel'], 1)} ms per tunnel on the same 2"
                 " cores. 500/s needs ≤ 2 ms per tunnel on one core, or more cores."
-                + (f" Profile: Diffie-Hellman {dh * 100:.0f}% (gmpy2 `powmod`, 320-bit"
-                   f" exponents), sending IKE (`sendto` through veth/bridge/PAT, in the"
+                + (f" Profile: Diffie-Hellman {dh * 100:.0f}% (gmpy2: `powmod` for g^xy,"
+                   f" crypto/fixedbase.py's table for g^x; 320-bit exponents), sending IKE"
+                   f" (`sendto` through veth/bridge/PAT, in the"
                    f" sender's context) {send * 100:.0f}%, the data plane thread (it"
                    f" receives IKE on 4500 and hands it over) {dp * 100:.0f}%, thread"
                    f" hand-offs (`threading`, the XAUTH thread pool, futures) {thr * 100:.0f}%,"
