@@ -357,8 +357,9 @@ def _decode_proposals(data: bytes, offset: int) -> list[Proposal]:
 
 # A client offers the same transforms in every handshake (its policy, RFC 2409 5), so
 # most transform chains received were seen before: their decoded fields are kept,
-# keyed by the chain's bytes. Transforms hold no secret (Aggressive/Main Mode send
-# them in clear); DataAttribute is frozen and each Transform gets its own list.
+# keyed by the chain's bytes. Transforms hold no secret (they are policy; Aggressive
+# and Main Mode send them in clear); DataAttribute is frozen and each Transform gets
+# its own list.
 # Bounded in entries and in bytes per entry: a peer sending ever new transforms only
 # empties the table now and then, and a long chain is decoded without being kept.
 _TransformFields: TypeAlias = tuple[int, int, tuple[DataAttribute, ...], bytes]
