@@ -391,6 +391,7 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         th.start()
     done = wait_event(logf, "setup_done", proc, timeout=tunnels / 5 + 60)
     meter.stop()
+    status_done = conc_status(topo, conc)  # the collector's pauses up to here (set-up)
     set_up.set()
     if th is not None:
         th.join()
@@ -431,6 +432,10 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         "dh_pool_waited_s": round(pool_waited, 2),
         "loop_delay_before_ms": (status_before or {}).get("loop_delay_recent_max_ms"),
         "loop_delay_after_ms": (status_after or {}).get("loop_delay_recent_max_ms"),
+        # vpnhub's garbage collector during the set-up (admin `status` gc, GcWatch): a
+        # collection that walks the storm's new objects is milliseconds of the loop's
+        # thread ("loop ms") and a stall of every peer (issue 13)
+        "conc_gc_ms": gc_pauses(status_before, status_done),
     }
     doc["tunnels_per_s_after_pool"] = rate_after(
         res.get("done_times") or [], _pool_ready(doc["dh_pool_before"], dh) + concurrency,
@@ -443,6 +448,30 @@ def one_run(topo: Topology, conc: Concentrator, dh: int, tunnels: int, concurren
         doc["profile"] = {"file": f"handshake-{tag}.txt", "text": prof.get("text", ""),
                           "summary": prof.get("summary")}
     return doc
+
+
+def gc_pauses(before: dict[str, Any] | None, after: dict[str, Any] | None
+              ) -> dict[str, float] | None:
+    """Milliseconds of collector pauses between two admin `status` answers, by
+    generation, with their count (``gen1_count``); None for strongSwan."""
+    if not before or not after or "gc" not in before or "gc" not in after:
+        return None
+    out: dict[str, float] = {}
+    for gen, now in after["gc"].items():
+        then = before["gc"].get(gen, {})
+        out[gen] = round(now["total_ms"] - then.get("total_ms", 0.0), 1)
+        out[f"{gen}_count"] = now["count"] - then.get("count", 0)
+    return out
+
+
+def gc_text(one: dict[str, Any]) -> str:
+    """The collector's part of a run's log line: its pauses during the set-up."""
+    g = one.get("conc_gc_ms")
+    if not g:
+        return ""
+    parts = [f"{gen} {g[gen]:g} ms ({g[f'{gen}_count']})" for gen in ("gen0", "gen1", "gen2")
+             if g.get(f"{gen}_count")]
+    return "; GC in the set-up: " + (", ".join(parts) if parts else "none")
 
 
 def _pool_ready(level: dict[str, Any] | None, group: int) -> int:
@@ -569,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                             f" failed {one['failed']}; UDP {udp_text(one['udp'])};"
                             f" retransmitted {one['loadgen_retransmissions']},"
                             f" PAT {one['pat_conntrack']}, conc {one['conc_drops']}"
-                            + pool_text(one)
+                            + pool_text(one) + gc_text(one)
                             if "error" not in one and one.get("tunnels_per_s")
                             else f"ERROR {one.get('error', one)}"))
                         wait_gone(topo, conc)

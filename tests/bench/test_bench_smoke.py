@@ -93,8 +93,13 @@ def test_handshake_smoke(lab_prefix: str, tmp_path: Path) -> None:
             assert before["ready"] == before["size"] > 0, before
             assert one["dh_pool_after"]["taken"] >= before["taken"], one
             assert is_number(one["loop_delay_before_ms"]), one
+            # the collector's pauses during the set-up, by generation (GcWatch)
+            gcs = one["conc_gc_ms"]
+            assert {"gen0", "gen1", "gen2"} <= set(gcs), gcs
+            assert all(is_number(v) and v >= 0 for v in gcs.values()), gcs
         else:
             assert one["dh_pool_before"] is None
+            assert one["conc_gc_ms"] is None
 
 
 @pytest.mark.netns

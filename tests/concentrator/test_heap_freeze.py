@@ -7,11 +7,29 @@ counting frees all of it), checked here with the real core.
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import io
+from pathlib import Path
 
 from core_harness import CoreRig, config_text
 
-from vpnhub.concentrator.memory import HeapFreezer
+from vpnhub.concentrator.memory import HeapFreezer, young_generation_fill
+from vpnhub.concentrator.service import Concentrator
+from vpnhub.config import parse_config
+from vpnhub.eventlog import EventLog
+
+CONFIG = """\
+[concentrator]
+public_address = "203.0.113.50"
+private_networks = ["192.168.2.0/24"]
+[admin]
+socket = "{sock}"
+[[group]]
+name = "g"
+psk = "secret"
+address_pool = "10.40.1.0/24"
+"""
 
 
 def test_a_freeze_after_every_growth_of_sessions() -> None:
@@ -47,3 +65,74 @@ def test_ended_sessions_leave_no_cyclic_garbage_behind_a_freeze() -> None:
             gc.unfreeze()
         garbage = gc.collect()
     assert garbage == 0  # what a freeze would have kept for ever
+
+
+def test_a_storm_freezes_before_the_young_collection() -> None:
+    """A login storm's sessions fill the young generation before `growth` of them
+    come: once `early_growth` new sessions are there and it is half full, the freeze
+    comes first (else the young collection walks them all once, issue 13)."""
+    fill = [0.0]
+    f = HeapFreezer(growth=500, freeze=lambda: None, early_growth=50, young_fill=0.5,
+                    young=lambda: fill[0])
+    f.tick(40)
+    fill[0] = 0.7
+    f.tick(49)  # full enough, but too few new sessions: what fills it may be garbage
+    assert f.freezes == 0
+    f.tick(50)
+    assert f.freezes == 1
+    fill[0] = 0.1  # the freeze restarted the young count
+    f.tick(120)
+    assert f.freezes == 1
+    fill[0] = 0.49
+    f.tick(300)
+    assert f.freezes == 1
+    fill[0] = 0.5
+    f.tick(300)
+    assert f.freezes == 2
+    fill[0] = 0.9  # no new sessions since: the young collections keep their work
+    f.tick(310)
+    assert f.freezes == 2
+    fill[0] = 0.0
+    f.tick(800)  # `growth` new sessions freeze however empty it is
+    assert f.freezes == 3
+
+
+def test_the_young_generation_fill_is_read_from_the_collector() -> None:
+    old = gc.get_threshold()
+    gc.collect()
+    try:
+        gc.set_threshold(100_000, *old[1:])
+        before = young_generation_fill()
+        kept = [[i] for i in range(20_000)]  # tracked, alive: counted until a collection
+        assert young_generation_fill() - before >= 0.19
+        gc.freeze()
+        assert young_generation_fill() < 0.01  # a freeze restarts the count
+        gc.unfreeze()
+        del kept
+    finally:
+        gc.set_threshold(*old)
+
+
+class _Batching:
+    """The one thing a reader's turn asks of the data plane."""
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        return contextlib.nullcontext()
+
+
+def test_every_readers_turn_gives_the_freezer_its_look(tmp_path: Path) -> None:
+    """Not only the timer: its turn can wait behind the data plane's answers while a
+    storm fills the young generation (vpnhub serve only: `own_process`)."""
+    config = parse_config(CONFIG.format(sock=tmp_path / "a.sock"))
+    conc = Concentrator(config, EventLog(out=io.StringIO()))
+    conc.dataplane = _Batching()  # type: ignore[assignment]
+    frozen: list[int] = []
+    conc.freezer = HeapFreezer(freeze=lambda: frozen.append(1), early_growth=0,
+                               young=lambda: 1.0)
+    with conc._turn():
+        pass
+    assert frozen == []  # a concentrator in someone else's process: no freezes
+    conc.own_process = True
+    with conc._turn():
+        pass
+    assert frozen == [1]

@@ -121,6 +121,18 @@ class BurstTrimmer:
 
 # Sessions of growth between two gc.freeze() calls (HeapFreezer).
 FREEZE_GROWTH = 500
+# ... or as few as this many, once the young generation is this full (its count over
+# its threshold, GC_THRESHOLDS in concentrator/service.py): a login storm's freeze
+# then comes before the young collection that would walk the same objects.
+FREEZE_EARLY_GROWTH = 50
+FREEZE_YOUNG_FILL = 0.5
+
+
+def young_generation_fill() -> float:
+    """How full the young generation is: objects tracked since the last collection or
+    freeze, over the count that starts the next collection (1.0: it starts now)."""
+    threshold = gc.get_threshold()[0]
+    return gc.get_count()[0] / threshold if threshold else 0.0
 
 
 class HeapFreezer:
@@ -135,19 +147,51 @@ class HeapFreezer:
     of 32-37). Reference counting still frees frozen objects; only a frozen
     object that ends up in a reference cycle is never collected: an ended
     session leaves none (tests/concentrator/test_heap_freeze.py). A freeze is a
-    list splice, O(1)."""
+    list splice, O(1), and it restarts the young generation's count.
+
+    A login storm fills the young generation with its sessions (about 90 tracked
+    objects each) faster than `growth` sessions come: its threshold (50,000) was
+    crossed at ~510 new SAs, and that collection walked them all once, 11-79 ms
+    of the loop in about half of the 600-handshake storms (issue 13,
+    bench/handshake.py, shared machine). So after `early_growth` new sessions a
+    freeze also comes once the young generation is `young_fill` full (`young`):
+    the storm's objects are frozen before any collection walks them. Without new
+    sessions nothing changes: the young collections free what dies in cycles.
+    `tick` is cheap (two counts compared; the collector's count read only after
+    `early_growth` new sessions): the shell calls it after every reader's turn,
+    not only from its timer, whose turn can wait behind the data plane's answers."""
 
     def __init__(self, growth: int = FREEZE_GROWTH,
-                 freeze: Callable[[], None] = gc.freeze) -> None:
+                 freeze: Callable[[], None] = gc.freeze, *,
+                 early_growth: int = FREEZE_EARLY_GROWTH,
+                 young_fill: float = FREEZE_YOUNG_FILL,
+                 young: Callable[[], float] = young_generation_fill) -> None:
         self.growth = growth
+        self.early_growth = early_growth
+        self.young_fill = young_fill
         self._freeze = freeze
+        self._young = young
         self._base = 0  # the session count at the last freeze (or the lowest since)
         self.freezes = 0
 
+    def set_up(self, sessions: int) -> None:
+        """Once, when the process is set up and serves: what the set-up made since
+        `serve()` tuned the collector (the manager's web stack, imported then, the
+        event store, the sessions restored) lives as long as the process and is
+        frozen too; else it waits in the young generation for the first storm's
+        collection. Not collected first (a full collection there held the loop
+        177-248 ms): the only cycles then are a few dozen objects of the imports'
+        class builders, kept for good."""
+        self._freeze()
+        self._base = sessions
+        self.freezes += 1
+
     def tick(self, sessions: int) -> None:
-        if sessions < self._base:
+        grown = sessions - self._base
+        if grown < 0:
             self._base = sessions  # sessions ended: growth counts from here
-        elif sessions - self._base >= self.growth:
+        elif grown >= self.growth or (grown >= self.early_growth
+                                      and self._young() >= self.young_fill):
             self._freeze()
             self._base = sessions
             self.freezes += 1

@@ -282,6 +282,8 @@ class Concentrator:
         await self._start_dae()
         await self.manager.start()  # manager (issue 6): [admin] listen
         ticker = asyncio.create_task(self._ticker())
+        if self.own_process:  # the set-up's objects out of every collection from now on
+            self.freezer.set_up(len(core.sessions))
         c = self.config.concentrator
         self.log.add("SESSION", 3, f"vpnhub {__version__} concentrator listening on"
                      f" {self.public} UDP {c.ike_port}/{c.natt_port}"
@@ -624,6 +626,8 @@ class Concentrator:
             held, self._held = self._held, None
             for send in held:
                 send()
+            if self.own_process:  # a storm's sessions frozen in time (memory.HeapFreezer)
+                self.freezer.tick(len(self.core.sessions))
 
     def _on_ike4500(self, message: bytes, addr: tuple[str, int]) -> None:
         self._last_ike = time.monotonic()
