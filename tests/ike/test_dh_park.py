@@ -216,3 +216,59 @@ def test_parking_costs_next_to_nothing_while_no_job_is_pending() -> None:
     per_call = (time.perf_counter() - start) / 100_000
     assert per_call < 5e-6  # ~0.1 us on the lab machine; generous for a shared one
     assert w.parked == 0
+
+
+def test_a_job_the_full_backlog_left_out_is_queued_when_its_sa_comes_back() -> None:
+    """A login storm fills the backlog: the SA's job is left out. Its message 3 (which
+    carries our cookie, so its peer received our answer) queues the job then and waits
+    beside it, instead of the loop computing g^xy itself with the GIL held."""
+    from vpnhub.net import dhworker
+
+    lab = Lab()
+    shell = Shell(lab)
+    try:
+        g = dh_group(14)
+        filler = g.generate()  # the backlog behind the held job: full
+        for _ in range(dhworker.BACKLOG):
+            shell.worker.submit(SharedSecretJob(filler, g.generate().public))
+        a = lab.add_client(pat_ip=PAT)
+        a.sa.initiate(lab.now)
+        lab.run()
+        assert shell.worker.left_out == 1  # a's job did not fit
+        assert shell.worker.late == 1 and shell.worker.parked == 1 and not a.children
+        assert _server_sa(lab, a.sa).keys_pending is not None  # nobody computed g^xy
+        shell.gate.set()
+        shell.release(1)
+        lab.run()
+        assert a.sa.established and a.children
+        assert shell.worker.ran == dhworker.BACKLOG + 2  # the held job, the fillers, a's
+        assert _server_sa(lab, a.sa).skeyid_e == a.sa.skeyid_e
+    finally:
+        shell.stop()
+
+
+def test_a_left_out_job_is_kept_by_weak_reference_and_only_so_many() -> None:
+    """The kept jobs cost no secret beyond their SA's life (a deleted SA's job, with
+    its private value, is gone) and their number is bounded against a spoofed flood,
+    whose first messages never come back."""
+    import gc
+
+    from vpnhub.net import dhworker
+
+    g = dh_group(14)
+    a, b = g.generate(), g.generate()
+    w: DhWorker[int] = DhWorker()
+    w.on_ready(lambda: None)
+    w._thread = threading.current_thread()  # "started", but nobody takes jobs
+    kept = [SharedSecretJob(a, b.public, key=i.to_bytes(16, "big"))
+            for i in range(dhworker.BACKLOG + dhworker.LEFT_OUT_KEPT + 10)]
+    for job in kept:
+        w.submit(job)
+    assert w.left_out == dhworker.LEFT_OUT_KEPT + 10
+    assert len(w._left) == dhworker.LEFT_OUT_KEPT  # the oldest forgotten
+    newest = kept[-1].key
+    del kept, job  # the SAs are deleted: nothing else holds their jobs
+    gc.collect()
+    # its SA is gone: message 3 (say a forged one) finds nothing to queue or park
+    assert not w.park(newest + bytes(12), 0) and w.late == 0
+    w._thread = None

@@ -848,7 +848,8 @@ class Concentrator:
                 reply["hung_workers"] = self.pool.hung_workers
             w = self.dh_worker  # phase 1's g^xy: how many the worker thread computed
             reply["dh_worker"] = {"submitted": w.submitted, "ran": w.ran,
-                                  "left_out": w.left_out, "overlaps": w.overlaps,
+                                  "left_out": w.left_out, "late": w.late,
+                                  "overlaps": w.overlaps,
                                   # messages held back while their SA's g^xy was pending
                                   "parked": w.parked, "released": w.released,
                                   "park_drops": w.park_drops}

@@ -44,7 +44,9 @@ class SharedSecretJob:
     (attribute reads and writes are atomic under the GIL).
     """
 
-    __slots__ = ("_kp", "_peer", "_value", "key", "ran_on_worker", "settle")
+    # __weakref__: the shell keeps a job the DH worker's full backlog left out by a weak
+    # reference only (net.dhworker), so that the private value dies with its SA
+    __slots__ = ("__weakref__", "_kp", "_peer", "_value", "key", "ran_on_worker", "settle")
 
     def __init__(self, kp: DHKeyPair, peer_public: bytes, key: bytes = b"") -> None:
         self._kp: DHKeyPair | None = kp

@@ -18,7 +18,7 @@ each pair held IKE ~0.4 ms and was made only after 50 ms without a message, so
 a steady stream of logins (bench/handshake.py, 600 tunnels at 250/s) emptied
 the pool and each SA after it drew its g^x on the loop: 342 of 600 (cProfile,
 2026-12-04). A pair being computed delays a queued g^xy job by at most one
-exponentiation (~0.4 ms for group 14); the jobs always come first. While
+g^x (~0.1 ms for group 14 since crypto.fixedbase); the jobs always come first. While
 logins arrive the pool is refilled only below its low-water mark (a quarter:
 a storm takes pairs made in idle time and leaves this core to the storm's
 own work; a steady stream still never finds the pool empty), the rest once
@@ -31,6 +31,16 @@ flood of first messages from spoofed addresses must not grow a queue here,
 and a job left out costs nothing unless its SA comes back with an encrypted
 message, which spoofed ones never do (so under such a flood the deferred g^xy
 is mostly never computed at all).
+
+A job left out is not forgotten, though (at most LEFT_OUT_KEPT of them, the
+oldest forgotten first): when a message of its SA arrives that carries the
+responder's cookie (CKY-R, which only a peer that received our answer knows,
+RFC 2408 2.5.3: so never a spoofed flood's), the job goes into the queue then,
+past the bound, and the message is parked beside it as below. Before, that
+message's g^xy ran on the loop with the GIL held: 0-17 of a 600-login storm's,
+and in a 10,000-session set-up, stalls of the loop of 52-95 ms (issue 13). The
+queue past the bound is then at most one job per SA that proved its return
+route, as many as the storm's logins in flight.
 
 A message that comes for an SA whose job is still pending here (the
 initiator's next, encrypted, message: Aggressive Mode message 3, Main Mode
@@ -54,6 +64,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Generic, TypeVar, cast
 
@@ -65,6 +76,9 @@ BACKLOG = 64
 # Messages held back per SA while its job is pending (`park`): message 3 and a
 # retransmission or two of it; more is a misbehaving peer (dropped and counted)
 PARK_PER_SA = 4
+# Jobs left out for a full backlog that are kept for a late `park` (newest kept), by
+# weak reference: the SA holds the job, so this costs a dict entry each.
+LEFT_OUT_KEPT = 4096
 KEY_LEN = 16  # CKY-I | CKY-R (RFC 2408 3.1)
 
 T = TypeVar("T")
@@ -93,6 +107,11 @@ class DhWorker(Generic[T]):
         # appended to and removed on the loop only)
         self._waiting: dict[bytes, SharedSecretJob] = {}
         self._parked: dict[bytes, list[T]] = {}
+        # jobs left out for a full backlog, by their SA's cookies (the loop's only),
+        # oldest first: submitted late once their SA's next message comes (`park`)
+        # (weakly: a job whose SA was deleted meanwhile is gone, with its private value)
+        self._left: dict[bytes, weakref.ref[SharedSecretJob]] = {}
+        self.late = 0  # left-out jobs submitted when their SA's next message came
         self._lock = threading.Lock()
         self._ready: Callable[[], object] | None = None
         self._ready_keys: list[bytes] = []  # done, something parked: for `take_parked`
@@ -125,25 +144,50 @@ class DhWorker(Generic[T]):
     def submit(self, job: SharedSecretJob) -> None:
         if self._thread is None or self._jobs.qsize() >= BACKLOG:
             self.left_out += 1
+            self._keep_left_out(job)
             return
         self.submitted += 1
+        self._enqueue(job)
+
+    def _enqueue(self, job: SharedSecretJob) -> None:
         job.settle = self.settle
         if job.key and self._ready is not None:
             with self._lock:
                 self._waiting[job.key] = job
         self._jobs.put(job)
 
+    def _keep_left_out(self, job: SharedSecretJob) -> None:
+        """Keep a job the full backlog left out, for `park` to submit if its SA comes
+        back; only while something can be parked (`on_ready`, a running thread)."""
+        if not job.key or self._ready is None or self._thread is None:
+            return
+        left = self._left
+        left[job.key] = weakref.ref(job)
+        if len(left) > LEFT_OUT_KEPT:  # the oldest: most likely a spoofed first message
+            del left[next(iter(left))]
+
+    def _submit_late(self, key: bytes) -> SharedSecretJob | None:
+        """The SA of a left-out job sent its next message: queue the job now (past the
+        bound: the peer proved it receives our answers), or None if there is none."""
+        ref = self._left.pop(key, None)
+        job = ref() if ref is not None else None
+        if job is None or job.done or self._thread is None:
+            return None
+        self.late += 1
+        self._enqueue(job)
+        return job
+
     def park(self, message: bytes, item: T) -> bool:
         """On the loop, for each IKE message before the engine sees it: True if it is
         held back (or dropped: too many held) because its SA's g^xy is still pending
         here; `item` comes back from `take_parked` once the job is done. Nearly free
-        while nothing is waiting (two empty dicts)."""
-        if not self._waiting and not self._parked:
+        while nothing is waiting (three empty dicts)."""
+        if not self._waiting and not self._parked and not self._left:
             return False
         key = message[:KEY_LEN]
         held = self._parked.get(key)
         if held is None:  # the first one of its SA: only while the job is not done
-            job = self._waiting.get(key)
+            job = self._waiting.get(key) or self._submit_late(key)
             if job is None or job.done:
                 return False
             with self._lock:  # against `_done`: either it sees this list, or we its end
@@ -175,6 +219,7 @@ class DhWorker(Generic[T]):
         """On the loop at shutdown: forget what is parked (the SAs are being deleted)."""
         dropped = sum(len(held) for held in self._parked.values())
         self._parked.clear()
+        self._left.clear()
         self.park_drops += dropped
         return dropped
 
@@ -217,6 +262,7 @@ class DhWorker(Generic[T]):
             self._jobs.put(None)
             self._thread.join(timeout=2.0)
             self._thread = None
+        self._left.clear()  # (the loop's; the thread is gone: no late submit)
         with self._lock:
             self._waiting.clear()
             first = not self._ready_keys
