@@ -262,3 +262,40 @@ def test_natd_hash(h: HashAlg) -> None:
         natd_hash(h, ci, cr, b"\x01\x02\x03", 500)
     with pytest.raises(OverflowError):
         natd_hash(h, ci, cr, "10.0.0.1", 70000)
+
+
+@pytest.mark.parametrize("h", ALL_HASHES, ids=lambda h: h.name)
+@pytest.mark.parametrize("key_len", [0, 1, 20, 64, 65, 128, 129, 300])
+def test_keyed_prf_is_the_prf(h: HashAlg, key_len: int) -> None:
+    """One key made ready for many calls (an SA's SKEYID_a) gives HMAC's output for
+    every message, whatever the key's length against the hash's block (RFC 2104 2)."""
+    key = os.urandom(key_len)
+    keyed = h.keyed(key)
+    for data in (b"", b"a", os.urandom(100), os.urandom(1000), b"a"):  # repeated: no state kept
+        assert keyed(data) == h.prf(key, data) == ref_prf(h, key, data)
+    if key_len >= 16:  # a secret: its repr does not show it
+        assert key.hex() not in repr(keyed)
+
+
+@pytest.mark.parametrize("h", ALL_HASHES, ids=lambda h: h.name)
+def test_exchange_hashes_take_a_keyed_prf(h: HashAlg) -> None:
+    """The HASHes and keys under SKEYID, SKEYID_a and SKEYID_d come out the same from
+    the key's bytes and from the key made ready (`HashAlg.keyed`)."""
+    skeyid, ska, skd = os.urandom(h.digest_size), os.urandom(h.digest_size), os.urandom(20)
+    ni, nr, g, rest = os.urandom(16), os.urandom(16), os.urandom(128), os.urandom(60)
+    ci, cr, spi = os.urandom(8), os.urandom(8), bytes.fromhex("c0ffee01")
+    for k_id, k_a, k_d in ((skeyid, ska, skd), (h.keyed(skeyid), h.keyed(ska), h.keyed(skd))):
+        assert derive_skeyids(h, k_id, g, ci, cr) == (
+            ref_prf(h, skeyid, g + ci + cr + b"\x00"),
+            ref_prf(h, skeyid, ref_prf(h, skeyid, g + ci + cr + b"\x00") + g + ci + cr + b"\x01"),
+            derive_skeyids(h, skeyid, g, ci, cr)[2])
+        assert hash_i(h, k_id, g, g[::-1], ci, cr, rest, ni) == hash_i(
+            h, skeyid, g, g[::-1], ci, cr, rest, ni)
+        assert hash_r(h, k_id, g, g[::-1], ci, cr, rest, nr) == ref_prf(
+            h, skeyid, g[::-1] + g + cr + ci + rest + nr)
+        mid = (0x1234ABCD).to_bytes(4, "big")
+        assert qm_hash1(h, k_a, 0x1234ABCD, rest) == ref_prf(h, ska, mid + rest)
+        assert qm_hash2(h, k_a, 0x1234ABCD, ni, rest) == ref_prf(h, ska, mid + ni + rest)
+        assert qm_hash3(h, k_a, 0x1234ABCD, ni, nr) == ref_prf(h, ska, b"\x00" + mid + ni + nr)
+        assert info_hash(h, k_a, 0x1234ABCD, rest) == ref_prf(h, ska, mid + rest)
+        assert keymat(h, k_d, 3, spi, ni, nr, 100, g) == keymat(h, skd, 3, spi, ni, nr, 100, g)

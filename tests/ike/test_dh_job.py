@@ -19,7 +19,7 @@ from vpnhub.crypto.dh import dh_group
 from vpnhub.crypto.keys import derive_skeyids
 from vpnhub.crypto.prf import hash_alg
 from vpnhub.ike.dhjob import SharedSecretJob
-from vpnhub.ike.sa import IkeSA
+from vpnhub.ike.sa import IkeConfig, IkeSA, Role
 from vpnhub.ike.state import State
 from vpnhub.net.dhworker import DhWorker
 from vpnhub.wire.constants import ExchangeType
@@ -257,3 +257,22 @@ def test_the_worker_thread_keeps_the_dh_pool_full_between_jobs() -> None:
         assert pool.generated - len(pool) == 7
     finally:
         w.stop()
+
+
+def test_deferred_keys_replace_keys_already_set() -> None:
+    """The first read after `defer_keys` derives all four keys, even when the SA held
+    values before (a key once set is a plain attribute, read without a call)."""
+    sa = IkeSA(IkeConfig(local_address="198.51.100.1"), Role.RESPONDER, (PAT, 500), 0.0)
+    assert (sa.skeyid_d, sa.skeyid_a, sa.skeyid_e, sa.enc_key) == (b"", b"", b"", b"")
+    sa.skeyid_d, sa.skeyid_a, sa.skeyid_e, sa.enc_key = b"old-d", b"old-a", b"old-e", b"old-k"
+    calls: list[int] = []
+
+    def derive() -> tuple[bytes, bytes, bytes, bytes]:
+        calls.append(1)
+        return b"d", b"a", b"e", b"k"
+
+    sa.defer_keys(derive)
+    assert sa.keys_pending is not None
+    assert sa.skeyid_e == b"e"  # any of the four derives them all, once
+    assert (sa.skeyid_d, sa.skeyid_a, sa.skeyid_e, sa.enc_key) == (b"d", b"a", b"e", b"k")
+    assert sa.keys_pending is None and calls == [1]

@@ -115,10 +115,11 @@ class KeyedCbc:
     a fresh context with that IV.
     """
 
-    __slots__ = ("_algorithm", "_cbc_encryptor", "_chain", "_ecb_decryptor", "cipher")
+    __slots__ = ("_algorithm", "_bs", "_cbc_encryptor", "_chain", "_ecb_decryptor", "cipher")
 
     def __init__(self, cipher: IkeCipher, algorithm: BlockCipherAlgorithm) -> None:
         self.cipher = cipher
+        self._bs = cipher.block_size
         self._algorithm = algorithm
         self._ecb_decryptor = Cipher(algorithm, modes.ECB()).decryptor()
         self._cbc_encryptor: CipherContext | None = None  # made by the first encrypt
@@ -126,10 +127,11 @@ class KeyedCbc:
 
     def encrypt(self, iv: bytes, plaintext: bytes) -> bytes:
         """CBC-encrypt whole blocks; the last ciphertext block is the next IV."""
-        _check_blocks(self.cipher, iv, plaintext)
+        bs = self._bs
+        if len(iv) != bs or len(plaintext) % bs:  # the check's call only when it fails
+            _check_blocks(self.cipher, iv, plaintext)
         if not plaintext:
             return b""
-        bs = self.cipher.block_size
         enc = self._cbc_encryptor
         if enc is None:  # S starts as this context's IV: zero
             enc = self._cbc_encryptor = Cipher(self._algorithm,
@@ -146,12 +148,14 @@ class KeyedCbc:
 
     def decrypt(self, iv: bytes, ciphertext: bytes) -> bytes:
         """CBC-decrypt whole blocks; InvalidLength ("bad_cipher_length") on a partial block."""
-        _check_blocks(self.cipher, iv, ciphertext)
+        bs = self._bs
+        if len(iv) != bs or len(ciphertext) % bs:  # the check's call only when it fails
+            _check_blocks(self.cipher, iv, ciphertext)
         if not ciphertext:
             return b""
         # ECB keeps no state between calls on whole blocks: one context serves them all
         blocks = self._ecb_decryptor.update(ciphertext)
-        chained = iv + ciphertext[: -self.cipher.block_size]
+        chained = iv + ciphertext[:-bs]
         mixed = int.from_bytes(blocks, "big") ^ int.from_bytes(chained, "big")
         return mixed.to_bytes(len(ciphertext), "big")
 

@@ -14,9 +14,16 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from vpnhub.crypto.cipher import IkeCipher
-from vpnhub.crypto.prf import HashAlg
+from vpnhub.crypto.prf import HashAlg, KeyedPrf
 
 IPAddress = bytes | str | ipaddress.IPv4Address | ipaddress.IPv6Address
+# A prf key: the bytes, or the same key made ready for many calls (`HashAlg.keyed`,
+# an SA's SKEYID_a for the HASH of each of its messages): the same output either way
+PrfKey = bytes | KeyedPrf
+
+
+def _prf(h: HashAlg, key: PrfKey, data: bytes) -> bytes:
+    return h.prf(key, data) if isinstance(key, bytes) else key(data)
 
 
 def _mid(message_id: int) -> bytes:
@@ -46,7 +53,7 @@ def skeyid_sig(h: HashAlg, ni_b: bytes, nr_b: bytes, g_xy: bytes) -> bytes:
 
 
 def derive_skeyids(
-    h: HashAlg, skeyid: bytes, g_xy: bytes, cky_i: bytes, cky_r: bytes
+    h: HashAlg, skeyid: PrfKey, g_xy: bytes, cky_i: bytes, cky_r: bytes
 ) -> tuple[bytes, bytes, bytes]:
     """(SKEYID_d, SKEYID_a, SKEYID_e), RFC 2409 section 5:
 
@@ -55,9 +62,9 @@ def derive_skeyids(
     SKEYID_e = prf(SKEYID, SKEYID_a | g^xy | CKY-I | CKY-R | 2)
     """
     tail = g_xy + cky_i + cky_r
-    skeyid_d = h.prf(skeyid, tail + b"\x00")
-    skeyid_a = h.prf(skeyid, skeyid_d + tail + b"\x01")
-    skeyid_e = h.prf(skeyid, skeyid_a + tail + b"\x02")
+    skeyid_d = _prf(h, skeyid, tail + b"\x00")
+    skeyid_a = _prf(h, skeyid, skeyid_d + tail + b"\x01")
+    skeyid_e = _prf(h, skeyid, skeyid_a + tail + b"\x02")
     return skeyid_d, skeyid_a, skeyid_e
 
 
@@ -118,7 +125,7 @@ def phase2_iv(h: HashAlg, phase1_last_iv: bytes, message_id: int, block_size: in
 
 def hash_i(
     h: HashAlg,
-    skeyid: bytes,
+    skeyid: PrfKey,
     g_xi: bytes,
     g_xr: bytes,
     cky_i: bytes,
@@ -127,12 +134,12 @@ def hash_i(
     idii_b: bytes,
 ) -> bytes:
     """HASH_I = prf(SKEYID, g^xi | g^xr | CKY-I | CKY-R | SAi_b | IDii_b)  (RFC 2409 5)."""
-    return h.prf(skeyid, g_xi + g_xr + cky_i + cky_r + sai_b + idii_b)
+    return _prf(h, skeyid, g_xi + g_xr + cky_i + cky_r + sai_b + idii_b)
 
 
 def hash_r(
     h: HashAlg,
-    skeyid: bytes,
+    skeyid: PrfKey,
     g_xi: bytes,
     g_xr: bytes,
     cky_i: bytes,
@@ -144,38 +151,40 @@ def hash_r(
 
     Arguments are in the same order as hash_i(); the function swaps them.
     """
-    return h.prf(skeyid, g_xr + g_xi + cky_r + cky_i + sai_b + idir_b)
+    return _prf(h, skeyid, g_xr + g_xi + cky_r + cky_i + sai_b + idir_b)
 
 
-def qm_hash1(h: HashAlg, skeyid_a: bytes, message_id: int, rest: bytes) -> bytes:
+def qm_hash1(h: HashAlg, skeyid_a: PrfKey, message_id: int, rest: bytes) -> bytes:
     """HASH(1) = prf(SKEYID_a, M-ID | SA | Ni [ | KE ] [ | IDci | IDcr ])  (RFC 2409 5.5).
 
     `rest` is every payload after the HASH payload, as sent (generic headers included).
     """
-    return h.prf(skeyid_a, _mid(message_id) + rest)
+    return _prf(h, skeyid_a, _mid(message_id) + rest)
 
 
-def qm_hash2(h: HashAlg, skeyid_a: bytes, message_id: int, ni_b: bytes, rest: bytes) -> bytes:
+def qm_hash2(h: HashAlg, skeyid_a: PrfKey, message_id: int, ni_b: bytes, rest: bytes
+             ) -> bytes:
     """HASH(2) = prf(SKEYID_a, M-ID | Ni_b | SA | Nr [ | KE ] [ | IDci | IDcr ])  (RFC 2409 5.5)."""
-    return h.prf(skeyid_a, _mid(message_id) + ni_b + rest)
+    return _prf(h, skeyid_a, _mid(message_id) + ni_b + rest)
 
 
-def qm_hash3(h: HashAlg, skeyid_a: bytes, message_id: int, ni_b: bytes, nr_b: bytes) -> bytes:
+def qm_hash3(h: HashAlg, skeyid_a: PrfKey, message_id: int, ni_b: bytes, nr_b: bytes
+             ) -> bytes:
     """HASH(3) = prf(SKEYID_a, 0 | M-ID | Ni_b | Nr_b), 0 a single octet  (RFC 2409 5.5)."""
-    return h.prf(skeyid_a, b"\x00" + _mid(message_id) + ni_b + nr_b)
+    return _prf(h, skeyid_a, b"\x00" + _mid(message_id) + ni_b + nr_b)
 
 
-def info_hash(h: HashAlg, skeyid_a: bytes, message_id: int, rest: bytes) -> bytes:
+def info_hash(h: HashAlg, skeyid_a: PrfKey, message_id: int, rest: bytes) -> bytes:
     """HASH(1) of informational (RFC 2409 5.7) and transaction (XAUTH/Mode Config) messages.
 
     prf(SKEYID_a, M-ID | N/D or ATTR ...): the payloads after the HASH payload, as sent.
     """
-    return h.prf(skeyid_a, _mid(message_id) + rest)
+    return _prf(h, skeyid_a, _mid(message_id) + rest)
 
 
 def keymat(
     h: HashAlg,
-    skeyid_d: bytes,
+    skeyid_d: PrfKey,
     protocol: int,
     spi: bytes,
     ni_b: bytes,
@@ -194,10 +203,10 @@ def keymat(
     if length < 0:
         raise ValueError("negative key length")
     seed = (g_qm or b"") + bytes([protocol]) + spi + ni_b + nr_b
-    block = h.prf(skeyid_d, seed)
+    block = _prf(h, skeyid_d, seed)
     out = block
     while len(out) < length:
-        block = h.prf(skeyid_d, block + seed)
+        block = _prf(h, skeyid_d, block + seed)
         out += block
     return out[:length]
 

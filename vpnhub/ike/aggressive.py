@@ -197,8 +197,9 @@ def responder_3(sa: SaState, msg: Message, remote: Address, local_port: int, now
     # Message 3 is authenticated: if it came from another port (the float to
     # 4500 through a PAT, RFC 3947 4), that is where the peer lives now.
     if remote != sa.remote or local_port != sa.local_port:
-        sa.log("NATT", 7, f"peer floated from {sa.remote[0]}:{sa.remote[1]} to"
-               f" {remote[0]}:{remote[1]} (local port {local_port})")
+        if sa.logs(7):  # a debug line: not formatted for nobody (issue 13)
+            sa.log("NATT", 7, f"peer floated from {sa.remote[0]}:{sa.remote[1]} to"
+                   f" {remote[0]}:{remote[1]} (local port {local_port})")
         sa.remote = remote
         sa.local_port, sa.transport = local_port, sa.rx_transport
     had_natd = phase1.detect_nat(sa, p)

@@ -12,7 +12,6 @@ from vpnhub.crypto.cipher import ike_cipher
 from vpnhub.crypto.dh import DHKeyPair, ModpGroup, ModpKeyPair, dh_group
 from vpnhub.crypto.errors import CryptoError
 from vpnhub.crypto.keys import (
-    derive_phase1,
     derive_skeyids,
     expand_key,
     hash_i,
@@ -170,32 +169,35 @@ def set_suite(sa: SaState, suite: P1Suite) -> None:
 def read_vendor_ids(sa: SaState, payloads: list[Payload]) -> None:
     """Remember what the peer can do, and log each vendor ID by name."""
     natt: set[str] = set()
+    seen = sa.peer_vendor_ids
     for p in payloads:
         if not isinstance(p, VendorIDPayload):
             continue
-        name = vendor.identify(p.data) or f"unknown ({p.data[:16].hex()})"
-        if name in sa.peer_vendor_ids:  # Aggressive Mode message 3 repeats some
+        data = p.data
+        name = vendor.identify(data) or f"unknown ({data[:16].hex()})"
+        if name in seen:  # Aggressive Mode message 3 repeats some
             continue
-        sa.peer_vendor_ids.append(name)
+        seen.append(name)
         if sa.config.log_severity >= 7:  # ~9 per login: no line built that nobody keeps
             sa.log("IKEDBG", 7, f"received vendor ID: {name}")
-        variant = vendor.NATT_VIDS.get(p.data)
-        if variant is not None:
-            natt.add(_variant_label(variant))
-        if p.data == vendor.VendorId.XAUTH:
+        label = _NATT_LABELS.get(data)
+        if label is not None:
+            natt.add(label)
+        elif data == vendor.VendorId.XAUTH:
             sa.peer_xauth = True
-        elif p.data == vendor.VendorId.DPD:
+        elif data == vendor.VendorId.DPD:
             sa.peer_dpd = True
-        elif p.data.startswith(vendor.VendorId.CISCO_UNITY[:14]):
+        elif data.startswith(_UNITY_PREFIX):
             sa.peer_unity = True
-        elif p.data[:16] == vendor.VendorId.CISCO_FRAGMENTATION:
+        elif data[:16] == vendor.VendorId.CISCO_FRAGMENTATION:
             sa.peer_frag = True
-        elif p.data in (vendor.VendorId.CISCO_CLIENT_MSG3, vendor.VendorId.CISCO_VPN3000_CLIENT):
+        elif data in (vendor.VendorId.CISCO_CLIENT_MSG3, vendor.VendorId.CISCO_VPN3000_CLIENT):
             sa.peer_cisco_client = True
-    for label in NATT_PREFERENCE:
-        if label in natt:
-            sa.p1.peer_natt = label
-            break
+    if natt:
+        for label in NATT_PREFERENCE:
+            if label in natt:
+                sa.p1.peer_natt = label
+                break
 
 
 def _variant_label(variant: object) -> str:
@@ -209,6 +211,11 @@ def _variant_label(variant: object) -> str:
         "DRAFT_00": "draft-00",
     }.get(name, name)
 
+
+# each NAT-T vendor ID's label, made once (the peer's ~4 of them are read per login)
+_NATT_LABELS: dict[bytes, str] = {vid: _variant_label(v) for vid, v in vendor.NATT_VIDS.items()}
+# Cisco Unity: MD5("CISCO-UNITY") cut to 14 bytes, then a version the peer chooses
+_UNITY_PREFIX = vendor.VendorId.CISCO_UNITY[:14]
 
 _NATT_VID = {
     "RFC 3947": "NAT_T_RFC3947",
@@ -251,7 +258,8 @@ def settle_natt_variant(sa: SaState, peer_payloads: list[Payload]) -> None:
         return
     sa.natt_variant = label
     sa.natd_type = PayloadType.NAT_D if label == "RFC 3947" else PayloadType.NAT_D_DRAFT
-    sa.log("NATT", 7, f"NAT-Traversal version agreed: {label}")
+    if sa.logs(7):  # a debug line: not formatted for nobody (issue 13)
+        sa.log("NATT", 7, f"NAT-Traversal version agreed: {label}")
 
 
 # ---------------------------------------------------------------------- NAT-D
@@ -383,12 +391,12 @@ def compute_keys(sa: SaState, peer_ke: KEPayload) -> None:
         _defer_keys(sa, kp, peer_ke, offload)
         return
     g_xy = _shared_secret(kp, peer_ke.data)
-    skeyid = _skeyid(sa, g_xy)
-    keys = derive_phase1(sa.hash, sa.cipher, skeyid, g_xy, sa.icookie, sa.rcookie,
-                         sa.dh_public_i, sa.dh_public_r)
-    sa.skeyid, sa.skeyid_d, sa.skeyid_a, sa.skeyid_e = (
-        keys.skeyid, keys.skeyid_d, keys.skeyid_a, keys.skeyid_e)
-    sa.enc_key, sa.p1_iv = keys.enc_key, keys.iv
+    sa.skeyid = _skeyid(sa, g_xy)
+    # keys.derive_phase1, with SKEYID keyed once for its three prfs and HASH_I, HASH_R
+    sa.skeyid_d, sa.skeyid_a, sa.skeyid_e = derive_skeyids(
+        sa.hash, sa.keyed(sa.skeyid), g_xy, sa.icookie, sa.rcookie)
+    sa.enc_key = expand_key(sa.hash, sa.skeyid_e, sa.cipher.key_len)
+    sa.p1_iv = phase1_iv(sa.hash, sa.dh_public_i, sa.dh_public_r, sa.cipher.block_size)
 
 
 def _shared_secret(kp: DHKeyPair, peer_public: bytes) -> bytes:
@@ -413,13 +421,14 @@ def _defer_keys(sa: SaState, kp: ModpKeyPair, peer_ke: KEPayload, offload: DhOff
     sa.skeyid = _skeyid(sa, b"")  # prf(pre-shared-key, Ni_b | Nr_b): no g^xy in it
     sa.p1_iv = phase1_iv(sa.hash, sa.dh_public_i, sa.dh_public_r, sa.cipher.block_size)
     job = SharedSecretJob(kp, peer_ke.data, sa.icookie + sa.rcookie)
-    h, cipher, skeyid, cky_i, cky_r = sa.hash, sa.cipher, sa.skeyid, sa.icookie, sa.rcookie
+    h, cipher, cky_i, cky_r = sa.hash, sa.cipher, sa.icookie, sa.rcookie
+    skeyid = sa.keyed(sa.skeyid)  # HASH_R, these three prfs and HASH_I
 
     def derive() -> tuple[bytes, bytes, bytes, bytes]:
         d, a, e = derive_skeyids(h, skeyid, job.result(), cky_i, cky_r)
         return d, a, e, expand_key(h, e, cipher.key_len)
 
-    sa.keys_pending = derive
+    sa.defer_keys(derive)
     offload(job)
 
 
@@ -445,7 +454,7 @@ def auth_mode(method: int) -> str:
 def hash_of(sa: SaState, *, initiator: bool, id_body: bytes) -> bytes:
     assert sa.hash is not None
     f = hash_i if initiator else hash_r
-    return f(sa.hash, sa.skeyid, sa.dh_public_i, sa.dh_public_r, sa.icookie, sa.rcookie,
+    return f(sa.hash, sa.keyed(sa.skeyid), sa.dh_public_i, sa.dh_public_r, sa.icookie, sa.rcookie,
              sa.sai_b, id_body)
 
 

@@ -39,6 +39,7 @@ from vpnhub.ike.state import (
     Role,
     SaState,
     State,
+    message_digest,
 )
 from vpnhub.ike.transitions import handler_for
 from vpnhub.ike.transport import Transport, transport_for_port
@@ -181,7 +182,8 @@ class IkeSA(SaState):
         if hdr.icookie != self.icookie:
             self.drops["wrong_cookie"] += 1
             return
-        if self._is_retransmission(hdr, data, remote, local_port):
+        digest = message_digest(data)
+        if self._is_retransmission(hdr, digest, remote):
             return
         handler = handler_for(self.state, hdr.exchange, self.role)
         if handler is None:
@@ -192,16 +194,15 @@ class IkeSA(SaState):
                 " dropped", reason="unexpected_exchange",
             )
             return
-        msg, commit_iv = self._open(hdr, data)
-        self._log_decode("RECEIVED <<<", msg, remote)
-        self._current = (remote, local_port, now, commit_iv)
+        msg, commit = self._open(hdr, data)
+        if self.config.log_severity >= 8:  # nobody keeps decodes: no call either
+            self._log_decode("RECEIVED <<<", msg, remote)
+        self._current = (remote, local_port, now, commit)
         try:
             handler(self, msg, remote, local_port, now)
         finally:
-            # commit_iv's closure refers to this SA: keeping it would make every SA
-            # a reference cycle, freed only by a full GC pass long after a flood
-            del self._current
-        self._remember_in(hdr.message_id, data)
+            del self._current  # the message's, for its handler only
+        self._remember_in(hdr.message_id, data, digest)
         self.last_heard = now
         if not self._pending and self.children:
             self.release_cbc()  # negotiation over (Quick Mode done): idle SAs stay small

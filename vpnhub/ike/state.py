@@ -23,7 +23,7 @@ from typing import Final, overload
 from vpnhub.crypto.cipher import IkeCipher, KeyedCbc
 from vpnhub.crypto.dh import DHKeyPair
 from vpnhub.crypto.keys import phase2_iv
-from vpnhub.crypto.prf import HashAlg
+from vpnhub.crypto.prf import HashAlg, KeyedPrf
 from vpnhub.crypto.randpool import random_bytes
 from vpnhub.ike import events as ev
 from vpnhub.ike.dhjob import DhOffload
@@ -66,6 +66,10 @@ class Role(enum.Enum):
     INITIATOR = "initiator"
     RESPONDER = "responder"
 
+    # members are singletons compared by identity: hashed by it too, in C (Enum's own
+    # __hash__ is a Python call, paid twice per message by the transitions table)
+    __hash__ = object.__hash__
+
 
 class State(enum.Enum):
     INITIAL = "initial"
@@ -78,6 +82,8 @@ class State(enum.Enum):
     MM_I_SENT5 = "main: initiator sent message 5"
     ESTABLISHED = "established"
     DELETED = "deleted"
+
+    __hash__ = object.__hash__  # as Role's
 
 
 @dataclass(frozen=True)
@@ -296,11 +302,16 @@ class ChildSA:
 
 
 class _PendingKey:
-    """SKEYID_d, SKEYID_a, SKEYID_e or the phase 1 key: reading one while g^xy is
-    still on its way (`SaState.keys_pending`, ike.dhjob) derives all four first."""
+    """SKEYID_d, SKEYID_a, SKEYID_e or the phase 1 key, while the SA holds no value of
+    its own: b"" before phase 1 derived it; while g^xy is still on its way
+    (`SaState.defer_keys`, ike.dhjob) the first read derives all four.
+
+    A non-data descriptor: an assigned key is a plain instance attribute, which
+    Python finds before this, so the ~20 reads of a handshake cost no call (issue 13);
+    `defer_keys` removes the instance attributes so that reads come here again."""
 
     def __set_name__(self, owner: type, name: str) -> None:
-        self.slot = "_" + name
+        self.name = name
 
     @overload
     def __get__(self, sa: None, owner: type) -> _PendingKey: ...
@@ -310,25 +321,30 @@ class _PendingKey:
     def __get__(self, sa: SaState | None, owner: type) -> bytes | _PendingKey:
         if sa is None:
             return self
-        if sa.keys_pending is not None:
-            sa._resolve_keys()
-        value: bytes = getattr(sa, self.slot)
+        if sa.keys_pending is None:
+            return b""  # not derived yet
+        sa._resolve_keys()
+        value: bytes = sa.__dict__[self.name]
         return value
 
-    def __set__(self, sa: SaState, value: bytes) -> None:
-        setattr(sa, self.slot, value)
 
-
-def _digest(data: bytes) -> bytes:
+def message_digest(data: bytes) -> bytes:
+    """What the answer cache knows a received message by (RFC 2408 5)."""
     return hashlib.sha256(data).digest()[:16]
+
+
+# `SaState._open` -> `commit_iv`: (exchange, message ID, the message's last CBC block)
+IvCommit = tuple[int, int, bytes]
 
 
 class SaState:
     """One ISAKMP SA's state and its send machinery, for either role."""
 
-    # the message being handled: (its source, our port, now, the IV commit); set
-    # by the facade's receive for the length of one handler call (commit_iv)
-    _current: tuple[Address, int, float, Callable[[], None]]
+    # the message being handled: (its source, our port, now, its IV commit: the
+    # exchange, message ID and last CBC block `commit_iv` moves that chain to, None
+    # for a message in the clear); set by the facade's receive for the length of one
+    # handler call
+    _current: tuple[Address, int, float, IvCommit | None]
 
     def __init__(
         self,
@@ -364,18 +380,18 @@ class SaState:
         self.hash: HashAlg | None = None
         self.cipher: IkeCipher | None = None
         self.skeyid = b""
-        self._skeyid_d = b""
-        self._skeyid_a = b""
-        self._skeyid_e = b""
-        self._enc_key = b""
-        # SKEYID_d/a/e and the encryption key while g^xy is still being computed
-        # (ike.dhjob): the first read of any of the four derives them
+        # SKEYID_d/a/e and the encryption key (`_PendingKey`: b"" until set) while
+        # g^xy is still being computed (ike.dhjob): the first read of any of the four
+        # derives them
         self.keys_pending: Callable[[], tuple[bytes, bytes, bytes, bytes]] | None = None
         # `cipher` with `enc_key`, made once for the messages of a negotiation and let go
         # when the SA falls idle (`release_cbc`): its OpenSSL context is ~1 KiB, and an
         # idle session must stay small (issue 13)
         self._cbc: KeyedCbc | None = None
         self._cbc_key = b""
+        # SKEYID, SKEYID_a, SKEYID_d made ready for the prf calls of a negotiation
+        # (`keyed`), let go with the cipher
+        self._keyed: dict[bytes, KeyedPrf] = {}
         self.p1_iv = b""  # running CBC chain of phase 1
         self.p1_last_block = b""  # last CBC block of phase 1 (base of phase 2 IVs)
         self.dh_public_i = b""
@@ -445,7 +461,13 @@ class SaState:
     def _resolve_keys(self) -> None:
         derive, self.keys_pending = self.keys_pending, None
         assert derive is not None
-        self._skeyid_d, self._skeyid_a, self._skeyid_e, self._enc_key = derive()
+        self.skeyid_d, self.skeyid_a, self.skeyid_e, self.enc_key = derive()
+
+    def defer_keys(self, derive: Callable[[], tuple[bytes, bytes, bytes, bytes]]) -> None:
+        """SKEYID_d, SKEYID_a, SKEYID_e and the key come from `derive`, on first read."""
+        for name in ("skeyid_d", "skeyid_a", "skeyid_e", "enc_key"):
+            self.__dict__.pop(name, None)  # else a read finds that, not the descriptor
+        self.keys_pending = derive
 
     skeyid_d = _PendingKey()
     skeyid_a = _PendingKey()
@@ -476,16 +498,13 @@ class SaState:
             self.dpd_next_at = now + self.config.dpd_interval
 
     # ------------------------------------------------- a received message
-    def _open(self, hdr: Header, data: bytes) -> tuple[Message, Callable[[], None]]:
-        """Decrypt (if E is set) and decode; the IV advances only via commit."""
+    def _open(self, hdr: Header, data: bytes) -> tuple[Message, IvCommit | None]:
+        """Decrypt (if E is set) and decode; the IV advances only via `commit_iv`, to
+        the block returned here (RFC 2409 appendix B), once the message authenticated."""
         body = data[HEADER_LEN:]
-
-        def nothing() -> None:
-            return None
-
         if not hdr.flags & _ENCRYPTED:
             payloads = decode_payloads(hdr.next_payload, body)
-            return self._message(hdr, payloads), nothing
+            return self._message(hdr, payloads), None
         if self.cipher is None:
             raise IkeError("encrypted_before_keys", "encrypted message before keys exist",
                            NotifyType.INVALID_FLAGS, send_notify=False)
@@ -502,12 +521,7 @@ class SaState:
             raise IkeError("decryption_failed", f"cannot decode decrypted body ({e.reason}):"
                            " wrong pre-shared key?", NotifyType.PAYLOAD_MALFORMED,
                            send_notify=False) from e
-        last = body[-bs:]
-
-        def commit() -> None:
-            self._set_iv(hdr.exchange, hdr.message_id, last)
-
-        return self._message(hdr, payloads), commit
+        return self._message(hdr, payloads), (hdr.exchange, hdr.message_id, body[-bs:])
 
     @staticmethod
     def _message(hdr: Header, payloads: list[Payload]) -> Message:
@@ -521,7 +535,8 @@ class SaState:
         whose NAT mapping changed is followed to its new port (RFC 3947 5).
         """
         remote, local_port, _, commit = self._current
-        commit()
+        if commit is not None:
+            self._set_iv(*commit)
         self._unauth_source = None  # from here on the lines are the authenticated peer's
         if self.state is State.ESTABLISHED:
             self._follow_peer(remote, local_port)
@@ -550,9 +565,21 @@ class SaState:
         return k
 
     def release_cbc(self) -> None:
-        """Let the keyed cipher go (the SA waits for nothing: the next message, a DPD
-        probe 30 s on, makes it again)."""
+        """Let the keyed cipher and prfs go (the SA waits for nothing: the next message,
+        a DPD probe 30 s on, makes the cipher again)."""
         self._cbc, self._cbc_key = None, b""
+        self._keyed = {}
+
+    def keyed(self, key: bytes) -> KeyedPrf:
+        """This SA's `key` (SKEYID, SKEYID_a or SKEYID_d) as a prf for the HASHes and
+        keys of a negotiation (`HashAlg.keyed`): the key's padded blocks are hashed
+        once, not per call (issue 13: ~18 prf calls per handshake under 3 keys). Let
+        go with the cipher when the SA falls idle (`release_cbc`)."""
+        assert self.hash is not None
+        k = self._keyed.get(key)
+        if k is None:
+            k = self._keyed[key] = self.hash.keyed(key)
+        return k
 
     def _set_iv(self, exchange: int, message_id: int, last_block: bytes) -> None:
         if message_id == 0 and exchange in (ExchangeType.AGGRESSIVE,
@@ -576,7 +603,8 @@ class SaState:
         if encrypt:
             body = self._encrypt(exchange, message_id, body)
         data = encode_message(msg, body)
-        self._log_decode("SENDING >>>", msg, self.remote)
+        if self.config.log_severity >= 8:  # nobody keeps decodes: no call either
+            self._log_decode("SENDING >>>", msg, self.remote)
         self.queue_sent(message_id, data, expect_reply=expect_reply, now=now)
         return data
 
@@ -622,10 +650,10 @@ class SaState:
     def answered(self, message_id: int) -> None:
         self._pending.pop(message_id, None)
 
-    def _is_retransmission(self, hdr: Header, data: bytes, remote: Address,
-                           local_port: int) -> bool:
+    def _is_retransmission(self, hdr: Header, digest: bytes, remote: Address) -> bool:
+        """`digest`: the message's `message_digest`."""
         seen = self._last_in.get(hdr.message_id)
-        if seen is None or seen[0] != _digest(data):
+        if seen is None or seen[0] != digest:
             return False
         # RFC 2408 5 / 2409 5: a duplicate gets our last answer again, once.
         self.drops["retransmission"] += 1
@@ -641,12 +669,16 @@ class SaState:
         that message already has an answer (Main Mode's message 6)."""
         self._sent_now.setdefault(message_id, data)
 
-    def _remember_in(self, message_id: int, data: bytes) -> None:
+    def _remember_in(self, message_id: int, data: bytes, digest: bytes | None = None) -> None:
+        """Note the message (`digest`: its `message_digest`, if the caller has it) and the
+        answer it got, for retransmissions of it (RFC 2408 5)."""
+        if digest is None:
+            digest = message_digest(data)
         prev = self._last_in.get(message_id)
-        reply = prev[1] if prev is not None and prev[0] == _digest(data) else None
+        reply = prev[1] if prev is not None and prev[0] == digest else None
         if reply is None:
             reply = self._sent_now.get(message_id)
-        self._last_in[message_id] = (_digest(data), reply)
+        self._last_in[message_id] = (digest, reply)
         self._last_in.move_to_end(message_id)
         while len(self._last_in) > 8:
             self._last_in.popitem(last=False)

@@ -65,7 +65,7 @@ def _send(sa: SaState, x: Exchange, cfg_type: int, attrs: list[DataAttribute], n
     assert sa.hash is not None
     ap = AttributePayload(cfg_type, identifier, attrs)
     rest = encode_payloads([ap])
-    hp = HashPayload(info_hash(sa.hash, sa.skeyid_a, x.message_id, rest))
+    hp = HashPayload(info_hash(sa.hash, sa.keyed(sa.skeyid_a), x.message_id, rest))
     payloads: list[Payload] = [hp, ap]
     sa.send(TRANS, payloads, message_id=x.message_id, encrypt=True,
             expect_reply=expect_reply, now=now, body=encode_hashed(hp, [ap], rest))
@@ -78,8 +78,8 @@ def _verified_attr(sa: SaState, msg: Message) -> AttributePayload:
     if len(p) < 2 or not isinstance(p[0], HashPayload) or not isinstance(p[1], AttributePayload):
         raise IkeError("bad_transaction", "transaction message is not HASH, ATTR",
                        NotifyType.PAYLOAD_MALFORMED, send_notify=False, fatal=False)
-    rest = b"".join(x.raw for x in p[1:])
-    want = info_hash(sa.hash, sa.skeyid_a, msg.message_id, rest)
+    rest = b"".join([x.raw for x in p[1:]])
+    want = info_hash(sa.hash, sa.keyed(sa.skeyid_a), msg.message_id, rest)
     if not hashes_equal(want, p[0].data):
         raise IkeError("hash_mismatch", "transaction message with a wrong HASH",
                        NotifyType.INVALID_HASH_INFORMATION, send_notify=False, fatal=False)
@@ -196,7 +196,7 @@ def _server_modecfg_request(sa: SaState, x: Exchange, ap: AttributePayload) -> N
         raise IkeError("modecfg_before_xauth", "Mode Config request before XAUTH completed",
                        NotifyType.AUTHENTICATION_FAILED, send_notify=False, fatal=False)
     x.kind, x.state = "modecfg", "wait_driver"
-    requested = tuple(a.type for a in ap.attributes)
+    requested = tuple([a.type for a in ap.attributes])
     x.identifier = ap.identifier
     x.requested = requested
     version = ""
