@@ -52,7 +52,7 @@ VERSION = 0x10  # ISAKMP 1.0 (RFC 2408 3.1)
 def answer(sa: SaState, data: bytes, remote: Address, local_port: int, now: float) -> bool:
     """Answer `data` if it is a plain R-U-THERE; False: not handled, nothing changed."""
     if sa.state is not State.ESTABLISHED or sa.config.log_severity >= 8 or \
-            len(data) < HEADER_LEN:
+            len(data) < HEADER_LEN or data[18] != INFO:  # octet 18: the exchange type
         return False
     _, _, next_payload, version, exchange, flags, mid, length = _HEADER.unpack_from(data)
     if exchange != INFO or flags != Flag.ENCRYPTION or next_payload != PayloadType.HASH \

@@ -30,19 +30,26 @@ class MessageIdWindow:
         self._count = 0
 
     def add(self, mid: int) -> None:
-        if mid == 0 or mid in self:  # already in the window (as a dict key it was)
+        if mid == 0:
             return
+        needle = mid.to_bytes(_SLOT, "big")  # OverflowError beyond 4 octets, as before
         if self._buf is None:
             self._buf = bytearray(_SLOT * self.size)
+        elif self._find(needle):  # already in the window (as a dict key it was)
+            return
         at = self._next * _SLOT
-        self._buf[at:at + _SLOT] = mid.to_bytes(_SLOT, "big")
+        self._buf[at:at + _SLOT] = needle
         self._next = (self._next + 1) % self.size
         self._count = min(self.size, self._count + 1)
 
     def __contains__(self, mid: object) -> bool:
         if self._buf is None or not isinstance(mid, int) or not 0 < mid < 1 << 32:
             return False
-        needle = mid.to_bytes(_SLOT, "big")
+        return self._find(mid.to_bytes(_SLOT, "big"))
+
+    def _find(self, needle: bytes) -> bool:
+        """Whether a slot holds these 4 octets (the buffer exists)."""
+        assert self._buf is not None
         at = self._buf.find(needle)
         while at >= 0 and at % _SLOT:  # a match across two slots is no match
             at = self._buf.find(needle, at + 1)

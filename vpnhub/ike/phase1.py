@@ -506,6 +506,14 @@ def check_nonce(p: NoncePayload) -> None:
                        NotifyType.PAYLOAD_MALFORMED)
 
 
+# the phase 1 authentication as the Cisco client's log names it
+_AUTH_NAMES: dict[int, str] = {AuthMethod.PSK: "Preshared Keys",
+                               AuthMethod.XAUTH_INIT_PSK: "Preshared Keys-XAUTH",
+                               AuthMethod.RSA_SIG: "RSA Digital Certificate",
+                               AuthMethod.XAUTH_INIT_RSA: "RSA Digital Certificate-XAUTH",
+                               AuthMethod.HYBRID_INIT_RSA: "RSA Hybrid-XAUTH"}
+
+
 def established(sa: SaState, mode: str, now: float) -> None:
     assert sa.suite is not None
     sa.state = State.ESTABLISHED
@@ -517,12 +525,7 @@ def established(sa: SaState, mode: str, now: float) -> None:
     s = sa.suite
     name = ike_suite_name(s.encr, s.key_length, s.hash, s.group)
     parts = name.split("/")
-    auth_names: dict[int, str] = {AuthMethod.PSK: "Preshared Keys",
-                                  AuthMethod.XAUTH_INIT_PSK: "Preshared Keys-XAUTH",
-                                  AuthMethod.RSA_SIG: "RSA Digital Certificate",
-                                  AuthMethod.XAUTH_INIT_RSA: "RSA Digital Certificate-XAUTH",
-                                  AuthMethod.HYBRID_INIT_RSA: "RSA Hybrid-XAUTH"}
-    auth = auth_names.get(s.auth, str(s.auth))
+    auth = _AUTH_NAMES.get(s.auth, str(s.auth))
     peer_id = describe_id(sa.peer_id_type, sa.peer_id_data)
     if sa.logs(5):
         sa.log("IKE", 5, f"IKE SA established ({mode} Mode, {name}, {auth},"

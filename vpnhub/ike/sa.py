@@ -55,12 +55,6 @@ __all__ = ["IKE_PORT", "NATT_PORT", "PHASE1_REKEY_AT", "Address", "ChildSA", "Da
 PHASE1_REKEY_AT = 0.9  # share of the IKE SA lifetime after which the initiator rekeys
 
 
-def _on_grid(t: float, grid: float) -> float:
-    """`t` rounded up to a multiple of `grid` (0: exact). Multiples of a power of two
-    such as 0.5 or 1.0 are exact floats, so SAs in one slot share one deadline."""
-    return math.ceil(t / grid) * grid if grid > 0 else t
-
-
 class IkeSA(SaState):
     """One ISAKMP SA and its phase 2 exchanges, for either role: the facade the
     drivers use over the state (`SaState`) and the exchange modules."""
@@ -121,7 +115,11 @@ class IkeSA(SaState):
                 t = deadline
             idle = self._idle_deadline(deadline is None)
             if idle is not None:
-                idle = _on_grid(idle, self.config.idle_timer_grid)
+                grid = self.config.idle_timer_grid
+                if grid > 0:  # rounded up to the grid (0: exact). Multiples of a power
+                    # of two such as 0.5 or 1.0 are exact floats: SAs in one slot
+                    # share one deadline
+                    idle = math.ceil(idle / grid) * grid
                 if t is None or idle < t:
                     t = idle
         elif self.state is not State.DELETED:
@@ -168,7 +166,7 @@ class IkeSA(SaState):
         self._sent_now = {}
         if is_fragment(data):
             try:
-                whole = self._reassembler.feed(data, remote, now)
+                whole = self.reassembler().feed(data, remote, now)
             except FragmentError as e:
                 self.drops[e.reason] += 1
                 return

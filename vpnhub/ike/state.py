@@ -451,7 +451,9 @@ class SaState:
         # the newest R-U-THERE sequence number the peer sent (RFC 3706 7: an older one
         # is a replay, dropped; informational.check_r_u_there_seq)
         self.dpd_peer_seq: int | None = None
-        self._reassembler = Reassembler(max_messages=4)
+        # made by the first fragment (`reassembler`): few peers fragment, every SA
+        # would carry an empty one
+        self._reassembler: Reassembler | None = None
         self._sent_now: dict[int, bytes] = {}
         # the source of the message being received until it authenticates (commit_iv)
         self._unauth_source: Address | None = None
@@ -643,6 +645,12 @@ class SaState:
             return
         self._out.append(Datagram(data, self.remote, self.local_port, self.transport))
 
+    def reassembler(self) -> Reassembler:
+        """This SA's IKE fragments being joined (a few messages at a time)."""
+        if self._reassembler is None:
+            self._reassembler = Reassembler(max_messages=4)
+        return self._reassembler
+
     def _next_fragment_id(self) -> int:
         self._frag_id = (getattr(self, "_frag_id", 0) % 0xFFFF) + 1
         return self._frag_id
@@ -729,8 +737,9 @@ class SaState:
                 source = self.remote  # phase 1 never authenticated: a timeout, a retransmit
             self._events.append(ev.LogLine(cls, severity, text, source, reason))
 
-    def log(self, cls: str, severity: int, text: str) -> None:
-        self._log(cls, severity, text)
+    # the exchanges' way to log (`reason` names a per-packet failure): `_log` itself,
+    # not a call that makes a second one (~10 lines per handshake)
+    log = _log
 
     def logs(self, severity: int) -> bool:
         """Whether a line of this severity is kept: a caller whose text is dear to build
