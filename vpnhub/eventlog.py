@@ -82,11 +82,27 @@ class Record:
         _, _, port = self.peer.rpartition(":")
         return int(port) if port.isdigit() else None
 
+    @classmethod
+    def make(cls, seq: int, time: float, event_class: str, severity: int, text: str,
+             peer: str, group: str, user: str, repeat: int, last: float,
+             authenticated: bool) -> Record:
+        """The record `Record(...)` builds, all fields given: a frozen dataclass's
+        __init__ sets each of its 11 fields by object.__setattr__ (~1.7 us a record,
+        ~0.5 us this way); the event log makes one per event and per repeat, the
+        store one per row read (issue 13). Equal, hashed and frozen as any other."""
+        rec = object.__new__(cls)
+        rec.__dict__.update(seq=seq, time=time, cls=event_class, severity=severity, text=text,
+                            peer=peer, group=group, user=user, repeat=repeat, last=last,
+                            authenticated=authenticated)
+        return rec
+
     def same_fields(self, cls: str, severity: int, text: str, peer: str, group: str,
                     user: str, authenticated: bool) -> bool:
-        """Whether an event with these fields repeats this one (all but time and seq)."""
-        return (self.cls, self.severity, self.text, self.peer, self.group, self.user,
-                self.authenticated) == (cls, severity, text, peer, group, user, authenticated)
+        """Whether an event with these fields repeats this one (all but time and seq).
+        The text first: it tells most lines apart (no tuples built per event)."""
+        return (self.text == text and self.cls == cls and self.severity == severity
+                and self.peer == peer and self.group == group and self.user == user
+                and self.authenticated == authenticated)
 
     def format(self) -> str:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(self.time))
@@ -408,8 +424,8 @@ def _row(r: Record) -> tuple[object, ...]:
 
 def _record(row: tuple[Any, ...]) -> Record:
     seq, t, last, cls, sev, rpt, peer, _addr, grp, user, text, auth = row
-    return Record(int(seq), float(t), str(cls), int(sev), str(text), str(peer), str(grp),
-                  str(user), int(rpt), float(last), bool(auth))
+    return Record.make(int(seq), float(t), str(cls), int(sev), str(text), str(peer), str(grp),
+                       str(user), int(rpt), float(last), bool(auth))
 
 
 def _where(f: EventFilter) -> tuple[str, list[object]]:
@@ -444,12 +460,6 @@ def _where(f: EventFilter) -> tuple[str, list[object]]:
 
 
 # ----------------------------------------------------------------------------- the log
-@dataclass
-class _Levels:
-    console: int
-    keep: int
-
-
 @dataclass
 class _Repeats:
     """Console lines held back while the same event repeats."""
@@ -486,7 +496,7 @@ class EventLog:
         # alternation to replace; one attribute, so that a reload swaps both at once
         self._secrets: tuple[re.Pattern[str], re.Pattern[str]] | None = None
         self._lock = threading.RLock()
-        self._levels: dict[str, _Levels] = {}
+        self._levels: dict[str, tuple[int, int]] = {}  # (console, keep) by class, resolved
         # (console, keep) set at run time (Classes page), over `classes` from the config
         self.overrides: dict[str, tuple[int, int]] = {}
 
@@ -596,10 +606,10 @@ class EventLog:
         lv = self._levels.get(cls)
         if lv is None:
             console, keep = self.classes.get(cls, (None, None))
-            lv = _Levels(self.console_severity if console is None else console,
-                         self.keep_severity if keep is None else keep)
+            lv = (self.console_severity if console is None else console,
+                  self.keep_severity if keep is None else keep)
             self._levels[cls] = lv
-        return lv.console, lv.keep
+        return lv
 
     # -- adding
     def add(self, cls: str, severity: int, text: str, *, peer: str = "", group: str = "",
@@ -635,21 +645,23 @@ class EventLog:
             now = self.clock()
             last = self._last
             self.counts[cls] += 1
-            # compared field by field, and a new record built once with its seq: a
-            # login logs about seven lines, dataclasses.replace per line showed in
-            # the handshake profile (issue 13)
+            # compared field by field, and a new record built once with its seq
+            # (Record.make): a login logs about seven lines, dataclasses.replace and
+            # the frozen __init__ per line showed in the handshake profile (issue 13)
             if last is not None and last.same_fields(cls, severity, text, peer, group, user,
                                                      authenticated):
-                rec = replace(last, repeat=last.repeat + 1, last=now)
+                rec = Record.make(last.seq, last.time, cls, severity, text, peer, group, user,
+                                  last.repeat + 1, now, authenticated)
                 self._repeated(rec, console, keep)
             else:
                 self._flush_console()
                 self.seq += 1
-                rec = Record(self.seq, now, cls, severity, text, peer, group, user, 1, now,
-                             authenticated)
+                rec = Record.make(self.seq, now, cls, severity, text, peer, group, user, 1, now,
+                                  authenticated)
                 self._new(rec, console, keep)
             self._last = rec
-            subscribers = list(self._subscribers)
+            # replaced, never changed in place (subscribe): this list is the one to call
+            subscribers = self._subscribers
         for notify in subscribers:
             notify(rec)
         return rec
@@ -745,12 +757,14 @@ class EventLog:
     def subscribe(self, notify: Callable[[Record], None]) -> Callable[[], None]:
         """Call `notify(record)` for every new or repeated record; returns the unsubscriber.
         `notify` runs in the thread that logs: it must be quick and must not log."""
-        with self._lock:
-            self._subscribers.append(notify)
+        with self._lock:  # a new list: _add calls the one it read, without a copy
+            self._subscribers = [*self._subscribers, notify]
 
         def unsubscribe() -> None:
             with self._lock, contextlib.suppress(ValueError):
-                self._subscribers.remove(notify)
+                remaining = list(self._subscribers)
+                remaining.remove(notify)
+                self._subscribers = remaining
         return unsubscribe
 
     def is_kept(self, r: Record) -> bool:

@@ -279,6 +279,22 @@ def test_a_store_subscriber_hears_a_login_and_a_logout() -> None:
     assert ended[0].reason and len(rig.core.sessions) == 0
 
 
+def test_mode_config_is_one_change_of_the_session() -> None:
+    """Mode Config's client type (the Unity application version) and address reach the
+    store's subscribers as one SessionChanged, as phase 1's fields do: one snapshot."""
+    rig = CoreRig.from_text(config_text())
+    seen: list[SessionEvent] = []
+    rig.core.sessions.subscribe(seen.append)
+    pc = rig.connect(rig.add_pc("vpnuser1", application_version="Cisco Systems VPN Client"))
+    assert pc.up
+    address = _first_change(seen, "assigned_ip")
+    assert {"client", "assigned_ip"} <= address.fields
+    assert address.session.client == "Cisco Systems VPN Client"
+    assert str(address.session.assigned_ip) == pc.address
+    assert [e for e in seen if isinstance(e, SessionChanged) and "client" in e.fields] \
+        [-1] is address
+
+
 def test_the_stats_refresh_changes_a_session_only_when_its_counters_moved() -> None:
     rig = CoreRig.from_text(config_text())
     pc = rig.connect(rig.add_pc("vpnuser1"))

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import sqlite3
 import threading
 import time
 import timeit
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from vpnhub.config import parse_config
-from vpnhub.eventlog import CLASSES, SEVERITY_MEANING, EventFilter, EventLog, EventStore
+from vpnhub.eventlog import (
+    CLASSES,
+    SEVERITY_MEANING,
+    EventFilter,
+    EventLog,
+    EventStore,
+    Record,
+)
 
 HEAD = """
 [concentrator]
@@ -247,6 +256,44 @@ def test_subscribers_see_new_and_repeated_records() -> None:
     stop()
     log.add("IKE", 3, "b")
     assert seen == [(1, 1), (1, 2)]
+
+
+def test_a_subscriber_may_unsubscribe_from_inside_its_notify() -> None:
+    """The log calls the subscribers it had when the record was made: one that stops
+    (itself or another) from inside its call changes the next record's list only."""
+    log = make_log()
+    seen: list[str] = []
+    stops: list[Callable[[], None]] = []
+
+    def first(r: Record) -> None:
+        seen.append(f"first {r.text}")
+        stops[0]()
+
+    stops.append(log.subscribe(first))
+    stops.append(log.subscribe(lambda r: seen.append(f"second {r.text}")))
+    twice = log.subscribe(lambda r: seen.append(f"third {r.text}"))
+    log.add("IKE", 3, "a")
+    log.add("IKE", 3, "b")
+    twice()
+    twice()  # a second stop is harmless
+    log.add("IKE", 3, "c")
+    assert seen == ["first a", "second a", "third a", "second b", "third b", "second c"]
+
+
+def test_records_are_frozen_values() -> None:
+    """What the log hands out equals (and hashes as) the same Record built by hand,
+    and cannot be changed; a repeat is a new record."""
+    log = make_log()
+    rec = log.add("IKE", 3, "a", peer="203.0.113.78:4500", group="g", user="u")
+    assert rec is not None
+    same = Record(rec.seq, rec.time, "IKE", 3, "a", "203.0.113.78:4500", "g", "u", 1,
+                  rec.last, True)
+    assert rec == same and hash(rec) == hash(same) and repr(rec) == repr(same)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.text = "b"  # type: ignore[misc]
+    again = log.add("IKE", 3, "a", peer="203.0.113.78:4500", group="g", user="u")
+    assert again is not None and (again.seq, again.repeat) == (rec.seq, 2)
+    assert rec.repeat == 1 and again.time == rec.time and again.last >= rec.last
 
 
 @pytest.mark.parametrize("records", [0, 10])

@@ -99,6 +99,19 @@ def test_only_session_fields_can_be_set_and_never_the_key() -> None:
         store.update(KEY_A, password="secret")
 
 
+def test_a_refused_write_leaves_the_counters_and_the_user_index_alone() -> None:
+    """A write naming a field that does not exist changes nothing: the session is still
+    counted as active and logged in (the check comes before the counters are touched)."""
+    store = MemorySessionStore(10)
+    s = store.start(KEY_A, "203.0.113.78", 1026, user="alice", authenticated=True)
+    other = store.start(KEY_B, "203.0.113.78", 1027)
+    store.add_child(KEY_A, child(1))
+    with pytest.raises(TypeError, match="not a session field: password"):
+        store.update(KEY_A, user="bob", password="secret")
+    assert s.user == "alice" and store.active() == 1
+    assert [o.key for o in store.logins_of("alice", besides=other)] == [KEY_A]
+
+
 def test_start_of_a_known_key_keeps_the_session() -> None:
     store = MemorySessionStore(10)
     first = store.start(KEY_A, "203.0.113.78", 1026, user="alice")
@@ -233,6 +246,7 @@ def test_logins_of_a_user_leave_the_asking_session_out() -> None:
     assert [s.public_port for s in store.logins_of("alice", besides=a)] == [1025]
     assert len(store.logins_of("alice", besides=b)) == 1
     assert store.logins_of("bob", besides=a) == []
+    assert [store.login_count(u, besides=a) for u in ("alice", "bob")] == [1, 0]
 
 
 def test_summary_peak_and_cumulative_as_the_session_summary_shows_them() -> None:
@@ -294,6 +308,8 @@ def test_the_counters_and_the_user_index_follow_every_write() -> None:
             store.update(key, user=rng.choice(users), authenticated=rng.random() < 0.6)
         elif op == 2:
             store.update(key, lan_to_lan=rng.choice(["", "site-b"]))
+        elif op == 5 and step % 2:  # fields the counters do not read
+            store.update(key, client=rng.choice(["vpnc", ""]), nat_t=rng.random() < 0.5)
         elif op == 3:
             store.add_child(key, child(rng.randrange(1, 5)))
         elif op == 4:
@@ -308,6 +324,7 @@ def test_the_counters_and_the_user_index_follow_every_write() -> None:
                 want = {o.key for o in sessions
                         if o.authenticated and o.user == user and o.key != s.key}
                 assert {o.key for o in store.logins_of(user, besides=s)} == want
+                assert store.login_count(user, besides=s) == len(want)
 
 
 def test_a_subscriber_gets_only_the_kinds_it_asked_for_and_no_snapshot_is_built_else(

@@ -33,8 +33,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
@@ -225,22 +224,49 @@ class _KeyedLocks:
         self._locks: dict[Hashable, asyncio.Lock] = {}
         self._holders: dict[Hashable, int] = {}
 
-    @asynccontextmanager
-    async def hold(self, key: Hashable) -> AsyncIterator[None]:
+    def hold(self, key: Hashable) -> _Hold:
+        """`async with hold(key):` the key's lock is held inside."""
+        return _Hold(self, key)
+
+    def _enter(self, key: Hashable) -> asyncio.Lock:
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = asyncio.Lock()
         self._holders[key] = self._holders.get(key, 0) + 1
-        try:
-            async with lock:
-                yield
-        finally:
-            self._holders[key] -= 1
-            if self._holders[key] == 0:
-                del self._holders[key], self._locks[key]
+        return lock
+
+    def _leave(self, key: Hashable) -> None:
+        self._holders[key] -= 1
+        if self._holders[key] == 0:
+            del self._holders[key], self._locks[key]
 
     def __len__(self) -> int:
         return len(self._locks)
+
+
+class _Hold:
+    """`_KeyedLocks.hold`: a class, not an @asynccontextmanager, whose generator and
+    wrapper cost ~2 us a use, two uses per login (issue 13)."""
+
+    __slots__ = ("_key", "_lock", "_locks")
+
+    def __init__(self, locks: _KeyedLocks, key: Hashable) -> None:
+        self._locks, self._key = locks, key
+
+    async def __aenter__(self) -> None:
+        lock = self._locks._enter(self._key)
+        try:
+            await lock.acquire()
+        except BaseException:  # cancelled while waiting: it holds nothing
+            self._locks._leave(self._key)
+            raise
+        self._lock = lock
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            self._lock.release()
+        finally:
+            self._locks._leave(self._key)
 
 
 class Lockout:

@@ -785,12 +785,12 @@ class ConcentratorCore:
         g = self.groups.get(s.group)
         if g is None:
             return ""
-        logins = self.sessions.logins_of(s.user, besides=s)
-        if len(logins) < g.simultaneous_logins:
+        if self.sessions.login_count(s.user, besides=s) < g.simultaneous_logins:
             return ""
         if g.simultaneous_logins == 0:
             why = f"group {g.name} allows no logins (simultaneous_logins = 0)"
         else:
+            logins = self.sessions.logins_of(s.user, besides=s)
             held = ", ".join(sorted(f"{o.public_ip}:{o.public_port}" for o in logins))
             why = (f"already {len(logins)} session(s) (from {held}); group {g.name} allows"
                    f" {g.simultaneous_logins} simultaneous login(s)")
@@ -852,9 +852,11 @@ class ConcentratorCore:
 
     def _on_ModeConfigRequested(self, sa: IkeSA, e: ev.ModeConfigRequested) -> None:
         s = self._session(sa)
-        self.sessions.update(s.key, client=_client_type(s.vendor_ids, e.application_version))
+        # the client's type goes in with the address: one SessionChanged (issue 13)
+        client = _client_type(s.vendor_ids, e.application_version)
         g = self.groups.get(s.group)
         if g is None:
+            self.sessions.update(s.key, client=client)
             sa.delete(self.clock(), "no such group")
             return
         try:
@@ -863,6 +865,7 @@ class ConcentratorCore:
         except PoolError as err:
             # the pool says why (vpnhub/session/pool.py PoolExhausted; a cluster member
             # without its database, vpnhub/cluster/pool.py): the client is refused
+            self.sessions.update(s.key, client=client)
             reason = str(getattr(err, "reason", "pool_exhausted"))
             what = "exhausted" if reason == "pool_exhausted" else f"refused ({reason})"
             self.log.add("MODECFG", 2, f"address pool of group {g.name} {what}"
@@ -872,7 +875,7 @@ class ConcentratorCore:
             sa.delete(self.clock(), "address pool exhausted" if reason == "pool_exhausted"
                       else f"no address: {reason.replace('_', ' ')}")
             return
-        fields: dict[str, Any] = {"assigned_ip": addr}
+        fields: dict[str, Any] = {"client": client, "assigned_ip": addr}
         if self._held:  # its own user took a held address back
             self._held = [h for h in self._held if (h.group, h.address) != (g.name, str(addr))]
         self._state_changed()
@@ -892,7 +895,7 @@ class ConcentratorCore:
                 fields.update(transport="cisco-udp", diagnosis="")  # the NAT is crossed after all
                 self.log.add("NATT", 4, f"IPsec over UDP negotiated on port {self.udp_port}",
                              peer=f"{sa.remote[0]}:{sa.remote[1]}", group=s.group, user=s.user)
-        self.sessions.update(s.key, **fields)  # one SessionChanged: address (and transport)
+        self.sessions.update(s.key, **fields)  # one SessionChanged: client, address (transport)
         sa.modecfg_reply(cfg, self.clock())
 
     def _granted_address(self, g: GroupConfig, s: SessionView) -> ipaddress.IPv4Address | None:
