@@ -7,6 +7,7 @@ import ipaddress
 import json
 import logging
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -198,6 +199,29 @@ def test_unsubscribe_stops_the_events_even_from_inside_one() -> None:
     store.start(KEY_B, "203.0.113.78", 1025)
     assert len(seen) == 1
     unsubscribe()  # twice is harmless
+
+
+def test_an_event_reaches_the_subscribers_it_had_when_it_was_made() -> None:
+    """Subscribing or unsubscribing from inside a subscriber changes who hears the next
+    event, never who hears this one; subscribers are told in the order they came."""
+    store = MemorySessionStore(10)
+    heard: list[str] = []
+    stops: dict[str, Callable[[], None]] = {}
+
+    def first(e: SessionEvent) -> None:
+        heard.append(f"first {type(e).__name__}")
+        if isinstance(e, SessionStarted):
+            stops["second"]()  # still hears this event
+            stops["late"] = store.subscribe(lambda e: heard.append(f"late {type(e).__name__}"),
+                                            (SessionChanged,), frozenset({"user"}))
+
+    stops["first"] = store.subscribe(first)
+    stops["second"] = store.subscribe(lambda e: heard.append(f"second {type(e).__name__}"))
+    store.start(KEY_A, "203.0.113.78", 1026)
+    store.update(KEY_A, client="vpnc")  # not a field "late" asked for
+    store.update(KEY_A, user="alice")
+    assert heard == ["first SessionStarted", "second SessionStarted",
+                     "first SessionChanged", "first SessionChanged", "late SessionChanged"]
 
 
 class SnapshotCount:

@@ -145,12 +145,12 @@ class Session:
 
     def snapshot(self) -> SessionView:
         """A copy frozen at run time: its maps are read-only copies of the live ones."""
-        fields = dict(self.__dict__)
+        snap = object.__new__(_FrozenSession)
+        fields = snap.__dict__  # written directly: bypasses the __setattr__ that refuses
+        fields.update(self.__dict__)
         fields["ike"] = MappingProxyType(dict(self.ike))
         fields["children"] = MappingProxyType(dict(self.children))
         fields["drops"] = MappingProxyType(dict(self.drops))
-        snap = object.__new__(_FrozenSession)
-        snap.__dict__.update(fields)  # bypasses the __setattr__ that refuses
         return snap
 
     @property

@@ -46,6 +46,7 @@ _COUNTED = frozenset({"children", "user", "lan_to_lan", "authenticated"})
 # A subscriber: its callback, the event kinds it wants, and the fields a
 # SessionChanged must touch to reach it (None: any).
 _Subscription = tuple[Subscriber, tuple[type[SessionEvent], ...], frozenset[str] | None]
+_Listener = tuple[Subscriber, frozenset[str] | None]  # a subscription of one kind
 
 
 @runtime_checkable
@@ -121,6 +122,10 @@ class MemorySessionStore:
         # wants -- the counters refresh changes 10,000 sessions every 10 s and the
         # manager's tally reads none of those fields
         self._subscribers: list[_Subscription] = []
+        # The same, by event kind: (callback, fields) in the order they subscribed.
+        # Rebuilt (a new dict) by subscribe and unsubscribe, read by every write: a
+        # login's seven writes do not scan every subscription's kinds twice (issue 13)
+        self._by_kind: dict[type[SessionEvent], list[_Listener]] = {}
         # Kept up to date by every write (all writes come through here), so that a
         # login does not scan 10,000 sessions twice (the simultaneous-logins check
         # and the peak): sessions with a user and an IPsec SA, LAN-to-LAN ones among
@@ -305,31 +310,38 @@ class MemorySessionStore:
         returns the unsubscribe."""
         entry = (callback, kinds, fields)
         self._subscribers.append(entry)
+        self._index()
 
         def unsubscribe() -> None:
             if entry in self._subscribers:
                 self._subscribers.remove(entry)
+                self._index()
         return unsubscribe
 
+    def _index(self) -> None:
+        """`_by_kind` from `_subscribers`: a new dict and new lists, so that an event
+        being told goes on with the listeners it had (one may unsubscribe meanwhile)."""
+        self._by_kind = {kind: [(callback, want) for callback, kinds, want in self._subscribers
+                                if kind in kinds] for kind in ALL_KINDS}
+
     def _wants(self, kind: type[SessionEvent]) -> bool:
-        return any(kind in kinds for _, kinds, _ in self._subscribers)
+        return bool(self._by_kind.get(kind))
 
     def _changed(self, s: Session, fields: Iterable[str]) -> None:
-        if not self._subscribers:
+        listeners = self._by_kind.get(SessionChanged)
+        if not listeners:
             return  # nobody to tell: no event built
         names = frozenset(fields)
-        if names and any(SessionChanged in kinds and (want is None or not want.isdisjoint(names))
-                         for _, kinds, want in self._subscribers):
-            self._emit(SessionChanged(s.snapshot(), names))
+        told = [callback for callback, want in listeners
+                if want is None or not want.isdisjoint(names)]
+        if names and told:
+            self._tell(told, SessionChanged(s.snapshot(), names))
 
-    def _emit(self, event: SessionEvent) -> None:
-        kind = type(event)
-        changed = event.fields if isinstance(event, SessionChanged) else None
-        for callback, kinds, want in list(self._subscribers):  # one may unsubscribe meanwhile
-            if kind not in kinds:
-                continue
-            if changed is not None and want is not None and want.isdisjoint(changed):
-                continue
+    def _emit(self, event: SessionStarted | SessionEnded) -> None:
+        self._tell([callback for callback, _ in self._by_kind.get(type(event), ())], event)
+
+    def _tell(self, callbacks: list[Subscriber], event: SessionEvent) -> None:
+        for callback in callbacks:
             try:
                 callback(event)
             except Exception:
