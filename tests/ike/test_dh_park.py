@@ -228,6 +228,10 @@ def test_a_job_the_full_backlog_left_out_is_queued_when_its_sa_comes_back() -> N
     shell = Shell(lab)
     try:
         g = dh_group(14)
+        deadline = time.monotonic() + 30
+        while shell.worker._busy is None:  # the held job left the queue: at the gate
+            assert time.monotonic() < deadline, "the worker never took the held job"
+            time.sleep(0.001)
         filler = g.generate()  # the backlog behind the held job: full
         for _ in range(dhworker.BACKLOG):
             shell.worker.submit(SharedSecretJob(filler, g.generate().public))
