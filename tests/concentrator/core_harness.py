@@ -45,6 +45,21 @@ USERS = {"vpnuser1": "userpass1", "vpnuser2": "userpass2"}
 START = 1000.0  # the simulated monotonic clock at the start
 
 
+# The smallest whole-shell configuration (`Concentrator` with its admin socket at
+# `{sock}`), for the tests of the process shell rather than of the core
+SHELL_CONFIG = """\
+[concentrator]
+public_address = "203.0.113.50"
+private_networks = ["192.168.2.0/24"]
+[admin]
+socket = "{sock}"
+[[group]]
+name = "g"
+psk = "secret"
+address_pool = "10.40.1.0/24"
+"""
+
+
 def config_text(*, group_extra: str = "", log_extra: str = "", store: str = "",
                 natt: bool = True, pool: str = "10.40.1.0/24", limits_extra: str = "",
                 concentrator_extra: str = "", psk: str = PSK,

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from core_harness import SHELL_CONFIG
 from socket_fakes import ask
 
 from vpnhub.concentrator.service import Concentrator
@@ -23,24 +24,12 @@ from vpnhub.eventlog import EventLog
 from vpnhub.net.jsonline import MAX_DEPTH, MAX_REQUEST_BYTES
 from vpnhub.net.loopwatch import LoopWatch
 
-CONFIG = """\
-[concentrator]
-public_address = "203.0.113.50"
-private_networks = ["192.168.2.0/24"]
-[admin]
-socket = "{sock}"
-[[group]]
-name = "g"
-psk = "secret"
-address_pool = "10.40.1.0/24"
-"""
-
 
 def run_server(tmp_path: Path, requests: list[bytes]) -> tuple[list[dict[str, Any]],
                                                                   list[dict[str, Any]], str]:
     sock = tmp_path / "admin.sock"
     out = io.StringIO()
-    conc = Concentrator(parse_config(CONFIG.format(sock=sock)), EventLog(out=out))
+    conc = Concentrator(parse_config(SHELL_CONFIG.format(sock=sock)), EventLog(out=out))
     unhandled: list[dict[str, Any]] = []
 
     async def main() -> list[dict[str, Any]]:
@@ -86,7 +75,7 @@ def test_strings_with_brackets_are_not_nesting(tmp_path: Path) -> None:
 def test_status_reports_the_loops_worst_delay(tmp_path: Path) -> None:
     """Issue 13: `status` carries LoopWatch's figures (the shell starts it in run())."""
     sock = tmp_path / "admin.sock"
-    conc = Concentrator(parse_config(CONFIG.format(sock=sock)), EventLog(out=io.StringIO()))
+    conc = Concentrator(parse_config(SHELL_CONFIG.format(sock=sock)), EventLog(out=io.StringIO()))
 
     async def main() -> dict[str, Any]:
         conc.loop_watch = LoopWatch(asyncio.get_running_loop(), interval=0.02)

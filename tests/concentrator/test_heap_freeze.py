@@ -12,24 +12,12 @@ import gc
 import io
 from pathlib import Path
 
-from core_harness import CoreRig, config_text
+from core_harness import SHELL_CONFIG, CoreRig, config_text
 
 from vpnhub.concentrator.memory import HeapFreezer, young_generation_fill
 from vpnhub.concentrator.service import Concentrator
 from vpnhub.config import parse_config
 from vpnhub.eventlog import EventLog
-
-CONFIG = """\
-[concentrator]
-public_address = "203.0.113.50"
-private_networks = ["192.168.2.0/24"]
-[admin]
-socket = "{sock}"
-[[group]]
-name = "g"
-psk = "secret"
-address_pool = "10.40.1.0/24"
-"""
 
 
 def test_a_freeze_after_every_growth_of_sessions() -> None:
@@ -123,7 +111,7 @@ class _Batching:
 def test_every_readers_turn_gives_the_freezer_its_look(tmp_path: Path) -> None:
     """Not only the timer: its turn can wait behind the data plane's answers while a
     storm fills the young generation (vpnhub serve only: `own_process`)."""
-    config = parse_config(CONFIG.format(sock=tmp_path / "a.sock"))
+    config = parse_config(SHELL_CONFIG.format(sock=tmp_path / "a.sock"))
     conc = Concentrator(config, EventLog(out=io.StringIO()))
     conc.dataplane = _Batching()  # type: ignore[assignment]
     frozen: list[int] = []

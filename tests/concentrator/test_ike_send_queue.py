@@ -14,6 +14,7 @@ import io
 import socket
 from pathlib import Path
 
+from core_harness import SHELL_CONFIG
 from socket_fakes import FullSocket
 
 from vpnhub.concentrator.service import Concentrator
@@ -23,17 +24,6 @@ from vpnhub.ike.sa import Datagram
 from vpnhub.ike.transport import Transport
 from vpnhub.net.sendqueue import MAX_QUEUED, SendQueue
 
-CONFIG = """\
-[concentrator]
-public_address = "203.0.113.50"
-private_networks = ["192.168.2.0/24"]
-[admin]
-socket = "{sock}"
-[[group]]
-name = "g"
-psk = "secret"
-address_pool = "10.40.1.0/24"
-"""
 PEER = ("198.51.100.7", 500)
 
 
@@ -59,7 +49,8 @@ def drain(end: socket.socket) -> list[bytes]:
 
 def test_reply_waits_for_a_full_send_buffer_and_goes_out(tmp_path: Path) -> None:
     out = io.StringIO()
-    conc = Concentrator(parse_config(CONFIG.format(sock=tmp_path / "a.sock")), EventLog(out=out))
+    conc = Concentrator(parse_config(SHELL_CONFIG.format(sock=tmp_path / "a.sock")),
+                        EventLog(out=out))
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     for s in (ours, peer):
         s.setblocking(False)
@@ -146,7 +137,7 @@ def test_shutdown_deletes_all_wait_for_the_socket() -> None:
 def test_an_action_after_a_queued_message_runs_once_it_went_out(tmp_path: Path) -> None:
     """Issue 16: the outbound SA of a Quick Mode we initiated goes to the data plane only
     once our message 3 left; behind a full send buffer, that is when the queue sent it."""
-    conc = Concentrator(parse_config(CONFIG.format(sock=tmp_path / "a.sock")),
+    conc = Concentrator(parse_config(SHELL_CONFIG.format(sock=tmp_path / "a.sock")),
                         EventLog(out=io.StringIO()))
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     for s in (ours, peer):

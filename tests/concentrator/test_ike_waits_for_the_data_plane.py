@@ -16,6 +16,8 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from core_harness import SHELL_CONFIG
+
 from vpnhub.concentrator.service import Concentrator
 from vpnhub.config import parse_config
 from vpnhub.esp import ESP_AES_CBC, HMAC_SHA1_96, SaParams, key_lengths
@@ -26,17 +28,6 @@ from vpnhub.net.messages import AddInbound, Address
 from vpnhub.net.workerlink import Batch, Link, link_pair
 from vpnhub.net.workers import WorkerFds, WorkerPool
 
-CONFIG = """\
-[concentrator]
-public_address = "203.0.113.50"
-private_networks = ["192.168.2.0/24"]
-[admin]
-socket = "{sock}"
-[[group]]
-name = "g"
-psk = "secret"
-address_pool = "10.40.1.0/24"
-"""
 PEERS = [("198.51.100.7", 500), ("198.51.100.8", 500), ("198.51.100.9", 500)]
 
 
@@ -50,7 +41,7 @@ class Rig:
 
     def __init__(self, tmp_path: Path) -> None:
         self.out = io.StringIO()
-        self.conc = Concentrator(parse_config(CONFIG.format(sock=tmp_path / "a.sock")),
+        self.conc = Concentrator(parse_config(SHELL_CONFIG.format(sock=tmp_path / "a.sock")),
                                  EventLog(out=self.out))
         self.pool = WorkerPool([WorkerFds(tun=-1), WorkerFds(tun=-1)])
         self.workers: list[Link] = []  # the workers' ends
