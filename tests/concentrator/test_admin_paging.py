@@ -12,7 +12,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from test_admin_socket import CONFIG
+from core_harness import SHELL_CONFIG
 
 from vpnhub.admin import request, request_sessions
 from vpnhub.concentrator.adminsessions import MAX_LIMIT, sessions_page
@@ -87,7 +87,7 @@ def test_bad_limits_and_cursors_are_refused() -> None:
 
 def test_the_cli_walk_joins_every_page_through_the_socket(tmp_path: Path) -> None:
     sock = tmp_path / "admin.sock"
-    conc = Concentrator(parse_config(CONFIG.format(sock=sock)), EventLog())
+    conc = Concentrator(parse_config(SHELL_CONFIG.format(sock=sock)), EventLog())
     store = conc.core.sessions
     assert isinstance(store, MemorySessionStore)
     fill(store, MAX_LIMIT + 5)
